@@ -1,0 +1,250 @@
+//! K2: ground-plane RANSAC with an up-direction prior, counter-based hypotheses and least-squares refinement.
+//!
+//! Hypothesis `h` of a frame is the plane through the points with indices
+//! `draw_index(seed, frame_key, h, d, n)` for `d = 0, 1, 2` (see [`super::rng`]). It is *admissible* when the
+//! three points are distinct and not collinear, and when its normal, oriented towards the camera, is within
+//! `max_tilt_deg` of the up prior (default: the camera's −y, i.e. "up" in the image). Walls and ceilings fail the
+//! prior; floors and table tops pass it. Each admissible hypothesis is scored by the number of inliers among a
+//! fixed, evenly strided subsample of `score_samples` points (all points when the frame has fewer). The winner is
+//! the highest score, ties going to the lowest hypothesis index. The winner is then refined by least squares
+//! (total least squares: the smallest eigenvector of the inliers' covariance) over **all** points, and its final
+//! inlier count is taken over all points.
+
+use nalgebra::{Matrix3, SymmetricEigen};
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use super::rng::draw_index;
+use super::{cross, dot, normalize, sub, to_f64, Plane, Point3};
+
+/// Parameters of the ground-plane search.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RansacParams {
+    /// Number of hypotheses drawn.
+    pub hypotheses: u32,
+    /// Inlier band half-width in metres.
+    pub inlier_threshold_m: f32,
+    /// Size of the strided subsample used to score hypotheses (0 = score on all points).
+    pub score_samples: u32,
+    /// Up direction expected in the camera frame (unit vector). OpenCV camera: up is −y.
+    pub up_prior: [f32; 3],
+    /// Largest admissible angle between the plane normal and the up prior, in degrees.
+    pub max_tilt_deg: f32,
+    /// Least-squares refinement rounds over all points.
+    pub refine_iterations: u32,
+    /// The ground counts as found only with at least this share of all points as inliers...
+    pub min_inlier_fraction: f32,
+    /// ...and at least this many inliers.
+    pub min_inliers: u32,
+    /// Seed of the counter-based RNG.
+    pub seed: u32,
+}
+
+impl Default for RansacParams {
+    fn default() -> Self {
+        RansacParams {
+            hypotheses: 1000,
+            inlier_threshold_m: 0.02,
+            score_samples: 16_384,
+            up_prior: [0.0, -1.0, 0.0],
+            max_tilt_deg: 60.0,
+            refine_iterations: 3,
+            min_inlier_fraction: 0.03,
+            min_inliers: 300,
+            seed: 0,
+        }
+    }
+}
+
+/// The result of the plane search.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PlaneFit {
+    /// The refined plane, normal oriented towards the camera.
+    pub plane: Plane,
+    /// Index of the winning hypothesis.
+    pub hypothesis: u32,
+    /// Its score (inliers in the subsample).
+    pub score: u32,
+    /// Inliers of the refined plane among all points.
+    pub inliers: u32,
+    /// Whether the fit passes the minimum-support test (otherwise it is reported but not used as ground).
+    pub accepted: bool,
+}
+
+/// The plane of hypothesis `h`, oriented towards the camera, or `None` when it is degenerate or fails the prior.
+pub fn hypothesis_plane(points: &[Point3], frame_key: u32, h: u32, params: &RansacParams) -> Option<Plane> {
+    let n = u32::try_from(points.len()).ok()?;
+    if n < 3 {
+        return None;
+    }
+    let i0 = draw_index(params.seed, frame_key, h, 0, n);
+    let i1 = draw_index(params.seed, frame_key, h, 1, n);
+    let i2 = draw_index(params.seed, frame_key, h, 2, n);
+    if i0 == i1 || i1 == i2 || i0 == i2 {
+        return None;
+    }
+    let p0 = to_f64(points[i0 as usize]);
+    let p1 = to_f64(points[i1 as usize]);
+    let p2 = to_f64(points[i2 as usize]);
+    let normal = cross(sub(p1, p0), sub(p2, p0));
+    // Reject near-collinear triples: the normal of a sliver triangle is noise.
+    let area2 = dot(normal, normal);
+    let scale = dot(sub(p1, p0), sub(p1, p0)).max(dot(sub(p2, p0), sub(p2, p0)));
+    if !(area2 > 1e-12 * scale * scale) {
+        return None;
+    }
+    let normal = normalize(normal)?;
+    oriented_with_prior(normal, -dot(normal, p0), params)
+}
+
+/// Orients `normal · p + offset = 0` so the camera (origin) is on the positive side and applies the tilt prior.
+fn oriented_with_prior(normal: [f64; 3], offset: f64, params: &RansacParams) -> Option<Plane> {
+    let (normal, offset) = if offset < 0.0 { ([-normal[0], -normal[1], -normal[2]], -offset) } else { (normal, offset) };
+    let up = normalize(to_f64(params.up_prior))?;
+    let cos_tilt = dot(normal, up);
+    let min_cos = f64::from(params.max_tilt_deg).to_radians().cos();
+    (cos_tilt >= min_cos).then_some(Plane { normal, offset })
+}
+
+/// Indices of the scoring subsample: evenly strided over the point list.
+pub fn score_sample_indices(n_points: usize, params: &RansacParams) -> Vec<u32> {
+    let s = if params.score_samples == 0 { n_points } else { (params.score_samples as usize).min(n_points) };
+    (0..s).map(|i| ((i as u64 * n_points as u64) / s as u64) as u32).collect()
+}
+
+/// Scores of every hypothesis (0 for inadmissible ones). Exposed so GPU backends can be checked hypothesis by
+/// hypothesis against it.
+pub fn score_hypotheses(points: &[Point3], frame_key: u32, params: &RansacParams) -> Vec<u32> {
+    let sample: Vec<Point3> =
+        score_sample_indices(points.len(), params).iter().map(|&i| points[i as usize]).collect();
+    let thr = params.inlier_threshold_m;
+    (0..params.hypotheses)
+        .into_par_iter()
+        .with_min_len(8)
+        .map(|h| match hypothesis_plane(points, frame_key, h, params) {
+            None => 0,
+            Some(plane) => {
+                let [a, b, c] = plane.normal.map(|v| v as f32);
+                let d = plane.offset as f32;
+                sample.iter().filter(|p| (a * p[0] + b * p[1] + c * p[2] + d).abs() <= thr).count() as u32
+            }
+        })
+        .collect()
+}
+
+/// Counts the points within the inlier band of `plane`.
+pub fn count_inliers(points: &[Point3], plane: &Plane, threshold_m: f32) -> u32 {
+    let [a, b, c] = plane.normal.map(|v| v as f32);
+    let d = plane.offset as f32;
+    points
+        .par_iter()
+        .with_min_len(1 << 14)
+        .filter(|p| (a * p[0] + b * p[1] + c * p[2] + d).abs() <= threshold_m)
+        .count() as u32
+}
+
+/// Inlier mask of `plane` over all points.
+pub fn inlier_mask(points: &[Point3], plane: &Plane, threshold_m: f32) -> Vec<bool> {
+    let [a, b, c] = plane.normal.map(|v| v as f32);
+    let d = plane.offset as f32;
+    points.par_iter().with_min_len(1 << 14).map(|p| (a * p[0] + b * p[1] + c * p[2] + d).abs() <= threshold_m).collect()
+}
+
+/// Sum, sum of outer products and count of the inliers of a plane (f64 accumulation).
+#[derive(Clone, Copy, Default)]
+struct Moments {
+    n: f64,
+    s: [f64; 3],
+    ss: [f64; 6], // xx, xy, xz, yy, yz, zz
+}
+
+impl Moments {
+    fn add(mut self, p: [f64; 3]) -> Self {
+        self.n += 1.0;
+        for k in 0..3 {
+            self.s[k] += p[k];
+        }
+        self.ss[0] += p[0] * p[0];
+        self.ss[1] += p[0] * p[1];
+        self.ss[2] += p[0] * p[2];
+        self.ss[3] += p[1] * p[1];
+        self.ss[4] += p[1] * p[2];
+        self.ss[5] += p[2] * p[2];
+        self
+    }
+    fn merge(mut self, o: Self) -> Self {
+        self.n += o.n;
+        for k in 0..3 {
+            self.s[k] += o.s[k];
+        }
+        for k in 0..6 {
+            self.ss[k] += o.ss[k];
+        }
+        self
+    }
+}
+
+/// Total-least-squares plane through the points within the band of `plane`; `None` when fewer than 3.
+pub fn refine_plane(points: &[Point3], plane: &Plane, threshold_m: f32, params: &RansacParams) -> Option<Plane> {
+    let [a, b, c] = plane.normal.map(|v| v as f32);
+    let d = plane.offset as f32;
+    // Centre coordinates on the current plane's foot point to keep the covariance well conditioned.
+    let o = [-plane.normal[0] * plane.offset, -plane.normal[1] * plane.offset, -plane.normal[2] * plane.offset];
+    let m = points
+        .par_iter()
+        .with_min_len(1 << 14)
+        .fold(Moments::default, |m, p| {
+            if (a * p[0] + b * p[1] + c * p[2] + d).abs() <= threshold_m {
+                m.add(sub(to_f64(*p), o))
+            } else {
+                m
+            }
+        })
+        .reduce(Moments::default, Moments::merge);
+    if m.n < 3.0 {
+        return None;
+    }
+    let mean = [m.s[0] / m.n, m.s[1] / m.n, m.s[2] / m.n];
+    let cov = |i: usize, j: usize, k: usize| m.ss[k] / m.n - mean[i] * mean[j];
+    let c = Matrix3::new(
+        cov(0, 0, 0),
+        cov(0, 1, 1),
+        cov(0, 2, 2),
+        cov(0, 1, 1),
+        cov(1, 1, 3),
+        cov(1, 2, 4),
+        cov(0, 2, 2),
+        cov(1, 2, 4),
+        cov(2, 2, 5),
+    );
+    let eig = SymmetricEigen::new(c);
+    let k = eig.eigenvalues.imin();
+    let v = eig.eigenvectors.column(k);
+    let mut normal = normalize([v[0], v[1], v[2]])?;
+    // Keep the orientation of the plane being refined.
+    if dot(normal, plane.normal) < 0.0 {
+        normal = [-normal[0], -normal[1], -normal[2]];
+    }
+    let centroid = [mean[0] + o[0], mean[1] + o[1], mean[2] + o[2]];
+    oriented_with_prior(normal, -dot(normal, centroid), params)
+}
+
+/// K2: finds the ground plane of a frame. Returns `None` when no admissible hypothesis exists; a fit with too
+/// little support comes back with `accepted == false`.
+pub fn fit_ground_plane(points: &[Point3], frame_key: u32, params: &RansacParams) -> Option<PlaneFit> {
+    let scores = score_hypotheses(points, frame_key, params);
+    let (best_h, best_score) =
+        scores.iter().enumerate().fold((None, 0u32), |(bh, bs), (h, &s)| if s > bs { (Some(h as u32), s) } else { (bh, bs) });
+    let hypothesis = best_h?;
+    let mut plane = hypothesis_plane(points, frame_key, hypothesis, params)?;
+    for _ in 0..params.refine_iterations {
+        match refine_plane(points, &plane, params.inlier_threshold_m, params) {
+            Some(p) => plane = p,
+            None => break,
+        }
+    }
+    let inliers = count_inliers(points, &plane, params.inlier_threshold_m);
+    let needed = (params.min_inlier_fraction as f64 * points.len() as f64).ceil().max(f64::from(params.min_inliers));
+    Some(PlaneFit { plane, hypothesis, score: best_score, inliers, accepted: f64::from(inliers) >= needed })
+}

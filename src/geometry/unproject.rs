@@ -1,0 +1,219 @@
+//! K1: unproject valid depth pixels to points in the camera frame, for the whole frame and grouped per object.
+//!
+//! Output order is stable (row-major pixel order; objects in their given order), so every backend can produce
+//! byte-comparable buffers with prefix sums instead of atomic counters.
+
+use rayon::prelude::*;
+
+use super::{Intrinsics, Point3};
+
+/// A depth map in its stored representation. 16-bit depth stays 16-bit (half the bytes to move).
+#[derive(Clone, Debug)]
+pub enum DepthData {
+    /// Integer depth: metres = value / `units_per_meter`. 0 is always invalid, and so is `invalid_value` if set.
+    U16 { values: Vec<u16>, units_per_meter: f32, invalid_value: Option<u16> },
+    /// Float depth in metres; non-finite and non-positive values are invalid.
+    F32 { values: Vec<f32> },
+}
+
+/// A depth map of `width × height` pixels, row-major.
+#[derive(Clone, Debug)]
+pub struct DepthImage {
+    pub width: u32,
+    pub height: u32,
+    pub data: DepthData,
+}
+
+impl DepthImage {
+    /// Number of pixels.
+    pub fn len(&self) -> usize {
+        self.width as usize * self.height as usize
+    }
+
+    /// True when the image has no pixels.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Depth of pixel `index` in metres, or `None` when the pixel is invalid.
+    #[inline]
+    pub fn depth_m(&self, index: usize) -> Option<f32> {
+        match &self.data {
+            DepthData::U16 { values, units_per_meter, invalid_value } => {
+                let v = values[index];
+                (v != 0 && Some(v) != *invalid_value).then(|| f32::from(v) / units_per_meter)
+            }
+            DepthData::F32 { values } => {
+                let v = values[index];
+                (v.is_finite() && v > 0.0).then_some(v)
+            }
+        }
+    }
+
+    /// Counts the valid pixels.
+    pub fn count_valid(&self) -> usize {
+        (0..self.len()).into_par_iter().with_min_len(1 << 14).filter(|&i| self.depth_m(i).is_some()).count()
+    }
+}
+
+/// Points with the pixel each came from.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct PointCloud {
+    pub points_in_camera: Vec<Point3>,
+    /// Pixel index `v * width + u` of each point.
+    pub pixels: Vec<u32>,
+}
+
+impl PointCloud {
+    pub fn len(&self) -> usize {
+        self.points_in_camera.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.points_in_camera.is_empty()
+    }
+}
+
+/// Per-column and per-row ray factors: `x = z * ray_x[u]`, `y = z * ray_y[v]`.
+struct Rays {
+    ray_x: Vec<f32>,
+    ray_y: Vec<f32>,
+}
+
+impl Rays {
+    fn new(k: &Intrinsics) -> Self {
+        let ray_x = (0..k.width).map(|u| ((f64::from(u) - k.cx) / k.fx) as f32).collect();
+        let ray_y = (0..k.height).map(|v| ((f64::from(v) - k.cy) / k.fy) as f32).collect();
+        Rays { ray_x, ray_y }
+    }
+
+    #[inline]
+    fn point(&self, u: usize, v: usize, z: f32) -> Point3 {
+        [z * self.ray_x[u], z * self.ray_y[v], z]
+    }
+}
+
+/// K1 for the whole frame: every valid depth pixel, in row-major order.
+///
+/// The depth image and intrinsics must agree in size (the frame loader checks this and reports it as an error).
+pub fn unproject_depth(depth: &DepthImage, k: &Intrinsics) -> PointCloud {
+    debug_assert_eq!((depth.width, depth.height), (k.width, k.height));
+    let rays = Rays::new(k);
+    let w = depth.width as usize;
+    const ROWS_PER_TASK: usize = 16;
+    let chunks: Vec<(Vec<Point3>, Vec<u32>)> = (0..depth.height as usize)
+        .into_par_iter()
+        .step_by(ROWS_PER_TASK)
+        .map(|v0| {
+            let v1 = (v0 + ROWS_PER_TASK).min(depth.height as usize);
+            let mut pts = Vec::with_capacity((v1 - v0) * w);
+            let mut pix = Vec::with_capacity((v1 - v0) * w);
+            for v in v0..v1 {
+                for u in 0..w {
+                    let i = v * w + u;
+                    if let Some(z) = depth.depth_m(i) {
+                        pts.push(rays.point(u, v, z));
+                        pix.push(i as u32);
+                    }
+                }
+            }
+            (pts, pix)
+        })
+        .collect();
+    let n: usize = chunks.iter().map(|c| c.0.len()).sum();
+    let mut cloud = PointCloud { points_in_camera: Vec::with_capacity(n), pixels: Vec::with_capacity(n) };
+    for (p, i) in chunks {
+        cloud.points_in_camera.extend_from_slice(&p);
+        cloud.pixels.extend_from_slice(&i);
+    }
+    cloud
+}
+
+/// Which pixels belong to an object.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ObjectRegion {
+    /// Pixels whose value in the instance-label image equals `instance_id`.
+    Instance { instance_id: u32 },
+    /// Pixels whose centre lies inside the box `[x0, y0, x1, y1)` (pixel units, already clipped to the image).
+    Box { x0: u32, y0: u32, x1: u32, y1: u32 },
+}
+
+/// Points of all objects of a frame, flat, with prefix-sum offsets: object `i` owns
+/// `points_in_camera[offsets[i]..offsets[i + 1]]`.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct GroupedPoints {
+    pub points_in_camera: Vec<Point3>,
+    pub pixels: Vec<u32>,
+    pub offsets: Vec<u32>,
+}
+
+impl GroupedPoints {
+    /// Number of objects.
+    pub fn objects(&self) -> usize {
+        self.offsets.len().saturating_sub(1)
+    }
+
+    /// Points of object `i`.
+    pub fn object_points(&self, i: usize) -> &[Point3] {
+        &self.points_in_camera[self.offsets[i] as usize..self.offsets[i + 1] as usize]
+    }
+
+    /// Pixel indices of object `i`.
+    pub fn object_pixels(&self, i: usize) -> &[u32] {
+        &self.pixels[self.offsets[i] as usize..self.offsets[i + 1] as usize]
+    }
+}
+
+/// K1 per object: the valid depth pixels of each region, unprojected, in row-major order per object.
+///
+/// `instance_labels` is the instance-label image (row-major, same size as the depth) and is required when any
+/// region is an [`ObjectRegion::Instance`]; a pixel may belong to several boxes, and then to each of them.
+pub fn unproject_objects(
+    depth: &DepthImage,
+    k: &Intrinsics,
+    instance_labels: Option<&[u32]>,
+    regions: &[ObjectRegion],
+) -> GroupedPoints {
+    let rays = Rays::new(k);
+    let w = depth.width as usize;
+    let per_object: Vec<(Vec<Point3>, Vec<u32>)> = regions
+        .par_iter()
+        .map(|region| {
+            let mut pts = Vec::new();
+            let mut pix = Vec::new();
+            let mut push = |u: usize, v: usize| {
+                let i = v * w + u;
+                if let Some(z) = depth.depth_m(i) {
+                    pts.push(rays.point(u, v, z));
+                    pix.push(i as u32);
+                }
+            };
+            match *region {
+                ObjectRegion::Instance { instance_id } => {
+                    if let Some(labels) = instance_labels {
+                        for (i, &l) in labels.iter().enumerate() {
+                            if l == instance_id {
+                                push(i % w, i / w);
+                            }
+                        }
+                    }
+                }
+                ObjectRegion::Box { x0, y0, x1, y1 } => {
+                    for v in y0 as usize..(y1 as usize).min(depth.height as usize) {
+                        for u in x0 as usize..(x1 as usize).min(w) {
+                            push(u, v);
+                        }
+                    }
+                }
+            }
+            (pts, pix)
+        })
+        .collect();
+    let mut out = GroupedPoints { offsets: Vec::with_capacity(regions.len() + 1), ..Default::default() };
+    out.offsets.push(0);
+    for (p, i) in per_object {
+        out.points_in_camera.extend_from_slice(&p);
+        out.pixels.extend_from_slice(&i);
+        out.offsets.push(out.points_in_camera.len() as u32);
+    }
+    out
+}

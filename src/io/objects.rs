@@ -1,0 +1,162 @@
+//! Object annotations: instance-label PNG + labels map, or 2D boxes.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::depth::decode_gray_png;
+use super::manifest::{BoxesSpec, FrameSpec, LabelsSpec, ObjectsSpec};
+use super::read_file;
+use crate::error::{Error, Result};
+use crate::geometry::unproject::ObjectRegion;
+
+/// How an object was given.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ObjectKind {
+    /// Pixels of an instance id in an instance-label image (a mask).
+    Instance,
+    /// Pixels inside a 2D box (background included until denoising).
+    Box,
+}
+
+/// One annotated object of a frame.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ObjectDef {
+    pub label: String,
+    pub kind: ObjectKind,
+    /// The instance id for masks.
+    pub instance_id: Option<u32>,
+    /// Pixel box `[x0, y0, x1, y1]`: the given box, or the mask's bounding box.
+    pub bbox_px: [f32; 4],
+    pub region: ObjectRegion,
+}
+
+/// Parses a labels map `{"<id>": "<label>"}` (ids are positive integers). Sorted by id.
+pub fn parse_labels(value: &Value) -> std::result::Result<Vec<(u32, String)>, String> {
+    let Value::Object(map) = value else { return Err("labels must be a JSON object {\"<id>\": \"<label>\"}".into()) };
+    let mut out = Vec::with_capacity(map.len());
+    for (k, v) in map {
+        let id: u32 = k.trim().parse().map_err(|_| format!("label key {k:?} is not an instance id"))?;
+        if id == 0 {
+            return Err("instance id 0 means \"no object\" and cannot have a label".into());
+        }
+        let Value::String(label) = v else { return Err(format!("label of id {id} must be a string, got {v}")) };
+        if label.trim().is_empty() {
+            return Err(format!("label of id {id} is empty"));
+        }
+        out.push((id, label.clone()));
+    }
+    out.sort_by_key(|(id, _)| *id);
+    Ok(out)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBox {
+    label: String,
+    xyxy: [f64; 4],
+}
+
+/// Parses a box list `[{"label": ..., "xyxy": [x0, y0, x1, y1]}]` and converts each box to the pixels whose
+/// centres lie inside it, clipped to a `width × height` image.
+pub fn parse_boxes(value: &Value, width: u32, height: u32) -> std::result::Result<Vec<ObjectDef>, String> {
+    let raw: Vec<RawBox> = serde_json::from_value(value.clone()).map_err(|e| format!("malformed boxes: {e}"))?;
+    raw.into_iter()
+        .enumerate()
+        .map(|(i, b)| {
+            let [x0, y0, x1, y1] = b.xyxy;
+            if !b.xyxy.iter().all(|v| v.is_finite()) || x0 >= x1 || y0 >= y1 {
+                return Err(format!("box {i} ({}): need finite x0 < x1 and y0 < y1, got {:?}", b.label, b.xyxy));
+            }
+            if b.label.trim().is_empty() {
+                return Err(format!("box {i} has an empty label"));
+            }
+            // Pixel u is inside when x0 <= u + 0.5 < x1.
+            let clip = |v: f64, hi: u32| (v - 0.5).ceil().clamp(0.0, f64::from(hi)) as u32;
+            let (px0, px1, py0, py1) = (clip(x0, width), clip(x1, width), clip(y0, height), clip(y1, height));
+            if px0 >= px1 || py0 >= py1 {
+                return Err(format!("box {i} ({}) {:?} covers no pixel of the {width}x{height} image", b.label, b.xyxy));
+            }
+            Ok(ObjectDef {
+                label: b.label,
+                kind: ObjectKind::Box,
+                instance_id: None,
+                bbox_px: b.xyxy.map(|v| v as f32),
+                region: ObjectRegion::Box { x0: px0, y0: py0, x1: px1, y1: py1 },
+            })
+        })
+        .collect()
+}
+
+fn read_json(frame: &str, path: &Path) -> Result<Value> {
+    let bytes = read_file(frame, path)?;
+    serde_json::from_slice(&bytes).map_err(|e| Error::Objects {
+        frame: frame.to_string(),
+        path: path.to_path_buf(),
+        message: format!("not valid JSON: {e}"),
+    })
+}
+
+/// Resolves a frame's objects. Returns the instance-id image (when objects come from one) and the objects in
+/// their given order (instances: ascending id; boxes: file order).
+pub fn load_objects(spec: &FrameSpec) -> Result<(Option<Vec<u32>>, Vec<ObjectDef>)> {
+    let frame = spec.key.as_str();
+    let (w, h) = (spec.intrinsics.width, spec.intrinsics.height);
+    let obj_err = |path: &Path, message: String| Error::Objects { frame: frame.to_string(), path: path.to_path_buf(), message };
+    match &spec.objects {
+        ObjectsSpec::None => Ok((None, Vec::new())),
+        ObjectsSpec::Boxes(b) => {
+            let (value, path): (Value, PathBuf) = match b {
+                BoxesSpec::File(p) => (read_json(frame, p)?, p.clone()),
+                BoxesSpec::Inline(v) => (v.clone(), spec.manifest.clone()),
+            };
+            let objects = parse_boxes(&value, w, h).map_err(|m| obj_err(&path, m))?;
+            Ok((None, objects))
+        }
+        ObjectsSpec::Instances { png, labels } => {
+            let bytes = read_file(frame, png)?;
+            let img = decode_gray_png(&bytes)
+                .map_err(|message| Error::Decode { frame: frame.to_string(), path: png.clone(), message })?;
+            if (img.width, img.height) != (w, h) {
+                return Err(Error::ImageFormat {
+                    frame: frame.to_string(),
+                    path: png.clone(),
+                    message: format!("the instance image is {}x{} but the intrinsics say {w}x{h}", img.width, img.height),
+                });
+            }
+            let (value, labels_path) = match labels {
+                LabelsSpec::File(p) => (read_json(frame, p)?, p.clone()),
+                LabelsSpec::Inline(v) => (v.clone(), spec.manifest.clone()),
+            };
+            let labels = parse_labels(&value).map_err(|m| obj_err(&labels_path, m))?;
+            let ids: Vec<u32> = img.values.iter().map(|&v| u32::from(v)).collect();
+            // Bounding box per labelled id; an id with no pixel is an inconsistency worth failing on.
+            let mut objects = Vec::with_capacity(labels.len());
+            for (id, label) in labels {
+                let mut bb = [u32::MAX, u32::MAX, 0, 0];
+                let mut any = false;
+                for (i, _) in ids.iter().enumerate().filter(|(_, &v)| v == id) {
+                    let (u, v) = (i as u32 % w, i as u32 / w);
+                    bb = [bb[0].min(u), bb[1].min(v), bb[2].max(u + 1), bb[3].max(v + 1)];
+                    any = true;
+                }
+                if !any {
+                    return Err(obj_err(
+                        &labels_path,
+                        format!("label {label:?} refers to instance id {id}, which has no pixel in {}", png.display()),
+                    ));
+                }
+                objects.push(ObjectDef {
+                    label,
+                    kind: ObjectKind::Instance,
+                    instance_id: Some(id),
+                    bbox_px: bb.map(|v| v as f32),
+                    region: ObjectRegion::Instance { instance_id: id },
+                });
+            }
+            Ok((Some(ids), objects))
+        }
+    }
+}

@@ -1,0 +1,29 @@
+//! spatialsynth: spatial-reasoning training data from RGB-D frames (the SpatialVLM data pipeline).
+//!
+//! The library is the product; the `spatialsynth` binary is a thin layer over it. Layers:
+//! - [`io`]: frame manifests (`frames.json`, JSON Lines), depth (16-bit PNG, `.npy`), object annotations;
+//! - [`geometry`]: the CPU reference of kernels K1–K5 (unproject, ground RANSAC, DBSCAN, stats, relations);
+//! - [`pipeline`]: one frame to one [`scene::SceneGraph`];
+//! - [`run`]: many frames, in parallel batches, written atomically, failures recorded;
+//! - [`bench`]: the W1–W3 geometry workload shared with the Open3D baseline.
+//!
+//! ```no_run
+//! use spatialsynth::{io, pipeline};
+//! # fn main() -> Result<(), spatialsynth::Error> {
+//! for spec in io::read_manifest("data/sample/frames.json".as_ref())? {
+//!     let frame = io::load_frame(&spec?)?;
+//!     let graph = pipeline::process_frame(&frame, &pipeline::SceneConfig::default())?;
+//!     println!("{}: {} objects, ground found: {}", graph.frame, graph.objects.len(), graph.ground.found);
+//! }
+//! # Ok(()) }
+//! ```
+
+pub mod bench;
+pub mod error;
+pub mod geometry;
+pub mod io;
+pub mod pipeline;
+pub mod run;
+pub mod scene;
+
+pub use error::{Error, Result};

@@ -1,0 +1,309 @@
+//! From a loaded frame (or any camera-frame point cloud with objects) to a scene graph: K1 → K5 on the CPU.
+
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::geometry::canonical::{CanonicalFrame, GroundSource};
+use crate::geometry::dbscan::dbscan;
+use crate::geometry::outlier::{statistical_outlier_mask, OutlierParams};
+use crate::geometry::ransac::{fit_ground_plane, PlaneFit, RansacParams};
+use crate::geometry::relations::{closest_surface_matrix, relate_all};
+use crate::geometry::rng::frame_key;
+use crate::geometry::stats::{summarize, NoiseModel, ObjectSummary};
+use crate::geometry::unproject::{unproject_depth, unproject_objects};
+use crate::geometry::{dot, normalize, Point3};
+use crate::io::objects::ObjectKind;
+use crate::io::LoadedFrame;
+use crate::scene::{DroppedObject, GroundInfo, SceneGraph, SceneObject, SceneRelation};
+
+/// Every parameter of the scene stage. Written to `run.json` so a dataset says how it was made.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SceneConfig {
+    /// Ground-plane RANSAC (K2).
+    pub ransac: RansacParams,
+    /// Without a ground plane, the ground is put at this quantile of the points' heights along the gravity prior.
+    pub fallback_ground_quantile: f64,
+    /// Object DBSCAN radius (K3): `max(object_eps_m, object_eps_px · median depth / focal length)`, so that
+    /// sparse far-away objects (LiDAR rings, distant Kinect points) are not shattered.
+    pub object_eps_m: f32,
+    pub object_eps_px: f32,
+    /// DBSCAN `min_points` for objects.
+    pub object_min_points: u32,
+    /// Objects left with fewer points than this after denoising are dropped (and listed as dropped).
+    pub min_object_points: u32,
+    /// Box objects: drop points within the ground inlier band before clustering (boxes contain floor).
+    pub remove_ground_from_boxes: bool,
+    /// Box objects: the kept cluster is the one with most points in the central part of the box (this share of
+    /// its width and height), since the largest cluster of a box is often the wall behind the object.
+    pub box_core_fraction: f32,
+    /// Optional statistical outlier removal after DBSCAN.
+    pub outlier_removal: Option<OutlierParams>,
+    /// Voxel size of the exact closest-surface search (affects speed only, not the result).
+    pub gap_voxel_m: f32,
+    /// Depth-noise model behind each object's `sigma_m`.
+    pub noise: NoiseModel,
+}
+
+impl Default for SceneConfig {
+    fn default() -> Self {
+        SceneConfig {
+            ransac: RansacParams::default(),
+            fallback_ground_quantile: 0.01,
+            object_eps_m: 0.05,
+            object_eps_px: 8.0,
+            object_min_points: 10,
+            min_object_points: 30,
+            remove_ground_from_boxes: true,
+            box_core_fraction: 0.5,
+            outlier_removal: None,
+            gap_voxel_m: 0.02,
+            noise: NoiseModel::default(),
+        }
+    }
+}
+
+/// An object given as points in the camera frame (the output of K1 for one region).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ObjectInput {
+    pub label: String,
+    pub kind: ObjectKind,
+    pub instance_id: Option<u32>,
+    pub bbox_px: [f32; 4],
+    pub points_in_camera: Vec<Point3>,
+    /// For boxes: whether each point's pixel lies in the central part of the box (see
+    /// [`SceneConfig::box_core_fraction`]). Empty for masks.
+    pub in_box_core: Vec<bool>,
+}
+
+/// The geometric content of a scene graph.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SceneGeometry {
+    pub ground: GroundInfo,
+    pub canonical: CanonicalFrame,
+    pub objects: Vec<SceneObject>,
+    pub summaries: Vec<ObjectSummary>,
+    pub dropped: Vec<DroppedObject>,
+    pub relations: Vec<SceneRelation>,
+}
+
+/// K2 plus the canonical frame: the ground plane if RANSAC finds one with enough support, else the gravity prior.
+pub fn ground_and_frame(
+    points: &[Point3],
+    key: u32,
+    config: &SceneConfig,
+    up_in_camera: Option<[f64; 3]>,
+) -> (GroundInfo, CanonicalFrame, Option<PlaneFit>) {
+    let mut ransac = config.ransac.clone();
+    if let Some(up) = up_in_camera.and_then(normalize) {
+        ransac.up_prior = up.map(|v| v as f32);
+    }
+    let fit = fit_ground_plane(points, key, &ransac);
+    let n = points.len().max(1) as f64;
+    let accepted = fit.filter(|f| f.accepted);
+    let up_prior = [f64::from(ransac.up_prior[0]), f64::from(ransac.up_prior[1]), f64::from(ransac.up_prior[2])];
+    let canonical = accepted
+        .and_then(|f| CanonicalFrame::from_ground_plane(&f.plane, GroundSource::Ransac))
+        .or_else(|| CanonicalFrame::from_gravity_prior(up_prior, points, config.fallback_ground_quantile))
+        // Only reachable with a zero up prior, which the manifest parser and RansacParams users must avoid.
+        .unwrap_or(CanonicalFrame {
+            rotation: [[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, -1.0, 0.0]],
+            translation: [0.0, 0.0, 0.0],
+            camera_height_m: 0.0,
+            source: GroundSource::GravityPrior,
+        });
+    let up = canonical.rotation[2];
+    let plane = [up[0], up[1], up[2], canonical.camera_height_m];
+    let ground = GroundInfo {
+        found: accepted.is_some(),
+        source: canonical.source,
+        plane_in_camera: plane,
+        ransac_plane_in_camera: fit.map(|f| [f.plane.normal[0], f.plane.normal[1], f.plane.normal[2], f.plane.offset]),
+        hypothesis: fit.map(|f| f.hypothesis),
+        inliers: fit.map_or(0, |f| f.inliers),
+        inlier_fraction: fit.map_or(0.0, |f| f64::from(f.inliers) / n),
+        camera_height_m: canonical.camera_height_m,
+        camera_tilt_deg: dot(up, [0.0, -1.0, 0.0]).clamp(-1.0, 1.0).acos().to_degrees(),
+    };
+    (ground, canonical, fit)
+}
+
+/// K3 for one object: the kept points (camera frame) and the DBSCAN radius, or why the object is dropped.
+fn denoise_object(
+    obj: &ObjectInput,
+    canonical: &CanonicalFrame,
+    ground_found: bool,
+    focal_px: f64,
+    config: &SceneConfig,
+) -> Result<std::result::Result<(Vec<Point3>, f32), String>, String> {
+    let band = config.ransac.inlier_threshold_m;
+    let drop_ground = obj.kind == ObjectKind::Box && ground_found && config.remove_ground_from_boxes;
+    let keep: Vec<usize> = (0..obj.points_in_camera.len())
+        .filter(|&i| !drop_ground || canonical.apply_f32(obj.points_in_camera[i])[2] > band)
+        .collect();
+    if keep.is_empty() {
+        let why = if obj.points_in_camera.is_empty() { "no valid depth in its region" } else { "only ground points in its box" };
+        return Ok(Err(why.into()));
+    }
+    let pts: Vec<Point3> = keep.iter().map(|&i| obj.points_in_camera[i]).collect();
+    let mut depths: Vec<f32> = pts.iter().map(|p| p[2]).collect();
+    let mid = depths.len() / 2;
+    let median_depth = *depths.select_nth_unstable_by(mid, f32::total_cmp).1;
+    let eps = config.object_eps_m.max((f64::from(config.object_eps_px) * f64::from(median_depth) / focal_px) as f32);
+    let clustering = dbscan(&pts, eps, config.object_min_points).map_err(|e| e.to_string())?;
+    let chosen = if obj.kind == ObjectKind::Box && !obj.in_box_core.is_empty() {
+        let sizes = clustering.sizes();
+        let mut core = vec![0u32; clustering.clusters as usize];
+        for (j, &l) in clustering.labels.iter().enumerate() {
+            if l >= 0 && obj.in_box_core[keep[j]] {
+                core[l as usize] += 1;
+            }
+        }
+        (0..clustering.clusters as usize).max_by_key(|&c| (core[c], sizes[c], std::cmp::Reverse(c))).map(|c| c as u32)
+    } else {
+        clustering.largest()
+    };
+    let Some(chosen) = chosen else {
+        return Ok(Err(format!("no DBSCAN cluster of {} points within {eps:.3} m", config.object_min_points)));
+    };
+    let mut kept: Vec<Point3> =
+        pts.iter().zip(&clustering.labels).filter(|(_, &l)| l == chosen as i32).map(|(p, _)| *p).collect();
+    if let Some(sor) = &config.outlier_removal {
+        let mask = statistical_outlier_mask(&kept, sor);
+        kept = kept.into_iter().zip(mask).filter(|(_, k)| *k).map(|(p, _)| p).collect();
+    }
+    if (kept.len() as u32) < config.min_object_points {
+        return Ok(Err(format!("{} points after denoising, fewer than min_object_points {}", kept.len(), config.min_object_points)));
+    }
+    Ok(Ok((kept, eps)))
+}
+
+/// K2–K5 from camera-frame points: the whole frame's valid points (for the ground) and each object's points.
+///
+/// `frame` names the frame in errors and seeds RANSAC (via [`frame_key`]); `focal_px` scales the object DBSCAN
+/// radius with distance.
+pub fn scene_from_points(
+    frame: &str,
+    points_in_camera: &[Point3],
+    objects: &[ObjectInput],
+    focal_px: f64,
+    up_in_camera: Option<[f64; 3]>,
+    config: &SceneConfig,
+) -> Result<SceneGeometry> {
+    let (ground, canonical, _) = ground_and_frame(points_in_camera, frame_key(frame), config, up_in_camera);
+    let denoised: Vec<_> = objects
+        .par_iter()
+        .map(|o| denoise_object(o, &canonical, ground.found, focal_px, config))
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|message| Error::Geometry { frame: frame.to_string(), message })?;
+
+    let camera_position = canonical.camera_position();
+    let mut scene_objects = Vec::new();
+    let mut summaries = Vec::new();
+    let mut canonical_points: Vec<Vec<Point3>> = Vec::new();
+    let mut dropped = Vec::new();
+    for (index, (obj, result)) in objects.iter().zip(denoised).enumerate() {
+        let points_in_region = obj.points_in_camera.len() as u32;
+        let (kept, eps) = match result {
+            Ok(k) => k,
+            Err(reason) => {
+                dropped.push(DroppedObject { annotation_index: index as u32, label: obj.label.clone(), points_in_region, reason });
+                continue;
+            }
+        };
+        let pts_c: Vec<Point3> = kept.iter().map(|p| canonical.apply_f32(*p)).collect();
+        let Some(s) = summarize(&pts_c, &kept, camera_position, &config.noise) else { continue };
+        scene_objects.push(SceneObject {
+            object_id: scene_objects.len() as u32,
+            annotation_index: index as u32,
+            label: obj.label.clone(),
+            kind: obj.kind,
+            instance_id: obj.instance_id,
+            bbox_px: obj.bbox_px,
+            points_in_region,
+            points: s.points,
+            dbscan_eps_m: eps,
+            centroid_m: s.centroid_m,
+            aabb_min_m: s.aabb_min_m,
+            aabb_max_m: s.aabb_max_m,
+            obb_center_m: s.obb_center_m,
+            obb_size_m: s.size_m,
+            obb_yaw_deg: s.yaw_rad.to_degrees(),
+            width_m: s.width_m(),
+            depth_m: s.depth_m(),
+            height_m: s.height_m(),
+            bottom_m: s.bottom_m(),
+            top_m: s.top_m(),
+            volume_m3: s.volume_m3,
+            distance_to_camera_m: s.distance_to_camera_m,
+            median_depth_m: s.median_depth_m,
+            sigma_m: s.sigma_m,
+        });
+        summaries.push(s);
+        canonical_points.push(pts_c);
+    }
+    let refs: Vec<&[Point3]> = canonical_points.iter().map(Vec::as_slice).collect();
+    let gaps = closest_surface_matrix(&refs, config.gap_voxel_m);
+    let n = summaries.len();
+    let relations = relate_all(&summaries, |i, j| gaps[i * n + j]).iter().map(SceneRelation::from).collect();
+    Ok(SceneGeometry { ground, canonical, objects: scene_objects, summaries, dropped, relations })
+}
+
+/// The full CPU pipeline for one loaded frame: K1 (whole frame and per object), then [`scene_from_points`].
+pub fn process_frame(frame: &LoadedFrame, config: &SceneConfig) -> Result<SceneGraph> {
+    let spec = &frame.spec;
+    let k = &spec.intrinsics;
+    let cloud = unproject_depth(&frame.depth, k);
+    let regions: Vec<_> = frame.objects.iter().map(|o| o.region.clone()).collect();
+    let grouped = unproject_objects(&frame.depth, k, frame.instance_labels.as_deref(), &regions);
+    let width = k.width;
+    let objects: Vec<ObjectInput> = frame
+        .objects
+        .iter()
+        .enumerate()
+        .map(|(i, def)| {
+            let in_box_core = match def.kind {
+                ObjectKind::Box => {
+                    let [x0, y0, x1, y1] = def.bbox_px;
+                    let m = (1.0 - config.box_core_fraction.clamp(0.0, 1.0)) / 2.0;
+                    let (cx0, cx1) = (x0 + m * (x1 - x0), x1 - m * (x1 - x0));
+                    let (cy0, cy1) = (y0 + m * (y1 - y0), y1 - m * (y1 - y0));
+                    grouped
+                        .object_pixels(i)
+                        .iter()
+                        .map(|&p| {
+                            let (u, v) = ((p % width) as f32 + 0.5, (p / width) as f32 + 0.5);
+                            u >= cx0 && u < cx1 && v >= cy0 && v < cy1
+                        })
+                        .collect()
+                }
+                ObjectKind::Instance => Vec::new(),
+            };
+            ObjectInput {
+                label: def.label.clone(),
+                kind: def.kind,
+                instance_id: def.instance_id,
+                bbox_px: def.bbox_px,
+                points_in_camera: grouped.object_points(i).to_vec(),
+                in_box_core,
+            }
+        })
+        .collect();
+    let focal = (k.fx + k.fy) / 2.0;
+    let geo = scene_from_points(&spec.key, &cloud.points_in_camera, &objects, focal, spec.up_in_camera, config)?;
+    Ok(SceneGraph {
+        frame: spec.key.clone(),
+        frame_id: spec.id.clone(),
+        dataset: spec.dataset.clone(),
+        color: spec.color.as_ref().map(|p| p.display().to_string()),
+        depth: spec.depth.display().to_string(),
+        intrinsics: *k,
+        valid_depth_points: cloud.len() as u32,
+        ground: geo.ground,
+        canonical_from_camera: geo.canonical.matrix(),
+        objects: geo.objects,
+        dropped_objects: geo.dropped,
+        relations: geo.relations,
+    })
+}

@@ -1,0 +1,146 @@
+//! The scene graph: one per frame, one JSON object per line of `scene_graphs.jsonl`.
+
+use serde::{Deserialize, Serialize};
+
+use crate::geometry::canonical::GroundSource;
+use crate::geometry::Intrinsics;
+use crate::io::objects::ObjectKind;
+
+/// The ground estimate of a frame.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GroundInfo {
+    /// True when RANSAC found a floor or table with enough support; false means the canonical frame comes from
+    /// the gravity prior (`source`).
+    pub found: bool,
+    pub source: GroundSource,
+    /// `[a, b, c, d]` with `a x + b y + c z + d = 0` in the camera frame, unit normal pointing to the camera side
+    /// (the ground used for the canonical frame).
+    pub plane_in_camera: [f64; 4],
+    /// RANSAC's best plane even when it was not accepted (`null` when no hypothesis was admissible).
+    pub ransac_plane_in_camera: Option<[f64; 4]>,
+    /// Winning hypothesis index (reproducible from the seed and the frame name).
+    pub hypothesis: Option<u32>,
+    /// Inliers of the RANSAC plane among all valid points.
+    pub inliers: u32,
+    pub inlier_fraction: f64,
+    /// Camera height above the ground plane.
+    pub camera_height_m: f64,
+    /// Angle between the ground normal and the camera's −y axis, degrees (the camera's tilt from level).
+    pub camera_tilt_deg: f64,
+}
+
+/// An object of the scene, canonical frame, metres.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SceneObject {
+    /// Index of the object in this frame's `objects` (relations refer to it).
+    pub object_id: u32,
+    /// Index among the frame's annotated objects (stable even when some are dropped).
+    pub annotation_index: u32,
+    pub label: String,
+    pub kind: ObjectKind,
+    pub instance_id: Option<u32>,
+    pub bbox_px: [f32; 4],
+    /// Valid depth points in the object's region, and those kept after denoising.
+    pub points_in_region: u32,
+    pub points: u32,
+    /// DBSCAN radius used for this object (grows with distance for sparse depth).
+    pub dbscan_eps_m: f32,
+    pub centroid_m: [f32; 3],
+    pub aabb_min_m: [f32; 3],
+    pub aabb_max_m: [f32; 3],
+    pub obb_center_m: [f32; 3],
+    /// Oriented box size `[width, depth, height]` (width: the horizontal axis nearer the viewer's left–right).
+    pub obb_size_m: [f32; 3],
+    /// Yaw of the oriented box's width axis from canonical x, degrees in (−45, 45].
+    pub obb_yaw_deg: f32,
+    pub width_m: f32,
+    pub depth_m: f32,
+    pub height_m: f32,
+    /// Lowest and highest point above the ground.
+    pub bottom_m: f32,
+    pub top_m: f32,
+    pub volume_m3: f32,
+    pub distance_to_camera_m: f32,
+    pub median_depth_m: f32,
+    /// Position uncertainty from the depth-noise model.
+    pub sigma_m: f32,
+}
+
+/// An annotated object that did not make it into the scene, and why.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DroppedObject {
+    pub annotation_index: u32,
+    pub label: String,
+    pub points_in_region: u32,
+    pub reason: String,
+}
+
+/// Relations of an ordered pair; see [`crate::geometry::relations::RelationRecord`] for each field's meaning.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SceneRelation {
+    pub a: u32,
+    pub b: u32,
+    pub left_m: f32,
+    pub left_gap_m: f32,
+    pub above_m: f32,
+    pub above_gap_m: f32,
+    pub front_m: f32,
+    pub front_gap_m: f32,
+    pub taller_m: f32,
+    pub wider_m: f32,
+    pub bigger_log_ratio: f32,
+    pub distance_m: f32,
+    pub horizontal_distance_m: f32,
+    pub vertical_distance_m: f32,
+    pub gap_m: f32,
+    pub bearing_deg: f32,
+    pub clock_hour: u32,
+    pub clock_margin_deg: f32,
+    pub sigma_m: f32,
+}
+
+impl From<&crate::geometry::relations::RelationRecord> for SceneRelation {
+    fn from(r: &crate::geometry::relations::RelationRecord) -> Self {
+        SceneRelation {
+            a: r.a,
+            b: r.b,
+            left_m: r.left_m,
+            left_gap_m: r.left_gap_m,
+            above_m: r.above_m,
+            above_gap_m: r.above_gap_m,
+            front_m: r.front_m,
+            front_gap_m: r.front_gap_m,
+            taller_m: r.taller_m,
+            wider_m: r.wider_m,
+            bigger_log_ratio: r.bigger_log_ratio,
+            distance_m: r.distance_m,
+            horizontal_distance_m: r.horizontal_distance_m,
+            vertical_distance_m: r.vertical_distance_m,
+            gap_m: r.gap_m,
+            bearing_deg: r.bearing_deg,
+            clock_hour: r.clock_hour,
+            clock_margin_deg: r.clock_margin_deg,
+            sigma_m: r.sigma_m,
+        }
+    }
+}
+
+/// One frame's scene graph.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SceneGraph {
+    /// Run-wide frame name, `dataset/id`.
+    pub frame: String,
+    pub frame_id: String,
+    pub dataset: String,
+    pub color: Option<String>,
+    pub depth: String,
+    pub intrinsics: Intrinsics,
+    pub valid_depth_points: u32,
+    pub ground: GroundInfo,
+    /// 4×4 row-major rigid transform taking camera-frame points to the canonical frame.
+    pub canonical_from_camera: [[f64; 4]; 4],
+    pub objects: Vec<SceneObject>,
+    pub dropped_objects: Vec<DroppedObject>,
+    /// Every ordered pair `(a, b)`, `a ≠ b`, a-major.
+    pub relations: Vec<SceneRelation>,
+}
