@@ -11,7 +11,7 @@ use crate::geometry::ransac::{fit_ground_plane, PlaneFit, RansacParams};
 use crate::geometry::relations::{closest_surface_matrix, relate_all};
 use crate::geometry::rng::frame_key;
 use crate::geometry::stats::{summarize, NoiseModel, ObjectSummary};
-use crate::geometry::unproject::{unproject_depth, unproject_objects};
+use crate::geometry::unproject::{estimate_normals, unproject_depth, unproject_objects};
 use crate::geometry::{dot, normalize, Point3};
 use crate::io::objects::ObjectKind;
 use crate::io::LoadedFrame;
@@ -23,6 +23,9 @@ use crate::scene::{DroppedObject, GroundInfo, SceneGraph, SceneObject, SceneRela
 pub struct SceneConfig {
     /// Ground-plane RANSAC (K2).
     pub ransac: RansacParams,
+    /// Normals from the depth image look for valid neighbours up to this many pixels away (sparse depth such as
+    /// LiDAR needs several).
+    pub normal_max_step_px: u32,
     /// Without a ground plane, the ground is put at this quantile of the points' heights along the gravity prior.
     pub fallback_ground_quantile: f64,
     /// Object DBSCAN radius (K3): `max(object_eps_m, object_eps_px · median depth / focal length)`, so that
@@ -50,6 +53,7 @@ impl Default for SceneConfig {
     fn default() -> Self {
         SceneConfig {
             ransac: RansacParams::default(),
+            normal_max_step_px: 10,
             fallback_ground_quantile: 0.01,
             object_eps_m: 0.05,
             object_eps_px: 8.0,
@@ -91,6 +95,7 @@ pub struct SceneGeometry {
 /// K2 plus the canonical frame: the ground plane if RANSAC finds one with enough support, else the gravity prior.
 pub fn ground_and_frame(
     points: &[Point3],
+    normals: Option<&[Point3]>,
     key: u32,
     config: &SceneConfig,
     up_in_camera: Option<[f64; 3]>,
@@ -99,7 +104,7 @@ pub fn ground_and_frame(
     if let Some(up) = up_in_camera.and_then(normalize) {
         ransac.up_prior = up.map(|v| v as f32);
     }
-    let fit = fit_ground_plane(points, key, &ransac);
+    let fit = fit_ground_plane(points, normals, key, &ransac);
     let n = points.len().max(1) as f64;
     let accepted = fit.filter(|f| f.accepted);
     let up_prior = [f64::from(ransac.up_prior[0]), f64::from(ransac.up_prior[1]), f64::from(ransac.up_prior[2])];
@@ -125,6 +130,7 @@ pub fn ground_and_frame(
         inlier_fraction: fit.map_or(0.0, |f| f64::from(f.inliers) / n),
         camera_height_m: canonical.camera_height_m,
         camera_tilt_deg: dot(up, [0.0, -1.0, 0.0]).clamp(-1.0, 1.0).acos().to_degrees(),
+        tilt_uncertainty_deg: accepted.map_or(90.0, |f| f.tilt_uncertainty_deg()),
     };
     (ground, canonical, fit)
 }
@@ -181,17 +187,20 @@ fn denoise_object(
 
 /// K2–K5 from camera-frame points: the whole frame's valid points (for the ground) and each object's points.
 ///
-/// `frame` names the frame in errors and seeds RANSAC (via [`frame_key`]); `focal_px` scales the object DBSCAN
-/// radius with distance.
+/// `frame` names the frame in errors and seeds RANSAC (via [`frame_key`]); `normals` (one per point, optional)
+/// make the ground search reject planes that only slice through other surfaces; `focal_px` scales the object
+/// DBSCAN radius with distance.
+#[allow(clippy::too_many_arguments)]
 pub fn scene_from_points(
     frame: &str,
     points_in_camera: &[Point3],
+    normals: Option<&[Point3]>,
     objects: &[ObjectInput],
     focal_px: f64,
     up_in_camera: Option<[f64; 3]>,
     config: &SceneConfig,
 ) -> Result<SceneGeometry> {
-    let (ground, canonical, _) = ground_and_frame(points_in_camera, frame_key(frame), config, up_in_camera);
+    let (ground, canonical, _) = ground_and_frame(points_in_camera, normals, frame_key(frame), config, up_in_camera);
     let denoised: Vec<_> = objects
         .par_iter()
         .map(|o| denoise_object(o, &canonical, ground.found, focal_px, config))
@@ -255,6 +264,7 @@ pub fn process_frame(frame: &LoadedFrame, config: &SceneConfig) -> Result<SceneG
     let spec = &frame.spec;
     let k = &spec.intrinsics;
     let cloud = unproject_depth(&frame.depth, k);
+    let normals = estimate_normals(&frame.depth, k, &cloud, config.normal_max_step_px);
     let regions: Vec<_> = frame.objects.iter().map(|o| o.region.clone()).collect();
     let grouped = unproject_objects(&frame.depth, k, frame.instance_labels.as_deref(), &regions);
     let width = k.width;
@@ -291,7 +301,8 @@ pub fn process_frame(frame: &LoadedFrame, config: &SceneConfig) -> Result<SceneG
         })
         .collect();
     let focal = (k.fx + k.fy) / 2.0;
-    let geo = scene_from_points(&spec.key, &cloud.points_in_camera, &objects, focal, spec.up_in_camera, config)?;
+    let geo =
+        scene_from_points(&spec.key, &cloud.points_in_camera, Some(&normals), &objects, focal, spec.up_in_camera, config)?;
     Ok(SceneGraph {
         frame: spec.key.clone(),
         frame_id: spec.id.clone(),

@@ -27,6 +27,9 @@ pub struct GroundInfo {
     pub camera_height_m: f64,
     /// Angle between the ground normal and the camera's −y axis, degrees (the camera's tilt from level).
     pub camera_tilt_deg: f64,
+    /// How well the supporting points pin the ground normal down, degrees (`atan(thickness / minor extent)`):
+    /// large for a narrow strip of table, small for a floor seen over metres. 90 without a RANSAC plane.
+    pub tilt_uncertainty_deg: f64,
 }
 
 /// An object of the scene, canonical frame, metres.

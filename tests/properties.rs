@@ -107,7 +107,7 @@ proptest! {
             };
             pts.push(p.map(|v| v as f32));
         }
-        let fit = fit_ground_plane(&pts, frame, &RansacParams::default()).expect("a plane");
+        let fit = fit_ground_plane(&pts, None, frame, &RansacParams::default()).expect("a plane");
         prop_assert!(fit.accepted);
         let dotn = fit.plane.normal.iter().zip(&n).map(|(a, b)| a * b).sum::<f64>().clamp(-1.0, 1.0);
         let angle = dotn.acos().to_degrees();
@@ -129,9 +129,9 @@ fn ransac_is_deterministic_and_seeded() {
         })
         .collect();
     let p = RansacParams::default();
-    let a = fit_ground_plane(&pts, 42, &p).unwrap();
-    assert_eq!(a, fit_ground_plane(&pts, 42, &p).unwrap());
-    let other_seed = fit_ground_plane(&pts, 42, &RansacParams { seed: 9, ..p.clone() }).unwrap();
+    let a = fit_ground_plane(&pts, None, 42, &p).unwrap();
+    assert_eq!(a, fit_ground_plane(&pts, None, 42, &p).unwrap());
+    let other_seed = fit_ground_plane(&pts, None, 42, &RansacParams { seed: 9, ..p.clone() }).unwrap();
     // A different seed draws different hypotheses (but finds the same plane).
     assert_ne!(a.hypothesis, other_seed.hypothesis);
     assert!((a.plane.offset - other_seed.plane.offset).abs() < 1e-3);
@@ -148,7 +148,7 @@ fn ransac_rejects_walls_by_the_up_prior() {
     for _ in 0..8_000 {
         pts.push([rng.range(-3.0, 3.0), 1.4, rng.range(0.5, 4.0)].map(|v| v as f32));
     }
-    let fit = fit_ground_plane(&pts, 1, &RansacParams::default()).unwrap();
+    let fit = fit_ground_plane(&pts, None, 1, &RansacParams::default()).unwrap();
     assert!(fit.accepted);
     assert!((fit.plane.normal[1] + 1.0).abs() < 1e-3, "{fit:?}");
     assert!((fit.plane.offset - 1.4).abs() < 1e-3, "{fit:?}");
@@ -432,7 +432,7 @@ fn scene_for_camera(
         })
         .collect();
     // A huge focal length keeps the object DBSCAN radius at its fixed 5 cm whatever the distance.
-    scene_from_points("synthetic/world", &all, &inputs, 1e9, None, &SceneConfig::default()).unwrap()
+    scene_from_points("synthetic/world", &all, None, &inputs, 1e9, None, &SceneConfig::default()).unwrap()
 }
 
 fn close(a: f32, b: f32, tol: f32) -> bool {

@@ -5,14 +5,22 @@
 //! three points are distinct and not collinear, and when its normal, oriented towards the camera, is within
 //! `max_tilt_deg` of the up prior (default: the camera's −y, i.e. "up" in the image). Walls and ceilings fail the
 //! prior; floors and table tops pass it. Each admissible hypothesis is scored by the number of inliers among a
-//! fixed, evenly strided subsample of `score_samples` points (all points when the frame has fewer). The winner is
-//! the highest score, ties going to the lowest hypothesis index. The winner is then refined by least squares
-//! (total least squares: the smallest eigenvector of the inliers' covariance) over **all** points, and its final
-//! inlier count is taken over all points.
+//! fixed, evenly strided subsample of `score_samples` points (all points when the frame has fewer). When surface
+//! normals are given (estimated from the organized depth image in K1), an inlier must also have a normal within
+//! `normal_agreement_deg` of the plane's (either sign); points of unknown normal then do not count. This keeps a
+//! plane that slices through cabinets and chair backs from collecting their edges as support. The winner is the
+//! highest score, ties going to the lowest hypothesis index. It is then refined by total least squares (the
+//! smallest eigenvector of the inliers' covariance) over the points that pass the same tests **and** belong to the
+//! largest spatially connected piece of that support (voxels of `connect_voxel_m`, 26-neighbourhood): a ±2 cm band
+//! also catches the tops of distant objects that happen to lie on the plane's extension, and their long lever arm
+//! would tilt the fit. The final inlier count is taken over all points by distance alone (the figure the workload
+//! compares).
 
 use nalgebra::{Matrix3, SymmetricEigen};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
+
+use rustc_hash::FxHashMap;
 
 use super::rng::draw_index;
 use super::{cross, dot, normalize, sub, to_f64, Plane, Point3};
@@ -31,6 +39,10 @@ pub struct RansacParams {
     pub up_prior: [f32; 3],
     /// Largest admissible angle between the plane normal and the up prior, in degrees.
     pub max_tilt_deg: f32,
+    /// With normals: largest angle between a point's normal and the plane's for it to count as support.
+    pub normal_agreement_deg: f32,
+    /// Voxel size for the connectivity of the support used in refinement (0 = no connectivity test).
+    pub connect_voxel_m: f32,
     /// Least-squares refinement rounds over all points.
     pub refine_iterations: u32,
     /// The ground counts as found only with at least this share of all points as inliers...
@@ -49,6 +61,8 @@ impl Default for RansacParams {
             score_samples: 16_384,
             up_prior: [0.0, -1.0, 0.0],
             max_tilt_deg: 60.0,
+            normal_agreement_deg: 30.0,
+            connect_voxel_m: 0.2,
             refine_iterations: 3,
             min_inlier_fraction: 0.03,
             min_inliers: 300,
@@ -70,6 +84,17 @@ pub struct PlaneFit {
     pub inliers: u32,
     /// Whether the fit passes the minimum-support test (otherwise it is reported but not used as ground).
     pub accepted: bool,
+    /// Standard deviations of the supporting points along the normal, the plane's minor and its major axis
+    /// (from the last refinement; zeros when no refinement ran).
+    pub spread_m: [f64; 3],
+}
+
+impl PlaneFit {
+    /// How well the support pins the normal down: `atan(thickness / minor spread)` in degrees. A floor seen over
+    /// metres is a fraction of a degree; a table seen as a narrow strip at the image edge can be several degrees.
+    pub fn tilt_uncertainty_deg(&self) -> f64 {
+        if self.spread_m[1] > 0.0 { self.spread_m[0].atan2(self.spread_m[1]).to_degrees() } else { 90.0 }
+    }
 }
 
 /// The plane of hypothesis `h`, oriented towards the camera, or `None` when it is degenerate or fails the prior.
@@ -113,21 +138,52 @@ pub fn score_sample_indices(n_points: usize, params: &RansacParams) -> Vec<u32> 
     (0..s).map(|i| ((i as u64 * n_points as u64) / s as u64) as u32).collect()
 }
 
+/// Whether a point (with its normal, if normals are used) supports `plane`.
+#[derive(Clone, Copy)]
+struct Support {
+    n: [f32; 3],
+    d: f32,
+    threshold: f32,
+    /// Cosine of the normal agreement angle, or `None` to ignore normals.
+    min_cos: Option<f32>,
+}
+
+impl Support {
+    fn new(plane: &Plane, threshold: f32, params: &RansacParams, with_normals: bool) -> Self {
+        let min_cos = with_normals.then(|| params.normal_agreement_deg.to_radians().cos());
+        Support { n: plane.normal.map(|v| v as f32), d: plane.offset as f32, threshold, min_cos }
+    }
+
+    #[inline]
+    fn test(&self, p: &Point3, normal: Option<&Point3>) -> bool {
+        let [a, b, c] = self.n;
+        if (a * p[0] + b * p[1] + c * p[2] + self.d).abs() > self.threshold {
+            return false;
+        }
+        match (self.min_cos, normal) {
+            (Some(min_cos), Some(m)) => (a * m[0] + b * m[1] + c * m[2]).abs() >= min_cos,
+            _ => true,
+        }
+    }
+}
+
 /// Scores of every hypothesis (0 for inadmissible ones). Exposed so GPU backends can be checked hypothesis by
-/// hypothesis against it.
-pub fn score_hypotheses(points: &[Point3], frame_key: u32, params: &RansacParams) -> Vec<u32> {
-    let sample: Vec<Point3> =
-        score_sample_indices(points.len(), params).iter().map(|&i| points[i as usize]).collect();
-    let thr = params.inlier_threshold_m;
+/// hypothesis against it. `normals`, when given, has one entry per point (`[0, 0, 0]` = unknown).
+pub fn score_hypotheses(points: &[Point3], normals: Option<&[Point3]>, frame_key: u32, params: &RansacParams) -> Vec<u32> {
+    let idx = score_sample_indices(points.len(), params);
+    let sample: Vec<Point3> = idx.iter().map(|&i| points[i as usize]).collect();
+    let sample_normals: Option<Vec<Point3>> = normals.map(|n| idx.iter().map(|&i| n[i as usize]).collect());
     (0..params.hypotheses)
         .into_par_iter()
         .with_min_len(8)
         .map(|h| match hypothesis_plane(points, frame_key, h, params) {
             None => 0,
             Some(plane) => {
-                let [a, b, c] = plane.normal.map(|v| v as f32);
-                let d = plane.offset as f32;
-                sample.iter().filter(|p| (a * p[0] + b * p[1] + c * p[2] + d).abs() <= thr).count() as u32
+                let s = Support::new(&plane, params.inlier_threshold_m, params, normals.is_some());
+                match &sample_normals {
+                    Some(n) => sample.iter().zip(n).filter(|(p, m)| s.test(p, Some(m))).count() as u32,
+                    None => sample.iter().filter(|p| s.test(p, None)).count() as u32,
+                }
             }
         })
         .collect()
@@ -185,22 +241,29 @@ impl Moments {
     }
 }
 
-/// Total-least-squares plane through the points within the band of `plane`; `None` when fewer than 3.
-pub fn refine_plane(points: &[Point3], plane: &Plane, threshold_m: f32, params: &RansacParams) -> Option<Plane> {
-    let [a, b, c] = plane.normal.map(|v| v as f32);
-    let d = plane.offset as f32;
+/// Total-least-squares plane through the points that support `plane` (within the band and, with normals, of
+/// agreeing normal), with the supporting points' standard deviations along the new normal and the plane's minor
+/// and major axes; `None` when fewer than 3.
+pub fn refine_plane(
+    points: &[Point3],
+    normals: Option<&[Point3]>,
+    plane: &Plane,
+    threshold_m: f32,
+    params: &RansacParams,
+) -> Option<(Plane, [f64; 3])> {
+    let s = Support::new(plane, threshold_m, params, normals.is_some());
+    let support: Vec<u32> = (0..points.len() as u32)
+        .into_par_iter()
+        .with_min_len(1 << 14)
+        .filter(|&i| s.test(&points[i as usize], normals.map(|n| &n[i as usize])))
+        .collect();
+    let support = largest_connected(points, support, params.connect_voxel_m);
     // Centre coordinates on the current plane's foot point to keep the covariance well conditioned.
     let o = [-plane.normal[0] * plane.offset, -plane.normal[1] * plane.offset, -plane.normal[2] * plane.offset];
-    let m = points
+    let m = support
         .par_iter()
         .with_min_len(1 << 14)
-        .fold(Moments::default, |m, p| {
-            if (a * p[0] + b * p[1] + c * p[2] + d).abs() <= threshold_m {
-                m.add(sub(to_f64(*p), o))
-            } else {
-                m
-            }
-        })
+        .fold(Moments::default, |m, &i| m.add(sub(to_f64(points[i as usize]), o)))
         .reduce(Moments::default, Moments::merge);
     if m.n < 3.0 {
         return None;
@@ -219,7 +282,10 @@ pub fn refine_plane(points: &[Point3], plane: &Plane, threshold_m: f32, params: 
         cov(2, 2, 5),
     );
     let eig = SymmetricEigen::new(c);
-    let k = eig.eigenvalues.imin();
+    let mut order = [0usize, 1, 2];
+    order.sort_by(|&i, &j| eig.eigenvalues[i].total_cmp(&eig.eigenvalues[j]));
+    let spread = order.map(|i| eig.eigenvalues[i].max(0.0).sqrt());
+    let k = order[0];
     let v = eig.eigenvectors.column(k);
     let mut normal = normalize([v[0], v[1], v[2]])?;
     // Keep the orientation of the plane being refined.
@@ -227,24 +293,86 @@ pub fn refine_plane(points: &[Point3], plane: &Plane, threshold_m: f32, params: 
         normal = [-normal[0], -normal[1], -normal[2]];
     }
     let centroid = [mean[0] + o[0], mean[1] + o[1], mean[2] + o[2]];
-    oriented_with_prior(normal, -dot(normal, centroid), params)
+    oriented_with_prior(normal, -dot(normal, centroid), params).map(|p| (p, spread))
 }
 
-/// K2: finds the ground plane of a frame. Returns `None` when no admissible hypothesis exists; a fit with too
-/// little support comes back with `accepted == false`.
-pub fn fit_ground_plane(points: &[Point3], frame_key: u32, params: &RansacParams) -> Option<PlaneFit> {
-    let scores = score_hypotheses(points, frame_key, params);
+/// The points (given by index, ascending) of the largest piece of `subset` whose voxels of side `voxel_m` touch
+/// (26-neighbourhood); ties go to the piece holding the lowest index. `voxel_m <= 0` keeps everything.
+pub fn largest_connected(points: &[Point3], subset: Vec<u32>, voxel_m: f32) -> Vec<u32> {
+    if !(voxel_m > 0.0) || subset.len() < 2 {
+        return subset;
+    }
+    let inv = 1.0 / voxel_m;
+    let keys: Vec<[i32; 3]> =
+        subset.par_iter().with_min_len(1 << 14).map(|&i| points[i as usize].map(|v| (v * inv).floor() as i32)).collect();
+    let mut cell_of_key: FxHashMap<[i32; 3], u32> = FxHashMap::default();
+    let mut cell_count: Vec<u32> = Vec::new();
+    let cells: Vec<u32> = keys
+        .iter()
+        .map(|k| {
+            let next = cell_count.len() as u32;
+            let c = *cell_of_key.entry(*k).or_insert(next);
+            if c == next {
+                cell_count.push(0);
+            }
+            cell_count[c as usize] += 1;
+            c
+        })
+        .collect();
+    // Union-find over cells; a cell's root is its smallest index, i.e. the cell of the lowest point index.
+    let mut parent: Vec<u32> = (0..cell_count.len() as u32).collect();
+    fn find(parent: &mut [u32], mut x: u32) -> u32 {
+        while parent[x as usize] != x {
+            parent[x as usize] = parent[parent[x as usize] as usize];
+            x = parent[x as usize];
+        }
+        x
+    }
+    for (key, &c) in &cell_of_key {
+        for dx in -1..=1 {
+            for dy in -1..=1 {
+                for dz in -1..=1 {
+                    if let Some(&d) = cell_of_key.get(&[key[0] + dx, key[1] + dy, key[2] + dz]) {
+                        let (a, b) = (find(&mut parent, c), find(&mut parent, d));
+                        if a != b {
+                            parent[a.max(b) as usize] = a.min(b);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let mut size = vec![0u32; cell_count.len()];
+    for c in 0..cell_count.len() as u32 {
+        let r = find(&mut parent, c);
+        size[r as usize] += cell_count[c as usize];
+    }
+    let best = (0..size.len()).max_by_key(|&r| (size[r], std::cmp::Reverse(r))).map_or(0, |r| r as u32);
+    subset.into_iter().zip(cells).filter(|&(_, c)| find(&mut parent, c) == best).map(|(i, _)| i).collect()
+}
+
+/// K2: finds the ground plane of a frame. `normals` (one per point, `[0, 0, 0]` = unknown) are optional. Returns
+/// `None` when no admissible hypothesis exists; a fit with too little support comes back with `accepted == false`.
+pub fn fit_ground_plane(
+    points: &[Point3],
+    normals: Option<&[Point3]>,
+    frame_key: u32,
+    params: &RansacParams,
+) -> Option<PlaneFit> {
+    let normals = normals.filter(|n| n.len() == points.len());
+    let scores = score_hypotheses(points, normals, frame_key, params);
     let (best_h, best_score) =
         scores.iter().enumerate().fold((None, 0u32), |(bh, bs), (h, &s)| if s > bs { (Some(h as u32), s) } else { (bh, bs) });
     let hypothesis = best_h?;
     let mut plane = hypothesis_plane(points, frame_key, hypothesis, params)?;
+    let mut spread_m = [0.0; 3];
     for _ in 0..params.refine_iterations {
-        match refine_plane(points, &plane, params.inlier_threshold_m, params) {
-            Some(p) => plane = p,
+        match refine_plane(points, normals, &plane, params.inlier_threshold_m, params) {
+            Some((p, s)) => (plane, spread_m) = (p, s),
             None => break,
         }
     }
     let inliers = count_inliers(points, &plane, params.inlier_threshold_m);
     let needed = (params.min_inlier_fraction as f64 * points.len() as f64).ceil().max(f64::from(params.min_inliers));
-    Some(PlaneFit { plane, hypothesis, score: best_score, inliers, accepted: f64::from(inliers) >= needed })
+    Some(PlaneFit { plane, hypothesis, score: best_score, inliers, accepted: f64::from(inliers) >= needed, spread_m })
 }

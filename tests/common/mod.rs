@@ -1,0 +1,32 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use std::io::Write;
+use std::path::PathBuf;
+
+/// The repository root.
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The shared real-data folder: `$SPATIALSYNTH_SHARED_DATA`, else `../shared/data` beside the repository.
+pub fn shared_data() -> Option<PathBuf> {
+    let dir = std::env::var_os("SPATIALSYNTH_SHARED_DATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join("..").join("shared").join("data"));
+    dir.join("README.md").is_file().then_some(dir)
+}
+
+/// Says loudly that a test did not run, bypassing the test harness's output capture so it shows in CI logs.
+pub fn skip(test: &str, reason: &str) {
+    let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {reason}");
+}
+
+/// The shared data folder, or a printed skip.
+pub fn shared_data_or_skip(test: &str) -> Option<PathBuf> {
+    let d = shared_data();
+    if d.is_none() {
+        skip(test, "../shared/data not found (set SPATIALSYNTH_SHARED_DATA to run it)");
+    }
+    d
+}
