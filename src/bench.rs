@@ -136,7 +136,7 @@ impl StageSummary {
         StageSummary {
             median_ms: median(values),
             mean_ms: values.iter().sum::<f64>() / n,
-            min_ms: values.iter().copied().fold(f64::INFINITY, f64::min).min(f64::MAX),
+            min_ms: if values.is_empty() { 0.0 } else { values.iter().copied().fold(f64::INFINITY, f64::min) },
             max_ms: values.iter().copied().fold(0.0, f64::max),
         }
     }

@@ -207,6 +207,9 @@ pub fn inlier_mask(points: &[Point3], plane: &Plane, threshold_m: f32) -> Vec<bo
     points.par_iter().with_min_len(1 << 14).map(|p| (a * p[0] + b * p[1] + c * p[2] + d).abs() <= threshold_m).collect()
 }
 
+/// Chunk length of deterministic parallel float reductions.
+pub(crate) const REDUCE_CHUNK: usize = 8192;
+
 /// Sum, sum of outer products and count of the inliers of a plane (f64 accumulation).
 #[derive(Clone, Copy, Default)]
 struct Moments {
@@ -260,11 +263,13 @@ pub fn refine_plane(
     let support = largest_connected(points, support, params.connect_voxel_m);
     // Centre coordinates on the current plane's foot point to keep the covariance well conditioned.
     let o = [-plane.normal[0] * plane.offset, -plane.normal[1] * plane.offset, -plane.normal[2] * plane.offset];
+    // Fixed chunks summed in order: the same bits whatever the thread count.
     let m = support
-        .par_iter()
-        .with_min_len(1 << 14)
-        .fold(Moments::default, |m, &i| m.add(sub(to_f64(points[i as usize]), o)))
-        .reduce(Moments::default, Moments::merge);
+        .par_chunks(REDUCE_CHUNK)
+        .map(|c| c.iter().fold(Moments::default(), |m, &i| m.add(sub(to_f64(points[i as usize]), o))))
+        .collect::<Vec<_>>()
+        .into_iter()
+        .fold(Moments::default(), Moments::merge);
     if m.n < 3.0 {
         return None;
     }

@@ -95,30 +95,29 @@ pub fn summarize(
     if points_canonical.is_empty() {
         return None;
     }
+    // Fixed chunks combined in order: the same bits whatever the thread count.
     let (sum, lo, hi) = points_canonical
-        .par_iter()
-        .with_min_len(1 << 13)
-        .fold(
-            || ([0f64; 3], [f32::INFINITY; 3], [f32::NEG_INFINITY; 3]),
-            |(mut s, mut lo, mut hi), p| {
+        .par_chunks(super::ransac::REDUCE_CHUNK)
+        .map(|chunk| {
+            let (mut s, mut lo, mut hi) = ([0f64; 3], [f32::INFINITY; 3], [f32::NEG_INFINITY; 3]);
+            for p in chunk {
                 for k in 0..3 {
                     s[k] += f64::from(p[k]);
                     lo[k] = lo[k].min(p[k]);
                     hi[k] = hi[k].max(p[k]);
                 }
-                (s, lo, hi)
-            },
-        )
-        .reduce(
-            || ([0f64; 3], [f32::INFINITY; 3], [f32::NEG_INFINITY; 3]),
-            |(s1, l1, h1), (s2, l2, h2)| {
-                (
-                    [s1[0] + s2[0], s1[1] + s2[1], s1[2] + s2[2]],
-                    [l1[0].min(l2[0]), l1[1].min(l2[1]), l1[2].min(l2[2])],
-                    [h1[0].max(h2[0]), h1[1].max(h2[1]), h1[2].max(h2[2])],
-                )
-            },
-        );
+            }
+            (s, lo, hi)
+        })
+        .collect::<Vec<_>>()
+        .into_iter()
+        .fold(([0f64; 3], [f32::INFINITY; 3], [f32::NEG_INFINITY; 3]), |(s1, l1, h1), (s2, l2, h2)| {
+            (
+                [s1[0] + s2[0], s1[1] + s2[1], s1[2] + s2[2]],
+                [l1[0].min(l2[0]), l1[1].min(l2[1]), l1[2].min(l2[2])],
+                [h1[0].max(h2[0]), h1[1].max(h2[1]), h1[2].max(h2[2])],
+            )
+        });
     let n = points_canonical.len() as f64;
     let centroid = [sum[0] / n, sum[1] / n, sum[2] / n];
     let footprint: Vec<[f64; 2]> = points_canonical.iter().map(|p| [f64::from(p[0]), f64::from(p[1])]).collect();

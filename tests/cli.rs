@@ -1,0 +1,221 @@
+//! The `spatialsynth` command line: the README's main command, bad input, atomic output, determinism.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::{json, Value};
+use spatialsynth::run::FailureRecord;
+
+fn spatialsynth(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_spatialsynth")).args(args).output().unwrap()
+}
+
+fn sample(path: &str) -> String {
+    common::repo().join("data/sample").join(path).display().to_string()
+}
+
+fn good_frame(id: &str) -> Value {
+    json!({
+        "id": id,
+        "color": sample("pcl_kinect/milk_cartoon_floor_color.png"),
+        "depth": sample("pcl_kinect/milk_cartoon_floor_depth.png"),
+        "depth_units_per_meter": 1000.0,
+        "intrinsics": {"fx": 525.0, "fy": 525.0, "cx": 319.5, "cy": 239.5, "width": 640, "height": 480},
+        "boxes": [{"label": "milk carton", "xyxy": [231, 55, 328, 232]}, {"label": "bleach bottle", "xyxy": [400, 67, 500, 258]}]
+    })
+}
+
+fn write_npy_f32(path: &Path, h: usize, w: usize, value: f32) {
+    let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({h}, {w}), }}");
+    while (10 + header.len() + 1) % 64 != 0 {
+        header.push(' ');
+    }
+    header.push('\n');
+    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+    bytes.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    bytes.extend_from_slice(header.as_bytes());
+    for _ in 0..h * w {
+        bytes.extend_from_slice(&value.to_le_bytes());
+    }
+    std::fs::write(path, bytes).unwrap();
+}
+
+fn failures(out: &Path) -> Vec<FailureRecord> {
+    std::fs::read_to_string(out.join("failures.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn files_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> =
+        std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn main_command_runs_on_the_sample_and_says_where_the_output_went() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("scenes");
+    let o = spatialsynth(&["scene", &common::repo().join("data/sample").display().to_string(), "-o", &out.display().to_string()]);
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&o.stderr));
+    assert!(stdout.contains("6 of 6 frames ok"), "{stdout}");
+    assert!(stdout.contains(&out.join("scene_graphs.jsonl").display().to_string()), "{stdout}");
+    assert_eq!(files_in(&out), ["failures.jsonl", "run.json", "scene_graphs.jsonl"]);
+    assert!(failures(&out).is_empty());
+    let run: Value = serde_json::from_str(&std::fs::read_to_string(out.join("run.json")).unwrap()).unwrap();
+    assert_eq!(run["frames_ok"], 6);
+    // The parameters that made the data are recorded with it.
+    assert_eq!(run["options"]["config"]["ransac"]["hypotheses"], 1000);
+}
+
+#[test]
+fn bad_inputs_are_reported_by_file_and_frame_and_the_rest_is_processed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let p = |name: &str| dir.join(name).display().to_string();
+
+    // Broken files.
+    let depth_png = std::fs::read(sample("pcl_kinect/milk_cartoon_floor_depth.png")).unwrap();
+    std::fs::write(dir.join("truncated.png"), &depth_png[..depth_png.len() / 3]).unwrap();
+    std::fs::write(dir.join("not_an_image.png"), b"this is not a PNG").unwrap();
+    image::ImageBuffer::<image::Luma<u16>, Vec<u16>>::from_pixel(320, 240, image::Luma([1000u16]))
+        .save(dir.join("small_depth.png"))
+        .unwrap();
+    write_npy_f32(&dir.join("nan_depth.npy"), 480, 640, f32::NAN);
+    image::ImageBuffer::<image::Luma<u16>, Vec<u16>>::from_pixel(640, 480, image::Luma([0u16]))
+        .save(dir.join("zero_depth.png"))
+        .unwrap();
+    image::ImageBuffer::<image::Luma<u8>, Vec<u8>>::from_pixel(640, 480, image::Luma([0u8]))
+        .save(dir.join("empty_mask.png"))
+        .unwrap();
+
+    let mut frames = vec![good_frame("good_1")];
+    let mut bad = |id: &str, edit: &dyn Fn(&mut Value)| {
+        let mut f = good_frame(id);
+        edit(&mut f);
+        frames.push(f);
+    };
+    bad("missing_depth", &|f| f["depth"] = p("no_such_depth.png").into());
+    bad("truncated_depth", &|f| f["depth"] = p("truncated.png").into());
+    bad("wrong_size", &|f| f["depth"] = p("small_depth.png").into());
+    bad("nan_depth", &|f| f["depth"] = p("nan_depth.npy").into());
+    bad("zero_depth", &|f| f["depth"] = p("zero_depth.png").into());
+    bad("corrupt_color", &|f| f["color"] = p("not_an_image.png").into());
+    bad("negative_focal", &|f| f["intrinsics"]["fx"] = (-525.0).into());
+    bad("missing_label_id", &|f| {
+        f.as_object_mut().unwrap().remove("boxes");
+        f["instances"] = p("empty_mask.png").into();
+        f["labels"] = json!({"3": "chair"});
+    });
+    frames.push(good_frame("good_2"));
+    std::fs::create_dir(dir.join("set")).unwrap();
+    std::fs::write(dir.join("set/frames.json"), serde_json::to_string(&json!({"dataset": "mixed", "frames": frames})).unwrap())
+        .unwrap();
+    // A JSON Lines manifest with one malformed line between two good ones, and a manifest that is not JSON.
+    let lines = [good_frame("line_1").to_string(), "{\"id\": \"broken\", ".to_string(), good_frame("line_3").to_string()];
+    std::fs::write(dir.join("set/more.jsonl"), lines.join("\n")).unwrap();
+    std::fs::create_dir(dir.join("set/broken")).unwrap();
+    std::fs::write(dir.join("set/broken/frames.json"), "{not json").unwrap();
+
+    let out = dir.join("out");
+    let o = spatialsynth(&["scene", &p("set"), "-o", &out.display().to_string(), "--quiet"]);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{stderr}");
+    // Every good frame made it, in input order.
+    let done: Vec<String> = std::fs::read_to_string(out.join("scene_graphs.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap()["frame"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(done, ["mixed/good_1", "mixed/good_2", "more/line_1", "more/line_3"]);
+    let fails = failures(&out);
+    let find = |frame: &str| {
+        fails.iter().find(|f| f.frame == frame).unwrap_or_else(|| panic!("no failure recorded for {frame}: {fails:#?}"))
+    };
+    for (frame, kind, file) in [
+        ("mixed/missing_depth", "missing_file", "no_such_depth.png"),
+        ("mixed/truncated_depth", "corrupt_image", "truncated.png"),
+        ("mixed/wrong_size", "image_format", "small_depth.png"),
+        ("mixed/nan_depth", "invalid_depth", "nan_depth.npy"),
+        ("mixed/zero_depth", "invalid_depth", "zero_depth.png"),
+        ("mixed/corrupt_color", "corrupt_image", "not_an_image.png"),
+        ("mixed/negative_focal", "invalid_intrinsics", "frames.json"),
+        ("mixed/missing_label_id", "invalid_objects", "frames.json"),
+    ] {
+        let f = find(frame);
+        assert_eq!(f.kind, kind, "{f:?}");
+        assert!(f.file.as_deref().is_some_and(|p| p.ends_with(file)), "{f:?}");
+        // The message names both the frame and the file, and the CLI prints it.
+        assert!(f.message.contains(frame) && f.message.contains(file), "{f:?}");
+        assert!(stderr.contains(&f.message), "{stderr}");
+    }
+    let line = fails.iter().find(|f| f.line == Some(2)).expect("the malformed JSON line");
+    assert_eq!(line.kind, "malformed_manifest");
+    assert!(line.message.contains("more.jsonl line 2"), "{line:?}");
+    let whole = fails.iter().find(|f| f.file.as_deref().is_some_and(|p| p.ends_with("broken/frames.json"))).unwrap();
+    assert_eq!(whole.kind, "malformed_manifest");
+    assert_eq!(fails.len(), 10, "{fails:#?}");
+    // Only complete files are left behind.
+    assert_eq!(files_in(&out), ["failures.jsonl", "run.json", "scene_graphs.jsonl"]);
+}
+
+#[test]
+fn missing_input_is_a_clear_failure() {
+    let tmp = tempfile::tempdir().unwrap();
+    let o = spatialsynth(&["scene", "/no/such/manifest.json", "-o", &tmp.path().join("o").display().to_string()]);
+    assert_eq!(o.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(stderr.contains("/no/such/manifest.json"), "{stderr}");
+}
+
+#[test]
+fn output_is_byte_identical_across_runs_and_thread_counts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = |threads: &str, name: &str| -> PathBuf {
+        let out = tmp.path().join(name);
+        let o = spatialsynth(&[
+            "--threads", threads, "scene", &common::repo().join("data/sample").display().to_string(),
+            "-o", &out.display().to_string(), "--quiet",
+        ]);
+        assert!(o.status.success());
+        out.join("scene_graphs.jsonl")
+    };
+    let a = std::fs::read(run("1", "a")).unwrap();
+    let b = std::fs::read(run("2", "b")).unwrap();
+    let c = std::fs::read(run("3", "c")).unwrap();
+    assert!(!a.is_empty());
+    assert!(a == b && b == c, "scene graphs differ between thread counts");
+    // A different seed draws other hypotheses (so the output really depends on it).
+    let out = tmp.path().join("seeded");
+    let o = spatialsynth(&[
+        "scene", &common::repo().join("data/sample").display().to_string(), "-o", &out.display().to_string(),
+        "--quiet", "--seed", "7",
+    ]);
+    assert!(o.status.success());
+    assert_ne!(std::fs::read(out.join("scene_graphs.jsonl")).unwrap(), a);
+}
+
+#[test]
+fn bench_prints_per_frame_lines_and_a_summary() {
+    let o = spatialsynth(&["bench", &common::repo().join("data/sample").display().to_string(), "--repeats", "1"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let lines: Vec<Value> =
+        String::from_utf8_lossy(&o.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 7);
+    let summary = lines.last().unwrap();
+    assert_eq!(summary["summary"], true);
+    assert_eq!(summary["frames"], 6);
+    for stage in ["unproject", "ransac", "dbscan"] {
+        assert!(summary["ms_per_frame"][stage].as_f64().unwrap() > 0.0);
+    }
+    for frame in &lines[..6] {
+        assert_eq!(frame["ground_found"], true, "{frame}");
+        assert!(frame["clusters"].as_u64().unwrap() > 0, "{frame}");
+    }
+}

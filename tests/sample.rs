@@ -1,0 +1,126 @@
+//! The built-in sample (`data/sample`): real frames shipped in the repository, so these run everywhere.
+
+mod common;
+
+use serde_json::Value;
+use spatialsynth::run::{run_scenes, RunOptions};
+use spatialsynth::scene::{SceneGraph, SceneObject};
+
+fn sample_graphs() -> Vec<SceneGraph> {
+    let tmp = tempfile::tempdir().unwrap();
+    let summary = run_scenes(&[common::repo().join("data/sample")], tmp.path(), &RunOptions::default(), &|_, _| {}).unwrap();
+    assert!(summary.all_ok(), "{summary:?}");
+    assert_eq!(summary.frames, 6);
+    let text = std::fs::read_to_string(tmp.path().join("scene_graphs.jsonl")).unwrap();
+    text.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+fn graph<'a>(graphs: &'a [SceneGraph], id: &str) -> &'a SceneGraph {
+    graphs.iter().find(|g| g.frame_id == id).unwrap()
+}
+
+fn object<'a>(g: &'a SceneGraph, label: &str) -> &'a SceneObject {
+    g.objects.iter().find(|o| o.label == label).unwrap()
+}
+
+#[test]
+fn every_sample_frame_has_ground_objects_and_relations() {
+    let graphs = sample_graphs();
+    for g in &graphs {
+        assert!(g.ground.found, "{}", g.frame);
+        assert!(g.dropped_objects.is_empty(), "{}: {:?}", g.frame, g.dropped_objects);
+        let n = g.objects.len();
+        assert_eq!(g.relations.len(), n * (n - 1), "{}", g.frame);
+        for o in &g.objects {
+            // Objects stand on or above the ground and have a real size.
+            assert!(o.bottom_m > -0.05 && o.height_m > 0.05 && o.points >= 30, "{}: {o:?}", g.frame);
+        }
+    }
+}
+
+#[test]
+fn people_are_person_sized_and_ordered_left_to_right() {
+    let graphs = sample_graphs();
+    let g = graph(&graphs, "pcl_five_people_corridor");
+    assert_eq!(g.objects.len(), 5);
+    for p in &g.objects {
+        assert!((1.5..1.95).contains(&p.top_m), "person top at {} m", p.top_m);
+    }
+    // Boxes were given left to right in the image; so are the people in 3D.
+    for w in g.objects.windows(2) {
+        let r = g.relations.iter().find(|r| r.a == w[0].object_id && r.b == w[1].object_id).unwrap();
+        assert!(r.left_m > 0.0, "{r:?}");
+    }
+}
+
+#[test]
+fn table_top_objects_have_true_sizes_and_relations() {
+    let graphs = sample_graphs();
+    let g = graph(&graphs, "pcl_milk_cartoon_floor");
+    let (det, milk, bleach) = (object(g, "detergent bottle"), object(g, "milk carton"), object(g, "bleach bottle"));
+    // A half-gallon carton is about 0.25 m tall, a bleach jug about 0.27 m (lid included).
+    assert!((0.2..0.3).contains(&milk.height_m), "{milk:?}");
+    assert!((0.2..0.3).contains(&bleach.height_m), "{bleach:?}");
+    let rel = |a: &SceneObject, b: &SceneObject| g.relations.iter().find(|r| r.a == a.object_id && r.b == b.object_id).unwrap();
+    // As seen in the image: detergent, carton, bleach from left to right, the carton farthest back.
+    let (dm, mb) = (rel(det, milk), rel(milk, bleach));
+    assert!(dm.left_m > 2.0 * dm.sigma_m && mb.left_m > 2.0 * mb.sigma_m, "{dm:?} {mb:?}");
+    assert!(dm.front_m > dm.sigma_m, "{dm:?}");
+    // They stand apart on the carpet.
+    assert!(dm.gap_m > 0.02 && dm.gap_m < dm.distance_m, "{dm:?}");
+}
+
+#[test]
+fn mug_centroid_matches_its_ground_truth() {
+    let graphs = sample_graphs();
+    let g = graph(&graphs, "graspnet_blue_mug");
+    let mug = object(g, "mug");
+    let gt: Value = serde_json::from_str(
+        &std::fs::read_to_string(common::repo().join("data/sample/sixdof_graspnet/blue_mug_object.json")).unwrap(),
+    )
+    .unwrap();
+    let m = g.canonical_from_camera;
+    let c = mug.centroid_m.map(f64::from);
+    let t = [c[0] - m[0][3], c[1] - m[1][3], c[2] - m[2][3]];
+    let cam = [0, 1, 2].map(|j| m[0][j] * t[0] + m[1][j] * t[1] + m[2][j] * t[2]);
+    let err: f64 = (0..3).map(|i| (cam[i] - gt["centroid_cam_m"][i].as_f64().unwrap()).powi(2)).sum::<f64>().sqrt();
+    assert!(err < 0.02, "mug centroid {cam:?} is {err} m from the ground truth");
+}
+
+#[test]
+fn json_lines_manifests_give_the_same_scenes() {
+    let repo = common::repo();
+    let doc: Value =
+        serde_json::from_str(&std::fs::read_to_string(repo.join("data/sample/frames.json")).unwrap()).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let mut lines = String::new();
+    for f in doc["frames"].as_array().unwrap() {
+        let mut f = f.clone();
+        // Same frame names (dataset/id) as the frames.json run, paths made absolute.
+        f["dataset"] = "sample".into();
+        for key in ["color", "depth", "instances", "labels"] {
+            if let Some(Value::String(p)) = f.get(key) {
+                f[key] = repo.join("data/sample").join(p).display().to_string().into();
+            }
+        }
+        lines.push_str(&f.to_string());
+        lines.push('\n');
+    }
+    let manifest = tmp.path().join("sample.jsonl");
+    std::fs::write(&manifest, lines).unwrap();
+    let out = tmp.path().join("out");
+    run_scenes(&[manifest], &out, &RunOptions::default(), &|_, _| {}).unwrap();
+    let from_jsonl: Vec<SceneGraph> = std::fs::read_to_string(out.join("scene_graphs.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let from_json = sample_graphs();
+    assert_eq!(from_jsonl.len(), from_json.len());
+    for (a, b) in from_jsonl.iter().zip(&from_json) {
+        assert_eq!(a.frame, b.frame);
+        assert_eq!(a.ground, b.ground);
+        assert_eq!(a.objects, b.objects);
+        assert_eq!(a.relations, b.relations);
+    }
+}
