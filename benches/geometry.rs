@@ -1,1 +1,152 @@
-fn main(){}
+//! Criterion benchmarks of the CPU reference, one group per kernel, named `<kernel>/cpu/<size>`, with throughput
+//! in the kernel's natural unit (pixels, points, pairs). Real frames from `data/sample`; synthetic objects for K5.
+//!
+//! `cargo bench --bench geometry` (add `-- <filter>` to pick a kernel).
+
+use std::hint::black_box;
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use spatialsynth::geometry::dbscan::dbscan;
+use spatialsynth::geometry::ransac::{fit_ground_plane, inlier_mask, score_hypotheses, RansacParams};
+use spatialsynth::geometry::relations::{closest_surface_matrix, relate_all};
+use spatialsynth::geometry::rng::frame_key;
+use spatialsynth::geometry::stats::{summarize, NoiseModel, ObjectSummary};
+use spatialsynth::geometry::unproject::{estimate_normals, unproject_depth, PointCloud};
+use spatialsynth::geometry::Point3;
+use spatialsynth::io::{load_frame, read_manifest, LoadedFrame};
+use spatialsynth::pipeline::{process_frame, SceneConfig};
+
+fn sample_frames() -> Vec<LoadedFrame> {
+    let manifest = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("data/sample/frames.json");
+    read_manifest(&manifest)
+        .expect("data/sample/frames.json")
+        .into_iter()
+        .map(|s| load_frame(&s.expect("frame spec")).expect("sample frame"))
+        .collect()
+}
+
+/// The sample frame with the most valid depth points (a full 640x480 Kinect frame).
+fn big_frame(frames: &[LoadedFrame]) -> (&LoadedFrame, PointCloud) {
+    frames
+        .iter()
+        .map(|f| (f, unproject_depth(&f.depth, &f.spec.intrinsics)))
+        .max_by_key(|(_, c)| c.len())
+        .expect("a sample frame")
+}
+
+fn k1_unproject(c: &mut Criterion) {
+    let frames = sample_frames();
+    let (frame, cloud) = big_frame(&frames);
+    let mut g = c.benchmark_group("k1_unproject");
+    g.throughput(Throughput::Elements(frame.depth.len() as u64));
+    g.bench_function(BenchmarkId::new("cpu", "640x480"), |b| b.iter(|| unproject_depth(black_box(&frame.depth), &frame.spec.intrinsics)));
+    g.bench_function(BenchmarkId::new("cpu_normals", "640x480"), |b| {
+        b.iter(|| estimate_normals(black_box(&frame.depth), &frame.spec.intrinsics, &cloud, 10))
+    });
+    g.finish();
+}
+
+fn k2_ransac(c: &mut Criterion) {
+    let frames = sample_frames();
+    let (frame, cloud) = big_frame(&frames);
+    let normals = estimate_normals(&frame.depth, &frame.spec.intrinsics, &cloud, 10);
+    let key = frame_key(&frame.spec.key);
+    let params = RansacParams::default();
+    let mut g = c.benchmark_group("k2_ransac");
+    // Scoring: hypotheses x subsample points tested.
+    let tested = u64::from(params.hypotheses) * u64::from(params.score_samples).min(cloud.len() as u64);
+    g.throughput(Throughput::Elements(tested));
+    g.bench_function(BenchmarkId::new("cpu_score", format!("{}x{}", params.hypotheses, params.score_samples)), |b| {
+        b.iter(|| score_hypotheses(black_box(&cloud.points_in_camera), Some(&normals), key, &params))
+    });
+    g.throughput(Throughput::Elements(cloud.len() as u64));
+    g.bench_function(BenchmarkId::new("cpu_fit", format!("{}pts", cloud.len())), |b| {
+        b.iter(|| fit_ground_plane(black_box(&cloud.points_in_camera), Some(&normals), key, &params))
+    });
+    g.finish();
+}
+
+fn k3_dbscan(c: &mut Criterion) {
+    let frames = sample_frames();
+    let mut g = c.benchmark_group("k3_dbscan");
+    g.sample_size(20);
+    for frame in frames.iter().take(3) {
+        let cloud = unproject_depth(&frame.depth, &frame.spec.intrinsics);
+        let normals = estimate_normals(&frame.depth, &frame.spec.intrinsics, &cloud, 10);
+        let params = RansacParams::default();
+        let Some(fit) = fit_ground_plane(&cloud.points_in_camera, Some(&normals), frame_key(&frame.spec.key), &params) else {
+            continue;
+        };
+        let mask = inlier_mask(&cloud.points_in_camera, &fit.plane, params.inlier_threshold_m);
+        let rest: Vec<Point3> = cloud.points_in_camera.iter().zip(mask).filter(|(_, m)| !m).map(|(p, _)| *p).collect();
+        g.throughput(Throughput::Elements(rest.len() as u64));
+        g.bench_function(BenchmarkId::new("cpu_eps0.05_min10", format!("{}/{}pts", frame.spec.id, rest.len())), |b| {
+            b.iter(|| dbscan(black_box(&rest), 0.05, 10))
+        });
+    }
+    g.finish();
+}
+
+/// A synthetic object: a box surface of `n` points around `centre`.
+fn synthetic_object(centre: [f32; 3], n: usize, seed: u32) -> Vec<Point3> {
+    (0..n as u32)
+        .map(|i| {
+            let h = spatialsynth::geometry::rng::draw_u32(seed, 0, i, 0);
+            let (a, b) = ((h & 0xffff) as f32 / 65535.0 - 0.5, (h >> 16) as f32 / 65535.0 - 0.5);
+            match i % 3 {
+                0 => [centre[0] + 0.3 * a, centre[1] + 0.2 * b, centre[2] + 0.25],
+                1 => [centre[0] + 0.3 * a, centre[1] - 0.1, centre[2] + 0.25 + 0.5 * b],
+                _ => [centre[0] + 0.15, centre[1] + 0.2 * a, centre[2] + 0.25 + 0.5 * b],
+            }
+        })
+        .collect()
+}
+
+fn k4_stats(c: &mut Criterion) {
+    let mut g = c.benchmark_group("k4_stats");
+    for n in [2_000usize, 50_000] {
+        let pts = synthetic_object([0.5, 2.0, 0.0], n, 1);
+        g.throughput(Throughput::Elements(n as u64));
+        g.bench_function(BenchmarkId::new("cpu", format!("{n}pts")), |b| {
+            b.iter(|| summarize(black_box(&pts), &pts, [0.0, 0.0, 1.5], &NoiseModel::default()))
+        });
+    }
+    g.finish();
+}
+
+fn k5_relations(c: &mut Criterion) {
+    let mut g = c.benchmark_group("k5_relations");
+    for n in [10usize, 100, 1000] {
+        let objects: Vec<ObjectSummary> = (0..n)
+            .map(|i| {
+                let pts = synthetic_object([(i % 37) as f32 * 0.7, (i / 37) as f32 * 0.9 + 1.0, 0.0], 64, i as u32);
+                summarize(&pts, &pts, [0.0, 0.0, 1.5], &NoiseModel::default()).expect("object")
+            })
+            .collect();
+        g.throughput(Throughput::Elements((n * (n - 1)) as u64));
+        g.bench_function(BenchmarkId::new("cpu_pairs", format!("{n}obj")), |b| {
+            b.iter(|| relate_all(black_box(&objects), |_, _| 0.0))
+        });
+    }
+    let objs: Vec<Vec<Point3>> =
+        (0..10).map(|i| synthetic_object([i as f32 * 0.6, 2.0 + (i % 3) as f32, 0.0], 20_000, i)).collect();
+    let refs: Vec<&[Point3]> = objs.iter().map(Vec::as_slice).collect();
+    g.throughput(Throughput::Elements(45));
+    g.bench_function(BenchmarkId::new("cpu_closest_surface", "10obj_x_20000pts"), |b| b.iter(|| closest_surface_matrix(black_box(&refs), 0.02)));
+    g.finish();
+}
+
+fn scene_end_to_end(c: &mut Criterion) {
+    let frames = sample_frames();
+    let config = SceneConfig::default();
+    let mut g = c.benchmark_group("scene");
+    g.sample_size(20);
+    for frame in &frames {
+        g.throughput(Throughput::Elements(1));
+        g.bench_function(BenchmarkId::new("cpu_frame", &frame.spec.id), |b| b.iter(|| process_frame(black_box(frame), &config)));
+    }
+    g.finish();
+}
+
+criterion_group!(benches, k1_unproject, k2_ransac, k3_dbscan, k4_stats, k5_relations, scene_end_to_end);
+criterion_main!(benches);

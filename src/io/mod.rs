@@ -1,6 +1,7 @@
 //! Frame input: manifests, depth and label images, object annotations.
 
 pub mod depth;
+pub mod fuzzing;
 pub mod manifest;
 pub mod objects;
 
