@@ -488,3 +488,43 @@ proptest! {
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------------------------------
+// K5 closest-surface distance: exact, against brute force
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+
+    #[test]
+    fn closest_surface_distance_is_exact(seed in any::<u64>(), na in 1usize..400, nb in 1usize..400,
+                                         offset in 0.0f64..1.5, spread in 0.01f64..0.6, voxel in 0.005f32..0.3) {
+        let mut rng = Lcg(seed);
+        let blob = |rng: &mut Lcg, n: usize, cx: f64| -> Vec<Point3> {
+            (0..n).map(|_| [cx + rng.gauss() * spread, rng.gauss() * spread, rng.range(-0.3, 0.3)].map(|v| v as f32)).collect()
+        };
+        let a = blob(&mut rng, na, 0.0);
+        let b = blob(&mut rng, nb, offset);
+        let m = spatialsynth::geometry::relations::closest_surface_matrix(&[&a, &b], voxel);
+        let brute = a.iter().flat_map(|p| b.iter().map(move |q| {
+            let d = [p[0] - q[0], p[1] - q[1], p[2] - q[2]];
+            d[0] * d[0] + d[1] * d[1] + d[2] * d[2]
+        })).fold(f32::INFINITY, f32::min).sqrt();
+        prop_assert_eq!(m[1], m[2]);
+        prop_assert_eq!(m[1], brute, "voxel {}", voxel);
+    }
+}
+
+#[test]
+fn statistical_outlier_removal_drops_isolated_points() {
+    use spatialsynth::geometry::outlier::{statistical_outlier_mask, OutlierParams};
+    let mut rng = Lcg(11);
+    let mut pts: Vec<Point3> = (0..2000)
+        .map(|_| [rng.range(0.0, 0.3), rng.range(0.0, 0.3), rng.range(1.0, 1.01)].map(|v| v as f32))
+        .collect();
+    let outliers = [[1.0f32, 1.0, 1.5], [-0.5, 0.2, 2.0], [0.15, 0.15, 1.4]];
+    pts.extend_from_slice(&outliers);
+    let keep = statistical_outlier_mask(&pts, &OutlierParams::default());
+    assert!(keep[2000..].iter().all(|k| !k), "outliers kept");
+    let kept = keep[..2000].iter().filter(|k| **k).count();
+    assert!(kept > 1900, "only {kept} of 2000 surface points kept");
+}
