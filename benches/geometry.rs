@@ -14,7 +14,7 @@ use spatialsynth::geometry::stats::{summarize, NoiseModel, ObjectSummary};
 use spatialsynth::geometry::unproject::{estimate_normals, unproject_depth, PointCloud};
 use spatialsynth::geometry::Point3;
 use spatialsynth::io::{load_frame, read_manifest, LoadedFrame};
-use spatialsynth::pipeline::{process_frame, SceneConfig};
+use spatialsynth::pipeline::{ground_sample_normals, process_frame, SceneConfig};
 
 fn sample_frames() -> Vec<LoadedFrame> {
     let manifest = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("data/sample/frames.json");
@@ -40,8 +40,8 @@ fn k1_unproject(c: &mut Criterion) {
     let mut g = c.benchmark_group("k1_unproject");
     g.throughput(Throughput::Elements(frame.depth.len() as u64));
     g.bench_function(BenchmarkId::new("cpu", "640x480"), |b| b.iter(|| unproject_depth(black_box(&frame.depth), &frame.spec.intrinsics)));
-    g.bench_function(BenchmarkId::new("cpu_normals", "640x480"), |b| {
-        b.iter(|| estimate_normals(black_box(&frame.depth), &frame.spec.intrinsics, &cloud, 10))
+    g.bench_function(BenchmarkId::new("cpu_normals_all", "640x480"), |b| {
+        b.iter(|| estimate_normals(black_box(&frame.depth), &frame.spec.intrinsics, &cloud, None, 10))
     });
     g.finish();
 }
@@ -49,9 +49,9 @@ fn k1_unproject(c: &mut Criterion) {
 fn k2_ransac(c: &mut Criterion) {
     let frames = sample_frames();
     let (frame, cloud) = big_frame(&frames);
-    let normals = estimate_normals(&frame.depth, &frame.spec.intrinsics, &cloud, 10);
     let key = frame_key(&frame.spec.key);
     let params = RansacParams::default();
+    let normals = ground_sample_normals(&frame.depth, &frame.spec.intrinsics, &cloud, &params, 10);
     let mut g = c.benchmark_group("k2_ransac");
     // Scoring: hypotheses x subsample points tested.
     let tested = u64::from(params.hypotheses) * u64::from(params.score_samples).min(cloud.len() as u64);
@@ -72,8 +72,8 @@ fn k3_dbscan(c: &mut Criterion) {
     g.sample_size(20);
     for frame in frames.iter().take(3) {
         let cloud = unproject_depth(&frame.depth, &frame.spec.intrinsics);
-        let normals = estimate_normals(&frame.depth, &frame.spec.intrinsics, &cloud, 10);
         let params = RansacParams::default();
+        let normals = ground_sample_normals(&frame.depth, &frame.spec.intrinsics, &cloud, &params, 10);
         let Some(fit) = fit_ground_plane(&cloud.points_in_camera, Some(&normals), frame_key(&frame.spec.key), &params) else {
             continue;
         };
@@ -132,7 +132,7 @@ fn k5_relations(c: &mut Criterion) {
         (0..10).map(|i| synthetic_object([i as f32 * 0.6, 2.0 + (i % 3) as f32, 0.0], 20_000, i)).collect();
     let refs: Vec<&[Point3]> = objs.iter().map(Vec::as_slice).collect();
     g.throughput(Throughput::Elements(45));
-    g.bench_function(BenchmarkId::new("cpu_closest_surface", "10obj_x_20000pts"), |b| b.iter(|| closest_surface_matrix(black_box(&refs), 0.02)));
+    g.bench_function(BenchmarkId::new("cpu_closest_surface", "10obj_x_20000pts"), |b| b.iter(|| closest_surface_matrix(black_box(&refs), 0.01)));
     g.finish();
 }
 

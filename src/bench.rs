@@ -14,7 +14,8 @@ use crate::error::Result;
 use crate::geometry::dbscan::dbscan;
 use crate::geometry::ransac::{fit_ground_plane, inlier_mask, RansacParams};
 use crate::geometry::rng::frame_key;
-use crate::geometry::unproject::{estimate_normals, unproject_depth};
+use crate::geometry::unproject::unproject_depth;
+use crate::pipeline::ground_sample_normals;
 use crate::io::{load_frame, FrameSpec};
 
 /// Workload parameters.
@@ -88,7 +89,8 @@ pub fn run_frame(spec: &FrameSpec, params: &WorkloadParams) -> Result<FrameTimin
         let t0 = Instant::now();
         let cloud = unproject_depth(&frame.depth, &spec.intrinsics);
         let t1 = Instant::now();
-        let normals = estimate_normals(&frame.depth, &spec.intrinsics, &cloud, params.normal_max_step_px);
+        let normals =
+            ground_sample_normals(&frame.depth, &spec.intrinsics, &cloud, &params.ransac, params.normal_max_step_px);
         let fit = fit_ground_plane(&cloud.points_in_camera, Some(&normals), key, &params.ransac);
         let t2 = Instant::now();
         let rest: Vec<_> = match &fit {

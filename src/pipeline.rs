@@ -7,12 +7,12 @@ use crate::error::{Error, Result};
 use crate::geometry::canonical::{CanonicalFrame, GroundSource};
 use crate::geometry::dbscan::dbscan;
 use crate::geometry::outlier::{statistical_outlier_mask, OutlierParams};
-use crate::geometry::ransac::{fit_ground_plane, PlaneFit, RansacParams};
+use crate::geometry::ransac::{fit_ground_plane, score_sample_indices, PlaneFit, RansacParams};
 use crate::geometry::relations::{closest_surface_matrix, relate_all};
 use crate::geometry::rng::frame_key;
 use crate::geometry::stats::{summarize, NoiseModel, ObjectSummary};
-use crate::geometry::unproject::{estimate_normals, unproject_depth, unproject_objects};
-use crate::geometry::{dot, normalize, Point3};
+use crate::geometry::unproject::{estimate_normals, unproject_depth, unproject_objects, DepthImage, PointCloud};
+use crate::geometry::{dot, normalize, Intrinsics, Point3};
 use crate::io::objects::ObjectKind;
 use crate::io::LoadedFrame;
 use crate::scene::{DroppedObject, GroundInfo, SceneGraph, SceneObject, SceneRelation};
@@ -92,10 +92,23 @@ pub struct SceneGeometry {
     pub relations: Vec<SceneRelation>,
 }
 
+/// Normals (from the organized depth image) of the points of the ground search's scoring subsample: what
+/// [`ground_and_frame`] and [`fit_ground_plane`] take.
+pub fn ground_sample_normals(
+    depth: &DepthImage,
+    k: &Intrinsics,
+    cloud: &PointCloud,
+    ransac: &RansacParams,
+    max_step_px: u32,
+) -> Vec<Point3> {
+    let indices = score_sample_indices(cloud.len(), ransac);
+    estimate_normals(depth, k, cloud, Some(&indices), max_step_px)
+}
+
 /// K2 plus the canonical frame: the ground plane if RANSAC finds one with enough support, else the gravity prior.
 pub fn ground_and_frame(
     points: &[Point3],
-    normals: Option<&[Point3]>,
+    sample_normals: Option<&[Point3]>,
     key: u32,
     config: &SceneConfig,
     up_in_camera: Option<[f64; 3]>,
@@ -104,7 +117,7 @@ pub fn ground_and_frame(
     if let Some(up) = up_in_camera.and_then(normalize) {
         ransac.up_prior = up.map(|v| v as f32);
     }
-    let fit = fit_ground_plane(points, normals, key, &ransac);
+    let fit = fit_ground_plane(points, sample_normals, key, &ransac);
     let n = points.len().max(1) as f64;
     let accepted = fit.filter(|f| f.accepted);
     let up_prior = [f64::from(ransac.up_prior[0]), f64::from(ransac.up_prior[1]), f64::from(ransac.up_prior[2])];
@@ -187,20 +200,20 @@ fn denoise_object(
 
 /// K2–K5 from camera-frame points: the whole frame's valid points (for the ground) and each object's points.
 ///
-/// `frame` names the frame in errors and seeds RANSAC (via [`frame_key`]); `normals` (one per point, optional)
-/// make the ground search reject planes that only slice through other surfaces; `focal_px` scales the object
+/// `frame` names the frame in errors and seeds RANSAC (via [`frame_key`]); `sample_normals` (optional, see
+/// [`ground_sample_normals`]) make the ground search reject planes that only slice through other surfaces; `focal_px` scales the object
 /// DBSCAN radius with distance.
 #[allow(clippy::too_many_arguments)]
 pub fn scene_from_points(
     frame: &str,
     points_in_camera: &[Point3],
-    normals: Option<&[Point3]>,
+    sample_normals: Option<&[Point3]>,
     objects: &[ObjectInput],
     focal_px: f64,
     up_in_camera: Option<[f64; 3]>,
     config: &SceneConfig,
 ) -> Result<SceneGeometry> {
-    let (ground, canonical, _) = ground_and_frame(points_in_camera, normals, frame_key(frame), config, up_in_camera);
+    let (ground, canonical, _) = ground_and_frame(points_in_camera, sample_normals, frame_key(frame), config, up_in_camera);
     let denoised: Vec<_> = objects
         .par_iter()
         .map(|o| denoise_object(o, &canonical, ground.found, focal_px, config))
@@ -264,7 +277,7 @@ pub fn process_frame(frame: &LoadedFrame, config: &SceneConfig) -> Result<SceneG
     let spec = &frame.spec;
     let k = &spec.intrinsics;
     let cloud = unproject_depth(&frame.depth, k);
-    let normals = estimate_normals(&frame.depth, k, &cloud, config.normal_max_step_px);
+    let normals = ground_sample_normals(&frame.depth, k, &cloud, &config.ransac, config.normal_max_step_px);
     let regions: Vec<_> = frame.objects.iter().map(|o| o.region.clone()).collect();
     let grouped = unproject_objects(&frame.depth, k, frame.instance_labels.as_deref(), &regions);
     let width = k.width;

@@ -6,11 +6,11 @@ use std::path::Path;
 
 use serde_json::Value;
 use spatialsynth::geometry::rng::frame_key;
-use spatialsynth::geometry::unproject::{estimate_normals, unproject_depth};
+use spatialsynth::geometry::unproject::unproject_depth;
 use spatialsynth::geometry::Point3;
 use spatialsynth::io::objects::ObjectKind;
 use spatialsynth::io::{find_manifests, load_frame, read_manifest, FrameSpec};
-use spatialsynth::pipeline::{ground_and_frame, process_frame, scene_from_points, ObjectInput, SceneConfig};
+use spatialsynth::pipeline::{ground_and_frame, ground_sample_normals, process_frame, scene_from_points, ObjectInput, SceneConfig};
 use spatialsynth::scene::GroundInfo;
 
 fn all_frames(data: &Path) -> Vec<FrameSpec> {
@@ -26,8 +26,9 @@ fn ground_of(spec: &FrameSpec) -> GroundInfo {
     let frame = load_frame(spec).unwrap();
     let cloud = unproject_depth(&frame.depth, &spec.intrinsics);
     {
-        let normals = estimate_normals(&frame.depth, &spec.intrinsics, &cloud, 10);
-        ground_and_frame(&cloud.points_in_camera, Some(&normals), frame_key(&spec.key), &SceneConfig::default(), None).0
+        let config = SceneConfig::default();
+        let normals = ground_sample_normals(&frame.depth, &spec.intrinsics, &cloud, &config.ransac, 10);
+        ground_and_frame(&cloud.points_in_camera, Some(&normals), frame_key(&spec.key), &config, None).0
     }
 }
 

@@ -5,16 +5,16 @@
 //! three points are distinct and not collinear, and when its normal, oriented towards the camera, is within
 //! `max_tilt_deg` of the up prior (default: the camera's −y, i.e. "up" in the image). Walls and ceilings fail the
 //! prior; floors and table tops pass it. Each admissible hypothesis is scored by the number of inliers among a
-//! fixed, evenly strided subsample of `score_samples` points (all points when the frame has fewer). When surface
-//! normals are given (estimated from the organized depth image in K1), an inlier must also have a normal within
-//! `normal_agreement_deg` of the plane's (either sign); points of unknown normal then do not count. This keeps a
-//! plane that slices through cabinets and chair backs from collecting their edges as support. The winner is the
-//! highest score, ties going to the lowest hypothesis index. It is then refined by total least squares (the
-//! smallest eigenvector of the inliers' covariance) over the points that pass the same tests **and** belong to the
-//! largest spatially connected piece of that support (voxels of `connect_voxel_m`, 26-neighbourhood): a ±2 cm band
-//! also catches the tops of distant objects that happen to lie on the plane's extension, and their long lever arm
-//! would tilt the fit. The final inlier count is taken over all points by distance alone (the figure the workload
-//! compares).
+//! fixed, evenly strided subsample of `score_samples` points (all points when the frame has fewer; see
+//! [`score_sample_indices`]). When surface normals of the subsample are given (estimated from the organized depth
+//! image in K1), an inlier must also have a normal within `normal_agreement_deg` of the plane's (either sign);
+//! points of unknown normal then do not count. This keeps a plane that slices through cabinets and chair backs from
+//! collecting their edges as support. The winner is the highest score, ties going to the lowest hypothesis index.
+//! It is then refined by total least squares (the smallest eigenvector of the covariance) over the subsample
+//! points that pass the same tests **and** belong to the largest spatially connected piece of that support
+//! (voxels of `connect_voxel_m`, 26-neighbourhood): a ±2 cm band also catches the tops of distant objects that
+//! happen to lie on the plane's extension, and their long lever arm would tilt the fit. The final inlier count is
+//! taken over all points by distance alone (the figure the workload compares).
 
 use nalgebra::{Matrix3, SymmetricEigen};
 use rayon::prelude::*;
@@ -167,24 +167,42 @@ impl Support {
     }
 }
 
+/// The scoring subsample of a frame: its points and (if given) their normals.
+struct Sample {
+    points: Vec<Point3>,
+    normals: Option<Vec<Point3>>,
+}
+
+impl Sample {
+    fn new(points: &[Point3], sample_normals: Option<&[Point3]>, params: &RansacParams) -> Self {
+        let idx = score_sample_indices(points.len(), params);
+        let normals = sample_normals.filter(|n| n.len() == idx.len()).map(<[Point3]>::to_vec);
+        Sample { points: idx.iter().map(|&i| points[i as usize]).collect(), normals }
+    }
+
+    fn count(&self, s: &Support) -> u32 {
+        match &self.normals {
+            Some(n) => self.points.iter().zip(n).filter(|(p, m)| s.test(p, Some(m))).count() as u32,
+            None => self.points.iter().filter(|p| s.test(p, None)).count() as u32,
+        }
+    }
+}
+
 /// Scores of every hypothesis (0 for inadmissible ones). Exposed so GPU backends can be checked hypothesis by
-/// hypothesis against it. `normals`, when given, has one entry per point (`[0, 0, 0]` = unknown).
-pub fn score_hypotheses(points: &[Point3], normals: Option<&[Point3]>, frame_key: u32, params: &RansacParams) -> Vec<u32> {
-    let idx = score_sample_indices(points.len(), params);
-    let sample: Vec<Point3> = idx.iter().map(|&i| points[i as usize]).collect();
-    let sample_normals: Option<Vec<Point3>> = normals.map(|n| idx.iter().map(|&i| n[i as usize]).collect());
+/// hypothesis against it. `sample_normals`, when given, holds the normal of each point of the scoring subsample
+/// ([`score_sample_indices`]), `[0, 0, 0]` for unknown.
+pub fn score_hypotheses(points: &[Point3], sample_normals: Option<&[Point3]>, frame_key: u32, params: &RansacParams) -> Vec<u32> {
+    let sample = Sample::new(points, sample_normals, params);
+    score_sample(points, &sample, frame_key, params)
+}
+
+fn score_sample(points: &[Point3], sample: &Sample, frame_key: u32, params: &RansacParams) -> Vec<u32> {
     (0..params.hypotheses)
         .into_par_iter()
         .with_min_len(8)
         .map(|h| match hypothesis_plane(points, frame_key, h, params) {
             None => 0,
-            Some(plane) => {
-                let s = Support::new(&plane, params.inlier_threshold_m, params, normals.is_some());
-                match &sample_normals {
-                    Some(n) => sample.iter().zip(n).filter(|(p, m)| s.test(p, Some(m))).count() as u32,
-                    None => sample.iter().filter(|p| s.test(p, None)).count() as u32,
-                }
-            }
+            Some(plane) => sample.count(&Support::new(&plane, params.inlier_threshold_m, params, sample.normals.is_some())),
         })
         .collect()
 }
@@ -245,8 +263,8 @@ impl Moments {
 }
 
 /// Total-least-squares plane through the points that support `plane` (within the band and, with normals, of
-/// agreeing normal), with the supporting points' standard deviations along the new normal and the plane's minor
-/// and major axes; `None` when fewer than 3.
+/// agreeing normal) and form its largest connected piece, with their standard deviations along the new normal and
+/// the plane's minor and major axes; `None` when fewer than 3. `normals`, if given, has one entry per point.
 pub fn refine_plane(
     points: &[Point3],
     normals: Option<&[Point3]>,
@@ -254,6 +272,7 @@ pub fn refine_plane(
     threshold_m: f32,
     params: &RansacParams,
 ) -> Option<(Plane, [f64; 3])> {
+    let normals = normals.filter(|n| n.len() == points.len());
     let s = Support::new(plane, threshold_m, params, normals.is_some());
     let support: Vec<u32> = (0..points.len() as u32)
         .into_par_iter()
@@ -312,11 +331,17 @@ pub fn largest_connected(points: &[Point3], subset: Vec<u32>, voxel_m: f32) -> V
         subset.par_iter().with_min_len(1 << 14).map(|&i| points[i as usize].map(|v| (v * inv).floor() as i32)).collect();
     let mut cell_of_key: FxHashMap<[i32; 3], u32> = FxHashMap::default();
     let mut cell_count: Vec<u32> = Vec::new();
+    let mut last: Option<([i32; 3], u32)> = None;
     let cells: Vec<u32> = keys
         .iter()
         .map(|k| {
             let next = cell_count.len() as u32;
-            let c = *cell_of_key.entry(*k).or_insert(next);
+            // Consecutive points (row-major pixels) usually share a cell: skip the hash lookup then.
+            let c = match last {
+                Some((lk, c)) if lk == *k => c,
+                _ => *cell_of_key.entry(*k).or_insert(next),
+            };
+            last = Some((*k, c));
             if c == next {
                 cell_count.push(0);
             }
@@ -356,23 +381,24 @@ pub fn largest_connected(points: &[Point3], subset: Vec<u32>, voxel_m: f32) -> V
     subset.into_iter().zip(cells).filter(|&(_, c)| find(&mut parent, c) == best).map(|(i, _)| i).collect()
 }
 
-/// K2: finds the ground plane of a frame. `normals` (one per point, `[0, 0, 0]` = unknown) are optional. Returns
-/// `None` when no admissible hypothesis exists; a fit with too little support comes back with `accepted == false`.
+/// K2: finds the ground plane of a frame. `sample_normals` are the normals of the scoring subsample
+/// ([`score_sample_indices`]; `[0, 0, 0]` = unknown), optional. Returns `None` when no admissible hypothesis
+/// exists; a fit with too little support comes back with `accepted == false`.
 pub fn fit_ground_plane(
     points: &[Point3],
-    normals: Option<&[Point3]>,
+    sample_normals: Option<&[Point3]>,
     frame_key: u32,
     params: &RansacParams,
 ) -> Option<PlaneFit> {
-    let normals = normals.filter(|n| n.len() == points.len());
-    let scores = score_hypotheses(points, normals, frame_key, params);
+    let sample = Sample::new(points, sample_normals, params);
+    let scores = score_sample(points, &sample, frame_key, params);
     let (best_h, best_score) =
         scores.iter().enumerate().fold((None, 0u32), |(bh, bs), (h, &s)| if s > bs { (Some(h as u32), s) } else { (bh, bs) });
     let hypothesis = best_h?;
     let mut plane = hypothesis_plane(points, frame_key, hypothesis, params)?;
     let mut spread_m = [0.0; 3];
     for _ in 0..params.refine_iterations {
-        match refine_plane(points, normals, &plane, params.inlier_threshold_m, params) {
+        match refine_plane(&sample.points, sample.normals.as_deref(), &plane, params.inlier_threshold_m, params) {
             Some((p, s)) => (plane, spread_m) = (p, s),
             None => break,
         }

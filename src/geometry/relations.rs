@@ -6,9 +6,7 @@
 //! camera pitches, rolls or moves up, down or sideways.
 
 use bytemuck::{Pod, Zeroable};
-use kiddo::{ImmutableKdTree, SquaredEuclidean};
 use rayon::prelude::*;
-use rustc_hash::FxHashMap;
 
 use super::stats::ObjectSummary;
 use super::Point3;
@@ -116,95 +114,135 @@ pub fn relate_all(objects: &[ObjectSummary], gaps: impl Fn(usize, usize) -> f32 
         .collect()
 }
 
-/// An object's points prepared for exact closest-surface queries: points binned in voxels, one representative
-/// point per voxel in a k-d tree.
+/// An object's points prepared for exact closest-surface queries: a two-level grid (cells of 8 × 8 × 8 voxels),
+/// every cell and voxel with the tight bounding box of its points, points stored voxel by voxel.
 pub struct SurfaceIndex {
     points: Vec<Point3>,
-    /// Voxel `v` holds `points[voxel_start[v]..voxel_start[v + 1]]` (points are stored voxel by voxel).
+    /// Voxel `v` holds `points[voxel_start[v]..voxel_start[v + 1]]`.
     voxel_start: Vec<u32>,
-    reps: Vec<Point3>,
-    /// `None` only if kiddo refuses the input; queries then scan `reps`.
-    rep_tree: Option<ImmutableKdTree<f32, 3>>,
-    /// Largest distance from a point to its voxel's representative.
-    radius: f32,
+    voxel_box: Vec<(Point3, Point3)>,
+    /// Cell `c` holds voxels `cell_start[c]..cell_start[c + 1]`.
+    cell_start: Vec<u32>,
+    cell_box: Vec<(Point3, Point3)>,
+}
+
+/// Voxels per cell edge.
+const CELL_VOXELS: i32 = 8;
+
+fn bounding_box(points: &[Point3]) -> (Point3, Point3) {
+    points.iter().fold(([f32::INFINITY; 3], [f32::NEG_INFINITY; 3]), |(lo, hi), p| {
+        ([lo[0].min(p[0]), lo[1].min(p[1]), lo[2].min(p[2])], [hi[0].max(p[0]), hi[1].max(p[1]), hi[2].max(p[2])])
+    })
+}
+
+fn merge_boxes(a: (Point3, Point3), b: &(Point3, Point3)) -> (Point3, Point3) {
+    (
+        [a.0[0].min(b.0[0]), a.0[1].min(b.0[1]), a.0[2].min(b.0[2])],
+        [a.1[0].max(b.1[0]), a.1[1].max(b.1[1]), a.1[2].max(b.1[2])],
+    )
 }
 
 impl SurfaceIndex {
     /// Indexes `points` with voxels of `voxel_m` metres.
     pub fn new(points: &[Point3], voxel_m: f32) -> Self {
         let inv = 1.0 / voxel_m.max(1e-6);
-        let mut slot: FxHashMap<[i32; 3], u32> = FxHashMap::default();
-        let mut voxel_of = Vec::with_capacity(points.len());
-        for p in points {
-            let key = p.map(|v| (v * inv).floor() as i32);
-            let next = slot.len() as u32;
-            voxel_of.push(*slot.entry(key).or_insert(next));
-        }
-        let nv = slot.len();
-        let mut voxel_start = vec![0u32; nv + 1];
-        for &v in &voxel_of {
-            voxel_start[v as usize + 1] += 1;
-        }
-        for v in 0..nv {
-            voxel_start[v + 1] += voxel_start[v];
-        }
-        let mut fill = voxel_start.clone();
-        let mut sorted = vec![[0f32; 3]; points.len()];
-        for (p, &v) in points.iter().zip(&voxel_of) {
-            sorted[fill[v as usize] as usize] = *p;
-            fill[v as usize] += 1;
-        }
-        // The representative of a voxel is its first point in input order.
-        let reps: Vec<Point3> = (0..nv).map(|v| sorted[voxel_start[v] as usize]).collect();
-        let mut radius = 0f32;
-        for v in 0..nv {
-            let r = reps[v];
-            for p in &sorted[voxel_start[v] as usize..voxel_start[v + 1] as usize] {
-                radius = radius.max(dist2(p, &r).sqrt());
+        let voxel_key = |p: &Point3| p.map(|v| (v * inv).floor() as i32);
+        let cell_of = |k: [i32; 3]| k.map(|v| v.div_euclid(CELL_VOXELS));
+        let mut order: Vec<([i32; 3], [i32; 3], u32)> =
+            points.iter().enumerate().map(|(i, p)| (cell_of(voxel_key(p)), voxel_key(p), i as u32)).collect();
+        order.sort_unstable();
+        let sorted: Vec<Point3> = order.iter().map(|o| points[o.2 as usize]).collect();
+        let (mut voxel_start, mut cell_start) = (Vec::new(), Vec::new());
+        for (i, o) in order.iter().enumerate() {
+            let new_voxel = i == 0 || order[i - 1].1 != o.1;
+            if new_voxel {
+                if i == 0 || order[i - 1].0 != o.0 {
+                    cell_start.push(voxel_start.len() as u32);
+                }
+                voxel_start.push(i as u32);
             }
         }
-        let rep_tree = ImmutableKdTree::new_from_slice(&reps).ok();
-        SurfaceIndex { points: sorted, voxel_start, reps, rep_tree, radius }
+        voxel_start.push(points.len() as u32);
+        cell_start.push((voxel_start.len() - 1) as u32);
+        let voxel_box: Vec<(Point3, Point3)> =
+            voxel_start.windows(2).map(|w| bounding_box(&sorted[w[0] as usize..w[1] as usize])).collect();
+        let cell_box = cell_start
+            .windows(2)
+            .map(|w| voxel_box[w[0] as usize..w[1] as usize].iter().fold(bounding_box(&[]), merge_boxes))
+            .collect();
+        SurfaceIndex { points: sorted, voxel_start, voxel_box, cell_start, cell_box }
     }
 
     fn voxel_points(&self, v: usize) -> &[Point3] {
         &self.points[self.voxel_start[v] as usize..self.voxel_start[v + 1] as usize]
     }
 
-    fn nearest_rep_dist2(&self, p: &Point3) -> f32 {
-        match &self.rep_tree {
-            Some(tree) => tree.query(p).nearest_one::<SquaredEuclidean<f32>>().execute().distance,
-            None => self.reps.iter().map(|q| dist2(p, q)).fold(f32::INFINITY, f32::min),
-        }
+    fn cell_voxels(&self, c: usize) -> std::ops::Range<usize> {
+        self.cell_start[c] as usize..self.cell_start[c + 1] as usize
     }
 
     /// The exact smallest distance between a point of `self` and a point of `other` (`NaN` if either is empty).
     ///
-    /// Representatives are real points, so their closest pair bounds the answer from above by `U`; the true
-    /// closest pair's representatives are within `U + r_a + r_b` of the other cloud's representatives, so only
-    /// voxels passing that test are searched point by point.
+    /// Dual branch and bound: pairs of cells in increasing order of the distance between their boxes, within
+    /// each the pairs of voxels likewise, all point pairs of a voxel pair compared, until the box distance reaches
+    /// the best distance found. Squared distances throughout: float rounding is monotone, so a box distance
+    /// computed from the boxes' extreme coordinates never exceeds the distance of any pair of points inside them,
+    /// and the pruning is exact. (A k-d tree is a poor fit here: for objects a few decimetres apart, every query
+    /// ball covers most of the other object.)
     pub fn closest_distance(&self, other: &SurfaceIndex) -> f32 {
-        if self.reps.is_empty() || other.reps.is_empty() {
+        if self.points.is_empty() || other.points.is_empty() {
             return f32::NAN;
         }
-        let da: Vec<f32> = self.reps.iter().map(|p| other.nearest_rep_dist2(p).sqrt()).collect();
-        let upper = da.iter().copied().fold(f32::INFINITY, f32::min);
-        // A small relative slack covers float rounding in the bound.
-        let limit = (upper + self.radius + other.radius) * (1.0 + 1e-5) + 1e-6;
-        let cand_a: Vec<usize> = (0..da.len()).filter(|&v| da[v] <= limit).collect();
-        let cand_b: Vec<Point3> = (0..other.reps.len())
-            .filter(|&v| self.nearest_rep_dist2(&other.reps[v]).sqrt() <= limit)
-            .flat_map(|v| other.voxel_points(v).iter().copied())
-            .collect();
-        let tree = if cand_b.len() > 32 { ImmutableKdTree::<f32, 3>::new_from_slice(&cand_b).ok() } else { None };
-        let nearest2 = |p: &Point3| match &tree {
-            Some(t) => t.query(p).nearest_one::<SquaredEuclidean<f32>>().execute().distance,
-            None => cand_b.iter().map(|q| dist2(p, q)).fold(f32::INFINITY, f32::min),
+        let sorted_pairs = |a: &[(Point3, Point3)], ar: std::ops::Range<usize>, b: &[(Point3, Point3)], br: std::ops::Range<usize>, below: f32| {
+            let mut pairs: Vec<(f32, u32, u32)> = Vec::new();
+            for i in ar {
+                for j in br.clone() {
+                    let lb2 = box_dist2(&a[i], &b[j]);
+                    if lb2 < below {
+                        pairs.push((lb2, i as u32, j as u32));
+                    }
+                }
+            }
+            pairs.sort_unstable_by(|x, y| x.0.total_cmp(&y.0).then(x.1.cmp(&y.1)).then(x.2.cmp(&y.2)));
+            pairs
         };
-        let best2 =
-            cand_a.iter().flat_map(|&v| self.voxel_points(v)).map(nearest2).fold(f32::INFINITY, f32::min);
-        best2.sqrt().min(upper)
+        let mut best2 = f32::INFINITY;
+        let cells = sorted_pairs(&self.cell_box, 0..self.cell_box.len(), &other.cell_box, 0..other.cell_box.len(), best2);
+        for &(lb2, ca, cb) in &cells {
+            if lb2 >= best2 {
+                break;
+            }
+            let voxels = sorted_pairs(
+                &self.voxel_box,
+                self.cell_voxels(ca as usize),
+                &other.voxel_box,
+                other.cell_voxels(cb as usize),
+                best2,
+            );
+            for &(lb2, v, w) in &voxels {
+                if lb2 >= best2 {
+                    break;
+                }
+                let theirs = other.voxel_points(w as usize);
+                for p in self.voxel_points(v as usize) {
+                    for q in theirs {
+                        best2 = best2.min(dist2(p, q));
+                    }
+                }
+            }
+        }
+        best2.sqrt()
     }
+}
+
+/// Squared distance between two axis-aligned boxes (0 when they overlap).
+fn box_dist2(a: &(Point3, Point3), b: &(Point3, Point3)) -> f32 {
+    let mut d = 0.0f32;
+    for k in 0..3 {
+        let gap = (b.0[k] - a.1[k]).max(a.0[k] - b.1[k]).max(0.0);
+        d += gap * gap;
+    }
+    d
 }
 
 #[inline]

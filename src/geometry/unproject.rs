@@ -128,12 +128,18 @@ pub fn unproject_depth(depth: &DepthImage, k: &Intrinsics) -> PointCloud {
     cloud
 }
 
-/// Surface normals of the points of `cloud` (which must come from `depth` through [`unproject_depth`]), from the
-/// organized depth image: the cross product of the horizontal and vertical differences between the nearest valid
+/// Surface normals of the points of `cloud` listed in `indices` (all points when `None`); `cloud` must come from
+/// `depth` through [`unproject_depth`]. From the organized depth image: the cross product of the horizontal and vertical differences between the nearest valid
 /// pixels 2 to `max_step_px` pixels away on each side. A normal is `[0, 0, 0]` (unknown) when a side has no valid
 /// pixel in reach or a neighbour's depth differs by more than 10% (a depth edge). Normals are unit length, with
 /// an arbitrary sign.
-pub fn estimate_normals(depth: &DepthImage, k: &Intrinsics, cloud: &PointCloud, max_step_px: u32) -> Vec<Point3> {
+pub fn estimate_normals(
+    depth: &DepthImage,
+    k: &Intrinsics,
+    cloud: &PointCloud,
+    indices: Option<&[u32]>,
+    max_step_px: u32,
+) -> Vec<Point3> {
     let rays = Rays::new(k);
     let (w, h) = (depth.width as i64, depth.height as i64);
     let max_step = i64::from(max_step_px.max(2));
@@ -149,23 +155,22 @@ pub fn estimate_normals(depth: &DepthImage, k: &Intrinsics, cloud: &PointCloud, 
         }
         None
     };
-    cloud
-        .pixels
-        .par_iter()
-        .zip(&cloud.points_in_camera)
-        .with_min_len(1 << 12)
-        .map(|(&pix, p)| {
-            let (u, v) = (i64::from(pix) % w, i64::from(pix) / w);
-            let z = p[2];
-            let sides = (neighbour(u, v, 1, 0, z), neighbour(u, v, -1, 0, z), neighbour(u, v, 0, 1, z), neighbour(u, v, 0, -1, z));
-            let (Some(r), Some(l), Some(d), Some(t)) = sides else { return [0.0; 3] };
-            let a = [r[0] - l[0], r[1] - l[1], r[2] - l[2]];
-            let b = [d[0] - t[0], d[1] - t[1], d[2] - t[2]];
-            let n = [a[1] * b[2] - a[2] * b[1], a[2] * b[0] - a[0] * b[2], a[0] * b[1] - a[1] * b[0]];
-            let len = (n[0] * n[0] + n[1] * n[1] + n[2] * n[2]).sqrt();
-            if len > 0.0 && len.is_finite() { [n[0] / len, n[1] / len, n[2] / len] } else { [0.0; 3] }
-        })
-        .collect()
+    let normal_of = |i: usize| -> Point3 {
+        let (pix, p) = (cloud.pixels[i], cloud.points_in_camera[i]);
+        let (u, v) = (i64::from(pix) % w, i64::from(pix) / w);
+        let z = p[2];
+        let sides = (neighbour(u, v, 1, 0, z), neighbour(u, v, -1, 0, z), neighbour(u, v, 0, 1, z), neighbour(u, v, 0, -1, z));
+        let (Some(r), Some(l), Some(d), Some(t)) = sides else { return [0.0; 3] };
+        let a = [r[0] - l[0], r[1] - l[1], r[2] - l[2]];
+        let b = [d[0] - t[0], d[1] - t[1], d[2] - t[2]];
+        let n = [a[1] * b[2] - a[2] * b[1], a[2] * b[0] - a[0] * b[2], a[0] * b[1] - a[1] * b[0]];
+        let len = (n[0] * n[0] + n[1] * n[1] + n[2] * n[2]).sqrt();
+        if len > 0.0 && len.is_finite() { [n[0] / len, n[1] / len, n[2] / len] } else { [0.0; 3] }
+    };
+    match indices {
+        Some(idx) => idx.par_iter().with_min_len(1 << 10).map(|&i| normal_of(i as usize)).collect(),
+        None => (0..cloud.len()).into_par_iter().with_min_len(1 << 12).map(normal_of).collect(),
+    }
 }
 
 /// Which pixels belong to an object.
