@@ -39,7 +39,9 @@ fn k1_unproject(c: &mut Criterion) {
     let (frame, cloud) = big_frame(&frames);
     let mut g = c.benchmark_group("k1_unproject");
     g.throughput(Throughput::Elements(frame.depth.len() as u64));
-    g.bench_function(BenchmarkId::new("cpu", "640x480"), |b| b.iter(|| unproject_depth(black_box(&frame.depth), &frame.spec.intrinsics)));
+    g.bench_function(BenchmarkId::new("cpu", "640x480"), |b| {
+        b.iter(|| unproject_depth(black_box(&frame.depth), &frame.spec.intrinsics))
+    });
     g.bench_function(BenchmarkId::new("cpu_normals_all", "640x480"), |b| {
         b.iter(|| estimate_normals(black_box(&frame.depth), &frame.spec.intrinsics, &cloud, None, 10))
     });
@@ -74,7 +76,8 @@ fn k3_dbscan(c: &mut Criterion) {
         let cloud = unproject_depth(&frame.depth, &frame.spec.intrinsics);
         let params = RansacParams::default();
         let normals = ground_sample_normals(&frame.depth, &frame.spec.intrinsics, &cloud, &params, 10);
-        let Some(fit) = fit_ground_plane(&cloud.points_in_camera, Some(&normals), frame_key(&frame.spec.key), &params) else {
+        let Some(fit) = fit_ground_plane(&cloud.points_in_camera, Some(&normals), frame_key(&frame.spec.key), &params)
+        else {
             continue;
         };
         let mask = inlier_mask(&cloud.points_in_camera, &fit.plane, params.inlier_threshold_m);
@@ -132,7 +135,9 @@ fn k5_relations(c: &mut Criterion) {
         (0..10).map(|i| synthetic_object([i as f32 * 0.6, 2.0 + (i % 3) as f32, 0.0], 20_000, i)).collect();
     let refs: Vec<&[Point3]> = objs.iter().map(Vec::as_slice).collect();
     g.throughput(Throughput::Elements(45));
-    g.bench_function(BenchmarkId::new("cpu_closest_surface", "10obj_x_20000pts"), |b| b.iter(|| closest_surface_matrix(black_box(&refs), 0.01)));
+    g.bench_function(BenchmarkId::new("cpu_closest_surface", "10obj_x_20000pts"), |b| {
+        b.iter(|| closest_surface_matrix(black_box(&refs), 0.01))
+    });
     g.finish();
 }
 
@@ -143,7 +148,9 @@ fn scene_end_to_end(c: &mut Criterion) {
     g.sample_size(20);
     for frame in &frames {
         g.throughput(Throughput::Elements(1));
-        g.bench_function(BenchmarkId::new("cpu_frame", &frame.spec.id), |b| b.iter(|| process_frame(black_box(frame), &config)));
+        g.bench_function(BenchmarkId::new("cpu_frame", &frame.spec.id), |b| {
+            b.iter(|| process_frame(black_box(frame), &config))
+        });
     }
     g.finish();
 }

@@ -15,8 +15,8 @@ use crate::geometry::dbscan::dbscan;
 use crate::geometry::ransac::{fit_ground_plane, inlier_mask, RansacParams};
 use crate::geometry::rng::frame_key;
 use crate::geometry::unproject::unproject_depth;
-use crate::pipeline::ground_sample_normals;
 use crate::io::{load_frame, FrameSpec};
+use crate::pipeline::ground_sample_normals;
 
 /// Workload parameters.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -165,7 +165,8 @@ pub struct BenchSummary {
 /// Summarises frame timings.
 pub fn summarize(timings: &[FrameTiming], failed: usize, params: &WorkloadParams) -> BenchSummary {
     let col = |f: fn(&FrameTiming) -> f64| timings.iter().map(f).collect::<Vec<_>>();
-    let (u, r, d, t) = (col(|t| t.ms_unproject), col(|t| t.ms_ransac), col(|t| t.ms_dbscan), col(FrameTiming::ms_total));
+    let (u, r, d, t) =
+        (col(|t| t.ms_unproject), col(|t| t.ms_ransac), col(|t| t.ms_dbscan), col(FrameTiming::ms_total));
     let pts: Vec<f64> = timings.iter().map(|t| t.points as f64).collect();
     let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
     let ms_per_frame = [("unproject", mean(&u)), ("ransac", mean(&r)), ("dbscan", mean(&d))]

@@ -82,8 +82,10 @@ fn run() -> Result<ExitCode> {
         Command::Scene { inputs, out, seed, batch, config, quiet } => {
             let mut scene_config: SceneConfig = match &config {
                 Some(path) => {
-                    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-                    serde_json::from_str(&text).with_context(|| format!("{}: not a valid scene config", path.display()))?
+                    let text =
+                        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+                    serde_json::from_str(&text)
+                        .with_context(|| format!("{}: not a valid scene config", path.display()))?
                 }
                 None => SceneConfig::default(),
             };
@@ -91,8 +93,10 @@ fn run() -> Result<ExitCode> {
             let options = RunOptions { batch_frames: batch, config: scene_config };
             let bar = if quiet { ProgressBar::hidden() } else { ProgressBar::new(0) };
             bar.set_style(
-                ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} frames ({per_sec}, eta {eta})")
-                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
+                ProgressStyle::with_template(
+                    "{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} frames ({per_sec}, eta {eta})",
+                )
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
             );
             let progress = |done: usize, total: usize| {
                 bar.set_length(total as u64);

@@ -162,7 +162,11 @@ fn denoise_object(
         .filter(|&i| !drop_ground || canonical.apply_f32(obj.points_in_camera[i])[2] > band)
         .collect();
     if keep.is_empty() {
-        let why = if obj.points_in_camera.is_empty() { "no valid depth in its region" } else { "only ground points in its box" };
+        let why = if obj.points_in_camera.is_empty() {
+            "no valid depth in its region"
+        } else {
+            "only ground points in its box"
+        };
         return Ok(Err(why.into()));
     }
     let pts: Vec<Point3> = keep.iter().map(|&i| obj.points_in_camera[i]).collect();
@@ -193,7 +197,11 @@ fn denoise_object(
         kept = kept.into_iter().zip(mask).filter(|(_, k)| *k).map(|(p, _)| p).collect();
     }
     if (kept.len() as u32) < config.min_object_points {
-        return Ok(Err(format!("{} points after denoising, fewer than min_object_points {}", kept.len(), config.min_object_points)));
+        return Ok(Err(format!(
+            "{} points after denoising, fewer than min_object_points {}",
+            kept.len(),
+            config.min_object_points
+        )));
     }
     Ok(Ok((kept, eps)))
 }
@@ -213,7 +221,8 @@ pub fn scene_from_points(
     up_in_camera: Option<[f64; 3]>,
     config: &SceneConfig,
 ) -> Result<SceneGeometry> {
-    let (ground, canonical, _) = ground_and_frame(points_in_camera, sample_normals, frame_key(frame), config, up_in_camera);
+    let (ground, canonical, _) =
+        ground_and_frame(points_in_camera, sample_normals, frame_key(frame), config, up_in_camera);
     let denoised: Vec<_> = objects
         .par_iter()
         .map(|o| denoise_object(o, &canonical, ground.found, focal_px, config))
@@ -230,7 +239,12 @@ pub fn scene_from_points(
         let (kept, eps) = match result {
             Ok(k) => k,
             Err(reason) => {
-                dropped.push(DroppedObject { annotation_index: index as u32, label: obj.label.clone(), points_in_region, reason });
+                dropped.push(DroppedObject {
+                    annotation_index: index as u32,
+                    label: obj.label.clone(),
+                    points_in_region,
+                    reason,
+                });
                 continue;
             }
         };
@@ -314,8 +328,15 @@ pub fn process_frame(frame: &LoadedFrame, config: &SceneConfig) -> Result<SceneG
         })
         .collect();
     let focal = (k.fx + k.fy) / 2.0;
-    let geo =
-        scene_from_points(&spec.key, &cloud.points_in_camera, Some(&normals), &objects, focal, spec.up_in_camera, config)?;
+    let geo = scene_from_points(
+        &spec.key,
+        &cloud.points_in_camera,
+        Some(&normals),
+        &objects,
+        focal,
+        spec.up_in_camera,
+        config,
+    )?;
     Ok(SceneGraph {
         frame: spec.key.clone(),
         frame_id: spec.id.clone(),

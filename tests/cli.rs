@@ -61,7 +61,12 @@ fn files_in(dir: &Path) -> Vec<String> {
 fn main_command_runs_on_the_sample_and_says_where_the_output_went() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("scenes");
-    let o = spatialsynth(&["scene", &common::repo().join("data/sample").display().to_string(), "-o", &out.display().to_string()]);
+    let o = spatialsynth(&[
+        "scene",
+        &common::repo().join("data/sample").display().to_string(),
+        "-o",
+        &out.display().to_string(),
+    ]);
     let stdout = String::from_utf8_lossy(&o.stdout);
     assert!(o.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&o.stderr));
     assert!(stdout.contains("6 of 6 frames ok"), "{stdout}");
@@ -115,10 +120,14 @@ fn bad_inputs_are_reported_by_file_and_frame_and_the_rest_is_processed() {
     });
     frames.push(good_frame("good_2"));
     std::fs::create_dir(dir.join("set")).unwrap();
-    std::fs::write(dir.join("set/frames.json"), serde_json::to_string(&json!({"dataset": "mixed", "frames": frames})).unwrap())
-        .unwrap();
+    std::fs::write(
+        dir.join("set/frames.json"),
+        serde_json::to_string(&json!({"dataset": "mixed", "frames": frames})).unwrap(),
+    )
+    .unwrap();
     // A JSON Lines manifest with one malformed line between two good ones, and a manifest that is not JSON.
-    let lines = [good_frame("line_1").to_string(), "{\"id\": \"broken\", ".to_string(), good_frame("line_3").to_string()];
+    let lines =
+        [good_frame("line_1").to_string(), "{\"id\": \"broken\", ".to_string(), good_frame("line_3").to_string()];
     std::fs::write(dir.join("set/more.jsonl"), lines.join("\n")).unwrap();
     std::fs::create_dir(dir.join("set/broken")).unwrap();
     std::fs::write(dir.join("set/broken/frames.json"), "{not json").unwrap();
@@ -180,8 +189,13 @@ fn output_is_byte_identical_across_runs_and_thread_counts() {
     let run = |threads: &str, name: &str| -> PathBuf {
         let out = tmp.path().join(name);
         let o = spatialsynth(&[
-            "--threads", threads, "scene", &common::repo().join("data/sample").display().to_string(),
-            "-o", &out.display().to_string(), "--quiet",
+            "--threads",
+            threads,
+            "scene",
+            &common::repo().join("data/sample").display().to_string(),
+            "-o",
+            &out.display().to_string(),
+            "--quiet",
         ]);
         assert!(o.status.success());
         out.join("scene_graphs.jsonl")
@@ -194,8 +208,13 @@ fn output_is_byte_identical_across_runs_and_thread_counts() {
     // A different seed draws other hypotheses (so the output really depends on it).
     let out = tmp.path().join("seeded");
     let o = spatialsynth(&[
-        "scene", &common::repo().join("data/sample").display().to_string(), "-o", &out.display().to_string(),
-        "--quiet", "--seed", "7",
+        "scene",
+        &common::repo().join("data/sample").display().to_string(),
+        "-o",
+        &out.display().to_string(),
+        "--quiet",
+        "--seed",
+        "7",
     ]);
     assert!(o.status.success());
     assert_ne!(std::fs::read(out.join("scene_graphs.jsonl")).unwrap(), a);

@@ -6,7 +6,8 @@ use spatialsynth::io::fuzzing;
 
 #[test]
 fn fuzz_corpus_replays_without_panics() {
-    let targets: [(&str, fn(&[u8])); 3] =
+    type Body = fn(&[u8]);
+    let targets: [(&str, Body); 3] =
         [("manifest", fuzzing::manifest), ("depth", fuzzing::depth), ("objects", fuzzing::objects)];
     for (name, body) in targets {
         let dir = common::repo().join("fuzz/corpus").join(name);

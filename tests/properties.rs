@@ -14,17 +14,19 @@ use spatialsynth::pipeline::{scene_from_points, ObjectInput, SceneConfig};
 // K1: unproject / project round trip
 
 fn intrinsics() -> impl Strategy<Value = Intrinsics> {
-    (64u32..1500, 48u32..1200, 0.4f64..2.5, 0.9f64..1.1, -0.2f64..0.2, -0.2f64..0.2).prop_map(|(w, h, f, aspect, dx, dy)| {
-        let fx = f * f64::from(w);
-        Intrinsics {
-            fx,
-            fy: fx * aspect,
-            cx: f64::from(w) * (0.5 + dx),
-            cy: f64::from(h) * (0.5 + dy),
-            width: w,
-            height: h,
-        }
-    })
+    (64u32..1500, 48u32..1200, 0.4f64..2.5, 0.9f64..1.1, -0.2f64..0.2, -0.2f64..0.2).prop_map(
+        |(w, h, f, aspect, dx, dy)| {
+            let fx = f * f64::from(w);
+            Intrinsics {
+                fx,
+                fy: fx * aspect,
+                cx: f64::from(w) * (0.5 + dx),
+                cy: f64::from(h) * (0.5 + dy),
+                width: w,
+                height: h,
+            }
+        },
+    )
 }
 
 proptest! {
@@ -288,12 +290,8 @@ fn dbscan_rejects_bad_input() {
 // K5: antisymmetry
 
 fn summary() -> impl Strategy<Value = ObjectSummary> {
-    (
-        prop::array::uniform3(-5.0f32..5.0),
-        prop::array::uniform3(0.01f32..2.0),
-        0.001f32..0.1,
-    )
-        .prop_map(|(c, size, sigma)| ObjectSummary {
+    (prop::array::uniform3(-5.0f32..5.0), prop::array::uniform3(0.01f32..2.0), 0.001f32..0.1).prop_map(
+        |(c, size, sigma)| ObjectSummary {
             centroid_m: c,
             sigma_m: sigma,
             aabb_min_m: [c[0] - size[0] / 2.0, c[1] - size[1] / 2.0, c[2] - size[2] / 2.0],
@@ -303,7 +301,8 @@ fn summary() -> impl Strategy<Value = ObjectSummary> {
             obb_center_m: c,
             points: 100,
             ..ObjectSummary::default()
-        })
+        },
+    )
 }
 
 proptest! {
@@ -363,7 +362,8 @@ fn world(seed: u64) -> (Vec<[f64; 3]>, Vec<Vec<[f64; 3]>>) {
         for a in 0..steps(sx) {
             for b in 0..steps(sy) {
                 for c in 0..steps(sz) {
-                    let on_face = a == 0 || b == 0 || c == 0 || a == steps(sx) - 1 || b == steps(sy) - 1 || c == steps(sz) - 1;
+                    let on_face =
+                        a == 0 || b == 0 || c == 0 || a == steps(sx) - 1 || b == steps(sy) - 1 || c == steps(sz) - 1;
                     if !on_face {
                         continue;
                     }
@@ -518,9 +518,8 @@ proptest! {
 fn statistical_outlier_removal_drops_isolated_points() {
     use spatialsynth::geometry::outlier::{statistical_outlier_mask, OutlierParams};
     let mut rng = Lcg(11);
-    let mut pts: Vec<Point3> = (0..2000)
-        .map(|_| [rng.range(0.0, 0.3), rng.range(0.0, 0.3), rng.range(1.0, 1.01)].map(|v| v as f32))
-        .collect();
+    let mut pts: Vec<Point3> =
+        (0..2000).map(|_| [rng.range(0.0, 0.3), rng.range(0.0, 0.3), rng.range(1.0, 1.01)].map(|v| v as f32)).collect();
     let outliers = [[1.0f32, 1.0, 1.5], [-0.5, 0.2, 2.0], [0.15, 0.15, 1.4]];
     pts.extend_from_slice(&outliers);
     let keep = statistical_outlier_mask(&pts, &OutlierParams::default());

@@ -10,16 +10,13 @@ use spatialsynth::geometry::unproject::unproject_depth;
 use spatialsynth::geometry::Point3;
 use spatialsynth::io::objects::ObjectKind;
 use spatialsynth::io::{find_manifests, load_frame, read_manifest, FrameSpec};
-use spatialsynth::pipeline::{ground_and_frame, ground_sample_normals, process_frame, scene_from_points, ObjectInput, SceneConfig};
+use spatialsynth::pipeline::{
+    ground_and_frame, ground_sample_normals, process_frame, scene_from_points, ObjectInput, SceneConfig,
+};
 use spatialsynth::scene::GroundInfo;
 
 fn all_frames(data: &Path) -> Vec<FrameSpec> {
-    find_manifests(data)
-        .unwrap()
-        .iter()
-        .flat_map(|m| read_manifest(m).unwrap())
-        .map(|f| f.unwrap())
-        .collect()
+    find_manifests(data).unwrap().iter().flat_map(|m| read_manifest(m).unwrap()).map(|f| f.unwrap()).collect()
 }
 
 fn ground_of(spec: &FrameSpec) -> GroundInfo {
@@ -74,7 +71,12 @@ fn floor_heights_match_the_known_ranges() {
             "metric3d_kitti_outdoor" => 1.55..1.75,
             _ => continue,
         };
-        assert!(range.contains(&g.camera_height_m), "{}: camera height {} not in {range:?}", spec.key, g.camera_height_m);
+        assert!(
+            range.contains(&g.camera_height_m),
+            "{}: camera height {} not in {range:?}",
+            spec.key,
+            g.camera_height_m
+        );
     }
 }
 
@@ -127,7 +129,11 @@ fn ground_normals_agree_in_the_world_frame_across_posed_frames() {
             eprintln!("{folder} {} {off:.2} unc={uncertainty:.2}", specs[i].id);
             // Within 3 degrees, or within twice the uncertainty the frame reports for its own ground (poses are
             // approximate too: slambook2's to 5-10 cm).
-            assert!(off < 3.0_f64.max(2.0 * uncertainty), "{folder} frame {}: ground normal {off:.1} deg off (reported uncertainty {uncertainty:.1})", specs[i].id);
+            assert!(
+                off < 3.0_f64.max(2.0 * uncertainty),
+                "{folder} frame {}: ground normal {off:.1} deg off (reported uncertainty {uncertainty:.1})",
+                specs[i].id
+            );
         }
     }
 }
@@ -167,7 +173,8 @@ fn graspnet_object_centroids_match_ground_truth() {
         assert_eq!(graph.objects.len(), 1, "{}", spec.key);
         let obj = &graph.objects[0];
         let gt: Value = serde_json::from_str(
-            &std::fs::read_to_string(data.join("sixdof_graspnet_objects").join(format!("{}_object.json", spec.id))).unwrap(),
+            &std::fs::read_to_string(data.join("sixdof_graspnet_objects").join(format!("{}_object.json", spec.id)))
+                .unwrap(),
         )
         .unwrap();
         let gt_centroid: [f64; 3] = [0, 1, 2].map(|i| gt["centroid_cam_m"][i].as_f64().unwrap());
@@ -176,7 +183,9 @@ fn graspnet_object_centroids_match_ground_truth() {
         let c = obj.centroid_m.map(f64::from);
         let t = [c[0] - m[0][3], c[1] - m[1][3], c[2] - m[2][3]];
         let cam = [0, 1, 2].map(|j| m[0][j] * t[0] + m[1][j] * t[1] + m[2][j] * t[2]);
-        let err = ((cam[0] - gt_centroid[0]).powi(2) + (cam[1] - gt_centroid[1]).powi(2) + (cam[2] - gt_centroid[2]).powi(2)).sqrt();
+        let err =
+            ((cam[0] - gt_centroid[0]).powi(2) + (cam[1] - gt_centroid[1]).powi(2) + (cam[2] - gt_centroid[2]).powi(2))
+                .sqrt();
         assert!(err < 0.02, "{}: centroid {cam:?} vs ground truth {gt_centroid:?} ({err:.4} m)", spec.key);
         // The object stands on the table, which is the ground here.
         assert!(obj.bottom_m.abs() < 0.03, "{}: bottom {} m above the table", spec.key, obj.bottom_m);
@@ -187,7 +196,9 @@ fn graspnet_object_centroids_match_ground_truth() {
 
 #[test]
 fn sunrgbd_bed_and_night_stand_agree_with_their_3d_boxes() {
-    let Some(data) = common::shared_data_or_skip("sunrgbd_bed_and_night_stand_agree_with_their_3d_boxes") else { return };
+    let Some(data) = common::shared_data_or_skip("sunrgbd_bed_and_night_stand_agree_with_their_3d_boxes") else {
+        return;
+    };
     let dir = data.join("mmdet3d_sunrgbd_000017");
     let ann: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("annotations.json")).unwrap()).unwrap();
     let bytes = std::fs::read(dir.join("000017_points_xyzrgb_f32.bin")).unwrap();
@@ -239,13 +250,18 @@ fn sunrgbd_bed_and_night_stand_agree_with_their_3d_boxes() {
     let mut centres = Vec::new();
     for (inst, obj) in instances.iter().zip(&geo.objects) {
         assert_eq!(inst["label"].as_str().unwrap(), obj.label);
-        let b: Vec<f64> = inst["bbox_3d_xyz_dxdydz_yaw"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+        let b: Vec<f64> =
+            inst["bbox_3d_xyz_dxdydz_yaw"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
         let centre = to_canonical([b[0], b[1], b[2]]);
         let (gt_bottom, gt_top) = (centre[2] - b[5] / 2.0, centre[2] + b[5] / 2.0);
         let what = &obj.label;
         // Seen from the front, an object's visible points reach its top; its bottom and back may be hidden.
         assert!((f64::from(obj.top_m) - gt_top).abs() < 0.12, "{what}: top {} vs {gt_top}", obj.top_m);
-        assert!(f64::from(obj.bottom_m) > gt_bottom - 0.05 && f64::from(obj.bottom_m) < gt_bottom + 0.25, "{what}: bottom {} vs {gt_bottom}", obj.bottom_m);
+        assert!(
+            f64::from(obj.bottom_m) > gt_bottom - 0.05 && f64::from(obj.bottom_m) < gt_bottom + 0.25,
+            "{what}: bottom {} vs {gt_bottom}",
+            obj.bottom_m
+        );
         // Our centroid lies inside the ground-truth box (in its own yaw-rotated frame), with 10 cm of slack.
         let c = obj.centroid_m.map(f64::from);
         let (dx, dy) = (c[0] - centre[0], c[1] - centre[1]);

@@ -8,7 +8,8 @@ use spatialsynth::scene::{SceneGraph, SceneObject};
 
 fn sample_graphs() -> Vec<SceneGraph> {
     let tmp = tempfile::tempdir().unwrap();
-    let summary = run_scenes(&[common::repo().join("data/sample")], tmp.path(), &RunOptions::default(), &|_, _| {}).unwrap();
+    let summary =
+        run_scenes(&[common::repo().join("data/sample")], tmp.path(), &RunOptions::default(), &|_, _| {}).unwrap();
     assert!(summary.all_ok(), "{summary:?}");
     assert_eq!(summary.frames, 6);
     let text = std::fs::read_to_string(tmp.path().join("scene_graphs.jsonl")).unwrap();
@@ -61,7 +62,9 @@ fn table_top_objects_have_true_sizes_and_relations() {
     // A half-gallon carton is about 0.25 m tall, a bleach jug about 0.27 m (lid included).
     assert!((0.2..0.3).contains(&milk.height_m), "{milk:?}");
     assert!((0.2..0.3).contains(&bleach.height_m), "{bleach:?}");
-    let rel = |a: &SceneObject, b: &SceneObject| g.relations.iter().find(|r| r.a == a.object_id && r.b == b.object_id).unwrap();
+    let rel = |a: &SceneObject, b: &SceneObject| {
+        g.relations.iter().find(|r| r.a == a.object_id && r.b == b.object_id).unwrap()
+    };
     // As seen in the image: detergent, carton, bleach from left to right, the carton farthest back.
     let (dm, mb) = (rel(det, milk), rel(milk, bleach));
     assert!(dm.left_m > 2.0 * dm.sigma_m && mb.left_m > 2.0 * mb.sigma_m, "{dm:?} {mb:?}");

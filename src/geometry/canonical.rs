@@ -52,11 +52,7 @@ impl CanonicalFrame {
     #[inline]
     pub fn apply(&self, p: [f64; 3]) -> [f64; 3] {
         let r = &self.rotation;
-        [
-            dot(r[0], p) + self.translation[0],
-            dot(r[1], p) + self.translation[1],
-            dot(r[2], p) + self.translation[2],
-        ]
+        [dot(r[0], p) + self.translation[0], dot(r[1], p) + self.translation[1], dot(r[2], p) + self.translation[2]]
     }
 
     /// Transforms a camera-frame `f32` point to the canonical frame.
@@ -87,8 +83,10 @@ impl CanonicalFrame {
     /// camera when there are no points.
     pub fn from_gravity_prior(up_in_camera: [f64; 3], points: &[Point3], percentile: f64) -> Option<Self> {
         let up = normalize(up_in_camera)?;
-        let mut heights: Vec<f32> =
-            points.iter().map(|p| (up[0] * f64::from(p[0]) + up[1] * f64::from(p[1]) + up[2] * f64::from(p[2])) as f32).collect();
+        let mut heights: Vec<f32> = points
+            .iter()
+            .map(|p| (up[0] * f64::from(p[0]) + up[1] * f64::from(p[1]) + up[2] * f64::from(p[2])) as f32)
+            .collect();
         let ground_height = if heights.is_empty() {
             -1.5
         } else {

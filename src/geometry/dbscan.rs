@@ -131,7 +131,9 @@ impl<'a> Grid<'a> {
             )
             .reduce(
                 || ([i64::MAX; 3], [i64::MIN; 3]),
-                |(a, b), (c, d)| ([a[0].min(c[0]), a[1].min(c[1]), a[2].min(c[2])], [b[0].max(d[0]), b[1].max(d[1]), b[2].max(d[2])]),
+                |(a, b), (c, d)| {
+                    ([a[0].min(c[0]), a[1].min(c[1]), a[2].min(c[2])], [b[0].max(d[0]), b[1].max(d[1]), b[2].max(d[2])])
+                },
             );
         let span = [hi[0] - lo[0] + 1, hi[1] - lo[1] + 1, hi[2] - lo[2] + 1];
         if span[0] > 1 << X_BITS || span[1] > 1 << Y_BITS || span[2] > 1 << Z_BITS {
@@ -386,8 +388,10 @@ pub fn dbscan(points: &[Point3], eps: f32, min_points: u32) -> Result<Clustering
             first_core[r as usize] = first_core[r as usize].min(o);
         }
     }
-    let mut roots: Vec<(u32, u32)> =
-        (0..n_cells).filter(|&c| core_cell[c] && root_of_cell[c] == c as u32).map(|c| (first_core[c], c as u32)).collect();
+    let mut roots: Vec<(u32, u32)> = (0..n_cells)
+        .filter(|&c| core_cell[c] && root_of_cell[c] == c as u32)
+        .map(|c| (first_core[c], c as u32))
+        .collect();
     roots.sort_unstable();
     let mut cluster_of_root = vec![NOISE; n_cells];
     for (id, &(_, r)) in roots.iter().enumerate() {

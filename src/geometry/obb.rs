@@ -80,7 +80,14 @@ pub fn min_area_rect(points: &[[f64; 2]]) -> Rect2 {
         1 => return Rect2 { center: hull[0], yaw_rad: 0.0, extent: [0.0, 0.0] },
         _ => {}
     }
-    let mut best: Option<(f64, f64, [f64; 2], [f64; 2], [f64; 2])> = None; // area, angle, u-range, v-range, axis
+    struct Candidate {
+        area: f64,
+        angle: f64,
+        u: [f64; 2],
+        v: [f64; 2],
+        axis: [f64; 2],
+    }
+    let mut best: Option<Candidate> = None;
     for i in 0..hull.len() {
         let a = hull[i];
         let b = hull[(i + 1) % hull.len()];
@@ -100,11 +107,11 @@ pub fn min_area_rect(points: &[[f64; 2]]) -> Rect2 {
             v1 = v1.max(v);
         }
         let area = (u1 - u0) * (v1 - v0);
-        if best.is_none_or(|b| area < b.0 - 1e-15) {
-            best = Some((area, uy.atan2(ux), [u0, u1], [v0, v1], [ux, uy]));
+        if best.as_ref().is_none_or(|b| area < b.area - 1e-15) {
+            best = Some(Candidate { area, angle: uy.atan2(ux), u: [u0, u1], v: [v0, v1], axis: [ux, uy] });
         }
     }
-    let Some((_, angle, ur, vr, [ux, uy])) = best else {
+    let Some(Candidate { angle, u: ur, v: vr, axis: [ux, uy], .. }) = best else {
         return Rect2 { center: hull[0], yaw_rad: 0.0, extent: [0.0, 0.0] };
     };
     let (uc, vc) = ((ur[0] + ur[1]) / 2.0, (vr[0] + vr[1]) / 2.0);

@@ -93,7 +93,11 @@ impl PlaneFit {
     /// How well the support pins the normal down: `atan(thickness / minor spread)` in degrees. A floor seen over
     /// metres is a fraction of a degree; a table seen as a narrow strip at the image edge can be several degrees.
     pub fn tilt_uncertainty_deg(&self) -> f64 {
-        if self.spread_m[1] > 0.0 { self.spread_m[0].atan2(self.spread_m[1]).to_degrees() } else { 90.0 }
+        if self.spread_m[1] > 0.0 {
+            self.spread_m[0].atan2(self.spread_m[1]).to_degrees()
+        } else {
+            90.0
+        }
     }
 }
 
@@ -116,7 +120,8 @@ pub fn hypothesis_plane(points: &[Point3], frame_key: u32, h: u32, params: &Rans
     // Reject near-collinear triples: the normal of a sliver triangle is noise.
     let area2 = dot(normal, normal);
     let scale = dot(sub(p1, p0), sub(p1, p0)).max(dot(sub(p2, p0), sub(p2, p0)));
-    if !(area2 > 1e-12 * scale * scale) {
+    // Written to also reject NaN.
+    if area2.is_nan() || area2 <= 1e-12 * scale * scale {
         return None;
     }
     let normal = normalize(normal)?;
@@ -125,7 +130,8 @@ pub fn hypothesis_plane(points: &[Point3], frame_key: u32, h: u32, params: &Rans
 
 /// Orients `normal · p + offset = 0` so the camera (origin) is on the positive side and applies the tilt prior.
 fn oriented_with_prior(normal: [f64; 3], offset: f64, params: &RansacParams) -> Option<Plane> {
-    let (normal, offset) = if offset < 0.0 { ([-normal[0], -normal[1], -normal[2]], -offset) } else { (normal, offset) };
+    let (normal, offset) =
+        if offset < 0.0 { ([-normal[0], -normal[1], -normal[2]], -offset) } else { (normal, offset) };
     let up = normalize(to_f64(params.up_prior))?;
     let cos_tilt = dot(normal, up);
     let min_cos = f64::from(params.max_tilt_deg).to_radians().cos();
@@ -191,7 +197,12 @@ impl Sample {
 /// Scores of every hypothesis (0 for inadmissible ones). Exposed so GPU backends can be checked hypothesis by
 /// hypothesis against it. `sample_normals`, when given, holds the normal of each point of the scoring subsample
 /// ([`score_sample_indices`]), `[0, 0, 0]` for unknown.
-pub fn score_hypotheses(points: &[Point3], sample_normals: Option<&[Point3]>, frame_key: u32, params: &RansacParams) -> Vec<u32> {
+pub fn score_hypotheses(
+    points: &[Point3],
+    sample_normals: Option<&[Point3]>,
+    frame_key: u32,
+    params: &RansacParams,
+) -> Vec<u32> {
     let sample = Sample::new(points, sample_normals, params);
     score_sample(points, &sample, frame_key, params)
 }
@@ -202,7 +213,9 @@ fn score_sample(points: &[Point3], sample: &Sample, frame_key: u32, params: &Ran
         .with_min_len(8)
         .map(|h| match hypothesis_plane(points, frame_key, h, params) {
             None => 0,
-            Some(plane) => sample.count(&Support::new(&plane, params.inlier_threshold_m, params, sample.normals.is_some())),
+            Some(plane) => {
+                sample.count(&Support::new(&plane, params.inlier_threshold_m, params, sample.normals.is_some()))
+            }
         })
         .collect()
 }
@@ -239,8 +252,8 @@ struct Moments {
 impl Moments {
     fn add(mut self, p: [f64; 3]) -> Self {
         self.n += 1.0;
-        for k in 0..3 {
-            self.s[k] += p[k];
+        for (s, v) in self.s.iter_mut().zip(p) {
+            *s += v;
         }
         self.ss[0] += p[0] * p[0];
         self.ss[1] += p[0] * p[1];
@@ -323,12 +336,15 @@ pub fn refine_plane(
 /// The points (given by index, ascending) of the largest piece of `subset` whose voxels of side `voxel_m` touch
 /// (26-neighbourhood); ties go to the piece holding the lowest index. `voxel_m <= 0` keeps everything.
 pub fn largest_connected(points: &[Point3], subset: Vec<u32>, voxel_m: f32) -> Vec<u32> {
-    if !(voxel_m > 0.0) || subset.len() < 2 {
+    if voxel_m.is_nan() || voxel_m <= 0.0 || subset.len() < 2 {
         return subset;
     }
     let inv = 1.0 / voxel_m;
-    let keys: Vec<[i32; 3]> =
-        subset.par_iter().with_min_len(1 << 14).map(|&i| points[i as usize].map(|v| (v * inv).floor() as i32)).collect();
+    let keys: Vec<[i32; 3]> = subset
+        .par_iter()
+        .with_min_len(1 << 14)
+        .map(|&i| points[i as usize].map(|v| (v * inv).floor() as i32))
+        .collect();
     let mut cell_of_key: FxHashMap<[i32; 3], u32> = FxHashMap::default();
     let mut cell_count: Vec<u32> = Vec::new();
     let mut last: Option<([i32; 3], u32)> = None;
@@ -393,7 +409,10 @@ pub fn fit_ground_plane(
     let sample = Sample::new(points, sample_normals, params);
     let scores = score_sample(points, &sample, frame_key, params);
     let (best_h, best_score) =
-        scores.iter().enumerate().fold((None, 0u32), |(bh, bs), (h, &s)| if s > bs { (Some(h as u32), s) } else { (bh, bs) });
+        scores
+            .iter()
+            .enumerate()
+            .fold((None, 0u32), |(bh, bs), (h, &s)| if s > bs { (Some(h as u32), s) } else { (bh, bs) });
     let hypothesis = best_h?;
     let mut plane = hypothesis_plane(points, frame_key, hypothesis, params)?;
     let mut spread_m = [0.0; 3];

@@ -193,7 +193,11 @@ impl SurfaceIndex {
         if self.points.is_empty() || other.points.is_empty() {
             return f32::NAN;
         }
-        let sorted_pairs = |a: &[(Point3, Point3)], ar: std::ops::Range<usize>, b: &[(Point3, Point3)], br: std::ops::Range<usize>, below: f32| {
+        let sorted_pairs = |a: &[(Point3, Point3)],
+                            ar: std::ops::Range<usize>,
+                            b: &[(Point3, Point3)],
+                            br: std::ops::Range<usize>,
+                            below: f32| {
             let mut pairs: Vec<(f32, u32, u32)> = Vec::new();
             for i in ar {
                 for j in br.clone() {
@@ -207,7 +211,8 @@ impl SurfaceIndex {
             pairs
         };
         let mut best2 = f32::INFINITY;
-        let cells = sorted_pairs(&self.cell_box, 0..self.cell_box.len(), &other.cell_box, 0..other.cell_box.len(), best2);
+        let cells =
+            sorted_pairs(&self.cell_box, 0..self.cell_box.len(), &other.cell_box, 0..other.cell_box.len(), best2);
         for &(lb2, ca, cb) in &cells {
             if lb2 >= best2 {
                 break;

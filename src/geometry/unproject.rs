@@ -159,13 +159,18 @@ pub fn estimate_normals(
         let (pix, p) = (cloud.pixels[i], cloud.points_in_camera[i]);
         let (u, v) = (i64::from(pix) % w, i64::from(pix) / w);
         let z = p[2];
-        let sides = (neighbour(u, v, 1, 0, z), neighbour(u, v, -1, 0, z), neighbour(u, v, 0, 1, z), neighbour(u, v, 0, -1, z));
+        let sides =
+            (neighbour(u, v, 1, 0, z), neighbour(u, v, -1, 0, z), neighbour(u, v, 0, 1, z), neighbour(u, v, 0, -1, z));
         let (Some(r), Some(l), Some(d), Some(t)) = sides else { return [0.0; 3] };
         let a = [r[0] - l[0], r[1] - l[1], r[2] - l[2]];
         let b = [d[0] - t[0], d[1] - t[1], d[2] - t[2]];
         let n = [a[1] * b[2] - a[2] * b[1], a[2] * b[0] - a[0] * b[2], a[0] * b[1] - a[1] * b[0]];
         let len = (n[0] * n[0] + n[1] * n[1] + n[2] * n[2]).sqrt();
-        if len > 0.0 && len.is_finite() { [n[0] / len, n[1] / len, n[2] / len] } else { [0.0; 3] }
+        if len > 0.0 && len.is_finite() {
+            [n[0] / len, n[1] / len, n[2] / len]
+        } else {
+            [0.0; 3]
+        }
     };
     match indices {
         Some(idx) => idx.par_iter().with_min_len(1 << 10).map(|&i| normal_of(i as usize)).collect(),

@@ -107,7 +107,10 @@ pub fn parse_npy(bytes: &[u8]) -> Result<NpyArray, String> {
     match descr {
         "<f4" => {
             let d = need(4)?;
-            Ok(NpyArray::F32 { shape, values: d.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect() })
+            Ok(NpyArray::F32 {
+                shape,
+                values: d.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
+            })
         }
         "<f8" => {
             let d = need(8)?;
@@ -170,7 +173,9 @@ pub fn decode_depth(
         DepthFormat::Npy => {
             let arr = parse_npy(bytes)?;
             let hw = |shape: &[usize]| match *shape {
-                [h, w] | [h, w, 1] => u32::try_from(w).ok().zip(u32::try_from(h).ok()).ok_or("dimension too large".to_string()),
+                [h, w] | [h, w, 1] => {
+                    u32::try_from(w).ok().zip(u32::try_from(h).ok()).ok_or("dimension too large".to_string())
+                }
                 _ => Err(format!("depth array must have shape (H, W), got {shape:?}")),
             };
             match arr {
@@ -249,6 +254,8 @@ mod tests {
         assert!(parse_npy(&npy("<f4", "(2, 3)", &data)).unwrap_err().contains("truncated"));
         assert!(parse_npy(&npy("<i8", "(1,)", &data)).unwrap_err().contains("dtype"));
         assert!(decode_depth(&npy("<f4", "(2,)", &data), DepthFormat::Npy, None, None).unwrap_err().contains("shape"));
-        assert!(decode_depth(&npy("<u2", "(2, 2)", &data), DepthFormat::Npy, None, None).unwrap_err().contains("units"));
+        assert!(decode_depth(&npy("<u2", "(2, 2)", &data), DepthFormat::Npy, None, None)
+            .unwrap_err()
+            .contains("units"));
     }
 }

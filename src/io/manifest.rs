@@ -150,7 +150,9 @@ fn frame_from_value(
             let labels = match labels {
                 Some(Value::String(p)) => LabelsSpec::File(resolve(&p)),
                 Some(v @ Value::Object(_)) => LabelsSpec::Inline(v),
-                Some(other) => return Err(bad(format!("frame {id}: labels must be a file name or an object, got {other}"))),
+                Some(other) => {
+                    return Err(bad(format!("frame {id}: labels must be a file name or an object, got {other}")))
+                }
                 None => return Err(bad(format!("frame {id}: an instance image needs labels"))),
             };
             ObjectsSpec::Instances { png: resolve(&png), labels }
@@ -218,8 +220,7 @@ pub fn parse_frames_json(text: &str, path: &Path) -> Result<ManifestFrames> {
 /// Parses a JSON Lines manifest: one frame object per non-empty line. The dataset name defaults to the file's
 /// stem. A malformed line fails that frame only.
 pub fn parse_frames_jsonl(text: &str, path: &Path) -> ManifestFrames {
-    let dataset =
-        path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| folder_name(path));
+    let dataset = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| folder_name(path));
     let base = path.parent().unwrap_or(Path::new("."));
     text.lines()
         .enumerate()

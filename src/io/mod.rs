@@ -44,9 +44,8 @@ pub fn load_frame(spec: &FrameSpec) -> Result<LoadedFrame> {
         message: "unsupported depth file type (expected .png or .npy)".into(),
     })?;
     let bytes = read_file(frame, &spec.depth)?;
-    let depth = decode_depth(&bytes, format, spec.depth_units_per_meter, spec.depth_invalid_value).map_err(|message| {
-        Error::Decode { frame: frame.to_string(), path: spec.depth.clone(), message }
-    })?;
+    let depth = decode_depth(&bytes, format, spec.depth_units_per_meter, spec.depth_invalid_value)
+        .map_err(|message| Error::Decode { frame: frame.to_string(), path: spec.depth.clone(), message })?;
     if (depth.width, depth.height) != (k.width, k.height) {
         return Err(size_error(&spec.depth, "the depth image", depth.width, depth.height));
     }
@@ -60,8 +59,11 @@ pub fn load_frame(spec: &FrameSpec) -> Result<LoadedFrame> {
     }
 
     if let Some(color) = &spec.color {
-        let reader = image::ImageReader::open(color)
-            .map_err(|source| Error::Io { frame: frame.to_string(), path: color.clone(), source })?;
+        let reader = image::ImageReader::open(color).map_err(|source| Error::Io {
+            frame: frame.to_string(),
+            path: color.clone(),
+            source,
+        })?;
         let (w, h) = reader
             .with_guessed_format()
             .map_err(|source| Error::Io { frame: frame.to_string(), path: color.clone(), source })?

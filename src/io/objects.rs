@@ -77,7 +77,10 @@ pub fn parse_boxes(value: &Value, width: u32, height: u32) -> std::result::Resul
             let clip = |v: f64, hi: u32| (v - 0.5).ceil().clamp(0.0, f64::from(hi)) as u32;
             let (px0, px1, py0, py1) = (clip(x0, width), clip(x1, width), clip(y0, height), clip(y1, height));
             if px0 >= px1 || py0 >= py1 {
-                return Err(format!("box {i} ({}) {:?} covers no pixel of the {width}x{height} image", b.label, b.xyxy));
+                return Err(format!(
+                    "box {i} ({}) {:?} covers no pixel of the {width}x{height} image",
+                    b.label, b.xyxy
+                ));
             }
             Ok(ObjectDef {
                 label: b.label,
@@ -104,7 +107,8 @@ fn read_json(frame: &str, path: &Path) -> Result<Value> {
 pub fn load_objects(spec: &FrameSpec) -> Result<(Option<Vec<u32>>, Vec<ObjectDef>)> {
     let frame = spec.key.as_str();
     let (w, h) = (spec.intrinsics.width, spec.intrinsics.height);
-    let obj_err = |path: &Path, message: String| Error::Objects { frame: frame.to_string(), path: path.to_path_buf(), message };
+    let obj_err =
+        |path: &Path, message: String| Error::Objects { frame: frame.to_string(), path: path.to_path_buf(), message };
     match &spec.objects {
         ObjectsSpec::None => Ok((None, Vec::new())),
         ObjectsSpec::Boxes(b) => {
@@ -117,13 +121,19 @@ pub fn load_objects(spec: &FrameSpec) -> Result<(Option<Vec<u32>>, Vec<ObjectDef
         }
         ObjectsSpec::Instances { png, labels } => {
             let bytes = read_file(frame, png)?;
-            let img = decode_gray_png(&bytes)
-                .map_err(|message| Error::Decode { frame: frame.to_string(), path: png.clone(), message })?;
+            let img = decode_gray_png(&bytes).map_err(|message| Error::Decode {
+                frame: frame.to_string(),
+                path: png.clone(),
+                message,
+            })?;
             if (img.width, img.height) != (w, h) {
                 return Err(Error::ImageFormat {
                     frame: frame.to_string(),
                     path: png.clone(),
-                    message: format!("the instance image is {}x{} but the intrinsics say {w}x{h}", img.width, img.height),
+                    message: format!(
+                        "the instance image is {}x{} but the intrinsics say {w}x{h}",
+                        img.width, img.height
+                    ),
                 });
             }
             let (value, labels_path) = match labels {
