@@ -175,6 +175,43 @@ fn bad_inputs_are_reported_by_file_and_frame_and_the_rest_is_processed() {
 }
 
 #[test]
+fn parameter_files_override_defaults_and_are_checked() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tmp.path().join("config.json");
+    std::fs::write(
+        &config,
+        r#"{"ransac": {"hypotheses": 200}, "outlier_removal": {"std_ratio": 2.0}, "noise": {"per_m2": 0.01}}"#,
+    )
+    .unwrap();
+    let out = tmp.path().join("out");
+    let sample = common::repo().join("data/sample").display().to_string();
+    let o = spatialsynth(&[
+        "scene",
+        &sample,
+        "-o",
+        &out.display().to_string(),
+        "--quiet",
+        "--config",
+        &config.display().to_string(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let run: Value = serde_json::from_str(&std::fs::read_to_string(out.join("run.json")).unwrap()).unwrap();
+    let c = &run["options"]["config"];
+    assert_eq!(c["ransac"]["hypotheses"], 200);
+    assert_eq!(c["ransac"]["inlier_threshold_m"], 0.02);
+    assert_eq!(c["outlier_removal"]["std_ratio"], 2.0);
+    assert_eq!(c["outlier_removal"]["neighbours"], 10);
+    assert_eq!(c["noise"]["floor_m"], 0.01);
+    // A misspelt parameter is an error that names the file, not a silent default.
+    std::fs::write(&config, r#"{"ransac": {"hypothesis": 200}}"#).unwrap();
+    let o =
+        spatialsynth(&["scene", &sample, "-o", &out.display().to_string(), "--config", &config.display().to_string()]);
+    assert_eq!(o.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(stderr.contains("config.json") && stderr.contains("hypothesis"), "{stderr}");
+}
+
+#[test]
 fn missing_input_is_a_clear_failure() {
     let tmp = tempfile::tempdir().unwrap();
     let o = spatialsynth(&["scene", "/no/such/manifest.json", "-o", &tmp.path().join("o").display().to_string()]);

@@ -12,7 +12,7 @@ use super::Point3;
 
 /// Parameters of statistical outlier removal.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct OutlierParams {
     pub neighbours: u32,
     pub std_ratio: f32,

@@ -47,8 +47,11 @@ pub struct RansacParams {
     pub refine_iterations: u32,
     /// The ground counts as found only with at least this share of all points as inliers...
     pub min_inlier_fraction: f32,
-    /// ...and at least this many inliers.
+    /// ...at least this many inliers...
     pub min_inliers: u32,
+    /// ...and support spread over an area, not along a line: the refined fit's tilt uncertainty (see
+    /// [`PlaneFit::tilt_uncertainty_deg`]) at most this many degrees. A plane slicing a wall collects a strip.
+    pub max_tilt_uncertainty_deg: f32,
     /// Seed of the counter-based RNG.
     pub seed: u32,
 }
@@ -66,6 +69,7 @@ impl Default for RansacParams {
             refine_iterations: 3,
             min_inlier_fraction: 0.03,
             min_inliers: 300,
+            max_tilt_uncertainty_deg: 10.0,
             seed: 0,
         }
     }
@@ -82,7 +86,8 @@ pub struct PlaneFit {
     pub score: u32,
     /// Inliers of the refined plane among all points.
     pub inliers: u32,
-    /// Whether the fit passes the minimum-support test (otherwise it is reported but not used as ground).
+    /// Whether the fit was refined and passes the support tests (otherwise it is reported but not used as
+    /// ground).
     pub accepted: bool,
     /// Standard deviations of the supporting points along the normal, the plane's minor and its major axis
     /// (from the last refinement; zeros when no refinement ran).
@@ -416,13 +421,19 @@ pub fn fit_ground_plane(
     let hypothesis = best_h?;
     let mut plane = hypothesis_plane(points, frame_key, hypothesis, params)?;
     let mut spread_m = [0.0; 3];
+    let mut refined = false;
     for _ in 0..params.refine_iterations {
         match refine_plane(&sample.points, sample.normals.as_deref(), &plane, params.inlier_threshold_m, params) {
-            Some((p, s)) => (plane, spread_m) = (p, s),
+            Some((p, s)) => (plane, spread_m, refined) = (p, s, true),
             None => break,
         }
     }
     let inliers = count_inliers(points, &plane, params.inlier_threshold_m);
     let needed = (params.min_inlier_fraction as f64 * points.len() as f64).ceil().max(f64::from(params.min_inliers));
-    Some(PlaneFit { plane, hypothesis, score: best_score, inliers, accepted: f64::from(inliers) >= needed, spread_m })
+    let mut fit = PlaneFit { plane, hypothesis, score: best_score, inliers, accepted: false, spread_m };
+    let refined_ok = refined || params.refine_iterations == 0;
+    fit.accepted = refined_ok
+        && f64::from(inliers) >= needed
+        && (params.refine_iterations == 0 || fit.tilt_uncertainty_deg() <= f64::from(params.max_tilt_uncertainty_deg));
+    Some(fit)
 }

@@ -64,7 +64,7 @@ impl ObjectSummary {
 /// Depth-noise model: the standard deviation of a position measured at camera depth `z` is
 /// `floor_m + per_m2 · z²` (structured-light and stereo depth error grows with the square of the distance).
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct NoiseModel {
     pub floor_m: f32,
     pub per_m2: f32,
