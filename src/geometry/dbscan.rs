@@ -21,6 +21,7 @@
 use rayon::prelude::*;
 use rustc_hash::FxHashMap;
 
+use super::union_find::UnionFind;
 use super::Point3;
 
 /// Label of a point that belongs to no cluster.
@@ -275,34 +276,6 @@ impl<'a> Grid<'a> {
                 flags
             })
             .collect()
-    }
-}
-
-/// Union-find with path halving and union by smaller index (the root of a set is its smallest cell).
-struct UnionFind {
-    parent: Vec<u32>,
-}
-
-impl UnionFind {
-    fn new(n: usize) -> Self {
-        UnionFind { parent: (0..n as u32).collect() }
-    }
-    #[inline]
-    fn find(&mut self, mut x: u32) -> u32 {
-        while self.parent[x as usize] != x {
-            let p = self.parent[x as usize];
-            self.parent[x as usize] = self.parent[p as usize];
-            x = p;
-        }
-        x
-    }
-    #[inline]
-    fn union(&mut self, a: u32, b: u32) {
-        let (ra, rb) = (self.find(a), self.find(b));
-        if ra != rb {
-            let (lo, hi) = if ra < rb { (ra, rb) } else { (rb, ra) };
-            self.parent[hi as usize] = lo;
-        }
     }
 }
 

@@ -20,6 +20,7 @@ pub mod ransac;
 pub mod relations;
 pub mod rng;
 pub mod stats;
+pub mod union_find;
 pub mod unproject;
 
 use serde::{Deserialize, Serialize};

@@ -23,6 +23,7 @@ use serde::{Deserialize, Serialize};
 use rustc_hash::FxHashMap;
 
 use super::rng::draw_index;
+use super::union_find::UnionFind;
 use super::{cross, dot, normalize, sub, to_f64, Plane, Point3};
 
 /// Parameters of the ground-plane search.
@@ -370,24 +371,14 @@ pub fn largest_connected(points: &[Point3], subset: Vec<u32>, voxel_m: f32) -> V
             c
         })
         .collect();
-    // Union-find over cells; a cell's root is its smallest index, i.e. the cell of the lowest point index.
-    let mut parent: Vec<u32> = (0..cell_count.len() as u32).collect();
-    fn find(parent: &mut [u32], mut x: u32) -> u32 {
-        while parent[x as usize] != x {
-            parent[x as usize] = parent[parent[x as usize] as usize];
-            x = parent[x as usize];
-        }
-        x
-    }
+    // A cell's root is its smallest index, i.e. the cell of the lowest point index.
+    let mut sets = UnionFind::new(cell_count.len());
     for (key, &c) in &cell_of_key {
         for dx in -1..=1 {
             for dy in -1..=1 {
                 for dz in -1..=1 {
                     if let Some(&d) = cell_of_key.get(&[key[0] + dx, key[1] + dy, key[2] + dz]) {
-                        let (a, b) = (find(&mut parent, c), find(&mut parent, d));
-                        if a != b {
-                            parent[a.max(b) as usize] = a.min(b);
-                        }
+                        sets.union(c, d);
                     }
                 }
             }
@@ -395,11 +386,10 @@ pub fn largest_connected(points: &[Point3], subset: Vec<u32>, voxel_m: f32) -> V
     }
     let mut size = vec![0u32; cell_count.len()];
     for c in 0..cell_count.len() as u32 {
-        let r = find(&mut parent, c);
-        size[r as usize] += cell_count[c as usize];
+        size[sets.find(c) as usize] += cell_count[c as usize];
     }
     let best = (0..size.len()).max_by_key(|&r| (size[r], std::cmp::Reverse(r))).map_or(0, |r| r as u32);
-    subset.into_iter().zip(cells).filter(|&(_, c)| find(&mut parent, c) == best).map(|(i, _)| i).collect()
+    subset.into_iter().zip(cells).filter(|&(_, c)| sets.find(c) == best).map(|(i, _)| i).collect()
 }
 
 /// K2: finds the ground plane of a frame. `sample_normals` are the normals of the scoring subsample

@@ -225,9 +225,32 @@ pub fn unproject_objects(
 ) -> GroupedPoints {
     let rays = Rays::new(k);
     let w = depth.width as usize;
+    // Instance pixels of every region in one pass over the label image (ids can repeat across regions).
+    let mut instance_pixels: Vec<Vec<u32>> = vec![Vec::new(); regions.len()];
+    if let Some(labels) = instance_labels {
+        let mut regions_of: rustc_hash::FxHashMap<u32, Vec<usize>> = rustc_hash::FxHashMap::default();
+        for (r, region) in regions.iter().enumerate() {
+            if let ObjectRegion::Instance { instance_id } = region {
+                regions_of.entry(*instance_id).or_default().push(r);
+            }
+        }
+        if !regions_of.is_empty() {
+            for (i, &l) in labels.iter().enumerate() {
+                if l == 0 {
+                    continue;
+                }
+                if let Some(rs) = regions_of.get(&l) {
+                    for &r in rs {
+                        instance_pixels[r].push(i as u32);
+                    }
+                }
+            }
+        }
+    }
     let per_object: Vec<(Vec<Point3>, Vec<u32>)> = regions
         .par_iter()
-        .map(|region| {
+        .zip(&instance_pixels)
+        .map(|(region, pixels)| {
             let mut pts = Vec::new();
             let mut pix = Vec::new();
             let mut push = |u: usize, v: usize| {
@@ -238,13 +261,9 @@ pub fn unproject_objects(
                 }
             };
             match *region {
-                ObjectRegion::Instance { instance_id } => {
-                    if let Some(labels) = instance_labels {
-                        for (i, &l) in labels.iter().enumerate() {
-                            if l == instance_id {
-                                push(i % w, i / w);
-                            }
-                        }
+                ObjectRegion::Instance { .. } => {
+                    for &i in pixels {
+                        push(i as usize % w, i as usize / w);
                     }
                 }
                 ObjectRegion::Box { x0, y0, x1, y1 } => {
@@ -266,4 +285,39 @@ pub fn unproject_objects(
         out.offsets.push(out.points_in_camera.len() as u32);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn objects_group_their_pixels_in_row_major_order() {
+        // 4x3 image, depth 1 m except one invalid pixel; ids: 1 on the left column pair, 2 on the right.
+        let k = Intrinsics { fx: 2.0, fy: 2.0, cx: 1.5, cy: 1.0, width: 4, height: 3 };
+        let mut values = vec![1000u16; 12];
+        values[5] = 0;
+        let depth = DepthImage {
+            width: 4,
+            height: 3,
+            data: DepthData::U16 { values, units_per_meter: 1000.0, invalid_value: None },
+        };
+        let labels: Vec<u32> = (0..12).map(|i| if i % 4 < 2 { 1 } else { 2 }).collect();
+        let regions = [
+            ObjectRegion::Instance { instance_id: 2 },
+            ObjectRegion::Instance { instance_id: 1 },
+            ObjectRegion::Box { x0: 1, y0: 1, x1: 3, y1: 3 },
+            ObjectRegion::Instance { instance_id: 7 },
+        ];
+        let g = unproject_objects(&depth, &k, Some(&labels), &regions);
+        assert_eq!(g.objects(), 4);
+        assert_eq!(g.object_pixels(0), [2, 3, 6, 7, 10, 11]);
+        assert_eq!(g.object_pixels(1), [0, 1, 4, 8, 9]); // pixel 5 has no depth
+        assert_eq!(g.object_pixels(2), [6, 9, 10]); // a pixel may belong to a box and a mask
+        assert!(g.object_pixels(3).is_empty());
+        assert_eq!(g.offsets, [0, 6, 11, 14, 14]);
+        // Points are the unprojection of their pixels.
+        let p = g.object_points(0)[0];
+        assert_eq!(p, [(2.0 - 1.5) / 2.0, (0.0 - 1.0) / 2.0, 1.0]);
+    }
 }

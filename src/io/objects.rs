@@ -142,22 +142,21 @@ pub fn load_objects(spec: &FrameSpec) -> Result<(Option<Vec<u32>>, Vec<ObjectDef
             };
             let labels = parse_labels(&value).map_err(|m| obj_err(&labels_path, m))?;
             let ids: Vec<u32> = img.values.iter().map(|&v| u32::from(v)).collect();
-            // Bounding box per labelled id; an id with no pixel is an inconsistency worth failing on.
+            // Bounding box per id in one pass; a labelled id with no pixel is an inconsistency worth failing on.
+            let mut boxes: rustc_hash::FxHashMap<u32, [u32; 4]> = rustc_hash::FxHashMap::default();
+            for (i, &id) in ids.iter().enumerate().filter(|(_, &id)| id != 0) {
+                let (u, v) = (i as u32 % w, i as u32 / w);
+                let bb = boxes.entry(id).or_insert([u, v, u + 1, v + 1]);
+                *bb = [bb[0].min(u), bb[1].min(v), bb[2].max(u + 1), bb[3].max(v + 1)];
+            }
             let mut objects = Vec::with_capacity(labels.len());
             for (id, label) in labels {
-                let mut bb = [u32::MAX, u32::MAX, 0, 0];
-                let mut any = false;
-                for (i, _) in ids.iter().enumerate().filter(|(_, &v)| v == id) {
-                    let (u, v) = (i as u32 % w, i as u32 / w);
-                    bb = [bb[0].min(u), bb[1].min(v), bb[2].max(u + 1), bb[3].max(v + 1)];
-                    any = true;
-                }
-                if !any {
+                let Some(bb) = boxes.get(&id) else {
                     return Err(obj_err(
                         &labels_path,
                         format!("label {label:?} refers to instance id {id}, which has no pixel in {}", png.display()),
                     ));
-                }
+                };
                 objects.push(ObjectDef {
                     label,
                     kind: ObjectKind::Instance,
