@@ -279,3 +279,18 @@ pub fn closest_surface_matrix(objects: &[&[Point3]], voxel_m: f32) -> Vec<f32> {
     }
     m
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::mem::offset_of;
+
+    #[test]
+    fn relation_record_layout_matches_the_gpu_contract() {
+        assert_eq!(std::mem::size_of::<RelationRecord>(), 80);
+        assert_eq!(offset_of!(RelationRecord, clock_hour), 8);
+        assert_eq!(offset_of!(RelationRecord, left_m), 16);
+        assert_eq!(offset_of!(RelationRecord, gap_m), 64);
+        assert_eq!(offset_of!(RelationRecord, sigma_m), 76);
+    }
+}

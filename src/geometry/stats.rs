@@ -146,3 +146,31 @@ pub fn summarize(
         _pad: [0; 3],
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::mem::offset_of;
+
+    #[test]
+    fn object_summary_layout_matches_the_gpu_contract() {
+        // WGSL: each vec3<f32> is 16-byte aligned and followed by one f32 in the same 16 bytes.
+        assert_eq!(std::mem::size_of::<ObjectSummary>(), 96);
+        assert_eq!(std::mem::align_of::<ObjectSummary>(), 4);
+        let offsets = [
+            offset_of!(ObjectSummary, centroid_m),
+            offset_of!(ObjectSummary, sigma_m),
+            offset_of!(ObjectSummary, aabb_min_m),
+            offset_of!(ObjectSummary, yaw_rad),
+            offset_of!(ObjectSummary, aabb_max_m),
+            offset_of!(ObjectSummary, volume_m3),
+            offset_of!(ObjectSummary, obb_center_m),
+            offset_of!(ObjectSummary, distance_to_camera_m),
+            offset_of!(ObjectSummary, size_m),
+            offset_of!(ObjectSummary, median_depth_m),
+            offset_of!(ObjectSummary, points),
+            offset_of!(ObjectSummary, _pad),
+        ];
+        assert_eq!(offsets, [0, 12, 16, 28, 32, 44, 48, 60, 64, 76, 80, 84]);
+    }
+}
