@@ -40,6 +40,9 @@ pub enum Error {
     /// A geometry stage was given input it cannot handle (documented limits).
     #[error("frame {frame}: geometry: {message}")]
     Geometry { frame: String, message: String },
+    /// A run parameter is out of range.
+    #[error("invalid parameter: {message}")]
+    Config { message: String },
     /// Writing an output file failed.
     #[error("cannot write {}: {source}", path.display())]
     Output {
@@ -62,6 +65,7 @@ impl Error {
             Error::Intrinsics { .. } => "invalid_intrinsics",
             Error::Objects { .. } => "invalid_objects",
             Error::Geometry { .. } => "geometry",
+            Error::Config { .. } => "invalid_config",
             Error::Output { .. } => "output",
         }
     }
@@ -76,7 +80,7 @@ impl Error {
             | Error::Intrinsics { frame, .. }
             | Error::Objects { frame, .. }
             | Error::Geometry { frame, .. } => frame,
-            Error::Manifest { .. } | Error::Output { .. } => "-",
+            Error::Manifest { .. } | Error::Output { .. } | Error::Config { .. } => "-",
         }
     }
 
@@ -91,7 +95,7 @@ impl Error {
             | Error::Intrinsics { path, .. }
             | Error::Objects { path, .. }
             | Error::Output { path, .. } => Some(path),
-            Error::Geometry { .. } => None,
+            Error::Geometry { .. } | Error::Config { .. } => None,
         }
     }
 }

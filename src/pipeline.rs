@@ -68,6 +68,37 @@ impl Default for SceneConfig {
     }
 }
 
+impl SceneConfig {
+    /// Checks every parameter; the message names the offending one as written in `run.json`.
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        self.ransac.validate()?;
+        let positive = [
+            ("object_eps_m", self.object_eps_m),
+            ("gap_voxel_m", self.gap_voxel_m),
+            ("noise.floor_m", self.noise.floor_m.max(f32::MIN_POSITIVE)),
+            ("noise.per_m2", self.noise.per_m2.max(f32::MIN_POSITIVE)),
+        ];
+        for (name, v) in positive {
+            if !(v.is_finite() && v > 0.0) {
+                return Err(format!("{name} must be positive, got {v}"));
+            }
+        }
+        if !(self.object_eps_px.is_finite() && self.object_eps_px >= 0.0) {
+            return Err(format!("object_eps_px must be zero or positive, got {}", self.object_eps_px));
+        }
+        if !(0.0..=1.0).contains(&self.fallback_ground_quantile) {
+            return Err(format!(
+                "fallback_ground_quantile must be within 0..=1, got {}",
+                self.fallback_ground_quantile
+            ));
+        }
+        if !(0.0..=1.0).contains(&self.box_core_fraction) {
+            return Err(format!("box_core_fraction must be within 0..=1, got {}", self.box_core_fraction));
+        }
+        Ok(())
+    }
+}
+
 /// An object given as points in the camera frame (the output of K1 for one region).
 #[derive(Clone, Debug, PartialEq)]
 pub struct ObjectInput {
@@ -121,16 +152,12 @@ pub fn ground_and_frame(
     let n = points.len().max(1) as f64;
     let accepted = fit.filter(|f| f.accepted);
     let up_prior = [f64::from(ransac.up_prior[0]), f64::from(ransac.up_prior[1]), f64::from(ransac.up_prior[2])];
+    // The last fallback is only reachable with a zero up prior, which `SceneConfig::validate` (called by
+    // `scene_from_points` and `run_scenes`) rejects.
     let canonical = accepted
         .and_then(|f| CanonicalFrame::from_ground_plane(&f.plane, GroundSource::Ransac))
         .or_else(|| CanonicalFrame::from_gravity_prior(up_prior, points, config.fallback_ground_quantile))
-        // Only reachable with a zero up prior, which the manifest parser and RansacParams users must avoid.
-        .unwrap_or(CanonicalFrame {
-            rotation: [[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, -1.0, 0.0]],
-            translation: [0.0, 0.0, 0.0],
-            camera_height_m: 0.0,
-            source: GroundSource::GravityPrior,
-        });
+        .unwrap_or_else(CanonicalFrame::level_camera);
     let up = canonical.rotation[2];
     let plane = [up[0], up[1], up[2], canonical.camera_height_m];
     let ground = GroundInfo {
@@ -221,6 +248,7 @@ pub fn scene_from_points(
     up_in_camera: Option<[f64; 3]>,
     config: &SceneConfig,
 ) -> Result<SceneGeometry> {
+    config.validate().map_err(|message| Error::Config { message })?;
     let (ground, canonical, _) =
         ground_and_frame(points_in_camera, sample_normals, frame_key(frame), config, up_in_camera);
     let denoised: Vec<_> = objects

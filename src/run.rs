@@ -197,6 +197,7 @@ pub fn run_scenes(
     progress: &(dyn Fn(usize, usize) + Sync),
 ) -> Result<RunSummary> {
     let start = Instant::now();
+    options.config.validate().map_err(|message| Error::Config { message })?;
     std::fs::create_dir_all(out_dir).map_err(|source| Error::Output { path: out_dir.to_path_buf(), source })?;
     let (frames, mut failures) = collect_frames(inputs);
     let other_failures = failures.len();

@@ -209,6 +209,13 @@ fn parameter_files_override_defaults_and_are_checked() {
     assert_eq!(o.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert!(stderr.contains("config.json") && stderr.contains("hypothesis"), "{stderr}");
+    // A value out of range is refused before any frame is processed, naming the parameter.
+    std::fs::write(&config, r#"{"ransac": {"up_prior": [0.0, 0.0, 0.0]}}"#).unwrap();
+    let o =
+        spatialsynth(&["scene", &sample, "-o", &out.display().to_string(), "--config", &config.display().to_string()]);
+    assert_eq!(o.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(stderr.contains("ransac.up_prior"), "{stderr}");
 }
 
 #[test]

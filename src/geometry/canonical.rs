@@ -48,6 +48,17 @@ impl CanonicalFrame {
         Some(CanonicalFrame { rotation, translation, camera_height_m: plane.offset, source })
     }
 
+    /// The frame of a level camera (up = camera −y) standing on the ground: the last resort when no up direction
+    /// is usable.
+    pub fn level_camera() -> Self {
+        CanonicalFrame {
+            rotation: [[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, -1.0, 0.0]],
+            translation: [0.0, 0.0, 0.0],
+            camera_height_m: 0.0,
+            source: GroundSource::GravityPrior,
+        }
+    }
+
     /// Transforms a camera-frame point to the canonical frame.
     #[inline]
     pub fn apply(&self, p: [f64; 3]) -> [f64; 3] {

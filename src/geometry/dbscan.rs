@@ -81,7 +81,7 @@ const Z_MASK: u64 = (1 << Z_BITS) - 1;
 const Y_MASK: u64 = (1 << Y_BITS) - 1;
 
 /// The sorted grid of a point cloud.
-struct Grid<'a> {
+struct Grid {
     /// Points in cell order.
     points: Vec<Point3>,
     /// Original index of each sorted point.
@@ -95,7 +95,6 @@ struct Grid<'a> {
     /// Row key (`x << 21 | y`) to row index.
     row_index: FxHashMap<u64, u32>,
     eps2: f32,
-    _input: std::marker::PhantomData<&'a [Point3]>,
 }
 
 #[inline]
@@ -106,8 +105,8 @@ fn dist2(a: &Point3, b: &Point3) -> f32 {
     dx * dx + dy * dy + dz * dz
 }
 
-impl<'a> Grid<'a> {
-    fn new(input: &'a [Point3], eps: f32) -> Result<Self, DbscanError> {
+impl Grid {
+    fn new(input: &[Point3], eps: f32) -> Result<Self, DbscanError> {
         // Any two points of a cell of side eps/√3 are within eps; shrink a little so that float rounding of the
         // cell assignment can never break that.
         let side = eps / 3f32.sqrt() * (1.0 - 1e-4);
@@ -173,16 +172,7 @@ impl<'a> Grid<'a> {
         }
         cell_start.push(input.len() as u32);
         row_start.push(cell_key.len() as u32);
-        Ok(Grid {
-            points,
-            original,
-            cell_start,
-            cell_key,
-            row_start,
-            row_index,
-            eps2: eps * eps,
-            _input: std::marker::PhantomData,
-        })
+        Ok(Grid { points, original, cell_start, cell_key, row_start, row_index, eps2: eps * eps })
     }
 
     fn rows(&self) -> usize {

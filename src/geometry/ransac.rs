@@ -76,6 +76,39 @@ impl Default for RansacParams {
     }
 }
 
+impl RansacParams {
+    /// Checks that the parameters make sense (a zero up prior or a negative band would silently find nothing).
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        let up = self.up_prior;
+        let up_len = (up[0] * up[0] + up[1] * up[1] + up[2] * up[2]).sqrt();
+        if !(up_len.is_finite() && up_len > 0.0) {
+            return Err(format!("ransac.up_prior must be a non-zero vector, got {up:?}"));
+        }
+        let positive = [
+            ("ransac.inlier_threshold_m", self.inlier_threshold_m),
+            ("ransac.connect_voxel_m", self.connect_voxel_m.max(f32::MIN_POSITIVE)),
+        ];
+        for (name, v) in positive {
+            if !(v.is_finite() && v > 0.0) {
+                return Err(format!("{name} must be positive, got {v}"));
+            }
+        }
+        for (name, v) in [
+            ("ransac.max_tilt_deg", self.max_tilt_deg),
+            ("ransac.normal_agreement_deg", self.normal_agreement_deg),
+            ("ransac.max_tilt_uncertainty_deg", self.max_tilt_uncertainty_deg),
+        ] {
+            if !(0.0..=90.0).contains(&v) {
+                return Err(format!("{name} must be within 0..=90 degrees, got {v}"));
+            }
+        }
+        if !(0.0..=1.0).contains(&self.min_inlier_fraction) {
+            return Err(format!("ransac.min_inlier_fraction must be within 0..=1, got {}", self.min_inlier_fraction));
+        }
+        Ok(())
+    }
+}
+
 /// The result of the plane search.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PlaneFit {
@@ -161,6 +194,11 @@ struct Support {
 }
 
 impl Support {
+    /// Distance to the plane only.
+    fn band(plane: &Plane, threshold: f32) -> Self {
+        Support { n: plane.normal.map(|v| v as f32), d: plane.offset as f32, threshold, min_cos: None }
+    }
+
     fn new(plane: &Plane, threshold: f32, params: &RansacParams, with_normals: bool) -> Self {
         let min_cos = with_normals.then(|| params.normal_agreement_deg.to_radians().cos());
         Support { n: plane.normal.map(|v| v as f32), d: plane.offset as f32, threshold, min_cos }
@@ -228,20 +266,14 @@ fn score_sample(points: &[Point3], sample: &Sample, frame_key: u32, params: &Ran
 
 /// Counts the points within the inlier band of `plane`.
 pub fn count_inliers(points: &[Point3], plane: &Plane, threshold_m: f32) -> u32 {
-    let [a, b, c] = plane.normal.map(|v| v as f32);
-    let d = plane.offset as f32;
-    points
-        .par_iter()
-        .with_min_len(1 << 14)
-        .filter(|p| (a * p[0] + b * p[1] + c * p[2] + d).abs() <= threshold_m)
-        .count() as u32
+    let s = Support::band(plane, threshold_m);
+    points.par_iter().with_min_len(1 << 14).filter(|p| s.test(p, None)).count() as u32
 }
 
 /// Inlier mask of `plane` over all points.
 pub fn inlier_mask(points: &[Point3], plane: &Plane, threshold_m: f32) -> Vec<bool> {
-    let [a, b, c] = plane.normal.map(|v| v as f32);
-    let d = plane.offset as f32;
-    points.par_iter().with_min_len(1 << 14).map(|p| (a * p[0] + b * p[1] + c * p[2] + d).abs() <= threshold_m).collect()
+    let s = Support::band(plane, threshold_m);
+    points.par_iter().with_min_len(1 << 14).map(|p| s.test(p, None)).collect()
 }
 
 /// Chunk length of deterministic parallel float reductions.

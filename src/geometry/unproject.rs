@@ -50,6 +50,11 @@ impl DepthImage {
         }
     }
 
+    /// Whether any pixel is valid (stops at the first).
+    pub fn any_valid(&self) -> bool {
+        (0..self.len()).into_par_iter().with_min_len(1 << 14).any(|i| self.depth_m(i).is_some())
+    }
+
     /// Counts the valid pixels.
     pub fn count_valid(&self) -> usize {
         (0..self.len()).into_par_iter().with_min_len(1 << 14).filter(|&i| self.depth_m(i).is_some()).count()

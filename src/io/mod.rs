@@ -49,8 +49,7 @@ pub fn load_frame(spec: &FrameSpec) -> Result<LoadedFrame> {
     if (depth.width, depth.height) != (k.width, k.height) {
         return Err(size_error(&spec.depth, "the depth image", depth.width, depth.height));
     }
-    let valid = depth.count_valid();
-    if valid == 0 {
+    if !depth.any_valid() {
         return Err(Error::InvalidDepth {
             frame: frame.to_string(),
             path: spec.depth.clone(),
