@@ -8,6 +8,8 @@
 
 use std::time::Instant;
 
+use crate::models::{ModelSet, ModelsInfo};
+
 use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
@@ -82,15 +84,22 @@ pub fn median(values: &[f64]) -> f64 {
 /// Runs W1–W3 on one frame (`repeats` times; the median time of each stage is kept).
 pub fn run_frame(spec: &FrameSpec, params: &WorkloadParams) -> Result<FrameTiming> {
     let frame = load_frame(spec)?;
+    let Some(depth) = frame.depth.as_ref() else {
+        return Err(crate::error::Error::InvalidDepth {
+            frame: spec.key.clone(),
+            path: spec.manifest.clone(),
+            message: "the geometry benchmark needs frames with a depth file".into(),
+        });
+    };
+    let k = &frame.intrinsics;
     let key = frame_key(&spec.key);
     let mut times = [Vec::new(), Vec::new(), Vec::new()];
     let mut last = None;
     for _ in 0..params.repeats.max(1) {
         let t0 = Instant::now();
-        let cloud = unproject_depth(&frame.depth, &spec.intrinsics);
+        let cloud = unproject_depth(depth, k);
         let t1 = Instant::now();
-        let normals =
-            ground_sample_normals(&frame.depth, &spec.intrinsics, &cloud, &params.ransac, params.normal_max_step_px);
+        let normals = ground_sample_normals(depth, k, &cloud, &params.ransac, params.normal_max_step_px);
         let fit = fit_ground_plane(&cloud.points_in_camera, Some(&normals), key, &params.ransac);
         let t2 = Instant::now();
         let rest: Vec<_> = match &fit {
@@ -186,5 +195,104 @@ pub fn summarize(timings: &[FrameTiming], failed: usize, params: &WorkloadParams
         ms_per_frame,
         ms_per_frame_total: mean(&t),
         params: params.clone(),
+    }
+}
+
+/// Model timings of one frame (milliseconds; medians over the repeats).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ModelFrameTiming {
+    pub frame: String,
+    pub detections: usize,
+    /// Decoding the colour file (once).
+    pub ms_decode_image: f64,
+    /// Detector: letterbox, inference, YOLOX decoding and NMS.
+    pub ms_detect: f64,
+    /// Segmenter: resize, inference, argmax and mapping back to the frame (0 without a segmenter).
+    pub ms_segment: f64,
+}
+
+/// Times the detector and segmenter on every frame with a colour image (`repeats` runs, medians kept). Frames that
+/// fail are printed to stderr and counted.
+pub fn run_model_bench(
+    models: &mut ModelSet,
+    frames: &[FrameSpec],
+    repeats: usize,
+    quiet: bool,
+) -> Result<(Vec<ModelFrameTiming>, usize)> {
+    let mut out = Vec::new();
+    let mut failed = 0;
+    for spec in frames {
+        let Some(color) = &spec.color else { continue };
+        let t0 = Instant::now();
+        let img = match image::open(color) {
+            Ok(i) => i.into_rgb8(),
+            Err(e) => {
+                eprintln!("failed: frame {}: {}: {e}", spec.key, color.display());
+                failed += 1;
+                continue;
+            }
+        };
+        let ms_decode_image = t0.elapsed().as_secs_f64() * 1e3;
+        let (mut det, mut seg) = (Vec::new(), Vec::new());
+        let mut detections = 0;
+        for _ in 0..repeats.max(1) {
+            let t = Instant::now();
+            detections = models.detect(&spec.key, &img)?.len();
+            det.push(t.elapsed().as_secs_f64() * 1e3);
+            if models.segmenter.is_some() {
+                let t = Instant::now();
+                models.segment(&spec.key, &img)?;
+                seg.push(t.elapsed().as_secs_f64() * 1e3);
+            }
+        }
+        let timing = ModelFrameTiming {
+            frame: spec.key.clone(),
+            detections,
+            ms_decode_image,
+            ms_detect: median(&det),
+            ms_segment: median(&seg),
+        };
+        if !quiet {
+            println!("{}", serde_json::to_string(&timing).unwrap_or_default());
+        }
+        out.push(timing);
+    }
+    Ok((out, failed))
+}
+
+/// Summary of [`run_model_bench`].
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ModelBenchSummary {
+    pub summary: bool,
+    pub frames: usize,
+    pub failed: usize,
+    pub device: String,
+    pub detector: Option<String>,
+    pub segmenter: Option<String>,
+    pub detect: StageSummary,
+    pub segment: StageSummary,
+    /// Frames per second from the mean per-frame time (one frame at a time, ONNX Runtime's own threads).
+    pub detector_fps: f64,
+    pub segmenter_fps: f64,
+    pub detector_and_segmenter_fps: f64,
+}
+
+pub fn summarize_models(timings: &[ModelFrameTiming], failed: usize, info: &ModelsInfo) -> ModelBenchSummary {
+    let d: Vec<f64> = timings.iter().map(|t| t.ms_detect).collect();
+    let s: Vec<f64> = timings.iter().map(|t| t.ms_segment).collect();
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
+    let fps = |ms: f64| if ms > 0.0 { 1e3 / ms } else { 0.0 };
+    ModelBenchSummary {
+        summary: true,
+        frames: timings.len(),
+        failed,
+        device: info.device.clone(),
+        detector: info.detector.as_ref().map(|c| c.model.name.clone()),
+        segmenter: info.segmenter.as_ref().map(|c| c.model.name.clone()),
+        detect: StageSummary::of(&d),
+        segment: StageSummary::of(&s),
+        detector_fps: fps(mean(&d)),
+        segmenter_fps: fps(mean(&s)),
+        detector_and_segmenter_fps: fps(mean(&d) + mean(&s)),
     }
 }

@@ -43,6 +43,16 @@ pub enum Error {
     /// A run parameter is out of range.
     #[error("invalid parameter: {message}")]
     Config { message: String },
+    /// A model card or model file is missing, malformed, not ONNX, or disagrees with its card. Raised when the
+    /// models are loaded, before any frame is processed.
+    #[error("model {}: {message}", path.display())]
+    Model { path: PathBuf, message: String },
+    /// ONNX Runtime could not be loaded or set up (library missing, execution provider unavailable).
+    #[error("ONNX Runtime: {message}")]
+    Runtime { message: String },
+    /// A model failed on one frame (inference error, unexpected output).
+    #[error("frame {frame}: model {}: {message}", path.display())]
+    Inference { frame: String, path: PathBuf, message: String },
     /// Writing an output file failed.
     #[error("cannot write {}: {source}", path.display())]
     Output {
@@ -67,6 +77,9 @@ impl Error {
             Error::Geometry { .. } => "geometry",
             Error::Config { .. } => "invalid_config",
             Error::Output { .. } => "output",
+            Error::Model { .. } => "invalid_model",
+            Error::Runtime { .. } => "model_runtime",
+            Error::Inference { .. } => "inference",
         }
     }
 
@@ -79,8 +92,13 @@ impl Error {
             | Error::InvalidDepth { frame, .. }
             | Error::Intrinsics { frame, .. }
             | Error::Objects { frame, .. }
-            | Error::Geometry { frame, .. } => frame,
-            Error::Manifest { .. } | Error::Output { .. } | Error::Config { .. } => "-",
+            | Error::Geometry { frame, .. }
+            | Error::Inference { frame, .. } => frame,
+            Error::Manifest { .. }
+            | Error::Output { .. }
+            | Error::Config { .. }
+            | Error::Model { .. }
+            | Error::Runtime { .. } => "-",
         }
     }
 
@@ -94,8 +112,10 @@ impl Error {
             | Error::InvalidDepth { path, .. }
             | Error::Intrinsics { path, .. }
             | Error::Objects { path, .. }
-            | Error::Output { path, .. } => Some(path),
-            Error::Geometry { .. } | Error::Config { .. } => None,
+            | Error::Output { path, .. }
+            | Error::Model { path, .. }
+            | Error::Inference { path, .. } => Some(path),
+            Error::Geometry { .. } | Error::Config { .. } | Error::Runtime { .. } => None,
         }
     }
 }

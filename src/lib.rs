@@ -22,6 +22,7 @@ pub mod bench;
 pub mod error;
 pub mod geometry;
 pub mod io;
+pub mod models;
 pub mod pipeline;
 pub mod run;
 pub mod scene;

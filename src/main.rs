@@ -6,7 +6,9 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
-use spatialsynth::bench::{run_frame, summarize, WorkloadParams};
+use spatialsynth::bench::{run_frame, run_model_bench, summarize, summarize_models, WorkloadParams};
+use spatialsynth::models::runtime::{ModelDevice, RuntimeOptions};
+use spatialsynth::models::{ModelOptions, ModelSet, ObjectsMode};
 use spatialsynth::pipeline::SceneConfig;
 use spatialsynth::run::{collect_frames, run_scenes, RunOptions};
 
@@ -18,6 +20,69 @@ struct Cli {
     threads: Option<usize>,
     #[command(subcommand)]
     command: Command,
+}
+
+/// Model options shared by the commands that run models.
+#[derive(clap::Args, Clone, Debug)]
+struct ModelArgs {
+    /// Where objects come from: annotations where given and the detector elsewhere (auto), annotations only
+    /// (given), or the detector everywhere (detect).
+    #[arg(long, value_enum, default_value_t = ObjectsMode::Auto)]
+    objects: ObjectsMode,
+    /// Detector model card (default: the built-in YOLOX-nano, models/yolox_nano.toml).
+    #[arg(long)]
+    detector: Option<PathBuf>,
+    /// Segmenter model card (default: the built-in DeepLabv3, models/deeplab_v3.toml).
+    #[arg(long, conflicts_with = "no_segmenter")]
+    segmenter: Option<PathBuf>,
+    /// Use detector boxes without segmentation masks.
+    #[arg(long)]
+    no_segmenter: bool,
+    /// Metric depth model card, for frames without a depth file.
+    #[arg(long)]
+    depth_model: Option<PathBuf>,
+    /// Image-filter (embedding) model card; needs --filter-prompts.
+    #[arg(long, requires = "filter_prompts")]
+    filter_model: Option<PathBuf>,
+    /// Text-prompt embeddings of the image filter (JSON).
+    #[arg(long, requires = "filter_model")]
+    filter_prompts: Option<PathBuf>,
+    /// The ONNX Runtime library (default: ORT_DYLIB_PATH, else the onnxruntime Python package).
+    #[arg(long)]
+    ort_lib: Option<PathBuf>,
+    /// Where the models run.
+    #[arg(long, value_enum, default_value_t = ModelDevice::Cpu)]
+    model_device: ModelDevice,
+    /// Intra-op threads per model (0: ONNX Runtime's default, one per core).
+    #[arg(long, default_value_t = 0)]
+    model_threads: usize,
+    /// Horizontal field of view (degrees) assumed for frames without intrinsics.
+    #[arg(long, default_value_t = 60.0)]
+    hfov_deg: f64,
+}
+
+impl ModelArgs {
+    fn options(&self) -> ModelOptions {
+        let defaults = ModelOptions::default();
+        ModelOptions {
+            detector: Some(self.detector.clone().or(defaults.detector).unwrap_or_default()),
+            segmenter: if self.no_segmenter { None } else { self.segmenter.clone().or(defaults.segmenter) },
+            depth: self.depth_model.clone(),
+            filter: self.filter_model.clone(),
+            filter_prompts: self.filter_prompts.clone(),
+            runtime: RuntimeOptions {
+                library: self.ort_lib.clone(),
+                device: self.model_device,
+                intra_threads: self.model_threads,
+            },
+            fuse: defaults.fuse,
+        }
+    }
+
+    /// The user named a model: open and check it even if no frame needs it.
+    fn named_any(&self) -> bool {
+        self.detector.is_some() || self.segmenter.is_some() || self.ort_lib.is_some()
+    }
 }
 
 #[derive(Subcommand)]
@@ -42,6 +107,8 @@ enum Command {
         /// Do not draw a progress bar.
         #[arg(long)]
         quiet: bool,
+        #[command(flatten)]
+        models: ModelArgs,
     },
     /// Time the geometry workload W1–W3 (unproject, ground RANSAC, exact DBSCAN) per frame, as JSON lines.
     Bench {
@@ -60,6 +127,11 @@ enum Command {
         /// Print only the summary line.
         #[arg(long)]
         summary_only: bool,
+        /// Time the detector and segmenter (pre-processing, inference, decoding) per frame instead of the geometry.
+        #[arg(long)]
+        models: bool,
+        #[command(flatten)]
+        model_args: ModelArgs,
     },
 }
 
@@ -79,7 +151,7 @@ fn run() -> Result<ExitCode> {
         rayon::ThreadPoolBuilder::new().num_threads(n).build_global().context("cannot set up the thread pool")?;
     }
     match cli.command {
-        Command::Scene { inputs, out, seed, batch, config, quiet } => {
+        Command::Scene { inputs, out, seed, batch, config, quiet, models } => {
             let mut scene_config: SceneConfig = match &config {
                 Some(path) => {
                     let text =
@@ -90,7 +162,14 @@ fn run() -> Result<ExitCode> {
                 None => SceneConfig::default(),
             };
             scene_config.ransac.seed = seed;
-            let options = RunOptions { batch_frames: batch, config: scene_config };
+            let options = RunOptions {
+                batch_frames: batch,
+                config: scene_config,
+                objects: models.objects,
+                models: models.options(),
+                open_models_always: models.named_any(),
+                default_hfov_deg: models.hfov_deg,
+            };
             let bar = if quiet { ProgressBar::hidden() } else { ProgressBar::new(0) };
             bar.set_style(
                 ProgressStyle::with_template(
@@ -104,6 +183,24 @@ fn run() -> Result<ExitCode> {
             };
             let summary = run_scenes(&inputs, &out, &options, &progress)?;
             bar.finish_and_clear();
+            if let Some(m) = &summary.models {
+                let st = &summary.stages;
+                println!(
+                    "models on {}: {} detections in {} frames; busy seconds: load {:.2}, filter {:.2}, depth {:.2}, detect {:.2}, segment {:.2}, geometry {:.2}",
+                    m.device,
+                    st.models.detections,
+                    st.models.detected_frames,
+                    st.load_s,
+                    st.models.filter_s,
+                    st.models.depth_s,
+                    st.models.detect_s,
+                    st.models.segment_s,
+                    st.geometry_s
+                );
+            }
+            if let Some(filtered) = &summary.filtered {
+                println!("{} frames rejected by the image filter: {}", summary.frames_filtered, filtered.display());
+            }
             println!(
                 "{} of {} frames ok ({} failed), ground found in {}, {} objects ({} dropped), {} relations, {:.2} s on {} threads",
                 summary.frames_ok,
@@ -129,10 +226,17 @@ fn run() -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Bench { inputs, max_frames, repeats, hypotheses, summary_only } => {
+        Command::Bench { inputs, max_frames, repeats, hypotheses, summary_only, models, model_args } => {
             let (mut frames, failures) = collect_frames(&inputs);
             if max_frames > 0 {
                 frames.truncate(max_frames);
+            }
+            if models {
+                let mut set = ModelSet::open(&model_args.options())?;
+                let (timings, failed) = run_model_bench(&mut set, &frames, repeats, summary_only)?;
+                let failed = failed + failures.len();
+                println!("{}", serde_json::to_string(&summarize_models(&timings, failed, set.info()))?);
+                return Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) });
             }
             let mut params = WorkloadParams { repeats, ..WorkloadParams::default() };
             params.ransac.hypotheses = hypotheses;

@@ -13,7 +13,6 @@ use crate::geometry::rng::frame_key;
 use crate::geometry::stats::{summarize, NoiseModel, ObjectSummary};
 use crate::geometry::unproject::{estimate_normals, unproject_depth, unproject_objects, DepthImage, PointCloud};
 use crate::geometry::{dot, normalize, Intrinsics, Point3};
-use crate::io::objects::ObjectKind;
 use crate::io::LoadedFrame;
 use crate::scene::{DroppedObject, GroundInfo, SceneGraph, SceneObject, SceneRelation};
 
@@ -103,13 +102,15 @@ impl SceneConfig {
 #[derive(Clone, Debug, PartialEq)]
 pub struct ObjectInput {
     pub label: String,
-    pub kind: ObjectKind,
+    pub kind: crate::io::objects::ObjectKind,
     pub instance_id: Option<u32>,
     pub bbox_px: [f32; 4],
     pub points_in_camera: Vec<Point3>,
     /// For boxes: whether each point's pixel lies in the central part of the box (see
     /// [`SceneConfig::box_core_fraction`]). Empty for masks.
     pub in_box_core: Vec<bool>,
+    /// The detector's score, for detected objects.
+    pub score: Option<f32>,
 }
 
 /// The geometric content of a scene graph.
@@ -184,7 +185,7 @@ fn denoise_object(
     config: &SceneConfig,
 ) -> Result<std::result::Result<(Vec<Point3>, f32), String>, String> {
     let band = config.ransac.inlier_threshold_m;
-    let drop_ground = obj.kind == ObjectKind::Box && ground_found && config.remove_ground_from_boxes;
+    let drop_ground = obj.kind.may_include_ground() && ground_found && config.remove_ground_from_boxes;
     let keep: Vec<usize> = (0..obj.points_in_camera.len())
         .filter(|&i| !drop_ground || canonical.apply_f32(obj.points_in_camera[i])[2] > band)
         .collect();
@@ -202,7 +203,7 @@ fn denoise_object(
     let median_depth = *depths.select_nth_unstable_by(mid, f32::total_cmp).1;
     let eps = config.object_eps_m.max((f64::from(config.object_eps_px) * f64::from(median_depth) / focal_px) as f32);
     let clustering = dbscan(&pts, eps, config.object_min_points).map_err(|e| e.to_string())?;
-    let chosen = if obj.kind == ObjectKind::Box && !obj.in_box_core.is_empty() {
+    let chosen = if obj.kind.is_box() && !obj.in_box_core.is_empty() {
         let sizes = clustering.sizes();
         let mut core = vec![0u32; clustering.clusters as usize];
         for (j, &l) in clustering.labels.iter().enumerate() {
@@ -284,6 +285,7 @@ pub fn scene_from_points(
             label: obj.label.clone(),
             kind: obj.kind,
             instance_id: obj.instance_id,
+            score: obj.score,
             bbox_px: obj.bbox_px,
             points_in_region,
             points: s.points,
@@ -317,19 +319,26 @@ pub fn scene_from_points(
 /// The full CPU pipeline for one loaded frame: K1 (whole frame and per object), then [`scene_from_points`].
 pub fn process_frame(frame: &LoadedFrame, config: &SceneConfig) -> Result<SceneGraph> {
     let spec = &frame.spec;
-    let k = &spec.intrinsics;
-    let cloud = unproject_depth(&frame.depth, k);
-    let normals = ground_sample_normals(&frame.depth, k, &cloud, &config.ransac, config.normal_max_step_px);
+    let k = &frame.intrinsics;
+    let Some(depth) = &frame.depth else {
+        return Err(Error::InvalidDepth {
+            frame: spec.key.clone(),
+            path: spec.color.clone().unwrap_or_else(|| spec.manifest.clone()),
+            message: "the frame has no depth file and no depth model made one (give --depth-model)".into(),
+        });
+    };
+    let cloud = unproject_depth(depth, k);
+    let normals = ground_sample_normals(depth, k, &cloud, &config.ransac, config.normal_max_step_px);
     let regions: Vec<_> = frame.objects.iter().map(|o| o.region.clone()).collect();
-    let grouped = unproject_objects(&frame.depth, k, frame.instance_labels.as_deref(), &regions);
+    let grouped = unproject_objects(depth, k, frame.instance_labels.as_deref(), &regions);
     let width = k.width;
     let objects: Vec<ObjectInput> = frame
         .objects
         .iter()
         .enumerate()
         .map(|(i, def)| {
-            let in_box_core = match def.kind {
-                ObjectKind::Box => {
+            let in_box_core = match def.kind.is_box() {
+                true => {
                     let [x0, y0, x1, y1] = def.bbox_px;
                     let m = (1.0 - config.box_core_fraction.clamp(0.0, 1.0)) / 2.0;
                     let (cx0, cx1) = (x0 + m * (x1 - x0), x1 - m * (x1 - x0));
@@ -343,7 +352,7 @@ pub fn process_frame(frame: &LoadedFrame, config: &SceneConfig) -> Result<SceneG
                         })
                         .collect()
                 }
-                ObjectKind::Instance => Vec::new(),
+                false => Vec::new(),
             };
             ObjectInput {
                 label: def.label.clone(),
@@ -352,6 +361,7 @@ pub fn process_frame(frame: &LoadedFrame, config: &SceneConfig) -> Result<SceneG
                 bbox_px: def.bbox_px,
                 points_in_camera: grouped.object_points(i).to_vec(),
                 in_box_core,
+                score: def.score,
             }
         })
         .collect();
@@ -370,8 +380,11 @@ pub fn process_frame(frame: &LoadedFrame, config: &SceneConfig) -> Result<SceneG
         frame_id: spec.id.clone(),
         dataset: spec.dataset.clone(),
         color: spec.color.as_ref().map(|p| p.display().to_string()),
-        depth: spec.depth.display().to_string(),
+        depth: spec.depth.as_ref().map(|p| p.display().to_string()),
+        depth_source: frame.depth_source.clone(),
         intrinsics: *k,
+        intrinsics_assumed: frame.intrinsics_assumed,
+        image_filter: frame.image_filter.clone(),
         valid_depth_points: cloud.len() as u32,
         ground: geo.ground,
         canonical_from_camera: geo.canonical.matrix(),

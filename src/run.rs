@@ -4,17 +4,20 @@
 //! Outputs in the output folder, each written to a temporary file and renamed into place only when complete:
 //! - `scene_graphs.jsonl`: one [`SceneGraph`](crate::scene::SceneGraph) per successful frame, in input order;
 //! - `failures.jsonl`: one [`FailureRecord`] per failed frame or manifest (empty when none failed);
+//! - `filtered.jsonl` (runs with an image filter): the frames it rejected, with the prompt that won;
 //! - `run.json`: counts, timings and every parameter used.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::mpsc::sync_channel;
 use std::time::Instant;
 
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::io::{find_manifests, load_frame, read_manifest, FrameSpec};
+use crate::io::{find_manifests, load_frame_with, read_manifest, FrameSpec, LoadOptions, LoadedFrame, ObjectsSpec};
+use crate::models::{FilterDecision, ModelOptions, ModelSet, ModelTimes, ModelsInfo, ObjectsMode};
 use crate::pipeline::{process_frame, SceneConfig};
 
 /// A frame or manifest that failed, as written to `failures.jsonl`.
@@ -149,18 +152,56 @@ struct FrameCounts {
     ground_found: bool,
 }
 
+/// What became of a frame that did not fail.
+enum Outcome {
+    /// Its scene graph, serialised as one JSON line.
+    Scene(FrameCounts, Vec<u8>),
+    /// The image filter rejected it.
+    Filtered(FilterDecision),
+}
+
 /// Options of a scene run.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RunOptions {
     /// Frames decoded and processed together (in parallel); also bounds memory.
     pub batch_frames: usize,
     pub config: SceneConfig,
+    /// Where objects come from: annotations, the detector, or each where available (`auto`).
+    pub objects: ObjectsMode,
+    /// The models, used when a frame needs them (no objects under `auto`, `detect`, no depth file) or when a depth
+    /// model or image filter is configured.
+    pub models: ModelOptions,
+    /// Open (and check) every configured model even when no frame needs one, e.g. because the user named it.
+    pub open_models_always: bool,
+    /// Horizontal field of view assumed for frames without intrinsics.
+    pub default_hfov_deg: f64,
 }
 
 impl Default for RunOptions {
     fn default() -> Self {
-        RunOptions { batch_frames: 16, config: SceneConfig::default() }
+        RunOptions {
+            batch_frames: 16,
+            config: SceneConfig::default(),
+            objects: ObjectsMode::Auto,
+            models: ModelOptions::default(),
+            open_models_always: false,
+            default_hfov_deg: 60.0,
+        }
     }
+}
+
+/// Busy seconds of each stage of the run's pipeline. The stages overlap (decode of batch n+1, models on batch n,
+/// geometry of batch n−1), so the sum exceeds the wall time when the overlap works.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct StageTimes {
+    /// Reading and decoding depth, colour and annotations.
+    pub load_s: f64,
+    #[serde(flatten)]
+    pub models: ModelTimes,
+    /// K1–K5 and serialising the scene graphs.
+    pub geometry_s: f64,
+    /// Writing the output in order.
+    pub write_s: f64,
 }
 
 /// What a run did, as written to `run.json`.
@@ -169,6 +210,8 @@ pub struct RunSummary {
     pub frames: usize,
     pub frames_ok: usize,
     pub frames_failed: usize,
+    /// Frames the image filter rejected (listed in `filtered.jsonl`, written when a filter ran).
+    pub frames_filtered: usize,
     /// Failures that are not tied to one frame (unreadable manifests).
     pub other_failures: usize,
     pub objects: usize,
@@ -176,9 +219,13 @@ pub struct RunSummary {
     pub relations: usize,
     pub ground_found: usize,
     pub seconds: f64,
+    pub stages: StageTimes,
     pub threads: usize,
     pub scene_graphs: PathBuf,
     pub failures: PathBuf,
+    pub filtered: Option<PathBuf>,
+    /// The models used (`null` when none was needed).
+    pub models: Option<ModelsInfo>,
     pub options: RunOptions,
 }
 
@@ -189,7 +236,40 @@ impl RunSummary {
     }
 }
 
+/// Whether the frames of a run need the models under `options`.
+pub fn needs_models(frames: &[FrameSpec], options: &RunOptions) -> bool {
+    let m = &options.models;
+    let no_objects = frames.iter().any(|f| matches!(f.objects, ObjectsSpec::None));
+    let detect = match options.objects {
+        ObjectsMode::Given => false,
+        ObjectsMode::Auto => no_objects,
+        ObjectsMode::Detect => !frames.is_empty(),
+    };
+    options.open_models_always
+        || (detect && m.detector.is_some())
+        || frames.iter().any(|f| f.depth.is_none())
+        || m.depth.is_some()
+        || m.filter.is_some()
+}
+
+fn serialize_line<T: Serialize>(value: &T, frame: &str) -> Result<Vec<u8>> {
+    let mut line = serde_json::to_vec(value).map_err(|e| Error::Geometry {
+        frame: frame.to_string(),
+        message: format!("cannot serialise the output: {e}"),
+    })?;
+    line.push(b'\n');
+    Ok(line)
+}
+
+type Batch<T> = (usize, Vec<Result<T>>);
+
 /// Processes every frame of `inputs` into `out_dir`. `progress(done, total)` is called after each batch.
+///
+/// The models (see [`needs_models`]) are opened and checked before any frame is processed: a bad card or model
+/// file, or a missing ONNX Runtime, is an error here. Then a bounded pipeline runs: one thread decodes batch
+/// n+1 while another runs the models on batch n and a third computes the geometry of batch n−1 (both decoding and
+/// geometry parallel over the batch's frames); the calling thread writes results in input order. At most one
+/// batch waits between stages, so memory stays bounded and the slowest stage sets the pace.
 pub fn run_scenes(
     inputs: &[PathBuf],
     out_dir: &Path,
@@ -198,51 +278,137 @@ pub fn run_scenes(
 ) -> Result<RunSummary> {
     let start = Instant::now();
     options.config.validate().map_err(|message| Error::Config { message })?;
-    std::fs::create_dir_all(out_dir).map_err(|source| Error::Output { path: out_dir.to_path_buf(), source })?;
+    if !(options.default_hfov_deg.is_finite() && options.default_hfov_deg > 1.0 && options.default_hfov_deg < 179.0) {
+        return Err(Error::Config { message: format!("default_hfov_deg {} must be within (1, 179)", options.default_hfov_deg) });
+    }
     let (frames, mut failures) = collect_frames(inputs);
     let other_failures = failures.len();
+    let mut models = if needs_models(&frames, options) { Some(ModelSet::open(&options.models)?) } else { None };
+    let models_info = models.as_ref().map(|m| m.info().clone());
+    // Decode colour only when a model will look at it.
+    let load = LoadOptions { decode_color: models.is_some(), default_hfov_deg: options.default_hfov_deg };
+
+    std::fs::create_dir_all(out_dir).map_err(|source| Error::Output { path: out_dir.to_path_buf(), source })?;
     let scene_path = out_dir.join("scene_graphs.jsonl");
     let failures_path = out_dir.join("failures.jsonl");
+    let filtered_path = out_dir.join("filtered.jsonl");
     let mut scenes = AtomicFile::create(&scene_path)?;
-    let (mut ok, mut objects, mut dropped, mut relations, mut ground) = (0, 0, 0, 0, 0);
+    // Only runs with an image filter list rejected frames.
+    let mut filtered = match models.as_ref().is_some_and(|m| m.filter.is_some()) {
+        true => Some(AtomicFile::create(&filtered_path)?),
+        false => None,
+    };
+    let (mut ok, mut objects, mut dropped, mut relations, mut ground, mut n_filtered) = (0, 0, 0, 0, 0, 0);
     let batch = options.batch_frames.max(1);
+    let mode = options.objects;
+    let config = &options.config;
+    let mut stages = StageTimes::default();
     progress(0, frames.len());
-    for (b, chunk) in frames.chunks(batch).enumerate() {
-        let results: Vec<Result<(FrameCounts, Vec<u8>)>> = chunk
-            .par_iter()
-            .map(|spec| {
-                let loaded = load_frame(spec)?;
-                let graph = process_frame(&loaded, &options.config)?;
-                let mut line = serde_json::to_vec(&graph).map_err(|e| Error::Geometry {
-                    frame: spec.key.clone(),
-                    message: format!("cannot serialise the scene graph: {e}"),
-                })?;
-                line.push(b'\n');
-                let counts = FrameCounts {
-                    objects: graph.objects.len(),
-                    dropped: graph.dropped_objects.len(),
-                    relations: graph.relations.len(),
-                    ground_found: graph.ground.found,
-                };
-                Ok((counts, line))
-            })
-            .collect();
-        for (spec, result) in chunk.iter().zip(results) {
-            match result {
-                Ok((c, line)) => {
-                    scenes.write_all(&line)?;
-                    ok += 1;
-                    objects += c.objects;
-                    dropped += c.dropped;
-                    relations += c.relations;
-                    ground += usize::from(c.ground_found);
+
+    let (tx_loaded, rx_loaded) = sync_channel::<Batch<LoadedFrame>>(1);
+    let (tx_ready, rx_ready) = sync_channel::<Batch<LoadedFrame>>(1);
+    let (tx_done, rx_done) = sync_channel::<Batch<Outcome>>(1);
+    let frames_ref = &frames;
+    let write_result: Result<()> = std::thread::scope(|s| {
+        let loader = s.spawn(move || {
+            let mut busy = 0.0;
+            for (b, chunk) in frames_ref.chunks(batch).enumerate() {
+                let t = Instant::now();
+                let loaded: Vec<Result<LoadedFrame>> = chunk.par_iter().map(|spec| load_frame_with(spec, &load)).collect();
+                busy += t.elapsed().as_secs_f64();
+                if tx_loaded.send((b, loaded)).is_err() {
+                    break;
                 }
-                Err(e) => failures.push(FailureRecord::new(&e, Some(spec))),
             }
+            busy
+        });
+        let runner = s.spawn(move || {
+            let mut times = ModelTimes::default();
+            for (b, mut batch) in rx_loaded {
+                if let Some(m) = models.as_mut() {
+                    m.process_batch(&mut batch, mode, &mut times);
+                }
+                if tx_ready.send((b, batch)).is_err() {
+                    break;
+                }
+            }
+            times
+        });
+        let geometry = s.spawn(move || {
+            let mut busy = 0.0;
+            for (b, batch) in rx_ready {
+                let t = Instant::now();
+                let out: Vec<Result<Outcome>> = batch
+                    .into_par_iter()
+                    .map(|loaded| {
+                        let frame = loaded?;
+                        if let Some(d) = frame.image_filter.as_ref().filter(|d| !d.kept) {
+                            return Ok(Outcome::Filtered(d.clone()));
+                        }
+                        let graph = process_frame(&frame, config)?;
+                        let line = serialize_line(&graph, &graph.frame)?;
+                        let counts = FrameCounts {
+                            objects: graph.objects.len(),
+                            dropped: graph.dropped_objects.len(),
+                            relations: graph.relations.len(),
+                            ground_found: graph.ground.found,
+                        };
+                        Ok(Outcome::Scene(counts, line))
+                    })
+                    .collect();
+                busy += t.elapsed().as_secs_f64();
+                if tx_done.send((b, out)).is_err() {
+                    break;
+                }
+            }
+            busy
+        });
+        let mut result = Ok(());
+        for (b, results) in rx_done {
+            let t = Instant::now();
+            let chunk = &frames_ref[b * batch..((b + 1) * batch).min(frames_ref.len())];
+            for (spec, r) in chunk.iter().zip(results) {
+                match r {
+                    Ok(Outcome::Scene(c, line)) => {
+                        if let Err(e) = scenes.write_all(&line) {
+                            result = Err(e);
+                            break;
+                        }
+                        ok += 1;
+                        objects += c.objects;
+                        dropped += c.dropped;
+                        relations += c.relations;
+                        ground += usize::from(c.ground_found);
+                    }
+                    Ok(Outcome::Filtered(d)) => {
+                        n_filtered += 1;
+                        let record = serde_json::json!({"frame": spec.key, "prompt": d.prompt, "score": d.score});
+                        let line = serialize_line(&record, &spec.key).and_then(|l| match filtered.as_mut() {
+                            Some(f) => f.write_all(&l),
+                            None => Ok(()),
+                        });
+                        if let Err(e) = line {
+                            result = Err(e);
+                            break;
+                        }
+                    }
+                    Err(e) => failures.push(FailureRecord::new(&e, Some(spec))),
+                }
+            }
+            stages.write_s += t.elapsed().as_secs_f64();
+            if result.is_err() {
+                break;
+            }
+            progress(((b + 1) * batch).min(frames_ref.len()), frames_ref.len());
         }
-        progress(((b + 1) * batch).min(frames.len()), frames.len());
-    }
+        stages.load_s = loader.join().unwrap_or(0.0);
+        stages.models = runner.join().unwrap_or_default();
+        stages.geometry_s = geometry.join().unwrap_or(0.0);
+        result
+    });
+    write_result?;
     let scene_graphs = scenes.commit()?;
+    let filtered_file = filtered.map(AtomicFile::commit).transpose()?;
     let mut fail_file = AtomicFile::create(&failures_path)?;
     for f in &failures {
         let mut line = serde_json::to_vec(f).unwrap_or_default();
@@ -254,15 +420,19 @@ pub fn run_scenes(
         frames: frames.len(),
         frames_ok: ok,
         frames_failed: failures.len() - other_failures,
+        frames_filtered: n_filtered,
         other_failures,
         objects,
         dropped_objects: dropped,
         relations,
         ground_found: ground,
         seconds: start.elapsed().as_secs_f64(),
+        stages,
         threads: rayon::current_num_threads(),
         scene_graphs,
         failures: failures_file,
+        filtered: filtered_file,
+        models: models_info,
         options: options.clone(),
     };
     let mut run_file = AtomicFile::create(&out_dir.join("run.json"))?;

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use crate::geometry::canonical::GroundSource;
 use crate::geometry::Intrinsics;
 use crate::io::objects::ObjectKind;
+use crate::io::DepthSource;
 
 /// The ground estimate of a frame.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -42,6 +43,8 @@ pub struct SceneObject {
     pub label: String,
     pub kind: ObjectKind,
     pub instance_id: Option<u32>,
+    /// The detector's score (objectness × class) for detected objects; `null` for given ones.
+    pub score: Option<f32>,
     pub bbox_px: [f32; 4],
     /// Valid depth points in the object's region, and those kept after denoising.
     pub points_in_region: u32,
@@ -136,8 +139,14 @@ pub struct SceneGraph {
     pub frame_id: String,
     pub dataset: String,
     pub color: Option<String>,
-    pub depth: String,
+    /// The depth file (`null` when a depth model made the depth; see `depth_source`).
+    pub depth: Option<String>,
+    pub depth_source: DepthSource,
     pub intrinsics: Intrinsics,
+    /// True when the manifest gave no intrinsics and a field of view was assumed.
+    pub intrinsics_assumed: bool,
+    /// The image filter's verdict (`null` without a filter).
+    pub image_filter: Option<crate::models::FilterDecision>,
     pub valid_depth_points: u32,
     pub ground: GroundInfo,
     /// 4×4 row-major rigid transform taking camera-frame points to the canonical frame.

@@ -15,6 +15,7 @@ fn object(label: &str, points: Vec<Point3>) -> ObjectInput {
         bbox_px: [0.0; 4],
         points_in_camera: points,
         in_box_core: Vec::new(),
+        score: None,
     }
 }
 

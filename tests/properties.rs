@@ -428,6 +428,7 @@ fn scene_for_camera(
                 bbox_px: [0.0; 4],
                 points_in_camera: cam,
                 in_box_core: Vec::new(),
+                score: None,
             }
         })
         .collect();

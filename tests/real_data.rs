@@ -21,10 +21,11 @@ fn all_frames(data: &Path) -> Vec<FrameSpec> {
 
 fn ground_of(spec: &FrameSpec) -> GroundInfo {
     let frame = load_frame(spec).unwrap();
-    let cloud = unproject_depth(&frame.depth, &spec.intrinsics);
+    let depth = frame.depth.as_ref().unwrap();
+    let cloud = unproject_depth(depth, &frame.intrinsics);
     {
         let config = SceneConfig::default();
-        let normals = ground_sample_normals(&frame.depth, &spec.intrinsics, &cloud, &config.ransac, 10);
+        let normals = ground_sample_normals(depth, &frame.intrinsics, &cloud, &config.ransac, 10);
         ground_and_frame(&cloud.points_in_camera, Some(&normals), frame_key(&spec.key), &config, None).0
     }
 }
@@ -236,6 +237,7 @@ fn sunrgbd_bed_and_night_stand_agree_with_their_3d_boxes() {
                 bbox_px: b.map(|v| v as f32),
                 points_in_camera: points,
                 in_box_core: core,
+                score: None,
             }
         })
         .collect();

@@ -11,6 +11,11 @@
 //!    "up_in_camera": [0.0, -1.0, 0.0]}]}
 //! ```
 //! Paths are relative to the manifest's folder. Unknown fields (poses, notes, ground truth) are ignored.
+//!
+//! A frame needs `color` or `depth`. Without `depth`, a metric depth model makes it from `color`. Without
+//! `intrinsics`, a pinhole camera with a horizontal field of view of `hfov_deg` (or the run's default) centred on the
+//! image is assumed, and the scene graph records `intrinsics_assumed: true`. Without `instances` or `boxes`, the
+//! detector (and segmenter) find the objects.
 
 use std::path::{Path, PathBuf};
 
@@ -56,13 +61,17 @@ pub struct FrameSpec {
     pub manifest: PathBuf,
     pub line: Option<usize>,
     pub color: Option<PathBuf>,
-    pub depth: PathBuf,
+    /// The depth file; `None` when a depth model makes depth from the colour image.
+    pub depth: Option<PathBuf>,
     /// Required for integer depth (PNG, `.npy` u16); ignored for float depth, which is in metres.
     pub depth_units_per_meter: Option<f64>,
     /// An integer depth value meaning "no measurement" besides 0 (default 65535, the sensor saturation code;
     /// `null` in the manifest disables it).
     pub depth_invalid_value: Option<u16>,
-    pub intrinsics: Intrinsics,
+    /// The camera; `None` when unknown (a field of view is then assumed, see [`FrameSpec::hfov_deg`]).
+    pub intrinsics: Option<Intrinsics>,
+    /// Horizontal field of view to assume when `intrinsics` is absent (the run's default when `None`).
+    pub hfov_deg: Option<f64>,
     pub objects: ObjectsSpec,
     /// Optional gravity hint: the up direction in the camera frame (from an IMU, say). Default: −y.
     pub up_in_camera: Option<[f64; 3]>,
@@ -86,12 +95,16 @@ struct RawFrame {
     dataset: Option<String>,
     #[serde(default)]
     color: Option<String>,
-    depth: String,
+    #[serde(default)]
+    depth: Option<String>,
     #[serde(default)]
     depth_units_per_meter: Option<f64>,
     #[serde(default = "default_invalid")]
     depth_invalid_value: Option<u16>,
-    intrinsics: RawIntrinsics,
+    #[serde(default)]
+    intrinsics: Option<RawIntrinsics>,
+    #[serde(default)]
+    hfov_deg: Option<f64>,
     #[serde(default)]
     instances: Option<String>,
     #[serde(default)]
@@ -125,20 +138,27 @@ fn frame_from_value(
     };
     let dataset = raw.dataset.unwrap_or_else(|| default_dataset.to_string());
     let resolve = |p: &str| base.join(p);
-    let intrinsics = Intrinsics {
-        fx: raw.intrinsics.fx,
-        fy: raw.intrinsics.fy,
-        cx: raw.intrinsics.cx,
-        cy: raw.intrinsics.cy,
-        width: raw.intrinsics.width,
-        height: raw.intrinsics.height,
-    };
     let key = format!("{dataset}/{id}");
-    intrinsics.validate().map_err(|message| Error::Intrinsics {
-        frame: key.clone(),
-        path: manifest.to_path_buf(),
-        message,
-    })?;
+    let intrinsics = match raw.intrinsics {
+        Some(r) => {
+            let k = Intrinsics { fx: r.fx, fy: r.fy, cx: r.cx, cy: r.cy, width: r.width, height: r.height };
+            k.validate().map_err(|message| Error::Intrinsics {
+                frame: key.clone(),
+                path: manifest.to_path_buf(),
+                message,
+            })?;
+            Some(k)
+        }
+        None => None,
+    };
+    if let Some(f) = raw.hfov_deg {
+        if !(f.is_finite() && f > 1.0 && f < 179.0) {
+            return Err(bad(format!("frame {id}: hfov_deg must be within (1, 179) degrees, got {f}")));
+        }
+    }
+    if raw.color.is_none() && raw.depth.is_none() {
+        return Err(bad(format!("frame {id}: needs \"color\" or \"depth\"")));
+    }
     if let Some(u) = raw.depth_units_per_meter {
         if !(u.is_finite() && u > 0.0) {
             return Err(bad(format!("frame {id}: depth_units_per_meter must be positive, got {u}")));
@@ -178,10 +198,11 @@ fn frame_from_value(
         manifest: manifest.to_path_buf(),
         line,
         color: raw.color.map(|c| resolve(&c)),
-        depth: resolve(&raw.depth),
+        depth: raw.depth.as_deref().map(resolve),
         depth_units_per_meter: raw.depth_units_per_meter,
         depth_invalid_value: raw.depth_invalid_value,
         intrinsics,
+        hfov_deg: raw.hfov_deg,
         objects,
         up_in_camera: raw.up_in_camera,
     })

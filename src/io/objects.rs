@@ -19,6 +19,27 @@ pub enum ObjectKind {
     Instance,
     /// Pixels inside a 2D box (background included until denoising).
     Box,
+    /// A detector's box refined by the segmenter's mask of the same class (pixels of the class inside the box).
+    DetectedMask,
+    /// A detector's box with no usable mask (the segmenter does not know the class or found too little of it).
+    DetectedBox,
+}
+
+impl ObjectKind {
+    /// Boxes contain background: the kept depth cluster is the one at the box centre.
+    pub fn is_box(self) -> bool {
+        matches!(self, ObjectKind::Box | ObjectKind::DetectedBox)
+    }
+
+    /// Regions that may include floor pixels: ground points are removed before clustering.
+    pub fn may_include_ground(self) -> bool {
+        !matches!(self, ObjectKind::Instance)
+    }
+
+    /// Found by the models rather than given.
+    pub fn is_detected(self) -> bool {
+        matches!(self, ObjectKind::DetectedMask | ObjectKind::DetectedBox)
+    }
 }
 
 /// One annotated object of a frame.
@@ -31,6 +52,8 @@ pub struct ObjectDef {
     /// Pixel box `[x0, y0, x1, y1]`: the given box, or the mask's bounding box.
     pub bbox_px: [f32; 4],
     pub region: ObjectRegion,
+    /// The detector's score for detected objects.
+    pub score: Option<f32>,
 }
 
 /// Parses a labels map `{"<id>": "<label>"}` (ids are positive integers). Sorted by id.
@@ -88,6 +111,7 @@ pub fn parse_boxes(value: &Value, width: u32, height: u32) -> std::result::Resul
                 instance_id: None,
                 bbox_px: b.xyxy.map(|v| v as f32),
                 region: ObjectRegion::Box { x0: px0, y0: py0, x1: px1, y1: py1 },
+                score: None,
             })
         })
         .collect()
@@ -104,9 +128,8 @@ fn read_json(frame: &str, path: &Path) -> Result<Value> {
 
 /// Resolves a frame's objects. Returns the instance-id image (when objects come from one) and the objects in
 /// their given order (instances: ascending id; boxes: file order).
-pub fn load_objects(spec: &FrameSpec) -> Result<(Option<Vec<u32>>, Vec<ObjectDef>)> {
+pub fn load_objects(spec: &FrameSpec, w: u32, h: u32) -> Result<(Option<Vec<u32>>, Vec<ObjectDef>)> {
     let frame = spec.key.as_str();
-    let (w, h) = (spec.intrinsics.width, spec.intrinsics.height);
     let obj_err =
         |path: &Path, message: String| Error::Objects { frame: frame.to_string(), path: path.to_path_buf(), message };
     match &spec.objects {
@@ -131,7 +154,7 @@ pub fn load_objects(spec: &FrameSpec) -> Result<(Option<Vec<u32>>, Vec<ObjectDef
                     frame: frame.to_string(),
                     path: png.clone(),
                     message: format!(
-                        "the instance image is {}x{} but the intrinsics say {w}x{h}",
+                        "the instance image is {}x{} but the frame is {w}x{h}",
                         img.width, img.height
                     ),
                 });
@@ -163,6 +186,7 @@ pub fn load_objects(spec: &FrameSpec) -> Result<(Option<Vec<u32>>, Vec<ObjectDef
                     instance_id: Some(id),
                     bbox_px: bb.map(|v| v as f32),
                     region: ObjectRegion::Instance { instance_id: id },
+                    score: None,
                 });
             }
             Ok((Some(ids), objects))
