@@ -13,6 +13,7 @@ use crate::geometry::rng::frame_key;
 use crate::geometry::stats::{summarize, NoiseModel, ObjectSummary};
 use crate::geometry::unproject::{estimate_normals, unproject_depth, unproject_objects, DepthImage, PointCloud};
 use crate::geometry::{dot, normalize, Intrinsics, Point3};
+use crate::io::objects::ObjectKind;
 use crate::io::LoadedFrame;
 use crate::scene::{DroppedObject, GroundInfo, SceneGraph, SceneObject, SceneRelation};
 
@@ -40,6 +41,9 @@ pub struct SceneConfig {
     /// Box objects: the kept cluster is the one with most points in the central part of the box (this share of
     /// its width and height), since the largest cluster of a box is often the wall behind the object.
     pub box_core_fraction: f32,
+    /// Detected masks: when more than this share of a mask's points lie in the ground band, the object is the
+    /// supporting surface itself (a table seen as the ground of a table-top frame) and its ground points are kept.
+    pub surface_object_fraction: f32,
     /// Optional statistical outlier removal after DBSCAN.
     pub outlier_removal: Option<OutlierParams>,
     /// Voxel size of the exact closest-surface search (affects speed only, not the result).
@@ -60,6 +64,7 @@ impl Default for SceneConfig {
             min_object_points: 30,
             remove_ground_from_boxes: true,
             box_core_fraction: 0.5,
+            surface_object_fraction: 0.5,
             outlier_removal: None,
             gap_voxel_m: 0.02,
             noise: NoiseModel::default(),
@@ -93,6 +98,9 @@ impl SceneConfig {
         }
         if !(0.0..=1.0).contains(&self.box_core_fraction) {
             return Err(format!("box_core_fraction must be within 0..=1, got {}", self.box_core_fraction));
+        }
+        if !(0.0..=1.0).contains(&self.surface_object_fraction) {
+            return Err(format!("surface_object_fraction must be within 0..=1, got {}", self.surface_object_fraction));
         }
         Ok(())
     }
@@ -185,7 +193,13 @@ fn denoise_object(
     config: &SceneConfig,
 ) -> Result<std::result::Result<(Vec<Point3>, f32), String>, String> {
     let band = config.ransac.inlier_threshold_m;
-    let drop_ground = obj.kind.may_include_ground() && ground_found && config.remove_ground_from_boxes;
+    let mut drop_ground = obj.kind.may_include_ground() && ground_found && config.remove_ground_from_boxes;
+    if drop_ground && obj.kind == ObjectKind::DetectedMask && !obj.points_in_camera.is_empty() {
+        let in_band = obj.points_in_camera.iter().filter(|p| canonical.apply_f32(**p)[2] <= band).count();
+        if in_band as f32 > config.surface_object_fraction * obj.points_in_camera.len() as f32 {
+            drop_ground = false;
+        }
+    }
     let keep: Vec<usize> = (0..obj.points_in_camera.len())
         .filter(|&i| !drop_ground || canonical.apply_f32(obj.points_in_camera[i])[2] > band)
         .collect();

@@ -59,6 +59,10 @@ fn files_in(dir: &Path) -> Vec<String> {
 
 #[test]
 fn main_command_runs_on_the_sample_and_says_where_the_output_went() {
+    // The sample's unannotated frames go through the built-in detector and segmenter.
+    if !common::ort_or_skip("main_command_runs_on_the_sample_and_says_where_the_output_went") {
+        return;
+    }
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("scenes");
     let o = spatialsynth(&[
@@ -69,12 +73,14 @@ fn main_command_runs_on_the_sample_and_says_where_the_output_went() {
     ]);
     let stdout = String::from_utf8_lossy(&o.stdout);
     assert!(o.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&o.stderr));
-    assert!(stdout.contains("6 of 6 frames ok"), "{stdout}");
+    assert!(stdout.contains("10 of 10 frames ok"), "{stdout}");
+    assert!(stdout.contains("models on cpu"), "{stdout}");
     assert!(stdout.contains(&out.join("scene_graphs.jsonl").display().to_string()), "{stdout}");
     assert_eq!(files_in(&out), ["failures.jsonl", "run.json", "scene_graphs.jsonl"]);
     assert!(failures(&out).is_empty());
     let run: Value = serde_json::from_str(&std::fs::read_to_string(out.join("run.json")).unwrap()).unwrap();
-    assert_eq!(run["frames_ok"], 6);
+    assert_eq!(run["frames_ok"], 10);
+    assert_eq!(run["stages"]["detected_frames"], 4);
     // The parameters that made the data are recorded with it.
     assert_eq!(run["options"]["config"]["ransac"]["hypotheses"], 1000);
 }
@@ -184,7 +190,7 @@ fn parameter_files_override_defaults_and_are_checked() {
     )
     .unwrap();
     let out = tmp.path().join("out");
-    let sample = common::repo().join("data/sample").display().to_string();
+    let sample = common::repo().join("data/sample/frames.json").display().to_string();
     let o = spatialsynth(&[
         "scene",
         &sample,
@@ -229,6 +235,10 @@ fn missing_input_is_a_clear_failure() {
 
 #[test]
 fn output_is_byte_identical_across_runs_and_thread_counts() {
+    // Includes the model path (detections on the unannotated sample frames).
+    if !common::ort_or_skip("output_is_byte_identical_across_runs_and_thread_counts") {
+        return;
+    }
     let tmp = tempfile::tempdir().unwrap();
     let run = |threads: &str, name: &str| -> PathBuf {
         let out = tmp.path().join(name);
@@ -266,7 +276,8 @@ fn output_is_byte_identical_across_runs_and_thread_counts() {
 
 #[test]
 fn bench_prints_per_frame_lines_and_a_summary() {
-    let o = spatialsynth(&["bench", &common::repo().join("data/sample").display().to_string(), "--repeats", "1"]);
+    let o =
+        spatialsynth(&["bench", &common::repo().join("data/sample/frames.json").display().to_string(), "--repeats", "1"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let lines: Vec<Value> =
         String::from_utf8_lossy(&o.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();

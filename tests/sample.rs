@@ -9,7 +9,8 @@ use spatialsynth::scene::{SceneGraph, SceneObject};
 fn sample_graphs() -> Vec<SceneGraph> {
     let tmp = tempfile::tempdir().unwrap();
     let summary =
-        run_scenes(&[common::repo().join("data/sample")], tmp.path(), &RunOptions::default(), &|_, _| {}).unwrap();
+        run_scenes(&[common::repo().join("data/sample/frames.json")], tmp.path(), &RunOptions::default(), &|_, _| {})
+            .unwrap();
     assert!(summary.all_ok(), "{summary:?}");
     assert_eq!(summary.frames, 6);
     let text = std::fs::read_to_string(tmp.path().join("scene_graphs.jsonl")).unwrap();

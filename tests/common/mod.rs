@@ -30,3 +30,33 @@ pub fn shared_data_or_skip(test: &str) -> Option<PathBuf> {
     }
     d
 }
+
+/// Whether ONNX Runtime can be found; otherwise a printed skip. With `SPATIALSYNTH_REQUIRE_ORT` set (CI sets it),
+/// a missing runtime fails the test instead.
+pub fn ort_or_skip(test: &str) -> bool {
+    match spatialsynth::models::runtime::find_library(None) {
+        Ok(_) => true,
+        Err(e) => {
+            if std::env::var_os("SPATIALSYNTH_REQUIRE_ORT").is_some() {
+                panic!("{test}: SPATIALSYNTH_REQUIRE_ORT is set but {e}");
+            }
+            skip(test, &e.to_string());
+            false
+        }
+    }
+}
+
+/// Whether `python3` can import the modules a Python reference script needs; otherwise a printed skip (a failure
+/// when `SPATIALSYNTH_REQUIRE_ORT` is set).
+pub fn python_or_skip(test: &str, modules: &[&str]) -> bool {
+    let code = modules.iter().map(|m| format!("import {m}")).collect::<Vec<_>>().join("; ");
+    let ok = std::process::Command::new("python3").args(["-c", &code]).output().is_ok_and(|o| o.status.success());
+    if !ok {
+        let why = format!("python3 cannot import {modules:?}");
+        if std::env::var_os("SPATIALSYNTH_REQUIRE_ORT").is_some() {
+            panic!("{test}: SPATIALSYNTH_REQUIRE_ORT is set but {why}");
+        }
+        skip(test, &why);
+    }
+    ok
+}
