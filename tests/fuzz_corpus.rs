@@ -7,8 +7,12 @@ use spatialsynth::io::fuzzing;
 #[test]
 fn fuzz_corpus_replays_without_panics() {
     type Body = fn(&[u8]);
-    let targets: [(&str, Body); 3] =
-        [("manifest", fuzzing::manifest), ("depth", fuzzing::depth), ("objects", fuzzing::objects)];
+    let targets: [(&str, Body); 4] = [
+        ("manifest", fuzzing::manifest),
+        ("depth", fuzzing::depth),
+        ("objects", fuzzing::objects),
+        ("model", fuzzing::model),
+    ];
     for (name, body) in targets {
         let dir = common::repo().join("fuzz/corpus").join(name);
         let mut n = 0;

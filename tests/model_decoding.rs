@@ -268,3 +268,16 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn example_cards_for_bring_your_own_models_are_valid() {
+    let dir = common::repo().join("models/examples");
+    let mut n = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let card = parse_card(&std::fs::read_to_string(&path).unwrap(), &path).unwrap();
+        assert!(["depth", "embedding"].contains(&card.output.decode.task()), "{}", path.display());
+        n += 1;
+    }
+    assert_eq!(n, 3);
+}

@@ -30,3 +30,18 @@ pub fn objects(data: &[u8]) {
         let _ = super::objects::parse_boxes(&value, 64, 48);
     }
 }
+
+/// Model inputs: the bytes as a model card (TOML), as an image-filter prompts file (JSON), and through the ONNX
+/// pre-check that runs before ONNX Runtime sees a model file.
+pub fn model(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    if let Ok(card) = crate::models::card::parse_card(&text, Path::new("fuzz/card.toml")) {
+        // A card that validates must give sane sizes.
+        let _ = card.input_shape(card.input.frames_per_call());
+        if card.output.decode == crate::models::card::Decode::Yolox {
+            let _ = card.yolox_cells();
+        }
+    }
+    let _ = crate::models::parse_prompts(&text, Path::new("fuzz/prompts.json"));
+    let _ = crate::models::card::sniff_onnx(data);
+}
