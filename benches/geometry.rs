@@ -29,7 +29,7 @@ fn sample_frames() -> Vec<LoadedFrame> {
 fn big_frame(frames: &[LoadedFrame]) -> (&LoadedFrame, PointCloud) {
     frames
         .iter()
-        .map(|f| (f, unproject_depth(&f.depth, &f.spec.intrinsics)))
+        .map(|f| (f, unproject_depth(f.depth.as_ref().unwrap(), &f.intrinsics)))
         .max_by_key(|(_, c)| c.len())
         .expect("a sample frame")
 }
@@ -38,12 +38,12 @@ fn k1_unproject(c: &mut Criterion) {
     let frames = sample_frames();
     let (frame, cloud) = big_frame(&frames);
     let mut g = c.benchmark_group("k1_unproject");
-    g.throughput(Throughput::Elements(frame.depth.len() as u64));
+    g.throughput(Throughput::Elements(frame.depth.as_ref().unwrap().len() as u64));
     g.bench_function(BenchmarkId::new("cpu", "640x480"), |b| {
-        b.iter(|| unproject_depth(black_box(&frame.depth), &frame.spec.intrinsics))
+        b.iter(|| unproject_depth(black_box(frame.depth.as_ref().unwrap()), &frame.intrinsics))
     });
     g.bench_function(BenchmarkId::new("cpu_normals_all", "640x480"), |b| {
-        b.iter(|| estimate_normals(black_box(&frame.depth), &frame.spec.intrinsics, &cloud, None, 10))
+        b.iter(|| estimate_normals(black_box(frame.depth.as_ref().unwrap()), &frame.intrinsics, &cloud, None, 10))
     });
     g.finish();
 }
@@ -53,7 +53,7 @@ fn k2_ransac(c: &mut Criterion) {
     let (frame, cloud) = big_frame(&frames);
     let key = frame_key(&frame.spec.key);
     let params = RansacParams::default();
-    let normals = ground_sample_normals(&frame.depth, &frame.spec.intrinsics, &cloud, &params, 10);
+    let normals = ground_sample_normals(frame.depth.as_ref().unwrap(), &frame.intrinsics, &cloud, &params, 10);
     let mut g = c.benchmark_group("k2_ransac");
     // Scoring: hypotheses x subsample points tested.
     let tested = u64::from(params.hypotheses) * u64::from(params.score_samples).min(cloud.len() as u64);
@@ -73,9 +73,9 @@ fn k3_dbscan(c: &mut Criterion) {
     let mut g = c.benchmark_group("k3_dbscan");
     g.sample_size(20);
     for frame in frames.iter().take(3) {
-        let cloud = unproject_depth(&frame.depth, &frame.spec.intrinsics);
+        let cloud = unproject_depth(frame.depth.as_ref().unwrap(), &frame.intrinsics);
         let params = RansacParams::default();
-        let normals = ground_sample_normals(&frame.depth, &frame.spec.intrinsics, &cloud, &params, 10);
+        let normals = ground_sample_normals(frame.depth.as_ref().unwrap(), &frame.intrinsics, &cloud, &params, 10);
         let Some(fit) = fit_ground_plane(&cloud.points_in_camera, Some(&normals), frame_key(&frame.spec.key), &params)
         else {
             continue;

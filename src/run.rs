@@ -279,14 +279,28 @@ pub fn run_scenes(
     let start = Instant::now();
     options.config.validate().map_err(|message| Error::Config { message })?;
     if !(options.default_hfov_deg.is_finite() && options.default_hfov_deg > 1.0 && options.default_hfov_deg < 179.0) {
-        return Err(Error::Config { message: format!("default_hfov_deg {} must be within (1, 179)", options.default_hfov_deg) });
+        return Err(Error::Config {
+            message: format!("default_hfov_deg {} must be within (1, 179)", options.default_hfov_deg),
+        });
     }
     let (frames, mut failures) = collect_frames(inputs);
     let other_failures = failures.len();
     let mut models = if needs_models(&frames, options) { Some(ModelSet::open(&options.models)?) } else { None };
     let models_info = models.as_ref().map(|m| m.info().clone());
-    // Decode colour only when a model will look at it.
-    let load = LoadOptions { decode_color: models.is_some(), default_hfov_deg: options.default_hfov_deg };
+    // Decode colour only for frames a model will look at.
+    let filter_on = models.as_ref().is_some_and(|m| m.filter.is_some());
+    let detect_on = models.as_ref().is_some_and(|m| m.detector.is_some());
+    let depth_on = models.as_ref().is_some_and(|m| m.depth.is_some());
+    let mode = options.objects;
+    let needs_color = move |spec: &FrameSpec| {
+        let detect = match mode {
+            ObjectsMode::Given => false,
+            ObjectsMode::Auto => matches!(spec.objects, ObjectsSpec::None),
+            ObjectsMode::Detect => true,
+        };
+        filter_on || (detect_on && detect) || (depth_on && spec.depth.is_none())
+    };
+    let hfov = options.default_hfov_deg;
 
     std::fs::create_dir_all(out_dir).map_err(|source| Error::Output { path: out_dir.to_path_buf(), source })?;
     let scene_path = out_dir.join("scene_graphs.jsonl");
@@ -300,7 +314,6 @@ pub fn run_scenes(
     };
     let (mut ok, mut objects, mut dropped, mut relations, mut ground, mut n_filtered) = (0, 0, 0, 0, 0, 0);
     let batch = options.batch_frames.max(1);
-    let mode = options.objects;
     let config = &options.config;
     let mut stages = StageTimes::default();
     progress(0, frames.len());
@@ -314,7 +327,13 @@ pub fn run_scenes(
             let mut busy = 0.0;
             for (b, chunk) in frames_ref.chunks(batch).enumerate() {
                 let t = Instant::now();
-                let loaded: Vec<Result<LoadedFrame>> = chunk.par_iter().map(|spec| load_frame_with(spec, &load)).collect();
+                let loaded: Vec<Result<LoadedFrame>> = chunk
+                    .par_iter()
+                    .map(|spec| {
+                        let load = LoadOptions { decode_color: needs_color(spec), default_hfov_deg: hfov };
+                        load_frame_with(spec, &load)
+                    })
+                    .collect();
                 busy += t.elapsed().as_secs_f64();
                 if tx_loaded.send((b, loaded)).is_err() {
                     break;
@@ -327,6 +346,10 @@ pub fn run_scenes(
             for (b, mut batch) in rx_loaded {
                 if let Some(m) = models.as_mut() {
                     m.process_batch(&mut batch, mode, &mut times);
+                }
+                // The pixels are not needed past the models.
+                for f in batch.iter_mut().flatten() {
+                    f.color = None;
                 }
                 if tx_ready.send((b, batch)).is_err() {
                     break;

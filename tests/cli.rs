@@ -276,8 +276,12 @@ fn output_is_byte_identical_across_runs_and_thread_counts() {
 
 #[test]
 fn bench_prints_per_frame_lines_and_a_summary() {
-    let o =
-        spatialsynth(&["bench", &common::repo().join("data/sample/frames.json").display().to_string(), "--repeats", "1"]);
+    let o = spatialsynth(&[
+        "bench",
+        &common::repo().join("data/sample/frames.json").display().to_string(),
+        "--repeats",
+        "1",
+    ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let lines: Vec<Value> =
         String::from_utf8_lossy(&o.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();

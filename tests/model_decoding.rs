@@ -11,8 +11,8 @@ use spatialsynth::io::objects::ObjectKind;
 use spatialsynth::models::card::{builtin_detector, builtin_segmenter, load_card, parse_card, ModelCard};
 use spatialsynth::models::decode::{decode_depth_map, decode_semantic, decode_yolox, iou, Detection, SemanticMap};
 use spatialsynth::models::fuse::{class_map, objects_from_detections, FuseParams};
-use spatialsynth::models::preprocess::{write_input, InputTransform};
 use spatialsynth::models::parse_prompts;
+use spatialsynth::models::preprocess::{write_input, InputTransform};
 
 fn detector() -> ModelCard {
     load_card(&builtin_detector()).unwrap()
@@ -24,7 +24,10 @@ fn segmenter() -> ModelCard {
 
 /// An all-background YOLOX output for the built-in card, with `cells` set: (stride index, gx, gy, box offsets
 /// and log sizes, objectness, class, class score).
-fn yolox_output(card: &ModelCard, cells: &[(usize, usize, usize, [f32; 4], f32, usize, f32)]) -> Vec<f32> {
+/// (stride index, gx, gy, [ox, oy, log w, log h], objectness, class, class score)
+type Cell = (usize, usize, usize, [f32; 4], f32, usize, f32);
+
+fn yolox_output(card: &ModelCard, cells: &[Cell]) -> Vec<f32> {
     let width = 5 + card.output.classes.len();
     let mut out = vec![0f32; card.yolox_cells() * width];
     for &(si, gx, gy, o, obj, class, score) in cells {
@@ -88,7 +91,10 @@ fn cards_reject_inconsistent_or_unknown_settings() {
     };
     bad(depth("decode = \"depth_inverse_relative\""), "needs output.inverse");
     bad(depth("decode = \"depth_metric\"\ninverse = { rule = \"median\", median_depth_m = 2.0 }"), "only for");
-    bad(depth("decode = \"depth_inverse_relative\"\ninverse = { rule = \"affine\", scale = 0.0, shift = 1.0 }"), "scale");
+    bad(
+        depth("decode = \"depth_inverse_relative\"\ninverse = { rule = \"affine\", scale = 0.0, shift = 1.0 }"),
+        "scale",
+    );
     bad(depth("decode = \"semantic_argmax\"\nclasses = [\"a\", \"b\"]\naliases = { c = \"d\" }"), "not a class");
     let ok = parse_card(&depth("decode = \"depth_metric\"\nmax_depth_m = 10.0"), path).unwrap();
     assert_eq!(ok.model_path, Path::new("/x/d.onnx"));
@@ -192,7 +198,8 @@ fn semantic_and_depth_maps_are_sampled_back_at_frame_resolution() {
     let first_person = (0..640).find(|&u| map.classes[u] == 15).unwrap();
     assert!((320..=322).contains(&first_person), "{first_person}");
 
-    let text = "[model]\nname = \"d\"\nfile = \"d.onnx\"\n[input]\nname = \"x\"\nlayout = \"nchw\"\nwidth = 4\nheight = 4\n\
+    let text =
+        "[model]\nname = \"d\"\nfile = \"d.onnx\"\n[input]\nname = \"x\"\nlayout = \"nchw\"\nwidth = 4\nheight = 4\n\
                 resize = \"stretch\"\nchannel_order = \"rgb\"\n[output]\nname = \"y\"\ndecode = \"depth_metric\"\n\
                 max_depth_m = 5.0";
     let card = parse_card(text, Path::new("d.toml")).unwrap();

@@ -120,7 +120,12 @@ fn seven_scenes_kitchen_chairs_and_tables() {
     // (A table left as a box, where the segmenter missed it, loses its top to the ground removal: a known limit.)
     let mut masks = 0;
     for s in g.values() {
-        for o in s["objects"].as_array().unwrap().iter().filter(|o| o["label"] == "dining table" && o["kind"] == "detected_mask") {
+        for o in s["objects"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|o| o["label"] == "dining table" && o["kind"] == "detected_mask")
+        {
             masks += 1;
             let extent = o["width_m"].as_f64().unwrap().max(o["depth_m"].as_f64().unwrap());
             assert!(extent > 0.3, "{}: dining table only {extent} m across: {o}", s["frame"]);
@@ -136,7 +141,8 @@ fn tabletop_cups_and_bottles() {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
-    let (g, _) = scenes(&[data.join("ucn_tabletop"), data.join("posecnn_pytorch_tabletop")], &detect_options(), tmp.path());
+    let (g, _) =
+        scenes(&[data.join("ucn_tabletop"), data.join("posecnn_pytorch_tabletop")], &detect_options(), tmp.path());
     let ucn: Vec<&Value> = g.iter().filter(|(k, _)| k.starts_with("ucn")).map(|(_, v)| v).collect();
     assert_eq!(ucn.len(), 6);
     // Every UCN table-top frame has a cup; over the six, a score of cups and bottles (measured 23).
@@ -185,9 +191,9 @@ fn yolox_boxes_match_an_independent_python_reference() {
         for r in reference.iter().filter(|r| r["score"].as_f64().unwrap() >= margin) {
             let class = r["class_id"].as_u64().unwrap() as u32;
             let xyxy: Vec<f32> = r["xyxy"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect();
-            let m = ours.iter().find(|d| {
-                d.class_id == class && d.bbox_px.iter().zip(&xyxy).all(|(a, b)| (a - b).abs() <= 1.0)
-            });
+            let m = ours
+                .iter()
+                .find(|d| d.class_id == class && d.bbox_px.iter().zip(&xyxy).all(|(a, b)| (a - b).abs() <= 1.0));
             let m = m.unwrap_or_else(|| panic!("{frame}: reference {r} has no match within 1 px in {ours:#?}"));
             assert!((m.score - r["score"].as_f64().unwrap() as f32).abs() < 0.03, "{frame}: {m:?} vs {r}");
             let diff = m.bbox_px.iter().zip(&xyxy).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
@@ -197,7 +203,12 @@ fn yolox_boxes_match_an_independent_python_reference() {
         for d in ours.iter().filter(|d| d.score >= margin as f32) {
             let found = reference.iter().any(|r| {
                 r["class_id"].as_u64() == Some(u64::from(d.class_id))
-                    && r["xyxy"].as_array().unwrap().iter().zip(d.bbox_px).all(|(b, a)| (a - b.as_f64().unwrap() as f32).abs() <= 1.0)
+                    && r["xyxy"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .zip(d.bbox_px)
+                        .all(|(b, a)| (a - b.as_f64().unwrap() as f32).abs() <= 1.0)
             });
             assert!(found, "{frame}: {d:?} is not in the reference {reference:#?}");
         }
@@ -250,9 +261,21 @@ fn bad_model_files_are_clear_errors_before_any_frame() {
             "malformed.toml",
             "malformed model card",
         ),
-        (yolox_card(dir, "unknown_key.toml", &good_model, &|t| t.replace("nms_iou", "nms_iuo")), "unknown_key.toml", "nms_iuo"),
-        (yolox_card(dir, "missing_model.toml", &dir.join("gone.onnx"), &same), "gone.onnx", "cannot read the model file"),
-        (yolox_card(dir, "truncated.toml", &dir.join("truncated.onnx"), &same), "truncated.onnx", "truncated ONNX model"),
+        (
+            yolox_card(dir, "unknown_key.toml", &good_model, &|t| t.replace("nms_iou", "nms_iuo")),
+            "unknown_key.toml",
+            "nms_iuo",
+        ),
+        (
+            yolox_card(dir, "missing_model.toml", &dir.join("gone.onnx"), &same),
+            "gone.onnx",
+            "cannot read the model file",
+        ),
+        (
+            yolox_card(dir, "truncated.toml", &dir.join("truncated.onnx"), &same),
+            "truncated.onnx",
+            "truncated ONNX model",
+        ),
         (yolox_card(dir, "text.toml", &dir.join("text.onnx"), &same), "text.onnx", "not an ONNX model"),
         (
             yolox_card(dir, "bad_stride.toml", &good_model, &|t| t.replace("strides = [8, 16, 32]", "strides = [7]")),
@@ -275,7 +298,11 @@ fn bad_model_files_are_clear_errors_before_any_frame() {
     }
     // Problems ONNX Runtime finds: a corrupt graph, and shapes or names that disagree with the card.
     let ort_cases: Vec<(PathBuf, &str, &str)> = vec![
-        (yolox_card(dir, "garbled.toml", &dir.join("garbled.onnx"), &same), "garbled.onnx", "ONNX Runtime cannot load it"),
+        (
+            yolox_card(dir, "garbled.toml", &dir.join("garbled.onnx"), &same),
+            "garbled.onnx",
+            "ONNX Runtime cannot load it",
+        ),
         (
             yolox_card(dir, "size.toml", &good_model, &|t| t.replace("width = 416", "width = 320")),
             "yolox_nano.onnx",
@@ -344,15 +371,20 @@ fn missing_runtime_and_missing_cuda_are_explained() {
         }
     }
     // auto falls back to the CPU and says so.
-    let auto = ModelOptions { runtime: RuntimeOptions { device: ModelDevice::Auto, ..RuntimeOptions::default() }, ..options };
+    let auto =
+        ModelOptions { runtime: RuntimeOptions { device: ModelDevice::Auto, ..RuntimeOptions::default() }, ..options };
     let m = ModelSet::open(&auto).unwrap();
     assert!(["cpu", "cuda"].contains(&m.info().device.as_str()));
 }
 
 #[test]
 fn onnx_sniffing_accepts_the_shipped_models_and_rejects_other_files() {
-    for m in ["models/yolox_nano.onnx", "models/deeplab_v3.onnx", "tests/models/tiny_depth.onnx", "tests/models/tiny_embed.onnx"]
-    {
+    for m in [
+        "models/yolox_nano.onnx",
+        "models/deeplab_v3.onnx",
+        "tests/models/tiny_depth.onnx",
+        "tests/models/tiny_embed.onnx",
+    ] {
         sniff_onnx(&std::fs::read(common::repo().join(m)).unwrap()).unwrap();
     }
     let png = std::fs::read(sample("pcl_kinect/milk_cartoon_floor_color.png")).unwrap();
@@ -395,7 +427,9 @@ fn rgb_only_frames_get_metric_depth_from_a_depth_model() {
         let (z, _) = floor_scene(*h, 9.0);
         // Metric card: metres = 10 · grey / 255.
         write_grey(&dir.join(format!("metric_{i}.png")), z.iter().map(|z| (z / 10.0 * 255.0).round() as u8));
-        lines.push(json!({"id": format!("metric_{i}"), "color": format!("metric_{i}.png"), "hfov_deg": 60.0}).to_string());
+        lines.push(
+            json!({"id": format!("metric_{i}"), "color": format!("metric_{i}.png"), "hfov_deg": 60.0}).to_string(),
+        );
     }
     std::fs::write(dir.join("rgb.jsonl"), lines.join("\n")).unwrap();
     let options = |card: &str| RunOptions {
@@ -448,7 +482,10 @@ fn the_image_filter_keeps_or_rejects_by_the_best_prompt() {
     // Depth from a file (a floor), colour tinted red or blue; the tiny embedding model returns the mean colour.
     let (z, f) = floor_scene(1.5, 9.0);
     let depth: Vec<u16> = z.iter().map(|z| (z * 1000.0).round() as u16).collect();
-    image::ImageBuffer::<image::Luma<u16>, Vec<u16>>::from_raw(160, 120, depth).unwrap().save(dir.join("d.png")).unwrap();
+    image::ImageBuffer::<image::Luma<u16>, Vec<u16>>::from_raw(160, 120, depth)
+        .unwrap()
+        .save(dir.join("d.png"))
+        .unwrap();
     for (name, rgb) in [("red", [200u8, 40, 30]), ("blue", [30u8, 40, 200])] {
         image::RgbImage::from_pixel(160, 120, image::Rgb(rgb)).save(dir.join(format!("{name}.png"))).unwrap();
     }

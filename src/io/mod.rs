@@ -70,14 +70,7 @@ impl Default for LoadOptions {
 /// A pinhole camera with horizontal field of view `hfov_deg`, square pixels, principal point at the centre.
 pub fn assumed_intrinsics(width: u32, height: u32, hfov_deg: f64) -> Intrinsics {
     let f = f64::from(width) / 2.0 / (hfov_deg.to_radians() / 2.0).tan();
-    Intrinsics {
-        fx: f,
-        fy: f,
-        cx: (f64::from(width) - 1.0) / 2.0,
-        cy: (f64::from(height) - 1.0) / 2.0,
-        width,
-        height,
-    }
+    Intrinsics { fx: f, fy: f, cx: (f64::from(width) - 1.0) / 2.0, cy: (f64::from(height) - 1.0) / 2.0, width, height }
 }
 
 pub(crate) fn read_file(frame: &str, path: &Path) -> Result<Vec<u8>> {
@@ -120,8 +113,11 @@ pub fn load_frame_with(spec: &FrameSpec, options: &LoadOptions) -> Result<Loaded
     let color = match &spec.color {
         Some(path) if options.decode_color => {
             let bytes = read_file(frame, path)?;
-            let img = image::load_from_memory(&bytes)
-                .map_err(|e| Error::Decode { frame: frame.to_string(), path: path.clone(), message: e.to_string() })?;
+            let img = image::load_from_memory(&bytes).map_err(|e| Error::Decode {
+                frame: frame.to_string(),
+                path: path.clone(),
+                message: e.to_string(),
+            })?;
             let (w, h) = (img.width(), img.height());
             Some((path, w, h, Some(img.into_rgb8())))
         }
@@ -144,7 +140,9 @@ pub fn load_frame_with(spec: &FrameSpec, options: &LoadOptions) -> Result<Loaded
     // The frame's size: the intrinsics', else the depth's, else the colour's.
     let (intrinsics, assumed) = match (&spec.intrinsics, &depth, &color) {
         (Some(k), _, _) => (*k, false),
-        (None, Some((_, d)), _) => (assumed_intrinsics(d.width, d.height, spec.hfov_deg.unwrap_or(options.default_hfov_deg)), true),
+        (None, Some((_, d)), _) => {
+            (assumed_intrinsics(d.width, d.height, spec.hfov_deg.unwrap_or(options.default_hfov_deg)), true)
+        }
         (None, None, Some((_, w, h, _))) => {
             (assumed_intrinsics(*w, *h, spec.hfov_deg.unwrap_or(options.default_hfov_deg)), true)
         }

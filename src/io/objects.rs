@@ -153,10 +153,7 @@ pub fn load_objects(spec: &FrameSpec, w: u32, h: u32) -> Result<(Option<Vec<u32>
                 return Err(Error::ImageFormat {
                     frame: frame.to_string(),
                     path: png.clone(),
-                    message: format!(
-                        "the instance image is {}x{} but the frame is {w}x{h}",
-                        img.width, img.height
-                    ),
+                    message: format!("the instance image is {}x{} but the frame is {w}x{h}", img.width, img.height),
                 });
             }
             let (value, labels_path) = match labels {

@@ -278,8 +278,7 @@ impl ModelCard {
                 if o.classes.is_empty() {
                     return Err("a yolox card needs output.classes".into());
                 }
-                if o.strides.is_empty() || o.strides.iter().any(|&s| s == 0 || i.width % s != 0 || i.height % s != 0)
-                {
+                if o.strides.is_empty() || o.strides.iter().any(|&s| s == 0 || i.width % s != 0 || i.height % s != 0) {
                     return Err(format!("output.strides {:?} must divide the input size", o.strides));
                 }
                 if !(0.0..=1.0).contains(&o.score_threshold) || !(0.0..=1.0).contains(&o.nms_iou) {
@@ -303,23 +302,28 @@ impl ModelCard {
                 if !(finite(o.depth_scale) && o.depth_scale > 0.0) {
                     return Err("output.depth_scale must be positive".into());
                 }
-                if !(finite(o.min_depth_m) && finite(o.max_depth_m) && o.min_depth_m >= 0.0 && o.max_depth_m > o.min_depth_m)
+                if !(finite(o.min_depth_m)
+                    && finite(o.max_depth_m)
+                    && o.min_depth_m >= 0.0
+                    && o.max_depth_m > o.min_depth_m)
                 {
                     return Err("output.min_depth_m / max_depth_m must satisfy 0 <= min < max".into());
                 }
                 match (&o.decode, &o.inverse) {
                     (Decode::DepthInverseRelative, None) => {
-                        return Err("depth_inverse_relative needs output.inverse (rule = \"affine\" or \"median\")".into())
+                        return Err(
+                            "depth_inverse_relative needs output.inverse (rule = \"affine\" or \"median\")".into()
+                        )
                     }
-                    (Decode::DepthInverseRelative, Some(InverseRule::Affine { scale, shift })) => {
-                        if !(finite(*scale) && finite(*shift) && *scale != 0.0) {
-                            return Err("output.inverse: scale must be finite and non-zero, shift finite".into());
-                        }
+                    (Decode::DepthInverseRelative, Some(InverseRule::Affine { scale, shift }))
+                        if !(finite(*scale) && finite(*shift) && *scale != 0.0) =>
+                    {
+                        return Err("output.inverse: scale must be finite and non-zero, shift finite".into());
                     }
-                    (Decode::DepthInverseRelative, Some(InverseRule::Median { median_depth_m })) => {
-                        if !(finite(*median_depth_m) && *median_depth_m > 0.0) {
-                            return Err("output.inverse: median_depth_m must be positive".into());
-                        }
+                    (Decode::DepthInverseRelative, Some(InverseRule::Median { median_depth_m }))
+                        if !(finite(*median_depth_m) && *median_depth_m > 0.0) =>
+                    {
+                        return Err("output.inverse: median_depth_m must be positive".into());
                     }
                     (Decode::DepthMetric, Some(_)) => {
                         return Err("output.inverse is only for depth_inverse_relative".into())
@@ -343,11 +347,7 @@ impl ModelCard {
 
     /// YOLOX: the number of grid cells (output rows) for the input size.
     pub fn yolox_cells(&self) -> usize {
-        self.output
-            .strides
-            .iter()
-            .map(|&s| (self.input.width / s) as usize * (self.input.height / s) as usize)
-            .sum()
+        self.output.strides.iter().map(|&s| (self.input.width / s) as usize * (self.input.height / s) as usize).sum()
     }
 }
 

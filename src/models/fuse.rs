@@ -33,11 +33,8 @@ fn normalize_name(s: &str) -> String {
 /// `aliases`, names compared without case, spaces or punctuation), if any.
 pub fn class_map(detector: &ModelCard, segmenter: &ModelCard) -> Vec<Option<u16>> {
     let seg = &segmenter.output;
-    let names: Vec<String> = seg
-        .classes
-        .iter()
-        .map(|c| normalize_name(seg.aliases.get(c).map_or(c.as_str(), String::as_str)))
-        .collect();
+    let names: Vec<String> =
+        seg.classes.iter().map(|c| normalize_name(seg.aliases.get(c).map_or(c.as_str(), String::as_str))).collect();
     detector
         .output
         .classes
@@ -76,9 +73,8 @@ pub fn objects_from_detections(
         if x1 <= x0 || y1 <= y0 {
             continue;
         }
-        let seg_class = semantic.and_then(|(map, cmap)| {
-            cmap.get(d.class_id as usize).copied().flatten().map(|c| (map, c))
-        });
+        let seg_class =
+            semantic.and_then(|(map, cmap)| cmap.get(d.class_id as usize).copied().flatten().map(|c| (map, c)));
         let mut mask_pixels = 0u32;
         if let Some((map, c)) = seg_class {
             let ids = labels.get_or_insert_with(|| vec![0; (width * height) as usize]);

@@ -184,8 +184,10 @@ impl ModelSet {
         let filter = load(&options.filter, "embedding")?;
         let prompts = match (&filter, &options.filter_prompts) {
             (Some(_), Some(p)) => {
-                let text = std::fs::read_to_string(p)
-                    .map_err(|e| Error::Model { path: p.clone(), message: format!("cannot read the prompts file: {e}") })?;
+                let text = std::fs::read_to_string(p).map_err(|e| Error::Model {
+                    path: p.clone(),
+                    message: format!("cannot read the prompts file: {e}"),
+                })?;
                 Some(parse_prompts(&text, p)?)
             }
             (Some(c), None) => {
@@ -256,7 +258,9 @@ impl ModelSet {
                 .class_map
                 .iter()
                 .enumerate()
-                .filter_map(|(i, c)| c.map(|c| (d.card.output.classes[i].clone(), s.card.output.classes[c as usize].clone())))
+                .filter_map(|(i, c)| {
+                    c.map(|c| (d.card.output.classes[i].clone(), s.card.output.classes[c as usize].clone()))
+                })
                 .collect(),
             _ => Vec::new(),
         }
@@ -278,7 +282,7 @@ impl ModelSet {
                         prompts.prompts[0].embedding.len()
                     ));
                 }
-                let e = if session_normalize(&f.0) { normalized(out) } else { out.to_vec() };
+                let e = if session_normalize(f.0) { normalized(out) } else { out.to_vec() };
                 let (best, score) = prompts
                     .prompts
                     .iter()
@@ -326,7 +330,7 @@ impl ModelSet {
         let t = Instant::now();
         let mut detections: Vec<Option<Vec<Detection>>> = vec![None; frames.len()];
         run_batched(detector, frames, &todo, |f, _shape, out| {
-            let dets = decode_yolox(out, &f.0, &f.2);
+            let dets = decode_yolox(out, f.0, &f.2);
             detections[f.3] = Some(dets);
             Ok(())
         });
@@ -347,7 +351,7 @@ impl ModelSet {
                 .filter(|&i| frames[i].is_ok())
                 .collect();
             run_batched(segmenter, frames, &seg_todo, |f, shape, out| {
-                semantic[f.3] = Some(decode_semantic(out, shape, &f.0, &f.2));
+                semantic[f.3] = Some(decode_semantic(out, shape, f.0, &f.2));
                 Ok(())
             });
         }
@@ -380,7 +384,11 @@ fn run_batched(
     session: &mut ModelSession,
     frames: &mut [Result<LoadedFrame>],
     todo: &[usize],
-    mut each: impl FnMut((&ModelCard, &mut LoadedFrame, InputTransform, usize), &[usize], &[f32]) -> std::result::Result<(), String>,
+    mut each: impl FnMut(
+        (&ModelCard, &mut LoadedFrame, InputTransform, usize),
+        &[usize],
+        &[f32],
+    ) -> std::result::Result<(), String>,
 ) {
     let per_call = session.card.input.frames_per_call();
     let slot = 3 * session.card.input.width as usize * session.card.input.height as usize;
@@ -441,7 +449,8 @@ fn run_batched(
                 let message = e.to_string();
                 for &i in call {
                     let key = frames[i].as_ref().map(|f| f.spec.key.clone()).unwrap_or_default();
-                    frames[i] = Err(Error::Inference { frame: key, path: model_path.clone(), message: message.clone() });
+                    frames[i] =
+                        Err(Error::Inference { frame: key, path: model_path.clone(), message: message.clone() });
                 }
             }
         }

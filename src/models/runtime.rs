@@ -51,7 +51,9 @@ pub fn find_library(explicit: Option<&Path>) -> Result<PathBuf> {
         if p.is_file() {
             Ok(p)
         } else {
-            Err(Error::Runtime { message: format!("{from} names {}, which is not a file; {INSTALL_HINT}", p.display()) })
+            Err(Error::Runtime {
+                message: format!("{from} names {}, which is not a file; {INSTALL_HINT}", p.display()),
+            })
         }
     };
     if let Some(p) = explicit {

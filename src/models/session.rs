@@ -53,8 +53,10 @@ impl ModelSession {
         let tensor = TensorRef::from_array_view((shape, input)).map_err(|e| fail(format!("input tensor: {e}")))?;
         let input_name = self.card.input.name.clone();
         let output_name = self.card.output.name.clone();
-        let outputs =
-            self.session.run(ort::inputs![input_name.as_str() => tensor]).map_err(|e| fail(format!("inference: {e}")))?;
+        let outputs = self
+            .session
+            .run(ort::inputs![input_name.as_str() => tensor])
+            .map_err(|e| fail(format!("inference: {e}")))?;
         let value = outputs.get(&output_name).ok_or_else(|| fail(format!("no output named {output_name}")))?;
         let (shape, data) =
             value.try_extract_tensor::<f32>().map_err(|e| fail(format!("output {output_name} is not f32: {e}")))?;
@@ -79,7 +81,11 @@ fn check_io(card: &ModelCard, session: &Session) -> Result<Vec<i64>> {
 
     // Input.
     let input = session.inputs().iter().find(|o| o.name() == card.input.name).ok_or_else(|| {
-        bad(format!("has no input named `{}` (card {card_name}); its inputs are {:?}", card.input.name, names(session.inputs())))
+        bad(format!(
+            "has no input named `{}` (card {card_name}); its inputs are {:?}",
+            card.input.name,
+            names(session.inputs())
+        ))
     })?;
     let ty = input.dtype();
     if ty.tensor_type() != Some(TensorElementType::Float32) {
@@ -126,7 +132,11 @@ fn check_io(card: &ModelCard, session: &Session) -> Result<Vec<i64>> {
         Decode::Yolox => {
             let (cells, width) = (card.yolox_cells(), 5 + o.classes.len());
             (!(shape.len() == 3 && fits(shape[1], cells) && fits(shape[2], width))).then(|| {
-                format!("[batch, {cells}, {width}] (grid cells for strides {:?}, 5 + {} classes)", o.strides, o.classes.len())
+                format!(
+                    "[batch, {cells}, {width}] (grid cells for strides {:?}, 5 + {} classes)",
+                    o.strides,
+                    o.classes.len()
+                )
             })
         }
         Decode::SemanticArgmax => {
