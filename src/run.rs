@@ -245,11 +245,7 @@ pub fn needs_models(frames: &[FrameSpec], options: &RunOptions) -> bool {
         ObjectsMode::Auto => no_objects,
         ObjectsMode::Detect => !frames.is_empty(),
     };
-    options.open_models_always
-        || (detect && m.detector.is_some())
-        || frames.iter().any(|f| f.depth.is_none())
-        || m.depth.is_some()
-        || m.filter.is_some()
+    options.open_models_always || (detect && m.detector.is_some()) || m.depth.is_some() || m.filter.is_some()
 }
 
 fn serialize_line<T: Serialize>(value: &T, frame: &str) -> Result<Vec<u8>> {
@@ -387,9 +383,11 @@ pub fn run_scenes(
             busy
         });
         let mut result = Ok(());
+        let mut written = 0usize;
         for (b, results) in rx_done {
             let t = Instant::now();
             let chunk = &frames_ref[b * batch..((b + 1) * batch).min(frames_ref.len())];
+            written += chunk.len();
             for (spec, r) in chunk.iter().zip(results) {
                 match r {
                     Ok(Outcome::Scene(c, line)) => {
@@ -424,9 +422,26 @@ pub fn run_scenes(
             }
             progress(((b + 1) * batch).min(frames_ref.len()), frames_ref.len());
         }
-        stages.load_s = loader.join().unwrap_or(0.0);
-        stages.models = runner.join().unwrap_or_default();
-        stages.geometry_s = geometry.join().unwrap_or(0.0);
+        // A stage that panicked is a bug: say so instead of returning with frames silently missing.
+        let panicked = |stage: &str| Error::Geometry {
+            frame: "-".into(),
+            message: format!("the {stage} stage of the run stopped unexpectedly (a bug: please report it)"),
+        };
+        match loader.join() {
+            Ok(t) => stages.load_s = t,
+            Err(_) => result = result.and(Err(panicked("load"))),
+        }
+        match runner.join() {
+            Ok(t) => stages.models = t,
+            Err(_) => result = result.and(Err(panicked("model"))),
+        }
+        match geometry.join() {
+            Ok(t) => stages.geometry_s = t,
+            Err(_) => result = result.and(Err(panicked("geometry"))),
+        }
+        if result.is_ok() && written < frames_ref.len() {
+            result = Err(panicked("pipeline"));
+        }
         result
     });
     write_result?;

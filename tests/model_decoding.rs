@@ -163,7 +163,7 @@ fn yolox_decoding_places_boxes_and_suppresses_duplicates() {
             (0, 3, 3, [0.5, 0.5, 0.0, 0.0], 0.5, person, 0.5),
         ],
     );
-    let dets = decode_yolox(&out, &card, &t);
+    let dets = decode_yolox(&out, &[1, 3549, 85], &card, &t).unwrap();
     assert_eq!(dets.len(), 2, "{dets:#?}");
     assert_eq!((dets[0].label.as_str(), dets[1].label.as_str()), ("person", "chair"));
     assert!((dets[0].score - 0.81).abs() < 1e-6);
@@ -173,7 +173,9 @@ fn yolox_decoding_places_boxes_and_suppresses_duplicates() {
     }
     // Boxes leaving the frame are clipped to it.
     let out = yolox_output(&card, &[(2, 0, 0, [0.0, 0.0, 3.0, 3.0], 0.9, person, 0.9)]);
-    let d = &decode_yolox(&out, &card, &t)[0];
+    let d = &decode_yolox(&out, &[1, 3549, 85], &card, &t).unwrap()[0];
+    // Rows of another width (a model with other classes than its card) are refused.
+    assert!(decode_yolox(&out[..3549 * 84], &[1, 3549, 84], &card, &t).is_err());
     assert_eq!((d.bbox_px[0], d.bbox_px[1]), (0.0, 0.0));
     assert!(d.bbox_px[2] <= 640.0 && d.bbox_px[3] <= 480.0);
 }
@@ -190,7 +192,10 @@ fn semantic_and_depth_maps_are_sampled_back_at_frame_resolution() {
             logits[(y * w + x) * c + if x >= 129 { 15 } else { 0 }] = 5.0;
         }
     }
-    let map = decode_semantic(&logits, &[1, h, w, c], &seg, &t);
+    let map = decode_semantic(&logits, &[1, h, w, c], &seg, &t).unwrap();
+    // A shape that disagrees with the card is an error, not a panic.
+    assert!(decode_semantic(&logits, &[1, h, w], &seg, &t).is_err());
+    assert!(decode_semantic(&logits[..h * w * 20], &[1, h, w, 20], &seg, &t).is_err());
     assert_eq!((map.width, map.height, map.classes.len()), (640, 480, 640 * 480));
     assert_eq!(map.classes[100 * 640 + 100], 0);
     assert_eq!(map.classes[100 * 640 + 500], 15);
@@ -207,7 +212,9 @@ fn semantic_and_depth_maps_are_sampled_back_at_frame_resolution() {
     // A constant 2 m map, with one pixel out of range.
     let mut d = vec![2.0f32; 16];
     d[15] = 50.0;
-    let m = decode_depth_map(&d, &[1, 1, 4, 4], &card, &t);
+    let m = decode_depth_map(&d, &[1, 1, 4, 4], &card, &t).unwrap();
+    assert!(decode_depth_map(&d, &[1, 2, 4, 4], &card, &t).is_err());
+    assert!(decode_depth_map(&[], &[1, 0, 0], &card, &t).is_err());
     assert_eq!(m.len(), 64);
     assert_eq!(m[0], 2.0);
     assert_eq!(m[63], 0.0, "beyond max_depth_m is invalid");
@@ -256,7 +263,7 @@ proptest! {
         let card = detector();
         let t = InputTransform::new(640, 480, &card.input);
         let cells: Vec<_> = cells.into_iter().map(|(s, x, y, ox, oy, lw, lh, obj, c, sc)| (s, x, y, [ox, oy, lw, lh], obj, c, sc)).collect();
-        let dets = decode_yolox(&yolox_output(&card, &cells), &card, &t);
+        let dets = decode_yolox(&yolox_output(&card, &cells), &[1, 3549, 85], &card, &t).unwrap();
         prop_assert!(dets.len() <= card.output.max_detections as usize);
         for w in dets.windows(2) {
             prop_assert!(w[0].score >= w[1].score);

@@ -527,3 +527,36 @@ fn the_image_filter_keeps_or_rejects_by_the_best_prompt() {
     });
     assert!(e.to_string().contains("has 3 dims but the prompts"), "{e}");
 }
+
+#[test]
+fn frames_the_models_cannot_help_fail_alone_or_pass_through() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let depth = sample("pcl_kinect/milk_cartoon_floor_depth.png").display().to_string();
+    let color = sample("pcl_kinect/milk_cartoon_floor_color.png").display().to_string();
+    let k = json!({"fx": 525.0, "fy": 525.0, "cx": 319.5, "cy": 239.5, "width": 640, "height": 480});
+    let lines = [
+        // Depth but no colour and no annotations: nothing to detect on, so a scene with the ground and no objects.
+        json!({"id": "depth_only", "depth": depth, "depth_units_per_meter": 1000.0, "intrinsics": k}),
+        // Colour only, no depth model: this frame fails, naming its colour file.
+        json!({"id": "color_only", "color": color, "intrinsics": k}),
+    ]
+    .map(|v| v.to_string());
+    std::fs::write(dir.join("m.jsonl"), lines.join("\n")).unwrap();
+    // Under `given`, no model is needed, so none is loaded (no ONNX Runtime required) and only color_only fails.
+    let given = RunOptions { objects: ObjectsMode::Given, ..RunOptions::default() };
+    let s = run_scenes(&[dir.join("m.jsonl")], &dir.join("given"), &given, &|_, _| {}).unwrap();
+    assert_eq!((s.frames_ok, s.frames_failed), (1, 1));
+    assert!(s.models.is_none());
+    let fail = std::fs::read_to_string(dir.join("given/failures.jsonl")).unwrap();
+    assert!(fail.contains("m/color_only") && fail.contains("milk_cartoon_floor_color.png"), "{fail}");
+    if !common::ort_or_skip("frames_the_models_cannot_help_fail_alone_or_pass_through (auto part)") {
+        return;
+    }
+    let s = run_scenes(&[dir.join("m.jsonl")], &dir.join("auto"), &RunOptions::default(), &|_, _| {}).unwrap();
+    assert_eq!((s.frames_ok, s.frames_failed), (1, 1));
+    let g: Value =
+        serde_json::from_str(std::fs::read_to_string(dir.join("auto/scene_graphs.jsonl")).unwrap().trim()).unwrap();
+    assert_eq!(g["frame"], "m/depth_only");
+    assert!(g["objects"].as_array().unwrap().is_empty() && g["ground"]["found"] == true);
+}

@@ -154,6 +154,13 @@ pub fn load_frame_with(spec: &FrameSpec, options: &LoadOptions) -> Result<Loaded
             })
         }
     };
+    if assumed {
+        intrinsics.validate().map_err(|message| Error::Intrinsics {
+            frame: frame.to_string(),
+            path: spec.manifest.clone(),
+            message: format!("assumed from the image size and field of view: {message}"),
+        })?;
+    }
     let k = &intrinsics;
     let size_error = |path: &Path, what: &str, w: u32, h: u32| Error::ImageFormat {
         frame: frame.to_string(),

@@ -273,6 +273,16 @@ impl ModelCard {
         if i.batch > 4096 || i.max_batch == 0 || i.max_batch > 4096 {
             return Err("input.batch must be 0..=4096 and input.max_batch 1..=4096".into());
         }
+        // One inference call's input tensor must stay reasonable (2^28 values = 1 GiB of f32).
+        let values = 3 * u64::from(i.width) * u64::from(i.height) * i.frames_per_call() as u64;
+        if values > 1 << 28 {
+            return Err(format!(
+                "one call's input would hold {values} values ({}x{}x3 x {} frames); lower the batch",
+                i.width,
+                i.height,
+                i.frames_per_call()
+            ));
+        }
         match o.decode {
             Decode::Yolox => {
                 if o.classes.is_empty() {

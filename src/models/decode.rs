@@ -36,17 +36,29 @@ pub fn iou(a: [f32; 4], b: [f32; 4]) -> f32 {
 /// `exp(o2, o3) · s`, score `o4 · max(o5..)` with that best class. Candidates at or above the card's threshold go
 /// through per-class greedy NMS (highest score first, ties by row), keeping at most `max_detections`, sorted by
 /// score (ties: row order). Boxes are mapped back to the frame through `t`.
-pub fn decode_yolox(rows: &[f32], card: &ModelCard, t: &InputTransform) -> Vec<Detection> {
+///
+/// `shape` is the output's shape for one frame (`[1, cells, 5 + classes]`); a shape that disagrees with the card
+/// is an error, not a guess.
+pub fn decode_yolox(
+    rows: &[f32],
+    shape: &[usize],
+    card: &ModelCard,
+    t: &InputTransform,
+) -> std::result::Result<Vec<Detection>, String> {
     let o = &card.output;
     let nc = o.classes.len();
     let width = 5 + nc;
+    let cells = card.yolox_cells();
+    if shape.len() != 3 || shape[1] != cells || shape[2] != width || rows.len() != cells * width {
+        return Err(format!("YOLOX output shape {shape:?}, expected [1, {cells}, {width}] from the card"));
+    }
     let mut candidates: Vec<(f32, usize, u32, [f32; 4])> = Vec::new();
     let mut row = 0usize;
     for &s in &o.strides {
         let (gw, gh) = ((card.input.width / s) as usize, (card.input.height / s) as usize);
         for gy in 0..gh {
             for gx in 0..gw {
-                let Some(v) = rows.get(row * width..(row + 1) * width) else { return Vec::new() };
+                let v = &rows[row * width..(row + 1) * width];
                 let (mut best, mut best_c) = (f32::MIN, 0usize);
                 for (c, &p) in v[5..].iter().enumerate() {
                     if p > best {
@@ -81,7 +93,8 @@ pub fn decode_yolox(rows: &[f32], card: &ModelCard, t: &InputTransform) -> Vec<D
         }
         kept.push(c);
     }
-    kept.into_iter()
+    Ok(kept
+        .into_iter()
         .filter_map(|(score, _, class, b)| {
             let bb = t.box_to_frame(b);
             (bb[2] > bb[0] && bb[3] > bb[1]).then(|| Detection {
@@ -91,7 +104,7 @@ pub fn decode_yolox(rows: &[f32], card: &ModelCard, t: &InputTransform) -> Vec<D
                 bbox_px: bb,
             })
         })
-        .collect()
+        .collect())
 }
 
 /// A per-pixel class map at frame resolution.
@@ -105,12 +118,26 @@ pub struct SemanticMap {
 
 /// One frame's semantic output (`oh × ow × classes` or `classes × oh × ow`) → argmax per output pixel → the class
 /// of each frame pixel (nearest output pixel through the input transform; ties go to the lower class).
-pub fn decode_semantic(scores: &[f32], shape: &[usize], card: &ModelCard, t: &InputTransform) -> SemanticMap {
+pub fn decode_semantic(
+    scores: &[f32],
+    shape: &[usize],
+    card: &ModelCard,
+    t: &InputTransform,
+) -> std::result::Result<SemanticMap, String> {
     let layout = card.output.layout.unwrap_or(card.input.layout);
+    if shape.len() != 4 {
+        return Err(format!("segmentation output shape {shape:?} is not 4-D"));
+    }
     let (oh, ow, nc) = match layout {
         Layout::Nhwc => (shape[1], shape[2], shape[3]),
         Layout::Nchw => (shape[2], shape[3], shape[1]),
     };
+    if oh == 0 || ow == 0 || nc != card.output.classes.len() || scores.len() != oh * ow * nc {
+        return Err(format!(
+            "segmentation output shape {shape:?} ({layout:?}) does not hold {} classes",
+            card.output.classes.len()
+        ));
+    }
     let mut argmax = vec![0u16; oh * ow];
     for (p, slot) in argmax.iter_mut().enumerate() {
         let (mut best, mut best_c) = (f32::NEG_INFINITY, 0usize);
@@ -136,17 +163,26 @@ pub fn decode_semantic(scores: &[f32], shape: &[usize], card: &ModelCard, t: &In
         let oy = (((v as f32 + 0.5) * ky) as usize).min(oh - 1);
         classes.extend(xs.iter().map(|&ox| argmax[oy * ow + ox]));
     }
-    SemanticMap { width: t.frame_w, height: t.frame_h, classes }
+    Ok(SemanticMap { width: t.frame_w, height: t.frame_h, classes })
 }
 
 /// One frame's depth output → metres per frame pixel (bilinear in the output map, sampled at each frame pixel's
 /// centre); values outside the card's range, or non-finite, become 0 (invalid).
-pub fn decode_depth_map(values: &[f32], shape: &[usize], card: &ModelCard, t: &InputTransform) -> Vec<f32> {
+pub fn decode_depth_map(
+    values: &[f32],
+    shape: &[usize],
+    card: &ModelCard,
+    t: &InputTransform,
+) -> std::result::Result<Vec<f32>, String> {
     let (oh, ow) = match shape.len() {
         3 => (shape[1], shape[2]),
-        _ if shape[1] == 1 => (shape[2], shape[3]),
-        _ => (shape[1], shape[2]),
+        4 if shape[1] == 1 => (shape[2], shape[3]),
+        4 if shape[3] == 1 => (shape[1], shape[2]),
+        _ => return Err(format!("depth output shape {shape:?} is not [1, 1, h, w], [1, h, w, 1] or [1, h, w]")),
     };
+    if oh == 0 || ow == 0 || values.len() != oh * ow {
+        return Err(format!("depth output shape {shape:?} holds no depth map"));
+    }
     let o = &card.output;
     let mut map: Vec<f32> = values[..oh * ow].to_vec();
     // Inverse relative depth: make metres with the card's rule.
@@ -193,7 +229,7 @@ pub fn decode_depth_map(values: &[f32], shape: &[usize], card: &ModelCard, t: &I
             out.push(if d.is_finite() && d >= o.min_depth_m && d <= o.max_depth_m { d } else { 0.0 });
         }
     }
-    out
+    Ok(out)
 }
 
 /// L2-normalised copy of an embedding (unchanged when its norm is 0 or not finite).

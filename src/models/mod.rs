@@ -273,7 +273,8 @@ impl ModelSet {
         // 1. Image filter.
         if let Some((session, prompts)) = &mut self.filter {
             let t = Instant::now();
-            let todo: Vec<usize> = ok_indices(frames, |_| true);
+            // Frames without a colour image cannot be judged: they pass.
+            let todo: Vec<usize> = ok_indices(frames, |f| f.color.is_some());
             run_batched(session, frames, &todo, |f, shape, out| {
                 let dims = shape.get(1).copied().unwrap_or(0);
                 if dims != prompts.prompts[0].embedding.len() {
@@ -303,7 +304,7 @@ impl ModelSet {
             let name = session.card.model.name.clone();
             run_batched(session, frames, &todo, |f, shape, out| {
                 let (card, t) = (&f.0, f.2);
-                let metres = decode_depth_map(out, shape, card, &t);
+                let metres = decode_depth_map(out, shape, card, &t)?;
                 let frame = &mut *f.1;
                 let depth = DepthImage { width: t.frame_w, height: t.frame_h, data: DepthData::F32 { values: metres } };
                 if !depth.any_valid() {
@@ -317,10 +318,15 @@ impl ModelSet {
         }
 
         // 3. Detector (and segmenter) for frames whose objects are not given.
-        let wants_detection = |f: &LoadedFrame| match mode {
-            ObjectsMode::Given => false,
-            ObjectsMode::Auto => !f.has_annotations() && !rejected(f),
-            ObjectsMode::Detect => !rejected(f),
+        // Frames without a colour image keep their annotations (or have no objects).
+        let wants_detection = |f: &LoadedFrame| {
+            f.color.is_some()
+                && !rejected(f)
+                && match mode {
+                    ObjectsMode::Given => false,
+                    ObjectsMode::Auto => !f.has_annotations(),
+                    ObjectsMode::Detect => true,
+                }
         };
         let Some(detector) = &mut self.detector else { return };
         let todo = ok_indices(frames, wants_detection);
@@ -329,9 +335,8 @@ impl ModelSet {
         }
         let t = Instant::now();
         let mut detections: Vec<Option<Vec<Detection>>> = vec![None; frames.len()];
-        run_batched(detector, frames, &todo, |f, _shape, out| {
-            let dets = decode_yolox(out, f.0, &f.2);
-            detections[f.3] = Some(dets);
+        run_batched(detector, frames, &todo, |f, shape, out| {
+            detections[f.3] = Some(decode_yolox(out, shape, f.0, &f.2)?);
             Ok(())
         });
         times.detect_s += t.elapsed().as_secs_f64();
@@ -351,7 +356,7 @@ impl ModelSet {
                 .filter(|&i| frames[i].is_ok())
                 .collect();
             run_batched(segmenter, frames, &seg_todo, |f, shape, out| {
-                semantic[f.3] = Some(decode_semantic(out, shape, f.0, &f.2));
+                semantic[f.3] = Some(decode_semantic(out, shape, f.0, &f.2)?);
                 Ok(())
             });
         }
@@ -359,8 +364,17 @@ impl ModelSet {
         for &i in &todo {
             let (Ok(frame), Some(dets)) = (&mut frames[i], detections[i].take()) else { continue };
             let sem = semantic[i].as_ref().map(|m| (m, self.class_map.as_slice()));
-            let (labels, objects) =
-                objects_from_detections(&dets, sem, frame.intrinsics.width, frame.intrinsics.height, &self.fuse);
+            let (w, h) = (frame.intrinsics.width, frame.intrinsics.height);
+            if let Some((m, _)) = sem {
+                if (m.width, m.height) != (w, h) {
+                    let path = self.segmenter.as_ref().map(|m| m.model_path().to_path_buf()).unwrap_or_default();
+                    let frame = frame.spec.key.clone();
+                    let message = format!("segmentation is {}x{} but the frame is {w}x{h}", m.width, m.height);
+                    frames[i] = Err(Error::Inference { frame, path, message });
+                    continue;
+                }
+            }
+            let (labels, objects) = objects_from_detections(&dets, sem, w, h, &self.fuse);
             times.detected_frames += 1;
             times.detections += objects.len();
             frame.instance_labels = labels;
@@ -377,9 +391,10 @@ fn ok_indices(frames: &[Result<LoadedFrame>], pred: impl Fn(&LoadedFrame) -> boo
     frames.iter().enumerate().filter_map(|(i, f)| f.as_ref().ok().filter(|f| pred(f)).map(|_| i)).collect()
 }
 
-/// Runs `session` on the frames `todo` (indices into `frames`), as many per call as the model takes, and hands each
-/// frame's output slice to `each((card, frame, transform, index), output_shape_of_one, output)`. A frame without
-/// a colour image, or a failed call or decode, turns that frame (or the call's frames) into an error.
+/// Runs `session` on the frames `todo` (indices into `frames`; each must have its colour image), as many per
+/// call as the model takes, and hands each frame's output to `each((card, frame, transform, index),
+/// output_shape_of_one, output)`. A failed call fails its frames; a failed decode (or a non-finite output where
+/// that is an error) fails that frame only. Errors name each frame and the model.
 fn run_batched(
     session: &mut ModelSession,
     frames: &mut [Result<LoadedFrame>],
@@ -393,64 +408,49 @@ fn run_batched(
     let per_call = session.card.input.frames_per_call();
     let slot = 3 * session.card.input.width as usize * session.card.input.height as usize;
     let model_path = session.model_path().to_path_buf();
-    // Frames without colour cannot be fed.
-    let mut ready = Vec::with_capacity(todo.len());
-    for &i in todo {
-        let Ok(f) = &frames[i] else { continue };
-        if f.color.is_none() {
-            let path = f.spec.color.clone().unwrap_or_else(|| f.spec.manifest.clone());
+    let fail = |frames: &mut [Result<LoadedFrame>], i: usize, message: String| {
+        if let Ok(f) = &frames[i] {
             let frame = f.spec.key.clone();
-            frames[i] = Err(Error::Inference {
-                frame,
-                path,
-                message: format!(
-                    "model {} needs the frame's colour image, and the frame has none",
-                    model_path.display()
-                ),
-            });
-        } else {
-            ready.push(i);
+            frames[i] = Err(Error::Inference { frame, path: model_path.clone(), message });
         }
-    }
+    };
+    let ready: Vec<usize> =
+        todo.iter().copied().filter(|&i| frames[i].as_ref().is_ok_and(|f| f.color.is_some())).collect();
     let mut input = vec![0f32; slot * per_call];
     for call in ready.chunks(per_call) {
         let n = call.len();
-        // A fixed-batch model gets exactly its batch; a dynamic one gets the frames of this call.
+        // A fixed-batch model gets exactly its batch (unused slots zeroed); a dynamic one the frames of this call.
         let batch = if session.card.input.batch == 0 { n } else { per_call };
-        let mut transforms = Vec::with_capacity(n);
-        for (k, &i) in call.iter().enumerate() {
-            let Ok(f) = &frames[i] else { continue };
-            let Some(img) = &f.color else { continue };
-            transforms.push(write_input(img, &session.card.input, &mut input[k * slot..(k + 1) * slot]));
+        let mut fed: Vec<(usize, InputTransform)> = Vec::with_capacity(n);
+        for &i in call {
+            if let Ok(LoadedFrame { color: Some(img), .. }) = &frames[i] {
+                let k = fed.len();
+                fed.push((i, write_input(img, &session.card.input, &mut input[k * slot..(k + 1) * slot])));
+            }
         }
-        for v in &mut input[n * slot..batch * slot] {
-            *v = 0.0;
-        }
-        let first = frames[call[0]].as_ref().map(|f| f.spec.key.clone()).unwrap_or_default();
-        match session.run(&first, &input[..batch * slot], batch) {
+        input[fed.len() * slot..batch * slot].fill(0.0);
+        match session.run(&input[..batch * slot], batch) {
             Ok((shape, out)) => {
                 let per_frame: usize = shape[1..].iter().product();
                 let mut one_shape = shape.clone();
                 one_shape[0] = 1;
-                for (k, &i) in call.iter().enumerate() {
+                for (k, &(i, t)) in fed.iter().enumerate() {
+                    let values = &out[k * per_frame..(k + 1) * per_frame];
+                    if session.rejects_non_finite() {
+                        if let Some(bad) = values.iter().position(|v| !v.is_finite()) {
+                            fail(frames, i, format!("non-finite value in the output at index {bad}"));
+                            continue;
+                        }
+                    }
                     let Ok(f) = &mut frames[i] else { continue };
-                    let key = f.spec.key.clone();
-                    let result = each(
-                        (&session.card, f, transforms[k], i),
-                        &one_shape,
-                        &out[k * per_frame..(k + 1) * per_frame],
-                    );
-                    if let Err(message) = result {
-                        frames[i] = Err(Error::Inference { frame: key, path: model_path.clone(), message });
+                    if let Err(message) = each((&session.card, f, t, i), &one_shape, values) {
+                        fail(frames, i, message);
                     }
                 }
             }
-            Err(e) => {
-                let message = e.to_string();
-                for &i in call {
-                    let key = frames[i].as_ref().map(|f| f.spec.key.clone()).unwrap_or_default();
-                    frames[i] =
-                        Err(Error::Inference { frame: key, path: model_path.clone(), message: message.clone() });
+            Err(message) => {
+                for &(i, _) in &fed {
+                    fail(frames, i, message.clone());
                 }
             }
         }
@@ -462,7 +462,7 @@ impl ModelSet {
     /// library users who want detections without the geometry.
     pub fn detect(&mut self, frame: &str, image: &image::RgbImage) -> Result<Vec<Detection>> {
         let detector = self.detector.as_mut().ok_or_else(|| Error::Runtime { message: "no detector loaded".into() })?;
-        run_single(detector, frame, image, |card, _shape, out, t| decode_yolox(out, card, t))
+        run_single(detector, frame, image, |card, shape, out, t| decode_yolox(out, shape, card, t))
     }
 
     /// Runs only the segmenter on one colour image; the class map has the image's size.
@@ -487,14 +487,22 @@ fn run_single<T>(
     session: &mut ModelSession,
     frame: &str,
     image: &image::RgbImage,
-    decode: impl FnOnce(&ModelCard, &[usize], &[f32], &InputTransform) -> T,
+    decode: impl FnOnce(&ModelCard, &[usize], &[f32], &InputTransform) -> std::result::Result<T, String>,
 ) -> Result<T> {
+    let path = session.model_path().to_path_buf();
+    let fail = |message: String| Error::Inference { frame: frame.to_string(), path: path.clone(), message };
     let batch = if session.card.input.batch == 0 { 1 } else { session.card.input.batch as usize };
     let slot = 3 * session.card.input.width as usize * session.card.input.height as usize;
     let mut input = vec![0f32; slot * batch];
     let t = write_input(image, &session.card.input, &mut input[..slot]);
-    let (mut shape, out) = session.run(frame, &input, batch)?;
+    let (mut shape, out) = session.run(&input, batch).map_err(fail)?;
     let per_frame: usize = shape[1..].iter().product();
     shape[0] = 1;
-    Ok(decode(&session.card, &shape, &out[..per_frame], &t))
+    let values = &out[..per_frame];
+    if session.rejects_non_finite() {
+        if let Some(bad) = values.iter().position(|v| !v.is_finite()) {
+            return Err(fail(format!("non-finite value in the output at index {bad}")));
+        }
+    }
+    decode(&session.card, &shape, values, &t).map_err(fail)
 }

@@ -45,32 +45,27 @@ impl ModelSession {
     }
 
     /// Runs the model on `batch` frames whose input tensor is `input` (laid out as the card says). Returns the
-    /// output's shape and values.
-    pub fn run(&mut self, frame: &str, input: &[f32], batch: usize) -> Result<(Vec<usize>, Vec<f32>)> {
-        let path = self.card.model_path.clone();
-        let fail = |message: String| Error::Inference { frame: frame.to_string(), path: path.clone(), message };
+    /// output's shape and values, or what went wrong (the caller names the frames).
+    pub fn run(&mut self, input: &[f32], batch: usize) -> std::result::Result<(Vec<usize>, Vec<f32>), String> {
         let shape = self.card.input_shape(batch);
-        let tensor = TensorRef::from_array_view((shape, input)).map_err(|e| fail(format!("input tensor: {e}")))?;
+        let tensor = TensorRef::from_array_view((shape, input)).map_err(|e| format!("input tensor: {e}"))?;
         let input_name = self.card.input.name.clone();
         let output_name = self.card.output.name.clone();
-        let outputs = self
-            .session
-            .run(ort::inputs![input_name.as_str() => tensor])
-            .map_err(|e| fail(format!("inference: {e}")))?;
-        let value = outputs.get(&output_name).ok_or_else(|| fail(format!("no output named {output_name}")))?;
+        let outputs =
+            self.session.run(ort::inputs![input_name.as_str() => tensor]).map_err(|e| format!("inference: {e}"))?;
+        let value = outputs.get(&output_name).ok_or_else(|| format!("no output named {output_name}"))?;
         let (shape, data) =
-            value.try_extract_tensor::<f32>().map_err(|e| fail(format!("output {output_name} is not f32: {e}")))?;
+            value.try_extract_tensor::<f32>().map_err(|e| format!("output {output_name} is not f32: {e}"))?;
         let shape: Vec<usize> = shape.iter().map(|&d| d.max(0) as usize).collect();
-        if shape.first() != Some(&batch) {
-            return Err(fail(format!("output batch {shape:?} does not match the {batch} frames given")));
-        }
-        if let Some(bad) = data.iter().position(|v| !v.is_finite()) {
-            if self.card.output.decode != Decode::DepthMetric && self.card.output.decode != Decode::DepthInverseRelative
-            {
-                return Err(fail(format!("non-finite value in the output at index {bad}")));
-            }
+        if shape.first() != Some(&batch) || shape.len() < 2 {
+            return Err(format!("output shape {shape:?} does not hold the {batch} frames given"));
         }
         Ok((shape, data.to_vec()))
+    }
+
+    /// Whether non-finite output values are an error for this model (depth maps mark holes that way).
+    pub fn rejects_non_finite(&self) -> bool {
+        !matches!(self.card.output.decode, Decode::DepthMetric | Decode::DepthInverseRelative)
     }
 }
 
