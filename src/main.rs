@@ -235,7 +235,7 @@ fn run() -> Result<ExitCode> {
                 let mut set = ModelSet::open(&model_args.options())?;
                 let (timings, failed) = run_model_bench(&mut set, &frames, repeats, summary_only)?;
                 let failed = failed + failures.len();
-                println!("{}", serde_json::to_string(&summarize_models(&timings, failed, set.info()))?);
+                println!("{}", serde_json::to_string(&summarize_models(&timings, failed, &set.info()))?);
                 return Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) });
             }
             let mut params = WorkloadParams { repeats, ..WorkloadParams::default() };

@@ -16,7 +16,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::io::{find_manifests, load_frame_with, read_manifest, FrameSpec, LoadOptions, LoadedFrame, ObjectsSpec};
+use crate::io::{find_manifests, load_frame_with, read_manifest, FrameSpec, LoadOptions, LoadedFrame};
 use crate::models::{FilterDecision, ModelOptions, ModelSet, ModelTimes, ModelsInfo, ObjectsMode};
 use crate::pipeline::{process_frame, SceneConfig};
 
@@ -239,12 +239,7 @@ impl RunSummary {
 /// Whether the frames of a run need the models under `options`.
 pub fn needs_models(frames: &[FrameSpec], options: &RunOptions) -> bool {
     let m = &options.models;
-    let no_objects = frames.iter().any(|f| matches!(f.objects, ObjectsSpec::None));
-    let detect = match options.objects {
-        ObjectsMode::Given => false,
-        ObjectsMode::Auto => no_objects,
-        ObjectsMode::Detect => !frames.is_empty(),
-    };
+    let detect = frames.iter().any(|f| options.objects.detects(f.has_annotations()));
     options.open_models_always || (detect && m.detector.is_some()) || m.depth.is_some() || m.filter.is_some()
 }
 
@@ -282,19 +277,14 @@ pub fn run_scenes(
     let (frames, mut failures) = collect_frames(inputs);
     let other_failures = failures.len();
     let mut models = if needs_models(&frames, options) { Some(ModelSet::open(&options.models)?) } else { None };
-    let models_info = models.as_ref().map(|m| m.info().clone());
+    let models_info = models.as_ref().map(|m| m.info());
     // Decode colour only for frames a model will look at.
     let filter_on = models.as_ref().is_some_and(|m| m.filter.is_some());
     let detect_on = models.as_ref().is_some_and(|m| m.detector.is_some());
     let depth_on = models.as_ref().is_some_and(|m| m.depth.is_some());
     let mode = options.objects;
     let needs_color = move |spec: &FrameSpec| {
-        let detect = match mode {
-            ObjectsMode::Given => false,
-            ObjectsMode::Auto => matches!(spec.objects, ObjectsSpec::None),
-            ObjectsMode::Detect => true,
-        };
-        filter_on || (detect_on && detect) || (depth_on && spec.depth.is_none())
+        filter_on || (detect_on && mode.detects(spec.has_annotations())) || (depth_on && spec.depth.is_none())
     };
     let hfov = options.default_hfov_deg;
 

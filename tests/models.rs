@@ -234,6 +234,16 @@ fn yolox_card(dir: &Path, name: &str, model: &Path, edit: &dyn Fn(String) -> Str
     path
 }
 
+/// Each card, as the detector, is refused with an `invalid_model` error naming `names` and saying `says`.
+fn assert_refused(cases: &[(PathBuf, &str, &str)]) {
+    for (card, names, says) in cases {
+        let e = open_err(detector_only(card.clone()));
+        assert_eq!(e.kind(), "invalid_model", "{e}");
+        assert!(e.path().is_some_and(|p| p.ends_with(names)), "{e}: should name {names}");
+        assert!(e.to_string().contains(says), "{e}: should say {says}");
+    }
+}
+
 #[test]
 fn bad_model_files_are_clear_errors_before_any_frame() {
     let tmp = tempfile::tempdir().unwrap();
@@ -283,12 +293,7 @@ fn bad_model_files_are_clear_errors_before_any_frame() {
             "strides",
         ),
     ];
-    for (card, names, says) in &cases {
-        let e = open_err(detector_only(card.clone()));
-        assert_eq!(e.kind(), "invalid_model", "{e}");
-        assert!(e.path().is_some_and(|p| p.ends_with(names)), "{e}: should name {names}");
-        assert!(e.to_string().contains(says), "{e}: should say {says}");
-    }
+    assert_refused(&cases);
     // A segmenter card given as the detector.
     let e = open_err(detector_only(builtin_segmenter()));
     assert!(e.to_string().contains("given as the detector"), "{e}");
@@ -329,12 +334,7 @@ fn bad_model_files_are_clear_errors_before_any_frame() {
             "batch dynamic",
         ),
     ];
-    for (card, names, says) in &ort_cases {
-        let e = open_err(detector_only(card.clone()));
-        assert_eq!(e.kind(), "invalid_model", "{e}");
-        assert!(e.path().is_some_and(|p| p.ends_with(names)), "{e}: should name {names}");
-        assert!(e.to_string().contains(says), "{e}: should say {says}");
-    }
+    assert_refused(&ort_cases);
 
     // The CLI stops before processing any frame: exit status 2, the file named, no output written.
     let out = dir.join("out");

@@ -77,6 +77,13 @@ pub struct FrameSpec {
     pub up_in_camera: Option<[f64; 3]>,
 }
 
+impl FrameSpec {
+    /// Whether the manifest gives objects (instances or boxes) for this frame.
+    pub fn has_annotations(&self) -> bool {
+        !matches!(self.objects, ObjectsSpec::None)
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawIntrinsics {

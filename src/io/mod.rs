@@ -45,13 +45,6 @@ pub struct LoadedFrame {
     pub image_filter: Option<crate::models::FilterDecision>,
 }
 
-impl LoadedFrame {
-    /// Whether the manifest gives objects for this frame.
-    pub fn has_annotations(&self) -> bool {
-        !matches!(self.spec.objects, ObjectsSpec::None)
-    }
-}
-
 /// What [`load_frame_with`] decodes besides depth.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct LoadOptions {

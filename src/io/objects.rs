@@ -82,6 +82,13 @@ struct RawBox {
     xyxy: [f64; 4],
 }
 
+/// The pixels whose centres lie inside the box `[x0, y0, x1, y1)` (pixel `u` is inside when `x0 <= u + 0.5 < x1`),
+/// clipped to a `width × height` image, as `(x0, y0, x1, y1)`; empty when `x1 <= x0` or `y1 <= y0`.
+pub fn box_pixels(b: [f64; 4], width: u32, height: u32) -> (u32, u32, u32, u32) {
+    let clip = |v: f64, hi: u32| (v - 0.5).ceil().clamp(0.0, f64::from(hi)) as u32;
+    (clip(b[0], width), clip(b[1], height), clip(b[2], width), clip(b[3], height))
+}
+
 /// Parses a box list `[{"label": ..., "xyxy": [x0, y0, x1, y1]}]` and converts each box to the pixels whose
 /// centres lie inside it, clipped to a `width × height` image.
 pub fn parse_boxes(value: &Value, width: u32, height: u32) -> std::result::Result<Vec<ObjectDef>, String> {
@@ -96,9 +103,7 @@ pub fn parse_boxes(value: &Value, width: u32, height: u32) -> std::result::Resul
             if b.label.trim().is_empty() {
                 return Err(format!("box {i} has an empty label"));
             }
-            // Pixel u is inside when x0 <= u + 0.5 < x1.
-            let clip = |v: f64, hi: u32| (v - 0.5).ceil().clamp(0.0, f64::from(hi)) as u32;
-            let (px0, px1, py0, py1) = (clip(x0, width), clip(x1, width), clip(y0, height), clip(y1, height));
+            let (px0, py0, px1, py1) = box_pixels(b.xyxy, width, height);
             if px0 >= px1 || py0 >= py1 {
                 return Err(format!(
                     "box {i} ({}) {:?} covers no pixel of the {width}x{height} image",

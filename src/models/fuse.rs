@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use super::card::ModelCard;
 use super::decode::{Detection, SemanticMap};
 use crate::geometry::unproject::ObjectRegion;
-use crate::io::objects::{ObjectDef, ObjectKind};
+use crate::io::objects::{box_pixels, ObjectDef, ObjectKind};
 
 /// Parameters of the fusion.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -50,12 +50,6 @@ pub fn class_map(detector: &ModelCard, segmenter: &ModelCard) -> Vec<Option<u16>
         .collect()
 }
 
-/// Pixel range `[x0, x1) × [y0, y1)` of the pixels whose centres lie in a box (as for annotated boxes).
-fn pixel_range(b: [f32; 4], w: u32, h: u32) -> (u32, u32, u32, u32) {
-    let lo = |v: f32, n: u32| ((v - 0.5).ceil().max(0.0) as u32).min(n);
-    (lo(b[0], w), lo(b[1], h), lo(b[2], w), lo(b[3], h))
-}
-
 /// Objects from detections (in score order). Returns the instance-label image (when any detection became a mask)
 /// and one object per detection with a non-empty box. Where masks of two detections overlap, the pixel goes to
 /// the higher-scoring one.
@@ -69,7 +63,7 @@ pub fn objects_from_detections(
     let mut labels: Option<Vec<u32>> = None;
     let mut objects = Vec::with_capacity(detections.len());
     for d in detections {
-        let (x0, y0, x1, y1) = pixel_range(d.bbox_px, width, height);
+        let (x0, y0, x1, y1) = box_pixels(d.bbox_px.map(f64::from), width, height);
         if x1 <= x0 || y1 <= y0 {
             continue;
         }

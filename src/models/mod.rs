@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::geometry::unproject::{DepthData, DepthImage};
 use crate::io::{DepthSource, LoadedFrame};
-use card::{load_card, Decode, ModelCard};
+use card::{load_card, ModelCard};
 use decode::{decode_depth_map, decode_semantic, decode_yolox, normalized, Detection, SemanticMap};
 use fuse::{class_map, objects_from_detections, FuseParams};
 use preprocess::{write_input, InputTransform};
@@ -39,6 +39,17 @@ pub enum ObjectsMode {
     Given,
     /// The detector for every frame (annotations ignored).
     Detect,
+}
+
+impl ObjectsMode {
+    /// Whether a frame with (or without) annotations gets its objects from the detector.
+    pub fn detects(self, has_annotations: bool) -> bool {
+        match self {
+            ObjectsMode::Given => false,
+            ObjectsMode::Auto => !has_annotations,
+            ObjectsMode::Detect => true,
+        }
+    }
 }
 
 /// Which models a run uses. Cards are paths to TOML files; `None` leaves a model out.
@@ -156,7 +167,9 @@ pub struct ModelSet {
     pub filter: Option<(ModelSession, PromptSet)>,
     class_map: Vec<Option<u16>>,
     fuse: FuseParams,
-    info: ModelsInfo,
+    library: PathBuf,
+    device: &'static str,
+    filter_prompts: Option<PathBuf>,
 }
 
 impl ModelSet {
@@ -235,20 +248,30 @@ impl ModelSet {
             (Some(d), Some(s)) => class_map(&d.card, &s.card),
             _ => Vec::new(),
         };
-        let info = ModelsInfo {
+        Ok(ModelSet {
+            detector,
+            segmenter,
+            depth,
+            filter,
+            class_map,
+            fuse: options.fuse.clone(),
             library: library.to_path_buf(),
-            device: device.to_string(),
-            detector: detector.as_ref().map(|s| s.card.clone()),
-            segmenter: segmenter.as_ref().map(|s| s.card.clone()),
-            depth: depth.as_ref().map(|s| s.card.clone()),
-            filter: filter.as_ref().map(|(s, _)| s.card.clone()),
+            device,
             filter_prompts: options.filter_prompts.clone(),
-        };
-        Ok(ModelSet { detector, segmenter, depth, filter, class_map, fuse: options.fuse.clone(), info })
+        })
     }
 
-    pub fn info(&self) -> &ModelsInfo {
-        &self.info
+    /// What is loaded: library, device and each model's card.
+    pub fn info(&self) -> ModelsInfo {
+        ModelsInfo {
+            library: self.library.clone(),
+            device: self.device.to_string(),
+            detector: self.detector.as_ref().map(|s| s.card.clone()),
+            segmenter: self.segmenter.as_ref().map(|s| s.card.clone()),
+            depth: self.depth.as_ref().map(|s| s.card.clone()),
+            filter: self.filter.as_ref().map(|(s, _)| s.card.clone()),
+            filter_prompts: self.filter_prompts.clone(),
+        }
     }
 
     /// Detector classes that the segmenter can refine (detector class name → segmenter class name).
@@ -283,7 +306,7 @@ impl ModelSet {
                         prompts.prompts[0].embedding.len()
                     ));
                 }
-                let e = if session_normalize(f.0) { normalized(out) } else { out.to_vec() };
+                let e = if f.0.output.normalize { normalized(out) } else { out.to_vec() };
                 let (best, score) = prompts
                     .prompts
                     .iter()
@@ -319,15 +342,8 @@ impl ModelSet {
 
         // 3. Detector (and segmenter) for frames whose objects are not given.
         // Frames without a colour image keep their annotations (or have no objects).
-        let wants_detection = |f: &LoadedFrame| {
-            f.color.is_some()
-                && !rejected(f)
-                && match mode {
-                    ObjectsMode::Given => false,
-                    ObjectsMode::Auto => !f.has_annotations(),
-                    ObjectsMode::Detect => true,
-                }
-        };
+        let wants_detection =
+            |f: &LoadedFrame| f.color.is_some() && !rejected(f) && mode.detects(f.spec.has_annotations());
         let Some(detector) = &mut self.detector else { return };
         let todo = ok_indices(frames, wants_detection);
         if todo.is_empty() {
@@ -381,10 +397,6 @@ impl ModelSet {
             frame.objects = objects;
         }
     }
-}
-
-fn session_normalize(card: &ModelCard) -> bool {
-    card.output.decode == Decode::Embedding && card.output.normalize
 }
 
 fn ok_indices(frames: &[Result<LoadedFrame>], pred: impl Fn(&LoadedFrame) -> bool) -> Vec<usize> {
@@ -470,17 +482,6 @@ impl ModelSet {
         let seg = self.segmenter.as_mut().ok_or_else(|| Error::Runtime { message: "no segmenter loaded".into() })?;
         run_single(seg, frame, image, |card, shape, out, t| decode_semantic(out, shape, card, t))
     }
-}
-
-/// Detector and (when loaded) segmenter on one colour image.
-pub fn detect_image(
-    models: &mut ModelSet,
-    frame: &str,
-    image: &image::RgbImage,
-) -> Result<(Vec<Detection>, Option<SemanticMap>)> {
-    let dets = models.detect(frame, image)?;
-    let sem = if models.segmenter.is_some() { Some(models.segment(frame, image)?) } else { None };
-    Ok((dets, sem))
 }
 
 fn run_single<T>(

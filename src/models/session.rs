@@ -72,21 +72,21 @@ impl ModelSession {
 fn check_io(card: &ModelCard, session: &Session) -> Result<Vec<i64>> {
     let bad = |message: String| Error::Model { path: card.model_path.clone(), message };
     let card_name = card.card_path.display();
-    let names = |outlets: &[ort::value::Outlet]| outlets.iter().map(|o| o.name().to_string()).collect::<Vec<_>>();
+    // The declared shape of the f32 tensor `name` among `outlets` ("input" or "output").
+    let f32_shape = |kind: &str, name: &str, outlets: &[ort::value::Outlet]| -> Result<Vec<i64>> {
+        let Some(outlet) = outlets.iter().find(|o| o.name() == name) else {
+            let names: Vec<&str> = outlets.iter().map(|o| o.name()).collect();
+            return Err(bad(format!("has no {kind} named `{name}` (card {card_name}); its {kind}s are {names:?}")));
+        };
+        let ty = outlet.dtype();
+        if ty.tensor_type() != Some(TensorElementType::Float32) {
+            return Err(bad(format!("{kind} `{name}` is {ty:?}; spatialsynth uses f32 tensors")));
+        }
+        Ok(ty.tensor_shape().map(|s| s.to_vec()).unwrap_or_default())
+    };
 
     // Input.
-    let input = session.inputs().iter().find(|o| o.name() == card.input.name).ok_or_else(|| {
-        bad(format!(
-            "has no input named `{}` (card {card_name}); its inputs are {:?}",
-            card.input.name,
-            names(session.inputs())
-        ))
-    })?;
-    let ty = input.dtype();
-    if ty.tensor_type() != Some(TensorElementType::Float32) {
-        return Err(bad(format!("input `{}` is {ty:?}; spatialsynth feeds f32 tensors", card.input.name)));
-    }
-    let shape: Vec<i64> = ty.tensor_shape().map(|s| s.to_vec()).unwrap_or_default();
+    let shape = f32_shape("input", &card.input.name, session.inputs())?;
     let want = card.input_shape(card.input.frames_per_call());
     let mut ok = shape.len() == 4 && (1..4).all(|i| fits(shape[i], want[i]));
     // The batch: a fixed model batch must be the card's; a dynamic one needs `batch = 0` or any fixed card batch.
@@ -110,18 +110,7 @@ fn check_io(card: &ModelCard, session: &Session) -> Result<Vec<i64>> {
     }
 
     // Output.
-    let output = session.outputs().iter().find(|o| o.name() == card.output.name).ok_or_else(|| {
-        bad(format!(
-            "has no output named `{}` (card {card_name}); its outputs are {:?}",
-            card.output.name,
-            names(session.outputs())
-        ))
-    })?;
-    let ty = output.dtype();
-    if ty.tensor_type() != Some(TensorElementType::Float32) {
-        return Err(bad(format!("output `{}` is {ty:?}; spatialsynth reads f32 tensors", card.output.name)));
-    }
-    let shape: Vec<i64> = ty.tensor_shape().map(|s| s.to_vec()).unwrap_or_default();
+    let shape = f32_shape("output", &card.output.name, session.outputs())?;
     let o = &card.output;
     let problem = match o.decode {
         Decode::Yolox => {
