@@ -53,6 +53,12 @@ pub enum Error {
     /// A model failed on one frame (inference error, unexpected output).
     #[error("frame {frame}: model {}: {message}", path.display())]
     Inference { frame: String, path: PathBuf, message: String },
+    /// A question template bank is malformed (unknown table or placeholder, too few phrasings, ...).
+    #[error("templates {}: {message}", path.display())]
+    Template { path: PathBuf, message: String },
+    /// A scene-graph file given to the QA generator is malformed.
+    #[error("scene graphs {}{}: {message}", path.display(), line.map(|l| format!(" line {l}")).unwrap_or_default())]
+    SceneGraph { path: PathBuf, line: Option<usize>, message: String },
     /// Writing an output file failed.
     #[error("cannot write {}: {source}", path.display())]
     Output {
@@ -80,6 +86,8 @@ impl Error {
             Error::Model { .. } => "invalid_model",
             Error::Runtime { .. } => "model_runtime",
             Error::Inference { .. } => "inference",
+            Error::Template { .. } => "invalid_templates",
+            Error::SceneGraph { .. } => "malformed_scene_graph",
         }
     }
 
@@ -98,6 +106,8 @@ impl Error {
             | Error::Output { .. }
             | Error::Config { .. }
             | Error::Model { .. }
+            | Error::Template { .. }
+            | Error::SceneGraph { .. }
             | Error::Runtime { .. } => "-",
         }
     }
@@ -114,6 +124,8 @@ impl Error {
             | Error::Objects { path, .. }
             | Error::Output { path, .. }
             | Error::Model { path, .. }
+            | Error::Template { path, .. }
+            | Error::SceneGraph { path, .. }
             | Error::Inference { path, .. } => Some(path),
             Error::Geometry { .. } | Error::Config { .. } | Error::Runtime { .. } => None,
         }

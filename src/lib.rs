@@ -19,11 +19,14 @@
 //! ```
 
 pub mod bench;
+pub mod color;
+pub mod dataset;
 pub mod error;
 pub mod geometry;
 pub mod io;
 pub mod models;
 pub mod pipeline;
+pub mod qa;
 pub mod run;
 pub mod scene;
 

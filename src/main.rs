@@ -7,10 +7,12 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use spatialsynth::bench::{run_frame, run_model_bench, summarize, summarize_models, WorkloadParams};
+use spatialsynth::dataset::{write_dataset, DatasetOptions, DatasetSummary};
 use spatialsynth::models::runtime::{ModelDevice, RuntimeOptions};
 use spatialsynth::models::{ModelOptions, ModelSet, ObjectsMode};
 use spatialsynth::pipeline::SceneConfig;
-use spatialsynth::run::{collect_frames, run_scenes, RunOptions};
+use spatialsynth::qa::{Category, QaOptions, TypeMix, Units};
+use spatialsynth::run::{collect_frames, run_scenes, RunOptions, RunSummary};
 
 #[derive(Parser)]
 #[command(name = "spatialsynth", version, about = "Spatial-reasoning training data from RGB-D frames")]
@@ -85,30 +87,102 @@ impl ModelArgs {
     }
 }
 
+/// Input and scene options shared by `scene` and `generate`.
+#[derive(clap::Args, Clone, Debug)]
+struct SceneArgs {
+    /// Manifests (frames.json or .jsonl) or folders searched for them.
+    #[arg(required = true)]
+    inputs: Vec<PathBuf>,
+    /// Output folder (scene_graphs.jsonl, failures.jsonl, run.json, and the dataset for `generate`).
+    #[arg(short, long)]
+    out: PathBuf,
+    /// Frames processed together.
+    #[arg(long, default_value_t = 16)]
+    batch: usize,
+    /// A JSON file overriding scene parameters (any subset of run.json's "config").
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Do not decode colour images to name objects by colour (faster loading; fewer objects can be told apart).
+    #[arg(long)]
+    no_colors: bool,
+    /// Do not draw a progress bar.
+    #[arg(long)]
+    quiet: bool,
+    #[command(flatten)]
+    models: ModelArgs,
+}
+
+/// Question-generation options.
+#[derive(clap::Args, Clone, Debug)]
+struct QaArgs {
+    /// Sampling seed: same scene graphs + same seed and options = byte-identical dataset.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Questions per image (fewer when a scene cannot support that many distinct, confident ones).
+    #[arg(long, default_value_t = 16)]
+    qa_per_image: usize,
+    /// Units of the answers.
+    #[arg(long, value_enum, default_value_t = Units::Metric)]
+    units: Units,
+    /// Question mix: name=weight pairs over categories (qualitative, quantitative, reasoning) and question types,
+    /// e.g. "reasoning=0,distance=2".
+    #[arg(long, default_value = "qualitative=1,quantitative=1,reasoning=0.5")]
+    mix: String,
+    /// A template bank (TOML, see templates/en.toml; default: the built-in English bank).
+    #[arg(long)]
+    templates: Option<PathBuf>,
+    /// A JSON file overriding generation parameters (any subset of dataset.json's "options.qa", e.g. margins).
+    #[arg(long)]
+    qa_config: Option<PathBuf>,
+}
+
+impl QaArgs {
+    fn options(&self) -> Result<DatasetOptions> {
+        let mut qa: QaOptions = match &self.qa_config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+                serde_json::from_str(&text).with_context(|| format!("{}: not valid QA options", path.display()))?
+            }
+            None => QaOptions::default(),
+        };
+        qa.seed = self.seed;
+        qa.qa_per_image = self.qa_per_image;
+        qa.units = self.units;
+        qa.mix = TypeMix::from_spec(&self.mix).map_err(|m| anyhow::anyhow!("--mix: {m}"))?;
+        Ok(DatasetOptions { qa, templates: self.templates.clone() })
+    }
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Build a scene graph (ground, canonical frame, objects, pairwise relations) for every frame.
     Scene {
-        /// Manifests (frames.json or .jsonl) or folders searched for them.
-        #[arg(required = true)]
-        inputs: Vec<PathBuf>,
-        /// Output folder (scene_graphs.jsonl, failures.jsonl, run.json).
-        #[arg(short, long)]
-        out: PathBuf,
+        #[command(flatten)]
+        scene: SceneArgs,
         /// RANSAC seed.
         #[arg(long, default_value_t = 0)]
         seed: u32,
-        /// Frames processed together.
-        #[arg(long, default_value_t = 16)]
-        batch: usize,
-        /// A JSON file overriding scene parameters (any subset of run.json's "config").
-        #[arg(long)]
-        config: Option<PathBuf>,
-        /// Do not draw a progress bar.
-        #[arg(long)]
-        quiet: bool,
+    },
+    /// The whole pipeline: scene graphs, then question-answer pairs (LLaVA and OpenAI JSON Lines, Parquet, a
+    /// dataset card), all in the output folder.
+    Generate {
         #[command(flatten)]
-        models: ModelArgs,
+        scene: SceneArgs,
+        /// RANSAC seed.
+        #[arg(long, default_value_t = 0)]
+        ransac_seed: u32,
+        #[command(flatten)]
+        qa: QaArgs,
+    },
+    /// Question-answer pairs from existing scene graphs (scene_graphs.jsonl), without recomputing them.
+    Qa {
+        /// A scene_graphs.jsonl written by `scene` or `generate`.
+        scene_graphs: PathBuf,
+        /// Output folder.
+        #[arg(short, long)]
+        out: PathBuf,
+        #[command(flatten)]
+        qa: QaArgs,
     },
     /// Time the geometry workload W1–W3 (unproject, ground RANSAC, exact DBSCAN) per frame, as JSON lines.
     Bench {
@@ -151,80 +225,22 @@ fn run() -> Result<ExitCode> {
         rayon::ThreadPoolBuilder::new().num_threads(n).build_global().context("cannot set up the thread pool")?;
     }
     match cli.command {
-        Command::Scene { inputs, out, seed, batch, config, quiet, models } => {
-            let mut scene_config: SceneConfig = match &config {
-                Some(path) => {
-                    let text =
-                        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-                    serde_json::from_str(&text)
-                        .with_context(|| format!("{}: not a valid scene config", path.display()))?
-                }
-                None => SceneConfig::default(),
-            };
-            scene_config.ransac.seed = seed;
-            let options = RunOptions {
-                batch_frames: batch,
-                config: scene_config,
-                objects: models.objects,
-                models: models.options(),
-                open_models_always: models.named_any(),
-                default_hfov_deg: models.hfov_deg,
-            };
-            let bar = if quiet { ProgressBar::hidden() } else { ProgressBar::new(0) };
-            bar.set_style(
-                ProgressStyle::with_template(
-                    "{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} frames ({per_sec}, eta {eta})",
-                )
-                .unwrap_or_else(|_| ProgressStyle::default_bar()),
-            );
-            let progress = |done: usize, total: usize| {
-                bar.set_length(total as u64);
-                bar.set_position(done as u64);
-            };
-            let summary = run_scenes(&inputs, &out, &options, &progress)?;
-            bar.finish_and_clear();
-            if let Some(m) = &summary.models {
-                let st = &summary.stages;
-                println!(
-                    "models on {}: {} detections in {} frames; busy seconds: load {:.2}, filter {:.2}, depth {:.2}, detect {:.2}, segment {:.2}, geometry {:.2}",
-                    m.device,
-                    st.models.detections,
-                    st.models.detected_frames,
-                    st.load_s,
-                    st.models.filter_s,
-                    st.models.depth_s,
-                    st.models.detect_s,
-                    st.models.segment_s,
-                    st.geometry_s
-                );
-            }
-            if let Some(filtered) = &summary.filtered {
-                println!("{} frames rejected by the image filter: {}", summary.frames_filtered, filtered.display());
-            }
-            println!(
-                "{} of {} frames ok ({} failed), ground found in {}, {} objects ({} dropped), {} relations, {:.2} s on {} threads",
-                summary.frames_ok,
-                summary.frames,
-                summary.frames_failed + summary.other_failures,
-                summary.ground_found,
-                summary.objects,
-                summary.dropped_objects,
-                summary.relations,
-                summary.seconds,
-                summary.threads
-            );
-            println!("scene graphs: {}", summary.scene_graphs.display());
-            if !summary.all_ok() {
-                eprintln!("failures listed in {}:", summary.failures.display());
-                let text = std::fs::read_to_string(&summary.failures).unwrap_or_default();
-                for line in text.lines().take(20) {
-                    if let Ok(f) = serde_json::from_str::<spatialsynth::run::FailureRecord>(line) {
-                        eprintln!("  {}", f.message);
-                    }
-                }
-                return Ok(ExitCode::from(1));
-            }
-            Ok(ExitCode::SUCCESS)
+        Command::Scene { scene, seed } => {
+            let summary = scenes(&scene, seed)?;
+            Ok(report_failures(&summary))
+        }
+        Command::Generate { scene, ransac_seed, qa } => {
+            let options = qa.options()?;
+            let summary = scenes(&scene, ransac_seed)?;
+            let dataset = write_dataset(&summary.scene_graphs, &scene.out, &options)?;
+            print_dataset(&dataset);
+            let code = report_failures(&summary);
+            Ok(if dataset.all_ok() { code } else { ExitCode::from(1) })
+        }
+        Command::Qa { scene_graphs, out, qa } => {
+            let dataset = write_dataset(&scene_graphs, &out, &qa.options()?)?;
+            print_dataset(&dataset);
+            Ok(if dataset.all_ok() { ExitCode::SUCCESS } else { ExitCode::from(1) })
         }
         Command::Bench { inputs, max_frames, repeats, hypotheses, summary_only, models, model_args } => {
             let (mut frames, failures) = collect_frames(&inputs);
@@ -262,5 +278,108 @@ fn run() -> Result<ExitCode> {
             println!("{}", serde_json::to_string(&summarize(&timings, failed, &params))?);
             Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
         }
+    }
+}
+
+/// Runs the scene stage and prints its summary.
+fn scenes(args: &SceneArgs, seed: u32) -> Result<RunSummary> {
+    let mut scene_config: SceneConfig = match &args.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+            serde_json::from_str(&text).with_context(|| format!("{}: not a valid scene config", path.display()))?
+        }
+        None => SceneConfig::default(),
+    };
+    scene_config.ransac.seed = seed;
+    let models = &args.models;
+    let options = RunOptions {
+        batch_frames: args.batch,
+        config: scene_config,
+        objects: models.objects,
+        models: models.options(),
+        open_models_always: models.named_any(),
+        default_hfov_deg: models.hfov_deg,
+        object_colors: !args.no_colors,
+    };
+    let bar = if args.quiet { ProgressBar::hidden() } else { ProgressBar::new(0) };
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} frames ({per_sec}, eta {eta})",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let progress = |done: usize, total: usize| {
+        bar.set_length(total as u64);
+        bar.set_position(done as u64);
+    };
+    let summary = run_scenes(&args.inputs, &args.out, &options, &progress)?;
+    bar.finish_and_clear();
+    if let Some(m) = &summary.models {
+        let st = &summary.stages;
+        println!(
+            "models on {}: {} detections in {} frames; busy seconds: load {:.2}, filter {:.2}, depth {:.2}, detect {:.2}, segment {:.2}, geometry {:.2}",
+            m.device,
+            st.models.detections,
+            st.models.detected_frames,
+            st.load_s,
+            st.models.filter_s,
+            st.models.depth_s,
+            st.models.detect_s,
+            st.models.segment_s,
+            st.geometry_s
+        );
+    }
+    if let Some(filtered) = &summary.filtered {
+        println!("{} frames rejected by the image filter: {}", summary.frames_filtered, filtered.display());
+    }
+    println!(
+        "{} of {} frames ok ({} failed), ground found in {}, {} objects ({} dropped), {} relations, {:.2} s on {} threads",
+        summary.frames_ok,
+        summary.frames,
+        summary.frames_failed + summary.other_failures,
+        summary.ground_found,
+        summary.objects,
+        summary.dropped_objects,
+        summary.relations,
+        summary.seconds,
+        summary.threads
+    );
+    println!("scene graphs: {}", summary.scene_graphs.display());
+    Ok(summary)
+}
+
+/// Lists a run's failures on stderr; exit code 1 when there were any.
+fn report_failures(summary: &RunSummary) -> ExitCode {
+    if summary.all_ok() {
+        return ExitCode::SUCCESS;
+    }
+    eprintln!("failures listed in {}:", summary.failures.display());
+    let text = std::fs::read_to_string(&summary.failures).unwrap_or_default();
+    for line in text.lines().take(20) {
+        if let Ok(f) = serde_json::from_str::<spatialsynth::run::FailureRecord>(line) {
+            eprintln!("  {}", f.message);
+        }
+    }
+    ExitCode::from(1)
+}
+
+fn print_dataset(d: &DatasetSummary) {
+    println!(
+        "{} question-answer pairs from {} of {} frames ({} qualitative, {} quantitative, {} reasoning; yes/no {}/{}) in {:.2} s",
+        d.qa,
+        d.frames_with_qa,
+        d.frames,
+        d.per_category.get(&Category::Qualitative).unwrap_or(&0),
+        d.per_category.get(&Category::Quantitative).unwrap_or(&0),
+        d.per_category.get(&Category::Reasoning).unwrap_or(&0),
+        d.answers_yes,
+        d.answers_no,
+        d.seconds
+    );
+    for f in &d.failures {
+        eprintln!("  scene graph line {}: {}", f.line, f.message);
+    }
+    if let Some(dir) = d.files.first().and_then(|p| p.parent()) {
+        println!("dataset: {} (llava.jsonl, openai.jsonl, qa.parquet, README.md)", dir.display());
     }
 }

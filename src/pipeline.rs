@@ -3,6 +3,7 @@
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use crate::color::dominant_color;
 use crate::error::{Error, Result};
 use crate::geometry::canonical::{CanonicalFrame, GroundSource};
 use crate::geometry::dbscan::dbscan;
@@ -119,6 +120,8 @@ pub struct ObjectInput {
     pub in_box_core: Vec<bool>,
     /// The detector's score, for detected objects.
     pub score: Option<f32>,
+    /// The colour (RGB) of each point's pixel, when the colour image was decoded; empty otherwise.
+    pub colors: Vec<[u8; 3]>,
 }
 
 /// The geometric content of a scene graph.
@@ -184,14 +187,15 @@ pub fn ground_and_frame(
     (ground, canonical, fit)
 }
 
-/// K3 for one object: the kept points (camera frame) and the DBSCAN radius, or why the object is dropped.
+/// K3 for one object: the indices of the kept points (into `obj.points_in_camera`) and the DBSCAN radius, or why
+/// the object is dropped.
 fn denoise_object(
     obj: &ObjectInput,
     canonical: &CanonicalFrame,
     ground_found: bool,
     focal_px: f64,
     config: &SceneConfig,
-) -> Result<std::result::Result<(Vec<Point3>, f32), String>, String> {
+) -> Result<std::result::Result<(Vec<usize>, f32), String>, String> {
     let band = config.ransac.inlier_threshold_m;
     let mut drop_ground = obj.kind.may_include_ground() && ground_found && config.remove_ground_from_boxes;
     if drop_ground && obj.kind == ObjectKind::DetectedMask && !obj.points_in_camera.is_empty() {
@@ -232,11 +236,12 @@ fn denoise_object(
     let Some(chosen) = chosen else {
         return Ok(Err(format!("no DBSCAN cluster of {} points within {eps:.3} m", config.object_min_points)));
     };
-    let mut kept: Vec<Point3> =
-        pts.iter().zip(&clustering.labels).filter(|(_, &l)| l == chosen as i32).map(|(p, _)| *p).collect();
+    let mut kept: Vec<usize> =
+        keep.iter().zip(&clustering.labels).filter(|(_, &l)| l == chosen as i32).map(|(&i, _)| i).collect();
     if let Some(sor) = &config.outlier_removal {
-        let mask = statistical_outlier_mask(&kept, sor);
-        kept = kept.into_iter().zip(mask).filter(|(_, k)| *k).map(|(p, _)| p).collect();
+        let points: Vec<Point3> = kept.iter().map(|&i| obj.points_in_camera[i]).collect();
+        let mask = statistical_outlier_mask(&points, sor);
+        kept = kept.into_iter().zip(mask).filter(|(_, k)| *k).map(|(i, _)| i).collect();
     }
     if (kept.len() as u32) < config.min_object_points {
         return Ok(Err(format!(
@@ -279,7 +284,7 @@ pub fn scene_from_points(
     let mut dropped = Vec::new();
     for (index, (obj, result)) in objects.iter().zip(denoised).enumerate() {
         let points_in_region = obj.points_in_camera.len() as u32;
-        let (kept, eps) = match result {
+        let (kept_indices, eps) = match result {
             Ok(k) => k,
             Err(reason) => {
                 dropped.push(DroppedObject {
@@ -291,7 +296,12 @@ pub fn scene_from_points(
                 continue;
             }
         };
+        let kept: Vec<Point3> = kept_indices.iter().map(|&i| obj.points_in_camera[i]).collect();
         let pts_c: Vec<Point3> = kept.iter().map(|p| canonical.apply_f32(*p)).collect();
+        let color = match obj.colors.len() == obj.points_in_camera.len() {
+            true => dominant_color(kept_indices.iter().map(|&i| obj.colors[i])),
+            false => None,
+        };
         let Some(s) = summarize(&pts_c, &kept, camera_position, &config.noise) else { continue };
         scene_objects.push(SceneObject {
             object_id: scene_objects.len() as u32,
@@ -319,6 +329,7 @@ pub fn scene_from_points(
             distance_to_camera_m: s.distance_to_camera_m,
             median_depth_m: s.median_depth_m,
             sigma_m: s.sigma_m,
+            color,
         });
         summaries.push(s);
         canonical_points.push(pts_c);
@@ -376,6 +387,12 @@ pub fn process_frame(frame: &LoadedFrame, config: &SceneConfig) -> Result<SceneG
                 points_in_camera: grouped.object_points(i).to_vec(),
                 in_box_core,
                 score: def.score,
+                colors: match &frame.color {
+                    Some(c) if c.width() == k.width && c.height() == k.height => {
+                        grouped.object_pixels(i).iter().map(|&p| c.get_pixel(p % width, p / width).0).collect()
+                    }
+                    _ => Vec::new(),
+                },
             }
         })
         .collect();

@@ -145,6 +145,22 @@ impl AtomicFile {
     }
 }
 
+impl std::io::Write for AtomicFile {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self.writer.as_mut() {
+            Some(w) => w.write(buf),
+            None => Ok(buf.len()),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self.writer.as_mut() {
+            Some(w) => w.flush(),
+            None => Ok(()),
+        }
+    }
+}
+
 struct FrameCounts {
     objects: usize,
     dropped: usize,
@@ -175,6 +191,9 @@ pub struct RunOptions {
     pub open_models_always: bool,
     /// Horizontal field of view assumed for frames without intrinsics.
     pub default_hfov_deg: f64,
+    /// Decode every frame's colour image and name each object's dominant colour (`SceneObject::color`), which
+    /// question templates use to tell objects of one class apart.
+    pub object_colors: bool,
 }
 
 impl Default for RunOptions {
@@ -186,6 +205,7 @@ impl Default for RunOptions {
             models: ModelOptions::default(),
             open_models_always: false,
             default_hfov_deg: 60.0,
+            object_colors: true,
         }
     }
 }
@@ -283,8 +303,12 @@ pub fn run_scenes(
     let detect_on = models.as_ref().is_some_and(|m| m.detector.is_some());
     let depth_on = models.as_ref().is_some_and(|m| m.depth.is_some());
     let mode = options.objects;
+    let object_colors = options.object_colors;
     let needs_color = move |spec: &FrameSpec| {
-        filter_on || (detect_on && mode.detects(spec.has_annotations())) || (depth_on && spec.depth.is_none())
+        object_colors
+            || filter_on
+            || (detect_on && mode.detects(spec.has_annotations()))
+            || (depth_on && spec.depth.is_none())
     };
     let hfov = options.default_hfov_deg;
 
@@ -333,9 +357,11 @@ pub fn run_scenes(
                 if let Some(m) = models.as_mut() {
                     m.process_batch(&mut batch, mode, &mut times);
                 }
-                // The pixels are not needed past the models.
-                for f in batch.iter_mut().flatten() {
-                    f.color = None;
+                // The pixels are not needed past the models, unless objects are to be named by colour.
+                if !object_colors {
+                    for f in batch.iter_mut().flatten() {
+                        f.color = None;
+                    }
                 }
                 if tx_ready.send((b, batch)).is_err() {
                     break;

@@ -70,6 +70,10 @@ pub struct SceneObject {
     pub median_depth_m: f32,
     /// Position uncertainty from the depth-noise model.
     pub sigma_m: f32,
+    /// The colour most of the object's kept pixels share (see [`crate::color`]); `null` when the colour image was
+    /// not decoded or no colour dominates.
+    #[serde(default)]
+    pub color: Option<String>,
 }
 
 /// An annotated object that did not make it into the scene, and why.

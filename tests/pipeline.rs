@@ -16,6 +16,7 @@ fn object(label: &str, points: Vec<Point3>) -> ObjectInput {
         points_in_camera: points,
         in_box_core: Vec::new(),
         score: None,
+        colors: Vec::new(),
     }
 }
 

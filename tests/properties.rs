@@ -429,6 +429,7 @@ fn scene_for_camera(
                 points_in_camera: cam,
                 in_box_core: Vec::new(),
                 score: None,
+                colors: Vec::new(),
             }
         })
         .collect();

@@ -238,6 +238,7 @@ fn sunrgbd_bed_and_night_stand_agree_with_their_3d_boxes() {
                 points_in_camera: points,
                 in_box_core: core,
                 score: None,
+                colors: Vec::new(),
             }
         })
         .collect();

@@ -1,0 +1,355 @@
+//! Dataset output: scene graphs to question-answer files.
+//!
+//! - `llava.jsonl`: one line per image, LLaVA conversation format (`id`, `image`, `conversations` with
+//!   `from`/`value`, the first human turn prefixed with `<image>\n`), plus `qa`: every pair's provenance;
+//! - `openai.jsonl`: one line per image, OpenAI/HF chat format (`messages` with `role` and typed `content`),
+//!   plus `qa`;
+//! - `qa.parquet`: one row per pair (see [`parquet`]), for pyarrow and Hugging Face `datasets`;
+//! - `README.md`: the dataset card (counts per question type, options, schema, licences of the sources);
+//! - `dataset.json`: the same counts and options, machine-readable.
+//!
+//! Every file is written under a temporary name and renamed into place when complete.
+
+pub mod parquet;
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::qa::{generate_frame_into, Category, QaOptions, QaRecord, QuestionType, TemplateBank};
+use crate::run::AtomicFile;
+use crate::scene::SceneGraph;
+
+/// Frames templated together (parsed and generated in parallel, written in order).
+const FRAMES_PER_CHUNK: usize = 256;
+
+/// Options of a dataset run.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct DatasetOptions {
+    pub qa: QaOptions,
+    /// A template bank file (default: the built-in `templates/en.toml`).
+    pub templates: Option<PathBuf>,
+}
+
+/// A scene graph that could not be read.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SceneGraphFailure {
+    pub line: usize,
+    pub message: String,
+}
+
+/// What a dataset run wrote, as in `dataset.json`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DatasetSummary {
+    pub scene_graphs: PathBuf,
+    pub frames: usize,
+    pub frames_with_qa: usize,
+    pub qa: usize,
+    pub per_category: BTreeMap<Category, usize>,
+    /// Pairs per question type (every type listed, zeros included).
+    pub per_type: BTreeMap<String, usize>,
+    /// Yes/no questions answered yes and no.
+    pub answers_yes: usize,
+    pub answers_no: usize,
+    /// Frames per source dataset (the `dataset/` prefix of frame names).
+    pub per_dataset: BTreeMap<String, usize>,
+    pub failures: Vec<SceneGraphFailure>,
+    pub templates: String,
+    pub seconds: f64,
+    pub files: Vec<PathBuf>,
+    pub options: DatasetOptions,
+}
+
+impl DatasetSummary {
+    pub fn all_ok(&self) -> bool {
+        self.failures.is_empty()
+    }
+}
+
+/// One line of `llava.jsonl`.
+#[derive(Serialize)]
+struct LlavaRecord<'a> {
+    id: &'a str,
+    image: Option<&'a str>,
+    conversations: Vec<LlavaTurn<'a>>,
+    qa: &'a [QaRecord],
+}
+
+#[derive(Serialize)]
+struct LlavaTurn<'a> {
+    from: &'static str,
+    value: std::borrow::Cow<'a, str>,
+}
+
+/// One line of `openai.jsonl`.
+#[derive(Serialize)]
+struct ChatRecord<'a> {
+    id: &'a str,
+    image: Option<&'a str>,
+    messages: Vec<ChatMessage<'a>>,
+    qa: &'a [QaRecord],
+}
+
+#[derive(Serialize)]
+struct ChatMessage<'a> {
+    role: &'static str,
+    content: Vec<ChatContent<'a>>,
+}
+
+#[derive(Serialize)]
+struct ChatContent<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    text: Option<&'a str>,
+}
+
+/// The JSON lines of one frame's pairs: (LLaVA, OpenAI chat).
+fn frame_lines(frame: &str, image: Option<&str>, qa: &[QaRecord]) -> serde_json::Result<(Vec<u8>, Vec<u8>)> {
+    let mut conversations = Vec::with_capacity(2 * qa.len());
+    let mut messages = Vec::with_capacity(2 * qa.len());
+    for (i, r) in qa.iter().enumerate() {
+        let question = match i {
+            0 => std::borrow::Cow::Owned(format!("<image>\n{}", r.question)),
+            _ => std::borrow::Cow::Borrowed(r.question.as_str()),
+        };
+        conversations.push(LlavaTurn { from: "human", value: question });
+        conversations.push(LlavaTurn { from: "gpt", value: std::borrow::Cow::Borrowed(r.answer.as_str()) });
+        let mut content = Vec::with_capacity(2);
+        if i == 0 {
+            content.push(ChatContent { kind: "image", text: None });
+        }
+        content.push(ChatContent { kind: "text", text: Some(&r.question) });
+        messages.push(ChatMessage { role: "user", content });
+        messages.push(ChatMessage {
+            role: "assistant",
+            content: vec![ChatContent { kind: "text", text: Some(&r.answer) }],
+        });
+    }
+    let mut llava = serde_json::to_vec(&LlavaRecord { id: frame, image, conversations, qa })?;
+    llava.push(b'\n');
+    let mut chat = serde_json::to_vec(&ChatRecord { id: frame, image, messages, qa })?;
+    chat.push(b'\n');
+    Ok((llava, chat))
+}
+
+struct FrameOutput {
+    frame: String,
+    qa: Vec<QaRecord>,
+    llava: Vec<u8>,
+    chat: Vec<u8>,
+}
+
+/// Templates every scene graph of `scene_graphs` (JSON Lines, as `spatialsynth scene` writes) into `out_dir`.
+///
+/// Malformed lines are listed in the summary's `failures` and skipped; the rest is written. Output is
+/// deterministic in (scene graphs, options) and independent of the thread count.
+pub fn write_dataset(scene_graphs: &Path, out_dir: &Path, options: &DatasetOptions) -> Result<DatasetSummary> {
+    let start = Instant::now();
+    options.qa.validate()?;
+    let loaded;
+    let bank: &TemplateBank = match &options.templates {
+        Some(path) => {
+            loaded = TemplateBank::load(path)?;
+            &loaded
+        }
+        None => TemplateBank::builtin()?,
+    };
+    let input = std::fs::File::open(scene_graphs).map_err(|e| Error::SceneGraph {
+        path: scene_graphs.to_path_buf(),
+        line: None,
+        message: format!("cannot open: {e}"),
+    })?;
+    std::fs::create_dir_all(out_dir).map_err(|source| Error::Output { path: out_dir.to_path_buf(), source })?;
+    let llava_path = out_dir.join("llava.jsonl");
+    let chat_path = out_dir.join("openai.jsonl");
+    let parquet_path = out_dir.join("qa.parquet");
+    let mut llava = AtomicFile::create(&llava_path)?;
+    let mut chat = AtomicFile::create(&chat_path)?;
+    let mut table = parquet::ParquetQaWriter::create(&parquet_path)?;
+
+    let mut summary = DatasetSummary {
+        scene_graphs: scene_graphs.to_path_buf(),
+        frames: 0,
+        frames_with_qa: 0,
+        qa: 0,
+        per_category: Category::ALL.iter().map(|c| (*c, 0)).collect(),
+        per_type: QuestionType::ALL.iter().map(|t| (t.name().to_string(), 0)).collect(),
+        answers_yes: 0,
+        answers_no: 0,
+        per_dataset: BTreeMap::new(),
+        failures: Vec::new(),
+        templates: bank.source.clone(),
+        seconds: 0.0,
+        files: Vec::new(),
+        options: options.clone(),
+    };
+    let mut lines = BufReader::new(input).lines().enumerate();
+    loop {
+        let mut chunk: Vec<(usize, String)> = Vec::with_capacity(FRAMES_PER_CHUNK);
+        for (i, line) in lines.by_ref() {
+            let line = line.map_err(|e| Error::SceneGraph {
+                path: scene_graphs.to_path_buf(),
+                line: Some(i + 1),
+                message: format!("cannot read: {e}"),
+            })?;
+            if !line.trim().is_empty() {
+                chunk.push((i + 1, line));
+            }
+            if chunk.len() == FRAMES_PER_CHUNK {
+                break;
+            }
+        }
+        if chunk.is_empty() {
+            break;
+        }
+        let outputs: Vec<std::result::Result<FrameOutput, SceneGraphFailure>> = chunk
+            .par_iter()
+            .map(|(line_no, line)| {
+                let fail = |message: String| SceneGraphFailure { line: *line_no, message };
+                let graph: SceneGraph =
+                    serde_json::from_str(line).map_err(|e| fail(format!("not a scene graph: {e}")))?;
+                let mut qa = Vec::new();
+                generate_frame_into(&graph, bank, &options.qa, &mut qa);
+                let (l, c) = match qa.is_empty() {
+                    true => (Vec::new(), Vec::new()),
+                    false => frame_lines(&graph.frame, graph.color.as_deref(), &qa)
+                        .map_err(|e| fail(format!("frame {}: cannot serialise: {e}", graph.frame)))?,
+                };
+                Ok(FrameOutput { frame: graph.frame, qa, llava: l, chat: c })
+            })
+            .collect();
+        for out in outputs {
+            match out {
+                Ok(f) => {
+                    summary.frames += 1;
+                    let dataset = f.frame.split_once('/').map_or("-", |(d, _)| d).to_string();
+                    *summary.per_dataset.entry(dataset).or_default() += 1;
+                    if f.qa.is_empty() {
+                        continue;
+                    }
+                    summary.frames_with_qa += 1;
+                    summary.qa += f.qa.len();
+                    for r in &f.qa {
+                        *summary.per_category.entry(r.category).or_default() += 1;
+                        *summary.per_type.entry(r.question_type.name().to_string()).or_default() += 1;
+                        match r.answer_bool {
+                            Some(true) => summary.answers_yes += 1,
+                            Some(false) => summary.answers_no += 1,
+                            None => {}
+                        }
+                    }
+                    llava.write_all(&f.llava)?;
+                    chat.write_all(&f.chat)?;
+                    table.push(&f.qa)?;
+                }
+                Err(failure) => summary.failures.push(failure),
+            }
+        }
+    }
+    let mut files = vec![llava.commit()?, chat.commit()?, table.finish()?];
+    summary.seconds = start.elapsed().as_secs_f64();
+    let card_path = out_dir.join("README.md");
+    let mut card = AtomicFile::create(&card_path)?;
+    card.write_all(dataset_card(&summary).as_bytes())?;
+    files.push(card.commit()?);
+    files.push(out_dir.join("dataset.json"));
+    summary.files = files;
+    let mut json = AtomicFile::create(&out_dir.join("dataset.json"))?;
+    json.write_all(&serde_json::to_vec_pretty(&summary).unwrap_or_default())?;
+    json.commit()?;
+    Ok(summary)
+}
+
+/// The dataset card written as `README.md` beside the data.
+pub fn dataset_card(s: &DatasetSummary) -> String {
+    use std::fmt::Write;
+    let mut c = String::new();
+    let o = &s.options.qa;
+    let _ = writeln!(c, "# Spatial question-answer dataset\n");
+    let _ = writeln!(
+        c,
+        "Generated by spatialsynth {} from `{}`: {} frames, {} with questions, **{} question-answer pairs**.\n",
+        env!("CARGO_PKG_VERSION"),
+        s.scene_graphs.display(),
+        s.frames,
+        s.frames_with_qa,
+        s.qa
+    );
+    let _ = writeln!(
+        c,
+        "Every answer is computed from the frame's metric 3D scene graph (ground-aligned, objects denoised). \
+         Yes/no and comparison questions are only asked when the measured margin clears the measurement's \
+         uncertainty (k_sigma = {}, at least {} m; sizes at least {:.0}% apart; volumes a ratio of {}), so \
+         near-ties are never labelled. Objects are named so that a reader can tell them apart; objects that \
+         cannot be told apart are left out.\n",
+        o.margins.k_sigma,
+        o.margins.min_margin_m,
+        100.0 * o.margins.min_size_ratio,
+        o.margins.min_volume_ratio
+    );
+    let _ = writeln!(c, "## Files\n");
+    let _ = writeln!(c, "- `llava.jsonl`: one line per image in LLaVA conversation format, with `qa` provenance.");
+    let _ = writeln!(c, "- `openai.jsonl`: one line per image in OpenAI/HF chat `messages` format, with `qa`.");
+    let _ = writeln!(c, "- `qa.parquet`: one row per question-answer pair (pyarrow, Hugging Face `datasets`).");
+    let _ = writeln!(c, "- `dataset.json`: these counts and the options, machine-readable.\n");
+    let _ = writeln!(c, "## Counts\n");
+    let _ = writeln!(c, "| category | pairs |\n|---|---|");
+    for (cat, n) in &s.per_category {
+        let _ = writeln!(c, "| {} | {n} |", cat.name());
+    }
+    let binary = s.answers_yes + s.answers_no;
+    let _ = writeln!(
+        c,
+        "\nYes/no answers: {} yes, {} no ({:.1}% yes).\n",
+        s.answers_yes,
+        s.answers_no,
+        if binary > 0 { 100.0 * s.answers_yes as f64 / binary as f64 } else { 0.0 }
+    );
+    let _ = writeln!(c, "| question type | category | pairs |\n|---|---|---|");
+    for &t in QuestionType::ALL {
+        let _ =
+            writeln!(c, "| `{}` | {} | {} |", t.name(), t.category().name(), s.per_type.get(t.name()).unwrap_or(&0));
+    }
+    let _ = writeln!(c, "\n## Sources\n");
+    let _ = writeln!(c, "| dataset | frames |\n|---|---|");
+    for (d, n) in &s.per_dataset {
+        let _ = writeln!(c, "| {d} | {n} |");
+    }
+    let _ = writeln!(
+        c,
+        "\nThe questions inherit the licences of their source images; see each source's manifest and licence \
+         notes. Images are referenced by path (`image`), not copied.\n"
+    );
+    let _ = writeln!(c, "## Generation options\n");
+    let _ = writeln!(
+        c,
+        "Seed {}, up to {} questions per image, units {:?}, templates `{}`. Same scene graphs + same options = \
+         byte-identical files.\n",
+        o.seed, o.qa_per_image, o.units, s.templates
+    );
+    let _ = writeln!(c, "```json\n{}\n```\n", serde_json::to_string_pretty(&s.options).unwrap_or_default());
+    let _ = writeln!(c, "## Loading\n");
+    let _ = writeln!(
+        c,
+        "```python\nimport pyarrow.parquet as pq\nrows = pq.read_table(\"qa.parquet\").to_pylist()\n\n\
+         from datasets import load_dataset\nds = load_dataset(\"parquet\", data_files=\"qa.parquet\")[\"train\"]\n```\n"
+    );
+    let _ = writeln!(
+        c,
+        "Parquet columns: `id`, `image` {{bytes, path}}, `messages` [{{role, content: [{{type, text}}]}}], `frame`, \
+         `question`, `answer`, `question_type`, `category`, `objects`, `labels`, `references`, `answer_bool`, \
+         `answer_object`, `value` (metres, or the clock hour), `unit`, `margin`, `threshold`, `robot_width_m`, \
+         `unit_system`, `question_template`, `answer_template`."
+    );
+    if !s.failures.is_empty() {
+        let _ =
+            writeln!(c, "\n## Failures\n\n{} scene graphs could not be read (see `dataset.json`).", s.failures.len());
+    }
+    c
+}

@@ -1,0 +1,287 @@
+//! Facts: what a question type says about given objects of a scene graph, with its margin, or nothing when the
+//! measurement cannot support an answer (a near-tie, a missing quantity).
+//!
+//! Every binary answer needs its margin to clear a threshold built from the measurement's uncertainty: the
+//! combined position uncertainty `sigma_m` of the two objects (depth noise grows with distance) times `k_sigma`,
+//! never less than `min_margin_m`; size comparisons also need a relative difference of `min_size_ratio`, volume
+//! comparisons a ratio of `min_volume_ratio`, clock directions an angle clear of the hour boundary.
+
+use serde::{Deserialize, Serialize};
+
+use super::types::{Form, QuestionType, Relation};
+use crate::scene::{SceneGraph, SceneObject, SceneRelation};
+
+/// When a measured difference is clear enough to answer.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Margins {
+    /// Standard deviations of the combined position uncertainty a margin must clear.
+    pub k_sigma: f32,
+    /// The smallest margin ever answered (metres).
+    pub min_margin_m: f32,
+    /// Taller/wider: the difference must also reach this share of the larger size.
+    pub min_size_ratio: f32,
+    /// Bigger/smaller: the volume ratio must reach this.
+    pub min_volume_ratio: f32,
+    /// Clock directions: the bearing must be this far (degrees) from a boundary between hours, and further when
+    /// the objects are close together (`k_sigma` times the bearing's uncertainty).
+    pub min_clock_margin_deg: f32,
+    /// Passing between two objects is only asked when both stand on the ground (bottom within this).
+    pub ground_contact_m: f32,
+    /// Gaps and distances below this are not asked as quantities (the objects touch).
+    pub min_quantity_m: f32,
+}
+
+impl Default for Margins {
+    fn default() -> Self {
+        Margins {
+            k_sigma: 2.0,
+            min_margin_m: 0.03,
+            min_size_ratio: 0.10,
+            min_volume_ratio: 1.5,
+            min_clock_margin_deg: 5.0,
+            ground_contact_m: 0.15,
+            min_quantity_m: 0.02,
+        }
+    }
+}
+
+impl Margins {
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        let checks = [
+            ("k_sigma", self.k_sigma),
+            ("min_margin_m", self.min_margin_m),
+            ("min_size_ratio", self.min_size_ratio),
+            ("min_clock_margin_deg", self.min_clock_margin_deg),
+            ("ground_contact_m", self.ground_contact_m),
+            ("min_quantity_m", self.min_quantity_m),
+        ];
+        for (name, v) in checks {
+            if !(v.is_finite() && v >= 0.0) {
+                return Err(format!("margins.{name} must be zero or positive, got {v}"));
+            }
+        }
+        if !(self.min_volume_ratio.is_finite() && self.min_volume_ratio >= 1.0) {
+            return Err(format!("margins.min_volume_ratio must be at least 1, got {}", self.min_volume_ratio));
+        }
+        if self.min_clock_margin_deg > 15.0 {
+            return Err(format!("margins.min_clock_margin_deg must be at most 15, got {}", self.min_clock_margin_deg));
+        }
+        Ok(())
+    }
+}
+
+/// What one question says about its objects.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Fact {
+    pub question_type: QuestionType,
+    /// The objects in question order (A, B, C); `len` of them are used.
+    pub objects: [u32; 3],
+    pub len: usize,
+    /// The answer of a yes/no question.
+    pub truth: Option<bool>,
+    /// The object the answer names ({X}): the winner of a choice, the taller, the closer candidate.
+    pub winner: Option<u32>,
+    /// The measured quantity: metres, or the clock hour for directions.
+    pub value: Option<f64>,
+    /// The values of {X} and {Y} (heights, distances), metres.
+    pub values: Option<(f64, f64)>,
+    /// Signed margin (metres; log volume ratio for bigger/smaller; degrees for directions) and the threshold it
+    /// cleared.
+    pub margin: Option<f64>,
+    pub threshold: Option<f64>,
+    /// The robot width of a pass-between question, metres.
+    pub robot_m: Option<f64>,
+}
+
+impl Fact {
+    fn new(t: QuestionType, objects: &[u32]) -> Fact {
+        let mut o = [0; 3];
+        o[..objects.len()].copy_from_slice(objects);
+        Fact {
+            question_type: t,
+            objects: o,
+            len: objects.len(),
+            truth: None,
+            winner: None,
+            value: None,
+            values: None,
+            margin: None,
+            threshold: None,
+            robot_m: None,
+        }
+    }
+
+    pub fn objects(&self) -> &[u32] {
+        &self.objects[..self.len]
+    }
+}
+
+/// The relation record of the ordered pair `(a, b)`: rows are a-major over every ordered pair.
+pub fn relation(graph: &SceneGraph, a: u32, b: u32) -> Option<&SceneRelation> {
+    let n = graph.objects.len();
+    let (ai, bi) = (a as usize, b as usize);
+    if ai == bi || ai >= n || bi >= n {
+        return None;
+    }
+    let k = ai * (n - 1) + if bi < ai { bi } else { bi - 1 };
+    match graph.relations.get(k) {
+        Some(r) if r.a == a && r.b == b => Some(r),
+        _ => graph.relations.iter().find(|r| r.a == a && r.b == b),
+    }
+}
+
+fn size(o: &SceneObject, rel: Relation) -> f32 {
+    match rel {
+        Relation::Taller | Relation::Shorter => o.height_m,
+        _ => o.width_m,
+    }
+}
+
+/// The signed margin of "A ⟨rel⟩ B" (positive when it holds) and the threshold it must clear.
+pub fn relation_margin(graph: &SceneGraph, rel: Relation, a: u32, b: u32, m: &Margins) -> Option<(f64, f64)> {
+    let r = relation(graph, a, b)?;
+    let (oa, ob) = (graph.objects.get(a as usize)?, graph.objects.get(b as usize)?);
+    let position = m.min_margin_m.max(m.k_sigma * r.sigma_m);
+    let (value, threshold) = match rel {
+        Relation::Left => (r.left_m, position),
+        Relation::Right => (-r.left_m, position),
+        Relation::Above => (r.above_m, position),
+        Relation::Below => (-r.above_m, position),
+        Relation::Front => (r.front_m, position),
+        Relation::Behind => (-r.front_m, position),
+        Relation::Taller | Relation::Shorter | Relation::Wider | Relation::Thinner => {
+            let d = match rel {
+                Relation::Taller => r.taller_m,
+                Relation::Shorter => -r.taller_m,
+                Relation::Wider => r.wider_m,
+                _ => -r.wider_m,
+            };
+            (d, position.max(m.min_size_ratio * size(oa, rel).max(size(ob, rel))))
+        }
+        Relation::Bigger => (r.bigger_log_ratio, m.min_volume_ratio.ln()),
+        Relation::Smaller => (-r.bigger_log_ratio, m.min_volume_ratio.ln()),
+    };
+    (value.is_finite() && threshold.is_finite()).then_some((f64::from(value), f64::from(threshold)))
+}
+
+/// What question type `t` says about `objects` (A, B[, C]) of `graph`, or `None` when it cannot be answered with
+/// confidence. `robot_m` is the robot width of [`QuestionType::PassBetween`] (ignored otherwise).
+pub fn evaluate(graph: &SceneGraph, t: QuestionType, objects: &[u32], robot_m: f64, m: &Margins) -> Option<Fact> {
+    if objects.len() != t.arity() {
+        return None;
+    }
+    let n = graph.objects.len() as u32;
+    for (i, &o) in objects.iter().enumerate() {
+        if o >= n || objects[..i].contains(&o) {
+            return None;
+        }
+    }
+    let mut fact = Fact::new(t, objects);
+    let position = |r: &SceneRelation| f64::from(m.min_margin_m.max(m.k_sigma * r.sigma_m));
+    match t.form() {
+        Form::Predicate(rel) | Form::Choice(rel) => {
+            let (margin, threshold) = relation_margin(graph, rel, objects[0], objects[1], m)?;
+            if margin.abs() <= threshold {
+                return None;
+            }
+            if matches!(t.form(), Form::Predicate(_)) {
+                fact.truth = Some(margin > 0.0);
+            } else {
+                fact.winner = Some(if margin > 0.0 { objects[0] } else { objects[1] });
+            }
+            fact.margin = Some(margin);
+            fact.threshold = Some(threshold);
+        }
+        Form::PairValue => {
+            let r = relation(graph, objects[0], objects[1])?;
+            let v = match t {
+                QuestionType::Distance => r.distance_m,
+                QuestionType::HorizontalDistance => r.horizontal_distance_m,
+                QuestionType::VerticalDistance => r.vertical_distance_m,
+                _ => r.gap_m,
+            };
+            if !(v.is_finite() && v >= m.min_quantity_m) {
+                return None;
+            }
+            fact.value = Some(f64::from(v));
+        }
+        Form::ObjectValue => {
+            let o = &graph.objects[objects[0] as usize];
+            let v = match t {
+                QuestionType::Width => o.width_m,
+                QuestionType::Height => o.height_m,
+                QuestionType::Depth => o.depth_m,
+                _ => o.distance_to_camera_m,
+            };
+            if !(v.is_finite() && v >= m.min_quantity_m) {
+                return None;
+            }
+            fact.value = Some(f64::from(v));
+        }
+        Form::Direction => {
+            let r = relation(graph, objects[0], objects[1])?;
+            let h = f64::from(r.horizontal_distance_m);
+            if !(h.is_finite() && h > position(r)) {
+                return None;
+            }
+            // The bearing's uncertainty (degrees) from the positions' uncertainty across the line between them.
+            let spread = (f64::from(r.sigma_m) / h).atan().to_degrees();
+            let threshold = f64::from(m.min_clock_margin_deg).max(f64::from(m.k_sigma) * spread);
+            let margin = f64::from(r.clock_margin_deg);
+            if !(margin > threshold) || !(1..=12).contains(&r.clock_hour) {
+                return None;
+            }
+            fact.value = Some(f64::from(r.clock_hour));
+            fact.margin = Some(margin);
+            fact.threshold = Some(threshold);
+        }
+        Form::HeightDifference => {
+            let (margin, threshold) = relation_margin(graph, Relation::Taller, objects[0], objects[1], m)?;
+            if margin.abs() <= threshold {
+                return None;
+            }
+            let (x, y) = if margin > 0.0 { (objects[0], objects[1]) } else { (objects[1], objects[0]) };
+            let h = |i: u32| f64::from(graph.objects[i as usize].height_m);
+            fact.winner = Some(x);
+            fact.value = Some(margin.abs());
+            fact.values = Some((h(x), h(y)));
+            fact.margin = Some(margin);
+            fact.threshold = Some(threshold);
+        }
+        Form::CloserTo => {
+            let (rb, rc) = (relation(graph, objects[0], objects[1])?, relation(graph, objects[0], objects[2])?);
+            let (db, dc) = (f64::from(rb.distance_m), f64::from(rc.distance_m));
+            let threshold = position(rb).max(position(rc));
+            let margin = dc - db;
+            if !(margin.abs() > threshold) {
+                return None;
+            }
+            let (x, dx, dy) = if margin > 0.0 { (objects[1], db, dc) } else { (objects[2], dc, db) };
+            fact.winner = Some(x);
+            fact.value = Some(margin.abs());
+            fact.values = Some((dx, dy));
+            fact.margin = Some(margin);
+            fact.threshold = Some(threshold);
+        }
+        Form::PassBetween => {
+            let r = relation(graph, objects[0], objects[1])?;
+            let grounded = |i: u32| graph.objects[i as usize].bottom_m.abs() <= m.ground_contact_m;
+            let gap = f64::from(r.gap_m);
+            if !(grounded(objects[0]) && grounded(objects[1]) && gap.is_finite() && robot_m > 0.0) {
+                return None;
+            }
+            let threshold = position(r);
+            let margin = gap - robot_m;
+            if !(margin.abs() > threshold) {
+                return None;
+            }
+            fact.truth = Some(margin > 0.0);
+            fact.value = Some(gap);
+            fact.margin = Some(margin);
+            fact.threshold = Some(threshold);
+            fact.robot_m = Some(robot_m);
+        }
+    }
+    Some(fact)
+}

@@ -1,0 +1,405 @@
+//! Templating: scene graphs to question-answer pairs.
+//!
+//! For each frame: name the objects unambiguously ([`refer`]), draw question types by the mix and objects at
+//! random (from the seed and the frame's name only), keep only questions whose answer the measurement supports
+//! ([`facts`]), balance yes and no, and phrase them from the template bank ([`templates`]) with human numbers
+//! ([`numbers`]). Every pair carries its provenance: frame, objects, question type, value, margin.
+//!
+//! ```no_run
+//! use spatialsynth::qa::{generate_frame, QaOptions, TemplateBank};
+//! # fn main() -> Result<(), spatialsynth::Error> {
+//! let bank = TemplateBank::builtin()?;
+//! let options = QaOptions::default();
+//! # let graph: spatialsynth::scene::SceneGraph = unimplemented!();
+//! for qa in generate_frame(&graph, bank, &options)? {
+//!     println!("{} -> {}", qa.question, qa.answer);
+//! }
+//! # Ok(()) }
+//! ```
+
+pub mod facts;
+pub mod numbers;
+pub mod refer;
+pub mod templates;
+pub mod types;
+
+use serde::{Deserialize, Serialize};
+
+pub use facts::{evaluate, Fact, Margins};
+pub use numbers::{UnitSystem, Units};
+pub use refer::{references, ReferenceRule};
+pub use templates::TemplateBank;
+pub use types::{Category, Form, QuestionType, Relation};
+
+use crate::error::{Error, Result};
+use crate::scene::SceneGraph;
+use templates::{Slot, SLOTS};
+
+/// Relative weights of the question types: a category weight shared among its types, times a per-type factor.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TypeMix {
+    /// Weight of each type, indexed by [`QuestionType::index`] (written to run records by name).
+    weights: Vec<f64>,
+}
+
+impl Default for TypeMix {
+    fn default() -> Self {
+        TypeMix::from_spec("qualitative=1,quantitative=1,reasoning=0.5").unwrap_or(TypeMix { weights: vec![1.0; 36] })
+    }
+}
+
+impl TypeMix {
+    /// Parses `name=weight,...` where a name is a category (`qualitative`, `quantitative`, `reasoning`: the weight
+    /// is shared equally among its types) or a question type (its own weight, replacing the category's share).
+    /// Categories not named keep weight 1; `all=0` first switches everything off.
+    pub fn from_spec(spec: &str) -> std::result::Result<TypeMix, String> {
+        let mut category = [1.0f64; 3];
+        let mut explicit: Vec<(QuestionType, f64)> = Vec::new();
+        for item in spec.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            let (name, weight) = item.split_once('=').ok_or_else(|| format!("mix item {item:?} is not name=weight"))?;
+            let w: f64 = weight.trim().parse().map_err(|_| format!("mix item {item:?}: {weight:?} is not a number"))?;
+            if !(w.is_finite() && w >= 0.0) {
+                return Err(format!("mix item {item:?}: weights must be zero or positive"));
+            }
+            match name.trim() {
+                "all" => category = [w; 3],
+                n => match (Category::ALL.iter().position(|c| c.name() == n), QuestionType::from_name(n)) {
+                    (Some(c), _) => category[c] = w,
+                    (None, Some(t)) => explicit.push((t, w)),
+                    (None, None) => return Err(format!("mix: unknown category or question type {n:?}")),
+                },
+            }
+        }
+        let mut weights = vec![0.0; QuestionType::ALL.len()];
+        for (c, cat) in Category::ALL.iter().enumerate() {
+            let members: Vec<&QuestionType> = QuestionType::ALL.iter().filter(|t| t.category() == *cat).collect();
+            for t in &members {
+                weights[t.index()] = category[c] / members.len() as f64;
+            }
+        }
+        for (t, w) in explicit {
+            weights[t.index()] = w;
+        }
+        if weights.iter().all(|w| *w == 0.0) {
+            return Err("mix: every question type has weight 0".into());
+        }
+        Ok(TypeMix { weights })
+    }
+
+    pub fn weight(&self, t: QuestionType) -> f64 {
+        self.weights.get(t.index()).copied().unwrap_or(0.0)
+    }
+}
+
+/// Everything that shapes the generated questions. Written to the dataset's `dataset.json`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct QaOptions {
+    /// Same scene graphs + same seed + same options = byte-identical output.
+    pub seed: u64,
+    /// Questions per image (fewer when the scene cannot support that many distinct ones).
+    pub qa_per_image: usize,
+    pub units: Units,
+    pub mix: TypeMix,
+    pub margins: Margins,
+    pub references: ReferenceRule,
+    /// Robot widths (metres) drawn for pass-between questions.
+    pub robot_widths_m: Vec<f64>,
+}
+
+impl Default for QaOptions {
+    fn default() -> Self {
+        QaOptions {
+            seed: 0,
+            qa_per_image: 16,
+            units: Units::Metric,
+            mix: TypeMix::default(),
+            margins: Margins::default(),
+            references: ReferenceRule::default(),
+            robot_widths_m: vec![0.3, 0.4, 0.5, 0.6, 0.8, 1.0],
+        }
+    }
+}
+
+impl QaOptions {
+    pub fn validate(&self) -> Result<()> {
+        let err = |message: String| Error::Config { message };
+        self.margins.validate().map_err(err)?;
+        if self.qa_per_image == 0 {
+            return Err(err("qa_per_image must be at least 1".into()));
+        }
+        if self.robot_widths_m.iter().any(|w| !(w.is_finite() && *w > 0.0)) {
+            return Err(err(format!("robot_widths_m must be positive, got {:?}", self.robot_widths_m)));
+        }
+        Ok(())
+    }
+}
+
+/// One question-answer pair with its provenance (a row of the Parquet file; an entry of `qa` in the JSON Lines).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct QaRecord {
+    /// `frame#k`, unique in a dataset.
+    pub id: String,
+    pub frame: String,
+    /// The colour image, as the scene graph names it.
+    pub image: Option<String>,
+    pub question_type: QuestionType,
+    pub category: Category,
+    pub question: String,
+    pub answer: String,
+    /// Object ids of the scene graph, in question order (A, B, C).
+    pub objects: Vec<u32>,
+    pub labels: Vec<String>,
+    /// How the question names each object.
+    pub references: Vec<String>,
+    /// The answer of a yes/no question.
+    pub answer_bool: Option<bool>,
+    /// The object the answer names (winner of a choice, the taller, the closer).
+    pub answer_object: Option<u32>,
+    /// The measured quantity behind the answer (exact, before rounding).
+    pub value: Option<f64>,
+    /// `m` for lengths, `clock_hour` for directions.
+    pub unit: Option<String>,
+    /// The signed margin of the fact and the threshold it cleared (see [`Fact`]).
+    pub margin: Option<f64>,
+    pub threshold: Option<f64>,
+    pub robot_width_m: Option<f64>,
+    /// The unit system of the answer's numbers (`null` when it has none).
+    pub unit_system: Option<UnitSystem>,
+    /// Indices of the phrasings used (question; answer within its list).
+    pub question_template: u32,
+    pub answer_template: u32,
+}
+
+/// SplitMix64: a small, fast generator; each frame gets its own stream from the seed and its name.
+struct Rng(u64);
+
+impl Rng {
+    fn for_frame(seed: u64, frame: &str) -> Rng {
+        // FNV-1a of the name, mixed with the seed.
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in frame.as_bytes() {
+            h = (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
+        }
+        let mut r = Rng(h ^ seed.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+        r.next();
+        r
+    }
+
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        ((self.next() >> 32) * n as u64 >> 32) as usize
+    }
+
+    fn unit(&mut self) -> f64 {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    fn coin(&mut self) -> bool {
+        self.next() >> 63 == 1
+    }
+}
+
+/// Attempts per requested question before a frame gives up (scenes with few answerable facts).
+const ATTEMPTS_PER_QUESTION: usize = 24;
+
+/// The questions of one frame, deterministic in (graph, seed, options).
+pub fn generate_frame(graph: &SceneGraph, bank: &TemplateBank, options: &QaOptions) -> Result<Vec<QaRecord>> {
+    let mut out = Vec::new();
+    generate_frame_into(graph, bank, options, &mut out);
+    Ok(out)
+}
+
+/// As [`generate_frame`], appending to `out` (lets a caller reuse its buffer).
+pub fn generate_frame_into(graph: &SceneGraph, bank: &TemplateBank, options: &QaOptions, out: &mut Vec<QaRecord>) {
+    let refs = references(graph, &options.references);
+    let referable: Vec<u32> = (0..refs.len() as u32).filter(|&i| refs[i as usize].is_some()).collect();
+    let types: Vec<(QuestionType, f64)> = QuestionType::ALL
+        .iter()
+        .map(|&t| (t, options.mix.weight(t)))
+        .filter(|&(t, w)| w > 0.0 && t.arity() <= referable.len())
+        .collect();
+    let total: f64 = types.iter().map(|(_, w)| w).sum();
+    if types.is_empty() || total <= 0.0 {
+        return;
+    }
+    let mut rng = Rng::for_frame(options.seed, &graph.frame);
+    let mut want_yes = rng.coin();
+    let mut asked: Vec<(QuestionType, [u32; 3])> = Vec::new();
+    let first = out.len();
+    for _ in 0..options.qa_per_image * ATTEMPTS_PER_QUESTION {
+        if out.len() - first >= options.qa_per_image {
+            break;
+        }
+        let mut pick = rng.unit() * total;
+        let mut t = types[types.len() - 1].0;
+        for &(ty, w) in &types {
+            if pick < w {
+                t = ty;
+                break;
+            }
+            pick -= w;
+        }
+        let mut objects = [0u32; 3];
+        for k in 0..t.arity() {
+            loop {
+                let o = referable[rng.below(referable.len())];
+                if !objects[..k].contains(&o) {
+                    objects[k] = o;
+                    break;
+                }
+            }
+        }
+        let objs = &mut objects[..t.arity()];
+        let robot = match t {
+            QuestionType::PassBetween if !options.robot_widths_m.is_empty() => {
+                options.robot_widths_m[rng.below(options.robot_widths_m.len())]
+            }
+            _ => 0.0,
+        };
+        let Some(mut fact) = evaluate(graph, t, objs, robot, &options.margins) else { continue };
+        if let Some(truth) = fact.truth {
+            if truth != want_yes {
+                if t == QuestionType::PassBetween {
+                    continue;
+                }
+                // Asking about (B, A) flips the answer of every relation (its margin is antisymmetric).
+                objs.swap(0, 1);
+                match evaluate(graph, t, objs, robot, &options.margins) {
+                    Some(f) if f.truth == Some(want_yes) => fact = f,
+                    _ => continue,
+                }
+            }
+        } else if matches!(t.form(), Form::Choice(_) | Form::HeightDifference) && rng.coin() {
+            // The winner comes first or second at random.
+            objs.swap(0, 1);
+            match evaluate(graph, t, objs, robot, &options.margins) {
+                Some(f) => fact = f,
+                None => continue,
+            }
+        }
+        let key = dedup_key(t, fact.objects());
+        if asked.contains(&(t, key)) {
+            continue;
+        }
+        asked.push((t, key));
+        if fact.truth.is_some() {
+            want_yes = !want_yes;
+        }
+        out.push(render(graph, &refs, bank, options, &fact, &mut rng, out.len() - first));
+    }
+}
+
+/// Questions about the same objects count once per type (A/B order aside, except for directions).
+fn dedup_key(t: QuestionType, objects: &[u32]) -> [u32; 3] {
+    match (t, objects) {
+        (QuestionType::Direction, &[a, b]) => [a, b, u32::MAX],
+        (_, &[a, b]) => [a.min(b), a.max(b), u32::MAX],
+        (_, &[a, b, c]) => [a, b.min(c), b.max(c)],
+        (_, &[a]) => [a, u32::MAX, u32::MAX],
+        _ => [u32::MAX; 3],
+    }
+}
+
+fn render(
+    graph: &SceneGraph,
+    refs: &[Option<String>],
+    bank: &TemplateBank,
+    options: &QaOptions,
+    fact: &Fact,
+    rng: &mut Rng,
+    k: usize,
+) -> QaRecord {
+    let t = fact.question_type;
+    let tt = bank.get(t);
+    let objects = fact.objects();
+    let name = |o: u32| refs[o as usize].as_deref().unwrap_or("");
+    let system = match options.units {
+        Units::Metric => UnitSystem::Metric,
+        Units::Imperial => UnitSystem::Imperial,
+        Units::Mixed => {
+            if rng.coin() {
+                UnitSystem::Imperial
+            } else {
+                UnitSystem::Metric
+            }
+        }
+    };
+    let length = |v: Option<f64>| v.map(|v| numbers::format_length(v, system)).unwrap_or_default();
+    let is_direction = t == QuestionType::Direction;
+    let value = match (is_direction, fact.value) {
+        (true, _) => String::new(),
+        (false, v) => length(v),
+    };
+    let hour = match (is_direction, fact.value) {
+        (true, Some(h)) => format!("{}", h as u32),
+        _ => String::new(),
+    };
+    let (x_value, y_value) = match fact.values {
+        Some((x, y)) => (length(Some(x)), length(Some(y))),
+        None => (String::new(), String::new()),
+    };
+    let robot = length(fact.robot_m);
+    let winner = fact.winner;
+    let loser = winner.and_then(|w| match t.form() {
+        Form::CloserTo => objects[1..].iter().copied().find(|&o| o != w),
+        _ => objects.iter().copied().find(|&o| o != w),
+    });
+    let mut values = [""; SLOTS];
+    values[Slot::A as usize] = name(objects[0]);
+    if objects.len() > 1 {
+        values[Slot::B as usize] = name(objects[1]);
+    }
+    if objects.len() > 2 {
+        values[Slot::C as usize] = name(objects[2]);
+    }
+    values[Slot::X as usize] = winner.map(name).unwrap_or("");
+    values[Slot::Y as usize] = loser.map(name).unwrap_or("");
+    values[Slot::Value as usize] = &value;
+    values[Slot::XValue as usize] = &x_value;
+    values[Slot::YValue as usize] = &y_value;
+    values[Slot::Hour as usize] = &hour;
+    values[Slot::Robot as usize] = &robot;
+
+    let qi = rng.below(tt.questions.len());
+    let answers = match fact.truth {
+        Some(true) => &tt.yes,
+        Some(false) => &tt.no,
+        None => &tt.answers,
+    };
+    let ai = rng.below(answers.len());
+    let mut question = String::with_capacity(96);
+    tt.questions[qi].render_into(&mut question, &values);
+    let mut answer = String::with_capacity(96);
+    answers[ai].render_into(&mut answer, &values);
+    let has_number = fact.value.is_some() && !is_direction || fact.robot_m.is_some();
+    QaRecord {
+        id: format!("{}#{k}", graph.frame),
+        frame: graph.frame.clone(),
+        image: graph.color.clone(),
+        question_type: t,
+        category: t.category(),
+        question,
+        answer,
+        objects: objects.to_vec(),
+        labels: objects.iter().map(|&o| graph.objects[o as usize].label.clone()).collect(),
+        references: objects.iter().map(|&o| name(o).to_string()).collect(),
+        answer_bool: fact.truth,
+        answer_object: winner,
+        value: fact.value,
+        unit: fact.value.map(|_| if is_direction { "clock_hour".into() } else { "m".into() }),
+        margin: fact.margin,
+        threshold: fact.threshold,
+        robot_width_m: fact.robot_m,
+        unit_system: has_number.then_some(system),
+        question_template: qi as u32,
+        answer_template: ai as u32,
+    }
+}

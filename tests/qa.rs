@@ -1,0 +1,567 @@
+//! Templating: every answer agrees with the scene graph it came from, swapping A and B flips binary answers,
+//! near-ties get no binary question, yes/no is balanced, references are unambiguous, output is deterministic.
+
+mod common;
+
+use proptest::prelude::*;
+use spatialsynth::geometry::Point3;
+use spatialsynth::io::objects::ObjectKind;
+use spatialsynth::io::DepthSource;
+use spatialsynth::pipeline::{scene_from_points, ObjectInput, SceneConfig};
+use spatialsynth::qa::numbers::parse_length;
+use spatialsynth::qa::templates::{TemplateBank, SLOTS};
+use spatialsynth::qa::{
+    evaluate, generate_frame, references, Form, QaOptions, QaRecord, QuestionType, Relation, Units,
+};
+use spatialsynth::scene::{GroundInfo, SceneGraph};
+
+/// A box standing in a level camera's view: centre `x` (right) and `z` (forward) in metres, size `[w, h, d]`,
+/// bottom `lift` above the floor. The camera is 1.4 m above the floor.
+#[derive(Clone, Debug)]
+struct Block {
+    label: &'static str,
+    x: f32,
+    z: f32,
+    size: [f32; 3],
+    lift: f32,
+    color: Option<&'static str>,
+}
+
+const CAMERA_HEIGHT: f32 = 1.4;
+
+fn grid(origin: Point3, a: Point3, b: Point3, step: f32) -> Vec<Point3> {
+    let la = (a[0] * a[0] + a[1] * a[1] + a[2] * a[2]).sqrt();
+    let lb = (b[0] * b[0] + b[1] * b[1] + b[2] * b[2]).sqrt();
+    let (na, nb) = ((la / step).ceil().max(1.0) as usize, (lb / step).ceil().max(1.0) as usize);
+    let mut out = Vec::new();
+    for i in 0..=na {
+        for j in 0..=nb {
+            let (s, t) = (i as f32 / na as f32, j as f32 / nb as f32);
+            out.push([0, 1, 2].map(|k| origin[k] + s * a[k] + t * b[k]));
+        }
+    }
+    out
+}
+
+/// The visible front and top faces of a block, camera frame (y down).
+fn block_points(b: &Block) -> Vec<Point3> {
+    let [w, h, d] = b.size;
+    let (bottom, top) = (CAMERA_HEIGHT - b.lift, CAMERA_HEIGHT - b.lift - h);
+    let step = 0.02;
+    let mut pts = grid([b.x - w / 2.0, top, b.z - d / 2.0], [w, 0.0, 0.0], [0.0, bottom - top, 0.0], step);
+    pts.extend(grid([b.x - w / 2.0, top, b.z - d / 2.0], [w, 0.0, 0.0], [0.0, 0.0, d], step));
+    pts
+}
+
+/// A scene graph computed by the real pipeline from a floor and blocks.
+fn scene(name: &str, blocks: &[Block]) -> SceneGraph {
+    let mut all = grid([-4.0, CAMERA_HEIGHT, 0.5], [8.0, 0.0, 0.0], [0.0, 0.0, 7.5], 0.05);
+    let objects: Vec<ObjectInput> = blocks
+        .iter()
+        .map(|b| ObjectInput {
+            label: b.label.into(),
+            kind: ObjectKind::Instance,
+            instance_id: None,
+            bbox_px: [0.0; 4],
+            points_in_camera: block_points(b),
+            in_box_core: Vec::new(),
+            score: None,
+            colors: Vec::new(),
+        })
+        .collect();
+    for o in &objects {
+        all.extend(&o.points_in_camera);
+    }
+    let geo = scene_from_points(name, &all, None, &objects, 1e9, None, &SceneConfig::default()).unwrap();
+    assert!(geo.ground.found, "{name}");
+    let mut objects = geo.objects;
+    for o in &mut objects {
+        o.color = blocks[o.annotation_index as usize].color.map(String::from);
+    }
+    let k = spatialsynth::geometry::Intrinsics { fx: 500.0, fy: 500.0, cx: 320.0, cy: 240.0, width: 640, height: 480 };
+    SceneGraph {
+        frame: name.into(),
+        frame_id: name.into(),
+        dataset: "synthetic".into(),
+        color: Some(format!("{name}.png")),
+        depth: None,
+        depth_source: DepthSource::File,
+        intrinsics: k,
+        intrinsics_assumed: false,
+        image_filter: None,
+        valid_depth_points: all.len() as u32,
+        ground: GroundInfo { ..geo.ground },
+        canonical_from_camera: geo.canonical.matrix(),
+        objects,
+        dropped_objects: Vec::new(),
+        relations: geo.relations,
+    }
+}
+
+fn block(label: &'static str, x: f32, z: f32, size: [f32; 3]) -> Block {
+    Block { label, x, z, size, lift: 0.0, color: None }
+}
+
+fn living_room() -> SceneGraph {
+    scene(
+        "synthetic/living_room",
+        &[
+            block("sofa", -1.5, 4.0, [1.8, 0.8, 0.9]),
+            block("table", 0.3, 3.0, [1.0, 0.45, 0.6]),
+            block("lamp", 1.8, 4.5, [0.3, 1.6, 0.3]),
+            Block { label: "vase", x: 0.3, z: 3.0, size: [0.15, 0.3, 0.15], lift: 0.5, color: None },
+            block("chair", -0.6, 2.2, [0.5, 0.9, 0.5]),
+        ],
+    )
+}
+
+fn relation_value(graph: &SceneGraph, rel: Relation, a: u32, b: u32) -> f64 {
+    let r = graph.relations.iter().find(|r| r.a == a && r.b == b).unwrap();
+    f64::from(match rel {
+        Relation::Left => r.left_m,
+        Relation::Right => -r.left_m,
+        Relation::Above => r.above_m,
+        Relation::Below => -r.above_m,
+        Relation::Front => r.front_m,
+        Relation::Behind => -r.front_m,
+        Relation::Taller => r.taller_m,
+        Relation::Shorter => -r.taller_m,
+        Relation::Wider => r.wider_m,
+        Relation::Thinner => -r.wider_m,
+        Relation::Bigger => r.bigger_log_ratio,
+        Relation::Smaller => -r.bigger_log_ratio,
+    })
+}
+
+/// Every length written in `text`, in metres.
+fn lengths_in(text: &str) -> Vec<f64> {
+    let words: Vec<&str> = text.split_whitespace().collect();
+    let clean = |w: &str| w.trim_matches(|c: char| !c.is_alphanumeric() && c != '.').trim_end_matches('.').to_string();
+    words.windows(2).filter_map(|w| parse_length(&format!("{} {}", clean(w[0]), clean(w[1])))).collect()
+}
+
+fn rendered(list: &[spatialsynth::qa::templates::Template], r: &QaRecord) -> String {
+    let _ = SLOTS;
+    list[r.answer_template as usize].source().to_string()
+}
+
+/// Checks one record against its graph with code independent of the generator's.
+fn check_record(graph: &SceneGraph, bank: &TemplateBank, r: &QaRecord) {
+    let o = &r.objects;
+    let obj = |i: u32| &graph.objects[i as usize];
+    let rel = |a: u32, b: u32| graph.relations.iter().find(|x| x.a == a && x.b == b).unwrap();
+    let close = |written: f64, exact: f64| (written - exact).abs() <= (0.08 * exact).max(0.013);
+    let tt = bank.get(r.question_type);
+    let what = format!("{r:?}");
+    assert_eq!(r.labels.len(), o.len(), "{what}");
+    for (i, &id) in o.iter().enumerate() {
+        assert_eq!(r.labels[i], obj(id).label, "{what}");
+    }
+    match r.question_type.form() {
+        Form::Predicate(relation) => {
+            let v = relation_value(graph, relation, o[0], o[1]);
+            assert_eq!(r.answer_bool, Some(v > 0.0), "{what}");
+            assert!(v.abs() > r.threshold.unwrap(), "near-tie answered: {what}");
+            let list = if v > 0.0 { &tt.yes } else { &tt.no };
+            assert!((r.answer_template as usize) < list.len(), "{what}");
+            let _ = rendered(list, r);
+        }
+        Form::Choice(relation) => {
+            let v = relation_value(graph, relation, o[0], o[1]);
+            assert!(v.abs() > r.threshold.unwrap(), "near-tie answered: {what}");
+            let winner = if v > 0.0 { o[0] } else { o[1] };
+            assert_eq!(r.answer_object, Some(winner), "{what}");
+            let name = &r.references[if v > 0.0 { 0 } else { 1 }];
+            assert!(r.answer.to_lowercase().contains(&name.to_lowercase()), "{what}");
+        }
+        Form::PairValue => {
+            let x = rel(o[0], o[1]);
+            let exact = f64::from(match r.question_type {
+                QuestionType::Distance => x.distance_m,
+                QuestionType::HorizontalDistance => x.horizontal_distance_m,
+                QuestionType::VerticalDistance => x.vertical_distance_m,
+                _ => x.gap_m,
+            });
+            assert_eq!(r.value, Some(exact), "{what}");
+            assert!(lengths_in(&r.answer).iter().any(|&w| close(w, exact)), "{what}");
+        }
+        Form::ObjectValue => {
+            let x = obj(o[0]);
+            let exact = f64::from(match r.question_type {
+                QuestionType::Width => x.width_m,
+                QuestionType::Height => x.height_m,
+                QuestionType::Depth => x.depth_m,
+                _ => x.distance_to_camera_m,
+            });
+            assert_eq!(r.value, Some(exact), "{what}");
+            assert!(lengths_in(&r.answer).iter().any(|&w| close(w, exact)), "{what}");
+        }
+        Form::Direction => {
+            let hour = rel(o[0], o[1]).clock_hour;
+            assert_eq!(r.value, Some(f64::from(hour)), "{what}");
+            assert!(r.answer.contains(&format!("{hour} o'clock")), "{what}");
+        }
+        Form::HeightDifference => {
+            let d = f64::from(obj(o[0]).height_m) - f64::from(obj(o[1]).height_m);
+            assert_eq!(r.answer_object, Some(if d > 0.0 { o[0] } else { o[1] }), "{what}");
+            assert!(lengths_in(&r.answer).iter().any(|&w| close(w, d.abs())), "{what}");
+        }
+        Form::CloserTo => {
+            let (db, dc) = (f64::from(rel(o[0], o[1]).distance_m), f64::from(rel(o[0], o[2]).distance_m));
+            assert_eq!(r.answer_object, Some(if db < dc { o[1] } else { o[2] }), "{what}");
+            assert!(lengths_in(&r.answer).iter().any(|&w| close(w, (db - dc).abs())), "{what}");
+        }
+        Form::PassBetween => {
+            let gap = f64::from(rel(o[0], o[1]).gap_m);
+            let robot = r.robot_width_m.unwrap();
+            assert_eq!(r.answer_bool, Some(gap > robot), "{what}");
+            assert!((gap - robot).abs() > r.threshold.unwrap(), "{what}");
+            assert!(obj(o[0]).bottom_m.abs() < 0.2 && obj(o[1]).bottom_m.abs() < 0.2, "{what}");
+        }
+    }
+    // The question names every object by its reference.
+    for name in &r.references {
+        assert!(r.question.to_lowercase().contains(&name.to_lowercase()), "{what}");
+    }
+}
+
+fn arb_block() -> impl Strategy<Value = Block> {
+    let labels = prop::sample::select(vec!["chair", "table", "lamp", "box", "bottle", "plant"]);
+    (labels, -2.0f32..2.0, 2.0f32..6.0, 0.15f32..1.2, 0.15f32..1.6, 0.15f32..1.0, prop::bool::weighted(0.2)).prop_map(
+        |(label, x, z, w, h, d, lifted)| Block {
+            label,
+            x,
+            z,
+            size: [w, h, d],
+            lift: if lifted { 0.4 } else { 0.0 },
+            color: None,
+        },
+    )
+}
+
+fn non_overlapping(blocks: Vec<Block>) -> Vec<Block> {
+    let mut kept: Vec<Block> = Vec::new();
+    for b in blocks {
+        let apart = kept.iter().all(|k| {
+            (k.x - b.x).abs() > (k.size[0] + b.size[0]) / 2.0 + 0.1
+                || (k.z - b.z).abs() > (k.size[2] + b.size[2]) / 2.0 + 0.1
+        });
+        if apart {
+            kept.push(b);
+        }
+    }
+    kept
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    #[test]
+    fn every_answer_agrees_with_its_scene_graph(blocks in prop::collection::vec(arb_block(), 2..7), seed in 0u64..1000) {
+        let blocks = non_overlapping(blocks);
+        prop_assume!(blocks.len() >= 2);
+        let graph = scene("synthetic/random", &blocks);
+        let bank = TemplateBank::builtin().unwrap();
+        for units in [Units::Metric, Units::Imperial] {
+            let options = QaOptions { seed, qa_per_image: 64, units, ..QaOptions::default() };
+            for r in generate_frame(&graph, bank, &options).unwrap() {
+                check_record(&graph, bank, &r);
+            }
+        }
+    }
+
+    #[test]
+    fn swapping_a_and_b_flips_every_binary_answer(blocks in prop::collection::vec(arb_block(), 2..6)) {
+        let blocks = non_overlapping(blocks);
+        prop_assume!(blocks.len() >= 2);
+        let graph = scene("synthetic/swap", &blocks);
+        let m = QaOptions::default().margins;
+        let n = graph.objects.len() as u32;
+        for &t in QuestionType::ALL.iter().filter(|t| t.arity() == 2) {
+            for a in 0..n {
+                for b in 0..n {
+                    if a == b { continue; }
+                    let ab = evaluate(&graph, t, &[a, b], 0.5, &m);
+                    let ba = evaluate(&graph, t, &[b, a], 0.5, &m);
+                    match t.form() {
+                        Form::Predicate(_) => {
+                            prop_assert_eq!(ab.is_some(), ba.is_some(), "{} {} {}", t.name(), a, b);
+                            if let (Some(x), Some(y)) = (ab, ba) {
+                                prop_assert_eq!(x.truth, y.truth.map(|v| !v));
+                                prop_assert_eq!(x.margin.unwrap(), -y.margin.unwrap());
+                            }
+                        }
+                        Form::Choice(_) | Form::HeightDifference => {
+                            prop_assert_eq!(ab.map(|f| f.winner), ba.map(|f| f.winner));
+                        }
+                        Form::PairValue | Form::PassBetween => {
+                            prop_assert_eq!(ab.map(|f| (f.value, f.truth)), ba.map(|f| (f.value, f.truth)));
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn the_mirror_relation_gives_the_same_fact() {
+    // "Is A left of B?" and "Is B right of A?" agree, for every relation and its mirror.
+    let graph = living_room();
+    let m = QaOptions::default().margins;
+    let mirrors = [
+        (QuestionType::LeftPredicate, QuestionType::RightPredicate),
+        (QuestionType::AbovePredicate, QuestionType::BelowPredicate),
+        (QuestionType::FrontPredicate, QuestionType::BehindPredicate),
+        (QuestionType::TallerPredicate, QuestionType::ShorterPredicate),
+        (QuestionType::WiderPredicate, QuestionType::ThinnerPredicate),
+        (QuestionType::BiggerPredicate, QuestionType::SmallerPredicate),
+    ];
+    let n = graph.objects.len() as u32;
+    let mut answered = 0;
+    for (p, q) in mirrors {
+        for a in 0..n {
+            for b in (0..n).filter(|&b| b != a) {
+                let x = evaluate(&graph, p, &[a, b], 0.0, &m).map(|f| f.truth);
+                let y = evaluate(&graph, q, &[b, a], 0.0, &m).map(|f| f.truth);
+                assert_eq!(x, y, "{} vs {}", p.name(), q.name());
+                answered += usize::from(x.is_some());
+            }
+        }
+    }
+    assert!(answered > 40, "{answered}");
+}
+
+#[test]
+fn the_living_room_answers_match_what_was_built() {
+    let graph = living_room();
+    let label = |i: u32| graph.objects[i as usize].label.as_str();
+    let id = |l: &str| graph.objects.iter().position(|o| o.label == l).unwrap() as u32;
+    let m = QaOptions::default().margins;
+    let truth = |t, a: &str, b: &str| evaluate(&graph, t, &[id(a), id(b)], 0.0, &m).and_then(|f| f.truth);
+    assert_eq!(truth(QuestionType::LeftPredicate, "sofa", "table"), Some(true));
+    assert_eq!(truth(QuestionType::RightPredicate, "sofa", "lamp"), Some(false));
+    // In front = nearer the viewer: the chair (2.2 m) is in front of the sofa (4 m), not behind it.
+    assert_eq!(truth(QuestionType::FrontPredicate, "chair", "sofa"), Some(true));
+    assert_eq!(truth(QuestionType::BehindPredicate, "chair", "sofa"), Some(false));
+    // Height means the vertical size (the lamp is 1.6 m tall and 0.3 m wide), not the width.
+    assert_eq!(truth(QuestionType::TallerPredicate, "lamp", "sofa"), Some(true));
+    assert_eq!(truth(QuestionType::WiderPredicate, "lamp", "sofa"), Some(false));
+    // The vase stands on the table: above it.
+    assert_eq!(truth(QuestionType::AbovePredicate, "vase", "table"), Some(true));
+    let h = evaluate(&graph, QuestionType::Height, &[id("lamp")], 0.0, &m).unwrap().value.unwrap();
+    assert!((h - 1.6).abs() < 0.05, "{h}");
+    let w = evaluate(&graph, QuestionType::Width, &[id("sofa")], 0.0, &m).unwrap().value.unwrap();
+    assert!((w - 1.8).abs() < 0.05, "{w}");
+    // The sofa–table gap (about 0.5 m sideways) lets a 0.3 m robot through, not a 1 m one.
+    let pass = |w| evaluate(&graph, QuestionType::PassBetween, &[id("sofa"), id("table")], w, &m).and_then(|f| f.truth);
+    assert_eq!(pass(0.3), Some(true), "{}", label(id("sofa")));
+    assert_eq!(pass(1.0), Some(false));
+    let bank = TemplateBank::builtin().unwrap();
+    for seed in 0..20 {
+        let options = QaOptions { seed, qa_per_image: 40, ..QaOptions::default() };
+        for r in generate_frame(&graph, bank, &options).unwrap() {
+            check_record(&graph, bank, &r);
+        }
+    }
+}
+
+#[test]
+fn near_ties_get_no_binary_question() {
+    // Two chairs side by side 2 cm apart in depth and of equal size, at 4 m (depth noise about 5 cm there), and a
+    // table clearly in front of them.
+    let graph = scene(
+        "synthetic/tie",
+        &[
+            Block { color: Some("red"), ..block("chair", -0.5, 4.0, [0.5, 0.9, 0.5]) },
+            Block { color: Some("blue"), ..block("chair", 0.5, 4.02, [0.5, 0.9, 0.5]) },
+            block("table", 0.0, 2.0, [1.2, 0.7, 0.8]),
+        ],
+    );
+    let refs = references(&graph, &QaOptions::default().references);
+    assert_eq!(refs.iter().flatten().count(), 3, "{refs:?}");
+    let bank = TemplateBank::builtin().unwrap();
+    let chairs: Vec<u32> = (0..3).filter(|&i| graph.objects[i as usize].label == "chair").collect();
+    let tied = [
+        QuestionType::FrontPredicate,
+        QuestionType::FrontChoice,
+        QuestionType::BehindPredicate,
+        QuestionType::BehindChoice,
+        QuestionType::TallerPredicate,
+        QuestionType::TallerChoice,
+        QuestionType::ShorterPredicate,
+        QuestionType::WiderChoice,
+        QuestionType::BiggerPredicate,
+        QuestionType::SmallerChoice,
+        QuestionType::AbovePredicate,
+        QuestionType::HeightDifference,
+    ];
+    let mut total = 0;
+    let mut chair_pairs = 0;
+    for seed in 0..200 {
+        let options = QaOptions { seed, qa_per_image: 30, ..QaOptions::default() };
+        for r in generate_frame(&graph, bank, &options).unwrap() {
+            total += 1;
+            let both_chairs = r.objects.len() == 2 && r.objects.iter().all(|o| chairs.contains(o));
+            if both_chairs {
+                chair_pairs += 1;
+                assert!(!tied.contains(&r.question_type), "near-tie asked: {r:?}");
+            }
+        }
+    }
+    // The chairs are still asked about: left/right, distances.
+    assert!(total > 1000 && chair_pairs > 50, "{total} {chair_pairs}");
+}
+
+#[test]
+fn yes_and_no_are_balanced() {
+    let graph = living_room();
+    let bank = TemplateBank::builtin().unwrap();
+    let (mut yes, mut no) = (0, 0);
+    for seed in 0..300 {
+        let options = QaOptions { seed, qa_per_image: 20, ..QaOptions::default() };
+        for r in generate_frame(&graph, bank, &options).unwrap() {
+            match r.answer_bool {
+                Some(true) => yes += 1,
+                Some(false) => no += 1,
+                None => {}
+            }
+        }
+    }
+    let share = f64::from(yes) / f64::from(yes + no);
+    assert!(yes + no > 1000 && (share - 0.5).abs() < 0.03, "{yes} yes, {no} no");
+}
+
+#[test]
+fn objects_of_one_class_are_told_apart_or_left_out() {
+    let chair = |x, z, color| Block { color, ..block("chair", x, z, [0.5, 0.9, 0.5]) };
+    // Colour first, then position.
+    let g = scene(
+        "synthetic/chairs",
+        &[chair(-1.0, 3.0, Some("red")), chair(1.0, 3.0, Some("blue")), block("box", 0.0, 2.0, [0.3, 0.3, 0.3])],
+    );
+    let refs = references(&g, &QaOptions::default().references);
+    let by_label = |r: &[Option<String>]| {
+        let mut v: Vec<String> = r.iter().flatten().cloned().collect();
+        v.sort();
+        v
+    };
+    assert_eq!(by_label(&refs), ["the blue chair", "the box", "the red chair"]);
+    let g = scene("synthetic/chairs2", &[chair(-1.0, 3.0, None), chair(1.0, 3.0, None)]);
+    assert_eq!(
+        by_label(&references(&g, &QaOptions::default().references)),
+        ["the chair on the left", "the chair on the right"]
+    );
+    let g = scene("synthetic/chairs3", &[chair(-1.0, 3.0, None), chair(1.0, 3.0, None), chair(0.0, 5.0, None)]);
+    assert_eq!(
+        by_label(&references(&g, &QaOptions::default().references)),
+        ["the farthest chair", "the leftmost chair", "the rightmost chair"]
+    );
+    // Same colour, same distance, side by side but only 5 cm apart in x (their centroids): one cannot be named.
+    let g = scene(
+        "synthetic/chairs4",
+        &[chair(0.0, 3.0, Some("red")), chair(0.0, 4.5, Some("red")), chair(0.05, 6.0, Some("red"))],
+    );
+    let refs = references(&g, &QaOptions::default().references);
+    assert_eq!(by_label(&refs), ["the farthest chair", "the nearest chair"], "{refs:?}");
+    // The middle chair never appears in a question.
+    let middle = g.objects.iter().position(|o| (o.centroid_m[1] - 4.5).abs() < 0.5).unwrap() as u32;
+    let bank = TemplateBank::builtin().unwrap();
+    for seed in 0..30 {
+        for r in generate_frame(&g, bank, &QaOptions { seed, ..QaOptions::default() }).unwrap() {
+            assert!(!r.objects.contains(&middle), "{r:?}");
+        }
+    }
+    // "the box" would be ambiguous beside a cardboard box; "the cardboard box" is not.
+    let g = scene(
+        "synthetic/boxes",
+        &[block("box", -1.0, 3.0, [0.3, 0.3, 0.3]), block("cardboard box", 1.0, 3.0, [0.4, 0.4, 0.4])],
+    );
+    assert_eq!(
+        by_label(&references(&g, &QaOptions::default().references)),
+        ["the box on the left", "the cardboard box"]
+    );
+}
+
+#[test]
+fn same_seed_same_questions_and_other_seeds_differ() {
+    let graph = living_room();
+    let bank = TemplateBank::builtin().unwrap();
+    let run = |seed| generate_frame(&graph, bank, &QaOptions { seed, ..QaOptions::default() }).unwrap();
+    assert_eq!(run(7), run(7));
+    assert_ne!(run(7), run(8));
+    assert_eq!(run(7).len(), QaOptions::default().qa_per_image);
+}
+
+#[test]
+fn imperial_and_mixed_units() {
+    let graph = living_room();
+    let bank = TemplateBank::builtin().unwrap();
+    let (mut imperial, mut metric) = (0, 0);
+    for seed in 0..20 {
+        let options = QaOptions { seed, qa_per_image: 30, units: Units::Mixed, ..QaOptions::default() };
+        for r in generate_frame(&graph, bank, &options).unwrap() {
+            let text = &r.answer;
+            let has_metric = text.contains("metre");
+            let has_imperial = text.contains("feet") || text.contains("foot") || text.contains("inch");
+            match r.unit_system {
+                Some(spatialsynth::qa::UnitSystem::Imperial) => {
+                    imperial += 1;
+                    assert!(!has_metric, "{r:?}");
+                }
+                Some(spatialsynth::qa::UnitSystem::Metric) => {
+                    metric += 1;
+                    assert!(!has_imperial, "{r:?}");
+                }
+                None => assert!(!has_metric && !has_imperial, "{r:?}"),
+            }
+        }
+    }
+    assert!(imperial > 50 && metric > 50, "{imperial} {metric}");
+}
+
+#[test]
+fn the_mix_selects_question_types() {
+    let graph = living_room();
+    let bank = TemplateBank::builtin().unwrap();
+    let mix = spatialsynth::qa::TypeMix::from_spec("all=0,distance=1,left_predicate=1").unwrap();
+    let options = QaOptions { mix, qa_per_image: 10, ..QaOptions::default() };
+    let types: std::collections::BTreeSet<_> = (0..10)
+        .flat_map(|seed| generate_frame(&graph, bank, &QaOptions { seed, ..options.clone() }).unwrap())
+        .map(|r| r.question_type)
+        .collect();
+    assert_eq!(types.into_iter().collect::<Vec<_>>(), [QuestionType::LeftPredicate, QuestionType::Distance]);
+    assert!(spatialsynth::qa::TypeMix::from_spec("all=0").is_err());
+    assert!(spatialsynth::qa::TypeMix::from_spec("nonsense=1").is_err());
+    assert!(spatialsynth::qa::TypeMix::from_spec("distance=-1").is_err());
+}
+
+#[test]
+fn bad_template_banks_are_refused_with_the_file_named() {
+    let path = std::path::Path::new("my_templates.toml");
+    let builtin = spatialsynth::qa::templates::BUILTIN_TEMPLATES;
+    let cases: Vec<(String, &str)> = vec![
+        ("version = 1\n".into(), "missing table [left_predicate]"),
+        (builtin.replacen("[left_predicate]", "[left_predicat]", 1), "unknown table `left_predicat`"),
+        (builtin.replacen("{A} to the left of {B}?", "{Q} to the left of {B}?", 1), "unknown placeholder {Q}"),
+        (
+            builtin.replacen("[distance]\nquestions = [", "[distance]\nquestions = [\"How far is {A}?\",", 1),
+            "lacks the placeholder {B}",
+        ),
+        (builtin.replacen("version = 1", "version = 2", 1), "unsupported version"),
+        (builtin.replacen("[width]\nquestions", "[width]\nextra = 1\nquestions", 1), "unknown key `extra`"),
+        ("not toml [".into(), "templates my_templates.toml"),
+    ];
+    for (text, expected) in cases {
+        let err = TemplateBank::parse(&text, path).unwrap_err().to_string();
+        assert!(err.contains("my_templates.toml") && err.contains(expected), "{expected}: {err}");
+    }
+    // Too few phrasings.
+    let mut few = String::from("version = 1\n");
+    for t in QuestionType::ALL {
+        few.push_str(&format!("[{}]\nquestions = [\"{{A}} {{B}} {{C}} {{robot}}?\"]\nanswers = []\n", t.name()));
+    }
+    let err = TemplateBank::parse(&few, path).unwrap_err().to_string();
+    assert!(err.contains("left_predicate"), "{err}");
+}
