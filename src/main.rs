@@ -231,6 +231,7 @@ fn run() -> Result<ExitCode> {
         }
         Command::Generate { scene, ransac_seed, qa } => {
             let options = qa.options()?;
+            options.check()?;
             let summary = scenes(&scene, ransac_seed)?;
             let dataset = write_dataset(&summary.scene_graphs, &scene.out, &options)?;
             print_dataset(&dataset);

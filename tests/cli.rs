@@ -66,7 +66,7 @@ fn main_command_runs_on_the_sample_and_says_where_the_output_went() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("scenes");
     let o = spatialsynth(&[
-        "scene",
+        "generate",
         &common::repo().join("data/sample").display().to_string(),
         "-o",
         &out.display().to_string(),
@@ -76,7 +76,40 @@ fn main_command_runs_on_the_sample_and_says_where_the_output_went() {
     assert!(stdout.contains("10 of 10 frames ok"), "{stdout}");
     assert!(stdout.contains("models on cpu"), "{stdout}");
     assert!(stdout.contains(&out.join("scene_graphs.jsonl").display().to_string()), "{stdout}");
-    assert_eq!(files_in(&out), ["failures.jsonl", "run.json", "scene_graphs.jsonl"]);
+    assert!(stdout.contains(&format!("dataset: {}", out.display())), "{stdout}");
+    assert_eq!(
+        files_in(&out),
+        [
+            "README.md",
+            "dataset.json",
+            "failures.jsonl",
+            "llava.jsonl",
+            "openai.jsonl",
+            "qa.parquet",
+            "run.json",
+            "scene_graphs.jsonl"
+        ]
+    );
+    let dataset: Value = serde_json::from_str(&std::fs::read_to_string(out.join("dataset.json")).unwrap()).unwrap();
+    assert_eq!(dataset["frames"], 10);
+    assert!(dataset["qa"].as_u64().unwrap() >= 100, "{dataset}");
+    for category in ["qualitative", "quantitative", "reasoning"] {
+        assert!(dataset["per_category"][category].as_u64().unwrap() > 0, "{dataset}");
+    }
+    let card = std::fs::read_to_string(out.join("README.md")).unwrap();
+    assert!(card.contains("| `left_predicate` | qualitative |"), "{card}");
+    // The files load in Python (pyarrow, json) with the schema the README documents.
+    if common::python_or_skip("main_command_runs_on_the_sample_and_says_where_the_output_went", &["pyarrow"]) {
+        let check = Command::new("python3")
+            .arg(common::repo().join("tests/python/check_dataset.py"))
+            .arg(&out)
+            .arg(common::repo().join("README.md"))
+            .output()
+            .unwrap();
+        let text = format!("{}{}", String::from_utf8_lossy(&check.stdout), String::from_utf8_lossy(&check.stderr));
+        assert!(check.status.success(), "{text}");
+        assert!(text.contains("schema matches README"), "{text}");
+    }
     assert!(failures(&out).is_empty());
     let run: Value = serde_json::from_str(&std::fs::read_to_string(out.join("run.json")).unwrap()).unwrap();
     assert_eq!(run["frames_ok"], 10);
@@ -245,20 +278,22 @@ fn output_is_byte_identical_across_runs_and_thread_counts() {
         let o = spatialsynth(&[
             "--threads",
             threads,
-            "scene",
+            "generate",
             &common::repo().join("data/sample").display().to_string(),
             "-o",
             &out.display().to_string(),
             "--quiet",
         ]);
         assert!(o.status.success());
-        out.join("scene_graphs.jsonl")
+        out
     };
-    let a = std::fs::read(run("1", "a")).unwrap();
-    let b = std::fs::read(run("2", "b")).unwrap();
-    let c = std::fs::read(run("3", "c")).unwrap();
-    assert!(!a.is_empty());
-    assert!(a == b && b == c, "scene graphs differ between thread counts");
+    let dirs = [run("1", "a"), run("2", "b"), run("3", "c")];
+    for file in ["scene_graphs.jsonl", "llava.jsonl", "openai.jsonl", "qa.parquet", "README.md"] {
+        let bytes: Vec<Vec<u8>> = dirs.iter().map(|d| std::fs::read(d.join(file)).unwrap()).collect();
+        assert!(!bytes[0].is_empty(), "{file}");
+        assert!(bytes[0] == bytes[1] && bytes[1] == bytes[2], "{file} differs between thread counts");
+    }
+    let a = std::fs::read(dirs[0].join("scene_graphs.jsonl")).unwrap();
     // A different seed draws other hypotheses (so the output really depends on it).
     let out = tmp.path().join("seeded");
     let o = spatialsynth(&[
@@ -296,4 +331,64 @@ fn bench_prints_per_frame_lines_and_a_summary() {
         assert_eq!(frame["ground_found"], true, "{frame}");
         assert!(frame["clusters"].as_u64().unwrap() > 0, "{frame}");
     }
+}
+
+#[test]
+fn qa_regenerates_from_scene_graphs_and_reports_malformed_lines() {
+    let tmp = tempfile::tempdir().unwrap();
+    let scenes = tmp.path().join("scenes");
+    let o = spatialsynth(&["scene", &sample("frames.json"), "-o", &scenes.display().to_string(), "--quiet"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let graphs = scenes.join("scene_graphs.jsonl");
+    let qa = |args: &[&str], out: &str| {
+        let out = tmp.path().join(out);
+        let mut all = vec!["qa", graphs.to_str().unwrap(), "-o", out.to_str().unwrap()];
+        all.extend_from_slice(args);
+        (spatialsynth(&all), out)
+    };
+    let (o, a) = qa(&[], "a");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let (_, same) = qa(&[], "same");
+    let (_, seeded) = qa(&["--seed", "5"], "seeded");
+    let read = |d: &Path| std::fs::read(d.join("llava.jsonl")).unwrap();
+    assert_eq!(read(&a), read(&same));
+    assert_ne!(read(&a), read(&seeded));
+    // Imperial units and a narrower mix.
+    let (o, imperial) = qa(&["--units", "imperial", "--mix", "all=0,distance=1,height=1"], "imperial");
+    assert!(o.status.success());
+    let text = String::from_utf8(read(&imperial)).unwrap();
+    assert!(!text.contains("metre") && (text.contains("feet") || text.contains("inches")), "{text}");
+    for line in text.lines() {
+        let v: Value = serde_json::from_str(line).unwrap();
+        for r in v["qa"].as_array().unwrap() {
+            assert!(["distance", "height"].contains(&r["question_type"].as_str().unwrap()), "{r}");
+        }
+    }
+    // A malformed line is reported with its number, the others are templated, and the exit status says so.
+    let mut lines: Vec<String> = std::fs::read_to_string(&graphs).unwrap().lines().map(String::from).collect();
+    let n = lines.len();
+    lines.insert(1, "{\"frame\": 3".into());
+    let broken = tmp.path().join("broken.jsonl");
+    std::fs::write(&broken, lines.join("\n")).unwrap();
+    let out = tmp.path().join("broken");
+    let o = spatialsynth(&["qa", broken.to_str().unwrap(), "-o", out.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("scene graph line 2"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let dataset: Value = serde_json::from_str(&std::fs::read_to_string(out.join("dataset.json")).unwrap()).unwrap();
+    assert_eq!(dataset["frames"], n);
+    assert_eq!(dataset["failures"][0]["line"], 2);
+    // Bad options are refused before anything is written.
+    let (o, bad) = qa(&["--mix", "sideways=1"], "bad");
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("sideways"));
+    assert!(!bad.exists());
+    let bank = tmp.path().join("bank.toml");
+    std::fs::write(&bank, "version = 1\n").unwrap();
+    let (o, _) = qa(&["--templates", bank.to_str().unwrap()], "bank");
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("bank.toml"));
 }
