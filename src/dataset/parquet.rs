@@ -53,24 +53,26 @@ fn list_of(inner: DataType) -> DataType {
 /// The `datasets` feature description stored in the schema metadata, so `load_dataset("parquet", ...)` decodes
 /// `image` as an image and keeps the nested types.
 fn huggingface_features() -> String {
+    // The encoding every `datasets` release reads (3.x and 5.x alike): `Sequence` for lists of values, a
+    // one-element JSON array for lists of structs.
     let s = |dtype: &str| serde_json::json!({"dtype": dtype, "_type": "Value"});
-    let list = |feature: serde_json::Value| serde_json::json!({"feature": feature, "_type": "List"});
+    let seq = |feature: serde_json::Value| serde_json::json!({"feature": feature, "_type": "Sequence"});
     serde_json::json!({
         "info": {"features": {
             "id": s("string"),
             "image": {"_type": "Image"},
-            "messages": list(serde_json::json!({
+            "messages": [{
                 "role": s("string"),
-                "content": list(serde_json::json!({"type": s("string"), "text": s("string")})),
-            })),
+                "content": [{"type": s("string"), "text": s("string")}],
+            }],
             "frame": s("string"),
             "question": s("string"),
             "answer": s("string"),
             "question_type": s("string"),
             "category": s("string"),
-            "objects": list(s("uint32")),
-            "labels": list(s("string")),
-            "references": list(s("string")),
+            "objects": seq(s("uint32")),
+            "labels": seq(s("string")),
+            "references": seq(s("string")),
             "answer_bool": s("bool"),
             "answer_object": s("uint32"),
             "value": s("float64"),
