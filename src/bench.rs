@@ -296,3 +296,48 @@ pub fn summarize_models(timings: &[ModelFrameTiming], failed: usize, info: &Mode
         detector_and_segmenter_fps: fps(mean(&d) + mean(&s)),
     }
 }
+
+/// Templating throughput on the calling thread (one core): scene graphs to question-answer pairs.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct QaBenchSummary {
+    pub workload: &'static str,
+    pub frames: usize,
+    pub objects: usize,
+    /// Pairs generated per pass over the frames.
+    pub pairs: usize,
+    pub repeats: usize,
+    /// Median seconds per pass, and pairs per second at that median.
+    pub median_s: f64,
+    pub pairs_per_s: f64,
+    pub qa_per_image: usize,
+}
+
+/// Times [`crate::qa::generate_frame_into`] over `graphs`, `repeats` passes, on the calling thread.
+pub fn run_qa_bench(
+    graphs: &[crate::scene::SceneGraph],
+    options: &crate::qa::QaOptions,
+    repeats: usize,
+) -> Result<QaBenchSummary> {
+    let bank = crate::qa::TemplateBank::builtin()?;
+    let mut out = Vec::new();
+    let mut times = Vec::new();
+    for _ in 0..repeats.max(1) {
+        out.clear();
+        let t = Instant::now();
+        for g in graphs {
+            crate::qa::generate_frame_into(g, bank, options, &mut out);
+        }
+        times.push(t.elapsed().as_secs_f64());
+    }
+    let median_s = median(&times);
+    Ok(QaBenchSummary {
+        workload: "qa/generate/cpu1",
+        frames: graphs.len(),
+        objects: graphs.iter().map(|g| g.objects.len()).sum(),
+        pairs: out.len(),
+        repeats: times.len(),
+        median_s,
+        pairs_per_s: if median_s > 0.0 { out.len() as f64 / median_s } else { 0.0 },
+        qa_per_image: options.qa_per_image,
+    })
+}

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
-use spatialsynth::bench::{run_frame, run_model_bench, summarize, summarize_models, WorkloadParams};
+use spatialsynth::bench::{run_frame, run_model_bench, run_qa_bench, summarize, summarize_models, WorkloadParams};
 use spatialsynth::dataset::{write_dataset, DatasetOptions, DatasetSummary};
 use spatialsynth::models::runtime::{ModelDevice, RuntimeOptions};
 use spatialsynth::models::{ModelOptions, ModelSet, ObjectsMode};
@@ -131,6 +131,9 @@ struct QaArgs {
     /// A template bank (TOML, see templates/en.toml; default: the built-in English bank).
     #[arg(long)]
     templates: Option<PathBuf>,
+    /// Write image paths relative to this folder (LLaVA's image_folder) when they lie under it.
+    #[arg(long)]
+    image_root: Option<PathBuf>,
     /// A JSON file overriding generation parameters (any subset of dataset.json's "options.qa", e.g. margins).
     #[arg(long)]
     qa_config: Option<PathBuf>,
@@ -149,7 +152,7 @@ impl QaArgs {
         qa.qa_per_image = self.qa_per_image;
         qa.units = self.units;
         qa.mix = TypeMix::from_spec(&self.mix).map_err(|m| anyhow::anyhow!("--mix: {m}"))?;
-        Ok(DatasetOptions { qa, templates: self.templates.clone() })
+        Ok(DatasetOptions { qa, templates: self.templates.clone(), image_root: self.image_root.clone() })
     }
 }
 
@@ -202,8 +205,12 @@ enum Command {
         #[arg(long)]
         summary_only: bool,
         /// Time the detector and segmenter (pre-processing, inference, decoding) per frame instead of the geometry.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "qa")]
         models: bool,
+        /// Time templating instead: the frames' scene graphs (computed once, annotated objects only) to
+        /// question-answer pairs on one core, `--repeats` passes of 100 repetitions; prints pairs per second.
+        #[arg(long)]
+        qa: bool,
         #[command(flatten)]
         model_args: ModelArgs,
     },
@@ -243,10 +250,30 @@ fn run() -> Result<ExitCode> {
             print_dataset(&dataset);
             Ok(if dataset.all_ok() { ExitCode::SUCCESS } else { ExitCode::from(1) })
         }
-        Command::Bench { inputs, max_frames, repeats, hypotheses, summary_only, models, model_args } => {
+        Command::Bench { inputs, max_frames, repeats, hypotheses, summary_only, models, qa, model_args } => {
             let (mut frames, failures) = collect_frames(&inputs);
             if max_frames > 0 {
                 frames.truncate(max_frames);
+            }
+            if qa {
+                let mut graphs = Vec::new();
+                let mut failed = failures.len();
+                for spec in &frames {
+                    let graph = spatialsynth::io::load_frame(spec)
+                        .and_then(|f| spatialsynth::pipeline::process_frame(&f, &SceneConfig::default()));
+                    match graph {
+                        Ok(g) => graphs.push(g),
+                        Err(e) => {
+                            eprintln!("failed: {e}");
+                            failed += 1;
+                        }
+                    }
+                }
+                // 100 repetitions per pass so that a pass is long enough to time.
+                let passes: Vec<_> = std::iter::repeat_n(graphs.iter(), 100).flatten().cloned().collect();
+                let summary = run_qa_bench(&passes, &QaOptions::default(), repeats)?;
+                println!("{}", serde_json::to_string(&summary)?);
+                return Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) });
             }
             if models {
                 let mut set = ModelSet::open(&model_args.options())?;

@@ -353,6 +353,13 @@ fn qa_regenerates_from_scene_graphs_and_reports_malformed_lines() {
     let read = |d: &Path| std::fs::read(d.join("llava.jsonl")).unwrap();
     assert_eq!(read(&a), read(&same));
     assert_ne!(read(&a), read(&seeded));
+    // Image paths relative to an image folder.
+    let root = common::repo().join("data/sample");
+    let (o, rooted) = qa(&["--image-root", root.to_str().unwrap()], "rooted");
+    assert!(o.status.success());
+    let first: Value = serde_json::from_str(String::from_utf8(read(&rooted)).unwrap().lines().next().unwrap()).unwrap();
+    let image = first["image"].as_str().unwrap();
+    assert!(!image.starts_with('/') && root.join(image).is_file(), "{image}");
     // Imperial units and a narrower mix.
     let (o, imperial) = qa(&["--units", "imperial", "--mix", "all=0,distance=1,height=1"], "imperial");
     assert!(o.status.success());

@@ -7,11 +7,12 @@ use spatialsynth::io::fuzzing;
 #[test]
 fn fuzz_corpus_replays_without_panics() {
     type Body = fn(&[u8]);
-    let targets: [(&str, Body); 4] = [
+    let targets: [(&str, Body); 5] = [
         ("manifest", fuzzing::manifest),
         ("depth", fuzzing::depth),
         ("objects", fuzzing::objects),
         ("model", fuzzing::model),
+        ("qa", fuzzing::qa),
     ];
     for (name, body) in targets {
         let dir = common::repo().join("fuzz/corpus").join(name);
@@ -25,7 +26,7 @@ fn fuzz_corpus_replays_without_panics() {
         // Plus every prefix of every seed: truncated inputs are the commonest corruption.
         for entry in std::fs::read_dir(&dir).unwrap() {
             let bytes = std::fs::read(entry.unwrap().path()).unwrap();
-            for end in (0..bytes.len()).step_by(7) {
+            for end in (0..bytes.len()).step_by((bytes.len() / 400).max(7)) {
                 body(&bytes[..end]);
             }
         }

@@ -183,6 +183,10 @@ fn check_record(graph: &SceneGraph, bank: &TemplateBank, r: &QaRecord) {
                 _ => x.gap_m,
             });
             assert_eq!(r.value, Some(exact), "{what}");
+            assert!(
+                exact > r.threshold.unwrap() && r.threshold.unwrap() >= f64::from(2.0 * x.sigma_m) - 1e-6,
+                "{what}"
+            );
             assert!(lengths_in(&r.answer).iter().any(|&w| close(w, exact)), "{what}");
         }
         Form::ObjectValue => {

@@ -34,6 +34,10 @@ pub struct DatasetOptions {
     pub qa: QaOptions,
     /// A template bank file (default: the built-in `templates/en.toml`).
     pub templates: Option<PathBuf>,
+    /// Image paths under this folder are written relative to it (LLaVA's `image_folder`); others stay as the
+    /// scene graphs name them.
+    #[serde(default)]
+    pub image_root: Option<PathBuf>,
 }
 
 impl DatasetOptions {
@@ -224,8 +228,13 @@ pub fn write_dataset(scene_graphs: &Path, out_dir: &Path, options: &DatasetOptio
             .par_iter()
             .map(|(line_no, line)| {
                 let fail = |message: String| SceneGraphFailure { line: *line_no, message };
-                let graph: SceneGraph =
+                let mut graph: SceneGraph =
                     serde_json::from_str(line).map_err(|e| fail(format!("not a scene graph: {e}")))?;
+                if let (Some(root), Some(color)) = (&options.image_root, &graph.color) {
+                    if let Ok(rel) = Path::new(color).strip_prefix(root) {
+                        graph.color = Some(rel.display().to_string());
+                    }
+                }
                 let mut qa = Vec::new();
                 generate_frame_into(&graph, bank, &options.qa, &mut qa);
                 let (l, c) = match qa.is_empty() {

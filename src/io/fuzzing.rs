@@ -45,3 +45,26 @@ pub fn model(data: &[u8]) {
     let _ = crate::models::parse_prompts(&text, Path::new("fuzz/prompts.json"));
     let _ = crate::models::card::sniff_onnx(data);
 }
+
+/// Templating inputs: the bytes as a template bank (TOML; a bank that loads renders every phrasing) and as a
+/// scene-graph line for the `qa` command (one that parses is templated with the built-in bank and margins).
+pub fn qa(data: &[u8]) {
+    use crate::qa::templates::{TemplateBank, SLOTS};
+    let text = String::from_utf8_lossy(data);
+    if let Ok(bank) = TemplateBank::parse(&text, Path::new("fuzz/templates.toml")) {
+        let values = ["x"; SLOTS];
+        let mut out = String::new();
+        for &t in crate::qa::QuestionType::ALL {
+            let tt = bank.get(t);
+            for template in tt.questions.iter().chain(&tt.yes).chain(&tt.no).chain(&tt.answers) {
+                template.render_into(&mut out, &values);
+            }
+        }
+    }
+    if let Ok(graph) = serde_json::from_str::<crate::scene::SceneGraph>(&text) {
+        if let Ok(bank) = TemplateBank::builtin() {
+            let options = crate::qa::QaOptions { qa_per_image: 8, ..Default::default() };
+            let _ = crate::qa::generate_frame(&graph, bank, &options);
+        }
+    }
+}

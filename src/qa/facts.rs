@@ -28,7 +28,8 @@ pub struct Margins {
     pub min_clock_margin_deg: f32,
     /// Passing between two objects is only asked when both stand on the ground (bottom within this).
     pub ground_contact_m: f32,
-    /// Gaps and distances below this are not asked as quantities (the objects touch).
+    /// Sizes below this are not asked as quantities; distances and gaps must also exceed the pair's uncertainty
+    /// (`k_sigma` · `sigma_m`, at least `min_margin_m`).
     pub min_quantity_m: f32,
 }
 
@@ -201,10 +202,14 @@ pub fn evaluate(graph: &SceneGraph, t: QuestionType, objects: &[u32], robot_m: f
                 QuestionType::VerticalDistance => r.vertical_distance_m,
                 _ => r.gap_m,
             };
-            if !(v.is_finite() && v >= m.min_quantity_m) {
+            // A separation within the measurement's uncertainty ("3 cm apart vertically" for two objects at the
+            // same height) is noise, not an answer.
+            let threshold = f64::from(m.min_quantity_m).max(position(r));
+            if !(v.is_finite() && f64::from(v) > threshold) {
                 return None;
             }
             fact.value = Some(f64::from(v));
+            fact.threshold = Some(threshold);
         }
         Form::ObjectValue => {
             let o = &graph.objects[objects[0] as usize];
