@@ -234,7 +234,7 @@ pub fn evaluate(graph: &SceneGraph, t: QuestionType, objects: &[u32], robot_m: f
             let spread = (f64::from(r.sigma_m) / h).atan().to_degrees();
             let threshold = f64::from(m.min_clock_margin_deg).max(f64::from(m.k_sigma) * spread);
             let margin = f64::from(r.clock_margin_deg);
-            if !(margin > threshold) || !(1..=12).contains(&r.clock_hour) {
+            if margin.is_nan() || margin <= threshold || !(1..=12).contains(&r.clock_hour) {
                 return None;
             }
             fact.value = Some(f64::from(r.clock_hour));
@@ -259,7 +259,7 @@ pub fn evaluate(graph: &SceneGraph, t: QuestionType, objects: &[u32], robot_m: f
             let (db, dc) = (f64::from(rb.distance_m), f64::from(rc.distance_m));
             let threshold = position(rb).max(position(rc));
             let margin = dc - db;
-            if !(margin.abs() > threshold) {
+            if margin.is_nan() || margin.abs() <= threshold {
                 return None;
             }
             let (x, dx, dy) = if margin > 0.0 { (objects[1], db, dc) } else { (objects[2], dc, db) };
@@ -278,7 +278,7 @@ pub fn evaluate(graph: &SceneGraph, t: QuestionType, objects: &[u32], robot_m: f
             }
             let threshold = position(r);
             let margin = gap - robot_m;
-            if !(margin.abs() > threshold) {
+            if margin.is_nan() || margin.abs() <= threshold {
                 return None;
             }
             fact.truth = Some(margin > 0.0);
