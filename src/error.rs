@@ -59,6 +59,9 @@ pub enum Error {
     /// A scene-graph file given to the QA generator is malformed.
     #[error("scene graphs {}{}: {message}", path.display(), line.map(|l| format!(" line {l}")).unwrap_or_default())]
     SceneGraph { path: PathBuf, line: Option<usize>, message: String },
+    /// A compute backend is unavailable or failed (no adapter, device lost, a kernel error).
+    #[error("backend {backend}: {message}")]
+    Backend { backend: String, message: String },
     /// Writing an output file failed.
     #[error("cannot write {}: {source}", path.display())]
     Output {
@@ -88,6 +91,7 @@ impl Error {
             Error::Inference { .. } => "inference",
             Error::Template { .. } => "invalid_templates",
             Error::SceneGraph { .. } => "malformed_scene_graph",
+            Error::Backend { .. } => "backend",
         }
     }
 
@@ -108,6 +112,7 @@ impl Error {
             | Error::Model { .. }
             | Error::Template { .. }
             | Error::SceneGraph { .. }
+            | Error::Backend { .. }
             | Error::Runtime { .. } => "-",
         }
     }
@@ -127,7 +132,7 @@ impl Error {
             | Error::Template { path, .. }
             | Error::SceneGraph { path, .. }
             | Error::Inference { path, .. } => Some(path),
-            Error::Geometry { .. } | Error::Config { .. } | Error::Runtime { .. } => None,
+            Error::Geometry { .. } | Error::Config { .. } | Error::Runtime { .. } | Error::Backend { .. } => None,
         }
     }
 }

@@ -20,6 +20,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod backend;
 pub mod bench;
 pub mod color;
 pub mod dataset;

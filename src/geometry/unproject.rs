@@ -84,10 +84,17 @@ struct Rays {
     ray_y: Vec<f32>,
 }
 
+/// The per-column and per-row ray factors `(ray_x, ray_y)` of K1 (f64 arithmetic, rounded once to f32), shared
+/// with the GPU backends so that every backend multiplies by the very same factors.
+pub fn ray_factors(k: &Intrinsics) -> (Vec<f32>, Vec<f32>) {
+    let ray_x = (0..k.width).map(|u| ((f64::from(u) - k.cx) / k.fx) as f32).collect();
+    let ray_y = (0..k.height).map(|v| ((f64::from(v) - k.cy) / k.fy) as f32).collect();
+    (ray_x, ray_y)
+}
+
 impl Rays {
     fn new(k: &Intrinsics) -> Self {
-        let ray_x = (0..k.width).map(|u| ((f64::from(u) - k.cx) / k.fx) as f32).collect();
-        let ray_y = (0..k.height).map(|v| ((f64::from(v) - k.cy) / k.fy) as f32).collect();
+        let (ray_x, ray_y) = ray_factors(k);
         Rays { ray_x, ray_y }
     }
 

@@ -1,0 +1,82 @@
+//! Backends of the geometry kernels: the CPU reference (the specification), WGSL through `wgpu`, and (later) CUDA.
+//!
+//! Status (issue 5, first part): the `wgpu` backend runs K1 (unproject, stable order by prefix sums) and K5
+//! (relations of every pair of every frame of a batch); K2–K4 and the per-object grouping of K1 still run on the
+//! CPU reference. Nothing outside this module and its parity tests uses the GPU yet (no `--backend` option).
+//!
+//! Every kernel has one generic parity test body (`tests/parity.rs`) run for each available backend.
+
+pub mod gpu;
+
+use crate::error::{Error, Result};
+use crate::geometry::relations::{relate_all, RelationRecord};
+use crate::geometry::stats::ObjectSummary;
+use crate::geometry::unproject::{unproject_depth, DepthImage, PointCloud};
+use crate::geometry::Intrinsics;
+
+/// Which backend to use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum BackendKind {
+    /// The multi-threaded CPU reference.
+    Cpu,
+    /// WGSL kernels through wgpu (Vulkan, Metal, DX12, GL; Mesa's lavapipe without a GPU).
+    Wgpu,
+    /// CUDA kernels through cudarc (not built yet).
+    Cuda,
+    /// The first available of cuda, wgpu, cpu; says what it chose.
+    Auto,
+}
+
+/// A backend ready to run kernels.
+pub enum Backend {
+    Cpu,
+    Wgpu(Box<gpu::WgpuBackend>),
+}
+
+impl Backend {
+    /// Opens the backend `kind`. An explicit backend that is unavailable is an error saying why; `auto` falls back
+    /// to the CPU and [`Backend::describe`] says what it chose.
+    pub fn open(kind: BackendKind) -> Result<Backend> {
+        match kind {
+            BackendKind::Cpu => Ok(Backend::Cpu),
+            BackendKind::Wgpu => gpu::WgpuBackend::new()
+                .map(|b| Backend::Wgpu(Box::new(b)))
+                .map_err(|message| Error::Backend { backend: "wgpu".into(), message }),
+            BackendKind::Cuda => Err(Error::Backend {
+                backend: "cuda".into(),
+                message: "the CUDA backend is not built yet (issue 6); use --backend cpu or wgpu".into(),
+            }),
+            BackendKind::Auto => Ok(gpu::WgpuBackend::new().map_or(Backend::Cpu, |b| Backend::Wgpu(Box::new(b)))),
+        }
+    }
+
+    /// The backend and, for GPUs, the adapter: e.g. `wgpu: llvmpipe (LLVM 15.0.6, 256 bits) (Vulkan, Cpu)`.
+    pub fn describe(&self) -> String {
+        match self {
+            Backend::Cpu => format!("cpu: {} threads", rayon::current_num_threads()),
+            Backend::Wgpu(b) => format!("wgpu: {}", b.adapter_description()),
+        }
+    }
+
+    /// K1 for the whole frame: every valid depth pixel, row-major.
+    pub fn unproject(&self, depth: &DepthImage, k: &Intrinsics) -> Result<PointCloud> {
+        match self {
+            Backend::Cpu => Ok(unproject_depth(depth, k)),
+            Backend::Wgpu(b) => {
+                b.unproject(depth, k).map_err(|message| Error::Backend { backend: "wgpu".into(), message })
+            }
+        }
+    }
+
+    /// K5 for every ordered pair of every frame of a batch (`frames[f]` = that frame's object summaries); the
+    /// closest-surface `gap_m` is left `NaN` (the host fills it from the exact search).
+    pub fn relate_batch(&self, frames: &[&[ObjectSummary]]) -> Result<Vec<Vec<RelationRecord>>> {
+        match self {
+            Backend::Cpu => Ok(frames.iter().map(|objects| relate_all(objects, |_, _| f32::NAN)).collect()),
+            Backend::Wgpu(b) => {
+                b.relate_batch(frames).map_err(|message| Error::Backend { backend: "wgpu".into(), message })
+            }
+        }
+    }
+}

@@ -1,0 +1,264 @@
+//! Backend parity: one generic test body per kernel, run for every available backend against the CPU reference.
+//! Without a GPU adapter the wgpu instances print SKIPPED with the reason; with `SPATIALSYNTH_REQUIRE_WGPU` set
+//! (CI sets it once it has installed Mesa's lavapipe) a missing adapter is a failure.
+
+mod common;
+
+use std::io::Write;
+use std::sync::OnceLock;
+
+use proptest::prelude::*;
+use spatialsynth::backend::gpu::{WgpuBackend, SHADERS};
+use spatialsynth::backend::Backend;
+use spatialsynth::geometry::relations::{relate_all, RelationRecord};
+use spatialsynth::geometry::stats::ObjectSummary;
+use spatialsynth::geometry::unproject::{unproject_depth, DepthData, DepthImage};
+use spatialsynth::geometry::Intrinsics;
+
+/// The GPU backends available here (opened once per test binary), with a printed skip for the others.
+fn gpu_backends(test: &str) -> Vec<&'static Backend> {
+    static WGPU: OnceLock<Result<Backend, String>> = OnceLock::new();
+    let wgpu = WGPU.get_or_init(|| WgpuBackend::new().map(|b| Backend::Wgpu(Box::new(b))));
+    static SAID: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    match wgpu {
+        Ok(b) => {
+            // Say once per test which adapter it ran on.
+            if let Ok(mut said) = SAID.lock() {
+                if !said.iter().any(|t| t == test) {
+                    said.push(test.to_string());
+                    let _ = writeln!(std::io::stderr(), "{test}: running on {}", b.describe());
+                }
+            }
+            vec![b]
+        }
+        Err(why) => {
+            if std::env::var_os("SPATIALSYNTH_REQUIRE_WGPU").is_some() {
+                panic!("{test}: SPATIALSYNTH_REQUIRE_WGPU is set but {why}");
+            }
+            common::skip(&format!("{test} [wgpu]"), why);
+            Vec::new()
+        }
+    }
+}
+
+/// `|a − b| ≤ tol · max(1, |a|)`, NaN matching NaN.
+fn close(a: f32, b: f32, tol: f32) -> bool {
+    (a.is_nan() && b.is_nan()) || (a - b).abs() <= tol * a.abs().max(1.0)
+}
+
+/// K5 parity body: every field within a tolerance scaled to its magnitude; the clock hour equal wherever the
+/// bearing is clear of an hour boundary by more than that tolerance.
+fn check_relations(backend: &Backend, frames: &[Vec<ObjectSummary>]) {
+    let refs: Vec<&[ObjectSummary]> = frames.iter().map(Vec::as_slice).collect();
+    let ours = backend.relate_batch(&refs).unwrap();
+    assert_eq!(ours.len(), frames.len());
+    for (f, (objects, got)) in frames.iter().zip(&ours).enumerate() {
+        let want = relate_all(objects, |_, _| f32::NAN);
+        assert_eq!(got.len(), want.len(), "frame {f}");
+        for (g, w) in got.iter().zip(&want) {
+            let what = format!("{} frame {f}: {g:?} vs {w:?}", backend.describe());
+            assert_eq!((g.a, g.b), (w.a, w.b), "{what}");
+            let fields = |r: &RelationRecord| {
+                [
+                    r.left_m,
+                    r.left_gap_m,
+                    r.above_m,
+                    r.above_gap_m,
+                    r.front_m,
+                    r.front_gap_m,
+                    r.taller_m,
+                    r.wider_m,
+                    r.bigger_log_ratio,
+                    r.distance_m,
+                    r.horizontal_distance_m,
+                    r.vertical_distance_m,
+                    r.sigma_m,
+                    r.gap_m,
+                ]
+            };
+            for (x, y) in fields(g).iter().zip(fields(w)) {
+                assert!(close(*x, y, 1e-5), "{what}");
+            }
+            // Bearings in degrees: an absolute tolerance (atan2 is approximate on GPUs).
+            let d = (g.bearing_deg - w.bearing_deg).abs();
+            assert!(d < 1e-3 || (d - 360.0).abs() < 1e-3, "{what}");
+            if w.clock_margin_deg > 1e-3 {
+                assert_eq!(g.clock_hour, w.clock_hour, "{what}");
+                assert!((g.clock_margin_deg - w.clock_margin_deg).abs() < 1e-3, "{what}");
+            }
+        }
+    }
+}
+
+/// K1 parity body: the same pixels in the same order, points within a relative 1e-6 (the depth division).
+fn check_unproject(backend: &Backend, depth: &DepthImage, k: &Intrinsics) {
+    let got = backend.unproject(depth, k).unwrap();
+    let want = unproject_depth(depth, k);
+    assert_eq!(got.pixels, want.pixels, "{}", backend.describe());
+    for (g, w) in got.points_in_camera.iter().zip(&want.points_in_camera) {
+        for c in 0..3 {
+            assert!(close(g[c], w[c], 1e-6), "{}: {g:?} vs {w:?}", backend.describe());
+        }
+    }
+}
+
+fn summary(c: [f32; 3], size: [f32; 3], sigma: f32) -> ObjectSummary {
+    ObjectSummary {
+        centroid_m: c,
+        sigma_m: sigma,
+        aabb_min_m: [c[0] - size[0] / 2.0, c[1] - size[1] / 2.0, c[2] - size[2] / 2.0],
+        yaw_rad: 0.0,
+        aabb_max_m: [c[0] + size[0] / 2.0, c[1] + size[1] / 2.0, c[2] + size[2] / 2.0],
+        volume_m3: size[0] * size[1] * size[2],
+        obb_center_m: c,
+        distance_to_camera_m: (c[0] * c[0] + c[1] * c[1] + c[2] * c[2]).sqrt(),
+        size_m: size,
+        median_depth_m: c[1],
+        points: 100,
+        _pad: [0; 3],
+    }
+}
+
+fn arb_summary() -> impl Strategy<Value = ObjectSummary> {
+    (prop::array::uniform3(-10.0f32..10.0), prop::array::uniform3(0.0f32..3.0), 0.0f32..0.2)
+        .prop_map(|(c, s, sigma)| summary(c, s, sigma))
+}
+
+fn intrinsics(width: u32, height: u32) -> Intrinsics {
+    Intrinsics {
+        fx: 0.9 * f64::from(width),
+        fy: 0.9 * f64::from(width),
+        cx: f64::from(width) / 2.0 - 0.5,
+        cy: f64::from(height) / 2.0 - 0.5,
+        width,
+        height,
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
+
+    #[test]
+    fn k5_relations_match_the_cpu_reference(
+        frames in prop::collection::vec(prop::collection::vec(arb_summary(), 0..12), 1..20)
+    ) {
+        for backend in gpu_backends("k5_relations_match_the_cpu_reference") {
+            check_relations(backend, &frames);
+        }
+    }
+
+    #[test]
+    fn k1_unproject_matches_the_cpu_reference(
+        width in 1u32..90,
+        height in 1u32..70,
+        seed in any::<u64>(),
+        float in any::<bool>(),
+    ) {
+        let n = (width * height) as usize;
+        let mut state = seed;
+        let mut next = || {
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (state >> 33) as u32
+        };
+        let data = if float {
+            let specials = [f32::NAN, f32::INFINITY, -1.0, 0.0, f32::NEG_INFINITY];
+            DepthData::F32 {
+                values: (0..n)
+                    .map(|_| match next() % 10 {
+                        0 => specials[(next() % 5) as usize],
+                        _ => 0.2 + (next() % 10_000) as f32 * 1e-3,
+                    })
+                    .collect(),
+            }
+        } else {
+            DepthData::U16 {
+                values: (0..n).map(|_| match next() % 8 { 0 => 0, 1 => 65535, _ => (next() % 20_000) as u16 }).collect(),
+                units_per_meter: 1000.0,
+                invalid_value: Some(65535),
+            }
+        };
+        let depth = DepthImage { width, height, data };
+        for backend in gpu_backends("k1_unproject_matches_the_cpu_reference") {
+            check_unproject(backend, &depth, &intrinsics(width, height));
+        }
+    }
+}
+
+#[test]
+fn k1_unproject_matches_on_the_sample_frames() {
+    let manifest = common::repo().join("data/sample/frames.json");
+    let frames: Vec<_> = spatialsynth::io::read_manifest(&manifest).unwrap().into_iter().map(|f| f.unwrap()).collect();
+    for backend in gpu_backends("k1_unproject_matches_on_the_sample_frames") {
+        for spec in &frames {
+            let frame = spatialsynth::io::load_frame(spec).unwrap();
+            check_unproject(backend, frame.depth.as_ref().unwrap(), &frame.intrinsics);
+        }
+    }
+}
+
+#[test]
+fn k5_relations_match_on_a_large_batch() {
+    // 256 frames of 40 objects: 399,360 pairs in one batch, beyond one dispatch row of workgroups.
+    let frames: Vec<Vec<ObjectSummary>> = (0..256)
+        .map(|f| {
+            (0..40)
+                .map(|i| {
+                    let t = (f * 40 + i) as f32;
+                    summary(
+                        [(t * 0.37).sin() * 4.0, 2.0 + (t * 0.11).cos() * 3.0, (t * 0.05).sin().abs()],
+                        [0.3, 0.4, 0.5 + 0.01 * i as f32],
+                        0.02,
+                    )
+                })
+                .collect()
+        })
+        .collect();
+    for backend in gpu_backends("k5_relations_match_on_a_large_batch") {
+        check_relations(backend, &frames);
+    }
+}
+
+#[test]
+fn shaders_validate_with_naga_and_share_the_rust_layouts() {
+    use spatialsynth::backend::gpu::{FrameRange, RelationParams, UnprojectParams};
+    let expected: [(&str, usize); 5] = [
+        ("ObjectSummary", std::mem::size_of::<ObjectSummary>()),
+        ("RelationRecord", std::mem::size_of::<RelationRecord>()),
+        ("FrameRange", std::mem::size_of::<FrameRange>()),
+        ("Params", std::mem::size_of::<RelationParams>()),
+        ("Params", std::mem::size_of::<UnprojectParams>()),
+    ];
+    let mut seen = 0;
+    for (name, source) in SHADERS {
+        let module =
+            naga::front::wgsl::parse_str(source).unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(source)));
+        let mut validator =
+            naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::default());
+        validator.validate(&module).unwrap_or_else(|e| panic!("{name}: {e:?}"));
+        for (_, ty) in module.types.iter() {
+            if let (Some(ty_name), naga::TypeInner::Struct { span, .. }) = (&ty.name, &ty.inner) {
+                let matches: Vec<usize> =
+                    expected.iter().filter(|(n, _)| n == ty_name).map(|(_, size)| *size).collect();
+                if !matches.is_empty() {
+                    assert!(
+                        matches.contains(&(*span as usize)),
+                        "{name}: struct {ty_name} is {span} bytes, Rust {matches:?}"
+                    );
+                    seen += 1;
+                }
+            }
+        }
+    }
+    assert_eq!(seen, 5, "every shared struct was found in the shaders");
+}
+
+#[test]
+fn explicit_backends_that_are_missing_say_why() {
+    let err = Backend::open(spatialsynth::backend::BackendKind::Cuda).err().unwrap().to_string();
+    assert!(err.contains("cuda") && err.contains("not built"), "{err}");
+    // auto always opens something and says what.
+    let auto = Backend::open(spatialsynth::backend::BackendKind::Auto).unwrap();
+    let described = auto.describe();
+    assert!(described.starts_with("wgpu: ") || described.starts_with("cpu: "), "{described}");
+    eprintln!("auto chose {described}");
+}
