@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
+use spatialsynth::backend::BackendKind;
 use spatialsynth::bench::{run_frame, run_model_bench, run_qa_bench, summarize, summarize_models, WorkloadParams};
 use spatialsynth::dataset::{write_dataset, DatasetOptions, DatasetSummary};
 use spatialsynth::models::runtime::{ModelDevice, RuntimeOptions};
@@ -105,6 +106,10 @@ struct SceneArgs {
     /// Do not decode colour images to name objects by colour (faster loading; fewer objects can be told apart).
     #[arg(long)]
     no_colors: bool,
+    /// Where the geometry kernels run: the CPU reference, WGSL through wgpu (today K1, K2 scoring and K5; the rest
+    /// on the CPU), CUDA (not built yet), or the best available (auto says what it chose).
+    #[arg(long, value_enum, default_value_t = BackendKind::Cpu)]
+    backend: BackendKind,
     /// Do not draw a progress bar.
     #[arg(long)]
     quiet: bool,
@@ -328,6 +333,7 @@ fn scenes(args: &SceneArgs, seed: u32) -> Result<RunSummary> {
         open_models_always: models.named_any(),
         default_hfov_deg: models.hfov_deg,
         object_colors: !args.no_colors,
+        backend: args.backend,
     };
     let bar = if args.quiet { ProgressBar::hidden() } else { ProgressBar::new(0) };
     bar.set_style(
@@ -372,6 +378,7 @@ fn scenes(args: &SceneArgs, seed: u32) -> Result<RunSummary> {
         summary.seconds,
         summary.threads
     );
+    println!("geometry backend: {}", summary.backend);
     println!("scene graphs: {}", summary.scene_graphs.display());
     Ok(summary)
 }

@@ -3,12 +3,15 @@
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use crate::backend::Backend;
 use crate::color::dominant_color;
 use crate::error::{Error, Result};
 use crate::geometry::canonical::{CanonicalFrame, GroundSource};
 use crate::geometry::dbscan::dbscan;
 use crate::geometry::outlier::{statistical_outlier_mask, OutlierParams};
-use crate::geometry::ransac::{fit_ground_plane, score_sample_indices, PlaneFit, RansacParams};
+use crate::geometry::ransac::{
+    fit_ground_plane, fit_ground_plane_from_scores, score_sample_indices, PlaneFit, RansacParams,
+};
 use crate::geometry::relations::{closest_surface_matrix, relate_all};
 use crate::geometry::rng::frame_key;
 use crate::geometry::stats::{summarize, NoiseModel, ObjectSummary};
@@ -156,11 +159,45 @@ pub fn ground_and_frame(
     config: &SceneConfig,
     up_in_camera: Option<[f64; 3]>,
 ) -> (GroundInfo, CanonicalFrame, Option<PlaneFit>) {
+    let ransac = ransac_with_up(config, up_in_camera);
+    let fit = fit_ground_plane(points, sample_normals, key, &ransac);
+    ground_info(points, &ransac, fit, config)
+}
+
+/// [`ground_and_frame`] with K2's hypothesis scoring on `backend` (the winner, refinement and acceptance are the
+/// CPU reference's).
+pub fn ground_and_frame_on(
+    backend: &Backend,
+    points: &[Point3],
+    sample_normals: Option<&[Point3]>,
+    key: u32,
+    config: &SceneConfig,
+    up_in_camera: Option<[f64; 3]>,
+) -> Result<(GroundInfo, CanonicalFrame, Option<PlaneFit>)> {
+    if let Backend::Cpu = backend {
+        return Ok(ground_and_frame(points, sample_normals, key, config, up_in_camera));
+    }
+    let ransac = ransac_with_up(config, up_in_camera);
+    let scores = backend.score_hypotheses(points, sample_normals, key, &ransac)?;
+    let fit = fit_ground_plane_from_scores(points, sample_normals, key, &ransac, &scores);
+    Ok(ground_info(points, &ransac, fit, config))
+}
+
+/// The RANSAC parameters with the frame's up hint as the prior.
+fn ransac_with_up(config: &SceneConfig, up_in_camera: Option<[f64; 3]>) -> RansacParams {
     let mut ransac = config.ransac.clone();
     if let Some(up) = up_in_camera.and_then(normalize) {
         ransac.up_prior = up.map(|v| v as f32);
     }
-    let fit = fit_ground_plane(points, sample_normals, key, &ransac);
+    ransac
+}
+
+fn ground_info(
+    points: &[Point3],
+    ransac: &RansacParams,
+    fit: Option<PlaneFit>,
+    config: &SceneConfig,
+) -> (GroundInfo, CanonicalFrame, Option<PlaneFit>) {
     let n = points.len().max(1) as f64;
     let accepted = fit.filter(|f| f.accepted);
     let up_prior = [f64::from(ransac.up_prior[0]), f64::from(ransac.up_prior[1]), f64::from(ransac.up_prior[2])];
@@ -268,9 +305,33 @@ pub fn scene_from_points(
     up_in_camera: Option<[f64; 3]>,
     config: &SceneConfig,
 ) -> Result<SceneGeometry> {
+    scene_from_points_on(
+        &Backend::Cpu,
+        frame,
+        points_in_camera,
+        sample_normals,
+        objects,
+        focal_px,
+        up_in_camera,
+        config,
+    )
+}
+
+/// [`scene_from_points`] with K2's scoring and K5 on `backend` (the rest on the CPU reference).
+#[allow(clippy::too_many_arguments)]
+pub fn scene_from_points_on(
+    backend: &Backend,
+    frame: &str,
+    points_in_camera: &[Point3],
+    sample_normals: Option<&[Point3]>,
+    objects: &[ObjectInput],
+    focal_px: f64,
+    up_in_camera: Option<[f64; 3]>,
+    config: &SceneConfig,
+) -> Result<SceneGeometry> {
     config.validate().map_err(|message| Error::Config { message })?;
     let (ground, canonical, _) =
-        ground_and_frame(points_in_camera, sample_normals, frame_key(frame), config, up_in_camera);
+        ground_and_frame_on(backend, points_in_camera, sample_normals, frame_key(frame), config, up_in_camera)?;
     let denoised: Vec<_> = objects
         .par_iter()
         .map(|o| denoise_object(o, &canonical, ground.found, focal_px, config))
@@ -337,12 +398,28 @@ pub fn scene_from_points(
     let refs: Vec<&[Point3]> = canonical_points.iter().map(Vec::as_slice).collect();
     let gaps = closest_surface_matrix(&refs, config.gap_voxel_m);
     let n = summaries.len();
-    let relations = relate_all(&summaries, |i, j| gaps[i * n + j]).iter().map(SceneRelation::from).collect();
+    let records = match backend {
+        Backend::Cpu => relate_all(&summaries, |i, j| gaps[i * n + j]),
+        _ => {
+            let mut records = backend.relate_batch(&[&summaries])?.pop().unwrap_or_default();
+            for r in &mut records {
+                let (i, j) = (r.a.min(r.b) as usize, r.a.max(r.b) as usize);
+                r.gap_m = gaps[i * n + j];
+            }
+            records
+        }
+    };
+    let relations = records.iter().map(SceneRelation::from).collect();
     Ok(SceneGeometry { ground, canonical, objects: scene_objects, summaries, dropped, relations })
 }
 
 /// The full CPU pipeline for one loaded frame: K1 (whole frame and per object), then [`scene_from_points`].
 pub fn process_frame(frame: &LoadedFrame, config: &SceneConfig) -> Result<SceneGraph> {
+    process_frame_on(&Backend::Cpu, frame, config)
+}
+
+/// [`process_frame`] with K1 (the whole frame), K2's scoring and K5 on `backend`.
+pub fn process_frame_on(backend: &Backend, frame: &LoadedFrame, config: &SceneConfig) -> Result<SceneGraph> {
     let spec = &frame.spec;
     let k = &frame.intrinsics;
     let Some(depth) = &frame.depth else {
@@ -352,7 +429,10 @@ pub fn process_frame(frame: &LoadedFrame, config: &SceneConfig) -> Result<SceneG
             message: "the frame has no depth file and no depth model made one (give --depth-model)".into(),
         });
     };
-    let cloud = unproject_depth(depth, k);
+    let cloud = match backend {
+        Backend::Cpu => unproject_depth(depth, k),
+        _ => backend.unproject(depth, k)?,
+    };
     let normals = ground_sample_normals(depth, k, &cloud, &config.ransac, config.normal_max_step_px);
     let regions: Vec<_> = frame.objects.iter().map(|o| o.region.clone()).collect();
     let grouped = unproject_objects(depth, k, frame.instance_labels.as_deref(), &regions);
@@ -397,7 +477,8 @@ pub fn process_frame(frame: &LoadedFrame, config: &SceneConfig) -> Result<SceneG
         })
         .collect();
     let focal = (k.fx + k.fy) / 2.0;
-    let geo = scene_from_points(
+    let geo = scene_from_points_on(
+        backend,
         &spec.key,
         &cloud.points_in_camera,
         Some(&normals),

@@ -15,10 +15,11 @@ use std::time::Instant;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use crate::backend::{Backend, BackendKind};
 use crate::error::{Error, Result};
 use crate::io::{find_manifests, load_frame_with, read_manifest, FrameSpec, LoadOptions, LoadedFrame};
 use crate::models::{FilterDecision, ModelOptions, ModelSet, ModelTimes, ModelsInfo, ObjectsMode};
-use crate::pipeline::{process_frame, SceneConfig};
+use crate::pipeline::{process_frame_on, SceneConfig};
 
 /// A frame or manifest that failed, as written to `failures.jsonl`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -194,6 +195,13 @@ pub struct RunOptions {
     /// Decode every frame's colour image and name each object's dominant colour (`SceneObject::color`), which
     /// question templates use to tell objects of one class apart.
     pub object_colors: bool,
+    /// Where the geometry kernels run (see [`crate::backend`]).
+    #[serde(default = "default_backend")]
+    pub backend: BackendKind,
+}
+
+fn default_backend() -> BackendKind {
+    BackendKind::Cpu
 }
 
 impl Default for RunOptions {
@@ -206,6 +214,7 @@ impl Default for RunOptions {
             open_models_always: false,
             default_hfov_deg: 60.0,
             object_colors: true,
+            backend: BackendKind::Cpu,
         }
     }
 }
@@ -246,6 +255,8 @@ pub struct RunSummary {
     pub filtered: Option<PathBuf>,
     /// The models used (`null` when none was needed).
     pub models: Option<ModelsInfo>,
+    /// The geometry backend that ran, with its adapter (e.g. `wgpu: llvmpipe (...) (Vulkan, Cpu)`).
+    pub backend: String,
     pub options: RunOptions,
 }
 
@@ -294,6 +305,7 @@ pub fn run_scenes(
             message: format!("default_hfov_deg {} must be within (1, 179)", options.default_hfov_deg),
         });
     }
+    let backend = Backend::open(options.backend)?;
     let (frames, mut failures) = collect_frames(inputs);
     let other_failures = failures.len();
     let mut models = if needs_models(&frames, options) { Some(ModelSet::open(&options.models)?) } else { None };
@@ -325,6 +337,7 @@ pub fn run_scenes(
     let (mut ok, mut objects, mut dropped, mut relations, mut ground, mut n_filtered) = (0, 0, 0, 0, 0, 0);
     let batch = options.batch_frames.max(1);
     let config = &options.config;
+    let backend_ref = &backend;
     let mut stages = StageTimes::default();
     progress(0, frames.len());
 
@@ -380,7 +393,7 @@ pub fn run_scenes(
                         if let Some(d) = frame.image_filter.as_ref().filter(|d| !d.kept) {
                             return Ok(Outcome::Filtered(d.clone()));
                         }
-                        let graph = process_frame(&frame, config)?;
+                        let graph = process_frame_on(backend_ref, &frame, config)?;
                         let line = serialize_line(&graph, &graph.frame)?;
                         let counts = FrameCounts {
                             objects: graph.objects.len(),
@@ -487,6 +500,7 @@ pub fn run_scenes(
         failures: failures_file,
         filtered: filtered_file,
         models: models_info,
+        backend: backend.describe(),
         options: options.clone(),
     };
     let mut run_file = AtomicFile::create(&out_dir.join("run.json"))?;

@@ -14,9 +14,10 @@ use crate::geometry::unproject::{ray_factors, DepthData, DepthImage, PointCloud}
 use crate::geometry::Intrinsics;
 
 /// The WGSL sources, embedded; `tests/parity.rs` validates each with naga.
-pub const SHADERS: [(&str, &str); 2] = [
+pub const SHADERS: [(&str, &str); 3] = [
     ("relations.wgsl", include_str!("../../shaders/relations.wgsl")),
     ("unproject.wgsl", include_str!("../../shaders/unproject.wgsl")),
+    ("ransac.wgsl", include_str!("../../shaders/ransac.wgsl")),
 ];
 
 const WORKGROUP: u32 = 256;
@@ -54,6 +55,29 @@ pub struct UnprojectParams {
     pub _pad: u32,
 }
 
+/// One ground-plane hypothesis as K2 scores it. Keep in sync with `Hypothesis` in `shaders/ransac.wgsl`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct GpuHypothesis {
+    pub plane: [f32; 4],
+    pub admissible: u32,
+    pub _pad: [u32; 3],
+}
+
+/// Uniforms of K2 scoring. Keep in sync with `Params` in `shaders/ransac.wgsl`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct RansacParamsGpu {
+    pub hypotheses: u32,
+    pub samples: u32,
+    pub threshold: f32,
+    pub min_cos: f32,
+    pub use_normals: u32,
+    pub _pad: [u32; 3],
+}
+
+const _: () = assert!(std::mem::size_of::<GpuHypothesis>() == 32);
+const _: () = assert!(std::mem::size_of::<RansacParamsGpu>() == 32);
 const _: () = assert!(std::mem::size_of::<FrameRange>() == 16);
 const _: () = assert!(std::mem::size_of::<RelationParams>() == 16);
 const _: () = assert!(std::mem::size_of::<UnprojectParams>() == 32);
@@ -66,6 +90,7 @@ pub struct WgpuBackend {
     limits: wgpu::Limits,
     errors: Arc<Mutex<Vec<String>>>,
     relations: wgpu::ComputePipeline,
+    ransac: wgpu::ComputePipeline,
     count_valid: wgpu::ComputePipeline,
     scan_blocks: wgpu::ComputePipeline,
     write_points: wgpu::ComputePipeline,
@@ -121,8 +146,10 @@ impl WgpuBackend {
         };
         let relations_module = module(SHADERS[0].0, SHADERS[0].1);
         let unproject_module = module(SHADERS[1].0, SHADERS[1].1);
+        let ransac_module = module(SHADERS[2].0, SHADERS[2].1);
         let backend = WgpuBackend {
             relations: pipeline(&relations_module, "main"),
+            ransac: pipeline(&ransac_module, "main"),
             count_valid: pipeline(&unproject_module, "count_valid"),
             scan_blocks: pipeline(&unproject_module, "scan_blocks"),
             write_points: pipeline(&unproject_module, "write_points"),
@@ -232,7 +259,7 @@ impl WgpuBackend {
     /// fits one storage binding.
     pub fn relate_batch(&self, frames: &[&[ObjectSummary]]) -> Result<Vec<Vec<RelationRecord>>, String> {
         let record = std::mem::size_of::<RelationRecord>() as u64;
-        let max_pairs = (u64::from(self.limits.max_storage_buffer_binding_size) / record).max(1);
+        let max_pairs = (self.limits.max_storage_buffer_binding_size / record).max(1);
         let mut out = Vec::with_capacity(frames.len());
         let mut start = 0;
         while start < frames.len() {
@@ -311,7 +338,7 @@ impl WgpuBackend {
             return Ok(PointCloud::default());
         }
         let point_bytes = pixels * 12;
-        if point_bytes > u64::from(self.limits.max_storage_buffer_binding_size) {
+        if point_bytes > self.limits.max_storage_buffer_binding_size {
             return Err(format!("a {}x{} frame exceeds one storage binding", depth.width, depth.height));
         }
         let (x, y) = self.grid(pixels)?;
@@ -372,6 +399,57 @@ impl WgpuBackend {
             points_in_camera: point_floats.chunks_exact(3).map(|p| [p[0], p[1], p[2]]).collect(),
             pixels: pixel_ids,
         })
+    }
+
+    /// K2 scores of every hypothesis (see [`crate::geometry::ransac::score_hypotheses`]): the planes are built on
+    /// the host by the CPU reference's code, the counting runs on the device, one workgroup per hypothesis.
+    pub fn score_hypotheses(
+        &self,
+        points: &[crate::geometry::Point3],
+        sample_normals: Option<&[crate::geometry::Point3]>,
+        frame_key: u32,
+        params: &crate::geometry::ransac::RansacParams,
+    ) -> Result<Vec<u32>, String> {
+        let inputs = crate::geometry::ransac::scoring_inputs(points, sample_normals, frame_key, params);
+        let h = inputs.planes.len() as u64;
+        if h == 0 {
+            return Ok(Vec::new());
+        }
+        let hyps: Vec<GpuHypothesis> = inputs
+            .planes
+            .iter()
+            .map(|p| match p {
+                Some(plane) => GpuHypothesis { plane: *plane, admissible: 1, _pad: [0; 3] },
+                None => GpuHypothesis::default(),
+            })
+            .collect();
+        let samples: Vec<f32> = inputs.sample_points.iter().flatten().copied().collect();
+        let normals: Vec<f32> = inputs.sample_normals.iter().flatten().flatten().copied().collect();
+        let params_gpu = RansacParamsGpu {
+            hypotheses: h as u32,
+            samples: inputs.sample_points.len() as u32,
+            threshold: params.inlier_threshold_m,
+            min_cos: inputs.min_cos,
+            use_normals: u32::from(inputs.sample_normals.is_some()),
+            _pad: [0; 3],
+        };
+        let hyp_buf = self.storage("hypotheses", bytemuck::cast_slice(&hyps));
+        let sample_buf = self.storage("samples", bytemuck::cast_slice(&samples));
+        let normal_buf = self.storage("normals", bytemuck::cast_slice(&normals));
+        let scores = self.output("scores", h * 4);
+        let params_buf = self.uniform("params", &params_gpu);
+        let bind = self.bind(&self.ransac, &[&hyp_buf, &sample_buf, &normal_buf, &scores, &params_buf]);
+        // One workgroup per hypothesis.
+        let (x, y) = self.grid(h * u64::from(WORKGROUP))?;
+        let mut encoder = self.device.create_command_encoder(&Default::default());
+        {
+            let mut pass = encoder.begin_compute_pass(&Default::default());
+            pass.set_pipeline(&self.ransac);
+            pass.set_bind_group(0, &bind, &[]);
+            pass.dispatch_workgroups(x, y, 1);
+        }
+        self.queue.submit([encoder.finish()]);
+        Ok(bytemuck::pod_collect_to_vec(&self.read_back(&scores, h * 4)?))
     }
 
     /// A bind group with the bindings `pipeline`'s (derived) layout uses, taken from `buffers` by binding index.

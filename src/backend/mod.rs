@@ -1,8 +1,9 @@
 //! Backends of the geometry kernels: the CPU reference (the specification), WGSL through `wgpu`, and (later) CUDA.
 //!
-//! Status (issue 5, first part): the `wgpu` backend runs K1 (unproject, stable order by prefix sums) and K5
-//! (relations of every pair of every frame of a batch); K2–K4 and the per-object grouping of K1 still run on the
-//! CPU reference. Nothing outside this module and its parity tests uses the GPU yet (no `--backend` option).
+//! Status (issue 5, first part): the `wgpu` backend runs K1 (unproject, stable order by prefix sums), K2's
+//! hypothesis scoring (the same hypotheses as the CPU, built on the host) and K5 (relations of every pair of
+//! every frame of a batch); K2's refinement, K3, K4 and the per-object grouping of K1 still run on the CPU
+//! reference. Nothing outside this module and its parity tests uses the GPU yet (no `--backend` option).
 //!
 //! Every kernel has one generic parity test body (`tests/parity.rs`) run for each available backend.
 
@@ -66,6 +67,23 @@ impl Backend {
             Backend::Wgpu(b) => {
                 b.unproject(depth, k).map_err(|message| Error::Backend { backend: "wgpu".into(), message })
             }
+        }
+    }
+
+    /// K2 hypothesis scores (the winner, refinement and acceptance then follow the CPU reference:
+    /// [`crate::geometry::ransac::fit_ground_plane_from_scores`]).
+    pub fn score_hypotheses(
+        &self,
+        points: &[crate::geometry::Point3],
+        sample_normals: Option<&[crate::geometry::Point3]>,
+        frame_key: u32,
+        params: &crate::geometry::ransac::RansacParams,
+    ) -> Result<Vec<u32>> {
+        match self {
+            Backend::Cpu => Ok(crate::geometry::ransac::score_hypotheses(points, sample_normals, frame_key, params)),
+            Backend::Wgpu(b) => b
+                .score_hypotheses(points, sample_normals, frame_key, params)
+                .map_err(|message| Error::Backend { backend: "wgpu".into(), message }),
         }
     }
 

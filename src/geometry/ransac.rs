@@ -183,6 +183,42 @@ pub fn score_sample_indices(n_points: usize, params: &RansacParams) -> Vec<u32> 
     (0..s).map(|i| ((i as u64 * n_points as u64) / s as u64) as u32).collect()
 }
 
+/// What a GPU backend needs to score hypotheses exactly like [`score_hypotheses`]: the subsample points, their
+/// normals (when used), and per hypothesis the f32 plane `[a, b, c, d]` it tests (`None`: inadmissible), plus the
+/// cosine of the normal-agreement angle.
+pub struct ScoringInputs {
+    pub sample_points: Vec<Point3>,
+    pub sample_normals: Option<Vec<Point3>>,
+    pub planes: Vec<Option<[f32; 4]>>,
+    pub min_cos: f32,
+}
+
+/// The inputs of [`score_hypotheses`] in the form a GPU kernel takes (planes built on the host in f64, as here).
+pub fn scoring_inputs(
+    points: &[Point3],
+    sample_normals: Option<&[Point3]>,
+    frame_key: u32,
+    params: &RansacParams,
+) -> ScoringInputs {
+    let sample = Sample::new(points, sample_normals, params);
+    let planes = (0..params.hypotheses)
+        .into_par_iter()
+        .with_min_len(64)
+        .map(|h| {
+            hypothesis_plane(points, frame_key, h, params).map(|p| {
+                let s = Support::band(&p, params.inlier_threshold_m);
+                [s.n[0], s.n[1], s.n[2], s.d]
+            })
+        })
+        .collect();
+    ScoringInputs {
+        sample_points: sample.points,
+        sample_normals: sample.normals,
+        planes,
+        min_cos: params.normal_agreement_deg.to_radians().cos(),
+    }
+}
+
 /// Whether a point (with its normal, if normals are used) supports `plane`.
 #[derive(Clone, Copy)]
 struct Support {
@@ -435,6 +471,29 @@ pub fn fit_ground_plane(
 ) -> Option<PlaneFit> {
     let sample = Sample::new(points, sample_normals, params);
     let scores = score_sample(points, &sample, frame_key, params);
+    fit_from_scores(points, &sample, frame_key, params, &scores)
+}
+
+/// [`fit_ground_plane`] with the hypothesis scores computed elsewhere (a GPU backend's
+/// [`score_hypotheses`] twin): the winner, refinement and acceptance are the CPU reference's.
+pub fn fit_ground_plane_from_scores(
+    points: &[Point3],
+    sample_normals: Option<&[Point3]>,
+    frame_key: u32,
+    params: &RansacParams,
+    scores: &[u32],
+) -> Option<PlaneFit> {
+    let sample = Sample::new(points, sample_normals, params);
+    fit_from_scores(points, &sample, frame_key, params, scores)
+}
+
+fn fit_from_scores(
+    points: &[Point3],
+    sample: &Sample,
+    frame_key: u32,
+    params: &RansacParams,
+    scores: &[u32],
+) -> Option<PlaneFit> {
     let (best_h, best_score) =
         scores
             .iter()
