@@ -1,0 +1,105 @@
+//! Criterion benchmarks of the kernels the GPU backends run, on every available backend, named
+//! `<kernel>/<backend>/<size>` with throughput in the kernel's unit. Without an adapter the wgpu cases are skipped
+//! with a printed reason. On Mesa's lavapipe (a CPU rasteriser) these figures are a correctness run, not a speed
+//! claim; on a real GPU they are (each sample includes upload, dispatch and read-back).
+//!
+//! `cargo bench --bench backends`
+
+use std::hint::black_box;
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use spatialsynth::backend::gpu::WgpuBackend;
+use spatialsynth::backend::Backend;
+use spatialsynth::geometry::ransac::RansacParams;
+use spatialsynth::geometry::stats::ObjectSummary;
+use spatialsynth::io::{load_frame, read_manifest, LoadedFrame};
+
+fn backends() -> Vec<(&'static str, Backend)> {
+    let mut out = vec![("cpu", Backend::Cpu)];
+    match WgpuBackend::new() {
+        Ok(b) => {
+            eprintln!("wgpu adapter: {}", b.adapter_description());
+            out.push(("wgpu", Backend::Wgpu(Box::new(b))));
+        }
+        Err(why) => eprintln!("SKIPPED wgpu benchmarks: {why}"),
+    }
+    out
+}
+
+fn big_frame() -> LoadedFrame {
+    let manifest = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("data/sample/frames.json");
+    read_manifest(&manifest)
+        .expect("data/sample/frames.json")
+        .into_iter()
+        .map(|s| load_frame(&s.expect("frame spec")).expect("sample frame"))
+        .max_by_key(|f| f.depth.as_ref().map_or(0, |d| d.count_valid()))
+        .expect("a sample frame")
+}
+
+fn objects(frame: usize, n: usize) -> Vec<ObjectSummary> {
+    (0..n)
+        .map(|i| {
+            let t = (frame * n + i) as f32;
+            let c = [(t * 0.37).sin() * 4.0, 2.0 + (t * 0.11).cos() * 3.0, (t * 0.05).sin().abs()];
+            let s = [0.3, 0.4, 0.5];
+            ObjectSummary {
+                centroid_m: c,
+                sigma_m: 0.02,
+                aabb_min_m: [c[0] - 0.15, c[1] - 0.2, c[2] - 0.25],
+                aabb_max_m: [c[0] + 0.15, c[1] + 0.2, c[2] + 0.25],
+                volume_m3: s[0] * s[1] * s[2],
+                obb_center_m: c,
+                distance_to_camera_m: 3.0,
+                size_m: s,
+                median_depth_m: 3.0,
+                points: 100,
+                ..ObjectSummary::default()
+            }
+        })
+        .collect()
+}
+
+fn kernels(c: &mut Criterion) {
+    let backends = backends();
+    let frame = big_frame();
+    let depth = frame.depth.as_ref().expect("depth");
+    let pixels = u64::from(depth.width * depth.height);
+
+    let mut g = c.benchmark_group("k1_unproject");
+    g.throughput(Throughput::Elements(pixels));
+    for (name, b) in &backends {
+        g.bench_function(BenchmarkId::new(*name, format!("{}x{}", depth.width, depth.height)), |bench| {
+            bench.iter(|| black_box(b.unproject(depth, &frame.intrinsics).expect("k1").len()))
+        });
+    }
+    g.finish();
+
+    let cloud = spatialsynth::geometry::unproject::unproject_depth(depth, &frame.intrinsics);
+    let params = RansacParams::default();
+    let mut g = c.benchmark_group("k2_score");
+    // Point tests: hypotheses x subsample points.
+    g.throughput(Throughput::Elements(u64::from(params.hypotheses) * u64::from(params.score_samples)));
+    for (name, b) in &backends {
+        g.bench_function(BenchmarkId::new(*name, "1000hyp_x_16384pts"), |bench| {
+            bench.iter(|| black_box(b.score_hypotheses(&cloud.points_in_camera, None, 7, &params).expect("k2").len()))
+        });
+    }
+    g.finish();
+
+    let mut g = c.benchmark_group("k5_relations");
+    g.sample_size(10);
+    for frames in [1usize, 16, 256] {
+        let batch: Vec<Vec<ObjectSummary>> = (0..frames).map(|f| objects(f, 40)).collect();
+        let refs: Vec<&[ObjectSummary]> = batch.iter().map(Vec::as_slice).collect();
+        g.throughput(Throughput::Elements((frames * 40 * 39) as u64));
+        for (name, b) in &backends {
+            g.bench_function(BenchmarkId::new(*name, format!("{frames}frames_x_40obj")), |bench| {
+                bench.iter(|| black_box(b.relate_batch(&refs).expect("k5").len()))
+            });
+        }
+    }
+    g.finish();
+}
+
+criterion_group!(benches, kernels);
+criterion_main!(benches);
