@@ -435,7 +435,10 @@ pub fn process_frame_on(backend: &Backend, frame: &LoadedFrame, config: &SceneCo
     };
     let normals = ground_sample_normals(depth, k, &cloud, &config.ransac, config.normal_max_step_px);
     let regions: Vec<_> = frame.objects.iter().map(|o| o.region.clone()).collect();
-    let grouped = unproject_objects(depth, k, frame.instance_labels.as_deref(), &regions);
+    let grouped = match backend {
+        Backend::Cpu => unproject_objects(depth, k, frame.instance_labels.as_deref(), &regions),
+        _ => backend.unproject_objects(depth, k, frame.instance_labels.as_deref(), &regions)?,
+    };
     let width = k.width;
     let objects: Vec<ObjectInput> = frame
         .objects

@@ -13,7 +13,7 @@ use spatialsynth::backend::Backend;
 use spatialsynth::geometry::ransac::{fit_ground_plane, fit_ground_plane_from_scores, score_hypotheses, RansacParams};
 use spatialsynth::geometry::relations::{relate_all, RelationRecord};
 use spatialsynth::geometry::stats::ObjectSummary;
-use spatialsynth::geometry::unproject::{unproject_depth, DepthData, DepthImage};
+use spatialsynth::geometry::unproject::{unproject_depth, unproject_objects, DepthData, DepthImage, ObjectRegion};
 use spatialsynth::geometry::Intrinsics;
 
 /// The GPU backends available here (opened once per test binary), with a printed skip for the others.
@@ -133,6 +133,25 @@ fn check_scores(backend: &Backend, points: &[[f32; 3]], normals: Option<&[[f32; 
     }
 }
 
+/// K1 grouping parity body: the same offsets and pixels, points within a relative 1e-6.
+fn check_grouping(
+    backend: &Backend,
+    depth: &DepthImage,
+    k: &Intrinsics,
+    labels: Option<&[u32]>,
+    regions: &[ObjectRegion],
+) {
+    let got = backend.unproject_objects(depth, k, labels, regions).unwrap();
+    let want = unproject_objects(depth, k, labels, regions);
+    assert_eq!(got.offsets, want.offsets, "{}", backend.describe());
+    assert_eq!(got.pixels, want.pixels, "{}", backend.describe());
+    for (g, w) in got.points_in_camera.iter().zip(&want.points_in_camera) {
+        for c in 0..3 {
+            assert!(close(g[c], w[c], 1e-6), "{}: {g:?} vs {w:?}", backend.describe());
+        }
+    }
+}
+
 fn summary(c: [f32; 3], size: [f32; 3], sigma: f32) -> ObjectSummary {
     ObjectSummary {
         centroid_m: c,
@@ -207,6 +226,48 @@ proptest! {
     }
 
     #[test]
+    fn k1_grouping_matches_the_cpu_reference(
+        width in 1u32..80,
+        height in 1u32..60,
+        seed in any::<u64>(),
+        regions in prop::collection::vec((any::<bool>(), 0u32..5, prop::array::uniform4(0.0f32..1.1)), 0..8),
+    ) {
+        let n = (width * height) as usize;
+        let mut state = seed | 1;
+        let mut next = || {
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (state >> 33) as u32
+        };
+        let depth = DepthImage {
+            width,
+            height,
+            data: DepthData::U16 { values: (0..n).map(|_| if next() % 5 == 0 { 0 } else { (next() % 5000) as u16 }).collect(), units_per_meter: 1000.0, invalid_value: None },
+        };
+        let labels: Vec<u32> = (0..n).map(|_| next() % 5).collect();
+        // Boxes clipped to the image, as the frame loader gives them; they may overlap.
+        let regions: Vec<ObjectRegion> = regions
+            .into_iter()
+            .map(|(instance, id, f)| {
+                let at = |v: f32, size: u32| ((v * size as f32) as u32).min(size);
+                match instance {
+                    true => ObjectRegion::Instance { instance_id: id },
+                    false => ObjectRegion::Box {
+                        x0: at(f[0].min(f[2]), width),
+                        y0: at(f[1].min(f[3]), height),
+                        x1: at(f[0].max(f[2]), width),
+                        y1: at(f[1].max(f[3]), height),
+                    },
+                }
+            })
+            .collect();
+        for backend in gpu_backends("k1_grouping_matches_the_cpu_reference") {
+            check_grouping(backend, &depth, &intrinsics(width, height), Some(&labels), &regions);
+            let boxes: Vec<ObjectRegion> = regions.iter().filter(|r| matches!(r, ObjectRegion::Box { .. })).cloned().collect();
+            check_grouping(backend, &depth, &intrinsics(width, height), None, &boxes);
+        }
+    }
+
+    #[test]
     fn k1_unproject_matches_the_cpu_reference(
         width in 1u32..90,
         height in 1u32..70,
@@ -265,13 +326,16 @@ fn k2_scores_match_on_the_sample_frames() {
 }
 
 #[test]
-fn k1_unproject_matches_on_the_sample_frames() {
+fn k1_unproject_and_grouping_match_on_the_sample_frames() {
     let manifest = common::repo().join("data/sample/frames.json");
     let frames: Vec<_> = spatialsynth::io::read_manifest(&manifest).unwrap().into_iter().map(|f| f.unwrap()).collect();
-    for backend in gpu_backends("k1_unproject_matches_on_the_sample_frames") {
+    for backend in gpu_backends("k1_unproject_and_grouping_match_on_the_sample_frames") {
         for spec in &frames {
             let frame = spatialsynth::io::load_frame(spec).unwrap();
-            check_unproject(backend, frame.depth.as_ref().unwrap(), &frame.intrinsics);
+            let depth = frame.depth.as_ref().unwrap();
+            check_unproject(backend, depth, &frame.intrinsics);
+            let regions: Vec<ObjectRegion> = frame.objects.iter().map(|o| o.region.clone()).collect();
+            check_grouping(backend, depth, &frame.intrinsics, frame.instance_labels.as_deref(), &regions);
         }
     }
 }
@@ -300,8 +364,12 @@ fn k5_relations_match_on_a_large_batch() {
 
 #[test]
 fn shaders_validate_with_naga_and_share_the_rust_layouts() {
-    use spatialsynth::backend::gpu::{FrameRange, GpuHypothesis, RansacParamsGpu, RelationParams, UnprojectParams};
-    let expected: [(&str, usize); 7] = [
+    use spatialsynth::backend::gpu::{
+        FrameRange, GpuHypothesis, GpuRegion, GroupParams, RansacParamsGpu, RelationParams, UnprojectParams,
+    };
+    let expected: [(&str, usize); 9] = [
+        ("Region", std::mem::size_of::<GpuRegion>()),
+        ("Params", std::mem::size_of::<GroupParams>()),
         ("Hypothesis", std::mem::size_of::<GpuHypothesis>()),
         ("Params", std::mem::size_of::<RansacParamsGpu>()),
         ("ObjectSummary", std::mem::size_of::<ObjectSummary>()),
@@ -331,7 +399,7 @@ fn shaders_validate_with_naga_and_share_the_rust_layouts() {
             }
         }
     }
-    assert_eq!(seen, 7, "every shared struct was found in the shaders");
+    assert_eq!(seen, 9, "every shared struct was found in the shaders");
 }
 
 #[test]

@@ -10,14 +10,15 @@ use wgpu::util::DeviceExt;
 
 use crate::geometry::relations::RelationRecord;
 use crate::geometry::stats::ObjectSummary;
-use crate::geometry::unproject::{ray_factors, DepthData, DepthImage, PointCloud};
+use crate::geometry::unproject::{ray_factors, DepthData, DepthImage, GroupedPoints, ObjectRegion, PointCloud};
 use crate::geometry::Intrinsics;
 
 /// The WGSL sources, embedded; `tests/parity.rs` validates each with naga.
-pub const SHADERS: [(&str, &str); 3] = [
+pub const SHADERS: [(&str, &str); 4] = [
     ("relations.wgsl", include_str!("../../shaders/relations.wgsl")),
     ("unproject.wgsl", include_str!("../../shaders/unproject.wgsl")),
     ("ransac.wgsl", include_str!("../../shaders/ransac.wgsl")),
+    ("group.wgsl", include_str!("../../shaders/group.wgsl")),
 ];
 
 const WORKGROUP: u32 = 256;
@@ -76,11 +77,46 @@ pub struct RansacParamsGpu {
     pub _pad: [u32; 3],
 }
 
+/// An object's pixel region as K1's grouping tests it. Keep in sync with `Region` in `shaders/group.wgsl`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct GpuRegion {
+    /// 0: instance `id`; 1: box `[x0, x1) × [y0, y1)`.
+    pub kind: u32,
+    pub id: u32,
+    pub x0: u32,
+    pub y0: u32,
+    pub x1: u32,
+    pub y1: u32,
+    pub _pad: [u32; 2],
+}
+
+/// Uniforms of K1's grouping. Keep in sync with `Params` in `shaders/group.wgsl`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct GroupParams {
+    pub points: u32,
+    pub blocks: u32,
+    pub objects: u32,
+    pub width: u32,
+    pub has_labels: u32,
+    pub _pad: [u32; 3],
+}
+
+const _: () = assert!(std::mem::size_of::<GpuRegion>() == 32);
+const _: () = assert!(std::mem::size_of::<GroupParams>() == 32);
 const _: () = assert!(std::mem::size_of::<GpuHypothesis>() == 32);
 const _: () = assert!(std::mem::size_of::<RansacParamsGpu>() == 32);
 const _: () = assert!(std::mem::size_of::<FrameRange>() == 16);
 const _: () = assert!(std::mem::size_of::<RelationParams>() == 16);
 const _: () = assert!(std::mem::size_of::<UnprojectParams>() == 32);
+
+/// A whole-frame cloud left on the device by K1.
+struct DeviceCloud {
+    points: wgpu::Buffer,
+    pixels: wgpu::Buffer,
+    total: u64,
+}
 
 /// An open device with the kernels compiled.
 pub struct WgpuBackend {
@@ -91,6 +127,9 @@ pub struct WgpuBackend {
     errors: Arc<Mutex<Vec<String>>>,
     relations: wgpu::ComputePipeline,
     ransac: wgpu::ComputePipeline,
+    count_members: wgpu::ComputePipeline,
+    scan_members: wgpu::ComputePipeline,
+    write_members: wgpu::ComputePipeline,
     count_valid: wgpu::ComputePipeline,
     scan_blocks: wgpu::ComputePipeline,
     write_points: wgpu::ComputePipeline,
@@ -147,7 +186,11 @@ impl WgpuBackend {
         let relations_module = module(SHADERS[0].0, SHADERS[0].1);
         let unproject_module = module(SHADERS[1].0, SHADERS[1].1);
         let ransac_module = module(SHADERS[2].0, SHADERS[2].1);
+        let group_module = module(SHADERS[3].0, SHADERS[3].1);
         let backend = WgpuBackend {
+            count_members: pipeline(&group_module, "count_members"),
+            scan_members: pipeline(&group_module, "scan_members"),
+            write_members: pipeline(&group_module, "write_members"),
             relations: pipeline(&relations_module, "main"),
             ransac: pipeline(&ransac_module, "main"),
             count_valid: pipeline(&unproject_module, "count_valid"),
@@ -243,6 +286,15 @@ impl WgpuBackend {
         Ok(bytes)
     }
 
+    /// Copies `size` bytes from `offset` of `source` back to the host.
+    fn read_back_range(&self, source: &wgpu::Buffer, offset: u64, size: u64) -> Result<Vec<u8>, String> {
+        let staging = self.output("range", size);
+        let mut encoder = self.device.create_command_encoder(&Default::default());
+        encoder.copy_buffer_to_buffer(source, offset, &staging, 0, size);
+        self.queue.submit([encoder.finish()]);
+        self.read_back(&staging, size)
+    }
+
     /// Workgroup counts `(x, y)` covering `invocations`, within the per-dimension limit.
     fn grid(&self, invocations: u64) -> Result<(u32, u32), String> {
         let groups = invocations.div_ceil(u64::from(WORKGROUP)).max(1);
@@ -327,6 +379,17 @@ impl WgpuBackend {
     /// K1 for the whole frame: every valid depth pixel in row-major order (see
     /// [`crate::geometry::unproject::unproject_depth`]). 16-bit depth is uploaded as 16-bit.
     pub fn unproject(&self, depth: &DepthImage, k: &Intrinsics) -> Result<PointCloud, String> {
+        let Some(cloud) = self.unproject_device(depth, k)? else { return Ok(PointCloud::default()) };
+        let point_floats: Vec<f32> = bytemuck::pod_collect_to_vec(&self.read_back(&cloud.points, cloud.total * 12)?);
+        let pixel_ids: Vec<u32> = bytemuck::pod_collect_to_vec(&self.read_back(&cloud.pixels, cloud.total * 4)?);
+        Ok(PointCloud {
+            points_in_camera: point_floats.chunks_exact(3).map(|p| [p[0], p[1], p[2]]).collect(),
+            pixels: pixel_ids,
+        })
+    }
+
+    /// K1 on the device: the cloud stays there (`None` for an empty image); only its size is read back.
+    fn unproject_device(&self, depth: &DepthImage, k: &Intrinsics) -> Result<Option<DeviceCloud>, String> {
         let pixels = depth.len() as u64;
         if (depth.width, depth.height) != (k.width, k.height) {
             return Err(format!(
@@ -335,7 +398,7 @@ impl WgpuBackend {
             ));
         }
         if pixels == 0 {
-            return Ok(PointCloud::default());
+            return Ok(None);
         }
         let point_bytes = pixels * 12;
         if point_bytes > self.limits.max_storage_buffer_binding_size {
@@ -379,25 +442,136 @@ impl WgpuBackend {
         let mut encoder = self.device.create_command_encoder(&Default::default());
         {
             let mut pass = encoder.begin_compute_pass(&Default::default());
-            for (pipeline, groups) in
-                [(&self.count_valid, blocks), (&self.scan_blocks, 1), (&self.write_points, blocks)]
-            {
-                // Each entry point uses a subset of the bindings: bind exactly those its layout holds.
-                let bind = self.bind_used(pipeline, &buffers);
+            for (pipeline, used, groups) in [
+                (&self.count_valid, &[0u32, 3, 7][..], blocks),
+                (&self.scan_blocks, &[3, 4, 7][..], 1),
+                (&self.write_points, &[0, 1, 2, 4, 5, 6, 7][..], blocks),
+            ] {
+                // Each entry point's derived layout holds only the bindings it uses.
+                let bind = self.bind_subset(pipeline, &buffers, used);
                 pass.set_pipeline(pipeline);
                 pass.set_bind_group(0, &bind, &[]);
                 pass.dispatch_workgroups(groups, 1, 1);
             }
         }
         self.queue.submit([encoder.finish()]);
-        let total_bytes = self.read_back(&offsets, (u64::from(blocks) + 1) * 4)?;
-        let offsets_host: Vec<u32> = bytemuck::pod_collect_to_vec(&total_bytes);
-        let total = u64::from(offsets_host.last().copied().unwrap_or(0));
-        let point_floats: Vec<f32> = bytemuck::pod_collect_to_vec(&self.read_back(&points, total * 12)?);
-        let pixel_ids: Vec<u32> = bytemuck::pod_collect_to_vec(&self.read_back(&pixel_of_point, total * 4)?);
-        Ok(PointCloud {
+        let last = self.read_back_range(&offsets, u64::from(blocks) * 4, 4)?;
+        let total = u64::from(bytemuck::pod_read_unaligned::<u32>(&last));
+        Ok(Some(DeviceCloud { points, pixels: pixel_of_point, total }))
+    }
+
+    /// K1 per object (see [`crate::geometry::unproject::unproject_objects`]): the whole-frame cloud is computed
+    /// and grouped on the device; only the grouped points come back.
+    pub fn unproject_objects(
+        &self,
+        depth: &DepthImage,
+        k: &Intrinsics,
+        instance_labels: Option<&[u32]>,
+        regions: &[ObjectRegion],
+    ) -> Result<GroupedPoints, String> {
+        let empty = || GroupedPoints { offsets: vec![0; regions.len() + 1], ..GroupedPoints::default() };
+        if regions.is_empty() {
+            return Ok(GroupedPoints { offsets: vec![0], ..GroupedPoints::default() });
+        }
+        let Some(cloud) = self.unproject_device(depth, k)? else { return Ok(empty()) };
+        if cloud.total == 0 {
+            return Ok(empty());
+        }
+        if let Some(l) = instance_labels {
+            if l.len() != depth.len() {
+                return Err(format!("{} instance labels for {} pixels", l.len(), depth.len()));
+            }
+        }
+        let objects = regions.len() as u64;
+        let blocks = cloud.total.div_ceil(u64::from(WORKGROUP));
+        let max = u64::from(self.limits.max_compute_workgroups_per_dimension);
+        if blocks > max || objects > max {
+            return Err(format!("{} points of {objects} objects exceed the dispatch limits", cloud.total));
+        }
+        let gpu_regions: Vec<GpuRegion> = regions
+            .iter()
+            .map(|r| match *r {
+                ObjectRegion::Instance { instance_id } => {
+                    GpuRegion { kind: 0, id: instance_id, ..GpuRegion::default() }
+                }
+                ObjectRegion::Box { x0, y0, x1, y1 } => GpuRegion { kind: 1, id: 0, x0, y0, x1, y1, _pad: [0; 2] },
+            })
+            .collect();
+        let params = GroupParams {
+            points: cloud.total as u32,
+            blocks: blocks as u32,
+            objects: objects as u32,
+            width: depth.width,
+            has_labels: u32::from(instance_labels.is_some()),
+            _pad: [0; 3],
+        };
+        let labels_buf = self.storage("labels", bytemuck::cast_slice(instance_labels.unwrap_or(&[])));
+        let regions_buf = self.storage("regions", bytemuck::cast_slice(&gpu_regions));
+        let counts = self.output("member counts", objects * blocks * 4);
+        let offsets = self.output("member offsets", objects * blocks * 4);
+        let object_offsets = self.output("object offsets", (objects + 1) * 4);
+        let params_buf = self.uniform("params", &params);
+        // Pass 1 and 2: counts and offsets; the total sizes the output.
+        let mut encoder = self.device.create_command_encoder(&Default::default());
+        {
+            let all = [
+                &cloud.points,
+                &cloud.pixels,
+                &labels_buf,
+                &regions_buf,
+                &counts,
+                &offsets,
+                &object_offsets,
+                &counts,
+                &counts,
+                &params_buf,
+            ];
+            let mut pass = encoder.begin_compute_pass(&Default::default());
+            let bind = self.bind_subset(&self.count_members, &all, &[1, 2, 3, 4, 9]);
+            pass.set_pipeline(&self.count_members);
+            pass.set_bind_group(0, &bind, &[]);
+            pass.dispatch_workgroups(blocks as u32, objects as u32, 1);
+            let bind = self.bind_subset(&self.scan_members, &all, &[4, 5, 6, 9]);
+            pass.set_pipeline(&self.scan_members);
+            pass.set_bind_group(0, &bind, &[]);
+            pass.dispatch_workgroups(1, 1, 1);
+        }
+        self.queue.submit([encoder.finish()]);
+        let object_offsets_host: Vec<u32> =
+            bytemuck::pod_collect_to_vec(&self.read_back(&object_offsets, (objects + 1) * 4)?);
+        let total = u64::from(object_offsets_host.last().copied().unwrap_or(0));
+        if total * 12 > self.limits.max_storage_buffer_binding_size {
+            return Err(format!("{total} grouped points exceed one storage binding"));
+        }
+        let out_points = self.output("grouped points", total * 12);
+        let out_pixels = self.output("grouped pixels", total * 4);
+        let mut encoder = self.device.create_command_encoder(&Default::default());
+        {
+            let all = [
+                &cloud.points,
+                &cloud.pixels,
+                &labels_buf,
+                &regions_buf,
+                &counts,
+                &offsets,
+                &object_offsets,
+                &out_points,
+                &out_pixels,
+                &params_buf,
+            ];
+            let mut pass = encoder.begin_compute_pass(&Default::default());
+            let bind = self.bind_subset(&self.write_members, &all, &[0, 1, 2, 3, 5, 7, 8, 9]);
+            pass.set_pipeline(&self.write_members);
+            pass.set_bind_group(0, &bind, &[]);
+            pass.dispatch_workgroups(blocks as u32, objects as u32, 1);
+        }
+        self.queue.submit([encoder.finish()]);
+        let point_floats: Vec<f32> = bytemuck::pod_collect_to_vec(&self.read_back(&out_points, total * 12)?);
+        let pixel_ids: Vec<u32> = bytemuck::pod_collect_to_vec(&self.read_back(&out_pixels, total * 4)?);
+        Ok(GroupedPoints {
             points_in_camera: point_floats.chunks_exact(3).map(|p| [p[0], p[1], p[2]]).collect(),
             pixels: pixel_ids,
+            offsets: object_offsets_host,
         })
     }
 
@@ -452,15 +626,13 @@ impl WgpuBackend {
         Ok(bytemuck::pod_collect_to_vec(&self.read_back(&scores, h * 4)?))
     }
 
-    /// A bind group with the bindings `pipeline`'s (derived) layout uses, taken from `buffers` by binding index.
-    fn bind_used(&self, pipeline: &wgpu::ComputePipeline, buffers: &[&wgpu::Buffer]) -> wgpu::BindGroup {
-        let used: &[u32] = if std::ptr::eq(pipeline, &self.count_valid) {
-            &[0, 3, 7]
-        } else if std::ptr::eq(pipeline, &self.scan_blocks) {
-            &[3, 4, 7]
-        } else {
-            &[0, 1, 2, 4, 5, 6, 7]
-        };
+    /// A bind group with the bindings `used` (indices into `buffers`), those `pipeline`'s derived layout holds.
+    fn bind_subset(
+        &self,
+        pipeline: &wgpu::ComputePipeline,
+        buffers: &[&wgpu::Buffer],
+        used: &[u32],
+    ) -> wgpu::BindGroup {
         let entries: Vec<wgpu::BindGroupEntry> = used
             .iter()
             .map(|&i| wgpu::BindGroupEntry { binding: i, resource: buffers[i as usize].as_entire_binding() })

@@ -1,9 +1,9 @@
 //! Backends of the geometry kernels: the CPU reference (the specification), WGSL through `wgpu`, and (later) CUDA.
 //!
-//! Status (issue 5, first part): the `wgpu` backend runs K1 (unproject, stable order by prefix sums), K2's
+//! Status (issue 5, first part): the `wgpu` backend runs K1 (unproject and per-object grouping, stable order by
+//! prefix sums, the cloud kept on the device between the two), K2's
 //! hypothesis scoring (the same hypotheses as the CPU, built on the host) and K5 (relations of every pair of
-//! every frame of a batch); K2's refinement, K3, K4 and the per-object grouping of K1 still run on the CPU
-//! reference. Nothing outside this module and its parity tests uses the GPU yet (no `--backend` option).
+//! every frame of a batch); K2's refinement, K3 and K4 still run on the CPU reference. Nothing outside this module and its parity tests uses the GPU yet (no `--backend` option).
 //!
 //! Every kernel has one generic parity test body (`tests/parity.rs`) run for each available backend.
 
@@ -67,6 +67,22 @@ impl Backend {
             Backend::Wgpu(b) => {
                 b.unproject(depth, k).map_err(|message| Error::Backend { backend: "wgpu".into(), message })
             }
+        }
+    }
+
+    /// K1 per object: each region's valid depth points, row-major per object.
+    pub fn unproject_objects(
+        &self,
+        depth: &DepthImage,
+        k: &Intrinsics,
+        instance_labels: Option<&[u32]>,
+        regions: &[crate::geometry::unproject::ObjectRegion],
+    ) -> Result<crate::geometry::unproject::GroupedPoints> {
+        match self {
+            Backend::Cpu => Ok(crate::geometry::unproject::unproject_objects(depth, k, instance_labels, regions)),
+            Backend::Wgpu(b) => b
+                .unproject_objects(depth, k, instance_labels, regions)
+                .map_err(|message| Error::Backend { backend: "wgpu".into(), message }),
         }
     }
 
