@@ -569,3 +569,69 @@ fn bad_template_banks_are_refused_with_the_file_named() {
     let err = TemplateBank::parse(&few, path).unwrap_err().to_string();
     assert!(err.contains("left_predicate"), "{err}");
 }
+
+#[test]
+fn one_question_per_fact_and_pair_in_a_conversation() {
+    let graph = living_room();
+    let bank = TemplateBank::builtin().unwrap();
+    let family = |t: QuestionType| {
+        let name = t.name();
+        for (prefixes, f) in [
+            (&["left", "right"][..], "left/right"),
+            (&["above", "below"][..], "above/below"),
+            (&["front", "behind"][..], "front/behind"),
+            (&["taller", "shorter", "height_difference"][..], "height"),
+            (&["wider", "thinner"][..], "width"),
+            (&["bigger", "smaller"][..], "size"),
+        ] {
+            if prefixes.iter().any(|p| name.starts_with(p)) {
+                return f.to_string();
+            }
+        }
+        name.to_string()
+    };
+    for seed in 0..50 {
+        let records =
+            generate_frame(&graph, bank, &QaOptions { seed, qa_per_image: 40, ..QaOptions::default() }).unwrap();
+        let mut seen = std::collections::HashSet::new();
+        for r in &records {
+            let mut objects = r.objects.clone();
+            if r.question_type != QuestionType::Direction && r.question_type != QuestionType::CloserTo {
+                objects.sort();
+            }
+            assert!(seen.insert((family(r.question_type), objects)), "asked twice: {r:?}");
+        }
+    }
+}
+
+#[test]
+fn the_mix_serialises_by_name_and_is_checked() {
+    let mix = spatialsynth::qa::TypeMix::from_spec("all=0,distance=2,left_predicate=1").unwrap();
+    let json = serde_json::to_value(&mix).unwrap();
+    assert_eq!(json["distance"], 2.0);
+    assert_eq!(json["left_predicate"], 1.0);
+    assert_eq!(json["gap"], 0.0);
+    let back: spatialsynth::qa::TypeMix = serde_json::from_value(json).unwrap();
+    assert_eq!(back, mix);
+    assert!(serde_json::from_str::<spatialsynth::qa::TypeMix>(r#"{"sideways": 1}"#).is_err());
+    assert!(serde_json::from_str::<spatialsynth::qa::TypeMix>(r#"{"distance": -1}"#).is_err());
+    assert!(serde_json::from_str::<spatialsynth::qa::TypeMix>(r#"{"distance": 0}"#).is_err());
+}
+
+#[test]
+fn frames_without_a_colour_image_get_no_questions() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut with = living_room();
+    let mut without = living_room();
+    with.frame = "synthetic/with_image".into();
+    without.frame = "synthetic/without_image".into();
+    without.color = None;
+    let lines = format!("{}\n{}\n", serde_json::to_string(&with).unwrap(), serde_json::to_string(&without).unwrap());
+    let path = tmp.path().join("scene_graphs.jsonl");
+    std::fs::write(&path, lines).unwrap();
+    let summary = spatialsynth::dataset::write_dataset(&path, tmp.path(), &Default::default()).unwrap();
+    assert_eq!((summary.frames, summary.frames_with_qa, summary.frames_without_image), (2, 1, 1));
+    let llava = std::fs::read_to_string(tmp.path().join("llava.jsonl")).unwrap();
+    assert_eq!(llava.lines().count(), 1);
+    assert!(llava.contains("synthetic/with_image") && !llava.contains("without_image"));
+}

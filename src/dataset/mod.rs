@@ -65,6 +65,8 @@ pub struct DatasetSummary {
     pub scene_graphs: PathBuf,
     pub frames: usize,
     pub frames_with_qa: usize,
+    /// Frames without a colour image: no questions (they would be about a picture nobody has).
+    pub frames_without_image: usize,
     pub qa: usize,
     pub per_category: BTreeMap<Category, usize>,
     /// Pairs per question type (every type listed, zeros included).
@@ -156,6 +158,7 @@ fn frame_lines(frame: &str, image: Option<&str>, qa: &[QaRecord]) -> serde_json:
 
 struct FrameOutput {
     frame: String,
+    has_image: bool,
     qa: Vec<QaRecord>,
     llava: Vec<u8>,
     chat: Vec<u8>,
@@ -193,6 +196,7 @@ pub fn write_dataset(scene_graphs: &Path, out_dir: &Path, options: &DatasetOptio
         scene_graphs: scene_graphs.to_path_buf(),
         frames: 0,
         frames_with_qa: 0,
+        frames_without_image: 0,
         qa: 0,
         per_category: Category::ALL.iter().map(|c| (*c, 0)).collect(),
         per_type: QuestionType::ALL.iter().map(|t| (t.name().to_string(), 0)).collect(),
@@ -236,19 +240,23 @@ pub fn write_dataset(scene_graphs: &Path, out_dir: &Path, options: &DatasetOptio
                     }
                 }
                 let mut qa = Vec::new();
-                generate_frame_into(&graph, bank, &options.qa, &mut qa);
+                // Questions about a picture need the picture: frames without a colour image get none.
+                if graph.color.is_some() {
+                    generate_frame_into(&graph, bank, &options.qa, &mut qa);
+                }
                 let (l, c) = match qa.is_empty() {
                     true => (Vec::new(), Vec::new()),
                     false => frame_lines(&graph.frame, graph.color.as_deref(), &qa)
                         .map_err(|e| fail(format!("frame {}: cannot serialise: {e}", graph.frame)))?,
                 };
-                Ok(FrameOutput { frame: graph.frame, qa, llava: l, chat: c })
+                Ok(FrameOutput { frame: graph.frame, has_image: graph.color.is_some(), qa, llava: l, chat: c })
             })
             .collect();
         for out in outputs {
             match out {
                 Ok(f) => {
                     summary.frames += 1;
+                    summary.frames_without_image += usize::from(!f.has_image);
                     let dataset = f.frame.split_once('/').map_or("-", |(d, _)| d).to_string();
                     *summary.per_dataset.entry(dataset).or_default() += 1;
                     if f.qa.is_empty() {
@@ -351,7 +359,7 @@ pub fn dataset_card(s: &DatasetSummary) -> String {
     let _ = writeln!(
         c,
         "Seed {}, up to {} questions per image, units {:?}, templates `{}`. Same scene graphs + same options = \
-         byte-identical files.\n",
+         byte-identical files (timings in `dataset.json` aside).\n",
         o.seed, o.qa_per_image, o.units, s.templates
     );
     let _ = writeln!(c, "```json\n{}\n```\n", serde_json::to_string_pretty(&s.options).unwrap_or_default());

@@ -35,11 +35,40 @@ use crate::error::{Error, Result};
 use crate::scene::SceneGraph;
 use templates::{Slot, SLOTS};
 
-/// Relative weights of the question types: a category weight shared among its types, times a per-type factor.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// Relative weights of the question types: a category weight shared among its types, or a type's own weight.
+/// Serialised as a map from question-type name to weight (types not listed weigh 0).
+#[derive(Clone, Debug, PartialEq)]
 pub struct TypeMix {
-    /// Weight of each type, indexed by [`QuestionType::index`] (written to run records by name).
+    /// Weight of each type, indexed by [`QuestionType::index`].
     weights: Vec<f64>,
+}
+
+impl Serialize for TypeMix {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        let map: std::collections::BTreeMap<&str, f64> =
+            QuestionType::ALL.iter().map(|t| (t.name(), self.weight(*t))).collect();
+        map.serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for TypeMix {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        use serde::de::Error as _;
+        let map = std::collections::BTreeMap::<String, f64>::deserialize(d)?;
+        let mut weights = vec![0.0; QuestionType::ALL.len()];
+        for (name, w) in map {
+            let t = QuestionType::from_name(&name)
+                .ok_or_else(|| D::Error::custom(format!("unknown question type {name:?}")))?;
+            if !(w.is_finite() && w >= 0.0) {
+                return Err(D::Error::custom(format!("weight of {name} must be zero or positive, got {w}")));
+            }
+            weights[t.index()] = w;
+        }
+        if weights.iter().all(|w| *w == 0.0) {
+            return Err(D::Error::custom("every question type has weight 0"));
+        }
+        Ok(TypeMix { weights })
+    }
 }
 
 impl Default for TypeMix {
@@ -232,7 +261,7 @@ pub fn generate_frame_into(graph: &SceneGraph, bank: &TemplateBank, options: &Qa
     }
     let mut rng = Rng::for_frame(options.seed, &graph.frame);
     let mut want_yes = rng.coin();
-    let mut asked: Vec<(QuestionType, [u32; 3])> = Vec::new();
+    let mut asked: Vec<(u32, [u32; 3])> = Vec::new();
     let first = out.len();
     for _ in 0..options.qa_per_image * ATTEMPTS_PER_QUESTION {
         if out.len() - first >= options.qa_per_image {
@@ -285,15 +314,33 @@ pub fn generate_frame_into(graph: &SceneGraph, bank: &TemplateBank, options: &Qa
                 None => continue,
             }
         }
-        let key = dedup_key(t, fact.objects());
-        if asked.contains(&(t, key)) {
+        let key = (family(t), dedup_key(t, fact.objects()));
+        if asked.contains(&key) {
             continue;
         }
-        asked.push((t, key));
+        let Some(record) = render(graph, &refs, bank, options, &fact, &mut rng, out.len() - first) else { continue };
+        asked.push(key);
         if fact.truth.is_some() {
             want_yes = !want_yes;
         }
-        out.push(render(graph, &refs, bank, options, &fact, &mut rng, out.len() - first));
+        out.push(record);
+    }
+}
+
+/// Questions of one family about the same objects are asked once per image: in one conversation, "Is A left of
+/// B?" would give away "Which is more to the right, A or B?", and a height comparison the height difference.
+fn family(t: QuestionType) -> u32 {
+    match t.form() {
+        Form::Predicate(r) | Form::Choice(r) => match r {
+            Relation::Left | Relation::Right => 100,
+            Relation::Above | Relation::Below => 101,
+            Relation::Front | Relation::Behind => 102,
+            Relation::Taller | Relation::Shorter => 103,
+            Relation::Wider | Relation::Thinner => 104,
+            Relation::Bigger | Relation::Smaller => 105,
+        },
+        Form::HeightDifference => 103,
+        _ => t.index() as u32,
     }
 }
 
@@ -316,7 +363,7 @@ fn render(
     fact: &Fact,
     rng: &mut Rng,
     k: usize,
-) -> QaRecord {
+) -> Option<QaRecord> {
     let t = fact.question_type;
     let tt = bank.get(t);
     let objects = fact.objects();
@@ -347,6 +394,25 @@ fn render(
         None => (String::new(), String::new()),
     };
     let robot = length(fact.robot_m);
+    // The numbers as written must tell the same story as the answer: two values that round to the same figure
+    // (or the wrong way round) would read as a contradiction, so such a question is not asked.
+    let read = |text: &str| numbers::parse_length(text).unwrap_or(f64::NAN);
+    let consistent = match t.form() {
+        Form::PassBetween => {
+            let (gap, width) = (read(&value), read(&robot));
+            if fact.truth == Some(true) {
+                gap > width
+            } else {
+                gap < width
+            }
+        }
+        Form::CloserTo => read(&x_value) < read(&y_value),
+        Form::HeightDifference => read(&x_value) > read(&y_value),
+        _ => true,
+    };
+    if !consistent {
+        return None;
+    }
     let winner = fact.winner;
     let loser = winner.and_then(|w| match t.form() {
         Form::CloserTo => objects[1..].iter().copied().find(|&o| o != w),
@@ -380,7 +446,7 @@ fn render(
     let mut answer = String::with_capacity(96);
     answers[ai].render_into(&mut answer, &values);
     let has_number = fact.value.is_some() && !is_direction || fact.robot_m.is_some();
-    QaRecord {
+    Some(QaRecord {
         id: format!("{}#{k}", graph.frame),
         frame: graph.frame.clone(),
         image: graph.color.clone(),
@@ -401,5 +467,5 @@ fn render(
         unit_system: has_number.then_some(system),
         question_template: qi as u32,
         answer_template: ai as u32,
-    }
+    })
 }

@@ -45,6 +45,9 @@ pub fn references(graph: &SceneGraph, rule: &ReferenceRule) -> Vec<Option<String
     let nouns: Vec<String> = graph.objects.iter().map(|o| noun(&o.label)).collect();
     let mut out = vec![None; nouns.len()];
     for i in 0..nouns.len() {
+        if nouns[i].is_empty() {
+            continue;
+        }
         if graph.dropped_objects.iter().any(|d| same_kind(&nouns[i], &noun(&d.label))) {
             continue;
         }
