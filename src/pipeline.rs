@@ -227,6 +227,7 @@ fn ground_info(
 /// K3 for one object: the indices of the kept points (into `obj.points_in_camera`) and the DBSCAN radius, or why
 /// the object is dropped.
 fn denoise_object(
+    backend: &Backend,
     obj: &ObjectInput,
     canonical: &CanonicalFrame,
     ground_found: bool,
@@ -257,7 +258,10 @@ fn denoise_object(
     let mid = depths.len() / 2;
     let median_depth = *depths.select_nth_unstable_by(mid, f32::total_cmp).1;
     let eps = config.object_eps_m.max((f64::from(config.object_eps_px) * f64::from(median_depth) / focal_px) as f32);
-    let clustering = dbscan(&pts, eps, config.object_min_points).map_err(|e| e.to_string())?;
+    let clustering = match backend {
+        Backend::Cpu => dbscan(&pts, eps, config.object_min_points).map_err(|e| e.to_string())?,
+        _ => backend.dbscan(&pts, eps, config.object_min_points)?,
+    };
     let chosen = if obj.kind.is_box() && !obj.in_box_core.is_empty() {
         let sizes = clustering.sizes();
         let mut core = vec![0u32; clustering.clusters as usize];
@@ -317,7 +321,7 @@ pub fn scene_from_points(
     )
 }
 
-/// [`scene_from_points`] with K2's scoring and K5 on `backend` (the rest on the CPU reference).
+/// [`scene_from_points`] with K2's scoring, K3 and K5 on `backend` (the rest on the CPU reference).
 #[allow(clippy::too_many_arguments)]
 pub fn scene_from_points_on(
     backend: &Backend,
@@ -334,7 +338,7 @@ pub fn scene_from_points_on(
         ground_and_frame_on(backend, points_in_camera, sample_normals, frame_key(frame), config, up_in_camera)?;
     let denoised: Vec<_> = objects
         .par_iter()
-        .map(|o| denoise_object(o, &canonical, ground.found, focal_px, config))
+        .map(|o| denoise_object(backend, o, &canonical, ground.found, focal_px, config))
         .collect::<std::result::Result<_, _>>()
         .map_err(|message| Error::Geometry { frame: frame.to_string(), message })?;
 
@@ -418,7 +422,7 @@ pub fn process_frame(frame: &LoadedFrame, config: &SceneConfig) -> Result<SceneG
     process_frame_on(&Backend::Cpu, frame, config)
 }
 
-/// [`process_frame`] with K1 (the whole frame), K2's scoring and K5 on `backend`.
+/// [`process_frame`] with K1, K2's scoring, K3 and K5 on `backend` (K2's refinement and K4 on the CPU).
 pub fn process_frame_on(backend: &Backend, frame: &LoadedFrame, config: &SceneConfig) -> Result<SceneGraph> {
     let spec = &frame.spec;
     let k = &frame.intrinsics;

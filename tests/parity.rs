@@ -152,6 +152,16 @@ fn check_grouping(
     }
 }
 
+/// K3 parity body: the very same clustering (labels, core flags, cluster count), the canonical form DBSCAN
+/// defines (clusters numbered by their smallest core index, borders to their nearest core point).
+fn check_dbscan(backend: &Backend, points: &[[f32; 3]], eps: f32, min_points: u32) {
+    let got = backend.dbscan(points, eps, min_points).unwrap();
+    let want = spatialsynth::geometry::dbscan::dbscan(points, eps, min_points).unwrap();
+    assert_eq!(got.clusters, want.clusters, "{}", backend.describe());
+    assert_eq!(got.core, want.core, "{}", backend.describe());
+    assert_eq!(got.labels, want.labels, "{}", backend.describe());
+}
+
 fn summary(c: [f32; 3], size: [f32; 3], sigma: f32) -> ObjectSummary {
     ObjectSummary {
         centroid_m: c,
@@ -268,6 +278,33 @@ proptest! {
     }
 
     #[test]
+    fn k3_dbscan_matches_the_cpu_reference(
+        blobs in prop::collection::vec((prop::array::uniform3(-2.0f32..2.0), 0.02f32..0.4, 1usize..400), 1..6),
+        noise in 0usize..200,
+        eps in 0.01f32..0.2,
+        min_points in 1u32..15,
+        seed in any::<u64>(),
+    ) {
+        let mut state = seed | 1;
+        let mut next = || {
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            ((state >> 40) as f32) / (1u64 << 24) as f32
+        };
+        let mut points = Vec::new();
+        for (c, r, n) in blobs {
+            for _ in 0..n {
+                points.push([c[0] + (next() - 0.5) * r, c[1] + (next() - 0.5) * r, c[2] + (next() - 0.5) * r]);
+            }
+        }
+        for _ in 0..noise {
+            points.push([next() * 4.0 - 2.0, next() * 4.0 - 2.0, next() * 4.0 - 2.0]);
+        }
+        for backend in gpu_backends("k3_dbscan_matches_the_cpu_reference") {
+            check_dbscan(backend, &points, eps, min_points);
+        }
+    }
+
+    #[test]
     fn k1_unproject_matches_the_cpu_reference(
         width in 1u32..90,
         height in 1u32..70,
@@ -326,16 +363,23 @@ fn k2_scores_match_on_the_sample_frames() {
 }
 
 #[test]
-fn k1_unproject_and_grouping_match_on_the_sample_frames() {
+fn k1_and_k3_match_on_the_sample_frames() {
     let manifest = common::repo().join("data/sample/frames.json");
     let frames: Vec<_> = spatialsynth::io::read_manifest(&manifest).unwrap().into_iter().map(|f| f.unwrap()).collect();
-    for backend in gpu_backends("k1_unproject_and_grouping_match_on_the_sample_frames") {
+    for backend in gpu_backends("k1_and_k3_match_on_the_sample_frames") {
         for spec in &frames {
             let frame = spatialsynth::io::load_frame(spec).unwrap();
             let depth = frame.depth.as_ref().unwrap();
             check_unproject(backend, depth, &frame.intrinsics);
             let regions: Vec<ObjectRegion> = frame.objects.iter().map(|o| o.region.clone()).collect();
             check_grouping(backend, depth, &frame.intrinsics, frame.instance_labels.as_deref(), &regions);
+            // K3 on each object's points, at the pipeline's radius.
+            let grouped = unproject_objects(depth, &frame.intrinsics, frame.instance_labels.as_deref(), &regions);
+            // (Every 4th point: lavapipe runs the propagation rounds on the CPU, and whole objects take a minute.)
+            for i in 0..grouped.objects() {
+                let points: Vec<[f32; 3]> = grouped.object_points(i).iter().step_by(4).copied().collect();
+                check_dbscan(backend, &points, 0.05, 10);
+            }
         }
     }
 }
@@ -365,9 +409,11 @@ fn k5_relations_match_on_a_large_batch() {
 #[test]
 fn shaders_validate_with_naga_and_share_the_rust_layouts() {
     use spatialsynth::backend::gpu::{
-        FrameRange, GpuHypothesis, GpuRegion, GroupParams, RansacParamsGpu, RelationParams, UnprojectParams,
+        DbscanParams, FrameRange, GpuHypothesis, GpuRegion, GroupParams, RansacParamsGpu, RelationParams,
+        UnprojectParams,
     };
-    let expected: [(&str, usize); 9] = [
+    let expected: [(&str, usize); 10] = [
+        ("Params", std::mem::size_of::<DbscanParams>()),
         ("Region", std::mem::size_of::<GpuRegion>()),
         ("Params", std::mem::size_of::<GroupParams>()),
         ("Hypothesis", std::mem::size_of::<GpuHypothesis>()),
@@ -399,7 +445,7 @@ fn shaders_validate_with_naga_and_share_the_rust_layouts() {
             }
         }
     }
-    assert_eq!(seen, 9, "every shared struct was found in the shaders");
+    assert_eq!(seen, 10, "every shared struct was found in the shaders");
 }
 
 #[test]
@@ -472,4 +518,23 @@ fn scene_graphs_on_wgpu_equal_the_cpu_ones() {
         walk(a, b, a["frame"].as_str().unwrap(), &mut diffs);
     }
     eprintln!("scene graphs on {gpu_name}: {} values differ in their last bits (bearings, log ratios)", diffs.len());
+}
+
+#[test]
+fn k3_border_ties_go_to_the_lower_index_on_every_backend() {
+    // A border point exactly 1 m (= eps) from two core points of different clusters: it joins the cluster of the
+    // core point with the lower index (here B's, listed first).
+    let mut points = vec![[1.0f32, 0.0, 0.0]];
+    points.extend(std::iter::repeat_n([1.5f32, 0.0, 0.0], 11));
+    points.push([-1.0, 0.0, 0.0]);
+    points.extend(std::iter::repeat_n([-1.5f32, 0.0, 0.0], 11));
+    points.push([0.0, 0.0, 0.0]);
+    let border = points.len() - 1;
+    let want = spatialsynth::geometry::dbscan::dbscan(&points, 1.0, 12).unwrap();
+    assert_eq!(want.clusters, 2);
+    assert!(!want.core[border] && want.core[0] && want.core[12]);
+    assert_eq!(want.labels[border], want.labels[0]);
+    for backend in gpu_backends("k3_border_ties_go_to_the_lower_index_on_every_backend") {
+        check_dbscan(backend, &points, 1.0, 12);
+    }
 }

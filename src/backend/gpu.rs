@@ -14,11 +14,12 @@ use crate::geometry::unproject::{ray_factors, DepthData, DepthImage, GroupedPoin
 use crate::geometry::Intrinsics;
 
 /// The WGSL sources, embedded; `tests/parity.rs` validates each with naga.
-pub const SHADERS: [(&str, &str); 4] = [
+pub const SHADERS: [(&str, &str); 5] = [
     ("relations.wgsl", include_str!("../../shaders/relations.wgsl")),
     ("unproject.wgsl", include_str!("../../shaders/unproject.wgsl")),
     ("ransac.wgsl", include_str!("../../shaders/ransac.wgsl")),
     ("group.wgsl", include_str!("../../shaders/group.wgsl")),
+    ("dbscan.wgsl", include_str!("../../shaders/dbscan.wgsl")),
 ];
 
 const WORKGROUP: u32 = 256;
@@ -103,6 +104,18 @@ pub struct GroupParams {
     pub _pad: [u32; 3],
 }
 
+/// Uniforms of K3. Keep in sync with `Params` in `shaders/dbscan.wgsl`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct DbscanParams {
+    pub points: u32,
+    pub min_points: u32,
+    pub eps2: f32,
+    pub cells: u32,
+    pub _pad: [u32; 4],
+}
+
+const _: () = assert!(std::mem::size_of::<DbscanParams>() == 32);
 const _: () = assert!(std::mem::size_of::<GpuRegion>() == 32);
 const _: () = assert!(std::mem::size_of::<GroupParams>() == 32);
 const _: () = assert!(std::mem::size_of::<GpuHypothesis>() == 32);
@@ -127,6 +140,9 @@ pub struct WgpuBackend {
     errors: Arc<Mutex<Vec<String>>>,
     relations: wgpu::ComputePipeline,
     ransac: wgpu::ComputePipeline,
+    count_neighbours: wgpu::ComputePipeline,
+    propagate: wgpu::ComputePipeline,
+    assign_borders: wgpu::ComputePipeline,
     count_members: wgpu::ComputePipeline,
     scan_members: wgpu::ComputePipeline,
     write_members: wgpu::ComputePipeline,
@@ -187,7 +203,11 @@ impl WgpuBackend {
         let unproject_module = module(SHADERS[1].0, SHADERS[1].1);
         let ransac_module = module(SHADERS[2].0, SHADERS[2].1);
         let group_module = module(SHADERS[3].0, SHADERS[3].1);
+        let dbscan_module = module(SHADERS[4].0, SHADERS[4].1);
         let backend = WgpuBackend {
+            count_neighbours: pipeline(&dbscan_module, "count_neighbours"),
+            propagate: pipeline(&dbscan_module, "propagate"),
+            assign_borders: pipeline(&dbscan_module, "assign_borders"),
             count_members: pipeline(&group_module, "count_members"),
             scan_members: pipeline(&group_module, "scan_members"),
             write_members: pipeline(&group_module, "write_members"),
@@ -573,6 +593,115 @@ impl WgpuBackend {
             pixels: pixel_ids,
             offsets: object_offsets_host,
         })
+    }
+
+    /// K3: exact DBSCAN (see [`crate::geometry::dbscan::dbscan`] for the definitions every backend meets).
+    pub fn dbscan(
+        &self,
+        input: &[crate::geometry::Point3],
+        eps: f32,
+        min_points: u32,
+    ) -> Result<crate::geometry::dbscan::Clustering, String> {
+        use crate::geometry::dbscan::{Clustering, NOISE};
+        if !(eps.is_finite() && eps > 0.0) {
+            return Err(format!("DBSCAN radius must be positive and finite, got {eps}"));
+        }
+        if input.is_empty() {
+            return Ok(Clustering::default());
+        }
+        if let Some(i) = input.iter().position(|p| !p.iter().all(|v| v.is_finite())) {
+            return Err(format!("point {i} is not finite"));
+        }
+        let n = input.len();
+        // Cells of side a little over eps: every neighbour lies in the 3 x 3 x 3 block around a point's cell.
+        let inv = 1.0 / (f64::from(eps) * (1.0 + 1e-4));
+        let cells: Vec<[i64; 3]> = input.iter().map(|p| p.map(|v| (f64::from(v) * inv).floor() as i64)).collect();
+        let lo = cells.iter().fold([i64::MAX; 3], |a, c| [a[0].min(c[0]), a[1].min(c[1]), a[2].min(c[2])]);
+        // Coordinates relative to the lowest, plus 1 so that the block around a cell never goes below 0.
+        let rel = |c: &[i64; 3]| -> Option<[u32; 3]> {
+            let r = [0, 1, 2].map(|k| c[k] - lo[k] + 1);
+            r.iter().all(|v| *v < i64::from(u32::MAX) - 1).then(|| r.map(|v| v as u32))
+        };
+        let keys: Vec<[u32; 3]> = cells
+            .iter()
+            .map(|c| rel(c).ok_or_else(|| format!("the points span more than 2^32 cells of {eps} m")))
+            .collect::<Result<_, _>>()?;
+        // Points sorted by cell in (z, y, x) order, then by original index.
+        let mut original: Vec<u32> = (0..n as u32).collect();
+        original.sort_by_key(|&i| {
+            let k = keys[i as usize];
+            (k[2], k[1], k[0], i)
+        });
+        let mut cell_xyz: Vec<u32> = original.iter().flat_map(|&i| keys[i as usize]).collect();
+        let mut cell_start: Vec<u32> = Vec::new();
+        let mut cell_keys: Vec<u32> = Vec::new();
+        for (s, &i) in original.iter().enumerate() {
+            let k = keys[i as usize];
+            if s == 0 || keys[original[s - 1] as usize] != k {
+                cell_start.push(s as u32);
+                cell_keys.extend(k);
+            }
+        }
+        let n_cells = cell_start.len();
+        cell_start.push(n as u32);
+        cell_xyz.extend(cell_keys);
+        let sorted: Vec<f32> = original.iter().flat_map(|&i| input[i as usize]).collect();
+        let params = DbscanParams {
+            points: n as u32,
+            min_points: min_points.max(1),
+            eps2: eps * eps,
+            cells: n_cells as u32,
+            _pad: [0; 4],
+        };
+        let points_buf = self.storage("points", bytemuck::cast_slice(&sorted));
+        let xyz_buf = self.storage("cells", bytemuck::cast_slice(&cell_xyz));
+        let start_buf = self.storage("cell starts", bytemuck::cast_slice(&cell_start));
+        let original_buf = self.storage("original", bytemuck::cast_slice(&original));
+        let core_buf = self.output("core", n as u64 * 4);
+        let labels_buf = self.output("labels", n as u64 * 4);
+        let changed_buf = self.output("changed", 4);
+        let params_buf = self.uniform("params", &params);
+        let all = [&points_buf, &xyz_buf, &start_buf, &original_buf, &core_buf, &labels_buf, &changed_buf, &params_buf];
+        let (x, y) = self.grid(n as u64)?;
+        if y > 1 {
+            return Err(format!("{n} points need more than one row of workgroups"));
+        }
+        let run = |pipeline: &wgpu::ComputePipeline, used: &[u32]| {
+            let bind = self.bind_subset(pipeline, &all, used);
+            let mut encoder = self.device.create_command_encoder(&Default::default());
+            {
+                let mut pass = encoder.begin_compute_pass(&Default::default());
+                pass.set_pipeline(pipeline);
+                pass.set_bind_group(0, &bind, &[]);
+                pass.dispatch_workgroups(x, 1, 1);
+            }
+            self.queue.submit([encoder.finish()]);
+        };
+        run(&self.count_neighbours, &[0, 1, 2, 3, 4, 5, 7]);
+        // Min-label propagation until nothing changes (at most one round per point: labels only decrease).
+        for _ in 0..n {
+            self.queue.write_buffer(&changed_buf, 0, bytemuck::bytes_of(&0u32));
+            run(&self.propagate, &[0, 1, 2, 4, 5, 6, 7]);
+            let flag: Vec<u32> = bytemuck::pod_collect_to_vec(&self.read_back(&changed_buf, 4)?);
+            if flag.first().copied().unwrap_or(0) == 0 {
+                break;
+            }
+        }
+        run(&self.assign_borders, &[0, 1, 2, 3, 4, 5, 7]);
+        let labels: Vec<u32> = bytemuck::pod_collect_to_vec(&self.read_back(&labels_buf, n as u64 * 4)?);
+        let core: Vec<u32> = bytemuck::pod_collect_to_vec(&self.read_back(&core_buf, n as u64 * 4)?);
+        // Back to the input order; clusters numbered by increasing smallest core index (their label).
+        let mut names: Vec<u32> = labels.iter().copied().filter(|&l| l != u32::MAX).collect();
+        names.sort_unstable();
+        names.dedup();
+        let mut out = Clustering { labels: vec![NOISE; n], core: vec![false; n], clusters: names.len() as u32 };
+        for (s, &i) in original.iter().enumerate() {
+            out.core[i as usize] = core[s] == 1;
+            if labels[s] != u32::MAX {
+                out.labels[i as usize] = names.binary_search(&labels[s]).map_err(|_| "label lost".to_string())? as i32;
+            }
+        }
+        Ok(out)
     }
 
     /// K2 scores of every hypothesis (see [`crate::geometry::ransac::score_hypotheses`]): the planes are built on

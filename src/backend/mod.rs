@@ -2,8 +2,10 @@
 //!
 //! Status (issue 5, first part): the `wgpu` backend runs K1 (unproject and per-object grouping, stable order by
 //! prefix sums, the cloud kept on the device between the two), K2's
-//! hypothesis scoring (the same hypotheses as the CPU, built on the host) and K5 (relations of every pair of
-//! every frame of a batch); K2's refinement, K3 and K4 still run on the CPU reference. Nothing outside this module and its parity tests uses the GPU yet (no `--backend` option).
+//! hypothesis scoring (the same hypotheses as the CPU, built on the host), K3 (exact DBSCAN: neighbour counts,
+//! min-label propagation, border assignment) and K5 (relations of every pair of every frame of a batch); K2's
+//! refinement and K4 still run on the CPU reference. `--backend wgpu` (scene, generate) runs a whole scene this
+//! way, one frame per call; keeping a batch of frames on the device across kernels is still to come.
 //!
 //! Every kernel has one generic parity test body (`tests/parity.rs`) run for each available backend.
 
@@ -83,6 +85,19 @@ impl Backend {
             Backend::Wgpu(b) => b
                 .unproject_objects(depth, k, instance_labels, regions)
                 .map_err(|message| Error::Backend { backend: "wgpu".into(), message }),
+        }
+    }
+
+    /// K3: exact DBSCAN; `Err` says why (bad radius, non-finite point, a span too large for the device grid).
+    pub fn dbscan(
+        &self,
+        points: &[crate::geometry::Point3],
+        eps: f32,
+        min_points: u32,
+    ) -> std::result::Result<crate::geometry::dbscan::Clustering, String> {
+        match self {
+            Backend::Cpu => crate::geometry::dbscan::dbscan(points, eps, min_points).map_err(|e| e.to_string()),
+            Backend::Wgpu(b) => b.dbscan(points, eps, min_points).map_err(|m| format!("wgpu: {m}")),
         }
     }
 

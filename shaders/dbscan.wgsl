@@ -1,0 +1,163 @@
+// K3: exact DBSCAN (the definitions of src/geometry/dbscan.rs): core points have at least min_points neighbours
+// within eps (themselves included); core points within eps are in one cluster; a border point joins the cluster of
+// its nearest core point (ties: the lower original index). The host bins the points into cells of side a little over
+// eps (points sorted by cell, then by original index; the occupied cells listed in (z, y, x) order), so every
+// neighbour lies in the 3 x 3 x 3 block of cells around a point; each neighbour cell is found by binary search. Clusters are found by min-label propagation over core points: each core point's label converges to the
+// smallest original index of its cluster, the canonical name the host then numbers 0, 1, ...
+
+struct Params {
+    points: u32,
+    min_points: u32,
+    eps2: f32,
+    cells: u32,
+    pad0: u32,
+    pad1: u32,
+    pad2: u32,
+    pad3: u32,
+}
+
+@group(0) @binding(0) var<storage, read> points: array<f32>;
+// Cell coordinates (x, y, z, relative to the lowest, at least 1) of each sorted point, then of each occupied cell.
+@group(0) @binding(1) var<storage, read> cell_xyz: array<u32>;
+// Occupied cell -> first point; cells + 1 entries. The cells' coordinates follow the points' in cell_xyz.
+@group(0) @binding(2) var<storage, read> cell_start: array<u32>;
+@group(0) @binding(3) var<storage, read> original: array<u32>;
+@group(0) @binding(4) var<storage, read_write> core: array<u32>;
+@group(0) @binding(5) var<storage, read_write> labels: array<u32>;
+@group(0) @binding(6) var<storage, read_write> changed: atomic<u32>;
+@group(0) @binding(7) var<uniform> params: Params;
+
+const NONE: u32 = 0xffffffffu;
+
+fn point(i: u32) -> vec3<f32> {
+    return vec3<f32>(points[3u * i], points[3u * i + 1u], points[3u * i + 2u]);
+}
+
+fn dist2(a: vec3<f32>, b: vec3<f32>) -> f32 {
+    let d = a - b;
+    return d.x * d.x + d.y * d.y + d.z * d.z;
+}
+
+// (z, y, x) order of cell coordinates: -1, 0, 1.
+fn compare(ax: u32, ay: u32, az: u32, bx: u32, by: u32, bz: u32) -> i32 {
+    if (az != bz) { return select(1, -1, az < bz); }
+    if (ay != by) { return select(1, -1, ay < by); }
+    if (ax != bx) { return select(1, -1, ax < bx); }
+    return 0;
+}
+
+// The points of the occupied cell (x, y, z) as [start, end), empty when the cell is not occupied.
+fn cell_range(x: u32, y: u32, z: u32) -> vec2<u32> {
+    var lo = 0u;
+    var hi = params.cells;
+    let base = 3u * params.points;
+    while (lo < hi) {
+        let mid = (lo + hi) / 2u;
+        let c = compare(cell_xyz[base + 3u * mid], cell_xyz[base + 3u * mid + 1u], cell_xyz[base + 3u * mid + 2u], x, y, z);
+        if (c == 0) {
+            return vec2<u32>(cell_start[mid], cell_start[mid + 1u]);
+        }
+        if (c < 0) {
+            lo = mid + 1u;
+        } else {
+            hi = mid;
+        }
+    }
+    return vec2<u32>(0u, 0u);
+}
+
+// Coordinates are at least 1 (the host offsets them), so c - 1 never wraps.
+fn span(c: u32) -> vec2<u32> {
+    return vec2<u32>(c - 1u, c + 1u);
+}
+
+@compute @workgroup_size(256)
+fn count_neighbours(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let i = gid.x;
+    if (i >= params.points) {
+        return;
+    }
+    let p = point(i);
+    let sx = span(cell_xyz[3u * i]);
+    let sy = span(cell_xyz[3u * i + 1u]);
+    let sz = span(cell_xyz[3u * i + 2u]);
+    var count = 0u;
+    for (var z = sz.x; z <= sz.y; z = z + 1u) {
+        for (var y = sy.x; y <= sy.y; y = y + 1u) {
+            for (var x = sx.x; x <= sx.y; x = x + 1u) {
+                let r = cell_range(x, y, z);
+                for (var j = r.x; j < r.y; j = j + 1u) {
+                    if (dist2(p, point(j)) <= params.eps2) {
+                        count = count + 1u;
+                    }
+                }
+            }
+        }
+    }
+    core[i] = select(0u, 1u, count >= params.min_points);
+    labels[i] = select(NONE, original[i], count >= params.min_points);
+}
+
+@compute @workgroup_size(256)
+fn propagate(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let i = gid.x;
+    if (i >= params.points || core[i] == 0u) {
+        return;
+    }
+    let p = point(i);
+    let sx = span(cell_xyz[3u * i]);
+    let sy = span(cell_xyz[3u * i + 1u]);
+    let sz = span(cell_xyz[3u * i + 2u]);
+    var m = labels[i];
+    for (var z = sz.x; z <= sz.y; z = z + 1u) {
+        for (var y = sy.x; y <= sy.y; y = y + 1u) {
+            for (var x = sx.x; x <= sx.y; x = x + 1u) {
+                let r = cell_range(x, y, z);
+                for (var j = r.x; j < r.y; j = j + 1u) {
+                    if (core[j] == 1u && dist2(p, point(j)) <= params.eps2) {
+                        m = min(m, labels[j]);
+                    }
+                }
+            }
+        }
+    }
+    // Labels only decrease, and any label read is that of a point of the same cluster: the race is benign and
+    // the fixed point is the smallest original index of each cluster.
+    if (m < labels[i]) {
+        labels[i] = m;
+        atomicStore(&changed, 1u);
+    }
+}
+
+@compute @workgroup_size(256)
+fn assign_borders(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let i = gid.x;
+    if (i >= params.points || core[i] == 1u) {
+        return;
+    }
+    let p = point(i);
+    let sx = span(cell_xyz[3u * i]);
+    let sy = span(cell_xyz[3u * i + 1u]);
+    let sz = span(cell_xyz[3u * i + 2u]);
+    var best_d = params.eps2;
+    var best_index = NONE;
+    var best_label = NONE;
+    for (var z = sz.x; z <= sz.y; z = z + 1u) {
+        for (var y = sy.x; y <= sy.y; y = y + 1u) {
+            for (var x = sx.x; x <= sx.y; x = x + 1u) {
+                let r = cell_range(x, y, z);
+                for (var j = r.x; j < r.y; j = j + 1u) {
+                    if (core[j] == 1u) {
+                        let d = dist2(p, point(j));
+                        if (d < best_d || (d == best_d && original[j] < best_index)) {
+                            best_d = d;
+                            best_index = original[j];
+                            best_label = labels[j];
+                        }
+                    }
+                }
+            }
+        }
+    }
+    labels[i] = best_label;
+}
