@@ -86,6 +86,27 @@ fn kernels(c: &mut Criterion) {
     }
     g.finish();
 
+    // K3 on the largest object-sized blob of the frame: the points within 1.5 m of the cloud's median point.
+    let mut sorted: Vec<[f32; 3]> = cloud.points_in_camera.clone();
+    sorted.sort_by(|a, b| a[2].total_cmp(&b[2]));
+    let m = sorted[sorted.len() / 2];
+    let blob: Vec<[f32; 3]> = cloud
+        .points_in_camera
+        .iter()
+        .filter(|p| (p[0] - m[0]).powi(2) + (p[1] - m[1]).powi(2) + (p[2] - m[2]).powi(2) < 1.5 * 1.5)
+        .step_by(4)
+        .copied()
+        .collect();
+    let mut g = c.benchmark_group("k3_dbscan");
+    g.sample_size(10);
+    g.throughput(Throughput::Elements(blob.len() as u64));
+    for (name, b) in &backends {
+        g.bench_function(BenchmarkId::new(*name, format!("{}pts_eps5cm", blob.len())), |bench| {
+            bench.iter(|| black_box(b.dbscan(&blob, 0.05, 10).expect("k3").clusters))
+        });
+    }
+    g.finish();
+
     let mut g = c.benchmark_group("k5_relations");
     g.sample_size(10);
     for frames in [1usize, 16, 256] {
