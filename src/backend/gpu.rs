@@ -269,16 +269,8 @@ impl WgpuBackend {
     }
 
     fn bind(&self, pipeline: &wgpu::ComputePipeline, buffers: &[&wgpu::Buffer]) -> wgpu::BindGroup {
-        let entries: Vec<wgpu::BindGroupEntry> = buffers
-            .iter()
-            .enumerate()
-            .map(|(i, b)| wgpu::BindGroupEntry { binding: i as u32, resource: b.as_entire_binding() })
-            .collect();
-        self.device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: None,
-            layout: &pipeline.get_bind_group_layout(0),
-            entries: &entries,
-        })
+        let all: Vec<u32> = (0..buffers.len() as u32).collect();
+        self.bind_subset(pipeline, buffers, &all)
     }
 
     /// Copies `size` bytes of `source` back to the host (waits for the device).
@@ -304,6 +296,18 @@ impl WgpuBackend {
         let bytes = staging.slice(..).get_mapped_range().map_err(|e| e.to_string())?.to_vec();
         staging.unmap();
         Ok(bytes)
+    }
+
+    /// Submits one dispatch of `pipeline` with `bind` over `(x, y)` workgroups.
+    fn dispatch(&self, pipeline: &wgpu::ComputePipeline, bind: &wgpu::BindGroup, (x, y): (u32, u32)) {
+        let mut encoder = self.device.create_command_encoder(&Default::default());
+        {
+            let mut pass = encoder.begin_compute_pass(&Default::default());
+            pass.set_pipeline(pipeline);
+            pass.set_bind_group(0, bind, &[]);
+            pass.dispatch_workgroups(x, y, 1);
+        }
+        self.queue.submit([encoder.finish()]);
     }
 
     /// Copies `size` bytes from `offset` of `source` back to the host.
@@ -374,15 +378,7 @@ impl WgpuBackend {
             let params = self
                 .uniform("params", &RelationParams { frames: ranges.len() as u32, pairs: pairs as u32, _pad: [0; 2] });
             let bind = self.bind(&self.relations, &[&objects_buf, &ranges_buf, &out_buf, &params]);
-            let (x, y) = self.grid(pairs)?;
-            let mut encoder = self.device.create_command_encoder(&Default::default());
-            {
-                let mut pass = encoder.begin_compute_pass(&Default::default());
-                pass.set_pipeline(&self.relations);
-                pass.set_bind_group(0, &bind, &[]);
-                pass.dispatch_workgroups(x, y, 1);
-            }
-            self.queue.submit([encoder.finish()]);
+            self.dispatch(&self.relations, &bind, self.grid(pairs)?);
             let bytes = self.read_back(&out_buf, pairs * record)?;
             let records: Vec<RelationRecord> = bytemuck::pod_collect_to_vec(&bytes);
             let mut out = Vec::with_capacity(frames.len());
@@ -667,15 +663,7 @@ impl WgpuBackend {
             return Err(format!("{n} points need more than one row of workgroups"));
         }
         let run = |pipeline: &wgpu::ComputePipeline, used: &[u32]| {
-            let bind = self.bind_subset(pipeline, &all, used);
-            let mut encoder = self.device.create_command_encoder(&Default::default());
-            {
-                let mut pass = encoder.begin_compute_pass(&Default::default());
-                pass.set_pipeline(pipeline);
-                pass.set_bind_group(0, &bind, &[]);
-                pass.dispatch_workgroups(x, 1, 1);
-            }
-            self.queue.submit([encoder.finish()]);
+            self.dispatch(pipeline, &self.bind_subset(pipeline, &all, used), (x, 1));
         };
         run(&self.count_neighbours, &[0, 1, 2, 3, 4, 5, 7]);
         // Min-label propagation until nothing changes (at most one round per point: labels only decrease).
@@ -743,15 +731,7 @@ impl WgpuBackend {
         let params_buf = self.uniform("params", &params_gpu);
         let bind = self.bind(&self.ransac, &[&hyp_buf, &sample_buf, &normal_buf, &scores, &params_buf]);
         // One workgroup per hypothesis.
-        let (x, y) = self.grid(h * u64::from(WORKGROUP))?;
-        let mut encoder = self.device.create_command_encoder(&Default::default());
-        {
-            let mut pass = encoder.begin_compute_pass(&Default::default());
-            pass.set_pipeline(&self.ransac);
-            pass.set_bind_group(0, &bind, &[]);
-            pass.dispatch_workgroups(x, y, 1);
-        }
-        self.queue.submit([encoder.finish()]);
+        self.dispatch(&self.ransac, &bind, self.grid(h * u64::from(WORKGROUP))?);
         Ok(bytemuck::pod_collect_to_vec(&self.read_back(&scores, h * 4)?))
     }
 
