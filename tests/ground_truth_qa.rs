@@ -234,12 +234,6 @@ fn graph_of(frame: &str, geo: spatialsynth::pipeline::SceneGeometry) -> SceneGra
     }
 }
 
-fn read_xyzrgb(path: &Path) -> Vec<[f32; 6]> {
-    let bytes = std::fs::read(path).unwrap();
-    let floats: Vec<f32> = bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
-    floats.chunks_exact(6).map(|p| [p[0], p[1], p[2], p[3], p[4], p[5]]).collect()
-}
-
 fn object(label: &str, points: Vec<Point3>, colors: Vec<[u8; 3]>) -> ObjectInput {
     ObjectInput {
         label: label.into(),
@@ -269,7 +263,7 @@ fn scannet(data: &Path) -> (SceneGraph, Vec<Truth>, [f64; 3]) {
         .iter()
         .map(|r| r.as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect())
         .collect();
-    let raw = read_xyzrgb(&dir.join("scene0000_00_points_xyzrgb_f32.bin"));
+    let raw = common::read_xyzrgb(&dir.join("scene0000_00_points_xyzrgb_f32.bin"));
     let aligned: Vec<([f64; 3], [u8; 3])> = raw
         .iter()
         .map(|p| {
@@ -370,7 +364,7 @@ fn generated_answers_agree_with_scannet_and_sunrgbd_ground_truth() {
 fn sunrgbd(data: &Path) -> (SceneGraph, Vec<Truth>, [f64; 3]) {
     let dir = data.join("mmdet3d_sunrgbd_000017");
     let ann: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("annotations.json")).unwrap()).unwrap();
-    let raw = read_xyzrgb(&dir.join("000017_points_xyzrgb_f32.bin"));
+    let raw = common::read_xyzrgb(&dir.join("000017_points_xyzrgb_f32.bin"));
     let to_cam = |p: [f64; 3]| -> [f64; 3] { [p[0], -p[2], p[1]] };
     let m: [[f64; 3]; 3] = [0, 1, 2].map(|i| [0, 1, 2].map(|j| ann["depth2img"][i][j].as_f64().unwrap()));
     let pixel = |p: [f64; 3]| {
@@ -426,24 +420,7 @@ fn distances_to_the_camera_agree_with_graspnet_centroids() {
     };
     let dir = data.join("sixdof_graspnet_objects");
     let tmp = tempfile::tempdir().unwrap();
-    let manifest: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("frames.json")).unwrap()).unwrap();
-    let mut lines = String::new();
-    for raw in manifest["frames"].as_array().unwrap() {
-        let id = raw["id"].as_str().unwrap();
-        let entry = serde_json::json!({
-            "id": id,
-            "color": dir.join(raw["color"].as_str().unwrap()),
-            "depth": dir.join(raw["depth"].as_str().unwrap()),
-            "depth_units_per_meter": raw["depth_units_per_meter"],
-            "intrinsics": raw["intrinsics"],
-            "instances": dir.join(raw["object_mask"].as_str().unwrap()),
-            "labels": {"255": id},
-        });
-        lines.push_str(&entry.to_string());
-        lines.push('\n');
-    }
-    let path = tmp.path().join("graspnet.jsonl");
-    std::fs::write(&path, lines).unwrap();
+    let path = common::graspnet_manifest(&data, tmp.path());
     let out = tmp.path().join("out");
     let summary = spatialsynth::run::run_scenes(&[path], &out, &Default::default(), &|_, _| {}).unwrap();
     assert_eq!(summary.frames_ok, 3);

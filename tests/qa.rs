@@ -9,7 +9,7 @@ use spatialsynth::io::objects::ObjectKind;
 use spatialsynth::io::DepthSource;
 use spatialsynth::pipeline::{scene_from_points, ObjectInput, SceneConfig};
 use spatialsynth::qa::numbers::parse_length;
-use spatialsynth::qa::templates::{TemplateBank, SLOTS};
+use spatialsynth::qa::templates::TemplateBank;
 use spatialsynth::qa::{
     evaluate, generate_frame, references, Form, QaOptions, QaRecord, QuestionType, Relation, Units,
 };
@@ -140,9 +140,21 @@ fn lengths_in(text: &str) -> Vec<f64> {
     words.windows(2).filter_map(|w| parse_length(&format!("{} {}", clean(w[0]), clean(w[1])))).collect()
 }
 
-fn rendered(list: &[spatialsynth::qa::templates::Template], r: &QaRecord) -> String {
-    let _ = SLOTS;
-    list[r.answer_template as usize].source().to_string()
+/// Whether `text` is `template` with its placeholders filled: every literal piece appears, in order.
+fn follows(template: &str, text: &str) -> bool {
+    let text = text.to_lowercase();
+    let mut at = 0;
+    for (i, piece) in template.to_lowercase().split(['{', '}']).enumerate() {
+        // Even pieces are literal text, odd ones placeholder names.
+        if i % 2 == 1 || piece.is_empty() {
+            continue;
+        }
+        match text[at..].find(piece) {
+            Some(k) => at += k + piece.len(),
+            None => return false,
+        }
+    }
+    true
 }
 
 /// Checks one record against its graph with code independent of the generator's.
@@ -162,9 +174,9 @@ fn check_record(graph: &SceneGraph, bank: &TemplateBank, r: &QaRecord) {
             let v = relation_value(graph, relation, o[0], o[1]);
             assert_eq!(r.answer_bool, Some(v > 0.0), "{what}");
             assert!(v.abs() > r.threshold.unwrap(), "near-tie answered: {what}");
+            // The answer is a phrasing of the right list (yes when the relation holds), filled in.
             let list = if v > 0.0 { &tt.yes } else { &tt.no };
-            assert!((r.answer_template as usize) < list.len(), "{what}");
-            let _ = rendered(list, r);
+            assert!(follows(list[r.answer_template as usize].source(), &r.answer), "{what}");
         }
         Form::Choice(relation) => {
             let v = relation_value(graph, relation, o[0], o[1]);
@@ -223,6 +235,13 @@ fn check_record(graph: &SceneGraph, bank: &TemplateBank, r: &QaRecord) {
             assert!(obj(o[0]).bottom_m.abs() < 0.2 && obj(o[1]).bottom_m.abs() < 0.2, "{what}");
         }
     }
+    assert!(follows(tt.questions[r.question_template as usize].source(), &r.question), "{what}");
+    let answers = match r.answer_bool {
+        Some(true) => &tt.yes,
+        Some(false) => &tt.no,
+        None => &tt.answers,
+    };
+    assert!(follows(answers[r.answer_template as usize].source(), &r.answer), "{what}");
     // The question names every object by its reference.
     for name in &r.references {
         assert!(r.question.to_lowercase().contains(&name.to_lowercase()), "{what}");

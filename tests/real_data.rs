@@ -139,34 +139,11 @@ fn ground_normals_agree_in_the_world_frame_across_posed_frames() {
     }
 }
 
-fn graspnet_manifest(data: &Path, dir: &Path) -> std::path::PathBuf {
-    let src = data.join("sixdof_graspnet_objects");
-    let raws = raw_frames(&src.join("frames.json"));
-    let mut lines = String::new();
-    for raw in raws {
-        let id = raw["id"].as_str().unwrap();
-        let entry = serde_json::json!({
-            "id": id,
-            "color": src.join(raw["color"].as_str().unwrap()),
-            "depth": src.join(raw["depth"].as_str().unwrap()),
-            "depth_units_per_meter": raw["depth_units_per_meter"],
-            "intrinsics": raw["intrinsics"],
-            "instances": src.join(raw["object_mask"].as_str().unwrap()),
-            "labels": {"255": id},
-        });
-        lines.push_str(&entry.to_string());
-        lines.push('\n');
-    }
-    let path = dir.join("graspnet.jsonl");
-    std::fs::write(&path, lines).unwrap();
-    path
-}
-
 #[test]
 fn graspnet_object_centroids_match_ground_truth() {
     let Some(data) = common::shared_data_or_skip("graspnet_object_centroids_match_ground_truth") else { return };
     let tmp = tempfile::tempdir().unwrap();
-    let manifest = graspnet_manifest(&data, tmp.path());
+    let manifest = common::graspnet_manifest(&data, tmp.path());
     let specs: Vec<FrameSpec> = read_manifest(&manifest).unwrap().into_iter().map(|f| f.unwrap()).collect();
     assert_eq!(specs.len(), 3);
     for spec in specs {
@@ -202,9 +179,8 @@ fn sunrgbd_bed_and_night_stand_agree_with_their_3d_boxes() {
     };
     let dir = data.join("mmdet3d_sunrgbd_000017");
     let ann: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("annotations.json")).unwrap()).unwrap();
-    let bytes = std::fs::read(dir.join("000017_points_xyzrgb_f32.bin")).unwrap();
-    let floats: Vec<f32> = bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
-    let upright: Vec<[f32; 3]> = floats.chunks_exact(6).map(|p| [p[0], p[1], p[2]]).collect();
+    let upright: Vec<[f32; 3]> =
+        common::read_xyzrgb(&dir.join("000017_points_xyzrgb_f32.bin")).iter().map(|p| [p[0], p[1], p[2]]).collect();
     assert_eq!(upright.len(), 50_000);
     // Upright depth frame (x right, y forward, z up) -> a level OpenCV camera (x right, y down, z forward).
     let to_cam = |p: [f32; 3]| -> Point3 { [p[0], -p[2], p[1]] };

@@ -527,21 +527,22 @@ impl WgpuBackend {
         let offsets = self.output("member offsets", objects * blocks * 4);
         let object_offsets = self.output("object offsets", (objects + 1) * 4);
         let params_buf = self.uniform("params", &params);
+        // Bindings in the shader's order; the outputs (7, 8) are sized once the counts are known.
+        let mut all = [
+            &cloud.points,
+            &cloud.pixels,
+            &labels_buf,
+            &regions_buf,
+            &counts,
+            &offsets,
+            &object_offsets,
+            &counts,
+            &counts,
+            &params_buf,
+        ];
         // Pass 1 and 2: counts and offsets; the total sizes the output.
         let mut encoder = self.device.create_command_encoder(&Default::default());
         {
-            let all = [
-                &cloud.points,
-                &cloud.pixels,
-                &labels_buf,
-                &regions_buf,
-                &counts,
-                &offsets,
-                &object_offsets,
-                &counts,
-                &counts,
-                &params_buf,
-            ];
             let mut pass = encoder.begin_compute_pass(&Default::default());
             let bind = self.bind_subset(&self.count_members, &all, &[1, 2, 3, 4, 9]);
             pass.set_pipeline(&self.count_members);
@@ -561,27 +562,10 @@ impl WgpuBackend {
         }
         let out_points = self.output("grouped points", total * 12);
         let out_pixels = self.output("grouped pixels", total * 4);
-        let mut encoder = self.device.create_command_encoder(&Default::default());
-        {
-            let all = [
-                &cloud.points,
-                &cloud.pixels,
-                &labels_buf,
-                &regions_buf,
-                &counts,
-                &offsets,
-                &object_offsets,
-                &out_points,
-                &out_pixels,
-                &params_buf,
-            ];
-            let mut pass = encoder.begin_compute_pass(&Default::default());
-            let bind = self.bind_subset(&self.write_members, &all, &[0, 1, 2, 3, 5, 7, 8, 9]);
-            pass.set_pipeline(&self.write_members);
-            pass.set_bind_group(0, &bind, &[]);
-            pass.dispatch_workgroups(blocks as u32, objects as u32, 1);
-        }
-        self.queue.submit([encoder.finish()]);
+        all[7] = &out_points;
+        all[8] = &out_pixels;
+        let bind = self.bind_subset(&self.write_members, &all, &[0, 1, 2, 3, 5, 7, 8, 9]);
+        self.dispatch(&self.write_members, &bind, (blocks as u32, objects as u32));
         let point_floats: Vec<f32> = bytemuck::pod_collect_to_vec(&self.read_back(&out_points, total * 12)?);
         let pixel_ids: Vec<u32> = bytemuck::pod_collect_to_vec(&self.read_back(&out_pixels, total * 4)?);
         Ok(GroupedPoints {

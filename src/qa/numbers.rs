@@ -168,7 +168,8 @@ mod tests {
             for system in [UnitSystem::Metric, UnitSystem::Imperial] {
                 let text = format_length(v, system);
                 let back = parse_length(&text).unwrap();
-                let tolerance = (0.08 * v).max(0.013);
+                // At most 6.25% (half a foot at 4 feet), never less than half an inch.
+                let tolerance = (0.0625 * v).max(0.0128);
                 assert!((back - v).abs() <= tolerance, "{v} m written as {text} ({back} m)");
             }
         }

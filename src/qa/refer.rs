@@ -43,12 +43,13 @@ fn same_kind(mine: &str, other: &str) -> bool {
 /// referred to at all, since the reader sees that object in the image too.
 pub fn references(graph: &SceneGraph, rule: &ReferenceRule) -> Vec<Option<String>> {
     let nouns: Vec<String> = graph.objects.iter().map(|o| noun(&o.label)).collect();
+    let dropped: Vec<String> = graph.dropped_objects.iter().map(|d| noun(&d.label)).collect();
     let mut out = vec![None; nouns.len()];
     for i in 0..nouns.len() {
         if nouns[i].is_empty() {
             continue;
         }
-        if graph.dropped_objects.iter().any(|d| same_kind(&nouns[i], &noun(&d.label))) {
+        if dropped.iter().any(|d| same_kind(&nouns[i], d)) {
             continue;
         }
         let members: Vec<usize> = (0..nouns.len()).filter(|&j| same_kind(&nouns[i], &nouns[j])).collect();

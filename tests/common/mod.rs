@@ -60,3 +60,36 @@ pub fn python_or_skip(test: &str, modules: &[&str]) -> bool {
     }
     ok
 }
+
+/// A JSON Lines manifest of the 6-DoF GraspNet frames of `data` (shared data), written into `dir`: each frame's
+/// object mask as its one instance, labelled with the object's name.
+pub fn graspnet_manifest(data: &std::path::Path, dir: &std::path::Path) -> PathBuf {
+    let src = data.join("sixdof_graspnet_objects");
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(src.join("frames.json")).unwrap()).unwrap();
+    let mut lines = String::new();
+    for raw in manifest["frames"].as_array().unwrap() {
+        let id = raw["id"].as_str().unwrap();
+        let entry = serde_json::json!({
+            "id": id,
+            "color": src.join(raw["color"].as_str().unwrap()),
+            "depth": src.join(raw["depth"].as_str().unwrap()),
+            "depth_units_per_meter": raw["depth_units_per_meter"],
+            "intrinsics": raw["intrinsics"],
+            "instances": src.join(raw["object_mask"].as_str().unwrap()),
+            "labels": {"255": id},
+        });
+        lines.push_str(&entry.to_string());
+        lines.push('\n');
+    }
+    let path = dir.join("graspnet.jsonl");
+    std::fs::write(&path, lines).unwrap();
+    path
+}
+
+/// A little-endian float32 `x, y, z, r, g, b` point file (the SUN RGB-D and ScanNet clouds of the shared data).
+pub fn read_xyzrgb(path: &std::path::Path) -> Vec<[f32; 6]> {
+    let bytes = std::fs::read(path).unwrap();
+    let floats: Vec<f32> = bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+    floats.chunks_exact(6).map(|p| [p[0], p[1], p[2], p[3], p[4], p[5]]).collect()
+}
