@@ -1,7 +1,8 @@
 // K1, per object: the points of the whole-frame cloud (row-major, from unproject.wgsl) whose pixel lies in each
 // object's region, object after object, row-major within each object. The WGSL twin of `unproject_objects` in
 // src/geometry/unproject.rs. Stable order without atomics, as in unproject.wgsl: per (object, block of 256 points)
-// counts, one exclusive prefix sum over objects then blocks, and a block-local scan to place each point.
+// counts, one exclusive prefix sum over objects then blocks, and a block-local scan (`block_scan`, from scan.wgsl,
+// which the host prepends) to place each point.
 
 // Keep in sync with `GpuRegion` in src/backend/gpu.rs (32 bytes).
 struct Region {
@@ -42,7 +43,6 @@ struct Params {
 @group(0) @binding(9) var<uniform> params: Params;
 
 var<workgroup> block_total: atomic<u32>;
-var<workgroup> scan: array<u32, 256>;
 
 fn member(object: u32, point: u32) -> bool {
     if (point >= params.points) {
@@ -91,19 +91,9 @@ fn scan_members() {
 fn write_members(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
                  @builtin(workgroup_id) wid: vec3<u32>) {
     let inside = member(wid.y, gid.x);
-    scan[lid] = select(0u, 1u, inside);
-    workgroupBarrier();
-    for (var step = 1u; step < 256u; step = step * 2u) {
-        var add = 0u;
-        if (lid >= step) {
-            add = scan[lid - step];
-        }
-        workgroupBarrier();
-        scan[lid] = scan[lid] + add;
-        workgroupBarrier();
-    }
+    let rank = block_scan(lid, select(0u, 1u, inside));
     if (inside) {
-        let slot = offsets[wid.y * params.blocks + wid.x] + scan[lid] - 1u;
+        let slot = offsets[wid.y * params.blocks + wid.x] + rank - 1u;
         let i = gid.x;
         out_points[3u * slot] = points[3u * i];
         out_points[3u * slot + 1u] = points[3u * i + 1u];

@@ -1,7 +1,8 @@
 // K1: unproject every valid depth pixel to a camera-frame point, in row-major pixel order.
 // The WGSL twin of src/geometry/unproject.rs `unproject_depth`. Output order is stable without atomics: pass 1
 // counts the valid pixels of each block of 256, pass 2 turns the counts into offsets (exclusive prefix sum), pass 3
-// scans each block in workgroup memory and writes each point at its block's offset plus its rank in the block.
+// scans each block in workgroup memory (`block_scan`, from scan.wgsl, which the host prepends) and writes each point
+// at its block's offset plus its rank in the block.
 // 16-bit depth stays 16-bit on the device: two pixels per u32 word, low half first.
 
 struct Params {
@@ -28,7 +29,6 @@ struct Params {
 @group(0) @binding(7) var<uniform> params: Params;
 
 var<workgroup> block_total: atomic<u32>;
-var<workgroup> scan: array<u32, 256>;
 
 // Depth of pixel i in metres, or a negative value when the pixel is invalid.
 fn depth_m(i: u32) -> f32 {
@@ -85,20 +85,9 @@ fn write_points(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(local_in
         z = depth_m(i);
     }
     let valid = z > 0.0;
-    scan[lid] = select(0u, 1u, valid);
-    workgroupBarrier();
-    // Hillis-Steele inclusive scan over the block.
-    for (var step = 1u; step < 256u; step = step * 2u) {
-        var add = 0u;
-        if (lid >= step) {
-            add = scan[lid - step];
-        }
-        workgroupBarrier();
-        scan[lid] = scan[lid] + add;
-        workgroupBarrier();
-    }
+    let rank = block_scan(lid, select(0u, 1u, valid));
     if (valid) {
-        let slot = block_offsets[wid.x] + scan[lid] - 1u;
+        let slot = block_offsets[wid.x] + rank - 1u;
         let u = i % params.width;
         let v = i / params.width;
         points[3u * slot] = z * ray_x[u];

@@ -9,12 +9,10 @@ use crate::error::{Error, Result};
 use crate::geometry::canonical::{CanonicalFrame, GroundSource};
 use crate::geometry::dbscan::dbscan;
 use crate::geometry::outlier::{statistical_outlier_mask, OutlierParams};
-use crate::geometry::ransac::{
-    fit_ground_plane, fit_ground_plane_from_scores, score_sample_indices, PlaneFit, RansacParams,
-};
+use crate::geometry::ransac::{fit_ground_plane, score_sample_indices, PlaneFit, RansacParams};
 use crate::geometry::relations::{closest_surface_matrix, relate_all};
 use crate::geometry::rng::frame_key;
-use crate::geometry::stats::{summarize, NoiseModel, ObjectSummary};
+use crate::geometry::stats::{summarize_batch, NoiseModel, ObjectSummary, StatsInput};
 use crate::geometry::unproject::{estimate_normals, unproject_depth, unproject_objects, DepthImage, PointCloud};
 use crate::geometry::{dot, normalize, Intrinsics, Point3};
 use crate::io::objects::ObjectKind;
@@ -164,8 +162,7 @@ pub fn ground_and_frame(
     ground_info(points, &ransac, fit, config)
 }
 
-/// [`ground_and_frame`] with K2's hypothesis scoring on `backend` (the winner, refinement and acceptance are the
-/// CPU reference's).
+/// [`ground_and_frame`] with K2 on `backend`.
 pub fn ground_and_frame_on(
     backend: &Backend,
     points: &[Point3],
@@ -178,8 +175,7 @@ pub fn ground_and_frame_on(
         return Ok(ground_and_frame(points, sample_normals, key, config, up_in_camera));
     }
     let ransac = ransac_with_up(config, up_in_camera);
-    let scores = backend.score_hypotheses(points, sample_normals, key, &ransac)?;
-    let fit = fit_ground_plane_from_scores(points, sample_normals, key, &ransac, &scores);
+    let fit = backend.fit_ground_plane(points, sample_normals, key, &ransac)?;
     Ok(ground_info(points, &ransac, fit, config))
 }
 
@@ -321,7 +317,7 @@ pub fn scene_from_points(
     )
 }
 
-/// [`scene_from_points`] with K2's scoring, K3 and K5 on `backend` (the rest on the CPU reference).
+/// [`scene_from_points`] with K2–K5 on `backend` (each kernel's small serial steps on the host, as every backend does).
 #[allow(clippy::too_many_arguments)]
 pub fn scene_from_points_on(
     backend: &Backend,
@@ -345,40 +341,52 @@ pub fn scene_from_points_on(
     let camera_position = canonical.camera_position();
     let mut scene_objects = Vec::new();
     let mut summaries = Vec::new();
-    let mut canonical_points: Vec<Vec<Point3>> = Vec::new();
     let mut dropped = Vec::new();
+    // The kept points of each object that survived K3: (annotation index, kept indices, eps, camera, canonical).
+    let mut survivors = Vec::new();
     for (index, (obj, result)) in objects.iter().zip(denoised).enumerate() {
-        let points_in_region = obj.points_in_camera.len() as u32;
-        let (kept_indices, eps) = match result {
-            Ok(k) => k,
-            Err(reason) => {
-                dropped.push(DroppedObject {
-                    annotation_index: index as u32,
-                    label: obj.label.clone(),
-                    points_in_region,
-                    reason,
-                });
-                continue;
+        match result {
+            Ok((kept_indices, eps)) => {
+                let kept: Vec<Point3> = kept_indices.iter().map(|&i| obj.points_in_camera[i]).collect();
+                let pts_c: Vec<Point3> = kept.iter().map(|p| canonical.apply_f32(*p)).collect();
+                survivors.push((index, kept_indices, eps, kept, pts_c));
             }
-        };
-        let kept: Vec<Point3> = kept_indices.iter().map(|&i| obj.points_in_camera[i]).collect();
-        let pts_c: Vec<Point3> = kept.iter().map(|p| canonical.apply_f32(*p)).collect();
+            Err(reason) => dropped.push(DroppedObject {
+                annotation_index: index as u32,
+                label: obj.label.clone(),
+                points_in_region: obj.points_in_camera.len() as u32,
+                reason,
+            }),
+        }
+    }
+    // K4 for all of them in one batch.
+    let inputs: Vec<StatsInput> = survivors
+        .iter()
+        .map(|(_, _, _, kept, pts_c)| StatsInput { canonical: pts_c, camera: kept, camera_position })
+        .collect();
+    let stats = match backend {
+        Backend::Cpu => summarize_batch(&inputs, &config.noise),
+        _ => backend.summarize_batch(&inputs, &config.noise)?,
+    };
+    let mut canonical_points: Vec<&[Point3]> = Vec::new();
+    for ((index, kept_indices, eps, _, pts_c), s) in survivors.iter().zip(stats) {
+        let obj = &objects[*index];
+        let Some(s) = s else { continue };
         let color = match obj.colors.len() == obj.points_in_camera.len() {
             true => dominant_color(kept_indices.iter().map(|&i| obj.colors[i])),
             false => None,
         };
-        let Some(s) = summarize(&pts_c, &kept, camera_position, &config.noise) else { continue };
         scene_objects.push(SceneObject {
             object_id: scene_objects.len() as u32,
-            annotation_index: index as u32,
+            annotation_index: *index as u32,
             label: obj.label.clone(),
             kind: obj.kind,
             instance_id: obj.instance_id,
             score: obj.score,
             bbox_px: obj.bbox_px,
-            points_in_region,
+            points_in_region: obj.points_in_camera.len() as u32,
             points: s.points,
-            dbscan_eps_m: eps,
+            dbscan_eps_m: *eps,
             centroid_m: s.centroid_m,
             aabb_min_m: s.aabb_min_m,
             aabb_max_m: s.aabb_max_m,
@@ -399,7 +407,7 @@ pub fn scene_from_points_on(
         summaries.push(s);
         canonical_points.push(pts_c);
     }
-    let refs: Vec<&[Point3]> = canonical_points.iter().map(Vec::as_slice).collect();
+    let refs = canonical_points;
     let gaps = closest_surface_matrix(&refs, config.gap_voxel_m);
     let n = summaries.len();
     let records = match backend {
@@ -422,7 +430,7 @@ pub fn process_frame(frame: &LoadedFrame, config: &SceneConfig) -> Result<SceneG
     process_frame_on(&Backend::Cpu, frame, config)
 }
 
-/// [`process_frame`] with K1, K2's scoring, K3 and K5 on `backend` (K2's refinement and K4 on the CPU).
+/// [`process_frame`] with K1–K5 on `backend`.
 pub fn process_frame_on(backend: &Backend, frame: &LoadedFrame, config: &SceneConfig) -> Result<SceneGraph> {
     let spec = &frame.spec;
     let k = &frame.intrinsics;

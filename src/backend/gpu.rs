@@ -8,18 +8,23 @@ use std::sync::{Arc, Mutex};
 
 use wgpu::util::DeviceExt;
 
+use crate::geometry::ransac::{
+    fit_from_scores_on, plane_through, score_sample_indices, GroundDevice, PlaneFit, RansacParams, Support,
+};
 use crate::geometry::relations::RelationRecord;
-use crate::geometry::stats::ObjectSummary;
+use crate::geometry::stats::{assemble, NoiseModel, ObjectSummary, Reductions, StatsInput};
 use crate::geometry::unproject::{ray_factors, DepthData, DepthImage, GroupedPoints, ObjectRegion, PointCloud};
-use crate::geometry::Intrinsics;
+use crate::geometry::{Intrinsics, Plane, Point3};
 
-/// The WGSL sources, embedded; `tests/parity.rs` validates each with naga.
-pub const SHADERS: [(&str, &str); 5] = [
+/// The WGSL modules, embedded, each composed of its kernel file and the shared files it uses (WGSL has no
+/// includes: `scan.wgsl` and `rng.wgsl` are prepended); `tests/parity.rs` validates each with naga.
+pub const SHADERS: [(&str, &str); 6] = [
     ("relations.wgsl", include_str!("../../shaders/relations.wgsl")),
-    ("unproject.wgsl", include_str!("../../shaders/unproject.wgsl")),
-    ("ransac.wgsl", include_str!("../../shaders/ransac.wgsl")),
-    ("group.wgsl", include_str!("../../shaders/group.wgsl")),
+    ("unproject.wgsl", concat!(include_str!("../../shaders/scan.wgsl"), include_str!("../../shaders/unproject.wgsl"))),
+    ("ransac.wgsl", concat!(include_str!("../../shaders/rng.wgsl"), include_str!("../../shaders/ransac.wgsl"))),
+    ("group.wgsl", concat!(include_str!("../../shaders/scan.wgsl"), include_str!("../../shaders/group.wgsl"))),
     ("dbscan.wgsl", include_str!("../../shaders/dbscan.wgsl")),
+    ("stats.wgsl", concat!(include_str!("../../shaders/scan.wgsl"), include_str!("../../shaders/stats.wgsl"))),
 ];
 
 const WORKGROUP: u32 = 256;
@@ -75,7 +80,20 @@ pub struct RansacParamsGpu {
     pub threshold: f32,
     pub min_cos: f32,
     pub use_normals: u32,
-    pub _pad: [u32; 3],
+    pub points: u32,
+    pub seed: u32,
+    pub frame_key: u32,
+}
+
+/// One plane's support test. Keep in sync with `SupportTest` in `shaders/ransac.wgsl`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct GpuSupport {
+    pub plane: [f32; 4],
+    pub threshold: f32,
+    pub min_cos: f32,
+    pub use_normals: u32,
+    pub _pad: u32,
 }
 
 /// An object's pixel region as K1's grouping tests it. Keep in sync with `Region` in `shaders/group.wgsl`.
@@ -116,6 +134,7 @@ pub struct DbscanParams {
 }
 
 const _: () = assert!(std::mem::size_of::<DbscanParams>() == 32);
+const _: () = assert!(std::mem::size_of::<GpuSupport>() == 32);
 const _: () = assert!(std::mem::size_of::<GpuRegion>() == 32);
 const _: () = assert!(std::mem::size_of::<GroupParams>() == 32);
 const _: () = assert!(std::mem::size_of::<GpuHypothesis>() == 32);
@@ -131,6 +150,125 @@ struct DeviceCloud {
     total: u64,
 }
 
+/// One object's K4 reductions as the device returns them. Keep in sync with `ObjectStats` in `shaders/stats.wgsl`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct GpuObjectStats {
+    /// Sum of the canonical points minus the object's first point.
+    pub sum: [f32; 3],
+    pub points: u32,
+    pub lo: [f32; 3],
+    pub median_bits: u32,
+    pub hi: [f32; 3],
+    /// Hull candidates written at the object's offset.
+    pub candidates: u32,
+}
+
+/// Uniforms of K4. Keep in sync with `Params` in `shaders/stats.wgsl`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct StatsParams {
+    pub objects: u32,
+    pub _pad: [u32; 3],
+}
+
+const _: () = assert!(std::mem::size_of::<GpuObjectStats>() == 48);
+const _: () = assert!(std::mem::size_of::<StatsParams>() == 16);
+
+/// A frame's K2 inputs on the device (bindings in `shaders/ransac.wgsl`'s order).
+struct GroundSession<'a> {
+    backend: &'a WgpuBackend,
+    buffers: [wgpu::Buffer; 12],
+    sample_index: Vec<u32>,
+    use_normals: bool,
+    params: &'a RansacParams,
+    gpu: RansacParamsGpu,
+}
+
+impl GroundSession<'_> {
+    fn run(&self, pipeline: &wgpu::ComputePipeline, used: &[u32], groups: (u32, u32)) {
+        let all: Vec<&wgpu::Buffer> = self.buffers.iter().collect();
+        let bind = self.backend.bind_subset(pipeline, &all, used);
+        self.backend.dispatch(pipeline, &bind, groups);
+    }
+
+    /// Draws every hypothesis on the device, builds its plane on the host and scores them all on the device:
+    /// `(scores, planes)`.
+    fn score(&self) -> Result<(Vec<u32>, Vec<Option<Plane>>), String> {
+        let b = self.backend;
+        let h = u64::from(self.gpu.hypotheses);
+        if h == 0 {
+            return Ok((Vec::new(), Vec::new()));
+        }
+        if self.gpu.points < 3 {
+            return Ok((vec![0; h as usize], vec![None; h as usize]));
+        }
+        self.run(&b.ransac_draw, &[4, 5, 7, 8], b.grid(h)?);
+        let triples: Vec<u32> = bytemuck::pod_collect_to_vec(&b.read_back(&self.buffers[7], h * 12)?);
+        let corners: Vec<f32> = bytemuck::pod_collect_to_vec(&b.read_back(&self.buffers[8], h * 36)?);
+        let planes: Vec<Option<Plane>> = triples
+            .chunks_exact(3)
+            .zip(corners.chunks_exact(9))
+            .map(|(t, c)| {
+                let p = |k: usize| [c[3 * k], c[3 * k + 1], c[3 * k + 2]];
+                plane_through([t[0], t[1], t[2]], [p(0), p(1), p(2)], self.params)
+            })
+            .collect();
+        let hyps: Vec<GpuHypothesis> = planes
+            .iter()
+            .map(|p| match p {
+                Some(p) => {
+                    let s = Support::band(p, self.params.inlier_threshold_m);
+                    GpuHypothesis { plane: [s.n[0], s.n[1], s.n[2], s.d], admissible: 1, _pad: [0; 3] }
+                }
+                None => GpuHypothesis::default(),
+            })
+            .collect();
+        b.queue.write_buffer(&self.buffers[0], 0, bytemuck::cast_slice(&hyps));
+        // One workgroup per hypothesis.
+        self.run(&b.ransac_score, &[0, 1, 2, 3, 4], b.grid(h * u64::from(WORKGROUP))?);
+        let scores = bytemuck::pod_collect_to_vec(&b.read_back(&self.buffers[3], h * 4)?);
+        Ok((scores, planes))
+    }
+
+    fn set_test(&self, test: &Support) {
+        let t = GpuSupport {
+            plane: [test.n[0], test.n[1], test.n[2], test.d],
+            threshold: test.threshold,
+            min_cos: test.min_cos.unwrap_or(0.0),
+            use_normals: u32::from(test.min_cos.is_some() && self.use_normals),
+            _pad: 0,
+        };
+        self.backend.queue.write_buffer(&self.buffers[11], 0, bytemuck::bytes_of(&t));
+    }
+}
+
+impl GroundDevice for GroundSession<'_> {
+    fn sample_support(&self, test: &Support) -> Result<Vec<u32>, String> {
+        let b = self.backend;
+        let s = u64::from(self.gpu.samples);
+        if s == 0 {
+            return Ok(Vec::new());
+        }
+        self.set_test(test);
+        self.run(&b.ransac_supports, &[1, 2, 4, 9, 11], b.grid(s)?);
+        let mask: Vec<u32> = bytemuck::pod_collect_to_vec(&b.read_back(&self.buffers[9], s * 4)?);
+        Ok((0..mask.len() as u32).filter(|&i| mask[i as usize] == 1).collect())
+    }
+
+    fn count_inliers(&self, test: &Support) -> Result<u32, String> {
+        let b = self.backend;
+        if self.gpu.points == 0 {
+            return Ok(0);
+        }
+        self.set_test(&Support { min_cos: None, ..*test });
+        b.queue.write_buffer(&self.buffers[10], 0, bytemuck::bytes_of(&0u32));
+        self.run(&b.ransac_count, &[4, 5, 10, 11], b.grid(u64::from(self.gpu.points))?);
+        let count: Vec<u32> = bytemuck::pod_collect_to_vec(&b.read_back(&self.buffers[10], 4)?);
+        count.first().copied().ok_or_else(|| "no inlier count came back".to_string())
+    }
+}
+
 /// An open device with the kernels compiled.
 pub struct WgpuBackend {
     device: wgpu::Device,
@@ -139,7 +277,12 @@ pub struct WgpuBackend {
     limits: wgpu::Limits,
     errors: Arc<Mutex<Vec<String>>>,
     relations: wgpu::ComputePipeline,
-    ransac: wgpu::ComputePipeline,
+    stats: wgpu::ComputePipeline,
+    ransac_gather: wgpu::ComputePipeline,
+    ransac_draw: wgpu::ComputePipeline,
+    ransac_score: wgpu::ComputePipeline,
+    ransac_supports: wgpu::ComputePipeline,
+    ransac_count: wgpu::ComputePipeline,
     count_neighbours: wgpu::ComputePipeline,
     propagate: wgpu::ComputePipeline,
     assign_borders: wgpu::ComputePipeline,
@@ -204,6 +347,7 @@ impl WgpuBackend {
         let ransac_module = module(SHADERS[2].0, SHADERS[2].1);
         let group_module = module(SHADERS[3].0, SHADERS[3].1);
         let dbscan_module = module(SHADERS[4].0, SHADERS[4].1);
+        let stats_module = module(SHADERS[5].0, SHADERS[5].1);
         let backend = WgpuBackend {
             count_neighbours: pipeline(&dbscan_module, "count_neighbours"),
             propagate: pipeline(&dbscan_module, "propagate"),
@@ -212,7 +356,12 @@ impl WgpuBackend {
             scan_members: pipeline(&group_module, "scan_members"),
             write_members: pipeline(&group_module, "write_members"),
             relations: pipeline(&relations_module, "main"),
-            ransac: pipeline(&ransac_module, "main"),
+            stats: pipeline(&stats_module, "summarize"),
+            ransac_gather: pipeline(&ransac_module, "gather_samples"),
+            ransac_draw: pipeline(&ransac_module, "draw"),
+            ransac_score: pipeline(&ransac_module, "score"),
+            ransac_supports: pipeline(&ransac_module, "sample_supports"),
+            ransac_count: pipeline(&ransac_module, "count_inliers"),
             count_valid: pipeline(&unproject_module, "count_valid"),
             scan_blocks: pipeline(&unproject_module, "scan_blocks"),
             write_points: pipeline(&unproject_module, "write_points"),
@@ -264,7 +413,7 @@ impl WgpuBackend {
         self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
             label: Some(label),
             contents: bytemuck::bytes_of(value),
-            usage: wgpu::BufferUsages::UNIFORM,
+            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
         })
     }
 
@@ -676,47 +825,206 @@ impl WgpuBackend {
         Ok(out)
     }
 
-    /// K2 scores of every hypothesis (see [`crate::geometry::ransac::score_hypotheses`]): the planes are built on
-    /// the host by the CPU reference's code, the counting runs on the device, one workgroup per hypothesis.
+    /// K4 for a batch of objects (of any frames; see [`crate::geometry::stats::summarize_batch`]): the reductions
+    /// run on the device, one workgroup per object, chunked to the storage-binding limit; the hull and oriented
+    /// box are built on the host from the device's hull candidates.
+    pub fn summarize_batch(
+        &self,
+        objects: &[StatsInput],
+        noise: &NoiseModel,
+    ) -> Result<Vec<Option<ObjectSummary>>, String> {
+        let max_points = self.limits.max_storage_buffer_binding_size / 12;
+        let mut out = vec![None; objects.len()];
+        let mut chunk: Vec<usize> = Vec::new();
+        let mut chunk_points = 0u64;
+        for (i, o) in objects.iter().enumerate() {
+            if o.camera.len() != o.canonical.len() {
+                return Err(format!(
+                    "object {i} has {} canonical and {} camera points",
+                    o.canonical.len(),
+                    o.camera.len()
+                ));
+            }
+            let n = o.canonical.len() as u64;
+            if n == 0 {
+                continue;
+            }
+            if n > max_points {
+                return Err(format!("object {i} has {n} points, more than one storage binding holds"));
+            }
+            if chunk_points + n > max_points {
+                self.summarize_chunk(objects, &chunk, noise, &mut out)?;
+                chunk.clear();
+                chunk_points = 0;
+            }
+            chunk.push(i);
+            chunk_points += n;
+        }
+        if !chunk.is_empty() {
+            self.summarize_chunk(objects, &chunk, noise, &mut out)?;
+        }
+        Ok(out)
+    }
+
+    fn summarize_chunk(
+        &self,
+        objects: &[StatsInput],
+        chunk: &[usize],
+        noise: &NoiseModel,
+        out: &mut [Option<ObjectSummary>],
+    ) -> Result<(), String> {
+        let total: usize = chunk.iter().map(|&i| objects[i].canonical.len()).sum();
+        let mut points: Vec<f32> = Vec::with_capacity(3 * total);
+        let mut depth_bits: Vec<u32> = Vec::with_capacity(total);
+        let mut ranges: Vec<[u32; 2]> = Vec::with_capacity(chunk.len());
+        for &i in chunk {
+            let o = &objects[i];
+            ranges.push([depth_bits.len() as u32, o.canonical.len() as u32]);
+            points.extend(o.canonical.iter().flatten());
+            depth_bits.extend(o.camera.iter().map(|p| p[2].to_bits()));
+        }
+        let n_obj = chunk.len() as u64;
+        let record = std::mem::size_of::<GpuObjectStats>() as u64;
+        let buffers = [
+            self.storage("points", bytemuck::cast_slice(&points)),
+            self.storage("depths", bytemuck::cast_slice(&depth_bits)),
+            self.storage("objects", bytemuck::cast_slice(&ranges)),
+            self.output("stats", n_obj * record),
+            self.output("candidates", total as u64 * 4),
+            self.uniform("params", &StatsParams { objects: n_obj as u32, _pad: [0; 3] }),
+        ];
+        let all: Vec<&wgpu::Buffer> = buffers.iter().collect();
+        // One workgroup per object.
+        self.dispatch(&self.stats, &self.bind(&self.stats, &all), self.grid(n_obj * u64::from(WORKGROUP))?);
+        let stats: Vec<GpuObjectStats> = bytemuck::pod_collect_to_vec(&self.read_back(&buffers[3], n_obj * record)?);
+        let candidates: Vec<u32> = bytemuck::pod_collect_to_vec(&self.read_back(&buffers[4], total as u64 * 4)?);
+        for ((&i, st), [offset, count]) in chunk.iter().zip(&stats).zip(&ranges) {
+            let o = &objects[i];
+            if st.points != *count || st.candidates > *count {
+                return Err(format!("object {i}: the device summarised {} of {count} points", st.points));
+            }
+            let n = f64::from(*count);
+            let first = o.canonical[0];
+            let reductions = Reductions {
+                centroid: [0, 1, 2].map(|k| f64::from(first[k]) + f64::from(st.sum[k]) / n),
+                lo: st.lo,
+                hi: st.hi,
+                median_depth: f32::from_bits(st.median_bits),
+                points: *count,
+            };
+            let start = *offset as usize;
+            let footprint: Vec<[f64; 2]> = candidates[start..start + st.candidates as usize]
+                .iter()
+                .map(|&j| {
+                    let p =
+                        o.canonical.get(j as usize).ok_or_else(|| format!("object {i}: candidate {j} out of range"))?;
+                    Ok([f64::from(p[0]), f64::from(p[1])])
+                })
+                .collect::<Result<_, String>>()?;
+            out[i] = Some(assemble(&reductions, &footprint, o.camera_position, noise));
+        }
+        Ok(())
+    }
+
+    /// K2 scores of every hypothesis (see [`crate::geometry::ransac::score_hypotheses`]), drawn on the device.
     pub fn score_hypotheses(
         &self,
-        points: &[crate::geometry::Point3],
-        sample_normals: Option<&[crate::geometry::Point3]>,
+        points: &[Point3],
+        sample_normals: Option<&[Point3]>,
         frame_key: u32,
-        params: &crate::geometry::ransac::RansacParams,
+        params: &RansacParams,
     ) -> Result<Vec<u32>, String> {
-        let inputs = crate::geometry::ransac::scoring_inputs(points, sample_normals, frame_key, params);
-        let h = inputs.planes.len() as u64;
-        if h == 0 {
+        Ok(self.ground_session(points, sample_normals, frame_key, params)?.score()?.0)
+    }
+
+    /// K2 whole (see [`crate::geometry::ransac::fit_ground_plane`]): the cloud is uploaded once; the subsample
+    /// gather, the hypothesis draws, the scoring, the refinement's support tests and the final inlier count run on
+    /// the device; the planes through the drawn points, the winner and the 3 x 3 fits run on the host with the CPU
+    /// reference's code.
+    pub fn fit_ground_plane(
+        &self,
+        points: &[Point3],
+        sample_normals: Option<&[Point3]>,
+        frame_key: u32,
+        params: &RansacParams,
+    ) -> Result<Option<PlaneFit>, String> {
+        let session = self.ground_session(points, sample_normals, frame_key, params)?;
+        let (scores, planes) = session.score()?;
+        let sample_points: Vec<Point3> = session.sample_index.iter().map(|&i| points[i as usize]).collect();
+        fit_from_scores_on(
+            &session,
+            |h| planes.get(h as usize).copied().flatten(),
+            &sample_points,
+            session.use_normals,
+            points.len(),
+            params,
+            &scores,
+        )
+    }
+
+    /// The three point indices of every hypothesis as the device draws them (`shaders/rng.wgsl`), for parity
+    /// tests against [`crate::geometry::ransac::hypothesis_indices`]. `points` must hold at least 3 points.
+    pub fn hypothesis_draws(
+        &self,
+        points: &[Point3],
+        frame_key: u32,
+        params: &RansacParams,
+    ) -> Result<Vec<[u32; 3]>, String> {
+        let session = self.ground_session(points, None, frame_key, params)?;
+        let h = u64::from(params.hypotheses);
+        if h == 0 || points.len() < 3 {
             return Ok(Vec::new());
         }
-        let hyps: Vec<GpuHypothesis> = inputs
-            .planes
-            .iter()
-            .map(|p| match p {
-                Some(plane) => GpuHypothesis { plane: *plane, admissible: 1, _pad: [0; 3] },
-                None => GpuHypothesis::default(),
-            })
-            .collect();
-        let samples: Vec<f32> = inputs.sample_points.iter().flatten().copied().collect();
-        let normals: Vec<f32> = inputs.sample_normals.iter().flatten().flatten().copied().collect();
-        let params_gpu = RansacParamsGpu {
-            hypotheses: h as u32,
-            samples: inputs.sample_points.len() as u32,
+        session.run(&self.ransac_draw, &[4, 5, 7, 8], self.grid(h)?);
+        let triples: Vec<u32> = bytemuck::pod_collect_to_vec(&self.read_back(&session.buffers[7], h * 12)?);
+        Ok(triples.chunks_exact(3).map(|t| [t[0], t[1], t[2]]).collect())
+    }
+
+    /// Uploads a frame's cloud (and the subsample's normals) and gathers the scoring subsample on the device.
+    fn ground_session<'a>(
+        &'a self,
+        points: &[Point3],
+        sample_normals: Option<&[Point3]>,
+        frame_key: u32,
+        params: &'a RansacParams,
+    ) -> Result<GroundSession<'a>, String> {
+        let n = u32::try_from(points.len()).map_err(|_| format!("{} points are too many", points.len()))?;
+        if u64::from(n) * 12 > self.limits.max_storage_buffer_binding_size {
+            return Err(format!("a cloud of {n} points exceeds one storage binding"));
+        }
+        let sample_index = score_sample_indices(points.len(), params);
+        let normals = sample_normals.filter(|m| m.len() == sample_index.len());
+        let gpu = RansacParamsGpu {
+            hypotheses: params.hypotheses,
+            samples: sample_index.len() as u32,
             threshold: params.inlier_threshold_m,
-            min_cos: inputs.min_cos,
-            use_normals: u32::from(inputs.sample_normals.is_some()),
-            _pad: [0; 3],
+            min_cos: params.normal_agreement_deg.to_radians().cos(),
+            use_normals: u32::from(normals.is_some()),
+            points: n,
+            seed: params.seed,
+            frame_key,
         };
-        let hyp_buf = self.storage("hypotheses", bytemuck::cast_slice(&hyps));
-        let sample_buf = self.storage("samples", bytemuck::cast_slice(&samples));
-        let normal_buf = self.storage("normals", bytemuck::cast_slice(&normals));
-        let scores = self.output("scores", h * 4);
-        let params_buf = self.uniform("params", &params_gpu);
-        let bind = self.bind(&self.ransac, &[&hyp_buf, &sample_buf, &normal_buf, &scores, &params_buf]);
-        // One workgroup per hypothesis.
-        self.dispatch(&self.ransac, &bind, self.grid(h * u64::from(WORKGROUP))?);
-        Ok(bytemuck::pod_collect_to_vec(&self.read_back(&scores, h * 4)?))
+        let normals_flat: Vec<f32> = normals.iter().flat_map(|m| m.iter().flatten()).copied().collect();
+        let buffers = [
+            self.output("hypotheses", u64::from(params.hypotheses) * 32),
+            self.output("samples", sample_index.len() as u64 * 12),
+            self.storage("normals", bytemuck::cast_slice(&normals_flat)),
+            self.output("scores", u64::from(params.hypotheses) * 4),
+            self.uniform("params", &gpu),
+            self.storage("cloud", bytemuck::cast_slice(points)),
+            self.storage("sample index", bytemuck::cast_slice(&sample_index)),
+            self.output("triples", u64::from(params.hypotheses) * 12),
+            self.output("corners", u64::from(params.hypotheses) * 36),
+            self.output("mask", sample_index.len() as u64 * 4),
+            self.output("count", 4),
+            self.uniform("test", &GpuSupport::default()),
+        ];
+        let session =
+            GroundSession { backend: self, buffers, sample_index, use_normals: normals.is_some(), params, gpu };
+        if gpu.samples > 0 {
+            session.run(&self.ransac_gather, &[1, 4, 5, 6], self.grid(u64::from(gpu.samples))?);
+        }
+        Ok(session)
     }
 
     /// A bind group with the bindings `used` (indices into `buffers`), those `pipeline`'s derived layout holds.

@@ -101,8 +101,7 @@ impl Backend {
         }
     }
 
-    /// K2 hypothesis scores (the winner, refinement and acceptance then follow the CPU reference:
-    /// [`crate::geometry::ransac::fit_ground_plane_from_scores`]).
+    /// K2 hypothesis scores (the same hypotheses on every backend: drawn by the shared counter-based RNG).
     pub fn score_hypotheses(
         &self,
         points: &[crate::geometry::Point3],
@@ -115,6 +114,36 @@ impl Backend {
             Backend::Wgpu(b) => b
                 .score_hypotheses(points, sample_normals, frame_key, params)
                 .map_err(|message| Error::Backend { backend: "wgpu".into(), message }),
+        }
+    }
+
+    /// K2 whole: the ground plane (see [`crate::geometry::ransac::fit_ground_plane`]).
+    pub fn fit_ground_plane(
+        &self,
+        points: &[crate::geometry::Point3],
+        sample_normals: Option<&[crate::geometry::Point3]>,
+        frame_key: u32,
+        params: &crate::geometry::ransac::RansacParams,
+    ) -> Result<Option<crate::geometry::ransac::PlaneFit>> {
+        match self {
+            Backend::Cpu => Ok(crate::geometry::ransac::fit_ground_plane(points, sample_normals, frame_key, params)),
+            Backend::Wgpu(b) => b
+                .fit_ground_plane(points, sample_normals, frame_key, params)
+                .map_err(|message| Error::Backend { backend: "wgpu".into(), message }),
+        }
+    }
+
+    /// K4 for a batch of objects of any frames (see [`crate::geometry::stats::summarize_batch`]).
+    pub fn summarize_batch(
+        &self,
+        objects: &[crate::geometry::stats::StatsInput],
+        noise: &crate::geometry::stats::NoiseModel,
+    ) -> Result<Vec<Option<ObjectSummary>>> {
+        match self {
+            Backend::Cpu => Ok(crate::geometry::stats::summarize_batch(objects, noise)),
+            Backend::Wgpu(b) => {
+                b.summarize_batch(objects, noise).map_err(|message| Error::Backend { backend: "wgpu".into(), message })
+            }
         }
     }
 

@@ -140,21 +140,31 @@ impl PlaneFit {
     }
 }
 
+/// The indices of the three points of hypothesis `h` among `n` points (the counter-based draws of
+/// [`super::rng`]; `shaders/rng.wgsl` draws the very same ones on the device).
+pub fn hypothesis_indices(n: u32, frame_key: u32, h: u32, params: &RansacParams) -> [u32; 3] {
+    [0, 1, 2].map(|d| draw_index(params.seed, frame_key, h, d, n))
+}
+
 /// The plane of hypothesis `h`, oriented towards the camera, or `None` when it is degenerate or fails the prior.
 pub fn hypothesis_plane(points: &[Point3], frame_key: u32, h: u32, params: &RansacParams) -> Option<Plane> {
     let n = u32::try_from(points.len()).ok()?;
     if n < 3 {
         return None;
     }
-    let i0 = draw_index(params.seed, frame_key, h, 0, n);
-    let i1 = draw_index(params.seed, frame_key, h, 1, n);
-    let i2 = draw_index(params.seed, frame_key, h, 2, n);
+    let idx = hypothesis_indices(n, frame_key, h, params);
+    plane_through(idx, idx.map(|i| points[i as usize]), params)
+}
+
+/// The plane through the points `corners` (drawn as the points `indices`), oriented towards the camera, or `None`
+/// when two indices coincide, the triangle is degenerate or the plane fails the prior. Built in f64 on the host
+/// for every backend, so all of them test the very same planes.
+pub fn plane_through(indices: [u32; 3], corners: [Point3; 3], params: &RansacParams) -> Option<Plane> {
+    let [i0, i1, i2] = indices;
     if i0 == i1 || i1 == i2 || i0 == i2 {
         return None;
     }
-    let p0 = to_f64(points[i0 as usize]);
-    let p1 = to_f64(points[i1 as usize]);
-    let p2 = to_f64(points[i2 as usize]);
+    let [p0, p1, p2] = corners.map(to_f64);
     let normal = cross(sub(p1, p0), sub(p2, p0));
     // Reject near-collinear triples: the normal of a sliver triangle is noise.
     let area2 = dot(normal, normal);
@@ -183,65 +193,34 @@ pub fn score_sample_indices(n_points: usize, params: &RansacParams) -> Vec<u32> 
     (0..s).map(|i| ((i as u64 * n_points as u64) / s as u64) as u32).collect()
 }
 
-/// What a GPU backend needs to score hypotheses exactly like [`score_hypotheses`]: the subsample points, their
-/// normals (when used), and per hypothesis the f32 plane `[a, b, c, d]` it tests (`None`: inadmissible), plus the
-/// cosine of the normal-agreement angle.
-pub struct ScoringInputs {
-    pub sample_points: Vec<Point3>,
-    pub sample_normals: Option<Vec<Point3>>,
-    pub planes: Vec<Option<[f32; 4]>>,
-    pub min_cos: f32,
-}
-
-/// The inputs of [`score_hypotheses`] in the form a GPU kernel takes (planes built on the host in f64, as here).
-pub fn scoring_inputs(
-    points: &[Point3],
-    sample_normals: Option<&[Point3]>,
-    frame_key: u32,
-    params: &RansacParams,
-) -> ScoringInputs {
-    let sample = Sample::new(points, sample_normals, params);
-    let planes = (0..params.hypotheses)
-        .into_par_iter()
-        .with_min_len(64)
-        .map(|h| {
-            hypothesis_plane(points, frame_key, h, params).map(|p| {
-                let s = Support::band(&p, params.inlier_threshold_m);
-                [s.n[0], s.n[1], s.n[2], s.d]
-            })
-        })
-        .collect();
-    ScoringInputs {
-        sample_points: sample.points,
-        sample_normals: sample.normals,
-        planes,
-        min_cos: params.normal_agreement_deg.to_radians().cos(),
-    }
-}
-
-/// Whether a point (with its normal, if normals are used) supports `plane`.
-#[derive(Clone, Copy)]
-struct Support {
-    n: [f32; 3],
-    d: f32,
-    threshold: f32,
+/// Whether a point (with its normal, if normals are used) supports a plane: the test every backend applies, in
+/// f32, with the plane rounded from f64 once. Keep in sync with `supports` in `shaders/ransac.wgsl`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Support {
+    /// `[a, b, c]` of `a·x + b·y + c·z + d = 0`.
+    pub n: [f32; 3],
+    pub d: f32,
+    /// Inlier band half-width, metres.
+    pub threshold: f32,
     /// Cosine of the normal agreement angle, or `None` to ignore normals.
-    min_cos: Option<f32>,
+    pub min_cos: Option<f32>,
 }
 
 impl Support {
     /// Distance to the plane only.
-    fn band(plane: &Plane, threshold: f32) -> Self {
+    pub fn band(plane: &Plane, threshold: f32) -> Self {
         Support { n: plane.normal.map(|v| v as f32), d: plane.offset as f32, threshold, min_cos: None }
     }
 
-    fn new(plane: &Plane, threshold: f32, params: &RansacParams, with_normals: bool) -> Self {
+    /// The band and, `with_normals`, the normal agreement of `params`.
+    pub fn new(plane: &Plane, threshold: f32, params: &RansacParams, with_normals: bool) -> Self {
         let min_cos = with_normals.then(|| params.normal_agreement_deg.to_radians().cos());
         Support { n: plane.normal.map(|v| v as f32), d: plane.offset as f32, threshold, min_cos }
     }
 
+    /// Whether `p` (with `normal`, when normals are tested) supports the plane.
     #[inline]
-    fn test(&self, p: &Point3, normal: Option<&Point3>) -> bool {
+    pub fn test(&self, p: &Point3, normal: Option<&Point3>) -> bool {
         let [a, b, c] = self.n;
         if (a * p[0] + b * p[1] + c * p[2] + self.d).abs() > self.threshold {
             return false;
@@ -361,11 +340,26 @@ pub fn refine_plane(
 ) -> Option<(Plane, [f64; 3])> {
     let normals = normals.filter(|n| n.len() == points.len());
     let s = Support::new(plane, threshold_m, params, normals.is_some());
-    let support: Vec<u32> = (0..points.len() as u32)
+    refine_from_support(points, support_indices(points, normals, &s), plane, params)
+}
+
+/// Indices (ascending) of the points that pass `test` (`normals`, if given, has one entry per point).
+pub fn support_indices(points: &[Point3], normals: Option<&[Point3]>, test: &Support) -> Vec<u32> {
+    (0..points.len() as u32)
         .into_par_iter()
         .with_min_len(1 << 14)
-        .filter(|&i| s.test(&points[i as usize], normals.map(|n| &n[i as usize])))
-        .collect();
+        .filter(|&i| test.test(&points[i as usize], normals.map(|n| &n[i as usize])))
+        .collect()
+}
+
+/// [`refine_plane`] from the support already found (indices into `points`, ascending; a device backend finds it):
+/// its largest connected piece, then the total-least-squares fit.
+pub fn refine_from_support(
+    points: &[Point3],
+    support: Vec<u32>,
+    plane: &Plane,
+    params: &RansacParams,
+) -> Option<(Plane, [f64; 3])> {
     let support = largest_connected(points, support, params.connect_voxel_m);
     // Centre coordinates on the current plane's foot point to keep the covariance well conditioned.
     let o = [-plane.normal[0] * plane.offset, -plane.normal[1] * plane.offset, -plane.normal[2] * plane.offset];
@@ -487,6 +481,31 @@ pub fn fit_ground_plane_from_scores(
     fit_from_scores(points, &sample, frame_key, params, scores)
 }
 
+/// The data-parallel parts of K2 after scoring (refinement support, final inlier count), which a GPU backend runs
+/// on its device; [`fit_from_scores_on`] does the rest on the host.
+pub trait GroundDevice {
+    /// Indices (ascending) of the scoring-subsample points that pass `test` (with their normals when it uses them).
+    fn sample_support(&self, test: &Support) -> Result<Vec<u32>, String>;
+    /// How many of all the frame's points pass `test` (its band; normals are not used).
+    fn count_inliers(&self, test: &Support) -> Result<u32, String>;
+}
+
+/// The CPU reference's [`GroundDevice`].
+struct HostGround<'a> {
+    points: &'a [Point3],
+    sample: &'a Sample,
+}
+
+impl GroundDevice for HostGround<'_> {
+    fn sample_support(&self, test: &Support) -> Result<Vec<u32>, String> {
+        Ok(support_indices(&self.sample.points, self.sample.normals.as_deref(), test))
+    }
+    fn count_inliers(&self, test: &Support) -> Result<u32, String> {
+        let s = Support { min_cos: None, ..*test };
+        Ok(self.points.par_iter().with_min_len(1 << 14).filter(|p| s.test(p, None)).count() as u32)
+    }
+}
+
 fn fit_from_scores(
     points: &[Point3],
     sample: &Sample,
@@ -494,27 +513,49 @@ fn fit_from_scores(
     params: &RansacParams,
     scores: &[u32],
 ) -> Option<PlaneFit> {
+    let device = HostGround { points, sample };
+    let plane_of = |h| hypothesis_plane(points, frame_key, h, params);
+    fit_from_scores_on(&device, plane_of, &sample.points, sample.normals.is_some(), points.len(), params, scores)
+        .ok()
+        .flatten()
+}
+
+/// The winner of `scores` (ties: the lowest hypothesis), its refinement and the acceptance tests, with the
+/// data-parallel steps on `device`. `plane_of(h)` is hypothesis `h`'s plane, `sample_points` the scoring
+/// subsample ([`score_sample_indices`]), `with_normals` whether the subsample has normals, `n_points` the frame's
+/// point count. Every backend's K2 ends here, so they agree on the winner and the acceptance rules.
+pub fn fit_from_scores_on(
+    device: &dyn GroundDevice,
+    plane_of: impl Fn(u32) -> Option<Plane>,
+    sample_points: &[Point3],
+    with_normals: bool,
+    n_points: usize,
+    params: &RansacParams,
+    scores: &[u32],
+) -> Result<Option<PlaneFit>, String> {
     let (best_h, best_score) =
         scores
             .iter()
             .enumerate()
             .fold((None, 0u32), |(bh, bs), (h, &s)| if s > bs { (Some(h as u32), s) } else { (bh, bs) });
-    let hypothesis = best_h?;
-    let mut plane = hypothesis_plane(points, frame_key, hypothesis, params)?;
+    let Some(hypothesis) = best_h else { return Ok(None) };
+    let Some(mut plane) = plane_of(hypothesis) else { return Ok(None) };
     let mut spread_m = [0.0; 3];
     let mut refined = false;
     for _ in 0..params.refine_iterations {
-        match refine_plane(&sample.points, sample.normals.as_deref(), &plane, params.inlier_threshold_m, params) {
+        let test = Support::new(&plane, params.inlier_threshold_m, params, with_normals);
+        let support = device.sample_support(&test)?;
+        match refine_from_support(sample_points, support, &plane, params) {
             Some((p, s)) => (plane, spread_m, refined) = (p, s, true),
             None => break,
         }
     }
-    let inliers = count_inliers(points, &plane, params.inlier_threshold_m);
-    let needed = (params.min_inlier_fraction as f64 * points.len() as f64).ceil().max(f64::from(params.min_inliers));
+    let inliers = device.count_inliers(&Support::band(&plane, params.inlier_threshold_m))?;
+    let needed = (params.min_inlier_fraction as f64 * n_points as f64).ceil().max(f64::from(params.min_inliers));
     let mut fit = PlaneFit { plane, hypothesis, score: best_score, inliers, accepted: false, spread_m };
     let refined_ok = refined || params.refine_iterations == 0;
     fit.accepted = refined_ok
         && f64::from(inliers) >= needed
         && (params.refine_iterations == 0 || fit.tilt_uncertainty_deg() <= f64::from(params.max_tilt_uncertainty_deg));
-    Some(fit)
+    Ok(Some(fit))
 }

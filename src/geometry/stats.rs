@@ -84,6 +84,29 @@ impl NoiseModel {
     }
 }
 
+/// One object's input to K4: its points in the canonical frame and in the camera frame (the same points, for the
+/// depth), and the camera centre in the canonical frame.
+#[derive(Clone, Copy, Debug)]
+pub struct StatsInput<'a> {
+    pub canonical: &'a [Point3],
+    pub camera: &'a [Point3],
+    pub camera_position: [f64; 3],
+}
+
+/// The reductions K4 takes from an object's points; [`assemble`] builds the summary from them and the footprint's
+/// hull candidates. A GPU backend computes them on its device.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Reductions {
+    /// Mean of the canonical points (f64).
+    pub centroid: [f64; 3],
+    /// Axis-aligned box of the canonical points.
+    pub lo: [f32; 3],
+    pub hi: [f32; 3],
+    /// The `(n / 2)`-th smallest camera depth in `f32::total_cmp` order (0 without camera points).
+    pub median_depth: f32,
+    pub points: u32,
+}
+
 /// K4: the summary of one object from its points in the canonical frame and in the camera frame (for depth).
 /// `camera_position` is the camera centre in the canonical frame. Returns `None` for an empty object.
 pub fn summarize(
@@ -119,10 +142,6 @@ pub fn summarize(
             )
         });
     let n = points_canonical.len() as f64;
-    let centroid = [sum[0] / n, sum[1] / n, sum[2] / n];
-    let footprint: Vec<[f64; 2]> = points_canonical.iter().map(|p| [f64::from(p[0]), f64::from(p[1])]).collect();
-    let rect = min_area_rect(&footprint);
-    let height = f64::from(hi[2] - lo[2]);
     let mut depths: Vec<f32> = points_camera.iter().map(|p| p[2]).collect();
     let median_depth = if depths.is_empty() {
         0.0
@@ -130,8 +149,30 @@ pub fn summarize(
         let k = depths.len() / 2;
         *depths.select_nth_unstable_by(k, f32::total_cmp).1
     };
+    let reductions = Reductions {
+        centroid: [sum[0] / n, sum[1] / n, sum[2] / n],
+        lo,
+        hi,
+        median_depth,
+        points: points_canonical.len() as u32,
+    };
+    let footprint: Vec<[f64; 2]> = points_canonical.iter().map(|p| [f64::from(p[0]), f64::from(p[1])]).collect();
+    Some(assemble(&reductions, &footprint, camera_position, noise))
+}
+
+/// The summary from an object's [`Reductions`] and its horizontal footprint: all its `(x, y)` points, or any subset
+/// holding every vertex of their convex hull (the oriented box depends on the hull only).
+pub fn assemble(
+    r: &Reductions,
+    footprint: &[[f64; 2]],
+    camera_position: [f64; 3],
+    noise: &NoiseModel,
+) -> ObjectSummary {
+    let Reductions { centroid, lo, hi, median_depth, points } = *r;
+    let rect = min_area_rect(footprint);
+    let height = f64::from(hi[2] - lo[2]);
     let d = [centroid[0] - camera_position[0], centroid[1] - camera_position[1], centroid[2] - camera_position[2]];
-    Some(ObjectSummary {
+    ObjectSummary {
         centroid_m: centroid.map(|v| v as f32),
         sigma_m: noise.sigma_at(median_depth),
         aabb_min_m: lo,
@@ -142,9 +183,14 @@ pub fn summarize(
         distance_to_camera_m: (d[0] * d[0] + d[1] * d[1] + d[2] * d[2]).sqrt() as f32,
         size_m: [rect.extent[0] as f32, rect.extent[1] as f32, height as f32],
         median_depth_m: median_depth,
-        points: points_canonical.len() as u32,
+        points,
         _pad: [0; 3],
-    })
+    }
+}
+
+/// K4 for a batch of objects (of any frames) on the CPU: [`summarize`] of each, `None` for empty ones.
+pub fn summarize_batch(objects: &[StatsInput], noise: &NoiseModel) -> Vec<Option<ObjectSummary>> {
+    objects.par_iter().map(|o| summarize(o.canonical, o.camera, o.camera_position, noise)).collect()
 }
 
 #[cfg(test)]
