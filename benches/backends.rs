@@ -3,6 +3,9 @@
 //! with a printed reason. On Mesa's lavapipe (a CPU rasteriser) these figures are a correctness run, not a speed
 //! claim; on a real GPU they are (each sample includes upload, dispatch and read-back).
 //!
+//! Batch sizes are 1, 16 and 256 frames; `SPATIALSYNTH_BENCH_FRAMES=1,16` runs fewer (a 256-frame batch takes
+//! seconds per sample on lavapipe).
+//!
 //! `cargo bench --bench backends`
 
 use std::hint::black_box;
@@ -11,7 +14,7 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 use spatialsynth::backend::gpu::WgpuBackend;
 use spatialsynth::backend::Backend;
 use spatialsynth::geometry::ransac::RansacParams;
-use spatialsynth::geometry::stats::ObjectSummary;
+use spatialsynth::geometry::stats::{NoiseModel, ObjectSummary, StatsInput};
 use spatialsynth::io::{load_frame, read_manifest, LoadedFrame};
 
 fn backends() -> Vec<(&'static str, Backend)> {
@@ -59,18 +62,31 @@ fn objects(frame: usize, n: usize) -> Vec<ObjectSummary> {
         .collect()
 }
 
+fn batch_sizes() -> Vec<usize> {
+    std::env::var("SPATIALSYNTH_BENCH_FRAMES")
+        .ok()
+        .map(|v| v.split(',').filter_map(|x| x.trim().parse().ok()).collect())
+        .unwrap_or_else(|| vec![1, 16, 256])
+}
+
 fn kernels(c: &mut Criterion) {
     let backends = backends();
     let frame = big_frame();
     let depth = frame.depth.as_ref().expect("depth");
     let pixels = u64::from(depth.width * depth.height);
+    let sizes = batch_sizes();
 
     let mut g = c.benchmark_group("k1_unproject");
-    g.throughput(Throughput::Elements(pixels));
-    for (name, b) in &backends {
-        g.bench_function(BenchmarkId::new(*name, format!("{}x{}", depth.width, depth.height)), |bench| {
-            bench.iter(|| black_box(b.unproject(depth, &frame.intrinsics).expect("k1").len()))
-        });
+    g.sample_size(10);
+    for &frames in &sizes {
+        let batch: Vec<_> = (0..frames).map(|_| (depth, &frame.intrinsics)).collect();
+        g.throughput(Throughput::Elements(pixels * frames as u64));
+        for (name, b) in &backends {
+            let id = format!("{frames}frames_{}x{}", depth.width, depth.height);
+            g.bench_function(BenchmarkId::new(*name, id), |bench| {
+                bench.iter(|| black_box(b.unproject_batch(&batch).expect("k1").len()))
+            });
+        }
     }
     g.finish();
 
@@ -83,6 +99,51 @@ fn kernels(c: &mut Criterion) {
         g.bench_function(BenchmarkId::new(*name, "1000hyp_x_16384pts"), |bench| {
             bench.iter(|| black_box(b.score_hypotheses(&cloud.points_in_camera, None, 7, &params).expect("k2").len()))
         });
+    }
+    g.finish();
+
+    // K2 whole (draws, scoring, refinement, inlier count), frame after frame: points/s of the frames' clouds.
+    let mut g = c.benchmark_group("k2_ground");
+    g.sample_size(10);
+    for &frames in &sizes {
+        g.throughput(Throughput::Elements(cloud.len() as u64 * frames as u64));
+        for (name, b) in &backends {
+            g.bench_function(BenchmarkId::new(*name, format!("{frames}frames_{}pts", cloud.len())), |bench| {
+                bench.iter(|| {
+                    (0..frames)
+                        .map(|f| b.fit_ground_plane(&cloud.points_in_camera, None, f as u32, &params).expect("k2"))
+                        .filter(Option::is_some)
+                        .count()
+                })
+            });
+        }
+    }
+    g.finish();
+
+    // K4 on the frame's annotated objects, repeated: points/s.
+    let regions: Vec<_> = frame.objects.iter().map(|o| o.region.clone()).collect();
+    let grouped = spatialsynth::geometry::unproject::unproject_objects(
+        depth,
+        &frame.intrinsics,
+        frame.instance_labels.as_deref(),
+        &regions,
+    );
+    let object_points: Vec<Vec<[f32; 3]>> = (0..grouped.objects()).map(|i| grouped.object_points(i).to_vec()).collect();
+    let mut g = c.benchmark_group("k4_stats");
+    g.sample_size(10);
+    for &frames in &sizes {
+        let inputs: Vec<StatsInput> = (0..frames)
+            .flat_map(|_| object_points.iter())
+            .map(|p| StatsInput { canonical: p, camera: p, camera_position: [0.0; 3] })
+            .collect();
+        let points: usize = inputs.iter().map(|i| i.canonical.len()).sum();
+        g.throughput(Throughput::Elements(points as u64));
+        for (name, b) in &backends {
+            let id = format!("{frames}frames_x_{}obj_{points}pts", object_points.len());
+            g.bench_function(BenchmarkId::new(*name, id), |bench| {
+                bench.iter(|| black_box(b.summarize_batch(&inputs, &NoiseModel::default()).expect("k4").len()))
+            });
+        }
     }
     g.finish();
 
@@ -109,7 +170,7 @@ fn kernels(c: &mut Criterion) {
 
     let mut g = c.benchmark_group("k5_relations");
     g.sample_size(10);
-    for frames in [1usize, 16, 256] {
+    for &frames in &sizes {
         let batch: Vec<Vec<ObjectSummary>> = (0..frames).map(|f| objects(f, 40)).collect();
         let refs: Vec<&[ObjectSummary]> = batch.iter().map(Vec::as_slice).collect();
         g.throughput(Throughput::Elements((frames * 40 * 39) as u64));

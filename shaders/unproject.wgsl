@@ -1,21 +1,36 @@
-// K1: unproject every valid depth pixel to a camera-frame point, in row-major pixel order.
-// The WGSL twin of src/geometry/unproject.rs `unproject_depth`. Output order is stable without atomics: pass 1
-// counts the valid pixels of each block of 256, pass 2 turns the counts into offsets (exclusive prefix sum), pass 3
-// scans each block in workgroup memory (`block_scan`, from scan.wgsl, which the host prepends) and writes each point
-// at its block's offset plus its rank in the block.
-// 16-bit depth stays 16-bit on the device: two pixels per u32 word, low half first.
+// K1: unproject every valid depth pixel of a batch of frames to camera-frame points, frame after frame, row-major
+// within each frame. The WGSL twin of src/geometry/unproject.rs `unproject_depth`. Output order is stable without
+// atomics: pass 1 counts the valid pixels of each block of 256 pixels (blocks never straddle frames), pass 2 turns
+// the counts into offsets (an exclusive prefix sum over the whole batch), pass 3 scans each block in workgroup
+// memory (`block_scan`, from scan.wgsl, which the host prepends) and writes each point at its block's offset plus
+// its rank in the block. 16-bit depth stays 16-bit on the device: two pixels per u32 word, low half first (each
+// frame starts on a word).
 
-struct Params {
+// Keep in sync with `UnprojectFrame` in src/backend/gpu.rs (48 bytes).
+struct Frame {
     width: u32,
-    height: u32,
     pixels: u32,
-    // 1: depth holds u16 pairs; 0: depth holds f32 metres.
+    // 1: the frame's depth words hold u16 pairs; 0: f32 metres.
     is_u16: u32,
-    units_per_meter: f32,
     // A u16 value that is invalid besides 0 (0xffffffff: none).
     invalid_value: u32,
+    units_per_meter: f32,
+    // Where the frame's depth words, ray factors and blocks start.
+    word_offset: u32,
+    ray_x_offset: u32,
+    ray_y_offset: u32,
+    block_offset: u32,
+    pad0: u32,
+    pad1: u32,
+    pad2: u32,
+}
+
+// Keep in sync with `UnprojectParams` in src/backend/gpu.rs (16 bytes).
+struct Params {
     blocks: u32,
-    pad: u32,
+    frames: u32,
+    pad0: u32,
+    pad1: u32,
 }
 
 @group(0) @binding(0) var<storage, read> depth: array<u32>;
@@ -25,22 +40,26 @@ struct Params {
 // blocks + 1 entries: exclusive offsets, then the total.
 @group(0) @binding(4) var<storage, read_write> block_offsets: array<u32>;
 @group(0) @binding(5) var<storage, read_write> points: array<f32>;
+// The pixel (row-major index within its frame) of each point.
 @group(0) @binding(6) var<storage, read_write> pixel_of_point: array<u32>;
 @group(0) @binding(7) var<uniform> params: Params;
+@group(0) @binding(8) var<storage, read> frames: array<Frame>;
+// The frame of each block.
+@group(0) @binding(9) var<storage, read> block_frame: array<u32>;
 
 var<workgroup> block_total: atomic<u32>;
 
-// Depth of pixel i in metres, or a negative value when the pixel is invalid.
-fn depth_m(i: u32) -> f32 {
-    if (params.is_u16 == 1u) {
-        let word = depth[i / 2u];
+// Depth of pixel i of frame f in metres, or a negative value when the pixel is invalid.
+fn depth_m(f: Frame, i: u32) -> f32 {
+    if (f.is_u16 == 1u) {
+        let word = depth[f.word_offset + i / 2u];
         let v = select(word & 0xffffu, word >> 16u, (i & 1u) == 1u);
-        if (v == 0u || v == params.invalid_value) {
+        if (v == 0u || v == f.invalid_value) {
             return -1.0;
         }
-        return f32(v) / params.units_per_meter;
+        return f32(v) / f.units_per_meter;
     }
-    let bits = depth[i];
+    let bits = depth[f.word_offset + i];
     let z = bitcast<f32>(bits);
     // Non-finite (all exponent bits set) and non-positive values are invalid.
     if ((bits & 0x7f800000u) == 0x7f800000u || !(z > 0.0)) {
@@ -49,49 +68,75 @@ fn depth_m(i: u32) -> f32 {
     return z;
 }
 
+fn block_id(wid: vec3<u32>, groups: vec3<u32>) -> u32 {
+    return wid.y * groups.x + wid.x;
+}
+
 @compute @workgroup_size(256)
-fn count_valid(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
-               @builtin(workgroup_id) wid: vec3<u32>) {
+fn count_valid(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
+               @builtin(local_invocation_index) lid: u32) {
+    let b = block_id(wid, groups);
     if (lid == 0u) {
         atomicStore(&block_total, 0u);
     }
     workgroupBarrier();
-    if (gid.x < params.pixels && depth_m(gid.x) > 0.0) {
-        atomicAdd(&block_total, 1u);
+    if (b < params.blocks) {
+        let f = frames[block_frame[b]];
+        let i = (b - f.block_offset) * 256u + lid;
+        if (i < f.pixels && depth_m(f, i) > 0.0) {
+            atomicAdd(&block_total, 1u);
+        }
     }
     workgroupBarrier();
-    if (lid == 0u) {
-        block_counts[wid.x] = atomicLoad(&block_total);
+    if (lid == 0u && b < params.blocks) {
+        block_counts[b] = atomicLoad(&block_total);
     }
 }
 
-// One invocation: the block counts are few (1,200 for 640 x 480).
-@compute @workgroup_size(1)
-fn scan_blocks() {
-    var total = 0u;
-    for (var b = 0u; b < params.blocks; b = b + 1u) {
-        block_offsets[b] = total;
-        total = total + block_counts[b];
+// One workgroup: each invocation sums a contiguous run of block counts, the runs are scanned together, then each
+// invocation writes its run's offsets.
+@compute @workgroup_size(256)
+fn scan_blocks(@builtin(local_invocation_index) lid: u32) {
+    let per = (params.blocks + 255u) / 256u;
+    let start = min(lid * per, params.blocks);
+    let end = min(start + per, params.blocks);
+    var local = 0u;
+    for (var b = start; b < end; b = b + 1u) {
+        local = local + block_counts[b];
     }
-    block_offsets[params.blocks] = total;
+    let inclusive = block_scan(lid, local);
+    var running = inclusive - local;
+    for (var b = start; b < end; b = b + 1u) {
+        block_offsets[b] = running;
+        running = running + block_counts[b];
+    }
+    if (lid == 255u) {
+        block_offsets[params.blocks] = inclusive;
+    }
 }
 
 @compute @workgroup_size(256)
-fn write_points(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
-                @builtin(workgroup_id) wid: vec3<u32>) {
-    let i = gid.x;
+fn write_points(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
+                @builtin(local_invocation_index) lid: u32) {
+    let b = block_id(wid, groups);
     var z = -1.0;
-    if (i < params.pixels) {
-        z = depth_m(i);
+    var i = 0u;
+    var f: Frame;
+    if (b < params.blocks) {
+        f = frames[block_frame[b]];
+        i = (b - f.block_offset) * 256u + lid;
+        if (i < f.pixels) {
+            z = depth_m(f, i);
+        }
     }
     let valid = z > 0.0;
     let rank = block_scan(lid, select(0u, 1u, valid));
     if (valid) {
-        let slot = block_offsets[wid.x] + rank - 1u;
-        let u = i % params.width;
-        let v = i / params.width;
-        points[3u * slot] = z * ray_x[u];
-        points[3u * slot + 1u] = z * ray_y[v];
+        let slot = block_offsets[b] + rank - 1u;
+        let u = i % f.width;
+        let v = i / f.width;
+        points[3u * slot] = z * ray_x[f.ray_x_offset + u];
+        points[3u * slot + 1u] = z * ray_y[f.ray_y_offset + v];
         points[3u * slot + 2u] = z;
         pixel_of_point[slot] = i;
     }

@@ -240,6 +240,42 @@ proptest! {
     }
 
     #[test]
+    fn k1_batches_match_the_cpu_reference(
+        frames in prop::collection::vec((0u32..70, 0u32..50, any::<bool>(), any::<u64>()), 1..12),
+    ) {
+        // Frames of different sizes (odd pixel counts, empty ones) and depth types in one batch.
+        let images: Vec<(DepthImage, Intrinsics)> = frames
+            .iter()
+            .map(|&(width, height, float, seed)| {
+                let n = (width * height) as usize;
+                let mut state = seed | 1;
+                let mut next = || {
+                    state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                    (state >> 33) as u32
+                };
+                let data = if float {
+                    DepthData::F32 { values: (0..n).map(|_| if next() % 6 == 0 { f32::NAN } else { (next() % 9000) as f32 * 1e-3 }).collect() }
+                } else {
+                    DepthData::U16 { values: (0..n).map(|_| (next() % 9000) as u16).collect(), units_per_meter: 5000.0, invalid_value: Some(7) }
+                };
+                (DepthImage { width, height, data }, intrinsics(width, height))
+            })
+            .collect();
+        let batch: Vec<(&DepthImage, &Intrinsics)> = images.iter().map(|(d, k)| (d, k)).collect();
+        for backend in gpu_backends("k1_batches_match_the_cpu_reference") {
+            let got = backend.unproject_batch(&batch).unwrap();
+            prop_assert_eq!(got.len(), batch.len());
+            for (g, (d, k)) in got.iter().zip(&batch) {
+                let want = unproject_depth(d, k);
+                prop_assert_eq!(&g.pixels, &want.pixels);
+                for (a, b) in g.points_in_camera.iter().zip(&want.points_in_camera) {
+                    prop_assert!((0..3).all(|c| close(a[c], b[c], 1e-6)), "{:?} vs {:?}", a, b);
+                }
+            }
+        }
+    }
+
+    #[test]
     fn k4_stats_match_the_cpu_reference(
         objects in prop::collection::vec(
             (prop::array::uniform3(-5.0f32..5.0), prop::array::uniform3(0.0f32..2.0), -1.5f32..1.5, 0usize..3000, 0u8..4),
@@ -525,9 +561,10 @@ fn k5_relations_match_on_a_large_batch() {
 fn shaders_validate_with_naga_and_share_the_rust_layouts() {
     use spatialsynth::backend::gpu::{
         DbscanParams, FrameRange, GpuHypothesis, GpuObjectStats, GpuRegion, GpuSupport, GroupParams, RansacParamsGpu,
-        RelationParams, StatsParams, UnprojectParams,
+        RelationParams, StatsParams, UnprojectFrame, UnprojectParams,
     };
-    let expected: [(&str, usize); 14] = [
+    let expected: [(&str, usize); 15] = [
+        ("Frame", std::mem::size_of::<UnprojectFrame>()),
         ("ObjectStats", std::mem::size_of::<GpuObjectStats>()),
         ("ObjectRange", std::mem::size_of::<[u32; 2]>()),
         ("Params", std::mem::size_of::<StatsParams>()),
@@ -564,7 +601,7 @@ fn shaders_validate_with_naga_and_share_the_rust_layouts() {
             }
         }
     }
-    assert_eq!(seen, 14, "every shared struct was found in the shaders");
+    assert_eq!(seen, 15, "every shared struct was found in the shaders");
 }
 
 #[test]

@@ -52,14 +52,25 @@ pub struct RelationParams {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct UnprojectParams {
+    pub blocks: u32,
+    pub frames: u32,
+    pub _pad: [u32; 2],
+}
+
+/// One frame of a K1 batch. Keep in sync with `Frame` in `shaders/unproject.wgsl`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct UnprojectFrame {
     pub width: u32,
-    pub height: u32,
     pub pixels: u32,
     pub is_u16: u32,
-    pub units_per_meter: f32,
     pub invalid_value: u32,
-    pub blocks: u32,
-    pub _pad: u32,
+    pub units_per_meter: f32,
+    pub word_offset: u32,
+    pub ray_x_offset: u32,
+    pub ray_y_offset: u32,
+    pub block_offset: u32,
+    pub _pad: [u32; 3],
 }
 
 /// One ground-plane hypothesis as K2 scores it. Keep in sync with `Hypothesis` in `shaders/ransac.wgsl`.
@@ -141,13 +152,21 @@ const _: () = assert!(std::mem::size_of::<GpuHypothesis>() == 32);
 const _: () = assert!(std::mem::size_of::<RansacParamsGpu>() == 32);
 const _: () = assert!(std::mem::size_of::<FrameRange>() == 16);
 const _: () = assert!(std::mem::size_of::<RelationParams>() == 16);
-const _: () = assert!(std::mem::size_of::<UnprojectParams>() == 32);
+const _: () = assert!(std::mem::size_of::<UnprojectParams>() == 16);
+const _: () = assert!(std::mem::size_of::<UnprojectFrame>() == 48);
 
-/// A whole-frame cloud left on the device by K1.
+/// The clouds of a batch of frames left on the device by K1, frame after frame.
 struct DeviceCloud {
     points: wgpu::Buffer,
     pixels: wgpu::Buffer,
-    total: u64,
+    /// Where each frame's points start, then the total.
+    offsets: Vec<u64>,
+}
+
+impl DeviceCloud {
+    fn total(&self) -> u64 {
+        self.offsets.last().copied().unwrap_or(0)
+    }
 }
 
 /// One object's K4 reductions as the device returns them. Keep in sync with `ObjectStats` in `shaders/stats.wgsl`.
@@ -459,15 +478,6 @@ impl WgpuBackend {
         self.queue.submit([encoder.finish()]);
     }
 
-    /// Copies `size` bytes from `offset` of `source` back to the host.
-    fn read_back_range(&self, source: &wgpu::Buffer, offset: u64, size: u64) -> Result<Vec<u8>, String> {
-        let staging = self.output("range", size);
-        let mut encoder = self.device.create_command_encoder(&Default::default());
-        encoder.copy_buffer_to_buffer(source, offset, &staging, 0, size);
-        self.queue.submit([encoder.finish()]);
-        self.read_back(&staging, size)
-    }
-
     /// Workgroup counts `(x, y)` covering `invocations`, within the per-dimension limit.
     fn grid(&self, invocations: u64) -> Result<(u32, u32), String> {
         let groups = invocations.div_ceil(u64::from(WORKGROUP)).max(1);
@@ -544,85 +554,145 @@ impl WgpuBackend {
     /// K1 for the whole frame: every valid depth pixel in row-major order (see
     /// [`crate::geometry::unproject::unproject_depth`]). 16-bit depth is uploaded as 16-bit.
     pub fn unproject(&self, depth: &DepthImage, k: &Intrinsics) -> Result<PointCloud, String> {
-        let Some(cloud) = self.unproject_device(depth, k)? else { return Ok(PointCloud::default()) };
-        let point_floats: Vec<f32> = bytemuck::pod_collect_to_vec(&self.read_back(&cloud.points, cloud.total * 12)?);
-        let pixel_ids: Vec<u32> = bytemuck::pod_collect_to_vec(&self.read_back(&cloud.pixels, cloud.total * 4)?);
-        Ok(PointCloud {
-            points_in_camera: point_floats.chunks_exact(3).map(|p| [p[0], p[1], p[2]]).collect(),
-            pixels: pixel_ids,
-        })
+        Ok(self.unproject_batch(&[(depth, k)])?.pop().unwrap_or_default())
     }
 
-    /// K1 on the device: the cloud stays there (`None` for an empty image); only its size is read back.
-    fn unproject_device(&self, depth: &DepthImage, k: &Intrinsics) -> Result<Option<DeviceCloud>, String> {
-        let pixels = depth.len() as u64;
-        if (depth.width, depth.height) != (k.width, k.height) {
-            return Err(format!(
-                "depth is {}x{} but the intrinsics say {}x{}",
-                depth.width, depth.height, k.width, k.height
-            ));
+    /// K1 for a batch of frames: as many frames per dispatch as one storage binding of points holds.
+    pub fn unproject_batch(&self, frames: &[(&DepthImage, &Intrinsics)]) -> Result<Vec<PointCloud>, String> {
+        let max_pixels = self.limits.max_storage_buffer_binding_size / 12;
+        let mut out = Vec::with_capacity(frames.len());
+        let mut start = 0;
+        while start < frames.len() {
+            let mut end = start;
+            let mut pixels = 0u64;
+            while end < frames.len() && (end == start || pixels + frames[end].0.len() as u64 <= max_pixels) {
+                pixels += frames[end].0.len() as u64;
+                end += 1;
+            }
+            let chunk = &frames[start..end];
+            match self.unproject_device(chunk)? {
+                None => out.extend(chunk.iter().map(|_| PointCloud::default())),
+                Some(cloud) => {
+                    let total = cloud.total();
+                    let floats: Vec<f32> = bytemuck::pod_collect_to_vec(&self.read_back(&cloud.points, total * 12)?);
+                    let pixel_ids: Vec<u32> = bytemuck::pod_collect_to_vec(&self.read_back(&cloud.pixels, total * 4)?);
+                    for w in cloud.offsets.windows(2) {
+                        let (a, b) = (w[0] as usize, w[1] as usize);
+                        out.push(PointCloud {
+                            points_in_camera: floats[3 * a..3 * b]
+                                .chunks_exact(3)
+                                .map(|p| [p[0], p[1], p[2]])
+                                .collect(),
+                            pixels: pixel_ids[a..b].to_vec(),
+                        });
+                    }
+                }
+            }
+            start = end;
         }
-        if pixels == 0 {
+        Ok(out)
+    }
+
+    /// K1 on the device for a batch of frames: the clouds stay there (`None` when no frame has a pixel); only
+    /// each frame's point count is read back.
+    fn unproject_device(&self, frames: &[(&DepthImage, &Intrinsics)]) -> Result<Option<DeviceCloud>, String> {
+        let mut infos = Vec::with_capacity(frames.len());
+        let mut words: Vec<u32> = Vec::new();
+        let (mut ray_x, mut ray_y) = (Vec::new(), Vec::new());
+        let mut block_frame: Vec<u32> = Vec::new();
+        let mut pixels_total = 0u64;
+        for (f, (depth, k)) in frames.iter().enumerate() {
+            if (depth.width, depth.height) != (k.width, k.height) {
+                return Err(format!(
+                    "depth is {}x{} but the intrinsics say {}x{}",
+                    depth.width, depth.height, k.width, k.height
+                ));
+            }
+            let pixels = depth.len() as u64;
+            pixels_total += pixels;
+            let word_offset = words.len() as u32;
+            let (is_u16, units_per_meter, invalid_value) = match &depth.data {
+                DepthData::U16 { values, units_per_meter, invalid_value } => {
+                    words.extend(
+                        values.chunks(2).map(|p| u32::from(p[0]) | (u32::from(p.get(1).copied().unwrap_or(0)) << 16)),
+                    );
+                    (1, *units_per_meter, invalid_value.map_or(u32::MAX, u32::from))
+                }
+                DepthData::F32 { values } => {
+                    words.extend(values.iter().map(|v| v.to_bits()));
+                    (0, 1.0, u32::MAX)
+                }
+            };
+            let (rx, ry) = ray_factors(k);
+            let blocks = pixels.div_ceil(u64::from(WORKGROUP));
+            infos.push(UnprojectFrame {
+                width: depth.width,
+                pixels: pixels as u32,
+                is_u16,
+                invalid_value,
+                units_per_meter,
+                word_offset,
+                ray_x_offset: ray_x.len() as u32,
+                ray_y_offset: ray_y.len() as u32,
+                block_offset: block_frame.len() as u32,
+                _pad: [0; 3],
+            });
+            ray_x.extend(rx);
+            ray_y.extend(ry);
+            block_frame.extend(std::iter::repeat_n(f as u32, blocks as usize));
+        }
+        if pixels_total * 12 > self.limits.max_storage_buffer_binding_size {
+            return Err(format!("{pixels_total} pixels exceed one storage binding of points"));
+        }
+        let blocks = block_frame.len() as u64;
+        if blocks == 0 {
             return Ok(None);
         }
-        let point_bytes = pixels * 12;
-        if point_bytes > self.limits.max_storage_buffer_binding_size {
-            return Err(format!("a {}x{} frame exceeds one storage binding", depth.width, depth.height));
-        }
-        let (x, y) = self.grid(pixels)?;
-        if y > 1 {
-            return Err(format!("a {}x{} frame needs more than one row of workgroups", depth.width, depth.height));
-        }
-        let (words, is_u16, units_per_meter, invalid_value) = match &depth.data {
-            DepthData::U16 { values, units_per_meter, invalid_value } => {
-                let mut words = vec![0u32; values.len().div_ceil(2)];
-                for (i, v) in values.iter().enumerate() {
-                    words[i / 2] |= u32::from(*v) << (16 * (i % 2));
-                }
-                (words, 1, *units_per_meter, invalid_value.map_or(u32::MAX, u32::from))
-            }
-            DepthData::F32 { values } => (values.iter().map(|v| v.to_bits()).collect(), 0, 1.0, u32::MAX),
-        };
-        let (ray_x, ray_y) = ray_factors(k);
-        let blocks = x;
-        let params = UnprojectParams {
-            width: depth.width,
-            height: depth.height,
-            pixels: pixels as u32,
-            is_u16,
-            units_per_meter,
-            invalid_value,
-            blocks,
-            _pad: 0,
-        };
+        let params = UnprojectParams { blocks: blocks as u32, frames: frames.len() as u32, _pad: [0; 2] };
         let depth_buf = self.storage("depth", bytemuck::cast_slice(&words));
         let ray_x_buf = self.storage("ray_x", bytemuck::cast_slice(&ray_x));
         let ray_y_buf = self.storage("ray_y", bytemuck::cast_slice(&ray_y));
-        let counts = self.output("block counts", u64::from(blocks) * 4);
-        let offsets = self.output("block offsets", (u64::from(blocks) + 1) * 4);
-        let points = self.output("points", point_bytes);
-        let pixel_of_point = self.output("pixels", pixels * 4);
+        let counts = self.output("block counts", blocks * 4);
+        let offsets = self.output("block offsets", (blocks + 1) * 4);
+        let points = self.output("points", pixels_total * 12);
+        let pixel_of_point = self.output("pixels", pixels_total * 4);
         let params_buf = self.uniform("params", &params);
-        let buffers = [&depth_buf, &ray_x_buf, &ray_y_buf, &counts, &offsets, &points, &pixel_of_point, &params_buf];
+        let frames_buf = self.storage("frames", bytemuck::cast_slice(&infos));
+        let block_frame_buf = self.storage("block frames", bytemuck::cast_slice(&block_frame));
+        let buffers = [
+            &depth_buf,
+            &ray_x_buf,
+            &ray_y_buf,
+            &counts,
+            &offsets,
+            &points,
+            &pixel_of_point,
+            &params_buf,
+            &frames_buf,
+            &block_frame_buf,
+        ];
+        let grid = self.grid(blocks * u64::from(WORKGROUP))?;
         let mut encoder = self.device.create_command_encoder(&Default::default());
         {
             let mut pass = encoder.begin_compute_pass(&Default::default());
             for (pipeline, used, groups) in [
-                (&self.count_valid, &[0u32, 3, 7][..], blocks),
-                (&self.scan_blocks, &[3, 4, 7][..], 1),
-                (&self.write_points, &[0, 1, 2, 4, 5, 6, 7][..], blocks),
+                (&self.count_valid, &[0u32, 3, 7, 8, 9][..], grid),
+                (&self.scan_blocks, &[3, 4, 7][..], (1, 1)),
+                (&self.write_points, &[0, 1, 2, 4, 5, 6, 7, 8, 9][..], grid),
             ] {
                 // Each entry point's derived layout holds only the bindings it uses.
                 let bind = self.bind_subset(pipeline, &buffers, used);
                 pass.set_pipeline(pipeline);
                 pass.set_bind_group(0, &bind, &[]);
-                pass.dispatch_workgroups(groups, 1, 1);
+                pass.dispatch_workgroups(groups.0, groups.1, 1);
             }
         }
         self.queue.submit([encoder.finish()]);
-        let last = self.read_back_range(&offsets, u64::from(blocks) * 4, 4)?;
-        let total = u64::from(bytemuck::pod_read_unaligned::<u32>(&last));
-        Ok(Some(DeviceCloud { points, pixels: pixel_of_point, total }))
+        let all: Vec<u32> = bytemuck::pod_collect_to_vec(&self.read_back(&offsets, (blocks + 1) * 4)?);
+        let mut frame_offsets: Vec<u64> = infos.iter().map(|f| u64::from(all[f.block_offset as usize])).collect();
+        frame_offsets.push(u64::from(all[blocks as usize]));
+        // A frame without pixels has no blocks: its start is the next frame's (its block_offset points there).
+        Ok(Some(DeviceCloud { points, pixels: pixel_of_point, offsets: frame_offsets }))
     }
 
     /// K1 per object (see [`crate::geometry::unproject::unproject_objects`]): the whole-frame cloud is computed
@@ -638,8 +708,9 @@ impl WgpuBackend {
         if regions.is_empty() {
             return Ok(GroupedPoints { offsets: vec![0], ..GroupedPoints::default() });
         }
-        let Some(cloud) = self.unproject_device(depth, k)? else { return Ok(empty()) };
-        if cloud.total == 0 {
+        let Some(cloud) = self.unproject_device(&[(depth, k)])? else { return Ok(empty()) };
+        let total_points = cloud.total();
+        if total_points == 0 {
             return Ok(empty());
         }
         if let Some(l) = instance_labels {
@@ -648,10 +719,10 @@ impl WgpuBackend {
             }
         }
         let objects = regions.len() as u64;
-        let blocks = cloud.total.div_ceil(u64::from(WORKGROUP));
+        let blocks = total_points.div_ceil(u64::from(WORKGROUP));
         let max = u64::from(self.limits.max_compute_workgroups_per_dimension);
         if blocks > max || objects > max {
-            return Err(format!("{} points of {objects} objects exceed the dispatch limits", cloud.total));
+            return Err(format!("{total_points} points of {objects} objects exceed the dispatch limits"));
         }
         let gpu_regions: Vec<GpuRegion> = regions
             .iter()
@@ -663,7 +734,7 @@ impl WgpuBackend {
             })
             .collect();
         let params = GroupParams {
-            points: cloud.total as u32,
+            points: total_points as u32,
             blocks: blocks as u32,
             objects: objects as u32,
             width: depth.width,

@@ -72,6 +72,16 @@ impl Backend {
         }
     }
 
+    /// K1 for a batch of frames (one dispatch per chunk of frames on a GPU).
+    pub fn unproject_batch(&self, frames: &[(&DepthImage, &Intrinsics)]) -> Result<Vec<PointCloud>> {
+        match self {
+            Backend::Cpu => Ok(frames.iter().map(|(d, k)| unproject_depth(d, k)).collect()),
+            Backend::Wgpu(b) => {
+                b.unproject_batch(frames).map_err(|message| Error::Backend { backend: "wgpu".into(), message })
+            }
+        }
+    }
+
     /// K1 per object: each region's valid depth points, row-major per object.
     pub fn unproject_objects(
         &self,
