@@ -2,8 +2,10 @@
 // within eps (themselves included); core points within eps are in one cluster; a border point joins the cluster of
 // its nearest core point (ties: the lower original index). The host bins the points into cells of side a little over
 // eps (points sorted by cell, then by original index; the occupied cells listed in (z, y, x) order), so every
-// neighbour lies in the 3 x 3 x 3 block of cells around a point; each neighbour cell is found by binary search. Clusters are found by min-label propagation over core points: each core point's label converges to the
-// smallest original index of its cluster, the canonical name the host then numbers 0, 1, ...
+// neighbour lies in the 3 x 3 x 3 block of cells around a point; each neighbour cell is found by binary search.
+// Clusters are found by min-label propagation over core points, each round followed by pointer jumping (a core
+// point takes the label of the point its label names, which is in the same cluster): each core point's label
+// converges to the smallest original index of its cluster, the canonical name the host then numbers 0, 1, ...
 
 struct Params {
     points: u32,
@@ -26,6 +28,8 @@ struct Params {
 @group(0) @binding(5) var<storage, read_write> labels: array<u32>;
 @group(0) @binding(6) var<storage, read_write> changed: atomic<u32>;
 @group(0) @binding(7) var<uniform> params: Params;
+// Original index -> sorted position.
+@group(0) @binding(8) var<storage, read> position: array<u32>;
 
 const NONE: u32 = 0xffffffffu;
 
@@ -124,6 +128,22 @@ fn propagate(@builtin(global_invocation_id) gid: vec3<u32>) {
     // Labels only decrease, and any label read is that of a point of the same cluster: the race is benign and
     // the fixed point is the smallest original index of each cluster.
     if (m < labels[i]) {
+        labels[i] = m;
+        atomicStore(&changed, 1u);
+    }
+}
+
+// Pointer jumping: labels name core points of the same cluster, so a label's own label is a valid, smaller or
+// equal, name. Chains of labels collapse in a logarithmic number of rounds instead of one hop per round.
+@compute @workgroup_size(256)
+fn jump(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let i = gid.x;
+    if (i >= params.points || core[i] == 0u) {
+        return;
+    }
+    let l = labels[i];
+    let m = labels[position[l]];
+    if (m < l) {
         labels[i] = m;
         atomicStore(&changed, 1u);
     }

@@ -332,6 +332,19 @@ pub fn scene_from_points_on(
     config.validate().map_err(|message| Error::Config { message })?;
     let (ground, canonical, _) =
         ground_and_frame_on(backend, points_in_camera, sample_normals, frame_key(frame), config, up_in_camera)?;
+    scene_from_ground(backend, frame, ground, canonical, objects, focal_px, config)
+}
+
+/// K3–K5 once the ground and the canonical frame are known.
+fn scene_from_ground(
+    backend: &Backend,
+    frame: &str,
+    ground: GroundInfo,
+    canonical: CanonicalFrame,
+    objects: &[ObjectInput],
+    focal_px: f64,
+    config: &SceneConfig,
+) -> Result<SceneGeometry> {
     let denoised: Vec<_> = objects
         .par_iter()
         .map(|o| denoise_object(backend, o, &canonical, ground.found, focal_px, config))
@@ -441,15 +454,22 @@ pub fn process_frame_on(backend: &Backend, frame: &LoadedFrame, config: &SceneCo
             message: "the frame has no depth file and no depth model made one (give --depth-model)".into(),
         });
     };
-    let cloud = match backend {
-        Backend::Cpu => unproject_depth(depth, k),
-        _ => backend.unproject(depth, k)?,
-    };
-    let normals = ground_sample_normals(depth, k, &cloud, &config.ransac, config.normal_max_step_px);
     let regions: Vec<_> = frame.objects.iter().map(|o| o.region.clone()).collect();
-    let grouped = match backend {
-        Backend::Cpu => unproject_objects(depth, k, frame.instance_labels.as_deref(), &regions),
-        _ => backend.unproject_objects(depth, k, frame.instance_labels.as_deref(), &regions)?,
+    let labels = frame.instance_labels.as_deref();
+    let normals_of =
+        |cloud: &PointCloud| ground_sample_normals(depth, k, cloud, &config.ransac, config.normal_max_step_px);
+    // On a GPU, K1 and K2 share the frame's cloud on the device; the ground comes back with it.
+    let (cloud, grouped, device_ground) = match backend {
+        Backend::Cpu => (unproject_depth(depth, k), unproject_objects(depth, k, labels, &regions), None),
+        Backend::Wgpu(b) => {
+            config.validate().map_err(|message| Error::Config { message })?;
+            let ransac = ransac_with_up(config, spec.up_in_camera);
+            let (cloud, grouped, fit) = b
+                .frame_geometry(depth, k, labels, &regions, frame_key(&spec.key), &ransac, &normals_of)
+                .map_err(|message| Error::Backend { backend: "wgpu".into(), message })?;
+            let (ground, canonical, _) = ground_info(&cloud.points_in_camera, &ransac, fit, config);
+            (cloud, grouped, Some((ground, canonical)))
+        }
     };
     let width = k.width;
     let objects: Vec<ObjectInput> = frame
@@ -492,16 +512,19 @@ pub fn process_frame_on(backend: &Backend, frame: &LoadedFrame, config: &SceneCo
         })
         .collect();
     let focal = (k.fx + k.fy) / 2.0;
-    let geo = scene_from_points_on(
-        backend,
-        &spec.key,
-        &cloud.points_in_camera,
-        Some(&normals),
-        &objects,
-        focal,
-        spec.up_in_camera,
-        config,
-    )?;
+    let geo = match device_ground {
+        Some((ground, canonical)) => scene_from_ground(backend, &spec.key, ground, canonical, &objects, focal, config)?,
+        None => scene_from_points_on(
+            backend,
+            &spec.key,
+            &cloud.points_in_camera,
+            Some(&normals_of(&cloud)),
+            &objects,
+            focal,
+            spec.up_in_camera,
+            config,
+        )?,
+    };
     Ok(SceneGraph {
         frame: spec.key.clone(),
         frame_id: spec.id.clone(),

@@ -250,6 +250,21 @@ impl GroundSession<'_> {
         Ok((scores, planes))
     }
 
+    /// The whole fit: scores, then the winner, refinement and acceptance (`points`: the cloud on the host).
+    fn fit(&self, points: &[Point3]) -> Result<Option<PlaneFit>, String> {
+        let (scores, planes) = self.score()?;
+        let sample_points: Vec<Point3> = self.sample_index.iter().map(|&i| points[i as usize]).collect();
+        fit_from_scores_on(
+            self,
+            |h| planes.get(h as usize).copied().flatten(),
+            &sample_points,
+            self.use_normals,
+            points.len(),
+            self.params,
+            &scores,
+        )
+    }
+
     fn set_test(&self, test: &Support) {
         let t = GpuSupport {
             plane: [test.n[0], test.n[1], test.n[2], test.d],
@@ -304,6 +319,7 @@ pub struct WgpuBackend {
     ransac_count: wgpu::ComputePipeline,
     count_neighbours: wgpu::ComputePipeline,
     propagate: wgpu::ComputePipeline,
+    jump: wgpu::ComputePipeline,
     assign_borders: wgpu::ComputePipeline,
     count_members: wgpu::ComputePipeline,
     scan_members: wgpu::ComputePipeline,
@@ -370,6 +386,7 @@ impl WgpuBackend {
         let backend = WgpuBackend {
             count_neighbours: pipeline(&dbscan_module, "count_neighbours"),
             propagate: pipeline(&dbscan_module, "propagate"),
+            jump: pipeline(&dbscan_module, "jump"),
             assign_borders: pipeline(&dbscan_module, "assign_borders"),
             count_members: pipeline(&group_module, "count_members"),
             scan_members: pipeline(&group_module, "scan_members"),
@@ -695,6 +712,47 @@ impl WgpuBackend {
         Ok(Some(DeviceCloud { points, pixels: pixel_of_point, offsets: frame_offsets }))
     }
 
+    /// K1 and K2 of one frame with its cloud resident on the device: unprojected once, read back once (the host
+    /// needs it for the normals and the canonical frame), grouped per object and searched for the ground from the
+    /// same device buffer. `normals` makes the scoring subsample's normals from the cloud (see
+    /// [`crate::pipeline::ground_sample_normals`]).
+    #[allow(clippy::too_many_arguments)]
+    pub fn frame_geometry(
+        &self,
+        depth: &DepthImage,
+        k: &Intrinsics,
+        instance_labels: Option<&[u32]>,
+        regions: &[ObjectRegion],
+        frame_key: u32,
+        params: &RansacParams,
+        normals: &dyn Fn(&PointCloud) -> Vec<Point3>,
+    ) -> Result<(PointCloud, GroupedPoints, Option<PlaneFit>), String> {
+        let Some(device) = self.unproject_device(&[(depth, k)])? else {
+            let cloud = PointCloud::default();
+            let grouped = GroupedPoints { offsets: vec![0; regions.len() + 1], ..GroupedPoints::default() };
+            let fit = self.fit_ground_plane(&[], None, frame_key, params)?;
+            return Ok((cloud, grouped, fit));
+        };
+        let total = device.total();
+        let floats: Vec<f32> = bytemuck::pod_collect_to_vec(&self.read_back(&device.points, total * 12)?);
+        let pixel_ids: Vec<u32> = bytemuck::pod_collect_to_vec(&self.read_back(&device.pixels, total * 4)?);
+        let cloud = PointCloud {
+            points_in_camera: floats.chunks_exact(3).map(|p| [p[0], p[1], p[2]]).collect(),
+            pixels: pixel_ids,
+        };
+        let grouped = self.group_on_device(&device, depth, instance_labels, regions)?;
+        let sample_normals = normals(&cloud);
+        let session = self.ground_session_on(
+            Some(&device.points),
+            &cloud.points_in_camera,
+            Some(&sample_normals),
+            frame_key,
+            params,
+        )?;
+        let fit = session.fit(&cloud.points_in_camera)?;
+        Ok((cloud, grouped, fit))
+    }
+
     /// K1 per object (see [`crate::geometry::unproject::unproject_objects`]): the whole-frame cloud is computed
     /// and grouped on the device; only the grouped points come back.
     pub fn unproject_objects(
@@ -709,9 +767,23 @@ impl WgpuBackend {
             return Ok(GroupedPoints { offsets: vec![0], ..GroupedPoints::default() });
         }
         let Some(cloud) = self.unproject_device(&[(depth, k)])? else { return Ok(empty()) };
+        self.group_on_device(&cloud, depth, instance_labels, regions)
+    }
+
+    /// K1 grouping of a one-frame cloud already on the device.
+    fn group_on_device(
+        &self,
+        cloud: &DeviceCloud,
+        depth: &DepthImage,
+        instance_labels: Option<&[u32]>,
+        regions: &[ObjectRegion],
+    ) -> Result<GroupedPoints, String> {
         let total_points = cloud.total();
+        if regions.is_empty() {
+            return Ok(GroupedPoints { offsets: vec![0], ..GroupedPoints::default() });
+        }
         if total_points == 0 {
-            return Ok(empty());
+            return Ok(GroupedPoints { offsets: vec![0; regions.len() + 1], ..GroupedPoints::default() });
         }
         if let Some(l) = instance_labels {
             if l.len() != depth.len() {
@@ -860,8 +932,23 @@ impl WgpuBackend {
         let core_buf = self.output("core", n as u64 * 4);
         let labels_buf = self.output("labels", n as u64 * 4);
         let changed_buf = self.output("changed", 4);
+        let mut position = vec![0u32; n];
+        for (s, &i) in original.iter().enumerate() {
+            position[i as usize] = s as u32;
+        }
+        let position_buf = self.storage("position", bytemuck::cast_slice(&position));
         let params_buf = self.uniform("params", &params);
-        let all = [&points_buf, &xyz_buf, &start_buf, &original_buf, &core_buf, &labels_buf, &changed_buf, &params_buf];
+        let all = [
+            &points_buf,
+            &xyz_buf,
+            &start_buf,
+            &original_buf,
+            &core_buf,
+            &labels_buf,
+            &changed_buf,
+            &params_buf,
+            &position_buf,
+        ];
         let (x, y) = self.grid(n as u64)?;
         if y > 1 {
             return Err(format!("{n} points need more than one row of workgroups"));
@@ -870,10 +957,25 @@ impl WgpuBackend {
             self.dispatch(pipeline, &self.bind_subset(pipeline, &all, used), (x, 1));
         };
         run(&self.count_neighbours, &[0, 1, 2, 3, 4, 5, 7]);
-        // Min-label propagation until nothing changes (at most one round per point: labels only decrease).
-        for _ in 0..n {
+        // Rounds of min-label propagation and pointer jumping, several per submit, until a whole submit changes
+        // nothing (at most one round per point: labels only decrease).
+        const ROUNDS_PER_SUBMIT: usize = 4;
+        let propagate = self.bind_subset(&self.propagate, &all, &[0, 1, 2, 4, 5, 6, 7]);
+        let jump = self.bind_subset(&self.jump, &all, &[4, 5, 6, 7, 8]);
+        for _ in 0..n.div_ceil(ROUNDS_PER_SUBMIT) {
             self.queue.write_buffer(&changed_buf, 0, bytemuck::bytes_of(&0u32));
-            run(&self.propagate, &[0, 1, 2, 4, 5, 6, 7]);
+            let mut encoder = self.device.create_command_encoder(&Default::default());
+            {
+                let mut pass = encoder.begin_compute_pass(&Default::default());
+                for _ in 0..ROUNDS_PER_SUBMIT {
+                    for (pipeline, bind) in [(&self.propagate, &propagate), (&self.jump, &jump)] {
+                        pass.set_pipeline(pipeline);
+                        pass.set_bind_group(0, bind, &[]);
+                        pass.dispatch_workgroups(x, 1, 1);
+                    }
+                }
+            }
+            self.queue.submit([encoder.finish()]);
             let flag: Vec<u32> = bytemuck::pod_collect_to_vec(&self.read_back(&changed_buf, 4)?);
             if flag.first().copied().unwrap_or(0) == 0 {
                 break;
@@ -1019,18 +1121,7 @@ impl WgpuBackend {
         frame_key: u32,
         params: &RansacParams,
     ) -> Result<Option<PlaneFit>, String> {
-        let session = self.ground_session(points, sample_normals, frame_key, params)?;
-        let (scores, planes) = session.score()?;
-        let sample_points: Vec<Point3> = session.sample_index.iter().map(|&i| points[i as usize]).collect();
-        fit_from_scores_on(
-            &session,
-            |h| planes.get(h as usize).copied().flatten(),
-            &sample_points,
-            session.use_normals,
-            points.len(),
-            params,
-            &scores,
-        )
+        self.ground_session(points, sample_normals, frame_key, params)?.fit(points)
     }
 
     /// The three point indices of every hypothesis as the device draws them (`shaders/rng.wgsl`), for parity
@@ -1059,6 +1150,18 @@ impl WgpuBackend {
         frame_key: u32,
         params: &'a RansacParams,
     ) -> Result<GroundSession<'a>, String> {
+        self.ground_session_on(None, points, sample_normals, frame_key, params)
+    }
+
+    /// [`Self::ground_session`] with the cloud already on the device (`device_cloud`, `points`' twin) or uploaded.
+    fn ground_session_on<'a>(
+        &'a self,
+        device_cloud: Option<&wgpu::Buffer>,
+        points: &[Point3],
+        sample_normals: Option<&[Point3]>,
+        frame_key: u32,
+        params: &'a RansacParams,
+    ) -> Result<GroundSession<'a>, String> {
         let n = u32::try_from(points.len()).map_err(|_| format!("{} points are too many", points.len()))?;
         if u64::from(n) * 12 > self.limits.max_storage_buffer_binding_size {
             return Err(format!("a cloud of {n} points exceeds one storage binding"));
@@ -1082,7 +1185,10 @@ impl WgpuBackend {
             self.storage("normals", bytemuck::cast_slice(&normals_flat)),
             self.output("scores", u64::from(params.hypotheses) * 4),
             self.uniform("params", &gpu),
-            self.storage("cloud", bytemuck::cast_slice(points)),
+            match device_cloud {
+                Some(buffer) => buffer.clone(),
+                None => self.storage("cloud", bytemuck::cast_slice(points)),
+            },
             self.storage("sample index", bytemuck::cast_slice(&sample_index)),
             self.output("triples", u64::from(params.hypotheses) * 12),
             self.output("corners", u64::from(params.hypotheses) * 36),

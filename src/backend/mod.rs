@@ -1,11 +1,12 @@
 //! Backends of the geometry kernels: the CPU reference (the specification), WGSL through `wgpu`, and (later) CUDA.
 //!
-//! Status (issue 5, first part): the `wgpu` backend runs K1 (unproject and per-object grouping, stable order by
-//! prefix sums, the cloud kept on the device between the two), K2's
-//! hypothesis scoring (the same hypotheses as the CPU, built on the host), K3 (exact DBSCAN: neighbour counts,
-//! min-label propagation, border assignment) and K5 (relations of every pair of every frame of a batch); K2's
-//! refinement and K4 still run on the CPU reference. `--backend wgpu` (scene, generate) runs a whole scene this
-//! way, one frame per call; keeping a batch of frames on the device across kernels is still to come.
+//! The `wgpu` backend runs all five kernels on the device: K1 (unproject, batched across frames, and per-object
+//! grouping from the cloud left on the device; stable order by prefix sums), K2 (the counter-based draws of
+//! `shaders/rng.wgsl`, scoring, the refinement's support tests and the inlier count, from the frame's cloud kept
+//! on the device after K1), K3 (exact DBSCAN), K4 (per-object reductions for a batch of objects) and K5 (every
+//! pair of every frame of a batch). The small serial steps run on the host with the CPU reference's own code (the
+//! planes through the drawn points, the winner and the 3 x 3 fits, the hull and oriented box from the device's
+//! hull candidates), so every backend picks the same plane and the same boxes. See `shaders/README.md`.
 //!
 //! Every kernel has one generic parity test body (`tests/parity.rs`) run for each available backend.
 
