@@ -7,12 +7,11 @@ use crate::backend::Backend;
 use crate::color::dominant_color;
 use crate::error::{Error, Result};
 use crate::geometry::canonical::{CanonicalFrame, GroundSource};
-use crate::geometry::dbscan::dbscan;
 use crate::geometry::outlier::{statistical_outlier_mask, OutlierParams};
 use crate::geometry::ransac::{fit_ground_plane, score_sample_indices, PlaneFit, RansacParams};
 use crate::geometry::relations::{closest_surface_matrix, relate_all};
 use crate::geometry::rng::frame_key;
-use crate::geometry::stats::{summarize_batch, NoiseModel, ObjectSummary, StatsInput};
+use crate::geometry::stats::{NoiseModel, ObjectSummary, StatsInput};
 use crate::geometry::unproject::{estimate_normals, unproject_depth, unproject_objects, DepthImage, PointCloud};
 use crate::geometry::{dot, normalize, Intrinsics, Point3};
 use crate::io::objects::ObjectKind;
@@ -171,9 +170,6 @@ pub fn ground_and_frame_on(
     config: &SceneConfig,
     up_in_camera: Option<[f64; 3]>,
 ) -> Result<(GroundInfo, CanonicalFrame, Option<PlaneFit>)> {
-    if let Backend::Cpu = backend {
-        return Ok(ground_and_frame(points, sample_normals, key, config, up_in_camera));
-    }
     let ransac = ransac_with_up(config, up_in_camera);
     let fit = backend.fit_ground_plane(points, sample_normals, key, &ransac)?;
     Ok(ground_info(points, &ransac, fit, config))
@@ -254,10 +250,7 @@ fn denoise_object(
     let mid = depths.len() / 2;
     let median_depth = *depths.select_nth_unstable_by(mid, f32::total_cmp).1;
     let eps = config.object_eps_m.max((f64::from(config.object_eps_px) * f64::from(median_depth) / focal_px) as f32);
-    let clustering = match backend {
-        Backend::Cpu => dbscan(&pts, eps, config.object_min_points).map_err(|e| e.to_string())?,
-        _ => backend.dbscan(&pts, eps, config.object_min_points)?,
-    };
+    let clustering = backend.dbscan(&pts, eps, config.object_min_points)?;
     let chosen = if obj.kind.is_box() && !obj.in_box_core.is_empty() {
         let sizes = clustering.sizes();
         let mut core = vec![0u32; clustering.clusters as usize];
@@ -377,10 +370,7 @@ fn scene_from_ground(
         .iter()
         .map(|(_, _, _, kept, pts_c)| StatsInput { canonical: pts_c, camera: kept, camera_position })
         .collect();
-    let stats = match backend {
-        Backend::Cpu => summarize_batch(&inputs, &config.noise),
-        _ => backend.summarize_batch(&inputs, &config.noise)?,
-    };
+    let stats = backend.summarize_batch(&inputs, &config.noise)?;
     let mut canonical_points: Vec<&[Point3]> = Vec::new();
     for ((index, kept_indices, eps, _, pts_c), s) in survivors.iter().zip(stats) {
         let obj = &objects[*index];

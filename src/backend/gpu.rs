@@ -589,25 +589,29 @@ impl WgpuBackend {
             let chunk = &frames[start..end];
             match self.unproject_device(chunk)? {
                 None => out.extend(chunk.iter().map(|_| PointCloud::default())),
-                Some(cloud) => {
-                    let total = cloud.total();
-                    let floats: Vec<f32> = bytemuck::pod_collect_to_vec(&self.read_back(&cloud.points, total * 12)?);
-                    let pixel_ids: Vec<u32> = bytemuck::pod_collect_to_vec(&self.read_back(&cloud.pixels, total * 4)?);
-                    for w in cloud.offsets.windows(2) {
-                        let (a, b) = (w[0] as usize, w[1] as usize);
-                        out.push(PointCloud {
-                            points_in_camera: floats[3 * a..3 * b]
-                                .chunks_exact(3)
-                                .map(|p| [p[0], p[1], p[2]])
-                                .collect(),
-                            pixels: pixel_ids[a..b].to_vec(),
-                        });
-                    }
-                }
+                Some(cloud) => out.extend(self.read_clouds(&cloud)?),
             }
             start = end;
         }
         Ok(out)
+    }
+
+    /// Each frame's cloud of a device batch, read back.
+    fn read_clouds(&self, cloud: &DeviceCloud) -> Result<Vec<PointCloud>, String> {
+        let total = cloud.total();
+        let floats: Vec<f32> = bytemuck::pod_collect_to_vec(&self.read_back(&cloud.points, total * 12)?);
+        let pixel_ids: Vec<u32> = bytemuck::pod_collect_to_vec(&self.read_back(&cloud.pixels, total * 4)?);
+        Ok(cloud
+            .offsets
+            .windows(2)
+            .map(|w| {
+                let (a, b) = (w[0] as usize, w[1] as usize);
+                PointCloud {
+                    points_in_camera: floats[3 * a..3 * b].chunks_exact(3).map(|p| [p[0], p[1], p[2]]).collect(),
+                    pixels: pixel_ids[a..b].to_vec(),
+                }
+            })
+            .collect())
     }
 
     /// K1 on the device for a batch of frames: the clouds stay there (`None` when no frame has a pixel); only
@@ -733,13 +737,7 @@ impl WgpuBackend {
             let fit = self.fit_ground_plane(&[], None, frame_key, params)?;
             return Ok((cloud, grouped, fit));
         };
-        let total = device.total();
-        let floats: Vec<f32> = bytemuck::pod_collect_to_vec(&self.read_back(&device.points, total * 12)?);
-        let pixel_ids: Vec<u32> = bytemuck::pod_collect_to_vec(&self.read_back(&device.pixels, total * 4)?);
-        let cloud = PointCloud {
-            points_in_camera: floats.chunks_exact(3).map(|p| [p[0], p[1], p[2]]).collect(),
-            pixels: pixel_ids,
-        };
+        let cloud = self.read_clouds(&device)?.pop().unwrap_or_default();
         let grouped = self.group_on_device(&device, depth, instance_labels, regions)?;
         let sample_normals = normals(&cloud);
         let session = self.ground_session_on(

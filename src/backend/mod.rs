@@ -18,6 +18,11 @@ use crate::geometry::stats::ObjectSummary;
 use crate::geometry::unproject::{unproject_depth, DepthImage, PointCloud};
 use crate::geometry::Intrinsics;
 
+/// A wgpu backend's message as this crate's error.
+fn wgpu_error(message: String) -> Error {
+    Error::Backend { backend: "wgpu".into(), message }
+}
+
 /// Which backend to use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
@@ -44,9 +49,7 @@ impl Backend {
     pub fn open(kind: BackendKind) -> Result<Backend> {
         match kind {
             BackendKind::Cpu => Ok(Backend::Cpu),
-            BackendKind::Wgpu => gpu::WgpuBackend::new()
-                .map(|b| Backend::Wgpu(Box::new(b)))
-                .map_err(|message| Error::Backend { backend: "wgpu".into(), message }),
+            BackendKind::Wgpu => gpu::WgpuBackend::new().map(|b| Backend::Wgpu(Box::new(b))).map_err(wgpu_error),
             BackendKind::Cuda => Err(Error::Backend {
                 backend: "cuda".into(),
                 message: "the CUDA backend is not built yet (issue 6); use --backend cpu or wgpu".into(),
@@ -67,9 +70,7 @@ impl Backend {
     pub fn unproject(&self, depth: &DepthImage, k: &Intrinsics) -> Result<PointCloud> {
         match self {
             Backend::Cpu => Ok(unproject_depth(depth, k)),
-            Backend::Wgpu(b) => {
-                b.unproject(depth, k).map_err(|message| Error::Backend { backend: "wgpu".into(), message })
-            }
+            Backend::Wgpu(b) => b.unproject(depth, k).map_err(wgpu_error),
         }
     }
 
@@ -77,9 +78,7 @@ impl Backend {
     pub fn unproject_batch(&self, frames: &[(&DepthImage, &Intrinsics)]) -> Result<Vec<PointCloud>> {
         match self {
             Backend::Cpu => Ok(frames.iter().map(|(d, k)| unproject_depth(d, k)).collect()),
-            Backend::Wgpu(b) => {
-                b.unproject_batch(frames).map_err(|message| Error::Backend { backend: "wgpu".into(), message })
-            }
+            Backend::Wgpu(b) => b.unproject_batch(frames).map_err(wgpu_error),
         }
     }
 
@@ -93,9 +92,7 @@ impl Backend {
     ) -> Result<crate::geometry::unproject::GroupedPoints> {
         match self {
             Backend::Cpu => Ok(crate::geometry::unproject::unproject_objects(depth, k, instance_labels, regions)),
-            Backend::Wgpu(b) => b
-                .unproject_objects(depth, k, instance_labels, regions)
-                .map_err(|message| Error::Backend { backend: "wgpu".into(), message }),
+            Backend::Wgpu(b) => b.unproject_objects(depth, k, instance_labels, regions).map_err(wgpu_error),
         }
     }
 
@@ -122,9 +119,7 @@ impl Backend {
     ) -> Result<Vec<u32>> {
         match self {
             Backend::Cpu => Ok(crate::geometry::ransac::score_hypotheses(points, sample_normals, frame_key, params)),
-            Backend::Wgpu(b) => b
-                .score_hypotheses(points, sample_normals, frame_key, params)
-                .map_err(|message| Error::Backend { backend: "wgpu".into(), message }),
+            Backend::Wgpu(b) => b.score_hypotheses(points, sample_normals, frame_key, params).map_err(wgpu_error),
         }
     }
 
@@ -138,9 +133,7 @@ impl Backend {
     ) -> Result<Option<crate::geometry::ransac::PlaneFit>> {
         match self {
             Backend::Cpu => Ok(crate::geometry::ransac::fit_ground_plane(points, sample_normals, frame_key, params)),
-            Backend::Wgpu(b) => b
-                .fit_ground_plane(points, sample_normals, frame_key, params)
-                .map_err(|message| Error::Backend { backend: "wgpu".into(), message }),
+            Backend::Wgpu(b) => b.fit_ground_plane(points, sample_normals, frame_key, params).map_err(wgpu_error),
         }
     }
 
@@ -152,9 +145,7 @@ impl Backend {
     ) -> Result<Vec<Option<ObjectSummary>>> {
         match self {
             Backend::Cpu => Ok(crate::geometry::stats::summarize_batch(objects, noise)),
-            Backend::Wgpu(b) => {
-                b.summarize_batch(objects, noise).map_err(|message| Error::Backend { backend: "wgpu".into(), message })
-            }
+            Backend::Wgpu(b) => b.summarize_batch(objects, noise).map_err(wgpu_error),
         }
     }
 
@@ -163,9 +154,7 @@ impl Backend {
     pub fn relate_batch(&self, frames: &[&[ObjectSummary]]) -> Result<Vec<Vec<RelationRecord>>> {
         match self {
             Backend::Cpu => Ok(frames.iter().map(|objects| relate_all(objects, |_, _| f32::NAN)).collect()),
-            Backend::Wgpu(b) => {
-                b.relate_batch(frames).map_err(|message| Error::Backend { backend: "wgpu".into(), message })
-            }
+            Backend::Wgpu(b) => b.relate_batch(frames).map_err(wgpu_error),
         }
     }
 }

@@ -468,19 +468,6 @@ pub fn fit_ground_plane(
     fit_from_scores(points, &sample, frame_key, params, &scores)
 }
 
-/// [`fit_ground_plane`] with the hypothesis scores computed elsewhere (a GPU backend's
-/// [`score_hypotheses`] twin): the winner, refinement and acceptance are the CPU reference's.
-pub fn fit_ground_plane_from_scores(
-    points: &[Point3],
-    sample_normals: Option<&[Point3]>,
-    frame_key: u32,
-    params: &RansacParams,
-    scores: &[u32],
-) -> Option<PlaneFit> {
-    let sample = Sample::new(points, sample_normals, params);
-    fit_from_scores(points, &sample, frame_key, params, scores)
-}
-
 /// The data-parallel parts of K2 after scoring (refinement support, final inlier count), which a GPU backend runs
 /// on its device; [`fit_from_scores_on`] does the rest on the host.
 pub trait GroundDevice {
