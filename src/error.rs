@@ -62,6 +62,10 @@ pub enum Error {
     /// A compute backend is unavailable or failed (no adapter, device lost, a kernel error).
     #[error("backend {backend}: {message}")]
     Backend { backend: String, message: String },
+    /// The parts of a resumable or sharded run are missing, incomplete or disagree (a shard not finished, shards of
+    /// different runs given to `merge`, a part file that does not match its record).
+    #[error("run parts {}: {message}", path.display())]
+    Parts { path: PathBuf, message: String },
     /// Writing an output file failed.
     #[error("cannot write {}: {source}", path.display())]
     Output {
@@ -92,6 +96,7 @@ impl Error {
             Error::Template { .. } => "invalid_templates",
             Error::SceneGraph { .. } => "malformed_scene_graph",
             Error::Backend { .. } => "backend",
+            Error::Parts { .. } => "run_parts",
         }
     }
 
@@ -113,6 +118,7 @@ impl Error {
             | Error::Template { .. }
             | Error::SceneGraph { .. }
             | Error::Backend { .. }
+            | Error::Parts { .. }
             | Error::Runtime { .. } => "-",
         }
     }
@@ -131,7 +137,8 @@ impl Error {
             | Error::Model { path, .. }
             | Error::Template { path, .. }
             | Error::SceneGraph { path, .. }
-            | Error::Inference { path, .. } => Some(path),
+            | Error::Inference { path, .. }
+            | Error::Parts { path, .. } => Some(path),
             Error::Geometry { .. } | Error::Config { .. } | Error::Runtime { .. } | Error::Backend { .. } => None,
         }
     }

@@ -13,7 +13,8 @@ use spatialsynth::models::runtime::{ModelDevice, RuntimeOptions};
 use spatialsynth::models::{ModelOptions, ModelSet, ObjectsMode};
 use spatialsynth::pipeline::SceneConfig;
 use spatialsynth::qa::{Category, QaOptions, TypeMix, Units};
-use spatialsynth::run::{collect_frames, run_scenes, RunOptions, RunSummary};
+use spatialsynth::run::parts::Shard;
+use spatialsynth::run::{collect_frames, merge_shards, Job, RunOptions, RunSummary};
 
 #[derive(Parser)]
 #[command(name = "spatialsynth", version, about = "Spatial-reasoning training data from RGB-D frames")]
@@ -97,8 +98,9 @@ struct SceneArgs {
     /// Output folder (scene_graphs.jsonl, failures.jsonl, run.json, and the dataset for `generate`).
     #[arg(short, long)]
     out: PathBuf,
-    /// Frames processed together.
-    #[arg(long, default_value_t = 16)]
+    /// Frames processed together (0: four per worker thread). Three batches are in flight, so this bounds memory
+    /// (about 2 MB per VGA frame).
+    #[arg(long, default_value_t = 0)]
     batch: usize,
     /// A JSON file overriding scene parameters (any subset of run.json's "config").
     #[arg(long)]
@@ -113,6 +115,17 @@ struct SceneArgs {
     /// Do not draw a progress bar.
     #[arg(long)]
     quiet: bool,
+    /// Frames per part: the unit that is written, resumed (--resume) and dealt out to shards (--shard).
+    #[arg(long, default_value_t = 1024)]
+    part_frames: usize,
+    /// Skip the parts that an earlier run into the same output folder finished (same inputs and options); the
+    /// output is byte-identical to an uninterrupted run.
+    #[arg(long)]
+    resume: bool,
+    /// Run only shard i of N (0 <= i < N): the parts k with k mod N = i. The folder then holds the shard's parts
+    /// and shard.json; `spatialsynth merge` combines the N folders into the dataset.
+    #[arg(long, value_name = "i/N")]
+    shard: Option<Shard>,
     #[command(flatten)]
     models: ModelArgs,
 }
@@ -182,6 +195,16 @@ enum Command {
         #[command(flatten)]
         qa: QaArgs,
     },
+    /// Combine the output folders of the N shards of one run (`--shard i/N`) into one dataset: the same files, byte
+    /// for byte, as one machine running the whole run.
+    Merge {
+        /// The shard folders (all N, any order).
+        #[arg(required = true)]
+        shards: Vec<PathBuf>,
+        /// Output folder.
+        #[arg(short, long)]
+        out: PathBuf,
+    },
     /// Question-answer pairs from existing scene graphs (scene_graphs.jsonl), without recomputing them.
     Qa {
         /// A scene_graphs.jsonl written by `scene` or `generate`.
@@ -238,21 +261,44 @@ fn run() -> Result<ExitCode> {
     }
     match cli.command {
         Command::Scene { scene, seed } => {
-            let summary = scenes(&scene, seed)?;
+            let summary = scenes(&scene, seed, None)?;
             Ok(report_failures(&summary))
         }
         Command::Generate { scene, ransac_seed, qa } => {
             let options = qa.options()?;
-            options.check()?;
-            let summary = scenes(&scene, ransac_seed)?;
-            let dataset = write_dataset(&summary.scene_graphs, &scene.out, &options)?;
-            print_dataset(&dataset);
-            let code = report_failures(&summary);
-            Ok(if dataset.all_ok() { code } else { ExitCode::from(1) })
+            let summary = scenes(&scene, ransac_seed, Some(options))?;
+            if let Some(dataset) = &summary.dataset {
+                print_dataset(dataset, &scene.out);
+            }
+            Ok(report_failures(&summary))
+        }
+        Command::Merge { shards, out } => {
+            let merged = merge_shards(&shards, &out)?;
+            let a = &merged.assembled;
+            let c = &a.counts;
+            println!(
+                "merged {} shards ({} parts): {} of {} frames ok ({} failed), {} objects, {} relations",
+                merged.shards,
+                merged.manifest.parts_total,
+                c.frames_ok,
+                c.frames,
+                c.frames_failed + c.other_failures,
+                c.objects,
+                c.relations
+            );
+            if let Some(d) = &a.dataset {
+                print_dataset(d, &out);
+            }
+            println!("scene graphs: {}", a.scene_graphs.display());
+            let failed = c.frames_failed + c.other_failures > 0 || a.dataset.as_ref().is_some_and(|d| !d.all_ok());
+            if failed {
+                eprintln!("failures listed in {}", a.failures.display());
+            }
+            Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
         }
         Command::Qa { scene_graphs, out, qa } => {
             let dataset = write_dataset(&scene_graphs, &out, &qa.options()?)?;
-            print_dataset(&dataset);
+            print_dataset(&dataset, &out);
             Ok(if dataset.all_ok() { ExitCode::SUCCESS } else { ExitCode::from(1) })
         }
         Command::Bench { inputs, max_frames, repeats, hypotheses, summary_only, models, qa, model_args } => {
@@ -314,8 +360,8 @@ fn run() -> Result<ExitCode> {
     }
 }
 
-/// Runs the scene stage and prints its summary.
-fn scenes(args: &SceneArgs, seed: u32) -> Result<RunSummary> {
+/// Runs the scene stage (and the questions, with `dataset`) and prints its summary.
+fn scenes(args: &SceneArgs, seed: u32, dataset: Option<DatasetOptions>) -> Result<RunSummary> {
     let mut scene_config: SceneConfig = match &args.config {
         Some(path) => {
             let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
@@ -334,6 +380,14 @@ fn scenes(args: &SceneArgs, seed: u32) -> Result<RunSummary> {
         default_hfov_deg: models.hfov_deg,
         object_colors: !args.no_colors,
         backend: args.backend,
+        part_frames: args.part_frames,
+    };
+    let job = Job {
+        inputs: args.inputs.clone(),
+        out_dir: args.out.clone(),
+        dataset,
+        shard: args.shard.unwrap_or(Shard::ALL),
+        resume: args.resume,
     };
     let bar = if args.quiet { ProgressBar::hidden() } else { ProgressBar::new(0) };
     bar.set_style(
@@ -346,7 +400,7 @@ fn scenes(args: &SceneArgs, seed: u32) -> Result<RunSummary> {
         bar.set_length(total as u64);
         bar.set_position(done as u64);
     };
-    let summary = run_scenes(&args.inputs, &args.out, &options, &progress)?;
+    let summary = spatialsynth::run::run(&job, &options, &progress)?;
     bar.finish_and_clear();
     if let Some(m) = &summary.models {
         let st = &summary.stages;
@@ -364,22 +418,39 @@ fn scenes(args: &SceneArgs, seed: u32) -> Result<RunSummary> {
         );
     }
     if let Some(filtered) = &summary.filtered {
-        println!("{} frames rejected by the image filter: {}", summary.frames_filtered, filtered.display());
+        println!("{} frames rejected by the image filter: {}", summary.counts.frames_filtered, filtered.display());
     }
+    let c = &summary.counts;
     println!(
         "{} of {} frames ok ({} failed), ground found in {}, {} objects ({} dropped), {} relations, {:.2} s on {} threads",
-        summary.frames_ok,
-        summary.frames,
-        summary.frames_failed + summary.other_failures,
-        summary.ground_found,
-        summary.objects,
-        summary.dropped_objects,
-        summary.relations,
+        c.frames_ok,
+        c.frames,
+        c.frames_failed + c.other_failures,
+        c.ground_found,
+        c.objects,
+        c.dropped_objects,
+        c.relations,
         summary.seconds,
         summary.threads
     );
+    if summary.parts_resumed > 0 {
+        println!(
+            "resumed: {} of {} parts were already done, {} processed now",
+            summary.parts_resumed, summary.parts_in_shard, summary.parts_processed
+        );
+    }
     println!("geometry backend: {}", summary.backend);
-    println!("scene graphs: {}", summary.scene_graphs.display());
+    match &summary.scene_graphs {
+        Some(path) => println!("scene graphs: {}", path.display()),
+        None => println!(
+            "shard {}: {} of {} parts written to {}; combine all {} shard folders with `spatialsynth merge`",
+            summary.shard,
+            summary.parts_in_shard,
+            summary.parts_total,
+            args.out.join("parts").display(),
+            summary.shard.count
+        ),
+    }
     Ok(summary)
 }
 
@@ -388,33 +459,42 @@ fn report_failures(summary: &RunSummary) -> ExitCode {
     if summary.all_ok() {
         return ExitCode::SUCCESS;
     }
-    eprintln!("failures listed in {}:", summary.failures.display());
-    let text = std::fs::read_to_string(&summary.failures).unwrap_or_default();
-    for line in text.lines().take(20) {
-        if let Ok(f) = serde_json::from_str::<spatialsynth::run::FailureRecord>(line) {
-            eprintln!("  {}", f.message);
+    match &summary.failures {
+        Some(path) => eprintln!("failures listed in {}:", path.display()),
+        None => eprintln!("failures (listed in the parts' failures.jsonl; merged by `spatialsynth merge`):"),
+    }
+    let from_file = summary.failures.as_ref().and_then(|p| std::fs::read_to_string(p).ok()).map(|text| {
+        text.lines()
+            .take(20)
+            .filter_map(|l| serde_json::from_str::<spatialsynth::run::FailureRecord>(l).ok())
+            .collect::<Vec<_>>()
+    });
+    for f in from_file.as_ref().unwrap_or(&summary.failure_examples) {
+        eprintln!("  {}", f.message);
+    }
+    if let Some(d) = &summary.dataset {
+        for f in &d.failures {
+            eprintln!("  scene graph line {}: {}", f.line, f.message);
         }
     }
     ExitCode::from(1)
 }
 
-fn print_dataset(d: &DatasetSummary) {
+fn print_dataset(d: &DatasetSummary, out: &std::path::Path) {
+    let c = &d.counts;
     println!(
-        "{} question-answer pairs from {} of {} frames ({} qualitative, {} quantitative, {} reasoning; yes/no {}/{}) in {:.2} s",
-        d.qa,
-        d.frames_with_qa,
-        d.frames,
-        d.per_category.get(&Category::Qualitative).unwrap_or(&0),
-        d.per_category.get(&Category::Quantitative).unwrap_or(&0),
-        d.per_category.get(&Category::Reasoning).unwrap_or(&0),
-        d.answers_yes,
-        d.answers_no,
-        d.seconds
+        "{} question-answer pairs from {} of {} frames ({} qualitative, {} quantitative, {} reasoning; yes/no {}/{})",
+        c.qa,
+        c.frames_with_qa,
+        c.frames,
+        c.per_category.get(&Category::Qualitative).unwrap_or(&0),
+        c.per_category.get(&Category::Quantitative).unwrap_or(&0),
+        c.per_category.get(&Category::Reasoning).unwrap_or(&0),
+        c.answers_yes,
+        c.answers_no,
     );
     for f in &d.failures {
         eprintln!("  scene graph line {}: {}", f.line, f.message);
     }
-    if let Some(dir) = d.files.first().and_then(|p| p.parent()) {
-        println!("dataset: {} (llava.jsonl, openai.jsonl, qa.parquet, README.md)", dir.display());
-    }
+    println!("dataset: {} (llava.jsonl, openai.jsonl, qa.parquet, README.md)", out.display());
 }

@@ -423,8 +423,10 @@ fn distances_to_the_camera_agree_with_graspnet_centroids() {
     let path = common::graspnet_manifest(&data, tmp.path());
     let out = tmp.path().join("out");
     let summary = spatialsynth::run::run_scenes(&[path], &out, &Default::default(), &|_, _| {}).unwrap();
-    assert_eq!(summary.frames_ok, 3);
-    let dataset = spatialsynth::dataset::write_dataset(&summary.scene_graphs, &out, &Default::default()).unwrap();
+    assert_eq!(summary.counts.frames_ok, 3);
+    let dataset =
+        spatialsynth::dataset::write_dataset(summary.scene_graphs.as_ref().unwrap(), &out, &Default::default())
+            .unwrap();
     let text = std::fs::read_to_string(out.join("llava.jsonl")).unwrap();
     let mut s = Score::default();
     for line in text.lines() {
@@ -442,6 +444,6 @@ fn distances_to_the_camera_agree_with_graspnet_centroids() {
         }
     }
     s.report("graspnet distance to camera");
-    assert!(dataset.qa > 0 && s.quantitative.2 == 3, "{s:?}");
+    assert!(dataset.counts.qa > 0 && s.quantitative.2 == 3, "{s:?}");
     assert_eq!(s.quantitative.0, 3, "{s:?}");
 }

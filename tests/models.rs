@@ -467,7 +467,7 @@ fn rgb_only_frames_get_metric_depth_from_a_depth_model() {
     // Without a depth model such a frame fails, and says why.
     let o = RunOptions { objects: ObjectsMode::Given, ..RunOptions::default() };
     let summary = run_scenes(&[dir.join("inv.jsonl")], &dir.join("out_none"), &o, &|_, _| {}).unwrap();
-    assert_eq!(summary.frames_failed, 1);
+    assert_eq!(summary.counts.frames_failed, 1);
     let fail = std::fs::read_to_string(dir.join("out_none/failures.jsonl")).unwrap();
     assert!(fail.contains("no depth model") && fail.contains("inverse.png"), "{fail}");
 }
@@ -506,7 +506,7 @@ fn the_image_filter_keeps_or_rejects_by_the_best_prompt() {
     };
     let summary = run_scenes(&[dir.join("tint.jsonl")], &dir.join("out"), &options, &|_, _| {}).unwrap();
     assert!(summary.all_ok());
-    assert_eq!((summary.frames_ok, summary.frames_filtered), (1, 1));
+    assert_eq!((summary.counts.frames_ok, summary.counts.frames_filtered), (1, 1));
     let kept: Value =
         serde_json::from_str(std::fs::read_to_string(dir.join("out/scene_graphs.jsonl")).unwrap().trim()).unwrap();
     assert_eq!(kept["frame"], "tint/red");
@@ -546,7 +546,7 @@ fn frames_the_models_cannot_help_fail_alone_or_pass_through() {
     // Under `given`, no model is needed, so none is loaded (no ONNX Runtime required) and only color_only fails.
     let given = RunOptions { objects: ObjectsMode::Given, ..RunOptions::default() };
     let s = run_scenes(&[dir.join("m.jsonl")], &dir.join("given"), &given, &|_, _| {}).unwrap();
-    assert_eq!((s.frames_ok, s.frames_failed), (1, 1));
+    assert_eq!((s.counts.frames_ok, s.counts.frames_failed), (1, 1));
     assert!(s.models.is_none());
     let fail = std::fs::read_to_string(dir.join("given/failures.jsonl")).unwrap();
     assert!(fail.contains("m/color_only") && fail.contains("milk_cartoon_floor_color.png"), "{fail}");
@@ -554,7 +554,7 @@ fn frames_the_models_cannot_help_fail_alone_or_pass_through() {
         return;
     }
     let s = run_scenes(&[dir.join("m.jsonl")], &dir.join("auto"), &RunOptions::default(), &|_, _| {}).unwrap();
-    assert_eq!((s.frames_ok, s.frames_failed), (1, 1));
+    assert_eq!((s.counts.frames_ok, s.counts.frames_failed), (1, 1));
     let g: Value =
         serde_json::from_str(std::fs::read_to_string(dir.join("auto/scene_graphs.jsonl")).unwrap().trim()).unwrap();
     assert_eq!(g["frame"], "m/depth_only");

@@ -630,8 +630,8 @@ fn scene_graphs_on_wgpu_equal_the_cpu_ones() {
     let run = |backend, name: &str| {
         let options = RunOptions { backend, ..RunOptions::default() };
         let summary = run_scenes(&inputs, &tmp.path().join(name), &options, &|_, _| {}).unwrap();
-        assert_eq!(summary.frames_ok, 6);
-        let text = std::fs::read_to_string(&summary.scene_graphs).unwrap();
+        assert_eq!(summary.counts.frames_ok, 6);
+        let text = std::fs::read_to_string(summary.scene_graphs.as_ref().unwrap()).unwrap();
         (
             summary.backend,
             text.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()).collect::<Vec<_>>(),

@@ -649,7 +649,7 @@ fn frames_without_a_colour_image_get_no_questions() {
     let path = tmp.path().join("scene_graphs.jsonl");
     std::fs::write(&path, lines).unwrap();
     let summary = spatialsynth::dataset::write_dataset(&path, tmp.path(), &Default::default()).unwrap();
-    assert_eq!((summary.frames, summary.frames_with_qa, summary.frames_without_image), (2, 1, 1));
+    assert_eq!((summary.counts.frames, summary.counts.frames_with_qa, summary.counts.frames_without_image), (2, 1, 1));
     let llava = std::fs::read_to_string(tmp.path().join("llava.jsonl")).unwrap();
     assert_eq!(llava.lines().count(), 1);
     assert!(llava.contains("synthetic/with_image") && !llava.contains("without_image"));

@@ -12,7 +12,7 @@ fn sample_graphs() -> Vec<SceneGraph> {
         run_scenes(&[common::repo().join("data/sample/frames.json")], tmp.path(), &RunOptions::default(), &|_, _| {})
             .unwrap();
     assert!(summary.all_ok(), "{summary:?}");
-    assert_eq!(summary.frames, 6);
+    assert_eq!(summary.counts.frames, 6);
     let text = std::fs::read_to_string(tmp.path().join("scene_graphs.jsonl")).unwrap();
     text.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
 }

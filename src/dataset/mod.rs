@@ -59,10 +59,9 @@ pub struct SceneGraphFailure {
     pub message: String,
 }
 
-/// What a dataset run wrote, as in `dataset.json`.
+/// The counts of a dataset, or of one part of it: they add up when parts are merged.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct DatasetSummary {
-    pub scene_graphs: PathBuf,
+pub struct QaCounts {
     pub frames: usize,
     pub frames_with_qa: usize,
     /// Frames without a colour image: no questions (they would be about a picture nobody has).
@@ -76,9 +75,59 @@ pub struct DatasetSummary {
     pub answers_no: usize,
     /// Frames per source dataset (the `dataset/` prefix of frame names).
     pub per_dataset: BTreeMap<String, usize>,
+}
+
+impl Default for QaCounts {
+    fn default() -> Self {
+        QaCounts {
+            frames: 0,
+            frames_with_qa: 0,
+            frames_without_image: 0,
+            qa: 0,
+            per_category: Category::ALL.iter().map(|c| (*c, 0)).collect(),
+            per_type: QuestionType::ALL.iter().map(|t| (t.name().to_string(), 0)).collect(),
+            answers_yes: 0,
+            answers_no: 0,
+            per_dataset: BTreeMap::new(),
+        }
+    }
+}
+
+impl QaCounts {
+    /// Adds another part's counts.
+    pub fn add(&mut self, o: &QaCounts) {
+        self.frames += o.frames;
+        self.frames_with_qa += o.frames_with_qa;
+        self.frames_without_image += o.frames_without_image;
+        self.qa += o.qa;
+        for (k, v) in &o.per_category {
+            *self.per_category.entry(*k).or_default() += v;
+        }
+        for (k, v) in &o.per_type {
+            *self.per_type.entry(k.clone()).or_default() += v;
+        }
+        self.answers_yes += o.answers_yes;
+        self.answers_no += o.answers_no;
+        for (k, v) in &o.per_dataset {
+            *self.per_dataset.entry(k.clone()).or_default() += v;
+        }
+    }
+}
+
+/// What a dataset run wrote, as in `dataset.json`. Deterministic: the same scene graphs and options give the
+/// same file (the timing is printed, not written).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DatasetSummary {
+    /// The scene graphs the questions were made from (as given to `qa`; `scene_graphs.jsonl` beside the dataset
+    /// for `generate`).
+    pub scene_graphs: PathBuf,
+    #[serde(flatten)]
+    pub counts: QaCounts,
     pub failures: Vec<SceneGraphFailure>,
     pub templates: String,
+    #[serde(skip)]
     pub seconds: f64,
+    /// The files of the dataset, relative to its folder.
     pub files: Vec<PathBuf>,
     pub options: DatasetOptions,
 }
@@ -86,6 +135,25 @@ pub struct DatasetSummary {
 impl DatasetSummary {
     pub fn all_ok(&self) -> bool {
         self.failures.is_empty()
+    }
+}
+
+/// The template bank of a run: loaded once from its file, or the built-in one.
+pub(crate) struct Bank(Option<TemplateBank>);
+
+impl Bank {
+    pub(crate) fn load(options: &DatasetOptions) -> Result<Self> {
+        Ok(Bank(match &options.templates {
+            Some(path) => Some(TemplateBank::load(path)?),
+            None => None,
+        }))
+    }
+
+    pub(crate) fn get(&self) -> Result<&TemplateBank> {
+        match &self.0 {
+            Some(b) => Ok(b),
+            None => TemplateBank::builtin(),
+        }
     }
 }
 
@@ -164,6 +232,126 @@ struct FrameOutput {
     chat: Vec<u8>,
 }
 
+/// The question files of a dataset (or of one part): LLaVA and chat JSON Lines and the Parquet table, each
+/// renamed into place on [`QaSink::finish`].
+pub(crate) struct QaSink {
+    llava: AtomicFile,
+    chat: AtomicFile,
+    table: parquet::ParquetQaWriter,
+    pub(crate) counts: QaCounts,
+    pub(crate) failures: Vec<SceneGraphFailure>,
+}
+
+impl QaSink {
+    /// Creates `<prefix>llava.jsonl`, `<prefix>openai.jsonl` and `<prefix>qa.parquet` in `dir`.
+    pub(crate) fn create(dir: &Path, prefix: &str) -> Result<Self> {
+        Ok(QaSink {
+            llava: AtomicFile::create(&dir.join(format!("{prefix}llava.jsonl")))?,
+            chat: AtomicFile::create(&dir.join(format!("{prefix}openai.jsonl")))?,
+            table: parquet::ParquetQaWriter::create(&dir.join(format!("{prefix}qa.parquet")))?,
+            counts: QaCounts::default(),
+            failures: Vec::new(),
+        })
+    }
+
+    /// Templates every scene graph of `input` (JSON Lines; `source` names it in errors), a chunk of frames at a
+    /// time: parsed and generated in parallel, written in order.
+    pub(crate) fn template(
+        &mut self,
+        input: impl BufRead,
+        source: &Path,
+        bank: &TemplateBank,
+        options: &DatasetOptions,
+    ) -> Result<()> {
+        let mut lines = input.lines().enumerate();
+        loop {
+            let mut chunk: Vec<(usize, String)> = Vec::with_capacity(FRAMES_PER_CHUNK);
+            for (i, line) in lines.by_ref() {
+                let line = line.map_err(|e| Error::SceneGraph {
+                    path: source.to_path_buf(),
+                    line: Some(i + 1),
+                    message: format!("cannot read: {e}"),
+                })?;
+                if !line.trim().is_empty() {
+                    chunk.push((i + 1, line));
+                }
+                if chunk.len() == FRAMES_PER_CHUNK {
+                    break;
+                }
+            }
+            if chunk.is_empty() {
+                return Ok(());
+            }
+            let outputs: Vec<std::result::Result<FrameOutput, SceneGraphFailure>> =
+                chunk.par_iter().map(|(line_no, line)| frame_output(*line_no, line, bank, options)).collect();
+            for out in outputs {
+                match out {
+                    Ok(f) => self.push(f)?,
+                    Err(failure) => self.failures.push(failure),
+                }
+            }
+        }
+    }
+
+    fn push(&mut self, f: FrameOutput) -> Result<()> {
+        let c = &mut self.counts;
+        c.frames += 1;
+        c.frames_without_image += usize::from(!f.has_image);
+        let dataset = f.frame.split_once('/').map_or("-", |(d, _)| d).to_string();
+        *c.per_dataset.entry(dataset).or_default() += 1;
+        if f.qa.is_empty() {
+            return Ok(());
+        }
+        c.frames_with_qa += 1;
+        c.qa += f.qa.len();
+        for r in &f.qa {
+            *c.per_category.entry(r.category).or_default() += 1;
+            *c.per_type.entry(r.question_type.name().to_string()).or_default() += 1;
+            match r.answer_bool {
+                Some(true) => c.answers_yes += 1,
+                Some(false) => c.answers_no += 1,
+                None => {}
+            }
+        }
+        self.llava.write_all(&f.llava)?;
+        self.chat.write_all(&f.chat)?;
+        self.table.push(&f.qa)
+    }
+
+    /// Renames the three files into place; returns their paths.
+    pub(crate) fn finish(self) -> Result<(Vec<PathBuf>, QaCounts, Vec<SceneGraphFailure>)> {
+        let files = vec![self.llava.commit()?, self.chat.commit()?, self.table.finish()?];
+        Ok((files, self.counts, self.failures))
+    }
+}
+
+/// One scene-graph line to its question-answer pairs and their JSON lines.
+fn frame_output(
+    line_no: usize,
+    line: &str,
+    bank: &TemplateBank,
+    options: &DatasetOptions,
+) -> std::result::Result<FrameOutput, SceneGraphFailure> {
+    let fail = |message: String| SceneGraphFailure { line: line_no, message };
+    let mut graph: SceneGraph = serde_json::from_str(line).map_err(|e| fail(format!("not a scene graph: {e}")))?;
+    if let (Some(root), Some(color)) = (&options.image_root, &graph.color) {
+        if let Ok(rel) = Path::new(color).strip_prefix(root) {
+            graph.color = Some(rel.display().to_string());
+        }
+    }
+    let mut qa = Vec::new();
+    // Questions about a picture need the picture: frames without a colour image get none.
+    if graph.color.is_some() {
+        generate_frame_into(&graph, bank, &options.qa, &mut qa);
+    }
+    let (l, c) = match qa.is_empty() {
+        true => (Vec::new(), Vec::new()),
+        false => frame_lines(&graph.frame, graph.color.as_deref(), &qa)
+            .map_err(|e| fail(format!("frame {}: cannot serialise: {e}", graph.frame)))?,
+    };
+    Ok(FrameOutput { frame: graph.frame, has_image: graph.color.is_some(), qa, llava: l, chat: c })
+}
+
 /// Templates every scene graph of `scene_graphs` (JSON Lines, as `spatialsynth scene` writes) into `out_dir`.
 ///
 /// Malformed lines are listed in the summary's `failures` and skipped; the rest is written. Output is
@@ -171,128 +359,42 @@ struct FrameOutput {
 pub fn write_dataset(scene_graphs: &Path, out_dir: &Path, options: &DatasetOptions) -> Result<DatasetSummary> {
     let start = Instant::now();
     options.qa.validate()?;
-    let loaded;
-    let bank: &TemplateBank = match &options.templates {
-        Some(path) => {
-            loaded = TemplateBank::load(path)?;
-            &loaded
-        }
-        None => TemplateBank::builtin()?,
-    };
+    let bank = Bank::load(options)?;
+    let bank = bank.get()?;
     let input = std::fs::File::open(scene_graphs).map_err(|e| Error::SceneGraph {
         path: scene_graphs.to_path_buf(),
         line: None,
         message: format!("cannot open: {e}"),
     })?;
     std::fs::create_dir_all(out_dir).map_err(|source| Error::Output { path: out_dir.to_path_buf(), source })?;
-    let llava_path = out_dir.join("llava.jsonl");
-    let chat_path = out_dir.join("openai.jsonl");
-    let parquet_path = out_dir.join("qa.parquet");
-    let mut llava = AtomicFile::create(&llava_path)?;
-    let mut chat = AtomicFile::create(&chat_path)?;
-    let mut table = parquet::ParquetQaWriter::create(&parquet_path)?;
-
+    let mut sink = QaSink::create(out_dir, "")?;
+    sink.template(BufReader::new(input), scene_graphs, bank, options)?;
+    let (_, counts, failures) = sink.finish()?;
     let mut summary = DatasetSummary {
         scene_graphs: scene_graphs.to_path_buf(),
-        frames: 0,
-        frames_with_qa: 0,
-        frames_without_image: 0,
-        qa: 0,
-        per_category: Category::ALL.iter().map(|c| (*c, 0)).collect(),
-        per_type: QuestionType::ALL.iter().map(|t| (t.name().to_string(), 0)).collect(),
-        answers_yes: 0,
-        answers_no: 0,
-        per_dataset: BTreeMap::new(),
-        failures: Vec::new(),
+        counts,
+        failures,
         templates: bank.source.clone(),
         seconds: 0.0,
         files: Vec::new(),
         options: options.clone(),
     };
-    let mut lines = BufReader::new(input).lines().enumerate();
-    loop {
-        let mut chunk: Vec<(usize, String)> = Vec::with_capacity(FRAMES_PER_CHUNK);
-        for (i, line) in lines.by_ref() {
-            let line = line.map_err(|e| Error::SceneGraph {
-                path: scene_graphs.to_path_buf(),
-                line: Some(i + 1),
-                message: format!("cannot read: {e}"),
-            })?;
-            if !line.trim().is_empty() {
-                chunk.push((i + 1, line));
-            }
-            if chunk.len() == FRAMES_PER_CHUNK {
-                break;
-            }
-        }
-        if chunk.is_empty() {
-            break;
-        }
-        let outputs: Vec<std::result::Result<FrameOutput, SceneGraphFailure>> = chunk
-            .par_iter()
-            .map(|(line_no, line)| {
-                let fail = |message: String| SceneGraphFailure { line: *line_no, message };
-                let mut graph: SceneGraph =
-                    serde_json::from_str(line).map_err(|e| fail(format!("not a scene graph: {e}")))?;
-                if let (Some(root), Some(color)) = (&options.image_root, &graph.color) {
-                    if let Ok(rel) = Path::new(color).strip_prefix(root) {
-                        graph.color = Some(rel.display().to_string());
-                    }
-                }
-                let mut qa = Vec::new();
-                // Questions about a picture need the picture: frames without a colour image get none.
-                if graph.color.is_some() {
-                    generate_frame_into(&graph, bank, &options.qa, &mut qa);
-                }
-                let (l, c) = match qa.is_empty() {
-                    true => (Vec::new(), Vec::new()),
-                    false => frame_lines(&graph.frame, graph.color.as_deref(), &qa)
-                        .map_err(|e| fail(format!("frame {}: cannot serialise: {e}", graph.frame)))?,
-                };
-                Ok(FrameOutput { frame: graph.frame, has_image: graph.color.is_some(), qa, llava: l, chat: c })
-            })
-            .collect();
-        for out in outputs {
-            match out {
-                Ok(f) => {
-                    summary.frames += 1;
-                    summary.frames_without_image += usize::from(!f.has_image);
-                    let dataset = f.frame.split_once('/').map_or("-", |(d, _)| d).to_string();
-                    *summary.per_dataset.entry(dataset).or_default() += 1;
-                    if f.qa.is_empty() {
-                        continue;
-                    }
-                    summary.frames_with_qa += 1;
-                    summary.qa += f.qa.len();
-                    for r in &f.qa {
-                        *summary.per_category.entry(r.category).or_default() += 1;
-                        *summary.per_type.entry(r.question_type.name().to_string()).or_default() += 1;
-                        match r.answer_bool {
-                            Some(true) => summary.answers_yes += 1,
-                            Some(false) => summary.answers_no += 1,
-                            None => {}
-                        }
-                    }
-                    llava.write_all(&f.llava)?;
-                    chat.write_all(&f.chat)?;
-                    table.push(&f.qa)?;
-                }
-                Err(failure) => summary.failures.push(failure),
-            }
-        }
-    }
-    let mut files = vec![llava.commit()?, chat.commit()?, table.finish()?];
+    finish_dataset(out_dir, &mut summary)?;
     summary.seconds = start.elapsed().as_secs_f64();
-    let card_path = out_dir.join("README.md");
-    let mut card = AtomicFile::create(&card_path)?;
-    card.write_all(dataset_card(&summary).as_bytes())?;
-    files.push(card.commit()?);
-    files.push(out_dir.join("dataset.json"));
-    summary.files = files;
-    let mut json = AtomicFile::create(&out_dir.join("dataset.json"))?;
-    json.write_all(&serde_json::to_vec_pretty(&summary).unwrap_or_default())?;
-    json.commit()?;
     Ok(summary)
+}
+
+/// Writes the dataset card (`README.md`) and `dataset.json` beside the question files, `dataset.json` last.
+pub(crate) fn finish_dataset(out_dir: &Path, summary: &mut DatasetSummary) -> Result<()> {
+    summary.files =
+        ["llava.jsonl", "openai.jsonl", "qa.parquet", "README.md", "dataset.json"].iter().map(PathBuf::from).collect();
+    let mut card = AtomicFile::create(&out_dir.join("README.md"))?;
+    card.write_all(dataset_card(summary).as_bytes())?;
+    card.commit()?;
+    let mut json = AtomicFile::create(&out_dir.join("dataset.json"))?;
+    json.write_all(&serde_json::to_vec_pretty(summary).unwrap_or_default())?;
+    json.commit()?;
+    Ok(())
 }
 
 /// The dataset card written as `README.md` beside the data.
@@ -306,9 +408,9 @@ pub fn dataset_card(s: &DatasetSummary) -> String {
         "Generated by spatialsynth {} from `{}`: {} frames, {} with questions, **{} question-answer pairs**.\n",
         env!("CARGO_PKG_VERSION"),
         s.scene_graphs.file_name().map_or(s.scene_graphs.display(), |n| std::path::Path::new(n).display()),
-        s.frames,
-        s.frames_with_qa,
-        s.qa
+        s.counts.frames,
+        s.counts.frames_with_qa,
+        s.counts.qa
     );
     let _ = writeln!(
         c,
@@ -329,25 +431,30 @@ pub fn dataset_card(s: &DatasetSummary) -> String {
     let _ = writeln!(c, "- `dataset.json`: these counts and the options, machine-readable.\n");
     let _ = writeln!(c, "## Counts\n");
     let _ = writeln!(c, "| category | pairs |\n|---|---|");
-    for (cat, n) in &s.per_category {
+    for (cat, n) in &s.counts.per_category {
         let _ = writeln!(c, "| {} | {n} |", cat.name());
     }
-    let binary = s.answers_yes + s.answers_no;
+    let binary = s.counts.answers_yes + s.counts.answers_no;
     let _ = writeln!(
         c,
         "\nYes/no answers: {} yes, {} no ({:.1}% yes).\n",
-        s.answers_yes,
-        s.answers_no,
-        if binary > 0 { 100.0 * s.answers_yes as f64 / binary as f64 } else { 0.0 }
+        s.counts.answers_yes,
+        s.counts.answers_no,
+        if binary > 0 { 100.0 * s.counts.answers_yes as f64 / binary as f64 } else { 0.0 }
     );
     let _ = writeln!(c, "| question type | category | pairs |\n|---|---|---|");
     for &t in QuestionType::ALL {
-        let _ =
-            writeln!(c, "| `{}` | {} | {} |", t.name(), t.category().name(), s.per_type.get(t.name()).unwrap_or(&0));
+        let _ = writeln!(
+            c,
+            "| `{}` | {} | {} |",
+            t.name(),
+            t.category().name(),
+            s.counts.per_type.get(t.name()).unwrap_or(&0)
+        );
     }
     let _ = writeln!(c, "\n## Sources\n");
     let _ = writeln!(c, "| dataset | frames |\n|---|---|");
-    for (d, n) in &s.per_dataset {
+    for (d, n) in &s.counts.per_dataset {
         let _ = writeln!(c, "| {d} | {n} |");
     }
     let _ = writeln!(

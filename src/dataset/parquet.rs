@@ -24,8 +24,9 @@ use crate::error::{Error, Result};
 use crate::qa::QaRecord;
 use crate::run::AtomicFile;
 
-/// Rows buffered before a row group is written (bounds memory).
-pub const ROWS_PER_GROUP: usize = 65_536;
+/// Rows per row group, and rows buffered before they are encoded: bounds the writer's memory (a few MB) however
+/// many rows a file gets.
+pub const ROWS_PER_GROUP: usize = 8_192;
 
 fn content_fields() -> Fields {
     Fields::from(vec![Field::new("type", DataType::Utf8, false), Field::new("text", DataType::Utf8, true)])
@@ -133,7 +134,10 @@ pub struct ParquetQaWriter {
 impl ParquetQaWriter {
     pub fn create(path: &Path) -> Result<Self> {
         let file = AtomicFile::create(path)?;
-        let props = WriterProperties::builder().set_compression(Compression::SNAPPY).build();
+        let props = WriterProperties::builder()
+            .set_compression(Compression::SNAPPY)
+            .set_max_row_group_row_count(Some(ROWS_PER_GROUP))
+            .build();
         let writer = ArrowWriter::try_new(file, schema(), Some(props)).map_err(|e| parquet_error(path, e))?;
         Ok(ParquetQaWriter { writer, rows: Vec::new(), path: path.to_path_buf() })
     }
@@ -146,13 +150,39 @@ impl ParquetQaWriter {
         Ok(())
     }
 
+    /// Appends rows that are already a record batch of [`schema`] (another file's rows, when parts are merged).
+    /// The row groups depend only on the sequence of rows, not on how they were batched.
+    pub fn push_batch(&mut self, batch: &RecordBatch) -> Result<()> {
+        self.flush_rows()?;
+        self.writer.write(batch).map_err(|e| parquet_error(&self.path, e))
+    }
+
+    /// Appends every row of a Parquet file written by this writer, streaming it a row group at a time.
+    pub fn append_file(&mut self, path: &Path) -> Result<()> {
+        use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+        let bad = |e: &dyn std::fmt::Display| Error::Parts {
+            path: path.to_path_buf(),
+            message: format!("cannot read this Parquet part: {e}"),
+        };
+        let file = std::fs::File::open(path).map_err(|e| bad(&e))?;
+        let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+            .and_then(|b| b.with_batch_size(ROWS_PER_GROUP).build())
+            .map_err(|e| bad(&e))?;
+        for batch in reader {
+            let batch = batch.map_err(|e| bad(&e))?;
+            // Re-attach the writer's schema (with the Hugging Face metadata) to the columns read back.
+            let batch = RecordBatch::try_new(schema(), batch.columns().to_vec()).map_err(|e| bad(&e))?;
+            self.push_batch(&batch)?;
+        }
+        Ok(())
+    }
+
     fn flush_rows(&mut self) -> Result<()> {
         if self.rows.is_empty() {
             return Ok(());
         }
         let batch = record_batch(&self.rows).map_err(|e| parquet_error(&self.path, e))?;
         self.writer.write(&batch).map_err(|e| parquet_error(&self.path, e))?;
-        self.writer.flush().map_err(|e| parquet_error(&self.path, e))?;
         self.rows.clear();
         Ok(())
     }

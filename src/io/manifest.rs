@@ -19,14 +19,14 @@
 
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::error::{Error, Result};
 use crate::geometry::Intrinsics;
 
 /// Where a frame's object annotations come from.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub enum ObjectsSpec {
     /// No objects: the scene graph has the ground and no relations.
     None,
@@ -37,21 +37,22 @@ pub enum ObjectsSpec {
 }
 
 /// Instance labels: a JSON file `{"<id>": "<label>", ...}` or the same map inline.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub enum LabelsSpec {
     File(PathBuf),
     Inline(Value),
 }
 
 /// Boxes: a JSON file holding an array of `{"label": ..., "xyxy": [x0, y0, x1, y1]}`, or the array inline.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub enum BoxesSpec {
     File(PathBuf),
     Inline(Value),
 }
 
-/// One frame to process, with every path resolved.
-#[derive(Clone, Debug, PartialEq)]
+/// One frame to process, with every path resolved. Its JSON form (`Serialize`) identifies the work in resumable
+/// runs.
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct FrameSpec {
     /// Run-wide name, `dataset/id`: names the frame in outputs and errors and seeds its random draws.
     pub key: String,
@@ -248,34 +249,81 @@ pub fn parse_frames_json(text: &str, path: &Path) -> Result<ManifestFrames> {
 /// Parses a JSON Lines manifest: one frame object per non-empty line. The dataset name defaults to the file's
 /// stem. A malformed line fails that frame only.
 pub fn parse_frames_jsonl(text: &str, path: &Path) -> ManifestFrames {
-    let dataset = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| folder_name(path));
-    let base = path.parent().unwrap_or(Path::new("."));
-    text.lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-        .map(|(i, l)| {
+    let lines = text.lines().map(|l| Ok::<_, std::io::Error>(l.to_string()));
+    JsonLines::new(lines, path).collect()
+}
+
+/// The frames of a JSON Lines manifest, parsed one line at a time as they are read, so that a manifest of
+/// millions of lines is never held in memory.
+pub struct JsonLines<L> {
+    lines: std::iter::Enumerate<L>,
+    path: PathBuf,
+    dataset: String,
+    base: PathBuf,
+    done: bool,
+}
+
+impl<L: Iterator<Item = std::io::Result<String>>> JsonLines<L> {
+    pub fn new(lines: L, path: &Path) -> Self {
+        let dataset = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| folder_name(path));
+        let base = path.parent().unwrap_or(Path::new(".")).to_path_buf();
+        JsonLines { lines: lines.enumerate(), path: path.to_path_buf(), dataset, base, done: false }
+    }
+}
+
+impl<L: Iterator<Item = std::io::Result<String>>> Iterator for JsonLines<L> {
+    type Item = Result<FrameSpec>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        while !self.done {
+            let (i, l) = self.lines.next()?;
             let line = Some(i + 1);
-            let value: Value = serde_json::from_str(l).map_err(|e| Error::Manifest {
-                path: path.to_path_buf(),
-                line,
-                message: format!("not valid JSON: {e}"),
-            })?;
-            frame_from_value(value, base, &dataset, path, line)
-        })
-        .collect()
+            let l = match l {
+                Ok(l) => l,
+                Err(e) => {
+                    // A line that is not UTF-8 fails alone (its bytes are consumed); any other read error ends the
+                    // file, naming the line it stopped at.
+                    self.done = e.kind() != std::io::ErrorKind::InvalidData;
+                    return Some(Err(Error::Manifest {
+                        path: self.path.clone(),
+                        line,
+                        message: format!("cannot read: {e}"),
+                    }));
+                }
+            };
+            if l.trim().is_empty() {
+                continue;
+            }
+            let value: Value = match serde_json::from_str(&l) {
+                Ok(v) => v,
+                Err(e) => {
+                    let message = format!("not valid JSON: {e}");
+                    return Some(Err(Error::Manifest { path: self.path.clone(), line, message }));
+                }
+            };
+            return Some(frame_from_value(value, &self.base, &self.dataset, &self.path, line));
+        }
+        None
+    }
 }
 
 /// Reads a manifest file (`.jsonl` → JSON Lines, anything else → frames.json).
 pub fn read_manifest(path: &Path) -> Result<ManifestFrames> {
-    let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
-        frame: "-".into(),
-        path: path.to_path_buf(),
-        source,
-    })?;
+    Ok(stream_manifest(path)?.collect())
+}
+
+/// The frames of a manifest file as an iterator: JSON Lines are read and parsed a line at a time (memory does not
+/// grow with the file); a `frames.json` document is parsed whole, then handed out frame by frame.
+pub fn stream_manifest(path: &Path) -> Result<Box<dyn Iterator<Item = Result<FrameSpec>> + Send>> {
+    use std::io::BufRead;
+    let io = |source| Error::Io { frame: "-".into(), path: path.to_path_buf(), source };
     if path.extension().is_some_and(|e| e == "jsonl") {
-        Ok(parse_frames_jsonl(&text, path))
+        let file = std::fs::File::open(path).map_err(io)?;
+        let lines = std::io::BufReader::with_capacity(1 << 16, file).lines();
+        Ok(Box::new(JsonLines::new(lines, path)))
     } else {
-        parse_frames_json(&text, path)
+        let text = std::fs::read_to_string(path).map_err(io)?;
+        Ok(Box::new(parse_frames_json(&text, path)?.into_iter()))
     }
 }
 
