@@ -125,9 +125,15 @@ pub fn schema() -> SchemaRef {
 
 /// Streams QA records into a Parquet file, one row group per [`ROWS_PER_GROUP`] rows, renamed into place on
 /// [`ParquetQaWriter::finish`].
+///
+/// Rows reach the encoder in batches of exactly [`ROWS_PER_GROUP`] (the last one shorter), whatever the batches
+/// they came in, so the file's bytes depend only on the sequence of rows: the parts of a run concatenate to the
+/// same file however the run was cut into parts.
 pub struct ParquetQaWriter {
     writer: ArrowWriter<AtomicFile>,
     rows: Vec<QaRecord>,
+    pending: Vec<RecordBatch>,
+    pending_rows: usize,
     path: std::path::PathBuf,
 }
 
@@ -139,22 +145,26 @@ impl ParquetQaWriter {
             .set_max_row_group_row_count(Some(ROWS_PER_GROUP))
             .build();
         let writer = ArrowWriter::try_new(file, schema(), Some(props)).map_err(|e| parquet_error(path, e))?;
-        Ok(ParquetQaWriter { writer, rows: Vec::new(), path: path.to_path_buf() })
+        Ok(ParquetQaWriter { writer, rows: Vec::new(), pending: Vec::new(), pending_rows: 0, path: path.to_path_buf() })
     }
 
     pub fn push(&mut self, records: &[QaRecord]) -> Result<()> {
         self.rows.extend_from_slice(records);
         if self.rows.len() >= ROWS_PER_GROUP {
-            self.flush_rows()?;
+            self.rows_to_batch()?;
         }
         Ok(())
     }
 
     /// Appends rows that are already a record batch of [`schema`] (another file's rows, when parts are merged).
-    /// The row groups depend only on the sequence of rows, not on how they were batched.
-    pub fn push_batch(&mut self, batch: &RecordBatch) -> Result<()> {
-        self.flush_rows()?;
-        self.writer.write(batch).map_err(|e| parquet_error(&self.path, e))
+    pub fn push_batch(&mut self, batch: RecordBatch) -> Result<()> {
+        self.rows_to_batch()?;
+        self.pending_rows += batch.num_rows();
+        self.pending.push(batch);
+        while self.pending_rows >= ROWS_PER_GROUP {
+            self.write_pending(ROWS_PER_GROUP)?;
+        }
+        Ok(())
     }
 
     /// Appends every row of a Parquet file written by this writer, streaming it a row group at a time.
@@ -172,24 +182,40 @@ impl ParquetQaWriter {
             let batch = batch.map_err(|e| bad(&e))?;
             // Re-attach the writer's schema (with the Hugging Face metadata) to the columns read back.
             let batch = RecordBatch::try_new(schema(), batch.columns().to_vec()).map_err(|e| bad(&e))?;
-            self.push_batch(&batch)?;
+            self.push_batch(batch)?;
         }
         Ok(())
     }
 
-    fn flush_rows(&mut self) -> Result<()> {
+    fn rows_to_batch(&mut self) -> Result<()> {
         if self.rows.is_empty() {
             return Ok(());
         }
-        let batch = record_batch(&self.rows).map_err(|e| parquet_error(&self.path, e))?;
-        self.writer.write(&batch).map_err(|e| parquet_error(&self.path, e))?;
-        self.rows.clear();
+        let rows = std::mem::take(&mut self.rows);
+        let batch = record_batch(&rows).map_err(|e| parquet_error(&self.path, e))?;
+        self.push_batch(batch)
+    }
+
+    /// Encodes the first `n` pending rows as one batch.
+    fn write_pending(&mut self, n: usize) -> Result<()> {
+        let all =
+            arrow_select::concat::concat_batches(&schema(), &self.pending).map_err(|e| parquet_error(&self.path, e))?;
+        let n = n.min(all.num_rows());
+        self.writer.write(&all.slice(0, n)).map_err(|e| parquet_error(&self.path, e))?;
+        self.pending_rows = all.num_rows() - n;
+        self.pending = match self.pending_rows {
+            0 => Vec::new(),
+            rest => vec![all.slice(n, rest)],
+        };
         Ok(())
     }
 
     /// Writes the last rows and the footer, then renames the file into place.
     pub fn finish(mut self) -> Result<std::path::PathBuf> {
-        self.flush_rows()?;
+        self.rows_to_batch()?;
+        if self.pending_rows > 0 {
+            self.write_pending(self.pending_rows)?;
+        }
         let path = self.path.clone();
         let file = self.writer.into_inner().map_err(|e| parquet_error(&path, e))?;
         file.commit()

@@ -316,20 +316,21 @@ fn serialize_line<T: Serialize>(value: &T, frame: &str) -> Result<Vec<u8>> {
 
 /// What flows down the run's pipeline, in input order.
 enum Msg<T> {
-    /// A batch of one part's frames (at most `batch_frames`).
-    Batch { part: usize, specs: Vec<FrameSpec>, items: Vec<Result<T>> },
-    /// The end of a part: its fingerprint and the failures found while reading its manifest entries.
-    End { part: usize, fingerprint: String, input_failures: Vec<FailureRecord> },
+    /// A batch of one part's frames (at most `batch_frames`), with the failures found while reading the manifests
+    /// just before each frame (by its index in the batch), so that failures are listed in input order.
+    Batch { part: usize, specs: Vec<FrameSpec>, before: Vec<(usize, FailureRecord)>, items: Vec<Result<T>> },
+    /// The end of a part: its fingerprint and the failures found after its last frame.
+    End { part: usize, fingerprint: String, trailing: Vec<FailureRecord> },
     /// A part finished by an earlier run (`--resume`).
     Resumed(Box<PartRecord>),
 }
 
 impl<T> Msg<T> {
     /// Passes the non-batch messages on, changing the batch type.
-    fn map<U>(self, f: impl FnOnce(usize, Vec<FrameSpec>, Vec<Result<T>>) -> Msg<U>) -> Msg<U> {
+    fn map<U>(self, f: impl FnOnce(Vec<Result<T>>) -> Vec<Result<U>>) -> Msg<U> {
         match self {
-            Msg::Batch { part, specs, items } => f(part, specs, items),
-            Msg::End { part, fingerprint, input_failures } => Msg::End { part, fingerprint, input_failures },
+            Msg::Batch { part, specs, before, items } => Msg::Batch { part, specs, before, items: f(items) },
+            Msg::End { part, fingerprint, trailing } => Msg::End { part, fingerprint, trailing },
             Msg::Resumed(r) => Msg::Resumed(r),
         }
     }
@@ -421,7 +422,15 @@ pub fn run(job: &Job, options: &RunOptions, progress: &(dyn Fn(usize, usize) + S
         if let Some(p) = previous.filter(|p| p.fingerprint == fingerprint && p.inputs == inputs_digest) {
             if p.scene_graphs.as_ref().is_some_and(|f| f.exists()) {
                 progress(p.counts.frames, p.counts.frames);
-                return Ok(RunSummary { parts_processed: 0, parts_resumed: p.parts_total, ..p });
+                let summary = RunSummary {
+                    parts_processed: 0,
+                    parts_resumed: p.parts_total,
+                    seconds: start.elapsed().as_secs_f64(),
+                    stages: StageTimes::default(),
+                    ..p
+                };
+                write_run_json(&run_json, &summary)?;
+                return Ok(summary);
             }
         }
     }
@@ -492,7 +501,8 @@ pub fn run(job: &Job, options: &RunOptions, progress: &(dyn Fn(usize, usize) + S
         let loader = s.spawn(move || {
             let mut busy = 0.0;
             // Sends one part down the pipeline (or its record, when an earlier run finished it).
-            let mut send_part = |k: usize, specs: Vec<FrameSpec>, failures: Vec<FailureRecord>| -> bool {
+            // `failures` holds each failure with the index (in the part) of the frame that follows it.
+            let mut send_part = |k: usize, specs: Vec<FrameSpec>, failures: Vec<(usize, FailureRecord)>| -> bool {
                 let mut hasher = PartHasher::new(fp, k);
                 specs.iter().for_each(|f| hasher.add(0, f));
                 failures.iter().for_each(|f| hasher.add(1, f));
@@ -502,9 +512,17 @@ pub fn run(job: &Job, options: &RunOptions, progress: &(dyn Fn(usize, usize) + S
                         return tx_loaded.send(Msg::Resumed(Box::new(record))).is_ok();
                     }
                 }
+                let n = specs.len();
+                let mut failures = failures.into_iter().peekable();
                 let mut specs = specs.into_iter().peekable();
+                let mut first = 0;
                 while specs.peek().is_some() {
                     let chunk: Vec<FrameSpec> = specs.by_ref().take(batch).collect();
+                    let mut before = Vec::new();
+                    while let Some((i, f)) = failures.next_if(|(i, _)| *i < first + chunk.len()) {
+                        before.push((i - first, f));
+                    }
+                    first += chunk.len();
                     let t = Instant::now();
                     let items: Vec<Result<LoadedFrame>> = chunk
                         .par_iter()
@@ -514,11 +532,13 @@ pub fn run(job: &Job, options: &RunOptions, progress: &(dyn Fn(usize, usize) + S
                         })
                         .collect();
                     busy += t.elapsed().as_secs_f64();
-                    if tx_loaded.send(Msg::Batch { part: k, specs: chunk, items }).is_err() {
+                    if tx_loaded.send(Msg::Batch { part: k, specs: chunk, before, items }).is_err() {
                         return false;
                     }
                 }
-                tx_loaded.send(Msg::End { part: k, fingerprint, input_failures: failures }).is_ok()
+                debug_assert!(failures.peek().is_none_or(|(i, _)| *i == n));
+                let trailing = failures.map(|(_, f)| f).collect();
+                tx_loaded.send(Msg::End { part: k, fingerprint, trailing }).is_ok()
             };
             // Frames and failures are dealt to parts in input order; a failure goes with the part of the frame
             // that follows it (the last part for trailing ones).
@@ -544,7 +564,7 @@ pub fn run(job: &Job, options: &RunOptions, progress: &(dyn Fn(usize, usize) + S
                     }
                     InputItem::Failure(f) => {
                         if shard.owns(k) {
-                            failures.push(f);
+                            failures.push((specs.len(), f));
                         }
                     }
                 }
@@ -557,7 +577,7 @@ pub fn run(job: &Job, options: &RunOptions, progress: &(dyn Fn(usize, usize) + S
         let runner = s.spawn(move || {
             let mut times = ModelTimes::default();
             for msg in rx_loaded {
-                let msg = msg.map(|part, specs, mut items| {
+                let msg = msg.map(|mut items| {
                     if let Some(m) = models.as_mut() {
                         m.process_batch(&mut items, mode, &mut times);
                     }
@@ -567,7 +587,7 @@ pub fn run(job: &Job, options: &RunOptions, progress: &(dyn Fn(usize, usize) + S
                             f.color = None;
                         }
                     }
-                    Msg::Batch { part, specs, items }
+                    items
                 });
                 if tx_ready.send(msg).is_err() {
                     break;
@@ -578,7 +598,7 @@ pub fn run(job: &Job, options: &RunOptions, progress: &(dyn Fn(usize, usize) + S
         let geometry = s.spawn(move || {
             let mut busy = 0.0;
             for msg in rx_ready {
-                let msg = msg.map(|part, specs, items| {
+                let msg = msg.map(|items| {
                     let t = Instant::now();
                     let items: Vec<Result<Outcome>> = items
                         .into_par_iter()
@@ -599,7 +619,7 @@ pub fn run(job: &Job, options: &RunOptions, progress: &(dyn Fn(usize, usize) + S
                         })
                         .collect();
                     busy += t.elapsed().as_secs_f64();
-                    Msg::Batch { part, specs, items }
+                    items
                 });
                 if tx_done.send(msg).is_err() {
                     break;
@@ -696,10 +716,15 @@ pub fn run(job: &Job, options: &RunOptions, progress: &(dyn Fn(usize, usize) + S
         f.commit()?;
     }
     summary.seconds = start.elapsed().as_secs_f64();
-    let mut run_file = AtomicFile::create(&run_json)?;
-    run_file.write_all(&serde_json::to_vec_pretty(&summary).unwrap_or_default())?;
-    run_file.commit()?;
+    write_run_json(&run_json, &summary)?;
     Ok(summary)
+}
+
+fn write_run_json(path: &Path, summary: &RunSummary) -> Result<()> {
+    let mut run_file = AtomicFile::create(path)?;
+    run_file.write_all(&serde_json::to_vec_pretty(summary).unwrap_or_default())?;
+    run_file.commit()?;
+    Ok(())
 }
 
 /// The open files of the part being written.
@@ -758,16 +783,26 @@ impl PartsWriter<'_> {
         self.part_open()?.failures.write_all(&line)
     }
 
+    /// A failure found while reading the manifests.
+    fn input_failure(&mut self, record: FailureRecord) -> Result<()> {
+        self.part_open()?.counts.other_failures += 1;
+        self.fail(record)
+    }
+
     fn part_open(&mut self) -> Result<&mut OpenPart> {
         self.open.as_mut().ok_or_else(|| Error::Geometry { frame: "-".into(), message: "no open part".into() })
     }
 
     fn handle(&mut self, msg: Msg<Outcome>) -> Result<()> {
         match msg {
-            Msg::Batch { part, specs, items } => {
+            Msg::Batch { part, specs, before, items } => {
                 self.part(part)?;
                 self.done_frames += specs.len();
-                for (spec, r) in specs.iter().zip(items) {
+                let mut before = before.into_iter().peekable();
+                for (j, (spec, r)) in specs.iter().zip(items).enumerate() {
+                    while let Some((_, f)) = before.next_if(|(i, _)| *i <= j) {
+                        self.input_failure(f)?;
+                    }
                     let p = self.part_open()?;
                     p.counts.frames += 1;
                     match r {
@@ -795,11 +830,10 @@ impl PartsWriter<'_> {
                 }
                 Ok(())
             }
-            Msg::End { part, fingerprint, input_failures } => {
+            Msg::End { part, fingerprint, trailing } => {
                 self.part(part)?;
-                self.part_open()?.counts.other_failures += input_failures.len();
-                for f in input_failures {
-                    self.fail(f)?;
+                for f in trailing {
+                    self.input_failure(f)?;
                 }
                 let p = self
                     .open
