@@ -108,8 +108,8 @@ struct SceneArgs {
     /// Do not decode colour images to name objects by colour (faster loading; fewer objects can be told apart).
     #[arg(long)]
     no_colors: bool,
-    /// Where the geometry kernels run: the CPU reference, WGSL through wgpu (today K1, K2 scoring and K5; the rest
-    /// on the CPU), CUDA (not built yet), or the best available (auto says what it chose).
+    /// Where the geometry kernels run: the CPU reference, WGSL through wgpu (all five kernels), CUDA (not built
+    /// yet), or the best available (auto says what it chose).
     #[arg(long, value_enum, default_value_t = BackendKind::Cpu)]
     backend: BackendKind,
     /// Do not draw a progress bar.

@@ -415,6 +415,7 @@ fn scene_from_ground(
     let n = summaries.len();
     let records = match backend {
         Backend::Cpu => relate_all(&summaries, |i, j| gaps[i * n + j]),
+        #[cfg(feature = "wgpu")]
         _ => {
             let mut records = backend.relate_batch(&[&summaries])?.pop().unwrap_or_default();
             for r in &mut records {
@@ -451,6 +452,7 @@ pub fn process_frame_on(backend: &Backend, frame: &LoadedFrame, config: &SceneCo
     // On a GPU, K1 and K2 share the frame's cloud on the device; the ground comes back with it.
     let (cloud, grouped, device_ground) = match backend {
         Backend::Cpu => (unproject_depth(depth, k), unproject_objects(depth, k, labels, &regions), None),
+        #[cfg(feature = "wgpu")]
         Backend::Wgpu(b) => {
             config.validate().map_err(|message| Error::Config { message })?;
             let ransac = ransac_with_up(config, spec.up_in_camera);

@@ -119,7 +119,7 @@ fn main_command_runs_on_the_sample_and_says_where_the_output_went() {
 }
 
 #[test]
-fn bad_inputs_are_reported_by_file_and_frame_and_the_rest_is_processed() {
+fn bad_input_catalogue_each_error_names_its_kind_file_and_frame_and_the_rest_is_processed() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     let p = |name: &str| dir.join(name).display().to_string();
@@ -138,6 +138,15 @@ fn bad_inputs_are_reported_by_file_and_frame_and_the_rest_is_processed() {
     image::ImageBuffer::<image::Luma<u8>, Vec<u8>>::from_pixel(640, 480, image::Luma([0u8]))
         .save(dir.join("empty_mask.png"))
         .unwrap();
+    image::ImageBuffer::<image::Luma<u8>, Vec<u8>>::from_pixel(320, 240, image::Luma([1u8]))
+        .save(dir.join("small_mask.png"))
+        .unwrap();
+    image::RgbImage::from_pixel(320, 240, image::Rgb([9, 9, 9])).save(dir.join("small_color.png")).unwrap();
+    let npy = dir.join("short.npy");
+    write_npy_f32(&npy, 480, 640, 1.0);
+    let bytes = std::fs::read(&npy).unwrap();
+    std::fs::write(&npy, &bytes[..bytes.len() - 1000]).unwrap();
+    std::fs::write(dir.join("labels_broken.json"), "{\"1\": ").unwrap();
 
     let mut frames = vec![good_frame("good_1")];
     let mut bad = |id: &str, edit: &dyn Fn(&mut Value)| {
@@ -157,6 +166,27 @@ fn bad_inputs_are_reported_by_file_and_frame_and_the_rest_is_processed() {
         f["instances"] = p("empty_mask.png").into();
         f["labels"] = json!({"3": "chair"});
     });
+    bad("absurd_focal", &|f| f["intrinsics"]["fx"] = 5.0e8.into());
+    bad("principal_point_off", &|f| f["intrinsics"]["cx"] = 9000.0.into());
+    bad("small_color", &|f| f["color"] = p("small_color.png").into());
+    bad("short_npy", &|f| f["depth"] = p("short.npy").into());
+    bad("small_instances", &|f| {
+        f.as_object_mut().unwrap().remove("boxes");
+        f["instances"] = p("small_mask.png").into();
+        f["labels"] = json!({"1": "chair"});
+    });
+    bad("missing_labels_file", &|f| {
+        f.as_object_mut().unwrap().remove("boxes");
+        f["instances"] = p("empty_mask.png").into();
+        f["labels"] = p("no_such_labels.json").into();
+    });
+    bad("broken_labels_file", &|f| {
+        f.as_object_mut().unwrap().remove("boxes");
+        f["instances"] = p("empty_mask.png").into();
+        f["labels"] = p("labels_broken.json").into();
+    });
+    bad("box_outside", &|f| f["boxes"] = json!([{"label": "cup", "xyxy": [700, 10, 800, 90]}]));
+    bad("no_objects_label", &|f| f["boxes"] = json!([{"label": "", "xyxy": [10, 10, 80, 90]}]));
     frames.push(good_frame("good_2"));
     std::fs::create_dir(dir.join("set")).unwrap();
     std::fs::write(
@@ -195,6 +225,15 @@ fn bad_inputs_are_reported_by_file_and_frame_and_the_rest_is_processed() {
         ("mixed/corrupt_color", "corrupt_image", "not_an_image.png"),
         ("mixed/negative_focal", "invalid_intrinsics", "frames.json"),
         ("mixed/missing_label_id", "invalid_objects", "frames.json"),
+        ("mixed/absurd_focal", "invalid_intrinsics", "frames.json"),
+        ("mixed/principal_point_off", "invalid_intrinsics", "frames.json"),
+        ("mixed/small_color", "image_format", "small_color.png"),
+        ("mixed/short_npy", "corrupt_image", "short.npy"),
+        ("mixed/small_instances", "image_format", "small_mask.png"),
+        ("mixed/missing_labels_file", "missing_file", "no_such_labels.json"),
+        ("mixed/broken_labels_file", "invalid_objects", "labels_broken.json"),
+        ("mixed/box_outside", "invalid_objects", "frames.json"),
+        ("mixed/no_objects_label", "invalid_objects", "frames.json"),
     ] {
         let f = find(frame);
         assert_eq!(f.kind, kind, "{f:?}");
@@ -208,7 +247,7 @@ fn bad_inputs_are_reported_by_file_and_frame_and_the_rest_is_processed() {
     assert!(line.message.contains("more.jsonl line 2"), "{line:?}");
     let whole = fails.iter().find(|f| f.file.as_deref().is_some_and(|p| p.ends_with("broken/frames.json"))).unwrap();
     assert_eq!(whole.kind, "malformed_manifest");
-    assert_eq!(fails.len(), 10, "{fails:#?}");
+    assert_eq!(fails.len(), 19, "{fails:#?}");
     // Only complete files are left behind.
     assert_eq!(files_in(&out), ["failures.jsonl", "run.json", "scene_graphs.jsonl"]);
 }

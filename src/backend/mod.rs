@@ -10,6 +10,7 @@
 //!
 //! Every kernel has one generic parity test body (`tests/parity.rs`) run for each available backend.
 
+#[cfg(feature = "wgpu")]
 pub mod gpu;
 
 use crate::error::{Error, Result};
@@ -19,6 +20,7 @@ use crate::geometry::unproject::{unproject_depth, DepthImage, PointCloud};
 use crate::geometry::Intrinsics;
 
 /// A wgpu backend's message as this crate's error.
+#[cfg(feature = "wgpu")]
 fn wgpu_error(message: String) -> Error {
     Error::Backend { backend: "wgpu".into(), message }
 }
@@ -40,6 +42,7 @@ pub enum BackendKind {
 /// A backend ready to run kernels.
 pub enum Backend {
     Cpu,
+    #[cfg(feature = "wgpu")]
     Wgpu(Box<gpu::WgpuBackend>),
 }
 
@@ -49,12 +52,21 @@ impl Backend {
     pub fn open(kind: BackendKind) -> Result<Backend> {
         match kind {
             BackendKind::Cpu => Ok(Backend::Cpu),
+            #[cfg(feature = "wgpu")]
             BackendKind::Wgpu => gpu::WgpuBackend::new().map(|b| Backend::Wgpu(Box::new(b))).map_err(wgpu_error),
+            #[cfg(not(feature = "wgpu"))]
+            BackendKind::Wgpu => Err(Error::Backend {
+                backend: "wgpu".into(),
+                message: "this build of spatialsynth has no wgpu backend (built without the `wgpu` feature)".into(),
+            }),
             BackendKind::Cuda => Err(Error::Backend {
                 backend: "cuda".into(),
                 message: "the CUDA backend is not built yet (issue 6); use --backend cpu or wgpu".into(),
             }),
+            #[cfg(feature = "wgpu")]
             BackendKind::Auto => Ok(gpu::WgpuBackend::new().map_or(Backend::Cpu, |b| Backend::Wgpu(Box::new(b)))),
+            #[cfg(not(feature = "wgpu"))]
+            BackendKind::Auto => Ok(Backend::Cpu),
         }
     }
 
@@ -62,6 +74,7 @@ impl Backend {
     pub fn describe(&self) -> String {
         match self {
             Backend::Cpu => format!("cpu: {} threads", rayon::current_num_threads()),
+            #[cfg(feature = "wgpu")]
             Backend::Wgpu(b) => format!("wgpu: {}", b.adapter_description()),
         }
     }
@@ -70,6 +83,7 @@ impl Backend {
     pub fn unproject(&self, depth: &DepthImage, k: &Intrinsics) -> Result<PointCloud> {
         match self {
             Backend::Cpu => Ok(unproject_depth(depth, k)),
+            #[cfg(feature = "wgpu")]
             Backend::Wgpu(b) => b.unproject(depth, k).map_err(wgpu_error),
         }
     }
@@ -78,6 +92,7 @@ impl Backend {
     pub fn unproject_batch(&self, frames: &[(&DepthImage, &Intrinsics)]) -> Result<Vec<PointCloud>> {
         match self {
             Backend::Cpu => Ok(frames.iter().map(|(d, k)| unproject_depth(d, k)).collect()),
+            #[cfg(feature = "wgpu")]
             Backend::Wgpu(b) => b.unproject_batch(frames).map_err(wgpu_error),
         }
     }
@@ -92,6 +107,7 @@ impl Backend {
     ) -> Result<crate::geometry::unproject::GroupedPoints> {
         match self {
             Backend::Cpu => Ok(crate::geometry::unproject::unproject_objects(depth, k, instance_labels, regions)),
+            #[cfg(feature = "wgpu")]
             Backend::Wgpu(b) => b.unproject_objects(depth, k, instance_labels, regions).map_err(wgpu_error),
         }
     }
@@ -105,6 +121,7 @@ impl Backend {
     ) -> std::result::Result<crate::geometry::dbscan::Clustering, String> {
         match self {
             Backend::Cpu => crate::geometry::dbscan::dbscan(points, eps, min_points).map_err(|e| e.to_string()),
+            #[cfg(feature = "wgpu")]
             Backend::Wgpu(b) => b.dbscan(points, eps, min_points).map_err(|m| format!("wgpu: {m}")),
         }
     }
@@ -119,6 +136,7 @@ impl Backend {
     ) -> Result<Vec<u32>> {
         match self {
             Backend::Cpu => Ok(crate::geometry::ransac::score_hypotheses(points, sample_normals, frame_key, params)),
+            #[cfg(feature = "wgpu")]
             Backend::Wgpu(b) => b.score_hypotheses(points, sample_normals, frame_key, params).map_err(wgpu_error),
         }
     }
@@ -133,6 +151,7 @@ impl Backend {
     ) -> Result<Option<crate::geometry::ransac::PlaneFit>> {
         match self {
             Backend::Cpu => Ok(crate::geometry::ransac::fit_ground_plane(points, sample_normals, frame_key, params)),
+            #[cfg(feature = "wgpu")]
             Backend::Wgpu(b) => b.fit_ground_plane(points, sample_normals, frame_key, params).map_err(wgpu_error),
         }
     }
@@ -145,6 +164,7 @@ impl Backend {
     ) -> Result<Vec<Option<ObjectSummary>>> {
         match self {
             Backend::Cpu => Ok(crate::geometry::stats::summarize_batch(objects, noise)),
+            #[cfg(feature = "wgpu")]
             Backend::Wgpu(b) => b.summarize_batch(objects, noise).map_err(wgpu_error),
         }
     }
@@ -154,6 +174,7 @@ impl Backend {
     pub fn relate_batch(&self, frames: &[&[ObjectSummary]]) -> Result<Vec<Vec<RelationRecord>>> {
         match self {
             Backend::Cpu => Ok(frames.iter().map(|objects| relate_all(objects, |_, _| f32::NAN)).collect()),
+            #[cfg(feature = "wgpu")]
             Backend::Wgpu(b) => b.relate_batch(frames).map_err(wgpu_error),
         }
     }

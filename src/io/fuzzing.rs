@@ -3,12 +3,24 @@
 
 use std::path::Path;
 
-/// Manifests: the bytes as a `frames.json` document and as JSON Lines.
+/// Manifests: the bytes as a `frames.json` document and as JSON Lines (both from text, and streamed from raw bytes
+/// as a run reads them, invalid UTF-8 included); and as the records a resumed or merged run reads back (a part
+/// record, a shard manifest).
 pub fn manifest(data: &[u8]) {
+    use std::io::BufRead;
     let text = String::from_utf8_lossy(data);
     let path = Path::new("fuzz/frames.json");
     let _ = super::manifest::parse_frames_json(&text, path);
     let _ = super::manifest::parse_frames_jsonl(&text, Path::new("fuzz/frames.jsonl"));
+    let lines = std::io::Cursor::new(data).lines();
+    for frame in super::manifest::JsonLines::new(lines, Path::new("fuzz/stream.jsonl")) {
+        // Every error names the manifest and its line.
+        if let Err(e) = frame {
+            assert!(e.path().is_some(), "{e}");
+        }
+    }
+    let _ = serde_json::from_slice::<crate::run::PartRecord>(data);
+    let _ = serde_json::from_slice::<crate::run::ShardManifest>(data);
 }
 
 /// Depth and label images: the bytes as a PNG (8/16-bit gray) and as a `.npy`, through the depth decoder.

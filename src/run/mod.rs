@@ -406,9 +406,6 @@ pub fn run(job: &Job, options: &RunOptions, progress: &(dyn Fn(usize, usize) + S
         let path = path.to_path_buf();
         move |source| Error::Output { path, source }
     };
-    std::fs::create_dir_all(&parts_dir).map_err(output(&parts_dir))?;
-    remove_partials(out_dir);
-    remove_partials(&parts_dir);
     let fingerprint = run_fingerprint(options, job.dataset.as_ref());
     let (frames_total, any_detect, inputs_digest) = survey(&job.inputs, options);
     let part_frames = options.part_frames;
@@ -460,6 +457,10 @@ pub fn run(job: &Job, options: &RunOptions, progress: &(dyn Fn(usize, usize) + S
         (Some(b), Some(d)) => Some((b.get()?, d)),
         _ => None,
     };
+    // Only now, with the models and templates checked, does the run touch the output folder.
+    std::fs::create_dir_all(&parts_dir).map_err(output(&parts_dir))?;
+    remove_partials(out_dir);
+    remove_partials(&parts_dir);
     // Decode colour only for frames a model will look at.
     let filter_on = models.as_ref().is_some_and(|m| m.filter.is_some());
     let detect_on = models.as_ref().is_some_and(|m| m.detector.is_some());
