@@ -17,7 +17,8 @@ set -eu
 if [ -n "${SLURM_ARRAY_TASK_ID:-}" ]; then
   INDEX=$SLURM_ARRAY_TASK_ID
   COUNT=${SLURM_ARRAY_TASK_COUNT:?Slurm did not set SLURM_ARRAY_TASK_COUNT}
-  if [ "${SLURM_ARRAY_TASK_MIN:-0}" != 0 ] || [ "${SLURM_ARRAY_TASK_STEP:-1}" != 1 ]; then
+  if [ "${SLURM_ARRAY_TASK_MIN:-0}" != 0 ] || [ "${SLURM_ARRAY_TASK_STEP:-1}" != 1 ] \
+    || [ "${SLURM_ARRAY_TASK_MAX:-$((COUNT - 1))}" != "$((COUNT - 1))" ]; then
     echo "shard.sh: submit the array as --array=0-$((COUNT - 1))" >&2
     exit 2
   fi
@@ -29,7 +30,10 @@ else
   exit 2
 fi
 : "${INPUTS:?set INPUTS to the manifests}" "${OUT:?set OUT to the output folder}"
-set +e
+case "$COUNT" in
+  '' | *[!0-9]* | 0) echo "shard.sh: the shard count must be a positive integer, got '$COUNT'" >&2; exit 2 ;;
+esac
+set +e -f
 # shellcheck disable=SC2086 # INPUTS and EXTRA_ARGS are lists
 "${SPATIALSYNTH:-spatialsynth}" generate $INPUTS -o "$OUT/shard-$INDEX" --shard "$INDEX/$COUNT" --resume --quiet ${EXTRA_ARGS:-}
 rc=$?

@@ -1,7 +1,8 @@
 #!/bin/bash
 # Usage: submit-slurm.sh SHARDS OUT INPUT...
 # Queues SHARDS array tasks (one shard each, see shard.sh) and the merge, which runs after all of them
-# (afterany: the merge itself refuses unfinished shards). Prints the two job ids.
+# (afterany: the merge itself refuses unfinished shards). Prints the two job ids. SPATIALSYNTH (the binary) and
+# EXTRA_ARGS (more `generate` options), when exported, reach every task.
 set -euo pipefail
 if [ $# -lt 3 ]; then
   echo "usage: $0 SHARDS OUT INPUT..." >&2

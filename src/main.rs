@@ -382,13 +382,8 @@ fn scenes(args: &SceneArgs, seed: u32, dataset: Option<DatasetOptions>) -> Resul
         backend: args.backend,
         part_frames: args.part_frames,
     };
-    let job = Job {
-        inputs: args.inputs.clone(),
-        out_dir: args.out.clone(),
-        dataset,
-        shard: args.shard.unwrap_or(Shard::ALL),
-        resume: args.resume,
-    };
+    let job =
+        Job { inputs: args.inputs.clone(), out_dir: args.out.clone(), dataset, shard: args.shard, resume: args.resume };
     let bar = if args.quiet { ProgressBar::hidden() } else { ProgressBar::new(0) };
     bar.set_style(
         ProgressStyle::with_template(
@@ -444,11 +439,11 @@ fn scenes(args: &SceneArgs, seed: u32, dataset: Option<DatasetOptions>) -> Resul
         Some(path) => println!("scene graphs: {}", path.display()),
         None => println!(
             "shard {}: {} of {} parts written to {}; combine all {} shard folders with `spatialsynth merge`",
-            summary.shard,
+            summary.shard.unwrap_or(Shard::ALL),
             summary.parts_in_shard,
             summary.parts_total,
             args.out.join("parts").display(),
-            summary.shard.count
+            summary.shard.unwrap_or(Shard::ALL).count
         ),
     }
     Ok(summary)

@@ -113,9 +113,10 @@ fn a_killed_run_leaves_only_complete_files_and_resumes_to_the_same_bytes() {
 
     // The same run, killed (SIGKILL) as soon as its third part is done.
     let killed = tmp.path().join("killed");
+    // One thread, so that even a fast machine is still at work when the third part is done.
     let args = ["--part-frames", "4", "--batch", "2", "--quiet"];
     let mut child = Command::new(bin())
-        .args(["generate", &manifest.display().to_string(), "-o", &killed.display().to_string()])
+        .args(["--threads", "1", "generate", &manifest.display().to_string(), "-o", &killed.display().to_string()])
         .args(args)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -228,6 +229,22 @@ fn shards_merge_to_the_bytes_of_one_machine_and_bad_merges_are_refused() {
     assert!(merge(&[&shards[0], &shards[1], &shards[1]]).contains("is given twice"));
     let other = shard(2, 3, &["--seed", "9"]);
     assert!(merge(&[&shards[0], &shards[1], &other]).contains("not a shard of the same run"));
+    // A shard of other inputs (one frame more: same options, same part count).
+    let more = tmp.path().join("more");
+    std::fs::create_dir(&more).unwrap();
+    let mut text_more = std::fs::read_to_string(&manifest).unwrap();
+    text_more.push_str(&std::fs::read_to_string(&manifest).unwrap().lines().next().unwrap().replace("_000", "_extra"));
+    std::fs::write(more.join("frames.jsonl"), text_more).unwrap();
+    let o = generate(&more.join("frames.jsonl"), &tmp.path().join("more-2"), &["--shard", "2/3"]);
+    assert!(o.status.code().is_some_and(|c| c <= 1), "{}", text(&o));
+    assert!(merge(&[&shards[0], &shards[1], &tmp.path().join("more-2")]).contains("not a shard of the same run"));
+    // A damaged shard manifest is refused, not a panic.
+    let copy = tmp.path().join("damaged");
+    std::fs::create_dir(&copy).unwrap();
+    let mut m: Value = serde_json::from_str(&std::fs::read_to_string(shards[2].join("shard.json")).unwrap()).unwrap();
+    m["shard"]["index"] = 7.into();
+    std::fs::write(copy.join("shard.json"), m.to_string()).unwrap();
+    assert!(merge(&[&shards[0], &shards[1], &copy]).contains("inconsistent shard manifest"));
     std::fs::remove_file(shards[1].join("shard.json")).unwrap();
     let e = merge(&[&shards[0], &shards[1], &shards[2]]);
     assert!(e.contains("not a finished shard") && e.contains("--resume"), "{e}");
@@ -299,8 +316,9 @@ fi
     assert!(text(&o).contains("shards: job 41; merge: job 42"), "{}", text(&o));
     let log = std::fs::read_to_string(out.join("sbatch.log")).unwrap();
     assert!(log.contains("--array=0-2") && log.contains("--dependency=afterany:41"), "{log}");
-    // The merge found frames that failed (exit 1), and wrote the dataset anyway.
-    assert!(log.contains("merge exit 1"), "{log}");
+    // The merge found frames that failed and wrote the dataset anyway; merge.sh says so and exits 0 (no retry).
+    assert!(!log.contains("merge exit"), "{log}");
+    assert!(text(&o).contains("some frames failed"), "{}", text(&o));
     assert_same_dataset(&whole, &out.join("dataset"));
 }
 
@@ -339,14 +357,34 @@ fn the_kubernetes_indexed_job_runs_its_shards_and_merge() {
         assert!(o.status.success(), "pod {i}: {}", text(&o));
     }
     // With 19 frames in parts of 4 there are 5 parts: three of the 8 pods have none, and still finish.
-    let o = Command::new(common::repo().join("deploy/merge.sh"))
-        .env("OUT", &out)
-        .env("SPATIALSYNTH", bin())
-        .output()
-        .unwrap();
-    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let merge_sh = |out: &Path, shards: usize| {
+        Command::new(common::repo().join("deploy/merge.sh"))
+            .env("OUT", out)
+            .env("SHARDS", shards.to_string())
+            .env("SPATIALSYNTH", bin())
+            .output()
+            .unwrap()
+    };
+    let o = merge_sh(&out, completions);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(text(&o).contains("some frames failed"), "{}", text(&o));
     assert!(text(&o).contains(&format!("merged {completions} shards (5 parts)")), "{}", text(&o));
     assert_same_dataset(&whole, &out.join("dataset"));
+    // One shard is a shard too: it writes shard.json and merges alone.
+    let single = tmp.path().join("k8s-1");
+    let o = Command::new(common::repo().join("deploy/shard.sh"))
+        .env("JOB_COMPLETION_INDEX", "0")
+        .env("SHARDS", "1")
+        .env("INPUTS", &manifest)
+        .env("OUT", &single)
+        .env("SPATIALSYNTH", bin())
+        .env("EXTRA_ARGS", "--part-frames 4 --batch 2")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(single.join("shard-0/shard.json").is_file());
+    assert_eq!(merge_sh(&single, 1).status.code(), Some(0));
+    assert_same_dataset(&whole, &single.join("dataset"));
     // Outside a scheduler the script says what it needs.
     let o = Command::new(common::repo().join("deploy/shard.sh")).env_remove("SLURM_ARRAY_TASK_ID").output().unwrap();
     assert_eq!(o.status.code(), Some(2));

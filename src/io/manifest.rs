@@ -330,6 +330,11 @@ pub fn stream_manifest(path: &Path) -> Result<Box<dyn Iterator<Item = Result<Fra
 /// The manifests an input names: the file itself, or every `frames.json` and `*.jsonl` under a folder (sorted,
 /// recursively; hidden folders skipped).
 pub fn find_manifests(input: &Path) -> Result<Vec<PathBuf>> {
+    find_manifests_except(input, None)
+}
+
+/// [`find_manifests`], not descending into `exclude` (a canonical path: a run's output folder).
+pub fn find_manifests_except(input: &Path, exclude: Option<&Path>) -> Result<Vec<PathBuf>> {
     let io = |source, path: &Path| Error::Io { frame: "-".into(), path: path.to_path_buf(), source };
     let meta = std::fs::metadata(input).map_err(|e| io(e, input))?;
     if !meta.is_dir() {
@@ -348,6 +353,9 @@ pub fn find_manifests(input: &Path) -> Result<Vec<PathBuf>> {
             }
             let ft = entry.file_type().map_err(|e| io(e, &path))?;
             if ft.is_dir() {
+                if exclude.is_some_and(|x| std::fs::canonicalize(&path).is_ok_and(|p| p == x)) {
+                    continue;
+                }
                 stack.push(path);
             } else if name == "frames.json" || name.ends_with(".jsonl") {
                 found.push(path);

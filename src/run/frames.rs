@@ -7,8 +7,9 @@ use std::path::PathBuf;
 use sha2::{Digest, Sha256};
 
 use super::FailureRecord;
+use crate::io::manifest::find_manifests_except;
 use crate::io::manifest::stream_manifest;
-use crate::io::{find_manifests, FrameSpec};
+use crate::io::FrameSpec;
 
 /// One item of a run's input: a frame to process, or a failure found while reading the manifests (an unreadable
 /// manifest, a malformed line, a duplicate frame name).
@@ -29,6 +30,8 @@ pub struct FrameStream {
     manifests: std::vec::IntoIter<PathBuf>,
     current: Option<Box<dyn Iterator<Item = crate::error::Result<FrameSpec>> + Send>>,
     seen: HashSet<u128>,
+    /// A folder not searched for manifests (the run's own output folder, when it lies inside an input folder).
+    exclude: Option<PathBuf>,
 }
 
 impl FrameStream {
@@ -38,7 +41,14 @@ impl FrameStream {
             manifests: Vec::new().into_iter(),
             current: None,
             seen: HashSet::new(),
+            exclude: None,
         }
+    }
+
+    /// Does not look for manifests in `dir` (a run's output folder, whose `.jsonl` files are not manifests).
+    pub fn excluding(mut self, dir: &std::path::Path) -> Self {
+        self.exclude = std::fs::canonicalize(dir).ok();
+        self
     }
 
     fn name_digest(key: &str) -> u128 {
@@ -81,7 +91,7 @@ impl Iterator for FrameStream {
                 continue;
             }
             let input = self.inputs.pop()?;
-            match find_manifests(&input) {
+            match find_manifests_except(&input, self.exclude.as_deref()) {
                 Ok(m) if m.is_empty() => {
                     return Some(InputItem::Failure(FailureRecord {
                         frame: "-".into(),

@@ -79,7 +79,12 @@ impl AtomicFile {
     pub fn create(path: &Path) -> Result<Self> {
         let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
         let out = |source| Error::Output { path: path.to_path_buf(), source };
-        let tmp = tempfile::Builder::new().prefix(parts::PARTIAL_PREFIX).tempfile_in(dir).map_err(out)?;
+        let mut builder = tempfile::Builder::new();
+        builder.prefix(parts::PARTIAL_PREFIX);
+        // Output is for others to read too: the usual 0o666 less the umask, not tempfile's private 0o600.
+        #[cfg(unix)]
+        builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666));
+        let tmp = builder.tempfile_in(dir).map_err(out)?;
         let file = tmp.reopen().map_err(out)?;
         Ok(AtomicFile { path: path.to_path_buf(), tmp, writer: Some(std::io::BufWriter::new(file)) })
     }
@@ -99,6 +104,13 @@ impl AtomicFile {
             file.sync_all().map_err(out)?;
         }
         self.tmp.persist(&self.path).map_err(|e| Error::Output { path: self.path.clone(), source: e.error })?;
+        // The rename itself is durable once the folder is synced (records are written after their files).
+        #[cfg(unix)]
+        if let Some(dir) = self.path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            if let Ok(d) = std::fs::File::open(dir) {
+                let _ = d.sync_all();
+            }
+        }
         Ok(self.path)
     }
 }
@@ -240,7 +252,8 @@ pub struct RunSummary {
     /// Busy seconds per stage, for the parts this invocation processed.
     pub stages: StageTimes,
     pub threads: usize,
-    pub shard: Shard,
+    /// The shard this run was (`None`: the whole run, assembled).
+    pub shard: Option<Shard>,
     pub part_frames: usize,
     /// Parts of the whole run, of this shard, done by this invocation, and skipped as already done (`--resume`).
     pub parts_total: usize,
@@ -283,15 +296,16 @@ pub struct Job {
     pub out_dir: PathBuf,
     /// Make the question-answer dataset too (`generate`); `None` stops at the scene graphs (`scene`).
     pub dataset: Option<DatasetOptions>,
-    /// This machine's share of the parts ([`Shard::ALL`] for the whole run).
-    pub shard: Shard,
+    /// This machine's share of the parts: `None` runs them all and assembles the final files; `Some` (even `0/1`)
+    /// writes the shard's parts and `shard.json` for `merge`.
+    pub shard: Option<Shard>,
     /// Skip the parts that a previous run in `out_dir` finished with the same inputs and options.
     pub resume: bool,
 }
 
 impl Job {
     pub fn new(inputs: &[PathBuf], out_dir: &Path) -> Self {
-        Job { inputs: inputs.to_vec(), out_dir: out_dir.to_path_buf(), dataset: None, shard: Shard::ALL, resume: false }
+        Job { inputs: inputs.to_vec(), out_dir: out_dir.to_path_buf(), dataset: None, shard: None, resume: false }
     }
 }
 
@@ -358,8 +372,8 @@ fn check_options(job: &Job, options: &RunOptions) -> Result<()> {
     if options.part_frames == 0 {
         return Err(Error::Config { message: "part_frames must be at least 1".into() });
     }
-    if job.shard.count == 0 || job.shard.index >= job.shard.count {
-        return Err(Error::Config { message: format!("shard {} needs 0 <= i < N", job.shard) });
+    if let Some(shard) = job.shard.filter(|s| s.count == 0 || s.index >= s.count) {
+        return Err(Error::Config { message: format!("shard {shard} needs 0 <= i < N") });
     }
     if let Some(d) = &job.dataset {
         d.check()?;
@@ -369,11 +383,11 @@ fn check_options(job: &Job, options: &RunOptions) -> Result<()> {
 
 /// The first pass over the inputs: how many frames there are, whether any needs the detector, and a digest of
 /// every manifest entry (frames and failures) in order.
-fn survey(inputs: &[PathBuf], options: &RunOptions) -> (usize, bool, String) {
+fn survey(inputs: &[PathBuf], out_dir: &Path, options: &RunOptions) -> (usize, bool, String) {
     let mut frames = 0usize;
     let mut detects = false;
     let mut digest = PartHasher::new("inputs", 0);
-    for item in FrameStream::new(inputs) {
+    for item in FrameStream::new(inputs).excluding(out_dir) {
         match &item {
             InputItem::Frame(f) => {
                 frames += 1;
@@ -406,42 +420,11 @@ pub fn run(job: &Job, options: &RunOptions, progress: &(dyn Fn(usize, usize) + S
         let path = path.to_path_buf();
         move |source| Error::Output { path, source }
     };
-    let fingerprint = run_fingerprint(options, job.dataset.as_ref());
-    let (frames_total, any_detect, inputs_digest) = survey(&job.inputs, options);
+    let (frames_total, any_detect, inputs_digest) = survey(&job.inputs, out_dir, options);
     let part_frames = options.part_frames;
     let parts_total = frames_total.div_ceil(part_frames).max(1);
-    let shard = job.shard;
-    let whole = shard.count == 1;
-    let run_json = out_dir.join("run.json");
-    if job.resume && whole {
-        // A finished run of the same inputs and options: nothing to do.
-        let previous = std::fs::read(&run_json).ok().and_then(|t| serde_json::from_slice::<RunSummary>(&t).ok());
-        if let Some(p) = previous.filter(|p| p.fingerprint == fingerprint && p.inputs == inputs_digest) {
-            if p.scene_graphs.as_ref().is_some_and(|f| f.exists()) {
-                progress(p.counts.frames, p.counts.frames);
-                let summary = RunSummary {
-                    parts_processed: 0,
-                    parts_resumed: p.parts_total,
-                    seconds: start.elapsed().as_secs_f64(),
-                    stages: StageTimes::default(),
-                    ..p
-                };
-                write_run_json(&run_json, &summary)?;
-                return Ok(summary);
-            }
-        }
-    }
-    if !job.resume {
-        // A fresh run: earlier parts in this folder are not reused.
-        if let Ok(entries) = std::fs::read_dir(&parts_dir) {
-            for e in entries.flatten() {
-                if e.file_name().to_string_lossy().starts_with("part-") {
-                    let _ = std::fs::remove_file(e.path());
-                }
-            }
-        }
-    }
-    let _ = std::fs::remove_file(out_dir.join(SHARD_FILE));
+    let shard = job.shard.unwrap_or(Shard::ALL);
+    let whole = job.shard.is_none();
     let part_len = |k: usize| match k + 1 == parts_total {
         true => frames_total - k * part_frames,
         false => part_frames,
@@ -457,10 +440,44 @@ pub fn run(job: &Job, options: &RunOptions, progress: &(dyn Fn(usize, usize) + S
         (Some(b), Some(d)) => Some((b.get()?, d)),
         _ => None,
     };
+    let fingerprint = run_fingerprint(options, job.dataset.as_ref(), models_info.as_ref())?;
+    let run_json = out_dir.join("run.json");
+    if job.resume && whole {
+        // A finished run of the same inputs and options: nothing to do. (`run.json` is removed when a run starts
+        // and written once its final files are all in place.)
+        let previous = std::fs::read(&run_json).ok().and_then(|t| serde_json::from_slice::<RunSummary>(&t).ok());
+        if let Some(p) = previous.filter(|p| p.fingerprint == fingerprint && p.inputs == inputs_digest) {
+            if p.scene_graphs.as_ref().is_some_and(|f| f.exists()) && p.shard.is_none() {
+                progress(p.counts.frames, p.counts.frames);
+                let summary = RunSummary {
+                    parts_processed: 0,
+                    parts_resumed: p.parts_total,
+                    seconds: start.elapsed().as_secs_f64(),
+                    stages: StageTimes::default(),
+                    ..p
+                };
+                write_run_json(&run_json, &summary)?;
+                return Ok(summary);
+            }
+        }
+    }
     // Only now, with the models and templates checked, does the run touch the output folder.
     std::fs::create_dir_all(&parts_dir).map_err(output(&parts_dir))?;
     remove_partials(out_dir);
     remove_partials(&parts_dir);
+    if !job.resume {
+        // A fresh run: earlier parts in this folder are not reused.
+        if let Ok(entries) = std::fs::read_dir(&parts_dir) {
+            for e in entries.flatten() {
+                if e.file_name().to_string_lossy().starts_with("part-") {
+                    let _ = std::fs::remove_file(e.path());
+                }
+            }
+        }
+    }
+    for stale in [SHARD_FILE, "run.json"] {
+        let _ = std::fs::remove_file(out_dir.join(stale));
+    }
     // Decode colour only for frames a model will look at.
     let filter_on = models.as_ref().is_some_and(|m| m.filter.is_some());
     let detect_on = models.as_ref().is_some_and(|m| m.detector.is_some());
@@ -498,6 +515,7 @@ pub fn run(job: &Job, options: &RunOptions, progress: &(dyn Fn(usize, usize) + S
     let (tx_ready, rx_ready) = sync_channel::<Msg<LoadedFrame>>(0);
     let (tx_done, rx_done) = sync_channel::<Msg<Outcome>>(1);
     let (inputs, resume, parts_dir_ref, fp) = (&job.inputs, job.resume, parts_dir.as_path(), fingerprint.as_str());
+    let mut inputs_seen = String::new();
     let write_result: Result<()> = std::thread::scope(|s| {
         let loader = s.spawn(move || {
             let mut busy = 0.0;
@@ -546,13 +564,19 @@ pub fn run(job: &Job, options: &RunOptions, progress: &(dyn Fn(usize, usize) + S
             let part_of = |seen: usize| (seen / part_frames).min(parts_total - 1);
             let (mut current, mut specs, mut failures) = (0usize, Vec::new(), Vec::new());
             let mut seen = 0usize;
-            for item in FrameStream::new(inputs) {
+            // The same digest as the survey's: the manifests must not change between the two passes.
+            let mut digest = PartHasher::new("inputs", 0);
+            for item in FrameStream::new(inputs).excluding(out_dir) {
+                match &item {
+                    InputItem::Frame(f) => digest.add(0, f),
+                    InputItem::Failure(f) => digest.add(1, f),
+                }
                 let k = part_of(seen);
                 if k != current {
                     if shard.owns(current)
                         && !send_part(current, std::mem::take(&mut specs), std::mem::take(&mut failures))
                     {
-                        return busy;
+                        return (busy, String::new());
                     }
                     current = k;
                 }
@@ -570,10 +594,10 @@ pub fn run(job: &Job, options: &RunOptions, progress: &(dyn Fn(usize, usize) + S
                     }
                 }
             }
-            if shard.owns(current) {
-                send_part(current, specs, failures);
+            if shard.owns(current) && !send_part(current, specs, failures) {
+                return (busy, String::new());
             }
-            busy
+            (busy, digest.finish())
         });
         let runner = s.spawn(move || {
             let mut times = ModelTimes::default();
@@ -632,6 +656,7 @@ pub fn run(job: &Job, options: &RunOptions, progress: &(dyn Fn(usize, usize) + S
         for msg in rx_done {
             let t = Instant::now();
             let r = writer.handle(msg);
+            release_free_memory();
             stages.write_s += t.elapsed().as_secs_f64();
             if let Err(e) = r {
                 result = Err(e);
@@ -645,7 +670,10 @@ pub fn run(job: &Job, options: &RunOptions, progress: &(dyn Fn(usize, usize) + S
             message: format!("the {stage} stage of the run stopped unexpectedly (a bug: please report it)"),
         };
         match loader.join() {
-            Ok(t) => stages.load_s = t,
+            Ok((t, digest)) => {
+                stages.load_s = t;
+                inputs_seen = digest;
+            }
             Err(_) => result = result.and(Err(panicked("load"))),
         }
         match runner.join() {
@@ -655,6 +683,12 @@ pub fn run(job: &Job, options: &RunOptions, progress: &(dyn Fn(usize, usize) + S
         match geometry.join() {
             Ok(t) => stages.geometry_s = t,
             Err(_) => result = result.and(Err(panicked("geometry"))),
+        }
+        if result.is_ok() && inputs_seen != inputs_digest {
+            result = Err(Error::Parts {
+                path: inputs.first().cloned().unwrap_or_default(),
+                message: "the manifests changed while the run was reading them; run again".into(),
+            });
         }
         if result.is_ok() && writer.processed + writer.resumed < shard_parts.len() {
             result = Err(panicked("pipeline"));
@@ -668,7 +702,7 @@ pub fn run(job: &Job, options: &RunOptions, progress: &(dyn Fn(usize, usize) + S
         seconds: 0.0,
         stages,
         threads: rayon::current_num_threads(),
-        shard,
+        shard: job.shard,
         part_frames,
         parts_total,
         parts_in_shard: shard_parts.len(),
@@ -695,30 +729,48 @@ pub fn run(job: &Job, options: &RunOptions, progress: &(dyn Fn(usize, usize) + S
         summary.failures = Some(assembled.failures);
         summary.filtered = assembled.filtered;
         summary.dataset = assembled.dataset;
+        remove_stale_outputs(out_dir, filter_on, job.dataset.is_some());
+        summary.seconds = start.elapsed().as_secs_f64();
+        write_run_json(&run_json, &summary)?;
         // The parts are in the final files now.
         let _ = std::fs::remove_dir_all(&parts_dir);
-    } else {
-        let manifest = ShardManifest {
-            spatialsynth: env!("CARGO_PKG_VERSION").to_string(),
-            shard,
-            fingerprint,
-            part_frames,
-            parts_total,
-            frames_total,
-            parts: shard_parts,
-            counts: summary.counts.clone(),
-            backend: summary.backend.clone(),
-            models: summary.models.clone(),
-            options: options.clone(),
-            dataset: job.dataset.clone(),
-        };
-        let mut f = AtomicFile::create(&out_dir.join(SHARD_FILE))?;
-        f.write_all(&serde_json::to_vec_pretty(&manifest).unwrap_or_default())?;
-        f.commit()?;
+        return Ok(summary);
     }
+    let manifest = ShardManifest {
+        spatialsynth: env!("CARGO_PKG_VERSION").to_string(),
+        shard,
+        fingerprint,
+        part_frames,
+        parts_total,
+        frames_total,
+        inputs: summary.inputs.clone(),
+        parts: shard_parts,
+        counts: summary.counts.clone(),
+        backend: summary.backend.clone(),
+        models: summary.models.clone(),
+        options: options.clone(),
+        dataset: job.dataset.clone(),
+    };
+    let mut f = AtomicFile::create(&out_dir.join(SHARD_FILE))?;
+    f.write_all(&serde_json::to_vec_pretty(&manifest).unwrap_or_default())?;
+    f.commit()?;
     summary.seconds = start.elapsed().as_secs_f64();
     write_run_json(&run_json, &summary)?;
     Ok(summary)
+}
+
+/// Removes the final files of an earlier run in the same folder that this run does not write (a `scene` run after
+/// a `generate` run, a run without an image filter after one with it), so the folder holds one run's output. The
+/// dataset files are only removed when the earlier dataset's `dataset.json` says they are a spatialsynth dataset.
+fn remove_stale_outputs(out_dir: &Path, filtered: bool, dataset: bool) {
+    if !filtered {
+        let _ = std::fs::remove_file(out_dir.join("filtered.jsonl"));
+    }
+    if !dataset && out_dir.join("dataset.json").is_file() {
+        for f in ["llava.jsonl", "openai.jsonl", "qa.parquet", "README.md", "dataset.json"] {
+            let _ = std::fs::remove_file(out_dir.join(f));
+        }
+    }
 }
 
 fn write_run_json(path: &Path, summary: &RunSummary) -> Result<()> {
@@ -752,6 +804,17 @@ struct PartsWriter<'a> {
 
 const FAILURE_EXAMPLES: usize = 20;
 
+/// Hands the allocator's free pages back to the system after each batch. glibc's malloc keeps memory that threads
+/// freed in their arenas, and over thousands of frames decoded on one thread and freed on another the process
+/// would keep growing; trimming keeps a long run's memory flat. (Other platforms' allocators need no help.)
+fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only walks the allocator's own free lists; it is safe to call at any time.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 impl PartsWriter<'_> {
     fn part(&mut self, part: usize) -> Result<&mut OpenPart> {
         if self.open.as_ref().is_some_and(|o| o.part != part) {
@@ -762,6 +825,14 @@ impl PartsWriter<'_> {
         }
         if self.open.is_none() {
             let dir = self.parts_dir;
+            // An earlier record of this part (other options, or not resumed) must not vouch for the new files.
+            let record = part_file(dir, part, "json");
+            match std::fs::remove_file(&record) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(Error::Output { path: record, source: e });
+                }
+                _ => {}
+            }
             self.open = Some(OpenPart {
                 part,
                 scenes: AtomicFile::create(&part_file(dir, part, "scenes.jsonl"))?,

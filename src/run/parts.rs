@@ -152,6 +152,8 @@ pub struct ShardManifest {
     pub parts_total: usize,
     /// Frames in the whole run (all shards).
     pub frames_total: usize,
+    /// Digest of the run's manifest entries, in order: the shards of one run read the same inputs.
+    pub inputs: String,
     /// The parts this shard did.
     pub parts: Vec<usize>,
     pub counts: RunCounts,
@@ -172,13 +174,55 @@ impl ShardManifest {
     }
 }
 
-/// The digest of everything besides the frames that a run's output depends on. `batch_frames` and the thread
-/// count change only the speed and are left out.
-pub fn run_fingerprint(options: &RunOptions, dataset: Option<&DatasetOptions>) -> String {
+/// The digest of everything besides the frames that a run's output depends on: the program version, the options,
+/// and the contents of the template bank, the model cards, the model files and the image-filter prompts. Settings
+/// that change only the speed (`batch_frames`, model threads, the ONNX Runtime library's path) are left out.
+pub fn run_fingerprint(
+    options: &RunOptions,
+    dataset: Option<&DatasetOptions>,
+    models: Option<&ModelsInfo>,
+) -> Result<String> {
     let mut o = options.clone();
     o.batch_frames = 0;
-    let doc = serde_json::json!({"spatialsynth": env!("CARGO_PKG_VERSION"), "options": o, "dataset": dataset});
-    hex(&Sha256::digest(serde_json::to_vec(&doc).unwrap_or_default()))
+    o.open_models_always = false;
+    o.models.runtime.intra_threads = 0;
+    o.models.runtime.library = None;
+    let mut files: Vec<PathBuf> = Vec::new();
+    if let Some(t) = dataset.and_then(|d| d.templates.as_ref()) {
+        files.push(t.clone());
+    }
+    if let Some(m) = models {
+        for card in [&m.detector, &m.segmenter, &m.depth, &m.filter].into_iter().flatten() {
+            files.push(card.card_path.clone());
+            files.push(card.model_path.clone());
+        }
+        files.extend(m.filter_prompts.clone());
+    }
+    let contents =
+        files.iter().map(|f| file_digest(f).map(|d| (f.display().to_string(), d))).collect::<Result<Vec<_>>>()?;
+    let doc = serde_json::json!({
+        "spatialsynth": env!("CARGO_PKG_VERSION"),
+        "options": o,
+        "dataset": dataset,
+        "files": contents,
+    });
+    Ok(hex(&Sha256::digest(serde_json::to_vec(&doc).unwrap_or_default())))
+}
+
+/// SHA-256 of a file's contents, streamed.
+fn file_digest(path: &Path) -> Result<String> {
+    let io = |source| Error::Io { frame: "-".into(), path: path.to_path_buf(), source };
+    let mut file = std::fs::File::open(path).map_err(io)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = std::io::Read::read(&mut file, &mut buf).map_err(io)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(hex(&hasher.finalize()))
 }
 
 /// Builds the fingerprint of one part from the run's and the part's manifest entries, in order.
@@ -330,12 +374,30 @@ pub fn merge_shards(shard_dirs: &[PathBuf], out_dir: &Path) -> Result<Merged> {
         return Err(Error::Config { message: "merge needs at least one shard folder".into() });
     };
     let manifests: Vec<ShardManifest> = shard_dirs.iter().map(|d| ShardManifest::read(d)).collect::<Result<_>>()?;
+    for (m, dir) in manifests.iter().zip(shard_dirs) {
+        let consistent = m.shard.count > 0
+            && m.shard.index < m.shard.count
+            && m.part_frames > 0
+            && m.parts_total == m.frames_total.div_ceil(m.part_frames).max(1)
+            && m.parts.len() <= m.parts_total;
+        if !consistent {
+            return Err(Error::Parts {
+                path: dir.join(SHARD_FILE),
+                message: format!(
+                    "inconsistent shard manifest (shard {}, {} frames in parts of {}, {} parts)",
+                    m.shard, m.frames_total, m.part_frames, m.parts_total
+                ),
+            });
+        }
+    }
     let first = &manifests[0];
     let mut owner: Vec<Option<usize>> = vec![None; first.parts_total];
     let mut shards_seen = vec![false; first.shard.count];
     for (i, (m, dir)) in manifests.iter().zip(shard_dirs).enumerate() {
         let bad = |message: String| Error::Parts { path: dir.join(SHARD_FILE), message };
         if m.fingerprint != first.fingerprint
+            || m.inputs != first.inputs
+            || m.frames_total != first.frames_total
             || m.parts_total != first.parts_total
             || m.part_frames != first.part_frames
             || m.shard.count != first.shard.count
