@@ -25,8 +25,11 @@ use crate::qa::{generate_frame_into, Category, QaOptions, QaRecord, QuestionType
 use crate::run::AtomicFile;
 use crate::scene::SceneGraph;
 
-/// Frames templated together (parsed and generated in parallel, written in order).
-const FRAMES_PER_CHUNK: usize = 256;
+/// Frames templated together (parsed and generated in parallel, written in order): four per thread, at least 16.
+/// A chunk's graphs and lines are in memory at once (about 60 kB per frame).
+fn frames_per_chunk() -> usize {
+    (4 * rayon::current_num_threads()).max(16)
+}
 
 /// Options of a dataset run.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -265,7 +268,7 @@ impl QaSink {
     ) -> Result<()> {
         let mut lines = input.lines().enumerate();
         loop {
-            let mut chunk: Vec<(usize, String)> = Vec::with_capacity(FRAMES_PER_CHUNK);
+            let mut chunk: Vec<(usize, String)> = Vec::with_capacity(frames_per_chunk());
             for (i, line) in lines.by_ref() {
                 let line = line.map_err(|e| Error::SceneGraph {
                     path: source.to_path_buf(),
@@ -275,7 +278,7 @@ impl QaSink {
                 if !line.trim().is_empty() {
                     chunk.push((i + 1, line));
                 }
-                if chunk.len() == FRAMES_PER_CHUNK {
+                if chunk.len() == frames_per_chunk() {
                     break;
                 }
             }

@@ -24,9 +24,12 @@ use crate::error::{Error, Result};
 use crate::qa::QaRecord;
 use crate::run::AtomicFile;
 
-/// Rows per row group, and rows buffered before they are encoded: bounds the writer's memory (a few MB) however
-/// many rows a file gets.
-pub const ROWS_PER_GROUP: usize = 8_192;
+/// Rows per row group: large groups keep the footer small for datasets of billions of rows.
+pub const ROWS_PER_GROUP: usize = 65_536;
+
+/// Rows buffered before they are encoded into the open row group (which the writer holds encoded and compressed,
+/// a few MB): bounds the writer's memory however many rows a file gets.
+pub const ROWS_PER_WRITE: usize = 1_024;
 
 fn content_fields() -> Fields {
     Fields::from(vec![Field::new("type", DataType::Utf8, false), Field::new("text", DataType::Utf8, true)])
@@ -126,7 +129,7 @@ pub fn schema() -> SchemaRef {
 /// Streams QA records into a Parquet file, one row group per [`ROWS_PER_GROUP`] rows, renamed into place on
 /// [`ParquetQaWriter::finish`].
 ///
-/// Rows reach the encoder in batches of exactly [`ROWS_PER_GROUP`] (the last one shorter), whatever the batches
+/// Rows reach the encoder in batches of exactly [`ROWS_PER_WRITE`] (the last one shorter), whatever the batches
 /// they came in, so the file's bytes depend only on the sequence of rows: the parts of a run concatenate to the
 /// same file however the run was cut into parts.
 pub struct ParquetQaWriter {
@@ -150,7 +153,7 @@ impl ParquetQaWriter {
 
     pub fn push(&mut self, records: &[QaRecord]) -> Result<()> {
         self.rows.extend_from_slice(records);
-        if self.rows.len() >= ROWS_PER_GROUP {
+        if self.rows.len() >= ROWS_PER_WRITE {
             self.rows_to_batch()?;
         }
         Ok(())
@@ -161,8 +164,8 @@ impl ParquetQaWriter {
         self.rows_to_batch()?;
         self.pending_rows += batch.num_rows();
         self.pending.push(batch);
-        while self.pending_rows >= ROWS_PER_GROUP {
-            self.write_pending(ROWS_PER_GROUP)?;
+        while self.pending_rows >= ROWS_PER_WRITE {
+            self.write_pending(ROWS_PER_WRITE)?;
         }
         Ok(())
     }
@@ -176,7 +179,7 @@ impl ParquetQaWriter {
         };
         let file = std::fs::File::open(path).map_err(|e| bad(&e))?;
         let reader = ParquetRecordBatchReaderBuilder::try_new(file)
-            .and_then(|b| b.with_batch_size(ROWS_PER_GROUP).build())
+            .and_then(|b| b.with_batch_size(ROWS_PER_WRITE).build())
             .map_err(|e| bad(&e))?;
         for batch in reader {
             let batch = batch.map_err(|e| bad(&e))?;

@@ -513,6 +513,15 @@ pub fn run(job: &Job, options: &RunOptions, progress: &(dyn Fn(usize, usize) + S
 
     let (tx_loaded, rx_loaded) = sync_channel::<Msg<LoadedFrame>>(0);
     let (tx_ready, rx_ready) = sync_channel::<Msg<LoadedFrame>>(0);
+    // Without models the loader hands its batches straight to the geometry: one batch fewer in flight.
+    let tx_loaded = match models.is_none() {
+        true => {
+            // The runner then sees a closed channel at once and ends, handing its end of `tx_ready` back.
+            drop(tx_loaded);
+            tx_ready.clone()
+        }
+        false => tx_loaded,
+    };
     let (tx_done, rx_done) = sync_channel::<Msg<Outcome>>(1);
     let (inputs, resume, parts_dir_ref, fp) = (&job.inputs, job.resume, parts_dir.as_path(), fingerprint.as_str());
     let mut inputs_seen = String::new();
