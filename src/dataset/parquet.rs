@@ -24,8 +24,9 @@ use crate::error::{Error, Result};
 use crate::qa::QaRecord;
 use crate::run::AtomicFile;
 
-/// Rows per row group: large groups keep the footer small for datasets of billions of rows.
-pub const ROWS_PER_GROUP: usize = 65_536;
+/// Rows per row group (about 25 MB of QA rows before compression). The writer holds the open group's pages in
+/// memory, so this bounds its memory; the footer grows by a few kB per group (a few MB for 100 million rows).
+pub const ROWS_PER_GROUP: usize = 8_192;
 
 /// Rows buffered before they are encoded into the open row group (which the writer holds encoded and compressed,
 /// a few MB): bounds the writer's memory however many rows a file gets.
