@@ -257,12 +257,13 @@ fn main() -> ExitCode {
 fn run() -> Result<ExitCode> {
     let cli = Cli::parse();
     // glibc raises its mmap threshold to the size of the largest block freed (up to 32 MB), after which frame-sized
-    // buffers come from the heap and fragment it over a long run; a fixed threshold keeps them mmapped (returned
-    // on free) and a run's memory flat. (With the run's `malloc_trim` after each batch.)
+    // buffers come from the heap and fragment it over a long run; a fixed threshold of 128 KiB keeps them mmapped
+    // (returned on free) and a run's memory flat, for about 5% more time (BENCHMARKS.md). (With the run's
+    // `malloc_trim` after each batch.)
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only sets an allocator parameter; called before any other thread exists.
     unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 256 * 1024);
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
     }
     if let Some(n) = cli.threads {
         rayon::ThreadPoolBuilder::new().num_threads(n).build_global().context("cannot set up the thread pool")?;
