@@ -388,13 +388,10 @@ fn survey(inputs: &[PathBuf], out_dir: &Path, options: &RunOptions) -> (usize, b
     let mut detects = false;
     let mut digest = PartHasher::new("inputs", 0);
     for item in FrameStream::new(inputs).excluding(out_dir) {
-        match &item {
-            InputItem::Frame(f) => {
-                frames += 1;
-                detects |= options.objects.detects(f.has_annotations());
-                digest.add(0, f);
-            }
-            InputItem::Failure(f) => digest.add(1, f),
+        digest.add_input(&item);
+        if let InputItem::Frame(f) = &item {
+            frames += 1;
+            detects |= options.objects.detects(f.has_annotations());
         }
     }
     (frames, detects, digest.finish())
@@ -576,10 +573,7 @@ pub fn run(job: &Job, options: &RunOptions, progress: &(dyn Fn(usize, usize) + S
             // The same digest as the survey's: the manifests must not change between the two passes.
             let mut digest = PartHasher::new("inputs", 0);
             for item in FrameStream::new(inputs).excluding(out_dir) {
-                match &item {
-                    InputItem::Frame(f) => digest.add(0, f),
-                    InputItem::Failure(f) => digest.add(1, f),
-                }
+                digest.add_input(&item);
                 let k = part_of(seen);
                 if k != current {
                     if shard.owns(current)

@@ -101,14 +101,7 @@ impl PartRecord {
     /// Reads the record of `part` when it exists, has this fingerprint and every file it lists is there with its
     /// size; `None` otherwise (the part is to be done again).
     pub fn read_valid(parts_dir: &Path, part: usize, fingerprint: &str) -> Option<PartRecord> {
-        let text = std::fs::read(part_file(parts_dir, part, "json")).ok()?;
-        let record: PartRecord = serde_json::from_slice(&text).ok()?;
-        let ok = record.part == part
-            && record.fingerprint == fingerprint
-            && record.files.iter().all(|(suffix, &bytes)| {
-                std::fs::metadata(part_file(parts_dir, part, suffix)).is_ok_and(|m| m.len() == bytes)
-            });
-        ok.then_some(record)
+        Self::read_complete(parts_dir, part).ok().filter(|r| r.fingerprint == fingerprint)
     }
 
     /// Reads the record of a part that must be complete (merging), checking its files.
@@ -240,6 +233,14 @@ impl PartHasher {
         self.0.update([tag]);
         self.0.update(serde_json::to_vec(item).unwrap_or_default());
         self.0.update([0xff]);
+    }
+
+    /// Adds one manifest entry: a frame or a failure found while reading the manifests.
+    pub fn add_input(&mut self, item: &super::InputItem) {
+        match item {
+            super::InputItem::Frame(f) => self.add(0, f),
+            super::InputItem::Failure(f) => self.add(1, f),
+        }
     }
 
     pub fn finish(self) -> String {
