@@ -341,3 +341,280 @@ pub fn run_qa_bench(
         qa_per_image: options.qa_per_image,
     })
 }
+
+/// Sizes of the kernel benchmark (`spatialsynth bench --kernels`): the CUDA issue's workloads by default.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct KernelBenchOptions {
+    /// K1: frames per batch (the sample frames, cycled).
+    pub k1_frames: usize,
+    /// K2: points scored by every hypothesis (the sample clouds, concatenated and cycled).
+    pub k2_points: usize,
+    pub k2_hypotheses: u32,
+    /// K5: frames per batch and objects per frame (every ordered pair of each frame).
+    pub k5_frames: usize,
+    pub k5_objects: usize,
+    /// End to end: frames through the whole geometry (K1–K5, upload included; decoding not timed).
+    pub e2e_frames: usize,
+    /// Timed runs per figure; the median is reported.
+    pub repeats: usize,
+}
+
+impl Default for KernelBenchOptions {
+    fn default() -> Self {
+        KernelBenchOptions {
+            k1_frames: 256,
+            k2_points: 1 << 20,
+            k2_hypotheses: 1024,
+            k5_frames: 4096,
+            k5_objects: 40,
+            e2e_frames: 512,
+            repeats: 5,
+        }
+    }
+}
+
+/// One workload's figures, the backend against the CPU reference in the same run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct KernelFigure {
+    pub kernel: String,
+    pub workload: String,
+    /// Median wall time of the backend's call (upload, launches and read-back included).
+    pub backend_ms: f64,
+    /// Median wall time of the CPU reference on the same input.
+    pub cpu_ms: f64,
+    /// `cpu_ms / backend_ms`.
+    pub speedup_vs_cpu: f64,
+    /// Median device time of the kernels alone (CUDA events; CUDA only).
+    pub device_ms: Option<f64>,
+    /// Work per second of the device time where there is one, else of the wall time, in `unit`.
+    pub throughput: f64,
+    pub unit: String,
+    /// The device time against the hardware's limit (K1: the fraction of peak memory bandwidth), CUDA only.
+    pub fraction_of_peak_bandwidth: Option<f64>,
+    /// The target, and whether this run meets it (`None` where it does not apply to this backend).
+    pub target: String,
+    pub meets_target: Option<bool>,
+}
+
+/// The result of `spatialsynth bench --kernels`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct KernelBench {
+    pub kernel_bench: bool,
+    pub backend: String,
+    pub cpu: String,
+    /// The device's peak memory bandwidth (GB/s) from the driver, CUDA only.
+    pub peak_bandwidth_gb_s: Option<f64>,
+    pub options: KernelBenchOptions,
+    pub figures: Vec<KernelFigure>,
+}
+
+fn time_ms<T>(repeats: usize, mut f: impl FnMut() -> Result<T>) -> Result<(f64, T)> {
+    let mut times = Vec::new();
+    let mut last = None;
+    for _ in 0..repeats.max(1) {
+        let t = Instant::now();
+        last = Some(f()?);
+        times.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    match last {
+        Some(v) => Ok((median(&times), v)),
+        None => Err(crate::error::Error::Config { message: "no timed run".into() }),
+    }
+}
+
+/// Synthetic object summaries of a K5 batch (`frames` x `objects`), spread over a room.
+pub fn bench_objects(frames: usize, objects: usize) -> Vec<Vec<crate::geometry::stats::ObjectSummary>> {
+    (0..frames)
+        .map(|f| {
+            (0..objects)
+                .map(|i| {
+                    let t = (f * objects + i) as f32;
+                    let c = [(t * 0.37).sin() * 4.0, 2.0 + (t * 0.11).cos() * 3.0, (t * 0.05).sin().abs()];
+                    let s = [0.3 + 0.01 * (i % 7) as f32, 0.4, 0.5 + 0.01 * (i % 5) as f32];
+                    crate::geometry::stats::ObjectSummary {
+                        centroid_m: c,
+                        sigma_m: 0.02,
+                        aabb_min_m: [c[0] - s[0] / 2.0, c[1] - s[1] / 2.0, c[2] - s[2] / 2.0],
+                        aabb_max_m: [c[0] + s[0] / 2.0, c[1] + s[1] / 2.0, c[2] + s[2] / 2.0],
+                        volume_m3: s[0] * s[1] * s[2],
+                        obb_center_m: c,
+                        distance_to_camera_m: 3.0,
+                        size_m: s,
+                        median_depth_m: 3.0,
+                        points: 100,
+                        ..Default::default()
+                    }
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// The CUDA issue's kernel workloads on `backend` and on the CPU reference in the same run (ratios are what this
+/// reports; absolute GPU figures only mean something from a real GPU, named in `backend`). `frames` are loaded
+/// frames with depth (the sample), cycled to the sizes of `options`.
+pub fn run_kernel_bench(
+    backend: &crate::backend::Backend,
+    frames: &[crate::io::LoadedFrame],
+    options: &KernelBenchOptions,
+) -> Result<KernelBench> {
+    use crate::backend::Backend;
+    use crate::geometry::ransac::score_hypotheses;
+    use rayon::prelude::*;
+    let cpu = Backend::Cpu;
+    let with_depth: Vec<&crate::io::LoadedFrame> = frames.iter().filter(|f| f.depth.is_some()).collect();
+    if with_depth.is_empty() {
+        return Err(crate::error::Error::Config { message: "the kernel benchmark needs frames with depth".into() });
+    }
+    let reps = options.repeats.max(1);
+    let backend_error = |message: String| crate::error::Error::Backend { backend: backend.describe(), message };
+    let mut figures = Vec::new();
+    #[allow(unused_mut)]
+    let mut peak: Option<f64> = None;
+
+    // K1: a batch of depth frames.
+    let batch: Vec<(&crate::geometry::unproject::DepthImage, &crate::geometry::Intrinsics)> = (0..options.k1_frames)
+        .filter_map(|i| {
+            let f = with_depth[i % with_depth.len()];
+            f.depth.as_ref().map(|d| (d, &f.intrinsics))
+        })
+        .collect();
+    let pixels: u64 = batch.iter().map(|(d, _)| d.len() as u64).sum();
+    let (backend_ms, clouds) = time_ms(reps, || backend.unproject_batch(&batch))?;
+    let (cpu_ms, _) = time_ms(reps, || cpu.unproject_batch(&batch))?;
+    let points: u64 = clouds.iter().map(|c| c.len() as u64).sum();
+    #[allow(unused_mut)]
+    let mut k1 = KernelFigure {
+        kernel: "K1 unproject".into(),
+        workload: format!("{} frames, {pixels} pixels, {points} points", batch.len()),
+        backend_ms,
+        cpu_ms,
+        speedup_vs_cpu: cpu_ms / backend_ms,
+        device_ms: None,
+        throughput: pixels as f64 / (backend_ms * 1e-3),
+        unit: "pixels/s".into(),
+        fraction_of_peak_bandwidth: None,
+        target: ">= 70% of peak memory bandwidth (256 frames of 640x480, device time)".into(),
+        meets_target: None,
+    };
+    #[cfg(feature = "cuda")]
+    if let Backend::Cuda(b) = backend {
+        let (times, bytes) = b.time_unproject(&batch, reps).map_err(backend_error)?;
+        let device_ms = median(&times);
+        let bandwidth = b.peak_bandwidth().map_err(backend_error)?;
+        let fraction = bytes as f64 / (device_ms * 1e-3) / bandwidth;
+        peak = Some(bandwidth / 1e9);
+        k1.device_ms = Some(device_ms);
+        k1.throughput = pixels as f64 / (device_ms * 1e-3);
+        k1.fraction_of_peak_bandwidth = Some(fraction);
+        k1.meets_target = Some(fraction >= 0.7);
+    }
+    figures.push(k1);
+
+    // K2: every hypothesis scored against every point (no subsample).
+    let mut cloud: Vec<crate::geometry::Point3> = Vec::with_capacity(options.k2_points);
+    let sources: Vec<_> = clouds.iter().take(with_depth.len()).filter(|c| !c.is_empty()).collect();
+    while cloud.len() < options.k2_points && !sources.is_empty() {
+        for c in &sources {
+            let need = options.k2_points - cloud.len();
+            cloud.extend(c.points_in_camera.iter().take(need));
+        }
+    }
+    let params = RansacParams { hypotheses: options.k2_hypotheses, score_samples: 0, ..RansacParams::default() };
+    let key = 0x5eed;
+    let (backend_ms, _) = time_ms(reps, || backend.score_hypotheses(&cloud, None, key, &params))?;
+    let (cpu_ms, _) = time_ms(reps, || Ok(score_hypotheses(&cloud, None, key, &params)))?;
+    let tests = cloud.len() as f64 * f64::from(params.hypotheses);
+    #[allow(unused_mut)]
+    let mut k2 = KernelFigure {
+        kernel: "K2 RANSAC scoring".into(),
+        workload: format!("{} hypotheses x {} points", params.hypotheses, cloud.len()),
+        backend_ms,
+        cpu_ms,
+        speedup_vs_cpu: cpu_ms / backend_ms,
+        device_ms: None,
+        throughput: tests / (backend_ms * 1e-3),
+        unit: "point tests/s".into(),
+        fraction_of_peak_bandwidth: None,
+        target: "< 1 ms for 1024 hypotheses x 1M points (device time)".into(),
+        meets_target: None,
+    };
+    #[cfg(feature = "cuda")]
+    if let Backend::Cuda(b) = backend {
+        let device_ms = median(&b.time_score(&cloud, key, &params, reps).map_err(backend_error)?);
+        k2.device_ms = Some(device_ms);
+        k2.throughput = tests / (device_ms * 1e-3);
+        k2.meets_target = Some(device_ms < 1.0);
+    }
+    figures.push(k2);
+
+    // K5: every ordered pair of every frame of a batch.
+    let objects = bench_objects(options.k5_frames, options.k5_objects);
+    let refs: Vec<&[crate::geometry::stats::ObjectSummary]> = objects.iter().map(Vec::as_slice).collect();
+    let (backend_ms, records) = time_ms(reps, || backend.relate_batch(&refs))?;
+    let (cpu_ms, _) = time_ms(reps, || cpu.relate_batch(&refs))?;
+    let pairs: usize = records.iter().map(Vec::len).sum();
+    #[allow(unused_mut)]
+    let mut k5 = KernelFigure {
+        kernel: "K5 pairwise relations".into(),
+        workload: format!("{} frames x {} objects, {pairs} ordered pairs", options.k5_frames, options.k5_objects),
+        backend_ms,
+        cpu_ms,
+        speedup_vs_cpu: cpu_ms / backend_ms,
+        device_ms: None,
+        throughput: pairs as f64 / (backend_ms * 1e-3),
+        unit: "pairs/s".into(),
+        fraction_of_peak_bandwidth: None,
+        target: ">= 1e9 pairs/s (device time)".into(),
+        meets_target: None,
+    };
+    #[cfg(feature = "cuda")]
+    if let Backend::Cuda(b) = backend {
+        let (times, pairs) = b.time_relate(&refs, reps).map_err(backend_error)?;
+        let device_ms = median(&times);
+        k5.device_ms = Some(device_ms);
+        k5.throughput = pairs as f64 / (device_ms * 1e-3);
+        k5.meets_target = Some(k5.throughput >= 1e9);
+    }
+    figures.push(k5);
+
+    // End to end: the scene geometry of whole frames, all threads, as a run does it.
+    let config = crate::pipeline::SceneConfig::default();
+    let e2e: Vec<&crate::io::LoadedFrame> = (0..options.e2e_frames).map(|i| with_depth[i % with_depth.len()]).collect();
+    let objects_per_frame = e2e.iter().map(|f| f.objects.len()).sum::<usize>() as f64 / e2e.len().max(1) as f64;
+    let run_all = |b: &Backend| -> Result<usize> {
+        let graphs: Vec<_> =
+            e2e.par_iter().map(|f| crate::pipeline::process_frame_on(b, f, &config)).collect::<Result<_>>()?;
+        Ok(graphs.len())
+    };
+    let (backend_ms, n) = time_ms(reps, || run_all(backend))?;
+    let (cpu_ms, _) = time_ms(reps, || run_all(&cpu))?;
+    let fps = n as f64 / (backend_ms * 1e-3);
+    figures.push(KernelFigure {
+        kernel: "K1-K5 end to end".into(),
+        workload: format!(
+            "{n} frames of {}x{}, {objects_per_frame:.1} objects per frame, {} threads",
+            e2e[0].intrinsics.width,
+            e2e[0].intrinsics.height,
+            rayon::current_num_threads()
+        ),
+        backend_ms,
+        cpu_ms,
+        speedup_vs_cpu: cpu_ms / backend_ms,
+        device_ms: None,
+        throughput: fps,
+        unit: "frames/s".into(),
+        fraction_of_peak_bandwidth: None,
+        target: ">= 2000 frames/s of 640x480 with 10 objects (upload included)".into(),
+        // Judged only on CUDA with at least 10 objects per frame, the workload the target names.
+        meets_target: (backend.describe().starts_with("cuda") && objects_per_frame >= 10.0).then_some(fps >= 2000.0),
+    });
+    Ok(KernelBench {
+        kernel_bench: true,
+        backend: backend.describe(),
+        cpu: cpu.describe(),
+        peak_bandwidth_gb_s: peak,
+        options: options.clone(),
+        figures,
+    })
+}

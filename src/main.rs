@@ -239,6 +239,29 @@ enum Command {
         /// question-answer pairs on one core, `--repeats` passes of 100 repetitions; prints pairs per second.
         #[arg(long)]
         qa: bool,
+        /// Time the kernel workloads of the CUDA issue instead (K1 batch, K2 scoring, K5 pairs, end to end) on
+        /// `--backend` and on the CPU reference in the same run; prints one JSON document with the ratios (and,
+        /// on CUDA, the kernels' device times against the hardware's limits).
+        #[arg(long, conflicts_with_all = ["qa", "models"])]
+        kernels: bool,
+        /// The backend the kernel workloads run on (with --kernels).
+        #[arg(long, value_enum, default_value_t = BackendKind::Auto)]
+        backend: BackendKind,
+        /// Kernel workload sizes (with --kernels): K1 frames per batch.
+        #[arg(long, default_value_t = 256)]
+        k1_frames: usize,
+        /// K2 points (every hypothesis scores every point).
+        #[arg(long, default_value_t = 1 << 20)]
+        k2_points: usize,
+        /// K2 hypotheses.
+        #[arg(long, default_value_t = 1024)]
+        k2_hypotheses: u32,
+        /// K5 frames per batch (40 objects each).
+        #[arg(long, default_value_t = 4096)]
+        k5_frames: usize,
+        /// Frames through the whole geometry.
+        #[arg(long, default_value_t = 512)]
+        e2e_frames: usize,
         #[command(flatten)]
         model_args: ModelArgs,
     },
@@ -310,10 +333,46 @@ fn run() -> Result<ExitCode> {
             print_dataset(&dataset, &out);
             Ok(if dataset.all_ok() { ExitCode::SUCCESS } else { ExitCode::from(1) })
         }
-        Command::Bench { inputs, max_frames, repeats, hypotheses, summary_only, models, qa, model_args } => {
+        Command::Bench {
+            inputs,
+            max_frames,
+            repeats,
+            hypotheses,
+            summary_only,
+            models,
+            qa,
+            kernels,
+            backend,
+            k1_frames,
+            k2_points,
+            k2_hypotheses,
+            k5_frames,
+            e2e_frames,
+            model_args,
+        } => {
             let (mut frames, failures) = collect_frames(&inputs);
             if max_frames > 0 {
                 frames.truncate(max_frames);
+            }
+            if kernels {
+                let mut loaded = Vec::new();
+                for spec in &frames {
+                    loaded.push(spatialsynth::io::load_frame(spec)?);
+                }
+                let backend = spatialsynth::backend::Backend::open(backend)?;
+                eprintln!("kernel benchmark on {}", backend.describe());
+                let options = spatialsynth::bench::KernelBenchOptions {
+                    k1_frames,
+                    k2_points,
+                    k2_hypotheses,
+                    k5_frames,
+                    e2e_frames,
+                    repeats,
+                    ..Default::default()
+                };
+                let result = spatialsynth::bench::run_kernel_bench(&backend, &loaded, &options)?;
+                println!("{}", serde_json::to_string_pretty(&result)?);
+                return Ok(if failures.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) });
             }
             if qa {
                 let mut graphs = Vec::new();

@@ -415,7 +415,7 @@ fn scene_from_ground(
     let n = summaries.len();
     let records = match backend {
         Backend::Cpu => relate_all(&summaries, |i, j| gaps[i * n + j]),
-        #[cfg(feature = "wgpu")]
+        #[cfg(any(feature = "wgpu", feature = "cuda"))]
         _ => {
             let mut records = backend.relate_batch(&[&summaries])?.pop().unwrap_or_default();
             for r in &mut records {
@@ -459,6 +459,16 @@ pub fn process_frame_on(backend: &Backend, frame: &LoadedFrame, config: &SceneCo
             let (cloud, grouped, fit) = b
                 .frame_geometry(depth, k, labels, &regions, frame_key(&spec.key), &ransac, &normals_of)
                 .map_err(|message| Error::Backend { backend: "wgpu".into(), message })?;
+            let (ground, canonical, _) = ground_info(&cloud.points_in_camera, &ransac, fit, config);
+            (cloud, grouped, Some((ground, canonical)))
+        }
+        #[cfg(feature = "cuda")]
+        Backend::Cuda(b) => {
+            config.validate().map_err(|message| Error::Config { message })?;
+            let ransac = ransac_with_up(config, spec.up_in_camera);
+            let (cloud, grouped, fit) = b
+                .frame_geometry(depth, k, labels, &regions, frame_key(&spec.key), &ransac, &normals_of)
+                .map_err(|message| Error::Backend { backend: "cuda".into(), message })?;
             let (ground, canonical, _) = ground_info(&cloud.points_in_camera, &ransac, fit, config);
             (cloud, grouped, Some((ground, canonical)))
         }

@@ -8,6 +8,7 @@ use std::io::Write;
 use std::sync::OnceLock;
 
 use proptest::prelude::*;
+use spatialsynth::backend::cuda::CudaBackend;
 use spatialsynth::backend::gpu::{WgpuBackend, SHADERS};
 use spatialsynth::backend::Backend;
 use spatialsynth::geometry::ransac::{fit_ground_plane, hypothesis_indices, score_hypotheses, RansacParams};
@@ -16,30 +17,46 @@ use spatialsynth::geometry::stats::{summarize_batch, NoiseModel, ObjectSummary, 
 use spatialsynth::geometry::unproject::{unproject_depth, unproject_objects, DepthData, DepthImage, ObjectRegion};
 use spatialsynth::geometry::Intrinsics;
 
-/// The GPU backends available here (opened once per test binary), with a printed skip for the others.
+/// The GPU backends available here (each opened once per test binary), with a printed skip for the others.
+/// `SPATIALSYNTH_REQUIRE_WGPU` (CI sets it once it has installed Mesa's lavapipe) and `SPATIALSYNTH_REQUIRE_CUDA`
+/// (set it on a GPU host) make a missing backend a failure instead.
 fn gpu_backends(test: &str) -> Vec<&'static Backend> {
     static WGPU: OnceLock<Result<Backend, String>> = OnceLock::new();
+    static CUDA: OnceLock<Result<Backend, String>> = OnceLock::new();
     let wgpu = WGPU.get_or_init(|| WgpuBackend::new().map(|b| Backend::Wgpu(Box::new(b))));
+    let cuda = CUDA.get_or_init(|| CudaBackend::new().map(|b| Backend::Cuda(Box::new(b))));
     static SAID: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
-    match wgpu {
-        Ok(b) => {
-            // Say once per test which adapter it ran on.
-            if let Ok(mut said) = SAID.lock() {
-                if !said.iter().any(|t| t == test) {
-                    said.push(test.to_string());
+    let mut out = Vec::new();
+    for (name, opened, require) in
+        [("wgpu", wgpu, "SPATIALSYNTH_REQUIRE_WGPU"), ("cuda", cuda, "SPATIALSYNTH_REQUIRE_CUDA")]
+    {
+        let label = format!("{test} [{name}]");
+        let first = SAID.lock().map(|mut said| {
+            let first = !said.contains(&label);
+            if first {
+                said.push(label.clone());
+            }
+            first
+        });
+        match opened {
+            Ok(b) => {
+                // Say once per test which device it ran on.
+                if first.unwrap_or(true) {
                     let _ = writeln!(std::io::stderr(), "{test}: running on {}", b.describe());
                 }
+                out.push(b);
             }
-            vec![b]
-        }
-        Err(why) => {
-            if std::env::var_os("SPATIALSYNTH_REQUIRE_WGPU").is_some() {
-                panic!("{test}: SPATIALSYNTH_REQUIRE_WGPU is set but {why}");
+            Err(why) => {
+                if std::env::var_os(require).is_some() {
+                    panic!("{test}: {require} is set but {why}");
+                }
+                if first.unwrap_or(true) {
+                    common::skip(&label, why);
+                }
             }
-            common::skip(&format!("{test} [wgpu]"), why);
-            Vec::new()
         }
     }
+    out
 }
 
 /// `|a − b| ≤ tol · max(1, |a|)`, NaN matching NaN.
@@ -317,12 +334,15 @@ proptest! {
 
     #[test]
     fn k2_draws_match_the_cpu_reference(n in 3usize..200_000, key in any::<u32>(), seed in any::<u32>()) {
-        // shaders/rng.wgsl draws the very same point triples as src/geometry/rng.rs.
+        // shaders/rng.wgsl and kernels/rng.cuh draw the very same point triples as src/geometry/rng.rs.
         let params = RansacParams { hypotheses: 1500, seed, ..RansacParams::default() };
         let points = vec![[0.0f32; 3]; n];
         for backend in gpu_backends("k2_draws_match_the_cpu_reference") {
-            let Backend::Wgpu(b) = backend else { continue };
-            let got = b.hypothesis_draws(&points, key, &params).unwrap();
+            let got = match backend {
+                Backend::Wgpu(b) => b.hypothesis_draws(&points, key, &params).unwrap(),
+                Backend::Cuda(b) => b.hypothesis_draws(&points, key, &params).unwrap(),
+                Backend::Cpu => continue,
+            };
             let want: Vec<[u32; 3]> = (0..params.hypotheses).map(|h| hypothesis_indices(n as u32, key, h, &params)).collect();
             prop_assert_eq!(got, want);
         }
@@ -606,23 +626,42 @@ fn shaders_validate_with_naga_and_share_the_rust_layouts() {
 
 #[test]
 fn explicit_backends_that_are_missing_say_why() {
-    let err = Backend::open(spatialsynth::backend::BackendKind::Cuda).err().unwrap().to_string();
-    assert!(err.contains("cuda") && err.contains("not built"), "{err}");
+    // Without a CUDA driver, --backend cuda is an error naming what is missing (never a panic, never a fallback).
+    match Backend::open(spatialsynth::backend::BackendKind::Cuda) {
+        Ok(b) => eprintln!("cuda opened: {}", b.describe()),
+        Err(e) => {
+            let err = e.to_string();
+            assert!(err.contains("cuda") && (err.contains("libcuda") || err.contains("NVRTC")), "{err}");
+            assert!(std::env::var_os("SPATIALSYNTH_REQUIRE_CUDA").is_none(), "SPATIALSYNTH_REQUIRE_CUDA: {err}");
+            common::skip("explicit_backends_that_are_missing_say_why [cuda]", &err);
+        }
+    }
     // auto always opens something and says what.
     let auto = Backend::open(spatialsynth::backend::BackendKind::Auto).unwrap();
     let described = auto.describe();
-    assert!(described.starts_with("wgpu: ") || described.starts_with("cpu: "), "{described}");
+    assert!(
+        described.starts_with("cuda: ") || described.starts_with("wgpu: ") || described.starts_with("cpu: "),
+        "{described}"
+    );
     eprintln!("auto chose {described}");
 }
 
 #[test]
-fn scene_graphs_on_wgpu_equal_the_cpu_ones() {
-    // The whole scene stage with --backend wgpu: the same frames, objects, planes, hypotheses, counts and labels;
+fn scene_graphs_on_gpus_equal_the_cpu_ones() {
+    // The whole scene stage with --backend wgpu and cuda: the same frames, objects, planes, hypotheses, counts and labels;
     // real numbers within a relative 1e-5 (GPU f32 centroid sums, and atan2 and ln that are not correctly rounded
     // on GPUs: bearings within 1e-3 degrees).
     use spatialsynth::backend::BackendKind;
     use spatialsynth::run::{run_scenes, RunOptions};
-    if gpu_backends("scene_graphs_on_wgpu_equal_the_cpu_ones").is_empty() {
+    let kinds: Vec<(BackendKind, &str)> = gpu_backends("scene_graphs_on_gpus_equal_the_cpu_ones")
+        .into_iter()
+        .filter_map(|b| match b {
+            Backend::Wgpu(_) => Some((BackendKind::Wgpu, "wgpu")),
+            Backend::Cuda(_) => Some((BackendKind::Cuda, "cuda")),
+            Backend::Cpu => None,
+        })
+        .collect();
+    if kinds.is_empty() {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
@@ -638,8 +677,7 @@ fn scene_graphs_on_wgpu_equal_the_cpu_ones() {
         )
     };
     let (cpu_name, cpu) = run(BackendKind::Cpu, "cpu");
-    let (gpu_name, gpu) = run(BackendKind::Wgpu, "wgpu");
-    assert!(cpu_name.starts_with("cpu") && gpu_name.starts_with("wgpu"), "{cpu_name} / {gpu_name}");
+    assert!(cpu_name.starts_with("cpu"), "{cpu_name}");
     fn walk(a: &serde_json::Value, b: &serde_json::Value, path: &str, diffs: &mut Vec<String>) {
         use serde_json::Value;
         match (a, b) {
@@ -670,11 +708,16 @@ fn scene_graphs_on_wgpu_equal_the_cpu_ones() {
             _ => panic!("{path}: {a} vs {b}"),
         }
     }
-    let mut diffs = Vec::new();
-    for (a, b) in cpu.iter().zip(&gpu) {
-        walk(a, b, a["frame"].as_str().unwrap(), &mut diffs);
+    for (kind, name) in kinds {
+        let (gpu_name, gpu) = run(kind, name);
+        assert!(gpu_name.starts_with(name), "{gpu_name}");
+        assert_eq!(gpu.len(), cpu.len());
+        let mut diffs = Vec::new();
+        for (a, b) in cpu.iter().zip(&gpu) {
+            walk(a, b, a["frame"].as_str().unwrap(), &mut diffs);
+        }
+        eprintln!("scene graphs on {gpu_name}: {} values differ in their last bits", diffs.len());
     }
-    eprintln!("scene graphs on {gpu_name}: {} values differ in their last bits", diffs.len());
 }
 
 #[test]

@@ -9,11 +9,11 @@ use std::sync::{Arc, Mutex};
 use wgpu::util::DeviceExt;
 
 use crate::geometry::ransac::{
-    fit_from_scores_on, plane_through, score_sample_indices, GroundDevice, PlaneFit, RansacParams, Support,
+    fit_from_scores_on, score_sample_indices, GroundDevice, PlaneFit, RansacParams, Support,
 };
 use crate::geometry::relations::RelationRecord;
-use crate::geometry::stats::{assemble, NoiseModel, ObjectSummary, Reductions, StatsInput};
-use crate::geometry::unproject::{ray_factors, DepthData, DepthImage, GroupedPoints, ObjectRegion, PointCloud};
+use crate::geometry::stats::{NoiseModel, ObjectSummary, StatsInput};
+use crate::geometry::unproject::{DepthImage, GroupedPoints, ObjectRegion, PointCloud};
 use crate::geometry::{Intrinsics, Plane, Point3};
 
 /// The WGSL modules, embedded, each composed of its kernel file and the shared files it uses (WGSL has no
@@ -29,131 +29,7 @@ pub const SHADERS: [(&str, &str); 6] = [
 
 const WORKGROUP: u32 = 256;
 
-/// Per-frame ranges of a K5 batch. Keep in sync with `FrameRange` in `shaders/relations.wgsl`.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
-pub struct FrameRange {
-    pub object_offset: u32,
-    pub object_count: u32,
-    pub pair_offset: u32,
-    pub _pad: u32,
-}
-
-/// Uniforms of K5. Keep in sync with `Params` in `shaders/relations.wgsl`.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
-pub struct RelationParams {
-    pub frames: u32,
-    pub pairs: u32,
-    pub _pad: [u32; 2],
-}
-
-/// Uniforms of K1. Keep in sync with `Params` in `shaders/unproject.wgsl`.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
-pub struct UnprojectParams {
-    pub blocks: u32,
-    pub frames: u32,
-    pub _pad: [u32; 2],
-}
-
-/// One frame of a K1 batch. Keep in sync with `Frame` in `shaders/unproject.wgsl`.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
-pub struct UnprojectFrame {
-    pub width: u32,
-    pub pixels: u32,
-    pub is_u16: u32,
-    pub invalid_value: u32,
-    pub units_per_meter: f32,
-    pub word_offset: u32,
-    pub ray_x_offset: u32,
-    pub ray_y_offset: u32,
-    pub block_offset: u32,
-    pub _pad: [u32; 3],
-}
-
-/// One ground-plane hypothesis as K2 scores it. Keep in sync with `Hypothesis` in `shaders/ransac.wgsl`.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
-pub struct GpuHypothesis {
-    pub plane: [f32; 4],
-    pub admissible: u32,
-    pub _pad: [u32; 3],
-}
-
-/// Uniforms of K2 scoring. Keep in sync with `Params` in `shaders/ransac.wgsl`.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
-pub struct RansacParamsGpu {
-    pub hypotheses: u32,
-    pub samples: u32,
-    pub threshold: f32,
-    pub min_cos: f32,
-    pub use_normals: u32,
-    pub points: u32,
-    pub seed: u32,
-    pub frame_key: u32,
-}
-
-/// One plane's support test. Keep in sync with `SupportTest` in `shaders/ransac.wgsl`.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
-pub struct GpuSupport {
-    pub plane: [f32; 4],
-    pub threshold: f32,
-    pub min_cos: f32,
-    pub use_normals: u32,
-    pub _pad: u32,
-}
-
-/// An object's pixel region as K1's grouping tests it. Keep in sync with `Region` in `shaders/group.wgsl`.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
-pub struct GpuRegion {
-    /// 0: instance `id`; 1: box `[x0, x1) × [y0, y1)`.
-    pub kind: u32,
-    pub id: u32,
-    pub x0: u32,
-    pub y0: u32,
-    pub x1: u32,
-    pub y1: u32,
-    pub _pad: [u32; 2],
-}
-
-/// Uniforms of K1's grouping. Keep in sync with `Params` in `shaders/group.wgsl`.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
-pub struct GroupParams {
-    pub points: u32,
-    pub blocks: u32,
-    pub objects: u32,
-    pub width: u32,
-    pub has_labels: u32,
-    pub _pad: [u32; 3],
-}
-
-/// Uniforms of K3. Keep in sync with `Params` in `shaders/dbscan.wgsl`.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
-pub struct DbscanParams {
-    pub points: u32,
-    pub min_points: u32,
-    pub eps2: f32,
-    pub cells: u32,
-    pub _pad: [u32; 4],
-}
-
-const _: () = assert!(std::mem::size_of::<DbscanParams>() == 32);
-const _: () = assert!(std::mem::size_of::<GpuSupport>() == 32);
-const _: () = assert!(std::mem::size_of::<GpuRegion>() == 32);
-const _: () = assert!(std::mem::size_of::<GroupParams>() == 32);
-const _: () = assert!(std::mem::size_of::<GpuHypothesis>() == 32);
-const _: () = assert!(std::mem::size_of::<RansacParamsGpu>() == 32);
-const _: () = assert!(std::mem::size_of::<FrameRange>() == 16);
-const _: () = assert!(std::mem::size_of::<RelationParams>() == 16);
-const _: () = assert!(std::mem::size_of::<UnprojectParams>() == 16);
-const _: () = assert!(std::mem::size_of::<UnprojectFrame>() == 48);
+pub use super::layout::*;
 
 /// The clouds of a batch of frames left on the device by K1, frame after frame.
 struct DeviceCloud {
@@ -168,31 +44,6 @@ impl DeviceCloud {
         self.offsets.last().copied().unwrap_or(0)
     }
 }
-
-/// One object's K4 reductions as the device returns them. Keep in sync with `ObjectStats` in `shaders/stats.wgsl`.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
-pub struct GpuObjectStats {
-    /// Sum of the canonical points minus the object's first point.
-    pub sum: [f32; 3],
-    pub points: u32,
-    pub lo: [f32; 3],
-    pub median_bits: u32,
-    pub hi: [f32; 3],
-    /// Hull candidates written at the object's offset.
-    pub candidates: u32,
-}
-
-/// Uniforms of K4. Keep in sync with `Params` in `shaders/stats.wgsl`.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
-pub struct StatsParams {
-    pub objects: u32,
-    pub _pad: [u32; 3],
-}
-
-const _: () = assert!(std::mem::size_of::<GpuObjectStats>() == 48);
-const _: () = assert!(std::mem::size_of::<StatsParams>() == 16);
 
 /// A frame's K2 inputs on the device (bindings in `shaders/ransac.wgsl`'s order).
 struct GroundSession<'a> {
@@ -225,24 +76,7 @@ impl GroundSession<'_> {
         self.run(&b.ransac_draw, &[4, 5, 7, 8], b.grid(h)?);
         let triples: Vec<u32> = bytemuck::pod_collect_to_vec(&b.read_back(&self.buffers[7], h * 12)?);
         let corners: Vec<f32> = bytemuck::pod_collect_to_vec(&b.read_back(&self.buffers[8], h * 36)?);
-        let planes: Vec<Option<Plane>> = triples
-            .chunks_exact(3)
-            .zip(corners.chunks_exact(9))
-            .map(|(t, c)| {
-                let p = |k: usize| [c[3 * k], c[3 * k + 1], c[3 * k + 2]];
-                plane_through([t[0], t[1], t[2]], [p(0), p(1), p(2)], self.params)
-            })
-            .collect();
-        let hyps: Vec<GpuHypothesis> = planes
-            .iter()
-            .map(|p| match p {
-                Some(p) => {
-                    let s = Support::band(p, self.params.inlier_threshold_m);
-                    GpuHypothesis { plane: [s.n[0], s.n[1], s.n[2], s.d], admissible: 1, _pad: [0; 3] }
-                }
-                None => GpuHypothesis::default(),
-            })
-            .collect();
+        let (planes, hyps) = super::pack::hypotheses_from_draws(&triples, &corners, self.params);
         b.queue.write_buffer(&self.buffers[0], 0, bytemuck::cast_slice(&hyps));
         // One workgroup per hypothesis.
         self.run(&b.ransac_score, &[0, 1, 2, 3, 4], b.grid(h * u64::from(WORKGROUP))?);
@@ -266,13 +100,7 @@ impl GroundSession<'_> {
     }
 
     fn set_test(&self, test: &Support) {
-        let t = GpuSupport {
-            plane: [test.n[0], test.n[1], test.n[2], test.d],
-            threshold: test.threshold,
-            min_cos: test.min_cos.unwrap_or(0.0),
-            use_normals: u32::from(test.min_cos.is_some() && self.use_normals),
-            _pad: 0,
-        };
+        let t = super::pack::support_test(test, self.use_normals);
         self.backend.queue.write_buffer(&self.buffers[11], 0, bytemuck::bytes_of(&t));
     }
 }
@@ -513,39 +341,14 @@ impl WgpuBackend {
         let record = std::mem::size_of::<RelationRecord>() as u64;
         let max_pairs = (self.limits.max_storage_buffer_binding_size / record).max(1);
         let mut out = Vec::with_capacity(frames.len());
-        let mut start = 0;
-        while start < frames.len() {
-            // As many frames as fit one output binding (at least one frame per chunk).
-            let mut end = start;
-            let mut pairs = 0u64;
-            while end < frames.len() {
-                let n = frames[end].len() as u64;
-                let p = n * n.saturating_sub(1);
-                if end > start && pairs + p > max_pairs {
-                    break;
-                }
-                if p > max_pairs {
-                    return Err(format!("a frame with {n} objects has more pairs than one storage binding holds"));
-                }
-                pairs += p;
-                end += 1;
-            }
+        for (start, end, pairs) in super::pack::relation_chunks(frames, max_pairs)? {
             out.extend(self.relate_chunk(&frames[start..end], pairs)?);
-            start = end;
         }
         Ok(out)
     }
 
     fn relate_chunk(&self, frames: &[&[ObjectSummary]], pairs: u64) -> Result<Vec<Vec<RelationRecord>>, String> {
-        let mut objects: Vec<ObjectSummary> = Vec::new();
-        let mut ranges = Vec::with_capacity(frames.len());
-        let mut pair_offset = 0u32;
-        for f in frames {
-            let n = f.len() as u32;
-            ranges.push(FrameRange { object_offset: objects.len() as u32, object_count: n, pair_offset, _pad: 0 });
-            objects.extend_from_slice(f);
-            pair_offset += n * n.saturating_sub(1);
-        }
+        let (objects, ranges) = super::pack::pack_relations(frames);
         let record = std::mem::size_of::<RelationRecord>() as u64;
         if pairs > 0 {
             let objects_buf = self.storage("objects", bytemuck::cast_slice(&objects));
@@ -557,13 +360,7 @@ impl WgpuBackend {
             self.dispatch(&self.relations, &bind, self.grid(pairs)?);
             let bytes = self.read_back(&out_buf, pairs * record)?;
             let records: Vec<RelationRecord> = bytemuck::pod_collect_to_vec(&bytes);
-            let mut out = Vec::with_capacity(frames.len());
-            for r in &ranges {
-                let n = r.object_count as usize;
-                let start = r.pair_offset as usize;
-                out.push(records[start..start + n * n.saturating_sub(1)].to_vec());
-            }
-            return Ok(out);
+            return super::pack::split_relations(&ranges, &records);
         }
         Ok(frames.iter().map(|_| Vec::new()).collect())
     }
@@ -601,85 +398,34 @@ impl WgpuBackend {
         let total = cloud.total();
         let floats: Vec<f32> = bytemuck::pod_collect_to_vec(&self.read_back(&cloud.points, total * 12)?);
         let pixel_ids: Vec<u32> = bytemuck::pod_collect_to_vec(&self.read_back(&cloud.pixels, total * 4)?);
-        Ok(cloud
-            .offsets
-            .windows(2)
-            .map(|w| {
-                let (a, b) = (w[0] as usize, w[1] as usize);
-                PointCloud {
-                    points_in_camera: floats[3 * a..3 * b].chunks_exact(3).map(|p| [p[0], p[1], p[2]]).collect(),
-                    pixels: pixel_ids[a..b].to_vec(),
-                }
-            })
-            .collect())
+        Ok(super::pack::split_clouds(&cloud.offsets, &floats, &pixel_ids))
     }
 
     /// K1 on the device for a batch of frames: the clouds stay there (`None` when no frame has a pixel); only
     /// each frame's point count is read back.
     fn unproject_device(&self, frames: &[(&DepthImage, &Intrinsics)]) -> Result<Option<DeviceCloud>, String> {
-        let mut infos = Vec::with_capacity(frames.len());
-        let mut words: Vec<u32> = Vec::new();
-        let (mut ray_x, mut ray_y) = (Vec::new(), Vec::new());
-        let mut block_frame: Vec<u32> = Vec::new();
-        let mut pixels_total = 0u64;
-        for (f, (depth, k)) in frames.iter().enumerate() {
-            if (depth.width, depth.height) != (k.width, k.height) {
-                return Err(format!(
-                    "depth is {}x{} but the intrinsics say {}x{}",
-                    depth.width, depth.height, k.width, k.height
-                ));
-            }
-            let pixels = depth.len() as u64;
-            pixels_total += pixels;
-            let word_offset = words.len() as u32;
-            let (is_u16, units_per_meter, invalid_value) = match &depth.data {
-                DepthData::U16 { values, units_per_meter, invalid_value } => {
-                    words.extend(
-                        values.chunks(2).map(|p| u32::from(p[0]) | (u32::from(p.get(1).copied().unwrap_or(0)) << 16)),
-                    );
-                    (1, *units_per_meter, invalid_value.map_or(u32::MAX, u32::from))
-                }
-                DepthData::F32 { values } => {
-                    words.extend(values.iter().map(|v| v.to_bits()));
-                    (0, 1.0, u32::MAX)
-                }
-            };
-            let (rx, ry) = ray_factors(k);
-            let blocks = pixels.div_ceil(u64::from(WORKGROUP));
-            infos.push(UnprojectFrame {
-                width: depth.width,
-                pixels: pixels as u32,
-                is_u16,
-                invalid_value,
-                units_per_meter,
-                word_offset,
-                ray_x_offset: ray_x.len() as u32,
-                ray_y_offset: ray_y.len() as u32,
-                block_offset: block_frame.len() as u32,
-                _pad: [0; 3],
-            });
-            ray_x.extend(rx);
-            ray_y.extend(ry);
-            block_frame.extend(std::iter::repeat_n(f as u32, blocks as usize));
-        }
+        let batch = super::pack::DepthBatch::pack(frames, WORKGROUP)?;
+        let pixels_total = batch.pixels;
         if pixels_total * 12 > self.limits.max_storage_buffer_binding_size {
             return Err(format!("{pixels_total} pixels exceed one storage binding of points"));
         }
+        let (words, ray_x, ray_y, infos, block_frame) =
+            (&batch.words, &batch.ray_x, &batch.ray_y, &batch.frames, &batch.tile_frame);
         let blocks = block_frame.len() as u64;
         if blocks == 0 {
             return Ok(None);
         }
         let params = UnprojectParams { blocks: blocks as u32, frames: frames.len() as u32, _pad: [0; 2] };
-        let depth_buf = self.storage("depth", bytemuck::cast_slice(&words));
-        let ray_x_buf = self.storage("ray_x", bytemuck::cast_slice(&ray_x));
-        let ray_y_buf = self.storage("ray_y", bytemuck::cast_slice(&ray_y));
+        let depth_buf = self.storage("depth", bytemuck::cast_slice(words));
+        let ray_x_buf = self.storage("ray_x", bytemuck::cast_slice(ray_x));
+        let ray_y_buf = self.storage("ray_y", bytemuck::cast_slice(ray_y));
         let counts = self.output("block counts", blocks * 4);
         let offsets = self.output("block offsets", (blocks + 1) * 4);
         let points = self.output("points", pixels_total * 12);
         let pixel_of_point = self.output("pixels", pixels_total * 4);
         let params_buf = self.uniform("params", &params);
-        let frames_buf = self.storage("frames", bytemuck::cast_slice(&infos));
-        let block_frame_buf = self.storage("block frames", bytemuck::cast_slice(&block_frame));
+        let frames_buf = self.storage("frames", bytemuck::cast_slice(infos));
+        let block_frame_buf = self.storage("block frames", bytemuck::cast_slice(block_frame));
         let buffers = [
             &depth_buf,
             &ray_x_buf,
@@ -710,9 +456,7 @@ impl WgpuBackend {
         }
         self.queue.submit([encoder.finish()]);
         let all: Vec<u32> = bytemuck::pod_collect_to_vec(&self.read_back(&offsets, (blocks + 1) * 4)?);
-        let mut frame_offsets: Vec<u64> = infos.iter().map(|f| u64::from(all[f.block_offset as usize])).collect();
-        frame_offsets.push(u64::from(all[blocks as usize]));
-        // A frame without pixels has no blocks: its start is the next frame's (its block_offset points there).
+        let frame_offsets = batch.frame_offsets(&all)?;
         Ok(Some(DeviceCloud { points, pixels: pixel_of_point, offsets: frame_offsets }))
     }
 
@@ -794,15 +538,7 @@ impl WgpuBackend {
         if blocks > max || objects > max {
             return Err(format!("{total_points} points of {objects} objects exceed the dispatch limits"));
         }
-        let gpu_regions: Vec<GpuRegion> = regions
-            .iter()
-            .map(|r| match *r {
-                ObjectRegion::Instance { instance_id } => {
-                    GpuRegion { kind: 0, id: instance_id, ..GpuRegion::default() }
-                }
-                ObjectRegion::Box { x0, y0, x1, y1 } => GpuRegion { kind: 1, id: 0, x0, y0, x1, y1, _pad: [0; 2] },
-            })
-            .collect();
+        let gpu_regions = super::pack::gpu_regions(regions);
         let params = GroupParams {
             points: total_points as u32,
             blocks: blocks as u32,
@@ -872,69 +608,25 @@ impl WgpuBackend {
         eps: f32,
         min_points: u32,
     ) -> Result<crate::geometry::dbscan::Clustering, String> {
-        use crate::geometry::dbscan::{Clustering, NOISE};
+        use crate::geometry::dbscan::Clustering;
         if !(eps.is_finite() && eps > 0.0) {
             return Err(format!("DBSCAN radius must be positive and finite, got {eps}"));
         }
         if input.is_empty() {
             return Ok(Clustering::default());
         }
-        if let Some(i) = input.iter().position(|p| !p.iter().all(|v| v.is_finite())) {
-            return Err(format!("point {i} is not finite"));
-        }
+        let grid = super::pack::DbscanGrid::new(input, eps, min_points)?;
         let n = input.len();
-        // Cells of side a little over eps: every neighbour lies in the 3 x 3 x 3 block around a point's cell.
-        let inv = 1.0 / (f64::from(eps) * (1.0 + 1e-4));
-        let cells: Vec<[i64; 3]> = input.iter().map(|p| p.map(|v| (f64::from(v) * inv).floor() as i64)).collect();
-        let lo = cells.iter().fold([i64::MAX; 3], |a, c| [a[0].min(c[0]), a[1].min(c[1]), a[2].min(c[2])]);
-        // Coordinates relative to the lowest, plus 1 so that the block around a cell never goes below 0.
-        let rel = |c: &[i64; 3]| -> Option<[u32; 3]> {
-            let r = [0, 1, 2].map(|k| c[k] - lo[k] + 1);
-            r.iter().all(|v| *v < i64::from(u32::MAX) - 1).then(|| r.map(|v| v as u32))
-        };
-        let keys: Vec<[u32; 3]> = cells
-            .iter()
-            .map(|c| rel(c).ok_or_else(|| format!("the points span more than 2^32 cells of {eps} m")))
-            .collect::<Result<_, _>>()?;
-        // Points sorted by cell in (z, y, x) order, then by original index.
-        let mut original: Vec<u32> = (0..n as u32).collect();
-        original.sort_by_key(|&i| {
-            let k = keys[i as usize];
-            (k[2], k[1], k[0], i)
-        });
-        let mut cell_xyz: Vec<u32> = original.iter().flat_map(|&i| keys[i as usize]).collect();
-        let mut cell_start: Vec<u32> = Vec::new();
-        let mut cell_keys: Vec<u32> = Vec::new();
-        for (s, &i) in original.iter().enumerate() {
-            let k = keys[i as usize];
-            if s == 0 || keys[original[s - 1] as usize] != k {
-                cell_start.push(s as u32);
-                cell_keys.extend(k);
-            }
-        }
-        let n_cells = cell_start.len();
-        cell_start.push(n as u32);
-        cell_xyz.extend(cell_keys);
-        let sorted: Vec<f32> = original.iter().flat_map(|&i| input[i as usize]).collect();
-        let params = DbscanParams {
-            points: n as u32,
-            min_points: min_points.max(1),
-            eps2: eps * eps,
-            cells: n_cells as u32,
-            _pad: [0; 4],
-        };
-        let points_buf = self.storage("points", bytemuck::cast_slice(&sorted));
-        let xyz_buf = self.storage("cells", bytemuck::cast_slice(&cell_xyz));
-        let start_buf = self.storage("cell starts", bytemuck::cast_slice(&cell_start));
-        let original_buf = self.storage("original", bytemuck::cast_slice(&original));
+        let (sorted, cell_xyz, cell_start, original, position, params) =
+            (&grid.sorted, &grid.cell_xyz, &grid.cell_start, &grid.original, &grid.position, grid.params);
+        let points_buf = self.storage("points", bytemuck::cast_slice(sorted));
+        let xyz_buf = self.storage("cells", bytemuck::cast_slice(cell_xyz));
+        let start_buf = self.storage("cell starts", bytemuck::cast_slice(cell_start));
+        let original_buf = self.storage("original", bytemuck::cast_slice(original));
         let core_buf = self.output("core", n as u64 * 4);
         let labels_buf = self.output("labels", n as u64 * 4);
         let changed_buf = self.output("changed", 4);
-        let mut position = vec![0u32; n];
-        for (s, &i) in original.iter().enumerate() {
-            position[i as usize] = s as u32;
-        }
-        let position_buf = self.storage("position", bytemuck::cast_slice(&position));
+        let position_buf = self.storage("position", bytemuck::cast_slice(position));
         let params_buf = self.uniform("params", &params);
         let all = [
             &points_buf,
@@ -982,18 +674,7 @@ impl WgpuBackend {
         run(&self.assign_borders, &[0, 1, 2, 3, 4, 5, 7]);
         let labels: Vec<u32> = bytemuck::pod_collect_to_vec(&self.read_back(&labels_buf, n as u64 * 4)?);
         let core: Vec<u32> = bytemuck::pod_collect_to_vec(&self.read_back(&core_buf, n as u64 * 4)?);
-        // Back to the input order; clusters numbered by increasing smallest core index (their label).
-        let mut names: Vec<u32> = labels.iter().copied().filter(|&l| l != u32::MAX).collect();
-        names.sort_unstable();
-        names.dedup();
-        let mut out = Clustering { labels: vec![NOISE; n], core: vec![false; n], clusters: names.len() as u32 };
-        for (s, &i) in original.iter().enumerate() {
-            out.core[i as usize] = core[s] == 1;
-            if labels[s] != u32::MAX {
-                out.labels[i as usize] = names.binary_search(&labels[s]).map_err(|_| "label lost".to_string())? as i32;
-            }
-        }
-        Ok(out)
+        grid.clustering(&labels, &core)
     }
 
     /// K4 for a batch of objects (of any frames; see [`crate::geometry::stats::summarize_batch`]): the reductions
@@ -1006,32 +687,7 @@ impl WgpuBackend {
     ) -> Result<Vec<Option<ObjectSummary>>, String> {
         let max_points = self.limits.max_storage_buffer_binding_size / 12;
         let mut out = vec![None; objects.len()];
-        let mut chunk: Vec<usize> = Vec::new();
-        let mut chunk_points = 0u64;
-        for (i, o) in objects.iter().enumerate() {
-            if o.camera.len() != o.canonical.len() {
-                return Err(format!(
-                    "object {i} has {} canonical and {} camera points",
-                    o.canonical.len(),
-                    o.camera.len()
-                ));
-            }
-            let n = o.canonical.len() as u64;
-            if n == 0 {
-                continue;
-            }
-            if n > max_points {
-                return Err(format!("object {i} has {n} points, more than one storage binding holds"));
-            }
-            if chunk_points + n > max_points {
-                self.summarize_chunk(objects, &chunk, noise, &mut out)?;
-                chunk.clear();
-                chunk_points = 0;
-            }
-            chunk.push(i);
-            chunk_points += n;
-        }
-        if !chunk.is_empty() {
+        for chunk in super::pack::stats_chunks(objects, max_points)? {
             self.summarize_chunk(objects, &chunk, noise, &mut out)?;
         }
         Ok(out)
@@ -1044,22 +700,14 @@ impl WgpuBackend {
         noise: &NoiseModel,
         out: &mut [Option<ObjectSummary>],
     ) -> Result<(), String> {
-        let total: usize = chunk.iter().map(|&i| objects[i].canonical.len()).sum();
-        let mut points: Vec<f32> = Vec::with_capacity(3 * total);
-        let mut depth_bits: Vec<u32> = Vec::with_capacity(total);
-        let mut ranges: Vec<[u32; 2]> = Vec::with_capacity(chunk.len());
-        for &i in chunk {
-            let o = &objects[i];
-            ranges.push([depth_bits.len() as u32, o.canonical.len() as u32]);
-            points.extend(o.canonical.iter().flatten());
-            depth_bits.extend(o.camera.iter().map(|p| p[2].to_bits()));
-        }
+        let pack = super::pack::StatsPack::new(objects, chunk);
+        let total = pack.depth_bits.len();
         let n_obj = chunk.len() as u64;
         let record = std::mem::size_of::<GpuObjectStats>() as u64;
         let buffers = [
-            self.storage("points", bytemuck::cast_slice(&points)),
-            self.storage("depths", bytemuck::cast_slice(&depth_bits)),
-            self.storage("objects", bytemuck::cast_slice(&ranges)),
+            self.storage("points", bytemuck::cast_slice(&pack.points)),
+            self.storage("depths", bytemuck::cast_slice(&pack.depth_bits)),
+            self.storage("objects", bytemuck::cast_slice(&pack.ranges)),
             self.output("stats", n_obj * record),
             self.output("candidates", total as u64 * 4),
             self.uniform("params", &StatsParams { objects: n_obj as u32, _pad: [0; 3] }),
@@ -1069,32 +717,7 @@ impl WgpuBackend {
         self.dispatch(&self.stats, &self.bind(&self.stats, &all), self.grid(n_obj * u64::from(WORKGROUP))?);
         let stats: Vec<GpuObjectStats> = bytemuck::pod_collect_to_vec(&self.read_back(&buffers[3], n_obj * record)?);
         let candidates: Vec<u32> = bytemuck::pod_collect_to_vec(&self.read_back(&buffers[4], total as u64 * 4)?);
-        for ((&i, st), [offset, count]) in chunk.iter().zip(&stats).zip(&ranges) {
-            let o = &objects[i];
-            if st.points != *count || st.candidates > *count {
-                return Err(format!("object {i}: the device summarised {} of {count} points", st.points));
-            }
-            let n = f64::from(*count);
-            let first = o.canonical[0];
-            let reductions = Reductions {
-                centroid: [0, 1, 2].map(|k| f64::from(first[k]) + f64::from(st.sum[k]) / n),
-                lo: st.lo,
-                hi: st.hi,
-                median_depth: f32::from_bits(st.median_bits),
-                points: *count,
-            };
-            let start = *offset as usize;
-            let footprint: Vec<[f64; 2]> = candidates[start..start + st.candidates as usize]
-                .iter()
-                .map(|&j| {
-                    let p =
-                        o.canonical.get(j as usize).ok_or_else(|| format!("object {i}: candidate {j} out of range"))?;
-                    Ok([f64::from(p[0]), f64::from(p[1])])
-                })
-                .collect::<Result<_, String>>()?;
-            out[i] = Some(assemble(&reductions, &footprint, o.camera_position, noise));
-        }
-        Ok(())
+        pack.summaries(objects, chunk, &stats, &candidates, noise, out)
     }
 
     /// K2 scores of every hypothesis (see [`crate::geometry::ransac::score_hypotheses`]), drawn on the device.

@@ -1,4 +1,4 @@
-//! Backends of the geometry kernels: the CPU reference (the specification), WGSL through `wgpu`, and (later) CUDA.
+//! Backends of the geometry kernels: the CPU reference (the specification), WGSL through `wgpu`, and CUDA through `cudarc` (`kernels/`).
 //!
 //! The `wgpu` backend runs all five kernels on the device: K1 (unproject, batched across frames, and per-object
 //! grouping from the cloud left on the device; stable order by prefix sums), K2 (the counter-based draws of
@@ -10,14 +10,24 @@
 //!
 //! Every kernel has one generic parity test body (`tests/parity.rs`) run for each available backend.
 
+#[cfg(feature = "cuda")]
+pub mod cuda;
 #[cfg(feature = "wgpu")]
 pub mod gpu;
+pub mod layout;
+pub mod pack;
 
 use crate::error::{Error, Result};
 use crate::geometry::relations::{relate_all, RelationRecord};
 use crate::geometry::stats::ObjectSummary;
 use crate::geometry::unproject::{unproject_depth, DepthImage, PointCloud};
 use crate::geometry::Intrinsics;
+
+/// A CUDA backend's message as this crate's error.
+#[cfg(feature = "cuda")]
+fn cuda_error(message: String) -> Error {
+    Error::Backend { backend: "cuda".into(), message }
+}
 
 /// A wgpu backend's message as this crate's error.
 #[cfg(feature = "wgpu")]
@@ -33,7 +43,7 @@ pub enum BackendKind {
     Cpu,
     /// WGSL kernels through wgpu (Vulkan, Metal, DX12, GL; Mesa's lavapipe without a GPU).
     Wgpu,
-    /// CUDA kernels through cudarc (not built yet).
+    /// CUDA kernels (`kernels/`, NVRTC at run time) through cudarc; needs an NVIDIA driver and CUDA 13's NVRTC.
     Cuda,
     /// The first available of cuda, wgpu, cpu; says what it chose.
     Auto,
@@ -44,6 +54,8 @@ pub enum Backend {
     Cpu,
     #[cfg(feature = "wgpu")]
     Wgpu(Box<gpu::WgpuBackend>),
+    #[cfg(feature = "cuda")]
+    Cuda(Box<cuda::CudaBackend>),
 }
 
 impl Backend {
@@ -59,15 +71,28 @@ impl Backend {
                 backend: "wgpu".into(),
                 message: "this build of spatialsynth has no wgpu backend (built without the `wgpu` feature)".into(),
             }),
+            #[cfg(feature = "cuda")]
+            BackendKind::Cuda => cuda::CudaBackend::new().map(|b| Backend::Cuda(Box::new(b))).map_err(cuda_error),
+            #[cfg(not(feature = "cuda"))]
             BackendKind::Cuda => Err(Error::Backend {
                 backend: "cuda".into(),
-                message: "the CUDA backend is not built yet (issue 6); use --backend cpu or wgpu".into(),
+                message: "this build of spatialsynth has no CUDA backend (built without the `cuda` feature)".into(),
             }),
-            #[cfg(feature = "wgpu")]
-            BackendKind::Auto => Ok(gpu::WgpuBackend::new().map_or(Backend::Cpu, |b| Backend::Wgpu(Box::new(b)))),
-            #[cfg(not(feature = "wgpu"))]
-            BackendKind::Auto => Ok(Backend::Cpu),
+            BackendKind::Auto => Ok(Self::auto()),
         }
+    }
+
+    /// The first of cuda, wgpu and cpu that opens.
+    fn auto() -> Backend {
+        #[cfg(feature = "cuda")]
+        if let Ok(b) = cuda::CudaBackend::new() {
+            return Backend::Cuda(Box::new(b));
+        }
+        #[cfg(feature = "wgpu")]
+        if let Ok(b) = gpu::WgpuBackend::new() {
+            return Backend::Wgpu(Box::new(b));
+        }
+        Backend::Cpu
     }
 
     /// The backend and, for GPUs, the adapter: e.g. `wgpu: llvmpipe (LLVM 15.0.6, 256 bits) (Vulkan, Cpu)`.
@@ -76,6 +101,8 @@ impl Backend {
             Backend::Cpu => format!("cpu: {} threads", rayon::current_num_threads()),
             #[cfg(feature = "wgpu")]
             Backend::Wgpu(b) => format!("wgpu: {}", b.adapter_description()),
+            #[cfg(feature = "cuda")]
+            Backend::Cuda(b) => format!("cuda: {}", b.device_description()),
         }
     }
 
@@ -85,6 +112,8 @@ impl Backend {
             Backend::Cpu => Ok(unproject_depth(depth, k)),
             #[cfg(feature = "wgpu")]
             Backend::Wgpu(b) => b.unproject(depth, k).map_err(wgpu_error),
+            #[cfg(feature = "cuda")]
+            Backend::Cuda(b) => b.unproject(depth, k).map_err(cuda_error),
         }
     }
 
@@ -94,6 +123,8 @@ impl Backend {
             Backend::Cpu => Ok(frames.iter().map(|(d, k)| unproject_depth(d, k)).collect()),
             #[cfg(feature = "wgpu")]
             Backend::Wgpu(b) => b.unproject_batch(frames).map_err(wgpu_error),
+            #[cfg(feature = "cuda")]
+            Backend::Cuda(b) => b.unproject_batch(frames).map_err(cuda_error),
         }
     }
 
@@ -109,6 +140,8 @@ impl Backend {
             Backend::Cpu => Ok(crate::geometry::unproject::unproject_objects(depth, k, instance_labels, regions)),
             #[cfg(feature = "wgpu")]
             Backend::Wgpu(b) => b.unproject_objects(depth, k, instance_labels, regions).map_err(wgpu_error),
+            #[cfg(feature = "cuda")]
+            Backend::Cuda(b) => b.unproject_objects(depth, k, instance_labels, regions).map_err(cuda_error),
         }
     }
 
@@ -123,6 +156,8 @@ impl Backend {
             Backend::Cpu => crate::geometry::dbscan::dbscan(points, eps, min_points).map_err(|e| e.to_string()),
             #[cfg(feature = "wgpu")]
             Backend::Wgpu(b) => b.dbscan(points, eps, min_points).map_err(|m| format!("wgpu: {m}")),
+            #[cfg(feature = "cuda")]
+            Backend::Cuda(b) => b.dbscan(points, eps, min_points).map_err(|m| format!("cuda: {m}")),
         }
     }
 
@@ -138,6 +173,8 @@ impl Backend {
             Backend::Cpu => Ok(crate::geometry::ransac::score_hypotheses(points, sample_normals, frame_key, params)),
             #[cfg(feature = "wgpu")]
             Backend::Wgpu(b) => b.score_hypotheses(points, sample_normals, frame_key, params).map_err(wgpu_error),
+            #[cfg(feature = "cuda")]
+            Backend::Cuda(b) => b.score_hypotheses(points, sample_normals, frame_key, params).map_err(cuda_error),
         }
     }
 
@@ -153,6 +190,8 @@ impl Backend {
             Backend::Cpu => Ok(crate::geometry::ransac::fit_ground_plane(points, sample_normals, frame_key, params)),
             #[cfg(feature = "wgpu")]
             Backend::Wgpu(b) => b.fit_ground_plane(points, sample_normals, frame_key, params).map_err(wgpu_error),
+            #[cfg(feature = "cuda")]
+            Backend::Cuda(b) => b.fit_ground_plane(points, sample_normals, frame_key, params).map_err(cuda_error),
         }
     }
 
@@ -166,6 +205,8 @@ impl Backend {
             Backend::Cpu => Ok(crate::geometry::stats::summarize_batch(objects, noise)),
             #[cfg(feature = "wgpu")]
             Backend::Wgpu(b) => b.summarize_batch(objects, noise).map_err(wgpu_error),
+            #[cfg(feature = "cuda")]
+            Backend::Cuda(b) => b.summarize_batch(objects, noise).map_err(cuda_error),
         }
     }
 
@@ -176,6 +217,8 @@ impl Backend {
             Backend::Cpu => Ok(frames.iter().map(|objects| relate_all(objects, |_, _| f32::NAN)).collect()),
             #[cfg(feature = "wgpu")]
             Backend::Wgpu(b) => b.relate_batch(frames).map_err(wgpu_error),
+            #[cfg(feature = "cuda")]
+            Backend::Cuda(b) => b.relate_batch(frames).map_err(cuda_error),
         }
     }
 }

@@ -1,0 +1,138 @@
+// K3: exact DBSCAN (the definitions of src/geometry/dbscan.rs; the CUDA twin of shaders/dbscan.wgsl): core points
+// have at least min_points neighbours within eps (themselves included); core points within eps are in one cluster;
+// a border point joins the cluster of its nearest core point (ties: the lower original index). The host bins the
+// points into cells of side a little over eps (points sorted by cell, then by original index; the occupied cells
+// listed in (z, y, x) order), so every neighbour lies in the 3 x 3 x 3 block of cells around a point; each
+// neighbour cell is found by binary search. Clusters are found by min-label propagation over core points, each
+// round followed by pointer jumping: each core point's label converges to the smallest original index of its
+// cluster, the canonical name the host then numbers 0, 1, ... Needs common.cuh (prepended by the host).
+
+#define NONE 0xffffffffu
+
+// Keep in sync with `DbscanParams` in src/backend/gpu.rs (32 bytes).
+struct Params {
+    u32 points;
+    u32 min_points;
+    float eps2;
+    u32 cells;
+    u32 pad0, pad1, pad2, pad3;
+};
+static_assert(sizeof(Params) == 32, "Params must match DbscanParams (32 bytes)");
+
+// The sorted points, their cell coordinates (x, y, z, relative to the lowest, at least 1) followed by each occupied
+// cell's, the occupied cells' first points (cells + 1 entries) and each sorted point's original index.
+struct Grid {
+    const float* __restrict__ points;
+    const u32* __restrict__ cell_xyz;
+    const u32* __restrict__ cell_start;
+    const u32* __restrict__ original;
+};
+
+__device__ __forceinline__ float dist2(const float* __restrict__ p, u32 i, u32 j) {
+    const float dx = p[3u * i] - p[3u * j];
+    const float dy = p[3u * i + 1u] - p[3u * j + 1u];
+    const float dz = p[3u * i + 2u] - p[3u * j + 2u];
+    return dx * dx + dy * dy + dz * dz;
+}
+
+// (z, y, x) order of cell coordinates: -1, 0, 1.
+__device__ __forceinline__ int compare(u32 ax, u32 ay, u32 az, u32 bx, u32 by, u32 bz) {
+    if (az != bz) return az < bz ? -1 : 1;
+    if (ay != by) return ay < by ? -1 : 1;
+    if (ax != bx) return ax < bx ? -1 : 1;
+    return 0;
+}
+
+// The points of the occupied cell (x, y, z) as [start, end), empty when the cell is not occupied.
+__device__ __forceinline__ uint2 cell_range(const Grid& g, const Params& p, u32 x, u32 y, u32 z) {
+    u32 lo = 0, hi = p.cells;
+    const u32* __restrict__ cells = g.cell_xyz + 3u * p.points;
+    while (lo < hi) {
+        const u32 mid = (lo + hi) / 2u;
+        const int c = compare(cells[3u * mid], cells[3u * mid + 1u], cells[3u * mid + 2u], x, y, z);
+        if (c == 0) return make_uint2(g.cell_start[mid], g.cell_start[mid + 1u]);
+        if (c < 0) lo = mid + 1u; else hi = mid;
+    }
+    return make_uint2(0u, 0u);
+}
+
+// Visits every point j in the 3 x 3 x 3 cells around point i's cell (coordinates are at least 1: c - 1 never wraps).
+template <typename F>
+__device__ __forceinline__ void for_neighbour_cells(const Grid& g, const Params& p, u32 i, F visit) {
+    const u32 cx = g.cell_xyz[3u * i], cy = g.cell_xyz[3u * i + 1u], cz = g.cell_xyz[3u * i + 2u];
+    for (u32 z = cz - 1u; z <= cz + 1u; ++z)
+        for (u32 y = cy - 1u; y <= cy + 1u; ++y)
+            for (u32 x = cx - 1u; x <= cx + 1u; ++x) {
+                const uint2 r = cell_range(g, p, x, y, z);
+                for (u32 j = r.x; j < r.y; ++j) visit(j);
+            }
+}
+
+extern "C" __global__ void count_neighbours(
+    const float* __restrict__ points, const u32* __restrict__ cell_xyz, const u32* __restrict__ cell_start,
+    const u32* __restrict__ original, const Params p, u32* __restrict__ core,
+    u32* __restrict__ labels) {
+    const Grid g{points, cell_xyz, cell_start, original};
+    const u32 i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= p.points) return;
+    u32 count = 0;
+    for_neighbour_cells(g, p, i, [&](u32 j) { count += dist2(g.points, i, j) <= p.eps2 ? 1u : 0u; });
+    const bool is_core = count >= p.min_points;
+    core[i] = is_core ? 1u : 0u;
+    labels[i] = is_core ? g.original[i] : NONE;
+}
+
+extern "C" __global__ void propagate(
+    const float* __restrict__ points, const u32* __restrict__ cell_xyz, const u32* __restrict__ cell_start,
+    const u32* __restrict__ original, const Params p, const u32* __restrict__ core, u32* labels,
+    u32* changed) {
+    const Grid g{points, cell_xyz, cell_start, original};
+    const u32 i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= p.points || core[i] == 0u) return;
+    u32 m = labels[i];
+    for_neighbour_cells(g, p, i, [&](u32 j) {
+        if (core[j] == 1u && dist2(g.points, i, j) <= p.eps2) m = min(m, ((volatile u32*)labels)[j]);
+    });
+    // Labels only decrease, and any label read is that of a point of the same cluster: the race is benign and
+    // the fixed point is the smallest original index of each cluster.
+    if (m < labels[i]) {
+        labels[i] = m;
+        *changed = 1u;
+    }
+}
+
+// Pointer jumping: labels name core points of the same cluster, so a label's own label is a valid, smaller or
+// equal, name. Chains of labels collapse in a logarithmic number of rounds instead of one hop per round.
+extern "C" __global__ void jump(const Params p, const u32* __restrict__ core, const u32* __restrict__ position,
+                                u32* labels, u32* changed) {
+    const u32 i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= p.points || core[i] == 0u) return;
+    const u32 l = labels[i];
+    const u32 m = ((volatile u32*)labels)[position[l]];
+    if (m < l) {
+        labels[i] = m;
+        *changed = 1u;
+    }
+}
+
+extern "C" __global__ void assign_borders(
+    const float* __restrict__ points, const u32* __restrict__ cell_xyz, const u32* __restrict__ cell_start,
+    const u32* __restrict__ original, const Params p, const u32* __restrict__ core,
+    u32* __restrict__ labels) {
+    const Grid g{points, cell_xyz, cell_start, original};
+    const u32 i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= p.points || core[i] == 1u) return;
+    float best_d = p.eps2;
+    u32 best_index = NONE, best_label = NONE;
+    for_neighbour_cells(g, p, i, [&](u32 j) {
+        if (core[j] == 1u) {
+            const float d = dist2(g.points, i, j);
+            if (d < best_d || (d == best_d && g.original[j] < best_index)) {
+                best_d = d;
+                best_index = g.original[j];
+                best_label = labels[j];
+            }
+        }
+    });
+    labels[i] = best_label;
+}

@@ -1,0 +1,101 @@
+// K5: relations for every ordered pair (a, b), a != b, of every frame of a batch, a-major within each frame. The
+// CUDA twin of src/geometry/relations.rs `relate` (and shaders/relations.wgsl); keep the record layouts in sync with
+// `ObjectSummary` (96 bytes) and `RelationRecord` (80 bytes) there. Each frame's records start at its pair offset,
+// the exclusive prefix sum of n (n - 1) over the frames before it (computed on the host): records are compact and
+// their order is fixed. `gap_m` is not computed here (the host fills it from the exact closest-surface search); it
+// is written as NaN, like the CPU's `relate`. Needs common.cuh (prepended by the host).
+
+struct ObjectSummary {
+    float centroid[3];
+    float sigma_m;
+    float aabb_min[3];
+    float yaw_rad;
+    float aabb_max[3];
+    float volume_m3;
+    float obb_center[3];
+    float distance_to_camera_m;
+    float size[3];
+    float median_depth_m;
+    u32 points;
+    u32 pad0, pad1, pad2;
+};
+static_assert(sizeof(ObjectSummary) == 96, "ObjectSummary must match src/geometry/stats.rs (96 bytes)");
+
+struct RelationRecord {
+    u32 a, b, clock_hour, pad;
+    float left_m, left_gap_m, above_m, above_gap_m, front_m, front_gap_m, taller_m, wider_m, bigger_log_ratio;
+    float distance_m, horizontal_distance_m, vertical_distance_m, gap_m, bearing_deg, clock_margin_deg, sigma_m;
+};
+static_assert(sizeof(RelationRecord) == 80, "RelationRecord must match src/geometry/relations.rs (80 bytes)");
+
+// One frame of the batch. Keep in sync with `FrameRange` in src/backend/gpu.rs (16 bytes).
+struct FrameRange {
+    u32 object_offset;
+    u32 object_count;
+    u32 pair_offset;
+    u32 pad;
+};
+static_assert(sizeof(FrameRange) == 16, "FrameRange must match src/backend/gpu.rs (16 bytes)");
+
+#define MIN_VOLUME_M3 1e-9f
+// f32 of 180 / pi, as Rust's f32::to_degrees.
+#define DEGREES_PER_RADIAN 57.2957795130823208767981548141051703f
+
+__device__ __forceinline__ float ln_volume(float v) { return logf(fmaxf(v, MIN_VOLUME_M3)); }
+
+// One thread per pair; pairs k of the batch, k < pairs (64-bit: batches of more than 4 G pairs are split by the
+// host, but k itself is computed without overflow).
+extern "C" __global__ void relate(const ObjectSummary* __restrict__ objects, const FrameRange* __restrict__ frames,
+                                  RelationRecord* __restrict__ out, u32 n_frames, u32 pairs) {
+    const unsigned long long k64 = (unsigned long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (k64 >= pairs) return;
+    const u32 k = (u32)k64;
+    // The frame holding pair k: the last frame whose pair_offset <= k (binary search).
+    u32 lo = 0, hi = n_frames;
+    while (hi - lo > 1u) {
+        const u32 mid = (lo + hi) / 2u;
+        if (frames[mid].pair_offset <= k) lo = mid; else hi = mid;
+    }
+    const FrameRange f = frames[lo];
+    const u32 local = k - f.pair_offset;
+    const u32 n = f.object_count;
+    const u32 i = local / (n - 1u);
+    const u32 jj = local % (n - 1u);
+    const u32 j = jj >= i ? jj + 1u : jj;
+    const ObjectSummary& a = objects[f.object_offset + i];
+    const ObjectSummary& b = objects[f.object_offset + j];
+
+    const float d0 = b.centroid[0] - a.centroid[0];
+    const float d1 = b.centroid[1] - a.centroid[1];
+    const float d2 = b.centroid[2] - a.centroid[2];
+    const float h2 = d0 * d0 + d1 * d1;
+    float bearing = atan2f(d0, d1) * DEGREES_PER_RADIAN;
+    if (bearing <= -180.0f) bearing += 360.0f;
+    // roundf: halves away from zero, as Rust's f32::round.
+    const float hour_f = roundf(bearing / 30.0f);
+    const float clock_margin = 15.0f - fabsf(bearing - 30.0f * hour_f);
+    const int hour = (((int)hour_f % 12) + 12) % 12;
+
+    RelationRecord r;
+    r.a = i;
+    r.b = j;
+    r.clock_hour = hour == 0 ? 12u : (u32)hour;
+    r.pad = 0;
+    r.left_m = d0;
+    r.left_gap_m = b.aabb_min[0] - a.aabb_max[0];
+    r.above_m = a.centroid[2] - b.centroid[2];
+    r.above_gap_m = a.aabb_min[2] - b.aabb_max[2];
+    r.front_m = d1;
+    r.front_gap_m = b.aabb_min[1] - a.aabb_max[1];
+    r.taller_m = a.size[2] - b.size[2];
+    r.wider_m = a.size[0] - b.size[0];
+    r.bigger_log_ratio = ln_volume(a.volume_m3) - ln_volume(b.volume_m3);
+    r.distance_m = sqrtf(h2 + d2 * d2);
+    r.horizontal_distance_m = sqrtf(h2);
+    r.vertical_distance_m = fabsf(d2);
+    r.gap_m = __uint_as_float(0x7fc00000u);
+    r.bearing_deg = bearing;
+    r.clock_margin_deg = clock_margin;
+    r.sigma_m = sqrtf(a.sigma_m * a.sigma_m + b.sigma_m * b.sigma_m);
+    out[k] = r;
+}

@@ -1,0 +1,200 @@
+// K4: per-object reductions for the statistics of src/geometry/stats.rs `summarize` (the CUDA twin of
+// shaders/stats.wgsl), one block of BLOCK threads per object, every object of a batch in one launch:
+//   - sums of the canonical coordinates relative to the object's first point (f32; fixed strides, then a fixed
+//     tree, so the same bits on every run), combined in f64 with the first point on the host: the centroid, within
+//     a tolerance of the CPU's f64 sum;
+//   - the axis-aligned box (min / max: exact);
+//   - the median camera depth: the (n/2)-th smallest value in `f32::total_cmp` order, found exactly by a 4-pass
+//     radix select on order-preserving keys (block histograms of 256 bins);
+//   - hull candidates of the horizontal footprint (Akl-Toussaint): every point that is not strictly inside the
+//     quadrilateral of the extreme points in x + y and x - y, by a margin that covers f32 rounding, so no hull
+//     vertex is ever dropped. The host builds the hull and the minimum-area rectangle from the candidates with the
+//     CPU reference's f64 code: the same hull, so the very same oriented box.
+// Needs common.cuh and scan.cuh (prepended by the host). Launch with BLOCK (256) threads.
+
+struct ObjectRange {
+    u32 offset;
+    u32 count;
+};
+
+// Keep in sync with `GpuObjectStats` in src/backend/gpu.rs (48 bytes).
+struct ObjectStats {
+    float sum_x, sum_y, sum_z;
+    u32 points;
+    float lo_x, lo_y, lo_z;
+    u32 median_bits;
+    float hi_x, hi_y, hi_z;
+    u32 candidates;
+};
+static_assert(sizeof(ObjectStats) == 48, "ObjectStats must match GpuObjectStats (48 bytes)");
+
+__device__ float reduce_sum(float* red, float v) {
+    red[threadIdx.x] = v;
+    __syncthreads();
+    for (u32 step = BLOCK / 2; step > 0; step >>= 1) {
+        if (threadIdx.x < step) red[threadIdx.x] = red[threadIdx.x] + red[threadIdx.x + step];
+        __syncthreads();
+    }
+    const float r = red[0];
+    __syncthreads();
+    return r;
+}
+
+__device__ float reduce_min(float* red, float v) {
+    red[threadIdx.x] = v;
+    __syncthreads();
+    for (u32 step = BLOCK / 2; step > 0; step >>= 1) {
+        if (threadIdx.x < step) red[threadIdx.x] = fminf(red[threadIdx.x], red[threadIdx.x + step]);
+        __syncthreads();
+    }
+    const float r = red[0];
+    __syncthreads();
+    return r;
+}
+
+// Smallest value, ties to the lowest index: returns the index.
+__device__ u32 reduce_argmin(float* red, u32* red_u, float v, u32 i) {
+    red[threadIdx.x] = v;
+    red_u[threadIdx.x] = i;
+    __syncthreads();
+    for (u32 step = BLOCK / 2; step > 0; step >>= 1) {
+        if (threadIdx.x < step) {
+            const float ov = red[threadIdx.x + step];
+            const u32 oi = red_u[threadIdx.x + step];
+            if (ov < red[threadIdx.x] || (ov == red[threadIdx.x] && oi < red_u[threadIdx.x])) {
+                red[threadIdx.x] = ov;
+                red_u[threadIdx.x] = oi;
+            }
+        }
+        __syncthreads();
+    }
+    const u32 r = red_u[0];
+    __syncthreads();
+    return r;
+}
+
+// The order of `f32::total_cmp` as unsigned keys, and back.
+__device__ __forceinline__ u32 order_key(u32 bits) { return (bits & 0x80000000u) ? ~bits : (bits | 0x80000000u); }
+__device__ __forceinline__ u32 key_bits(u32 key) { return (key & 0x80000000u) ? (key ^ 0x80000000u) : ~key; }
+
+// Twice the signed area of (o, a, p): positive when p is left of o -> a.
+__device__ __forceinline__ float cross2(float ox, float oy, float ax, float ay, float x, float y) {
+    return (ax - ox) * (y - oy) - (ay - oy) * (x - ox);
+}
+
+extern "C" __global__ void summarize(const float* __restrict__ points, const u32* __restrict__ depth_bits,
+                                     const ObjectRange* __restrict__ objects, ObjectStats* __restrict__ stats,
+                                     u32* __restrict__ candidates, u32 n_objects) {
+    __shared__ float red[BLOCK];
+    __shared__ u32 red_u[BLOCK];
+    __shared__ u32 hist[256];
+    __shared__ u32 sel_prefix, sel_k, written;
+    const u32 o = blockIdx.x;
+    if (o >= n_objects) return;  // uniform per block
+    const u32 start = objects[o].offset;
+    const u32 n = objects[o].count;
+    if (n == 0u) return;
+    const float* __restrict__ p = points + 3u * start;
+
+    // Sums (relative to the first point), box.
+    const float rx = p[0], ry = p[1], rz = p[2];
+    float sx = 0.0f, sy = 0.0f, sz = 0.0f;
+    float lx = 3.4e38f, ly = 3.4e38f, lz = 3.4e38f;
+    float hx = -3.4e38f, hy = -3.4e38f, hz = -3.4e38f;
+    for (u32 i = threadIdx.x; i < n; i += BLOCK) {
+        const float x = p[3u * i], y = p[3u * i + 1u], z = p[3u * i + 2u];
+        sx = sx + (x - rx);
+        sy = sy + (y - ry);
+        sz = sz + (z - rz);
+        lx = fminf(lx, x);
+        ly = fminf(ly, y);
+        lz = fminf(lz, z);
+        hx = fmaxf(hx, x);
+        hy = fmaxf(hy, y);
+        hz = fmaxf(hz, z);
+    }
+    const float sum_x = reduce_sum(red, sx), sum_y = reduce_sum(red, sy), sum_z = reduce_sum(red, sz);
+    const float lo_x = reduce_min(red, lx), lo_y = reduce_min(red, ly), lo_z = reduce_min(red, lz);
+    const float hi_x = -reduce_min(red, -hx), hi_y = -reduce_min(red, -hy), hi_z = -reduce_min(red, -hz);
+
+    // Median depth: radix select of the (n/2)-th smallest key, 8 bits per pass from the top.
+    if (threadIdx.x == 0) {
+        sel_prefix = 0;
+        sel_k = n / 2u;
+    }
+    for (u32 round = 0; round < 4u; ++round) {
+        const u32 shift = 24u - 8u * round;
+        hist[threadIdx.x] = 0;
+        __syncthreads();
+        const u32 prefix = sel_prefix;
+        const u32 mask = round > 0 ? (0xffffffffu << (shift + 8u)) : 0u;
+        for (u32 i = threadIdx.x; i < n; i += BLOCK) {
+            const u32 key = order_key(depth_bits[start + i]);
+            if ((key & mask) == prefix) atomicAdd(&hist[(key >> shift) & 255u], 1u);
+        }
+        __syncthreads();
+        if (threadIdx.x == 0) {
+            const u32 k = sel_k;
+            u32 cum = 0;
+            for (u32 b = 0; b < 256u; ++b) {
+                const u32 c = hist[b];
+                if (k < cum + c) {
+                    sel_prefix = prefix | (b << shift);
+                    sel_k = k - cum;
+                    break;
+                }
+                cum += c;
+            }
+        }
+        __syncthreads();
+    }
+    const u32 median_key = sel_prefix;
+
+    // Hull candidates: the extreme points in x + y and x - y (lowest index on ties), then the conservative filter.
+    float s_lo = 3.4e38f, s_hi = 3.4e38f, t_lo = 3.4e38f, t_hi = 3.4e38f;
+    u32 s_lo_i = 0xffffffffu, s_hi_i = 0xffffffffu, t_lo_i = 0xffffffffu, t_hi_i = 0xffffffffu;
+    for (u32 i = threadIdx.x; i < n; i += BLOCK) {
+        const float sv = p[3u * i] + p[3u * i + 1u];
+        const float tv = p[3u * i] - p[3u * i + 1u];
+        if (sv < s_lo) { s_lo = sv; s_lo_i = i; }
+        if (-sv < s_hi) { s_hi = -sv; s_hi_i = i; }
+        if (tv < t_lo) { t_lo = tv; t_lo_i = i; }
+        if (-tv < t_hi) { t_hi = -tv; t_hi_i = i; }
+    }
+    // Counter-clockwise: min(x + y), max(x - y), max(x + y), min(x - y), as the CPU's `hull_candidates`.
+    u32 q[4];
+    q[0] = reduce_argmin(red, red_u, s_lo, s_lo_i);
+    q[1] = reduce_argmin(red, red_u, t_hi, t_hi_i);
+    q[2] = reduce_argmin(red, red_u, s_hi, s_hi_i);
+    q[3] = reduce_argmin(red, red_u, t_lo, t_lo_i);
+    // f32 rounding of each cross product is below 1e-6 (span_x + span_y)^2: a point dropped by this margin is
+    // strictly inside the quadrilateral (and so the hull) in exact arithmetic too.
+    const float span = (hi_x - lo_x) + (hi_y - lo_y);
+    const float margin = 4e-6f * span * span;
+    if (threadIdx.x == 0) written = 0;
+    __syncthreads();
+    for (u32 base = 0; base < n; base += BLOCK) {
+        const u32 i = base + threadIdx.x;
+        bool keep = false;
+        if (i < n) {
+            const float x = p[3u * i], y = p[3u * i + 1u];
+            bool inside = true;
+            for (u32 e = 0; e < 4u; ++e) {
+                const u32 a = q[e], b = q[(e + 1u) % 4u];
+                if (!(cross2(p[3u * a], p[3u * a + 1u], p[3u * b], p[3u * b + 1u], x, y) > margin)) inside = false;
+            }
+            keep = !inside;
+        }
+        const u32 before = written;
+        u32 total;
+        const u32 rank = block_scan(keep ? 1u : 0u, &total);
+        if (keep) candidates[start + before + rank - 1u] = i;
+        if (threadIdx.x == 0) written = before + total;
+        __syncthreads();
+    }
+
+    if (threadIdx.x == 0) {
+        stats[o] = ObjectStats{sum_x, sum_y, sum_z, n, lo_x, lo_y, lo_z, key_bits(median_key), hi_x, hi_y, hi_z,
+                               written};
+    }
+}

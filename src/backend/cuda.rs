@@ -1,0 +1,1095 @@
+//! The `cuda` backend: the CUDA C kernels of `kernels/`, compiled at run time by NVRTC through `cudarc` and
+//! launched on the first CUDA device.
+//!
+//! - **Loading.** cudarc loads `libcuda` and `libnvrtc` when the backend opens (feature `dynamic-loading`): a build
+//!   needs nothing CUDA. Without `libcuda` (no driver) or `libnvrtc` (no CUDA 13 NVRTC), [`CudaBackend::new`] is an
+//!   `Err` saying which is missing. It never panics (cudarc would, if asked blindly) and never falls back silently.
+//! - **Compiling.** Each module is one string: `common.cuh`, the shared headers it uses (`scan.cuh`, `rng.cuh`) and
+//!   its kernel file, embedded with `include_str!`. NVRTC compiles it with explicit options ([`compile_options`]:
+//!   no fused multiply-add, IEEE division and square root, no flush to zero) for the device's virtual architecture,
+//!   once per process (the PTX is cached per architecture). `tests/cuda_kernels.rs` compiles every module for
+//!   `compute_80` and `compute_90` and assembles the PTX with `ptxas -arch=sm_90` where no GPU is present.
+//! - **Batches.** K1 takes a batch of frames in one device buffer (staged through pinned host memory, uploaded
+//!   asynchronously); K4 and K5 take every object and every pair of a batch of frames in one launch each, records
+//!   placed by prefix sums (compact, in a fixed order). Each call runs on its own stream, so the run's worker
+//!   threads overlap one frame's upload and host work with another's kernels.
+//! - **Parity.** The host steps (packing, the planes through the drawn points, the winner and refinement, the hull
+//!   and oriented box, DBSCAN's binning) are the code the `wgpu` backend uses ([`super::pack`]) and the CPU
+//!   reference's own; `tests/parity.rs` holds this backend to the CPU reference with the same test bodies.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use cudarc::driver::{
+    CudaContext, CudaFunction, CudaSlice, CudaStream, DeviceRepr, DriverError, LaunchConfig, PinnedHostSlice,
+    PushKernelArg,
+};
+use cudarc::nvrtc::{CompileOptions, Ptx};
+
+use super::layout::{DbscanParams, GpuObjectStats, GpuSupport};
+use super::pack::{
+    gpu_regions, hypotheses_from_draws, pack_relations, relation_chunks, split_clouds, split_relations, stats_chunks,
+    support_test, DbscanGrid, DepthBatch, StatsPack,
+};
+use crate::geometry::dbscan::Clustering;
+use crate::geometry::ransac::{
+    fit_from_scores_on, score_sample_indices, GroundDevice, PlaneFit, RansacParams, Support,
+};
+use crate::geometry::relations::RelationRecord;
+use crate::geometry::stats::{NoiseModel, ObjectSummary, StatsInput};
+use crate::geometry::unproject::{DepthImage, GroupedPoints, ObjectRegion, PointCloud};
+use crate::geometry::{Intrinsics, Plane, Point3};
+
+/// Threads per block (`BLOCK` in `kernels/common.cuh`).
+const BLOCK: u32 = 256;
+/// Pixels per K1 tile (`TILE` in `kernels/unproject.cu`).
+const TILE: u32 = 2048;
+/// Threads of the one-block prefix sum (`scan_counts` in `kernels/scan.cuh`).
+const SCAN_THREADS: u32 = 1024;
+/// Hypotheses per block of K2's scoring (`HYPS_PER_BLOCK` in `kernels/ransac.cu`).
+const HYPS_PER_BLOCK: u32 = 8;
+/// Subsample points per block slice of K2's scoring.
+const SCORE_SLICE: u32 = 16_384;
+/// The most points (K1 pixels, K4 points) in one launch: 32-bit float indices (3 per point) stay in range.
+const MAX_POINTS: u64 = 1 << 28;
+/// The most K5 pairs in one launch (80 bytes each: 2.7 GB of records).
+const MAX_PAIRS: u64 = 1 << 25;
+/// DBSCAN propagation rounds per check of the "changed" flag.
+const ROUNDS_PER_CHECK: usize = 4;
+
+/// One NVRTC module: its kernel file, its whole source (common.cuh, the shared headers, the kernel file) and its
+/// entry points.
+pub struct KernelModule {
+    pub file: &'static str,
+    pub source: &'static str,
+    pub entries: &'static [&'static str],
+}
+
+macro_rules! kernel_source {
+    ($($file:literal),+) => { concat!($(include_str!(concat!("../../kernels/", $file))),+) };
+}
+
+/// Every CUDA module of the backend, named by its kernel file (the twin of `shaders/<name>.wgsl` and
+/// `src/geometry/<name>.rs`).
+pub const MODULES: [KernelModule; 6] = [
+    KernelModule {
+        file: "unproject.cu",
+        source: kernel_source!("common.cuh", "scan.cuh", "unproject.cu"),
+        entries: &["count_valid", "scan_counts", "write_points"],
+    },
+    KernelModule {
+        file: "group.cu",
+        source: kernel_source!("common.cuh", "scan.cuh", "group.cu"),
+        entries: &["count_members", "scan_counts", "object_starts", "write_members"],
+    },
+    KernelModule {
+        file: "ransac.cu",
+        source: kernel_source!("common.cuh", "rng.cuh", "ransac.cu"),
+        entries: &["gather_samples", "draw", "score", "sample_supports", "count_inliers"],
+    },
+    KernelModule {
+        file: "dbscan.cu",
+        source: kernel_source!("common.cuh", "dbscan.cu"),
+        entries: &["count_neighbours", "propagate", "jump", "assign_borders"],
+    },
+    KernelModule {
+        file: "stats.cu",
+        source: kernel_source!("common.cuh", "scan.cuh", "stats.cu"),
+        entries: &["summarize"],
+    },
+    KernelModule { file: "relations.cu", source: kernel_source!("common.cuh", "relations.cu"), entries: &["relate"] },
+];
+
+/// The virtual architectures NVRTC 13 compiles for, by compute capability (major × 10 + minor). A device gets the
+/// newest one not above its own (PTX runs on later devices through the driver's JIT).
+pub const ARCHITECTURES: [(u32, &str); 7] = [
+    (75, "compute_75"),
+    (80, "compute_80"),
+    (86, "compute_86"),
+    (89, "compute_89"),
+    (90, "compute_90"),
+    (100, "compute_100"),
+    (120, "compute_120"),
+];
+
+/// The NVRTC options of every module, explicit: IEEE f32 (no fused multiply-add, so the device rounds every
+/// operation as the CPU reference does; correctly rounded division and square root; no flush to zero), C++17.
+pub fn compile_options(file: &str, arch: &'static str) -> CompileOptions {
+    CompileOptions {
+        ftz: Some(false),
+        prec_sqrt: Some(true),
+        prec_div: Some(true),
+        fmad: Some(false),
+        use_fast_math: Some(false),
+        arch: Some(arch),
+        name: Some(file.to_string()),
+        options: vec!["--std=c++17".into(), "--generate-line-info".into()],
+        ..CompileOptions::default()
+    }
+}
+
+/// `Ok` when `libnvrtc` (CUDA 13) can be loaded, else why not.
+pub fn nvrtc_available() -> Result<(), String> {
+    // SAFETY: only tries to open the shared library (libloading); no NVRTC function is called.
+    if unsafe { cudarc::nvrtc::sys::is_culib_present() } {
+        Ok(())
+    } else {
+        Err("NVRTC (libnvrtc.so.13, CUDA 13) not found: install the CUDA 13 toolkit, or `pip install \
+             nvidia-cuda-nvrtc==13.0.88` and add site-packages/nvidia/cu13/lib to LD_LIBRARY_PATH"
+            .into())
+    }
+}
+
+/// `Ok` when the CUDA driver library can be loaded, else why not.
+pub fn driver_available() -> Result<(), String> {
+    // SAFETY: only tries to open the shared library (libloading); no driver function is called.
+    if unsafe { cudarc::driver::sys::is_culib_present() } {
+        Ok(())
+    } else {
+        Err("no CUDA driver (libcuda.so.1 not found): the CUDA backend needs an NVIDIA GPU and its driver; use \
+             --backend wgpu or cpu"
+            .into())
+    }
+}
+
+/// Compiles one module to PTX text (NVRTC's log on error).
+pub fn compile_module(module: &KernelModule, arch: &'static str) -> Result<String, String> {
+    nvrtc_available()?;
+    let options = compile_options(module.file, arch);
+    // cudarc unwraps a few NVRTC calls internally: a panic there becomes an error naming the module.
+    let compiled = std::panic::catch_unwind(|| cudarc::nvrtc::compile_ptx_with_opts(module.source, options))
+        .map_err(|_| format!("NVRTC panicked compiling {} for {arch}", module.file))?;
+    match compiled {
+        Ok(ptx) => Ok(ptx.to_src()),
+        Err(cudarc::nvrtc::CompileError::CompileError { log, .. }) => {
+            Err(format!("NVRTC cannot compile {} for {arch}:\n{}", module.file, log.to_string_lossy()))
+        }
+        Err(e) => Err(format!("NVRTC cannot compile {} for {arch}: {e}", module.file)),
+    }
+}
+
+/// Every module compiled for `arch`, once per process (cached): PTX text in [`MODULES`] order.
+pub fn compiled_modules(arch: &'static str) -> Result<Arc<Vec<String>>, String> {
+    static CACHE: OnceLock<Mutex<HashMap<&'static str, Arc<Vec<String>>>>> = OnceLock::new();
+    let cache = CACHE.get_or_init(Mutex::default);
+    if let Some(hit) = cache.lock().map_err(|_| "PTX cache poisoned")?.get(arch) {
+        return Ok(hit.clone());
+    }
+    let ptx: Vec<String> = MODULES.iter().map(|m| compile_module(m, arch)).collect::<Result<_, _>>()?;
+    let ptx = Arc::new(ptx);
+    cache.lock().map_err(|_| "PTX cache poisoned")?.insert(arch, ptx.clone());
+    Ok(ptx)
+}
+
+fn de(e: DriverError) -> String {
+    format!("CUDA: {e}")
+}
+
+fn launch(grid: (u32, u32), block: u32) -> LaunchConfig {
+    LaunchConfig { grid_dim: (grid.0.max(1), grid.1.max(1), 1), block_dim: (block, 1, 1), shared_mem_bytes: 0 }
+}
+
+fn blocks_for(n: u64, per_block: u32) -> Result<u32, String> {
+    u32::try_from(n.div_ceil(u64::from(per_block)).max(1)).map_err(|_| format!("{n} elements exceed one launch"))
+}
+
+// SAFETY (for each impl): plain `#[repr(C)]` records of 32-bit fields with explicit padding, passed by value to
+// kernels whose parameter is the twin struct of the same size (checked by `static_assert` in the kernel files).
+unsafe impl DeviceRepr for GpuSupport {}
+unsafe impl DeviceRepr for DbscanParams {}
+
+/// The kernels, loaded.
+struct Kernels {
+    count_valid: CudaFunction,
+    scan_tiles: CudaFunction,
+    write_points: CudaFunction,
+    count_members: CudaFunction,
+    scan_members: CudaFunction,
+    object_starts: CudaFunction,
+    write_members: CudaFunction,
+    gather_samples: CudaFunction,
+    draw: CudaFunction,
+    score: CudaFunction,
+    sample_supports: CudaFunction,
+    count_inliers: CudaFunction,
+    count_neighbours: CudaFunction,
+    propagate: CudaFunction,
+    jump: CudaFunction,
+    assign_borders: CudaFunction,
+    summarize: CudaFunction,
+    relate: CudaFunction,
+}
+
+/// An open CUDA device with the kernels loaded.
+pub struct CudaBackend {
+    ctx: Arc<CudaContext>,
+    description: String,
+    arch: &'static str,
+    k: Kernels,
+    /// Pinned host buffers for uploads, reused (each waits for its last copy before it is written again).
+    staging: Mutex<Vec<PinnedHostSlice<u32>>>,
+}
+
+/// K1's device buffers for one batch.
+struct K1Buffers {
+    depth: CudaSlice<u32>,
+    ray_x: CudaSlice<f32>,
+    ray_y: CudaSlice<f32>,
+    infos: CudaSlice<u32>,
+    tile_frame: CudaSlice<u32>,
+    counts: CudaSlice<u32>,
+    offsets: CudaSlice<u32>,
+    points: CudaSlice<f32>,
+    pixels: CudaSlice<u32>,
+    tiles: u32,
+}
+
+/// A frame's cloud on the device and its point count.
+struct DeviceCloud {
+    points: CudaSlice<f32>,
+    pixels: CudaSlice<u32>,
+    offsets: Vec<u64>,
+}
+
+impl CudaBackend {
+    /// Opens device 0 and loads the kernels (compiled by NVRTC for its architecture, once per process). `Err` says
+    /// what is missing: the driver, NVRTC, a device, or a kernel that does not compile.
+    pub fn new() -> Result<CudaBackend, String> {
+        driver_available()?;
+        nvrtc_available()?;
+        std::panic::catch_unwind(Self::open).unwrap_or_else(|_| Err("the CUDA driver panicked while opening".into()))
+    }
+
+    fn open() -> Result<CudaBackend, String> {
+        let devices = CudaContext::device_count().map_err(de)?;
+        if devices < 1 {
+            return Err("the CUDA driver sees no device".into());
+        }
+        let ctx = CudaContext::new(0).map_err(de)?;
+        let (major, minor) = ctx.compute_capability().map_err(de)?;
+        let cc = (major * 10 + minor) as u32;
+        let arch = ARCHITECTURES
+            .iter()
+            .rev()
+            .find(|(c, _)| *c <= cc)
+            .map(|(_, a)| *a)
+            .ok_or_else(|| format!("compute capability {major}.{minor} is below NVRTC 13's oldest (7.5)"))?;
+        let ptx = compiled_modules(arch)?;
+        let mut functions: HashMap<(&str, &str), CudaFunction> = HashMap::new();
+        for (module, text) in MODULES.iter().zip(ptx.iter()) {
+            let loaded = ctx
+                .load_module(Ptx::from_src(text.clone()))
+                .map_err(|e| format!("the driver refuses {} ({arch}): {e}", module.file))?;
+            for entry in module.entries {
+                let f = loaded.load_function(entry).map_err(|e| format!("{}: {entry}: {e}", module.file))?;
+                functions.insert((module.file, entry), f);
+            }
+        }
+        let mut get = |file: &'static str, entry: &'static str| {
+            functions.remove(&(file, entry)).ok_or_else(|| format!("{file} has no kernel {entry}"))
+        };
+        let k = Kernels {
+            count_valid: get("unproject.cu", "count_valid")?,
+            scan_tiles: get("unproject.cu", "scan_counts")?,
+            write_points: get("unproject.cu", "write_points")?,
+            count_members: get("group.cu", "count_members")?,
+            scan_members: get("group.cu", "scan_counts")?,
+            object_starts: get("group.cu", "object_starts")?,
+            write_members: get("group.cu", "write_members")?,
+            gather_samples: get("ransac.cu", "gather_samples")?,
+            draw: get("ransac.cu", "draw")?,
+            score: get("ransac.cu", "score")?,
+            sample_supports: get("ransac.cu", "sample_supports")?,
+            count_inliers: get("ransac.cu", "count_inliers")?,
+            count_neighbours: get("dbscan.cu", "count_neighbours")?,
+            propagate: get("dbscan.cu", "propagate")?,
+            jump: get("dbscan.cu", "jump")?,
+            assign_borders: get("dbscan.cu", "assign_borders")?,
+            summarize: get("stats.cu", "summarize")?,
+            relate: get("relations.cu", "relate")?,
+        };
+        let name = ctx.name().map_err(de)?;
+        let memory_gib = ctx.total_mem().map_err(de)? as f64 / f64::from(1u32 << 30);
+        let mut driver = 0i32;
+        // SAFETY: cuDriverGetVersion writes one int through a valid pointer.
+        unsafe { cudarc::driver::sys::cuDriverGetVersion(&mut driver) };
+        let description = format!(
+            "{name} (compute {major}.{minor}, {memory_gib:.0} GiB, driver CUDA {}.{}, kernels {arch})",
+            driver / 1000,
+            (driver % 1000) / 10
+        );
+        Ok(CudaBackend { ctx, description, arch, k, staging: Mutex::default() })
+    }
+
+    /// The device, e.g. `NVIDIA H100 80GB HBM3 (compute 9.0, 79 GiB, driver CUDA 13.0, kernels compute_90)`.
+    pub fn device_description(&self) -> &str {
+        &self.description
+    }
+
+    /// The virtual architecture the kernels were compiled for.
+    pub fn arch(&self) -> &'static str {
+        self.arch
+    }
+
+    fn stream(&self) -> Result<Arc<CudaStream>, String> {
+        self.ctx.new_stream().map_err(de)
+    }
+
+    /// Waits for `stream` (and surfaces any error of its kernels).
+    fn sync(&self, stream: &CudaStream) -> Result<(), String> {
+        stream.synchronize().map_err(de)?;
+        self.ctx.check_err().map_err(de)
+    }
+
+    /// `values` on the device (at least one element: empty buffers are padded).
+    fn upload<T: DeviceRepr + Copy + Default>(
+        &self,
+        stream: &Arc<CudaStream>,
+        values: &[T],
+    ) -> Result<CudaSlice<T>, String> {
+        match values.is_empty() {
+            true => stream.clone_htod(&[T::default()]).map_err(de),
+            false => stream.clone_htod(values).map_err(de),
+        }
+    }
+
+    /// `len` zeroed elements on the device (at least one).
+    fn zeros<T: DeviceRepr + cudarc::driver::ValidAsZeroBits>(
+        &self,
+        stream: &Arc<CudaStream>,
+        len: usize,
+    ) -> Result<CudaSlice<T>, String> {
+        stream.alloc_zeros(len.max(1)).map_err(de)
+    }
+
+    /// `words` on the device through a pinned staging buffer (an asynchronous copy: the host goes on while it runs).
+    fn upload_pinned(&self, stream: &Arc<CudaStream>, words: &[u32]) -> Result<CudaSlice<u32>, String> {
+        if words.is_empty() {
+            return self.upload(stream, &[0u32]);
+        }
+        // A buffer of the same size is reused (batches of equal frames are the common case); at most four are kept.
+        let mut pool = self.staging.lock().map_err(|_| "staging pool poisoned")?;
+        let reused = pool.iter().position(|p| p.len() == words.len()).map(|i| pool.swap_remove(i));
+        drop(pool);
+        let mut pinned = match reused {
+            Some(p) => p,
+            // SAFETY: the pinned buffer is written whole (below) before any read.
+            None => unsafe { self.ctx.alloc_pinned::<u32>(words.len()) }.map_err(de)?,
+        };
+        // Waits for the buffer's previous copy, if any.
+        pinned.as_mut_slice().map_err(de)?.copy_from_slice(words);
+        // SAFETY: every element is written by the copy below before a kernel reads it.
+        let mut dst: CudaSlice<u32> = unsafe { stream.alloc::<u32>(words.len()) }.map_err(de)?;
+        stream.memcpy_htod(&pinned, &mut dst).map_err(de)?;
+        let mut pool = self.staging.lock().map_err(|_| "staging pool poisoned")?;
+        if pool.len() >= 4 {
+            pool.remove(0);
+        }
+        pool.push(pinned);
+        Ok(dst)
+    }
+
+    /// K1 for the whole frame (see [`crate::geometry::unproject::unproject_depth`]).
+    pub fn unproject(&self, depth: &DepthImage, k: &Intrinsics) -> Result<PointCloud, String> {
+        Ok(self.unproject_batch(&[(depth, k)])?.pop().unwrap_or_default())
+    }
+
+    /// A packed K1 batch on the device, with its outputs allocated.
+    fn k1_buffers(&self, stream: &Arc<CudaStream>, batch: &DepthBatch) -> Result<K1Buffers, String> {
+        let tiles = batch.tile_frame.len() as u32;
+        Ok(K1Buffers {
+            depth: self.upload_pinned(stream, &batch.words)?,
+            ray_x: self.upload(stream, &batch.ray_x)?,
+            ray_y: self.upload(stream, &batch.ray_y)?,
+            infos: self.upload(stream, bytemuck::cast_slice::<_, u32>(&batch.frames))?,
+            tile_frame: self.upload(stream, &batch.tile_frame)?,
+            counts: self.zeros::<u32>(stream, tiles as usize)?,
+            offsets: self.zeros::<u32>(stream, tiles as usize + 1)?,
+            points: self.zeros::<f32>(stream, 3 * batch.pixels as usize)?,
+            pixels: self.zeros::<u32>(stream, batch.pixels as usize)?,
+            tiles,
+        })
+    }
+
+    /// K1's three passes on `stream` (asynchronous).
+    fn k1_launch(&self, stream: &Arc<CudaStream>, d: &mut K1Buffers) -> Result<(), String> {
+        let tiles = d.tiles;
+        let mut b = stream.launch_builder(&self.k.count_valid);
+        b.arg(&d.depth).arg(&d.infos).arg(&d.tile_frame).arg(&mut d.counts).arg(&tiles);
+        // SAFETY: count_valid(const u32* depth, const Frame* frames, const u32* tile_frame, u32* tile_counts,
+        // u32 tiles) in kernels/unproject.cu; one block per tile; every tile's frame and words are in the buffers.
+        unsafe { b.launch(launch((tiles, 1), BLOCK)) }.map_err(de)?;
+        let mut b = stream.launch_builder(&self.k.scan_tiles);
+        b.arg(&d.counts).arg(&mut d.offsets).arg(&tiles);
+        // SAFETY: scan_counts(const u32* counts, u32* offsets, u32 n): `tiles` counts, `tiles + 1` offsets.
+        unsafe { b.launch(launch((1, 1), SCAN_THREADS)) }.map_err(de)?;
+        let mut b = stream.launch_builder(&self.k.write_points);
+        b.arg(&d.depth)
+            .arg(&d.ray_x)
+            .arg(&d.ray_y)
+            .arg(&d.infos)
+            .arg(&d.tile_frame)
+            .arg(&d.offsets)
+            .arg(&mut d.points)
+            .arg(&mut d.pixels)
+            .arg(&tiles);
+        // SAFETY: write_points(depth, ray_x, ray_y, frames, tile_frame, tile_offsets, float* points,
+        // u32* pixel_of_point, u32 tiles): the offsets never exceed the batch's pixels, the size of both outputs.
+        unsafe { b.launch(launch((tiles, 1), BLOCK)) }.map_err(de)?;
+        Ok(())
+    }
+
+    /// K1 for a batch of frames: all frames of a chunk (up to 2^28 pixels) in one device buffer and one launch per
+    /// pass.
+    pub fn unproject_batch(&self, frames: &[(&DepthImage, &Intrinsics)]) -> Result<Vec<PointCloud>, String> {
+        let mut out = Vec::with_capacity(frames.len());
+        let mut start = 0;
+        while start < frames.len() {
+            let mut end = start;
+            let mut pixels = 0u64;
+            while end < frames.len() && (end == start || pixels + frames[end].0.len() as u64 <= MAX_POINTS) {
+                pixels += frames[end].0.len() as u64;
+                end += 1;
+            }
+            let stream = self.stream()?;
+            let chunk = &frames[start..end];
+            match self.unproject_device(&stream, chunk)? {
+                None => out.extend(chunk.iter().map(|_| PointCloud::default())),
+                Some(cloud) => out.extend(self.read_clouds(&stream, &cloud)?),
+            }
+            start = end;
+        }
+        Ok(out)
+    }
+
+    fn read_clouds(&self, stream: &Arc<CudaStream>, cloud: &DeviceCloud) -> Result<Vec<PointCloud>, String> {
+        let total = cloud.offsets.last().copied().unwrap_or(0) as usize;
+        if total == 0 {
+            return Ok(split_clouds(&cloud.offsets, &[], &[]));
+        }
+        let floats = stream.clone_dtoh(&cloud.points.slice(..3 * total)).map_err(de)?;
+        let pixels = stream.clone_dtoh(&cloud.pixels.slice(..total)).map_err(de)?;
+        self.sync(stream)?;
+        Ok(split_clouds(&cloud.offsets, &floats, &pixels))
+    }
+
+    /// K1 on the device for a batch of frames: the clouds stay there (`None` when no frame has a pixel); only the
+    /// tiles' offsets are read back.
+    fn unproject_device(
+        &self,
+        stream: &Arc<CudaStream>,
+        frames: &[(&DepthImage, &Intrinsics)],
+    ) -> Result<Option<DeviceCloud>, String> {
+        let batch = DepthBatch::pack(frames, TILE)?;
+        if batch.pixels > MAX_POINTS {
+            return Err(format!("a frame of {} pixels exceeds one launch", batch.pixels));
+        }
+        let tiles = batch.tile_frame.len() as u32;
+        if tiles == 0 {
+            return Ok(None);
+        }
+        let mut d = self.k1_buffers(stream, &batch)?;
+        self.k1_launch(stream, &mut d)?;
+        let (offsets, points, pixels) = (d.offsets, d.points, d.pixels);
+        let all = stream.clone_dtoh(&offsets).map_err(de)?;
+        self.sync(stream)?;
+        let offsets = batch.frame_offsets(&all)?;
+        Ok(Some(DeviceCloud { points, pixels, offsets }))
+    }
+
+    /// K1 per object (see [`crate::geometry::unproject::unproject_objects`]): the cloud is computed and grouped on
+    /// the device; only the grouped points come back.
+    pub fn unproject_objects(
+        &self,
+        depth: &DepthImage,
+        k: &Intrinsics,
+        instance_labels: Option<&[u32]>,
+        regions: &[ObjectRegion],
+    ) -> Result<GroupedPoints, String> {
+        if regions.is_empty() {
+            return Ok(GroupedPoints { offsets: vec![0], ..GroupedPoints::default() });
+        }
+        let stream = self.stream()?;
+        let Some(cloud) = self.unproject_device(&stream, &[(depth, k)])? else {
+            return Ok(GroupedPoints { offsets: vec![0; regions.len() + 1], ..GroupedPoints::default() });
+        };
+        self.group_on_device(&stream, &cloud, depth, instance_labels, regions)
+    }
+
+    fn group_on_device(
+        &self,
+        stream: &Arc<CudaStream>,
+        cloud: &DeviceCloud,
+        depth: &DepthImage,
+        instance_labels: Option<&[u32]>,
+        regions: &[ObjectRegion],
+    ) -> Result<GroupedPoints, String> {
+        let n_points = cloud.offsets.last().copied().unwrap_or(0);
+        if regions.is_empty() {
+            return Ok(GroupedPoints { offsets: vec![0], ..GroupedPoints::default() });
+        }
+        if n_points == 0 {
+            return Ok(GroupedPoints { offsets: vec![0; regions.len() + 1], ..GroupedPoints::default() });
+        }
+        if let Some(l) = instance_labels {
+            if l.len() != depth.len() {
+                return Err(format!("{} instance labels for {} pixels", l.len(), depth.len()));
+            }
+        }
+        let objects = regions.len() as u32;
+        let blocks = blocks_for(n_points, BLOCK)?;
+        if objects > 65_535 {
+            return Err(format!("{objects} objects in one frame exceed one launch (65,535)"));
+        }
+        let cells = u64::from(objects) * u64::from(blocks);
+        let cells32 = u32::try_from(cells).map_err(|_| format!("{cells} (object, block) counts exceed 32 bits"))?;
+        let n_points = n_points as u32;
+        let labels = self.upload(stream, instance_labels.unwrap_or(&[]))?;
+        let regions_dev = self.upload(stream, bytemuck::cast_slice::<_, u32>(&gpu_regions(regions)))?;
+        let mut counts = self.zeros::<u32>(stream, cells as usize)?;
+        let mut offsets = self.zeros::<u32>(stream, cells as usize + 1)?;
+        let mut object_offsets = self.zeros::<u32>(stream, objects as usize + 1)?;
+        let (width, has_labels) = (depth.width, u32::from(instance_labels.is_some()));
+        let mut b = stream.launch_builder(&self.k.count_members);
+        b.arg(&cloud.pixels)
+            .arg(&labels)
+            .arg(&regions_dev)
+            .arg(&mut counts)
+            .arg(&n_points)
+            .arg(&blocks)
+            .arg(&width)
+            .arg(&has_labels);
+        // SAFETY: count_members(pixels, labels, regions, counts, points, blocks, width, has_labels) in
+        // kernels/group.cu; grid (blocks, objects); labels cover every pixel when has_labels is 1 (checked above).
+        unsafe { b.launch(launch((blocks, objects), BLOCK)) }.map_err(de)?;
+        let mut b = stream.launch_builder(&self.k.scan_members);
+        b.arg(&counts).arg(&mut offsets).arg(&cells32);
+        // SAFETY: scan_counts(counts, offsets, n): n counts, n + 1 offsets.
+        unsafe { b.launch(launch((1, 1), SCAN_THREADS)) }.map_err(de)?;
+        let mut b = stream.launch_builder(&self.k.object_starts);
+        b.arg(&offsets).arg(&mut object_offsets).arg(&objects).arg(&blocks);
+        // SAFETY: object_starts(offsets, object_offsets, objects, blocks): reads offsets[o * blocks] for
+        // o <= objects (at most index cells), writes objects + 1 entries.
+        unsafe { b.launch(launch((blocks_for(u64::from(objects) + 1, BLOCK)?, 1), BLOCK)) }.map_err(de)?;
+        let object_offsets = stream.clone_dtoh(&object_offsets).map_err(de)?;
+        self.sync(stream)?;
+        let total = u64::from(object_offsets.last().copied().unwrap_or(0));
+        if total == 0 {
+            return Ok(GroupedPoints { offsets: object_offsets, ..GroupedPoints::default() });
+        }
+        let mut out_points = self.zeros::<f32>(stream, 3 * total as usize)?;
+        let mut out_pixels = self.zeros::<u32>(stream, total as usize)?;
+        let mut b = stream.launch_builder(&self.k.write_members);
+        b.arg(&cloud.points)
+            .arg(&cloud.pixels)
+            .arg(&labels)
+            .arg(&regions_dev)
+            .arg(&offsets)
+            .arg(&mut out_points)
+            .arg(&mut out_pixels)
+            .arg(&n_points)
+            .arg(&blocks)
+            .arg(&width)
+            .arg(&has_labels);
+        // SAFETY: write_members(points, pixels, labels, regions, offsets, out_points, out_pixels, n_points, blocks,
+        // width, has_labels); grid (blocks, objects); slots stay below the total the scan counted.
+        unsafe { b.launch(launch((blocks, objects), BLOCK)) }.map_err(de)?;
+        let points = stream.clone_dtoh(&out_points.slice(..3 * total as usize)).map_err(de)?;
+        let pixels = stream.clone_dtoh(&out_pixels.slice(..total as usize)).map_err(de)?;
+        self.sync(stream)?;
+        Ok(GroupedPoints {
+            points_in_camera: points.chunks_exact(3).map(|p| [p[0], p[1], p[2]]).collect(),
+            pixels,
+            offsets: object_offsets,
+        })
+    }
+
+    /// K1 and K2 of one frame with its cloud resident on the device (see `WgpuBackend::frame_geometry`).
+    #[allow(clippy::too_many_arguments)]
+    pub fn frame_geometry(
+        &self,
+        depth: &DepthImage,
+        k: &Intrinsics,
+        instance_labels: Option<&[u32]>,
+        regions: &[ObjectRegion],
+        frame_key: u32,
+        params: &RansacParams,
+        normals: &dyn Fn(&PointCloud) -> Vec<Point3>,
+    ) -> Result<(PointCloud, GroupedPoints, Option<PlaneFit>), String> {
+        let stream = self.stream()?;
+        let Some(device) = self.unproject_device(&stream, &[(depth, k)])? else {
+            let grouped = GroupedPoints { offsets: vec![0; regions.len() + 1], ..GroupedPoints::default() };
+            let fit = self.fit_ground_plane(&[], None, frame_key, params)?;
+            return Ok((PointCloud::default(), grouped, fit));
+        };
+        let cloud = self.read_clouds(&stream, &device)?.pop().unwrap_or_default();
+        let grouped = self.group_on_device(&stream, &device, depth, instance_labels, regions)?;
+        let sample_normals = normals(&cloud);
+        let ground = CudaGround::new(
+            self,
+            stream,
+            &device.points,
+            &cloud.points_in_camera,
+            Some(&sample_normals),
+            frame_key,
+            params,
+        )?;
+        let fit = ground.fit(&cloud.points_in_camera)?;
+        Ok((cloud, grouped, fit))
+    }
+
+    /// K2 scores of every hypothesis (see [`crate::geometry::ransac::score_hypotheses`]), drawn on the device.
+    pub fn score_hypotheses(
+        &self,
+        points: &[Point3],
+        sample_normals: Option<&[Point3]>,
+        frame_key: u32,
+        params: &RansacParams,
+    ) -> Result<Vec<u32>, String> {
+        let stream = self.stream()?;
+        let cloud = self.upload(&stream, bytemuck::cast_slice::<_, f32>(points))?;
+        Ok(CudaGround::new(self, stream, &cloud, points, sample_normals, frame_key, params)?.score()?.0)
+    }
+
+    /// K2 whole (see [`crate::geometry::ransac::fit_ground_plane`]): the draws, the scoring, the refinement's
+    /// support tests and the final inlier count on the device; the planes, the winner and the 3 x 3 fits on the
+    /// host with the CPU reference's code.
+    pub fn fit_ground_plane(
+        &self,
+        points: &[Point3],
+        sample_normals: Option<&[Point3]>,
+        frame_key: u32,
+        params: &RansacParams,
+    ) -> Result<Option<PlaneFit>, String> {
+        let stream = self.stream()?;
+        let cloud = self.upload(&stream, bytemuck::cast_slice::<_, f32>(points))?;
+        CudaGround::new(self, stream, &cloud, points, sample_normals, frame_key, params)?.fit(points)
+    }
+
+    /// The three point indices of every hypothesis as the device draws them (`kernels/rng.cuh`), for parity tests
+    /// against [`crate::geometry::ransac::hypothesis_indices`].
+    pub fn hypothesis_draws(
+        &self,
+        points: &[Point3],
+        frame_key: u32,
+        params: &RansacParams,
+    ) -> Result<Vec<[u32; 3]>, String> {
+        let stream = self.stream()?;
+        let cloud = self.upload(&stream, bytemuck::cast_slice::<_, f32>(points))?;
+        let ground = CudaGround::new(self, stream, &cloud, points, None, frame_key, params)?;
+        let (triples, _) = ground.draw()?;
+        Ok(triples.chunks_exact(3).map(|t| [t[0], t[1], t[2]]).collect())
+    }
+
+    /// K3: exact DBSCAN (see [`crate::geometry::dbscan::dbscan`] for the definitions every backend meets).
+    pub fn dbscan(&self, input: &[Point3], eps: f32, min_points: u32) -> Result<Clustering, String> {
+        if !(eps.is_finite() && eps > 0.0) {
+            return Err(format!("DBSCAN radius must be positive and finite, got {eps}"));
+        }
+        if input.is_empty() {
+            return Ok(Clustering::default());
+        }
+        let grid = DbscanGrid::new(input, eps, min_points)?;
+        let n = grid.params.points;
+        let stream = self.stream()?;
+        let points = self.upload(&stream, &grid.sorted)?;
+        let cell_xyz = self.upload(&stream, &grid.cell_xyz)?;
+        let cell_start = self.upload(&stream, &grid.cell_start)?;
+        let original = self.upload(&stream, &grid.original)?;
+        let position = self.upload(&stream, &grid.position)?;
+        let mut core = self.zeros::<u32>(&stream, n as usize)?;
+        let mut labels = self.zeros::<u32>(&stream, n as usize)?;
+        let mut changed = self.zeros::<u32>(&stream, 1)?;
+        let params = grid.params;
+        let g = (blocks_for(u64::from(n), BLOCK)?, 1);
+        let mut b = stream.launch_builder(&self.k.count_neighbours);
+        b.arg(&points).arg(&cell_xyz).arg(&cell_start).arg(&original).arg(&params).arg(&mut core).arg(&mut labels);
+        // SAFETY: count_neighbours(points, cell_xyz, cell_start, original, Params, core, labels) in
+        // kernels/dbscan.cu; the grid's arrays as `DbscanGrid` documents them, n entries of core and labels.
+        unsafe { b.launch(launch(g, BLOCK)) }.map_err(de)?;
+        // Rounds of min-label propagation and pointer jumping until a check finds no change (at most one round per
+        // point: labels only decrease).
+        for _ in 0..(n as usize).div_ceil(ROUNDS_PER_CHECK) {
+            stream.memset_zeros(&mut changed).map_err(de)?;
+            for _ in 0..ROUNDS_PER_CHECK {
+                let mut b = stream.launch_builder(&self.k.propagate);
+                b.arg(&points)
+                    .arg(&cell_xyz)
+                    .arg(&cell_start)
+                    .arg(&original)
+                    .arg(&params)
+                    .arg(&core)
+                    .arg(&mut labels)
+                    .arg(&mut changed);
+                // SAFETY: propagate(points, cell_xyz, cell_start, original, Params, core, labels, changed).
+                unsafe { b.launch(launch(g, BLOCK)) }.map_err(de)?;
+                let mut b = stream.launch_builder(&self.k.jump);
+                b.arg(&params).arg(&core).arg(&position).arg(&mut labels).arg(&mut changed);
+                // SAFETY: jump(Params, core, position, labels, changed): labels of core points are original
+                // indices < n, and position has n entries.
+                unsafe { b.launch(launch(g, BLOCK)) }.map_err(de)?;
+            }
+            let flag = stream.clone_dtoh(&changed).map_err(de)?;
+            self.sync(&stream)?;
+            if flag.first().copied().unwrap_or(0) == 0 {
+                break;
+            }
+        }
+        let mut b = stream.launch_builder(&self.k.assign_borders);
+        b.arg(&points).arg(&cell_xyz).arg(&cell_start).arg(&original).arg(&params).arg(&core).arg(&mut labels);
+        // SAFETY: assign_borders(points, cell_xyz, cell_start, original, Params, core, labels).
+        unsafe { b.launch(launch(g, BLOCK)) }.map_err(de)?;
+        let labels = stream.clone_dtoh(&labels).map_err(de)?;
+        let core = stream.clone_dtoh(&core).map_err(de)?;
+        self.sync(&stream)?;
+        grid.clustering(&labels, &core)
+    }
+
+    /// K4 for a batch of objects (of any frames; see [`crate::geometry::stats::summarize_batch`]): one block per
+    /// object, every object of a chunk (up to 2^28 points) in one launch; the hull and oriented box on the host
+    /// from the device's hull candidates.
+    pub fn summarize_batch(
+        &self,
+        objects: &[StatsInput],
+        noise: &NoiseModel,
+    ) -> Result<Vec<Option<ObjectSummary>>, String> {
+        let mut out = vec![None; objects.len()];
+        for chunk in stats_chunks(objects, MAX_POINTS)? {
+            let pack = StatsPack::new(objects, &chunk);
+            let stream = self.stream()?;
+            let n_obj = chunk.len() as u32;
+            let points = self.upload(&stream, &pack.points)?;
+            let depths = self.upload(&stream, &pack.depth_bits)?;
+            let ranges = self.upload(&stream, bytemuck::cast_slice::<_, u32>(&pack.ranges))?;
+            let words = std::mem::size_of::<GpuObjectStats>() / 4;
+            let mut stats = self.zeros::<u32>(&stream, n_obj as usize * words)?;
+            let mut candidates = self.zeros::<u32>(&stream, pack.depth_bits.len())?;
+            let mut b = stream.launch_builder(&self.k.summarize);
+            b.arg(&points).arg(&depths).arg(&ranges).arg(&mut stats).arg(&mut candidates).arg(&n_obj);
+            // SAFETY: summarize(points, depth_bits, objects, ObjectStats* stats, u32* candidates, u32 n_objects) in
+            // kernels/stats.cu; one block of BLOCK threads per object; each object's candidates stay within its
+            // range of the candidates buffer (as many entries as points).
+            unsafe { b.launch(launch((n_obj, 1), BLOCK)) }.map_err(de)?;
+            let stats_words = stream.clone_dtoh(&stats).map_err(de)?;
+            let candidates = stream.clone_dtoh(&candidates).map_err(de)?;
+            self.sync(&stream)?;
+            let stats: Vec<GpuObjectStats> = bytemuck::pod_collect_to_vec(&stats_words[..n_obj as usize * words]);
+            pack.summaries(objects, &chunk, &stats, &candidates, noise, &mut out)?;
+        }
+        Ok(out)
+    }
+
+    /// K5 over a batch of frames (see [`super::Backend::relate_batch`]): every ordered pair of every frame of a
+    /// chunk (up to 2^25 pairs) in one launch, records at prefix-sum offsets.
+    pub fn relate_batch(&self, frames: &[&[ObjectSummary]]) -> Result<Vec<Vec<RelationRecord>>, String> {
+        let mut out = Vec::with_capacity(frames.len());
+        for (start, end, pairs) in relation_chunks(frames, MAX_PAIRS)? {
+            let chunk = &frames[start..end];
+            let (objects, ranges) = pack_relations(chunk);
+            if pairs == 0 {
+                out.extend(chunk.iter().map(|_| Vec::new()));
+                continue;
+            }
+            let stream = self.stream()?;
+            let objects_dev = self.upload(&stream, bytemuck::cast_slice::<_, u32>(&objects))?;
+            let ranges_dev = self.upload(&stream, bytemuck::cast_slice::<_, u32>(&ranges))?;
+            let words = std::mem::size_of::<RelationRecord>() / 4;
+            // SAFETY: every record of the pairs is written by the kernel before it is read back.
+            let mut records: CudaSlice<u32> = unsafe { stream.alloc(pairs as usize * words) }.map_err(de)?;
+            self.relate_launch(&stream, &objects_dev, &ranges_dev, &mut records, ranges.len() as u32, pairs)?;
+            let host = stream.clone_dtoh(&records).map_err(de)?;
+            self.sync(&stream)?;
+            let records: Vec<RelationRecord> = bytemuck::pod_collect_to_vec(&host);
+            out.extend(split_relations(&ranges, &records)?);
+        }
+        Ok(out)
+    }
+    /// K5's kernel on `stream` (asynchronous).
+    fn relate_launch(
+        &self,
+        stream: &Arc<CudaStream>,
+        objects: &CudaSlice<u32>,
+        ranges: &CudaSlice<u32>,
+        records: &mut CudaSlice<u32>,
+        n_frames: u32,
+        pairs: u64,
+    ) -> Result<(), String> {
+        let n_pairs = u32::try_from(pairs).map_err(|_| format!("{pairs} pairs exceed one launch"))?;
+        let mut b = stream.launch_builder(&self.k.relate);
+        b.arg(objects).arg(ranges).arg(records).arg(&n_frames).arg(&n_pairs);
+        // SAFETY: relate(objects, frames, RelationRecord* out, u32 n_frames, u32 pairs) in kernels/relations.cu;
+        // one thread per pair; the caller allocated `pairs` records of 80 bytes and packed the frames' ranges.
+        unsafe { b.launch(launch((blocks_for(pairs, BLOCK)?, 1), BLOCK)) }.map_err(de)?;
+        Ok(())
+    }
+
+    /// The device's peak memory bandwidth in bytes/s: memory clock x bus width x 2 (double data rate), from the
+    /// driver's attributes.
+    pub fn peak_bandwidth(&self) -> Result<f64, String> {
+        use cudarc::driver::sys::CUdevice_attribute as A;
+        let clock_khz = self.ctx.attribute(A::CU_DEVICE_ATTRIBUTE_MEMORY_CLOCK_RATE).map_err(de)?;
+        let bus_bits = self.ctx.attribute(A::CU_DEVICE_ATTRIBUTE_GLOBAL_MEMORY_BUS_WIDTH).map_err(de)?;
+        Ok(2.0 * f64::from(clock_khz) * 1e3 * f64::from(bus_bits) / 8.0)
+    }
+
+    /// Device times (CUDA events) of `reps` runs of `launch`, after one warm-up run, in milliseconds.
+    fn time_on(
+        &self,
+        stream: &Arc<CudaStream>,
+        reps: usize,
+        mut launch: impl FnMut() -> Result<(), String>,
+    ) -> Result<Vec<f64>, String> {
+        use cudarc::driver::sys::CUevent_flags;
+        launch()?;
+        self.sync(stream)?;
+        let mut out = Vec::with_capacity(reps);
+        for _ in 0..reps.max(1) {
+            let start = stream.record_event(Some(CUevent_flags::CU_EVENT_DEFAULT)).map_err(de)?;
+            launch()?;
+            let end = stream.record_event(Some(CUevent_flags::CU_EVENT_DEFAULT)).map_err(de)?;
+            out.push(f64::from(start.elapsed_ms(&end).map_err(de)?));
+        }
+        self.sync(stream)?;
+        Ok(out)
+    }
+
+    /// K1's kernels alone on a batch already on the device: each run's time (ms) and the bytes one run moves
+    /// (the depth words read twice, 16 bytes written per point, the tile tables).
+    pub fn time_unproject(
+        &self,
+        frames: &[(&DepthImage, &Intrinsics)],
+        reps: usize,
+    ) -> Result<(Vec<f64>, u64), String> {
+        let batch = DepthBatch::pack(frames, TILE)?;
+        if batch.pixels > MAX_POINTS || batch.tile_frame.is_empty() {
+            return Err(format!("a timed K1 batch needs 1 to 2^28 pixels, not {}", batch.pixels));
+        }
+        let stream = self.stream()?;
+        let mut d = self.k1_buffers(&stream, &batch)?;
+        let times = self.time_on(&stream, reps, || self.k1_launch(&stream, &mut d))?;
+        let tiles = d.tiles as usize;
+        let total = stream.clone_dtoh(&d.offsets.slice(tiles..tiles + 1)).map_err(de)?;
+        self.sync(&stream)?;
+        let points = u64::from(total.first().copied().unwrap_or(0));
+        let bytes = 2 * 4 * batch.words.len() as u64 + 16 * points + 4 * 4 * tiles as u64;
+        Ok((times, bytes))
+    }
+
+    /// K2's scoring kernel alone (the hypotheses drawn and the subsample gathered beforehand): each run's time (ms).
+    pub fn time_score(
+        &self,
+        points: &[Point3],
+        frame_key: u32,
+        params: &RansacParams,
+        reps: usize,
+    ) -> Result<Vec<f64>, String> {
+        let stream = self.stream()?;
+        let cloud = self.upload(&stream, bytemuck::cast_slice::<_, f32>(points))?;
+        let ground = CudaGround::new(self, stream.clone(), &cloud, points, None, frame_key, params)?;
+        let (triples, corners) = ground.draw()?;
+        let (_, hypotheses) = hypotheses_from_draws(&triples, &corners, params);
+        let hyps = self.upload(&stream, bytemuck::cast_slice::<_, u32>(&hypotheses))?;
+        let mut scores = self.zeros::<u32>(&stream, params.hypotheses as usize)?;
+        self.time_on(&stream, reps, || ground.score_launch(&hyps, &mut scores))
+    }
+
+    /// K5's kernel alone on a batch already on the device (one chunk): each run's time (ms) and the pairs.
+    pub fn time_relate(&self, frames: &[&[ObjectSummary]], reps: usize) -> Result<(Vec<f64>, u64), String> {
+        let chunks = relation_chunks(frames, MAX_PAIRS)?;
+        let [(_, _, pairs)] = chunks[..] else {
+            return Err(format!("a timed K5 batch must fit one launch (2^25 pairs), not {} chunks", chunks.len()));
+        };
+        let (objects, ranges) = pack_relations(frames);
+        let stream = self.stream()?;
+        let objects_dev = self.upload(&stream, bytemuck::cast_slice::<_, u32>(&objects))?;
+        let ranges_dev = self.upload(&stream, bytemuck::cast_slice::<_, u32>(&ranges))?;
+        let words = std::mem::size_of::<RelationRecord>() / 4;
+        let mut records = self.zeros::<u32>(&stream, pairs as usize * words)?;
+        let n_frames = ranges.len() as u32;
+        let times = self.time_on(&stream, reps, || {
+            self.relate_launch(&stream, &objects_dev, &ranges_dev, &mut records, n_frames, pairs)
+        })?;
+        Ok((times, pairs))
+    }
+}
+
+/// A frame's K2 state on the device: the cloud, the scoring subsample and its normals.
+struct CudaGround<'a> {
+    b: &'a CudaBackend,
+    stream: Arc<CudaStream>,
+    cloud: &'a CudaSlice<f32>,
+    samples: CudaSlice<f32>,
+    normals: CudaSlice<f32>,
+    sample_index: Vec<u32>,
+    points: u32,
+    use_normals: bool,
+    frame_key: u32,
+    params: &'a RansacParams,
+}
+
+impl<'a> CudaGround<'a> {
+    /// Gathers the scoring subsample of `cloud` (the device twin of `points`) on the device.
+    fn new(
+        b: &'a CudaBackend,
+        stream: Arc<CudaStream>,
+        cloud: &'a CudaSlice<f32>,
+        points: &[Point3],
+        sample_normals: Option<&[Point3]>,
+        frame_key: u32,
+        params: &'a RansacParams,
+    ) -> Result<Self, String> {
+        let n = u32::try_from(points.len()).map_err(|_| format!("{} points are too many", points.len()))?;
+        if u64::from(n) > MAX_POINTS {
+            return Err(format!("a cloud of {n} points exceeds one launch"));
+        }
+        let sample_index = score_sample_indices(points.len(), params);
+        let normals = sample_normals.filter(|m| m.len() == sample_index.len());
+        let flat: Vec<f32> = normals.iter().flat_map(|m| m.iter().flatten()).copied().collect();
+        let normals_dev = b.upload(&stream, &flat)?;
+        let n_samples = sample_index.len() as u32;
+        let mut samples = b.zeros::<f32>(&stream, 3 * sample_index.len())?;
+        if n_samples > 0 {
+            let index = b.upload(&stream, &sample_index)?;
+            let mut l = stream.launch_builder(&b.k.gather_samples);
+            l.arg(cloud).arg(&index).arg(&mut samples).arg(&n_samples);
+            // SAFETY: gather_samples(cloud, sample_index, samples, n_samples) in kernels/ransac.cu: the indices are
+            // below the cloud's point count; `samples` holds 3 floats per sample.
+            unsafe { l.launch(launch((blocks_for(u64::from(n_samples), BLOCK)?, 1), BLOCK)) }.map_err(de)?;
+        }
+        Ok(CudaGround {
+            b,
+            stream,
+            cloud,
+            samples,
+            normals: normals_dev,
+            sample_index,
+            points: n,
+            use_normals: normals.is_some(),
+            frame_key,
+            params,
+        })
+    }
+
+    /// The drawn point indices and corners of every hypothesis (3 and 9 per hypothesis).
+    fn draw(&self) -> Result<(Vec<u32>, Vec<f32>), String> {
+        let h = self.params.hypotheses;
+        if h == 0 || self.points < 3 {
+            return Ok((Vec::new(), Vec::new()));
+        }
+        let s = &self.stream;
+        let mut triples = self.b.zeros::<u32>(s, 3 * h as usize)?;
+        let mut corners = self.b.zeros::<f32>(s, 9 * h as usize)?;
+        let mut l = s.launch_builder(&self.b.k.draw);
+        l.arg(self.cloud)
+            .arg(&mut triples)
+            .arg(&mut corners)
+            .arg(&h)
+            .arg(&self.points)
+            .arg(&self.params.seed)
+            .arg(&self.frame_key);
+        // SAFETY: draw(cloud, triples, corners, hypotheses, points, seed, frame_key): indices drawn below `points`.
+        unsafe { l.launch(launch((blocks_for(u64::from(h), BLOCK)?, 1), BLOCK)) }.map_err(de)?;
+        let triples = s.clone_dtoh(&triples).map_err(de)?;
+        let corners = s.clone_dtoh(&corners).map_err(de)?;
+        self.b.sync(s)?;
+        Ok((triples, corners))
+    }
+
+    /// Draws every hypothesis on the device, builds its plane on the host and scores them all on the device.
+    fn score(&self) -> Result<(Vec<u32>, Vec<Option<Plane>>), String> {
+        let h = self.params.hypotheses;
+        if h == 0 {
+            return Ok((Vec::new(), Vec::new()));
+        }
+        if self.points < 3 {
+            return Ok((vec![0; h as usize], vec![None; h as usize]));
+        }
+        let (triples, corners) = self.draw()?;
+        let (planes, hypotheses) = hypotheses_from_draws(&triples, &corners, self.params);
+        let s = &self.stream;
+        let hyps = self.b.upload(s, bytemuck::cast_slice::<_, u32>(&hypotheses))?;
+        let mut scores = self.b.zeros::<u32>(s, h as usize)?;
+        self.score_launch(&hyps, &mut scores)?;
+        let scores = s.clone_dtoh(&scores).map_err(de)?;
+        self.b.sync(s)?;
+        Ok((scores, planes))
+    }
+
+    /// K2's scoring kernel on the session's stream (asynchronous): `scores` zeroed, then every hypothesis scored.
+    fn score_launch(&self, hyps: &CudaSlice<u32>, scores: &mut CudaSlice<u32>) -> Result<(), String> {
+        let s = &self.stream;
+        let h = self.params.hypotheses;
+        s.memset_zeros(scores).map_err(de)?;
+        let n_samples = self.sample_index.len() as u32;
+        let slices = n_samples.div_ceil(SCORE_SLICE).clamp(1, 65_535);
+        let per_slice = n_samples.div_ceil(slices);
+        let threshold = self.params.inlier_threshold_m;
+        let min_cos = self.params.normal_agreement_deg.to_radians().cos();
+        let use_normals = u32::from(self.use_normals);
+        let mut l = s.launch_builder(&self.b.k.score);
+        l.arg(hyps)
+            .arg(&self.samples)
+            .arg(&self.normals)
+            .arg(scores)
+            .arg(&h)
+            .arg(&n_samples)
+            .arg(&per_slice)
+            .arg(&threshold)
+            .arg(&min_cos)
+            .arg(&use_normals);
+        // SAFETY: score(hypotheses, samples, normals, scores, n_hypotheses, n_samples, per_slice, threshold, min_cos,
+        // use_normals) in kernels/ransac.cu; grid (ceil(h / 8), slices); `h` scores, zeroed above; normals hold
+        // one per sample when use_normals is 1.
+        unsafe { l.launch(launch((h.div_ceil(HYPS_PER_BLOCK), slices), BLOCK)) }.map_err(de)?;
+        Ok(())
+    }
+
+    fn fit(&self, points: &[Point3]) -> Result<Option<PlaneFit>, String> {
+        let (scores, planes) = self.score()?;
+        let sample_points: Vec<Point3> = self.sample_index.iter().map(|&i| points[i as usize]).collect();
+        fit_from_scores_on(
+            self,
+            |h| planes.get(h as usize).copied().flatten(),
+            &sample_points,
+            self.use_normals,
+            points.len(),
+            self.params,
+            &scores,
+        )
+    }
+}
+
+impl GroundDevice for CudaGround<'_> {
+    fn sample_support(&self, test: &Support) -> Result<Vec<u32>, String> {
+        let n = self.sample_index.len() as u32;
+        if n == 0 {
+            return Ok(Vec::new());
+        }
+        let s = &self.stream;
+        let t = support_test(test, self.use_normals);
+        let mut mask = self.b.zeros::<u32>(s, n as usize)?;
+        let mut l = s.launch_builder(&self.b.k.sample_supports);
+        l.arg(&self.samples).arg(&self.normals).arg(&mut mask).arg(&t).arg(&n);
+        // SAFETY: sample_supports(samples, normals, mask, SupportTest, n_samples): n entries of each.
+        unsafe { l.launch(launch((blocks_for(u64::from(n), BLOCK)?, 1), BLOCK)) }.map_err(de)?;
+        let mask = s.clone_dtoh(&mask).map_err(de)?;
+        self.b.sync(s)?;
+        Ok((0..n).filter(|&i| mask[i as usize] == 1).collect())
+    }
+
+    fn count_inliers(&self, test: &Support) -> Result<u32, String> {
+        if self.points == 0 {
+            return Ok(0);
+        }
+        let s = &self.stream;
+        let t = support_test(&Support { min_cos: None, ..*test }, self.use_normals);
+        let mut count = self.b.zeros::<u32>(s, 1)?;
+        let mut l = s.launch_builder(&self.b.k.count_inliers);
+        l.arg(self.cloud).arg(&mut count).arg(&t).arg(&self.points);
+        // SAFETY: count_inliers(cloud, count, SupportTest, points): `points` points in the cloud; count zeroed.
+        unsafe { l.launch(launch((blocks_for(u64::from(self.points), BLOCK)?, 1), BLOCK)) }.map_err(de)?;
+        let count = s.clone_dtoh(&count).map_err(de)?;
+        self.b.sync(s)?;
+        count.first().copied().ok_or_else(|| "no inlier count came back".to_string())
+    }
+}

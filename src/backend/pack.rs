@@ -1,0 +1,394 @@
+//! Host-side packing shared by the GPU backends (`wgpu` and `cuda`): how a batch of frames, objects or pairs is
+//! laid out for the kernels, and how their results become the CPU reference's types again. One copy of this code
+//! serves both backends, so what the `wgpu` parity tests check on lavapipe in CI holds for the CUDA backend's host
+//! side too.
+
+use crate::geometry::dbscan::{Clustering, NOISE};
+use crate::geometry::ransac::{plane_through, RansacParams, Support};
+use crate::geometry::relations::RelationRecord;
+use crate::geometry::stats::{assemble, NoiseModel, ObjectSummary, Reductions, StatsInput};
+use crate::geometry::unproject::{ray_factors, DepthData, DepthImage, ObjectRegion, PointCloud};
+use crate::geometry::{Intrinsics, Plane, Point3};
+
+use super::layout::{DbscanParams, FrameRange, GpuHypothesis, GpuObjectStats, GpuRegion, GpuSupport, UnprojectFrame};
+
+/// A batch of depth frames packed for K1: depth words (16-bit depth two pixels per word, low half first; each frame
+/// starts on a word), ray factors, per-frame records and the frame of each tile of `tile` pixels (tiles never
+/// straddle frames).
+#[derive(Debug, Default)]
+pub struct DepthBatch {
+    pub frames: Vec<UnprojectFrame>,
+    pub words: Vec<u32>,
+    pub ray_x: Vec<f32>,
+    pub ray_y: Vec<f32>,
+    pub tile_frame: Vec<u32>,
+    pub pixels: u64,
+}
+
+impl DepthBatch {
+    /// Packs `frames` in tiles of `tile` pixels. `Err` when a depth image and its intrinsics disagree in size or
+    /// the batch outgrows 32-bit offsets.
+    pub fn pack(frames: &[(&DepthImage, &Intrinsics)], tile: u32) -> Result<DepthBatch, String> {
+        let mut b = DepthBatch::default();
+        for (f, (depth, k)) in frames.iter().enumerate() {
+            if (depth.width, depth.height) != (k.width, k.height) {
+                return Err(format!(
+                    "depth is {}x{} but the intrinsics say {}x{}",
+                    depth.width, depth.height, k.width, k.height
+                ));
+            }
+            let pixels = depth.len() as u64;
+            b.pixels += pixels;
+            let word_offset = u32::try_from(b.words.len()).map_err(|_| "a K1 batch of over 2^32 depth words")?;
+            let (is_u16, units_per_meter, invalid_value) = match &depth.data {
+                DepthData::U16 { values, units_per_meter, invalid_value } => {
+                    b.words.extend(
+                        values.chunks(2).map(|p| u32::from(p[0]) | (u32::from(p.get(1).copied().unwrap_or(0)) << 16)),
+                    );
+                    (1, *units_per_meter, invalid_value.map_or(u32::MAX, u32::from))
+                }
+                DepthData::F32 { values } => {
+                    b.words.extend(values.iter().map(|v| v.to_bits()));
+                    (0, 1.0, u32::MAX)
+                }
+            };
+            let (rx, ry) = ray_factors(k);
+            let tiles = pixels.div_ceil(u64::from(tile));
+            b.frames.push(UnprojectFrame {
+                width: depth.width,
+                pixels: pixels as u32,
+                is_u16,
+                invalid_value,
+                units_per_meter,
+                word_offset,
+                ray_x_offset: b.ray_x.len() as u32,
+                ray_y_offset: b.ray_y.len() as u32,
+                block_offset: b.tile_frame.len() as u32,
+                _pad: [0; 3],
+            });
+            b.ray_x.extend(rx);
+            b.ray_y.extend(ry);
+            b.tile_frame.extend(std::iter::repeat_n(f as u32, tiles as usize));
+        }
+        if b.pixels > u64::from(u32::MAX) {
+            return Err(format!("a K1 batch of {} pixels outgrows 32-bit point offsets", b.pixels));
+        }
+        Ok(b)
+    }
+
+    /// Where each frame's points start, then the total, from the tiles' exclusive offsets (`tiles + 1` entries). A
+    /// frame without pixels has no tiles: its start is the next frame's (its `block_offset` points there).
+    pub fn frame_offsets(&self, tile_offsets: &[u32]) -> Result<Vec<u64>, String> {
+        let at = |i: usize| tile_offsets.get(i).map(|&v| u64::from(v)).ok_or("tile offsets came back short");
+        let mut out: Vec<u64> = self.frames.iter().map(|f| at(f.block_offset as usize)).collect::<Result<_, _>>()?;
+        out.push(at(self.tile_frame.len())?);
+        Ok(out)
+    }
+}
+
+/// Each frame's cloud from a batch's points (x, y, z per point) and pixels, split at `offsets` (per frame, then the
+/// total).
+pub fn split_clouds(offsets: &[u64], floats: &[f32], pixels: &[u32]) -> Vec<PointCloud> {
+    offsets
+        .windows(2)
+        .map(|w| {
+            let (a, b) = (w[0] as usize, w[1] as usize);
+            PointCloud {
+                points_in_camera: floats[3 * a..3 * b].chunks_exact(3).map(|p| [p[0], p[1], p[2]]).collect(),
+                pixels: pixels[a..b].to_vec(),
+            }
+        })
+        .collect()
+}
+
+/// The regions of K1's grouping as the kernels test them.
+pub fn gpu_regions(regions: &[ObjectRegion]) -> Vec<GpuRegion> {
+    regions
+        .iter()
+        .map(|r| match *r {
+            ObjectRegion::Instance { instance_id } => GpuRegion { kind: 0, id: instance_id, ..GpuRegion::default() },
+            ObjectRegion::Box { x0, y0, x1, y1 } => GpuRegion { kind: 1, id: 0, x0, y0, x1, y1, _pad: [0; 2] },
+        })
+        .collect()
+}
+
+/// K2: the plane through each hypothesis' drawn points (f64 on the host, the CPU reference's `plane_through`) and
+/// the hypotheses as the scoring kernels test them (inadmissible ones score 0).
+pub fn hypotheses_from_draws(
+    triples: &[u32],
+    corners: &[f32],
+    params: &RansacParams,
+) -> (Vec<Option<Plane>>, Vec<GpuHypothesis>) {
+    let planes: Vec<Option<Plane>> = triples
+        .chunks_exact(3)
+        .zip(corners.chunks_exact(9))
+        .map(|(t, c)| {
+            let p = |k: usize| [c[3 * k], c[3 * k + 1], c[3 * k + 2]];
+            plane_through([t[0], t[1], t[2]], [p(0), p(1), p(2)], params)
+        })
+        .collect();
+    let hypotheses = planes
+        .iter()
+        .map(|p| match p {
+            Some(p) => {
+                let s = Support::band(p, params.inlier_threshold_m);
+                GpuHypothesis { plane: [s.n[0], s.n[1], s.n[2], s.d], admissible: 1, _pad: [0; 3] }
+            }
+            None => GpuHypothesis::default(),
+        })
+        .collect();
+    (planes, hypotheses)
+}
+
+/// K2: one plane's support test as the kernels apply it (normals only when the test and the frame have them).
+pub fn support_test(test: &Support, frame_has_normals: bool) -> GpuSupport {
+    GpuSupport {
+        plane: [test.n[0], test.n[1], test.n[2], test.d],
+        threshold: test.threshold,
+        min_cos: test.min_cos.unwrap_or(0.0),
+        use_normals: u32::from(test.min_cos.is_some() && frame_has_normals),
+        _pad: 0,
+    }
+}
+
+/// K3's grid: the points binned into cells of side a little over eps (so every neighbour lies in the 3 x 3 x 3
+/// block around a point's cell), sorted by cell in (z, y, x) order, then by original index.
+#[derive(Debug)]
+pub struct DbscanGrid {
+    /// The sorted points, x, y, z each.
+    pub sorted: Vec<f32>,
+    /// The cell coordinates (relative to the lowest, plus 1) of each sorted point, then of each occupied cell.
+    pub cell_xyz: Vec<u32>,
+    /// Occupied cell -> its first sorted point; cells + 1 entries.
+    pub cell_start: Vec<u32>,
+    /// Sorted position -> original index.
+    pub original: Vec<u32>,
+    /// Original index -> sorted position.
+    pub position: Vec<u32>,
+    pub params: DbscanParams,
+}
+
+impl DbscanGrid {
+    /// `Err` for a bad radius, a non-finite point or a span beyond 32-bit cell coordinates. `input` is not empty.
+    pub fn new(input: &[Point3], eps: f32, min_points: u32) -> Result<DbscanGrid, String> {
+        if !(eps.is_finite() && eps > 0.0) {
+            return Err(format!("DBSCAN radius must be positive and finite, got {eps}"));
+        }
+        if let Some(i) = input.iter().position(|p| !p.iter().all(|v| v.is_finite())) {
+            return Err(format!("point {i} is not finite"));
+        }
+        let n = u32::try_from(input.len()).map_err(|_| format!("{} points are too many", input.len()))?;
+        let inv = 1.0 / (f64::from(eps) * (1.0 + 1e-4));
+        let cells: Vec<[i64; 3]> = input.iter().map(|p| p.map(|v| (f64::from(v) * inv).floor() as i64)).collect();
+        let lo = cells.iter().fold([i64::MAX; 3], |a, c| [a[0].min(c[0]), a[1].min(c[1]), a[2].min(c[2])]);
+        // Coordinates relative to the lowest, plus 1 so that the block around a cell never goes below 0.
+        let rel = |c: &[i64; 3]| -> Option<[u32; 3]> {
+            let r = [0, 1, 2].map(|k| c[k] - lo[k] + 1);
+            r.iter().all(|v| *v < i64::from(u32::MAX) - 1).then(|| r.map(|v| v as u32))
+        };
+        let keys: Vec<[u32; 3]> = cells
+            .iter()
+            .map(|c| rel(c).ok_or_else(|| format!("the points span more than 2^32 cells of {eps} m")))
+            .collect::<Result<_, _>>()?;
+        let mut original: Vec<u32> = (0..n).collect();
+        original.sort_by_key(|&i| {
+            let k = keys[i as usize];
+            (k[2], k[1], k[0], i)
+        });
+        let mut cell_xyz: Vec<u32> = original.iter().flat_map(|&i| keys[i as usize]).collect();
+        let mut cell_start: Vec<u32> = Vec::new();
+        let mut cell_keys: Vec<u32> = Vec::new();
+        for (s, &i) in original.iter().enumerate() {
+            let k = keys[i as usize];
+            if s == 0 || keys[original[s - 1] as usize] != k {
+                cell_start.push(s as u32);
+                cell_keys.extend(k);
+            }
+        }
+        let cells = cell_start.len() as u32;
+        cell_start.push(n);
+        cell_xyz.extend(cell_keys);
+        let sorted: Vec<f32> = original.iter().flat_map(|&i| input[i as usize]).collect();
+        let mut position = vec![0u32; input.len()];
+        for (s, &i) in original.iter().enumerate() {
+            position[i as usize] = s as u32;
+        }
+        let params = DbscanParams { points: n, min_points: min_points.max(1), eps2: eps * eps, cells, _pad: [0; 4] };
+        Ok(DbscanGrid { sorted, cell_xyz, cell_start, original, position, params })
+    }
+
+    /// The clustering in the input order from the device's labels (the smallest original index of each point's
+    /// cluster, `u32::MAX` for noise) and core flags, both in sorted order; clusters numbered by increasing smallest
+    /// core index.
+    pub fn clustering(&self, labels: &[u32], core: &[u32]) -> Result<Clustering, String> {
+        let n = self.original.len();
+        if labels.len() < n || core.len() < n {
+            return Err("DBSCAN labels came back short".into());
+        }
+        let mut names: Vec<u32> = labels[..n].iter().copied().filter(|&l| l != u32::MAX).collect();
+        names.sort_unstable();
+        names.dedup();
+        let mut out = Clustering { labels: vec![NOISE; n], core: vec![false; n], clusters: names.len() as u32 };
+        for (s, &i) in self.original.iter().enumerate() {
+            out.core[i as usize] = core[s] == 1;
+            if labels[s] != u32::MAX {
+                out.labels[i as usize] =
+                    names.binary_search(&labels[s]).map_err(|_| "DBSCAN label lost".to_string())? as i32;
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// K4: the objects of a batch in chunks of at most `max_points` points (each object whole; empty objects are in no
+/// chunk). `Err` when an object alone exceeds the limit or its camera and canonical points disagree in number.
+pub fn stats_chunks(objects: &[StatsInput], max_points: u64) -> Result<Vec<Vec<usize>>, String> {
+    let mut chunks = Vec::new();
+    let mut chunk: Vec<usize> = Vec::new();
+    let mut chunk_points = 0u64;
+    for (i, o) in objects.iter().enumerate() {
+        if o.camera.len() != o.canonical.len() {
+            return Err(format!("object {i} has {} canonical and {} camera points", o.canonical.len(), o.camera.len()));
+        }
+        let n = o.canonical.len() as u64;
+        if n == 0 {
+            continue;
+        }
+        if n > max_points {
+            return Err(format!("object {i} has {n} points, more than one device buffer holds"));
+        }
+        if chunk_points + n > max_points {
+            chunks.push(std::mem::take(&mut chunk));
+            chunk_points = 0;
+        }
+        chunk.push(i);
+        chunk_points += n;
+    }
+    if !chunk.is_empty() {
+        chunks.push(chunk);
+    }
+    Ok(chunks)
+}
+
+/// A chunk of K4 packed for the device: canonical points, camera depths (bits), and each object's `[offset, count]`.
+pub struct StatsPack {
+    pub points: Vec<f32>,
+    pub depth_bits: Vec<u32>,
+    pub ranges: Vec<[u32; 2]>,
+}
+
+impl StatsPack {
+    pub fn new(objects: &[StatsInput], chunk: &[usize]) -> StatsPack {
+        let total: usize = chunk.iter().map(|&i| objects[i].canonical.len()).sum();
+        let mut pack =
+            StatsPack { points: Vec::with_capacity(3 * total), depth_bits: Vec::with_capacity(total), ranges: vec![] };
+        for &i in chunk {
+            let o = &objects[i];
+            pack.ranges.push([pack.depth_bits.len() as u32, o.canonical.len() as u32]);
+            pack.points.extend(o.canonical.iter().flatten());
+            pack.depth_bits.extend(o.camera.iter().map(|p| p[2].to_bits()));
+        }
+        pack
+    }
+
+    /// Each object's summary from the device's reductions and hull candidates: the hull and oriented box are
+    /// built with the CPU reference's f64 code.
+    pub fn summaries(
+        &self,
+        objects: &[StatsInput],
+        chunk: &[usize],
+        stats: &[GpuObjectStats],
+        candidates: &[u32],
+        noise: &NoiseModel,
+        out: &mut [Option<ObjectSummary>],
+    ) -> Result<(), String> {
+        if stats.len() < chunk.len() {
+            return Err("object statistics came back short".into());
+        }
+        for ((&i, st), [offset, count]) in chunk.iter().zip(stats).zip(&self.ranges) {
+            let o = &objects[i];
+            if st.points != *count || st.candidates > *count {
+                return Err(format!("object {i}: the device summarised {} of {count} points", st.points));
+            }
+            let n = f64::from(*count);
+            let first = o.canonical[0];
+            let reductions = Reductions {
+                centroid: [0, 1, 2].map(|k| f64::from(first[k]) + f64::from(st.sum[k]) / n),
+                lo: st.lo,
+                hi: st.hi,
+                median_depth: f32::from_bits(st.median_bits),
+                points: *count,
+            };
+            let start = *offset as usize;
+            let listed = candidates
+                .get(start..start + st.candidates as usize)
+                .ok_or_else(|| format!("object {i}: hull candidates out of range"))?;
+            let footprint: Vec<[f64; 2]> = listed
+                .iter()
+                .map(|&j| {
+                    let p =
+                        o.canonical.get(j as usize).ok_or_else(|| format!("object {i}: candidate {j} out of range"))?;
+                    Ok([f64::from(p[0]), f64::from(p[1])])
+                })
+                .collect::<Result<_, String>>()?;
+            out[i] = Some(assemble(&reductions, &footprint, o.camera_position, noise));
+        }
+        Ok(())
+    }
+}
+
+/// K5: the frames of a batch in chunks of at most `max_pairs` ordered pairs (at least one frame per chunk): each
+/// chunk's frame range and pair count. `Err` when one frame alone has more pairs than the limit.
+pub fn relation_chunks(frames: &[&[ObjectSummary]], max_pairs: u64) -> Result<Vec<(usize, usize, u64)>, String> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    while start < frames.len() {
+        let mut end = start;
+        let mut pairs = 0u64;
+        while end < frames.len() {
+            let n = frames[end].len() as u64;
+            let p = n * n.saturating_sub(1);
+            if p > max_pairs {
+                return Err(format!("a frame with {n} objects has more pairs than one device buffer holds"));
+            }
+            if end > start && pairs + p > max_pairs {
+                break;
+            }
+            pairs += p;
+            end += 1;
+        }
+        out.push((start, end, pairs));
+        start = end;
+    }
+    Ok(out)
+}
+
+/// K5: a chunk's objects, frame after frame, and each frame's ranges; pair offsets are the exclusive prefix sum of
+/// n (n − 1), so records are compact and in a fixed order.
+pub fn pack_relations(frames: &[&[ObjectSummary]]) -> (Vec<ObjectSummary>, Vec<FrameRange>) {
+    let mut objects: Vec<ObjectSummary> = Vec::new();
+    let mut ranges = Vec::with_capacity(frames.len());
+    let mut pair_offset = 0u32;
+    for f in frames {
+        let n = f.len() as u32;
+        ranges.push(FrameRange { object_offset: objects.len() as u32, object_count: n, pair_offset, _pad: 0 });
+        objects.extend_from_slice(f);
+        pair_offset += n * n.saturating_sub(1);
+    }
+    (objects, ranges)
+}
+
+/// K5: each frame's records from a chunk's records.
+pub fn split_relations(ranges: &[FrameRange], records: &[RelationRecord]) -> Result<Vec<Vec<RelationRecord>>, String> {
+    ranges
+        .iter()
+        .map(|r| {
+            let n = r.object_count as usize;
+            let start = r.pair_offset as usize;
+            records
+                .get(start..start + n * n.saturating_sub(1))
+                .map(<[RelationRecord]>::to_vec)
+                .ok_or_else(|| "relation records came back short".to_string())
+        })
+        .collect()
+}
