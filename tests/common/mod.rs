@@ -4,9 +4,12 @@
 use std::io::Write;
 use std::path::PathBuf;
 
-/// The repository root.
+/// The repository root: `$SPATIALSYNTH_REPO` (a test binary carried to a GPU host runs in another checkout), else
+/// where the tests were built.
 pub fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    std::env::var_os("SPATIALSYNTH_REPO")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
 }
 
 /// The shared real-data folder: `$SPATIALSYNTH_SHARED_DATA`, else `../shared/data` beside the repository.
