@@ -265,6 +265,17 @@ impl CudaBackend {
         if devices < 1 {
             return Err("the CUDA driver sees no device".into());
         }
+        let mut driver = 0i32;
+        // SAFETY: cuDriverGetVersion writes one int through a valid pointer.
+        unsafe { cudarc::driver::sys::cuDriverGetVersion(&mut driver) };
+        if driver < 13_000 {
+            return Err(format!(
+                "the CUDA driver supports CUDA {}.{}; the kernels are compiled by NVRTC 13 and need a CUDA 13 driver \
+                 (R580 or newer)",
+                driver / 1000,
+                (driver % 1000) / 10
+            ));
+        }
         let ctx = CudaContext::new(0).map_err(de)?;
         let (major, minor) = ctx.compute_capability().map_err(de)?;
         let cc = (major * 10 + minor) as u32;
@@ -310,9 +321,6 @@ impl CudaBackend {
         };
         let name = ctx.name().map_err(de)?;
         let memory_gib = ctx.total_mem().map_err(de)? as f64 / f64::from(1u32 << 30);
-        let mut driver = 0i32;
-        // SAFETY: cuDriverGetVersion writes one int through a valid pointer.
-        unsafe { cudarc::driver::sys::cuDriverGetVersion(&mut driver) };
         let description = format!(
             "{name} (compute {major}.{minor}, {memory_gib:.0} GiB, driver CUDA {}.{}, kernels {arch})",
             driver / 1000,
@@ -335,10 +343,10 @@ impl CudaBackend {
         self.ctx.new_stream().map_err(de)
     }
 
-    /// Waits for `stream` (and surfaces any error of its kernels).
+    /// Waits for `stream`; an error of its kernels comes back here. (The context's shared error flag is not
+    /// consulted: with several worker threads it would report another call's error.)
     fn sync(&self, stream: &CudaStream) -> Result<(), String> {
-        stream.synchronize().map_err(de)?;
-        self.ctx.check_err().map_err(de)
+        stream.synchronize().map_err(de)
     }
 
     /// `values` on the device (at least one element: empty buffers are padded).
@@ -382,10 +390,11 @@ impl CudaBackend {
         let mut dst: CudaSlice<u32> = unsafe { stream.alloc::<u32>(words.len()) }.map_err(de)?;
         stream.memcpy_htod(&pinned, &mut dst).map_err(de)?;
         let mut pool = self.staging.lock().map_err(|_| "staging pool poisoned")?;
-        if pool.len() >= 4 {
-            pool.remove(0);
-        }
+        let evicted = (pool.len() >= 4).then(|| pool.remove(0));
         pool.push(pinned);
+        drop(pool);
+        // Freeing a pinned buffer waits for its copy: outside the lock.
+        drop(evicted);
         Ok(dst)
     }
 
@@ -397,12 +406,17 @@ impl CudaBackend {
     /// A packed K1 batch on the device, with its outputs allocated.
     fn k1_buffers(&self, stream: &Arc<CudaStream>, batch: &DepthBatch) -> Result<K1Buffers, String> {
         let tiles = batch.tile_frame.len() as u32;
+        // The small tables first (pageable copies wait for the stream), then the depth words, asynchronously.
+        let ray_x = self.upload(stream, &batch.ray_x)?;
+        let ray_y = self.upload(stream, &batch.ray_y)?;
+        let infos = self.upload(stream, bytemuck::cast_slice::<_, u32>(&batch.frames))?;
+        let tile_frame = self.upload(stream, &batch.tile_frame)?;
         Ok(K1Buffers {
             depth: self.upload_pinned(stream, &batch.words)?,
-            ray_x: self.upload(stream, &batch.ray_x)?,
-            ray_y: self.upload(stream, &batch.ray_y)?,
-            infos: self.upload(stream, bytemuck::cast_slice::<_, u32>(&batch.frames))?,
-            tile_frame: self.upload(stream, &batch.tile_frame)?,
+            ray_x,
+            ray_y,
+            infos,
+            tile_frame,
             counts: self.zeros::<u32>(stream, tiles as usize)?,
             offsets: self.zeros::<u32>(stream, tiles as usize + 1)?,
             points: self.zeros::<f32>(stream, 3 * batch.pixels as usize)?,
@@ -540,6 +554,12 @@ impl CudaBackend {
         let blocks = blocks_for(n_points, BLOCK)?;
         if objects > 65_535 {
             return Err(format!("{objects} objects in one frame exceed one launch (65,535)"));
+        }
+        // Regions may overlap: every point may belong to every object. Slots (3 floats each) stay in 32 bits.
+        if 3 * u64::from(objects) * n_points >= 1 << 32 {
+            return Err(format!(
+                "{objects} objects over {n_points} points may group more points than one launch holds"
+            ));
         }
         let cells = u64::from(objects) * u64::from(blocks);
         let cells32 = u32::try_from(cells).map_err(|_| format!("{cells} (object, block) counts exceed 32 bits"))?;
@@ -688,6 +708,9 @@ impl CudaBackend {
         }
         if input.is_empty() {
             return Ok(Clustering::default());
+        }
+        if input.len() as u64 > MAX_POINTS {
+            return Err(format!("{} points exceed one DBSCAN launch (2^28)", input.len()));
         }
         let grid = DbscanGrid::new(input, eps, min_points)?;
         let n = grid.params.points;
