@@ -170,7 +170,8 @@ pub fn compile_module(module: &KernelModule, arch: &'static str) -> Result<Strin
 
 /// Every module compiled for `arch`, once per process (cached): PTX text in [`MODULES`] order.
 pub fn compiled_modules(arch: &'static str) -> Result<Arc<Vec<String>>, String> {
-    static CACHE: OnceLock<Mutex<HashMap<&'static str, Arc<Vec<String>>>>> = OnceLock::new();
+    type PtxByArch = HashMap<&'static str, Arc<Vec<String>>>;
+    static CACHE: OnceLock<Mutex<PtxByArch>> = OnceLock::new();
     let cache = CACHE.get_or_init(Mutex::default);
     if let Some(hit) = cache.lock().map_err(|_| "PTX cache poisoned")?.get(arch) {
         return Ok(hit.clone());
