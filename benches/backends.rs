@@ -1,5 +1,5 @@
 //! Criterion benchmarks of the kernels the GPU backends run, on every available backend, named
-//! `<kernel>/<backend>/<size>` with throughput in the kernel's unit. Without an adapter the wgpu cases are skipped
+//! `<kernel>/<backend>/<size>` with throughput in the kernel's unit. Without an adapter (or a CUDA GPU) the wgpu (cuda) cases are skipped
 //! with a printed reason. On Mesa's lavapipe (a CPU rasteriser) these figures are a correctness run, not a speed
 //! claim; on a real GPU they are (each sample includes upload, dispatch and read-back).
 //!
@@ -25,6 +25,13 @@ fn backends() -> Vec<(&'static str, Backend)> {
             out.push(("wgpu", Backend::Wgpu(Box::new(b))));
         }
         Err(why) => eprintln!("SKIPPED wgpu benchmarks: {why}"),
+    }
+    match spatialsynth::backend::cuda::CudaBackend::new() {
+        Ok(b) => {
+            eprintln!("cuda device: {}", b.device_description());
+            out.push(("cuda", Backend::Cuda(Box::new(b))));
+        }
+        Err(why) => eprintln!("SKIPPED cuda benchmarks: {why}"),
     }
     out
 }

@@ -8,6 +8,9 @@
 //! planes through the drawn points, the winner and the 3 x 3 fits, the hull and oriented box from the device's
 //! hull candidates), so every backend picks the same plane and the same boxes. See `shaders/README.md`.
 //!
+//! The `cuda` backend runs the same five kernels as CUDA C (`kernels/`, compiled by NVRTC when it opens) with the same
+//! host steps (`pack.rs`, shared by both GPU backends); see `kernels/README.md`.
+//!
 //! Every kernel has one generic parity test body (`tests/parity.rs`) run for each available backend.
 
 #[cfg(feature = "cuda")]

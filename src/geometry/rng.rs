@@ -1,6 +1,6 @@
 //! Counter-based random numbers: a pure function of `(seed, stream, counter, draw)`.
 //!
-//! Keep in sync with `shaders/rng.wgsl` and `kernels/rng.cu` (when they land): only 32-bit wrapping integer
+//! Keep in sync with `shaders/rng.wgsl` and `kernels/rng.cuh`: only 32-bit wrapping integer
 //! arithmetic is used, so WGSL (which has no 64-bit integers) and CUDA compute the very same values. The GPU then
 //! draws the same RANSAC hypotheses as the CPU and parity tests can demand the same plane, not "a plane".
 
