@@ -46,29 +46,6 @@ fn big_frame() -> LoadedFrame {
         .expect("a sample frame")
 }
 
-fn objects(frame: usize, n: usize) -> Vec<ObjectSummary> {
-    (0..n)
-        .map(|i| {
-            let t = (frame * n + i) as f32;
-            let c = [(t * 0.37).sin() * 4.0, 2.0 + (t * 0.11).cos() * 3.0, (t * 0.05).sin().abs()];
-            let s = [0.3, 0.4, 0.5];
-            ObjectSummary {
-                centroid_m: c,
-                sigma_m: 0.02,
-                aabb_min_m: [c[0] - 0.15, c[1] - 0.2, c[2] - 0.25],
-                aabb_max_m: [c[0] + 0.15, c[1] + 0.2, c[2] + 0.25],
-                volume_m3: s[0] * s[1] * s[2],
-                obb_center_m: c,
-                distance_to_camera_m: 3.0,
-                size_m: s,
-                median_depth_m: 3.0,
-                points: 100,
-                ..ObjectSummary::default()
-            }
-        })
-        .collect()
-}
-
 fn batch_sizes() -> Vec<usize> {
     std::env::var("SPATIALSYNTH_BENCH_FRAMES")
         .ok()
@@ -178,7 +155,7 @@ fn kernels(c: &mut Criterion) {
     let mut g = c.benchmark_group("k5_relations");
     g.sample_size(10);
     for &frames in &sizes {
-        let batch: Vec<Vec<ObjectSummary>> = (0..frames).map(|f| objects(f, 40)).collect();
+        let batch: Vec<Vec<ObjectSummary>> = spatialsynth::bench::bench_objects(frames, 40);
         let refs: Vec<&[ObjectSummary]> = batch.iter().map(Vec::as_slice).collect();
         g.throughput(Throughput::Elements((frames * 40 * 39) as u64));
         for (name, b) in &backends {

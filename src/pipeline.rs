@@ -450,25 +450,12 @@ pub fn process_frame_on(backend: &Backend, frame: &LoadedFrame, config: &SceneCo
     let normals_of =
         |cloud: &PointCloud| ground_sample_normals(depth, k, cloud, &config.ransac, config.normal_max_step_px);
     // On a GPU, K1 and K2 share the frame's cloud on the device; the ground comes back with it.
-    let (cloud, grouped, device_ground) = match backend {
-        Backend::Cpu => (unproject_depth(depth, k), unproject_objects(depth, k, labels, &regions), None),
-        #[cfg(feature = "wgpu")]
-        Backend::Wgpu(b) => {
-            config.validate().map_err(|message| Error::Config { message })?;
-            let ransac = ransac_with_up(config, spec.up_in_camera);
-            let (cloud, grouped, fit) = b
-                .frame_geometry(depth, k, labels, &regions, frame_key(&spec.key), &ransac, &normals_of)
-                .map_err(|message| Error::Backend { backend: "wgpu".into(), message })?;
-            let (ground, canonical, _) = ground_info(&cloud.points_in_camera, &ransac, fit, config);
-            (cloud, grouped, Some((ground, canonical)))
-        }
-        #[cfg(feature = "cuda")]
-        Backend::Cuda(b) => {
-            config.validate().map_err(|message| Error::Config { message })?;
-            let ransac = ransac_with_up(config, spec.up_in_camera);
-            let (cloud, grouped, fit) = b
-                .frame_geometry(depth, k, labels, &regions, frame_key(&spec.key), &ransac, &normals_of)
-                .map_err(|message| Error::Backend { backend: "cuda".into(), message })?;
+    config.validate().map_err(|message| Error::Config { message })?;
+    let ransac = ransac_with_up(config, spec.up_in_camera);
+    let device = backend.frame_geometry(depth, k, labels, &regions, frame_key(&spec.key), &ransac, &normals_of)?;
+    let (cloud, grouped, device_ground) = match device {
+        None => (unproject_depth(depth, k), unproject_objects(depth, k, labels, &regions), None),
+        Some((cloud, grouped, fit)) => {
             let (ground, canonical, _) = ground_info(&cloud.points_in_camera, &ransac, fit, config);
             (cloud, grouped, Some((ground, canonical)))
         }

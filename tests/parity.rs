@@ -655,10 +655,9 @@ fn scene_graphs_on_gpus_equal_the_cpu_ones() {
     use spatialsynth::run::{run_scenes, RunOptions};
     let kinds: Vec<(BackendKind, &str)> = gpu_backends("scene_graphs_on_gpus_equal_the_cpu_ones")
         .into_iter()
-        .filter_map(|b| match b {
-            Backend::Wgpu(_) => Some((BackendKind::Wgpu, "wgpu")),
-            Backend::Cuda(_) => Some((BackendKind::Cuda, "cuda")),
-            Backend::Cpu => None,
+        .map(|b| match b.kind() {
+            BackendKind::Cuda => (BackendKind::Cuda, "cuda"),
+            kind => (kind, "wgpu"),
         })
         .collect();
     if kinds.is_empty() {

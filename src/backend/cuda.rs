@@ -28,8 +28,8 @@ use cudarc::nvrtc::{CompileOptions, Ptx};
 
 use super::layout::{DbscanParams, GpuObjectStats, GpuSupport};
 use super::pack::{
-    gpu_regions, hypotheses_from_draws, pack_relations, relation_chunks, split_clouds, split_relations, stats_chunks,
-    support_test, DbscanGrid, DepthBatch, StatsPack,
+    frame_chunks, gpu_regions, grouping_without_launch, hypotheses_from_draws, pack_relations, relation_chunks,
+    split_clouds, split_relations, stats_chunks, support_test, DbscanGrid, DepthBatch, StatsPack,
 };
 use crate::geometry::dbscan::Clustering;
 use crate::geometry::ransac::{
@@ -458,21 +458,13 @@ impl CudaBackend {
     /// pass.
     pub fn unproject_batch(&self, frames: &[(&DepthImage, &Intrinsics)]) -> Result<Vec<PointCloud>, String> {
         let mut out = Vec::with_capacity(frames.len());
-        let mut start = 0;
-        while start < frames.len() {
-            let mut end = start;
-            let mut pixels = 0u64;
-            while end < frames.len() && (end == start || pixels + frames[end].0.len() as u64 <= MAX_POINTS) {
-                pixels += frames[end].0.len() as u64;
-                end += 1;
-            }
+        for (start, end) in frame_chunks(frames, MAX_POINTS) {
             let stream = self.stream()?;
             let chunk = &frames[start..end];
             match self.unproject_device(&stream, chunk)? {
                 None => out.extend(chunk.iter().map(|_| PointCloud::default())),
                 Some(cloud) => out.extend(self.read_clouds(&stream, &cloud)?),
             }
-            start = end;
         }
         Ok(out)
     }
@@ -540,16 +532,8 @@ impl CudaBackend {
         regions: &[ObjectRegion],
     ) -> Result<GroupedPoints, String> {
         let n_points = cloud.offsets.last().copied().unwrap_or(0);
-        if regions.is_empty() {
-            return Ok(GroupedPoints { offsets: vec![0], ..GroupedPoints::default() });
-        }
-        if n_points == 0 {
-            return Ok(GroupedPoints { offsets: vec![0; regions.len() + 1], ..GroupedPoints::default() });
-        }
-        if let Some(l) = instance_labels {
-            if l.len() != depth.len() {
-                return Err(format!("{} instance labels for {} pixels", l.len(), depth.len()));
-            }
+        if let Some(done) = grouping_without_launch(n_points, depth, instance_labels, regions)? {
+            return Ok(done);
         }
         let objects = regions.len() as u32;
         let blocks = blocks_for(n_points, BLOCK)?;

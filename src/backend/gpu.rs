@@ -375,20 +375,12 @@ impl WgpuBackend {
     pub fn unproject_batch(&self, frames: &[(&DepthImage, &Intrinsics)]) -> Result<Vec<PointCloud>, String> {
         let max_pixels = self.limits.max_storage_buffer_binding_size / 12;
         let mut out = Vec::with_capacity(frames.len());
-        let mut start = 0;
-        while start < frames.len() {
-            let mut end = start;
-            let mut pixels = 0u64;
-            while end < frames.len() && (end == start || pixels + frames[end].0.len() as u64 <= max_pixels) {
-                pixels += frames[end].0.len() as u64;
-                end += 1;
-            }
+        for (start, end) in super::pack::frame_chunks(frames, max_pixels) {
             let chunk = &frames[start..end];
             match self.unproject_device(chunk)? {
                 None => out.extend(chunk.iter().map(|_| PointCloud::default())),
                 Some(cloud) => out.extend(self.read_clouds(&cloud)?),
             }
-            start = end;
         }
         Ok(out)
     }
@@ -521,16 +513,8 @@ impl WgpuBackend {
         regions: &[ObjectRegion],
     ) -> Result<GroupedPoints, String> {
         let total_points = cloud.total();
-        if regions.is_empty() {
-            return Ok(GroupedPoints { offsets: vec![0], ..GroupedPoints::default() });
-        }
-        if total_points == 0 {
-            return Ok(GroupedPoints { offsets: vec![0; regions.len() + 1], ..GroupedPoints::default() });
-        }
-        if let Some(l) = instance_labels {
-            if l.len() != depth.len() {
-                return Err(format!("{} instance labels for {} pixels", l.len(), depth.len()));
-            }
+        if let Some(done) = super::pack::grouping_without_launch(total_points, depth, instance_labels, regions)? {
+            return Ok(done);
         }
         let objects = regions.len() as u64;
         let blocks = total_points.div_ceil(u64::from(WORKGROUP));

@@ -109,6 +109,47 @@ impl Backend {
         }
     }
 
+    /// Which backend this is (never `Auto`).
+    pub fn kind(&self) -> BackendKind {
+        match self {
+            Backend::Cpu => BackendKind::Cpu,
+            #[cfg(feature = "wgpu")]
+            Backend::Wgpu(_) => BackendKind::Wgpu,
+            #[cfg(feature = "cuda")]
+            Backend::Cuda(_) => BackendKind::Cuda,
+        }
+    }
+
+    /// K1 and K2 of one frame with the cloud resident on a GPU (unprojected once, grouped per object and searched
+    /// for the ground from the same device buffer): `None` on the CPU, which runs them as separate steps.
+    #[allow(clippy::too_many_arguments, clippy::type_complexity)]
+    pub fn frame_geometry(
+        &self,
+        depth: &DepthImage,
+        k: &Intrinsics,
+        instance_labels: Option<&[u32]>,
+        regions: &[crate::geometry::unproject::ObjectRegion],
+        frame_key: u32,
+        params: &crate::geometry::ransac::RansacParams,
+        normals: &dyn Fn(&PointCloud) -> Vec<crate::geometry::Point3>,
+    ) -> Result<
+        Option<(PointCloud, crate::geometry::unproject::GroupedPoints, Option<crate::geometry::ransac::PlaneFit>)>,
+    > {
+        match self {
+            Backend::Cpu => Ok(None),
+            #[cfg(feature = "wgpu")]
+            Backend::Wgpu(b) => b
+                .frame_geometry(depth, k, instance_labels, regions, frame_key, params, normals)
+                .map(Some)
+                .map_err(wgpu_error),
+            #[cfg(feature = "cuda")]
+            Backend::Cuda(b) => b
+                .frame_geometry(depth, k, instance_labels, regions, frame_key, params, normals)
+                .map(Some)
+                .map_err(cuda_error),
+        }
+    }
+
     /// K1 for the whole frame: every valid depth pixel, row-major.
     pub fn unproject(&self, depth: &DepthImage, k: &Intrinsics) -> Result<PointCloud> {
         match self {

@@ -7,7 +7,7 @@ use crate::geometry::dbscan::{Clustering, NOISE};
 use crate::geometry::ransac::{plane_through, RansacParams, Support};
 use crate::geometry::relations::RelationRecord;
 use crate::geometry::stats::{assemble, NoiseModel, ObjectSummary, Reductions, StatsInput};
-use crate::geometry::unproject::{ray_factors, DepthData, DepthImage, ObjectRegion, PointCloud};
+use crate::geometry::unproject::{ray_factors, DepthData, DepthImage, GroupedPoints, ObjectRegion, PointCloud};
 use crate::geometry::{Intrinsics, Plane, Point3};
 
 use super::layout::{DbscanParams, FrameRange, GpuHypothesis, GpuObjectStats, GpuRegion, GpuSupport, UnprojectFrame};
@@ -99,6 +99,44 @@ pub fn split_clouds(offsets: &[u64], floats: &[f32], pixels: &[u32]) -> Vec<Poin
             }
         })
         .collect()
+}
+
+/// K1: the frames of a batch in chunks of at most `max_pixels` pixels (at least one frame per chunk), as
+/// `(start, end)` ranges.
+pub fn frame_chunks(frames: &[(&DepthImage, &Intrinsics)], max_pixels: u64) -> Vec<(usize, usize)> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    while start < frames.len() {
+        let mut end = start;
+        let mut pixels = 0u64;
+        while end < frames.len() && (end == start || pixels + frames[end].0.len() as u64 <= max_pixels) {
+            pixels += frames[end].0.len() as u64;
+            end += 1;
+        }
+        out.push((start, end));
+        start = end;
+    }
+    out
+}
+
+/// K1 grouping before any launch: `Ok(Some(..))` when there is nothing to group (no regions, or a cloud of
+/// `n_points` = 0), `Err` when the instance labels do not cover the depth image, `Ok(None)` to go on.
+pub fn grouping_without_launch(
+    n_points: u64,
+    depth: &DepthImage,
+    instance_labels: Option<&[u32]>,
+    regions: &[ObjectRegion],
+) -> Result<Option<GroupedPoints>, String> {
+    if regions.is_empty() {
+        return Ok(Some(GroupedPoints { offsets: vec![0], ..GroupedPoints::default() }));
+    }
+    if n_points == 0 {
+        return Ok(Some(GroupedPoints { offsets: vec![0; regions.len() + 1], ..GroupedPoints::default() }));
+    }
+    match instance_labels {
+        Some(l) if l.len() != depth.len() => Err(format!("{} instance labels for {} pixels", l.len(), depth.len())),
+        _ => Ok(None),
+    }
 }
 
 /// The regions of K1's grouping as the kernels test them.
