@@ -1,26 +1,38 @@
-// K3: exact DBSCAN (the definitions of src/geometry/dbscan.rs; the CUDA twin of shaders/dbscan.wgsl): core points
-// have at least min_points neighbours within eps (themselves included); core points within eps are in one cluster;
-// a border point joins the cluster of its nearest core point (ties: the lower original index). The host bins the
-// points into cells of side a little over eps (points sorted by cell, then by original index; the occupied cells
-// listed in (z, y, x) order), so every neighbour lies in the 3 x 3 x 3 block of cells around a point; each
-// neighbour cell is found by binary search. Clusters are found by min-label propagation over core points, each
-// round followed by pointer jumping: each core point's label converges to the smallest original index of its
-// cluster, the canonical name the host then numbers 0, 1, ... Needs common.cuh (prepended by the host).
+// K3: exact DBSCAN (the definitions of src/geometry/dbscan.rs; the CUDA twin of shaders/dbscan.wgsl) for a batch of
+// jobs (one object's points each, say), each with its own eps and min_points: core points have at least min_points
+// neighbours within eps (themselves included); core points within eps are in one cluster; a border point joins the
+// cluster of its nearest core point (ties: the lower original index). The host bins each job's points into cells of
+// side a little over its eps and stacks the jobs along z with an empty layer between them (`DbscanGrid` in
+// src/backend/pack.rs), so every neighbour lies in the 3 x 3 x 3 block of cells around a point and no block reaches
+// another job; points are sorted by cell, then by batch index (the occupied cells listed in (z, y, x) order); each
+// neighbour cell is found by binary search. Clusters are found by min-label propagation over core points, each round
+// followed by pointer jumping: each core point's label converges to the smallest batch index of its cluster, the
+// canonical name the host then numbers 0, 1, ... per job. Needs common.cuh (prepended by the host).
 
 #define NONE 0xffffffffu
 
-// Keep in sync with `DbscanParams` in src/backend/gpu.rs (32 bytes).
+// Keep in sync with `DbscanParams` in src/backend/layout.rs (32 bytes).
 struct Params {
     u32 points;
-    u32 min_points;
-    float eps2;
     u32 cells;
-    u32 pad0, pad1, pad2, pad3;
+    u32 jobs;
+    u32 pad0, pad1, pad2, pad3, pad4;
 };
 static_assert(sizeof(Params) == 32, "Params must match DbscanParams (32 bytes)");
 
-// The sorted points, their cell coordinates (x, y, z, relative to the lowest, at least 1) followed by each occupied
-// cell's, the occupied cells' first points (cells + 1 entries) and each sorted point's original index.
+// Keep in sync with `DbscanJobParams` in src/backend/layout.rs (16 bytes). `active` is cleared by the host once a
+// check of rounds left the job's labels unchanged (they are final): its points sit out the remaining rounds.
+struct Job {
+    float eps2;
+    u32 min_points;
+    u32 active;
+    u32 pad;
+};
+static_assert(sizeof(Job) == 16, "Job must match DbscanJobParams (16 bytes)");
+
+// The sorted points; (x, y, z, job) of each sorted point (cell coordinates relative to the job's lowest, at least 1,
+// z stacked by job) followed by the coordinates (x, y, z) of each occupied cell; the occupied cells' first points
+// (cells + 1 entries); each sorted point's batch index.
 struct Grid {
     const float* __restrict__ points;
     const u32* __restrict__ cell_xyz;
@@ -46,7 +58,7 @@ __device__ __forceinline__ int compare(u32 ax, u32 ay, u32 az, u32 bx, u32 by, u
 // The points of the occupied cell (x, y, z) as [start, end), empty when the cell is not occupied.
 __device__ __forceinline__ uint2 cell_range(const Grid& g, const Params& p, u32 x, u32 y, u32 z) {
     u32 lo = 0, hi = p.cells;
-    const u32* __restrict__ cells = g.cell_xyz + 3u * p.points;
+    const u32* __restrict__ cells = g.cell_xyz + 4u * p.points;
     while (lo < hi) {
         const u32 mid = (lo + hi) / 2u;
         const int c = compare(cells[3u * mid], cells[3u * mid + 1u], cells[3u * mid + 2u], x, y, z);
@@ -59,7 +71,7 @@ __device__ __forceinline__ uint2 cell_range(const Grid& g, const Params& p, u32 
 // Visits every point j in the 3 x 3 x 3 cells around point i's cell (coordinates are at least 1: c - 1 never wraps).
 template <typename F>
 __device__ __forceinline__ void for_neighbour_cells(const Grid& g, const Params& p, u32 i, F visit) {
-    const u32 cx = g.cell_xyz[3u * i], cy = g.cell_xyz[3u * i + 1u], cz = g.cell_xyz[3u * i + 2u];
+    const u32 cx = g.cell_xyz[4u * i], cy = g.cell_xyz[4u * i + 1u], cz = g.cell_xyz[4u * i + 2u];
     for (u32 z = cz - 1u; z <= cz + 1u; ++z)
         for (u32 y = cy - 1u; y <= cy + 1u; ++y)
             for (u32 x = cx - 1u; x <= cx + 1u; ++x) {
@@ -70,59 +82,66 @@ __device__ __forceinline__ void for_neighbour_cells(const Grid& g, const Params&
 
 extern "C" __global__ void count_neighbours(
     const float* __restrict__ points, const u32* __restrict__ cell_xyz, const u32* __restrict__ cell_start,
-    const u32* __restrict__ original, const Params p, u32* __restrict__ core,
+    const u32* __restrict__ original, const Job* __restrict__ jobs, const Params p, u32* __restrict__ core,
     u32* __restrict__ labels) {
     const Grid g{points, cell_xyz, cell_start, original};
     const u32 i = blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= p.points) return;
+    const Job job = jobs[cell_xyz[4u * i + 3u]];
     u32 count = 0;
-    for_neighbour_cells(g, p, i, [&](u32 j) { count += dist2(g.points, i, j) <= p.eps2 ? 1u : 0u; });
-    const bool is_core = count >= p.min_points;
+    for_neighbour_cells(g, p, i, [&](u32 j) { count += dist2(g.points, i, j) <= job.eps2 ? 1u : 0u; });
+    const bool is_core = count >= job.min_points;
     core[i] = is_core ? 1u : 0u;
     labels[i] = is_core ? g.original[i] : NONE;
 }
 
 extern "C" __global__ void propagate(
     const float* __restrict__ points, const u32* __restrict__ cell_xyz, const u32* __restrict__ cell_start,
-    const u32* __restrict__ original, const Params p, const u32* __restrict__ core, u32* labels,
-    u32* changed) {
+    const u32* __restrict__ original, const Job* __restrict__ jobs, const Params p, const u32* __restrict__ core,
+    u32* labels, u32* changed) {
     const Grid g{points, cell_xyz, cell_start, original};
     const u32 i = blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= p.points || core[i] == 0u) return;
+    const u32 job = cell_xyz[4u * i + 3u];
+    if (jobs[job].active == 0u) return;
+    const float eps2 = jobs[job].eps2;
     u32 m = labels[i];
     for_neighbour_cells(g, p, i, [&](u32 j) {
-        if (core[j] == 1u && dist2(g.points, i, j) <= p.eps2) m = min(m, ((volatile u32*)labels)[j]);
+        if (core[j] == 1u && dist2(g.points, i, j) <= eps2) m = min(m, ((volatile u32*)labels)[j]);
     });
     // Labels only decrease, and any label read is that of a point of the same cluster: the race is benign and
     // the fixed point is the smallest original index of each cluster.
     if (m < labels[i]) {
         labels[i] = m;
-        *changed = 1u;
+        changed[job] = 1u;
     }
 }
 
 // Pointer jumping: labels name core points of the same cluster, so a label's own label is a valid, smaller or
 // equal, name. Chains of labels collapse in a logarithmic number of rounds instead of one hop per round.
-extern "C" __global__ void jump(const Params p, const u32* __restrict__ core, const u32* __restrict__ position,
-                                u32* labels, u32* changed) {
+extern "C" __global__ void jump(const u32* __restrict__ cell_xyz, const Job* __restrict__ jobs, const Params p,
+                                const u32* __restrict__ core, const u32* __restrict__ position, u32* labels,
+                                u32* changed) {
     const u32 i = blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= p.points || core[i] == 0u) return;
+    const u32 job = cell_xyz[4u * i + 3u];
+    if (jobs[job].active == 0u) return;
     const u32 l = labels[i];
     const u32 m = ((volatile u32*)labels)[position[l]];
     if (m < l) {
         labels[i] = m;
-        *changed = 1u;
+        changed[job] = 1u;
     }
 }
 
 extern "C" __global__ void assign_borders(
     const float* __restrict__ points, const u32* __restrict__ cell_xyz, const u32* __restrict__ cell_start,
-    const u32* __restrict__ original, const Params p, const u32* __restrict__ core,
+    const u32* __restrict__ original, const Job* __restrict__ jobs, const Params p, const u32* __restrict__ core,
     u32* __restrict__ labels) {
     const Grid g{points, cell_xyz, cell_start, original};
     const u32 i = blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= p.points || core[i] == 1u) return;
-    float best_d = p.eps2;
+    float best_d = jobs[cell_xyz[4u * i + 3u]].eps2;
     u32 best_index = NONE, best_label = NONE;
     for_neighbour_cells(g, p, i, [&](u32 j) {
         if (core[j] == 1u) {

@@ -1,35 +1,51 @@
-// K3: exact DBSCAN (the definitions of src/geometry/dbscan.rs): core points have at least min_points neighbours
-// within eps (themselves included); core points within eps are in one cluster; a border point joins the cluster of
-// its nearest core point (ties: the lower original index). The host bins the points into cells of side a little over
-// eps (points sorted by cell, then by original index; the occupied cells listed in (z, y, x) order), so every
-// neighbour lies in the 3 x 3 x 3 block of cells around a point; each neighbour cell is found by binary search.
+// K3: exact DBSCAN (the definitions of src/geometry/dbscan.rs) for a batch of jobs (one object's points each, say),
+// each with its own eps and min_points: core points have at least min_points neighbours within eps (themselves
+// included); core points within eps are in one cluster; a border point joins the cluster of its nearest core point
+// (ties: the lower original index). The host bins each job's points into cells of side a little over its eps and
+// stacks the jobs along z with an empty layer between them (`DbscanGrid` in src/backend/pack.rs), so every neighbour
+// lies in the 3 x 3 x 3 block of cells around a point and no block reaches another job; points are sorted by cell,
+// then by batch index (the occupied cells listed in (z, y, x) order); each neighbour cell is found by binary search.
 // Clusters are found by min-label propagation over core points, each round followed by pointer jumping (a core
 // point takes the label of the point its label names, which is in the same cluster): each core point's label
-// converges to the smallest original index of its cluster, the canonical name the host then numbers 0, 1, ...
+// converges to the smallest batch index of its cluster, the canonical name the host then numbers 0, 1, ... per job.
 
+// Keep in sync with `DbscanParams` in src/backend/layout.rs (32 bytes).
 struct Params {
     points: u32,
-    min_points: u32,
-    eps2: f32,
     cells: u32,
+    jobs: u32,
     pad0: u32,
     pad1: u32,
     pad2: u32,
     pad3: u32,
+    pad4: u32,
+}
+
+// Keep in sync with `DbscanJobParams` in src/backend/layout.rs (16 bytes). `live` (the Rust `active`) is cleared by the host once a
+// check of rounds left the job's labels unchanged (they are final): its points sit out the remaining rounds.
+struct Job {
+    eps2: f32,
+    min_points: u32,
+    live: u32,
+    pad: u32,
 }
 
 @group(0) @binding(0) var<storage, read> points: array<f32>;
-// Cell coordinates (x, y, z, relative to the lowest, at least 1) of each sorted point, then of each occupied cell.
+// (x, y, z, job) of each sorted point (cell coordinates relative to the job's lowest, at least 1, z stacked by job),
+// then the coordinates (x, y, z) of each occupied cell.
 @group(0) @binding(1) var<storage, read> cell_xyz: array<u32>;
-// Occupied cell -> first point; cells + 1 entries. The cells' coordinates follow the points' in cell_xyz.
+// Occupied cell -> first point; cells + 1 entries.
 @group(0) @binding(2) var<storage, read> cell_start: array<u32>;
+// Sorted position -> batch index.
 @group(0) @binding(3) var<storage, read> original: array<u32>;
 @group(0) @binding(4) var<storage, read_write> core: array<u32>;
 @group(0) @binding(5) var<storage, read_write> labels: array<u32>;
-@group(0) @binding(6) var<storage, read_write> changed: atomic<u32>;
+// One flag per job: set when a round changed one of its labels.
+@group(0) @binding(6) var<storage, read_write> changed: array<atomic<u32>>;
 @group(0) @binding(7) var<uniform> params: Params;
-// Original index -> sorted position.
+// Batch index -> sorted position.
 @group(0) @binding(8) var<storage, read> position: array<u32>;
+@group(0) @binding(9) var<storage, read> jobs: array<Job>;
 
 const NONE: u32 = 0xffffffffu;
 
@@ -54,7 +70,7 @@ fn compare(ax: u32, ay: u32, az: u32, bx: u32, by: u32, bz: u32) -> i32 {
 fn cell_range(x: u32, y: u32, z: u32) -> vec2<u32> {
     var lo = 0u;
     var hi = params.cells;
-    let base = 3u * params.points;
+    let base = 4u * params.points;
     while (lo < hi) {
         let mid = (lo + hi) / 2u;
         let c = compare(cell_xyz[base + 3u * mid], cell_xyz[base + 3u * mid + 1u], cell_xyz[base + 3u * mid + 2u], x, y, z);
@@ -82,24 +98,25 @@ fn count_neighbours(@builtin(global_invocation_id) gid: vec3<u32>) {
         return;
     }
     let p = point(i);
-    let sx = span(cell_xyz[3u * i]);
-    let sy = span(cell_xyz[3u * i + 1u]);
-    let sz = span(cell_xyz[3u * i + 2u]);
+    let job = jobs[cell_xyz[4u * i + 3u]];
+    let sx = span(cell_xyz[4u * i]);
+    let sy = span(cell_xyz[4u * i + 1u]);
+    let sz = span(cell_xyz[4u * i + 2u]);
     var count = 0u;
     for (var z = sz.x; z <= sz.y; z = z + 1u) {
         for (var y = sy.x; y <= sy.y; y = y + 1u) {
             for (var x = sx.x; x <= sx.y; x = x + 1u) {
                 let r = cell_range(x, y, z);
                 for (var j = r.x; j < r.y; j = j + 1u) {
-                    if (dist2(p, point(j)) <= params.eps2) {
+                    if (dist2(p, point(j)) <= job.eps2) {
                         count = count + 1u;
                     }
                 }
             }
         }
     }
-    core[i] = select(0u, 1u, count >= params.min_points);
-    labels[i] = select(NONE, original[i], count >= params.min_points);
+    core[i] = select(0u, 1u, count >= job.min_points);
+    labels[i] = select(NONE, original[i], count >= job.min_points);
 }
 
 @compute @workgroup_size(256)
@@ -108,17 +125,23 @@ fn propagate(@builtin(global_invocation_id) gid: vec3<u32>) {
     if (i >= params.points || core[i] == 0u) {
         return;
     }
+    let job_index = cell_xyz[4u * i + 3u];
+    let job = jobs[job_index];
+    if (job.live == 0u) {
+        return;
+    }
     let p = point(i);
-    let sx = span(cell_xyz[3u * i]);
-    let sy = span(cell_xyz[3u * i + 1u]);
-    let sz = span(cell_xyz[3u * i + 2u]);
+    let eps2 = job.eps2;
+    let sx = span(cell_xyz[4u * i]);
+    let sy = span(cell_xyz[4u * i + 1u]);
+    let sz = span(cell_xyz[4u * i + 2u]);
     var m = labels[i];
     for (var z = sz.x; z <= sz.y; z = z + 1u) {
         for (var y = sy.x; y <= sy.y; y = y + 1u) {
             for (var x = sx.x; x <= sx.y; x = x + 1u) {
                 let r = cell_range(x, y, z);
                 for (var j = r.x; j < r.y; j = j + 1u) {
-                    if (core[j] == 1u && dist2(p, point(j)) <= params.eps2) {
+                    if (core[j] == 1u && dist2(p, point(j)) <= eps2) {
                         m = min(m, labels[j]);
                     }
                 }
@@ -129,7 +152,7 @@ fn propagate(@builtin(global_invocation_id) gid: vec3<u32>) {
     // the fixed point is the smallest original index of each cluster.
     if (m < labels[i]) {
         labels[i] = m;
-        atomicStore(&changed, 1u);
+        atomicStore(&changed[job_index], 1u);
     }
 }
 
@@ -141,11 +164,15 @@ fn jump(@builtin(global_invocation_id) gid: vec3<u32>) {
     if (i >= params.points || core[i] == 0u) {
         return;
     }
+    let job_index = cell_xyz[4u * i + 3u];
+    if (jobs[job_index].live == 0u) {
+        return;
+    }
     let l = labels[i];
     let m = labels[position[l]];
     if (m < l) {
         labels[i] = m;
-        atomicStore(&changed, 1u);
+        atomicStore(&changed[job_index], 1u);
     }
 }
 
@@ -156,10 +183,10 @@ fn assign_borders(@builtin(global_invocation_id) gid: vec3<u32>) {
         return;
     }
     let p = point(i);
-    let sx = span(cell_xyz[3u * i]);
-    let sy = span(cell_xyz[3u * i + 1u]);
-    let sz = span(cell_xyz[3u * i + 2u]);
-    var best_d = params.eps2;
+    let sx = span(cell_xyz[4u * i]);
+    let sy = span(cell_xyz[4u * i + 1u]);
+    let sz = span(cell_xyz[4u * i + 2u]);
+    var best_d = jobs[cell_xyz[4u * i + 3u]].eps2;
     var best_index = NONE;
     var best_label = NONE;
     for (var z = sz.x; z <= sz.y; z = z + 1u) {

@@ -460,7 +460,6 @@ pub fn run_kernel_bench(
 ) -> Result<KernelBench> {
     use crate::backend::Backend;
     use crate::geometry::ransac::score_hypotheses;
-    use rayon::prelude::*;
     let cpu = Backend::Cpu;
     let with_depth: Vec<&crate::io::LoadedFrame> = frames.iter().filter(|f| f.depth.is_some()).collect();
     if with_depth.is_empty() {
@@ -582,10 +581,17 @@ pub fn run_kernel_bench(
     let config = crate::pipeline::SceneConfig::default();
     let e2e: Vec<&crate::io::LoadedFrame> = (0..options.e2e_frames).map(|i| with_depth[i % with_depth.len()]).collect();
     let objects_per_frame = e2e.iter().map(|f| f.objects.len()).sum::<usize>() as f64 / e2e.len().max(1) as f64;
+    // In batches as a run processes them (each kernel once per batch).
+    let batch = 4 * rayon::current_num_threads().max(1);
     let run_all = |b: &Backend| -> Result<usize> {
-        let graphs: Vec<_> =
-            e2e.par_iter().map(|f| crate::pipeline::process_frame_on(b, f, &config)).collect::<Result<_>>()?;
-        Ok(graphs.len())
+        let mut n = 0;
+        for frames in e2e.chunks(batch) {
+            for graph in crate::pipeline::process_frames_on(b, frames, &config) {
+                graph?;
+                n += 1;
+            }
+        }
+        Ok(n)
     };
     let (backend_ms, n) = time_ms(reps, || run_all(backend))?;
     let (cpu_ms, _) = time_ms(reps, || run_all(&cpu))?;

@@ -7,9 +7,10 @@ use crate::backend::Backend;
 use crate::color::dominant_color;
 use crate::error::{Error, Result};
 use crate::geometry::canonical::{CanonicalFrame, GroundSource};
+use crate::geometry::dbscan::{Clustering, DbscanJob};
 use crate::geometry::outlier::{statistical_outlier_mask, OutlierParams};
 use crate::geometry::ransac::{fit_ground_plane, score_sample_indices, PlaneFit, RansacParams};
-use crate::geometry::relations::{closest_surface_matrix, relate_all};
+use crate::geometry::relations::{closest_surface_matrix, relate_all, RelationRecord};
 use crate::geometry::rng::frame_key;
 use crate::geometry::stats::{NoiseModel, ObjectSummary, StatsInput};
 use crate::geometry::unproject::{estimate_normals, unproject_depth, unproject_objects, DepthImage, PointCloud};
@@ -216,16 +217,22 @@ fn ground_info(
     (ground, canonical, fit)
 }
 
-/// K3 for one object: the indices of the kept points (into `obj.points_in_camera`) and the DBSCAN radius, or why
-/// the object is dropped.
-fn denoise_object(
-    backend: &Backend,
+/// An object ready for K3: the indices (into its points) of the points DBSCAN sees, those points and the radius.
+struct DenoiseInput {
+    keep: Vec<usize>,
+    points: Vec<Point3>,
+    eps: f32,
+}
+
+/// K3's host steps before DBSCAN: boxes lose their ground points, and the radius grows with the object's median
+/// depth. `Err` says why the object is dropped.
+fn denoise_input(
     obj: &ObjectInput,
     canonical: &CanonicalFrame,
     ground_found: bool,
     focal_px: f64,
     config: &SceneConfig,
-) -> Result<std::result::Result<(Vec<usize>, f32), String>, String> {
+) -> std::result::Result<DenoiseInput, String> {
     let band = config.ransac.inlier_threshold_m;
     let mut drop_ground = obj.kind.may_include_ground() && ground_found && config.remove_ground_from_boxes;
     if drop_ground && obj.kind == ObjectKind::DetectedMask && !obj.points_in_camera.is_empty() {
@@ -243,14 +250,26 @@ fn denoise_object(
         } else {
             "only ground points in its box"
         };
-        return Ok(Err(why.into()));
+        return Err(why.into());
     }
-    let pts: Vec<Point3> = keep.iter().map(|&i| obj.points_in_camera[i]).collect();
-    let mut depths: Vec<f32> = pts.iter().map(|p| p[2]).collect();
+    let points: Vec<Point3> = keep.iter().map(|&i| obj.points_in_camera[i]).collect();
+    let mut depths: Vec<f32> = points.iter().map(|p| p[2]).collect();
     let mid = depths.len() / 2;
     let median_depth = *depths.select_nth_unstable_by(mid, f32::total_cmp).1;
     let eps = config.object_eps_m.max((f64::from(config.object_eps_px) * f64::from(median_depth) / focal_px) as f32);
-    let clustering = backend.dbscan(&pts, eps, config.object_min_points)?;
+    Ok(DenoiseInput { keep, points, eps })
+}
+
+/// K3's host steps after DBSCAN: the kept cluster (the largest; for boxes, the one with most points in the box's
+/// core), the optional statistical outlier removal and the size check. The kept indices (into
+/// `obj.points_in_camera`), or why the object is dropped.
+fn denoise_output(
+    obj: &ObjectInput,
+    input: &DenoiseInput,
+    clustering: &Clustering,
+    config: &SceneConfig,
+) -> std::result::Result<Vec<usize>, String> {
+    let keep = &input.keep;
     let chosen = if obj.kind.is_box() && !obj.in_box_core.is_empty() {
         let sizes = clustering.sizes();
         let mut core = vec![0u32; clustering.clusters as usize];
@@ -264,7 +283,7 @@ fn denoise_object(
         clustering.largest()
     };
     let Some(chosen) = chosen else {
-        return Ok(Err(format!("no DBSCAN cluster of {} points within {eps:.3} m", config.object_min_points)));
+        return Err(format!("no DBSCAN cluster of {} points within {:.3} m", config.object_min_points, input.eps));
     };
     let mut kept: Vec<usize> =
         keep.iter().zip(&clustering.labels).filter(|(_, &l)| l == chosen as i32).map(|(&i, _)| i).collect();
@@ -274,13 +293,13 @@ fn denoise_object(
         kept = kept.into_iter().zip(mask).filter(|(_, k)| *k).map(|(i, _)| i).collect();
     }
     if (kept.len() as u32) < config.min_object_points {
-        return Ok(Err(format!(
+        return Err(format!(
             "{} points after denoising, fewer than min_object_points {}",
             kept.len(),
             config.min_object_points
-        )));
+        ));
     }
-    Ok(Ok((kept, eps)))
+    Ok(kept)
 }
 
 /// K2–K5 from camera-frame points: the whole frame's valid points (for the ground) and each object's points.
@@ -325,108 +344,239 @@ pub fn scene_from_points_on(
     config.validate().map_err(|message| Error::Config { message })?;
     let (ground, canonical, _) =
         ground_and_frame_on(backend, points_in_camera, sample_normals, frame_key(frame), config, up_in_camera)?;
-    scene_from_ground(backend, frame, ground, canonical, objects, focal_px, config)
+    let grounded = Grounded { frame, ground, canonical, objects, focal_px };
+    scenes_from_ground(backend, vec![grounded], config).pop().unwrap_or_else(|| {
+        Err(Error::Geometry { frame: frame.to_string(), message: "the scene stage returned no scene".into() })
+    })
 }
 
-/// K3–K5 once the ground and the canonical frame are known.
-fn scene_from_ground(
-    backend: &Backend,
-    frame: &str,
+/// One frame's input to K3–K5, once its ground and canonical frame are known.
+struct Grounded<'a> {
+    frame: &'a str,
     ground: GroundInfo,
     canonical: CanonicalFrame,
-    objects: &[ObjectInput],
+    objects: &'a [ObjectInput],
     focal_px: f64,
-    config: &SceneConfig,
-) -> Result<SceneGeometry> {
-    let denoised: Vec<_> = objects
-        .par_iter()
-        .map(|o| denoise_object(backend, o, &canonical, ground.found, focal_px, config))
-        .collect::<std::result::Result<_, _>>()
-        .map_err(|message| Error::Geometry { frame: frame.to_string(), message })?;
+}
 
-    let camera_position = canonical.camera_position();
-    let mut scene_objects = Vec::new();
-    let mut summaries = Vec::new();
-    let mut dropped = Vec::new();
-    // The kept points of each object that survived K3: (annotation index, kept indices, eps, camera, canonical).
-    let mut survivors = Vec::new();
-    for (index, (obj, result)) in objects.iter().zip(denoised).enumerate() {
-        match result {
-            Ok((kept_indices, eps)) => {
-                let kept: Vec<Point3> = kept_indices.iter().map(|&i| obj.points_in_camera[i]).collect();
-                let pts_c: Vec<Point3> = kept.iter().map(|p| canonical.apply_f32(*p)).collect();
-                survivors.push((index, kept_indices, eps, kept, pts_c));
-            }
-            Err(reason) => dropped.push(DroppedObject {
-                annotation_index: index as u32,
-                label: obj.label.clone(),
-                points_in_region: obj.points_in_camera.len() as u32,
-                reason,
-            }),
+/// Runs `run` once over the items of every frame (`ranges[f]` = frame f's items, consecutive); when that fails and
+/// there are several frames, runs it frame by frame, so that an error is charged to its own frame only. The results
+/// are split by frame.
+fn by_frame<T, E>(
+    ranges: &[std::ops::Range<usize>],
+    run: impl Fn(std::ops::Range<usize>) -> std::result::Result<Vec<T>, E>,
+) -> Vec<std::result::Result<Vec<T>, E>> {
+    let total = ranges.last().map_or(0, |r| r.end);
+    if total == 0 {
+        return ranges.iter().map(|_| Ok(Vec::new())).collect();
+    }
+    match run(0..total) {
+        Ok(all) => {
+            let mut all = all.into_iter();
+            ranges.iter().map(|r| Ok(all.by_ref().take(r.len()).collect())).collect()
         }
+        Err(e) if ranges.len() == 1 => vec![Err(e)],
+        Err(_) => ranges.iter().map(|r| if r.is_empty() { Ok(Vec::new()) } else { run(r.clone()) }).collect(),
     }
-    // K4 for all of them in one batch.
-    let inputs: Vec<StatsInput> = survivors
-        .iter()
-        .map(|(_, _, _, kept, pts_c)| StatsInput { canonical: pts_c, camera: kept, camera_position })
+}
+
+/// A frame's kept objects, their summaries, its dropped objects and the closest-surface gaps (n x n).
+type FrameObjects = (Vec<SceneObject>, Vec<ObjectSummary>, Vec<DroppedObject>, Vec<f32>);
+
+/// An object kept by K3: its annotation index, the kept indices, the radius, its kept points in the camera and in
+/// the canonical frame.
+struct Survivor {
+    index: usize,
+    kept_indices: Vec<usize>,
+    eps: f32,
+    camera: Vec<Point3>,
+    canonical: Vec<Point3>,
+}
+
+/// K3–K5 for a batch of frames whose ground is known. Each kernel runs once for the whole batch: K3 on every object
+/// of every frame (one DBSCAN batch), K4 on every kept object, K5 on every pair of every frame. One scene (or the
+/// frame's error) per frame, in order; a frame's failure does not fail the others.
+fn scenes_from_ground(
+    backend: &Backend,
+    frames: Vec<Grounded<'_>>,
+    config: &SceneConfig,
+) -> Vec<Result<SceneGeometry>> {
+    let frame_error = |f: &Grounded<'_>, message: String| Error::Geometry { frame: f.frame.to_string(), message };
+    // K3's host steps before DBSCAN, every object of every frame in parallel.
+    let inputs: Vec<Vec<std::result::Result<DenoiseInput, String>>> = frames
+        .par_iter()
+        .map(|f| {
+            f.objects.par_iter().map(|o| denoise_input(o, &f.canonical, f.ground.found, f.focal_px, config)).collect()
+        })
         .collect();
-    let stats = backend.summarize_batch(&inputs, &config.noise)?;
-    let mut canonical_points: Vec<&[Point3]> = Vec::new();
-    for ((index, kept_indices, eps, _, pts_c), s) in survivors.iter().zip(stats) {
-        let obj = &objects[*index];
-        let Some(s) = s else { continue };
-        let color = match obj.colors.len() == obj.points_in_camera.len() {
-            true => dominant_color(kept_indices.iter().map(|&i| obj.colors[i])),
-            false => None,
-        };
-        scene_objects.push(SceneObject {
-            object_id: scene_objects.len() as u32,
-            annotation_index: *index as u32,
-            label: obj.label.clone(),
-            kind: obj.kind,
-            instance_id: obj.instance_id,
-            score: obj.score,
-            bbox_px: obj.bbox_px,
-            points_in_region: obj.points_in_camera.len() as u32,
-            points: s.points,
-            dbscan_eps_m: *eps,
-            centroid_m: s.centroid_m,
-            aabb_min_m: s.aabb_min_m,
-            aabb_max_m: s.aabb_max_m,
-            obb_center_m: s.obb_center_m,
-            obb_size_m: s.size_m,
-            obb_yaw_deg: s.yaw_rad.to_degrees(),
-            width_m: s.width_m(),
-            depth_m: s.depth_m(),
-            height_m: s.height_m(),
-            bottom_m: s.bottom_m(),
-            top_m: s.top_m(),
-            volume_m3: s.volume_m3,
-            distance_to_camera_m: s.distance_to_camera_m,
-            median_depth_m: s.median_depth_m,
-            sigma_m: s.sigma_m,
-            color,
-        });
-        summaries.push(s);
-        canonical_points.push(pts_c);
+    let mut jobs = Vec::new();
+    let mut job_ranges = Vec::with_capacity(frames.len());
+    for objects in &inputs {
+        let start = jobs.len();
+        jobs.extend(objects.iter().flatten().map(|d| DbscanJob {
+            points: &d.points,
+            eps: d.eps,
+            min_points: config.object_min_points,
+        }));
+        job_ranges.push(start..jobs.len());
     }
-    let refs = canonical_points;
-    let gaps = closest_surface_matrix(&refs, config.gap_voxel_m);
-    let n = summaries.len();
-    let records = match backend {
-        Backend::Cpu => relate_all(&summaries, |i, j| gaps[i * n + j]),
+    // K3: one DBSCAN batch for the objects of every frame.
+    let clusterings = by_frame(&job_ranges, |r| backend.dbscan_batch(&jobs[r]));
+    drop(jobs);
+    // K3's host steps after DBSCAN: each frame's survivors and dropped objects.
+    let denoised: Vec<Result<(Vec<Survivor>, Vec<DroppedObject>)>> = frames
+        .par_iter()
+        .zip(inputs)
+        .zip(clusterings)
+        .map(|((f, inputs), clusterings)| {
+            let mut clusterings = clusterings.map_err(|m| frame_error(f, m))?.into_iter();
+            let mut survivors = Vec::new();
+            let mut dropped = Vec::new();
+            for (index, (obj, input)) in f.objects.iter().zip(inputs).enumerate() {
+                let outcome = match input {
+                    Err(reason) => Err(reason),
+                    Ok(input) => {
+                        let clustering = clusterings
+                            .next()
+                            .ok_or_else(|| frame_error(f, "DBSCAN returned too few clusterings".into()))?;
+                        denoise_output(obj, &input, &clustering, config).map(|kept| (kept, input.eps))
+                    }
+                };
+                match outcome {
+                    Ok((kept_indices, eps)) => {
+                        let camera: Vec<Point3> = kept_indices.iter().map(|&i| obj.points_in_camera[i]).collect();
+                        let canonical = camera.iter().map(|p| f.canonical.apply_f32(*p)).collect();
+                        survivors.push(Survivor { index, kept_indices, eps, camera, canonical });
+                    }
+                    Err(reason) => dropped.push(DroppedObject {
+                        annotation_index: index as u32,
+                        label: obj.label.clone(),
+                        points_in_region: obj.points_in_camera.len() as u32,
+                        reason,
+                    }),
+                }
+            }
+            Ok((survivors, dropped))
+        })
+        .collect();
+    // K4: one batch for the kept objects of every frame.
+    let mut stats_inputs = Vec::new();
+    let mut stats_ranges = Vec::with_capacity(frames.len());
+    for (f, d) in frames.iter().zip(&denoised) {
+        let start = stats_inputs.len();
+        if let Ok((survivors, _)) = d {
+            let camera_position = f.canonical.camera_position();
+            stats_inputs.extend(survivors.iter().map(|s| StatsInput {
+                canonical: &s.canonical,
+                camera: &s.camera,
+                camera_position,
+            }));
+        }
+        stats_ranges.push(start..stats_inputs.len());
+    }
+    let stats = by_frame(&stats_ranges, |r| backend.summarize_batch(&stats_inputs[r], &config.noise));
+    drop(stats_inputs);
+    // Each frame's objects, and the exact closest-surface gaps between them.
+    let partial: Vec<Result<FrameObjects>> = frames
+        .par_iter()
+        .zip(denoised)
+        .zip(stats)
+        .map(|((f, denoised), stats)| {
+            let (survivors, dropped) = denoised?;
+            let stats = stats?;
+            let mut scene_objects = Vec::new();
+            let mut summaries = Vec::new();
+            let mut canonical_points: Vec<&[Point3]> = Vec::new();
+            for (survivor, s) in survivors.iter().zip(stats) {
+                let Some(s) = s else { continue };
+                scene_objects.push(scene_object(&f.objects[survivor.index], survivor, &s, scene_objects.len()));
+                summaries.push(s);
+                canonical_points.push(&survivor.canonical);
+            }
+            let gaps = closest_surface_matrix(&canonical_points, config.gap_voxel_m);
+            Ok((scene_objects, summaries, dropped, gaps))
+        })
+        .collect();
+    // K5: every pair of every frame in one batch (the gaps from the exact search on the host).
+    let records: Vec<Result<Vec<RelationRecord>>> = match backend {
+        Backend::Cpu => partial
+            .par_iter()
+            .map(|p| match p {
+                Ok((_, summaries, _, gaps)) => {
+                    let n = summaries.len();
+                    Ok(relate_all(summaries, |i, j| gaps[i * n + j]))
+                }
+                Err(_) => Ok(Vec::new()),
+            })
+            .collect(),
         #[cfg(any(feature = "wgpu", feature = "cuda"))]
         _ => {
-            let mut records = backend.relate_batch(&[&summaries])?.pop().unwrap_or_default();
-            for r in &mut records {
-                let (i, j) = (r.a.min(r.b) as usize, r.a.max(r.b) as usize);
-                r.gap_m = gaps[i * n + j];
-            }
-            records
+            let per_frame: Vec<&[ObjectSummary]> =
+                partial.iter().map(|p| p.as_ref().map_or(&[][..], |(_, s, _, _)| s.as_slice())).collect();
+            let ranges: Vec<_> = (0..per_frame.len()).map(|f| f..f + 1).collect();
+            by_frame(&ranges, |r| backend.relate_batch(&per_frame[r]))
+                .into_iter()
+                .zip(&partial)
+                .map(|(records, p)| {
+                    let mut records = records?.pop().unwrap_or_default();
+                    if let Ok((_, summaries, _, gaps)) = p {
+                        let n = summaries.len();
+                        for r in &mut records {
+                            let (i, j) = (r.a.min(r.b) as usize, r.a.max(r.b) as usize);
+                            r.gap_m = gaps[i * n + j];
+                        }
+                    }
+                    Ok(records)
+                })
+                .collect()
         }
     };
-    let relations = records.iter().map(SceneRelation::from).collect();
-    Ok(SceneGeometry { ground, canonical, objects: scene_objects, summaries, dropped, relations })
+    frames
+        .into_iter()
+        .zip(partial)
+        .zip(records)
+        .map(|((f, partial), records)| {
+            let (objects, summaries, dropped, _) = partial?;
+            let relations = records?.iter().map(SceneRelation::from).collect();
+            Ok(SceneGeometry { ground: f.ground, canonical: f.canonical, objects, summaries, dropped, relations })
+        })
+        .collect()
+}
+
+/// A kept object's scene record from its K4 summary.
+fn scene_object(obj: &ObjectInput, survivor: &Survivor, s: &ObjectSummary, object_id: usize) -> SceneObject {
+    let color = match obj.colors.len() == obj.points_in_camera.len() {
+        true => dominant_color(survivor.kept_indices.iter().map(|&i| obj.colors[i])),
+        false => None,
+    };
+    SceneObject {
+        object_id: object_id as u32,
+        annotation_index: survivor.index as u32,
+        label: obj.label.clone(),
+        kind: obj.kind,
+        instance_id: obj.instance_id,
+        score: obj.score,
+        bbox_px: obj.bbox_px,
+        points_in_region: obj.points_in_camera.len() as u32,
+        points: s.points,
+        dbscan_eps_m: survivor.eps,
+        centroid_m: s.centroid_m,
+        aabb_min_m: s.aabb_min_m,
+        aabb_max_m: s.aabb_max_m,
+        obb_center_m: s.obb_center_m,
+        obb_size_m: s.size_m,
+        obb_yaw_deg: s.yaw_rad.to_degrees(),
+        width_m: s.width_m(),
+        depth_m: s.depth_m(),
+        height_m: s.height_m(),
+        bottom_m: s.bottom_m(),
+        top_m: s.top_m(),
+        volume_m3: s.volume_m3,
+        distance_to_camera_m: s.distance_to_camera_m,
+        median_depth_m: s.median_depth_m,
+        sigma_m: s.sigma_m,
+        color,
+    }
 }
 
 /// The full CPU pipeline for one loaded frame: K1 (whole frame and per object), then [`scene_from_points`].
@@ -436,6 +586,56 @@ pub fn process_frame(frame: &LoadedFrame, config: &SceneConfig) -> Result<SceneG
 
 /// [`process_frame`] with K1–K5 on `backend`.
 pub fn process_frame_on(backend: &Backend, frame: &LoadedFrame, config: &SceneConfig) -> Result<SceneGraph> {
+    process_frames_on(backend, &[frame], config).pop().unwrap_or_else(|| {
+        Err(Error::Geometry { frame: frame.spec.key.clone(), message: "the scene stage returned no scene".into() })
+    })
+}
+
+/// A frame after K1 and K2: its valid points, its objects' inputs to K3, its ground and canonical frame.
+struct FrameStart {
+    valid_depth_points: usize,
+    objects: Vec<ObjectInput>,
+    ground: GroundInfo,
+    canonical: CanonicalFrame,
+    focal_px: f64,
+}
+
+/// [`process_frame_on`] for a batch of frames: K1 and K2 per frame (in parallel; on a GPU the frame's cloud stays on
+/// the device between them), then K3, K4 and K5 each once for the whole batch. One scene graph (or that frame's
+/// error) per frame, in order; a frame's failure does not fail the others.
+pub fn process_frames_on(backend: &Backend, frames: &[&LoadedFrame], config: &SceneConfig) -> Vec<Result<SceneGraph>> {
+    if let Err(message) = config.validate() {
+        return frames.iter().map(|_| Err(Error::Config { message: message.clone() })).collect();
+    }
+    let starts: Vec<Result<FrameStart>> = frames.par_iter().map(|f| frame_start(backend, f, config)).collect();
+    let grounded: Vec<Grounded<'_>> = frames
+        .iter()
+        .zip(&starts)
+        .filter_map(|(f, s)| s.as_ref().ok().map(|s| (f, s)))
+        .map(|(f, s)| Grounded {
+            frame: &f.spec.key,
+            ground: s.ground.clone(),
+            canonical: s.canonical,
+            objects: &s.objects,
+            focal_px: s.focal_px,
+        })
+        .collect();
+    let mut geometries = scenes_from_ground(backend, grounded, config).into_iter();
+    frames
+        .iter()
+        .zip(starts)
+        .map(|(frame, start)| {
+            let start = start?;
+            let geo = geometries.next().unwrap_or_else(|| {
+                Err(Error::Geometry { frame: frame.spec.key.clone(), message: "no scene for the frame".into() })
+            })?;
+            Ok(scene_graph(frame, start.valid_depth_points, geo))
+        })
+        .collect()
+}
+
+/// K1 and K2 of one frame, and its objects' inputs to K3.
+fn frame_start(backend: &Backend, frame: &LoadedFrame, config: &SceneConfig) -> Result<FrameStart> {
     let spec = &frame.spec;
     let k = &frame.intrinsics;
     let Some(depth) = &frame.depth else {
@@ -450,16 +650,23 @@ pub fn process_frame_on(backend: &Backend, frame: &LoadedFrame, config: &SceneCo
     let normals_of =
         |cloud: &PointCloud| ground_sample_normals(depth, k, cloud, &config.ransac, config.normal_max_step_px);
     // On a GPU, K1 and K2 share the frame's cloud on the device; the ground comes back with it.
-    config.validate().map_err(|message| Error::Config { message })?;
     let ransac = ransac_with_up(config, spec.up_in_camera);
     let device = backend.frame_geometry(depth, k, labels, &regions, frame_key(&spec.key), &ransac, &normals_of)?;
-    let (cloud, grouped, device_ground) = match device {
-        None => (unproject_depth(depth, k), unproject_objects(depth, k, labels, &regions), None),
-        Some((cloud, grouped, fit)) => {
-            let (ground, canonical, _) = ground_info(&cloud.points_in_camera, &ransac, fit, config);
-            (cloud, grouped, Some((ground, canonical)))
+    let (cloud, grouped, fit) = match device {
+        Some((cloud, grouped, fit)) => (cloud, grouped, fit),
+        None => {
+            let cloud = unproject_depth(depth, k);
+            let grouped = unproject_objects(depth, k, labels, &regions);
+            let fit = backend.fit_ground_plane(
+                &cloud.points_in_camera,
+                Some(&normals_of(&cloud)),
+                frame_key(&spec.key),
+                &ransac,
+            )?;
+            (cloud, grouped, fit)
         }
     };
+    let (ground, canonical, _) = ground_info(&cloud.points_in_camera, &ransac, fit, config);
     let width = k.width;
     let objects: Vec<ObjectInput> = frame
         .objects
@@ -500,35 +707,27 @@ pub fn process_frame_on(backend: &Backend, frame: &LoadedFrame, config: &SceneCo
             }
         })
         .collect();
-    let focal = (k.fx + k.fy) / 2.0;
-    let geo = match device_ground {
-        Some((ground, canonical)) => scene_from_ground(backend, &spec.key, ground, canonical, &objects, focal, config)?,
-        None => scene_from_points_on(
-            backend,
-            &spec.key,
-            &cloud.points_in_camera,
-            Some(&normals_of(&cloud)),
-            &objects,
-            focal,
-            spec.up_in_camera,
-            config,
-        )?,
-    };
-    Ok(SceneGraph {
+    Ok(FrameStart { valid_depth_points: cloud.len(), objects, ground, canonical, focal_px: (k.fx + k.fy) / 2.0 })
+}
+
+/// The scene graph of a frame from its geometry.
+fn scene_graph(frame: &LoadedFrame, valid_depth_points: usize, geo: SceneGeometry) -> SceneGraph {
+    let spec = &frame.spec;
+    SceneGraph {
         frame: spec.key.clone(),
         frame_id: spec.id.clone(),
         dataset: spec.dataset.clone(),
         color: spec.color.as_ref().map(|p| p.display().to_string()),
         depth: spec.depth.as_ref().map(|p| p.display().to_string()),
         depth_source: frame.depth_source.clone(),
-        intrinsics: *k,
+        intrinsics: frame.intrinsics,
         intrinsics_assumed: frame.intrinsics_assumed,
         image_filter: frame.image_filter.clone(),
-        valid_depth_points: cloud.len() as u32,
+        valid_depth_points: valid_depth_points as u32,
         ground: geo.ground,
         canonical_from_camera: geo.canonical.matrix(),
         objects: geo.objects,
         dropped_objects: geo.dropped,
         relations: geo.relations,
-    })
+    }
 }

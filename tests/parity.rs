@@ -11,6 +11,7 @@ use proptest::prelude::*;
 use spatialsynth::backend::cuda::CudaBackend;
 use spatialsynth::backend::gpu::{WgpuBackend, SHADERS};
 use spatialsynth::backend::Backend;
+use spatialsynth::geometry::dbscan::DbscanJob;
 use spatialsynth::geometry::ransac::{fit_ground_plane, hypothesis_indices, score_hypotheses, RansacParams};
 use spatialsynth::geometry::relations::{relate_all, RelationRecord};
 use spatialsynth::geometry::stats::{summarize_batch, NoiseModel, ObjectSummary, StatsInput};
@@ -446,6 +447,49 @@ proptest! {
     }
 
     #[test]
+    fn k3_dbscan_batch_matches_the_cpu_reference(
+        jobs in prop::collection::vec(
+            (prop::collection::vec((prop::array::uniform3(-2.0f32..2.0), 0.02f32..0.4, 0usize..200), 0..4),
+             0usize..60, 0.01f32..0.2, 1u32..12),
+            1..7,
+        ),
+        seed in any::<u64>(),
+    ) {
+        // Several objects in one batch, each with its own radius and min_points (some empty, some overlapping in
+        // space): each job's clustering equals the CPU reference's for that job alone.
+        let mut state = seed | 1;
+        let mut next = || {
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            ((state >> 40) as f32) / (1u64 << 24) as f32
+        };
+        let clouds: Vec<(Vec<[f32; 3]>, f32, u32)> = jobs
+            .into_iter()
+            .map(|(blobs, noise, eps, min_points)| {
+                let mut points = Vec::new();
+                for (c, r, n) in blobs {
+                    for _ in 0..n {
+                        points.push([c[0] + (next() - 0.5) * r, c[1] + (next() - 0.5) * r, c[2] + (next() - 0.5) * r]);
+                    }
+                }
+                for _ in 0..noise {
+                    points.push([next() * 4.0 - 2.0, next() * 4.0 - 2.0, next() * 4.0 - 2.0]);
+                }
+                (points, eps, min_points)
+            })
+            .collect();
+        let jobs: Vec<DbscanJob> =
+            clouds.iter().map(|(points, eps, min_points)| DbscanJob { points, eps: *eps, min_points: *min_points }).collect();
+        for backend in gpu_backends("k3_dbscan_batch_matches_the_cpu_reference") {
+            let got = backend.dbscan_batch(&jobs).unwrap();
+            prop_assert_eq!(got.len(), jobs.len());
+            for (j, (job, got)) in jobs.iter().zip(&got).enumerate() {
+                let want = spatialsynth::geometry::dbscan::dbscan(job.points, job.eps, job.min_points).unwrap();
+                prop_assert_eq!(got, &want, "{} job {}", backend.describe(), j);
+            }
+        }
+    }
+
+    #[test]
     fn k1_unproject_matches_the_cpu_reference(
         width in 1u32..90,
         height in 1u32..70,
@@ -580,10 +624,11 @@ fn k5_relations_match_on_a_large_batch() {
 #[test]
 fn shaders_validate_with_naga_and_share_the_rust_layouts() {
     use spatialsynth::backend::gpu::{
-        DbscanParams, FrameRange, GpuHypothesis, GpuObjectStats, GpuRegion, GpuSupport, GroupParams, RansacParamsGpu,
-        RelationParams, StatsParams, UnprojectFrame, UnprojectParams,
+        DbscanJobParams, DbscanParams, FrameRange, GpuHypothesis, GpuObjectStats, GpuRegion, GpuSupport, GroupParams,
+        RansacParamsGpu, RelationParams, StatsParams, UnprojectFrame, UnprojectParams,
     };
-    let expected: [(&str, usize); 15] = [
+    let expected: [(&str, usize); 16] = [
+        ("Job", std::mem::size_of::<DbscanJobParams>()),
         ("Frame", std::mem::size_of::<UnprojectFrame>()),
         ("ObjectStats", std::mem::size_of::<GpuObjectStats>()),
         ("ObjectRange", std::mem::size_of::<[u32; 2]>()),
@@ -621,7 +666,7 @@ fn shaders_validate_with_naga_and_share_the_rust_layouts() {
             }
         }
     }
-    assert_eq!(seen, 15, "every shared struct was found in the shaders");
+    assert_eq!(seen, 16, "every shared struct was found in the shaders");
 }
 
 #[test]
@@ -735,5 +780,26 @@ fn k3_border_ties_go_to_the_lower_index_on_every_backend() {
     assert_eq!(want.labels[border], want.labels[0]);
     for backend in gpu_backends("k3_border_ties_go_to_the_lower_index_on_every_backend") {
         check_dbscan(backend, &points, 1.0, 12);
+    }
+}
+
+#[test]
+fn a_refused_dbscan_job_is_named_on_every_backend() {
+    let good = vec![[0.0f32, 0.0, 0.0]; 3];
+    let bad = vec![[0.0f32, 0.0, 0.0], [0.0, f32::NAN, 0.0]];
+    let non_finite =
+        [DbscanJob { points: &good, eps: 0.1, min_points: 2 }, DbscanJob { points: &bad, eps: 0.1, min_points: 2 }];
+    // A bad radius is refused even for an empty job, as on the CPU.
+    let bad_eps =
+        [DbscanJob { points: &good, eps: 0.1, min_points: 2 }, DbscanJob { points: &[], eps: 0.0, min_points: 2 }];
+    let cpu = Backend::Cpu;
+    for backend in std::iter::once(&cpu).chain(gpu_backends("a_refused_dbscan_job_is_named_on_every_backend")) {
+        let err = backend.dbscan_batch(&non_finite).unwrap_err();
+        assert!(err.contains("job 1") && err.contains("point 1 is not finite"), "{}: {err}", backend.describe());
+        let err = backend.dbscan_batch(&bad_eps).unwrap_err();
+        assert!(err.contains("job 1") && err.contains("positive and finite"), "{}: {err}", backend.describe());
+        // Without the refused job the batch runs.
+        let ok = backend.dbscan_batch(&non_finite[..1]).unwrap();
+        assert_eq!((ok.len(), ok[0].clusters), (1, 1));
     }
 }

@@ -128,3 +128,37 @@ fn json_lines_manifests_give_the_same_scenes() {
         assert_eq!(a.relations, b.relations);
     }
 }
+
+#[test]
+fn a_batch_of_frames_gives_each_frame_its_own_scene_and_keeps_a_failure_to_its_frame() {
+    use spatialsynth::backend::Backend;
+    use spatialsynth::io::{load_frame, read_manifest, LoadedFrame};
+    use spatialsynth::pipeline::{process_frame, process_frames_on, SceneConfig};
+    let specs = read_manifest(&common::repo().join("data/sample/frames.json")).unwrap();
+    let frames: Vec<LoadedFrame> = specs.into_iter().map(|s| load_frame(&s.unwrap()).unwrap()).collect();
+    assert_eq!(frames.len(), 6);
+    // A frame without depth in the middle of the batch fails alone.
+    let mut broken = frames[1].clone();
+    broken.depth = None;
+    broken.spec.key = "broken-frame".into();
+    let mut batch: Vec<&LoadedFrame> = frames.iter().collect();
+    batch.insert(2, &broken);
+    let config = SceneConfig::default();
+    let graphs = process_frames_on(&Backend::Cpu, &batch, &config);
+    assert_eq!(graphs.len(), batch.len());
+    let mut objects = 0;
+    for (frame, got) in batch.iter().zip(&graphs) {
+        if frame.spec.key == "broken-frame" {
+            let err = got.as_ref().unwrap_err().to_string();
+            assert!(err.contains("broken-frame") && err.contains("no depth"), "{err}");
+            continue;
+        }
+        // Each frame's scene from the batch equals the one it gets alone (compared as JSON: NaN fields).
+        let got = serde_json::to_value(got.as_ref().unwrap()).unwrap();
+        let alone = serde_json::to_value(process_frame(frame, &config).unwrap()).unwrap();
+        assert_eq!(got, alone, "{}", frame.spec.key);
+        assert_eq!(got["frame"], frame.spec.key.as_str());
+        objects += got["objects"].as_array().unwrap().len();
+    }
+    assert!(objects >= 12, "{objects} objects in the sample batch");
+}

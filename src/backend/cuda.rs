@@ -28,10 +28,10 @@ use cudarc::nvrtc::{CompileOptions, Ptx};
 
 use super::layout::{DbscanParams, GpuObjectStats, GpuSupport};
 use super::pack::{
-    frame_chunks, gpu_regions, grouping_without_launch, hypotheses_from_draws, pack_relations, relation_chunks,
-    split_clouds, split_relations, stats_chunks, support_test, DbscanGrid, DepthBatch, StatsPack,
+    dbscan_chunks, frame_chunks, gpu_regions, grouping_without_launch, hypotheses_from_draws, pack_relations,
+    relation_chunks, split_clouds, split_relations, stats_chunks, support_test, DbscanGrid, DepthBatch, StatsPack,
 };
-use crate::geometry::dbscan::Clustering;
+use crate::geometry::dbscan::{Clustering, DbscanJob};
 use crate::geometry::ransac::{
     fit_from_scores_on, score_sample_indices, GroundDevice, PlaneFit, RansacParams, Support,
 };
@@ -688,16 +688,27 @@ impl CudaBackend {
 
     /// K3: exact DBSCAN (see [`crate::geometry::dbscan::dbscan`] for the definitions every backend meets).
     pub fn dbscan(&self, input: &[Point3], eps: f32, min_points: u32) -> Result<Clustering, String> {
-        if !(eps.is_finite() && eps > 0.0) {
-            return Err(format!("DBSCAN radius must be positive and finite, got {eps}"));
+        self.dbscan_batch(&[DbscanJob { points: input, eps, min_points }])?
+            .pop()
+            .ok_or_else(|| "DBSCAN returned no clustering".to_string())
+    }
+
+    /// K3 for a batch of jobs (see [`crate::geometry::dbscan::dbscan_batch`]): every job of a chunk (up to 2^28
+    /// points) in one grid and one set of launches, so the jobs' propagation rounds run together.
+    pub fn dbscan_batch(&self, jobs: &[DbscanJob<'_>]) -> Result<Vec<Clustering>, String> {
+        let mut out = vec![Clustering::default(); jobs.len()];
+        for chunk in dbscan_chunks(jobs, MAX_POINTS)? {
+            let mut grid = DbscanGrid::new(jobs, &chunk)?;
+            let (labels, core) = self.dbscan_grid(&mut grid)?;
+            for (i, c) in chunk.into_iter().zip(grid.clusterings(&labels, &core)?) {
+                out[i] = c;
+            }
         }
-        if input.is_empty() {
-            return Ok(Clustering::default());
-        }
-        if input.len() as u64 > MAX_POINTS {
-            return Err(format!("{} points exceed one DBSCAN launch (2^28)", input.len()));
-        }
-        let grid = DbscanGrid::new(input, eps, min_points)?;
+        Ok(out)
+    }
+
+    /// One grid's labels and core flags (sorted order).
+    fn dbscan_grid(&self, grid: &mut DbscanGrid) -> Result<(Vec<u32>, Vec<u32>), String> {
         let n = grid.params.points;
         let stream = self.stream()?;
         let points = self.upload(&stream, &grid.sorted)?;
@@ -705,18 +716,28 @@ impl CudaBackend {
         let cell_start = self.upload(&stream, &grid.cell_start)?;
         let original = self.upload(&stream, &grid.original)?;
         let position = self.upload(&stream, &grid.position)?;
+        let mut jobs = self.upload(&stream, bytemuck::cast_slice::<_, u32>(&grid.jobs))?;
         let mut core = self.zeros::<u32>(&stream, n as usize)?;
         let mut labels = self.zeros::<u32>(&stream, n as usize)?;
-        let mut changed = self.zeros::<u32>(&stream, 1)?;
+        let mut changed = self.zeros::<u32>(&stream, grid.jobs.len())?;
         let params = grid.params;
         let g = (blocks_for(u64::from(n), BLOCK)?, 1);
         let mut b = stream.launch_builder(&self.k.count_neighbours);
-        b.arg(&points).arg(&cell_xyz).arg(&cell_start).arg(&original).arg(&params).arg(&mut core).arg(&mut labels);
-        // SAFETY: count_neighbours(points, cell_xyz, cell_start, original, Params, core, labels) in
-        // kernels/dbscan.cu; the grid's arrays as `DbscanGrid` documents them, n entries of core and labels.
+        b.arg(&points)
+            .arg(&cell_xyz)
+            .arg(&cell_start)
+            .arg(&original)
+            .arg(&jobs)
+            .arg(&params)
+            .arg(&mut core)
+            .arg(&mut labels);
+        // SAFETY: count_neighbours(points, cell_xyz, cell_start, original, jobs, Params, core, labels) in
+        // kernels/dbscan.cu; the grid's arrays as `DbscanGrid` documents them (every point's job < jobs entries,
+        // uploaded as the 8-byte `Job` records' words), n entries of core and labels.
         unsafe { b.launch(launch(g, BLOCK)) }.map_err(de)?;
         // Rounds of min-label propagation and pointer jumping until a check finds no change (at most one round per
-        // point: labels only decrease).
+        // point: labels only decrease). A job whose labels a whole check left alone is final: its points sit out
+        // the remaining rounds.
         for _ in 0..(n as usize).div_ceil(ROUNDS_PER_CHECK) {
             stream.memset_zeros(&mut changed).map_err(de)?;
             for _ in 0..ROUNDS_PER_CHECK {
@@ -725,32 +746,42 @@ impl CudaBackend {
                     .arg(&cell_xyz)
                     .arg(&cell_start)
                     .arg(&original)
+                    .arg(&jobs)
                     .arg(&params)
                     .arg(&core)
                     .arg(&mut labels)
                     .arg(&mut changed);
-                // SAFETY: propagate(points, cell_xyz, cell_start, original, Params, core, labels, changed).
+                // SAFETY: propagate(points, cell_xyz, cell_start, original, jobs, Params, core, labels, changed); changed
+                // has one flag per job.
                 unsafe { b.launch(launch(g, BLOCK)) }.map_err(de)?;
                 let mut b = stream.launch_builder(&self.k.jump);
-                b.arg(&params).arg(&core).arg(&position).arg(&mut labels).arg(&mut changed);
-                // SAFETY: jump(Params, core, position, labels, changed): labels of core points are original
-                // indices < n, and position has n entries.
+                b.arg(&cell_xyz).arg(&jobs).arg(&params).arg(&core).arg(&position).arg(&mut labels).arg(&mut changed);
+                // SAFETY: jump(cell_xyz, jobs, Params, core, position, labels, changed): labels of core points are
+                // batch indices < n, position has n entries, every point's job indexes jobs and changed.
                 unsafe { b.launch(launch(g, BLOCK)) }.map_err(de)?;
             }
-            let flag = stream.clone_dtoh(&changed).map_err(de)?;
+            let flags = stream.clone_dtoh(&changed).map_err(de)?;
             self.sync(&stream)?;
-            if flag.first().copied().unwrap_or(0) == 0 {
+            if !grid.retire_converged(&flags) {
                 break;
             }
+            stream.memcpy_htod(bytemuck::cast_slice::<_, u32>(&grid.jobs), &mut jobs).map_err(de)?;
         }
         let mut b = stream.launch_builder(&self.k.assign_borders);
-        b.arg(&points).arg(&cell_xyz).arg(&cell_start).arg(&original).arg(&params).arg(&core).arg(&mut labels);
-        // SAFETY: assign_borders(points, cell_xyz, cell_start, original, Params, core, labels).
+        b.arg(&points)
+            .arg(&cell_xyz)
+            .arg(&cell_start)
+            .arg(&original)
+            .arg(&jobs)
+            .arg(&params)
+            .arg(&core)
+            .arg(&mut labels);
+        // SAFETY: assign_borders(points, cell_xyz, cell_start, original, jobs, Params, core, labels).
         unsafe { b.launch(launch(g, BLOCK)) }.map_err(de)?;
         let labels = stream.clone_dtoh(&labels).map_err(de)?;
         let core = stream.clone_dtoh(&core).map_err(de)?;
         self.sync(&stream)?;
-        grid.clustering(&labels, &core)
+        Ok((labels, core))
     }
 
     /// K4 for a batch of objects (of any frames; see [`crate::geometry::stats::summarize_batch`]): one block per

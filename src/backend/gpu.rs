@@ -592,26 +592,46 @@ impl WgpuBackend {
         eps: f32,
         min_points: u32,
     ) -> Result<crate::geometry::dbscan::Clustering, String> {
-        use crate::geometry::dbscan::Clustering;
-        if !(eps.is_finite() && eps > 0.0) {
-            return Err(format!("DBSCAN radius must be positive and finite, got {eps}"));
+        let job = crate::geometry::dbscan::DbscanJob { points: input, eps, min_points };
+        self.dbscan_batch(&[job])?.pop().ok_or_else(|| "DBSCAN returned no clustering".to_string())
+    }
+
+    /// K3 for a batch of jobs (see [`crate::geometry::dbscan::dbscan_batch`]): every job of a chunk in one grid and
+    /// one set of dispatches, chunked to the adapter's dispatch and binding limits.
+    pub fn dbscan_batch(
+        &self,
+        jobs: &[crate::geometry::dbscan::DbscanJob<'_>],
+    ) -> Result<Vec<crate::geometry::dbscan::Clustering>, String> {
+        // The cells' coordinates hold 16 bytes per point and at most 12 per point for the occupied cells.
+        let max_points = (u64::from(self.limits.max_compute_workgroups_per_dimension) * u64::from(WORKGROUP))
+            .min(self.limits.max_storage_buffer_binding_size / 28);
+        let mut out = vec![crate::geometry::dbscan::Clustering::default(); jobs.len()];
+        for chunk in super::pack::dbscan_chunks(jobs, max_points)? {
+            let mut grid = super::pack::DbscanGrid::new(jobs, &chunk)?;
+            let (labels, core) = self.dbscan_grid(&mut grid)?;
+            for (i, c) in chunk.into_iter().zip(grid.clusterings(&labels, &core)?) {
+                out[i] = c;
+            }
         }
-        if input.is_empty() {
-            return Ok(Clustering::default());
-        }
-        let grid = super::pack::DbscanGrid::new(input, eps, min_points)?;
-        let n = input.len();
-        let (sorted, cell_xyz, cell_start, original, position, params) =
-            (&grid.sorted, &grid.cell_xyz, &grid.cell_start, &grid.original, &grid.position, grid.params);
-        let points_buf = self.storage("points", bytemuck::cast_slice(sorted));
-        let xyz_buf = self.storage("cells", bytemuck::cast_slice(cell_xyz));
-        let start_buf = self.storage("cell starts", bytemuck::cast_slice(cell_start));
-        let original_buf = self.storage("original", bytemuck::cast_slice(original));
+        Ok(out)
+    }
+
+    /// One grid's labels and core flags (sorted order).
+    fn dbscan_grid(&self, grid: &mut super::pack::DbscanGrid) -> Result<(Vec<u32>, Vec<u32>), String> {
+        let n = grid.params.points as usize;
+        let points_buf = self.storage("points", bytemuck::cast_slice(&grid.sorted));
+        let xyz_buf = self.storage("cells", bytemuck::cast_slice(&grid.cell_xyz));
+        let start_buf = self.storage("cell starts", bytemuck::cast_slice(&grid.cell_start));
+        let original_buf = self.storage("original", bytemuck::cast_slice(&grid.original));
         let core_buf = self.output("core", n as u64 * 4);
         let labels_buf = self.output("labels", n as u64 * 4);
-        let changed_buf = self.output("changed", 4);
-        let position_buf = self.storage("position", bytemuck::cast_slice(position));
-        let params_buf = self.uniform("params", &params);
+        let jobs_n = grid.jobs.len() as u64;
+        let changed_buf = self.output("changed", jobs_n * 4);
+        let params_buf = self.uniform("params", &grid.params);
+        let position_buf = self.storage("position", bytemuck::cast_slice(&grid.position));
+        // Rewritten between checks (the `active` flags), so not a plain input buffer.
+        let jobs_buf = self.output("jobs", jobs_n * 16);
+        self.queue.write_buffer(&jobs_buf, 0, bytemuck::cast_slice(&grid.jobs));
         let all = [
             &points_buf,
             &xyz_buf,
@@ -622,6 +642,7 @@ impl WgpuBackend {
             &changed_buf,
             &params_buf,
             &position_buf,
+            &jobs_buf,
         ];
         let (x, y) = self.grid(n as u64)?;
         if y > 1 {
@@ -630,14 +651,16 @@ impl WgpuBackend {
         let run = |pipeline: &wgpu::ComputePipeline, used: &[u32]| {
             self.dispatch(pipeline, &self.bind_subset(pipeline, &all, used), (x, 1));
         };
-        run(&self.count_neighbours, &[0, 1, 2, 3, 4, 5, 7]);
+        run(&self.count_neighbours, &[0, 1, 2, 3, 4, 5, 7, 9]);
         // Rounds of min-label propagation and pointer jumping, several per submit, until a whole submit changes
-        // nothing (at most one round per point: labels only decrease).
+        // nothing (at most one round per point: labels only decrease). A job whose labels a whole submit left alone
+        // is final: its points sit out the remaining rounds.
         const ROUNDS_PER_SUBMIT: usize = 4;
-        let propagate = self.bind_subset(&self.propagate, &all, &[0, 1, 2, 4, 5, 6, 7]);
-        let jump = self.bind_subset(&self.jump, &all, &[4, 5, 6, 7, 8]);
+        let propagate = self.bind_subset(&self.propagate, &all, &[0, 1, 2, 4, 5, 6, 7, 9]);
+        let jump = self.bind_subset(&self.jump, &all, &[1, 4, 5, 6, 7, 8, 9]);
+        let zeros = vec![0u32; grid.jobs.len()];
         for _ in 0..n.div_ceil(ROUNDS_PER_SUBMIT) {
-            self.queue.write_buffer(&changed_buf, 0, bytemuck::bytes_of(&0u32));
+            self.queue.write_buffer(&changed_buf, 0, bytemuck::cast_slice(&zeros));
             let mut encoder = self.device.create_command_encoder(&Default::default());
             {
                 let mut pass = encoder.begin_compute_pass(&Default::default());
@@ -650,15 +673,16 @@ impl WgpuBackend {
                 }
             }
             self.queue.submit([encoder.finish()]);
-            let flag: Vec<u32> = bytemuck::pod_collect_to_vec(&self.read_back(&changed_buf, 4)?);
-            if flag.first().copied().unwrap_or(0) == 0 {
+            let changed: Vec<u32> = bytemuck::pod_collect_to_vec(&self.read_back(&changed_buf, jobs_n * 4)?);
+            if !grid.retire_converged(&changed) {
                 break;
             }
+            self.queue.write_buffer(&jobs_buf, 0, bytemuck::cast_slice(&grid.jobs));
         }
-        run(&self.assign_borders, &[0, 1, 2, 3, 4, 5, 7]);
+        run(&self.assign_borders, &[0, 1, 2, 3, 4, 5, 7, 9]);
         let labels: Vec<u32> = bytemuck::pod_collect_to_vec(&self.read_back(&labels_buf, n as u64 * 4)?);
         let core: Vec<u32> = bytemuck::pod_collect_to_vec(&self.read_back(&core_buf, n as u64 * 4)?);
-        grid.clustering(&labels, &core)
+        Ok((labels, core))
     }
 
     /// K4 for a batch of objects (of any frames; see [`crate::geometry::stats::summarize_batch`]): the reductions

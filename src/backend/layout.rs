@@ -107,18 +107,34 @@ pub struct GroupParams {
     pub _pad: [u32; 3],
 }
 
-/// Uniforms of K3. Keep in sync with `Params` in `shaders/dbscan.wgsl` and `kernels/dbscan.cu`.
+/// Uniforms of K3 (a batch of DBSCAN problems in one grid). Keep in sync with `Params` in `shaders/dbscan.wgsl` and
+/// `kernels/dbscan.cu`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct DbscanParams {
+    /// Points of all jobs.
     pub points: u32,
-    pub min_points: u32,
-    pub eps2: f32,
+    /// Occupied cells of all jobs.
     pub cells: u32,
-    pub _pad: [u32; 4],
+    /// Jobs of the batch.
+    pub jobs: u32,
+    pub _pad: [u32; 5],
+}
+
+/// One K3 job's radius and core threshold, and whether its labels may still change (the host clears `active` once a
+/// whole check of propagation rounds left the job's labels alone: they are then final, and its points sit out the
+/// remaining rounds). Keep in sync with `Job` in `shaders/dbscan.wgsl` and `kernels/dbscan.cu`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct DbscanJobParams {
+    pub eps2: f32,
+    pub min_points: u32,
+    pub active: u32,
+    pub _pad: u32,
 }
 
 const _: () = assert!(std::mem::size_of::<DbscanParams>() == 32);
+const _: () = assert!(std::mem::size_of::<DbscanJobParams>() == 16);
 const _: () = assert!(std::mem::size_of::<GpuSupport>() == 32);
 const _: () = assert!(std::mem::size_of::<GpuRegion>() == 32);
 const _: () = assert!(std::mem::size_of::<GroupParams>() == 32);

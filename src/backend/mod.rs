@@ -205,6 +205,22 @@ impl Backend {
         }
     }
 
+    /// K3 for a batch of jobs (the objects of a frame or of many frames, each with its own radius): one clustering per
+    /// job, equal to [`crate::geometry::dbscan::dbscan`]'s. GPUs run every job of the batch in one grid and one set of
+    /// launches; the CPU runs the jobs in parallel. `Err` names the refused job.
+    pub fn dbscan_batch(
+        &self,
+        jobs: &[crate::geometry::dbscan::DbscanJob<'_>],
+    ) -> std::result::Result<Vec<crate::geometry::dbscan::Clustering>, String> {
+        match self {
+            Backend::Cpu => crate::geometry::dbscan::dbscan_batch(jobs).map_err(|e| e.to_string()),
+            #[cfg(feature = "wgpu")]
+            Backend::Wgpu(b) => b.dbscan_batch(jobs).map_err(|m| format!("wgpu: {m}")),
+            #[cfg(feature = "cuda")]
+            Backend::Cuda(b) => b.dbscan_batch(jobs).map_err(|m| format!("cuda: {m}")),
+        }
+    }
+
     /// K2 hypothesis scores (the same hypotheses on every backend: drawn by the shared counter-based RNG).
     pub fn score_hypotheses(
         &self,

@@ -3,14 +3,16 @@
 //! serves both backends, so what the `wgpu` parity tests check on lavapipe in CI holds for the CUDA backend's host
 //! side too.
 
-use crate::geometry::dbscan::{Clustering, NOISE};
+use crate::geometry::dbscan::{Clustering, DbscanJob, NOISE};
 use crate::geometry::ransac::{plane_through, RansacParams, Support};
 use crate::geometry::relations::RelationRecord;
 use crate::geometry::stats::{assemble, NoiseModel, ObjectSummary, Reductions, StatsInput};
 use crate::geometry::unproject::{ray_factors, DepthData, DepthImage, GroupedPoints, ObjectRegion, PointCloud};
 use crate::geometry::{Intrinsics, Plane, Point3};
 
-use super::layout::{DbscanParams, FrameRange, GpuHypothesis, GpuObjectStats, GpuRegion, GpuSupport, UnprojectFrame};
+use super::layout::{
+    DbscanJobParams, DbscanParams, FrameRange, GpuHypothesis, GpuObjectStats, GpuRegion, GpuSupport, UnprojectFrame,
+};
 
 /// A batch of depth frames packed for K1: depth words (16-bit depth two pixels per word, low half first; each frame
 /// starts on a word), ray factors, per-frame records and the frame of each tile of `tile` pixels (tiles never
@@ -189,51 +191,92 @@ pub fn support_test(test: &Support, frame_has_normals: bool) -> GpuSupport {
     }
 }
 
-/// K3's grid: the points binned into cells of side a little over eps (so every neighbour lies in the 3 x 3 x 3
-/// block around a point's cell), sorted by cell in (z, y, x) order, then by original index.
+/// K3's grid for a batch of jobs (each with its own points, radius and `min_points`), all in one set of launches.
+///
+/// Each job's points are binned into its own cells of side a little over its eps (so every neighbour lies in the
+/// 3 x 3 x 3 block around a point's cell), with coordinates relative to the job's lowest cell plus 1. The jobs are
+/// stacked along z with an empty layer of cells between two jobs, so a block of cells never reaches another job's
+/// points. A point's *batch index* is its job's first batch index plus its index in the job. Points are sorted by cell
+/// in (z, y, x) order, then by batch index, which keeps every job's points together and the jobs in order.
 #[derive(Debug)]
 pub struct DbscanGrid {
     /// The sorted points, x, y, z each.
     pub sorted: Vec<f32>,
-    /// The cell coordinates (relative to the lowest, plus 1) of each sorted point, then of each occupied cell.
+    /// (x, y, z, job) of each sorted point, then the cell coordinates (x, y, z) of each occupied cell.
     pub cell_xyz: Vec<u32>,
     /// Occupied cell -> its first sorted point; cells + 1 entries.
     pub cell_start: Vec<u32>,
-    /// Sorted position -> original index.
+    /// Sorted position -> batch index.
     pub original: Vec<u32>,
-    /// Original index -> sorted position.
+    /// Batch index -> sorted position.
     pub position: Vec<u32>,
+    /// Each job's squared radius and `min_points`.
+    pub jobs: Vec<DbscanJobParams>,
+    /// Each job's first batch index; jobs + 1 entries.
+    pub job_start: Vec<u32>,
     pub params: DbscanParams,
 }
 
 impl DbscanGrid {
-    /// `Err` for a bad radius, a non-finite point or a span beyond 32-bit cell coordinates. `input` is not empty.
-    pub fn new(input: &[Point3], eps: f32, min_points: u32) -> Result<DbscanGrid, String> {
-        if !(eps.is_finite() && eps > 0.0) {
-            return Err(format!("DBSCAN radius must be positive and finite, got {eps}"));
-        }
-        if let Some(i) = input.iter().position(|p| !p.iter().all(|v| v.is_finite())) {
-            return Err(format!("point {i} is not finite"));
-        }
-        let n = u32::try_from(input.len()).map_err(|_| format!("{} points are too many", input.len()))?;
-        let inv = 1.0 / (f64::from(eps) * (1.0 + 1e-4));
-        let cells: Vec<[i64; 3]> = input.iter().map(|p| p.map(|v| (f64::from(v) * inv).floor() as i64)).collect();
-        let lo = cells.iter().fold([i64::MAX; 3], |a, c| [a[0].min(c[0]), a[1].min(c[1]), a[2].min(c[2])]);
-        // Coordinates relative to the lowest, plus 1 so that the block around a cell never goes below 0.
-        let rel = |c: &[i64; 3]| -> Option<[u32; 3]> {
-            let r = [0, 1, 2].map(|k| c[k] - lo[k] + 1);
-            r.iter().all(|v| *v < i64::from(u32::MAX) - 1).then(|| r.map(|v| v as u32))
-        };
-        let keys: Vec<[u32; 3]> = cells
+    /// The grid of the jobs `chunk` (indices into `all`, the batch; see [`dbscan_chunks`]). `Err` (naming the job by
+    /// its index in `all`) for a bad radius, a non-finite point, or a span beyond 32-bit cell coordinates.
+    pub fn new(all: &[DbscanJob<'_>], chunk: &[usize]) -> Result<DbscanGrid, String> {
+        let jobs: Vec<(usize, DbscanJob<'_>)> = chunk
             .iter()
-            .map(|c| rel(c).ok_or_else(|| format!("the points span more than 2^32 cells of {eps} m")))
+            .map(|&i| all.get(i).map(|j| (i, *j)).ok_or_else(|| format!("no DBSCAN job {i}")))
             .collect::<Result<_, _>>()?;
+        let total: usize = jobs.iter().map(|(_, j)| j.points.len()).sum();
+        let n = u32::try_from(total).map_err(|_| format!("{total} points are too many for one DBSCAN batch"))?;
+        let jobs_n = u32::try_from(jobs.len()).map_err(|_| "too many DBSCAN jobs in one batch".to_string())?;
+        let mut keys: Vec<[u32; 3]> = Vec::with_capacity(total);
+        let mut job_of: Vec<u32> = Vec::with_capacity(total);
+        let mut job_params = Vec::with_capacity(jobs.len());
+        let mut job_start = Vec::with_capacity(jobs.len() + 1);
+        // The cells of job j lie at z in [z_base + 1, z_base + span]; the next job starts 2 layers above.
+        let mut z_base: u64 = 0;
+        for (slot, (j, job)) in jobs.iter().enumerate() {
+            let (eps, input) = (job.eps, job.points);
+            if !(eps.is_finite() && eps > 0.0) {
+                return Err(format!("job {j}: DBSCAN radius must be positive and finite, got {eps}"));
+            }
+            if let Some(i) = input.iter().position(|p| !p.iter().all(|v| v.is_finite())) {
+                return Err(format!("job {j}: point {i} is not finite"));
+            }
+            job_start.push(keys.len() as u32);
+            job_params.push(DbscanJobParams { eps2: eps * eps, min_points: job.min_points.max(1), active: 1, _pad: 0 });
+            if input.is_empty() {
+                continue;
+            }
+            let inv = 1.0 / (f64::from(eps) * (1.0 + 1e-4));
+            let cells: Vec<[i64; 3]> = input.iter().map(|p| p.map(|v| (f64::from(v) * inv).floor() as i64)).collect();
+            let lo = cells.iter().fold([i64::MAX; 3], |a, c| [a[0].min(c[0]), a[1].min(c[1]), a[2].min(c[2])]);
+            let too_far = || format!("job {j}: the points span more than 2^32 cells of {eps} m");
+            let mut span_z = 0u64;
+            for c in &cells {
+                // Relative to the lowest, plus 1, so that the block around a cell never goes below 0 (or into the
+                // previous job's cells).
+                let r = [0, 1, 2].map(|k| (c[k] - lo[k] + 1) as u64);
+                span_z = span_z.max(r[2]);
+                let z = r[2] + z_base;
+                if r[0] >= u64::from(u32::MAX) - 1 || r[1] >= u64::from(u32::MAX) - 1 || z >= u64::from(u32::MAX) - 1 {
+                    return Err(too_far());
+                }
+                keys.push([r[0] as u32, r[1] as u32, z as u32]);
+                job_of.push(slot as u32);
+            }
+            z_base += span_z + 1;
+        }
+        job_start.push(n);
         let mut original: Vec<u32> = (0..n).collect();
         original.sort_by_key(|&i| {
             let k = keys[i as usize];
             (k[2], k[1], k[0], i)
         });
-        let mut cell_xyz: Vec<u32> = original.iter().flat_map(|&i| keys[i as usize]).collect();
+        let mut cell_xyz: Vec<u32> = Vec::with_capacity(4 * total);
+        for &i in &original {
+            let k = keys[i as usize];
+            cell_xyz.extend([k[0], k[1], k[2], job_of[i as usize]]);
+        }
         let mut cell_start: Vec<u32> = Vec::new();
         let mut cell_keys: Vec<u32> = Vec::new();
         for (s, &i) in original.iter().enumerate() {
@@ -246,36 +289,93 @@ impl DbscanGrid {
         let cells = cell_start.len() as u32;
         cell_start.push(n);
         cell_xyz.extend(cell_keys);
-        let sorted: Vec<f32> = original.iter().flat_map(|&i| input[i as usize]).collect();
-        let mut position = vec![0u32; input.len()];
+        let flat: Vec<&Point3> = jobs.iter().flat_map(|(_, j)| j.points.iter()).collect();
+        let sorted: Vec<f32> = original.iter().flat_map(|&i| *flat[i as usize]).collect();
+        let mut position = vec![0u32; total];
         for (s, &i) in original.iter().enumerate() {
             position[i as usize] = s as u32;
         }
-        let params = DbscanParams { points: n, min_points: min_points.max(1), eps2: eps * eps, cells, _pad: [0; 4] };
-        Ok(DbscanGrid { sorted, cell_xyz, cell_start, original, position, params })
+        let params = DbscanParams { points: n, cells, jobs: jobs_n, _pad: [0; 5] };
+        Ok(DbscanGrid { sorted, cell_xyz, cell_start, original, position, jobs: job_params, job_start, params })
     }
 
-    /// The clustering in the input order from the device's labels (the smallest original index of each point's
+    /// After a check of propagation rounds: clears `active` of every job whose `changed` flag (one per job) stayed 0;
+    /// whether any job is still active.
+    pub fn retire_converged(&mut self, changed: &[u32]) -> bool {
+        for (job, &c) in self.jobs.iter_mut().zip(changed) {
+            if c == 0 {
+                job.active = 0;
+            }
+        }
+        self.jobs.iter().any(|j| j.active == 1)
+    }
+
+    /// Each job's clustering (in `chunk`'s order) in its input order, from the device's labels (the smallest batch index of each point's
     /// cluster, `u32::MAX` for noise) and core flags, both in sorted order; clusters numbered by increasing smallest
-    /// core index.
-    pub fn clustering(&self, labels: &[u32], core: &[u32]) -> Result<Clustering, String> {
+    /// core index, as [`crate::geometry::dbscan::dbscan`] numbers them.
+    pub fn clusterings(&self, labels: &[u32], core: &[u32]) -> Result<Vec<Clustering>, String> {
         let n = self.original.len();
         if labels.len() < n || core.len() < n {
             return Err("DBSCAN labels came back short".into());
         }
-        let mut names: Vec<u32> = labels[..n].iter().copied().filter(|&l| l != u32::MAX).collect();
-        names.sort_unstable();
-        names.dedup();
-        let mut out = Clustering { labels: vec![NOISE; n], core: vec![false; n], clusters: names.len() as u32 };
-        for (s, &i) in self.original.iter().enumerate() {
-            out.core[i as usize] = core[s] == 1;
-            if labels[s] != u32::MAX {
-                out.labels[i as usize] =
-                    names.binary_search(&labels[s]).map_err(|_| "DBSCAN label lost".to_string())? as i32;
+        let mut out = Vec::with_capacity(self.jobs.len());
+        for range in self.job_start.windows(2) {
+            let (first, end) = (range[0], range[1]);
+            let sorted_of = |i: u32| self.position[i as usize] as usize;
+            let mut names: Vec<u32> = (first..end).map(|i| labels[sorted_of(i)]).filter(|&l| l != u32::MAX).collect();
+            names.sort_unstable();
+            names.dedup();
+            if names.first().is_some_and(|&l| l < first) || names.last().is_some_and(|&l| l >= end) {
+                return Err("a DBSCAN label names a point of another job".into());
             }
+            let len = (end - first) as usize;
+            let mut c = Clustering { labels: vec![NOISE; len], core: vec![false; len], clusters: names.len() as u32 };
+            for (local, i) in (first..end).enumerate() {
+                let s = sorted_of(i);
+                c.core[local] = core[s] == 1;
+                if labels[s] != u32::MAX {
+                    c.labels[local] =
+                        names.binary_search(&labels[s]).map_err(|_| "DBSCAN label lost".to_string())? as i32;
+                }
+            }
+            out.push(c);
         }
         Ok(out)
     }
+}
+
+/// K3: the jobs of a batch in chunks of at most `max_points` points (each job whole; empty jobs are in no chunk).
+/// `Err` when a job's radius is bad (empty jobs included, as on the CPU), a point is not finite, or one job alone
+/// exceeds the limit.
+pub fn dbscan_chunks(jobs: &[DbscanJob<'_>], max_points: u64) -> Result<Vec<Vec<usize>>, String> {
+    let mut chunks = Vec::new();
+    let mut chunk: Vec<usize> = Vec::new();
+    let mut chunk_points = 0u64;
+    for (i, j) in jobs.iter().enumerate() {
+        if !(j.eps.is_finite() && j.eps > 0.0) {
+            return Err(format!("job {i}: DBSCAN radius must be positive and finite, got {}", j.eps));
+        }
+        if let Some(p) = j.points.iter().position(|p| !p.iter().all(|v| v.is_finite())) {
+            return Err(format!("job {i}: point {p} is not finite"));
+        }
+        let n = j.points.len() as u64;
+        if n == 0 {
+            continue;
+        }
+        if n > max_points {
+            return Err(format!("DBSCAN job {i} has {n} points, more than one launch takes ({max_points})"));
+        }
+        if chunk_points + n > max_points {
+            chunks.push(std::mem::take(&mut chunk));
+            chunk_points = 0;
+        }
+        chunk.push(i);
+        chunk_points += n;
+    }
+    if !chunk.is_empty() {
+        chunks.push(chunk);
+    }
+    Ok(chunks)
 }
 
 /// K4: the objects of a batch in chunks of at most `max_points` points (each object whole; empty objects are in no

@@ -269,6 +269,31 @@ impl Grid {
     }
 }
 
+/// One DBSCAN problem of a batch: a cloud (one object's points, say) with its own radius and `min_points`.
+#[derive(Clone, Copy, Debug)]
+pub struct DbscanJob<'a> {
+    pub points: &'a [Point3],
+    pub eps: f32,
+    pub min_points: u32,
+}
+
+/// Why a batch of DBSCAN problems was refused: a refused job (its index in the batch) and why.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+#[error("DBSCAN job {job}: {error}")]
+pub struct DbscanBatchError {
+    pub job: usize,
+    pub error: DbscanError,
+}
+
+/// [`dbscan`] for each job of a batch (in parallel); one clustering per job, in order. GPU backends run a whole
+/// batch in one set of launches (every job's points in one grid), with the same results.
+pub fn dbscan_batch(jobs: &[DbscanJob<'_>]) -> Result<Vec<Clustering>, DbscanBatchError> {
+    jobs.par_iter()
+        .enumerate()
+        .map(|(job, j)| dbscan(j.points, j.eps, j.min_points).map_err(|error| DbscanBatchError { job, error }))
+        .collect()
+}
+
 /// Exact DBSCAN (see the module docs for the precise definition).
 pub fn dbscan(points: &[Point3], eps: f32, min_points: u32) -> Result<Clustering, DbscanError> {
     if !(eps.is_finite() && eps > 0.0) {

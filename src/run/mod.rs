@@ -34,7 +34,7 @@ use crate::dataset::{Bank, DatasetOptions, DatasetSummary, QaSink};
 use crate::error::{Error, Result};
 use crate::io::{load_frame_with, FrameSpec, LoadOptions, LoadedFrame};
 use crate::models::{FilterDecision, ModelOptions, ModelSet, ModelTimes, ModelsInfo, ObjectsMode};
-use crate::pipeline::{process_frame_on, SceneConfig};
+use crate::pipeline::{process_frames_on, SceneConfig};
 
 /// A frame or manifest that failed, as written to `failures.jsonl`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -628,14 +628,26 @@ pub fn run(job: &Job, options: &RunOptions, progress: &(dyn Fn(usize, usize) + S
             for msg in rx_ready {
                 let msg = msg.map(|items| {
                     let t = Instant::now();
+                    // The batch's scene geometry in one go (each kernel once for the whole batch), then each
+                    // frame's outcome in input order.
+                    fn kept(l: &Result<LoadedFrame>) -> Option<&LoadedFrame> {
+                        l.as_ref().ok().filter(|f| f.image_filter.as_ref().is_none_or(|d| d.kept))
+                    }
+                    let frames: Vec<&LoadedFrame> = items.iter().filter_map(kept).collect();
+                    let mut graphs = process_frames_on(backend_ref, &frames, config).into_iter();
+                    let slots: Vec<Option<Result<crate::scene::SceneGraph>>> =
+                        items.iter().map(|l| kept(l).and_then(|_| graphs.next())).collect();
                     let items: Vec<Result<Outcome>> = items
                         .into_par_iter()
-                        .map(|loaded| {
+                        .zip(slots)
+                        .map(|(loaded, graph)| {
                             let frame = loaded?;
                             if let Some(d) = frame.image_filter.as_ref().filter(|d| !d.kept) {
                                 return Ok(Outcome::Filtered(d.clone()));
                             }
-                            let graph = process_frame_on(backend_ref, &frame, config)?;
+                            let graph = graph.unwrap_or_else(|| {
+                                Err(Error::Geometry { frame: frame.spec.key.clone(), message: "no scene".into() })
+                            })?;
                             let line = serialize_line(&graph, &graph.frame)?;
                             let counts = FrameCounts {
                                 objects: graph.objects.len(),
