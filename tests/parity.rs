@@ -785,6 +785,9 @@ fn k3_border_ties_go_to_the_lower_index_on_every_backend() {
 
 #[test]
 fn a_refused_dbscan_job_is_named_on_every_backend() {
+    fn good_job(points: &[[f32; 3]]) -> DbscanJob<'_> {
+        DbscanJob { points, eps: 0.1, min_points: 2 }
+    }
     let good = vec![[0.0f32, 0.0, 0.0]; 3];
     let bad = vec![[0.0f32, 0.0, 0.0], [0.0, f32::NAN, 0.0]];
     let non_finite =
@@ -798,6 +801,14 @@ fn a_refused_dbscan_job_is_named_on_every_backend() {
         assert!(err.contains("job 1") && err.contains("point 1 is not finite"), "{}: {err}", backend.describe());
         let err = backend.dbscan_batch(&bad_eps).unwrap_err();
         assert!(err.contains("job 1") && err.contains("positive and finite"), "{}: {err}", backend.describe());
+        // Extreme coordinates for the radius: the CPU's answer, or (a span the device grid cannot hold) an error
+        // naming the job; never a wrapped cell coordinate.
+        let far = [[0.0f32, 0.0, 0.0], [3e38, -3e38, 0.0]];
+        let too_wide = [good_job(&good), DbscanJob { points: &far, eps: 1e-30, min_points: 1 }];
+        match backend.dbscan_batch(&too_wide) {
+            Ok(got) => assert_eq!(got, cpu.dbscan_batch(&too_wide).unwrap(), "{}", backend.describe()),
+            Err(err) => assert!(err.contains("job 1"), "{}: {err}", backend.describe()),
+        }
         // Without the refused job the batch runs.
         let ok = backend.dbscan_batch(&non_finite[..1]).unwrap();
         assert_eq!((ok.len(), ok[0].clusters), (1, 1));

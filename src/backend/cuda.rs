@@ -733,7 +733,7 @@ impl CudaBackend {
             .arg(&mut labels);
         // SAFETY: count_neighbours(points, cell_xyz, cell_start, original, jobs, Params, core, labels) in
         // kernels/dbscan.cu; the grid's arrays as `DbscanGrid` documents them (every point's job < jobs entries,
-        // uploaded as the 8-byte `Job` records' words), n entries of core and labels.
+        // uploaded as the 16-byte `Job` records' words), n entries of core and labels.
         unsafe { b.launch(launch(g, BLOCK)) }.map_err(de)?;
         // Rounds of min-label propagation and pointer jumping until a check finds no change (at most one round per
         // point: labels only decrease). A job whose labels a whole check left alone is final: its points sit out

@@ -255,9 +255,14 @@ impl DbscanGrid {
             for c in &cells {
                 // Relative to the lowest, plus 1, so that the block around a cell never goes below 0 (or into the
                 // previous job's cells).
-                let r = [0, 1, 2].map(|k| (c[k] - lo[k] + 1) as u64);
+                // Checked: cells of extreme coordinates (saturated casts) must be refused, not wrapped.
+                let mut r = [0u64; 3];
+                for k in 0..3 {
+                    let d = c[k].checked_sub(lo[k]).and_then(|d| d.checked_add(1)).ok_or_else(too_far)?;
+                    r[k] = u64::try_from(d).map_err(|_| too_far())?;
+                }
                 span_z = span_z.max(r[2]);
-                let z = r[2] + z_base;
+                let z = r[2].saturating_add(z_base);
                 if r[0] >= u64::from(u32::MAX) - 1 || r[1] >= u64::from(u32::MAX) - 1 || z >= u64::from(u32::MAX) - 1 {
                     return Err(too_far());
                 }
