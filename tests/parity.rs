@@ -60,6 +60,29 @@ fn gpu_backends(test: &str) -> Vec<&'static Backend> {
     out
 }
 
+/// Uniform numbers in [0, 1) from a seed (a 64-bit LCG; the same stream for the same seed).
+fn uniform(seed: u64) -> impl FnMut() -> f32 {
+    let mut state = seed | 1;
+    move || {
+        state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        ((state >> 40) as f32) / (1u64 << 24) as f32
+    }
+}
+
+/// A cloud for K3: cubic blobs (centre, side, points) and uniform noise points in [-2, 2)^3.
+fn blob_cloud(next: &mut impl FnMut() -> f32, blobs: &[([f32; 3], f32, usize)], noise: usize) -> Vec<[f32; 3]> {
+    let mut points = Vec::new();
+    for &(c, r, n) in blobs {
+        for _ in 0..n {
+            points.push([c[0] + (next() - 0.5) * r, c[1] + (next() - 0.5) * r, c[2] + (next() - 0.5) * r]);
+        }
+    }
+    for _ in 0..noise {
+        points.push([next() * 4.0 - 2.0, next() * 4.0 - 2.0, next() * 4.0 - 2.0]);
+    }
+    points
+}
+
 /// `|a − b| ≤ tol · max(1, |a|)`, NaN matching NaN.
 fn close(a: f32, b: f32, tol: f32) -> bool {
     (a.is_nan() && b.is_nan()) || (a - b).abs() <= tol * a.abs().max(1.0)
@@ -302,11 +325,7 @@ proptest! {
         seed in any::<u64>(),
     ) {
         // Boxes of random size and yaw, some flat (on a line or a point), with repeated depths.
-        let mut state = seed | 1;
-        let mut next = || {
-            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            ((state >> 40) as f32) / (1u64 << 24) as f32
-        };
+        let mut next = uniform(seed);
         let mut clouds = Vec::new();
         for (c, size, yaw, n, shape) in objects {
             let (sy, cy) = yaw.sin_cos();
@@ -427,20 +446,7 @@ proptest! {
         min_points in 1u32..15,
         seed in any::<u64>(),
     ) {
-        let mut state = seed | 1;
-        let mut next = || {
-            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            ((state >> 40) as f32) / (1u64 << 24) as f32
-        };
-        let mut points = Vec::new();
-        for (c, r, n) in blobs {
-            for _ in 0..n {
-                points.push([c[0] + (next() - 0.5) * r, c[1] + (next() - 0.5) * r, c[2] + (next() - 0.5) * r]);
-            }
-        }
-        for _ in 0..noise {
-            points.push([next() * 4.0 - 2.0, next() * 4.0 - 2.0, next() * 4.0 - 2.0]);
-        }
+        let points = blob_cloud(&mut uniform(seed), &blobs, noise);
         for backend in gpu_backends("k3_dbscan_matches_the_cpu_reference") {
             check_dbscan(backend, &points, eps, min_points);
         }
@@ -457,25 +463,10 @@ proptest! {
     ) {
         // Several objects in one batch, each with its own radius and min_points (some empty, some overlapping in
         // space): each job's clustering equals the CPU reference's for that job alone.
-        let mut state = seed | 1;
-        let mut next = || {
-            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            ((state >> 40) as f32) / (1u64 << 24) as f32
-        };
+        let mut next = uniform(seed);
         let clouds: Vec<(Vec<[f32; 3]>, f32, u32)> = jobs
             .into_iter()
-            .map(|(blobs, noise, eps, min_points)| {
-                let mut points = Vec::new();
-                for (c, r, n) in blobs {
-                    for _ in 0..n {
-                        points.push([c[0] + (next() - 0.5) * r, c[1] + (next() - 0.5) * r, c[2] + (next() - 0.5) * r]);
-                    }
-                }
-                for _ in 0..noise {
-                    points.push([next() * 4.0 - 2.0, next() * 4.0 - 2.0, next() * 4.0 - 2.0]);
-                }
-                (points, eps, min_points)
-            })
+            .map(|(blobs, noise, eps, min_points)| (blob_cloud(&mut next, &blobs, noise), eps, min_points))
             .collect();
         let jobs: Vec<DbscanJob> =
             clouds.iter().map(|(points, eps, min_points)| DbscanJob { points, eps: *eps, min_points: *min_points }).collect();

@@ -21,8 +21,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use cudarc::driver::{
-    CudaContext, CudaFunction, CudaSlice, CudaStream, DeviceRepr, DriverError, LaunchConfig, PinnedHostSlice,
-    PushKernelArg,
+    CudaContext, CudaFunction, CudaSlice, CudaStream, DeviceRepr, DriverError, LaunchArgs, LaunchConfig,
+    PinnedHostSlice, PushKernelArg,
 };
 use cudarc::nvrtc::{CompileOptions, Ptx};
 
@@ -198,6 +198,29 @@ fn blocks_for(n: u64, per_block: u32) -> Result<u32, String> {
 // kernels whose parameter is the twin struct of the same size (checked by `static_assert` in the kernel files).
 unsafe impl DeviceRepr for GpuSupport {}
 unsafe impl DeviceRepr for DbscanParams {}
+
+/// K3's grid on the device: what every neighbour search reads.
+struct DeviceGrid {
+    points: CudaSlice<f32>,
+    cell_xyz: CudaSlice<u32>,
+    cell_start: CudaSlice<u32>,
+    original: CudaSlice<u32>,
+    jobs: CudaSlice<u32>,
+    params: DbscanParams,
+}
+
+impl DeviceGrid {
+    /// Pushes (points, cell_xyz, cell_start, original, jobs, Params): the leading parameters of `count_neighbours`,
+    /// `propagate` and `assign_borders` in kernels/dbscan.cu.
+    fn push<'a>(&'a self, b: &mut LaunchArgs<'a>) {
+        b.arg(&self.points)
+            .arg(&self.cell_xyz)
+            .arg(&self.cell_start)
+            .arg(&self.original)
+            .arg(&self.jobs)
+            .arg(&self.params);
+    }
+}
 
 /// The kernels, loaded.
 struct Kernels {
@@ -711,26 +734,22 @@ impl CudaBackend {
     fn dbscan_grid(&self, grid: &mut DbscanGrid) -> Result<(Vec<u32>, Vec<u32>), String> {
         let n = grid.params.points;
         let stream = self.stream()?;
-        let points = self.upload(&stream, &grid.sorted)?;
-        let cell_xyz = self.upload(&stream, &grid.cell_xyz)?;
-        let cell_start = self.upload(&stream, &grid.cell_start)?;
-        let original = self.upload(&stream, &grid.original)?;
+        let mut d = DeviceGrid {
+            points: self.upload(&stream, &grid.sorted)?,
+            cell_xyz: self.upload(&stream, &grid.cell_xyz)?,
+            cell_start: self.upload(&stream, &grid.cell_start)?,
+            original: self.upload(&stream, &grid.original)?,
+            jobs: self.upload(&stream, bytemuck::cast_slice::<_, u32>(&grid.jobs))?,
+            params: grid.params,
+        };
         let position = self.upload(&stream, &grid.position)?;
-        let mut jobs = self.upload(&stream, bytemuck::cast_slice::<_, u32>(&grid.jobs))?;
         let mut core = self.zeros::<u32>(&stream, n as usize)?;
         let mut labels = self.zeros::<u32>(&stream, n as usize)?;
         let mut changed = self.zeros::<u32>(&stream, grid.jobs.len())?;
-        let params = grid.params;
         let g = (blocks_for(u64::from(n), BLOCK)?, 1);
         let mut b = stream.launch_builder(&self.k.count_neighbours);
-        b.arg(&points)
-            .arg(&cell_xyz)
-            .arg(&cell_start)
-            .arg(&original)
-            .arg(&jobs)
-            .arg(&params)
-            .arg(&mut core)
-            .arg(&mut labels);
+        d.push(&mut b);
+        b.arg(&mut core).arg(&mut labels);
         // SAFETY: count_neighbours(points, cell_xyz, cell_start, original, jobs, Params, core, labels) in
         // kernels/dbscan.cu; the grid's arrays as `DbscanGrid` documents them (every point's job < jobs entries,
         // uploaded as the 16-byte `Job` records' words), n entries of core and labels.
@@ -742,20 +761,19 @@ impl CudaBackend {
             stream.memset_zeros(&mut changed).map_err(de)?;
             for _ in 0..ROUNDS_PER_CHECK {
                 let mut b = stream.launch_builder(&self.k.propagate);
-                b.arg(&points)
-                    .arg(&cell_xyz)
-                    .arg(&cell_start)
-                    .arg(&original)
-                    .arg(&jobs)
-                    .arg(&params)
-                    .arg(&core)
-                    .arg(&mut labels)
-                    .arg(&mut changed);
-                // SAFETY: propagate(points, cell_xyz, cell_start, original, jobs, Params, core, labels, changed); changed
-                // has one flag per job.
+                d.push(&mut b);
+                b.arg(&core).arg(&mut labels).arg(&mut changed);
+                // SAFETY: propagate(points, cell_xyz, cell_start, original, jobs, Params, core, labels, changed);
+                // changed has one flag per job.
                 unsafe { b.launch(launch(g, BLOCK)) }.map_err(de)?;
                 let mut b = stream.launch_builder(&self.k.jump);
-                b.arg(&cell_xyz).arg(&jobs).arg(&params).arg(&core).arg(&position).arg(&mut labels).arg(&mut changed);
+                b.arg(&d.cell_xyz)
+                    .arg(&d.jobs)
+                    .arg(&d.params)
+                    .arg(&core)
+                    .arg(&position)
+                    .arg(&mut labels)
+                    .arg(&mut changed);
                 // SAFETY: jump(cell_xyz, jobs, Params, core, position, labels, changed): labels of core points are
                 // batch indices < n, position has n entries, every point's job indexes jobs and changed.
                 unsafe { b.launch(launch(g, BLOCK)) }.map_err(de)?;
@@ -765,17 +783,11 @@ impl CudaBackend {
             if !grid.retire_converged(&flags) {
                 break;
             }
-            stream.memcpy_htod(bytemuck::cast_slice::<_, u32>(&grid.jobs), &mut jobs).map_err(de)?;
+            stream.memcpy_htod(bytemuck::cast_slice::<_, u32>(&grid.jobs), &mut d.jobs).map_err(de)?;
         }
         let mut b = stream.launch_builder(&self.k.assign_borders);
-        b.arg(&points)
-            .arg(&cell_xyz)
-            .arg(&cell_start)
-            .arg(&original)
-            .arg(&jobs)
-            .arg(&params)
-            .arg(&core)
-            .arg(&mut labels);
+        d.push(&mut b);
+        b.arg(&core).arg(&mut labels);
         // SAFETY: assign_borders(points, cell_xyz, cell_start, original, jobs, Params, core, labels).
         unsafe { b.launch(launch(g, BLOCK)) }.map_err(de)?;
         let labels = stream.clone_dtoh(&labels).map_err(de)?;

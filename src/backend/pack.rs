@@ -218,8 +218,9 @@ pub struct DbscanGrid {
 }
 
 impl DbscanGrid {
-    /// The grid of the jobs `chunk` (indices into `all`, the batch; see [`dbscan_chunks`]). `Err` (naming the job by
-    /// its index in `all`) for a bad radius, a non-finite point, or a span beyond 32-bit cell coordinates.
+    /// The grid of the jobs `chunk` (indices into `all`, the batch), one of [`dbscan_chunks`]'s chunks: that function
+    /// has refused non-finite points (not scanned again here). `Err` (naming the job by its index in `all`) for a bad
+    /// radius or a span beyond 32-bit cell coordinates.
     pub fn new(all: &[DbscanJob<'_>], chunk: &[usize]) -> Result<DbscanGrid, String> {
         let jobs: Vec<(usize, DbscanJob<'_>)> = chunk
             .iter()
@@ -238,9 +239,6 @@ impl DbscanGrid {
             let (eps, input) = (job.eps, job.points);
             if !(eps.is_finite() && eps > 0.0) {
                 return Err(format!("job {j}: DBSCAN radius must be positive and finite, got {eps}"));
-            }
-            if let Some(i) = input.iter().position(|p| !p.iter().all(|v| v.is_finite())) {
-                return Err(format!("job {j}: point {i} is not finite"));
             }
             job_start.push(keys.len() as u32);
             job_params.push(DbscanJobParams { eps2: eps * eps, min_points: job.min_points.max(1), active: 1, _pad: 0 });
@@ -349,26 +347,23 @@ impl DbscanGrid {
     }
 }
 
-/// K3: the jobs of a batch in chunks of at most `max_points` points (each job whole; empty jobs are in no chunk).
-/// `Err` when a job's radius is bad (empty jobs included, as on the CPU), a point is not finite, or one job alone
-/// exceeds the limit.
-pub fn dbscan_chunks(jobs: &[DbscanJob<'_>], max_points: u64) -> Result<Vec<Vec<usize>>, String> {
+/// The items of a batch in chunks of at most `max_points` points (each item whole, in order; items without points are
+/// in no chunk), from each item's point count. `Err` from `too_large(item, points)` when one item alone exceeds the
+/// limit.
+fn chunks_by_points(
+    points: impl Iterator<Item = u64>,
+    max_points: u64,
+    too_large: impl Fn(usize, u64) -> String,
+) -> Result<Vec<Vec<usize>>, String> {
     let mut chunks = Vec::new();
     let mut chunk: Vec<usize> = Vec::new();
     let mut chunk_points = 0u64;
-    for (i, j) in jobs.iter().enumerate() {
-        if !(j.eps.is_finite() && j.eps > 0.0) {
-            return Err(format!("job {i}: DBSCAN radius must be positive and finite, got {}", j.eps));
-        }
-        if let Some(p) = j.points.iter().position(|p| !p.iter().all(|v| v.is_finite())) {
-            return Err(format!("job {i}: point {p} is not finite"));
-        }
-        let n = j.points.len() as u64;
+    for (i, n) in points.enumerate() {
         if n == 0 {
             continue;
         }
         if n > max_points {
-            return Err(format!("DBSCAN job {i} has {n} points, more than one launch takes ({max_points})"));
+            return Err(too_large(i, n));
         }
         if chunk_points + n > max_points {
             chunks.push(std::mem::take(&mut chunk));
@@ -383,34 +378,32 @@ pub fn dbscan_chunks(jobs: &[DbscanJob<'_>], max_points: u64) -> Result<Vec<Vec<
     Ok(chunks)
 }
 
+/// K3: the jobs of a batch in chunks of at most `max_points` points (each job whole; empty jobs are in no chunk).
+/// `Err` when a job's radius is bad (empty jobs included, as on the CPU), a point is not finite, or one job alone
+/// exceeds the limit.
+pub fn dbscan_chunks(jobs: &[DbscanJob<'_>], max_points: u64) -> Result<Vec<Vec<usize>>, String> {
+    for (i, j) in jobs.iter().enumerate() {
+        if !(j.eps.is_finite() && j.eps > 0.0) {
+            return Err(format!("job {i}: DBSCAN radius must be positive and finite, got {}", j.eps));
+        }
+        if let Some(p) = j.points.iter().position(|p| !p.iter().all(|v| v.is_finite())) {
+            return Err(format!("job {i}: point {p} is not finite"));
+        }
+    }
+    chunks_by_points(jobs.iter().map(|j| j.points.len() as u64), max_points, |i, n| {
+        format!("DBSCAN job {i} has {n} points, more than one launch takes ({max_points})")
+    })
+}
+
 /// K4: the objects of a batch in chunks of at most `max_points` points (each object whole; empty objects are in no
 /// chunk). `Err` when an object alone exceeds the limit or its camera and canonical points disagree in number.
 pub fn stats_chunks(objects: &[StatsInput], max_points: u64) -> Result<Vec<Vec<usize>>, String> {
-    let mut chunks = Vec::new();
-    let mut chunk: Vec<usize> = Vec::new();
-    let mut chunk_points = 0u64;
-    for (i, o) in objects.iter().enumerate() {
-        if o.camera.len() != o.canonical.len() {
-            return Err(format!("object {i} has {} canonical and {} camera points", o.canonical.len(), o.camera.len()));
-        }
-        let n = o.canonical.len() as u64;
-        if n == 0 {
-            continue;
-        }
-        if n > max_points {
-            return Err(format!("object {i} has {n} points, more than one device buffer holds"));
-        }
-        if chunk_points + n > max_points {
-            chunks.push(std::mem::take(&mut chunk));
-            chunk_points = 0;
-        }
-        chunk.push(i);
-        chunk_points += n;
+    if let Some((i, o)) = objects.iter().enumerate().find(|(_, o)| o.camera.len() != o.canonical.len()) {
+        return Err(format!("object {i} has {} canonical and {} camera points", o.canonical.len(), o.camera.len()));
     }
-    if !chunk.is_empty() {
-        chunks.push(chunk);
-    }
-    Ok(chunks)
+    chunks_by_points(objects.iter().map(|o| o.canonical.len() as u64), max_points, |i, n| {
+        format!("object {i} has {n} points, more than one device buffer holds")
+    })
 }
 
 /// A chunk of K4 packed for the device: canonical points, camera depths (bits), and each object's `[offset, count]`.
