@@ -35,7 +35,8 @@ command -v ptxas >/dev/null || export PTXAS=/usr/local/cuda/bin/ptxas
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv > "$out/device.csv" 2>&1
 status=0
 gpu-carry/cuda_kernels --test-threads 1 > "$out/cuda_kernels.log" 2>&1 || status=1
-gpu-carry/parity --test-threads 1 > "$out/parity.log" 2>&1 || status=1
+# The emulator run is for machines without a GPU: here the real device runs the same tests.
+gpu-carry/parity --test-threads 1 --skip cuda_parity_on_the_emulator > "$out/parity.log" 2>&1 || status=1
 gpu-carry/spatialsynth bench data/sample --kernels --backend cuda > "$out/kernel-bench.json" 2> "$out/kernel-bench.log" || status=1
 tail -n 3 "$out"/*.log
 exit $status

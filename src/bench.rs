@@ -460,6 +460,17 @@ pub fn run_kernel_bench(
 ) -> Result<KernelBench> {
     use crate::backend::Backend;
     use crate::geometry::ransac::score_hypotheses;
+    #[cfg(feature = "cuda")]
+    if let Backend::Cuda(b) = backend {
+        if b.is_emulator() {
+            return Err(crate::error::Error::Backend {
+                backend: backend.describe(),
+                message: "the CUDA emulator of kernels/emu checks correctness only; it gives no figures (run the \
+                          benchmark on a GPU)"
+                    .into(),
+            });
+        }
+    }
     let cpu = Backend::Cpu;
     let with_depth: Vec<&crate::io::LoadedFrame> = frames.iter().filter(|f| f.depth.is_some()).collect();
     if with_depth.is_empty() {

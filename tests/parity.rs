@@ -24,13 +24,22 @@ use spatialsynth::geometry::Intrinsics;
 fn gpu_backends(test: &str) -> Vec<&'static Backend> {
     static WGPU: OnceLock<Result<Backend, String>> = OnceLock::new();
     static CUDA: OnceLock<Result<Backend, String>> = OnceLock::new();
-    let wgpu = WGPU.get_or_init(|| WgpuBackend::new().map(|b| Backend::Wgpu(Box::new(b))));
+    let only_cuda = std::env::var("SPATIALSYNTH_PARITY_ONLY").is_ok_and(|o| o == "cuda");
+    let wgpu = WGPU.get_or_init(|| match only_cuda {
+        true => Err("not opened (SPATIALSYNTH_PARITY_ONLY=cuda)".into()),
+        false => WgpuBackend::new().map(|b| Backend::Wgpu(Box::new(b))),
+    });
     let cuda = CUDA.get_or_init(|| CudaBackend::new().map(|b| Backend::Cuda(Box::new(b))));
     static SAID: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
     let mut out = Vec::new();
+    // `SPATIALSYNTH_PARITY_ONLY=cuda` (the emulator run of `cuda_parity_on_the_emulator`) runs one backend only.
+    let only = std::env::var("SPATIALSYNTH_PARITY_ONLY").ok();
     for (name, opened, require) in
         [("wgpu", wgpu, "SPATIALSYNTH_REQUIRE_WGPU"), ("cuda", cuda, "SPATIALSYNTH_REQUIRE_CUDA")]
     {
+        if only.as_deref().is_some_and(|o| o != name) {
+            continue;
+        }
         let label = format!("{test} [{name}]");
         let first = SAID.lock().map(|mut said| {
             let first = !said.contains(&label);
@@ -803,5 +812,99 @@ fn a_refused_dbscan_job_is_named_on_every_backend() {
         // Without the refused job the batch runs.
         let ok = backend.dbscan_batch(&non_finite[..1]).unwrap();
         assert_eq!((ok.len(), ok[0].clusters), (1, 1));
+    }
+}
+
+#[test]
+fn cuda_parity_on_the_emulator() {
+    // Every parity test above again, on the CUDA backend, with `kernels/emu`'s CPU emulator of the CUDA driver in
+    // place of NVIDIA's (a child run of this test binary with the emulator first on LD_LIBRARY_PATH): the kernels
+    // of kernels/ (built for the host from the sources NVRTC compiles, NVRTC still compiling them to PTX), every
+    // launch and copy of src/backend/cuda.rs, CUDA's barrier and warp-shuffle semantics with the threads of a block
+    // run in a new pseudo-random order between barriers, device memory that starts as 0xff bytes, and (where the
+    // compiler has AddressSanitizer) every device buffer bounds-checked. Not a GPU: the parity tests must still pass
+    // on one before the CUDA backend counts as working (kernels/README.md).
+    const TEST: &str = "cuda_parity_on_the_emulator";
+    let require = std::env::var_os("SPATIALSYNTH_REQUIRE_CUDA_EMULATOR").is_some();
+    let skip_or_fail = |why: String| {
+        assert!(!require, "{TEST}: SPATIALSYNTH_REQUIRE_CUDA_EMULATOR is set but {why}");
+        common::skip(TEST, &why);
+    };
+    if std::env::var_os("SPATIALSYNTH_PARITY_ONLY").is_some() {
+        return; // this is the child run
+    }
+    if let Err(why) = spatialsynth::backend::cuda::nvrtc_available() {
+        return skip_or_fail(why);
+    }
+    let target = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+    let out = if std::fs::create_dir_all(&target).is_ok() { target } else { std::env::temp_dir() };
+    let emulator = match common::cuda_emu::build(&out, true) {
+        Ok(e) => e,
+        Err(why) => return skip_or_fail(why),
+    };
+    let mut library_path = std::ffi::OsString::from(&emulator.lib_dir);
+    if let Some(old) = std::env::var_os("LD_LIBRARY_PATH") {
+        library_path.push(":");
+        library_path.push(old);
+    }
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap());
+    child
+        .args(["--skip", TEST])
+        .env("LD_LIBRARY_PATH", library_path)
+        .env("SPATIALSYNTH_PARITY_ONLY", "cuda")
+        .env("SPATIALSYNTH_REQUIRE_CUDA", "1");
+    if let Some(asan) = &emulator.asan_runtime {
+        // Rust's own allocations go through ASan too; leaks of the test process are not the kernels' business.
+        child.env("LD_PRELOAD", asan).env("ASAN_OPTIONS", "detect_leaks=0:halt_on_error=1");
+    }
+    let output = child.output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let tail = |s: &str| s.chars().rev().take(6000).collect::<Vec<_>>().into_iter().rev().collect::<String>();
+    assert!(
+        output.status.success(),
+        "{TEST}: the parity tests fail on the emulated CUDA backend ({}):\n--- stdout ---\n{}\n--- stderr ---\n{}",
+        output.status,
+        tail(&stdout),
+        tail(&stderr)
+    );
+    // Every test that asks for the GPU backends ran on the emulated device; none skipped it.
+    let ran: std::collections::BTreeSet<&str> = stderr
+        .lines()
+        .filter(|l| l.contains(": running on cuda: spatialsynth CUDA emulator"))
+        .filter_map(|l| l.split(':').next())
+        .collect();
+    assert!(!stderr.contains("SKIPPED"), "{TEST}: a test skipped the emulated CUDA backend:\n{}", tail(&stderr));
+    let source = std::fs::read_to_string(common::repo().join("tests/parity.rs")).unwrap();
+    let expected = source.matches("gpu_backends(\"").count();
+    assert!(
+        ran.len() >= expected && expected >= 16,
+        "{TEST}: {} of {expected} tests ran on the emulator: {ran:?}",
+        ran.len()
+    );
+    let summary = stdout.lines().filter(|l| l.starts_with("test result")).collect::<Vec<_>>().join("; ");
+    let _ = writeln!(
+        std::io::stderr(),
+        "{TEST}: {} tests on the emulated CUDA backend ({}, {}): {summary}",
+        ran.len(),
+        emulator.lib_dir.display(),
+        match &emulator.asan_runtime {
+            Some(_) => "device buffers bounds-checked by AddressSanitizer",
+            None => "no AddressSanitizer runtime: device buffers not bounds-checked",
+        }
+    );
+}
+
+#[test]
+fn the_kernel_benchmark_gives_no_figures_on_the_emulator() {
+    // The emulator's timings mean nothing: `bench --kernels` on it is an error saying so (on a GPU it runs).
+    for b in gpu_backends("the_kernel_benchmark_gives_no_figures_on_the_emulator") {
+        if let Backend::Cuda(cuda) = b {
+            if cuda.is_emulator() {
+                let options = spatialsynth::bench::KernelBenchOptions::default();
+                let err = spatialsynth::bench::run_kernel_bench(b, &[], &options).unwrap_err().to_string();
+                assert!(err.contains("emulator") && err.contains("no figures"), "{err}");
+            }
+        }
     }
 }

@@ -358,6 +358,12 @@ impl CudaBackend {
         &self.description
     }
 
+    /// Whether the device is the CPU emulator of the CUDA driver in `kernels/emu` (it names itself so): a
+    /// correctness tool for the parity tests, whose timings mean nothing.
+    pub fn is_emulator(&self) -> bool {
+        self.description.starts_with("spatialsynth CUDA emulator")
+    }
+
     /// The virtual architecture the kernels were compiled for.
     pub fn arch(&self) -> &'static str {
         self.arch

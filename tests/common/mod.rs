@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+pub mod cuda_emu;
+
 use std::io::Write;
 use std::path::PathBuf;
 

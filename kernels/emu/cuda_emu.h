@@ -1,0 +1,121 @@
+// The device side of the CUDA emulator (see README.md beside this file): what the kernels of kernels/ use from CUDA
+// C++, defined for a host C++17 compiler. Each module's source (common.cuh, its headers and its kernel file, exactly
+// as NVRTC gets it) is compiled after this header inside a namespace of its own, with `extern "C"` removed (two
+// modules define `scan_counts`). Every CUDA thread is a fiber; `__syncthreads` and the warp shuffles hand control
+// back to the block's scheduler in driver.cpp, so barriers and shuffles have CUDA's semantics (a thread that reads
+// a shuffle slot or shared memory before every thread has written it would read the wrong value, as on a GPU).
+#pragma once
+
+#include <math.h>
+#include <cstdint>
+#include <cstring>
+#include <type_traits>
+#include <utility>
+
+#define __global__
+#define __device__
+#define __host__
+#define __forceinline__ inline
+#define __restrict__ __restrict
+// Shared memory: one copy per OS thread, and an OS thread runs one block at a time, so every thread (fiber) of a
+// block sees the same variable and no other block does.
+#define __shared__ static thread_local
+
+namespace emu {
+
+struct uint3 {
+    unsigned x, y, z;
+};
+
+// The running thread's coordinates (set by the scheduler before each fiber switch).
+struct Coordinates {
+    uint3 thread_idx;
+    uint3 block_idx;
+    uint3 block_dim;
+    uint3 grid_dim;
+};
+Coordinates& coordinates();
+
+// Barriers (driver.cpp): the calling fiber waits until every live thread of its block (or warp) has arrived.
+unsigned syncthreads_count(int predicate);
+// The value of lane `source` of the calling warp (or the caller's own value when `source` is not a lane of it).
+unsigned shuffle(unsigned value, int source);
+unsigned lane_id();
+
+// A kernel entry point: unpacks cuLaunchKernel's argument pointers into the kernel's parameters.
+using Entry = void (*)(void** params);
+
+template <typename... A, std::size_t... I>
+inline void call(void (*kernel)(A...), void** params, std::index_sequence<I...>) {
+    kernel(*static_cast<std::remove_cv_t<std::remove_reference_t<A>>*>(params[I])...);
+}
+
+// Registers a module's entry points under its kernel file's name (driver.cpp matches cuModuleLoadData's PTX to it
+// by its entry points).
+struct Registrar {
+    Registrar(const char* file, const char* const* names, const Entry* entries, int count);
+};
+
+}  // namespace emu
+
+#define ENTRY(ns, name)                                                                                               \
+    [](void** params) {                                                                                               \
+        emu::call(&ns::name, params,                                                                                  \
+                  std::make_index_sequence<emu::arity<decltype(ns::name)>::value>{});                                  \
+    }
+
+namespace emu {
+template <typename F>
+struct arity;
+template <typename... A>
+struct arity<void(A...)> {
+    static constexpr std::size_t value = sizeof...(A);
+};
+}  // namespace emu
+
+#define threadIdx (emu::coordinates().thread_idx)
+#define blockIdx (emu::coordinates().block_idx)
+#define blockDim (emu::coordinates().block_dim)
+#define gridDim (emu::coordinates().grid_dim)
+#define warpSize 32
+
+struct uint2 {
+    unsigned x, y;
+};
+inline uint2 make_uint2(unsigned x, unsigned y) { return uint2{x, y}; }
+
+inline unsigned min(unsigned a, unsigned b) { return a < b ? a : b; }
+inline unsigned max(unsigned a, unsigned b) { return a > b ? a : b; }
+inline int min(int a, int b) { return a < b ? a : b; }
+inline int max(int a, int b) { return a > b ? a : b; }
+
+inline void __syncthreads() { emu::syncthreads_count(0); }
+inline int __syncthreads_count(int predicate) { return (int)emu::syncthreads_count(predicate != 0); }
+
+// Warp shuffles over the full warp (every kernel passes the full mask; width 32).
+inline unsigned __shfl_up_sync(unsigned, unsigned value, unsigned delta) {
+    const unsigned lane = emu::lane_id();
+    return emu::shuffle(value, lane >= delta ? (int)(lane - delta) : -1);
+}
+inline unsigned __shfl_down_sync(unsigned, unsigned value, unsigned delta) {
+    return emu::shuffle(value, (int)(emu::lane_id() + delta));
+}
+
+// Global and shared atomics: real atomics (blocks may run on several OS threads).
+inline unsigned atomicAdd(unsigned* address, unsigned value) {
+    return __atomic_fetch_add(address, value, __ATOMIC_RELAXED);
+}
+
+// IEEE single precision as written (the emulator is compiled with -ffp-contract=off, as NVRTC's --fmad=false).
+inline float __fdiv_rn(float a, float b) { return a / b; }
+inline float __fmul_rn(float a, float b) { return a * b; }
+inline float __uint_as_float(unsigned bits) {
+    float f;
+    std::memcpy(&f, &bits, sizeof f);
+    return f;
+}
+inline unsigned __float_as_uint(float f) {
+    unsigned bits;
+    std::memcpy(&bits, &f, sizeof bits);
+    return bits;
+}

@@ -1,0 +1,772 @@
+// The host side of the CUDA emulator (see README.md beside this file): the part of the CUDA driver API that cudarc
+// and src/backend/cuda.rs call, implemented on the CPU, built as a `libcuda.so` that the CUDA backend loads instead
+// of NVIDIA's when its folder comes first on LD_LIBRARY_PATH. It runs the kernels of kernels/ compiled for the host
+// from the very same source (cuda_emu.h); NVRTC still compiles that source to PTX, and a module's PTX is matched to
+// the emulated module with the same entry points. It is a correctness tool, not a GPU: no timing it gives means
+// anything, and the device says so in its name.
+//
+// - Memory: device memory is host memory; every allocation is filled with 0xff bytes (as uninitialised device
+//   memory may hold anything: a kernel that reads a buffer nobody wrote reads NaNs and 0xffffffff), and copies and
+//   memsets are checked against the allocation they touch.
+// - Streams and events: every call completes before it returns (a stream is always idle).
+// - Kernels: each block runs on one OS thread, blocks spread over `SPATIALSYNTH_CUDA_EMU_THREADS` threads (default:
+//   all cores). Each CUDA thread is a fiber with its own stack; `__syncthreads` (with its count) waits for every live
+//   thread of the block, a warp shuffle for every live lane of the warp. Threads that wait at different barriers
+//   (a barrier inside divergent code) are reported as a failed launch (CUDA_ERROR_LAUNCH_FAILED), not hung.
+#include "cuda_emu.h"
+
+#include <sys/mman.h>
+
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+#endif
+
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <algorithm>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace emu {
+// The running thread's coordinates; the scheduler sets them before each switch to a fiber.
+thread_local Coordinates tl_coordinates;
+Coordinates& coordinates() { return tl_coordinates; }
+}  // namespace emu
+
+// ---------------------------------------------------------------------------------------------------------------
+// Fibers: a minimal context switch (callee-saved registers, the SSE and x87 control words, the stack pointer).
+
+#if defined(__x86_64__)
+extern "C" void emu_switch(void** save_sp, void* load_sp);
+asm(R"(
+    .text
+    .globl emu_switch
+    .hidden emu_switch
+    .type emu_switch, @function
+emu_switch:
+    pushq %rbp
+    pushq %rbx
+    pushq %r12
+    pushq %r13
+    pushq %r14
+    pushq %r15
+    subq $16, %rsp
+    fnstcw (%rsp)
+    stmxcsr 8(%rsp)
+    movq %rsp, (%rdi)
+    movq %rsi, %rsp
+    fldcw (%rsp)
+    ldmxcsr 8(%rsp)
+    addq $16, %rsp
+    popq %r15
+    popq %r14
+    popq %r13
+    popq %r12
+    popq %rbx
+    popq %rbp
+    ret
+    .size emu_switch, .-emu_switch
+)");
+#else
+#error "the CUDA emulator's fibers are written for x86-64"
+#endif
+
+namespace {
+
+constexpr size_t kStack = 64 * 1024;
+constexpr size_t kGuard = 4096;
+constexpr unsigned kMaxThreads = 1024;
+
+enum State { kRunnable, kWaitBlock, kWaitWarp, kDone };
+
+// The order in which the threads of a block run between barriers (`SPATIALSYNTH_CUDA_EMU_SCHEDULE`): `shuffled`
+// (the default: a new pseudo-random order at every barrier, from `SPATIALSYNTH_CUDA_EMU_SEED`, the launch and the
+// block), `forward` or `reverse`. A kernel whose result depends on the order (a read of shared memory or of another
+// thread's output without a barrier between) gives wrong answers under some orders, as it may on a GPU.
+enum Schedule { kForward, kReverse, kShuffled };
+
+struct Fiber {
+    void* sp = nullptr;
+    char* stack = nullptr;
+    State state = kRunnable;
+    unsigned linear = 0;
+    emu::uint3 tid{0, 0, 0};
+};
+
+struct Block {
+    Fiber* fibers = nullptr;
+    unsigned n = 0;
+    emu::Entry entry = nullptr;
+    void** params = nullptr;
+    void* scheduler_sp = nullptr;
+    unsigned arrivals = 0;
+    unsigned count = 0;
+    unsigned result = 0;
+    unsigned slots[kMaxThreads];
+    std::string error;
+    Schedule schedule = kShuffled;
+    uint64_t schedule_seed = 0;
+};
+
+thread_local Block* tl_block = nullptr;
+thread_local Fiber* tl_fiber = nullptr;
+
+// Fiber stacks (with a guard page below each), in sets of up to 1024: a worker takes a set for a launch and gives it
+// back, so launches reuse the same mappings.
+struct StackSet {
+    std::vector<char*> stacks;
+    char* get(unsigned i) {
+        while (stacks.size() <= i) {
+            void* p = mmap(nullptr, kStack + kGuard, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+            if (p == MAP_FAILED) return nullptr;
+            mprotect(p, kGuard, PROT_NONE);
+            stacks.push_back(static_cast<char*>(p) + kGuard);
+        }
+        return stacks[i];
+    }
+};
+
+std::mutex g_stack_lock;
+std::vector<StackSet*>& free_stack_sets() {
+    static std::vector<StackSet*> sets;
+    return sets;
+}
+
+StackSet* take_stacks() {
+    std::lock_guard<std::mutex> lock(g_stack_lock);
+    auto& sets = free_stack_sets();
+    if (sets.empty()) return new StackSet();
+    StackSet* s = sets.back();
+    sets.pop_back();
+    return s;
+}
+
+void give_back_stacks(StackSet* s) {
+    std::lock_guard<std::mutex> lock(g_stack_lock);
+    free_stack_sets().push_back(s);
+}
+
+thread_local StackSet* tl_stacks = nullptr;
+
+[[noreturn]] void fiber_main() {
+    Block* b = tl_block;
+    Fiber* f = tl_fiber;
+    b->entry(b->params);
+    f->state = kDone;
+    void* unused;
+    emu_switch(&unused, b->scheduler_sp);
+    std::abort();
+}
+
+// The first stack of a fiber: emu_switch pops the control words, six registers and returns into fiber_main.
+void* initial_sp(char* stack) {
+#if defined(__SANITIZE_ADDRESS__)
+    // The last block's fibers never returned from their frames: their red zones are still poisoned.
+    ASAN_UNPOISON_MEMORY_REGION(stack, kStack);
+#endif
+    uintptr_t top = reinterpret_cast<uintptr_t>(stack + kStack) & ~uintptr_t(15);
+    auto* words = reinterpret_cast<uint64_t*>(top);
+    words[-1] = 0;                                              // fiber_main's "return address" (never used)
+    words[-2] = reinterpret_cast<uint64_t>(&fiber_main);        // emu_switch's ret
+    for (int r = 3; r <= 8; ++r) words[-r] = 0;                 // rbp, rbx, r12..r15
+    uint32_t mxcsr;
+    uint16_t cw;
+    asm volatile("stmxcsr %0" : "=m"(mxcsr));
+    asm volatile("fnstcw %0" : "=m"(cw));
+    words[-10] = cw;                                            // fnstcw slot
+    words[-9] = mxcsr;                                          // stmxcsr slot
+    return &words[-10];
+}
+
+void resume(Block* b, Fiber* f) {
+    tl_fiber = f;
+    emu::tl_coordinates.thread_idx = f->tid;
+    emu_switch(&b->scheduler_sp, f->sp);
+}
+
+// Runs one block to completion; false (with `b->error`) when its threads wait at barriers that can never open.
+bool run_block(Block* b) {
+    Fiber fibers[kMaxThreads];
+    b->fibers = fibers;
+    const emu::uint3 dim = emu::tl_coordinates.block_dim;
+    for (unsigned t = 0; t < b->n; ++t) {
+        Fiber& f = fibers[t];
+        f.linear = t;
+        f.tid = emu::uint3{t % dim.x, (t / dim.x) % dim.y, t / (dim.x * dim.y)};
+        f.stack = tl_stacks->get(t);
+        if (f.stack == nullptr) {
+            b->error = "no memory for the fibers' stacks";
+            return false;
+        }
+        f.sp = initial_sp(f.stack);
+        f.state = kRunnable;
+    }
+    tl_block = b;
+    unsigned live = b->n;
+    unsigned order[kMaxThreads];
+    for (unsigned t = 0; t < b->n; ++t) order[t] = t;
+    uint64_t rng = b->schedule_seed * 0x9e3779b97f4a7c15ull + 1;
+    while (true) {
+        // The order in which the runnable threads run up to their next barrier: see `Schedule`.
+        if (b->schedule == kReverse) {
+            for (unsigned t = 0; t < b->n; ++t) order[t] = b->n - 1 - t;
+        } else if (b->schedule == kShuffled) {
+            for (unsigned t = b->n; t > 1; --t) {
+                rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+                const unsigned j = unsigned((rng >> 33) % t);
+                std::swap(order[t - 1], order[j]);
+            }
+        }
+        for (unsigned k = 0; k < b->n; ++k) {
+            const unsigned t = order[k];
+            if (fibers[t].state == kRunnable) {
+                resume(b, &fibers[t]);
+                if (fibers[t].state == kDone) --live;
+            }
+        }
+        if (live == 0) return b->error.empty();
+        bool released = false;
+        if (b->arrivals == live) {
+            // Every live thread is at __syncthreads: open it (exited threads do not count, as on sm_70 and later).
+            b->result = b->count;
+            b->arrivals = 0;
+            b->count = 0;
+            for (unsigned t = 0; t < b->n; ++t)
+                if (fibers[t].state == kWaitBlock) fibers[t].state = kRunnable;
+            released = true;
+        } else {
+            for (unsigned w = 0; w < b->n; w += 32) {
+                const unsigned end = w + 32 < b->n ? w + 32 : b->n;
+                unsigned waiting = 0, lanes = 0;
+                for (unsigned t = w; t < end; ++t) {
+                    if (fibers[t].state == kDone) continue;
+                    ++lanes;
+                    waiting += fibers[t].state == kWaitWarp;
+                }
+                if (lanes > 0 && waiting == lanes) {
+                    for (unsigned t = w; t < end; ++t)
+                        if (fibers[t].state == kWaitWarp) fibers[t].state = kRunnable;
+                    released = true;
+                }
+            }
+        }
+        if (!released) {
+            char what[160];
+            std::snprintf(what, sizeof what,
+                          "deadlock: of %u live threads, %u wait at __syncthreads and the rest at warp shuffles "
+                          "(a barrier in divergent code)",
+                          live, b->arrivals);
+            b->error = what;
+            return false;
+        }
+    }
+}
+
+}  // namespace
+
+namespace emu {
+
+unsigned syncthreads_count(int predicate) {
+    Block* b = tl_block;
+    Fiber* f = tl_fiber;
+    b->arrivals += 1;
+    b->count += predicate ? 1u : 0u;
+    f->state = kWaitBlock;
+    emu_switch(&f->sp, b->scheduler_sp);
+    return b->result;
+}
+
+unsigned lane_id() { return tl_fiber->linear & 31u; }
+
+unsigned shuffle(unsigned value, int source) {
+    Block* b = tl_block;
+    Fiber* f = tl_fiber;
+    b->slots[f->linear] = value;
+    f->state = kWaitWarp;
+    emu_switch(&f->sp, b->scheduler_sp);
+    unsigned result = value;
+    const unsigned base = f->linear & ~31u;
+    if (source >= 0 && source < 32 && base + source < b->n) {
+        if (b->fibers[base + source].state == kDone) {
+            if (b->error.empty()) b->error = "a warp shuffle read a lane that has exited";
+        } else {
+            result = b->slots[base + source];
+        }
+    }
+    // Nobody writes its slot again before every lane has read.
+    f->state = kWaitWarp;
+    emu_switch(&f->sp, b->scheduler_sp);
+    return result;
+}
+
+}  // namespace emu
+
+// ---------------------------------------------------------------------------------------------------------------
+// Modules: every emulated module registers its entry points; cuModuleLoadData finds the one whose entry points are
+// those of the PTX.
+
+namespace {
+
+struct Module {
+    std::string file;
+    std::map<std::string, emu::Entry> entries;
+};
+
+std::vector<Module>& registry() {
+    static std::vector<Module> modules;
+    return modules;
+}
+
+struct Function {
+    std::string module;
+    std::string name;
+    emu::Entry entry;
+};
+
+}  // namespace
+
+emu::Registrar::Registrar(const char* file, const char* const* names, const Entry* entries, int count) {
+    Module m;
+    m.file = file;
+    for (int i = 0; i < count; ++i) m.entries[names[i]] = entries[i];
+    registry().push_back(m);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// The driver API (the subset cudarc calls), with the CUDA 13 names and ABI.
+
+typedef int CUresult;
+typedef int CUdevice;
+typedef unsigned long long CUdeviceptr;
+typedef void* CUcontext;
+typedef void* CUmodule;
+typedef void* CUfunction;
+typedef void* CUstream;
+typedef void* CUevent;
+
+enum : int {
+    CUDA_SUCCESS = 0,
+    CUDA_ERROR_INVALID_VALUE = 1,
+    CUDA_ERROR_OUT_OF_MEMORY = 2,
+    CUDA_ERROR_INVALID_DEVICE = 101,
+    CUDA_ERROR_INVALID_IMAGE = 200,
+    CUDA_ERROR_INVALID_HANDLE = 400,
+    CUDA_ERROR_NOT_FOUND = 500,
+    CUDA_ERROR_LAUNCH_FAILED = 719,
+    CUDA_ERROR_NOT_SUPPORTED = 801,
+};
+
+namespace {
+
+const char kDeviceName[] = "spatialsynth CUDA emulator (CPU, not a GPU)";
+int g_context_tag;
+
+std::mutex g_memory_lock;
+std::map<uintptr_t, size_t>& allocations() {
+    static std::map<uintptr_t, size_t> a;
+    return a;
+}
+
+// Whether [p, p + n) lies within one allocation.
+bool device_range(CUdeviceptr p, size_t n) {
+    std::lock_guard<std::mutex> lock(g_memory_lock);
+    auto& a = allocations();
+    auto it = a.upper_bound(static_cast<uintptr_t>(p));
+    if (it == a.begin()) return false;
+    --it;
+    return p >= it->first && p + n <= it->first + it->second;
+}
+
+void complain(const char* call, const char* what) { std::fprintf(stderr, "cuda emulator: %s: %s\n", call, what); }
+
+struct Event {
+    std::chrono::steady_clock::time_point at = std::chrono::steady_clock::now();
+};
+
+Schedule emulator_schedule() {
+    const char* s = std::getenv("SPATIALSYNTH_CUDA_EMU_SCHEDULE");
+    if (s != nullptr && std::strcmp(s, "forward") == 0) return kForward;
+    if (s != nullptr && std::strcmp(s, "reverse") == 0) return kReverse;
+    return kShuffled;
+}
+
+uint64_t emulator_seed() {
+    const char* s = std::getenv("SPATIALSYNTH_CUDA_EMU_SEED");
+    return s != nullptr ? std::strtoull(s, nullptr, 10) : 1;
+}
+
+std::atomic<uint64_t> g_launches{0};
+
+unsigned emulator_threads() {
+    if (const char* s = std::getenv("SPATIALSYNTH_CUDA_EMU_THREADS")) {
+        const int n = std::atoi(s);
+        if (n > 0) return static_cast<unsigned>(n);
+    }
+    const unsigned hw = std::thread::hardware_concurrency();
+    return hw > 0 ? hw : 1;
+}
+
+}  // namespace
+
+extern "C" {
+
+CUresult cuInit(unsigned) { return CUDA_SUCCESS; }
+CUresult cuDriverGetVersion(int* version) {
+    *version = 13000;
+    return CUDA_SUCCESS;
+}
+CUresult cuDeviceGetCount(int* count) {
+    *count = 1;
+    return CUDA_SUCCESS;
+}
+CUresult cuDeviceGet(CUdevice* device, int ordinal) {
+    if (ordinal != 0) return CUDA_ERROR_INVALID_DEVICE;
+    *device = 0;
+    return CUDA_SUCCESS;
+}
+CUresult cuDeviceGetName(char* name, int len, CUdevice) {
+    if (len <= 0) return CUDA_ERROR_INVALID_VALUE;
+    std::snprintf(name, static_cast<size_t>(len), "%s", kDeviceName);
+    return CUDA_SUCCESS;
+}
+CUresult cuDeviceTotalMem_v2(size_t* bytes, CUdevice) {
+    *bytes = size_t(8) << 30;
+    return CUDA_SUCCESS;
+}
+CUresult cuDeviceGetUuid(unsigned char* uuid, CUdevice) {
+    std::memset(uuid, 0x5e, 16);
+    return CUDA_SUCCESS;
+}
+CUresult cuDeviceGetUuid_v2(unsigned char* uuid, CUdevice d) { return cuDeviceGetUuid(uuid, d); }
+CUresult cuDeviceGetAttribute(int* value, int attribute, CUdevice) {
+    switch (attribute) {
+        case 1: *value = 1024; break;          // max threads per block
+        case 2: case 3: *value = 1024; break;  // max block dim x, y
+        case 4: *value = 64; break;            // max block dim z
+        case 5: *value = 2147483647; break;    // max grid dim x
+        case 6: case 7: *value = 65535; break; // max grid dim y, z
+        case 8: *value = 48 * 1024; break;     // shared memory per block
+        case 10: *value = 32; break;           // warp size
+        case 16: *value = 1; break;            // multiprocessors
+        case 36: *value = 0; break;            // memory clock (kHz): no figure from an emulator
+        case 37: *value = 0; break;            // memory bus width
+        case 75: *value = 9; break;            // compute capability 9.0: the kernels are compiled for compute_90
+        case 76: *value = 0; break;
+        case 115: *value = 0; break;           // no memory pools: cuMemAlloc, not cuMemAllocAsync
+        default: *value = 0; break;
+    }
+    return CUDA_SUCCESS;
+}
+CUresult cuDevicePrimaryCtxRetain(CUcontext* ctx, CUdevice) {
+    *ctx = &g_context_tag;
+    return CUDA_SUCCESS;
+}
+CUresult cuDevicePrimaryCtxRelease_v2(CUdevice) { return CUDA_SUCCESS; }
+CUresult cuCtxSetCurrent(CUcontext) { return CUDA_SUCCESS; }
+CUresult cuCtxGetCurrent(CUcontext* ctx) {
+    *ctx = &g_context_tag;
+    return CUDA_SUCCESS;
+}
+CUresult cuCtxGetDevice(CUdevice* device) {
+    *device = 0;
+    return CUDA_SUCCESS;
+}
+CUresult cuCtxPushCurrent_v2(CUcontext) { return CUDA_SUCCESS; }
+CUresult cuCtxPopCurrent_v2(CUcontext* ctx) {
+    if (ctx) *ctx = &g_context_tag;
+    return CUDA_SUCCESS;
+}
+CUresult cuCtxSynchronize() { return CUDA_SUCCESS; }
+
+CUresult cuGetErrorName(CUresult error, const char** name) {
+    switch (error) {
+        case CUDA_SUCCESS: *name = "CUDA_SUCCESS"; break;
+        case CUDA_ERROR_INVALID_VALUE: *name = "CUDA_ERROR_INVALID_VALUE"; break;
+        case CUDA_ERROR_OUT_OF_MEMORY: *name = "CUDA_ERROR_OUT_OF_MEMORY"; break;
+        case CUDA_ERROR_INVALID_DEVICE: *name = "CUDA_ERROR_INVALID_DEVICE"; break;
+        case CUDA_ERROR_INVALID_IMAGE: *name = "CUDA_ERROR_INVALID_IMAGE"; break;
+        case CUDA_ERROR_INVALID_HANDLE: *name = "CUDA_ERROR_INVALID_HANDLE"; break;
+        case CUDA_ERROR_NOT_FOUND: *name = "CUDA_ERROR_NOT_FOUND"; break;
+        case CUDA_ERROR_LAUNCH_FAILED: *name = "CUDA_ERROR_LAUNCH_FAILED"; break;
+        case CUDA_ERROR_NOT_SUPPORTED: *name = "CUDA_ERROR_NOT_SUPPORTED"; break;
+        default: *name = "CUDA_ERROR_UNKNOWN"; break;
+    }
+    return CUDA_SUCCESS;
+}
+CUresult cuGetErrorString(CUresult error, const char** text) {
+    switch (error) {
+        case CUDA_ERROR_LAUNCH_FAILED:
+            *text = "the emulated kernel failed (the emulator printed why on stderr)";
+            return CUDA_SUCCESS;
+        case CUDA_ERROR_INVALID_VALUE:
+            *text = "invalid argument (the emulator printed which on stderr)";
+            return CUDA_SUCCESS;
+        default:
+            return cuGetErrorName(error, text);
+    }
+}
+
+// Streams and events: everything has finished when its call returns.
+CUresult cuStreamCreate(CUstream* stream, unsigned) {
+    *stream = new int(0);
+    return CUDA_SUCCESS;
+}
+CUresult cuStreamCreateWithPriority(CUstream* stream, unsigned flags, int) { return cuStreamCreate(stream, flags); }
+CUresult cuStreamDestroy_v2(CUstream stream) {
+    delete static_cast<int*>(stream);
+    return CUDA_SUCCESS;
+}
+CUresult cuStreamSynchronize(CUstream) { return CUDA_SUCCESS; }
+CUresult cuStreamQuery(CUstream) { return CUDA_SUCCESS; }
+CUresult cuStreamWaitEvent(CUstream, CUevent, unsigned) { return CUDA_SUCCESS; }
+CUresult cuStreamIsCapturing(CUstream, int* status) {
+    *status = 0;
+    return CUDA_SUCCESS;
+}
+CUresult cuCtxGetStreamPriorityRange(int* least, int* greatest) {
+    if (least) *least = 0;
+    if (greatest) *greatest = 0;
+    return CUDA_SUCCESS;
+}
+CUresult cuLaunchHostFunc(CUstream, void (*fn)(void*), void* data) {
+    fn(data);
+    return CUDA_SUCCESS;
+}
+CUresult cuEventCreate(CUevent* event, unsigned) {
+    *event = new Event();
+    return CUDA_SUCCESS;
+}
+CUresult cuEventRecord(CUevent event, CUstream) {
+    static_cast<Event*>(event)->at = std::chrono::steady_clock::now();
+    return CUDA_SUCCESS;
+}
+CUresult cuEventSynchronize(CUevent) { return CUDA_SUCCESS; }
+CUresult cuEventQuery(CUevent) { return CUDA_SUCCESS; }
+CUresult cuEventElapsedTime(float* ms, CUevent start, CUevent end) {
+    *ms = std::chrono::duration<float, std::milli>(static_cast<Event*>(end)->at - static_cast<Event*>(start)->at)
+              .count();
+    return CUDA_SUCCESS;
+}
+CUresult cuEventElapsedTime_v2(float* ms, CUevent start, CUevent end) { return cuEventElapsedTime(ms, start, end); }
+CUresult cuEventDestroy_v2(CUevent event) {
+    delete static_cast<Event*>(event);
+    return CUDA_SUCCESS;
+}
+
+// Memory.
+CUresult cuMemAlloc_v2(CUdeviceptr* ptr, size_t bytes) {
+    if (bytes == 0) return CUDA_ERROR_INVALID_VALUE;
+    void* p = nullptr;
+    // Exactly `bytes` (no rounding): under AddressSanitizer the first byte past the buffer is a red zone.
+    if (posix_memalign(&p, 256, bytes) != 0 || p == nullptr) return CUDA_ERROR_OUT_OF_MEMORY;
+    std::memset(p, 0xff, bytes);
+    {
+        std::lock_guard<std::mutex> lock(g_memory_lock);
+        allocations()[reinterpret_cast<uintptr_t>(p)] = bytes;
+    }
+    *ptr = reinterpret_cast<CUdeviceptr>(p);
+    return CUDA_SUCCESS;
+}
+CUresult cuMemAllocAsync(CUdeviceptr* ptr, size_t bytes, CUstream) { return cuMemAlloc_v2(ptr, bytes); }
+CUresult cuMemFree_v2(CUdeviceptr ptr) {
+    {
+        std::lock_guard<std::mutex> lock(g_memory_lock);
+        if (allocations().erase(static_cast<uintptr_t>(ptr)) != 1) {
+            complain("cuMemFree", "not an allocation");
+            return CUDA_ERROR_INVALID_VALUE;
+        }
+    }
+    std::free(reinterpret_cast<void*>(ptr));
+    return CUDA_SUCCESS;
+}
+CUresult cuMemFreeAsync(CUdeviceptr ptr, CUstream) { return cuMemFree_v2(ptr); }
+CUresult cuMemHostAlloc(void** p, size_t bytes, unsigned) {
+    *p = std::malloc(bytes > 0 ? bytes : 1);
+    return *p ? CUDA_SUCCESS : CUDA_ERROR_OUT_OF_MEMORY;
+}
+CUresult cuMemAllocHost_v2(void** p, size_t bytes) { return cuMemHostAlloc(p, bytes, 0); }
+CUresult cuMemFreeHost(void* p) {
+    std::free(p);
+    return CUDA_SUCCESS;
+}
+CUresult cuMemGetInfo_v2(size_t* free_bytes, size_t* total) {
+    *free_bytes = size_t(8) << 30;
+    *total = size_t(8) << 30;
+    return CUDA_SUCCESS;
+}
+CUresult cuMemcpyHtoD_v2(CUdeviceptr dst, const void* src, size_t n) {
+    if (!device_range(dst, n)) {
+        complain("cuMemcpyHtoD", "the destination is not within one allocation");
+        return CUDA_ERROR_INVALID_VALUE;
+    }
+    std::memcpy(reinterpret_cast<void*>(dst), src, n);
+    return CUDA_SUCCESS;
+}
+CUresult cuMemcpyHtoDAsync_v2(CUdeviceptr dst, const void* src, size_t n, CUstream) {
+    return cuMemcpyHtoD_v2(dst, src, n);
+}
+CUresult cuMemcpyDtoH_v2(void* dst, CUdeviceptr src, size_t n) {
+    if (!device_range(src, n)) {
+        complain("cuMemcpyDtoH", "the source is not within one allocation");
+        return CUDA_ERROR_INVALID_VALUE;
+    }
+    std::memcpy(dst, reinterpret_cast<const void*>(src), n);
+    return CUDA_SUCCESS;
+}
+CUresult cuMemcpyDtoHAsync_v2(void* dst, CUdeviceptr src, size_t n, CUstream) { return cuMemcpyDtoH_v2(dst, src, n); }
+CUresult cuMemcpyDtoD_v2(CUdeviceptr dst, CUdeviceptr src, size_t n) {
+    if (!device_range(dst, n) || !device_range(src, n)) {
+        complain("cuMemcpyDtoD", "a side is not within one allocation");
+        return CUDA_ERROR_INVALID_VALUE;
+    }
+    std::memmove(reinterpret_cast<void*>(dst), reinterpret_cast<const void*>(src), n);
+    return CUDA_SUCCESS;
+}
+CUresult cuMemcpyDtoDAsync_v2(CUdeviceptr dst, CUdeviceptr src, size_t n, CUstream) {
+    return cuMemcpyDtoD_v2(dst, src, n);
+}
+CUresult cuMemsetD8_v2(CUdeviceptr dst, unsigned char value, size_t n) {
+    if (!device_range(dst, n)) {
+        complain("cuMemsetD8", "the destination is not within one allocation");
+        return CUDA_ERROR_INVALID_VALUE;
+    }
+    std::memset(reinterpret_cast<void*>(dst), value, n);
+    return CUDA_SUCCESS;
+}
+CUresult cuMemsetD8Async(CUdeviceptr dst, unsigned char value, size_t n, CUstream) {
+    return cuMemsetD8_v2(dst, value, n);
+}
+CUresult cuMemsetD32_v2(CUdeviceptr dst, unsigned value, size_t n) {
+    if (!device_range(dst, 4 * n)) {
+        complain("cuMemsetD32", "the destination is not within one allocation");
+        return CUDA_ERROR_INVALID_VALUE;
+    }
+    auto* words = reinterpret_cast<unsigned*>(dst);
+    for (size_t i = 0; i < n; ++i) words[i] = value;
+    return CUDA_SUCCESS;
+}
+CUresult cuMemsetD32Async(CUdeviceptr dst, unsigned value, size_t n, CUstream) { return cuMemsetD32_v2(dst, value, n); }
+
+// Modules and functions.
+CUresult cuModuleLoadData(CUmodule* module, const void* image) {
+    const std::string ptx(static_cast<const char*>(image));
+    std::set<std::string> entries;
+    for (size_t at = ptx.find(".entry "); at != std::string::npos; at = ptx.find(".entry ", at + 7)) {
+        size_t start = at + 7;
+        while (start < ptx.size() && ptx[start] == ' ') ++start;
+        size_t end = start;
+        while (end < ptx.size() && ptx[end] != '(' && ptx[end] != ' ' && ptx[end] != '\n') ++end;
+        entries.insert(ptx.substr(start, end - start));
+    }
+    // The module whose registered entry points are all in the PTX (a module may hold more kernels than the backend
+    // loads, e.g. scan.cuh's scan_counts in stats.cu); exactly one must match.
+    Module* found = nullptr;
+    for (Module& m : registry()) {
+        bool all = !m.entries.empty();
+        for (auto& e : m.entries) all = all && entries.count(e.first) == 1;
+        if (!all) continue;
+        if (found != nullptr) {
+            complain("cuModuleLoadData", "the PTX's entry points match two emulated modules");
+            return CUDA_ERROR_INVALID_IMAGE;
+        }
+        found = &m;
+    }
+    if (found == nullptr) {
+        complain("cuModuleLoadData", "no emulated module has the PTX's entry points");
+        return CUDA_ERROR_INVALID_IMAGE;
+    }
+    *module = found;
+    return CUDA_SUCCESS;
+}
+CUresult cuModuleUnload(CUmodule) { return CUDA_SUCCESS; }
+CUresult cuModuleGetFunction(CUfunction* function, CUmodule module, const char* name) {
+    Module* m = static_cast<Module*>(module);
+    auto it = m->entries.find(name);
+    if (it == m->entries.end()) return CUDA_ERROR_NOT_FOUND;
+    *function = new Function{m->file, name, it->second};
+    return CUDA_SUCCESS;
+}
+CUresult cuFuncGetAttribute(int* value, int, CUfunction) {
+    *value = 0;
+    return CUDA_SUCCESS;
+}
+CUresult cuFuncSetAttribute(CUfunction, int, int) { return CUDA_SUCCESS; }
+CUresult cuFuncSetCacheConfig(CUfunction, int) { return CUDA_SUCCESS; }
+
+CUresult cuLaunchKernel(CUfunction function, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by,
+                        unsigned bz, unsigned shared_bytes, CUstream, void** params, void** extra) {
+    const Function* f = static_cast<const Function*>(function);
+    const unsigned long long threads = (unsigned long long)bx * by * bz;
+    const unsigned long long blocks = (unsigned long long)gx * gy * gz;
+    const std::string name = f->module + " " + f->name;
+    if (threads == 0 || threads > kMaxThreads || blocks == 0 || gy > 65535 || gz > 65535) {
+        complain(name.c_str(), "launch dimensions out of range");
+        return CUDA_ERROR_INVALID_VALUE;
+    }
+    if (shared_bytes != 0 || extra != nullptr) {
+        complain(name.c_str(), "dynamic shared memory and `extra` are not emulated");
+        return CUDA_ERROR_NOT_SUPPORTED;
+    }
+    std::atomic<unsigned long long> next{0};
+    const Schedule schedule = emulator_schedule();
+    const uint64_t launch_seed = emulator_seed() * 1000003ull + g_launches.fetch_add(1);
+    std::mutex error_lock;
+    std::string error;
+    auto worker = [&]() {
+        auto block = std::make_unique<Block>();
+        tl_stacks = take_stacks();
+        struct GiveBack {
+            ~GiveBack() { give_back_stacks(tl_stacks); }
+        } give_back;
+        emu::tl_coordinates.block_dim = emu::uint3{bx, by, bz};
+        emu::tl_coordinates.grid_dim = emu::uint3{gx, gy, gz};
+        while (true) {
+            const unsigned long long k = next.fetch_add(1);
+            if (k >= blocks) return;
+            {
+                std::lock_guard<std::mutex> lock(error_lock);
+                if (!error.empty()) return;
+            }
+            emu::tl_coordinates.block_idx =
+                emu::uint3{unsigned(k % gx), unsigned((k / gx) % gy), unsigned(k / ((unsigned long long)gx * gy))};
+            Block& b = *block;
+            b.n = unsigned(threads);
+            b.entry = f->entry;
+            b.params = params;
+            b.arrivals = 0;
+            b.count = 0;
+            b.error.clear();
+            b.schedule = schedule;
+            b.schedule_seed = launch_seed * 0x100000001b3ull + k;
+            if (!run_block(&b)) {
+                std::lock_guard<std::mutex> lock(error_lock);
+                if (error.empty()) {
+                    char where[96];
+                    std::snprintf(where, sizeof where, "block (%u, %u, %u): ", emu::tl_coordinates.block_idx.x,
+                                  emu::tl_coordinates.block_idx.y, emu::tl_coordinates.block_idx.z);
+                    error = where + b.error;
+                }
+                return;
+            }
+        }
+    };
+    const unsigned long long pool = std::min<unsigned long long>(emulator_threads(), blocks);
+    std::vector<std::thread> helpers;
+    for (unsigned long long i = 1; i < pool; ++i) helpers.emplace_back(worker);
+    worker();
+    for (auto& h : helpers) h.join();
+    if (!error.empty()) {
+        complain(name.c_str(), error.c_str());
+        return CUDA_ERROR_LAUNCH_FAILED;
+    }
+    return CUDA_SUCCESS;
+}
+
+}  // extern "C"
