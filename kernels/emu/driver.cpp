@@ -96,6 +96,10 @@ struct Fiber {
     void* sp = nullptr;
     char* stack = nullptr;
     State state = kRunnable;
+    // How many block barriers and warp synchronisations (two per shuffle) this thread has passed: every thread that
+    // a barrier opens for must have passed the same number (else they wait at different barriers).
+    unsigned block_barriers = 0;
+    unsigned warp_syncs = 0;
     unsigned linear = 0;
     emu::uint3 tid{0, 0, 0};
 };
@@ -207,6 +211,8 @@ bool run_block(Block* b) {
         }
         f.sp = initial_sp(f.stack);
         f.state = kRunnable;
+        f.block_barriers = 0;
+        f.warp_syncs = 0;
     }
     tl_block = b;
     unsigned live = b->n;
@@ -238,8 +244,16 @@ bool run_block(Block* b) {
             b->result = b->count;
             b->arrivals = 0;
             b->count = 0;
-            for (unsigned t = 0; t < b->n; ++t)
-                if (fibers[t].state == kWaitBlock) fibers[t].state = kRunnable;
+            unsigned passed = ~0u;
+            for (unsigned t = 0; t < b->n; ++t) {
+                if (fibers[t].state != kWaitBlock) continue;
+                if (passed != ~0u && fibers[t].block_barriers != passed) {
+                    b->error = "threads of the block wait at different __syncthreads (a barrier in divergent code)";
+                    return false;
+                }
+                passed = fibers[t].block_barriers;
+                fibers[t].state = kRunnable;
+            }
             released = true;
         } else {
             for (unsigned w = 0; w < b->n; w += 32) {
@@ -251,8 +265,16 @@ bool run_block(Block* b) {
                     waiting += fibers[t].state == kWaitWarp;
                 }
                 if (lanes > 0 && waiting == lanes) {
-                    for (unsigned t = w; t < end; ++t)
-                        if (fibers[t].state == kWaitWarp) fibers[t].state = kRunnable;
+                    unsigned passed = ~0u;
+                    for (unsigned t = w; t < end; ++t) {
+                        if (fibers[t].state != kWaitWarp) continue;
+                        if (passed != ~0u && fibers[t].warp_syncs != passed) {
+                            b->error = "lanes of a warp are at different shuffles (a shuffle in divergent code)";
+                            return false;
+                        }
+                        passed = fibers[t].warp_syncs;
+                        fibers[t].state = kRunnable;
+                    }
                     released = true;
                 }
             }
@@ -279,6 +301,7 @@ unsigned syncthreads_count(int predicate) {
     b->arrivals += 1;
     b->count += predicate ? 1u : 0u;
     f->state = kWaitBlock;
+    f->block_barriers += 1;
     emu_switch(&f->sp, b->scheduler_sp);
     return b->result;
 }
@@ -290,6 +313,7 @@ unsigned shuffle(unsigned value, int source) {
     Fiber* f = tl_fiber;
     b->slots[f->linear] = value;
     f->state = kWaitWarp;
+    f->warp_syncs += 1;
     emu_switch(&f->sp, b->scheduler_sp);
     unsigned result = value;
     const unsigned base = f->linear & ~31u;
@@ -302,6 +326,7 @@ unsigned shuffle(unsigned value, int source) {
     }
     // Nobody writes its slot again before every lane has read.
     f->state = kWaitWarp;
+    f->warp_syncs += 1;
     emu_switch(&f->sp, b->scheduler_sp);
     return result;
 }
@@ -403,6 +428,39 @@ uint64_t emulator_seed() {
 }
 
 std::atomic<uint64_t> g_launches{0};
+
+// What the process asked of the device, written as JSON at exit to the file named by
+// `SPATIALSYNTH_CUDA_EMU_STATS` (when set): launches per kernel, bytes and calls of each copy direction, stream
+// synchronisations and allocations. Deterministic counts (unlike times), for comparing how host code drives the
+// device.
+struct Stats {
+    std::mutex lock;
+    std::map<std::string, uint64_t> launches;
+    std::atomic<uint64_t> htod_bytes{0}, htod_copies{0}, dtoh_bytes{0}, dtoh_copies{0}, dtod_bytes{0};
+    std::atomic<uint64_t> stream_syncs{0}, event_syncs{0}, allocations{0}, allocated_bytes{0};
+    ~Stats() {
+        const char* path = std::getenv("SPATIALSYNTH_CUDA_EMU_STATS");
+        if (path == nullptr || *path == 0) return;
+        FILE* f = std::fopen(path, "w");
+        if (f == nullptr) return;
+        std::fprintf(f, "{\"launches\": {");
+        bool first = true;
+        for (auto& kv : launches) {
+            std::fprintf(f, "%s\"%s\": %llu", first ? "" : ", ", kv.first.c_str(), (unsigned long long)kv.second);
+            first = false;
+        }
+        std::fprintf(f,
+                     "}, \"htod_bytes\": %llu, \"htod_copies\": %llu, \"dtoh_bytes\": %llu, \"dtoh_copies\": %llu, "
+                     "\"dtod_bytes\": %llu, \"stream_syncs\": %llu, \"event_syncs\": %llu, \"allocations\": %llu, "
+                     "\"allocated_bytes\": %llu}\n",
+                     (unsigned long long)htod_bytes, (unsigned long long)htod_copies, (unsigned long long)dtoh_bytes,
+                     (unsigned long long)dtoh_copies, (unsigned long long)dtod_bytes,
+                     (unsigned long long)stream_syncs, (unsigned long long)event_syncs,
+                     (unsigned long long)allocations, (unsigned long long)allocated_bytes);
+        std::fclose(f);
+    }
+};
+Stats g_stats;
 
 unsigned emulator_threads() {
     if (const char* s = std::getenv("SPATIALSYNTH_CUDA_EMU_THREADS")) {
@@ -523,7 +581,10 @@ CUresult cuStreamDestroy_v2(CUstream stream) {
     delete static_cast<int*>(stream);
     return CUDA_SUCCESS;
 }
-CUresult cuStreamSynchronize(CUstream) { return CUDA_SUCCESS; }
+CUresult cuStreamSynchronize(CUstream) {
+    g_stats.stream_syncs += 1;
+    return CUDA_SUCCESS;
+}
 CUresult cuStreamQuery(CUstream) { return CUDA_SUCCESS; }
 CUresult cuStreamWaitEvent(CUstream, CUevent, unsigned) { return CUDA_SUCCESS; }
 CUresult cuStreamIsCapturing(CUstream, int* status) {
@@ -547,7 +608,10 @@ CUresult cuEventRecord(CUevent event, CUstream) {
     static_cast<Event*>(event)->at = std::chrono::steady_clock::now();
     return CUDA_SUCCESS;
 }
-CUresult cuEventSynchronize(CUevent) { return CUDA_SUCCESS; }
+CUresult cuEventSynchronize(CUevent) {
+    g_stats.event_syncs += 1;
+    return CUDA_SUCCESS;
+}
 CUresult cuEventQuery(CUevent) { return CUDA_SUCCESS; }
 CUresult cuEventElapsedTime(float* ms, CUevent start, CUevent end) {
     *ms = std::chrono::duration<float, std::milli>(static_cast<Event*>(end)->at - static_cast<Event*>(start)->at)
@@ -571,6 +635,8 @@ CUresult cuMemAlloc_v2(CUdeviceptr* ptr, size_t bytes) {
         std::lock_guard<std::mutex> lock(g_memory_lock);
         allocations()[reinterpret_cast<uintptr_t>(p)] = bytes;
     }
+    g_stats.allocations += 1;
+    g_stats.allocated_bytes += bytes;
     *ptr = reinterpret_cast<CUdeviceptr>(p);
     return CUDA_SUCCESS;
 }
@@ -607,6 +673,8 @@ CUresult cuMemcpyHtoD_v2(CUdeviceptr dst, const void* src, size_t n) {
         return CUDA_ERROR_INVALID_VALUE;
     }
     std::memcpy(reinterpret_cast<void*>(dst), src, n);
+    g_stats.htod_bytes += n;
+    g_stats.htod_copies += 1;
     return CUDA_SUCCESS;
 }
 CUresult cuMemcpyHtoDAsync_v2(CUdeviceptr dst, const void* src, size_t n, CUstream) {
@@ -618,6 +686,8 @@ CUresult cuMemcpyDtoH_v2(void* dst, CUdeviceptr src, size_t n) {
         return CUDA_ERROR_INVALID_VALUE;
     }
     std::memcpy(dst, reinterpret_cast<const void*>(src), n);
+    g_stats.dtoh_bytes += n;
+    g_stats.dtoh_copies += 1;
     return CUDA_SUCCESS;
 }
 CUresult cuMemcpyDtoHAsync_v2(void* dst, CUdeviceptr src, size_t n, CUstream) { return cuMemcpyDtoH_v2(dst, src, n); }
@@ -627,6 +697,7 @@ CUresult cuMemcpyDtoD_v2(CUdeviceptr dst, CUdeviceptr src, size_t n) {
         return CUDA_ERROR_INVALID_VALUE;
     }
     std::memmove(reinterpret_cast<void*>(dst), reinterpret_cast<const void*>(src), n);
+    g_stats.dtod_bytes += n;
     return CUDA_SUCCESS;
 }
 CUresult cuMemcpyDtoDAsync_v2(CUdeviceptr dst, CUdeviceptr src, size_t n, CUstream) {
@@ -713,6 +784,10 @@ CUresult cuLaunchKernel(CUfunction function, unsigned gx, unsigned gy, unsigned 
     if (shared_bytes != 0 || extra != nullptr) {
         complain(name.c_str(), "dynamic shared memory and `extra` are not emulated");
         return CUDA_ERROR_NOT_SUPPORTED;
+    }
+    {
+        std::lock_guard<std::mutex> lock(g_stats.lock);
+        g_stats.launches[f->module + ":" + f->name] += 1;
     }
     std::atomic<unsigned long long> next{0};
     const Schedule schedule = emulator_schedule();
