@@ -3,7 +3,7 @@
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::backend::Backend;
+use crate::backend::{Backend, FrameGeometry, FrameGeometryInput};
 use crate::color::dominant_color;
 use crate::error::{Error, Result};
 use crate::geometry::canonical::{CanonicalFrame, GroundSource};
@@ -13,7 +13,7 @@ use crate::geometry::ransac::{fit_ground_plane, score_sample_indices, PlaneFit, 
 use crate::geometry::relations::{closest_surface_matrix, relate_all, RelationRecord};
 use crate::geometry::rng::frame_key;
 use crate::geometry::stats::{NoiseModel, ObjectSummary, StatsInput};
-use crate::geometry::unproject::{estimate_normals, unproject_depth, unproject_objects, DepthImage, PointCloud};
+use crate::geometry::unproject::{estimate_normals, unproject_depth, DepthImage, PointCloud};
 use crate::geometry::{dot, normalize, Intrinsics, Point3};
 use crate::io::objects::ObjectKind;
 use crate::io::LoadedFrame;
@@ -191,14 +191,26 @@ fn ground_info(
     fit: Option<PlaneFit>,
     config: &SceneConfig,
 ) -> (GroundInfo, CanonicalFrame, Option<PlaneFit>) {
-    let n = points.len().max(1) as f64;
+    ground_info_of(points.len(), || std::borrow::Cow::Borrowed(points), ransac, fit, config)
+}
+
+/// [`ground_info`] from the frame's point count, with its points asked for only when the ground was not found (the
+/// gravity prior's fallback needs them; a GPU batch keeps them on the device).
+fn ground_info_of<'a>(
+    n_points: usize,
+    points: impl FnOnce() -> std::borrow::Cow<'a, [Point3]>,
+    ransac: &RansacParams,
+    fit: Option<PlaneFit>,
+    config: &SceneConfig,
+) -> (GroundInfo, CanonicalFrame, Option<PlaneFit>) {
+    let n = n_points.max(1) as f64;
     let accepted = fit.filter(|f| f.accepted);
     let up_prior = [f64::from(ransac.up_prior[0]), f64::from(ransac.up_prior[1]), f64::from(ransac.up_prior[2])];
     // The last fallback is only reachable with a zero up prior, which `SceneConfig::validate` (called by
     // `scene_from_points` and `run_scenes`) rejects.
     let canonical = accepted
         .and_then(|f| CanonicalFrame::from_ground_plane(&f.plane, GroundSource::Ransac))
-        .or_else(|| CanonicalFrame::from_gravity_prior(up_prior, points, config.fallback_ground_quantile))
+        .or_else(|| CanonicalFrame::from_gravity_prior(up_prior, &points(), config.fallback_ground_quantile))
         .unwrap_or_else(CanonicalFrame::level_camera);
     let up = canonical.rotation[2];
     let plane = [up[0], up[1], up[2], canonical.camera_height_m];
@@ -607,7 +619,7 @@ pub fn process_frames_on(backend: &Backend, frames: &[&LoadedFrame], config: &Sc
     if let Err(message) = config.validate() {
         return frames.iter().map(|_| Err(Error::Config { message: message.clone() })).collect();
     }
-    let starts: Vec<Result<FrameStart>> = frames.par_iter().map(|f| frame_start(backend, f, config)).collect();
+    let starts = frame_starts(backend, frames, config);
     let grounded: Vec<Grounded<'_>> = frames
         .iter()
         .zip(&starts)
@@ -634,39 +646,82 @@ pub fn process_frames_on(backend: &Backend, frames: &[&LoadedFrame], config: &Sc
         .collect()
 }
 
-/// K1 and K2 of one frame, and its objects' inputs to K3.
-fn frame_start(backend: &Backend, frame: &LoadedFrame, config: &SceneConfig) -> Result<FrameStart> {
-    let spec = &frame.spec;
+/// K1 and K2 of every frame (one [`Backend::frames_geometry`] batch), and their objects' inputs to K3.
+fn frame_starts(backend: &Backend, frames: &[&LoadedFrame], config: &SceneConfig) -> Vec<Result<FrameStart>> {
+    struct Prepared<'a> {
+        frame: &'a LoadedFrame,
+        depth: &'a DepthImage,
+        regions: Vec<crate::geometry::unproject::ObjectRegion>,
+        ransac: RansacParams,
+        key: u32,
+    }
+    let prepared: Vec<Result<Prepared<'_>>> = frames
+        .iter()
+        .map(|&frame| {
+            let spec = &frame.spec;
+            let Some(depth) = &frame.depth else {
+                return Err(Error::InvalidDepth {
+                    frame: spec.key.clone(),
+                    path: spec.color.clone().unwrap_or_else(|| spec.manifest.clone()),
+                    message: "the frame has no depth file and no depth model made one (give --depth-model)".into(),
+                });
+            };
+            Ok(Prepared {
+                frame,
+                depth,
+                regions: frame.objects.iter().map(|o| o.region.clone()).collect(),
+                ransac: ransac_with_up(config, spec.up_in_camera),
+                key: frame_key(&spec.key),
+            })
+        })
+        .collect();
+    let inputs: Vec<FrameGeometryInput<'_>> = prepared
+        .iter()
+        .flatten()
+        .map(|p| FrameGeometryInput {
+            depth: p.depth,
+            k: &p.frame.intrinsics,
+            instance_labels: p.frame.instance_labels.as_deref(),
+            regions: &p.regions,
+            frame_key: p.key,
+            params: &p.ransac,
+        })
+        .collect();
+    let mut geometries = backend.frames_geometry(&inputs, config.normal_max_step_px).into_iter();
+    let paired: Vec<Result<(Prepared<'_>, FrameGeometry)>> = prepared
+        .into_iter()
+        .map(|p| {
+            let p = p?;
+            let geometry = geometries.next().unwrap_or_else(|| {
+                Err(Error::Geometry { frame: p.frame.spec.key.clone(), message: "no K1/K2 result".into() })
+            })?;
+            Ok((p, geometry))
+        })
+        .collect();
+    paired.into_par_iter().map(|r| r.map(|(p, g)| frame_start(p.frame, p.depth, &p.ransac, g, config))).collect()
+}
+
+/// A frame's ground and canonical frame and its objects' inputs to K3, from its K1 and K2.
+fn frame_start(
+    frame: &LoadedFrame,
+    depth: &DepthImage,
+    ransac: &RansacParams,
+    geometry: FrameGeometry,
+    config: &SceneConfig,
+) -> FrameStart {
     let k = &frame.intrinsics;
-    let Some(depth) = &frame.depth else {
-        return Err(Error::InvalidDepth {
-            frame: spec.key.clone(),
-            path: spec.color.clone().unwrap_or_else(|| spec.manifest.clone()),
-            message: "the frame has no depth file and no depth model made one (give --depth-model)".into(),
-        });
-    };
-    let regions: Vec<_> = frame.objects.iter().map(|o| o.region.clone()).collect();
-    let labels = frame.instance_labels.as_deref();
-    let normals_of =
-        |cloud: &PointCloud| ground_sample_normals(depth, k, cloud, &config.ransac, config.normal_max_step_px);
-    // On a GPU, K1 and K2 share the frame's cloud on the device; the ground comes back with it.
-    let ransac = ransac_with_up(config, spec.up_in_camera);
-    let device = backend.frame_geometry(depth, k, labels, &regions, frame_key(&spec.key), &ransac, &normals_of)?;
-    let (cloud, grouped, fit) = match device {
-        Some((cloud, grouped, fit)) => (cloud, grouped, fit),
-        None => {
-            let cloud = unproject_depth(depth, k);
-            let grouped = unproject_objects(depth, k, labels, &regions);
-            let fit = backend.fit_ground_plane(
-                &cloud.points_in_camera,
-                Some(&normals_of(&cloud)),
-                frame_key(&spec.key),
-                &ransac,
-            )?;
-            (cloud, grouped, fit)
-        }
-    };
-    let (ground, canonical, _) = ground_info(&cloud.points_in_camera, &ransac, fit, config);
+    let FrameGeometry { valid_points, cloud, grouped, fit } = geometry;
+    let (ground, canonical, _) = ground_info_of(
+        valid_points,
+        || match cloud {
+            Some(c) => std::borrow::Cow::Owned(c.points_in_camera),
+            // Only a GPU batch's frame without a ground plane gets here: the CPU reference's cloud, the same points.
+            None => std::borrow::Cow::Owned(unproject_depth(depth, k).points_in_camera),
+        },
+        ransac,
+        fit,
+        config,
+    );
     let width = k.width;
     let objects: Vec<ObjectInput> = frame
         .objects
@@ -707,7 +762,7 @@ fn frame_start(backend: &Backend, frame: &LoadedFrame, config: &SceneConfig) -> 
             }
         })
         .collect();
-    Ok(FrameStart { valid_depth_points: cloud.len(), objects, ground, canonical, focal_px: (k.fx + k.fy) / 2.0 })
+    FrameStart { valid_depth_points: valid_points, objects, ground, canonical, focal_px: (k.fx + k.fy) / 2.0 }
 }
 
 /// The scene graph of a frame from its geometry.

@@ -908,3 +908,133 @@ fn the_kernel_benchmark_gives_no_figures_on_the_emulator() {
         }
     }
 }
+
+#[test]
+fn k1_and_k2_batches_match_the_cpu_reference() {
+    // `Backend::frames_geometry`, the pipeline's K1 and K2 for a batch: the sample frames and odd frames together in
+    // one batch (no valid depth, two valid pixels, no hypotheses, a small bumpy frame of another size, a frame
+    // whose instance labels do not cover its depth). Each frame's valid points and grouped points as the CPU's; its
+    // ground fit equal to the CPU's on CUDA (f32 as written: the same subsample, draws and refinement), of the same
+    // acceptance and within 1e-3 on wgpu (WGSL divides within 2.5 ulp, so the clouds differ in the last bits). The
+    // frame with bad labels fails alone.
+    use spatialsynth::backend::{BackendKind, FrameGeometryInput};
+    use spatialsynth::geometry::rng::frame_key;
+    use spatialsynth::pipeline::SceneConfig;
+    let manifest = common::repo().join("data/sample/frames.json");
+    let loaded: Vec<_> = spatialsynth::io::read_manifest(&manifest)
+        .unwrap()
+        .into_iter()
+        .map(|f| spatialsynth::io::load_frame(&f.unwrap()).unwrap())
+        .collect();
+    let config = SceneConfig::default();
+    let params = config.ransac.clone();
+    let no_hypotheses = RansacParams { hypotheses: 0, ..params.clone() };
+    let tilted = RansacParams { up_prior: [0.0, -0.8, -0.6], ..params.clone() };
+    // Up along the camera's x axis, no tilt allowed: no plane through the ramp below is admissible.
+    let sideways = RansacParams { up_prior: [1.0, 0.0, 0.0], max_tilt_deg: 0.0, ..params.clone() };
+    let (w, h) = (64u32, 48u32);
+    let small = intrinsics(w, h);
+    let u16_depth = |values: Vec<u16>| DepthImage {
+        width: w,
+        height: h,
+        data: DepthData::U16 { values, units_per_meter: 1000.0, invalid_value: None },
+    };
+    let invalid = u16_depth(vec![0; (w * h) as usize]);
+    let mut two = vec![0u16; (w * h) as usize];
+    two[5] = 1500;
+    two[100] = 1600;
+    let two = u16_depth(two);
+    // A floor-like ramp (depth grows with the row) with noise and some holes.
+    let bumpy = u16_depth(
+        (0..w * h)
+            .map(|i| {
+                let (u, v) = (i % w, i / w);
+                if (u * 7 + v * 13) % 17 == 0 {
+                    0
+                } else {
+                    (800 + 40 * v + (u * 7919 + v * 104729) % 23) as u16
+                }
+            })
+            .collect(),
+    );
+    let boxes =
+        [ObjectRegion::Box { x0: 10, y0: 10, x1: 30, y1: 40 }, ObjectRegion::Box { x0: 0, y0: 0, x1: 64, y1: 48 }];
+    let instance = [ObjectRegion::Instance { instance_id: 1 }];
+    let short_labels = vec![1u32; 10];
+    let regions: Vec<Vec<ObjectRegion>> =
+        loaded.iter().map(|f| f.objects.iter().map(|o| o.region.clone()).collect()).collect();
+    let mut inputs: Vec<FrameGeometryInput<'_>> = loaded
+        .iter()
+        .zip(&regions)
+        .filter_map(|(f, r)| {
+            Some(FrameGeometryInput {
+                depth: f.depth.as_ref()?,
+                k: &f.intrinsics,
+                instance_labels: f.instance_labels.as_deref(),
+                regions: r,
+                frame_key: frame_key(&f.spec.key),
+                params: &params,
+            })
+        })
+        .collect();
+    assert!(inputs.len() >= 5);
+    let odd = |depth, params, key| FrameGeometryInput {
+        depth,
+        k: &small,
+        instance_labels: None,
+        regions: &boxes,
+        frame_key: key,
+        params,
+    };
+    inputs.insert(1, odd(&invalid, &params, 11));
+    inputs.insert(3, odd(&two, &params, 12));
+    inputs.push(odd(&bumpy, &params, 13));
+    inputs.push(odd(&bumpy, &no_hypotheses, 14));
+    inputs.push(odd(&bumpy, &tilted, 15));
+    let bad = inputs.len();
+    inputs.push(FrameGeometryInput {
+        instance_labels: Some(&short_labels),
+        regions: &instance,
+        ..odd(&bumpy, &params, 16)
+    });
+    let step = config.normal_max_step_px;
+    let want = Backend::Cpu.frames_geometry(&inputs[..bad], step);
+    for backend in gpu_backends("k1_and_k2_batches_match_the_cpu_reference") {
+        let what = backend.describe();
+        let got = backend.frames_geometry(&inputs, step);
+        assert_eq!(got.len(), inputs.len(), "{what}");
+        let err = got[bad].as_ref().unwrap_err().to_string();
+        assert!(err.contains("instance labels"), "{what}: {err}");
+        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+            let (g, w) = (g.as_ref().unwrap(), w.as_ref().unwrap());
+            let what = format!("{what}: frame {i}");
+            assert_eq!(g.valid_points, w.valid_points, "{what}");
+            assert_eq!(g.grouped.offsets, w.grouped.offsets, "{what}");
+            assert_eq!(g.grouped.pixels, w.grouped.pixels, "{what}");
+            for (a, b) in g.grouped.points_in_camera.iter().zip(&w.grouped.points_in_camera) {
+                assert!((0..3).all(|c| close(a[c], b[c], 1e-6)), "{what}: {a:?} vs {b:?}");
+            }
+            match backend.kind() {
+                BackendKind::Cuda => assert_eq!(g.fit, w.fit, "{what}"),
+                _ => {
+                    assert_eq!(g.fit.map(|f| f.accepted), w.fit.map(|f| f.accepted), "{what}");
+                    if let (Some(a), Some(b)) = (g.fit, w.fit) {
+                        assert!((0..3).all(|c| (a.plane.normal[c] - b.plane.normal[c]).abs() < 1e-3), "{what}");
+                        assert!((a.plane.offset - b.plane.offset).abs() < 1e-3, "{what}");
+                    }
+                }
+            }
+        }
+        // The odd frames: nothing found where nothing can be.
+        assert_eq!((got[1].as_ref().unwrap().valid_points, got[1].as_ref().unwrap().fit), (0, None), "{what}");
+        assert_eq!((got[3].as_ref().unwrap().valid_points, got[3].as_ref().unwrap().fit), (2, None), "{what}");
+        assert!(got[bad - 2].as_ref().unwrap().fit.is_none(), "{what}: no hypotheses, no plane");
+        assert!(want[bad - 3].as_ref().unwrap().fit.is_some(), "the bumpy frame has a plane");
+        // A batch in which no frame has an admissible plane (every score 0): no fit, and no error.
+        let alone = [odd(&bumpy, &sideways, 17)];
+        let got = backend.frames_geometry(&alone, step);
+        let want = Backend::Cpu.frames_geometry(&alone, step);
+        assert_eq!(want[0].as_ref().unwrap().fit, None, "the CPU finds no plane");
+        assert!(matches!(got[0].as_ref(), Ok(g) if g.fit.is_none()), "{what}: {:?}", got[0].as_ref().map(|g| g.fit));
+    }
+}

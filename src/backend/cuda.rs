@@ -9,10 +9,11 @@
 //!   no fused multiply-add, IEEE division and square root, no flush to zero) for the device's virtual architecture,
 //!   once per process (the PTX is cached per architecture). `tests/cuda_kernels.rs` compiles every module for
 //!   `compute_80` and `compute_90` and assembles the PTX with `ptxas -arch=sm_90` where no GPU is present.
-//! - **Batches.** K1 takes a batch of frames in one device buffer (staged through pinned host memory, uploaded
-//!   asynchronously); K4 and K5 take every object and every pair of a batch of frames in one launch each, records
-//!   placed by prefix sums (compact, in a fixed order). Each call runs on its own stream, so the run's worker
-//!   threads overlap one frame's upload and host work with another's kernels.
+//! - **Batches.** K1 and K2 take a batch of frames ([`CudaBackend::frames_geometry`]): the depth of every frame in one
+//!   device buffer (staged through pinned host memory, uploaded asynchronously), every device step of every frame
+//!   launched between two round trips, the cloud left on the device (only the objects' points and the scoring
+//!   subsamples come back). K3, K4 and K5 take every object and every pair of a batch of frames in one set of
+//!   launches each, records placed by prefix sums (compact, in a fixed order). Each call runs on its own stream.
 //! - **Parity.** The host steps (packing, the planes through the drawn points, the winner and refinement, the hull
 //!   and oriented box, DBSCAN's binning) are the code the `wgpu` backend uses ([`super::pack`]) and the CPU
 //!   reference's own; `tests/parity.rs` holds this backend to the CPU reference with the same test bodies.
@@ -31,9 +32,11 @@ use super::pack::{
     dbscan_chunks, frame_chunks, gpu_regions, grouping_without_launch, hypotheses_from_draws, pack_relations,
     relation_chunks, split_clouds, split_relations, stats_chunks, support_test, DbscanGrid, DepthBatch, StatsPack,
 };
+use super::{FrameGeometry, FrameGeometryInput};
 use crate::geometry::dbscan::{Clustering, DbscanJob};
 use crate::geometry::ransac::{
-    fit_from_scores_on, score_sample_indices, GroundDevice, PlaneFit, RansacParams, Support,
+    fit_from_scores_batch, fit_from_scores_on, score_sample_indices, GroundBatchDevice, GroundDevice, GroundFrame,
+    PlaneFit, RansacParams, Support,
 };
 use crate::geometry::relations::RelationRecord;
 use crate::geometry::stats::{NoiseModel, ObjectSummary, StatsInput};
@@ -85,7 +88,7 @@ pub const MODULES: [KernelModule; 6] = [
     KernelModule {
         file: "ransac.cu",
         source: kernel_source!("common.cuh", "rng.cuh", "ransac.cu"),
-        entries: &["gather_samples", "draw", "score", "sample_supports", "count_inliers"],
+        entries: &["gather_samples", "gather_pixels", "draw", "score", "sample_supports", "count_inliers"],
     },
     KernelModule {
         file: "dbscan.cu",
@@ -232,6 +235,7 @@ struct Kernels {
     object_starts: CudaFunction,
     write_members: CudaFunction,
     gather_samples: CudaFunction,
+    gather_pixels: CudaFunction,
     draw: CudaFunction,
     score: CudaFunction,
     sample_supports: CudaFunction,
@@ -332,6 +336,7 @@ impl CudaBackend {
             object_starts: get("group.cu", "object_starts")?,
             write_members: get("group.cu", "write_members")?,
             gather_samples: get("ransac.cu", "gather_samples")?,
+            gather_pixels: get("ransac.cu", "gather_pixels")?,
             draw: get("ransac.cu", "draw")?,
             score: get("ransac.cu", "score")?,
             sample_supports: get("ransac.cu", "sample_supports")?,
@@ -638,38 +643,432 @@ impl CudaBackend {
         })
     }
 
-    /// K1 and K2 of one frame with its cloud resident on the device (see `WgpuBackend::frame_geometry`).
-    #[allow(clippy::too_many_arguments)]
-    pub fn frame_geometry(
+    /// K1 and K2 of a batch of frames (see [`super::Backend::frames_geometry`]): each chunk of frames (up to 2^28
+    /// pixels) on one stream, every device step of every frame of the chunk launched before one round trip. The
+    /// cloud stays on the device: only each frame's point count, its objects' points and its scoring subsample
+    /// (points and pixels, for the host's normals and refinement) come back. Per-frame checks (instance labels, the
+    /// launch limits) fail only their frame; a device error fails the chunk's frames.
+    pub fn frames_geometry(
         &self,
-        depth: &DepthImage,
-        k: &Intrinsics,
-        instance_labels: Option<&[u32]>,
-        regions: &[ObjectRegion],
-        frame_key: u32,
-        params: &RansacParams,
-        normals: &dyn Fn(&PointCloud) -> Vec<Point3>,
-    ) -> Result<(PointCloud, GroupedPoints, Option<PlaneFit>), String> {
+        frames: &[FrameGeometryInput<'_>],
+        normal_max_step_px: u32,
+    ) -> Vec<Result<FrameGeometry, String>> {
+        let mut out: Vec<Option<Result<FrameGeometry, String>>> = vec![None; frames.len()];
+        // A frame whose depth and intrinsics disagree in size would fail the whole packed batch: it fails alone.
+        let mut packed = Vec::new();
+        for (i, f) in frames.iter().enumerate() {
+            match (f.depth.width, f.depth.height) == (f.k.width, f.k.height) {
+                true => packed.push(i),
+                false => {
+                    out[i] = Some(Err(format!(
+                        "depth is {}x{} but the intrinsics say {}x{}",
+                        f.depth.width, f.depth.height, f.k.width, f.k.height
+                    )))
+                }
+            }
+        }
+        let pairs: Vec<(&DepthImage, &Intrinsics)> = packed.iter().map(|&i| (frames[i].depth, frames[i].k)).collect();
+        for (start, end) in frame_chunks(&pairs, MAX_POINTS) {
+            let chunk: Vec<&FrameGeometryInput<'_>> = packed[start..end].iter().map(|&i| &frames[i]).collect();
+            match self.geometry_chunk(&chunk, normal_max_step_px) {
+                Ok(results) => {
+                    for (&i, r) in packed[start..end].iter().zip(results) {
+                        out[i] = Some(r);
+                    }
+                }
+                Err(e) => {
+                    for &i in &packed[start..end] {
+                        out[i] = Some(Err(e.clone()));
+                    }
+                }
+            }
+        }
+        out.into_iter().map(|r| r.unwrap_or_else(|| Err("the frame was not processed".into()))).collect()
+    }
+
+    /// [`Self::frames_geometry`] for one chunk of frames on one stream.
+    fn geometry_chunk(
+        &self,
+        frames: &[&FrameGeometryInput<'_>],
+        normal_max_step_px: u32,
+    ) -> Result<Vec<Result<FrameGeometry, String>>, String> {
         let stream = self.stream()?;
-        let Some(device) = self.unproject_device(&stream, &[(depth, k)])? else {
-            let grouped = GroupedPoints { offsets: vec![0; regions.len() + 1], ..GroupedPoints::default() };
-            let fit = self.fit_ground_plane(&[], None, frame_key, params)?;
-            return Ok((PointCloud::default(), grouped, fit));
+        let pairs: Vec<(&DepthImage, &Intrinsics)> = frames.iter().map(|f| (f.depth, f.k)).collect();
+        let empty =
+            |f: &FrameGeometryInput<'_>| GroupedPoints { offsets: vec![0; f.regions.len() + 1], ..Default::default() };
+        let Some(cloud) = self.unproject_device(&stream, &pairs)? else {
+            let none = |f: &&FrameGeometryInput<'_>| Ok(FrameGeometry { grouped: empty(f), ..Default::default() });
+            return Ok(frames.iter().map(none).collect());
         };
-        let cloud = self.read_clouds(&stream, &device)?.pop().unwrap_or_default();
-        let grouped = self.group_on_device(&stream, &device, depth, instance_labels, regions)?;
-        let sample_normals = normals(&cloud);
-        let ground = CudaGround::new(
-            self,
-            stream,
-            &device.points,
-            &cloud.points_in_camera,
-            Some(&sample_normals),
-            frame_key,
-            params,
-        )?;
-        let fit = ground.fit(&cloud.points_in_camera)?;
-        Ok((cloud, grouped, fit))
+        let mut failed: Vec<Option<String>> = vec![None; frames.len()];
+        let grouped = self.group_batch(&stream, &cloud, frames, &mut failed)?;
+        let fits = self.ground_batch(&stream, &cloud, frames, &failed, normal_max_step_px)?;
+        Ok(frames
+            .iter()
+            .enumerate()
+            .zip(grouped.into_iter().zip(fits).zip(failed))
+            .map(|((i, _), ((grouped, fit), failed))| match failed {
+                Some(e) => Err(e),
+                None => Ok(FrameGeometry {
+                    valid_points: (cloud.offsets[i + 1] - cloud.offsets[i]) as usize,
+                    cloud: None,
+                    grouped,
+                    fit,
+                }),
+            })
+            .collect())
+    }
+
+    /// K1's grouping for every frame of a chunk whose cloud is on the device: every frame's counts and scans, one
+    /// round trip for the object offsets, every frame's writes, one read-back of all grouped points. A frame that
+    /// cannot be grouped (labels that do not cover its depth, too many objects) gets its error in `failed`.
+    fn group_batch(
+        &self,
+        stream: &Arc<CudaStream>,
+        cloud: &DeviceCloud,
+        frames: &[&FrameGeometryInput<'_>],
+        failed: &mut [Option<String>],
+    ) -> Result<Vec<GroupedPoints>, String> {
+        struct Job {
+            frame: usize,
+            point_base: usize,
+            n_points: u32,
+            objects: u32,
+            blocks: u32,
+            cells: usize,
+            counts_at: usize,
+            offsets_at: usize,
+            starts_at: usize,
+            labels: CudaSlice<u32>,
+            regions: CudaSlice<u32>,
+            has_labels: u32,
+        }
+        let mut out: Vec<GroupedPoints> = vec![GroupedPoints::default(); frames.len()];
+        let mut jobs: Vec<Job> = Vec::new();
+        let (mut cells_total, mut starts_total) = (0usize, 0usize);
+        for (i, f) in frames.iter().enumerate() {
+            let (a, n_points) = (cloud.offsets[i], cloud.offsets[i + 1] - cloud.offsets[i]);
+            match grouping_without_launch(n_points, f.depth, f.instance_labels, f.regions) {
+                Err(e) => {
+                    failed[i] = Some(e);
+                    continue;
+                }
+                Ok(Some(done)) => {
+                    out[i] = done;
+                    continue;
+                }
+                Ok(None) => {}
+            }
+            let objects = f.regions.len() as u64;
+            if objects > 65_535 {
+                failed[i] = Some(format!("{objects} objects in one frame exceed one launch (65,535)"));
+                continue;
+            }
+            // Regions may overlap: every point may belong to every object. Slots (3 floats each) stay in 32 bits.
+            if 3 * objects * n_points >= 1 << 32 {
+                failed[i] = Some(format!(
+                    "{objects} objects over {n_points} points may group more points than one launch holds"
+                ));
+                continue;
+            }
+            let blocks = blocks_for(n_points, BLOCK)?;
+            let cells = objects * u64::from(blocks);
+            if u32::try_from(cells).is_err() {
+                failed[i] = Some(format!("{cells} (object, block) counts exceed 32 bits"));
+                continue;
+            }
+            jobs.push(Job {
+                frame: i,
+                point_base: a as usize,
+                n_points: n_points as u32,
+                objects: objects as u32,
+                blocks,
+                cells: cells as usize,
+                counts_at: cells_total,
+                offsets_at: cells_total + jobs.len(),
+                starts_at: starts_total,
+                labels: self.upload(stream, f.instance_labels.unwrap_or(&[]))?,
+                regions: self.upload(stream, bytemuck::cast_slice::<_, u32>(&gpu_regions(f.regions)))?,
+                has_labels: u32::from(f.instance_labels.is_some()),
+            });
+            cells_total += cells as usize;
+            starts_total += objects as usize + 1;
+        }
+        if jobs.is_empty() {
+            return Ok(out);
+        }
+        let mut counts = self.zeros::<u32>(stream, cells_total)?;
+        let mut offsets = self.zeros::<u32>(stream, cells_total + jobs.len())?;
+        let mut starts = self.zeros::<u32>(stream, starts_total)?;
+        for j in &jobs {
+            let width = frames[j.frame].depth.width;
+            let pixels = view(&cloud.pixels, j.point_base, j.n_points as usize)?;
+            let mut c = view_mut(&mut counts, j.counts_at, j.cells)?;
+            let mut b = stream.launch_builder(&self.k.count_members);
+            b.arg(&pixels)
+                .arg(&j.labels)
+                .arg(&j.regions)
+                .arg(&mut c)
+                .arg(&j.n_points)
+                .arg(&j.blocks)
+                .arg(&width)
+                .arg(&j.has_labels);
+            // SAFETY: count_members(pixels, labels, regions, counts, points, blocks, width, has_labels) in
+            // kernels/group.cu; grid (blocks, objects); the views hold the frame's points and its objects x blocks
+            // counts; labels cover every pixel when has_labels is 1 (checked by grouping_without_launch).
+            unsafe { b.launch(launch((j.blocks, j.objects), BLOCK)) }.map_err(de)?;
+            let c = view(&counts, j.counts_at, j.cells)?;
+            let mut o = view_mut(&mut offsets, j.offsets_at, j.cells + 1)?;
+            let cells = j.cells as u32;
+            let mut b = stream.launch_builder(&self.k.scan_members);
+            b.arg(&c).arg(&mut o).arg(&cells);
+            // SAFETY: scan_counts(counts, offsets, n): n counts, n + 1 offsets (the views).
+            unsafe { b.launch(launch((1, 1), SCAN_THREADS)) }.map_err(de)?;
+            let o = view(&offsets, j.offsets_at, j.cells + 1)?;
+            let mut st = view_mut(&mut starts, j.starts_at, j.objects as usize + 1)?;
+            let mut b = stream.launch_builder(&self.k.object_starts);
+            b.arg(&o).arg(&mut st).arg(&j.objects).arg(&j.blocks);
+            // SAFETY: object_starts(offsets, object_offsets, objects, blocks): reads offsets[o * blocks] for
+            // o <= objects (at most index cells of the view), writes objects + 1 entries (the view).
+            unsafe { b.launch(launch((blocks_for(u64::from(j.objects) + 1, BLOCK)?, 1), BLOCK)) }.map_err(de)?;
+        }
+        let starts_host = stream.clone_dtoh(&starts).map_err(de)?;
+        self.sync(stream)?;
+        // Each job's object offsets (within the frame) and where its grouped points go in the chunk's output.
+        let mut bases = Vec::with_capacity(jobs.len());
+        let mut total = 0usize;
+        for j in &jobs {
+            let object_offsets = starts_host
+                .get(j.starts_at..j.starts_at + j.objects as usize + 1)
+                .ok_or("object offsets came back short")?
+                .to_vec();
+            let grouped = object_offsets.last().copied().unwrap_or(0) as usize;
+            bases.push((total, grouped, object_offsets));
+            total += grouped;
+        }
+        if total > 0 {
+            let mut out_points = self.zeros::<f32>(stream, 3 * total)?;
+            let mut out_pixels = self.zeros::<u32>(stream, total)?;
+            for (j, (base, grouped, _)) in jobs.iter().zip(&bases) {
+                if *grouped == 0 {
+                    continue;
+                }
+                let width = frames[j.frame].depth.width;
+                let points = view(&cloud.points, 3 * j.point_base, 3 * j.n_points as usize)?;
+                let pixels = view(&cloud.pixels, j.point_base, j.n_points as usize)?;
+                let o = view(&offsets, j.offsets_at, j.cells + 1)?;
+                let mut op = view_mut(&mut out_points, 3 * base, 3 * grouped)?;
+                let mut ox = view_mut(&mut out_pixels, *base, *grouped)?;
+                let mut b = stream.launch_builder(&self.k.write_members);
+                b.arg(&points)
+                    .arg(&pixels)
+                    .arg(&j.labels)
+                    .arg(&j.regions)
+                    .arg(&o)
+                    .arg(&mut op)
+                    .arg(&mut ox)
+                    .arg(&j.n_points)
+                    .arg(&j.blocks)
+                    .arg(&width)
+                    .arg(&j.has_labels);
+                // SAFETY: write_members(points, pixels, labels, regions, offsets, out_points, out_pixels, n_points,
+                // blocks, width, has_labels); grid (blocks, objects); slots stay below the frame's total, the size
+                // of its output views.
+                unsafe { b.launch(launch((j.blocks, j.objects), BLOCK)) }.map_err(de)?;
+            }
+            let points = stream.clone_dtoh(&out_points).map_err(de)?;
+            let pixels = stream.clone_dtoh(&out_pixels).map_err(de)?;
+            self.sync(stream)?;
+            for (j, (base, grouped, object_offsets)) in jobs.iter().zip(bases) {
+                out[j.frame] = GroupedPoints {
+                    points_in_camera: points[3 * base..3 * (base + grouped)]
+                        .chunks_exact(3)
+                        .map(|p| [p[0], p[1], p[2]])
+                        .collect(),
+                    pixels: pixels[base..base + grouped].to_vec(),
+                    offsets: object_offsets,
+                };
+            }
+        } else {
+            for (j, (_, _, object_offsets)) in jobs.iter().zip(bases) {
+                out[j.frame] = GroupedPoints { offsets: object_offsets, ..GroupedPoints::default() };
+            }
+        }
+        Ok(out)
+    }
+
+    /// K2 for every frame of a chunk whose cloud is on the device (frames marked `failed` sit out): the scoring
+    /// subsamples gathered in one launch and brought back (points and pixels), their normals estimated on the host
+    /// from each depth image, every frame's draws, then every frame's scoring, each with one round trip, then the
+    /// refinement and inlier counts of all frames in lockstep ([`fit_from_scores_batch`]).
+    fn ground_batch(
+        &self,
+        stream: &Arc<CudaStream>,
+        cloud: &DeviceCloud,
+        frames: &[&FrameGeometryInput<'_>],
+        failed: &[Option<String>],
+        normal_max_step_px: u32,
+    ) -> Result<Vec<Option<PlaneFit>>, String> {
+        use rayon::prelude::*;
+        let mut jobs: Vec<GroundJob> = Vec::new();
+        let (mut samples_total, mut hyps_total) = (0usize, 0usize);
+        for (i, f) in frames.iter().enumerate() {
+            let (a, n) = (cloud.offsets[i], cloud.offsets[i + 1] - cloud.offsets[i]);
+            // Fewer than 3 points or no hypotheses: no admissible plane on any backend.
+            if failed[i].is_some() || n < 3 || f.params.hypotheses == 0 {
+                continue;
+            }
+            let sample_index = score_sample_indices(n as usize, f.params);
+            let samples = sample_index.len();
+            jobs.push(GroundJob {
+                frame: i,
+                point_base: a as usize,
+                n_points: n as u32,
+                sample_index,
+                sample_base: samples_total,
+                hyp_base: hyps_total,
+            });
+            samples_total += samples;
+            hyps_total += f.params.hypotheses as usize;
+        }
+        let mut fits = vec![None; frames.len()];
+        if jobs.is_empty() {
+            return Ok(fits);
+        }
+        // The subsamples of every frame, by global index into the chunk's cloud.
+        let global: Vec<u32> =
+            jobs.iter().flat_map(|j| j.sample_index.iter().map(move |&s| j.point_base as u32 + s)).collect();
+        let index = self.upload(stream, &global)?;
+        let s_total = samples_total as u32;
+        let mut samples = self.zeros::<f32>(stream, 3 * samples_total)?;
+        let mut sample_pixels = self.zeros::<u32>(stream, samples_total)?;
+        let grid = launch((blocks_for(u64::from(s_total), BLOCK)?, 1), BLOCK);
+        let mut l = stream.launch_builder(&self.k.gather_samples);
+        l.arg(&cloud.points).arg(&index).arg(&mut samples).arg(&s_total);
+        // SAFETY: gather_samples(cloud, sample_index, samples, n_samples) in kernels/ransac.cu: every global index
+        // is below the chunk's point count; `samples` holds 3 floats per sample.
+        unsafe { l.launch(grid) }.map_err(de)?;
+        let mut l = stream.launch_builder(&self.k.gather_pixels);
+        l.arg(&cloud.pixels).arg(&index).arg(&mut sample_pixels).arg(&s_total);
+        // SAFETY: gather_pixels(pixels, sample_index, sample_pixels, n_samples): as gather_samples, one u32 each.
+        unsafe { l.launch(grid) }.map_err(de)?;
+        let sample_floats = stream.clone_dtoh(&samples).map_err(de)?;
+        let sample_pixel_values = stream.clone_dtoh(&sample_pixels).map_err(de)?;
+        self.sync(stream)?;
+        // Each frame's subsample as a cloud of its own: its normals from the depth image (as the CPU reference's,
+        // which only read each sample's pixel and depth).
+        let sample_clouds: Vec<PointCloud> = jobs
+            .iter()
+            .map(|j| {
+                let (a, n) = (j.sample_base, j.sample_index.len());
+                PointCloud {
+                    points_in_camera: sample_floats[3 * a..3 * (a + n)]
+                        .chunks_exact(3)
+                        .map(|p| [p[0], p[1], p[2]])
+                        .collect(),
+                    pixels: sample_pixel_values[a..a + n].to_vec(),
+                }
+            })
+            .collect();
+        let normals: Vec<Vec<Point3>> = jobs
+            .par_iter()
+            .zip(&sample_clouds)
+            .map(|(j, c)| {
+                let f = frames[j.frame];
+                crate::geometry::unproject::estimate_normals(f.depth, f.k, c, None, normal_max_step_px)
+            })
+            .collect();
+        let flat: Vec<f32> = normals.iter().flat_map(|n| n.iter().flatten()).copied().collect();
+        let normals_dev = self.upload(stream, &flat)?;
+        // Every frame's draws.
+        let mut triples = self.zeros::<u32>(stream, 3 * hyps_total)?;
+        let mut corners = self.zeros::<f32>(stream, 9 * hyps_total)?;
+        for j in &jobs {
+            let p = frames[j.frame].params;
+            let h = p.hypotheses;
+            let points = view(&cloud.points, 3 * j.point_base, 3 * j.n_points as usize)?;
+            let mut t = view_mut(&mut triples, 3 * j.hyp_base, 3 * h as usize)?;
+            let mut c = view_mut(&mut corners, 9 * j.hyp_base, 9 * h as usize)?;
+            let key = frames[j.frame].frame_key;
+            let mut l = stream.launch_builder(&self.k.draw);
+            l.arg(&points).arg(&mut t).arg(&mut c).arg(&h).arg(&j.n_points).arg(&p.seed).arg(&key);
+            // SAFETY: draw(cloud, triples, corners, hypotheses, points, seed, frame_key): indices drawn below
+            // `points`, the frame's view; 3 and 9 entries per hypothesis in the output views.
+            unsafe { l.launch(launch((blocks_for(u64::from(h), BLOCK)?, 1), BLOCK)) }.map_err(de)?;
+        }
+        let triples = stream.clone_dtoh(&triples).map_err(de)?;
+        let corners = stream.clone_dtoh(&corners).map_err(de)?;
+        self.sync(stream)?;
+        // The planes on the host (f64, the CPU reference's code), then every frame's scoring.
+        let drawn: Vec<_> = jobs
+            .par_iter()
+            .map(|j| {
+                let h = frames[j.frame].params.hypotheses as usize;
+                let (t, c) =
+                    (&triples[3 * j.hyp_base..3 * (j.hyp_base + h)], &corners[9 * j.hyp_base..9 * (j.hyp_base + h)]);
+                hypotheses_from_draws(t, c, frames[j.frame].params)
+            })
+            .collect();
+        let words: Vec<u32> =
+            drawn.iter().flat_map(|(_, hyps)| bytemuck::cast_slice::<_, u32>(hyps).iter().copied()).collect();
+        let hyps = self.upload(stream, &words)?;
+        let mut scores = self.zeros::<u32>(stream, hyps_total)?;
+        let hyp_words = std::mem::size_of::<super::layout::GpuHypothesis>() / 4;
+        for j in &jobs {
+            let p = frames[j.frame].params;
+            let h = p.hypotheses;
+            let n_samples = j.sample_index.len() as u32;
+            let slices = n_samples.div_ceil(SCORE_SLICE).clamp(1, 65_535);
+            let per_slice = n_samples.div_ceil(slices);
+            let threshold = p.inlier_threshold_m;
+            let min_cos = p.normal_agreement_deg.to_radians().cos();
+            let use_normals = 1u32;
+            let hv = view(&hyps, hyp_words * j.hyp_base, hyp_words * h as usize)?;
+            let sv = view(&samples, 3 * j.sample_base, 3 * n_samples as usize)?;
+            let nv = view(&normals_dev, 3 * j.sample_base, 3 * n_samples as usize)?;
+            let mut sc = view_mut(&mut scores, j.hyp_base, h as usize)?;
+            let mut l = stream.launch_builder(&self.k.score);
+            l.arg(&hv)
+                .arg(&sv)
+                .arg(&nv)
+                .arg(&mut sc)
+                .arg(&h)
+                .arg(&n_samples)
+                .arg(&per_slice)
+                .arg(&threshold)
+                .arg(&min_cos)
+                .arg(&use_normals);
+            // SAFETY: score(hypotheses, samples, normals, scores, n_hypotheses, n_samples, per_slice, threshold,
+            // min_cos, use_normals) in kernels/ransac.cu; grid (ceil(h / 8), slices); the views hold the frame's h
+            // hypotheses and scores (zeroed) and its samples with one normal each.
+            unsafe { l.launch(launch((h.div_ceil(HYPS_PER_BLOCK), slices), BLOCK)) }.map_err(de)?;
+        }
+        let scores = stream.clone_dtoh(&scores).map_err(de)?;
+        self.sync(stream)?;
+        // The winners, refinements and inlier counts of every frame in lockstep.
+        let device = CudaBatchGround { b: self, stream, cloud, samples: &samples, normals: &normals_dev, jobs: &jobs };
+        let plane_fns: Vec<_> =
+            drawn.iter().map(|(planes, _)| move |h: u32| planes.get(h as usize).copied().flatten()).collect();
+        let ground_frames: Vec<GroundFrame<'_>> = jobs
+            .iter()
+            .zip(&sample_clouds)
+            .zip(&plane_fns)
+            .map(|((j, c), plane_of)| {
+                let p = frames[j.frame].params;
+                GroundFrame {
+                    plane_of,
+                    sample_points: &c.points_in_camera,
+                    with_normals: true,
+                    n_points: j.n_points as usize,
+                    params: p,
+                    scores: &scores[j.hyp_base..j.hyp_base + p.hypotheses as usize],
+                }
+            })
+            .collect();
+        for (j, fit) in jobs.iter().zip(fit_from_scores_batch(&device, &ground_frames)?) {
+            fits[j.frame] = fit;
+        }
+        Ok(fits)
     }
 
     /// K2 scores of every hypothesis (see [`crate::geometry::ransac::score_hypotheses`]), drawn on the device.
@@ -1148,5 +1547,100 @@ impl GroundDevice for CudaGround<'_> {
         let count = s.clone_dtoh(&count).map_err(de)?;
         self.b.sync(s)?;
         count.first().copied().ok_or_else(|| "no inlier count came back".to_string())
+    }
+}
+
+/// `len` elements of `slice` from `start`, or why not (never a panic).
+fn view<T>(slice: &CudaSlice<T>, start: usize, len: usize) -> Result<cudarc::driver::CudaView<'_, T>, String> {
+    slice.try_slice(start..start + len).ok_or_else(|| format!("elements {start}..{} of {}", start + len, slice.len()))
+}
+
+/// `len` elements of `slice` from `start`, writable, or why not (never a panic).
+fn view_mut<T>(
+    slice: &mut CudaSlice<T>,
+    start: usize,
+    len: usize,
+) -> Result<cudarc::driver::CudaViewMut<'_, T>, String> {
+    let total = slice.len();
+    slice.try_slice_mut(start..start + len).ok_or_else(|| format!("elements {start}..{} of {total}", start + len))
+}
+
+/// One frame of a chunk's K2: where its points, subsample and hypotheses are in the chunk's buffers.
+struct GroundJob {
+    frame: usize,
+    point_base: usize,
+    n_points: u32,
+    sample_index: Vec<u32>,
+    sample_base: usize,
+    hyp_base: usize,
+}
+
+/// The device steps of K2's refinement for every frame of a chunk at once.
+struct CudaBatchGround<'a> {
+    b: &'a CudaBackend,
+    stream: &'a Arc<CudaStream>,
+    cloud: &'a DeviceCloud,
+    samples: &'a CudaSlice<f32>,
+    normals: &'a CudaSlice<f32>,
+    jobs: &'a [GroundJob],
+}
+
+impl GroundBatchDevice for CudaBatchGround<'_> {
+    fn sample_supports(&self, requests: &[(usize, Support)]) -> Result<Vec<Vec<u32>>, String> {
+        if requests.is_empty() {
+            return Ok(Vec::new());
+        }
+        let s = self.stream;
+        let total: usize = self.jobs.iter().map(|j| j.sample_index.len()).sum();
+        let mut mask = self.b.zeros::<u32>(s, total)?;
+        for (i, test) in requests {
+            let j = self.jobs.get(*i).ok_or("a support request for no frame")?;
+            let n = j.sample_index.len() as u32;
+            if n == 0 {
+                continue;
+            }
+            let t = support_test(test, true);
+            let sv = view(self.samples, 3 * j.sample_base, 3 * n as usize)?;
+            let nv = view(self.normals, 3 * j.sample_base, 3 * n as usize)?;
+            let mut mv = view_mut(&mut mask, j.sample_base, n as usize)?;
+            let mut l = s.launch_builder(&self.b.k.sample_supports);
+            l.arg(&sv).arg(&nv).arg(&mut mv).arg(&t).arg(&n);
+            // SAFETY: sample_supports(samples, normals, mask, SupportTest, n_samples): the views hold the frame's n
+            // samples, normals and mask entries.
+            unsafe { l.launch(launch((blocks_for(u64::from(n), BLOCK)?, 1), BLOCK)) }.map_err(de)?;
+        }
+        let mask = s.clone_dtoh(&mask).map_err(de)?;
+        self.b.sync(s)?;
+        requests
+            .iter()
+            .map(|(i, _)| {
+                let j = &self.jobs[*i];
+                let m =
+                    mask.get(j.sample_base..j.sample_base + j.sample_index.len()).ok_or("the mask came back short")?;
+                Ok((0..m.len() as u32).filter(|&k| m[k as usize] == 1).collect())
+            })
+            .collect()
+    }
+
+    fn count_inliers(&self, requests: &[(usize, Support)]) -> Result<Vec<u32>, String> {
+        if requests.is_empty() {
+            return Ok(Vec::new());
+        }
+        let s = self.stream;
+        let mut counts = self.b.zeros::<u32>(s, requests.len())?;
+        for (r, (i, test)) in requests.iter().enumerate() {
+            let j = self.jobs.get(*i).ok_or("an inlier request for no frame")?;
+            let t = support_test(&Support { min_cos: None, ..*test }, true);
+            let cv = view(&self.cloud.points, 3 * j.point_base, 3 * j.n_points as usize)?;
+            let mut c = view_mut(&mut counts, r, 1)?;
+            let mut l = s.launch_builder(&self.b.k.count_inliers);
+            l.arg(&cv).arg(&mut c).arg(&t).arg(&j.n_points);
+            // SAFETY: count_inliers(cloud, count, SupportTest, points): the view holds the frame's points; one
+            // zeroed count.
+            unsafe { l.launch(launch((blocks_for(u64::from(j.n_points), BLOCK)?, 1), BLOCK)) }.map_err(de)?;
+        }
+        let counts = s.clone_dtoh(&counts).map_err(de)?;
+        self.b.sync(s)?;
+        Ok(counts)
     }
 }

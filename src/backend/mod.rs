@@ -21,9 +21,10 @@ pub mod layout;
 pub mod pack;
 
 use crate::error::{Error, Result};
+use crate::geometry::ransac::{PlaneFit, RansacParams};
 use crate::geometry::relations::{relate_all, RelationRecord};
 use crate::geometry::stats::ObjectSummary;
-use crate::geometry::unproject::{unproject_depth, DepthImage, PointCloud};
+use crate::geometry::unproject::{unproject_depth, DepthImage, GroupedPoints, ObjectRegion, PointCloud};
 use crate::geometry::Intrinsics;
 
 /// A CUDA backend's message as this crate's error.
@@ -36,6 +37,45 @@ fn cuda_error(message: String) -> Error {
 #[cfg(feature = "wgpu")]
 fn wgpu_error(message: String) -> Error {
     Error::Backend { backend: "wgpu".into(), message }
+}
+
+/// One frame's input to [`Backend::frames_geometry`] (K1 and K2).
+#[derive(Clone, Copy)]
+pub struct FrameGeometryInput<'a> {
+    pub depth: &'a DepthImage,
+    pub k: &'a Intrinsics,
+    /// The instance-label image, when a region is an instance.
+    pub instance_labels: Option<&'a [u32]>,
+    pub regions: &'a [ObjectRegion],
+    /// Seeds the frame's RANSAC draws ([`crate::geometry::rng::frame_key`]).
+    pub frame_key: u32,
+    pub params: &'a RansacParams,
+}
+
+/// K1 and K2 of one frame (see [`Backend::frames_geometry`]).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct FrameGeometry {
+    /// How many pixels have valid depth.
+    pub valid_points: usize,
+    /// The whole cloud when the ground was not accepted (the gravity prior's fallback reads it) and the backend
+    /// has it on the host (cpu, wgpu); `None` otherwise (CUDA batches keep it on the device: the fallback then
+    /// unprojects the frame on the host, the same points).
+    pub cloud: Option<PointCloud>,
+    /// Each region's points.
+    pub grouped: GroupedPoints,
+    /// The ground plane search's result.
+    pub fit: Option<PlaneFit>,
+}
+
+/// The cloud, kept only when the ground was not accepted (the gravity prior's fallback reads it): a batch does not
+/// hold every frame's cloud.
+fn kept(cloud: PointCloud, fit: &Option<PlaneFit>) -> Option<PointCloud> {
+    (!fit.is_some_and(|f| f.accepted)).then_some(cloud)
+}
+
+/// The normals of a cloud's scoring subsample (the CPU reference's, from the depth image).
+fn sample_normals(f: &FrameGeometryInput<'_>, cloud: &PointCloud, max_step_px: u32) -> Vec<crate::geometry::Point3> {
+    crate::pipeline::ground_sample_normals(f.depth, f.k, cloud, f.params, max_step_px)
 }
 
 /// Which backend to use.
@@ -120,33 +160,52 @@ impl Backend {
         }
     }
 
-    /// K1 and K2 of one frame with the cloud resident on a GPU (unprojected once, grouped per object and searched
-    /// for the ground from the same device buffer): `None` on the CPU, which runs them as separate steps.
-    #[allow(clippy::too_many_arguments, clippy::type_complexity)]
-    pub fn frame_geometry(
+    /// K1 and K2 of a batch of frames: each frame's valid points, its objects' points and its ground plane (normals
+    /// of the scoring subsample from the depth image, looking up to `normal_max_step_px` pixels away, as
+    /// [`crate::pipeline::ground_sample_normals`]). One result per frame, in order. A frame's bad input (instance
+    /// labels that do not cover its depth, a launch limit) fails that frame only; on CUDA a device error fails every
+    /// frame of its chunk. The CPU runs the frames in parallel; wgpu runs each frame with its cloud resident on the
+    /// device; CUDA runs the frames of each chunk (up to 2^28 pixels) together: each K1 and K2 step launched for
+    /// every frame, then one round trip (about six, plus one per refinement round), bringing back only the objects'
+    /// points and the scoring subsamples, not the whole cloud.
+    pub fn frames_geometry(
         &self,
-        depth: &DepthImage,
-        k: &Intrinsics,
-        instance_labels: Option<&[u32]>,
-        regions: &[crate::geometry::unproject::ObjectRegion],
-        frame_key: u32,
-        params: &crate::geometry::ransac::RansacParams,
-        normals: &dyn Fn(&PointCloud) -> Vec<crate::geometry::Point3>,
-    ) -> Result<
-        Option<(PointCloud, crate::geometry::unproject::GroupedPoints, Option<crate::geometry::ransac::PlaneFit>)>,
-    > {
+        frames: &[FrameGeometryInput<'_>],
+        normal_max_step_px: u32,
+    ) -> Vec<Result<FrameGeometry>> {
+        use rayon::prelude::*;
         match self {
-            Backend::Cpu => Ok(None),
+            Backend::Cpu => frames
+                .par_iter()
+                .map(|f| {
+                    let cloud = unproject_depth(f.depth, f.k);
+                    let grouped =
+                        crate::geometry::unproject::unproject_objects(f.depth, f.k, f.instance_labels, f.regions);
+                    let normals = sample_normals(f, &cloud, normal_max_step_px);
+                    let fit = crate::geometry::ransac::fit_ground_plane(
+                        &cloud.points_in_camera,
+                        Some(&normals),
+                        f.frame_key,
+                        f.params,
+                    );
+                    Ok(FrameGeometry { valid_points: cloud.len(), cloud: kept(cloud, &fit), grouped, fit })
+                })
+                .collect(),
             #[cfg(feature = "wgpu")]
-            Backend::Wgpu(b) => b
-                .frame_geometry(depth, k, instance_labels, regions, frame_key, params, normals)
-                .map(Some)
-                .map_err(wgpu_error),
+            Backend::Wgpu(b) => frames
+                .par_iter()
+                .map(|f| {
+                    let normals = |cloud: &PointCloud| sample_normals(f, cloud, normal_max_step_px);
+                    let (cloud, grouped, fit) = b
+                        .frame_geometry(f.depth, f.k, f.instance_labels, f.regions, f.frame_key, f.params, &normals)
+                        .map_err(wgpu_error)?;
+                    Ok(FrameGeometry { valid_points: cloud.len(), cloud: kept(cloud, &fit), grouped, fit })
+                })
+                .collect(),
             #[cfg(feature = "cuda")]
-            Backend::Cuda(b) => b
-                .frame_geometry(depth, k, instance_labels, regions, frame_key, params, normals)
-                .map(Some)
-                .map_err(cuda_error),
+            Backend::Cuda(b) => {
+                b.frames_geometry(frames, normal_max_step_px).into_iter().map(|r| r.map_err(cuda_error)).collect()
+            }
         }
     }
 

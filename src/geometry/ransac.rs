@@ -510,39 +510,162 @@ fn fit_from_scores(
 /// The winner of `scores` (ties: the lowest hypothesis), its refinement and the acceptance tests, with the
 /// data-parallel steps on `device`. `plane_of(h)` is hypothesis `h`'s plane, `sample_points` the scoring
 /// subsample ([`score_sample_indices`]), `with_normals` whether the subsample has normals, `n_points` the frame's
-/// point count. Every backend's K2 ends here, so they agree on the winner and the acceptance rules.
+/// point count. Every backend's K2 ends here (or in [`fit_from_scores_batch`], which this is for one frame), so they
+/// agree on the winner and the acceptance rules.
 pub fn fit_from_scores_on(
     device: &dyn GroundDevice,
-    plane_of: impl Fn(u32) -> Option<Plane>,
+    plane_of: impl Fn(u32) -> Option<Plane> + Sync,
     sample_points: &[Point3],
     with_normals: bool,
     n_points: usize,
     params: &RansacParams,
     scores: &[u32],
 ) -> Result<Option<PlaneFit>, String> {
-    let (best_h, best_score) =
-        scores
+    let frame = GroundFrame { plane_of: &plane_of, sample_points, with_normals, n_points, params, scores };
+    let mut fits = fit_from_scores_batch(&OneFrame(device), &[frame])?;
+    Ok(fits.pop().flatten())
+}
+
+/// One frame's K2 after scoring, for [`fit_from_scores_batch`] (the arguments of [`fit_from_scores_on`]).
+pub struct GroundFrame<'a> {
+    /// Hypothesis `h`'s plane (`None`: inadmissible).
+    pub plane_of: &'a (dyn Fn(u32) -> Option<Plane> + Sync),
+    /// The scoring subsample ([`score_sample_indices`]).
+    pub sample_points: &'a [Point3],
+    /// Whether the subsample has normals.
+    pub with_normals: bool,
+    /// The frame's point count.
+    pub n_points: usize,
+    pub params: &'a RansacParams,
+    /// Every hypothesis' score.
+    pub scores: &'a [u32],
+}
+
+/// The data-parallel parts of K2 after scoring for a batch of frames at once (a device backend answers each step
+/// for every frame with one round trip). Each request names a frame (its index in the batch) and a test.
+pub trait GroundBatchDevice {
+    /// For each request, the indices (ascending) of that frame's scoring-subsample points that pass its test.
+    fn sample_supports(&self, requests: &[(usize, Support)]) -> Result<Vec<Vec<u32>>, String>;
+    /// For each request, how many of that frame's points pass its test's band (normals are not used).
+    fn count_inliers(&self, requests: &[(usize, Support)]) -> Result<Vec<u32>, String>;
+}
+
+/// A one-frame [`GroundDevice`] as a batch device.
+struct OneFrame<'a>(&'a dyn GroundDevice);
+
+impl GroundBatchDevice for OneFrame<'_> {
+    fn sample_supports(&self, requests: &[(usize, Support)]) -> Result<Vec<Vec<u32>>, String> {
+        requests.iter().map(|(_, t)| self.0.sample_support(t)).collect()
+    }
+    fn count_inliers(&self, requests: &[(usize, Support)]) -> Result<Vec<u32>, String> {
+        requests.iter().map(|(_, t)| self.0.count_inliers(t)).collect()
+    }
+}
+
+/// [`fit_from_scores_on`] for a batch of frames in lockstep: each refinement round asks `device` for the support of
+/// every frame still refining at once, then refines them on the host in parallel; the final inlier counts of every
+/// frame come in one request. Frame by frame, the same winners, planes and acceptance as one frame at a time.
+pub fn fit_from_scores_batch(
+    device: &dyn GroundBatchDevice,
+    frames: &[GroundFrame<'_>],
+) -> Result<Vec<Option<PlaneFit>>, String> {
+    struct State {
+        hypothesis: u32,
+        score: u32,
+        plane: Plane,
+        spread_m: [f64; 3],
+        refined: bool,
+        refining: bool,
+    }
+    let mut states: Vec<Option<State>> = frames
+        .par_iter()
+        .map(|f| {
+            let (best_h, best_score) =
+                f.scores
+                    .iter()
+                    .enumerate()
+                    .fold((None, 0u32), |(bh, bs), (h, &s)| if s > bs { (Some(h as u32), s) } else { (bh, bs) });
+            let hypothesis = best_h?;
+            let plane = (f.plane_of)(hypothesis)?;
+            Some(State { hypothesis, score: best_score, plane, spread_m: [0.0; 3], refined: false, refining: true })
+        })
+        .collect();
+    let rounds = frames.iter().map(|f| f.params.refine_iterations).max().unwrap_or(0);
+    for round in 0..rounds {
+        let requests: Vec<(usize, Support)> = states
             .iter()
             .enumerate()
-            .fold((None, 0u32), |(bh, bs), (h, &s)| if s > bs { (Some(h as u32), s) } else { (bh, bs) });
-    let Some(hypothesis) = best_h else { return Ok(None) };
-    let Some(mut plane) = plane_of(hypothesis) else { return Ok(None) };
-    let mut spread_m = [0.0; 3];
-    let mut refined = false;
-    for _ in 0..params.refine_iterations {
-        let test = Support::new(&plane, params.inlier_threshold_m, params, with_normals);
-        let support = device.sample_support(&test)?;
-        match refine_from_support(sample_points, support, &plane, params) {
-            Some((p, s)) => (plane, spread_m, refined) = (p, s, true),
-            None => break,
+            .filter_map(|(i, s)| {
+                s.as_ref().filter(|s| s.refining && round < frames[i].params.refine_iterations).map(|s| (i, s))
+            })
+            .map(|(i, s)| {
+                let f = &frames[i];
+                (i, Support::new(&s.plane, f.params.inlier_threshold_m, f.params, f.with_normals))
+            })
+            .collect();
+        if requests.is_empty() {
+            break;
+        }
+        let supports = device.sample_supports(&requests)?;
+        if supports.len() != requests.len() {
+            return Err(format!("{} supports for {} requests", supports.len(), requests.len()));
+        }
+        // Each request's frame and its refined plane and spreads (`None`: the frame stops refining).
+        type Refined = (usize, Option<(Plane, [f64; 3])>);
+        let refined: Vec<Refined> = requests
+            .par_iter()
+            .zip(supports)
+            .map(|(&(i, _), support)| {
+                let (f, plane) = (&frames[i], states[i].as_ref().map(|s| s.plane));
+                (i, plane.and_then(|p| refine_from_support(f.sample_points, support, &p, f.params)))
+            })
+            .collect();
+        for (i, outcome) in refined {
+            if let Some(s) = states[i].as_mut() {
+                match outcome {
+                    Some((p, spread)) => (s.plane, s.spread_m, s.refined) = (p, spread, true),
+                    None => s.refining = false,
+                }
+            }
         }
     }
-    let inliers = device.count_inliers(&Support::band(&plane, params.inlier_threshold_m))?;
-    let needed = (params.min_inlier_fraction as f64 * n_points as f64).ceil().max(f64::from(params.min_inliers));
-    let mut fit = PlaneFit { plane, hypothesis, score: best_score, inliers, accepted: false, spread_m };
-    let refined_ok = refined || params.refine_iterations == 0;
-    fit.accepted = refined_ok
-        && f64::from(inliers) >= needed
-        && (params.refine_iterations == 0 || fit.tilt_uncertainty_deg() <= f64::from(params.max_tilt_uncertainty_deg));
-    Ok(Some(fit))
+    let requests: Vec<(usize, Support)> = states
+        .iter()
+        .enumerate()
+        .filter_map(|(i, s)| s.as_ref().map(|s| (i, Support::band(&s.plane, frames[i].params.inlier_threshold_m))))
+        .collect();
+    // No winner in any frame: nothing to count (and no round trip).
+    let counts = if requests.is_empty() { Vec::new() } else { device.count_inliers(&requests)? };
+    if counts.len() != requests.len() {
+        return Err(format!("{} inlier counts for {} requests", counts.len(), requests.len()));
+    }
+    let mut inliers = vec![0u32; frames.len()];
+    for (&(i, _), c) in requests.iter().zip(counts) {
+        inliers[i] = c;
+    }
+    Ok(states
+        .into_iter()
+        .zip(frames)
+        .zip(inliers)
+        .map(|((s, f), inliers)| {
+            let s = s?;
+            let params = f.params;
+            let needed =
+                (params.min_inlier_fraction as f64 * f.n_points as f64).ceil().max(f64::from(params.min_inliers));
+            let mut fit = PlaneFit {
+                plane: s.plane,
+                hypothesis: s.hypothesis,
+                score: s.score,
+                inliers,
+                accepted: false,
+                spread_m: s.spread_m,
+            };
+            let refined_ok = s.refined || params.refine_iterations == 0;
+            fit.accepted = refined_ok
+                && f64::from(inliers) >= needed
+                && (params.refine_iterations == 0
+                    || fit.tilt_uncertainty_deg() <= f64::from(params.max_tilt_uncertainty_deg));
+            Some(fit)
+        })
+        .collect())
 }
