@@ -477,6 +477,7 @@ pub fn run_kernel_bench(
         return Err(crate::error::Error::Config { message: "the kernel benchmark needs frames with depth".into() });
     }
     let reps = options.repeats.max(1);
+    #[cfg(feature = "cuda")]
     let backend_error = |message: String| crate::error::Error::Backend { backend: backend.describe(), message };
     let mut figures = Vec::new();
     #[allow(unused_mut)]
