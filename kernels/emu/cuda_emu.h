@@ -14,7 +14,6 @@
 
 #define __global__
 #define __device__
-#define __host__
 #define __forceinline__ inline
 #define __restrict__ __restrict
 // Shared memory: one copy per OS thread, and an OS thread runs one block at a time, so every thread (fiber) of a
@@ -77,7 +76,6 @@ struct arity<void(A...)> {
 #define blockIdx (emu::coordinates().block_idx)
 #define blockDim (emu::coordinates().block_dim)
 #define gridDim (emu::coordinates().grid_dim)
-#define warpSize 32
 
 struct uint2 {
     unsigned x, y;
@@ -86,8 +84,6 @@ inline uint2 make_uint2(unsigned x, unsigned y) { return uint2{x, y}; }
 
 inline unsigned min(unsigned a, unsigned b) { return a < b ? a : b; }
 inline unsigned max(unsigned a, unsigned b) { return a > b ? a : b; }
-inline int min(int a, int b) { return a < b ? a : b; }
-inline int max(int a, int b) { return a > b ? a : b; }
 
 inline void __syncthreads() { emu::syncthreads_count(0); }
 inline int __syncthreads_count(int predicate) { return (int)emu::syncthreads_count(predicate != 0); }
@@ -113,9 +109,4 @@ inline float __uint_as_float(unsigned bits) {
     float f;
     std::memcpy(&f, &bits, sizeof f);
     return f;
-}
-inline unsigned __float_as_uint(float f) {
-    unsigned bits;
-    std::memcpy(&bits, &f, sizeof bits);
-    return bits;
 }

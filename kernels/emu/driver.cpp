@@ -195,6 +195,19 @@ void resume(Block* b, Fiber* f) {
     emu_switch(&b->scheduler_sp, f->sp);
 }
 
+// Makes the threads [begin, end) that wait in `state` runnable; false when they have not all passed the same number
+// of synchronisations (`passed`): they wait at different barriers.
+bool release(Fiber* fibers, unsigned begin, unsigned end, State state, unsigned Fiber::*passed) {
+    unsigned seen = ~0u;
+    for (unsigned t = begin; t < end; ++t) {
+        if (fibers[t].state != state) continue;
+        if (seen != ~0u && fibers[t].*passed != seen) return false;
+        seen = fibers[t].*passed;
+        fibers[t].state = kRunnable;
+    }
+    return true;
+}
+
 // Runs one block to completion; false (with `b->error`) when its threads wait at barriers that can never open.
 bool run_block(Block* b) {
     Fiber fibers[kMaxThreads];
@@ -244,15 +257,9 @@ bool run_block(Block* b) {
             b->result = b->count;
             b->arrivals = 0;
             b->count = 0;
-            unsigned passed = ~0u;
-            for (unsigned t = 0; t < b->n; ++t) {
-                if (fibers[t].state != kWaitBlock) continue;
-                if (passed != ~0u && fibers[t].block_barriers != passed) {
-                    b->error = "threads of the block wait at different __syncthreads (a barrier in divergent code)";
-                    return false;
-                }
-                passed = fibers[t].block_barriers;
-                fibers[t].state = kRunnable;
+            if (!release(fibers, 0, b->n, kWaitBlock, &Fiber::block_barriers)) {
+                b->error = "threads of the block wait at different __syncthreads (a barrier in divergent code)";
+                return false;
             }
             released = true;
         } else {
@@ -265,15 +272,9 @@ bool run_block(Block* b) {
                     waiting += fibers[t].state == kWaitWarp;
                 }
                 if (lanes > 0 && waiting == lanes) {
-                    unsigned passed = ~0u;
-                    for (unsigned t = w; t < end; ++t) {
-                        if (fibers[t].state != kWaitWarp) continue;
-                        if (passed != ~0u && fibers[t].warp_syncs != passed) {
-                            b->error = "lanes of a warp are at different shuffles (a shuffle in divergent code)";
-                            return false;
-                        }
-                        passed = fibers[t].warp_syncs;
-                        fibers[t].state = kRunnable;
+                    if (!release(fibers, w, end, kWaitWarp, &Fiber::warp_syncs)) {
+                        b->error = "lanes of a warp are at different shuffles (a shuffle in divergent code)";
+                        return false;
                     }
                     released = true;
                 }
@@ -790,8 +791,11 @@ CUresult cuLaunchKernel(CUfunction function, unsigned gx, unsigned gy, unsigned 
         g_stats.launches[f->module + ":" + f->name] += 1;
     }
     std::atomic<unsigned long long> next{0};
-    const Schedule schedule = emulator_schedule();
-    const uint64_t launch_seed = emulator_seed() * 1000003ull + g_launches.fetch_add(1);
+    // The environment is read once per process.
+    static const Schedule schedule = emulator_schedule();
+    static const uint64_t seed = emulator_seed();
+    static const unsigned threads_max = emulator_threads();
+    const uint64_t launch_seed = seed * 1000003ull + g_launches.fetch_add(1);
     std::mutex error_lock;
     std::string error;
     auto worker = [&]() {
@@ -832,7 +836,7 @@ CUresult cuLaunchKernel(CUfunction function, unsigned gx, unsigned gy, unsigned 
             }
         }
     };
-    const unsigned long long pool = std::min<unsigned long long>(emulator_threads(), blocks);
+    const unsigned long long pool = std::min<unsigned long long>(threads_max, blocks);
     std::vector<std::thread> helpers;
     for (unsigned long long i = 1; i < pool; ++i) helpers.emplace_back(worker);
     worker();

@@ -35,8 +35,7 @@ use super::pack::{
 use super::{FrameGeometry, FrameGeometryInput};
 use crate::geometry::dbscan::{Clustering, DbscanJob};
 use crate::geometry::ransac::{
-    fit_from_scores_batch, fit_from_scores_on, score_sample_indices, GroundBatchDevice, GroundDevice, GroundFrame,
-    PlaneFit, RansacParams, Support,
+    fit_from_scores_batch, score_sample_indices, GroundBatchDevice, GroundFrame, PlaneFit, RansacParams, Support,
 };
 use crate::geometry::relations::RelationRecord;
 use crate::geometry::stats::{NoiseModel, ObjectSummary, StatsInput};
@@ -554,93 +553,12 @@ impl CudaBackend {
         let Some(cloud) = self.unproject_device(&stream, &[(depth, k)])? else {
             return Ok(GroupedPoints { offsets: vec![0; regions.len() + 1], ..GroupedPoints::default() });
         };
-        self.group_on_device(&stream, &cloud, depth, instance_labels, regions)
-    }
-
-    fn group_on_device(
-        &self,
-        stream: &Arc<CudaStream>,
-        cloud: &DeviceCloud,
-        depth: &DepthImage,
-        instance_labels: Option<&[u32]>,
-        regions: &[ObjectRegion],
-    ) -> Result<GroupedPoints, String> {
-        let n_points = cloud.offsets.last().copied().unwrap_or(0);
-        if let Some(done) = grouping_without_launch(n_points, depth, instance_labels, regions)? {
-            return Ok(done);
+        let mut failed = [None];
+        let grouped = self.group_batch(&stream, &cloud, &[(depth, instance_labels, regions)], &mut failed)?;
+        match failed {
+            [Some(e)] => Err(e),
+            _ => grouped.into_iter().next().ok_or_else(|| "no grouping came back".into()),
         }
-        let objects = regions.len() as u32;
-        let blocks = blocks_for(n_points, BLOCK)?;
-        if objects > 65_535 {
-            return Err(format!("{objects} objects in one frame exceed one launch (65,535)"));
-        }
-        // Regions may overlap: every point may belong to every object. Slots (3 floats each) stay in 32 bits.
-        if 3 * u64::from(objects) * n_points >= 1 << 32 {
-            return Err(format!(
-                "{objects} objects over {n_points} points may group more points than one launch holds"
-            ));
-        }
-        let cells = u64::from(objects) * u64::from(blocks);
-        let cells32 = u32::try_from(cells).map_err(|_| format!("{cells} (object, block) counts exceed 32 bits"))?;
-        let n_points = n_points as u32;
-        let labels = self.upload(stream, instance_labels.unwrap_or(&[]))?;
-        let regions_dev = self.upload(stream, bytemuck::cast_slice::<_, u32>(&gpu_regions(regions)))?;
-        let mut counts = self.zeros::<u32>(stream, cells as usize)?;
-        let mut offsets = self.zeros::<u32>(stream, cells as usize + 1)?;
-        let mut object_offsets = self.zeros::<u32>(stream, objects as usize + 1)?;
-        let (width, has_labels) = (depth.width, u32::from(instance_labels.is_some()));
-        let mut b = stream.launch_builder(&self.k.count_members);
-        b.arg(&cloud.pixels)
-            .arg(&labels)
-            .arg(&regions_dev)
-            .arg(&mut counts)
-            .arg(&n_points)
-            .arg(&blocks)
-            .arg(&width)
-            .arg(&has_labels);
-        // SAFETY: count_members(pixels, labels, regions, counts, points, blocks, width, has_labels) in
-        // kernels/group.cu; grid (blocks, objects); labels cover every pixel when has_labels is 1 (checked above).
-        unsafe { b.launch(launch((blocks, objects), BLOCK)) }.map_err(de)?;
-        let mut b = stream.launch_builder(&self.k.scan_members);
-        b.arg(&counts).arg(&mut offsets).arg(&cells32);
-        // SAFETY: scan_counts(counts, offsets, n): n counts, n + 1 offsets.
-        unsafe { b.launch(launch((1, 1), SCAN_THREADS)) }.map_err(de)?;
-        let mut b = stream.launch_builder(&self.k.object_starts);
-        b.arg(&offsets).arg(&mut object_offsets).arg(&objects).arg(&blocks);
-        // SAFETY: object_starts(offsets, object_offsets, objects, blocks): reads offsets[o * blocks] for
-        // o <= objects (at most index cells), writes objects + 1 entries.
-        unsafe { b.launch(launch((blocks_for(u64::from(objects) + 1, BLOCK)?, 1), BLOCK)) }.map_err(de)?;
-        let object_offsets = stream.clone_dtoh(&object_offsets).map_err(de)?;
-        self.sync(stream)?;
-        let total = u64::from(object_offsets.last().copied().unwrap_or(0));
-        if total == 0 {
-            return Ok(GroupedPoints { offsets: object_offsets, ..GroupedPoints::default() });
-        }
-        let mut out_points = self.zeros::<f32>(stream, 3 * total as usize)?;
-        let mut out_pixels = self.zeros::<u32>(stream, total as usize)?;
-        let mut b = stream.launch_builder(&self.k.write_members);
-        b.arg(&cloud.points)
-            .arg(&cloud.pixels)
-            .arg(&labels)
-            .arg(&regions_dev)
-            .arg(&offsets)
-            .arg(&mut out_points)
-            .arg(&mut out_pixels)
-            .arg(&n_points)
-            .arg(&blocks)
-            .arg(&width)
-            .arg(&has_labels);
-        // SAFETY: write_members(points, pixels, labels, regions, offsets, out_points, out_pixels, n_points, blocks,
-        // width, has_labels); grid (blocks, objects); slots stay below the total the scan counted.
-        unsafe { b.launch(launch((blocks, objects), BLOCK)) }.map_err(de)?;
-        let points = stream.clone_dtoh(&out_points.slice(..3 * total as usize)).map_err(de)?;
-        let pixels = stream.clone_dtoh(&out_pixels.slice(..total as usize)).map_err(de)?;
-        self.sync(stream)?;
-        Ok(GroupedPoints {
-            points_in_camera: points.chunks_exact(3).map(|p| [p[0], p[1], p[2]]).collect(),
-            pixels,
-            offsets: object_offsets,
-        })
     }
 
     /// K1 and K2 of a batch of frames (see [`super::Backend::frames_geometry`]): each chunk of frames (up to 2^28
@@ -701,7 +619,8 @@ impl CudaBackend {
             return Ok(frames.iter().map(none).collect());
         };
         let mut failed: Vec<Option<String>> = vec![None; frames.len()];
-        let grouped = self.group_batch(&stream, &cloud, frames, &mut failed)?;
+        let inputs: Vec<GroupInput<'_>> = frames.iter().map(|f| (f.depth, f.instance_labels, f.regions)).collect();
+        let grouped = self.group_batch(&stream, &cloud, &inputs, &mut failed)?;
         let fits = self.ground_batch(&stream, &cloud, frames, &failed, normal_max_step_px)?;
         Ok(frames
             .iter()
@@ -726,7 +645,7 @@ impl CudaBackend {
         &self,
         stream: &Arc<CudaStream>,
         cloud: &DeviceCloud,
-        frames: &[&FrameGeometryInput<'_>],
+        frames: &[GroupInput<'_>],
         failed: &mut [Option<String>],
     ) -> Result<Vec<GroupedPoints>, String> {
         struct Job {
@@ -746,9 +665,9 @@ impl CudaBackend {
         let mut out: Vec<GroupedPoints> = vec![GroupedPoints::default(); frames.len()];
         let mut jobs: Vec<Job> = Vec::new();
         let (mut cells_total, mut starts_total) = (0usize, 0usize);
-        for (i, f) in frames.iter().enumerate() {
+        for (i, &(depth, labels, regions)) in frames.iter().enumerate() {
             let (a, n_points) = (cloud.offsets[i], cloud.offsets[i + 1] - cloud.offsets[i]);
-            match grouping_without_launch(n_points, f.depth, f.instance_labels, f.regions) {
+            match grouping_without_launch(n_points, depth, labels, regions) {
                 Err(e) => {
                     failed[i] = Some(e);
                     continue;
@@ -759,7 +678,7 @@ impl CudaBackend {
                 }
                 Ok(None) => {}
             }
-            let objects = f.regions.len() as u64;
+            let objects = regions.len() as u64;
             if objects > 65_535 {
                 failed[i] = Some(format!("{objects} objects in one frame exceed one launch (65,535)"));
                 continue;
@@ -787,9 +706,9 @@ impl CudaBackend {
                 counts_at: cells_total,
                 offsets_at: cells_total + jobs.len(),
                 starts_at: starts_total,
-                labels: self.upload(stream, f.instance_labels.unwrap_or(&[]))?,
-                regions: self.upload(stream, bytemuck::cast_slice::<_, u32>(&gpu_regions(f.regions)))?,
-                has_labels: u32::from(f.instance_labels.is_some()),
+                labels: self.upload(stream, labels.unwrap_or(&[]))?,
+                regions: self.upload(stream, bytemuck::cast_slice::<_, u32>(&gpu_regions(regions)))?,
+                has_labels: u32::from(labels.is_some()),
             });
             cells_total += cells as usize;
             starts_total += objects as usize + 1;
@@ -801,7 +720,7 @@ impl CudaBackend {
         let mut offsets = self.zeros::<u32>(stream, cells_total + jobs.len())?;
         let mut starts = self.zeros::<u32>(stream, starts_total)?;
         for j in &jobs {
-            let width = frames[j.frame].depth.width;
+            let width = frames[j.frame].0.width;
             let pixels = view(&cloud.pixels, j.point_base, j.n_points as usize)?;
             let mut c = view_mut(&mut counts, j.counts_at, j.cells)?;
             let mut b = stream.launch_builder(&self.k.count_members);
@@ -853,7 +772,7 @@ impl CudaBackend {
                 if *grouped == 0 {
                     continue;
                 }
-                let width = frames[j.frame].depth.width;
+                let width = frames[j.frame].0.width;
                 let points = view(&cloud.points, 3 * j.point_base, 3 * j.n_points as usize)?;
                 let pixels = view(&cloud.pixels, j.point_base, j.n_points as usize)?;
                 let o = view(&offsets, j.offsets_at, j.cells + 1)?;
@@ -899,8 +818,7 @@ impl CudaBackend {
 
     /// K2 for every frame of a chunk whose cloud is on the device (frames marked `failed` sit out): the scoring
     /// subsamples gathered in one launch and brought back (points and pixels), their normals estimated on the host
-    /// from each depth image, every frame's draws, then every frame's scoring, each with one round trip, then the
-    /// refinement and inlier counts of all frames in lockstep ([`fit_from_scores_batch`]).
+    /// from each depth image, then [`GroundBatch::fits`].
     fn ground_batch(
         &self,
         stream: &Arc<CudaStream>,
@@ -910,165 +828,98 @@ impl CudaBackend {
         normal_max_step_px: u32,
     ) -> Result<Vec<Option<PlaneFit>>, String> {
         use rayon::prelude::*;
-        let mut jobs: Vec<GroundJob> = Vec::new();
-        let (mut samples_total, mut hyps_total) = (0usize, 0usize);
-        for (i, f) in frames.iter().enumerate() {
-            let (a, n) = (cloud.offsets[i], cloud.offsets[i + 1] - cloud.offsets[i]);
-            // Fewer than 3 points or no hypotheses: no admissible plane on any backend.
-            if failed[i].is_some() || n < 3 || f.params.hypotheses == 0 {
-                continue;
-            }
-            let sample_index = score_sample_indices(n as usize, f.params);
-            let samples = sample_index.len();
-            jobs.push(GroundJob {
-                frame: i,
-                point_base: a as usize,
-                n_points: n as u32,
-                sample_index,
-                sample_base: samples_total,
-                hyp_base: hyps_total,
-            });
-            samples_total += samples;
-            hyps_total += f.params.hypotheses as usize;
-        }
+        let jobs = ground_jobs(frames.iter().enumerate().filter(|(i, _)| failed[*i].is_none()).map(|(i, f)| {
+            let (a, b) = (cloud.offsets[i], cloud.offsets[i + 1]);
+            (i, a as usize, (b - a) as u32, f.frame_key, f.params, true)
+        }));
         let mut fits = vec![None; frames.len()];
         if jobs.is_empty() {
             return Ok(fits);
         }
-        // The subsamples of every frame, by global index into the chunk's cloud.
-        let global: Vec<u32> =
-            jobs.iter().flat_map(|j| j.sample_index.iter().map(move |&s| j.point_base as u32 + s)).collect();
-        let index = self.upload(stream, &global)?;
-        let s_total = samples_total as u32;
-        let mut samples = self.zeros::<f32>(stream, 3 * samples_total)?;
-        let mut sample_pixels = self.zeros::<u32>(stream, samples_total)?;
-        let grid = launch((blocks_for(u64::from(s_total), BLOCK)?, 1), BLOCK);
-        let mut l = stream.launch_builder(&self.k.gather_samples);
-        l.arg(&cloud.points).arg(&index).arg(&mut samples).arg(&s_total);
-        // SAFETY: gather_samples(cloud, sample_index, samples, n_samples) in kernels/ransac.cu: every global index
-        // is below the chunk's point count; `samples` holds 3 floats per sample.
-        unsafe { l.launch(grid) }.map_err(de)?;
-        let mut l = stream.launch_builder(&self.k.gather_pixels);
-        l.arg(&cloud.pixels).arg(&index).arg(&mut sample_pixels).arg(&s_total);
-        // SAFETY: gather_pixels(pixels, sample_index, sample_pixels, n_samples): as gather_samples, one u32 each.
-        unsafe { l.launch(grid) }.map_err(de)?;
-        let sample_floats = stream.clone_dtoh(&samples).map_err(de)?;
-        let sample_pixel_values = stream.clone_dtoh(&sample_pixels).map_err(de)?;
-        self.sync(stream)?;
-        // Each frame's subsample as a cloud of its own: its normals from the depth image (as the CPU reference's,
+        let gathered = self.gather_samples(stream, &cloud.points, Some(&cloud.pixels), &jobs)?;
+        // Each frame's subsample is a cloud of its own: its normals from the depth image (as the CPU reference's,
         // which only read each sample's pixel and depth).
-        let sample_clouds: Vec<PointCloud> = jobs
-            .iter()
-            .map(|j| {
-                let (a, n) = (j.sample_base, j.sample_index.len());
-                PointCloud {
-                    points_in_camera: sample_floats[3 * a..3 * (a + n)]
-                        .chunks_exact(3)
-                        .map(|p| [p[0], p[1], p[2]])
-                        .collect(),
-                    pixels: sample_pixel_values[a..a + n].to_vec(),
-                }
-            })
-            .collect();
         let normals: Vec<Vec<Point3>> = jobs
             .par_iter()
-            .zip(&sample_clouds)
+            .zip(&gathered.clouds)
             .map(|(j, c)| {
                 let f = frames[j.frame];
                 crate::geometry::unproject::estimate_normals(f.depth, f.k, c, None, normal_max_step_px)
             })
             .collect();
-        let flat: Vec<f32> = normals.iter().flat_map(|n| n.iter().flatten()).copied().collect();
-        let normals_dev = self.upload(stream, &flat)?;
-        // Every frame's draws.
-        let mut triples = self.zeros::<u32>(stream, 3 * hyps_total)?;
-        let mut corners = self.zeros::<f32>(stream, 9 * hyps_total)?;
-        for j in &jobs {
-            let p = frames[j.frame].params;
-            let h = p.hypotheses;
-            let points = view(&cloud.points, 3 * j.point_base, 3 * j.n_points as usize)?;
-            let mut t = view_mut(&mut triples, 3 * j.hyp_base, 3 * h as usize)?;
-            let mut c = view_mut(&mut corners, 9 * j.hyp_base, 9 * h as usize)?;
-            let key = frames[j.frame].frame_key;
-            let mut l = stream.launch_builder(&self.k.draw);
-            l.arg(&points).arg(&mut t).arg(&mut c).arg(&h).arg(&j.n_points).arg(&p.seed).arg(&key);
-            // SAFETY: draw(cloud, triples, corners, hypotheses, points, seed, frame_key): indices drawn below
-            // `points`, the frame's view; 3 and 9 entries per hypothesis in the output views.
-            unsafe { l.launch(launch((blocks_for(u64::from(h), BLOCK)?, 1), BLOCK)) }.map_err(de)?;
-        }
-        let triples = stream.clone_dtoh(&triples).map_err(de)?;
-        let corners = stream.clone_dtoh(&corners).map_err(de)?;
-        self.sync(stream)?;
-        // The planes on the host (f64, the CPU reference's code), then every frame's scoring.
-        let drawn: Vec<_> = jobs
-            .par_iter()
-            .map(|j| {
-                let h = frames[j.frame].params.hypotheses as usize;
-                let (t, c) =
-                    (&triples[3 * j.hyp_base..3 * (j.hyp_base + h)], &corners[9 * j.hyp_base..9 * (j.hyp_base + h)]);
-                hypotheses_from_draws(t, c, frames[j.frame].params)
-            })
-            .collect();
-        let words: Vec<u32> =
-            drawn.iter().flat_map(|(_, hyps)| bytemuck::cast_slice::<_, u32>(hyps).iter().copied()).collect();
-        let hyps = self.upload(stream, &words)?;
-        let mut scores = self.zeros::<u32>(stream, hyps_total)?;
-        let hyp_words = std::mem::size_of::<super::layout::GpuHypothesis>() / 4;
-        for j in &jobs {
-            let p = frames[j.frame].params;
-            let h = p.hypotheses;
-            let n_samples = j.sample_index.len() as u32;
-            let slices = n_samples.div_ceil(SCORE_SLICE).clamp(1, 65_535);
-            let per_slice = n_samples.div_ceil(slices);
-            let threshold = p.inlier_threshold_m;
-            let min_cos = p.normal_agreement_deg.to_radians().cos();
-            let use_normals = 1u32;
-            let hv = view(&hyps, hyp_words * j.hyp_base, hyp_words * h as usize)?;
-            let sv = view(&samples, 3 * j.sample_base, 3 * n_samples as usize)?;
-            let nv = view(&normals_dev, 3 * j.sample_base, 3 * n_samples as usize)?;
-            let mut sc = view_mut(&mut scores, j.hyp_base, h as usize)?;
-            let mut l = stream.launch_builder(&self.k.score);
-            l.arg(&hv)
-                .arg(&sv)
-                .arg(&nv)
-                .arg(&mut sc)
-                .arg(&h)
-                .arg(&n_samples)
-                .arg(&per_slice)
-                .arg(&threshold)
-                .arg(&min_cos)
-                .arg(&use_normals);
-            // SAFETY: score(hypotheses, samples, normals, scores, n_hypotheses, n_samples, per_slice, threshold,
-            // min_cos, use_normals) in kernels/ransac.cu; grid (ceil(h / 8), slices); the views hold the frame's h
-            // hypotheses and scores (zeroed) and its samples with one normal each.
-            unsafe { l.launch(launch((h.div_ceil(HYPS_PER_BLOCK), slices), BLOCK)) }.map_err(de)?;
-        }
-        let scores = stream.clone_dtoh(&scores).map_err(de)?;
-        self.sync(stream)?;
-        // The winners, refinements and inlier counts of every frame in lockstep.
-        let device = CudaBatchGround { b: self, stream, cloud, samples: &samples, normals: &normals_dev, jobs: &jobs };
-        let plane_fns: Vec<_> =
-            drawn.iter().map(|(planes, _)| move |h: u32| planes.get(h as usize).copied().flatten()).collect();
-        let ground_frames: Vec<GroundFrame<'_>> = jobs
-            .iter()
-            .zip(&sample_clouds)
-            .zip(&plane_fns)
-            .map(|((j, c), plane_of)| {
-                let p = frames[j.frame].params;
-                GroundFrame {
-                    plane_of,
-                    sample_points: &c.points_in_camera,
-                    with_normals: true,
-                    n_points: j.n_points as usize,
-                    params: p,
-                    scores: &scores[j.hyp_base..j.hyp_base + p.hypotheses as usize],
-                }
-            })
-            .collect();
-        for (j, fit) in jobs.iter().zip(fit_from_scores_batch(&device, &ground_frames)?) {
+        let batch = GroundBatch::new(self, stream, &cloud.points, jobs, gathered, &normals)?;
+        for (j, fit) in batch.jobs.iter().zip(batch.fits()?) {
             fits[j.frame] = fit;
         }
         Ok(fits)
+    }
+
+    /// The scoring subsample of every job, gathered on the device by global index into `cloud` (and, with
+    /// `pixels`, their pixels): the device copy and each job's host copy (pixels empty without `pixels`).
+    fn gather_samples(
+        &self,
+        stream: &Arc<CudaStream>,
+        cloud: &CudaSlice<f32>,
+        pixels: Option<&CudaSlice<u32>>,
+        jobs: &[GroundJob<'_>],
+    ) -> Result<Gathered, String> {
+        let global: Vec<u32> =
+            jobs.iter().flat_map(|j| j.sample_index.iter().map(move |&s| j.point_base as u32 + s)).collect();
+        let n = global.len() as u32;
+        let index = self.upload(stream, &global)?;
+        let mut samples = self.zeros::<f32>(stream, 3 * global.len())?;
+        let grid = launch((blocks_for(u64::from(n), BLOCK)?, 1), BLOCK);
+        let mut l = stream.launch_builder(&self.k.gather_samples);
+        l.arg(cloud).arg(&index).arg(&mut samples).arg(&n);
+        // SAFETY: gather_samples(cloud, sample_index, samples, n_samples) in kernels/ransac.cu: every global index
+        // is below the cloud's point count; `samples` holds 3 floats per sample.
+        unsafe { l.launch(grid) }.map_err(de)?;
+        let mut sample_pixels = Vec::new();
+        if let Some(pixels) = pixels {
+            let mut out = self.zeros::<u32>(stream, global.len())?;
+            let mut l = stream.launch_builder(&self.k.gather_pixels);
+            l.arg(pixels).arg(&index).arg(&mut out).arg(&n);
+            // SAFETY: gather_pixels(pixels, sample_index, sample_pixels, n_samples): as gather_samples, one u32 each.
+            unsafe { l.launch(grid) }.map_err(de)?;
+            sample_pixels = stream.clone_dtoh(&out).map_err(de)?;
+        }
+        let floats = stream.clone_dtoh(&samples).map_err(de)?;
+        self.sync(stream)?;
+        let clouds = jobs
+            .iter()
+            .map(|j| {
+                let (a, n) = (j.sample_base, j.sample_index.len());
+                PointCloud {
+                    points_in_camera: floats[3 * a..3 * (a + n)].chunks_exact(3).map(|p| [p[0], p[1], p[2]]).collect(),
+                    pixels: sample_pixels.get(a..a + n).map(<[u32]>::to_vec).unwrap_or_default(),
+                }
+            })
+            .collect();
+        Ok(Gathered { samples, clouds })
+    }
+
+    /// A K2 batch of one frame whose points come from the host (the parity and timing entry points below): `None`
+    /// when the frame has fewer than 3 points or no hypotheses (no admissible plane on any backend).
+    fn one_frame_ground<'a>(
+        &'a self,
+        stream: &'a Arc<CudaStream>,
+        cloud: &'a CudaSlice<f32>,
+        points: &[Point3],
+        sample_normals: Option<&[Point3]>,
+        frame_key: u32,
+        params: &'a RansacParams,
+    ) -> Result<Option<GroundBatch<'a>>, String> {
+        let n = u32::try_from(points.len()).map_err(|_| format!("{} points are too many", points.len()))?;
+        if u64::from(n) > MAX_POINTS {
+            return Err(format!("a cloud of {n} points exceeds one launch"));
+        }
+        let mut jobs = ground_jobs(std::iter::once((0, 0, n, frame_key, params, false)));
+        let Some(job) = jobs.first_mut() else { return Ok(None) };
+        job.use_normals = sample_normals.is_some_and(|m| m.len() == job.sample_index.len());
+        let with_normals = job.use_normals;
+        let gathered = self.gather_samples(stream, cloud, None, &jobs)?;
+        let normals = [sample_normals.filter(|_| with_normals).map(<[Point3]>::to_vec).unwrap_or_default()];
+        GroundBatch::new(self, stream, cloud, jobs, gathered, &normals).map(Some)
     }
 
     /// K2 scores of every hypothesis (see [`crate::geometry::ransac::score_hypotheses`]), drawn on the device.
@@ -1081,7 +932,11 @@ impl CudaBackend {
     ) -> Result<Vec<u32>, String> {
         let stream = self.stream()?;
         let cloud = self.upload(&stream, bytemuck::cast_slice::<_, f32>(points))?;
-        Ok(CudaGround::new(self, stream, &cloud, points, sample_normals, frame_key, params)?.score()?.0)
+        match self.one_frame_ground(&stream, &cloud, points, sample_normals, frame_key, params)? {
+            Some(batch) => batch.scores(&batch.hypotheses()?.device),
+            // No hypotheses, or every one inadmissible (fewer than 3 points).
+            None => Ok(vec![0; if points.len() < 3 { params.hypotheses as usize } else { 0 }]),
+        }
     }
 
     /// K2 whole (see [`crate::geometry::ransac::fit_ground_plane`]): the draws, the scoring, the refinement's
@@ -1096,7 +951,10 @@ impl CudaBackend {
     ) -> Result<Option<PlaneFit>, String> {
         let stream = self.stream()?;
         let cloud = self.upload(&stream, bytemuck::cast_slice::<_, f32>(points))?;
-        CudaGround::new(self, stream, &cloud, points, sample_normals, frame_key, params)?.fit(points)
+        match self.one_frame_ground(&stream, &cloud, points, sample_normals, frame_key, params)? {
+            Some(batch) => Ok(batch.fits()?.pop().flatten()),
+            None => Ok(None),
+        }
     }
 
     /// The three point indices of every hypothesis as the device draws them (`kernels/rng.cuh`), for parity tests
@@ -1109,8 +967,10 @@ impl CudaBackend {
     ) -> Result<Vec<[u32; 3]>, String> {
         let stream = self.stream()?;
         let cloud = self.upload(&stream, bytemuck::cast_slice::<_, f32>(points))?;
-        let ground = CudaGround::new(self, stream, &cloud, points, None, frame_key, params)?;
-        let (triples, _) = ground.draw()?;
+        let Some(batch) = self.one_frame_ground(&stream, &cloud, points, None, frame_key, params)? else {
+            return Ok(Vec::new());
+        };
+        let (triples, _) = batch.draws()?;
         Ok(triples.chunks_exact(3).map(|t| [t[0], t[1], t[2]]).collect())
     }
 
@@ -1341,15 +1201,17 @@ impl CudaBackend {
     ) -> Result<Vec<f64>, String> {
         let stream = self.stream()?;
         let cloud = self.upload(&stream, bytemuck::cast_slice::<_, f32>(points))?;
-        let ground = CudaGround::new(self, stream.clone(), &cloud, points, None, frame_key, params)?;
-        let (triples, corners) = ground.draw()?;
-        let (_, hypotheses) = hypotheses_from_draws(&triples, &corners, params);
-        let hyps = self.upload(&stream, bytemuck::cast_slice::<_, u32>(&hypotheses))?;
+        let Some(batch) = self.one_frame_ground(&stream, &cloud, points, None, frame_key, params)? else {
+            return Err("a timed K2 needs at least 3 points and 1 hypothesis".into());
+        };
+        let hyps = batch.hypotheses()?.device;
         let mut scores = self.zeros::<u32>(&stream, params.hypotheses as usize)?;
-        self.time_on(&stream, reps, || ground.score_launch(&hyps, &mut scores))
+        self.time_on(&stream, reps, || {
+            stream.memset_zeros(&mut scores).map_err(de)?;
+            batch.score_launch(&batch.jobs[0], &hyps, &mut scores)
+        })
     }
 
-    /// K5's kernel alone on a batch already on the device (one chunk): each run's time (ms) and the pairs.
     pub fn time_relate(&self, frames: &[&[ObjectSummary]], reps: usize) -> Result<(Vec<f64>, u64), String> {
         let chunks = relation_chunks(frames, MAX_PAIRS)?;
         let [(_, _, pairs)] = chunks[..] else {
@@ -1369,187 +1231,6 @@ impl CudaBackend {
     }
 }
 
-/// A frame's K2 state on the device: the cloud, the scoring subsample and its normals.
-struct CudaGround<'a> {
-    b: &'a CudaBackend,
-    stream: Arc<CudaStream>,
-    cloud: &'a CudaSlice<f32>,
-    samples: CudaSlice<f32>,
-    normals: CudaSlice<f32>,
-    sample_index: Vec<u32>,
-    points: u32,
-    use_normals: bool,
-    frame_key: u32,
-    params: &'a RansacParams,
-}
-
-impl<'a> CudaGround<'a> {
-    /// Gathers the scoring subsample of `cloud` (the device twin of `points`) on the device.
-    fn new(
-        b: &'a CudaBackend,
-        stream: Arc<CudaStream>,
-        cloud: &'a CudaSlice<f32>,
-        points: &[Point3],
-        sample_normals: Option<&[Point3]>,
-        frame_key: u32,
-        params: &'a RansacParams,
-    ) -> Result<Self, String> {
-        let n = u32::try_from(points.len()).map_err(|_| format!("{} points are too many", points.len()))?;
-        if u64::from(n) > MAX_POINTS {
-            return Err(format!("a cloud of {n} points exceeds one launch"));
-        }
-        let sample_index = score_sample_indices(points.len(), params);
-        let normals = sample_normals.filter(|m| m.len() == sample_index.len());
-        let flat: Vec<f32> = normals.iter().flat_map(|m| m.iter().flatten()).copied().collect();
-        let normals_dev = b.upload(&stream, &flat)?;
-        let n_samples = sample_index.len() as u32;
-        let mut samples = b.zeros::<f32>(&stream, 3 * sample_index.len())?;
-        if n_samples > 0 {
-            let index = b.upload(&stream, &sample_index)?;
-            let mut l = stream.launch_builder(&b.k.gather_samples);
-            l.arg(cloud).arg(&index).arg(&mut samples).arg(&n_samples);
-            // SAFETY: gather_samples(cloud, sample_index, samples, n_samples) in kernels/ransac.cu: the indices are
-            // below the cloud's point count; `samples` holds 3 floats per sample.
-            unsafe { l.launch(launch((blocks_for(u64::from(n_samples), BLOCK)?, 1), BLOCK)) }.map_err(de)?;
-        }
-        Ok(CudaGround {
-            b,
-            stream,
-            cloud,
-            samples,
-            normals: normals_dev,
-            sample_index,
-            points: n,
-            use_normals: normals.is_some(),
-            frame_key,
-            params,
-        })
-    }
-
-    /// The drawn point indices and corners of every hypothesis (3 and 9 per hypothesis).
-    fn draw(&self) -> Result<(Vec<u32>, Vec<f32>), String> {
-        let h = self.params.hypotheses;
-        if h == 0 || self.points < 3 {
-            return Ok((Vec::new(), Vec::new()));
-        }
-        let s = &self.stream;
-        let mut triples = self.b.zeros::<u32>(s, 3 * h as usize)?;
-        let mut corners = self.b.zeros::<f32>(s, 9 * h as usize)?;
-        let mut l = s.launch_builder(&self.b.k.draw);
-        l.arg(self.cloud)
-            .arg(&mut triples)
-            .arg(&mut corners)
-            .arg(&h)
-            .arg(&self.points)
-            .arg(&self.params.seed)
-            .arg(&self.frame_key);
-        // SAFETY: draw(cloud, triples, corners, hypotheses, points, seed, frame_key): indices drawn below `points`.
-        unsafe { l.launch(launch((blocks_for(u64::from(h), BLOCK)?, 1), BLOCK)) }.map_err(de)?;
-        let triples = s.clone_dtoh(&triples).map_err(de)?;
-        let corners = s.clone_dtoh(&corners).map_err(de)?;
-        self.b.sync(s)?;
-        Ok((triples, corners))
-    }
-
-    /// Draws every hypothesis on the device, builds its plane on the host and scores them all on the device.
-    fn score(&self) -> Result<(Vec<u32>, Vec<Option<Plane>>), String> {
-        let h = self.params.hypotheses;
-        if h == 0 {
-            return Ok((Vec::new(), Vec::new()));
-        }
-        if self.points < 3 {
-            return Ok((vec![0; h as usize], vec![None; h as usize]));
-        }
-        let (triples, corners) = self.draw()?;
-        let (planes, hypotheses) = hypotheses_from_draws(&triples, &corners, self.params);
-        let s = &self.stream;
-        let hyps = self.b.upload(s, bytemuck::cast_slice::<_, u32>(&hypotheses))?;
-        let mut scores = self.b.zeros::<u32>(s, h as usize)?;
-        self.score_launch(&hyps, &mut scores)?;
-        let scores = s.clone_dtoh(&scores).map_err(de)?;
-        self.b.sync(s)?;
-        Ok((scores, planes))
-    }
-
-    /// K2's scoring kernel on the session's stream (asynchronous): `scores` zeroed, then every hypothesis scored.
-    fn score_launch(&self, hyps: &CudaSlice<u32>, scores: &mut CudaSlice<u32>) -> Result<(), String> {
-        let s = &self.stream;
-        let h = self.params.hypotheses;
-        s.memset_zeros(scores).map_err(de)?;
-        let n_samples = self.sample_index.len() as u32;
-        let slices = n_samples.div_ceil(SCORE_SLICE).clamp(1, 65_535);
-        let per_slice = n_samples.div_ceil(slices);
-        let threshold = self.params.inlier_threshold_m;
-        let min_cos = self.params.normal_agreement_deg.to_radians().cos();
-        let use_normals = u32::from(self.use_normals);
-        let mut l = s.launch_builder(&self.b.k.score);
-        l.arg(hyps)
-            .arg(&self.samples)
-            .arg(&self.normals)
-            .arg(scores)
-            .arg(&h)
-            .arg(&n_samples)
-            .arg(&per_slice)
-            .arg(&threshold)
-            .arg(&min_cos)
-            .arg(&use_normals);
-        // SAFETY: score(hypotheses, samples, normals, scores, n_hypotheses, n_samples, per_slice, threshold, min_cos,
-        // use_normals) in kernels/ransac.cu; grid (ceil(h / 8), slices); `h` scores, zeroed above; normals hold
-        // one per sample when use_normals is 1.
-        unsafe { l.launch(launch((h.div_ceil(HYPS_PER_BLOCK), slices), BLOCK)) }.map_err(de)?;
-        Ok(())
-    }
-
-    fn fit(&self, points: &[Point3]) -> Result<Option<PlaneFit>, String> {
-        let (scores, planes) = self.score()?;
-        let sample_points: Vec<Point3> = self.sample_index.iter().map(|&i| points[i as usize]).collect();
-        fit_from_scores_on(
-            self,
-            |h| planes.get(h as usize).copied().flatten(),
-            &sample_points,
-            self.use_normals,
-            points.len(),
-            self.params,
-            &scores,
-        )
-    }
-}
-
-impl GroundDevice for CudaGround<'_> {
-    fn sample_support(&self, test: &Support) -> Result<Vec<u32>, String> {
-        let n = self.sample_index.len() as u32;
-        if n == 0 {
-            return Ok(Vec::new());
-        }
-        let s = &self.stream;
-        let t = support_test(test, self.use_normals);
-        let mut mask = self.b.zeros::<u32>(s, n as usize)?;
-        let mut l = s.launch_builder(&self.b.k.sample_supports);
-        l.arg(&self.samples).arg(&self.normals).arg(&mut mask).arg(&t).arg(&n);
-        // SAFETY: sample_supports(samples, normals, mask, SupportTest, n_samples): n entries of each.
-        unsafe { l.launch(launch((blocks_for(u64::from(n), BLOCK)?, 1), BLOCK)) }.map_err(de)?;
-        let mask = s.clone_dtoh(&mask).map_err(de)?;
-        self.b.sync(s)?;
-        Ok((0..n).filter(|&i| mask[i as usize] == 1).collect())
-    }
-
-    fn count_inliers(&self, test: &Support) -> Result<u32, String> {
-        if self.points == 0 {
-            return Ok(0);
-        }
-        let s = &self.stream;
-        let t = support_test(&Support { min_cos: None, ..*test }, self.use_normals);
-        let mut count = self.b.zeros::<u32>(s, 1)?;
-        let mut l = s.launch_builder(&self.b.k.count_inliers);
-        l.arg(self.cloud).arg(&mut count).arg(&t).arg(&self.points);
-        // SAFETY: count_inliers(cloud, count, SupportTest, points): `points` points in the cloud; count zeroed.
-        unsafe { l.launch(launch((blocks_for(u64::from(self.points), BLOCK)?, 1), BLOCK)) }.map_err(de)?;
-        let count = s.clone_dtoh(&count).map_err(de)?;
-        self.b.sync(s)?;
-        count.first().copied().ok_or_else(|| "no inlier count came back".to_string())
-    }
-}
-
 /// `len` elements of `slice` from `start`, or why not (never a panic).
 fn view<T>(slice: &CudaSlice<T>, start: usize, len: usize) -> Result<cudarc::driver::CudaView<'_, T>, String> {
     slice.try_slice(start..start + len).ok_or_else(|| format!("elements {start}..{} of {}", start + len, slice.len()))
@@ -1565,47 +1246,244 @@ fn view_mut<T>(
     slice.try_slice_mut(start..start + len).ok_or_else(|| format!("elements {start}..{} of {total}", start + len))
 }
 
-/// One frame of a chunk's K2: where its points, subsample and hypotheses are in the chunk's buffers.
-struct GroundJob {
+/// The scoring subsamples of a K2 batch: on the device (three floats per sample, job after job) and, per job, on
+/// the host.
+struct Gathered {
+    samples: CudaSlice<f32>,
+    clouds: Vec<PointCloud>,
+}
+
+/// A K2 batch's hypotheses: each job's planes (`None`: inadmissible), and on the device as the scoring kernel reads
+/// them.
+struct Hypotheses {
+    planes: Vec<Vec<Option<Plane>>>,
+    device: CudaSlice<u32>,
+}
+
+/// One frame of K1's grouping: its depth image, instance labels and regions.
+type GroupInput<'a> = (&'a DepthImage, Option<&'a [u32]>, &'a [ObjectRegion]);
+
+/// One frame of a K2 batch: where its points, subsample and hypotheses are in the batch's buffers.
+struct GroundJob<'a> {
+    /// Its index among the caller's frames.
     frame: usize,
     point_base: usize,
     n_points: u32,
     sample_index: Vec<u32>,
     sample_base: usize,
     hyp_base: usize,
+    frame_key: u32,
+    params: &'a RansacParams,
+    use_normals: bool,
 }
 
-/// The device steps of K2's refinement for every frame of a chunk at once.
-struct CudaBatchGround<'a> {
+/// The jobs of a K2 batch from `(frame, point_base, n_points, frame_key, params, use_normals)`, laid out one after
+/// another. A frame with fewer than 3 points or no hypotheses has no admissible plane on any backend: it gets no job.
+fn ground_jobs<'a>(
+    frames: impl Iterator<Item = (usize, usize, u32, u32, &'a RansacParams, bool)>,
+) -> Vec<GroundJob<'a>> {
+    let (mut samples, mut hyps) = (0usize, 0usize);
+    let mut jobs = Vec::new();
+    for (frame, point_base, n_points, frame_key, params, use_normals) in frames {
+        if n_points < 3 || params.hypotheses == 0 {
+            continue;
+        }
+        let sample_index = score_sample_indices(n_points as usize, params);
+        let (sample_base, hyp_base) = (samples, hyps);
+        samples += sample_index.len();
+        hyps += params.hypotheses as usize;
+        jobs.push(GroundJob {
+            frame,
+            point_base,
+            n_points,
+            sample_index,
+            sample_base,
+            hyp_base,
+            frame_key,
+            params,
+            use_normals,
+        });
+    }
+    jobs
+}
+
+/// K2 on the device for a batch of frames whose points are in one device buffer: the gathered subsamples (device
+/// and host copies) and their normals. Every step launches for every job, then makes one round trip.
+struct GroundBatch<'a> {
     b: &'a CudaBackend,
     stream: &'a Arc<CudaStream>,
-    cloud: &'a DeviceCloud,
-    samples: &'a CudaSlice<f32>,
-    normals: &'a CudaSlice<f32>,
-    jobs: &'a [GroundJob],
+    cloud: &'a CudaSlice<f32>,
+    jobs: Vec<GroundJob<'a>>,
+    /// Every job's subsample, on the device and (one cloud per job) on the host.
+    gathered: Gathered,
+    /// Three floats per sample (zeros for a job without normals).
+    normals: CudaSlice<f32>,
 }
 
-impl GroundBatchDevice for CudaBatchGround<'_> {
+impl<'a> GroundBatch<'a> {
+    /// `normals[j]`: job j's sample normals (empty: none).
+    fn new(
+        b: &'a CudaBackend,
+        stream: &'a Arc<CudaStream>,
+        cloud: &'a CudaSlice<f32>,
+        jobs: Vec<GroundJob<'a>>,
+        gathered: Gathered,
+        normals: &[Vec<Point3>],
+    ) -> Result<Self, String> {
+        let mut flat = Vec::with_capacity(3 * jobs.iter().map(|j| j.sample_index.len()).sum::<usize>());
+        for (j, n) in jobs.iter().zip(normals.iter().chain(std::iter::repeat(&Vec::new()))) {
+            match j.use_normals && n.len() == j.sample_index.len() {
+                true => flat.extend(n.iter().flatten()),
+                false => flat.extend(std::iter::repeat_n(0.0f32, 3 * j.sample_index.len())),
+            }
+        }
+        let normals = b.upload(stream, &flat)?;
+        Ok(GroundBatch { b, stream, cloud, jobs, gathered, normals })
+    }
+
+    fn hyps_total(&self) -> usize {
+        self.jobs.last().map_or(0, |j| j.hyp_base + j.params.hypotheses as usize)
+    }
+
+    fn samples_total(&self) -> usize {
+        self.jobs.last().map_or(0, |j| j.sample_base + j.sample_index.len())
+    }
+
+    /// Every job's drawn point indices and corners (3 and 9 per hypothesis), one round trip.
+    fn draws(&self) -> Result<(Vec<u32>, Vec<f32>), String> {
+        let s = self.stream;
+        let mut triples = self.b.zeros::<u32>(s, 3 * self.hyps_total())?;
+        let mut corners = self.b.zeros::<f32>(s, 9 * self.hyps_total())?;
+        for j in &self.jobs {
+            let h = j.params.hypotheses;
+            let points = view(self.cloud, 3 * j.point_base, 3 * j.n_points as usize)?;
+            let mut t = view_mut(&mut triples, 3 * j.hyp_base, 3 * h as usize)?;
+            let mut c = view_mut(&mut corners, 9 * j.hyp_base, 9 * h as usize)?;
+            let mut l = s.launch_builder(&self.b.k.draw);
+            l.arg(&points).arg(&mut t).arg(&mut c).arg(&h).arg(&j.n_points).arg(&j.params.seed).arg(&j.frame_key);
+            // SAFETY: draw(cloud, triples, corners, hypotheses, points, seed, frame_key): indices drawn below
+            // `points`, the job's view; 3 and 9 entries per hypothesis in the output views.
+            unsafe { l.launch(launch((blocks_for(u64::from(h), BLOCK)?, 1), BLOCK)) }.map_err(de)?;
+        }
+        let triples = s.clone_dtoh(&triples).map_err(de)?;
+        let corners = s.clone_dtoh(&corners).map_err(de)?;
+        self.b.sync(s)?;
+        Ok((triples, corners))
+    }
+
+    /// Every job's hypothesis planes (built on the host in f64, the CPU reference's code) and the hypotheses as the
+    /// scoring kernel reads them, on the device.
+    fn hypotheses(&self) -> Result<Hypotheses, String> {
+        use rayon::prelude::*;
+        let (triples, corners) = self.draws()?;
+        let drawn: Vec<_> = self
+            .jobs
+            .par_iter()
+            .map(|j| {
+                let h = j.params.hypotheses as usize;
+                let (t, c) =
+                    (&triples[3 * j.hyp_base..3 * (j.hyp_base + h)], &corners[9 * j.hyp_base..9 * (j.hyp_base + h)]);
+                hypotheses_from_draws(t, c, j.params)
+            })
+            .collect();
+        let words: Vec<u32> =
+            drawn.iter().flat_map(|(_, hyps)| bytemuck::cast_slice::<_, u32>(hyps).iter().copied()).collect();
+        let hyps = self.b.upload(self.stream, &words)?;
+        Ok(Hypotheses { planes: drawn.into_iter().map(|(planes, _)| planes).collect(), device: hyps })
+    }
+
+    /// Job `j`'s scoring (asynchronous): every hypothesis scored against its subsample, added to its entries of
+    /// `scores` (laid out as the hypotheses; zeroed by the caller).
+    fn score_launch(
+        &self,
+        j: &GroundJob<'_>,
+        hyps: &CudaSlice<u32>,
+        scores: &mut CudaSlice<u32>,
+    ) -> Result<(), String> {
+        let s = self.stream;
+        let h = j.params.hypotheses;
+        let n_samples = j.sample_index.len() as u32;
+        let slices = n_samples.div_ceil(SCORE_SLICE).clamp(1, 65_535);
+        let per_slice = n_samples.div_ceil(slices);
+        let threshold = j.params.inlier_threshold_m;
+        let min_cos = j.params.normal_agreement_deg.to_radians().cos();
+        let use_normals = u32::from(j.use_normals);
+        let hyp_words = std::mem::size_of::<super::layout::GpuHypothesis>() / 4;
+        let hv = view(hyps, hyp_words * j.hyp_base, hyp_words * h as usize)?;
+        let sv = view(&self.gathered.samples, 3 * j.sample_base, 3 * n_samples as usize)?;
+        let nv = view(&self.normals, 3 * j.sample_base, 3 * n_samples as usize)?;
+        let mut sc = view_mut(scores, j.hyp_base, h as usize)?;
+        let mut l = s.launch_builder(&self.b.k.score);
+        l.arg(&hv)
+            .arg(&sv)
+            .arg(&nv)
+            .arg(&mut sc)
+            .arg(&h)
+            .arg(&n_samples)
+            .arg(&per_slice)
+            .arg(&threshold)
+            .arg(&min_cos)
+            .arg(&use_normals);
+        // SAFETY: score(hypotheses, samples, normals, scores, n_hypotheses, n_samples, per_slice, threshold, min_cos,
+        // use_normals) in kernels/ransac.cu; grid (ceil(h / 8), slices); the views hold the job's h hypotheses and
+        // scores and its samples with one normal each.
+        unsafe { l.launch(launch((h.div_ceil(HYPS_PER_BLOCK), slices), BLOCK)) }.map_err(de)?;
+        Ok(())
+    }
+
+    /// Every job's scores (laid out as the hypotheses), one round trip.
+    fn scores(&self, hyps: &CudaSlice<u32>) -> Result<Vec<u32>, String> {
+        let mut scores = self.b.zeros::<u32>(self.stream, self.hyps_total())?;
+        for j in &self.jobs {
+            self.score_launch(j, hyps, &mut scores)?;
+        }
+        let scores = self.stream.clone_dtoh(&scores).map_err(de)?;
+        self.b.sync(self.stream)?;
+        Ok(scores)
+    }
+
+    /// Every job's fit: draws, scores, then the winners, refinements and inlier counts in lockstep
+    /// ([`fit_from_scores_batch`]). One per job, in order.
+    fn fits(&self) -> Result<Vec<Option<PlaneFit>>, String> {
+        let Hypotheses { planes, device } = self.hypotheses()?;
+        let scores = self.scores(&device)?;
+        let plane_fns: Vec<_> =
+            planes.iter().map(|planes| move |h: u32| planes.get(h as usize).copied().flatten()).collect();
+        let frames: Vec<GroundFrame<'_>> = self
+            .jobs
+            .iter()
+            .zip(&self.gathered.clouds)
+            .zip(&plane_fns)
+            .map(|((j, sample), plane_of)| GroundFrame {
+                plane_of,
+                sample_points: &sample.points_in_camera,
+                with_normals: j.use_normals,
+                n_points: j.n_points as usize,
+                params: j.params,
+                scores: &scores[j.hyp_base..j.hyp_base + j.params.hypotheses as usize],
+            })
+            .collect();
+        fit_from_scores_batch(self, &frames)
+    }
+}
+
+impl GroundBatchDevice for GroundBatch<'_> {
     fn sample_supports(&self, requests: &[(usize, Support)]) -> Result<Vec<Vec<u32>>, String> {
         if requests.is_empty() {
             return Ok(Vec::new());
         }
         let s = self.stream;
-        let total: usize = self.jobs.iter().map(|j| j.sample_index.len()).sum();
-        let mut mask = self.b.zeros::<u32>(s, total)?;
+        let mut mask = self.b.zeros::<u32>(s, self.samples_total())?;
         for (i, test) in requests {
             let j = self.jobs.get(*i).ok_or("a support request for no frame")?;
             let n = j.sample_index.len() as u32;
-            if n == 0 {
-                continue;
-            }
-            let t = support_test(test, true);
-            let sv = view(self.samples, 3 * j.sample_base, 3 * n as usize)?;
-            let nv = view(self.normals, 3 * j.sample_base, 3 * n as usize)?;
+            let t = support_test(test, j.use_normals);
+            let sv = view(&self.gathered.samples, 3 * j.sample_base, 3 * n as usize)?;
+            let nv = view(&self.normals, 3 * j.sample_base, 3 * n as usize)?;
             let mut mv = view_mut(&mut mask, j.sample_base, n as usize)?;
             let mut l = s.launch_builder(&self.b.k.sample_supports);
             l.arg(&sv).arg(&nv).arg(&mut mv).arg(&t).arg(&n);
-            // SAFETY: sample_supports(samples, normals, mask, SupportTest, n_samples): the views hold the frame's n
+            // SAFETY: sample_supports(samples, normals, mask, SupportTest, n_samples): the views hold the job's n
             // samples, normals and mask entries.
             unsafe { l.launch(launch((blocks_for(u64::from(n), BLOCK)?, 1), BLOCK)) }.map_err(de)?;
         }
@@ -1630,12 +1508,12 @@ impl GroundBatchDevice for CudaBatchGround<'_> {
         let mut counts = self.b.zeros::<u32>(s, requests.len())?;
         for (r, (i, test)) in requests.iter().enumerate() {
             let j = self.jobs.get(*i).ok_or("an inlier request for no frame")?;
-            let t = support_test(&Support { min_cos: None, ..*test }, true);
-            let cv = view(&self.cloud.points, 3 * j.point_base, 3 * j.n_points as usize)?;
+            let t = support_test(&Support { min_cos: None, ..*test }, j.use_normals);
+            let cv = view(self.cloud, 3 * j.point_base, 3 * j.n_points as usize)?;
             let mut c = view_mut(&mut counts, r, 1)?;
             let mut l = s.launch_builder(&self.b.k.count_inliers);
             l.arg(&cv).arg(&mut c).arg(&t).arg(&j.n_points);
-            // SAFETY: count_inliers(cloud, count, SupportTest, points): the view holds the frame's points; one
+            // SAFETY: count_inliers(cloud, count, SupportTest, points): the view holds the job's points; one
             // zeroed count.
             unsafe { l.launch(launch((blocks_for(u64::from(j.n_points), BLOCK)?, 1), BLOCK)) }.map_err(de)?;
         }
