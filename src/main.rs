@@ -262,6 +262,10 @@ enum Command {
         /// Frames through the whole geometry.
         #[arg(long, default_value_t = 512)]
         e2e_frames: usize,
+        /// Objects per frame through the whole geometry: frames with fewer annotated objects get grid boxes up to
+        /// this many (the workload names how many were annotated).
+        #[arg(long, default_value_t = 10)]
+        e2e_objects: usize,
         #[command(flatten)]
         model_args: ModelArgs,
     },
@@ -348,6 +352,7 @@ fn run() -> Result<ExitCode> {
             k2_hypotheses,
             k5_frames,
             e2e_frames,
+            e2e_objects,
             model_args,
         } => {
             let (mut frames, failures) = collect_frames(&inputs);
@@ -367,6 +372,7 @@ fn run() -> Result<ExitCode> {
                     k2_hypotheses,
                     k5_frames,
                     e2e_frames,
+                    e2e_objects,
                     repeats,
                     ..Default::default()
                 };
