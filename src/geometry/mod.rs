@@ -16,6 +16,7 @@ pub mod canonical;
 pub mod dbscan;
 pub mod obb;
 pub mod outlier;
+pub mod radix;
 pub mod ransac;
 pub mod relations;
 pub mod rng;

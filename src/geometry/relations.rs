@@ -7,7 +7,10 @@
 
 use bytemuck::{Pod, Zeroable};
 use rayon::prelude::*;
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 
+use super::radix::{bits_of, floor_i32, radix_sorted};
 use super::stats::ObjectSummary;
 use super::Point3;
 
@@ -129,6 +132,52 @@ pub struct SurfaceIndex {
 /// Voxels per cell edge.
 const CELL_VOXELS: i32 = 8;
 
+/// Each voxel's sort key, dense over the object's cells: the cell's offset from the object's lowest cell, numbered
+/// x-major over the object's cell extent, then the voxel's place in its cell (3 bits a coordinate, x first).
+/// Integer order is the order of (cell, voxel) tuples. With the number of bits the keys span; `None` when the
+/// object's cell extent does not fit 55 bits (cells beyond 2^18 on every axis).
+fn dense_keys(voxels: &[[i32; 3]]) -> Option<(Vec<u64>, u32)> {
+    if voxels.is_empty() {
+        return Some((Vec::new(), 0));
+    }
+    let cell_of = |k: [i32; 3]| k.map(|v| i64::from(v.div_euclid(CELL_VOXELS)));
+    let (lo, hi) = voxels.iter().fold(([i64::MAX; 3], [i64::MIN; 3]), |(lo, hi), &v| {
+        let c = cell_of(v);
+        ([lo[0].min(c[0]), lo[1].min(c[1]), lo[2].min(c[2])], [hi[0].max(c[0]), hi[1].max(c[1]), hi[2].max(c[2])])
+    });
+    let span = [0, 1, 2].map(|k| (hi[k] - lo[k] + 1).max(1) as u64);
+    let cells = span[0].checked_mul(span[1])?.checked_mul(span[2])?;
+    if cells > 1 << 55 {
+        return None;
+    }
+    let keys = voxels
+        .iter()
+        .map(|&v| {
+            let c = cell_of(v);
+            let cell = ((c[0] - lo[0]) as u64 * span[1] + (c[1] - lo[1]) as u64) * span[2] + (c[2] - lo[2]) as u64;
+            v.iter().fold(cell, |key, x| key << 3 | x.rem_euclid(CELL_VOXELS) as u64)
+        })
+        .collect();
+    Some((keys, bits_of((cells - 1) << 9 | 511)))
+}
+
+/// `(key, index)` of every voxel in the order of (cell, voxel, index) tuples, by a comparison sort of the tuples.
+/// The keys are as [`dense_keys`] lays them out, with the cell's rank in place of its dense number.
+fn tuple_sorted(voxels: &[[i32; 3]]) -> Vec<(u64, u32)> {
+    let cell_of = |k: [i32; 3]| k.map(|v| v.div_euclid(CELL_VOXELS));
+    let mut order: Vec<([i32; 3], [i32; 3], u32)> = voxels.iter().zip(0..).map(|(&v, i)| (cell_of(v), v, i)).collect();
+    order.sort_unstable();
+    let mut rank = 0u64;
+    order
+        .iter()
+        .enumerate()
+        .map(|(n, &(cell, voxel, i))| {
+            rank += u64::from(n > 0 && order[n - 1].0 != cell);
+            (voxel.iter().fold(rank, |key, x| key << 3 | x.rem_euclid(CELL_VOXELS) as u64), i)
+        })
+        .collect()
+}
+
 fn bounding_box(points: &[Point3]) -> (Point3, Point3) {
     points.iter().fold(([f32::INFINITY; 3], [f32::NEG_INFINITY; 3]), |(lo, hi), p| {
         ([lo[0].min(p[0]), lo[1].min(p[1]), lo[2].min(p[2])], [hi[0].max(p[0]), hi[1].max(p[1]), hi[2].max(p[2])])
@@ -146,22 +195,29 @@ impl SurfaceIndex {
     /// Indexes `points` with voxels of `voxel_m` metres.
     pub fn new(points: &[Point3], voxel_m: f32) -> Self {
         let inv = 1.0 / voxel_m.max(1e-6);
-        let voxel_key = |p: &Point3| p.map(|v| (v * inv).floor() as i32);
-        let cell_of = |k: [i32; 3]| k.map(|v| v.div_euclid(CELL_VOXELS));
-        let mut order: Vec<([i32; 3], [i32; 3], u32)> =
-            points.iter().enumerate().map(|(i, p)| (cell_of(voxel_key(p)), voxel_key(p), i as u32)).collect();
-        order.sort_unstable();
-        let sorted: Vec<Point3> = order.iter().map(|o| points[o.2 as usize]).collect();
+        let voxels: Vec<[i32; 3]> = points.iter().map(|p| p.map(|v| floor_i32(v * inv))).collect();
+        // Points in the order of (cell, voxel, index): a radix sort of dense integer keys (any object whose cells
+        // span less than 2^18 on some axis), else a comparison sort of the key tuples.
+        let sorted = match dense_keys(&voxels) {
+            Some((keys, bits)) => radix_sorted(&keys, bits),
+            None => tuple_sorted(&voxels),
+        };
+        Self::from_sorted(points, &sorted)
+    }
+
+    /// The index of `points` taken in the order of `sorted` (`(key, index)` by cell, then voxel: equal keys are one
+    /// voxel, equal keys above the low 9 bits one cell).
+    fn from_sorted(points: &[Point3], sorted: &[(u64, u32)]) -> Self {
         let (mut voxel_start, mut cell_start) = (Vec::new(), Vec::new());
-        for (i, o) in order.iter().enumerate() {
-            let new_voxel = i == 0 || order[i - 1].1 != o.1;
-            if new_voxel {
-                if i == 0 || order[i - 1].0 != o.0 {
+        for (i, &(key, _)) in sorted.iter().enumerate() {
+            if i == 0 || sorted[i - 1].0 != key {
+                if i == 0 || sorted[i - 1].0 >> 9 != key >> 9 {
                     cell_start.push(voxel_start.len() as u32);
                 }
                 voxel_start.push(i as u32);
             }
         }
+        let sorted: Vec<Point3> = sorted.iter().map(|&(_, i)| points[i as usize]).collect();
         voxel_start.push(points.len() as u32);
         cell_start.push((voxel_start.len() - 1) as u32);
         let voxel_box: Vec<(Point3, Point3)> =
@@ -183,61 +239,82 @@ impl SurfaceIndex {
 
     /// The exact smallest distance between a point of `self` and a point of `other` (`NaN` if either is empty).
     ///
-    /// Dual branch and bound: pairs of cells in increasing order of the distance between their boxes, within
-    /// each the pairs of voxels likewise, all point pairs of a voxel pair compared, until the box distance reaches
-    /// the best distance found. Squared distances throughout: float rounding is monotone, so a box distance
-    /// computed from the boxes' extreme coordinates never exceeds the distance of any pair of points inside them,
-    /// and the pruning is exact. (A k-d tree is a poor fit here: for objects a few decimetres apart, every query
-    /// ball covers most of the other object.)
+    /// Dual branch and bound, best first: pairs of cells in increasing order of the distance between their boxes,
+    /// within each the pairs of voxels likewise, until the box distance reaches the best distance found; in a voxel
+    /// pair, each point whose distance to the other voxel's box is below the best is compared with all of that
+    /// voxel's points. Squared distances throughout: float rounding is monotone, so a distance computed from a
+    /// box's extreme coordinates (summed in the order [`dist2`] sums) never exceeds the distance of any point pair
+    /// it bounds, and the pruning is exact. (A k-d tree is a poor fit here: for objects a few decimetres apart,
+    /// every query ball covers most of the other object.)
     pub fn closest_distance(&self, other: &SurfaceIndex) -> f32 {
         if self.points.is_empty() || other.points.is_empty() {
             return f32::NAN;
         }
-        let sorted_pairs = |a: &[(Point3, Point3)],
-                            ar: std::ops::Range<usize>,
-                            b: &[(Point3, Point3)],
-                            br: std::ops::Range<usize>,
-                            below: f32| {
-            let mut pairs: Vec<(f32, u32, u32)> = Vec::new();
+        // Pairs of boxes nearer than `below`, as a min-heap on the distance. Distances are not negative, so their
+        // bits order as their values; pairs at the same distance are taken in index order (any order gives the
+        // same minimum).
+        let pairs_below = |a: &[(Point3, Point3)],
+                           ar: std::ops::Range<usize>,
+                           b: &[(Point3, Point3)],
+                           br: std::ops::Range<usize>,
+                           below: f32,
+                           mut into: Vec<Reverse<(u32, u32, u32)>>| {
+            into.clear();
             for i in ar {
                 for j in br.clone() {
                     let lb2 = box_dist2(&a[i], &b[j]);
                     if lb2 < below {
-                        pairs.push((lb2, i as u32, j as u32));
+                        into.push(Reverse((lb2.to_bits(), i as u32, j as u32)));
                     }
                 }
             }
-            pairs.sort_unstable_by(|x, y| x.0.total_cmp(&y.0).then(x.1.cmp(&y.1)).then(x.2.cmp(&y.2)));
-            pairs
+            BinaryHeap::from(into)
         };
         let mut best2 = f32::INFINITY;
-        let cells =
-            sorted_pairs(&self.cell_box, 0..self.cell_box.len(), &other.cell_box, 0..other.cell_box.len(), best2);
-        for &(lb2, ca, cb) in &cells {
-            if lb2 >= best2 {
+        let mut cells = pairs_below(
+            &self.cell_box,
+            0..self.cell_box.len(),
+            &other.cell_box,
+            0..other.cell_box.len(),
+            best2,
+            Vec::new(),
+        );
+        let mut spare = Vec::new();
+        while let Some(Reverse((lb2, ca, cb))) = cells.pop() {
+            if f32::from_bits(lb2) >= best2 {
                 break;
             }
-            let voxels = sorted_pairs(
+            let mut voxels = pairs_below(
                 &self.voxel_box,
                 self.cell_voxels(ca as usize),
                 &other.voxel_box,
                 other.cell_voxels(cb as usize),
                 best2,
+                spare,
             );
-            for &(lb2, v, w) in &voxels {
-                if lb2 >= best2 {
+            while let Some(Reverse((lb2, v, w))) = voxels.pop() {
+                if f32::from_bits(lb2) >= best2 {
                     break;
                 }
-                let theirs = other.voxel_points(w as usize);
+                let (theirs, their_box) = (other.voxel_points(w as usize), &other.voxel_box[w as usize]);
                 for p in self.voxel_points(v as usize) {
-                    for q in theirs {
-                        best2 = best2.min(dist2(p, q));
+                    if point_box_dist2(p, their_box) < best2 {
+                        for q in theirs {
+                            best2 = best2.min(dist2(p, q));
+                        }
                     }
                 }
             }
+            spare = voxels.into_vec();
         }
         best2.sqrt()
     }
+}
+
+/// Squared distance from a point to an axis-aligned box (0 inside), summed in the order [`dist2`] sums.
+fn point_box_dist2(p: &Point3, b: &(Point3, Point3)) -> f32 {
+    let g = [0, 1, 2].map(|k| (b.0[k] - p[k]).max(p[k] - b.1[k]).max(0.0));
+    g[0] * g[0] + g[1] * g[1] + g[2] * g[2]
 }
 
 /// Squared distance between two axis-aligned boxes (0 when they overlap).
@@ -284,6 +361,52 @@ pub fn closest_surface_matrix(objects: &[&[Point3]], voxel_m: f32) -> Vec<f32> {
 mod tests {
     use super::*;
     use std::mem::offset_of;
+
+    #[test]
+    fn dense_keys_sort_as_the_key_tuples() {
+        // Voxels of one object around the origin, of one far from it, spread over 2^20 cells on one axis, and with
+        // repeats: the radix order of the dense keys is the order of the (cell, voxel, index) tuples.
+        let mut state = 0x9e37_79b9_u32;
+        let mut next = |span: i32| {
+            state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            (state >> 8) as i32 % span - span / 2
+        };
+        let near: Vec<[i32; 3]> = (0..3000).map(|_| [next(40), next(40), next(40)]).collect();
+        let far: Vec<[i32; 3]> = (0..2000).map(|_| [next(90) - (1 << 24), next(70), next(90) + (1 << 20)]).collect();
+        let wide: Vec<[i32; 3]> = (0..2000).map(|_| [next(1 << 23), next(30), next(8)]).collect();
+        let mut repeated = near[..500].to_vec();
+        repeated.extend_from_slice(&near[..500]);
+        for voxels in [near, far, wide, repeated, vec![[5, -3, 2]], vec![]] {
+            let (keys, bits) = dense_keys(&voxels).unwrap();
+            assert!(keys.iter().all(|k| bits == 64 || k >> bits == 0), "{bits}");
+            let radix = radix_sorted(&keys, bits);
+            let tuples = tuple_sorted(&voxels);
+            assert_eq!(radix.iter().map(|k| k.1).collect::<Vec<_>>(), tuples.iter().map(|k| k.1).collect::<Vec<_>>());
+            // Both keys tell the same voxels and cells apart.
+            for w in 0..radix.len().saturating_sub(1) {
+                assert_eq!(radix[w].0 == radix[w + 1].0, tuples[w].0 == tuples[w + 1].0);
+                assert_eq!(radix[w].0 >> 9 == radix[w + 1].0 >> 9, tuples[w].0 >> 9 == tuples[w + 1].0 >> 9);
+            }
+        }
+        // Cells beyond 2^18 on every axis: no dense keys.
+        assert!(dense_keys(&[[0, 0, 0], [1 << 22, 1 << 22, 1 << 22]]).is_none());
+        assert!(dense_keys(&[[i32::MIN, i32::MIN, i32::MIN], [i32::MAX, i32::MAX, i32::MAX]]).is_none());
+    }
+
+    #[test]
+    fn huge_objects_are_indexed_through_the_key_tuples() {
+        // Objects 20 km across on every axis at 1 mm voxels: no dense keys; the distance is still exact.
+        let line = |offset: f32| -> Vec<Point3> {
+            (0..60)
+                .map(|i| [-1e4 + 345.0 * i as f32 + offset, -1e4 + 339.0 * i as f32, -1e4 + 341.0 * i as f32])
+                .collect()
+        };
+        let (a, b) = (line(0.0), line(0.5));
+        let brute = a.iter().flat_map(|p| b.iter().map(move |q| dist2(p, q))).fold(f32::INFINITY, f32::min).sqrt();
+        let m = closest_surface_matrix(&[&a, &b], 0.001);
+        assert_eq!(m[1], brute);
+        assert!((brute - 0.5).abs() < 0.01, "{brute}");
+    }
 
     #[test]
     fn relation_record_layout_matches_the_gpu_contract() {
