@@ -141,6 +141,23 @@ fn k5_relations(c: &mut Criterion) {
     g.finish();
 }
 
+/// The host steps every GPU backend runs around its kernels: K3's binning of a batch of objects into the DBSCAN
+/// grid (64 objects of 10,000 points, about six frames of ten objects) and K5's closest-surface index.
+fn host_steps(c: &mut Criterion) {
+    use spatialsynth::backend::pack::DbscanGrid;
+    use spatialsynth::geometry::dbscan::DbscanJob;
+    let mut g = c.benchmark_group("host");
+    let objs: Vec<Vec<Point3>> =
+        (0..64).map(|i| synthetic_object([(i % 8) as f32 * 0.6, 2.0 + (i / 8) as f32 * 0.5, 0.0], 10_000, i)).collect();
+    let jobs: Vec<DbscanJob<'_>> = objs.iter().map(|p| DbscanJob { points: p, eps: 0.02, min_points: 10 }).collect();
+    let chunk: Vec<usize> = (0..jobs.len()).collect();
+    g.throughput(Throughput::Elements(640_000));
+    g.bench_function(BenchmarkId::new("k3_dbscan_grid", "64obj_x_10000pts"), |b| {
+        b.iter(|| DbscanGrid::new(black_box(&jobs), &chunk).expect("grid"))
+    });
+    g.finish();
+}
+
 fn scene_end_to_end(c: &mut Criterion) {
     let frames = sample_frames();
     let config = SceneConfig::default();
@@ -155,5 +172,5 @@ fn scene_end_to_end(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, k1_unproject, k2_ransac, k3_dbscan, k4_stats, k5_relations, scene_end_to_end);
+criterion_group!(benches, k1_unproject, k2_ransac, k3_dbscan, k4_stats, k5_relations, host_steps, scene_end_to_end);
 criterion_main!(benches);

@@ -3,12 +3,15 @@
 //! serves both backends, so what the `wgpu` parity tests check on lavapipe in CI holds for the CUDA backend's host
 //! side too.
 
+use rayon::prelude::*;
+
 use crate::geometry::dbscan::{Clustering, DbscanJob, NOISE};
+use crate::geometry::radix::{bits_of, floor_i64, radix_sorted};
 use crate::geometry::ransac::{plane_through, RansacParams, Support};
 use crate::geometry::relations::RelationRecord;
 use crate::geometry::stats::{assemble, NoiseModel, ObjectSummary, Reductions, StatsInput};
 use crate::geometry::unproject::{ray_factors, DepthData, DepthImage, GroupedPoints, ObjectRegion, PointCloud};
-use crate::geometry::{Intrinsics, Plane, Point3};
+use crate::geometry::{Intrinsics, Plane};
 
 use super::layout::{
     DbscanJobParams, DbscanParams, FrameRange, GpuHypothesis, GpuObjectStats, GpuRegion, GpuSupport, UnprojectFrame,
@@ -217,6 +220,24 @@ pub struct DbscanGrid {
     pub params: DbscanParams,
 }
 
+/// One job's part of a [`DbscanGrid`], binned on its own: its points in (z, y, x, index) order and what follows
+/// from that order, local to the job (indices from 0, z without the job's base).
+struct JobBins {
+    /// Sorted position -> index in the job.
+    order: Vec<u32>,
+    /// Index in the job -> sorted position.
+    position: Vec<u32>,
+    /// The sorted points, x, y, z each.
+    sorted: Vec<f32>,
+    /// Each sorted point's cell.
+    cells: Vec<[u32; 3]>,
+    /// Each occupied cell's first sorted position and its coordinates.
+    cell_first: Vec<u32>,
+    cell_keys: Vec<[u32; 3]>,
+    /// The highest z of the job's cells (0 for no points).
+    span_z: u64,
+}
+
 impl DbscanGrid {
     /// The grid of the jobs `chunk` (indices into `all`, the batch), one of [`dbscan_chunks`]'s chunks: that function
     /// has refused non-finite points (not scanned again here). `Err` (naming the job by its index in `all`) for a bad
@@ -229,75 +250,121 @@ impl DbscanGrid {
         let total: usize = jobs.iter().map(|(_, j)| j.points.len()).sum();
         let n = u32::try_from(total).map_err(|_| format!("{total} points are too many for one DBSCAN batch"))?;
         let jobs_n = u32::try_from(jobs.len()).map_err(|_| "too many DBSCAN jobs in one batch".to_string())?;
-        let mut keys: Vec<[u32; 3]> = Vec::with_capacity(total);
-        let mut job_of: Vec<u32> = Vec::with_capacity(total);
         let mut job_params = Vec::with_capacity(jobs.len());
         let mut job_start = Vec::with_capacity(jobs.len() + 1);
-        // The cells of job j lie at z in [z_base + 1, z_base + span]; the next job starts 2 layers above.
-        let mut z_base: u64 = 0;
-        for (slot, (j, job)) in jobs.iter().enumerate() {
-            let (eps, input) = (job.eps, job.points);
-            if !(eps.is_finite() && eps > 0.0) {
-                return Err(format!("job {j}: DBSCAN radius must be positive and finite, got {eps}"));
+        for (j, job) in &jobs {
+            if !(job.eps.is_finite() && job.eps > 0.0) {
+                return Err(format!("job {j}: DBSCAN radius must be positive and finite, got {}", job.eps));
             }
-            job_start.push(keys.len() as u32);
-            job_params.push(DbscanJobParams { eps2: eps * eps, min_points: job.min_points.max(1), active: 1, _pad: 0 });
-            if input.is_empty() {
-                continue;
-            }
-            let inv = 1.0 / (f64::from(eps) * (1.0 + 1e-4));
-            let cells: Vec<[i64; 3]> = input.iter().map(|p| p.map(|v| (f64::from(v) * inv).floor() as i64)).collect();
-            let lo = cells.iter().fold([i64::MAX; 3], |a, c| [a[0].min(c[0]), a[1].min(c[1]), a[2].min(c[2])]);
-            let too_far = || format!("job {j}: the points span more than 2^32 cells of {eps} m");
-            let mut span_z = 0u64;
-            for c in &cells {
-                // Relative to the lowest, plus 1, so that the block around a cell never goes below 0 (or into the
-                // previous job's cells).
-                // Checked: cells of extreme coordinates (saturated casts) must be refused, not wrapped.
-                let mut r = [0u64; 3];
-                for k in 0..3 {
-                    let d = c[k].checked_sub(lo[k]).and_then(|d| d.checked_add(1)).ok_or_else(too_far)?;
-                    r[k] = u64::try_from(d).map_err(|_| too_far())?;
-                }
-                span_z = span_z.max(r[2]);
-                let z = r[2].saturating_add(z_base);
-                if r[0] >= u64::from(u32::MAX) - 1 || r[1] >= u64::from(u32::MAX) - 1 || z >= u64::from(u32::MAX) - 1 {
-                    return Err(too_far());
-                }
-                keys.push([r[0] as u32, r[1] as u32, z as u32]);
-                job_of.push(slot as u32);
-            }
-            z_base += span_z + 1;
+            job_params.push(DbscanJobParams {
+                eps2: job.eps * job.eps,
+                min_points: job.min_points.max(1),
+                active: 1,
+                _pad: 0,
+            });
         }
-        job_start.push(n);
-        let mut original: Vec<u32> = (0..n).collect();
-        original.sort_by_key(|&i| {
-            let k = keys[i as usize];
-            (k[2], k[1], k[0], i)
-        });
+        // Each job's cells relative to its lowest, plus 1 (so that the block around a cell never goes below 0 or
+        // into the previous job's cells), and its points in (z, y, x, index) order: every job on its own, in
+        // parallel (a radix sort of one integer key where the job's cell extent fits 64 bits).
+        let binned: Vec<JobBins> = jobs
+            .par_iter()
+            .map(|(j, job)| {
+                let (eps, input) = (job.eps, job.points);
+                let inv = 1.0 / (f64::from(eps) * (1.0 + 1e-4));
+                let cells: Vec<[i64; 3]> = input.iter().map(|p| p.map(|v| floor_i64(f64::from(v) * inv))).collect();
+                let lo = cells.iter().fold([i64::MAX; 3], |a, c| [a[0].min(c[0]), a[1].min(c[1]), a[2].min(c[2])]);
+                let too_far = || format!("job {j}: the points span more than 2^32 cells of {eps} m");
+                let mut rel = Vec::with_capacity(cells.len());
+                let mut span = [0u64; 3];
+                for c in &cells {
+                    // Checked: cells of extreme coordinates (saturated casts) must be refused, not wrapped.
+                    let mut r = [0u32; 3];
+                    for k in 0..3 {
+                        let d = c[k].checked_sub(lo[k]).and_then(|d| d.checked_add(1)).ok_or_else(too_far)?;
+                        let d = u64::try_from(d).map_err(|_| too_far())?;
+                        if d >= u64::from(u32::MAX) - 1 {
+                            return Err(too_far());
+                        }
+                        span[k] = span[k].max(d + 1);
+                        r[k] = d as u32;
+                    }
+                    rel.push(r);
+                }
+                let dense = span[2].checked_mul(span[1]).and_then(|v| v.checked_mul(span[0]));
+                let order: Vec<u32> = match dense {
+                    Some(cells) => {
+                        let key =
+                            |r: &[u32; 3]| (u64::from(r[2]) * span[1] + u64::from(r[1])) * span[0] + u64::from(r[0]);
+                        let keys: Vec<u64> = rel.iter().map(key).collect();
+                        radix_sorted(&keys, bits_of(cells - 1)).into_iter().map(|(_, i)| i).collect()
+                    }
+                    None => {
+                        let mut order: Vec<u32> = (0..rel.len() as u32).collect();
+                        order.sort_unstable_by_key(|&i| {
+                            let r = rel[i as usize];
+                            (r[2], r[1], r[0], i)
+                        });
+                        order
+                    }
+                };
+                // The job's sorted points, their cells, its occupied cells (first point, coordinates) and each
+                // point's sorted position, all local to the job (z without the job's base).
+                let mut bins = JobBins {
+                    sorted: Vec::with_capacity(3 * order.len()),
+                    cells: Vec::with_capacity(order.len()),
+                    cell_first: Vec::new(),
+                    cell_keys: Vec::new(),
+                    position: vec![0; order.len()],
+                    span_z: span[2].saturating_sub(1),
+                    order,
+                };
+                for (s, &i) in bins.order.iter().enumerate() {
+                    let r = rel[i as usize];
+                    bins.sorted.extend_from_slice(&input[i as usize]);
+                    bins.cells.push(r);
+                    if s == 0 || bins.cells[s - 1] != r {
+                        bins.cell_first.push(s as u32);
+                        bins.cell_keys.push(r);
+                    }
+                    bins.position[i as usize] = s as u32;
+                }
+                Ok(bins)
+            })
+            .collect::<Vec<Result<_, String>>>()
+            .into_iter()
+            .collect::<Result<_, String>>()?;
+        // The jobs stacked along z: the cells of job j lie at z in [z_base + 1, z_base + span]; the next job starts 2
+        // layers above. As the jobs' z ranges are disjoint and increasing, the jobs' orders one after the other are
+        // the batch's (z, y, x, batch index) order.
+        let mut sorted: Vec<f32> = Vec::with_capacity(3 * total);
         let mut cell_xyz: Vec<u32> = Vec::with_capacity(4 * total);
-        for &i in &original {
-            let k = keys[i as usize];
-            cell_xyz.extend([k[0], k[1], k[2], job_of[i as usize]]);
-        }
         let mut cell_start: Vec<u32> = Vec::new();
         let mut cell_keys: Vec<u32> = Vec::new();
-        for (s, &i) in original.iter().enumerate() {
-            let k = keys[i as usize];
-            if s == 0 || keys[original[s - 1] as usize] != k {
-                cell_start.push(s as u32);
-                cell_keys.extend(k);
+        let mut original: Vec<u32> = Vec::with_capacity(total);
+        let mut position: Vec<u32> = Vec::with_capacity(total);
+        let mut z_base: u64 = 0;
+        for (slot, ((j, job), bins)) in jobs.iter().zip(&binned).enumerate() {
+            let first = original.len() as u32;
+            job_start.push(first);
+            if z_base + bins.span_z >= u64::from(u32::MAX) - 1 {
+                return Err(format!("job {j}: the points span more than 2^32 cells of {} m", job.eps));
+            }
+            let z = |r: &[u32; 3]| (u64::from(r[2]) + z_base) as u32;
+            sorted.extend_from_slice(&bins.sorted);
+            cell_xyz.extend(bins.cells.iter().flat_map(|r| [r[0], r[1], z(r), slot as u32]));
+            cell_start.extend(bins.cell_first.iter().map(|&s| first + s));
+            cell_keys.extend(bins.cell_keys.iter().flat_map(|r| [r[0], r[1], z(r)]));
+            original.extend(bins.order.iter().map(|&i| first + i));
+            position.extend(bins.position.iter().map(|&s| first + s));
+            if !bins.order.is_empty() {
+                z_base += bins.span_z + 1;
             }
         }
+        drop(binned);
+        job_start.push(n);
         let cells = cell_start.len() as u32;
         cell_start.push(n);
         cell_xyz.extend(cell_keys);
-        let flat: Vec<&Point3> = jobs.iter().flat_map(|(_, j)| j.points.iter()).collect();
-        let sorted: Vec<f32> = original.iter().flat_map(|&i| *flat[i as usize]).collect();
-        let mut position = vec![0u32; total];
-        for (s, &i) in original.iter().enumerate() {
-            position[i as usize] = s as u32;
-        }
         let params = DbscanParams { points: n, cells, jobs: jobs_n, _pad: [0; 5] };
         Ok(DbscanGrid { sorted, cell_xyz, cell_start, original, position, jobs: job_params, job_start, params })
     }
@@ -527,4 +594,100 @@ pub fn split_relations(ranges: &[FrameRange], records: &[RelationRecord]) -> Res
                 .ok_or_else(|| "relation records came back short".to_string())
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::geometry::Point3;
+
+    /// The grid's binning as one comparison sort of the whole batch (what `DbscanGrid::new` computes job by job):
+    /// each point's (x, y, z, job) and the batch indices in (z, y, x, index) order.
+    fn reference_binning(jobs: &[DbscanJob<'_>]) -> (Vec<[u32; 4]>, Vec<u32>) {
+        let mut keys = Vec::new();
+        let mut z_base = 0i64;
+        for (slot, job) in jobs.iter().enumerate() {
+            let inv = 1.0 / (f64::from(job.eps) * (1.0 + 1e-4));
+            let cells: Vec<[i64; 3]> =
+                job.points.iter().map(|p| p.map(|v| (f64::from(v) * inv).floor() as i64)).collect();
+            let lo = cells.iter().fold([i64::MAX; 3], |a, c| [a[0].min(c[0]), a[1].min(c[1]), a[2].min(c[2])]);
+            let top = cells.iter().map(|c| c[2] - lo[2] + 1).max();
+            keys.extend(cells.iter().map(|c| {
+                [(c[0] - lo[0] + 1) as u32, (c[1] - lo[1] + 1) as u32, (c[2] - lo[2] + 1 + z_base) as u32, slot as u32]
+            }));
+            if let Some(top) = top {
+                z_base += top + 1;
+            }
+        }
+        let mut order: Vec<u32> = (0..keys.len() as u32).collect();
+        order.sort_by_key(|&i| {
+            let k = keys[i as usize];
+            (k[2], k[1], k[0], i)
+        });
+        (keys, order)
+    }
+
+    #[test]
+    fn the_dbscan_grid_bins_jobs_as_one_sort_of_the_batch() {
+        let mut state = 0x853c_49e6_748f_ea9b_u64;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 11) as f32 / (1u64 << 53) as f32
+        };
+        let blob = |next: &mut dyn FnMut() -> f32, n: usize, c: [f32; 3], r: f32| -> Vec<Point3> {
+            (0..n).map(|_| [0, 1, 2].map(|k| c[k] + r * (next() - 0.5))).collect()
+        };
+        let objects: Vec<Vec<Point3>> = vec![
+            blob(&mut next, 3000, [0.2, -0.4, 1.5], 0.6),
+            Vec::new(),
+            vec![[1.0, 2.0, 3.0]],
+            blob(&mut next, 500, [-3.0, 1.0, 6.0], 0.05),
+            // Spans 2^22 cells on every axis: beyond one 64-bit key, sorted by comparison.
+            vec![[0.0, 0.0, 0.0], [42_000.0, 42_000.0, 42_000.0], [21_000.0, 1.0, 42_000.0], [0.0, 0.0, 0.005]],
+            blob(&mut next, 2000, [0.0, 0.0, 2.0], 2.0),
+        ];
+        let eps = [0.02f32, 0.05, 0.05, 0.003, 0.01, 0.1];
+        let jobs: Vec<DbscanJob<'_>> =
+            objects.iter().zip(eps).map(|(p, eps)| DbscanJob { points: p, eps, min_points: 5 }).collect();
+        let chunk: Vec<usize> = (0..jobs.len()).collect();
+        let grid = DbscanGrid::new(&jobs, &chunk).unwrap();
+        let (keys, order) = reference_binning(&jobs);
+        assert_eq!(grid.original, order);
+        let n = order.len();
+        for (s, &i) in order.iter().enumerate() {
+            assert_eq!(grid.cell_xyz[4 * s..4 * s + 4], keys[i as usize], "sorted point {s}");
+            assert_eq!(grid.position[i as usize] as usize, s);
+        }
+        let flat: Vec<Point3> = objects.concat();
+        assert_eq!(grid.sorted, order.iter().flat_map(|&i| flat[i as usize]).collect::<Vec<f32>>());
+        let cells = grid.params.cells as usize;
+        assert_eq!(grid.cell_start.len(), cells + 1);
+        for c in 0..cells {
+            let first = grid.cell_start[c] as usize;
+            assert_eq!(grid.cell_xyz[4 * n + 3 * c..4 * n + 3 * c + 3], grid.cell_xyz[4 * first..4 * first + 3]);
+        }
+        assert_eq!(grid.job_start, [0, 3000, 3000, 3001, 3501, 3505, 5505]);
+        // The jobs' z ranges do not touch: an empty layer between two jobs.
+        let z_range = |j: usize| {
+            let zs = (grid.job_start[j]..grid.job_start[j + 1]).map(|i| keys[i as usize][2]);
+            (zs.clone().min().unwrap(), zs.max().unwrap())
+        };
+        for (a, b) in [(0, 2), (2, 3), (3, 4), (4, 5)] {
+            assert!(z_range(a).1 + 1 < z_range(b).0);
+        }
+    }
+
+    #[test]
+    fn the_dbscan_grid_refuses_what_32_bit_cells_cannot_hold() {
+        let far = [[0.0f32, 0.0, 0.0], [0.0, 0.0, 1e6]];
+        let jobs = [DbscanJob { points: &far, eps: 1e-4, min_points: 1 }];
+        let err = DbscanGrid::new(&jobs, &[0]).unwrap_err();
+        assert!(err.contains("job 0") && err.contains("2^32 cells"), "{err}");
+        let bad =
+            [DbscanJob { points: &far, eps: 1e-4, min_points: 1 }, DbscanJob { points: &far, eps: 0.0, min_points: 1 }];
+        let err = DbscanGrid::new(&bad, &[0, 1]).unwrap_err();
+        assert!(err.contains("job 1") && err.contains("radius"), "{err}");
+    }
 }
