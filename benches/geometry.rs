@@ -138,6 +138,23 @@ fn k5_relations(c: &mut Criterion) {
     g.bench_function(BenchmarkId::new("cpu_closest_surface", "10obj_x_20000pts"), |b| {
         b.iter(|| closest_surface_matrix(black_box(&refs), 0.01))
     });
+    // Ten neighbouring patches of one wall and floor (boxes over a room's surfaces): 0.8 m squares, 2 cm apart.
+    let walls: Vec<Vec<Point3>> = (0..10u32)
+        .map(|i| {
+            let (col, row) = ((i % 5) as f32 * 0.82, (i / 5) as f32 * 0.82);
+            (0..20_000u32)
+                .map(|k| {
+                    let h = spatialsynth::geometry::rng::draw_u32(i, 1, k, 0);
+                    let (a, b) = ((h & 0xffff) as f32 / 65535.0 * 0.8, (h >> 16) as f32 / 65535.0 * 0.8);
+                    [col + a, 3.0 + 0.01 * b, row + b]
+                })
+                .collect()
+        })
+        .collect();
+    let refs: Vec<&[Point3]> = walls.iter().map(Vec::as_slice).collect();
+    g.bench_function(BenchmarkId::new("cpu_closest_surface", "10walls_x_20000pts"), |b| {
+        b.iter(|| closest_surface_matrix(black_box(&refs), 0.02))
+    });
     g.finish();
 }
 
