@@ -225,15 +225,12 @@ pub struct DbscanGrid {
 struct JobBins {
     /// Sorted position -> index in the job.
     order: Vec<u32>,
-    /// Index in the job -> sorted position.
-    position: Vec<u32>,
     /// The sorted points, x, y, z each.
     sorted: Vec<f32>,
     /// Each sorted point's cell.
     cells: Vec<[u32; 3]>,
-    /// Each occupied cell's first sorted position and its coordinates.
+    /// Each occupied cell's first sorted position.
     cell_first: Vec<u32>,
-    cell_keys: Vec<[u32; 3]>,
     /// The highest z of the job's cells (0 for no points).
     span_z: u64,
 }
@@ -307,14 +304,12 @@ impl DbscanGrid {
                         order
                     }
                 };
-                // The job's sorted points, their cells, its occupied cells (first point, coordinates) and each
-                // point's sorted position, all local to the job (z without the job's base).
+                // The job's sorted points, their cells and its occupied cells' first points, local to the job (z
+                // without the job's base).
                 let mut bins = JobBins {
                     sorted: Vec::with_capacity(3 * order.len()),
                     cells: Vec::with_capacity(order.len()),
                     cell_first: Vec::new(),
-                    cell_keys: Vec::new(),
-                    position: vec![0; order.len()],
                     span_z: span[2].saturating_sub(1),
                     order,
                 };
@@ -324,9 +319,7 @@ impl DbscanGrid {
                     bins.cells.push(r);
                     if s == 0 || bins.cells[s - 1] != r {
                         bins.cell_first.push(s as u32);
-                        bins.cell_keys.push(r);
                     }
-                    bins.position[i as usize] = s as u32;
                 }
                 Ok(bins)
             })
@@ -341,7 +334,7 @@ impl DbscanGrid {
         let mut cell_start: Vec<u32> = Vec::new();
         let mut cell_keys: Vec<u32> = Vec::new();
         let mut original: Vec<u32> = Vec::with_capacity(total);
-        let mut position: Vec<u32> = Vec::with_capacity(total);
+        let mut position: Vec<u32> = vec![0; total];
         let mut z_base: u64 = 0;
         for (slot, ((j, job), bins)) in jobs.iter().zip(&binned).enumerate() {
             let first = original.len() as u32;
@@ -353,9 +346,14 @@ impl DbscanGrid {
             sorted.extend_from_slice(&bins.sorted);
             cell_xyz.extend(bins.cells.iter().flat_map(|r| [r[0], r[1], z(r), slot as u32]));
             cell_start.extend(bins.cell_first.iter().map(|&s| first + s));
-            cell_keys.extend(bins.cell_keys.iter().flat_map(|r| [r[0], r[1], z(r)]));
-            original.extend(bins.order.iter().map(|&i| first + i));
-            position.extend(bins.position.iter().map(|&s| first + s));
+            cell_keys.extend(bins.cell_first.iter().flat_map(|&s| {
+                let r = &bins.cells[s as usize];
+                [r[0], r[1], z(r)]
+            }));
+            for (s, &i) in bins.order.iter().enumerate() {
+                original.push(first + i);
+                position[(first + i) as usize] = first + s as u32;
+            }
             if !bins.order.is_empty() {
                 z_base += bins.span_z + 1;
             }
@@ -629,12 +627,10 @@ mod tests {
 
     #[test]
     fn the_dbscan_grid_bins_jobs_as_one_sort_of_the_batch() {
-        let mut state = 0x853c_49e6_748f_ea9b_u64;
+        let mut counter = 0;
         let mut next = || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state >> 11) as f32 / (1u64 << 53) as f32
+            counter += 1;
+            crate::geometry::rng::draw_u32(5, 0, counter, 0) as f32 / u32::MAX as f32
         };
         let blob = |next: &mut dyn FnMut() -> f32, n: usize, c: [f32; 3], r: f32| -> Vec<Point3> {
             (0..n).map(|_| [0, 1, 2].map(|k| c[k] + r * (next() - 0.5))).collect()
@@ -644,11 +640,12 @@ mod tests {
             Vec::new(),
             vec![[1.0, 2.0, 3.0]],
             blob(&mut next, 500, [-3.0, 1.0, 6.0], 0.05),
-            // Spans 2^22 cells on every axis: beyond one 64-bit key, sorted by comparison.
+            // Spans 2^22 cells on every axis: beyond one 64-bit key (checked below), sorted by comparison.
             vec![[0.0, 0.0, 0.0], [42_000.0, 42_000.0, 42_000.0], [21_000.0, 1.0, 42_000.0], [0.0, 0.0, 0.005]],
             blob(&mut next, 2000, [0.0, 0.0, 2.0], 2.0),
         ];
         let eps = [0.02f32, 0.05, 0.05, 0.003, 0.01, 0.1];
+        assert!((42_000.0f64 / (0.01 * (1.0 + 1e-4))).powi(3) > u64::MAX as f64);
         let jobs: Vec<DbscanJob<'_>> =
             objects.iter().zip(eps).map(|(p, eps)| DbscanJob { points: p, eps, min_points: 5 }).collect();
         let chunk: Vec<usize> = (0..jobs.len()).collect();

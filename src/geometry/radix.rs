@@ -63,13 +63,14 @@ pub fn floor_i64(x: f64) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::geometry::rng::draw_u32;
 
     #[test]
     fn the_floors_are_floor() {
-        let mut state = 7u64;
+        let mut counter = 0;
         let mut next = || {
-            state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
-            state
+            counter += 1;
+            u64::from(draw_u32(7, 0, counter, 0)) << 32 | u64::from(draw_u32(7, 0, counter, 1))
         };
         let edges = [
             0.0f64,
@@ -113,12 +114,10 @@ mod tests {
 
     #[test]
     fn radix_sorted_is_a_stable_sort() {
-        let mut state = 0x2545_f491_4f6c_dd1d_u64;
+        let mut counter = 0;
         let mut next = || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
+            counter += 1;
+            u64::from(draw_u32(11, 0, counter, 0)) << 32 | u64::from(draw_u32(11, 0, counter, 1))
         };
         for bits in [0u32, 1, 5, 11, 12, 22, 23, 40, 63, 64] {
             for n in [0usize, 1, 2, 100, 5000] {

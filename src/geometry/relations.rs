@@ -366,10 +366,10 @@ mod tests {
     fn dense_keys_sort_as_the_key_tuples() {
         // Voxels of one object around the origin, of one far from it, spread over 2^20 cells on one axis, and with
         // repeats: the radix order of the dense keys is the order of the (cell, voxel, index) tuples.
-        let mut state = 0x9e37_79b9_u32;
+        let mut counter = 0;
         let mut next = |span: i32| {
-            state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
-            (state >> 8) as i32 % span - span / 2
+            counter += 1;
+            (crate::geometry::rng::draw_u32(3, 0, counter, 0) >> 8) as i32 % span - span / 2
         };
         let near: Vec<[i32; 3]> = (0..3000).map(|_| [next(40), next(40), next(40)]).collect();
         let far: Vec<[i32; 3]> = (0..2000).map(|_| [next(90) - (1 << 24), next(70), next(90) + (1 << 20)]).collect();
@@ -402,6 +402,8 @@ mod tests {
                 .collect()
         };
         let (a, b) = (line(0.0), line(0.5));
+        let voxels: Vec<[i32; 3]> = a.iter().map(|p| p.map(|v| floor_i32(v * 1000.0))).collect();
+        assert!(dense_keys(&voxels).is_none(), "the test must take the tuple sort");
         let brute = a.iter().flat_map(|p| b.iter().map(move |q| dist2(p, q))).fold(f32::INFINITY, f32::min).sqrt();
         let m = closest_surface_matrix(&[&a, &b], 0.001);
         assert_eq!(m[1], brute);
