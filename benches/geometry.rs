@@ -186,6 +186,17 @@ fn scene_end_to_end(c: &mut Criterion) {
             b.iter(|| process_frame(black_box(frame), &config))
         });
     }
+    // The annotated sample frames topped up to 10 objects with grid boxes (the end-to-end workload of
+    // `spatialsynth bench --kernels`), as one batch: the workload behind the host-step profile in BENCHMARKS.md.
+    let topped: Vec<LoadedFrame> =
+        frames.iter().filter(|f| !f.objects.is_empty()).map(|f| spatialsynth::bench::with_grid_boxes(f, 10)).collect();
+    let refs: Vec<&LoadedFrame> = topped.iter().collect();
+    g.throughput(Throughput::Elements(refs.len() as u64));
+    g.bench_function(BenchmarkId::new("cpu_batch", format!("{}frames_x_10objects", refs.len())), |b| {
+        b.iter(|| {
+            spatialsynth::pipeline::process_frames_on(&spatialsynth::backend::Backend::Cpu, black_box(&refs), &config)
+        })
+    });
     g.finish();
 }
 
