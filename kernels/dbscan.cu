@@ -5,9 +5,10 @@
 // side a little over its eps and stacks the jobs along z with an empty layer between them (`DbscanGrid` in
 // src/backend/pack.rs), so every neighbour lies in the 3 x 3 x 3 block of cells around a point and no block reaches
 // another job; points are sorted by cell, then by batch index (the occupied cells listed in (z, y, x) order); each
-// neighbour cell is found by binary search. Clusters are found by min-label propagation over core points, each round
-// followed by pointer jumping: each core point's label converges to the smallest batch index of its cluster, the
-// canonical name the host then numbers 0, 1, ... per job. Needs common.cuh (prepended by the host).
+// neighbour cell is found by binary search. Clusters are the trees of a lock-free union-find over the core points
+// (`unite`: one neighbour scan, each pair of core points within eps joined once; `flatten`): each core point's label
+// ends as the smallest batch index of its cluster, the canonical name the host then numbers 0, 1, ... per job.
+// Needs common.cuh (prepended by the host).
 
 #define NONE 0xffffffffu
 
@@ -20,13 +21,11 @@ struct Params {
 };
 static_assert(sizeof(Params) == 32, "Params must match DbscanParams (32 bytes)");
 
-// Keep in sync with `DbscanJobParams` in src/backend/layout.rs (16 bytes). `active` is cleared by the host once a
-// check of rounds left the job's labels unchanged (they are final): its points sit out the remaining rounds.
+// Keep in sync with `DbscanJobParams` in src/backend/layout.rs (16 bytes).
 struct Job {
     float eps2;
     u32 min_points;
-    u32 active;
-    u32 pad;
+    u32 pad0, pad1;
 };
 static_assert(sizeof(Job) == 16, "Job must match DbscanJobParams (16 bytes)");
 
@@ -95,43 +94,72 @@ extern "C" __global__ void count_neighbours(
     labels[i] = is_core ? g.original[i] : NONE;
 }
 
-extern "C" __global__ void propagate(
-    const float* __restrict__ points, const u32* __restrict__ cell_xyz, const u32* __restrict__ cell_start,
-    const u32* __restrict__ original, const Job* __restrict__ jobs, const Params p, const u32* __restrict__ core,
-    u32* labels, u32* changed) {
-    const Grid g{points, cell_xyz, cell_start, original};
-    const u32 i = blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= p.points || core[i] == 0u) return;
-    const u32 job = cell_xyz[4u * i + 3u];
-    if (jobs[job].active == 0u) return;
-    const float eps2 = jobs[job].eps2;
-    u32 m = labels[i];
-    for_neighbour_cells(g, p, i, [&](u32 j) {
-        if (core[j] == 1u && dist2(g.points, i, j) <= eps2) m = min(m, ((volatile u32*)labels)[j]);
-    });
-    // Labels only decrease, and any label read is that of a point of the same cluster: the race is benign and
-    // the fixed point is the smallest original index of each cluster.
-    if (m < labels[i]) {
-        labels[i] = m;
-        changed[job] = 1u;
+// Union-find over the core points (a forest in `labels`, indexed by sorted position: a core point's label is its
+// parent's batch index, a root's is its own). A root is only ever hooked under a smaller root, so each tree's root
+// is the smallest batch index of its points, and labels only decrease. `position` maps a batch index to its sorted
+// position.
+
+// The root of batch index x's tree. Path halving: each visited node's label skips to its grandparent, an ancestor
+// (a smaller batch index), so the forest stays a forest whatever the interleaving. Roots are never written here
+// (only `hook` changes a root's label, by compare-and-swap).
+__device__ __forceinline__ u32 find_root(volatile u32* labels, const u32* __restrict__ position, u32 x) {
+    while (true) {
+        const u32 parent = labels[position[x]];
+        if (parent == x) return x;
+        const u32 grand = labels[position[parent]];
+        if (grand != parent) labels[position[x]] = grand;
+        x = grand;
     }
 }
 
-// Pointer jumping: labels name core points of the same cluster, so a label's own label is a valid, smaller or
-// equal, name. Chains of labels collapse in a logarithmic number of rounds instead of one hop per round.
-extern "C" __global__ void jump(const u32* __restrict__ cell_xyz, const Job* __restrict__ jobs, const Params p,
-                                const u32* __restrict__ core, const u32* __restrict__ position, u32* labels,
-                                u32* changed) {
+// Joins the trees of batch indices a and b: the larger root is hooked under the smaller by compare-and-swap; when
+// another thread hooked it first, the join is retried from the new roots (lock free: a failed swap means another
+// join succeeded).
+__device__ __forceinline__ void hook(u32* labels, const u32* __restrict__ position, u32 a, u32 b) {
+    volatile u32* v = labels;
+    while (true) {
+        a = find_root(v, position, a);
+        b = find_root(v, position, b);
+        if (a == b) return;
+        if (a > b) {
+            const u32 t = a;
+            a = b;
+            b = t;
+        }
+        if (atomicCAS(&labels[position[b]], b, a) == b) return;
+    }
+}
+
+// Every pair of core points within eps joined once (from the later of the two in sorted order): one neighbour scan
+// in all, instead of one per round of label propagation.
+extern "C" __global__ void unite(
+    const float* __restrict__ points, const u32* __restrict__ cell_xyz, const u32* __restrict__ cell_start,
+    const u32* __restrict__ original, const Job* __restrict__ jobs, const Params p, const u32* __restrict__ core,
+    const u32* __restrict__ position, u32* labels) {
+    const Grid g{points, cell_xyz, cell_start, original};
     const u32 i = blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= p.points || core[i] == 0u) return;
-    const u32 job = cell_xyz[4u * i + 3u];
-    if (jobs[job].active == 0u) return;
-    const u32 l = labels[i];
-    const u32 m = ((volatile u32*)labels)[position[l]];
-    if (m < l) {
-        labels[i] = m;
-        changed[job] = 1u;
+    const float eps2 = jobs[cell_xyz[4u * i + 3u]].eps2;
+    const u32 me = g.original[i];
+    for_neighbour_cells(g, p, i, [&](u32 j) {
+        if (j < i && core[j] == 1u && dist2(g.points, i, j) <= eps2) hook(labels, position, me, g.original[j]);
+    });
+}
+
+// Each core point's label becomes its tree's root (after `unite`, in a launch of its own). Read only but for the
+// point's own label, which only ever becomes the root: a concurrent walk through it still finds the same root.
+extern "C" __global__ void flatten(const u32* __restrict__ core, const u32* __restrict__ position, const Params p,
+                                  u32* labels) {
+    const u32 i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= p.points || core[i] == 0u) return;
+    volatile u32* v = labels;
+    u32 x = v[i];
+    while (true) {
+        const u32 parent = v[position[x]];
+        if (parent == x) break;
+        x = parent;
     }
+    labels[i] = x;
 }
 
 extern "C" __global__ void assign_borders(

@@ -5,9 +5,9 @@
 // stacks the jobs along z with an empty layer between them (`DbscanGrid` in src/backend/pack.rs), so every neighbour
 // lies in the 3 x 3 x 3 block of cells around a point and no block reaches another job; points are sorted by cell,
 // then by batch index (the occupied cells listed in (z, y, x) order); each neighbour cell is found by binary search.
-// Clusters are found by min-label propagation over core points, each round followed by pointer jumping (a core
-// point takes the label of the point its label names, which is in the same cluster): each core point's label
-// converges to the smallest batch index of its cluster, the canonical name the host then numbers 0, 1, ... per job.
+// Clusters are the trees of a lock-free union-find over the core points (`unite`: one neighbour scan, each pair of
+// core points within eps joined once; `flatten`): each core point's label ends as the smallest batch index of its
+// cluster, the canonical name the host then numbers 0, 1, ... per job (the same as kernels/dbscan.cu).
 
 // Keep in sync with `DbscanParams` in src/backend/layout.rs (32 bytes).
 struct Params {
@@ -21,13 +21,12 @@ struct Params {
     pad4: u32,
 }
 
-// Keep in sync with `DbscanJobParams` in src/backend/layout.rs (16 bytes). `live` (the Rust `active`) is cleared by the host once a
-// check of rounds left the job's labels unchanged (they are final): its points sit out the remaining rounds.
+// Keep in sync with `DbscanJobParams` in src/backend/layout.rs (16 bytes).
 struct Job {
     eps2: f32,
     min_points: u32,
-    live: u32,
-    pad: u32,
+    pad0: u32,
+    pad1: u32,
 }
 
 @group(0) @binding(0) var<storage, read> points: array<f32>;
@@ -39,13 +38,13 @@ struct Job {
 // Sorted position -> batch index.
 @group(0) @binding(3) var<storage, read> original: array<u32>;
 @group(0) @binding(4) var<storage, read_write> core: array<u32>;
-@group(0) @binding(5) var<storage, read_write> labels: array<u32>;
-// One flag per job: set when a round changed one of its labels.
-@group(0) @binding(6) var<storage, read_write> changed: array<atomic<u32>>;
-@group(0) @binding(7) var<uniform> params: Params;
+// Sorted position -> label: NONE for noise; for a core point, its parent's batch index in the union-find forest (its
+// own at a root), then its cluster's smallest batch index.
+@group(0) @binding(5) var<storage, read_write> labels: array<atomic<u32>>;
+@group(0) @binding(6) var<uniform> params: Params;
 // Batch index -> sorted position.
-@group(0) @binding(8) var<storage, read> position: array<u32>;
-@group(0) @binding(9) var<storage, read> jobs: array<Job>;
+@group(0) @binding(7) var<storage, read> position: array<u32>;
+@group(0) @binding(8) var<storage, read> jobs: array<Job>;
 
 const NONE: u32 = 0xffffffffu;
 
@@ -116,64 +115,90 @@ fn count_neighbours(@builtin(global_invocation_id) gid: vec3<u32>) {
         }
     }
     core[i] = select(0u, 1u, count >= job.min_points);
-    labels[i] = select(NONE, original[i], count >= job.min_points);
+    atomicStore(&labels[i], select(NONE, original[i], count >= job.min_points));
 }
 
+// The root of batch index x's tree (a root is only ever hooked under a smaller root, so each tree's root is the
+// smallest batch index of its points). Path halving: each visited node's label skips to its grandparent, an
+// ancestor, so the forest stays a forest whatever the interleaving; roots are only written by `hook`'s exchange.
+fn find_root(start: u32) -> u32 {
+    var x = start;
+    var parent = atomicLoad(&labels[position[x]]);
+    while (parent != x) {
+        let grand = atomicLoad(&labels[position[parent]]);
+        if (grand != parent) {
+            atomicStore(&labels[position[x]], grand);
+        }
+        x = grand;
+        parent = atomicLoad(&labels[position[x]]);
+    }
+    return x;
+}
+
+// Joins the trees of batch indices a and b: the larger root is hooked under the smaller by compare-and-exchange,
+// retried from the new roots when another invocation changed them first (or the weak exchange failed).
+fn hook(a0: u32, b0: u32) {
+    var a = a0;
+    var b = b0;
+    loop {
+        a = find_root(a);
+        b = find_root(b);
+        if (a == b) {
+            return;
+        }
+        if (a > b) {
+            let t = a;
+            a = b;
+            b = t;
+        }
+        if (atomicCompareExchangeWeak(&labels[position[b]], b, a).exchanged) {
+            return;
+        }
+    }
+}
+
+// Every pair of core points within eps joined once (from the later of the two in sorted order).
 @compute @workgroup_size(256)
-fn propagate(@builtin(global_invocation_id) gid: vec3<u32>) {
+fn unite(@builtin(global_invocation_id) gid: vec3<u32>) {
     let i = gid.x;
     if (i >= params.points || core[i] == 0u) {
         return;
     }
-    let job_index = cell_xyz[4u * i + 3u];
-    let job = jobs[job_index];
-    if (job.live == 0u) {
-        return;
-    }
     let p = point(i);
-    let eps2 = job.eps2;
+    let eps2 = jobs[cell_xyz[4u * i + 3u]].eps2;
+    let me = original[i];
     let sx = span(cell_xyz[4u * i]);
     let sy = span(cell_xyz[4u * i + 1u]);
     let sz = span(cell_xyz[4u * i + 2u]);
-    var m = labels[i];
     for (var z = sz.x; z <= sz.y; z = z + 1u) {
         for (var y = sy.x; y <= sy.y; y = y + 1u) {
             for (var x = sx.x; x <= sx.y; x = x + 1u) {
                 let r = cell_range(x, y, z);
                 for (var j = r.x; j < r.y; j = j + 1u) {
-                    if (core[j] == 1u && dist2(p, point(j)) <= eps2) {
-                        m = min(m, labels[j]);
+                    if (j < i && core[j] == 1u && dist2(p, point(j)) <= eps2) {
+                        hook(me, original[j]);
                     }
                 }
             }
         }
     }
-    // Labels only decrease, and any label read is that of a point of the same cluster: the race is benign and
-    // the fixed point is the smallest original index of each cluster.
-    if (m < labels[i]) {
-        labels[i] = m;
-        atomicStore(&changed[job_index], 1u);
-    }
 }
 
-// Pointer jumping: labels name core points of the same cluster, so a label's own label is a valid, smaller or
-// equal, name. Chains of labels collapse in a logarithmic number of rounds instead of one hop per round.
+// Each core point's label becomes its tree's root (after `unite`, in a dispatch of its own). Read only but for the
+// point's own label, which only ever becomes the root: a concurrent walk through it still finds the same root.
 @compute @workgroup_size(256)
-fn jump(@builtin(global_invocation_id) gid: vec3<u32>) {
+fn flatten(@builtin(global_invocation_id) gid: vec3<u32>) {
     let i = gid.x;
     if (i >= params.points || core[i] == 0u) {
         return;
     }
-    let job_index = cell_xyz[4u * i + 3u];
-    if (jobs[job_index].live == 0u) {
-        return;
+    var x = atomicLoad(&labels[i]);
+    var parent = atomicLoad(&labels[position[x]]);
+    while (parent != x) {
+        x = parent;
+        parent = atomicLoad(&labels[position[x]]);
     }
-    let l = labels[i];
-    let m = labels[position[l]];
-    if (m < l) {
-        labels[i] = m;
-        atomicStore(&changed[job_index], 1u);
-    }
+    atomicStore(&labels[i], x);
 }
 
 @compute @workgroup_size(256)
@@ -199,12 +224,12 @@ fn assign_borders(@builtin(global_invocation_id) gid: vec3<u32>) {
                         if (d < best_d || (d == best_d && original[j] < best_index)) {
                             best_d = d;
                             best_index = original[j];
-                            best_label = labels[j];
+                            best_label = atomicLoad(&labels[j]);
                         }
                     }
                 }
             }
         }
     }
-    labels[i] = best_label;
+    atomicStore(&labels[i], best_label);
 }

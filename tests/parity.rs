@@ -590,7 +590,7 @@ fn k1_and_k3_match_on_the_sample_frames() {
             check_grouping(backend, depth, &frame.intrinsics, frame.instance_labels.as_deref(), &regions);
             // K3 on each object's points, at the pipeline's radius.
             let grouped = unproject_objects(depth, &frame.intrinsics, frame.instance_labels.as_deref(), &regions);
-            // (Every 4th point: lavapipe runs the propagation rounds on the CPU, and whole objects take a minute.)
+            // (Every 4th point: lavapipe runs the neighbour scans on the CPU, and whole objects take seconds.)
             for i in 0..grouped.objects() {
                 let points: Vec<[f32; 3]> = grouped.object_points(i).iter().step_by(4).copied().collect();
                 check_dbscan(backend, &points, 0.05, 10);
@@ -780,6 +780,29 @@ fn k3_border_ties_go_to_the_lower_index_on_every_backend() {
     assert_eq!(want.labels[border], want.labels[0]);
     for backend in gpu_backends("k3_border_ties_go_to_the_lower_index_on_every_backend") {
         check_dbscan(backend, &points, 1.0, 12);
+    }
+}
+
+#[test]
+fn k3_long_chains_in_shuffled_order_are_one_cluster_each_on_every_backend() {
+    // Three parallel lines of 3,000 points each, 1 cm apart along the line, 10 cm between lines, eps 1.5 cm: each
+    // line is one cluster only through a chain of 2,999 links. The points are shuffled, so a line's batch indices
+    // are scattered over every block of threads: the GPUs' union-find joins race across blocks, and the smallest
+    // index of each cluster sits anywhere along its line.
+    const PER_LINE: usize = 3000;
+    let mut points: Vec<[f32; 3]> =
+        (0..3 * PER_LINE).map(|k| [(k % PER_LINE) as f32 * 0.01, (k / PER_LINE) as f32 * 0.1, 1.0]).collect();
+    let mut next = uniform(7);
+    for i in (1..points.len()).rev() {
+        let j = ((next() * (i + 1) as f32) as usize).min(i);
+        points.swap(i, j);
+    }
+    let want = spatialsynth::geometry::dbscan::dbscan(&points, 0.015, 3).unwrap();
+    assert_eq!(want.clusters, 3);
+    // The two ends of each line have only one neighbour: borders; every other point is core.
+    assert_eq!(want.core.iter().filter(|&&c| c).count(), 3 * (PER_LINE - 2));
+    for backend in gpu_backends("k3_long_chains_in_shuffled_order_are_one_cluster_each_on_every_backend") {
+        check_dbscan(backend, &points, 0.015, 3);
     }
 }
 

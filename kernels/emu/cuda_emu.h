@@ -101,6 +101,10 @@ inline unsigned __shfl_down_sync(unsigned, unsigned value, unsigned delta) {
 inline unsigned atomicAdd(unsigned* address, unsigned value) {
     return __atomic_fetch_add(address, value, __ATOMIC_RELAXED);
 }
+inline unsigned atomicCAS(unsigned* address, unsigned compare, unsigned value) {
+    __atomic_compare_exchange_n(address, &compare, value, false, __ATOMIC_RELAXED, __ATOMIC_RELAXED);
+    return compare;
+}
 
 // IEEE single precision as written (the emulator is compiled with -ffp-contract=off, as NVRTC's --fmad=false).
 inline float __fdiv_rn(float a, float b) { return a / b; }

@@ -56,8 +56,6 @@ const SCORE_SLICE: u32 = 16_384;
 const MAX_POINTS: u64 = 1 << 28;
 /// The most K5 pairs in one launch (80 bytes each: 2.7 GB of records).
 const MAX_PAIRS: u64 = 1 << 25;
-/// DBSCAN propagation rounds per check of the "changed" flag.
-const ROUNDS_PER_CHECK: usize = 4;
 
 /// One NVRTC module: its kernel file, its whole source (common.cuh, the shared headers, the kernel file) and its
 /// entry points.
@@ -92,7 +90,7 @@ pub const MODULES: [KernelModule; 6] = [
     KernelModule {
         file: "dbscan.cu",
         source: kernel_source!("common.cuh", "dbscan.cu"),
-        entries: &["count_neighbours", "propagate", "jump", "assign_borders"],
+        entries: &["count_neighbours", "unite", "flatten", "assign_borders"],
     },
     KernelModule {
         file: "stats.cu",
@@ -213,7 +211,7 @@ struct DeviceGrid {
 
 impl DeviceGrid {
     /// Pushes (points, cell_xyz, cell_start, original, jobs, Params): the leading parameters of `count_neighbours`,
-    /// `propagate` and `assign_borders` in kernels/dbscan.cu.
+    /// `unite` and `assign_borders` in kernels/dbscan.cu.
     fn push<'a>(&'a self, b: &mut LaunchArgs<'a>) {
         b.arg(&self.points)
             .arg(&self.cell_xyz)
@@ -240,8 +238,8 @@ struct Kernels {
     sample_supports: CudaFunction,
     count_inliers: CudaFunction,
     count_neighbours: CudaFunction,
-    propagate: CudaFunction,
-    jump: CudaFunction,
+    unite: CudaFunction,
+    flatten: CudaFunction,
     assign_borders: CudaFunction,
     summarize: CudaFunction,
     relate: CudaFunction,
@@ -341,8 +339,8 @@ impl CudaBackend {
             sample_supports: get("ransac.cu", "sample_supports")?,
             count_inliers: get("ransac.cu", "count_inliers")?,
             count_neighbours: get("dbscan.cu", "count_neighbours")?,
-            propagate: get("dbscan.cu", "propagate")?,
-            jump: get("dbscan.cu", "jump")?,
+            unite: get("dbscan.cu", "unite")?,
+            flatten: get("dbscan.cu", "flatten")?,
             assign_borders: get("dbscan.cu", "assign_borders")?,
             summarize: get("stats.cu", "summarize")?,
             relate: get("relations.cu", "relate")?,
@@ -982,12 +980,12 @@ impl CudaBackend {
     }
 
     /// K3 for a batch of jobs (see [`crate::geometry::dbscan::dbscan_batch`]): every job of a chunk (up to 2^28
-    /// points) in one grid and one set of launches, so the jobs' propagation rounds run together.
+    /// points) in one grid and one set of four launches (count, unite, flatten, borders) and one round trip.
     pub fn dbscan_batch(&self, jobs: &[DbscanJob<'_>]) -> Result<Vec<Clustering>, String> {
         let mut out = vec![Clustering::default(); jobs.len()];
         for chunk in dbscan_chunks(jobs, MAX_POINTS)? {
-            let mut grid = DbscanGrid::new(jobs, &chunk)?;
-            let (labels, core) = self.dbscan_grid(&mut grid)?;
+            let grid = DbscanGrid::new(jobs, &chunk)?;
+            let (labels, core) = self.dbscan_grid(&grid)?;
             for (i, c) in chunk.into_iter().zip(grid.clusterings(&labels, &core)?) {
                 out[i] = c;
             }
@@ -996,10 +994,10 @@ impl CudaBackend {
     }
 
     /// One grid's labels and core flags (sorted order).
-    fn dbscan_grid(&self, grid: &mut DbscanGrid) -> Result<(Vec<u32>, Vec<u32>), String> {
+    fn dbscan_grid(&self, grid: &DbscanGrid) -> Result<(Vec<u32>, Vec<u32>), String> {
         let n = grid.params.points;
         let stream = self.stream()?;
-        let mut d = DeviceGrid {
+        let d = DeviceGrid {
             points: self.upload(&stream, &grid.sorted)?,
             cell_xyz: self.upload(&stream, &grid.cell_xyz)?,
             cell_start: self.upload(&stream, &grid.cell_start)?,
@@ -1010,7 +1008,6 @@ impl CudaBackend {
         let position = self.upload(&stream, &grid.position)?;
         let mut core = self.zeros::<u32>(&stream, n as usize)?;
         let mut labels = self.zeros::<u32>(&stream, n as usize)?;
-        let mut changed = self.zeros::<u32>(&stream, grid.jobs.len())?;
         let g = (blocks_for(u64::from(n), BLOCK)?, 1);
         let mut b = stream.launch_builder(&self.k.count_neighbours);
         d.push(&mut b);
@@ -1019,37 +1016,20 @@ impl CudaBackend {
         // kernels/dbscan.cu; the grid's arrays as `DbscanGrid` documents them (every point's job < jobs entries,
         // uploaded as the 16-byte `Job` records' words), n entries of core and labels.
         unsafe { b.launch(launch(g, BLOCK)) }.map_err(de)?;
-        // Rounds of min-label propagation and pointer jumping until a check finds no change (at most one round per
-        // point: labels only decrease). A job whose labels a whole check left alone is final: its points sit out
-        // the remaining rounds.
-        for _ in 0..(n as usize).div_ceil(ROUNDS_PER_CHECK) {
-            stream.memset_zeros(&mut changed).map_err(de)?;
-            for _ in 0..ROUNDS_PER_CHECK {
-                let mut b = stream.launch_builder(&self.k.propagate);
-                d.push(&mut b);
-                b.arg(&core).arg(&mut labels).arg(&mut changed);
-                // SAFETY: propagate(points, cell_xyz, cell_start, original, jobs, Params, core, labels, changed);
-                // changed has one flag per job.
-                unsafe { b.launch(launch(g, BLOCK)) }.map_err(de)?;
-                let mut b = stream.launch_builder(&self.k.jump);
-                b.arg(&d.cell_xyz)
-                    .arg(&d.jobs)
-                    .arg(&d.params)
-                    .arg(&core)
-                    .arg(&position)
-                    .arg(&mut labels)
-                    .arg(&mut changed);
-                // SAFETY: jump(cell_xyz, jobs, Params, core, position, labels, changed): labels of core points are
-                // batch indices < n, position has n entries, every point's job indexes jobs and changed.
-                unsafe { b.launch(launch(g, BLOCK)) }.map_err(de)?;
-            }
-            let flags = stream.clone_dtoh(&changed).map_err(de)?;
-            self.sync(&stream)?;
-            if !grid.retire_converged(&flags) {
-                break;
-            }
-            stream.memcpy_htod(bytemuck::cast_slice::<_, u32>(&grid.jobs), &mut d.jobs).map_err(de)?;
-        }
+        // The clusters: a union-find over the core points, every pair of core points within eps joined once, then
+        // each core point's label set to its tree's root (the smallest batch index of its cluster).
+        let mut b = stream.launch_builder(&self.k.unite);
+        d.push(&mut b);
+        b.arg(&core).arg(&position).arg(&mut labels);
+        // SAFETY: unite(points, cell_xyz, cell_start, original, jobs, Params, core, position, labels); position maps
+        // each of the n batch indices to its sorted position, and count_neighbours set each core point's label to
+        // its own batch index (a forest of single points).
+        unsafe { b.launch(launch(g, BLOCK)) }.map_err(de)?;
+        let mut b = stream.launch_builder(&self.k.flatten);
+        b.arg(&core).arg(&position).arg(&d.params).arg(&mut labels);
+        // SAFETY: flatten(core, position, Params, labels): n entries of core, position and labels; after unite, every
+        // core point's label is a core point's batch index, and the forest ends at roots.
+        unsafe { b.launch(launch(g, BLOCK)) }.map_err(de)?;
         let mut b = stream.launch_builder(&self.k.assign_borders);
         d.push(&mut b);
         b.arg(&core).arg(&mut labels);

@@ -146,8 +146,8 @@ pub struct WgpuBackend {
     ransac_supports: wgpu::ComputePipeline,
     ransac_count: wgpu::ComputePipeline,
     count_neighbours: wgpu::ComputePipeline,
-    propagate: wgpu::ComputePipeline,
-    jump: wgpu::ComputePipeline,
+    unite: wgpu::ComputePipeline,
+    flatten: wgpu::ComputePipeline,
     assign_borders: wgpu::ComputePipeline,
     count_members: wgpu::ComputePipeline,
     scan_members: wgpu::ComputePipeline,
@@ -213,8 +213,8 @@ impl WgpuBackend {
         let stats_module = module(SHADERS[5].0, SHADERS[5].1);
         let backend = WgpuBackend {
             count_neighbours: pipeline(&dbscan_module, "count_neighbours"),
-            propagate: pipeline(&dbscan_module, "propagate"),
-            jump: pipeline(&dbscan_module, "jump"),
+            unite: pipeline(&dbscan_module, "unite"),
+            flatten: pipeline(&dbscan_module, "flatten"),
             assign_borders: pipeline(&dbscan_module, "assign_borders"),
             count_members: pipeline(&group_module, "count_members"),
             scan_members: pipeline(&group_module, "scan_members"),
@@ -607,8 +607,8 @@ impl WgpuBackend {
             .min(self.limits.max_storage_buffer_binding_size / 28);
         let mut out = vec![crate::geometry::dbscan::Clustering::default(); jobs.len()];
         for chunk in super::pack::dbscan_chunks(jobs, max_points)? {
-            let mut grid = super::pack::DbscanGrid::new(jobs, &chunk)?;
-            let (labels, core) = self.dbscan_grid(&mut grid)?;
+            let grid = super::pack::DbscanGrid::new(jobs, &chunk)?;
+            let (labels, core) = self.dbscan_grid(&grid)?;
             for (i, c) in chunk.into_iter().zip(grid.clusterings(&labels, &core)?) {
                 out[i] = c;
             }
@@ -617,7 +617,7 @@ impl WgpuBackend {
     }
 
     /// One grid's labels and core flags (sorted order).
-    fn dbscan_grid(&self, grid: &mut super::pack::DbscanGrid) -> Result<(Vec<u32>, Vec<u32>), String> {
+    fn dbscan_grid(&self, grid: &super::pack::DbscanGrid) -> Result<(Vec<u32>, Vec<u32>), String> {
         let n = grid.params.points as usize;
         let points_buf = self.storage("points", bytemuck::cast_slice(&grid.sorted));
         let xyz_buf = self.storage("cells", bytemuck::cast_slice(&grid.cell_xyz));
@@ -625,13 +625,9 @@ impl WgpuBackend {
         let original_buf = self.storage("original", bytemuck::cast_slice(&grid.original));
         let core_buf = self.output("core", n as u64 * 4);
         let labels_buf = self.output("labels", n as u64 * 4);
-        let jobs_n = grid.jobs.len() as u64;
-        let changed_buf = self.output("changed", jobs_n * 4);
         let params_buf = self.uniform("params", &grid.params);
         let position_buf = self.storage("position", bytemuck::cast_slice(&grid.position));
-        // Rewritten between checks (the `active` flags), so not a plain input buffer.
-        let jobs_buf = self.output("jobs", jobs_n * 16);
-        self.queue.write_buffer(&jobs_buf, 0, bytemuck::cast_slice(&grid.jobs));
+        let jobs_buf = self.storage("jobs", bytemuck::cast_slice(&grid.jobs));
         let all = [
             &points_buf,
             &xyz_buf,
@@ -639,7 +635,6 @@ impl WgpuBackend {
             &original_buf,
             &core_buf,
             &labels_buf,
-            &changed_buf,
             &params_buf,
             &position_buf,
             &jobs_buf,
@@ -651,35 +646,12 @@ impl WgpuBackend {
         let run = |pipeline: &wgpu::ComputePipeline, used: &[u32]| {
             self.dispatch(pipeline, &self.bind_subset(pipeline, &all, used), (x, 1));
         };
-        run(&self.count_neighbours, &[0, 1, 2, 3, 4, 5, 7, 9]);
-        // Rounds of min-label propagation and pointer jumping, several per submit, until a whole submit changes
-        // nothing (at most one round per point: labels only decrease). A job whose labels a whole submit left alone
-        // is final: its points sit out the remaining rounds.
-        const ROUNDS_PER_SUBMIT: usize = 4;
-        let propagate = self.bind_subset(&self.propagate, &all, &[0, 1, 2, 4, 5, 6, 7, 9]);
-        let jump = self.bind_subset(&self.jump, &all, &[1, 4, 5, 6, 7, 8, 9]);
-        let zeros = vec![0u32; grid.jobs.len()];
-        for _ in 0..n.div_ceil(ROUNDS_PER_SUBMIT) {
-            self.queue.write_buffer(&changed_buf, 0, bytemuck::cast_slice(&zeros));
-            let mut encoder = self.device.create_command_encoder(&Default::default());
-            {
-                let mut pass = encoder.begin_compute_pass(&Default::default());
-                for _ in 0..ROUNDS_PER_SUBMIT {
-                    for (pipeline, bind) in [(&self.propagate, &propagate), (&self.jump, &jump)] {
-                        pass.set_pipeline(pipeline);
-                        pass.set_bind_group(0, bind, &[]);
-                        pass.dispatch_workgroups(x, 1, 1);
-                    }
-                }
-            }
-            self.queue.submit([encoder.finish()]);
-            let changed: Vec<u32> = bytemuck::pod_collect_to_vec(&self.read_back(&changed_buf, jobs_n * 4)?);
-            if !grid.retire_converged(&changed) {
-                break;
-            }
-            self.queue.write_buffer(&jobs_buf, 0, bytemuck::cast_slice(&grid.jobs));
-        }
-        run(&self.assign_borders, &[0, 1, 2, 3, 4, 5, 7, 9]);
+        run(&self.count_neighbours, &[0, 1, 2, 3, 4, 5, 6, 8]);
+        // The clusters: a union-find over the core points, every pair of core points within eps joined once, then
+        // each core point's label set to its tree's root (the smallest batch index of its cluster).
+        run(&self.unite, &[0, 1, 2, 3, 4, 5, 6, 7, 8]);
+        run(&self.flatten, &[4, 5, 6, 7]);
+        run(&self.assign_borders, &[0, 1, 2, 3, 4, 5, 6, 8]);
         let labels: Vec<u32> = bytemuck::pod_collect_to_vec(&self.read_back(&labels_buf, n as u64 * 4)?);
         let core: Vec<u32> = bytemuck::pod_collect_to_vec(&self.read_back(&core_buf, n as u64 * 4)?);
         Ok((labels, core))

@@ -121,16 +121,14 @@ pub struct DbscanParams {
     pub _pad: [u32; 5],
 }
 
-/// One K3 job's radius and core threshold, and whether its labels may still change (the host clears `active` once a
-/// whole check of propagation rounds left the job's labels alone: they are then final, and its points sit out the
-/// remaining rounds). Keep in sync with `Job` in `shaders/dbscan.wgsl` and `kernels/dbscan.cu`.
+/// One K3 job's radius (squared) and core threshold. Keep in sync with `Job` in `shaders/dbscan.wgsl` and
+/// `kernels/dbscan.cu`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct DbscanJobParams {
     pub eps2: f32,
     pub min_points: u32,
-    pub active: u32,
-    pub _pad: u32,
+    pub _pad: [u32; 2],
 }
 
 const _: () = assert!(std::mem::size_of::<DbscanParams>() == 32);

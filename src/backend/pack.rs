@@ -256,8 +256,7 @@ impl DbscanGrid {
             job_params.push(DbscanJobParams {
                 eps2: job.eps * job.eps,
                 min_points: job.min_points.max(1),
-                active: 1,
-                _pad: 0,
+                _pad: [0; 2],
             });
         }
         // Each job's cells relative to its lowest, plus 1 (so that the block around a cell never goes below 0 or
@@ -365,17 +364,6 @@ impl DbscanGrid {
         cell_xyz.extend(cell_keys);
         let params = DbscanParams { points: n, cells, jobs: jobs_n, _pad: [0; 5] };
         Ok(DbscanGrid { sorted, cell_xyz, cell_start, original, position, jobs: job_params, job_start, params })
-    }
-
-    /// After a check of propagation rounds: clears `active` of every job whose `changed` flag (one per job) stayed 0;
-    /// whether any job is still active.
-    pub fn retire_converged(&mut self, changed: &[u32]) -> bool {
-        for (job, &c) in self.jobs.iter_mut().zip(changed) {
-            if c == 0 {
-                job.active = 0;
-            }
-        }
-        self.jobs.iter().any(|j| j.active == 1)
     }
 
     /// Each job's clustering (in `chunk`'s order) in its input order, from the device's labels (the smallest batch index of each point's
