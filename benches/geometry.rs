@@ -158,10 +158,11 @@ fn k5_relations(c: &mut Criterion) {
     g.finish();
 }
 
-/// The host steps every GPU backend runs around its kernels: K3's binning of a batch of objects into the DBSCAN
-/// grid (64 objects of 10,000 points, about six frames of ten objects) and K5's closest-surface index.
+/// The host steps the GPU backends run around K3, for a batch of 64 objects of 10,000 points (about six frames of
+/// ten objects): wgpu's binning of the objects into the DBSCAN grid (`k3_dbscan_grid`), and CUDA's packing for the
+/// grid it builds on the device (`k3_dbscan_batch`: the points concatenated, each job's range checked).
 fn host_steps(c: &mut Criterion) {
-    use spatialsynth::backend::pack::DbscanGrid;
+    use spatialsynth::backend::pack::{DbscanBatch, DbscanGrid};
     use spatialsynth::geometry::dbscan::DbscanJob;
     let mut g = c.benchmark_group("host");
     let objs: Vec<Vec<Point3>> =
@@ -171,6 +172,9 @@ fn host_steps(c: &mut Criterion) {
     g.throughput(Throughput::Elements(640_000));
     g.bench_function(BenchmarkId::new("k3_dbscan_grid", "64obj_x_10000pts"), |b| {
         b.iter(|| DbscanGrid::new(black_box(&jobs), &chunk).expect("grid"))
+    });
+    g.bench_function(BenchmarkId::new("k3_dbscan_batch", "64obj_x_10000pts"), |b| {
+        b.iter(|| DbscanBatch::new(black_box(&jobs), &chunk).expect("batch"))
     });
     g.finish();
 }

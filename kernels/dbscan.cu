@@ -1,18 +1,22 @@
-// K3: exact DBSCAN (the definitions of src/geometry/dbscan.rs; the CUDA twin of shaders/dbscan.wgsl) for a batch of
-// jobs (one object's points each, say), each with its own eps and min_points: core points have at least min_points
-// neighbours within eps (themselves included); core points within eps are in one cluster; a border point joins the
-// cluster of its nearest core point (ties: the lower original index). The host bins each job's points into cells of
-// side a little over its eps and stacks the jobs along z with an empty layer between them (`DbscanGrid` in
-// src/backend/pack.rs), so every neighbour lies in the 3 x 3 x 3 block of cells around a point and no block reaches
-// another job; points are sorted by cell, then by batch index (the occupied cells listed in (z, y, x) order); each
-// neighbour cell is found by binary search. Clusters are the trees of a lock-free union-find over the core points
-// (`unite`: one neighbour scan, each pair of core points within eps joined once; `flatten`): each core point's label
-// ends as the smallest batch index of its cluster, the canonical name the host then numbers 0, 1, ... per job.
-// Needs common.cuh (prepended by the host).
+// K3: exact DBSCAN (the definitions of src/geometry/dbscan.rs) for a batch of jobs (one object's points each, say),
+// each with its own eps and min_points: core points have at least min_points neighbours within eps (themselves
+// included); core points within eps are in one cluster; a border point joins the cluster of its nearest core point
+// (ties: the lower original index). The grid is built on the device: `cell_of` bins each point into a cell of its
+// job of side a little over the job's eps (floor of the coordinate times the job's inverse side, in double precision,
+// as the host's grid of shaders/dbscan.wgsl does), so every neighbour lies in the 3 x 3 x 3 block of cells around a
+// point; `claim_cells` gives each occupied cell (job, x, y, z) a slot of an open-addressing hash table (linear
+// probing, claimed by compare-and-swap) and counts its points; `scan_counts` (scan.cuh) places the slots' points;
+// `scatter_points` writes every point into its cell's range (in any order within the cell: nothing below depends on
+// it). Each neighbour cell is then one hash probe. Clusters are the trees of a lock-free union-find over the core
+// points (`unite`: one neighbour scan, each pair of core points within eps joined once; `flatten`): each core point's
+// label ends as the smallest batch index of its cluster, the canonical name the host then numbers 0, 1, ... per job;
+// `unsort` writes labels and core flags back in batch order. The result does not depend on the order of the points
+// within a cell nor on any schedule. Needs common.cuh and scan.cuh (prepended by the host).
 
 #define NONE 0xffffffffu
 
-// Keep in sync with `DbscanParams` in src/backend/layout.rs (32 bytes).
+// Keep in sync with `DbscanParams` in src/backend/layout.rs (32 bytes). `cells`: the hash table's slots, a power of
+// two at least twice the points.
 struct Params {
     u32 points;
     u32 cells;
@@ -21,22 +25,26 @@ struct Params {
 };
 static_assert(sizeof(Params) == 32, "Params must match DbscanParams (32 bytes)");
 
-// Keep in sync with `DbscanJobParams` in src/backend/layout.rs (16 bytes).
+// Keep in sync with `DbscanJobParams` in src/backend/layout.rs (16 bytes): the squared radius, the core threshold and
+// 1 / the cell side.
 struct Job {
     float eps2;
     u32 min_points;
-    u32 pad0, pad1;
+    double inv_side;
 };
 static_assert(sizeof(Job) == 16, "Job must match DbscanJobParams (16 bytes)");
 
-// The sorted points; (x, y, z, job) of each sorted point (cell coordinates relative to the job's lowest, at least 1,
-// z stacked by job) followed by the coordinates (x, y, z) of each occupied cell; the occupied cells' first points
-// (cells + 1 entries); each sorted point's batch index.
+// The sorted points (by cell); (x, y, z, job) of each sorted point's cell (x, y, z: the cell's integer coordinates,
+// two's complement); each sorted point's batch index; each slot's owner (0: empty; else 1 + the batch index of a
+// point of the slot's cell); each slot's first sorted point (slots + 1 entries); (x, y, z, job) of each point's cell
+// in batch order (the owners' cells).
 struct Grid {
     const float* __restrict__ points;
     const u32* __restrict__ cell_xyz;
-    const u32* __restrict__ cell_start;
     const u32* __restrict__ original;
+    const u32* __restrict__ owner;
+    const u32* __restrict__ start;
+    const u32* __restrict__ cell_b;
 };
 
 __device__ __forceinline__ float dist2(const float* __restrict__ p, u32 i, u32 j) {
@@ -46,44 +54,104 @@ __device__ __forceinline__ float dist2(const float* __restrict__ p, u32 i, u32 j
     return dx * dx + dy * dy + dz * dz;
 }
 
-// (z, y, x) order of cell coordinates: -1, 0, 1.
-__device__ __forceinline__ int compare(u32 ax, u32 ay, u32 az, u32 bx, u32 by, u32 bz) {
-    if (az != bz) return az < bz ? -1 : 1;
-    if (ay != by) return ay < by ? -1 : 1;
-    if (ax != bx) return ax < bx ? -1 : 1;
-    return 0;
+// The first slot to probe for cell (x, y, z) of job `job`.
+__device__ __forceinline__ u32 cell_hash(u32 x, u32 y, u32 z, u32 job, u32 slots) {
+    u32 h = x * 0x9e3779b1u ^ y * 0x85ebca77u ^ z * 0xc2b2ae3du ^ job * 0x27d4eb2fu;
+    h ^= h >> 15;
+    h *= 0x2c1b3c6du;
+    h ^= h >> 12;
+    return h & (slots - 1u);
 }
 
-// The points of the occupied cell (x, y, z) as [start, end), empty when the cell is not occupied.
-__device__ __forceinline__ uint2 cell_range(const Grid& g, const Params& p, u32 x, u32 y, u32 z) {
-    u32 lo = 0, hi = p.cells;
-    const u32* __restrict__ cells = g.cell_xyz + 4u * p.points;
-    while (lo < hi) {
-        const u32 mid = (lo + hi) / 2u;
-        const int c = compare(cells[3u * mid], cells[3u * mid + 1u], cells[3u * mid + 2u], x, y, z);
-        if (c == 0) return make_uint2(g.cell_start[mid], g.cell_start[mid + 1u]);
-        if (c < 0) lo = mid + 1u; else hi = mid;
+// Whether point b's cell (batch order) is (x, y, z, job).
+__device__ __forceinline__ bool is_cell(const u32* __restrict__ cell_b, u32 b, u32 x, u32 y, u32 z, u32 job) {
+    return cell_b[4u * b] == x && cell_b[4u * b + 1u] == y && cell_b[4u * b + 2u] == z && cell_b[4u * b + 3u] == job;
+}
+
+// The sorted points of cell (x, y, z) of job `job` as [start, end), empty when no point lies in it.
+__device__ __forceinline__ uint2 cell_range(const Grid& g, const Params& p, u32 x, u32 y, u32 z, u32 job) {
+    u32 s = cell_hash(x, y, z, job, p.cells);
+    while (true) {
+        const u32 o = g.owner[s];
+        if (o == 0u) return make_uint2(0u, 0u);
+        if (is_cell(g.cell_b, o - 1u, x, y, z, job)) return make_uint2(g.start[s], g.start[s + 1u]);
+        s = (s + 1u) & (p.cells - 1u);
     }
-    return make_uint2(0u, 0u);
 }
 
-// Visits every point j in the 3 x 3 x 3 cells around point i's cell (coordinates are at least 1: c - 1 never wraps).
+// Visits every point j in the 3 x 3 x 3 cells around sorted point i's cell (the host keeps cell coordinates within
+// 2^31 - 2 of 0, so c - 1 and c + 1 never wrap).
 template <typename F>
 __device__ __forceinline__ void for_neighbour_cells(const Grid& g, const Params& p, u32 i, F visit) {
     const u32 cx = g.cell_xyz[4u * i], cy = g.cell_xyz[4u * i + 1u], cz = g.cell_xyz[4u * i + 2u];
-    for (u32 z = cz - 1u; z <= cz + 1u; ++z)
-        for (u32 y = cy - 1u; y <= cy + 1u; ++y)
-            for (u32 x = cx - 1u; x <= cx + 1u; ++x) {
-                const uint2 r = cell_range(g, p, x, y, z);
+    const u32 job = g.cell_xyz[4u * i + 3u];
+    for (u32 dz = 0; dz < 3u; ++dz)
+        for (u32 dy = 0; dy < 3u; ++dy)
+            for (u32 dx = 0; dx < 3u; ++dx) {
+                const uint2 r = cell_range(g, p, cx + dx - 1u, cy + dy - 1u, cz + dz - 1u, job);
                 for (u32 j = r.x; j < r.y; ++j) visit(j);
             }
 }
 
+// Each point's cell and job (batch order). `job_start`: each job's first batch index (jobs + 1 entries; no job is
+// empty).
+extern "C" __global__ void cell_of(const float* __restrict__ points_b, const u32* __restrict__ job_start,
+                                  const Job* __restrict__ jobs, const Params p, u32* __restrict__ cell_b) {
+    const u32 i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= p.points) return;
+    u32 lo = 0, hi = p.jobs;
+    while (lo + 1u < hi) {
+        const u32 mid = (lo + hi) / 2u;
+        if (job_start[mid] <= i) lo = mid; else hi = mid;
+    }
+    const double inv = jobs[lo].inv_side;
+    for (u32 k = 0; k < 3u; ++k) cell_b[4u * i + k] = (u32)(int)floor((double)points_b[3u * i + k] * inv);
+    cell_b[4u * i + 3u] = lo;
+}
+
+// Each point's slot (the first slot of its probe sequence that is empty or holds its cell; an empty one is claimed by
+// compare-and-swap) and each slot's point count. `owner` and `count` zeroed by the host; `cell_b` from `cell_of`.
+extern "C" __global__ void claim_cells(const u32* __restrict__ cell_b, const Params p, u32* owner,
+                                      u32* __restrict__ count, u32* __restrict__ slot_b) {
+    const u32 i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= p.points) return;
+    const u32 x = cell_b[4u * i], y = cell_b[4u * i + 1u], z = cell_b[4u * i + 2u], job = cell_b[4u * i + 3u];
+    u32 s = cell_hash(x, y, z, job, p.cells);
+    while (true) {
+        u32 o = ((volatile u32*)owner)[s];
+        if (o == 0u) {
+            o = atomicCAS(&owner[s], 0u, i + 1u);
+            if (o == 0u) break;
+        }
+        if (is_cell(cell_b, o - 1u, x, y, z, job)) break;
+        s = (s + 1u) & (p.cells - 1u);
+    }
+    slot_b[i] = s;
+    atomicAdd(&count[s], 1u);
+}
+
+// Every point at its cell's range (`start` from `scan_counts` over the slots' counts; `cursor` zeroed by the host):
+// the sorted points, their cells, their batch indices and each batch index's sorted position.
+extern "C" __global__ void scatter_points(const float* __restrict__ points_b, const u32* __restrict__ cell_b,
+                                         const u32* __restrict__ slot_b, const u32* __restrict__ start,
+                                         const Params p, u32* __restrict__ cursor, float* __restrict__ points,
+                                         u32* __restrict__ cell_xyz, u32* __restrict__ original,
+                                         u32* __restrict__ position) {
+    const u32 i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= p.points) return;
+    const u32 s = slot_b[i];
+    const u32 at = start[s] + atomicAdd(&cursor[s], 1u);
+    for (u32 k = 0; k < 3u; ++k) points[3u * at + k] = points_b[3u * i + k];
+    for (u32 k = 0; k < 4u; ++k) cell_xyz[4u * at + k] = cell_b[4u * i + k];
+    original[at] = i;
+    position[i] = at;
+}
+
 extern "C" __global__ void count_neighbours(
-    const float* __restrict__ points, const u32* __restrict__ cell_xyz, const u32* __restrict__ cell_start,
-    const u32* __restrict__ original, const Job* __restrict__ jobs, const Params p, u32* __restrict__ core,
-    u32* __restrict__ labels) {
-    const Grid g{points, cell_xyz, cell_start, original};
+    const float* __restrict__ points, const u32* __restrict__ cell_xyz, const u32* __restrict__ original,
+    const u32* __restrict__ owner, const u32* __restrict__ start, const u32* __restrict__ cell_b,
+    const Job* __restrict__ jobs, const Params p, u32* __restrict__ core, u32* __restrict__ labels) {
+    const Grid g{points, cell_xyz, original, owner, start, cell_b};
     const u32 i = blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= p.points) return;
     const Job job = jobs[cell_xyz[4u * i + 3u]];
@@ -133,10 +201,11 @@ __device__ __forceinline__ void hook(u32* labels, const u32* __restrict__ positi
 // Every pair of core points within eps joined once (from the later of the two in sorted order): one neighbour scan
 // in all, instead of one per round of label propagation.
 extern "C" __global__ void unite(
-    const float* __restrict__ points, const u32* __restrict__ cell_xyz, const u32* __restrict__ cell_start,
-    const u32* __restrict__ original, const Job* __restrict__ jobs, const Params p, const u32* __restrict__ core,
-    const u32* __restrict__ position, u32* labels) {
-    const Grid g{points, cell_xyz, cell_start, original};
+    const float* __restrict__ points, const u32* __restrict__ cell_xyz, const u32* __restrict__ original,
+    const u32* __restrict__ owner, const u32* __restrict__ start, const u32* __restrict__ cell_b,
+    const Job* __restrict__ jobs, const Params p, const u32* __restrict__ core, const u32* __restrict__ position,
+    u32* labels) {
+    const Grid g{points, cell_xyz, original, owner, start, cell_b};
     const u32 i = blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= p.points || core[i] == 0u) return;
     const float eps2 = jobs[cell_xyz[4u * i + 3u]].eps2;
@@ -163,10 +232,10 @@ extern "C" __global__ void flatten(const u32* __restrict__ core, const u32* __re
 }
 
 extern "C" __global__ void assign_borders(
-    const float* __restrict__ points, const u32* __restrict__ cell_xyz, const u32* __restrict__ cell_start,
-    const u32* __restrict__ original, const Job* __restrict__ jobs, const Params p, const u32* __restrict__ core,
-    u32* __restrict__ labels) {
-    const Grid g{points, cell_xyz, cell_start, original};
+    const float* __restrict__ points, const u32* __restrict__ cell_xyz, const u32* __restrict__ original,
+    const u32* __restrict__ owner, const u32* __restrict__ start, const u32* __restrict__ cell_b,
+    const Job* __restrict__ jobs, const Params p, const u32* __restrict__ core, u32* __restrict__ labels) {
+    const Grid g{points, cell_xyz, original, owner, start, cell_b};
     const u32 i = blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= p.points || core[i] == 1u) return;
     float best_d = jobs[cell_xyz[4u * i + 3u]].eps2;
@@ -182,4 +251,14 @@ extern "C" __global__ void assign_borders(
         }
     });
     labels[i] = best_label;
+}
+
+// Labels and core flags in batch order.
+extern "C" __global__ void unsort(const u32* __restrict__ original, const u32* __restrict__ core,
+                                  const u32* __restrict__ labels, const Params p, u32* __restrict__ core_b,
+                                  u32* __restrict__ labels_b) {
+    const u32 i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= p.points) return;
+    core_b[original[i]] = core[i];
+    labels_b[original[i]] = labels[i];
 }

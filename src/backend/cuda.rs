@@ -15,8 +15,9 @@
 //!   subsamples come back). K3, K4 and K5 take every object and every pair of a batch of frames in one set of
 //!   launches each, records placed by prefix sums (compact, in a fixed order). Each call runs on its own stream.
 //! - **Parity.** The host steps (packing, the planes through the drawn points, the winner and refinement, the hull
-//!   and oriented box, DBSCAN's binning) are the code the `wgpu` backend uses ([`super::pack`]) and the CPU
-//!   reference's own; `tests/parity.rs` holds this backend to the CPU reference with the same test bodies.
+//!   and oriented box) are the code the `wgpu` backend uses ([`super::pack`]) and the CPU reference's own; K3's grid
+//!   is built on the device (`cell_of`, `claim_cells`, `scatter_points`: a hash table of the occupied cells), where
+//!   wgpu bins on the host. `tests/parity.rs` holds this backend to the CPU reference with the same test bodies.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -29,8 +30,9 @@ use cudarc::nvrtc::{CompileOptions, Ptx};
 
 use super::layout::{DbscanParams, GpuObjectStats, GpuSupport};
 use super::pack::{
-    dbscan_chunks, frame_chunks, gpu_regions, grouping_without_launch, hypotheses_from_draws, pack_relations,
-    relation_chunks, split_clouds, split_relations, stats_chunks, support_test, DbscanGrid, DepthBatch, StatsPack,
+    clusterings_in_batch_order, dbscan_chunks, frame_chunks, gpu_regions, grouping_without_launch,
+    hypotheses_from_draws, pack_relations, relation_chunks, split_clouds, split_relations, stats_chunks, support_test,
+    DbscanBatch, DepthBatch, StatsPack,
 };
 use super::{FrameGeometry, FrameGeometryInput};
 use crate::geometry::dbscan::{Clustering, DbscanJob};
@@ -54,6 +56,8 @@ const HYPS_PER_BLOCK: u32 = 8;
 const SCORE_SLICE: u32 = 16_384;
 /// The most points (K1 pixels, K4 points) in one launch: 32-bit float indices (3 per point) stay in range.
 const MAX_POINTS: u64 = 1 << 28;
+/// The most K3 points in one launch (the cells' hash table takes up to 4 slots a point).
+const MAX_DBSCAN_POINTS: u64 = 1 << 26;
 /// The most K5 pairs in one launch (80 bytes each: 2.7 GB of records).
 const MAX_PAIRS: u64 = 1 << 25;
 
@@ -89,8 +93,18 @@ pub const MODULES: [KernelModule; 6] = [
     },
     KernelModule {
         file: "dbscan.cu",
-        source: kernel_source!("common.cuh", "dbscan.cu"),
-        entries: &["count_neighbours", "unite", "flatten", "assign_borders"],
+        source: kernel_source!("common.cuh", "scan.cuh", "dbscan.cu"),
+        entries: &[
+            "cell_of",
+            "claim_cells",
+            "scan_counts",
+            "scatter_points",
+            "count_neighbours",
+            "unite",
+            "flatten",
+            "assign_borders",
+            "unsort",
+        ],
     },
     KernelModule {
         file: "stats.cu",
@@ -203,20 +217,24 @@ unsafe impl DeviceRepr for DbscanParams {}
 struct DeviceGrid {
     points: CudaSlice<f32>,
     cell_xyz: CudaSlice<u32>,
-    cell_start: CudaSlice<u32>,
     original: CudaSlice<u32>,
+    owner: CudaSlice<u32>,
+    start: CudaSlice<u32>,
+    cell_b: CudaSlice<u32>,
     jobs: CudaSlice<u32>,
     params: DbscanParams,
 }
 
 impl DeviceGrid {
-    /// Pushes (points, cell_xyz, cell_start, original, jobs, Params): the leading parameters of `count_neighbours`,
-    /// `unite` and `assign_borders` in kernels/dbscan.cu.
+    /// Pushes (points, cell_xyz, original, owner, start, cell_b, jobs, Params): the leading parameters of
+    /// `count_neighbours`, `unite` and `assign_borders` in kernels/dbscan.cu.
     fn push<'a>(&'a self, b: &mut LaunchArgs<'a>) {
         b.arg(&self.points)
             .arg(&self.cell_xyz)
-            .arg(&self.cell_start)
             .arg(&self.original)
+            .arg(&self.owner)
+            .arg(&self.start)
+            .arg(&self.cell_b)
             .arg(&self.jobs)
             .arg(&self.params);
     }
@@ -237,10 +255,15 @@ struct Kernels {
     score: CudaFunction,
     sample_supports: CudaFunction,
     count_inliers: CudaFunction,
+    cell_of: CudaFunction,
+    claim_cells: CudaFunction,
+    scan_slots: CudaFunction,
+    scatter_points: CudaFunction,
     count_neighbours: CudaFunction,
     unite: CudaFunction,
     flatten: CudaFunction,
     assign_borders: CudaFunction,
+    unsort: CudaFunction,
     summarize: CudaFunction,
     relate: CudaFunction,
 }
@@ -338,10 +361,15 @@ impl CudaBackend {
             score: get("ransac.cu", "score")?,
             sample_supports: get("ransac.cu", "sample_supports")?,
             count_inliers: get("ransac.cu", "count_inliers")?,
+            cell_of: get("dbscan.cu", "cell_of")?,
+            claim_cells: get("dbscan.cu", "claim_cells")?,
+            scan_slots: get("dbscan.cu", "scan_counts")?,
+            scatter_points: get("dbscan.cu", "scatter_points")?,
             count_neighbours: get("dbscan.cu", "count_neighbours")?,
             unite: get("dbscan.cu", "unite")?,
             flatten: get("dbscan.cu", "flatten")?,
             assign_borders: get("dbscan.cu", "assign_borders")?,
+            unsort: get("dbscan.cu", "unsort")?,
             summarize: get("stats.cu", "summarize")?,
             relate: get("relations.cu", "relate")?,
         };
@@ -979,51 +1007,96 @@ impl CudaBackend {
             .ok_or_else(|| "DBSCAN returned no clustering".to_string())
     }
 
-    /// K3 for a batch of jobs (see [`crate::geometry::dbscan::dbscan_batch`]): every job of a chunk (up to 2^28
-    /// points) in one grid and one set of four launches (count, unite, flatten, borders) and one round trip.
+    /// K3 for a batch of jobs (see [`crate::geometry::dbscan::dbscan_batch`]): every job of a chunk (up to 2^26
+    /// points) in one set of launches and one round trip, the grid built on the device (the host only concatenates
+    /// the points and checks each job's range).
     pub fn dbscan_batch(&self, jobs: &[DbscanJob<'_>]) -> Result<Vec<Clustering>, String> {
         let mut out = vec![Clustering::default(); jobs.len()];
-        for chunk in dbscan_chunks(jobs, MAX_POINTS)? {
-            let grid = DbscanGrid::new(jobs, &chunk)?;
-            let (labels, core) = self.dbscan_grid(&grid)?;
-            for (i, c) in chunk.into_iter().zip(grid.clusterings(&labels, &core)?) {
+        for chunk in dbscan_chunks(jobs, MAX_DBSCAN_POINTS)? {
+            let batch = DbscanBatch::new(jobs, &chunk)?;
+            let (labels, core) = self.dbscan_device(&batch)?;
+            for (i, c) in chunk.into_iter().zip(clusterings_in_batch_order(&batch.job_start, &labels, &core)?) {
                 out[i] = c;
             }
         }
         Ok(out)
     }
 
-    /// One grid's labels and core flags (sorted order).
-    fn dbscan_grid(&self, grid: &DbscanGrid) -> Result<(Vec<u32>, Vec<u32>), String> {
-        let n = grid.params.points;
+    /// One batch's labels and core flags (batch order), from the grid to the borders on one stream.
+    fn dbscan_device(&self, batch: &DbscanBatch) -> Result<(Vec<u32>, Vec<u32>), String> {
+        let n = batch.params.points as usize;
+        let slots = batch.params.cells as usize;
         let stream = self.stream()?;
-        let d = DeviceGrid {
-            points: self.upload(&stream, &grid.sorted)?,
-            cell_xyz: self.upload(&stream, &grid.cell_xyz)?,
-            cell_start: self.upload(&stream, &grid.cell_start)?,
-            original: self.upload(&stream, &grid.original)?,
-            jobs: self.upload(&stream, bytemuck::cast_slice::<_, u32>(&grid.jobs))?,
-            params: grid.params,
+        let points_b = self.upload(&stream, &batch.points)?;
+        let job_start = self.upload(&stream, &batch.job_start)?;
+        let jobs = self.upload(&stream, bytemuck::cast_slice::<_, u32>(&batch.jobs))?;
+        let params = batch.params;
+        let g = (blocks_for(n as u64, BLOCK)?, 1);
+        // The grid: each point's cell, each occupied cell's slot and count, the slots' offsets, the sorted points.
+        let mut cell_b = self.zeros::<u32>(&stream, 4 * n)?;
+        let mut b = stream.launch_builder(&self.k.cell_of);
+        b.arg(&points_b).arg(&job_start).arg(&jobs).arg(&params).arg(&mut cell_b);
+        // SAFETY: cell_of(const float* points_b, const u32* job_start, const Job* jobs, Params, u32* cell_b): 3n
+        // floats, jobs + 1 starts (none of the jobs empty), the 16-byte job records, 4n cell words.
+        unsafe { b.launch(launch(g, BLOCK)) }.map_err(de)?;
+        let mut owner = self.zeros::<u32>(&stream, slots)?;
+        let mut count = self.zeros::<u32>(&stream, slots)?;
+        let mut slot_b = self.zeros::<u32>(&stream, n)?;
+        let mut b = stream.launch_builder(&self.k.claim_cells);
+        b.arg(&cell_b).arg(&params).arg(&mut owner).arg(&mut count).arg(&mut slot_b);
+        // SAFETY: claim_cells(cell_b, Params, owner, count, slot_b): slots (a power of two, at least 2n) zeroed
+        // owners and counts, so every probe sequence ends at an empty slot or its cell; n slot indices.
+        unsafe { b.launch(launch(g, BLOCK)) }.map_err(de)?;
+        let mut start = self.zeros::<u32>(&stream, slots + 1)?;
+        let mut b = stream.launch_builder(&self.k.scan_slots);
+        let slots_u32 = params.cells;
+        b.arg(&count).arg(&mut start).arg(&slots_u32);
+        // SAFETY: scan_counts(const u32* counts, u32* offsets, u32 n): `slots` counts, `slots + 1` offsets.
+        unsafe { b.launch(launch((1, 1), SCAN_THREADS)) }.map_err(de)?;
+        let mut d = DeviceGrid {
+            points: self.zeros::<f32>(&stream, 3 * n)?,
+            cell_xyz: self.zeros::<u32>(&stream, 4 * n)?,
+            original: self.zeros::<u32>(&stream, n)?,
+            owner,
+            start,
+            cell_b,
+            jobs,
+            params,
         };
-        let position = self.upload(&stream, &grid.position)?;
-        let mut core = self.zeros::<u32>(&stream, n as usize)?;
-        let mut labels = self.zeros::<u32>(&stream, n as usize)?;
-        let g = (blocks_for(u64::from(n), BLOCK)?, 1);
+        let mut position = self.zeros::<u32>(&stream, n)?;
+        let mut cursor = count;
+        stream.memset_zeros(&mut cursor).map_err(de)?;
+        let mut b = stream.launch_builder(&self.k.scatter_points);
+        b.arg(&points_b)
+            .arg(&d.cell_b)
+            .arg(&slot_b)
+            .arg(&d.start)
+            .arg(&params)
+            .arg(&mut cursor)
+            .arg(&mut d.points)
+            .arg(&mut d.cell_xyz)
+            .arg(&mut d.original)
+            .arg(&mut position);
+        // SAFETY: scatter_points(points_b, cell_b, slot_b, start, Params, cursor, points, cell_xyz, original,
+        // position): every slot's count of points lands in [start[s], start[s + 1]) of the n sorted entries (zeroed
+        // cursors); 3n floats, 4n cell words, n indices each.
+        unsafe { b.launch(launch(g, BLOCK)) }.map_err(de)?;
+        let mut core = self.zeros::<u32>(&stream, n)?;
+        let mut labels = self.zeros::<u32>(&stream, n)?;
         let mut b = stream.launch_builder(&self.k.count_neighbours);
         d.push(&mut b);
         b.arg(&mut core).arg(&mut labels);
-        // SAFETY: count_neighbours(points, cell_xyz, cell_start, original, jobs, Params, core, labels) in
-        // kernels/dbscan.cu; the grid's arrays as `DbscanGrid` documents them (every point's job < jobs entries,
-        // uploaded as the 16-byte `Job` records' words), n entries of core and labels.
+        // SAFETY: count_neighbours(points, cell_xyz, original, owner, start, cell_b, jobs, Params, core, labels) in
+        // kernels/dbscan.cu: the grid above (every cell's job < jobs entries), n entries of core and labels.
         unsafe { b.launch(launch(g, BLOCK)) }.map_err(de)?;
         // The clusters: a union-find over the core points, every pair of core points within eps joined once, then
         // each core point's label set to its tree's root (the smallest batch index of its cluster).
         let mut b = stream.launch_builder(&self.k.unite);
         d.push(&mut b);
         b.arg(&core).arg(&position).arg(&mut labels);
-        // SAFETY: unite(points, cell_xyz, cell_start, original, jobs, Params, core, position, labels); position maps
-        // each of the n batch indices to its sorted position, and count_neighbours set each core point's label to
-        // its own batch index (a forest of single points).
+        // SAFETY: unite(grid..., Params, core, position, labels); position maps each of the n batch indices to its
+        // sorted position, and count_neighbours set each core point's label to its own batch index (a forest of
+        // single points).
         unsafe { b.launch(launch(g, BLOCK)) }.map_err(de)?;
         let mut b = stream.launch_builder(&self.k.flatten);
         b.arg(&core).arg(&position).arg(&d.params).arg(&mut labels);
@@ -1033,10 +1106,16 @@ impl CudaBackend {
         let mut b = stream.launch_builder(&self.k.assign_borders);
         d.push(&mut b);
         b.arg(&core).arg(&mut labels);
-        // SAFETY: assign_borders(points, cell_xyz, cell_start, original, jobs, Params, core, labels).
+        // SAFETY: assign_borders(grid..., Params, core, labels).
         unsafe { b.launch(launch(g, BLOCK)) }.map_err(de)?;
-        let labels = stream.clone_dtoh(&labels).map_err(de)?;
-        let core = stream.clone_dtoh(&core).map_err(de)?;
+        let mut core_b = self.zeros::<u32>(&stream, n)?;
+        let mut labels_b = self.zeros::<u32>(&stream, n)?;
+        let mut b = stream.launch_builder(&self.k.unsort);
+        b.arg(&d.original).arg(&core).arg(&labels).arg(&d.params).arg(&mut core_b).arg(&mut labels_b);
+        // SAFETY: unsort(original, core, labels, Params, core_b, labels_b): original is a permutation of 0..n.
+        unsafe { b.launch(launch(g, BLOCK)) }.map_err(de)?;
+        let labels = stream.clone_dtoh(&labels_b).map_err(de)?;
+        let core = stream.clone_dtoh(&core_b).map_err(de)?;
         self.sync(&stream)?;
         Ok((labels, core))
     }

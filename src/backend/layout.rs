@@ -114,21 +114,21 @@ pub struct GroupParams {
 pub struct DbscanParams {
     /// Points of all jobs.
     pub points: u32,
-    /// Occupied cells of all jobs.
+    /// Occupied cells of all jobs (wgpu); the hash table's slots, a power of two at least twice the points (CUDA).
     pub cells: u32,
     /// Jobs of the batch.
     pub jobs: u32,
     pub _pad: [u32; 5],
 }
 
-/// One K3 job's radius (squared) and core threshold. Keep in sync with `Job` in `shaders/dbscan.wgsl` and
-/// `kernels/dbscan.cu`.
+/// One K3 job's radius (squared), core threshold and 1 / its cells' side (read by CUDA's `cell_of`, which bins on the
+/// device; the wgpu kernels leave it alone). Keep in sync with `Job` in `shaders/dbscan.wgsl` and `kernels/dbscan.cu`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct DbscanJobParams {
     pub eps2: f32,
     pub min_points: u32,
-    pub _pad: [u32; 2],
+    pub inv_side: f64,
 }
 
 const _: () = assert!(std::mem::size_of::<DbscanParams>() == 32);

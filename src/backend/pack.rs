@@ -256,7 +256,7 @@ impl DbscanGrid {
             job_params.push(DbscanJobParams {
                 eps2: job.eps * job.eps,
                 min_points: job.min_points.max(1),
-                _pad: [0; 2],
+                inv_side: inverse_cell_side(job.eps),
             });
         }
         // Each job's cells relative to its lowest, plus 1 (so that the block around a cell never goes below 0 or
@@ -266,7 +266,7 @@ impl DbscanGrid {
             .par_iter()
             .map(|(j, job)| {
                 let (eps, input) = (job.eps, job.points);
-                let inv = 1.0 / (f64::from(eps) * (1.0 + 1e-4));
+                let inv = inverse_cell_side(eps);
                 let cells: Vec<[i64; 3]> = input.iter().map(|p| p.map(|v| floor_i64(f64::from(v) * inv))).collect();
                 let lo = cells.iter().fold([i64::MAX; 3], |a, c| [a[0].min(c[0]), a[1].min(c[1]), a[2].min(c[2])]);
                 let too_far = || format!("job {j}: the points span more than 2^32 cells of {eps} m");
@@ -366,37 +366,122 @@ impl DbscanGrid {
         Ok(DbscanGrid { sorted, cell_xyz, cell_start, original, position, jobs: job_params, job_start, params })
     }
 
-    /// Each job's clustering (in `chunk`'s order) in its input order, from the device's labels (the smallest batch index of each point's
-    /// cluster, `u32::MAX` for noise) and core flags, both in sorted order; clusters numbered by increasing smallest
-    /// core index, as [`crate::geometry::dbscan::dbscan`] numbers them.
+    /// Each job's clustering (in `chunk`'s order) in its input order, from the device's labels and core flags in
+    /// sorted order (see [`clusterings_in_batch_order`]).
     pub fn clusterings(&self, labels: &[u32], core: &[u32]) -> Result<Vec<Clustering>, String> {
         let n = self.original.len();
         if labels.len() < n || core.len() < n {
             return Err("DBSCAN labels came back short".into());
         }
-        let mut out = Vec::with_capacity(self.jobs.len());
-        for range in self.job_start.windows(2) {
-            let (first, end) = (range[0], range[1]);
-            let sorted_of = |i: u32| self.position[i as usize] as usize;
-            let mut names: Vec<u32> = (first..end).map(|i| labels[sorted_of(i)]).filter(|&l| l != u32::MAX).collect();
-            names.sort_unstable();
-            names.dedup();
-            if names.first().is_some_and(|&l| l < first) || names.last().is_some_and(|&l| l >= end) {
-                return Err("a DBSCAN label names a point of another job".into());
-            }
-            let len = (end - first) as usize;
-            let mut c = Clustering { labels: vec![NOISE; len], core: vec![false; len], clusters: names.len() as u32 };
-            for (local, i) in (first..end).enumerate() {
-                let s = sorted_of(i);
-                c.core[local] = core[s] == 1;
-                if labels[s] != u32::MAX {
-                    c.labels[local] =
-                        names.binary_search(&labels[s]).map_err(|_| "DBSCAN label lost".to_string())? as i32;
-                }
-            }
-            out.push(c);
+        let labels: Vec<u32> = self.position.iter().map(|&s| labels[s as usize]).collect();
+        let core: Vec<u32> = self.position.iter().map(|&s| core[s as usize]).collect();
+        clusterings_in_batch_order(&self.job_start, &labels, &core)
+    }
+}
+
+/// 1 / the side of K3's cells for radius `eps`: a little over eps, so that every neighbour within eps (as the f32
+/// distance test finds it) lies in the 3 x 3 x 3 block of cells around a point. Cells are `floor(coordinate * this)`
+/// in double precision, on the host (wgpu's grid) and on the device (CUDA's `cell_of`) alike.
+pub fn inverse_cell_side(eps: f32) -> f64 {
+    1.0 / (f64::from(eps) * (1.0 + 1e-4))
+}
+
+/// Each job's clustering in its input order (jobs as `job_start` delimits them: each job's first batch index, jobs + 1
+/// entries), from the device's labels (the smallest batch index of each point's cluster, `u32::MAX` for noise) and
+/// core flags, both in batch order; clusters numbered by increasing smallest core index, as
+/// [`crate::geometry::dbscan::dbscan`] numbers them.
+pub fn clusterings_in_batch_order(job_start: &[u32], labels: &[u32], core: &[u32]) -> Result<Vec<Clustering>, String> {
+    let n = job_start.last().map_or(0, |&n| n as usize);
+    if labels.len() < n || core.len() < n {
+        return Err("DBSCAN labels came back short".into());
+    }
+    let mut out = Vec::with_capacity(job_start.len().saturating_sub(1));
+    for range in job_start.windows(2) {
+        let (first, end) = (range[0], range[1]);
+        let labels = &labels[first as usize..end as usize];
+        let core = &core[first as usize..end as usize];
+        let mut names: Vec<u32> = labels.iter().copied().filter(|&l| l != u32::MAX).collect();
+        names.sort_unstable();
+        names.dedup();
+        if names.first().is_some_and(|&l| l < first) || names.last().is_some_and(|&l| l >= end) {
+            return Err("a DBSCAN label names a point of another job".into());
         }
-        Ok(out)
+        let mut c = Clustering {
+            labels: vec![NOISE; labels.len()],
+            core: core.iter().map(|&c| c == 1).collect(),
+            clusters: names.len() as u32,
+        };
+        for (out, &l) in c.labels.iter_mut().zip(labels) {
+            if l != u32::MAX {
+                *out = names.binary_search(&l).map_err(|_| "DBSCAN label lost".to_string())? as i32;
+            }
+        }
+        out.push(c);
+    }
+    Ok(out)
+}
+
+/// K3's input for a grid built on the device (CUDA's `cell_of`, `claim_cells`, `scatter_points`): the points of a
+/// chunk of jobs in batch order (each job's points after the previous job's), each job's first batch index, each
+/// job's parameters, and the size of the cells' hash table.
+#[derive(Debug)]
+pub struct DbscanBatch {
+    /// The points, x, y, z each, in batch order.
+    pub points: Vec<f32>,
+    /// Each job's first batch index; jobs + 1 entries.
+    pub job_start: Vec<u32>,
+    pub jobs: Vec<DbscanJobParams>,
+    pub params: DbscanParams,
+}
+
+impl DbscanBatch {
+    /// The jobs `chunk` (indices into `all`, one of [`dbscan_chunks`]'s chunks: finite points, no empty job). `Err`
+    /// (naming the job by its index in `all`) for a bad radius, or for cells of 32-bit coordinates that cannot hold
+    /// the points: every cell coordinate (and its neighbours', one more or less) must lie within 2^31 - 2 of 0.
+    pub fn new(all: &[DbscanJob<'_>], chunk: &[usize]) -> Result<DbscanBatch, String> {
+        let jobs: Vec<(usize, DbscanJob<'_>)> = chunk
+            .iter()
+            .map(|&i| all.get(i).map(|j| (i, *j)).ok_or_else(|| format!("no DBSCAN job {i}")))
+            .collect::<Result<_, _>>()?;
+        let total: usize = jobs.iter().map(|(_, j)| j.points.len()).sum();
+        let n = u32::try_from(total).map_err(|_| format!("{total} points are too many for one DBSCAN batch"))?;
+        let jobs_n = u32::try_from(jobs.len()).map_err(|_| "too many DBSCAN jobs in one batch".to_string())?;
+        let slots = u32::try_from(u64::from(n).max(1).next_power_of_two() * 2)
+            .map_err(|_| format!("{total} points are too many for one DBSCAN batch"))?;
+        let job_params: Vec<DbscanJobParams> = jobs
+            .par_iter()
+            .map(|(j, job)| {
+                if !(job.eps.is_finite() && job.eps > 0.0) {
+                    return Err(format!("job {j}: DBSCAN radius must be positive and finite, got {}", job.eps));
+                }
+                let inv = inverse_cell_side(job.eps);
+                // floor is monotone: the cells of the lowest and highest coordinates bound every cell.
+                let (lo, hi) = job.points.iter().fold(([f32::MAX; 3], [f32::MIN; 3]), |(lo, hi), p| {
+                    (
+                        [lo[0].min(p[0]), lo[1].min(p[1]), lo[2].min(p[2])],
+                        [hi[0].max(p[0]), hi[1].max(p[1]), hi[2].max(p[2])],
+                    )
+                });
+                let limit = f64::from(i32::MAX - 2);
+                let fits = |v: f32| (f64::from(v) * inv).floor().abs() <= limit;
+                if !job.points.is_empty() && !lo.iter().chain(&hi).all(|&v| fits(v)) {
+                    return Err(format!(
+                        "job {j}: the points lie more than 2^31 cells of {} m from the origin",
+                        job.eps
+                    ));
+                }
+                Ok(DbscanJobParams { eps2: job.eps * job.eps, min_points: job.min_points.max(1), inv_side: inv })
+            })
+            .collect::<Result<_, String>>()?;
+        let mut points: Vec<f32> = Vec::with_capacity(3 * total);
+        let mut job_start = Vec::with_capacity(jobs.len() + 1);
+        for (_, job) in &jobs {
+            job_start.push((points.len() / 3) as u32);
+            points.extend(job.points.iter().flatten());
+        }
+        job_start.push(n);
+        let params = DbscanParams { points: n, cells: slots, jobs: jobs_n, _pad: [0; 5] };
+        Ok(DbscanBatch { points, job_start, jobs: job_params, params })
     }
 }
 
@@ -674,5 +759,67 @@ mod tests {
             [DbscanJob { points: &far, eps: 1e-4, min_points: 1 }, DbscanJob { points: &far, eps: 0.0, min_points: 1 }];
         let err = DbscanGrid::new(&bad, &[0, 1]).unwrap_err();
         assert!(err.contains("job 1") && err.contains("radius"), "{err}");
+    }
+
+    #[test]
+    fn the_device_grid_batch_concatenates_the_jobs_and_refuses_cells_beyond_31_bits() {
+        let a = [[0.0f32, 1.0, 2.0], [3.0, 4.0, 5.0]];
+        let b = [[6.0f32, 7.0, 8.0]];
+        let c = [[-1.0f32, -2.0, -3.0], [0.5, 0.5, 0.5], [9.0, 9.0, 9.0]];
+        let jobs = [
+            DbscanJob { points: &a, eps: 0.1, min_points: 3 },
+            DbscanJob { points: &b, eps: 0.2, min_points: 0 },
+            DbscanJob { points: &c, eps: 0.3, min_points: 2 },
+        ];
+        // A chunk in any order of the batch's jobs: batch indices follow the chunk.
+        let batch = DbscanBatch::new(&jobs, &[2, 0, 1]).unwrap();
+        assert_eq!(batch.job_start, [0, 3, 5, 6]);
+        let want: Vec<f32> = c.iter().chain(&a).chain(&b).flatten().copied().collect();
+        assert_eq!(batch.points, want);
+        assert_eq!((batch.params.points, batch.params.jobs), (6, 3));
+        // Slots: a power of two, at least twice the points (probe sequences always reach an empty slot).
+        assert_eq!(batch.params.cells, 16);
+        assert_eq!(batch.jobs[0].min_points, 2);
+        assert_eq!(batch.jobs[2].min_points, 1, "min_points 0 counts as 1, as on the CPU");
+        assert_eq!(batch.jobs[1].eps2, 0.1f32 * 0.1);
+        assert_eq!(batch.jobs[1].inv_side, inverse_cell_side(0.1));
+        // The host's grid bins with the same side: a point's cells differ only by the grid's offset.
+        let grid = DbscanGrid::new(&jobs, &[0]).unwrap();
+        let cell = |p: &[f32; 3]| p.map(|v| floor_i64(f64::from(v) * inverse_cell_side(0.1)));
+        let (c0, c1) = (cell(&a[0]), cell(&a[1]));
+        let s0 = grid.position[0] as usize;
+        let s1 = grid.position[1] as usize;
+        for k in 0..3 {
+            assert_eq!(i64::from(grid.cell_xyz[4 * s1 + k]) - i64::from(grid.cell_xyz[4 * s0 + k]), c1[k] - c0[k]);
+        }
+        // Cells (and their neighbours) must stay within 2^31 - 2 of 0; the refusal names the job.
+        let inside = [[0.0f32, 0.0, 0.0], [0.0, 2.0e8 * 1e-2, 0.0]];
+        let outside = [[0.0f32, 0.0, 0.0], [0.0, 0.0, -3.0e9 * 1e-2]];
+        let jobs = [
+            DbscanJob { points: &inside, eps: 1e-2, min_points: 1 },
+            DbscanJob { points: &outside, eps: 1e-2, min_points: 1 },
+        ];
+        assert!(DbscanBatch::new(&jobs, &[0]).is_ok());
+        let err = DbscanBatch::new(&jobs, &[0, 1]).unwrap_err();
+        assert!(err.contains("job 1") && err.contains("2^31 cells"), "{err}");
+        let bad = [jobs[0], DbscanJob { points: &[], eps: f32::NAN, min_points: 1 }];
+        let err = DbscanBatch::new(&bad, &[0, 1]).unwrap_err();
+        assert!(err.contains("job 1") && err.contains("radius"), "{err}");
+    }
+
+    #[test]
+    fn clusterings_in_batch_order_number_clusters_by_their_smallest_index_per_job() {
+        // Two jobs: [0, 3) and [3, 6). Labels name the smallest batch index of a cluster; u32::MAX is noise.
+        let job_start = [0, 3, 6];
+        let labels = [1, 1, u32::MAX, 5, 3, 3];
+        let core = [0, 1, 0, 1, 1, 0];
+        let got = clusterings_in_batch_order(&job_start, &labels, &core).unwrap();
+        assert_eq!(got[0], Clustering { labels: vec![0, 0, NOISE], core: vec![false, true, false], clusters: 1 });
+        assert_eq!(got[1], Clustering { labels: vec![1, 0, 0], core: vec![true, true, false], clusters: 2 });
+        // A label naming another job's point, or too few labels, is an error, not a wrong clustering.
+        assert!(clusterings_in_batch_order(&job_start, &[1, 1, 1, 0, 3, 3], &core)
+            .unwrap_err()
+            .contains("another job"));
+        assert!(clusterings_in_batch_order(&job_start, &labels[..5], &core).unwrap_err().contains("short"));
     }
 }
