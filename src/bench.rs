@@ -644,17 +644,36 @@ pub fn run_kernel_bench(
         with_depth.iter().map(|f| with_grid_boxes(f, options.e2e_objects)).collect();
     let e2e: Vec<&crate::io::LoadedFrame> = (0..options.e2e_frames).map(|i| &topped[i % topped.len()]).collect();
     let objects_per_frame = e2e.iter().map(|f| f.objects.len()).sum::<usize>() as f64 / e2e.len().max(1) as f64;
-    // In batches as a run processes them (each kernel once per batch).
+    // In batches as a run processes them (each kernel once per batch, as many batches at once as a run gives the
+    // backend).
     let batch = 4 * rayon::current_num_threads().max(1);
     let run_all = |b: &Backend| -> Result<usize> {
-        let mut n = 0;
-        for frames in e2e.chunks(batch) {
-            for graph in crate::pipeline::process_frames_on(b, frames, &config) {
-                graph?;
-                n += 1;
-            }
+        let (mut n, mut failed) = (0, None);
+        let ok = crate::run::ordered::ordered_map(
+            e2e.chunks(batch),
+            b.batches_in_flight(),
+            |frames| crate::pipeline::process_frames_on(b, frames, &config),
+            |graphs| {
+                for graph in graphs {
+                    match graph {
+                        Ok(_) => n += 1,
+                        Err(e) => {
+                            failed = Some(e);
+                            return false;
+                        }
+                    }
+                }
+                true
+            },
+        );
+        match failed {
+            Some(e) => Err(e),
+            None if !ok => Err(crate::error::Error::Geometry {
+                frame: "-".into(),
+                message: "a batch of the end-to-end benchmark panicked (a bug: please report it)".into(),
+            }),
+            None => Ok(n),
         }
-        Ok(n)
     };
     let (backend_ms, n) = time_ms(reps, || run_all(backend))?;
     let (cpu_ms, _) = time_ms(reps, || run_all(&cpu))?;
@@ -663,10 +682,11 @@ pub fn run_kernel_bench(
         kernel: "K1-K5 end to end".into(),
         workload: format!(
             "{n} frames of {}x{}, {objects_per_frame:.1} objects per frame ({annotated:.1} annotated, the rest grid \
-             boxes), {} threads",
+             boxes), {} threads, batches of {batch} frames, {} at once (the CPU reference: 1)",
             e2e[0].intrinsics.width,
             e2e[0].intrinsics.height,
-            rayon::current_num_threads()
+            rayon::current_num_threads(),
+            backend.batches_in_flight()
         ),
         backend_ms,
         cpu_ms,

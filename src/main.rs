@@ -98,8 +98,8 @@ struct SceneArgs {
     /// Output folder (scene_graphs.jsonl, failures.jsonl, run.json, and the dataset for `generate`).
     #[arg(short, long)]
     out: PathBuf,
-    /// Frames processed together (0: four per worker thread). Three batches are in flight, so this bounds memory
-    /// (about 2 MB per VGA frame).
+    /// Frames processed together (0: four per worker thread). Three batches are in flight (four with a GPU backend,
+    /// which takes two at once), so this bounds memory (about 2 MB per VGA frame).
     #[arg(long, default_value_t = 0)]
     batch: usize,
     /// A JSON file overriding scene parameters (any subset of run.json's "config").

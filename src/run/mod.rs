@@ -15,6 +15,7 @@
 //!   file that differs between two runs of the same inputs (timings).
 
 pub mod frames;
+pub mod ordered;
 pub mod parts;
 
 use std::io::Write;
@@ -149,8 +150,8 @@ enum Outcome {
 /// Options of a scene run.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RunOptions {
-    /// Frames decoded and processed together (in parallel); with three batches in flight it bounds memory
-    /// (about 2 MB per VGA frame). 0: four per worker thread.
+    /// Frames decoded and processed together (in parallel); with three batches in flight (four with a GPU backend:
+    /// see [`Backend::batches_in_flight`]) it bounds memory (about 2 MB per VGA frame). 0: four per worker thread.
     pub batch_frames: usize,
     pub config: SceneConfig,
     /// Where objects come from: annotations, the detector, or each where available (`auto`).
@@ -625,9 +626,12 @@ pub fn run(job: &Job, options: &RunOptions, progress: &(dyn Fn(usize, usize) + S
         });
         let geometry = s.spawn(move || {
             let mut busy = 0.0;
-            for msg in rx_ready {
+            // GPU backends take two batches at once: the host steps of one overlap the device work of the other.
+            // Results go on in input order.
+            let in_flight = backend_ref.batches_in_flight();
+            let one_batch = |msg: Msg<LoadedFrame>| {
+                let t = Instant::now();
                 let msg = msg.map(|items| {
-                    let t = Instant::now();
                     // The batch's scene geometry in one go (each kernel once for the whole batch), then each
                     // frame's outcome in input order.
                     fn kept(l: &Result<LoadedFrame>) -> Option<&LoadedFrame> {
@@ -658,13 +662,16 @@ pub fn run(job: &Job, options: &RunOptions, progress: &(dyn Fn(usize, usize) + S
                             Ok(Outcome::Scene(counts, line))
                         })
                         .collect();
-                    busy += t.elapsed().as_secs_f64();
                     items
                 });
-                if tx_done.send(msg).is_err() {
-                    break;
-                }
-            }
+                (msg, t.elapsed().as_secs_f64())
+            };
+            let ok = ordered::ordered_map(rx_ready, in_flight, one_batch, |(msg, t)| {
+                busy += t;
+                tx_done.send(msg).is_ok()
+            });
+            // A batch that panicked is a bug: the stage reports it as a panic of its own.
+            assert!(ok, "a geometry worker panicked");
             busy
         });
         let mut result = Ok(());
