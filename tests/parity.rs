@@ -781,8 +781,13 @@ fn scene_graphs_on_gpus_equal_the_cpu_ones() {
         // same as in one batch, byte for byte, in input order.
         let one_batch = std::fs::read_to_string(tmp.path().join(name).join("scene_graphs.jsonl")).unwrap();
         let options = RunOptions { backend: kind, batch_frames: 1, ..RunOptions::default() };
-        let summary =
-            run_scenes(&[three.clone()], &tmp.path().join(format!("{name}-overlapped")), &options, &|_, _| {}).unwrap();
+        let summary = run_scenes(
+            std::slice::from_ref(&three),
+            &tmp.path().join(format!("{name}-overlapped")),
+            &options,
+            &|_, _| {},
+        )
+        .unwrap();
         assert_eq!(summary.counts.frames_ok, 3);
         let overlapped = std::fs::read_to_string(summary.scene_graphs.as_ref().unwrap()).unwrap();
         let want: Vec<&str> = one_batch

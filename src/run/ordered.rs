@@ -50,8 +50,9 @@ pub fn ordered_map<I: Send, O: Send>(
             }
         }
         drop(from_workers);
-        let workers_ok = handles.into_iter().map(|h| h.join().is_ok()).fold(true, |a, b| a && b);
-        dispatcher.join().is_ok() && workers_ok
+        // Every thread joined, whatever the first one says.
+        let joined: Vec<bool> = handles.into_iter().map(|h| h.join().is_ok()).collect();
+        dispatcher.join().is_ok() && joined.iter().all(|&ok| ok)
     })
 }
 
