@@ -209,9 +209,18 @@ extern "C" __global__ void unite(
     const u32 i = blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= p.points || core[i] == 0u) return;
     const float eps2 = jobs[cell_xyz[4u * i + 3u]].eps2;
-    const u32 me = g.original[i];
+    // The point's root, kept up to date: a neighbour already in the same tree (most of them, once a cluster has
+    // grown) costs one walk to its root, not a join.
+    volatile u32* v = labels;
+    u32 root = find_root(v, position, g.original[i]);
     for_neighbour_cells(g, p, i, [&](u32 j) {
-        if (j < i && core[j] == 1u && dist2(g.points, i, j) <= eps2) hook(labels, position, me, g.original[j]);
+        if (j < i && core[j] == 1u && dist2(g.points, i, j) <= eps2) {
+            const u32 other = find_root(v, position, g.original[j]);
+            if (other != root) {
+                hook(labels, position, root, other);
+                root = find_root(v, position, root);
+            }
+        }
     });
 }
 

@@ -166,7 +166,8 @@ fn unite(@builtin(global_invocation_id) gid: vec3<u32>) {
     }
     let p = point(i);
     let eps2 = jobs[cell_xyz[4u * i + 3u]].eps2;
-    let me = original[i];
+    // The point's root, kept up to date: a neighbour already in the same tree costs one walk to its root.
+    var root = find_root(original[i]);
     let sx = span(cell_xyz[4u * i]);
     let sy = span(cell_xyz[4u * i + 1u]);
     let sz = span(cell_xyz[4u * i + 2u]);
@@ -176,7 +177,11 @@ fn unite(@builtin(global_invocation_id) gid: vec3<u32>) {
                 let r = cell_range(x, y, z);
                 for (var j = r.x; j < r.y; j = j + 1u) {
                     if (j < i && core[j] == 1u && dist2(p, point(j)) <= eps2) {
-                        hook(me, original[j]);
+                        let other = find_root(original[j]);
+                        if (other != root) {
+                            hook(root, other);
+                            root = find_root(root);
+                        }
                     }
                 }
             }
