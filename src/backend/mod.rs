@@ -9,7 +9,8 @@
 //! hull candidates), so every backend picks the same plane and the same boxes. See `shaders/README.md`.
 //!
 //! The `cuda` backend runs the same five kernels as CUDA C (`kernels/`, compiled by NVRTC when it opens) with the same
-//! host steps (`pack.rs`, shared by both GPU backends); see `kernels/README.md`.
+//! host steps (`pack.rs`, shared by both GPU backends), except that it builds K3's grid on the device; see
+//! `kernels/README.md`.
 //!
 //! Every kernel has one generic parity test body (`tests/parity.rs`) run for each available backend.
 

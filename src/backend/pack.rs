@@ -194,7 +194,8 @@ pub fn support_test(test: &Support, frame_has_normals: bool) -> GpuSupport {
     }
 }
 
-/// K3's grid for a batch of jobs (each with its own points, radius and `min_points`), all in one set of launches.
+/// K3's grid for a batch of jobs (each with its own points, radius and `min_points`), all in one set of launches,
+/// binned on the host for the `wgpu` backend (CUDA builds its grid on the device from a [`DbscanBatch`]).
 ///
 /// Each job's points are binned into its own cells of side a little over its eps (so every neighbour lies in the
 /// 3 x 3 x 3 block around a point's cell), with coordinates relative to the job's lowest cell plus 1. The jobs are
