@@ -241,25 +241,9 @@ impl DbscanGrid {
     /// has refused non-finite points (not scanned again here). `Err` (naming the job by its index in `all`) for a bad
     /// radius or a span beyond 32-bit cell coordinates.
     pub fn new(all: &[DbscanJob<'_>], chunk: &[usize]) -> Result<DbscanGrid, String> {
-        let jobs: Vec<(usize, DbscanJob<'_>)> = chunk
-            .iter()
-            .map(|&i| all.get(i).map(|j| (i, *j)).ok_or_else(|| format!("no DBSCAN job {i}")))
-            .collect::<Result<_, _>>()?;
-        let total: usize = jobs.iter().map(|(_, j)| j.points.len()).sum();
-        let n = u32::try_from(total).map_err(|_| format!("{total} points are too many for one DBSCAN batch"))?;
-        let jobs_n = u32::try_from(jobs.len()).map_err(|_| "too many DBSCAN jobs in one batch".to_string())?;
-        let mut job_params = Vec::with_capacity(jobs.len());
+        let ChunkJobs { jobs, params: job_params, points: n } = ChunkJobs::new(all, chunk)?;
+        let (total, jobs_n) = (n as usize, job_params.len() as u32);
         let mut job_start = Vec::with_capacity(jobs.len() + 1);
-        for (j, job) in &jobs {
-            if !(job.eps.is_finite() && job.eps > 0.0) {
-                return Err(format!("job {j}: DBSCAN radius must be positive and finite, got {}", job.eps));
-            }
-            job_params.push(DbscanJobParams {
-                eps2: job.eps * job.eps,
-                min_points: job.min_points.max(1),
-                inv_side: inverse_cell_side(job.eps),
-            });
-        }
         // Each job's cells relative to its lowest, plus 1 (so that the block around a cell never goes below 0 or
         // into the previous job's cells), and its points in (z, y, x, index) order: every job on its own, in
         // parallel (a radix sort of one integer key where the job's cell extent fits 64 bits).
@@ -422,6 +406,38 @@ pub fn clusterings_in_batch_order(job_start: &[u32], labels: &[u32], core: &[u32
     Ok(out)
 }
 
+/// A chunk of K3 jobs as both GPU grids take them: each job with its index in the batch, each job's parameters (its
+/// radius checked), and the chunk's points, counted in 32 bits.
+struct ChunkJobs<'a> {
+    jobs: Vec<(usize, DbscanJob<'a>)>,
+    params: Vec<DbscanJobParams>,
+    points: u32,
+}
+
+impl<'a> ChunkJobs<'a> {
+    fn new(all: &[DbscanJob<'a>], chunk: &[usize]) -> Result<Self, String> {
+        let jobs: Vec<(usize, DbscanJob<'a>)> = chunk
+            .iter()
+            .map(|&i| all.get(i).map(|j| (i, *j)).ok_or_else(|| format!("no DBSCAN job {i}")))
+            .collect::<Result<_, _>>()?;
+        let total: usize = jobs.iter().map(|(_, j)| j.points.len()).sum();
+        let points = u32::try_from(total).map_err(|_| format!("{total} points are too many for one DBSCAN batch"))?;
+        u32::try_from(jobs.len()).map_err(|_| "too many DBSCAN jobs in one batch".to_string())?;
+        let params = jobs
+            .iter()
+            .map(|(j, job)| match job.eps.is_finite() && job.eps > 0.0 {
+                true => Ok(DbscanJobParams {
+                    eps2: job.eps * job.eps,
+                    min_points: job.min_points.max(1),
+                    inv_side: inverse_cell_side(job.eps),
+                }),
+                false => Err(format!("job {j}: DBSCAN radius must be positive and finite, got {}", job.eps)),
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(ChunkJobs { jobs, params, points })
+    }
+}
+
 /// K3's input for a grid built on the device (CUDA's `cell_of`, `claim_cells`, `scatter_points`): the points of a
 /// chunk of jobs in batch order (each job's points after the previous job's), each job's first batch index, each
 /// job's parameters, and the size of the cells' hash table.
@@ -440,48 +456,33 @@ impl DbscanBatch {
     /// (naming the job by its index in `all`) for a bad radius, or for cells of 32-bit coordinates that cannot hold
     /// the points: every cell coordinate (and its neighbours', one more or less) must lie within 2^31 - 2 of 0.
     pub fn new(all: &[DbscanJob<'_>], chunk: &[usize]) -> Result<DbscanBatch, String> {
-        let jobs: Vec<(usize, DbscanJob<'_>)> = chunk
-            .iter()
-            .map(|&i| all.get(i).map(|j| (i, *j)).ok_or_else(|| format!("no DBSCAN job {i}")))
-            .collect::<Result<_, _>>()?;
-        let total: usize = jobs.iter().map(|(_, j)| j.points.len()).sum();
-        let n = u32::try_from(total).map_err(|_| format!("{total} points are too many for one DBSCAN batch"))?;
-        let jobs_n = u32::try_from(jobs.len()).map_err(|_| "too many DBSCAN jobs in one batch".to_string())?;
+        let ChunkJobs { jobs, params: job_params, points: n } = ChunkJobs::new(all, chunk)?;
         let slots = u32::try_from(u64::from(n).max(1).next_power_of_two() * 2)
-            .map_err(|_| format!("{total} points are too many for one DBSCAN batch"))?;
-        let job_params: Vec<DbscanJobParams> = jobs
-            .par_iter()
-            .map(|(j, job)| {
-                if !(job.eps.is_finite() && job.eps > 0.0) {
-                    return Err(format!("job {j}: DBSCAN radius must be positive and finite, got {}", job.eps));
-                }
-                let inv = inverse_cell_side(job.eps);
-                // floor is monotone: the cells of the lowest and highest coordinates bound every cell.
-                let (lo, hi) = job.points.iter().fold(([f32::MAX; 3], [f32::MIN; 3]), |(lo, hi), p| {
-                    (
-                        [lo[0].min(p[0]), lo[1].min(p[1]), lo[2].min(p[2])],
-                        [hi[0].max(p[0]), hi[1].max(p[1]), hi[2].max(p[2])],
-                    )
-                });
-                let limit = f64::from(i32::MAX - 2);
-                let fits = |v: f32| (f64::from(v) * inv).floor().abs() <= limit;
-                if !job.points.is_empty() && !lo.iter().chain(&hi).all(|&v| fits(v)) {
-                    return Err(format!(
-                        "job {j}: the points lie more than 2^31 cells of {} m from the origin",
-                        job.eps
-                    ));
-                }
-                Ok(DbscanJobParams { eps2: job.eps * job.eps, min_points: job.min_points.max(1), inv_side: inv })
-            })
-            .collect::<Result<_, String>>()?;
-        let mut points: Vec<f32> = Vec::with_capacity(3 * total);
+            .map_err(|_| format!("{n} points are too many for one DBSCAN batch"))?;
+        jobs.par_iter().zip(&job_params).try_for_each(|((j, job), params)| {
+            let inv = params.inv_side;
+            // floor is monotone: the cells of the lowest and highest coordinates bound every cell.
+            let (lo, hi) = job.points.iter().fold(([f32::MAX; 3], [f32::MIN; 3]), |(lo, hi), p| {
+                (
+                    [lo[0].min(p[0]), lo[1].min(p[1]), lo[2].min(p[2])],
+                    [hi[0].max(p[0]), hi[1].max(p[1]), hi[2].max(p[2])],
+                )
+            });
+            let limit = f64::from(i32::MAX - 2);
+            let fits = |v: f32| (f64::from(v) * inv).floor().abs() <= limit;
+            if !job.points.is_empty() && !lo.iter().chain(&hi).all(|&v| fits(v)) {
+                return Err(format!("job {j}: the points lie more than 2^31 cells of {} m from the origin", job.eps));
+            }
+            Ok(())
+        })?;
+        let mut points: Vec<f32> = Vec::with_capacity(3 * n as usize);
         let mut job_start = Vec::with_capacity(jobs.len() + 1);
         for (_, job) in &jobs {
             job_start.push((points.len() / 3) as u32);
             points.extend(job.points.iter().flatten());
         }
         job_start.push(n);
-        let params = DbscanParams { points: n, cells: slots, jobs: jobs_n, _pad: [0; 5] };
+        let params = DbscanParams { points: n, cells: slots, jobs: job_params.len() as u32, _pad: [0; 5] };
         Ok(DbscanBatch { points, job_start, jobs: job_params, params })
     }
 }
