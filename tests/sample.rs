@@ -162,3 +162,44 @@ fn a_batch_of_frames_gives_each_frame_its_own_scene_and_keeps_a_failure_to_its_f
     }
     assert!(objects >= 12, "{objects} objects in the sample batch");
 }
+
+#[test]
+fn the_grid_box_manifest_script_tops_up_frames_as_the_benchmark_does() {
+    // scripts/grid-box-manifest.py writes, as a manifest, the frames `bench --kernels` builds in memory with
+    // `bench::with_grid_boxes` (BENCHMARKS.md's emulator counts run on it): the same boxes, labels and order. 30
+    // objects a frame, so the grid is gone over more than twice (shifted boxes).
+    let tmp = tempfile::tempdir().unwrap();
+    let sample = common::repo().join("data/sample/frames.json");
+    let out = std::process::Command::new("python3")
+        .arg(common::repo().join("scripts/grid-box-manifest.py"))
+        .arg(&sample)
+        .args(["30", "2"])
+        .output();
+    let out = match out {
+        Ok(out) => out,
+        Err(e) => {
+            return common::skip(
+                "the_grid_box_manifest_script_tops_up_frames_as_the_benchmark_does",
+                &format!("python3: {e}"),
+            )
+        }
+    };
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let written = tmp.path().join("frames.json");
+    std::fs::write(&written, &out.stdout).unwrap();
+    let originals: Vec<_> = spatialsynth::io::read_manifest(&sample).unwrap().into_iter().map(Result::unwrap).collect();
+    let topped: Vec<_> = spatialsynth::io::read_manifest(&written).unwrap().into_iter().map(Result::unwrap).collect();
+    let with_boxes: Vec<_> =
+        originals.iter().filter(|s| !matches!(s.objects, spatialsynth::io::ObjectsSpec::Instances { .. })).collect();
+    assert_eq!(topped.len(), 2 * with_boxes.len());
+    for (i, spec) in topped.iter().enumerate() {
+        let original = with_boxes[i % with_boxes.len()];
+        let want = spatialsynth::bench::with_grid_boxes(&spatialsynth::io::load_frame(original).unwrap(), 30);
+        let got = spatialsynth::io::load_frame(spec).unwrap();
+        assert_eq!(got.objects.len(), 30);
+        let key = |f: &spatialsynth::io::LoadedFrame| {
+            f.objects.iter().map(|o| (o.label.clone(), o.region.clone())).collect::<Vec<_>>()
+        };
+        assert_eq!(key(&got), key(&want), "{}", spec.key);
+    }
+}

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Reproduces BENCHMARKS.md's counts of the CUDA backend on the CPU emulator (kernels/emu): 20 frames of 10 objects
+# (scripts/grid-box-manifest.py: the sample frames without instance masks, 4 times, topped up with grid boxes)
+# through `spatialsynth scene --backend cuda`, one batch per 8 frames (2 threads).
+#   OUT/stats.json   launches, copies, bytes, synchronisations (SPATIALSYNTH_CUDA_EMU_STATS)
+#   OUT/samples.txt  where perf is installed: CPU samples (499 Hz) per emulated kernel: the work the kernels ask for,
+#                    not a GPU time
+# Needs the emulator's sources, written by `cargo test --release --test parity cuda_parity_on_the_emulator`
+# (target/tmp/cuda-emu-*; the newest is used), g++ and CUDA 13's NVRTC (scripts/setup-cuda-compiler.sh).
+# The emulator is rebuilt here with -O2 and without AddressSanitizer, so that the samples are the kernels' own.
+# usage: scripts/emulator-counts.sh [OUT]   (default out/emulator-counts)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+out=${1:-out/emulator-counts}
+mkdir -p "$out/emu"
+src=$(ls -dt target/tmp/cuda-emu-* 2>/dev/null | head -n 1)
+[ -n "$src" ] || { echo "no emulator sources: run cargo test --release --test parity cuda_parity_on_the_emulator" >&2; exit 1; }
+g++ -std=c++17 -fPIC -shared -pthread -ffp-contract=off -fno-fast-math -w -O2 -g -I kernels/emu \
+  -o "$out/emu/libcuda.so" kernels/emu/driver.cpp "$src"/module_*.cpp
+python3 scripts/grid-box-manifest.py data/sample/frames.json 10 4 > "$out/frames.json"
+cargo build --release --locked
+CU13=$(python3 -c "import nvidia,os;print(os.path.join(list(nvidia.__path__)[0],'cu13'))")
+export LD_LIBRARY_PATH="$out/emu:$CU13/lib"
+rm -rf "$out/scene"
+SPATIALSYNTH_CUDA_EMU_STATS="$out/stats.json" target/release/spatialsynth --threads 2 scene "$out/frames.json" \
+  -o "$out/scene" --backend cuda
+cat "$out/stats.json"; echo
+if command -v perf >/dev/null; then
+  rm -rf "$out/scene-perf"
+  perf record -q -e cpu-clock -F 499 -o "$out/perf.data" target/release/spatialsynth --threads 2 scene \
+    "$out/frames.json" -o "$out/scene-perf" --backend cuda >/dev/null
+  perf report -i "$out/perf.data" --sort sym --stdio --no-children -n 2>/dev/null \
+    | grep -E 'emu_module_[0-9]+::[a-z_]+$|^# Samples' > "$out/samples.txt" || true
+  cat "$out/samples.txt"
+fi
