@@ -442,6 +442,18 @@ pub struct KernelFigure {
     /// The target, and whether this run meets it (`None` where it does not apply to this backend).
     pub target: String,
     pub meets_target: Option<bool>,
+    /// End to end only: where the time went, step by step, on the backend and on the CPU reference.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub steps: Option<StepBreakdown>,
+}
+
+/// The end-to-end figure's time per [`crate::pipeline::GeometryStep`], summed over its batches and repeats (batches
+/// that run at once each count their own time, so `busy_s` can exceed the wall time). The host steps are the same
+/// code on every backend; on a GPU they are what is left for the CPU.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StepBreakdown {
+    pub backend: Vec<crate::pipeline::StepTime>,
+    pub cpu: Vec<crate::pipeline::StepTime>,
 }
 
 /// The result of `spatialsynth bench --kernels`.
@@ -555,6 +567,7 @@ pub fn run_kernel_bench(
         fraction_of_peak_bandwidth: None,
         target: ">= 70% of peak memory bandwidth (256 frames of 640x480, device time)".into(),
         meets_target: None,
+        steps: None,
     };
     #[cfg(feature = "cuda")]
     if let Backend::Cuda(b) = backend {
@@ -597,6 +610,7 @@ pub fn run_kernel_bench(
         fraction_of_peak_bandwidth: None,
         target: "< 1 ms for 1024 hypotheses x 1M points (device time)".into(),
         meets_target: None,
+        steps: None,
     };
     #[cfg(feature = "cuda")]
     if let Backend::Cuda(b) = backend {
@@ -626,6 +640,7 @@ pub fn run_kernel_bench(
         fraction_of_peak_bandwidth: None,
         target: ">= 1e9 pairs/s (device time)".into(),
         meets_target: None,
+        steps: None,
     };
     #[cfg(feature = "cuda")]
     if let Backend::Cuda(b) = backend {
@@ -647,12 +662,12 @@ pub fn run_kernel_bench(
     // In batches as a run processes them (each kernel once per batch, as many batches at once as a run gives the
     // backend).
     let batch = 4 * rayon::current_num_threads().max(1);
-    let run_all = |b: &Backend| -> Result<usize> {
+    let run_all = |b: &Backend, clock: &crate::pipeline::GeometryClock| -> Result<usize> {
         let (mut n, mut failed) = (0, None);
         let ok = crate::run::ordered::ordered_map(
             e2e.chunks(batch),
             b.batches_in_flight(),
-            |frames| crate::pipeline::process_frames_on(b, frames, &config),
+            |frames| crate::pipeline::process_frames_timed(b, frames, &config, clock),
             |graphs| {
                 for graph in graphs {
                     match graph {
@@ -675,8 +690,9 @@ pub fn run_kernel_bench(
             None => Ok(n),
         }
     };
-    let (backend_ms, n) = time_ms(reps, || run_all(backend))?;
-    let (cpu_ms, _) = time_ms(reps, || run_all(&cpu))?;
+    let (backend_clock, cpu_clock) = (crate::pipeline::GeometryClock::new(), crate::pipeline::GeometryClock::new());
+    let (backend_ms, n) = time_ms(reps, || run_all(backend, &backend_clock))?;
+    let (cpu_ms, _) = time_ms(reps, || run_all(&cpu, &cpu_clock))?;
     let fps = n as f64 / (backend_ms * 1e-3);
     figures.push(KernelFigure {
         kernel: "K1-K5 end to end".into(),
@@ -699,6 +715,7 @@ pub fn run_kernel_bench(
         // Judged only on CUDA with at least 10 objects per frame, the workload the target names.
         meets_target: (backend.kind() == crate::backend::BackendKind::Cuda && objects_per_frame >= 10.0)
             .then_some(fps >= 2000.0),
+        steps: Some(StepBreakdown { backend: backend_clock.report(), cpu: cpu_clock.report() }),
     });
     Ok(KernelBench {
         kernel_bench: true,

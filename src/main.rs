@@ -377,6 +377,21 @@ fn run() -> Result<ExitCode> {
                     ..Default::default()
                 };
                 let result = spatialsynth::bench::run_kernel_bench(&backend, &loaded, &options)?;
+                for f in &result.figures {
+                    if let Some(steps) = &f.steps {
+                        eprintln!("{}, ms per frame (busy time summed over batches):", f.kernel);
+                        eprintln!("  {:<20} {:>10} {:>10}", "step", "backend", "cpu");
+                        for (b, c) in steps.backend.iter().zip(&steps.cpu) {
+                            let host = if b.on_backend { "" } else { " (host)" };
+                            eprintln!(
+                                "  {:<20} {:>10.3} {:>10.3}",
+                                format!("{}{host}", b.step),
+                                b.ms_per_frame,
+                                c.ms_per_frame
+                            );
+                        }
+                    }
+                }
                 println!("{}", serde_json::to_string_pretty(&result)?);
                 return Ok(if failures.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) });
             }

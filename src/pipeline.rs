@@ -108,6 +108,135 @@ impl SceneConfig {
     }
 }
 
+/// The steps of a batch's scene geometry, in the order they run. Four run on the backend (each once for the whole
+/// batch); the others are host steps that every backend shares. [`GeometryClock`] times them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum GeometryStep {
+    /// K1 and K2 on the backend: unprojection, grouping each object's points, the ground search (with the host's
+    /// normals and refinement); on a GPU, the depth upload and the read-backs.
+    K1K2,
+    /// Host: each frame's ground and canonical frame, its objects' points, box cores and colours.
+    FrameInputs,
+    /// Host: K3's ground band filter and radius per object.
+    K3Before,
+    /// K3 on the backend: every object's DBSCAN.
+    K3,
+    /// Host: each object's kept cluster and its points in the canonical frame.
+    K3After,
+    /// K4 on the backend: every kept object's summary.
+    K4,
+    /// Host: the scene objects (colour names, boxes).
+    Objects,
+    /// Host: the exact closest-surface gap of every pair of objects.
+    Gaps,
+    /// K5 on the backend: every pair's relation record.
+    K5,
+    /// Host: the scene graphs.
+    Graphs,
+}
+
+impl GeometryStep {
+    pub const ALL: [GeometryStep; 10] = [
+        GeometryStep::K1K2,
+        GeometryStep::FrameInputs,
+        GeometryStep::K3Before,
+        GeometryStep::K3,
+        GeometryStep::K3After,
+        GeometryStep::K4,
+        GeometryStep::Objects,
+        GeometryStep::Gaps,
+        GeometryStep::K5,
+        GeometryStep::Graphs,
+    ];
+
+    /// The step's name in `run.json` and the benchmark's output.
+    pub fn name(self) -> &'static str {
+        match self {
+            GeometryStep::K1K2 => "k1_k2",
+            GeometryStep::FrameInputs => "frame_inputs",
+            GeometryStep::K3Before => "k3_before",
+            GeometryStep::K3 => "k3",
+            GeometryStep::K3After => "k3_after",
+            GeometryStep::K4 => "k4",
+            GeometryStep::Objects => "objects",
+            GeometryStep::Gaps => "gaps",
+            GeometryStep::K5 => "k5",
+            GeometryStep::Graphs => "graphs",
+        }
+    }
+
+    /// Whether the step is a backend call (the others run on the host whatever the backend).
+    pub fn on_backend(self) -> bool {
+        matches!(self, GeometryStep::K1K2 | GeometryStep::K3 | GeometryStep::K4 | GeometryStep::K5)
+    }
+}
+
+/// Wall time of each [`GeometryStep`], summed over every batch timed with the clock, and the frames those batches
+/// held. Threads share one clock. Batches that run at once (GPU backends take two) each add their own time, so the
+/// sums are busy times: they can exceed the wall time of the run.
+#[derive(Debug, Default)]
+pub struct GeometryClock {
+    nanos: [std::sync::atomic::AtomicU64; GeometryStep::ALL.len()],
+    frames: std::sync::atomic::AtomicU64,
+}
+
+/// One step's share of the time a [`GeometryClock`] measured.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StepTime {
+    pub step: String,
+    /// Whether the step is a backend call (see [`GeometryStep::on_backend`]).
+    pub on_backend: bool,
+    /// Wall seconds summed over the batches.
+    pub busy_s: f64,
+    /// `busy_s` per frame, in milliseconds.
+    pub ms_per_frame: f64,
+    /// `busy_s` over the sum of every step's.
+    pub share: f64,
+}
+
+impl GeometryClock {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Runs `f`, adding its wall time to `step`.
+    pub fn time<T>(&self, step: GeometryStep, f: impl FnOnce() -> T) -> T {
+        let t = std::time::Instant::now();
+        let out = f();
+        let ns = u64::try_from(t.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.nanos[step as usize].fetch_add(ns, std::sync::atomic::Ordering::Relaxed);
+        out
+    }
+
+    fn add_frames(&self, n: usize) {
+        self.frames.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Frames of the batches timed so far.
+    pub fn frames(&self) -> u64 {
+        self.frames.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Every step's time, in [`GeometryStep::ALL`]'s order.
+    pub fn report(&self) -> Vec<StepTime> {
+        let busy: Vec<f64> =
+            self.nanos.iter().map(|n| n.load(std::sync::atomic::Ordering::Relaxed) as f64 * 1e-9).collect();
+        let total: f64 = busy.iter().sum();
+        let frames = self.frames().max(1) as f64;
+        GeometryStep::ALL
+            .iter()
+            .zip(busy)
+            .map(|(step, busy_s)| StepTime {
+                step: step.name().into(),
+                on_backend: step.on_backend(),
+                busy_s,
+                ms_per_frame: busy_s * 1e3 / frames,
+                share: if total > 0.0 { busy_s / total } else { 0.0 },
+            })
+            .collect()
+    }
+}
+
 /// An object given as points in the camera frame (the output of K1 for one region).
 #[derive(Clone, Debug, PartialEq)]
 pub struct ObjectInput {
@@ -357,7 +486,7 @@ pub fn scene_from_points_on(
     let (ground, canonical, _) =
         ground_and_frame_on(backend, points_in_camera, sample_normals, frame_key(frame), config, up_in_camera)?;
     let grounded = Grounded { frame, ground, canonical, objects, focal_px };
-    scenes_from_ground(backend, vec![grounded], config).pop().unwrap_or_else(|| {
+    scenes_from_ground(backend, vec![grounded], config, &GeometryClock::new()).pop().unwrap_or_else(|| {
         Err(Error::Geometry { frame: frame.to_string(), message: "the scene stage returned no scene".into() })
     })
 }
@@ -412,15 +541,21 @@ fn scenes_from_ground(
     backend: &Backend,
     frames: Vec<Grounded<'_>>,
     config: &SceneConfig,
+    clock: &GeometryClock,
 ) -> Vec<Result<SceneGeometry>> {
     let frame_error = |f: &Grounded<'_>, message: String| Error::Geometry { frame: f.frame.to_string(), message };
     // K3's host steps before DBSCAN, every object of every frame in parallel.
-    let inputs: Vec<Vec<std::result::Result<DenoiseInput, String>>> = frames
-        .par_iter()
-        .map(|f| {
-            f.objects.par_iter().map(|o| denoise_input(o, &f.canonical, f.ground.found, f.focal_px, config)).collect()
-        })
-        .collect();
+    let inputs: Vec<Vec<std::result::Result<DenoiseInput, String>>> = clock.time(GeometryStep::K3Before, || {
+        frames
+            .par_iter()
+            .map(|f| {
+                f.objects
+                    .par_iter()
+                    .map(|o| denoise_input(o, &f.canonical, f.ground.found, f.focal_px, config))
+                    .collect()
+            })
+            .collect()
+    });
     let mut jobs = Vec::new();
     let mut job_ranges = Vec::with_capacity(frames.len());
     for objects in &inputs {
@@ -433,44 +568,46 @@ fn scenes_from_ground(
         job_ranges.push(start..jobs.len());
     }
     // K3: one DBSCAN batch for the objects of every frame.
-    let clusterings = by_frame(&job_ranges, |r| backend.dbscan_batch(&jobs[r]));
+    let clusterings = clock.time(GeometryStep::K3, || by_frame(&job_ranges, |r| backend.dbscan_batch(&jobs[r])));
     drop(jobs);
     // K3's host steps after DBSCAN: each frame's survivors and dropped objects.
-    let denoised: Vec<Result<(Vec<Survivor>, Vec<DroppedObject>)>> = frames
-        .par_iter()
-        .zip(inputs)
-        .zip(clusterings)
-        .map(|((f, inputs), clusterings)| {
-            let mut clusterings = clusterings.map_err(|m| frame_error(f, m))?.into_iter();
-            let mut survivors = Vec::new();
-            let mut dropped = Vec::new();
-            for (index, (obj, input)) in f.objects.iter().zip(inputs).enumerate() {
-                let outcome = match input {
-                    Err(reason) => Err(reason),
-                    Ok(input) => {
-                        let clustering = clusterings
-                            .next()
-                            .ok_or_else(|| frame_error(f, "DBSCAN returned too few clusterings".into()))?;
-                        denoise_output(obj, &input, &clustering, config).map(|kept| (kept, input.eps))
+    let denoised: Vec<Result<(Vec<Survivor>, Vec<DroppedObject>)>> = clock.time(GeometryStep::K3After, || {
+        frames
+            .par_iter()
+            .zip(inputs)
+            .zip(clusterings)
+            .map(|((f, inputs), clusterings)| {
+                let mut clusterings = clusterings.map_err(|m| frame_error(f, m))?.into_iter();
+                let mut survivors = Vec::new();
+                let mut dropped = Vec::new();
+                for (index, (obj, input)) in f.objects.iter().zip(inputs).enumerate() {
+                    let outcome = match input {
+                        Err(reason) => Err(reason),
+                        Ok(input) => {
+                            let clustering = clusterings
+                                .next()
+                                .ok_or_else(|| frame_error(f, "DBSCAN returned too few clusterings".into()))?;
+                            denoise_output(obj, &input, &clustering, config).map(|kept| (kept, input.eps))
+                        }
+                    };
+                    match outcome {
+                        Ok((kept_indices, eps)) => {
+                            let camera: Vec<Point3> = kept_indices.iter().map(|&i| obj.points_in_camera[i]).collect();
+                            let canonical = camera.iter().map(|p| f.canonical.apply_f32(*p)).collect();
+                            survivors.push(Survivor { index, kept_indices, eps, camera, canonical });
+                        }
+                        Err(reason) => dropped.push(DroppedObject {
+                            annotation_index: index as u32,
+                            label: obj.label.clone(),
+                            points_in_region: obj.points_in_camera.len() as u32,
+                            reason,
+                        }),
                     }
-                };
-                match outcome {
-                    Ok((kept_indices, eps)) => {
-                        let camera: Vec<Point3> = kept_indices.iter().map(|&i| obj.points_in_camera[i]).collect();
-                        let canonical = camera.iter().map(|p| f.canonical.apply_f32(*p)).collect();
-                        survivors.push(Survivor { index, kept_indices, eps, camera, canonical });
-                    }
-                    Err(reason) => dropped.push(DroppedObject {
-                        annotation_index: index as u32,
-                        label: obj.label.clone(),
-                        points_in_region: obj.points_in_camera.len() as u32,
-                        reason,
-                    }),
                 }
-            }
-            Ok((survivors, dropped))
-        })
-        .collect();
+                Ok((survivors, dropped))
+            })
+            .collect()
+    });
     // K4: one batch for the kept objects of every frame.
     let mut stats_inputs = Vec::new();
     let mut stats_ranges = Vec::with_capacity(frames.len());
@@ -486,31 +623,47 @@ fn scenes_from_ground(
         }
         stats_ranges.push(start..stats_inputs.len());
     }
-    let stats = by_frame(&stats_ranges, |r| backend.summarize_batch(&stats_inputs[r], &config.noise));
+    let stats = clock.time(GeometryStep::K4, || {
+        by_frame(&stats_ranges, |r| backend.summarize_batch(&stats_inputs[r], &config.noise))
+    });
     drop(stats_inputs);
-    // Each frame's objects, and the exact closest-surface gaps between them.
-    let partial: Vec<Result<FrameObjects>> = frames
-        .par_iter()
-        .zip(denoised)
-        .zip(stats)
-        .map(|((f, denoised), stats)| {
-            let (survivors, dropped) = denoised?;
-            let stats = stats?;
-            let mut scene_objects = Vec::new();
-            let mut summaries = Vec::new();
-            let mut canonical_points: Vec<&[Point3]> = Vec::new();
-            for (survivor, s) in survivors.iter().zip(stats) {
-                let Some(s) = s else { continue };
-                scene_objects.push(scene_object(&f.objects[survivor.index], survivor, &s, scene_objects.len()));
-                summaries.push(s);
-                canonical_points.push(&survivor.canonical);
-            }
-            let gaps = closest_surface_matrix(&canonical_points, config.gap_voxel_m);
-            Ok((scene_objects, summaries, dropped, gaps))
-        })
-        .collect();
+    // Each frame's objects (those with a summary), and their kept points in the canonical frame.
+    type WithPoints = (Vec<SceneObject>, Vec<ObjectSummary>, Vec<DroppedObject>, Vec<Vec<Point3>>);
+    let objects: Vec<Result<WithPoints>> = clock.time(GeometryStep::Objects, || {
+        frames
+            .par_iter()
+            .zip(denoised)
+            .zip(stats)
+            .map(|((f, denoised), stats)| {
+                let (survivors, dropped) = denoised?;
+                let stats = stats?;
+                let mut scene_objects = Vec::new();
+                let mut summaries = Vec::new();
+                let mut canonical_points = Vec::new();
+                for (survivor, s) in survivors.into_iter().zip(stats) {
+                    let Some(s) = s else { continue };
+                    scene_objects.push(scene_object(&f.objects[survivor.index], &survivor, &s, scene_objects.len()));
+                    summaries.push(s);
+                    canonical_points.push(survivor.canonical);
+                }
+                Ok((scene_objects, summaries, dropped, canonical_points))
+            })
+            .collect()
+    });
+    // The exact closest-surface gaps between each frame's objects.
+    let partial: Vec<Result<FrameObjects>> = clock.time(GeometryStep::Gaps, || {
+        objects
+            .into_par_iter()
+            .map(|o| {
+                let (scene_objects, summaries, dropped, canonical_points) = o?;
+                let refs: Vec<&[Point3]> = canonical_points.iter().map(Vec::as_slice).collect();
+                let gaps = closest_surface_matrix(&refs, config.gap_voxel_m);
+                Ok((scene_objects, summaries, dropped, gaps))
+            })
+            .collect()
+    });
     // K5: every pair of every frame in one batch (the gaps from the exact search on the host).
-    let records: Vec<Result<Vec<RelationRecord>>> = match backend {
+    let records: Vec<Result<Vec<RelationRecord>>> = clock.time(GeometryStep::K5, || match backend {
         Backend::Cpu => partial
             .par_iter()
             .map(|p| match p {
@@ -542,17 +695,19 @@ fn scenes_from_ground(
                 })
                 .collect()
         }
-    };
-    frames
-        .into_iter()
-        .zip(partial)
-        .zip(records)
-        .map(|((f, partial), records)| {
-            let (objects, summaries, dropped, _) = partial?;
-            let relations = records?.iter().map(SceneRelation::from).collect();
-            Ok(SceneGeometry { ground: f.ground, canonical: f.canonical, objects, summaries, dropped, relations })
-        })
-        .collect()
+    });
+    clock.time(GeometryStep::Graphs, || {
+        frames
+            .into_iter()
+            .zip(partial)
+            .zip(records)
+            .map(|((f, partial), records)| {
+                let (objects, summaries, dropped, _) = partial?;
+                let relations = records?.iter().map(SceneRelation::from).collect();
+                Ok(SceneGeometry { ground: f.ground, canonical: f.canonical, objects, summaries, dropped, relations })
+            })
+            .collect()
+    })
 }
 
 /// A kept object's scene record from its K4 summary.
@@ -616,10 +771,21 @@ struct FrameStart {
 /// the device between them), then K3, K4 and K5 each once for the whole batch. One scene graph (or that frame's
 /// error) per frame, in order; a frame's failure does not fail the others.
 pub fn process_frames_on(backend: &Backend, frames: &[&LoadedFrame], config: &SceneConfig) -> Vec<Result<SceneGraph>> {
+    process_frames_timed(backend, frames, config, &GeometryClock::new())
+}
+
+/// [`process_frames_on`], adding the wall time of each [`GeometryStep`] (and the batch's frames) to `clock`.
+pub fn process_frames_timed(
+    backend: &Backend,
+    frames: &[&LoadedFrame],
+    config: &SceneConfig,
+    clock: &GeometryClock,
+) -> Vec<Result<SceneGraph>> {
     if let Err(message) = config.validate() {
         return frames.iter().map(|_| Err(Error::Config { message: message.clone() })).collect();
     }
-    let starts = frame_starts(backend, frames, config);
+    clock.add_frames(frames.len());
+    let starts = frame_starts(backend, frames, config, clock);
     let grounded: Vec<Grounded<'_>> = frames
         .iter()
         .zip(&starts)
@@ -632,22 +798,29 @@ pub fn process_frames_on(backend: &Backend, frames: &[&LoadedFrame], config: &Sc
             focal_px: s.focal_px,
         })
         .collect();
-    let mut geometries = scenes_from_ground(backend, grounded, config).into_iter();
-    frames
-        .iter()
-        .zip(starts)
-        .map(|(frame, start)| {
-            let start = start?;
-            let geo = geometries.next().unwrap_or_else(|| {
-                Err(Error::Geometry { frame: frame.spec.key.clone(), message: "no scene for the frame".into() })
-            })?;
-            Ok(scene_graph(frame, start.valid_depth_points, geo))
-        })
-        .collect()
+    let mut geometries = scenes_from_ground(backend, grounded, config, clock).into_iter();
+    clock.time(GeometryStep::Graphs, || {
+        frames
+            .iter()
+            .zip(starts)
+            .map(|(frame, start)| {
+                let start = start?;
+                let geo = geometries.next().unwrap_or_else(|| {
+                    Err(Error::Geometry { frame: frame.spec.key.clone(), message: "no scene for the frame".into() })
+                })?;
+                Ok(scene_graph(frame, start.valid_depth_points, geo))
+            })
+            .collect()
+    })
 }
 
 /// K1 and K2 of every frame (one [`Backend::frames_geometry`] batch), and their objects' inputs to K3.
-fn frame_starts(backend: &Backend, frames: &[&LoadedFrame], config: &SceneConfig) -> Vec<Result<FrameStart>> {
+fn frame_starts(
+    backend: &Backend,
+    frames: &[&LoadedFrame],
+    config: &SceneConfig,
+    clock: &GeometryClock,
+) -> Vec<Result<FrameStart>> {
     struct Prepared<'a> {
         frame: &'a LoadedFrame,
         depth: &'a DepthImage,
@@ -687,7 +860,8 @@ fn frame_starts(backend: &Backend, frames: &[&LoadedFrame], config: &SceneConfig
             params: &p.ransac,
         })
         .collect();
-    let mut geometries = backend.frames_geometry(&inputs, config.normal_max_step_px).into_iter();
+    let mut geometries =
+        clock.time(GeometryStep::K1K2, || backend.frames_geometry(&inputs, config.normal_max_step_px)).into_iter();
     let paired: Vec<Result<(Prepared<'_>, FrameGeometry)>> = prepared
         .into_iter()
         .map(|p| {
@@ -698,7 +872,9 @@ fn frame_starts(backend: &Backend, frames: &[&LoadedFrame], config: &SceneConfig
             Ok((p, geometry))
         })
         .collect();
-    paired.into_par_iter().map(|r| r.map(|(p, g)| frame_start(p.frame, p.depth, &p.ransac, g, config))).collect()
+    clock.time(GeometryStep::FrameInputs, || {
+        paired.into_par_iter().map(|r| r.map(|(p, g)| frame_start(p.frame, p.depth, &p.ransac, g, config))).collect()
+    })
 }
 
 /// A frame's ground and canonical frame and its objects' inputs to K3, from its K1 and K2.

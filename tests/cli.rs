@@ -114,6 +114,25 @@ fn main_command_runs_on_the_sample_and_says_where_the_output_went() {
     let run: Value = serde_json::from_str(&std::fs::read_to_string(out.join("run.json")).unwrap()).unwrap();
     assert_eq!(run["frames_ok"], 10);
     assert_eq!(run["stages"]["detected_frames"], 4);
+    // The geometry's time step by step: every step named once, in order; backend steps marked; the shares add up to
+    // one and no step took longer than the whole geometry stage.
+    let steps = run["stages"]["geometry_steps"].as_array().unwrap();
+    let names: Vec<&str> = steps.iter().map(|s| s["step"].as_str().unwrap()).collect();
+    let expected = spatialsynth::pipeline::GeometryStep::ALL.map(|s| s.name());
+    assert_eq!(names, expected);
+    let on_backend: Vec<&str> =
+        steps.iter().filter(|s| s["on_backend"].as_bool().unwrap()).map(|s| s["step"].as_str().unwrap()).collect();
+    assert_eq!(on_backend, ["k1_k2", "k3", "k4", "k5"]);
+    let share: f64 = steps.iter().map(|s| s["share"].as_f64().unwrap()).sum();
+    assert!((share - 1.0).abs() < 1e-9, "{share}");
+    let geometry_s = run["stages"]["geometry_s"].as_f64().unwrap();
+    for s in steps {
+        let (busy, per_frame) = (s["busy_s"].as_f64().unwrap(), s["ms_per_frame"].as_f64().unwrap());
+        assert!(busy >= 0.0 && busy <= geometry_s, "{s} against {geometry_s} s");
+        assert!((per_frame - busy * 1e3 / 10.0).abs() < 1e-9, "{s}");
+    }
+    // K1+K2 and K3 do work on every frame.
+    assert!(steps[0]["busy_s"].as_f64().unwrap() > 0.0 && steps[3]["busy_s"].as_f64().unwrap() > 0.0);
     // The parameters that made the data are recorded with it.
     assert_eq!(run["options"]["config"]["ransac"]["hypotheses"], 1000);
 }

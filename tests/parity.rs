@@ -988,6 +988,22 @@ fn the_kernel_benchmark_runs_on_every_backend_but_the_emulator() {
         let e2e = &bench.figures[3];
         let expected = format!("{} frames of 640x480, {}.0 objects per frame", options.e2e_frames, options.e2e_objects);
         assert!(e2e.workload.starts_with(&expected), "{}", e2e.workload);
+        // Its time step by step, on the backend and on the CPU reference: every step, in order, adding up to the
+        // batches' busy time (one batch at once on the CPU, so there it is at most the wall time of the repeats).
+        let steps = e2e.steps.as_ref().expect("the end-to-end figure breaks its time down");
+        for (side, list) in [("backend", &steps.backend), ("cpu", &steps.cpu)] {
+            let names: Vec<&str> = list.iter().map(|s| s.step.as_str()).collect();
+            assert_eq!(names, spatialsynth::pipeline::GeometryStep::ALL.map(|s| s.name()), "{side}");
+            let share: f64 = list.iter().map(|s| s.share).sum();
+            assert!((share - 1.0).abs() < 1e-9, "{side}: {share}");
+            assert!(list.iter().all(|s| s.busy_s >= 0.0 && s.ms_per_frame >= 0.0), "{side}: {list:?}");
+            assert!(list[0].busy_s > 0.0, "{side}: K1+K2 took no time: {list:?}");
+        }
+        let cpu_busy: f64 = steps.cpu.iter().map(|s| s.busy_s).sum();
+        assert!(cpu_busy <= e2e.cpu_ms * 1e-3 * options.repeats as f64 * 1.01, "{cpu_busy} s against {e2e:?}");
+        let per_frame: f64 = steps.cpu.iter().map(|s| s.ms_per_frame).sum();
+        let frames = (options.e2e_frames * options.repeats) as f64;
+        assert!((per_frame * frames * 1e-3 - cpu_busy).abs() < 1e-9, "{per_frame} ms a frame, {cpu_busy} s");
         // K5's workload: 8 frames of 5 objects, 20 ordered pairs each.
         assert!(bench.figures[2].workload.ends_with(", 160 ordered pairs"), "{}", bench.figures[2].workload);
         if matches!(b, Backend::Cuda(_)) {

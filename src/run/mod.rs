@@ -35,7 +35,7 @@ use crate::dataset::{Bank, DatasetOptions, DatasetSummary, QaSink};
 use crate::error::{Error, Result};
 use crate::io::{load_frame_with, FrameSpec, LoadOptions, LoadedFrame};
 use crate::models::{FilterDecision, ModelOptions, ModelSet, ModelTimes, ModelsInfo, ObjectsMode};
-use crate::pipeline::{process_frames_on, SceneConfig};
+use crate::pipeline::{process_frames_timed, SceneConfig};
 
 /// A frame or manifest that failed, as written to `failures.jsonl`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -208,6 +208,9 @@ pub struct StageTimes {
     pub models: ModelTimes,
     /// K1–K5 and serialising the scene graphs.
     pub geometry_s: f64,
+    /// The geometry's wall time step by step (see [`crate::pipeline::GeometryStep`]), without serialising.
+    #[serde(default)]
+    pub geometry_steps: Vec<crate::pipeline::StepTime>,
     /// Writing the output in order.
     pub write_s: f64,
 }
@@ -495,6 +498,8 @@ pub fn run(job: &Job, options: &RunOptions, progress: &(dyn Fn(usize, usize) + S
     };
     let config = &options.config;
     let backend_ref = &backend;
+    let geometry_clock = crate::pipeline::GeometryClock::new();
+    let clock_ref = &geometry_clock;
     let mut stages = StageTimes::default();
     let mut writer = PartsWriter {
         parts_dir: &parts_dir,
@@ -638,7 +643,7 @@ pub fn run(job: &Job, options: &RunOptions, progress: &(dyn Fn(usize, usize) + S
                         l.as_ref().ok().filter(|f| f.image_filter.as_ref().is_none_or(|d| d.kept))
                     }
                     let frames: Vec<&LoadedFrame> = items.iter().filter_map(kept).collect();
-                    let mut graphs = process_frames_on(backend_ref, &frames, config).into_iter();
+                    let mut graphs = process_frames_timed(backend_ref, &frames, config, clock_ref).into_iter();
                     let slots: Vec<Option<Result<crate::scene::SceneGraph>>> =
                         items.iter().map(|l| kept(l).and_then(|_| graphs.next())).collect();
                     let items: Vec<Result<Outcome>> = items
@@ -718,6 +723,9 @@ pub fn run(job: &Job, options: &RunOptions, progress: &(dyn Fn(usize, usize) + S
         result
     });
     write_result?;
+    if geometry_clock.frames() > 0 {
+        stages.geometry_steps = geometry_clock.report();
+    }
     let (counts, processed, resumed, examples) = (writer.totals, writer.processed, writer.resumed, writer.examples);
     let mut summary = RunSummary {
         counts,
