@@ -10,7 +10,7 @@ use crate::geometry::canonical::{CanonicalFrame, GroundSource};
 use crate::geometry::dbscan::{Clustering, DbscanJob};
 use crate::geometry::outlier::{statistical_outlier_mask, OutlierParams};
 use crate::geometry::ransac::{fit_ground_plane, score_sample_indices, PlaneFit, RansacParams};
-use crate::geometry::relations::{closest_surface_matrix, relate_all, RelationRecord};
+use crate::geometry::relations::{relate_all, RelationRecord};
 use crate::geometry::rng::frame_key;
 use crate::geometry::stats::{NoiseModel, ObjectSummary, StatsInput};
 use crate::geometry::unproject::{estimate_normals, unproject_depth, DepthImage, PointCloud};
@@ -127,7 +127,8 @@ pub enum GeometryStep {
     K4,
     /// Host: the scene objects (colour names, boxes).
     Objects,
-    /// Host: the exact closest-surface gap of every pair of objects.
+    /// The exact closest-surface gap of every pair of objects, on the backend (the CPU's voxel index, or the GPU
+    /// kernels' chunked search: the same values).
     Gaps,
     /// K5 on the backend: every pair's relation record.
     K5,
@@ -167,7 +168,7 @@ impl GeometryStep {
 
     /// Whether the step is a backend call (the others run on the host whatever the backend).
     pub fn on_backend(self) -> bool {
-        matches!(self, GeometryStep::K1K2 | GeometryStep::K3 | GeometryStep::K4 | GeometryStep::K5)
+        matches!(self, GeometryStep::K1K2 | GeometryStep::K3 | GeometryStep::K4 | GeometryStep::Gaps | GeometryStep::K5)
     }
 }
 
@@ -650,14 +651,22 @@ fn scenes_from_ground(
             })
             .collect()
     });
-    // The exact closest-surface gaps between each frame's objects.
+    // The exact closest-surface gaps between each frame's objects: one batch for every pair of every frame.
     let partial: Vec<Result<FrameObjects>> = clock.time(GeometryStep::Gaps, || {
+        let refs: Vec<Vec<&[Point3]>> = objects
+            .iter()
+            .map(|o| o.as_ref().map_or_else(|_| Vec::new(), |o| o.3.iter().map(Vec::as_slice).collect()))
+            .collect();
+        let per_frame: Vec<&[&[Point3]]> = refs.iter().map(Vec::as_slice).collect();
+        let ranges: Vec<_> = (0..per_frame.len()).map(|f| f..f + 1).collect();
+        let gaps = by_frame(&ranges, |r| backend.closest_gaps_batch(&per_frame[r], config.gap_voxel_m));
+        drop(refs);
         objects
-            .into_par_iter()
-            .map(|o| {
-                let (scene_objects, summaries, dropped, canonical_points) = o?;
-                let refs: Vec<&[Point3]> = canonical_points.iter().map(Vec::as_slice).collect();
-                let gaps = closest_surface_matrix(&refs, config.gap_voxel_m);
+            .into_iter()
+            .zip(gaps)
+            .map(|(o, gaps)| {
+                let (scene_objects, summaries, dropped, _) = o?;
+                let gaps = gaps?.pop().unwrap_or_default();
                 Ok((scene_objects, summaries, dropped, gaps))
             })
             .collect()

@@ -122,7 +122,7 @@ fn main_command_runs_on_the_sample_and_says_where_the_output_went() {
     assert_eq!(names, expected);
     let on_backend: Vec<&str> =
         steps.iter().filter(|s| s["on_backend"].as_bool().unwrap()).map(|s| s["step"].as_str().unwrap()).collect();
-    assert_eq!(on_backend, ["k1_k2", "k3", "k4", "k5"]);
+    assert_eq!(on_backend, ["k1_k2", "k3", "k4", "gaps", "k5"]);
     let share: f64 = steps.iter().map(|s| s["share"].as_f64().unwrap()).sum();
     assert!((share - 1.0).abs() < 1e-9, "{share}");
     let geometry_s = run["stages"]["geometry_s"].as_f64().unwrap();

@@ -13,7 +13,7 @@ use spatialsynth::backend::gpu::{WgpuBackend, SHADERS};
 use spatialsynth::backend::Backend;
 use spatialsynth::geometry::dbscan::DbscanJob;
 use spatialsynth::geometry::ransac::{fit_ground_plane, hypothesis_indices, score_hypotheses, RansacParams};
-use spatialsynth::geometry::relations::{relate_all, RelationRecord};
+use spatialsynth::geometry::relations::{closest_surface_matrix, relate_all, RelationRecord};
 use spatialsynth::geometry::stats::{summarize_batch, NoiseModel, ObjectSummary, StatsInput};
 use spatialsynth::geometry::unproject::{unproject_depth, unproject_objects, DepthData, DepthImage, ObjectRegion};
 use spatialsynth::geometry::Intrinsics;
@@ -215,6 +215,34 @@ fn check_stats(backend: &Backend, objects: &[StatsInput]) {
     }
 }
 
+/// Closest-surface gap parity body: every pair of every frame of the batch, against the CPU reference's voxel index
+/// (`closest_surface_matrix`, frame by frame). CUDA rounds every operation as written (`--fmad=false`): the very
+/// same bits. A WGSL device may fuse multiply-adds: within a relative 1e-6 there (lavapipe gives the same bits; the
+/// count of exact values is printed).
+fn check_gaps(backend: &Backend, frames: &[Vec<Vec<[f32; 3]>>]) {
+    let refs: Vec<Vec<&[[f32; 3]]>> = frames.iter().map(|f| f.iter().map(Vec::as_slice).collect()).collect();
+    let per_frame: Vec<&[&[[f32; 3]]]> = refs.iter().map(Vec::as_slice).collect();
+    let voxel_m = 0.02;
+    let got = backend.closest_gaps_batch(&per_frame, voxel_m).unwrap();
+    assert_eq!(got.len(), frames.len());
+    let exact_required = matches!(backend, Backend::Cuda(_));
+    let (mut exact, mut total) = (0usize, 0usize);
+    for (f, (g, objects)) in got.iter().zip(&per_frame).enumerate() {
+        let want = closest_surface_matrix(objects, voxel_m);
+        assert_eq!(g.len(), want.len(), "frame {f}");
+        for (k, (a, b)) in g.iter().zip(&want).enumerate() {
+            let what = format!("{} frame {f} pair {k}: {a} vs {b}", backend.describe());
+            total += 1;
+            exact += usize::from(a.to_bits() == b.to_bits());
+            match exact_required {
+                true => assert_eq!(a.to_bits(), b.to_bits(), "{what}"),
+                false => assert!(close(*a, *b, 1e-6), "{what}"),
+            }
+        }
+    }
+    let _ = writeln!(std::io::stderr(), "gaps on {}: {exact} of {total} entries bit-identical", backend.describe());
+}
+
 /// K1 grouping parity body: the same offsets and pixels, points within a relative 1e-6.
 fn check_grouping(
     backend: &Backend,
@@ -286,6 +314,44 @@ proptest! {
     ) {
         for backend in gpu_backends("k5_relations_match_the_cpu_reference") {
             check_relations(backend, &frames);
+        }
+    }
+
+    #[test]
+    fn gaps_match_the_cpu_reference(
+        frames in prop::collection::vec(
+            prop::collection::vec((any::<u64>(), 0usize..4, 0usize..300, any::<bool>()), 0..7),
+            1..6,
+        )
+    ) {
+        // Objects of blobs (touching, overlapping, far apart, a few centimetres to metres across), some empty, some
+        // shuffled so that chunks are not compact; frames with fewer than two objects in the batch too.
+        let frames: Vec<Vec<Vec<[f32; 3]>>> = frames
+            .iter()
+            .map(|objects| {
+                objects
+                    .iter()
+                    .map(|&(seed, blobs, n, shuffle)| {
+                        let mut next = uniform(seed);
+                        let specs: Vec<([f32; 3], f32, usize)> = (0..blobs)
+                            .map(|_| {
+                                let c = [next() * 2.0 - 1.0, next() * 2.0 - 1.0, next() * 0.5];
+                                (c, 0.02 + next() * 0.6, n / blobs.max(1))
+                            })
+                            .collect();
+                        let mut points = blob_cloud(&mut next, &specs, usize::from(n % 7 == 0));
+                        if shuffle {
+                            for i in (1..points.len()).rev() {
+                                points.swap(i, (next() * (i + 1) as f32) as usize % (i + 1));
+                            }
+                        }
+                        points
+                    })
+                    .collect()
+            })
+            .collect();
+        for backend in gpu_backends("gaps_match_the_cpu_reference") {
+            check_gaps(backend, &frames);
         }
     }
 
@@ -548,6 +614,36 @@ fn k2_scores_match_on_the_sample_frames() {
 }
 
 #[test]
+fn gaps_match_on_the_sample_frames() {
+    // The annotated objects of every sample frame in its canonical frame (before outlier removal: larger objects,
+    // touching and overlapping ones), every frame in one batch.
+    use spatialsynth::geometry::rng::frame_key;
+    use spatialsynth::pipeline::{ground_and_frame, SceneConfig};
+    let manifest = common::repo().join("data/sample/frames.json");
+    let specs: Vec<_> = spatialsynth::io::read_manifest(&manifest).unwrap().into_iter().map(|f| f.unwrap()).collect();
+    let config = SceneConfig::default();
+    let mut frames = Vec::new();
+    for spec in &specs {
+        let frame = spatialsynth::io::load_frame(spec).unwrap();
+        let depth = frame.depth.as_ref().unwrap();
+        let cloud = unproject_depth(depth, &frame.intrinsics);
+        let (_, canonical, _) = ground_and_frame(&cloud.points_in_camera, None, frame_key(&spec.key), &config, None);
+        let regions: Vec<ObjectRegion> = frame.objects.iter().map(|o| o.region.clone()).collect();
+        let grouped = unproject_objects(depth, &frame.intrinsics, frame.instance_labels.as_deref(), &regions);
+        frames.push(
+            (0..grouped.objects())
+                .map(|i| grouped.object_points(i).iter().map(|p| canonical.apply_f32(*p)).collect())
+                .collect::<Vec<Vec<[f32; 3]>>>(),
+        );
+    }
+    let pairs: usize = frames.iter().map(|f| f.len() * f.len().saturating_sub(1) / 2).sum();
+    assert!(pairs >= 30, "{pairs} pairs");
+    for backend in gpu_backends("gaps_match_on_the_sample_frames") {
+        check_gaps(backend, &frames);
+    }
+}
+
+#[test]
 fn k4_stats_match_on_the_sample_frames() {
     // Each annotated object of each sample frame, in the frame's canonical frame, all frames in one batch.
     use spatialsynth::geometry::rng::frame_key;
@@ -624,10 +720,10 @@ fn k5_relations_match_on_a_large_batch() {
 #[test]
 fn shaders_validate_with_naga_and_share_the_rust_layouts() {
     use spatialsynth::backend::gpu::{
-        DbscanJobParams, DbscanParams, FrameRange, GpuHypothesis, GpuObjectStats, GpuRegion, GpuSupport, GroupParams,
-        RansacParamsGpu, RelationParams, StatsParams, UnprojectFrame, UnprojectParams,
+        DbscanJobParams, DbscanParams, FrameRange, GapParams, GpuGapObject, GpuHypothesis, GpuObjectStats, GpuRegion,
+        GpuSupport, GroupParams, RansacParamsGpu, RelationParams, StatsParams, UnprojectFrame, UnprojectParams,
     };
-    let expected: [(&str, usize); 16] = [
+    let expected: [(&str, usize); 18] = [
         ("Job", std::mem::size_of::<DbscanJobParams>()),
         ("Frame", std::mem::size_of::<UnprojectFrame>()),
         ("ObjectStats", std::mem::size_of::<GpuObjectStats>()),
@@ -644,6 +740,8 @@ fn shaders_validate_with_naga_and_share_the_rust_layouts() {
         ("FrameRange", std::mem::size_of::<FrameRange>()),
         ("Params", std::mem::size_of::<RelationParams>()),
         ("Params", std::mem::size_of::<UnprojectParams>()),
+        ("GapObject", std::mem::size_of::<GpuGapObject>()),
+        ("Params", std::mem::size_of::<GapParams>()),
     ];
     let mut seen = 0;
     for (name, source) in SHADERS {
@@ -666,7 +764,7 @@ fn shaders_validate_with_naga_and_share_the_rust_layouts() {
             }
         }
     }
-    assert_eq!(seen, 16, "every shared struct was found in the shaders");
+    assert_eq!(seen, 18, "every shared struct was found in the shaders");
 }
 
 #[test]

@@ -101,6 +101,13 @@ inline unsigned __shfl_down_sync(unsigned, unsigned value, unsigned delta) {
 inline unsigned atomicAdd(unsigned* address, unsigned value) {
     return __atomic_fetch_add(address, value, __ATOMIC_RELAXED);
 }
+inline unsigned atomicMin(unsigned* address, unsigned value) {
+    unsigned old = __atomic_load_n(address, __ATOMIC_RELAXED);
+    while (value < old &&
+           !__atomic_compare_exchange_n(address, &old, value, true, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
+    }
+    return old;
+}
 inline unsigned atomicCAS(unsigned* address, unsigned compare, unsigned value) {
     __atomic_compare_exchange_n(address, &compare, value, false, __ATOMIC_RELAXED, __ATOMIC_RELAXED);
     return compare;
@@ -109,6 +116,11 @@ inline unsigned atomicCAS(unsigned* address, unsigned compare, unsigned value) {
 // IEEE single precision as written (the emulator is compiled with -ffp-contract=off, as NVRTC's --fmad=false).
 inline float __fdiv_rn(float a, float b) { return a / b; }
 inline float __fmul_rn(float a, float b) { return a * b; }
+inline unsigned __float_as_uint(float f) {
+    unsigned bits;
+    std::memcpy(&bits, &f, sizeof bits);
+    return bits;
+}
 inline float __uint_as_float(unsigned bits) {
     float f;
     std::memcpy(&f, &bits, sizeof f);

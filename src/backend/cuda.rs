@@ -30,9 +30,9 @@ use cudarc::nvrtc::{CompileOptions, Ptx};
 
 use super::layout::{DbscanParams, GpuObjectStats, GpuSupport};
 use super::pack::{
-    clusterings_in_batch_order, dbscan_chunks, frame_chunks, gpu_regions, grouping_without_launch,
-    hypotheses_from_draws, pack_relations, relation_chunks, split_clouds, split_relations, stats_chunks, support_test,
-    DbscanBatch, DepthBatch, StatsPack,
+    clusterings_in_batch_order, dbscan_chunks, frame_chunks, gap_chunks, gap_matrices, gpu_regions,
+    grouping_without_launch, hypotheses_from_draws, pack_relations, relation_chunks, split_clouds, split_relations,
+    stats_chunks, support_test, DbscanBatch, DepthBatch, GapPack, StatsPack,
 };
 use super::{FrameGeometry, FrameGeometryInput};
 use crate::geometry::dbscan::{Clustering, DbscanJob};
@@ -75,7 +75,7 @@ macro_rules! kernel_source {
 
 /// Every CUDA module of the backend, named by its kernel file (the twin of `shaders/<name>.wgsl` and
 /// `src/geometry/<name>.rs`).
-pub const MODULES: [KernelModule; 6] = [
+pub const MODULES: [KernelModule; 7] = [
     KernelModule {
         file: "unproject.cu",
         source: kernel_source!("common.cuh", "scan.cuh", "unproject.cu"),
@@ -112,6 +112,11 @@ pub const MODULES: [KernelModule; 6] = [
         entries: &["summarize"],
     },
     KernelModule { file: "relations.cu", source: kernel_source!("common.cuh", "relations.cu"), entries: &["relate"] },
+    KernelModule {
+        file: "gaps.cu",
+        source: kernel_source!("common.cuh", "gaps.cu"),
+        entries: &["chunk_boxes", "pair_bounds", "search_pairs"],
+    },
 ];
 
 /// The virtual architectures NVRTC 13 compiles for, by compute capability (major × 10 + minor). A device gets the
@@ -266,6 +271,9 @@ struct Kernels {
     unsort: CudaFunction,
     summarize: CudaFunction,
     relate: CudaFunction,
+    chunk_boxes: CudaFunction,
+    pair_bounds: CudaFunction,
+    search_pairs: CudaFunction,
 }
 
 /// An open CUDA device with the kernels loaded.
@@ -372,6 +380,9 @@ impl CudaBackend {
             unsort: get("dbscan.cu", "unsort")?,
             summarize: get("stats.cu", "summarize")?,
             relate: get("relations.cu", "relate")?,
+            chunk_boxes: get("gaps.cu", "chunk_boxes")?,
+            pair_bounds: get("gaps.cu", "pair_bounds")?,
+            search_pairs: get("gaps.cu", "search_pairs")?,
         };
         let name = ctx.name().map_err(de)?;
         let memory_gib = ctx.total_mem().map_err(de)? as f64 / f64::from(1u32 << 30);
@@ -1179,6 +1190,48 @@ impl CudaBackend {
         }
         Ok(out)
     }
+    /// The exact closest-surface gaps of every pair of objects of every frame of a batch (see
+    /// [`super::Backend::closest_gaps_batch`]): every pair of a chunk (up to 2^28 points) in one launch of each
+    /// pass, one block per tile of 2,048 chunk pairs; one read-back of one word per pair.
+    pub fn closest_gaps_batch(&self, frames: &[&[&[Point3]]]) -> Result<Vec<Vec<f32>>, String> {
+        let mut out = gap_matrices(frames);
+        for chunk in gap_chunks(frames, MAX_POINTS, u64::from(i32::MAX as u32))? {
+            let pack = GapPack::new(frames, &chunk)?;
+            let stream = self.stream()?;
+            let (n_objects, n_chunks, n_pairs, tiles) =
+                (pack.objects.len() as u32, pack.chunks, pack.pairs.len() as u32, pack.tiles());
+            let points = self.upload(&stream, &pack.points)?;
+            let objects = self.upload(&stream, bytemuck::cast_slice::<_, u32>(&pack.objects))?;
+            let pairs = self.upload(&stream, bytemuck::cast_slice::<_, u32>(&pack.pairs))?;
+            let tile_start = self.upload(&stream, &pack.tile_start)?;
+            let mut best2 = self.upload(&stream, &vec![f32::INFINITY.to_bits(); n_pairs as usize])?;
+            // SAFETY: chunk_boxes writes every chunk's box before search_pairs reads it.
+            let mut boxes: CudaSlice<f32> = unsafe { stream.alloc(6 * n_chunks as usize) }.map_err(de)?;
+            let mut b = stream.launch_builder(&self.k.chunk_boxes);
+            b.arg(&points).arg(&objects).arg(&n_objects).arg(&mut boxes).arg(&n_chunks);
+            // SAFETY: chunk_boxes(const float* points, const GapObject* objects, u32 n_objects, float* boxes,
+            // u32 n_chunks) in kernels/gaps.cu; one thread per chunk; `boxes` holds 6 floats per chunk and every
+            // object's points and chunks lie within the buffers (GapPack).
+            unsafe { b.launch(launch((blocks_for(u64::from(n_chunks), BLOCK)?, 1), BLOCK)) }.map_err(de)?;
+            let mut b = stream.launch_builder(&self.k.pair_bounds);
+            b.arg(&points).arg(&objects).arg(&pairs).arg(&tile_start).arg(&n_pairs).arg(&mut best2);
+            // SAFETY: pair_bounds(points, objects, const u32* pairs, const u32* tile_start, u32 n_pairs,
+            // u32* best2_bits) in kernels/gaps.cu; one block of BLOCK threads per tile (`tiles` < 2^31 blocks); every
+            // pair names two objects of `objects`; `best2` holds one word per pair.
+            unsafe { b.launch(launch((tiles, 1), BLOCK)) }.map_err(de)?;
+            let mut b = stream.launch_builder(&self.k.search_pairs);
+            b.arg(&points).arg(&objects).arg(&boxes).arg(&pairs).arg(&tile_start).arg(&n_pairs).arg(&mut best2);
+            // SAFETY: search_pairs(points, objects, const float* boxes, pairs, tile_start, u32 n_pairs,
+            // u32* best2_bits) in kernels/gaps.cu; the same grid and buffers, and the boxes of every chunk.
+            unsafe { b.launch(launch((tiles, 1), BLOCK)) }.map_err(de)?;
+            let bits = stream.clone_dtoh(&best2).map_err(de)?;
+            self.sync(&stream)?;
+            let host: Vec<f32> = bits.iter().map(|&b| f32::from_bits(b)).collect();
+            pack.fill(&host, &mut out)?;
+        }
+        Ok(out)
+    }
+
     /// K5's kernel on `stream` (asynchronous).
     fn relate_launch(
         &self,

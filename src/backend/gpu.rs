@@ -18,13 +18,14 @@ use crate::geometry::{Intrinsics, Plane, Point3};
 
 /// The WGSL modules, embedded, each composed of its kernel file and the shared files it uses (WGSL has no
 /// includes: `scan.wgsl` and `rng.wgsl` are prepended); `tests/parity.rs` validates each with naga.
-pub const SHADERS: [(&str, &str); 6] = [
+pub const SHADERS: [(&str, &str); 7] = [
     ("relations.wgsl", include_str!("../../shaders/relations.wgsl")),
     ("unproject.wgsl", concat!(include_str!("../../shaders/scan.wgsl"), include_str!("../../shaders/unproject.wgsl"))),
     ("ransac.wgsl", concat!(include_str!("../../shaders/rng.wgsl"), include_str!("../../shaders/ransac.wgsl"))),
     ("group.wgsl", concat!(include_str!("../../shaders/scan.wgsl"), include_str!("../../shaders/group.wgsl"))),
     ("dbscan.wgsl", include_str!("../../shaders/dbscan.wgsl")),
     ("stats.wgsl", concat!(include_str!("../../shaders/scan.wgsl"), include_str!("../../shaders/stats.wgsl"))),
+    ("gaps.wgsl", include_str!("../../shaders/gaps.wgsl")),
 ];
 
 const WORKGROUP: u32 = 256;
@@ -155,6 +156,9 @@ pub struct WgpuBackend {
     count_valid: wgpu::ComputePipeline,
     scan_blocks: wgpu::ComputePipeline,
     write_points: wgpu::ComputePipeline,
+    chunk_boxes: wgpu::ComputePipeline,
+    pair_bounds: wgpu::ComputePipeline,
+    search_pairs: wgpu::ComputePipeline,
 }
 
 impl WgpuBackend {
@@ -211,6 +215,7 @@ impl WgpuBackend {
         let group_module = module(SHADERS[3].0, SHADERS[3].1);
         let dbscan_module = module(SHADERS[4].0, SHADERS[4].1);
         let stats_module = module(SHADERS[5].0, SHADERS[5].1);
+        let gaps_module = module(SHADERS[6].0, SHADERS[6].1);
         let backend = WgpuBackend {
             count_neighbours: pipeline(&dbscan_module, "count_neighbours"),
             unite: pipeline(&dbscan_module, "unite"),
@@ -229,6 +234,9 @@ impl WgpuBackend {
             count_valid: pipeline(&unproject_module, "count_valid"),
             scan_blocks: pipeline(&unproject_module, "scan_blocks"),
             write_points: pipeline(&unproject_module, "write_points"),
+            chunk_boxes: pipeline(&gaps_module, "chunk_boxes"),
+            pair_bounds: pipeline(&gaps_module, "pair_bounds"),
+            search_pairs: pipeline(&gaps_module, "search_pairs"),
             device,
             queue,
             info,
@@ -363,6 +371,42 @@ impl WgpuBackend {
             return super::pack::split_relations(&ranges, &records);
         }
         Ok(frames.iter().map(|_| Vec::new()).collect())
+    }
+
+    /// The exact closest-surface gaps of every pair of objects of every frame of a batch (see
+    /// [`super::Backend::closest_gaps_batch`]): one workgroup per tile of 2,048 chunk pairs, chunked so that each
+    /// dispatch's buffers fit one storage binding.
+    pub fn closest_gaps_batch(&self, frames: &[&[&[Point3]]]) -> Result<Vec<Vec<f32>>, String> {
+        let binding = self.limits.max_storage_buffer_binding_size;
+        let mut out = super::pack::gap_matrices(frames);
+        for chunk in super::pack::gap_chunks(frames, binding / 12, binding / 8)? {
+            let pack = super::pack::GapPack::new(frames, &chunk)?;
+            let (chunks, pairs, tiles) = (u64::from(pack.chunks), pack.pairs.len() as u64, pack.tiles());
+            let params =
+                GapParams { objects: pack.objects.len() as u32, chunks: pack.chunks, pairs: pairs as u32, tiles };
+            let buffers = [
+                self.storage("points", bytemuck::cast_slice(&pack.points)),
+                self.storage("objects", bytemuck::cast_slice(&pack.objects)),
+                self.output("boxes", chunks * 24),
+                self.storage("pairs", bytemuck::cast_slice(&pack.pairs)),
+                self.storage("best2", bytemuck::cast_slice(&vec![f32::INFINITY.to_bits(); pairs as usize])),
+                self.uniform("params", &params),
+                self.storage("tile starts", bytemuck::cast_slice(&pack.tile_start)),
+            ];
+            let all: Vec<&wgpu::Buffer> = buffers.iter().collect();
+            let boxes_bind = self.bind_subset(&self.chunk_boxes, &all, &[0, 1, 2, 5]);
+            self.dispatch(&self.chunk_boxes, &boxes_bind, self.grid(chunks)?);
+            // One workgroup per tile.
+            let tile_groups = self.grid(u64::from(tiles) * u64::from(WORKGROUP))?;
+            let bounds_bind = self.bind_subset(&self.pair_bounds, &all, &[0, 1, 3, 4, 5, 6]);
+            self.dispatch(&self.pair_bounds, &bounds_bind, tile_groups);
+            let search_bind = self.bind(&self.search_pairs, &all);
+            self.dispatch(&self.search_pairs, &search_bind, tile_groups);
+            let bits: Vec<u32> = bytemuck::pod_collect_to_vec(&self.read_back(&buffers[4], pairs * 4)?);
+            let best2: Vec<f32> = bits.iter().map(|&b| f32::from_bits(b)).collect();
+            pack.fill(&best2, &mut out)?;
+        }
+        Ok(out)
     }
 
     /// K1 for the whole frame: every valid depth pixel in row-major order (see

@@ -167,3 +167,29 @@ pub struct StatsParams {
 
 const _: () = assert!(std::mem::size_of::<GpuObjectStats>() == 48);
 const _: () = assert!(std::mem::size_of::<StatsParams>() == 16);
+
+/// One object of a closest-surface gap batch: its points, then its chunks of 32 points. Keep in sync with
+/// `GapObject` in `shaders/gaps.wgsl` and `kernels/gaps.cu`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct GpuGapObject {
+    pub offset: u32,
+    /// At least one (objects without points are in no pair).
+    pub count: u32,
+    pub chunk_offset: u32,
+    pub _pad: u32,
+}
+
+/// Uniforms of the gap kernels. Keep in sync with `Params` in `shaders/gaps.wgsl` (the CUDA kernels take these as
+/// scalar arguments).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct GapParams {
+    pub objects: u32,
+    pub chunks: u32,
+    pub pairs: u32,
+    pub tiles: u32,
+}
+
+const _: () = assert!(std::mem::size_of::<GpuGapObject>() == 16);
+const _: () = assert!(std::mem::size_of::<GapParams>() == 16);

@@ -23,10 +23,11 @@ pub mod pack;
 
 use crate::error::{Error, Result};
 use crate::geometry::ransac::{PlaneFit, RansacParams};
-use crate::geometry::relations::{relate_all, RelationRecord};
+use crate::geometry::relations::{closest_surface_matrix, relate_all, RelationRecord};
 use crate::geometry::stats::ObjectSummary;
 use crate::geometry::unproject::{unproject_depth, DepthImage, GroupedPoints, ObjectRegion, PointCloud};
-use crate::geometry::Intrinsics;
+use crate::geometry::{Intrinsics, Point3};
+use rayon::prelude::*;
 
 /// A CUDA backend's message as this crate's error.
 #[cfg(feature = "cuda")]
@@ -340,6 +341,21 @@ impl Backend {
             Backend::Wgpu(b) => b.summarize_batch(objects, noise).map_err(wgpu_error),
             #[cfg(feature = "cuda")]
             Backend::Cuda(b) => b.summarize_batch(objects, noise).map_err(cuda_error),
+        }
+    }
+
+    /// The exact closest-surface gap of every pair of objects of every frame of a batch (`frames[f][i]` = object
+    /// `i`'s points): each frame's dense symmetric `n × n` matrix of distances (diagonal 0, `NaN` for a pair with
+    /// an object without points), as [`closest_surface_matrix`] computes it with voxels of `voxel_m` metres (the
+    /// specification). The GPU backends compute the very same squared minimum by another exact search
+    /// (`kernels/gaps.cu`, `shaders/gaps.wgsl`; `voxel_m` is the CPU's index only).
+    pub fn closest_gaps_batch(&self, frames: &[&[&[Point3]]], voxel_m: f32) -> Result<Vec<Vec<f32>>> {
+        match self {
+            Backend::Cpu => Ok(frames.par_iter().map(|objects| closest_surface_matrix(objects, voxel_m)).collect()),
+            #[cfg(feature = "wgpu")]
+            Backend::Wgpu(b) => b.closest_gaps_batch(frames).map_err(wgpu_error),
+            #[cfg(feature = "cuda")]
+            Backend::Cuda(b) => b.closest_gaps_batch(frames).map_err(cuda_error),
         }
     }
 

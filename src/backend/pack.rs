@@ -9,12 +9,14 @@ use crate::geometry::dbscan::{Clustering, DbscanJob, NOISE};
 use crate::geometry::radix::{bits_of, floor_i64, radix_sorted};
 use crate::geometry::ransac::{plane_through, RansacParams, Support};
 use crate::geometry::relations::RelationRecord;
+use crate::geometry::relations::GAP_CHUNK;
 use crate::geometry::stats::{assemble, NoiseModel, ObjectSummary, Reductions, StatsInput};
 use crate::geometry::unproject::{ray_factors, DepthData, DepthImage, GroupedPoints, ObjectRegion, PointCloud};
-use crate::geometry::{Intrinsics, Plane};
+use crate::geometry::{Intrinsics, Plane, Point3};
 
 use super::layout::{
-    DbscanJobParams, DbscanParams, FrameRange, GpuHypothesis, GpuObjectStats, GpuRegion, GpuSupport, UnprojectFrame,
+    DbscanJobParams, DbscanParams, FrameRange, GpuGapObject, GpuHypothesis, GpuObjectStats, GpuRegion, GpuSupport,
+    UnprojectFrame,
 };
 
 /// A batch of depth frames packed for K1: depth words (16-bit depth two pixels per word, low half first; each frame
@@ -608,6 +610,163 @@ impl StatsPack {
                 })
                 .collect::<Result<_, String>>()?;
             out[i] = Some(assemble(&reductions, &footprint, o.camera_position, noise));
+        }
+        Ok(())
+    }
+}
+
+/// Chunk pairs per tile of the gap kernels: 256 threads, 8 chunk pairs each.
+pub const GAP_TILE: u64 = 2048;
+
+/// Closest-surface gaps: each frame's `n × n` matrix before the device's results (0 on the diagonal and for every
+/// pair the device will fill, `NaN` for a pair with an object without points, as on the CPU).
+pub fn gap_matrices(frames: &[&[&[Point3]]]) -> Vec<Vec<f32>> {
+    frames
+        .iter()
+        .map(|objects| {
+            let n = objects.len();
+            let mut m = vec![0f32; n * n];
+            for i in 0..n {
+                for j in 0..n {
+                    if i != j && (objects[i].is_empty() || objects[j].is_empty()) {
+                        m[i * n + j] = f32::NAN;
+                    }
+                }
+            }
+            m
+        })
+        .collect()
+}
+
+/// The pairs of a frame the device searches: both objects with points, `i < j`.
+fn gap_pairs<'a>(objects: &'a [&[Point3]]) -> impl Iterator<Item = (usize, usize)> + 'a {
+    let n = objects.len();
+    (0..n)
+        .flat_map(move |i| (i + 1..n).map(move |j| (i, j)))
+        .filter(|&(i, j)| !objects[i].is_empty() && !objects[j].is_empty())
+}
+
+/// Closest-surface gaps: the frames of a batch in chunks of at most `max_points` points and `max_pairs` pairs
+/// (each frame whole; frames without a pair to search are in no chunk). `Err` when one frame alone exceeds a limit.
+pub fn gap_chunks(frames: &[&[&[Point3]]], max_points: u64, max_pairs: u64) -> Result<Vec<Vec<usize>>, String> {
+    let mut chunks = Vec::new();
+    let mut chunk: Vec<usize> = Vec::new();
+    let (mut chunk_points, mut chunk_pairs) = (0u64, 0u64);
+    for (f, objects) in frames.iter().enumerate() {
+        let pairs = gap_pairs(objects).count() as u64;
+        if pairs == 0 {
+            continue;
+        }
+        let points: u64 = objects.iter().map(|o| o.len() as u64).sum();
+        if points > max_points || pairs > max_pairs {
+            return Err(format!(
+                "frame {f} of the batch has {points} object points and {pairs} pairs, more than one device buffer \
+                 holds ({max_points} points, {max_pairs} pairs)"
+            ));
+        }
+        if chunk_points + points > max_points || chunk_pairs + pairs > max_pairs {
+            chunks.push(std::mem::take(&mut chunk));
+            (chunk_points, chunk_pairs) = (0, 0);
+        }
+        chunk.push(f);
+        chunk_points += points;
+        chunk_pairs += pairs;
+    }
+    if !chunk.is_empty() {
+        chunks.push(chunk);
+    }
+    Ok(chunks)
+}
+
+/// A chunk of frames packed for the gap kernels (`kernels/gaps.cu`, `shaders/gaps.wgsl`): every object with points
+/// (its points, then its chunks of [`GAP_CHUNK`] points), and every pair to search.
+pub struct GapPack {
+    /// x, y, z of every point, object after object.
+    pub points: Vec<f32>,
+    pub objects: Vec<GpuGapObject>,
+    /// The number of chunks of all objects.
+    pub chunks: u32,
+    /// Per pair: the indices in `objects` of its two objects.
+    pub pairs: Vec<[u32; 2]>,
+    /// Per pair: its first tile of [`GAP_TILE`] chunk pairs (the kernels' blocks); then the number of tiles.
+    pub tile_start: Vec<u32>,
+    /// Per pair: its frame (index in the batch), the frame's object count `n` and its objects `(i, j)` there.
+    places: Vec<(usize, usize, usize, usize)>,
+}
+
+impl GapPack {
+    /// Packs the frames `chunk` of `frames` (a chunk of [`gap_chunks`], whose limits keep every index in 32 bits).
+    /// `Err` when a pair of objects has more chunk pairs than 32-bit indices reach (objects of millions of points).
+    pub fn new(frames: &[&[&[Point3]]], chunk: &[usize]) -> Result<GapPack, String> {
+        let total: usize = chunk.iter().map(|&f| frames[f].iter().map(|o| o.len()).sum::<usize>()).sum();
+        let mut pack = GapPack {
+            points: Vec::with_capacity(3 * total),
+            objects: vec![],
+            chunks: 0,
+            pairs: vec![],
+            tile_start: vec![0],
+            places: vec![],
+        };
+        for &f in chunk {
+            let objects = frames[f];
+            // Each object's index in `pack.objects` (objects without points have none).
+            let mut slot = vec![u32::MAX; objects.len()];
+            for (i, o) in objects.iter().enumerate() {
+                if o.is_empty() {
+                    continue;
+                }
+                slot[i] = pack.objects.len() as u32;
+                pack.objects.push(GpuGapObject {
+                    offset: (pack.points.len() / 3) as u32,
+                    count: o.len() as u32,
+                    chunk_offset: pack.chunks,
+                    _pad: 0,
+                });
+                pack.chunks += o.len().div_ceil(GAP_CHUNK) as u32;
+                pack.points.extend(o.iter().flatten());
+            }
+            for (i, j) in gap_pairs(objects) {
+                let tiles = (objects[i].len().div_ceil(GAP_CHUNK) as u64 * objects[j].len().div_ceil(GAP_CHUNK) as u64)
+                    .div_ceil(GAP_TILE);
+                let last = pack.tile_start.last().copied().unwrap_or(0);
+                let next = u32::try_from(u64::from(last) + tiles)
+                    .ok()
+                    .filter(|_| tiles * GAP_TILE < 1 << 31)
+                    .ok_or_else(|| {
+                        format!(
+                            "frame {f} of the batch: objects {i} and {j} ({} and {} points) have more pairs of \
+                             chunks than one launch holds",
+                            objects[i].len(),
+                            objects[j].len()
+                        )
+                    })?;
+                pack.pairs.push([slot[i], slot[j]]);
+                pack.tile_start.push(next);
+                pack.places.push((f, objects.len(), i, j));
+            }
+        }
+        Ok(pack)
+    }
+
+    /// The number of tiles (blocks of each gap pass).
+    pub fn tiles(&self) -> u32 {
+        self.tile_start.last().copied().unwrap_or(0)
+    }
+
+    /// Writes the device's squared gaps (one per pair, in `pairs` order) into the frames' matrices, as distances
+    /// (the square root on the host, as the CPU reference takes it).
+    pub fn fill(&self, best2: &[f32], matrices: &mut [Vec<f32>]) -> Result<(), String> {
+        if best2.len() < self.places.len() {
+            return Err(format!("{} gaps came back for {} pairs", best2.len(), self.places.len()));
+        }
+        for (&(f, n, i, j), d2) in self.places.iter().zip(best2) {
+            let m = matrices
+                .get_mut(f)
+                .filter(|m| m.len() == n * n)
+                .ok_or_else(|| format!("no gap matrix for frame {f}"))?;
+            let g = d2.sqrt();
+            m[i * n + j] = g;
+            m[j * n + i] = g;
         }
         Ok(())
     }

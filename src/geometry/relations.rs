@@ -333,6 +333,54 @@ fn dist2(a: &Point3, b: &Point3) -> f32 {
     d[0] * d[0] + d[1] * d[1] + d[2] * d[2]
 }
 
+/// Points per chunk of the device's closest-surface search (`kernels/gaps.cu`, `shaders/gaps.wgsl`).
+pub const GAP_CHUNK: usize = 32;
+
+/// The bounding box of each run of [`GAP_CHUNK`] consecutive points (the last run may be shorter), in the points'
+/// own order: what the device's `chunk_boxes` computes.
+pub fn chunk_boxes(points: &[Point3]) -> Vec<(Point3, Point3)> {
+    points.chunks(GAP_CHUNK).map(bounding_box).collect()
+}
+
+/// What the device computes for one pair of objects: the exact smallest squared distance between a point of `a`
+/// and a point of `b` (`NaN` if either is empty), by the device's algorithm run serially. The points are taken in
+/// their own order, in chunks of [`GAP_CHUNK`] (no index to build): an upper bound from the first point of every
+/// chunk of `a` against the first point of every chunk of `b`, then every pair of chunks whose boxes are nearer
+/// than the best distance so far, point by point (a point farther from the other chunk's box than the best is
+/// skipped). The pruning is exact for the reason given in [`SurfaceIndex::closest_distance`], so this is the same
+/// `f32` as the reference's square, bit for bit, whatever the order of the points. (The device's threads each keep
+/// their own best: the pruning differs, the minimum does not.)
+pub fn chunked_closest_distance2(
+    a: &[Point3],
+    a_boxes: &[(Point3, Point3)],
+    b: &[Point3],
+    b_boxes: &[(Point3, Point3)],
+) -> f32 {
+    if a.is_empty() || b.is_empty() {
+        return f32::NAN;
+    }
+    let mut best2 = f32::INFINITY;
+    for p in a.iter().step_by(GAP_CHUNK) {
+        for q in b.iter().step_by(GAP_CHUNK) {
+            best2 = best2.min(dist2(p, q));
+        }
+    }
+    for (ca, box_a) in a.chunks(GAP_CHUNK).zip(a_boxes) {
+        for (cb, box_b) in b.chunks(GAP_CHUNK).zip(b_boxes) {
+            if box_dist2(box_a, box_b) < best2 {
+                for p in ca {
+                    if point_box_dist2(p, box_b) < best2 {
+                        for q in cb {
+                            best2 = best2.min(dist2(p, q));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    best2
+}
+
 /// Closest-surface distances of all unordered pairs, as a dense symmetric `n × n` matrix (diagonal 0).
 pub fn closest_surface_matrix(objects: &[&[Point3]], voxel_m: f32) -> Vec<f32> {
     let n = objects.len();
@@ -391,6 +439,37 @@ mod tests {
         // Cells beyond 2^18 on every axis: no dense keys.
         assert!(dense_keys(&[[0, 0, 0], [1 << 22, 1 << 22, 1 << 22]]).is_none());
         assert!(dense_keys(&[[i32::MIN, i32::MIN, i32::MIN], [i32::MAX, i32::MAX, i32::MAX]]).is_none());
+    }
+
+    #[test]
+    fn the_devices_chunked_search_is_the_reference_bit_for_bit() {
+        // Pairs of random clouds (blobs of every size, near, touching, overlapping, far), in a shuffled order and in
+        // a spatial one: the device's algorithm run serially against the voxel index and against brute force.
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 40) as f32 / (1u64 << 24) as f32
+        };
+        for case in 0..60 {
+            let mut cloud = |n: usize, centre: [f32; 3], side: f32| -> Vec<Point3> {
+                (0..n).map(|_| centre.map(|c| c + (next() - 0.5) * side)).collect()
+            };
+            let side = [0.01, 0.3, 2.0][case % 3];
+            let a = cloud(1 + case * 7 % 300, [0.0, 0.0, 0.0], side);
+            let shift = [0.0, 0.1, 0.5, 3.0][case % 4];
+            let mut b = cloud(1 + case * 13 % 250, [shift, 0.2 * shift, 0.0], side * 1.5);
+            if case % 2 == 1 {
+                b.sort_by(|p, q| p[0].total_cmp(&q[0]));
+            }
+            let got = chunked_closest_distance2(&a, &chunk_boxes(&a), &b, &chunk_boxes(&b));
+            let brute = a.iter().flat_map(|p| b.iter().map(move |q| dist2(p, q))).fold(f32::INFINITY, f32::min);
+            assert_eq!(got.to_bits(), brute.to_bits(), "case {case}");
+            assert_eq!(got.sqrt().to_bits(), closest_surface_matrix(&[&a, &b], 0.02)[1].to_bits(), "case {case}");
+            assert_eq!(got.to_bits(), chunked_closest_distance2(&b, &chunk_boxes(&b), &a, &chunk_boxes(&a)).to_bits());
+        }
+        assert!(chunked_closest_distance2(&[], &[], &[[0.0; 3]], &chunk_boxes(&[[0.0; 3]])).is_nan());
     }
 
     #[test]

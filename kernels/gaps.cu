@@ -1,0 +1,162 @@
+// The exact closest-surface gap of every pair of objects of every frame of a batch: the smallest distance between
+// a point of one object and a point of the other. The CUDA twin of shaders/gaps.wgsl; the specification is
+// src/geometry/relations.rs `closest_surface_matrix` (a two-level voxel index, best first, on the CPU), and this
+// is `chunked_closest_distance2` there, the same algorithm run serially. No index is built: each object's points
+// are taken in their own order, in chunks of GAP_CHUNK (32) consecutive points, each chunk with its bounding box.
+//   - chunk_boxes: one thread per chunk, its box.
+//   - pair_bounds: the chunk pairs of every pair of objects in tiles of GAP_TILE, one block per tile (so a pair of
+//     large objects spreads over many blocks): an upper bound, the smallest distance between the first point of a
+//     chunk of A and the first point of a chunk of B over every pair of chunks (atomicMin per pair).
+//   - search_pairs: the same tiles: every pair of chunks whose boxes are nearer than the best so far is searched
+//     point by point, a point of A farther from B's chunk box than the best skipped (atomicMin per pair).
+// Squared distances throughout, summed as the CPU sums them (--fmad=false: every operation rounded as written).
+// Float rounding is monotone, so a box's distance never exceeds the distance of any pair of points it bounds, and
+// the pruning is exact: the result is the CPU reference's squared gap, bit for bit (the host takes the square
+// root, as the CPU does). Needs common.cuh (prepended by the host). Launch pair_bounds and search_pairs with BLOCK threads.
+
+#define GAP_CHUNK 32u
+
+// One object of the batch. Keep in sync with `GpuGapObject` in src/backend/layout.rs (16 bytes).
+struct GapObject {
+    u32 offset;        // its first point
+    u32 count;         // its points (at least one)
+    u32 chunk_offset;  // its first chunk
+    u32 pad;
+};
+static_assert(sizeof(GapObject) == 16, "GapObject must match GpuGapObject (16 bytes)");
+
+__device__ __forceinline__ float gap_dist2(const float* __restrict__ points, u32 p, u32 q) {
+    const float d0 = points[3u * p] - points[3u * q];
+    const float d1 = points[3u * p + 1u] - points[3u * q + 1u];
+    const float d2 = points[3u * p + 2u] - points[3u * q + 2u];
+    return d0 * d0 + d1 * d1 + d2 * d2;
+}
+
+// Squared distance from point p to box b (lo x, y, z, hi x, y, z), 0 inside; as `point_box_dist2` on the CPU.
+__device__ __forceinline__ float point_box_dist2(const float* __restrict__ points, u32 p, const float* b) {
+    float g[3];
+    for (u32 k = 0; k < 3u; ++k) {
+        const float v = points[3u * p + k];
+        g[k] = fmaxf(fmaxf(b[k] - v, v - b[3u + k]), 0.0f);
+    }
+    return g[0] * g[0] + g[1] * g[1] + g[2] * g[2];
+}
+
+// Squared distance between boxes a and b, 0 when they overlap; as `box_dist2` on the CPU.
+__device__ __forceinline__ float box_dist2(const float* a, const float* b) {
+    float d = 0.0f;
+    for (u32 k = 0; k < 3u; ++k) {
+        const float gap = fmaxf(fmaxf(b[k] - a[3u + k], a[k] - b[3u + k]), 0.0f);
+        d += gap * gap;
+    }
+    return d;
+}
+
+// The object holding chunk c: the last object whose chunk_offset <= c (binary search; empty objects have none).
+__device__ u32 object_of_chunk(const GapObject* __restrict__ objects, u32 n_objects, u32 c) {
+    u32 lo = 0, hi = n_objects;
+    while (hi - lo > 1u) {
+        const u32 mid = (lo + hi) / 2u;
+        if (objects[mid].chunk_offset <= c) lo = mid; else hi = mid;
+    }
+    return lo;
+}
+
+// One thread per chunk: boxes[6c ..][.. 6] = lo x, y, z, hi x, y, z of its points.
+extern "C" __global__ void chunk_boxes(const float* __restrict__ points, const GapObject* __restrict__ objects,
+                                       u32 n_objects, float* __restrict__ boxes, u32 n_chunks) {
+    const unsigned long long c64 = (unsigned long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (c64 >= n_chunks) return;
+    const u32 c = (u32)c64;
+    const GapObject o = objects[object_of_chunk(objects, n_objects, c)];
+    const u32 start = o.offset + (c - o.chunk_offset) * GAP_CHUNK;
+    const u32 end = min(start + GAP_CHUNK, o.offset + o.count);
+    // From the first point (a chunk is never empty), as in the WGSL twin.
+    float lo[3], hi[3];
+    for (u32 k = 0; k < 3u; ++k) lo[k] = hi[k] = points[3u * start + k];
+    for (u32 p = start + 1u; p < end; ++p) {
+        for (u32 k = 0; k < 3u; ++k) {
+            lo[k] = fminf(lo[k], points[3u * p + k]);
+            hi[k] = fmaxf(hi[k], points[3u * p + k]);
+        }
+    }
+    for (u32 k = 0; k < 3u; ++k) {
+        boxes[6u * c + k] = lo[k];
+        boxes[6u * c + 3u + k] = hi[k];
+    }
+}
+
+// Chunk pairs per tile: each block takes one tile of one pair, each thread GAP_PER_THREAD chunk pairs of it.
+#define GAP_PER_THREAD 8u
+#define GAP_TILE (BLOCK * GAP_PER_THREAD)
+
+// The pair of tile w: the last pair whose tile_start <= w (binary search).
+__device__ u32 pair_of_tile(const u32* __restrict__ tile_start, u32 n_pairs, u32 w) {
+    u32 lo = 0, hi = n_pairs;
+    while (hi - lo > 1u) {
+        const u32 mid = (lo + hi) / 2u;
+        if (tile_start[mid] <= w) lo = mid; else hi = mid;
+    }
+    return lo;
+}
+
+// Pass 1, one block per tile (blockIdx.x): best2_bits[pair] = min over its chunk pairs of the squared distance
+// between the chunks' first points (an upper bound of the gap: a real distance). Squared distances are never
+// negative, so their bits order as their values and atomicMin on the bits is a min on the values; best2_bits starts
+// as +inf's bits (the host's upload). The tile's chunk pairs are t = (w - tile_start[pair]) * GAP_TILE + r * BLOCK
+// + threadIdx.x, r < GAP_PER_THREAD, t < na * nb (the host keeps na * nb below 2^32), i = t / nb, j = t % nb.
+extern "C" __global__ void pair_bounds(const float* __restrict__ points, const GapObject* __restrict__ objects,
+                                       const u32* __restrict__ pairs, const u32* __restrict__ tile_start,
+                                       u32 n_pairs, u32* __restrict__ best2_bits) {
+    const u32 w = blockIdx.x;
+    const u32 k = pair_of_tile(tile_start, n_pairs, w);
+    const GapObject a = objects[pairs[2u * k]];
+    const GapObject b = objects[pairs[2u * k + 1u]];
+    const u32 na = (a.count + GAP_CHUNK - 1u) / GAP_CHUNK;
+    const u32 nb = (b.count + GAP_CHUNK - 1u) / GAP_CHUNK;
+    const u32 base = (w - tile_start[k]) * GAP_TILE;
+    for (u32 r = 0; r < GAP_PER_THREAD; ++r) {
+        const u32 t = base + r * BLOCK + threadIdx.x;
+        if (t / nb >= na) break;
+        const u32 i = t / nb, j = t % nb;
+        const float d = gap_dist2(points, a.offset + i * GAP_CHUNK, b.offset + j * GAP_CHUNK);
+        atomicMin(best2_bits + k, __float_as_uint(d));
+    }
+}
+
+// Pass 2, the same tiles: every chunk pair whose boxes are nearer than the pair's best so far (read once; it only
+// falls) is searched point by point, a point farther from the other chunk's box than the thread's best skipped; the
+// thread's best goes to best2_bits[pair] by atomicMin. Every best used is a real distance, so no pair of points
+// nearer than the gap is ever pruned: the result is the exact minimum.
+extern "C" __global__ void search_pairs(const float* __restrict__ points, const GapObject* __restrict__ objects,
+                                        const float* __restrict__ boxes, const u32* __restrict__ pairs,
+                                        const u32* __restrict__ tile_start, u32 n_pairs,
+                                        u32* __restrict__ best2_bits) {
+    const u32 w = blockIdx.x;
+    const u32 k = pair_of_tile(tile_start, n_pairs, w);
+    const GapObject a = objects[pairs[2u * k]];
+    const GapObject b = objects[pairs[2u * k + 1u]];
+    const u32 na = (a.count + GAP_CHUNK - 1u) / GAP_CHUNK;
+    const u32 nb = (b.count + GAP_CHUNK - 1u) / GAP_CHUNK;
+    const u32 base = (w - tile_start[k]) * GAP_TILE;
+    const float start = __uint_as_float(((volatile u32*)best2_bits)[k]);
+    float best = start;
+    for (u32 r = 0; r < GAP_PER_THREAD; ++r) {
+        const u32 t = base + r * BLOCK + threadIdx.x;
+        if (t / nb >= na) break;
+        const u32 i = t / nb, j = t % nb;
+        const float* box_b = boxes + 6u * (b.chunk_offset + j);
+        if (box_dist2(boxes + 6u * (a.chunk_offset + i), box_b) < best) {
+            const u32 a_start = a.offset + i * GAP_CHUNK;
+            const u32 a_end = min(a_start + GAP_CHUNK, a.offset + a.count);
+            const u32 b_start = b.offset + j * GAP_CHUNK;
+            const u32 b_end = min(b_start + GAP_CHUNK, b.offset + b.count);
+            for (u32 p = a_start; p < a_end; ++p) {
+                if (point_box_dist2(points, p, box_b) < best) {
+                    for (u32 q = b_start; q < b_end; ++q) best = fminf(best, gap_dist2(points, p, q));
+                }
+            }
+        }
+    }
+    if (best < start) atomicMin(best2_bits + k, __float_as_uint(best));
+}

@@ -1,0 +1,210 @@
+// The exact closest-surface gap of every pair of objects of every frame of a batch: the smallest distance between
+// a point of one object and a point of the other. The WGSL twin of kernels/gaps.cu; the specification is
+// src/geometry/relations.rs `closest_surface_matrix`, and this is `chunked_closest_distance2` there, the same
+// algorithm run serially. No index is built: each object's points are taken in their own order, in chunks of 32
+// consecutive points, each chunk with its bounding box.
+//   - chunk_boxes: one invocation per chunk, its box.
+//   - pair_bounds: the chunk pairs of every pair of objects in tiles of 2,048, one workgroup per tile: an upper
+//     bound, the smallest distance between the first point of a chunk of A and the first point of a chunk of B over
+//     every pair of chunks (atomicMin per pair).
+//   - search_pairs: the same tiles: every pair of chunks whose boxes are nearer than the best so far is searched
+//     point by point, a point of A farther from B's chunk box than the best skipped (atomicMin per pair).
+// Squared distances throughout, summed as the CPU sums them. Where the device rounds each operation as written
+// (lavapipe does), the result is the CPU reference's squared gap, bit for bit; a GPU that fuses multiply-adds may
+// differ in the last bits. The host takes the square root.
+
+const GAP_CHUNK: u32 = 32u;
+
+// One object of the batch. Keep in sync with `GpuGapObject` in src/backend/layout.rs (16 bytes).
+struct GapObject {
+    offset: u32,
+    count: u32,
+    chunk_offset: u32,
+    pad: u32,
+}
+
+// Keep in sync with `GapParams` in src/backend/layout.rs (16 bytes).
+struct Params {
+    objects: u32,
+    chunks: u32,
+    pairs: u32,
+    tiles: u32,
+}
+
+@group(0) @binding(0) var<storage, read> points: array<f32>;
+@group(0) @binding(1) var<storage, read> objects: array<GapObject>;
+// Per chunk: lo x, y, z, hi x, y, z.
+@group(0) @binding(2) var<storage, read_write> boxes: array<f32>;
+// Per pair: the indices of its two objects.
+@group(0) @binding(3) var<storage, read> pairs: array<u32>;
+// Per pair: the bits of the smallest squared distance found so far.
+@group(0) @binding(4) var<storage, read_write> best2: array<atomic<u32>>;
+@group(0) @binding(5) var<uniform> params: Params;
+// Per pair: its first tile (2,048 chunk pairs a tile).
+@group(0) @binding(6) var<storage, read> tile_start: array<u32>;
+
+fn point(p: u32) -> vec3<f32> {
+    return vec3<f32>(points[3u * p], points[3u * p + 1u], points[3u * p + 2u]);
+}
+
+fn box_lo(c: u32) -> vec3<f32> {
+    return vec3<f32>(boxes[6u * c], boxes[6u * c + 1u], boxes[6u * c + 2u]);
+}
+
+fn box_hi(c: u32) -> vec3<f32> {
+    return vec3<f32>(boxes[6u * c + 3u], boxes[6u * c + 4u], boxes[6u * c + 5u]);
+}
+
+// Summed x, y, z as the CPU sums: ((x² + y²) + z²).
+fn norm2(d: vec3<f32>) -> f32 {
+    return d.x * d.x + d.y * d.y + d.z * d.z;
+}
+
+fn gap_dist2(p: u32, q: u32) -> f32 {
+    return norm2(point(p) - point(q));
+}
+
+// Squared distance from point p to chunk c's box, 0 inside; as `point_box_dist2` on the CPU.
+fn point_box_dist2(p: u32, c: u32) -> f32 {
+    let v = point(p);
+    return norm2(max(max(box_lo(c) - v, v - box_hi(c)), vec3<f32>(0.0)));
+}
+
+// Squared distance between the boxes of chunks a and b, 0 when they overlap; as `box_dist2` on the CPU (which adds
+// to 0 first: the same sum).
+fn box_dist2(a: u32, b: u32) -> f32 {
+    return norm2(max(max(box_lo(b) - box_hi(a), box_lo(a) - box_hi(b)), vec3<f32>(0.0)));
+}
+
+// The object holding chunk c: the last object whose chunk_offset <= c (binary search).
+fn object_of_chunk(c: u32) -> u32 {
+    var lo = 0u;
+    var hi = params.objects;
+    while (hi - lo > 1u) {
+        let mid = (lo + hi) / 2u;
+        if (objects[mid].chunk_offset <= c) {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    return lo;
+}
+
+@compute @workgroup_size(256)
+fn chunk_boxes(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+    let c = gid.y * groups.x * 256u + gid.x;
+    if (c >= params.chunks) {
+        return;
+    }
+    let o = objects[object_of_chunk(c)];
+    let start = o.offset + (c - o.chunk_offset) * GAP_CHUNK;
+    let end = min(start + GAP_CHUNK, o.offset + o.count);
+    // From the first point (a chunk is never empty): no infinities, which a WGSL compiler may assume away.
+    var lo = point(start);
+    var hi = lo;
+    for (var p = start + 1u; p < end; p = p + 1u) {
+        lo = min(lo, point(p));
+        hi = max(hi, point(p));
+    }
+    boxes[6u * c] = lo.x;
+    boxes[6u * c + 1u] = lo.y;
+    boxes[6u * c + 2u] = lo.z;
+    boxes[6u * c + 3u] = hi.x;
+    boxes[6u * c + 4u] = hi.y;
+    boxes[6u * c + 5u] = hi.z;
+}
+
+// Chunk pairs per tile: each workgroup takes one tile of one pair, each invocation PER_INVOCATION chunk pairs of it
+// (few loop iterations per invocation: lavapipe bounds them).
+const PER_INVOCATION: u32 = 8u;
+const TILE: u32 = 2048u;
+
+// The pair of tile w: the last pair whose tile_start <= w (binary search).
+fn pair_of_tile(w: u32) -> u32 {
+    var lo = 0u;
+    var hi = params.pairs;
+    while (hi - lo > 1u) {
+        let mid = (lo + hi) / 2u;
+        if (tile_start[mid] <= w) {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    return lo;
+}
+
+// Pass 1, one workgroup per tile: best2[pair] = min over its chunk pairs of the squared distance between the
+// chunks' first points (an upper bound of the gap: a real distance), by atomicMin on the bits (never negative, so
+// the bits order as the values); best2 starts as +inf's bits (the host's upload).
+@compute @workgroup_size(256)
+fn pair_bounds(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
+               @builtin(local_invocation_index) lid: u32) {
+    let w = wid.y * groups.x + wid.x;
+    if (w >= params.tiles) {
+        return;
+    }
+    let k = pair_of_tile(w);
+    let a = objects[pairs[2u * k]];
+    let b = objects[pairs[2u * k + 1u]];
+    let na = (a.count + GAP_CHUNK - 1u) / GAP_CHUNK;
+    let nb = (b.count + GAP_CHUNK - 1u) / GAP_CHUNK;
+    let base = (w - tile_start[k]) * TILE;
+    for (var r = 0u; r < PER_INVOCATION; r = r + 1u) {
+        let t = base + r * 256u + lid;
+        let i = t / nb;
+        if (i >= na) {
+            break;
+        }
+        let j = t % nb;
+        let d = gap_dist2(a.offset + i * GAP_CHUNK, b.offset + j * GAP_CHUNK);
+        atomicMin(&best2[k], bitcast<u32>(d));
+    }
+}
+
+// Pass 2, the same tiles: every chunk pair whose boxes are nearer than the pair's best so far (read once; it only
+// falls) is searched point by point, a point farther from the other chunk's box than the invocation's best skipped;
+// the invocation's best goes to best2[pair] by atomicMin. Every best used is a real distance: the exact minimum.
+@compute @workgroup_size(256)
+fn search_pairs(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
+                @builtin(local_invocation_index) lid: u32) {
+    let w = wid.y * groups.x + wid.x;
+    if (w >= params.tiles) {
+        return;
+    }
+    let k = pair_of_tile(w);
+    let a = objects[pairs[2u * k]];
+    let b = objects[pairs[2u * k + 1u]];
+    let na = (a.count + GAP_CHUNK - 1u) / GAP_CHUNK;
+    let nb = (b.count + GAP_CHUNK - 1u) / GAP_CHUNK;
+    let base = (w - tile_start[k]) * TILE;
+    let start = bitcast<f32>(atomicLoad(&best2[k]));
+    var best = start;
+    for (var r = 0u; r < PER_INVOCATION; r = r + 1u) {
+        let t = base + r * 256u + lid;
+        let i = t / nb;
+        if (i >= na) {
+            break;
+        }
+        let j = t % nb;
+        let ca = a.chunk_offset + i;
+        let cb = b.chunk_offset + j;
+        if (box_dist2(ca, cb) < best) {
+            let a_start = a.offset + i * GAP_CHUNK;
+            let a_end = min(a_start + GAP_CHUNK, a.offset + a.count);
+            let b_start = b.offset + j * GAP_CHUNK;
+            let b_end = min(b_start + GAP_CHUNK, b.offset + b.count);
+            for (var p = a_start; p < a_end; p = p + 1u) {
+                if (point_box_dist2(p, cb) < best) {
+                    for (var q = b_start; q < b_end; q = q + 1u) {
+                        best = min(best, gap_dist2(p, q));
+                    }
+                }
+            }
+        }
+    }
+    if (best < start) {
+        atomicMin(&best2[k], bitcast<u32>(best));
+    }
+}
