@@ -152,8 +152,8 @@ impl Backend {
     }
 
     /// How many batches of frames a run (and `bench --kernels`' end-to-end figure) gives this backend at once: 1 on
-    /// the CPU (its kernels already use every thread), 2 on a GPU, so that the host steps of one batch (the
-    /// closest-surface gaps, hulls, packing) run while the device works on the other.
+    /// the CPU (its kernels already use every thread), 2 on a GPU, so that the host steps of one batch (hulls,
+    /// packing, the objects' records) run while the device works on the other.
     pub fn batches_in_flight(&self) -> usize {
         match self {
             Backend::Cpu => 1,
