@@ -86,6 +86,20 @@ extern "C" __global__ void chunk_boxes(const float* __restrict__ points, const G
     }
 }
 
+// The smallest v of the block (every thread gets it). Call from every thread of the block (it has barriers).
+__device__ float gap_block_min(float v) {
+    __shared__ float red[BLOCK];
+    red[threadIdx.x] = v;
+    __syncthreads();
+    for (u32 step = BLOCK / 2; step > 0; step >>= 1) {
+        if (threadIdx.x < step) red[threadIdx.x] = fminf(red[threadIdx.x], red[threadIdx.x + step]);
+        __syncthreads();
+    }
+    const float r = red[0];
+    __syncthreads();
+    return r;
+}
+
 // Chunk pairs per tile: each block takes one tile of one pair, each thread GAP_PER_THREAD chunk pairs of it.
 #define GAP_PER_THREAD 8u
 #define GAP_TILE (BLOCK * GAP_PER_THREAD)
@@ -103,7 +117,7 @@ __device__ u32 pair_of_tile(const u32* __restrict__ tile_start, u32 n_pairs, u32
 // Pass 1, one block per tile (blockIdx.x): best2_bits[pair] = min over its chunk pairs of the squared distance
 // between the chunks' first points (an upper bound of the gap: a real distance). Squared distances are never
 // negative, so their bits order as their values and atomicMin on the bits is a min on the values; best2_bits starts
-// as +inf's bits (the host's upload). The tile's chunk pairs are t = (w - tile_start[pair]) * GAP_TILE + r * BLOCK
+// as +inf's bits (the host's upload); one atomicMin per block, after a block-wide min. The tile's chunk pairs are t = (w - tile_start[pair]) * GAP_TILE + r * BLOCK
 // + threadIdx.x, r < GAP_PER_THREAD, t < na * nb (the host keeps na * nb below 2^32), i = t / nb, j = t % nb.
 extern "C" __global__ void pair_bounds(const float* __restrict__ points, const GapObject* __restrict__ objects,
                                        const u32* __restrict__ pairs, const u32* __restrict__ tile_start,
@@ -115,18 +129,21 @@ extern "C" __global__ void pair_bounds(const float* __restrict__ points, const G
     const u32 na = (a.count + GAP_CHUNK - 1u) / GAP_CHUNK;
     const u32 nb = (b.count + GAP_CHUNK - 1u) / GAP_CHUNK;
     const u32 base = (w - tile_start[k]) * GAP_TILE;
+    // From the first chunk pair's distance (a real one, so a thread without chunk pairs changes nothing).
+    float u = gap_dist2(points, a.offset, b.offset);
     for (u32 r = 0; r < GAP_PER_THREAD; ++r) {
         const u32 t = base + r * BLOCK + threadIdx.x;
-        if (t / nb >= na) break;
         const u32 i = t / nb, j = t % nb;
-        const float d = gap_dist2(points, a.offset + i * GAP_CHUNK, b.offset + j * GAP_CHUNK);
-        atomicMin(best2_bits + k, __float_as_uint(d));
+        if (i < na) u = fminf(u, gap_dist2(points, a.offset + i * GAP_CHUNK, b.offset + j * GAP_CHUNK));
     }
+    // One atomic per block: same-address atomics serialise.
+    u = gap_block_min(u);
+    if (threadIdx.x == 0) atomicMin(best2_bits + k, __float_as_uint(u));
 }
 
 // Pass 2, the same tiles: every chunk pair whose boxes are nearer than the pair's best so far (read once; it only
 // falls) is searched point by point, a point farther from the other chunk's box than the thread's best skipped; the
-// thread's best goes to best2_bits[pair] by atomicMin. Every best used is a real distance, so no pair of points
+// block's best goes to best2_bits[pair] by one atomicMin. Every best used is a real distance, so no pair of points
 // nearer than the gap is ever pruned: the result is the exact minimum.
 extern "C" __global__ void search_pairs(const float* __restrict__ points, const GapObject* __restrict__ objects,
                                         const float* __restrict__ boxes, const u32* __restrict__ pairs,
@@ -143,8 +160,8 @@ extern "C" __global__ void search_pairs(const float* __restrict__ points, const 
     float best = start;
     for (u32 r = 0; r < GAP_PER_THREAD; ++r) {
         const u32 t = base + r * BLOCK + threadIdx.x;
-        if (t / nb >= na) break;
         const u32 i = t / nb, j = t % nb;
+        if (i >= na) continue;
         const float* box_b = boxes + 6u * (b.chunk_offset + j);
         if (box_dist2(boxes + 6u * (a.chunk_offset + i), box_b) < best) {
             const u32 a_start = a.offset + i * GAP_CHUNK;
@@ -158,5 +175,6 @@ extern "C" __global__ void search_pairs(const float* __restrict__ points, const 
             }
         }
     }
-    if (best < start) atomicMin(best2_bits + k, __float_as_uint(best));
+    best = gap_block_min(best);
+    if (threadIdx.x == 0 && best < start) atomicMin(best2_bits + k, __float_as_uint(best));
 }

@@ -115,6 +115,23 @@ fn chunk_boxes(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workg
     boxes[6u * c + 5u] = hi.z;
 }
 
+var<workgroup> red: array<f32, 256>;
+
+// The smallest v of the workgroup (every invocation gets it). Call from uniform control flow.
+fn workgroup_min(lid: u32, v: f32) -> f32 {
+    red[lid] = v;
+    workgroupBarrier();
+    for (var step = 128u; step > 0u; step = step / 2u) {
+        if (lid < step) {
+            red[lid] = min(red[lid], red[lid + step]);
+        }
+        workgroupBarrier();
+    }
+    let r = red[0];
+    workgroupBarrier();
+    return r;
+}
+
 // Chunk pairs per tile: each workgroup takes one tile of one pair, each invocation PER_INVOCATION chunk pairs of it
 // (few loop iterations per invocation: lavapipe bounds them).
 const PER_INVOCATION: u32 = 8u;
@@ -136,8 +153,8 @@ fn pair_of_tile(w: u32) -> u32 {
 }
 
 // Pass 1, one workgroup per tile: best2[pair] = min over its chunk pairs of the squared distance between the
-// chunks' first points (an upper bound of the gap: a real distance), by atomicMin on the bits (never negative, so
-// the bits order as the values); best2 starts as +inf's bits (the host's upload).
+// chunks' first points (an upper bound of the gap: a real distance), by one atomicMin per workgroup on the bits
+// (never negative, so the bits order as the values); best2 starts as +inf's bits (the host's upload).
 @compute @workgroup_size(256)
 fn pair_bounds(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
                @builtin(local_invocation_index) lid: u32) {
@@ -151,21 +168,25 @@ fn pair_bounds(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) g
     let na = (a.count + GAP_CHUNK - 1u) / GAP_CHUNK;
     let nb = (b.count + GAP_CHUNK - 1u) / GAP_CHUNK;
     let base = (w - tile_start[k]) * TILE;
+    // From the first chunk pair's distance (a real one, so an invocation without chunk pairs changes nothing).
+    var u = gap_dist2(a.offset, b.offset);
     for (var r = 0u; r < PER_INVOCATION; r = r + 1u) {
         let t = base + r * 256u + lid;
         let i = t / nb;
-        if (i >= na) {
-            break;
+        if (i < na) {
+            u = min(u, gap_dist2(a.offset + i * GAP_CHUNK, b.offset + (t % nb) * GAP_CHUNK));
         }
-        let j = t % nb;
-        let d = gap_dist2(a.offset + i * GAP_CHUNK, b.offset + j * GAP_CHUNK);
-        atomicMin(&best2[k], bitcast<u32>(d));
+    }
+    // One atomic per workgroup: same-address atomics serialise.
+    u = workgroup_min(lid, u);
+    if (lid == 0u) {
+        atomicMin(&best2[k], bitcast<u32>(u));
     }
 }
 
 // Pass 2, the same tiles: every chunk pair whose boxes are nearer than the pair's best so far (read once; it only
 // falls) is searched point by point, a point farther from the other chunk's box than the invocation's best skipped;
-// the invocation's best goes to best2[pair] by atomicMin. Every best used is a real distance: the exact minimum.
+// the workgroup's best goes to best2[pair] by one atomicMin. Every best used is a real distance: the exact minimum.
 @compute @workgroup_size(256)
 fn search_pairs(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
                 @builtin(local_invocation_index) lid: u32) {
@@ -184,13 +205,10 @@ fn search_pairs(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
     for (var r = 0u; r < PER_INVOCATION; r = r + 1u) {
         let t = base + r * 256u + lid;
         let i = t / nb;
-        if (i >= na) {
-            break;
-        }
         let j = t % nb;
         let ca = a.chunk_offset + i;
         let cb = b.chunk_offset + j;
-        if (box_dist2(ca, cb) < best) {
+        if (i < na && box_dist2(ca, cb) < best) {
             let a_start = a.offset + i * GAP_CHUNK;
             let a_end = min(a_start + GAP_CHUNK, a.offset + a.count);
             let b_start = b.offset + j * GAP_CHUNK;
@@ -204,7 +222,8 @@ fn search_pairs(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
             }
         }
     }
-    if (best < start) {
+    best = workgroup_min(lid, best);
+    if (lid == 0u && best < start) {
         atomicMin(&best2[k], bitcast<u32>(best));
     }
 }
