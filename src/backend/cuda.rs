@@ -1195,7 +1195,7 @@ impl CudaBackend {
     /// pass, one block per tile of 2,048 chunk pairs; one read-back of one word per pair.
     pub fn closest_gaps_batch(&self, frames: &[&[&[Point3]]]) -> Result<Vec<Vec<f32>>, String> {
         let mut out = gap_matrices(frames);
-        for chunk in gap_chunks(frames, MAX_POINTS, u64::from(i32::MAX as u32))? {
+        for chunk in gap_chunks(frames, MAX_POINTS, i32::MAX as u64, i32::MAX as u64)? {
             let pack = GapPack::new(frames, &chunk)?;
             let stream = self.stream()?;
             let (n_objects, n_chunks, n_pairs, tiles) =

@@ -378,8 +378,10 @@ impl WgpuBackend {
     /// dispatch's buffers fit one storage binding.
     pub fn closest_gaps_batch(&self, frames: &[&[&[Point3]]]) -> Result<Vec<Vec<f32>>, String> {
         let binding = self.limits.max_storage_buffer_binding_size;
+        // One workgroup per tile, over a two-dimensional grid.
+        let max_groups = u64::from(self.limits.max_compute_workgroups_per_dimension).pow(2).min(u64::from(u32::MAX));
         let mut out = super::pack::gap_matrices(frames);
-        for chunk in super::pack::gap_chunks(frames, binding / 12, binding / 8)? {
+        for chunk in super::pack::gap_chunks(frames, binding / 12, binding / 8, max_groups)? {
             let pack = super::pack::GapPack::new(frames, &chunk)?;
             let (chunks, pairs, tiles) = (u64::from(pack.chunks), pack.pairs.len() as u64, pack.tiles());
             let params =

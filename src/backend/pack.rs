@@ -646,31 +646,58 @@ fn gap_pairs<'a>(objects: &'a [&[Point3]]) -> impl Iterator<Item = (usize, usize
         .filter(|&(i, j)| !objects[i].is_empty() && !objects[j].is_empty())
 }
 
-/// Closest-surface gaps: the frames of a batch in chunks of at most `max_points` points and `max_pairs` pairs
-/// (each frame whole; frames without a pair to search are in no chunk). `Err` when one frame alone exceeds a limit.
-pub fn gap_chunks(frames: &[&[&[Point3]]], max_points: u64, max_pairs: u64) -> Result<Vec<Vec<usize>>, String> {
+/// The tiles of [`GAP_TILE`] chunk pairs of a pair of objects of `a` and `b` points (`None` beyond 2^32 chunk pairs:
+/// the kernels index a pair's chunk pairs in 32 bits, which covers objects of two million points each).
+fn gap_tiles(a: usize, b: usize) -> Option<u64> {
+    let chunk_pairs = a.div_ceil(GAP_CHUNK) as u64 * b.div_ceil(GAP_CHUNK) as u64;
+    (chunk_pairs <= 1 << 32).then(|| chunk_pairs.div_ceil(GAP_TILE))
+}
+
+/// Closest-surface gaps: the frames of a batch in chunks of at most `max_points` points, `max_pairs` pairs and
+/// `max_tiles` tiles (the blocks of one launch; each frame whole; frames without a pair to search are in no chunk).
+/// `Err`, naming the frame, when one frame alone exceeds a limit or a pair of objects has more chunk pairs than the
+/// kernels index.
+pub fn gap_chunks(
+    frames: &[&[&[Point3]]],
+    max_points: u64,
+    max_pairs: u64,
+    max_tiles: u64,
+) -> Result<Vec<Vec<usize>>, String> {
     let mut chunks = Vec::new();
     let mut chunk: Vec<usize> = Vec::new();
-    let (mut chunk_points, mut chunk_pairs) = (0u64, 0u64);
+    let (mut chunk_points, mut chunk_pairs, mut chunk_tiles) = (0u64, 0u64, 0u64);
     for (f, objects) in frames.iter().enumerate() {
-        let pairs = gap_pairs(objects).count() as u64;
+        let (mut pairs, mut tiles) = (0u64, 0u64);
+        for (i, j) in gap_pairs(objects) {
+            let t = gap_tiles(objects[i].len(), objects[j].len()).ok_or_else(|| {
+                format!(
+                    "frame {f} of the batch: objects {i} and {j} ({} and {} points) have more pairs of chunks than \
+                     the gap kernels index (2^32)",
+                    objects[i].len(),
+                    objects[j].len()
+                )
+            })?;
+            pairs += 1;
+            tiles += t;
+        }
         if pairs == 0 {
             continue;
         }
         let points: u64 = objects.iter().map(|o| o.len() as u64).sum();
-        if points > max_points || pairs > max_pairs {
+        if points > max_points || pairs > max_pairs || tiles > max_tiles {
             return Err(format!(
-                "frame {f} of the batch has {points} object points and {pairs} pairs, more than one device buffer \
-                 holds ({max_points} points, {max_pairs} pairs)"
+                "frame {f} of the batch has {points} object points, {pairs} pairs and {tiles} tiles, more than one \
+                 launch holds ({max_points} points, {max_pairs} pairs, {max_tiles} tiles)"
             ));
         }
-        if chunk_points + points > max_points || chunk_pairs + pairs > max_pairs {
+        if chunk_points + points > max_points || chunk_pairs + pairs > max_pairs || chunk_tiles + tiles > max_tiles {
             chunks.push(std::mem::take(&mut chunk));
-            (chunk_points, chunk_pairs) = (0, 0);
+            (chunk_points, chunk_pairs, chunk_tiles) = (0, 0, 0);
         }
         chunk.push(f);
         chunk_points += points;
         chunk_pairs += pairs;
+        chunk_tiles += tiles;
     }
     if !chunk.is_empty() {
         chunks.push(chunk);
@@ -695,8 +722,8 @@ pub struct GapPack {
 }
 
 impl GapPack {
-    /// Packs the frames `chunk` of `frames` (a chunk of [`gap_chunks`], whose limits keep every index in 32 bits).
-    /// `Err` when a pair of objects has more chunk pairs than 32-bit indices reach (objects of millions of points).
+    /// Packs the frames `chunk` of `frames` (a chunk of [`gap_chunks`], whose limits keep every index in 32 bits;
+    /// `Err` if they do not).
     pub fn new(frames: &[&[&[Point3]]], chunk: &[usize]) -> Result<GapPack, String> {
         let total: usize = chunk.iter().map(|&f| frames[f].iter().map(|o| o.len()).sum::<usize>()).sum();
         let mut pack = GapPack {
@@ -726,20 +753,11 @@ impl GapPack {
                 pack.points.extend(o.iter().flatten());
             }
             for (i, j) in gap_pairs(objects) {
-                let tiles = (objects[i].len().div_ceil(GAP_CHUNK) as u64 * objects[j].len().div_ceil(GAP_CHUNK) as u64)
-                    .div_ceil(GAP_TILE);
+                let tiles = gap_tiles(objects[i].len(), objects[j].len());
                 let last = pack.tile_start.last().copied().unwrap_or(0);
-                let next = u32::try_from(u64::from(last) + tiles)
-                    .ok()
-                    .filter(|_| tiles * GAP_TILE < 1 << 31)
-                    .ok_or_else(|| {
-                        format!(
-                            "frame {f} of the batch: objects {i} and {j} ({} and {} points) have more pairs of \
-                             chunks than one launch holds",
-                            objects[i].len(),
-                            objects[j].len()
-                        )
-                    })?;
+                let next = tiles
+                    .and_then(|t| u32::try_from(u64::from(last) + t).ok())
+                    .ok_or_else(|| format!("frame {f}: the gap tiles of objects {i} and {j} exceed 32 bits"))?;
                 pack.pairs.push([slot[i], slot[j]]);
                 pack.tile_start.push(next);
                 pack.places.push((f, objects.len(), i, j));
@@ -832,6 +850,40 @@ pub fn split_relations(ranges: &[FrameRange], records: &[RelationRecord]) -> Res
 mod tests {
     use super::*;
     use crate::geometry::Point3;
+
+    #[test]
+    fn gap_packs_hold_every_pair_of_objects_with_points() {
+        let (a, b, c) = (vec![[0.0f32; 3]; 70], vec![[1.0f32, 0.0, 0.0]; 33], vec![[0.0f32, 2.0, 0.0]; 1]);
+        let empty: Vec<Point3> = Vec::new();
+        let f0: Vec<&[Point3]> = vec![&a, &empty, &b, &c];
+        let f1: Vec<&[Point3]> = vec![&a];
+        let f2: Vec<&[Point3]> = vec![&c, &b];
+        let frames: Vec<&[&[Point3]]> = vec![&f0, &f1, &f2];
+        // Frame 1 has no pair; the limits split the other two.
+        assert_eq!(gap_chunks(&frames, 1 << 20, 1 << 20, 1 << 20).unwrap(), vec![vec![0, 2]]);
+        assert_eq!(gap_chunks(&frames, 110, 1 << 20, 1 << 20).unwrap(), vec![vec![0], vec![2]]);
+        assert_eq!(gap_chunks(&frames, 1 << 20, 3, 1 << 20).unwrap(), vec![vec![0], vec![2]]);
+        assert!(gap_chunks(&frames, 50, 1 << 20, 1 << 20).unwrap_err().contains("frame 0"));
+        assert!(gap_chunks(&frames, 1 << 20, 2, 1 << 20).unwrap_err().contains("frame 0"));
+        // Objects of three million points each: more chunk pairs than 32-bit indices reach.
+        assert_eq!(gap_tiles(3_000_000, 3_000_000), None);
+        assert_eq!(gap_tiles(70, 33), Some(1));
+        let pack = GapPack::new(&frames, &[0, 2]).unwrap();
+        let offsets: Vec<[u32; 3]> = pack.objects.iter().map(|o| [o.offset, o.count, o.chunk_offset]).collect();
+        assert_eq!(offsets, [[0, 70, 0], [70, 33, 3], [103, 1, 5], [104, 1, 6], [105, 33, 7]]);
+        assert_eq!((pack.chunks, pack.points.len()), (9, 3 * 138));
+        assert_eq!(pack.pairs, [[0, 1], [0, 2], [1, 2], [3, 4]]);
+        assert_eq!((pack.tile_start.as_slice(), pack.tiles()), (&[0, 1, 2, 3, 4][..], 4));
+        let mut m = gap_matrices(&frames);
+        pack.fill(&[1.0, 4.0, 9.0, 16.0], &mut m).unwrap();
+        let nan = f32::NAN;
+        let want0 = [0.0, nan, 1.0, 2.0, nan, 0.0, nan, nan, 1.0, nan, 0.0, 3.0, 2.0, nan, 3.0, 0.0];
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&m[0]), bits(&want0));
+        assert_eq!(m[1], [0.0]);
+        assert_eq!(m[2], [0.0, 4.0, 4.0, 0.0]);
+        assert!(pack.fill(&[1.0], &mut m).is_err());
+    }
 
     /// The grid's binning as one comparison sort of the whole batch (what `DbscanGrid::new` computes job by job):
     /// each point's (x, y, z, job) and the batch indices in (z, y, x, index) order.
