@@ -652,11 +652,65 @@ pub fn run_kernel_bench(
     }
     figures.push(k5);
 
-    // End to end: the scene geometry of whole frames, all threads, as a run does it.
-    let config = crate::pipeline::SceneConfig::default();
+    // The closest-surface gaps of every pair of objects of the end-to-end frames (their object regions before
+    // denoising; the same point sets repeated, not copied).
     let annotated: f64 = with_depth.iter().map(|f| f.objects.len()).sum::<usize>() as f64 / with_depth.len() as f64;
     let topped: Vec<crate::io::LoadedFrame> =
         with_depth.iter().map(|f| with_grid_boxes(f, options.e2e_objects)).collect();
+    let config = crate::pipeline::SceneConfig::default();
+    let gaps = {
+        let regions: Vec<Vec<Vec<crate::geometry::Point3>>> = topped
+            .iter()
+            .filter_map(|f| {
+                let depth = f.depth.as_ref()?;
+                let regions: Vec<_> = f.objects.iter().map(|o| o.region.clone()).collect();
+                let grouped = crate::geometry::unproject::unproject_objects(
+                    depth,
+                    &f.intrinsics,
+                    f.instance_labels.as_deref(),
+                    &regions,
+                );
+                Some((0..grouped.objects()).map(|i| grouped.object_points(i).to_vec()).collect())
+            })
+            .collect();
+        let region_refs: Vec<Vec<&[crate::geometry::Point3]>> =
+            regions.iter().map(|f| f.iter().map(Vec::as_slice).collect()).collect();
+        let gap_frames: Vec<&[&[crate::geometry::Point3]]> =
+            (0..options.e2e_frames).map(|i| region_refs[i % region_refs.len()].as_slice()).collect();
+        let (backend_ms, _) = time_ms(reps, || backend.closest_gaps_batch(&gap_frames, config.gap_voxel_m))?;
+        let (cpu_ms, _) = time_ms(reps, || cpu.closest_gaps_batch(&gap_frames, config.gap_voxel_m))?;
+        let gap_pairs: usize = gap_frames.iter().map(|f| f.len() * f.len().saturating_sub(1) / 2).sum();
+        let gap_points: usize = gap_frames.iter().map(|f| f.iter().map(|o| o.len()).sum::<usize>()).sum();
+        #[allow(unused_mut)]
+        let mut gaps = KernelFigure {
+            kernel: "closest-surface gaps".into(),
+            workload: format!(
+                "{} frames, {gap_pairs} pairs of objects, {gap_points} points (the end-to-end frames' object regions)",
+                gap_frames.len()
+            ),
+            backend_ms,
+            cpu_ms,
+            speedup_vs_cpu: cpu_ms / backend_ms,
+            device_ms: None,
+            throughput: gap_frames.len() as f64 / (backend_ms * 1e-3),
+            unit: "frames/s".into(),
+            fraction_of_peak_bandwidth: None,
+            target: "none of its own (part of the end-to-end figure)".into(),
+            meets_target: None,
+            steps: None,
+        };
+        #[cfg(feature = "cuda")]
+        if let Backend::Cuda(b) = backend {
+            let (times, _) = b.time_gaps(&gap_frames, reps).map_err(backend_error)?;
+            let device_ms = median(&times);
+            gaps.device_ms = Some(device_ms);
+            gaps.throughput = gap_frames.len() as f64 / (device_ms * 1e-3);
+        }
+        gaps
+    };
+    figures.push(gaps);
+
+    // End to end: the scene geometry of whole frames, all threads, as a run does it.
     let e2e: Vec<&crate::io::LoadedFrame> = (0..options.e2e_frames).map(|i| &topped[i % topped.len()]).collect();
     let objects_per_frame = e2e.iter().map(|f| f.objects.len()).sum::<usize>() as f64 / e2e.len().max(1) as f64;
     // In batches as a run processes them (each kernel once per batch, as many batches at once as a run gives the

@@ -1079,11 +1079,14 @@ fn the_kernel_benchmark_runs_on_every_backend_but_the_emulator() {
     let check = |b: &Backend, options: &KernelBenchOptions| {
         let bench = run_kernel_bench(b, &frames, options).unwrap_or_else(|e| panic!("{}: {e}", b.describe()));
         let kernels: Vec<&str> = bench.figures.iter().map(|f| f.kernel.as_str()).collect();
-        assert_eq!(kernels, ["K1 unproject", "K2 RANSAC scoring", "K5 pairwise relations", "K1-K5 end to end"]);
+        assert_eq!(
+            kernels,
+            ["K1 unproject", "K2 RANSAC scoring", "K5 pairwise relations", "closest-surface gaps", "K1-K5 end to end"]
+        );
         for f in &bench.figures {
             assert!(f.backend_ms > 0.0 && f.cpu_ms > 0.0 && f.throughput > 0.0, "{f:?}");
         }
-        let e2e = &bench.figures[3];
+        let e2e = &bench.figures[4];
         let expected = format!("{} frames of 640x480, {}.0 objects per frame", options.e2e_frames, options.e2e_objects);
         assert!(e2e.workload.starts_with(&expected), "{}", e2e.workload);
         // Its time step by step, on the backend and on the CPU reference: every step, in order, adding up to the
@@ -1102,6 +1105,13 @@ fn the_kernel_benchmark_runs_on_every_backend_but_the_emulator() {
         let per_frame: f64 = steps.cpu.iter().map(|s| s.ms_per_frame).sum();
         let frames = (options.e2e_frames * options.repeats) as f64;
         assert!((per_frame * frames * 1e-3 - cpu_busy).abs() < 1e-9, "{per_frame} ms a frame, {cpu_busy} s");
+        // The gaps' workload: the end-to-end frames, every pair of their objects (as many objects as the frames
+        // were topped up to).
+        let gaps = &bench.figures[3];
+        let n = options.e2e_objects;
+        let want = format!("{} frames, {} pairs of objects", options.e2e_frames, options.e2e_frames * n * (n - 1) / 2);
+        assert!(gaps.workload.starts_with(&want), "{} against {want}", gaps.workload);
+        assert!(gaps.backend_ms > 0.0 && gaps.cpu_ms > 0.0 && gaps.throughput > 0.0, "{gaps:?}");
         // K5's workload: 8 frames of 5 objects, 20 ordered pairs each.
         assert!(bench.figures[2].workload.ends_with(", 160 ordered pairs"), "{}", bench.figures[2].workload);
         if matches!(b, Backend::Cuda(_)) {

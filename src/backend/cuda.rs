@@ -286,6 +286,22 @@ pub struct CudaBackend {
     staging: Mutex<Vec<PinnedHostSlice<u32>>>,
 }
 
+/// The gap kernels' device buffers for one chunk.
+struct GapBuffers {
+    points: CudaSlice<f32>,
+    objects: CudaSlice<u32>,
+    pairs: CudaSlice<u32>,
+    tile_start: CudaSlice<u32>,
+    /// +inf's bits, one word per pair: what `best2` starts from.
+    init: CudaSlice<u32>,
+    boxes: CudaSlice<f32>,
+    best2: CudaSlice<u32>,
+    n_objects: u32,
+    n_chunks: u32,
+    n_pairs: u32,
+    tiles: u32,
+}
+
 /// K1's device buffers for one batch.
 struct K1Buffers {
     depth: CudaSlice<u32>,
@@ -1198,38 +1214,75 @@ impl CudaBackend {
         for chunk in gap_chunks(frames, MAX_POINTS, i32::MAX as u64, i32::MAX as u64)? {
             let pack = GapPack::new(frames, &chunk)?;
             let stream = self.stream()?;
-            let (n_objects, n_chunks, n_pairs, tiles) =
-                (pack.objects.len() as u32, pack.chunks, pack.pairs.len() as u32, pack.tiles());
-            let points = self.upload(&stream, &pack.points)?;
-            let objects = self.upload(&stream, bytemuck::cast_slice::<_, u32>(&pack.objects))?;
-            let pairs = self.upload(&stream, bytemuck::cast_slice::<_, u32>(&pack.pairs))?;
-            let tile_start = self.upload(&stream, &pack.tile_start)?;
-            let mut best2 = self.upload(&stream, &vec![f32::INFINITY.to_bits(); n_pairs as usize])?;
-            // SAFETY: chunk_boxes writes every chunk's box before search_pairs reads it.
-            let mut boxes: CudaSlice<f32> = unsafe { stream.alloc(6 * n_chunks as usize) }.map_err(de)?;
-            let mut b = stream.launch_builder(&self.k.chunk_boxes);
-            b.arg(&points).arg(&objects).arg(&n_objects).arg(&mut boxes).arg(&n_chunks);
-            // SAFETY: chunk_boxes(const float* points, const GapObject* objects, u32 n_objects, float* boxes,
-            // u32 n_chunks) in kernels/gaps.cu; one thread per chunk; `boxes` holds 6 floats per chunk and every
-            // object's points and chunks lie within the buffers (GapPack).
-            unsafe { b.launch(launch((blocks_for(u64::from(n_chunks), BLOCK)?, 1), BLOCK)) }.map_err(de)?;
-            let mut b = stream.launch_builder(&self.k.pair_bounds);
-            b.arg(&points).arg(&objects).arg(&pairs).arg(&tile_start).arg(&n_pairs).arg(&mut best2);
-            // SAFETY: pair_bounds(points, objects, const u32* pairs, const u32* tile_start, u32 n_pairs,
-            // u32* best2_bits) in kernels/gaps.cu; one block of BLOCK threads per tile (`tiles` < 2^31 blocks); every
-            // pair names two objects of `objects`; `best2` holds one word per pair.
-            unsafe { b.launch(launch((tiles, 1), BLOCK)) }.map_err(de)?;
-            let mut b = stream.launch_builder(&self.k.search_pairs);
-            b.arg(&points).arg(&objects).arg(&boxes).arg(&pairs).arg(&tile_start).arg(&n_pairs).arg(&mut best2);
-            // SAFETY: search_pairs(points, objects, const float* boxes, pairs, tile_start, u32 n_pairs,
-            // u32* best2_bits) in kernels/gaps.cu; the same grid and buffers, and the boxes of every chunk.
-            unsafe { b.launch(launch((tiles, 1), BLOCK)) }.map_err(de)?;
-            let bits = stream.clone_dtoh(&best2).map_err(de)?;
+            let mut d = self.gap_buffers(&stream, &pack)?;
+            self.gap_launch(&stream, &mut d)?;
+            let bits = stream.clone_dtoh(&d.best2).map_err(de)?;
             self.sync(&stream)?;
             let host: Vec<f32> = bits.iter().map(|&b| f32::from_bits(b)).collect();
             pack.fill(&host, &mut out)?;
         }
         Ok(out)
+    }
+
+    /// A gap chunk's buffers on the device.
+    fn gap_buffers(&self, stream: &Arc<CudaStream>, pack: &GapPack) -> Result<GapBuffers, String> {
+        let n_pairs = pack.pairs.len();
+        // SAFETY: chunk_boxes writes every chunk's box before search_pairs reads it.
+        let boxes = unsafe { stream.alloc(6 * pack.chunks.max(1) as usize) }.map_err(de)?;
+        // SAFETY: gap_launch copies `init` over every word before a kernel reads it.
+        let best2 = unsafe { stream.alloc(n_pairs.max(1)) }.map_err(de)?;
+        Ok(GapBuffers {
+            points: self.upload(stream, &pack.points)?,
+            objects: self.upload(stream, bytemuck::cast_slice::<_, u32>(&pack.objects))?,
+            pairs: self.upload(stream, bytemuck::cast_slice::<_, u32>(&pack.pairs))?,
+            tile_start: self.upload(stream, &pack.tile_start)?,
+            init: self.upload(stream, &vec![f32::INFINITY.to_bits(); n_pairs])?,
+            boxes,
+            best2,
+            n_objects: pack.objects.len() as u32,
+            n_chunks: pack.chunks,
+            n_pairs: n_pairs as u32,
+            tiles: pack.tiles(),
+        })
+    }
+
+    /// The gap kernels on `stream` (asynchronous): `best2` reset to +inf's bits, then the boxes, the bounds and the
+    /// search.
+    fn gap_launch(&self, stream: &Arc<CudaStream>, d: &mut GapBuffers) -> Result<(), String> {
+        stream.memcpy_dtod(&d.init, &mut d.best2).map_err(de)?;
+        let mut b = stream.launch_builder(&self.k.chunk_boxes);
+        b.arg(&d.points).arg(&d.objects).arg(&d.n_objects).arg(&mut d.boxes).arg(&d.n_chunks);
+        // SAFETY: chunk_boxes(const float* points, const GapObject* objects, u32 n_objects, float* boxes,
+        // u32 n_chunks) in kernels/gaps.cu; one thread per chunk; `boxes` holds 6 floats per chunk and every
+        // object's points and chunks lie within the buffers (GapPack).
+        unsafe { b.launch(launch((blocks_for(u64::from(d.n_chunks), BLOCK)?, 1), BLOCK)) }.map_err(de)?;
+        let mut b = stream.launch_builder(&self.k.pair_bounds);
+        b.arg(&d.points).arg(&d.objects).arg(&d.pairs).arg(&d.tile_start).arg(&d.n_pairs).arg(&mut d.best2);
+        // SAFETY: pair_bounds(points, objects, const u32* pairs, const u32* tile_start, u32 n_pairs,
+        // u32* best2_bits) in kernels/gaps.cu; one block of BLOCK threads per tile (`tiles` < 2^31 blocks, see
+        // gap_chunks); every pair names two objects of `objects`; `best2` holds one word per pair.
+        unsafe { b.launch(launch((d.tiles, 1), BLOCK)) }.map_err(de)?;
+        let mut b = stream.launch_builder(&self.k.search_pairs);
+        b.arg(&d.points).arg(&d.objects).arg(&d.boxes).arg(&d.pairs).arg(&d.tile_start).arg(&d.n_pairs);
+        b.arg(&mut d.best2);
+        // SAFETY: search_pairs(points, objects, const float* boxes, pairs, tile_start, u32 n_pairs,
+        // u32* best2_bits) in kernels/gaps.cu; the same grid and buffers, and the boxes of every chunk.
+        unsafe { b.launch(launch((d.tiles, 1), BLOCK)) }.map_err(de)?;
+        Ok(())
+    }
+
+    /// The gap kernels alone on a batch already on the device (one chunk): each run's time (ms) and the number of
+    /// pairs.
+    pub fn time_gaps(&self, frames: &[&[&[Point3]]], reps: usize) -> Result<(Vec<f64>, u64), String> {
+        let chunks = gap_chunks(frames, MAX_POINTS, i32::MAX as u64, i32::MAX as u64)?;
+        let [chunk] = &chunks[..] else {
+            return Err(format!("a timed gap batch must fit one launch (2^28 points), not {} chunks", chunks.len()));
+        };
+        let pack = GapPack::new(frames, chunk)?;
+        let stream = self.stream()?;
+        let mut d = self.gap_buffers(&stream, &pack)?;
+        let times = self.time_on(&stream, reps, || self.gap_launch(&stream, &mut d))?;
+        Ok((times, pack.pairs.len() as u64))
     }
 
     /// K5's kernel on `stream` (asynchronous).
