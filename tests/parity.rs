@@ -241,6 +241,23 @@ fn check_gaps(backend: &Backend, frames: &[Vec<Vec<[f32; 3]>>]) {
         }
     }
     let _ = writeln!(std::io::stderr(), "gaps on {}: {exact} of {total} entries bit-identical", backend.describe());
+    // The benchmark's device timing runs the same launches (one per repeat, after a warm-up); on the small batches
+    // only (the emulator is slow).
+    let points: usize = frames.iter().flatten().map(Vec::len).sum();
+    if let (Backend::Cuda(cuda), true) = (backend, points <= 20_000) {
+        let searched: usize = frames
+            .iter()
+            .map(|f| {
+                let n = f.iter().filter(|o| !o.is_empty()).count();
+                n * n.saturating_sub(1) / 2
+            })
+            .sum();
+        if searched > 0 {
+            let (times, pairs) = cuda.time_gaps(&per_frame, 1).unwrap();
+            assert_eq!((times.len(), pairs), (1, searched as u64));
+            assert!(times.iter().all(|t| t.is_finite() && *t >= 0.0), "{times:?}");
+        }
+    }
 }
 
 /// K1 grouping parity body: the same offsets and pixels, points within a relative 1e-6.
