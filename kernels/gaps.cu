@@ -12,7 +12,7 @@
 // Squared distances throughout, summed as the CPU sums them (--fmad=false: every operation rounded as written).
 // Float rounding is monotone, so a box's distance never exceeds the distance of any pair of points it bounds, and
 // the pruning is exact: the result is the CPU reference's squared gap, bit for bit (the host takes the square
-// root, as the CPU does). Needs common.cuh (prepended by the host). Launch pair_bounds and search_pairs with BLOCK threads.
+// root, as the CPU does). Needs common.cuh and reduce.cuh (prepended by the host). Launch pair_bounds and search_pairs with BLOCK threads.
 
 #define GAP_CHUNK 32u
 
@@ -86,49 +86,47 @@ extern "C" __global__ void chunk_boxes(const float* __restrict__ points, const G
     }
 }
 
-// The smallest v of the block (every thread gets it). Call from every thread of the block (it has barriers).
-__device__ float gap_block_min(float v) {
-    __shared__ float red[BLOCK];
-    red[threadIdx.x] = v;
-    __syncthreads();
-    for (u32 step = BLOCK / 2; step > 0; step >>= 1) {
-        if (threadIdx.x < step) red[threadIdx.x] = fminf(red[threadIdx.x], red[threadIdx.x + step]);
-        __syncthreads();
-    }
-    const float r = red[0];
-    __syncthreads();
-    return r;
-}
-
 // Chunk pairs per tile: each block takes one tile of one pair, each thread GAP_PER_THREAD chunk pairs of it.
 #define GAP_PER_THREAD 8u
 #define GAP_TILE (BLOCK * GAP_PER_THREAD)
 
-// The pair of tile w: the last pair whose tile_start <= w (binary search).
-__device__ u32 pair_of_tile(const u32* __restrict__ tile_start, u32 n_pairs, u32 w) {
+// Block w's tile: its pair k (the last pair whose tile_start <= w, by binary search), the pair's objects and their
+// chunk counts, and the tile's first chunk pair.
+struct Tile {
+    u32 k;
+    GapObject a, b;
+    u32 na, nb, base;
+};
+
+__device__ Tile tile_of(const GapObject* __restrict__ objects, const u32* __restrict__ pairs,
+                        const u32* __restrict__ tile_start, u32 n_pairs, u32 w) {
     u32 lo = 0, hi = n_pairs;
     while (hi - lo > 1u) {
         const u32 mid = (lo + hi) / 2u;
         if (tile_start[mid] <= w) lo = mid; else hi = mid;
     }
-    return lo;
+    Tile t;
+    t.k = lo;
+    t.a = objects[pairs[2u * lo]];
+    t.b = objects[pairs[2u * lo + 1u]];
+    t.na = (t.a.count + GAP_CHUNK - 1u) / GAP_CHUNK;
+    t.nb = (t.b.count + GAP_CHUNK - 1u) / GAP_CHUNK;
+    t.base = (w - tile_start[lo]) * GAP_TILE;
+    return t;
 }
 
 // Pass 1, one block per tile (blockIdx.x): best2_bits[pair] = min over its chunk pairs of the squared distance
 // between the chunks' first points (an upper bound of the gap: a real distance). Squared distances are never
 // negative, so their bits order as their values and atomicMin on the bits is a min on the values; best2_bits starts
-// as +inf's bits (the host's upload); one atomicMin per block, after a block-wide min. The tile's chunk pairs are t = (w - tile_start[pair]) * GAP_TILE + r * BLOCK
-// + threadIdx.x, r < GAP_PER_THREAD, t < na * nb (the host keeps na * nb below 2^32), i = t / nb, j = t % nb.
+// as +inf's bits (the host's upload); one atomicMin per block, after a block-wide min. The tile's chunk pairs are
+// t = base + r * BLOCK + threadIdx.x, r < GAP_PER_THREAD, t < na * nb (the host keeps na * nb within 2^32),
+// i = t / nb, j = t % nb.
 extern "C" __global__ void pair_bounds(const float* __restrict__ points, const GapObject* __restrict__ objects,
                                        const u32* __restrict__ pairs, const u32* __restrict__ tile_start,
                                        u32 n_pairs, u32* __restrict__ best2_bits) {
-    const u32 w = blockIdx.x;
-    const u32 k = pair_of_tile(tile_start, n_pairs, w);
-    const GapObject a = objects[pairs[2u * k]];
-    const GapObject b = objects[pairs[2u * k + 1u]];
-    const u32 na = (a.count + GAP_CHUNK - 1u) / GAP_CHUNK;
-    const u32 nb = (b.count + GAP_CHUNK - 1u) / GAP_CHUNK;
-    const u32 base = (w - tile_start[k]) * GAP_TILE;
+    const Tile tile = tile_of(objects, pairs, tile_start, n_pairs, blockIdx.x);
+    const u32 k = tile.k, na = tile.na, nb = tile.nb, base = tile.base;
+    const GapObject a = tile.a, b = tile.b;
     // From the first chunk pair's distance (a real one, so a thread without chunk pairs changes nothing).
     float u = gap_dist2(points, a.offset, b.offset);
     for (u32 r = 0; r < GAP_PER_THREAD; ++r) {
@@ -137,7 +135,8 @@ extern "C" __global__ void pair_bounds(const float* __restrict__ points, const G
         if (i < na) u = fminf(u, gap_dist2(points, a.offset + i * GAP_CHUNK, b.offset + j * GAP_CHUNK));
     }
     // One atomic per block: same-address atomics serialise.
-    u = gap_block_min(u);
+    __shared__ float red[BLOCK];
+    u = reduce_min(red, u);
     if (threadIdx.x == 0) atomicMin(best2_bits + k, __float_as_uint(u));
 }
 
@@ -149,13 +148,9 @@ extern "C" __global__ void search_pairs(const float* __restrict__ points, const 
                                         const float* __restrict__ boxes, const u32* __restrict__ pairs,
                                         const u32* __restrict__ tile_start, u32 n_pairs,
                                         u32* __restrict__ best2_bits) {
-    const u32 w = blockIdx.x;
-    const u32 k = pair_of_tile(tile_start, n_pairs, w);
-    const GapObject a = objects[pairs[2u * k]];
-    const GapObject b = objects[pairs[2u * k + 1u]];
-    const u32 na = (a.count + GAP_CHUNK - 1u) / GAP_CHUNK;
-    const u32 nb = (b.count + GAP_CHUNK - 1u) / GAP_CHUNK;
-    const u32 base = (w - tile_start[k]) * GAP_TILE;
+    const Tile tile = tile_of(objects, pairs, tile_start, n_pairs, blockIdx.x);
+    const u32 k = tile.k, na = tile.na, nb = tile.nb, base = tile.base;
+    const GapObject a = tile.a, b = tile.b;
     const float start = __uint_as_float(((volatile u32*)best2_bits)[k]);
     float best = start;
     for (u32 r = 0; r < GAP_PER_THREAD; ++r) {
@@ -175,6 +170,7 @@ extern "C" __global__ void search_pairs(const float* __restrict__ points, const 
             }
         }
     }
-    best = gap_block_min(best);
+    __shared__ float red[BLOCK];
+    best = reduce_min(red, best);
     if (threadIdx.x == 0 && best < start) atomicMin(best2_bits + k, __float_as_uint(best));
 }

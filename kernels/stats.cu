@@ -10,7 +10,7 @@
 //     quadrilateral of the extreme points in x + y and x - y, by a margin that covers f32 rounding, so no hull
 //     vertex is ever dropped. The host builds the hull and the minimum-area rectangle from the candidates with the
 //     CPU reference's f64 code: the same hull, so the very same oriented box.
-// Needs common.cuh and scan.cuh (prepended by the host). Launch with BLOCK (256) threads.
+// Needs common.cuh, scan.cuh and reduce.cuh (prepended by the host). Launch with BLOCK (256) threads.
 
 struct ObjectRange {
     u32 offset;
@@ -27,51 +27,6 @@ struct ObjectStats {
     u32 candidates;
 };
 static_assert(sizeof(ObjectStats) == 48, "ObjectStats must match GpuObjectStats (48 bytes)");
-
-__device__ float reduce_sum(float* red, float v) {
-    red[threadIdx.x] = v;
-    __syncthreads();
-    for (u32 step = BLOCK / 2; step > 0; step >>= 1) {
-        if (threadIdx.x < step) red[threadIdx.x] = red[threadIdx.x] + red[threadIdx.x + step];
-        __syncthreads();
-    }
-    const float r = red[0];
-    __syncthreads();
-    return r;
-}
-
-__device__ float reduce_min(float* red, float v) {
-    red[threadIdx.x] = v;
-    __syncthreads();
-    for (u32 step = BLOCK / 2; step > 0; step >>= 1) {
-        if (threadIdx.x < step) red[threadIdx.x] = fminf(red[threadIdx.x], red[threadIdx.x + step]);
-        __syncthreads();
-    }
-    const float r = red[0];
-    __syncthreads();
-    return r;
-}
-
-// Smallest value, ties to the lowest index: returns the index.
-__device__ u32 reduce_argmin(float* red, u32* red_u, float v, u32 i) {
-    red[threadIdx.x] = v;
-    red_u[threadIdx.x] = i;
-    __syncthreads();
-    for (u32 step = BLOCK / 2; step > 0; step >>= 1) {
-        if (threadIdx.x < step) {
-            const float ov = red[threadIdx.x + step];
-            const u32 oi = red_u[threadIdx.x + step];
-            if (ov < red[threadIdx.x] || (ov == red[threadIdx.x] && oi < red_u[threadIdx.x])) {
-                red[threadIdx.x] = ov;
-                red_u[threadIdx.x] = oi;
-            }
-        }
-        __syncthreads();
-    }
-    const u32 r = red_u[0];
-    __syncthreads();
-    return r;
-}
 
 // The order of `f32::total_cmp` as unsigned keys, and back.
 __device__ __forceinline__ u32 order_key(u32 bits) { return (bits & 0x80000000u) ? ~bits : (bits | 0x80000000u); }

@@ -1,7 +1,7 @@
 // The exact closest-surface gap of every pair of objects of every frame of a batch: the smallest distance between
 // a point of one object and a point of the other. The WGSL twin of kernels/gaps.cu; the specification is
 // src/geometry/relations.rs `closest_surface_matrix`, and this is `chunked_closest_distance2` there, the same
-// algorithm run serially. No index is built: each object's points are taken in their own order, in chunks of 32
+// algorithm run serially (reduce.wgsl, prepended by the host, has the workgroup min). No index is built: each object's points are taken in their own order, in chunks of 32
 // consecutive points, each chunk with its bounding box.
 //   - chunk_boxes: one invocation per chunk, its box.
 //   - pair_bounds: the chunk pairs of every pair of objects in tiles of 2,048, one workgroup per tile: an upper
@@ -115,30 +115,23 @@ fn chunk_boxes(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workg
     boxes[6u * c + 5u] = hi.z;
 }
 
-var<workgroup> red: array<f32, 256>;
-
-// The smallest v of the workgroup (every invocation gets it). Call from uniform control flow.
-fn workgroup_min(lid: u32, v: f32) -> f32 {
-    red[lid] = v;
-    workgroupBarrier();
-    for (var step = 128u; step > 0u; step = step / 2u) {
-        if (lid < step) {
-            red[lid] = min(red[lid], red[lid + step]);
-        }
-        workgroupBarrier();
-    }
-    let r = red[0];
-    workgroupBarrier();
-    return r;
-}
-
 // Chunk pairs per tile: each workgroup takes one tile of one pair, each invocation PER_INVOCATION chunk pairs of it
 // (few loop iterations per invocation: lavapipe bounds them).
 const PER_INVOCATION: u32 = 8u;
 const TILE: u32 = 2048u;
 
-// The pair of tile w: the last pair whose tile_start <= w (binary search).
-fn pair_of_tile(w: u32) -> u32 {
+// Workgroup w's tile: its pair k (the last pair whose tile_start <= w, by binary search), the pair's objects and
+// their chunk counts, and the tile's first chunk pair.
+struct Tile {
+    k: u32,
+    a: GapObject,
+    b: GapObject,
+    na: u32,
+    nb: u32,
+    base: u32,
+}
+
+fn tile_of(w: u32) -> Tile {
     var lo = 0u;
     var hi = params.pairs;
     while (hi - lo > 1u) {
@@ -149,7 +142,10 @@ fn pair_of_tile(w: u32) -> u32 {
             hi = mid;
         }
     }
-    return lo;
+    let a = objects[pairs[2u * lo]];
+    let b = objects[pairs[2u * lo + 1u]];
+    return Tile(lo, a, b, (a.count + GAP_CHUNK - 1u) / GAP_CHUNK, (b.count + GAP_CHUNK - 1u) / GAP_CHUNK,
+                (w - tile_start[lo]) * TILE);
 }
 
 // Pass 1, one workgroup per tile: best2[pair] = min over its chunk pairs of the squared distance between the
@@ -162,12 +158,13 @@ fn pair_bounds(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) g
     if (w >= params.tiles) {
         return;
     }
-    let k = pair_of_tile(w);
-    let a = objects[pairs[2u * k]];
-    let b = objects[pairs[2u * k + 1u]];
-    let na = (a.count + GAP_CHUNK - 1u) / GAP_CHUNK;
-    let nb = (b.count + GAP_CHUNK - 1u) / GAP_CHUNK;
-    let base = (w - tile_start[k]) * TILE;
+    let tile = tile_of(w);
+    let k = tile.k;
+    let a = tile.a;
+    let b = tile.b;
+    let na = tile.na;
+    let nb = tile.nb;
+    let base = tile.base;
     // From the first chunk pair's distance (a real one, so an invocation without chunk pairs changes nothing).
     var u = gap_dist2(a.offset, b.offset);
     for (var r = 0u; r < PER_INVOCATION; r = r + 1u) {
@@ -178,7 +175,7 @@ fn pair_bounds(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) g
         }
     }
     // One atomic per workgroup: same-address atomics serialise.
-    u = workgroup_min(lid, u);
+    u = reduce_min(lid, u);
     if (lid == 0u) {
         atomicMin(&best2[k], bitcast<u32>(u));
     }
@@ -194,12 +191,13 @@ fn search_pairs(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
     if (w >= params.tiles) {
         return;
     }
-    let k = pair_of_tile(w);
-    let a = objects[pairs[2u * k]];
-    let b = objects[pairs[2u * k + 1u]];
-    let na = (a.count + GAP_CHUNK - 1u) / GAP_CHUNK;
-    let nb = (b.count + GAP_CHUNK - 1u) / GAP_CHUNK;
-    let base = (w - tile_start[k]) * TILE;
+    let tile = tile_of(w);
+    let k = tile.k;
+    let a = tile.a;
+    let b = tile.b;
+    let na = tile.na;
+    let nb = tile.nb;
+    let base = tile.base;
     let start = bitcast<f32>(atomicLoad(&best2[k]));
     var best = start;
     for (var r = 0u; r < PER_INVOCATION; r = r + 1u) {
@@ -222,7 +220,7 @@ fn search_pairs(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
             }
         }
     }
-    best = workgroup_min(lid, best);
+    best = reduce_min(lid, best);
     if (lid == 0u && best < start) {
         atomicMin(&best2[k], bitcast<u32>(best));
     }

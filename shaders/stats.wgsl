@@ -1,5 +1,6 @@
 // K4: per-object reductions for the statistics of src/geometry/stats.rs `summarize`, one workgroup per object,
-// every object of a batch in one dispatch. `block_scan` comes from scan.wgsl, which the host prepends.
+// every object of a batch in one dispatch. `block_scan` comes from scan.wgsl and the reductions from reduce.wgsl,
+// which the host prepends.
 //   - sums of the canonical coordinates relative to the object's first point (f32; fixed strides, then a fixed
 //     tree, so the same bits on every run), combined in f64 with the first point on the host: the centroid, within
 //     a tolerance of the CPU's f64 sum;
@@ -48,62 +49,11 @@ struct Params {
 @group(0) @binding(4) var<storage, read_write> candidates: array<u32>;
 @group(0) @binding(5) var<uniform> params: Params;
 
-var<workgroup> red_f: array<f32, 256>;
-var<workgroup> red_u: array<u32, 256>;
 var<workgroup> hist: array<atomic<u32>, 256>;
 var<workgroup> sel_prefix: u32;
 var<workgroup> sel_k: u32;
 var<workgroup> written: u32;
 var<workgroup> range: ObjectRange;
-
-fn reduce_sum(lid: u32, v: f32) -> f32 {
-    red_f[lid] = v;
-    workgroupBarrier();
-    for (var step = 128u; step > 0u; step = step / 2u) {
-        if (lid < step) {
-            red_f[lid] = red_f[lid] + red_f[lid + step];
-        }
-        workgroupBarrier();
-    }
-    let r = red_f[0];
-    workgroupBarrier();
-    return r;
-}
-
-// Smallest value, ties to the lowest index: returns the index.
-fn reduce_argmin(lid: u32, v: f32, i: u32) -> u32 {
-    red_f[lid] = v;
-    red_u[lid] = i;
-    workgroupBarrier();
-    for (var step = 128u; step > 0u; step = step / 2u) {
-        if (lid < step) {
-            let ov = red_f[lid + step];
-            let oi = red_u[lid + step];
-            if (ov < red_f[lid] || (ov == red_f[lid] && oi < red_u[lid])) {
-                red_f[lid] = ov;
-                red_u[lid] = oi;
-            }
-        }
-        workgroupBarrier();
-    }
-    let r = red_u[0];
-    workgroupBarrier();
-    return r;
-}
-
-fn reduce_min(lid: u32, v: f32) -> f32 {
-    red_f[lid] = v;
-    workgroupBarrier();
-    for (var step = 128u; step > 0u; step = step / 2u) {
-        if (lid < step) {
-            red_f[lid] = min(red_f[lid], red_f[lid + step]);
-        }
-        workgroupBarrier();
-    }
-    let r = red_f[0];
-    workgroupBarrier();
-    return r;
-}
 
 // The order of `f32::total_cmp` as unsigned keys.
 fn order_key(bits: u32) -> u32 {

@@ -660,7 +660,6 @@ fn scenes_from_ground(
         let per_frame: Vec<&[&[Point3]]> = refs.iter().map(Vec::as_slice).collect();
         let ranges: Vec<_> = (0..per_frame.len()).map(|f| f..f + 1).collect();
         let gaps = by_frame(&ranges, |r| backend.closest_gaps_batch(&per_frame[r], config.gap_voxel_m));
-        drop(refs);
         objects
             .into_iter()
             .zip(gaps)

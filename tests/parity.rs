@@ -630,29 +630,44 @@ fn k2_scores_match_on_the_sample_frames() {
     }
 }
 
-#[test]
-fn gaps_match_on_the_sample_frames() {
-    // The annotated objects of every sample frame in its canonical frame (before outlier removal: larger objects,
-    // touching and overlapping ones), every frame in one batch.
+/// An object's points in the canonical frame and in the camera's, and the camera centre in the canonical frame.
+type SampleObject = (Vec<[f32; 3]>, Vec<[f32; 3]>, [f64; 3]);
+
+/// Each sample frame's annotated objects (their regions, before denoising): per object its points in the frame's
+/// canonical frame and in the camera's, and the camera centre in the canonical frame. What K4 and the gaps see.
+fn sample_objects() -> Vec<Vec<SampleObject>> {
     use spatialsynth::geometry::rng::frame_key;
     use spatialsynth::pipeline::{ground_and_frame, SceneConfig};
     let manifest = common::repo().join("data/sample/frames.json");
     let specs: Vec<_> = spatialsynth::io::read_manifest(&manifest).unwrap().into_iter().map(|f| f.unwrap()).collect();
     let config = SceneConfig::default();
-    let mut frames = Vec::new();
-    for spec in &specs {
-        let frame = spatialsynth::io::load_frame(spec).unwrap();
-        let depth = frame.depth.as_ref().unwrap();
-        let cloud = unproject_depth(depth, &frame.intrinsics);
-        let (_, canonical, _) = ground_and_frame(&cloud.points_in_camera, None, frame_key(&spec.key), &config, None);
-        let regions: Vec<ObjectRegion> = frame.objects.iter().map(|o| o.region.clone()).collect();
-        let grouped = unproject_objects(depth, &frame.intrinsics, frame.instance_labels.as_deref(), &regions);
-        frames.push(
+    specs
+        .iter()
+        .map(|spec| {
+            let frame = spatialsynth::io::load_frame(spec).unwrap();
+            let depth = frame.depth.as_ref().unwrap();
+            let cloud = unproject_depth(depth, &frame.intrinsics);
+            let (_, canonical, _) =
+                ground_and_frame(&cloud.points_in_camera, None, frame_key(&spec.key), &config, None);
+            let regions: Vec<ObjectRegion> = frame.objects.iter().map(|o| o.region.clone()).collect();
+            let grouped = unproject_objects(depth, &frame.intrinsics, frame.instance_labels.as_deref(), &regions);
             (0..grouped.objects())
-                .map(|i| grouped.object_points(i).iter().map(|p| canonical.apply_f32(*p)).collect())
-                .collect::<Vec<Vec<[f32; 3]>>>(),
-        );
-    }
+                .map(|i| {
+                    let camera = grouped.object_points(i).to_vec();
+                    let pts = camera.iter().map(|p| canonical.apply_f32(*p)).collect();
+                    (pts, camera, canonical.camera_position())
+                })
+                .collect()
+        })
+        .collect()
+}
+
+#[test]
+fn gaps_match_on_the_sample_frames() {
+    // The annotated objects of every sample frame in its canonical frame (before outlier removal: larger objects,
+    // touching and overlapping ones), every frame in one batch.
+    let frames: Vec<Vec<Vec<[f32; 3]>>> =
+        sample_objects().into_iter().map(|f| f.into_iter().map(|(canonical, _, _)| canonical).collect()).collect();
     let pairs: usize = frames.iter().map(|f| f.len() * f.len().saturating_sub(1) / 2).sum();
     assert!(pairs >= 30, "{pairs} pairs");
     for backend in gpu_backends("gaps_match_on_the_sample_frames") {
@@ -663,25 +678,7 @@ fn gaps_match_on_the_sample_frames() {
 #[test]
 fn k4_stats_match_on_the_sample_frames() {
     // Each annotated object of each sample frame, in the frame's canonical frame, all frames in one batch.
-    use spatialsynth::geometry::rng::frame_key;
-    use spatialsynth::pipeline::{ground_and_frame, SceneConfig};
-    let manifest = common::repo().join("data/sample/frames.json");
-    let frames: Vec<_> = spatialsynth::io::read_manifest(&manifest).unwrap().into_iter().map(|f| f.unwrap()).collect();
-    let config = SceneConfig::default();
-    let mut clouds = Vec::new();
-    for spec in &frames {
-        let frame = spatialsynth::io::load_frame(spec).unwrap();
-        let depth = frame.depth.as_ref().unwrap();
-        let cloud = unproject_depth(depth, &frame.intrinsics);
-        let (_, canonical, _) = ground_and_frame(&cloud.points_in_camera, None, frame_key(&spec.key), &config, None);
-        let regions: Vec<ObjectRegion> = frame.objects.iter().map(|o| o.region.clone()).collect();
-        let grouped = unproject_objects(depth, &frame.intrinsics, frame.instance_labels.as_deref(), &regions);
-        for i in 0..grouped.objects() {
-            let camera = grouped.object_points(i).to_vec();
-            let pts: Vec<[f32; 3]> = camera.iter().map(|p| canonical.apply_f32(*p)).collect();
-            clouds.push((pts, camera, canonical.camera_position()));
-        }
-    }
+    let clouds: Vec<_> = sample_objects().into_iter().flatten().collect();
     let inputs: Vec<StatsInput> =
         clouds.iter().map(|(a, b, c)| StatsInput { canonical: a, camera: b, camera_position: *c }).collect();
     assert!(inputs.len() >= 20, "{} objects", inputs.len());

@@ -108,13 +108,13 @@ pub const MODULES: [KernelModule; 7] = [
     },
     KernelModule {
         file: "stats.cu",
-        source: kernel_source!("common.cuh", "scan.cuh", "stats.cu"),
+        source: kernel_source!("common.cuh", "scan.cuh", "reduce.cuh", "stats.cu"),
         entries: &["summarize"],
     },
     KernelModule { file: "relations.cu", source: kernel_source!("common.cuh", "relations.cu"), entries: &["relate"] },
     KernelModule {
         file: "gaps.cu",
-        source: kernel_source!("common.cuh", "gaps.cu"),
+        source: kernel_source!("common.cuh", "reduce.cuh", "gaps.cu"),
         entries: &["chunk_boxes", "pair_bounds", "search_pairs"],
     },
 ];

@@ -17,15 +17,22 @@ use crate::geometry::unproject::{DepthImage, GroupedPoints, ObjectRegion, PointC
 use crate::geometry::{Intrinsics, Plane, Point3};
 
 /// The WGSL modules, embedded, each composed of its kernel file and the shared files it uses (WGSL has no
-/// includes: `scan.wgsl` and `rng.wgsl` are prepended); `tests/parity.rs` validates each with naga.
+/// includes: `scan.wgsl`, `reduce.wgsl` and `rng.wgsl` are prepended); `tests/parity.rs` validates each with naga.
 pub const SHADERS: [(&str, &str); 7] = [
     ("relations.wgsl", include_str!("../../shaders/relations.wgsl")),
     ("unproject.wgsl", concat!(include_str!("../../shaders/scan.wgsl"), include_str!("../../shaders/unproject.wgsl"))),
     ("ransac.wgsl", concat!(include_str!("../../shaders/rng.wgsl"), include_str!("../../shaders/ransac.wgsl"))),
     ("group.wgsl", concat!(include_str!("../../shaders/scan.wgsl"), include_str!("../../shaders/group.wgsl"))),
     ("dbscan.wgsl", include_str!("../../shaders/dbscan.wgsl")),
-    ("stats.wgsl", concat!(include_str!("../../shaders/scan.wgsl"), include_str!("../../shaders/stats.wgsl"))),
-    ("gaps.wgsl", include_str!("../../shaders/gaps.wgsl")),
+    (
+        "stats.wgsl",
+        concat!(
+            include_str!("../../shaders/scan.wgsl"),
+            include_str!("../../shaders/reduce.wgsl"),
+            include_str!("../../shaders/stats.wgsl")
+        ),
+    ),
+    ("gaps.wgsl", concat!(include_str!("../../shaders/reduce.wgsl"), include_str!("../../shaders/gaps.wgsl"))),
 ];
 
 const WORKGROUP: u32 = 256;
