@@ -3,6 +3,7 @@
 # (scripts/grid-box-manifest.py: the sample frames without instance masks, 4 times, topped up with grid boxes)
 # through `spatialsynth scene --backend cuda`, one batch per 8 frames (2 threads).
 #   OUT/stats.json   launches, copies, bytes, synchronisations (SPATIALSYNTH_CUDA_EMU_STATS)
+#   OUT/transfers.txt  the copies' bytes a frame by kernel (SPATIALSYNTH_CUDA_EMU_TRACE, scripts/emulator-transfers.py)
 #   OUT/samples.txt  where perf is installed: CPU samples (499 Hz) per emulated kernel: the work the kernels ask for,
 #                    not a GPU time
 # Needs the emulator's sources, written by `cargo test --release --test parity cuda_parity_on_the_emulator`
@@ -22,9 +23,10 @@ cargo build --release --locked
 CU13=$(python3 -c "import nvidia,os;print(os.path.join(list(nvidia.__path__)[0],'cu13'))")
 export LD_LIBRARY_PATH="$out/emu:$CU13/lib"
 rm -rf "$out/scene"
-SPATIALSYNTH_CUDA_EMU_STATS="$out/stats.json" target/release/spatialsynth --threads 2 scene "$out/frames.json" \
+SPATIALSYNTH_CUDA_EMU_STATS="$out/stats.json" SPATIALSYNTH_CUDA_EMU_TRACE="$out/trace.txt" target/release/spatialsynth --threads 2 scene "$out/frames.json" \
   -o "$out/scene" --backend cuda
 cat "$out/stats.json"; echo
+python3 scripts/emulator-transfers.py "$out/trace.txt" 20 | tee "$out/transfers.txt"
 if command -v perf >/dev/null; then
   rm -rf "$out/scene-perf"
   perf record -q -e cpu-clock -F 499 -o "$out/perf.data" target/release/spatialsynth --threads 2 scene \

@@ -522,6 +522,19 @@ fn by_frame<T, E>(
     }
 }
 
+/// Like [`by_frame`], but keeps each call's whole result, with the frames it covers: one call for every frame, or
+/// when that fails and there are several frames, one call per frame (so a failed call covers one frame).
+fn calls_by_frame<T, E>(
+    ranges: &[std::ops::Range<usize>],
+    run: impl Fn(std::ops::Range<usize>) -> std::result::Result<T, E>,
+) -> Vec<(std::ops::Range<usize>, std::result::Result<T, E>)> {
+    let total = ranges.last().map_or(0, |r| r.end);
+    match run(0..total) {
+        Err(_) if ranges.len() > 1 => ranges.iter().enumerate().map(|(f, r)| (f..f + 1, run(r.clone()))).collect(),
+        all => vec![(0..ranges.len(), all)],
+    }
+}
+
 /// A frame's kept objects, their summaries, its dropped objects and the closest-surface gaps (n x n).
 type FrameObjects = (Vec<SceneObject>, Vec<ObjectSummary>, Vec<DroppedObject>, Vec<f32>);
 
@@ -609,67 +622,113 @@ fn scenes_from_ground(
             })
             .collect()
     });
-    // K4: one batch for the kept objects of every frame.
+    // The survivors stay where they are until the gaps (K4's kept batch borrows their points); the dropped objects
+    // (or the frame's error) go on with each frame.
+    let (survivors, dropped): (Vec<Vec<Survivor>>, Vec<Result<Vec<DroppedObject>>>) = denoised
+        .into_iter()
+        .map(|d| match d {
+            Ok((survivors, dropped)) => (survivors, Ok(dropped)),
+            Err(e) => (Vec::new(), Err(e)),
+        })
+        .unzip();
+    // K4: one batch for the kept objects of every frame (each frame alone if the batch fails), kept for the gaps.
     let mut stats_inputs = Vec::new();
     let mut stats_ranges = Vec::with_capacity(frames.len());
-    for (f, d) in frames.iter().zip(&denoised) {
+    for (f, survivors) in frames.iter().zip(&survivors) {
         let start = stats_inputs.len();
-        if let Ok((survivors, _)) = d {
-            let camera_position = f.canonical.camera_position();
-            stats_inputs.extend(survivors.iter().map(|s| StatsInput {
-                canonical: &s.canonical,
-                camera: &s.camera,
-                camera_position,
-            }));
-        }
+        let camera_position = f.canonical.camera_position();
+        stats_inputs.extend(survivors.iter().map(|s| StatsInput {
+            canonical: &s.canonical,
+            camera: &s.camera,
+            camera_position,
+        }));
         stats_ranges.push(start..stats_inputs.len());
     }
-    let stats = clock.time(GeometryStep::K4, || {
-        by_frame(&stats_ranges, |r| backend.summarize_batch(&stats_inputs[r], &config.noise))
+    let k4 = clock.time(GeometryStep::K4, || {
+        calls_by_frame(&stats_ranges, |r| backend.summarize_kept(&stats_inputs[r], &config.noise))
     });
-    drop(stats_inputs);
-    // Each frame's objects (those with a summary), and their kept points in the canonical frame.
-    type WithPoints = (Vec<SceneObject>, Vec<ObjectSummary>, Vec<DroppedObject>, Vec<Vec<Point3>>);
-    let objects: Vec<Result<WithPoints>> = clock.time(GeometryStep::Objects, || {
+    // Each frame's summaries; each call's kept batch with the frames it covers.
+    let mut stats: Vec<Result<Vec<Option<ObjectSummary>>>> = Vec::with_capacity(frames.len());
+    let mut kept = Vec::with_capacity(k4.len());
+    for (covered, result) in k4 {
+        match result {
+            Ok((summaries, batch)) => {
+                let mut summaries = summaries.into_iter();
+                stats.extend(covered.clone().map(|f| Ok(summaries.by_ref().take(stats_ranges[f].len()).collect())));
+                kept.push((covered, Some(batch)));
+            }
+            // A failed call covers one frame (calls_by_frame).
+            Err(e) => {
+                stats.extend(std::iter::once(Err(e)).chain(
+                    covered.clone().skip(1).map(|f| Err(frame_error(&frames[f], "K4 failed for its batch".into()))),
+                ));
+                kept.push((covered, None));
+            }
+        }
+    }
+    // Each frame's objects (those with a summary), and which of its survivors they are.
+    type WithKept = (Vec<SceneObject>, Vec<ObjectSummary>, Vec<DroppedObject>, Vec<usize>);
+    let objects: Vec<Result<WithKept>> = clock.time(GeometryStep::Objects, || {
         frames
             .par_iter()
-            .zip(denoised)
+            .zip(&survivors)
             .zip(stats)
-            .map(|((f, denoised), stats)| {
-                let (survivors, dropped) = denoised?;
+            .zip(dropped)
+            .map(|(((f, survivors), stats), dropped)| {
+                let dropped = dropped?;
                 let stats = stats?;
                 let mut scene_objects = Vec::new();
                 let mut summaries = Vec::new();
-                let mut canonical_points = Vec::new();
-                for (survivor, s) in survivors.into_iter().zip(stats) {
+                let mut with_summary = Vec::new();
+                for (k, (survivor, s)) in survivors.iter().zip(stats).enumerate() {
                     let Some(s) = s else { continue };
-                    scene_objects.push(scene_object(&f.objects[survivor.index], &survivor, &s, scene_objects.len()));
+                    scene_objects.push(scene_object(&f.objects[survivor.index], survivor, &s, scene_objects.len()));
                     summaries.push(s);
-                    canonical_points.push(survivor.canonical);
+                    with_summary.push(k);
                 }
-                Ok((scene_objects, summaries, dropped, canonical_points))
+                Ok((scene_objects, summaries, dropped, with_summary))
             })
             .collect()
     });
-    // The exact closest-surface gaps between each frame's objects: one batch for every pair of every frame.
+    // The exact closest-surface gaps between each frame's objects: one batch for every pair of every frame of each K4
+    // call, from the points that call kept (on CUDA, still on the device).
     let partial: Vec<Result<FrameObjects>> = clock.time(GeometryStep::Gaps, || {
-        let refs: Vec<Vec<&[Point3]>> = objects
-            .iter()
-            .map(|o| o.as_ref().map_or_else(|_| Vec::new(), |o| o.3.iter().map(Vec::as_slice).collect()))
-            .collect();
-        let per_frame: Vec<&[&[Point3]]> = refs.iter().map(Vec::as_slice).collect();
-        let ranges: Vec<_> = (0..per_frame.len()).map(|f| f..f + 1).collect();
-        let gaps = by_frame(&ranges, |r| backend.closest_gaps_batch(&per_frame[r], config.gap_voxel_m));
+        let mut gaps: Vec<Result<Vec<f32>>> = Vec::with_capacity(frames.len());
+        for (covered, batch) in &kept {
+            let Some(batch) = batch else {
+                gaps.extend(covered.clone().map(|_| Ok(Vec::new())));
+                continue;
+            };
+            let first = stats_ranges[covered.start].start;
+            let lists: Vec<Vec<usize>> = covered
+                .clone()
+                .map(|f| match &objects[f] {
+                    Ok((_, _, _, with_summary)) => {
+                        with_summary.iter().map(|k| stats_ranges[f].start - first + k).collect()
+                    }
+                    Err(_) => Vec::new(),
+                })
+                .collect();
+            let lists: Vec<&[usize]> = lists.iter().map(Vec::as_slice).collect();
+            let ranges: Vec<_> = (0..lists.len()).map(|f| f..f + 1).collect();
+            gaps.extend(
+                by_frame(&ranges, |r| backend.closest_gaps_kept(batch, &lists[r], config.gap_voxel_m))
+                    .into_iter()
+                    .map(|g| g.map(|mut g| g.pop().unwrap_or_default())),
+            );
+        }
         objects
             .into_iter()
             .zip(gaps)
             .map(|(o, gaps)| {
                 let (scene_objects, summaries, dropped, _) = o?;
-                let gaps = gaps?.pop().unwrap_or_default();
-                Ok((scene_objects, summaries, dropped, gaps))
+                Ok((scene_objects, summaries, dropped, gaps?))
             })
             .collect()
     });
+    drop(kept);
+    drop(stats_inputs);
+    drop(survivors);
     // K5: every pair of every frame in one batch (the gaps from the exact search on the host).
     let records: Vec<Result<Vec<RelationRecord>>> = clock.time(GeometryStep::K5, || match backend {
         Backend::Cpu => partial

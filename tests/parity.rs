@@ -241,6 +241,45 @@ fn check_gaps(backend: &Backend, frames: &[Vec<Vec<[f32; 3]>>]) {
         }
     }
     let _ = writeln!(std::io::stderr(), "gaps on {}: {exact} of {total} entries bit-identical", backend.describe());
+    // The same search from a kept K4 batch of every object of every frame (on CUDA the points K4 left on the device),
+    // over a selection of each frame's objects (every third one left out, as objects without a summary are).
+    let inputs: Vec<StatsInput> = frames
+        .iter()
+        .flatten()
+        .map(|o| StatsInput { canonical: o, camera: o, camera_position: [0.0, 0.0, 0.0] })
+        .collect();
+    let noise = NoiseModel::default();
+    let (summaries, kept) = backend.summarize_kept(&inputs, &noise).unwrap();
+    // (The summaries themselves are K4's parity test; here: one per object with points, none for an empty one.)
+    let with_points: Vec<bool> = inputs.iter().map(|o| !o.canonical.is_empty()).collect();
+    assert_eq!(summaries.iter().map(Option::is_some).collect::<Vec<_>>(), with_points, "{}", backend.describe());
+    // CUDA keeps the points on the device (one launch here), when there are any.
+    let on_device = matches!(backend, Backend::Cuda(_)) && with_points.contains(&true);
+    assert_eq!(kept.on_device(), on_device, "{}", backend.describe());
+    let mut first = 0;
+    let lists: Vec<Vec<usize>> = frames
+        .iter()
+        .map(|f| {
+            let list = (first..first + f.len()).filter(|i| i % 3 != 2).rev().collect();
+            first += f.len();
+            list
+        })
+        .collect();
+    let list_refs: Vec<&[usize]> = lists.iter().map(Vec::as_slice).collect();
+    let got = backend.closest_gaps_kept(&kept, &list_refs, voxel_m).unwrap();
+    assert_eq!(got.len(), frames.len());
+    for (f, (g, list)) in got.iter().zip(&lists).enumerate() {
+        let objects: Vec<&[[f32; 3]]> = list.iter().map(|&i| inputs[i].canonical).collect();
+        let want = closest_surface_matrix(&objects, voxel_m);
+        assert_eq!(g.len(), want.len(), "frame {f}");
+        for (k, (a, b)) in g.iter().zip(&want).enumerate() {
+            let what = format!("{} kept batch, frame {f} pair {k}: {a} vs {b}", backend.describe());
+            match exact_required {
+                true => assert_eq!(a.to_bits(), b.to_bits(), "{what}"),
+                false => assert!(close(*a, *b, 1e-6), "{what}"),
+            }
+        }
+    }
     // The benchmark's device timing runs the same launches (one per repeat, after a warm-up); on the small batches
     // only (the emulator is slow).
     let points: usize = frames.iter().flatten().map(Vec::len).sum();

@@ -463,6 +463,20 @@ struct Stats {
 };
 Stats g_stats;
 
+// One line per copy and launch, with the calling thread, to the file named by `SPATIALSYNTH_CUDA_EMU_TRACE` (when
+// set): which step's copies are which.
+void trace(const char* kind, unsigned long long bytes, const std::string& name) {
+    static const char* path = std::getenv("SPATIALSYNTH_CUDA_EMU_TRACE");
+    if (path == nullptr || *path == 0) return;
+    static std::mutex lock;
+    static FILE* f = std::fopen(path, "w");
+    if (f == nullptr) return;
+    std::lock_guard<std::mutex> guard(lock);
+    std::fprintf(f, "%zu %s %llu %s\n", std::hash<std::thread::id>{}(std::this_thread::get_id()), kind, bytes,
+                 name.c_str());
+    std::fflush(f);
+}
+
 unsigned emulator_threads() {
     if (const char* s = std::getenv("SPATIALSYNTH_CUDA_EMU_THREADS")) {
         const int n = std::atoi(s);
@@ -676,6 +690,7 @@ CUresult cuMemcpyHtoD_v2(CUdeviceptr dst, const void* src, size_t n) {
     std::memcpy(reinterpret_cast<void*>(dst), src, n);
     g_stats.htod_bytes += n;
     g_stats.htod_copies += 1;
+    trace("htod", n, "");
     return CUDA_SUCCESS;
 }
 CUresult cuMemcpyHtoDAsync_v2(CUdeviceptr dst, const void* src, size_t n, CUstream) {
@@ -689,6 +704,7 @@ CUresult cuMemcpyDtoH_v2(void* dst, CUdeviceptr src, size_t n) {
     std::memcpy(dst, reinterpret_cast<const void*>(src), n);
     g_stats.dtoh_bytes += n;
     g_stats.dtoh_copies += 1;
+    trace("dtoh", n, "");
     return CUDA_SUCCESS;
 }
 CUresult cuMemcpyDtoHAsync_v2(void* dst, CUdeviceptr src, size_t n, CUstream) { return cuMemcpyDtoH_v2(dst, src, n); }
@@ -790,6 +806,7 @@ CUresult cuLaunchKernel(CUfunction function, unsigned gx, unsigned gy, unsigned 
         std::lock_guard<std::mutex> lock(g_stats.lock);
         g_stats.launches[f->module + ":" + f->name] += 1;
     }
+    trace("launch", 0, f->name);
     std::atomic<unsigned long long> next{0};
     // The environment is read once per process.
     static const Schedule schedule = emulator_schedule();

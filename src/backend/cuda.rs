@@ -286,9 +286,17 @@ pub struct CudaBackend {
     staging: Mutex<Vec<PinnedHostSlice<u32>>>,
 }
 
-/// The gap kernels' device buffers for one chunk.
-struct GapBuffers {
+/// The canonical points of a K4 batch left on the device for its gaps (see [`super::KeptObjects`]).
+pub struct DevicePoints {
     points: CudaSlice<f32>,
+    /// Each object's first point in `points`, in the batch's order.
+    offsets: Vec<u32>,
+    /// The stream that uploaded them (and synchronised): the gaps run on it too.
+    stream: Arc<CudaStream>,
+}
+
+/// The gap kernels' device buffers for one chunk (the points apart: uploaded, or left by K4).
+struct GapBuffers {
     objects: CudaSlice<u32>,
     pairs: CudaSlice<u32>,
     tile_start: CudaSlice<u32>,
@@ -1157,28 +1165,62 @@ impl CudaBackend {
     ) -> Result<Vec<Option<ObjectSummary>>, String> {
         let mut out = vec![None; objects.len()];
         for chunk in stats_chunks(objects, MAX_POINTS)? {
-            let pack = StatsPack::new(objects, &chunk);
-            let stream = self.stream()?;
-            let n_obj = chunk.len() as u32;
-            let points = self.upload(&stream, &pack.points)?;
-            let depths = self.upload(&stream, &pack.depth_bits)?;
-            let ranges = self.upload(&stream, bytemuck::cast_slice::<_, u32>(&pack.ranges))?;
-            let words = std::mem::size_of::<GpuObjectStats>() / 4;
-            let mut stats = self.zeros::<u32>(&stream, n_obj as usize * words)?;
-            let mut candidates = self.zeros::<u32>(&stream, pack.depth_bits.len())?;
-            let mut b = stream.launch_builder(&self.k.summarize);
-            b.arg(&points).arg(&depths).arg(&ranges).arg(&mut stats).arg(&mut candidates).arg(&n_obj);
-            // SAFETY: summarize(points, depth_bits, objects, ObjectStats* stats, u32* candidates, u32 n_objects) in
-            // kernels/stats.cu; one block of BLOCK threads per object; each object's candidates stay within its
-            // range of the candidates buffer (as many entries as points).
-            unsafe { b.launch(launch((n_obj, 1), BLOCK)) }.map_err(de)?;
-            let stats_words = stream.clone_dtoh(&stats).map_err(de)?;
-            let candidates = stream.clone_dtoh(&candidates).map_err(de)?;
-            self.sync(&stream)?;
-            let stats: Vec<GpuObjectStats> = bytemuck::pod_collect_to_vec(&stats_words[..n_obj as usize * words]);
-            pack.summaries(objects, &chunk, &stats, &candidates, noise, &mut out)?;
+            self.summarize_chunk(&self.stream()?, objects, &chunk, noise, &mut out)?;
         }
         Ok(out)
+    }
+
+    /// K4 as [`CudaBackend::summarize_batch`]; when the batch is one launch, its canonical points stay on the device
+    /// for [`CudaBackend::closest_gaps_resident`].
+    pub fn summarize_kept(
+        &self,
+        objects: &[StatsInput],
+        noise: &NoiseModel,
+    ) -> Result<(Vec<Option<ObjectSummary>>, Option<DevicePoints>), String> {
+        let chunks = stats_chunks(objects, MAX_POINTS)?;
+        let [chunk] = &chunks[..] else {
+            return Ok((self.summarize_batch(objects, noise)?, None));
+        };
+        let mut out = vec![None; objects.len()];
+        let stream = self.stream()?;
+        let (points, ranges) = self.summarize_chunk(&stream, objects, chunk, noise, &mut out)?;
+        let mut offsets = vec![u32::MAX; objects.len()];
+        for (&i, [offset, _]) in chunk.iter().zip(&ranges) {
+            offsets[i] = *offset;
+        }
+        Ok((out, Some(DevicePoints { points, offsets, stream })))
+    }
+
+    /// K4 on one chunk of objects (on `stream`, synchronised): the summaries into `out`; the canonical points on the
+    /// device and each object's `[offset, count]` there.
+    fn summarize_chunk(
+        &self,
+        stream: &Arc<CudaStream>,
+        objects: &[StatsInput],
+        chunk: &[usize],
+        noise: &NoiseModel,
+        out: &mut [Option<ObjectSummary>],
+    ) -> Result<(CudaSlice<f32>, Vec<[u32; 2]>), String> {
+        let pack = StatsPack::new(objects, chunk);
+        let n_obj = chunk.len() as u32;
+        let points = self.upload(stream, &pack.points)?;
+        let depths = self.upload(stream, &pack.depth_bits)?;
+        let ranges = self.upload(stream, bytemuck::cast_slice::<_, u32>(&pack.ranges))?;
+        let words = std::mem::size_of::<GpuObjectStats>() / 4;
+        let mut stats = self.zeros::<u32>(stream, n_obj as usize * words)?;
+        let mut candidates = self.zeros::<u32>(stream, pack.depth_bits.len())?;
+        let mut b = stream.launch_builder(&self.k.summarize);
+        b.arg(&points).arg(&depths).arg(&ranges).arg(&mut stats).arg(&mut candidates).arg(&n_obj);
+        // SAFETY: summarize(points, depth_bits, objects, ObjectStats* stats, u32* candidates, u32 n_objects) in
+        // kernels/stats.cu; one block of BLOCK threads per object; each object's candidates stay within its
+        // range of the candidates buffer (as many entries as points).
+        unsafe { b.launch(launch((n_obj, 1), BLOCK)) }.map_err(de)?;
+        let stats_words = stream.clone_dtoh(&stats).map_err(de)?;
+        let candidates = stream.clone_dtoh(&candidates).map_err(de)?;
+        self.sync(stream)?;
+        let stats: Vec<GpuObjectStats> = bytemuck::pod_collect_to_vec(&stats_words[..n_obj as usize * words]);
+        pack.summaries(objects, chunk, &stats, &candidates, noise, out)?;
+        Ok((points, pack.ranges))
     }
 
     /// K5 over a batch of frames (see [`super::Backend::relate_batch`]): every ordered pair of every frame of a
@@ -1214,14 +1256,63 @@ impl CudaBackend {
         for chunk in gap_chunks(frames, MAX_POINTS, i32::MAX as u64, i32::MAX as u64)? {
             let pack = GapPack::new(frames, &chunk)?;
             let stream = self.stream()?;
-            let mut d = self.gap_buffers(&stream, &pack)?;
-            self.gap_launch(&stream, &mut d)?;
-            let bits = stream.clone_dtoh(&d.best2).map_err(de)?;
-            self.sync(&stream)?;
-            let host: Vec<f32> = bits.iter().map(|&b| f32::from_bits(b)).collect();
-            pack.fill(&host, &mut out)?;
+            let points = self.upload(&stream, &pack.points)?;
+            self.gaps_of_chunk(&stream, &points, &pack, &mut out)?;
         }
         Ok(out)
+    }
+
+    /// [`CudaBackend::closest_gaps_batch`] over objects whose canonical points K4 left on the device
+    /// ([`CudaBackend::summarize_kept`]): `frames[f][k]` are the points of object `lists[f][k]` of that batch (the
+    /// host's copy, for the counts). No points are uploaded.
+    pub fn closest_gaps_resident(
+        &self,
+        device: &DevicePoints,
+        frames: &[&[&[Point3]]],
+        lists: &[&[usize]],
+    ) -> Result<Vec<Vec<f32>>, String> {
+        // (An object without points has no place on the device and needs none: its gaps are NaN.)
+        let offsets: Vec<Vec<u32>> = lists
+            .iter()
+            .zip(frames)
+            .enumerate()
+            .map(|(f, (list, objects))| {
+                list.iter()
+                    .zip(objects.iter())
+                    .map(|(&i, o)| match o.is_empty() {
+                        true => Ok(0),
+                        false => device
+                            .offsets
+                            .get(i)
+                            .copied()
+                            .filter(|&o| o != u32::MAX)
+                            .ok_or_else(|| format!("frame {f} of the gap batch: object {i} is not on the device")),
+                    })
+                    .collect()
+            })
+            .collect::<Result<_, String>>()?;
+        let mut out = gap_matrices(frames);
+        for chunk in gap_chunks(frames, MAX_POINTS, i32::MAX as u64, i32::MAX as u64)? {
+            let pack = GapPack::resident(frames, &chunk, &offsets)?;
+            self.gaps_of_chunk(&device.stream, &device.points, &pack, &mut out)?;
+        }
+        Ok(out)
+    }
+
+    /// One gap chunk on `stream` (synchronised), its gaps written into the frames' matrices.
+    fn gaps_of_chunk(
+        &self,
+        stream: &Arc<CudaStream>,
+        points: &CudaSlice<f32>,
+        pack: &GapPack,
+        out: &mut [Vec<f32>],
+    ) -> Result<(), String> {
+        let mut d = self.gap_buffers(stream, pack)?;
+        self.gap_launch(stream, points, &mut d)?;
+        let bits = stream.clone_dtoh(&d.best2).map_err(de)?;
+        self.sync(stream)?;
+        let host: Vec<f32> = bits.iter().map(|&b| f32::from_bits(b)).collect();
+        pack.fill(&host, out)
     }
 
     /// A gap chunk's buffers on the device.
@@ -1232,7 +1323,6 @@ impl CudaBackend {
         // SAFETY: gap_launch copies `init` over every word before a kernel reads it.
         let best2 = unsafe { stream.alloc(n_pairs.max(1)) }.map_err(de)?;
         Ok(GapBuffers {
-            points: self.upload(stream, &pack.points)?,
             objects: self.upload(stream, bytemuck::cast_slice::<_, u32>(&pack.objects))?,
             pairs: self.upload(stream, bytemuck::cast_slice::<_, u32>(&pack.pairs))?,
             tile_start: self.upload(stream, &pack.tile_start)?,
@@ -1248,22 +1338,23 @@ impl CudaBackend {
 
     /// The gap kernels on `stream` (asynchronous): `best2` reset to +inf's bits, then the boxes, the bounds and the
     /// search.
-    fn gap_launch(&self, stream: &Arc<CudaStream>, d: &mut GapBuffers) -> Result<(), String> {
+    fn gap_launch(&self, stream: &Arc<CudaStream>, points: &CudaSlice<f32>, d: &mut GapBuffers) -> Result<(), String> {
         stream.memcpy_dtod(&d.init, &mut d.best2).map_err(de)?;
         let mut b = stream.launch_builder(&self.k.chunk_boxes);
-        b.arg(&d.points).arg(&d.objects).arg(&d.n_objects).arg(&mut d.boxes).arg(&d.n_chunks);
+        b.arg(points).arg(&d.objects).arg(&d.n_objects).arg(&mut d.boxes).arg(&d.n_chunks);
         // SAFETY: chunk_boxes(const float* points, const GapObject* objects, u32 n_objects, float* boxes,
         // u32 n_chunks) in kernels/gaps.cu; one thread per chunk; `boxes` holds 6 floats per chunk and every
-        // object's points and chunks lie within the buffers (GapPack).
+        // object's points and chunks lie within the buffers (GapPack: `points` holds the pack's own points, or K4's
+        // buffer, where each object's offset and count are those of its K4 range: closest_gaps_resident).
         unsafe { b.launch(launch((blocks_for(u64::from(d.n_chunks), BLOCK)?, 1), BLOCK)) }.map_err(de)?;
         let mut b = stream.launch_builder(&self.k.pair_bounds);
-        b.arg(&d.points).arg(&d.objects).arg(&d.pairs).arg(&d.tile_start).arg(&d.n_pairs).arg(&mut d.best2);
+        b.arg(points).arg(&d.objects).arg(&d.pairs).arg(&d.tile_start).arg(&d.n_pairs).arg(&mut d.best2);
         // SAFETY: pair_bounds(points, objects, const u32* pairs, const u32* tile_start, u32 n_pairs,
         // u32* best2_bits) in kernels/gaps.cu; one block of BLOCK threads per tile (`tiles` < 2^31 blocks, see
         // gap_chunks); every pair names two objects of `objects`; `best2` holds one word per pair.
         unsafe { b.launch(launch((d.tiles, 1), BLOCK)) }.map_err(de)?;
         let mut b = stream.launch_builder(&self.k.search_pairs);
-        b.arg(&d.points).arg(&d.objects).arg(&d.boxes).arg(&d.pairs).arg(&d.tile_start).arg(&d.n_pairs);
+        b.arg(points).arg(&d.objects).arg(&d.boxes).arg(&d.pairs).arg(&d.tile_start).arg(&d.n_pairs);
         b.arg(&mut d.best2);
         // SAFETY: search_pairs(points, objects, const float* boxes, pairs, tile_start, u32 n_pairs,
         // u32* best2_bits) in kernels/gaps.cu; the same grid and buffers, and the boxes of every chunk.
@@ -1280,8 +1371,9 @@ impl CudaBackend {
         };
         let pack = GapPack::new(frames, chunk)?;
         let stream = self.stream()?;
+        let points = self.upload(&stream, &pack.points)?;
         let mut d = self.gap_buffers(&stream, &pack)?;
-        let times = self.time_on(&stream, reps, || self.gap_launch(&stream, &mut d))?;
+        let times = self.time_on(&stream, reps, || self.gap_launch(&stream, &points, &mut d))?;
         Ok((times, pack.pairs.len() as u64))
     }
 

@@ -80,6 +80,31 @@ fn sample_normals(f: &FrameGeometryInput<'_>, cloud: &PointCloud, max_step_px: u
     crate::pipeline::ground_sample_normals(f.depth, f.k, cloud, f.params, max_step_px)
 }
 
+/// A batch of K4 objects as [`Backend::summarize_kept`] left them: their points on the host and, where the backend
+/// keeps them (CUDA, when the batch is one launch), the canonical points on the device, so that
+/// [`Backend::closest_gaps_kept`] does not upload them again.
+pub struct KeptObjects<'a> {
+    objects: &'a [crate::geometry::stats::StatsInput<'a>],
+    #[cfg(feature = "cuda")]
+    device: Option<cuda::DevicePoints>,
+}
+
+impl<'a> KeptObjects<'a> {
+    /// The objects, as given to [`Backend::summarize_kept`].
+    pub fn objects(&self) -> &'a [crate::geometry::stats::StatsInput<'a>] {
+        self.objects
+    }
+
+    /// Whether the canonical points are still on the device.
+    pub fn on_device(&self) -> bool {
+        #[cfg(feature = "cuda")]
+        if self.device.is_some() {
+            return true;
+        }
+        false
+    }
+}
+
 /// Which backend to use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
@@ -341,6 +366,61 @@ impl Backend {
             Backend::Wgpu(b) => b.summarize_batch(objects, noise).map_err(wgpu_error),
             #[cfg(feature = "cuda")]
             Backend::Cuda(b) => b.summarize_batch(objects, noise).map_err(cuda_error),
+        }
+    }
+
+    /// K4 as [`Backend::summarize_batch`], keeping the batch for [`Backend::closest_gaps_kept`]: on CUDA the
+    /// objects' canonical points stay on the device (when the batch fits one launch), so the gaps need no second
+    /// upload. The other backends keep the host's points only.
+    pub fn summarize_kept<'a>(
+        &self,
+        objects: &'a [crate::geometry::stats::StatsInput<'a>],
+        noise: &crate::geometry::stats::NoiseModel,
+    ) -> Result<(Vec<Option<ObjectSummary>>, KeptObjects<'a>)> {
+        match self {
+            #[cfg(feature = "cuda")]
+            Backend::Cuda(b) => {
+                let (summaries, device) = b.summarize_kept(objects, noise).map_err(cuda_error)?;
+                Ok((summaries, KeptObjects { objects, device }))
+            }
+            _ => Ok((
+                self.summarize_batch(objects, noise)?,
+                KeptObjects {
+                    objects,
+                    #[cfg(feature = "cuda")]
+                    device: None,
+                },
+            )),
+        }
+    }
+
+    /// [`Backend::closest_gaps_batch`] over objects of a kept K4 batch: `frames[f]` lists frame `f`'s objects as
+    /// indices into [`KeptObjects::objects`] (their canonical points), in the order of its matrix. The same values
+    /// as `closest_gaps_batch` on those points; on CUDA read from the device when they are still there.
+    pub fn closest_gaps_kept(
+        &self,
+        kept: &KeptObjects<'_>,
+        frames: &[&[usize]],
+        voxel_m: f32,
+    ) -> Result<Vec<Vec<f32>>> {
+        let objects = kept.objects;
+        if let Some((f, &i)) =
+            frames.iter().enumerate().find_map(|(f, list)| list.iter().find(|&&i| i >= objects.len()).map(|i| (f, i)))
+        {
+            return Err(Error::Backend {
+                backend: format!("{:?}", self.kind()).to_lowercase(),
+                message: format!("frame {f} of the gap batch names object {i} of a batch of {}", objects.len()),
+            });
+        }
+        let refs: Vec<Vec<&[Point3]>> =
+            frames.iter().map(|list| list.iter().map(|&i| objects[i].canonical).collect()).collect();
+        let per_frame: Vec<&[&[Point3]]> = refs.iter().map(Vec::as_slice).collect();
+        match (self, kept) {
+            #[cfg(feature = "cuda")]
+            (Backend::Cuda(b), KeptObjects { device: Some(device), .. }) => {
+                b.closest_gaps_resident(device, &per_frame, frames).map_err(cuda_error)
+            }
+            _ => self.closest_gaps_batch(&per_frame, voxel_m),
         }
     }
 

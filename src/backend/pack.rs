@@ -725,7 +725,24 @@ impl GapPack {
     /// Packs the frames `chunk` of `frames` (a chunk of [`gap_chunks`], whose limits keep every index in 32 bits;
     /// `Err` if they do not).
     pub fn new(frames: &[&[&[Point3]]], chunk: &[usize]) -> Result<GapPack, String> {
-        let total: usize = chunk.iter().map(|&f| frames[f].iter().map(|o| o.len()).sum::<usize>()).sum();
+        Self::build(frames, chunk, None)
+    }
+
+    /// Packs the frames `chunk` of `frames` for points already on the device: object `i` of frame `f` starts at
+    /// point `offsets[f][i]` of that buffer (which holds its `frames[f][i].len()` points in the same order), and
+    /// `points` stays empty.
+    pub fn resident(frames: &[&[&[Point3]]], chunk: &[usize], offsets: &[Vec<u32>]) -> Result<GapPack, String> {
+        if let Some(f) = chunk.iter().find(|&&f| offsets.get(f).is_none_or(|o| o.len() != frames[f].len())) {
+            return Err(format!("frame {f} of the batch: no device offset for each of its objects"));
+        }
+        Self::build(frames, chunk, Some(offsets))
+    }
+
+    fn build(frames: &[&[&[Point3]]], chunk: &[usize], offsets: Option<&[Vec<u32>]>) -> Result<GapPack, String> {
+        let total: usize = match offsets {
+            Some(_) => 0,
+            None => chunk.iter().map(|&f| frames[f].iter().map(|o| o.len()).sum::<usize>()).sum(),
+        };
         let mut pack = GapPack {
             points: Vec::with_capacity(3 * total),
             objects: vec![],
@@ -743,14 +760,15 @@ impl GapPack {
                     continue;
                 }
                 slot[i] = pack.objects.len() as u32;
-                pack.objects.push(GpuGapObject {
-                    offset: (pack.points.len() / 3) as u32,
-                    count: o.len() as u32,
-                    chunk_offset: pack.chunks,
-                    _pad: 0,
-                });
+                let offset = match offsets {
+                    Some(offsets) => offsets[f][i],
+                    None => (pack.points.len() / 3) as u32,
+                };
+                pack.objects.push(GpuGapObject { offset, count: o.len() as u32, chunk_offset: pack.chunks, _pad: 0 });
                 pack.chunks += o.len().div_ceil(GAP_CHUNK) as u32;
-                pack.points.extend(o.iter().flatten());
+                if offsets.is_none() {
+                    pack.points.extend(o.iter().flatten());
+                }
             }
             for (i, j) in gap_pairs(objects) {
                 let tiles = gap_tiles(objects[i].len(), objects[j].len());
