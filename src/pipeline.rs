@@ -699,7 +699,7 @@ fn scenes_from_ground(
                 gaps.extend(covered.clone().map(|_| Ok(Vec::new())));
                 continue;
             };
-            let first = stats_ranges[covered.start].start;
+            let first = stats_ranges.get(covered.start).map_or(0, |r| r.start);
             let lists: Vec<Vec<usize>> = covered
                 .clone()
                 .map(|f| match &objects[f] {
@@ -1027,5 +1027,18 @@ fn scene_graph(frame: &LoadedFrame, valid_depth_points: usize, geo: SceneGeometr
         objects: geo.objects,
         dropped_objects: geo.dropped,
         relations: geo.relations,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_batch_without_grounded_frames_gives_no_scenes() {
+        // Every frame of a batch can fail before K3 (or the batch can be empty): K3–K5 then run on nothing.
+        let clock = GeometryClock::new();
+        assert!(process_frames_timed(&Backend::Cpu, &[], &SceneConfig::default(), &clock).is_empty());
+        assert!(scenes_from_ground(&Backend::Cpu, Vec::new(), &SceneConfig::default(), &clock).is_empty());
     }
 }
