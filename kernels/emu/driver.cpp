@@ -400,6 +400,28 @@ std::map<uintptr_t, size_t>& allocations() {
     return a;
 }
 
+// cuda.h's CU_MEMHOSTALLOC_WRITECOMBINED.
+constexpr unsigned kHostAllocWriteCombined = 0x04;
+
+// Page-locked host allocations (cuMemHostAlloc): start -> (bytes, flags).
+std::map<uintptr_t, std::pair<size_t, unsigned>>& host_allocations() {
+    static std::map<uintptr_t, std::pair<size_t, unsigned>> a;
+    return a;
+}
+
+// The flags of the page-locked allocation holding host range [p, p + n), or -1 if it is pageable memory; -2 if it
+// starts in a page-locked allocation but runs past its end.
+long long host_range_flags(const void* p, size_t n) {
+    std::lock_guard<std::mutex> lock(g_memory_lock);
+    auto& a = host_allocations();
+    const uintptr_t q = reinterpret_cast<uintptr_t>(p);
+    auto it = a.upper_bound(q);
+    if (it == a.begin()) return -1;
+    --it;
+    if (q >= it->first + it->second.first) return -1;
+    return q + n <= it->first + it->second.first ? static_cast<long long>(it->second.second) : -2;
+}
+
 // Whether [p, p + n) lies within one allocation.
 bool device_range(CUdeviceptr p, size_t n) {
     std::lock_guard<std::mutex> lock(g_memory_lock);
@@ -438,6 +460,8 @@ struct Stats {
     std::mutex lock;
     std::map<std::string, uint64_t> launches;
     std::atomic<uint64_t> htod_bytes{0}, htod_copies{0}, dtoh_bytes{0}, dtoh_copies{0}, dtod_bytes{0};
+    // Copies from or to page-locked host memory; read-backs into write-combined memory (slow for the host to read).
+    std::atomic<uint64_t> htod_pinned_bytes{0}, dtoh_pinned_bytes{0}, dtoh_write_combined_bytes{0};
     std::atomic<uint64_t> stream_syncs{0}, event_syncs{0}, allocations{0}, allocated_bytes{0};
     ~Stats() {
         const char* path = std::getenv("SPATIALSYNTH_CUDA_EMU_STATS");
@@ -453,11 +477,14 @@ struct Stats {
         std::fprintf(f,
                      "}, \"htod_bytes\": %llu, \"htod_copies\": %llu, \"dtoh_bytes\": %llu, \"dtoh_copies\": %llu, "
                      "\"dtod_bytes\": %llu, \"stream_syncs\": %llu, \"event_syncs\": %llu, \"allocations\": %llu, "
-                     "\"allocated_bytes\": %llu}\n",
+                     "\"allocated_bytes\": %llu, \"htod_pinned_bytes\": %llu, \"dtoh_pinned_bytes\": %llu, "
+                     "\"dtoh_write_combined_bytes\": %llu}\n",
                      (unsigned long long)htod_bytes, (unsigned long long)htod_copies, (unsigned long long)dtoh_bytes,
                      (unsigned long long)dtoh_copies, (unsigned long long)dtod_bytes,
                      (unsigned long long)stream_syncs, (unsigned long long)event_syncs,
-                     (unsigned long long)allocations, (unsigned long long)allocated_bytes);
+                     (unsigned long long)allocations, (unsigned long long)allocated_bytes,
+                     (unsigned long long)htod_pinned_bytes, (unsigned long long)dtoh_pinned_bytes,
+                     (unsigned long long)dtoh_write_combined_bytes);
         std::fclose(f);
     }
 };
@@ -668,12 +695,22 @@ CUresult cuMemFree_v2(CUdeviceptr ptr) {
     return CUDA_SUCCESS;
 }
 CUresult cuMemFreeAsync(CUdeviceptr ptr, CUstream) { return cuMemFree_v2(ptr); }
-CUresult cuMemHostAlloc(void** p, size_t bytes, unsigned) {
+CUresult cuMemHostAlloc(void** p, size_t bytes, unsigned flags) {
     *p = std::malloc(bytes > 0 ? bytes : 1);
-    return *p ? CUDA_SUCCESS : CUDA_ERROR_OUT_OF_MEMORY;
+    if (*p == nullptr) return CUDA_ERROR_OUT_OF_MEMORY;
+    std::lock_guard<std::mutex> lock(g_memory_lock);
+    host_allocations()[reinterpret_cast<uintptr_t>(*p)] = {bytes, flags};
+    return CUDA_SUCCESS;
 }
 CUresult cuMemAllocHost_v2(void** p, size_t bytes) { return cuMemHostAlloc(p, bytes, 0); }
 CUresult cuMemFreeHost(void* p) {
+    {
+        std::lock_guard<std::mutex> lock(g_memory_lock);
+        if (host_allocations().erase(reinterpret_cast<uintptr_t>(p)) != 1) {
+            complain("cuMemFreeHost", "not a page-locked allocation");
+            return CUDA_ERROR_INVALID_VALUE;
+        }
+    }
     std::free(p);
     return CUDA_SUCCESS;
 }
@@ -687,7 +724,13 @@ CUresult cuMemcpyHtoD_v2(CUdeviceptr dst, const void* src, size_t n) {
         complain("cuMemcpyHtoD", "the destination is not within one allocation");
         return CUDA_ERROR_INVALID_VALUE;
     }
+    const long long flags = host_range_flags(src, n);
+    if (flags == -2) {
+        complain("cuMemcpyHtoD", "the source runs past the end of its page-locked allocation");
+        return CUDA_ERROR_INVALID_VALUE;
+    }
     std::memcpy(reinterpret_cast<void*>(dst), src, n);
+    if (flags >= 0) g_stats.htod_pinned_bytes += n;
     g_stats.htod_bytes += n;
     g_stats.htod_copies += 1;
     trace("htod", n, "");
@@ -701,7 +744,14 @@ CUresult cuMemcpyDtoH_v2(void* dst, CUdeviceptr src, size_t n) {
         complain("cuMemcpyDtoH", "the source is not within one allocation");
         return CUDA_ERROR_INVALID_VALUE;
     }
+    const long long flags = host_range_flags(dst, n);
+    if (flags == -2) {
+        complain("cuMemcpyDtoH", "the destination runs past the end of its page-locked allocation");
+        return CUDA_ERROR_INVALID_VALUE;
+    }
     std::memcpy(dst, reinterpret_cast<const void*>(src), n);
+    if (flags >= 0) g_stats.dtoh_pinned_bytes += n;
+    if (flags >= 0 && (flags & kHostAllocWriteCombined) != 0) g_stats.dtoh_write_combined_bytes += n;
     g_stats.dtoh_bytes += n;
     g_stats.dtoh_copies += 1;
     trace("dtoh", n, "");

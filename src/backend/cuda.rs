@@ -12,8 +12,9 @@
 //! - **Batches.** K1 and K2 take a batch of frames ([`CudaBackend::frames_geometry`]): the depth of every frame in one
 //!   device buffer (staged through pinned host memory, uploaded asynchronously), every device step of every frame
 //!   launched between two round trips, the cloud left on the device (only the objects' points and the scoring
-//!   subsamples come back). K3, K4 and K5 take every object and every pair of a batch of frames in one set of
-//!   launches each, records placed by prefix sums (compact, in a fixed order). Each call runs on its own stream.
+//!   subsamples come back; the large read-backs into pinned host memory, `CudaBackend::read_back`). K3, K4 and K5
+//!   take every object and every pair of a batch of frames in one set of launches each, records placed by prefix
+//!   sums (compact, in a fixed order). Each call runs on its own stream.
 //! - **Parity.** The host steps (packing, the planes through the drawn points, the winner and refinement, the hull
 //!   and oriented box) are the code the `wgpu` backend uses ([`super::pack`]) and the CPU reference's own; K3's grid
 //!   is built on the device (`cell_of`, `claim_cells`, `scatter_points`: a hash table of the occupied cells), where
@@ -23,7 +24,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use cudarc::driver::{
-    CudaContext, CudaFunction, CudaSlice, CudaStream, DeviceRepr, DriverError, LaunchArgs, LaunchConfig,
+    CudaContext, CudaFunction, CudaSlice, CudaStream, DevicePtr, DeviceRepr, DriverError, LaunchArgs, LaunchConfig,
     PinnedHostSlice, PushKernelArg,
 };
 use cudarc::nvrtc::{CompileOptions, Ptx};
@@ -284,6 +285,58 @@ pub struct CudaBackend {
     k: Kernels,
     /// Pinned host buffers for uploads, reused (each waits for its last copy before it is written again).
     staging: Mutex<Vec<PinnedHostSlice<u32>>>,
+    /// Pinned host buffers for the large read-backs, reused (see [`CudaBackend::read_back`]).
+    readbacks: Arc<Mutex<Vec<PinnedHostSlice<u32>>>>,
+}
+
+/// At most this many read-back buffers, and bytes of them, wait in the pool.
+const READBACK_POOL: usize = 8;
+const READBACK_POOL_BYTES: usize = 1 << 30;
+/// Read-back buffers hold at least this many words (256 KiB) and a power of two, so that batches of different
+/// sizes reuse them.
+const READBACK_MIN_WORDS: usize = 1 << 16;
+
+/// Words being copied from the device into pinned host memory ([`CudaBackend::read_back`]). The buffer goes back to
+/// the pool when this is dropped.
+struct ReadBack {
+    buffer: Option<PinnedHostSlice<u32>>,
+    len: usize,
+    pool: Arc<Mutex<Vec<PinnedHostSlice<u32>>>>,
+    /// The stream that copies into the buffer.
+    stream: Arc<CudaStream>,
+}
+
+impl ReadBack {
+    /// The words, once the copy is done (synchronises its stream).
+    fn words(&self) -> Result<&[u32], String> {
+        let Some(b) = &self.buffer else { return Ok(&[]) };
+        self.stream.synchronize().map_err(de)?;
+        b.as_slice().map_err(de)?.get(..self.len).ok_or_else(|| "read-back buffer too short".into())
+    }
+}
+
+impl Drop for ReadBack {
+    fn drop(&mut self) {
+        let Some(buffer) = self.buffer.take() else { return };
+        // The copy into the buffer must be over before it is reused or freed (an error here leaves it unpooled).
+        if self.stream.synchronize().is_err() {
+            std::mem::forget(buffer);
+            return;
+        }
+        let Ok(mut pool) = self.pool.lock() else { return };
+        pool.push(buffer);
+        let mut evicted = Vec::new();
+        while pool.len() > READBACK_POOL
+            || pool.iter().map(PinnedHostSlice::num_bytes).sum::<usize>() > READBACK_POOL_BYTES
+        {
+            // The smallest goes first (the largest are the dearest to pin again).
+            let Some(i) = (0..pool.len()).min_by_key(|&i| pool[i].len()) else { break };
+            evicted.push(pool.swap_remove(i));
+        }
+        drop(pool);
+        // Freeing a pinned buffer waits for its copy: outside the lock.
+        drop(evicted);
+    }
 }
 
 /// The canonical points of a K4 batch left on the device for its gaps (see [`super::KeptObjects`]).
@@ -415,7 +468,7 @@ impl CudaBackend {
             driver / 1000,
             (driver % 1000) / 10
         );
-        Ok(CudaBackend { ctx, description, arch, k, staging: Mutex::default() })
+        Ok(CudaBackend { ctx, description, arch, k, staging: Mutex::default(), readbacks: Arc::default() })
     }
 
     /// The device, e.g. `NVIDIA H100 80GB HBM3 (compute 9.0, 79 GiB, driver CUDA 13.0, kernels compute_90)`.
@@ -463,6 +516,45 @@ impl CudaBackend {
         len: usize,
     ) -> Result<CudaSlice<T>, String> {
         stream.alloc_zeros(len.max(1)).map_err(de)
+    }
+
+    /// Starts copying `src` into pinned host memory on `stream` (asynchronous): [`ReadBack::words`] waits for the copy.
+    /// The large read-backs take this path: a copy into pageable memory goes through the driver's own staging
+    /// buffers at a fraction of the bus's speed. The buffers are plain page-locked memory, not write-combined (which
+    /// the host reads slowly; cudarc's `alloc_pinned` is write-combined, right for the uploads only).
+    fn read_back<S: DevicePtr<u32>>(&self, stream: &Arc<CudaStream>, src: &S) -> Result<ReadBack, String> {
+        let len = src.len();
+        let pool = Arc::clone(&self.readbacks);
+        if len == 0 {
+            return Ok(ReadBack { buffer: None, len, pool, stream: Arc::clone(stream) });
+        }
+        let mut pooled = pool.lock().map_err(|_| "read-back pool poisoned")?;
+        // The smallest pooled buffer that holds it, if not more than four times over.
+        let fit = (0..pooled.len())
+            .filter(|&i| pooled[i].len() >= len && pooled[i].len() / 4 <= len.max(READBACK_MIN_WORDS))
+            .min_by_key(|&i| pooled[i].len());
+        let reused = fit.map(|i| pooled.swap_remove(i));
+        drop(pooled);
+        let mut buffer = match reused {
+            Some(b) => b,
+            // SAFETY: only the first `len` words are read, after the copy below has written them.
+            None => {
+                unsafe { self.ctx.alloc_pinned_with_flags::<u32>(len.max(READBACK_MIN_WORDS).next_power_of_two(), 0) }
+                    .map_err(de)?
+            }
+        };
+        // Only `len` words are copied (cudarc's memcpy_dtoh copies the whole destination). Waits for the buffer's
+        // previous copy, if any.
+        let dst_ptr = buffer.as_mut_ptr().map_err(de)?;
+        // SAFETY: the buffer holds at least `len` words; nothing reads them before `ReadBack::words` has synchronised
+        // the stream that copies them.
+        let dst = unsafe { std::slice::from_raw_parts_mut(dst_ptr, len) };
+        stream.context().bind_to_thread().map_err(de)?;
+        let (src_ptr, _record) = src.device_ptr(stream);
+        // SAFETY: `src` holds `len` words on the device; `dst` is page-locked host memory of `len` words that lives in
+        // the ReadBack, which outlives the copy (ReadBack::words and its drop wait for the stream).
+        unsafe { cudarc::driver::result::memcpy_dtoh_async(dst, src_ptr, stream.cu_stream()) }.map_err(de)?;
+        Ok(ReadBack { buffer: Some(buffer), len, pool, stream: Arc::clone(stream) })
     }
 
     /// `words` on the device through a pinned staging buffer (an asynchronous copy: the host goes on while it runs).
@@ -856,16 +948,21 @@ impl CudaBackend {
                 // of its output views.
                 unsafe { b.launch(launch((j.blocks, j.objects), BLOCK)) }.map_err(de)?;
             }
-            let points = stream.clone_dtoh(&out_points).map_err(de)?;
-            let pixels = stream.clone_dtoh(&out_pixels).map_err(de)?;
+            // SAFETY: f32 and u32 have the same size and alignment, and every bit pattern is a valid u32.
+            let point_words = unsafe { out_points.transmute::<u32>(3 * total) }.ok_or("grouped points buffer")?;
+            let points = self.read_back(stream, &point_words)?;
+            let pixels = self.read_back(stream, &out_pixels)?;
             self.sync(stream)?;
+            let (points, pixels) = (points.words()?, pixels.words()?);
             for (j, (base, grouped, object_offsets)) in jobs.iter().zip(bases) {
                 out[j.frame] = GroupedPoints {
-                    points_in_camera: points[3 * base..3 * (base + grouped)]
+                    points_in_camera: points
+                        .get(3 * base..3 * (base + grouped))
+                        .ok_or("grouped points came back short")?
                         .chunks_exact(3)
-                        .map(|p| [p[0], p[1], p[2]])
+                        .map(|p| [f32::from_bits(p[0]), f32::from_bits(p[1]), f32::from_bits(p[2])])
                         .collect(),
-                    pixels: pixels[base..base + grouped].to_vec(),
+                    pixels: pixels.get(base..base + grouped).ok_or("grouped pixels came back short")?.to_vec(),
                     offsets: object_offsets,
                 };
             }
@@ -1050,7 +1147,8 @@ impl CudaBackend {
         for chunk in dbscan_chunks(jobs, MAX_DBSCAN_POINTS)? {
             let batch = DbscanBatch::new(jobs, &chunk)?;
             let (labels, core) = self.dbscan_device(&batch)?;
-            for (i, c) in chunk.into_iter().zip(clusterings_in_batch_order(&batch.job_start, &labels, &core)?) {
+            let clusterings = clusterings_in_batch_order(&batch.job_start, labels.words()?, core.words()?)?;
+            for (i, c) in chunk.into_iter().zip(clusterings) {
                 out[i] = c;
             }
         }
@@ -1058,7 +1156,7 @@ impl CudaBackend {
     }
 
     /// One batch's labels and core flags (batch order), from the grid to the borders on one stream.
-    fn dbscan_device(&self, batch: &DbscanBatch) -> Result<(Vec<u32>, Vec<u32>), String> {
+    fn dbscan_device(&self, batch: &DbscanBatch) -> Result<(ReadBack, ReadBack), String> {
         let n = batch.params.points as usize;
         let slots = batch.params.cells as usize;
         let stream = self.stream()?;
@@ -1149,8 +1247,8 @@ impl CudaBackend {
         b.arg(&d.original).arg(&core).arg(&labels).arg(&d.params).arg(&mut core_b).arg(&mut labels_b);
         // SAFETY: unsort(original, core, labels, Params, core_b, labels_b): original is a permutation of 0..n.
         unsafe { b.launch(launch(g, BLOCK)) }.map_err(de)?;
-        let labels = stream.clone_dtoh(&labels_b).map_err(de)?;
-        let core = stream.clone_dtoh(&core_b).map_err(de)?;
+        let labels = self.read_back(&stream, &labels_b)?;
+        let core = self.read_back(&stream, &core_b)?;
         self.sync(&stream)?;
         Ok((labels, core))
     }
@@ -1216,10 +1314,10 @@ impl CudaBackend {
         // range of the candidates buffer (as many entries as points).
         unsafe { b.launch(launch((n_obj, 1), BLOCK)) }.map_err(de)?;
         let stats_words = stream.clone_dtoh(&stats).map_err(de)?;
-        let candidates = stream.clone_dtoh(&candidates).map_err(de)?;
+        let candidates = self.read_back(stream, &candidates)?;
         self.sync(stream)?;
         let stats: Vec<GpuObjectStats> = bytemuck::pod_collect_to_vec(&stats_words[..n_obj as usize * words]);
-        pack.summaries(objects, chunk, &stats, &candidates, noise, out)?;
+        pack.summaries(objects, chunk, &stats, candidates.words()?, noise, out)?;
         Ok((points, pack.ranges))
     }
 
