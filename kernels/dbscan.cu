@@ -93,6 +93,19 @@ __device__ __forceinline__ void for_neighbour_cells(const Grid& g, const Params&
             }
 }
 
+// The batch's points gathered from the objects' points K1 left on the device (`grouped`: x, y, z each): point i is
+// grouped point `index[i]`, so the host sends a word per point instead of three. Batch order, as the host would have
+// packed them.
+extern "C" __global__ void gather_points(const float* __restrict__ grouped, const u32* __restrict__ index,
+                                         const Params p, float* __restrict__ points_b) {
+    const u32 i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= p.points) return;
+    const unsigned long long s = 3ull * index[i];
+    points_b[3ull * i] = grouped[s];
+    points_b[3ull * i + 1ull] = grouped[s + 1ull];
+    points_b[3ull * i + 2ull] = grouped[s + 2ull];
+}
+
 // Each point's cell and job (batch order). `job_start`: each job's first batch index (jobs + 1 entries; no job is
 // empty).
 extern "C" __global__ void cell_of(const float* __restrict__ points_b, const u32* __restrict__ job_start,

@@ -486,7 +486,7 @@ pub fn scene_from_points_on(
     config.validate().map_err(|message| Error::Config { message })?;
     let (ground, canonical, _) =
         ground_and_frame_on(backend, points_in_camera, sample_normals, frame_key(frame), config, up_in_camera)?;
-    let grounded = Grounded { frame, ground, canonical, objects, focal_px };
+    let grounded = Grounded { frame, ground, canonical, objects, focal_px, resident: None };
     scenes_from_ground(backend, vec![grounded], config, &GeometryClock::new()).pop().unwrap_or_else(|| {
         Err(Error::Geometry { frame: frame.to_string(), message: "the scene stage returned no scene".into() })
     })
@@ -499,6 +499,8 @@ struct Grounded<'a> {
     canonical: CanonicalFrame,
     objects: &'a [ObjectInput],
     focal_px: f64,
+    /// Where the objects' points also lie on the device, and each object's first point there (K1's offsets).
+    resident: Option<(&'a crate::backend::ResidentGroup, &'a [u32])>,
 }
 
 /// Runs `run` once over the items of every frame (`ranges[f]` = frame f's items, consecutive); when that fails and
@@ -570,19 +572,37 @@ fn scenes_from_ground(
             })
             .collect()
     });
-    let mut jobs = Vec::new();
-    let mut job_ranges = Vec::with_capacity(frames.len());
-    for objects in &inputs {
-        let start = jobs.len();
-        jobs.extend(objects.iter().flatten().map(|d| DbscanJob {
-            points: &d.points,
-            eps: d.eps,
-            min_points: config.object_min_points,
-        }));
-        job_ranges.push(start..jobs.len());
-    }
+    // The jobs, and where each job's points lie on the device too (K1's buffer, on CUDA): their indices there.
+    type Gather<'a> = Option<(&'a crate::backend::ResidentGroup, Vec<u32>)>;
+    let (jobs, job_ranges, gathers) = clock.time(GeometryStep::K3Before, || {
+        let mut jobs = Vec::new();
+        let mut job_ranges = Vec::with_capacity(frames.len());
+        let mut gathers: Vec<Gather<'_>> = Vec::new();
+        for (f, objects) in frames.iter().zip(&inputs) {
+            let start = jobs.len();
+            for (i, d) in objects.iter().enumerate() {
+                let Ok(d) = d else { continue };
+                jobs.push(DbscanJob { points: &d.points, eps: d.eps, min_points: config.object_min_points });
+                gathers.push(f.resident.and_then(|(group, offsets)| {
+                    let first = *offsets.get(i)?;
+                    let indices = d.keep.iter().map(|&k| u32::try_from(k).ok()?.checked_add(first));
+                    Some((group, indices.collect::<Option<Vec<u32>>>()?))
+                }));
+            }
+            job_ranges.push(start..jobs.len());
+        }
+        (jobs, job_ranges, gathers)
+    });
+    let sources: Vec<Option<crate::backend::JobSource<'_>>> = gathers
+        .iter()
+        .map(|g| g.as_ref().map(|(group, indices)| crate::backend::JobSource { group, indices }))
+        .collect();
     // K3: one DBSCAN batch for the objects of every frame.
-    let clusterings = clock.time(GeometryStep::K3, || by_frame(&job_ranges, |r| backend.dbscan_batch(&jobs[r])));
+    let clusterings = clock.time(GeometryStep::K3, || {
+        by_frame(&job_ranges, |r| backend.dbscan_batch_gathered(&jobs[r.clone()], &sources[r]))
+    });
+    drop(sources);
+    drop(gathers);
     drop(jobs);
     // K3's host steps after DBSCAN: each frame's survivors and dropped objects.
     let denoised: Vec<Result<(Vec<Survivor>, Vec<DroppedObject>)>> = clock.time(GeometryStep::K3After, || {
@@ -832,6 +852,9 @@ struct FrameStart {
     ground: GroundInfo,
     canonical: CanonicalFrame,
     focal_px: f64,
+    /// Where K1 left the objects' points on the device, and each object's first point there.
+    resident: crate::backend::ResidentGroup,
+    object_offsets: Vec<u32>,
 }
 
 /// [`process_frame_on`] for a batch of frames: K1 and K2 per frame (in parallel; on a GPU the frame's cloud stays on
@@ -863,6 +886,7 @@ pub fn process_frames_timed(
             canonical: s.canonical,
             objects: &s.objects,
             focal_px: s.focal_px,
+            resident: s.resident.on_device().then_some((&s.resident, s.object_offsets.as_slice())),
         })
         .collect();
     let mut geometries = scenes_from_ground(backend, grounded, config, clock).into_iter();
@@ -953,7 +977,7 @@ fn frame_start(
     config: &SceneConfig,
 ) -> FrameStart {
     let k = &frame.intrinsics;
-    let FrameGeometry { valid_points, cloud, grouped, fit } = geometry;
+    let FrameGeometry { valid_points, cloud, grouped, fit, resident } = geometry;
     let (ground, canonical, _) = ground_info_of(
         valid_points,
         || match cloud {
@@ -1005,7 +1029,19 @@ fn frame_start(
             }
         })
         .collect();
-    FrameStart { valid_depth_points: valid_points, objects, ground, canonical, focal_px: (k.fx + k.fy) / 2.0 }
+    let object_offsets = match resident.on_device() {
+        true => grouped.offsets.clone(),
+        false => Vec::new(),
+    };
+    FrameStart {
+        valid_depth_points: valid_points,
+        objects,
+        ground,
+        canonical,
+        focal_px: (k.fx + k.fy) / 2.0,
+        resident,
+        object_offsets,
+    }
 }
 
 /// The scene graph of a frame from its geometry.

@@ -749,6 +749,60 @@ fn k1_and_k3_match_on_the_sample_frames() {
 }
 
 #[test]
+fn k3_gathered_from_k1_matches_on_the_sample_frames() {
+    // K1 for every sample frame in one batch, then K3 on each object's points (every 4th, as above) read where K1 left
+    // them: on CUDA gathered on the device by index (no points uploaded), elsewhere from the host's copy. The same
+    // clusterings as the CPU's DBSCAN on those points.
+    use spatialsynth::backend::{FrameGeometryInput, JobSource};
+    use spatialsynth::geometry::dbscan::{dbscan, DbscanJob};
+    use spatialsynth::geometry::rng::frame_key;
+    use spatialsynth::pipeline::SceneConfig;
+    let manifest = common::repo().join("data/sample/frames.json");
+    let specs: Vec<_> = spatialsynth::io::read_manifest(&manifest).unwrap().into_iter().map(|f| f.unwrap()).collect();
+    let frames: Vec<_> = specs.iter().map(|s| spatialsynth::io::load_frame(s).unwrap()).collect();
+    let regions: Vec<Vec<ObjectRegion>> =
+        frames.iter().map(|f| f.objects.iter().map(|o| o.region.clone()).collect()).collect();
+    let config = SceneConfig::default();
+    let inputs: Vec<FrameGeometryInput> = frames
+        .iter()
+        .zip(&specs)
+        .zip(&regions)
+        .map(|((f, spec), regions)| FrameGeometryInput {
+            depth: f.depth.as_ref().unwrap(),
+            k: &f.intrinsics,
+            instance_labels: f.instance_labels.as_deref(),
+            regions,
+            frame_key: frame_key(&spec.key),
+            params: &config.ransac,
+        })
+        .collect();
+    for backend in gpu_backends("k3_gathered_from_k1_matches_on_the_sample_frames") {
+        let geometry: Vec<_> = backend.frames_geometry(&inputs, 10).into_iter().map(Result::unwrap).collect();
+        let mut points = Vec::new();
+        let mut indices = Vec::new();
+        let mut groups = Vec::new();
+        for g in &geometry {
+            assert_eq!(g.resident.on_device(), matches!(backend, Backend::Cuda(_)), "{}", backend.describe());
+            for i in 0..g.grouped.objects() {
+                let keep: Vec<usize> = (0..g.grouped.object_points(i).len()).step_by(4).collect();
+                points.push(keep.iter().map(|&k| g.grouped.object_points(i)[k]).collect::<Vec<[f32; 3]>>());
+                indices.push(keep.iter().map(|&k| g.grouped.offsets[i] + k as u32).collect::<Vec<u32>>());
+                groups.push(&g.resident);
+            }
+        }
+        let jobs: Vec<DbscanJob> = points.iter().map(|p| DbscanJob { points: p, eps: 0.05, min_points: 10 }).collect();
+        let sources: Vec<Option<JobSource>> =
+            groups.iter().zip(&indices).map(|(group, indices)| Some(JobSource { group, indices })).collect();
+        assert!(jobs.len() >= 20, "{} objects", jobs.len());
+        let got = backend.dbscan_batch_gathered(&jobs, &sources).unwrap();
+        for (k, (g, p)) in got.iter().zip(&points).enumerate() {
+            let want = if p.is_empty() { Default::default() } else { dbscan(p, 0.05, 10).unwrap() };
+            assert_eq!(*g, want, "{} object {k} of the batch ({} points)", backend.describe(), p.len());
+        }
+    }
+}
+
+#[test]
 fn k5_relations_match_on_a_large_batch() {
     // 256 frames of 40 objects: 399,360 pairs in one batch, beyond one dispatch row of workgroups.
     let frames: Vec<Vec<ObjectSummary>> = (0..256)

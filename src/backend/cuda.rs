@@ -96,6 +96,7 @@ pub const MODULES: [KernelModule; 7] = [
         file: "dbscan.cu",
         source: kernel_source!("common.cuh", "scan.cuh", "dbscan.cu"),
         entries: &[
+            "gather_points",
             "cell_of",
             "claim_cells",
             "scan_counts",
@@ -261,6 +262,7 @@ struct Kernels {
     score: CudaFunction,
     sample_supports: CudaFunction,
     count_inliers: CudaFunction,
+    gather_points: CudaFunction,
     cell_of: CudaFunction,
     claim_cells: CudaFunction,
     scan_slots: CudaFunction,
@@ -346,6 +348,15 @@ pub struct DevicePoints {
     offsets: Vec<u32>,
     /// The stream that uploaded them (and synchronised): the gaps run on it too.
     stream: Arc<CudaStream>,
+}
+
+/// The objects' points that K1 grouped for a chunk of frames, left on the device for K3 (see
+/// [`super::ResidentGroup`]).
+pub struct GroupedOnDevice {
+    /// x, y, z of every grouped point of the chunk, frame after frame.
+    points: CudaSlice<f32>,
+    /// How many points.
+    len: u64,
 }
 
 /// The gap kernels' device buffers for one chunk (the points apart: uploaded, or left by K4).
@@ -446,6 +457,7 @@ impl CudaBackend {
             score: get("ransac.cu", "score")?,
             sample_supports: get("ransac.cu", "sample_supports")?,
             count_inliers: get("ransac.cu", "count_inliers")?,
+            gather_points: get("dbscan.cu", "gather_points")?,
             cell_of: get("dbscan.cu", "cell_of")?,
             claim_cells: get("dbscan.cu", "claim_cells")?,
             scan_slots: get("dbscan.cu", "scan_counts")?,
@@ -707,7 +719,7 @@ impl CudaBackend {
             return Ok(GroupedPoints { offsets: vec![0; regions.len() + 1], ..GroupedPoints::default() });
         };
         let mut failed = [None];
-        let grouped = self.group_batch(&stream, &cloud, &[(depth, instance_labels, regions)], &mut failed)?;
+        let (grouped, _) = self.group_batch(&stream, &cloud, &[(depth, instance_labels, regions)], &mut failed)?;
         match failed {
             [Some(e)] => Err(e),
             _ => grouped.into_iter().next().ok_or_else(|| "no grouping came back".into()),
@@ -773,19 +785,20 @@ impl CudaBackend {
         };
         let mut failed: Vec<Option<String>> = vec![None; frames.len()];
         let inputs: Vec<GroupInput<'_>> = frames.iter().map(|f| (f.depth, f.instance_labels, f.regions)).collect();
-        let grouped = self.group_batch(&stream, &cloud, &inputs, &mut failed)?;
+        let (grouped, resident) = self.group_batch(&stream, &cloud, &inputs, &mut failed)?;
         let fits = self.ground_batch(&stream, &cloud, frames, &failed, normal_max_step_px)?;
         Ok(frames
             .iter()
             .enumerate()
-            .zip(grouped.into_iter().zip(fits).zip(failed))
-            .map(|((i, _), ((grouped, fit), failed))| match failed {
+            .zip(grouped.into_iter().zip(resident).zip(fits).zip(failed))
+            .map(|((i, _), (((grouped, resident), fit), failed))| match failed {
                 Some(e) => Err(e),
                 None => Ok(FrameGeometry {
                     valid_points: (cloud.offsets[i + 1] - cloud.offsets[i]) as usize,
                     cloud: None,
                     grouped,
                     fit,
+                    resident,
                 }),
             })
             .collect())
@@ -800,7 +813,7 @@ impl CudaBackend {
         cloud: &DeviceCloud,
         frames: &[GroupInput<'_>],
         failed: &mut [Option<String>],
-    ) -> Result<Vec<GroupedPoints>, String> {
+    ) -> Result<(Vec<GroupedPoints>, Vec<super::ResidentGroup>), String> {
         struct Job {
             frame: usize,
             point_base: usize,
@@ -816,6 +829,7 @@ impl CudaBackend {
             has_labels: u32,
         }
         let mut out: Vec<GroupedPoints> = vec![GroupedPoints::default(); frames.len()];
+        let mut resident = vec![super::ResidentGroup::default(); frames.len()];
         let mut jobs: Vec<Job> = Vec::new();
         let (mut cells_total, mut starts_total) = (0usize, 0usize);
         for (i, &(depth, labels, regions)) in frames.iter().enumerate() {
@@ -867,7 +881,7 @@ impl CudaBackend {
             starts_total += objects as usize + 1;
         }
         if jobs.is_empty() {
-            return Ok(out);
+            return Ok((out, resident));
         }
         let mut counts = self.zeros::<u32>(stream, cells_total)?;
         let mut offsets = self.zeros::<u32>(stream, cells_total + jobs.len())?;
@@ -954,7 +968,9 @@ impl CudaBackend {
             let pixels = self.read_back(stream, &out_pixels)?;
             self.sync(stream)?;
             let (points, pixels) = (points.words()?, pixels.words()?);
+            let on_device = Arc::new(GroupedOnDevice { points: out_points, len: total as u64 });
             for (j, (base, grouped, object_offsets)) in jobs.iter().zip(bases) {
+                resident[j.frame] = super::ResidentGroup::on_cuda(Arc::clone(&on_device), base as u64);
                 out[j.frame] = GroupedPoints {
                     points_in_camera: points
                         .get(3 * base..3 * (base + grouped))
@@ -971,7 +987,7 @@ impl CudaBackend {
                 out[j.frame] = GroupedPoints { offsets: object_offsets, ..GroupedPoints::default() };
             }
         }
-        Ok(out)
+        Ok((out, resident))
     }
 
     /// K2 for every frame of a chunk whose cloud is on the device (frames marked `failed` sit out): the scoring
@@ -1143,10 +1159,22 @@ impl CudaBackend {
     /// points) in one set of launches and one round trip, the grid built on the device (the host only concatenates
     /// the points and checks each job's range).
     pub fn dbscan_batch(&self, jobs: &[DbscanJob<'_>]) -> Result<Vec<Clustering>, String> {
+        self.dbscan_batch_gathered(jobs, &[])
+    }
+
+    /// [`CudaBackend::dbscan_batch`] where each job's points may also lie on the device, grouped by K1
+    /// (`sources[i]`, see [`super::Backend::dbscan_batch_gathered`]): a chunk whose jobs all have their points in
+    /// one device buffer uploads a word per point (the gather's indices) instead of the points.
+    pub fn dbscan_batch_gathered(
+        &self,
+        jobs: &[DbscanJob<'_>],
+        sources: &[Option<super::JobSource<'_>>],
+    ) -> Result<Vec<Clustering>, String> {
         let mut out = vec![Clustering::default(); jobs.len()];
         for chunk in dbscan_chunks(jobs, MAX_DBSCAN_POINTS)? {
             let batch = DbscanBatch::new(jobs, &chunk)?;
-            let (labels, core) = self.dbscan_device(&batch)?;
+            let gather = gather_indices(jobs, sources, &chunk);
+            let (labels, core) = self.dbscan_device(&batch, gather)?;
             let clusterings = clusterings_in_batch_order(&batch.job_start, labels.words()?, core.words()?)?;
             for (i, c) in chunk.into_iter().zip(clusterings) {
                 out[i] = c;
@@ -1156,15 +1184,33 @@ impl CudaBackend {
     }
 
     /// One batch's labels and core flags (batch order), from the grid to the borders on one stream.
-    fn dbscan_device(&self, batch: &DbscanBatch) -> Result<(ReadBack, ReadBack), String> {
+    fn dbscan_device(
+        &self,
+        batch: &DbscanBatch,
+        gather: Option<(&GroupedOnDevice, Vec<u32>)>,
+    ) -> Result<(ReadBack, ReadBack), String> {
         let n = batch.params.points as usize;
         let slots = batch.params.cells as usize;
         let stream = self.stream()?;
-        let points_b = self.upload(&stream, &batch.points)?;
-        let job_start = self.upload(&stream, &batch.job_start)?;
-        let jobs = self.upload(&stream, bytemuck::cast_slice::<_, u32>(&batch.jobs))?;
         let params = batch.params;
         let g = (blocks_for(n as u64, BLOCK)?, 1);
+        let points_b = match gather {
+            Some((grouped, index)) if index.len() == n => {
+                let index = self.upload(&stream, &index)?;
+                // SAFETY: gather_points writes all 3n floats before cell_of reads them.
+                let mut points_b: CudaSlice<f32> = unsafe { stream.alloc(3 * n.max(1)) }.map_err(de)?;
+                let mut b = stream.launch_builder(&self.k.gather_points);
+                b.arg(&grouped.points).arg(&index).arg(&params).arg(&mut points_b);
+                // SAFETY: gather_points(const float* grouped, const u32* index, Params, float* points_b) in
+                // kernels/dbscan.cu: n indices, each below the grouped buffer's point count (gather_indices), 3n
+                // floats written.
+                unsafe { b.launch(launch(g, BLOCK)) }.map_err(de)?;
+                points_b
+            }
+            _ => self.upload(&stream, &batch.points)?,
+        };
+        let job_start = self.upload(&stream, &batch.job_start)?;
+        let jobs = self.upload(&stream, bytemuck::cast_slice::<_, u32>(&batch.jobs))?;
         // The grid: each point's cell, each occupied cell's slot and count, the slots' offsets, the sorted points.
         let mut cell_b = self.zeros::<u32>(&stream, 4 * n)?;
         let mut b = stream.launch_builder(&self.k.cell_of);
@@ -1587,6 +1633,33 @@ impl CudaBackend {
 }
 
 /// `len` elements of `slice` from `start`, or why not (never a panic).
+/// The gather of a DBSCAN chunk (its jobs in order): the grouped buffer and each point's index in it, when every job of
+/// the chunk has its points in the same device buffer (and each index fits a word); `None` otherwise (the points are
+/// uploaded).
+fn gather_indices<'a>(
+    jobs: &[DbscanJob<'_>],
+    sources: &'a [Option<super::JobSource<'a>>],
+    chunk: &[usize],
+) -> Option<(&'a GroupedOnDevice, Vec<u32>)> {
+    let first = sources.get(*chunk.first()?)?.as_ref()?.group.cuda()?.0;
+    let mut index = Vec::with_capacity(chunk.iter().map(|&i| jobs[i].points.len()).sum());
+    for &i in chunk {
+        let source = sources.get(i)?.as_ref()?;
+        let (grouped, base) = source.group.cuda()?;
+        if !std::ptr::eq(grouped, first) || source.indices.len() != jobs[i].points.len() {
+            return None;
+        }
+        for &k in source.indices {
+            let at = base + u64::from(k);
+            if at >= grouped.len {
+                return None;
+            }
+            index.push(u32::try_from(at).ok()?);
+        }
+    }
+    Some((first, index))
+}
+
 fn view<T>(slice: &CudaSlice<T>, start: usize, len: usize) -> Result<cudarc::driver::CudaView<'_, T>, String> {
     slice.try_slice(start..start + len).ok_or_else(|| format!("elements {start}..{} of {}", start + len, slice.len()))
 }

@@ -67,6 +67,66 @@ pub struct FrameGeometry {
     pub grouped: GroupedPoints,
     /// The ground plane search's result.
     pub fit: Option<PlaneFit>,
+    /// Where `grouped`'s points also lie on the device (CUDA batches), for [`Backend::dbscan_batch_gathered`].
+    pub resident: ResidentGroup,
+}
+
+/// Where a frame's grouped object points ([`FrameGeometry::grouped`]) also lie on the device: on CUDA, the buffer K1
+/// grouped them into and the frame's first point there. Nothing on the other backends. Cloning shares the buffer,
+/// which lives as long as a clone does.
+#[derive(Clone, Default)]
+pub struct ResidentGroup {
+    #[cfg(feature = "cuda")]
+    cuda: Option<(std::sync::Arc<cuda::GroupedOnDevice>, u64)>,
+}
+
+impl ResidentGroup {
+    #[cfg(feature = "cuda")]
+    fn on_cuda(buffer: std::sync::Arc<cuda::GroupedOnDevice>, first: u64) -> ResidentGroup {
+        ResidentGroup { cuda: Some((buffer, first)) }
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda(&self) -> Option<(&cuda::GroupedOnDevice, u64)> {
+        self.cuda.as_ref().map(|(b, first)| (b.as_ref(), *first))
+    }
+
+    /// Whether the points are on a device.
+    pub fn on_device(&self) -> bool {
+        #[cfg(feature = "cuda")]
+        if self.cuda.is_some() {
+            return true;
+        }
+        false
+    }
+}
+
+impl std::fmt::Debug for ResidentGroup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResidentGroup").field("on_device", &self.on_device()).finish()
+    }
+}
+
+/// Equal when both are on no device, or at the same place of the same device buffer.
+impl PartialEq for ResidentGroup {
+    fn eq(&self, other: &ResidentGroup) -> bool {
+        #[cfg(feature = "cuda")]
+        match (&self.cuda, &other.cuda) {
+            (Some((a, i)), Some((b, j))) => return std::sync::Arc::ptr_eq(a, b) && i == j,
+            (None, None) => {}
+            _ => return false,
+        }
+        let _ = other;
+        true
+    }
+}
+
+/// Where a K3 job's points lie on the device ([`Backend::dbscan_batch_gathered`]): point `k` of the job is point
+/// `indices[k]` of the frame's grouped points (`group`).
+#[derive(Clone, Copy, Debug)]
+pub struct JobSource<'a> {
+    pub group: &'a ResidentGroup,
+    pub indices: &'a [u32],
 }
 
 /// The cloud, kept only when the ground was not accepted (the gravity prior's fallback reads it): a batch does not
@@ -228,7 +288,13 @@ impl Backend {
                         f.frame_key,
                         f.params,
                     );
-                    Ok(FrameGeometry { valid_points: cloud.len(), cloud: kept(cloud, &fit), grouped, fit })
+                    Ok(FrameGeometry {
+                        valid_points: cloud.len(),
+                        cloud: kept(cloud, &fit),
+                        grouped,
+                        fit,
+                        resident: ResidentGroup::default(),
+                    })
                 })
                 .collect(),
             #[cfg(feature = "wgpu")]
@@ -239,7 +305,13 @@ impl Backend {
                     let (cloud, grouped, fit) = b
                         .frame_geometry(f.depth, f.k, f.instance_labels, f.regions, f.frame_key, f.params, &normals)
                         .map_err(wgpu_error)?;
-                    Ok(FrameGeometry { valid_points: cloud.len(), cloud: kept(cloud, &fit), grouped, fit })
+                    Ok(FrameGeometry {
+                        valid_points: cloud.len(),
+                        cloud: kept(cloud, &fit),
+                        grouped,
+                        fit,
+                        resident: ResidentGroup::default(),
+                    })
                 })
                 .collect(),
             #[cfg(feature = "cuda")]
@@ -317,6 +389,25 @@ impl Backend {
             Backend::Wgpu(b) => b.dbscan_batch(jobs).map_err(|m| format!("wgpu: {m}")),
             #[cfg(feature = "cuda")]
             Backend::Cuda(b) => b.dbscan_batch(jobs).map_err(|m| format!("cuda: {m}")),
+        }
+    }
+
+    /// [`Backend::dbscan_batch`] where each job may say where its points also lie on the device (`sources[i]` for job
+    /// `i`; `None`, or a shorter `sources`, where they do not): CUDA then gathers them there (a word per point
+    /// uploaded instead of three) when every job of a launch has them in the same buffer. The points the job holds
+    /// must be those points (they are what the other backends, and the checks, read). The same clusterings.
+    pub fn dbscan_batch_gathered(
+        &self,
+        jobs: &[crate::geometry::dbscan::DbscanJob<'_>],
+        sources: &[Option<JobSource<'_>>],
+    ) -> std::result::Result<Vec<crate::geometry::dbscan::Clustering>, String> {
+        match self {
+            #[cfg(feature = "cuda")]
+            Backend::Cuda(b) => b.dbscan_batch_gathered(jobs, sources).map_err(|m| format!("cuda: {m}")),
+            _ => {
+                let _ = sources;
+                self.dbscan_batch(jobs)
+            }
         }
     }
 
