@@ -28,6 +28,39 @@ struct ObjectStats {
 };
 static_assert(sizeof(ObjectStats) == 48, "ObjectStats must match GpuObjectStats (48 bytes)");
 
+// Keep in sync with `GpuCanonical` in src/backend/layout.rs (96 bytes): canonical_from_camera (the rotation's rows,
+// then the translation), f64.
+struct Canonical {
+    double r[9];
+    double t[3];
+};
+static_assert(sizeof(Canonical) == 96, "Canonical must match GpuCanonical (96 bytes)");
+
+// K4's input gathered on the device: object o's points are K1's grouped points index[offset .. offset + count], in
+// the canonical frame of frames[o] and rounded to f32 as src/geometry/canonical.rs `apply_f32` does (f64, each dot
+// product left to right, then the translation; no fused multiply-add), and their camera depths (bits). One block per
+// object; `points` and `depth_bits` laid out as `summarize` reads them.
+extern "C" __global__ void gather_canonical(const float* __restrict__ grouped, const u32* __restrict__ index,
+                                            const ObjectRange* __restrict__ objects,
+                                            const Canonical* __restrict__ frames, float* __restrict__ points,
+                                            u32* __restrict__ depth_bits, u32 n_objects) {
+    const u32 o = blockIdx.x;
+    if (o >= n_objects) return;
+    const u32 start = objects[o].offset;
+    const u32 n = objects[o].count;
+    const Canonical c = frames[o];
+    for (u32 i = threadIdx.x; i < n; i += BLOCK) {
+        const unsigned long long s = 3ull * index[start + i];
+        const float fz = grouped[s + 2ull];
+        const double x = (double)grouped[s], y = (double)grouped[s + 1ull], z = (double)fz;
+        const unsigned long long d = 3ull * (start + i);
+        points[d] = (float)(c.r[0] * x + c.r[1] * y + c.r[2] * z + c.t[0]);
+        points[d + 1ull] = (float)(c.r[3] * x + c.r[4] * y + c.r[5] * z + c.t[1]);
+        points[d + 2ull] = (float)(c.r[6] * x + c.r[7] * y + c.r[8] * z + c.t[2]);
+        depth_bits[start + i] = __float_as_uint(fz);
+    }
+}
+
 // The order of `f32::total_cmp` as unsigned keys, and back.
 __device__ __forceinline__ u32 order_key(u32 bits) { return (bits & 0x80000000u) ? ~bits : (bits | 0x80000000u); }
 __device__ __forceinline__ u32 key_bits(u32 key) { return (key & 0x80000000u) ? (key ^ 0x80000000u) : ~key; }

@@ -499,8 +499,9 @@ struct Grounded<'a> {
     canonical: CanonicalFrame,
     objects: &'a [ObjectInput],
     focal_px: f64,
-    /// Where the objects' points also lie on the device, and each object's first point there (K1's offsets).
-    resident: Option<(&'a crate::backend::ResidentGroup, &'a [u32])>,
+    /// Where the objects' points also lie on the device, and each object's first point there (K1's offsets). Given
+    /// up after K4, its last reader (the device buffer is freed with its last clone).
+    resident: Option<(crate::backend::ResidentGroup, &'a [u32])>,
 }
 
 /// Runs `run` once over the items of every frame (`ranges[f]` = frame f's items, consecutive); when that fails and
@@ -555,7 +556,7 @@ struct Survivor {
 /// frame's error) per frame, in order; a frame's failure does not fail the others.
 fn scenes_from_ground(
     backend: &Backend,
-    frames: Vec<Grounded<'_>>,
+    mut frames: Vec<Grounded<'_>>,
     config: &SceneConfig,
     clock: &GeometryClock,
 ) -> Vec<Result<SceneGeometry>> {
@@ -583,7 +584,7 @@ fn scenes_from_ground(
             for (i, d) in objects.iter().enumerate() {
                 let Ok(d) = d else { continue };
                 jobs.push(DbscanJob { points: &d.points, eps: d.eps, min_points: config.object_min_points });
-                gathers.push(f.resident.and_then(|(group, offsets)| {
+                gathers.push(f.resident.as_ref().and_then(|(group, offsets)| {
                     let first = *offsets.get(i)?;
                     let indices = d.keep.iter().map(|&k| u32::try_from(k).ok()?.checked_add(first));
                     Some((group, indices.collect::<Option<Vec<u32>>>()?))
@@ -651,22 +652,49 @@ fn scenes_from_ground(
             Err(e) => (Vec::new(), Err(e)),
         })
         .unzip();
-    // K4: one batch for the kept objects of every frame (each frame alone if the batch fails), kept for the gaps.
-    let mut stats_inputs = Vec::new();
-    let mut stats_ranges = Vec::with_capacity(frames.len());
-    for (f, survivors) in frames.iter().zip(&survivors) {
-        let start = stats_inputs.len();
-        let camera_position = f.canonical.camera_position();
-        stats_inputs.extend(survivors.iter().map(|s| StatsInput {
-            canonical: &s.canonical,
-            camera: &s.camera,
-            camera_position,
-        }));
-        stats_ranges.push(start..stats_inputs.len());
-    }
-    let k4 = clock.time(GeometryStep::K4, || {
-        calls_by_frame(&stats_ranges, |r| backend.summarize_kept(&stats_inputs[r], &config.noise))
+    // K4: one batch for the kept objects of every frame (each frame alone if the batch fails), kept for the gaps; with
+    // where each object's points lie on the device too (K1's buffer, on CUDA): their indices there.
+    type StatsGather<'a> = Option<(&'a crate::backend::ResidentGroup, Vec<u32>, &'a CanonicalFrame)>;
+    let (stats_inputs, stats_ranges, stats_gathers) = clock.time(GeometryStep::K3After, || {
+        let mut stats_inputs = Vec::new();
+        let mut stats_ranges = Vec::with_capacity(frames.len());
+        let mut stats_gathers: Vec<StatsGather<'_>> = Vec::new();
+        for (f, survivors) in frames.iter().zip(&survivors) {
+            let start = stats_inputs.len();
+            let camera_position = f.canonical.camera_position();
+            stats_inputs.extend(survivors.iter().map(|s| StatsInput {
+                canonical: &s.canonical,
+                camera: &s.camera,
+                camera_position,
+            }));
+            stats_gathers.extend(survivors.iter().map(|s| {
+                f.resident.as_ref().and_then(|(group, offsets)| {
+                    let first = *offsets.get(s.index)?;
+                    let indices = s.kept_indices.iter().map(|&k| u32::try_from(k).ok()?.checked_add(first));
+                    Some((group, indices.collect::<Option<Vec<u32>>>()?, &f.canonical))
+                })
+            }));
+            stats_ranges.push(start..stats_inputs.len());
+        }
+        (stats_inputs, stats_ranges, stats_gathers)
     });
+    let stats_sources: Vec<Option<crate::backend::StatsSource<'_>>> = stats_gathers
+        .iter()
+        .map(|g| {
+            g.as_ref().map(|(group, indices, canonical)| crate::backend::StatsSource { group, indices, canonical })
+        })
+        .collect();
+    let k4 = clock.time(GeometryStep::K4, || {
+        calls_by_frame(&stats_ranges, |r| {
+            backend.summarize_kept(&stats_inputs[r.clone()], &config.noise, &stats_sources[r])
+        })
+    });
+    drop(stats_sources);
+    drop(stats_gathers);
+    // K1's grouped points are not read after K4: the device buffer goes (with the last frame's clone).
+    for f in &mut frames {
+        f.resident = None;
+    }
     // Each frame's summaries; each call's kept batch with the frames it covers.
     let mut stats: Vec<Result<Vec<Option<ObjectSummary>>>> = Vec::with_capacity(frames.len());
     let mut kept = Vec::with_capacity(k4.len());
@@ -875,18 +903,21 @@ pub fn process_frames_timed(
         return frames.iter().map(|_| Err(Error::Config { message: message.clone() })).collect();
     }
     clock.add_frames(frames.len());
-    let starts = frame_starts(backend, frames, config, clock);
+    let mut starts = frame_starts(backend, frames, config, clock);
     let grounded: Vec<Grounded<'_>> = frames
         .iter()
-        .zip(&starts)
-        .filter_map(|(f, s)| s.as_ref().ok().map(|s| (f, s)))
+        .zip(&mut starts)
+        .filter_map(|(f, s)| s.as_mut().ok().map(|s| (f, s)))
         .map(|(f, s)| Grounded {
             frame: &f.spec.key,
             ground: s.ground.clone(),
             canonical: s.canonical,
             objects: &s.objects,
             focal_px: s.focal_px,
-            resident: s.resident.on_device().then_some((&s.resident, s.object_offsets.as_slice())),
+            resident: match s.resident.on_device() {
+                true => Some((std::mem::take(&mut s.resident), s.object_offsets.as_slice())),
+                false => None,
+            },
         })
         .collect();
     let mut geometries = scenes_from_ground(backend, grounded, config, clock).into_iter();

@@ -249,7 +249,7 @@ fn check_gaps(backend: &Backend, frames: &[Vec<Vec<[f32; 3]>>]) {
         .map(|o| StatsInput { canonical: o, camera: o, camera_position: [0.0, 0.0, 0.0] })
         .collect();
     let noise = NoiseModel::default();
-    let (summaries, kept) = backend.summarize_kept(&inputs, &noise).unwrap();
+    let (summaries, kept) = backend.summarize_kept(&inputs, &noise, &[]).unwrap();
     // (The summaries themselves are K4's parity test; here: one per object with points, none for an empty one.)
     let with_points: Vec<bool> = inputs.iter().map(|o| !o.canonical.is_empty()).collect();
     assert_eq!(summaries.iter().map(Option::is_some).collect::<Vec<_>>(), with_points, "{}", backend.describe());
@@ -748,34 +748,55 @@ fn k1_and_k3_match_on_the_sample_frames() {
     }
 }
 
+/// The CUDA backend's count of launches that read what an earlier step left on the device; `None` elsewhere.
+fn resident_reads(backend: &Backend) -> Option<spatialsynth::backend::cuda::ResidentReads> {
+    match backend {
+        Backend::Cuda(b) => Some(b.resident_reads()),
+        _ => None,
+    }
+}
+
+/// The sample frames loaded, with their regions: K1's input for one batch of every frame.
+fn sample_frames() -> (Vec<String>, Vec<spatialsynth::io::LoadedFrame>, Vec<Vec<ObjectRegion>>) {
+    let manifest = common::repo().join("data/sample/frames.json");
+    let specs: Vec<_> = spatialsynth::io::read_manifest(&manifest).unwrap().into_iter().map(|f| f.unwrap()).collect();
+    let frames: Vec<_> = specs.iter().map(|s| spatialsynth::io::load_frame(s).unwrap()).collect();
+    let regions = frames.iter().map(|f| f.objects.iter().map(|o| o.region.clone()).collect()).collect();
+    (specs.into_iter().map(|s| s.key).collect(), frames, regions)
+}
+
+/// K1's inputs for the frames of [`sample_frames`].
+fn k1_inputs<'a>(
+    keys: &[String],
+    frames: &'a [spatialsynth::io::LoadedFrame],
+    regions: &'a [Vec<ObjectRegion>],
+    params: &'a RansacParams,
+) -> Vec<spatialsynth::backend::FrameGeometryInput<'a>> {
+    frames
+        .iter()
+        .zip(keys)
+        .zip(regions)
+        .map(|((f, key), regions)| spatialsynth::backend::FrameGeometryInput {
+            depth: f.depth.as_ref().unwrap(),
+            k: &f.intrinsics,
+            instance_labels: f.instance_labels.as_deref(),
+            regions,
+            frame_key: spatialsynth::geometry::rng::frame_key(key),
+            params,
+        })
+        .collect()
+}
+
 #[test]
 fn k3_gathered_from_k1_matches_on_the_sample_frames() {
     // K1 for every sample frame in one batch, then K3 on each object's points (every 4th, as above) read where K1 left
     // them: on CUDA gathered on the device by index (no points uploaded), elsewhere from the host's copy. The same
     // clusterings as the CPU's DBSCAN on those points.
-    use spatialsynth::backend::{FrameGeometryInput, JobSource};
+    use spatialsynth::backend::JobSource;
     use spatialsynth::geometry::dbscan::{dbscan, DbscanJob};
-    use spatialsynth::geometry::rng::frame_key;
-    use spatialsynth::pipeline::SceneConfig;
-    let manifest = common::repo().join("data/sample/frames.json");
-    let specs: Vec<_> = spatialsynth::io::read_manifest(&manifest).unwrap().into_iter().map(|f| f.unwrap()).collect();
-    let frames: Vec<_> = specs.iter().map(|s| spatialsynth::io::load_frame(s).unwrap()).collect();
-    let regions: Vec<Vec<ObjectRegion>> =
-        frames.iter().map(|f| f.objects.iter().map(|o| o.region.clone()).collect()).collect();
-    let config = SceneConfig::default();
-    let inputs: Vec<FrameGeometryInput> = frames
-        .iter()
-        .zip(&specs)
-        .zip(&regions)
-        .map(|((f, spec), regions)| FrameGeometryInput {
-            depth: f.depth.as_ref().unwrap(),
-            k: &f.intrinsics,
-            instance_labels: f.instance_labels.as_deref(),
-            regions,
-            frame_key: frame_key(&spec.key),
-            params: &config.ransac,
-        })
-        .collect();
+    let (keys, frames, regions) = sample_frames();
+    let params = RansacParams::default();
+    let inputs = k1_inputs(&keys, &frames, &regions, &params);
     for backend in gpu_backends("k3_gathered_from_k1_matches_on_the_sample_frames") {
         let geometry: Vec<_> = backend.frames_geometry(&inputs, 10).into_iter().map(Result::unwrap).collect();
         let mut points = Vec::new();
@@ -794,10 +815,103 @@ fn k3_gathered_from_k1_matches_on_the_sample_frames() {
         let sources: Vec<Option<JobSource>> =
             groups.iter().zip(&indices).map(|(group, indices)| Some(JobSource { group, indices })).collect();
         assert!(jobs.len() >= 20, "{} objects", jobs.len());
+        let before = resident_reads(backend);
         let got = backend.dbscan_batch_gathered(&jobs, &sources).unwrap();
+        if let (Some(before), Some(after)) = (before, resident_reads(backend)) {
+            assert!(after.k3_gathers > before.k3_gathers, "CUDA did not gather K3's points: {after:?}");
+        }
         for (k, (g, p)) in got.iter().zip(&points).enumerate() {
             let want = if p.is_empty() { Default::default() } else { dbscan(p, 0.05, 10).unwrap() };
             assert_eq!(*g, want, "{} object {k} of the batch ({} points)", backend.describe(), p.len());
+        }
+    }
+}
+
+/// A K4 object of the gather test: its frame, its K1 indices, its camera and canonical points.
+type GatheredObject = (usize, Vec<u32>, Vec<[f32; 3]>, Vec<[f32; 3]>);
+
+#[test]
+fn k4_and_gaps_gathered_from_k1_match_on_the_sample_frames() {
+    // K1 for every sample frame in one batch, then K4 on each object's points (every 2nd) in a tilted canonical frame
+    // (the frame's own ground plane), on CUDA computed on the device from where K1 left the camera points (the f64
+    // transform of `apply_f32`), and the gaps from K4's kept batch. The summaries as K4's parity test wants them, the
+    // gaps as the gap parity test (bit for bit on CUDA: the canonical points must be the host's, bit for bit).
+    use spatialsynth::backend::StatsSource;
+    use spatialsynth::geometry::canonical::{CanonicalFrame, GroundSource};
+    let (keys, frames, regions) = sample_frames();
+    let params = RansacParams::default();
+    let inputs = k1_inputs(&keys, &frames, &regions, &params);
+    let noise = NoiseModel::default();
+    for backend in gpu_backends("k4_and_gaps_gathered_from_k1_match_on_the_sample_frames") {
+        let geometry: Vec<_> = backend.frames_geometry(&inputs, 10).into_iter().map(Result::unwrap).collect();
+        let canonical: Vec<CanonicalFrame> = geometry
+            .iter()
+            .map(|g| {
+                let fit = g.fit.expect("a ground plane search result");
+                CanonicalFrame::from_ground_plane(&fit.plane, GroundSource::Ransac).expect("a canonical frame")
+            })
+            .collect();
+        // Per object: its frame, its K1 indices, its camera and canonical points.
+        let mut objects: Vec<GatheredObject> = Vec::new();
+        for (f, g) in geometry.iter().enumerate() {
+            for i in 0..g.grouped.objects() {
+                let keep: Vec<usize> = (0..g.grouped.object_points(i).len()).step_by(2).collect();
+                let camera: Vec<[f32; 3]> = keep.iter().map(|&k| g.grouped.object_points(i)[k]).collect();
+                let points = camera.iter().map(|p| canonical[f].apply_f32(*p)).collect();
+                objects.push((f, keep.iter().map(|&k| g.grouped.offsets[i] + k as u32).collect(), camera, points));
+            }
+        }
+        let stats_inputs: Vec<StatsInput> = objects
+            .iter()
+            .map(|(f, _, camera, points)| StatsInput {
+                canonical: points,
+                camera,
+                camera_position: canonical[*f].camera_position(),
+            })
+            .collect();
+        let sources: Vec<Option<StatsSource>> = objects
+            .iter()
+            .map(|(f, indices, _, _)| {
+                Some(StatsSource { group: &geometry[*f].resident, indices, canonical: &canonical[*f] })
+            })
+            .collect();
+        assert!(stats_inputs.len() >= 20, "{} objects", stats_inputs.len());
+        let before = resident_reads(backend);
+        let (got, kept) = backend.summarize_kept(&stats_inputs, &noise, &sources).unwrap();
+        assert_eq!(kept.on_device(), matches!(backend, Backend::Cuda(_)), "{}", backend.describe());
+        let want = summarize_batch(&stats_inputs, &noise);
+        for (k, (g, w)) in got.iter().zip(&want).enumerate() {
+            let what = format!("{} object {k}: {g:?} vs {w:?}", backend.describe());
+            let (Some(g), Some(w)) = (g, w) else {
+                assert_eq!(g.is_none(), w.is_none(), "{what}");
+                continue;
+            };
+            assert_eq!(
+                (g.aabb_min_m, g.aabb_max_m, g.points, g.median_depth_m, g.size_m, g.yaw_rad),
+                (w.aabb_min_m, w.aabb_max_m, w.points, w.median_depth_m, w.size_m, w.yaw_rad),
+                "{what}"
+            );
+            assert!((0..3).all(|c| close(g.centroid_m[c], w.centroid_m[c], 1e-5)), "{what}");
+        }
+        // Each frame's gaps over its objects, from the kept batch.
+        let lists: Vec<Vec<usize>> =
+            (0..geometry.len()).map(|f| (0..objects.len()).filter(|&k| objects[k].0 == f).collect()).collect();
+        let list_refs: Vec<&[usize]> = lists.iter().map(Vec::as_slice).collect();
+        let gaps = backend.closest_gaps_kept(&kept, &list_refs, 0.02).unwrap();
+        if let (Some(before), Some(after)) = (before, resident_reads(backend)) {
+            assert!(after.k4_gathers > before.k4_gathers, "CUDA did not gather K4's points: {after:?}");
+            assert!(after.gaps_from_k4 > before.gaps_from_k4, "the gaps did not read K4's points: {after:?}");
+        }
+        for (f, (g, list)) in gaps.iter().zip(&lists).enumerate() {
+            let points: Vec<&[[f32; 3]]> = list.iter().map(|&k| objects[k].3.as_slice()).collect();
+            let want = closest_surface_matrix(&points, 0.02);
+            for (k, (a, b)) in g.iter().zip(&want).enumerate() {
+                let what = format!("{} frame {f} pair {k}: {a} vs {b}", backend.describe());
+                match backend {
+                    Backend::Cuda(_) => assert_eq!(a.to_bits(), b.to_bits(), "{what}"),
+                    _ => assert!(close(*a, *b, 1e-6), "{what}"),
+                }
+            }
         }
     }
 }

@@ -14,7 +14,9 @@
 //!   launched between two round trips, the cloud left on the device (only the objects' points and the scoring
 //!   subsamples come back; the large read-backs into pinned host memory, `CudaBackend::read_back`). K3, K4 and K5
 //!   take every object and every pair of a batch of frames in one set of launches each, records placed by prefix
-//!   sums (compact, in a fixed order). Each call runs on its own stream.
+//!   sums (compact, in a fixed order). Each call runs on its own stream, except where it reads what an earlier call
+//!   left on the device: K3 and K4 gather from K1's grouped buffer (cudarc's events order the streams), the gaps run
+//!   on K4's stream.
 //! - **Parity.** The host steps (packing, the planes through the drawn points, the winner and refinement, the hull
 //!   and oriented box) are the code the `wgpu` backend uses ([`super::pack`]) and the CPU reference's own; K3's grid
 //!   is built on the device (`cell_of`, `claim_cells`, `scatter_points`: a hash table of the occupied cells), where
@@ -29,7 +31,7 @@ use cudarc::driver::{
 };
 use cudarc::nvrtc::{CompileOptions, Ptx};
 
-use super::layout::{DbscanParams, GpuObjectStats, GpuSupport};
+use super::layout::{DbscanParams, GpuCanonical, GpuObjectStats, GpuSupport};
 use super::pack::{
     clusterings_in_batch_order, dbscan_chunks, frame_chunks, gap_chunks, gap_matrices, gpu_regions,
     grouping_without_launch, hypotheses_from_draws, pack_relations, relation_chunks, split_clouds, split_relations,
@@ -111,7 +113,7 @@ pub const MODULES: [KernelModule; 7] = [
     KernelModule {
         file: "stats.cu",
         source: kernel_source!("common.cuh", "scan.cuh", "reduce.cuh", "stats.cu"),
-        entries: &["summarize"],
+        entries: &["gather_canonical", "summarize"],
     },
     KernelModule { file: "relations.cu", source: kernel_source!("common.cuh", "relations.cu"), entries: &["relate"] },
     KernelModule {
@@ -272,6 +274,7 @@ struct Kernels {
     flatten: CudaFunction,
     assign_borders: CudaFunction,
     unsort: CudaFunction,
+    gather_canonical: CudaFunction,
     summarize: CudaFunction,
     relate: CudaFunction,
     chunk_boxes: CudaFunction,
@@ -289,14 +292,35 @@ pub struct CudaBackend {
     staging: Mutex<Vec<PinnedHostSlice<u32>>>,
     /// Pinned host buffers for the large read-backs, reused (see [`CudaBackend::read_back`]).
     readbacks: Arc<Mutex<Vec<PinnedHostSlice<u32>>>>,
+    /// Launches that read their points where an earlier step left them (see [`CudaBackend::resident_reads`]).
+    resident_reads: [std::sync::atomic::AtomicU64; 3],
+}
+
+/// How many launches read their input where an earlier step left it on the device ([`CudaBackend::resident_reads`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ResidentReads {
+    /// K3 chunks gathered from K1's grouped points.
+    pub k3_gathers: u64,
+    /// K4 chunks whose canonical points were computed from K1's grouped points.
+    pub k4_gathers: u64,
+    /// Gap chunks that read K4's canonical points.
+    pub gaps_from_k4: u64,
 }
 
 /// At most this many read-back buffers, and bytes of them, wait in the pool.
 const READBACK_POOL: usize = 8;
 const READBACK_POOL_BYTES: usize = 1 << 30;
-/// Read-back buffers hold at least this many words (256 KiB) and a power of two, so that batches of different
-/// sizes reuse them.
+/// Read-back buffers hold at least this many words (256 KiB), so that batches of different sizes reuse them.
 const READBACK_MIN_WORDS: usize = 1 << 16;
+
+/// The size of a new read-back buffer for `len` words: a power of two up to 64 MiB, then a multiple of 16 MiB (so
+/// that a large batch does not pin up to twice what it reads).
+fn readback_words(len: usize) -> usize {
+    match len.max(READBACK_MIN_WORDS) {
+        n if n <= 1 << 24 => n.next_power_of_two(),
+        n => n.div_ceil(1 << 22) * (1 << 22),
+    }
+}
 
 /// Words being copied from the device into pinned host memory ([`CudaBackend::read_back`]). The buffer goes back to
 /// the pool when this is dropped.
@@ -323,6 +347,10 @@ impl Drop for ReadBack {
         // The copy into the buffer must be over before it is reused or freed (an error here leaves it unpooled).
         if self.stream.synchronize().is_err() {
             std::mem::forget(buffer);
+            return;
+        }
+        // A buffer larger than the whole pool's budget is freed, not kept (it would empty the pool).
+        if buffer.num_bytes() > READBACK_POOL_BYTES {
             return;
         }
         let Ok(mut pool) = self.pool.lock() else { return };
@@ -467,6 +495,7 @@ impl CudaBackend {
             flatten: get("dbscan.cu", "flatten")?,
             assign_borders: get("dbscan.cu", "assign_borders")?,
             unsort: get("dbscan.cu", "unsort")?,
+            gather_canonical: get("stats.cu", "gather_canonical")?,
             summarize: get("stats.cu", "summarize")?,
             relate: get("relations.cu", "relate")?,
             chunk_boxes: get("gaps.cu", "chunk_boxes")?,
@@ -480,7 +509,15 @@ impl CudaBackend {
             driver / 1000,
             (driver % 1000) / 10
         );
-        Ok(CudaBackend { ctx, description, arch, k, staging: Mutex::default(), readbacks: Arc::default() })
+        Ok(CudaBackend {
+            ctx,
+            description,
+            arch,
+            k,
+            staging: Mutex::default(),
+            readbacks: Arc::default(),
+            resident_reads: Default::default(),
+        })
     }
 
     /// The device, e.g. `NVIDIA H100 80GB HBM3 (compute 9.0, 79 GiB, driver CUDA 13.0, kernels compute_90)`.
@@ -530,6 +567,17 @@ impl CudaBackend {
         stream.alloc_zeros(len.max(1)).map_err(de)
     }
 
+    /// How many launches so far read their input where an earlier step left it on the device (no upload): the
+    /// resident paths' use, for tests and diagnostics.
+    pub fn resident_reads(&self) -> ResidentReads {
+        let get = |i: usize| self.resident_reads[i].load(std::sync::atomic::Ordering::Relaxed);
+        ResidentReads { k3_gathers: get(0), k4_gathers: get(1), gaps_from_k4: get(2) }
+    }
+
+    fn count_resident_read(&self, which: usize) {
+        self.resident_reads[which].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// Starts copying `src` into pinned host memory on `stream` (asynchronous): [`ReadBack::words`] waits for the copy.
     /// The large read-backs take this path: a copy into pageable memory goes through the driver's own staging
     /// buffers at a fraction of the bus's speed. The buffers are plain page-locked memory, not write-combined (which
@@ -549,10 +597,13 @@ impl CudaBackend {
         drop(pooled);
         let mut buffer = match reused {
             Some(b) => b,
-            // SAFETY: only the first `len` words are read, after the copy below has written them.
             None => {
-                unsafe { self.ctx.alloc_pinned_with_flags::<u32>(len.max(READBACK_MIN_WORDS).next_power_of_two(), 0) }
-                    .map_err(de)?
+                // SAFETY: the buffer is zeroed below, before any reference to its contents is made.
+                let mut b = unsafe { self.ctx.alloc_pinned_with_flags::<u32>(readback_words(len), 0) }.map_err(de)?;
+                let words = b.len();
+                // SAFETY: a fresh page-locked allocation of `words` words, written (zeroed) whole through its pointer.
+                unsafe { std::ptr::write_bytes(b.as_mut_ptr().map_err(de)?, 0, words) };
+                b
             }
         };
         // Only `len` words are copied (cudarc's memcpy_dtoh copies the whole destination). Waits for the buffer's
@@ -1205,6 +1256,7 @@ impl CudaBackend {
                 // kernels/dbscan.cu: n indices, each below the grouped buffer's point count (gather_indices), 3n
                 // floats written.
                 unsafe { b.launch(launch(g, BLOCK)) }.map_err(de)?;
+                self.count_resident_read(0);
                 points_b
             }
             _ => self.upload(&stream, &batch.points)?,
@@ -1309,17 +1361,21 @@ impl CudaBackend {
     ) -> Result<Vec<Option<ObjectSummary>>, String> {
         let mut out = vec![None; objects.len()];
         for chunk in stats_chunks(objects, MAX_POINTS)? {
-            self.summarize_chunk(&self.stream()?, objects, &chunk, noise, &mut out)?;
+            self.summarize_chunk(&self.stream()?, objects, &chunk, noise, &mut out, None)?;
         }
         Ok(out)
     }
 
     /// K4 as [`CudaBackend::summarize_batch`]; when the batch is one launch, its canonical points stay on the device
     /// for [`CudaBackend::closest_gaps_resident`].
+    /// `sources[i]`, where given, says where object `i`'s camera points lie on the device (K1's grouped buffer) and
+    /// its canonical frame: when every object has one in the same buffer, the canonical points and depths are
+    /// computed there (`gather_canonical`: a word per point uploaded instead of four).
     pub fn summarize_kept(
         &self,
         objects: &[StatsInput],
         noise: &NoiseModel,
+        sources: &[Option<super::StatsSource<'_>>],
     ) -> Result<(Vec<Option<ObjectSummary>>, Option<DevicePoints>), String> {
         let chunks = stats_chunks(objects, MAX_POINTS)?;
         let [chunk] = &chunks[..] else {
@@ -1327,7 +1383,8 @@ impl CudaBackend {
         };
         let mut out = vec![None; objects.len()];
         let stream = self.stream()?;
-        let (points, ranges) = self.summarize_chunk(&stream, objects, chunk, noise, &mut out)?;
+        let gather = stats_gather(objects, sources, chunk);
+        let (points, ranges) = self.summarize_chunk(&stream, objects, chunk, noise, &mut out, gather)?;
         let mut offsets = vec![u32::MAX; objects.len()];
         for (&i, [offset, _]) in chunk.iter().zip(&ranges) {
             offsets[i] = *offset;
@@ -1344,12 +1401,33 @@ impl CudaBackend {
         chunk: &[usize],
         noise: &NoiseModel,
         out: &mut [Option<ObjectSummary>],
+        gather: Option<StatsGather<'_>>,
     ) -> Result<(CudaSlice<f32>, Vec<[u32; 2]>), String> {
         let pack = StatsPack::new(objects, chunk);
         let n_obj = chunk.len() as u32;
-        let points = self.upload(stream, &pack.points)?;
-        let depths = self.upload(stream, &pack.depth_bits)?;
         let ranges = self.upload(stream, bytemuck::cast_slice::<_, u32>(&pack.ranges))?;
+        let (points, depths) = match gather {
+            Some(g) if g.index.len() == pack.depth_bits.len() && g.frames.len() == chunk.len() => {
+                let total = pack.depth_bits.len();
+                let index = self.upload(stream, &g.index)?;
+                let frames = self.upload(stream, bytemuck::cast_slice::<_, u32>(&g.frames))?;
+                // SAFETY: gather_canonical writes every point and depth of every object (the ranges cover them all).
+                let mut points: CudaSlice<f32> = unsafe { stream.alloc(3 * total.max(1)) }.map_err(de)?;
+                // SAFETY: as above.
+                let mut depths: CudaSlice<u32> = unsafe { stream.alloc(total.max(1)) }.map_err(de)?;
+                let mut b = stream.launch_builder(&self.k.gather_canonical);
+                b.arg(&g.grouped.points).arg(&index).arg(&ranges).arg(&frames).arg(&mut points).arg(&mut depths);
+                b.arg(&n_obj);
+                // SAFETY: gather_canonical(grouped, const u32* index, objects, const Canonical* frames, float* points,
+                // u32* depth_bits, u32 n_objects) in kernels/stats.cu; one block per object; `index` holds a word per
+                // point of the ranges, each below the grouped buffer's point count (stats_gather); one 96-byte
+                // frame per object.
+                unsafe { b.launch(launch((n_obj, 1), BLOCK)) }.map_err(de)?;
+                self.count_resident_read(1);
+                (points, depths)
+            }
+            _ => (self.upload(stream, &pack.points)?, self.upload(stream, &pack.depth_bits)?),
+        };
         let words = std::mem::size_of::<GpuObjectStats>() / 4;
         let mut stats = self.zeros::<u32>(stream, n_obj as usize * words)?;
         let mut candidates = self.zeros::<u32>(stream, pack.depth_bits.len())?;
@@ -1439,6 +1517,7 @@ impl CudaBackend {
         for chunk in gap_chunks(frames, MAX_POINTS, i32::MAX as u64, i32::MAX as u64)? {
             let pack = GapPack::resident(frames, &chunk, &offsets)?;
             self.gaps_of_chunk(&device.stream, &device.points, &pack, &mut out)?;
+            self.count_resident_read(2);
         }
         Ok(out)
     }
@@ -1632,7 +1711,43 @@ impl CudaBackend {
     }
 }
 
-/// `len` elements of `slice` from `start`, or why not (never a panic).
+/// K4's gather for one chunk (see [`CudaBackend::summarize_kept`]).
+struct StatsGather<'a> {
+    grouped: &'a GroupedOnDevice,
+    /// Each point's index in `grouped`, the chunk's objects in order.
+    index: Vec<u32>,
+    /// Each object's canonical frame.
+    frames: Vec<GpuCanonical>,
+}
+
+/// The gather of a K4 chunk, when every object of the chunk has a source in the same grouped buffer (with an index
+/// per point, each within the buffer and a word); `None` otherwise (the host's points are uploaded).
+fn stats_gather<'a>(
+    objects: &[StatsInput<'_>],
+    sources: &'a [Option<super::StatsSource<'a>>],
+    chunk: &[usize],
+) -> Option<StatsGather<'a>> {
+    let grouped = sources.get(*chunk.first()?)?.as_ref()?.group.cuda()?.0;
+    let mut index = Vec::with_capacity(chunk.iter().map(|&i| objects[i].canonical.len()).sum());
+    let mut frames = Vec::with_capacity(chunk.len());
+    for &i in chunk {
+        let source = sources.get(i)?.as_ref()?;
+        let (g, base) = source.group.cuda()?;
+        if !std::ptr::eq(g, grouped) || source.indices.len() != objects[i].canonical.len() {
+            return None;
+        }
+        for &k in source.indices {
+            let at = base + u64::from(k);
+            if at >= grouped.len {
+                return None;
+            }
+            index.push(u32::try_from(at).ok()?);
+        }
+        frames.push(GpuCanonical { rotation: source.canonical.rotation, translation: source.canonical.translation });
+    }
+    Some(StatsGather { grouped, index, frames })
+}
+
 /// The gather of a DBSCAN chunk (its jobs in order): the grouped buffer and each point's index in it, when every job of
 /// the chunk has its points in the same device buffer (and each index fits a word); `None` otherwise (the points are
 /// uploaded).
@@ -1660,6 +1775,7 @@ fn gather_indices<'a>(
     Some((first, index))
 }
 
+/// `len` elements of `slice` from `start`, or why not (never a panic).
 fn view<T>(slice: &CudaSlice<T>, start: usize, len: usize) -> Result<cudarc::driver::CudaView<'_, T>, String> {
     slice.try_slice(start..start + len).ok_or_else(|| format!("elements {start}..{} of {}", start + len, slice.len()))
 }

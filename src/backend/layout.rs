@@ -165,6 +165,18 @@ pub struct StatsParams {
     pub _pad: [u32; 3],
 }
 
+/// An object's canonical frame for K4's gather on CUDA (`gather_canonical`): `canonical_from_camera` as
+/// [`crate::geometry::canonical::CanonicalFrame::apply`] uses it (f64). Keep in sync with `Canonical` in
+/// `kernels/stats.cu`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct GpuCanonical {
+    /// The rotation's rows.
+    pub rotation: [[f64; 3]; 3],
+    pub translation: [f64; 3],
+}
+
+const _: () = assert!(std::mem::size_of::<GpuCanonical>() == 96);
 const _: () = assert!(std::mem::size_of::<GpuObjectStats>() == 48);
 const _: () = assert!(std::mem::size_of::<StatsParams>() == 16);
 

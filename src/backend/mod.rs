@@ -121,6 +121,16 @@ impl PartialEq for ResidentGroup {
     }
 }
 
+/// Where a K4 object's camera points lie on the device ([`Backend::summarize_kept`]): point `k` of the object is
+/// point `indices[k]` of the frame's grouped points (`group`), and `canonical` is the frame's canonical frame (the
+/// object's canonical points are `canonical.apply_f32` of those points).
+#[derive(Clone, Copy, Debug)]
+pub struct StatsSource<'a> {
+    pub group: &'a ResidentGroup,
+    pub indices: &'a [u32],
+    pub canonical: &'a crate::geometry::canonical::CanonicalFrame,
+}
+
 /// Where a K3 job's points lie on the device ([`Backend::dbscan_batch_gathered`]): point `k` of the job is point
 /// `indices[k]` of the frame's grouped points (`group`).
 #[derive(Clone, Copy, Debug)]
@@ -462,16 +472,21 @@ impl Backend {
 
     /// K4 as [`Backend::summarize_batch`], keeping the batch for [`Backend::closest_gaps_kept`]: on CUDA the
     /// objects' canonical points stay on the device (when the batch fits one launch), so the gaps need no second
-    /// upload. The other backends keep the host's points only.
+    /// upload. The other backends keep the host's points only. `sources[i]`, where given (it may be shorter than
+    /// `objects`, or empty), says where object `i`'s camera points already lie on the device: CUDA then computes
+    /// the canonical points there instead of uploading them. The objects' points must be those points (they are what
+    /// the other backends, and the host's part of K4, read).
     pub fn summarize_kept<'a>(
         &self,
         objects: &'a [crate::geometry::stats::StatsInput<'a>],
         noise: &crate::geometry::stats::NoiseModel,
+        sources: &[Option<StatsSource<'_>>],
     ) -> Result<(Vec<Option<ObjectSummary>>, KeptObjects<'a>)> {
+        let _ = sources;
         match self {
             #[cfg(feature = "cuda")]
             Backend::Cuda(b) => {
-                let (summaries, device) = b.summarize_kept(objects, noise).map_err(cuda_error)?;
+                let (summaries, device) = b.summarize_kept(objects, noise, sources).map_err(cuda_error)?;
                 Ok((summaries, KeptObjects { objects, device }))
             }
             _ => Ok((
