@@ -1223,8 +1223,12 @@ impl CudaBackend {
     ) -> Result<Vec<Clustering>, String> {
         let mut out = vec![Clustering::default(); jobs.len()];
         for chunk in dbscan_chunks(jobs, MAX_DBSCAN_POINTS)? {
-            let batch = DbscanBatch::new(jobs, &chunk)?;
             let gather = gather_indices(jobs, sources, &chunk);
+            // A gathered batch needs no host copy of its points.
+            let batch = match gather {
+                Some(_) => DbscanBatch::without_points(jobs, &chunk)?,
+                None => DbscanBatch::new(jobs, &chunk)?,
+            };
             let (labels, core) = self.dbscan_device(&batch, gather)?;
             let clusterings = clusterings_in_batch_order(&batch.job_start, labels.words()?, core.words()?)?;
             for (i, c) in chunk.into_iter().zip(clusterings) {
@@ -1246,7 +1250,10 @@ impl CudaBackend {
         let params = batch.params;
         let g = (blocks_for(n as u64, BLOCK)?, 1);
         let points_b = match gather {
-            Some((grouped, index)) if index.len() == n => {
+            Some((_, index)) if index.len() != n => {
+                return Err(format!("the gather has {} indices for {n} points", index.len()));
+            }
+            Some((grouped, index)) => {
                 let index = self.upload(&stream, &index)?;
                 // SAFETY: gather_points writes all 3n floats before cell_of reads them.
                 let mut points_b: CudaSlice<f32> = unsafe { stream.alloc(3 * n.max(1)) }.map_err(de)?;
@@ -1403,12 +1410,19 @@ impl CudaBackend {
         out: &mut [Option<ObjectSummary>],
         gather: Option<StatsGather<'_>>,
     ) -> Result<(CudaSlice<f32>, Vec<[u32; 2]>), String> {
-        let pack = StatsPack::new(objects, chunk);
+        // A gathered chunk needs no host copy of its points and depths.
+        let pack = match gather {
+            Some(_) => StatsPack::ranges_only(objects, chunk),
+            None => StatsPack::new(objects, chunk),
+        };
         let n_obj = chunk.len() as u32;
+        let total = pack.total;
         let ranges = self.upload(stream, bytemuck::cast_slice::<_, u32>(&pack.ranges))?;
         let (points, depths) = match gather {
-            Some(g) if g.index.len() == pack.depth_bits.len() && g.frames.len() == chunk.len() => {
-                let total = pack.depth_bits.len();
+            Some(g) if g.index.len() != total || g.frames.len() != chunk.len() => {
+                return Err(format!("the gather has {} indices for {total} points", g.index.len()));
+            }
+            Some(g) => {
                 let index = self.upload(stream, &g.index)?;
                 let frames = self.upload(stream, bytemuck::cast_slice::<_, u32>(&g.frames))?;
                 // SAFETY: gather_canonical writes every point and depth of every object (the ranges cover them all).
@@ -1430,7 +1444,7 @@ impl CudaBackend {
         };
         let words = std::mem::size_of::<GpuObjectStats>() / 4;
         let mut stats = self.zeros::<u32>(stream, n_obj as usize * words)?;
-        let mut candidates = self.zeros::<u32>(stream, pack.depth_bits.len())?;
+        let mut candidates = self.zeros::<u32>(stream, total)?;
         let mut b = stream.launch_builder(&self.k.summarize);
         b.arg(&points).arg(&depths).arg(&ranges).arg(&mut stats).arg(&mut candidates).arg(&n_obj);
         // SAFETY: summarize(points, depth_bits, objects, ObjectStats* stats, u32* candidates, u32 n_objects) in

@@ -458,6 +458,15 @@ impl DbscanBatch {
     /// (naming the job by its index in `all`) for a bad radius, or for cells of 32-bit coordinates that cannot hold
     /// the points: every cell coordinate (and its neighbours', one more or less) must lie within 2^31 - 2 of 0.
     pub fn new(all: &[DbscanJob<'_>], chunk: &[usize]) -> Result<DbscanBatch, String> {
+        Self::build(all, chunk, true)
+    }
+
+    /// [`DbscanBatch::new`] without the points (`points` stays empty): for a device that gathers them itself.
+    pub fn without_points(all: &[DbscanJob<'_>], chunk: &[usize]) -> Result<DbscanBatch, String> {
+        Self::build(all, chunk, false)
+    }
+
+    fn build(all: &[DbscanJob<'_>], chunk: &[usize], with_points: bool) -> Result<DbscanBatch, String> {
         let ChunkJobs { jobs, params: job_params, points: n } = ChunkJobs::new(all, chunk)?;
         let slots = u32::try_from(u64::from(n).max(1).next_power_of_two() * 2)
             .map_err(|_| format!("{n} points are too many for one DBSCAN batch"))?;
@@ -477,11 +486,15 @@ impl DbscanBatch {
             }
             Ok(())
         })?;
-        let mut points: Vec<f32> = Vec::with_capacity(3 * n as usize);
+        let mut points: Vec<f32> = Vec::with_capacity(if with_points { 3 * n as usize } else { 0 });
         let mut job_start = Vec::with_capacity(jobs.len() + 1);
+        let mut next = 0u32;
         for (_, job) in &jobs {
-            job_start.push((points.len() / 3) as u32);
-            points.extend(job.points.iter().flatten());
+            job_start.push(next);
+            next += job.points.len() as u32;
+            if with_points {
+                points.extend(job.points.iter().flatten());
+            }
         }
         job_start.push(n);
         let params = DbscanParams { points: n, cells: slots, jobs: job_params.len() as u32, _pad: [0; 5] };
@@ -553,18 +566,39 @@ pub struct StatsPack {
     pub points: Vec<f32>,
     pub depth_bits: Vec<u32>,
     pub ranges: Vec<[u32; 2]>,
+    /// The number of points of the chunk.
+    pub total: usize,
 }
 
 impl StatsPack {
     pub fn new(objects: &[StatsInput], chunk: &[usize]) -> StatsPack {
+        Self::build(objects, chunk, true)
+    }
+
+    /// [`StatsPack::new`] without the points and depths (`points` and `depth_bits` stay empty): for a device that
+    /// computes them itself.
+    pub fn ranges_only(objects: &[StatsInput], chunk: &[usize]) -> StatsPack {
+        Self::build(objects, chunk, false)
+    }
+
+    fn build(objects: &[StatsInput], chunk: &[usize], with_points: bool) -> StatsPack {
         let total: usize = chunk.iter().map(|&i| objects[i].canonical.len()).sum();
-        let mut pack =
-            StatsPack { points: Vec::with_capacity(3 * total), depth_bits: Vec::with_capacity(total), ranges: vec![] };
+        let reserve = if with_points { total } else { 0 };
+        let mut pack = StatsPack {
+            points: Vec::with_capacity(3 * reserve),
+            depth_bits: Vec::with_capacity(reserve),
+            ranges: Vec::with_capacity(chunk.len()),
+            total,
+        };
+        let mut offset = 0u32;
         for &i in chunk {
             let o = &objects[i];
-            pack.ranges.push([pack.depth_bits.len() as u32, o.canonical.len() as u32]);
-            pack.points.extend(o.canonical.iter().flatten());
-            pack.depth_bits.extend(o.camera.iter().map(|p| p[2].to_bits()));
+            pack.ranges.push([offset, o.canonical.len() as u32]);
+            offset += o.canonical.len() as u32;
+            if with_points {
+                pack.points.extend(o.canonical.iter().flatten());
+                pack.depth_bits.extend(o.camera.iter().map(|p| p[2].to_bits()));
+            }
         }
         pack
     }
