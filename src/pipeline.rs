@@ -504,6 +504,16 @@ struct Grounded<'a> {
     resident: Option<(crate::backend::ResidentGroup, &'a [u32])>,
 }
 
+impl Grounded<'_> {
+    /// Where points `keep` of object `object` lie on the device (their indices in K1's grouped points), if they do.
+    fn device_indices(&self, object: usize, keep: &[usize]) -> Option<(&crate::backend::ResidentGroup, Vec<u32>)> {
+        let (group, offsets) = self.resident.as_ref()?;
+        let first = *offsets.get(object)?;
+        let indices = keep.iter().map(|&k| u32::try_from(k).ok()?.checked_add(first)).collect::<Option<_>>()?;
+        Some((group, indices))
+    }
+}
+
 /// Runs `run` once over the items of every frame (`ranges[f]` = frame f's items, consecutive); when that fails and
 /// there are several frames, runs it frame by frame, so that an error is charged to its own frame only. The results
 /// are split by frame.
@@ -584,11 +594,7 @@ fn scenes_from_ground(
             for (i, d) in objects.iter().enumerate() {
                 let Ok(d) = d else { continue };
                 jobs.push(DbscanJob { points: &d.points, eps: d.eps, min_points: config.object_min_points });
-                gathers.push(f.resident.as_ref().and_then(|(group, offsets)| {
-                    let first = *offsets.get(i)?;
-                    let indices = d.keep.iter().map(|&k| u32::try_from(k).ok()?.checked_add(first));
-                    Some((group, indices.collect::<Option<Vec<u32>>>()?))
-                }));
+                gathers.push(f.device_indices(i, &d.keep));
             }
             job_ranges.push(start..jobs.len());
         }
@@ -668,11 +674,7 @@ fn scenes_from_ground(
                 camera_position,
             }));
             stats_gathers.extend(survivors.iter().map(|s| {
-                f.resident.as_ref().and_then(|(group, offsets)| {
-                    let first = *offsets.get(s.index)?;
-                    let indices = s.kept_indices.iter().map(|&k| u32::try_from(k).ok()?.checked_add(first));
-                    Some((group, indices.collect::<Option<Vec<u32>>>()?, &f.canonical))
-                })
+                f.device_indices(s.index, &s.kept_indices).map(|(group, indices)| (group, indices, &f.canonical))
             }));
             stats_ranges.push(start..stats_inputs.len());
         }

@@ -1734,51 +1734,52 @@ struct StatsGather<'a> {
     frames: Vec<GpuCanonical>,
 }
 
-/// The gather of a K4 chunk, when every object of the chunk has a source in the same grouped buffer (with an index
-/// per point, each within the buffer and a word); `None` otherwise (the host's points are uploaded).
+/// The gather of a K4 chunk, when every object of the chunk has a source in the same grouped buffer
+/// ([`device_index`]); `None` otherwise (the host's points are uploaded).
 fn stats_gather<'a>(
     objects: &[StatsInput<'_>],
     sources: &'a [Option<super::StatsSource<'a>>],
     chunk: &[usize],
 ) -> Option<StatsGather<'a>> {
-    let grouped = sources.get(*chunk.first()?)?.as_ref()?.group.cuda()?.0;
-    let mut index = Vec::with_capacity(chunk.iter().map(|&i| objects[i].canonical.len()).sum());
-    let mut frames = Vec::with_capacity(chunk.len());
-    for &i in chunk {
-        let source = sources.get(i)?.as_ref()?;
-        let (g, base) = source.group.cuda()?;
-        if !std::ptr::eq(g, grouped) || source.indices.len() != objects[i].canonical.len() {
-            return None;
-        }
-        for &k in source.indices {
-            let at = base + u64::from(k);
-            if at >= grouped.len {
-                return None;
-            }
-            index.push(u32::try_from(at).ok()?);
-        }
-        frames.push(GpuCanonical { rotation: source.canonical.rotation, translation: source.canonical.translation });
-    }
+    let of = |i: usize| sources.get(i)?.as_ref();
+    let (grouped, index) =
+        device_index(chunk.iter().map(|&i| (of(i).map(|s| (s.group, s.indices)), objects[i].canonical.len())))?;
+    let frames = chunk
+        .iter()
+        .map(|&i| of(i).map(|s| GpuCanonical { rotation: s.canonical.rotation, translation: s.canonical.translation }))
+        .collect::<Option<_>>()?;
     Some(StatsGather { grouped, index, frames })
 }
 
-/// The gather of a DBSCAN chunk (its jobs in order): the grouped buffer and each point's index in it, when every job of
-/// the chunk has its points in the same device buffer (and each index fits a word); `None` otherwise (the points are
-/// uploaded).
+/// The gather of a DBSCAN chunk (its jobs in order), see [`device_index`]; `None` when the points are uploaded.
 fn gather_indices<'a>(
     jobs: &[DbscanJob<'_>],
     sources: &'a [Option<super::JobSource<'a>>],
     chunk: &[usize],
 ) -> Option<(&'a GroupedOnDevice, Vec<u32>)> {
-    let first = sources.get(*chunk.first()?)?.as_ref()?.group.cuda()?.0;
-    let mut index = Vec::with_capacity(chunk.iter().map(|&i| jobs[i].points.len()).sum());
-    for &i in chunk {
-        let source = sources.get(i)?.as_ref()?;
-        let (grouped, base) = source.group.cuda()?;
-        if !std::ptr::eq(grouped, first) || source.indices.len() != jobs[i].points.len() {
+    device_index(
+        chunk
+            .iter()
+            .map(|&i| (sources.get(i).and_then(Option::as_ref).map(|s| (s.group, s.indices)), jobs[i].points.len())),
+    )
+}
+
+/// Where a chunk's points lie in one grouped buffer: `items` gives, per item in order, its source (the grouped
+/// points and its indices there) and its point count. The buffer and each point's index in it, when every item has
+/// its points (as many indices as points) in the same buffer and each index lies within it and fits a word; `None`
+/// otherwise.
+fn device_index<'a>(
+    items: impl Iterator<Item = (Option<(&'a super::ResidentGroup, &'a [u32])>, usize)>,
+) -> Option<(&'a GroupedOnDevice, Vec<u32>)> {
+    let mut first: Option<&GroupedOnDevice> = None;
+    let mut index = Vec::new();
+    for (source, points) in items {
+        let (group, indices) = source?;
+        let (grouped, base) = group.cuda()?;
+        if !std::ptr::eq(grouped, *first.get_or_insert(grouped)) || indices.len() != points {
             return None;
         }
-        for &k in source.indices {
+        for &k in indices {
             let at = base + u64::from(k);
             if at >= grouped.len {
                 return None;
@@ -1786,7 +1787,7 @@ fn gather_indices<'a>(
             index.push(u32::try_from(at).ok()?);
         }
     }
-    Some((first, index))
+    Some((first?, index))
 }
 
 /// `len` elements of `slice` from `start`, or why not (never a panic).

@@ -145,6 +145,17 @@ fn kept(cloud: PointCloud, fit: &Option<PlaneFit>) -> Option<PointCloud> {
     (!fit.is_some_and(|f| f.accepted)).then_some(cloud)
 }
 
+/// K1 and K2 of a frame computed with its cloud on the host (cpu, wgpu): nothing left on a device.
+fn on_host(cloud: PointCloud, grouped: GroupedPoints, fit: Option<PlaneFit>) -> FrameGeometry {
+    FrameGeometry {
+        valid_points: cloud.len(),
+        cloud: kept(cloud, &fit),
+        grouped,
+        fit,
+        resident: ResidentGroup::default(),
+    }
+}
+
 /// The normals of a cloud's scoring subsample (the CPU reference's, from the depth image).
 fn sample_normals(f: &FrameGeometryInput<'_>, cloud: &PointCloud, max_step_px: u32) -> Vec<crate::geometry::Point3> {
     crate::pipeline::ground_sample_normals(f.depth, f.k, cloud, f.params, max_step_px)
@@ -298,13 +309,7 @@ impl Backend {
                         f.frame_key,
                         f.params,
                     );
-                    Ok(FrameGeometry {
-                        valid_points: cloud.len(),
-                        cloud: kept(cloud, &fit),
-                        grouped,
-                        fit,
-                        resident: ResidentGroup::default(),
-                    })
+                    Ok(on_host(cloud, grouped, fit))
                 })
                 .collect(),
             #[cfg(feature = "wgpu")]
@@ -315,13 +320,7 @@ impl Backend {
                     let (cloud, grouped, fit) = b
                         .frame_geometry(f.depth, f.k, f.instance_labels, f.regions, f.frame_key, f.params, &normals)
                         .map_err(wgpu_error)?;
-                    Ok(FrameGeometry {
-                        valid_points: cloud.len(),
-                        cloud: kept(cloud, &fit),
-                        grouped,
-                        fit,
-                        resident: ResidentGroup::default(),
-                    })
+                    Ok(on_host(cloud, grouped, fit))
                 })
                 .collect(),
             #[cfg(feature = "cuda")]
