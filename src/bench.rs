@@ -713,6 +713,8 @@ pub fn run_kernel_bench(
     // End to end: the scene geometry of whole frames, all threads, as a run does it.
     let e2e: Vec<&crate::io::LoadedFrame> = (0..options.e2e_frames).map(|i| &topped[i % topped.len()]).collect();
     let objects_per_frame = e2e.iter().map(|f| f.objects.len()).sum::<usize>() as f64 / e2e.len().max(1) as f64;
+    // A run names each object's colour where the colour image was decoded (unless --no-colors): so does this.
+    let with_color = e2e.iter().filter(|f| f.color.is_some()).count();
     // In batches as a run processes them (each kernel once per batch, as many batches at once as a run gives the
     // backend).
     let batch = 4 * rayon::current_num_threads().max(1);
@@ -752,9 +754,11 @@ pub fn run_kernel_bench(
         kernel: "K1-K5 end to end".into(),
         workload: format!(
             "{n} frames of {}x{}, {objects_per_frame:.1} objects per frame ({annotated:.1} annotated, the rest grid \
-             boxes), {} threads, batches of {batch} frames, {} at once (the CPU reference: 1)",
+             boxes), object colours named on {with_color} of {} frames, {} threads, batches of {batch} frames, {} at \
+             once (the CPU reference: 1)",
             e2e[0].intrinsics.width,
             e2e[0].intrinsics.height,
+            e2e.len(),
             rayon::current_num_threads(),
             backend.batches_in_flight()
         ),

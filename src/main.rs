@@ -108,8 +108,8 @@ struct SceneArgs {
     /// Do not decode colour images to name objects by colour (faster loading; fewer objects can be told apart).
     #[arg(long)]
     no_colors: bool,
-    /// Where the geometry kernels run: the CPU reference, WGSL through wgpu (all five kernels), CUDA (not built
-    /// yet), or the best available (auto says what it chose).
+    /// Where the geometry kernels run: the CPU reference, WGSL through wgpu, CUDA (`kernels/`, NVRTC at run time),
+    /// or the best available (auto says what it chose).
     #[arg(long, value_enum, default_value_t = BackendKind::Cpu)]
     backend: BackendKind,
     /// Do not draw a progress bar.
@@ -266,6 +266,10 @@ enum Command {
         /// this many (the workload names how many were annotated).
         #[arg(long, default_value_t = 10)]
         e2e_objects: usize,
+        /// With --kernels: do not decode the colour images, so the end-to-end figure leaves out naming the objects'
+        /// colours (which a run does unless given --no-colors).
+        #[arg(long)]
+        no_colors: bool,
         #[command(flatten)]
         model_args: ModelArgs,
     },
@@ -353,6 +357,7 @@ fn run() -> Result<ExitCode> {
             k5_frames,
             e2e_frames,
             e2e_objects,
+            no_colors,
             model_args,
         } => {
             let (mut frames, failures) = collect_frames(&inputs);
@@ -361,8 +366,13 @@ fn run() -> Result<ExitCode> {
             }
             if kernels {
                 let mut loaded = Vec::new();
+                // Colour decoded as a run decodes it (unless --no-colors), so the end to end names the objects' colours.
+                let load = spatialsynth::io::LoadOptions {
+                    decode_color: !no_colors,
+                    ..spatialsynth::io::LoadOptions::default()
+                };
                 for spec in &frames {
-                    loaded.push(spatialsynth::io::load_frame(spec)?);
+                    loaded.push(spatialsynth::io::load_frame_with(spec, &load)?);
                 }
                 let backend = spatialsynth::backend::Backend::open(backend)?;
                 eprintln!("kernel benchmark on {}", backend.describe());

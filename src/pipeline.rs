@@ -1023,6 +1023,13 @@ fn frame_start(
         config,
     );
     let width = k.width;
+    // The colour image's pixels in row-major order (the pixel indices' order), when it matches the depth.
+    let colors: Option<&[[u8; 3]]> = match &frame.color {
+        Some(c) if c.width() == k.width && c.height() == k.height => bytemuck::try_cast_slice(c.as_raw())
+            .ok()
+            .filter(|px: &&[[u8; 3]]| px.len() as u64 == u64::from(k.width) * u64::from(k.height)),
+        _ => None,
+    };
     let objects: Vec<ObjectInput> = frame
         .objects
         .iter()
@@ -1038,7 +1045,8 @@ fn frame_start(
                         .object_pixels(i)
                         .iter()
                         .map(|&p| {
-                            let (u, v) = ((p % width) as f32 + 0.5, (p / width) as f32 + 0.5);
+                            let row = p / width;
+                            let (u, v) = ((p - row * width) as f32 + 0.5, row as f32 + 0.5);
                             u >= cx0 && u < cx1 && v >= cy0 && v < cy1
                         })
                         .collect()
@@ -1053,11 +1061,9 @@ fn frame_start(
                 points_in_camera: grouped.object_points(i).to_vec(),
                 in_box_core,
                 score: def.score,
-                colors: match &frame.color {
-                    Some(c) if c.width() == k.width && c.height() == k.height => {
-                        grouped.object_pixels(i).iter().map(|&p| c.get_pixel(p % width, p / width).0).collect()
-                    }
-                    _ => Vec::new(),
+                colors: match colors {
+                    Some(c) => grouped.object_pixels(i).iter().map(|&p| c[p as usize]).collect(),
+                    None => Vec::new(),
                 },
             }
         })
