@@ -10,8 +10,9 @@
 // it). Each neighbour cell is then one hash probe. Clusters are the trees of a lock-free union-find over the core
 // points (`unite`: one neighbour scan, each pair of core points within eps joined once; `flatten`): each core point's
 // label ends as the smallest batch index of its cluster, the canonical name the host then numbers 0, 1, ... per job;
-// `unsort` writes labels and core flags back in batch order. The result does not depend on the order of the points
-// within a cell nor on any schedule. Needs common.cuh and scan.cuh (prepended by the host).
+// `unsort` writes labels and core flags back in batch order, one word per point (the flag in the label's top bit).
+// The result does not depend on the order of the points within a cell nor on any schedule. Needs common.cuh and
+// scan.cuh (prepended by the host).
 
 #define NONE 0xffffffffu
 
@@ -277,10 +278,10 @@ extern "C" __global__ void assign_borders(
 
 // Labels and core flags in batch order.
 extern "C" __global__ void unsort(const u32* __restrict__ original, const u32* __restrict__ core,
-                                  const u32* __restrict__ labels, const Params p, u32* __restrict__ core_b,
-                                  u32* __restrict__ labels_b) {
+                                  const u32* __restrict__ labels, const Params p, u32* __restrict__ labels_b) {
     const u32 i = blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= p.points) return;
-    core_b[original[i]] = core[i];
-    labels_b[original[i]] = labels[i];
+    // Labels are batch indices (below 2^31): the core flag goes in the top bit; noise (never a core point) stays NONE.
+    const u32 l = labels[i];
+    labels_b[original[i]] = l == NONE ? NONE : (l | (core[i] != 0u ? 0x80000000u : 0u));
 }

@@ -33,7 +33,7 @@ use cudarc::nvrtc::{CompileOptions, Ptx};
 
 use super::layout::{DbscanParams, GpuCanonical, GpuObjectStats, GpuSupport};
 use super::pack::{
-    clusterings_in_batch_order, dbscan_chunks, frame_chunks, gap_chunks, gap_matrices, gpu_regions,
+    clusterings_in_batch_order_packed, dbscan_chunks, frame_chunks, gap_chunks, gap_matrices, gpu_regions,
     grouping_without_launch, hypotheses_from_draws, pack_relations, relation_chunks, split_clouds, split_relations,
     stats_chunks, support_test, DbscanBatch, DepthBatch, GapPack, StatsPack,
 };
@@ -1229,8 +1229,8 @@ impl CudaBackend {
                 Some(_) => DbscanBatch::without_points(jobs, &chunk)?,
                 None => DbscanBatch::new(jobs, &chunk)?,
             };
-            let (labels, core) = self.dbscan_device(&batch, gather)?;
-            let clusterings = clusterings_in_batch_order(&batch.job_start, labels.words()?, core.words()?)?;
+            let labels = self.dbscan_device(&batch, gather)?;
+            let clusterings = clusterings_in_batch_order_packed(&batch.job_start, labels.words()?)?;
             for (i, c) in chunk.into_iter().zip(clusterings) {
                 out[i] = c;
             }
@@ -1238,12 +1238,13 @@ impl CudaBackend {
         Ok(out)
     }
 
-    /// One batch's labels and core flags (batch order), from the grid to the borders on one stream.
+    /// One batch's labels and core flags (batch order, one word per point: the flag in the label's top bit), from the
+    /// grid to the borders on one stream.
     fn dbscan_device(
         &self,
         batch: &DbscanBatch,
         gather: Option<(&GroupedOnDevice, Vec<u32>)>,
-    ) -> Result<(ReadBack, ReadBack), String> {
+    ) -> Result<ReadBack, String> {
         let n = batch.params.points as usize;
         let slots = batch.params.cells as usize;
         let stream = self.stream()?;
@@ -1346,16 +1347,16 @@ impl CudaBackend {
         b.arg(&core).arg(&mut labels);
         // SAFETY: assign_borders(grid..., Params, core, labels).
         unsafe { b.launch(launch(g, BLOCK)) }.map_err(de)?;
-        let mut core_b = self.zeros::<u32>(&stream, n)?;
+        // One word per point comes back: the label with the core flag in its top bit.
         let mut labels_b = self.zeros::<u32>(&stream, n)?;
         let mut b = stream.launch_builder(&self.k.unsort);
-        b.arg(&d.original).arg(&core).arg(&labels).arg(&d.params).arg(&mut core_b).arg(&mut labels_b);
-        // SAFETY: unsort(original, core, labels, Params, core_b, labels_b): original is a permutation of 0..n.
+        b.arg(&d.original).arg(&core).arg(&labels).arg(&d.params).arg(&mut labels_b);
+        // SAFETY: unsort(original, core, labels, Params, labels_b): original is a permutation of 0..n; n words of
+        // labels_b.
         unsafe { b.launch(launch(g, BLOCK)) }.map_err(de)?;
         let labels = self.read_back(&stream, &labels_b)?;
-        let core = self.read_back(&stream, &core_b)?;
         self.sync(&stream)?;
-        Ok((labels, core))
+        Ok(labels)
     }
 
     /// K4 for a batch of objects (of any frames; see [`crate::geometry::stats::summarize_batch`]): one block per

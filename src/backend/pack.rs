@@ -382,23 +382,36 @@ pub fn clusterings_in_batch_order(job_start: &[u32], labels: &[u32], core: &[u32
     if labels.len() < n || core.len() < n {
         return Err("DBSCAN labels came back short".into());
     }
+    clusterings_by_job(job_start, |i| (labels[i], core[i] == 1))
+}
+
+/// [`clusterings_in_batch_order`] from one word per point: the label with the core flag in its top bit
+/// (`label | core << 31`), `u32::MAX` for noise, as CUDA's `unsort` writes them (labels are batch indices, below 2^31).
+pub fn clusterings_in_batch_order_packed(job_start: &[u32], words: &[u32]) -> Result<Vec<Clustering>, String> {
+    let n = job_start.last().map_or(0, |&n| n as usize);
+    if words.len() < n {
+        return Err("DBSCAN labels came back short".into());
+    }
+    clusterings_by_job(job_start, |i| match words[i] {
+        u32::MAX => (u32::MAX, false),
+        w => (w & !(1 << 31), w >> 31 == 1),
+    })
+}
+
+/// Each job's clustering from each point's (label, core flag) by batch index (`i < job_start.last()`).
+fn clusterings_by_job(job_start: &[u32], point: impl Fn(usize) -> (u32, bool)) -> Result<Vec<Clustering>, String> {
     let mut out = Vec::with_capacity(job_start.len().saturating_sub(1));
     for range in job_start.windows(2) {
         let (first, end) = (range[0], range[1]);
-        let labels = &labels[first as usize..end as usize];
-        let core = &core[first as usize..end as usize];
+        let (labels, core): (Vec<u32>, Vec<bool>) = (first as usize..end as usize).map(&point).unzip();
         let mut names: Vec<u32> = labels.iter().copied().filter(|&l| l != u32::MAX).collect();
         names.sort_unstable();
         names.dedup();
         if names.first().is_some_and(|&l| l < first) || names.last().is_some_and(|&l| l >= end) {
             return Err("a DBSCAN label names a point of another job".into());
         }
-        let mut c = Clustering {
-            labels: vec![NOISE; labels.len()],
-            core: core.iter().map(|&c| c == 1).collect(),
-            clusters: names.len() as u32,
-        };
-        for (out, &l) in c.labels.iter_mut().zip(labels) {
+        let mut c = Clustering { labels: vec![NOISE; labels.len()], core, clusters: names.len() as u32 };
+        for (out, &l) in c.labels.iter_mut().zip(&labels) {
             if l != u32::MAX {
                 *out = names.binary_search(&l).map_err(|_| "DBSCAN label lost".to_string())? as i32;
             }
@@ -1086,5 +1099,13 @@ mod tests {
             .unwrap_err()
             .contains("another job"));
         assert!(clusterings_in_batch_order(&job_start, &labels[..5], &core).unwrap_err().contains("short"));
+        // The same from one word per point (CUDA's unsort: the core flag in the top bit).
+        let words: Vec<u32> =
+            labels.iter().zip(&core).map(|(&l, &c)| if l == u32::MAX { l } else { l | c << 31 }).collect();
+        assert_eq!(clusterings_in_batch_order_packed(&job_start, &words).unwrap(), got);
+        assert!(clusterings_in_batch_order_packed(&job_start, &[1, 1, 1, 0, 3, 3])
+            .unwrap_err()
+            .contains("another job"));
+        assert!(clusterings_in_batch_order_packed(&job_start, &words[..5]).unwrap_err().contains("short"));
     }
 }
