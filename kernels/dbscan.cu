@@ -281,7 +281,7 @@ extern "C" __global__ void unsort(const u32* __restrict__ original, const u32* _
                                   const u32* __restrict__ labels, const Params p, u32* __restrict__ labels_b) {
     const u32 i = blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= p.points) return;
-    // Labels are batch indices (below 2^31): the core flag goes in the top bit; noise (never a core point) stays NONE.
+    // Labels are batch indices (below 2^26, MAX_DBSCAN_POINTS in cuda.rs): the core flag goes in the top bit; noise (never a core point) stays NONE.
     const u32 l = labels[i];
     labels_b[original[i]] = l == NONE ? NONE : (l | (core[i] != 0u ? 0x80000000u : 0u));
 }

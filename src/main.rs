@@ -366,7 +366,7 @@ fn run() -> Result<ExitCode> {
             }
             if kernels {
                 let mut loaded = Vec::new();
-                // Colour decoded as a run decodes it (unless --no-colors), so the end to end names the objects' colours.
+                // Colour decoded as a run decodes it (unless --no-colors): the end to end names the objects' colours.
                 let load = spatialsynth::io::LoadOptions {
                     decode_color: !no_colors,
                     ..spatialsynth::io::LoadOptions::default()

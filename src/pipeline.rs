@@ -1025,9 +1025,10 @@ fn frame_start(
     let width = k.width;
     // The colour image's pixels in row-major order (the pixel indices' order), when it matches the depth.
     let colors: Option<&[[u8; 3]]> = match &frame.color {
-        Some(c) if c.width() == k.width && c.height() == k.height => bytemuck::try_cast_slice(c.as_raw())
-            .ok()
-            .filter(|px: &&[[u8; 3]]| px.len() as u64 == u64::from(k.width) * u64::from(k.height)),
+        Some(c) if c.width() == k.width && c.height() == k.height => {
+            let pixels = k.width as usize * k.height as usize;
+            c.as_raw().get(..3 * pixels).and_then(|raw| bytemuck::try_cast_slice(raw).ok())
+        }
         _ => None,
     };
     let objects: Vec<ObjectInput> = frame
@@ -1045,8 +1046,7 @@ fn frame_start(
                         .object_pixels(i)
                         .iter()
                         .map(|&p| {
-                            let row = p / width;
-                            let (u, v) = ((p - row * width) as f32 + 0.5, row as f32 + 0.5);
+                            let (u, v) = ((p % width) as f32 + 0.5, (p / width) as f32 + 0.5);
                             u >= cx0 && u < cx1 && v >= cy0 && v < cy1
                         })
                         .collect()

@@ -61,6 +61,8 @@ const SCORE_SLICE: u32 = 16_384;
 const MAX_POINTS: u64 = 1 << 28;
 /// The most K3 points in one launch (the cells' hash table takes up to 4 slots a point).
 const MAX_DBSCAN_POINTS: u64 = 1 << 26;
+// `unsort` puts the core flag in the top bit of each label (a batch index, below this).
+const _: () = assert!(MAX_DBSCAN_POINTS <= 1 << 31);
 /// The most K5 pairs in one launch (80 bytes each: 2.7 GB of records).
 const MAX_PAIRS: u64 = 1 << 25;
 

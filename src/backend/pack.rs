@@ -386,7 +386,8 @@ pub fn clusterings_in_batch_order(job_start: &[u32], labels: &[u32], core: &[u32
 }
 
 /// [`clusterings_in_batch_order`] from one word per point: the label with the core flag in its top bit
-/// (`label | core << 31`), `u32::MAX` for noise, as CUDA's `unsort` writes them (labels are batch indices, below 2^31).
+/// (`label | core << 31`), `u32::MAX` for noise, as CUDA's `unsort` writes them (labels are batch indices, below
+/// `MAX_DBSCAN_POINTS` = 2^26).
 pub fn clusterings_in_batch_order_packed(job_start: &[u32], words: &[u32]) -> Result<Vec<Clustering>, String> {
     let n = job_start.last().map_or(0, |&n| n as usize);
     if words.len() < n {
@@ -403,18 +404,25 @@ fn clusterings_by_job(job_start: &[u32], point: impl Fn(usize) -> (u32, bool)) -
     let mut out = Vec::with_capacity(job_start.len().saturating_sub(1));
     for range in job_start.windows(2) {
         let (first, end) = (range[0], range[1]);
-        let (labels, core): (Vec<u32>, Vec<bool>) = (first as usize..end as usize).map(&point).unzip();
-        let mut names: Vec<u32> = labels.iter().copied().filter(|&l| l != u32::MAX).collect();
+        let points = first as usize..end as usize;
+        let mut names: Vec<u32> = points.clone().map(|i| point(i).0).filter(|&l| l != u32::MAX).collect();
         names.sort_unstable();
         names.dedup();
         if names.first().is_some_and(|&l| l < first) || names.last().is_some_and(|&l| l >= end) {
             return Err("a DBSCAN label names a point of another job".into());
         }
-        let mut c = Clustering { labels: vec![NOISE; labels.len()], core, clusters: names.len() as u32 };
-        for (out, &l) in c.labels.iter_mut().zip(&labels) {
-            if l != u32::MAX {
-                *out = names.binary_search(&l).map_err(|_| "DBSCAN label lost".to_string())? as i32;
-            }
+        let mut c = Clustering {
+            labels: Vec::with_capacity(points.len()),
+            core: Vec::with_capacity(points.len()),
+            clusters: names.len() as u32,
+        };
+        for i in points {
+            let (l, core) = point(i);
+            c.labels.push(match l {
+                u32::MAX => NOISE,
+                l => names.binary_search(&l).map_err(|_| "DBSCAN label lost".to_string())? as i32,
+            });
+            c.core.push(core);
         }
         out.push(c);
     }
