@@ -142,14 +142,13 @@ mod tests {
     use super::*;
     use rayon::prelude::*;
 
-    /// The original formula of [`color_name`], every step in `f32`.
+    /// The original formula of [`color_name`], every step in `f32` (the hue's bins, [`hue_name`], unchanged).
     fn color_name_formula(rgb: [u8; 3]) -> usize {
         let [r, g, b] = rgb.map(|c| f32::from(c) / 255.0);
         let max = r.max(g).max(b);
         let min = r.min(g).min(b);
         let (v, chroma) = (max, max - min);
         let s = if max > 0.0 { chroma / max } else { 0.0 };
-        // Very dark pixels are black unless strongly saturated (a navy mug is blue, not black).
         if v < 0.12 || (v < 0.2 && s < 0.5) {
             return 0;
         }
@@ -169,40 +168,7 @@ mod tests {
         } else {
             60.0 * ((r - g) / chroma + 4.0)
         };
-        match h {
-            // Dark red is how wood (mahogany, cherry) usually looks: brown.
-            h if !(15.0..345.0).contains(&h) => {
-                if v < 0.4 {
-                    10
-                } else {
-                    3
-                }
-            }
-            h if h < 45.0 => {
-                if v < 0.6 {
-                    10
-                } else {
-                    4
-                }
-            }
-            h if h < 70.0 => {
-                if v < 0.5 {
-                    10
-                } else {
-                    5
-                }
-            }
-            h if h < 165.0 => 6,
-            h if h < 255.0 => 7,
-            h if h < 290.0 => 8,
-            _ => {
-                if v < 0.5 {
-                    8
-                } else {
-                    9
-                }
-            }
-        }
+        hue_name(h, v)
     }
 
     #[test]

@@ -1019,7 +1019,7 @@ impl CudaBackend {
             let point_words = unsafe { out_points.transmute::<u32>(3 * total) }.ok_or("grouped points buffer")?;
             let points = self.read_back(stream, &point_words)?;
             let pixels = self.read_back(stream, &out_pixels)?;
-            self.sync(stream)?;
+            // (Each read-back's `words` waits for the stream.)
             let (points, pixels) = (points.words()?, pixels.words()?);
             let on_device = Arc::new(GroupedOnDevice { points: out_points, len: total as u64 });
             for (j, (base, grouped, object_offsets)) in jobs.iter().zip(bases) {
@@ -1356,9 +1356,8 @@ impl CudaBackend {
         // SAFETY: unsort(original, core, labels, Params, labels_b): original is a permutation of 0..n; n words of
         // labels_b.
         unsafe { b.launch(launch(g, BLOCK)) }.map_err(de)?;
-        let labels = self.read_back(&stream, &labels_b)?;
-        self.sync(&stream)?;
-        Ok(labels)
+        // The caller's `words` waits for the stream.
+        self.read_back(&stream, &labels_b)
     }
 
     /// K4 for a batch of objects (of any frames; see [`crate::geometry::stats::summarize_batch`]): one block per
