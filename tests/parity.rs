@@ -1230,10 +1230,19 @@ fn cuda_parity_on_the_emulator() {
         .env("LD_LIBRARY_PATH", library_path)
         .env("SPATIALSYNTH_PARITY_ONLY", "cuda")
         .env("SPATIALSYNTH_REQUIRE_CUDA", "1");
+    // The emulator is preloaded (after ASan's runtime, which must come first), so that its thread-locals are in
+    // the static TLS block: see the TLS flags in tests/common/cuda_emu.rs. cudarc's dlopen of libcuda finds it
+    // loaded already.
+    let lib = emulator.lib_dir.join("libcuda.so");
+    let mut preload = std::ffi::OsString::new();
     if let Some(asan) = &emulator.asan_runtime {
+        preload.push(asan);
+        preload.push(":");
         // Rust's own allocations go through ASan too; leaks of the test process are not the kernels' business.
-        child.env("LD_PRELOAD", asan).env("ASAN_OPTIONS", "detect_leaks=0:halt_on_error=1");
+        child.env("ASAN_OPTIONS", "detect_leaks=0:halt_on_error=1");
     }
+    preload.push(&lib);
+    child.env("LD_PRELOAD", preload);
     let output = child.output().unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
