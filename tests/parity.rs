@@ -1219,30 +1219,12 @@ fn cuda_parity_on_the_emulator() {
         Ok(e) => e,
         Err(why) => return skip_or_fail(why),
     };
-    let mut library_path = std::ffi::OsString::from(&emulator.lib_dir);
-    if let Some(old) = std::env::var_os("LD_LIBRARY_PATH") {
-        library_path.push(":");
-        library_path.push(old);
-    }
     let mut child = std::process::Command::new(std::env::current_exe().unwrap());
     child
         .args(["--skip", TEST])
-        .env("LD_LIBRARY_PATH", library_path)
+        .envs(emulator.environment())
         .env("SPATIALSYNTH_PARITY_ONLY", "cuda")
         .env("SPATIALSYNTH_REQUIRE_CUDA", "1");
-    // The emulator is preloaded (after ASan's runtime, which must come first), so that its thread-locals are in
-    // the static TLS block: see the TLS flags in tests/common/cuda_emu.rs. cudarc's dlopen of libcuda finds it
-    // loaded already.
-    let lib = emulator.lib_dir.join("libcuda.so");
-    let mut preload = std::ffi::OsString::new();
-    if let Some(asan) = &emulator.asan_runtime {
-        preload.push(asan);
-        preload.push(":");
-        // Rust's own allocations go through ASan too; leaks of the test process are not the kernels' business.
-        child.env("ASAN_OPTIONS", "detect_leaks=0:halt_on_error=1");
-    }
-    preload.push(&lib);
-    child.env("LD_PRELOAD", preload);
     let output = child.output().unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);

@@ -14,6 +14,34 @@ pub struct Emulator {
     pub asan_runtime: Option<PathBuf>,
 }
 
+impl Emulator {
+    /// The environment that makes a process run the CUDA backend on this emulator: its folder first on
+    /// `LD_LIBRARY_PATH`, and the library preloaded, after ASan's runtime (which must come first), so that its
+    /// thread-locals are in the static TLS block (see the TLS flags in [`build`]); cudarc's dlopen of libcuda finds
+    /// it loaded already.
+    pub fn environment(&self) -> Vec<(&'static str, std::ffi::OsString)> {
+        let mut library_path = std::ffi::OsString::from(&self.lib_dir);
+        if let Some(old) = std::env::var_os("LD_LIBRARY_PATH") {
+            library_path.push(":");
+            library_path.push(old);
+        }
+        let mut preload = std::ffi::OsString::new();
+        let mut env = vec![("LD_LIBRARY_PATH", library_path)];
+        if let Some(asan) = &self.asan_runtime {
+            preload.push(asan);
+            preload.push(":");
+            // Rust's own allocations go through ASan too; leaks of the test process are not the kernels' business.
+            env.push(("ASAN_OPTIONS", "detect_leaks=0:halt_on_error=1".into()));
+        }
+        preload.push(self.lib_dir.join(LIBRARY));
+        env.push(("LD_PRELOAD", preload));
+        env
+    }
+}
+
+/// The emulator's file name in its folder (what cudarc opens through `LD_LIBRARY_PATH`).
+const LIBRARY: &str = "libcuda.so";
+
 /// The C++ compiler: `$CXX`, else `c++`, else `g++`.
 fn compiler() -> Result<String, String> {
     let candidates: Vec<String> = std::env::var("CXX").ok().into_iter().chain(["c++".into(), "g++".into()]).collect();
@@ -86,7 +114,7 @@ pub fn build(out: &Path, asan: bool) -> Result<Emulator, String> {
     }
     h = fnv(flags.join(" ").as_bytes(), fnv(cxx.as_bytes(), h));
     let dir = out.join(format!("cuda-emu-{h:016x}"));
-    let lib = dir.join("libcuda.so");
+    let lib = dir.join(LIBRARY);
     if !lib.is_file() {
         std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         let mut sources = vec![driver.clone()];
