@@ -5,9 +5,10 @@
 // stacks the jobs along z with an empty layer between them (`DbscanGrid` in src/backend/pack.rs), so every neighbour
 // lies in the 3 x 3 x 3 block of cells around a point and no block reaches another job; points are sorted by cell,
 // then by batch index (the occupied cells listed in (z, y, x) order); each neighbour cell is found by binary search.
-// Clusters are the trees of a lock-free union-find over the core points (`unite`: one neighbour scan, each pair of
-// core points within eps joined once; `flatten`): each core point's label ends as the smallest batch index of its
-// cluster, the canonical name the host then numbers 0, 1, ... per job (the same as kernels/dbscan.cu).
+// Clusters are the trees of a lock-free union-find over the core points, a forest of sorted positions (`unite`: one
+// neighbour scan, each pair of core points within eps joined once; `flatten`): each core point's label ends as the
+// sorted position of its cluster's point of smallest batch index, which the host renames to that batch index and then
+// numbers 0, 1, ... per job (the names kernels/dbscan.cu gives).
 
 // Keep in sync with `DbscanParams` in src/backend/layout.rs (32 bytes).
 struct Params {
@@ -38,13 +39,11 @@ struct Job {
 // Sorted position -> batch index.
 @group(0) @binding(3) var<storage, read> original: array<u32>;
 @group(0) @binding(4) var<storage, read_write> core: array<u32>;
-// Sorted position -> label: NONE for noise; for a core point, its parent's batch index in the union-find forest (its
-// own at a root), then its cluster's smallest batch index.
+// Sorted position -> label: NONE for noise; for a core point, its parent's sorted position in the union-find forest
+// (its own at a root), then its root's; a border point takes its nearest core point's.
 @group(0) @binding(5) var<storage, read_write> labels: array<atomic<u32>>;
 @group(0) @binding(6) var<uniform> params: Params;
-// Batch index -> sorted position.
-@group(0) @binding(7) var<storage, read> position: array<u32>;
-@group(0) @binding(8) var<storage, read> jobs: array<Job>;
+@group(0) @binding(7) var<storage, read> jobs: array<Job>;
 
 const NONE: u32 = 0xffffffffu;
 
@@ -115,28 +114,29 @@ fn count_neighbours(@builtin(global_invocation_id) gid: vec3<u32>) {
         }
     }
     core[i] = select(0u, 1u, count >= job.min_points);
-    atomicStore(&labels[i], select(NONE, original[i], count >= job.min_points));
+    atomicStore(&labels[i], select(NONE, i, count >= job.min_points));
 }
 
-// The root of batch index x's tree (a root is only ever hooked under a smaller root, so each tree's root is the
-// smallest batch index of its points). Path halving: each visited node's label skips to its grandparent, an
-// ancestor, so the forest stays a forest whatever the interleaving; roots are only written by `hook`'s exchange.
+// The root of sorted position x's tree (a root is only ever hooked under a root of smaller batch index, so each
+// tree's root is the point of smallest batch index). Path halving: each visited node's label skips to its grandparent,
+// an ancestor, so the forest stays a forest whatever the interleaving; roots are only written by `hook`'s exchange.
 fn find_root(start: u32) -> u32 {
     var x = start;
-    var parent = atomicLoad(&labels[position[x]]);
+    var parent = atomicLoad(&labels[x]);
     while (parent != x) {
-        let grand = atomicLoad(&labels[position[parent]]);
+        let grand = atomicLoad(&labels[parent]);
         if (grand != parent) {
-            atomicStore(&labels[position[x]], grand);
+            atomicStore(&labels[x], grand);
         }
         x = grand;
-        parent = atomicLoad(&labels[position[x]]);
+        parent = atomicLoad(&labels[x]);
     }
     return x;
 }
 
-// Joins the trees of batch indices a and b: the larger root is hooked under the smaller by compare-and-exchange,
-// retried from the new roots when another invocation changed them first (or the weak exchange failed).
+// Joins the trees of sorted positions a and b: the root of larger batch index is hooked under the other by
+// compare-and-exchange, retried from the new roots when another invocation changed them first (or the weak exchange
+// failed).
 fn hook(a0: u32, b0: u32) {
     var a = a0;
     var b = b0;
@@ -146,18 +146,47 @@ fn hook(a0: u32, b0: u32) {
         if (a == b) {
             return;
         }
-        if (a > b) {
+        if (original[a] > original[b]) {
             let t = a;
             a = b;
             b = t;
         }
-        if (atomicCompareExchangeWeak(&labels[position[b]], b, a).exchanged) {
+        if (atomicCompareExchangeWeak(&labels[b], b, a).exchanged) {
             return;
         }
     }
 }
 
-// Every pair of core points within eps joined once (from the later of the two in sorted order).
+// The points of the occupied cells (x - 1, y, z), (x, y, z) and (x + 1, y, z) as one [start, end): cells are listed
+// in (z, y, x) order and points sorted by cell, so a row of three cells is one run of points. One binary search for
+// the first listed cell at or after (x - 1, y, z), then at most three steps along the list.
+fn row_range(x: u32, y: u32, z: u32) -> vec2<u32> {
+    var lo = 0u;
+    var hi = params.cells;
+    let base = 4u * params.points;
+    while (lo < hi) {
+        let mid = (lo + hi) / 2u;
+        let c = compare(cell_xyz[base + 3u * mid], cell_xyz[base + 3u * mid + 1u], cell_xyz[base + 3u * mid + 2u], x - 1u, y, z);
+        if (c < 0) {
+            lo = mid + 1u;
+        } else {
+            hi = mid;
+        }
+    }
+    var end = lo;
+    while (end < params.cells && cell_xyz[base + 3u * end + 2u] == z && cell_xyz[base + 3u * end + 1u] == y
+        && cell_xyz[base + 3u * end] <= x + 1u) {
+        end = end + 1u;
+    }
+    return vec2<u32>(cell_start[lo], cell_start[end]);
+}
+
+// Every pair of core points within eps joined once (from the later of the two in sorted order). The 3 x 3 x 3 block
+// is scanned as nine rows in sorted order, so the scan ends at the point itself. The scan and the joins are two
+// loops, one inside the other: the inner one only looks for the next neighbour to join (a core point within eps
+// whose parent is neither this point's root nor a parent already joined), and the joins run outside it. On a SIMD
+// device that runs every branch of a loop for all its lanes (llvmpipe), the joins' loops and atomics then cost once
+// per join, not once per neighbour looked at.
 @compute @workgroup_size(256)
 fn unite(@builtin(global_invocation_id) gid: vec3<u32>) {
     let i = gid.x;
@@ -166,25 +195,49 @@ fn unite(@builtin(global_invocation_id) gid: vec3<u32>) {
     }
     let p = point(i);
     let eps2 = jobs[cell_xyz[4u * i + 3u]].eps2;
-    // The point's root, kept up to date: a neighbour already in the same tree costs one walk to its root.
-    var root = find_root(original[i]);
-    let sx = span(cell_xyz[4u * i]);
+    let cx = cell_xyz[4u * i];
     let sy = span(cell_xyz[4u * i + 1u]);
     let sz = span(cell_xyz[4u * i + 2u]);
-    for (var z = sz.x; z <= sz.y; z = z + 1u) {
-        for (var y = sy.x; y <= sy.y; y = y + 1u) {
-            for (var x = sx.x; x <= sx.y; x = x + 1u) {
-                let r = cell_range(x, y, z);
-                for (var j = r.x; j < r.y; j = j + 1u) {
-                    if (j < i && core[j] == 1u && dist2(p, point(j)) <= eps2) {
-                        let other = find_root(original[j]);
-                        if (other != root) {
-                            hook(root, other);
-                            root = find_root(root);
-                        }
-                    }
+    // The point's root, kept up to date, and the parent of the last neighbour joined (in this point's tree from then
+    // on): a neighbour whose parent is either is already in this point's tree.
+    var root = find_root(i);
+    var known = root;
+    var row = 0u;
+    var range = row_range(cx, sy.x, sz.x);
+    var j = range.x;
+    loop {
+        var found = NONE;
+        loop {
+            if (j >= i) {
+                break;
+            }
+            if (j >= range.y) {
+                row = row + 1u;
+                if (row == 9u) {
+                    break;
+                }
+                range = row_range(cx, sy.x + row % 3u, sz.x + row / 3u);
+                j = range.x;
+                continue;
+            }
+            if (core[j] == 1u && dist2(p, point(j)) <= eps2) {
+                let pj = atomicLoad(&labels[j]);
+                if (pj != root && pj != known) {
+                    found = j;
+                    known = pj;
+                    j = j + 1u;
+                    break;
                 }
             }
+            j = j + 1u;
+        }
+        if (found == NONE) {
+            break;
+        }
+        let other = find_root(found);
+        if (other != root) {
+            hook(root, other);
+            root = find_root(root);
         }
     }
 }
@@ -198,10 +251,10 @@ fn flatten(@builtin(global_invocation_id) gid: vec3<u32>) {
         return;
     }
     var x = atomicLoad(&labels[i]);
-    var parent = atomicLoad(&labels[position[x]]);
+    var parent = atomicLoad(&labels[x]);
     while (parent != x) {
         x = parent;
-        parent = atomicLoad(&labels[position[x]]);
+        parent = atomicLoad(&labels[x]);
     }
     atomicStore(&labels[i], x);
 }

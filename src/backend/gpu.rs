@@ -679,19 +679,8 @@ impl WgpuBackend {
         let core_buf = self.output("core", n as u64 * 4);
         let labels_buf = self.output("labels", n as u64 * 4);
         let params_buf = self.uniform("params", &grid.params);
-        let position_buf = self.storage("position", bytemuck::cast_slice(&grid.position));
         let jobs_buf = self.storage("jobs", bytemuck::cast_slice(&grid.jobs));
-        let all = [
-            &points_buf,
-            &xyz_buf,
-            &start_buf,
-            &original_buf,
-            &core_buf,
-            &labels_buf,
-            &params_buf,
-            &position_buf,
-            &jobs_buf,
-        ];
+        let all = [&points_buf, &xyz_buf, &start_buf, &original_buf, &core_buf, &labels_buf, &params_buf, &jobs_buf];
         let (x, y) = self.grid(n as u64)?;
         if y > 1 {
             return Err(format!("{n} points need more than one row of workgroups"));
@@ -699,12 +688,12 @@ impl WgpuBackend {
         let run = |pipeline: &wgpu::ComputePipeline, used: &[u32]| {
             self.dispatch(pipeline, &self.bind_subset(pipeline, &all, used), (x, 1));
         };
-        run(&self.count_neighbours, &[0, 1, 2, 3, 4, 5, 6, 8]);
+        run(&self.count_neighbours, &[0, 1, 2, 4, 5, 6, 7]);
         // The clusters: a union-find over the core points, every pair of core points within eps joined once, then
         // each core point's label set to its tree's root (the smallest batch index of its cluster).
-        run(&self.unite, &[0, 1, 2, 3, 4, 5, 6, 7, 8]);
-        run(&self.flatten, &[4, 5, 6, 7]);
-        run(&self.assign_borders, &[0, 1, 2, 3, 4, 5, 6, 8]);
+        run(&self.unite, &[0, 1, 2, 3, 4, 5, 6, 7]);
+        run(&self.flatten, &[4, 5, 6]);
+        run(&self.assign_borders, &[0, 1, 2, 3, 4, 5, 6, 7]);
         let labels: Vec<u32> = bytemuck::pod_collect_to_vec(&self.read_back(&labels_buf, n as u64 * 4)?);
         let core: Vec<u32> = bytemuck::pod_collect_to_vec(&self.read_back(&core_buf, n as u64 * 4)?);
         Ok((labels, core))

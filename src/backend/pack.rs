@@ -360,7 +360,16 @@ impl DbscanGrid {
         if labels.len() < n || core.len() < n {
             return Err("DBSCAN labels came back short".into());
         }
-        let labels: Vec<u32> = self.position.iter().map(|&s| labels[s as usize]).collect();
+        // The device's labels are sorted positions (each cluster's point of smallest batch index): renamed to batch
+        // indices here.
+        let labels: Vec<u32> = self
+            .position
+            .iter()
+            .map(|&s| match labels[s as usize] {
+                u32::MAX => Ok(u32::MAX),
+                l => self.original.get(l as usize).copied().ok_or_else(|| "a DBSCAN label is out of range".to_string()),
+            })
+            .collect::<Result<_, _>>()?;
         let core: Vec<u32> = self.position.iter().map(|&s| core[s as usize]).collect();
         clusterings_in_batch_order(&self.job_start, &labels, &core)
     }
@@ -1045,6 +1054,27 @@ mod tests {
             [DbscanJob { points: &far, eps: 1e-4, min_points: 1 }, DbscanJob { points: &far, eps: 0.0, min_points: 1 }];
         let err = DbscanGrid::new(&bad, &[0, 1]).unwrap_err();
         assert!(err.contains("job 1") && err.contains("radius"), "{err}");
+    }
+
+    #[test]
+    fn the_dbscan_grid_renames_the_devices_sorted_positions_to_batch_indices() {
+        // Two clusters: {0, 3} at x = 5 and {1, 2} at x = 0, so the second comes first in sorted order.
+        let a = [[5.0f32, 0.0, 0.0], [0.0, 0.0, 0.0], [0.01, 0.0, 0.0], [5.01, 0.0, 0.0]];
+        let jobs = [DbscanJob { points: &a, eps: 0.05, min_points: 2 }];
+        let grid = DbscanGrid::new(&jobs, &[0]).unwrap();
+        let pos = |b: usize| grid.position[b];
+        assert!(pos(1) < pos(0));
+        // The device's labels (sorted order): each core point's root is the sorted position of its cluster's point
+        // of smallest batch index.
+        let (mut labels, core) = (vec![0u32; 4], vec![1u32; 4]);
+        for (b, root) in [(0, 0), (1, 1), (2, 1), (3, 0)] {
+            labels[pos(b) as usize] = pos(root);
+        }
+        // Clusters numbered by smallest batch index: {0, 3} is cluster 0.
+        let got = grid.clusterings(&labels, &core).unwrap();
+        assert_eq!(got, [Clustering { labels: vec![0, 1, 1, 0], core: vec![true; 4], clusters: 2 }]);
+        labels[pos(3) as usize] = 4;
+        assert!(grid.clusterings(&labels, &core).unwrap_err().contains("out of range"));
     }
 
     #[test]
