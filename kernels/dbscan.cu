@@ -8,9 +8,10 @@
 // probing, claimed by compare-and-swap) and counts its points; `scan_counts` (scan.cuh) places the slots' points;
 // `scatter_points` writes every point into its cell's range (in any order within the cell: nothing below depends on
 // it). Each neighbour cell is then one hash probe. Clusters are the trees of a lock-free union-find over the core
-// points (`unite`: one neighbour scan, each pair of core points within eps joined once; `flatten`): each core point's
-// label ends as the smallest batch index of its cluster, the canonical name the host then numbers 0, 1, ... per job;
-// `unsort` writes labels and core flags back in batch order, one word per point (the flag in the label's top bit).
+// points, a forest of sorted positions (`unite`: one neighbour scan, each pair of core points within eps joined once;
+// `flatten`): each core point's label ends as the sorted position of its cluster's point of smallest batch index;
+// `unsort` writes labels and core flags back in batch order, one word per point (the flag in the label's top bit),
+// each label renamed to that smallest batch index, the canonical name the host then numbers 0, 1, ... per job.
 // The result does not depend on the order of the points within a cell nor on any schedule. Needs common.cuh and
 // scan.cuh (prepended by the host).
 
@@ -145,12 +146,11 @@ extern "C" __global__ void claim_cells(const u32* __restrict__ cell_b, const Par
 }
 
 // Every point at its cell's range (`start` from `scan_counts` over the slots' counts; `cursor` zeroed by the host):
-// the sorted points, their cells, their batch indices and each batch index's sorted position.
+// the sorted points, their cells and their batch indices.
 extern "C" __global__ void scatter_points(const float* __restrict__ points_b, const u32* __restrict__ cell_b,
                                          const u32* __restrict__ slot_b, const u32* __restrict__ start,
                                          const Params p, u32* __restrict__ cursor, float* __restrict__ points,
-                                         u32* __restrict__ cell_xyz, u32* __restrict__ original,
-                                         u32* __restrict__ position) {
+                                         u32* __restrict__ cell_xyz, u32* __restrict__ original) {
     const u32 i = blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= p.points) return;
     const u32 s = slot_b[i];
@@ -158,7 +158,6 @@ extern "C" __global__ void scatter_points(const float* __restrict__ points_b, co
     for (u32 k = 0; k < 3u; ++k) points[3u * at + k] = points_b[3u * i + k];
     for (u32 k = 0; k < 4u; ++k) cell_xyz[4u * at + k] = cell_b[4u * i + k];
     original[at] = i;
-    position[i] = at;
 }
 
 extern "C" __global__ void count_neighbours(
@@ -173,42 +172,41 @@ extern "C" __global__ void count_neighbours(
     for_neighbour_cells(g, p, i, [&](u32 j) { count += dist2(g.points, i, j) <= job.eps2 ? 1u : 0u; });
     const bool is_core = count >= job.min_points;
     core[i] = is_core ? 1u : 0u;
-    labels[i] = is_core ? g.original[i] : NONE;
+    labels[i] = is_core ? i : NONE;
 }
 
 // Union-find over the core points (a forest in `labels`, indexed by sorted position: a core point's label is its
-// parent's batch index, a root's is its own). A root is only ever hooked under a smaller root, so each tree's root
-// is the smallest batch index of its points, and labels only decrease. `position` maps a batch index to its sorted
-// position.
+// parent's sorted position, a root's is its own). A root is only ever hooked under a root of smaller batch index, so
+// each tree's root is the point of smallest batch index of its points.
 
-// The root of batch index x's tree. Path halving: each visited node's label skips to its grandparent, an ancestor
-// (a smaller batch index), so the forest stays a forest whatever the interleaving. Roots are never written here
-// (only `hook` changes a root's label, by compare-and-swap).
-__device__ __forceinline__ u32 find_root(volatile u32* labels, const u32* __restrict__ position, u32 x) {
+// The root of sorted position x's tree. Path halving: each visited node's label skips to its grandparent, an
+// ancestor, so the forest stays a forest whatever the interleaving. Roots are never written here (only `hook`
+// changes a root's label, by compare-and-swap).
+__device__ __forceinline__ u32 find_root(volatile u32* labels, u32 x) {
     while (true) {
-        const u32 parent = labels[position[x]];
+        const u32 parent = labels[x];
         if (parent == x) return x;
-        const u32 grand = labels[position[parent]];
-        if (grand != parent) labels[position[x]] = grand;
+        const u32 grand = labels[parent];
+        if (grand != parent) labels[x] = grand;
         x = grand;
     }
 }
 
-// Joins the trees of batch indices a and b: the larger root is hooked under the smaller by compare-and-swap; when
-// another thread hooked it first, the join is retried from the new roots (lock free: a failed swap means another
-// join succeeded).
-__device__ __forceinline__ void hook(u32* labels, const u32* __restrict__ position, u32 a, u32 b) {
+// Joins the trees of sorted positions a and b: the root of larger batch index is hooked under the other by
+// compare-and-swap; when another thread hooked it first, the join is retried from the new roots (lock free: a failed
+// swap means another join succeeded).
+__device__ __forceinline__ void hook(u32* labels, const u32* __restrict__ original, u32 a, u32 b) {
     volatile u32* v = labels;
     while (true) {
-        a = find_root(v, position, a);
-        b = find_root(v, position, b);
+        a = find_root(v, a);
+        b = find_root(v, b);
         if (a == b) return;
-        if (a > b) {
+        if (original[a] > original[b]) {
             const u32 t = a;
             a = b;
             b = t;
         }
-        if (atomicCAS(&labels[position[b]], b, a) == b) return;
+        if (atomicCAS(&labels[b], b, a) == b) return;
     }
 }
 
@@ -217,37 +215,39 @@ __device__ __forceinline__ void hook(u32* labels, const u32* __restrict__ positi
 extern "C" __global__ void unite(
     const float* __restrict__ points, const u32* __restrict__ cell_xyz, const u32* __restrict__ original,
     const u32* __restrict__ owner, const u32* __restrict__ start, const u32* __restrict__ cell_b,
-    const Job* __restrict__ jobs, const Params p, const u32* __restrict__ core, const u32* __restrict__ position,
-    u32* labels) {
+    const Job* __restrict__ jobs, const Params p, const u32* __restrict__ core, u32* labels) {
     const Grid g{points, cell_xyz, original, owner, start, cell_b};
     const u32 i = blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= p.points || core[i] == 0u) return;
     const float eps2 = jobs[cell_xyz[4u * i + 3u]].eps2;
-    // The point's root, kept up to date: a neighbour already in the same tree (most of them, once a cluster has
-    // grown) costs one walk to its root, not a join.
+    // The point's root, kept up to date, and the parent of the last neighbour joined (in this point's tree from then
+    // on): a neighbour whose parent is either is already in this point's tree, and costs one load, not a walk.
     volatile u32* v = labels;
-    u32 root = find_root(v, position, g.original[i]);
+    u32 root = find_root(v, i);
+    u32 known = root;
     for_neighbour_cells(g, p, i, [&](u32 j) {
         if (j < i && core[j] == 1u && dist2(g.points, i, j) <= eps2) {
-            const u32 other = find_root(v, position, g.original[j]);
+            const u32 parent = v[j];
+            if (parent == root || parent == known) return;
+            const u32 other = find_root(v, j);
             if (other != root) {
-                hook(labels, position, root, other);
-                root = find_root(v, position, root);
+                hook(labels, g.original, root, other);
+                root = find_root(v, root);
             }
+            known = parent;
         }
     });
 }
 
 // Each core point's label becomes its tree's root (after `unite`, in a launch of its own). Read only but for the
 // point's own label, which only ever becomes the root: a concurrent walk through it still finds the same root.
-extern "C" __global__ void flatten(const u32* __restrict__ core, const u32* __restrict__ position, const Params p,
-                                  u32* labels) {
+extern "C" __global__ void flatten(const u32* __restrict__ core, const Params p, u32* labels) {
     const u32 i = blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= p.points || core[i] == 0u) return;
     volatile u32* v = labels;
     u32 x = v[i];
     while (true) {
-        const u32 parent = v[position[x]];
+        const u32 parent = v[x];
         if (parent == x) break;
         x = parent;
     }
@@ -276,12 +276,13 @@ extern "C" __global__ void assign_borders(
     labels[i] = best_label;
 }
 
-// Labels and core flags in batch order.
+// Labels and core flags in batch order, each label (a root's sorted position) renamed to the root's batch index.
 extern "C" __global__ void unsort(const u32* __restrict__ original, const u32* __restrict__ core,
                                   const u32* __restrict__ labels, const Params p, u32* __restrict__ labels_b) {
     const u32 i = blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= p.points) return;
-    // Labels are batch indices (below 2^26, MAX_DBSCAN_POINTS in cuda.rs): the core flag goes in the top bit; noise (never a core point) stays NONE.
+    // Batch indices are below 2^26 (MAX_DBSCAN_POINTS in cuda.rs): the core flag goes in the top bit; noise (never a
+    // core point) stays NONE.
     const u32 l = labels[i];
-    labels_b[original[i]] = l == NONE ? NONE : (l | (core[i] != 0u ? 0x80000000u : 0u));
+    labels_b[original[i]] = l == NONE ? NONE : (original[l] | (core[i] != 0u ? 0x80000000u : 0u));
 }

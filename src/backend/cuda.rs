@@ -1304,7 +1304,6 @@ impl CudaBackend {
             jobs,
             params,
         };
-        let mut position = self.zeros::<u32>(&stream, n)?;
         let mut cursor = count;
         stream.memset_zeros(&mut cursor).map_err(de)?;
         let mut b = stream.launch_builder(&self.k.scatter_points);
@@ -1316,11 +1315,10 @@ impl CudaBackend {
             .arg(&mut cursor)
             .arg(&mut d.points)
             .arg(&mut d.cell_xyz)
-            .arg(&mut d.original)
-            .arg(&mut position);
-        // SAFETY: scatter_points(points_b, cell_b, slot_b, start, Params, cursor, points, cell_xyz, original,
-        // position): every slot's count of points lands in [start[s], start[s + 1]) of the n sorted entries (zeroed
-        // cursors); 3n floats, 4n cell words, n indices each.
+            .arg(&mut d.original);
+        // SAFETY: scatter_points(points_b, cell_b, slot_b, start, Params, cursor, points, cell_xyz, original): every
+        // slot's count of points lands in [start[s], start[s + 1]) of the n sorted entries (zeroed cursors); 3n
+        // floats, 4n cell words, n indices.
         unsafe { b.launch(launch(g, BLOCK)) }.map_err(de)?;
         let mut core = self.zeros::<u32>(&stream, n)?;
         let mut labels = self.zeros::<u32>(&stream, n)?;
@@ -1330,19 +1328,19 @@ impl CudaBackend {
         // SAFETY: count_neighbours(points, cell_xyz, original, owner, start, cell_b, jobs, Params, core, labels) in
         // kernels/dbscan.cu: the grid above (every cell's job < jobs entries), n entries of core and labels.
         unsafe { b.launch(launch(g, BLOCK)) }.map_err(de)?;
-        // The clusters: a union-find over the core points, every pair of core points within eps joined once, then
-        // each core point's label set to its tree's root (the smallest batch index of its cluster).
+        // The clusters: a union-find over the core points (a forest of sorted positions), every pair of core points
+        // within eps joined once, then each core point's label set to its tree's root (the sorted position of its
+        // cluster's point of smallest batch index; `unsort` renames it to that batch index).
         let mut b = stream.launch_builder(&self.k.unite);
         d.push(&mut b);
-        b.arg(&core).arg(&position).arg(&mut labels);
-        // SAFETY: unite(grid..., Params, core, position, labels); position maps each of the n batch indices to its
-        // sorted position, and count_neighbours set each core point's label to its own batch index (a forest of
-        // single points).
+        b.arg(&core).arg(&mut labels);
+        // SAFETY: unite(grid..., Params, core, labels): count_neighbours set each core point's label to its own
+        // sorted position (a forest of single points), below n.
         unsafe { b.launch(launch(g, BLOCK)) }.map_err(de)?;
         let mut b = stream.launch_builder(&self.k.flatten);
-        b.arg(&core).arg(&position).arg(&d.params).arg(&mut labels);
-        // SAFETY: flatten(core, position, Params, labels): n entries of core, position and labels; after unite, every
-        // core point's label is a core point's batch index, and the forest ends at roots.
+        b.arg(&core).arg(&d.params).arg(&mut labels);
+        // SAFETY: flatten(core, Params, labels): n entries of core and labels; after unite, every core point's label
+        // is a core point's sorted position, and the forest ends at roots.
         unsafe { b.launch(launch(g, BLOCK)) }.map_err(de)?;
         let mut b = stream.launch_builder(&self.k.assign_borders);
         d.push(&mut b);
@@ -1353,8 +1351,8 @@ impl CudaBackend {
         let mut labels_b = self.zeros::<u32>(&stream, n)?;
         let mut b = stream.launch_builder(&self.k.unsort);
         b.arg(&d.original).arg(&core).arg(&labels).arg(&d.params).arg(&mut labels_b);
-        // SAFETY: unsort(original, core, labels, Params, labels_b): original is a permutation of 0..n; n words of
-        // labels_b.
+        // SAFETY: unsort(original, core, labels, Params, labels_b): original is a permutation of 0..n, and every label
+        // is NONE or a sorted position below n; n words of labels_b.
         unsafe { b.launch(launch(g, BLOCK)) }.map_err(de)?;
         // The caller's `words` waits for the stream.
         self.read_back(&stream, &labels_b)
