@@ -167,9 +167,17 @@ extern "C" __global__ void count_neighbours(
     const Grid g{points, cell_xyz, original, owner, start, cell_b};
     const u32 i = blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= p.points) return;
-    const Job job = jobs[cell_xyz[4u * i + 3u]];
+    const u32 job_index = cell_xyz[4u * i + 3u];
+    const Job job = jobs[job_index];
+    // The neighbours within eps counted up to min_points (the count stops there, as the CPU reference's does), the
+    // point's own cell first (where the nearest points lie).
+    const u32 cx = cell_xyz[4u * i], cy = cell_xyz[4u * i + 1u], cz = cell_xyz[4u * i + 2u];
     u32 count = 0;
-    for_neighbour_cells(g, p, i, [&](u32 j) { count += dist2(g.points, i, j) <= job.eps2 ? 1u : 0u; });
+    for (u32 k = 0; k < 27u && count < job.min_points; ++k) {
+        const u32 c = (k + 13u) % 27u;
+        const uint2 r = cell_range(g, p, cx + c % 3u - 1u, cy + (c / 3u) % 3u - 1u, cz + c / 9u - 1u, job_index);
+        for (u32 j = r.x; j < r.y && count < job.min_points; ++j) count += dist2(g.points, i, j) <= job.eps2 ? 1u : 0u;
+    }
     const bool is_core = count >= job.min_points;
     core[i] = is_core ? 1u : 0u;
     labels[i] = is_core ? i : NONE;

@@ -4,7 +4,8 @@
 // (ties: the lower original index). The host bins each job's points into cells of side a little over its eps and
 // stacks the jobs along z with an empty layer between them (`DbscanGrid` in src/backend/pack.rs), so every neighbour
 // lies in the 3 x 3 x 3 block of cells around a point and no block reaches another job; points are sorted by cell,
-// then by batch index (the occupied cells listed in (z, y, x) order); each neighbour cell is found by binary search.
+// then by batch index (the occupied cells listed in (z, y, x) order), so each row of three neighbour cells is one run
+// of points, found by binary search (`row_range`).
 // Clusters are the trees of a lock-free union-find over the core points, a forest of sorted positions (`unite`: one
 // neighbour scan, each pair of core points within eps joined once; `flatten`): each core point's label ends as the
 // sorted position of its cluster's point of smallest batch index, which the host renames to that batch index and then
@@ -64,31 +65,37 @@ fn compare(ax: u32, ay: u32, az: u32, bx: u32, by: u32, bz: u32) -> i32 {
     return 0;
 }
 
-// The points of the occupied cell (x, y, z) as [start, end), empty when the cell is not occupied.
-fn cell_range(x: u32, y: u32, z: u32) -> vec2<u32> {
+// Coordinates are at least 1 (the host offsets them), so c - 1 never wraps.
+fn span(c: u32) -> vec2<u32> {
+    return vec2<u32>(c - 1u, c + 1u);
+}
+
+// The points of the occupied cells (x - 1, y, z), (x, y, z) and (x + 1, y, z) as one [start, end): cells are listed
+// in (z, y, x) order and points sorted by cell, so a row of three cells is one run of points. One binary search for
+// the first listed cell at or after (x - 1, y, z), then at most three steps along the list.
+fn row_range(x: u32, y: u32, z: u32) -> vec2<u32> {
     var lo = 0u;
     var hi = params.cells;
     let base = 4u * params.points;
     while (lo < hi) {
         let mid = (lo + hi) / 2u;
-        let c = compare(cell_xyz[base + 3u * mid], cell_xyz[base + 3u * mid + 1u], cell_xyz[base + 3u * mid + 2u], x, y, z);
-        if (c == 0) {
-            return vec2<u32>(cell_start[mid], cell_start[mid + 1u]);
-        }
+        let c = compare(cell_xyz[base + 3u * mid], cell_xyz[base + 3u * mid + 1u], cell_xyz[base + 3u * mid + 2u], x - 1u, y, z);
         if (c < 0) {
             lo = mid + 1u;
         } else {
             hi = mid;
         }
     }
-    return vec2<u32>(0u, 0u);
+    var end = lo;
+    while (end < params.cells && cell_xyz[base + 3u * end + 2u] == z && cell_xyz[base + 3u * end + 1u] == y
+        && cell_xyz[base + 3u * end] <= x + 1u) {
+        end = end + 1u;
+    }
+    return vec2<u32>(cell_start[lo], cell_start[end]);
 }
 
-// Coordinates are at least 1 (the host offsets them), so c - 1 never wraps.
-fn span(c: u32) -> vec2<u32> {
-    return vec2<u32>(c - 1u, c + 1u);
-}
-
+// Whether each point is a core point: its neighbours within eps counted up to min_points (the count stops there, as
+// the CPU reference's does), its own row of cells first (where the nearest points lie).
 @compute @workgroup_size(256)
 fn count_neighbours(@builtin(global_invocation_id) gid: vec3<u32>) {
     let i = gid.x;
@@ -97,19 +104,16 @@ fn count_neighbours(@builtin(global_invocation_id) gid: vec3<u32>) {
     }
     let p = point(i);
     let job = jobs[cell_xyz[4u * i + 3u]];
-    let sx = span(cell_xyz[4u * i]);
+    let cx = cell_xyz[4u * i];
     let sy = span(cell_xyz[4u * i + 1u]);
     let sz = span(cell_xyz[4u * i + 2u]);
     var count = 0u;
-    for (var z = sz.x; z <= sz.y; z = z + 1u) {
-        for (var y = sy.x; y <= sy.y; y = y + 1u) {
-            for (var x = sx.x; x <= sx.y; x = x + 1u) {
-                let r = cell_range(x, y, z);
-                for (var j = r.x; j < r.y; j = j + 1u) {
-                    if (dist2(p, point(j)) <= job.eps2) {
-                        count = count + 1u;
-                    }
-                }
+    for (var k = 0u; k < 9u && count < job.min_points; k = k + 1u) {
+        let row = (k + 4u) % 9u;
+        let r = row_range(cx, sy.x + row % 3u, sz.x + row / 3u);
+        for (var j = r.x; j < r.y && count < job.min_points; j = j + 1u) {
+            if (dist2(p, point(j)) <= job.eps2) {
+                count = count + 1u;
             }
         }
     }
@@ -155,30 +159,6 @@ fn hook(a0: u32, b0: u32) {
             return;
         }
     }
-}
-
-// The points of the occupied cells (x - 1, y, z), (x, y, z) and (x + 1, y, z) as one [start, end): cells are listed
-// in (z, y, x) order and points sorted by cell, so a row of three cells is one run of points. One binary search for
-// the first listed cell at or after (x - 1, y, z), then at most three steps along the list.
-fn row_range(x: u32, y: u32, z: u32) -> vec2<u32> {
-    var lo = 0u;
-    var hi = params.cells;
-    let base = 4u * params.points;
-    while (lo < hi) {
-        let mid = (lo + hi) / 2u;
-        let c = compare(cell_xyz[base + 3u * mid], cell_xyz[base + 3u * mid + 1u], cell_xyz[base + 3u * mid + 2u], x - 1u, y, z);
-        if (c < 0) {
-            lo = mid + 1u;
-        } else {
-            hi = mid;
-        }
-    }
-    var end = lo;
-    while (end < params.cells && cell_xyz[base + 3u * end + 2u] == z && cell_xyz[base + 3u * end + 1u] == y
-        && cell_xyz[base + 3u * end] <= x + 1u) {
-        end = end + 1u;
-    }
-    return vec2<u32>(cell_start[lo], cell_start[end]);
 }
 
 // Every pair of core points within eps joined once (from the later of the two in sorted order). The 3 x 3 x 3 block
@@ -259,6 +239,7 @@ fn flatten(@builtin(global_invocation_id) gid: vec3<u32>) {
     atomicStore(&labels[i], x);
 }
 
+// Each border point's label: its nearest core point's (ties: the lower batch index), NONE for noise.
 @compute @workgroup_size(256)
 fn assign_borders(@builtin(global_invocation_id) gid: vec3<u32>) {
     let i = gid.x;
@@ -266,25 +247,21 @@ fn assign_borders(@builtin(global_invocation_id) gid: vec3<u32>) {
         return;
     }
     let p = point(i);
-    let sx = span(cell_xyz[4u * i]);
+    let cx = cell_xyz[4u * i];
     let sy = span(cell_xyz[4u * i + 1u]);
     let sz = span(cell_xyz[4u * i + 2u]);
     var best_d = jobs[cell_xyz[4u * i + 3u]].eps2;
     var best_index = NONE;
     var best_label = NONE;
-    for (var z = sz.x; z <= sz.y; z = z + 1u) {
-        for (var y = sy.x; y <= sy.y; y = y + 1u) {
-            for (var x = sx.x; x <= sx.y; x = x + 1u) {
-                let r = cell_range(x, y, z);
-                for (var j = r.x; j < r.y; j = j + 1u) {
-                    if (core[j] == 1u) {
-                        let d = dist2(p, point(j));
-                        if (d < best_d || (d == best_d && original[j] < best_index)) {
-                            best_d = d;
-                            best_index = original[j];
-                            best_label = atomicLoad(&labels[j]);
-                        }
-                    }
+    for (var row = 0u; row < 9u; row = row + 1u) {
+        let r = row_range(cx, sy.x + row % 3u, sz.x + row / 3u);
+        for (var j = r.x; j < r.y; j = j + 1u) {
+            if (core[j] == 1u) {
+                let d = dist2(p, point(j));
+                if (d < best_d || (d == best_d && original[j] < best_index)) {
+                    best_d = d;
+                    best_index = original[j];
+                    best_label = atomicLoad(&labels[j]);
                 }
             }
         }
