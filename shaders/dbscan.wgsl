@@ -79,8 +79,8 @@ fn row_range(x: u32, y: u32, z: u32) -> vec2<u32> {
     let base = 4u * params.points;
     while (lo < hi) {
         let mid = (lo + hi) / 2u;
-        let c = compare(cell_xyz[base + 3u * mid], cell_xyz[base + 3u * mid + 1u], cell_xyz[base + 3u * mid + 2u], x - 1u, y, z);
-        if (c < 0) {
+        let at = base + 3u * mid;
+        if (compare(cell_xyz[at], cell_xyz[at + 1u], cell_xyz[at + 2u], x - 1u, y, z) < 0) {
             lo = mid + 1u;
         } else {
             hi = mid;

@@ -165,9 +165,9 @@ void give_back_stacks(StackSet* s) {
 
 thread_local StackSet* tl_stacks = nullptr;
 
-// The scheduler's own code (initial_sp, resume, release, run_block) is not instrumented: AddressSanitizer is there to
-// check the kernels' accesses, not the scheduler's reads of its own fiber records (with the multiplicative draw in
-// run_block's shuffle, 3% off the emulator's run of the parity tests).
+// The scheduler's own code (initial_sp, resume, release, run_block, and the barrier and the shuffle) is not
+// instrumented: AddressSanitizer is there to check the kernels' accesses, not the scheduler's reads of its own fiber
+// records (with the multiplicative draw in run_block's shuffle, about 4% off the emulator's run of the parity tests).
 #if defined(__SANITIZE_ADDRESS__)
 #define EMU_SCHEDULER __attribute__((no_sanitize_address))
 #else
@@ -322,7 +322,7 @@ EMU_SCHEDULER bool run_block(Block* b) {
 
 namespace emu {
 
-unsigned syncthreads_count(int predicate) {
+EMU_SCHEDULER unsigned syncthreads_count(int predicate) {
     Block* b = tl_block;
     Fiber* f = tl_fiber;
     b->arrivals += 1;
@@ -333,9 +333,9 @@ unsigned syncthreads_count(int predicate) {
     return b->result;
 }
 
-unsigned lane_id() { return tl_fiber->linear & 31u; }
+EMU_SCHEDULER unsigned lane_id() { return tl_fiber->linear & 31u; }
 
-unsigned shuffle(unsigned value, int source) {
+EMU_SCHEDULER unsigned shuffle(unsigned value, int source) {
     Block* b = tl_block;
     Fiber* f = tl_fiber;
     b->slots[f->linear] = value;
