@@ -51,7 +51,7 @@ extern "C" __global__ void write_members(const float* __restrict__ points, const
     const Region r = regions[o];
     const bool inside = i < n_points && member(r, pixels[i], labels, has_labels, width);
     u32 total;
-    const u32 rank = block_scan(inside ? 1u : 0u, &total);
+    const u32 rank = block_rank(inside, &total);
     if (inside) {
         const u32 slot = offsets[o * blocks + blockIdx.x] + rank - 1u;
         out_points[3u * slot] = points[3u * i];

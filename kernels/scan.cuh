@@ -31,6 +31,30 @@ __device__ u32 block_scan(u32 value, u32* total) {
     return result;
 }
 
+// block_scan of a flag (1 or 0) per thread, by ballot: thread t gets how many of threads 0..=t are flagged, and
+// `*total` how many of the block are. One warp ballot and two barriers, against block_scan's ten shuffles and three
+// barriers (the ranks are the same). Call from every thread of the block (blockDim.x a multiple of 32, at most 1024;
+// it has barriers).
+__device__ u32 block_rank(bool flag, u32* total) {
+    __shared__ u32 warp_counts[32];
+    const u32 lane = threadIdx.x & 31u;
+    const u32 warp = threadIdx.x >> 5;
+    const u32 warps = blockDim.x >> 5;
+    const u32 ballot = __ballot_sync(0xffffffffu, flag);
+    if (lane == 0u) warp_counts[warp] = __popc(ballot);
+    __syncthreads();
+    u32 before = 0, all = 0;
+    for (u32 w = 0; w < warps; ++w) {
+        const u32 c = warp_counts[w];
+        if (w < warp) before += c;
+        all += c;
+    }
+    *total = all;
+    __syncthreads();  // warp_counts is read by every thread before the next call writes it
+    // Lanes 0..=lane (for lane 31, 2 << 31 wraps to 0 and the mask is every lane).
+    return before + __popc(ballot & ((2u << lane) - 1u));
+}
+
 // Exclusive prefix sum of `n` counts into `offsets` (n + 1 entries: the offsets, then the total), by one block
 // (launch with grid 1 and 1024 threads): each thread sums a contiguous run of counts, the runs' sums are scanned
 // together, then each thread writes its run's offsets. The runs are in order, so the result is the serial one.

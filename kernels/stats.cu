@@ -175,7 +175,7 @@ extern "C" __global__ void summarize(const float* __restrict__ points, const u32
         }
         const u32 before = written;
         u32 total;
-        const u32 rank = block_scan(keep ? 1u : 0u, &total);
+        const u32 rank = block_rank(keep, &total);
         if (keep) candidates[start + before + rank - 1u] = i;
         if (threadIdx.x == 0) written = before + total;
         __syncthreads();

@@ -2,7 +2,7 @@
 // within each frame. The CUDA twin of src/geometry/unproject.rs `unproject_depth` (and shaders/unproject.wgsl).
 // Stable order without atomics: `count_valid` counts the valid pixels of each tile of TILE pixels (tiles never
 // straddle frames), `scan_counts` (scan.cuh) turns the counts into offsets over the whole batch, `write_points`
-// ranks each valid pixel within its tile (block_scan) and writes its point at the tile's offset plus its rank.
+// ranks each valid pixel within its tile (block_rank) and writes its point at the tile's offset plus its rank.
 // 16-bit depth stays 16-bit on the device: two pixels per u32 word, low half first (each frame starts on a word).
 // Needs common.cuh and scan.cuh (prepended by the host).
 
@@ -72,7 +72,7 @@ extern "C" __global__ void write_points(const u32* __restrict__ depth, const flo
         const float z = i < f.pixels ? depth_m(f, depth, i) : -1.0f;
         const bool valid = z > 0.0f;
         u32 total;
-        const u32 rank = block_scan(valid ? 1u : 0u, &total);
+        const u32 rank = block_rank(valid, &total);
         if (valid) {
             const u32 slot = running + rank - 1u;
             const u32 u = i % f.width;

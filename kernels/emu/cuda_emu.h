@@ -39,6 +39,7 @@ Coordinates& coordinates();
 unsigned syncthreads_count(int predicate);
 // The value of lane `source` of the calling warp (or the caller's own value when `source` is not a lane of it).
 unsigned shuffle(unsigned value, int source);
+unsigned ballot(unsigned predicate);
 unsigned lane_id();
 
 // A kernel entry point: unpacks cuLaunchKernel's argument pointers into the kernel's parameters.
@@ -96,6 +97,9 @@ inline unsigned __shfl_up_sync(unsigned, unsigned value, unsigned delta) {
 inline unsigned __shfl_down_sync(unsigned, unsigned value, unsigned delta) {
     return emu::shuffle(value, (int)(emu::lane_id() + delta));
 }
+
+inline unsigned __ballot_sync(unsigned, int predicate) { return emu::ballot(predicate != 0 ? 1u : 0u); }
+inline int __popc(unsigned x) { return __builtin_popcount(x); }
 
 // Global and shared atomics: real atomics (blocks may run on several OS threads).
 inline unsigned atomicAdd(unsigned* address, unsigned value) {

@@ -358,6 +358,30 @@ EMU_SCHEDULER unsigned shuffle(unsigned value, int source) {
     return result;
 }
 
+// A warp vote: every live lane of the warp posts its predicate, then each reads them all (a lane that has exited
+// is an error, as a full-mask vote that waits for it is on a GPU), then the warp syncs again before anyone posts anew.
+EMU_SCHEDULER unsigned ballot(unsigned predicate) {
+    Block* b = tl_block;
+    Fiber* f = tl_fiber;
+    b->slots[f->linear] = predicate;
+    f->state = kWaitWarp;
+    f->warp_syncs += 1;
+    emu_switch(&f->sp, b->scheduler_sp);
+    unsigned mask = 0;
+    const unsigned base = f->linear & ~31u;
+    for (unsigned lane = 0; lane < 32u && base + lane < b->n; ++lane) {
+        if (b->fibers[base + lane].state == kDone) {
+            if (b->error.empty()) b->error = "a warp ballot counted a lane that has exited";
+        } else if (b->slots[base + lane] != 0u) {
+            mask |= 1u << lane;
+        }
+    }
+    f->state = kWaitWarp;
+    f->warp_syncs += 1;
+    emu_switch(&f->sp, b->scheduler_sp);
+    return mask;
+}
+
 }  // namespace emu
 
 // ---------------------------------------------------------------------------------------------------------------
