@@ -358,28 +358,40 @@ EMU_SCHEDULER unsigned shuffle(unsigned value, int source) {
     return result;
 }
 
-// A warp vote: every live lane of the warp posts its predicate, then each reads them all (a lane that has exited
-// is an error, as a full-mask vote that waits for it is on a GPU), then the warp syncs again before anyone posts anew.
-EMU_SCHEDULER unsigned ballot(unsigned predicate) {
+// A warp-wide operation over every live lane's value (a vote, a sum): every lane posts its value, then each reads them
+// all (a lane that has exited is an error, as a full-mask operation that waits for it is on a GPU), then the warp
+// syncs again before anyone posts anew. `combine(acc, lane, value)` folds one lane's value.
+template <typename Combine>
+EMU_SCHEDULER unsigned warp_all(unsigned value, const char* what, Combine combine) {
     Block* b = tl_block;
     Fiber* f = tl_fiber;
-    b->slots[f->linear] = predicate;
+    b->slots[f->linear] = value;
     f->state = kWaitWarp;
     f->warp_syncs += 1;
     emu_switch(&f->sp, b->scheduler_sp);
-    unsigned mask = 0;
+    unsigned acc = 0;
     const unsigned base = f->linear & ~31u;
     for (unsigned lane = 0; lane < 32u && base + lane < b->n; ++lane) {
         if (b->fibers[base + lane].state == kDone) {
-            if (b->error.empty()) b->error = "a warp ballot counted a lane that has exited";
-        } else if (b->slots[base + lane] != 0u) {
-            mask |= 1u << lane;
+            if (b->error.empty()) b->error = std::string("a warp ") + what + " counted a lane that has exited";
+        } else {
+            acc = combine(acc, lane, b->slots[base + lane]);
         }
     }
     f->state = kWaitWarp;
     f->warp_syncs += 1;
     emu_switch(&f->sp, b->scheduler_sp);
-    return mask;
+    return acc;
+}
+
+EMU_SCHEDULER unsigned ballot(unsigned predicate) {
+    return warp_all(predicate, "ballot", [](unsigned acc, unsigned lane, unsigned v) {
+        return v != 0u ? acc | (1u << lane) : acc;
+    });
+}
+
+EMU_SCHEDULER unsigned warp_sum(unsigned value) {
+    return warp_all(value, "sum", [](unsigned acc, unsigned, unsigned v) { return acc + v; });
 }
 
 }  // namespace emu
