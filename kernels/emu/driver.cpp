@@ -113,6 +113,9 @@ struct Block {
     unsigned count = 0;
     unsigned result = 0;
     unsigned slots[kMaxThreads];
+    // Each warp's last warp-wide result (`warp_all`), and the lanes' synchronisation count it is for.
+    unsigned warp_result[kMaxThreads / 32];
+    unsigned warp_result_for[kMaxThreads / 32];
     std::string error;
     Schedule schedule = kShuffled;
     uint64_t schedule_seed = 0;
@@ -247,6 +250,7 @@ EMU_SCHEDULER bool run_block(Block* b) {
         f.block_barriers = 0;
         f.warp_syncs = 0;
     }
+    for (unsigned w = 0; w < kMaxThreads / 32; ++w) b->warp_result_for[w] = 0;  // no lane has synced yet
     tl_block = b;
     unsigned live = b->n;
     unsigned* order = stacks->order.get();
@@ -360,7 +364,8 @@ EMU_SCHEDULER unsigned shuffle(unsigned value, int source) {
 
 // A warp-wide operation over every live lane's value (a vote, a sum): every lane posts its value, then each reads them
 // all (a lane that has exited is an error, as a full-mask operation that waits for it is on a GPU), then the warp
-// syncs again before anyone posts anew. `combine(acc, lane, value)` folds one lane's value.
+// syncs again before anyone posts anew. `combine(acc, lane, value)` folds one lane's value. The first lane to read
+// folds them for the whole warp; the others take its result.
 template <typename Combine>
 EMU_SCHEDULER unsigned warp_all(unsigned value, const char* what, Combine combine) {
     Block* b = tl_block;
@@ -369,6 +374,14 @@ EMU_SCHEDULER unsigned warp_all(unsigned value, const char* what, Combine combin
     f->state = kWaitWarp;
     f->warp_syncs += 1;
     emu_switch(&f->sp, b->scheduler_sp);
+    const unsigned warp = f->linear >> 5;
+    if (b->warp_result_for[warp] == f->warp_syncs) {
+        const unsigned acc = b->warp_result[warp];
+        f->state = kWaitWarp;
+        f->warp_syncs += 1;
+        emu_switch(&f->sp, b->scheduler_sp);
+        return acc;
+    }
     unsigned acc = 0;
     const unsigned base = f->linear & ~31u;
     for (unsigned lane = 0; lane < 32u && base + lane < b->n; ++lane) {
@@ -378,6 +391,8 @@ EMU_SCHEDULER unsigned warp_all(unsigned value, const char* what, Combine combin
             acc = combine(acc, lane, b->slots[base + lane]);
         }
     }
+    b->warp_result[warp] = acc;
+    b->warp_result_for[warp] = f->warp_syncs;
     f->state = kWaitWarp;
     f->warp_syncs += 1;
     emu_switch(&f->sp, b->scheduler_sp);
