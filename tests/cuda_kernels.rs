@@ -1,7 +1,8 @@
 //! The CUDA kernels compile, without a GPU: NVRTC (CUDA 13, the pip wheel `nvidia-cuda-nvrtc` in CI) compiles every
-//! module of `kernels/` for `compute_80` and `compute_90` with the backend's own options, and `ptxas -arch=sm_90`
-//! (the pip wheel `nvidia-cuda-nvcc`) assembles the PTX: a real compile of every kernel, with its registers,
-//! shared memory and spills reported. The `static_assert`s in the kernel files hold each record to the size of its
+//! module of `kernels/` for every virtual architecture the backend may pick (`ARCHITECTURES`, `compute_75` to
+//! `compute_120`: code under `__CUDA_ARCH__` differs between them) with the backend's own options, and
+//! `ptxas -arch=sm_90` (the pip wheel `nvidia-cuda-nvcc`) assembles the PTX: a real compile of every kernel, with
+//! its registers, shared memory and spills reported. The `static_assert`s in the kernel files hold each record to the size of its
 //! Rust twin (`src/backend/layout.rs`). Without NVRTC or ptxas the tests print SKIPPED; with
 //! `SPATIALSYNTH_REQUIRE_NVRTC` set (CI sets it once it has installed the wheels) they fail instead.
 
@@ -10,7 +11,7 @@ mod common;
 use std::path::PathBuf;
 use std::process::Command;
 
-use spatialsynth::backend::cuda::{compile_module, nvrtc_available, KernelModule, MODULES};
+use spatialsynth::backend::cuda::{compile_module, nvrtc_available, KernelModule, ARCHITECTURES, MODULES};
 
 fn nvrtc_or_skip(test: &str) -> bool {
     match nvrtc_available() {
@@ -74,11 +75,11 @@ fn ptxas_report(stderr: &str) -> Vec<(String, u32, u32, u32, u32)> {
 }
 
 #[test]
-fn every_kernel_compiles_with_nvrtc_for_compute_80_and_90() {
-    if !nvrtc_or_skip("every_kernel_compiles_with_nvrtc_for_compute_80_and_90") {
+fn every_kernel_compiles_with_nvrtc_for_every_architecture_the_backend_picks() {
+    if !nvrtc_or_skip("every_kernel_compiles_with_nvrtc_for_every_architecture_the_backend_picks") {
         return;
     }
-    for arch in ["compute_80", "compute_90"] {
+    for (_, arch) in ARCHITECTURES {
         for module in &MODULES {
             let ptx = compile_module(module, arch).unwrap_or_else(|e| panic!("{e}"));
             assert!(ptx.contains(&format!(".target sm_{}", &arch[8..])), "{}: {arch}", module.file);

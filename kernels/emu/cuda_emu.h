@@ -19,6 +19,9 @@
 // Shared memory: one copy per OS thread, and an OS thread runs one block at a time, so every thread (fiber) of a
 // block sees the same variable and no other block does.
 #define __shared__ static thread_local
+// The kernels are built as for compute_90, the compute capability the emulated device reports (cuDeviceGetAttribute):
+// code under `#if __CUDA_ARCH__ >= 800` is the code that runs.
+#define __CUDA_ARCH__ 900
 
 namespace emu {
 
