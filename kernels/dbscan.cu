@@ -81,18 +81,19 @@ __device__ __forceinline__ uint2 cell_range(const Grid& g, const Params& p, u32 
     }
 }
 
-// Visits every point j in the 3 x 3 x 3 cells around sorted point i's cell (the host keeps cell coordinates within
-// 2^31 - 2 of 0, so c - 1 and c + 1 never wrap).
+// Visits every point j in the 3 x 3 x 3 cells around sorted point i's cell, i's own cell first (where the nearest
+// points lie), until `visit(j)` returns false (the host keeps cell coordinates within 2^31 - 2 of 0, so c - 1 and
+// c + 1 never wrap).
 template <typename F>
 __device__ __forceinline__ void for_neighbour_cells(const Grid& g, const Params& p, u32 i, F visit) {
     const u32 cx = g.cell_xyz[4u * i], cy = g.cell_xyz[4u * i + 1u], cz = g.cell_xyz[4u * i + 2u];
     const u32 job = g.cell_xyz[4u * i + 3u];
-    for (u32 dz = 0; dz < 3u; ++dz)
-        for (u32 dy = 0; dy < 3u; ++dy)
-            for (u32 dx = 0; dx < 3u; ++dx) {
-                const uint2 r = cell_range(g, p, cx + dx - 1u, cy + dy - 1u, cz + dz - 1u, job);
-                for (u32 j = r.x; j < r.y; ++j) visit(j);
-            }
+    for (u32 k = 0; k < 27u; ++k) {
+        const u32 c = (k + 13u) % 27u;  // 13: the block's centre
+        const uint2 r = cell_range(g, p, cx + c % 3u - 1u, cy + (c / 3u) % 3u - 1u, cz + c / 9u - 1u, job);
+        for (u32 j = r.x; j < r.y; ++j)
+            if (!visit(j)) return;
+    }
 }
 
 // The batch's points gathered from the objects' points K1 left on the device (`grouped`: x, y, z each): point i is
@@ -167,17 +168,13 @@ extern "C" __global__ void count_neighbours(
     const Grid g{points, cell_xyz, original, owner, start, cell_b};
     const u32 i = blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= p.points) return;
-    const u32 job_index = cell_xyz[4u * i + 3u];
-    const Job job = jobs[job_index];
-    // The neighbours within eps counted up to min_points (the count stops there, as the CPU reference's does), the
-    // point's own cell first (where the nearest points lie).
-    const u32 cx = cell_xyz[4u * i], cy = cell_xyz[4u * i + 1u], cz = cell_xyz[4u * i + 2u];
+    const Job job = jobs[cell_xyz[4u * i + 3u]];
+    // The neighbours within eps counted up to min_points (the count stops there, as the CPU reference's does).
     u32 count = 0;
-    for (u32 k = 0; k < 27u && count < job.min_points; ++k) {
-        const u32 c = (k + 13u) % 27u;
-        const uint2 r = cell_range(g, p, cx + c % 3u - 1u, cy + (c / 3u) % 3u - 1u, cz + c / 9u - 1u, job_index);
-        for (u32 j = r.x; j < r.y && count < job.min_points; ++j) count += dist2(g.points, i, j) <= job.eps2 ? 1u : 0u;
-    }
+    for_neighbour_cells(g, p, i, [&](u32 j) {
+        count += dist2(g.points, i, j) <= job.eps2 ? 1u : 0u;
+        return count < job.min_points;
+    });
     const bool is_core = count >= job.min_points;
     core[i] = is_core ? 1u : 0u;
     labels[i] = is_core ? i : NONE;
@@ -236,7 +233,7 @@ extern "C" __global__ void unite(
     for_neighbour_cells(g, p, i, [&](u32 j) {
         if (j < i && core[j] == 1u && dist2(g.points, i, j) <= eps2) {
             const u32 parent = v[j];
-            if (parent == root || parent == known) return;
+            if (parent == root || parent == known) return true;
             const u32 other = find_root(v, j);
             if (other != root) {
                 hook(labels, g.original, root, other);
@@ -244,6 +241,7 @@ extern "C" __global__ void unite(
             }
             known = parent;
         }
+        return true;
     });
 }
 
@@ -280,6 +278,7 @@ extern "C" __global__ void assign_borders(
                 best_label = labels[j];
             }
         }
+        return true;
     });
     labels[i] = best_label;
 }

@@ -5,7 +5,7 @@
 // stacks the jobs along z with an empty layer between them (`DbscanGrid` in src/backend/pack.rs), so every neighbour
 // lies in the 3 x 3 x 3 block of cells around a point and no block reaches another job; points are sorted by cell,
 // then by batch index (the occupied cells listed in (z, y, x) order), so each row of three neighbour cells is one run
-// of points, found by binary search (`row_range`).
+// of points, found by binary search (`neighbour_row`).
 // Clusters are the trees of a lock-free union-find over the core points, a forest of sorted positions (`unite`: one
 // neighbour scan, each pair of core points within eps joined once; `flatten`): each core point's label ends as the
 // sorted position of its cluster's point of smallest batch index, which the host renames to that batch index and then
@@ -65,15 +65,21 @@ fn compare(ax: u32, ay: u32, az: u32, bx: u32, by: u32, bz: u32) -> i32 {
     return 0;
 }
 
-// Coordinates are at least 1 (the host offsets them), so c - 1 never wraps.
-fn span(c: u32) -> vec2<u32> {
-    return vec2<u32>(c - 1u, c + 1u);
+// Sorted point i's cell (x, y, z), loaded once per invocation for `neighbour_row`.
+fn cell_of(i: u32) -> vec3<u32> {
+    return vec3<u32>(cell_xyz[4u * i], cell_xyz[4u * i + 1u], cell_xyz[4u * i + 2u]);
 }
 
-// The points of the occupied cells (x - 1, y, z), (x, y, z) and (x + 1, y, z) as one [start, end): cells are listed
-// in (z, y, x) order and points sorted by cell, so a row of three cells is one run of points. One binary search for
-// the first listed cell at or after (x - 1, y, z), then at most three steps along the list.
-fn row_range(x: u32, y: u32, z: u32) -> vec2<u32> {
+// Row `row` (0 to 8, in sorted order) of the 3 x 3 x 3 cells around the cell c = (x, y, z): the points of
+// the occupied cells (x - 1, y', z'), (x, y', z') and (x + 1, y', z') as one [start, end), with y' = y - 1 + row % 3
+// and z' = z - 1 + row / 3. Cells are listed in (z, y, x) order and points sorted by cell, so a row of three cells is
+// one run of points, and the rows' runs come in row order. One binary search for the first listed cell at or after
+// (x - 1, y', z'), then at most three steps along the list. Coordinates are at least 1 (the host offsets them), so
+// c - 1 never wraps.
+fn neighbour_row(c: vec3<u32>, row: u32) -> vec2<u32> {
+    let x = c.x;
+    let y = c.y - 1u + row % 3u;
+    let z = c.z - 1u + row / 3u;
     var lo = 0u;
     var hi = params.cells;
     let base = 4u * params.points;
@@ -103,14 +109,11 @@ fn count_neighbours(@builtin(global_invocation_id) gid: vec3<u32>) {
         return;
     }
     let p = point(i);
+    let c = cell_of(i);
     let job = jobs[cell_xyz[4u * i + 3u]];
-    let cx = cell_xyz[4u * i];
-    let sy = span(cell_xyz[4u * i + 1u]);
-    let sz = span(cell_xyz[4u * i + 2u]);
     var count = 0u;
     for (var k = 0u; k < 9u && count < job.min_points; k = k + 1u) {
-        let row = (k + 4u) % 9u;
-        let r = row_range(cx, sy.x + row % 3u, sz.x + row / 3u);
+        let r = neighbour_row(c, (k + 4u) % 9u);  // 4: the point's own row
         for (var j = r.x; j < r.y && count < job.min_points; j = j + 1u) {
             if (dist2(p, point(j)) <= job.eps2) {
                 count = count + 1u;
@@ -174,16 +177,14 @@ fn unite(@builtin(global_invocation_id) gid: vec3<u32>) {
         return;
     }
     let p = point(i);
+    let c = cell_of(i);
     let eps2 = jobs[cell_xyz[4u * i + 3u]].eps2;
-    let cx = cell_xyz[4u * i];
-    let sy = span(cell_xyz[4u * i + 1u]);
-    let sz = span(cell_xyz[4u * i + 2u]);
     // The point's root, kept up to date, and the parent of the last neighbour joined (in this point's tree from then
     // on): a neighbour whose parent is either is already in this point's tree.
     var root = find_root(i);
     var known = root;
     var row = 0u;
-    var range = row_range(cx, sy.x, sz.x);
+    var range = neighbour_row(c, 0u);
     var j = range.x;
     loop {
         var found = NONE;
@@ -196,7 +197,7 @@ fn unite(@builtin(global_invocation_id) gid: vec3<u32>) {
                 if (row == 9u) {
                     break;
                 }
-                range = row_range(cx, sy.x + row % 3u, sz.x + row / 3u);
+                range = neighbour_row(c, row);
                 j = range.x;
                 continue;
             }
@@ -247,14 +248,12 @@ fn assign_borders(@builtin(global_invocation_id) gid: vec3<u32>) {
         return;
     }
     let p = point(i);
-    let cx = cell_xyz[4u * i];
-    let sy = span(cell_xyz[4u * i + 1u]);
-    let sz = span(cell_xyz[4u * i + 2u]);
+    let c = cell_of(i);
     var best_d = jobs[cell_xyz[4u * i + 3u]].eps2;
     var best_index = NONE;
     var best_label = NONE;
     for (var row = 0u; row < 9u; row = row + 1u) {
-        let r = row_range(cx, sy.x + row % 3u, sz.x + row / 3u);
+        let r = neighbour_row(c, row);
         for (var j = r.x; j < r.y; j = j + 1u) {
             if (core[j] == 1u) {
                 let d = dist2(p, point(j));

@@ -177,7 +177,6 @@ thread_local StackSet* tl_stacks = nullptr;
 #define EMU_SCHEDULER
 #endif
 
-
 [[noreturn]] void fiber_main() {
     Block* b = tl_block;
     Fiber* f = tl_fiber;
@@ -339,13 +338,19 @@ EMU_SCHEDULER unsigned syncthreads_count(int predicate) {
 
 EMU_SCHEDULER unsigned lane_id() { return tl_fiber->linear & 31u; }
 
+// Waits for every live lane of the calling warp (a warp synchronisation: two of them around each warp operation, the
+// second so that nobody writes its slot again before every lane has read).
+EMU_SCHEDULER void warp_sync(Block* b, Fiber* f) {
+    f->state = kWaitWarp;
+    f->warp_syncs += 1;
+    emu_switch(&f->sp, b->scheduler_sp);
+}
+
 EMU_SCHEDULER unsigned shuffle(unsigned value, int source) {
     Block* b = tl_block;
     Fiber* f = tl_fiber;
     b->slots[f->linear] = value;
-    f->state = kWaitWarp;
-    f->warp_syncs += 1;
-    emu_switch(&f->sp, b->scheduler_sp);
+    warp_sync(b, f);
     unsigned result = value;
     const unsigned base = f->linear & ~31u;
     if (source >= 0 && source < 32 && base + source < b->n) {
@@ -355,10 +360,7 @@ EMU_SCHEDULER unsigned shuffle(unsigned value, int source) {
             result = b->slots[base + source];
         }
     }
-    // Nobody writes its slot again before every lane has read.
-    f->state = kWaitWarp;
-    f->warp_syncs += 1;
-    emu_switch(&f->sp, b->scheduler_sp);
+    warp_sync(b, f);
     return result;
 }
 
@@ -371,32 +373,24 @@ EMU_SCHEDULER unsigned warp_all(unsigned value, const char* what, Combine combin
     Block* b = tl_block;
     Fiber* f = tl_fiber;
     b->slots[f->linear] = value;
-    f->state = kWaitWarp;
-    f->warp_syncs += 1;
-    emu_switch(&f->sp, b->scheduler_sp);
+    warp_sync(b, f);
     const unsigned warp = f->linear >> 5;
-    if (b->warp_result_for[warp] == f->warp_syncs) {
-        const unsigned acc = b->warp_result[warp];
-        f->state = kWaitWarp;
-        f->warp_syncs += 1;
-        emu_switch(&f->sp, b->scheduler_sp);
-        return acc;
-    }
-    unsigned acc = 0;
-    const unsigned base = f->linear & ~31u;
-    for (unsigned lane = 0; lane < 32u && base + lane < b->n; ++lane) {
-        if (b->fibers[base + lane].state == kDone) {
-            if (b->error.empty()) b->error = std::string("a warp ") + what + " counted a lane that has exited";
-        } else {
-            acc = combine(acc, lane, b->slots[base + lane]);
+    if (b->warp_result_for[warp] != f->warp_syncs) {
+        unsigned acc = 0;
+        const unsigned base = f->linear & ~31u;
+        for (unsigned lane = 0; lane < 32u && base + lane < b->n; ++lane) {
+            if (b->fibers[base + lane].state == kDone) {
+                if (b->error.empty()) b->error = std::string("a warp ") + what + " counted a lane that has exited";
+            } else {
+                acc = combine(acc, lane, b->slots[base + lane]);
+            }
         }
+        b->warp_result[warp] = acc;
+        b->warp_result_for[warp] = f->warp_syncs;
     }
-    b->warp_result[warp] = acc;
-    b->warp_result_for[warp] = f->warp_syncs;
-    f->state = kWaitWarp;
-    f->warp_syncs += 1;
-    emu_switch(&f->sp, b->scheduler_sp);
-    return acc;
+    const unsigned result = b->warp_result[warp];
+    warp_sync(b, f);
+    return result;
 }
 
 EMU_SCHEDULER unsigned ballot(unsigned predicate) {
