@@ -3,9 +3,14 @@
 # CUDA parity tests and the kernel benchmark, into gpu-carry/ (ignored by git; about 30 MB stripped):
 #   gpu-carry/parity        tests/parity.rs (every backend against the CPU reference)
 #   gpu-carry/cuda_kernels  tests/cuda_kernels.rs (NVRTC compile of every kernel)
-#   gpu-carry/spatialsynth  the CLI (`bench --kernels --backend cuda`)
-#   gpu-carry/run.sh        runs all three there, with SPATIALSYNTH_REQUIRE_CUDA=1 (a missing GPU fails)
+#   gpu-carry/spatialsynth  the CLI (`bench --kernels --backend cuda`, `generate --backend cuda`)
+#   gpu-carry/backends      the criterion benchmark benches/backends.rs (every kernel, CPU vs wgpu vs CUDA)
+#   gpu-carry/run.sh        runs them there, with SPATIALSYNTH_REQUIRE_CUDA=1 (a missing GPU fails), each step within
+#                           its own limit and all of them within one budget (GPU_CARRY_BUDGET_S, default 450 s), the
+#                           most important first: a device lease is short.
 # On the GPU host, from the repository root: gpu-carry/run.sh [OUT]  (OUT: where the logs go, default gpu-carry/out).
+# If .gl/ holds the Vulkan/GL loader packages (/work/.library/device/README.md says how to fetch them; carry `.gl`
+# too), the wgpu backend is also tested and benchmarked on the NVIDIA Vulkan driver.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mkdir -p gpu-carry
@@ -21,24 +26,63 @@ for t in parity cuda_kernels; do
   strip -o "gpu-carry/$t" "$(exe "$t")"
 done
 strip -o gpu-carry/spatialsynth target/release/spatialsynth
+bench=$(cargo bench --no-run --message-format=json --bench backends 2>/dev/null | python3 -c 'import json,sys
+for l in sys.stdin:
+    m=json.loads(l)
+    if m.get("reason")=="compiler-artifact" and m.get("executable") and m["target"]["name"]=="backends": print(m["executable"])')
+strip -o gpu-carry/backends "$bench"
 cat > gpu-carry/run.sh <<'RUN'
 #!/usr/bin/env bash
-# On the GPU host, from the repository root. Logs and the benchmark JSON go to ${1:-gpu-carry/out}.
+# On the GPU host, from the repository root. Logs and the benchmark JSON go to ${1:-gpu-carry/out}; summary.txt says
+# how each step ended and how long it took. At the end the logs are packed into logs.tgz (at most 8 files come back).
 set -uo pipefail
 out=${1:-gpu-carry/out}
 mkdir -p "$out"
+budget=${GPU_CARRY_BUDGET_S:-450} start=$SECONDS status=0
 for d in /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib; do
   [ -d "$d" ] && export LD_LIBRARY_PATH="$d${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 done
 export SPATIALSYNTH_REPO=$PWD SPATIALSYNTH_REQUIRE_CUDA=1 SPATIALSYNTH_REQUIRE_NVRTC=1
+[ -d /usr/local/cuda/bin ] && export PATH="$PATH:/usr/local/cuda/bin"
 command -v ptxas >/dev/null || export PTXAS=/usr/local/cuda/bin/ptxas
-nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv > "$out/device.csv" 2>&1
-status=0
-gpu-carry/cuda_kernels --test-threads 1 > "$out/cuda_kernels.log" 2>&1 || status=1
-# The emulator run is for machines without a GPU: here the real device runs the same tests.
-gpu-carry/parity --test-threads 1 --skip cuda_parity_on_the_emulator > "$out/parity.log" 2>&1 || status=1
-gpu-carry/spatialsynth bench data/sample --kernels --backend cuda > "$out/kernel-bench.json" 2> "$out/kernel-bench.log" || status=1
-tail -n 3 "$out"/*.log
+# The benchmark binary reads data/sample through the path it was built at.
+[ -e /work/main ] || { mkdir -p /work && ln -s "$PWD" /work/main; }
+step() { # step NAME LIMIT COMMAND...: COMMAND's output to $out/NAME.log, within LIMIT and what is left of the budget
+  local name=$1 limit=$2 left t0=$SECONDS rc
+  shift 2
+  left=$((budget - (SECONDS - start)))
+  ((left < limit)) && limit=$left
+  if ((limit < 10)); then
+    echo "$name: SKIPPED (the budget of $budget s is spent)" >> "$out/summary.txt"; status=1; return
+  fi
+  timeout -k 5 "$limit" "$@" > "$out/$name.log" 2>&1
+  rc=$?
+  echo "$name: rc=$rc after $((SECONDS - t0)) s (limit $limit s)" >> "$out/summary.txt"
+  ((rc == 0)) || status=1
+}
+{ date -u; uname -a; nvidia-smi; nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv; } \
+  > "$out/summary.txt" 2>&1
+step cuda_kernels 90 gpu-carry/cuda_kernels --test-threads 1
+# CUDA only first (no Vulkan loader needed); the emulator test is for machines without a GPU.
+step parity-cuda 180 env SPATIALSYNTH_PARITY_ONLY=cuda gpu-carry/parity --test-threads 1 --skip cuda_parity_on_the_emulator
+step kernel-bench 150 sh -c 'gpu-carry/spatialsynth bench data/sample --kernels --backend cuda > "$0/kernel-bench.json"' "$out"
+# The README's main job on the GPU and on the CPU reference: the datasets must be the same.
+step generate 90 sh -c 'set -e; gpu-carry/spatialsynth generate data/sample -o /tmp/gen-cuda --backend cuda --quiet
+  gpu-carry/spatialsynth generate data/sample -o /tmp/gen-cpu --backend cpu --quiet
+  diff -r -x run.json /tmp/gen-cpu /tmp/gen-cuda && echo "same dataset on cuda and cpu"'
+if ls .gl/*.deb > /dev/null 2>&1; then
+  for f in .gl/*.deb; do dpkg -x "$f" /; done
+  ldconfig
+  export VK_DRIVER_FILES=${VK_DRIVER_FILES:-/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json}
+  step parity-wgpu 120 env SPATIALSYNTH_PARITY_ONLY=wgpu SPATIALSYNTH_REQUIRE_WGPU=1 gpu-carry/parity --test-threads 1 \
+    --skip cuda_parity_on_the_emulator
+fi
+step criterion 150 env SPATIALSYNTH_BENCH_FRAMES=1,16 gpu-carry/backends --bench --noplot --warm-up-time 0.5 --measurement-time 2
+step memcheck 60 env SPATIALSYNTH_PARITY_ONLY=cuda compute-sanitizer --tool memcheck --error-exitcode 1 gpu-carry/parity \
+  --test-threads 1 k3_ k1_batches
+echo "total: $((SECONDS - start)) s of $budget" >> "$out/summary.txt"
+(cd "$out" && tar czf logs.tgz --remove-files ./*.log)
+cat "$out/summary.txt"
 exit $status
 RUN
 chmod +x gpu-carry/run.sh
