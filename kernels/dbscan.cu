@@ -1,21 +1,25 @@
 // K3: exact DBSCAN (the definitions of src/geometry/dbscan.rs) for a batch of jobs (one object's points each, say),
 // each with its own eps and min_points: core points have at least min_points neighbours within eps (themselves
 // included); core points within eps are in one cluster; a border point joins the cluster of its nearest core point
-// (ties: the lower original index). The grid is built on the device: `cell_of` bins each point into a cell of its
-// job of side a little over the job's eps (floor of the coordinate times the job's inverse side, in double precision,
-// as the host's grid of shaders/dbscan.wgsl does), so every neighbour lies in the 3 x 3 x 3 block of cells around a
-// point; `claim_cells` gives each occupied cell (job, x, y, z) a slot of an open-addressing hash table (linear
-// probing, claimed by compare-and-swap) and counts its points; `scan_counts` (scan.cuh) places the slots' points;
-// `scatter_points` writes every point into its cell's range (in any order within the cell: nothing below depends on
-// it). Each neighbour cell is then one hash probe. Clusters are the trees of a lock-free union-find over the core
-// points, a forest of sorted positions (`unite`: one neighbour scan, each pair of core points within eps joined once;
-// `flatten`): each core point's label ends as the sorted position of its cluster's point of smallest batch index;
-// `unsort` writes labels and core flags back in batch order, one word per point (the flag in the label's top bit),
-// each label renamed to that smallest batch index, the canonical name the host then numbers 0, 1, ... per job.
-// The result does not depend on the order of the points within a cell nor on any schedule. Needs common.cuh and
-// scan.cuh (prepended by the host).
+// (ties: the lower original index). The grid is the CPU reference's, built on the device: `cell_of` bins each point
+// into a cell of its job of side eps/sqrt(3), a little shrunk (floor of the coordinate times the job's inverse side,
+// in double precision, as the reference bins), so any two points of a cell are within eps and every neighbour lies in
+// the 5 x 5 x 5 block of cells around a point; `claim_cells` gives each occupied cell (job, x, y, z) a slot of an
+// open-addressing hash table (linear probing, claimed by compare-and-swap) and counts its points; `scan_counts`
+// (scan.cuh) places the slots' points; `scatter_points` writes every point into its cell's range (in any order within
+// the cell: nothing below depends on it). Each neighbour cell is then one hash probe. `count_neighbours` takes a cell
+// of min_points points or more as all core, as the reference does. Clusters are the trees of a lock-free union-find
+// over the core points, a forest of sorted positions, joined cell by cell as the reference joins them (`unite`: each
+// core point to its cell's first core point, and each pair of neighbouring cells with a pair of core points within
+// eps, unless already joined; `flatten`): each core point's label ends as the sorted position of its cluster's point
+// of smallest batch index; `unsort` writes labels and core flags back in batch order, one word per point (the flag in
+// the label's top bit), each label renamed to that smallest batch index, the canonical name the host then numbers
+// 0, 1, ... per job. The result does not depend on the order of the points within a cell nor on any schedule. Needs
+// common.cuh and scan.cuh (prepended by the host).
 
 #define NONE 0xffffffffu
+// The largest finite float (every point is finite).
+#define FLT_BIG 3.402823466e38f
 
 // Keep in sync with `DbscanParams` in src/backend/layout.rs (32 bytes). `cells`: the hash table's slots, a power of
 // two at least twice the points.
@@ -81,19 +85,23 @@ __device__ __forceinline__ uint2 cell_range(const Grid& g, const Params& p, u32 
     }
 }
 
-// Visits every point j in the 3 x 3 x 3 cells around sorted point i's cell, i's own cell first (where the nearest
-// points lie), until `visit(j)` returns false (the host keeps cell coordinates within 2^31 - 2 of 0, so c - 1 and
-// c + 1 never wrap).
-template <typename F>
-__device__ __forceinline__ void for_neighbour_cells(const Grid& g, const Params& p, u32 i, F visit) {
-    const u32 cx = g.cell_xyz[4u * i], cy = g.cell_xyz[4u * i + 1u], cz = g.cell_xyz[4u * i + 2u];
-    const u32 job = g.cell_xyz[4u * i + 3u];
-    for (u32 k = 0; k < 27u; ++k) {
-        const u32 c = (k + 13u) % 27u;  // 13: the block's centre
-        const uint2 r = cell_range(g, p, cx + c % 3u - 1u, cy + (c / 3u) % 3u - 1u, cz + c / 9u - 1u, job);
-        for (u32 j = r.x; j < r.y; ++j)
-            if (!visit(j)) return;
-    }
+// The cell k of the 5 x 5 x 5 block around cell (x, y, z) (k = 25 (dz + 2) + 5 (dy + 2) + dx + 2; 62 is the centre,
+// and k > 62 are the offsets that follow it in (z, y, x) order) as a range of sorted points. The host keeps cell
+// coordinates within 2^31 - 3 of 0, so c - 2 and c + 2 never wrap.
+__device__ __forceinline__ uint2 block_cell(const Grid& g, const Params& p, uint4 c, u32 k) {
+    return cell_range(g, p, c.x + k % 5u - 2u, c.y + (k / 5u) % 5u - 2u, c.z + k / 25u - 2u, c.w);
+}
+
+// Sorted point i's cell (x, y, z, job).
+__device__ __forceinline__ uint4 cell_at(const Grid& g, u32 i) {
+    return make_uint4(g.cell_xyz[4u * i], g.cell_xyz[4u * i + 1u], g.cell_xyz[4u * i + 2u], g.cell_xyz[4u * i + 3u]);
+}
+
+// The first core point of a range of sorted points, NONE if it has none.
+__device__ __forceinline__ u32 first_core(const u32* __restrict__ core, uint2 r) {
+    for (u32 j = r.x; j < r.y; ++j)
+        if (core[j] == 1u) return j;
+    return NONE;
 }
 
 // The batch's points gathered from the objects' points K1 left on the device (`grouped`: x, y, z each): point i is
@@ -169,12 +177,20 @@ extern "C" __global__ void count_neighbours(
     const u32 i = blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= p.points) return;
     const Job job = jobs[cell_xyz[4u * i + 3u]];
-    // The neighbours within eps counted up to min_points (the count stops there, as the CPU reference's does).
-    u32 count = 0;
-    for_neighbour_cells(g, p, i, [&](u32 j) {
-        count += dist2(g.points, i, j) <= job.eps2 ? 1u : 0u;
-        return count < job.min_points;
-    });
+    // The neighbours within eps counted up to min_points (the count stops there, as the CPU reference's does). The
+    // points of the point's own cell are all neighbours (the cell's diagonal is under eps): a cell of min_points
+    // points or more is all core without a distance test, as on the CPU.
+    const uint4 c = cell_at(g, i);
+    const uint2 own = cell_range(g, p, c.x, c.y, c.z, c.w);
+    // Then the 26 adjacent cells, where most neighbours lie, before the 98 of the outer shell.
+    u32 count = own.y - own.x;
+    for (u32 k = 0; k < 250u && count < job.min_points; ++k) {
+        const u32 b = k % 125u, dx = b % 5u, dy = (b / 5u) % 5u, dz = b / 25u;
+        const bool outer = dx % 4u == 0u || dy % 4u == 0u || dz % 4u == 0u;
+        if (b == 62u || outer != (k >= 125u)) continue;
+        const uint2 r = block_cell(g, p, c, b);
+        for (u32 j = r.x; j < r.y && count < job.min_points; ++j) count += dist2(g.points, i, j) <= job.eps2 ? 1u : 0u;
+    }
     const bool is_core = count >= job.min_points;
     core[i] = is_core ? 1u : 0u;
     labels[i] = is_core ? i : NONE;
@@ -215,34 +231,63 @@ __device__ __forceinline__ void hook(u32* labels, const u32* __restrict__ origin
     }
 }
 
-// Every pair of core points within eps joined once (from the later of the two in sorted order): one neighbour scan
-// in all, instead of one per round of label propagation.
+// Whether some core point of cell range a is within eps of some core point of cell range b (the CPU reference's
+// test: each core point of the smaller cell against the other's core bounding box first, a lower bound of the
+// distances (computed in the same order, and rounding is monotone), then against its core points).
+__device__ bool cells_touch(const float* __restrict__ pts, const u32* __restrict__ core, uint2 a, uint2 b, float eps2) {
+    if (a.y - a.x > b.y - b.x) {
+        const uint2 t = a;
+        a = b;
+        b = t;
+    }
+    float lo[3] = {FLT_BIG, FLT_BIG, FLT_BIG}, hi[3] = {-FLT_BIG, -FLT_BIG, -FLT_BIG};
+    for (u32 j = b.x; j < b.y; ++j) {
+        if (core[j] != 1u) continue;
+        for (u32 k = 0; k < 3u; ++k) {
+            lo[k] = fminf(lo[k], pts[3u * j + k]);
+            hi[k] = fmaxf(hi[k], pts[3u * j + k]);
+        }
+    }
+    for (u32 i = a.x; i < a.y; ++i) {
+        if (core[i] != 1u) continue;
+        float d = 0.0f;
+        for (u32 k = 0; k < 3u; ++k) {
+            const float e = fmaxf(fmaxf(lo[k] - pts[3u * i + k], pts[3u * i + k] - hi[k]), 0.0f);
+            d += e * e;
+        }
+        if (d > eps2) continue;
+        for (u32 j = b.x; j < b.y; ++j)
+            if (core[j] == 1u && dist2(pts, i, j) <= eps2) return true;
+    }
+    return false;
+}
+
+// The clusters, cell by cell as on the CPU: each core point joins its cell's first core point (a cell's points are
+// all within eps), and each pair of neighbouring cells with core points is joined when some pair of their core points
+// is within eps, unless the two are already one tree. A cell's 62 pairs with the cells that follow it in the block
+// are dealt out over its points (the point k-th in its cell takes offsets 63 + k, 63 + k + size, ...), so no thread
+// scans more than a few cells and no pair is looked at twice.
 extern "C" __global__ void unite(
     const float* __restrict__ points, const u32* __restrict__ cell_xyz, const u32* __restrict__ original,
     const u32* __restrict__ owner, const u32* __restrict__ start, const u32* __restrict__ cell_b,
     const Job* __restrict__ jobs, const Params p, const u32* __restrict__ core, u32* labels) {
     const Grid g{points, cell_xyz, original, owner, start, cell_b};
     const u32 i = blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= p.points || core[i] == 0u) return;
-    const float eps2 = jobs[cell_xyz[4u * i + 3u]].eps2;
-    // The point's root, kept up to date, and the parent of the last neighbour joined (in this point's tree from then
-    // on): a neighbour whose parent is either is already in this point's tree, and costs one load, not a walk.
+    if (i >= p.points) return;
+    const uint4 c = cell_at(g, i);
+    const uint2 own = cell_range(g, p, c.x, c.y, c.z, c.w);
+    const u32 a = first_core(core, own);
+    if (a == NONE) return;
+    if (core[i] == 1u && i != a) hook(labels, g.original, a, i);
+    const float eps2 = jobs[c.w].eps2;
     volatile u32* v = labels;
-    u32 root = find_root(v, i);
-    u32 known = root;
-    for_neighbour_cells(g, p, i, [&](u32 j) {
-        if (j < i && core[j] == 1u && dist2(g.points, i, j) <= eps2) {
-            const u32 parent = v[j];
-            if (parent == root || parent == known) return true;
-            const u32 other = find_root(v, j);
-            if (other != root) {
-                hook(labels, g.original, root, other);
-                root = find_root(v, root);
-            }
-            known = parent;
-        }
-        return true;
-    });
+    const u32 size = own.y - own.x;
+    for (u32 k = 63u + (i - own.x); k < 125u; k += size) {
+        const uint2 r = block_cell(g, p, c, k);
+        const u32 b = first_core(core, r);
+        if (b == NONE || find_root(v, a) == find_root(v, b)) continue;
+        if (cells_touch(g.points, core, own, r, eps2)) hook(labels, g.original, a, b);
+    }
 }
 
 // Each core point's label becomes its tree's root (after `unite`, in a launch of its own). Read only but for the
@@ -269,8 +314,11 @@ extern "C" __global__ void assign_borders(
     if (i >= p.points || core[i] == 1u) return;
     float best_d = jobs[cell_xyz[4u * i + 3u]].eps2;
     u32 best_index = NONE, best_label = NONE;
-    for_neighbour_cells(g, p, i, [&](u32 j) {
-        if (core[j] == 1u) {
+    const uint4 c = cell_at(g, i);
+    for (u32 k = 0; k < 125u; ++k) {
+        const uint2 r = block_cell(g, p, c, k);
+        for (u32 j = r.x; j < r.y; ++j) {
+            if (core[j] != 1u) continue;
             const float d = dist2(g.points, i, j);
             if (d < best_d || (d == best_d && g.original[j] < best_index)) {
                 best_d = d;
@@ -278,8 +326,7 @@ extern "C" __global__ void assign_borders(
                 best_label = labels[j];
             }
         }
-        return true;
-    });
+    }
     labels[i] = best_label;
 }
 

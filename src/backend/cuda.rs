@@ -19,8 +19,9 @@
 //!   on K4's stream.
 //! - **Parity.** The host steps (packing, the planes through the drawn points, the winner and refinement, the hull
 //!   and oriented box) are the code the `wgpu` backend uses ([`super::pack`]) and the CPU reference's own; K3's grid
-//!   is built on the device (`cell_of`, `claim_cells`, `scatter_points`: a hash table of the occupied cells), where
-//!   wgpu bins on the host. `tests/parity.rs` holds this backend to the CPU reference with the same test bodies.
+//!   is the CPU reference's (cells of side eps/√3, dense cells all core, clusters joined cell by cell), built on the
+//!   device (`cell_of`, `claim_cells`, `scatter_points`: a hash table of the occupied cells), where wgpu bins on the
+//!   host (cells of side eps, point by point). `tests/parity.rs` holds this backend to the CPU reference with the same test bodies.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -1328,9 +1329,10 @@ impl CudaBackend {
         // SAFETY: count_neighbours(points, cell_xyz, original, owner, start, cell_b, jobs, Params, core, labels) in
         // kernels/dbscan.cu: the grid above (every cell's job < jobs entries), n entries of core and labels.
         unsafe { b.launch(launch(g, BLOCK)) }.map_err(de)?;
-        // The clusters: a union-find over the core points (a forest of sorted positions), every pair of core points
-        // within eps joined once, then each core point's label set to its tree's root (the sorted position of its
-        // cluster's point of smallest batch index; `unsort` renames it to that batch index).
+        // The clusters: a union-find over the core points (a forest of sorted positions), joined cell by cell (each
+        // core point to its cell's first, neighbouring cells when two of their core points are within eps), then each
+        // core point's label set to its tree's root (the sorted position of its cluster's point of smallest batch
+        // index; `unsort` renames it to that batch index).
         let mut b = stream.launch_builder(&self.k.unite);
         d.push(&mut b);
         b.arg(&core).arg(&mut labels);

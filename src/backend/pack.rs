@@ -243,7 +243,7 @@ impl DbscanGrid {
     /// has refused non-finite points (not scanned again here). `Err` (naming the job by its index in `all`) for a bad
     /// radius or a span beyond 32-bit cell coordinates.
     pub fn new(all: &[DbscanJob<'_>], chunk: &[usize]) -> Result<DbscanGrid, String> {
-        let ChunkJobs { jobs, params: job_params, points: n } = ChunkJobs::new(all, chunk)?;
+        let ChunkJobs { jobs, params: job_params, points: n } = ChunkJobs::new(all, chunk, inverse_cell_side)?;
         let (total, jobs_n) = (n as usize, job_params.len() as u32);
         let mut job_start = Vec::with_capacity(jobs.len() + 1);
         // Each job's cells relative to its lowest, plus 1 (so that the block around a cell never goes below 0 or
@@ -375,11 +375,19 @@ impl DbscanGrid {
     }
 }
 
-/// 1 / the side of K3's cells for radius `eps`: a little over eps, so that every neighbour within eps (as the f32
-/// distance test finds it) lies in the 3 x 3 x 3 block of cells around a point. Cells are `floor(coordinate * this)`
-/// in double precision, on the host (wgpu's grid) and on the device (CUDA's `cell_of`) alike.
+/// 1 / the side of the `wgpu` backend's K3 cells for radius `eps`: a little over eps, so that every neighbour within
+/// eps (as the f32 distance test finds it) lies in the 3 x 3 x 3 block of cells around a point. Cells are
+/// `floor(coordinate * this)` in double precision.
 pub fn inverse_cell_side(eps: f32) -> f64 {
     1.0 / (f64::from(eps) * (1.0 + 1e-4))
+}
+
+/// 1 / the side of the CUDA backend's K3 cells for radius `eps`: the CPU reference's side
+/// ([`crate::geometry::dbscan::cell_side`], eps/√3 a little shrunk), so any two points of a cell are within eps and
+/// every neighbour lies in the 5 x 5 x 5 block of cells around a point. The device's `cell_of` bins by
+/// `floor(coordinate * this)` in double precision, as the reference does.
+pub fn inverse_fine_cell_side(eps: f32) -> f64 {
+    1.0 / f64::from(crate::geometry::dbscan::cell_side(eps))
 }
 
 /// Each job's clustering in its input order (jobs as `job_start` delimits them: each job's first batch index, jobs + 1
@@ -447,7 +455,8 @@ struct ChunkJobs<'a> {
 }
 
 impl<'a> ChunkJobs<'a> {
-    fn new(all: &[DbscanJob<'a>], chunk: &[usize]) -> Result<Self, String> {
+    /// `inv_side`: 1 / the cell side for a radius ([`inverse_cell_side`] or [`inverse_fine_cell_side`]).
+    fn new(all: &[DbscanJob<'a>], chunk: &[usize], inv_side: fn(f32) -> f64) -> Result<Self, String> {
         let jobs: Vec<(usize, DbscanJob<'a>)> = chunk
             .iter()
             .map(|&i| all.get(i).map(|j| (i, *j)).ok_or_else(|| format!("no DBSCAN job {i}")))
@@ -461,7 +470,7 @@ impl<'a> ChunkJobs<'a> {
                 true => Ok(DbscanJobParams {
                     eps2: job.eps * job.eps,
                     min_points: job.min_points.max(1),
-                    inv_side: inverse_cell_side(job.eps),
+                    inv_side: inv_side(job.eps),
                 }),
                 false => Err(format!("job {j}: DBSCAN radius must be positive and finite, got {}", job.eps)),
             })
@@ -486,7 +495,7 @@ pub struct DbscanBatch {
 impl DbscanBatch {
     /// The jobs `chunk` (indices into `all`, one of [`dbscan_chunks`]'s chunks: finite points, no empty job). `Err`
     /// (naming the job by its index in `all`) for a bad radius, or for cells of 32-bit coordinates that cannot hold
-    /// the points: every cell coordinate (and its neighbours', one more or less) must lie within 2^31 - 2 of 0.
+    /// the points: every cell coordinate (and its neighbours', up to two more or less) must lie within 2^31 - 3 of 0.
     pub fn new(all: &[DbscanJob<'_>], chunk: &[usize]) -> Result<DbscanBatch, String> {
         Self::build(all, chunk, true)
     }
@@ -497,7 +506,7 @@ impl DbscanBatch {
     }
 
     fn build(all: &[DbscanJob<'_>], chunk: &[usize], with_points: bool) -> Result<DbscanBatch, String> {
-        let ChunkJobs { jobs, params: job_params, points: n } = ChunkJobs::new(all, chunk)?;
+        let ChunkJobs { jobs, params: job_params, points: n } = ChunkJobs::new(all, chunk, inverse_fine_cell_side)?;
         let slots = u32::try_from(u64::from(n).max(1).next_power_of_two() * 2)
             .map_err(|_| format!("{n} points are too many for one DBSCAN batch"))?;
         jobs.par_iter().zip(&job_params).try_for_each(|((j, job), params)| {
@@ -509,10 +518,10 @@ impl DbscanBatch {
                     [hi[0].max(p[0]), hi[1].max(p[1]), hi[2].max(p[2])],
                 )
             });
-            let limit = f64::from(i32::MAX - 2);
+            let limit = f64::from(i32::MAX - 3);
             let fits = |v: f32| (f64::from(v) * inv).floor().abs() <= limit;
             if !job.points.is_empty() && !lo.iter().chain(&hi).all(|&v| fits(v)) {
-                return Err(format!("job {j}: the points lie more than 2^31 cells of {} m from the origin", job.eps));
+                return Err(format!("job {j}: the points lie more than 2^31 cells of {} m from the origin", 1.0 / inv));
             }
             Ok(())
         })?;
@@ -1098,7 +1107,9 @@ mod tests {
         assert_eq!(batch.jobs[0].min_points, 2);
         assert_eq!(batch.jobs[2].min_points, 1, "min_points 0 counts as 1, as on the CPU");
         assert_eq!(batch.jobs[1].eps2, 0.1f32 * 0.1);
-        assert_eq!(batch.jobs[1].inv_side, inverse_cell_side(0.1));
+        // The device's cells are the CPU reference's (eps/√3, a little shrunk); the host's grid for wgpu is coarser.
+        assert_eq!(batch.jobs[1].inv_side, 1.0 / f64::from(crate::geometry::dbscan::cell_side(0.1)));
+        assert!(batch.jobs[1].inv_side > 1.7 * inverse_cell_side(0.1));
         // The host's grid bins with the same side: a point's cells differ only by the grid's offset.
         let grid = DbscanGrid::new(&jobs, &[0]).unwrap();
         let cell = |p: &[f32; 3]| p.map(|v| floor_i64(f64::from(v) * inverse_cell_side(0.1)));
@@ -1108,7 +1119,7 @@ mod tests {
         for k in 0..3 {
             assert_eq!(i64::from(grid.cell_xyz[4 * s1 + k]) - i64::from(grid.cell_xyz[4 * s0 + k]), c1[k] - c0[k]);
         }
-        // Cells (and their neighbours) must stay within 2^31 - 2 of 0; the refusal names the job.
+        // Cells (and their neighbours) must stay within 2^31 - 3 of 0; the refusal names the job.
         let inside = [[0.0f32, 0.0, 0.0], [0.0, 2.0e8 * 1e-2, 0.0]];
         let outside = [[0.0f32, 0.0, 0.0], [0.0, 0.0, -3.0e9 * 1e-2]];
         let jobs = [

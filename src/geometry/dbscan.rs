@@ -97,6 +97,13 @@ struct Grid {
     eps2: f32,
 }
 
+/// The side of the cells for radius `eps`: eps/√3, so that any two points of a cell are within eps, shrunk a little
+/// so that float rounding of the cell assignment can never break that. Points are binned by
+/// `floor(coordinate as f64 / side as f64)`; the CUDA backend bins with the same side (its `DbscanBatch`).
+pub fn cell_side(eps: f32) -> f32 {
+    eps / 3f32.sqrt() * (1.0 - 1e-4)
+}
+
 #[inline]
 fn dist2(a: &Point3, b: &Point3) -> f32 {
     let dx = a[0] - b[0];
@@ -107,9 +114,7 @@ fn dist2(a: &Point3, b: &Point3) -> f32 {
 
 impl Grid {
     fn new(input: &[Point3], eps: f32) -> Result<Self, DbscanError> {
-        // Any two points of a cell of side eps/√3 are within eps; shrink a little so that float rounding of the
-        // cell assignment can never break that.
-        let side = eps / 3f32.sqrt() * (1.0 - 1e-4);
+        let side = cell_side(eps);
         let inv = 1.0 / f64::from(side);
         let cell_of = |p: &Point3| p.map(|v| (f64::from(v) * inv).floor() as i64);
         if let Some(i) = input.iter().position(|p| !p.iter().all(|v| v.is_finite())) {
