@@ -1,15 +1,18 @@
 // K3: exact DBSCAN (the definitions of src/geometry/dbscan.rs) for a batch of jobs (one object's points each, say),
 // each with its own eps and min_points: core points have at least min_points neighbours within eps (themselves
 // included); core points within eps are in one cluster; a border point joins the cluster of its nearest core point
-// (ties: the lower original index). The host bins each job's points into cells of side a little over its eps and
-// stacks the jobs along z with an empty layer between them (`DbscanGrid` in src/backend/pack.rs), so every neighbour
-// lies in the 3 x 3 x 3 block of cells around a point and no block reaches another job; points are sorted by cell,
-// then by batch index (the occupied cells listed in (z, y, x) order), so each row of three neighbour cells is one run
-// of points, found by binary search (`neighbour_row`).
-// Clusters are the trees of a lock-free union-find over the core points, a forest of sorted positions (`unite`: one
-// neighbour scan, each pair of core points within eps joined once; `flatten`): each core point's label ends as the
-// sorted position of its cluster's point of smallest batch index, which the host renames to that batch index and then
-// numbers 0, 1, ... per job (the names kernels/dbscan.cu gives).
+// (ties: the lower original index). The host bins each job's points into the CPU reference's cells (side eps/sqrt(3),
+// a little shrunk: any two points of a cell are within eps) and stacks the jobs along z with two empty layers between
+// them (`DbscanGrid` in src/backend/pack.rs), so every neighbour lies in the 5 x 5 x 5 block of cells around a point
+// and no block reaches another job; points are sorted by cell, then by batch index (the occupied cells listed in
+// (z, y, x) order), so each row of five neighbour cells is one run of points, found by binary search
+// (`neighbour_row`), and a cell by one binary search (`find_cell`). A cell of min_points points or more is all core
+// without a distance test, as on the CPU.
+// Clusters are the trees of a lock-free union-find over the core points, a forest of sorted positions, joined cell by
+// cell as the CPU reference joins them (`unite`: each core point to its cell's first core point, and neighbouring cells
+// when some pair of their core points is within eps; `flatten`): each core point's label ends as the sorted position
+// of its cluster's point of smallest batch index, which the host renames to that batch index and then numbers 0, 1,
+// ... per job (the names kernels/dbscan.cu gives).
 
 // Keep in sync with `DbscanParams` in src/backend/layout.rs (32 bytes).
 struct Params {
@@ -70,38 +73,67 @@ fn cell_of(i: u32) -> vec3<u32> {
     return vec3<u32>(cell_xyz[4u * i], cell_xyz[4u * i + 1u], cell_xyz[4u * i + 2u]);
 }
 
-// Row `row` (0 to 8, in sorted order) of the 3 x 3 x 3 cells around the cell c = (x, y, z): the points of
-// the occupied cells (x - 1, y', z'), (x, y', z') and (x + 1, y', z') as one [start, end), with y' = y - 1 + row % 3
-// and z' = z - 1 + row / 3. Cells are listed in (z, y, x) order and points sorted by cell, so a row of three cells is
-// one run of points, and the rows' runs come in row order. One binary search for the first listed cell at or after
-// (x - 1, y', z'), then at most three steps along the list. Coordinates are at least 1 (the host offsets them), so
-// c - 1 never wraps.
-fn neighbour_row(c: vec3<u32>, row: u32) -> vec2<u32> {
-    let x = c.x;
-    let y = c.y - 1u + row % 3u;
-    let z = c.z - 1u + row / 3u;
+// The first listed cell at or after (x, y, z) in (z, y, x) order (params.cells if none).
+fn lower_bound(x: u32, y: u32, z: u32) -> u32 {
     var lo = 0u;
     var hi = params.cells;
     let base = 4u * params.points;
     while (lo < hi) {
         let mid = (lo + hi) / 2u;
         let at = base + 3u * mid;
-        if (compare(cell_xyz[at], cell_xyz[at + 1u], cell_xyz[at + 2u], x - 1u, y, z) < 0) {
+        if (compare(cell_xyz[at], cell_xyz[at + 1u], cell_xyz[at + 2u], x, y, z) < 0) {
             lo = mid + 1u;
         } else {
             hi = mid;
         }
     }
+    return lo;
+}
+
+// Row `row` (0 to 24, in sorted order) of the 5 x 5 x 5 cells around the cell c = (x, y, z): the points of the
+// occupied cells (x - 2 .. x + 2, y', z') as one [start, end), with y' = y - 2 + row % 5 and z' = z - 2 + row / 5.
+// Cells are listed in (z, y, x) order and points sorted by cell, so a row of five cells is one run of points, and the
+// rows' runs come in row order. One binary search for the first listed cell at or after (x - 2, y', z'), then at most
+// five steps along the list. Coordinates are at least 2 (the host offsets them), so c - 2 never wraps.
+fn neighbour_row(c: vec3<u32>, row: u32) -> vec2<u32> {
+    let x = c.x;
+    let y = c.y - 2u + row % 5u;
+    let z = c.z - 2u + row / 5u;
+    let lo = lower_bound(x - 2u, y, z);
+    let base = 4u * params.points;
     var end = lo;
     while (end < params.cells && cell_xyz[base + 3u * end + 2u] == z && cell_xyz[base + 3u * end + 1u] == y
-        && cell_xyz[base + 3u * end] <= x + 1u) {
+        && cell_xyz[base + 3u * end] <= x + 2u) {
         end = end + 1u;
     }
     return vec2<u32>(cell_start[lo], cell_start[end]);
 }
 
+// The points of cell (x, y, z) as [start, end), empty if it is not occupied.
+fn find_cell(x: u32, y: u32, z: u32) -> vec2<u32> {
+    let at = lower_bound(x, y, z);
+    let base = 4u * params.points;
+    if (at < params.cells && compare(cell_xyz[base + 3u * at], cell_xyz[base + 3u * at + 1u],
+        cell_xyz[base + 3u * at + 2u], x, y, z) == 0) {
+        return vec2<u32>(cell_start[at], cell_start[at + 1u]);
+    }
+    return vec2<u32>(0u, 0u);
+}
+
+// The first core point of a run of sorted points, NONE if it has none.
+fn first_core(r: vec2<u32>) -> u32 {
+    for (var j = r.x; j < r.y; j = j + 1u) {
+        if (core[j] == 1u) {
+            return j;
+        }
+    }
+    return NONE;
+}
+
 // Whether each point is a core point: its neighbours within eps counted up to min_points (the count stops there, as
-// the CPU reference's does), its own row of cells first (where the nearest points lie).
+// the CPU reference's does). The points of its own cell are all neighbours (a cell of min_points points or more is
+// all core without a distance test, as on the CPU); then the nine rows through the 3 x 3 cells around it in y and z,
+// where most neighbours lie, then the sixteen outer rows.
 @compute @workgroup_size(256)
 fn count_neighbours(@builtin(global_invocation_id) gid: vec3<u32>) {
     let i = gid.x;
@@ -111,11 +143,17 @@ fn count_neighbours(@builtin(global_invocation_id) gid: vec3<u32>) {
     let p = point(i);
     let c = cell_of(i);
     let job = jobs[cell_xyz[4u * i + 3u]];
-    var count = 0u;
-    for (var k = 0u; k < 9u && count < job.min_points; k = k + 1u) {
-        let r = neighbour_row(c, (k + 4u) % 9u);  // 4: the point's own row
+    let own = find_cell(c.x, c.y, c.z);
+    var count = own.y - own.x;
+    for (var k = 0u; k < 50u && count < job.min_points; k = k + 1u) {
+        let row = k % 25u;
+        let outer = row % 5u == 0u || row % 5u == 4u || row / 5u == 0u || row / 5u == 4u;
+        if (outer != (k >= 25u)) {
+            continue;
+        }
+        let r = neighbour_row(c, row);
         for (var j = r.x; j < r.y && count < job.min_points; j = j + 1u) {
-            if (dist2(p, point(j)) <= job.eps2) {
+            if ((j < own.x || j >= own.y) && dist2(p, point(j)) <= job.eps2) {
                 count = count + 1u;
             }
         }
@@ -164,61 +202,75 @@ fn hook(a0: u32, b0: u32) {
     }
 }
 
-// Every pair of core points within eps joined once (from the later of the two in sorted order). The 3 x 3 x 3 block
-// is scanned as nine rows in sorted order, so the scan ends at the point itself. The scan and the joins are two
-// loops, one inside the other: the inner one only looks for the next neighbour to join (a core point within eps
-// whose parent is neither this point's root nor a parent already joined), and the joins run outside it. On a SIMD
-// device that runs every branch of a loop for all its lanes (llvmpipe), the joins' loops and atomics then cost once
-// per join, not once per neighbour looked at.
+// Whether some core point of run a is within eps of some core point of run b (the CPU reference's test: each core
+// point of the smaller run against the other's core bounding box first, then against its core points). The box test
+// only skips work: it skips a point only when the box is farther than eps by a margin (the device may contract its
+// arithmetic differently from the distance test's), and the distance test decides.
+fn cells_touch(a0: vec2<u32>, b0: vec2<u32>, eps2: f32) -> bool {
+    var a = a0;
+    var b = b0;
+    if (a.y - a.x > b.y - b.x) {
+        a = b0;
+        b = a0;
+    }
+    var lo = vec3<f32>(3.402823e38);
+    var hi = vec3<f32>(-3.402823e38);
+    for (var j = b.x; j < b.y; j = j + 1u) {
+        if (core[j] == 1u) {
+            let q = point(j);
+            lo = min(lo, q);
+            hi = max(hi, q);
+        }
+    }
+    let margin = eps2 * 1.001;
+    for (var i = a.x; i < a.y; i = i + 1u) {
+        if (core[i] != 1u) {
+            continue;
+        }
+        let p = point(i);
+        let e = max(max(lo - p, p - hi), vec3<f32>(0.0));
+        if (dot(e, e) > margin) {
+            continue;
+        }
+        for (var j = b.x; j < b.y; j = j + 1u) {
+            if (core[j] == 1u && dist2(p, point(j)) <= eps2) {
+                return true;
+            }
+        }
+    }
+    return false;
+}
+
+// The clusters, cell by cell as on the CPU: each core point joins its cell's first core point (a cell's points are
+// all within eps), and each pair of neighbouring cells with core points is joined when some pair of their core points
+// is within eps, unless the two are already one tree. A cell's 62 pairs with the cells that follow it in the block
+// ((z, y, x) order) are dealt out over its points (the point k-th in its cell takes offsets 63 + k, 63 + k + size,
+// ...), so no invocation scans more than a few cells and no pair is looked at twice.
 @compute @workgroup_size(256)
 fn unite(@builtin(global_invocation_id) gid: vec3<u32>) {
     let i = gid.x;
-    if (i >= params.points || core[i] == 0u) {
+    if (i >= params.points) {
         return;
     }
-    let p = point(i);
     let c = cell_of(i);
+    let own = find_cell(c.x, c.y, c.z);
+    let a = first_core(own);
+    if (a == NONE) {
+        return;
+    }
+    if (core[i] == 1u && i != a) {
+        hook(a, i);
+    }
     let eps2 = jobs[cell_xyz[4u * i + 3u]].eps2;
-    // The point's root, kept up to date, and the parent of the last neighbour joined (in this point's tree from then
-    // on): a neighbour whose parent is either is already in this point's tree.
-    var root = find_root(i);
-    var known = root;
-    var row = 0u;
-    var range = neighbour_row(c, 0u);
-    var j = range.x;
-    loop {
-        var found = NONE;
-        loop {
-            if (j >= i) {
-                break;
-            }
-            if (j >= range.y) {
-                row = row + 1u;
-                if (row == 9u) {
-                    break;
-                }
-                range = neighbour_row(c, row);
-                j = range.x;
-                continue;
-            }
-            if (core[j] == 1u && dist2(p, point(j)) <= eps2) {
-                let pj = atomicLoad(&labels[j]);
-                if (pj != root && pj != known) {
-                    found = j;
-                    known = pj;
-                    j = j + 1u;
-                    break;
-                }
-            }
-            j = j + 1u;
+    let size = own.y - own.x;
+    for (var k = 63u + (i - own.x); k < 125u; k = k + size) {
+        let r = find_cell(c.x + k % 5u - 2u, c.y + (k / 5u) % 5u - 2u, c.z + k / 25u - 2u);
+        let b = first_core(r);
+        if (b == NONE || find_root(a) == find_root(b)) {
+            continue;
         }
-        if (found == NONE) {
-            break;
-        }
-        let other = find_root(found);
-        if (other != root) {
-            hook(root, other);
-            root = find_root(root);
+        if (cells_touch(own, r, eps2)) {
+            hook(a, b);
         }
     }
 }
@@ -252,7 +304,7 @@ fn assign_borders(@builtin(global_invocation_id) gid: vec3<u32>) {
     var best_d = jobs[cell_xyz[4u * i + 3u]].eps2;
     var best_index = NONE;
     var best_label = NONE;
-    for (var row = 0u; row < 9u; row = row + 1u) {
+    for (var row = 0u; row < 25u; row = row + 1u) {
         let r = neighbour_row(c, row);
         for (var j = r.x; j < r.y; j = j + 1u) {
             if (core[j] == 1u) {

@@ -689,9 +689,10 @@ impl WgpuBackend {
             self.dispatch(pipeline, &self.bind_subset(pipeline, &all, used), (x, 1));
         };
         run(&self.count_neighbours, &[0, 1, 2, 4, 5, 6, 7]);
-        // The clusters: a union-find over the core points (a forest of sorted positions), every pair of core points
-        // within eps joined once, then each core point's label set to its tree's root (the sorted position of its
-        // cluster's point of smallest batch index; `clusterings` renames it to that batch index).
+        // The clusters: a union-find over the core points (a forest of sorted positions), joined cell by cell (each
+        // core point to its cell's first, neighbouring cells when two of their core points are within eps), then each
+        // core point's label set to its tree's root (the sorted position of its cluster's point of smallest batch
+        // index; `clusterings` renames it to that batch index).
         run(&self.unite, &[0, 1, 2, 3, 4, 5, 6, 7]);
         run(&self.flatten, &[4, 5, 6]);
         run(&self.assign_borders, &[0, 1, 2, 3, 4, 5, 6, 7]);

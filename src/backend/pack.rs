@@ -199,10 +199,10 @@ pub fn support_test(test: &Support, frame_has_normals: bool) -> GpuSupport {
 /// K3's grid for a batch of jobs (each with its own points, radius and `min_points`), all in one set of launches,
 /// binned on the host for the `wgpu` backend (CUDA builds its grid on the device from a [`DbscanBatch`]).
 ///
-/// Each job's points are binned into its own cells of side a little over its eps (so every neighbour lies in the
-/// 3 x 3 x 3 block around a point's cell), with coordinates relative to the job's lowest cell plus 1. The jobs are
-/// stacked along z with an empty layer of cells between two jobs, so a block of cells never reaches another job's
-/// points. A point's *batch index* is its job's first batch index plus its index in the job. Points are sorted by cell
+/// Each job's points are binned into its own cells, the CPU reference's ([`inverse_cell_side`]: any two points of a
+/// cell are within eps, and every neighbour lies in the 5 x 5 x 5 block around a point's cell), with coordinates
+/// relative to the job's lowest cell plus 2. The jobs are stacked along z with two empty layers of cells between two
+/// jobs, so a block of cells never reaches another job's points. A point's *batch index* is its job's first batch index plus its index in the job. Points are sorted by cell
 /// in (z, y, x) order, then by batch index, which keeps every job's points together and the jobs in order.
 #[derive(Debug)]
 pub struct DbscanGrid {
@@ -243,10 +243,10 @@ impl DbscanGrid {
     /// has refused non-finite points (not scanned again here). `Err` (naming the job by its index in `all`) for a bad
     /// radius or a span beyond 32-bit cell coordinates.
     pub fn new(all: &[DbscanJob<'_>], chunk: &[usize]) -> Result<DbscanGrid, String> {
-        let ChunkJobs { jobs, params: job_params, points: n } = ChunkJobs::new(all, chunk, inverse_cell_side)?;
+        let ChunkJobs { jobs, params: job_params, points: n } = ChunkJobs::new(all, chunk)?;
         let (total, jobs_n) = (n as usize, job_params.len() as u32);
         let mut job_start = Vec::with_capacity(jobs.len() + 1);
-        // Each job's cells relative to its lowest, plus 1 (so that the block around a cell never goes below 0 or
+        // Each job's cells relative to its lowest, plus 2 (so that the block around a cell never goes below 0 or
         // into the previous job's cells), and its points in (z, y, x, index) order: every job on its own, in
         // parallel (a radix sort of one integer key where the job's cell extent fits 64 bits).
         let binned: Vec<JobBins> = jobs
@@ -256,16 +256,16 @@ impl DbscanGrid {
                 let inv = inverse_cell_side(eps);
                 let cells: Vec<[i64; 3]> = input.iter().map(|p| p.map(|v| floor_i64(f64::from(v) * inv))).collect();
                 let lo = cells.iter().fold([i64::MAX; 3], |a, c| [a[0].min(c[0]), a[1].min(c[1]), a[2].min(c[2])]);
-                let too_far = || format!("job {j}: the points span more than 2^32 cells of {eps} m");
+                let too_far = || format!("job {j}: the points span more than 2^32 cells of {} m", 1.0 / inv);
                 let mut rel = Vec::with_capacity(cells.len());
                 let mut span = [0u64; 3];
                 for c in &cells {
                     // Checked: cells of extreme coordinates (saturated casts) must be refused, not wrapped.
                     let mut r = [0u32; 3];
                     for k in 0..3 {
-                        let d = c[k].checked_sub(lo[k]).and_then(|d| d.checked_add(1)).ok_or_else(too_far)?;
+                        let d = c[k].checked_sub(lo[k]).and_then(|d| d.checked_add(2)).ok_or_else(too_far)?;
                         let d = u64::try_from(d).map_err(|_| too_far())?;
-                        if d >= u64::from(u32::MAX) - 1 {
+                        if d >= u64::from(u32::MAX) - 2 {
                             return Err(too_far());
                         }
                         span[k] = span[k].max(d + 1);
@@ -312,8 +312,8 @@ impl DbscanGrid {
             .collect::<Vec<Result<_, String>>>()
             .into_iter()
             .collect::<Result<_, String>>()?;
-        // The jobs stacked along z: the cells of job j lie at z in [z_base + 1, z_base + span]; the next job starts 2
-        // layers above. As the jobs' z ranges are disjoint and increasing, the jobs' orders one after the other are
+        // The jobs stacked along z: the cells of job j lie at z in [z_base + 2, z_base + span]; the next job's start
+        // 3 layers above, so two empty layers part them. As the jobs' z ranges are disjoint and increasing, the jobs' orders one after the other are
         // the batch's (z, y, x, batch index) order.
         let mut sorted: Vec<f32> = Vec::with_capacity(3 * total);
         let mut cell_xyz: Vec<u32> = Vec::with_capacity(4 * total);
@@ -325,8 +325,9 @@ impl DbscanGrid {
         for (slot, ((j, job), bins)) in jobs.iter().zip(&binned).enumerate() {
             let first = original.len() as u32;
             job_start.push(first);
-            if z_base + bins.span_z >= u64::from(u32::MAX) - 1 {
-                return Err(format!("job {j}: the points span more than 2^32 cells of {} m", job.eps));
+            if z_base + bins.span_z >= u64::from(u32::MAX) - 2 {
+                let side = crate::geometry::dbscan::cell_side(job.eps);
+                return Err(format!("job {j}: the points span more than 2^32 cells of {side} m"));
             }
             let z = |r: &[u32; 3]| (u64::from(r[2]) + z_base) as u32;
             sorted.extend_from_slice(&bins.sorted);
@@ -375,18 +376,11 @@ impl DbscanGrid {
     }
 }
 
-/// 1 / the side of the `wgpu` backend's K3 cells for radius `eps`: a little over eps, so that every neighbour within
-/// eps (as the f32 distance test finds it) lies in the 3 x 3 x 3 block of cells around a point. Cells are
-/// `floor(coordinate * this)` in double precision.
-pub fn inverse_cell_side(eps: f32) -> f64 {
-    1.0 / (f64::from(eps) * (1.0 + 1e-4))
-}
-
-/// 1 / the side of the CUDA backend's K3 cells for radius `eps`: the CPU reference's side
+/// 1 / the side of K3's cells for radius `eps`, on both GPU backends: the CPU reference's side
 /// ([`crate::geometry::dbscan::cell_side`], eps/√3 a little shrunk), so any two points of a cell are within eps and
-/// every neighbour lies in the 5 x 5 x 5 block of cells around a point. The device's `cell_of` bins by
-/// `floor(coordinate * this)` in double precision, as the reference does.
-pub fn inverse_fine_cell_side(eps: f32) -> f64 {
+/// every neighbour lies in the 5 x 5 x 5 block of cells around a point. Cells are `floor(coordinate * this)` in double
+/// precision, as the reference bins, on the host (wgpu's grid) and on the device (CUDA's `cell_of`) alike.
+pub fn inverse_cell_side(eps: f32) -> f64 {
     1.0 / f64::from(crate::geometry::dbscan::cell_side(eps))
 }
 
@@ -455,8 +449,7 @@ struct ChunkJobs<'a> {
 }
 
 impl<'a> ChunkJobs<'a> {
-    /// `inv_side`: 1 / the cell side for a radius ([`inverse_cell_side`] or [`inverse_fine_cell_side`]).
-    fn new(all: &[DbscanJob<'a>], chunk: &[usize], inv_side: fn(f32) -> f64) -> Result<Self, String> {
+    fn new(all: &[DbscanJob<'a>], chunk: &[usize]) -> Result<Self, String> {
         let jobs: Vec<(usize, DbscanJob<'a>)> = chunk
             .iter()
             .map(|&i| all.get(i).map(|j| (i, *j)).ok_or_else(|| format!("no DBSCAN job {i}")))
@@ -470,7 +463,7 @@ impl<'a> ChunkJobs<'a> {
                 true => Ok(DbscanJobParams {
                     eps2: job.eps * job.eps,
                     min_points: job.min_points.max(1),
-                    inv_side: inv_side(job.eps),
+                    inv_side: inverse_cell_side(job.eps),
                 }),
                 false => Err(format!("job {j}: DBSCAN radius must be positive and finite, got {}", job.eps)),
             })
@@ -506,7 +499,7 @@ impl DbscanBatch {
     }
 
     fn build(all: &[DbscanJob<'_>], chunk: &[usize], with_points: bool) -> Result<DbscanBatch, String> {
-        let ChunkJobs { jobs, params: job_params, points: n } = ChunkJobs::new(all, chunk, inverse_fine_cell_side)?;
+        let ChunkJobs { jobs, params: job_params, points: n } = ChunkJobs::new(all, chunk)?;
         let slots = u32::try_from(u64::from(n).max(1).next_power_of_two() * 2)
             .map_err(|_| format!("{n} points are too many for one DBSCAN batch"))?;
         jobs.par_iter().zip(&job_params).try_for_each(|((j, job), params)| {
@@ -982,13 +975,13 @@ mod tests {
         let mut keys = Vec::new();
         let mut z_base = 0i64;
         for (slot, job) in jobs.iter().enumerate() {
-            let inv = 1.0 / (f64::from(job.eps) * (1.0 + 1e-4));
+            let inv = 1.0 / f64::from(job.eps / 3f32.sqrt() * (1.0 - 1e-4));
             let cells: Vec<[i64; 3]> =
                 job.points.iter().map(|p| p.map(|v| (f64::from(v) * inv).floor() as i64)).collect();
             let lo = cells.iter().fold([i64::MAX; 3], |a, c| [a[0].min(c[0]), a[1].min(c[1]), a[2].min(c[2])]);
-            let top = cells.iter().map(|c| c[2] - lo[2] + 1).max();
+            let top = cells.iter().map(|c| c[2] - lo[2] + 2).max();
             keys.extend(cells.iter().map(|c| {
-                [(c[0] - lo[0] + 1) as u32, (c[1] - lo[1] + 1) as u32, (c[2] - lo[2] + 1 + z_base) as u32, slot as u32]
+                [(c[0] - lo[0] + 2) as u32, (c[1] - lo[1] + 2) as u32, (c[2] - lo[2] + 2 + z_base) as u32, slot as u32]
             }));
             if let Some(top) = top {
                 z_base += top + 1;
@@ -1022,7 +1015,7 @@ mod tests {
             blob(&mut next, 2000, [0.0, 0.0, 2.0], 2.0),
         ];
         let eps = [0.02f32, 0.05, 0.05, 0.003, 0.01, 0.1];
-        assert!((42_000.0f64 / (0.01 * (1.0 + 1e-4))).powi(3) > u64::MAX as f64);
+        assert!((42_000.0f64 / 0.01).powi(3) > u64::MAX as f64);
         let jobs: Vec<DbscanJob<'_>> =
             objects.iter().zip(eps).map(|(p, eps)| DbscanJob { points: p, eps, min_points: 5 }).collect();
         let chunk: Vec<usize> = (0..jobs.len()).collect();
@@ -1043,13 +1036,13 @@ mod tests {
             assert_eq!(grid.cell_xyz[4 * n + 3 * c..4 * n + 3 * c + 3], grid.cell_xyz[4 * first..4 * first + 3]);
         }
         assert_eq!(grid.job_start, [0, 3000, 3000, 3001, 3501, 3505, 5505]);
-        // The jobs' z ranges do not touch: an empty layer between two jobs.
+        // The jobs' z ranges do not touch: two empty layers between two jobs (a block reaches 2 cells).
         let z_range = |j: usize| {
             let zs = (grid.job_start[j]..grid.job_start[j + 1]).map(|i| keys[i as usize][2]);
             (zs.clone().min().unwrap(), zs.max().unwrap())
         };
         for (a, b) in [(0, 2), (2, 3), (3, 4), (4, 5)] {
-            assert!(z_range(a).1 + 1 < z_range(b).0);
+            assert!(z_range(a).1 + 2 < z_range(b).0);
         }
     }
 
@@ -1107,9 +1100,9 @@ mod tests {
         assert_eq!(batch.jobs[0].min_points, 2);
         assert_eq!(batch.jobs[2].min_points, 1, "min_points 0 counts as 1, as on the CPU");
         assert_eq!(batch.jobs[1].eps2, 0.1f32 * 0.1);
-        // The device's cells are the CPU reference's (eps/√3, a little shrunk); the host's grid for wgpu is coarser.
+        // The cells are the CPU reference's (eps/√3, a little shrunk).
         assert_eq!(batch.jobs[1].inv_side, 1.0 / f64::from(crate::geometry::dbscan::cell_side(0.1)));
-        assert!(batch.jobs[1].inv_side > 1.7 * inverse_cell_side(0.1));
+        assert!((batch.jobs[1].inv_side * 0.1 / 3f64.sqrt() - 1.0).abs() < 2e-4);
         // The host's grid bins with the same side: a point's cells differ only by the grid's offset.
         let grid = DbscanGrid::new(&jobs, &[0]).unwrap();
         let cell = |p: &[f32; 3]| p.map(|v| floor_i64(f64::from(v) * inverse_cell_side(0.1)));
