@@ -1161,6 +1161,39 @@ fn k3_long_chains_in_shuffled_order_are_one_cluster_each_on_every_backend() {
 }
 
 #[test]
+fn k3_neighbours_at_exactly_eps_across_cells_and_dense_cells_on_every_backend() {
+    // A lattice of spacing exactly eps (0.5 m, binary-exact coordinates), so every axis neighbour is at distance
+    // eps to the bit (dist2 == eps2: a neighbour), 1.7 cells away on the backends' grid of side eps/√3; the diagonal
+    // ones are not neighbours. With min_points 7, a point is core exactly when all six axis neighbours are there. A
+    // fifth of the lattice is left out (by a fixed hash), which splits it into clusters and leaves borders and noise.
+    // Clumps of 12 coincident-ish points (one cell each, all core without a distance test) sit between lattice
+    // points, within eps of some of them.
+    let eps = 0.5f32;
+    let mut points = Vec::new();
+    for k in 0..9u32 * 9 * 9 {
+        let (x, y, z) = (k % 9, (k / 9) % 9, k / 81);
+        if k.wrapping_mul(2654435761) % 5 == 0 {
+            continue;
+        }
+        points.push([x as f32 * eps + 0.25, y as f32 * eps - 1.0, z as f32 * eps + 2.0]);
+    }
+    let mut next = uniform(11);
+    for c in 0..6 {
+        let centre = [1.0 + 0.5 * c as f32 + 0.125, 0.375, 3.0 + 0.25 * c as f32];
+        for _ in 0..12 {
+            points.push(centre.map(|v| v + 0.01 * (next() - 0.5)));
+        }
+    }
+    let want = spatialsynth::geometry::dbscan::dbscan(&points, eps, 7).unwrap();
+    let core = want.core.iter().filter(|&&c| c).count();
+    let noise = want.labels.iter().filter(|&&l| l < 0).count();
+    assert!(want.clusters >= 2 && core > 72 + 50 && noise > 0, "{} clusters, {core} core, {noise} noise", want.clusters);
+    for backend in gpu_backends("k3_neighbours_at_exactly_eps_across_cells_and_dense_cells_on_every_backend") {
+        check_dbscan(backend, &points, eps, 7);
+    }
+}
+
+#[test]
 fn a_refused_dbscan_job_is_named_on_every_backend() {
     fn good_job(points: &[[f32; 3]]) -> DbscanJob<'_> {
         DbscanJob { points, eps: 0.1, min_points: 2 }
