@@ -1,11 +1,13 @@
 #!/usr/bin/env python3
 """Compares two datasets written by `spatialsynth generate` from the same frames on two backends (the CPU reference
-and a GPU, say): the same frames, questions and answers word for word, and every number of the QA records and the
-scene graphs within a relative tolerance (GPU arithmetic may differ from the CPU's in the last bits of a float; the
-parity tests hold the geometry to the same kind of tolerance). Prints what differs and the largest relative difference;
-exits 1 if the texts or the structure differ or a number is outside the tolerance.
+and a GPU, say): the same frames, questions and answers word for word, integers equal, and every other number of the
+QA records and the scene graphs within the tolerance of tests/parity.rs's scene-graph test: angles in degrees within
+1e-3 (bearings come from atan2, approximate on GPUs; a clock margin or a direction question's value and margin is a
+difference of bearings), anything else within 1e-5 x max(|x|, 1). GPU arithmetic may differ from the CPU's in the last
+bits of a float. Prints what differs and the largest relative difference; exits 1 if the texts or the structure differ
+or a number is outside its tolerance.
 
-usage: scripts/compare-datasets.py A B [--rel 1e-4] [--abs 1e-6]
+usage: scripts/compare-datasets.py A B
 """
 import argparse
 import json
@@ -19,14 +21,13 @@ def load(path):
 
 
 class Diff:
-    def __init__(self, rel, abs_):
-        self.rel, self.abs = rel, abs_
+    def __init__(self):
         self.numbers = 0
         self.unequal = 0
         self.worst = 0.0
         self.problems = []
 
-    def compare(self, a, b, where):
+    def compare(self, a, b, where, angle=False):
         if isinstance(a, bool) or isinstance(b, bool) or a is None or b is None or isinstance(a, str):
             if a != b:
                 self.problems.append(f"{where}: {a!r} != {b!r}")
@@ -36,20 +37,26 @@ class Diff:
             if a == b:
                 return
             self.unequal += 1
+            if isinstance(a, int) or isinstance(b, int):
+                self.problems.append(f"{where}: {a!r} != {b!r} (integers)")
+                return
             d = abs(a - b)
             rel = d / max(abs(a), abs(b))
             if not math.isfinite(rel):
                 rel = math.inf
             self.worst = max(self.worst, rel)
-            if d > self.abs and rel > self.rel:
-                self.problems.append(f"{where}: {a!r} vs {b!r} (relative {rel:.2e})")
+            tolerance = 1e-3 if angle else 1e-5 * max(abs(a), 1.0)
+            if not d <= tolerance:
+                self.problems.append(f"{where}: {a!r} vs {b!r} (difference {d:.2e}, tolerance {tolerance:.1e})")
             return
         if isinstance(a, dict) and isinstance(b, dict):
             if a.keys() != b.keys():
                 self.problems.append(f"{where}: keys {sorted(a)} != {sorted(b)}")
                 return
+            clock = a.get("unit") == "clock_hour"
             for k in a:
-                self.compare(a[k], b[k], f"{where}.{k}")
+                angle = k.endswith("_deg") or (clock and k in ("value", "margin", "threshold"))
+                self.compare(a[k], b[k], f"{where}.{k}", angle)
             return
         if isinstance(a, list) and isinstance(b, list):
             if len(a) != len(b):
@@ -65,17 +72,15 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("a")
     ap.add_argument("b")
-    ap.add_argument("--rel", type=float, default=1e-4)
-    ap.add_argument("--abs", type=float, default=1e-6)
     args = ap.parse_args()
-    diff = Diff(args.rel, args.abs)
+    diff = Diff()
     for name in ["llava.jsonl", "scene_graphs.jsonl", "failures.jsonl"]:
         a, b = load(f"{args.a}/{name}"), load(f"{args.b}/{name}")
         diff.compare(a, b, name)
     pairs = sum(len(r.get("qa", [])) for r in load(f"{args.a}/llava.jsonl"))
     print(
         f"{pairs} QA pairs; {diff.numbers} numbers compared, {diff.unequal} not bit-equal, largest relative difference "
-        f"{diff.worst:.2e} (tolerance {args.rel:g} relative or {args.abs:g} absolute); {len(diff.problems)} problems"
+        f"{diff.worst:.2e}; {len(diff.problems)} outside the tolerance or different"
     )
     for p in diff.problems[:20]:
         print("  " + p)
