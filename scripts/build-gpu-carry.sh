@@ -44,7 +44,7 @@ for d in /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib; do
 done
 export SPATIALSYNTH_REPO=$PWD SPATIALSYNTH_REQUIRE_CUDA=1 SPATIALSYNTH_REQUIRE_NVRTC=1
 [ -d /usr/local/cuda/bin ] && export PATH="$PATH:/usr/local/cuda/bin"
-command -v ptxas >/dev/null || export PTXAS=/usr/local/cuda/bin/ptxas
+# ptxas for tests/cuda_kernels.rs: $PTXAS if set, else the one on the PATH (the toolkit's, above).
 # The benchmark binary reads data/sample through the path it was built at.
 [ -e /work/main ] || { mkdir -p /work && ln -s "$PWD" /work/main; }
 step() { # step NAME LIMIT COMMAND...: COMMAND's output to $out/NAME.log, within LIMIT and what is left of the budget
