@@ -75,7 +75,8 @@ step generate 90 sh -c 'set -e; gpu-carry/spatialsynth generate data/sample -o /
 if ls .gl/*.deb > /dev/null 2>&1; then
   for f in .gl/*.deb; do dpkg -x "$f" /; done
   ldconfig
-  export VK_DRIVER_FILES=${VK_DRIVER_FILES:-/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json}
+  icd=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
+  [ -z "${VK_DRIVER_FILES:-}" ] && [ -f "$icd" ] && export VK_DRIVER_FILES=$icd
   step parity-wgpu 120 env SPATIALSYNTH_PARITY_ONLY=wgpu SPATIALSYNTH_REQUIRE_WGPU=1 gpu-carry/parity --test-threads 1 \
     --skip cuda_parity_on_the_emulator
 fi
