@@ -265,8 +265,8 @@ __device__ bool cells_touch(const float* __restrict__ pts, const u32* __restrict
 // The clusters, cell by cell as on the CPU: each core point joins its cell's first core point (a cell's points are
 // all within eps), and each pair of neighbouring cells with core points is joined when some pair of their core points
 // is within eps, unless the two are already one tree. A cell's 62 pairs with the cells that follow it in the block
-// are dealt out over its points (the point k-th in its cell takes offsets 63 + k, 63 + k + size, ...), so no thread
-// scans more than a few cells and no pair is looked at twice.
+// are dealt out over its points (the point k-th in its cell takes offsets 63 + k, 63 + k + size, ...): each pair is
+// looked at once, and a thread takes ceil(62 / points of its cell) pairs at most (one in a cell of 62 points or more).
 extern "C" __global__ void unite(
     const float* __restrict__ points, const u32* __restrict__ cell_xyz, const u32* __restrict__ original,
     const u32* __restrict__ owner, const u32* __restrict__ start, const u32* __restrict__ cell_b,

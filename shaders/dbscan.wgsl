@@ -245,7 +245,7 @@ fn cells_touch(a0: vec2<u32>, b0: vec2<u32>, eps2: f32) -> bool {
 // all within eps), and each pair of neighbouring cells with core points is joined when some pair of their core points
 // is within eps, unless the two are already one tree. A cell's 62 pairs with the cells that follow it in the block
 // ((z, y, x) order) are dealt out over its points (the point k-th in its cell takes offsets 63 + k, 63 + k + size,
-// ...), so no invocation scans more than a few cells and no pair is looked at twice.
+// ...): each pair is looked at once, and an invocation takes ceil(62 / points of its cell) pairs at most.
 @compute @workgroup_size(256)
 fn unite(@builtin(global_invocation_id) gid: vec3<u32>) {
     let i = gid.x;
