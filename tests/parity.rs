@@ -1187,7 +1187,11 @@ fn k3_neighbours_at_exactly_eps_across_cells_and_dense_cells_on_every_backend() 
     let want = spatialsynth::geometry::dbscan::dbscan(&points, eps, 7).unwrap();
     let core = want.core.iter().filter(|&&c| c).count();
     let noise = want.labels.iter().filter(|&&l| l < 0).count();
-    assert!(want.clusters >= 2 && core > 72 + 50 && noise > 0, "{} clusters, {core} core, {noise} noise", want.clusters);
+    assert!(
+        want.clusters >= 2 && core > 72 + 50 && noise > 0,
+        "{} clusters, {core} core, {noise} noise",
+        want.clusters
+    );
     for backend in gpu_backends("k3_neighbours_at_exactly_eps_across_cells_and_dense_cells_on_every_backend") {
         check_dbscan(backend, &points, eps, 7);
     }
