@@ -12,7 +12,8 @@
 // Squared distances throughout, summed as the CPU sums them (--fmad=false: every operation rounded as written).
 // Float rounding is monotone, so a box's distance never exceeds the distance of any pair of points it bounds, and
 // the pruning is exact: the result is the CPU reference's squared gap, bit for bit (the host takes the square
-// root, as the CPU does). Needs common.cuh and reduce.cuh (prepended by the host). Launch pair_bounds and search_pairs with BLOCK threads.
+// root, as the CPU does). Needs common.cuh (prepended by the host). Launch pair_bounds and search_pairs with BLOCK
+// threads.
 
 #define GAP_CHUNK 32u
 
@@ -50,6 +51,24 @@ __device__ __forceinline__ float box_dist2(const float* a, const float* b) {
         d += gap * gap;
     }
     return d;
+}
+
+// The smallest of the block's values, for thread 0. The values are squared distances: never negative nor NaN, so
+// their bits order as their values (the order atomicMin on best2_bits relies on too), and a min of the bits in any
+// order is the exact min. One warp min each (`__reduce_min_sync` from sm_80 on, five shuffles before), one word per
+// warp through shared memory, one barrier, then thread 0 takes the smallest of the BLOCK / 32 words.
+__device__ __forceinline__ u32 block_min_bits(u32* __restrict__ warp_min, float v) {
+    u32 bits = __float_as_uint(v);
+#if __CUDA_ARCH__ >= 800
+    bits = __reduce_min_sync(0xffffffffu, bits);
+#else
+    for (u32 o = 16; o > 0; o >>= 1) bits = min(bits, __shfl_down_sync(0xffffffffu, bits, o));
+#endif
+    if ((threadIdx.x & 31u) == 0) warp_min[threadIdx.x >> 5] = bits;
+    __syncthreads();
+    u32 r = warp_min[0];
+    for (u32 w = 1; w < BLOCK / 32u; ++w) r = min(r, warp_min[w]);
+    return r;
 }
 
 // The object holding chunk c: the last object whose chunk_offset <= c (binary search; empty objects have none).
@@ -135,9 +154,9 @@ extern "C" __global__ void pair_bounds(const float* __restrict__ points, const G
         if (i < na) u = fminf(u, gap_dist2(points, a.offset + i * GAP_CHUNK, b.offset + j * GAP_CHUNK));
     }
     // One atomic per block: same-address atomics serialise.
-    __shared__ float red[BLOCK];
-    u = reduce_min(red, u);
-    if (threadIdx.x == 0) atomicMin(best2_bits + k, __float_as_uint(u));
+    __shared__ u32 warp_min[BLOCK / 32u];
+    const u32 bits = block_min_bits(warp_min, u);
+    if (threadIdx.x == 0) atomicMin(best2_bits + k, bits);
 }
 
 // Pass 2, the same tiles: every chunk pair whose boxes are nearer than the pair's best so far (read once; it only
@@ -170,7 +189,7 @@ extern "C" __global__ void search_pairs(const float* __restrict__ points, const 
             }
         }
     }
-    __shared__ float red[BLOCK];
-    best = reduce_min(red, best);
-    if (threadIdx.x == 0 && best < start) atomicMin(best2_bits + k, __float_as_uint(best));
+    __shared__ u32 warp_min[BLOCK / 32u];
+    const u32 bits = block_min_bits(warp_min, best);
+    if (threadIdx.x == 0 && __uint_as_float(bits) < start) atomicMin(best2_bits + k, bits);
 }

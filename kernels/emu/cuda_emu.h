@@ -44,6 +44,7 @@ unsigned syncthreads_count(int predicate);
 unsigned shuffle(unsigned value, int source);
 unsigned ballot(unsigned predicate);
 unsigned warp_sum(unsigned value);
+unsigned warp_min(unsigned value);
 unsigned lane_id();
 
 // A kernel entry point: unpacks cuLaunchKernel's argument pointers into the kernel's parameters.
@@ -109,6 +110,7 @@ inline unsigned __shfl_down_sync(unsigned, unsigned value, unsigned delta) {
 inline unsigned __ballot_sync(unsigned, int predicate) { return emu::ballot(predicate != 0 ? 1u : 0u); }
 inline int __popc(unsigned x) { return __builtin_popcount(x); }
 inline unsigned __reduce_add_sync(unsigned, unsigned value) { return emu::warp_sum(value); }
+inline unsigned __reduce_min_sync(unsigned, unsigned value) { return emu::warp_min(value); }
 
 // Global and shared atomics: real atomics (blocks may run on several OS threads).
 inline unsigned atomicAdd(unsigned* address, unsigned value) {

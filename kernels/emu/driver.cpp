@@ -366,17 +366,17 @@ EMU_SCHEDULER unsigned shuffle(unsigned value, int source) {
 
 // A warp-wide operation over every live lane's value (a vote, a sum): every lane posts its value, then each reads them
 // all (a lane that has exited is an error, as a full-mask operation that waits for it is on a GPU), then the warp
-// syncs again before anyone posts anew. `combine(acc, lane, value)` folds one lane's value. The first lane to read
-// folds them for the whole warp; the others take its result.
+// syncs again before anyone posts anew. `combine(acc, lane, value)` folds one lane's value into `acc`, which starts as
+// `init`. The first lane to read folds them for the whole warp; the others take its result.
 template <typename Combine>
-EMU_SCHEDULER unsigned warp_all(unsigned value, const char* what, Combine combine) {
+EMU_SCHEDULER unsigned warp_all(unsigned value, const char* what, unsigned init, Combine combine) {
     Block* b = tl_block;
     Fiber* f = tl_fiber;
     b->slots[f->linear] = value;
     warp_sync(b, f);
     const unsigned warp = f->linear >> 5;
     if (b->warp_result_for[warp] != f->warp_syncs) {
-        unsigned acc = 0;
+        unsigned acc = init;
         const unsigned base = f->linear & ~31u;
         for (unsigned lane = 0; lane < 32u && base + lane < b->n; ++lane) {
             if (b->fibers[base + lane].state == kDone) {
@@ -394,13 +394,17 @@ EMU_SCHEDULER unsigned warp_all(unsigned value, const char* what, Combine combin
 }
 
 EMU_SCHEDULER unsigned ballot(unsigned predicate) {
-    return warp_all(predicate, "ballot", [](unsigned acc, unsigned lane, unsigned v) {
+    return warp_all(predicate, "ballot", 0u, [](unsigned acc, unsigned lane, unsigned v) {
         return v != 0u ? acc | (1u << lane) : acc;
     });
 }
 
 EMU_SCHEDULER unsigned warp_sum(unsigned value) {
-    return warp_all(value, "sum", [](unsigned acc, unsigned, unsigned v) { return acc + v; });
+    return warp_all(value, "sum", 0u, [](unsigned acc, unsigned, unsigned v) { return acc + v; });
+}
+
+EMU_SCHEDULER unsigned warp_min(unsigned value) {
+    return warp_all(value, "min", 0xffffffffu, [](unsigned acc, unsigned, unsigned v) { return v < acc ? v : acc; });
 }
 
 }  // namespace emu

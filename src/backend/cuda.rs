@@ -121,7 +121,7 @@ pub const MODULES: [KernelModule; 7] = [
     KernelModule { file: "relations.cu", source: kernel_source!("common.cuh", "relations.cu"), entries: &["relate"] },
     KernelModule {
         file: "gaps.cu",
-        source: kernel_source!("common.cuh", "reduce.cuh", "gaps.cu"),
+        source: kernel_source!("common.cuh", "gaps.cu"),
         entries: &["chunk_boxes", "pair_bounds", "search_pairs"],
     },
 ];
