@@ -1,4 +1,4 @@
-// Block-wide reductions over BLOCK threads, shared by stats.cu and gaps.cu: a fixed tree, so the same bits on
+// Block-wide reductions over BLOCK threads, for stats.cu: a fixed tree, so the same bits on
 // every run. `red` (and `red_u`) are the caller's shared arrays of BLOCK entries. Call from every thread of the block
 // (they have barriers); every thread gets the result.
 
