@@ -1010,6 +1010,64 @@ fn explicit_backends_that_are_missing_say_why() {
     eprintln!("auto chose {described}");
 }
 
+/// The GPU backends available here as run options take them (see [`gpu_backends`]), each with a folder name.
+fn gpu_kinds(test: &str) -> Vec<(spatialsynth::backend::BackendKind, &'static str)> {
+    use spatialsynth::backend::BackendKind;
+    gpu_backends(test)
+        .into_iter()
+        .map(|b| match b.kind() {
+            BackendKind::Cuda => (BackendKind::Cuda, "cuda"),
+            kind => (kind, "wgpu"),
+        })
+        .collect()
+}
+
+#[test]
+fn generated_questions_and_answers_read_the_same_on_every_backend() {
+    // The README's job (scenes, then question-answer pairs) on the six annotated sample frames, on the CPU and on
+    // each GPU backend: the same records, questions and answers word for word (the numbers behind them may differ in
+    // their last bits: scene_graphs_on_gpus_equal_the_cpu_ones holds them to a tolerance; scripts/compare-datasets.py
+    // checks both on a GPU host).
+    use spatialsynth::backend::BackendKind;
+    use spatialsynth::dataset::DatasetOptions;
+    use spatialsynth::run::{run, Job, RunOptions};
+    let kinds = gpu_kinds("generated_questions_and_answers_read_the_same_on_every_backend");
+    if kinds.is_empty() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let inputs = [common::repo().join("data/sample/frames.json")];
+    let texts = |backend, name: &str| {
+        let job = Job { dataset: Some(DatasetOptions::default()), ..Job::new(&inputs, &tmp.path().join(name)) };
+        let summary = run(&job, &RunOptions { backend, ..RunOptions::default() }, &|_, _| {}).unwrap();
+        assert_eq!(summary.counts.frames_ok, 6, "{name}");
+        let llava = std::fs::read_to_string(tmp.path().join(name).join("llava.jsonl")).unwrap();
+        let texts: Vec<(String, Vec<String>)> = llava
+            .lines()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                let turns = v["conversations"].as_array().unwrap();
+                (v["id"].to_string(), turns.iter().map(|t| t["value"].as_str().unwrap().to_string()).collect())
+            })
+            .collect();
+        texts
+    };
+    let cpu = texts(BackendKind::Cpu, "cpu");
+    let pairs: usize = cpu.iter().map(|(_, turns)| turns.len() / 2).sum();
+    assert!(cpu.len() == 6 && pairs > 50, "{} records, {pairs} pairs", cpu.len());
+    for (kind, name) in kinds {
+        let gpu = texts(kind, name);
+        assert_eq!(gpu.len(), cpu.len(), "{name}");
+        for ((id, want), (gpu_id, got)) in cpu.iter().zip(&gpu) {
+            assert_eq!(gpu_id, id, "{name}");
+            for (k, (w, g)) in want.iter().zip(got).enumerate() {
+                assert_eq!(g, w, "{name}: record {id}, turn {k}");
+            }
+            assert_eq!(got.len(), want.len(), "{name}: record {id}");
+        }
+    }
+}
+
 #[test]
 fn scene_graphs_on_gpus_equal_the_cpu_ones() {
     // The whole scene stage with --backend wgpu and cuda: the same frames, objects, planes, hypotheses, counts and labels;
@@ -1017,13 +1075,7 @@ fn scene_graphs_on_gpus_equal_the_cpu_ones() {
     // on GPUs: bearings within 1e-3 degrees).
     use spatialsynth::backend::BackendKind;
     use spatialsynth::run::{run_scenes, RunOptions};
-    let kinds: Vec<(BackendKind, &str)> = gpu_backends("scene_graphs_on_gpus_equal_the_cpu_ones")
-        .into_iter()
-        .map(|b| match b.kind() {
-            BackendKind::Cuda => (BackendKind::Cuda, "cuda"),
-            kind => (kind, "wgpu"),
-        })
-        .collect();
+    let kinds = gpu_kinds("scene_graphs_on_gpus_equal_the_cpu_ones");
     if kinds.is_empty() {
         return;
     }
