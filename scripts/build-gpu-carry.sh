@@ -14,23 +14,22 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mkdir -p gpu-carry
-exe() { # the test executable of `cargo test --no-run` for test target $1
-  cargo test --release --no-run --message-format=json --test "$1" 2>/dev/null \
+exe() { # the executable of `cargo $1 --no-run` (test or bench, both optimised here) for target $2
+  local release=()
+  [ "$1" = test ] && release=(--release)
+  cargo "$1" "${release[@]}" --no-run --message-format=json "--$1" "$2" 2>/dev/null \
     | python3 -c 'import json,sys
 for l in sys.stdin:
     m=json.loads(l)
-    if m.get("reason")=="compiler-artifact" and m.get("executable") and m["target"]["name"]==sys.argv[1]: print(m["executable"])' "$1"
+    if m.get("reason")=="compiler-artifact" and m.get("executable") and m["target"]["name"]==sys.argv[1]:
+        print(m["executable"])' "$2"
 }
 cargo build --release
 for t in parity cuda_kernels; do
-  strip -o "gpu-carry/$t" "$(exe "$t")"
+  strip -o "gpu-carry/$t" "$(exe test "$t")"
 done
+strip -o gpu-carry/backends "$(exe bench backends)"
 strip -o gpu-carry/spatialsynth target/release/spatialsynth
-bench=$(cargo bench --no-run --message-format=json --bench backends 2>/dev/null | python3 -c 'import json,sys
-for l in sys.stdin:
-    m=json.loads(l)
-    if m.get("reason")=="compiler-artifact" and m.get("executable") and m["target"]["name"]=="backends": print(m["executable"])')
-strip -o gpu-carry/backends "$bench"
 cat > gpu-carry/run.sh <<'RUN'
 #!/usr/bin/env bash
 # On the GPU host, from the repository root. Logs and the benchmark JSON go to ${1:-gpu-carry/out}; summary.txt says
@@ -45,8 +44,6 @@ done
 export SPATIALSYNTH_REPO=$PWD SPATIALSYNTH_REQUIRE_CUDA=1 SPATIALSYNTH_REQUIRE_NVRTC=1
 [ -d /usr/local/cuda/bin ] && export PATH="$PATH:/usr/local/cuda/bin"
 # ptxas for tests/cuda_kernels.rs: $PTXAS if set, else the one on the PATH (the toolkit's, above).
-# The benchmark binary reads data/sample through the path it was built at.
-[ -e /work/main ] || { mkdir -p /work && ln -s "$PWD" /work/main; }
 step() { # step NAME LIMIT COMMAND...: COMMAND's output to $out/NAME.log, within LIMIT and what is left of the budget
   local name=$1 limit=$2 left t0=$SECONDS rc
   shift 2
@@ -64,8 +61,10 @@ step() { # step NAME LIMIT COMMAND...: COMMAND's output to $out/NAME.log, within
   > "$out/summary.txt" 2>&1
 step cuda_kernels 90 gpu-carry/cuda_kernels --test-threads 1
 # CUDA only first (no Vulkan loader needed); the emulator test is for machines without a GPU.
-step parity-cuda 180 env SPATIALSYNTH_PARITY_ONLY=cuda gpu-carry/parity --test-threads 1 --skip cuda_parity_on_the_emulator
-step kernel-bench 150 sh -c 'gpu-carry/spatialsynth bench data/sample --kernels --backend cuda > "$0/kernel-bench.json"' "$out"
+step parity-cuda 180 env SPATIALSYNTH_PARITY_ONLY=cuda gpu-carry/parity --test-threads 1 \
+  --skip cuda_parity_on_the_emulator
+step kernel-bench 150 sh -c \
+  'gpu-carry/spatialsynth bench data/sample --kernels --backend cuda > "$0/kernel-bench.json"' "$out"
 # The README's main job on the GPU and on the CPU reference: the same questions and answers word for word, every
 # number within the parity tests' tolerance (scripts/compare-datasets.py; the emulated CUDA backend's largest relative
 # difference on the sample is 5.8e-6, lavapipe's 1.3e-4, on a clock margin of 0.68 degrees).
@@ -80,9 +79,10 @@ if ls .gl/*.deb > /dev/null 2>&1; then
   step parity-wgpu 120 env SPATIALSYNTH_PARITY_ONLY=wgpu SPATIALSYNTH_REQUIRE_WGPU=1 gpu-carry/parity --test-threads 1 \
     --skip cuda_parity_on_the_emulator
 fi
-step criterion 150 env SPATIALSYNTH_BENCH_FRAMES=1,16 gpu-carry/backends --bench --noplot --warm-up-time 0.5 --measurement-time 2
-step memcheck 60 env SPATIALSYNTH_PARITY_ONLY=cuda compute-sanitizer --tool memcheck --error-exitcode 1 gpu-carry/parity \
-  --test-threads 1 k3_ k1_batches
+step criterion 150 env SPATIALSYNTH_BENCH_FRAMES=1,16 gpu-carry/backends --bench --noplot --warm-up-time 0.5 \
+  --measurement-time 2
+step memcheck 60 env SPATIALSYNTH_PARITY_ONLY=cuda compute-sanitizer --tool memcheck --error-exitcode 1 \
+  gpu-carry/parity --test-threads 1 k3_ k1_batches
 echo "total: $((SECONDS - start)) s of $budget" >> "$out/summary.txt"
 (cd "$out" && tar czf logs.tgz --remove-files ./*.log)
 cat "$out/summary.txt"

@@ -2,8 +2,8 @@
 //! module of `kernels/` for every virtual architecture the backend may pick (`ARCHITECTURES`, `compute_75` to
 //! `compute_120`: code under `__CUDA_ARCH__` differs between them) with the backend's own options, and
 //! `ptxas -arch=sm_90` (the pip wheel `nvidia-cuda-nvcc`) assembles the PTX: a real compile of every kernel, with
-//! its registers, shared memory and spills reported. The `static_assert`s in the kernel files hold each record to the size of its
-//! Rust twin (`src/backend/layout.rs`). Without NVRTC or ptxas the tests print SKIPPED; with
+//! its registers, shared memory and spills reported. The `static_assert`s in the kernel files hold each record to
+//! the size of its Rust twin (`src/backend/layout.rs`). Without NVRTC or ptxas the tests print SKIPPED; with
 //! `SPATIALSYNTH_REQUIRE_NVRTC` set (CI sets it once it has installed the wheels) they fail instead.
 
 mod common;

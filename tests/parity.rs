@@ -1042,15 +1042,14 @@ fn generated_questions_and_answers_read_the_same_on_every_backend() {
         let summary = run(&job, &RunOptions { backend, ..RunOptions::default() }, &|_, _| {}).unwrap();
         assert_eq!(summary.counts.frames_ok, 6, "{name}");
         let llava = std::fs::read_to_string(tmp.path().join(name).join("llava.jsonl")).unwrap();
-        let texts: Vec<(String, Vec<String>)> = llava
+        llava
             .lines()
             .map(|l| {
                 let v: serde_json::Value = serde_json::from_str(l).unwrap();
                 let turns = v["conversations"].as_array().unwrap();
                 (v["id"].to_string(), turns.iter().map(|t| t["value"].as_str().unwrap().to_string()).collect())
             })
-            .collect();
-        texts
+            .collect::<Vec<(String, Vec<String>)>>()
     };
     let cpu = texts(BackendKind::Cpu, "cpu");
     let pairs: usize = cpu.iter().map(|(_, turns)| turns.len() / 2).sum();
@@ -1229,18 +1228,20 @@ fn k3_neighbours_at_exactly_eps_across_cells_and_dense_cells_on_every_backend() 
         }
         points.push([x as f32 * eps + 0.25, y as f32 * eps - 1.0, z as f32 * eps + 2.0]);
     }
+    let (clumps, per_clump) = (6, 12);
     let mut next = uniform(11);
-    for c in 0..6 {
+    for c in 0..clumps {
         let centre = [1.0 + 0.5 * c as f32 + 0.125, 0.375, 3.0 + 0.25 * c as f32];
-        for _ in 0..12 {
+        for _ in 0..per_clump {
             points.push(centre.map(|v| v + 0.01 * (next() - 0.5)));
         }
     }
     let want = spatialsynth::geometry::dbscan::dbscan(&points, eps, 7).unwrap();
     let core = want.core.iter().filter(|&&c| c).count();
     let noise = want.labels.iter().filter(|&&l| l < 0).count();
+    // Every clump point is core; so are more than 50 lattice points.
     assert!(
-        want.clusters >= 2 && core > 72 + 50 && noise > 0,
+        want.clusters >= 2 && core > clumps * per_clump + 50 && noise > 0,
         "{} clusters, {core} core, {noise} noise",
         want.clusters
     );

@@ -21,7 +21,7 @@
 //!   and oriented box) are the code the `wgpu` backend uses ([`super::pack`]) and the CPU reference's own; K3's grid
 //!   is the CPU reference's (cells of side eps/√3, dense cells all core, clusters joined cell by cell), built on the
 //!   device (`cell_of`, `claim_cells`, `scatter_points`: a hash table of the occupied cells), where wgpu bins on the
-//!   host (cells of side eps, point by point). `tests/parity.rs` holds this backend to the CPU reference with the same test bodies.
+//!   host. `tests/parity.rs` holds this backend to the CPU reference with the same test bodies.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};

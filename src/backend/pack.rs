@@ -5,7 +5,7 @@
 
 use rayon::prelude::*;
 
-use crate::geometry::dbscan::{Clustering, DbscanJob, NOISE};
+use crate::geometry::dbscan::{cell_side, Clustering, DbscanJob, NOISE};
 use crate::geometry::radix::{bits_of, floor_i64, radix_sorted};
 use crate::geometry::ransac::{plane_through, RansacParams, Support};
 use crate::geometry::relations::RelationRecord;
@@ -202,8 +202,9 @@ pub fn support_test(test: &Support, frame_has_normals: bool) -> GpuSupport {
 /// Each job's points are binned into its own cells, the CPU reference's ([`inverse_cell_side`]: any two points of a
 /// cell are within eps, and every neighbour lies in the 5 x 5 x 5 block around a point's cell), with coordinates
 /// relative to the job's lowest cell plus 2. The jobs are stacked along z with two empty layers of cells between two
-/// jobs, so a block of cells never reaches another job's points. A point's *batch index* is its job's first batch index plus its index in the job. Points are sorted by cell
-/// in (z, y, x) order, then by batch index, which keeps every job's points together and the jobs in order.
+/// jobs, so a block of cells never reaches another job's points. A point's *batch index* is its job's first batch
+/// index plus its index in the job. Points are sorted by cell in (z, y, x) order, then by batch index, which keeps
+/// every job's points together and the jobs in order.
 #[derive(Debug)]
 pub struct DbscanGrid {
     /// The sorted points, x, y, z each.
@@ -256,7 +257,7 @@ impl DbscanGrid {
                 let inv = inverse_cell_side(eps);
                 let cells: Vec<[i64; 3]> = input.iter().map(|p| p.map(|v| floor_i64(f64::from(v) * inv))).collect();
                 let lo = cells.iter().fold([i64::MAX; 3], |a, c| [a[0].min(c[0]), a[1].min(c[1]), a[2].min(c[2])]);
-                let too_far = || format!("job {j}: the points span more than 2^32 cells of {} m", 1.0 / inv);
+                let too_far = || format!("job {j}: the points span more than 2^32 cells of {} m", cell_side(eps));
                 let mut rel = Vec::with_capacity(cells.len());
                 let mut span = [0u64; 3];
                 for c in &cells {
@@ -312,9 +313,9 @@ impl DbscanGrid {
             .collect::<Vec<Result<_, String>>>()
             .into_iter()
             .collect::<Result<_, String>>()?;
-        // The jobs stacked along z: the cells of job j lie at z in [z_base + 2, z_base + span]; the next job's start
-        // 3 layers above, so two empty layers part them. As the jobs' z ranges are disjoint and increasing, the jobs' orders one after the other are
-        // the batch's (z, y, x, batch index) order.
+        // The jobs stacked along z: the cells of job j lie at z in [z_base + 2, z_base + span]; the next job's start 3
+        // layers above, so two empty layers part them. As the jobs' z ranges are disjoint and increasing, the jobs'
+        // orders one after the other are the batch's (z, y, x, batch index) order.
         let mut sorted: Vec<f32> = Vec::with_capacity(3 * total);
         let mut cell_xyz: Vec<u32> = Vec::with_capacity(4 * total);
         let mut cell_start: Vec<u32> = Vec::new();
@@ -326,8 +327,7 @@ impl DbscanGrid {
             let first = original.len() as u32;
             job_start.push(first);
             if z_base + bins.span_z >= u64::from(u32::MAX) - 2 {
-                let side = crate::geometry::dbscan::cell_side(job.eps);
-                return Err(format!("job {j}: the points span more than 2^32 cells of {side} m"));
+                return Err(format!("job {j}: the points span more than 2^32 cells of {} m", cell_side(job.eps)));
             }
             let z = |r: &[u32; 3]| (u64::from(r[2]) + z_base) as u32;
             sorted.extend_from_slice(&bins.sorted);
@@ -377,11 +377,11 @@ impl DbscanGrid {
 }
 
 /// 1 / the side of K3's cells for radius `eps`, on both GPU backends: the CPU reference's side
-/// ([`crate::geometry::dbscan::cell_side`], eps/√3 a little shrunk), so any two points of a cell are within eps and
+/// ([`cell_side`], eps/√3 a little shrunk), so any two points of a cell are within eps and
 /// every neighbour lies in the 5 x 5 x 5 block of cells around a point. Cells are `floor(coordinate * this)` in double
 /// precision, as the reference bins, on the host (wgpu's grid) and on the device (CUDA's `cell_of`) alike.
 pub fn inverse_cell_side(eps: f32) -> f64 {
-    1.0 / f64::from(crate::geometry::dbscan::cell_side(eps))
+    1.0 / f64::from(cell_side(eps))
 }
 
 /// Each job's clustering in its input order (jobs as `job_start` delimits them: each job's first batch index, jobs + 1
@@ -514,7 +514,8 @@ impl DbscanBatch {
             let limit = f64::from(i32::MAX - 3);
             let fits = |v: f32| (f64::from(v) * inv).floor().abs() <= limit;
             if !job.points.is_empty() && !lo.iter().chain(&hi).all(|&v| fits(v)) {
-                return Err(format!("job {j}: the points lie more than 2^31 cells of {} m from the origin", 1.0 / inv));
+                let side = cell_side(job.eps);
+                return Err(format!("job {j}: the points lie more than 2^31 cells of {side} m from the origin"));
             }
             Ok(())
         })?;
@@ -975,7 +976,7 @@ mod tests {
         let mut keys = Vec::new();
         let mut z_base = 0i64;
         for (slot, job) in jobs.iter().enumerate() {
-            let inv = 1.0 / f64::from(job.eps / 3f32.sqrt() * (1.0 - 1e-4));
+            let inv = 1.0 / f64::from(cell_side(job.eps));
             let cells: Vec<[i64; 3]> =
                 job.points.iter().map(|p| p.map(|v| (f64::from(v) * inv).floor() as i64)).collect();
             let lo = cells.iter().fold([i64::MAX; 3], |a, c| [a[0].min(c[0]), a[1].min(c[1]), a[2].min(c[2])]);
@@ -1101,7 +1102,7 @@ mod tests {
         assert_eq!(batch.jobs[2].min_points, 1, "min_points 0 counts as 1, as on the CPU");
         assert_eq!(batch.jobs[1].eps2, 0.1f32 * 0.1);
         // The cells are the CPU reference's (eps/√3, a little shrunk).
-        assert_eq!(batch.jobs[1].inv_side, 1.0 / f64::from(crate::geometry::dbscan::cell_side(0.1)));
+        assert_eq!(batch.jobs[1].inv_side, 1.0 / f64::from(cell_side(0.1)));
         assert!((batch.jobs[1].inv_side * 0.1 / 3f64.sqrt() - 1.0).abs() < 2e-4);
         // The host's grid bins with the same side: a point's cells differ only by the grid's offset.
         let grid = DbscanGrid::new(&jobs, &[0]).unwrap();

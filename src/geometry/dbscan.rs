@@ -99,7 +99,7 @@ struct Grid {
 
 /// The side of the cells for radius `eps`: eps/√3, so that any two points of a cell are within eps, shrunk a little
 /// so that float rounding of the cell assignment can never break that. Points are binned by
-/// `floor(coordinate as f64 / side as f64)`; the CUDA backend bins with the same side (its `DbscanBatch`).
+/// `floor(coordinate as f64 / side as f64)`; both GPU backends bin with the same side (`backend::pack::inverse_cell_side`).
 pub fn cell_side(eps: f32) -> f32 {
     eps / 3f32.sqrt() * (1.0 - 1e-4)
 }
