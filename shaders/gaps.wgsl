@@ -1,8 +1,13 @@
 // The exact closest-surface gap of every pair of objects of every frame of a batch: the smallest distance between
 // a point of one object and a point of the other. The WGSL twin of kernels/gaps.cu; the specification is
 // src/geometry/relations.rs `closest_surface_matrix`, and this is `chunked_closest_distance2` there, the same
-// algorithm run serially (reduce.wgsl, prepended by the host, has the workgroup min). No index is built: each object's points are taken in their own order, in chunks of 32
-// consecutive points, each chunk with its bounding box.
+// algorithm run serially (reduce.wgsl and scan.wgsl, prepended by the host, have the workgroup min and prefix sum).
+// No index is built: each object's points are put in a spatial order first, then taken in chunks of 32 consecutive
+// points, each chunk with its bounding box.
+//   - order_count, scan_buckets, order_scatter: a counting sort of each object's points by the Morton code of their
+//     cell in a grid over the object's bounding box (GapOrder, from the host), into `points`, object after object.
+//     Points of one cell land in any order: the gap is a minimum, the same whatever the order. Chunks of nearby
+//     points have small boxes, so far fewer chunk pairs survive the box test and far fewer points are compared.
 //   - chunk_boxes: one invocation per chunk, its box.
 //   - pair_bounds: the chunk pairs of every pair of objects in tiles of 2,048, one workgroup per tile: an upper
 //     bound, the smallest distance between the first point of a chunk of A and the first point of a chunk of B over
@@ -23,15 +28,34 @@ struct GapObject {
     pad: u32,
 }
 
-// Keep in sync with `GapParams` in src/backend/layout.rs (16 bytes).
+// How one object's points are ordered. Keep in sync with `GpuGapOrder` in src/backend/layout.rs (32 bytes).
+struct GapOrder {
+    // Its first point in `source`, its first bucket, and its grid of 2^bits cells a side (bits <= 6).
+    source: u32,
+    buckets: u32,
+    bits: u32,
+    // 1 / the side of a cell (0: every point in one cell).
+    inv_cell: f32,
+    lo_x: f32,
+    lo_y: f32,
+    lo_z: f32,
+    pad: u32,
+}
+
+// Keep in sync with `GapParams` in src/backend/layout.rs (32 bytes).
 struct Params {
     objects: u32,
     chunks: u32,
     pairs: u32,
     tiles: u32,
+    points: u32,
+    buckets: u32,
+    pad0: u32,
+    pad1: u32,
 }
 
-@group(0) @binding(0) var<storage, read> points: array<f32>;
+// The objects' points in their spatial order, object after object (order_scatter writes them).
+@group(0) @binding(0) var<storage, read_write> points: array<f32>;
 @group(0) @binding(1) var<storage, read> objects: array<GapObject>;
 // Per chunk: lo x, y, z, hi x, y, z.
 @group(0) @binding(2) var<storage, read_write> boxes: array<f32>;
@@ -42,6 +66,100 @@ struct Params {
 @group(0) @binding(5) var<uniform> params: Params;
 // Per pair: its first tile (2,048 chunk pairs a tile).
 @group(0) @binding(6) var<storage, read> tile_start: array<u32>;
+// The points as they come, each object's at its `source`.
+@group(0) @binding(7) var<storage, read> source: array<f32>;
+@group(0) @binding(8) var<storage, read> orders: array<GapOrder>;
+// Each bucket's points: counted up by order_count, down to 0 by order_scatter (zeroed by the host).
+@group(0) @binding(9) var<storage, read_write> counts: array<atomic<u32>>;
+// The buckets' exclusive prefix sums, then the number of points.
+@group(0) @binding(10) var<storage, read_write> starts: array<u32>;
+
+// The bits of v (below 1,024) spread three apart: one coordinate of a Morton code.
+fn spread3(x: u32) -> u32 {
+    var v = (x | (x << 16u)) & 0x030000FFu;
+    v = (v | (v << 8u)) & 0x0300F00Fu;
+    v = (v | (v << 4u)) & 0x030C30C3u;
+    return (v | (v << 2u)) & 0x09249249u;
+}
+
+// The object holding ordered point t: the last object whose offset <= t (binary search; objects are never empty).
+fn object_of_point(t: u32) -> u32 {
+    var lo = 0u;
+    var hi = params.objects;
+    while (hi - lo > 1u) {
+        let mid = (lo + hi) / 2u;
+        if (objects[mid].offset <= t) {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    return lo;
+}
+
+// Ordered point t's bucket and its place in `source`.
+struct Placed {
+    bucket: u32,
+    at: u32,
+}
+
+fn place_point(t: u32) -> Placed {
+    let i = object_of_point(t);
+    let o = orders[i];
+    let at = o.source + (t - objects[i].offset);
+    let p = vec3<f32>(source[3u * at], source[3u * at + 1u], source[3u * at + 2u]);
+    let top = (1u << o.bits) - 1u;
+    // Bounded in u32 too: a coordinate that is not finite gives some cell of the grid.
+    let c = min(vec3<u32>(max((p - vec3<f32>(o.lo_x, o.lo_y, o.lo_z)) * o.inv_cell, vec3<f32>(0.0))), vec3<u32>(top));
+    return Placed(o.buckets + (spread3(c.x) | (spread3(c.y) << 1u) | (spread3(c.z) << 2u)), at);
+}
+
+// One invocation per point: counts[bucket] = the points of each bucket.
+@compute @workgroup_size(256)
+fn order_count(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+    let t = gid.y * groups.x * 256u + gid.x;
+    if (t >= params.points) {
+        return;
+    }
+    atomicAdd(&counts[place_point(t).bucket], 1u);
+}
+
+// One workgroup: each invocation sums a contiguous run of bucket counts, the runs are scanned together, then each
+// invocation writes its run's starts.
+@compute @workgroup_size(256)
+fn scan_buckets(@builtin(local_invocation_index) lid: u32) {
+    let per = (params.buckets + 255u) / 256u;
+    let first = min(lid * per, params.buckets);
+    let end = min(first + per, params.buckets);
+    var local = 0u;
+    for (var b = first; b < end; b = b + 1u) {
+        local = local + atomicLoad(&counts[b]);
+    }
+    let inclusive = block_scan(lid, local);
+    var running = inclusive - local;
+    for (var b = first; b < end; b = b + 1u) {
+        starts[b] = running;
+        running = running + atomicLoad(&counts[b]);
+    }
+    if (lid == 255u) {
+        starts[params.buckets] = inclusive;
+    }
+}
+
+// One invocation per point: its x, y, z to `points`, within its bucket's range [starts[b], starts[b + 1]). Buckets
+// are numbered object after object, so each object's points land in its own range [offset, offset + count).
+@compute @workgroup_size(256)
+fn order_scatter(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+    let t = gid.y * groups.x * 256u + gid.x;
+    if (t >= params.points) {
+        return;
+    }
+    let p = place_point(t);
+    let to = starts[p.bucket] + atomicSub(&counts[p.bucket], 1u) - 1u;
+    points[3u * to] = source[3u * p.at];
+    points[3u * to + 1u] = source[3u * p.at + 1u];
+    points[3u * to + 2u] = source[3u * p.at + 2u];
+}
 
 fn point(p: u32) -> vec3<f32> {
     return vec3<f32>(points[3u * p], points[3u * p + 1u], points[3u * p + 2u]);

@@ -116,6 +116,9 @@ inline unsigned __reduce_min_sync(unsigned, unsigned value) { return emu::warp_m
 inline unsigned atomicAdd(unsigned* address, unsigned value) {
     return __atomic_fetch_add(address, value, __ATOMIC_RELAXED);
 }
+inline unsigned atomicSub(unsigned* address, unsigned value) {
+    return __atomic_fetch_sub(address, value, __ATOMIC_RELAXED);
+}
 inline unsigned atomicMin(unsigned* address, unsigned value) {
     unsigned old = __atomic_load_n(address, __ATOMIC_RELAXED);
     while (value < old &&

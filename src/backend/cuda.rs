@@ -64,6 +64,8 @@ const MAX_POINTS: u64 = 1 << 28;
 const MAX_DBSCAN_POINTS: u64 = 1 << 26;
 // `unsort` puts the core flag in the top bit of each label (a batch index, below this).
 const _: () = assert!(MAX_DBSCAN_POINTS <= 1 << 31);
+/// The most buckets of the gap kernels' spatial order in one launch (4 bytes each, twice: 8 GB).
+const MAX_GAP_BUCKETS: u64 = 1 << 30;
 /// The most K5 pairs in one launch (80 bytes each: 2.7 GB of records).
 const MAX_PAIRS: u64 = 1 << 25;
 
@@ -121,8 +123,8 @@ pub const MODULES: [KernelModule; 7] = [
     KernelModule { file: "relations.cu", source: kernel_source!("common.cuh", "relations.cu"), entries: &["relate"] },
     KernelModule {
         file: "gaps.cu",
-        source: kernel_source!("common.cuh", "gaps.cu"),
-        entries: &["chunk_boxes", "pair_bounds", "search_pairs"],
+        source: kernel_source!("common.cuh", "scan.cuh", "gaps.cu"),
+        entries: &["order_count", "scan_counts", "order_scatter", "chunk_boxes", "pair_bounds", "search_pairs"],
     },
 ];
 
@@ -280,6 +282,9 @@ struct Kernels {
     gather_canonical: CudaFunction,
     summarize: CudaFunction,
     relate: CudaFunction,
+    order_count: CudaFunction,
+    scan_buckets: CudaFunction,
+    order_scatter: CudaFunction,
     chunk_boxes: CudaFunction,
     pair_bounds: CudaFunction,
     search_pairs: CudaFunction,
@@ -393,6 +398,12 @@ pub struct GroupedOnDevice {
 /// The gap kernels' device buffers for one chunk (the points apart: uploaded, or left by K4).
 struct GapBuffers {
     objects: CudaSlice<u32>,
+    orders: CudaSlice<u32>,
+    /// Each bucket's points (counted up, then down to 0 by the scatter), and the buckets' exclusive prefix sums.
+    counts: CudaSlice<u32>,
+    starts: CudaSlice<u32>,
+    /// The objects' points in their spatial order, object after object.
+    ordered: CudaSlice<f32>,
     pairs: CudaSlice<u32>,
     tile_start: CudaSlice<u32>,
     /// +inf's bits, one word per pair: what `best2` starts from.
@@ -400,6 +411,8 @@ struct GapBuffers {
     boxes: CudaSlice<f32>,
     best2: CudaSlice<u32>,
     n_objects: u32,
+    n_points: u32,
+    n_buckets: u32,
     n_chunks: u32,
     n_pairs: u32,
     tiles: u32,
@@ -501,6 +514,9 @@ impl CudaBackend {
             gather_canonical: get("stats.cu", "gather_canonical")?,
             summarize: get("stats.cu", "summarize")?,
             relate: get("relations.cu", "relate")?,
+            order_count: get("gaps.cu", "order_count")?,
+            scan_buckets: get("gaps.cu", "scan_counts")?,
+            order_scatter: get("gaps.cu", "order_scatter")?,
             chunk_boxes: get("gaps.cu", "chunk_boxes")?,
             pair_bounds: get("gaps.cu", "pair_bounds")?,
             search_pairs: get("gaps.cu", "search_pairs")?,
@@ -1491,7 +1507,7 @@ impl CudaBackend {
     /// pass, one block per tile of 2,048 chunk pairs; one read-back of one word per pair.
     pub fn closest_gaps_batch(&self, frames: &[&[&[Point3]]]) -> Result<Vec<Vec<f32>>, String> {
         let mut out = gap_matrices(frames);
-        for chunk in gap_chunks(frames, MAX_POINTS, i32::MAX as u64, i32::MAX as u64)? {
+        for chunk in gap_chunks(frames, MAX_POINTS, i32::MAX as u64, i32::MAX as u64, MAX_GAP_BUCKETS)? {
             let pack = GapPack::new(frames, &chunk)?;
             let stream = self.stream()?;
             let points = self.upload(&stream, &pack.points)?;
@@ -1530,7 +1546,7 @@ impl CudaBackend {
             })
             .collect::<Result<_, String>>()?;
         let mut out = gap_matrices(frames);
-        for chunk in gap_chunks(frames, MAX_POINTS, i32::MAX as u64, i32::MAX as u64)? {
+        for chunk in gap_chunks(frames, MAX_POINTS, i32::MAX as u64, i32::MAX as u64, MAX_GAP_BUCKETS)? {
             let pack = GapPack::resident(frames, &chunk, &offsets)?;
             self.gaps_of_chunk(&device.stream, &device.points, &pack, &mut out)?;
             self.count_resident_read(2);
@@ -1561,30 +1577,61 @@ impl CudaBackend {
         let boxes = unsafe { stream.alloc(6 * pack.chunks.max(1) as usize) }.map_err(de)?;
         // SAFETY: gap_launch copies `init` over every word before a kernel reads it.
         let best2 = unsafe { stream.alloc(n_pairs.max(1)) }.map_err(de)?;
+        // SAFETY: order_scatter writes every point's x, y, z (each object's points fill its range) before
+        // chunk_boxes reads them; scan_counts writes every start.
+        let ordered = unsafe { stream.alloc(3 * (pack.point_count as usize).max(1)) }.map_err(de)?;
+        let starts = unsafe { stream.alloc(pack.buckets as usize + 1) }.map_err(de)?;
         Ok(GapBuffers {
             objects: self.upload(stream, bytemuck::cast_slice::<_, u32>(&pack.objects))?,
+            orders: self.upload(stream, bytemuck::cast_slice::<_, u32>(&pack.orders))?,
+            counts: self.zeros::<u32>(stream, (pack.buckets as usize).max(1))?,
+            starts,
+            ordered,
             pairs: self.upload(stream, bytemuck::cast_slice::<_, u32>(&pack.pairs))?,
             tile_start: self.upload(stream, &pack.tile_start)?,
             init: self.upload(stream, &vec![f32::INFINITY.to_bits(); n_pairs])?,
             boxes,
             best2,
             n_objects: pack.objects.len() as u32,
+            n_points: pack.point_count,
+            n_buckets: pack.buckets,
             n_chunks: pack.chunks,
             n_pairs: n_pairs as u32,
             tiles: pack.tiles(),
         })
     }
 
-    /// The gap kernels on `stream` (asynchronous): `best2` reset to +inf's bits, then the boxes, the bounds and the
-    /// search.
+    /// The gap kernels on `stream` (asynchronous): `best2` reset to +inf's bits, then the spatial order, the boxes,
+    /// the bounds and the search.
     fn gap_launch(&self, stream: &Arc<CudaStream>, points: &CudaSlice<f32>, d: &mut GapBuffers) -> Result<(), String> {
         stream.memcpy_dtod(&d.init, &mut d.best2).map_err(de)?;
+        stream.memset_zeros(&mut d.counts).map_err(de)?;
+        let g = (blocks_for(u64::from(d.n_points), BLOCK)?, 1);
+        let mut b = stream.launch_builder(&self.k.order_count);
+        b.arg(points).arg(&d.objects).arg(&d.orders).arg(&d.n_objects).arg(&d.n_points).arg(&mut d.counts);
+        // SAFETY: order_count(const float* points, const GapObject* objects, const GapOrder* orders, u32 n_objects,
+        // u32 n_points, u32* counts) in kernels/gaps.cu; one thread per point; each object's `count` points lie at
+        // its `source` in `points` (GapPack: the pack's own points, or K4's buffer, where each object's source and
+        // count are those of its K4 range: closest_gaps_resident), and its 8^bits buckets at `buckets` among the
+        // pack's `n_buckets` zeroed counts.
+        unsafe { b.launch(launch(g, BLOCK)) }.map_err(de)?;
+        let mut b = stream.launch_builder(&self.k.scan_buckets);
+        b.arg(&d.counts).arg(&mut d.starts).arg(&d.n_buckets);
+        // SAFETY: scan_counts(const u32* counts, u32* offsets, u32 n): `n_buckets` counts, `n_buckets + 1` starts.
+        unsafe { b.launch(launch((1, 1), SCAN_THREADS)) }.map_err(de)?;
+        let mut b = stream.launch_builder(&self.k.order_scatter);
+        b.arg(points).arg(&d.objects).arg(&d.orders).arg(&d.n_objects).arg(&d.n_points);
+        b.arg(&d.starts).arg(&mut d.counts).arg(&mut d.ordered);
+        // SAFETY: order_scatter(points, objects, orders, n_objects, n_points, const u32* start, u32* counts,
+        // float* ordered): the same grid, buckets and sources as order_count, whose counts and their prefix sums
+        // place every point once within `ordered`'s 3 * n_points floats.
+        unsafe { b.launch(launch(g, BLOCK)) }.map_err(de)?;
+        let points = &d.ordered;
         let mut b = stream.launch_builder(&self.k.chunk_boxes);
         b.arg(points).arg(&d.objects).arg(&d.n_objects).arg(&mut d.boxes).arg(&d.n_chunks);
         // SAFETY: chunk_boxes(const float* points, const GapObject* objects, u32 n_objects, float* boxes,
         // u32 n_chunks) in kernels/gaps.cu; one thread per chunk; `boxes` holds 6 floats per chunk and every
-        // object's points and chunks lie within the buffers (GapPack: `points` holds the pack's own points, or K4's
-        // buffer, where each object's offset and count are those of its K4 range: closest_gaps_resident).
+        // object's ordered points and chunks lie within the buffers (GapPack: objects after one another).
         unsafe { b.launch(launch((blocks_for(u64::from(d.n_chunks), BLOCK)?, 1), BLOCK)) }.map_err(de)?;
         let mut b = stream.launch_builder(&self.k.pair_bounds);
         b.arg(points).arg(&d.objects).arg(&d.pairs).arg(&d.tile_start).arg(&d.n_pairs).arg(&mut d.best2);
@@ -1604,7 +1651,7 @@ impl CudaBackend {
     /// The gap kernels alone on a batch already on the device (one chunk): each run's time (ms) and the number of
     /// pairs.
     pub fn time_gaps(&self, frames: &[&[&[Point3]]], reps: usize) -> Result<(Vec<f64>, u64), String> {
-        let chunks = gap_chunks(frames, MAX_POINTS, i32::MAX as u64, i32::MAX as u64)?;
+        let chunks = gap_chunks(frames, MAX_POINTS, i32::MAX as u64, i32::MAX as u64, MAX_GAP_BUCKETS)?;
         let [chunk] = &chunks[..] else {
             return Err(format!("a timed gap batch must fit one launch (2^28 points), not {} chunks", chunks.len()));
         };

@@ -32,7 +32,14 @@ pub const SHADERS: [(&str, &str); 7] = [
             include_str!("../../shaders/stats.wgsl")
         ),
     ),
-    ("gaps.wgsl", concat!(include_str!("../../shaders/reduce.wgsl"), include_str!("../../shaders/gaps.wgsl"))),
+    (
+        "gaps.wgsl",
+        concat!(
+            include_str!("../../shaders/scan.wgsl"),
+            include_str!("../../shaders/reduce.wgsl"),
+            include_str!("../../shaders/gaps.wgsl")
+        ),
+    ),
 ];
 
 const WORKGROUP: u32 = 256;
@@ -163,6 +170,9 @@ pub struct WgpuBackend {
     count_valid: wgpu::ComputePipeline,
     scan_blocks: wgpu::ComputePipeline,
     write_points: wgpu::ComputePipeline,
+    order_count: wgpu::ComputePipeline,
+    scan_buckets: wgpu::ComputePipeline,
+    order_scatter: wgpu::ComputePipeline,
     chunk_boxes: wgpu::ComputePipeline,
     pair_bounds: wgpu::ComputePipeline,
     search_pairs: wgpu::ComputePipeline,
@@ -241,6 +251,9 @@ impl WgpuBackend {
             count_valid: pipeline(&unproject_module, "count_valid"),
             scan_blocks: pipeline(&unproject_module, "scan_blocks"),
             write_points: pipeline(&unproject_module, "write_points"),
+            order_count: pipeline(&gaps_module, "order_count"),
+            scan_buckets: pipeline(&gaps_module, "scan_buckets"),
+            order_scatter: pipeline(&gaps_module, "order_scatter"),
             chunk_boxes: pipeline(&gaps_module, "chunk_boxes"),
             pair_bounds: pipeline(&gaps_module, "pair_bounds"),
             search_pairs: pipeline(&gaps_module, "search_pairs"),
@@ -388,28 +401,48 @@ impl WgpuBackend {
         // One workgroup per tile, over a two-dimensional grid.
         let max_groups = u64::from(self.limits.max_compute_workgroups_per_dimension).pow(2).min(u64::from(u32::MAX));
         let mut out = super::pack::gap_matrices(frames);
-        for chunk in super::pack::gap_chunks(frames, binding / 12, binding / 8, max_groups)? {
+        // (The starts hold one word more than the buckets.)
+        for chunk in super::pack::gap_chunks(frames, binding / 12, binding / 8, max_groups, binding / 4 - 1)? {
             let pack = super::pack::GapPack::new(frames, &chunk)?;
             let (chunks, pairs, tiles) = (u64::from(pack.chunks), pack.pairs.len() as u64, pack.tiles());
-            let params =
-                GapParams { objects: pack.objects.len() as u32, chunks: pack.chunks, pairs: pairs as u32, tiles };
+            let params = GapParams {
+                objects: pack.objects.len() as u32,
+                chunks: pack.chunks,
+                pairs: pairs as u32,
+                tiles,
+                points: pack.point_count,
+                buckets: pack.buckets,
+                _pad: [0; 2],
+            };
+            // wgpu zeroes new buffers: the counts start at 0.
             let buffers = [
-                self.storage("points", bytemuck::cast_slice(&pack.points)),
+                self.output("ordered points", u64::from(pack.point_count) * 12),
                 self.storage("objects", bytemuck::cast_slice(&pack.objects)),
                 self.output("boxes", chunks * 24),
                 self.storage("pairs", bytemuck::cast_slice(&pack.pairs)),
                 self.storage("best2", bytemuck::cast_slice(&vec![f32::INFINITY.to_bits(); pairs as usize])),
                 self.uniform("params", &params),
                 self.storage("tile starts", bytemuck::cast_slice(&pack.tile_start)),
+                self.storage("points", bytemuck::cast_slice(&pack.points)),
+                self.storage("orders", bytemuck::cast_slice(&pack.orders)),
+                self.output("bucket counts", u64::from(pack.buckets) * 4),
+                self.output("bucket starts", (u64::from(pack.buckets) + 1) * 4),
             ];
             let all: Vec<&wgpu::Buffer> = buffers.iter().collect();
+            let points = self.grid(u64::from(pack.point_count))?;
+            let count_bind = self.bind_subset(&self.order_count, &all, &[1, 5, 7, 8, 9]);
+            self.dispatch(&self.order_count, &count_bind, points);
+            let scan_bind = self.bind_subset(&self.scan_buckets, &all, &[5, 9, 10]);
+            self.dispatch(&self.scan_buckets, &scan_bind, (1, 1));
+            let scatter_bind = self.bind_subset(&self.order_scatter, &all, &[0, 1, 5, 7, 8, 9, 10]);
+            self.dispatch(&self.order_scatter, &scatter_bind, points);
             let boxes_bind = self.bind_subset(&self.chunk_boxes, &all, &[0, 1, 2, 5]);
             self.dispatch(&self.chunk_boxes, &boxes_bind, self.grid(chunks)?);
             // One workgroup per tile.
             let tile_groups = self.grid(u64::from(tiles) * u64::from(WORKGROUP))?;
             let bounds_bind = self.bind_subset(&self.pair_bounds, &all, &[0, 1, 3, 4, 5, 6]);
             self.dispatch(&self.pair_bounds, &bounds_bind, tile_groups);
-            let search_bind = self.bind(&self.search_pairs, &all);
+            let search_bind = self.bind_subset(&self.search_pairs, &all, &[0, 1, 2, 3, 4, 5, 6]);
             self.dispatch(&self.search_pairs, &search_bind, tile_groups);
             let bits: Vec<u32> = bytemuck::pod_collect_to_vec(&self.read_back(&buffers[4], pairs * 4)?);
             let best2: Vec<f32> = bits.iter().map(|&b| f32::from_bits(b)).collect();

@@ -192,6 +192,21 @@ pub struct GpuGapObject {
     pub _pad: u32,
 }
 
+/// How the gap kernels put one object's points in a spatial order before they chunk them: the object's points lie
+/// at `source` in the buffer they are read from; each goes to bucket `buckets + morton(cell)`, its cell that of a
+/// grid of `2^bits` cells a side of `1 / inv_cell` metres from `lo` (cells clamped to the grid). Keep in sync with
+/// `GapOrder` in `shaders/gaps.wgsl` and `kernels/gaps.cu`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct GpuGapOrder {
+    pub source: u32,
+    pub buckets: u32,
+    pub bits: u32,
+    pub inv_cell: f32,
+    pub lo: [f32; 3],
+    pub _pad: u32,
+}
+
 /// Uniforms of the gap kernels. Keep in sync with `Params` in `shaders/gaps.wgsl` (the CUDA kernels take these as
 /// scalar arguments).
 #[repr(C)]
@@ -201,7 +216,11 @@ pub struct GapParams {
     pub chunks: u32,
     pub pairs: u32,
     pub tiles: u32,
+    pub points: u32,
+    pub buckets: u32,
+    pub _pad: [u32; 2],
 }
 
 const _: () = assert!(std::mem::size_of::<GpuGapObject>() == 16);
-const _: () = assert!(std::mem::size_of::<GapParams>() == 16);
+const _: () = assert!(std::mem::size_of::<GapParams>() == 32);
+const _: () = assert!(std::mem::size_of::<GpuGapOrder>() == 32);

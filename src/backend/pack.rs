@@ -15,8 +15,8 @@ use crate::geometry::unproject::{ray_factors, DepthData, DepthImage, GroupedPoin
 use crate::geometry::{Intrinsics, Plane, Point3};
 
 use super::layout::{
-    DbscanJobParams, DbscanParams, FrameRange, GpuGapObject, GpuHypothesis, GpuObjectStats, GpuRegion, GpuSupport,
-    UnprojectFrame,
+    DbscanJobParams, DbscanParams, FrameRange, GpuGapObject, GpuGapOrder, GpuHypothesis, GpuObjectStats, GpuRegion,
+    GpuSupport, UnprojectFrame,
 };
 
 /// A batch of depth frames packed for K1: depth words (16-bit depth two pixels per word, low half first; each frame
@@ -720,19 +720,36 @@ fn gap_tiles(a: usize, b: usize) -> Option<u64> {
     (chunk_pairs <= 1 << 32).then(|| chunk_pairs.div_ceil(GAP_TILE))
 }
 
-/// Closest-surface gaps: the frames of a batch in chunks of at most `max_points` points, `max_pairs` pairs and
-/// `max_tiles` tiles (the blocks of one launch; each frame whole; frames without a pair to search are in no chunk).
-/// `Err`, naming the frame, when one frame alone exceeds a limit or a pair of objects has more chunk pairs than the
-/// kernels index.
+/// The side of the grid (in cells, `2^bits`) that orders an object of `points` points for the gap kernels: the
+/// finest grid of at most 64 cells a side with at most four cells per point. An object's points are surface points,
+/// so most cells are empty and a full cell holds a few dozen points: about a chunk.
+pub fn gap_grid_bits(points: usize) -> u32 {
+    let mut bits = 0;
+    while bits < 6 && 8u64 << (3 * bits) <= 4 * points as u64 {
+        bits += 1;
+    }
+    bits
+}
+
+/// The buckets of an object of `points` points (one per cell of its grid, [`gap_grid_bits`]).
+fn gap_buckets(points: usize) -> u64 {
+    1 << (3 * gap_grid_bits(points))
+}
+
+/// Closest-surface gaps: the frames of a batch in chunks of at most `max_points` points, `max_pairs` pairs,
+/// `max_tiles` tiles (the blocks of one launch) and `max_buckets` buckets of the spatial order (each frame whole;
+/// frames without a pair to search are in no chunk). `Err`, naming the frame, when one frame alone exceeds a limit or
+/// a pair of objects has more chunk pairs than the kernels index.
 pub fn gap_chunks(
     frames: &[&[&[Point3]]],
     max_points: u64,
     max_pairs: u64,
     max_tiles: u64,
+    max_buckets: u64,
 ) -> Result<Vec<Vec<usize>>, String> {
     let mut chunks = Vec::new();
     let mut chunk: Vec<usize> = Vec::new();
-    let (mut chunk_points, mut chunk_pairs, mut chunk_tiles) = (0u64, 0u64, 0u64);
+    let (mut chunk_points, mut chunk_pairs, mut chunk_tiles, mut chunk_buckets) = (0u64, 0u64, 0u64, 0u64);
     for (f, objects) in frames.iter().enumerate() {
         let (mut pairs, mut tiles) = (0u64, 0u64);
         for (i, j) in gap_pairs(objects) {
@@ -751,20 +768,27 @@ pub fn gap_chunks(
             continue;
         }
         let points: u64 = objects.iter().map(|o| o.len() as u64).sum();
-        if points > max_points || pairs > max_pairs || tiles > max_tiles {
+        let buckets: u64 = objects.iter().filter(|o| !o.is_empty()).map(|o| gap_buckets(o.len())).sum();
+        if points > max_points || pairs > max_pairs || tiles > max_tiles || buckets > max_buckets {
             return Err(format!(
-                "frame {f} of the batch has {points} object points, {pairs} pairs and {tiles} tiles, more than one \
-                 launch holds ({max_points} points, {max_pairs} pairs, {max_tiles} tiles)"
+                "frame {f} of the batch has {points} object points, {pairs} pairs, {tiles} tiles and {buckets} \
+                 buckets, more than one launch holds ({max_points} points, {max_pairs} pairs, {max_tiles} tiles, \
+                 {max_buckets} buckets)"
             ));
         }
-        if chunk_points + points > max_points || chunk_pairs + pairs > max_pairs || chunk_tiles + tiles > max_tiles {
+        if chunk_points + points > max_points
+            || chunk_pairs + pairs > max_pairs
+            || chunk_tiles + tiles > max_tiles
+            || chunk_buckets + buckets > max_buckets
+        {
             chunks.push(std::mem::take(&mut chunk));
-            (chunk_points, chunk_pairs, chunk_tiles) = (0, 0, 0);
+            (chunk_points, chunk_pairs, chunk_tiles, chunk_buckets) = (0, 0, 0, 0);
         }
         chunk.push(f);
         chunk_points += points;
         chunk_pairs += pairs;
         chunk_tiles += tiles;
+        chunk_buckets += buckets;
     }
     if !chunk.is_empty() {
         chunks.push(chunk);
@@ -773,11 +797,19 @@ pub fn gap_chunks(
 }
 
 /// A chunk of frames packed for the gap kernels (`kernels/gaps.cu`, `shaders/gaps.wgsl`): every object with points
-/// (its points, then its chunks of [`GAP_CHUNK`] points), and every pair to search.
+/// (its points, then its chunks of [`GAP_CHUNK`] points), how the device orders each object's points before it
+/// chunks them, and every pair to search.
 pub struct GapPack {
-    /// x, y, z of every point, object after object.
+    /// x, y, z of every point, object after object (empty for points already on the device).
     pub points: Vec<f32>,
+    /// Each object's place among the ordered points (object after object, as in `points`) and its chunks.
     pub objects: Vec<GpuGapObject>,
+    /// Each object's place in the buffer the points are read from, and its grid and buckets.
+    pub orders: Vec<GpuGapOrder>,
+    /// The number of points of all objects.
+    pub point_count: u32,
+    /// The number of buckets of all objects.
+    pub buckets: u32,
     /// The number of chunks of all objects.
     pub chunks: u32,
     /// Per pair: the indices in `objects` of its two objects.
@@ -813,6 +845,9 @@ impl GapPack {
         let mut pack = GapPack {
             points: Vec::with_capacity(3 * total),
             objects: vec![],
+            orders: vec![],
+            point_count: 0,
+            buckets: 0,
             chunks: 0,
             pairs: vec![],
             tile_start: vec![0],
@@ -827,11 +862,19 @@ impl GapPack {
                     continue;
                 }
                 slot[i] = pack.objects.len() as u32;
-                let offset = match offsets {
+                let offset = pack.point_count;
+                let source = match offsets {
                     Some(offsets) => offsets[f][i],
-                    None => (pack.points.len() / 3) as u32,
+                    None => offset,
                 };
+                let count = u32::try_from(o.len()).ok();
+                let bits = gap_grid_bits(o.len());
+                let (point_count, buckets) = count
+                    .and_then(|c| Some((pack.point_count.checked_add(c)?, pack.buckets.checked_add(1 << (3 * bits))?)))
+                    .ok_or_else(|| format!("frame {f}: the gap batch's points or buckets exceed 32 bits"))?;
                 pack.objects.push(GpuGapObject { offset, count: o.len() as u32, chunk_offset: pack.chunks, _pad: 0 });
+                pack.orders.push(gap_order(o, source, pack.buckets, bits));
+                (pack.point_count, pack.buckets) = (point_count, buckets);
                 pack.chunks += o.len().div_ceil(GAP_CHUNK) as u32;
                 if offsets.is_none() {
                     pack.points.extend(o.iter().flatten());
@@ -872,6 +915,21 @@ impl GapPack {
             m[j * n + i] = g;
         }
         Ok(())
+    }
+}
+
+/// The spatial order of an object's points (see [`GpuGapOrder`]): a grid of `2^bits` cells a side over the points'
+/// bounding box. Any order gives the same gaps, bit for bit (the minimum is exact); a grid of cells of 0 metres (a
+/// single point, or points that are not finite) puts every point in one bucket.
+fn gap_order(points: &[Point3], source: u32, buckets: u32, bits: u32) -> GpuGapOrder {
+    let (lo, hi) = points.iter().fold(([f32::INFINITY; 3], [f32::NEG_INFINITY; 3]), |(lo, hi), p| {
+        ([lo[0].min(p[0]), lo[1].min(p[1]), lo[2].min(p[2])], [hi[0].max(p[0]), hi[1].max(p[1]), hi[2].max(p[2])])
+    });
+    let extent = (0..3).map(|k| hi[k] - lo[k]).fold(0.0f32, f32::max);
+    let inv_cell = (1u32 << bits) as f32 / extent;
+    match inv_cell.is_finite() && lo.iter().all(|v| v.is_finite()) {
+        true => GpuGapOrder { source, buckets, bits, inv_cell, lo, _pad: 0 },
+        false => GpuGapOrder { source, buckets, bits, inv_cell: 0.0, lo: [0.0; 3], _pad: 0 },
     }
 }
 
@@ -945,18 +1003,39 @@ mod tests {
         let f2: Vec<&[Point3]> = vec![&c, &b];
         let frames: Vec<&[&[Point3]]> = vec![&f0, &f1, &f2];
         // Frame 1 has no pair; the limits split the other two.
-        assert_eq!(gap_chunks(&frames, 1 << 20, 1 << 20, 1 << 20).unwrap(), vec![vec![0, 2]]);
-        assert_eq!(gap_chunks(&frames, 110, 1 << 20, 1 << 20).unwrap(), vec![vec![0], vec![2]]);
-        assert_eq!(gap_chunks(&frames, 1 << 20, 3, 1 << 20).unwrap(), vec![vec![0], vec![2]]);
-        assert!(gap_chunks(&frames, 50, 1 << 20, 1 << 20).unwrap_err().contains("frame 0"));
-        assert!(gap_chunks(&frames, 1 << 20, 2, 1 << 20).unwrap_err().contains("frame 0"));
+        let big = 1 << 20;
+        assert_eq!(gap_chunks(&frames, big, big, big, big).unwrap(), vec![vec![0, 2]]);
+        assert_eq!(gap_chunks(&frames, 110, big, big, big).unwrap(), vec![vec![0], vec![2]]);
+        assert_eq!(gap_chunks(&frames, big, 3, big, big).unwrap(), vec![vec![0], vec![2]]);
+        assert!(gap_chunks(&frames, 50, big, big, big).unwrap_err().contains("frame 0"));
+        assert!(gap_chunks(&frames, big, 2, big, big).unwrap_err().contains("frame 0"));
+        // Buckets: 4^3 for 70 and for 33 points (at most four per point), one for a single point; frame 0 has
+        // 129, frame 2 has 65.
+        assert_eq!((gap_grid_bits(70), gap_grid_bits(33), gap_grid_bits(1), gap_grid_bits(1 << 20)), (2, 2, 0, 6));
+        assert_eq!(gap_chunks(&frames, big, big, big, 194).unwrap(), vec![vec![0, 2]]);
+        assert_eq!(gap_chunks(&frames, big, big, big, 193).unwrap(), vec![vec![0], vec![2]]);
+        assert!(gap_chunks(&frames, big, big, big, 128).unwrap_err().contains("129 buckets"));
         // Objects of three million points each: more chunk pairs than 32-bit indices reach.
         assert_eq!(gap_tiles(3_000_000, 3_000_000), None);
         assert_eq!(gap_tiles(70, 33), Some(1));
         let pack = GapPack::new(&frames, &[0, 2]).unwrap();
         let offsets: Vec<[u32; 3]> = pack.objects.iter().map(|o| [o.offset, o.count, o.chunk_offset]).collect();
         assert_eq!(offsets, [[0, 70, 0], [70, 33, 3], [103, 1, 5], [104, 1, 6], [105, 33, 7]]);
-        assert_eq!((pack.chunks, pack.points.len()), (9, 3 * 138));
+        assert_eq!((pack.chunks, pack.points.len(), pack.point_count, pack.buckets), (9, 3 * 138, 138, 194));
+        let orders: Vec<[u32; 3]> = pack.orders.iter().map(|o| [o.source, o.buckets, o.bits]).collect();
+        assert_eq!(orders, [[0, 0, 2], [70, 64, 2], [103, 128, 0], [104, 129, 0], [105, 130, 2]]);
+        // Points all at one place have a grid of cells of 0 metres: one bucket for all.
+        assert!(pack.orders.iter().all(|o| o.inv_cell == 0.0 && o.lo == [0.0; 3]));
+        let spread = gap_order(&[[1.0, -1.0, 0.0], [3.0, 0.0, 0.5], [2.0, 0.5, 0.25]], 7, 9, 3);
+        assert_eq!(
+            spread,
+            GpuGapOrder { source: 7, buckets: 9, bits: 3, inv_cell: 4.0, lo: [1.0, -1.0, 0.0], _pad: 0 }
+        );
+        // Points already on the device keep their offsets there as their sources; the ordered points are packed.
+        let resident = GapPack::resident(&frames, &[2], &[vec![], vec![], vec![500, 900]]).unwrap();
+        let places: Vec<[u32; 3]> =
+            resident.objects.iter().zip(&resident.orders).map(|(o, r)| [o.offset, o.count, r.source]).collect();
+        assert_eq!((places, resident.points.len()), (vec![[0, 1, 500], [1, 33, 900]], 0));
         assert_eq!(pack.pairs, [[0, 1], [0, 2], [1, 2], [3, 4]]);
         assert_eq!((pack.tile_start.as_slice(), pack.tiles()), (&[0, 1, 2, 3, 4][..], 4));
         let mut m = gap_matrices(&frames);
