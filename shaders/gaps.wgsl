@@ -8,24 +8,28 @@
 //     cell in a grid over the object's bounding box (GapOrder, from the host), into `points`, object after object.
 //     Points of one cell land in any order: the gap is a minimum, the same whatever the order. Chunks of nearby
 //     points have small boxes, so far fewer chunk pairs survive the box test and far fewer points are compared.
-//   - chunk_boxes: one invocation per chunk, its box.
-//   - pair_bounds: the chunk pairs of every pair of objects in tiles of 2,048, one workgroup per tile: an upper
-//     bound, the smallest distance between the first point of a chunk of A and the first point of a chunk of B over
-//     every pair of chunks (atomicMin per pair).
-//   - search_pairs: the same tiles: every pair of chunks whose boxes are nearer than the best so far is searched
-//     point by point, a point of A farther from B's chunk box than the best skipped (atomicMin per pair).
+//   - chunk_boxes: one invocation per chunk, its box; super_boxes: one per super-chunk (8 consecutive chunks), the
+//     box of its chunks' boxes.
+//   - pair_bounds, refine_bounds, search_pairs: the super-chunk pairs of every pair of objects in tiles of 256, one
+//     workgroup per tile, one super pair per invocation: an upper bound from the super-chunks' first points; the
+//     super pairs whose boxes are nearer than it (a list per workgroup) lower it with their chunks' first points;
+//     then the super pairs whose boxes are nearer than the best so far, and their chunk pairs whose boxes are too,
+//     are searched point by point, a point of A farther from B's chunk box than the best skipped (atomicMin per
+//     pair). A pruned super pair costs one box test instead of 64.
 // Squared distances throughout, summed as the CPU sums them. Where the device rounds each operation as written
 // (lavapipe does), the result is the CPU reference's squared gap, bit for bit; a GPU that fuses multiply-adds may
 // differ in the last bits. The host takes the square root.
 
 const GAP_CHUNK: u32 = 32u;
+// Chunks per super-chunk (8 x 8 chunk pairs per super pair).
+const GAP_SUPER: u32 = 8u;
 
 // One object of the batch. Keep in sync with `GpuGapObject` in src/backend/layout.rs (16 bytes).
 struct GapObject {
     offset: u32,
     count: u32,
     chunk_offset: u32,
-    pad: u32,
+    super_offset: u32,
 }
 
 // How one object's points are ordered. Keep in sync with `GpuGapOrder` in src/backend/layout.rs (32 bytes).
@@ -50,8 +54,8 @@ struct Params {
     tiles: u32,
     points: u32,
     buckets: u32,
-    pad0: u32,
-    pad1: u32,
+    supers: u32,
+    pad: u32,
 }
 
 // The objects' points in their spatial order, object after object (order_scatter writes them).
@@ -73,6 +77,8 @@ struct Params {
 @group(0) @binding(9) var<storage, read_write> counts: array<atomic<u32>>;
 // The buckets' exclusive prefix sums, then the number of points.
 @group(0) @binding(10) var<storage, read_write> starts: array<u32>;
+// Per super-chunk: lo x, y, z, hi x, y, z.
+@group(0) @binding(11) var<storage, read_write> supers: array<f32>;
 
 // The bits of v (below 1,024) spread three apart: one coordinate of a Morton code.
 fn spread3(x: u32) -> u32 {
@@ -233,23 +239,72 @@ fn chunk_boxes(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workg
     boxes[6u * c + 5u] = hi.z;
 }
 
-// Chunk pairs per tile: each workgroup takes one tile of one pair, each invocation PER_INVOCATION chunk pairs of it
-// (few loop iterations per invocation: lavapipe bounds them).
-const PER_INVOCATION: u32 = 8u;
-const TILE: u32 = 2048u;
+// Squared distance between the boxes of super-chunks a and b, as box_dist2.
+fn super_dist2(a: u32, b: u32) -> f32 {
+    let a_lo = vec3<f32>(supers[6u * a], supers[6u * a + 1u], supers[6u * a + 2u]);
+    let a_hi = vec3<f32>(supers[6u * a + 3u], supers[6u * a + 4u], supers[6u * a + 5u]);
+    let b_lo = vec3<f32>(supers[6u * b], supers[6u * b + 1u], supers[6u * b + 2u]);
+    let b_hi = vec3<f32>(supers[6u * b + 3u], supers[6u * b + 4u], supers[6u * b + 5u]);
+    return norm2(max(max(b_lo - a_hi, a_lo - b_hi), vec3<f32>(0.0)));
+}
 
-// Workgroup w's tile: its pair k (the last pair whose tile_start <= w, by binary search), the pair's objects and
-// their chunk counts, and the tile's first chunk pair.
+fn chunks_of(o: GapObject) -> u32 {
+    return (o.count + GAP_CHUNK - 1u) / GAP_CHUNK;
+}
+
+// The object holding super-chunk s: the last object whose super_offset <= s (binary search).
+fn object_of_super(s: u32) -> u32 {
+    var lo = 0u;
+    var hi = params.objects;
+    while (hi - lo > 1u) {
+        let mid = (lo + hi) / 2u;
+        if (objects[mid].super_offset <= s) {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    return lo;
+}
+
+@compute @workgroup_size(256)
+fn super_boxes(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+    let s = gid.y * groups.x * 256u + gid.x;
+    if (s >= params.supers) {
+        return;
+    }
+    let o = objects[object_of_super(s)];
+    let first = o.chunk_offset + (s - o.super_offset) * GAP_SUPER;
+    let end = min(first + GAP_SUPER, o.chunk_offset + chunks_of(o));
+    var lo = box_lo(first);
+    var hi = box_hi(first);
+    for (var c = first + 1u; c < end; c = c + 1u) {
+        lo = min(lo, box_lo(c));
+        hi = max(hi, box_hi(c));
+    }
+    supers[6u * s] = lo.x;
+    supers[6u * s + 1u] = lo.y;
+    supers[6u * s + 2u] = lo.z;
+    supers[6u * s + 3u] = hi.x;
+    supers[6u * s + 4u] = hi.y;
+    supers[6u * s + 5u] = hi.z;
+}
+
+// Workgroup w's tile: its pair k (the last pair whose tile_start <= w, by binary search), the pair's objects, their
+// chunk and super-chunk counts, and this invocation's super pair (i, j) of the pair (valid when i < sa).
 struct Tile {
     k: u32,
     a: GapObject,
     b: GapObject,
     na: u32,
     nb: u32,
-    base: u32,
+    sa: u32,
+    sb: u32,
+    i: u32,
+    j: u32,
 }
 
-fn tile_of(w: u32) -> Tile {
+fn tile_of(w: u32, lid: u32) -> Tile {
     var lo = 0u;
     var hi = params.pairs;
     while (hi - lo > 1u) {
@@ -262,13 +317,19 @@ fn tile_of(w: u32) -> Tile {
     }
     let a = objects[pairs[2u * lo]];
     let b = objects[pairs[2u * lo + 1u]];
-    return Tile(lo, a, b, (a.count + GAP_CHUNK - 1u) / GAP_CHUNK, (b.count + GAP_CHUNK - 1u) / GAP_CHUNK,
-                (w - tile_start[lo]) * TILE);
+    let na = chunks_of(a);
+    let nb = chunks_of(b);
+    let sa = (na + GAP_SUPER - 1u) / GAP_SUPER;
+    let sb = (nb + GAP_SUPER - 1u) / GAP_SUPER;
+    // The host keeps sa * sb within 2^31.
+    let sp = (w - tile_start[lo]) * 256u + lid;
+    return Tile(lo, a, b, na, nb, sa, sb, sp / sb, sp % sb);
 }
 
-// Pass 1, one workgroup per tile: best2[pair] = min over its chunk pairs of the squared distance between the
-// chunks' first points (an upper bound of the gap: a real distance), by one atomicMin per workgroup on the bits
-// (never negative, so the bits order as the values); best2 starts as +inf's bits (the host's upload).
+// Pass 1, one workgroup per tile, one super pair per invocation: best2[pair] = min over its super pairs of the
+// squared distance between the super-chunks' first points (an upper bound of the gap: a real distance), by one
+// atomicMin per workgroup on the bits (never negative, so the bits order as the values); best2 starts as +inf's
+// bits (the host's upload).
 @compute @workgroup_size(256)
 fn pair_bounds(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
                @builtin(local_invocation_index) lid: u32) {
@@ -276,32 +337,74 @@ fn pair_bounds(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) g
     if (w >= params.tiles) {
         return;
     }
-    let tile = tile_of(w);
-    let k = tile.k;
-    let a = tile.a;
-    let b = tile.b;
-    let na = tile.na;
-    let nb = tile.nb;
-    let base = tile.base;
-    // From the first chunk pair's distance (a real one, so an invocation without chunk pairs changes nothing).
-    var u = gap_dist2(a.offset, b.offset);
-    for (var r = 0u; r < PER_INVOCATION; r = r + 1u) {
-        let t = base + r * 256u + lid;
-        let i = t / nb;
-        if (i < na) {
-            u = min(u, gap_dist2(a.offset + i * GAP_CHUNK, b.offset + (t % nb) * GAP_CHUNK));
-        }
+    let t = tile_of(w, lid);
+    // From the first points' distance (a real one, so an invocation without a super pair changes nothing).
+    var u = gap_dist2(t.a.offset, t.b.offset);
+    if (t.i < t.sa) {
+        u = min(u, gap_dist2(t.a.offset + t.i * GAP_CHUNK * GAP_SUPER, t.b.offset + t.j * GAP_CHUNK * GAP_SUPER));
     }
     // One atomic per workgroup: same-address atomics serialise.
     u = reduce_min(lid, u);
     if (lid == 0u) {
-        atomicMin(&best2[k], bitcast<u32>(u));
+        atomicMin(&best2[t.k], bitcast<u32>(u));
     }
 }
 
-// Pass 2, the same tiles: every chunk pair whose boxes are nearer than the pair's best so far (read once; it only
-// falls) is searched point by point, a point farther from the other chunk's box than the invocation's best skipped;
-// the workgroup's best goes to best2[pair] by one atomicMin. Every best used is a real distance: the exact minimum.
+// The super pairs of the workgroup's tile whose boxes are nearer than the bound, each as its index i * sb + j in
+// the pair, in any order.
+var<workgroup> near_list: array<u32, 256>;
+var<workgroup> near_count: atomic<u32>;
+
+// Lists the tile's super pairs whose boxes are nearer than `best`; returns how many. Call from uniform control flow
+// (it has barriers).
+fn near_supers(t: Tile, lid: u32, best: f32) -> u32 {
+    if (lid == 0u) {
+        atomicStore(&near_count, 0u);
+    }
+    workgroupBarrier();
+    if (t.i < t.sa && super_dist2(t.a.super_offset + t.i, t.b.super_offset + t.j) < best) {
+        near_list[atomicAdd(&near_count, 1u)] = t.i * t.sb + t.j;
+    }
+    workgroupBarrier();
+    return atomicLoad(&near_count);
+}
+
+// Chunk pair c (of 64) of listed super pair e: its chunks of A and B (beyond either object's chunks: not a pair).
+fn chunk_pair(t: Tile, e: u32, c: u32) -> vec2<u32> {
+    let sp = near_list[e];
+    return vec2<u32>((sp / t.sb) * GAP_SUPER + c / GAP_SUPER, (sp % t.sb) * GAP_SUPER + c % GAP_SUPER);
+}
+
+// Pass 2, the same tiles: the super pairs whose boxes are nearer than the pair's bound (read once; it only falls)
+// lower it to the smallest distance between the first points of their chunk pairs, the workgroup's invocations over
+// all of their chunk pairs; one atomicMin per workgroup.
+@compute @workgroup_size(256)
+fn refine_bounds(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
+                 @builtin(local_invocation_index) lid: u32) {
+    let w = wid.y * groups.x + wid.x;
+    if (w >= params.tiles) {
+        return;
+    }
+    let t = tile_of(w, lid);
+    let start = bitcast<f32>(atomicLoad(&best2[t.k]));
+    let n = near_supers(t, lid, start);
+    var u = start;
+    for (var e = lid; e < n * GAP_SUPER * GAP_SUPER; e = e + 256u) {
+        let c = chunk_pair(t, e / (GAP_SUPER * GAP_SUPER), e % (GAP_SUPER * GAP_SUPER));
+        if (c.x < t.na && c.y < t.nb) {
+            u = min(u, gap_dist2(t.a.offset + c.x * GAP_CHUNK, t.b.offset + c.y * GAP_CHUNK));
+        }
+    }
+    u = reduce_min(lid, u);
+    if (lid == 0u && u < start) {
+        atomicMin(&best2[t.k], bitcast<u32>(u));
+    }
+}
+
+// Pass 3, the same tiles: the super pairs whose boxes are nearer than the pair's best so far, then their chunk pairs
+// whose boxes are too, are searched point by point, a point farther from the other chunk's box than the
+// invocation's best skipped; the workgroup's best goes to best2[pair] by one atomicMin. Every best used is a real
+// distance: the exact minimum.
 @compute @workgroup_size(256)
 fn search_pairs(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
                 @builtin(local_invocation_index) lid: u32) {
@@ -309,26 +412,19 @@ fn search_pairs(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
     if (w >= params.tiles) {
         return;
     }
-    let tile = tile_of(w);
-    let k = tile.k;
-    let a = tile.a;
-    let b = tile.b;
-    let na = tile.na;
-    let nb = tile.nb;
-    let base = tile.base;
-    let start = bitcast<f32>(atomicLoad(&best2[k]));
+    let t = tile_of(w, lid);
+    let start = bitcast<f32>(atomicLoad(&best2[t.k]));
+    let n = near_supers(t, lid, start);
     var best = start;
-    for (var r = 0u; r < PER_INVOCATION; r = r + 1u) {
-        let t = base + r * 256u + lid;
-        let i = t / nb;
-        let j = t % nb;
-        let ca = a.chunk_offset + i;
-        let cb = b.chunk_offset + j;
-        if (i < na && box_dist2(ca, cb) < best) {
-            let a_start = a.offset + i * GAP_CHUNK;
-            let a_end = min(a_start + GAP_CHUNK, a.offset + a.count);
-            let b_start = b.offset + j * GAP_CHUNK;
-            let b_end = min(b_start + GAP_CHUNK, b.offset + b.count);
+    for (var e = lid; e < n * GAP_SUPER * GAP_SUPER; e = e + 256u) {
+        let c = chunk_pair(t, e / (GAP_SUPER * GAP_SUPER), e % (GAP_SUPER * GAP_SUPER));
+        let ca = t.a.chunk_offset + c.x;
+        let cb = t.b.chunk_offset + c.y;
+        if (c.x < t.na && c.y < t.nb && box_dist2(ca, cb) < best) {
+            let a_start = t.a.offset + c.x * GAP_CHUNK;
+            let a_end = min(a_start + GAP_CHUNK, t.a.offset + t.a.count);
+            let b_start = t.b.offset + c.y * GAP_CHUNK;
+            let b_end = min(b_start + GAP_CHUNK, t.b.offset + t.b.count);
             for (var p = a_start; p < a_end; p = p + 1u) {
                 if (point_box_dist2(p, cb) < best) {
                     for (var q = b_start; q < b_end; q = q + 1u) {
@@ -340,6 +436,6 @@ fn search_pairs(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
     }
     best = reduce_min(lid, best);
     if (lid == 0u && best < start) {
-        atomicMin(&best2[k], bitcast<u32>(best));
+        atomicMin(&best2[t.k], bitcast<u32>(best));
     }
 }

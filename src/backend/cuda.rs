@@ -50,6 +50,8 @@ use crate::geometry::{Intrinsics, Plane, Point3};
 
 /// Threads per block (`BLOCK` in `kernels/common.cuh`).
 const BLOCK: u32 = 256;
+// The gap kernels take one super-chunk pair per thread of a block.
+const _: () = assert!(BLOCK as u64 == super::pack::GAP_TILE);
 /// Pixels per K1 tile (`TILE` in `kernels/unproject.cu`).
 const TILE: u32 = 2048;
 /// Threads of the one-block prefix sum (`scan_counts` in `kernels/scan.cuh`).
@@ -124,7 +126,16 @@ pub const MODULES: [KernelModule; 7] = [
     KernelModule {
         file: "gaps.cu",
         source: kernel_source!("common.cuh", "scan.cuh", "gaps.cu"),
-        entries: &["order_count", "scan_counts", "order_scatter", "chunk_boxes", "pair_bounds", "search_pairs"],
+        entries: &[
+            "order_count",
+            "scan_counts",
+            "order_scatter",
+            "chunk_boxes",
+            "super_boxes",
+            "pair_bounds",
+            "refine_bounds",
+            "search_pairs",
+        ],
     },
 ];
 
@@ -286,7 +297,9 @@ struct Kernels {
     scan_buckets: CudaFunction,
     order_scatter: CudaFunction,
     chunk_boxes: CudaFunction,
+    super_boxes: CudaFunction,
     pair_bounds: CudaFunction,
+    refine_bounds: CudaFunction,
     search_pairs: CudaFunction,
 }
 
@@ -409,11 +422,13 @@ struct GapBuffers {
     /// +inf's bits, one word per pair: what `best2` starts from.
     init: CudaSlice<u32>,
     boxes: CudaSlice<f32>,
+    supers: CudaSlice<f32>,
     best2: CudaSlice<u32>,
     n_objects: u32,
     n_points: u32,
     n_buckets: u32,
     n_chunks: u32,
+    n_supers: u32,
     n_pairs: u32,
     tiles: u32,
 }
@@ -518,7 +533,9 @@ impl CudaBackend {
             scan_buckets: get("gaps.cu", "scan_counts")?,
             order_scatter: get("gaps.cu", "order_scatter")?,
             chunk_boxes: get("gaps.cu", "chunk_boxes")?,
+            super_boxes: get("gaps.cu", "super_boxes")?,
             pair_bounds: get("gaps.cu", "pair_bounds")?,
+            refine_bounds: get("gaps.cu", "refine_bounds")?,
             search_pairs: get("gaps.cu", "search_pairs")?,
         };
         let name = ctx.name().map_err(de)?;
@@ -1573,8 +1590,9 @@ impl CudaBackend {
     /// A gap chunk's buffers on the device.
     fn gap_buffers(&self, stream: &Arc<CudaStream>, pack: &GapPack) -> Result<GapBuffers, String> {
         let n_pairs = pack.pairs.len();
-        // SAFETY: chunk_boxes writes every chunk's box before search_pairs reads it.
+        // SAFETY: chunk_boxes writes every chunk's box, super_boxes every super-chunk's, before they are read.
         let boxes = unsafe { stream.alloc(6 * pack.chunks.max(1) as usize) }.map_err(de)?;
+        let supers = unsafe { stream.alloc(6 * pack.supers.max(1) as usize) }.map_err(de)?;
         // SAFETY: gap_launch copies `init` over every word before a kernel reads it.
         let best2 = unsafe { stream.alloc(n_pairs.max(1)) }.map_err(de)?;
         // SAFETY: order_scatter writes every point's x, y, z (each object's points fill its range) before
@@ -1591,11 +1609,13 @@ impl CudaBackend {
             tile_start: self.upload(stream, &pack.tile_start)?,
             init: self.upload(stream, &vec![f32::INFINITY.to_bits(); n_pairs])?,
             boxes,
+            supers,
             best2,
             n_objects: pack.objects.len() as u32,
             n_points: pack.point_count,
             n_buckets: pack.buckets,
             n_chunks: pack.chunks,
+            n_supers: pack.supers,
             n_pairs: n_pairs as u32,
             tiles: pack.tiles(),
         })
@@ -1633,17 +1653,30 @@ impl CudaBackend {
         // u32 n_chunks) in kernels/gaps.cu; one thread per chunk; `boxes` holds 6 floats per chunk and every
         // object's ordered points and chunks lie within the buffers (GapPack: objects after one another).
         unsafe { b.launch(launch((blocks_for(u64::from(d.n_chunks), BLOCK)?, 1), BLOCK)) }.map_err(de)?;
+        let mut b = stream.launch_builder(&self.k.super_boxes);
+        b.arg(&d.objects).arg(&d.n_objects).arg(&d.boxes).arg(&mut d.supers).arg(&d.n_supers);
+        // SAFETY: super_boxes(const GapObject* objects, u32 n_objects, const float* boxes, float* supers,
+        // u32 n_supers) in kernels/gaps.cu; one thread per super-chunk; every chunk's box written above, 6 floats per
+        // super-chunk in `supers`.
+        unsafe { b.launch(launch((blocks_for(u64::from(d.n_supers), BLOCK)?, 1), BLOCK)) }.map_err(de)?;
         let mut b = stream.launch_builder(&self.k.pair_bounds);
         b.arg(points).arg(&d.objects).arg(&d.pairs).arg(&d.tile_start).arg(&d.n_pairs).arg(&mut d.best2);
         // SAFETY: pair_bounds(points, objects, const u32* pairs, const u32* tile_start, u32 n_pairs,
         // u32* best2_bits) in kernels/gaps.cu; one block of BLOCK threads per tile (`tiles` < 2^31 blocks, see
         // gap_chunks); every pair names two objects of `objects`; `best2` holds one word per pair.
         unsafe { b.launch(launch((d.tiles, 1), BLOCK)) }.map_err(de)?;
-        let mut b = stream.launch_builder(&self.k.search_pairs);
-        b.arg(points).arg(&d.objects).arg(&d.boxes).arg(&d.pairs).arg(&d.tile_start).arg(&d.n_pairs);
+        let mut b = stream.launch_builder(&self.k.refine_bounds);
+        b.arg(points).arg(&d.objects).arg(&d.supers).arg(&d.pairs).arg(&d.tile_start).arg(&d.n_pairs);
         b.arg(&mut d.best2);
-        // SAFETY: search_pairs(points, objects, const float* boxes, pairs, tile_start, u32 n_pairs,
-        // u32* best2_bits) in kernels/gaps.cu; the same grid and buffers, and the boxes of every chunk.
+        // SAFETY: refine_bounds(points, objects, const float* supers, pairs, tile_start, u32 n_pairs,
+        // u32* best2_bits) in kernels/gaps.cu; the same grid and buffers, and the boxes of every super-chunk.
+        unsafe { b.launch(launch((d.tiles, 1), BLOCK)) }.map_err(de)?;
+        let mut b = stream.launch_builder(&self.k.search_pairs);
+        b.arg(points).arg(&d.objects).arg(&d.boxes).arg(&d.supers).arg(&d.pairs).arg(&d.tile_start);
+        b.arg(&d.n_pairs).arg(&mut d.best2);
+        // SAFETY: search_pairs(points, objects, const float* boxes, const float* supers, pairs, tile_start,
+        // u32 n_pairs, u32* best2_bits) in kernels/gaps.cu; the same grid and buffers, and the boxes of every chunk
+        // and super-chunk.
         unsafe { b.launch(launch((d.tiles, 1), BLOCK)) }.map_err(de)?;
         Ok(())
     }

@@ -174,7 +174,9 @@ pub struct WgpuBackend {
     scan_buckets: wgpu::ComputePipeline,
     order_scatter: wgpu::ComputePipeline,
     chunk_boxes: wgpu::ComputePipeline,
+    super_boxes: wgpu::ComputePipeline,
     pair_bounds: wgpu::ComputePipeline,
+    refine_bounds: wgpu::ComputePipeline,
     search_pairs: wgpu::ComputePipeline,
 }
 
@@ -255,7 +257,9 @@ impl WgpuBackend {
             scan_buckets: pipeline(&gaps_module, "scan_buckets"),
             order_scatter: pipeline(&gaps_module, "order_scatter"),
             chunk_boxes: pipeline(&gaps_module, "chunk_boxes"),
+            super_boxes: pipeline(&gaps_module, "super_boxes"),
             pair_bounds: pipeline(&gaps_module, "pair_bounds"),
+            refine_bounds: pipeline(&gaps_module, "refine_bounds"),
             search_pairs: pipeline(&gaps_module, "search_pairs"),
             device,
             queue,
@@ -394,7 +398,7 @@ impl WgpuBackend {
     }
 
     /// The exact closest-surface gaps of every pair of objects of every frame of a batch (see
-    /// [`super::Backend::closest_gaps_batch`]): one workgroup per tile of 2,048 chunk pairs, chunked so that each
+    /// [`super::Backend::closest_gaps_batch`]): one workgroup per tile of 256 super-chunk pairs, chunked so that each
     /// dispatch's buffers fit one storage binding.
     pub fn closest_gaps_batch(&self, frames: &[&[&[Point3]]]) -> Result<Vec<Vec<f32>>, String> {
         let binding = self.limits.max_storage_buffer_binding_size;
@@ -412,7 +416,8 @@ impl WgpuBackend {
                 tiles,
                 points: pack.point_count,
                 buckets: pack.buckets,
-                _pad: [0; 2],
+                supers: pack.supers,
+                _pad: 0,
             };
             // wgpu zeroes new buffers: the counts start at 0.
             let buffers = [
@@ -427,6 +432,7 @@ impl WgpuBackend {
                 self.storage("orders", bytemuck::cast_slice(&pack.orders)),
                 self.output("bucket counts", u64::from(pack.buckets) * 4),
                 self.output("bucket starts", (u64::from(pack.buckets) + 1) * 4),
+                self.output("super boxes", u64::from(pack.supers) * 24),
             ];
             let all: Vec<&wgpu::Buffer> = buffers.iter().collect();
             let points = self.grid(u64::from(pack.point_count))?;
@@ -438,11 +444,15 @@ impl WgpuBackend {
             self.dispatch(&self.order_scatter, &scatter_bind, points);
             let boxes_bind = self.bind_subset(&self.chunk_boxes, &all, &[0, 1, 2, 5]);
             self.dispatch(&self.chunk_boxes, &boxes_bind, self.grid(chunks)?);
+            let supers_bind = self.bind_subset(&self.super_boxes, &all, &[1, 2, 5, 11]);
+            self.dispatch(&self.super_boxes, &supers_bind, self.grid(u64::from(pack.supers))?);
             // One workgroup per tile.
             let tile_groups = self.grid(u64::from(tiles) * u64::from(WORKGROUP))?;
             let bounds_bind = self.bind_subset(&self.pair_bounds, &all, &[0, 1, 3, 4, 5, 6]);
             self.dispatch(&self.pair_bounds, &bounds_bind, tile_groups);
-            let search_bind = self.bind_subset(&self.search_pairs, &all, &[0, 1, 2, 3, 4, 5, 6]);
+            let refine_bind = self.bind_subset(&self.refine_bounds, &all, &[0, 1, 3, 4, 5, 6, 11]);
+            self.dispatch(&self.refine_bounds, &refine_bind, tile_groups);
+            let search_bind = self.bind_subset(&self.search_pairs, &all, &[0, 1, 2, 3, 4, 5, 6, 11]);
             self.dispatch(&self.search_pairs, &search_bind, tile_groups);
             let bits: Vec<u32> = bytemuck::pod_collect_to_vec(&self.read_back(&buffers[4], pairs * 4)?);
             let best2: Vec<f32> = bits.iter().map(|&b| f32::from_bits(b)).collect();

@@ -180,8 +180,8 @@ const _: () = assert!(std::mem::size_of::<GpuCanonical>() == 96);
 const _: () = assert!(std::mem::size_of::<GpuObjectStats>() == 48);
 const _: () = assert!(std::mem::size_of::<StatsParams>() == 16);
 
-/// One object of a closest-surface gap batch: its points, then its chunks of 32 points. Keep in sync with
-/// `GapObject` in `shaders/gaps.wgsl` and `kernels/gaps.cu`.
+/// One object of a closest-surface gap batch: its points, its chunks of 32 points and its super-chunks of 8 chunks.
+/// Keep in sync with `GapObject` in `shaders/gaps.wgsl` and `kernels/gaps.cu`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct GpuGapObject {
@@ -189,7 +189,7 @@ pub struct GpuGapObject {
     /// At least one (objects without points are in no pair).
     pub count: u32,
     pub chunk_offset: u32,
-    pub _pad: u32,
+    pub super_offset: u32,
 }
 
 /// How the gap kernels put one object's points in a spatial order before they chunk them: the object's points lie
@@ -218,7 +218,8 @@ pub struct GapParams {
     pub tiles: u32,
     pub points: u32,
     pub buckets: u32,
-    pub _pad: [u32; 2],
+    pub supers: u32,
+    pub _pad: u32,
 }
 
 const _: () = assert!(std::mem::size_of::<GpuGapObject>() == 16);

@@ -9,7 +9,7 @@ use crate::geometry::dbscan::{cell_side, Clustering, DbscanJob, NOISE};
 use crate::geometry::radix::{bits_of, floor_i64, radix_sorted};
 use crate::geometry::ransac::{plane_through, RansacParams, Support};
 use crate::geometry::relations::RelationRecord;
-use crate::geometry::relations::GAP_CHUNK;
+use crate::geometry::relations::{GAP_CHUNK, GAP_SUPER};
 use crate::geometry::stats::{assemble, NoiseModel, ObjectSummary, Reductions, StatsInput};
 use crate::geometry::unproject::{ray_factors, DepthData, DepthImage, GroupedPoints, ObjectRegion, PointCloud};
 use crate::geometry::{Intrinsics, Plane, Point3};
@@ -682,8 +682,8 @@ impl StatsPack {
     }
 }
 
-/// Chunk pairs per tile of the gap kernels: 256 threads, 8 chunk pairs each.
-pub const GAP_TILE: u64 = 2048;
+/// Super-chunk pairs per tile of the gap kernels: 256 threads, one super pair each (64 chunk pairs).
+pub const GAP_TILE: u64 = 256;
 
 /// Closest-surface gaps: each frame's `n × n` matrix before the device's results (0 on the diagonal and for every
 /// pair the device will fill, `NaN` for a pair with an object without points, as on the CPU).
@@ -713,11 +713,17 @@ fn gap_pairs<'a>(objects: &'a [&[Point3]]) -> impl Iterator<Item = (usize, usize
         .filter(|&(i, j)| !objects[i].is_empty() && !objects[j].is_empty())
 }
 
-/// The tiles of [`GAP_TILE`] chunk pairs of a pair of objects of `a` and `b` points (`None` beyond 2^32 chunk pairs:
-/// the kernels index a pair's chunk pairs in 32 bits, which covers objects of two million points each).
+/// The super-chunks ([`GAP_SUPER`] chunks of [`GAP_CHUNK`] points) of an object of `points` points.
+fn gap_supers(points: usize) -> u64 {
+    points.div_ceil(GAP_CHUNK).div_ceil(GAP_SUPER) as u64
+}
+
+/// The tiles of [`GAP_TILE`] super-chunk pairs of a pair of objects of `a` and `b` points (`None` beyond 2^31 super
+/// pairs: the kernels index a pair's super pairs in 32 bits, with room for a tile beyond; that covers objects of
+/// eleven million points each).
 fn gap_tiles(a: usize, b: usize) -> Option<u64> {
-    let chunk_pairs = a.div_ceil(GAP_CHUNK) as u64 * b.div_ceil(GAP_CHUNK) as u64;
-    (chunk_pairs <= 1 << 32).then(|| chunk_pairs.div_ceil(GAP_TILE))
+    let super_pairs = gap_supers(a) * gap_supers(b);
+    (super_pairs <= 1 << 31).then(|| super_pairs.div_ceil(GAP_TILE))
 }
 
 /// The side of the grid (in cells, `2^bits`) that orders an object of `points` points for the gap kernels: the
@@ -755,8 +761,8 @@ pub fn gap_chunks(
         for (i, j) in gap_pairs(objects) {
             let t = gap_tiles(objects[i].len(), objects[j].len()).ok_or_else(|| {
                 format!(
-                    "frame {f} of the batch: objects {i} and {j} ({} and {} points) have more pairs of chunks than \
-                     the gap kernels index (2^32)",
+                    "frame {f} of the batch: objects {i} and {j} ({} and {} points) have more pairs of super-chunks \
+                     than the gap kernels index (2^31)",
                     objects[i].len(),
                     objects[j].len()
                 )
@@ -814,7 +820,9 @@ pub struct GapPack {
     pub chunks: u32,
     /// Per pair: the indices in `objects` of its two objects.
     pub pairs: Vec<[u32; 2]>,
-    /// Per pair: its first tile of [`GAP_TILE`] chunk pairs (the kernels' blocks); then the number of tiles.
+    /// The number of super-chunks of all objects.
+    pub supers: u32,
+    /// Per pair: its first tile of [`GAP_TILE`] super-chunk pairs (the kernels' blocks); then the number of tiles.
     pub tile_start: Vec<u32>,
     /// Per pair: its frame (index in the batch), the frame's object count `n` and its objects `(i, j)` there.
     places: Vec<(usize, usize, usize, usize)>,
@@ -849,6 +857,7 @@ impl GapPack {
             point_count: 0,
             buckets: 0,
             chunks: 0,
+            supers: 0,
             pairs: vec![],
             tile_start: vec![0],
             places: vec![],
@@ -872,10 +881,16 @@ impl GapPack {
                 let (point_count, buckets) = count
                     .and_then(|c| Some((pack.point_count.checked_add(c)?, pack.buckets.checked_add(1 << (3 * bits))?)))
                     .ok_or_else(|| format!("frame {f}: the gap batch's points or buckets exceed 32 bits"))?;
-                pack.objects.push(GpuGapObject { offset, count: o.len() as u32, chunk_offset: pack.chunks, _pad: 0 });
+                pack.objects.push(GpuGapObject {
+                    offset,
+                    count: o.len() as u32,
+                    chunk_offset: pack.chunks,
+                    super_offset: pack.supers,
+                });
                 pack.orders.push(gap_order(o, source, pack.buckets, bits));
                 (pack.point_count, pack.buckets) = (point_count, buckets);
                 pack.chunks += o.len().div_ceil(GAP_CHUNK) as u32;
+                pack.supers += gap_supers(o.len()) as u32;
                 if offsets.is_none() {
                     pack.points.extend(o.iter().flatten());
                 }
@@ -1015,13 +1030,18 @@ mod tests {
         assert_eq!(gap_chunks(&frames, big, big, big, 194).unwrap(), vec![vec![0, 2]]);
         assert_eq!(gap_chunks(&frames, big, big, big, 193).unwrap(), vec![vec![0], vec![2]]);
         assert!(gap_chunks(&frames, big, big, big, 128).unwrap_err().contains("129 buckets"));
-        // Objects of three million points each: more chunk pairs than 32-bit indices reach.
-        assert_eq!(gap_tiles(3_000_000, 3_000_000), None);
+        // Objects of twelve million points each: more super pairs than 32-bit indices reach.
+        assert_eq!(gap_tiles(12_000_000, 12_000_000), None);
+        assert_eq!(gap_tiles(11_000_000, 11_000_000), Some(7_212_246));
         assert_eq!(gap_tiles(70, 33), Some(1));
+        // 257 points: two chunks more than a super-chunk; 256 x 256 super pairs of 65,536 points each are 256 tiles.
+        assert_eq!((gap_supers(256), gap_supers(257), gap_tiles(65_536, 65_536)), (1, 2, Some(256)));
         let pack = GapPack::new(&frames, &[0, 2]).unwrap();
-        let offsets: Vec<[u32; 3]> = pack.objects.iter().map(|o| [o.offset, o.count, o.chunk_offset]).collect();
-        assert_eq!(offsets, [[0, 70, 0], [70, 33, 3], [103, 1, 5], [104, 1, 6], [105, 33, 7]]);
-        assert_eq!((pack.chunks, pack.points.len(), pack.point_count, pack.buckets), (9, 3 * 138, 138, 194));
+        let offsets: Vec<[u32; 4]> =
+            pack.objects.iter().map(|o| [o.offset, o.count, o.chunk_offset, o.super_offset]).collect();
+        assert_eq!(offsets, [[0, 70, 0, 0], [70, 33, 3, 1], [103, 1, 5, 2], [104, 1, 6, 3], [105, 33, 7, 4]]);
+        assert_eq!((pack.chunks, pack.supers, pack.points.len()), (9, 5, 3 * 138));
+        assert_eq!((pack.point_count, pack.buckets), (138, 194));
         let orders: Vec<[u32; 3]> = pack.orders.iter().map(|o| [o.source, o.buckets, o.bits]).collect();
         assert_eq!(orders, [[0, 0, 2], [70, 64, 2], [103, 128, 0], [104, 129, 0], [105, 130, 2]]);
         // Points all at one place have a grid of cells of 0 metres: one bucket for all.

@@ -336,6 +336,9 @@ fn dist2(a: &Point3, b: &Point3) -> f32 {
 /// Points per chunk of the device's closest-surface search (`kernels/gaps.cu`, `shaders/gaps.wgsl`).
 pub const GAP_CHUNK: usize = 32;
 
+/// Chunks per super-chunk of the device's closest-surface search.
+pub const GAP_SUPER: usize = 8;
+
 /// The bounding box of each run of [`GAP_CHUNK`] consecutive points (the last run may be shorter), in the points'
 /// own order: what the device's `chunk_boxes` computes.
 pub fn chunk_boxes(points: &[Point3]) -> Vec<(Point3, Point3)> {
@@ -344,12 +347,15 @@ pub fn chunk_boxes(points: &[Point3]) -> Vec<(Point3, Point3)> {
 
 /// What the device computes for one pair of objects: the exact smallest squared distance between a point of `a`
 /// and a point of `b` (`NaN` if either is empty), by the device's algorithm run serially. The points are taken in
-/// their own order, in chunks of [`GAP_CHUNK`] (no index to build): an upper bound from the first point of every
-/// chunk of `a` against the first point of every chunk of `b`, then every pair of chunks whose boxes are nearer
-/// than the best distance so far, point by point (a point farther from the other chunk's box than the best is
-/// skipped). The pruning is exact for the reason given in [`SurfaceIndex::closest_distance`], so this is the same
-/// `f32` as the reference's square, bit for bit, whatever the order of the points. (The device's threads each keep
-/// their own best: the pruning differs, the minimum does not.)
+/// the order given (the device sorts each object's points by cell first, which changes only how much is pruned), in
+/// chunks of [`GAP_CHUNK`] and super-chunks of [`GAP_SUPER`] chunks (no index to build): an upper bound from the
+/// first point of every super-chunk of `a` against the first point of every super-chunk of `b`; the super pairs
+/// whose boxes are nearer than that bound lower it with the first points of their chunk pairs; then, in every super
+/// pair whose boxes are nearer than the best distance so far, every chunk pair whose boxes are too is searched point
+/// by point (a point farther from the other chunk's box than the best is skipped). The pruning is exact for the
+/// reason given in [`SurfaceIndex::closest_distance`], so this is the same `f32` as the reference's square, bit for
+/// bit, whatever the order of the points. (The device's threads each keep their own best: the pruning differs, the
+/// minimum does not.)
 pub fn chunked_closest_distance2(
     a: &[Point3],
     a_boxes: &[(Point3, Point3)],
@@ -359,20 +365,40 @@ pub fn chunked_closest_distance2(
     if a.is_empty() || b.is_empty() {
         return f32::NAN;
     }
+    let supers = |boxes: &[(Point3, Point3)]| -> Vec<(Point3, Point3)> {
+        boxes.chunks(GAP_SUPER).map(|c| c.iter().fold(bounding_box(&[]), merge_boxes)).collect()
+    };
+    let (a_supers, b_supers) = (supers(a_boxes), supers(b_boxes));
+    let super_pairs = |below: f32| {
+        let (a_supers, b_supers) = (&a_supers, &b_supers);
+        (0..a_supers.len()).flat_map(move |i| {
+            (0..b_supers.len()).filter(move |&j| box_dist2(&a_supers[i], &b_supers[j]) < below).map(move |j| (i, j))
+        })
+    };
+    // The chunk pairs of super pair (i, j).
+    let chunk_pairs = |(i, j): (usize, usize)| {
+        let (na, nb) = (a_boxes.len(), b_boxes.len());
+        (i * GAP_SUPER..((i + 1) * GAP_SUPER).min(na))
+            .flat_map(move |ci| (j * GAP_SUPER..((j + 1) * GAP_SUPER).min(nb)).map(move |cj| (ci, cj)))
+    };
     let mut best2 = f32::INFINITY;
-    for p in a.iter().step_by(GAP_CHUNK) {
-        for q in b.iter().step_by(GAP_CHUNK) {
+    for p in a.iter().step_by(GAP_CHUNK * GAP_SUPER) {
+        for q in b.iter().step_by(GAP_CHUNK * GAP_SUPER) {
             best2 = best2.min(dist2(p, q));
         }
     }
-    for (ca, box_a) in a.chunks(GAP_CHUNK).zip(a_boxes) {
-        for (cb, box_b) in b.chunks(GAP_CHUNK).zip(b_boxes) {
-            if box_dist2(box_a, box_b) < best2 {
-                for p in ca {
-                    if point_box_dist2(p, box_b) < best2 {
-                        for q in cb {
-                            best2 = best2.min(dist2(p, q));
-                        }
+    let near: Vec<(usize, usize)> = super_pairs(best2).collect();
+    for (ci, cj) in near.into_iter().flat_map(chunk_pairs) {
+        best2 = best2.min(dist2(&a[ci * GAP_CHUNK], &b[cj * GAP_CHUNK]));
+    }
+    let near: Vec<(usize, usize)> = super_pairs(best2).collect();
+    for (ci, cj) in near.into_iter().flat_map(chunk_pairs) {
+        let box_b = &b_boxes[cj];
+        if box_dist2(&a_boxes[ci], box_b) < best2 {
+            for p in a.chunks(GAP_CHUNK).nth(ci).into_iter().flatten() {
+                if point_box_dist2(p, box_b) < best2 {
+                    for q in b.chunks(GAP_CHUNK).nth(cj).into_iter().flatten() {
+                        best2 = best2.min(dist2(p, q));
                     }
                 }
             }
@@ -443,8 +469,8 @@ mod tests {
 
     #[test]
     fn the_devices_chunked_search_is_the_reference_bit_for_bit() {
-        // Pairs of random clouds (blobs of every size, near, touching, overlapping, far), in a shuffled order and in
-        // a spatial one: the device's algorithm run serially against the voxel index and against brute force.
+        // Pairs of random clouds (blobs of every size, near, touching, overlapping, far), in a random order and in
+        // a sorted one: the device's algorithm run serially against the voxel index and against brute force.
         let mut state = 0x2545_f491_4f6c_dd1du64;
         let mut next = move || {
             state ^= state << 13;
@@ -457,9 +483,11 @@ mod tests {
                 (0..n).map(|_| centre.map(|c| c + (next() - 0.5) * side)).collect()
             };
             let side = [0.01, 0.3, 2.0][case % 3];
-            let a = cloud(1 + case * 7 % 300, [0.0, 0.0, 0.0], side);
+            // Every fifth case has thousands of points: many super-chunks, most of them pruned.
+            let scale = if case % 5 == 4 { 10 } else { 1 };
+            let a = cloud((1 + case * 7 % 300) * scale, [0.0, 0.0, 0.0], side);
             let shift = [0.0, 0.1, 0.5, 3.0][case % 4];
-            let mut b = cloud(1 + case * 13 % 250, [shift, 0.2 * shift, 0.0], side * 1.5);
+            let mut b = cloud((1 + case * 13 % 250) * scale, [shift, 0.2 * shift, 0.0], side * 1.5);
             if case % 2 == 1 {
                 b.sort_by(|p, q| p[0].total_cmp(&q[0]));
             }
