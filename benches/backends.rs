@@ -6,7 +6,7 @@
 //! Batch sizes are 1, 16 and 256 frames; `SPATIALSYNTH_BENCH_FRAMES=1,16` runs fewer (a 256-frame batch takes
 //! seconds per sample on lavapipe).
 //!
-//! `cargo bench --bench backends`
+//! `cargo bench --bench backends` (one group: `cargo bench --bench backends -- gaps`)
 
 use std::hint::black_box;
 
@@ -130,6 +130,34 @@ fn kernels(c: &mut Criterion) {
             let id = format!("{frames}frames_x_{}obj_{points}pts", object_points.len());
             g.bench_function(BenchmarkId::new(*name, id), |bench| {
                 bench.iter(|| black_box(b.summarize_batch(&inputs, &NoiseModel::default()).expect("k4").len()))
+            });
+        }
+    }
+    g.finish();
+
+    // The closest-surface gaps of every pair of the frame's objects, topped up to 10 with grid boxes as the kernel
+    // benchmark's end-to-end frames are (their regions before denoising), the frame repeated: pairs/s.
+    let topped = spatialsynth::bench::with_grid_boxes(&frame, 10);
+    let regions: Vec<_> = topped.objects.iter().map(|o| o.region.clone()).collect();
+    let grouped = spatialsynth::geometry::unproject::unproject_objects(
+        depth,
+        &topped.intrinsics,
+        topped.instance_labels.as_deref(),
+        &regions,
+    );
+    let gap_objects: Vec<&[[f32; 3]]> = (0..grouped.objects()).map(|i| grouped.object_points(i)).collect();
+    let gap_points: usize = gap_objects.iter().map(|o| o.len()).sum();
+    let voxel_m = spatialsynth::pipeline::SceneConfig::default().gap_voxel_m;
+    let mut g = c.benchmark_group("gaps");
+    g.sample_size(10);
+    for &frames in &sizes {
+        let batch: Vec<&[&[[f32; 3]]]> = (0..frames).map(|_| gap_objects.as_slice()).collect();
+        let n = gap_objects.len();
+        g.throughput(Throughput::Elements((frames * n * (n - 1) / 2) as u64));
+        for (name, b) in &backends {
+            let id = format!("{frames}frames_x_{n}obj_{gap_points}pts");
+            g.bench_function(BenchmarkId::new(*name, id), |bench| {
+                bench.iter(|| black_box(b.closest_gaps_batch(&batch, voxel_m).expect("gaps").len()))
             });
         }
     }

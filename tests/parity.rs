@@ -715,6 +715,36 @@ fn gaps_match_on_the_sample_frames() {
 }
 
 #[test]
+fn gaps_of_large_and_degenerate_objects_match_on_every_backend() {
+    // Objects of thousands of points (many super-chunks of 256, ragged last chunks and super-chunks), in random order
+    // and sorted, near, touching, nested and far; with them objects whose grid has cells of 0 metres (every point at
+    // one place, a single point) and a flat one (a grid of one layer), so that the device's spatial order sends many
+    // points to one bucket.
+    let mut next = uniform(0x9e37_79b9_7f4a_7c15);
+    let mut frames: Vec<Vec<Vec<[f32; 3]>>> = Vec::new();
+    for f in 0..3 {
+        let mut objects = Vec::new();
+        for k in 0..5 {
+            let n = 700 + 1_337 * ((f + k) % 4) + 31 * k;
+            let centre = [k as f32 * 0.25 * (f as f32 + 1.0), 0.1 * k as f32, 0.2 * f as f32];
+            let side = [0.05, 0.4, 1.5][(f + k) % 3];
+            let mut points = blob_cloud(&mut next, &[(centre, side, n)], 0);
+            if k % 2 == 1 {
+                points.sort_by(|a, b| a[1].total_cmp(&b[1]));
+            }
+            objects.push(points);
+        }
+        objects.push(vec![[0.3, 0.05, 0.1]; 1_000 + 100 * f]);
+        objects.push(vec![[-0.2, 0.3, 0.0]]);
+        objects.push((0..2_000).map(|i| [(i % 50) as f32 * 0.01, (i / 50) as f32 * 0.01, 0.15]).collect());
+        frames.push(objects);
+    }
+    for backend in gpu_backends("gaps_of_large_and_degenerate_objects_match_on_every_backend") {
+        check_gaps(backend, &frames);
+    }
+}
+
+#[test]
 fn k4_stats_match_on_the_sample_frames() {
     // Each annotated object of each sample frame, in the frame's canonical frame, all frames in one batch.
     let clouds: Vec<_> = sample_objects().into_iter().flatten().collect();
