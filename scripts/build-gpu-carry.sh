@@ -82,7 +82,10 @@ fi
 step criterion 150 env SPATIALSYNTH_BENCH_FRAMES=1,16 gpu-carry/backends --bench --noplot --warm-up-time 0.5 \
   --measurement-time 2
 step memcheck 60 env SPATIALSYNTH_PARITY_ONLY=cuda compute-sanitizer --tool memcheck --error-exitcode 1 \
-  gpu-carry/parity --test-threads 1 k3_ k1_batches
+  gpu-carry/parity --test-threads 1 k3_ k1_batches gaps_of_large
+# The gap kernels' per-block lists in shared memory (refine_bounds, search_pairs): no shared-memory hazards.
+step racecheck 60 env SPATIALSYNTH_PARITY_ONLY=cuda compute-sanitizer --tool racecheck --error-exitcode 1 \
+  gpu-carry/parity --test-threads 1 gaps_of_large
 echo "total: $((SECONDS - start)) s of $budget" >> "$out/summary.txt"
 (cd "$out" && tar czf logs.tgz --remove-files ./*.log)
 cat "$out/summary.txt"
