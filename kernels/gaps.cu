@@ -12,8 +12,8 @@
 //     test below and far fewer points are compared (30x fewer on the sample frames' objects).
 //   - chunk_boxes: one thread per chunk, its box; super_boxes: one thread per super-chunk (GAP_SUPER = 8
 //     consecutive chunks, 256 points), the box of its chunks' boxes.
-//   - pair_bounds, refine_bounds, search_pairs: the super-chunk pairs of every pair of objects in tiles of BLOCK,
-//     one block per tile (so a pair of large objects spreads over many blocks), one super pair per thread:
+//   - pair_bounds, refine_bounds, search_pairs: the super-chunk pairs of every pair of objects in tiles of GAP_TILE
+//     (2,048), one block per tile (so a pair of large objects spreads over many blocks), 8 super pairs a thread:
 //       pair_bounds: an upper bound, the smallest distance between the first points of a super-chunk of A and a
 //       super-chunk of B (atomicMin per pair);
 //       refine_bounds: the super pairs whose boxes are nearer than that bound (a list per block, in shared memory)
@@ -228,12 +228,17 @@ extern "C" __global__ void super_boxes(const GapObject* __restrict__ objects, u3
     for (u32 k = 0; k < 6u; ++k) supers[6u * s + k] = b[k];
 }
 
+// Super pairs per thread of a tile (GAP_TILE = BLOCK * GAP_PER_THREAD super pairs).
+#define GAP_PER_THREAD 8u
+#define GAP_TILE (BLOCK * GAP_PER_THREAD)
+
 // Block w's tile: its pair k (the last pair whose tile_start <= w, by binary search), the pair's objects, their
-// chunk and super-chunk counts, and this thread's super pair (i, j) of the pair (valid when i < sa).
+// chunk and super-chunk counts, and the tile's first super pair: thread x's are base + r * BLOCK + x, r <
+// GAP_PER_THREAD, each (i, j) = (sp / sb, sp % sb) of the pair when i < sa.
 struct Tile {
     u32 k;
     GapObject a, b;
-    u32 na, nb, sa, sb, i, j;
+    u32 na, nb, sa, sb, base;
 };
 
 __device__ Tile tile_of(const GapObject* __restrict__ objects, const u32* __restrict__ pairs,
@@ -251,14 +256,12 @@ __device__ Tile tile_of(const GapObject* __restrict__ objects, const u32* __rest
     t.nb = chunks_of(t.b);
     t.sa = (t.na + GAP_SUPER - 1u) / GAP_SUPER;
     t.sb = (t.nb + GAP_SUPER - 1u) / GAP_SUPER;
-    // The host keeps sa * sb within 2^32.
-    const u32 sp = (w - tile_start[lo]) * BLOCK + threadIdx.x;
-    t.i = sp / t.sb;
-    t.j = sp % t.sb;
+    // The host keeps sa * sb within 2^31, so the last tile's indices stay within 32 bits.
+    t.base = (w - tile_start[lo]) * GAP_TILE;
     return t;
 }
 
-// Pass 1, one block per tile (blockIdx.x), one super pair per thread: best2_bits[pair] = min over its super pairs of
+// Pass 1, one block per tile (blockIdx.x), GAP_PER_THREAD super pairs per thread: best2_bits[pair] = min over its super pairs of
 // the squared distance between the super-chunks' first points (an upper bound of the gap: a real distance).
 // Squared distances are never negative, so their bits order as their values and atomicMin on the bits is a min on
 // the values; best2_bits starts as +inf's bits (the host's copy); one atomicMin per block, after a block-wide min.
@@ -268,8 +271,10 @@ extern "C" __global__ void pair_bounds(const float* __restrict__ points, const G
     const Tile t = tile_of(objects, pairs, tile_start, n_pairs, blockIdx.x);
     // From the first points' distance (a real one, so a thread without a super pair changes nothing).
     float u = gap_dist2(points, t.a.offset, t.b.offset);
-    if (t.i < t.sa) {
-        u = fminf(u, gap_dist2(points, t.a.offset + t.i * GAP_SUPER_POINTS, t.b.offset + t.j * GAP_SUPER_POINTS));
+    for (u32 r = 0; r < GAP_PER_THREAD; ++r) {
+        const u32 sp = t.base + r * BLOCK + threadIdx.x;
+        const u32 i = sp / t.sb, j = sp % t.sb;
+        if (i < t.sa) u = fminf(u, gap_dist2(points, t.a.offset + i * GAP_SUPER_POINTS, t.b.offset + j * GAP_SUPER_POINTS));
     }
     // One atomic per block: same-address atomics serialise.
     __shared__ u32 warp_min[BLOCK / 32u];
@@ -283,9 +288,12 @@ __device__ u32 near_supers(const Tile& t, const float* __restrict__ supers, floa
                            u32* __restrict__ count) {
     if (threadIdx.x == 0) *count = 0u;
     __syncthreads();
-    if (t.i < t.sa &&
-        box_dist2(supers + 6u * (t.a.super_offset + t.i), supers + 6u * (t.b.super_offset + t.j)) < best) {
-        list[atomicAdd(count, 1u)] = t.i * t.sb + t.j;
+    for (u32 r = 0; r < GAP_PER_THREAD; ++r) {
+        const u32 sp = t.base + r * BLOCK + threadIdx.x;
+        const u32 i = sp / t.sb, j = sp % t.sb;
+        if (i < t.sa && box_dist2(supers + 6u * (t.a.super_offset + i), supers + 6u * (t.b.super_offset + j)) < best) {
+            list[atomicAdd(count, 1u)] = sp;
+        }
     }
     __syncthreads();
     return *count;
@@ -309,7 +317,7 @@ extern "C" __global__ void refine_bounds(const float* __restrict__ points, const
                                          u32* __restrict__ best2_bits) {
     const Tile t = tile_of(objects, pairs, tile_start, n_pairs, blockIdx.x);
     const float start = __uint_as_float(((volatile u32*)best2_bits)[t.k]);
-    __shared__ u32 list[BLOCK];
+    __shared__ u32 list[GAP_TILE];
     __shared__ u32 count;
     const u32 n = near_supers(t, supers, start, list, &count);
     float u = start;
@@ -334,7 +342,7 @@ extern "C" __global__ void search_pairs(const float* __restrict__ points, const 
                                         u32 n_pairs, u32* __restrict__ best2_bits) {
     const Tile t = tile_of(objects, pairs, tile_start, n_pairs, blockIdx.x);
     const float start = __uint_as_float(((volatile u32*)best2_bits)[t.k]);
-    __shared__ u32 list[BLOCK];
+    __shared__ u32 list[GAP_TILE];
     __shared__ u32 count;
     const u32 n = near_supers(t, supers, start, list, &count);
     float best = start;

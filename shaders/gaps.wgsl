@@ -10,8 +10,8 @@
 //     points have small boxes, so far fewer chunk pairs survive the box test and far fewer points are compared.
 //   - chunk_boxes: one invocation per chunk, its box; super_boxes: one per super-chunk (8 consecutive chunks), the
 //     box of its chunks' boxes.
-//   - pair_bounds, refine_bounds, search_pairs: the super-chunk pairs of every pair of objects in tiles of 256, one
-//     workgroup per tile, one super pair per invocation: an upper bound from the super-chunks' first points; the
+//   - pair_bounds, refine_bounds, search_pairs: the super-chunk pairs of every pair of objects in tiles of 2,048,
+//     one workgroup per tile, 8 super pairs per invocation: an upper bound from the super-chunks' first points; the
 //     super pairs whose boxes are nearer than it (a list per workgroup) lower it with their chunks' first points;
 //     then the super pairs whose boxes are nearer than the best so far, and their chunk pairs whose boxes are too,
 //     are searched point by point, a point of A farther from B's chunk box than the best skipped (atomicMin per
@@ -290,8 +290,13 @@ fn super_boxes(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workg
     supers[6u * s + 5u] = hi.z;
 }
 
+// Super pairs per invocation, and per tile.
+const PER_INVOCATION: u32 = 8u;
+const TILE: u32 = 2048u;
+
 // Workgroup w's tile: its pair k (the last pair whose tile_start <= w, by binary search), the pair's objects, their
-// chunk and super-chunk counts, and this invocation's super pair (i, j) of the pair (valid when i < sa).
+// chunk and super-chunk counts, and the tile's first super pair: invocation x's are base + r * 256 + x, r <
+// PER_INVOCATION, each (i, j) = (sp / sb, sp % sb) of the pair when i < sa.
 struct Tile {
     k: u32,
     a: GapObject,
@@ -300,11 +305,10 @@ struct Tile {
     nb: u32,
     sa: u32,
     sb: u32,
-    i: u32,
-    j: u32,
+    base: u32,
 }
 
-fn tile_of(w: u32, lid: u32) -> Tile {
+fn tile_of(w: u32) -> Tile {
     var lo = 0u;
     var hi = params.pairs;
     while (hi - lo > 1u) {
@@ -321,12 +325,11 @@ fn tile_of(w: u32, lid: u32) -> Tile {
     let nb = chunks_of(b);
     let sa = (na + GAP_SUPER - 1u) / GAP_SUPER;
     let sb = (nb + GAP_SUPER - 1u) / GAP_SUPER;
-    // The host keeps sa * sb within 2^31.
-    let sp = (w - tile_start[lo]) * 256u + lid;
-    return Tile(lo, a, b, na, nb, sa, sb, sp / sb, sp % sb);
+    // The host keeps sa * sb within 2^31, so the last tile's indices stay within 32 bits.
+    return Tile(lo, a, b, na, nb, sa, sb, (w - tile_start[lo]) * TILE);
 }
 
-// Pass 1, one workgroup per tile, one super pair per invocation: best2[pair] = min over its super pairs of the
+// Pass 1, one workgroup per tile, PER_INVOCATION super pairs per invocation: best2[pair] = min over its super pairs of the
 // squared distance between the super-chunks' first points (an upper bound of the gap: a real distance), by one
 // atomicMin per workgroup on the bits (never negative, so the bits order as the values); best2 starts as +inf's
 // bits (the host's upload).
@@ -337,11 +340,15 @@ fn pair_bounds(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) g
     if (w >= params.tiles) {
         return;
     }
-    let t = tile_of(w, lid);
+    let t = tile_of(w);
     // From the first points' distance (a real one, so an invocation without a super pair changes nothing).
     var u = gap_dist2(t.a.offset, t.b.offset);
-    if (t.i < t.sa) {
-        u = min(u, gap_dist2(t.a.offset + t.i * GAP_CHUNK * GAP_SUPER, t.b.offset + t.j * GAP_CHUNK * GAP_SUPER));
+    for (var r = 0u; r < PER_INVOCATION; r = r + 1u) {
+        let sp = t.base + r * 256u + lid;
+        let i = sp / t.sb;
+        if (i < t.sa) {
+            u = min(u, gap_dist2(t.a.offset + i * GAP_CHUNK * GAP_SUPER, t.b.offset + (sp % t.sb) * GAP_CHUNK * GAP_SUPER));
+        }
     }
     // One atomic per workgroup: same-address atomics serialise.
     u = reduce_min(lid, u);
@@ -352,7 +359,7 @@ fn pair_bounds(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) g
 
 // The super pairs of the workgroup's tile whose boxes are nearer than the bound, each as its index i * sb + j in
 // the pair, in any order.
-var<workgroup> near_list: array<u32, 256>;
+var<workgroup> near_list: array<u32, 2048>;
 var<workgroup> near_count: atomic<u32>;
 
 // Lists the tile's super pairs whose boxes are nearer than `best`; returns how many. Call from uniform control flow
@@ -362,8 +369,12 @@ fn near_supers(t: Tile, lid: u32, best: f32) -> u32 {
         atomicStore(&near_count, 0u);
     }
     workgroupBarrier();
-    if (t.i < t.sa && super_dist2(t.a.super_offset + t.i, t.b.super_offset + t.j) < best) {
-        near_list[atomicAdd(&near_count, 1u)] = t.i * t.sb + t.j;
+    for (var r = 0u; r < PER_INVOCATION; r = r + 1u) {
+        let sp = t.base + r * 256u + lid;
+        let i = sp / t.sb;
+        if (i < t.sa && super_dist2(t.a.super_offset + i, t.b.super_offset + sp % t.sb) < best) {
+            near_list[atomicAdd(&near_count, 1u)] = sp;
+        }
     }
     workgroupBarrier();
     return atomicLoad(&near_count);
@@ -385,7 +396,7 @@ fn refine_bounds(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups)
     if (w >= params.tiles) {
         return;
     }
-    let t = tile_of(w, lid);
+    let t = tile_of(w);
     let start = bitcast<f32>(atomicLoad(&best2[t.k]));
     let n = near_supers(t, lid, start);
     var u = start;
@@ -412,7 +423,7 @@ fn search_pairs(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
     if (w >= params.tiles) {
         return;
     }
-    let t = tile_of(w, lid);
+    let t = tile_of(w);
     let start = bitcast<f32>(atomicLoad(&best2[t.k]));
     let n = near_supers(t, lid, start);
     var best = start;

@@ -50,8 +50,8 @@ use crate::geometry::{Intrinsics, Plane, Point3};
 
 /// Threads per block (`BLOCK` in `kernels/common.cuh`).
 const BLOCK: u32 = 256;
-// The gap kernels take one super-chunk pair per thread of a block.
-const _: () = assert!(BLOCK as u64 == super::pack::GAP_TILE);
+// The gap kernels take 8 super-chunk pairs per thread of a block (GAP_TILE in kernels/gaps.cu).
+const _: () = assert!(8 * BLOCK as u64 == super::pack::GAP_TILE);
 /// Pixels per K1 tile (`TILE` in `kernels/unproject.cu`).
 const TILE: u32 = 2048;
 /// Threads of the one-block prefix sum (`scan_counts` in `kernels/scan.cuh`).

@@ -398,7 +398,7 @@ impl WgpuBackend {
     }
 
     /// The exact closest-surface gaps of every pair of objects of every frame of a batch (see
-    /// [`super::Backend::closest_gaps_batch`]): one workgroup per tile of 256 super-chunk pairs, chunked so that each
+    /// [`super::Backend::closest_gaps_batch`]): one workgroup per tile of 2,048 super-chunk pairs, chunked so that each
     /// dispatch's buffers fit one storage binding.
     pub fn closest_gaps_batch(&self, frames: &[&[&[Point3]]]) -> Result<Vec<Vec<f32>>, String> {
         let binding = self.limits.max_storage_buffer_binding_size;

@@ -682,8 +682,8 @@ impl StatsPack {
     }
 }
 
-/// Super-chunk pairs per tile of the gap kernels: 256 threads, one super pair each (64 chunk pairs).
-pub const GAP_TILE: u64 = 256;
+/// Super-chunk pairs (64 chunk pairs each) per tile of the gap kernels: 256 threads, 8 super pairs each.
+pub const GAP_TILE: u64 = 2048;
 
 /// Closest-surface gaps: each frame's `n × n` matrix before the device's results (0 on the diagonal and for every
 /// pair the device will fill, `NaN` for a pair with an object without points, as on the CPU).
@@ -1032,10 +1032,10 @@ mod tests {
         assert!(gap_chunks(&frames, big, big, big, 128).unwrap_err().contains("129 buckets"));
         // Objects of twelve million points each: more super pairs than 32-bit indices reach.
         assert_eq!(gap_tiles(12_000_000, 12_000_000), None);
-        assert_eq!(gap_tiles(11_000_000, 11_000_000), Some(7_212_246));
+        assert_eq!(gap_tiles(11_000_000, 11_000_000), Some(901_531));
         assert_eq!(gap_tiles(70, 33), Some(1));
-        // 257 points: two chunks more than a super-chunk; 256 x 256 super pairs of 65,536 points each are 256 tiles.
-        assert_eq!((gap_supers(256), gap_supers(257), gap_tiles(65_536, 65_536)), (1, 2, Some(256)));
+        // 257 points: two chunks more than a super-chunk; 256 x 256 super pairs of 65,536 points each are 32 tiles.
+        assert_eq!((gap_supers(256), gap_supers(257), gap_tiles(65_536, 65_536)), (1, 2, Some(32)));
         let pack = GapPack::new(&frames, &[0, 2]).unwrap();
         let offsets: Vec<[u32; 4]> =
             pack.objects.iter().map(|o| [o.offset, o.count, o.chunk_offset, o.super_offset]).collect();
