@@ -1521,7 +1521,7 @@ impl CudaBackend {
     }
     /// The exact closest-surface gaps of every pair of objects of every frame of a batch (see
     /// [`super::Backend::closest_gaps_batch`]): every pair of a chunk (up to 2^28 points) in one launch of each
-    /// pass, one block per tile of 2,048 chunk pairs; one read-back of one word per pair.
+    /// pass, one block per tile of 2,048 super-chunk pairs; one read-back of one word per pair.
     pub fn closest_gaps_batch(&self, frames: &[&[&[Point3]]]) -> Result<Vec<Vec<f32>>, String> {
         let mut out = gap_matrices(frames);
         for chunk in gap_chunks(frames, MAX_POINTS, i32::MAX as u64, i32::MAX as u64, MAX_GAP_BUCKETS)? {

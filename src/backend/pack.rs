@@ -745,7 +745,7 @@ fn gap_buckets(points: usize) -> u64 {
 /// Closest-surface gaps: the frames of a batch in chunks of at most `max_points` points, `max_pairs` pairs,
 /// `max_tiles` tiles (the blocks of one launch) and `max_buckets` buckets of the spatial order (each frame whole;
 /// frames without a pair to search are in no chunk). `Err`, naming the frame, when one frame alone exceeds a limit or
-/// a pair of objects has more chunk pairs than the kernels index.
+/// a pair of objects has more super-chunk pairs than the kernels index.
 pub fn gap_chunks(
     frames: &[&[&[Point3]]],
     max_points: u64,
