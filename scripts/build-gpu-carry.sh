@@ -79,7 +79,7 @@ if ls .gl/*.deb > /dev/null 2>&1; then
   step parity-wgpu 120 env SPATIALSYNTH_PARITY_ONLY=wgpu SPATIALSYNTH_REQUIRE_WGPU=1 gpu-carry/parity --test-threads 1 \
     --skip cuda_parity_on_the_emulator
 fi
-step criterion 150 env SPATIALSYNTH_BENCH_FRAMES=1,16 gpu-carry/backends --bench --noplot --warm-up-time 0.5 \
+step criterion 180 env SPATIALSYNTH_BENCH_FRAMES=1,16 gpu-carry/backends --bench --noplot --warm-up-time 0.5 \
   --measurement-time 2
 step memcheck 60 env SPATIALSYNTH_PARITY_ONLY=cuda compute-sanitizer --tool memcheck --error-exitcode 1 \
   gpu-carry/parity --test-threads 1 k3_ k1_batches gaps_of_large
