@@ -44,6 +44,23 @@ struct GapObject {
 };
 static_assert(sizeof(GapObject) == 16, "GapObject must match GpuGapObject (16 bytes)");
 
+// GapObject's words that number each kind of item: points, chunks, super-chunks.
+#define FIRST_POINT 0u
+#define FIRST_CHUNK 2u
+#define FIRST_SUPER 3u
+
+// The object holding item x of a kind (`first`: FIRST_POINT, FIRST_CHUNK or FIRST_SUPER): the last object whose
+// first item of that kind is <= x (binary search; objects are never empty).
+__device__ u32 object_holding(const GapObject* __restrict__ objects, u32 n_objects, u32 first, u32 x) {
+    const u32* words = (const u32*)objects;
+    u32 lo = 0, hi = n_objects;
+    while (hi - lo > 1u) {
+        const u32 mid = (lo + hi) / 2u;
+        if (words[4u * mid + first] <= x) lo = mid; else hi = mid;
+    }
+    return lo;
+}
+
 // How one object's points are ordered. Keep in sync with `GpuGapOrder` in src/backend/layout.rs (32 bytes).
 struct GapOrder {
     u32 source;      // its first point in the buffer the points are read from
@@ -63,16 +80,6 @@ __device__ __forceinline__ u32 spread3(u32 v) {
     return (v | (v << 2)) & 0x09249249u;
 }
 
-// The object holding ordered point t: the last object whose offset <= t (binary search; objects are never empty).
-__device__ u32 object_of_point(const GapObject* __restrict__ objects, u32 n_objects, u32 t) {
-    u32 lo = 0, hi = n_objects;
-    while (hi - lo > 1u) {
-        const u32 mid = (lo + hi) / 2u;
-        if (objects[mid].offset <= t) lo = mid; else hi = mid;
-    }
-    return lo;
-}
-
 // Ordered point t's object, its bucket and its place in `points`.
 struct Placed {
     u32 object, bucket, source;
@@ -81,7 +88,7 @@ struct Placed {
 __device__ Placed place_point(const float* __restrict__ points, const GapObject* __restrict__ objects,
                               const GapOrder* __restrict__ orders, u32 n_objects, u32 t) {
     Placed r;
-    r.object = object_of_point(objects, n_objects, t);
+    r.object = object_holding(objects, n_objects, FIRST_POINT, t);
     const GapOrder o = orders[r.object];
     r.source = o.source + (t - objects[r.object].offset);
     const float top = (float)((1u << o.bits) - 1u);
@@ -162,23 +169,13 @@ __device__ __forceinline__ u32 block_min_bits(u32* __restrict__ warp_min, float 
     return r;
 }
 
-// The object holding chunk c: the last object whose chunk_offset <= c (binary search; empty objects have none).
-__device__ u32 object_of_chunk(const GapObject* __restrict__ objects, u32 n_objects, u32 c) {
-    u32 lo = 0, hi = n_objects;
-    while (hi - lo > 1u) {
-        const u32 mid = (lo + hi) / 2u;
-        if (objects[mid].chunk_offset <= c) lo = mid; else hi = mid;
-    }
-    return lo;
-}
-
 // One thread per chunk: boxes[6c ..][.. 6] = lo x, y, z, hi x, y, z of its points.
 extern "C" __global__ void chunk_boxes(const float* __restrict__ points, const GapObject* __restrict__ objects,
                                        u32 n_objects, float* __restrict__ boxes, u32 n_chunks) {
     const unsigned long long c64 = (unsigned long long)blockIdx.x * blockDim.x + threadIdx.x;
     if (c64 >= n_chunks) return;
     const u32 c = (u32)c64;
-    const GapObject o = objects[object_of_chunk(objects, n_objects, c)];
+    const GapObject o = objects[object_holding(objects, n_objects, FIRST_CHUNK, c)];
     const u32 start = o.offset + (c - o.chunk_offset) * GAP_CHUNK;
     const u32 end = min(start + GAP_CHUNK, o.offset + o.count);
     // From the first point (a chunk is never empty), as in the WGSL twin.
@@ -196,16 +193,6 @@ extern "C" __global__ void chunk_boxes(const float* __restrict__ points, const G
     }
 }
 
-// The object holding super-chunk s: the last object whose super_offset <= s (binary search).
-__device__ u32 object_of_super(const GapObject* __restrict__ objects, u32 n_objects, u32 s) {
-    u32 lo = 0, hi = n_objects;
-    while (hi - lo > 1u) {
-        const u32 mid = (lo + hi) / 2u;
-        if (objects[mid].super_offset <= s) lo = mid; else hi = mid;
-    }
-    return lo;
-}
-
 __device__ __forceinline__ u32 chunks_of(const GapObject& o) { return (o.count + GAP_CHUNK - 1u) / GAP_CHUNK; }
 
 // One thread per super-chunk: supers[6s ..][.. 6] = the box of its chunks' boxes (chunk_boxes first).
@@ -214,7 +201,7 @@ extern "C" __global__ void super_boxes(const GapObject* __restrict__ objects, u3
     const unsigned long long s64 = (unsigned long long)blockIdx.x * blockDim.x + threadIdx.x;
     if (s64 >= n_supers) return;
     const u32 s = (u32)s64;
-    const GapObject o = objects[object_of_super(objects, n_objects, s)];
+    const GapObject o = objects[object_holding(objects, n_objects, FIRST_SUPER, s)];
     const u32 first = o.chunk_offset + (s - o.super_offset) * GAP_SUPER;
     const u32 end = min(first + GAP_SUPER, o.chunk_offset + chunks_of(o));
     float b[6];
@@ -299,6 +286,24 @@ __device__ u32 near_supers(const Tile& t, const float* __restrict__ supers, floa
     return *count;
 }
 
+// A tile of pass 2 or 3: the tile, its pair's bound as the pass reads it (it only falls), and how many of its super
+// pairs are listed in `list` (nearer than that bound). Call from every thread (it has barriers).
+struct Listed {
+    Tile t;
+    float start;
+    u32 n;
+};
+
+__device__ Listed listed_tile(const GapObject* __restrict__ objects, const float* __restrict__ supers,
+                              const u32* __restrict__ pairs, const u32* __restrict__ tile_start, u32 n_pairs,
+                              u32* best2_bits, u32* __restrict__ list, u32* __restrict__ count) {
+    Listed l;
+    l.t = tile_of(objects, pairs, tile_start, n_pairs, blockIdx.x);
+    l.start = __uint_as_float(((volatile u32*)best2_bits)[l.t.k]);
+    l.n = near_supers(l.t, supers, l.start, list, count);
+    return l;
+}
+
 // Chunk pair c (of 64) of listed super pair e: its chunks (ci, cj) of A and B; false beyond either object's chunks.
 __device__ __forceinline__ bool chunk_pair(const Tile& t, const u32* __restrict__ list, u32 e, u32 c, u32* ci,
                                            u32* cj) {
@@ -315,11 +320,12 @@ extern "C" __global__ void refine_bounds(const float* __restrict__ points, const
                                          const float* __restrict__ supers, const u32* __restrict__ pairs,
                                          const u32* __restrict__ tile_start, u32 n_pairs,
                                          u32* __restrict__ best2_bits) {
-    const Tile t = tile_of(objects, pairs, tile_start, n_pairs, blockIdx.x);
-    const float start = __uint_as_float(((volatile u32*)best2_bits)[t.k]);
     __shared__ u32 list[GAP_TILE];
     __shared__ u32 count;
-    const u32 n = near_supers(t, supers, start, list, &count);
+    const Listed l = listed_tile(objects, supers, pairs, tile_start, n_pairs, best2_bits, list, &count);
+    const Tile& t = l.t;
+    const float start = l.start;
+    const u32 n = l.n;
     float u = start;
     for (u32 w = threadIdx.x; w < n * GAP_SUPER * GAP_SUPER; w += BLOCK) {
         u32 ci, cj;
@@ -340,11 +346,12 @@ extern "C" __global__ void search_pairs(const float* __restrict__ points, const 
                                         const float* __restrict__ boxes, const float* __restrict__ supers,
                                         const u32* __restrict__ pairs, const u32* __restrict__ tile_start,
                                         u32 n_pairs, u32* __restrict__ best2_bits) {
-    const Tile t = tile_of(objects, pairs, tile_start, n_pairs, blockIdx.x);
-    const float start = __uint_as_float(((volatile u32*)best2_bits)[t.k]);
     __shared__ u32 list[GAP_TILE];
     __shared__ u32 count;
-    const u32 n = near_supers(t, supers, start, list, &count);
+    const Listed l = listed_tile(objects, supers, pairs, tile_start, n_pairs, best2_bits, list, &count);
+    const Tile& t = l.t;
+    const float start = l.start;
+    const u32 n = l.n;
     float best = start;
     for (u32 w = threadIdx.x; w < n * GAP_SUPER * GAP_SUPER; w += BLOCK) {
         u32 ci, cj;

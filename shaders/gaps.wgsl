@@ -70,6 +70,32 @@ struct Params {
 @group(0) @binding(5) var<uniform> params: Params;
 // Per pair: its first tile (2,048 chunk pairs a tile).
 @group(0) @binding(6) var<storage, read> tile_start: array<u32>;
+// The fields of GapObject that number each kind of item: points, chunks, super-chunks.
+const FIRST_POINT: u32 = 0u;
+const FIRST_CHUNK: u32 = 2u;
+const FIRST_SUPER: u32 = 3u;
+
+fn first_item(i: u32, first: u32) -> u32 {
+    let o = objects[i];
+    return select(select(o.super_offset, o.chunk_offset, first == FIRST_CHUNK), o.offset, first == FIRST_POINT);
+}
+
+// The object holding item x of a kind (`first`: FIRST_POINT, FIRST_CHUNK or FIRST_SUPER): the last object whose
+// first item of that kind is <= x (binary search; objects are never empty).
+fn object_holding(first: u32, x: u32) -> u32 {
+    var lo = 0u;
+    var hi = params.objects;
+    while (hi - lo > 1u) {
+        let mid = (lo + hi) / 2u;
+        if (first_item(mid, first) <= x) {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    return lo;
+}
+
 // The points as they come, each object's at its `source`.
 @group(0) @binding(7) var<storage, read> source: array<f32>;
 @group(0) @binding(8) var<storage, read> orders: array<GapOrder>;
@@ -88,21 +114,6 @@ fn spread3(x: u32) -> u32 {
     return (v | (v << 2u)) & 0x09249249u;
 }
 
-// The object holding ordered point t: the last object whose offset <= t (binary search; objects are never empty).
-fn object_of_point(t: u32) -> u32 {
-    var lo = 0u;
-    var hi = params.objects;
-    while (hi - lo > 1u) {
-        let mid = (lo + hi) / 2u;
-        if (objects[mid].offset <= t) {
-            lo = mid;
-        } else {
-            hi = mid;
-        }
-    }
-    return lo;
-}
-
 // Ordered point t's bucket and its place in `source`.
 struct Placed {
     bucket: u32,
@@ -110,7 +121,7 @@ struct Placed {
 }
 
 fn place_point(t: u32) -> Placed {
-    let i = object_of_point(t);
+    let i = object_holding(FIRST_POINT, t);
     let o = orders[i];
     let at = o.source + (t - objects[i].offset);
     let p = vec3<f32>(source[3u * at], source[3u * at + 1u], source[3u * at + 2u]);
@@ -200,28 +211,13 @@ fn box_dist2(a: u32, b: u32) -> f32 {
     return norm2(max(max(box_lo(b) - box_hi(a), box_lo(a) - box_hi(b)), vec3<f32>(0.0)));
 }
 
-// The object holding chunk c: the last object whose chunk_offset <= c (binary search).
-fn object_of_chunk(c: u32) -> u32 {
-    var lo = 0u;
-    var hi = params.objects;
-    while (hi - lo > 1u) {
-        let mid = (lo + hi) / 2u;
-        if (objects[mid].chunk_offset <= c) {
-            lo = mid;
-        } else {
-            hi = mid;
-        }
-    }
-    return lo;
-}
-
 @compute @workgroup_size(256)
 fn chunk_boxes(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
     let c = gid.y * groups.x * 256u + gid.x;
     if (c >= params.chunks) {
         return;
     }
-    let o = objects[object_of_chunk(c)];
+    let o = objects[object_holding(FIRST_CHUNK, c)];
     let start = o.offset + (c - o.chunk_offset) * GAP_CHUNK;
     let end = min(start + GAP_CHUNK, o.offset + o.count);
     // From the first point (a chunk is never empty): no infinities, which a WGSL compiler may assume away.
@@ -252,28 +248,13 @@ fn chunks_of(o: GapObject) -> u32 {
     return (o.count + GAP_CHUNK - 1u) / GAP_CHUNK;
 }
 
-// The object holding super-chunk s: the last object whose super_offset <= s (binary search).
-fn object_of_super(s: u32) -> u32 {
-    var lo = 0u;
-    var hi = params.objects;
-    while (hi - lo > 1u) {
-        let mid = (lo + hi) / 2u;
-        if (objects[mid].super_offset <= s) {
-            lo = mid;
-        } else {
-            hi = mid;
-        }
-    }
-    return lo;
-}
-
 @compute @workgroup_size(256)
 fn super_boxes(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
     let s = gid.y * groups.x * 256u + gid.x;
     if (s >= params.supers) {
         return;
     }
-    let o = objects[object_of_super(s)];
+    let o = objects[object_holding(FIRST_SUPER, s)];
     let first = o.chunk_offset + (s - o.super_offset) * GAP_SUPER;
     let end = min(first + GAP_SUPER, o.chunk_offset + chunks_of(o));
     var lo = box_lo(first);
@@ -380,6 +361,20 @@ fn near_supers(t: Tile, lid: u32, best: f32) -> u32 {
     return atomicLoad(&near_count);
 }
 
+// A tile of pass 2 or 3: the tile, its pair's bound as the pass reads it, and how many of its super pairs are
+// listed (nearer than that bound). Call from uniform control flow (it has barriers).
+struct Listed {
+    t: Tile,
+    start: f32,
+    n: u32,
+}
+
+fn listed_tile(w: u32, lid: u32) -> Listed {
+    let t = tile_of(w);
+    let start = bitcast<f32>(atomicLoad(&best2[t.k]));
+    return Listed(t, start, near_supers(t, lid, start));
+}
+
 // Chunk pair c (of 64) of listed super pair e: its chunks of A and B (beyond either object's chunks: not a pair).
 fn chunk_pair(t: Tile, e: u32, c: u32) -> vec2<u32> {
     let sp = near_list[e];
@@ -396,9 +391,10 @@ fn refine_bounds(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups)
     if (w >= params.tiles) {
         return;
     }
-    let t = tile_of(w);
-    let start = bitcast<f32>(atomicLoad(&best2[t.k]));
-    let n = near_supers(t, lid, start);
+    let l = listed_tile(w, lid);
+    let t = l.t;
+    let start = l.start;
+    let n = l.n;
     var u = start;
     for (var e = lid; e < n * GAP_SUPER * GAP_SUPER; e = e + 256u) {
         let c = chunk_pair(t, e / (GAP_SUPER * GAP_SUPER), e % (GAP_SUPER * GAP_SUPER));
@@ -423,9 +419,10 @@ fn search_pairs(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
     if (w >= params.tiles) {
         return;
     }
-    let t = tile_of(w);
-    let start = bitcast<f32>(atomicLoad(&best2[t.k]));
-    let n = near_supers(t, lid, start);
+    let l = listed_tile(w, lid);
+    let t = l.t;
+    let start = l.start;
+    let n = l.n;
     var best = start;
     for (var e = lid; e < n * GAP_SUPER * GAP_SUPER; e = e + 256u) {
         let c = chunk_pair(t, e / (GAP_SUPER * GAP_SUPER), e % (GAP_SUPER * GAP_SUPER));
