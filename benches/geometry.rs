@@ -158,9 +158,10 @@ fn k5_relations(c: &mut Criterion) {
     g.finish();
 }
 
-/// The host steps the GPU backends run around K3, for a batch of 64 objects of 10,000 points (about six frames of
-/// ten objects): wgpu's binning of the objects into the DBSCAN grid (`k3_dbscan_grid`), and CUDA's packing for the
-/// grid it builds on the device (`k3_dbscan_batch`: the points concatenated, each job's range checked).
+/// The host steps the GPU backends run around K3 and the gaps, for a batch of 64 objects of 10,000 points (about six
+/// frames of ten objects): wgpu's binning of the objects into the DBSCAN grid (`k3_dbscan_grid`), CUDA's packing for
+/// the grid it builds on the device (`k3_dbscan_batch`: the points concatenated, each job's range checked), and the
+/// gap search's packing (`gap_pack`, `gap_pack_resident`).
 fn host_steps(c: &mut Criterion) {
     use spatialsynth::backend::pack::{DbscanBatch, DbscanGrid};
     use spatialsynth::geometry::dbscan::DbscanJob;
@@ -175,6 +176,24 @@ fn host_steps(c: &mut Criterion) {
     });
     g.bench_function(BenchmarkId::new("k3_dbscan_batch", "64obj_x_10000pts"), |b| {
         b.iter(|| DbscanBatch::new(black_box(&jobs), &chunk).expect("batch"))
+    });
+    // The gap search's packing, the same objects as about six frames of ten and a half (every pair of each): with
+    // the points copied (`GapPack::new`, wgpu) and for points K4 left on the device (`GapPack::resident`, CUDA:
+    // offsets only). Both compute each object's box for the device's spatial order.
+    use spatialsynth::backend::pack::GapPack;
+    let frames: Vec<Vec<&[Point3]>> = objs.chunks(10).map(|f| f.iter().map(Vec::as_slice).collect()).collect();
+    let frames: Vec<&[&[Point3]]> = frames.iter().map(Vec::as_slice).collect();
+    let frame_list: Vec<usize> = (0..frames.len()).collect();
+    let offsets: Vec<Vec<u32>> = frames
+        .iter()
+        .enumerate()
+        .map(|(f, o)| (0..o.len()).map(|i| ((f * 10 + i) * 10_000) as u32).collect())
+        .collect();
+    g.bench_function(BenchmarkId::new("gap_pack", "64obj_x_10000pts"), |b| {
+        b.iter(|| GapPack::new(black_box(&frames), &frame_list).expect("pack").point_count)
+    });
+    g.bench_function(BenchmarkId::new("gap_pack_resident", "64obj_x_10000pts"), |b| {
+        b.iter(|| GapPack::resident(black_box(&frames), &frame_list, &offsets).expect("pack").point_count)
     });
     g.finish();
 }
