@@ -937,9 +937,18 @@ impl GapPack {
 /// bounding box. Any order gives the same gaps, bit for bit (the minimum is exact); a grid of cells of 0 metres (a
 /// single point, or points that are not finite) puts every point in one bucket.
 fn gap_order(points: &[Point3], source: u32, buckets: u32, bits: u32) -> GpuGapOrder {
-    let (lo, hi) = points.iter().fold(([f32::INFINITY; 3], [f32::NEG_INFINITY; 3]), |(lo, hi), p| {
-        ([lo[0].min(p[0]), lo[1].min(p[1]), lo[2].min(p[2])], [hi[0].max(p[0]), hi[1].max(p[1]), hi[2].max(p[2])])
-    });
+    // Plain comparisons (a NaN coordinate is skipped, as `f32::min` skips it), which the compiler vectorises.
+    let (mut lo, mut hi) = ([f32::INFINITY; 3], [f32::NEG_INFINITY; 3]);
+    for p in points {
+        for k in 0..3 {
+            if p[k] < lo[k] {
+                lo[k] = p[k];
+            }
+            if p[k] > hi[k] {
+                hi[k] = p[k];
+            }
+        }
+    }
     let extent = (0..3).map(|k| hi[k] - lo[k]).fold(0.0f32, f32::max);
     let inv_cell = (1u32 << bits) as f32 / extent;
     match inv_cell.is_finite() && lo.iter().all(|v| v.is_finite()) {
