@@ -355,6 +355,23 @@ impl WgpuBackend {
         self.queue.submit([encoder.finish()]);
     }
 
+    /// Runs `steps` in order in one compute pass and one submission (wgpu orders each dispatch's storage writes
+    /// before the next one's reads): each step an entry point, the bindings it uses (indices into `buffers`; each
+    /// entry point's derived layout holds only the bindings it uses) and its workgroup counts.
+    fn dispatch_all(&self, buffers: &[&wgpu::Buffer], steps: &[(&wgpu::ComputePipeline, &[u32], (u32, u32))]) {
+        let mut encoder = self.device.create_command_encoder(&Default::default());
+        {
+            let mut pass = encoder.begin_compute_pass(&Default::default());
+            for &(pipeline, used, (x, y)) in steps {
+                let bind = self.bind_subset(pipeline, buffers, used);
+                pass.set_pipeline(pipeline);
+                pass.set_bind_group(0, &bind, &[]);
+                pass.dispatch_workgroups(x, y, 1);
+            }
+        }
+        self.queue.submit([encoder.finish()]);
+    }
+
     /// Workgroup counts `(x, y)` covering `invocations`, within the per-dimension limit.
     fn grid(&self, invocations: u64) -> Result<(u32, u32), String> {
         let groups = invocations.div_ceil(u64::from(WORKGROUP)).max(1);
@@ -436,24 +453,21 @@ impl WgpuBackend {
             ];
             let all: Vec<&wgpu::Buffer> = buffers.iter().collect();
             let points = self.grid(u64::from(pack.point_count))?;
-            let count_bind = self.bind_subset(&self.order_count, &all, &[1, 5, 7, 8, 9]);
-            self.dispatch(&self.order_count, &count_bind, points);
-            let scan_bind = self.bind_subset(&self.scan_buckets, &all, &[5, 9, 10]);
-            self.dispatch(&self.scan_buckets, &scan_bind, (1, 1));
-            let scatter_bind = self.bind_subset(&self.order_scatter, &all, &[0, 1, 5, 7, 8, 9, 10]);
-            self.dispatch(&self.order_scatter, &scatter_bind, points);
-            let boxes_bind = self.bind_subset(&self.chunk_boxes, &all, &[0, 1, 2, 5]);
-            self.dispatch(&self.chunk_boxes, &boxes_bind, self.grid(chunks)?);
-            let supers_bind = self.bind_subset(&self.super_boxes, &all, &[1, 2, 5, 11]);
-            self.dispatch(&self.super_boxes, &supers_bind, self.grid(u64::from(pack.supers))?);
             // One workgroup per tile.
             let tile_groups = self.grid(u64::from(tiles) * u64::from(WORKGROUP))?;
-            let bounds_bind = self.bind_subset(&self.pair_bounds, &all, &[0, 1, 3, 4, 5, 6]);
-            self.dispatch(&self.pair_bounds, &bounds_bind, tile_groups);
-            let refine_bind = self.bind_subset(&self.refine_bounds, &all, &[0, 1, 3, 4, 5, 6, 11]);
-            self.dispatch(&self.refine_bounds, &refine_bind, tile_groups);
-            let search_bind = self.bind_subset(&self.search_pairs, &all, &[0, 1, 2, 3, 4, 5, 6, 11]);
-            self.dispatch(&self.search_pairs, &search_bind, tile_groups);
+            self.dispatch_all(
+                &all,
+                &[
+                    (&self.order_count, &[1, 5, 7, 8, 9], points),
+                    (&self.scan_buckets, &[5, 9, 10], (1, 1)),
+                    (&self.order_scatter, &[0, 1, 5, 7, 8, 9, 10], points),
+                    (&self.chunk_boxes, &[0, 1, 2, 5], self.grid(chunks)?),
+                    (&self.super_boxes, &[1, 2, 5, 11], self.grid(u64::from(pack.supers))?),
+                    (&self.pair_bounds, &[0, 1, 3, 4, 5, 6], tile_groups),
+                    (&self.refine_bounds, &[0, 1, 3, 4, 5, 6, 11], tile_groups),
+                    (&self.search_pairs, &[0, 1, 2, 3, 4, 5, 6, 11], tile_groups),
+                ],
+            );
             let bits: Vec<u32> = bytemuck::pod_collect_to_vec(&self.read_back(&buffers[4], pairs * 4)?);
             let best2: Vec<f32> = bits.iter().map(|&b| f32::from_bits(b)).collect();
             pack.fill(&best2, &mut out)?;
@@ -527,22 +541,14 @@ impl WgpuBackend {
             &block_frame_buf,
         ];
         let grid = self.grid(blocks * u64::from(WORKGROUP))?;
-        let mut encoder = self.device.create_command_encoder(&Default::default());
-        {
-            let mut pass = encoder.begin_compute_pass(&Default::default());
-            for (pipeline, used, groups) in [
-                (&self.count_valid, &[0u32, 3, 7, 8, 9][..], grid),
-                (&self.scan_blocks, &[3, 4, 7][..], (1, 1)),
-                (&self.write_points, &[0, 1, 2, 4, 5, 6, 7, 8, 9][..], grid),
-            ] {
-                // Each entry point's derived layout holds only the bindings it uses.
-                let bind = self.bind_subset(pipeline, &buffers, used);
-                pass.set_pipeline(pipeline);
-                pass.set_bind_group(0, &bind, &[]);
-                pass.dispatch_workgroups(groups.0, groups.1, 1);
-            }
-        }
-        self.queue.submit([encoder.finish()]);
+        self.dispatch_all(
+            &buffers,
+            &[
+                (&self.count_valid, &[0, 3, 7, 8, 9], grid),
+                (&self.scan_blocks, &[3, 4, 7], (1, 1)),
+                (&self.write_points, &[0, 1, 2, 4, 5, 6, 7, 8, 9], grid),
+            ],
+        );
         let all: Vec<u32> = bytemuck::pod_collect_to_vec(&self.read_back(&offsets, (blocks + 1) * 4)?);
         let frame_offsets = batch.frame_offsets(&all)?;
         Ok(Some(DeviceCloud { points, pixels: pixel_of_point, offsets: frame_offsets }))
