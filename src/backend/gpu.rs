@@ -653,19 +653,13 @@ impl WgpuBackend {
             &params_buf,
         ];
         // Pass 1 and 2: counts and offsets; the total sizes the output.
-        let mut encoder = self.device.create_command_encoder(&Default::default());
-        {
-            let mut pass = encoder.begin_compute_pass(&Default::default());
-            let bind = self.bind_subset(&self.count_members, &all, &[1, 2, 3, 4, 9]);
-            pass.set_pipeline(&self.count_members);
-            pass.set_bind_group(0, &bind, &[]);
-            pass.dispatch_workgroups(blocks as u32, objects as u32, 1);
-            let bind = self.bind_subset(&self.scan_members, &all, &[4, 5, 6, 9]);
-            pass.set_pipeline(&self.scan_members);
-            pass.set_bind_group(0, &bind, &[]);
-            pass.dispatch_workgroups(1, 1, 1);
-        }
-        self.queue.submit([encoder.finish()]);
+        self.dispatch_all(
+            &all,
+            &[
+                (&self.count_members, &[1, 2, 3, 4, 9], (blocks as u32, objects as u32)),
+                (&self.scan_members, &[4, 5, 6, 9], (1, 1)),
+            ],
+        );
         let object_offsets_host: Vec<u32> =
             bytemuck::pod_collect_to_vec(&self.read_back(&object_offsets, (objects + 1) * 4)?);
         let total = u64::from(object_offsets_host.last().copied().unwrap_or(0));
@@ -734,17 +728,19 @@ impl WgpuBackend {
         if y > 1 {
             return Err(format!("{n} points need more than one row of workgroups"));
         }
-        let run = |pipeline: &wgpu::ComputePipeline, used: &[u32]| {
-            self.dispatch(pipeline, &self.bind_subset(pipeline, &all, used), (x, 1));
-        };
-        run(&self.count_neighbours, &[0, 1, 2, 4, 5, 6, 7]);
-        // The clusters: a union-find over the core points (a forest of sorted positions), joined cell by cell (each
-        // core point to its cell's first, neighbouring cells when two of their core points are within eps), then each
-        // core point's label set to its tree's root (the sorted position of its cluster's point of smallest batch
-        // index; `clusterings` renames it to that batch index).
-        run(&self.unite, &[0, 1, 2, 3, 4, 5, 6, 7]);
-        run(&self.flatten, &[4, 5, 6]);
-        run(&self.assign_borders, &[0, 1, 2, 3, 4, 5, 6, 7]);
+        // The core points; then the clusters: a union-find over the core points (a forest of sorted positions), joined
+        // cell by cell (each core point to its cell's first, neighbouring cells when two of their core points are
+        // within eps), then each core point's label set to its tree's root (the sorted position of its cluster's
+        // point of smallest batch index; `clusterings` renames it to that batch index); then the border points.
+        self.dispatch_all(
+            &all,
+            &[
+                (&self.count_neighbours, &[0, 1, 2, 4, 5, 6, 7], (x, 1)),
+                (&self.unite, &[0, 1, 2, 3, 4, 5, 6, 7], (x, 1)),
+                (&self.flatten, &[4, 5, 6], (x, 1)),
+                (&self.assign_borders, &[0, 1, 2, 3, 4, 5, 6, 7], (x, 1)),
+            ],
+        );
         let labels: Vec<u32> = bytemuck::pod_collect_to_vec(&self.read_back(&labels_buf, n as u64 * 4)?);
         let core: Vec<u32> = bytemuck::pod_collect_to_vec(&self.read_back(&core_buf, n as u64 * 4)?);
         Ok((labels, core))
