@@ -80,17 +80,17 @@ __device__ __forceinline__ u32 spread3(u32 v) {
     return (v | (v << 2)) & 0x09249249u;
 }
 
-// Ordered point t's object, its bucket and its place in `points`.
+// Ordered point t's bucket and its place in `points`.
 struct Placed {
-    u32 object, bucket, source;
+    u32 bucket, source;
 };
 
 __device__ Placed place_point(const float* __restrict__ points, const GapObject* __restrict__ objects,
                               const GapOrder* __restrict__ orders, u32 n_objects, u32 t) {
     Placed r;
-    r.object = object_holding(objects, n_objects, FIRST_POINT, t);
-    const GapOrder o = orders[r.object];
-    r.source = o.source + (t - objects[r.object].offset);
+    const u32 object = object_holding(objects, n_objects, FIRST_POINT, t);
+    const GapOrder o = orders[object];
+    r.source = o.source + (t - objects[object].offset);
     const float top = (float)((1u << o.bits) - 1u);
     u32 cell[3];
     for (u32 k = 0; k < 3u; ++k) {

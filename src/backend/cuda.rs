@@ -1599,10 +1599,12 @@ impl CudaBackend {
         // chunk_boxes reads them; scan_counts writes every start.
         let ordered = unsafe { stream.alloc(3 * (pack.point_count as usize).max(1)) }.map_err(de)?;
         let starts = unsafe { stream.alloc(pack.buckets as usize + 1) }.map_err(de)?;
+        // SAFETY: gap_launch zeroes the counts before order_count adds to them.
+        let counts = unsafe { stream.alloc((pack.buckets as usize).max(1)) }.map_err(de)?;
         Ok(GapBuffers {
             objects: self.upload(stream, bytemuck::cast_slice::<_, u32>(&pack.objects))?,
             orders: self.upload(stream, bytemuck::cast_slice::<_, u32>(&pack.orders))?,
-            counts: self.zeros::<u32>(stream, (pack.buckets as usize).max(1))?,
+            counts,
             starts,
             ordered,
             pairs: self.upload(stream, bytemuck::cast_slice::<_, u32>(&pack.pairs))?,

@@ -73,8 +73,7 @@ struct GroundSession<'a> {
 impl GroundSession<'_> {
     fn run(&self, pipeline: &wgpu::ComputePipeline, used: &[u32], groups: (u32, u32)) {
         let all: Vec<&wgpu::Buffer> = self.buffers.iter().collect();
-        let bind = self.backend.bind_subset(pipeline, &all, used);
-        self.backend.dispatch(pipeline, &bind, groups);
+        self.backend.dispatch_all(&all, &[(pipeline, used, groups)]);
     }
 
     /// Draws every hypothesis on the device, builds its plane on the host and scores them all on the device:
@@ -313,11 +312,6 @@ impl WgpuBackend {
         })
     }
 
-    fn bind(&self, pipeline: &wgpu::ComputePipeline, buffers: &[&wgpu::Buffer]) -> wgpu::BindGroup {
-        let all: Vec<u32> = (0..buffers.len() as u32).collect();
-        self.bind_subset(pipeline, buffers, &all)
-    }
-
     /// Copies `size` bytes of `source` back to the host (waits for the device).
     fn read_back(&self, source: &wgpu::Buffer, size: u64) -> Result<Vec<u8>, String> {
         if size == 0 {
@@ -343,16 +337,10 @@ impl WgpuBackend {
         Ok(bytes)
     }
 
-    /// Submits one dispatch of `pipeline` with `bind` over `(x, y)` workgroups.
-    fn dispatch(&self, pipeline: &wgpu::ComputePipeline, bind: &wgpu::BindGroup, (x, y): (u32, u32)) {
-        let mut encoder = self.device.create_command_encoder(&Default::default());
-        {
-            let mut pass = encoder.begin_compute_pass(&Default::default());
-            pass.set_pipeline(pipeline);
-            pass.set_bind_group(0, bind, &[]);
-            pass.dispatch_workgroups(x, y, 1);
-        }
-        self.queue.submit([encoder.finish()]);
+    /// Submits one dispatch of `pipeline` over `(x, y)` workgroups with `buffers` at bindings 0, 1, 2, ...
+    fn dispatch(&self, pipeline: &wgpu::ComputePipeline, buffers: &[&wgpu::Buffer], groups: (u32, u32)) {
+        let all: Vec<u32> = (0..buffers.len() as u32).collect();
+        self.dispatch_all(buffers, &[(pipeline, &all, groups)]);
     }
 
     /// Runs `steps` in order in one compute pass and one submission (wgpu orders each dispatch's storage writes
@@ -405,8 +393,7 @@ impl WgpuBackend {
             let out_buf = self.output("relations", pairs * record);
             let params = self
                 .uniform("params", &RelationParams { frames: ranges.len() as u32, pairs: pairs as u32, _pad: [0; 2] });
-            let bind = self.bind(&self.relations, &[&objects_buf, &ranges_buf, &out_buf, &params]);
-            self.dispatch(&self.relations, &bind, self.grid(pairs)?);
+            self.dispatch(&self.relations, &[&objects_buf, &ranges_buf, &out_buf, &params], self.grid(pairs)?);
             let bytes = self.read_back(&out_buf, pairs * record)?;
             let records: Vec<RelationRecord> = bytemuck::pod_collect_to_vec(&bytes);
             return super::pack::split_relations(&ranges, &records);
@@ -670,8 +657,7 @@ impl WgpuBackend {
         let out_pixels = self.output("grouped pixels", total * 4);
         all[7] = &out_points;
         all[8] = &out_pixels;
-        let bind = self.bind_subset(&self.write_members, &all, &[0, 1, 2, 3, 5, 7, 8, 9]);
-        self.dispatch(&self.write_members, &bind, (blocks as u32, objects as u32));
+        self.dispatch_all(&all, &[(&self.write_members, &[0, 1, 2, 3, 5, 7, 8, 9], (blocks as u32, objects as u32))]);
         let point_floats: Vec<f32> = bytemuck::pod_collect_to_vec(&self.read_back(&out_points, total * 12)?);
         let pixel_ids: Vec<u32> = bytemuck::pod_collect_to_vec(&self.read_back(&out_pixels, total * 4)?);
         Ok(GroupedPoints {
@@ -783,7 +769,7 @@ impl WgpuBackend {
         ];
         let all: Vec<&wgpu::Buffer> = buffers.iter().collect();
         // One workgroup per object.
-        self.dispatch(&self.stats, &self.bind(&self.stats, &all), self.grid(n_obj * u64::from(WORKGROUP))?);
+        self.dispatch(&self.stats, &all, self.grid(n_obj * u64::from(WORKGROUP))?);
         let stats: Vec<GpuObjectStats> = bytemuck::pod_collect_to_vec(&self.read_back(&buffers[3], n_obj * record)?);
         let candidates: Vec<u32> = bytemuck::pod_collect_to_vec(&self.read_back(&buffers[4], total as u64 * 4)?);
         pack.summaries(objects, chunk, &stats, &candidates, noise, out)

@@ -9,7 +9,7 @@ use crate::geometry::dbscan::{cell_side, Clustering, DbscanJob, NOISE};
 use crate::geometry::radix::{bits_of, floor_i64, radix_sorted};
 use crate::geometry::ransac::{plane_through, RansacParams, Support};
 use crate::geometry::relations::RelationRecord;
-use crate::geometry::relations::{GAP_CHUNK, GAP_SUPER};
+use crate::geometry::relations::{bounding_box, GAP_CHUNK, GAP_SUPER};
 use crate::geometry::stats::{assemble, NoiseModel, ObjectSummary, Reductions, StatsInput};
 use crate::geometry::unproject::{ray_factors, DepthData, DepthImage, GroupedPoints, ObjectRegion, PointCloud};
 use crate::geometry::{Intrinsics, Plane, Point3};
@@ -876,18 +876,15 @@ impl GapPack {
                     Some(offsets) => offsets[f][i],
                     None => offset,
                 };
-                let count = u32::try_from(o.len()).ok();
-                let bits = gap_grid_bits(o.len());
-                let (point_count, buckets) = count
-                    .and_then(|c| Some((pack.point_count.checked_add(c)?, pack.buckets.checked_add(1 << (3 * bits))?)))
-                    .ok_or_else(|| format!("frame {f}: the gap batch's points or buckets exceed 32 bits"))?;
-                pack.objects.push(GpuGapObject {
-                    offset,
-                    count: o.len() as u32,
-                    chunk_offset: pack.chunks,
-                    super_offset: pack.supers,
-                });
-                pack.orders.push(gap_order(o, source, pack.buckets, bits));
+                let too_many = || format!("frame {f}: the gap batch's points or buckets exceed 32 bits");
+                let count = u32::try_from(o.len()).map_err(|_| too_many())?;
+                let point_count = pack.point_count.checked_add(count).ok_or_else(too_many)?;
+                let buckets = u32::try_from(gap_buckets(o.len()))
+                    .ok()
+                    .and_then(|b| pack.buckets.checked_add(b))
+                    .ok_or_else(too_many)?;
+                pack.objects.push(GpuGapObject { offset, count, chunk_offset: pack.chunks, super_offset: pack.supers });
+                pack.orders.push(gap_order(o, source, pack.buckets, gap_grid_bits(o.len())));
                 (pack.point_count, pack.buckets) = (point_count, buckets);
                 pack.chunks += o.len().div_ceil(GAP_CHUNK) as u32;
                 pack.supers += gap_supers(o.len()) as u32;
@@ -937,18 +934,7 @@ impl GapPack {
 /// bounding box. Any order gives the same gaps, bit for bit (the minimum is exact); a grid of cells of 0 metres (a
 /// single point, or points that are not finite) puts every point in one bucket.
 fn gap_order(points: &[Point3], source: u32, buckets: u32, bits: u32) -> GpuGapOrder {
-    // Plain comparisons (a NaN coordinate is skipped, as `f32::min` skips it), which the compiler vectorises.
-    let (mut lo, mut hi) = ([f32::INFINITY; 3], [f32::NEG_INFINITY; 3]);
-    for p in points {
-        for k in 0..3 {
-            if p[k] < lo[k] {
-                lo[k] = p[k];
-            }
-            if p[k] > hi[k] {
-                hi[k] = p[k];
-            }
-        }
-    }
+    let (lo, hi) = bounding_box(points);
     let extent = (0..3).map(|k| hi[k] - lo[k]).fold(0.0f32, f32::max);
     let inv_cell = (1u32 << bits) as f32 / extent;
     match inv_cell.is_finite() && lo.iter().all(|v| v.is_finite()) {

@@ -178,10 +178,21 @@ fn tuple_sorted(voxels: &[[i32; 3]]) -> Vec<(u64, u32)> {
         .collect()
 }
 
-fn bounding_box(points: &[Point3]) -> (Point3, Point3) {
-    points.iter().fold(([f32::INFINITY; 3], [f32::NEG_INFINITY; 3]), |(lo, hi), p| {
-        ([lo[0].min(p[0]), lo[1].min(p[1]), lo[2].min(p[2])], [hi[0].max(p[0]), hi[1].max(p[1]), hi[2].max(p[2])])
-    })
+/// The axis-aligned bounding box of `points` (lo, hi; +inf and -inf when empty). Plain comparisons, which the
+/// compiler vectorises: a NaN coordinate is skipped, as `f32::min` skips it.
+pub(crate) fn bounding_box(points: &[Point3]) -> (Point3, Point3) {
+    let (mut lo, mut hi) = ([f32::INFINITY; 3], [f32::NEG_INFINITY; 3]);
+    for p in points {
+        for k in 0..3 {
+            if p[k] < lo[k] {
+                lo[k] = p[k];
+            }
+            if p[k] > hi[k] {
+                hi[k] = p[k];
+            }
+        }
+    }
+    (lo, hi)
 }
 
 fn merge_boxes(a: (Point3, Point3), b: &(Point3, Point3)) -> (Point3, Point3) {
@@ -395,9 +406,9 @@ pub fn chunked_closest_distance2(
     for (ci, cj) in near.into_iter().flat_map(chunk_pairs) {
         let box_b = &b_boxes[cj];
         if box_dist2(&a_boxes[ci], box_b) < best2 {
-            for p in a.chunks(GAP_CHUNK).nth(ci).into_iter().flatten() {
+            for p in &a[ci * GAP_CHUNK..((ci + 1) * GAP_CHUNK).min(a.len())] {
                 if point_box_dist2(p, box_b) < best2 {
-                    for q in b.chunks(GAP_CHUNK).nth(cj).into_iter().flatten() {
+                    for q in &b[cj * GAP_CHUNK..((cj + 1) * GAP_CHUNK).min(b.len())] {
                         best2 = best2.min(dist2(p, q));
                     }
                 }
