@@ -10,8 +10,8 @@
 //     scatter's atomics): the gap is a minimum, the same whatever the order. Chunks of points in pixel order are
 //     strips across the object; chunks of nearby points have small boxes, so far fewer chunk pairs survive the box
 //     test below and far fewer points are compared (30x fewer on the sample frames' objects).
-//   - chunk_boxes: one thread per chunk, its box; super_boxes: one thread per super-chunk (GAP_SUPER = 8
-//     consecutive chunks, 256 points), the box of its chunks' boxes.
+//   - run_boxes: one thread per chunk, its box; then one thread per super-chunk (GAP_SUPER = 8 consecutive chunks,
+//     256 points), its box.
 //   - pair_bounds, refine_bounds, search_pairs: the super-chunk pairs of every pair of objects in tiles of GAP_TILE
 //     (2,048), one block per tile (so a pair of large objects spreads over many blocks), 8 super pairs a thread:
 //       pair_bounds: an upper bound, the smallest distance between the first points of a super-chunk of A and a
@@ -169,16 +169,20 @@ __device__ __forceinline__ u32 block_min_bits(u32* __restrict__ warp_min, float 
     return r;
 }
 
-// One thread per chunk: boxes[6c ..][.. 6] = lo x, y, z, hi x, y, z of its points.
-extern "C" __global__ void chunk_boxes(const float* __restrict__ points, const GapObject* __restrict__ objects,
-                                       u32 n_objects, float* __restrict__ boxes, u32 n_chunks) {
-    const unsigned long long c64 = (unsigned long long)blockIdx.x * blockDim.x + threadIdx.x;
-    if (c64 >= n_chunks) return;
-    const u32 c = (u32)c64;
-    const GapObject o = objects[object_holding(objects, n_objects, FIRST_CHUNK, c)];
-    const u32 start = o.offset + (c - o.chunk_offset) * GAP_CHUNK;
-    const u32 end = min(start + GAP_CHUNK, o.offset + o.count);
-    // From the first point (a chunk is never empty), as in the WGSL twin.
+__device__ __forceinline__ u32 chunks_of(const GapObject& o) { return (o.count + GAP_CHUNK - 1u) / GAP_CHUNK; }
+
+// One thread per run of a kind (`first`: FIRST_CHUNK or FIRST_SUPER, of `size` points: GAP_CHUNK or
+// GAP_SUPER_POINTS): boxes[6r ..][.. 6] = lo x, y, z, hi x, y, z of run r's points, from its first point (a run is
+// never empty), as in the WGSL twin. Launched once for the chunks, once for the super-chunks.
+extern "C" __global__ void run_boxes(const float* __restrict__ points, const GapObject* __restrict__ objects,
+                                     u32 n_objects, u32 first, u32 size, float* __restrict__ boxes, u32 n_runs) {
+    const unsigned long long r64 = (unsigned long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (r64 >= n_runs) return;
+    const u32 r = (u32)r64;
+    const u32 i = object_holding(objects, n_objects, first, r);
+    const GapObject o = objects[i];
+    const u32 start = o.offset + (r - ((const u32*)objects)[4u * i + first]) * size;
+    const u32 end = min(start + size, o.offset + o.count);
     float lo[3], hi[3];
     for (u32 k = 0; k < 3u; ++k) lo[k] = hi[k] = points[3u * start + k];
     for (u32 p = start + 1u; p < end; ++p) {
@@ -188,31 +192,9 @@ extern "C" __global__ void chunk_boxes(const float* __restrict__ points, const G
         }
     }
     for (u32 k = 0; k < 3u; ++k) {
-        boxes[6u * c + k] = lo[k];
-        boxes[6u * c + 3u + k] = hi[k];
+        boxes[6u * r + k] = lo[k];
+        boxes[6u * r + 3u + k] = hi[k];
     }
-}
-
-__device__ __forceinline__ u32 chunks_of(const GapObject& o) { return (o.count + GAP_CHUNK - 1u) / GAP_CHUNK; }
-
-// One thread per super-chunk: supers[6s ..][.. 6] = the box of its chunks' boxes (chunk_boxes first).
-extern "C" __global__ void super_boxes(const GapObject* __restrict__ objects, u32 n_objects,
-                                       const float* __restrict__ boxes, float* __restrict__ supers, u32 n_supers) {
-    const unsigned long long s64 = (unsigned long long)blockIdx.x * blockDim.x + threadIdx.x;
-    if (s64 >= n_supers) return;
-    const u32 s = (u32)s64;
-    const GapObject o = objects[object_holding(objects, n_objects, FIRST_SUPER, s)];
-    const u32 first = o.chunk_offset + (s - o.super_offset) * GAP_SUPER;
-    const u32 end = min(first + GAP_SUPER, o.chunk_offset + chunks_of(o));
-    float b[6];
-    for (u32 k = 0; k < 6u; ++k) b[k] = boxes[6u * first + k];
-    for (u32 c = first + 1u; c < end; ++c) {
-        for (u32 k = 0; k < 3u; ++k) {
-            b[k] = fminf(b[k], boxes[6u * c + k]);
-            b[3u + k] = fmaxf(b[3u + k], boxes[6u * c + 3u + k]);
-        }
-    }
-    for (u32 k = 0; k < 6u; ++k) supers[6u * s + k] = b[k];
 }
 
 // Super pairs per thread of a tile (GAP_TILE = BLOCK * GAP_PER_THREAD super pairs).

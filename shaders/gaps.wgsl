@@ -8,8 +8,8 @@
 //     cell in a grid over the object's bounding box (GapOrder, from the host), into `points`, object after object.
 //     Points of one cell land in any order: the gap is a minimum, the same whatever the order. Chunks of nearby
 //     points have small boxes, so far fewer chunk pairs survive the box test and far fewer points are compared.
-//   - chunk_boxes: one invocation per chunk, its box; super_boxes: one per super-chunk (8 consecutive chunks), the
-//     box of its chunks' boxes.
+//   - chunk_boxes: one invocation per chunk, its box; super_boxes: one per super-chunk (8 consecutive chunks), its
+//     box.
 //   - pair_bounds, refine_bounds, search_pairs: the super-chunk pairs of every pair of objects in tiles of 2,048,
 //     one workgroup per tile, 8 super pairs per invocation: an upper bound from the super-chunks' first points; the
 //     super pairs whose boxes are nearer than it (a list per workgroup) lower it with their chunks' first points;
@@ -211,28 +211,55 @@ fn box_dist2(a: u32, b: u32) -> f32 {
     return norm2(max(max(box_lo(b) - box_hi(a), box_lo(a) - box_hi(b)), vec3<f32>(0.0)));
 }
 
+// The box of run r of a kind (`first`: FIRST_CHUNK or FIRST_SUPER, of `size` points: a chunk or a super-chunk), from
+// its first point (a run is never empty): no infinities, which a WGSL compiler may assume away.
+struct Box {
+    lo: vec3<f32>,
+    hi: vec3<f32>,
+}
+
+fn run_box(first: u32, size: u32, r: u32) -> Box {
+    let i = object_holding(first, r);
+    let o = objects[i];
+    let start = o.offset + (r - first_item(i, first)) * size;
+    let end = min(start + size, o.offset + o.count);
+    var b = Box(point(start), point(start));
+    for (var p = start + 1u; p < end; p = p + 1u) {
+        b.lo = min(b.lo, point(p));
+        b.hi = max(b.hi, point(p));
+    }
+    return b;
+}
+
 @compute @workgroup_size(256)
 fn chunk_boxes(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
     let c = gid.y * groups.x * 256u + gid.x;
     if (c >= params.chunks) {
         return;
     }
-    let o = objects[object_holding(FIRST_CHUNK, c)];
-    let start = o.offset + (c - o.chunk_offset) * GAP_CHUNK;
-    let end = min(start + GAP_CHUNK, o.offset + o.count);
-    // From the first point (a chunk is never empty): no infinities, which a WGSL compiler may assume away.
-    var lo = point(start);
-    var hi = lo;
-    for (var p = start + 1u; p < end; p = p + 1u) {
-        lo = min(lo, point(p));
-        hi = max(hi, point(p));
+    let b = run_box(FIRST_CHUNK, GAP_CHUNK, c);
+    boxes[6u * c] = b.lo.x;
+    boxes[6u * c + 1u] = b.lo.y;
+    boxes[6u * c + 2u] = b.lo.z;
+    boxes[6u * c + 3u] = b.hi.x;
+    boxes[6u * c + 4u] = b.hi.y;
+    boxes[6u * c + 5u] = b.hi.z;
+}
+
+// The same for super-chunks, from their points (the same box as their chunks' boxes together).
+@compute @workgroup_size(256)
+fn super_boxes(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+    let s = gid.y * groups.x * 256u + gid.x;
+    if (s >= params.supers) {
+        return;
     }
-    boxes[6u * c] = lo.x;
-    boxes[6u * c + 1u] = lo.y;
-    boxes[6u * c + 2u] = lo.z;
-    boxes[6u * c + 3u] = hi.x;
-    boxes[6u * c + 4u] = hi.y;
-    boxes[6u * c + 5u] = hi.z;
+    let b = run_box(FIRST_SUPER, GAP_CHUNK * GAP_SUPER, s);
+    supers[6u * s] = b.lo.x;
+    supers[6u * s + 1u] = b.lo.y;
+    supers[6u * s + 2u] = b.lo.z;
+    supers[6u * s + 3u] = b.hi.x;
+    supers[6u * s + 4u] = b.hi.y;
+    supers[6u * s + 5u] = b.hi.z;
 }
 
 // Squared distance between the boxes of super-chunks a and b, as box_dist2.
@@ -246,29 +273,6 @@ fn super_dist2(a: u32, b: u32) -> f32 {
 
 fn chunks_of(o: GapObject) -> u32 {
     return (o.count + GAP_CHUNK - 1u) / GAP_CHUNK;
-}
-
-@compute @workgroup_size(256)
-fn super_boxes(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
-    let s = gid.y * groups.x * 256u + gid.x;
-    if (s >= params.supers) {
-        return;
-    }
-    let o = objects[object_holding(FIRST_SUPER, s)];
-    let first = o.chunk_offset + (s - o.super_offset) * GAP_SUPER;
-    let end = min(first + GAP_SUPER, o.chunk_offset + chunks_of(o));
-    var lo = box_lo(first);
-    var hi = box_hi(first);
-    for (var c = first + 1u; c < end; c = c + 1u) {
-        lo = min(lo, box_lo(c));
-        hi = max(hi, box_hi(c));
-    }
-    supers[6u * s] = lo.x;
-    supers[6u * s + 1u] = lo.y;
-    supers[6u * s + 2u] = lo.z;
-    supers[6u * s + 3u] = hi.x;
-    supers[6u * s + 4u] = hi.y;
-    supers[6u * s + 5u] = hi.z;
 }
 
 // Super pairs per invocation, and per tile.

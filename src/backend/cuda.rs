@@ -43,7 +43,7 @@ use crate::geometry::dbscan::{Clustering, DbscanJob};
 use crate::geometry::ransac::{
     fit_from_scores_batch, score_sample_indices, GroundBatchDevice, GroundFrame, PlaneFit, RansacParams, Support,
 };
-use crate::geometry::relations::RelationRecord;
+use crate::geometry::relations::{RelationRecord, GAP_CHUNK, GAP_SUPER};
 use crate::geometry::stats::{NoiseModel, ObjectSummary, StatsInput};
 use crate::geometry::unproject::{DepthImage, GroupedPoints, ObjectRegion, PointCloud};
 use crate::geometry::{Intrinsics, Plane, Point3};
@@ -130,8 +130,7 @@ pub const MODULES: [KernelModule; 7] = [
             "order_count",
             "scan_counts",
             "order_scatter",
-            "chunk_boxes",
-            "super_boxes",
+            "run_boxes",
             "pair_bounds",
             "refine_bounds",
             "search_pairs",
@@ -296,8 +295,7 @@ struct Kernels {
     order_count: CudaFunction,
     scan_buckets: CudaFunction,
     order_scatter: CudaFunction,
-    chunk_boxes: CudaFunction,
-    super_boxes: CudaFunction,
+    run_boxes: CudaFunction,
     pair_bounds: CudaFunction,
     refine_bounds: CudaFunction,
     search_pairs: CudaFunction,
@@ -532,8 +530,7 @@ impl CudaBackend {
             order_count: get("gaps.cu", "order_count")?,
             scan_buckets: get("gaps.cu", "scan_counts")?,
             order_scatter: get("gaps.cu", "order_scatter")?,
-            chunk_boxes: get("gaps.cu", "chunk_boxes")?,
-            super_boxes: get("gaps.cu", "super_boxes")?,
+            run_boxes: get("gaps.cu", "run_boxes")?,
             pair_bounds: get("gaps.cu", "pair_bounds")?,
             refine_bounds: get("gaps.cu", "refine_bounds")?,
             search_pairs: get("gaps.cu", "search_pairs")?,
@@ -1590,13 +1587,13 @@ impl CudaBackend {
     /// A gap chunk's buffers on the device.
     fn gap_buffers(&self, stream: &Arc<CudaStream>, pack: &GapPack) -> Result<GapBuffers, String> {
         let n_pairs = pack.pairs.len();
-        // SAFETY: chunk_boxes writes every chunk's box, super_boxes every super-chunk's, before they are read.
+        // SAFETY: run_boxes writes every chunk's box and every super-chunk's before they are read.
         let boxes = unsafe { stream.alloc(6 * pack.chunks.max(1) as usize) }.map_err(de)?;
         let supers = unsafe { stream.alloc(6 * pack.supers.max(1) as usize) }.map_err(de)?;
         // SAFETY: gap_launch copies `init` over every word before a kernel reads it.
         let best2 = unsafe { stream.alloc(n_pairs.max(1)) }.map_err(de)?;
         // SAFETY: order_scatter writes every point's x, y, z (each object's points fill its range) before
-        // chunk_boxes reads them; scan_counts writes every start.
+        // run_boxes reads them; scan_counts writes every start.
         let ordered = unsafe { stream.alloc(3 * (pack.point_count as usize).max(1)) }.map_err(de)?;
         let starts = unsafe { stream.alloc(pack.buckets as usize + 1) }.map_err(de)?;
         // SAFETY: gap_launch zeroes the counts before order_count adds to them.
@@ -1649,18 +1646,19 @@ impl CudaBackend {
         // place every point once within `ordered`'s 3 * n_points floats.
         unsafe { b.launch(launch(g, BLOCK)) }.map_err(de)?;
         let points = &d.ordered;
-        let mut b = stream.launch_builder(&self.k.chunk_boxes);
-        b.arg(points).arg(&d.objects).arg(&d.n_objects).arg(&mut d.boxes).arg(&d.n_chunks);
-        // SAFETY: chunk_boxes(const float* points, const GapObject* objects, u32 n_objects, float* boxes,
-        // u32 n_chunks) in kernels/gaps.cu; one thread per chunk; `boxes` holds 6 floats per chunk and every
-        // object's ordered points and chunks lie within the buffers (GapPack: objects after one another).
-        unsafe { b.launch(launch((blocks_for(u64::from(d.n_chunks), BLOCK)?, 1), BLOCK)) }.map_err(de)?;
-        let mut b = stream.launch_builder(&self.k.super_boxes);
-        b.arg(&d.objects).arg(&d.n_objects).arg(&d.boxes).arg(&mut d.supers).arg(&d.n_supers);
-        // SAFETY: super_boxes(const GapObject* objects, u32 n_objects, const float* boxes, float* supers,
-        // u32 n_supers) in kernels/gaps.cu; one thread per super-chunk; every chunk's box written above, 6 floats per
-        // super-chunk in `supers`.
-        unsafe { b.launch(launch((blocks_for(u64::from(d.n_supers), BLOCK)?, 1), BLOCK)) }.map_err(de)?;
+        // (first, size) of the chunks and of the super-chunks: FIRST_CHUNK / FIRST_SUPER in kernels/gaps.cu.
+        let runs = [
+            (2u32, GAP_CHUNK as u32, &mut d.boxes, d.n_chunks),
+            (3, (GAP_CHUNK * GAP_SUPER) as u32, &mut d.supers, d.n_supers),
+        ];
+        for (first, size, boxes, n) in runs {
+            let mut b = stream.launch_builder(&self.k.run_boxes);
+            b.arg(points).arg(&d.objects).arg(&d.n_objects).arg(&first).arg(&size).arg(boxes).arg(&n);
+            // SAFETY: run_boxes(const float* points, const GapObject* objects, u32 n_objects, u32 first, u32 size,
+            // float* boxes, u32 n_runs) in kernels/gaps.cu; one thread per run; `boxes` holds 6 floats per run and
+            // every object's ordered points and runs lie within the buffers (GapPack: objects after one another).
+            unsafe { b.launch(launch((blocks_for(u64::from(n), BLOCK)?, 1), BLOCK)) }.map_err(de)?;
+        }
         let mut b = stream.launch_builder(&self.k.pair_bounds);
         b.arg(points).arg(&d.objects).arg(&d.pairs).arg(&d.tile_start).arg(&d.n_pairs).arg(&mut d.best2);
         // SAFETY: pair_bounds(points, objects, const u32* pairs, const u32* tile_start, u32 n_pairs,

@@ -449,7 +449,7 @@ impl WgpuBackend {
                     (&self.scan_buckets, &[5, 9, 10], (1, 1)),
                     (&self.order_scatter, &[0, 1, 5, 7, 8, 9, 10], points),
                     (&self.chunk_boxes, &[0, 1, 2, 5], self.grid(chunks)?),
-                    (&self.super_boxes, &[1, 2, 5, 11], self.grid(u64::from(pack.supers))?),
+                    (&self.super_boxes, &[0, 1, 5, 11], self.grid(u64::from(pack.supers))?),
                     (&self.pair_bounds, &[0, 1, 3, 4, 5, 6], tile_groups),
                     (&self.refine_bounds, &[0, 1, 3, 4, 5, 6, 11], tile_groups),
                     (&self.search_pairs, &[0, 1, 2, 3, 4, 5, 6, 11], tile_groups),

@@ -376,10 +376,10 @@ pub fn chunked_closest_distance2(
     if a.is_empty() || b.is_empty() {
         return f32::NAN;
     }
-    let supers = |boxes: &[(Point3, Point3)]| -> Vec<(Point3, Point3)> {
-        boxes.chunks(GAP_SUPER).map(|c| c.iter().fold(bounding_box(&[]), merge_boxes)).collect()
+    let supers = |points: &[Point3]| -> Vec<(Point3, Point3)> {
+        points.chunks(GAP_CHUNK * GAP_SUPER).map(bounding_box).collect()
     };
-    let (a_supers, b_supers) = (supers(a_boxes), supers(b_boxes));
+    let (a_supers, b_supers) = (supers(a), supers(b));
     let super_pairs = |below: f32| {
         let (a_supers, b_supers) = (&a_supers, &b_supers);
         (0..a_supers.len()).flat_map(move |i| {
