@@ -351,7 +351,7 @@ pub const GAP_CHUNK: usize = 32;
 pub const GAP_SUPER: usize = 8;
 
 /// The bounding box of each run of [`GAP_CHUNK`] consecutive points (the last run may be shorter), in the points'
-/// own order: what the device's `chunk_boxes` computes.
+/// own order: the device's chunk boxes.
 pub fn chunk_boxes(points: &[Point3]) -> Vec<(Point3, Point3)> {
     points.chunks(GAP_CHUNK).map(bounding_box).collect()
 }
