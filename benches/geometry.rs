@@ -7,6 +7,7 @@ use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use spatialsynth::geometry::dbscan::dbscan;
+use spatialsynth::geometry::obb::min_area_rect;
 use spatialsynth::geometry::ransac::{fit_ground_plane, inlier_mask, score_hypotheses, RansacParams};
 use spatialsynth::geometry::relations::{closest_surface_matrix, relate_all};
 use spatialsynth::geometry::rng::frame_key;
@@ -194,6 +195,23 @@ fn host_steps(c: &mut Criterion) {
     });
     g.bench_function(BenchmarkId::new("gap_pack_resident", "64obj_x_10000pts"), |b| {
         b.iter(|| GapPack::resident(black_box(&frames), &frame_list, &offsets).expect("pack").point_count)
+    });
+    // K4's oriented boxes, which every backend builds on the host: the minimum-area rectangle of each object's
+    // footprint (hull candidates, hull, rotating edges), for real footprints: the big sample frame cut into a 4 x 3
+    // grid of pixel boxes (as `bench --kernels` tops frames up to 10 objects), each box's points seen from above
+    // (camera x and z).
+    let sample = sample_frames();
+    let (frame, cloud) = big_frame(&sample);
+    let width = frame.depth.as_ref().map_or(640, |d| d.width);
+    let height = frame.depth.as_ref().map_or(480, |d| d.height);
+    let mut footprints: Vec<Vec<[f64; 2]>> = vec![Vec::new(); 12];
+    for (p, &pixel) in cloud.points_in_camera.iter().zip(&cloud.pixels) {
+        let (u, v) = (pixel % width, pixel / width);
+        footprints[(v * 3 / height * 4 + u * 4 / width) as usize].push([f64::from(p[0]), f64::from(p[2])]);
+    }
+    g.throughput(Throughput::Elements(footprints.iter().map(|f| f.len() as u64).sum()));
+    g.bench_function(BenchmarkId::new("oriented_boxes", format!("12obj_{}pts", cloud.len())), |b| {
+        b.iter(|| footprints.iter().map(|f| min_area_rect(black_box(f)).extent[0]).sum::<f64>())
     });
     g.finish();
 }

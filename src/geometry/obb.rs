@@ -43,31 +43,113 @@ pub fn convex_hull(points: &mut [[f64; 2]]) -> Vec<[f64; 2]> {
     hull
 }
 
-/// Keeps only points that can be on the hull: drops those strictly inside the quadrilateral of the extreme points
-/// in x + y and x − y (Akl–Toussaint). Cheap, and it makes the hull of a dense object nearly free.
+/// The directions of the quadrilateral that [`hull_candidates`] filters with first, counter-clockwise: the extreme
+/// points in x + y and x − y.
+pub const QUAD_DIRECTIONS: [[f64; 2]; 4] = [[-1.0, -1.0], [1.0, -1.0], [1.0, 1.0], [-1.0, 1.0]];
+
+/// The directions of the 16-gon that [`hull_candidates`] filters with second, counter-clockwise from −y: small
+/// integer vectors, so each key `a·x + b·y` of f32 coordinates is exact in f64 (and cheap on a GPU).
+pub const POLYGON_DIRECTIONS: [[f64; 2]; 16] = [
+    [0.0, -1.0],
+    [1.0, -2.0],
+    [1.0, -1.0],
+    [2.0, -1.0],
+    [1.0, 0.0],
+    [2.0, 1.0],
+    [1.0, 1.0],
+    [1.0, 2.0],
+    [0.0, 1.0],
+    [-1.0, 2.0],
+    [-1.0, 1.0],
+    [-2.0, 1.0],
+    [-1.0, 0.0],
+    [-2.0, -1.0],
+    [-1.0, -1.0],
+    [-1.0, -2.0],
+];
+
+/// Relative margin of the filter: a point is dropped only when it is inside every edge by more than
+/// `HULL_MARGIN · scale²` (scale: the points' largest |Δx| + |Δy|), about 10⁶ times the f64 rounding of the cross
+/// products, so a point it drops is strictly inside in exact arithmetic too and no hull vertex is ever lost.
+pub const HULL_MARGIN: f64 = 1e-9;
+
+/// Keeps only points that can be on the hull (Akl–Toussaint, twice): drops the points strictly inside the
+/// quadrilateral of the extreme points in x + y and x − y, then those strictly inside the 16-gon of the extreme
+/// points in [`POLYGON_DIRECTIONS`] among the rest (by [`HULL_MARGIN`]). On the sample frames' objects (about 10,000
+/// points, hulls of about 20 vertices) the quadrilateral keeps about 35% of the points and the 16-gon about 3%.
+///
+/// Any closed chain of the points would do as the polygon: a point strictly left of each of its edges is strictly
+/// inside the points' hull (the chain winds around it), so it is no hull vertex. Ties pick the first point.
 pub fn hull_candidates(points: &[[f64; 2]]) -> Vec<[f64; 2]> {
     if points.len() < 16 {
         return points.to_vec();
     }
-    let key = |f: fn(&[f64; 2]) -> f64| {
-        let mut lo = points[0];
-        let mut hi = points[0];
-        for p in points {
-            if f(p) < f(&lo) {
-                lo = *p;
-            }
-            if f(p) > f(&hi) {
-                hi = *p;
-            }
+    let kept = drop_inside(points, &QUAD_DIRECTIONS);
+    if kept.len() < 32 {
+        return kept;
+    }
+    drop_inside(&kept, &POLYGON_DIRECTIONS)
+}
+
+/// The points of `points` (non-empty) that are not inside, by the margin, the polygon of their extreme points in
+/// `directions` (counter-clockwise, including ±(1, 1) and ±(1, −1)).
+fn drop_inside<const N: usize>(points: &[[f64; 2]], directions: &[[f64; 2]; N]) -> Vec<[f64; 2]> {
+    let key = |d: &[f64; 2], p: &[f64; 2]| d[0] * p[0] + d[1] * p[1];
+    // The largest key in each direction (a branch-free pass), then the first point that has it.
+    let mut top = [f64::NEG_INFINITY; N];
+    for p in points {
+        for (t, d) in top.iter_mut().zip(directions) {
+            let k = key(d, p);
+            *t = if k > *t { k } else { *t };
         }
-        (lo, hi)
+    }
+    let mut polygon: Vec<[f64; 2]> = Vec::with_capacity(N);
+    for (d, &t) in directions.iter().zip(&top) {
+        let Some(p) = points.iter().find(|p| key(d, p) == t) else {
+            return points.to_vec(); // no finite key: keep everything
+        };
+        if polygon.last() != Some(p) {
+            polygon.push(*p);
+        }
+    }
+    while polygon.len() > 1 && polygon.first() == polygon.last() {
+        polygon.pop();
+    }
+    // The largest |Δx| + |Δy| between two points is the larger spread of x + y and x − y.
+    let spread = |d: [f64; 2]| {
+        let at = |d: [f64; 2]| directions.iter().position(|&e| e == d).map(|i| top[i]);
+        match (at(d), at([-d[0], -d[1]])) {
+            (Some(a), Some(b)) => a + b,
+            _ => f64::INFINITY,
+        }
     };
-    let (a_lo, a_hi) = key(|p| p[0] + p[1]);
-    let (b_lo, b_hi) = key(|p| p[0] - p[1]);
-    // Quadrilateral in counter-clockwise order: min(x+y), max(x−y), max(x+y), min(x−y).
-    let quad = [a_lo, b_hi, a_hi, b_lo];
-    let strictly_inside = |p: &[f64; 2]| (0..4).all(|i| cross2(quad[i], quad[(i + 1) % 4], *p) > 0.0);
-    points.iter().filter(|p| !strictly_inside(p)).copied().collect()
+    let scale = spread([1.0, 1.0]).max(spread([1.0, -1.0]));
+    let margin = HULL_MARGIN * scale * scale;
+    if polygon.len() < 3 || !margin.is_finite() {
+        return points.to_vec();
+    }
+    // cross2(a, b, p) with b − a computed once (the same operations, so the same bits), N edges whatever the
+    // polygon's length (the first edge repeated: a test made twice changes nothing), so the test below unrolls.
+    let edges: [([f64; 2], [f64; 2]); N] = std::array::from_fn(|i| {
+        let i = if i < polygon.len() { i } else { 0 };
+        let (a, b) = (polygon[i], polygon[(i + 1) % polygon.len()]);
+        (a, [b[0] - a[0], b[1] - a[1]])
+    });
+    let mut kept = Vec::new();
+    for chunk in points.chunks(64) {
+        let mut keep = 0u64;
+        for (j, p) in chunk.iter().enumerate() {
+            let inside = edges
+                .iter()
+                .fold(true, |inside, (a, e)| inside & (e[0] * (p[1] - a[1]) - e[1] * (p[0] - a[0]) > margin));
+            keep |= u64::from(!inside) << j;
+        }
+        while keep != 0 {
+            kept.push(chunk[keep.trailing_zeros() as usize]);
+            keep &= keep - 1;
+        }
+    }
+    kept
 }
 
 /// The minimum-area enclosing rectangle of `points` (ties: the first hull edge found). Empty input gives a
@@ -180,7 +262,38 @@ mod tests {
         }
         let mut all = pts.clone();
         let mut cand = hull_candidates(&pts);
-        assert!(cand.len() < pts.len() / 2);
+        assert!(cand.len() < pts.len() / 10, "{} of {}", cand.len(), pts.len());
         assert_eq!(convex_hull(&mut all), convex_hull(&mut cand));
+    }
+
+    #[test]
+    fn hull_candidates_keep_every_vertex_of_round_and_noisy_footprints() {
+        // Discs and ellipses of random points (the quadrilateral alone keeps about a third of a disc), at
+        // several rotations and offsets, with the hull of every point as the truth.
+        let mut state = 0x9e37_79b9u32;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 17;
+            state ^= state << 5;
+            f64::from(state) / f64::from(u32::MAX)
+        };
+        for case in 0..24 {
+            let (a, b, yaw) = (0.2 + 0.05 * f64::from(case % 5), 0.1 + 0.1 * f64::from(case % 3), f64::from(case));
+            let centre = [f64::from(case) * 1.7 - 10.0, 3.0 - f64::from(case) * 0.9];
+            let pts: Vec<[f64; 2]> = (0..4000)
+                .map(|_| {
+                    let (r, t) = (next().sqrt(), next() * std::f64::consts::TAU);
+                    let (u, v) = (a * r * t.cos(), b * r * t.sin());
+                    let p = [centre[0] + u * yaw.cos() - v * yaw.sin(), centre[1] + u * yaw.sin() + v * yaw.cos()];
+                    // As the canonical footprints are: f32 values.
+                    p.map(|c| f64::from(c as f32))
+                })
+                .collect();
+            let mut all = pts.clone();
+            let mut cand = hull_candidates(&pts);
+            assert_eq!(convex_hull(&mut all), convex_hull(&mut cand), "case {case}");
+            // Thin ellipses keep the most (their ends fall between the 16 directions).
+            assert!(cand.len() < pts.len() / 5, "case {case}: {} of {}", cand.len(), pts.len());
+        }
     }
 }
