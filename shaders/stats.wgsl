@@ -8,16 +8,18 @@
 //   - the median camera depth: the (n/2)-th smallest value in `f32::total_cmp` order, found exactly by a 4-pass
 //     radix select on order-preserving keys (workgroup histograms of 256 bins);
 //   - hull candidates of the horizontal footprint (Akl-Toussaint): every point that is not strictly inside the
-//     quadrilateral of the extreme points in x + y and x - y, by a margin that covers f32 rounding, so no hull
-//     vertex is ever dropped. The host builds the hull and the minimum-area rectangle from the candidates with the
-//     CPU reference's f64 code: the same hull, so the very same oriented box.
+//     16-gon of the extreme points in the 16 directions of src/geometry/obb.rs `POLYGON_DIRECTIONS` (`direction`),
+//     by a margin that covers f32 rounding, so no hull vertex is ever dropped. Each object's candidates go to one
+//     compact list, at an offset claimed with one atomicAdd on `candidate_total`, so the host reads back only the
+//     candidates. It builds the hull and the minimum-area rectangle from them with the CPU reference's f64 code:
+//     the same hull, so the very same oriented box.
 
 struct ObjectRange {
     offset: u32,
     count: u32,
 }
 
-// Keep in sync with `GpuObjectStats` in src/backend/gpu.rs (48 bytes).
+// Keep in sync with `GpuObjectStats` in src/backend/layout.rs (64 bytes).
 struct ObjectStats {
     sum_x: f32,
     sum_y: f32,
@@ -31,6 +33,10 @@ struct ObjectStats {
     hi_y: f32,
     hi_z: f32,
     candidates: u32,
+    candidate_offset: u32,
+    pad0: u32,
+    pad1: u32,
+    pad2: u32,
 }
 
 // Keep in sync with `StatsParams` in src/backend/gpu.rs (16 bytes).
@@ -45,14 +51,20 @@ struct Params {
 @group(0) @binding(1) var<storage, read> depth_bits: array<u32>;
 @group(0) @binding(2) var<storage, read> objects: array<ObjectRange>;
 @group(0) @binding(3) var<storage, read_write> stats: array<ObjectStats>;
-// Per object, at its offset: the indices (within the object, ascending) of its hull candidates.
+// Every object's hull candidates (indices within the object, ascending), each object's at its candidate_offset.
 @group(0) @binding(4) var<storage, read_write> candidates: array<u32>;
 @group(0) @binding(5) var<uniform> params: Params;
+// How many candidates are listed (zero before the dispatch).
+@group(0) @binding(6) var<storage, read_write> candidate_total: atomic<u32>;
 
 var<workgroup> hist: array<atomic<u32>, 256>;
 var<workgroup> sel_prefix: u32;
 var<workgroup> sel_k: u32;
 var<workgroup> written: u32;
+var<workgroup> listed_at: u32;
+var<workgroup> edges: u32;
+var<workgroup> poly_x: array<f32, 16>;
+var<workgroup> poly_y: array<f32, 16>;
 var<workgroup> range: ObjectRange;
 
 // The order of `f32::total_cmp` as unsigned keys.
@@ -78,6 +90,20 @@ fn py(i: u32) -> f32 {
 }
 fn pz(i: u32) -> f32 {
     return points[3u * i + 2u];
+}
+
+// The hull filter's direction d (0..16), counter-clockwise from -y: (0, -1), (1, -2), (1, -1), (2, -1), each turned
+// by d / 4 quarter turns, as `POLYGON_DIRECTIONS` in src/geometry/obb.rs.
+fn direction(d: u32) -> vec2<f32> {
+    let k = d & 3u;
+    let a = f32((k + 1u) >> 1u);
+    let b = select(-1.0, -2.0, k == 1u);
+    switch (d >> 2u) {
+        case 0u: { return vec2<f32>(a, b); }
+        case 1u: { return vec2<f32>(-b, a); }
+        case 2u: { return vec2<f32>(-a, -b); }
+        default: { return vec2<f32>(b, -a); }
+    }
 }
 
 // Twice the signed area of (o, a, p): positive when p is left of o -> a.
@@ -164,78 +190,91 @@ fn summarize(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) gro
     }
     let median_key = sel_prefix;
 
-    // Hull candidates: the extreme points in x + y and x - y (lowest index on ties), then the conservative filter.
-    var best_s_lo = 3.4e38;
-    var best_s_lo_i = 0xffffffffu;
-    var best_s_hi = 3.4e38;
-    var best_s_hi_i = 0xffffffffu;
-    var best_t_lo = 3.4e38;
-    var best_t_lo_i = 0xffffffffu;
-    var best_t_hi = 3.4e38;
-    var best_t_hi_i = 0xffffffffu;
-    for (var i = lid; i < n; i = i + 256u) {
-        let sv = px(start + i) + py(start + i);
-        let tv = px(start + i) - py(start + i);
-        if (sv < best_s_lo) {
-            best_s_lo = sv;
-            best_s_lo_i = i;
+    // Hull candidates: the extreme point in each direction (lowest index on ties), the polygon of those points with
+    // repeats dropped, then the conservative filter: a point is dropped when it is left of every edge by the margin.
+    // (Any closed chain of the points would do: a point left of each of its edges is inside their hull.)
+    for (var d = 0u; d < 16u; d = d + 1u) {
+        let dir = direction(d);
+        var best = 3.4e38;
+        var best_i = 0xffffffffu;
+        for (var i = lid; i < n; i = i + 256u) {
+            let key = -(dir.x * px(start + i) + dir.y * py(start + i));
+            if (key < best) {
+                best = key;
+                best_i = i;
+            }
         }
-        if (-sv < best_s_hi) {
-            best_s_hi = -sv;
-            best_s_hi_i = i;
+        let q = reduce_argmin(lid, best, best_i);
+        // No finite key (not from real points): any point will do.
+        let at = start + select(0u, q, q < n);
+        if (lid == 0u) {
+            poly_x[d] = px(at);
+            poly_y[d] = py(at);
         }
-        if (tv < best_t_lo) {
-            best_t_lo = tv;
-            best_t_lo_i = i;
-        }
-        if (-tv < best_t_hi) {
-            best_t_hi = -tv;
-            best_t_hi_i = i;
-        }
-    }
-    // Counter-clockwise: min(x + y), max(x - y), max(x + y), min(x - y), as the CPU's `hull_candidates`.
-    var q: array<u32, 4>;
-    q[0] = start + reduce_argmin(lid, best_s_lo, best_s_lo_i);
-    q[1] = start + reduce_argmin(lid, best_t_hi, best_t_hi_i);
-    q[2] = start + reduce_argmin(lid, best_s_hi, best_s_hi_i);
-    q[3] = start + reduce_argmin(lid, best_t_lo, best_t_lo_i);
-    // f32 rounding of each cross product is below 1e-6 (span_x + span_y)^2: a point dropped by this margin is
-    // strictly inside the quadrilateral (and so the hull) in exact arithmetic too.
-    let span = (hi_x - lo_x) + (hi_y - lo_y);
-    let margin = 4e-6 * span * span;
-    if (lid == 0u) {
-        written = 0u;
     }
     workgroupBarrier();
-    for (var base = 0u; base < n; base = base + 256u) {
-        let i = base + lid;
-        var keep = false;
-        if (i < n) {
-            let x = px(start + i);
-            let y = py(start + i);
-            var inside = true;
-            for (var e = 0u; e < 4u; e = e + 1u) {
-                let a = q[e];
-                let b = q[(e + 1u) % 4u];
-                if (!(cross2(px(a), py(a), px(b), py(b), x, y) > margin)) {
-                    inside = false;
-                }
+    if (lid == 0u) {
+        var m = 0u;
+        for (var d = 0u; d < 16u; d = d + 1u) {
+            let x = poly_x[d];
+            let y = poly_y[d];
+            if (m == 0u || x != poly_x[m - 1u] || y != poly_y[m - 1u]) {
+                poly_x[m] = x;
+                poly_y[m] = y;
+                m = m + 1u;
             }
-            keep = !inside;
         }
-        let before = written;
-        let rank = block_scan(lid, select(0u, 1u, keep));
-        if (keep) {
-            candidates[start + before + rank - 1u] = i;
+        while (m > 1u && poly_x[0] == poly_x[m - 1u] && poly_y[0] == poly_y[m - 1u]) {
+            m = m - 1u;
         }
-        if (lid == 255u) {
-            written = before + rank;
+        // Fewer than 3 distinct points: no filter.
+        edges = select(m, 0u, m < 3u);
+        written = 0u;
+    }
+    let m = workgroupUniformLoad(&edges);
+    // f32 rounding of each cross product is below 1e-6 (span_x + span_y)^2: a point dropped by this margin is
+    // strictly inside the polygon (and so the hull) in exact arithmetic too.
+    let span = (hi_x - lo_x) + (hi_y - lo_y);
+    let margin = 4e-6 * span * span;
+    // Twice: count the candidates and claim their place in the list, then write them there in point order.
+    for (var round = 0u; round < 2u; round = round + 1u) {
+        if (round == 1u) {
+            if (lid == 0u) {
+                listed_at = atomicAdd(&candidate_total, written);
+                written = 0u;
+            }
+            workgroupBarrier();
         }
-        workgroupBarrier();
+        let at = select(0u, listed_at, round == 1u);
+        for (var base = 0u; base < n; base = base + 256u) {
+            let i = base + lid;
+            var keep = false;
+            if (i < n) {
+                let x = px(start + i);
+                let y = py(start + i);
+                var inside = m > 0u;
+                for (var e = 0u; e < m; e = e + 1u) {
+                    let f = select(e + 1u, 0u, e + 1u == m);
+                    if (!(cross2(poly_x[e], poly_y[e], poly_x[f], poly_y[f], x, y) > margin)) {
+                        inside = false;
+                    }
+                }
+                keep = !inside;
+            }
+            let before = written;
+            let rank = block_scan(lid, select(0u, 1u, keep));
+            if (round == 1u && keep) {
+                candidates[at + before + rank - 1u] = i;
+            }
+            if (lid == 255u) {
+                written = before + rank;
+            }
+            workgroupBarrier();
+        }
     }
 
     if (lid == 0u) {
         stats[o] = ObjectStats(sum_x, sum_y, sum_z, n, lo_x, lo_y, lo_z, key_bits(median_key), hi_x, hi_y, hi_z,
-                               written);
+                               written, listed_at, 0u, 0u, 0u);
     }
 }

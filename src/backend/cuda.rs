@@ -1476,17 +1476,21 @@ impl CudaBackend {
         };
         let words = std::mem::size_of::<GpuObjectStats>() / 4;
         let mut stats = self.zeros::<u32>(stream, n_obj as usize * words)?;
-        let mut candidates = self.zeros::<u32>(stream, total)?;
+        // SAFETY: summarize writes the first `listed` words (below), the only ones read back.
+        let mut candidates: CudaSlice<u32> = unsafe { stream.alloc(total.max(1)) }.map_err(de)?;
+        let mut listed = self.zeros::<u32>(stream, 1)?;
         let mut b = stream.launch_builder(&self.k.summarize);
-        b.arg(&points).arg(&depths).arg(&ranges).arg(&mut stats).arg(&mut candidates).arg(&n_obj);
-        // SAFETY: summarize(points, depth_bits, objects, ObjectStats* stats, u32* candidates, u32 n_objects) in
-        // kernels/stats.cu; one block of BLOCK threads per object; each object's candidates stay within its
-        // range of the candidates buffer (as many entries as points).
+        b.arg(&points).arg(&depths).arg(&ranges).arg(&mut stats).arg(&mut candidates).arg(&mut listed).arg(&n_obj);
+        // SAFETY: summarize(points, depth_bits, objects, ObjectStats* stats, u32* candidates, u32* candidate_total,
+        // u32 n_objects) in kernels/stats.cu; one block of BLOCK threads per object; the objects' candidates, at
+        // most one a point, fill the first candidate_total words of the candidates buffer (as many as points).
         unsafe { b.launch(launch((n_obj, 1), BLOCK)) }.map_err(de)?;
+        // The statistics first (small), then only the listed candidates.
         let stats_words = stream.clone_dtoh(&stats).map_err(de)?;
-        let candidates = self.read_back(stream, &candidates)?;
         self.sync(stream)?;
         let stats: Vec<GpuObjectStats> = bytemuck::pod_collect_to_vec(&stats_words[..n_obj as usize * words]);
+        let listed = pack.listed_candidates(&stats)?;
+        let candidates = self.read_back(stream, &candidates.slice(0..listed))?;
         pack.summaries(objects, chunk, &stats, candidates.words()?, noise, out)?;
         Ok((points, pack.ranges))
     }

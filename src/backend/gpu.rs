@@ -766,12 +766,15 @@ impl WgpuBackend {
             self.output("stats", n_obj * record),
             self.output("candidates", total as u64 * 4),
             self.uniform("params", &StatsParams { objects: n_obj as u32, _pad: [0; 3] }),
+            self.storage("candidate total", bytemuck::bytes_of(&0u32)),
         ];
         let all: Vec<&wgpu::Buffer> = buffers.iter().collect();
         // One workgroup per object.
         self.dispatch(&self.stats, &all, self.grid(n_obj * u64::from(WORKGROUP))?);
+        // The statistics first, then only the listed candidates.
         let stats: Vec<GpuObjectStats> = bytemuck::pod_collect_to_vec(&self.read_back(&buffers[3], n_obj * record)?);
-        let candidates: Vec<u32> = bytemuck::pod_collect_to_vec(&self.read_back(&buffers[4], total as u64 * 4)?);
+        let listed = pack.listed_candidates(&stats)?;
+        let candidates: Vec<u32> = bytemuck::pod_collect_to_vec(&self.read_back(&buffers[4], listed as u64 * 4)?);
         pack.summaries(objects, chunk, &stats, &candidates, noise, out)
     }
 

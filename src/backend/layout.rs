@@ -153,8 +153,10 @@ pub struct GpuObjectStats {
     pub lo: [f32; 3],
     pub median_bits: u32,
     pub hi: [f32; 3],
-    /// Hull candidates written at the object's offset.
+    /// Hull candidates listed for the object, at `candidate_offset` of the batch's compact list.
     pub candidates: u32,
+    pub candidate_offset: u32,
+    pub _pad: [u32; 3],
 }
 
 /// Uniforms of K4. Keep in sync with `Params` in `shaders/stats.wgsl` (the CUDA kernels take these as scalar arguments).
@@ -177,7 +179,7 @@ pub struct GpuCanonical {
 }
 
 const _: () = assert!(std::mem::size_of::<GpuCanonical>() == 96);
-const _: () = assert!(std::mem::size_of::<GpuObjectStats>() == 48);
+const _: () = assert!(std::mem::size_of::<GpuObjectStats>() == 64);
 const _: () = assert!(std::mem::size_of::<StatsParams>() == 16);
 
 /// One object of a closest-surface gap batch: its points, its chunks of 32 points and its super-chunks of 8 chunks.

@@ -636,8 +636,18 @@ impl StatsPack {
         pack
     }
 
-    /// Each object's summary from the device's reductions and hull candidates: the hull and oriented box are
-    /// built with the CPU reference's f64 code.
+    /// How many hull candidates the device listed for the objects of `stats` (each object's at its
+    /// `candidate_offset` of one compact list): the words of the list to read back.
+    pub fn listed_candidates(&self, stats: &[GpuObjectStats]) -> Result<usize, String> {
+        let listed: u64 = stats.iter().map(|s| u64::from(s.candidates)).sum();
+        if listed > self.total as u64 {
+            return Err(format!("K4 listed {listed} hull candidates for {} points", self.total));
+        }
+        Ok(listed as usize)
+    }
+
+    /// Each object's summary from the device's reductions and hull candidates (`candidates`: the compact list):
+    /// the hull and oriented box are built with the CPU reference's f64 code.
     pub fn summaries(
         &self,
         objects: &[StatsInput],
@@ -650,7 +660,7 @@ impl StatsPack {
         if stats.len() < chunk.len() {
             return Err("object statistics came back short".into());
         }
-        for ((&i, st), [offset, count]) in chunk.iter().zip(stats).zip(&self.ranges) {
+        for ((&i, st), [_, count]) in chunk.iter().zip(stats).zip(&self.ranges) {
             let o = &objects[i];
             if st.points != *count || st.candidates > *count {
                 return Err(format!("object {i}: the device summarised {} of {count} points", st.points));
@@ -664,7 +674,7 @@ impl StatsPack {
                 median_depth: f32::from_bits(st.median_bits),
                 points: *count,
             };
-            let start = *offset as usize;
+            let start = st.candidate_offset as usize;
             let listed = candidates
                 .get(start..start + st.candidates as usize)
                 .ok_or_else(|| format!("object {i}: hull candidates out of range"))?;

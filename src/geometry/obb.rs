@@ -296,4 +296,21 @@ mod tests {
             assert!(cand.len() < pts.len() / 5, "case {case}: {} of {}", cand.len(), pts.len());
         }
     }
+
+    #[test]
+    fn polygon_directions_turn_counter_clockwise_as_the_kernels_compute_them() {
+        // kernels/stats.cu and shaders/stats.wgsl (`direction`): the first four turned by d / 4 quarter turns.
+        for (d, dir) in POLYGON_DIRECTIONS.iter().enumerate() {
+            let [a, b] = POLYGON_DIRECTIONS[d % 4];
+            let turned = match d / 4 {
+                0 => [a, b],
+                1 => [-b, a],
+                2 => [-a, -b],
+                _ => [b, -a],
+            };
+            assert_eq!(*dir, turned, "direction {d}");
+            let next = POLYGON_DIRECTIONS[(d + 1) % POLYGON_DIRECTIONS.len()];
+            assert!(dir[0] * next[1] - dir[1] * next[0] > 0.0, "direction {d} is not before the next one");
+        }
+    }
 }
