@@ -20,6 +20,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod alloc;
 pub mod backend;
 pub mod bench;
 pub mod color;

@@ -275,8 +275,16 @@ enum Command {
     },
 }
 
+/// Large freed blocks are cached (up to 256 MiB) so frames reuse their pages (see `spatialsynth::alloc`).
+#[global_allocator]
+static ALLOCATOR: spatialsynth::alloc::BigBlockCache = spatialsynth::alloc::BigBlockCache::new(256 << 20);
+
 fn main() -> ExitCode {
-    match run() {
+    let r = run();
+    if std::env::var_os("XX_CACHE_MB").is_some() {
+        eprintln!("CACHE {:?}", ALLOCATOR.stats());
+    }
+    match r {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -287,10 +295,19 @@ fn main() -> ExitCode {
 
 fn run() -> Result<ExitCode> {
     let cli = Cli::parse();
+    if let Some(mb) = std::env::var_os("SPATIALSYNTH_BLOCK_CACHE_MB") {
+        let mb: usize = mb
+            .to_str()
+            .and_then(|v| v.trim().parse().ok())
+            .filter(|&mb: &usize| mb <= 1 << 20)
+            .with_context(|| format!("SPATIALSYNTH_BLOCK_CACHE_MB={mb:?} is not a number of MiB up to 1048576"))?;
+        ALLOCATOR.set_cap(mb << 20);
+    }
     // glibc raises its mmap threshold to the size of the largest block freed (up to 32 MB), after which frame-sized
     // buffers come from the heap and fragment it over a long run; a fixed threshold of 128 KiB keeps them mmapped
-    // (returned on free) and a run's memory flat, for about 5% more time (BENCHMARKS.md). (With the run's
-    // `malloc_trim` after each batch.)
+    // (returned on free) and a run's memory flat (BENCHMARKS.md). (With the run's `malloc_trim` after each batch.)
+    // Fresh mmapped pages cost a fault and a clearing each: ALLOCATOR's cache of freed large blocks gives most of
+    // them back to the next frame instead.
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only sets an allocator parameter; called before any other thread exists.
     unsafe {
