@@ -9,7 +9,9 @@
 //!
 //! This cache keeps up to a fixed number of bytes of freed large blocks and hands them out again, so a frame reuses
 //! the pages of the frames before it, while the memory held stays bounded by the cap (the oldest cached blocks go
-//! back to the system first). Blocks of at least [`BigBlockCache::MIN_BYTES`] are rounded up to a size class (eight
+//! back to the system first) and by use (a block not taken again within 1,024 frees of large blocks goes back, so
+//! the cache holds what the run keeps reusing: about as much after a hundred frames as after ten thousand). A
+//! growing block takes a cached one of its new class if there is one, else the system resizes it (glibc: mremap). Blocks of at least [`BigBlockCache::MIN_BYTES`] are rounded up to a size class (eight
 //! classes per doubling: at most 12.5% over) and served from the smallest cached block of the same alignment that
 //! holds the class and is less than twice as large; smaller requests go straight to the system allocator.
 
@@ -18,7 +20,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 /// Cached blocks at most.
-const SLOTS: usize = 64;
+const SLOTS: usize = 256;
+/// A cached block not taken again within this many frees of large blocks goes back to the system.
+const STALE: u64 = 1024;
 /// Blocks handed out larger than their request's class (their real size is kept here until they are freed) at most.
 const LENT: usize = 256;
 
@@ -141,6 +145,49 @@ impl BigBlockCache {
         Some(s.ptr as *mut u8)
     }
 
+    /// `alloc` and `alloc_zeroed`: a cached block when one holds the request's class, else a fresh one from System.
+    ///
+    /// # Safety
+    /// As [`GlobalAlloc::alloc`]: `layout` has a non-zero size.
+    unsafe fn allocate(&self, layout: Layout, zeroed: bool) -> *mut u8 {
+        if !Self::is_large(&layout) {
+            // SAFETY: forwarded with the caller's layout (non-zero size).
+            return unsafe {
+                if zeroed {
+                    System.alloc_zeroed(layout)
+                } else {
+                    System.alloc(layout)
+                }
+            };
+        }
+        let size = Self::class_size(layout.size());
+        if let Some(p) = self.take(size, layout.align()) {
+            self.hits.fetch_add(1, Ordering::Relaxed);
+            if zeroed {
+                // SAFETY: the cached block holds `size` >= layout.size() bytes and is this caller's alone.
+                unsafe { std::ptr::write_bytes(p, 0, layout.size()) };
+            }
+            return p;
+        }
+        self.misses.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: size >= layout.size() > 0 and the alignment is the caller's (a power of two), so the layout is
+        // valid; System's calloc zeroes the whole block.
+        unsafe {
+            let fresh = Layout::from_size_align_unchecked(size, layout.align());
+            if zeroed {
+                System.alloc_zeroed(fresh)
+            } else {
+                System.alloc(fresh)
+            }
+        }
+    }
+
+    /// The real size of a lent block, if `ptr` is one.
+    fn lent_size(&self, ptr: *mut u8) -> Option<usize> {
+        let c = self.cache.lock().ok()?;
+        c.lent.iter().find(|&&(p, _)| p == ptr as usize).map(|&(_, size)| size)
+    }
+
     /// The real size of a large block being freed whose request's class is `size`.
     fn real_size(&self, ptr: *mut u8, size: usize) -> usize {
         let Ok(mut c) = self.cache.lock() else { return size };
@@ -162,9 +209,21 @@ impl BigBlockCache {
             return false;
         }
         let Ok(mut c) = self.cache.lock() else { return false };
-        // Evict the oldest blocks until it fits, in bytes and in slots.
+        // Blocks nobody took in the last STALE frees go back (the cache holds what the run reuses, not what it once
+        // freed: so it is as full after a hundred frames as after ten thousand), then the oldest until this one fits,
+        // in bytes and in slots.
         let mut evicted: [Slot; SLOTS] = [EMPTY; SLOTS];
         let mut n_evicted = 0;
+        let clock = c.clock;
+        for i in 0..SLOTS {
+            let s = c.slots[i];
+            if s.stamp != 0 && clock - s.stamp >= STALE {
+                evicted[n_evicted] = s;
+                n_evicted += 1;
+                c.bytes -= s.size;
+                c.slots[i] = EMPTY;
+            }
+        }
         while c.bytes + size > cap || c.slots.iter().all(|s| s.stamp != 0) {
             let Some(i) = (0..SLOTS).filter(|&i| c.slots[i].stamp != 0).min_by_key(|&i| c.slots[i].stamp) else {
                 break;
@@ -199,35 +258,13 @@ impl BigBlockCache {
 // go to System unchanged. `Mutex::lock` does not allocate.
 unsafe impl GlobalAlloc for BigBlockCache {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if !Self::is_large(&layout) {
-            // SAFETY: forwarded with the caller's layout (non-zero size, as GlobalAlloc requires).
-            return unsafe { System.alloc(layout) };
-        }
-        let size = Self::class_size(layout.size());
-        if let Some(p) = self.take(size, layout.align()) {
-            self.hits.fetch_add(1, Ordering::Relaxed);
-            return p;
-        }
-        self.misses.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: size >= layout.size() > 0 and the alignment is the caller's (a power of two), so the layout is valid.
-        unsafe { System.alloc(Layout::from_size_align_unchecked(size, layout.align())) }
+        // SAFETY: the caller's layout, as GlobalAlloc::alloc requires.
+        unsafe { self.allocate(layout, false) }
     }
 
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        if !Self::is_large(&layout) {
-            // SAFETY: as in `alloc`.
-            return unsafe { System.alloc_zeroed(layout) };
-        }
-        let size = Self::class_size(layout.size());
-        if let Some(p) = self.take(size, layout.align()) {
-            self.hits.fetch_add(1, Ordering::Relaxed);
-            // SAFETY: the cached block holds `size` >= layout.size() bytes and is this caller's alone.
-            unsafe { std::ptr::write_bytes(p, 0, layout.size()) };
-            return p;
-        }
-        self.misses.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: as in `alloc`; fresh memory from System's calloc is zeroed whole.
-        unsafe { System.alloc_zeroed(Layout::from_size_align_unchecked(size, layout.align())) }
+        // SAFETY: as in `alloc`.
+        unsafe { self.allocate(layout, true) }
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
@@ -244,28 +281,43 @@ unsafe impl GlobalAlloc for BigBlockCache {
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        let new_layout = match Layout::from_size_align(new_size, layout.align()) {
-            Ok(l) => l,
-            Err(_) => return std::ptr::null_mut(),
+        let Ok(new_layout) = Layout::from_size_align(new_size, layout.align()) else {
+            return std::ptr::null_mut();
         };
-        match (Self::is_large(&layout), Self::is_large(&new_layout)) {
-            // SAFETY: small to small: System's own realloc of its own block.
-            (false, false) => unsafe { System.realloc(ptr, layout, new_size) },
-            // The block already has room (same size class): nothing moves.
-            (true, true) if Self::class_size(layout.size()) == Self::class_size(new_size) => ptr,
-            _ => {
-                // SAFETY: a new block from this allocator, the old contents copied (the smaller of the two sizes),
-                // then the old block freed through this allocator with its layout.
-                unsafe {
-                    let new = self.alloc(new_layout);
-                    if !new.is_null() {
-                        std::ptr::copy_nonoverlapping(ptr, new, layout.size().min(new_size));
-                        self.dealloc(ptr, layout);
-                    }
-                    new
-                }
-            }
+        let (old_large, new_large) = (Self::is_large(&layout), Self::is_large(&new_layout));
+        // The block already has room (same size class): nothing moves.
+        if old_large && new_large && Self::class_size(layout.size()) == Self::class_size(new_size) {
+            return ptr;
         }
+        // A cached block of the new class, if there is one: its pages are already mapped and written.
+        if new_large {
+            if let Some(p) = self.take(Self::class_size(new_size), layout.align()) {
+                self.hits.fetch_add(1, Ordering::Relaxed);
+                // SAFETY: both blocks hold at least the smaller size; the cached one is this caller's alone; the
+                // old block is then freed through this allocator with the caller's layout.
+                unsafe {
+                    std::ptr::copy_nonoverlapping(ptr, p, layout.size().min(new_size));
+                    self.dealloc(ptr, layout);
+                }
+                return p;
+            }
+            self.misses.fetch_add(1, Ordering::Relaxed);
+        }
+        // Otherwise System resizes the block it gave (glibc moves an mmapped block's pages with mremap: no copy, no
+        // fresh pages for the part already written), from its real size to the new request's.
+        let old_real = match old_large {
+            true => self.lent_size(ptr).unwrap_or(Self::class_size(layout.size())),
+            false => layout.size(),
+        };
+        let new_real = if new_large { Self::class_size(new_size) } else { new_size };
+        // SAFETY: `ptr` came from System with `old_real` bytes and this alignment (a large block's class size, or the
+        // size recorded when it was lent); `new_real` >= new_size > 0 and the alignment is valid.
+        let moved =
+            unsafe { System.realloc(ptr, Layout::from_size_align_unchecked(old_real, layout.align()), new_real) };
+        if !moved.is_null() && old_large {
+            self.real_size(ptr, old_real); // no longer lent
+        }
+        moved
     }
 }
 
@@ -316,6 +368,45 @@ mod tests {
             cache.release();
             assert_eq!(cache.stats().cached_bytes, 0);
         }
+    }
+
+    #[test]
+    fn lent_blocks_keep_their_real_size_through_realloc_and_free() {
+        let cache = BigBlockCache::new(8 << 20);
+        let big = Layout::from_size_align(1_000_000, 8).unwrap();
+        // SAFETY: every block is written within its current size and freed once, with its current layout.
+        unsafe {
+            let a = cache.alloc(big);
+            a.write_bytes(1, big.size());
+            cache.dealloc(a, big);
+            // A smaller request (more than half) gets the cached 1 MB block: lent, its real size recorded.
+            let small = Layout::from_size_align(600_000, 8).unwrap();
+            let b = cache.alloc(small);
+            assert_eq!(b, a);
+            assert_eq!(cache.lent_size(b), Some(BigBlockCache::class_size(1_000_000)));
+            b.write_bytes(2, small.size());
+            // Resized to another class with nothing cached: System resizes it from its real size, and it is no
+            // longer lent.
+            let c = cache.realloc(b, small, 2_000_000);
+            assert!(!c.is_null());
+            assert_eq!(cache.lent_size(b), None);
+            assert!((0..600_000).all(|i| *c.add(i) == 2));
+            c.write_bytes(4, 2_000_000);
+            // Large to small and small to large keep the contents too.
+            let d = cache.realloc(c, Layout::from_size_align(2_000_000, 8).unwrap(), 1000);
+            assert!((0..1000).all(|i| *d.add(i) == 4));
+            let e = cache.realloc(d, Layout::from_size_align(1000, 8).unwrap(), 500_000);
+            assert!((0..1000).all(|i| *e.add(i) == 4));
+            cache.dealloc(e, Layout::from_size_align(500_000, 8).unwrap());
+            // A cached block of the new class is used when growing: the 500,000-byte block just freed.
+            let f = cache.alloc(Layout::from_size_align(200_000, 8).unwrap());
+            f.write_bytes(5, 200_000);
+            let g = cache.realloc(f, Layout::from_size_align(200_000, 8).unwrap(), 500_000);
+            assert_eq!(g, e);
+            assert!((0..200_000).all(|i| *g.add(i) == 5));
+            cache.dealloc(g, Layout::from_size_align(500_000, 8).unwrap());
+        }
+        cache.release();
     }
 
     #[test]
