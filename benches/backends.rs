@@ -109,14 +109,7 @@ fn kernels(c: &mut Criterion) {
     g.finish();
 
     // K4 on the frame's annotated objects, repeated: points/s.
-    let regions: Vec<_> = frame.objects.iter().map(|o| o.region.clone()).collect();
-    let grouped = spatialsynth::geometry::unproject::unproject_objects(
-        depth,
-        &frame.intrinsics,
-        frame.instance_labels.as_deref(),
-        &regions,
-    );
-    let object_points: Vec<Vec<[f32; 3]>> = (0..grouped.objects()).map(|i| grouped.object_points(i).to_vec()).collect();
+    let object_points = spatialsynth::bench::object_points(&frame).expect("the frame has depth");
     let mut g = c.benchmark_group("k4_stats");
     g.sample_size(10);
     for &frames in &sizes {
@@ -138,14 +131,8 @@ fn kernels(c: &mut Criterion) {
     // The closest-surface gaps of every pair of the frame's objects, topped up to 10 with grid boxes as the kernel
     // benchmark's end-to-end frames are (their regions before denoising), the frame repeated: pairs/s.
     let topped = spatialsynth::bench::with_grid_boxes(&frame, 10);
-    let regions: Vec<_> = topped.objects.iter().map(|o| o.region.clone()).collect();
-    let grouped = spatialsynth::geometry::unproject::unproject_objects(
-        depth,
-        &topped.intrinsics,
-        topped.instance_labels.as_deref(),
-        &regions,
-    );
-    let gap_objects: Vec<&[[f32; 3]]> = (0..grouped.objects()).map(|i| grouped.object_points(i)).collect();
+    let topped_points = spatialsynth::bench::object_points(&topped).expect("the frame has depth");
+    let gap_objects: Vec<&[[f32; 3]]> = topped_points.iter().map(Vec::as_slice).collect();
     let gap_points: usize = gap_objects.iter().map(|o| o.len()).sum();
     let voxel_m = spatialsynth::pipeline::SceneConfig::default().gap_voxel_m;
     let mut g = c.benchmark_group("gaps");

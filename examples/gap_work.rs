@@ -90,16 +90,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (mut super_pairs, mut object_pairs, mut frames) = (0u64, 0u64, 0u64);
     for spec in spatialsynth::io::read_manifest(&manifest)? {
         let frame = spatialsynth::bench::with_grid_boxes(&spatialsynth::io::load_frame(&spec?)?, 10);
-        let Some(depth) = frame.depth.as_ref() else { continue };
-        let regions: Vec<_> = frame.objects.iter().map(|o| o.region.clone()).collect();
-        let grouped = spatialsynth::geometry::unproject::unproject_objects(
-            depth,
-            &frame.intrinsics,
-            frame.instance_labels.as_deref(),
-            &regions,
-        );
+        let Some(pixel) = spatialsynth::bench::object_points(&frame) else { continue };
         frames += 1;
-        let pixel: Vec<Vec<Point3>> = (0..grouped.objects()).map(|i| grouped.object_points(i).to_vec()).collect();
         let sorted: Vec<Vec<Point3>> = pixel.iter().map(|o| spatial_order(o)).collect();
         for (x, y) in (0..pixel.len()).flat_map(|x| (x + 1..pixel.len()).map(move |y| (x, y))) {
             if pixel[x].is_empty() || pixel[y].is_empty() {

@@ -382,6 +382,20 @@ fn default_e2e_objects() -> usize {
     10
 }
 
+/// Each object region's valid depth points of `frame` (K1 per object on the CPU, before any denoising), one `Vec` per
+/// object; `None` without depth. The workloads of the gap and K4 benchmarks and of `examples/gap_work.rs`.
+pub fn object_points(frame: &crate::io::LoadedFrame) -> Option<Vec<Vec<crate::geometry::Point3>>> {
+    let depth = frame.depth.as_ref()?;
+    let regions: Vec<_> = frame.objects.iter().map(|o| o.region.clone()).collect();
+    let grouped = crate::geometry::unproject::unproject_objects(
+        depth,
+        &frame.intrinsics,
+        frame.instance_labels.as_deref(),
+        &regions,
+    );
+    Some((0..grouped.objects()).map(|i| grouped.object_points(i).to_vec()).collect())
+}
+
 /// `frame` with boxes added until it has `objects` objects (none added when it has that many). The boxes are the
 /// cells of a 4 x 3 grid over the image, each shrunk by a tenth of the cell on every side, taken in a fixed order
 /// that spreads them (centre row first), labelled `grid box <k>`: real depth regions (surfaces, furniture, floor
@@ -659,20 +673,7 @@ pub fn run_kernel_bench(
         with_depth.iter().map(|f| with_grid_boxes(f, options.e2e_objects)).collect();
     let config = crate::pipeline::SceneConfig::default();
     let gaps = {
-        let regions: Vec<Vec<Vec<crate::geometry::Point3>>> = topped
-            .iter()
-            .filter_map(|f| {
-                let depth = f.depth.as_ref()?;
-                let regions: Vec<_> = f.objects.iter().map(|o| o.region.clone()).collect();
-                let grouped = crate::geometry::unproject::unproject_objects(
-                    depth,
-                    &f.intrinsics,
-                    f.instance_labels.as_deref(),
-                    &regions,
-                );
-                Some((0..grouped.objects()).map(|i| grouped.object_points(i).to_vec()).collect())
-            })
-            .collect();
+        let regions: Vec<Vec<Vec<crate::geometry::Point3>>> = topped.iter().filter_map(object_points).collect();
         let region_refs: Vec<Vec<&[crate::geometry::Point3]>> =
             regions.iter().map(|f| f.iter().map(Vec::as_slice).collect()).collect();
         let gap_frames: Vec<&[&[crate::geometry::Point3]]> =
