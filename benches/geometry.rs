@@ -161,8 +161,8 @@ fn k5_relations(c: &mut Criterion) {
 
 /// The host steps the GPU backends run around K3 and the gaps, for a batch of 64 objects of 10,000 points (about six
 /// frames of ten objects): wgpu's binning of the objects into the DBSCAN grid (`k3_dbscan_grid`), CUDA's packing for
-/// the grid it builds on the device (`k3_dbscan_batch`: the points concatenated, each job's range checked), and the
-/// gap search's packing (`gap_pack`, `gap_pack_resident`).
+/// the grid it builds on the device (`k3_dbscan_batch`: the points concatenated, each job's range checked), the
+/// clusterings from the device's labels (`k3_clusterings`), and the gap search's packing (`gap_pack`, `gap_pack_resident`).
 fn host_steps(c: &mut Criterion) {
     use spatialsynth::backend::pack::{DbscanBatch, DbscanGrid};
     use spatialsynth::geometry::dbscan::DbscanJob;
@@ -177,6 +177,33 @@ fn host_steps(c: &mut Criterion) {
     });
     g.bench_function(BenchmarkId::new("k3_dbscan_batch", "64obj_x_10000pts"), |b| {
         b.iter(|| DbscanBatch::new(black_box(&jobs), &chunk).expect("batch"))
+    });
+    // The device's DBSCAN labels (each point's label a batch index of its cluster, the core flag in the top bit, as
+    // CUDA's `unsort` writes them) turned into each job's clustering, as both GPU backends do after K3.
+    let mut job_start = vec![0u32];
+    let mut words: Vec<u32> = Vec::new();
+    for o in &objs {
+        let first = *job_start.last().expect("first job start");
+        let c = dbscan(o, 0.02, 10).expect("dbscan");
+        let mut root = vec![u32::MAX; c.clusters as usize];
+        for (i, (&l, &core)) in c.labels.iter().zip(&c.core).enumerate() {
+            words.push(match usize::try_from(l) {
+                Ok(l) => {
+                    if root[l] == u32::MAX {
+                        root[l] = first + i as u32;
+                    }
+                    root[l] | u32::from(core) << 31
+                }
+                Err(_) => u32::MAX,
+            });
+        }
+        job_start.push(first + o.len() as u32);
+    }
+    g.bench_function(BenchmarkId::new("k3_clusterings", "64obj_x_10000pts"), |b| {
+        b.iter(|| {
+            spatialsynth::backend::pack::clusterings_in_batch_order_packed(&job_start, black_box(&words))
+                .expect("labels")
+        })
     });
     // The gap search's packing, the same objects as about six frames of ten and a half (every pair of each): with
     // the points copied (`GapPack::new`, wgpu) and for points K4 left on the device (`GapPack::resident`, CUDA:

@@ -376,25 +376,32 @@ fn denoise_input(
     config: &SceneConfig,
 ) -> std::result::Result<DenoiseInput, String> {
     let band = config.ransac.inlier_threshold_m;
+    let all = &obj.points_in_camera;
     let mut drop_ground = obj.kind.may_include_ground() && ground_found && config.remove_ground_from_boxes;
-    if drop_ground && obj.kind == ObjectKind::DetectedMask && !obj.points_in_camera.is_empty() {
-        let in_band = obj.points_in_camera.iter().filter(|p| canonical.apply_f32(**p)[2] <= band).count();
-        if in_band as f32 > config.surface_object_fraction * obj.points_in_camera.len() as f32 {
+    if drop_ground && obj.kind == ObjectKind::DetectedMask && !all.is_empty() {
+        let in_band = all.iter().filter(|p| canonical.height_f32(**p) <= band).count();
+        if in_band as f32 > config.surface_object_fraction * all.len() as f32 {
             drop_ground = false;
         }
     }
-    let keep: Vec<usize> = (0..obj.points_in_camera.len())
-        .filter(|&i| !drop_ground || canonical.apply_f32(obj.points_in_camera[i])[2] > band)
-        .collect();
+    // The kept points' indices and the points, in one pass.
+    let (keep, points): (Vec<usize>, Vec<Point3>) = match drop_ground {
+        true => {
+            let (mut keep, mut points) = (Vec::with_capacity(all.len()), Vec::with_capacity(all.len()));
+            for (i, p) in all.iter().enumerate() {
+                if canonical.height_f32(*p) > band {
+                    keep.push(i);
+                    points.push(*p);
+                }
+            }
+            (keep, points)
+        }
+        false => ((0..all.len()).collect(), all.clone()),
+    };
     if keep.is_empty() {
-        let why = if obj.points_in_camera.is_empty() {
-            "no valid depth in its region"
-        } else {
-            "only ground points in its box"
-        };
+        let why = if all.is_empty() { "no valid depth in its region" } else { "only ground points in its box" };
         return Err(why.into());
     }
-    let points: Vec<Point3> = keep.iter().map(|&i| obj.points_in_camera[i]).collect();
     let mut depths: Vec<f32> = points.iter().map(|p| p[2]).collect();
     let mid = depths.len() / 2;
     let median_depth = *depths.select_nth_unstable_by(mid, f32::total_cmp).1;
@@ -1001,6 +1008,40 @@ fn frame_starts(
     })
 }
 
+/// Whether each pixel (an index into a row-major image `width` pixels wide) has its centre in the central
+/// `core_fraction` of the box `bbox_px` (see [`SceneConfig::box_core_fraction`]).
+///
+/// The columns' answers come from a table and each row's once per run of pixels in the same row, so that pixels in
+/// row-major order (K1's order) cost no division each.
+fn box_core_flags(pixels: &[u32], width: u32, bbox_px: [f32; 4], core_fraction: f32) -> Vec<bool> {
+    let [x0, y0, x1, y1] = bbox_px;
+    let m = (1.0 - core_fraction.clamp(0.0, 1.0)) / 2.0;
+    let (cx0, cx1) = (x0 + m * (x1 - x0), x1 - m * (x1 - x0));
+    let (cy0, cy1) = (y0 + m * (y1 - y0), y1 - m * (y1 - y0));
+    let columns: Vec<bool> = (0..width)
+        .map(|u| {
+            let u = u as f32 + 0.5;
+            u >= cx0 && u < cx1
+        })
+        .collect();
+    let row_inside = |v: u32| {
+        let v = v as f32 + 0.5;
+        v >= cy0 && v < cy1
+    };
+    // The current row's first pixel and whether the row is inside (row 0 to begin with).
+    let (mut row_start, mut inside) = (0, row_inside(0));
+    pixels
+        .iter()
+        .map(|&p| {
+            if p.wrapping_sub(row_start) >= width {
+                let v = p / width.max(1);
+                (row_start, inside) = (v * width, row_inside(v));
+            }
+            inside && columns.get((p - row_start) as usize).copied().unwrap_or(false)
+        })
+        .collect()
+}
+
 /// A frame's ground and canonical frame and its objects' inputs to K3, from its K1 and K2.
 fn frame_start(
     frame: &LoadedFrame,
@@ -1037,20 +1078,7 @@ fn frame_start(
         .enumerate()
         .map(|(i, def)| {
             let in_box_core = match def.kind.is_box() {
-                true => {
-                    let [x0, y0, x1, y1] = def.bbox_px;
-                    let m = (1.0 - config.box_core_fraction.clamp(0.0, 1.0)) / 2.0;
-                    let (cx0, cx1) = (x0 + m * (x1 - x0), x1 - m * (x1 - x0));
-                    let (cy0, cy1) = (y0 + m * (y1 - y0), y1 - m * (y1 - y0));
-                    grouped
-                        .object_pixels(i)
-                        .iter()
-                        .map(|&p| {
-                            let (u, v) = ((p % width) as f32 + 0.5, (p / width) as f32 + 0.5);
-                            u >= cx0 && u < cx1 && v >= cy0 && v < cy1
-                        })
-                        .collect()
-                }
+                true => box_core_flags(grouped.object_pixels(i), width, def.bbox_px, config.box_core_fraction),
                 false => Vec::new(),
             };
             ObjectInput {
@@ -1108,6 +1136,45 @@ fn scene_graph(frame: &LoadedFrame, valid_depth_points: usize, geo: SceneGeometr
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn box_core_flags_follow_each_pixel_centre() {
+        // The flags as the formula states them, one division per pixel.
+        fn plain(pixels: &[u32], width: u32, [x0, y0, x1, y1]: [f32; 4], fraction: f32) -> Vec<bool> {
+            let m = (1.0 - fraction.clamp(0.0, 1.0)) / 2.0;
+            let (cx0, cx1) = (x0 + m * (x1 - x0), x1 - m * (x1 - x0));
+            let (cy0, cy1) = (y0 + m * (y1 - y0), y1 - m * (y1 - y0));
+            pixels
+                .iter()
+                .map(|&p| {
+                    let (u, v) = ((p % width) as f32 + 0.5, (p / width) as f32 + 0.5);
+                    u >= cx0 && u < cx1 && v >= cy0 && v < cy1
+                })
+                .collect()
+        }
+        let (width, height) = (37u32, 23u32);
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = |n: u32| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % u64::from(n)) as u32
+        };
+        for case in 0..200 {
+            let (a, b) = (next(width * 4) as f32 / 4.0, next(height * 4) as f32 / 4.0);
+            let bbox = [a, b, a + next(width * 4) as f32 / 4.0, b + next(height * 4) as f32 / 4.0];
+            let fraction = [0.0, 0.5, 0.6, 1.0, 1.5][case % 5];
+            // Row-major runs with gaps (K1's order), then the same pixels shuffled, and a run from pixel 0.
+            let mut pixels: Vec<u32> = (0..width * height).filter(|_| next(3) > 0).collect();
+            assert_eq!(box_core_flags(&pixels, width, bbox, fraction), plain(&pixels, width, bbox, fraction));
+            for i in (1..pixels.len()).rev() {
+                pixels.swap(i, next(i as u32 + 1) as usize);
+            }
+            assert_eq!(box_core_flags(&pixels, width, bbox, fraction), plain(&pixels, width, bbox, fraction));
+            let first_row: Vec<u32> = (0..width).collect();
+            assert_eq!(box_core_flags(&first_row, width, bbox, fraction), plain(&first_row, width, bbox, fraction));
+        }
+    }
 
     #[test]
     fn a_batch_without_grounded_frames_gives_no_scenes() {

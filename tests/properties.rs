@@ -529,3 +529,18 @@ fn statistical_outlier_removal_drops_isolated_points() {
     let kept = keep[..2000].iter().filter(|k| **k).count();
     assert!(kept > 1900, "only {kept} of 2000 surface points kept");
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// The height alone (K3's ground band on the host) is the canonical transform's third coordinate, bit for bit.
+    #[test]
+    fn canonical_height_is_the_transforms_z(nx in -1.0f64..1.0, ny in -1.0f64..-0.05, nz in -1.0f64..1.0,
+                                            offset in -3.0f64..3.0, p in prop::array::uniform3(-20.0f32..20.0)) {
+        use spatialsynth::geometry::canonical::{CanonicalFrame, GroundSource};
+        let n = unit([nx, ny, nz]);
+        let plane = spatialsynth::geometry::Plane { normal: n, offset };
+        let frame = CanonicalFrame::from_ground_plane(&plane, GroundSource::Ransac).expect("a canonical frame");
+        prop_assert_eq!(frame.height_f32(p).to_bits(), frame.apply_f32(p)[2].to_bits());
+    }
+}

@@ -1058,10 +1058,9 @@ impl CudaBackend {
                 out[j.frame] = GroupedPoints {
                     points_in_camera: points
                         .get(3 * base..3 * (base + grouped))
+                        .and_then(|w| bytemuck::try_cast_slice::<u32, Point3>(w).ok())
                         .ok_or("grouped points came back short")?
-                        .chunks_exact(3)
-                        .map(|p| [f32::from_bits(p[0]), f32::from_bits(p[1]), f32::from_bits(p[2])])
-                        .collect(),
+                        .to_vec(),
                     pixels: pixels.get(base..base + grouped).ok_or("grouped pixels came back short")?.to_vec(),
                     offsets: object_offsets,
                 };
@@ -1148,7 +1147,7 @@ impl CudaBackend {
             .map(|j| {
                 let (a, n) = (j.sample_base, j.sample_index.len());
                 PointCloud {
-                    points_in_camera: floats[3 * a..3 * (a + n)].chunks_exact(3).map(|p| [p[0], p[1], p[2]]).collect(),
+                    points_in_camera: bytemuck::cast_slice::<f32, Point3>(&floats[3 * a..3 * (a + n)]).to_vec(),
                     pixels: sample_pixels.get(a..a + n).map(<[u32]>::to_vec).unwrap_or_default(),
                 }
             })

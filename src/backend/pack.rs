@@ -411,30 +411,41 @@ pub fn clusterings_in_batch_order_packed(job_start: &[u32], words: &[u32]) -> Re
 }
 
 /// Each job's clustering from each point's (label, core flag) by batch index (`i < job_start.last()`).
+///
+/// A label is the batch index of a point of the same job, so a job's clusters are numbered in linear time: mark the
+/// labels used in a table over the job's points, then number the marks in index order (the order sorting the labels
+/// gives).
 fn clusterings_by_job(job_start: &[u32], point: impl Fn(usize) -> (u32, bool)) -> Result<Vec<Clustering>, String> {
+    const UNUSED: u32 = u32::MAX;
     let mut out = Vec::with_capacity(job_start.len().saturating_sub(1));
+    let mut number: Vec<u32> = Vec::new();
     for range in job_start.windows(2) {
         let (first, end) = (range[0], range[1]);
         let points = first as usize..end as usize;
-        let mut names: Vec<u32> = points.clone().map(|i| point(i).0).filter(|&l| l != u32::MAX).collect();
-        names.sort_unstable();
-        names.dedup();
-        if names.first().is_some_and(|&l| l < first) || names.last().is_some_and(|&l| l >= end) {
-            return Err("a DBSCAN label names a point of another job".into());
+        number.clear();
+        number.resize(points.len(), UNUSED);
+        for i in points.clone() {
+            match point(i).0 {
+                u32::MAX => {}
+                l if l < first || l >= end => return Err("a DBSCAN label names a point of another job".into()),
+                l => number[(l - first) as usize] = 0,
+            }
         }
-        let mut c = Clustering {
-            labels: Vec::with_capacity(points.len()),
-            core: Vec::with_capacity(points.len()),
-            clusters: names.len() as u32,
-        };
-        for i in points {
-            let (l, core) = point(i);
-            c.labels.push(match l {
+        let mut clusters = 0u32;
+        for n in number.iter_mut().filter(|n| **n != UNUSED) {
+            *n = clusters;
+            clusters += 1;
+        }
+        // In range: checked above.
+        let labels = points
+            .clone()
+            .map(|i| match point(i).0 {
                 u32::MAX => NOISE,
-                l => names.binary_search(&l).map_err(|_| "DBSCAN label lost".to_string())? as i32,
-            });
-            c.core.push(core);
-        }
+                l => number[(l - first) as usize] as i32,
+            })
+            .collect();
+        let core = points.map(|i| point(i).1).collect();
+        let c = Clustering { labels, core, clusters };
         out.push(c);
     }
     Ok(out)
@@ -1013,6 +1024,71 @@ pub fn split_relations(ranges: &[FrameRange], records: &[RelationRecord]) -> Res
 mod tests {
     use super::*;
     use crate::geometry::Point3;
+
+    #[test]
+    fn clusterings_number_clusters_by_smallest_label_within_each_job() {
+        // The numbering by sorted labels, written plainly.
+        fn plain(job_start: &[u32], labels: &[u32], core: &[u32]) -> Vec<Clustering> {
+            job_start
+                .windows(2)
+                .map(|r| {
+                    let points = r[0] as usize..r[1] as usize;
+                    let mut names: Vec<u32> =
+                        labels[points.clone()].iter().copied().filter(|&l| l != u32::MAX).collect();
+                    names.sort_unstable();
+                    names.dedup();
+                    Clustering {
+                        labels: points
+                            .clone()
+                            .map(|i| match labels[i] {
+                                u32::MAX => NOISE,
+                                l => names.binary_search(&l).unwrap() as i32,
+                            })
+                            .collect(),
+                        core: points.map(|i| core[i] == 1).collect(),
+                        clusters: names.len() as u32,
+                    }
+                })
+                .collect()
+        }
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut next = |n: u32| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % u64::from(n)) as u32
+        };
+        for _ in 0..50 {
+            // Jobs of 0 to 40 points; each point noise or labelled by a point of its job.
+            let mut job_start = vec![0u32];
+            for _ in 0..next(6) {
+                let last = *job_start.last().unwrap();
+                job_start.push(last + next(41));
+            }
+            let n = *job_start.last().unwrap() as usize;
+            let (mut labels, mut core) = (vec![u32::MAX; n], vec![0u32; n]);
+            for r in job_start.windows(2) {
+                let roots: Vec<u32> = (0..1 + next(4)).map(|_| r[0] + next((r[1] - r[0]).max(1))).collect();
+                for i in r[0]..r[1] {
+                    if next(4) > 0 {
+                        labels[i as usize] = roots[next(roots.len() as u32) as usize];
+                        core[i as usize] = next(2);
+                    }
+                }
+            }
+            let expected = plain(&job_start, &labels, &core);
+            assert_eq!(clusterings_in_batch_order(&job_start, &labels, &core).unwrap(), expected);
+            let words: Vec<u32> =
+                labels.iter().zip(&core).map(|(&l, &c)| if l == u32::MAX { l } else { l | c << 31 }).collect();
+            assert_eq!(clusterings_in_batch_order_packed(&job_start, &words).unwrap(), expected);
+        }
+        // A label outside its job, on either side, is refused.
+        for label in [1, 5] {
+            let labels = [u32::MAX, 1, 2, label, 2];
+            let err = clusterings_in_batch_order(&[0, 2, 5], &labels, &[0; 5]).unwrap_err();
+            assert!(err.contains("another job"), "{err}");
+        }
+    }
 
     #[test]
     fn gap_packs_hold_every_pair_of_objects_with_points() {

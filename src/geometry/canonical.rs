@@ -72,6 +72,12 @@ impl CanonicalFrame {
         self.apply(super::to_f64(p)).map(|v| v as f32)
     }
 
+    /// The height (canonical z) of a camera-frame `f32` point: `apply_f32(p)[2]`, without the other two coordinates.
+    #[inline]
+    pub fn height_f32(&self, p: Point3) -> f32 {
+        (dot(self.rotation[2], super::to_f64(p)) + self.translation[2]) as f32
+    }
+
     /// The camera centre in the canonical frame (`[0, 0, camera_height_m]`).
     pub fn camera_position(&self) -> [f64; 3] {
         self.translation
