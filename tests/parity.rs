@@ -786,6 +786,24 @@ fn resident_reads(backend: &Backend) -> Option<spatialsynth::backend::cuda::Resi
     }
 }
 
+#[test]
+fn cuda_keeps_freed_device_memory_for_the_next_batches() {
+    // The stream-ordered allocator's pool hands freed memory back to the driver at every synchronisation unless its
+    // release threshold says otherwise: the backend keeps a quarter of the device's memory.
+    const TEST: &str = "cuda_keeps_freed_device_memory_for_the_next_batches";
+    for backend in gpu_backends(TEST) {
+        let Backend::Cuda(cuda) = backend else { continue };
+        let memory = cuda.device_memory_bytes().unwrap();
+        match cuda.pool_release_threshold().unwrap() {
+            Some(kept) => {
+                let want = memory / spatialsynth::backend::cuda::POOL_KEEP_FRACTION;
+                assert_eq!(kept, want, "{TEST}: the pool keeps {kept} bytes of {memory}");
+            }
+            None => common::skip(TEST, "the device has no memory pools (buffers are freed synchronously)"),
+        }
+    }
+}
+
 /// The sample frames loaded, with their regions: K1's input for one batch of every frame.
 fn sample_frames() -> (Vec<String>, Vec<spatialsynth::io::LoadedFrame>, Vec<Vec<ObjectRegion>>) {
     let manifest = common::repo().join("data/sample/frames.json");

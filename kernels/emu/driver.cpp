@@ -451,6 +451,7 @@ typedef void* CUmodule;
 typedef void* CUfunction;
 typedef void* CUstream;
 typedef void* CUevent;
+typedef void* CUmemoryPool;
 
 enum : int {
     CUDA_SUCCESS = 0,
@@ -468,6 +469,7 @@ namespace {
 
 const char kDeviceName[] = "spatialsynth CUDA emulator (CPU, not a GPU)";
 int g_context_tag;
+int g_pool_tag;
 
 std::mutex g_memory_lock;
 std::map<uintptr_t, size_t>& allocations() {
@@ -538,6 +540,8 @@ struct Stats {
     // Copies from or to page-locked host memory; read-backs into write-combined memory (slow for the host to read).
     std::atomic<uint64_t> htod_pinned_bytes{0}, dtoh_pinned_bytes{0}, dtoh_write_combined_bytes{0};
     std::atomic<uint64_t> stream_syncs{0}, event_syncs{0}, allocations{0}, allocated_bytes{0};
+    // The default memory pool's release threshold, as the host last set it (cuMemPoolSetAttribute).
+    std::atomic<uint64_t> pool_release_threshold{0};
     ~Stats() {
         const char* path = std::getenv("SPATIALSYNTH_CUDA_EMU_STATS");
         if (path == nullptr || *path == 0) return;
@@ -553,13 +557,13 @@ struct Stats {
                      "}, \"htod_bytes\": %llu, \"htod_copies\": %llu, \"dtoh_bytes\": %llu, \"dtoh_copies\": %llu, "
                      "\"dtod_bytes\": %llu, \"stream_syncs\": %llu, \"event_syncs\": %llu, \"allocations\": %llu, "
                      "\"allocated_bytes\": %llu, \"htod_pinned_bytes\": %llu, \"dtoh_pinned_bytes\": %llu, "
-                     "\"dtoh_write_combined_bytes\": %llu}\n",
+                     "\"dtoh_write_combined_bytes\": %llu, \"pool_release_threshold\": %llu}\n",
                      (unsigned long long)htod_bytes, (unsigned long long)htod_copies, (unsigned long long)dtoh_bytes,
                      (unsigned long long)dtoh_copies, (unsigned long long)dtod_bytes,
                      (unsigned long long)stream_syncs, (unsigned long long)event_syncs,
                      (unsigned long long)allocations, (unsigned long long)allocated_bytes,
                      (unsigned long long)htod_pinned_bytes, (unsigned long long)dtoh_pinned_bytes,
-                     (unsigned long long)dtoh_write_combined_bytes);
+                     (unsigned long long)dtoh_write_combined_bytes, (unsigned long long)pool_release_threshold);
         std::fclose(f);
     }
 };
@@ -634,7 +638,7 @@ CUresult cuDeviceGetAttribute(int* value, int attribute, CUdevice) {
         case 37: *value = 0; break;            // memory bus width
         case 75: *value = 9; break;            // compute capability 9.0: the kernels are compiled for compute_90
         case 76: *value = 0; break;
-        case 115: *value = 0; break;           // no memory pools: cuMemAlloc, not cuMemAllocAsync
+        case 115: *value = 1; break;           // memory pools: cuMemAllocAsync (allocated and freed at once here)
         default: *value = 0; break;
     }
     return CUDA_SUCCESS;
@@ -770,6 +774,25 @@ CUresult cuMemFree_v2(CUdeviceptr ptr) {
     return CUDA_SUCCESS;
 }
 CUresult cuMemFreeAsync(CUdeviceptr ptr, CUstream) { return cuMemFree_v2(ptr); }
+// The default memory pool: one handle; of its attributes only the release threshold (4) is kept (nothing is pooled:
+// a launch runs to its end before cuLaunchKernel returns, so a freed buffer can go at once).
+CUresult cuDeviceGetDefaultMemPool(CUmemoryPool* pool, CUdevice device) {
+    if (pool == nullptr || device != 0) return CUDA_ERROR_INVALID_VALUE;
+    *pool = &g_pool_tag;
+    return CUDA_SUCCESS;
+}
+CUresult cuMemPoolSetAttribute(CUmemoryPool pool, int attribute, void* value) {
+    if (pool != &g_pool_tag || value == nullptr) return CUDA_ERROR_INVALID_VALUE;
+    if (attribute != 4) return CUDA_ERROR_NOT_SUPPORTED;
+    g_stats.pool_release_threshold = *static_cast<const uint64_t*>(value);
+    return CUDA_SUCCESS;
+}
+CUresult cuMemPoolGetAttribute(CUmemoryPool pool, int attribute, void* value) {
+    if (pool != &g_pool_tag || value == nullptr) return CUDA_ERROR_INVALID_VALUE;
+    if (attribute != 4) return CUDA_ERROR_NOT_SUPPORTED;
+    *static_cast<uint64_t*>(value) = g_stats.pool_release_threshold;
+    return CUDA_SUCCESS;
+}
 CUresult cuMemHostAlloc(void** p, size_t bytes, unsigned flags) {
     *p = std::malloc(bytes > 0 ? bytes : 1);
     if (*p == nullptr) return CUDA_ERROR_OUT_OF_MEMORY;

@@ -220,6 +220,40 @@ pub fn compiled_modules(arch: &'static str) -> Result<Arc<Vec<String>>, String> 
     Ok(ptx)
 }
 
+/// The share of the device's memory that its stream-ordered allocator keeps, once freed, for the next allocations.
+/// The pool's default (0) hands every freed block back to the driver at each stream synchronisation, so that every
+/// batch (several synchronisations each) would map its buffers afresh; a quarter of the device holds many batches
+/// in flight and leaves the rest to other processes (a model runner on the same GPU).
+pub const POOL_KEEP_FRACTION: u64 = 4;
+
+/// The device's default memory pool (the one `cuMemAllocAsync` draws from), where it has memory pools.
+fn default_pool(ctx: &CudaContext) -> Result<Option<cudarc::driver::sys::CUmemoryPool>, String> {
+    if !ctx.has_async_alloc() {
+        return Ok(None);
+    }
+    let mut pool: cudarc::driver::sys::CUmemoryPool = std::ptr::null_mut();
+    ctx.bind_to_thread().map_err(de)?;
+    // SAFETY: writes one pool handle through a valid pointer, for the context's own device.
+    unsafe { cudarc::driver::sys::cuDeviceGetDefaultMemPool(&mut pool, ctx.cu_device()) }.result().map_err(de)?;
+    Ok(Some(pool))
+}
+
+/// Sets the default pool's release threshold to 1 / [`POOL_KEEP_FRACTION`] of the device's memory.
+fn keep_pool_memory(ctx: &CudaContext) -> Result<(), String> {
+    let Some(pool) = default_pool(ctx)? else { return Ok(()) };
+    let mut keep = ctx.total_mem().map_err(de)? as u64 / POOL_KEEP_FRACTION;
+    // SAFETY: the release threshold is a cuuint64_t, read through a valid pointer; the pool is the device's.
+    unsafe {
+        cudarc::driver::sys::cuMemPoolSetAttribute(
+            pool,
+            cudarc::driver::sys::CUmemPool_attribute::CU_MEMPOOL_ATTR_RELEASE_THRESHOLD,
+            (&mut keep as *mut u64).cast(),
+        )
+    }
+    .result()
+    .map_err(|e| format!("the device's memory pool refuses a release threshold: {}", de(e)))
+}
+
 fn de(e: DriverError) -> String {
     format!("CUDA: {e}")
 }
@@ -478,6 +512,7 @@ impl CudaBackend {
             ));
         }
         let ctx = CudaContext::new(0).map_err(de)?;
+        keep_pool_memory(&ctx)?;
         let (major, minor) = ctx.compute_capability().map_err(de)?;
         let cc = (major * 10 + minor) as u32;
         let arch = ARCHITECTURES
@@ -551,6 +586,30 @@ impl CudaBackend {
             readbacks: Arc::default(),
             resident_reads: Default::default(),
         })
+    }
+
+    /// The device's memory, in bytes.
+    pub fn device_memory_bytes(&self) -> Result<u64, String> {
+        self.ctx.total_mem().map(|b| b as u64).map_err(de)
+    }
+
+    /// How many bytes of freed device memory the stream-ordered allocator keeps across synchronisations (see
+    /// [`POOL_KEEP_FRACTION`]); `None` where the device has no memory pools (its buffers are allocated and freed
+    /// synchronously).
+    pub fn pool_release_threshold(&self) -> Result<Option<u64>, String> {
+        let Some(pool) = default_pool(&self.ctx)? else { return Ok(None) };
+        let mut keep = 0u64;
+        // SAFETY: the release threshold is a cuuint64_t, written through a valid pointer; the pool is the device's.
+        unsafe {
+            cudarc::driver::sys::cuMemPoolGetAttribute(
+                pool,
+                cudarc::driver::sys::CUmemPool_attribute::CU_MEMPOOL_ATTR_RELEASE_THRESHOLD,
+                (&mut keep as *mut u64).cast(),
+            )
+        }
+        .result()
+        .map_err(de)?;
+        Ok(Some(keep))
     }
 
     /// The device, e.g. `NVIDIA H100 80GB HBM3 (compute 9.0, 79 GiB, driver CUDA 13.0, kernels compute_90)`.
