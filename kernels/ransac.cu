@@ -1,7 +1,6 @@
 // K2: the ground-plane RANSAC of src/geometry/ransac.rs on the device (the CUDA twin of shaders/ransac.wgsl), from
 // the frame's cloud on the device:
 //   gather_samples  the strided scoring subsample (its indices come from the host: 64-bit index arithmetic);
-//   gather_pixels   the subsample's pixels (a batch of frames: the host estimates their normals from the depth);
 //   draw            the three points of every hypothesis, by the counter-based RNG of rng.cuh: the same indices as
 //                   the CPU reference. The host builds each plane from the three points in f64 (`plane_through`,
 //                   shared with the CPU), so every backend tests the very same planes;
@@ -56,15 +55,6 @@ extern "C" __global__ void gather_samples(const float* __restrict__ cloud, const
     samples[3u * s] = cloud[3u * i];
     samples[3u * s + 1u] = cloud[3u * i + 1u];
     samples[3u * s + 2u] = cloud[3u * i + 2u];
-}
-
-// The pixel of each subsample point (a batch's subsamples, gathered by global index: the host computes the normals
-// of the subsample from the depth image without reading the whole cloud back).
-extern "C" __global__ void gather_pixels(const u32* __restrict__ pixels, const u32* __restrict__ sample_index,
-                                         u32* __restrict__ sample_pixels, u32 n_samples) {
-    const u32 s = blockIdx.x * blockDim.x + threadIdx.x;
-    if (s >= n_samples) return;
-    sample_pixels[s] = pixels[sample_index[s]];
 }
 
 extern "C" __global__ void draw(const float* __restrict__ cloud, u32* __restrict__ triples,

@@ -804,6 +804,65 @@ fn cuda_keeps_freed_device_memory_for_the_next_batches() {
     }
 }
 
+#[test]
+fn cuda_ground_sample_normals_equal_the_cpu_ones_bit_for_bit() {
+    // K2's sample normals, which the CUDA backend computes on the device from K1's depth (kernels/unproject.cu
+    // `sample_normals`): the CPU reference's `estimate_normals` of the same subsample, every bit, for the sample
+    // frames (real depth with holes and edges) and a small frame with holes at the borders, in one batch, at the
+    // pipeline's reach and at a reach of 2 pixels.
+    use spatialsynth::geometry::ransac::score_sample_indices;
+    use spatialsynth::geometry::unproject::estimate_normals;
+    const TEST: &str = "cuda_ground_sample_normals_equal_the_cpu_ones_bit_for_bit";
+    let (_, loaded, _) = sample_frames();
+    let (w, h) = (40u32, 30u32);
+    let small_k = intrinsics(w, h);
+    let small = DepthImage {
+        width: w,
+        height: h,
+        data: DepthData::F32 {
+            values: (0..w * h)
+                .map(|i| {
+                    let (u, v) = (i % w, i / w);
+                    match (u * 5 + v * 3) % 7 {
+                        0 => f32::NAN,
+                        1 => 0.0,
+                        _ => 0.9 + 0.02 * v as f32 + if (u / 6) % 2 == 0 { 0.0 } else { 0.15 },
+                    }
+                })
+                .collect(),
+        },
+    };
+    let mut frames: Vec<(&DepthImage, &Intrinsics)> =
+        loaded.iter().filter_map(|f| Some((f.depth.as_ref()?, &f.intrinsics))).collect();
+    frames.insert(1, (&small, &small_k));
+    let params = spatialsynth::pipeline::SceneConfig::default().ransac;
+    for backend in gpu_backends(TEST) {
+        let Backend::Cuda(cuda) = backend else { continue };
+        for reach in [spatialsynth::pipeline::SceneConfig::default().normal_max_step_px, 2] {
+            let got = cuda.ground_sample_normals(&frames, &params, reach).unwrap();
+            assert_eq!(got.len(), frames.len());
+            let mut known = 0;
+            for (f, ((depth, k), got)) in frames.iter().zip(&got).enumerate() {
+                let cloud = unproject_depth(depth, k);
+                let index = score_sample_indices(cloud.len(), &params);
+                let want = estimate_normals(depth, k, &cloud, Some(&index), reach);
+                assert_eq!(got.len(), want.len(), "{TEST}: frame {f}, reach {reach}");
+                for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+                    assert_eq!(
+                        g.map(f32::to_bits),
+                        w.map(f32::to_bits),
+                        "{TEST}: frame {f}, sample {i}: {g:?} vs {w:?}"
+                    );
+                }
+                known += want.iter().filter(|n| **n != [0.0; 3]).count();
+            }
+            // Most samples have a normal; some (holes, edges, borders) have none.
+            let total: usize = got.iter().map(Vec::len).sum();
+            assert!(known > total / 2 && known < total, "{TEST}: {known} of {total} samples with a normal");
+        }
+    }
+}
+
 /// The sample frames loaded, with their regions: K1's input for one batch of every frame.
 fn sample_frames() -> (Vec<String>, Vec<spatialsynth::io::LoadedFrame>, Vec<Vec<ObjectRegion>>) {
     let manifest = common::repo().join("data/sample/frames.json");

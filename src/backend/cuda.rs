@@ -89,7 +89,7 @@ pub const MODULES: [KernelModule; 7] = [
     KernelModule {
         file: "unproject.cu",
         source: kernel_source!("common.cuh", "scan.cuh", "unproject.cu"),
-        entries: &["count_valid", "scan_counts", "write_points"],
+        entries: &["count_valid", "scan_counts", "write_points", "sample_normals"],
     },
     KernelModule {
         file: "group.cu",
@@ -99,7 +99,7 @@ pub const MODULES: [KernelModule; 7] = [
     KernelModule {
         file: "ransac.cu",
         source: kernel_source!("common.cuh", "rng.cuh", "ransac.cu"),
-        entries: &["gather_samples", "gather_pixels", "draw", "score", "sample_supports", "count_inliers"],
+        entries: &["gather_samples", "draw", "score", "sample_supports", "count_inliers"],
     },
     KernelModule {
         file: "dbscan.cu",
@@ -303,12 +303,12 @@ struct Kernels {
     count_valid: CudaFunction,
     scan_tiles: CudaFunction,
     write_points: CudaFunction,
+    sample_normals: CudaFunction,
     count_members: CudaFunction,
     scan_members: CudaFunction,
     object_starts: CudaFunction,
     write_members: CudaFunction,
     gather_samples: CudaFunction,
-    gather_pixels: CudaFunction,
     draw: CudaFunction,
     score: CudaFunction,
     sample_supports: CudaFunction,
@@ -479,11 +479,16 @@ struct K1Buffers {
     tiles: u32,
 }
 
-/// A frame's cloud on the device and its point count.
+/// A batch's clouds on the device, each frame's first point (and the total), and K1's inputs, which K2's sample
+/// normals read (the depth words, ray factors and frame table).
 struct DeviceCloud {
     points: CudaSlice<f32>,
     pixels: CudaSlice<u32>,
     offsets: Vec<u64>,
+    depth: CudaSlice<u32>,
+    ray_x: CudaSlice<f32>,
+    ray_y: CudaSlice<f32>,
+    infos: CudaSlice<u32>,
 }
 
 impl CudaBackend {
@@ -539,12 +544,12 @@ impl CudaBackend {
             count_valid: get("unproject.cu", "count_valid")?,
             scan_tiles: get("unproject.cu", "scan_counts")?,
             write_points: get("unproject.cu", "write_points")?,
+            sample_normals: get("unproject.cu", "sample_normals")?,
             count_members: get("group.cu", "count_members")?,
             scan_members: get("group.cu", "scan_counts")?,
             object_starts: get("group.cu", "object_starts")?,
             write_members: get("group.cu", "write_members")?,
             gather_samples: get("ransac.cu", "gather_samples")?,
-            gather_pixels: get("ransac.cu", "gather_pixels")?,
             draw: get("ransac.cu", "draw")?,
             score: get("ransac.cu", "score")?,
             sample_supports: get("ransac.cu", "sample_supports")?,
@@ -838,11 +843,11 @@ impl CudaBackend {
         }
         let mut d = self.k1_buffers(stream, &batch)?;
         self.k1_launch(stream, &mut d)?;
-        let (offsets, points, pixels) = (d.offsets, d.points, d.pixels);
+        let K1Buffers { offsets, points, pixels, depth, ray_x, ray_y, infos, .. } = d;
         let all = stream.clone_dtoh(&offsets).map_err(de)?;
         self.sync(stream)?;
         let offsets = batch.frame_offsets(&all)?;
-        Ok(Some(DeviceCloud { points, pixels, offsets }))
+        Ok(Some(DeviceCloud { points, pixels, offsets, depth, ray_x, ray_y, infos }))
     }
 
     /// K1 per object (see [`crate::geometry::unproject::unproject_objects`]): the cloud is computed and grouped on
@@ -1133,8 +1138,8 @@ impl CudaBackend {
     }
 
     /// K2 for every frame of a chunk whose cloud is on the device (frames marked `failed` sit out): the scoring
-    /// subsamples gathered in one launch and brought back (points and pixels), their normals estimated on the host
-    /// from each depth image, then [`GroundBatch::fits`].
+    /// subsamples gathered in one launch and brought back (their points), their normals estimated on the device from
+    /// each depth image (K1's input, still there), then [`GroundBatch::fits`].
     fn ground_batch(
         &self,
         stream: &Arc<CudaStream>,
@@ -1143,7 +1148,6 @@ impl CudaBackend {
         failed: &[Option<String>],
         normal_max_step_px: u32,
     ) -> Result<Vec<Option<PlaneFit>>, String> {
-        use rayon::prelude::*;
         let jobs = ground_jobs(frames.iter().enumerate().filter(|(i, _)| failed[*i].is_none()).map(|(i, f)| {
             let (a, b) = (cloud.offsets[i], cloud.offsets[i + 1]);
             (i, a as usize, (b - a) as u32, f.frame_key, f.params, true)
@@ -1152,31 +1156,101 @@ impl CudaBackend {
         if jobs.is_empty() {
             return Ok(fits);
         }
-        let gathered = self.gather_samples(stream, &cloud.points, Some(&cloud.pixels), &jobs)?;
+        let gathered = self.gather_samples(stream, &cloud.points, &jobs)?;
         // Each frame's subsample is a cloud of its own: its normals from the depth image (as the CPU reference's,
-        // which only read each sample's pixel and depth).
-        let normals: Vec<Vec<Point3>> = jobs
-            .par_iter()
-            .zip(&gathered.clouds)
-            .map(|(j, c)| {
-                let f = frames[j.frame];
-                crate::geometry::unproject::estimate_normals(f.depth, f.k, c, None, normal_max_step_px)
-            })
-            .collect();
-        let batch = GroundBatch::new(self, stream, &cloud.points, jobs, gathered, &normals)?;
+        // which only read each sample's pixel and depth), on the device where K1 left the depth.
+        let normals = self.sample_normals(stream, cloud, &jobs, &gathered, normal_max_step_px)?;
+        let batch = GroundBatch { b: self, stream, cloud: &cloud.points, jobs, gathered, normals };
         for (j, fit) in batch.jobs.iter().zip(batch.fits()?) {
             fits[j.frame] = fit;
         }
         Ok(fits)
     }
 
-    /// The scoring subsample of every job, gathered on the device by global index into `cloud` (and, with
-    /// `pixels`, their pixels): the device copy and each job's host copy (pixels empty without `pixels`).
+    /// K2's sample normals of every job that uses them (`sample_normals` in kernels/unproject.cu, the twin of
+    /// [`crate::geometry::unproject::estimate_normals`]), three floats per sample on the device; zeros for the others.
+    fn sample_normals(
+        &self,
+        stream: &Arc<CudaStream>,
+        cloud: &DeviceCloud,
+        jobs: &[GroundJob<'_>],
+        gathered: &Gathered,
+        max_step_px: u32,
+    ) -> Result<CudaSlice<f32>, String> {
+        let samples = jobs.last().map_or(0, |j| j.sample_base + j.sample_index.len());
+        let mut normals = self.zeros::<f32>(stream, 3 * samples)?;
+        let table: Vec<NormalJob> = jobs
+            .iter()
+            .filter(|j| j.use_normals && !j.sample_index.is_empty())
+            .map(|j| NormalJob {
+                frame: j.frame as u32,
+                sample_base: j.sample_base as u32,
+                samples: j.sample_index.len() as u32,
+                pad: 0,
+            })
+            .collect();
+        let Some(widest) = table.iter().map(|j| j.samples).max() else { return Ok(normals) };
+        let n_jobs =
+            u32::try_from(table.len()).ok().filter(|&n| n <= 65_535).ok_or("too many frames for one launch")?;
+        let table_dev = self.upload(stream, bytemuck::cast_slice::<_, u32>(&table))?;
+        let max_step = max_step_px.max(2);
+        let mut l = stream.launch_builder(&self.k.sample_normals);
+        l.arg(&cloud.depth)
+            .arg(&cloud.ray_x)
+            .arg(&cloud.ray_y)
+            .arg(&cloud.infos)
+            .arg(&cloud.points)
+            .arg(&cloud.pixels)
+            .arg(&gathered.index)
+            .arg(&table_dev)
+            .arg(&mut normals)
+            .arg(&max_step);
+        // SAFETY: sample_normals(depth, ray_x, ray_y, frames, cloud, pixels, sample_index, NormalJob* jobs,
+        // float* normals, u32 max_step) in kernels/unproject.cu; grid (blocks, jobs), a thread per sample below its
+        // job's count; each job's frame is its index in the K1 batch whose buffers these are, its samples' global
+        // indices (gather_samples' `index`) lie below the batch's points, and `normals` holds 3 floats per sample.
+        unsafe { l.launch(launch((blocks_for(u64::from(widest), BLOCK)?, n_jobs), BLOCK)) }.map_err(de)?;
+        Ok(normals)
+    }
+
+    /// K2's sample normals of a batch of frames as [`Self::frames_geometry`] computes them on the device: for each
+    /// frame with at least 3 valid points, the normals of its scoring subsample
+    /// ([`crate::geometry::ransac::score_sample_indices`]); empty for the others. For parity tests against
+    /// [`crate::geometry::unproject::estimate_normals`].
+    pub fn ground_sample_normals(
+        &self,
+        frames: &[(&DepthImage, &Intrinsics)],
+        params: &RansacParams,
+        normal_max_step_px: u32,
+    ) -> Result<Vec<Vec<Point3>>, String> {
+        let mut out = vec![Vec::new(); frames.len()];
+        let stream = self.stream()?;
+        let Some(cloud) = self.unproject_device(&stream, frames)? else { return Ok(out) };
+        let jobs = ground_jobs((0..frames.len()).map(|i| {
+            let (a, b) = (cloud.offsets[i], cloud.offsets[i + 1]);
+            (i, a as usize, (b - a) as u32, 0, params, true)
+        }));
+        if jobs.is_empty() {
+            return Ok(out);
+        }
+        let gathered = self.gather_samples(&stream, &cloud.points, &jobs)?;
+        let normals = self.sample_normals(&stream, &cloud, &jobs, &gathered, normal_max_step_px)?;
+        let floats = stream.clone_dtoh(&normals).map_err(de)?;
+        self.sync(&stream)?;
+        for j in &jobs {
+            let (a, n) = (j.sample_base, j.sample_index.len());
+            let got = floats.get(3 * a..3 * (a + n)).ok_or("sample normals came back short")?;
+            out[j.frame] = bytemuck::cast_slice::<f32, Point3>(got).to_vec();
+        }
+        Ok(out)
+    }
+
+    /// The scoring subsample of every job, gathered on the device by global index into `cloud`: the device copy, the
+    /// global indices, and each job's host copy (points only).
     fn gather_samples(
         &self,
         stream: &Arc<CudaStream>,
         cloud: &CudaSlice<f32>,
-        pixels: Option<&CudaSlice<u32>>,
         jobs: &[GroundJob<'_>],
     ) -> Result<Gathered, String> {
         let global: Vec<u32> =
@@ -1190,15 +1264,6 @@ impl CudaBackend {
         // SAFETY: gather_samples(cloud, sample_index, samples, n_samples) in kernels/ransac.cu: every global index
         // is below the cloud's point count; `samples` holds 3 floats per sample.
         unsafe { l.launch(grid) }.map_err(de)?;
-        let mut sample_pixels = Vec::new();
-        if let Some(pixels) = pixels {
-            let mut out = self.zeros::<u32>(stream, global.len())?;
-            let mut l = stream.launch_builder(&self.k.gather_pixels);
-            l.arg(pixels).arg(&index).arg(&mut out).arg(&n);
-            // SAFETY: gather_pixels(pixels, sample_index, sample_pixels, n_samples): as gather_samples, one u32 each.
-            unsafe { l.launch(grid) }.map_err(de)?;
-            sample_pixels = stream.clone_dtoh(&out).map_err(de)?;
-        }
         let floats = stream.clone_dtoh(&samples).map_err(de)?;
         self.sync(stream)?;
         let clouds = jobs
@@ -1207,11 +1272,11 @@ impl CudaBackend {
                 let (a, n) = (j.sample_base, j.sample_index.len());
                 PointCloud {
                     points_in_camera: bytemuck::cast_slice::<f32, Point3>(&floats[3 * a..3 * (a + n)]).to_vec(),
-                    pixels: sample_pixels.get(a..a + n).map(<[u32]>::to_vec).unwrap_or_default(),
+                    pixels: Vec::new(),
                 }
             })
             .collect();
-        Ok(Gathered { samples, clouds })
+        Ok(Gathered { samples, index, clouds })
     }
 
     /// A K2 batch of one frame whose points come from the host (the parity and timing entry points below): `None`
@@ -1233,7 +1298,7 @@ impl CudaBackend {
         let Some(job) = jobs.first_mut() else { return Ok(None) };
         job.use_normals = sample_normals.is_some_and(|m| m.len() == job.sample_index.len());
         let with_normals = job.use_normals;
-        let gathered = self.gather_samples(stream, cloud, None, &jobs)?;
+        let gathered = self.gather_samples(stream, cloud, &jobs)?;
         let normals = [sample_normals.filter(|_| with_normals).map(<[Point3]>::to_vec).unwrap_or_default()];
         GroundBatch::new(self, stream, cloud, jobs, gathered, &normals).map(Some)
     }
@@ -1953,7 +2018,19 @@ fn view_mut<T>(
 /// the host.
 struct Gathered {
     samples: CudaSlice<f32>,
+    /// Each sample's index in the batch's cloud.
+    index: CudaSlice<u32>,
     clouds: Vec<PointCloud>,
+}
+
+/// A frame's samples for `sample_normals` (kernels/unproject.cu's `NormalJob`, 16 bytes).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
+struct NormalJob {
+    frame: u32,
+    sample_base: u32,
+    samples: u32,
+    pad: u32,
 }
 
 /// A K2 batch's hypotheses: each job's planes (`None`: inadmissible), and on the device as the scoring kernel reads
