@@ -33,5 +33,7 @@ pub mod pipeline;
 pub mod qa;
 pub mod run;
 pub mod scene;
+#[cfg(test)]
+mod test_rng;
 
 pub use error::{Error, Result};

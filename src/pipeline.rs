@@ -1153,13 +1153,8 @@ mod tests {
                 .collect()
         }
         let (width, height) = (37u32, 23u32);
-        let mut state = 0x9e37_79b9_7f4a_7c15u64;
-        let mut next = |n: u32| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state % u64::from(n)) as u32
-        };
+        let mut rng = crate::test_rng::XorShift(0x9e37_79b9_7f4a_7c15u64);
+        let mut next = |n: u32| rng.below(n);
         for case in 0..200 {
             let (a, b) = (next(width * 4) as f32 / 4.0, next(height * 4) as f32 / 4.0);
             let bbox = [a, b, a + next(width * 4) as f32 / 4.0, b + next(height * 4) as f32 / 4.0];

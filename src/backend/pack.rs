@@ -1051,13 +1051,8 @@ mod tests {
                 })
                 .collect()
         }
-        let mut state = 0x2545_f491_4f6c_dd1du64;
-        let mut next = |n: u32| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state % u64::from(n)) as u32
-        };
+        let mut rng = crate::test_rng::XorShift(0x2545_f491_4f6c_dd1du64);
+        let mut next = |n: u32| rng.below(n);
         for _ in 0..50 {
             // Jobs of 0 to 40 points; each point noise or labelled by a point of its job.
             let mut job_start = vec![0u32];

@@ -482,13 +482,8 @@ mod tests {
     fn the_devices_chunked_search_is_the_reference_bit_for_bit() {
         // Pairs of random clouds (blobs of every size, near, touching, overlapping, far), in a random order and in
         // a sorted one: the device's algorithm run serially against the voxel index and against brute force.
-        let mut state = 0x2545_f491_4f6c_dd1du64;
-        let mut next = move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state >> 40) as f32 / (1u64 << 24) as f32
-        };
+        let mut rng = crate::test_rng::XorShift(0x2545_f491_4f6c_dd1d);
+        let mut next = move || rng.unit_f32();
         for case in 0..60 {
             let mut cloud = |n: usize, centre: [f32; 3], side: f32| -> Vec<Point3> {
                 (0..n).map(|_| centre.map(|c| c + (next() - 0.5) * side)).collect()
