@@ -1189,27 +1189,30 @@ impl CudaBackend {
                 pad: 0,
             })
             .collect();
-        let Some(widest) = table.iter().map(|j| j.samples).max() else { return Ok(normals) };
-        let n_jobs =
-            u32::try_from(table.len()).ok().filter(|&n| n <= 65_535).ok_or("too many frames for one launch")?;
-        let table_dev = self.upload(stream, bytemuck::cast_slice::<_, u32>(&table))?;
         let max_step = max_step_px.max(2);
-        let mut l = stream.launch_builder(&self.k.sample_normals);
-        l.arg(&cloud.depth)
-            .arg(&cloud.ray_x)
-            .arg(&cloud.ray_y)
-            .arg(&cloud.infos)
-            .arg(&cloud.points)
-            .arg(&cloud.pixels)
-            .arg(&gathered.index)
-            .arg(&table_dev)
-            .arg(&mut normals)
-            .arg(&max_step);
-        // SAFETY: sample_normals(depth, ray_x, ray_y, frames, cloud, pixels, sample_index, NormalJob* jobs,
-        // float* normals, u32 max_step) in kernels/unproject.cu; grid (blocks, jobs), a thread per sample below its
-        // job's count; each job's frame is its index in the K1 batch whose buffers these are, its samples' global
-        // indices (gather_samples' `index`) lie below the batch's points, and `normals` holds 3 floats per sample.
-        unsafe { l.launch(launch((blocks_for(u64::from(widest), BLOCK)?, n_jobs), BLOCK)) }.map_err(de)?;
+        // At most 65,535 frames a launch (the grid's y).
+        for part in table.chunks(65_535) {
+            let Some(widest) = part.iter().map(|j| j.samples).max() else { continue };
+            let n_jobs = part.len() as u32;
+            let table_dev = self.upload(stream, bytemuck::cast_slice::<_, u32>(part))?;
+            let mut l = stream.launch_builder(&self.k.sample_normals);
+            l.arg(&cloud.depth)
+                .arg(&cloud.ray_x)
+                .arg(&cloud.ray_y)
+                .arg(&cloud.infos)
+                .arg(&cloud.points)
+                .arg(&cloud.pixels)
+                .arg(&gathered.index)
+                .arg(&table_dev)
+                .arg(&mut normals)
+                .arg(&max_step);
+            // SAFETY: sample_normals(depth, ray_x, ray_y, frames, cloud, pixels, sample_index, NormalJob* jobs,
+            // float* normals, u32 max_step) in kernels/unproject.cu; grid (blocks, jobs), a thread per sample below
+            // its job's count; each job's frame is its index in the K1 batch whose buffers these are, its samples'
+            // global indices (gather_samples' `index`) lie below the batch's points, and `normals` holds 3 floats per
+            // sample.
+            unsafe { l.launch(launch((blocks_for(u64::from(widest), BLOCK)?, n_jobs), BLOCK)) }.map_err(de)?;
+        }
         Ok(normals)
     }
 
