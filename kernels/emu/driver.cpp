@@ -540,6 +540,8 @@ struct Stats {
     // Copies from or to page-locked host memory; read-backs into write-combined memory (slow for the host to read).
     std::atomic<uint64_t> htod_pinned_bytes{0}, dtoh_pinned_bytes{0}, dtoh_write_combined_bytes{0};
     std::atomic<uint64_t> stream_syncs{0}, event_syncs{0}, allocations{0}, allocated_bytes{0};
+    // Page-locked host allocations (cuMemHostAlloc: pinning is dear on a GPU) and their bytes.
+    std::atomic<uint64_t> pinned_allocations{0}, pinned_allocated_bytes{0};
     // The default memory pool's release threshold, as the host last set it (cuMemPoolSetAttribute).
     std::atomic<uint64_t> pool_release_threshold{0};
     ~Stats() {
@@ -557,13 +559,15 @@ struct Stats {
                      "}, \"htod_bytes\": %llu, \"htod_copies\": %llu, \"dtoh_bytes\": %llu, \"dtoh_copies\": %llu, "
                      "\"dtod_bytes\": %llu, \"stream_syncs\": %llu, \"event_syncs\": %llu, \"allocations\": %llu, "
                      "\"allocated_bytes\": %llu, \"htod_pinned_bytes\": %llu, \"dtoh_pinned_bytes\": %llu, "
-                     "\"dtoh_write_combined_bytes\": %llu, \"pool_release_threshold\": %llu}\n",
+                     "\"dtoh_write_combined_bytes\": %llu, \"pinned_allocations\": %llu, "
+                     "\"pinned_allocated_bytes\": %llu, \"pool_release_threshold\": %llu}\n",
                      (unsigned long long)htod_bytes, (unsigned long long)htod_copies, (unsigned long long)dtoh_bytes,
                      (unsigned long long)dtoh_copies, (unsigned long long)dtod_bytes,
                      (unsigned long long)stream_syncs, (unsigned long long)event_syncs,
                      (unsigned long long)allocations, (unsigned long long)allocated_bytes,
                      (unsigned long long)htod_pinned_bytes, (unsigned long long)dtoh_pinned_bytes,
-                     (unsigned long long)dtoh_write_combined_bytes, (unsigned long long)pool_release_threshold);
+                     (unsigned long long)dtoh_write_combined_bytes, (unsigned long long)pinned_allocations,
+                     (unsigned long long)pinned_allocated_bytes, (unsigned long long)pool_release_threshold);
         std::fclose(f);
     }
 };
@@ -796,6 +800,8 @@ CUresult cuMemPoolGetAttribute(CUmemoryPool pool, int attribute, void* value) {
 CUresult cuMemHostAlloc(void** p, size_t bytes, unsigned flags) {
     *p = std::malloc(bytes > 0 ? bytes : 1);
     if (*p == nullptr) return CUDA_ERROR_OUT_OF_MEMORY;
+    g_stats.pinned_allocations += 1;
+    g_stats.pinned_allocated_bytes += bytes;
     std::lock_guard<std::mutex> lock(g_memory_lock);
     host_allocations()[reinterpret_cast<uintptr_t>(*p)] = {bytes, flags};
     return CUDA_SUCCESS;
