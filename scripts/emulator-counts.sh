@@ -7,7 +7,7 @@
 #   OUT/samples.txt  where perf is installed: CPU samples (499 Hz) per emulated kernel: the work the kernels ask for,
 #                    not a GPU time
 # Needs the emulator's sources, written by `cargo test --release --test parity cuda_parity_on_the_emulator`
-# (target/tmp/cuda-emu-*; the newest is used), g++ and CUDA 13's NVRTC (scripts/setup-cuda-compiler.sh).
+# (target/tmp/cuda-emu-*; the one a test used last is used), g++ and CUDA 13's NVRTC (scripts/setup-cuda-compiler.sh).
 # The emulator is rebuilt here with -O2 and without AddressSanitizer, so that the samples are the kernels' own.
 # usage: scripts/emulator-counts.sh [OUT]   (default out/emulator-counts)
 set -euo pipefail

@@ -138,6 +138,13 @@ pub fn build(out: &Path, asan: bool) -> Result<Emulator, String> {
         }
         std::fs::rename(&partial, &lib).map_err(|e| format!("{}: {e}", lib.display()))?;
     }
+    // The folder's time says when a test last used it (a rename in it updates it), so that the newest
+    // `cuda-emu-*` (scripts/emulator-counts.sh takes it) holds the kernels as they are now, not those of an earlier
+    // edit whose folder was built later.
+    let stamp = dir.join(format!(".used-{}", std::process::id()));
+    if std::fs::write(&stamp, b"").is_ok() {
+        let _ = std::fs::rename(&stamp, dir.join(".used"));
+    }
     Ok(Emulator { lib_dir: dir, asan_runtime })
 }
 
