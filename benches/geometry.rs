@@ -162,7 +162,8 @@ fn k5_relations(c: &mut Criterion) {
 /// The host steps the GPU backends run around K3 and the gaps, for a batch of 64 objects of 10,000 points (about six
 /// frames of ten objects): wgpu's binning of the objects into the DBSCAN grid (`k3_dbscan_grid`), CUDA's packing for
 /// the grid it builds on the device (`k3_dbscan_batch`: the points concatenated, each job's range checked), the
-/// clusterings from the device's labels (`k3_clusterings`), and the gap search's packing (`gap_pack`, `gap_pack_resident`).
+/// clusterings from the device's labels (`k3_clusterings`), and the gap search's packing (`gap_pack`,
+/// `gap_pack_resident`).
 fn host_steps(c: &mut Criterion) {
     use spatialsynth::backend::pack::{DbscanBatch, DbscanGrid};
     use spatialsynth::geometry::dbscan::DbscanJob;

@@ -8,7 +8,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-out/emulator-counts}
-[ -f "$out/emu/libcuda.so" ] || { echo "no $out/emu/libcuda.so: run scripts/emulator-counts.sh $out first" >&2; exit 1; }
+if [ ! -f "$out/emu/libcuda.so" ]; then
+  echo "no $out/emu/libcuda.so: run scripts/emulator-counts.sh $out first" >&2
+  exit 1
+fi
 command -v perf > /dev/null || { echo "perf is not installed" >&2; exit 1; }
 python3 scripts/grid-box-manifest.py data/sample/frames.json 10 16 > "$out/frames80.json"
 cargo build --release --locked

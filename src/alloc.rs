@@ -11,9 +11,10 @@
 //! the pages of the frames before it, while the memory held stays bounded by the cap (the oldest cached blocks go
 //! back to the system first) and by use (a block not taken again within 1,024 frees of large blocks goes back, so
 //! the cache holds what the run keeps reusing: about as much after a hundred frames as after ten thousand). A
-//! growing block takes a cached one of its new class if there is one, else the system resizes it (glibc: mremap). Blocks of at least [`BigBlockCache::MIN_BYTES`] are rounded up to a size class (eight
-//! classes per doubling: at most 12.5% over) and served from the smallest cached block of the same alignment that
-//! holds the class and is less than twice as large; smaller requests go straight to the system allocator.
+//! growing block takes a cached one of its new class if there is one, else the system resizes it (glibc: mremap).
+//! Blocks of at least [`BigBlockCache::MIN_BYTES`] are rounded up to a size class (eight classes per doubling: at
+//! most 12.5% over) and served from the smallest cached block of the same alignment that holds the class and is
+//! less than twice as large; smaller requests go straight to the system allocator.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -188,8 +189,8 @@ impl BigBlockCache {
         c.lent.iter().find(|&&(p, _)| p == ptr as usize).map(|&(_, size)| size)
     }
 
-    /// The real size of a large block being freed whose request's class is `size`.
-    fn real_size(&self, ptr: *mut u8, size: usize) -> usize {
+    /// The real size of a large block being freed whose request's class is `size`; a lent block's record goes.
+    fn take_real_size(&self, ptr: *mut u8, size: usize) -> usize {
         let Ok(mut c) = self.cache.lock() else { return size };
         match c.lent.iter().position(|&(p, _)| p == ptr as usize) {
             Some(j) => {
@@ -272,7 +273,7 @@ unsafe impl GlobalAlloc for BigBlockCache {
             // SAFETY: a small block came from System with this layout.
             return unsafe { System.dealloc(ptr, layout) };
         }
-        let size = self.real_size(ptr, Self::class_size(layout.size()));
+        let size = self.take_real_size(ptr, Self::class_size(layout.size()));
         if !self.keep(ptr, size, layout.align()) {
             // SAFETY: a large block came from System (or the cache, which got it from System) with its real size
             // (the request's class size, or the size recorded when it was lent) and this alignment.
@@ -315,7 +316,8 @@ unsafe impl GlobalAlloc for BigBlockCache {
         let moved =
             unsafe { System.realloc(ptr, Layout::from_size_align_unchecked(old_real, layout.align()), new_real) };
         if !moved.is_null() && old_large {
-            self.real_size(ptr, old_real); // no longer lent
+            // The block moved: it is no longer lent (its record goes).
+            self.take_real_size(ptr, old_real);
         }
         moved
     }

@@ -796,7 +796,7 @@ fn cuda_keeps_freed_device_memory_for_the_next_batches() {
         let memory = cuda.device_memory_bytes().unwrap();
         match cuda.pool_release_threshold().unwrap() {
             Some(kept) => {
-                let want = memory / spatialsynth::backend::cuda::POOL_KEEP_FRACTION;
+                let want = memory / spatialsynth::backend::cuda::POOL_KEEP_DIVISOR;
                 assert_eq!(kept, want, "{TEST}: the pool keeps {kept} bytes of {memory}");
             }
             None => common::skip(TEST, "the device has no memory pools (buffers are freed synchronously)"),

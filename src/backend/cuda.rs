@@ -220,11 +220,12 @@ pub fn compiled_modules(arch: &'static str) -> Result<Arc<Vec<String>>, String> 
     Ok(ptx)
 }
 
-/// The share of the device's memory that its stream-ordered allocator keeps, once freed, for the next allocations.
+/// The device's memory divided by this is what its stream-ordered allocator keeps, once freed, for the next
+/// allocations.
 /// The pool's default (0) hands every freed block back to the driver at each stream synchronisation, so that every
 /// batch (several synchronisations each) would map its buffers afresh; a quarter of the device holds many batches
 /// in flight and leaves the rest to other processes (a model runner on the same GPU).
-pub const POOL_KEEP_FRACTION: u64 = 4;
+pub const POOL_KEEP_DIVISOR: u64 = 4;
 
 /// The device's default memory pool (the one `cuMemAllocAsync` draws from), where it has memory pools.
 fn default_pool(ctx: &CudaContext) -> Result<Option<cudarc::driver::sys::CUmemoryPool>, String> {
@@ -238,20 +239,27 @@ fn default_pool(ctx: &CudaContext) -> Result<Option<cudarc::driver::sys::CUmemor
     Ok(Some(pool))
 }
 
-/// Sets the default pool's release threshold to 1 / [`POOL_KEEP_FRACTION`] of the device's memory.
+/// The default pool's release threshold: set to `keep` when given, then read back.
+fn pool_release_threshold(pool: cudarc::driver::sys::CUmemoryPool, keep: Option<u64>) -> Result<u64, DriverError> {
+    use cudarc::driver::sys::{cuMemPoolGetAttribute, cuMemPoolSetAttribute, CUmemPool_attribute};
+    let attribute = CUmemPool_attribute::CU_MEMPOOL_ATTR_RELEASE_THRESHOLD;
+    if let Some(mut keep) = keep {
+        // SAFETY: the release threshold is a cuuint64_t, read through a valid pointer; the pool is the device's.
+        unsafe { cuMemPoolSetAttribute(pool, attribute, (&mut keep as *mut u64).cast()) }.result()?;
+    }
+    let mut kept = 0u64;
+    // SAFETY: as above, written through a valid pointer.
+    unsafe { cuMemPoolGetAttribute(pool, attribute, (&mut kept as *mut u64).cast()) }.result()?;
+    Ok(kept)
+}
+
+/// Sets the default pool's release threshold to 1 / [`POOL_KEEP_DIVISOR`] of the device's memory.
 fn keep_pool_memory(ctx: &CudaContext) -> Result<(), String> {
     let Some(pool) = default_pool(ctx)? else { return Ok(()) };
-    let mut keep = ctx.total_mem().map_err(de)? as u64 / POOL_KEEP_FRACTION;
-    // SAFETY: the release threshold is a cuuint64_t, read through a valid pointer; the pool is the device's.
-    unsafe {
-        cudarc::driver::sys::cuMemPoolSetAttribute(
-            pool,
-            cudarc::driver::sys::CUmemPool_attribute::CU_MEMPOOL_ATTR_RELEASE_THRESHOLD,
-            (&mut keep as *mut u64).cast(),
-        )
-    }
-    .result()
-    .map_err(|e| format!("the device's memory pool refuses a release threshold: {}", de(e)))
+    let keep = ctx.total_mem().map_err(de)? as u64 / POOL_KEEP_DIVISOR;
+    pool_release_threshold(pool, Some(keep))
+        .map(drop)
+        .map_err(|e| format!("the device's memory pool refuses a release threshold: {}", de(e)))
 }
 
 fn de(e: DriverError) -> String {
@@ -599,22 +607,11 @@ impl CudaBackend {
     }
 
     /// How many bytes of freed device memory the stream-ordered allocator keeps across synchronisations (see
-    /// [`POOL_KEEP_FRACTION`]); `None` where the device has no memory pools (its buffers are allocated and freed
+    /// [`POOL_KEEP_DIVISOR`]); `None` where the device has no memory pools (its buffers are allocated and freed
     /// synchronously).
     pub fn pool_release_threshold(&self) -> Result<Option<u64>, String> {
         let Some(pool) = default_pool(&self.ctx)? else { return Ok(None) };
-        let mut keep = 0u64;
-        // SAFETY: the release threshold is a cuuint64_t, written through a valid pointer; the pool is the device's.
-        unsafe {
-            cudarc::driver::sys::cuMemPoolGetAttribute(
-                pool,
-                cudarc::driver::sys::CUmemPool_attribute::CU_MEMPOOL_ATTR_RELEASE_THRESHOLD,
-                (&mut keep as *mut u64).cast(),
-            )
-        }
-        .result()
-        .map_err(de)?;
-        Ok(Some(keep))
+        pool_release_threshold(pool, None).map(Some).map_err(de)
     }
 
     /// The device, e.g. `NVIDIA H100 80GB HBM3 (compute 9.0, 79 GiB, driver CUDA 13.0, kernels compute_90)`.
@@ -1269,17 +1266,13 @@ impl CudaBackend {
         unsafe { l.launch(grid) }.map_err(de)?;
         let floats = stream.clone_dtoh(&samples).map_err(de)?;
         self.sync(stream)?;
-        let clouds = jobs
+        let points = jobs
             .iter()
             .map(|j| {
-                let (a, n) = (j.sample_base, j.sample_index.len());
-                PointCloud {
-                    points_in_camera: bytemuck::cast_slice::<f32, Point3>(&floats[3 * a..3 * (a + n)]).to_vec(),
-                    pixels: Vec::new(),
-                }
+                bytemuck::cast_slice::<f32, Point3>(&floats[3 * j.sample_base..][..3 * j.sample_index.len()]).to_vec()
             })
             .collect();
-        Ok(Gathered { samples, index, clouds })
+        Ok(Gathered { samples, index, points })
     }
 
     /// A K2 batch of one frame whose points come from the host (the parity and timing entry points below): `None`
@@ -2023,7 +2016,8 @@ struct Gathered {
     samples: CudaSlice<f32>,
     /// Each sample's index in the batch's cloud.
     index: CudaSlice<u32>,
-    clouds: Vec<PointCloud>,
+    /// Each job's samples, on the host.
+    points: Vec<Vec<Point3>>,
 }
 
 /// A frame's samples for `sample_normals` (kernels/unproject.cu's `NormalJob`, 16 bytes).
@@ -2235,11 +2229,11 @@ impl<'a> GroundBatch<'a> {
         let frames: Vec<GroundFrame<'_>> = self
             .jobs
             .iter()
-            .zip(&self.gathered.clouds)
+            .zip(&self.gathered.points)
             .zip(&plane_fns)
             .map(|((j, sample), plane_of)| GroundFrame {
                 plane_of,
-                sample_points: &sample.points_in_camera,
+                sample_points: sample,
                 with_normals: j.use_normals,
                 n_points: j.n_points as usize,
                 params: j.params,
