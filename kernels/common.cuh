@@ -6,6 +6,7 @@
 
 typedef unsigned int u32;
 typedef int i32;
+typedef unsigned long long u64;
 
 // Threads per block of every kernel that uses a block-wide scan or reduction (launch with exactly this many).
 #define BLOCK 256

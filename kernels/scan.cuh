@@ -55,10 +55,11 @@ __device__ u32 block_rank(bool flag, u32* total) {
     return before + __popc(ballot & ((2u << lane) - 1u));
 }
 
-// Exclusive prefix sum of `n` counts into `offsets` (n + 1 entries: the offsets, then the total), by one block
-// (launch with grid 1 and 1024 threads): each thread sums a contiguous run of counts, the runs' sums are scanned
-// together, then each thread writes its run's offsets. The runs are in order, so the result is the serial one.
-extern "C" __global__ void scan_counts(const u32* __restrict__ counts, u32* __restrict__ offsets, u32 n) {
+// Exclusive prefix sum of `n` counts into `offsets` (n + 1 entries: the offsets, then the total), by the calling
+// block (1024 threads at most, a multiple of 32; every thread calls it): each thread sums a contiguous run of counts,
+// the runs' sums are scanned together, then each thread writes its run's offsets. The runs are in order, so the
+// result is the serial one.
+__device__ void scan_run(const u32* __restrict__ counts, u32* __restrict__ offsets, u32 n) {
     const u32 per = (n + blockDim.x - 1) / blockDim.x;
     const u32 start = min(threadIdx.x * per, n);
     const u32 end = min(start + per, n);
@@ -72,4 +73,9 @@ extern "C" __global__ void scan_counts(const u32* __restrict__ counts, u32* __re
         running += counts[b];
     }
     if (threadIdx.x == 0) offsets[n] = total;
+}
+
+// scan_run over the whole of `counts`: launch with grid 1 and 1024 threads.
+extern "C" __global__ void scan_counts(const u32* __restrict__ counts, u32* __restrict__ offsets, u32 n) {
+    scan_run(counts, offsets, n);
 }

@@ -1576,6 +1576,71 @@ fn grid_boxes_top_up_the_frames_objects() {
 }
 
 #[test]
+fn cuda_groups_a_batch_of_more_objects_than_one_launch_holds() {
+    // K1's grouping launches a block row per object of the whole batch; past 65,535 objects (the grid's y) it
+    // launches again for the rest. A batch of a tiny frame with 65,600 boxes and instance regions (labelled), then a
+    // labelled frame whose objects all lie past the first launch: each frame's grouping as the CPU reference's.
+    use spatialsynth::backend::FrameGeometryInput;
+    const TEST: &str = "cuda_groups_a_batch_of_more_objects_than_one_launch_holds";
+    let params = spatialsynth::pipeline::SceneConfig::default().ransac;
+    let depth = |w: u32, h: u32| DepthImage {
+        width: w,
+        height: h,
+        data: DepthData::F32 {
+            values: (0..w * h).map(|i| if i % 7 == 3 { f32::NAN } else { 1.0 + 0.01 * (i % 13) as f32 }).collect(),
+        },
+    };
+    let (tiny, tiny_k) = (depth(4, 3), intrinsics(4, 3));
+    let (wide, wide_k) = (depth(40, 30), intrinsics(40, 30));
+    let tiny_labels: Vec<u32> = (0..12).map(|i| i % 3).collect();
+    let wide_labels: Vec<u32> = (0..1200).map(|i| (i % 40) / 10).collect();
+    let many: Vec<ObjectRegion> = (0..65_600u32)
+        .map(|k| match k % 5 {
+            4 => ObjectRegion::Instance { instance_id: k % 3 },
+            _ => {
+                let (x0, y0) = (k % 4, (k / 4) % 3);
+                ObjectRegion::Box { x0, y0, x1: x0 + 1 + (k / 12) % 4, y1: y0 + 1 + (k / 48) % 3 }
+            }
+        })
+        .collect();
+    let few = [ObjectRegion::Instance { instance_id: 2 }, ObjectRegion::Box { x0: 3, y0: 2, x1: 33, y1: 20 }];
+    let inputs = [
+        FrameGeometryInput {
+            depth: &tiny,
+            k: &tiny_k,
+            instance_labels: Some(&tiny_labels),
+            regions: &many,
+            frame_key: 1,
+            params: &params,
+        },
+        FrameGeometryInput {
+            depth: &wide,
+            k: &wide_k,
+            instance_labels: Some(&wide_labels),
+            regions: &few,
+            frame_key: 2,
+            params: &params,
+        },
+    ];
+    let want = Backend::Cpu.frames_geometry(&inputs, 10);
+    for backend in gpu_backends(TEST) {
+        if !matches!(backend, Backend::Cuda(_)) {
+            continue; // wgpu groups a frame in one dispatch: up to its limit of objects
+        }
+        let got = backend.frames_geometry(&inputs, 10);
+        for (f, (g, w)) in got.iter().zip(&want).enumerate() {
+            let (g, w) = (g.as_ref().unwrap(), w.as_ref().unwrap());
+            assert_eq!(g.grouped.offsets, w.grouped.offsets, "{TEST}: frame {f}");
+            assert_eq!(g.grouped.pixels, w.grouped.pixels, "{TEST}: frame {f}");
+            assert_eq!(g.grouped.points_in_camera, w.grouped.points_in_camera, "{TEST}: frame {f}");
+        }
+        let grouped = want[0].as_ref().unwrap().grouped.offsets.windows(2).filter(|o| o[1] > o[0]).count();
+        assert!(grouped > 50_000, "{TEST}: {grouped} of the tiny frame's objects have points");
+        assert!(!want[1].as_ref().unwrap().grouped.pixels.is_empty(), "{TEST}: the labelled frame groups points");
+    }
+}
+
+#[test]
 fn k1_and_k2_batches_match_the_cpu_reference() {
     // `Backend::frames_geometry`, the pipeline's K1 and K2 for a batch: the sample frames and odd frames together in
     // one batch (no valid depth, two valid pixels, no hypotheses, a small bumpy frame of another size, a frame
@@ -1627,6 +1692,13 @@ fn k1_and_k2_batches_match_the_cpu_reference() {
         [ObjectRegion::Box { x0: 10, y0: 10, x1: 30, y1: 40 }, ObjectRegion::Box { x0: 0, y0: 0, x1: 64, y1: 48 }];
     let instance = [ObjectRegion::Instance { instance_id: 1 }];
     let short_labels = vec![1u32; 10];
+    let bumpy_labels: Vec<u32> = (0..w * h).map(|i| (i % w) / 16 + 2 * ((i / w) % 2)).collect();
+    let labelled = [
+        ObjectRegion::Instance { instance_id: 3 },
+        ObjectRegion::Box { x0: 5, y0: 5, x1: 20, y1: 9 },
+        ObjectRegion::Instance { instance_id: 1 },
+        ObjectRegion::Instance { instance_id: 0 },
+    ];
     let regions: Vec<Vec<ObjectRegion>> =
         loaded.iter().map(|f| f.objects.iter().map(|o| o.region.clone()).collect()).collect();
     let mut inputs: Vec<FrameGeometryInput<'_>> = loaded
@@ -1654,6 +1726,12 @@ fn k1_and_k2_batches_match_the_cpu_reference() {
     };
     inputs.insert(1, odd(&invalid, &params, 11));
     inputs.insert(3, odd(&two, &params, 12));
+    // A labelled frame ahead of the sample frame with instance masks: the batch's labels lie one frame after another.
+    inputs.insert(
+        4,
+        FrameGeometryInput { instance_labels: Some(&bumpy_labels), regions: &labelled, ..odd(&bumpy, &params, 18) },
+    );
+    assert!(inputs[5..].iter().any(|f| f.instance_labels.is_some()), "a labelled sample frame after it");
     inputs.push(odd(&bumpy, &params, 13));
     inputs.push(odd(&bumpy, &no_hypotheses, 14));
     inputs.push(odd(&bumpy, &tilted, 15));

@@ -94,7 +94,7 @@ pub const MODULES: [KernelModule; 7] = [
     KernelModule {
         file: "group.cu",
         source: kernel_source!("common.cuh", "scan.cuh", "group.cu"),
-        entries: &["count_members", "scan_counts", "object_starts", "write_members"],
+        entries: &["count_members", "scan_frames", "object_starts", "write_members"],
     },
     KernelModule {
         file: "ransac.cu",
@@ -313,7 +313,7 @@ struct Kernels {
     write_points: CudaFunction,
     sample_normals: CudaFunction,
     count_members: CudaFunction,
-    scan_members: CudaFunction,
+    scan_frames: CudaFunction,
     object_starts: CudaFunction,
     write_members: CudaFunction,
     gather_samples: CudaFunction,
@@ -554,7 +554,7 @@ impl CudaBackend {
             write_points: get("unproject.cu", "write_points")?,
             sample_normals: get("unproject.cu", "sample_normals")?,
             count_members: get("group.cu", "count_members")?,
-            scan_members: get("group.cu", "scan_counts")?,
+            scan_frames: get("group.cu", "scan_frames")?,
             object_starts: get("group.cu", "object_starts")?,
             write_members: get("group.cu", "write_members")?,
             gather_samples: get("ransac.cu", "gather_samples")?,
@@ -874,7 +874,7 @@ impl CudaBackend {
     /// K1 and K2 of a batch of frames (see [`super::Backend::frames_geometry`]): each chunk of frames (up to 2^28
     /// pixels) on one stream, every device step of every frame of the chunk launched before one round trip. The
     /// cloud stays on the device: only each frame's point count, its objects' points and its scoring subsample
-    /// (points and pixels, for the host's normals and refinement) come back. Per-frame checks (instance labels, the
+    /// (points, for the host's refinement) come back. Per-frame checks (instance labels, the
     /// launch limits) fail only their frame; a device error fails the chunk's frames.
     pub fn frames_geometry(
         &self,
@@ -949,9 +949,11 @@ impl CudaBackend {
             .collect())
     }
 
-    /// K1's grouping for every frame of a chunk whose cloud is on the device: every frame's counts and scans, one
-    /// round trip for the object offsets, every frame's writes, one read-back of all grouped points. A frame that
-    /// cannot be grouped (labels that do not cover its depth, too many objects) gets its error in `failed`.
+    /// K1's grouping for every frame of a chunk whose cloud is on the device, in four launches for the whole chunk
+    /// (kernels/group.cu; a fifth and more only past 65,535 objects): every frame's counts, scans and object starts,
+    /// one round trip for the starts, every frame's writes, one read-back of all grouped points. The frames' labels
+    /// go up in one pinned copy, their regions and job table in one copy each. A frame that cannot be grouped
+    /// (labels that do not cover its depth, too many objects) gets its error in `failed`.
     fn group_batch(
         &self,
         stream: &Arc<CudaStream>,
@@ -959,27 +961,15 @@ impl CudaBackend {
         frames: &[GroupInput<'_>],
         failed: &mut [Option<String>],
     ) -> Result<(Vec<GroupedPoints>, Vec<super::ResidentGroup>), String> {
-        struct Job {
-            frame: usize,
-            point_base: usize,
-            n_points: u32,
-            objects: u32,
-            blocks: u32,
-            cells: usize,
-            counts_at: usize,
-            offsets_at: usize,
-            starts_at: usize,
-            labels: CudaSlice<u32>,
-            regions: CudaSlice<u32>,
-            has_labels: u32,
-        }
         let mut out: Vec<GroupedPoints> = vec![GroupedPoints::default(); frames.len()];
         let mut resident = vec![super::ResidentGroup::default(); frames.len()];
-        let mut jobs: Vec<Job> = Vec::new();
-        let (mut cells_total, mut starts_total) = (0usize, 0usize);
-        for (i, &(depth, labels, regions)) in frames.iter().enumerate() {
+        // Each job's frame, its table entry, and the tables' contents.
+        let (mut job_frames, mut jobs) = (Vec::new(), Vec::<GroupJob>::new());
+        let (mut labels_words, mut regions, mut object_job) = (Vec::<u32>::new(), Vec::new(), Vec::<u32>::new());
+        let (mut cells_total, mut starts_total, mut widest) = (0u64, 0u64, 0u32);
+        for (i, &(depth, labels, frame_regions)) in frames.iter().enumerate() {
             let (a, n_points) = (cloud.offsets[i], cloud.offsets[i + 1] - cloud.offsets[i]);
-            match grouping_without_launch(n_points, depth, labels, regions) {
+            match grouping_without_launch(n_points, depth, labels, frame_regions) {
                 Err(e) => {
                     failed[i] = Some(e);
                     continue;
@@ -990,13 +980,9 @@ impl CudaBackend {
                 }
                 Ok(None) => {}
             }
-            let objects = regions.len() as u64;
-            if objects > 65_535 {
-                failed[i] = Some(format!("{objects} objects in one frame exceed one launch (65,535)"));
-                continue;
-            }
-            // Regions may overlap: every point may belong to every object. Slots (3 floats each) stay in 32 bits.
-            if 3 * objects * n_points >= 1 << 32 {
+            let objects = frame_regions.len() as u64;
+            // Regions may overlap: every point may belong to every object. A frame's slots stay in 32 bits.
+            if objects * n_points >= 1 << 32 {
                 failed[i] = Some(format!(
                     "{objects} objects over {n_points} points may group more points than one launch holds"
                 ));
@@ -1004,132 +990,138 @@ impl CudaBackend {
             }
             let blocks = blocks_for(n_points, BLOCK)?;
             let cells = objects * u64::from(blocks);
-            if u32::try_from(cells).is_err() {
-                failed[i] = Some(format!("{cells} (object, block) counts exceed 32 bits"));
+            let labels_at = labels_words.len() as u64;
+            let label_words = labels.map_or(0, |l| l.len() as u64);
+            // Every index of the tables in 32 bits (the offsets have one more entry a frame).
+            let ends = [
+                cells_total + cells + jobs.len() as u64 + 1,
+                starts_total + objects + 1,
+                labels_at + label_words,
+                object_job.len() as u64 + objects,
+                a + n_points,
+            ];
+            if ends.iter().any(|&e| e >= 1 << 32) {
+                failed[i] = Some(format!(
+                    "{objects} objects over {n_points} points overflow the chunk's 32-bit grouping tables"
+                ));
                 continue;
             }
-            jobs.push(Job {
-                frame: i,
-                point_base: a as usize,
+            object_job.extend(std::iter::repeat_n(jobs.len() as u32, objects as usize));
+            jobs.push(GroupJob {
+                point_base: a as u32,
                 n_points: n_points as u32,
                 objects: objects as u32,
                 blocks,
-                cells: cells as usize,
-                counts_at: cells_total,
-                offsets_at: cells_total + jobs.len(),
-                starts_at: starts_total,
-                labels: self.upload(stream, labels.unwrap_or(&[]))?,
-                regions: self.upload(stream, bytemuck::cast_slice::<_, u32>(&gpu_regions(regions)))?,
+                counts_at: cells_total as u32,
+                offsets_at: (cells_total + jobs.len() as u64) as u32,
+                starts_at: starts_total as u32,
+                labels_at: labels_at as u32,
+                first_object: regions.len() as u32,
+                width: depth.width,
                 has_labels: u32::from(labels.is_some()),
+                pad: 0,
             });
-            cells_total += cells as usize;
-            starts_total += objects as usize + 1;
+            job_frames.push(i);
+            labels_words.extend_from_slice(labels.unwrap_or(&[]));
+            regions.extend(gpu_regions(frame_regions));
+            widest = widest.max(blocks);
+            cells_total += cells;
+            starts_total += objects + 1;
         }
         if jobs.is_empty() {
             return Ok((out, resident));
         }
-        let mut counts = self.zeros::<u32>(stream, cells_total)?;
-        let mut offsets = self.zeros::<u32>(stream, cells_total + jobs.len())?;
-        let mut starts = self.zeros::<u32>(stream, starts_total)?;
-        for j in &jobs {
-            let width = frames[j.frame].0.width;
-            let pixels = view(&cloud.pixels, j.point_base, j.n_points as usize)?;
-            let mut c = view_mut(&mut counts, j.counts_at, j.cells)?;
+        let n_objects = object_job.len() as u32;
+        let labels = self.upload_pinned(stream, &labels_words)?;
+        let regions = self.upload(stream, bytemuck::cast_slice::<_, u32>(&regions))?;
+        let table = self.upload(stream, bytemuck::cast_slice::<_, u32>(&jobs))?;
+        let object_job = self.upload(stream, &object_job)?;
+        let counts = self.zeros::<u32>(stream, cells_total as usize)?;
+        let mut offsets = self.zeros::<u32>(stream, cells_total as usize + jobs.len())?;
+        let mut starts = self.zeros::<u32>(stream, starts_total as usize)?;
+        // The grid's y is at most 65,535: the objects in parts.
+        let parts: Vec<(u32, u32)> =
+            (0..n_objects).step_by(65_535).map(|base| (base, (n_objects - base).min(65_535))).collect();
+        for &(base, n) in &parts {
             let mut b = stream.launch_builder(&self.k.count_members);
-            b.arg(&pixels)
-                .arg(&j.labels)
-                .arg(&j.regions)
-                .arg(&mut c)
-                .arg(&j.n_points)
-                .arg(&j.blocks)
-                .arg(&width)
-                .arg(&j.has_labels);
-            // SAFETY: count_members(pixels, labels, regions, counts, points, blocks, width, has_labels) in
-            // kernels/group.cu; grid (blocks, objects); the views hold the frame's points and its objects x blocks
-            // counts; labels cover every pixel when has_labels is 1 (checked by grouping_without_launch).
-            unsafe { b.launch(launch((j.blocks, j.objects), BLOCK)) }.map_err(de)?;
-            let c = view(&counts, j.counts_at, j.cells)?;
-            let mut o = view_mut(&mut offsets, j.offsets_at, j.cells + 1)?;
-            let cells = j.cells as u32;
-            let mut b = stream.launch_builder(&self.k.scan_members);
-            b.arg(&c).arg(&mut o).arg(&cells);
-            // SAFETY: scan_counts(counts, offsets, n): n counts, n + 1 offsets (the views).
-            unsafe { b.launch(launch((1, 1), SCAN_THREADS)) }.map_err(de)?;
-            let o = view(&offsets, j.offsets_at, j.cells + 1)?;
-            let mut st = view_mut(&mut starts, j.starts_at, j.objects as usize + 1)?;
-            let mut b = stream.launch_builder(&self.k.object_starts);
-            b.arg(&o).arg(&mut st).arg(&j.objects).arg(&j.blocks);
-            // SAFETY: object_starts(offsets, object_offsets, objects, blocks): reads offsets[o * blocks] for
-            // o <= objects (at most index cells of the view), writes objects + 1 entries (the view).
-            unsafe { b.launch(launch((blocks_for(u64::from(j.objects) + 1, BLOCK)?, 1), BLOCK)) }.map_err(de)?;
+            b.arg(&cloud.pixels).arg(&labels).arg(&regions).arg(&table).arg(&object_job).arg(&counts).arg(&base);
+            // SAFETY: count_members(pixels, labels, regions, GroupJob* jobs, object_job, counts, object_base) in
+            // kernels/group.cu; grid (widest frame's blocks, objects base..base + n of the chunk's n_objects): each
+            // object's job (object_job, one per object) names its frame's points within the cloud, its labels (one
+            // per pixel, checked by grouping_without_launch) within `labels`, its region and its objects x blocks
+            // counts within `counts` (laid out above).
+            unsafe { b.launch(launch((widest, n), BLOCK)) }.map_err(de)?;
         }
+        let mut b = stream.launch_builder(&self.k.scan_frames);
+        b.arg(&table).arg(&counts).arg(&mut offsets);
+        // SAFETY: scan_frames(jobs, counts, offsets): a block per job, each scanning its cells of `counts` into its
+        // cells + 1 entries of `offsets` (laid out above, disjoint).
+        unsafe { b.launch(launch((jobs.len() as u32, 1), SCAN_THREADS)) }.map_err(de)?;
+        let mut b = stream.launch_builder(&self.k.object_starts);
+        b.arg(&table).arg(&object_job).arg(&offsets).arg(&mut starts).arg(&n_objects);
+        // SAFETY: object_starts(jobs, object_job, offsets, starts, objects): a thread per object below n_objects,
+        // writing its job's objects + 1 entries of `starts` (laid out above) from the job's offsets.
+        unsafe { b.launch(launch((blocks_for(u64::from(n_objects), BLOCK)?, 1), BLOCK)) }.map_err(de)?;
         let starts_host = stream.clone_dtoh(&starts).map_err(de)?;
         self.sync(stream)?;
         // Each job's object offsets (within the frame) and where its grouped points go in the chunk's output.
         let mut bases = Vec::with_capacity(jobs.len());
-        let mut total = 0usize;
+        let mut object_offsets = Vec::with_capacity(jobs.len());
+        let mut total = 0u64;
         for j in &jobs {
-            let object_offsets = starts_host
-                .get(j.starts_at..j.starts_at + j.objects as usize + 1)
-                .ok_or("object offsets came back short")?
-                .to_vec();
-            let grouped = object_offsets.last().copied().unwrap_or(0) as usize;
-            bases.push((total, grouped, object_offsets));
-            total += grouped;
+            let at = j.starts_at as usize;
+            let o = starts_host.get(at..at + j.objects as usize + 1).ok_or("object offsets came back short")?;
+            bases.push(u32::try_from(total).map_err(|_| "the chunk groups more than 2^32 points")?);
+            total += u64::from(o.last().copied().unwrap_or(0));
+            object_offsets.push(o.to_vec());
         }
-        if total > 0 {
-            let mut out_points = self.zeros::<f32>(stream, 3 * total)?;
-            let mut out_pixels = self.zeros::<u32>(stream, total)?;
-            for (j, (base, grouped, _)) in jobs.iter().zip(&bases) {
-                if *grouped == 0 {
-                    continue;
-                }
-                let width = frames[j.frame].0.width;
-                let points = view(&cloud.points, 3 * j.point_base, 3 * j.n_points as usize)?;
-                let pixels = view(&cloud.pixels, j.point_base, j.n_points as usize)?;
-                let o = view(&offsets, j.offsets_at, j.cells + 1)?;
-                let mut op = view_mut(&mut out_points, 3 * base, 3 * grouped)?;
-                let mut ox = view_mut(&mut out_pixels, *base, *grouped)?;
-                let mut b = stream.launch_builder(&self.k.write_members);
-                b.arg(&points)
-                    .arg(&pixels)
-                    .arg(&j.labels)
-                    .arg(&j.regions)
-                    .arg(&o)
-                    .arg(&mut op)
-                    .arg(&mut ox)
-                    .arg(&j.n_points)
-                    .arg(&j.blocks)
-                    .arg(&width)
-                    .arg(&j.has_labels);
-                // SAFETY: write_members(points, pixels, labels, regions, offsets, out_points, out_pixels, n_points,
-                // blocks, width, has_labels); grid (blocks, objects); slots stay below the frame's total, the size
-                // of its output views.
-                unsafe { b.launch(launch((j.blocks, j.objects), BLOCK)) }.map_err(de)?;
+        let total = usize::try_from(total).map_err(|_| "grouped points overflow")?;
+        if total == 0 {
+            for (&f, o) in job_frames.iter().zip(object_offsets) {
+                out[f] = GroupedPoints { offsets: o, ..GroupedPoints::default() };
             }
-            // SAFETY: f32 and u32 have the same size and alignment, and every bit pattern is a valid u32.
-            let point_words = unsafe { out_points.transmute::<u32>(3 * total) }.ok_or("grouped points buffer")?;
-            let points = self.read_back(stream, &point_words)?;
-            let pixels = self.read_back(stream, &out_pixels)?;
-            // (Each read-back's `words` waits for the stream.)
-            let (points, pixels) = (points.words()?, pixels.words()?);
-            let on_device = Arc::new(GroupedOnDevice { points: out_points, len: total as u64 });
-            for (j, (base, grouped, object_offsets)) in jobs.iter().zip(bases) {
-                resident[j.frame] = super::ResidentGroup::on_cuda(Arc::clone(&on_device), base as u64);
-                out[j.frame] = GroupedPoints {
-                    points_in_camera: points
-                        .get(3 * base..3 * (base + grouped))
-                        .and_then(|w| bytemuck::try_cast_slice::<u32, Point3>(w).ok())
-                        .ok_or("grouped points came back short")?
-                        .to_vec(),
-                    pixels: pixels.get(base..base + grouped).ok_or("grouped pixels came back short")?.to_vec(),
-                    offsets: object_offsets,
-                };
-            }
-        } else {
-            for (j, (_, _, object_offsets)) in jobs.iter().zip(bases) {
-                out[j.frame] = GroupedPoints { offsets: object_offsets, ..GroupedPoints::default() };
-            }
+            return Ok((out, resident));
+        }
+        let bases_dev = self.upload(stream, &bases)?;
+        let mut out_points = self.zeros::<f32>(stream, 3 * total)?;
+        let mut out_pixels = self.zeros::<u32>(stream, total)?;
+        for &(base, n) in &parts {
+            let mut b = stream.launch_builder(&self.k.write_members);
+            b.arg(&cloud.points)
+                .arg(&cloud.pixels)
+                .arg(&labels)
+                .arg(&regions)
+                .arg(&table)
+                .arg(&object_job)
+                .arg(&offsets)
+                .arg(&bases_dev)
+                .arg(&mut out_points)
+                .arg(&mut out_pixels)
+                .arg(&base);
+            // SAFETY: write_members(points, pixels, labels, regions, jobs, object_job, offsets, bases, out_points,
+            // out_pixels, object_base); grid as count_members'; a job's slots run from its base (a prefix sum of the
+            // jobs' totals) below base + its total, so every slot is below `total`, the outputs' size in points.
+            unsafe { b.launch(launch((widest, n), BLOCK)) }.map_err(de)?;
+        }
+        // SAFETY: f32 and u32 have the same size and alignment, and every bit pattern is a valid u32.
+        let point_words = unsafe { out_points.transmute::<u32>(3 * total) }.ok_or("grouped points buffer")?;
+        let points = self.read_back(stream, &point_words)?;
+        let pixels = self.read_back(stream, &out_pixels)?;
+        // (Each read-back's `words` waits for the stream.)
+        let (points, pixels) = (points.words()?, pixels.words()?);
+        let on_device = Arc::new(GroupedOnDevice { points: out_points, len: total as u64 });
+        for ((&f, base), offsets) in job_frames.iter().zip(bases).zip(object_offsets) {
+            let (base, grouped) = (base as usize, offsets.last().copied().unwrap_or(0) as usize);
+            resident[f] = super::ResidentGroup::on_cuda(Arc::clone(&on_device), base as u64);
+            out[f] = GroupedPoints {
+                points_in_camera: points
+                    .get(3 * base..3 * (base + grouped))
+                    .and_then(|w| bytemuck::try_cast_slice::<u32, Point3>(w).ok())
+                    .ok_or("grouped points came back short")?
+                    .to_vec(),
+                pixels: pixels.get(base..base + grouped).ok_or("grouped pixels came back short")?.to_vec(),
+                offsets,
+            };
         }
         Ok((out, resident))
     }
@@ -2035,6 +2027,24 @@ struct NormalJob {
 struct Hypotheses {
     planes: Vec<Vec<Option<Plane>>>,
     device: CudaSlice<u32>,
+}
+
+/// One frame of a chunk for K1's grouping (kernels/group.cu's `GroupJob`, 48 bytes; the fields are described there).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
+struct GroupJob {
+    point_base: u32,
+    n_points: u32,
+    objects: u32,
+    blocks: u32,
+    counts_at: u32,
+    offsets_at: u32,
+    starts_at: u32,
+    labels_at: u32,
+    first_object: u32,
+    width: u32,
+    has_labels: u32,
+    pad: u32,
 }
 
 /// One frame of K1's grouping: its depth image, instance labels and regions.
