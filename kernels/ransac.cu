@@ -8,8 +8,11 @@
 //                   agrees with the plane's). A block takes HYPS_PER_BLOCK hypotheses and one slice of the
 //                   subsample, so each point read serves several planes; slices add their counts with integer
 //                   atomics (exact whatever the order);
-//   sample_supports the refinement's support among the subsample (a 0/1 mask), for one plane;
-//   count_inliers   the final inlier count over all points, for one plane.
+//   sample_supports the refinement's support among the subsample (a 0/1 mask), for one plane a frame;
+//   count_inliers   the final inlier count over all points, for one plane a frame.
+// Every kernel but gather_samples takes every frame of a batch in one launch: a row (or, for score, a layer) of
+// blocks per frame or request, each reading its frame from a table (RansacJob, SupportJob); a block past its
+// frame's work returns at once (the whole block: no barrier is left waiting).
 // The winner (highest score, lowest index on ties), the connected-support test and the 3x3 eigen-solve of the
 // refinement run on the host, the same code for every backend (`fit_from_scores_on`).
 // Needs common.cuh and rng.cuh (prepended by the host).
@@ -36,6 +39,27 @@ struct SupportTest {
 };
 static_assert(sizeof(SupportTest) == 32, "SupportTest must match GpuSupport (32 bytes)");
 
+// One frame of a K2 batch (keep in sync with `RansacJob` in src/backend/cuda.rs, 64 bytes): its points are
+// cloud[point_base, point_base + n_points), its hypotheses the batch's [hyp_base, hyp_base + hypotheses) (drawn by
+// seed and frame_key), its subsample samples[sample_base, sample_base + n_samples) with one normal each, scored in
+// `slices` slices of per_slice points with the inlier band `threshold` and, when use_normals is 1, min_cos.
+struct RansacJob {
+    u32 point_base, n_points, hyp_base, hypotheses;
+    u32 sample_base, n_samples, slices, per_slice;
+    u32 seed, frame_key;
+    float threshold, min_cos;
+    u32 use_normals, pad0, pad1, pad2;
+};
+static_assert(sizeof(RansacJob) == 64, "RansacJob must match the host's (64 bytes)");
+
+// One support test over a run of points (keep in sync with `SupportJob` in src/backend/cuda.rs, 48 bytes): points
+// [base, base + n) of the launch's buffer, its answer at out_at (a mask from there, or one count).
+struct SupportJob {
+    SupportTest test;
+    u32 base, n, out_at, pad;
+};
+static_assert(sizeof(SupportJob) == 48, "SupportJob must match the host's (48 bytes)");
+
 // The same expression, in the same order, as `Support::test` on the CPU (no fused multiply-add: --fmad=false).
 __device__ __forceinline__ bool supports(float a, float b, float c, float d, float threshold, float x, float y,
                                          float z) {
@@ -43,7 +67,7 @@ __device__ __forceinline__ bool supports(float a, float b, float c, float d, flo
 }
 
 __device__ __forceinline__ bool normal_agrees(float a, float b, float c, float min_cos,
-                                              const float* __restrict__ normals, u32 i) {
+                                              const float* __restrict__ normals, u64 i) {
     return fabsf(a * normals[3u * i] + b * normals[3u * i + 1u] + c * normals[3u * i + 2u]) >= min_cos;
 }
 
@@ -51,39 +75,53 @@ extern "C" __global__ void gather_samples(const float* __restrict__ cloud, const
                                           float* __restrict__ samples, u32 n_samples) {
     const u32 s = blockIdx.x * blockDim.x + threadIdx.x;
     if (s >= n_samples) return;
-    const u32 i = sample_index[s];
-    samples[3u * s] = cloud[3u * i];
-    samples[3u * s + 1u] = cloud[3u * i + 1u];
-    samples[3u * s + 2u] = cloud[3u * i + 2u];
+    const u64 i = sample_index[s];
+    samples[3ull * s] = cloud[3u * i];
+    samples[3ull * s + 1u] = cloud[3u * i + 1u];
+    samples[3ull * s + 2u] = cloud[3u * i + 2u];
 }
 
-extern "C" __global__ void draw(const float* __restrict__ cloud, u32* __restrict__ triples,
-                                float* __restrict__ corners, u32 hypotheses, u32 points, u32 seed, u32 frame_key) {
+// Grid (blocks of the widest frame's hypotheses, frames): frame job_base + blockIdx.y. A hypothesis' three indices
+// are within its frame (triples), its corners the points.
+extern "C" __global__ void draw(const float* __restrict__ cloud, const RansacJob* __restrict__ jobs,
+                                u32* __restrict__ triples, float* __restrict__ corners, u32 job_base) {
+    const RansacJob j = jobs[job_base + blockIdx.y];
     const u32 h = blockIdx.x * blockDim.x + threadIdx.x;
-    if (h >= hypotheses || points < 3u) return;
+    if (h >= j.hypotheses || j.n_points < 3u) return;
+    const u64 t = u64(j.hyp_base) + h;
     for (u32 d = 0; d < 3u; ++d) {
-        const u32 i = draw_index(seed, frame_key, h, d, points);
-        triples[3u * h + d] = i;
-        corners[9u * h + 3u * d] = cloud[3u * i];
-        corners[9u * h + 3u * d + 1u] = cloud[3u * i + 1u];
-        corners[9u * h + 3u * d + 2u] = cloud[3u * i + 2u];
+        const u32 i = draw_index(j.seed, j.frame_key, h, d, j.n_points);
+        const u64 p = u64(j.point_base) + i;
+        triples[3u * t + d] = i;
+        corners[9u * t + 3u * d] = cloud[3u * p];
+        corners[9u * t + 3u * d + 1u] = cloud[3u * p + 1u];
+        corners[9u * t + 3u * d + 2u] = cloud[3u * p + 2u];
     }
 }
 
-// Grid (ceil(hypotheses / HYPS_PER_BLOCK), slices); `scores` zeroed by the host. Slice y covers the subsample
-// points [y * per_slice, (y + 1) * per_slice).
-extern "C" __global__ void score(const Hypothesis* __restrict__ hypotheses, const float* __restrict__ samples,
-                                 const float* __restrict__ normals, u32* __restrict__ scores, u32 n_hypotheses,
-                                 u32 n_samples, u32 per_slice, float threshold, float min_cos, u32 use_normals) {
+// Grid (ceil(widest frame's hypotheses / HYPS_PER_BLOCK), most slices of a frame, frames): frame job_base +
+// blockIdx.z; `scores` (laid out as the hypotheses) zeroed by the host. Slice y covers the frame's subsample points
+// [y * per_slice, (y + 1) * per_slice).
+extern "C" __global__ void score(const Hypothesis* __restrict__ all_hypotheses, const float* __restrict__ all_samples,
+                                 const float* __restrict__ all_normals, const RansacJob* __restrict__ jobs,
+                                 u32* __restrict__ all_scores, u32 job_base) {
     __shared__ u32 block_counts[HYPS_PER_BLOCK];
+    const RansacJob j = jobs[job_base + blockIdx.z];
     const u32 h0 = blockIdx.x * HYPS_PER_BLOCK;
+    if (h0 >= j.hypotheses || blockIdx.y >= j.slices) return;
+    const Hypothesis* __restrict__ hypotheses = all_hypotheses + j.hyp_base;
+    const float* __restrict__ samples = all_samples + 3ull * j.sample_base;
+    const float* __restrict__ normals = all_normals + 3ull * j.sample_base;
+    u32* __restrict__ scores = all_scores + j.hyp_base;
+    const u32 n_samples = j.n_samples, use_normals = j.use_normals;
+    const float threshold = j.threshold, min_cos = j.min_cos;
     float pa[HYPS_PER_BLOCK], pb[HYPS_PER_BLOCK], pc[HYPS_PER_BLOCK], pd[HYPS_PER_BLOCK];
     bool live[HYPS_PER_BLOCK];
     u32 count[HYPS_PER_BLOCK];
 #pragma unroll
     for (u32 k = 0; k < HYPS_PER_BLOCK; ++k) {
         const u32 h = h0 + k;
-        live[k] = h < n_hypotheses && hypotheses[h].admissible == 1u;
+        live[k] = h < j.hypotheses && hypotheses[h].admissible == 1u;
         const Hypothesis hy = live[k] ? hypotheses[h] : Hypothesis{};
         pa[k] = hy.a;
         pb[k] = hy.b;
@@ -93,8 +131,8 @@ extern "C" __global__ void score(const Hypothesis* __restrict__ hypotheses, cons
     }
     if (threadIdx.x < HYPS_PER_BLOCK) block_counts[threadIdx.x] = 0;
     __syncthreads();
-    const u32 start = min(blockIdx.y * per_slice, n_samples);
-    const u32 end = min(start + per_slice, n_samples);
+    const u32 start = min(blockIdx.y * j.per_slice, n_samples);
+    const u32 end = min(start + j.per_slice, n_samples);
     for (u32 i = start + threadIdx.x; i < end; i += blockDim.x) {
         const float x = samples[3u * i], y = samples[3u * i + 1u], z = samples[3u * i + 2u];
         float nx = 0.0f, ny = 0.0f, nz = 0.0f;
@@ -128,22 +166,33 @@ extern "C" __global__ void score(const Hypothesis* __restrict__ hypotheses, cons
     }
 }
 
+// Grid (blocks of the longest request, requests): request request_base + blockIdx.y tests the subsample's points
+// [base, base + n) (and their normals) against its plane, a 0/1 word each at mask[out_at..].
 extern "C" __global__ void sample_supports(const float* __restrict__ samples, const float* __restrict__ normals,
-                                           u32* __restrict__ mask, const SupportTest test, u32 n_samples) {
+                                           const SupportJob* __restrict__ requests, u32* __restrict__ mask,
+                                           u32 request_base) {
+    const SupportJob r = requests[request_base + blockIdx.y];
     const u32 i = blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= n_samples) return;
-    bool ok = supports(test.a, test.b, test.c, test.d, test.threshold, samples[3u * i], samples[3u * i + 1u],
-                       samples[3u * i + 2u]);
-    if (ok && test.use_normals == 1u) ok = normal_agrees(test.a, test.b, test.c, test.min_cos, normals, i);
-    mask[i] = ok ? 1u : 0u;
+    if (i >= r.n) return;
+    const SupportTest test = r.test;
+    const u64 s = u64(r.base) + i;
+    bool ok = supports(test.a, test.b, test.c, test.d, test.threshold, samples[3u * s], samples[3u * s + 1u],
+                       samples[3u * s + 2u]);
+    if (ok && test.use_normals == 1u) ok = normal_agrees(test.a, test.b, test.c, test.min_cos, normals, s);
+    mask[u64(r.out_at) + i] = ok ? 1u : 0u;
 }
 
-// `count` zeroed by the host; integer atomics: the sum is exact whatever the schedule.
-extern "C" __global__ void count_inliers(const float* __restrict__ cloud, u32* __restrict__ count,
-                                         const SupportTest test, u32 points) {
+// Grid as sample_supports': request request_base + blockIdx.y counts the cloud's points [base, base + n) within its
+// plane's band into counts[out_at] (zeroed by the host; integer atomics: the sum is exact whatever the schedule).
+extern "C" __global__ void count_inliers(const float* __restrict__ cloud, const SupportJob* __restrict__ requests,
+                                         u32* __restrict__ counts, u32 request_base) {
+    const SupportJob r = requests[request_base + blockIdx.y];
+    if (blockIdx.x * blockDim.x >= r.n) return;
+    const SupportTest test = r.test;
     const u32 i = blockIdx.x * blockDim.x + threadIdx.x;
-    const bool in = i < points && supports(test.a, test.b, test.c, test.d, test.threshold, cloud[3u * i],
-                                           cloud[3u * i + 1u], cloud[3u * i + 2u]);
+    const u64 p = u64(r.base) + i;
+    const bool in = i < r.n && supports(test.a, test.b, test.c, test.d, test.threshold, cloud[3u * p],
+                                        cloud[3u * p + 1u], cloud[3u * p + 2u]);
     const u32 n = __syncthreads_count(in);
-    if (threadIdx.x == 0 && n > 0) atomicAdd(count, n);
+    if (threadIdx.x == 0 && n > 0) atomicAdd(&counts[r.out_at], n);
 }

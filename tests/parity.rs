@@ -1395,10 +1395,12 @@ fn cuda_parity_on_the_emulator() {
     // place of NVIDIA's (a child run of this test binary with the emulator first on LD_LIBRARY_PATH): the kernels
     // of kernels/ (built for the host from the sources NVRTC compiles, NVRTC still compiling them to PTX), every
     // launch and copy of src/backend/cuda.rs, CUDA's barrier and warp-shuffle semantics with the threads of a block
-    // run in a new pseudo-random order between barriers, device memory that starts as 0xff bytes, and (where the
-    // compiler has AddressSanitizer) every device buffer bounds-checked. Not a GPU: the parity tests must still pass
+    // run in a new pseudo-random order between barriers, device memory that starts as 0xff bytes, a grid limit of
+    // 1,000 blocks along y and z (so that batches past it stay small), and (where the compiler has AddressSanitizer)
+    // every device buffer bounds-checked. Not a GPU: the parity tests must still pass
     // on one before the CUDA backend counts as working (kernels/README.md).
     const TEST: &str = "cuda_parity_on_the_emulator";
+    const EMULATED_GRID_YZ: u32 = 1_000;
     let require = std::env::var_os("SPATIALSYNTH_REQUIRE_CUDA_EMULATOR").is_some();
     let skip_or_fail = |why: String| {
         assert!(!require, "{TEST}: SPATIALSYNTH_REQUIRE_CUDA_EMULATOR is set but {why}");
@@ -1421,7 +1423,10 @@ fn cuda_parity_on_the_emulator() {
         .args(["--skip", TEST])
         .envs(emulator.environment())
         .env("SPATIALSYNTH_PARITY_ONLY", "cuda")
-        .env("SPATIALSYNTH_REQUIRE_CUDA", "1");
+        .env("SPATIALSYNTH_REQUIRE_CUDA", "1")
+        // A grid of at most 1,000 blocks along y and z (65,535 on a GPU): the batches of the tests above that pass
+        // the limit launch in parts with a thousand frames or objects, not 65,000.
+        .env("SPATIALSYNTH_CUDA_EMU_MAX_GRID_YZ", EMULATED_GRID_YZ.to_string());
     let output = child.output().unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
@@ -1577,9 +1582,10 @@ fn grid_boxes_top_up_the_frames_objects() {
 
 #[test]
 fn cuda_groups_a_batch_of_more_objects_than_one_launch_holds() {
-    // K1's grouping launches a block row per object of the whole batch; past 65,535 objects (the grid's y) it
-    // launches again for the rest. A batch of a tiny frame with 65,600 boxes and instance regions (labelled), then a
-    // labelled frame whose objects all lie past the first launch: each frame's grouping as the CPU reference's.
+    // K1's grouping launches a block row per object of the whole batch; past the grid's limit along y (65,535 on a
+    // GPU; the emulator run lowers it, see cuda_parity_on_the_emulator) it launches again for the rest. A batch of a
+    // tiny frame with 65 more boxes and instance regions (labelled) than the limit, then a labelled frame whose
+    // objects all lie past the first launch: each frame's grouping as the CPU reference's.
     use spatialsynth::backend::FrameGeometryInput;
     const TEST: &str = "cuda_groups_a_batch_of_more_objects_than_one_launch_holds";
     let params = spatialsynth::pipeline::SceneConfig::default().ransac;
@@ -1594,39 +1600,29 @@ fn cuda_groups_a_batch_of_more_objects_than_one_launch_holds() {
     let (wide, wide_k) = (depth(40, 30), intrinsics(40, 30));
     let tiny_labels: Vec<u32> = (0..12).map(|i| i % 3).collect();
     let wide_labels: Vec<u32> = (0..1200).map(|i| (i % 40) / 10).collect();
-    let many: Vec<ObjectRegion> = (0..65_600u32)
-        .map(|k| match k % 5 {
-            4 => ObjectRegion::Instance { instance_id: k % 3 },
-            _ => {
-                let (x0, y0) = (k % 4, (k / 4) % 3);
-                ObjectRegion::Box { x0, y0, x1: x0 + 1 + (k / 12) % 4, y1: y0 + 1 + (k / 48) % 3 }
-            }
-        })
-        .collect();
     let few = [ObjectRegion::Instance { instance_id: 2 }, ObjectRegion::Box { x0: 3, y0: 2, x1: 33, y1: 20 }];
-    let inputs = [
-        FrameGeometryInput {
-            depth: &tiny,
-            k: &tiny_k,
-            instance_labels: Some(&tiny_labels),
-            regions: &many,
-            frame_key: 1,
-            params: &params,
-        },
-        FrameGeometryInput {
-            depth: &wide,
-            k: &wide_k,
-            instance_labels: Some(&wide_labels),
-            regions: &few,
-            frame_key: 2,
-            params: &params,
-        },
-    ];
-    let want = Backend::Cpu.frames_geometry(&inputs, 10);
     for backend in gpu_backends(TEST) {
-        if !matches!(backend, Backend::Cuda(_)) {
-            continue; // wgpu groups a frame in one dispatch: up to its limit of objects
-        }
+        let Backend::Cuda(cuda) = backend else { continue }; // wgpu groups a frame in one dispatch
+        let objects = cuda.max_grid_yz() + 65;
+        let many: Vec<ObjectRegion> = (0..objects)
+            .map(|k| match k % 5 {
+                4 => ObjectRegion::Instance { instance_id: k % 3 },
+                _ => {
+                    let (x0, y0) = (k % 4, (k / 4) % 3);
+                    ObjectRegion::Box { x0, y0, x1: x0 + 1 + (k / 12) % 4, y1: y0 + 1 + (k / 48) % 3 }
+                }
+            })
+            .collect();
+        let frame = |depth, k, labels, regions, frame_key| FrameGeometryInput {
+            depth,
+            k,
+            instance_labels: Some(labels),
+            regions,
+            frame_key,
+            params: &params,
+        };
+        let inputs = [frame(&tiny, &tiny_k, &tiny_labels, &many, 1), frame(&wide, &wide_k, &wide_labels, &few, 2)];
+        let want = Backend::Cpu.frames_geometry(&inputs, 10);
         let got = backend.frames_geometry(&inputs, 10);
         for (f, (g, w)) in got.iter().zip(&want).enumerate() {
             let (g, w) = (g.as_ref().unwrap(), w.as_ref().unwrap());
@@ -1635,8 +1631,75 @@ fn cuda_groups_a_batch_of_more_objects_than_one_launch_holds() {
             assert_eq!(g.grouped.points_in_camera, w.grouped.points_in_camera, "{TEST}: frame {f}");
         }
         let grouped = want[0].as_ref().unwrap().grouped.offsets.windows(2).filter(|o| o[1] > o[0]).count();
-        assert!(grouped > 50_000, "{TEST}: {grouped} of the tiny frame's objects have points");
+        assert!(
+            grouped > objects as usize * 3 / 4,
+            "{TEST}: {grouped} of the tiny frame's {objects} objects have points"
+        );
         assert!(!want[1].as_ref().unwrap().grouped.pixels.is_empty(), "{TEST}: the labelled frame groups points");
+    }
+}
+
+#[test]
+fn cuda_batches_more_frames_than_one_launch_holds() {
+    // K2's kernels (and K1's sample normals) launch a block row, or layer, per frame of the batch; past the grid's
+    // limit along y and z (65,535 on a GPU; the emulator run lowers it) they launch again for the rest. A batch of 65
+    // more small frames than the limit, each with its own depth, key, region and two hypotheses: each frame's points,
+    // grouping and ground fit as the CPU reference's.
+    use spatialsynth::backend::FrameGeometryInput;
+    const TEST: &str = "cuda_batches_more_frames_than_one_launch_holds";
+    // Each frame a near-frontal patch, the up prior towards the camera: most planes through three points are
+    // admissible.
+    let params = RansacParams {
+        hypotheses: 2,
+        up_prior: [0.0, 0.0, -1.0],
+        max_tilt_deg: 80.0,
+        min_inliers: 3,
+        ..spatialsynth::pipeline::SceneConfig::default().ransac
+    };
+    let k = intrinsics(8, 6);
+    for backend in gpu_backends(TEST) {
+        let Backend::Cuda(cuda) = backend else { continue }; // wgpu runs a batch frame by frame
+        if let Ok(limit) = std::env::var("SPATIALSYNTH_CUDA_EMU_MAX_GRID_YZ") {
+            assert_eq!(cuda.max_grid_yz().to_string(), limit, "{TEST}: the emulator's grid limit");
+        }
+        let frames = cuda.max_grid_yz() + 65;
+        let depths: Vec<DepthImage> = (0..frames)
+            .map(|f| DepthImage {
+                width: 8,
+                height: 6,
+                data: DepthData::F32 {
+                    values: (0..48u32)
+                        .map(|i| if (f + i) % 11 == 0 { 0.0 } else { 1.0 + 0.002 * ((f * 7 + i * 3) % 17) as f32 })
+                        .collect(),
+                },
+            })
+            .collect();
+        let regions: Vec<[ObjectRegion; 1]> =
+            (0..frames).map(|f| [ObjectRegion::Box { x0: f % 3, y0: 1, x1: 5 + f % 3, y1: 3 + (f / 3) % 3 }]).collect();
+        let inputs: Vec<FrameGeometryInput<'_>> = depths
+            .iter()
+            .zip(&regions)
+            .enumerate()
+            .map(|(f, (depth, regions))| FrameGeometryInput {
+                depth,
+                k: &k,
+                instance_labels: None,
+                regions,
+                frame_key: f as u32,
+                params: &params,
+            })
+            .collect();
+        let want = Backend::Cpu.frames_geometry(&inputs, 10);
+        let fits = want.iter().filter(|w| w.as_ref().unwrap().fit.is_some()).count();
+        assert!(fits > frames as usize * 9 / 10, "{TEST}: {fits} of {frames} frames with a fit");
+        let got = backend.frames_geometry(&inputs, 10);
+        for (f, (g, w)) in got.iter().zip(&want).enumerate() {
+            let (g, w) = (g.as_ref().unwrap(), w.as_ref().unwrap());
+            assert_eq!(g.valid_points, w.valid_points, "{TEST}: frame {f}");
+            assert_eq!(g.grouped.offsets, w.grouped.offsets, "{TEST}: frame {f}");
+            assert_eq!(g.grouped.points_in_camera, w.grouped.points_in_camera, "{TEST}: frame {f}");
+            assert_eq!(g.fit, w.fit, "{TEST}: frame {f}");
+        }
     }
 }
 

@@ -628,13 +628,24 @@ CUresult cuDeviceGetUuid(unsigned char* uuid, CUdevice) {
     return CUDA_SUCCESS;
 }
 CUresult cuDeviceGetUuid_v2(unsigned char* uuid, CUdevice d) { return cuDeviceGetUuid(uuid, d); }
+// The grid's limit along y and z: 65,535 as on every NVIDIA GPU, or SPATIALSYNTH_CUDA_EMU_MAX_GRID_YZ (1 to 65,535),
+// so that a test reaches the host's launches in parts with small batches. Reported and enforced alike.
+static unsigned max_grid_yz() {
+    static const unsigned limit = [] {
+        const char* s = std::getenv("SPATIALSYNTH_CUDA_EMU_MAX_GRID_YZ");
+        const unsigned long v = s ? std::strtoul(s, nullptr, 10) : 0;
+        return v >= 1 && v <= 65535 ? unsigned(v) : 65535u;
+    }();
+    return limit;
+}
+
 CUresult cuDeviceGetAttribute(int* value, int attribute, CUdevice) {
     switch (attribute) {
         case 1: *value = 1024; break;          // max threads per block
         case 2: case 3: *value = 1024; break;  // max block dim x, y
         case 4: *value = 64; break;            // max block dim z
         case 5: *value = 2147483647; break;    // max grid dim x
-        case 6: case 7: *value = 65535; break; // max grid dim y, z
+        case 6: case 7: *value = (int)max_grid_yz(); break; // max grid dim y, z
         case 8: *value = 48 * 1024; break;     // shared memory per block
         case 10: *value = 32; break;           // warp size
         case 16: *value = 1; break;            // multiprocessors
@@ -948,7 +959,7 @@ CUresult cuLaunchKernel(CUfunction function, unsigned gx, unsigned gy, unsigned 
     const unsigned long long threads = (unsigned long long)bx * by * bz;
     const unsigned long long blocks = (unsigned long long)gx * gy * gz;
     const std::string name = f->module + " " + f->name;
-    if (threads == 0 || threads > kMaxThreads || blocks == 0 || gy > 65535 || gz > 65535) {
+    if (threads == 0 || threads > kMaxThreads || blocks == 0 || gy > max_grid_yz() || gz > max_grid_yz()) {
         complain(name.c_str(), "launch dimensions out of range");
         return CUDA_ERROR_INVALID_VALUE;
     }

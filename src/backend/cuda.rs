@@ -355,6 +355,8 @@ pub struct CudaBackend {
     readbacks: Arc<Mutex<Vec<PinnedHostSlice<u32>>>>,
     /// Launches that read their points where an earlier step left them (see [`CudaBackend::resident_reads`]).
     resident_reads: [std::sync::atomic::AtomicU64; 3],
+    /// See [`CudaBackend::max_grid_yz`].
+    max_grid_yz: u32,
 }
 
 /// How many launches read their input where an earlier step left it on the device ([`CudaBackend::resident_reads`]).
@@ -583,6 +585,15 @@ impl CudaBackend {
             refine_bounds: get("gaps.cu", "refine_bounds")?,
             search_pairs: get("gaps.cu", "search_pairs")?,
         };
+        let max_grid_yz = {
+            use cudarc::driver::sys::CUdevice_attribute as A;
+            let y = ctx.attribute(A::CU_DEVICE_ATTRIBUTE_MAX_GRID_DIM_Y).map_err(de)?;
+            let z = ctx.attribute(A::CU_DEVICE_ATTRIBUTE_MAX_GRID_DIM_Z).map_err(de)?;
+            u32::try_from(y.min(z))
+                .ok()
+                .filter(|&m| m > 0)
+                .ok_or_else(|| format!("the device's grid limit is {y} x {z}"))?
+        };
         let name = ctx.name().map_err(de)?;
         let memory_gib = ctx.total_mem().map_err(de)? as f64 / f64::from(1u32 << 30);
         let description = format!(
@@ -598,7 +609,20 @@ impl CudaBackend {
             staging: Mutex::default(),
             readbacks: Arc::default(),
             resident_reads: Default::default(),
+            max_grid_yz,
         })
+    }
+
+    /// The most blocks a launch's grid has along y and along z, as the device reports it (65,535 on every NVIDIA
+    /// GPU): the kernels that lay frames, objects or requests along y or z launch again past it.
+    pub fn max_grid_yz(&self) -> u32 {
+        self.max_grid_yz
+    }
+
+    /// `[0, n)` in parts of at most [`Self::max_grid_yz`]: (first, how many).
+    fn grid_parts(&self, n: u32) -> impl Iterator<Item = (u32, u32)> {
+        let step = self.max_grid_yz;
+        (0..n).step_by(step as usize).map(move |base| (base, (n - base).min(step)))
     }
 
     /// The device's memory, in bytes.
@@ -950,7 +974,7 @@ impl CudaBackend {
     }
 
     /// K1's grouping for every frame of a chunk whose cloud is on the device, in four launches for the whole chunk
-    /// (kernels/group.cu; a fifth and more only past 65,535 objects): every frame's counts, scans and object starts,
+    /// (kernels/group.cu; a fifth and more only past [`Self::max_grid_yz`] objects): every frame's counts, scans and object starts,
     /// one round trip for the starts, every frame's writes, one read-back of all grouped points. The frames' labels
     /// go up in one pinned copy, their regions and job table in one copy each. A frame that cannot be grouped
     /// (labels that do not cover its depth, too many objects) gets its error in `failed`.
@@ -1039,9 +1063,8 @@ impl CudaBackend {
         let counts = self.zeros::<u32>(stream, cells_total as usize)?;
         let mut offsets = self.zeros::<u32>(stream, cells_total as usize + jobs.len())?;
         let mut starts = self.zeros::<u32>(stream, starts_total as usize)?;
-        // The grid's y is at most 65,535: the objects in parts.
-        let parts: Vec<(u32, u32)> =
-            (0..n_objects).step_by(65_535).map(|base| (base, (n_objects - base).min(65_535))).collect();
+        // The grid's y is bounded: the objects in parts.
+        let parts: Vec<(u32, u32)> = self.grid_parts(n_objects).collect();
         for &(base, n) in &parts {
             let mut b = stream.launch_builder(&self.k.count_members);
             b.arg(&cloud.pixels).arg(&labels).arg(&regions).arg(&table).arg(&object_job).arg(&counts).arg(&base);
@@ -1149,7 +1172,7 @@ impl CudaBackend {
         // Each frame's subsample is a cloud of its own: its normals from the depth image (as the CPU reference's,
         // which only read each sample's pixel and depth), on the device where K1 left the depth.
         let normals = self.sample_normals(stream, cloud, &jobs, &gathered, normal_max_step_px)?;
-        let batch = GroundBatch { b: self, stream, cloud: &cloud.points, jobs, gathered, normals };
+        let batch = GroundBatch::on_device(self, stream, &cloud.points, jobs, gathered, normals)?;
         for (j, fit) in batch.jobs.iter().zip(batch.fits()?) {
             fits[j.frame] = fit;
         }
@@ -1179,8 +1202,8 @@ impl CudaBackend {
             })
             .collect();
         let max_step = max_step_px.max(2);
-        // At most 65,535 frames a launch (the grid's y).
-        for part in table.chunks(65_535) {
+        // At most max_grid_yz frames a launch (the grid's y).
+        for part in table.chunks(self.max_grid_yz as usize) {
             let Some(widest) = part.iter().map(|j| j.samples).max() else { continue };
             let n_jobs = part.len() as u32;
             let table_dev = self.upload(stream, bytemuck::cast_slice::<_, u32>(part))?;
@@ -1285,10 +1308,15 @@ impl CudaBackend {
         let mut jobs = ground_jobs(std::iter::once((0, 0, n, frame_key, params, false)));
         let Some(job) = jobs.first_mut() else { return Ok(None) };
         job.use_normals = sample_normals.is_some_and(|m| m.len() == job.sample_index.len());
-        let with_normals = job.use_normals;
+        let (with_normals, samples) = (job.use_normals, job.sample_index.len());
         let gathered = self.gather_samples(stream, cloud, &jobs)?;
-        let normals = [sample_normals.filter(|_| with_normals).map(<[Point3]>::to_vec).unwrap_or_default()];
-        GroundBatch::new(self, stream, cloud, jobs, gathered, &normals).map(Some)
+        // Three floats per sample; zeros without normals.
+        let flat: Vec<f32> = match sample_normals.filter(|_| with_normals) {
+            Some(n) => bytemuck::cast_slice(n).to_vec(),
+            None => vec![0.0; 3 * samples],
+        };
+        let normals = self.upload(stream, &flat)?;
+        GroundBatch::on_device(self, stream, cloud, jobs, gathered, normals).map(Some)
     }
 
     /// K2 scores of every hypothesis (see [`crate::geometry::ransac::score_hypotheses`]), drawn on the device.
@@ -1899,7 +1927,7 @@ impl CudaBackend {
         let mut scores = self.zeros::<u32>(&stream, params.hypotheses as usize)?;
         self.time_on(&stream, reps, || {
             stream.memset_zeros(&mut scores).map_err(de)?;
-            batch.score_launch(&batch.jobs[0], &hyps, &mut scores)
+            batch.score_launch(&hyps, &mut scores)
         })
     }
 
@@ -1987,21 +2015,6 @@ fn device_index<'a>(
     Some((first?, index))
 }
 
-/// `len` elements of `slice` from `start`, or why not (never a panic).
-fn view<T>(slice: &CudaSlice<T>, start: usize, len: usize) -> Result<cudarc::driver::CudaView<'_, T>, String> {
-    slice.try_slice(start..start + len).ok_or_else(|| format!("elements {start}..{} of {}", start + len, slice.len()))
-}
-
-/// `len` elements of `slice` from `start`, writable, or why not (never a panic).
-fn view_mut<T>(
-    slice: &mut CudaSlice<T>,
-    start: usize,
-    len: usize,
-) -> Result<cudarc::driver::CudaViewMut<'_, T>, String> {
-    let total = slice.len();
-    slice.try_slice_mut(start..start + len).ok_or_else(|| format!("elements {start}..{} of {total}", start + len))
-}
-
 /// The scoring subsamples of a K2 batch: on the device (three floats per sample, job after job) and, per job, on
 /// the host.
 struct Gathered {
@@ -2019,6 +2032,38 @@ struct NormalJob {
     frame: u32,
     sample_base: u32,
     samples: u32,
+    pad: u32,
+}
+
+/// One frame of a K2 batch as kernels/ransac.cu reads it (`RansacJob`, 64 bytes; the fields are described there).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
+struct RansacJob {
+    point_base: u32,
+    n_points: u32,
+    hyp_base: u32,
+    hypotheses: u32,
+    sample_base: u32,
+    n_samples: u32,
+    slices: u32,
+    per_slice: u32,
+    seed: u32,
+    frame_key: u32,
+    threshold: f32,
+    min_cos: f32,
+    use_normals: u32,
+    pad: [u32; 3],
+}
+
+/// One support test of K2's refinement or final count (kernels/ransac.cu's `SupportJob`, 48 bytes): the plane's
+/// test over points [base, base + n), its answer at `out_at`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
+struct SupportJob {
+    test: GpuSupport,
+    base: u32,
+    n: u32,
+    out_at: u32,
     pad: u32,
 }
 
@@ -2105,35 +2150,57 @@ struct GroundBatch<'a> {
     gathered: Gathered,
     /// Three floats per sample (zeros for a job without normals).
     normals: CudaSlice<f32>,
+    /// The jobs as the kernels read them (kernels/ransac.cu's `RansacJob`), on the device.
+    table: CudaSlice<u32>,
+    /// The widest job's hypotheses and most slices of its subsample.
+    widest: (u32, u32),
 }
 
 impl<'a> GroundBatch<'a> {
-    /// `normals[j]`: job j's sample normals (empty: none).
-    fn new(
+    /// The batch with its normals already on the device (three floats per sample); its job table uploaded.
+    fn on_device(
         b: &'a CudaBackend,
         stream: &'a Arc<CudaStream>,
         cloud: &'a CudaSlice<f32>,
         jobs: Vec<GroundJob<'a>>,
         gathered: Gathered,
-        normals: &[Vec<Point3>],
+        normals: CudaSlice<f32>,
     ) -> Result<Self, String> {
-        let mut flat = Vec::with_capacity(3 * jobs.iter().map(|j| j.sample_index.len()).sum::<usize>());
-        for (j, n) in jobs.iter().zip(normals.iter().chain(std::iter::repeat(&Vec::new()))) {
-            match j.use_normals && n.len() == j.sample_index.len() {
-                true => flat.extend(n.iter().flatten()),
-                false => flat.extend(std::iter::repeat_n(0.0f32, 3 * j.sample_index.len())),
-            }
+        let mut table = Vec::with_capacity(jobs.len());
+        for j in &jobs {
+            let n_samples = j.sample_index.len() as u32;
+            let slices = n_samples.div_ceil(SCORE_SLICE).clamp(1, b.max_grid_yz);
+            let hyp_base = u32::try_from(j.hyp_base).map_err(|_| "a K2 batch holds more than 2^32 hypotheses")?;
+            let sample_base = u32::try_from(j.sample_base).map_err(|_| "a K2 batch holds more than 2^32 samples")?;
+            table.push(RansacJob {
+                point_base: u32::try_from(j.point_base).map_err(|_| "a K2 batch holds more than 2^32 points")?,
+                n_points: j.n_points,
+                hyp_base,
+                hypotheses: j.params.hypotheses,
+                sample_base,
+                n_samples,
+                slices,
+                per_slice: n_samples.div_ceil(slices),
+                seed: j.params.seed,
+                frame_key: j.frame_key,
+                threshold: j.params.inlier_threshold_m,
+                min_cos: j.params.normal_agreement_deg.to_radians().cos(),
+                use_normals: u32::from(j.use_normals),
+                pad: [0; 3],
+            });
         }
-        let normals = b.upload(stream, &flat)?;
-        Ok(GroundBatch { b, stream, cloud, jobs, gathered, normals })
+        let widest = table.iter().fold((0, 0), |(h, s), j| (h.max(j.hypotheses), s.max(j.slices)));
+        let table = b.upload(stream, bytemuck::cast_slice::<_, u32>(&table))?;
+        Ok(GroundBatch { b, stream, cloud, jobs, gathered, normals, table, widest })
+    }
+
+    /// The job table's parts that one launch's grid holds along y or z: (first job, jobs).
+    fn job_parts(&self) -> impl Iterator<Item = (u32, u32)> {
+        self.b.grid_parts(self.jobs.len() as u32)
     }
 
     fn hyps_total(&self) -> usize {
         self.jobs.last().map_or(0, |j| j.hyp_base + j.params.hypotheses as usize)
-    }
-
-    fn samples_total(&self) -> usize {
-        self.jobs.last().map_or(0, |j| j.sample_base + j.sample_index.len())
     }
 
     /// Every job's drawn point indices and corners (3 and 9 per hypothesis), one round trip.
@@ -2141,16 +2208,14 @@ impl<'a> GroundBatch<'a> {
         let s = self.stream;
         let mut triples = self.b.zeros::<u32>(s, 3 * self.hyps_total())?;
         let mut corners = self.b.zeros::<f32>(s, 9 * self.hyps_total())?;
-        for j in &self.jobs {
-            let h = j.params.hypotheses;
-            let points = view(self.cloud, 3 * j.point_base, 3 * j.n_points as usize)?;
-            let mut t = view_mut(&mut triples, 3 * j.hyp_base, 3 * h as usize)?;
-            let mut c = view_mut(&mut corners, 9 * j.hyp_base, 9 * h as usize)?;
+        for (base, n) in self.job_parts() {
             let mut l = s.launch_builder(&self.b.k.draw);
-            l.arg(&points).arg(&mut t).arg(&mut c).arg(&h).arg(&j.n_points).arg(&j.params.seed).arg(&j.frame_key);
-            // SAFETY: draw(cloud, triples, corners, hypotheses, points, seed, frame_key): indices drawn below
-            // `points`, the job's view; 3 and 9 entries per hypothesis in the output views.
-            unsafe { l.launch(launch((blocks_for(u64::from(h), BLOCK)?, 1), BLOCK)) }.map_err(de)?;
+            l.arg(self.cloud).arg(&self.table).arg(&mut triples).arg(&mut corners).arg(&base);
+            // SAFETY: draw(cloud, RansacJob* jobs, triples, corners, job_base) in kernels/ransac.cu; grid (widest
+            // job's hypotheses, jobs base..base + n): each job's indices are drawn below its point count, its points
+            // lie within the cloud (the jobs' layout, ground_jobs), and its hypotheses within the batch's, 3 and 9
+            // entries each in the outputs.
+            unsafe { l.launch(launch((blocks_for(u64::from(self.widest.0), BLOCK)?, n), BLOCK)) }.map_err(de)?;
         }
         let triples = s.clone_dtoh(&triples).map_err(de)?;
         let corners = s.clone_dtoh(&corners).map_err(de)?;
@@ -2179,51 +2244,31 @@ impl<'a> GroundBatch<'a> {
         Ok(Hypotheses { planes: drawn.into_iter().map(|(planes, _)| planes).collect(), device: hyps })
     }
 
-    /// Job `j`'s scoring (asynchronous): every hypothesis scored against its subsample, added to its entries of
-    /// `scores` (laid out as the hypotheses; zeroed by the caller).
-    fn score_launch(
-        &self,
-        j: &GroundJob<'_>,
-        hyps: &CudaSlice<u32>,
-        scores: &mut CudaSlice<u32>,
-    ) -> Result<(), String> {
-        let s = self.stream;
-        let h = j.params.hypotheses;
-        let n_samples = j.sample_index.len() as u32;
-        let slices = n_samples.div_ceil(SCORE_SLICE).clamp(1, 65_535);
-        let per_slice = n_samples.div_ceil(slices);
-        let threshold = j.params.inlier_threshold_m;
-        let min_cos = j.params.normal_agreement_deg.to_radians().cos();
-        let use_normals = u32::from(j.use_normals);
-        let hyp_words = std::mem::size_of::<super::layout::GpuHypothesis>() / 4;
-        let hv = view(hyps, hyp_words * j.hyp_base, hyp_words * h as usize)?;
-        let sv = view(&self.gathered.samples, 3 * j.sample_base, 3 * n_samples as usize)?;
-        let nv = view(&self.normals, 3 * j.sample_base, 3 * n_samples as usize)?;
-        let mut sc = view_mut(scores, j.hyp_base, h as usize)?;
-        let mut l = s.launch_builder(&self.b.k.score);
-        l.arg(&hv)
-            .arg(&sv)
-            .arg(&nv)
-            .arg(&mut sc)
-            .arg(&h)
-            .arg(&n_samples)
-            .arg(&per_slice)
-            .arg(&threshold)
-            .arg(&min_cos)
-            .arg(&use_normals);
-        // SAFETY: score(hypotheses, samples, normals, scores, n_hypotheses, n_samples, per_slice, threshold, min_cos,
-        // use_normals) in kernels/ransac.cu; grid (ceil(h / 8), slices); the views hold the job's h hypotheses and
-        // scores and its samples with one normal each.
-        unsafe { l.launch(launch((h.div_ceil(HYPS_PER_BLOCK), slices), BLOCK)) }.map_err(de)?;
+    /// Every job's scoring (asynchronous): every hypothesis scored against its job's subsample, added to its entry
+    /// of `scores` (laid out as the hypotheses; zeroed by the caller).
+    fn score_launch(&self, hyps: &CudaSlice<u32>, scores: &mut CudaSlice<u32>) -> Result<(), String> {
+        let (widest, slices) = self.widest;
+        for (base, n) in self.job_parts() {
+            let mut l = self.stream.launch_builder(&self.b.k.score);
+            l.arg(hyps).arg(&self.gathered.samples).arg(&self.normals).arg(&self.table).arg(&mut *scores).arg(&base);
+            let config = LaunchConfig {
+                grid_dim: (widest.div_ceil(HYPS_PER_BLOCK).max(1), slices.max(1), n.max(1)),
+                block_dim: (BLOCK, 1, 1),
+                shared_mem_bytes: 0,
+            };
+            // SAFETY: score(hypotheses, samples, normals, RansacJob* jobs, scores, job_base) in kernels/ransac.cu;
+            // grid (widest job's hypotheses / 8, most slices, jobs base..base + n): each job's hypotheses and
+            // scores lie within the batch's (one each), its samples and normals (three floats each) within the
+            // gathered subsample; blocks past a job's hypotheses or slices return.
+            unsafe { l.launch(config) }.map_err(de)?;
+        }
         Ok(())
     }
 
     /// Every job's scores (laid out as the hypotheses), one round trip.
     fn scores(&self, hyps: &CudaSlice<u32>) -> Result<Vec<u32>, String> {
         let mut scores = self.b.zeros::<u32>(self.stream, self.hyps_total())?;
-        for j in &self.jobs {
-            self.score_launch(j, hyps, &mut scores)?;
-        }
+        self.score_launch(hyps, &mut scores)?;
         let scores = self.stream.clone_dtoh(&scores).map_err(de)?;
         self.b.sync(self.stream)?;
         Ok(scores)
@@ -2254,35 +2299,73 @@ impl<'a> GroundBatch<'a> {
     }
 }
 
+impl GroundBatch<'_> {
+    /// One support test a request over `(base, n)` of its job (the subsample or the cloud), every request in one
+    /// launch (per [`CudaBackend::max_grid_yz`] requests) of `kernel`, read back: each request's answer at its `out_at`, `out_len` words in all.
+    fn support_launch(
+        &self,
+        kernel: &CudaFunction,
+        points: &CudaSlice<f32>,
+        normals: Option<&CudaSlice<f32>>,
+        requests: &[SupportJob],
+        out_len: usize,
+    ) -> Result<Vec<u32>, String> {
+        let s = self.stream;
+        let longest = requests.iter().map(|r| r.n).max().unwrap_or(0);
+        let table = self.b.upload(s, bytemuck::cast_slice::<_, u32>(requests))?;
+        let mut out = self.b.zeros::<u32>(s, out_len)?;
+        for (base, n) in self.b.grid_parts(requests.len() as u32) {
+            let mut l = s.launch_builder(kernel);
+            l.arg(points);
+            if let Some(normals) = normals {
+                l.arg(normals);
+            }
+            l.arg(&table).arg(&mut out).arg(&base);
+            // SAFETY: sample_supports(samples, normals, SupportJob* requests, mask, request_base) or
+            // count_inliers(cloud, SupportJob* requests, counts, request_base) in kernels/ransac.cu (`normals` is
+            // given for the first only); grid (longest request's blocks, requests base..base + n): each request's
+            // points [base, base + n) lie within `points` (and `normals`, three floats a point), its answer within
+            // `out` (n words from out_at, or one).
+            unsafe { l.launch(launch((blocks_for(u64::from(longest), BLOCK)?, n), BLOCK)) }.map_err(de)?;
+        }
+        let out = s.clone_dtoh(&out).map_err(de)?;
+        self.b.sync(s)?;
+        Ok(out)
+    }
+}
+
 impl GroundBatchDevice for GroundBatch<'_> {
     fn sample_supports(&self, requests: &[(usize, Support)]) -> Result<Vec<Vec<u32>>, String> {
         if requests.is_empty() {
             return Ok(Vec::new());
         }
-        let s = self.stream;
-        let mut mask = self.b.zeros::<u32>(s, self.samples_total())?;
+        let mut table = Vec::with_capacity(requests.len());
+        let mut out_len = 0usize;
         for (i, test) in requests {
             let j = self.jobs.get(*i).ok_or("a support request for no frame")?;
             let n = j.sample_index.len() as u32;
-            let t = support_test(test, j.use_normals);
-            let sv = view(&self.gathered.samples, 3 * j.sample_base, 3 * n as usize)?;
-            let nv = view(&self.normals, 3 * j.sample_base, 3 * n as usize)?;
-            let mut mv = view_mut(&mut mask, j.sample_base, n as usize)?;
-            let mut l = s.launch_builder(&self.b.k.sample_supports);
-            l.arg(&sv).arg(&nv).arg(&mut mv).arg(&t).arg(&n);
-            // SAFETY: sample_supports(samples, normals, mask, SupportTest, n_samples): the views hold the job's n
-            // samples, normals and mask entries.
-            unsafe { l.launch(launch((blocks_for(u64::from(n), BLOCK)?, 1), BLOCK)) }.map_err(de)?;
+            let out_at = u32::try_from(out_len).map_err(|_| "support masks exceed 2^32 words")?;
+            table.push(SupportJob {
+                test: support_test(test, j.use_normals),
+                base: j.sample_base as u32,
+                n,
+                out_at,
+                pad: 0,
+            });
+            out_len += n as usize;
         }
-        let mask = s.clone_dtoh(&mask).map_err(de)?;
-        self.b.sync(s)?;
-        requests
+        let mask = self.support_launch(
+            &self.b.k.sample_supports,
+            &self.gathered.samples,
+            Some(&self.normals),
+            &table,
+            out_len,
+        )?;
+        table
             .iter()
-            .map(|(i, _)| {
-                let j = &self.jobs[*i];
-                let m =
-                    mask.get(j.sample_base..j.sample_base + j.sample_index.len()).ok_or("the mask came back short")?;
-                Ok((0..m.len() as u32).filter(|&k| m[k as usize] == 1).collect())
+            .map(|r| {
+                let m = mask.get(r.out_at as usize..(r.out_at + r.n) as usize).ok_or("the mask came back short")?;
+                Ok((0..r.n).filter(|&k| m[k as usize] == 1).collect())
             })
             .collect()
     }
@@ -2291,21 +2374,20 @@ impl GroundBatchDevice for GroundBatch<'_> {
         if requests.is_empty() {
             return Ok(Vec::new());
         }
-        let s = self.stream;
-        let mut counts = self.b.zeros::<u32>(s, requests.len())?;
-        for (r, (i, test)) in requests.iter().enumerate() {
-            let j = self.jobs.get(*i).ok_or("an inlier request for no frame")?;
-            let t = support_test(&Support { min_cos: None, ..*test }, j.use_normals);
-            let cv = view(self.cloud, 3 * j.point_base, 3 * j.n_points as usize)?;
-            let mut c = view_mut(&mut counts, r, 1)?;
-            let mut l = s.launch_builder(&self.b.k.count_inliers);
-            l.arg(&cv).arg(&mut c).arg(&t).arg(&j.n_points);
-            // SAFETY: count_inliers(cloud, count, SupportTest, points): the view holds the job's points; one
-            // zeroed count.
-            unsafe { l.launch(launch((blocks_for(u64::from(j.n_points), BLOCK)?, 1), BLOCK)) }.map_err(de)?;
-        }
-        let counts = s.clone_dtoh(&counts).map_err(de)?;
-        self.b.sync(s)?;
-        Ok(counts)
+        let table = requests
+            .iter()
+            .enumerate()
+            .map(|(r, (i, test))| {
+                let j = self.jobs.get(*i).ok_or("an inlier request for no frame")?;
+                Ok(SupportJob {
+                    test: support_test(&Support { min_cos: None, ..*test }, j.use_normals),
+                    base: j.point_base as u32,
+                    n: j.n_points,
+                    out_at: r as u32,
+                    pad: 0,
+                })
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        self.support_launch(&self.b.k.count_inliers, self.cloud, None, &table, requests.len())
     }
 }
