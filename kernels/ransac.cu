@@ -8,7 +8,7 @@
 //                   agrees with the plane's). A block takes HYPS_PER_BLOCK hypotheses and one slice of the
 //                   subsample, so each point read serves several planes; slices add their counts with integer
 //                   atomics (exact whatever the order);
-//   sample_supports the refinement's support among the subsample (a 0/1 mask), for one plane a frame;
+//   sample_supports the refinement's support among the subsample (a bit a point), for one plane a frame;
 //   count_inliers   the final inlier count over all points, for one plane a frame.
 // Every kernel but gather_samples takes every frame of a batch in one launch: a row (or, for score, a layer) of
 // blocks per frame or request, each reading its frame from a table (RansacJob, SupportJob); a block past its
@@ -53,7 +53,8 @@ struct RansacJob {
 static_assert(sizeof(RansacJob) == 64, "RansacJob must match the host's (64 bytes)");
 
 // One support test over a run of points (keep in sync with `SupportJob` in src/backend/cuda.rs, 48 bytes): points
-// [base, base + n) of the launch's buffer, its answer at out_at (a mask from there, or one count).
+// [base, base + n) of the launch's buffer, its answer at out_at (a bit mask of ceil(n / 32) words from there, or one
+// count).
 struct SupportJob {
     SupportTest test;
     u32 base, n, out_at, pad;
@@ -167,19 +168,25 @@ extern "C" __global__ void score(const Hypothesis* __restrict__ all_hypotheses, 
 }
 
 // Grid (blocks of the longest request, requests): request request_base + blockIdx.y tests the subsample's points
-// [base, base + n) (and their normals) against its plane, a 0/1 word each at mask[out_at..].
+// [base, base + n) (and their normals) against its plane: a bit each, point k of the request at bit k % 32 of
+// mask[out_at + k / 32] (a warp's ballot; the bits past n are 0).
 extern "C" __global__ void sample_supports(const float* __restrict__ samples, const float* __restrict__ normals,
                                            const SupportJob* __restrict__ requests, u32* __restrict__ mask,
                                            u32 request_base) {
     const SupportJob r = requests[request_base + blockIdx.y];
-    const u32 i = blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= r.n) return;
+    if (blockIdx.x * blockDim.x >= r.n) return;
     const SupportTest test = r.test;
-    const u64 s = u64(r.base) + i;
-    bool ok = supports(test.a, test.b, test.c, test.d, test.threshold, samples[3u * s], samples[3u * s + 1u],
-                       samples[3u * s + 2u]);
-    if (ok && test.use_normals == 1u) ok = normal_agrees(test.a, test.b, test.c, test.min_cos, normals, s);
-    mask[u64(r.out_at) + i] = ok ? 1u : 0u;
+    const u32 i = blockIdx.x * blockDim.x + threadIdx.x;
+    bool ok = false;
+    if (i < r.n) {
+        const u64 s = u64(r.base) + i;
+        ok = supports(test.a, test.b, test.c, test.d, test.threshold, samples[3u * s], samples[3u * s + 1u],
+                      samples[3u * s + 2u]);
+        if (ok && test.use_normals == 1u) ok = normal_agrees(test.a, test.b, test.c, test.min_cos, normals, s);
+    }
+    // Every lane of the warp takes part (BLOCK is a multiple of 32, so a warp's lanes are 32 consecutive points).
+    const u32 bits = __ballot_sync(0xffffffffu, ok);
+    if ((threadIdx.x & 31u) == 0u && i < r.n) mask[u64(r.out_at) + i / 32u] = bits;
 }
 
 // Grid as sample_supports': request request_base + blockIdx.y counts the cloud's points [base, base + n) within its

@@ -2035,6 +2035,23 @@ struct NormalJob {
     pad: u32,
 }
 
+/// The indices below `n` whose bit is set in `words` (bit k % 32 of word k / 32), in order.
+fn set_bits(words: &[u32], n: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    for (w, &word) in words.iter().enumerate() {
+        let mut bits = word;
+        while bits != 0 {
+            let k = 32 * w as u32 + bits.trailing_zeros();
+            if k >= n {
+                break;
+            }
+            out.push(k);
+            bits &= bits - 1;
+        }
+    }
+    out
+}
+
 /// One frame of a K2 batch as kernels/ransac.cu reads it (`RansacJob`, 64 bytes; the fields are described there).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
@@ -2325,7 +2342,7 @@ impl GroundBatch<'_> {
             // count_inliers(cloud, SupportJob* requests, counts, request_base) in kernels/ransac.cu (`normals` is
             // given for the first only); grid (longest request's blocks, requests base..base + n): each request's
             // points [base, base + n) lie within `points` (and `normals`, three floats a point), its answer within
-            // `out` (n words from out_at, or one).
+            // `out` (ceil(n / 32) words of bits from out_at, or one count).
             unsafe { l.launch(launch((blocks_for(u64::from(longest), BLOCK)?, n), BLOCK)) }.map_err(de)?;
         }
         let out = s.clone_dtoh(&out).map_err(de)?;
@@ -2352,7 +2369,8 @@ impl GroundBatchDevice for GroundBatch<'_> {
                 out_at,
                 pad: 0,
             });
-            out_len += n as usize;
+            // A bit a sample.
+            out_len += n.div_ceil(32) as usize;
         }
         let mask = self.support_launch(
             &self.b.k.sample_supports,
@@ -2364,8 +2382,9 @@ impl GroundBatchDevice for GroundBatch<'_> {
         table
             .iter()
             .map(|r| {
-                let m = mask.get(r.out_at as usize..(r.out_at + r.n) as usize).ok_or("the mask came back short")?;
-                Ok((0..r.n).filter(|&k| m[k as usize] == 1).collect())
+                let words = r.n.div_ceil(32) as usize;
+                let m = mask.get(r.out_at as usize..r.out_at as usize + words).ok_or("the mask came back short")?;
+                Ok(set_bits(m, r.n))
             })
             .collect()
     }
@@ -2389,5 +2408,21 @@ impl GroundBatchDevice for GroundBatch<'_> {
             })
             .collect::<Result<Vec<_>, String>>()?;
         self.support_launch(&self.b.k.count_inliers, self.cloud, None, &table, requests.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::set_bits;
+
+    #[test]
+    fn set_bits_lists_the_set_bits_below_n_in_order() {
+        let mut rng = crate::test_rng::XorShift(0x9e37_79b9_7f4a_7c15);
+        for n in [0u32, 1, 31, 32, 33, 64, 100, 1000] {
+            let words: Vec<u32> = (0..n.div_ceil(32) + 1).map(|_| rng.below(u32::MAX)).collect();
+            let want: Vec<u32> = (0..n).filter(|&k| words[(k / 32) as usize] >> (k % 32) & 1 == 1).collect();
+            assert_eq!(set_bits(&words, n), want, "n = {n}");
+        }
+        assert_eq!(set_bits(&[u32::MAX], 3), vec![0, 1, 2]);
     }
 }
