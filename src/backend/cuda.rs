@@ -740,22 +740,33 @@ impl CudaBackend {
 
     /// `words` on the device through a pinned staging buffer (an asynchronous copy: the host goes on while it runs).
     fn upload_pinned(&self, stream: &Arc<CudaStream>, words: &[u32]) -> Result<CudaSlice<u32>, String> {
-        if words.is_empty() {
+        self.upload_pinned_with(stream, words.len(), |dst| dst.copy_from_slice(words))
+    }
+
+    /// `len` words on the device, written by `fill` straight into a pinned staging buffer (no host copy of its own),
+    /// then copied asynchronously. `fill` gets the whole buffer and must write every word.
+    fn upload_pinned_with(
+        &self,
+        stream: &Arc<CudaStream>,
+        len: usize,
+        fill: impl FnOnce(&mut [u32]),
+    ) -> Result<CudaSlice<u32>, String> {
+        if len == 0 {
             return self.upload(stream, &[0u32]);
         }
         // A buffer of the same size is reused (batches of equal frames are the common case); at most four are kept.
         let mut pool = self.staging.lock().map_err(|_| "staging pool poisoned")?;
-        let reused = pool.iter().position(|p| p.len() == words.len()).map(|i| pool.swap_remove(i));
+        let reused = pool.iter().position(|p| p.len() == len).map(|i| pool.swap_remove(i));
         drop(pool);
         let mut pinned = match reused {
             Some(p) => p,
             // SAFETY: the pinned buffer is written whole (below) before any read.
-            None => unsafe { self.ctx.alloc_pinned::<u32>(words.len()) }.map_err(de)?,
+            None => unsafe { self.ctx.alloc_pinned::<u32>(len) }.map_err(de)?,
         };
         // Waits for the buffer's previous copy, if any.
-        pinned.as_mut_slice().map_err(de)?.copy_from_slice(words);
+        fill(pinned.as_mut_slice().map_err(de)?);
         // SAFETY: every element is written by the copy below before a kernel reads it.
-        let mut dst: CudaSlice<u32> = unsafe { stream.alloc::<u32>(words.len()) }.map_err(de)?;
+        let mut dst: CudaSlice<u32> = unsafe { stream.alloc::<u32>(len) }.map_err(de)?;
         stream.memcpy_htod(&pinned, &mut dst).map_err(de)?;
         let mut pool = self.staging.lock().map_err(|_| "staging pool poisoned")?;
         let evicted = (pool.len() >= 4).then(|| pool.remove(0));
@@ -989,7 +1000,9 @@ impl CudaBackend {
         let mut resident = vec![super::ResidentGroup::default(); frames.len()];
         // Each job's frame, its table entry, and the tables' contents.
         let (mut job_frames, mut jobs) = (Vec::new(), Vec::<GroupJob>::new());
-        let (mut labels_words, mut regions, mut object_job) = (Vec::<u32>::new(), Vec::new(), Vec::<u32>::new());
+        // The labelled frames' labels, in job order (they go up in one pinned buffer), and how many words in all.
+        let (mut labelled, mut label_words_total) = (Vec::<&[u32]>::new(), 0u64);
+        let (mut regions, mut object_job) = (Vec::new(), Vec::<u32>::new());
         let (mut cells_total, mut starts_total, mut widest) = (0u64, 0u64, 0u32);
         for (i, &(depth, labels, frame_regions)) in frames.iter().enumerate() {
             let (a, n_points) = (cloud.offsets[i], cloud.offsets[i + 1] - cloud.offsets[i]);
@@ -1014,7 +1027,7 @@ impl CudaBackend {
             }
             let blocks = blocks_for(n_points, BLOCK)?;
             let cells = objects * u64::from(blocks);
-            let labels_at = labels_words.len() as u64;
+            let labels_at = label_words_total;
             let label_words = labels.map_or(0, |l| l.len() as u64);
             // Every index of the tables in 32 bits (the offsets have one more entry a frame).
             let ends = [
@@ -1046,7 +1059,10 @@ impl CudaBackend {
                 pad: 0,
             });
             job_frames.push(i);
-            labels_words.extend_from_slice(labels.unwrap_or(&[]));
+            if let Some(l) = labels {
+                labelled.push(l);
+            }
+            label_words_total += label_words;
             regions.extend(gpu_regions(frame_regions));
             widest = widest.max(blocks);
             cells_total += cells;
@@ -1056,7 +1072,13 @@ impl CudaBackend {
             return Ok((out, resident));
         }
         let n_objects = object_job.len() as u32;
-        let labels = self.upload_pinned(stream, &labels_words)?;
+        let labels = self.upload_pinned_with(stream, label_words_total as usize, |dst| {
+            let mut at = 0;
+            for l in &labelled {
+                dst[at..at + l.len()].copy_from_slice(l);
+                at += l.len();
+            }
+        })?;
         let regions = self.upload(stream, bytemuck::cast_slice::<_, u32>(&regions))?;
         let table = self.upload(stream, bytemuck::cast_slice::<_, u32>(&jobs))?;
         let object_job = self.upload(stream, &object_job)?;
