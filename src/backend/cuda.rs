@@ -738,13 +738,9 @@ impl CudaBackend {
         Ok(ReadBack { buffer: Some(buffer), len, pool, stream: Arc::clone(stream) })
     }
 
-    /// `words` on the device through a pinned staging buffer (an asynchronous copy: the host goes on while it runs).
-    fn upload_pinned(&self, stream: &Arc<CudaStream>, words: &[u32]) -> Result<CudaSlice<u32>, String> {
-        self.upload_pinned_with(stream, words.len(), |dst| dst.copy_from_slice(words))
-    }
-
     /// `len` words on the device, written by `fill` straight into a pinned staging buffer (no host copy of its own),
-    /// then copied asynchronously. `fill` gets the whole buffer and must write every word.
+    /// then copied asynchronously (the host goes on while it runs). `fill` gets the whole buffer and must write every
+    /// word.
     fn upload_pinned_with(
         &self,
         stream: &Arc<CudaStream>,
@@ -782,8 +778,14 @@ impl CudaBackend {
         Ok(self.unproject_batch(&[(depth, k)])?.pop().unwrap_or_default())
     }
 
-    /// A packed K1 batch on the device, with its outputs allocated.
-    fn k1_buffers(&self, stream: &Arc<CudaStream>, batch: &DepthBatch) -> Result<K1Buffers, String> {
+    /// A K1 batch on the device (laid out by [`DepthBatch::layout`]; the frames' depth words written straight into a
+    /// pinned staging buffer), with its outputs allocated.
+    fn k1_buffers(
+        &self,
+        stream: &Arc<CudaStream>,
+        frames: &[(&DepthImage, &Intrinsics)],
+        batch: &DepthBatch,
+    ) -> Result<K1Buffers, String> {
         let tiles = batch.tile_frame.len() as u32;
         // The small tables first (pageable copies wait for the stream), then the depth words, asynchronously.
         let ray_x = self.upload(stream, &batch.ray_x)?;
@@ -791,7 +793,8 @@ impl CudaBackend {
         let infos = self.upload(stream, bytemuck::cast_slice::<_, u32>(&batch.frames))?;
         let tile_frame = self.upload(stream, &batch.tile_frame)?;
         Ok(K1Buffers {
-            depth: self.upload_pinned(stream, &batch.words)?,
+            depth: self
+                .upload_pinned_with(stream, batch.word_count as usize, |dst| DepthBatch::write_words(frames, dst))?,
             ray_x,
             ray_y,
             infos,
@@ -865,7 +868,7 @@ impl CudaBackend {
         stream: &Arc<CudaStream>,
         frames: &[(&DepthImage, &Intrinsics)],
     ) -> Result<Option<DeviceCloud>, String> {
-        let batch = DepthBatch::pack(frames, TILE)?;
+        let batch = DepthBatch::layout(frames, TILE)?;
         if batch.pixels > MAX_POINTS {
             return Err(format!("a frame of {} pixels exceeds one launch", batch.pixels));
         }
@@ -873,7 +876,7 @@ impl CudaBackend {
         if tiles == 0 {
             return Ok(None);
         }
-        let mut d = self.k1_buffers(stream, &batch)?;
+        let mut d = self.k1_buffers(stream, frames, &batch)?;
         self.k1_launch(stream, &mut d)?;
         let K1Buffers { offsets, points, pixels, depth, ray_x, ray_y, infos, .. } = d;
         let all = stream.clone_dtoh(&offsets).map_err(de)?;
@@ -1917,18 +1920,18 @@ impl CudaBackend {
         frames: &[(&DepthImage, &Intrinsics)],
         reps: usize,
     ) -> Result<(Vec<f64>, u64), String> {
-        let batch = DepthBatch::pack(frames, TILE)?;
+        let batch = DepthBatch::layout(frames, TILE)?;
         if batch.pixels > MAX_POINTS || batch.tile_frame.is_empty() {
             return Err(format!("a timed K1 batch needs 1 to 2^28 pixels, not {}", batch.pixels));
         }
         let stream = self.stream()?;
-        let mut d = self.k1_buffers(&stream, &batch)?;
+        let mut d = self.k1_buffers(&stream, frames, &batch)?;
         let times = self.time_on(&stream, reps, || self.k1_launch(&stream, &mut d))?;
         let tiles = d.tiles as usize;
         let total = stream.clone_dtoh(&d.offsets.slice(tiles..tiles + 1)).map_err(de)?;
         self.sync(&stream)?;
         let points = u64::from(total.first().copied().unwrap_or(0));
-        let bytes = 2 * 4 * batch.words.len() as u64 + 16 * points + 4 * 4 * tiles as u64;
+        let bytes = 2 * 4 * batch.word_count + 16 * points + 4 * 4 * tiles as u64;
         Ok((times, bytes))
     }
 

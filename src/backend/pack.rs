@@ -25,17 +25,29 @@ use super::layout::{
 #[derive(Debug, Default)]
 pub struct DepthBatch {
     pub frames: Vec<UnprojectFrame>,
+    /// The depth words (empty from [`DepthBatch::layout`]).
     pub words: Vec<u32>,
     pub ray_x: Vec<f32>,
     pub ray_y: Vec<f32>,
     pub tile_frame: Vec<u32>,
     pub pixels: u64,
+    /// How many depth words the frames take ([`DepthBatch::write_words`]).
+    pub word_count: u64,
 }
 
 impl DepthBatch {
     /// Packs `frames` in tiles of `tile` pixels. `Err` when a depth image and its intrinsics disagree in size or
     /// the batch outgrows 32-bit offsets.
     pub fn pack(frames: &[(&DepthImage, &Intrinsics)], tile: u32) -> Result<DepthBatch, String> {
+        let mut b = DepthBatch::layout(frames, tile)?;
+        b.words = vec![0; b.word_count as usize];
+        DepthBatch::write_words(frames, &mut b.words);
+        Ok(b)
+    }
+
+    /// [`DepthBatch::pack`] without the depth words (`words` stays empty): for a caller that writes them where they
+    /// go ([`DepthBatch::write_words`]), such as a pinned staging buffer.
+    pub fn layout(frames: &[(&DepthImage, &Intrinsics)], tile: u32) -> Result<DepthBatch, String> {
         let mut b = DepthBatch::default();
         for (f, (depth, k)) in frames.iter().enumerate() {
             if (depth.width, depth.height) != (k.width, k.height) {
@@ -46,18 +58,13 @@ impl DepthBatch {
             }
             let pixels = depth.len() as u64;
             b.pixels += pixels;
-            let word_offset = u32::try_from(b.words.len()).map_err(|_| "a K1 batch of over 2^32 depth words")?;
+            let word_offset = u32::try_from(b.word_count).map_err(|_| "a K1 batch of over 2^32 depth words")?;
+            b.word_count += depth_words(depth) as u64;
             let (is_u16, units_per_meter, invalid_value) = match &depth.data {
-                DepthData::U16 { values, units_per_meter, invalid_value } => {
-                    b.words.extend(
-                        values.chunks(2).map(|p| u32::from(p[0]) | (u32::from(p.get(1).copied().unwrap_or(0)) << 16)),
-                    );
+                DepthData::U16 { units_per_meter, invalid_value, .. } => {
                     (1, *units_per_meter, invalid_value.map_or(u32::MAX, u32::from))
                 }
-                DepthData::F32 { values } => {
-                    b.words.extend(values.iter().map(|v| v.to_bits()));
-                    (0, 1.0, u32::MAX)
-                }
+                DepthData::F32 { .. } => (0, 1.0, u32::MAX),
             };
             let (rx, ry) = ray_factors(k);
             let tiles = pixels.div_ceil(u64::from(tile));
@@ -83,6 +90,29 @@ impl DepthBatch {
         Ok(b)
     }
 
+    /// Every frame's depth words into `dst`, one frame after another as [`DepthBatch::layout`] places them: u16 depth
+    /// two pixels a word (the first in the low half), f32 depth one pixel a word (its bits). `dst` holds
+    /// `word_count` words; what does not fit is left out.
+    pub fn write_words(frames: &[(&DepthImage, &Intrinsics)], dst: &mut [u32]) {
+        let mut at = 0;
+        for (depth, _) in frames {
+            let out = dst.get_mut(at..).unwrap_or_default();
+            match &depth.data {
+                DepthData::U16 { values, .. } => {
+                    for (w, p) in out.iter_mut().zip(values.chunks(2)) {
+                        *w = u32::from(p[0]) | (u32::from(p.get(1).copied().unwrap_or(0)) << 16);
+                    }
+                }
+                DepthData::F32 { values } => {
+                    for (w, v) in out.iter_mut().zip(values) {
+                        *w = v.to_bits();
+                    }
+                }
+            }
+            at += depth_words(depth);
+        }
+    }
+
     /// Where each frame's points start, then the total, from the tiles' exclusive offsets (`tiles + 1` entries). A
     /// frame without pixels has no tiles: its start is the next frame's (its `block_offset` points there).
     pub fn frame_offsets(&self, tile_offsets: &[u32]) -> Result<Vec<u64>, String> {
@@ -90,6 +120,14 @@ impl DepthBatch {
         let mut out: Vec<u64> = self.frames.iter().map(|f| at(f.block_offset as usize)).collect::<Result<_, _>>()?;
         out.push(at(self.tile_frame.len())?);
         Ok(out)
+    }
+}
+
+/// How many words a depth image takes in a K1 batch (u16: two pixels a word).
+fn depth_words(depth: &DepthImage) -> usize {
+    match &depth.data {
+        DepthData::U16 { values, .. } => values.len().div_ceil(2),
+        DepthData::F32 { values } => values.len(),
     }
 }
 
@@ -1024,6 +1062,40 @@ pub fn split_relations(ranges: &[FrameRange], records: &[RelationRecord]) -> Res
 mod tests {
     use super::*;
     use crate::geometry::Point3;
+
+    #[test]
+    fn depth_words_are_laid_out_frame_after_frame() {
+        // u16 two pixels a word (an odd count ends with a half word), f32 one pixel a word; each frame's
+        // word_offset where its words start; `layout` counts what `pack` writes, and a short buffer is no panic.
+        let k = |w, h| Intrinsics { fx: 1.0, fy: 1.0, cx: 0.0, cy: 0.0, width: w, height: h };
+        let u16_depth = |w: u32, h: u32, first: u16| DepthImage {
+            width: w,
+            height: h,
+            data: DepthData::U16 {
+                values: (0..(w * h) as u16).map(|i| first + i).collect(),
+                units_per_meter: 1000.0,
+                invalid_value: None,
+            },
+        };
+        let a = u16_depth(3, 3, 100);
+        let b = DepthImage { width: 2, height: 1, data: DepthData::F32 { values: vec![1.5, -0.0] } };
+        let c = u16_depth(2, 1, 7);
+        let (ka, kb, kc) = (k(3, 3), k(2, 1), k(2, 1));
+        let frames = [(&a, &ka), (&b, &kb), (&c, &kc)];
+        let packed = DepthBatch::pack(&frames, 4).unwrap();
+        let mut want: Vec<u32> = (0..4).map(|i| (100 + 2 * i) | ((101 + 2 * i) << 16)).collect();
+        want.push(108);
+        want.extend([1.5f32.to_bits(), (-0.0f32).to_bits(), 7 | (8 << 16)]);
+        assert_eq!(packed.words, want);
+        assert_eq!(packed.frames.iter().map(|f| f.word_offset).collect::<Vec<_>>(), vec![0, 5, 7]);
+        let laid = DepthBatch::layout(&frames, 4).unwrap();
+        assert!(laid.words.is_empty());
+        assert_eq!(laid.word_count, want.len() as u64);
+        assert_eq!(laid.frames, packed.frames);
+        let mut short = vec![0u32; 6];
+        DepthBatch::write_words(&frames, &mut short);
+        assert_eq!(short, want[..6]);
+    }
 
     #[test]
     fn clusterings_number_clusters_by_smallest_label_within_each_job() {
