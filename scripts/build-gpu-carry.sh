@@ -81,8 +81,9 @@ if ls .gl/*.deb > /dev/null 2>&1; then
 fi
 step criterion 180 env SPATIALSYNTH_BENCH_FRAMES=1,16 gpu-carry/backends --bench --noplot --warm-up-time 0.5 \
   --measurement-time 2
-step memcheck 60 env SPATIALSYNTH_PARITY_ONLY=cuda compute-sanitizer --tool memcheck --error-exitcode 1 \
-  gpu-carry/parity --test-threads 1 k3_ k1_batches gaps_of_large
+# k1_and_k2_batches: the table-driven K1 grouping and K2 kernels on a mixed batch (labels, odd frames, no hypotheses).
+step memcheck 90 env SPATIALSYNTH_PARITY_ONLY=cuda compute-sanitizer --tool memcheck --error-exitcode 1 \
+  gpu-carry/parity --test-threads 1 k3_ k1_batches k1_and_k2_batches gaps_of_large
 # The gap kernels' per-block lists in shared memory (refine_bounds, search_pairs): no shared-memory hazards.
 step racecheck 60 env SPATIALSYNTH_PARITY_ONLY=cuda compute-sanitizer --tool racecheck --error-exitcode 1 \
   gpu-carry/parity --test-threads 1 gaps_of_large
