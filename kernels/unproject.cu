@@ -124,14 +124,14 @@ __device__ __forceinline__ bool normal_neighbour(const Frame& f, u32 height, con
     return false;
 }
 
-// Grid (blocks, jobs): thread x of block (b, j) takes sample b * BLOCK + x of job j. `sample_index` holds each
-// sample's index in the batch's cloud (`cloud`, `pixels`: K1's output); three floats per sample into `normals`.
+// Grid (blocks, jobs): thread x of block (b, y) takes sample b * BLOCK + x of job job_base + y. `sample_index` holds
+// each sample's index in the batch's cloud (`cloud`, `pixels`: K1's output); three floats per sample into `normals`.
 extern "C" __global__ void sample_normals(const u32* __restrict__ depth, const float* __restrict__ ray_x,
                                           const float* __restrict__ ray_y, const Frame* __restrict__ frames,
                                           const float* __restrict__ cloud, const u32* __restrict__ pixels,
                                           const u32* __restrict__ sample_index, const NormalJob* __restrict__ jobs,
-                                          float* __restrict__ normals, u32 max_step) {
-    const NormalJob job = jobs[blockIdx.y];
+                                          float* __restrict__ normals, u32 max_step, u32 job_base) {
+    const NormalJob job = jobs[job_base + blockIdx.y];
     const u32 s = blockIdx.x * BLOCK + threadIdx.x;
     if (s >= job.samples) return;
     const u32 at = job.sample_base + s;

@@ -1227,11 +1227,9 @@ impl CudaBackend {
             })
             .collect();
         let max_step = max_step_px.max(2);
-        // At most max_grid_yz frames a launch (the grid's y).
-        for part in table.chunks(self.max_grid_yz as usize) {
-            let Some(widest) = part.iter().map(|j| j.samples).max() else { continue };
-            let n_jobs = part.len() as u32;
-            let table_dev = self.upload(stream, bytemuck::cast_slice::<_, u32>(part))?;
+        let Some(widest) = table.iter().map(|j| j.samples).max() else { return Ok(normals) };
+        let table_dev = self.upload(stream, bytemuck::cast_slice::<_, u32>(&table))?;
+        for (base, n) in self.grid_parts(table.len() as u32) {
             let mut l = stream.launch_builder(&self.k.sample_normals);
             l.arg(&cloud.depth)
                 .arg(&cloud.ray_x)
@@ -1242,13 +1240,14 @@ impl CudaBackend {
                 .arg(&gathered.index)
                 .arg(&table_dev)
                 .arg(&mut normals)
-                .arg(&max_step);
+                .arg(&max_step)
+                .arg(&base);
             // SAFETY: sample_normals(depth, ray_x, ray_y, frames, cloud, pixels, sample_index, NormalJob* jobs,
-            // float* normals, u32 max_step) in kernels/unproject.cu; grid (blocks, jobs), a thread per sample below
-            // its job's count; each job's frame is its index in the K1 batch whose buffers these are, its samples'
-            // global indices (gather_samples' `index`) lie below the batch's points, and `normals` holds 3 floats per
-            // sample.
-            unsafe { l.launch(launch((blocks_for(u64::from(widest), BLOCK)?, n_jobs), BLOCK)) }.map_err(de)?;
+            // float* normals, u32 max_step, u32 job_base) in kernels/unproject.cu; grid (blocks of the widest job,
+            // jobs base..base + n of the table), a thread per sample below its job's count; each job's frame is its
+            // index in the K1 batch whose buffers these are, its samples' global indices (gather_samples' `index`) lie
+            // below the batch's points, and `normals` holds 3 floats per sample.
+            unsafe { l.launch(launch((blocks_for(u64::from(widest), BLOCK)?, n), BLOCK)) }.map_err(de)?;
         }
         Ok(normals)
     }
