@@ -14,7 +14,7 @@ use crate::geometry::relations::{relate_all, RelationRecord};
 use crate::geometry::rng::frame_key;
 use crate::geometry::stats::{NoiseModel, ObjectSummary, StatsInput};
 use crate::geometry::unproject::{estimate_normals, unproject_depth, DepthImage, PointCloud};
-use crate::geometry::{dot, normalize, Intrinsics, Point3};
+use crate::geometry::{dot, normalize, Intrinsics, Point3, SharedSlice};
 use crate::io::objects::ObjectKind;
 use crate::io::LoadedFrame;
 use crate::scene::{DroppedObject, GroundInfo, SceneGraph, SceneObject, SceneRelation};
@@ -245,7 +245,8 @@ pub struct ObjectInput {
     pub kind: crate::io::objects::ObjectKind,
     pub instance_id: Option<u32>,
     pub bbox_px: [f32; 4],
-    pub points_in_camera: Vec<Point3>,
+    /// The points (`Vec::into` makes them; a batch's objects share the buffer K1's grouping came back in).
+    pub points_in_camera: SharedSlice<Point3>,
     /// For boxes: whether each point's pixel lies in the central part of the box (see
     /// [`SceneConfig::box_core_fraction`]). Empty for masks.
     pub in_box_core: Vec<bool>,
@@ -361,9 +362,21 @@ fn ground_info_of<'a>(
 
 /// An object ready for K3: the indices (into its points) of the points DBSCAN sees, those points and the radius.
 struct DenoiseInput {
-    keep: Vec<usize>,
-    points: Vec<Point3>,
+    /// `None`: all of the object's points (then `points` shares the object's buffer).
+    keep: Option<Vec<u32>>,
+    points: SharedSlice<Point3>,
     eps: f32,
+}
+
+impl DenoiseInput {
+    /// The indices (into the object's points) of the points DBSCAN sees, in order.
+    fn indices(&self) -> impl Iterator<Item = usize> + '_ {
+        let (all, some) = match &self.keep {
+            Some(keep) => (0..0, &keep[..]),
+            None => (0..self.points.len(), &[][..]),
+        };
+        all.chain(some.iter().map(|&i| i as usize))
+    }
 }
 
 /// K3's host steps before DBSCAN: boxes lose their ground points, and the radius grows with the object's median
@@ -384,21 +397,24 @@ fn denoise_input(
             drop_ground = false;
         }
     }
-    // The kept points' indices and the points, in one pass.
-    let (keep, points): (Vec<usize>, Vec<Point3>) = match drop_ground {
+    if u32::try_from(all.len()).is_err() {
+        return Err(format!("{} points, more than K3 takes in one object (2^32 - 1)", all.len()));
+    }
+    // The kept points' indices and the points, in one pass (all of them: a view, no copy).
+    let (keep, points) = match drop_ground {
         true => {
             let (mut keep, mut points) = (Vec::with_capacity(all.len()), Vec::with_capacity(all.len()));
             for (i, p) in all.iter().enumerate() {
                 if canonical.height_f32(*p) > band {
-                    keep.push(i);
+                    keep.push(i as u32);
                     points.push(*p);
                 }
             }
-            (keep, points)
+            (Some(keep), SharedSlice::from(points))
         }
-        false => ((0..all.len()).collect(), all.clone()),
+        false => (None, all.clone()),
     };
-    if keep.is_empty() {
+    if points.is_empty() {
         let why = if all.is_empty() { "no valid depth in its region" } else { "only ground points in its box" };
         return Err(why.into());
     }
@@ -418,12 +434,11 @@ fn denoise_output(
     clustering: &Clustering,
     config: &SceneConfig,
 ) -> std::result::Result<Vec<usize>, String> {
-    let keep = &input.keep;
     let chosen = if obj.kind.is_box() && !obj.in_box_core.is_empty() {
         let sizes = clustering.sizes();
         let mut core = vec![0u32; clustering.clusters as usize];
-        for (j, &l) in clustering.labels.iter().enumerate() {
-            if l >= 0 && obj.in_box_core[keep[j]] {
+        for (i, &l) in input.indices().zip(&clustering.labels) {
+            if l >= 0 && obj.in_box_core[i] {
                 core[l as usize] += 1;
             }
         }
@@ -435,9 +450,10 @@ fn denoise_output(
         return Err(format!("no DBSCAN cluster of {} points within {:.3} m", config.object_min_points, input.eps));
     };
     let mut kept: Vec<usize> =
-        keep.iter().zip(&clustering.labels).filter(|(_, &l)| l == chosen as i32).map(|(&i, _)| i).collect();
+        input.indices().zip(&clustering.labels).filter(|(_, &l)| l == chosen as i32).map(|(i, _)| i).collect();
     if let Some(sor) = &config.outlier_removal {
-        let points: Vec<Point3> = kept.iter().map(|&i| obj.points_in_camera[i]).collect();
+        let all: &[Point3] = &obj.points_in_camera;
+        let points: Vec<Point3> = kept.iter().map(|&i| all[i]).collect();
         let mask = statistical_outlier_mask(&points, sor);
         kept = kept.into_iter().zip(mask).filter(|(_, k)| *k).map(|(i, _)| i).collect();
     }
@@ -513,10 +529,14 @@ struct Grounded<'a> {
 
 impl Grounded<'_> {
     /// Where points `keep` of object `object` lie on the device (their indices in K1's grouped points), if they do.
-    fn device_indices(&self, object: usize, keep: &[usize]) -> Option<(&crate::backend::ResidentGroup, Vec<u32>)> {
+    fn device_indices(
+        &self,
+        object: usize,
+        keep: impl Iterator<Item = usize>,
+    ) -> Option<(&crate::backend::ResidentGroup, Vec<u32>)> {
         let (group, offsets) = self.resident.as_ref()?;
         let first = *offsets.get(object)?;
-        let indices = keep.iter().map(|&k| u32::try_from(k).ok()?.checked_add(first)).collect::<Option<_>>()?;
+        let indices = keep.map(|k| u32::try_from(k).ok()?.checked_add(first)).collect::<Option<_>>()?;
         Some((group, indices))
     }
 }
@@ -601,7 +621,7 @@ fn scenes_from_ground(
             for (i, d) in objects.iter().enumerate() {
                 let Ok(d) = d else { continue };
                 jobs.push(DbscanJob { points: &d.points, eps: d.eps, min_points: config.object_min_points });
-                gathers.push(f.device_indices(i, &d.keep));
+                gathers.push(f.device_indices(i, d.indices()));
             }
             job_ranges.push(start..jobs.len());
         }
@@ -640,7 +660,8 @@ fn scenes_from_ground(
                     };
                     match outcome {
                         Ok((kept_indices, eps)) => {
-                            let camera: Vec<Point3> = kept_indices.iter().map(|&i| obj.points_in_camera[i]).collect();
+                            let all: &[Point3] = &obj.points_in_camera;
+                            let camera: Vec<Point3> = kept_indices.iter().map(|&i| all[i]).collect();
                             let canonical = camera.iter().map(|p| f.canonical.apply_f32(*p)).collect();
                             survivors.push(Survivor { index, kept_indices, eps, camera, canonical });
                         }
@@ -681,7 +702,8 @@ fn scenes_from_ground(
                 camera_position,
             }));
             stats_gathers.extend(survivors.iter().map(|s| {
-                f.device_indices(s.index, &s.kept_indices).map(|(group, indices)| (group, indices, &f.canonical))
+                f.device_indices(s.index, s.kept_indices.iter().copied())
+                    .map(|(group, indices)| (group, indices, &f.canonical))
             }));
             stats_ranges.push(start..stats_inputs.len());
         }
@@ -1086,7 +1108,7 @@ fn frame_start(
                 kind: def.kind,
                 instance_id: def.instance_id,
                 bbox_px: def.bbox_px,
-                points_in_camera: grouped.object_points(i).to_vec(),
+                points_in_camera: grouped.object_points_shared(i).unwrap_or_default(),
                 in_box_core,
                 score: def.score,
                 colors: match colors {

@@ -240,7 +240,7 @@ fn object(label: &str, points: Vec<Point3>, colors: Vec<[u8; 3]>) -> ObjectInput
         kind: ObjectKind::Box,
         instance_id: None,
         bbox_px: [0.0; 4],
-        points_in_camera: points,
+        points_in_camera: points.into(),
         in_box_core: Vec::new(),
         score: None,
         colors,

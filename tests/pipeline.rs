@@ -13,7 +13,7 @@ fn object(label: &str, points: Vec<Point3>) -> ObjectInput {
         kind: ObjectKind::Instance,
         instance_id: None,
         bbox_px: [0.0; 4],
-        points_in_camera: points,
+        points_in_camera: points.into(),
         in_box_core: Vec::new(),
         score: None,
         colors: Vec::new(),

@@ -426,7 +426,7 @@ fn scene_for_camera(
                 kind: ObjectKind::Instance,
                 instance_id: Some(i as u32 + 1),
                 bbox_px: [0.0; 4],
-                points_in_camera: cam,
+                points_in_camera: cam.into(),
                 in_box_core: Vec::new(),
                 score: None,
                 colors: Vec::new(),

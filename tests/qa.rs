@@ -63,7 +63,7 @@ fn scene(name: &str, blocks: &[Block]) -> SceneGraph {
             kind: ObjectKind::Instance,
             instance_id: None,
             bbox_px: [0.0; 4],
-            points_in_camera: block_points(b),
+            points_in_camera: block_points(b).into(),
             in_box_core: Vec::new(),
             score: None,
             colors: Vec::new(),

@@ -211,7 +211,7 @@ fn sunrgbd_bed_and_night_stand_agree_with_their_3d_boxes() {
                 kind: ObjectKind::Box,
                 instance_id: None,
                 bbox_px: b.map(|v| v as f32),
-                points_in_camera: points,
+                points_in_camera: points.into(),
                 in_box_core: core,
                 score: None,
                 colors: Vec::new(),

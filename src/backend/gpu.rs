@@ -662,7 +662,7 @@ impl WgpuBackend {
         let pixel_ids: Vec<u32> = bytemuck::pod_collect_to_vec(&self.read_back(&out_pixels, total * 4)?);
         Ok(GroupedPoints {
             points_in_camera: point_floats.chunks_exact(3).map(|p| [p[0], p[1], p[2]]).collect(),
-            pixels: pixel_ids,
+            pixels: pixel_ids.into(),
             offsets: object_offsets_host,
         })
     }

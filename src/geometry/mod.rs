@@ -20,11 +20,13 @@ pub mod radix;
 pub mod ransac;
 pub mod relations;
 pub mod rng;
+pub mod shared;
 pub mod stats;
 pub mod union_find;
 pub mod unproject;
 
 use serde::{Deserialize, Serialize};
+pub use shared::SharedSlice;
 
 /// A point in metres, `[x, y, z]`, in whatever frame its name says.
 pub type Point3 = [f32; 3];

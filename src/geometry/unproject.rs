@@ -5,7 +5,7 @@
 
 use rayon::prelude::*;
 
-use super::{Intrinsics, Point3};
+use super::{Intrinsics, Point3, SharedSlice};
 
 /// A depth map in its stored representation. 16-bit depth stays 16-bit (half the bytes to move).
 #[derive(Clone, Debug)]
@@ -200,11 +200,13 @@ pub enum ObjectRegion {
 }
 
 /// Points of all objects of a frame, flat, with prefix-sum offsets: object `i` owns
-/// `points_in_camera[offsets[i]..offsets[i + 1]]`.
+/// `points_in_camera[offsets[i]..offsets[i + 1]]`. The points and pixels may be views of a buffer shared with other
+/// frames (a GPU batch's read-back): an object's points are taken from it without a copy
+/// ([`GroupedPoints::object_points_shared`]).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct GroupedPoints {
-    pub points_in_camera: Vec<Point3>,
-    pub pixels: Vec<u32>,
+    pub points_in_camera: SharedSlice<Point3>,
+    pub pixels: SharedSlice<u32>,
     pub offsets: Vec<u32>,
 }
 
@@ -222,6 +224,12 @@ impl GroupedPoints {
     /// Pixel indices of object `i`.
     pub fn object_pixels(&self, i: usize) -> &[u32] {
         &self.pixels[self.offsets[i] as usize..self.offsets[i + 1] as usize]
+    }
+
+    /// Points of object `i`, sharing this frame's buffer (no copy); `None` when the offsets do not fit the points.
+    pub fn object_points_shared(&self, i: usize) -> Option<SharedSlice<Point3>> {
+        let (a, b) = (*self.offsets.get(i)?, *self.offsets.get(i + 1)?);
+        self.points_in_camera.slice(a as usize..b as usize)
     }
 }
 
@@ -289,14 +297,16 @@ pub fn unproject_objects(
             (pts, pix)
         })
         .collect();
-    let mut out = GroupedPoints { offsets: Vec::with_capacity(regions.len() + 1), ..Default::default() };
-    out.offsets.push(0);
+    let total = per_object.iter().map(|(p, _)| p.len()).sum();
+    let (mut points, mut pixels) = (Vec::with_capacity(total), Vec::with_capacity(total));
+    let mut offsets = Vec::with_capacity(regions.len() + 1);
+    offsets.push(0);
     for (p, i) in per_object {
-        out.points_in_camera.extend_from_slice(&p);
-        out.pixels.extend_from_slice(&i);
-        out.offsets.push(out.points_in_camera.len() as u32);
+        points.extend_from_slice(&p);
+        pixels.extend_from_slice(&i);
+        offsets.push(points.len() as u32);
     }
-    out
+    GroupedPoints { points_in_camera: points.into(), pixels: pixels.into(), offsets }
 }
 
 #[cfg(test)]

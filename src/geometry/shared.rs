@@ -1,0 +1,135 @@
+//! [`SharedSlice`]: a view of a reference-counted buffer, so that the objects of a batch of frames can own their
+//! points without each copying them out of the batch's buffer.
+
+use std::fmt;
+use std::ops::{Deref, Range};
+use std::sync::Arc;
+
+/// A range of a shared buffer, read as a slice. Cloning and slicing share the buffer (no copy); it is freed with its
+/// last view. Built from a `Vec` without a copy. Compares and prints as the slice it shows.
+pub struct SharedSlice<T> {
+    buffer: Arc<Vec<T>>,
+    range: Range<usize>,
+}
+
+impl<T> SharedSlice<T> {
+    /// The part `range` of this view (indices relative to it), sharing the buffer; `None` past its end.
+    pub fn slice(&self, range: Range<usize>) -> Option<Self> {
+        if range.start > range.end || range.end > self.len() {
+            return None;
+        }
+        let start = self.range.start + range.start;
+        Some(SharedSlice { buffer: Arc::clone(&self.buffer), range: start..start + range.len() })
+    }
+
+    /// The values as a `Vec`: the buffer itself when this is its only view and covers all of it, else a copy.
+    pub fn into_vec(self) -> Vec<T>
+    where
+        T: Clone,
+    {
+        let SharedSlice { buffer, range } = self;
+        if range.start == 0 && range.end == buffer.len() {
+            return Arc::try_unwrap(buffer).unwrap_or_else(|b| b.to_vec());
+        }
+        buffer[range].to_vec()
+    }
+}
+
+impl<T> Deref for SharedSlice<T> {
+    type Target = [T];
+
+    fn deref(&self) -> &[T] {
+        // The range lies within the buffer: `From` covers all of it and `slice` checks.
+        &self.buffer[self.range.clone()]
+    }
+}
+
+impl<T> AsRef<[T]> for SharedSlice<T> {
+    fn as_ref(&self) -> &[T] {
+        self
+    }
+}
+
+impl<T> From<Vec<T>> for SharedSlice<T> {
+    fn from(v: Vec<T>) -> Self {
+        let range = 0..v.len();
+        SharedSlice { buffer: Arc::new(v), range }
+    }
+}
+
+impl<T> FromIterator<T> for SharedSlice<T> {
+    fn from_iter<I: IntoIterator<Item = T>>(iter: I) -> Self {
+        Vec::from_iter(iter).into()
+    }
+}
+
+impl<T> Default for SharedSlice<T> {
+    fn default() -> Self {
+        Vec::new().into()
+    }
+}
+
+impl<T> Clone for SharedSlice<T> {
+    fn clone(&self) -> Self {
+        SharedSlice { buffer: Arc::clone(&self.buffer), range: self.range.clone() }
+    }
+}
+
+impl<T: fmt::Debug> fmt::Debug for SharedSlice<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&**self, f)
+    }
+}
+
+impl<T: PartialEq> PartialEq for SharedSlice<T> {
+    fn eq(&self, other: &Self) -> bool {
+        **self == **other
+    }
+}
+
+impl<T: PartialEq> PartialEq<Vec<T>> for SharedSlice<T> {
+    fn eq(&self, other: &Vec<T>) -> bool {
+        **self == other[..]
+    }
+}
+
+impl<'a, T> IntoIterator for &'a SharedSlice<T> {
+    type Item = &'a T;
+    type IntoIter = std::slice::Iter<'a, T>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.iter()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn views_share_the_buffer_and_read_their_range() {
+        let all: SharedSlice<u32> = (0..10).collect();
+        assert_eq!(all.len(), 10);
+        let mid = all.slice(2..7).expect("within");
+        assert_eq!(&*mid, &[2, 3, 4, 5, 6]);
+        // A view of a view counts from its own start.
+        let inner = mid.slice(1..3).expect("within");
+        assert_eq!(inner, vec![3, 4]);
+        assert!(std::ptr::eq(&inner[0], &all[3]), "no copy");
+        assert_eq!(mid.slice(0..0).expect("empty").len(), 0);
+        assert_eq!(mid.slice(5..5).expect("empty at the end").len(), 0);
+        assert!(mid.slice(4..6).is_none());
+        #[allow(clippy::reversed_empty_ranges)]
+        let backwards = mid.slice(3..2);
+        assert!(backwards.is_none());
+        assert_eq!(format!("{inner:?}"), "[3, 4]");
+        // into_vec: a copy of a part, the buffer itself when a lone view covers it.
+        assert_eq!(inner.into_vec(), vec![3, 4]);
+        drop(mid);
+        let ptr = all.as_ptr();
+        let v = all.into_vec();
+        assert_eq!(v, (0..10).collect::<Vec<_>>());
+        assert_eq!(v.as_ptr(), ptr, "the lone whole view gives its buffer back");
+        assert!(SharedSlice::<u8>::default().is_empty());
+    }
+}
