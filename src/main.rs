@@ -281,8 +281,15 @@ static ALLOCATOR: spatialsynth::alloc::BigBlockCache = spatialsynth::alloc::BigB
 
 fn main() -> ExitCode {
     let r = run();
-    if std::env::var_os("XX_CACHE_MB").is_some() {
-        eprintln!("CACHE {:?}", ALLOCATOR.stats());
+    // How the allocator's cache served the run (for tuning SPATIALSYNTH_BLOCK_CACHE_MB), on request.
+    if std::env::var_os("SPATIALSYNTH_BLOCK_CACHE_STATS").is_some() {
+        let s = ALLOCATOR.stats();
+        eprintln!(
+            "block cache: {} large requests from the cache, {} from the system, {:.1} MiB cached at exit",
+            s.hits,
+            s.misses,
+            s.cached_bytes as f64 / f64::from(1 << 20)
+        );
     }
     match r {
         Ok(code) => code,

@@ -325,6 +325,40 @@ fn missing_input_is_a_clear_failure() {
 }
 
 #[test]
+fn the_block_cache_reports_what_it_served_and_turns_off() {
+    // A run on the sample frames frees frame-sized buffers and asks for them again: the cache serves some of them,
+    // and none with a cap of 0 (the statistics come from the allocator, on stderr when asked for).
+    let run = |cap: Option<&str>| {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut c = Command::new(env!("CARGO_BIN_EXE_spatialsynth"));
+        c.args(["--threads", "1", "scene", &sample("frames.json"), "-o", &tmp.path().join("o").display().to_string()]);
+        c.args(["--backend", "cpu", "--objects", "given"]).env("SPATIALSYNTH_BLOCK_CACHE_STATS", "1");
+        if let Some(cap) = cap {
+            c.env("SPATIALSYNTH_BLOCK_CACHE_MB", cap);
+        }
+        let o = c.output().unwrap();
+        let stderr = String::from_utf8_lossy(&o.stderr).to_string();
+        assert!(o.status.success(), "{stderr}");
+        let line = stderr.lines().find(|l| l.starts_with("block cache: ")).unwrap_or_else(|| panic!("{stderr}"));
+        let numbers: Vec<f64> =
+            line.split(|c: char| !(c.is_ascii_digit() || c == '.')).filter_map(|w| w.parse().ok()).collect();
+        assert_eq!(numbers.len(), 3, "{line}");
+        (numbers[0], numbers[1], numbers[2])
+    };
+    let (hits, misses, cached) = run(None);
+    assert!(hits > 0.0 && misses > 0.0 && cached > 0.0, "hits {hits}, misses {misses}, {cached} MiB cached");
+    let (hits, misses, cached) = run(Some("0"));
+    assert!(hits == 0.0 && misses > 0.0 && cached == 0.0, "hits {hits}, misses {misses}, {cached} MiB cached");
+    let o = Command::new(env!("CARGO_BIN_EXE_spatialsynth"))
+        .args(["scene", &sample("frames.json"), "-o", "/nonexistent/o"])
+        .env("SPATIALSYNTH_BLOCK_CACHE_MB", "lots")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("SPATIALSYNTH_BLOCK_CACHE_MB=\"lots\""));
+}
+
+#[test]
 fn output_is_byte_identical_across_runs_and_thread_counts() {
     // Includes the model path (detections on the unannotated sample frames).
     if !common::ort_or_skip("output_is_byte_identical_across_runs_and_thread_counts") {
