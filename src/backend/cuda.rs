@@ -46,7 +46,7 @@ use crate::geometry::ransac::{
 use crate::geometry::relations::{RelationRecord, GAP_CHUNK, GAP_SUPER};
 use crate::geometry::stats::{NoiseModel, ObjectSummary, StatsInput};
 use crate::geometry::unproject::{DepthImage, GroupedPoints, ObjectRegion, PointCloud};
-use crate::geometry::{Intrinsics, Plane, Point3, SharedSlice};
+use crate::geometry::{Intrinsics, Plane, Point3};
 
 /// Threads per block (`BLOCK` in `kernels/common.cuh`).
 const BLOCK: u32 = 256;
@@ -1155,20 +1155,23 @@ impl CudaBackend {
         let point_words = unsafe { out_points.transmute::<u32>(3 * total) }.ok_or("grouped points buffer")?;
         let points = self.read_back(stream, &point_words)?;
         let pixels = self.read_back(stream, &out_pixels)?;
-        // (Each read-back's `words` waits for the stream.) One host copy of the chunk's grouped points and pixels:
-        // every frame's grouping (and every object of it, later) is a view of them.
-        let points: SharedSlice<Point3> = bytemuck::try_cast_slice::<u32, Point3>(points.words()?)
-            .map_err(|_| "grouped points came back misaligned")?
-            .to_vec()
-            .into();
-        let pixels: SharedSlice<u32> = pixels.words()?.to_vec().into();
+        // (Each read-back's `words` waits for the stream.) One host copy of each frame's grouped points and pixels,
+        // which its objects share (a buffer per frame, not per chunk: frame-sized blocks are what the CLI's allocator
+        // caches for the next batches).
+        let points = bytemuck::try_cast_slice::<u32, Point3>(points.words()?)
+            .map_err(|_| "grouped points came back misaligned")?;
+        let pixels = pixels.words()?;
         let on_device = Arc::new(GroupedOnDevice { points: out_points, len: total as u64 });
         for ((&f, base), offsets) in job_frames.iter().zip(bases).zip(object_offsets) {
             let (base, grouped) = (base as usize, offsets.last().copied().unwrap_or(0) as usize);
             resident[f] = super::ResidentGroup::on_cuda(Arc::clone(&on_device), base as u64);
             out[f] = GroupedPoints {
-                points_in_camera: points.slice(base..base + grouped).ok_or("grouped points came back short")?,
-                pixels: pixels.slice(base..base + grouped).ok_or("grouped pixels came back short")?,
+                points_in_camera: points
+                    .get(base..base + grouped)
+                    .ok_or("grouped points came back short")?
+                    .to_vec()
+                    .into(),
+                pixels: pixels.get(base..base + grouped).ok_or("grouped pixels came back short")?.to_vec().into(),
                 offsets,
             };
         }
