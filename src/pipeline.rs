@@ -245,7 +245,7 @@ pub struct ObjectInput {
     pub kind: crate::io::objects::ObjectKind,
     pub instance_id: Option<u32>,
     pub bbox_px: [f32; 4],
-    /// The points (`Vec::into` makes them; a batch's objects share the buffer K1's grouping came back in).
+    /// The points (`Vec::into` makes them; a frame's objects share the buffer of its K1 grouping).
     pub points_in_camera: SharedSlice<Point3>,
     /// For boxes: whether each point's pixel lies in the central part of the box (see
     /// [`SceneConfig::box_core_fraction`]). Empty for masks.
@@ -1026,7 +1026,10 @@ fn frame_starts(
         })
         .collect();
     clock.time(GeometryStep::FrameInputs, || {
-        paired.into_par_iter().map(|r| r.map(|(p, g)| frame_start(p.frame, p.depth, &p.ransac, g, config))).collect()
+        paired
+            .into_par_iter()
+            .map(|r| r.and_then(|(p, g)| frame_start(p.frame, p.depth, &p.ransac, g, config)))
+            .collect()
     })
 }
 
@@ -1071,9 +1074,11 @@ fn frame_start(
     ransac: &RansacParams,
     geometry: FrameGeometry,
     config: &SceneConfig,
-) -> FrameStart {
+) -> Result<FrameStart> {
     let k = &frame.intrinsics;
     let FrameGeometry { valid_points, cloud, grouped, fit, resident } = geometry;
+    // A backend's grouping that does not fit the frame's objects is its error, not an object without points.
+    grouped.check(frame.objects.len()).map_err(|message| Error::Geometry { frame: frame.spec.key.clone(), message })?;
     let (ground, canonical, _) = ground_info_of(
         valid_points,
         || match cloud {
@@ -1108,6 +1113,7 @@ fn frame_start(
                 kind: def.kind,
                 instance_id: def.instance_id,
                 bbox_px: def.bbox_px,
+                // (The grouping was checked above.)
                 points_in_camera: grouped.object_points_shared(i).unwrap_or_default(),
                 in_box_core,
                 score: def.score,
@@ -1122,7 +1128,7 @@ fn frame_start(
         true => grouped.offsets.clone(),
         false => Vec::new(),
     };
-    FrameStart {
+    Ok(FrameStart {
         valid_depth_points: valid_points,
         objects,
         ground,
@@ -1130,7 +1136,7 @@ fn frame_start(
         focal_px: (k.fx + k.fy) / 2.0,
         resident,
         object_offsets,
-    }
+    })
 }
 
 /// The scene graph of a frame from its geometry.

@@ -333,9 +333,10 @@ fn the_block_cache_reports_what_it_served_and_turns_off() {
         let mut c = Command::new(env!("CARGO_BIN_EXE_spatialsynth"));
         c.args(["--threads", "1", "scene", &sample("frames.json"), "-o", &tmp.path().join("o").display().to_string()]);
         c.args(["--backend", "cpu", "--objects", "given"]).env("SPATIALSYNTH_BLOCK_CACHE_STATS", "1");
-        if let Some(cap) = cap {
-            c.env("SPATIALSYNTH_BLOCK_CACHE_MB", cap);
-        }
+        match cap {
+            Some(cap) => c.env("SPATIALSYNTH_BLOCK_CACHE_MB", cap),
+            None => c.env_remove("SPATIALSYNTH_BLOCK_CACHE_MB"),
+        };
         let o = c.output().unwrap();
         let stderr = String::from_utf8_lossy(&o.stderr).to_string();
         assert!(o.status.success(), "{stderr}");

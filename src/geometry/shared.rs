@@ -6,7 +6,8 @@ use std::ops::{Deref, Range};
 use std::sync::Arc;
 
 /// A range of a shared buffer, read as a slice. Cloning and slicing share the buffer (no copy); it is freed with its
-/// last view. Built from a `Vec` without a copy. Compares and prints as the slice it shows.
+/// last view, so a small view keeps the whole buffer alive (`to_vec` copies what it shows out). Built from a `Vec`
+/// without a copy. Compares and prints as the slice it shows.
 pub struct SharedSlice<T> {
     buffer: Arc<Vec<T>>,
     range: Range<usize>,
@@ -87,9 +88,23 @@ impl<T: PartialEq> PartialEq for SharedSlice<T> {
     }
 }
 
+impl<T: Eq> Eq for SharedSlice<T> {}
+
 impl<T: PartialEq> PartialEq<Vec<T>> for SharedSlice<T> {
     fn eq(&self, other: &Vec<T>) -> bool {
         **self == other[..]
+    }
+}
+
+impl<T: PartialEq> PartialEq<SharedSlice<T>> for Vec<T> {
+    fn eq(&self, other: &SharedSlice<T>) -> bool {
+        self[..] == **other
+    }
+}
+
+impl<T: PartialEq> PartialEq<[T]> for SharedSlice<T> {
+    fn eq(&self, other: &[T]) -> bool {
+        **self == *other
     }
 }
 
@@ -115,6 +130,9 @@ mod tests {
         // A view of a view counts from its own start.
         let inner = mid.slice(1..3).expect("within");
         assert_eq!(inner, vec![3, 4]);
+        assert_eq!(vec![3, 4], inner);
+        assert_eq!(inner, [3, 4][..]);
+        assert_ne!(inner, mid);
         assert!(std::ptr::eq(&inner[0], &all[3]), "no copy");
         assert_eq!(mid.slice(0..0).expect("empty").len(), 0);
         assert_eq!(mid.slice(5..5).expect("empty at the end").len(), 0);

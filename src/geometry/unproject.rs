@@ -200,9 +200,8 @@ pub enum ObjectRegion {
 }
 
 /// Points of all objects of a frame, flat, with prefix-sum offsets: object `i` owns
-/// `points_in_camera[offsets[i]..offsets[i + 1]]`. The points and pixels may be views of a buffer shared with other
-/// frames (a GPU batch's read-back): an object's points are taken from it without a copy
-/// ([`GroupedPoints::object_points_shared`]).
+/// `points_in_camera[offsets[i]..offsets[i + 1]]`. An object's points are taken out as a view of the frame's buffer,
+/// without a copy ([`GroupedPoints::object_points_shared`]).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct GroupedPoints {
     pub points_in_camera: SharedSlice<Point3>,
@@ -226,10 +225,26 @@ impl GroupedPoints {
         &self.pixels[self.offsets[i] as usize..self.offsets[i + 1] as usize]
     }
 
-    /// Points of object `i`, sharing this frame's buffer (no copy); `None` when the offsets do not fit the points.
+    /// Points of object `i`, sharing this frame's buffer (no copy; the view keeps the whole buffer alive); `None`
+    /// when the offsets do not fit the points.
     pub fn object_points_shared(&self, i: usize) -> Option<SharedSlice<Point3>> {
         let (a, b) = (*self.offsets.get(i)?, *self.offsets.get(i + 1)?);
         self.points_in_camera.slice(a as usize..b as usize)
+    }
+
+    /// Whether the offsets describe `objects` objects over the points and pixels: `objects + 1` offsets from 0, not
+    /// decreasing, the last one the number of points and of pixels. `Err` says what does not fit.
+    pub fn check(&self, objects: usize) -> Result<(), String> {
+        let o = &self.offsets;
+        let (points, pixels) = (self.points_in_camera.len(), self.pixels.len());
+        if o.len() != objects + 1 || o[0] != 0 || o.windows(2).any(|w| w[0] > w[1]) {
+            return Err(format!("the grouping's {} offsets do not describe {objects} objects", o.len()));
+        }
+        if o[objects] as usize != points || points != pixels {
+            let last = o[objects];
+            return Err(format!("the grouping ends at point {last} but holds {points} points and {pixels} pixels"));
+        }
+        Ok(())
     }
 }
 
@@ -312,6 +327,31 @@ pub fn unproject_objects(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_grouping_is_checked_against_its_objects() {
+        let grouped = |offsets: Vec<u32>, points: usize, pixels: usize| GroupedPoints {
+            points_in_camera: vec![[0.0; 3]; points].into(),
+            pixels: vec![0; pixels].into(),
+            offsets,
+        };
+        assert_eq!(grouped(vec![0, 2, 2, 5], 5, 5).check(3), Ok(()));
+        assert_eq!(grouped(vec![0], 0, 0).check(0), Ok(()));
+        let g = grouped(vec![0, 2, 2, 5], 5, 5);
+        assert_eq!(g.object_points_shared(2).map(|p| p.len()), Some(3));
+        assert!(g.object_points_shared(3).is_none());
+        for (g, objects) in [
+            (grouped(vec![0, 2, 2, 5], 5, 5), 2), // an object too many
+            (grouped(vec![1, 2, 5], 5, 5), 2),    // not from 0
+            (grouped(vec![0, 3, 2, 5], 5, 5), 3), // decreasing
+            (grouped(vec![0, 2, 6], 5, 5), 2),    // past the points
+            (grouped(vec![0, 2, 4], 5, 5), 2),    // short of them
+            (grouped(vec![0, 2, 5], 5, 4), 2),    // pixels short
+            (grouped(Vec::new(), 0, 0), 0),       // no offsets
+        ] {
+            assert!(g.check(objects).is_err(), "{g:?} for {objects} objects");
+        }
+    }
 
     #[test]
     fn objects_group_their_pixels_in_row_major_order() {
