@@ -323,6 +323,75 @@ fi
 }
 
 #[test]
+fn the_gpus_script_runs_a_shard_per_gpu_and_merges() {
+    let tmp = tempfile::tempdir().unwrap();
+    let manifest = manifest(tmp.path(), 3);
+    let whole = tmp.path().join("whole");
+    assert_eq!(generate(&manifest, &whole, &["--backend", "cpu"]).status.code(), Some(1));
+    // The binary behind a stand-in that logs which GPUs each shard was shown and how it was called; a stand-in
+    // `nvidia-smi -L` (two GPUs and a MIG instance line, which is not a GPU of its own).
+    let fake = tmp.path().join("bin");
+    std::fs::create_dir(&fake).unwrap();
+    let log = tmp.path().join("calls.log");
+    write_script(
+        &fake.join("spatialsynth"),
+        &format!(
+            "#!/bin/sh\necho \"$CUDA_VISIBLE_DEVICES $*\" >> '{}'\n[ -n \"${{FAIL_ON:-}}\" ] && [ \"$CUDA_VISIBLE_DEVICES\" = \"$FAIL_ON\" ] && exit 3\nexec '{}' \"$@\"\n",
+            log.display(),
+            bin()
+        ),
+    );
+    write_script(
+        &fake.join("nvidia-smi"),
+        "#!/bin/sh\necho 'GPU 0: NVIDIA H100 80GB HBM3 (UUID: GPU-aaaa)'\necho '  MIG 1g.10gb Device 0: (UUID: MIG-bbbb)'\n\
+         echo 'GPU 1: NVIDIA H100 80GB HBM3 (UUID: GPU-cccc)'\n",
+    );
+    let path = format!("{}:{}", fake.display(), std::env::var("PATH").unwrap_or_default());
+    let gpus = |out: &Path, env: &[(&str, &str)]| {
+        let mut c = Command::new(common::repo().join("deploy/gpus.sh"));
+        c.args([out.display().to_string(), manifest.display().to_string()]);
+        c.env("PATH", &path).env("SPATIALSYNTH", fake.join("spatialsynth")).env("BACKEND", "cpu");
+        c.env("THREADS", "1").env("EXTRA_ARGS", "--part-frames 4 --batch 2");
+        c.env_remove("GPUS").env_remove("CUDA_VISIBLE_DEVICES").env_remove("FAIL_ON");
+        c.envs(env.iter().copied()).output().unwrap()
+    };
+    // The GPUs nvidia-smi lists: one shard each, its GPU alone visible; the merge writes the whole run's dataset.
+    let out = tmp.path().join("gpus");
+    let o = gpus(&out, &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(text(&o).contains("2 shards on GPUs 0,1, 1 threads each"), "{}", text(&o));
+    assert!(text(&o).contains("some frames failed"), "{}", text(&o));
+    let calls = std::fs::read_to_string(&log).unwrap();
+    for (gpu, shard) in [("0", "0/2"), ("1", "1/2")] {
+        assert!(
+            calls.lines().any(|l| l.starts_with(&format!("{gpu} generate "))
+                && l.contains(&format!("--shard {shard} --resume"))
+                && l.contains("--backend cpu --threads 1 --part-frames 4")),
+            "{calls}"
+        );
+    }
+    assert_same_dataset(&whole, &out.join("dataset"));
+    // GPUS (or CUDA_VISIBLE_DEVICES) chooses them: three shards; a shard that fails stops the merge and is named.
+    std::fs::remove_file(&log).unwrap();
+    let out = tmp.path().join("gpus-3");
+    let o = gpus(&out, &[("CUDA_VISIBLE_DEVICES", "4,GPU-cccc,7"), ("FAIL_ON", "GPU-cccc")]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("shard 1 (GPU GPU-cccc) failed"), "{}", text(&o));
+    assert!(!out.join("dataset").exists());
+    let calls = std::fs::read_to_string(&log).unwrap();
+    assert!(["4 ", "GPU-cccc ", "7 "].iter().all(|g| calls.lines().any(|l| l.starts_with(g))), "{calls}");
+    // Run again once the GPU is back: the shards resume and the merge writes the dataset.
+    let o = gpus(&out, &[("GPUS", "4,GPU-cccc,7")]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_same_dataset(&whole, &out.join("dataset"));
+    // No GPU to find: a clear refusal.
+    write_script(&fake.join("nvidia-smi"), "#!/bin/sh\necho 'No devices were found'\n");
+    let o = gpus(&tmp.path().join("none"), &[]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("no GPU found (nvidia-smi -L lists none); set GPUS"), "{}", text(&o));
+}
+
+#[test]
 fn the_kubernetes_indexed_job_runs_its_shards_and_merge() {
     let tmp = tempfile::tempdir().unwrap();
     let manifest = manifest(tmp.path(), 3);
