@@ -71,6 +71,9 @@ step kernel-bench 150 sh -c \
 step generate 90 sh -c 'set -e; gpu-carry/spatialsynth generate data/sample -o /tmp/gen-cuda --backend cuda --quiet
   gpu-carry/spatialsynth generate data/sample -o /tmp/gen-cpu --backend cpu --quiet
   python3 scripts/compare-datasets.py /tmp/gen-cpu /tmp/gen-cuda'
+# deploy/gpus.sh on the real nvidia-smi and driver: a shard per GPU listed, merged; the same dataset as one run.
+step gpus 60 sh -c 'set -e; SPATIALSYNTH=gpu-carry/spatialsynth deploy/gpus.sh /tmp/gen-gpus data/sample
+  python3 scripts/compare-datasets.py /tmp/gen-cuda /tmp/gen-gpus/dataset'
 if ls .gl/*.deb > /dev/null 2>&1; then
   for f in .gl/*.deb; do dpkg -x "$f" /; done
   ldconfig
