@@ -8,7 +8,8 @@
 #   GPUS          the GPUs, comma-separated, as CUDA_VISIBLE_DEVICES takes them (indices, GPU-/MIG- UUIDs); default:
 #                 CUDA_VISIBLE_DEVICES when it is set, else every GPU that `nvidia-smi -L` lists
 #   BACKEND       the geometry backend of every shard (default cuda)
-#   THREADS       worker threads per shard (default: the cores shared out among the GPUs, at least 1)
+#   THREADS       worker threads per shard, and ONNX Runtime threads per model (default: the cores shared out among
+#                 the GPUs, at least 1)
 #   SPATIALSYNTH  the binary (default: spatialsynth on PATH)
 #   EXTRA_ARGS    more options for `spatialsynth generate` (the same for every shard: merge checks it)
 #
@@ -43,7 +44,7 @@ mkdir -p "$out"
 pids=()
 for i in "${!list[@]}"; do
   CUDA_VISIBLE_DEVICES=${list[$i]} JOB_COMPLETION_INDEX=$i SHARDS=$n INPUTS="$*" OUT=$out \
-    EXTRA_ARGS="--backend ${BACKEND:-cuda} --threads $threads ${EXTRA_ARGS:-}" \
+    EXTRA_ARGS="--backend ${BACKEND:-cuda} --threads $threads --model-threads $threads ${EXTRA_ARGS:-}" \
     "$here/shard.sh" > "$out/shard-$i.log" 2>&1 &
   pids+=($!)
 done

@@ -366,7 +366,7 @@ fn the_gpus_script_runs_a_shard_per_gpu_and_merges() {
         assert!(
             calls.lines().any(|l| l.starts_with(&format!("{gpu} generate "))
                 && l.contains(&format!("--shard {shard} --resume"))
-                && l.contains("--backend cpu --threads 1 --part-frames 4")),
+                && l.contains("--backend cpu --threads 1 --model-threads 1 --part-frames 4")),
             "{calls}"
         );
     }
