@@ -19,12 +19,13 @@ static_assert(sizeof(Region) == 32, "Region must match GpuRegion (32 bytes)");
 // One frame of a chunk (keep in sync with `GroupJob` in src/backend/cuda.rs, 48 bytes). Its points are
 // cloud[point_base, point_base + n_points) (pixel indices within the frame); its objects are the chunk's objects
 // [first_object, first_object + objects), its regions regions[first_object..]; its counts are counts[counts_at..]
-// (objects x blocks, object after object), its offsets offsets[offsets_at..] (one more), its object starts
-// starts[starts_at..] (objects + 1); its labels labels[labels_at..] (one per pixel) when has_labels is 1.
+// (objects x blocks, object after object); its labels labels[labels_at..] (one per pixel) when has_labels is 1.
+// Frame f's offsets (its counts scanned, one more entry) are offsets[counts_at + f..] and its object starts
+// (objects + 1) starts[first_object + f..]: each frame before it adds one entry to either table.
 struct GroupJob {
     u32 point_base, n_points, objects, blocks;
-    u32 counts_at, offsets_at, starts_at, labels_at;
-    u32 first_object, width, has_labels, pad;
+    u32 counts_at, labels_at, first_object, width;
+    u32 has_labels, pad0, pad1, pad2;
 };
 static_assert(sizeof(GroupJob) == 48, "GroupJob must match the host's (48 bytes)");
 
@@ -59,19 +60,21 @@ extern "C" __global__ void count_members(const u32* __restrict__ pixels, const u
 extern "C" __global__ void scan_frames(const GroupJob* __restrict__ jobs, const u32* __restrict__ counts,
                                        u32* __restrict__ offsets) {
     const GroupJob j = jobs[blockIdx.x];
-    scan_run(counts + j.counts_at, offsets + j.offsets_at, j.objects * j.blocks);
+    scan_run(counts + j.counts_at, offsets + j.counts_at + blockIdx.x, j.objects * j.blocks);
 }
 
-// A thread per object of the chunk: starts[starts_at + o] = where the frame's object o starts (the offset of its
-// first block), and after the frame's last object, the frame's total.
+// A thread per object of the chunk: the frame's start for object o = the offset of its first block, and after the
+// frame's last object, the frame's total.
 extern "C" __global__ void object_starts(const GroupJob* __restrict__ jobs, const u32* __restrict__ object_job,
                                          const u32* __restrict__ offsets, u32* __restrict__ starts, u32 objects) {
     const u32 g = blockIdx.x * blockDim.x + threadIdx.x;
     if (g >= objects) return;
-    const GroupJob j = jobs[object_job[g]];
+    const u32 f = object_job[g];
+    const GroupJob j = jobs[f];
     const u32 o = g - j.first_object;
-    starts[j.starts_at + o] = offsets[j.offsets_at + o * j.blocks];
-    if (o + 1u == j.objects) starts[j.starts_at + j.objects] = offsets[j.offsets_at + j.objects * j.blocks];
+    const u32* __restrict__ frame_offsets = offsets + j.counts_at + f;
+    starts[g + f] = frame_offsets[o * j.blocks];
+    if (o + 1u == j.objects) starts[g + f + 1u] = frame_offsets[j.objects * j.blocks];
 }
 
 // Grid as count_members'. Frame f's grouped points go to [bases[f], bases[f] + its total) of the chunk's output.
@@ -94,7 +97,7 @@ extern "C" __global__ void write_members(const float* __restrict__ points, const
     const u32 rank = block_rank(inside, &total);
     if (inside) {
         // 64-bit float indices: the chunk's output may hold more than 2^32 / 3 points.
-        const u64 slot = u64(bases[f]) + offsets[j.offsets_at + o * j.blocks + blockIdx.x] + rank - 1u;
+        const u64 slot = u64(bases[f]) + offsets[j.counts_at + f + o * j.blocks + blockIdx.x] + rank - 1u;
         out_points[3u * slot] = points[3ull * p];
         out_points[3u * slot + 1u] = points[3ull * p + 1u];
         out_points[3u * slot + 2u] = points[3ull * p + 2u];

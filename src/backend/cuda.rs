@@ -1053,13 +1053,11 @@ impl CudaBackend {
                 objects: objects as u32,
                 blocks,
                 counts_at: cells_total as u32,
-                offsets_at: (cells_total + jobs.len() as u64) as u32,
-                starts_at: starts_total as u32,
                 labels_at: labels_at as u32,
                 first_object: regions.len() as u32,
                 width: depth.width,
                 has_labels: u32::from(labels.is_some()),
-                pad: 0,
+                pad: [0; 3],
             });
             job_frames.push(i);
             if let Some(l) = labels {
@@ -1085,9 +1083,12 @@ impl CudaBackend {
         let regions = self.upload(stream, bytemuck::cast_slice::<_, u32>(&regions))?;
         let table = self.upload(stream, bytemuck::cast_slice::<_, u32>(&jobs))?;
         let object_job = self.upload(stream, &object_job)?;
-        let counts = self.zeros::<u32>(stream, cells_total as usize)?;
-        let mut offsets = self.zeros::<u32>(stream, cells_total as usize + jobs.len())?;
-        let mut starts = self.zeros::<u32>(stream, starts_total as usize)?;
+        // SAFETY (the three allocations): every launched job has objects and points (grouping_without_launch took the
+        // others), so count_members writes each job's objects x blocks counts, scan_frames each job's cells + 1
+        // offsets and object_starts each job's objects + 1 starts: every entry is written before it is read.
+        let counts: CudaSlice<u32> = unsafe { stream.alloc(cells_total as usize) }.map_err(de)?;
+        let mut offsets: CudaSlice<u32> = unsafe { stream.alloc(cells_total as usize + jobs.len()) }.map_err(de)?;
+        let mut starts: CudaSlice<u32> = unsafe { stream.alloc(starts_total as usize) }.map_err(de)?;
         // The grid's y is bounded: the objects in parts.
         let parts: Vec<(u32, u32)> = self.grid_parts(n_objects).collect();
         for &(base, n) in &parts {
@@ -1116,8 +1117,9 @@ impl CudaBackend {
         let mut bases = Vec::with_capacity(jobs.len());
         let mut object_offsets = Vec::with_capacity(jobs.len());
         let mut total = 0u64;
-        for j in &jobs {
-            let at = j.starts_at as usize;
+        for (f, j) in jobs.iter().enumerate() {
+            // Frame f's object starts follow the earlier frames' (objects + 1 each): kernels/group.cu.
+            let at = j.first_object as usize + f;
             let o = starts_host.get(at..at + j.objects as usize + 1).ok_or("object offsets came back short")?;
             bases.push(u32::try_from(total).map_err(|_| "the chunk groups more than 2^32 points")?);
             total += u64::from(o.last().copied().unwrap_or(0));
@@ -1131,8 +1133,10 @@ impl CudaBackend {
             return Ok((out, resident));
         }
         let bases_dev = self.upload(stream, &bases)?;
-        let mut out_points = self.zeros::<f32>(stream, 3 * total)?;
-        let mut out_pixels = self.zeros::<u32>(stream, total)?;
+        // SAFETY (both): write_members writes every slot below `total`: each job's slots [base, base + its total) are
+        // its members, one each, and the jobs' ranges tile [0, total).
+        let mut out_points: CudaSlice<f32> = unsafe { stream.alloc(3 * total) }.map_err(de)?;
+        let mut out_pixels: CudaSlice<u32> = unsafe { stream.alloc(total) }.map_err(de)?;
         for &(base, n) in &parts {
             let mut b = stream.launch_builder(&self.k.write_members);
             b.arg(&cloud.points)
@@ -2062,6 +2066,7 @@ struct NormalJob {
     samples: u32,
     pad: u32,
 }
+const _: () = assert!(std::mem::size_of::<NormalJob>() == 16, "NormalJob must match kernels/unproject.cu's (16 bytes)");
 
 /// The indices below `n` whose bit is set in `words` (bit k % 32 of word k / 32), in order.
 fn set_bits(words: &[u32], n: u32) -> Vec<u32> {
@@ -2099,6 +2104,7 @@ struct RansacJob {
     use_normals: u32,
     pad: [u32; 3],
 }
+const _: () = assert!(std::mem::size_of::<RansacJob>() == 64, "RansacJob must match kernels/ransac.cu's (64 bytes)");
 
 /// One support test of K2's refinement or final count (kernels/ransac.cu's `SupportJob`, 48 bytes): the plane's
 /// test over points [base, base + n), its answer at `out_at`.
@@ -2111,6 +2117,7 @@ struct SupportJob {
     out_at: u32,
     pad: u32,
 }
+const _: () = assert!(std::mem::size_of::<SupportJob>() == 48, "SupportJob must match kernels/ransac.cu's (48 bytes)");
 
 /// A K2 batch's hypotheses: each job's planes (`None`: inadmissible), and on the device as the scoring kernel reads
 /// them.
@@ -2128,14 +2135,13 @@ struct GroupJob {
     objects: u32,
     blocks: u32,
     counts_at: u32,
-    offsets_at: u32,
-    starts_at: u32,
     labels_at: u32,
     first_object: u32,
     width: u32,
     has_labels: u32,
-    pad: u32,
+    pad: [u32; 3],
 }
+const _: () = assert!(std::mem::size_of::<GroupJob>() == 48, "GroupJob must match kernels/group.cu's (48 bytes)");
 
 /// One frame of K1's grouping: its depth image, instance labels and regions.
 type GroupInput<'a> = (&'a DepthImage, Option<&'a [u32]>, &'a [ObjectRegion]);
