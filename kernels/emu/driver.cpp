@@ -959,7 +959,11 @@ CUresult cuLaunchKernel(CUfunction function, unsigned gx, unsigned gy, unsigned 
     const unsigned long long threads = (unsigned long long)bx * by * bz;
     const unsigned long long blocks = (unsigned long long)gx * gy * gz;
     const std::string name = f->module + " " + f->name;
-    if (threads == 0 || threads > kMaxThreads || blocks == 0 || gy > max_grid_yz() || gz > max_grid_yz()) {
+    // As on an NVIDIA GPU: at most 1,024 threads a block and 1,024, 1,024 and 64 along x, y and z; a grid of at most
+    // 2^31 - 1 blocks along x (and the y and z limit of max_grid_yz).
+    const bool block_ok = bx <= 1024u && by <= 1024u && bz <= 64u && threads <= kMaxThreads;
+    const bool grid_ok = gx <= 0x7fffffffu && gy <= max_grid_yz() && gz <= max_grid_yz();
+    if (threads == 0 || blocks == 0 || !block_ok || !grid_ok) {
         complain(name.c_str(), "launch dimensions out of range");
         return CUDA_ERROR_INVALID_VALUE;
     }
