@@ -72,7 +72,9 @@ step generate 90 sh -c 'set -e; gpu-carry/spatialsynth generate data/sample -o /
   gpu-carry/spatialsynth generate data/sample -o /tmp/gen-cpu --backend cpu --quiet
   python3 scripts/compare-datasets.py /tmp/gen-cpu /tmp/gen-cuda'
 # deploy/gpus.sh on the real nvidia-smi and driver: a shard per GPU listed, merged; the same dataset as one run.
-step gpus 60 sh -c 'set -e; SPATIALSYNTH=gpu-carry/spatialsynth deploy/gpus.sh /tmp/gen-gpus data/sample
+step gpus 60 sh -c 'set -e
+  [ -f /tmp/gen-cuda/scene_graphs.jsonl ] || { echo "no /tmp/gen-cuda: the generate step did not finish"; exit 3; }
+  SPATIALSYNTH=gpu-carry/spatialsynth deploy/gpus.sh /tmp/gen-gpus data/sample
   python3 scripts/compare-datasets.py /tmp/gen-cuda /tmp/gen-gpus/dataset'
 if ls .gl/*.deb > /dev/null 2>&1; then
   for f in .gl/*.deb; do dpkg -x "$f" /; done
@@ -90,6 +92,9 @@ step memcheck 90 env SPATIALSYNTH_PARITY_ONLY=cuda compute-sanitizer --tool memc
 # The gap kernels' per-block lists in shared memory (refine_bounds, search_pairs): no shared-memory hazards.
 step racecheck 60 env SPATIALSYNTH_PARITY_ONLY=cuda compute-sanitizer --tool racecheck --error-exitcode 1 \
   gpu-carry/parity --test-threads 1 gaps_of_large
+# K1's grouping buffers are allocated uninitialised (the kernels write every entry): no read of unwritten memory.
+step initcheck 60 env SPATIALSYNTH_PARITY_ONLY=cuda compute-sanitizer --tool initcheck --error-exitcode 1 \
+  gpu-carry/parity --test-threads 1 k1_batches k1_and_k2_batches
 echo "total: $((SECONDS - start)) s of $budget" >> "$out/summary.txt"
 (cd "$out" && tar czf logs.tgz --remove-files ./*.log)
 cat "$out/summary.txt"

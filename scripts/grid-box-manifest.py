@@ -35,6 +35,8 @@ def grid_boxes(width, height, have, objects):
 
 
 def main():
+    if len(sys.argv) not in (4, 5) or sys.argv[4:] not in ([], ["--masked"]):
+        sys.exit("usage: grid-box-manifest.py MANIFEST OBJECTS REPEATS [--masked] > OUT.json")
     path, objects, repeats = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
     masked = sys.argv[4:] == ["--masked"]
     manifest = json.load(open(path))
