@@ -80,6 +80,10 @@ namespace {
 constexpr size_t kStack = 64 * 1024;
 constexpr size_t kGuard = 4096;
 constexpr unsigned kMaxThreads = 1024;
+// An NVIDIA GPU's launch limits (besides kMaxThreads and max_grid_yz): reported by cuDeviceGetAttribute, enforced
+// by cuLaunchKernel.
+constexpr unsigned kMaxBlockX = 1024, kMaxBlockY = 1024, kMaxBlockZ = 64;
+constexpr unsigned kMaxGridX = 2147483647u;
 // The part of a fiber's stack that fiber_main's own frame lies in (it never returns: see initial_sp).
 constexpr size_t kTopOfStack = 4096;
 
@@ -540,6 +544,8 @@ struct Stats {
     // Copies from or to page-locked host memory; read-backs into write-combined memory (slow for the host to read).
     std::atomic<uint64_t> htod_pinned_bytes{0}, dtoh_pinned_bytes{0}, dtoh_write_combined_bytes{0};
     std::atomic<uint64_t> stream_syncs{0}, event_syncs{0}, allocations{0}, allocated_bytes{0};
+    // Device memsets (cudarc's alloc_zeros is an allocation and a memset) and their bytes.
+    std::atomic<uint64_t> memsets{0}, memset_bytes{0};
     // Page-locked host allocations (cuMemHostAlloc: pinning is dear on a GPU) and their bytes.
     std::atomic<uint64_t> pinned_allocations{0}, pinned_allocated_bytes{0};
     // The default memory pool's release threshold, as the host last set it (cuMemPoolSetAttribute).
@@ -560,14 +566,16 @@ struct Stats {
                      "\"dtod_bytes\": %llu, \"stream_syncs\": %llu, \"event_syncs\": %llu, \"allocations\": %llu, "
                      "\"allocated_bytes\": %llu, \"htod_pinned_bytes\": %llu, \"dtoh_pinned_bytes\": %llu, "
                      "\"dtoh_write_combined_bytes\": %llu, \"pinned_allocations\": %llu, "
-                     "\"pinned_allocated_bytes\": %llu, \"pool_release_threshold\": %llu}\n",
+                     "\"pinned_allocated_bytes\": %llu, \"pool_release_threshold\": %llu, \"memsets\": %llu, "
+                     "\"memset_bytes\": %llu}\n",
                      (unsigned long long)htod_bytes, (unsigned long long)htod_copies, (unsigned long long)dtoh_bytes,
                      (unsigned long long)dtoh_copies, (unsigned long long)dtod_bytes,
                      (unsigned long long)stream_syncs, (unsigned long long)event_syncs,
                      (unsigned long long)allocations, (unsigned long long)allocated_bytes,
                      (unsigned long long)htod_pinned_bytes, (unsigned long long)dtoh_pinned_bytes,
                      (unsigned long long)dtoh_write_combined_bytes, (unsigned long long)pinned_allocations,
-                     (unsigned long long)pinned_allocated_bytes, (unsigned long long)pool_release_threshold);
+                     (unsigned long long)pinned_allocated_bytes, (unsigned long long)pool_release_threshold,
+                     (unsigned long long)memsets, (unsigned long long)memset_bytes);
         std::fclose(f);
     }
 };
@@ -641,10 +649,11 @@ static unsigned max_grid_yz() {
 
 CUresult cuDeviceGetAttribute(int* value, int attribute, CUdevice) {
     switch (attribute) {
-        case 1: *value = 1024; break;          // max threads per block
-        case 2: case 3: *value = 1024; break;  // max block dim x, y
-        case 4: *value = 64; break;            // max block dim z
-        case 5: *value = 2147483647; break;    // max grid dim x
+        case 1: *value = (int)kMaxThreads; break;  // max threads per block
+        case 2: *value = (int)kMaxBlockX; break;   // max block dim x
+        case 3: *value = (int)kMaxBlockY; break;   // max block dim y
+        case 4: *value = (int)kMaxBlockZ; break;   // max block dim z
+        case 5: *value = (int)kMaxGridX; break;    // max grid dim x
         case 6: case 7: *value = (int)max_grid_yz(); break; // max grid dim y, z
         case 8: *value = 48 * 1024; break;     // shared memory per block
         case 10: *value = 32; break;           // warp size
@@ -891,6 +900,8 @@ CUresult cuMemsetD8_v2(CUdeviceptr dst, unsigned char value, size_t n) {
         return CUDA_ERROR_INVALID_VALUE;
     }
     std::memset(reinterpret_cast<void*>(dst), value, n);
+    g_stats.memsets += 1;
+    g_stats.memset_bytes += n;
     return CUDA_SUCCESS;
 }
 CUresult cuMemsetD8Async(CUdeviceptr dst, unsigned char value, size_t n, CUstream) {
@@ -903,6 +914,8 @@ CUresult cuMemsetD32_v2(CUdeviceptr dst, unsigned value, size_t n) {
     }
     auto* words = reinterpret_cast<unsigned*>(dst);
     for (size_t i = 0; i < n; ++i) words[i] = value;
+    g_stats.memsets += 1;
+    g_stats.memset_bytes += 4 * n;
     return CUDA_SUCCESS;
 }
 CUresult cuMemsetD32Async(CUdeviceptr dst, unsigned value, size_t n, CUstream) { return cuMemsetD32_v2(dst, value, n); }
@@ -959,10 +972,9 @@ CUresult cuLaunchKernel(CUfunction function, unsigned gx, unsigned gy, unsigned 
     const unsigned long long threads = (unsigned long long)bx * by * bz;
     const unsigned long long blocks = (unsigned long long)gx * gy * gz;
     const std::string name = f->module + " " + f->name;
-    // As on an NVIDIA GPU: at most 1,024 threads a block and 1,024, 1,024 and 64 along x, y and z; a grid of at most
-    // 2^31 - 1 blocks along x (and the y and z limit of max_grid_yz).
-    const bool block_ok = bx <= 1024u && by <= 1024u && bz <= 64u && threads <= kMaxThreads;
-    const bool grid_ok = gx <= 0x7fffffffu && gy <= max_grid_yz() && gz <= max_grid_yz();
+    // The limits cuDeviceGetAttribute reports.
+    const bool block_ok = bx <= kMaxBlockX && by <= kMaxBlockY && bz <= kMaxBlockZ && threads <= kMaxThreads;
+    const bool grid_ok = gx <= kMaxGridX && gy <= max_grid_yz() && gz <= max_grid_yz();
     if (threads == 0 || blocks == 0 || !block_ok || !grid_ok) {
         complain(name.c_str(), "launch dimensions out of range");
         return CUDA_ERROR_INVALID_VALUE;
