@@ -676,6 +676,16 @@ impl CudaBackend {
         }
     }
 
+    /// `len` elements on the device (at least one), not initialised: for buffers that kernels or copies write whole.
+    ///
+    /// # Safety
+    /// Every element must be written before anything reads it (the caller says why). Where a write is missed, the
+    /// CUDA emulator's fill of `0xff` bytes (kernels/emu) shows it in the parity tests.
+    unsafe fn uninit<T: DeviceRepr>(&self, stream: &Arc<CudaStream>, len: usize) -> Result<CudaSlice<T>, String> {
+        // SAFETY: passed on to the caller.
+        unsafe { stream.alloc(len.max(1)) }.map_err(de)
+    }
+
     /// `len` zeroed elements on the device (at least one).
     fn zeros<T: DeviceRepr + cudarc::driver::ValidAsZeroBits>(
         &self,
@@ -762,7 +772,7 @@ impl CudaBackend {
         // Waits for the buffer's previous copy, if any.
         fill(pinned.as_mut_slice().map_err(de)?);
         // SAFETY: every element is written by the copy below before a kernel reads it.
-        let mut dst: CudaSlice<u32> = unsafe { stream.alloc::<u32>(len) }.map_err(de)?;
+        let mut dst: CudaSlice<u32> = unsafe { self.uninit(stream, len) }?;
         stream.memcpy_htod(&pinned, &mut dst).map_err(de)?;
         let mut pool = self.staging.lock().map_err(|_| "staging pool poisoned")?;
         let evicted = (pool.len() >= 4).then(|| pool.remove(0));
@@ -792,6 +802,10 @@ impl CudaBackend {
         let ray_y = self.upload(stream, &batch.ray_y)?;
         let infos = self.upload(stream, bytemuck::cast_slice::<_, u32>(&batch.frames))?;
         let tile_frame = self.upload(stream, &batch.tile_frame)?;
+        let pixels = batch.pixels as usize;
+        // SAFETY (the four outputs): count_valid writes every tile's count and scan_counts every offset (tiles + 1);
+        // write_points writes slots [0, valid points) of `points` and `pixels`, and nothing reads past them (the
+        // frames' offsets, from the tiles', bound every read). A frame-sized buffer left unzeroed: 16 bytes a pixel.
         Ok(K1Buffers {
             depth: self
                 .upload_pinned_with(stream, batch.word_count as usize, |dst| DepthBatch::write_words(frames, dst))?,
@@ -799,10 +813,10 @@ impl CudaBackend {
             ray_y,
             infos,
             tile_frame,
-            counts: self.zeros::<u32>(stream, tiles as usize)?,
-            offsets: self.zeros::<u32>(stream, tiles as usize + 1)?,
-            points: self.zeros::<f32>(stream, 3 * batch.pixels as usize)?,
-            pixels: self.zeros::<u32>(stream, batch.pixels as usize)?,
+            counts: unsafe { self.uninit(stream, tiles as usize) }?,
+            offsets: unsafe { self.uninit(stream, tiles as usize + 1) }?,
+            points: unsafe { self.uninit(stream, 3 * pixels) }?,
+            pixels: unsafe { self.uninit(stream, pixels) }?,
             tiles,
         })
     }
@@ -1006,7 +1020,7 @@ impl CudaBackend {
         // The labelled frames' labels, in job order (they go up in one pinned buffer), and how many words in all.
         let (mut labelled, mut label_words_total) = (Vec::<&[u32]>::new(), 0u64);
         let (mut regions, mut object_job) = (Vec::new(), Vec::<u32>::new());
-        let (mut cells_total, mut starts_total, mut widest) = (0u64, 0u64, 0u32);
+        let (mut cells_total, mut widest) = (0u64, 0u32);
         for (i, &(depth, labels, frame_regions)) in frames.iter().enumerate() {
             let (a, n_points) = (cloud.offsets[i], cloud.offsets[i + 1] - cloud.offsets[i]);
             match grouping_without_launch(n_points, depth, labels, frame_regions) {
@@ -1035,7 +1049,7 @@ impl CudaBackend {
             // Every index of the tables in 32 bits (the offsets have one more entry a frame).
             let ends = [
                 cells_total + cells + jobs.len() as u64 + 1,
-                starts_total + objects + 1,
+                (regions.len() + jobs.len()) as u64 + objects + 1,
                 labels_at + label_words,
                 object_job.len() as u64 + objects,
                 a + n_points,
@@ -1067,7 +1081,6 @@ impl CudaBackend {
             regions.extend(gpu_regions(frame_regions));
             widest = widest.max(blocks);
             cells_total += cells;
-            starts_total += objects + 1;
         }
         if jobs.is_empty() {
             return Ok((out, resident));
@@ -1086,9 +1099,10 @@ impl CudaBackend {
         // SAFETY (the three allocations): every launched job has objects and points (grouping_without_launch took the
         // others), so count_members writes each job's objects x blocks counts, scan_frames each job's cells + 1
         // offsets and object_starts each job's objects + 1 starts: every entry is written before it is read.
-        let counts: CudaSlice<u32> = unsafe { stream.alloc(cells_total as usize) }.map_err(de)?;
-        let mut offsets: CudaSlice<u32> = unsafe { stream.alloc(cells_total as usize + jobs.len()) }.map_err(de)?;
-        let mut starts: CudaSlice<u32> = unsafe { stream.alloc(starts_total as usize) }.map_err(de)?;
+        let counts: CudaSlice<u32> = unsafe { self.uninit(stream, cells_total as usize) }?;
+        let mut offsets: CudaSlice<u32> = unsafe { self.uninit(stream, cells_total as usize + jobs.len()) }?;
+        // (The starts: objects + 1 a frame, kernels/group.cu.)
+        let mut starts: CudaSlice<u32> = unsafe { self.uninit(stream, n_objects as usize + jobs.len()) }?;
         // The grid's y is bounded: the objects in parts.
         let parts: Vec<(u32, u32)> = self.grid_parts(n_objects).collect();
         for &(base, n) in &parts {
@@ -1135,8 +1149,8 @@ impl CudaBackend {
         let bases_dev = self.upload(stream, &bases)?;
         // SAFETY (both): write_members writes every slot below `total`: each job's slots [base, base + its total) are
         // its members, one each, and the jobs' ranges tile [0, total).
-        let mut out_points: CudaSlice<f32> = unsafe { stream.alloc(3 * total) }.map_err(de)?;
-        let mut out_pixels: CudaSlice<u32> = unsafe { stream.alloc(total) }.map_err(de)?;
+        let mut out_points: CudaSlice<f32> = unsafe { self.uninit(stream, 3 * total) }?;
+        let mut out_pixels: CudaSlice<u32> = unsafe { self.uninit(stream, total) }?;
         for &(base, n) in &parts {
             let mut b = stream.launch_builder(&self.k.write_members);
             b.arg(&cloud.points)
@@ -1461,7 +1475,7 @@ impl CudaBackend {
             Some((grouped, index)) => {
                 let index = self.upload(&stream, &index)?;
                 // SAFETY: gather_points writes all 3n floats before cell_of reads them.
-                let mut points_b: CudaSlice<f32> = unsafe { stream.alloc(3 * n.max(1)) }.map_err(de)?;
+                let mut points_b: CudaSlice<f32> = unsafe { self.uninit(&stream, 3 * n.max(1)) }?;
                 let mut b = stream.launch_builder(&self.k.gather_points);
                 b.arg(&grouped.points).arg(&index).arg(&params).arg(&mut points_b);
                 // SAFETY: gather_points(const float* grouped, const u32* index, Params, float* points_b) in
@@ -1629,9 +1643,9 @@ impl CudaBackend {
                 let index = self.upload(stream, &g.index)?;
                 let frames = self.upload(stream, bytemuck::cast_slice::<_, u32>(&g.frames))?;
                 // SAFETY: gather_canonical writes every point and depth of every object (the ranges cover them all).
-                let mut points: CudaSlice<f32> = unsafe { stream.alloc(3 * total.max(1)) }.map_err(de)?;
+                let mut points: CudaSlice<f32> = unsafe { self.uninit(stream, 3 * total.max(1)) }?;
                 // SAFETY: as above.
-                let mut depths: CudaSlice<u32> = unsafe { stream.alloc(total.max(1)) }.map_err(de)?;
+                let mut depths: CudaSlice<u32> = unsafe { self.uninit(stream, total) }?;
                 let mut b = stream.launch_builder(&self.k.gather_canonical);
                 b.arg(&g.grouped.points).arg(&index).arg(&ranges).arg(&frames).arg(&mut points).arg(&mut depths);
                 b.arg(&n_obj);
@@ -1648,7 +1662,7 @@ impl CudaBackend {
         let words = std::mem::size_of::<GpuObjectStats>() / 4;
         let mut stats = self.zeros::<u32>(stream, n_obj as usize * words)?;
         // SAFETY: summarize writes the first `listed` words (below), the only ones read back.
-        let mut candidates: CudaSlice<u32> = unsafe { stream.alloc(total.max(1)) }.map_err(de)?;
+        let mut candidates: CudaSlice<u32> = unsafe { self.uninit(stream, total) }?;
         let mut listed = self.zeros::<u32>(stream, 1)?;
         let mut b = stream.launch_builder(&self.k.summarize);
         b.arg(&points).arg(&depths).arg(&ranges).arg(&mut stats).arg(&mut candidates).arg(&mut listed).arg(&n_obj);
@@ -1682,7 +1696,7 @@ impl CudaBackend {
             let ranges_dev = self.upload(&stream, bytemuck::cast_slice::<_, u32>(&ranges))?;
             let words = std::mem::size_of::<RelationRecord>() / 4;
             // SAFETY: every record of the pairs is written by the kernel before it is read back.
-            let mut records: CudaSlice<u32> = unsafe { stream.alloc(pairs as usize * words) }.map_err(de)?;
+            let mut records: CudaSlice<u32> = unsafe { self.uninit(&stream, pairs as usize * words) }?;
             self.relate_launch(&stream, &objects_dev, &ranges_dev, &mut records, ranges.len() as u32, pairs)?;
             let host = stream.clone_dtoh(&records).map_err(de)?;
             self.sync(&stream)?;
@@ -1763,16 +1777,16 @@ impl CudaBackend {
     fn gap_buffers(&self, stream: &Arc<CudaStream>, pack: &GapPack) -> Result<GapBuffers, String> {
         let n_pairs = pack.pairs.len();
         // SAFETY: run_boxes writes every chunk's box and every super-chunk's before they are read.
-        let boxes = unsafe { stream.alloc(6 * pack.chunks.max(1) as usize) }.map_err(de)?;
-        let supers = unsafe { stream.alloc(6 * pack.supers.max(1) as usize) }.map_err(de)?;
+        let boxes = unsafe { self.uninit(stream, 6 * pack.chunks.max(1) as usize) }?;
+        let supers = unsafe { self.uninit(stream, 6 * pack.supers.max(1) as usize) }?;
         // SAFETY: gap_launch copies `init` over every word before a kernel reads it.
-        let best2 = unsafe { stream.alloc(n_pairs.max(1)) }.map_err(de)?;
+        let best2 = unsafe { self.uninit(stream, n_pairs) }?;
         // SAFETY: order_scatter writes every point's x, y, z (each object's points fill its range) before
         // run_boxes reads them; scan_counts writes every start.
-        let ordered = unsafe { stream.alloc(3 * (pack.point_count as usize).max(1)) }.map_err(de)?;
-        let starts = unsafe { stream.alloc(pack.buckets as usize + 1) }.map_err(de)?;
+        let ordered = unsafe { self.uninit(stream, 3 * (pack.point_count as usize).max(1)) }?;
+        let starts = unsafe { self.uninit(stream, pack.buckets as usize + 1) }?;
         // SAFETY: gap_launch zeroes the counts before order_count adds to them.
-        let counts = unsafe { stream.alloc((pack.buckets as usize).max(1)) }.map_err(de)?;
+        let counts = unsafe { self.uninit(stream, pack.buckets as usize) }?;
         Ok(GapBuffers {
             objects: self.upload(stream, bytemuck::cast_slice::<_, u32>(&pack.objects))?,
             orders: self.upload(stream, bytemuck::cast_slice::<_, u32>(&pack.orders))?,
