@@ -1078,7 +1078,10 @@ fn frame_start(
     let k = &frame.intrinsics;
     let FrameGeometry { valid_points, cloud, grouped, fit, resident } = geometry;
     // A backend's grouping that does not fit the frame's objects is its error, not an object without points.
-    grouped.check(frame.objects.len()).map_err(|message| Error::Geometry { frame: frame.spec.key.clone(), message })?;
+    let image_pixels = k.width as usize * k.height as usize;
+    grouped
+        .check(frame.objects.len(), image_pixels)
+        .map_err(|message| Error::Geometry { frame: frame.spec.key.clone(), message })?;
     let (ground, canonical, _) = ground_info_of(
         valid_points,
         || match cloud {

@@ -232,9 +232,10 @@ impl GroupedPoints {
         self.points_in_camera.slice(a as usize..b as usize)
     }
 
-    /// Whether the offsets describe `objects` objects over the points and pixels: `objects + 1` offsets from 0, not
-    /// decreasing, the last one the number of points and of pixels. `Err` says what does not fit.
-    pub fn check(&self, objects: usize) -> Result<(), String> {
+    /// Whether the offsets describe `objects` objects over the points and pixels of an image of `image_pixels`
+    /// pixels: `objects + 1` offsets from 0, not decreasing, the last one the number of points and of pixels, and
+    /// every pixel index in the image. `Err` says what does not fit.
+    pub fn check(&self, objects: usize, image_pixels: usize) -> Result<(), String> {
         let o = &self.offsets;
         let (points, pixels) = (self.points_in_camera.len(), self.pixels.len());
         if o.len() != objects + 1 || o[0] != 0 || o.windows(2).any(|w| w[0] > w[1]) {
@@ -243,6 +244,9 @@ impl GroupedPoints {
         if o[objects] as usize != points || points != pixels {
             let last = o[objects];
             return Err(format!("the grouping ends at point {last} but holds {points} points and {pixels} pixels"));
+        }
+        if let Some(p) = self.pixels.iter().find(|&&p| p as usize >= image_pixels) {
+            return Err(format!("the grouping holds pixel {p}, outside the image's {image_pixels} pixels"));
         }
         Ok(())
     }
@@ -335,8 +339,8 @@ mod tests {
             pixels: vec![0; pixels].into(),
             offsets,
         };
-        assert_eq!(grouped(vec![0, 2, 2, 5], 5, 5).check(3), Ok(()));
-        assert_eq!(grouped(vec![0], 0, 0).check(0), Ok(()));
+        assert_eq!(grouped(vec![0, 2, 2, 5], 5, 5).check(3, 1), Ok(()));
+        assert_eq!(grouped(vec![0], 0, 0).check(0, 0), Ok(()));
         let g = grouped(vec![0, 2, 2, 5], 5, 5);
         assert_eq!(g.object_points_shared(2).map(|p| p.len()), Some(3));
         assert!(g.object_points_shared(3).is_none());
@@ -349,8 +353,11 @@ mod tests {
             (grouped(vec![0, 2, 5], 5, 4), 2),    // pixels short
             (grouped(Vec::new(), 0, 0), 0),       // no offsets
         ] {
-            assert!(g.check(objects).is_err(), "{g:?} for {objects} objects");
+            assert!(g.check(objects, 1).is_err(), "{g:?} for {objects} objects");
         }
+        // A pixel index outside the image (pixel 0 of a 0-pixel image).
+        let err = grouped(vec![0, 2, 5], 5, 5).check(2, 0).unwrap_err();
+        assert!(err.contains("pixel 0, outside the image's 0 pixels"), "{err}");
     }
 
     #[test]
