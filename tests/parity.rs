@@ -1466,6 +1466,119 @@ fn cuda_parity_on_the_emulator() {
 }
 
 #[test]
+fn the_emulator_runs_stream_work_as_late_as_a_gpu_may() {
+    // The emulator's streams (kernels/emu/README.md): stream-ordered work is queued and runs only when something must
+    // see it, in its stream's order. Each case runs in a child process on the emulator, with the driver API called
+    // directly (cudarc's safe layer would add the waits this checks for):
+    // - `late`: a read-back into page-locked memory holds 0xff bytes until its stream is synchronised; freeing that
+    //   memory while the copy waits is refused; another stream that waits on an event recorded after the first's
+    //   memset sees it.
+    // - `race`: another stream reads the buffer while that memset is queued, with no wait: refused, naming the race.
+    // - `rewrite`: the host writes a page-locked buffer between queueing a copy from it and the copy running: the
+    //   synchronisation fails, naming the race.
+    // - `freed`: a stream-ordered free of a buffer is queued, and another stream queues a memset of it: refused.
+    const TEST: &str = "the_emulator_runs_stream_work_as_late_as_a_gpu_may";
+    if let Ok(case) = std::env::var("SPATIALSYNTH_EMU_STREAM_CASE") {
+        return emulator_stream_case(&case);
+    }
+    if std::env::var_os("SPATIALSYNTH_PARITY_ONLY").is_some() {
+        return; // the child run of cuda_parity_on_the_emulator
+    }
+    let require = std::env::var_os("SPATIALSYNTH_REQUIRE_CUDA_EMULATOR").is_some();
+    let target = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+    let out = if std::fs::create_dir_all(&target).is_ok() { target } else { std::env::temp_dir() };
+    let emulator = match common::cuda_emu::build(&out, true) {
+        Ok(e) => e,
+        Err(why) => {
+            assert!(!require, "{TEST}: SPATIALSYNTH_REQUIRE_CUDA_EMULATOR is set but {why}");
+            return common::skip(TEST, &why);
+        }
+    };
+    for (case, complaint) in [
+        ("late", None),
+        ("race", Some("cuMemcpyDtoHAsync: races cuMemsetD8Async queued on another stream")),
+        ("rewrite", Some("the host wrote the page-locked source after the copy was queued")),
+        ("freed", Some("cuMemsetD8Async: races cuMemFreeAsync queued on another stream")),
+    ] {
+        let output = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", TEST, "--nocapture"])
+            .envs(emulator.environment())
+            .env("SPATIALSYNTH_EMU_STREAM_CASE", case)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(output.status.success(), "{TEST} [{case}]: {}\n{stdout}\n{stderr}", output.status);
+        assert!(stdout.contains("1 passed"), "{TEST} [{case}]: the case did not run:\n{stdout}");
+        if let Some(c) = complaint {
+            assert!(stderr.contains(c), "{TEST} [{case}]: the emulator did not say {c:?}:\n{stderr}");
+        }
+    }
+}
+
+/// One case of [`the_emulator_runs_stream_work_as_late_as_a_gpu_may`], run on the emulated device.
+fn emulator_stream_case(case: &str) {
+    use cudarc::driver::{result, sys, CudaContext};
+    let ctx = CudaContext::new(0).unwrap();
+    assert!(ctx.name().unwrap().contains("emulator"), "not the emulator: {}", ctx.name().unwrap());
+    ctx.bind_to_thread().unwrap();
+    let code = |r: Result<(), cudarc::driver::DriverError>| r.err().map(|e| e.0);
+    let stream = || result::stream::create(result::stream::StreamKind::NonBlocking).unwrap();
+    let (s1, s2) = (stream(), stream());
+    // SAFETY: every device and host pointer below is allocated here with room for the four words it is used for;
+    // the host buffer is read only through `read`, after each copy that writes it was queued.
+    unsafe {
+        let dev = result::malloc_async(s1, 16).unwrap();
+        result::memcpy_htod_async(dev, &[1u32, 2, 3, 4], s1).unwrap();
+        let host = result::malloc_host(16, 0).unwrap().cast::<u32>();
+        let pinned = std::slice::from_raw_parts_mut(host, 4);
+        let read = |p: *const u32| std::ptr::read_volatile(p.cast::<[u32; 4]>());
+        match case {
+            "late" => {
+                result::memcpy_dtoh_async(pinned, dev, s1).unwrap();
+                assert_eq!(read(host), [u32::MAX; 4], "a read-back was there before its stream ran");
+                assert_eq!(
+                    code(result::free_host(host.cast())),
+                    Some(sys::CUresult::CUDA_ERROR_ILLEGAL_STATE),
+                    "page-locked memory freed under a queued copy"
+                );
+                result::stream::synchronize(s1).unwrap();
+                assert_eq!(read(host), [1, 2, 3, 4]);
+                // s2 reads into pageable memory (the call returns once its copy is done), after s1's memset.
+                result::memset_d8_async(dev, 7, 16, s1).unwrap();
+                let mut seen = [0u32; 4];
+                let event = result::event::create(sys::CUevent_flags::CU_EVENT_DEFAULT).unwrap();
+                result::event::record(event, s1).unwrap();
+                result::stream::wait_event(s2, event, sys::CUevent_wait_flags::CU_EVENT_WAIT_DEFAULT).unwrap();
+                result::memcpy_dtoh_async(&mut seen, dev, s2).unwrap();
+                assert_eq!(seen, [0x0707_0707; 4], "a wait on an event did not run the work before it");
+                result::free_host(host.cast()).unwrap();
+            }
+            "race" => {
+                result::stream::synchronize(s1).unwrap();
+                result::memset_d8_async(dev, 7, 16, s1).unwrap();
+                let mut seen = [0u32; 4];
+                let r = result::memcpy_dtoh_async(&mut seen, dev, s2);
+                assert_eq!(code(r), Some(sys::CUresult::CUDA_ERROR_ILLEGAL_STATE), "an unordered read ran");
+            }
+            "rewrite" => {
+                pinned.copy_from_slice(&[5, 6, 7, 8]);
+                result::memcpy_htod_async(dev, pinned, s1).unwrap();
+                pinned[0] = 9;
+                assert_eq!(code(result::stream::synchronize(s1)), Some(sys::CUresult::CUDA_ERROR_ILLEGAL_STATE));
+            }
+            "freed" => {
+                result::stream::synchronize(s1).unwrap();
+                result::free_async(dev, s1).unwrap();
+                let r = result::memset_d8_async(dev, 0, 16, s2);
+                assert_eq!(code(r), Some(sys::CUresult::CUDA_ERROR_ILLEGAL_STATE), "a memset raced a free");
+            }
+            other => panic!("no case {other}"),
+        }
+    }
+}
+
+#[test]
 fn the_kernel_benchmark_runs_on_every_backend_but_the_emulator() {
     // `bench --kernels` at small sizes on the CPU reference and on each real GPU backend: every figure is there, with
     // positive times and throughputs, and the end-to-end frames carry the objects asked for (grid boxes added to the

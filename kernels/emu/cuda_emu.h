@@ -9,8 +9,11 @@
 #include <math.h>
 #include <cstdint>
 #include <cstring>
+#include <functional>
+#include <tuple>
 #include <type_traits>
 #include <utility>
+#include <vector>
 
 #define __global__
 #define __device__
@@ -47,12 +50,48 @@ unsigned warp_sum(unsigned value);
 unsigned warp_min(unsigned value);
 unsigned lane_id();
 
-// A kernel entry point: unpacks cuLaunchKernel's argument pointers into the kernel's parameters.
-using Entry = void (*)(void** params);
+// A launch bound to its arguments: cuLaunchKernel's argument pointers are read when it is called (as CUDA copies
+// them then), and the kernel runs later, when its stream gets to it (driver.cpp). `pointers` holds the values of
+// the pointer parameters, each with whether the kernel may write through it (not a pointer to const): the driver
+// checks them against the live device buffers when the kernel runs, and against other streams' queued work.
+struct Bound {
+    std::function<void()> run;
+    std::vector<std::pair<uintptr_t, bool>> pointers;
+};
+
+// A kernel entry point: copies cuLaunchKernel's arguments into a Bound call of the kernel.
+using Entry = Bound (*)(void** params);
+
+// What a pointer parameter points to (`void` for the other parameters). A `T* __restrict` parameter is not
+// std::is_pointer, hence the specialisations.
+template <typename T>
+struct pointee {
+    using type = void;
+};
+template <typename T>
+struct pointee<T*> {
+    using type = T;
+};
+template <typename T>
+struct pointee<T* __restrict> {
+    using type = T;
+};
+
+template <typename T>
+inline void note_pointer(const T& value, std::vector<std::pair<uintptr_t, bool>>& pointers) {
+    if constexpr (!std::is_void<typename pointee<T>::type>::value) {
+        const bool writes = !std::is_const<typename pointee<T>::type>::value;
+        pointers.emplace_back(reinterpret_cast<uintptr_t>(static_cast<const volatile void*>(value)), writes);
+    }
+}
 
 template <typename... A, std::size_t... I>
-inline void call(void (*kernel)(A...), void** params, std::index_sequence<I...>) {
-    kernel(*static_cast<std::remove_cv_t<std::remove_reference_t<A>>*>(params[I])...);
+inline Bound bind(void (*kernel)(A...), void** params, std::index_sequence<I...>) {
+    auto args = std::make_tuple(*static_cast<std::remove_cv_t<std::remove_reference_t<A>>*>(params[I])...);
+    Bound bound;
+    std::apply([&](const auto&... a) { (note_pointer(a, bound.pointers), ...); }, args);
+    bound.run = [kernel, args]() { std::apply(kernel, args); };
+    return bound;
 }
 
 // Registers a module's entry points under its kernel file's name (driver.cpp matches cuModuleLoadData's PTX to it
@@ -65,8 +104,7 @@ struct Registrar {
 
 #define ENTRY(ns, name)                                                                                               \
     [](void** params) {                                                                                               \
-        emu::call(&ns::name, params,                                                                                  \
-                  std::make_index_sequence<emu::arity<decltype(ns::name)>::value>{});                                  \
+        return emu::bind(&ns::name, params, std::make_index_sequence<emu::arity<decltype(ns::name)>::value>{});       \
     }
 
 namespace emu {

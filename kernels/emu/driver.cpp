@@ -8,7 +8,10 @@
 // - Memory: device memory is host memory; every allocation is filled with 0xff bytes (as uninitialised device
 //   memory may hold anything: a kernel that reads a buffer nobody wrote reads NaNs and 0xffffffff), and copies and
 //   memsets are checked against the allocation they touch.
-// - Streams and events: every call completes before it returns (a stream is always idle).
+// - Streams and events: stream-ordered work is queued and runs as late as a GPU may run it, when the host or another
+//   stream must see it; races with other streams' queued work, and host writes to page-locked memory a queued copy
+//   still reads, fail the call (see "Streams" below; `SPATIALSYNTH_CUDA_EMU_STREAMS=immediate`: every call
+//   completes before it returns).
 // - Kernels: each block runs on one OS thread, blocks spread over `SPATIALSYNTH_CUDA_EMU_THREADS` threads (default:
 //   all cores). Each CUDA thread is a fiber with its own stack; `__syncthreads` (with its count) waits for every live
 //   thread of the block, a warp shuffle for every live lane of the warp. Threads that wait at different barriers
@@ -23,6 +26,8 @@
 
 #include <atomic>
 #include <chrono>
+#include <deque>
+#include <functional>
 #include <cstdio>
 #include <cstdlib>
 #include <algorithm>
@@ -110,8 +115,8 @@ struct Fiber {
 struct Block {
     Fiber* fibers = nullptr;
     unsigned n = 0;
-    emu::Entry entry = nullptr;
-    void** params = nullptr;
+    // The kernel, bound to its launch's arguments.
+    const std::function<void()>* kernel = nullptr;
     void* scheduler_sp = nullptr;
     unsigned arrivals = 0;
     unsigned count = 0;
@@ -184,7 +189,7 @@ thread_local StackSet* tl_stacks = nullptr;
 [[noreturn]] void fiber_main() {
     Block* b = tl_block;
     Fiber* f = tl_fiber;
-    b->entry(b->params);
+    (*b->kernel)();
     f->state = kDone;
     void* unused;
     emu_switch(&unused, b->scheduler_sp);
@@ -464,7 +469,9 @@ enum : int {
     CUDA_ERROR_INVALID_DEVICE = 101,
     CUDA_ERROR_INVALID_IMAGE = 200,
     CUDA_ERROR_INVALID_HANDLE = 400,
+    CUDA_ERROR_ILLEGAL_STATE = 401,
     CUDA_ERROR_NOT_FOUND = 500,
+    CUDA_ERROR_ILLEGAL_ADDRESS = 700,
     CUDA_ERROR_LAUNCH_FAILED = 719,
     CUDA_ERROR_NOT_SUPPORTED = 801,
 };
@@ -515,9 +522,220 @@ bool device_range(CUdeviceptr p, size_t n) {
 
 void complain(const char* call, const char* what) { std::fprintf(stderr, "cuda emulator: %s: %s\n", call, what); }
 
-struct Event {
+// ---------------------------------------------------------------------------------------------------------------
+// Streams. By default (`SPATIALSYNTH_CUDA_EMU_STREAMS` unset or `deferred`) every stream-ordered call (a launch, an
+// asynchronous copy or memset, a stream-ordered free, an event record, a wait on an event, a host function) is
+// queued on its stream and runs only when something must see its effect: a synchronisation of its stream, of the
+// context or of an event recorded after it, or a queued op of another stream that waits on such an event when that
+// op runs. As late as a GPU may run it, in its stream's order. So host code that reads a read-back before it
+// synchronises, reuses or frees a page-locked buffer that a copy still uses, or a stream that reads another's output
+// without waiting on its event, gets wrong answers or an error here, as it may on a GPU (where the emulator's
+// immediate mode, `immediate`, finishes every call before it returns and hides all three).
+
+bool deferred_streams() {
+    static const bool deferred = [] {
+        const char* s = std::getenv("SPATIALSYNTH_CUDA_EMU_STREAMS");
+        return s == nullptr || std::strcmp(s, "immediate") != 0;
+    }();
+    return deferred;
+}
+
+// A device buffer an op uses (its allocation's start), and whether the op may write it.
+struct Access {
+    uintptr_t buffer;
+    bool writes;
+};
+
+struct Op {
+    uint64_t seq;
+    std::function<CUresult()> run;
+    // What it is (a kernel's name, a call's), for the messages.
+    std::string what;
+    // The device buffers it uses: an op of another stream that uses one of them too, one of the two writing it,
+    // must be ordered after it by an event (see `race`).
+    std::vector<Access> device;
+    // The page-locked host bytes the op reads or writes, if any: cuMemFreeHost refuses them while it waits.
+    uintptr_t host = 0;
+    size_t host_bytes = 0;
+};
+
+struct StreamState {
+    std::deque<Op> queue;
+    uint64_t next = 1;  // the next op's number
+    // For each other stream, the last of its ops that this stream's next op is ordered after by the waits queued
+    // here so far (merged with the waited stream's own, so chains of waits count).
+    std::map<StreamState*, uint64_t> after;
+};
+using StreamRef = std::shared_ptr<StreamState>;
+
+struct EventState {
+    StreamRef stream;  // where it was last recorded (none before its first record)
+    uint64_t seq = 0;  // that record's op
     std::chrono::steady_clock::time_point at = std::chrono::steady_clock::now();
 };
+struct Event {
+    std::shared_ptr<EventState> state = std::make_shared<EventState>();
+};
+
+// Held while a queue changes and while its ops run (recursive: an op that waits on an event runs another stream's
+// ops, a host function may call the driver).
+std::recursive_mutex g_stream_lock;
+// The first error of a queued op: every later synchronisation returns it (a failed kernel leaves a CUDA context
+// unusable too).
+CUresult g_sticky = CUDA_SUCCESS;
+
+std::map<StreamState*, StreamRef>& streams() {
+    static std::map<StreamState*, StreamRef> s;
+    return s;
+}
+
+// The NULL stream (also CU_STREAM_LEGACY and CU_STREAM_PER_THREAD, handles 1 and 2) is one more stream here. cudarc's
+// streams are non-blocking: they do not synchronise with it.
+StreamRef find_stream(void* handle) {
+    static StreamRef null_stream = [] {
+        auto s = std::make_shared<StreamState>();
+        streams()[s.get()] = s;
+        return s;
+    }();
+    if (reinterpret_cast<uintptr_t>(handle) <= 2) return null_stream;
+    auto it = streams().find(static_cast<StreamState*>(handle));
+    return it == streams().end() ? nullptr : it->second;
+}
+
+// Runs `s`'s queued ops up to op `upto` (g_stream_lock held).
+CUresult run_until(StreamState* s, uint64_t upto) {
+    while (!s->queue.empty() && s->queue.front().seq <= upto) {
+        Op op = std::move(s->queue.front());
+        s->queue.pop_front();
+        const CUresult r = op.run();
+        if (r != CUDA_SUCCESS && g_sticky == CUDA_SUCCESS) g_sticky = r;
+    }
+    return g_sticky;
+}
+
+// Runs everything `handle` has queued.
+CUresult drain(void* handle) {
+    std::lock_guard<std::recursive_mutex> lock(g_stream_lock);
+    StreamRef s = find_stream(handle);
+    if (!s) return CUDA_ERROR_INVALID_HANDLE;
+    return run_until(s.get(), UINT64_MAX);
+}
+
+// Runs everything every stream has queued.
+CUresult drain_all() {
+    std::lock_guard<std::recursive_mutex> lock(g_stream_lock);
+    std::vector<StreamRef> all;
+    for (auto& kv : streams()) all.push_back(kv.second);
+    for (auto& s : all) run_until(s.get(), UINT64_MAX);
+    return g_sticky;
+}
+
+// The start of the device allocation holding `p` (or ending at it), 0 when none does.
+uintptr_t buffer_of(uintptr_t p) {
+    std::lock_guard<std::mutex> lock(g_memory_lock);
+    auto& a = allocations();
+    auto it = a.upper_bound(p);
+    if (it == a.begin()) return 0;
+    --it;
+    return p <= it->first + it->second ? it->first : 0;
+}
+
+// Whether an op `what` of stream `s` that uses `device` races work queued on another stream: an op there that uses
+// one of the same buffers, one of the two writing it, with no wait queued on `s` since (an event recorded after that
+// op) to order them. Such work is still running as far as the host knows (it has not synchronised anything that
+// waits for it: else it would have run and left its queue), so a GPU may run the two in either order, or at once. A
+// race is said on stderr and fails the call (and every later synchronisation). `g_stream_lock` held.
+CUresult race(StreamState* s, const char* what, const std::vector<Access>& device) {
+    if (device.empty()) return CUDA_SUCCESS;
+    for (auto& kv : streams()) {
+        StreamState* other = kv.first;
+        if (other == s) continue;
+        auto ordered = s->after.find(other);
+        const uint64_t upto = ordered == s->after.end() ? 0 : ordered->second;
+        for (const Op& op : other->queue) {
+            if (op.seq <= upto) continue;
+            for (const Access& a : op.device) {
+                for (const Access& b : device) {
+                    if (a.buffer != b.buffer || !(a.writes || b.writes)) continue;
+                    char message[512];
+                    std::snprintf(message, sizeof message,
+                                  "races %s queued on another stream: both use the device buffer at %#llx, %s, and "
+                                  "no event orders them (wait on an event recorded after it, or synchronise its "
+                                  "stream, first)",
+                                  op.what.c_str(), (unsigned long long)a.buffer,
+                                  a.writes && b.writes ? "both write it"
+                                  : a.writes           ? "that one writes it"
+                                                       : "this one writes it");
+                    complain(what, message);
+                    if (g_sticky == CUDA_SUCCESS) g_sticky = CUDA_ERROR_ILLEGAL_STATE;
+                    return CUDA_ERROR_ILLEGAL_STATE;
+                }
+            }
+        }
+    }
+    return CUDA_SUCCESS;
+}
+
+// Checks an op that runs now on `handle`'s behalf (a copy into pageable memory) for races: as `submit`.
+CUresult check_race(void* handle, const char* what, const std::vector<Access>& device) {
+    if (!deferred_streams()) return CUDA_SUCCESS;
+    std::lock_guard<std::recursive_mutex> lock(g_stream_lock);
+    StreamRef s = find_stream(handle);
+    if (!s) return CUDA_ERROR_INVALID_HANDLE;
+    return race(s.get(), what, device);
+}
+
+// Queues `run` on `handle` (runs it now in immediate mode). `what`: what it is; `device`: the device buffers it
+// uses (checked for races with other streams' queued work); `host`: the page-locked bytes it uses.
+CUresult submit(void* handle, std::string what, std::function<CUresult()> run, std::vector<Access> device = {},
+                const void* host = nullptr, size_t host_bytes = 0) {
+    if (!deferred_streams()) return run();
+    std::lock_guard<std::recursive_mutex> lock(g_stream_lock);
+    StreamRef s = find_stream(handle);
+    if (!s) return CUDA_ERROR_INVALID_HANDLE;
+    if (CUresult r = race(s.get(), what.c_str(), device)) return r;
+    s->queue.push_back(
+        Op{s->next++, std::move(run), std::move(what), std::move(device), reinterpret_cast<uintptr_t>(host), host_bytes});
+    return CUDA_SUCCESS;
+}
+
+// Whether a queued op still uses host bytes [p, p + n).
+bool host_in_use(const void* p, size_t n) {
+    std::lock_guard<std::recursive_mutex> lock(g_stream_lock);
+    const uintptr_t a = reinterpret_cast<uintptr_t>(p);
+    for (auto& kv : streams()) {
+        for (const Op& op : kv.second->queue) {
+            if (op.host_bytes > 0 && op.host < a + n && a < op.host + op.host_bytes) return true;
+        }
+    }
+    return false;
+}
+
+// A digest of host bytes: a queued copy from page-locked memory compares the source's digest when it runs with the
+// one when it was queued (the host must not write a buffer that a copy still reads).
+uint64_t digest(const void* p, size_t n) {
+    const auto* b = static_cast<const unsigned char*>(p);
+    uint64_t h = 0xcbf29ce484222325ull;
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t w;
+        std::memcpy(&w, b + i, 8);
+        h = (h ^ w) * 0x100000001b3ull;
+        h ^= h >> 29;
+    }
+    for (; i < n; ++i) h = (h ^ b[i]) * 0x100000001b3ull;
+    return h;
+}
+
+// Whether `p` lies in a live device allocation, or just past its end (a kernel's pointer argument).
+bool device_pointer_live(uintptr_t p) {
+    std::lock_guard<std::mutex> lock(g_memory_lock);
+    auto& a = allocations();
+    auto it = a.upper_bound(p);
+    if (it == a.begin()) return false;
+    --it;
+    return p <= it->first + it->second;
+}
 
 Schedule emulator_schedule() {
     const char* s = std::getenv("SPATIALSYNTH_CUDA_EMU_SCHEDULE");
@@ -544,6 +762,8 @@ struct Stats {
     // Copies from or to page-locked host memory; read-backs into write-combined memory (slow for the host to read).
     std::atomic<uint64_t> htod_pinned_bytes{0}, dtoh_pinned_bytes{0}, dtoh_write_combined_bytes{0};
     std::atomic<uint64_t> stream_syncs{0}, event_syncs{0}, allocations{0}, allocated_bytes{0};
+    // Event records and waits on events (cudarc's event tracking makes two or three of them per buffer per launch).
+    std::atomic<uint64_t> event_records{0}, event_waits{0};
     // Device memsets (cudarc's alloc_zeros is an allocation and a memset) and their bytes.
     std::atomic<uint64_t> memsets{0}, memset_bytes{0};
     // Page-locked host allocations (cuMemHostAlloc: pinning is dear on a GPU) and their bytes.
@@ -567,7 +787,7 @@ struct Stats {
                      "\"allocated_bytes\": %llu, \"htod_pinned_bytes\": %llu, \"dtoh_pinned_bytes\": %llu, "
                      "\"dtoh_write_combined_bytes\": %llu, \"pinned_allocations\": %llu, "
                      "\"pinned_allocated_bytes\": %llu, \"pool_release_threshold\": %llu, \"memsets\": %llu, "
-                     "\"memset_bytes\": %llu}\n",
+                     "\"memset_bytes\": %llu, \"event_records\": %llu, \"event_waits\": %llu}\n",
                      (unsigned long long)htod_bytes, (unsigned long long)htod_copies, (unsigned long long)dtoh_bytes,
                      (unsigned long long)dtoh_copies, (unsigned long long)dtod_bytes,
                      (unsigned long long)stream_syncs, (unsigned long long)event_syncs,
@@ -575,7 +795,8 @@ struct Stats {
                      (unsigned long long)htod_pinned_bytes, (unsigned long long)dtoh_pinned_bytes,
                      (unsigned long long)dtoh_write_combined_bytes, (unsigned long long)pinned_allocations,
                      (unsigned long long)pinned_allocated_bytes, (unsigned long long)pool_release_threshold,
-                     (unsigned long long)memsets, (unsigned long long)memset_bytes);
+                     (unsigned long long)memsets, (unsigned long long)memset_bytes,
+                     (unsigned long long)event_records, (unsigned long long)event_waits);
         std::fclose(f);
     }
 };
@@ -686,7 +907,7 @@ CUresult cuCtxPopCurrent_v2(CUcontext* ctx) {
     if (ctx) *ctx = &g_context_tag;
     return CUDA_SUCCESS;
 }
-CUresult cuCtxSynchronize() { return CUDA_SUCCESS; }
+CUresult cuCtxSynchronize() { return drain_all(); }
 
 CUresult cuGetErrorName(CUresult error, const char** name) {
     switch (error) {
@@ -696,6 +917,8 @@ CUresult cuGetErrorName(CUresult error, const char** name) {
         case CUDA_ERROR_INVALID_DEVICE: *name = "CUDA_ERROR_INVALID_DEVICE"; break;
         case CUDA_ERROR_INVALID_IMAGE: *name = "CUDA_ERROR_INVALID_IMAGE"; break;
         case CUDA_ERROR_INVALID_HANDLE: *name = "CUDA_ERROR_INVALID_HANDLE"; break;
+        case CUDA_ERROR_ILLEGAL_STATE: *name = "CUDA_ERROR_ILLEGAL_STATE"; break;
+        case CUDA_ERROR_ILLEGAL_ADDRESS: *name = "CUDA_ERROR_ILLEGAL_ADDRESS"; break;
         case CUDA_ERROR_NOT_FOUND: *name = "CUDA_ERROR_NOT_FOUND"; break;
         case CUDA_ERROR_LAUNCH_FAILED: *name = "CUDA_ERROR_LAUNCH_FAILED"; break;
         case CUDA_ERROR_NOT_SUPPORTED: *name = "CUDA_ERROR_NOT_SUPPORTED"; break;
@@ -711,27 +934,59 @@ CUresult cuGetErrorString(CUresult error, const char** text) {
         case CUDA_ERROR_INVALID_VALUE:
             *text = "invalid argument (the emulator printed which on stderr)";
             return CUDA_SUCCESS;
+        case CUDA_ERROR_ILLEGAL_STATE:
+            *text = "the host raced a queued operation (the emulator printed which on stderr)";
+            return CUDA_SUCCESS;
+        case CUDA_ERROR_ILLEGAL_ADDRESS:
+            *text = "a kernel was given a pointer to no live device buffer (the emulator printed which on stderr)";
+            return CUDA_SUCCESS;
         default:
             return cuGetErrorName(error, text);
     }
 }
 
-// Streams and events: everything has finished when its call returns.
+// Streams and events (see "Streams" above): queued, or finished before the call returns in immediate mode.
 CUresult cuStreamCreate(CUstream* stream, unsigned) {
-    *stream = new int(0);
+    std::lock_guard<std::recursive_mutex> lock(g_stream_lock);
+    auto s = std::make_shared<StreamState>();
+    streams()[s.get()] = s;
+    *stream = s.get();
     return CUDA_SUCCESS;
 }
 CUresult cuStreamCreateWithPriority(CUstream* stream, unsigned flags, int) { return cuStreamCreate(stream, flags); }
 CUresult cuStreamDestroy_v2(CUstream stream) {
-    delete static_cast<int*>(stream);
+    // A stream's queued work still runs after it is destroyed: here, before.
+    std::lock_guard<std::recursive_mutex> lock(g_stream_lock);
+    if (reinterpret_cast<uintptr_t>(stream) <= 2) return CUDA_ERROR_INVALID_HANDLE;
+    StreamRef s = find_stream(stream);
+    if (!s) return CUDA_ERROR_INVALID_HANDLE;
+    run_until(s.get(), UINT64_MAX);
+    streams().erase(s.get());
     return CUDA_SUCCESS;
 }
-CUresult cuStreamSynchronize(CUstream) {
+CUresult cuStreamSynchronize(CUstream stream) {
     g_stats.stream_syncs += 1;
-    return CUDA_SUCCESS;
+    return drain(stream);
 }
-CUresult cuStreamQuery(CUstream) { return CUDA_SUCCESS; }
-CUresult cuStreamWaitEvent(CUstream, CUevent, unsigned) { return CUDA_SUCCESS; }
+CUresult cuStreamQuery(CUstream stream) { return drain(stream); }
+CUresult cuStreamWaitEvent(CUstream stream, CUevent event, unsigned) {
+    g_stats.event_waits += 1;
+    if (!deferred_streams()) return CUDA_SUCCESS;
+    std::lock_guard<std::recursive_mutex> lock(g_stream_lock);
+    const std::shared_ptr<EventState>& e = static_cast<Event*>(event)->state;
+    // The work before the event's latest record (an event never recorded has none).
+    StreamRef waited = e->stream;
+    const uint64_t seq = e->seq;
+    StreamRef s = find_stream(stream);
+    if (!s) return CUDA_ERROR_INVALID_HANDLE;
+    if (!waited || waited == s) return CUDA_SUCCESS;
+    // What `s` is ordered after from here on: the waited stream's ops up to the record, and what they were.
+    for (auto& kv : waited->after) {
+        if (kv.first != s.get()) s->after[kv.first] = std::max(s->after[kv.first], kv.second);
+    }
+    s->after[waited.get()] = std::max(s->after[waited.get()], seq);
+    return submit(stream, "cuStreamWaitEvent", [waited, seq] { return run_until(waited.get(), seq); });
+}
 CUresult cuStreamIsCapturing(CUstream, int* status) {
     *status = 0;
     return CUDA_SUCCESS;
@@ -741,25 +996,51 @@ CUresult cuCtxGetStreamPriorityRange(int* least, int* greatest) {
     if (greatest) *greatest = 0;
     return CUDA_SUCCESS;
 }
-CUresult cuLaunchHostFunc(CUstream, void (*fn)(void*), void* data) {
-    fn(data);
-    return CUDA_SUCCESS;
+CUresult cuLaunchHostFunc(CUstream stream, void (*fn)(void*), void* data) {
+    return submit(stream, "cuLaunchHostFunc", [fn, data] {
+        fn(data);
+        return CUDA_SUCCESS;
+    });
 }
 CUresult cuEventCreate(CUevent* event, unsigned) {
     *event = new Event();
     return CUDA_SUCCESS;
 }
-CUresult cuEventRecord(CUevent event, CUstream) {
-    static_cast<Event*>(event)->at = std::chrono::steady_clock::now();
-    return CUDA_SUCCESS;
+CUresult cuEventRecord(CUevent event, CUstream stream) {
+    g_stats.event_records += 1;
+    const std::shared_ptr<EventState> e = static_cast<Event*>(event)->state;
+    if (!deferred_streams()) {
+        e->at = std::chrono::steady_clock::now();
+        return CUDA_SUCCESS;
+    }
+    std::lock_guard<std::recursive_mutex> lock(g_stream_lock);
+    StreamRef s = find_stream(stream);
+    if (!s) return CUDA_ERROR_INVALID_HANDLE;
+    const uint64_t seq = s->next;
+    e->stream = s;
+    e->seq = seq;
+    // (The op holds the event's state, not the handle: an event may be destroyed before it completes.)
+    return submit(stream, "cuEventRecord", [e, seq] {
+        if (e->seq == seq) e->at = std::chrono::steady_clock::now();
+        return CUDA_SUCCESS;
+    });
 }
-CUresult cuEventSynchronize(CUevent) {
+// Runs the work before `event`'s latest record.
+static CUresult complete(CUevent event) {
+    std::lock_guard<std::recursive_mutex> lock(g_stream_lock);
+    const std::shared_ptr<EventState>& e = static_cast<Event*>(event)->state;
+    return e->stream ? run_until(e->stream.get(), e->seq) : g_sticky;
+}
+CUresult cuEventSynchronize(CUevent event) {
     g_stats.event_syncs += 1;
-    return CUDA_SUCCESS;
+    return complete(event);
 }
-CUresult cuEventQuery(CUevent) { return CUDA_SUCCESS; }
+CUresult cuEventQuery(CUevent event) { return complete(event); }
 CUresult cuEventElapsedTime(float* ms, CUevent start, CUevent end) {
-    *ms = std::chrono::duration<float, std::milli>(static_cast<Event*>(end)->at - static_cast<Event*>(start)->at)
+    if (CUresult r = complete(start)) return r;
+    if (CUresult r = complete(end)) return r;
+    *ms = std::chrono::duration<float, std::milli>(static_cast<Event*>(end)->state->at -
+                                                   static_cast<Event*>(start)->state->at)
               .count();
     return CUDA_SUCCESS;
 }
@@ -785,21 +1066,39 @@ CUresult cuMemAlloc_v2(CUdeviceptr* ptr, size_t bytes) {
     *ptr = reinterpret_cast<CUdeviceptr>(p);
     return CUDA_SUCCESS;
 }
+// Stream-ordered allocation: the memory is there at once (its stream's later work may use it).
 CUresult cuMemAllocAsync(CUdeviceptr* ptr, size_t bytes, CUstream) { return cuMemAlloc_v2(ptr, bytes); }
-CUresult cuMemFree_v2(CUdeviceptr ptr) {
+static CUresult free_device(const char* call, CUdeviceptr ptr) {
     {
         std::lock_guard<std::mutex> lock(g_memory_lock);
         if (allocations().erase(static_cast<uintptr_t>(ptr)) != 1) {
-            complain("cuMemFree", "not an allocation");
+            complain(call, "not an allocation (or freed twice)");
             return CUDA_ERROR_INVALID_VALUE;
         }
     }
     std::free(reinterpret_cast<void*>(ptr));
     return CUDA_SUCCESS;
 }
-CUresult cuMemFreeAsync(CUdeviceptr ptr, CUstream) { return cuMemFree_v2(ptr); }
+CUresult cuMemFree_v2(CUdeviceptr ptr) {
+    // (cuMemFree may wait for the device: queued work that uses the buffer runs first.)
+    if (CUresult r = drain_all()) return r;
+    return free_device("cuMemFree", ptr);
+}
+// Stream-ordered free: the buffer goes when its stream gets there (another stream that uses it must have been made
+// to wait for that point; after it, its kernels find the pointer dead and its copies fail).
+CUresult cuMemFreeAsync(CUdeviceptr ptr, CUstream stream) {
+    {
+        std::lock_guard<std::mutex> lock(g_memory_lock);
+        if (allocations().count(static_cast<uintptr_t>(ptr)) != 1) {
+            complain("cuMemFreeAsync", "not an allocation");
+            return CUDA_ERROR_INVALID_VALUE;
+        }
+    }
+    return submit(stream, "cuMemFreeAsync", [ptr] { return free_device("cuMemFreeAsync", ptr); },
+                  {Access{uintptr_t(ptr), true}});
+}
 // The default memory pool: one handle; of its attributes only the release threshold (4) is kept (nothing is pooled:
-// a launch runs to its end before cuLaunchKernel returns, so a freed buffer can go at once).
+// a freed buffer goes at once when its free runs).
 CUresult cuDeviceGetDefaultMemPool(CUmemoryPool* pool, CUdevice device) {
     if (pool == nullptr || device != 0) return CUDA_ERROR_INVALID_VALUE;
     *pool = &g_pool_tag;
@@ -828,12 +1127,25 @@ CUresult cuMemHostAlloc(void** p, size_t bytes, unsigned flags) {
 }
 CUresult cuMemAllocHost_v2(void** p, size_t bytes) { return cuMemHostAlloc(p, bytes, 0); }
 CUresult cuMemFreeHost(void* p) {
+    size_t bytes = 0;
     {
         std::lock_guard<std::mutex> lock(g_memory_lock);
-        if (host_allocations().erase(reinterpret_cast<uintptr_t>(p)) != 1) {
+        auto it = host_allocations().find(reinterpret_cast<uintptr_t>(p));
+        if (it == host_allocations().end()) {
             complain("cuMemFreeHost", "not a page-locked allocation");
             return CUDA_ERROR_INVALID_VALUE;
         }
+        bytes = it->second.first;
+    }
+    if (host_in_use(p, bytes > 0 ? bytes : 1)) {
+        complain("cuMemFreeHost",
+                 "a queued copy still uses this page-locked memory (synchronise its stream, or an event recorded "
+                 "after the copy, before freeing it)");
+        return CUDA_ERROR_ILLEGAL_STATE;
+    }
+    {
+        std::lock_guard<std::mutex> lock(g_memory_lock);
+        host_allocations().erase(reinterpret_cast<uintptr_t>(p));
     }
     std::free(p);
     return CUDA_SUCCESS;
@@ -843,82 +1155,168 @@ CUresult cuMemGetInfo_v2(size_t* free_bytes, size_t* total) {
     *total = size_t(8) << 30;
     return CUDA_SUCCESS;
 }
-CUresult cuMemcpyHtoD_v2(CUdeviceptr dst, const void* src, size_t n) {
-    if (!device_range(dst, n)) {
-        complain("cuMemcpyHtoD", "the destination is not within one allocation");
-        return CUDA_ERROR_INVALID_VALUE;
-    }
-    const long long flags = host_range_flags(src, n);
+
+// Copies and memsets: checked and counted when called; the bytes move when they run (the device side is checked
+// again then: a stream-ordered free may have run in between).
+static CUresult check_device(const char* call, CUdeviceptr p, size_t n, const char* what) {
+    if (device_range(p, n)) return CUDA_SUCCESS;
+    complain(call, what);
+    return CUDA_ERROR_INVALID_VALUE;
+}
+// The page-locked flags of host range [p, p + n) (-1: pageable), counting the copy; -2 when refused.
+static long long count_host_copy(const char* call, const void* p, size_t n, bool htod) {
+    const long long flags = host_range_flags(p, n);
     if (flags == -2) {
-        complain("cuMemcpyHtoD", "the source runs past the end of its page-locked allocation");
-        return CUDA_ERROR_INVALID_VALUE;
+        complain(call, htod ? "the source runs past the end of its page-locked allocation"
+                            : "the destination runs past the end of its page-locked allocation");
+        return -2;
     }
+    if (htod) {
+        if (flags >= 0) g_stats.htod_pinned_bytes += n;
+        g_stats.htod_bytes += n;
+        g_stats.htod_copies += 1;
+        trace("htod", n, "");
+    } else {
+        if (flags >= 0) g_stats.dtoh_pinned_bytes += n;
+        if (flags >= 0 && (flags & kHostAllocWriteCombined) != 0) g_stats.dtoh_write_combined_bytes += n;
+        g_stats.dtoh_bytes += n;
+        g_stats.dtoh_copies += 1;
+        trace("dtoh", n, "");
+    }
+    return flags;
+}
+CUresult cuMemcpyHtoD_v2(CUdeviceptr dst, const void* src, size_t n) {
+    const char* call = "cuMemcpyHtoD";
+    if (CUresult r = check_device(call, dst, n, "the destination is not within one allocation")) return r;
+    if (count_host_copy(call, src, n, true) == -2) return CUDA_ERROR_INVALID_VALUE;
+    if (CUresult r = drain(nullptr)) return r;  // (the NULL stream's work first)
     std::memcpy(reinterpret_cast<void*>(dst), src, n);
-    if (flags >= 0) g_stats.htod_pinned_bytes += n;
-    g_stats.htod_bytes += n;
-    g_stats.htod_copies += 1;
-    trace("htod", n, "");
     return CUDA_SUCCESS;
 }
-CUresult cuMemcpyHtoDAsync_v2(CUdeviceptr dst, const void* src, size_t n, CUstream) {
-    return cuMemcpyHtoD_v2(dst, src, n);
+CUresult cuMemcpyHtoDAsync_v2(CUdeviceptr dst, const void* src, size_t n, CUstream stream) {
+    const char* call = "cuMemcpyHtoDAsync";
+    if (CUresult r = check_device(call, dst, n, "the destination is not within one allocation")) return r;
+    const long long flags = count_host_copy(call, src, n, true);
+    if (flags == -2) return CUDA_ERROR_INVALID_VALUE;
+    if (!deferred_streams()) {
+        std::memcpy(reinterpret_cast<void*>(dst), src, n);
+        return CUDA_SUCCESS;
+    }
+    auto write = [call, dst, n](const void* from) -> CUresult {
+        if (CUresult r = check_device(call, dst, n, "the destination was freed before the copy ran")) return r;
+        std::memcpy(reinterpret_cast<void*>(dst), from, n);
+        return CUDA_SUCCESS;
+    };
+    if (flags < 0) {
+        // Pageable memory: the driver stages it before the call returns (the caller may free it at once).
+        auto staged = std::make_shared<std::vector<unsigned char>>(static_cast<const unsigned char*>(src),
+                                                                   static_cast<const unsigned char*>(src) + n);
+        return submit(stream, call, [write, staged] { return write(staged->data()); }, {Access{buffer_of(dst), true}});
+    }
+    // Page-locked memory is read when the copy runs: the host must leave it alone until then.
+    const uint64_t queued = digest(src, n);
+    return submit(
+        stream, call,
+        [write, call, src, n, queued]() -> CUresult {
+            if (digest(src, n) != queued) {
+                complain(call,
+                         "the host wrote the page-locked source after the copy was queued and before it ran (wait "
+                         "for the copy, by its stream or an event, before writing the buffer again)");
+                return CUDA_ERROR_ILLEGAL_STATE;
+            }
+            return write(src);
+        },
+        {Access{buffer_of(dst), true}}, src, n);
 }
 CUresult cuMemcpyDtoH_v2(void* dst, CUdeviceptr src, size_t n) {
-    if (!device_range(src, n)) {
-        complain("cuMemcpyDtoH", "the source is not within one allocation");
-        return CUDA_ERROR_INVALID_VALUE;
-    }
-    const long long flags = host_range_flags(dst, n);
-    if (flags == -2) {
-        complain("cuMemcpyDtoH", "the destination runs past the end of its page-locked allocation");
-        return CUDA_ERROR_INVALID_VALUE;
-    }
+    const char* call = "cuMemcpyDtoH";
+    if (CUresult r = check_device(call, src, n, "the source is not within one allocation")) return r;
+    if (count_host_copy(call, dst, n, false) == -2) return CUDA_ERROR_INVALID_VALUE;
+    if (CUresult r = drain(nullptr)) return r;
     std::memcpy(dst, reinterpret_cast<const void*>(src), n);
-    if (flags >= 0) g_stats.dtoh_pinned_bytes += n;
-    if (flags >= 0 && (flags & kHostAllocWriteCombined) != 0) g_stats.dtoh_write_combined_bytes += n;
-    g_stats.dtoh_bytes += n;
-    g_stats.dtoh_copies += 1;
-    trace("dtoh", n, "");
     return CUDA_SUCCESS;
 }
-CUresult cuMemcpyDtoHAsync_v2(void* dst, CUdeviceptr src, size_t n, CUstream) { return cuMemcpyDtoH_v2(dst, src, n); }
-CUresult cuMemcpyDtoD_v2(CUdeviceptr dst, CUdeviceptr src, size_t n) {
+CUresult cuMemcpyDtoHAsync_v2(void* dst, CUdeviceptr src, size_t n, CUstream stream) {
+    const char* call = "cuMemcpyDtoHAsync";
+    if (CUresult r = check_device(call, src, n, "the source is not within one allocation")) return r;
+    const long long flags = count_host_copy(call, dst, n, false);
+    if (flags == -2) return CUDA_ERROR_INVALID_VALUE;
+    const std::vector<Access> device{Access{buffer_of(src), false}};
+    if (flags < 0 || !deferred_streams()) {
+        // Into pageable memory the call returns once the copy is done: after the stream's earlier work.
+        if (CUresult r = check_race(stream, call, device)) return r;
+        if (CUresult r = drain(stream)) return r;
+        std::memcpy(dst, reinterpret_cast<const void*>(src), n);
+        return CUDA_SUCCESS;
+    }
+    // Into page-locked memory: nothing the host may read until the copy has run (0xff bytes: NaNs, 0xffffffff).
+    std::memset(dst, 0xff, n);
+    return submit(
+        stream, call,
+        [call, dst, src, n]() -> CUresult {
+            if (CUresult r = check_device(call, src, n, "the source was freed before the copy ran")) return r;
+            std::memcpy(dst, reinterpret_cast<const void*>(src), n);
+            return CUDA_SUCCESS;
+        },
+        device, dst, n);
+}
+static CUresult copy_device(const char* call, CUdeviceptr dst, CUdeviceptr src, size_t n) {
     if (!device_range(dst, n) || !device_range(src, n)) {
-        complain("cuMemcpyDtoD", "a side is not within one allocation");
+        complain(call, "a side is not within one allocation");
         return CUDA_ERROR_INVALID_VALUE;
     }
     std::memmove(reinterpret_cast<void*>(dst), reinterpret_cast<const void*>(src), n);
-    g_stats.dtod_bytes += n;
     return CUDA_SUCCESS;
 }
-CUresult cuMemcpyDtoDAsync_v2(CUdeviceptr dst, CUdeviceptr src, size_t n, CUstream) {
-    return cuMemcpyDtoD_v2(dst, src, n);
+CUresult cuMemcpyDtoD_v2(CUdeviceptr dst, CUdeviceptr src, size_t n) {
+    if (CUresult r = drain(nullptr)) return r;
+    g_stats.dtod_bytes += n;
+    return copy_device("cuMemcpyDtoD", dst, src, n);
+}
+CUresult cuMemcpyDtoDAsync_v2(CUdeviceptr dst, CUdeviceptr src, size_t n, CUstream stream) {
+    const char* call = "cuMemcpyDtoDAsync";
+    if (CUresult r = check_device(call, dst, n, "the destination is not within one allocation")) return r;
+    if (CUresult r = check_device(call, src, n, "the source is not within one allocation")) return r;
+    g_stats.dtod_bytes += n;
+    return submit(stream, call, [call, dst, src, n] { return copy_device(call, dst, src, n); },
+                  {Access{buffer_of(src), false}, Access{buffer_of(dst), true}});
+}
+// Fills `n` words of `width` bytes (1 or 4) at `dst` with `value`.
+static CUresult fill_device(const char* call, CUdeviceptr dst, unsigned value, size_t n, size_t width) {
+    if (CUresult r = check_device(call, dst, n * width, "the destination is not within one allocation")) return r;
+    if (width == 1) {
+        std::memset(reinterpret_cast<void*>(dst), int(value & 0xff), n);
+    } else {
+        auto* words = reinterpret_cast<unsigned*>(dst);
+        for (size_t i = 0; i < n; ++i) words[i] = value;
+    }
+    return CUDA_SUCCESS;
+}
+static CUresult memset_async(const char* call, CUdeviceptr dst, unsigned value, size_t n, size_t width,
+                             CUstream stream) {
+    if (CUresult r = check_device(call, dst, n * width, "the destination is not within one allocation")) return r;
+    g_stats.memsets += 1;
+    g_stats.memset_bytes += n * width;
+    return submit(stream, call, [=] { return fill_device(call, dst, value, n, width); }, {Access{buffer_of(dst), true}});
 }
 CUresult cuMemsetD8_v2(CUdeviceptr dst, unsigned char value, size_t n) {
-    if (!device_range(dst, n)) {
-        complain("cuMemsetD8", "the destination is not within one allocation");
-        return CUDA_ERROR_INVALID_VALUE;
-    }
-    std::memset(reinterpret_cast<void*>(dst), value, n);
+    if (CUresult r = drain(nullptr)) return r;
     g_stats.memsets += 1;
-    g_stats.memset_bytes += n;
-    return CUDA_SUCCESS;
+    g_stats.memset_bytes += n * 1;
+    return fill_device("cuMemsetD8", dst, value, n, 1);
 }
-CUresult cuMemsetD8Async(CUdeviceptr dst, unsigned char value, size_t n, CUstream) {
-    return cuMemsetD8_v2(dst, value, n);
+CUresult cuMemsetD8Async(CUdeviceptr dst, unsigned char value, size_t n, CUstream stream) {
+    return memset_async("cuMemsetD8Async", dst, value, n, 1, stream);
 }
 CUresult cuMemsetD32_v2(CUdeviceptr dst, unsigned value, size_t n) {
-    if (!device_range(dst, 4 * n)) {
-        complain("cuMemsetD32", "the destination is not within one allocation");
-        return CUDA_ERROR_INVALID_VALUE;
-    }
-    auto* words = reinterpret_cast<unsigned*>(dst);
-    for (size_t i = 0; i < n; ++i) words[i] = value;
+    if (CUresult r = drain(nullptr)) return r;
     g_stats.memsets += 1;
-    g_stats.memset_bytes += 4 * n;
-    return CUDA_SUCCESS;
+    g_stats.memset_bytes += n * 4;
+    return fill_device("cuMemsetD32", dst, value, n, 4);
 }
-CUresult cuMemsetD32Async(CUdeviceptr dst, unsigned value, size_t n, CUstream) { return cuMemsetD32_v2(dst, value, n); }
+CUresult cuMemsetD32Async(CUdeviceptr dst, unsigned value, size_t n, CUstream stream) {
+    return memset_async("cuMemsetD32Async", dst, value, n, 4, stream);
+}
 
 // Modules and functions.
 CUresult cuModuleLoadData(CUmodule* module, const void* image) {
@@ -966,34 +1364,26 @@ CUresult cuFuncGetAttribute(int* value, int, CUfunction) {
 CUresult cuFuncSetAttribute(CUfunction, int, int) { return CUDA_SUCCESS; }
 CUresult cuFuncSetCacheConfig(CUfunction, int) { return CUDA_SUCCESS; }
 
-CUresult cuLaunchKernel(CUfunction function, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by,
-                        unsigned bz, unsigned shared_bytes, CUstream, void** params, void** extra) {
-    const Function* f = static_cast<const Function*>(function);
+// Runs a launch's blocks (when its stream gets to it).
+static CUresult run_launch(const std::string& name, const emu::Bound& bound, unsigned gx, unsigned gy, unsigned gz,
+                           unsigned bx, unsigned by, unsigned bz, uint64_t launch_seed) {
+    // Every pointer argument still points into a live device buffer (a stream-ordered free that ran before the
+    // kernel, on its stream or another, leaves it dangling).
+    for (const auto& pointer : bound.pointers) {
+        const uintptr_t p = pointer.first;
+        if (p != 0 && !device_pointer_live(p)) {
+            complain(name.c_str(),
+                     "a pointer argument is in no live device buffer when the kernel runs (freed before it, on its "
+                     "stream or on one that did not wait for the kernel)");
+            return CUDA_ERROR_ILLEGAL_ADDRESS;
+        }
+    }
     const unsigned long long threads = (unsigned long long)bx * by * bz;
     const unsigned long long blocks = (unsigned long long)gx * gy * gz;
-    const std::string name = f->module + " " + f->name;
-    // The limits cuDeviceGetAttribute reports.
-    const bool block_ok = bx <= kMaxBlockX && by <= kMaxBlockY && bz <= kMaxBlockZ && threads <= kMaxThreads;
-    const bool grid_ok = gx <= kMaxGridX && gy <= max_grid_yz() && gz <= max_grid_yz();
-    if (threads == 0 || blocks == 0 || !block_ok || !grid_ok) {
-        complain(name.c_str(), "launch dimensions out of range");
-        return CUDA_ERROR_INVALID_VALUE;
-    }
-    if (shared_bytes != 0 || extra != nullptr) {
-        complain(name.c_str(), "dynamic shared memory and `extra` are not emulated");
-        return CUDA_ERROR_NOT_SUPPORTED;
-    }
-    {
-        std::lock_guard<std::mutex> lock(g_stats.lock);
-        g_stats.launches[f->module + ":" + f->name] += 1;
-    }
-    trace("launch", 0, f->name);
     std::atomic<unsigned long long> next{0};
     // The environment is read once per process.
     static const Schedule schedule = emulator_schedule();
-    static const uint64_t seed = emulator_seed();
     static const unsigned threads_max = emulator_threads();
-    const uint64_t launch_seed = seed * 1000003ull + g_launches.fetch_add(1);
     std::mutex error_lock;
     std::string error;
     auto worker = [&]() {
@@ -1015,8 +1405,7 @@ CUresult cuLaunchKernel(CUfunction function, unsigned gx, unsigned gy, unsigned 
                 emu::uint3{unsigned(k % gx), unsigned((k / gx) % gy), unsigned(k / ((unsigned long long)gx * gy))};
             Block& b = *block;
             b.n = unsigned(threads);
-            b.entry = f->entry;
-            b.params = params;
+            b.kernel = &bound.run;
             b.arrivals = 0;
             b.count = 0;
             b.error.clear();
@@ -1044,6 +1433,44 @@ CUresult cuLaunchKernel(CUfunction function, unsigned gx, unsigned gy, unsigned 
         return CUDA_ERROR_LAUNCH_FAILED;
     }
     return CUDA_SUCCESS;
+}
+
+// Checked, counted and its arguments copied when called (as CUDA copies them); run when its stream gets to it.
+CUresult cuLaunchKernel(CUfunction function, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by,
+                        unsigned bz, unsigned shared_bytes, CUstream stream, void** params, void** extra) {
+    const Function* f = static_cast<const Function*>(function);
+    const unsigned long long threads = (unsigned long long)bx * by * bz;
+    const unsigned long long blocks = (unsigned long long)gx * gy * gz;
+    const std::string name = f->module + " " + f->name;
+    // The limits cuDeviceGetAttribute reports.
+    const bool block_ok = bx <= kMaxBlockX && by <= kMaxBlockY && bz <= kMaxBlockZ && threads <= kMaxThreads;
+    const bool grid_ok = gx <= kMaxGridX && gy <= max_grid_yz() && gz <= max_grid_yz();
+    if (threads == 0 || blocks == 0 || !block_ok || !grid_ok) {
+        complain(name.c_str(), "launch dimensions out of range");
+        return CUDA_ERROR_INVALID_VALUE;
+    }
+    if (shared_bytes != 0 || extra != nullptr) {
+        complain(name.c_str(), "dynamic shared memory and `extra` are not emulated");
+        return CUDA_ERROR_NOT_SUPPORTED;
+    }
+    {
+        std::lock_guard<std::mutex> lock(g_stats.lock);
+        g_stats.launches[f->module + ":" + f->name] += 1;
+    }
+    trace("launch", 0, f->name);
+    static const uint64_t seed = emulator_seed();
+    const uint64_t launch_seed = seed * 1000003ull + g_launches.fetch_add(1);
+    auto bound = std::make_shared<emu::Bound>(f->entry(params));
+    std::vector<Access> device;
+    for (const auto& pointer : bound->pointers) {
+        if (const uintptr_t b = buffer_of(pointer.first)) device.push_back(Access{b, pointer.second});
+    }
+    return submit(
+        stream, "kernel " + name,
+        [name, bound, gx, gy, gz, bx, by, bz, launch_seed] {
+            return run_launch(name, *bound, gx, gy, gz, bx, by, bz, launch_seed);
+        },
+        std::move(device));
 }
 
 }  // extern "C"
