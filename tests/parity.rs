@@ -1477,6 +1477,7 @@ fn the_emulator_runs_stream_work_as_late_as_a_gpu_may() {
     // - `rewrite`: the host writes a page-locked buffer between queueing a copy from it and the copy running: the
     //   synchronisation fails, naming the race.
     // - `freed`: a stream-ordered free of a buffer is queued, and another stream queues a memset of it: refused.
+    // - `allocated`: a stream-ordered allocation is queued, and another stream queues a memset of it: refused.
     const TEST: &str = "the_emulator_runs_stream_work_as_late_as_a_gpu_may";
     if let Ok(case) = std::env::var("SPATIALSYNTH_EMU_STREAM_CASE") {
         return emulator_stream_case(&case);
@@ -1499,6 +1500,7 @@ fn the_emulator_runs_stream_work_as_late_as_a_gpu_may() {
         ("race", Some("cuMemcpyDtoHAsync: races cuMemsetD8Async queued on another stream")),
         ("rewrite", Some("the host wrote the page-locked source after the copy was queued")),
         ("freed", Some("cuMemsetD8Async: races cuMemFreeAsync queued on another stream")),
+        ("allocated", Some("cuMemsetD8Async: races cuMemAllocAsync queued on another stream")),
     ] {
         let output = std::process::Command::new(std::env::current_exe().unwrap())
             .args(["--exact", TEST, "--nocapture"])
@@ -1572,6 +1574,12 @@ fn emulator_stream_case(case: &str) {
                 result::free_async(dev, s1).unwrap();
                 let r = result::memset_d8_async(dev, 0, 16, s2);
                 assert_eq!(code(r), Some(sys::CUresult::CUDA_ERROR_ILLEGAL_STATE), "a memset raced a free");
+            }
+            "allocated" => {
+                result::stream::synchronize(s1).unwrap();
+                let fresh = result::malloc_async(s1, 16).unwrap();
+                let r = result::memset_d8_async(fresh, 0, 16, s2);
+                assert_eq!(code(r), Some(sys::CUresult::CUDA_ERROR_ILLEGAL_STATE), "a memset raced an allocation");
             }
             other => panic!("no case {other}"),
         }

@@ -1066,8 +1066,13 @@ CUresult cuMemAlloc_v2(CUdeviceptr* ptr, size_t bytes) {
     *ptr = reinterpret_cast<CUdeviceptr>(p);
     return CUDA_SUCCESS;
 }
-// Stream-ordered allocation: the memory is there at once (its stream's later work may use it).
-CUresult cuMemAllocAsync(CUdeviceptr* ptr, size_t bytes, CUstream) { return cuMemAlloc_v2(ptr, bytes); }
+// Stream-ordered allocation: the memory is there at once, but as far as other streams go it is the allocating
+// stream's until that stream gets there (an op that writes it, for `race`): another stream that uses it before
+// then, unordered, may find it not yet allocated on a GPU.
+CUresult cuMemAllocAsync(CUdeviceptr* ptr, size_t bytes, CUstream stream) {
+    if (CUresult r = cuMemAlloc_v2(ptr, bytes)) return r;
+    return submit(stream, "cuMemAllocAsync", [] { return CUDA_SUCCESS; }, {Access{uintptr_t(*ptr), true}});
+}
 static CUresult free_device(const char* call, CUdeviceptr ptr) {
     {
         std::lock_guard<std::mutex> lock(g_memory_lock);
