@@ -27,8 +27,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use cudarc::driver::{
-    CudaContext, CudaFunction, CudaSlice, CudaStream, DevicePtr, DeviceRepr, DriverError, LaunchArgs, LaunchConfig,
-    PinnedHostSlice, PushKernelArg,
+    CudaContext, CudaEvent, CudaFunction, CudaSlice, CudaStream, DevicePtr, DeviceRepr, DriverError, LaunchArgs,
+    LaunchConfig, PinnedHostSlice, PushKernelArg,
 };
 use cudarc::nvrtc::{CompileOptions, Ptx};
 
@@ -220,6 +220,11 @@ pub fn compiled_modules(arch: &'static str) -> Result<Arc<Vec<String>>, String> 
     Ok(ptx)
 }
 
+/// Set to `1`, the backend keeps cudarc's event tracking: an event recorded after, and a wait before, every use of a
+/// buffer on a stream (about seven of every eight driver calls the backend makes, as the CUDA emulator counts
+/// them). Off by default: the backend orders its streams itself (see [`CudaBackend::new`]).
+pub const EVENT_TRACKING_VAR: &str = "SPATIALSYNTH_CUDA_EVENT_TRACKING";
+
 /// The device's memory divided by this is what its stream-ordered allocator keeps, once freed, for the next
 /// allocations.
 /// The pool's default (0) hands every freed block back to the driver at each stream synchronisation, so that every
@@ -350,7 +355,7 @@ pub struct CudaBackend {
     arch: &'static str,
     k: Kernels,
     /// Pinned host buffers for uploads, reused (each waits for its last copy before it is written again).
-    staging: Mutex<Vec<PinnedHostSlice<u32>>>,
+    staging: Mutex<Vec<Staged>>,
     /// Pinned host buffers for the large read-backs, reused (see [`CudaBackend::read_back`]).
     readbacks: Arc<Mutex<Vec<PinnedHostSlice<u32>>>>,
     /// Launches that read their points where an earlier step left them (see [`CudaBackend::resident_reads`]).
@@ -368,6 +373,31 @@ pub struct ResidentReads {
     pub k4_gathers: u64,
     /// Gap chunks that read K4's canonical points.
     pub gaps_from_k4: u64,
+}
+
+/// A pinned staging buffer for uploads, with an event recorded after its last copy: it is written again, or freed,
+/// only once that copy is over (the backend orders its streams itself: see [`CudaBackend::new`]).
+struct Staged {
+    buffer: std::mem::ManuallyDrop<PinnedHostSlice<u32>>,
+    copied: CudaEvent,
+}
+
+impl Staged {
+    /// The buffer, once its last copy is over.
+    fn wait(&mut self) -> Result<&mut PinnedHostSlice<u32>, String> {
+        self.copied.synchronize().map_err(de)?;
+        Ok(&mut self.buffer)
+    }
+}
+
+impl Drop for Staged {
+    fn drop(&mut self) {
+        // A buffer whose copy cannot be waited for is left allocated: the copy may still read it.
+        if self.copied.synchronize().is_ok() {
+            // SAFETY: dropped once, here; nothing uses the buffer after.
+            unsafe { std::mem::ManuallyDrop::drop(&mut self.buffer) };
+        }
+    }
 }
 
 /// At most this many read-back buffers, and bytes of them, wait in the pool.
@@ -527,6 +557,15 @@ impl CudaBackend {
             ));
         }
         let ctx = CudaContext::new(0).map_err(de)?;
+        if std::env::var_os(EVENT_TRACKING_VAR).is_none_or(|v| v != "1") {
+            // SAFETY: the backend orders its streams itself. Every buffer is used on the stream that allocated it,
+            // or on another only after the host has synchronised that stream, and freed only after the host has
+            // synchronised every stream that used it; the pinned staging buffers wait on their own events
+            // (`Staged`), the read-backs on their streams (`ReadBack`). The CUDA emulator's streams (kernels/emu)
+            // check exactly this: they refuse, naming them, a use of a buffer on one stream while work of another
+            // stream that uses it may still run, and a write to pinned memory that a queued copy still reads.
+            unsafe { ctx.disable_event_tracking() };
+        }
         keep_pool_memory(&ctx)?;
         let (major, minor) = ctx.compute_capability().map_err(de)?;
         let cc = (major * 10 + minor) as u32;
@@ -762,21 +801,25 @@ impl CudaBackend {
         }
         // A buffer of the same size is reused (batches of equal frames are the common case); at most four are kept.
         let mut pool = self.staging.lock().map_err(|_| "staging pool poisoned")?;
-        let reused = pool.iter().position(|p| p.len() == len).map(|i| pool.swap_remove(i));
+        let reused = pool.iter().position(|p| p.buffer.len() == len).map(|i| pool.swap_remove(i));
         drop(pool);
-        let mut pinned = match reused {
+        let mut staged = match reused {
             Some(p) => p,
-            // SAFETY: the pinned buffer is written whole (below) before any read.
-            None => unsafe { self.ctx.alloc_pinned::<u32>(len) }.map_err(de)?,
+            None => Staged {
+                // SAFETY: the pinned buffer is written whole (below) before any read.
+                buffer: std::mem::ManuallyDrop::new(unsafe { self.ctx.alloc_pinned::<u32>(len) }.map_err(de)?),
+                copied: self.ctx.new_event(None).map_err(de)?,
+            },
         };
         // Waits for the buffer's previous copy, if any.
-        fill(pinned.as_mut_slice().map_err(de)?);
+        fill(staged.wait()?.as_mut_slice().map_err(de)?);
         // SAFETY: every element is written by the copy below before a kernel reads it.
         let mut dst: CudaSlice<u32> = unsafe { self.uninit(stream, len) }?;
-        stream.memcpy_htod(&pinned, &mut dst).map_err(de)?;
+        stream.memcpy_htod(&*staged.buffer, &mut dst).map_err(de)?;
+        staged.copied.record(stream).map_err(de)?;
         let mut pool = self.staging.lock().map_err(|_| "staging pool poisoned")?;
         let evicted = (pool.len() >= 4).then(|| pool.remove(0));
-        pool.push(pinned);
+        pool.push(staged);
         drop(pool);
         // Freeing a pinned buffer waits for its copy: outside the lock.
         drop(evicted);
