@@ -63,6 +63,12 @@ step cuda_kernels 90 gpu-carry/cuda_kernels --test-threads 1
 # CUDA only first (no Vulkan loader needed); the emulator test is for machines without a GPU.
 step parity-cuda 180 env SPATIALSYNTH_PARITY_ONLY=cuda gpu-carry/parity --test-threads 1 \
   --skip cuda_parity_on_the_emulator
+# Only when that failed: again with cudarc's event tracking (the backend orders its streams itself without it), so
+# that a failure of the host's ordering shows as this step passing where the one above did not.
+if ! grep -q '^parity-cuda: rc=0 ' "$out/summary.txt"; then
+  step parity-cuda-tracked 150 env SPATIALSYNTH_PARITY_ONLY=cuda SPATIALSYNTH_CUDA_EVENT_TRACKING=1 \
+    gpu-carry/parity --test-threads 1 --skip cuda_parity_on_the_emulator
+fi
 step kernel-bench 150 sh -c \
   'gpu-carry/spatialsynth bench data/sample --kernels --backend cuda > "$0/kernel-bench.json"' "$out"
 # The README's main job on the GPU and on the CPU reference: the same questions and answers word for word, every
