@@ -559,18 +559,27 @@ struct Op {
     size_t host_bytes = 0;
 };
 
+std::atomic<uint64_t> g_stream_ids{0};
+
 struct StreamState {
+    // A number no other stream of the process has (an address may be reused once a stream is gone).
+    uint64_t id = ++g_stream_ids;
     std::deque<Op> queue;
     uint64_t next = 1;  // the next op's number
-    // For each other stream, the last of its ops that this stream's next op is ordered after by the waits queued
-    // here so far (merged with the waited stream's own, so chains of waits count).
-    std::map<StreamState*, uint64_t> after;
+    // For each other stream (by id), the last of its ops that this stream's next op is ordered after by the waits
+    // queued here so far (with what the waited streams were ordered after when their events were recorded, so chains
+    // of waits count).
+    std::map<uint64_t, uint64_t> after;
+    // Destroyed by the host with work still queued: the work still runs (cuStreamDestroy does not wait for it).
+    bool destroyed = false;
 };
 using StreamRef = std::shared_ptr<StreamState>;
 
 struct EventState {
     StreamRef stream;  // where it was last recorded (none before its first record)
     uint64_t seq = 0;  // that record's op
+    // What that stream was ordered after when the event was recorded.
+    std::map<uint64_t, uint64_t> after;
     std::chrono::steady_clock::time_point at = std::chrono::steady_clock::now();
 };
 struct Event {
@@ -602,15 +611,27 @@ StreamRef find_stream(void* handle) {
     return it == streams().end() ? nullptr : it->second;
 }
 
-// Runs `s`'s queued ops up to op `upto` (g_stream_lock held).
+// Runs `s`'s queued ops up to op `upto` (g_stream_lock held; the caller holds a reference to `s`). After an error
+// nothing runs any more (a faulted CUDA context runs no more work): the ops are dropped.
 CUresult run_until(StreamState* s, uint64_t upto) {
     while (!s->queue.empty() && s->queue.front().seq <= upto) {
         Op op = std::move(s->queue.front());
         s->queue.pop_front();
+        if (g_sticky != CUDA_SUCCESS) continue;
         const CUresult r = op.run();
         if (r != CUDA_SUCCESS && g_sticky == CUDA_SUCCESS) g_sticky = r;
     }
+    if (s->destroyed && s->queue.empty()) streams().erase(s);
     return g_sticky;
+}
+
+// Destroyed streams whose work is still queued, oldest first. Their work runs when something waits for it (an
+// event, a context synchronisation) or, past `kDetached` of them, the oldest's runs (each holds its buffers'
+// stream-ordered frees). Until then a free of a buffer that work uses, on another stream, is a race (`race`).
+constexpr size_t kDetached = 16;
+std::deque<StreamRef>& detached() {
+    static std::deque<StreamRef> d;
+    return d;
 }
 
 // Runs everything `handle` has queued.
@@ -650,7 +671,7 @@ CUresult race(StreamState* s, const char* what, const std::vector<Access>& devic
     for (auto& kv : streams()) {
         StreamState* other = kv.first;
         if (other == s) continue;
-        auto ordered = s->after.find(other);
+        auto ordered = s->after.find(other->id);
         const uint64_t upto = ordered == s->after.end() ? 0 : ordered->second;
         for (const Op& op : other->queue) {
             if (op.seq <= upto) continue;
@@ -955,13 +976,23 @@ CUresult cuStreamCreate(CUstream* stream, unsigned) {
 }
 CUresult cuStreamCreateWithPriority(CUstream* stream, unsigned flags, int) { return cuStreamCreate(stream, flags); }
 CUresult cuStreamDestroy_v2(CUstream stream) {
-    // A stream's queued work still runs after it is destroyed: here, before.
+    // A stream's queued work still runs after it is destroyed, as late as before (see `detached`).
     std::lock_guard<std::recursive_mutex> lock(g_stream_lock);
     if (reinterpret_cast<uintptr_t>(stream) <= 2) return CUDA_ERROR_INVALID_HANDLE;
     StreamRef s = find_stream(stream);
-    if (!s) return CUDA_ERROR_INVALID_HANDLE;
-    run_until(s.get(), UINT64_MAX);
-    streams().erase(s.get());
+    if (!s || s->destroyed) return CUDA_ERROR_INVALID_HANDLE;
+    if (!deferred_streams() || s->queue.empty()) {
+        streams().erase(s.get());
+        return CUDA_SUCCESS;
+    }
+    s->destroyed = true;
+    auto& d = detached();
+    d.push_back(s);
+    while (d.size() > kDetached) {
+        StreamRef oldest = d.front();
+        d.pop_front();
+        run_until(oldest.get(), UINT64_MAX);
+    }
     return CUDA_SUCCESS;
 }
 CUresult cuStreamSynchronize(CUstream stream) {
@@ -980,11 +1011,12 @@ CUresult cuStreamWaitEvent(CUstream stream, CUevent event, unsigned) {
     StreamRef s = find_stream(stream);
     if (!s) return CUDA_ERROR_INVALID_HANDLE;
     if (!waited || waited == s) return CUDA_SUCCESS;
-    // What `s` is ordered after from here on: the waited stream's ops up to the record, and what they were.
-    for (auto& kv : waited->after) {
-        if (kv.first != s.get()) s->after[kv.first] = std::max(s->after[kv.first], kv.second);
+    // What `s` is ordered after from here on: the waited stream's ops up to the record, and what they were ordered
+    // after then.
+    for (auto& kv : e->after) {
+        if (kv.first != s->id) s->after[kv.first] = std::max(s->after[kv.first], kv.second);
     }
-    s->after[waited.get()] = std::max(s->after[waited.get()], seq);
+    s->after[waited->id] = std::max(s->after[waited->id], seq);
     return submit(stream, "cuStreamWaitEvent", [waited, seq] { return run_until(waited.get(), seq); });
 }
 CUresult cuStreamIsCapturing(CUstream, int* status) {
@@ -1019,6 +1051,7 @@ CUresult cuEventRecord(CUevent event, CUstream stream) {
     const uint64_t seq = s->next;
     e->stream = s;
     e->seq = seq;
+    e->after = s->after;
     // (The op holds the event's state, not the handle: an event may be destroyed before it completes.)
     return submit(stream, "cuEventRecord", [e, seq] {
         if (e->seq == seq) e->at = std::chrono::steady_clock::now();
@@ -1146,6 +1179,9 @@ CUresult cuMemFreeHost(void* p) {
         complain("cuMemFreeHost",
                  "a queued copy still uses this page-locked memory (synchronise its stream, or an event recorded "
                  "after the copy, before freeing it)");
+        // (cudarc drops pinned buffers in `Drop`, where an error is only kept: every later synchronisation fails.)
+        std::lock_guard<std::recursive_mutex> lock(g_stream_lock);
+        if (g_sticky == CUDA_SUCCESS) g_sticky = CUDA_ERROR_ILLEGAL_STATE;
         return CUDA_ERROR_ILLEGAL_STATE;
     }
     {
@@ -1254,8 +1290,9 @@ CUresult cuMemcpyDtoHAsync_v2(void* dst, CUdeviceptr src, size_t n, CUstream str
         std::memcpy(dst, reinterpret_cast<const void*>(src), n);
         return CUDA_SUCCESS;
     }
-    // Into page-locked memory: nothing the host may read until the copy has run (0xff bytes: NaNs, 0xffffffff).
-    std::memset(dst, 0xff, n);
+    // Into page-locked memory: nothing the host may read until the copy has run (0xff bytes: NaNs, 0xffffffff),
+    // unless a queued copy still reads those bytes (one queued before on this stream, say).
+    if (!host_in_use(dst, n)) std::memset(dst, 0xff, n);
     return submit(
         stream, call,
         [call, dst, src, n]() -> CUresult {

@@ -82,6 +82,10 @@ fn fnv(bytes: &[u8], mut h: u64) -> u64 {
 /// Compiles the emulator into `out` (reused when the same sources and flags built it before). With `asan`, tries
 /// an AddressSanitizer build first and falls back to a plain one when the compiler has no ASan runtime.
 pub fn build(out: &Path, asan: bool) -> Result<Emulator, String> {
+    // One build at a time in a process: two tests of one binary may ask at once, and the partial file is named by
+    // the process.
+    static BUILDING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _building = BUILDING.lock().unwrap_or_else(|e| e.into_inner());
     let cxx = compiler()?;
     let emu_dir = super::repo().join("kernels").join("emu");
     let driver = emu_dir.join("driver.cpp");
