@@ -15,8 +15,8 @@
 //!   subsamples come back; the large read-backs into pinned host memory, `CudaBackend::read_back`). K3, K4 and K5
 //!   take every object and every pair of a batch of frames in one set of launches each, records placed by prefix
 //!   sums (compact, in a fixed order). Each call runs on its own stream, except where it reads what an earlier call
-//!   left on the device: K3 and K4 gather from K1's grouped buffer (cudarc's events order the streams), the gaps run
-//!   on K4's stream.
+//!   left on the device: K3 and K4 gather from K1's grouped buffer (K1's stream synchronised before; cudarc's event
+//!   tracking is off, see [`CudaBackend::new`]), the gaps run on K4's stream.
 //! - **Parity.** The host steps (packing, the planes through the drawn points, the winner and refinement, the hull
 //!   and oriented box) are the code the `wgpu` backend uses ([`super::pack`]) and the CPU reference's own; K3's grid
 //!   is the CPU reference's (cells of side eps/√3, dense cells all core, clusters joined cell by cell), built on the
@@ -265,6 +265,17 @@ fn keep_pool_memory(ctx: &CudaContext) -> Result<(), String> {
     pool_release_threshold(pool, Some(keep))
         .map(drop)
         .map_err(|e| format!("the device's memory pool refuses a release threshold: {}", de(e)))
+}
+
+/// `result`, once `stream` is idle when it is an error. The work queued before the error may read buffers of other
+/// streams (K1's grouped points, which K3 and K4 gather from): their owners free them on their own streams once the
+/// error is out, and without cudarc's event tracking nothing else orders those frees after this stream's work.
+fn settle<R>(stream: &CudaStream, result: Result<R, String>) -> Result<R, String> {
+    if result.is_err() {
+        // (An error here too leaves the context broken; the first error is the one to report.)
+        let _ = stream.synchronize();
+    }
+    result
 }
 
 fn de(e: DriverError) -> String {
@@ -773,8 +784,8 @@ impl CudaBackend {
                 b
             }
         };
-        // Only `len` words are copied (cudarc's memcpy_dtoh copies the whole destination). Waits for the buffer's
-        // previous copy, if any.
+        // Only `len` words are copied (cudarc's memcpy_dtoh copies the whole destination). A pooled buffer's previous
+        // copy is over: `ReadBack`'s drop synchronised its stream before pooling it.
         let dst_ptr = buffer.as_mut_ptr().map_err(de)?;
         // SAFETY: the buffer holds at least `len` words; nothing reads them before `ReadBack::words` has synchronised
         // the stream that copies them.
@@ -805,18 +816,26 @@ impl CudaBackend {
         drop(pool);
         let mut staged = match reused {
             Some(p) => p,
-            None => Staged {
+            None => {
+                // (The event first: the buffer is freed by `Staged`'s drop only.)
+                let copied = self.ctx.new_event(None).map_err(de)?;
                 // SAFETY: the pinned buffer is written whole (below) before any read.
-                buffer: std::mem::ManuallyDrop::new(unsafe { self.ctx.alloc_pinned::<u32>(len) }.map_err(de)?),
-                copied: self.ctx.new_event(None).map_err(de)?,
-            },
+                let buffer = std::mem::ManuallyDrop::new(unsafe { self.ctx.alloc_pinned::<u32>(len) }.map_err(de)?);
+                Staged { buffer, copied }
+            }
         };
         // Waits for the buffer's previous copy, if any.
         fill(staged.wait()?.as_mut_slice().map_err(de)?);
         // SAFETY: every element is written by the copy below before a kernel reads it.
         let mut dst: CudaSlice<u32> = unsafe { self.uninit(stream, len) }?;
         stream.memcpy_htod(&*staged.buffer, &mut dst).map_err(de)?;
-        staged.copied.record(stream).map_err(de)?;
+        if let Err(e) = staged.copied.record(stream) {
+            // The copy may still read the buffer, and its event does not say when it is over: the stream does.
+            if stream.synchronize().is_err() {
+                std::mem::forget(staged);
+            }
+            return Err(de(e));
+        }
         let mut pool = self.staging.lock().map_err(|_| "staging pool poisoned")?;
         let evicted = (pool.len() >= 4).then(|| pool.remove(0));
         pool.push(staged);
@@ -1361,7 +1380,8 @@ impl CudaBackend {
             jobs.iter().flat_map(|j| j.sample_index.iter().map(move |&s| j.point_base as u32 + s)).collect();
         let n = global.len() as u32;
         let index = self.upload(stream, &global)?;
-        let mut samples = self.zeros::<f32>(stream, 3 * global.len())?;
+        // SAFETY: gather_samples writes the 3 floats of every sample.
+        let mut samples: CudaSlice<f32> = unsafe { self.uninit(stream, 3 * global.len()) }?;
         let grid = launch((blocks_for(u64::from(n), BLOCK)?, 1), BLOCK);
         let mut l = stream.launch_builder(&self.k.gather_samples);
         l.arg(cloud).arg(&index).arg(&mut samples).arg(&n);
@@ -1506,9 +1526,19 @@ impl CudaBackend {
         batch: &DbscanBatch,
         gather: Option<(&GroupedOnDevice, Vec<u32>)>,
     ) -> Result<ReadBack, String> {
+        let stream = self.stream()?;
+        settle(&stream, self.dbscan_on(&stream, batch, gather))
+    }
+
+    fn dbscan_on(
+        &self,
+        stream: &Arc<CudaStream>,
+        batch: &DbscanBatch,
+        gather: Option<(&GroupedOnDevice, Vec<u32>)>,
+    ) -> Result<ReadBack, String> {
         let n = batch.params.points as usize;
         let slots = batch.params.cells as usize;
-        let stream = self.stream()?;
+        let stream = Arc::clone(stream);
         let params = batch.params;
         let g = (blocks_for(n as u64, BLOCK)?, 1);
         let points_b = match gather {
@@ -1533,7 +1563,8 @@ impl CudaBackend {
         let job_start = self.upload(&stream, &batch.job_start)?;
         let jobs = self.upload(&stream, bytemuck::cast_slice::<_, u32>(&batch.jobs))?;
         // The grid: each point's cell, each occupied cell's slot and count, the slots' offsets, the sorted points.
-        let mut cell_b = self.zeros::<u32>(&stream, 4 * n)?;
+        // SAFETY: cell_of writes the 4 words of every point below n (= params.points).
+        let mut cell_b: CudaSlice<u32> = unsafe { self.uninit(&stream, 4 * n) }?;
         let mut b = stream.launch_builder(&self.k.cell_of);
         b.arg(&points_b).arg(&job_start).arg(&jobs).arg(&params).arg(&mut cell_b);
         // SAFETY: cell_of(const float* points_b, const u32* job_start, const Job* jobs, Params, u32* cell_b): 3n
@@ -1541,22 +1572,26 @@ impl CudaBackend {
         unsafe { b.launch(launch(g, BLOCK)) }.map_err(de)?;
         let mut owner = self.zeros::<u32>(&stream, slots)?;
         let mut count = self.zeros::<u32>(&stream, slots)?;
-        let mut slot_b = self.zeros::<u32>(&stream, n)?;
+        // SAFETY: claim_cells writes every point's slot.
+        let mut slot_b: CudaSlice<u32> = unsafe { self.uninit(&stream, n) }?;
         let mut b = stream.launch_builder(&self.k.claim_cells);
         b.arg(&cell_b).arg(&params).arg(&mut owner).arg(&mut count).arg(&mut slot_b);
         // SAFETY: claim_cells(cell_b, Params, owner, count, slot_b): slots (a power of two, at least 2n) zeroed
         // owners and counts, so every probe sequence ends at an empty slot or its cell; n slot indices.
         unsafe { b.launch(launch(g, BLOCK)) }.map_err(de)?;
-        let mut start = self.zeros::<u32>(&stream, slots + 1)?;
+        // SAFETY: scan_counts writes all `slots + 1` offsets (params.cells = slots).
+        let mut start: CudaSlice<u32> = unsafe { self.uninit(&stream, slots + 1) }?;
         let mut b = stream.launch_builder(&self.k.scan_slots);
         let slots_u32 = params.cells;
         b.arg(&count).arg(&mut start).arg(&slots_u32);
         // SAFETY: scan_counts(const u32* counts, u32* offsets, u32 n): `slots` counts, `slots + 1` offsets.
         unsafe { b.launch(launch((1, 1), SCAN_THREADS)) }.map_err(de)?;
+        // SAFETY (all three): scatter_points writes each point's entries at its sorted position, and the positions
+        // (each slot's start plus a distinct cursor value below its count) are a permutation of 0..n.
         let mut d = DeviceGrid {
-            points: self.zeros::<f32>(&stream, 3 * n)?,
-            cell_xyz: self.zeros::<u32>(&stream, 4 * n)?,
-            original: self.zeros::<u32>(&stream, n)?,
+            points: unsafe { self.uninit(&stream, 3 * n) }?,
+            cell_xyz: unsafe { self.uninit(&stream, 4 * n) }?,
+            original: unsafe { self.uninit(&stream, n) }?,
             owner,
             start,
             cell_b,
@@ -1579,8 +1614,9 @@ impl CudaBackend {
         // slot's count of points lands in [start[s], start[s + 1]) of the n sorted entries (zeroed cursors); 3n
         // floats, 4n cell words, n indices.
         unsafe { b.launch(launch(g, BLOCK)) }.map_err(de)?;
-        let mut core = self.zeros::<u32>(&stream, n)?;
-        let mut labels = self.zeros::<u32>(&stream, n)?;
+        // SAFETY (both): count_neighbours writes every point's core flag and label.
+        let mut core: CudaSlice<u32> = unsafe { self.uninit(&stream, n) }?;
+        let mut labels: CudaSlice<u32> = unsafe { self.uninit(&stream, n) }?;
         let mut b = stream.launch_builder(&self.k.count_neighbours);
         d.push(&mut b);
         b.arg(&mut core).arg(&mut labels);
@@ -1608,7 +1644,8 @@ impl CudaBackend {
         // SAFETY: assign_borders(grid..., Params, core, labels).
         unsafe { b.launch(launch(g, BLOCK)) }.map_err(de)?;
         // One word per point comes back: the label with the core flag in its top bit.
-        let mut labels_b = self.zeros::<u32>(&stream, n)?;
+        // SAFETY: unsort writes labels_b at original[i] for every i, a permutation of 0..n.
+        let mut labels_b: CudaSlice<u32> = unsafe { self.uninit(&stream, n) }?;
         let mut b = stream.launch_builder(&self.k.unsort);
         b.arg(&d.original).arg(&core).arg(&labels).arg(&d.params).arg(&mut labels_b);
         // SAFETY: unsort(original, core, labels, Params, labels_b): original is a permutation of 0..n, and every label
@@ -1662,6 +1699,18 @@ impl CudaBackend {
     /// K4 on one chunk of objects (on `stream`, synchronised): the summaries into `out`; the canonical points on the
     /// device and each object's `[offset, count]` there.
     fn summarize_chunk(
+        &self,
+        stream: &Arc<CudaStream>,
+        objects: &[StatsInput],
+        chunk: &[usize],
+        noise: &NoiseModel,
+        out: &mut [Option<ObjectSummary>],
+        gather: Option<StatsGather<'_>>,
+    ) -> Result<(CudaSlice<f32>, Vec<[u32; 2]>), String> {
+        settle(stream, self.summarize_chunk_on(stream, objects, chunk, noise, out, gather))
+    }
+
+    fn summarize_chunk_on(
         &self,
         stream: &Arc<CudaStream>,
         objects: &[StatsInput],
