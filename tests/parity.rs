@@ -1594,6 +1594,76 @@ fn emulator_stream_case(case: &str) {
 }
 
 #[test]
+fn a_scene_run_on_the_emulated_cuda_backend_keeps_its_streams_in_order() {
+    // The CLI's `scene` on the emulated CUDA device (kernels/emu) as `scripts/emulator-counts.sh` runs it: 20 frames of
+    // 10 objects (scripts/grid-box-manifest.py: equal frames, so the pinned staging buffers are reused across
+    // batches), two threads, batches in flight. The parity tests call the backend a batch at a time; here calls on
+    // different streams overlap, which the emulator's streams check: a race between streams, or a staging buffer
+    // written while a copy from it waits, fails the run with a line on stderr (the staging buffers' own events,
+    // `Staged` in src/backend/cuda.rs, are what this catches when they go missing). Each frame's scene must have the
+    // CPU reference's objects, dropped objects and relations (their values are the parity tests' business).
+    const TEST: &str = "a_scene_run_on_the_emulated_cuda_backend_keeps_its_streams_in_order";
+    if std::env::var_os("SPATIALSYNTH_PARITY_ONLY").is_some() {
+        return; // the child run of cuda_parity_on_the_emulator
+    }
+    let require = std::env::var_os("SPATIALSYNTH_REQUIRE_CUDA_EMULATOR").is_some();
+    let skip_or_fail = |why: String| {
+        assert!(!require, "{TEST}: SPATIALSYNTH_REQUIRE_CUDA_EMULATOR is set but {why}");
+        common::skip(TEST, &why);
+    };
+    if let Err(why) = spatialsynth::backend::cuda::nvrtc_available() {
+        return skip_or_fail(why);
+    }
+    if !common::python_or_skip(TEST, &["json"]) {
+        return;
+    }
+    let target = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+    let out = if std::fs::create_dir_all(&target).is_ok() { target } else { std::env::temp_dir() };
+    let emulator = match common::cuda_emu::build(&out, true) {
+        Ok(e) => e,
+        Err(why) => return skip_or_fail(why),
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let repo = common::repo();
+    let manifest = dir.path().join("frames.json");
+    let made = std::process::Command::new("python3")
+        .arg(repo.join("scripts/grid-box-manifest.py"))
+        .arg(repo.join("data/sample/frames.json"))
+        .args(["10", "4"])
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{TEST}: grid-box-manifest.py: {}", String::from_utf8_lossy(&made.stderr));
+    std::fs::write(&manifest, &made.stdout).unwrap();
+    let scene = |backend: &str, emulated: bool| {
+        let out = dir.path().join(backend);
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_spatialsynth"));
+        cmd.args(["--threads", "2", "scene"]).arg(&manifest).arg("-o").arg(&out);
+        cmd.args(["--backend", backend, "--quiet"]);
+        if emulated {
+            cmd.envs(emulator.environment());
+        }
+        let output = cmd.output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        let complaints: Vec<&str> = stderr.lines().filter(|l| l.starts_with("cuda emulator:")).take(5).collect();
+        assert!(complaints.is_empty(), "{TEST} [{backend}]: the emulator complained:\n{}", complaints.join("\n"));
+        assert!(output.status.success(), "{TEST} [{backend}]: {}\n{stderr}", output.status);
+        let text = std::fs::read_to_string(out.join("scene_graphs.jsonl")).unwrap();
+        text.lines()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                let len = |k: &str| v[k].as_array().map(Vec::len);
+                (v["frame"].to_string(), len("objects"), len("dropped_objects"), len("relations"))
+            })
+            .collect::<Vec<_>>()
+    };
+    let cuda = scene("cuda", true);
+    let cpu = scene("cpu", false);
+    assert_eq!(cuda.len(), 20, "{TEST}: {} scenes", cuda.len());
+    assert!(cuda.iter().all(|s| s.3.is_some_and(|r| r > 0)), "{TEST}: a scene without relations: {cuda:?}");
+    assert_eq!(cuda, cpu, "{TEST}: the emulated CUDA run's scenes differ from the CPU reference's");
+}
+
+#[test]
 fn the_kernel_benchmark_runs_on_every_backend_but_the_emulator() {
     // `bench --kernels` at small sizes on the CPU reference and on each real GPU backend: every figure is there, with
     // positive times and throughputs, and the end-to-end frames carry the objects asked for (grid boxes added to the
