@@ -98,10 +98,10 @@ step memcheck 90 env SPATIALSYNTH_PARITY_ONLY=cuda compute-sanitizer --tool memc
 # The gap kernels' per-block lists in shared memory (refine_bounds, search_pairs): no shared-memory hazards.
 step racecheck 60 env SPATIALSYNTH_PARITY_ONLY=cuda compute-sanitizer --tool racecheck --error-exitcode 1 \
   gpu-carry/parity --test-threads 1 gaps_of_large
-# K1's unprojection and grouping buffers are allocated uninitialised (the kernels write every entry read): no read of
-# unwritten memory.
+# K1's unprojection and grouping buffers, K2's samples and DBSCAN's per-point tables are allocated uninitialised (the
+# kernels write every entry read): no read of unwritten memory.
 step initcheck 60 env SPATIALSYNTH_PARITY_ONLY=cuda compute-sanitizer --tool initcheck --error-exitcode 1 \
-  gpu-carry/parity --test-threads 1 k1_batches k1_and_k2_batches
+  gpu-carry/parity --test-threads 1 k1_batches k1_and_k2_batches k3_border_ties
 echo "total: $((SECONDS - start)) s of $budget" >> "$out/summary.txt"
 (cd "$out" && tar czf logs.tgz --remove-files ./*.log)
 cat "$out/summary.txt"
