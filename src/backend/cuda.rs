@@ -221,8 +221,8 @@ pub fn compiled_modules(arch: &'static str) -> Result<Arc<Vec<String>>, String> 
 }
 
 /// Set to `1`, the backend keeps cudarc's event tracking: an event recorded after, and a wait before, every use of a
-/// buffer on a stream (about seven of every eight driver calls the backend makes, as the CUDA emulator counts
-/// them). Off by default: the backend orders its streams itself (see [`CudaBackend::new`]).
+/// buffer on a stream (about seven in ten of the driver calls the backend makes with it, as the CUDA emulator counts
+/// them: BENCHMARKS.md). Off by default: the backend orders its streams itself (see [`CudaBackend::new`]).
 pub const EVENT_TRACKING_VAR: &str = "SPATIALSYNTH_CUDA_EVENT_TRACKING";
 
 /// The device's memory divided by this is what its stream-ordered allocator keeps, once freed, for the next
@@ -267,15 +267,25 @@ fn keep_pool_memory(ctx: &CudaContext) -> Result<(), String> {
         .map_err(|e| format!("the device's memory pool refuses a release threshold: {}", de(e)))
 }
 
-/// `result`, once `stream` is idle when it is an error. The work queued before the error may read buffers of other
-/// streams (K1's grouped points, which K3 and K4 gather from): their owners free them on their own streams once the
-/// error is out, and without cudarc's event tracking nothing else orders those frees after this stream's work.
-fn settle<R>(stream: &CudaStream, result: Result<R, String>) -> Result<R, String> {
-    if result.is_err() {
-        // (An error here too leaves the context broken; the first error is the one to report.)
-        let _ = stream.synchronize();
+/// The stream of one backend call ([`CudaBackend::stream`]). Dropped, it waits for the stream, so that no call leaves
+/// work running, error or not: a call's work may read buffers of other streams (K3 and K4 gather from K1's grouped
+/// points), which their owners free on their own streams, and with cudarc's event tracking off nothing else orders
+/// those frees after it. On the success paths the stream is idle by then (each call ends by reading its results
+/// back), so the wait returns at once; on an early `?` it is what keeps the other stream's free after the gather.
+struct CallStream(Arc<CudaStream>);
+
+impl std::ops::Deref for CallStream {
+    type Target = Arc<CudaStream>;
+    fn deref(&self) -> &Arc<CudaStream> {
+        &self.0
     }
-    result
+}
+
+impl Drop for CallStream {
+    fn drop(&mut self) {
+        // (An error here leaves the context broken; the call's own error, if any, is the one to report.)
+        let _ = self.0.synchronize();
+    }
 }
 
 fn de(e: DriverError) -> String {
@@ -704,8 +714,9 @@ impl CudaBackend {
         self.arch
     }
 
-    fn stream(&self) -> Result<Arc<CudaStream>, String> {
-        self.ctx.new_stream().map_err(de)
+    /// A new stream for one call, waited for when the call drops it ([`CallStream`]).
+    fn stream(&self) -> Result<CallStream, String> {
+        self.ctx.new_stream().map(CallStream).map_err(de)
     }
 
     /// Waits for `stream`; an error of its kernels comes back here. (The context's shared error flag is not
@@ -1526,19 +1537,9 @@ impl CudaBackend {
         batch: &DbscanBatch,
         gather: Option<(&GroupedOnDevice, Vec<u32>)>,
     ) -> Result<ReadBack, String> {
-        let stream = self.stream()?;
-        settle(&stream, self.dbscan_on(&stream, batch, gather))
-    }
-
-    fn dbscan_on(
-        &self,
-        stream: &Arc<CudaStream>,
-        batch: &DbscanBatch,
-        gather: Option<(&GroupedOnDevice, Vec<u32>)>,
-    ) -> Result<ReadBack, String> {
         let n = batch.params.points as usize;
         let slots = batch.params.cells as usize;
-        let stream = Arc::clone(stream);
+        let stream = self.stream()?;
         let params = batch.params;
         let g = (blocks_for(n as u64, BLOCK)?, 1);
         let points_b = match gather {
@@ -1548,7 +1549,7 @@ impl CudaBackend {
             Some((grouped, index)) => {
                 let index = self.upload(&stream, &index)?;
                 // SAFETY: gather_points writes all 3n floats before cell_of reads them.
-                let mut points_b: CudaSlice<f32> = unsafe { self.uninit(&stream, 3 * n.max(1)) }?;
+                let mut points_b: CudaSlice<f32> = unsafe { self.uninit(&stream, 3 * n) }?;
                 let mut b = stream.launch_builder(&self.k.gather_points);
                 b.arg(&grouped.points).arg(&index).arg(&params).arg(&mut points_b);
                 // SAFETY: gather_points(const float* grouped, const u32* index, Params, float* points_b) in
@@ -1665,7 +1666,8 @@ impl CudaBackend {
     ) -> Result<Vec<Option<ObjectSummary>>, String> {
         let mut out = vec![None; objects.len()];
         for chunk in stats_chunks(objects, MAX_POINTS)? {
-            self.summarize_chunk(&self.stream()?, objects, &chunk, noise, &mut out, None)?;
+            let stream = self.stream()?;
+            self.summarize_chunk(&stream, objects, &chunk, noise, &mut out, None)?;
         }
         Ok(out)
     }
@@ -1693,24 +1695,12 @@ impl CudaBackend {
         for (&i, [offset, _]) in chunk.iter().zip(&ranges) {
             offsets[i] = *offset;
         }
-        Ok((out, Some(DevicePoints { points, offsets, stream })))
+        Ok((out, Some(DevicePoints { points, offsets, stream: Arc::clone(&stream) })))
     }
 
     /// K4 on one chunk of objects (on `stream`, synchronised): the summaries into `out`; the canonical points on the
     /// device and each object's `[offset, count]` there.
     fn summarize_chunk(
-        &self,
-        stream: &Arc<CudaStream>,
-        objects: &[StatsInput],
-        chunk: &[usize],
-        noise: &NoiseModel,
-        out: &mut [Option<ObjectSummary>],
-        gather: Option<StatsGather<'_>>,
-    ) -> Result<(CudaSlice<f32>, Vec<[u32; 2]>), String> {
-        settle(stream, self.summarize_chunk_on(stream, objects, chunk, noise, out, gather))
-    }
-
-    fn summarize_chunk_on(
         &self,
         stream: &Arc<CudaStream>,
         objects: &[StatsInput],
