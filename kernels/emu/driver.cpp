@@ -748,16 +748,6 @@ uint64_t digest(const void* p, size_t n) {
     return h;
 }
 
-// Whether `p` lies in a live device allocation, or just past its end (a kernel's pointer argument).
-bool device_pointer_live(uintptr_t p) {
-    std::lock_guard<std::mutex> lock(g_memory_lock);
-    auto& a = allocations();
-    auto it = a.upper_bound(p);
-    if (it == a.begin()) return false;
-    --it;
-    return p <= it->first + it->second;
-}
-
 Schedule emulator_schedule() {
     const char* s = std::getenv("SPATIALSYNTH_CUDA_EMU_SCHEDULE");
     if (s != nullptr && std::strcmp(s, "forward") == 0) return kForward;
@@ -785,6 +775,8 @@ struct Stats {
     std::atomic<uint64_t> stream_syncs{0}, event_syncs{0}, allocations{0}, allocated_bytes{0};
     // Event records and waits on events (cudarc's event tracking makes two or three of them per buffer per launch).
     std::atomic<uint64_t> event_records{0}, event_waits{0};
+    // Device frees (cuMemFree, cuMemFreeAsync): with the counts above, every driver call the backend makes per frame.
+    std::atomic<uint64_t> frees{0};
     // Device memsets (cudarc's alloc_zeros is an allocation and a memset) and their bytes.
     std::atomic<uint64_t> memsets{0}, memset_bytes{0};
     // Page-locked host allocations (cuMemHostAlloc: pinning is dear on a GPU) and their bytes.
@@ -808,7 +800,7 @@ struct Stats {
                      "\"allocated_bytes\": %llu, \"htod_pinned_bytes\": %llu, \"dtoh_pinned_bytes\": %llu, "
                      "\"dtoh_write_combined_bytes\": %llu, \"pinned_allocations\": %llu, "
                      "\"pinned_allocated_bytes\": %llu, \"pool_release_threshold\": %llu, \"memsets\": %llu, "
-                     "\"memset_bytes\": %llu, \"event_records\": %llu, \"event_waits\": %llu}\n",
+                     "\"memset_bytes\": %llu, \"event_records\": %llu, \"event_waits\": %llu, \"frees\": %llu}\n",
                      (unsigned long long)htod_bytes, (unsigned long long)htod_copies, (unsigned long long)dtoh_bytes,
                      (unsigned long long)dtoh_copies, (unsigned long long)dtod_bytes,
                      (unsigned long long)stream_syncs, (unsigned long long)event_syncs,
@@ -817,7 +809,8 @@ struct Stats {
                      (unsigned long long)dtoh_write_combined_bytes, (unsigned long long)pinned_allocations,
                      (unsigned long long)pinned_allocated_bytes, (unsigned long long)pool_release_threshold,
                      (unsigned long long)memsets, (unsigned long long)memset_bytes,
-                     (unsigned long long)event_records, (unsigned long long)event_waits);
+                     (unsigned long long)event_records, (unsigned long long)event_waits,
+                     (unsigned long long)frees);
         std::fclose(f);
     }
 };
@@ -1118,6 +1111,7 @@ static CUresult free_device(const char* call, CUdeviceptr ptr) {
     return CUDA_SUCCESS;
 }
 CUresult cuMemFree_v2(CUdeviceptr ptr) {
+    g_stats.frees += 1;
     // (cuMemFree may wait for the device: queued work that uses the buffer runs first.)
     if (CUresult r = drain_all()) return r;
     return free_device("cuMemFree", ptr);
@@ -1125,6 +1119,7 @@ CUresult cuMemFree_v2(CUdeviceptr ptr) {
 // Stream-ordered free: the buffer goes when its stream gets there (another stream that uses it must have been made
 // to wait for that point; after it, its kernels find the pointer dead and its copies fail).
 CUresult cuMemFreeAsync(CUdeviceptr ptr, CUstream stream) {
+    g_stats.frees += 1;
     {
         std::lock_guard<std::mutex> lock(g_memory_lock);
         if (allocations().count(static_cast<uintptr_t>(ptr)) != 1) {
@@ -1413,7 +1408,7 @@ static CUresult run_launch(const std::string& name, const emu::Bound& bound, uns
     // kernel, on its stream or another, leaves it dangling).
     for (const auto& pointer : bound.pointers) {
         const uintptr_t p = pointer.first;
-        if (p != 0 && !device_pointer_live(p)) {
+        if (p != 0 && buffer_of(p) == 0) {
             complain(name.c_str(),
                      "a pointer argument is in no live device buffer when the kernel runs (freed before it, on its "
                      "stream or on one that did not wait for the kernel)");
