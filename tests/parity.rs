@@ -1389,6 +1389,16 @@ fn a_refused_dbscan_job_is_named_on_every_backend() {
     }
 }
 
+/// The tests that build and run the CUDA emulator themselves: the emulator's parity run leaves them out, and so
+/// does the GPU carry (`scripts/build-gpu-carry.sh`).
+const EMULATOR_TESTS: [&str; 3] = [
+    "cuda_parity_on_the_emulator",
+    "the_emulator_runs_stream_work_as_late_as_a_gpu_may",
+    "a_scene_run_on_the_emulated_cuda_backend_keeps_its_streams_in_order",
+];
+const EMULATOR_TESTS_IN_ONE_BACKEND_RUN: &str =
+    "SPATIALSYNTH_PARITY_ONLY is set (a run of one backend): the emulator's own tests run without it";
+
 #[test]
 fn cuda_parity_on_the_emulator() {
     // Every parity test above again, on the CUDA backend, with `kernels/emu`'s CPU emulator of the CUDA driver in
@@ -1407,7 +1417,7 @@ fn cuda_parity_on_the_emulator() {
         common::skip(TEST, &why);
     };
     if std::env::var_os("SPATIALSYNTH_PARITY_ONLY").is_some() {
-        return; // this is the child run
+        return common::skip(TEST, EMULATOR_TESTS_IN_ONE_BACKEND_RUN);
     }
     if let Err(why) = spatialsynth::backend::cuda::nvrtc_available() {
         return skip_or_fail(why);
@@ -1420,7 +1430,7 @@ fn cuda_parity_on_the_emulator() {
     };
     let mut child = std::process::Command::new(std::env::current_exe().unwrap());
     child
-        .args(["--skip", TEST])
+        .args(EMULATOR_TESTS.iter().flat_map(|t| ["--skip", t]))
         .envs(emulator.environment())
         .env("SPATIALSYNTH_PARITY_ONLY", "cuda")
         .env("SPATIALSYNTH_REQUIRE_CUDA", "1")
@@ -1487,7 +1497,7 @@ fn the_emulator_runs_stream_work_as_late_as_a_gpu_may() {
         return emulator_stream_case(&case);
     }
     if std::env::var_os("SPATIALSYNTH_PARITY_ONLY").is_some() {
-        return; // the child run of cuda_parity_on_the_emulator
+        return common::skip(TEST, EMULATOR_TESTS_IN_ONE_BACKEND_RUN);
     }
     let require = std::env::var_os("SPATIALSYNTH_REQUIRE_CUDA_EMULATOR").is_some();
     let target = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
@@ -1604,7 +1614,7 @@ fn a_scene_run_on_the_emulated_cuda_backend_keeps_its_streams_in_order() {
     // CPU reference's objects, dropped objects and relations (their values are the parity tests' business).
     const TEST: &str = "a_scene_run_on_the_emulated_cuda_backend_keeps_its_streams_in_order";
     if std::env::var_os("SPATIALSYNTH_PARITY_ONLY").is_some() {
-        return; // the child run of cuda_parity_on_the_emulator
+        return common::skip(TEST, EMULATOR_TESTS_IN_ONE_BACKEND_RUN);
     }
     let require = std::env::var_os("SPATIALSYNTH_REQUIRE_CUDA_EMULATOR").is_some();
     let skip_or_fail = |why: String| {
