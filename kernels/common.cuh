@@ -10,3 +10,14 @@ typedef unsigned long long u64;
 
 // Threads per block of every kernel that uses a block-wide scan or reduction (launch with exactly this many).
 #define BLOCK 256
+// Threads per block of the one-block scans (scan.cuh's scan_counts, group.cu's scan_frames).
+#define SCAN_THREADS 1024
+// A kernel launched with more than 256 threads a block declares its block, `__launch_bounds__(SCAN_THREADS)`: the
+// compiler then keeps its registers within what such a block can have (64 a thread at 1,024 threads; a block of 256
+// threads can have the most a thread may use, 255). A kernel compiled without the bound could need more and fail
+// every launch on the GPU (CUDA_ERROR_LAUNCH_OUT_OF_RESOURCES) while compiling cleanly. The PTX says it
+// (`.maxntid`): tests/cuda_kernels.rs checks it against the block the backend launches with (`block_of` in
+// src/backend/cuda.rs), the backend checks every kernel's limit as the driver reports it when it loads the kernels,
+// and the CPU emulator refuses a launch of more threads than the bound. The kernels of BLOCK threads declare none:
+// `__launch_bounds__(BLOCK)` would make the compiler aim at eight blocks a multiprocessor (32 registers a thread),
+// which spills sample_normals on sm_80.

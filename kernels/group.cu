@@ -57,8 +57,8 @@ extern "C" __global__ void count_members(const u32* __restrict__ pixels, const u
 }
 
 // Grid (frames): each frame's counts scanned into its offsets by one block (scan_run).
-extern "C" __global__ void scan_frames(const GroupJob* __restrict__ jobs, const u32* __restrict__ counts,
-                                       u32* __restrict__ offsets) {
+extern "C" __global__ void __launch_bounds__(SCAN_THREADS)
+scan_frames(const GroupJob* __restrict__ jobs, const u32* __restrict__ counts, u32* __restrict__ offsets) {
     const GroupJob j = jobs[blockIdx.x];
     scan_run(counts + j.counts_at, offsets + j.counts_at + blockIdx.x, j.objects * j.blocks);
 }

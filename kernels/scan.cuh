@@ -76,6 +76,7 @@ __device__ void scan_run(const u32* __restrict__ counts, u32* __restrict__ offse
 }
 
 // scan_run over the whole of `counts`: launch with grid 1 and 1024 threads.
-extern "C" __global__ void scan_counts(const u32* __restrict__ counts, u32* __restrict__ offsets, u32 n) {
+extern "C" __global__ void __launch_bounds__(SCAN_THREADS)
+scan_counts(const u32* __restrict__ counts, u32* __restrict__ offsets, u32 n) {
     scan_run(counts, offsets, n);
 }

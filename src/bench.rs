@@ -478,6 +478,9 @@ pub struct KernelBench {
     pub cpu: String,
     /// The device's peak memory bandwidth (GB/s) from the driver, CUDA only.
     pub peak_bandwidth_gb_s: Option<f64>,
+    /// CUDA only: every kernel's registers, spills and block as the driver compiled it for the device.
+    #[serde(default)]
+    pub cuda_kernels: Option<Vec<crate::backend::KernelResources>>,
     pub options: KernelBenchOptions,
     pub figures: Vec<KernelFigure>,
 }
@@ -556,6 +559,12 @@ pub fn run_kernel_bench(
     let mut figures = Vec::new();
     #[allow(unused_mut)]
     let mut peak: Option<f64> = None;
+    #[allow(unused_mut)]
+    let mut cuda_kernels = None;
+    #[cfg(feature = "cuda")]
+    if let Backend::Cuda(b) = backend {
+        cuda_kernels = Some(b.kernel_resources().to_vec());
+    }
 
     // K1: a batch of depth frames.
     let batch: Vec<(&crate::geometry::unproject::DepthImage, &crate::geometry::Intrinsics)> = (0..options.k1_frames)
@@ -781,6 +790,7 @@ pub fn run_kernel_bench(
         backend: backend.describe(),
         cpu: cpu.describe(),
         peak_bandwidth_gb_s: peak,
+        cuda_kernels,
         options: options.clone(),
         figures,
     })

@@ -84,7 +84,30 @@ fn every_kernel_compiles_with_nvrtc_for_every_architecture_the_backend_picks() {
             let ptx = compile_module(module, arch).unwrap_or_else(|e| panic!("{e}"));
             assert!(ptx.contains(&format!(".target sm_{}", &arch[8..])), "{}: {arch}", module.file);
             for entry in module.entries {
-                assert!(ptx.contains(&format!(".entry {entry}(")), "{}: no entry {entry} in the PTX", module.file);
+                let at = ptx.find(&format!(".entry {entry}(")).unwrap_or_else(|| {
+                    panic!("{}: no entry {entry} in the PTX", module.file);
+                });
+                // A block of more than 256 threads cannot give each thread the 255 registers a kernel may use: such a
+                // kernel declares its block (`__launch_bounds__`, `.maxntid` between the parameters and the body),
+                // so that the compiler fits its registers to it. No kernel declares less than it is launched with.
+                let head = &ptx[at..at + ptx[at..].find('{').unwrap()];
+                let block = spatialsynth::backend::cuda::block_of(entry);
+                let declared = head.split(".maxntid ").nth(1).map(|rest| {
+                    let n: String = rest.chars().take_while(char::is_ascii_digit).collect();
+                    n.parse::<u32>().unwrap()
+                });
+                match declared {
+                    None => assert!(
+                        block <= 256,
+                        "{}: {entry} is launched with {block} threads but declares no __launch_bounds__:\n{head}",
+                        module.file
+                    ),
+                    Some(n) => assert!(
+                        n >= block && (block <= 256 || n == block),
+                        "{}: {entry} declares __launch_bounds__({n}) but is launched with {block} threads",
+                        module.file
+                    ),
+                }
             }
         }
     }

@@ -1492,6 +1492,8 @@ fn the_emulator_runs_stream_work_as_late_as_a_gpu_may() {
     //   synchronisation fails, naming the race.
     // - `freed`: a stream-ordered free of a buffer is queued, and another stream queues a memset of it: refused.
     // - `allocated`: a stream-ordered allocation is queued, and another stream queues a memset of it: refused.
+    // - `bounds`: a kernel's block as its PTX declares it (`__launch_bounds__`, `.maxntid`): the most threads a block,
+    //   as the driver reports it, and a launch of more threads refused, as a GPU refuses it.
     const TEST: &str = "the_emulator_runs_stream_work_as_late_as_a_gpu_may";
     if let Ok(case) = std::env::var("SPATIALSYNTH_EMU_STREAM_CASE") {
         return emulator_stream_case(&case);
@@ -1516,6 +1518,10 @@ fn the_emulator_runs_stream_work_as_late_as_a_gpu_may() {
         ("rewrite", Some("the host wrote the page-locked source after the copy was queued")),
         ("freed", Some("cuMemsetD8Async: races cuMemFreeAsync queued on another stream")),
         ("allocated", Some("cuMemsetD8Async: races cuMemAllocAsync queued on another stream")),
+        (
+            "bounds",
+            Some("unproject.cu count_valid: a block of 512 threads, more than the kernel's __launch_bounds__ (256)"),
+        ),
     ] {
         let output = std::process::Command::new(std::env::current_exe().unwrap())
             .args(["--exact", TEST, "--nocapture"])
@@ -1539,6 +1545,35 @@ fn emulator_stream_case(case: &str) {
     let ctx = CudaContext::new(0).unwrap();
     assert!(ctx.name().unwrap().contains("emulator"), "not the emulator: {}", ctx.name().unwrap());
     ctx.bind_to_thread().unwrap();
+    if case == "bounds" {
+        use cudarc::driver::{LaunchConfig, PushKernelArg};
+        let modules = spatialsynth::backend::cuda::compiled_modules("compute_90").unwrap();
+        let unproject = spatialsynth::backend::cuda::MODULES.iter().position(|m| m.file == "unproject.cu").unwrap();
+        let ptx = &modules[unproject];
+        let module = ctx.load_module(cudarc::nvrtc::Ptx::from_src(ptx.clone())).unwrap();
+        let (count, scan) =
+            (module.load_function("count_valid").unwrap(), module.load_function("scan_counts").unwrap());
+        // scan_counts declares its block (1,024); count_valid none (the device's limit, 1,024).
+        assert_eq!(scan.max_threads_per_block().unwrap(), 1024);
+        assert_eq!(count.max_threads_per_block().unwrap(), 1024);
+        // The same PTX with a bound of 256 threads declared for count_valid, after its parameters.
+        let at = ptx.find(".entry count_valid(").unwrap();
+        let close = at + ptx[at..].find(')').unwrap() + 1;
+        let bounded = format!("{}\n.maxntid 256, 1, 1{}", &ptx[..close], &ptx[close..]);
+        let module = ctx.load_module(cudarc::nvrtc::Ptx::from_src(bounded)).unwrap();
+        let count = module.load_function("count_valid").unwrap();
+        assert_eq!(count.max_threads_per_block().unwrap(), 256);
+        let stream = ctx.new_stream().unwrap();
+        let words = stream.alloc_zeros::<u32>(4).unwrap();
+        let mut b = stream.launch_builder(&count);
+        b.arg(&words);
+        let config = LaunchConfig { grid_dim: (1, 1, 1), block_dim: (512, 1, 1), shared_mem_bytes: 0 };
+        // SAFETY: the emulator refuses the launch before it reads the arguments (count_valid takes more than this
+        // one; a launch that went ahead would fail the case in the child process, the test's own).
+        let r = unsafe { b.launch(config) };
+        assert_eq!(r.err().map(|e| e.0), Some(sys::CUresult::CUDA_ERROR_INVALID_VALUE), "a block past its bound ran");
+        return;
+    }
     let code = |r: Result<(), cudarc::driver::DriverError>| r.err().map(|e| e.0);
     let stream = || result::stream::create(result::stream::StreamKind::NonBlocking).unwrap();
     let (s1, s2) = (stream(), stream());

@@ -19,6 +19,8 @@
 #define __device__
 #define __forceinline__ inline
 #define __restrict__ __restrict
+// A kernel's declared block (the PTX's `.maxntid`, which driver.cpp reads and enforces at launch).
+#define __launch_bounds__(...)
 // Shared memory: one copy per OS thread, and an OS thread runs one block at a time, so every thread (fiber) of a
 // block sees the same variable and no other block does.
 #define __shared__ static thread_local

@@ -438,6 +438,14 @@ struct Function {
     std::string module;
     std::string name;
     emu::Entry entry;
+    // The most threads a block may have: the PTX's `.maxntid` (`__launch_bounds__`), else the device's limit.
+    unsigned long long max_threads;
+};
+
+// A loaded module: its emulated module and each entry point's most threads a block (from the PTX).
+struct Loaded {
+    Module* module;
+    std::map<std::string, unsigned long long> max_threads;
 };
 
 }  // namespace
@@ -1358,13 +1366,29 @@ CUresult cuMemsetD32Async(CUdeviceptr dst, unsigned value, size_t n, CUstream st
 // Modules and functions.
 CUresult cuModuleLoadData(CUmodule* module, const void* image) {
     const std::string ptx(static_cast<const char*>(image));
-    std::set<std::string> entries;
+    // Each entry point, with its declared block (`.maxntid` between its parameters and its body, from
+    // `__launch_bounds__`; none: any block the device allows).
+    std::map<std::string, unsigned long long> entries;
     for (size_t at = ptx.find(".entry "); at != std::string::npos; at = ptx.find(".entry ", at + 7)) {
         size_t start = at + 7;
         while (start < ptx.size() && ptx[start] == ' ') ++start;
         size_t end = start;
         while (end < ptx.size() && ptx[end] != '(' && ptx[end] != ' ' && ptx[end] != '\n') ++end;
-        entries.insert(ptx.substr(start, end - start));
+        unsigned long long max_threads = kMaxThreads;
+        const size_t params_end = ptx.find(')', end);
+        const size_t body = params_end == std::string::npos ? std::string::npos : ptx.find('{', params_end);
+        const size_t bound = params_end == std::string::npos ? std::string::npos : ptx.find(".maxntid", params_end);
+        if (bound != std::string::npos && bound < body) {
+            // `.maxntid x` or `.maxntid x, y, z` (absent sizes are 1).
+            unsigned x = 0, y = 1, z = 1;
+            const int read = std::sscanf(ptx.c_str() + bound, ".maxntid %u , %u , %u", &x, &y, &z);
+            if (read < 1 || x == 0 || y == 0 || z == 0) {
+                complain("cuModuleLoadData", "an entry point's .maxntid is not one to three positive numbers");
+                return CUDA_ERROR_INVALID_IMAGE;
+            }
+            max_threads = (unsigned long long)x * y * z;
+        }
+        entries[ptx.substr(start, end - start)] = max_threads;
     }
     // The module whose registered entry points are all in the PTX (a module may hold more kernels than the backend
     // loads, e.g. scan.cuh's scan_counts in stats.cu); exactly one must match.
@@ -1383,19 +1407,27 @@ CUresult cuModuleLoadData(CUmodule* module, const void* image) {
         complain("cuModuleLoadData", "no emulated module has the PTX's entry points");
         return CUDA_ERROR_INVALID_IMAGE;
     }
-    *module = found;
+    *module = new Loaded{found, std::move(entries)};
     return CUDA_SUCCESS;
 }
-CUresult cuModuleUnload(CUmodule) { return CUDA_SUCCESS; }
+CUresult cuModuleUnload(CUmodule module) {
+    delete static_cast<Loaded*>(module);
+    return CUDA_SUCCESS;
+}
 CUresult cuModuleGetFunction(CUfunction* function, CUmodule module, const char* name) {
-    Module* m = static_cast<Module*>(module);
+    const Loaded* loaded = static_cast<const Loaded*>(module);
+    const Module* m = loaded->module;
     auto it = m->entries.find(name);
-    if (it == m->entries.end()) return CUDA_ERROR_NOT_FOUND;
-    *function = new Function{m->file, name, it->second};
+    auto bound = loaded->max_threads.find(name);
+    if (it == m->entries.end() || bound == loaded->max_threads.end()) return CUDA_ERROR_NOT_FOUND;
+    *function = new Function{m->file, name, it->second, bound->second};
     return CUDA_SUCCESS;
 }
-CUresult cuFuncGetAttribute(int* value, int, CUfunction) {
-    *value = 0;
+// CU_FUNC_ATTRIBUTE_MAX_THREADS_PER_BLOCK (0): the declared block, as a GPU reports it when the registers allow it
+// (they always do with `__launch_bounds__`); the other attributes (registers, memory sizes) are 0: the emulator has
+// no registers.
+CUresult cuFuncGetAttribute(int* value, int attribute, CUfunction function) {
+    *value = attribute == 0 ? int(static_cast<const Function*>(function)->max_threads) : 0;
     return CUDA_SUCCESS;
 }
 CUresult cuFuncSetAttribute(CUfunction, int, int) { return CUDA_SUCCESS; }
@@ -1484,6 +1516,13 @@ CUresult cuLaunchKernel(CUfunction function, unsigned gx, unsigned gy, unsigned 
     const bool grid_ok = gx <= kMaxGridX && gy <= max_grid_yz() && gz <= max_grid_yz();
     if (threads == 0 || blocks == 0 || !block_ok || !grid_ok) {
         complain(name.c_str(), "launch dimensions out of range");
+        return CUDA_ERROR_INVALID_VALUE;
+    }
+    if (threads > f->max_threads) {
+        char why[160];
+        std::snprintf(why, sizeof why, "a block of %llu threads, more than the kernel's __launch_bounds__ (%llu)",
+                      threads, f->max_threads);
+        complain(name.c_str(), why);
         return CUDA_ERROR_INVALID_VALUE;
     }
     if (shared_bytes != 0 || extra != nullptr) {

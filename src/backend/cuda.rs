@@ -38,7 +38,7 @@ use super::pack::{
     grouping_without_launch, hypotheses_from_draws, pack_relations, relation_chunks, split_clouds, split_relations,
     stats_chunks, support_test, DbscanBatch, DepthBatch, GapPack, StatsPack,
 };
-use super::{FrameGeometry, FrameGeometryInput};
+use super::{FrameGeometry, FrameGeometryInput, KernelResources};
 use crate::geometry::dbscan::{Clustering, DbscanJob};
 use crate::geometry::ransac::{
     fit_from_scores_batch, score_sample_indices, GroundBatchDevice, GroundFrame, PlaneFit, RansacParams, Support,
@@ -54,8 +54,22 @@ const BLOCK: u32 = 256;
 const _: () = assert!(8 * BLOCK as u64 == super::pack::GAP_TILE);
 /// Pixels per K1 tile (`TILE` in `kernels/unproject.cu`).
 const TILE: u32 = 2048;
-/// Threads of the one-block prefix sum (`scan_counts` in `kernels/scan.cuh`).
+/// Threads of the one-block prefix sums (`SCAN_THREADS` in `kernels/common.cuh`: `scan_counts` in
+/// `kernels/scan.cuh`, `scan_frames` in `kernels/group.cu`).
 const SCAN_THREADS: u32 = 1024;
+/// The kernels launched with [`SCAN_THREADS`] threads a block (every other one with [`BLOCK`]), as their
+/// `__launch_bounds__` declare.
+const SCAN_KERNELS: [&str; 2] = ["scan_counts", "scan_frames"];
+
+/// The threads a block of kernel `entry` is launched with (what its `__launch_bounds__` must declare:
+/// tests/cuda_kernels.rs checks the PTX).
+pub fn block_of(entry: &str) -> u32 {
+    if SCAN_KERNELS.contains(&entry) {
+        SCAN_THREADS
+    } else {
+        BLOCK
+    }
+}
 /// Hypotheses per block of K2's scoring (`HYPS_PER_BLOCK` in `kernels/ransac.cu`).
 const HYPS_PER_BLOCK: u32 = 8;
 /// Subsample points per block slice of K2's scoring.
@@ -383,6 +397,22 @@ pub struct CudaBackend {
     resident_reads: [std::sync::atomic::AtomicU64; 3],
     /// See [`CudaBackend::max_grid_yz`].
     max_grid_yz: u32,
+    /// See [`CudaBackend::kernel_resources`].
+    resources: Vec<KernelResources>,
+}
+
+/// What the driver says of kernel `kernel` of `module` (`f`), launched with [`block_of`] threads a block.
+fn kernel_resources(module: &str, kernel: &str, f: &CudaFunction) -> Result<KernelResources, String> {
+    let count = |v: Result<i32, DriverError>| v.map_err(de).map(|v| u32::try_from(v).unwrap_or(0));
+    Ok(KernelResources {
+        module: module.to_string(),
+        kernel: kernel.to_string(),
+        block: block_of(kernel),
+        max_threads_per_block: count(f.max_threads_per_block())?,
+        registers: count(f.num_regs())?,
+        local_bytes: count(f.local_size_bytes())?,
+        shared_bytes: count(f.shared_size_bytes())?,
+    })
 }
 
 /// How many launches read their input where an earlier step left it on the device ([`CudaBackend::resident_reads`]).
@@ -607,8 +637,21 @@ impl CudaBackend {
                 functions.insert((module.file, entry), f);
             }
         }
+        let mut resources = Vec::with_capacity(functions.len());
         let mut get = |file: &'static str, entry: &'static str| {
-            functions.remove(&(file, entry)).ok_or_else(|| format!("{file} has no kernel {entry}"))
+            let f = functions.remove(&(file, entry)).ok_or_else(|| format!("{file} has no kernel {entry}"))?;
+            let r = kernel_resources(file, entry, &f).map_err(|e| format!("{file}: {entry}: {e}"))?;
+            // A kernel whose registers leave its block too few (its `__launch_bounds__` keeps them in: this is the
+            // check that it did) would fail every launch with CUDA_ERROR_LAUNCH_OUT_OF_RESOURCES: refused here.
+            if r.max_threads_per_block < r.block {
+                return Err(format!(
+                    "{file}: {entry} runs at most {} threads a block on this device ({} registers a thread); the \
+                     backend launches it with {}",
+                    r.max_threads_per_block, r.registers, r.block
+                ));
+            }
+            resources.push(r);
+            Ok::<_, String>(f)
         };
         let k = Kernels {
             count_valid: get("unproject.cu", "count_valid")?,
@@ -666,6 +709,7 @@ impl CudaBackend {
             description,
             arch,
             k,
+            resources,
             staging: Mutex::default(),
             readbacks: Arc::default(),
             resident_reads: Default::default(),
@@ -712,6 +756,11 @@ impl CudaBackend {
     /// The virtual architecture the kernels were compiled for.
     pub fn arch(&self) -> &'static str {
         self.arch
+    }
+
+    /// Every loaded kernel's registers, spills and block as the driver compiled it for this device (module order).
+    pub fn kernel_resources(&self) -> &[KernelResources] {
+        &self.resources
     }
 
     /// A new stream for one call, waited for when the call drops it ([`CallStream`]).

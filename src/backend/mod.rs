@@ -131,6 +131,26 @@ pub struct StatsSource<'a> {
     pub canonical: &'a crate::geometry::canonical::CanonicalFrame,
 }
 
+/// What the CUDA driver says of one loaded kernel: what it compiled the PTX to on this device (registers, spills)
+/// and the block it is launched with (`CudaBackend::kernel_resources`).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct KernelResources {
+    /// Its kernel file, e.g. `ransac.cu`.
+    pub module: String,
+    pub kernel: String,
+    /// Threads a block it is launched with.
+    pub block: u32,
+    /// The most threads a block may have, as the driver reports it (its `__launch_bounds__`, unless its registers
+    /// allow fewer).
+    pub max_threads_per_block: u32,
+    /// Registers a thread (0 on the emulator).
+    pub registers: u32,
+    /// Local memory a thread, in bytes: register spills and local arrays (0 on the emulator).
+    pub local_bytes: u32,
+    /// Static shared memory a block, in bytes (0 on the emulator).
+    pub shared_bytes: u32,
+}
+
 /// Where a K3 job's points lie on the device ([`Backend::dbscan_batch_gathered`]): point `k` of the job is point
 /// `indices[k]` of the frame's grouped points (`group`).
 #[derive(Clone, Copy, Debug)]
