@@ -434,8 +434,8 @@ fn denoise_output(
     clustering: &Clustering,
     config: &SceneConfig,
 ) -> std::result::Result<Vec<usize>, String> {
+    let sizes = clustering.sizes();
     let chosen = if obj.kind.is_box() && !obj.in_box_core.is_empty() {
-        let sizes = clustering.sizes();
         let mut core = vec![0u32; clustering.clusters as usize];
         for (i, &l) in input.indices().zip(&clustering.labels) {
             if l >= 0 && obj.in_box_core[i] {
@@ -444,13 +444,14 @@ fn denoise_output(
         }
         (0..clustering.clusters as usize).max_by_key(|&c| (core[c], sizes[c], std::cmp::Reverse(c))).map(|c| c as u32)
     } else {
-        clustering.largest()
+        clustering.largest_of(&sizes)
     };
     let Some(chosen) = chosen else {
         return Err(format!("no DBSCAN cluster of {} points within {:.3} m", config.object_min_points, input.eps));
     };
-    let mut kept: Vec<usize> =
-        input.indices().zip(&clustering.labels).filter(|(_, &l)| l == chosen as i32).map(|(i, _)| i).collect();
+    // As many as the chosen cluster has points (a collect from a filter would grow the vector by doubling).
+    let mut kept: Vec<usize> = Vec::with_capacity(sizes[chosen as usize] as usize);
+    kept.extend(input.indices().zip(&clustering.labels).filter(|(_, &l)| l == chosen as i32).map(|(i, _)| i));
     if let Some(sor) = &config.outlier_removal {
         let all: &[Point3] = &obj.points_in_camera;
         let points: Vec<Point3> = kept.iter().map(|&i| all[i]).collect();
@@ -536,7 +537,12 @@ impl Grounded<'_> {
     ) -> Option<(&crate::backend::ResidentGroup, Vec<u32>)> {
         let (group, offsets) = self.resident.as_ref()?;
         let first = *offsets.get(object)?;
-        let indices = keep.map(|k| u32::try_from(k).ok()?.checked_add(first)).collect::<Option<_>>()?;
+        // Sized up front: collecting into an `Option<Vec<_>>` would grow the vector by doubling (a frame-sized
+        // buffer copied and its pages faulted in again at every step).
+        let mut indices = Vec::with_capacity(keep.size_hint().0);
+        for k in keep {
+            indices.push(u32::try_from(k).ok()?.checked_add(first)?);
+        }
         Some((group, indices))
     }
 }

@@ -2173,8 +2173,11 @@ fn gather_indices<'a>(
 fn device_index<'a>(
     items: impl Iterator<Item = (Option<(&'a super::ResidentGroup, &'a [u32])>, usize)>,
 ) -> Option<(&'a GroupedOnDevice, Vec<u32>)> {
+    let items: Vec<_> = items.collect();
     let mut first: Option<&GroupedOnDevice> = None;
-    let mut index = Vec::new();
+    // Sized up front (a chunk's points: growing by doubling would copy and fault in a frame-sized buffer again and
+    // again).
+    let mut index = Vec::with_capacity(items.iter().map(|&(_, points)| points).sum());
     for (source, points) in items {
         let (group, indices) = source?;
         let (grouped, base) = group.cuda()?;
