@@ -1492,6 +1492,8 @@ fn the_emulator_runs_stream_work_as_late_as_a_gpu_may() {
     //   synchronisation fails, naming the race.
     // - `freed`: a stream-ordered free of a buffer is queued, and another stream queues a memset of it: refused.
     // - `allocated`: a stream-ordered allocation is queued, and another stream queues a memset of it: refused.
+    // - `synchronous`: a synchronous copy (the NULL stream's, which cudarc's non-blocking streams do not wait for)
+    //   into the buffer while that memset is queued: refused.
     // - `bounds`: a kernel's block as its PTX declares it (`__launch_bounds__`, `.maxntid`): the most threads a block,
     //   as the driver reports it, and a launch of more threads refused, as a GPU refuses it.
     const TEST: &str = "the_emulator_runs_stream_work_as_late_as_a_gpu_may";
@@ -1518,6 +1520,7 @@ fn the_emulator_runs_stream_work_as_late_as_a_gpu_may() {
         ("rewrite", Some("the host wrote the page-locked source after the copy was queued")),
         ("freed", Some("cuMemsetD8Async: races cuMemFreeAsync queued on another stream")),
         ("allocated", Some("cuMemsetD8Async: races cuMemAllocAsync queued on another stream")),
+        ("synchronous", Some("cuMemcpyHtoD: races cuMemsetD8Async queued on another stream")),
         (
             "bounds",
             Some("unproject.cu count_valid: a block of 512 threads, more than the kernel's __launch_bounds__ (256)"),
@@ -1626,6 +1629,12 @@ fn emulator_stream_case(case: &str) {
                 result::free_async(dev, s1).unwrap();
                 let r = result::memset_d8_async(dev, 0, 16, s2);
                 assert_eq!(code(r), Some(sys::CUresult::CUDA_ERROR_ILLEGAL_STATE), "a memset raced a free");
+            }
+            "synchronous" => {
+                result::stream::synchronize(s1).unwrap();
+                result::memset_d8_async(dev, 7, 16, s1).unwrap();
+                let r = result::memcpy_htod_sync(dev, &[5u32, 6, 7, 8]);
+                assert_eq!(code(r), Some(sys::CUresult::CUDA_ERROR_ILLEGAL_STATE), "an unordered copy ran");
             }
             "allocated" => {
                 result::stream::synchronize(s1).unwrap();

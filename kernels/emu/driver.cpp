@@ -1233,6 +1233,8 @@ CUresult cuMemcpyHtoD_v2(CUdeviceptr dst, const void* src, size_t n) {
     const char* call = "cuMemcpyHtoD";
     if (CUresult r = check_device(call, dst, n, "the destination is not within one allocation")) return r;
     if (count_host_copy(call, src, n, true) == -2) return CUDA_ERROR_INVALID_VALUE;
+    // On the NULL stream, which cudarc's non-blocking streams do not wait for, nor it for them.
+    if (CUresult r = check_race(nullptr, call, {Access{buffer_of(dst), true}})) return r;
     if (CUresult r = drain(nullptr)) return r;  // (the NULL stream's work first)
     std::memcpy(reinterpret_cast<void*>(dst), src, n);
     return CUDA_SUCCESS;
@@ -1276,6 +1278,7 @@ CUresult cuMemcpyDtoH_v2(void* dst, CUdeviceptr src, size_t n) {
     const char* call = "cuMemcpyDtoH";
     if (CUresult r = check_device(call, src, n, "the source is not within one allocation")) return r;
     if (count_host_copy(call, dst, n, false) == -2) return CUDA_ERROR_INVALID_VALUE;
+    if (CUresult r = check_race(nullptr, call, {Access{buffer_of(src), false}})) return r;
     if (CUresult r = drain(nullptr)) return r;
     std::memcpy(dst, reinterpret_cast<const void*>(src), n);
     return CUDA_SUCCESS;
@@ -1314,6 +1317,8 @@ static CUresult copy_device(const char* call, CUdeviceptr dst, CUdeviceptr src, 
     return CUDA_SUCCESS;
 }
 CUresult cuMemcpyDtoD_v2(CUdeviceptr dst, CUdeviceptr src, size_t n) {
+    const std::vector<Access> device{Access{buffer_of(src), false}, Access{buffer_of(dst), true}};
+    if (CUresult r = check_race(nullptr, "cuMemcpyDtoD", device)) return r;
     if (CUresult r = drain(nullptr)) return r;
     g_stats.dtod_bytes += n;
     return copy_device("cuMemcpyDtoD", dst, src, n);
@@ -1345,6 +1350,7 @@ static CUresult memset_async(const char* call, CUdeviceptr dst, unsigned value, 
     return submit(stream, call, [=] { return fill_device(call, dst, value, n, width); }, {Access{buffer_of(dst), true}});
 }
 CUresult cuMemsetD8_v2(CUdeviceptr dst, unsigned char value, size_t n) {
+    if (CUresult r = check_race(nullptr, "cuMemsetD8", {Access{buffer_of(dst), true}})) return r;
     if (CUresult r = drain(nullptr)) return r;
     g_stats.memsets += 1;
     g_stats.memset_bytes += n * 1;
@@ -1354,6 +1360,7 @@ CUresult cuMemsetD8Async(CUdeviceptr dst, unsigned char value, size_t n, CUstrea
     return memset_async("cuMemsetD8Async", dst, value, n, 1, stream);
 }
 CUresult cuMemsetD32_v2(CUdeviceptr dst, unsigned value, size_t n) {
+    if (CUresult r = check_race(nullptr, "cuMemsetD32", {Access{buffer_of(dst), true}})) return r;
     if (CUresult r = drain(nullptr)) return r;
     g_stats.memsets += 1;
     g_stats.memset_bytes += n * 4;
