@@ -770,6 +770,33 @@ uint64_t emulator_seed() {
 
 std::atomic<uint64_t> g_launches{0};
 
+// The CPU time the emulator spends doing the device's work (kernels, copies, memsets, allocations and their 0xff
+// fill, frees) and its own bookkeeping: every driver call's time on its calling thread, and the time of the threads
+// that run a launch's blocks besides it. `emulator_cpu_s` in the statistics: the process's CPU time less this is
+// what the host side of a run costs (its own work, without the GPU's), which a GPU host's cores must supply.
+std::atomic<uint64_t> g_emulator_cpu_ns{0};
+thread_local int tl_meter_depth = 0;
+
+uint64_t thread_cpu_ns() {
+    timespec t{};
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+    return uint64_t(t.tv_sec) * 1000000000ull + uint64_t(t.tv_nsec);
+}
+
+// Counts the calling thread's CPU time while it lives into g_emulator_cpu_ns (the outermost meter of a thread only:
+// a driver call that makes another is counted once).
+struct CpuMeter {
+    uint64_t start = 0;
+    CpuMeter() {
+        if (tl_meter_depth++ == 0) start = thread_cpu_ns();
+    }
+    ~CpuMeter() {
+        if (--tl_meter_depth == 0) g_emulator_cpu_ns += thread_cpu_ns() - start;
+    }
+    CpuMeter(const CpuMeter&) = delete;
+    CpuMeter& operator=(const CpuMeter&) = delete;
+};
+
 // What the process asked of the device, written as JSON at exit to the file named by
 // `SPATIALSYNTH_CUDA_EMU_STATS` (when set): launches per kernel, bytes and calls of each copy direction, stream
 // synchronisations and allocations. Deterministic counts (unlike times), for comparing how host code drives the
@@ -808,7 +835,8 @@ struct Stats {
                      "\"allocated_bytes\": %llu, \"htod_pinned_bytes\": %llu, \"dtoh_pinned_bytes\": %llu, "
                      "\"dtoh_write_combined_bytes\": %llu, \"pinned_allocations\": %llu, "
                      "\"pinned_allocated_bytes\": %llu, \"pool_release_threshold\": %llu, \"memsets\": %llu, "
-                     "\"memset_bytes\": %llu, \"event_records\": %llu, \"event_waits\": %llu, \"frees\": %llu}\n",
+                     "\"memset_bytes\": %llu, \"event_records\": %llu, \"event_waits\": %llu, \"frees\": %llu, "
+                     "\"emulator_cpu_s\": %.3f}\n",
                      (unsigned long long)htod_bytes, (unsigned long long)htod_copies, (unsigned long long)dtoh_bytes,
                      (unsigned long long)dtoh_copies, (unsigned long long)dtod_bytes,
                      (unsigned long long)stream_syncs, (unsigned long long)event_syncs,
@@ -818,7 +846,7 @@ struct Stats {
                      (unsigned long long)pinned_allocated_bytes, (unsigned long long)pool_release_threshold,
                      (unsigned long long)memsets, (unsigned long long)memset_bytes,
                      (unsigned long long)event_records, (unsigned long long)event_waits,
-                     (unsigned long long)frees);
+                     (unsigned long long)frees, double(g_emulator_cpu_ns.load()) * 1e-9);
         std::fclose(f);
     }
 };
@@ -853,28 +881,34 @@ extern "C" {
 
 CUresult cuInit(unsigned) { return CUDA_SUCCESS; }
 CUresult cuDriverGetVersion(int* version) {
+    const CpuMeter meter;
     *version = 13000;
     return CUDA_SUCCESS;
 }
 CUresult cuDeviceGetCount(int* count) {
+    const CpuMeter meter;
     *count = 1;
     return CUDA_SUCCESS;
 }
 CUresult cuDeviceGet(CUdevice* device, int ordinal) {
+    const CpuMeter meter;
     if (ordinal != 0) return CUDA_ERROR_INVALID_DEVICE;
     *device = 0;
     return CUDA_SUCCESS;
 }
 CUresult cuDeviceGetName(char* name, int len, CUdevice) {
+    const CpuMeter meter;
     if (len <= 0) return CUDA_ERROR_INVALID_VALUE;
     std::snprintf(name, static_cast<size_t>(len), "%s", kDeviceName);
     return CUDA_SUCCESS;
 }
 CUresult cuDeviceTotalMem_v2(size_t* bytes, CUdevice) {
+    const CpuMeter meter;
     *bytes = size_t(8) << 30;
     return CUDA_SUCCESS;
 }
 CUresult cuDeviceGetUuid(unsigned char* uuid, CUdevice) {
+    const CpuMeter meter;
     std::memset(uuid, 0x5e, 16);
     return CUDA_SUCCESS;
 }
@@ -891,6 +925,7 @@ static unsigned max_grid_yz() {
 }
 
 CUresult cuDeviceGetAttribute(int* value, int attribute, CUdevice) {
+    const CpuMeter meter;
     switch (attribute) {
         case 1: *value = (int)kMaxThreads; break;  // max threads per block
         case 2: *value = (int)kMaxBlockX; break;   // max block dim x
@@ -911,27 +946,35 @@ CUresult cuDeviceGetAttribute(int* value, int attribute, CUdevice) {
     return CUDA_SUCCESS;
 }
 CUresult cuDevicePrimaryCtxRetain(CUcontext* ctx, CUdevice) {
+    const CpuMeter meter;
     *ctx = &g_context_tag;
     return CUDA_SUCCESS;
 }
 CUresult cuDevicePrimaryCtxRelease_v2(CUdevice) { return CUDA_SUCCESS; }
 CUresult cuCtxSetCurrent(CUcontext) { return CUDA_SUCCESS; }
 CUresult cuCtxGetCurrent(CUcontext* ctx) {
+    const CpuMeter meter;
     *ctx = &g_context_tag;
     return CUDA_SUCCESS;
 }
 CUresult cuCtxGetDevice(CUdevice* device) {
+    const CpuMeter meter;
     *device = 0;
     return CUDA_SUCCESS;
 }
 CUresult cuCtxPushCurrent_v2(CUcontext) { return CUDA_SUCCESS; }
 CUresult cuCtxPopCurrent_v2(CUcontext* ctx) {
+    const CpuMeter meter;
     if (ctx) *ctx = &g_context_tag;
     return CUDA_SUCCESS;
 }
-CUresult cuCtxSynchronize() { return drain_all(); }
+CUresult cuCtxSynchronize() {
+    const CpuMeter meter;
+    return drain_all();
+}
 
 CUresult cuGetErrorName(CUresult error, const char** name) {
+    const CpuMeter meter;
     switch (error) {
         case CUDA_SUCCESS: *name = "CUDA_SUCCESS"; break;
         case CUDA_ERROR_INVALID_VALUE: *name = "CUDA_ERROR_INVALID_VALUE"; break;
@@ -949,6 +992,7 @@ CUresult cuGetErrorName(CUresult error, const char** name) {
     return CUDA_SUCCESS;
 }
 CUresult cuGetErrorString(CUresult error, const char** text) {
+    const CpuMeter meter;
     switch (error) {
         case CUDA_ERROR_LAUNCH_FAILED:
             *text = "the emulated kernel failed (the emulator printed why on stderr)";
@@ -969,6 +1013,7 @@ CUresult cuGetErrorString(CUresult error, const char** text) {
 
 // Streams and events (see "Streams" above): queued, or finished before the call returns in immediate mode.
 CUresult cuStreamCreate(CUstream* stream, unsigned) {
+    const CpuMeter meter;
     std::lock_guard<std::recursive_mutex> lock(g_stream_lock);
     auto s = std::make_shared<StreamState>();
     streams()[s.get()] = s;
@@ -977,6 +1022,7 @@ CUresult cuStreamCreate(CUstream* stream, unsigned) {
 }
 CUresult cuStreamCreateWithPriority(CUstream* stream, unsigned flags, int) { return cuStreamCreate(stream, flags); }
 CUresult cuStreamDestroy_v2(CUstream stream) {
+    const CpuMeter meter;
     // A stream's queued work still runs after it is destroyed, as late as before (see `detached`).
     std::lock_guard<std::recursive_mutex> lock(g_stream_lock);
     if (reinterpret_cast<uintptr_t>(stream) <= 2) return CUDA_ERROR_INVALID_HANDLE;
@@ -997,11 +1043,16 @@ CUresult cuStreamDestroy_v2(CUstream stream) {
     return CUDA_SUCCESS;
 }
 CUresult cuStreamSynchronize(CUstream stream) {
+    const CpuMeter meter;
     g_stats.stream_syncs += 1;
     return drain(stream);
 }
-CUresult cuStreamQuery(CUstream stream) { return drain(stream); }
+CUresult cuStreamQuery(CUstream stream) {
+    const CpuMeter meter;
+    return drain(stream);
+}
 CUresult cuStreamWaitEvent(CUstream stream, CUevent event, unsigned) {
+    const CpuMeter meter;
     g_stats.event_waits += 1;
     if (!deferred_streams()) return CUDA_SUCCESS;
     std::lock_guard<std::recursive_mutex> lock(g_stream_lock);
@@ -1021,25 +1072,30 @@ CUresult cuStreamWaitEvent(CUstream stream, CUevent event, unsigned) {
     return submit(stream, "cuStreamWaitEvent", [waited, seq] { return run_until(waited.get(), seq); });
 }
 CUresult cuStreamIsCapturing(CUstream, int* status) {
+    const CpuMeter meter;
     *status = 0;
     return CUDA_SUCCESS;
 }
 CUresult cuCtxGetStreamPriorityRange(int* least, int* greatest) {
+    const CpuMeter meter;
     if (least) *least = 0;
     if (greatest) *greatest = 0;
     return CUDA_SUCCESS;
 }
 CUresult cuLaunchHostFunc(CUstream stream, void (*fn)(void*), void* data) {
+    const CpuMeter meter;
     return submit(stream, "cuLaunchHostFunc", [fn, data] {
         fn(data);
         return CUDA_SUCCESS;
     });
 }
 CUresult cuEventCreate(CUevent* event, unsigned) {
+    const CpuMeter meter;
     *event = new Event();
     return CUDA_SUCCESS;
 }
 CUresult cuEventRecord(CUevent event, CUstream stream) {
+    const CpuMeter meter;
     g_stats.event_records += 1;
     const std::shared_ptr<EventState> e = static_cast<Event*>(event)->state;
     if (!deferred_streams()) {
@@ -1066,11 +1122,16 @@ static CUresult complete(CUevent event) {
     return e->stream ? run_until(e->stream.get(), e->seq) : g_sticky;
 }
 CUresult cuEventSynchronize(CUevent event) {
+    const CpuMeter meter;
     g_stats.event_syncs += 1;
     return complete(event);
 }
-CUresult cuEventQuery(CUevent event) { return complete(event); }
+CUresult cuEventQuery(CUevent event) {
+    const CpuMeter meter;
+    return complete(event);
+}
 CUresult cuEventElapsedTime(float* ms, CUevent start, CUevent end) {
+    const CpuMeter meter;
     if (CUresult r = complete(start)) return r;
     if (CUresult r = complete(end)) return r;
     *ms = std::chrono::duration<float, std::milli>(static_cast<Event*>(end)->state->at -
@@ -1080,12 +1141,14 @@ CUresult cuEventElapsedTime(float* ms, CUevent start, CUevent end) {
 }
 CUresult cuEventElapsedTime_v2(float* ms, CUevent start, CUevent end) { return cuEventElapsedTime(ms, start, end); }
 CUresult cuEventDestroy_v2(CUevent event) {
+    const CpuMeter meter;
     delete static_cast<Event*>(event);
     return CUDA_SUCCESS;
 }
 
 // Memory.
 CUresult cuMemAlloc_v2(CUdeviceptr* ptr, size_t bytes) {
+    const CpuMeter meter;
     if (bytes == 0) return CUDA_ERROR_INVALID_VALUE;
     void* p = nullptr;
     // Exactly `bytes` (no rounding): under AddressSanitizer the first byte past the buffer is a red zone.
@@ -1104,6 +1167,7 @@ CUresult cuMemAlloc_v2(CUdeviceptr* ptr, size_t bytes) {
 // stream's until that stream gets there (an op that writes it, for `race`): another stream that uses it before
 // then, unordered, may find it not yet allocated on a GPU.
 CUresult cuMemAllocAsync(CUdeviceptr* ptr, size_t bytes, CUstream stream) {
+    const CpuMeter meter;
     if (CUresult r = cuMemAlloc_v2(ptr, bytes)) return r;
     return submit(stream, "cuMemAllocAsync", [] { return CUDA_SUCCESS; }, {Access{uintptr_t(*ptr), true}});
 }
@@ -1119,6 +1183,7 @@ static CUresult free_device(const char* call, CUdeviceptr ptr) {
     return CUDA_SUCCESS;
 }
 CUresult cuMemFree_v2(CUdeviceptr ptr) {
+    const CpuMeter meter;
     g_stats.frees += 1;
     // (cuMemFree may wait for the device: queued work that uses the buffer runs first.)
     if (CUresult r = drain_all()) return r;
@@ -1127,6 +1192,7 @@ CUresult cuMemFree_v2(CUdeviceptr ptr) {
 // Stream-ordered free: the buffer goes when its stream gets there (another stream that uses it must have been made
 // to wait for that point; after it, its kernels find the pointer dead and its copies fail).
 CUresult cuMemFreeAsync(CUdeviceptr ptr, CUstream stream) {
+    const CpuMeter meter;
     g_stats.frees += 1;
     {
         std::lock_guard<std::mutex> lock(g_memory_lock);
@@ -1141,23 +1207,27 @@ CUresult cuMemFreeAsync(CUdeviceptr ptr, CUstream stream) {
 // The default memory pool: one handle; of its attributes only the release threshold (4) is kept (nothing is pooled:
 // a freed buffer goes at once when its free runs).
 CUresult cuDeviceGetDefaultMemPool(CUmemoryPool* pool, CUdevice device) {
+    const CpuMeter meter;
     if (pool == nullptr || device != 0) return CUDA_ERROR_INVALID_VALUE;
     *pool = &g_pool_tag;
     return CUDA_SUCCESS;
 }
 CUresult cuMemPoolSetAttribute(CUmemoryPool pool, int attribute, void* value) {
+    const CpuMeter meter;
     if (pool != &g_pool_tag || value == nullptr) return CUDA_ERROR_INVALID_VALUE;
     if (attribute != 4) return CUDA_ERROR_NOT_SUPPORTED;
     g_stats.pool_release_threshold = *static_cast<const uint64_t*>(value);
     return CUDA_SUCCESS;
 }
 CUresult cuMemPoolGetAttribute(CUmemoryPool pool, int attribute, void* value) {
+    const CpuMeter meter;
     if (pool != &g_pool_tag || value == nullptr) return CUDA_ERROR_INVALID_VALUE;
     if (attribute != 4) return CUDA_ERROR_NOT_SUPPORTED;
     *static_cast<uint64_t*>(value) = g_stats.pool_release_threshold;
     return CUDA_SUCCESS;
 }
 CUresult cuMemHostAlloc(void** p, size_t bytes, unsigned flags) {
+    const CpuMeter meter;
     *p = std::malloc(bytes > 0 ? bytes : 1);
     if (*p == nullptr) return CUDA_ERROR_OUT_OF_MEMORY;
     g_stats.pinned_allocations += 1;
@@ -1168,6 +1238,7 @@ CUresult cuMemHostAlloc(void** p, size_t bytes, unsigned flags) {
 }
 CUresult cuMemAllocHost_v2(void** p, size_t bytes) { return cuMemHostAlloc(p, bytes, 0); }
 CUresult cuMemFreeHost(void* p) {
+    const CpuMeter meter;
     size_t bytes = 0;
     {
         std::lock_guard<std::mutex> lock(g_memory_lock);
@@ -1195,6 +1266,7 @@ CUresult cuMemFreeHost(void* p) {
     return CUDA_SUCCESS;
 }
 CUresult cuMemGetInfo_v2(size_t* free_bytes, size_t* total) {
+    const CpuMeter meter;
     *free_bytes = size_t(8) << 30;
     *total = size_t(8) << 30;
     return CUDA_SUCCESS;
@@ -1230,6 +1302,7 @@ static long long count_host_copy(const char* call, const void* p, size_t n, bool
     return flags;
 }
 CUresult cuMemcpyHtoD_v2(CUdeviceptr dst, const void* src, size_t n) {
+    const CpuMeter meter;
     const char* call = "cuMemcpyHtoD";
     if (CUresult r = check_device(call, dst, n, "the destination is not within one allocation")) return r;
     if (count_host_copy(call, src, n, true) == -2) return CUDA_ERROR_INVALID_VALUE;
@@ -1240,6 +1313,7 @@ CUresult cuMemcpyHtoD_v2(CUdeviceptr dst, const void* src, size_t n) {
     return CUDA_SUCCESS;
 }
 CUresult cuMemcpyHtoDAsync_v2(CUdeviceptr dst, const void* src, size_t n, CUstream stream) {
+    const CpuMeter meter;
     const char* call = "cuMemcpyHtoDAsync";
     if (CUresult r = check_device(call, dst, n, "the destination is not within one allocation")) return r;
     const long long flags = count_host_copy(call, src, n, true);
@@ -1275,6 +1349,7 @@ CUresult cuMemcpyHtoDAsync_v2(CUdeviceptr dst, const void* src, size_t n, CUstre
         {Access{buffer_of(dst), true}}, src, n);
 }
 CUresult cuMemcpyDtoH_v2(void* dst, CUdeviceptr src, size_t n) {
+    const CpuMeter meter;
     const char* call = "cuMemcpyDtoH";
     if (CUresult r = check_device(call, src, n, "the source is not within one allocation")) return r;
     if (count_host_copy(call, dst, n, false) == -2) return CUDA_ERROR_INVALID_VALUE;
@@ -1284,6 +1359,7 @@ CUresult cuMemcpyDtoH_v2(void* dst, CUdeviceptr src, size_t n) {
     return CUDA_SUCCESS;
 }
 CUresult cuMemcpyDtoHAsync_v2(void* dst, CUdeviceptr src, size_t n, CUstream stream) {
+    const CpuMeter meter;
     const char* call = "cuMemcpyDtoHAsync";
     if (CUresult r = check_device(call, src, n, "the source is not within one allocation")) return r;
     const long long flags = count_host_copy(call, dst, n, false);
@@ -1317,6 +1393,7 @@ static CUresult copy_device(const char* call, CUdeviceptr dst, CUdeviceptr src, 
     return CUDA_SUCCESS;
 }
 CUresult cuMemcpyDtoD_v2(CUdeviceptr dst, CUdeviceptr src, size_t n) {
+    const CpuMeter meter;
     const std::vector<Access> device{Access{buffer_of(src), false}, Access{buffer_of(dst), true}};
     if (CUresult r = check_race(nullptr, "cuMemcpyDtoD", device)) return r;
     if (CUresult r = drain(nullptr)) return r;
@@ -1324,6 +1401,7 @@ CUresult cuMemcpyDtoD_v2(CUdeviceptr dst, CUdeviceptr src, size_t n) {
     return copy_device("cuMemcpyDtoD", dst, src, n);
 }
 CUresult cuMemcpyDtoDAsync_v2(CUdeviceptr dst, CUdeviceptr src, size_t n, CUstream stream) {
+    const CpuMeter meter;
     const char* call = "cuMemcpyDtoDAsync";
     if (CUresult r = check_device(call, dst, n, "the destination is not within one allocation")) return r;
     if (CUresult r = check_device(call, src, n, "the source is not within one allocation")) return r;
@@ -1350,6 +1428,7 @@ static CUresult memset_async(const char* call, CUdeviceptr dst, unsigned value, 
     return submit(stream, call, [=] { return fill_device(call, dst, value, n, width); }, {Access{buffer_of(dst), true}});
 }
 CUresult cuMemsetD8_v2(CUdeviceptr dst, unsigned char value, size_t n) {
+    const CpuMeter meter;
     if (CUresult r = check_race(nullptr, "cuMemsetD8", {Access{buffer_of(dst), true}})) return r;
     if (CUresult r = drain(nullptr)) return r;
     g_stats.memsets += 1;
@@ -1357,9 +1436,11 @@ CUresult cuMemsetD8_v2(CUdeviceptr dst, unsigned char value, size_t n) {
     return fill_device("cuMemsetD8", dst, value, n, 1);
 }
 CUresult cuMemsetD8Async(CUdeviceptr dst, unsigned char value, size_t n, CUstream stream) {
+    const CpuMeter meter;
     return memset_async("cuMemsetD8Async", dst, value, n, 1, stream);
 }
 CUresult cuMemsetD32_v2(CUdeviceptr dst, unsigned value, size_t n) {
+    const CpuMeter meter;
     if (CUresult r = check_race(nullptr, "cuMemsetD32", {Access{buffer_of(dst), true}})) return r;
     if (CUresult r = drain(nullptr)) return r;
     g_stats.memsets += 1;
@@ -1367,11 +1448,13 @@ CUresult cuMemsetD32_v2(CUdeviceptr dst, unsigned value, size_t n) {
     return fill_device("cuMemsetD32", dst, value, n, 4);
 }
 CUresult cuMemsetD32Async(CUdeviceptr dst, unsigned value, size_t n, CUstream stream) {
+    const CpuMeter meter;
     return memset_async("cuMemsetD32Async", dst, value, n, 4, stream);
 }
 
 // Modules and functions.
 CUresult cuModuleLoadData(CUmodule* module, const void* image) {
+    const CpuMeter meter;
     const std::string ptx(static_cast<const char*>(image));
     // Each entry point, with its declared block (`.maxntid` between its parameters and its body, from
     // `__launch_bounds__`; none: any block the device allows).
@@ -1418,10 +1501,12 @@ CUresult cuModuleLoadData(CUmodule* module, const void* image) {
     return CUDA_SUCCESS;
 }
 CUresult cuModuleUnload(CUmodule module) {
+    const CpuMeter meter;
     delete static_cast<Loaded*>(module);
     return CUDA_SUCCESS;
 }
 CUresult cuModuleGetFunction(CUfunction* function, CUmodule module, const char* name) {
+    const CpuMeter meter;
     const Loaded* loaded = static_cast<const Loaded*>(module);
     const Module* m = loaded->module;
     auto it = m->entries.find(name);
@@ -1434,6 +1519,7 @@ CUresult cuModuleGetFunction(CUfunction* function, CUmodule module, const char* 
 // (they always do with `__launch_bounds__`); the other attributes (registers, memory sizes) are 0: the emulator has
 // no registers.
 CUresult cuFuncGetAttribute(int* value, int attribute, CUfunction function) {
+    const CpuMeter meter;
     *value = attribute == 0 ? int(static_cast<const Function*>(function)->max_threads) : 0;
     return CUDA_SUCCESS;
 }
@@ -1501,7 +1587,12 @@ static CUresult run_launch(const std::string& name, const emu::Bound& bound, uns
     };
     const unsigned long long pool = std::min<unsigned long long>(threads_max, blocks);
     std::vector<std::thread> helpers;
-    for (unsigned long long i = 1; i < pool; ++i) helpers.emplace_back(worker);
+    for (unsigned long long i = 1; i < pool; ++i) {
+        helpers.emplace_back([&worker] {
+            const CpuMeter meter;  // (the calling thread's share is its driver call's)
+            worker();
+        });
+    }
     worker();
     for (auto& h : helpers) h.join();
     if (!error.empty()) {
@@ -1514,6 +1605,7 @@ static CUresult run_launch(const std::string& name, const emu::Bound& bound, uns
 // Checked, counted and its arguments copied when called (as CUDA copies them); run when its stream gets to it.
 CUresult cuLaunchKernel(CUfunction function, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by,
                         unsigned bz, unsigned shared_bytes, CUstream stream, void** params, void** extra) {
+    const CpuMeter meter;
     const Function* f = static_cast<const Function*>(function);
     const unsigned long long threads = (unsigned long long)bx * by * bz;
     const unsigned long long blocks = (unsigned long long)gx * gy * gz;
