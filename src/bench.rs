@@ -468,6 +468,14 @@ pub struct KernelFigure {
 pub struct StepBreakdown {
     pub backend: Vec<crate::pipeline::StepTime>,
     pub cpu: Vec<crate::pipeline::StepTime>,
+    /// The process's CPU time (user + system, every thread) a frame while the backend ran the timed end-to-end runs:
+    /// on a GPU, what the host's cores supply a frame (host steps, packing, driver calls and any spinning while
+    /// the host waits for the device). A host of `c` cores runs at most `1000 c / this` frames a second.
+    #[serde(default)]
+    pub backend_process_cpu_ms_per_frame: Option<f64>,
+    /// The same for the CPU reference's runs.
+    #[serde(default)]
+    pub cpu_process_cpu_ms_per_frame: Option<f64>,
 }
 
 /// The result of `spatialsynth bench --kernels`.
@@ -497,6 +505,25 @@ fn time_ms<T>(repeats: usize, mut f: impl FnMut() -> Result<T>) -> Result<(f64, 
         Some(v) => Ok((median(&times), v)),
         None => Err(crate::error::Error::Config { message: "no timed run".into() }),
     }
+}
+
+/// The process's CPU time so far (user + system, every thread), in seconds; `None` where the system does not say.
+pub fn process_cpu_s() -> Option<f64> {
+    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: getrusage writes one rusage through a valid pointer; read only when it says it did.
+    let usage = unsafe {
+        if libc::getrusage(libc::RUSAGE_SELF, usage.as_mut_ptr()) != 0 {
+            return None;
+        }
+        usage.assume_init()
+    };
+    let s = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 * 1e-6;
+    Some(s(usage.ru_utime) + s(usage.ru_stime))
+}
+
+/// The process's CPU time since `before` ([`process_cpu_s`]), in ms a frame of `frames`.
+fn cpu_ms_per_frame(before: Option<f64>, frames: usize) -> Option<f64> {
+    Some((process_cpu_s()? - before?) * 1e3 / frames.max(1) as f64)
 }
 
 /// Synthetic object summaries of a K5 batch (`frames` x `objects`), spread over a room.
@@ -757,8 +784,12 @@ pub fn run_kernel_bench(
         }
     };
     let (backend_clock, cpu_clock) = (crate::pipeline::GeometryClock::new(), crate::pipeline::GeometryClock::new());
+    let before = process_cpu_s();
     let (backend_ms, n) = time_ms(reps, || run_all(backend, &backend_clock))?;
+    let backend_cpu = cpu_ms_per_frame(before, n * reps);
+    let before = process_cpu_s();
     let (cpu_ms, _) = time_ms(reps, || run_all(&cpu, &cpu_clock))?;
+    let cpu_cpu = cpu_ms_per_frame(before, n * reps);
     let fps = n as f64 / (backend_ms * 1e-3);
     figures.push(KernelFigure {
         kernel: "K1-K5 end to end".into(),
@@ -783,7 +814,12 @@ pub fn run_kernel_bench(
         // Judged only on CUDA with at least 10 objects per frame, the workload the target names.
         meets_target: (backend.kind() == crate::backend::BackendKind::Cuda && objects_per_frame >= 10.0)
             .then_some(fps >= 2000.0),
-        steps: Some(StepBreakdown { backend: backend_clock.report(), cpu: cpu_clock.report() }),
+        steps: Some(StepBreakdown {
+            backend: backend_clock.report(),
+            cpu: cpu_clock.report(),
+            backend_process_cpu_ms_per_frame: backend_cpu,
+            cpu_process_cpu_ms_per_frame: cpu_cpu,
+        }),
     });
     Ok(KernelBench {
         kernel_bench: true,

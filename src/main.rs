@@ -424,6 +424,13 @@ fn run() -> Result<ExitCode> {
                                 c.ms_per_frame
                             );
                         }
+                        let cpu = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.3}"));
+                        eprintln!(
+                            "  {:<20} {:>10} {:>10}",
+                            "process CPU",
+                            cpu(steps.backend_process_cpu_ms_per_frame),
+                            cpu(steps.cpu_process_cpu_ms_per_frame)
+                        );
                     }
                 }
                 println!("{}", serde_json::to_string_pretty(&result)?);

@@ -1768,6 +1768,11 @@ fn the_kernel_benchmark_runs_on_every_backend_but_the_emulator() {
         }
         let cpu_busy: f64 = steps.cpu.iter().map(|s| s.busy_s).sum();
         assert!(cpu_busy <= e2e.cpu_ms * 1e-3 * options.repeats as f64 * 1.01, "{cpu_busy} s against {e2e:?}");
+        // The process's CPU a frame while each side ran (no bound against the wall times: a busy machine stretches
+        // those, not the CPU time).
+        for cpu in [steps.backend_process_cpu_ms_per_frame, steps.cpu_process_cpu_ms_per_frame] {
+            assert!(cpu.is_some_and(|c| c.is_finite() && c > 0.0), "{steps:?}");
+        }
         let per_frame: f64 = steps.cpu.iter().map(|s| s.ms_per_frame).sum();
         let frames = (options.e2e_frames * options.repeats) as f64;
         assert!((per_frame * frames * 1e-3 - cpu_busy).abs() < 1e-9, "{per_frame} ms a frame, {cpu_busy} s");
