@@ -1494,6 +1494,8 @@ fn the_emulator_runs_stream_work_as_late_as_a_gpu_may() {
     // - `allocated`: a stream-ordered allocation is queued, and another stream queues a memset of it: refused.
     // - `synchronous`: a synchronous copy (the NULL stream's, which cudarc's non-blocking streams do not wait for)
     //   into the buffer while that memset is queued: refused.
+    // - `misaligned`: a kernel given a pointer to 8-byte-aligned values (DBSCAN's jobs, with a double) 4 bytes into
+    //   a buffer: the launch fails when it runs, as a GPU's misaligned load does.
     // - `bounds`: a kernel's block as its PTX declares it (`__launch_bounds__`, `.maxntid`): the most threads a block,
     //   as the driver reports it, and a launch of more threads refused, as a GPU refuses it.
     const TEST: &str = "the_emulator_runs_stream_work_as_late_as_a_gpu_may";
@@ -1521,6 +1523,7 @@ fn the_emulator_runs_stream_work_as_late_as_a_gpu_may() {
         ("freed", Some("cuMemsetD8Async: races cuMemFreeAsync queued on another stream")),
         ("allocated", Some("cuMemsetD8Async: races cuMemAllocAsync queued on another stream")),
         ("synchronous", Some("cuMemcpyHtoD: races cuMemsetD8Async queued on another stream")),
+        ("misaligned", Some("dbscan.cu cell_of: a pointer argument (")),
         (
             "bounds",
             Some("unproject.cu count_valid: a block of 512 threads, more than the kernel's __launch_bounds__ (256)"),
@@ -1629,6 +1632,28 @@ fn emulator_stream_case(case: &str) {
                 result::free_async(dev, s1).unwrap();
                 let r = result::memset_d8_async(dev, 0, 16, s2);
                 assert_eq!(code(r), Some(sys::CUresult::CUDA_ERROR_ILLEGAL_STATE), "a memset raced a free");
+            }
+            "misaligned" => {
+                let modules = spatialsynth::backend::cuda::compiled_modules("compute_90").unwrap();
+                let at = spatialsynth::backend::cuda::MODULES.iter().position(|m| m.file == "dbscan.cu").unwrap();
+                let ptx = std::ffi::CString::new(modules[at].clone()).unwrap();
+                let module = result::module::load_data(ptx.as_ptr().cast()).unwrap();
+                let f = result::module::get_function(module, std::ffi::CString::new("cell_of").unwrap()).unwrap();
+                // cell_of(points_b, job_start, const Job* jobs, Params p, cell_b): `jobs` 4 bytes into a buffer (a
+                // Job holds a double); no point to do (Params all zero), so only the pointers' check can fail it.
+                result::stream::synchronize(s1).unwrap();
+                let (mut points, mut starts, mut jobs, mut cells) = (dev, dev, dev + 4, dev);
+                let mut params = [0u32; 8];
+                let mut args: [*mut std::ffi::c_void; 5] = [
+                    (&mut points as *mut u64).cast(),
+                    (&mut starts as *mut u64).cast(),
+                    (&mut jobs as *mut u64).cast(),
+                    params.as_mut_ptr().cast(),
+                    (&mut cells as *mut u64).cast(),
+                ];
+                result::launch_kernel(f, (1, 1, 1), (32, 1, 1), 0, s1, &mut args).unwrap();
+                let r = result::stream::synchronize(s1);
+                assert_eq!(code(r), Some(sys::CUresult::CUDA_ERROR_MISALIGNED_ADDRESS), "a misaligned pointer ran");
             }
             "synchronous" => {
                 result::stream::synchronize(s1).unwrap();

@@ -54,11 +54,17 @@ unsigned lane_id();
 
 // A launch bound to its arguments: cuLaunchKernel's argument pointers are read when it is called (as CUDA copies
 // them then), and the kernel runs later, when its stream gets to it (driver.cpp). `pointers` holds the values of
-// the pointer parameters, each with whether the kernel may write through it (not a pointer to const): the driver
-// checks them against the live device buffers when the kernel runs, and against other streams' queued work.
+// the pointer parameters, each with whether the kernel may write through it (not a pointer to const) and the
+// alignment of what it points to: the driver checks them against the live device buffers when the kernel runs (and
+// their alignment, which a GPU's loads and stores require), and against other streams' queued work.
+struct PointerArg {
+    uintptr_t value;
+    bool writes;
+    size_t align;
+};
 struct Bound {
     std::function<void()> run;
-    std::vector<std::pair<uintptr_t, bool>> pointers;
+    std::vector<PointerArg> pointers;
 };
 
 // A kernel entry point: copies cuLaunchKernel's arguments into a Bound call of the kernel.
@@ -80,10 +86,12 @@ struct pointee<T* __restrict> {
 };
 
 template <typename T>
-inline void note_pointer(const T& value, std::vector<std::pair<uintptr_t, bool>>& pointers) {
-    if constexpr (!std::is_void<typename pointee<T>::type>::value) {
-        const bool writes = !std::is_const<typename pointee<T>::type>::value;
-        pointers.emplace_back(reinterpret_cast<uintptr_t>(static_cast<const volatile void*>(value)), writes);
+inline void note_pointer(const T& value, std::vector<PointerArg>& pointers) {
+    using U = typename pointee<T>::type;
+    if constexpr (!std::is_void<U>::value) {
+        const bool writes = !std::is_const<U>::value;
+        pointers.push_back(
+            PointerArg{reinterpret_cast<uintptr_t>(static_cast<const volatile void*>(value)), writes, alignof(U)});
     }
 }
 

@@ -480,6 +480,7 @@ enum : int {
     CUDA_ERROR_ILLEGAL_STATE = 401,
     CUDA_ERROR_NOT_FOUND = 500,
     CUDA_ERROR_ILLEGAL_ADDRESS = 700,
+    CUDA_ERROR_MISALIGNED_ADDRESS = 716,
     CUDA_ERROR_LAUNCH_FAILED = 719,
     CUDA_ERROR_NOT_SUPPORTED = 801,
 };
@@ -984,6 +985,7 @@ CUresult cuGetErrorName(CUresult error, const char** name) {
         case CUDA_ERROR_INVALID_HANDLE: *name = "CUDA_ERROR_INVALID_HANDLE"; break;
         case CUDA_ERROR_ILLEGAL_STATE: *name = "CUDA_ERROR_ILLEGAL_STATE"; break;
         case CUDA_ERROR_ILLEGAL_ADDRESS: *name = "CUDA_ERROR_ILLEGAL_ADDRESS"; break;
+        case CUDA_ERROR_MISALIGNED_ADDRESS: *name = "CUDA_ERROR_MISALIGNED_ADDRESS"; break;
         case CUDA_ERROR_NOT_FOUND: *name = "CUDA_ERROR_NOT_FOUND"; break;
         case CUDA_ERROR_LAUNCH_FAILED: *name = "CUDA_ERROR_LAUNCH_FAILED"; break;
         case CUDA_ERROR_NOT_SUPPORTED: *name = "CUDA_ERROR_NOT_SUPPORTED"; break;
@@ -1005,6 +1007,9 @@ CUresult cuGetErrorString(CUresult error, const char** text) {
             return CUDA_SUCCESS;
         case CUDA_ERROR_ILLEGAL_ADDRESS:
             *text = "a kernel was given a pointer to no live device buffer (the emulator printed which on stderr)";
+            return CUDA_SUCCESS;
+        case CUDA_ERROR_MISALIGNED_ADDRESS:
+            *text = "a kernel was given a misaligned pointer (the emulator printed which on stderr)";
             return CUDA_SUCCESS;
         default:
             return cuGetErrorName(error, text);
@@ -1532,12 +1537,21 @@ static CUresult run_launch(const std::string& name, const emu::Bound& bound, uns
     // Every pointer argument still points into a live device buffer (a stream-ordered free that ran before the
     // kernel, on its stream or another, leaves it dangling).
     for (const auto& pointer : bound.pointers) {
-        const uintptr_t p = pointer.first;
+        const uintptr_t p = pointer.value;
         if (p != 0 && buffer_of(p) == 0) {
             complain(name.c_str(),
                      "a pointer argument is in no live device buffer when the kernel runs (freed before it, on its "
                      "stream or on one that did not wait for the kernel)");
             return CUDA_ERROR_ILLEGAL_ADDRESS;
+        }
+        // A GPU loads and stores a value only at an address aligned to its size: a misaligned pointer argument (a
+        // buffer of words passed at an odd offset as a pointer to 8-byte values, say) faults there.
+        if (p % pointer.align != 0) {
+            char why[160];
+            std::snprintf(why, sizeof why, "a pointer argument (%#llx) is not aligned to its type's %zu bytes",
+                          (unsigned long long)p, pointer.align);
+            complain(name.c_str(), why);
+            return CUDA_ERROR_MISALIGNED_ADDRESS;
         }
     }
     const unsigned long long threads = (unsigned long long)bx * by * bz;
@@ -1638,7 +1652,7 @@ CUresult cuLaunchKernel(CUfunction function, unsigned gx, unsigned gy, unsigned 
     auto bound = std::make_shared<emu::Bound>(f->entry(params));
     std::vector<Access> device;
     for (const auto& pointer : bound->pointers) {
-        if (const uintptr_t b = buffer_of(pointer.first)) device.push_back(Access{b, pointer.second});
+        if (const uintptr_t b = buffer_of(pointer.value)) device.push_back(Access{b, pointer.writes});
     }
     return submit(
         stream, "kernel " + name,
