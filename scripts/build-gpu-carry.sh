@@ -105,6 +105,12 @@ step racecheck 60 env SPATIALSYNTH_PARITY_ONLY=cuda compute-sanitizer --tool rac
 # kernels write every entry read): no read of unwritten memory.
 step initcheck 60 env SPATIALSYNTH_PARITY_ONLY=cuda compute-sanitizer --tool initcheck --error-exitcode 1 \
   gpu-carry/parity --test-threads 1 k1_batches k1_and_k2_batches k3_border_ties
+# How a host thread waits for the device: the benchmark again with spinning waits (the backend blocks by default,
+# SPATIALSYNTH_CUDA_SYNC), for the end-to-end frames/s and process CPU a frame of each side by side. Last: only when
+# the budget allows.
+step kernel-bench-spin 150 sh -c \
+  'SPATIALSYNTH_CUDA_SYNC=spin gpu-carry/spatialsynth bench data/sample --kernels --backend cuda \
+    > "$0/kernel-bench-spin.json"' "$out"
 echo "total: $((SECONDS - start)) s of $budget" >> "$out/summary.txt"
 (cd "$out" && tar czf logs.tgz --remove-files ./*.log)
 cat "$out/summary.txt"

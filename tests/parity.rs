@@ -1496,6 +1496,8 @@ fn the_emulator_runs_stream_work_as_late_as_a_gpu_may() {
     //   into the buffer while that memset is queued: refused.
     // - `misaligned`: a kernel given a pointer to 8-byte-aligned values (DBSCAN's jobs, with a double) 4 bytes into
     //   a buffer: the launch fails when it runs, as a GPU's misaligned load does.
+    // - `sync`: the backend asks the driver to put a waiting thread to sleep (blocking sync, the default of
+    //   SPATIALSYNTH_CUDA_SYNC) and says so in its description.
     // - `bounds`: a kernel's block as its PTX declares it (`__launch_bounds__`, `.maxntid`): the most threads a block,
     //   as the driver reports it, and a launch of more threads refused, as a GPU refuses it.
     const TEST: &str = "the_emulator_runs_stream_work_as_late_as_a_gpu_may";
@@ -1524,6 +1526,7 @@ fn the_emulator_runs_stream_work_as_late_as_a_gpu_may() {
         ("allocated", Some("cuMemsetD8Async: races cuMemAllocAsync queued on another stream")),
         ("synchronous", Some("cuMemcpyHtoD: races cuMemsetD8Async queued on another stream")),
         ("misaligned", Some("dbscan.cu cell_of: a pointer argument (")),
+        ("sync", None),
         (
             "bounds",
             Some("unproject.cu count_valid: a block of 512 threads, more than the kernel's __launch_bounds__ (256)"),
@@ -1533,6 +1536,7 @@ fn the_emulator_runs_stream_work_as_late_as_a_gpu_may() {
             .args(["--exact", TEST, "--nocapture"])
             .envs(emulator.environment())
             .env("SPATIALSYNTH_EMU_STREAM_CASE", case)
+            .env_remove("SPATIALSYNTH_CUDA_SYNC")
             .output()
             .unwrap();
         let stderr = String::from_utf8_lossy(&output.stderr);
@@ -1551,6 +1555,16 @@ fn emulator_stream_case(case: &str) {
     let ctx = CudaContext::new(0).unwrap();
     assert!(ctx.name().unwrap().contains("emulator"), "not the emulator: {}", ctx.name().unwrap());
     ctx.bind_to_thread().unwrap();
+    if case == "sync" {
+        let backend = spatialsynth::backend::cuda::CudaBackend::new().unwrap();
+        let description = backend.device_description();
+        assert!(description.ends_with(", blocking sync)"), "{description}");
+        let mut flags = 0u32;
+        // SAFETY: cuCtxGetFlags writes one unsigned int through a valid pointer (the context is current).
+        unsafe { sys::cuCtxGetFlags(&mut flags) }.result().unwrap();
+        assert_eq!(flags & 7, sys::CUctx_flags::CU_CTX_SCHED_BLOCKING_SYNC as u32, "flags {flags:#x}");
+        return;
+    }
     if case == "bounds" {
         use cudarc::driver::{LaunchConfig, PushKernelArg};
         let modules = spatialsynth::backend::cuda::compiled_modules("compute_90").unwrap();

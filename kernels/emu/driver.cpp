@@ -953,6 +953,20 @@ CUresult cuDevicePrimaryCtxRetain(CUcontext* ctx, CUdevice) {
 }
 CUresult cuDevicePrimaryCtxRelease_v2(CUdevice) { return CUDA_SUCCESS; }
 CUresult cuCtxSetCurrent(CUcontext) { return CUDA_SUCCESS; }
+// The scheduling flags (how a waiting host thread waits): kept and reported, nothing else (the emulator runs the
+// device's work on the waiting thread).
+static unsigned g_context_flags = 0;
+CUresult cuCtxSetFlags(unsigned flags) {
+    const CpuMeter meter;
+    const unsigned sched = flags & 0x7u;  // AUTO 0, SPIN 1, YIELD 2, BLOCKING_SYNC 4: one of them
+    if (sched != 0u && sched != 1u && sched != 2u && sched != 4u) return CUDA_ERROR_INVALID_VALUE;
+    g_context_flags = flags;
+    return CUDA_SUCCESS;
+}
+CUresult cuCtxGetFlags(unsigned* flags) {
+    *flags = g_context_flags;
+    return CUDA_SUCCESS;
+}
 CUresult cuCtxGetCurrent(CUcontext* ctx) {
     const CpuMeter meter;
     *ctx = &g_context_tag;

@@ -239,6 +239,31 @@ pub fn compiled_modules(arch: &'static str) -> Result<Arc<Vec<String>>, String> 
 /// them: BENCHMARKS.md). Off by default: the backend orders its streams itself (see [`CudaBackend::new`]).
 pub const EVENT_TRACKING_VAR: &str = "SPATIALSYNTH_CUDA_EVENT_TRACKING";
 
+/// How a host thread waits for the device (`blocking`, the default; `spin`; `yield`; `auto`, the driver's own
+/// choice, which spins when the host has more cores than CUDA contexts). Blocking puts the waiting thread to sleep:
+/// a wake-up costs some microseconds, but a spinning thread burns a core for as long as the device works, and a run
+/// keeps several batches in flight, each with a thread that waits, while the host's steps for other batches need
+/// the cores (BENCHMARKS.md: the host's CPU a frame). `bench --kernels` reports the process's CPU a frame, so the two
+/// can be compared on a GPU.
+pub const SYNC_VAR: &str = "SPATIALSYNTH_CUDA_SYNC";
+
+/// The scheduling flag [`SYNC_VAR`] asks for, and its name.
+fn sync_mode() -> Result<(cudarc::driver::sys::CUctx_flags, &'static str), String> {
+    sync_mode_of(&std::env::var(SYNC_VAR).unwrap_or_default())
+}
+
+/// The scheduling flag a value of [`SYNC_VAR`] names (empty: the default), and its name.
+fn sync_mode_of(value: &str) -> Result<(cudarc::driver::sys::CUctx_flags, &'static str), String> {
+    use cudarc::driver::sys::CUctx_flags as F;
+    match value {
+        "" | "blocking" => Ok((F::CU_CTX_SCHED_BLOCKING_SYNC, "blocking")),
+        "spin" => Ok((F::CU_CTX_SCHED_SPIN, "spin")),
+        "yield" => Ok((F::CU_CTX_SCHED_YIELD, "yield")),
+        "auto" => Ok((F::CU_CTX_SCHED_AUTO, "auto")),
+        other => Err(format!("{SYNC_VAR}={other:?}: expected blocking, spin, yield or auto")),
+    }
+}
+
 /// The device's memory divided by this is what its stream-ordered allocator keeps, once freed, for the next
 /// allocations.
 /// The pool's default (0) hands every freed block back to the driver at each stream synchronisation, so that every
@@ -607,7 +632,14 @@ impl CudaBackend {
                 (driver % 1000) / 10
             ));
         }
+        let (sync_flag, sync_name) = sync_mode()?;
         let ctx = CudaContext::new(0).map_err(de)?;
+        // A driver that refuses the flag leaves its default (spinning on a host with more cores than contexts): a
+        // slower host side, not a wrong one, so the backend opens and its description says so.
+        let sync = match ctx.set_flags(sync_flag) {
+            Ok(()) => format!("{sync_name} sync"),
+            Err(e) => format!("the driver's default sync: {sync_name} refused, {e}"),
+        };
         if std::env::var_os(EVENT_TRACKING_VAR).is_none_or(|v| v != "1") {
             // SAFETY: the backend orders its streams itself. Every buffer is used on the stream that allocated it,
             // or on another only after the host has synchronised that stream, and freed only after the host has
@@ -700,7 +732,7 @@ impl CudaBackend {
         let name = ctx.name().map_err(de)?;
         let memory_gib = ctx.total_mem().map_err(de)? as f64 / f64::from(1u32 << 30);
         let description = format!(
-            "{name} (compute {major}.{minor}, {memory_gib:.0} GiB, driver CUDA {}.{}, kernels {arch})",
+            "{name} (compute {major}.{minor}, {memory_gib:.0} GiB, driver CUDA {}.{}, kernels {arch}, {sync})",
             driver / 1000,
             (driver % 1000) / 10
         );
@@ -742,7 +774,7 @@ impl CudaBackend {
         pool_release_threshold(pool, None).map(Some).map_err(de)
     }
 
-    /// The device, e.g. `NVIDIA H100 80GB HBM3 (compute 9.0, 79 GiB, driver CUDA 13.0, kernels compute_90)`.
+    /// The device, e.g. `NVIDIA H100 80GB HBM3 (compute 9.0, 79 GiB, driver CUDA 13.0, kernels compute_90, blocking sync)`.
     pub fn device_description(&self) -> &str {
         &self.description
     }
@@ -2595,7 +2627,19 @@ impl GroundBatchDevice for GroundBatch<'_> {
 
 #[cfg(test)]
 mod tests {
-    use super::set_bits;
+    use super::{set_bits, sync_mode_of};
+
+    #[test]
+    fn the_sync_variable_names_the_scheduling_flag_and_refuses_anything_else() {
+        use cudarc::driver::sys::CUctx_flags as F;
+        assert_eq!(sync_mode_of(""), Ok((F::CU_CTX_SCHED_BLOCKING_SYNC, "blocking")));
+        assert_eq!(sync_mode_of("blocking"), Ok((F::CU_CTX_SCHED_BLOCKING_SYNC, "blocking")));
+        assert_eq!(sync_mode_of("spin"), Ok((F::CU_CTX_SCHED_SPIN, "spin")));
+        assert_eq!(sync_mode_of("yield"), Ok((F::CU_CTX_SCHED_YIELD, "yield")));
+        assert_eq!(sync_mode_of("auto"), Ok((F::CU_CTX_SCHED_AUTO, "auto")));
+        let e = sync_mode_of("Spin").unwrap_err();
+        assert!(e.contains("SPATIALSYNTH_CUDA_SYNC") && e.contains("\"Spin\""), "{e}");
+    }
 
     #[test]
     fn set_bits_lists_the_set_bits_below_n_in_order() {
