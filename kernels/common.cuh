@@ -18,6 +18,6 @@ typedef unsigned long long u64;
 // every launch on the GPU (CUDA_ERROR_LAUNCH_OUT_OF_RESOURCES) while compiling cleanly. The PTX says it
 // (`.maxntid`): tests/cuda_kernels.rs checks it against the block the backend launches with (`block_of` in
 // src/backend/cuda.rs), the backend checks every kernel's limit as the driver reports it when it loads the kernels,
-// and the CPU emulator refuses a launch of more threads than the bound. The kernels of BLOCK threads declare none:
-// `__launch_bounds__(BLOCK)` would make the compiler aim at eight blocks a multiprocessor (32 registers a thread),
-// which spills sample_normals on sm_80.
+// and the CPU emulator refuses a launch of more threads than the bound. The kernels of BLOCK threads declare none: a
+// bound changes ptxas's register heuristics (with `__launch_bounds__(BLOCK)` sample_normals drops to 32 registers
+// and spills on sm_80, summarize rises to 48 on sm_90: BENCHMARKS.md), and any kernel fits a block of 256.

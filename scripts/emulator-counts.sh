@@ -14,7 +14,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-out/emulator-counts}
 mkdir -p "$out/emu"
-src=$(ls -dt target/tmp/cuda-emu-* 2>/dev/null | head -n 1)
+src=$(ls -dt target/tmp/cuda-emu-* 2>/dev/null | head -n 1 || true)
 [ -n "$src" ] || { echo "no emulator sources: run cargo test --release --test parity cuda_parity_on_the_emulator" >&2; exit 1; }
 g++ -std=c++17 -fPIC -shared -pthread -ffp-contract=off -fno-fast-math -w -O2 -g -I kernels/emu \
   -o "$out/emu/libcuda.so" kernels/emu/driver.cpp "$src"/module_*.cpp

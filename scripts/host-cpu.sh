@@ -8,15 +8,19 @@
 # packing, the driver calls' arguments, writing, without the start-up (NVRTC compiling the kernels) both runs share.
 # It is an upper bound for the GPU host's host side in one way (the emulator's threads compete for the caches) and a
 # lower bound in another (a real driver call costs the host more than the emulator's bookkeeping, which is not
-# counted: see the driver calls a frame in BENCHMARKS.md). Needs the emulator's sources (see emulator-counts.sh), g++
+# counted: see the driver calls a frame in BENCHMARKS.md). The host's share is about 1% of the process's CPU time
+# here, so a small error in the emulator's metering (the few calls it does not meter, thread exits) moves the result
+# as much as the host's own work does: compare builds over several rounds each, alternated. Rayon's idle spinning
+# counts as the host's. Needs the emulator's sources (see emulator-counts.sh), g++
 # and CUDA 13's NVRTC.
 # usage: scripts/host-cpu.sh [OUT] [ROUNDS]   (default out/host-cpu, 3 rounds of the two runs, alternated)
 set -euo pipefail
+shopt -s inherit_errexit  # a failed run inside $(...) stops the script
 cd "$(dirname "$0")/.."
 out=${1:-out/host-cpu}
 rounds=${2:-3}
 mkdir -p "$out/emu"
-src=$(ls -dt target/tmp/cuda-emu-* 2>/dev/null | head -n 1)
+src=$(ls -dt target/tmp/cuda-emu-* 2>/dev/null | head -n 1 || true)
 [ -n "$src" ] || { echo "no emulator sources: run cargo test --release --test parity cuda_parity_on_the_emulator" >&2; exit 1; }
 g++ -std=c++17 -fPIC -shared -pthread -ffp-contract=off -fno-fast-math -w -O2 -I kernels/emu \
   -o "$out/emu/libcuda.so" kernels/emu/driver.cpp "$src"/module_*.cpp
@@ -31,7 +35,8 @@ run() { # run N: prints "frames process_cpu_s emulator_cpu_s host_cpu_s"
   n=$(frames "$manifest")
   rm -rf "$out/scene$1"
   SPATIALSYNTH_CUDA_EMU_STATS="$out/stats$1.json" /usr/bin/time -f "%U %S" -o "$out/time$1.txt" \
-    target/release/spatialsynth --threads 2 scene "$manifest" -o "$out/scene$1" --backend cuda > /dev/null
+    target/release/spatialsynth --threads 2 scene "$manifest" -o "$out/scene$1" --backend cuda > /dev/null \
+    || { echo "the run of $1 frames failed" >&2; return 1; }
   python3 - "$n" "$out/time$1.txt" "$out/stats$1.json" <<'PY'
 import json, sys
 n = int(sys.argv[1])
@@ -42,7 +47,8 @@ PY
 }
 echo "round frames process_cpu_s emulator_cpu_s host_cpu_s"
 for r in $(seq 1 "$rounds"); do
-  small=$(run 20) large=$(run 80)
+  small=$(run 20)
+  large=$(run 80)
   echo "$r $small"
   echo "$r $large"
   python3 - "$small" "$large" <<'PY'

@@ -508,6 +508,7 @@ fn time_ms<T>(repeats: usize, mut f: impl FnMut() -> Result<T>) -> Result<(f64, 
 }
 
 /// The process's CPU time so far (user + system, every thread), in seconds; `None` where the system does not say.
+#[cfg(unix)]
 pub fn process_cpu_s() -> Option<f64> {
     let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
     // SAFETY: getrusage writes one rusage through a valid pointer; read only when it says it did.
@@ -519,6 +520,12 @@ pub fn process_cpu_s() -> Option<f64> {
     };
     let s = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 * 1e-6;
     Some(s(usage.ru_utime) + s(usage.ru_stime))
+}
+
+/// The process's CPU time so far: not read on this system.
+#[cfg(not(unix))]
+pub fn process_cpu_s() -> Option<f64> {
+    None
 }
 
 /// The process's CPU time since `before` ([`process_cpu_s`]), in ms a frame of `frames`.

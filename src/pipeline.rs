@@ -444,7 +444,7 @@ fn denoise_output(
         }
         (0..clustering.clusters as usize).max_by_key(|&c| (core[c], sizes[c], std::cmp::Reverse(c))).map(|c| c as u32)
     } else {
-        clustering.largest_of(&sizes)
+        Clustering::largest_of(&sizes)
     };
     let Some(chosen) = chosen else {
         return Err(format!("no DBSCAN cluster of {} points within {:.3} m", config.object_min_points, input.eps));

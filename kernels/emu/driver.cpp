@@ -1487,7 +1487,7 @@ CUresult cuModuleLoadData(CUmodule* module, const void* image) {
         const size_t params_end = ptx.find(')', end);
         const size_t body = params_end == std::string::npos ? std::string::npos : ptx.find('{', params_end);
         const size_t bound = params_end == std::string::npos ? std::string::npos : ptx.find(".maxntid", params_end);
-        if (bound != std::string::npos && bound < body) {
+        if (bound != std::string::npos && body != std::string::npos && bound < body) {
             // `.maxntid x` or `.maxntid x, y, z` (absent sizes are 1).
             unsigned x = 0, y = 1, z = 1;
             const int read = std::sscanf(ptx.c_str() + bound, ".maxntid %u , %u , %u", &x, &y, &z);
@@ -1495,7 +1495,7 @@ CUresult cuModuleLoadData(CUmodule* module, const void* image) {
                 complain("cuModuleLoadData", "an entry point's .maxntid is not one to three positive numbers");
                 return CUDA_ERROR_INVALID_IMAGE;
             }
-            max_threads = (unsigned long long)x * y * z;
+            max_threads = std::min<unsigned long long>((unsigned long long)x * y * z, kMaxThreads);
         }
         entries[ptx.substr(start, end - start)] = max_threads;
     }

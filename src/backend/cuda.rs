@@ -264,6 +264,21 @@ fn sync_mode_of(value: &str) -> Result<(cudarc::driver::sys::CUctx_flags, &'stat
     }
 }
 
+/// Sets the scheduling part of the (primary) context's flags to `mode`, keeping its other flags (`cuCtxSetFlags`
+/// replaces them all).
+fn set_scheduling(ctx: &CudaContext, mode: cudarc::driver::sys::CUctx_flags) -> Result<(), DriverError> {
+    use cudarc::driver::sys;
+    ctx.bind_to_thread()?;
+    let mut flags = 0u32;
+    // SAFETY: the context is current on this thread; cuCtxGetFlags writes one unsigned int through a valid pointer,
+    // and cuCtxSetFlags takes the flags by value.
+    unsafe {
+        sys::cuCtxGetFlags(&mut flags).result()?;
+        let sched = sys::CUctx_flags::CU_CTX_SCHED_MASK as u32;
+        sys::cuCtxSetFlags((flags & !sched) | mode as u32).result()
+    }
+}
+
 /// The device's memory divided by this is what its stream-ordered allocator keeps, once freed, for the next
 /// allocations.
 /// The pool's default (0) hands every freed block back to the driver at each stream synchronisation, so that every
@@ -636,7 +651,7 @@ impl CudaBackend {
         let ctx = CudaContext::new(0).map_err(de)?;
         // A driver that refuses the flag leaves its default (spinning on a host with more cores than contexts): a
         // slower host side, not a wrong one, so the backend opens and its description says so.
-        let sync = match ctx.set_flags(sync_flag) {
+        let sync = match set_scheduling(&ctx, sync_flag) {
             Ok(()) => format!("{sync_name} sync"),
             Err(e) => format!("the driver's default sync: {sync_name} refused, {e}"),
         };
@@ -2206,6 +2221,9 @@ fn device_index<'a>(
     items: impl Iterator<Item = (Option<(&'a super::ResidentGroup, &'a [u32])>, usize)>,
 ) -> Option<(&'a GroupedOnDevice, Vec<u32>)> {
     let items: Vec<_> = items.collect();
+    if items.iter().any(|(source, _)| source.is_none()) {
+        return None;
+    }
     let mut first: Option<&GroupedOnDevice> = None;
     // Sized up front (a chunk's points: growing by doubling would copy and fault in a frame-sized buffer again and
     // again).

@@ -52,11 +52,11 @@ impl Clustering {
 
     /// The cluster with the most points (ties: the lower id), or `None` when everything is noise.
     pub fn largest(&self) -> Option<u32> {
-        self.largest_of(&self.sizes())
+        Self::largest_of(&self.sizes())
     }
 
     /// [`Clustering::largest`] from the clusters' sizes ([`Clustering::sizes`]).
-    pub fn largest_of(&self, sizes: &[u32]) -> Option<u32> {
+    pub fn largest_of(sizes: &[u32]) -> Option<u32> {
         let mut best: Option<(u32, u32)> = None;
         for (id, &s) in sizes.iter().enumerate() {
             if best.is_none_or(|(_, bs)| s > bs) {
