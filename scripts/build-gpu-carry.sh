@@ -119,7 +119,7 @@ step initcheck 60 env SPATIALSYNTH_PARITY_ONLY=cuda compute-sanitizer --tool ini
 # How a host thread waits for the device: the benchmark again with spinning waits (the backend blocks by default,
 # SPATIALSYNTH_CUDA_SYNC), for the end-to-end frames/s and process CPU a frame of each side by side. Last, and only
 # when the budget still holds its whole limit (it does not fail the run).
-optional kernel-bench-spin 150 sh -c \
+optional kernel-bench-spin 100 sh -c \
   'SPATIALSYNTH_CUDA_SYNC=spin gpu-carry/spatialsynth bench data/sample --kernels --backend cuda \
     > "$0/kernel-bench-spin.json"' "$out"
 echo "total: $((SECONDS - start)) s of $budget" >> "$out/summary.txt"
