@@ -1492,8 +1492,9 @@ fn the_emulator_runs_stream_work_as_late_as_a_gpu_may() {
     //   synchronisation fails, naming the race.
     // - `freed`: a stream-ordered free of a buffer is queued, and another stream queues a memset of it: refused.
     // - `allocated`: a stream-ordered allocation is queued, and another stream queues a memset of it: refused.
-    // - `synchronous`: a synchronous copy (the NULL stream's, which cudarc's non-blocking streams do not wait for)
-    //   into the buffer while that memset is queued: refused.
+    // - `synchronous`, `synchronous-read`, `synchronous-memset`: a synchronous copy into the buffer, one out of it,
+    //   and a synchronous memset of it (the NULL stream's, which cudarc's non-blocking streams do not wait for) while
+    //   that memset is queued: refused.
     // - `misaligned`: a kernel given a pointer to 8-byte-aligned values (DBSCAN's jobs, with a double) 4 bytes into
     //   a buffer: the launch fails when it runs, as a GPU's misaligned load does.
     // - `sync`: the backend asks the driver to put a waiting thread to sleep (blocking sync, the default of
@@ -1525,6 +1526,8 @@ fn the_emulator_runs_stream_work_as_late_as_a_gpu_may() {
         ("freed", Some("cuMemsetD8Async: races cuMemFreeAsync queued on another stream")),
         ("allocated", Some("cuMemsetD8Async: races cuMemAllocAsync queued on another stream")),
         ("synchronous", Some("cuMemcpyHtoD: races cuMemsetD8Async queued on another stream")),
+        ("synchronous-read", Some("cuMemcpyDtoH: races cuMemsetD8Async queued on another stream")),
+        ("synchronous-memset", Some("cuMemsetD32: races cuMemsetD8Async queued on another stream")),
         ("misaligned", Some("dbscan.cu cell_of: a pointer argument (")),
         ("sync", None),
         (
@@ -1677,11 +1680,16 @@ fn emulator_stream_case(case: &str) {
                 let r = result::stream::synchronize(s1);
                 assert_eq!(code(r), Some(sys::CUresult::CUDA_ERROR_MISALIGNED_ADDRESS), "a misaligned pointer ran");
             }
-            "synchronous" => {
+            "synchronous" | "synchronous-read" | "synchronous-memset" => {
                 result::stream::synchronize(s1).unwrap();
                 result::memset_d8_async(dev, 7, 16, s1).unwrap();
-                let r = result::memcpy_htod_sync(dev, &[5u32, 6, 7, 8]);
-                assert_eq!(code(r), Some(sys::CUresult::CUDA_ERROR_ILLEGAL_STATE), "an unordered copy ran");
+                let mut seen = [0u32; 4];
+                let r = match case {
+                    "synchronous" => result::memcpy_htod_sync(dev, &[5u32, 6, 7, 8]),
+                    "synchronous-read" => result::memcpy_dtoh_sync(&mut seen, dev),
+                    _ => sys::cuMemsetD32_v2(dev, 9, 4).result(),
+                };
+                assert_eq!(code(r), Some(sys::CUresult::CUDA_ERROR_ILLEGAL_STATE), "an unordered {case} ran");
             }
             "allocated" => {
                 result::stream::synchronize(s1).unwrap();
