@@ -44,30 +44,30 @@ done
 export SPATIALSYNTH_REPO=$PWD SPATIALSYNTH_REQUIRE_CUDA=1 SPATIALSYNTH_REQUIRE_NVRTC=1
 [ -d /usr/local/cuda/bin ] && export PATH="$PATH:/usr/local/cuda/bin"
 # ptxas for tests/cuda_kernels.rs: $PTXAS if set, else the one on the PATH (the toolkit's, above).
-step() { # step NAME LIMIT COMMAND...: COMMAND's output to $out/NAME.log, within LIMIT and what is left of the budget
-  local name=$1 limit=$2 left t0=$SECONDS rc
-  shift 2
+run_step() { # run_step required|optional NAME LIMIT COMMAND...: COMMAND's output to $out/NAME.log, within LIMIT and
+  # what is left of the budget. A required step runs with what is left (at least 10 s) and fails the run unless it
+  # passes; an optional one runs only with its whole LIMIT left and never fails the run.
+  local kind=$1 name=$2 limit=$3 left t0=$SECONDS rc
+  shift 3
   left=$((budget - (SECONDS - start)))
+  if [ "$kind" = optional ] && ((left < limit)); then
+    echo "$name: not run (optional; $left s of the budget left, it needs $limit s)" >> "$out/summary.txt"; return
+  fi
   ((left < limit)) && limit=$left
   if ((limit < 10)); then
     echo "$name: SKIPPED (the budget of $budget s is spent)" >> "$out/summary.txt"; status=1; return
   fi
   timeout -k 5 "$limit" "$@" > "$out/$name.log" 2>&1
   rc=$?
-  echo "$name: rc=$rc after $((SECONDS - t0)) s (limit $limit s)" >> "$out/summary.txt"
-  ((rc == 0)) || status=1
-}
-optional() { # optional NAME LIMIT COMMAND...: a step that runs only with its whole LIMIT left and never fails the run
-  local name=$1 limit=$2 left t0=$SECONDS rc
-  shift 2
-  left=$((budget - (SECONDS - start)))
-  if ((left < limit)); then
-    echo "$name: not run (optional; $left s of the budget left, it needs $limit s)" >> "$out/summary.txt"; return
+  if [ "$kind" = optional ]; then
+    echo "$name: rc=$rc after $((SECONDS - t0)) s (limit $limit s; optional)" >> "$out/summary.txt"
+  else
+    echo "$name: rc=$rc after $((SECONDS - t0)) s (limit $limit s)" >> "$out/summary.txt"
+    ((rc == 0)) || status=1
   fi
-  timeout -k 5 "$limit" "$@" > "$out/$name.log" 2>&1
-  rc=$?
-  echo "$name: rc=$rc after $((SECONDS - t0)) s (limit $limit s; optional)" >> "$out/summary.txt"
 }
+step() { run_step required "$@"; }
+optional() { run_step optional "$@"; }
 { date -u; uname -a; nvidia-smi; nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv; } \
   > "$out/summary.txt" 2>&1
 step cuda_kernels 90 gpu-carry/cuda_kernels --test-threads 1

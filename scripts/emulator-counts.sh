@@ -13,15 +13,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-out/emulator-counts}
-mkdir -p "$out/emu"
-src=$(ls -dt target/tmp/cuda-emu-* 2>/dev/null | head -n 1 || true)
-[ -n "$src" ] || { echo "no emulator sources: run cargo test --release --test parity cuda_parity_on_the_emulator" >&2; exit 1; }
-g++ -std=c++17 -fPIC -shared -pthread -ffp-contract=off -fno-fast-math -w -O2 -g -I kernels/emu \
-  -o "$out/emu/libcuda.so" kernels/emu/driver.cpp "$src"/module_*.cpp
+source scripts/emulator-env.sh
+emulator_env "$out"
 python3 scripts/grid-box-manifest.py data/sample/frames.json 10 4 > "$out/frames.json"
-cargo build --release --locked
-CU13=$(python3 -c "import nvidia,os;print(os.path.join(list(nvidia.__path__)[0],'cu13'))")
-export LD_LIBRARY_PATH="$out/emu:$CU13/lib"
 rm -rf "$out/scene"
 SPATIALSYNTH_CUDA_EMU_STATS="$out/stats.json" SPATIALSYNTH_CUDA_EMU_TRACE="$out/trace.txt" target/release/spatialsynth --threads 2 scene "$out/frames.json" \
   -o "$out/scene" --backend cuda

@@ -11,24 +11,17 @@
 # counted: see the driver calls a frame in BENCHMARKS.md). The host's share is about 1% of the process's CPU time
 # here, so a small error in the emulator's metering (the few calls it does not meter, thread exits) moves the result
 # as much as the host's own work does: compare builds over several rounds each, alternated. Rayon's idle spinning
-# counts as the host's. Needs the emulator's sources (see emulator-counts.sh), g++
-# and CUDA 13's NVRTC.
+# counts as the host's. Needs what scripts/emulator-env.sh needs.
 # usage: scripts/host-cpu.sh [OUT] [ROUNDS]   (default out/host-cpu, 3 rounds of the two runs, alternated)
 set -euo pipefail
 shopt -s inherit_errexit  # a failed run inside $(...) stops the script
 cd "$(dirname "$0")/.."
 out=${1:-out/host-cpu}
 rounds=${2:-3}
-mkdir -p "$out/emu"
-src=$(ls -dt target/tmp/cuda-emu-* 2>/dev/null | head -n 1 || true)
-[ -n "$src" ] || { echo "no emulator sources: run cargo test --release --test parity cuda_parity_on_the_emulator" >&2; exit 1; }
-g++ -std=c++17 -fPIC -shared -pthread -ffp-contract=off -fno-fast-math -w -O2 -I kernels/emu \
-  -o "$out/emu/libcuda.so" kernels/emu/driver.cpp "$src"/module_*.cpp
+source scripts/emulator-env.sh
+emulator_env "$out"
 python3 scripts/grid-box-manifest.py data/sample/frames.json 10 4 > "$out/frames20.json"
 python3 scripts/grid-box-manifest.py data/sample/frames.json 10 16 > "$out/frames80.json"
-cargo build --release --locked
-CU13=$(python3 -c "import nvidia,os;print(os.path.join(list(nvidia.__path__)[0],'cu13'))")
-export LD_LIBRARY_PATH="$out/emu:$CU13/lib"
 frames() { python3 -c "import json,sys; print(len(json.load(open(sys.argv[1]))['frames']))" "$1"; }
 run() { # run N: prints "frames process_cpu_s emulator_cpu_s host_cpu_s"
   local manifest="$out/frames$1.json" n

@@ -2220,16 +2220,12 @@ fn gather_indices<'a>(
 fn device_index<'a>(
     items: impl Iterator<Item = (Option<(&'a super::ResidentGroup, &'a [u32])>, usize)>,
 ) -> Option<(&'a GroupedOnDevice, Vec<u32>)> {
-    let items: Vec<_> = items.collect();
-    if items.iter().any(|(source, _)| source.is_none()) {
-        return None;
-    }
+    // Every item's source (none: nothing to gather), then the index sized up front (a chunk's points: growing by
+    // doubling would copy and fault in a frame-sized buffer again and again).
+    let items: Vec<_> = items.map(|(source, points)| source.map(|s| (s, points))).collect::<Option<_>>()?;
     let mut first: Option<&GroupedOnDevice> = None;
-    // Sized up front (a chunk's points: growing by doubling would copy and fault in a frame-sized buffer again and
-    // again).
     let mut index = Vec::with_capacity(items.iter().map(|&(_, points)| points).sum());
-    for (source, points) in items {
-        let (group, indices) = source?;
+    for ((group, indices), points) in items {
         let (grouped, base) = group.cuda()?;
         if !std::ptr::eq(grouped, *first.get_or_insert(grouped)) || indices.len() != points {
             return None;
