@@ -4,7 +4,9 @@ emulated CUDA backend) into the emulator's and the host's, and the host's by own
 sample's call chain whose symbol names one of OWNERS (else "other"), with how many of its samples end in the kernel
 (page faults, mostly), in libc or in user code. A sample is the emulator's when any frame of its chain is in
 libcuda.so or libnvrtc, names an emulated module or is one of the emulator's inlined fibre and TLS helpers.
-usage: perf script -i perf.data -F comm,tid,ip,sym,dso | scripts/host-profile.py [FRAMES]
+Then the same samples by step of the run (STEPS), and, with --containing=A,B,..., how many of the host's samples
+hold each of those names anywhere in their stack.
+usage: perf script -i perf.data -F comm,tid,ip,sym,dso | scripts/host-profile.py [FRAMES] [--containing=A,B]
 (FRAMES: divide the host's samples by it, for samples a frame)."""
 import collections
 import sys
@@ -14,14 +16,27 @@ OWNERS = ["png::", "fdeflate", "image::", "denoise_input", "frame_start", "scene
           "closest_gaps_resident", "gaps_of_chunk", "relate_batch", "dbscan_device", "dbscan_batch", "GapPack",
           "DepthBatch", "unproject_device", "color::", "write_", "parquet", "arrow", "serde", "ground_info_of",
           "hull", "canonical", "io::", "run::", "pipeline::"]
+# The steps of a run, each named by a function its samples' stacks hold (the first listed that a stack holds, from
+# its innermost frame out, owns the sample): BENCHMARKS.md's "where it goes" table.
+STEPS = [("load_frame", "loading and decoding"), ("write_", "writing"), ("serde", "writing"),
+         ("frames_geometry", "inside the K1+K2 call"), ("frame_start", "frame inputs"),
+         ("denoise_input", "K3's host steps before DBSCAN"), ("device_indices", "K3's host steps before DBSCAN"),
+         ("dbscan_batch", "inside the K3 call"), ("denoise_output", "K3's host steps after DBSCAN"),
+         ("summarize_kept", "inside the K4 call"), ("closest_gaps", "inside the gaps call"),
+         ("relate_batch", "inside the K5 call"), ("scene_object", "objects"), ("color::", "objects"),
+         ("scenes_from_ground", "the rest of the scene stage"), ("release_free_memory", "releasing memory"),
+         ("compile_module", "compiling the kernels"), ("nvrtc", "compiling the kernels"),
+         ("load_module", "compiling the kernels")]
 EMULATOR = ("libcuda.so", "emu_module", "libnvrtc", "run_block", "resume (inlined)", "initial_sp",
             "release (inlined)", "__tls_get_addr")
 
 
 def main():
-    frames = float(sys.argv[1]) if len(sys.argv) > 1 else None
+    args = [a for a in sys.argv[1:] if not a.startswith("--containing=")]
+    containing = [n for a in sys.argv[1:] if a.startswith("--containing=") for n in a.split("=", 1)[1].split(",")]
+    frames = float(args[0]) if args else None
     owners, kinds = collections.Counter(), collections.Counter()
-    totals = collections.Counter()
+    totals, steps, holding = collections.Counter(), collections.Counter(), collections.Counter()
 
     def flush(stack):
         if not stack:
@@ -30,6 +45,9 @@ def main():
         if any(any(e in f for e in EMULATOR) for f in stack):
             totals["emulator"] += 1
             return
+        steps[next((step for f in stack for key, step in STEPS if key in f), "not traced to a step")] += 1
+        for name in containing:
+            holding[name] += any(name in f for f in stack)
         owner = next((o for f in stack for o in OWNERS if o in f), "other")
         leaf = stack[0]
         kind = "kernel" if "kernel.kallsyms" in leaf else "libc" if "libc.so" in leaf else "user"
@@ -51,6 +69,11 @@ def main():
     for owner, n in owners.most_common():
         k = {kind: kinds[(owner, kind)] for kind in ("kernel", "libc", "user")}
         print(f"{owner:24s} {n:8d} {k['kernel']:7d} {k['libc']:5d} {k['user']:5d}")
+    print(f"\n{'step':36s} {'samples':>8s}" + (" a frame" if frames else ""))
+    for step, n in steps.most_common():
+        print(f"{step:36s} {n:8d}" + (f" {n / frames:7.2f}" if frames else ""))
+    for name in containing:
+        print(f"samples whose stack holds {name}: {holding[name]}")
 
 
 if __name__ == "__main__":

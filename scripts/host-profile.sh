@@ -4,7 +4,8 @@
 # objects (scripts/grid-box-manifest.py: the sample frames without instance masks, 16 times, topped up with grid
 # boxes), the samples sorted by scripts/host-profile.py (the emulator's left out). Samples, not times: the emulator
 # shares the two cores. Needs perf and the emulator that scripts/emulator-counts.sh OUT builds (OUT/emu/libcuda.so).
-# usage: scripts/host-profile.sh [OUT]   (default out/emulator-counts, the same OUT as emulator-counts.sh)
+# usage: scripts/host-profile.sh [OUT [--containing=A,B]]   (default out/emulator-counts, the same OUT as
+# emulator-counts.sh; --containing: see scripts/host-profile.py)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-out/emulator-counts}
@@ -20,5 +21,5 @@ export LD_LIBRARY_PATH="$out/emu:$CU13/lib"
 rm -rf "$out/scene80"
 perf record -q -e cpu-clock -F 999 --call-graph dwarf,16384 -o "$out/host.data" target/release/spatialsynth \
   --threads 2 scene "$out/frames80.json" -o "$out/scene80" --backend cuda > /dev/null
-perf script -i "$out/host.data" -F comm,tid,ip,sym,dso 2> /dev/null | python3 scripts/host-profile.py 80 \
+perf script -i "$out/host.data" -F comm,tid,ip,sym,dso 2> /dev/null | python3 scripts/host-profile.py 80 "${@:2}" \
   | tee "$out/host-profile.txt"
