@@ -604,34 +604,55 @@ fn scenes_from_ground(
     clock: &GeometryClock,
 ) -> Vec<Result<SceneGeometry>> {
     let frame_error = |f: &Grounded<'_>, message: String| Error::Geometry { frame: f.frame.to_string(), message };
-    // K3's host steps before DBSCAN, every object of every frame in parallel.
-    let inputs: Vec<Vec<std::result::Result<DenoiseInput, String>>> = clock.time(GeometryStep::K3Before, || {
+    // K3's host steps before DBSCAN, every object of every frame in parallel, with where each object's points lie on
+    // the device too (K1's buffer, on CUDA): their indices there.
+    type Gather<'a> = Option<(&'a crate::backend::ResidentGroup, Vec<u32>)>;
+    type Prepared<'a> = (std::result::Result<DenoiseInput, String>, Gather<'a>);
+    let prepared: Vec<Vec<Prepared<'_>>> = clock.time(GeometryStep::K3Before, || {
         frames
             .par_iter()
             .map(|f| {
                 f.objects
                     .par_iter()
-                    .map(|o| denoise_input(o, &f.canonical, f.ground.found, f.focal_px, config))
+                    .enumerate()
+                    .map(|(i, o)| {
+                        let input = denoise_input(o, &f.canonical, f.ground.found, f.focal_px, config);
+                        let gather = input.as_ref().ok().and_then(|d| f.device_indices(i, d.indices()));
+                        (input, gather)
+                    })
                     .collect()
             })
             .collect()
     });
-    // The jobs, and where each job's points lie on the device too (K1's buffer, on CUDA): their indices there.
-    type Gather<'a> = Option<(&'a crate::backend::ResidentGroup, Vec<u32>)>;
-    let (jobs, job_ranges, gathers) = clock.time(GeometryStep::K3Before, || {
-        let mut jobs = Vec::new();
+    // The jobs (those of the objects not dropped already) and their gathers, in order.
+    let mut gathers: Vec<Gather<'_>> = Vec::new();
+    let inputs: Vec<Vec<std::result::Result<DenoiseInput, String>>> = prepared
+        .into_iter()
+        .map(|objects| {
+            objects
+                .into_iter()
+                .map(|(input, gather)| {
+                    if input.is_ok() {
+                        gathers.push(gather);
+                    }
+                    input
+                })
+                .collect()
+        })
+        .collect();
+    let (jobs, job_ranges) = clock.time(GeometryStep::K3Before, || {
+        let mut jobs = Vec::with_capacity(gathers.len());
         let mut job_ranges = Vec::with_capacity(frames.len());
-        let mut gathers: Vec<Gather<'_>> = Vec::new();
-        for (f, objects) in frames.iter().zip(&inputs) {
+        for objects in &inputs {
             let start = jobs.len();
-            for (i, d) in objects.iter().enumerate() {
-                let Ok(d) = d else { continue };
-                jobs.push(DbscanJob { points: &d.points, eps: d.eps, min_points: config.object_min_points });
-                gathers.push(f.device_indices(i, d.indices()));
-            }
+            jobs.extend(objects.iter().flatten().map(|d| DbscanJob {
+                points: &d.points,
+                eps: d.eps,
+                min_points: config.object_min_points,
+            }));
             job_ranges.push(start..jobs.len());
         }
-        (jobs, job_ranges, gathers)
+        (jobs, job_ranges)
     });
     let sources: Vec<Option<crate::backend::JobSource<'_>>> = gathers
         .iter()
@@ -698,7 +719,6 @@ fn scenes_from_ground(
     let (stats_inputs, stats_ranges, stats_gathers) = clock.time(GeometryStep::K3After, || {
         let mut stats_inputs = Vec::new();
         let mut stats_ranges = Vec::with_capacity(frames.len());
-        let mut stats_gathers: Vec<StatsGather<'_>> = Vec::new();
         for (f, survivors) in frames.iter().zip(&survivors) {
             let start = stats_inputs.len();
             let camera_position = f.canonical.camera_position();
@@ -707,12 +727,23 @@ fn scenes_from_ground(
                 camera: &s.camera,
                 camera_position,
             }));
-            stats_gathers.extend(survivors.iter().map(|s| {
-                f.device_indices(s.index, s.kept_indices.iter().copied())
-                    .map(|(group, indices)| (group, indices, &f.canonical))
-            }));
             stats_ranges.push(start..stats_inputs.len());
         }
+        // Every survivor's indices on the device in parallel (a word per kept point).
+        let by_frame: Vec<Vec<StatsGather<'_>>> = frames
+            .par_iter()
+            .zip(&survivors)
+            .map(|(f, survivors)| {
+                survivors
+                    .par_iter()
+                    .map(|s| {
+                        f.device_indices(s.index, s.kept_indices.iter().copied())
+                            .map(|(group, indices)| (group, indices, &f.canonical))
+                    })
+                    .collect()
+            })
+            .collect();
+        let stats_gathers: Vec<StatsGather<'_>> = by_frame.into_iter().flatten().collect();
         (stats_inputs, stats_ranges, stats_gathers)
     });
     let stats_sources: Vec<Option<crate::backend::StatsSource<'_>>> = stats_gathers

@@ -31,12 +31,13 @@ use cudarc::driver::{
     LaunchConfig, PinnedHostSlice, PushKernelArg,
 };
 use cudarc::nvrtc::{CompileOptions, Ptx};
+use rayon::prelude::*;
 
 use super::layout::{DbscanParams, GpuCanonical, GpuObjectStats, GpuSupport};
 use super::pack::{
     clusterings_in_batch_order_packed, dbscan_chunks, frame_chunks, gap_chunks, gap_matrices, gpu_regions,
-    grouping_without_launch, hypotheses_from_draws, pack_relations, relation_chunks, split_clouds, split_relations,
-    stats_chunks, support_test, DbscanBatch, DepthBatch, GapPack, StatsPack,
+    grouping_without_launch, hypotheses_from_draws, pack_relations, par_concat, relation_chunks, split_clouds,
+    split_relations, stats_chunks, support_test, DbscanBatch, DepthBatch, GapPack, StatsPack,
 };
 use super::{FrameGeometry, FrameGeometryInput, KernelResources};
 use crate::geometry::dbscan::{Clustering, DbscanJob};
@@ -1256,11 +1257,15 @@ impl CudaBackend {
         }
         let n_objects = object_job.len() as u32;
         let labels = self.upload_pinned_with(stream, label_words_total as usize, |dst| {
-            let mut at = 0;
+            // The frames in parallel, each into its part.
+            let mut parts = Vec::with_capacity(labelled.len());
+            let mut rest = dst;
             for l in &labelled {
-                dst[at..at + l.len()].copy_from_slice(l);
-                at += l.len();
+                let (part, after) = rest.split_at_mut(l.len());
+                parts.push((part, l));
+                rest = after;
             }
+            parts.into_par_iter().for_each(|(part, l)| part.copy_from_slice(l));
         })?;
         let regions = self.upload(stream, bytemuck::cast_slice::<_, u32>(&regions))?;
         let table = self.upload(stream, bytemuck::cast_slice::<_, u32>(&jobs))?;
@@ -1344,23 +1349,24 @@ impl CudaBackend {
         let pixels = self.read_back(stream, &out_pixels)?;
         // (Each read-back's `words` waits for the stream.) One host copy of each frame's grouped points and pixels,
         // which its objects share (a buffer per frame, not per chunk: frame-sized blocks are what the CLI's allocator
-        // caches for the next batches).
+        // caches for the next batches), the frames in parallel.
         let points = bytemuck::try_cast_slice::<u32, Point3>(points.words()?)
             .map_err(|_| "grouped points came back misaligned")?;
         let pixels = pixels.words()?;
         let on_device = Arc::new(GroupedOnDevice { points: out_points, len: total as u64 });
-        for ((&f, base), offsets) in job_frames.iter().zip(bases).zip(object_offsets) {
-            let (base, grouped) = (base as usize, offsets.last().copied().unwrap_or(0) as usize);
-            resident[f] = super::ResidentGroup::on_cuda(Arc::clone(&on_device), base as u64);
-            out[f] = GroupedPoints {
-                points_in_camera: points
-                    .get(base..base + grouped)
-                    .ok_or("grouped points came back short")?
-                    .to_vec()
-                    .into(),
-                pixels: pixels.get(base..base + grouped).ok_or("grouped pixels came back short")?.to_vec().into(),
-                offsets,
-            };
+        let copies: Vec<Result<GroupedPoints, String>> = bases
+            .par_iter()
+            .zip(object_offsets)
+            .map(|(&base, offsets)| {
+                let (base, grouped) = (base as usize, offsets.last().copied().unwrap_or(0) as usize);
+                let points = points.get(base..base + grouped).ok_or("grouped points came back short")?;
+                let pixels = pixels.get(base..base + grouped).ok_or("grouped pixels came back short")?;
+                Ok(GroupedPoints { points_in_camera: points.to_vec().into(), pixels: pixels.to_vec().into(), offsets })
+            })
+            .collect();
+        for ((&f, base), copy) in job_frames.iter().zip(&bases).zip(copies) {
+            resident[f] = super::ResidentGroup::on_cuda(Arc::clone(&on_device), u64::from(*base));
+            out[f] = copy?;
         }
         Ok((out, resident))
     }
@@ -2220,25 +2226,24 @@ fn gather_indices<'a>(
 fn device_index<'a>(
     items: impl Iterator<Item = (Option<(&'a super::ResidentGroup, &'a [u32])>, usize)>,
 ) -> Option<(&'a GroupedOnDevice, Vec<u32>)> {
-    // Every item's source (none: nothing to gather), then the index sized up front (a chunk's points: growing by
-    // doubling would copy and fault in a frame-sized buffer again and again).
-    let items: Vec<_> = items.map(|(source, points)| source.map(|s| (s, points))).collect::<Option<_>>()?;
+    // Every item's source (none: nothing to gather) in the same buffer, then the index: a batch's points, written
+    // item by item in parallel into one buffer sized up front.
     let mut first: Option<&GroupedOnDevice> = None;
-    let mut index = Vec::with_capacity(items.iter().map(|&(_, points)| points).sum());
-    for ((group, indices), points) in items {
+    let (mut sources, mut lens) = (Vec::new(), Vec::new());
+    for (source, points) in items {
+        let (group, indices) = source?;
         let (grouped, base) = group.cuda()?;
         if !std::ptr::eq(grouped, *first.get_or_insert(grouped)) || indices.len() != points {
             return None;
         }
-        for &k in indices {
-            let at = base + u64::from(k);
-            if at >= grouped.len {
-                return None;
-            }
-            index.push(u32::try_from(at).ok()?);
-        }
+        sources.push((base, indices));
+        lens.push(points);
     }
-    Some((first?, index))
+    let grouped = first?;
+    let index = par_concat(&sources, &lens, |&(base, indices)| {
+        indices.iter().map(move |&k| Some(base + u64::from(k)).filter(|&at| at < grouped.len)?.try_into().ok())
+    })?;
+    Some((grouped, index))
 }
 
 /// The scoring subsamples of a K2 batch: on the device (three floats per sample, job after job) and, per job, on
@@ -2471,7 +2476,6 @@ impl<'a> GroundBatch<'a> {
     /// Every job's hypothesis planes (built on the host in f64, the CPU reference's code) and the hypotheses as the
     /// scoring kernel reads them, on the device.
     fn hypotheses(&self) -> Result<Hypotheses, String> {
-        use rayon::prelude::*;
         let (triples, corners) = self.draws()?;
         let drawn: Vec<_> = self
             .jobs

@@ -93,24 +93,27 @@ impl DepthBatch {
     /// Every frame's depth words into `dst`, one frame after another as [`DepthBatch::layout`] places them: u16 depth
     /// two pixels a word (the first in the low half), f32 depth one pixel a word (its bits). `dst` holds
     /// `word_count` words; what does not fit is left out.
+    /// The frames are written in parallel (a batch's frames are its host's to fill while the device waits).
     pub fn write_words(frames: &[(&DepthImage, &Intrinsics)], dst: &mut [u32]) {
-        let mut at = 0;
+        let mut parts = Vec::with_capacity(frames.len());
+        let mut rest = dst;
         for (depth, _) in frames {
-            let out = dst.get_mut(at..).unwrap_or_default();
-            match &depth.data {
-                DepthData::U16 { values, .. } => {
-                    for (w, p) in out.iter_mut().zip(values.chunks(2)) {
-                        *w = u32::from(p[0]) | (u32::from(p.get(1).copied().unwrap_or(0)) << 16);
-                    }
-                }
-                DepthData::F32 { values } => {
-                    for (w, v) in out.iter_mut().zip(values) {
-                        *w = v.to_bits();
-                    }
+            let (part, after) = rest.split_at_mut(depth_words(depth).min(rest.len()));
+            parts.push((depth, part));
+            rest = after;
+        }
+        parts.into_par_iter().for_each(|(depth, out)| match &depth.data {
+            DepthData::U16 { values, .. } => {
+                for (w, p) in out.iter_mut().zip(values.chunks(2)) {
+                    *w = u32::from(p[0]) | (u32::from(p.get(1).copied().unwrap_or(0)) << 16);
                 }
             }
-            at += depth_words(depth);
-        }
+            DepthData::F32 { values } => {
+                for (w, v) in out.iter_mut().zip(values) {
+                    *w = v.to_bits();
+                }
+            }
+        });
     }
 
     /// Where each frame's points start, then the total, from the tiles' exclusive offsets (`tiles + 1` entries). A
@@ -452,41 +455,45 @@ pub fn clusterings_in_batch_order_packed(job_start: &[u32], words: &[u32]) -> Re
 ///
 /// A label is the batch index of a point of the same job, so a job's clusters are numbered in linear time: mark the
 /// labels used in a table over the job's points, then number the marks in index order (the order sorting the labels
-/// gives).
-fn clusterings_by_job(job_start: &[u32], point: impl Fn(usize) -> (u32, bool)) -> Result<Vec<Clustering>, String> {
+/// gives). The jobs in parallel.
+fn clusterings_by_job(
+    job_start: &[u32],
+    point: impl Fn(usize) -> (u32, bool) + Sync,
+) -> Result<Vec<Clustering>, String> {
     const UNUSED: u32 = u32::MAX;
-    let mut out = Vec::with_capacity(job_start.len().saturating_sub(1));
-    let mut number: Vec<u32> = Vec::new();
-    for range in job_start.windows(2) {
-        let (first, end) = (range[0], range[1]);
-        let points = first as usize..end as usize;
-        number.clear();
-        number.resize(points.len(), UNUSED);
-        for i in points.clone() {
-            match point(i).0 {
-                u32::MAX => {}
-                l if l < first || l >= end => return Err("a DBSCAN label names a point of another job".into()),
-                l => number[(l - first) as usize] = 0,
+    job_start
+        .par_windows(2)
+        .map(|range| {
+            let (first, end) = (range[0], range[1]);
+            let points = first as usize..end as usize;
+            let len = points.len();
+            // Each point of the job: whether it names a cluster, then (a slot past the job's points for noise) each
+            // named point's number, so that the labels are one lookup a point without a branch.
+            let mut number = vec![UNUSED; len + 1];
+            for i in points.clone() {
+                match point(i).0 {
+                    u32::MAX => {}
+                    l if l < first || l >= end => return Err("a DBSCAN label names a point of another job".into()),
+                    l => number[(l - first) as usize] = 0,
+                }
             }
-        }
-        let mut clusters = 0u32;
-        for n in number.iter_mut().filter(|n| **n != UNUSED) {
-            *n = clusters;
-            clusters += 1;
-        }
-        // In range: checked above.
-        let labels = points
-            .clone()
-            .map(|i| match point(i).0 {
-                u32::MAX => NOISE,
-                l => number[(l - first) as usize] as i32,
-            })
-            .collect();
-        let core = points.map(|i| point(i).1).collect();
-        let c = Clustering { labels, core, clusters };
-        out.push(c);
-    }
-    Ok(out)
+            let mut clusters = 0u32;
+            for n in number[..len].iter_mut().filter(|n| **n != UNUSED) {
+                *n = clusters;
+                clusters += 1;
+            }
+            number[len] = NOISE as u32;
+            let (mut labels, mut core) = (Vec::with_capacity(len), Vec::with_capacity(len));
+            for i in points {
+                let (l, c) = point(i);
+                // In range: checked above (noise takes the last slot).
+                let slot = if l == u32::MAX { len } else { (l - first) as usize };
+                labels.push(number[slot] as i32);
+                core.push(c);
+            }
+            Ok(Clustering { labels, core, clusters })
+        })
+        .collect()
 }
 
 /// A chunk of K3 jobs as both GPU grids take them: each job with its index in the batch, each job's parameters (its
@@ -584,6 +591,45 @@ impl DbscanBatch {
     }
 }
 
+/// The concatenation of every item's values, written in parallel: item `i` gives exactly `lens[i]` values from
+/// `values(&items[i])` (an iterator of `Option`s). `None` when any value is `None` or an item gives another number of
+/// values. Made for a batch's frame-sized host steps, which run on one thread otherwise while the rest of the host
+/// waits: each item writes its own part of one allocation, sized up front.
+pub fn par_concat<I, T, It>(items: &[I], lens: &[usize], values: impl Fn(&I) -> It + Sync) -> Option<Vec<T>>
+where
+    I: Sync,
+    T: Send,
+    It: Iterator<Item = Option<T>>,
+{
+    if items.len() != lens.len() {
+        return None;
+    }
+    let total = lens.iter().try_fold(0usize, |a, &n| a.checked_add(n))?;
+    let mut out: Vec<T> = Vec::with_capacity(total);
+    let mut parts = Vec::with_capacity(items.len());
+    let mut rest = &mut out.spare_capacity_mut()[..total];
+    for (item, &n) in items.iter().zip(lens) {
+        let (part, after) = rest.split_at_mut(n);
+        parts.push((item, part));
+        rest = after;
+    }
+    let complete = parts.into_par_iter().all(|(item, part)| {
+        let mut values = values(item);
+        for slot in part.iter_mut() {
+            let Some(Some(value)) = values.next() else { return false };
+            slot.write(value);
+        }
+        values.next().is_none()
+    });
+    if !complete {
+        // (`out` is dropped with length 0: the values written are leaked, not dropped; the callers' are plain words.)
+        return None;
+    }
+    // SAFETY: the parts tile the first `total` slots of the capacity, and every part was written whole (`complete`).
+    unsafe { out.set_len(total) };
+    Some(out)
+}
+
 /// The items of a batch in chunks of at most `max_points` points (each item whole, in order; items without points are
 /// in no chunk), from each item's point count. `Err` from `too_large(item, points)` when one item alone exceeds the
 /// limit.
@@ -619,13 +665,16 @@ fn chunks_by_points(
 /// `Err` when a job's radius is bad (empty jobs included, as on the CPU), a point is not finite, or one job alone
 /// exceeds the limit.
 pub fn dbscan_chunks(jobs: &[DbscanJob<'_>], max_points: u64) -> Result<Vec<Vec<usize>>, String> {
-    for (i, j) in jobs.iter().enumerate() {
+    // The jobs in parallel; the first bad one in order is named.
+    let bad = jobs.par_iter().enumerate().find_map_first(|(i, j)| {
         if !(j.eps.is_finite() && j.eps > 0.0) {
-            return Err(format!("job {i}: DBSCAN radius must be positive and finite, got {}", j.eps));
+            return Some(format!("job {i}: DBSCAN radius must be positive and finite, got {}", j.eps));
         }
-        if let Some(p) = j.points.iter().position(|p| !p.iter().all(|v| v.is_finite())) {
-            return Err(format!("job {i}: point {p} is not finite"));
-        }
+        let p = j.points.iter().position(|p| !p.iter().all(|v| v.is_finite()))?;
+        Some(format!("job {i}: point {p} is not finite"))
+    });
+    if let Some(e) = bad {
+        return Err(e);
     }
     chunks_by_points(jobs.iter().map(|j| j.points.len() as u64), max_points, |i, n| {
         format!("DBSCAN job {i} has {n} points, more than one launch takes ({max_points})")
@@ -696,7 +745,8 @@ impl StatsPack {
     }
 
     /// Each object's summary from the device's reductions and hull candidates (`candidates`: the compact list):
-    /// the hull and oriented box are built with the CPU reference's f64 code.
+    /// the hull and oriented box are built with the CPU reference's f64 code, the objects in parallel. An error names
+    /// the first bad object in the chunk's order.
     pub fn summaries(
         &self,
         objects: &[StatsInput],
@@ -709,33 +759,43 @@ impl StatsPack {
         if stats.len() < chunk.len() {
             return Err("object statistics came back short".into());
         }
-        for ((&i, st), [_, count]) in chunk.iter().zip(stats).zip(&self.ranges) {
-            let o = &objects[i];
-            if st.points != *count || st.candidates > *count {
-                return Err(format!("object {i}: the device summarised {} of {count} points", st.points));
-            }
-            let n = f64::from(*count);
-            let first = o.canonical[0];
-            let reductions = Reductions {
-                centroid: [0, 1, 2].map(|k| f64::from(first[k]) + f64::from(st.sum[k]) / n),
-                lo: st.lo,
-                hi: st.hi,
-                median_depth: f32::from_bits(st.median_bits),
-                points: *count,
-            };
-            let start = st.candidate_offset as usize;
-            let listed = candidates
-                .get(start..start + st.candidates as usize)
-                .ok_or_else(|| format!("object {i}: hull candidates out of range"))?;
-            let footprint: Vec<[f64; 2]> = listed
-                .iter()
-                .map(|&j| {
-                    let p =
-                        o.canonical.get(j as usize).ok_or_else(|| format!("object {i}: candidate {j} out of range"))?;
-                    Ok([f64::from(p[0]), f64::from(p[1])])
-                })
-                .collect::<Result<_, String>>()?;
-            out[i] = Some(assemble(&reductions, &footprint, o.camera_position, noise));
+        let summaries: Vec<Result<ObjectSummary, String>> = chunk
+            .par_iter()
+            .zip(&stats[..chunk.len()])
+            .zip(&self.ranges)
+            .map(|((&i, st), [_, count])| {
+                let o = &objects[i];
+                if st.points != *count || st.candidates > *count {
+                    return Err(format!("object {i}: the device summarised {} of {count} points", st.points));
+                }
+                let n = f64::from(*count);
+                let first = o.canonical[0];
+                let reductions = Reductions {
+                    centroid: [0, 1, 2].map(|k| f64::from(first[k]) + f64::from(st.sum[k]) / n),
+                    lo: st.lo,
+                    hi: st.hi,
+                    median_depth: f32::from_bits(st.median_bits),
+                    points: *count,
+                };
+                let start = st.candidate_offset as usize;
+                let listed = candidates
+                    .get(start..start + st.candidates as usize)
+                    .ok_or_else(|| format!("object {i}: hull candidates out of range"))?;
+                let footprint: Vec<[f64; 2]> = listed
+                    .iter()
+                    .map(|&j| {
+                        let p = o
+                            .canonical
+                            .get(j as usize)
+                            .ok_or_else(|| format!("object {i}: candidate {j} out of range"))?;
+                        Ok([f64::from(p[0]), f64::from(p[1])])
+                    })
+                    .collect::<Result<_, String>>()?;
+                Ok(assemble(&reductions, &footprint, o.camera_position, noise))
+            })
+            .collect();
+        for (&i, s) in chunk.iter().zip(summaries) {
+            out[i] = Some(s?);
         }
         Ok(())
     }
@@ -921,7 +981,10 @@ impl GapPack {
             tile_start: vec![0],
             places: vec![],
         };
-        for &f in chunk {
+        // Every object's bounding box (a pass over its points), the objects in parallel.
+        let boxes: Vec<Vec<([f32; 3], [f32; 3])>> =
+            chunk.par_iter().map(|&f| frames[f].par_iter().map(|o| bounding_box(o)).collect()).collect();
+        for (&f, boxes) in chunk.iter().zip(&boxes) {
             let objects = frames[f];
             // Each object's index in `pack.objects` (objects without points have none).
             let mut slot = vec![u32::MAX; objects.len()];
@@ -943,7 +1006,7 @@ impl GapPack {
                     .and_then(|b| pack.buckets.checked_add(b))
                     .ok_or_else(too_many)?;
                 pack.objects.push(GpuGapObject { offset, count, chunk_offset: pack.chunks, super_offset: pack.supers });
-                pack.orders.push(gap_order(o, source, pack.buckets, gap_grid_bits(o.len())));
+                pack.orders.push(gap_order(boxes[i], source, pack.buckets, gap_grid_bits(o.len())));
                 (pack.point_count, pack.buckets) = (point_count, buckets);
                 pack.chunks += o.len().div_ceil(GAP_CHUNK) as u32;
                 pack.supers += gap_supers(o.len()) as u32;
@@ -990,10 +1053,9 @@ impl GapPack {
 }
 
 /// The spatial order of an object's points (see [`GpuGapOrder`]): a grid of `2^bits` cells a side over the points'
-/// bounding box. Any order gives the same gaps, bit for bit (the minimum is exact); a grid of cells of 0 metres (a
-/// single point, or points that are not finite) puts every point in one bucket.
-fn gap_order(points: &[Point3], source: u32, buckets: u32, bits: u32) -> GpuGapOrder {
-    let (lo, hi) = bounding_box(points);
+/// bounding box `(lo, hi)` ([`bounding_box`]). Any order gives the same gaps, bit for bit (the minimum is exact); a
+/// grid of cells of 0 metres (a single point, or points that are not finite) puts every point in one bucket.
+fn gap_order((lo, hi): ([f32; 3], [f32; 3]), source: u32, buckets: u32, bits: u32) -> GpuGapOrder {
     let extent = (0..3).map(|k| hi[k] - lo[k]).fold(0.0f32, f32::max);
     let inv_cell = (1u32 << bits) as f32 / extent;
     match inv_cell.is_finite() && lo.iter().all(|v| v.is_finite()) {
@@ -1194,7 +1256,7 @@ mod tests {
         assert_eq!(orders, [[0, 0, 2], [70, 64, 2], [103, 128, 0], [104, 129, 0], [105, 130, 2]]);
         // Points all at one place have a grid of cells of 0 metres: one bucket for all.
         assert!(pack.orders.iter().all(|o| o.inv_cell == 0.0 && o.lo == [0.0; 3]));
-        let spread = gap_order(&[[1.0, -1.0, 0.0], [3.0, 0.0, 0.5], [2.0, 0.5, 0.25]], 7, 9, 3);
+        let spread = gap_order(bounding_box(&[[1.0, -1.0, 0.0], [3.0, 0.0, 0.5], [2.0, 0.5, 0.25]]), 7, 9, 3);
         assert_eq!(
             spread,
             GpuGapOrder { source: 7, buckets: 9, bits: 3, inv_cell: 4.0, lo: [1.0, -1.0, 0.0], _pad: 0 }
@@ -1397,5 +1459,41 @@ mod tests {
             .unwrap_err()
             .contains("another job"));
         assert!(clusterings_in_batch_order_packed(&job_start, &words[..5]).unwrap_err().contains("short"));
+    }
+
+    #[test]
+    fn clusterings_come_back_in_job_order_from_many_jobs() {
+        // Enough jobs (of different sizes) for the parallel numbering to split them: job j has j + 1 points, its
+        // first point a cluster of the even ones, the odd ones noise.
+        let mut job_start = vec![0u32];
+        let mut words = Vec::new();
+        for j in 0..200u32 {
+            let first = *job_start.last().unwrap();
+            words.extend((0..=j).map(|k| if k % 2 == 0 { first | 1 << 31 } else { u32::MAX }));
+            job_start.push(first + j + 1);
+        }
+        let got = clusterings_in_batch_order_packed(&job_start, &words).unwrap();
+        assert_eq!(got.len(), 200);
+        for (j, c) in got.iter().enumerate() {
+            let want: Vec<i32> = (0..=j).map(|k| if k % 2 == 0 { 0 } else { NOISE }).collect();
+            assert_eq!((c.labels.clone(), c.clusters), (want, 1), "job {j}");
+            assert_eq!(c.core, (0..=j).map(|k| k % 2 == 0).collect::<Vec<_>>(), "job {j}");
+        }
+    }
+
+    #[test]
+    fn par_concat_joins_the_items_in_order_or_refuses() {
+        let items: Vec<u32> = (0..300).collect();
+        let lens: Vec<usize> = items.iter().map(|&i| (i % 7) as usize).collect();
+        let got = par_concat(&items, &lens, |&i| (0..i % 7).map(move |k| Some(1000 * i + k))).unwrap();
+        let want: Vec<u32> = items.iter().flat_map(|&i| (0..i % 7).map(move |k| 1000 * i + k)).collect();
+        assert_eq!(got, want);
+        // A `None` anywhere, an item giving fewer or more values than its length, or lengths that do not match the
+        // items: no vector.
+        assert_eq!(par_concat(&items, &lens, |&i| (0..i % 7).map(move |k| (i != 150 || k != 2).then_some(k))), None);
+        assert_eq!(par_concat(&items, &lens, |&i| (0..(i % 7).saturating_sub(u32::from(i == 299))).map(Some)), None);
+        assert_eq!(par_concat(&items, &lens, |&i| (0..i % 7 + u32::from(i == 3)).map(Some)), None);
+        assert_eq!(par_concat(&items, &lens[1..], |&i| (0..i % 7).map(Some)), None);
+        assert_eq!(par_concat::<u32, u32, _>(&[], &[], |_| std::iter::empty()), Some(vec![]));
     }
 }
