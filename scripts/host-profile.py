@@ -18,7 +18,8 @@ OWNERS = ["png::", "fdeflate", "image::", "denoise_input", "frame_start", "scene
           "hull", "canonical", "io::", "run::", "pipeline::"]
 # The steps of a run, each named by a function its samples' stacks hold (the first listed that a stack holds, from
 # its innermost frame out, owns the sample): BENCHMARKS.md's "where it goes" table.
-STEPS = [("load_frame", "loading and decoding"), ("write_", "writing"), ("serde", "writing"),
+STEPS = [("load_frame", "loading and decoding"), ("AtomicFile", "writing"), ("serialize_line", "writing"),
+         ("serde", "writing"),
          ("frames_geometry", "inside the K1+K2 call"), ("frame_start", "frame inputs"),
          ("denoise_input", "K3's host steps before DBSCAN"), ("device_indices", "K3's host steps before DBSCAN"),
          ("dbscan_batch", "inside the K3 call"), ("denoise_output", "K3's host steps after DBSCAN"),
