@@ -1,7 +1,11 @@
-//! Criterion benchmarks of the host's frame-sized steps around a GPU batch (shared by the CUDA and wgpu backends),
-//! each on one thread and on every thread, named `host_batch/<step>/<threads>`: what a batch's thread did alone
-//! before these steps ran in parallel (one thread), and what they take now. A GPU run keeps two batches in flight,
-//! so host work that runs on one thread per batch bounds the frames a second whatever the host's cores.
+//! Criterion benchmarks of four of the host's frame-sized steps around a GPU batch (shared by the CUDA and wgpu
+//! backends), each on a pool of one thread and on one of every thread, named `host_batch/<step>/<threads>`. These
+//! steps ran on the batch's own thread before 2026-12-06; the one-thread pool runs today's code on one thread (the
+//! same work; the old loops differed only in reusing a buffer or growing a vector), and the ratio is what one batch
+//! alone gains: an upper bound for a run, where two batches in flight and the pipeline's other parallel steps share
+//! the pool. A GPU run keeps two batches in flight, so host work that runs on one thread per batch bounds the frames
+//! a second whatever the host's cores. The depth words land in an ordinary vector here; on CUDA they go into a
+//! pinned write-combined staging buffer, which this does not time.
 //!
 //! The workload is a 64-frame batch (a 16-core host's batch: four frames a thread) of 640x480 frames with 10 objects
 //! of 15,000 points each: 64 depth images, 640 DBSCAN jobs, 9.6 million points.

@@ -1489,8 +1489,12 @@ impl CudaBackend {
         cloud: &CudaSlice<f32>,
         jobs: &[GroundJob<'_>],
     ) -> Result<Gathered, String> {
-        let global: Vec<u32> =
-            jobs.iter().flat_map(|j| j.sample_index.iter().map(move |&s| j.point_base as u32 + s)).collect();
+        // The samples' indices in the batch's cloud, the jobs in parallel (a frame's points start below 2^32:
+        // MAX_POINTS).
+        let items: Vec<(u32, &[u32])> = jobs.iter().map(|j| (j.point_base as u32, j.sample_index.as_slice())).collect();
+        let lens: Vec<usize> = items.iter().map(|(_, s)| s.len()).collect();
+        let global = par_concat(&items, &lens, |&(base, s)| s.iter().map(move |&i| Some(base + i)))
+            .ok_or("the K2 subsample's indices")?;
         let n = global.len() as u32;
         let index = self.upload(stream, &global)?;
         // SAFETY: gather_samples writes the 3 floats of every sample.
@@ -1504,7 +1508,7 @@ impl CudaBackend {
         let floats = stream.clone_dtoh(&samples).map_err(de)?;
         self.sync(stream)?;
         let points = jobs
-            .iter()
+            .par_iter()
             .map(|j| {
                 bytemuck::cast_slice::<f32, Point3>(&floats[3 * j.sample_base..][..3 * j.sample_index.len()]).to_vec()
             })
@@ -2366,11 +2370,15 @@ fn ground_jobs<'a>(
 ) -> Vec<GroundJob<'a>> {
     let (mut samples, mut hyps) = (0usize, 0usize);
     let mut jobs = Vec::new();
-    for (frame, point_base, n_points, frame_key, params, use_normals) in frames {
-        if n_points < 3 || params.hypotheses == 0 {
-            continue;
-        }
-        let sample_index = score_sample_indices(n_points as usize, params);
+    let frames: Vec<_> =
+        frames.filter(|&(_, _, n_points, _, params, _)| n_points >= 3 && params.hypotheses > 0).collect();
+    // Each frame's subsample, the frames in parallel.
+    let indices: Vec<Vec<u32>> = frames
+        .par_iter()
+        .map(|&(_, _, n_points, _, params, _)| score_sample_indices(n_points as usize, params))
+        .collect();
+    for ((frame, point_base, n_points, frame_key, params, use_normals), sample_index) in frames.into_iter().zip(indices)
+    {
         let (sample_base, hyp_base) = (samples, hyps);
         samples += sample_index.len();
         hyps += params.hypotheses as usize;

@@ -461,6 +461,10 @@ fn clusterings_by_job(
     point: impl Fn(usize) -> (u32, bool) + Sync,
 ) -> Result<Vec<Clustering>, String> {
     const UNUSED: u32 = u32::MAX;
+    // Starts that go back would name points past the last one the callers checked (every job runs, in parallel).
+    if job_start.windows(2).any(|w| w[0] > w[1]) {
+        return Err("DBSCAN job starts go back".into());
+    }
     job_start
         .par_windows(2)
         .map(|range| {
@@ -594,11 +598,12 @@ impl DbscanBatch {
 /// The concatenation of every item's values, written in parallel: item `i` gives exactly `lens[i]` values from
 /// `values(&items[i])` (an iterator of `Option`s). `None` when any value is `None` or an item gives another number of
 /// values. Made for a batch's frame-sized host steps, which run on one thread otherwise while the rest of the host
-/// waits: each item writes its own part of one allocation, sized up front.
+/// waits: each item writes its own part of one allocation, sized up front. (`T: Copy`: on a refusal the values
+/// already written are not dropped.)
 pub fn par_concat<I, T, It>(items: &[I], lens: &[usize], values: impl Fn(&I) -> It + Sync) -> Option<Vec<T>>
 where
     I: Sync,
-    T: Send,
+    T: Send + Copy,
     It: Iterator<Item = Option<T>>,
 {
     if items.len() != lens.len() {
@@ -622,7 +627,7 @@ where
         values.next().is_none()
     });
     if !complete {
-        // (`out` is dropped with length 0: the values written are leaked, not dropped; the callers' are plain words.)
+        // (`out` is dropped with length 0; the values written need no drop: `T: Copy`.)
         return None;
     }
     // SAFETY: the parts tile the first `total` slots of the capacity, and every part was written whole (`complete`).
@@ -1459,6 +1464,8 @@ mod tests {
             .unwrap_err()
             .contains("another job"));
         assert!(clusterings_in_batch_order_packed(&job_start, &words[..5]).unwrap_err().contains("short"));
+        // Starts that go back are refused, not read past the words (the jobs run in parallel).
+        assert!(clusterings_in_batch_order_packed(&[0, 2, 10, 5], &[u32::MAX; 5]).unwrap_err().contains("go back"));
     }
 
     #[test]
