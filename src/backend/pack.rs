@@ -471,8 +471,8 @@ fn clusterings_by_job(
             let (first, end) = (range[0], range[1]);
             let points = first as usize..end as usize;
             let len = points.len();
-            // Each point of the job: whether it names a cluster, then (a slot past the job's points for noise) each
-            // named point's number, so that the labels are one lookup a point without a branch.
+            // Each point of the job: whether it names a cluster, then each named point's number; a slot past the job's
+            // points holds noise's label, so that every point's label is one lookup.
             let mut number = vec![UNUSED; len + 1];
             for i in points.clone() {
                 match point(i).0 {
