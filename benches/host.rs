@@ -97,7 +97,6 @@ fn host_batch(c: &mut Criterion) {
     let kept: Vec<Vec<u32>> =
         (0..FRAMES * OBJECTS).map(|_| (0..POINTS as u32).filter(|i| i % 2 == 0).collect()).collect();
     let bases: Vec<(u64, &[u32])> = kept.iter().enumerate().map(|(i, k)| ((i * POINTS) as u64, k.as_slice())).collect();
-    let lens: Vec<usize> = kept.iter().map(Vec::len).collect();
     let total = (FRAMES * OBJECTS * POINTS) as u64;
 
     let mut g = c.benchmark_group("host_batch");
@@ -117,15 +116,19 @@ fn host_batch(c: &mut Criterion) {
         g.bench_function(BenchmarkId::new("finite_check", &threads), |b| {
             b.iter(|| pool.install(|| dbscan_chunks(black_box(&jobs), 1 << 26).expect("chunks")))
         });
-        g.throughput(Throughput::Elements(lens.iter().sum::<usize>() as u64));
+        g.throughput(Throughput::Elements(kept.iter().map(Vec::len).sum::<usize>() as u64));
         g.bench_function(BenchmarkId::new("gather_index", &threads), |b| {
             b.iter(|| {
                 pool.install(|| {
-                    par_concat::<_, u32, _>(black_box(&bases), &lens, |&(base, indices)| {
-                        indices
-                            .iter()
-                            .map(move |&k| Some(base + u64::from(k)).filter(|&at| at < total)?.try_into().ok())
-                    })
+                    par_concat::<_, u32, _>(
+                        black_box(&bases),
+                        |(_, k)| k.len(),
+                        |&(base, indices)| {
+                            indices
+                                .iter()
+                                .map(move |&k| Some(base + u64::from(k)).filter(|&at| at < total)?.try_into().ok())
+                        },
+                    )
                     .expect("an index")
                 })
             })

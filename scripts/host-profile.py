@@ -5,7 +5,7 @@ sample's call chain whose symbol names one of OWNERS (else "other"), with how ma
 (page faults, mostly), in libc or in user code. A sample is the emulator's when any frame of its chain is in
 libcuda.so or libnvrtc, names an emulated module or is one of the emulator's inlined fibre and TLS helpers.
 Then the same samples by step of the run (STEPS), and, with --containing=A,B,..., how many of the host's samples
-hold each of those names anywhere in their stack.
+hold each of those names anywhere in their stack (a name A&B: samples whose stack holds both).
 usage: perf script -i perf.data -F comm,tid,ip,sym,dso | scripts/host-profile.py [FRAMES] [--containing=A,B]
 (FRAMES: divide the host's samples by it, for samples a frame)."""
 import collections
@@ -48,7 +48,7 @@ def main():
             return
         steps[next((step for f in stack for key, step in STEPS if key in f), "not traced to a step")] += 1
         for name in containing:
-            holding[name] += any(name in f for f in stack)
+            holding[name] += all(any(part in f for f in stack) for part in name.split("&"))
         owner = next((o for f in stack for o in OWNERS if o in f), "other")
         leaf = stack[0]
         kind = "kernel" if "kernel.kallsyms" in leaf else "libc" if "libc.so" in leaf else "user"

@@ -607,8 +607,8 @@ fn scenes_from_ground(
     // K3's host steps before DBSCAN, every object of every frame in parallel, with where each object's points lie on
     // the device too (K1's buffer, on CUDA): their indices there.
     type Gather<'a> = Option<(&'a crate::backend::ResidentGroup, Vec<u32>)>;
-    type Prepared<'a> = (std::result::Result<DenoiseInput, String>, Gather<'a>);
-    let prepared: Vec<Vec<Prepared<'_>>> = clock.time(GeometryStep::K3Before, || {
+    type Inputs = Vec<std::result::Result<DenoiseInput, String>>;
+    let (inputs, gathers): (Vec<Inputs>, Vec<Vec<Gather<'_>>>) = clock.time(GeometryStep::K3Before, || {
         frames
             .par_iter()
             .map(|f| {
@@ -620,44 +620,25 @@ fn scenes_from_ground(
                         let gather = input.as_ref().ok().and_then(|d| f.device_indices(i, d.indices()));
                         (input, gather)
                     })
-                    .collect()
+                    .unzip()
             })
-            .collect()
+            .unzip()
     });
-    // The jobs (those of the objects not dropped already) and their gathers, in order.
-    let mut gathers: Vec<Gather<'_>> = Vec::new();
-    let inputs: Vec<Vec<std::result::Result<DenoiseInput, String>>> = prepared
-        .into_iter()
-        .map(|objects| {
-            objects
-                .into_iter()
-                .map(|(input, gather)| {
-                    if input.is_ok() {
-                        gathers.push(gather);
-                    }
-                    input
-                })
-                .collect()
-        })
-        .collect();
-    let (jobs, job_ranges) = clock.time(GeometryStep::K3Before, || {
-        let mut jobs = Vec::with_capacity(gathers.len());
+    // The jobs (the objects not dropped already) and where their points lie on the device, in order.
+    let (jobs, job_ranges, sources) = clock.time(GeometryStep::K3Before, || {
+        let (mut jobs, mut sources) = (Vec::new(), Vec::new());
         let mut job_ranges = Vec::with_capacity(frames.len());
-        for objects in &inputs {
+        for (objects, gathers) in inputs.iter().zip(&gathers) {
             let start = jobs.len();
-            jobs.extend(objects.iter().flatten().map(|d| DbscanJob {
-                points: &d.points,
-                eps: d.eps,
-                min_points: config.object_min_points,
-            }));
+            for (d, g) in objects.iter().zip(gathers) {
+                let Ok(d) = d else { continue };
+                jobs.push(DbscanJob { points: &d.points, eps: d.eps, min_points: config.object_min_points });
+                sources.push(g.as_ref().map(|(group, indices)| crate::backend::JobSource { group, indices }));
+            }
             job_ranges.push(start..jobs.len());
         }
-        (jobs, job_ranges)
+        (jobs, job_ranges, sources)
     });
-    let sources: Vec<Option<crate::backend::JobSource<'_>>> = gathers
-        .iter()
-        .map(|g| g.as_ref().map(|(group, indices)| crate::backend::JobSource { group, indices }))
-        .collect();
     // K3: one DBSCAN batch for the objects of every frame.
     let clusterings = clock.time(GeometryStep::K3, || {
         by_frame(&job_ranges, |r| backend.dbscan_batch_gathered(&jobs[r.clone()], &sources[r]))
@@ -729,21 +710,17 @@ fn scenes_from_ground(
             }));
             stats_ranges.push(start..stats_inputs.len());
         }
-        // Every survivor's indices on the device in parallel (a word per kept point).
-        let by_frame: Vec<Vec<StatsGather<'_>>> = frames
+        // Every survivor's indices on the device, in parallel (a word per kept point), in the inputs' order.
+        let stats_gathers: Vec<StatsGather<'_>> = frames
             .par_iter()
             .zip(&survivors)
-            .map(|(f, survivors)| {
-                survivors
-                    .par_iter()
-                    .map(|s| {
-                        f.device_indices(s.index, s.kept_indices.iter().copied())
-                            .map(|(group, indices)| (group, indices, &f.canonical))
-                    })
-                    .collect()
+            .flat_map(|(f, survivors)| {
+                survivors.par_iter().map(move |s| {
+                    f.device_indices(s.index, s.kept_indices.iter().copied())
+                        .map(|(group, indices)| (group, indices, &f.canonical))
+                })
             })
             .collect();
-        let stats_gathers: Vec<StatsGather<'_>> = by_frame.into_iter().flatten().collect();
         (stats_inputs, stats_ranges, stats_gathers)
     });
     let stats_sources: Vec<Option<crate::backend::StatsSource<'_>>> = stats_gathers

@@ -37,7 +37,7 @@ use super::layout::{DbscanParams, GpuCanonical, GpuObjectStats, GpuSupport};
 use super::pack::{
     clusterings_in_batch_order_packed, dbscan_chunks, frame_chunks, gap_chunks, gap_matrices, gpu_regions,
     grouping_without_launch, hypotheses_from_draws, pack_relations, par_concat, relation_chunks, split_clouds,
-    split_relations, stats_chunks, support_test, DbscanBatch, DepthBatch, GapPack, StatsPack,
+    split_parts, split_relations, stats_chunks, support_test, DbscanBatch, DepthBatch, GapPack, StatsPack,
 };
 use super::{FrameGeometry, FrameGeometryInput, KernelResources};
 use crate::geometry::dbscan::{Clustering, DbscanJob};
@@ -1257,15 +1257,9 @@ impl CudaBackend {
         }
         let n_objects = object_job.len() as u32;
         let labels = self.upload_pinned_with(stream, label_words_total as usize, |dst| {
-            // The frames in parallel, each into its part.
-            let mut parts = Vec::with_capacity(labelled.len());
-            let mut rest = dst;
-            for l in &labelled {
-                let (part, after) = rest.split_at_mut(l.len());
-                parts.push((part, l));
-                rest = after;
-            }
-            parts.into_par_iter().for_each(|(part, l)| part.copy_from_slice(l));
+            // The frames in parallel, each into its part (the parts fill the buffer: label_words_total words).
+            let parts = split_parts(dst, labelled.iter().map(|l| l.len()));
+            labelled.par_iter().zip(parts).for_each(|(l, part)| part.copy_from_slice(l));
         })?;
         let regions = self.upload(stream, bytemuck::cast_slice::<_, u32>(&regions))?;
         let table = self.upload(stream, bytemuck::cast_slice::<_, u32>(&jobs))?;
@@ -1492,8 +1486,7 @@ impl CudaBackend {
         // The samples' indices in the batch's cloud, the jobs in parallel (a frame's points start below 2^32:
         // MAX_POINTS).
         let items: Vec<(u32, &[u32])> = jobs.iter().map(|j| (j.point_base as u32, j.sample_index.as_slice())).collect();
-        let lens: Vec<usize> = items.iter().map(|(_, s)| s.len()).collect();
-        let global = par_concat(&items, &lens, |&(base, s)| s.iter().map(move |&i| Some(base + i)))
+        let global = par_concat(&items, |(_, s)| s.len(), |&(base, s)| s.iter().map(move |&i| Some(base + i)))
             .ok_or("the K2 subsample's indices")?;
         let n = global.len() as u32;
         let index = self.upload(stream, &global)?;
@@ -2233,7 +2226,7 @@ fn device_index<'a>(
     // Every item's source (none: nothing to gather) in the same buffer, then the index: a batch's points, written
     // item by item in parallel into one buffer sized up front.
     let mut first: Option<&GroupedOnDevice> = None;
-    let (mut sources, mut lens) = (Vec::new(), Vec::new());
+    let mut sources = Vec::new();
     for (source, points) in items {
         let (group, indices) = source?;
         let (grouped, base) = group.cuda()?;
@@ -2241,12 +2234,15 @@ fn device_index<'a>(
             return None;
         }
         sources.push((base, indices));
-        lens.push(points);
     }
     let grouped = first?;
-    let index = par_concat(&sources, &lens, |&(base, indices)| {
-        indices.iter().map(move |&k| Some(base + u64::from(k)).filter(|&at| at < grouped.len)?.try_into().ok())
-    })?;
+    let index = par_concat(
+        &sources,
+        |(_, indices)| indices.len(),
+        |&(base, indices)| {
+            indices.iter().map(move |&k| Some(base + u64::from(k)).filter(|&at| at < grouped.len)?.try_into().ok())
+        },
+    )?;
     Some((grouped, index))
 }
 

@@ -95,14 +95,8 @@ impl DepthBatch {
     /// `word_count` words; what does not fit is left out.
     /// The frames are written in parallel (a batch's frames are its host's to fill while the device waits).
     pub fn write_words(frames: &[(&DepthImage, &Intrinsics)], dst: &mut [u32]) {
-        let mut parts = Vec::with_capacity(frames.len());
-        let mut rest = dst;
-        for (depth, _) in frames {
-            let (part, after) = rest.split_at_mut(depth_words(depth).min(rest.len()));
-            parts.push((depth, part));
-            rest = after;
-        }
-        parts.into_par_iter().for_each(|(depth, out)| match &depth.data {
+        let parts = split_parts(dst, frames.iter().map(|(depth, _)| depth_words(depth)));
+        frames.par_iter().zip(parts).for_each(|((depth, _), out)| match &depth.data {
             DepthData::U16 { values, .. } => {
                 for (w, p) in out.iter_mut().zip(values.chunks(2)) {
                     *w = u32::from(p[0]) | (u32::from(p.get(1).copied().unwrap_or(0)) << 16);
@@ -595,30 +589,36 @@ impl DbscanBatch {
     }
 }
 
-/// The concatenation of every item's values, written in parallel: item `i` gives exactly `lens[i]` values from
-/// `values(&items[i])` (an iterator of `Option`s). `None` when any value is `None` or an item gives another number of
-/// values. Made for a batch's frame-sized host steps, which run on one thread otherwise while the rest of the host
-/// waits: each item writes its own part of one allocation, sized up front. (`T: Copy`: on a refusal the values
-/// already written are not dropped.)
-pub fn par_concat<I, T, It>(items: &[I], lens: &[usize], values: impl Fn(&I) -> It + Sync) -> Option<Vec<T>>
+/// `dst` cut into consecutive parts of `lens` elements each, the last ones shorter (or empty) where `dst` runs out:
+/// one part for each item of a batch, to be filled in parallel.
+pub fn split_parts<T>(dst: &mut [T], lens: impl IntoIterator<Item = usize>) -> Vec<&mut [T]> {
+    let mut rest = dst;
+    lens.into_iter()
+        .map(|n| {
+            let n = n.min(rest.len());
+            let (part, after) = std::mem::take(&mut rest).split_at_mut(n);
+            rest = after;
+            part
+        })
+        .collect()
+}
+
+/// The concatenation of every item's values, written in parallel: item `i` gives exactly `len(&items[i])` values
+/// from `values(&items[i])` (an iterator of `Option`s). `None` when any value is `None` or an item gives another
+/// number of values. Made for a batch's frame-sized host steps, which run on one thread otherwise while the rest of
+/// the host waits: each item writes its own part of one allocation, sized up front. (`T: Copy`: on a refusal the
+/// values already written are not dropped.)
+pub fn par_concat<I, T, It>(items: &[I], len: impl Fn(&I) -> usize, values: impl Fn(&I) -> It + Sync) -> Option<Vec<T>>
 where
     I: Sync,
     T: Send + Copy,
     It: Iterator<Item = Option<T>>,
 {
-    if items.len() != lens.len() {
-        return None;
-    }
+    let lens: Vec<usize> = items.iter().map(len).collect();
     let total = lens.iter().try_fold(0usize, |a, &n| a.checked_add(n))?;
     let mut out: Vec<T> = Vec::with_capacity(total);
-    let mut parts = Vec::with_capacity(items.len());
-    let mut rest = &mut out.spare_capacity_mut()[..total];
-    for (item, &n) in items.iter().zip(lens) {
-        let (part, after) = rest.split_at_mut(n);
-        parts.push((item, part));
-        rest = after;
-    }
-    let complete = parts.into_par_iter().all(|(item, part)| {
+    let parts = split_parts(&mut out.spare_capacity_mut()[..total], lens);
+    let complete = items.par_iter().zip(parts).all(|(item, part)| {
         let mut values = values(item);
         for slot in part.iter_mut() {
             let Some(Some(value)) = values.next() else { return false };
@@ -630,7 +630,8 @@ where
         // (`out` is dropped with length 0; the values written need no drop: `T: Copy`.)
         return None;
     }
-    // SAFETY: the parts tile the first `total` slots of the capacity, and every part was written whole (`complete`).
+    // SAFETY: the parts tile the first `total` slots of the capacity (their lengths sum to `total`, so none is cut
+    // short), and every part was written whole (`complete`).
     unsafe { out.set_len(total) };
     Some(out)
 }
@@ -1491,16 +1492,18 @@ mod tests {
     #[test]
     fn par_concat_joins_the_items_in_order_or_refuses() {
         let items: Vec<u32> = (0..300).collect();
-        let lens: Vec<usize> = items.iter().map(|&i| (i % 7) as usize).collect();
-        let got = par_concat(&items, &lens, |&i| (0..i % 7).map(move |k| Some(1000 * i + k))).unwrap();
+        let len = |&i: &u32| (i % 7) as usize;
+        let got = par_concat(&items, len, |&i| (0..i % 7).map(move |k| Some(1000 * i + k))).unwrap();
         let want: Vec<u32> = items.iter().flat_map(|&i| (0..i % 7).map(move |k| 1000 * i + k)).collect();
         assert_eq!(got, want);
-        // A `None` anywhere, an item giving fewer or more values than its length, or lengths that do not match the
-        // items: no vector.
-        assert_eq!(par_concat(&items, &lens, |&i| (0..i % 7).map(move |k| (i != 150 || k != 2).then_some(k))), None);
-        assert_eq!(par_concat(&items, &lens, |&i| (0..(i % 7).saturating_sub(u32::from(i == 299))).map(Some)), None);
-        assert_eq!(par_concat(&items, &lens, |&i| (0..i % 7 + u32::from(i == 3)).map(Some)), None);
-        assert_eq!(par_concat(&items, &lens[1..], |&i| (0..i % 7).map(Some)), None);
-        assert_eq!(par_concat::<u32, u32, _>(&[], &[], |_| std::iter::empty()), Some(vec![]));
+        // A `None` anywhere, or an item giving fewer or more values than its length: no vector.
+        assert_eq!(par_concat(&items, len, |&i| (0..i % 7).map(move |k| (i != 150 || k != 2).then_some(k))), None);
+        assert_eq!(par_concat(&items, len, |&i| (0..(i % 7).saturating_sub(u32::from(i == 299))).map(Some)), None);
+        assert_eq!(par_concat(&items, len, |&i| (0..i % 7 + u32::from(i == 3)).map(Some)), None);
+        assert_eq!(par_concat::<u32, u32, _>(&[], |_| 0, |_| std::iter::empty()), Some(vec![]));
+        // The parts of a buffer, cut short where it runs out.
+        let mut buffer = [0u8; 5];
+        let parts: Vec<usize> = split_parts(&mut buffer, [2, 0, 2, 4, 1]).iter().map(|p| p.len()).collect();
+        assert_eq!(parts, [2, 0, 2, 1, 0]);
     }
 }
