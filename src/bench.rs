@@ -361,6 +361,10 @@ pub struct KernelBenchOptions {
     pub e2e_objects: usize,
     /// Timed runs per figure; the median is reported.
     pub repeats: usize,
+    /// End to end: batches the backend works on at once (0: its default, [`crate::backend::Backend::batches_in_flight`];
+    /// the CPU reference always takes one at a time).
+    #[serde(default)]
+    pub in_flight: usize,
 }
 
 impl Default for KernelBenchOptions {
@@ -374,6 +378,7 @@ impl Default for KernelBenchOptions {
             e2e_frames: 512,
             e2e_objects: 10,
             repeats: 5,
+            in_flight: 0,
         }
     }
 }
@@ -588,6 +593,7 @@ pub fn run_kernel_bench(
         return Err(crate::error::Error::Config { message: "the kernel benchmark needs frames with depth".into() });
     }
     let reps = options.repeats.max(1);
+    let in_flight = backend.in_flight(options.in_flight)?;
     #[cfg(feature = "cuda")]
     let backend_error = |message: String| crate::error::Error::Backend { backend: backend.describe(), message };
     let mut figures = Vec::new();
@@ -762,11 +768,11 @@ pub fn run_kernel_bench(
     // In batches as a run processes them (each kernel once per batch, as many batches at once as a run gives the
     // backend).
     let batch = 4 * rayon::current_num_threads().max(1);
-    let run_all = |b: &Backend, clock: &crate::pipeline::GeometryClock| -> Result<usize> {
+    let run_all = |b: &Backend, in_flight: usize, clock: &crate::pipeline::GeometryClock| -> Result<usize> {
         let (mut n, mut failed) = (0, None);
         let ok = crate::run::ordered::ordered_map(
             e2e.chunks(batch),
-            b.batches_in_flight(),
+            in_flight,
             |frames| crate::pipeline::process_frames_timed(b, frames, &config, clock),
             |graphs| {
                 for graph in graphs {
@@ -792,10 +798,10 @@ pub fn run_kernel_bench(
     };
     let (backend_clock, cpu_clock) = (crate::pipeline::GeometryClock::new(), crate::pipeline::GeometryClock::new());
     let before = process_cpu_s();
-    let (backend_ms, n) = time_ms(reps, || run_all(backend, &backend_clock))?;
+    let (backend_ms, n) = time_ms(reps, || run_all(backend, in_flight, &backend_clock))?;
     let backend_cpu = cpu_ms_per_frame(before, n * reps);
     let before = process_cpu_s();
-    let (cpu_ms, _) = time_ms(reps, || run_all(&cpu, &cpu_clock))?;
+    let (cpu_ms, _) = time_ms(reps, || run_all(&cpu, cpu.batches_in_flight(), &cpu_clock))?;
     let cpu_cpu = cpu_ms_per_frame(before, n * reps);
     let fps = n as f64 / (backend_ms * 1e-3);
     figures.push(KernelFigure {
@@ -808,7 +814,7 @@ pub fn run_kernel_bench(
             e2e[0].intrinsics.height,
             e2e.len(),
             rayon::current_num_threads(),
-            backend.batches_in_flight()
+            in_flight
         ),
         backend_ms,
         cpu_ms,

@@ -98,10 +98,15 @@ struct SceneArgs {
     /// Output folder (scene_graphs.jsonl, failures.jsonl, run.json, and the dataset for `generate`).
     #[arg(short, long)]
     out: PathBuf,
-    /// Frames processed together (0: four per worker thread). Three batches are in flight (four with a GPU backend,
-    /// which takes two at once), so this bounds memory (about 2 MB per VGA frame).
+    /// Frames processed together (0: four per worker thread). The geometry's batches in flight (--in-flight) and the
+    /// one being loaded (one more when models run) are alive at once, so this bounds memory (about 2 MB per VGA
+    /// frame).
     #[arg(long, default_value_t = 0)]
     batch: usize,
+    /// Batches the geometry works on at once, up to 16 (0: the backend's default, 1 on the CPU and 2 on a GPU, where
+    /// the host steps of one batch overlap the device's work on another).
+    #[arg(long, default_value_t = 0)]
+    in_flight: usize,
     /// A JSON file overriding scene parameters (any subset of run.json's "config").
     #[arg(long)]
     config: Option<PathBuf>,
@@ -266,6 +271,10 @@ enum Command {
         /// this many (the workload names how many were annotated).
         #[arg(long, default_value_t = 10)]
         e2e_objects: usize,
+        /// With --kernels: batches the end-to-end figure gives the backend at once, up to 16 (0: its default, 2 on a
+        /// GPU; the CPU reference takes one at a time).
+        #[arg(long, default_value_t = 0)]
+        in_flight: usize,
         /// With --kernels: do not decode the colour images, so the end-to-end figure leaves out naming the objects'
         /// colours (which a run does unless given --no-colors).
         #[arg(long)]
@@ -381,6 +390,7 @@ fn run() -> Result<ExitCode> {
             k5_frames,
             e2e_frames,
             e2e_objects,
+            in_flight,
             no_colors,
             model_args,
         } => {
@@ -408,6 +418,7 @@ fn run() -> Result<ExitCode> {
                     e2e_frames,
                     e2e_objects,
                     repeats,
+                    in_flight,
                     ..Default::default()
                 };
                 let result = spatialsynth::bench::run_kernel_bench(&backend, &loaded, &options)?;
@@ -511,6 +522,7 @@ fn scenes(args: &SceneArgs, seed: u32, dataset: Option<DatasetOptions>) -> Resul
         object_colors: !args.no_colors,
         backend: args.backend,
         part_frames: args.part_frames,
+        in_flight: args.in_flight,
     };
     let job =
         Job { inputs: args.inputs.clone(), out_dir: args.out.clone(), dataset, shard: args.shard, resume: args.resume };

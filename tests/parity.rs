@@ -1796,6 +1796,7 @@ fn the_kernel_benchmark_runs_on_every_backend_but_the_emulator() {
         e2e_frames: 4,
         e2e_objects: 10,
         repeats: 1,
+        in_flight: 0,
     };
     let check = |b: &Backend, options: &KernelBenchOptions| {
         let bench = run_kernel_bench(b, &frames, options).unwrap_or_else(|e| panic!("{}: {e}", b.describe()));
@@ -1810,6 +1811,12 @@ fn the_kernel_benchmark_runs_on_every_backend_but_the_emulator() {
         let e2e = &bench.figures[4];
         let expected = format!("{} frames of 640x480, {}.0 objects per frame", options.e2e_frames, options.e2e_objects);
         assert!(e2e.workload.starts_with(&expected), "{}", e2e.workload);
+        // As many batches at once as asked (0: the backend's default), the CPU reference one.
+        let at_once = match options.in_flight {
+            0 => b.batches_in_flight(),
+            n => n,
+        };
+        assert!(e2e.workload.ends_with(&format!(", {at_once} at once (the CPU reference: 1)")), "{}", e2e.workload);
         // Its time step by step, on the backend and on the CPU reference: every step, in order, adding up to the
         // batches' busy time (one batch at once on the CPU, so there it is at most the wall time of the repeats).
         let steps = e2e.steps.as_ref().expect("the end-to-end figure breaks its time down");
@@ -1846,6 +1853,9 @@ fn the_kernel_benchmark_runs_on_every_backend_but_the_emulator() {
         }
     };
     check(&Backend::Cpu, &options);
+    check(&Backend::Cpu, &KernelBenchOptions { in_flight: 3, ..options.clone() });
+    let err = run_kernel_bench(&Backend::Cpu, &frames, &KernelBenchOptions { in_flight: 17, ..options.clone() });
+    assert!(err.is_err_and(|e| e.to_string().contains("at most 16")));
     let mut refused = false;
     for b in gpu_backends(TEST) {
         match b {

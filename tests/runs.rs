@@ -163,8 +163,9 @@ fn a_killed_run_leaves_only_complete_files_and_resumes_to_the_same_bytes() {
     }
     assert!((3..16).contains(&done), "{done} parts done when killed");
 
-    // --resume skips the finished parts, cleans up, and ends with the very same bytes.
-    let o = generate(&manifest, &killed, &["--resume"]);
+    // --resume skips the finished parts, cleans up, and ends with the very same bytes; with three batches in flight
+    // (a speed setting: the finished parts still count, and results go on in input order).
+    let o = generate(&manifest, &killed, &["--resume", "--in-flight", "3"]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     assert!(text(&o).contains(&format!("resumed: {done} of 16 parts were already done")), "{}", text(&o));
     let summary = run_json(&killed);
@@ -179,6 +180,12 @@ fn a_killed_run_leaves_only_complete_files_and_resumes_to_the_same_bytes() {
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     assert_eq!(run_json(&killed)["parts_processed"], 0);
     assert_same_dataset(&whole, &killed);
+    // More batches in flight than a run may keep: refused before anything is read or written.
+    let refused = tmp.path().join("refused");
+    let o = generate(&manifest, &refused, &["--in-flight", "17"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("17 batches in flight: at most 16"), "{}", text(&o));
+    assert!(!refused.exists(), "a refused run wrote {}", refused.display());
     let o = generate(&manifest, &killed, &["--resume", "--seed", "5"]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     assert_eq!(run_json(&killed)["parts_processed"], 16);

@@ -29,6 +29,9 @@ use crate::geometry::unproject::{unproject_depth, DepthImage, GroupedPoints, Obj
 use crate::geometry::{Intrinsics, Point3};
 use rayon::prelude::*;
 
+/// The most batches a run may keep in flight ([`Backend::in_flight`]).
+pub const MAX_BATCHES_IN_FLIGHT: usize = 16;
+
 /// A CUDA backend's message as this crate's error.
 #[cfg(feature = "cuda")]
 fn cuda_error(message: String) -> Error {
@@ -287,6 +290,18 @@ impl Backend {
             Backend::Wgpu(_) => 2,
             #[cfg(feature = "cuda")]
             Backend::Cuda(_) => 2,
+        }
+    }
+
+    /// The batches a run gives this backend at once: `requested`, or [`Backend::batches_in_flight`] when it is 0.
+    /// `Err` above [`MAX_BATCHES_IN_FLIGHT`] (each batch in flight holds its frames: about 2 MB per VGA frame).
+    pub fn in_flight(&self, requested: usize) -> Result<usize> {
+        match requested {
+            0 => Ok(self.batches_in_flight()),
+            n if n <= MAX_BATCHES_IN_FLIGHT => Ok(n),
+            n => Err(Error::Config {
+                message: format!("{n} batches in flight: at most {MAX_BATCHES_IN_FLIGHT} (0: the backend's default)"),
+            }),
         }
     }
 

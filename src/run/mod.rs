@@ -150,8 +150,9 @@ enum Outcome {
 /// Options of a scene run.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RunOptions {
-    /// Frames decoded and processed together (in parallel); with three batches in flight (four with a GPU backend:
-    /// see [`Backend::batches_in_flight`]) it bounds memory (about 2 MB per VGA frame). 0: four per worker thread.
+    /// Frames decoded and processed together (in parallel); with the geometry's batches in flight (`in_flight`) and the
+    /// one being loaded (one more when models run) alive at once, it bounds memory (about 2 MB per VGA frame). 0: four
+    /// per worker thread.
     pub batch_frames: usize,
     pub config: SceneConfig,
     /// Where objects come from: annotations, the detector, or each where available (`auto`).
@@ -172,6 +173,10 @@ pub struct RunOptions {
     /// Frames per part: the unit of work that is written, resumed and dealt out to shards (see [`parts`]).
     #[serde(default = "default_part_frames")]
     pub part_frames: usize,
+    /// Batches the geometry works on at once (see [`Backend::in_flight`]); 0: the backend's default
+    /// ([`Backend::batches_in_flight`]: 1 on the CPU, 2 on a GPU). Each one holds its frames.
+    #[serde(default)]
+    pub in_flight: usize,
 }
 
 fn default_part_frames() -> usize {
@@ -194,6 +199,7 @@ impl Default for RunOptions {
             object_colors: true,
             backend: BackendKind::Cpu,
             part_frames: default_part_frames(),
+            in_flight: 0,
         }
     }
 }
@@ -376,6 +382,7 @@ fn check_options(job: &Job, options: &RunOptions) -> Result<()> {
     if options.part_frames == 0 {
         return Err(Error::Config { message: "part_frames must be at least 1".into() });
     }
+    Backend::Cpu.in_flight(options.in_flight)?;
     if let Some(shard) = job.shard.filter(|s| s.count == 0 || s.index >= s.count) {
         return Err(Error::Config { message: format!("shard {shard} needs 0 <= i < N") });
     }
@@ -434,6 +441,7 @@ pub fn run(job: &Job, options: &RunOptions, progress: &(dyn Fn(usize, usize) + S
     let shard_frames: usize = shard_parts.iter().map(|&k| part_len(k)).sum();
 
     let backend = Backend::open(options.backend)?;
+    let in_flight = backend.in_flight(options.in_flight)?;
     let mut models = if models_needed(any_detect, options) { Some(ModelSet::open(&options.models)?) } else { None };
     let models_info = models.as_ref().map(|m| m.info());
     let bank = job.dataset.as_ref().map(Bank::load).transpose()?;
@@ -631,9 +639,8 @@ pub fn run(job: &Job, options: &RunOptions, progress: &(dyn Fn(usize, usize) + S
         });
         let geometry = s.spawn(move || {
             let mut busy = 0.0;
-            // GPU backends take two batches at once: the host steps of one overlap the device work of the other.
-            // Results go on in input order.
-            let in_flight = backend_ref.batches_in_flight();
+            // GPU backends take two batches at once by default (`in_flight`): the host steps of one overlap the device
+            // work of the other. Results go on in input order.
             let one_batch = |msg: Msg<LoadedFrame>| {
                 let t = Instant::now();
                 let msg = msg.map(|items| {
