@@ -321,7 +321,8 @@ fn run() -> Result<ExitCode> {
     }
     // glibc raises its mmap threshold to the size of the largest block freed (up to 32 MB), after which frame-sized
     // buffers come from the heap and fragment it over a long run; a fixed threshold of 128 KiB keeps them mmapped
-    // (returned on free) and a run's memory flat (BENCHMARKS.md). (With the run's `malloc_trim` after each batch.)
+    // (returned on free) and a run's memory flat (BENCHMARKS.md). (With the run's `malloc_trim` after a batch that
+    // left the process grown.)
     // Fresh mmapped pages cost a fault and a clearing each: ALLOCATOR's cache of freed large blocks gives most of
     // them back to the next frame instead.
     #[cfg(all(target_os = "linux", target_env = "gnu"))]

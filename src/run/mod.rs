@@ -687,10 +687,11 @@ pub fn run(job: &Job, options: &RunOptions, progress: &(dyn Fn(usize, usize) + S
             busy
         });
         let mut result = Ok(());
+        let mut trim = Trim::default();
         for msg in rx_done {
             let t = Instant::now();
             let r = writer.handle(msg);
-            release_free_memory();
+            trim.after_batch();
             stages.write_s += t.elapsed().as_secs_f64();
             if let Err(e) = r {
                 result = Err(e);
@@ -841,9 +842,57 @@ struct PartsWriter<'a> {
 
 const FAILURE_EXAMPLES: usize = 20;
 
-/// Hands the allocator's free pages back to the system after each batch. glibc's malloc keeps memory that threads
-/// freed in their arenas, and over thousands of frames decoded on one thread and freed on another the process
-/// would keep growing; trimming keeps a long run's memory flat. (Other platforms' allocators need no help.)
+/// Hands the allocator's free pages back to the system when the process has grown. glibc's malloc keeps memory that
+/// threads freed in their arenas, and over thousands of frames decoded on one thread and freed on another the
+/// process would keep growing; trimming keeps a long run's memory flat. (Other platforms' allocators need no help.)
+///
+/// Not after every batch: a trim gives back the pages of every free block, which the next batch's allocations of the
+/// same sizes fault in and clear again (about half of a CPU run's page faults were those). After a batch, it trims
+/// when the process's resident memory is more than [`Trim::GROWTH`] over what it was after the last trim (the first
+/// batch always trims), so memory stays within that of where trimming after every batch keeps it.
+#[derive(Default)]
+struct Trim {
+    /// Resident bytes right after the last trim (`None`: no trim yet).
+    floor: Option<u64>,
+}
+
+impl Trim {
+    /// How far resident memory may grow over its floor before the next trim: an eighth, and at least 16 MiB.
+    const GROWTH: (u64, u64) = (8, 16 << 20);
+
+    fn after_batch(&mut self) {
+        let Some(rss) = resident_bytes() else {
+            // Resident memory unknown: trim every batch, as before.
+            release_free_memory();
+            return;
+        };
+        if self.due(rss) {
+            release_free_memory();
+            self.floor = resident_bytes();
+        }
+    }
+
+    /// Whether a process of `rss` resident bytes has grown enough since the last trim to trim again.
+    fn due(&self, rss: u64) -> bool {
+        self.floor.is_none_or(|floor| rss > floor + (floor / Self::GROWTH.0).max(Self::GROWTH.1))
+    }
+}
+
+/// The process's resident memory in bytes (`/proc/self/statm`), where the platform says.
+fn resident_bytes() -> Option<u64> {
+    #[cfg(target_os = "linux")]
+    {
+        let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+        let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+        // SAFETY: sysconf only reads a system setting.
+        let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+        u64::try_from(page).ok().filter(|&p| p > 0).map(|p| pages * p)
+    }
+    #[cfg(not(target_os = "linux"))]
+    None
+}
+
+/// Hands the allocator's free pages back to the system (glibc: `malloc_trim`).
 fn release_free_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim only walks the allocator's own free lists; it is safe to call at any time.
@@ -989,5 +1038,27 @@ impl PartsWriter<'_> {
                 Ok(())
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_is_trimmed_first_and_then_only_when_the_process_has_grown() {
+        let mib = 1u64 << 20;
+        let mut trim = Trim::default();
+        assert!(trim.due(1), "the first batch trims");
+        // Small: 16 MiB of growth; large: an eighth.
+        trim.floor = Some(64 * mib);
+        assert!(!trim.due(64 * mib + 16 * mib));
+        assert!(trim.due(64 * mib + 16 * mib + 1));
+        trim.floor = Some(800 * mib);
+        assert!(!trim.due(900 * mib));
+        assert!(trim.due(900 * mib + 1));
+        assert!(!trim.due(100 * mib), "less than the floor");
+        #[cfg(target_os = "linux")]
+        assert!(resident_bytes().is_some_and(|b| b > mib), "{:?}", resident_bytes());
     }
 }
