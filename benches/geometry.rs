@@ -222,7 +222,7 @@ fn host_steps(c: &mut Criterion) {
         b.iter(|| GapPack::new(black_box(&frames), &frame_list).expect("pack").point_count)
     });
     g.bench_function(BenchmarkId::new("gap_pack_resident", "64obj_x_10000pts"), |b| {
-        b.iter(|| GapPack::resident(black_box(&frames), &frame_list, &offsets).expect("pack").point_count)
+        b.iter(|| GapPack::resident(black_box(&frames), &frame_list, &offsets, None).expect("pack").point_count)
     });
     // K4's oriented boxes, which every backend builds on the host: the minimum-area rectangle of each object's
     // footprint (hull candidates, hull, rotating edges), for real footprints: the big sample frame cut into a 4 x 3

@@ -37,7 +37,7 @@ use super::layout::{DbscanParams, GpuCanonical, GpuObjectStats, GpuSupport};
 use super::pack::{
     clusterings_in_batch_order_packed, dbscan_chunks, frame_chunks, gap_chunks, gap_matrices, gpu_regions,
     grouping_without_launch, hypotheses_from_draws, pack_relations, par_concat, relation_chunks, split_clouds,
-    split_parts, split_relations, stats_chunks, support_test, DbscanBatch, DepthBatch, GapPack, StatsPack,
+    split_parts, split_relations, stats_chunks, support_test, Aabb, DbscanBatch, DepthBatch, GapPack, StatsPack,
 };
 use super::{FrameGeometry, FrameGeometryInput, KernelResources};
 use crate::geometry::dbscan::{Clustering, DbscanJob};
@@ -559,6 +559,8 @@ pub struct DevicePoints {
     points: CudaSlice<f32>,
     /// Each object's first point in `points`, in the batch's order.
     offsets: Vec<u32>,
+    /// Each object's bounding box, from K4's reductions of those points (the gaps' spatial order starts from it).
+    boxes: Vec<Aabb>,
     /// The stream that uploaded them (and synchronised): the gaps run on it too.
     stream: Arc<CudaStream>,
 }
@@ -1789,16 +1791,19 @@ impl CudaBackend {
         let mut out = vec![None; objects.len()];
         let stream = self.stream()?;
         let gather = stats_gather(objects, sources, chunk);
-        let (points, ranges) = self.summarize_chunk(&stream, objects, chunk, noise, &mut out, gather)?;
+        let kept = self.summarize_chunk(&stream, objects, chunk, noise, &mut out, gather)?;
+        let (points, ranges, chunk_boxes) = (kept.points, kept.ranges, kept.boxes);
         let mut offsets = vec![u32::MAX; objects.len()];
-        for (&i, [offset, _]) in chunk.iter().zip(&ranges) {
+        let mut boxes = vec![([0f32; 3], [0f32; 3]); objects.len()];
+        for ((&i, [offset, _]), b) in chunk.iter().zip(&ranges).zip(chunk_boxes) {
             offsets[i] = *offset;
+            boxes[i] = b;
         }
-        Ok((out, Some(DevicePoints { points, offsets, stream: Arc::clone(&stream) })))
+        Ok((out, Some(DevicePoints { points, offsets, boxes, stream: Arc::clone(&stream) })))
     }
 
     /// K4 on one chunk of objects (on `stream`, synchronised): the summaries into `out`; the canonical points on the
-    /// device and each object's `[offset, count]` there.
+    /// device, each object's `[offset, count]` there and its points' bounding box (K4's reductions).
     fn summarize_chunk(
         &self,
         stream: &Arc<CudaStream>,
@@ -1807,7 +1812,7 @@ impl CudaBackend {
         noise: &NoiseModel,
         out: &mut [Option<ObjectSummary>],
         gather: Option<StatsGather<'_>>,
-    ) -> Result<(CudaSlice<f32>, Vec<[u32; 2]>), String> {
+    ) -> Result<KeptChunk, String> {
         // A gathered chunk needs no host copy of its points and depths.
         let pack = match gather {
             Some(_) => StatsPack::ranges_only(objects, chunk),
@@ -1858,7 +1863,8 @@ impl CudaBackend {
         let listed = pack.listed_candidates(&stats)?;
         let candidates = self.read_back(stream, &candidates.slice(0..listed))?;
         pack.summaries(objects, chunk, &stats, candidates.words()?, noise, out)?;
-        Ok((points, pack.ranges))
+        let boxes = stats[..chunk.len()].iter().map(|s| (s.lo, s.hi)).collect();
+        Ok(KeptChunk { points, ranges: pack.ranges, boxes })
     }
 
     /// K5 over a batch of frames (see [`super::Backend::relate_batch`]): every ordered pair of every frame of a
@@ -1929,9 +1935,14 @@ impl CudaBackend {
                     .collect()
             })
             .collect::<Result<_, String>>()?;
+        // Each object's box as K4 reduced it from the same points (an object without points has none to give).
+        let boxes: Vec<Vec<Aabb>> = lists
+            .iter()
+            .map(|list| list.iter().map(|&i| device.boxes.get(i).copied().unwrap_or_default()).collect())
+            .collect();
         let mut out = gap_matrices(frames);
         for chunk in gap_chunks(frames, MAX_POINTS, i32::MAX as u64, i32::MAX as u64, MAX_GAP_BUCKETS)? {
-            let pack = GapPack::resident(frames, &chunk, &offsets)?;
+            let pack = GapPack::resident(frames, &chunk, &offsets, Some(&boxes))?;
             self.gaps_of_chunk(&device.stream, &device.points, &pack, &mut out)?;
             self.count_resident_read(2);
         }
@@ -2175,6 +2186,14 @@ impl CudaBackend {
         })?;
         Ok((times, pairs))
     }
+}
+
+/// What K4 leaves of a chunk of objects on the device: their canonical points, each object's `[offset, count]` there
+/// and its points' bounding box (from K4's reductions), in the chunk's order.
+struct KeptChunk {
+    points: CudaSlice<f32>,
+    ranges: Vec<[u32; 2]>,
+    boxes: Vec<Aabb>,
 }
 
 /// K4's gather for one chunk (see [`CudaBackend::summarize_kept`]).

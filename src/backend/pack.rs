@@ -807,6 +807,9 @@ impl StatsPack {
     }
 }
 
+/// An axis-aligned box: its lowest and highest corner.
+pub type Aabb = ([f32; 3], [f32; 3]);
+
 /// Super-chunk pairs (64 chunk pairs each) per tile of the gap kernels: 256 threads, 8 super pairs each.
 pub const GAP_TILE: u64 = 2048;
 
@@ -957,20 +960,36 @@ impl GapPack {
     /// Packs the frames `chunk` of `frames` (a chunk of [`gap_chunks`], whose limits keep every index in 32 bits;
     /// `Err` if they do not).
     pub fn new(frames: &[&[&[Point3]]], chunk: &[usize]) -> Result<GapPack, String> {
-        Self::build(frames, chunk, None)
+        Self::build(frames, chunk, None, None)
     }
 
     /// Packs the frames `chunk` of `frames` for points already on the device: object `i` of frame `f` starts at
     /// point `offsets[f][i]` of that buffer (which holds its `frames[f][i].len()` points in the same order), and
-    /// `points` stays empty.
-    pub fn resident(frames: &[&[&[Point3]]], chunk: &[usize], offsets: &[Vec<u32>]) -> Result<GapPack, String> {
+    /// `points` stays empty. `boxes[f][i]`, where given, is that object's bounding box (as [`bounding_box`] gives it:
+    /// K4's, for the points K4 left on the device), so that its points are not read again; else it is computed.
+    pub fn resident(
+        frames: &[&[&[Point3]]],
+        chunk: &[usize],
+        offsets: &[Vec<u32>],
+        boxes: Option<&[Vec<Aabb>]>,
+    ) -> Result<GapPack, String> {
         if let Some(f) = chunk.iter().find(|&&f| offsets.get(f).is_none_or(|o| o.len() != frames[f].len())) {
             return Err(format!("frame {f} of the batch: no device offset for each of its objects"));
         }
-        Self::build(frames, chunk, Some(offsets))
+        if let Some(f) =
+            boxes.and_then(|b| chunk.iter().find(|&&f| b.get(f).is_none_or(|b| b.len() != frames[f].len())))
+        {
+            return Err(format!("frame {f} of the batch: no bounding box for each of its objects"));
+        }
+        Self::build(frames, chunk, Some(offsets), boxes)
     }
 
-    fn build(frames: &[&[&[Point3]]], chunk: &[usize], offsets: Option<&[Vec<u32>]>) -> Result<GapPack, String> {
+    fn build(
+        frames: &[&[&[Point3]]],
+        chunk: &[usize],
+        offsets: Option<&[Vec<u32>]>,
+        given_boxes: Option<&[Vec<Aabb>]>,
+    ) -> Result<GapPack, String> {
         let total: usize = match offsets {
             Some(_) => 0,
             None => chunk.iter().map(|&f| frames[f].iter().map(|o| o.len()).sum::<usize>()).sum(),
@@ -987,10 +1006,16 @@ impl GapPack {
             tile_start: vec![0],
             places: vec![],
         };
-        // Every object's bounding box (a pass over its points), the objects in parallel.
-        let boxes: Vec<Vec<([f32; 3], [f32; 3])>> =
-            chunk.par_iter().map(|&f| frames[f].par_iter().map(|o| bounding_box(o)).collect()).collect();
-        for (&f, boxes) in chunk.iter().zip(&boxes) {
+        // Every object's bounding box: given, or a pass over its points (the objects in parallel).
+        let computed: Vec<Vec<Aabb>> = match given_boxes {
+            Some(_) => Vec::new(),
+            None => chunk.par_iter().map(|&f| frames[f].par_iter().map(|o| bounding_box(o)).collect()).collect(),
+        };
+        for (k, &f) in chunk.iter().enumerate() {
+            let boxes = match given_boxes {
+                Some(given) => &given[f],
+                None => &computed[k],
+            };
             let objects = frames[f];
             // Each object's index in `pack.objects` (objects without points have none).
             let mut slot = vec![u32::MAX; objects.len()];
@@ -1268,10 +1293,23 @@ mod tests {
             GpuGapOrder { source: 7, buckets: 9, bits: 3, inv_cell: 4.0, lo: [1.0, -1.0, 0.0], _pad: 0 }
         );
         // Points already on the device keep their offsets there as their sources; the ordered points are packed.
-        let resident = GapPack::resident(&frames, &[2], &[vec![], vec![], vec![500, 900]]).unwrap();
+        let offsets = [vec![], vec![], vec![500, 900]];
+        let resident = GapPack::resident(&frames, &[2], &offsets, None).unwrap();
         let places: Vec<[u32; 3]> =
             resident.objects.iter().zip(&resident.orders).map(|(o, r)| [o.offset, o.count, r.source]).collect();
         assert_eq!((places, resident.points.len()), (vec![[0, 1, 500], [1, 33, 900]], 0));
+        // With the objects' boxes given (K4's), the same pack as with them computed; a box that is not the points'
+        // gives another order (the pack takes it as given), a missing one is refused.
+        let boxes: Vec<Vec<Aabb>> = frames.iter().map(|f| f.iter().map(|o| bounding_box(o)).collect()).collect();
+        let given = GapPack::resident(&frames, &[2], &offsets, Some(&boxes)).unwrap();
+        assert_eq!((given.objects, given.orders), (resident.objects.clone(), resident.orders.clone()));
+        let mut wide = boxes.clone();
+        wide[2][1].1[0] += 100.0;
+        let other = GapPack::resident(&frames, &[2], &offsets, Some(&wide)).unwrap();
+        assert_ne!(other.orders, resident.orders);
+        let short = [vec![], vec![], vec![boxes[2][0]]];
+        let refused = GapPack::resident(&frames, &[2], &offsets, Some(&short)).err();
+        assert!(refused.is_some_and(|e| e.contains("frame 2")));
         assert_eq!(pack.pairs, [[0, 1], [0, 2], [1, 2], [3, 4]]);
         assert_eq!((pack.tile_start.as_slice(), pack.tiles()), (&[0, 1, 2, 3, 4][..], 4));
         let mut m = gap_matrices(&frames);
