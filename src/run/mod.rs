@@ -174,9 +174,14 @@ pub struct RunOptions {
     #[serde(default = "default_part_frames")]
     pub part_frames: usize,
     /// Batches the geometry works on at once (see [`Backend::in_flight`]); 0: the backend's default
-    /// ([`Backend::batches_in_flight`]: 1 on the CPU, 2 on a GPU). Each one holds its frames.
-    #[serde(default)]
+    /// ([`Backend::batches_in_flight`]: 1 on the CPU, 2 on a GPU). Each one holds its frames. (Written only when
+    /// not 0, so that the options of a run with the default read as before it existed: the same fingerprint.)
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub in_flight: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 fn default_part_frames() -> usize {
