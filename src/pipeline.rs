@@ -400,25 +400,28 @@ fn denoise_input(
     if u32::try_from(all.len()).is_err() {
         return Err(format!("{} points, more than K3 takes in one object (2^32 - 1)", all.len()));
     }
-    // The kept points' indices and the points, in one pass (all of them: a view, no copy).
-    let (keep, points) = match drop_ground {
+    // The kept points' indices, the points and their depths (for the median), in one pass (all of them: a view of
+    // the points, no copy).
+    let (keep, points, mut depths) = match drop_ground {
         true => {
-            let (mut keep, mut points) = (Vec::with_capacity(all.len()), Vec::with_capacity(all.len()));
+            let n = all.len();
+            let (mut keep, mut points, mut depths) =
+                (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
             for (i, p) in all.iter().enumerate() {
                 if canonical.height_f32(*p) > band {
                     keep.push(i as u32);
                     points.push(*p);
+                    depths.push(p[2]);
                 }
             }
-            (Some(keep), SharedSlice::from(points))
+            (Some(keep), SharedSlice::from(points), depths)
         }
-        false => (None, all.clone()),
+        false => (None, all.clone(), all.iter().map(|p| p[2]).collect()),
     };
     if points.is_empty() {
         let why = if all.is_empty() { "no valid depth in its region" } else { "only ground points in its box" };
         return Err(why.into());
     }
-    let mut depths: Vec<f32> = points.iter().map(|p| p[2]).collect();
     let mid = depths.len() / 2;
     let median_depth = *depths.select_nth_unstable_by(mid, f32::total_cmp).1;
     let eps = config.object_eps_m.max((f64::from(config.object_eps_px) * f64::from(median_depth) / focal_px) as f32);
