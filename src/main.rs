@@ -98,14 +98,14 @@ struct SceneArgs {
     /// Output folder (scene_graphs.jsonl, failures.jsonl, run.json, and the dataset for `generate`).
     #[arg(short, long)]
     out: PathBuf,
-    /// Frames processed together (0: four per worker thread). The geometry's batches in flight (--in-flight) and the
-    /// one being loaded (one more when models run) are alive at once, so this bounds memory (about 2 MB per VGA
-    /// frame).
+    /// Frames processed together (0: four per worker thread). The geometry's batches in flight (--in-flight) and up to
+    /// three more (being loaded, at the models' stage, waiting for the geometry) are alive at once, so this bounds
+    /// memory (about 2 MB per VGA frame).
     #[arg(long, default_value_t = 0)]
     batch: usize,
     /// Batches the geometry works on at once, up to 16 (0: the backend's default, 1 on the CPU and 2 on a GPU, where
     /// the host steps of one batch overlap the device's work on another).
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, value_parser = in_flight_arg)]
     in_flight: usize,
     /// A JSON file overriding scene parameters (any subset of run.json's "config").
     #[arg(long)]
@@ -273,7 +273,7 @@ enum Command {
         e2e_objects: usize,
         /// With --kernels: batches the end-to-end figure gives the backend at once, up to 16 (0: its default, 2 on a
         /// GPU; the CPU reference takes one at a time).
-        #[arg(long, default_value_t = 0)]
+        #[arg(long, default_value_t = 0, value_parser = in_flight_arg)]
         in_flight: usize,
         /// With --kernels: do not decode the colour images, so the end-to-end figure leaves out naming the objects'
         /// colours (which a run does unless given --no-colors).
@@ -282,6 +282,17 @@ enum Command {
         #[command(flatten)]
         model_args: ModelArgs,
     },
+}
+
+/// `--in-flight`: a number of batches up to [`spatialsynth::backend::MAX_BATCHES_IN_FLIGHT`], checked as the command
+/// line is read (before any frame is).
+fn in_flight_arg(s: &str) -> std::result::Result<usize, String> {
+    let max = spatialsynth::backend::MAX_BATCHES_IN_FLIGHT;
+    match s.parse::<usize>() {
+        Ok(n) if n <= max => Ok(n),
+        Ok(n) => Err(format!("{n} batches in flight: at most {max} (0: the backend's default)")),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 /// Large freed blocks are cached (up to 256 MiB) so frames reuse their pages (see `spatialsynth::alloc`).

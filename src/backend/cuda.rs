@@ -1935,7 +1935,8 @@ impl CudaBackend {
                     .collect()
             })
             .collect::<Result<_, String>>()?;
-        // Each object's box as K4 reduced it from the same points (an object without points has none to give).
+        // Each object's box as K4 reduced it from the same points (an object without points has none, and needs none:
+        // the pack skips it; every other object's place was checked just above, so its box is there).
         let boxes: Vec<Vec<Aabb>> = lists
             .iter()
             .map(|list| list.iter().map(|&i| device.boxes.get(i).copied().unwrap_or_default()).collect())

@@ -150,9 +150,9 @@ enum Outcome {
 /// Options of a scene run.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RunOptions {
-    /// Frames decoded and processed together (in parallel); with the geometry's batches in flight (`in_flight`) and the
-    /// one being loaded (one more when models run) alive at once, it bounds memory (about 2 MB per VGA frame). 0: four
-    /// per worker thread.
+    /// Frames decoded and processed together (in parallel); with the geometry's batches in flight (`in_flight`) and up
+    /// to three more (being loaded, at the models' stage, waiting for the geometry) alive at once, it bounds memory
+    /// (about 2 MB per VGA frame). 0: four per worker thread.
     pub batch_frames: usize,
     pub config: SceneConfig,
     /// Where objects come from: annotations, the detector, or each where available (`auto`).
@@ -853,8 +853,9 @@ const FAILURE_EXAMPLES: usize = 20;
 ///
 /// Not after every batch: a trim gives back the pages of every free block, which the next batch's allocations of the
 /// same sizes fault in and clear again (about half of a CPU run's page faults were those). After a batch, it trims
-/// when the process's resident memory is more than [`Trim::GROWTH`] over what it was after the last trim (the first
-/// batch always trims), so memory stays within that of where trimming after every batch keeps it.
+/// when the process's resident memory is more than [`Trim::allowance`] over what it was right after the last trim (the
+/// first batch always trims): an eighth, at least 16 MiB and at most 128 MiB. The floor is measured again at every
+/// trim, so memory stays within that much of where trimming after every batch keeps it.
 #[derive(Default)]
 struct Trim {
     /// Resident bytes right after the last trim (`None`: no trim yet).
@@ -862,8 +863,12 @@ struct Trim {
 }
 
 impl Trim {
-    /// How far resident memory may grow over its floor before the next trim: an eighth, and at least 16 MiB.
-    const GROWTH: (u64, u64) = (8, 16 << 20);
+    /// How far resident memory may grow over `floor` before the next trim: an eighth, at least 16 MiB (small runs)
+    /// and at most 128 MiB (a process holding a GPU driver's or models' memory, where an eighth would be a lot of free
+    /// heap).
+    fn allowance(floor: u64) -> u64 {
+        (floor / 8).clamp(16 << 20, 128 << 20)
+    }
 
     fn after_batch(&mut self) {
         let Some(rss) = resident_bytes() else {
@@ -879,7 +884,7 @@ impl Trim {
 
     /// Whether a process of `rss` resident bytes has grown enough since the last trim to trim again.
     fn due(&self, rss: u64) -> bool {
-        self.floor.is_none_or(|floor| rss > floor + (floor / Self::GROWTH.0).max(Self::GROWTH.1))
+        self.floor.is_none_or(|floor| rss > floor + Self::allowance(floor))
     }
 }
 
@@ -1055,7 +1060,7 @@ mod tests {
         let mib = 1u64 << 20;
         let mut trim = Trim::default();
         assert!(trim.due(1), "the first batch trims");
-        // Small: 16 MiB of growth; large: an eighth.
+        // Small: 16 MiB of growth; larger: an eighth.
         trim.floor = Some(64 * mib);
         assert!(!trim.due(64 * mib + 16 * mib));
         assert!(trim.due(64 * mib + 16 * mib + 1));
@@ -1063,6 +1068,10 @@ mod tests {
         assert!(!trim.due(900 * mib));
         assert!(trim.due(900 * mib + 1));
         assert!(!trim.due(100 * mib), "less than the floor");
+        // Large: at most 128 MiB.
+        trim.floor = Some(4096 * mib);
+        assert!(!trim.due(4096 * mib + 128 * mib));
+        assert!(trim.due(4096 * mib + 128 * mib + 1));
         #[cfg(target_os = "linux")]
         assert!(resident_bytes().is_some_and(|b| b > mib), "{:?}", resident_bytes());
     }
