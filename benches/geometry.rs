@@ -9,7 +9,7 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 use spatialsynth::geometry::dbscan::dbscan;
 use spatialsynth::geometry::obb::min_area_rect;
 use spatialsynth::geometry::ransac::{fit_ground_plane, inlier_mask, score_hypotheses, RansacParams};
-use spatialsynth::geometry::relations::{closest_surface_matrix, relate_all};
+use spatialsynth::geometry::relations::{bounding_box, closest_surface_matrix, relate_all};
 use spatialsynth::geometry::rng::frame_key;
 use spatialsynth::geometry::stats::{summarize, NoiseModel, ObjectSummary};
 use spatialsynth::geometry::unproject::{estimate_normals, unproject_depth, PointCloud};
@@ -207,8 +207,8 @@ fn host_steps(c: &mut Criterion) {
         })
     });
     // The gap search's packing, the same objects as about six frames of ten and a half (every pair of each): with
-    // the points copied (`GapPack::new`, wgpu) and for points K4 left on the device (`GapPack::resident`, CUDA:
-    // offsets only). Both compute each object's box for the device's spatial order.
+    // the points copied (`GapPack::new`, wgpu: each object's box computed from its points) and for points K4 left on
+    // the device (`GapPack::resident`, CUDA: offsets, and the boxes K4's reductions give, computed here beforehand).
     use spatialsynth::backend::pack::GapPack;
     let frames: Vec<Vec<&[Point3]>> = objs.chunks(10).map(|f| f.iter().map(Vec::as_slice).collect()).collect();
     let frames: Vec<&[&[Point3]]> = frames.iter().map(Vec::as_slice).collect();
@@ -218,11 +218,12 @@ fn host_steps(c: &mut Criterion) {
         .enumerate()
         .map(|(f, o)| (0..o.len()).map(|i| ((f * 10 + i) * 10_000) as u32).collect())
         .collect();
+    let boxes: Vec<Vec<_>> = frames.iter().map(|f| f.iter().map(|o| bounding_box(o)).collect()).collect();
     g.bench_function(BenchmarkId::new("gap_pack", "64obj_x_10000pts"), |b| {
         b.iter(|| GapPack::new(black_box(&frames), &frame_list).expect("pack").point_count)
     });
     g.bench_function(BenchmarkId::new("gap_pack_resident", "64obj_x_10000pts"), |b| {
-        b.iter(|| GapPack::resident(black_box(&frames), &frame_list, &offsets, None).expect("pack").point_count)
+        b.iter(|| GapPack::resident(black_box(&frames), &frame_list, &offsets, &boxes).expect("pack").point_count)
     });
     // K4's oriented boxes, which every backend builds on the host: the minimum-area rectangle of each object's
     // footprint (hull candidates, hull, rotating edges), for real footprints: the big sample frame cut into a 4 x 3

@@ -284,15 +284,9 @@ enum Command {
     },
 }
 
-/// `--in-flight`: a number of batches up to [`spatialsynth::backend::MAX_BATCHES_IN_FLIGHT`], checked as the command
-/// line is read (before any frame is).
+/// `--in-flight`: checked as the command line is read, before any frame is ([`spatialsynth::backend::check_in_flight`]).
 fn in_flight_arg(s: &str) -> std::result::Result<usize, String> {
-    let max = spatialsynth::backend::MAX_BATCHES_IN_FLIGHT;
-    match s.parse::<usize>() {
-        Ok(n) if n <= max => Ok(n),
-        Ok(n) => Err(format!("{n} batches in flight: at most {max} (0: the backend's default)")),
-        Err(e) => Err(e.to_string()),
-    }
+    spatialsynth::backend::check_in_flight(s.parse::<usize>().map_err(|e| e.to_string())?)
 }
 
 /// Large freed blocks are cached (up to 256 MiB) so frames reuse their pages (see `spatialsynth::alloc`).

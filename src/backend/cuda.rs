@@ -557,10 +557,9 @@ impl Drop for ReadBack {
 /// The canonical points of a K4 batch left on the device for its gaps (see [`super::KeptObjects`]).
 pub struct DevicePoints {
     points: CudaSlice<f32>,
-    /// Each object's first point in `points`, in the batch's order.
-    offsets: Vec<u32>,
-    /// Each object's bounding box, from K4's reductions of those points (the gaps' spatial order starts from it).
-    boxes: Vec<Aabb>,
+    /// Each object's first point in `points` and the bounding box of its points (from K4's reductions: the gaps'
+    /// spatial order starts from it), in the batch's order; `None` for an object K4 left out (no points).
+    places: Vec<Option<(u32, Aabb)>>,
     /// The stream that uploaded them (and synchronised): the gaps run on it too.
     stream: Arc<CudaStream>,
 }
@@ -1791,15 +1790,13 @@ impl CudaBackend {
         let mut out = vec![None; objects.len()];
         let stream = self.stream()?;
         let gather = stats_gather(objects, sources, chunk);
-        let kept = self.summarize_chunk(&stream, objects, chunk, noise, &mut out, gather)?;
-        let (points, ranges, chunk_boxes) = (kept.points, kept.ranges, kept.boxes);
-        let mut offsets = vec![u32::MAX; objects.len()];
-        let mut boxes = vec![([0f32; 3], [0f32; 3]); objects.len()];
-        for ((&i, [offset, _]), b) in chunk.iter().zip(&ranges).zip(chunk_boxes) {
-            offsets[i] = *offset;
-            boxes[i] = b;
+        let KeptChunk { points, ranges, boxes } =
+            self.summarize_chunk(&stream, objects, chunk, noise, &mut out, gather)?;
+        let mut places = vec![None; objects.len()];
+        for ((&i, [offset, _]), b) in chunk.iter().zip(&ranges).zip(boxes) {
+            places[i] = Some((*offset, b));
         }
-        Ok((out, Some(DevicePoints { points, offsets, boxes, stream: Arc::clone(&stream) })))
+        Ok((out, Some(DevicePoints { points, places, stream: Arc::clone(&stream) })))
     }
 
     /// K4 on one chunk of objects (on `stream`, synchronised): the summaries into `out`; the canonical points on the
@@ -1915,8 +1912,9 @@ impl CudaBackend {
         frames: &[&[&[Point3]]],
         lists: &[&[usize]],
     ) -> Result<Vec<Vec<f32>>, String> {
-        // (An object without points has no place on the device and needs none: its gaps are NaN.)
-        let offsets: Vec<Vec<u32>> = lists
+        // Each listed object's place on the device and its box as K4 reduced it from the same points. (An object
+        // without points has neither and needs neither: the pack skips it, and its gaps are NaN.)
+        let places: Vec<Vec<(u32, Aabb)>> = lists
             .iter()
             .zip(frames)
             .enumerate()
@@ -1924,26 +1922,22 @@ impl CudaBackend {
                 list.iter()
                     .zip(objects.iter())
                     .map(|(&i, o)| match o.is_empty() {
-                        true => Ok(0),
+                        true => Ok(Default::default()),
                         false => device
-                            .offsets
+                            .places
                             .get(i)
                             .copied()
-                            .filter(|&o| o != u32::MAX)
+                            .flatten()
                             .ok_or_else(|| format!("frame {f} of the gap batch: object {i} is not on the device")),
                     })
                     .collect()
             })
             .collect::<Result<_, String>>()?;
-        // Each object's box as K4 reduced it from the same points (an object without points has none, and needs none:
-        // the pack skips it; every other object's place was checked just above, so its box is there).
-        let boxes: Vec<Vec<Aabb>> = lists
-            .iter()
-            .map(|list| list.iter().map(|&i| device.boxes.get(i).copied().unwrap_or_default()).collect())
-            .collect();
+        let (offsets, boxes): (Vec<Vec<u32>>, Vec<Vec<Aabb>>) =
+            places.into_iter().map(|p| p.into_iter().unzip()).unzip();
         let mut out = gap_matrices(frames);
         for chunk in gap_chunks(frames, MAX_POINTS, i32::MAX as u64, i32::MAX as u64, MAX_GAP_BUCKETS)? {
-            let pack = GapPack::resident(frames, &chunk, &offsets, Some(&boxes))?;
+            let pack = GapPack::resident(frames, &chunk, &offsets, &boxes)?;
             self.gaps_of_chunk(&device.stream, &device.points, &pack, &mut out)?;
             self.count_resident_read(2);
         }

@@ -32,6 +32,17 @@ use rayon::prelude::*;
 /// The most batches a run may keep in flight ([`Backend::in_flight`]).
 pub const MAX_BATCHES_IN_FLIGHT: usize = 16;
 
+/// `requested` batches in flight, when it is at most [`MAX_BATCHES_IN_FLIGHT`] (0 stands for the backend's default);
+/// else why not. Each batch in flight holds its frames (about 2 MB per VGA frame).
+pub fn check_in_flight(requested: usize) -> std::result::Result<usize, String> {
+    match requested <= MAX_BATCHES_IN_FLIGHT {
+        true => Ok(requested),
+        false => {
+            Err(format!("{requested} batches in flight: at most {MAX_BATCHES_IN_FLIGHT} (0: the backend's default)"))
+        }
+    }
+}
+
 /// A CUDA backend's message as this crate's error.
 #[cfg(feature = "cuda")]
 fn cuda_error(message: String) -> Error {
@@ -294,14 +305,11 @@ impl Backend {
     }
 
     /// The batches a run gives this backend at once: `requested`, or [`Backend::batches_in_flight`] when it is 0.
-    /// `Err` above [`MAX_BATCHES_IN_FLIGHT`] (each batch in flight holds its frames: about 2 MB per VGA frame).
+    /// `Err` above [`MAX_BATCHES_IN_FLIGHT`] ([`check_in_flight`]).
     pub fn in_flight(&self, requested: usize) -> Result<usize> {
-        match requested {
+        match check_in_flight(requested).map_err(|message| Error::Config { message })? {
             0 => Ok(self.batches_in_flight()),
-            n if n <= MAX_BATCHES_IN_FLIGHT => Ok(n),
-            n => Err(Error::Config {
-                message: format!("{n} batches in flight: at most {MAX_BATCHES_IN_FLIGHT} (0: the backend's default)"),
-            }),
+            n => Ok(n),
         }
     }
 

@@ -960,35 +960,42 @@ impl GapPack {
     /// Packs the frames `chunk` of `frames` (a chunk of [`gap_chunks`], whose limits keep every index in 32 bits;
     /// `Err` if they do not).
     pub fn new(frames: &[&[&[Point3]]], chunk: &[usize]) -> Result<GapPack, String> {
-        Self::build(frames, chunk, None, None)
+        // Every object's bounding box (a pass over its points), the objects in parallel.
+        let mut boxes = vec![Vec::new(); frames.len()];
+        let computed: Vec<Vec<Aabb>> =
+            chunk.par_iter().map(|&f| frames[f].par_iter().map(|o| bounding_box(o)).collect()).collect();
+        for (&f, b) in chunk.iter().zip(computed) {
+            boxes[f] = b;
+        }
+        Self::build(frames, chunk, None, &boxes)
     }
 
     /// Packs the frames `chunk` of `frames` for points already on the device: object `i` of frame `f` starts at
     /// point `offsets[f][i]` of that buffer (which holds its `frames[f][i].len()` points in the same order), and
-    /// `points` stays empty. `boxes[f][i]`, where given, is that object's bounding box (as [`bounding_box`] gives it:
-    /// K4's, for the points K4 left on the device), so that its points are not read again; else it is computed.
+    /// `points` stays empty. `boxes[f][i]` is that object's bounding box, as [`bounding_box`] gives it (on CUDA,
+    /// K4's reductions of the same points), so that the points are not read on the host.
     pub fn resident(
         frames: &[&[&[Point3]]],
         chunk: &[usize],
         offsets: &[Vec<u32>],
-        boxes: Option<&[Vec<Aabb>]>,
+        boxes: &[Vec<Aabb>],
     ) -> Result<GapPack, String> {
-        if let Some(f) = chunk.iter().find(|&&f| offsets.get(f).is_none_or(|o| o.len() != frames[f].len())) {
+        let per_object = |v: Option<usize>, f: usize| v.is_some_and(|n| n == frames[f].len());
+        if let Some(f) = chunk.iter().find(|&&f| !per_object(offsets.get(f).map(Vec::len), f)) {
             return Err(format!("frame {f} of the batch: no device offset for each of its objects"));
         }
-        if let Some(f) =
-            boxes.and_then(|b| chunk.iter().find(|&&f| b.get(f).is_none_or(|b| b.len() != frames[f].len())))
-        {
+        if let Some(f) = chunk.iter().find(|&&f| !per_object(boxes.get(f).map(Vec::len), f)) {
             return Err(format!("frame {f} of the batch: no bounding box for each of its objects"));
         }
         Self::build(frames, chunk, Some(offsets), boxes)
     }
 
+    /// The pack, with `boxes[f]` the boxes of frame `f`'s objects (for every frame of `chunk`).
     fn build(
         frames: &[&[&[Point3]]],
         chunk: &[usize],
         offsets: Option<&[Vec<u32>]>,
-        given_boxes: Option<&[Vec<Aabb>]>,
+        boxes: &[Vec<Aabb>],
     ) -> Result<GapPack, String> {
         let total: usize = match offsets {
             Some(_) => 0,
@@ -1006,17 +1013,8 @@ impl GapPack {
             tile_start: vec![0],
             places: vec![],
         };
-        // Every object's bounding box: given, or a pass over its points (the objects in parallel).
-        let computed: Vec<Vec<Aabb>> = match given_boxes {
-            Some(_) => Vec::new(),
-            None => chunk.par_iter().map(|&f| frames[f].par_iter().map(|o| bounding_box(o)).collect()).collect(),
-        };
-        for (k, &f) in chunk.iter().enumerate() {
-            let boxes = match given_boxes {
-                Some(given) => &given[f],
-                None => &computed[k],
-            };
-            let objects = frames[f];
+        for &f in chunk {
+            let (objects, boxes) = (frames[f], &boxes[f]);
             // Each object's index in `pack.objects` (objects without points have none).
             let mut slot = vec![u32::MAX; objects.len()];
             for (i, o) in objects.iter().enumerate() {
@@ -1293,22 +1291,23 @@ mod tests {
             GpuGapOrder { source: 7, buckets: 9, bits: 3, inv_cell: 4.0, lo: [1.0, -1.0, 0.0], _pad: 0 }
         );
         // Points already on the device keep their offsets there as their sources; the ordered points are packed.
+        // The objects' boxes given (on CUDA, K4's): with the points' own boxes, the orders of the copied pack but for
+        // their sources; another box gives another order (the pack takes it as given); a missing one is refused.
         let offsets = [vec![], vec![], vec![500, 900]];
-        let resident = GapPack::resident(&frames, &[2], &offsets, None).unwrap();
+        let boxes: Vec<Vec<Aabb>> = frames.iter().map(|f| f.iter().map(|o| bounding_box(o)).collect()).collect();
+        let resident = GapPack::resident(&frames, &[2], &offsets, &boxes).unwrap();
         let places: Vec<[u32; 3]> =
             resident.objects.iter().zip(&resident.orders).map(|(o, r)| [o.offset, o.count, r.source]).collect();
         assert_eq!((places, resident.points.len()), (vec![[0, 1, 500], [1, 33, 900]], 0));
-        // With the objects' boxes given (K4's), the same pack as with them computed; a box that is not the points'
-        // gives another order (the pack takes it as given), a missing one is refused.
-        let boxes: Vec<Vec<Aabb>> = frames.iter().map(|f| f.iter().map(|o| bounding_box(o)).collect()).collect();
-        let given = GapPack::resident(&frames, &[2], &offsets, Some(&boxes)).unwrap();
-        assert_eq!((given.objects, given.orders), (resident.objects.clone(), resident.orders.clone()));
+        let copied = GapPack::new(&frames, &[2]).unwrap();
+        let without_source = |p: &GapPack| p.orders.iter().map(|o| GpuGapOrder { source: 0, ..*o }).collect::<Vec<_>>();
+        assert_eq!(without_source(&resident), without_source(&copied));
         let mut wide = boxes.clone();
         wide[2][1].1[0] += 100.0;
-        let other = GapPack::resident(&frames, &[2], &offsets, Some(&wide)).unwrap();
+        let other = GapPack::resident(&frames, &[2], &offsets, &wide).unwrap();
         assert_ne!(other.orders, resident.orders);
         let short = [vec![], vec![], vec![boxes[2][0]]];
-        let refused = GapPack::resident(&frames, &[2], &offsets, Some(&short)).err();
+        let refused = GapPack::resident(&frames, &[2], &offsets, &short).err();
         assert!(refused.is_some_and(|e| e.contains("frame 2")));
         assert_eq!(pack.pairs, [[0, 1], [0, 2], [1, 2], [3, 4]]);
         assert_eq!((pack.tile_start.as_slice(), pack.tiles()), (&[0, 1, 2, 3, 4][..], 4));

@@ -180,7 +180,7 @@ fn tuple_sorted(voxels: &[[i32; 3]]) -> Vec<(u64, u32)> {
 
 /// The axis-aligned bounding box of `points` (lo, hi; +inf and -inf when empty). Plain comparisons, which the
 /// compiler vectorises: a NaN coordinate is skipped, as `f32::min` skips it.
-pub(crate) fn bounding_box(points: &[Point3]) -> (Point3, Point3) {
+pub fn bounding_box(points: &[Point3]) -> (Point3, Point3) {
     let (mut lo, mut hi) = ([f32::INFINITY; 3], [f32::NEG_INFINITY; 3]);
     for p in points {
         for k in 0..3 {

@@ -387,7 +387,7 @@ fn check_options(job: &Job, options: &RunOptions) -> Result<()> {
     if options.part_frames == 0 {
         return Err(Error::Config { message: "part_frames must be at least 1".into() });
     }
-    Backend::Cpu.in_flight(options.in_flight)?;
+    crate::backend::check_in_flight(options.in_flight).map_err(|message| Error::Config { message })?;
     if let Some(shard) = job.shard.filter(|s| s.count == 0 || s.index >= s.count) {
         return Err(Error::Config { message: format!("shard {shard} needs 0 <= i < N") });
     }
@@ -1074,5 +1074,15 @@ mod tests {
         assert!(trim.due(4096 * mib + 128 * mib + 1));
         #[cfg(target_os = "linux")]
         assert!(resident_bytes().is_some_and(|b| b > mib), "{:?}", resident_bytes());
+    }
+
+    #[test]
+    fn a_run_refuses_more_batches_in_flight_than_it_may_keep() {
+        let dir = tempfile::tempdir().unwrap();
+        let job = Job::new(&[], dir.path());
+        let options = |in_flight| RunOptions { in_flight, ..RunOptions::default() };
+        assert!(check_options(&job, &options(16)).is_ok());
+        let err = check_options(&job, &options(17)).unwrap_err().to_string();
+        assert!(err.contains("17 batches in flight: at most 16"), "{err}");
     }
 }
