@@ -1501,6 +1501,10 @@ fn the_emulator_runs_stream_work_as_late_as_a_gpu_may() {
     //   SPATIALSYNTH_CUDA_SYNC) and says so in its description.
     // - `bounds`: a kernel's block as its PTX declares it (`__launch_bounds__`, `.maxntid`): the most threads a block,
     //   as the driver reports it, and a launch of more threads refused, as a GPU refuses it.
+    // - `context`: a thread that never made the context current has none (as with NVIDIA's driver), and its
+    //   driver calls fail with CUDA_ERROR_INVALID_CONTEXT, named on stderr, until it binds the context; so every run
+    //   on the emulator checks that each thread of the backend binds it before its first call (the run's workers,
+    //   rayon's threads), which the driver requires and the emulator could not show before.
     const TEST: &str = "the_emulator_runs_stream_work_as_late_as_a_gpu_may";
     if let Ok(case) = std::env::var("SPATIALSYNTH_EMU_STREAM_CASE") {
         return emulator_stream_case(&case);
@@ -1534,6 +1538,7 @@ fn the_emulator_runs_stream_work_as_late_as_a_gpu_may() {
             "bounds",
             Some("unproject.cu count_valid: a block of 512 threads, more than the kernel's __launch_bounds__ (256)"),
         ),
+        ("context", Some("cuMemsetD8Async: called on a thread with no current context")),
     ] {
         // These compile the kernels (NVRTC), which building the emulator does not need.
         if ["misaligned", "sync", "bounds"].contains(&case) {
@@ -1690,6 +1695,29 @@ fn emulator_stream_case(case: &str) {
                     _ => sys::cuMemsetD32_v2(dev, 9, 4).result(),
                 };
                 assert_eq!(code(r), Some(sys::CUresult::CUDA_ERROR_ILLEGAL_STATE), "an unordered {case} ran");
+            }
+            "context" => {
+                result::stream::synchronize(s1).unwrap();
+                let (stream, ctx) = (s1 as usize, std::sync::Arc::clone(&ctx));
+                std::thread::spawn(move || {
+                    let s1 = stream as sys::CUstream;
+                    assert_eq!(result::ctx::get_current().unwrap(), None, "a new thread had a current context");
+                    let r = result::memset_d8_async(dev, 7, 16, s1);
+                    assert_eq!(
+                        code(r),
+                        Some(sys::CUresult::CUDA_ERROR_INVALID_CONTEXT),
+                        "a call without a context ran"
+                    );
+                    ctx.bind_to_thread().unwrap();
+                    assert!(result::ctx::get_current().unwrap().is_some());
+                    result::memset_d8_async(dev, 7, 16, s1).unwrap();
+                    let mut seen = [0u32; 4];
+                    result::memcpy_dtoh_async(&mut seen, dev, s1).unwrap();
+                    assert_eq!(seen, [0x0707_0707; 4]);
+                })
+                .join()
+                .unwrap();
+                result::free_host(host.cast()).unwrap();
             }
             "allocated" => {
                 result::stream::synchronize(s1).unwrap();

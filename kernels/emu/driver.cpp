@@ -30,6 +30,7 @@
 #include <functional>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <algorithm>
 #include <map>
 #include <memory>
@@ -475,6 +476,7 @@ enum : int {
     CUDA_ERROR_INVALID_VALUE = 1,
     CUDA_ERROR_OUT_OF_MEMORY = 2,
     CUDA_ERROR_INVALID_DEVICE = 101,
+    CUDA_ERROR_INVALID_CONTEXT = 201,
     CUDA_ERROR_INVALID_IMAGE = 200,
     CUDA_ERROR_INVALID_HANDLE = 400,
     CUDA_ERROR_ILLEGAL_STATE = 401,
@@ -530,6 +532,39 @@ bool device_range(CUdeviceptr p, size_t n) {
 }
 
 void complain(const char* call, const char* what) { std::fprintf(stderr, "cuda emulator: %s: %s\n", call, what); }
+
+// The calling thread's current context, as NVIDIA's driver keeps it: a stack per thread (cuCtxPushCurrent,
+// cuCtxPopCurrent; cuCtxSetCurrent replaces its top), empty on a new thread. Retaining the primary context makes
+// nothing current. A call that works in the current context, made on a thread with none, fails with
+// CUDA_ERROR_INVALID_CONTEXT, named on stderr, as on a GPU; with `SPATIALSYNTH_CUDA_EMU_CONTEXT=report` it is only
+// named (each call once), to list them all.
+thread_local std::vector<CUcontext> tl_contexts;
+
+CUresult need_context(const char* call) {
+    if (!tl_contexts.empty() && tl_contexts.back() != nullptr) return CUDA_SUCCESS;
+    static const bool report = [] {
+        const char* s = std::getenv("SPATIALSYNTH_CUDA_EMU_CONTEXT");
+        return s != nullptr && std::strcmp(s, "report") == 0;
+    }();
+    if (report) {
+        static std::mutex lock;
+        static std::set<std::string> named;
+        std::lock_guard<std::mutex> guard(lock);
+        if (named.insert(call).second) complain(call, "called on a thread with no current context (report only)");
+        return CUDA_SUCCESS;
+    }
+    complain(call,
+             "called on a thread with no current context: NVIDIA's driver returns CUDA_ERROR_INVALID_CONTEXT (bind the "
+             "context to the thread first, cuCtxSetCurrent)");
+    return CUDA_ERROR_INVALID_CONTEXT;
+}
+
+// Returns from the calling function with CUDA_ERROR_INVALID_CONTEXT when its thread has no current context.
+#define NEED_CONTEXT(call)                                         \
+    do {                                                           \
+        const CUresult context_result_ = need_context(call);       \
+        if (context_result_ != CUDA_SUCCESS) return context_result_; \
+    } while (0)
 
 // ---------------------------------------------------------------------------------------------------------------
 // Streams. By default (`SPATIALSYNTH_CUDA_EMU_STREAMS` unset or `deferred`) every stream-ordered call (a launch, an
@@ -952,39 +987,59 @@ CUresult cuDevicePrimaryCtxRetain(CUcontext* ctx, CUdevice) {
     return CUDA_SUCCESS;
 }
 CUresult cuDevicePrimaryCtxRelease_v2(CUdevice) { return CUDA_SUCCESS; }
-CUresult cuCtxSetCurrent(CUcontext) { return CUDA_SUCCESS; }
+CUresult cuCtxSetCurrent(CUcontext ctx) {
+    const CpuMeter meter;
+    if (ctx != nullptr && ctx != &g_context_tag) return CUDA_ERROR_INVALID_CONTEXT;
+    if (tl_contexts.empty()) {
+        tl_contexts.push_back(ctx);
+    } else {
+        tl_contexts.back() = ctx;
+    }
+    return CUDA_SUCCESS;
+}
 // The scheduling flags (how a waiting host thread waits): kept and reported, nothing else (the emulator runs the
 // device's work on the waiting thread).
 static unsigned g_context_flags = 0;
 CUresult cuCtxSetFlags(unsigned flags) {
     const CpuMeter meter;
+    NEED_CONTEXT("cuCtxSetFlags");
     const unsigned sched = flags & 0x7u;  // AUTO 0, SPIN 1, YIELD 2, BLOCKING_SYNC 4: one of them
     if (sched != 0u && sched != 1u && sched != 2u && sched != 4u) return CUDA_ERROR_INVALID_VALUE;
     g_context_flags = flags;
     return CUDA_SUCCESS;
 }
 CUresult cuCtxGetFlags(unsigned* flags) {
+    NEED_CONTEXT("cuCtxGetFlags");
     *flags = g_context_flags;
     return CUDA_SUCCESS;
 }
 CUresult cuCtxGetCurrent(CUcontext* ctx) {
     const CpuMeter meter;
-    *ctx = &g_context_tag;
+    *ctx = tl_contexts.empty() ? nullptr : tl_contexts.back();
     return CUDA_SUCCESS;
 }
 CUresult cuCtxGetDevice(CUdevice* device) {
     const CpuMeter meter;
+    NEED_CONTEXT("cuCtxGetDevice");
     *device = 0;
     return CUDA_SUCCESS;
 }
-CUresult cuCtxPushCurrent_v2(CUcontext) { return CUDA_SUCCESS; }
+CUresult cuCtxPushCurrent_v2(CUcontext ctx) {
+    const CpuMeter meter;
+    if (ctx != &g_context_tag) return CUDA_ERROR_INVALID_CONTEXT;
+    tl_contexts.push_back(ctx);
+    return CUDA_SUCCESS;
+}
 CUresult cuCtxPopCurrent_v2(CUcontext* ctx) {
     const CpuMeter meter;
-    if (ctx) *ctx = &g_context_tag;
+    if (tl_contexts.empty()) return CUDA_ERROR_INVALID_CONTEXT;
+    if (ctx) *ctx = tl_contexts.back();
+    tl_contexts.pop_back();
     return CUDA_SUCCESS;
 }
 CUresult cuCtxSynchronize() {
     const CpuMeter meter;
+    NEED_CONTEXT("cuCtxSynchronize");
     return drain_all();
 }
 
@@ -995,6 +1050,7 @@ CUresult cuGetErrorName(CUresult error, const char** name) {
         case CUDA_ERROR_INVALID_VALUE: *name = "CUDA_ERROR_INVALID_VALUE"; break;
         case CUDA_ERROR_OUT_OF_MEMORY: *name = "CUDA_ERROR_OUT_OF_MEMORY"; break;
         case CUDA_ERROR_INVALID_DEVICE: *name = "CUDA_ERROR_INVALID_DEVICE"; break;
+        case CUDA_ERROR_INVALID_CONTEXT: *name = "CUDA_ERROR_INVALID_CONTEXT"; break;
         case CUDA_ERROR_INVALID_IMAGE: *name = "CUDA_ERROR_INVALID_IMAGE"; break;
         case CUDA_ERROR_INVALID_HANDLE: *name = "CUDA_ERROR_INVALID_HANDLE"; break;
         case CUDA_ERROR_ILLEGAL_STATE: *name = "CUDA_ERROR_ILLEGAL_STATE"; break;
@@ -1025,6 +1081,9 @@ CUresult cuGetErrorString(CUresult error, const char** text) {
         case CUDA_ERROR_MISALIGNED_ADDRESS:
             *text = "a kernel was given a misaligned pointer (the emulator printed which on stderr)";
             return CUDA_SUCCESS;
+        case CUDA_ERROR_INVALID_CONTEXT:
+            *text = "no CUDA context is current on the calling thread (the emulator printed which call on stderr)";
+            return CUDA_SUCCESS;
         default:
             return cuGetErrorName(error, text);
     }
@@ -1033,6 +1092,7 @@ CUresult cuGetErrorString(CUresult error, const char** text) {
 // Streams and events (see "Streams" above): queued, or finished before the call returns in immediate mode.
 CUresult cuStreamCreate(CUstream* stream, unsigned) {
     const CpuMeter meter;
+    NEED_CONTEXT("cuStreamCreate");
     std::lock_guard<std::recursive_mutex> lock(g_stream_lock);
     auto s = std::make_shared<StreamState>();
     streams()[s.get()] = s;
@@ -1042,6 +1102,7 @@ CUresult cuStreamCreate(CUstream* stream, unsigned) {
 CUresult cuStreamCreateWithPriority(CUstream* stream, unsigned flags, int) { return cuStreamCreate(stream, flags); }
 CUresult cuStreamDestroy_v2(CUstream stream) {
     const CpuMeter meter;
+    NEED_CONTEXT("cuStreamDestroy_v2");
     // A stream's queued work still runs after it is destroyed, as late as before (see `detached`).
     std::lock_guard<std::recursive_mutex> lock(g_stream_lock);
     if (reinterpret_cast<uintptr_t>(stream) <= 2) return CUDA_ERROR_INVALID_HANDLE;
@@ -1063,15 +1124,18 @@ CUresult cuStreamDestroy_v2(CUstream stream) {
 }
 CUresult cuStreamSynchronize(CUstream stream) {
     const CpuMeter meter;
+    NEED_CONTEXT("cuStreamSynchronize");
     g_stats.stream_syncs += 1;
     return drain(stream);
 }
 CUresult cuStreamQuery(CUstream stream) {
     const CpuMeter meter;
+    NEED_CONTEXT("cuStreamQuery");
     return drain(stream);
 }
 CUresult cuStreamWaitEvent(CUstream stream, CUevent event, unsigned) {
     const CpuMeter meter;
+    NEED_CONTEXT("cuStreamWaitEvent");
     g_stats.event_waits += 1;
     if (!deferred_streams()) return CUDA_SUCCESS;
     std::lock_guard<std::recursive_mutex> lock(g_stream_lock);
@@ -1092,17 +1156,20 @@ CUresult cuStreamWaitEvent(CUstream stream, CUevent event, unsigned) {
 }
 CUresult cuStreamIsCapturing(CUstream, int* status) {
     const CpuMeter meter;
+    NEED_CONTEXT("cuStreamIsCapturing");
     *status = 0;
     return CUDA_SUCCESS;
 }
 CUresult cuCtxGetStreamPriorityRange(int* least, int* greatest) {
     const CpuMeter meter;
+    NEED_CONTEXT("cuCtxGetStreamPriorityRange");
     if (least) *least = 0;
     if (greatest) *greatest = 0;
     return CUDA_SUCCESS;
 }
 CUresult cuLaunchHostFunc(CUstream stream, void (*fn)(void*), void* data) {
     const CpuMeter meter;
+    NEED_CONTEXT("cuLaunchHostFunc");
     return submit(stream, "cuLaunchHostFunc", [fn, data] {
         fn(data);
         return CUDA_SUCCESS;
@@ -1110,11 +1177,13 @@ CUresult cuLaunchHostFunc(CUstream stream, void (*fn)(void*), void* data) {
 }
 CUresult cuEventCreate(CUevent* event, unsigned) {
     const CpuMeter meter;
+    NEED_CONTEXT("cuEventCreate");
     *event = new Event();
     return CUDA_SUCCESS;
 }
 CUresult cuEventRecord(CUevent event, CUstream stream) {
     const CpuMeter meter;
+    NEED_CONTEXT("cuEventRecord");
     g_stats.event_records += 1;
     const std::shared_ptr<EventState> e = static_cast<Event*>(event)->state;
     if (!deferred_streams()) {
@@ -1142,15 +1211,18 @@ static CUresult complete(CUevent event) {
 }
 CUresult cuEventSynchronize(CUevent event) {
     const CpuMeter meter;
+    NEED_CONTEXT("cuEventSynchronize");
     g_stats.event_syncs += 1;
     return complete(event);
 }
 CUresult cuEventQuery(CUevent event) {
     const CpuMeter meter;
+    NEED_CONTEXT("cuEventQuery");
     return complete(event);
 }
 CUresult cuEventElapsedTime(float* ms, CUevent start, CUevent end) {
     const CpuMeter meter;
+    NEED_CONTEXT("cuEventElapsedTime");
     if (CUresult r = complete(start)) return r;
     if (CUresult r = complete(end)) return r;
     *ms = std::chrono::duration<float, std::milli>(static_cast<Event*>(end)->state->at -
@@ -1161,6 +1233,7 @@ CUresult cuEventElapsedTime(float* ms, CUevent start, CUevent end) {
 CUresult cuEventElapsedTime_v2(float* ms, CUevent start, CUevent end) { return cuEventElapsedTime(ms, start, end); }
 CUresult cuEventDestroy_v2(CUevent event) {
     const CpuMeter meter;
+    NEED_CONTEXT("cuEventDestroy_v2");
     delete static_cast<Event*>(event);
     return CUDA_SUCCESS;
 }
@@ -1168,6 +1241,7 @@ CUresult cuEventDestroy_v2(CUevent event) {
 // Memory.
 CUresult cuMemAlloc_v2(CUdeviceptr* ptr, size_t bytes) {
     const CpuMeter meter;
+    NEED_CONTEXT("cuMemAlloc_v2");
     if (bytes == 0) return CUDA_ERROR_INVALID_VALUE;
     void* p = nullptr;
     // Exactly `bytes` (no rounding): under AddressSanitizer the first byte past the buffer is a red zone.
@@ -1187,6 +1261,7 @@ CUresult cuMemAlloc_v2(CUdeviceptr* ptr, size_t bytes) {
 // then, unordered, may find it not yet allocated on a GPU.
 CUresult cuMemAllocAsync(CUdeviceptr* ptr, size_t bytes, CUstream stream) {
     const CpuMeter meter;
+    NEED_CONTEXT("cuMemAllocAsync");
     if (CUresult r = cuMemAlloc_v2(ptr, bytes)) return r;
     return submit(stream, "cuMemAllocAsync", [] { return CUDA_SUCCESS; }, {Access{uintptr_t(*ptr), true}});
 }
@@ -1203,6 +1278,7 @@ static CUresult free_device(const char* call, CUdeviceptr ptr) {
 }
 CUresult cuMemFree_v2(CUdeviceptr ptr) {
     const CpuMeter meter;
+    NEED_CONTEXT("cuMemFree_v2");
     g_stats.frees += 1;
     // (cuMemFree may wait for the device: queued work that uses the buffer runs first.)
     if (CUresult r = drain_all()) return r;
@@ -1212,6 +1288,7 @@ CUresult cuMemFree_v2(CUdeviceptr ptr) {
 // to wait for that point; after it, its kernels find the pointer dead and its copies fail).
 CUresult cuMemFreeAsync(CUdeviceptr ptr, CUstream stream) {
     const CpuMeter meter;
+    NEED_CONTEXT("cuMemFreeAsync");
     g_stats.frees += 1;
     {
         std::lock_guard<std::mutex> lock(g_memory_lock);
@@ -1247,6 +1324,7 @@ CUresult cuMemPoolGetAttribute(CUmemoryPool pool, int attribute, void* value) {
 }
 CUresult cuMemHostAlloc(void** p, size_t bytes, unsigned flags) {
     const CpuMeter meter;
+    NEED_CONTEXT("cuMemHostAlloc");
     *p = std::malloc(bytes > 0 ? bytes : 1);
     if (*p == nullptr) return CUDA_ERROR_OUT_OF_MEMORY;
     g_stats.pinned_allocations += 1;
@@ -1258,6 +1336,7 @@ CUresult cuMemHostAlloc(void** p, size_t bytes, unsigned flags) {
 CUresult cuMemAllocHost_v2(void** p, size_t bytes) { return cuMemHostAlloc(p, bytes, 0); }
 CUresult cuMemFreeHost(void* p) {
     const CpuMeter meter;
+    NEED_CONTEXT("cuMemFreeHost");
     size_t bytes = 0;
     {
         std::lock_guard<std::mutex> lock(g_memory_lock);
@@ -1286,6 +1365,7 @@ CUresult cuMemFreeHost(void* p) {
 }
 CUresult cuMemGetInfo_v2(size_t* free_bytes, size_t* total) {
     const CpuMeter meter;
+    NEED_CONTEXT("cuMemGetInfo_v2");
     *free_bytes = size_t(8) << 30;
     *total = size_t(8) << 30;
     return CUDA_SUCCESS;
@@ -1322,6 +1402,7 @@ static long long count_host_copy(const char* call, const void* p, size_t n, bool
 }
 CUresult cuMemcpyHtoD_v2(CUdeviceptr dst, const void* src, size_t n) {
     const CpuMeter meter;
+    NEED_CONTEXT("cuMemcpyHtoD_v2");
     const char* call = "cuMemcpyHtoD";
     if (CUresult r = check_device(call, dst, n, "the destination is not within one allocation")) return r;
     if (count_host_copy(call, src, n, true) == -2) return CUDA_ERROR_INVALID_VALUE;
@@ -1333,6 +1414,7 @@ CUresult cuMemcpyHtoD_v2(CUdeviceptr dst, const void* src, size_t n) {
 }
 CUresult cuMemcpyHtoDAsync_v2(CUdeviceptr dst, const void* src, size_t n, CUstream stream) {
     const CpuMeter meter;
+    NEED_CONTEXT("cuMemcpyHtoDAsync_v2");
     const char* call = "cuMemcpyHtoDAsync";
     if (CUresult r = check_device(call, dst, n, "the destination is not within one allocation")) return r;
     const long long flags = count_host_copy(call, src, n, true);
@@ -1369,6 +1451,7 @@ CUresult cuMemcpyHtoDAsync_v2(CUdeviceptr dst, const void* src, size_t n, CUstre
 }
 CUresult cuMemcpyDtoH_v2(void* dst, CUdeviceptr src, size_t n) {
     const CpuMeter meter;
+    NEED_CONTEXT("cuMemcpyDtoH_v2");
     const char* call = "cuMemcpyDtoH";
     if (CUresult r = check_device(call, src, n, "the source is not within one allocation")) return r;
     if (count_host_copy(call, dst, n, false) == -2) return CUDA_ERROR_INVALID_VALUE;
@@ -1379,6 +1462,7 @@ CUresult cuMemcpyDtoH_v2(void* dst, CUdeviceptr src, size_t n) {
 }
 CUresult cuMemcpyDtoHAsync_v2(void* dst, CUdeviceptr src, size_t n, CUstream stream) {
     const CpuMeter meter;
+    NEED_CONTEXT("cuMemcpyDtoHAsync_v2");
     const char* call = "cuMemcpyDtoHAsync";
     if (CUresult r = check_device(call, src, n, "the source is not within one allocation")) return r;
     const long long flags = count_host_copy(call, dst, n, false);
@@ -1413,6 +1497,7 @@ static CUresult copy_device(const char* call, CUdeviceptr dst, CUdeviceptr src, 
 }
 CUresult cuMemcpyDtoD_v2(CUdeviceptr dst, CUdeviceptr src, size_t n) {
     const CpuMeter meter;
+    NEED_CONTEXT("cuMemcpyDtoD_v2");
     const std::vector<Access> device{Access{buffer_of(src), false}, Access{buffer_of(dst), true}};
     if (CUresult r = check_race(nullptr, "cuMemcpyDtoD", device)) return r;
     if (CUresult r = drain(nullptr)) return r;
@@ -1421,6 +1506,7 @@ CUresult cuMemcpyDtoD_v2(CUdeviceptr dst, CUdeviceptr src, size_t n) {
 }
 CUresult cuMemcpyDtoDAsync_v2(CUdeviceptr dst, CUdeviceptr src, size_t n, CUstream stream) {
     const CpuMeter meter;
+    NEED_CONTEXT("cuMemcpyDtoDAsync_v2");
     const char* call = "cuMemcpyDtoDAsync";
     if (CUresult r = check_device(call, dst, n, "the destination is not within one allocation")) return r;
     if (CUresult r = check_device(call, src, n, "the source is not within one allocation")) return r;
@@ -1448,6 +1534,7 @@ static CUresult memset_async(const char* call, CUdeviceptr dst, unsigned value, 
 }
 CUresult cuMemsetD8_v2(CUdeviceptr dst, unsigned char value, size_t n) {
     const CpuMeter meter;
+    NEED_CONTEXT("cuMemsetD8_v2");
     if (CUresult r = check_race(nullptr, "cuMemsetD8", {Access{buffer_of(dst), true}})) return r;
     if (CUresult r = drain(nullptr)) return r;
     g_stats.memsets += 1;
@@ -1456,10 +1543,12 @@ CUresult cuMemsetD8_v2(CUdeviceptr dst, unsigned char value, size_t n) {
 }
 CUresult cuMemsetD8Async(CUdeviceptr dst, unsigned char value, size_t n, CUstream stream) {
     const CpuMeter meter;
+    NEED_CONTEXT("cuMemsetD8Async");
     return memset_async("cuMemsetD8Async", dst, value, n, 1, stream);
 }
 CUresult cuMemsetD32_v2(CUdeviceptr dst, unsigned value, size_t n) {
     const CpuMeter meter;
+    NEED_CONTEXT("cuMemsetD32_v2");
     if (CUresult r = check_race(nullptr, "cuMemsetD32", {Access{buffer_of(dst), true}})) return r;
     if (CUresult r = drain(nullptr)) return r;
     g_stats.memsets += 1;
@@ -1468,12 +1557,14 @@ CUresult cuMemsetD32_v2(CUdeviceptr dst, unsigned value, size_t n) {
 }
 CUresult cuMemsetD32Async(CUdeviceptr dst, unsigned value, size_t n, CUstream stream) {
     const CpuMeter meter;
+    NEED_CONTEXT("cuMemsetD32Async");
     return memset_async("cuMemsetD32Async", dst, value, n, 4, stream);
 }
 
 // Modules and functions.
 CUresult cuModuleLoadData(CUmodule* module, const void* image) {
     const CpuMeter meter;
+    NEED_CONTEXT("cuModuleLoadData");
     const std::string ptx(static_cast<const char*>(image));
     // Each entry point, with its declared block (`.maxntid` between its parameters and its body, from
     // `__launch_bounds__`; none: any block the device allows).
@@ -1521,11 +1612,13 @@ CUresult cuModuleLoadData(CUmodule* module, const void* image) {
 }
 CUresult cuModuleUnload(CUmodule module) {
     const CpuMeter meter;
+    NEED_CONTEXT("cuModuleUnload");
     delete static_cast<Loaded*>(module);
     return CUDA_SUCCESS;
 }
 CUresult cuModuleGetFunction(CUfunction* function, CUmodule module, const char* name) {
     const CpuMeter meter;
+    NEED_CONTEXT("cuModuleGetFunction");
     const Loaded* loaded = static_cast<const Loaded*>(module);
     const Module* m = loaded->module;
     auto it = m->entries.find(name);
@@ -1539,11 +1632,18 @@ CUresult cuModuleGetFunction(CUfunction* function, CUmodule module, const char* 
 // no registers.
 CUresult cuFuncGetAttribute(int* value, int attribute, CUfunction function) {
     const CpuMeter meter;
+    NEED_CONTEXT("cuFuncGetAttribute");
     *value = attribute == 0 ? int(static_cast<const Function*>(function)->max_threads) : 0;
     return CUDA_SUCCESS;
 }
-CUresult cuFuncSetAttribute(CUfunction, int, int) { return CUDA_SUCCESS; }
-CUresult cuFuncSetCacheConfig(CUfunction, int) { return CUDA_SUCCESS; }
+CUresult cuFuncSetAttribute(CUfunction, int, int) {
+    NEED_CONTEXT("cuFuncSetAttribute");
+    return CUDA_SUCCESS;
+}
+CUresult cuFuncSetCacheConfig(CUfunction, int) {
+    NEED_CONTEXT("cuFuncSetCacheConfig");
+    return CUDA_SUCCESS;
+}
 
 // Runs a launch's blocks (when its stream gets to it).
 static CUresult run_launch(const std::string& name, const emu::Bound& bound, unsigned gx, unsigned gy, unsigned gz,
@@ -1634,6 +1734,7 @@ static CUresult run_launch(const std::string& name, const emu::Bound& bound, uns
 CUresult cuLaunchKernel(CUfunction function, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by,
                         unsigned bz, unsigned shared_bytes, CUstream stream, void** params, void** extra) {
     const CpuMeter meter;
+    NEED_CONTEXT("cuLaunchKernel");
     const Function* f = static_cast<const Function*>(function);
     const unsigned long long threads = (unsigned long long)bx * by * bz;
     const unsigned long long blocks = (unsigned long long)gx * gy * gz;
