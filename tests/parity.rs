@@ -1805,7 +1805,9 @@ fn the_kernel_benchmark_runs_on_every_backend_but_the_emulator() {
     // `bench --kernels` at small sizes on the CPU reference and on each real GPU backend: every figure is there, with
     // positive times and throughputs, and the end-to-end frames carry the objects asked for (grid boxes added to the
     // annotated ones). On a GPU host this runs before the full benchmark of gpu-carry/run.sh. The emulator's timings
-    // mean nothing: `bench --kernels` on it is an error saying so.
+    // mean nothing: `bench --kernels` on it is an error saying so; the same benchmark still runs there through the
+    // test-only `run_kernel_bench_on_emulator`, so that its CUDA paths (each kernel's device timing, the kernels'
+    // resources, no bandwidth where the driver reports none) have run before the GPU host runs them.
     use spatialsynth::bench::{run_kernel_bench, KernelBenchOptions};
     const TEST: &str = "the_kernel_benchmark_runs_on_every_backend_but_the_emulator";
     let manifest = common::repo().join("data/sample/frames.json");
@@ -1827,7 +1829,11 @@ fn the_kernel_benchmark_runs_on_every_backend_but_the_emulator() {
         in_flight: 0,
     };
     let check = |b: &Backend, options: &KernelBenchOptions| {
-        let bench = run_kernel_bench(b, &frames, options).unwrap_or_else(|e| panic!("{}: {e}", b.describe()));
+        // The emulator's run goes through the test-only entry (`run_kernel_bench` refuses it, below): the benchmark's
+        // CUDA paths, its device timings of each kernel, run here before a GPU runs them.
+        let emulated = matches!(b, Backend::Cuda(c) if c.is_emulator());
+        let run = if emulated { spatialsynth::bench::run_kernel_bench_on_emulator } else { run_kernel_bench };
+        let bench = run(b, &frames, options).unwrap_or_else(|e| panic!("{}: {e}", b.describe()));
         let kernels: Vec<&str> = bench.figures.iter().map(|f| f.kernel.as_str()).collect();
         assert_eq!(
             kernels,
@@ -1877,7 +1883,21 @@ fn the_kernel_benchmark_runs_on_every_backend_but_the_emulator() {
         assert!(bench.figures[2].workload.ends_with(", 160 ordered pairs"), "{}", bench.figures[2].workload);
         if matches!(b, Backend::Cuda(_)) {
             assert!(bench.figures.iter().all(|f| f.device_ms.is_some_and(|t| t > 0.0) || f.kernel.contains("end")));
-            assert!(bench.peak_bandwidth_gb_s.is_some_and(|p| p > 0.0));
+            let kernels = bench.cuda_kernels.as_ref().expect("the CUDA kernels' resources");
+            assert!(kernels.len() > 20 && kernels.iter().all(|k| k.block > 0), "{kernels:?}");
+            // K1's share of the peak bandwidth, where the driver reports one (the emulator reports no memory clock:
+            // no bandwidth, no fraction and no verdict, rather than a fraction of zero).
+            let k1 = &bench.figures[0];
+            match emulated {
+                false => {
+                    assert!(bench.peak_bandwidth_gb_s.is_some_and(|p| p > 0.0));
+                    assert!(k1.fraction_of_peak_bandwidth.is_some_and(|f| f > 0.0 && f.is_finite()), "{k1:?}");
+                }
+                true => {
+                    assert_eq!(bench.peak_bandwidth_gb_s, None);
+                    assert_eq!((k1.fraction_of_peak_bandwidth, k1.meets_target), (None, None), "{k1:?}");
+                }
+            }
         }
     };
     check(&Backend::Cpu, &options);
@@ -1891,6 +1911,7 @@ fn the_kernel_benchmark_runs_on_every_backend_but_the_emulator() {
                 let err = run_kernel_bench(b, &frames, &options).unwrap_err().to_string();
                 assert!(err.contains("emulator") && err.contains("no figures"), "{err}");
                 refused = true;
+                check(b, &options);
             }
             // A software Vulkan driver (lavapipe) takes seconds per frame of 10 objects: one frame of 4 there.
             Backend::Wgpu(_) => check(b, &KernelBenchOptions { e2e_frames: 1, e2e_objects: 4, ..options.clone() }),

@@ -2092,12 +2092,14 @@ impl CudaBackend {
     }
 
     /// The device's peak memory bandwidth in bytes/s: memory clock x bus width x 2 (double data rate), from the
-    /// driver's attributes.
-    pub fn peak_bandwidth(&self) -> Result<f64, String> {
+    /// driver's attributes; `None` where the driver reports no memory clock or bus width.
+    pub fn peak_bandwidth(&self) -> Result<Option<f64>, String> {
         use cudarc::driver::sys::CUdevice_attribute as A;
         let clock_khz = self.ctx.attribute(A::CU_DEVICE_ATTRIBUTE_MEMORY_CLOCK_RATE).map_err(de)?;
         let bus_bits = self.ctx.attribute(A::CU_DEVICE_ATTRIBUTE_GLOBAL_MEMORY_BUS_WIDTH).map_err(de)?;
-        Ok(2.0 * f64::from(clock_khz) * 1e3 * f64::from(bus_bits) / 8.0)
+        // `None` where the driver reports neither figure (the emulator's 0): no bandwidth, rather than a fraction of
+        // zero that would say every kernel beats the hardware.
+        Ok((clock_khz > 0 && bus_bits > 0).then(|| 2.0 * f64::from(clock_khz) * 1e3 * f64::from(bus_bits) / 8.0))
     }
 
     /// Device times (CUDA events) of `reps` runs of `launch`, after one warm-up run, in milliseconds.
