@@ -256,6 +256,7 @@ fn check_gaps(backend: &Backend, frames: &[Vec<Vec<[f32; 3]>>]) {
     // CUDA keeps the points on the device (one launch here), when there are any.
     let on_device = matches!(backend, Backend::Cuda(_)) && with_points.contains(&true);
     assert_eq!(kept.on_device(), on_device, "{}", backend.describe());
+    check_device_places(backend, &kept, &inputs);
     let mut first = 0;
     let lists: Vec<Vec<usize>> = frames
         .iter()
@@ -986,6 +987,7 @@ fn k4_and_gaps_gathered_from_k1_match_on_the_sample_frames() {
         let before = resident_reads(backend);
         let (got, kept) = backend.summarize_kept(&stats_inputs, &noise, &sources).unwrap();
         assert_eq!(kept.on_device(), matches!(backend, Backend::Cuda(_)), "{}", backend.describe());
+        check_device_places(backend, &kept, &stats_inputs);
         let want = summarize_batch(&stats_inputs, &noise);
         for (k, (g, w)) in got.iter().zip(&want).enumerate() {
             let what = format!("{} object {k}: {g:?} vs {w:?}", backend.describe());
@@ -1477,6 +1479,29 @@ fn cuda_parity_on_the_emulator() {
             None => "no AddressSanitizer runtime: device buffers not bounds-checked",
         }
     );
+}
+
+/// Where a kept K4 batch left its objects' canonical points on the device (CUDA), each object's place holds its own
+/// points, bit for bit, and its box is its points' box (`bounding_box`, exactly: K4's reductions are min and max).
+/// The gaps start each object's spatial order from that box: a box of another object would leave them right, only
+/// slower, so only this can catch one.
+fn check_device_places(backend: &Backend, kept: &spatialsynth::backend::KeptObjects<'_>, objects: &[StatsInput]) {
+    use spatialsynth::geometry::relations::bounding_box;
+    if !kept.on_device() {
+        return;
+    }
+    let bits = |p: &[[f32; 3]]| p.iter().flat_map(|q| q.map(f32::to_bits)).collect::<Vec<u32>>();
+    for (i, o) in objects.iter().enumerate() {
+        let what = format!("{} object {i} of {}", backend.describe(), objects.len());
+        match kept.device_object(i).unwrap() {
+            None => assert!(o.canonical.is_empty(), "{what}: its points are not on the device"),
+            Some((points, b)) => {
+                assert_eq!(bits(&points), bits(o.canonical), "{what}: another object's points");
+                let want = bounding_box(o.canonical);
+                assert_eq!((bits(&[b.0, b.1])), bits(&[want.0, want.1]), "{what}: another object's box");
+            }
+        }
+    }
 }
 
 #[test]

@@ -564,6 +564,27 @@ pub struct DevicePoints {
     stream: Arc<CudaStream>,
 }
 
+impl DevicePoints {
+    /// Object `i`'s first `count` points as they lie on the device, and its box, read back (synchronised); `None`
+    /// for an object without a place. For the parity tests: that each object's place and box are its own.
+    pub fn read_object(&self, i: usize, count: usize) -> Result<Option<(Vec<f32>, Aabb)>, String> {
+        let Some((offset, b)) = self.places.get(i).copied().flatten() else {
+            return Ok(None);
+        };
+        let start = 3 * offset as usize;
+        let end = start + 3 * count;
+        if end > self.points.len() {
+            return Err(format!(
+                "object {i}: points {offset}..+{count} past the {} on the device",
+                self.points.len() / 3
+            ));
+        }
+        let points = self.stream.clone_dtoh(&self.points.slice(start..end)).map_err(de)?;
+        self.stream.synchronize().map_err(de)?;
+        Ok(Some((points, b)))
+    }
+}
+
 /// The objects' points that K1 grouped for a chunk of frames, left on the device for K3 (see
 /// [`super::ResidentGroup`]).
 pub struct GroupedOnDevice {

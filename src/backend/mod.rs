@@ -195,6 +195,10 @@ fn sample_normals(f: &FrameGeometryInput<'_>, cloud: &PointCloud, max_step_px: u
     crate::pipeline::ground_sample_normals(f.depth, f.k, cloud, f.params, max_step_px)
 }
 
+/// An object's canonical points as they lie on the device and their box (lowest and highest corner), as
+/// [`KeptObjects::device_object`] reads them back.
+pub type DeviceObject = (Vec<Point3>, (Point3, Point3));
+
 /// A batch of K4 objects as [`Backend::summarize_kept`] left them: their points on the host and, where the backend
 /// keeps them (CUDA, when the batch is one launch), the canonical points on the device, so that
 /// [`Backend::closest_gaps_kept`] does not upload them again.
@@ -208,6 +212,20 @@ impl<'a> KeptObjects<'a> {
     /// The objects, as given to [`Backend::summarize_kept`].
     pub fn objects(&self) -> &'a [crate::geometry::stats::StatsInput<'a>] {
         self.objects
+    }
+
+    /// Object `i`'s canonical points as they lie on the device, with the bounding box the device reduced from them
+    /// (the gaps' starting order), read back; `None` where they are not on the device. For the parity tests: K4's
+    /// places and boxes line up with the objects (a box that did not would leave the gaps right, only slower).
+    #[doc(hidden)]
+    pub fn device_object(&self, i: usize) -> Result<Option<DeviceObject>> {
+        #[cfg(feature = "cuda")]
+        if let (Some(device), Some(o)) = (&self.device, self.objects.get(i)) {
+            let read = device.read_object(i, o.canonical.len()).map_err(cuda_error)?;
+            return Ok(read.map(|(flat, b)| (flat.chunks_exact(3).map(|p| [p[0], p[1], p[2]]).collect(), b)));
+        }
+        let _ = i;
+        Ok(None)
     }
 
     /// Whether the canonical points are still on the device.
