@@ -464,6 +464,22 @@ pub struct KernelFigure {
     /// End to end only: where the time went, step by step, on the backend and on the CPU reference.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub steps: Option<StepBreakdown>,
+    /// K1 on CUDA: each of its kernels timed on its own (in runs of their own, an event between each two), so that
+    /// a figure short of its target says which kernel is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_kernels: Option<Vec<KernelTime>>,
+}
+
+/// One kernel of a figure timed on its own (CUDA events).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct KernelTime {
+    pub kernel: String,
+    /// Median device time (ms).
+    pub device_ms: f64,
+    /// The bytes one run reads and writes (each buffer's bytes once).
+    pub bytes: u64,
+    /// `bytes` over `device_ms` against the device's peak bandwidth, where the driver reports one.
+    pub fraction_of_peak_bandwidth: Option<f64>,
 }
 
 /// The end-to-end figure's time per [`crate::pipeline::GeometryStep`], summed over its batches and repeats (batches
@@ -663,20 +679,37 @@ fn kernel_bench(
         target: ">= 70% of peak memory bandwidth (256 frames of 640x480, device time)".into(),
         meets_target: None,
         steps: None,
+        device_kernels: None,
     };
     #[cfg(feature = "cuda")]
     if let Backend::Cuda(b) = backend {
-        let (times, bytes) = b.time_unproject(&batch, reps).map_err(backend_error)?;
-        let device_ms = median(&times);
+        let timed = b.time_unproject(&batch, reps).map_err(backend_error)?;
+        let device_ms = median(&timed.times);
         k1.device_ms = Some(device_ms);
         k1.throughput = pixels as f64 / (device_ms * 1e-3);
         // No fraction (and no verdict) where the driver reports no memory clock or bus width (the emulator).
-        if let Some(bandwidth) = b.peak_bandwidth().map_err(backend_error)? {
-            let fraction = bytes as f64 / (device_ms * 1e-3) / bandwidth;
-            peak = Some(bandwidth / 1e9);
-            k1.fraction_of_peak_bandwidth = Some(fraction);
-            k1.meets_target = Some(fraction >= 0.7);
+        let bandwidth = b.peak_bandwidth().map_err(backend_error)?;
+        let fraction = |bytes: u64, ms: f64| bandwidth.map(|peak| bytes as f64 / (ms * 1e-3) / peak);
+        if let Some(f) = fraction(timed.bytes, device_ms) {
+            peak = bandwidth.map(|b| b / 1e9);
+            k1.fraction_of_peak_bandwidth = Some(f);
+            k1.meets_target = Some(f >= 0.7);
         }
+        k1.device_kernels = Some(
+            timed
+                .kernels
+                .into_iter()
+                .map(|(kernel, times, bytes)| {
+                    let device_ms = median(&times);
+                    KernelTime {
+                        kernel: kernel.into(),
+                        device_ms,
+                        bytes,
+                        fraction_of_peak_bandwidth: fraction(bytes, device_ms),
+                    }
+                })
+                .collect(),
+        );
     }
     figures.push(k1);
 
@@ -708,6 +741,7 @@ fn kernel_bench(
         target: "< 1 ms for 1024 hypotheses x 1M points (device time)".into(),
         meets_target: None,
         steps: None,
+        device_kernels: None,
     };
     #[cfg(feature = "cuda")]
     if let Backend::Cuda(b) = backend {
@@ -738,6 +772,7 @@ fn kernel_bench(
         target: ">= 1e9 pairs/s (device time)".into(),
         meets_target: None,
         steps: None,
+        device_kernels: None,
     };
     #[cfg(feature = "cuda")]
     if let Backend::Cuda(b) = backend {
@@ -782,6 +817,7 @@ fn kernel_bench(
             target: "none of its own (part of the end-to-end figure)".into(),
             meets_target: None,
             steps: None,
+            device_kernels: None,
         };
         #[cfg(feature = "cuda")]
         if let Backend::Cuda(b) = backend {
@@ -867,6 +903,7 @@ fn kernel_bench(
             backend_process_cpu_ms_per_frame: backend_cpu,
             cpu_process_cpu_ms_per_frame: cpu_cpu,
         }),
+        device_kernels: None,
     });
     Ok(KernelBench {
         kernel_bench: true,

@@ -1906,6 +1906,7 @@ fn the_kernel_benchmark_runs_on_every_backend_but_the_emulator() {
         assert!(gaps.backend_ms > 0.0 && gaps.cpu_ms > 0.0 && gaps.throughput > 0.0, "{gaps:?}");
         // K5's workload: 8 frames of 5 objects, 20 ordered pairs each.
         assert!(bench.figures[2].workload.ends_with(", 160 ordered pairs"), "{}", bench.figures[2].workload);
+        assert!(matches!(b, Backend::Cuda(_)) || bench.figures.iter().all(|f| f.device_kernels.is_none()));
         if matches!(b, Backend::Cuda(_)) {
             assert!(bench.figures.iter().all(|f| f.device_ms.is_some_and(|t| t > 0.0) || f.kernel.contains("end")));
             let kernels = bench.cuda_kernels.as_ref().expect("the CUDA kernels' resources");
@@ -1913,6 +1914,14 @@ fn the_kernel_benchmark_runs_on_every_backend_but_the_emulator() {
             // K1's share of the peak bandwidth, where the driver reports one (the emulator reports no memory clock:
             // no bandwidth, no fraction and no verdict, rather than a fraction of zero).
             let k1 = &bench.figures[0];
+            // K1's kernels each timed on its own, in order, with the bytes each moves.
+            let split = k1.device_kernels.as_ref().expect("K1's kernels one by one");
+            let names: Vec<&str> = split.iter().map(|k| k.kernel.as_str()).collect();
+            assert_eq!(names, ["count_valid", "scan_counts", "write_points"]);
+            assert!(split.iter().all(|k| k.device_ms > 0.0 && k.bytes > 0), "{split:?}");
+            assert!(split[0].bytes < split[2].bytes, "{split:?}");
+            let fractions = split.iter().map(|k| k.fraction_of_peak_bandwidth.is_some());
+            assert!(fractions.clone().all(|f| f != emulated), "{split:?}");
             match emulated {
                 false => {
                     assert!(bench.peak_bandwidth_gb_s.is_some_and(|p| p > 0.0));

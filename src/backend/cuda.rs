@@ -1015,29 +1015,44 @@ impl CudaBackend {
 
     /// K1's three passes on `stream` (asynchronous).
     fn k1_launch(&self, stream: &Arc<CudaStream>, d: &mut K1Buffers) -> Result<(), String> {
+        K1Pass::ALL.iter().try_for_each(|&pass| self.k1_pass(stream, d, pass))
+    }
+
+    /// One of K1's kernels (on a batch's buffers, in [`K1Pass::ALL`]'s order).
+    fn k1_pass(&self, stream: &Arc<CudaStream>, d: &mut K1Buffers, pass: K1Pass) -> Result<(), String> {
         let tiles = d.tiles;
-        let mut b = stream.launch_builder(&self.k.count_valid);
-        b.arg(&d.depth).arg(&d.infos).arg(&d.tile_frame).arg(&mut d.counts).arg(&tiles);
-        // SAFETY: count_valid(const u32* depth, const Frame* frames, const u32* tile_frame, u32* tile_counts,
-        // u32 tiles) in kernels/unproject.cu; one block per tile; every tile's frame and words are in the buffers.
-        unsafe { b.launch(launch((tiles, 1), BLOCK)) }.map_err(de)?;
-        let mut b = stream.launch_builder(&self.k.scan_tiles);
-        b.arg(&d.counts).arg(&mut d.offsets).arg(&tiles);
-        // SAFETY: scan_counts(const u32* counts, u32* offsets, u32 n): `tiles` counts, `tiles + 1` offsets.
-        unsafe { b.launch(launch((1, 1), SCAN_THREADS)) }.map_err(de)?;
-        let mut b = stream.launch_builder(&self.k.write_points);
-        b.arg(&d.depth)
-            .arg(&d.ray_x)
-            .arg(&d.ray_y)
-            .arg(&d.infos)
-            .arg(&d.tile_frame)
-            .arg(&d.offsets)
-            .arg(&mut d.points)
-            .arg(&mut d.pixels)
-            .arg(&tiles);
-        // SAFETY: write_points(depth, ray_x, ray_y, frames, tile_frame, tile_offsets, float* points,
-        // u32* pixel_of_point, u32 tiles): the offsets never exceed the batch's pixels, the size of both outputs.
-        unsafe { b.launch(launch((tiles, 1), BLOCK)) }.map_err(de)?;
+        match pass {
+            K1Pass::Count => {
+                let mut b = stream.launch_builder(&self.k.count_valid);
+                b.arg(&d.depth).arg(&d.infos).arg(&d.tile_frame).arg(&mut d.counts).arg(&tiles);
+                // SAFETY: count_valid(const u32* depth, const Frame* frames, const u32* tile_frame, u32* tile_counts,
+                // u32 tiles) in kernels/unproject.cu; one block per tile; every tile's frame and words are in the
+                // buffers.
+                unsafe { b.launch(launch((tiles, 1), BLOCK)) }.map_err(de)?;
+            }
+            K1Pass::Scan => {
+                let mut b = stream.launch_builder(&self.k.scan_tiles);
+                b.arg(&d.counts).arg(&mut d.offsets).arg(&tiles);
+                // SAFETY: scan_counts(const u32* counts, u32* offsets, u32 n): `tiles` counts, `tiles + 1` offsets.
+                unsafe { b.launch(launch((1, 1), SCAN_THREADS)) }.map_err(de)?;
+            }
+            K1Pass::Write => {
+                let mut b = stream.launch_builder(&self.k.write_points);
+                b.arg(&d.depth)
+                    .arg(&d.ray_x)
+                    .arg(&d.ray_y)
+                    .arg(&d.infos)
+                    .arg(&d.tile_frame)
+                    .arg(&d.offsets)
+                    .arg(&mut d.points)
+                    .arg(&mut d.pixels)
+                    .arg(&tiles);
+                // SAFETY: write_points(depth, ray_x, ray_y, frames, tile_frame, tile_offsets, float* points,
+                // u32* pixel_of_point, u32 tiles): the offsets never exceed the batch's pixels, the size of both
+                // outputs.
+                unsafe { b.launch(launch((tiles, 1), BLOCK)) }.map_err(de)?;
+            }
+        }
         Ok(())
     }
 
@@ -2145,12 +2160,11 @@ impl CudaBackend {
     }
 
     /// K1's kernels alone on a batch already on the device: each run's time (ms) and the bytes one run moves
-    /// (the depth words read twice, 16 bytes written per point, the tile tables).
-    pub fn time_unproject(
-        &self,
-        frames: &[(&DepthImage, &Intrinsics)],
-        reps: usize,
-    ) -> Result<(Vec<f64>, u64), String> {
+    /// (the depth words read twice, 16 bytes written per point, the tile tables); then each kernel timed on its own
+    /// (an event between each two, in runs of their own, so that the whole run's time has no events inside): its
+    /// name, each run's time and the bytes it moves (count_valid: the depth words and the tiles' counts; the scan:
+    /// the counts and offsets; write_points: the depth words, the points and the offsets).
+    pub fn time_unproject(&self, frames: &[(&DepthImage, &Intrinsics)], reps: usize) -> Result<K1Times, String> {
         let batch = DepthBatch::layout(frames, TILE)?;
         if batch.pixels > MAX_POINTS || batch.tile_frame.is_empty() {
             return Err(format!("a timed K1 batch needs 1 to 2^28 pixels, not {}", batch.pixels));
@@ -2158,12 +2172,54 @@ impl CudaBackend {
         let stream = self.stream()?;
         let mut d = self.k1_buffers(&stream, frames, &batch)?;
         let times = self.time_on(&stream, reps, || self.k1_launch(&stream, &mut d))?;
+        let split =
+            self.time_parts(&stream, reps, K1Pass::ALL.len(), |k| self.k1_pass(&stream, &mut d, K1Pass::ALL[k]))?;
         let tiles = d.tiles as usize;
         let total = stream.clone_dtoh(&d.offsets.slice(tiles..tiles + 1)).map_err(de)?;
         self.sync(&stream)?;
         let points = u64::from(total.first().copied().unwrap_or(0));
-        let bytes = 2 * 4 * batch.word_count + 16 * points + 4 * 4 * tiles as u64;
-        Ok((times, bytes))
+        let (words, tiles) = (4 * batch.word_count, 4 * tiles as u64);
+        let kernels = K1Pass::ALL
+            .iter()
+            .zip(split)
+            .map(|(&pass, times)| {
+                let bytes = match pass {
+                    K1Pass::Count => words + tiles,
+                    K1Pass::Scan => 2 * tiles,
+                    K1Pass::Write => words + 16 * points + tiles,
+                };
+                (pass.kernel(), times, bytes)
+            })
+            .collect();
+        Ok(K1Times { times, bytes: 2 * words + 16 * points + 4 * tiles, kernels })
+    }
+
+    /// Device times of `parts` launches (`launch(k)` for k in order) on `stream`, with an event between each two, in
+    /// `reps` runs after one warm-up run: per part, each run's time in milliseconds.
+    fn time_parts(
+        &self,
+        stream: &Arc<CudaStream>,
+        reps: usize,
+        parts: usize,
+        mut launch: impl FnMut(usize) -> Result<(), String>,
+    ) -> Result<Vec<Vec<f64>>, String> {
+        use cudarc::driver::sys::CUevent_flags;
+        let timed = || stream.record_event(Some(CUevent_flags::CU_EVENT_DEFAULT)).map_err(de);
+        (0..parts).try_for_each(&mut launch)?;
+        self.sync(stream)?;
+        let mut out = vec![Vec::with_capacity(reps.max(1)); parts];
+        for _ in 0..reps.max(1) {
+            let mut events = vec![timed()?];
+            for k in 0..parts {
+                launch(k)?;
+                events.push(timed()?);
+            }
+            for (k, times) in out.iter_mut().enumerate() {
+                times.push(f64::from(events[k].elapsed_ms(&events[k + 1]).map_err(de)?));
+            }
+        }
+        self.sync(stream)?;
+        Ok(out)
     }
 
     /// K2's scoring kernel alone (the hypotheses drawn and the subsample gathered beforehand): each run's time (ms).
@@ -2203,6 +2259,37 @@ impl CudaBackend {
             self.relate_launch(&stream, &objects_dev, &ranges_dev, &mut records, n_frames, pairs)
         })?;
         Ok((times, pairs))
+    }
+}
+
+/// [`CudaBackend::time_unproject`]'s times: each run of K1's kernels together (ms), the bytes one run moves, and
+/// each kernel on its own (its name, each run's time, its bytes).
+pub struct K1Times {
+    pub times: Vec<f64>,
+    pub bytes: u64,
+    pub kernels: Vec<(&'static str, Vec<f64>, u64)>,
+}
+
+/// K1's kernels, in the order a batch runs them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum K1Pass {
+    /// count_valid: each tile's valid pixels (reads the depth words).
+    Count,
+    /// scan_counts: the tiles' offsets.
+    Scan,
+    /// write_points: each valid pixel's point and pixel index at its offset (reads the depth words again).
+    Write,
+}
+
+impl K1Pass {
+    const ALL: [K1Pass; 3] = [K1Pass::Count, K1Pass::Scan, K1Pass::Write];
+
+    fn kernel(self) -> &'static str {
+        match self {
+            K1Pass::Count => "count_valid",
+            K1Pass::Scan => "scan_counts",
+            K1Pass::Write => "write_points",
+        }
     }
 }
 
