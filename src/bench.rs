@@ -465,7 +465,7 @@ pub struct KernelFigure {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub steps: Option<StepBreakdown>,
     /// K1 on CUDA: each of its kernels timed on its own (in runs of their own, an event between each two), so that
-    /// a figure short of its target says which kernel is.
+    /// a figure short of its target says which kernel is (the tiles' scan is one block: a tiny share by design).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub device_kernels: Option<Vec<KernelTime>>,
 }
@@ -476,7 +476,7 @@ pub struct KernelTime {
     pub kernel: String,
     /// Median device time (ms).
     pub device_ms: f64,
-    /// The bytes one run reads and writes (each buffer's bytes once).
+    /// The bytes one run reads and writes: each of its main buffers once (the small tables and rays left out).
     pub bytes: u64,
     /// `bytes` over `device_ms` against the device's peak bandwidth, where the driver reports one.
     pub fraction_of_peak_bandwidth: Option<f64>,
@@ -689,9 +689,9 @@ fn kernel_bench(
         k1.throughput = pixels as f64 / (device_ms * 1e-3);
         // No fraction (and no verdict) where the driver reports no memory clock or bus width (the emulator).
         let bandwidth = b.peak_bandwidth().map_err(backend_error)?;
-        let fraction = |bytes: u64, ms: f64| bandwidth.map(|peak| bytes as f64 / (ms * 1e-3) / peak);
+        let fraction = |bytes: u64, ms: f64| bandwidth.map(|bytes_per_s| bytes as f64 / (ms * 1e-3) / bytes_per_s);
         if let Some(f) = fraction(timed.bytes, device_ms) {
-            peak = bandwidth.map(|b| b / 1e9);
+            peak = bandwidth.map(|bytes_per_s| bytes_per_s / 1e9);
             k1.fraction_of_peak_bandwidth = Some(f);
             k1.meets_target = Some(f >= 0.7);
         }

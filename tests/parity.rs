@@ -1498,7 +1498,7 @@ fn check_device_places(backend: &Backend, kept: &spatialsynth::backend::KeptObje
             Some((points, b)) => {
                 assert_eq!(bits(&points), bits(o.canonical), "{what}: another object's points");
                 let want = bounding_box(o.canonical);
-                assert_eq!((bits(&[b.0, b.1])), bits(&[want.0, want.1]), "{what}: another object's box");
+                assert_eq!(bits(&[b.0, b.1]), bits(&[want.0, want.1]), "{what}: another object's box");
             }
         }
     }
@@ -1526,10 +1526,11 @@ fn the_emulator_runs_stream_work_as_late_as_a_gpu_may() {
     //   SPATIALSYNTH_CUDA_SYNC) and says so in its description.
     // - `bounds`: a kernel's block as its PTX declares it (`__launch_bounds__`, `.maxntid`): the most threads a block,
     //   as the driver reports it, and a launch of more threads refused, as a GPU refuses it.
-    // - `context`: a thread that never made the context current has none (as with NVIDIA's driver), and its
-    //   driver calls fail with CUDA_ERROR_INVALID_CONTEXT, named on stderr, until it binds the context; so every run
-    //   on the emulator checks that each thread of the backend binds it before its first call (the run's workers,
-    //   rayon's threads), which the driver requires and the emulator could not show before.
+    // - `context`: a thread that never made the context current has none (as with NVIDIA's driver), and an
+    //   allocation there fails with CUDA_ERROR_INVALID_CONTEXT, named on stderr, until it binds the context, as on a
+    //   GPU. (The emulator asks the same of every call that works in a context, stricter than the driver, which
+    //   takes it from the handle for some calls on a stream.) So every run on the emulator checks that each thread
+    //   the backend calls the driver from (the run's workers, rayon's threads) binds it first.
     const TEST: &str = "the_emulator_runs_stream_work_as_late_as_a_gpu_may";
     if let Ok(case) = std::env::var("SPATIALSYNTH_EMU_STREAM_CASE") {
         return emulator_stream_case(&case);
@@ -1563,7 +1564,7 @@ fn the_emulator_runs_stream_work_as_late_as_a_gpu_may() {
             "bounds",
             Some("unproject.cu count_valid: a block of 512 threads, more than the kernel's __launch_bounds__ (256)"),
         ),
-        ("context", Some("cuMemsetD8Async: called on a thread with no current context")),
+        ("context", Some("cuMemAlloc_v2: called on a thread with no current context")),
     ] {
         // These compile the kernels (NVRTC), which building the emulator does not need.
         if ["misaligned", "sync", "bounds"].contains(&case) {
@@ -1578,6 +1579,7 @@ fn the_emulator_runs_stream_work_as_late_as_a_gpu_may() {
             .envs(emulator.environment())
             .env("SPATIALSYNTH_EMU_STREAM_CASE", case)
             .env_remove("SPATIALSYNTH_CUDA_SYNC")
+            .env_remove("SPATIALSYNTH_CUDA_EMU_CONTEXT")
             .output()
             .unwrap();
         let stderr = String::from_utf8_lossy(&output.stderr);
@@ -1727,14 +1729,19 @@ fn emulator_stream_case(case: &str) {
                 std::thread::spawn(move || {
                     let s1 = stream as sys::CUstream;
                     assert_eq!(result::ctx::get_current().unwrap(), None, "a new thread had a current context");
-                    let r = result::memset_d8_async(dev, 7, 16, s1);
+                    let r = result::malloc_sync(16).map(|_| ());
                     assert_eq!(
                         code(r),
                         Some(sys::CUresult::CUDA_ERROR_INVALID_CONTEXT),
-                        "a call without a context ran"
+                        "an allocation without a context ran"
                     );
                     ctx.bind_to_thread().unwrap();
                     assert!(result::ctx::get_current().unwrap().is_some());
+                    result::free_sync(result::malloc_sync(16).unwrap()).unwrap();
+                    // Setting no context pops the current one, as the driver does.
+                    result::ctx::set_current(std::ptr::null_mut()).unwrap();
+                    assert_eq!(result::ctx::get_current().unwrap(), None, "setting no context left one current");
+                    ctx.bind_to_thread().unwrap();
                     result::memset_d8_async(dev, 7, 16, s1).unwrap();
                     let mut seen = [0u32; 4];
                     result::memcpy_dtoh_async(&mut seen, dev, s1).unwrap();

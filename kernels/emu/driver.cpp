@@ -534,14 +534,20 @@ bool device_range(CUdeviceptr p, size_t n) {
 void complain(const char* call, const char* what) { std::fprintf(stderr, "cuda emulator: %s: %s\n", call, what); }
 
 // The calling thread's current context, as NVIDIA's driver keeps it: a stack per thread (cuCtxPushCurrent,
-// cuCtxPopCurrent; cuCtxSetCurrent replaces its top), empty on a new thread. Retaining the primary context makes
-// nothing current. A call that works in the current context, made on a thread with none, fails with
-// CUDA_ERROR_INVALID_CONTEXT, named on stderr, as on a GPU; with `SPATIALSYNTH_CUDA_EMU_CONTEXT=report` it is only
-// named (each call once), to list them all.
-thread_local std::vector<CUcontext> tl_contexts;
+// cuCtxPopCurrent; cuCtxSetCurrent replaces its top, or pops it when given none), empty on a new thread. Retaining
+// the primary context makes nothing current. Plain arrays: a thread's storage with no destructor, so that another
+// thread-local's destructor (Rust's included) may still call the driver as its thread ends.
+constexpr unsigned kContextDepth = 16;
+thread_local CUcontext tl_contexts[kContextDepth];
+thread_local unsigned tl_context_depth = 0;
 
+// The emulator's rule, stricter than NVIDIA's driver: every call that works in a context needs one current on the
+// calling thread, or fails with CUDA_ERROR_INVALID_CONTEXT and a line naming it. The driver itself needs one for
+// allocations, the creation of streams, events and modules, and synchronous copies, but takes it from the handle
+// for some calls on a stream (asynchronous copies, memsets and frees). With `SPATIALSYNTH_CUDA_EMU_CONTEXT=report`
+// each such call is named once and runs, to list them all.
 CUresult need_context(const char* call) {
-    if (!tl_contexts.empty() && tl_contexts.back() != nullptr) return CUDA_SUCCESS;
+    if (tl_context_depth > 0) return CUDA_SUCCESS;
     static const bool report = [] {
         const char* s = std::getenv("SPATIALSYNTH_CUDA_EMU_CONTEXT");
         return s != nullptr && std::strcmp(s, "report") == 0;
@@ -554,15 +560,16 @@ CUresult need_context(const char* call) {
         return CUDA_SUCCESS;
     }
     complain(call,
-             "called on a thread with no current context: NVIDIA's driver returns CUDA_ERROR_INVALID_CONTEXT (bind the "
-             "context to the thread first, cuCtxSetCurrent)");
+             "called on a thread with no current context (CUDA_ERROR_INVALID_CONTEXT: bind the context to the thread "
+             "first, cuCtxSetCurrent; a driver call that follows an earlier error can show this too, where cudarc "
+             "returned that error instead of binding)");
     return CUDA_ERROR_INVALID_CONTEXT;
 }
 
 // Returns from the calling function with CUDA_ERROR_INVALID_CONTEXT when its thread has no current context.
-#define NEED_CONTEXT(call)                                         \
-    do {                                                           \
-        const CUresult context_result_ = need_context(call);       \
+#define NEED_CONTEXT(call)                                           \
+    do {                                                             \
+        const CUresult context_result_ = need_context(call);         \
         if (context_result_ != CUDA_SUCCESS) return context_result_; \
     } while (0)
 
@@ -989,12 +996,17 @@ CUresult cuDevicePrimaryCtxRetain(CUcontext* ctx, CUdevice) {
 CUresult cuDevicePrimaryCtxRelease_v2(CUdevice) { return CUDA_SUCCESS; }
 CUresult cuCtxSetCurrent(CUcontext ctx) {
     const CpuMeter meter;
-    if (ctx != nullptr && ctx != &g_context_tag) return CUDA_ERROR_INVALID_CONTEXT;
-    if (tl_contexts.empty()) {
-        tl_contexts.push_back(ctx);
-    } else {
-        tl_contexts.back() = ctx;
+    if (ctx == nullptr) {
+        // None: the top of the stack goes (nothing happens to an empty one), as NVIDIA's driver does.
+        if (tl_context_depth > 0) tl_context_depth -= 1;
+        return CUDA_SUCCESS;
     }
+    if (ctx != &g_context_tag) {
+        complain("cuCtxSetCurrent", "not the primary context");
+        return CUDA_ERROR_INVALID_CONTEXT;
+    }
+    if (tl_context_depth == 0) tl_context_depth = 1;
+    tl_contexts[tl_context_depth - 1] = ctx;
     return CUDA_SUCCESS;
 }
 // The scheduling flags (how a waiting host thread waits): kept and reported, nothing else (the emulator runs the
@@ -1015,7 +1027,7 @@ CUresult cuCtxGetFlags(unsigned* flags) {
 }
 CUresult cuCtxGetCurrent(CUcontext* ctx) {
     const CpuMeter meter;
-    *ctx = tl_contexts.empty() ? nullptr : tl_contexts.back();
+    *ctx = tl_context_depth > 0 ? tl_contexts[tl_context_depth - 1] : nullptr;
     return CUDA_SUCCESS;
 }
 CUresult cuCtxGetDevice(CUdevice* device) {
@@ -1026,15 +1038,25 @@ CUresult cuCtxGetDevice(CUdevice* device) {
 }
 CUresult cuCtxPushCurrent_v2(CUcontext ctx) {
     const CpuMeter meter;
-    if (ctx != &g_context_tag) return CUDA_ERROR_INVALID_CONTEXT;
-    tl_contexts.push_back(ctx);
+    if (ctx != &g_context_tag) {
+        complain("cuCtxPushCurrent", "not the primary context");
+        return CUDA_ERROR_INVALID_CONTEXT;
+    }
+    if (tl_context_depth == kContextDepth) {
+        complain("cuCtxPushCurrent", "more contexts pushed than the emulator keeps (16)");
+        return CUDA_ERROR_INVALID_VALUE;
+    }
+    tl_contexts[tl_context_depth++] = ctx;
     return CUDA_SUCCESS;
 }
 CUresult cuCtxPopCurrent_v2(CUcontext* ctx) {
     const CpuMeter meter;
-    if (tl_contexts.empty()) return CUDA_ERROR_INVALID_CONTEXT;
-    if (ctx) *ctx = tl_contexts.back();
-    tl_contexts.pop_back();
+    if (tl_context_depth == 0) {
+        complain("cuCtxPopCurrent", "no context is current on this thread");
+        return CUDA_ERROR_INVALID_CONTEXT;
+    }
+    tl_context_depth -= 1;
+    if (ctx) *ctx = tl_contexts[tl_context_depth];
     return CUDA_SUCCESS;
 }
 CUresult cuCtxSynchronize() {
@@ -1239,9 +1261,13 @@ CUresult cuEventDestroy_v2(CUevent event) {
 }
 
 // Memory.
+static CUresult allocate_device(CUdeviceptr* ptr, size_t bytes);
 CUresult cuMemAlloc_v2(CUdeviceptr* ptr, size_t bytes) {
     const CpuMeter meter;
     NEED_CONTEXT("cuMemAlloc_v2");
+    return allocate_device(ptr, bytes);
+}
+static CUresult allocate_device(CUdeviceptr* ptr, size_t bytes) {
     if (bytes == 0) return CUDA_ERROR_INVALID_VALUE;
     void* p = nullptr;
     // Exactly `bytes` (no rounding): under AddressSanitizer the first byte past the buffer is a red zone.
@@ -1262,7 +1288,7 @@ CUresult cuMemAlloc_v2(CUdeviceptr* ptr, size_t bytes) {
 CUresult cuMemAllocAsync(CUdeviceptr* ptr, size_t bytes, CUstream stream) {
     const CpuMeter meter;
     NEED_CONTEXT("cuMemAllocAsync");
-    if (CUresult r = cuMemAlloc_v2(ptr, bytes)) return r;
+    if (CUresult r = allocate_device(ptr, bytes)) return r;
     return submit(stream, "cuMemAllocAsync", [] { return CUDA_SUCCESS; }, {Access{uintptr_t(*ptr), true}});
 }
 static CUresult free_device(const char* call, CUdeviceptr ptr) {

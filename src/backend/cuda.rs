@@ -2138,32 +2138,23 @@ impl CudaBackend {
         Ok((clock_khz > 0 && bus_bits > 0).then(|| 2.0 * f64::from(clock_khz) * 1e3 * f64::from(bus_bits) / 8.0))
     }
 
-    /// Device times (CUDA events) of `reps` runs of `launch`, after one warm-up run, in milliseconds.
+    /// Device times (CUDA events) of `reps` runs of `launch`, after one warm-up run, in milliseconds (see
+    /// [`CudaBackend::time_parts`]).
     fn time_on(
         &self,
         stream: &Arc<CudaStream>,
         reps: usize,
         mut launch: impl FnMut() -> Result<(), String>,
     ) -> Result<Vec<f64>, String> {
-        use cudarc::driver::sys::CUevent_flags;
-        launch()?;
-        self.sync(stream)?;
-        let mut out = Vec::with_capacity(reps);
-        for _ in 0..reps.max(1) {
-            let start = stream.record_event(Some(CUevent_flags::CU_EVENT_DEFAULT)).map_err(de)?;
-            launch()?;
-            let end = stream.record_event(Some(CUevent_flags::CU_EVENT_DEFAULT)).map_err(de)?;
-            out.push(f64::from(start.elapsed_ms(&end).map_err(de)?));
-        }
-        self.sync(stream)?;
-        Ok(out)
+        Ok(self.time_parts(stream, reps, 1, |_| launch())?.pop().unwrap_or_default())
     }
 
     /// K1's kernels alone on a batch already on the device: each run's time (ms) and the bytes one run moves
     /// (the depth words read twice, 16 bytes written per point, the tile tables); then each kernel timed on its own
     /// (an event between each two, in runs of their own, so that the whole run's time has no events inside): its
     /// name, each run's time and the bytes it moves (count_valid: the depth words and the tiles' counts; the scan:
-    /// the counts and offsets; write_points: the depth words, the points and the offsets).
+    /// the counts and offsets, one block, so a tiny share of the bandwidth by design; write_points: the depth
+    /// words, the points and the offsets).
     pub fn time_unproject(&self, frames: &[(&DepthImage, &Intrinsics)], reps: usize) -> Result<K1Times, String> {
         let batch = DepthBatch::layout(frames, TILE)?;
         if batch.pixels > MAX_POINTS || batch.tile_frame.is_empty() {
@@ -2178,24 +2169,27 @@ impl CudaBackend {
         let total = stream.clone_dtoh(&d.offsets.slice(tiles..tiles + 1)).map_err(de)?;
         self.sync(&stream)?;
         let points = u64::from(total.first().copied().unwrap_or(0));
-        let (words, tiles) = (4 * batch.word_count, 4 * tiles as u64);
+        let (words, tile_bytes) = (4 * batch.word_count, 4 * tiles as u64);
         let kernels = K1Pass::ALL
             .iter()
             .zip(split)
             .map(|(&pass, times)| {
                 let bytes = match pass {
-                    K1Pass::Count => words + tiles,
-                    K1Pass::Scan => 2 * tiles,
-                    K1Pass::Write => words + 16 * points + tiles,
+                    K1Pass::Count => words + tile_bytes,
+                    K1Pass::Scan => 2 * tile_bytes,
+                    K1Pass::Write => words + 16 * points + tile_bytes,
                 };
                 (pass.kernel(), times, bytes)
             })
             .collect();
-        Ok(K1Times { times, bytes: 2 * words + 16 * points + 4 * tiles, kernels })
+        Ok(K1Times { times, bytes: 2 * words + 16 * points + 4 * tile_bytes, kernels })
     }
 
-    /// Device times of `parts` launches (`launch(k)` for k in order) on `stream`, with an event between each two, in
-    /// `reps` runs after one warm-up run: per part, each run's time in milliseconds.
+    /// Device times of `parts` launches (`launch(k)` for k in order) on `stream`, in `reps` runs after one warm-up
+    /// run: per part, each run's time in milliseconds. Every event is made first, and every run is queued back to
+    /// back with an event after each part (the first after a start event), before one wait for the stream: the device
+    /// never waits for the host between two parts or runs, so a part's time is its own, not the host's delay in
+    /// queueing it (each part ends where the next begins).
     fn time_parts(
         &self,
         stream: &Arc<CudaStream>,
@@ -2204,21 +2198,25 @@ impl CudaBackend {
         mut launch: impl FnMut(usize) -> Result<(), String>,
     ) -> Result<Vec<Vec<f64>>, String> {
         use cudarc::driver::sys::CUevent_flags;
-        let timed = || stream.record_event(Some(CUevent_flags::CU_EVENT_DEFAULT)).map_err(de);
+        let reps = reps.max(1);
+        let events = (0..=reps * parts)
+            .map(|_| self.ctx.new_event(Some(CUevent_flags::CU_EVENT_DEFAULT)))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(de)?;
         (0..parts).try_for_each(&mut launch)?;
         self.sync(stream)?;
-        let mut out = vec![Vec::with_capacity(reps.max(1)); parts];
-        for _ in 0..reps.max(1) {
-            let mut events = vec![timed()?];
+        events[0].record(stream).map_err(de)?;
+        for run in 0..reps {
             for k in 0..parts {
                 launch(k)?;
-                events.push(timed()?);
-            }
-            for (k, times) in out.iter_mut().enumerate() {
-                times.push(f64::from(events[k].elapsed_ms(&events[k + 1]).map_err(de)?));
+                events[run * parts + k + 1].record(stream).map_err(de)?;
             }
         }
         self.sync(stream)?;
+        let mut out: Vec<Vec<f64>> = (0..parts).map(|_| Vec::with_capacity(reps)).collect();
+        for (i, pair) in events.windows(2).enumerate() {
+            out[i % parts].push(f64::from(pair[0].elapsed_ms(&pair[1]).map_err(de)?));
+        }
         Ok(out)
     }
 
