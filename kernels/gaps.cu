@@ -28,7 +28,7 @@
 // Float rounding is monotone, so a box's distance never exceeds the distance of any pair of points it bounds, and
 // the pruning is exact: the result is the CPU reference's squared gap, bit for bit (the host takes the square
 // root, as the CPU does). Needs common.cuh and scan.cuh (prepended by the host). Launch pair_bounds,
-// refine_bounds and search_pairs with BLOCK threads, scan_counts with one block of 1,024.
+// refine_bounds and search_pairs with BLOCK threads, scan_counts with one block of 1,024 (or the tiled scan of scan.cuh).
 
 #define GAP_CHUNK 32u
 // Chunks per super-chunk (8 x 8 chunk pairs per super pair), and points.

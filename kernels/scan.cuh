@@ -75,8 +75,48 @@ __device__ void scan_run(const u32* __restrict__ counts, u32* __restrict__ offse
     if (threadIdx.x == 0) offsets[n] = total;
 }
 
-// scan_run over the whole of `counts`: launch with grid 1 and 1024 threads.
+// scan_run over the whole of `counts`: launch with grid 1 and 1024 threads. For a few thousand counts (the host
+// takes the tiled scan below for more: one block keeps too few loads in flight to stream a large table).
 extern "C" __global__ void __launch_bounds__(SCAN_THREADS)
 scan_counts(const u32* __restrict__ counts, u32* __restrict__ offsets, u32 n) {
     scan_run(counts, offsets, n);
+}
+
+// The tiled prefix sum, for many counts: tiles of SCAN_TILE counts, one block of BLOCK threads each, read and
+// written coalesced (thread t takes counts base + k * BLOCK + t, k < SCAN_ITEMS). Three launches on one stream, no
+// communication between the blocks of a launch:
+//   scan_tile_sums    tile_sums[b] = the sum of tile b's counts;
+//   scan_counts       over tile_sums (one block): each tile's first offset, the total last;
+//   scan_tiles_apply  each tile's offsets from its first one, and offsets[n] = the total.
+// Integer sums, so the offsets are the serial ones, as scan_counts' (whatever the tiling).
+#define SCAN_ITEMS 16u
+#define SCAN_TILE (BLOCK * SCAN_ITEMS)
+
+// Grid ceil(n / SCAN_TILE), BLOCK threads.
+extern "C" __global__ void scan_tile_sums(const u32* __restrict__ counts, u32 n, u32* __restrict__ tile_sums) {
+    const u64 base = (u64)blockIdx.x * SCAN_TILE;
+    u32 local = 0;
+    for (u32 k = 0; k < SCAN_ITEMS; ++k) {
+        const u64 i = base + k * BLOCK + threadIdx.x;
+        if (i < n) local += counts[i];
+    }
+    u32 total;
+    block_scan(local, &total);
+    if (threadIdx.x == 0) tile_sums[blockIdx.x] = total;
+}
+
+// Grid and block as scan_tile_sums'; tile_offsets: scan_counts over its tile sums (gridDim.x + 1 entries).
+extern "C" __global__ void scan_tiles_apply(const u32* __restrict__ counts, u32 n, const u32* __restrict__ tile_offsets,
+                                            u32* __restrict__ offsets) {
+    const u64 base = (u64)blockIdx.x * SCAN_TILE;
+    u32 running = tile_offsets[blockIdx.x];
+    for (u32 k = 0; k < SCAN_ITEMS; ++k) {
+        const u64 i = base + k * BLOCK + threadIdx.x;
+        const u32 c = i < n ? counts[i] : 0u;
+        u32 total;
+        const u32 inclusive = block_scan(c, &total);
+        if (i < n) offsets[i] = running + inclusive - c;
+        running += total;
+    }
+    if (blockIdx.x == 0 && threadIdx.x == 0) offsets[n] = tile_offsets[gridDim.x];
 }

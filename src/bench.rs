@@ -465,7 +465,7 @@ pub struct KernelFigure {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub steps: Option<StepBreakdown>,
     /// K1 on CUDA: each of its kernels timed on its own (in runs of their own, an event between each two), so that
-    /// a figure short of its target says which kernel is (the tiles' scan is one block: a tiny share by design).
+    /// a figure short of its target says which kernel is (the tiles' scan moves a small table: a tiny share).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub device_kernels: Option<Vec<KernelTime>>,
 }

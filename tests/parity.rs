@@ -1505,6 +1505,46 @@ fn check_device_places(backend: &Backend, kept: &spatialsynth::backend::KeptObje
 }
 
 #[test]
+fn cuda_prefix_sums_equal_the_serial_ones() {
+    // The CUDA backend's exclusive prefix sum (kernels/scan.cuh), which places K1's points, DBSCAN's cells and the
+    // gaps' buckets: one block up to 8,192 counts, the tiled scan beyond (tiles of 4,096 counts: each tile's sum,
+    // those sums scanned, each tile's offsets). Both paths and their edges, against the serial sum.
+    const TEST: &str = "cuda_prefix_sums_equal_the_serial_ones";
+    let mut state = 0x5eed_u64;
+    let mut next = move || {
+        state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (state >> 33) as u32
+    };
+    let mut ran = false;
+    for backend in gpu_backends(TEST) {
+        let Backend::Cuda(cuda) = backend else { continue };
+        ran = true;
+        for n in [0, 1, 4095, 4096, 8192, 8193, 4096 * 3 + 5, 100_000, 1 << 20] {
+            // Mostly small counts, some zero runs, a few large ones (the sums stay far below 2^32).
+            let counts: Vec<u32> = (0..n)
+                .map(|i| match next() % 8 {
+                    0 => 0,
+                    1 if i % 1000 < 50 => 1000,
+                    _ => next() % 5,
+                })
+                .collect();
+            let mut want = Vec::with_capacity(n + 1);
+            let mut total = 0u32;
+            for &c in &counts {
+                want.push(total);
+                total += c;
+            }
+            want.push(total);
+            let got = cuda.prefix_sum_of(&counts).unwrap();
+            assert!(got == want, "{}: {n} counts: the offsets differ", backend.describe());
+        }
+    }
+    if !ran {
+        common::skip(TEST, "no CUDA device (the emulator's child run of cuda_parity_on_the_emulator runs it)");
+    }
+}
+
+#[test]
 fn the_emulator_runs_stream_work_as_late_as_a_gpu_may() {
     // The emulator's streams (kernels/emu/README.md): stream-ordered work is queued and runs only when something must
     // see it, in its stream's order. Each case runs in a child process on the emulator, with the driver API called
@@ -1924,7 +1964,7 @@ fn the_kernel_benchmark_runs_on_every_backend_but_the_emulator() {
             // K1's kernels each timed on its own, in order, with the bytes each moves.
             let split = k1.device_kernels.as_ref().expect("K1's kernels one by one");
             let names: Vec<&str> = split.iter().map(|k| k.kernel.as_str()).collect();
-            assert_eq!(names, ["count_valid", "scan_counts", "write_points"]);
+            assert_eq!(names, ["count_valid", "scan", "write_points"]);
             assert!(split.iter().all(|k| k.device_ms > 0.0 && k.bytes > 0), "{split:?}");
             assert!(split[0].bytes < split[2].bytes, "{split:?}");
             let fractions = split.iter().map(|k| k.fraction_of_peak_bandwidth.is_some());

@@ -104,7 +104,14 @@ pub const MODULES: [KernelModule; 7] = [
     KernelModule {
         file: "unproject.cu",
         source: kernel_source!("common.cuh", "scan.cuh", "unproject.cu"),
-        entries: &["count_valid", "scan_counts", "write_points", "sample_normals"],
+        entries: &[
+            "count_valid",
+            "scan_counts",
+            "scan_tile_sums",
+            "scan_tiles_apply",
+            "write_points",
+            "sample_normals",
+        ],
     },
     KernelModule {
         file: "group.cu",
@@ -124,6 +131,8 @@ pub const MODULES: [KernelModule; 7] = [
             "cell_of",
             "claim_cells",
             "scan_counts",
+            "scan_tile_sums",
+            "scan_tiles_apply",
             "scatter_points",
             "count_neighbours",
             "unite",
@@ -144,6 +153,8 @@ pub const MODULES: [KernelModule; 7] = [
         entries: &[
             "order_count",
             "scan_counts",
+            "scan_tile_sums",
+            "scan_tiles_apply",
             "order_scatter",
             "run_boxes",
             "pair_bounds",
@@ -387,10 +398,24 @@ impl DeviceGrid {
     }
 }
 
+/// A module's prefix sums (kernels/scan.cuh): `scan_counts` in one block, and the tiled scan's two passes.
+struct Scan {
+    one_block: CudaFunction,
+    tile_sums: CudaFunction,
+    apply: CudaFunction,
+}
+
+/// Counts of each tile of the tiled prefix sum (`SCAN_TILE` in kernels/scan.cuh: BLOCK threads x 16).
+const SCAN_TILE: u32 = 16 * BLOCK;
+/// The most counts scanned by one block (`scan_counts` alone); more take the tiled scan. One block of 1,024 threads
+/// keeps too few loads in flight to stream a large table (a few GB/s against the device's TB/s): 8,192 counts are
+/// 32 KB, a few microseconds.
+const SCAN_ONE_BLOCK_MAX: u32 = 8192;
+
 /// The kernels, loaded.
 struct Kernels {
     count_valid: CudaFunction,
-    scan_tiles: CudaFunction,
+    scan_tiles: Scan,
     write_points: CudaFunction,
     sample_normals: CudaFunction,
     count_members: CudaFunction,
@@ -405,7 +430,7 @@ struct Kernels {
     gather_points: CudaFunction,
     cell_of: CudaFunction,
     claim_cells: CudaFunction,
-    scan_slots: CudaFunction,
+    scan_slots: Scan,
     scatter_points: CudaFunction,
     count_neighbours: CudaFunction,
     unite: CudaFunction,
@@ -416,7 +441,7 @@ struct Kernels {
     summarize: CudaFunction,
     relate: CudaFunction,
     order_count: CudaFunction,
-    scan_buckets: CudaFunction,
+    scan_buckets: Scan,
     order_scatter: CudaFunction,
     run_boxes: CudaFunction,
     pair_bounds: CudaFunction,
@@ -723,9 +748,19 @@ impl CudaBackend {
             resources.push(r);
             Ok::<_, String>(f)
         };
+        // A module's three scan kernels, in its entries' order.
+        macro_rules! scan {
+            ($file:literal) => {
+                Scan {
+                    one_block: get($file, "scan_counts")?,
+                    tile_sums: get($file, "scan_tile_sums")?,
+                    apply: get($file, "scan_tiles_apply")?,
+                }
+            };
+        }
         let k = Kernels {
             count_valid: get("unproject.cu", "count_valid")?,
-            scan_tiles: get("unproject.cu", "scan_counts")?,
+            scan_tiles: scan!("unproject.cu"),
             write_points: get("unproject.cu", "write_points")?,
             sample_normals: get("unproject.cu", "sample_normals")?,
             count_members: get("group.cu", "count_members")?,
@@ -740,7 +775,7 @@ impl CudaBackend {
             gather_points: get("dbscan.cu", "gather_points")?,
             cell_of: get("dbscan.cu", "cell_of")?,
             claim_cells: get("dbscan.cu", "claim_cells")?,
-            scan_slots: get("dbscan.cu", "scan_counts")?,
+            scan_slots: scan!("dbscan.cu"),
             scatter_points: get("dbscan.cu", "scatter_points")?,
             count_neighbours: get("dbscan.cu", "count_neighbours")?,
             unite: get("dbscan.cu", "unite")?,
@@ -751,7 +786,7 @@ impl CudaBackend {
             summarize: get("stats.cu", "summarize")?,
             relate: get("relations.cu", "relate")?,
             order_count: get("gaps.cu", "order_count")?,
-            scan_buckets: get("gaps.cu", "scan_counts")?,
+            scan_buckets: scan!("gaps.cu"),
             order_scatter: get("gaps.cu", "order_scatter")?,
             run_boxes: get("gaps.cu", "run_boxes")?,
             pair_bounds: get("gaps.cu", "pair_bounds")?,
@@ -1014,6 +1049,64 @@ impl CudaBackend {
     }
 
     /// K1's three passes on `stream` (asynchronous).
+    /// The exclusive prefix sum of the first `n` of `counts` into `offsets` (`n + 1` entries, the total last) on
+    /// `stream`: `scan_counts` in one block up to [`SCAN_ONE_BLOCK_MAX`] counts, else the tiled scan (kernels/scan.cuh:
+    /// each tile's sum, those sums scanned in one block, each tile's offsets), whose loads and stores are coalesced
+    /// and spread over the device. The same offsets either way.
+    fn prefix_sum(
+        &self,
+        stream: &Arc<CudaStream>,
+        scan: &Scan,
+        counts: &CudaSlice<u32>,
+        offsets: &mut CudaSlice<u32>,
+        n: u32,
+    ) -> Result<(), String> {
+        if (counts.len() as u64) < u64::from(n) || (offsets.len() as u64) <= u64::from(n) {
+            return Err(format!("a prefix sum of {n} counts into {} offsets from {}", offsets.len(), counts.len()));
+        }
+        if n <= SCAN_ONE_BLOCK_MAX {
+            let mut b = stream.launch_builder(&scan.one_block);
+            b.arg(counts).arg(offsets).arg(&n);
+            // SAFETY: scan_counts(const u32* counts, u32* offsets, u32 n): at least n counts and n + 1 offsets.
+            unsafe { b.launch(launch((1, 1), SCAN_THREADS)) }.map_err(de)?;
+            return Ok(());
+        }
+        let tiles = n.div_ceil(SCAN_TILE);
+        // SAFETY: scan_tile_sums writes every tile's sum, scan_counts every tile's offset and the total.
+        let mut sums: CudaSlice<u32> = unsafe { self.uninit(stream, tiles as usize) }?;
+        let mut firsts: CudaSlice<u32> = unsafe { self.uninit(stream, tiles as usize + 1) }?;
+        let mut b = stream.launch_builder(&scan.tile_sums);
+        b.arg(counts).arg(&n).arg(&mut sums);
+        // SAFETY: scan_tile_sums(const u32* counts, u32 n, u32* tile_sums): one block per tile of SCAN_TILE counts,
+        // reading the counts below n; `tiles` sums.
+        unsafe { b.launch(launch((tiles, 1), BLOCK)) }.map_err(de)?;
+        let mut b = stream.launch_builder(&scan.one_block);
+        b.arg(&sums).arg(&mut firsts).arg(&tiles);
+        // SAFETY: scan_counts(const u32* counts, u32* offsets, u32 n): `tiles` sums, `tiles + 1` offsets.
+        unsafe { b.launch(launch((1, 1), SCAN_THREADS)) }.map_err(de)?;
+        let mut b = stream.launch_builder(&scan.apply);
+        b.arg(counts).arg(&n).arg(&firsts).arg(offsets);
+        // SAFETY: scan_tiles_apply(const u32* counts, u32 n, const u32* tile_offsets, u32* offsets): the same grid
+        // as scan_tile_sums; `tiles + 1` tile offsets; writes offsets[0..=n].
+        unsafe { b.launch(launch((tiles, 1), BLOCK)) }.map_err(de)?;
+        Ok(())
+    }
+
+    /// [`CudaBackend::prefix_sum`] of `counts` (with the gap kernels' scans), read back: `counts.len() + 1`
+    /// offsets. For the parity tests of both of its paths.
+    #[doc(hidden)]
+    pub fn prefix_sum_of(&self, counts: &[u32]) -> Result<Vec<u32>, String> {
+        let n = u32::try_from(counts.len()).map_err(|_| format!("{} counts exceed one scan", counts.len()))?;
+        let stream = self.stream()?;
+        let counts = self.upload(&stream, counts)?;
+        // SAFETY: prefix_sum writes all n + 1 offsets.
+        let mut offsets: CudaSlice<u32> = unsafe { self.uninit(&stream, n as usize + 1) }?;
+        self.prefix_sum(&stream, &self.k.scan_buckets, &counts, &mut offsets, n)?;
+        let out = stream.clone_dtoh(&offsets.slice(..n as usize + 1)).map_err(de)?;
+        self.sync(&stream)?;
+        Ok(out)
+    }
+
     fn k1_launch(&self, stream: &Arc<CudaStream>, d: &mut K1Buffers) -> Result<(), String> {
         K1Pass::ALL.iter().try_for_each(|&pass| self.k1_pass(stream, d, pass))
     }
@@ -1030,12 +1123,7 @@ impl CudaBackend {
                 // buffers.
                 unsafe { b.launch(launch((tiles, 1), BLOCK)) }.map_err(de)?;
             }
-            K1Pass::Scan => {
-                let mut b = stream.launch_builder(&self.k.scan_tiles);
-                b.arg(&d.counts).arg(&mut d.offsets).arg(&tiles);
-                // SAFETY: scan_counts(const u32* counts, u32* offsets, u32 n): `tiles` counts, `tiles + 1` offsets.
-                unsafe { b.launch(launch((1, 1), SCAN_THREADS)) }.map_err(de)?;
-            }
+            K1Pass::Scan => self.prefix_sum(stream, &self.k.scan_tiles, &d.counts, &mut d.offsets, tiles)?,
             K1Pass::Write => {
                 let mut b = stream.launch_builder(&self.k.write_points);
                 b.arg(&d.depth)
@@ -1718,11 +1806,7 @@ impl CudaBackend {
         unsafe { b.launch(launch(g, BLOCK)) }.map_err(de)?;
         // SAFETY: scan_counts writes all `slots + 1` offsets (params.cells = slots).
         let mut start: CudaSlice<u32> = unsafe { self.uninit(&stream, slots + 1) }?;
-        let mut b = stream.launch_builder(&self.k.scan_slots);
-        let slots_u32 = params.cells;
-        b.arg(&count).arg(&mut start).arg(&slots_u32);
-        // SAFETY: scan_counts(const u32* counts, u32* offsets, u32 n): `slots` counts, `slots + 1` offsets.
-        unsafe { b.launch(launch((1, 1), SCAN_THREADS)) }.map_err(de)?;
+        self.prefix_sum(&stream, &self.k.scan_slots, &count, &mut start, params.cells)?;
         // SAFETY (all three): scatter_points writes each point's entries at its sorted position, and the positions
         // (each slot's start plus a distinct cursor value below its count) are a permutation of 0..n.
         let mut d = DeviceGrid {
@@ -2046,10 +2130,7 @@ impl CudaBackend {
         // count are those of its K4 range: closest_gaps_resident), and its 8^bits buckets at `buckets` among the
         // pack's `n_buckets` zeroed counts.
         unsafe { b.launch(launch(g, BLOCK)) }.map_err(de)?;
-        let mut b = stream.launch_builder(&self.k.scan_buckets);
-        b.arg(&d.counts).arg(&mut d.starts).arg(&d.n_buckets);
-        // SAFETY: scan_counts(const u32* counts, u32* offsets, u32 n): `n_buckets` counts, `n_buckets + 1` starts.
-        unsafe { b.launch(launch((1, 1), SCAN_THREADS)) }.map_err(de)?;
+        self.prefix_sum(stream, &self.k.scan_buckets, &d.counts, &mut d.starts, d.n_buckets)?;
         let mut b = stream.launch_builder(&self.k.order_scatter);
         b.arg(points).arg(&d.objects).arg(&d.orders).arg(&d.n_objects).arg(&d.n_points);
         b.arg(&d.starts).arg(&mut d.counts).arg(&mut d.ordered);
@@ -2153,8 +2234,8 @@ impl CudaBackend {
     /// (the depth words read twice, 16 bytes written per point, the tile tables); then each kernel timed on its own
     /// (an event between each two, in runs of their own, so that the whole run's time has no events inside): its
     /// name, each run's time and the bytes it moves (count_valid: the depth words and the tiles' counts; the scan:
-    /// the counts and offsets, one block, so a tiny share of the bandwidth by design; write_points: the depth
-    /// words, the points and the offsets).
+    /// the counts and offsets, a small table, so a tiny share of the bandwidth; write_points: the depth words, the
+    /// points and the offsets).
     pub fn time_unproject(&self, frames: &[(&DepthImage, &Intrinsics)], reps: usize) -> Result<K1Times, String> {
         let batch = DepthBatch::layout(frames, TILE)?;
         if batch.pixels > MAX_POINTS || batch.tile_frame.is_empty() {
@@ -2273,7 +2354,7 @@ pub struct K1Times {
 enum K1Pass {
     /// count_valid: each tile's valid pixels (reads the depth words).
     Count,
-    /// scan_counts: the tiles' offsets.
+    /// The tiles' offsets: scan_counts, or the tiled scan for many tiles ([`CudaBackend::prefix_sum`]).
     Scan,
     /// write_points: each valid pixel's point and pixel index at its offset (reads the depth words again).
     Write,
@@ -2285,7 +2366,7 @@ impl K1Pass {
     fn kernel(self) -> &'static str {
         match self {
             K1Pass::Count => "count_valid",
-            K1Pass::Scan => "scan_counts",
+            K1Pass::Scan => "scan",
             K1Pass::Write => "write_points",
         }
     }
