@@ -54,7 +54,21 @@ class Diff:
                 self.problems.append(f"{where}: keys {sorted(a)} != {sorted(b)}")
                 return
             clock = a.get("unit") == "clock_hour"
+            # A bearing within the bearings' tolerance of the boundary between two clock hours (a margin below 1e-3
+            # degrees on both sides) may fall on either side of it on a GPU: the neighbouring hour is the same fact.
+            ha, hb = a.get("clock_hour"), b.get("clock_hour")
+            ma, mb = a.get("clock_margin_deg"), b.get("clock_margin_deg")
+            flipped = (
+                isinstance(ha, int) and isinstance(hb, int) and ha != hb
+                and isinstance(ma, (int, float)) and isinstance(mb, (int, float))
+                and abs(ma) < 1e-3 and abs(mb) < 1e-3
+                and ((ha + 1) % 12 == hb % 12 or (hb + 1) % 12 == ha % 12)
+            )
             for k in a:
+                if flipped and k == "clock_hour":
+                    self.numbers += 1
+                    self.unequal += 1
+                    continue
                 angle = k.endswith("_deg") or (clock and k in ("value", "margin", "threshold"))
                 self.compare(a[k], b[k], f"{where}.{k}", angle)
             return

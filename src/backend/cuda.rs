@@ -457,6 +457,9 @@ pub struct CudaBackend {
     k: Kernels,
     /// Pinned host buffers for uploads, reused (each waits for its last copy before it is written again).
     staging: Mutex<Vec<Staged>>,
+    /// How the staging buffers' events are made: a host thread that waits for one sleeps where the context's
+    /// threads sleep in their synchronisations (blocking sync), and spins otherwise, as cudarc's default event does.
+    staging_event: cudarc::driver::sys::CUevent_flags,
     /// Pinned host buffers for the large read-backs, reused (see [`CudaBackend::read_back`]).
     readbacks: Arc<Mutex<Vec<PinnedHostSlice<u32>>>>,
     /// Launches that read their points where an earlier step left them (see [`CudaBackend::resident_reads`]).
@@ -816,6 +819,12 @@ impl CudaBackend {
             k,
             resources,
             staging: Mutex::default(),
+            staging_event: match sync_flag {
+                cudarc::driver::sys::CUctx_flags::CU_CTX_SCHED_BLOCKING_SYNC => {
+                    cudarc::driver::sys::CUevent_flags::CU_EVENT_BLOCKING_SYNC
+                }
+                _ => cudarc::driver::sys::CUevent_flags::CU_EVENT_DISABLE_TIMING,
+            },
             readbacks: Arc::default(),
             resident_reads: Default::default(),
             max_grid_yz,
@@ -982,8 +991,9 @@ impl CudaBackend {
         let mut staged = match reused {
             Some(p) => p,
             None => {
-                // (The event first: the buffer is freed by `Staged`'s drop only.)
-                let copied = self.ctx.new_event(None).map_err(de)?;
+                // (The event first: the buffer is freed by `Staged`'s drop only.) With blocking sync, a host thread
+                // that waits for it sleeps (an event without the flag is spun on, whatever the context's flags).
+                let copied = self.ctx.new_event(Some(self.staging_event)).map_err(de)?;
                 // SAFETY: the pinned buffer is written whole (below) before any read.
                 let buffer = std::mem::ManuallyDrop::new(unsafe { self.ctx.alloc_pinned::<u32>(len) }.map_err(de)?);
                 Staged { buffer, copied }
