@@ -693,7 +693,9 @@ fn kernel_bench(
         if let Some(f) = fraction(timed.bytes, device_ms) {
             peak = bandwidth.map(|bytes_per_s| bytes_per_s / 1e9);
             k1.fraction_of_peak_bandwidth = Some(f);
-            k1.meets_target = Some(f >= 0.7);
+            // Judged only on the target's batch or a larger one: the bytes count the depth words read twice from
+            // memory, which a batch small enough to stay in the device's cache (50 MB on an H100) does not do.
+            k1.meets_target = (pixels >= 256 * 640 * 480).then_some(f >= 0.7);
         }
         k1.device_kernels = Some(
             timed

@@ -2277,10 +2277,10 @@ impl CudaBackend {
     }
 
     /// Device times of `parts` launches (`launch(k)` for k in order) on `stream`, in `reps` runs after one warm-up
-    /// run: per part, each run's time in milliseconds. Every event is made first, and every run is queued back to
-    /// back with an event after each part (the first after a start event), before one wait for the stream: the device
-    /// never waits for the host between two parts or runs, so a part's time is its own, not the host's delay in
-    /// queueing it (each part ends where the next begins).
+    /// run: per part, each run's time in milliseconds. Every event is made first, and the warm-up and every run are
+    /// queued back to back with an event after each part (the first after the warm-up), before one wait for the
+    /// stream: the device does not wait for the host between two parts or runs (unless the host queues more slowly
+    /// than the device runs), so a part's time is its own, not the host's delay in queueing it.
     fn time_parts(
         &self,
         stream: &Arc<CudaStream>,
@@ -2294,8 +2294,8 @@ impl CudaBackend {
             .map(|_| self.ctx.new_event(Some(CUevent_flags::CU_EVENT_DEFAULT)))
             .collect::<Result<Vec<_>, _>>()
             .map_err(de)?;
+        // The warm-up run is queued, not waited for: the first timed run starts when it ends, already queued.
         (0..parts).try_for_each(&mut launch)?;
-        self.sync(stream)?;
         events[0].record(stream).map_err(de)?;
         for run in 0..reps {
             for k in 0..parts {
