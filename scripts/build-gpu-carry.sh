@@ -107,11 +107,13 @@ fi
 step criterion 180 env SPATIALSYNTH_BENCH_FRAMES=1,16 gpu-carry/backends --bench --noplot --warm-up-time 0.5 \
   --measurement-time 2
 # k1_and_k2_batches: the table-driven K1 grouping and K2 kernels on a mixed batch (labels, odd frames, no hypotheses).
+# cuda_prefix_sums: the tiled scan (scan_tile_sums, scan_tiles_apply) on up to 2^20 counts.
 step memcheck 90 env SPATIALSYNTH_PARITY_ONLY=cuda compute-sanitizer --tool memcheck --error-exitcode 1 \
-  gpu-carry/parity --test-threads 1 k3_ k1_batches k1_and_k2_batches gaps_of_large
-# The gap kernels' per-block lists in shared memory (refine_bounds, search_pairs): no shared-memory hazards.
+  gpu-carry/parity --test-threads 1 k3_ k1_batches k1_and_k2_batches gaps_of_large cuda_prefix_sums
+# The gap kernels' per-block lists in shared memory (refine_bounds, search_pairs) and the tiled scan's block scans:
+# no shared-memory hazards.
 step racecheck 60 env SPATIALSYNTH_PARITY_ONLY=cuda compute-sanitizer --tool racecheck --error-exitcode 1 \
-  gpu-carry/parity --test-threads 1 gaps_of_large
+  gpu-carry/parity --test-threads 1 gaps_of_large cuda_prefix_sums
 # K1's unprojection and grouping buffers, K2's samples and DBSCAN's per-point tables are allocated uninitialised (the
 # kernels write every entry read): no read of unwritten memory.
 step initcheck 60 env SPATIALSYNTH_PARITY_ONLY=cuda compute-sanitizer --tool initcheck --error-exitcode 1 \
