@@ -43,6 +43,10 @@ pub const SHADERS: [(&str, &str); 7] = [
 ];
 
 const WORKGROUP: u32 = 256;
+/// Bucket counts per tile of the gaps' tiled scan (`SCAN_TILE` in shaders/gaps.wgsl: 256 invocations x 16).
+const GAP_SCAN_TILE: u32 = 16 * WORKGROUP;
+/// The most bucket counts `scan_buckets` scans in one workgroup; more take the tiled scan (shaders/gaps.wgsl).
+const GAP_SCAN_ONE_GROUP_MAX: u32 = 8192;
 
 pub use super::layout::*;
 
@@ -171,6 +175,9 @@ pub struct WgpuBackend {
     write_points: wgpu::ComputePipeline,
     order_count: wgpu::ComputePipeline,
     scan_buckets: wgpu::ComputePipeline,
+    scan_tile_sums: wgpu::ComputePipeline,
+    scan_tile_starts: wgpu::ComputePipeline,
+    scan_tiles_apply: wgpu::ComputePipeline,
     order_scatter: wgpu::ComputePipeline,
     chunk_boxes: wgpu::ComputePipeline,
     super_boxes: wgpu::ComputePipeline,
@@ -254,6 +261,9 @@ impl WgpuBackend {
             write_points: pipeline(&unproject_module, "write_points"),
             order_count: pipeline(&gaps_module, "order_count"),
             scan_buckets: pipeline(&gaps_module, "scan_buckets"),
+            scan_tile_sums: pipeline(&gaps_module, "scan_tile_sums"),
+            scan_tile_starts: pipeline(&gaps_module, "scan_tile_starts"),
+            scan_tiles_apply: pipeline(&gaps_module, "scan_tiles_apply"),
             order_scatter: pipeline(&gaps_module, "order_scatter"),
             chunk_boxes: pipeline(&gaps_module, "chunk_boxes"),
             super_boxes: pipeline(&gaps_module, "super_boxes"),
@@ -413,6 +423,7 @@ impl WgpuBackend {
         for chunk in super::pack::gap_chunks(frames, binding / 12, binding / 8, max_groups, binding / 4 - 1)? {
             let pack = super::pack::GapPack::new(frames, &chunk)?;
             let (chunks, pairs, tiles) = (u64::from(pack.chunks), pack.pairs.len() as u64, pack.tiles());
+            let scan_tiles = pack.buckets.div_ceil(GAP_SCAN_TILE);
             let params = GapParams {
                 objects: pack.objects.len() as u32,
                 chunks: pack.chunks,
@@ -437,24 +448,35 @@ impl WgpuBackend {
                 self.output("bucket counts", u64::from(pack.buckets) * 4),
                 self.output("bucket starts", (u64::from(pack.buckets) + 1) * 4),
                 self.output("super boxes", u64::from(pack.supers) * 24),
+                self.output("scan tile sums", u64::from(scan_tiles) * 4),
+                self.output("scan tile starts", (u64::from(scan_tiles) + 1) * 4),
             ];
             let all: Vec<&wgpu::Buffer> = buffers.iter().collect();
             let points = self.grid(u64::from(pack.point_count))?;
             // One workgroup per tile.
             let tile_groups = self.grid(u64::from(tiles) * u64::from(WORKGROUP))?;
-            self.dispatch_all(
-                &all,
-                &[
-                    (&self.order_count, &[1, 5, 7, 8, 9], points),
-                    (&self.scan_buckets, &[5, 9, 10], (1, 1)),
-                    (&self.order_scatter, &[0, 1, 5, 7, 8, 9, 10], points),
-                    (&self.chunk_boxes, &[0, 1, 2, 5], self.grid(chunks)?),
-                    (&self.super_boxes, &[0, 1, 5, 11], self.grid(u64::from(pack.supers))?),
-                    (&self.pair_bounds, &[0, 1, 3, 4, 5, 6], tile_groups),
-                    (&self.refine_bounds, &[0, 1, 3, 4, 5, 6, 11], tile_groups),
-                    (&self.search_pairs, &[0, 1, 2, 3, 4, 5, 6, 11], tile_groups),
-                ],
-            );
+            // The buckets' starts: one workgroup, or beyond GAP_SCAN_ONE_GROUP_MAX buckets the tiled scan (one
+            // workgroup alone keeps too few loads in flight for a large table).
+            let scan_groups = self.grid(u64::from(scan_tiles) * u64::from(WORKGROUP))?;
+            type Step<'a> = (&'a wgpu::ComputePipeline, &'a [u32], (u32, u32));
+            let mut steps: Vec<Step> = vec![(&self.order_count, &[1, 5, 7, 8, 9], points)];
+            match pack.buckets > GAP_SCAN_ONE_GROUP_MAX {
+                false => steps.push((&self.scan_buckets, &[5, 9, 10], (1, 1))),
+                true => steps.extend([
+                    (&self.scan_tile_sums, &[5, 9, 12][..], scan_groups),
+                    (&self.scan_tile_starts, &[5, 12, 13][..], (1, 1)),
+                    (&self.scan_tiles_apply, &[5, 9, 10, 13][..], scan_groups),
+                ]),
+            }
+            steps.extend([
+                (&self.order_scatter, &[0, 1, 5, 7, 8, 9, 10][..], points),
+                (&self.chunk_boxes, &[0, 1, 2, 5][..], self.grid(chunks)?),
+                (&self.super_boxes, &[0, 1, 5, 11][..], self.grid(u64::from(pack.supers))?),
+                (&self.pair_bounds, &[0, 1, 3, 4, 5, 6][..], tile_groups),
+                (&self.refine_bounds, &[0, 1, 3, 4, 5, 6, 11][..], tile_groups),
+                (&self.search_pairs, &[0, 1, 2, 3, 4, 5, 6, 11][..], tile_groups),
+            ]);
+            self.dispatch_all(&all, &steps);
             let bits: Vec<u32> = bytemuck::pod_collect_to_vec(&self.read_back(&buffers[4], pairs * 4)?);
             let best2: Vec<f32> = bits.iter().map(|&b| f32::from_bits(b)).collect();
             pack.fill(&best2, &mut out)?;
