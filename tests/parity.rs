@@ -779,6 +779,38 @@ fn k1_and_k3_match_on_the_sample_frames() {
     }
 }
 
+#[test]
+fn k1_batches_of_many_sample_frames_match() {
+    // K1 on one batch of 56 sample frames (about 17 million pixels): more than the one-block scans take of the
+    // tiles' or blocks' counts (8,192: CUDA's tiles of 2,048 pixels, wgpu's blocks of 256), so the tiled scans
+    // place the points (kernels/scan.cuh, shaders/unproject.wgsl). Every frame's cloud against the CPU reference.
+    let manifest = common::repo().join("data/sample/frames.json");
+    let loaded: Vec<_> = spatialsynth::io::read_manifest(&manifest)
+        .unwrap()
+        .into_iter()
+        .map(|f| spatialsynth::io::load_frame(&f.unwrap()).unwrap())
+        .filter(|f| f.depth.is_some())
+        .collect();
+    let batch: Vec<(&DepthImage, &Intrinsics)> =
+        (0..56).map(|i| &loaded[i % loaded.len()]).map(|f| (f.depth.as_ref().unwrap(), &f.intrinsics)).collect();
+    let pixels: u64 = batch.iter().map(|(d, _)| d.len() as u64).sum();
+    assert!(pixels > 8192 * 2048, "{pixels} pixels: too few for CUDA's tiled scan");
+    let want: Vec<_> = batch.iter().map(|(d, k)| unproject_depth(d, k)).collect();
+    for backend in gpu_backends("k1_batches_of_many_sample_frames_match") {
+        let got = backend.unproject_batch(&batch).unwrap();
+        assert_eq!(got.len(), want.len());
+        for (f, (g, w)) in got.iter().zip(&want).enumerate() {
+            assert!(g.pixels == w.pixels, "{} frame {f}: other pixels", backend.describe());
+            let far = g
+                .points_in_camera
+                .iter()
+                .zip(&w.points_in_camera)
+                .position(|(a, b)| (0..3).any(|c| !close(a[c], b[c], 1e-6)));
+            assert_eq!(far, None, "{} frame {f}: a point differs", backend.describe());
+        }
+    }
+}
+
 /// The CUDA backend's count of launches that read what an earlier step left on the device; `None` elsewhere.
 fn resident_reads(backend: &Backend) -> Option<spatialsynth::backend::cuda::ResidentReads> {
     match backend {

@@ -43,10 +43,10 @@ pub const SHADERS: [(&str, &str); 7] = [
 ];
 
 const WORKGROUP: u32 = 256;
-/// Bucket counts per tile of the gaps' tiled scan (`SCAN_TILE` in shaders/gaps.wgsl: 256 invocations x 16).
-const GAP_SCAN_TILE: u32 = 16 * WORKGROUP;
-/// The most bucket counts `scan_buckets` scans in one workgroup; more take the tiled scan (shaders/gaps.wgsl).
-const GAP_SCAN_ONE_GROUP_MAX: u32 = 8192;
+/// Counts per tile of the tiled scans (`SCAN_TILE` in shaders/unproject.wgsl and gaps.wgsl: 256 invocations x 16).
+const SCAN_TILE: u32 = 16 * WORKGROUP;
+/// The most counts a one-workgroup scan (`scan_blocks`, `scan_buckets`) takes; more take the tiled scan.
+const SCAN_ONE_GROUP_MAX: u32 = 8192;
 
 pub use super::layout::*;
 
@@ -172,6 +172,9 @@ pub struct WgpuBackend {
     write_members: wgpu::ComputePipeline,
     count_valid: wgpu::ComputePipeline,
     scan_blocks: wgpu::ComputePipeline,
+    k1_tile_sums: wgpu::ComputePipeline,
+    k1_tile_starts: wgpu::ComputePipeline,
+    k1_tiles_apply: wgpu::ComputePipeline,
     write_points: wgpu::ComputePipeline,
     order_count: wgpu::ComputePipeline,
     scan_buckets: wgpu::ComputePipeline,
@@ -258,6 +261,9 @@ impl WgpuBackend {
             ransac_count: pipeline(&ransac_module, "count_inliers"),
             count_valid: pipeline(&unproject_module, "count_valid"),
             scan_blocks: pipeline(&unproject_module, "scan_blocks"),
+            k1_tile_sums: pipeline(&unproject_module, "scan_tile_sums"),
+            k1_tile_starts: pipeline(&unproject_module, "scan_tile_starts"),
+            k1_tiles_apply: pipeline(&unproject_module, "scan_tiles_apply"),
             write_points: pipeline(&unproject_module, "write_points"),
             order_count: pipeline(&gaps_module, "order_count"),
             scan_buckets: pipeline(&gaps_module, "scan_buckets"),
@@ -423,7 +429,7 @@ impl WgpuBackend {
         for chunk in super::pack::gap_chunks(frames, binding / 12, binding / 8, max_groups, binding / 4 - 1)? {
             let pack = super::pack::GapPack::new(frames, &chunk)?;
             let (chunks, pairs, tiles) = (u64::from(pack.chunks), pack.pairs.len() as u64, pack.tiles());
-            let scan_tiles = pack.buckets.div_ceil(GAP_SCAN_TILE);
+            let scan_tiles = pack.buckets.div_ceil(SCAN_TILE);
             let params = GapParams {
                 objects: pack.objects.len() as u32,
                 chunks: pack.chunks,
@@ -455,12 +461,12 @@ impl WgpuBackend {
             let points = self.grid(u64::from(pack.point_count))?;
             // One workgroup per tile.
             let tile_groups = self.grid(u64::from(tiles) * u64::from(WORKGROUP))?;
-            // The buckets' starts: one workgroup, or beyond GAP_SCAN_ONE_GROUP_MAX buckets the tiled scan (one
+            // The buckets' starts: one workgroup, or beyond SCAN_ONE_GROUP_MAX buckets the tiled scan (one
             // workgroup alone keeps too few loads in flight for a large table).
             let scan_groups = self.grid(u64::from(scan_tiles) * u64::from(WORKGROUP))?;
             type Step<'a> = (&'a wgpu::ComputePipeline, &'a [u32], (u32, u32));
             let mut steps: Vec<Step> = vec![(&self.order_count, &[1, 5, 7, 8, 9], points)];
-            match pack.buckets > GAP_SCAN_ONE_GROUP_MAX {
+            match pack.buckets > SCAN_ONE_GROUP_MAX {
                 false => steps.push((&self.scan_buckets, &[5, 9, 10], (1, 1))),
                 true => steps.extend([
                     (&self.scan_tile_sums, &[5, 9, 12][..], scan_groups),
@@ -537,6 +543,9 @@ impl WgpuBackend {
         let params_buf = self.uniform("params", &params);
         let frames_buf = self.storage("frames", bytemuck::cast_slice(infos));
         let block_frame_buf = self.storage("block frames", bytemuck::cast_slice(block_frame));
+        let scan_tiles = blocks.div_ceil(u64::from(SCAN_TILE));
+        let tile_sums = self.output("scan tile sums", scan_tiles * 4);
+        let tile_starts = self.output("scan tile starts", (scan_tiles + 1) * 4);
         let buffers = [
             &depth_buf,
             &ray_x_buf,
@@ -548,16 +557,24 @@ impl WgpuBackend {
             &params_buf,
             &frames_buf,
             &block_frame_buf,
+            &tile_sums,
+            &tile_starts,
         ];
         let grid = self.grid(blocks * u64::from(WORKGROUP))?;
-        self.dispatch_all(
-            &buffers,
-            &[
-                (&self.count_valid, &[0, 3, 7, 8, 9], grid),
-                (&self.scan_blocks, &[3, 4, 7], (1, 1)),
-                (&self.write_points, &[0, 1, 2, 4, 5, 6, 7, 8, 9], grid),
-            ],
-        );
+        // The blocks' offsets: one workgroup, or beyond SCAN_ONE_GROUP_MAX blocks the tiled scan.
+        let scan_groups = self.grid(scan_tiles * u64::from(WORKGROUP))?;
+        type Step<'a> = (&'a wgpu::ComputePipeline, &'a [u32], (u32, u32));
+        let mut steps: Vec<Step> = vec![(&self.count_valid, &[0, 3, 7, 8, 9], grid)];
+        match blocks > u64::from(SCAN_ONE_GROUP_MAX) {
+            false => steps.push((&self.scan_blocks, &[3, 4, 7], (1, 1))),
+            true => steps.extend([
+                (&self.k1_tile_sums, &[3, 7, 10][..], scan_groups),
+                (&self.k1_tile_starts, &[7, 10, 11][..], (1, 1)),
+                (&self.k1_tiles_apply, &[3, 4, 7, 11][..], scan_groups),
+            ]),
+        }
+        steps.push((&self.write_points, &[0, 1, 2, 4, 5, 6, 7, 8, 9], grid));
+        self.dispatch_all(&buffers, &steps);
         let all: Vec<u32> = bytemuck::pod_collect_to_vec(&self.read_back(&offsets, (blocks + 1) * 4)?);
         let frame_offsets = batch.frame_offsets(&all)?;
         Ok(Some(DeviceCloud { points, pixels: pixel_of_point, offsets: frame_offsets }))
