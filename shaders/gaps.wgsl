@@ -105,8 +105,8 @@ fn object_holding(first: u32, x: u32) -> u32 {
 @group(0) @binding(10) var<storage, read_write> starts: array<u32>;
 // Per super-chunk: lo x, y, z, hi x, y, z.
 @group(0) @binding(11) var<storage, read_write> supers: array<f32>;
-// The tiled scan of the bucket counts (scan_tile_sums, scan_tile_starts, scan_tiles_apply): each tile's sum, then
-// each tile's first start and the total.
+// The tiled scan of the bucket counts (shaders/tiled_scan.wgsl): each tile's sum, then each tile's first start and
+// the total.
 @group(0) @binding(12) var<storage, read_write> tile_sums: array<u32>;
 @group(0) @binding(13) var<storage, read_write> tile_starts: array<u32>;
 
@@ -167,93 +167,17 @@ fn scan_buckets(@builtin(local_invocation_index) lid: u32) {
     }
 }
 
-// The tiled scan, for many buckets (one workgroup keeps too few loads in flight for a large table; the host takes it
-// beyond 8,192 buckets), as kernels/scan.cuh's: tiles of SCAN_TILE counts, one workgroup each, read and written
-// coalesced (invocation lid takes counts tile * SCAN_TILE + k * 256 + lid, k < SCAN_ITEMS). Integer sums: the starts
-// are scan_buckets' whatever the tiling.
-const SCAN_ITEMS: u32 = 16u;
-const SCAN_TILE: u32 = 4096u;
-var<workgroup> scan_total: u32;
-
-fn scan_tiles() -> u32 {
-    return (params.buckets + SCAN_TILE - 1u) / SCAN_TILE;
+// The bucket counts and starts as shaders/tiled_scan.wgsl reads and writes them.
+fn scan_n() -> u32 {
+    return params.buckets;
 }
 
-// One workgroup per tile (over a two-dimensional grid): tile_sums[tile] = the sum of its counts.
-@compute @workgroup_size(256)
-fn scan_tile_sums(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>,
-                  @builtin(num_workgroups) groups: vec3<u32>) {
-    let tile = wid.y * groups.x + wid.x;
-    if (tile >= scan_tiles()) {
-        return;
-    }
-    var local = 0u;
-    for (var k = 0u; k < SCAN_ITEMS; k = k + 1u) {
-        let i = tile * SCAN_TILE + k * 256u + lid;
-        if (i < params.buckets) {
-            local = local + atomicLoad(&counts[i]);
-        }
-    }
-    let inclusive = block_scan(lid, local);
-    if (lid == 255u) {
-        tile_sums[tile] = inclusive;
-    }
+fn scan_count(i: u32) -> u32 {
+    return atomicLoad(&counts[i]);
 }
 
-// One workgroup: the tiles' exclusive prefix sums into tile_starts, then the total (as scan_buckets does for the
-// buckets).
-@compute @workgroup_size(256)
-fn scan_tile_starts(@builtin(local_invocation_index) lid: u32) {
-    let tiles = scan_tiles();
-    let per = (tiles + 255u) / 256u;
-    let first = min(lid * per, tiles);
-    let end = min(first + per, tiles);
-    var local = 0u;
-    for (var b = first; b < end; b = b + 1u) {
-        local = local + tile_sums[b];
-    }
-    let inclusive = block_scan(lid, local);
-    var running = inclusive - local;
-    for (var b = first; b < end; b = b + 1u) {
-        tile_starts[b] = running;
-        running = running + tile_sums[b];
-    }
-    if (lid == 255u) {
-        tile_starts[tiles] = inclusive;
-    }
-}
-
-// One workgroup per tile, as scan_tile_sums: each bucket's start from its tile's first one, and the total last.
-@compute @workgroup_size(256)
-fn scan_tiles_apply(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>,
-                    @builtin(num_workgroups) groups: vec3<u32>) {
-    let tile = wid.y * groups.x + wid.x;
-    let tiles = scan_tiles();
-    if (tile >= tiles) {
-        return;
-    }
-    var running = tile_starts[tile];
-    for (var k = 0u; k < SCAN_ITEMS; k = k + 1u) {
-        let i = tile * SCAN_TILE + k * 256u + lid;
-        var c = 0u;
-        if (i < params.buckets) {
-            c = atomicLoad(&counts[i]);
-        }
-        let inclusive = block_scan(lid, c);
-        if (i < params.buckets) {
-            starts[i] = running + inclusive - c;
-        }
-        // The tile's part's total, to every invocation (read by all before the next part's write).
-        if (lid == 255u) {
-            scan_total = inclusive;
-        }
-        workgroupBarrier();
-        running = running + scan_total;
-        workgroupBarrier();
-    }
-    if (tile == 0u && lid == 0u) {
-        starts[params.buckets] = tile_starts[tiles];
-    }
+fn scan_set(i: u32, offset: u32) {
+    starts[i] = offset;
 }
 
 // One invocation per point: its x, y, z to `points`, within its bucket's range [starts[b], starts[b + 1]). Buckets

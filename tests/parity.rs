@@ -784,13 +784,8 @@ fn k1_batches_of_many_sample_frames_match() {
     // K1 on one batch of 56 sample frames (about 17 million pixels): more than the one-block scans take of the
     // tiles' or blocks' counts (8,192: CUDA's tiles of 2,048 pixels, wgpu's blocks of 256), so the tiled scans
     // place the points (kernels/scan.cuh, shaders/unproject.wgsl). Every frame's cloud against the CPU reference.
-    let manifest = common::repo().join("data/sample/frames.json");
-    let loaded: Vec<_> = spatialsynth::io::read_manifest(&manifest)
-        .unwrap()
-        .into_iter()
-        .map(|f| spatialsynth::io::load_frame(&f.unwrap()).unwrap())
-        .filter(|f| f.depth.is_some())
-        .collect();
+    let (_, loaded, _) = sample_frames();
+    let loaded: Vec<_> = loaded.into_iter().filter(|f| f.depth.is_some()).collect();
     let batch: Vec<(&DepthImage, &Intrinsics)> =
         (0..56).map(|i| &loaded[i % loaded.len()]).map(|f| (f.depth.as_ref().unwrap(), &f.intrinsics)).collect();
     let pixels: u64 = batch.iter().map(|(d, _)| d.len() as u64).sum();
@@ -2213,12 +2208,7 @@ fn k1_and_k2_batches_match_the_cpu_reference() {
     use spatialsynth::backend::{BackendKind, FrameGeometryInput};
     use spatialsynth::geometry::rng::frame_key;
     use spatialsynth::pipeline::SceneConfig;
-    let manifest = common::repo().join("data/sample/frames.json");
-    let loaded: Vec<_> = spatialsynth::io::read_manifest(&manifest)
-        .unwrap()
-        .into_iter()
-        .map(|f| spatialsynth::io::load_frame(&f.unwrap()).unwrap())
-        .collect();
+    let (_, loaded, _) = sample_frames();
     let config = SceneConfig::default();
     let params = config.ransac.clone();
     let no_hypotheses = RansacParams { hypotheses: 0, ..params.clone() };

@@ -17,10 +17,17 @@ use crate::geometry::unproject::{DepthImage, GroupedPoints, ObjectRegion, PointC
 use crate::geometry::{Intrinsics, Plane, Point3};
 
 /// The WGSL modules, embedded, each composed of its kernel file and the shared files it uses (WGSL has no
-/// includes: `scan.wgsl`, `reduce.wgsl` and `rng.wgsl` are prepended); `tests/parity.rs` validates each with naga.
+/// includes: `scan.wgsl`, `tiled_scan.wgsl`, `reduce.wgsl` and `rng.wgsl` are prepended); `tests/parity.rs` validates each with naga.
 pub const SHADERS: [(&str, &str); 7] = [
     ("relations.wgsl", include_str!("../../shaders/relations.wgsl")),
-    ("unproject.wgsl", concat!(include_str!("../../shaders/scan.wgsl"), include_str!("../../shaders/unproject.wgsl"))),
+    (
+        "unproject.wgsl",
+        concat!(
+            include_str!("../../shaders/scan.wgsl"),
+            include_str!("../../shaders/tiled_scan.wgsl"),
+            include_str!("../../shaders/unproject.wgsl")
+        ),
+    ),
     ("ransac.wgsl", concat!(include_str!("../../shaders/rng.wgsl"), include_str!("../../shaders/ransac.wgsl"))),
     ("group.wgsl", concat!(include_str!("../../shaders/scan.wgsl"), include_str!("../../shaders/group.wgsl"))),
     ("dbscan.wgsl", include_str!("../../shaders/dbscan.wgsl")),
@@ -37,13 +44,14 @@ pub const SHADERS: [(&str, &str); 7] = [
         concat!(
             include_str!("../../shaders/scan.wgsl"),
             include_str!("../../shaders/reduce.wgsl"),
+            include_str!("../../shaders/tiled_scan.wgsl"),
             include_str!("../../shaders/gaps.wgsl")
         ),
     ),
 ];
 
 const WORKGROUP: u32 = 256;
-/// Counts per tile of the tiled scans (`SCAN_TILE` in shaders/unproject.wgsl and gaps.wgsl: 256 invocations x 16).
+/// Counts per tile of the tiled scans (`SCAN_TILE` in shaders/tiled_scan.wgsl: 256 invocations x 16).
 const SCAN_TILE: u32 = 16 * WORKGROUP;
 /// The most counts a one-workgroup scan (`scan_blocks`, `scan_buckets`) takes; more take the tiled scan.
 const SCAN_ONE_GROUP_MAX: u32 = 8192;
