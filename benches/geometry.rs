@@ -35,6 +35,34 @@ fn big_frame(frames: &[LoadedFrame]) -> (&LoadedFrame, PointCloud) {
         .expect("a sample frame")
 }
 
+/// Loading: each sample frame's depth PNG decoded from memory (16-bit samples into depth values), and a whole frame
+/// loaded as a run loads it (files read, depth and colour decoded, objects read).
+fn load(c: &mut Criterion) {
+    use spatialsynth::io::depth::{decode_depth, DepthFormat};
+    use spatialsynth::io::{load_frame_with, LoadOptions};
+    let manifest = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("data/sample/frames.json");
+    let specs: Vec<_> =
+        read_manifest(&manifest).expect("data/sample/frames.json").into_iter().map(|s| s.expect("spec")).collect();
+    let mut g = c.benchmark_group("load");
+    for spec in specs.iter().filter(|s| s.depth.as_ref().is_some_and(|p| p.extension().is_some_and(|e| e == "png"))) {
+        let bytes = std::fs::read(spec.depth.as_ref().expect("depth")).expect("depth file");
+        let depth = decode_depth(&bytes, DepthFormat::Png, spec.depth_units_per_meter, spec.depth_invalid_value)
+            .expect("sample depth");
+        g.throughput(Throughput::Elements(depth.len() as u64));
+        g.bench_function(BenchmarkId::new("depth_png", &spec.id), |b| {
+            b.iter(|| {
+                decode_depth(black_box(&bytes), DepthFormat::Png, spec.depth_units_per_meter, spec.depth_invalid_value)
+            })
+        });
+    }
+    let options = LoadOptions { decode_color: true, ..LoadOptions::default() };
+    g.throughput(Throughput::Elements(specs.len() as u64));
+    g.bench_function(BenchmarkId::new("frames_with_color", format!("{}frames", specs.len())), |b| {
+        b.iter(|| specs.iter().map(|s| load_frame_with(black_box(s), &options).map(|f| f.objects.len())).count())
+    });
+    g.finish();
+}
+
 fn k1_unproject(c: &mut Criterion) {
     let frames = sample_frames();
     let (frame, cloud) = big_frame(&frames);
@@ -270,5 +298,15 @@ fn scene_end_to_end(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, k1_unproject, k2_ransac, k3_dbscan, k4_stats, k5_relations, host_steps, scene_end_to_end);
+criterion_group!(
+    benches,
+    load,
+    k1_unproject,
+    k2_ransac,
+    k3_dbscan,
+    k4_stats,
+    k5_relations,
+    host_steps,
+    scene_end_to_end
+);
 criterion_main!(benches);

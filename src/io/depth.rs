@@ -35,14 +35,26 @@ pub fn decode_gray_png(bytes: &[u8]) -> Result<GrayImage, String> {
         other => return Err(format!("expected 8- or 16-bit samples, found {other:?}")),
     };
     let size = reader.output_buffer_size().ok_or_else(|| "image too large".to_string())?;
-    let mut buf = vec![0u8; size];
-    let frame = reader.next_frame(&mut buf).map_err(|e| e.to_string())?;
-    let buf = &buf[..frame.buffer_size()];
     let n = width as usize * height as usize;
+    // 16-bit samples are decoded straight into the values (big-endian bytes, swapped in place afterwards): no second
+    // frame-sized buffer.
     let values: Vec<u16> = if bit_depth == 16 {
-        buf.chunks_exact(2).take(n).map(|b| u16::from_be_bytes([b[0], b[1]])).collect()
+        if size != 2 * n {
+            return Err(format!("{size} bytes of samples for {n} pixels of 16 bits"));
+        }
+        let mut values = vec![0u16; n];
+        let frame = reader.next_frame(bytemuck::cast_slice_mut(&mut values)).map_err(|e| e.to_string())?;
+        if frame.buffer_size() != size {
+            return Err("truncated pixel data".into());
+        }
+        for v in &mut values {
+            *v = u16::from_be(*v);
+        }
+        values
     } else {
-        buf.iter().take(n).map(|&b| u16::from(b)).collect()
+        let mut buf = vec![0u8; size];
+        let frame = reader.next_frame(&mut buf).map_err(|e| e.to_string())?;
+        buf[..frame.buffer_size().min(size)].iter().take(n).map(|&b| u16::from(b)).collect()
     };
     if values.len() != n {
         return Err("truncated pixel data".into());
@@ -229,6 +241,32 @@ mod tests {
         out.extend_from_slice(header.as_bytes());
         out.extend_from_slice(data);
         out
+    }
+
+    fn gray_png(width: u32, height: u32, depth: png::BitDepth, samples: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut encoder = png::Encoder::new(&mut out, width, height);
+        encoder.set_color(png::ColorType::Grayscale);
+        encoder.set_depth(depth);
+        encoder.write_header().unwrap().write_image_data(samples).unwrap();
+        out
+    }
+
+    #[test]
+    fn gray_pngs_decode_to_their_samples() {
+        // 16-bit: values whose two bytes differ (a byte-order slip changes them), the extremes and zero.
+        let values: Vec<u16> = (0..35u32).map(|i| (i * 1871 + 258) as u16).chain([0, 1, 255, 256, u16::MAX]).collect();
+        let be: Vec<u8> = values.iter().flat_map(|v| v.to_be_bytes()).collect();
+        let img = decode_gray_png(&gray_png(8, 5, png::BitDepth::Sixteen, &be)).unwrap();
+        assert_eq!((img.width, img.height, img.bit_depth), (8, 5, 16));
+        assert_eq!(img.values, values);
+        let bytes: Vec<u8> = (0..21u8).map(|i| i.wrapping_mul(37)).collect();
+        let img = decode_gray_png(&gray_png(7, 3, png::BitDepth::Eight, &bytes)).unwrap();
+        assert_eq!((img.width, img.height, img.bit_depth), (7, 3, 8));
+        assert_eq!(img.values, bytes.iter().map(|&b| u16::from(b)).collect::<Vec<_>>());
+        // A truncated file is an error, not a panic or a short image.
+        let png = gray_png(8, 5, png::BitDepth::Sixteen, &be);
+        assert!(decode_gray_png(&png[..png.len() - 20]).is_err());
     }
 
     #[test]
