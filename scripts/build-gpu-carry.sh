@@ -129,6 +129,15 @@ optional kernel-bench-spin 100 sh -c \
 optional kernel-bench-inflight3 100 sh -c \
   'gpu-carry/spatialsynth bench data/sample --kernels --backend cuda --in-flight 3 --repeats 3 --k1-frames 1 \
     --k2-points 4096 --k2-hypotheses 64 --k5-frames 1 > "$0/kernel-bench-inflight3.json"' "$out"
+# Nsight Compute on the targets' kernels (K1's count_valid, write_points and scans on the 256-frame batch, K2's score
+# on 1024 hypotheses x 1M points, K5's relate), where the host lets it read the counters: each kernel's duration and
+# its DRAM and L2 throughput as shares of the hardware's, so that a missed target says why without another GPU run.
+# One launch of each launch configuration (kernel, grid, block) is profiled. Its table (and the benchmark's JSON) goes
+# to ncu.log (in logs.tgz). Optional and last, like the two above.
+optional ncu 90 sh -c 'ncu --clock-control none --csv --page details --section SpeedOfLight \
+  -k "regex:^(count_valid|write_points|scan_counts|scan_tile_sums|scan_tiles_apply|score|relate)$" \
+  --filter-mode per-launch-config -c 1 \
+  gpu-carry/spatialsynth bench data/sample --kernels --backend cuda --repeats 1 --k5-frames 64 --e2e-frames 1'
 echo "total: $((SECONDS - start)) s of $budget" >> "$out/summary.txt"
 (cd "$out" && tar czf logs.tgz --remove-files ./*.log)
 cat "$out/summary.txt"
