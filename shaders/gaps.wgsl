@@ -4,8 +4,9 @@
 // algorithm run serially (reduce.wgsl and scan.wgsl, prepended by the host, have the workgroup min and prefix sum).
 // No index is built: each object's points are put in a spatial order first, then taken in chunks of 32 consecutive
 // points, each chunk with its bounding box.
-//   - order_count, scan_buckets, order_scatter: a counting sort of each object's points by the Morton code of their
-//     cell in a grid over the object's bounding box (GapOrder, from the host), into `points`, object after object.
+//   - order_count, a prefix sum of tiled_scan.wgsl (scan_one_group, or the tiled scan beyond 8,192 buckets),
+//     order_scatter: a counting sort of each object's points by the Morton code of their cell in a grid over the
+//     object's bounding box (GapOrder, from the host), into `points`, object after object.
 //     Points of one cell land in any order: the gap is a minimum, the same whatever the order. Chunks of nearby
 //     points have small boxes, so far fewer chunk pairs survive the box test and far fewer points are compared.
 //   - chunk_boxes: one invocation per chunk, its box; super_boxes: one per super-chunk (8 consecutive chunks), its
@@ -143,28 +144,6 @@ fn order_count(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workg
         return;
     }
     atomicAdd(&counts[place_point(t).bucket], 1u);
-}
-
-// One workgroup: each invocation sums a contiguous run of bucket counts, the runs are scanned together, then each
-// invocation writes its run's starts.
-@compute @workgroup_size(256)
-fn scan_buckets(@builtin(local_invocation_index) lid: u32) {
-    let per = (params.buckets + 255u) / 256u;
-    let first = min(lid * per, params.buckets);
-    let end = min(first + per, params.buckets);
-    var local = 0u;
-    for (var b = first; b < end; b = b + 1u) {
-        local = local + atomicLoad(&counts[b]);
-    }
-    let inclusive = block_scan(lid, local);
-    var running = inclusive - local;
-    for (var b = first; b < end; b = b + 1u) {
-        starts[b] = running;
-        running = running + atomicLoad(&counts[b]);
-    }
-    if (lid == 255u) {
-        starts[params.buckets] = inclusive;
-    }
 }
 
 // The bucket counts and starts as shaders/tiled_scan.wgsl reads and writes them.

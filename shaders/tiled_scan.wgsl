@@ -1,11 +1,13 @@
-// The tiled prefix sum, for many counts (the twin of kernels/scan.cuh's): one workgroup keeps too few loads in flight
-// for a large table, so the host takes this beyond 8,192 counts. Tiles of SCAN_TILE counts, one workgroup each, read
-// and written coalesced (invocation lid takes counts tile * SCAN_TILE + k * 256 + lid, k < SCAN_ITEMS):
+// The exclusive prefix sums of K1's block counts and the gaps' bucket counts (the twin of kernels/scan.cuh's): one
+// workgroup up to 8,192 counts; beyond, where one workgroup keeps too few loads in flight for the table, the tiled
+// scan: tiles of SCAN_TILE counts, one workgroup each, read and written coalesced (invocation lid takes counts
+// tile * SCAN_TILE + k * 256 + lid, k < SCAN_ITEMS):
+//   scan_one_group    up to 8,192 counts: one workgroup scans them all (the host takes the three below beyond);
 //   scan_tile_sums    tile_sums[tile] = the sum of its counts;
 //   scan_tile_starts  one workgroup: each tile's first offset into tile_starts, then the total;
 //   scan_tiles_apply  each count's offset from its tile's first one, and the total last.
 // Integer sums: the offsets are a one-workgroup scan's whatever the tiling. Prepended (after scan.wgsl, whose
-// block_scan it uses) to the shaders that scan large tables, which supply (WGSL has neither includes nor pointer
+// block_scan it uses) to the shaders that scan such tables, which supply (WGSL has neither includes nor pointer
 // parameters) the bindings `tile_sums` and `tile_starts` and the functions scan_n() (how many counts), scan_count(i)
 // and scan_set(i, offset) (i = scan_n(): the total).
 const SCAN_ITEMS: u32 = 16u;
@@ -37,27 +39,53 @@ fn scan_tile_sums(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_
     }
 }
 
-// One workgroup: each invocation sums a contiguous run of tile sums, the runs are scanned together, then each writes
-// its run's starts.
-@compute @workgroup_size(256)
-fn scan_tile_starts(@builtin(local_invocation_index) lid: u32) {
-    let tiles = scan_tiles();
-    let per = (tiles + 255u) / 256u;
-    let first = min(lid * per, tiles);
-    let end = min(first + per, tiles);
+// One workgroup scans n values: the tiles' sums into tile_starts (over_tiles), else the counts themselves through
+// scan_count and scan_set. Each invocation sums a contiguous run of the values, the runs are scanned together, then
+// each invocation writes its run's starts; the total goes last. (WGSL passes no buffers to a function: hence the flag.)
+fn one_group_value(over_tiles: bool, b: u32) -> u32 {
+    if (over_tiles) {
+        return tile_sums[b];
+    }
+    return scan_count(b);
+}
+
+fn one_group_set(over_tiles: bool, b: u32, start: u32) {
+    if (over_tiles) {
+        tile_starts[b] = start;
+    } else {
+        scan_set(b, start);
+    }
+}
+
+fn one_group_scan(lid: u32, n: u32, over_tiles: bool) {
+    let per = (n + 255u) / 256u;
+    let first = min(lid * per, n);
+    let end = min(first + per, n);
     var local = 0u;
     for (var b = first; b < end; b = b + 1u) {
-        local = local + tile_sums[b];
+        local = local + one_group_value(over_tiles, b);
     }
     let inclusive = block_scan(lid, local);
     var running = inclusive - local;
     for (var b = first; b < end; b = b + 1u) {
-        tile_starts[b] = running;
-        running = running + tile_sums[b];
+        one_group_set(over_tiles, b, running);
+        running = running + one_group_value(over_tiles, b);
     }
     if (lid == 255u) {
-        tile_starts[tiles] = inclusive;
+        one_group_set(over_tiles, n, inclusive);
     }
+}
+
+// Up to 8,192 counts (the host's SCAN_ONE_GROUP_MAX): one workgroup scans them all.
+@compute @workgroup_size(256)
+fn scan_one_group(@builtin(local_invocation_index) lid: u32) {
+    one_group_scan(lid, scan_n(), false);
+}
+
+// One workgroup: each tile's first offset into tile_starts, then the total.
+@compute @workgroup_size(256)
+fn scan_tile_starts(@builtin(local_invocation_index) lid: u32) {
+    one_group_scan(lid, scan_tiles(), true);
 }
 
 // One workgroup per tile, as scan_tile_sums.

@@ -97,28 +97,6 @@ fn count_valid(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) g
     }
 }
 
-// One workgroup: each invocation sums a contiguous run of block counts, the runs are scanned together, then each
-// invocation writes its run's offsets.
-@compute @workgroup_size(256)
-fn scan_blocks(@builtin(local_invocation_index) lid: u32) {
-    let per = (params.blocks + 255u) / 256u;
-    let start = min(lid * per, params.blocks);
-    let end = min(start + per, params.blocks);
-    var local = 0u;
-    for (var b = start; b < end; b = b + 1u) {
-        local = local + block_counts[b];
-    }
-    let inclusive = block_scan(lid, local);
-    var running = inclusive - local;
-    for (var b = start; b < end; b = b + 1u) {
-        block_offsets[b] = running;
-        running = running + block_counts[b];
-    }
-    if (lid == 255u) {
-        block_offsets[params.blocks] = inclusive;
-    }
-}
-
 // The block counts and offsets as shaders/tiled_scan.wgsl reads and writes them.
 fn scan_n() -> u32 {
     return params.blocks;

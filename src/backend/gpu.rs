@@ -53,8 +53,61 @@ pub const SHADERS: [(&str, &str); 7] = [
 const WORKGROUP: u32 = 256;
 /// Counts per tile of the tiled scans (`SCAN_TILE` in shaders/tiled_scan.wgsl: 256 invocations x 16).
 const SCAN_TILE: u32 = 16 * WORKGROUP;
-/// The most counts a one-workgroup scan (`scan_blocks`, `scan_buckets`) takes; more take the tiled scan.
-const SCAN_ONE_GROUP_MAX: u32 = 8192;
+/// The most counts the one-workgroup scan (`scan_one_group`) takes; more take the tiled scan.
+const SCAN_ONE_GROUP_MAX: u64 = 8192;
+
+/// One dispatch: its pipeline, the buffers it binds (indices into the call's list) and its workgroups `(x, y)`.
+type Step<'a> = (&'a wgpu::ComputePipeline, &'a [u32], (u32, u32));
+
+/// The prefix sums of one shader that has shaders/tiled_scan.wgsl prepended (K1's block counts, the gaps' bucket
+/// counts): its four scan pipelines, each with the buffers it binds, so that both callers build the same steps.
+struct ScanPipelines {
+    one_group: wgpu::ComputePipeline,
+    tile_sums: wgpu::ComputePipeline,
+    tile_starts: wgpu::ComputePipeline,
+    tiles_apply: wgpu::ComputePipeline,
+    /// What `one_group` and `tile_starts` bind (one function serves both, so it names every buffer), what
+    /// `tile_sums` binds, what `tiles_apply` binds.
+    every: Vec<u32>,
+    sums: Vec<u32>,
+    apply: Vec<u32>,
+}
+
+impl ScanPipelines {
+    /// The pipelines of `module`, whose bindings of the params (scan_n), the counts, the offsets and the two tile
+    /// buffers are `[params, counts, offsets, tile_sums, tile_starts]`.
+    fn new(
+        pipeline: impl Fn(&str) -> wgpu::ComputePipeline,
+        [params, counts, offsets, tile_sums, tile_starts]: [u32; 5],
+    ) -> Self {
+        let sorted = |mut v: Vec<u32>| {
+            v.sort_unstable();
+            v
+        };
+        ScanPipelines {
+            one_group: pipeline("scan_one_group"),
+            tile_sums: pipeline("scan_tile_sums"),
+            tile_starts: pipeline("scan_tile_starts"),
+            tiles_apply: pipeline("scan_tiles_apply"),
+            every: sorted(vec![params, counts, offsets, tile_sums, tile_starts]),
+            sums: sorted(vec![params, counts, tile_sums]),
+            apply: sorted(vec![params, counts, offsets, tile_starts]),
+        }
+    }
+
+    /// The steps that scan `n` counts: one workgroup up to [`SCAN_ONE_GROUP_MAX`], else the tiled scan (one
+    /// workgroup alone keeps too few loads in flight for a large table) over `tile_groups` workgroups, one a tile.
+    fn steps(&self, n: u64, tile_groups: (u32, u32)) -> Vec<Step<'_>> {
+        match n > SCAN_ONE_GROUP_MAX {
+            false => vec![(&self.one_group, &self.every, (1, 1))],
+            true => vec![
+                (&self.tile_sums, &self.sums, tile_groups),
+                (&self.tile_starts, &self.every, (1, 1)),
+                (&self.tiles_apply, &self.apply, tile_groups),
+            ],
+        }
+    }
+}
 
 pub use super::layout::*;
 
@@ -179,16 +232,10 @@ pub struct WgpuBackend {
     scan_members: wgpu::ComputePipeline,
     write_members: wgpu::ComputePipeline,
     count_valid: wgpu::ComputePipeline,
-    scan_blocks: wgpu::ComputePipeline,
-    k1_tile_sums: wgpu::ComputePipeline,
-    k1_tile_starts: wgpu::ComputePipeline,
-    k1_tiles_apply: wgpu::ComputePipeline,
+    k1_scan: ScanPipelines,
     write_points: wgpu::ComputePipeline,
     order_count: wgpu::ComputePipeline,
-    scan_buckets: wgpu::ComputePipeline,
-    scan_tile_sums: wgpu::ComputePipeline,
-    scan_tile_starts: wgpu::ComputePipeline,
-    scan_tiles_apply: wgpu::ComputePipeline,
+    gap_scan: ScanPipelines,
     order_scatter: wgpu::ComputePipeline,
     chunk_boxes: wgpu::ComputePipeline,
     super_boxes: wgpu::ComputePipeline,
@@ -268,16 +315,12 @@ impl WgpuBackend {
             ransac_supports: pipeline(&ransac_module, "sample_supports"),
             ransac_count: pipeline(&ransac_module, "count_inliers"),
             count_valid: pipeline(&unproject_module, "count_valid"),
-            scan_blocks: pipeline(&unproject_module, "scan_blocks"),
-            k1_tile_sums: pipeline(&unproject_module, "scan_tile_sums"),
-            k1_tile_starts: pipeline(&unproject_module, "scan_tile_starts"),
-            k1_tiles_apply: pipeline(&unproject_module, "scan_tiles_apply"),
+            // unproject.wgsl: params 7, block counts 3, block offsets 4, tile sums 10, tile starts 11.
+            k1_scan: ScanPipelines::new(|entry| pipeline(&unproject_module, entry), [7, 3, 4, 10, 11]),
             write_points: pipeline(&unproject_module, "write_points"),
             order_count: pipeline(&gaps_module, "order_count"),
-            scan_buckets: pipeline(&gaps_module, "scan_buckets"),
-            scan_tile_sums: pipeline(&gaps_module, "scan_tile_sums"),
-            scan_tile_starts: pipeline(&gaps_module, "scan_tile_starts"),
-            scan_tiles_apply: pipeline(&gaps_module, "scan_tiles_apply"),
+            // gaps.wgsl: params 5, bucket counts 9, bucket starts 10, tile sums 12, tile starts 13.
+            gap_scan: ScanPipelines::new(|entry| pipeline(&gaps_module, entry), [5, 9, 10, 12, 13]),
             order_scatter: pipeline(&gaps_module, "order_scatter"),
             chunk_boxes: pipeline(&gaps_module, "chunk_boxes"),
             super_boxes: pipeline(&gaps_module, "super_boxes"),
@@ -370,7 +413,7 @@ impl WgpuBackend {
     /// Runs `steps` in order in one compute pass and one submission (wgpu orders each dispatch's storage writes
     /// before the next one's reads): each step an entry point, the bindings it uses (indices into `buffers`; each
     /// entry point's derived layout holds only the bindings it uses) and its workgroup counts.
-    fn dispatch_all(&self, buffers: &[&wgpu::Buffer], steps: &[(&wgpu::ComputePipeline, &[u32], (u32, u32))]) {
+    fn dispatch_all(&self, buffers: &[&wgpu::Buffer], steps: &[Step<'_>]) {
         let mut encoder = self.device.create_command_encoder(&Default::default());
         {
             let mut pass = encoder.begin_compute_pass(&Default::default());
@@ -469,19 +512,10 @@ impl WgpuBackend {
             let points = self.grid(u64::from(pack.point_count))?;
             // One workgroup per tile.
             let tile_groups = self.grid(u64::from(tiles) * u64::from(WORKGROUP))?;
-            // The buckets' starts: one workgroup, or beyond SCAN_ONE_GROUP_MAX buckets the tiled scan (one
-            // workgroup alone keeps too few loads in flight for a large table).
+            // The buckets' starts.
             let scan_groups = self.grid(u64::from(scan_tiles) * u64::from(WORKGROUP))?;
-            type Step<'a> = (&'a wgpu::ComputePipeline, &'a [u32], (u32, u32));
             let mut steps: Vec<Step> = vec![(&self.order_count, &[1, 5, 7, 8, 9], points)];
-            match pack.buckets > SCAN_ONE_GROUP_MAX {
-                false => steps.push((&self.scan_buckets, &[5, 9, 10], (1, 1))),
-                true => steps.extend([
-                    (&self.scan_tile_sums, &[5, 9, 12][..], scan_groups),
-                    (&self.scan_tile_starts, &[5, 12, 13][..], (1, 1)),
-                    (&self.scan_tiles_apply, &[5, 9, 10, 13][..], scan_groups),
-                ]),
-            }
+            steps.extend(self.gap_scan.steps(u64::from(pack.buckets), scan_groups));
             steps.extend([
                 (&self.order_scatter, &[0, 1, 5, 7, 8, 9, 10][..], points),
                 (&self.chunk_boxes, &[0, 1, 2, 5][..], self.grid(chunks)?),
@@ -569,18 +603,10 @@ impl WgpuBackend {
             &tile_starts,
         ];
         let grid = self.grid(blocks * u64::from(WORKGROUP))?;
-        // The blocks' offsets: one workgroup, or beyond SCAN_ONE_GROUP_MAX blocks the tiled scan.
+        // The blocks' offsets.
         let scan_groups = self.grid(scan_tiles * u64::from(WORKGROUP))?;
-        type Step<'a> = (&'a wgpu::ComputePipeline, &'a [u32], (u32, u32));
         let mut steps: Vec<Step> = vec![(&self.count_valid, &[0, 3, 7, 8, 9], grid)];
-        match blocks > u64::from(SCAN_ONE_GROUP_MAX) {
-            false => steps.push((&self.scan_blocks, &[3, 4, 7], (1, 1))),
-            true => steps.extend([
-                (&self.k1_tile_sums, &[3, 7, 10][..], scan_groups),
-                (&self.k1_tile_starts, &[7, 10, 11][..], (1, 1)),
-                (&self.k1_tiles_apply, &[3, 4, 7, 11][..], scan_groups),
-            ]),
-        }
+        steps.extend(self.k1_scan.steps(blocks, scan_groups));
         steps.push((&self.write_points, &[0, 1, 2, 4, 5, 6, 7, 8, 9], grid));
         self.dispatch_all(&buffers, &steps);
         let all: Vec<u32> = bytemuck::pod_collect_to_vec(&self.read_back(&offsets, (blocks + 1) * 4)?);
