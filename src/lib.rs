@@ -7,7 +7,7 @@
 //! - [`run`]: many frames, in parallel batches, written atomically, failures recorded;
 //! - [`qa`]: scene graphs to question-answer pairs (36 question types with margins, template bank, references);
 //! - [`dataset`]: LLaVA and OpenAI JSON Lines, Parquet and the dataset card;
-//! - [`bench`]: the W1–W3 geometry workload shared with the Open3D baseline.
+//! - [`bench`](mod@bench): the W1–W3 geometry workload shared with the Open3D baseline.
 //!
 //! ```no_run
 //! use spatialsynth::{io, pipeline};

@@ -254,7 +254,7 @@ impl SurfaceIndex {
     /// within each the pairs of voxels likewise, until the box distance reaches the best distance found; in a voxel
     /// pair, each point whose distance to the other voxel's box is below the best is compared with all of that
     /// voxel's points. Squared distances throughout: float rounding is monotone, so a distance computed from a
-    /// box's extreme coordinates (summed in the order [`dist2`] sums) never exceeds the distance of any point pair
+    /// box's extreme coordinates (summed in the order `dist2` sums) never exceeds the distance of any point pair
     /// it bounds, and the pruning is exact. (A k-d tree is a poor fit here: for objects a few decimetres apart,
     /// every query ball covers most of the other object.)
     pub fn closest_distance(&self, other: &SurfaceIndex) -> f32 {
