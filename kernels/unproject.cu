@@ -2,7 +2,7 @@
 // within each frame. The CUDA twin of src/geometry/unproject.rs `unproject_depth` (and shaders/unproject.wgsl).
 // Stable order without atomics: `count_valid` counts the valid pixels of each tile of TILE pixels (tiles never
 // straddle frames), `scan_counts` (scan.cuh) turns the counts into offsets over the whole batch, `write_points`
-// ranks each valid pixel within its tile (block_rank) and writes its point at the tile's offset plus its rank.
+// ranks each valid pixel within its tile (warp ballots) and writes its point at the tile's offset plus its rank.
 // 16-bit depth stays 16-bit on the device: two pixels per u32 word, low half first (each frame starts on a word).
 // Needs common.cuh and scan.cuh (prepended by the host).
 
@@ -28,62 +28,129 @@ struct Frame {
 };
 static_assert(sizeof(Frame) == 48, "Frame must match UnprojectFrame (48 bytes)");
 
-// Depth of pixel i of frame f in metres, or a negative value when the pixel is invalid (as `DepthImage::depth_m`).
-__device__ __forceinline__ float depth_m(const Frame& f, const u32* __restrict__ depth, u32 i) {
+// The depth word that holds pixel i of frame f (a u16 pair or an f32).
+__device__ __forceinline__ u32 depth_word(const Frame& f, const u32* __restrict__ depth, u32 i) {
+    return depth[f.word_offset + (f.is_u16 == 1u ? i / 2u : i)];
+}
+
+// Depth of pixel i of frame f in metres from its word, or a negative value when the pixel is invalid (as
+// `DepthImage::depth_m`).
+__device__ __forceinline__ float depth_of_word(const Frame& f, u32 word, u32 i) {
     if (f.is_u16 == 1u) {
-        const u32 word = depth[f.word_offset + i / 2u];
         const u32 v = (i & 1u) ? (word >> 16) : (word & 0xffffu);
         if (v == 0u || v == f.invalid_value) return -1.0f;
         return __fdiv_rn((float)v, f.units_per_meter);
     }
-    const u32 bits = depth[f.word_offset + i];
-    const float z = __uint_as_float(bits);
+    const float z = __uint_as_float(word);
     // Non-finite (all exponent bits set) and non-positive values are invalid.
-    if ((bits & 0x7f800000u) == 0x7f800000u || !(z > 0.0f)) return -1.0f;
+    if ((word & 0x7f800000u) == 0x7f800000u || !(z > 0.0f)) return -1.0f;
     return z;
+}
+
+__device__ __forceinline__ float depth_m(const Frame& f, const u32* __restrict__ depth, u32 i) {
+    return depth_of_word(f, depth_word(f, depth, i), i);
+}
+
+// Every depth of a thread's PER_THREAD pixels (pixels base + k * BLOCK + threadIdx.x, coalesced across the block),
+// negative where invalid or past the frame. All of the words are loaded before any is decoded: PER_THREAD loads in
+// flight a thread. (Decoding each word as it came, a u16 word's division and its branches stood between one load and
+// the next, so a thread waited for each load in turn; and a GPU needs many bytes in flight per multiprocessor to
+// reach its memory bandwidth.)
+__device__ __forceinline__ void tile_depths(const Frame& f, const u32* __restrict__ depth, u32 base,
+                                            float z[PER_THREAD]) {
+    u32 words[PER_THREAD];
+#pragma unroll
+    for (u32 k = 0; k < PER_THREAD; ++k) {
+        const u32 i = base + k * BLOCK + threadIdx.x;
+        words[k] = i < f.pixels ? depth_word(f, depth, i) : 0u;
+    }
+#pragma unroll
+    for (u32 k = 0; k < PER_THREAD; ++k) {
+        const u32 i = base + k * BLOCK + threadIdx.x;
+        z[k] = i < f.pixels ? depth_of_word(f, words[k], i) : -1.0f;
+    }
 }
 
 extern "C" __global__ void count_valid(const u32* __restrict__ depth, const Frame* __restrict__ frames,
                                        const u32* __restrict__ tile_frame, u32* __restrict__ tile_counts,
                                        u32 tiles) {
+    __shared__ u32 warp_counts[BLOCK / 32];
     const u32 b = blockIdx.x;
     if (b >= tiles) return;  // uniform per block
     const Frame f = frames[tile_frame[b]];
-    const u32 base = (b - f.block_offset) * TILE;
+    float z[PER_THREAD];
+    tile_depths(f, depth, (b - f.block_offset) * TILE, z);
     u32 count = 0;
-    for (u32 k = 0; k < PER_THREAD; ++k) {
-        const u32 i = base + k * BLOCK + threadIdx.x;
-        count += __syncthreads_count(i < f.pixels && depth_m(f, depth, i) > 0.0f);
+#pragma unroll
+    for (u32 k = 0; k < PER_THREAD; ++k) count += z[k] > 0.0f ? 1u : 0u;
+    // The warp's sum, then the warps' (one barrier).
+#if __CUDA_ARCH__ >= 800
+    count = __reduce_add_sync(0xffffffffu, count);
+#else
+    for (u32 o = 16; o > 0; o >>= 1) count += __shfl_down_sync(0xffffffffu, count, o);
+#endif
+    if ((threadIdx.x & 31u) == 0u) warp_counts[threadIdx.x >> 5] = count;
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        u32 total = 0;
+        for (u32 w = 0; w < BLOCK / 32; ++w) total += warp_counts[w];
+        tile_counts[b] = total;
     }
-    if (threadIdx.x == 0) tile_counts[b] = count;
 }
 
+// Each valid pixel's slot in its tile is the count of valid pixels before it in row-major order: those of the
+// earlier rounds, of the earlier warps of its round and of the earlier lanes of its warp (a ballot a round and warp;
+// one barrier for the whole tile, where ranking round by round took two a round). The tile's points are staged in
+// shared memory in slot order and written out together, consecutive threads writing consecutive floats (a thread
+// writing its point's three floats makes three stores of stride 12 bytes across the warp). Each pixel index goes
+// straight out: the valid lanes of a round write consecutive slots.
 extern "C" __global__ void write_points(const u32* __restrict__ depth, const float* __restrict__ ray_x,
                                         const float* __restrict__ ray_y, const Frame* __restrict__ frames,
                                         const u32* __restrict__ tile_frame, const u32* __restrict__ tile_offsets,
                                         float* __restrict__ points, u32* __restrict__ pixel_of_point, u32 tiles) {
+    __shared__ float staged[3 * TILE];
+    __shared__ u32 warp_counts[PER_THREAD][BLOCK / 32];
     const u32 b = blockIdx.x;
     if (b >= tiles) return;  // uniform per block
     const Frame f = frames[tile_frame[b]];
     const u32 base = (b - f.block_offset) * TILE;
-    u32 running = tile_offsets[b];
+    const u32 lane = threadIdx.x & 31u;
+    const u32 warp = threadIdx.x >> 5;
+    float z[PER_THREAD];
+    tile_depths(f, depth, base, z);
+    u32 ballots[PER_THREAD];
+#pragma unroll
     for (u32 k = 0; k < PER_THREAD; ++k) {
-        const u32 i = base + k * BLOCK + threadIdx.x;
-        const float z = i < f.pixels ? depth_m(f, depth, i) : -1.0f;
-        const bool valid = z > 0.0f;
-        u32 total;
-        const u32 rank = block_rank(valid, &total);
-        if (valid) {
-            const u32 slot = running + rank - 1u;
+        ballots[k] = __ballot_sync(0xffffffffu, z[k] > 0.0f);
+        if (lane == 0u) warp_counts[k][warp] = __popc(ballots[k]);
+    }
+    __syncthreads();
+    const u32 offset = tile_offsets[b];
+    const u32 below = (1u << lane) - 1u;  // the lanes before this one (lane 0: none)
+    u32 before = 0;                       // the valid pixels of the earlier rounds
+#pragma unroll
+    for (u32 k = 0; k < PER_THREAD; ++k) {
+        u32 warps_before = 0, round = 0;
+        for (u32 w = 0; w < BLOCK / 32; ++w) {
+            const u32 c = warp_counts[k][w];
+            if (w < warp) warps_before += c;
+            round += c;
+        }
+        if (z[k] > 0.0f) {
+            const u32 s = before + warps_before + __popc(ballots[k] & below);
+            const u32 i = base + k * BLOCK + threadIdx.x;
             const u32 u = i % f.width;
             const u32 v = i / f.width;
-            points[3u * slot] = __fmul_rn(z, ray_x[f.ray_x_offset + u]);
-            points[3u * slot + 1u] = __fmul_rn(z, ray_y[f.ray_y_offset + v]);
-            points[3u * slot + 2u] = z;
-            pixel_of_point[slot] = i;
+            staged[3u * s] = __fmul_rn(z[k], ray_x[f.ray_x_offset + u]);
+            staged[3u * s + 1u] = __fmul_rn(z[k], ray_y[f.ray_y_offset + v]);
+            staged[3u * s + 2u] = z[k];
+            pixel_of_point[offset + s] = i;
         }
-        running += total;
+        before += round;
     }
+    __syncthreads();
+    // `before` now counts the tile's valid pixels: its slots are [offset, offset + before).
+    for (u32 e = threadIdx.x; e < 3u * before; e += BLOCK) points[3u * offset + e] = staged[e];
 }
 
 // K2's ground samples' normals from the organized depth image: the CUDA twin of `estimate_normals`
