@@ -139,6 +139,11 @@ fn ptxas_assembles_every_kernel_for_sm_90_without_spills() {
             let ptx = compile_module(module, arch).unwrap_or_else(|e| panic!("{e}"));
             let path = dir.path().join(format!("{}-{arch}.ptx", module.file));
             std::fs::write(&path, &ptx).unwrap();
+            // SPATIALSYNTH_PTX_DIR: a copy of each PTX, for reading the machine code (scripts/kernel-sass.sh).
+            if let Some(keep) = std::env::var_os("SPATIALSYNTH_PTX_DIR") {
+                std::fs::create_dir_all(&keep).unwrap();
+                std::fs::write(PathBuf::from(keep).join(format!("{}-{arch}.ptx", module.file)), &ptx).unwrap();
+            }
             let out = Command::new(&ptxas)
                 .args(["-v", "-O3", &format!("-arch={sm}"), "-o"])
                 .arg(dir.path().join("out.cubin"))
