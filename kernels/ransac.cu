@@ -118,7 +118,11 @@ extern "C" __global__ void score(const Hypothesis* __restrict__ all_hypotheses, 
     const float threshold = j.threshold, min_cos = j.min_cos;
     float pa[HYPS_PER_BLOCK], pb[HYPS_PER_BLOCK], pc[HYPS_PER_BLOCK], pd[HYPS_PER_BLOCK];
     bool live[HYPS_PER_BLOCK];
-    u32 count[HYPS_PER_BLOCK];
+    // Each thread's counts, as floats: whole numbers, exact, since a thread takes at most ceil(per_slice / BLOCK)
+    // <= 2^24 points. An integer count took three instructions a hypothesis and point in the loop below (an add, a
+    // predicated move back and a copy, sm_90 ptxas 13.0), a float one takes one predicated add: 84 instructions a
+    // point and 8 hypotheses instead of 100 (scripts/kernel-sass.sh ransac.cu score).
+    float count[HYPS_PER_BLOCK];
 #pragma unroll
     for (u32 k = 0; k < HYPS_PER_BLOCK; ++k) {
         const u32 h = h0 + k;
@@ -128,7 +132,7 @@ extern "C" __global__ void score(const Hypothesis* __restrict__ all_hypotheses, 
         pb[k] = hy.b;
         pc[k] = hy.c;
         pd[k] = hy.d;
-        count[k] = 0;
+        count[k] = 0.0f;
     }
     if (threadIdx.x < HYPS_PER_BLOCK) block_counts[threadIdx.x] = 0;
     __syncthreads();
@@ -146,7 +150,7 @@ extern "C" __global__ void score(const Hypothesis* __restrict__ all_hypotheses, 
         for (u32 k = 0; k < HYPS_PER_BLOCK; ++k) {
             bool ok = supports(pa[k], pb[k], pc[k], pd[k], threshold, x, y, z);
             if (use_normals == 1u) ok = ok && fabsf(pa[k] * nx + pb[k] * ny + pc[k] * nz) >= min_cos;
-            count[k] += ok ? 1u : 0u;
+            if (ok) count[k] += 1.0f;
         }
     }
     // Warp sums (one `__reduce_add_sync` each from sm_80 on, five shuffles before), then one shared atomic per warp
@@ -154,9 +158,9 @@ extern "C" __global__ void score(const Hypothesis* __restrict__ all_hypotheses, 
 #pragma unroll
     for (u32 k = 0; k < HYPS_PER_BLOCK; ++k) {
 #if __CUDA_ARCH__ >= 800
-        const u32 c = __reduce_add_sync(0xffffffffu, count[k]);
+        const u32 c = __reduce_add_sync(0xffffffffu, (u32)count[k]);
 #else
-        u32 c = count[k];
+        u32 c = (u32)count[k];
         for (u32 o = 16; o > 0; o >>= 1) c += __shfl_down_sync(0xffffffffu, c, o);
 #endif
         if ((threadIdx.x & 31u) == 0 && c > 0) atomicAdd(&block_counts[k], c);

@@ -106,11 +106,20 @@ extern "C" __global__ void summarize(const float* __restrict__ points, const u32
     if (n == 0u) return;
     const float* __restrict__ p = points + 3u * start;
 
-    // Sums (relative to the first point), box.
+    // Sums (relative to the first point), box, and for the hull filter below each thread's extreme point in each
+    // direction (its lowest index on ties), in one pass over the points (a pass a direction read them 16 more
+    // times).
     const float rx = p[0], ry = p[1], rz = p[2];
     float sx = 0.0f, sy = 0.0f, sz = 0.0f;
     float lx = 3.4e38f, ly = 3.4e38f, lz = 3.4e38f;
     float hx = -3.4e38f, hy = -3.4e38f, hz = -3.4e38f;
+    float best[HULL_DIRECTIONS];
+    u32 best_i[HULL_DIRECTIONS];
+#pragma unroll
+    for (u32 d = 0; d < HULL_DIRECTIONS; ++d) {
+        best[d] = 3.4e38f;
+        best_i[d] = 0xffffffffu;
+    }
     for (u32 i = threadIdx.x; i < n; i += BLOCK) {
         const float x = p[3u * i], y = p[3u * i + 1u], z = p[3u * i + 2u];
         sx = sx + (x - rx);
@@ -122,6 +131,16 @@ extern "C" __global__ void summarize(const float* __restrict__ points, const u32
         hx = fmaxf(hx, x);
         hy = fmaxf(hy, y);
         hz = fmaxf(hz, z);
+#pragma unroll
+        for (u32 d = 0; d < HULL_DIRECTIONS; ++d) {
+            float a, b;
+            direction(d, &a, &b);
+            const float key = -(a * x + b * y);
+            if (key < best[d]) {
+                best[d] = key;
+                best_i[d] = i;
+            }
+        }
     }
     const float sum_x = reduce_sum(red, sx), sum_y = reduce_sum(red, sy), sum_z = reduce_sum(red, sz);
     const float lo_x = reduce_min(red, lx), lo_y = reduce_min(red, ly), lo_z = reduce_min(red, lz);
@@ -160,19 +179,13 @@ extern "C" __global__ void summarize(const float* __restrict__ points, const u32
     }
     const u32 median_key = sel_prefix;
 
-    // Hull candidates: the extreme point in each direction (lowest index on ties), the polygon of those points with
-    // repeats dropped, then the conservative filter: a point is dropped when it is left of every edge by the margin.
-    // (Any closed chain of the points would do: a point left of each of its edges is inside their hull.)
+    // Hull candidates: the extreme point in each direction (lowest index on ties: the threads' extremes from the
+    // first pass, reduced), the polygon of those points with repeats dropped, then the conservative filter: a point
+    // is dropped when it is left of every edge by the margin. (Any closed chain of the points would do: a point left
+    // of each of its edges is inside their hull.) Unrolled, so that `best` and `best_i` stay in registers.
+#pragma unroll
     for (u32 d = 0; d < HULL_DIRECTIONS; ++d) {
-        float a, b;
-        direction(d, &a, &b);
-        float best = 3.4e38f;
-        u32 best_i = 0xffffffffu;
-        for (u32 i = threadIdx.x; i < n; i += BLOCK) {
-            const float key = -(a * p[3u * i] + b * p[3u * i + 1u]);
-            if (key < best) { best = key; best_i = i; }
-        }
-        const u32 q = reduce_argmin(red, red_u, best, best_i);
+        const u32 q = reduce_argmin(red, red_u, best[d], best_i[d]);
         const u32 at = q < n ? q : 0u;  // no finite key (not from real points): any point will do
         if (threadIdx.x == 0) { poly_x[d] = p[3u * at]; poly_y[d] = p[3u * at + 1u]; }
     }

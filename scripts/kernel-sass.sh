@@ -35,7 +35,7 @@ if [ $# = 0 ]; then
 fi
 export PATH="$tools:$PATH"
 for kernel in "$@"; do
-  "$tools/cuobjdump" -sass -fun "$kernel" "$out/$module.cubin" | grep -E '^\s+/\*[0-9a-f]{4}\*/' \
+  "$tools/cuobjdump" -sass -fun "$kernel" "$out/$module.cubin" | grep -E '^\s+/\*[0-9a-f]{4,}\*/' \
     | sed -E 's@/\* 0x[0-9a-f]+ \*/@@' | awk '{$1=$1};1' > "$out/$kernel.sass"
   count() { grep -cE "$1" "$out/$kernel.sass" || true; }
   printf '%-18s %5s instructions  LDG %3s  STG %3s  LDS %3s  STS %3s  BAR %2s  BRA %3s  -> %s\n' "$kernel" \
