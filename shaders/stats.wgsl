@@ -129,18 +129,33 @@ fn summarize(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) gro
         return;
     }
 
-    // Sums (relative to the first point), box.
+    // Sums (relative to the first point), box, and for the hull filter below each invocation's extreme point in each
+    // direction (its lowest index on ties), in one pass over the points (a pass a direction read them 16 more times).
     let rx = px(start);
     let ry = py(start);
     let rz = pz(start);
     var s = vec3<f32>(0.0);
     var lo = vec3<f32>(3.4e38);
     var hi = vec3<f32>(-3.4e38);
+    var best: array<f32, 16>;
+    var best_i: array<u32, 16>;
+    for (var d = 0u; d < 16u; d = d + 1u) {
+        best[d] = 3.4e38;
+        best_i[d] = 0xffffffffu;
+    }
     for (var i = lid; i < n; i = i + 256u) {
         let p = vec3<f32>(px(start + i), py(start + i), pz(start + i));
         s = s + (p - vec3<f32>(rx, ry, rz));
         lo = min(lo, p);
         hi = max(hi, p);
+        for (var d = 0u; d < 16u; d = d + 1u) {
+            let dir = direction(d);
+            let key = -(dir.x * p.x + dir.y * p.y);
+            if (key < best[d]) {
+                best[d] = key;
+                best_i[d] = i;
+            }
+        }
     }
     let sum_x = reduce_sum(lid, s.x);
     let sum_y = reduce_sum(lid, s.y);
@@ -190,21 +205,12 @@ fn summarize(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) gro
     }
     let median_key = sel_prefix;
 
-    // Hull candidates: the extreme point in each direction (lowest index on ties), the polygon of those points with
-    // repeats dropped, then the conservative filter: a point is dropped when it is left of every edge by the margin.
-    // (Any closed chain of the points would do: a point left of each of its edges is inside their hull.)
+    // Hull candidates: the extreme point in each direction (lowest index on ties: the invocations' extremes from the
+    // first pass, reduced), the polygon of those points with repeats dropped, then the conservative filter: a point
+    // is dropped when it is left of every edge by the margin. (Any closed chain of the points would do: a point left
+    // of each of its edges is inside their hull.)
     for (var d = 0u; d < 16u; d = d + 1u) {
-        let dir = direction(d);
-        var best = 3.4e38;
-        var best_i = 0xffffffffu;
-        for (var i = lid; i < n; i = i + 256u) {
-            let key = -(dir.x * px(start + i) + dir.y * py(start + i));
-            if (key < best) {
-                best = key;
-                best_i = i;
-            }
-        }
-        let q = reduce_argmin(lid, best, best_i);
+        let q = reduce_argmin(lid, best[d], best_i[d]);
         // No finite key (not from real points): any point will do.
         let at = start + select(0u, q, q < n);
         if (lid == 0u) {
