@@ -114,6 +114,7 @@ extern "C" __global__ void write_points(const u32* __restrict__ depth, const flo
     if (b >= tiles) return;  // uniform per block
     const Frame f = frames[tile_frame[b]];
     const u32 base = (b - f.block_offset) * TILE;
+    const u32 offset = tile_offsets[b];  // loaded with the depth words, before the barrier
     const u32 lane = threadIdx.x & 31u;
     const u32 warp = threadIdx.x >> 5;
     float z[PER_THREAD];
@@ -125,7 +126,6 @@ extern "C" __global__ void write_points(const u32* __restrict__ depth, const flo
         if (lane == 0u) warp_counts[k][warp] = __popc(ballots[k]);
     }
     __syncthreads();
-    const u32 offset = tile_offsets[b];
     const u32 below = (1u << lane) - 1u;  // the lanes before this one (lane 0: none)
     u32 before = 0;                       // the valid pixels of the earlier rounds
 #pragma unroll
