@@ -21,3 +21,14 @@ typedef unsigned long long u64;
 // and the CPU emulator refuses a launch of more threads than the bound. The kernels of BLOCK threads declare none: a
 // bound changes ptxas's register heuristics (with `__launch_bounds__(BLOCK)` sample_normals drops to 32 registers
 // and spills on sm_80, summarize rises to 48 on sm_90: BENCHMARKS.md), and any kernel fits a block of 256.
+
+// The sum of `v` over the 32 lanes of a warp, for lane 0 (every lane gets it from sm_80 on: one `__reduce_add_sync`;
+// five shuffles before). Call from every lane.
+__device__ __forceinline__ u32 warp_sum(u32 v) {
+#if __CUDA_ARCH__ >= 800
+    return __reduce_add_sync(0xffffffffu, v);
+#else
+    for (u32 o = 16; o > 0; o >>= 1) v += __shfl_down_sync(0xffffffffu, v, o);
+    return v;
+#endif
+}

@@ -153,16 +153,11 @@ extern "C" __global__ void score(const Hypothesis* __restrict__ all_hypotheses, 
             if (ok) count[k] += 1.0f;
         }
     }
-    // Warp sums (one `__reduce_add_sync` each from sm_80 on, five shuffles before), then one shared atomic per warp
-    // and hypothesis, then one global atomic per block and hypothesis.
+    // Warp sums (common.cuh's warp_sum), then one shared atomic per warp and hypothesis, then one global atomic per
+    // block and hypothesis.
 #pragma unroll
     for (u32 k = 0; k < HYPS_PER_BLOCK; ++k) {
-#if __CUDA_ARCH__ >= 800
-        const u32 c = __reduce_add_sync(0xffffffffu, (u32)count[k]);
-#else
-        u32 c = (u32)count[k];
-        for (u32 o = 16; o > 0; o >>= 1) c += __shfl_down_sync(0xffffffffu, c, o);
-#endif
+        const u32 c = warp_sum((u32)count[k]);
         if ((threadIdx.x & 31u) == 0 && c > 0) atomicAdd(&block_counts[k], c);
     }
     __syncthreads();

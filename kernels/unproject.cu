@@ -84,11 +84,7 @@ extern "C" __global__ void count_valid(const u32* __restrict__ depth, const Fram
 #pragma unroll
     for (u32 k = 0; k < PER_THREAD; ++k) count += z[k] > 0.0f ? 1u : 0u;
     // The warp's sum, then the warps' (one barrier).
-#if __CUDA_ARCH__ >= 800
-    count = __reduce_add_sync(0xffffffffu, count);
-#else
-    for (u32 o = 16; o > 0; o >>= 1) count += __shfl_down_sync(0xffffffffu, count, o);
-#endif
+    count = warp_sum(count);
     if ((threadIdx.x & 31u) == 0u) warp_counts[threadIdx.x >> 5] = count;
     __syncthreads();
     if (threadIdx.x == 0) {
