@@ -120,8 +120,8 @@ extern "C" __global__ void score(const Hypothesis* __restrict__ all_hypotheses, 
     bool live[HYPS_PER_BLOCK];
     // Each thread's counts, as floats: whole numbers, exact, since a thread takes at most ceil(per_slice / BLOCK)
     // <= 2^24 points. An integer count took three instructions a hypothesis and point in the loop below (an add, a
-    // predicated move back and a copy, sm_90 ptxas 13.0), a float one takes one predicated add: 84 instructions a
-    // point and 8 hypotheses instead of 100 (scripts/kernel-sass.sh ransac.cu score).
+    // predicated move back and a copy, sm_90 ptxas 13.0), a float one takes one predicated add: 85 instructions a
+    // point and 8 hypotheses instead of 101 (scripts/kernel-sass.sh OUT ransac.cu score).
     float count[HYPS_PER_BLOCK];
 #pragma unroll
     for (u32 k = 0; k < HYPS_PER_BLOCK; ++k) {

@@ -3,7 +3,8 @@
 # kernels/ as tests/cuda_kernels.rs compiles it (NVRTC, the backend's options), assembled for sm_90 by the CI's ptxas,
 # disassembled by cuobjdump and nvdisasm (pip wheels, installed under OUT/tools: they only disassemble; the cubin is
 # ptxas 13.0's). For each kernel named (all of a module's if none): OUT/<kernel>.sass, and one line counting its
-# instructions, global loads and stores, shared loads and stores, barriers and branches. What it is for: checking
+# instructions, global loads and stores, shared loads and stores, barriers and branches, then a line for each loop
+# (its size, global loads and barriers). What it is for: checking
 # that a kernel keeps its loads in flight (its loads issued together, not one between two barriers or branches),
 # that its stores are few and wide, what a change did to registers (tests/cuda_kernels.rs prints those).
 # Needs scripts/setup-cuda-compiler.sh's wheels (NVRTC, ptxas) and network for the two wheels.
@@ -41,4 +42,16 @@ for kernel in "$@"; do
   printf '%-18s %5s instructions  LDG %3s  STG %3s  LDS %3s  STS %3s  BAR %2s  BRA %3s  -> %s\n' "$kernel" \
     "$(wc -l < "$out/$kernel.sass")" "$(count ' LDG')" "$(count ' STG')" "$(count ' LDS')" "$(count ' STS')" \
     "$(count ' BAR')" "$(count ' BRA')" "$out/$kernel.sass"
+  # Each loop (a branch back to a lower address): its first and last instruction and how many it holds, with its
+  # global loads and barriers: the instructions a point of a kernel's inner loop, and what waits inside it.
+  python3 - "$out/$kernel.sass" <<'PY'
+import re, sys
+rows = [(int(m.group(1), 16), l) for l in open(sys.argv[1]) if (m := re.match(r"/\*([0-9a-f]+)\*/", l))]
+for addr, l in rows:
+    b = re.search(r"BRA 0x([0-9a-f]+)", l)
+    if b and int(b.group(1), 16) < addr:
+        body = [r for a, r in rows if int(b.group(1), 16) <= a <= addr]
+        print(f"  loop 0x{int(b.group(1), 16):04x}-0x{addr:04x}: {len(body):4d} instructions, "
+              f"LDG {sum(' LDG' in r for r in body):2d}, BAR {sum(' BAR' in r for r in body)}")
+PY
 done
