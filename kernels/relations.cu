@@ -43,13 +43,9 @@ static_assert(sizeof(FrameRange) == 16, "FrameRange must match src/backend/gpu.r
 
 __device__ __forceinline__ float ln_volume(float v) { return logf(fmaxf(v, MIN_VOLUME_M3)); }
 
-// One thread per pair; pairs k of the batch, k < pairs (64-bit: batches of more than 4 G pairs are split by the
-// host, but k itself is computed without overflow).
-extern "C" __global__ void relate(const ObjectSummary* __restrict__ objects, const FrameRange* __restrict__ frames,
-                                  RelationRecord* __restrict__ out, u32 n_frames, u32 pairs) {
-    const unsigned long long k64 = (unsigned long long)blockIdx.x * blockDim.x + threadIdx.x;
-    if (k64 >= pairs) return;
-    const u32 k = (u32)k64;
+// Record k of the batch (k < pairs): pair k's frame by binary search, then its relations.
+__device__ __forceinline__ RelationRecord relation_of(const ObjectSummary* __restrict__ objects,
+                                                      const FrameRange* __restrict__ frames, u32 n_frames, u32 k) {
     // The frame holding pair k: the last frame whose pair_offset <= k (binary search).
     u32 lo = 0, hi = n_frames;
     while (hi - lo > 1u) {
@@ -97,5 +93,42 @@ extern "C" __global__ void relate(const ObjectSummary* __restrict__ objects, con
     r.bearing_deg = bearing;
     r.clock_margin_deg = clock_margin;
     r.sigma_m = sqrtf(a.sigma_m * a.sigma_m + b.sigma_m * b.sigma_m);
-    out[k] = r;
+    return r;
+}
+
+// A record's 80 bytes as RECORD_WORDS 16-byte words, in RelationRecord's field order (its layout, written out).
+#define RECORD_WORDS 5u
+static_assert(sizeof(RelationRecord) == RECORD_WORDS * 16u, "a RelationRecord is five 16-byte words");
+__device__ __forceinline__ void store_record(uint4* at, const RelationRecord& r) {
+    at[0] = make_uint4(r.a, r.b, r.clock_hour, r.pad);
+    at[1] = make_uint4(__float_as_uint(r.left_m), __float_as_uint(r.left_gap_m), __float_as_uint(r.above_m),
+                       __float_as_uint(r.above_gap_m));
+    at[2] = make_uint4(__float_as_uint(r.front_m), __float_as_uint(r.front_gap_m), __float_as_uint(r.taller_m),
+                       __float_as_uint(r.wider_m));
+    at[3] = make_uint4(__float_as_uint(r.bigger_log_ratio), __float_as_uint(r.distance_m),
+                       __float_as_uint(r.horizontal_distance_m), __float_as_uint(r.vertical_distance_m));
+    at[4] = make_uint4(__float_as_uint(r.gap_m), __float_as_uint(r.bearing_deg), __float_as_uint(r.clock_margin_deg),
+                       __float_as_uint(r.sigma_m));
+}
+
+// One thread per pair, BLOCK threads a block; pairs k of the batch, k < pairs (at most 2^25 a launch: MAX_PAIRS in
+// src/backend/cuda.rs). `out` is the records as 16-byte words (RECORD_WORDS a record; the buffer's start is
+// 16-byte aligned, and so is every record). A thread's record would go out as 80-byte strided stores (each of a
+// warp's 20 stores of 4 bytes touching 32 sectors of 32 bytes, 8 times the sectors the warp's 2,560 bytes fill), so
+// the block's records are staged in shared memory (20,480 bytes: a 16-byte store at a stride of 80 bytes touches
+// every bank once a quarter warp) and written out by consecutive threads, 16 bytes each: every sector written whole.
+extern "C" __global__ void relate(const ObjectSummary* __restrict__ objects, const FrameRange* __restrict__ frames,
+                                  uint4* __restrict__ out, u32 n_frames, u32 pairs) {
+    __shared__ uint4 staged[BLOCK * RECORD_WORDS];
+    const u64 first = (u64)blockIdx.x * BLOCK;
+    if (first >= pairs) return;  // the whole block (never so: the host launches ceil(pairs / BLOCK) blocks)
+    const u64 left = (u64)pairs - first;
+    const u32 live = left < BLOCK ? (u32)left : BLOCK;
+    if (threadIdx.x < live) {
+        const u32 k = (u32)first + threadIdx.x;
+        store_record(staged + RECORD_WORDS * threadIdx.x, relation_of(objects, frames, n_frames, k));
+    }
+    __syncthreads();
+    uint4* block_out = out + first * RECORD_WORDS;
+    for (u32 w = threadIdx.x; w < live * RECORD_WORDS; w += BLOCK) block_out[w] = staged[w];
 }

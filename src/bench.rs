@@ -456,7 +456,8 @@ pub struct KernelFigure {
     /// Work per second of the device time where there is one, else of the wall time, in `unit`.
     pub throughput: f64,
     pub unit: String,
-    /// The device time against the hardware's limit (K1: the fraction of peak memory bandwidth), CUDA only.
+    /// The device time against the hardware's limit (K1 and K5: the fraction of peak memory bandwidth that the bytes
+    /// they must move take), CUDA only.
     pub fraction_of_peak_bandwidth: Option<f64>,
     /// The target, and whether this run meets it (`None` where it does not apply to this backend).
     pub target: String,
@@ -778,11 +779,14 @@ fn kernel_bench(
     };
     #[cfg(feature = "cuda")]
     if let Backend::Cuda(b) = backend {
-        let (times, pairs) = b.time_relate(&refs, reps).map_err(backend_error)?;
+        let (times, pairs, bytes) = b.time_relate(&refs, reps).map_err(backend_error)?;
         let device_ms = median(&times);
         k5.device_ms = Some(device_ms);
         k5.throughput = pairs as f64 / (device_ms * 1e-3);
         k5.meets_target = Some(k5.throughput >= 1e9);
+        // Its limit is the memory's: 80 bytes of record a pair written (none where the driver reports no bandwidth).
+        let bandwidth = b.peak_bandwidth().map_err(backend_error)?;
+        k5.fraction_of_peak_bandwidth = bandwidth.map(|bytes_per_s| bytes as f64 / (device_ms * 1e-3) / bytes_per_s);
     }
     figures.push(k5);
 

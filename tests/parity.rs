@@ -2015,10 +2015,13 @@ fn the_kernel_benchmark_runs_on_every_backend_but_the_emulator() {
                 false => {
                     assert!(bench.peak_bandwidth_gb_s.is_some_and(|p| p > 0.0));
                     assert!(k1.fraction_of_peak_bandwidth.is_some_and(|f| f > 0.0 && f.is_finite()), "{k1:?}");
+                    let k5 = &bench.figures[2];
+                    assert!(k5.fraction_of_peak_bandwidth.is_some_and(|f| f > 0.0 && f.is_finite()), "{k5:?}");
                 }
                 true => {
                     assert_eq!(bench.peak_bandwidth_gb_s, None);
                     assert_eq!((k1.fraction_of_peak_bandwidth, k1.meets_target), (None, None), "{k1:?}");
+                    assert_eq!(bench.figures[2].fraction_of_peak_bandwidth, None);
                 }
             }
         }

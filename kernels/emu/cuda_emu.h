@@ -131,11 +131,13 @@ struct arity<void(A...)> {
 #define blockDim (emu::coordinates().block_dim)
 #define gridDim (emu::coordinates().grid_dim)
 
-struct uint2 {
+// Aligned as CUDA aligns them (a GPU loads a uint4 only from a 16-byte aligned address; the driver checks pointer
+// arguments against their type's alignment).
+struct alignas(8) uint2 {
     unsigned x, y;
 };
 inline uint2 make_uint2(unsigned x, unsigned y) { return uint2{x, y}; }
-struct uint4 {
+struct alignas(16) uint4 {
     unsigned x, y, z, w;
 };
 inline uint4 make_uint4(unsigned x, unsigned y, unsigned z, unsigned w) { return uint4{x, y, z, w}; }

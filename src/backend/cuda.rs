@@ -2212,8 +2212,10 @@ impl CudaBackend {
         let n_pairs = u32::try_from(pairs).map_err(|_| format!("{pairs} pairs exceed one launch"))?;
         let mut b = stream.launch_builder(&self.k.relate);
         b.arg(objects).arg(ranges).arg(records).arg(&n_frames).arg(&n_pairs);
-        // SAFETY: relate(objects, frames, RelationRecord* out, u32 n_frames, u32 pairs) in kernels/relations.cu;
-        // one thread per pair; the caller allocated `pairs` records of 80 bytes and packed the frames' ranges.
+        // SAFETY: relate(objects, frames, uint4* out, u32 n_frames, u32 pairs) in kernels/relations.cu; one thread
+        // per pair in blocks of BLOCK (its shared staging holds BLOCK records); the caller allocated `pairs` records
+        // of 80 bytes (a device allocation: 16-byte aligned, as the kernel's 16-byte stores need) and packed the
+        // frames' ranges.
         unsafe { b.launch(launch((blocks_for(pairs, BLOCK)?, 1), BLOCK)) }.map_err(de)?;
         Ok(())
     }
@@ -2332,7 +2334,9 @@ impl CudaBackend {
         })
     }
 
-    pub fn time_relate(&self, frames: &[&[ObjectSummary]], reps: usize) -> Result<(Vec<f64>, u64), String> {
+    /// Device times (ms) of `reps` K5 launches over `frames` (one launch: at most 2^25 pairs), the pairs, and the
+    /// bytes one launch must move at the least (its records written, its summaries and frame ranges read once).
+    pub fn time_relate(&self, frames: &[&[ObjectSummary]], reps: usize) -> Result<(Vec<f64>, u64, u64), String> {
         let chunks = relation_chunks(frames, MAX_PAIRS)?;
         let [(_, _, pairs)] = chunks[..] else {
             return Err(format!("a timed K5 batch must fit one launch (2^25 pairs), not {} chunks", chunks.len()));
@@ -2347,7 +2351,9 @@ impl CudaBackend {
         let times = self.time_on(&stream, reps, || {
             self.relate_launch(&stream, &objects_dev, &ranges_dev, &mut records, n_frames, pairs)
         })?;
-        Ok((times, pairs))
+        let read = std::mem::size_of_val(objects.as_slice()) + std::mem::size_of_val(ranges.as_slice());
+        let bytes = pairs * std::mem::size_of::<RelationRecord>() as u64 + read as u64;
+        Ok((times, pairs, bytes))
     }
 }
 
