@@ -440,6 +440,14 @@ pub fn with_grid_boxes(frame: &crate::io::LoadedFrame, objects: usize) -> crate:
     out
 }
 
+/// The f32 operations one K2 point test must do: the plane's distance `a x + b y + c z + d`, three multiplies and
+/// three adds, unfused as on the CPU (kernels/ransac.cu's `supports`; the compare and the count aside). K2's share
+/// of the device's peak f32 rate counts these. The sm_90 code of `score` takes about 10.6 instructions a test
+/// (85 a point and 8 hypotheses, `scripts/kernel-sass.sh OUT ransac.cu score`), and an H100 issues one
+/// instruction a lane and clock, as many as it has f32 lanes: a run bound by issue reaches a share of about
+/// 6 / 10.6 = 0.57, not 1.
+pub const K2_F32_OPS_PER_TEST: f64 = 6.0;
+
 /// One workload's figures, the backend against the CPU reference in the same run.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct KernelFigure {
@@ -459,6 +467,10 @@ pub struct KernelFigure {
     /// The device time against the hardware's limit (K1 and K5: the fraction of peak memory bandwidth that the bytes
     /// they must move take), CUDA only.
     pub fraction_of_peak_bandwidth: Option<f64>,
+    /// K2 on CUDA, whose limit is arithmetic: its f32 operations ([`K2_F32_OPS_PER_TEST`] a point test) over its
+    /// device time against the device's peak f32 rate ([`crate::backend::cuda::CudaBackend::peak_f32_ops`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fraction_of_peak_f32: Option<f64>,
     /// The issue's target, and whether this run meets it (`None` where it does not apply to this backend).
     pub target: String,
     pub meets_target: Option<bool>,
@@ -508,6 +520,10 @@ pub struct KernelBench {
     pub cpu: String,
     /// The device's peak memory bandwidth (GB/s) from the driver, CUDA only.
     pub peak_bandwidth_gb_s: Option<f64>,
+    /// The device's peak f32 rate (Tera-operations/s, no fused multiply-add) from the driver's clock and
+    /// multiprocessors, CUDA only.
+    #[serde(default)]
+    pub peak_f32_tops: Option<f64>,
     /// CUDA only: every kernel's registers, spills and block as the driver compiled it for the device.
     #[serde(default)]
     pub cuda_kernels: Option<Vec<crate::backend::KernelResources>>,
@@ -649,6 +665,8 @@ fn kernel_bench(
     #[allow(unused_mut)]
     let mut peak: Option<f64> = None;
     #[allow(unused_mut)]
+    let mut peak_f32_tops: Option<f64> = None;
+    #[allow(unused_mut)]
     let mut cuda_kernels = None;
     #[cfg(feature = "cuda")]
     if let Backend::Cuda(b) = backend {
@@ -677,6 +695,7 @@ fn kernel_bench(
         throughput: pixels as f64 / (backend_ms * 1e-3),
         unit: "pixels/s".into(),
         fraction_of_peak_bandwidth: None,
+        fraction_of_peak_f32: None,
         target: ">= 70% of peak memory bandwidth (256 frames of 640x480, device time)".into(),
         meets_target: None,
         steps: None,
@@ -741,6 +760,7 @@ fn kernel_bench(
         throughput: tests / (backend_ms * 1e-3),
         unit: "point tests/s".into(),
         fraction_of_peak_bandwidth: None,
+        fraction_of_peak_f32: None,
         target: "< 1 ms for 1024 hypotheses x 1M points (device time)".into(),
         meets_target: None,
         steps: None,
@@ -752,6 +772,10 @@ fn kernel_bench(
         k2.device_ms = Some(device_ms);
         k2.throughput = tests / (device_ms * 1e-3);
         k2.meets_target = Some(device_ms < 1.0);
+        // None where the driver reports no clock (the emulator).
+        let f32_ops = b.peak_f32_ops().map_err(backend_error)?;
+        peak_f32_tops = f32_ops.map(|ops| ops / 1e12);
+        k2.fraction_of_peak_f32 = f32_ops.map(|ops| tests * K2_F32_OPS_PER_TEST / (device_ms * 1e-3) / ops);
     }
     figures.push(k2);
 
@@ -772,6 +796,7 @@ fn kernel_bench(
         throughput: pairs as f64 / (backend_ms * 1e-3),
         unit: "pairs/s".into(),
         fraction_of_peak_bandwidth: None,
+        fraction_of_peak_f32: None,
         target: ">= 1e9 pairs/s (device time)".into(),
         meets_target: None,
         steps: None,
@@ -820,6 +845,7 @@ fn kernel_bench(
             throughput: gap_frames.len() as f64 / (backend_ms * 1e-3),
             unit: "frames/s".into(),
             fraction_of_peak_bandwidth: None,
+            fraction_of_peak_f32: None,
             target: "none of its own (part of the end-to-end figure)".into(),
             meets_target: None,
             steps: None,
@@ -899,6 +925,7 @@ fn kernel_bench(
         throughput: fps,
         unit: "frames/s".into(),
         fraction_of_peak_bandwidth: None,
+        fraction_of_peak_f32: None,
         target: ">= 2000 frames/s of 640x480 with 10 objects (upload included)".into(),
         // Judged only on CUDA with at least 10 objects per frame, the workload the target names.
         meets_target: (backend.kind() == crate::backend::BackendKind::Cuda && objects_per_frame >= 10.0)
@@ -916,6 +943,7 @@ fn kernel_bench(
         backend: backend.describe(),
         cpu: cpu.describe(),
         peak_bandwidth_gb_s: peak,
+        peak_f32_tops,
         cuda_kernels,
         options: options.clone(),
         figures,

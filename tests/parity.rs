@@ -1995,7 +1995,12 @@ fn the_kernel_benchmark_runs_on_every_backend_but_the_emulator() {
         assert!(gaps.backend_ms > 0.0 && gaps.cpu_ms > 0.0 && gaps.throughput > 0.0, "{gaps:?}");
         // K5's workload: 8 frames of 5 objects, 20 ordered pairs each.
         assert!(bench.figures[2].workload.ends_with(", 160 ordered pairs"), "{}", bench.figures[2].workload);
-        assert!(matches!(b, Backend::Cuda(_)) || bench.figures.iter().all(|f| f.device_kernels.is_none()));
+        // The device's own figures (its kernels timed one by one, shares of its peaks) are CUDA's alone.
+        let device_only = |f: &spatialsynth::bench::KernelFigure| {
+            f.device_kernels.is_none() && f.fraction_of_peak_bandwidth.is_none() && f.fraction_of_peak_f32.is_none()
+        };
+        assert!(matches!(b, Backend::Cuda(_)) || bench.figures.iter().all(device_only));
+        assert!(matches!(b, Backend::Cuda(_)) || (bench.peak_bandwidth_gb_s, bench.peak_f32_tops) == (None, None));
         if matches!(b, Backend::Cuda(_)) {
             assert!(bench.figures.iter().all(|f| f.device_ms.is_some_and(|t| t > 0.0) || f.kernel.contains("end")));
             let kernels = bench.cuda_kernels.as_ref().expect("the CUDA kernels' resources");
@@ -2017,11 +2022,16 @@ fn the_kernel_benchmark_runs_on_every_backend_but_the_emulator() {
                     assert!(k1.fraction_of_peak_bandwidth.is_some_and(|f| f > 0.0 && f.is_finite()), "{k1:?}");
                     let k5 = &bench.figures[2];
                     assert!(k5.fraction_of_peak_bandwidth.is_some_and(|f| f > 0.0 && f.is_finite()), "{k5:?}");
+                    // K2's share of the peak f32 rate, where the device's capability is in the lanes' table.
+                    let k2 = &bench.figures[1];
+                    assert_eq!(k2.fraction_of_peak_f32.is_some(), bench.peak_f32_tops.is_some(), "{k2:?}");
+                    assert!(k2.fraction_of_peak_f32.is_none_or(|f| f > 0.0 && f.is_finite()), "{k2:?}");
                 }
                 true => {
                     assert_eq!(bench.peak_bandwidth_gb_s, None);
                     assert_eq!((k1.fraction_of_peak_bandwidth, k1.meets_target), (None, None), "{k1:?}");
                     assert_eq!(bench.figures[2].fraction_of_peak_bandwidth, None);
+                    assert_eq!((bench.peak_f32_tops, bench.figures[1].fraction_of_peak_f32), (None, None));
                 }
             }
         }

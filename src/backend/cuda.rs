@@ -2220,6 +2220,21 @@ impl CudaBackend {
         Ok(())
     }
 
+    /// The device's peak f32 arithmetic in operations/s, a fused multiply-add counting as one (the kernels are
+    /// compiled with `--fmad=false`, so none is fused): multiprocessors x f32 lanes a multiprocessor x the maximum
+    /// clock, from the driver's attributes and [`f32_lanes_per_multiprocessor`]; `None` where the driver reports no
+    /// clock or multiprocessors (the emulator) or the compute capability is not in that table.
+    pub fn peak_f32_ops(&self) -> Result<Option<f64>, String> {
+        use cudarc::driver::sys::CUdevice_attribute as A;
+        let clock_khz = self.ctx.attribute(A::CU_DEVICE_ATTRIBUTE_CLOCK_RATE).map_err(de)?;
+        let multiprocessors = self.ctx.attribute(A::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT).map_err(de)?;
+        let (major, minor) = self.ctx.compute_capability().map_err(de)?;
+        let lanes = f32_lanes_per_multiprocessor(major, minor);
+        Ok(lanes
+            .filter(|_| clock_khz > 0 && multiprocessors > 0)
+            .map(|lanes| f64::from(multiprocessors) * f64::from(lanes) * f64::from(clock_khz) * 1e3))
+    }
+
     /// The device's peak memory bandwidth in bytes/s: memory clock x bus width x 2 (double data rate), from the
     /// driver's attributes; `None` where the driver reports no memory clock or bus width.
     pub fn peak_bandwidth(&self) -> Result<Option<f64>, String> {
@@ -2354,6 +2369,18 @@ impl CudaBackend {
         let read = std::mem::size_of_val(objects.as_slice()) + std::mem::size_of_val(ranges.as_slice());
         let bytes = pairs * std::mem::size_of::<RelationRecord>() as u64 + read as u64;
         Ok((times, pairs, bytes))
+    }
+}
+
+/// The f32 adds or multiplies a multiprocessor completes a clock (a lane each) by compute capability, as the CUDA
+/// C++ Programming Guide's table of arithmetic instruction throughput gives them: 64 on 7.x (Volta, Turing) and 8.0
+/// (A100), 128 on 8.6, 8.7 and 8.9 (Ampere's other parts, Ada), 9.0 (H100, H200) and 10.x to 12.x (Blackwell);
+/// `None` for any other.
+pub fn f32_lanes_per_multiprocessor(major: i32, minor: i32) -> Option<u32> {
+    match (major, minor) {
+        (7, _) | (8, 0) => Some(64),
+        (8, 6) | (8, 7) | (8, 9) | (9, 0) | (10..=12, _) => Some(128),
+        _ => None,
     }
 }
 
@@ -2868,7 +2895,22 @@ impl GroundBatchDevice for GroundBatch<'_> {
 
 #[cfg(test)]
 mod tests {
-    use super::{set_bits, sync_mode_of};
+    use super::{f32_lanes_per_multiprocessor, set_bits, sync_mode_of};
+
+    #[test]
+    fn f32_lanes_follow_the_programming_guides_table() {
+        // V100, T4, A100: 64; A10/RTX 30, Orin, L4/RTX 40, H100/H200, B200, RTX 50: 128.
+        for (cc, lanes) in [((7, 0), 64), ((7, 5), 64), ((8, 0), 64), ((8, 6), 128), ((8, 7), 128), ((8, 9), 128)] {
+            assert_eq!(f32_lanes_per_multiprocessor(cc.0, cc.1), Some(lanes), "{cc:?}");
+        }
+        for cc in [(9, 0), (10, 0), (12, 0)] {
+            assert_eq!(f32_lanes_per_multiprocessor(cc.0, cc.1), Some(128), "{cc:?}");
+        }
+        // Not in the table: no peak rather than a guess.
+        for cc in [(6, 1), (8, 8), (9, 1), (13, 0)] {
+            assert_eq!(f32_lanes_per_multiprocessor(cc.0, cc.1), None, "{cc:?}");
+        }
+    }
 
     #[test]
     fn the_sync_variable_names_the_scheduling_flag_and_refuses_anything_else() {
