@@ -121,7 +121,7 @@ extern "C" __global__ void relate(const ObjectSummary* __restrict__ objects, con
                                   uint4* __restrict__ out, u32 n_frames, u32 pairs) {
     __shared__ uint4 staged[BLOCK * RECORD_WORDS];
     const u64 first = (u64)blockIdx.x * BLOCK;
-    if (first >= pairs) return;  // the whole block (never so: the host launches ceil(pairs / BLOCK) blocks)
+    if (first >= pairs) return;  // the whole block (only where pairs == 0: the host launches at least one block)
     const u64 left = (u64)pairs - first;
     const u32 live = left < BLOCK ? (u32)left : BLOCK;
     if (threadIdx.x < live) {
