@@ -3,7 +3,8 @@
 //! `compute_120`: code under `__CUDA_ARCH__` differs between them) with the backend's own options, and
 //! `ptxas -arch=sm_90` (the pip wheel `nvidia-cuda-nvcc`) assembles the PTX: a real compile of every kernel, with
 //! its registers, shared memory and spills reported. The `static_assert`s in the kernel files hold each record to
-//! the size of its Rust twin (`src/backend/layout.rs`). Without NVRTC or ptxas the tests print SKIPPED; with
+//! the size of its Rust twin (`src/backend/layout.rs`). One property of the code that performance rests on is held
+//! here too: K5 writes its records in 16-byte stores. Without NVRTC or ptxas the tests print SKIPPED; with
 //! `SPATIALSYNTH_REQUIRE_NVRTC` set (CI sets it once it has installed the wheels) they fail instead.
 
 mod common;
@@ -218,5 +219,26 @@ fn every_kernel_file_is_in_a_module() {
             let text = std::fs::read_to_string(dir.join(&name)).unwrap();
             assert!(MODULES.iter().any(|m| m.source.contains(&text)), "{name} is used by no module");
         }
+    }
+}
+
+#[test]
+fn relate_writes_its_records_in_16_byte_stores() {
+    // K5's records (80 bytes a pair) go out staged through shared memory, as 16-byte words written by consecutive
+    // threads: every 32-byte sector written whole. Scalar stores of a thread's own record (80 bytes apart across a
+    // warp) would touch 8 times the sectors (BENCHMARKS.md, eighth session). The PTX says which: every global store
+    // of `relate` is a vector of four words, on every architecture the backend picks.
+    if !nvrtc_or_skip("relate_writes_its_records_in_16_byte_stores") {
+        return;
+    }
+    let module = MODULES.iter().find(|m| m.file == "relations.cu").expect("relations.cu");
+    for (_, arch) in ARCHITECTURES {
+        let ptx = compile_module(module, arch).unwrap_or_else(|e| panic!("{e}"));
+        let at = ptx.find(".entry relate(").expect("relate's entry");
+        let body = &ptx[at..];
+        let body = &body[..body[1..].find(".entry ").map_or(body.len(), |n| n + 1)];
+        let stores: Vec<&str> = body.lines().map(str::trim).filter(|l| l.starts_with("st.global")).collect();
+        assert!(!stores.is_empty(), "{arch}: relate stores nothing to global memory?\n{body}");
+        assert!(stores.iter().all(|s| s.starts_with("st.global.v4.")), "{arch}: relate's global stores: {stores:?}");
     }
 }
