@@ -61,7 +61,8 @@ struct Params {
 
 @group(0) @binding(0) var<storage, read> objects: array<ObjectSummary>;
 @group(0) @binding(1) var<storage, read> frames: array<FrameRange>;
-@group(0) @binding(2) var<storage, read_write> out: array<RelationRecord>;
+// The records as 16-byte words, RECORD_WORDS a record (RelationRecord's fields in order).
+@group(0) @binding(2) var<storage, read_write> out: array<vec4<u32>>;
 @group(0) @binding(3) var<uniform> params: Params;
 
 const MIN_VOLUME_M3: f32 = 1e-9;
@@ -75,12 +76,14 @@ fn ln_volume(v: f32) -> f32 {
     return log(max(v, MIN_VOLUME_M3));
 }
 
-@compute @workgroup_size(256)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
-    let k = gid.y * groups.x * 256u + gid.x;
-    if (k >= params.pairs) {
-        return;
-    }
+const RECORD_WORDS: u32 = 5u;
+// Records staged at a time: half a workgroup's (10,240 bytes, within WebGPU's default 16,384 bytes of workgroup
+// storage).
+const STAGED: u32 = 128u;
+var<workgroup> staged: array<vec4<u32>, STAGED * RECORD_WORDS>;
+
+// Record k of the batch (k < params.pairs): pair k's frame by binary search, then its relations.
+fn relation_of(k: u32) -> RelationRecord {
     // The frame holding pair k: the last frame whose pair_offset <= k (binary search).
     var lo = 0u;
     var hi = params.frames;
@@ -133,5 +136,48 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     r.bearing_deg = bearing;
     r.clock_margin_deg = clock_margin;
     r.sigma_m = sqrt(a.sigma_m * a.sigma_m + b.sigma_m * b.sigma_m);
-    out[k] = r;
+    return r;
+}
+
+// A record into staged[at .. at + RECORD_WORDS], in RelationRecord's field order.
+fn stage_record(at: u32, r: RelationRecord) {
+    staged[at] = vec4<u32>(r.a, r.b, r.clock_hour, r.pad);
+    staged[at + 1u] = bitcast<vec4<u32>>(vec4<f32>(r.left_m, r.left_gap_m, r.above_m, r.above_gap_m));
+    staged[at + 2u] = bitcast<vec4<u32>>(vec4<f32>(r.front_m, r.front_gap_m, r.taller_m, r.wider_m));
+    staged[at + 3u] = bitcast<vec4<u32>>(
+        vec4<f32>(r.bigger_log_ratio, r.distance_m, r.horizontal_distance_m, r.vertical_distance_m),
+    );
+    staged[at + 4u] = bitcast<vec4<u32>>(vec4<f32>(r.gap_m, r.bearing_deg, r.clock_margin_deg, r.sigma_m));
+}
+
+// One invocation per pair (k = the workgroup's first pair + its index). A record written where it is computed would
+// go out as 20 scalar stores 80 bytes apart across the invocations; instead the workgroup's records are staged in
+// workgroup memory, half a workgroup at a time, and written out as 16-byte words by consecutive invocations (as the
+// CUDA twin does, with all 256 at once).
+@compute @workgroup_size(256)
+fn main(
+    @builtin(workgroup_id) group: vec3<u32>,
+    @builtin(local_invocation_index) t: u32,
+    @builtin(num_workgroups) groups: vec3<u32>,
+) {
+    let first = (group.y * groups.x + group.x) * 256u;
+    let k = first + t;
+    var r: RelationRecord;
+    if (k < params.pairs) {
+        r = relation_of(k);
+    }
+    // The workgroup's records (the same in every invocation).
+    let live = select(0u, min(params.pairs - first, 256u), first < params.pairs);
+    for (var half = 0u; half < 256u / STAGED; half = half + 1u) {
+        let base = half * STAGED;
+        if (t / STAGED == half && k < params.pairs) {
+            stage_record((t % STAGED) * RECORD_WORDS, r);
+        }
+        workgroupBarrier();
+        let n = select(0u, min(live - base, STAGED), live > base);
+        for (var w = t; w < n * RECORD_WORDS; w = w + 256u) {
+            out[(first + base) * RECORD_WORDS + w] = staged[w];
+        }
+        workgroupBarrier();
+    }
 }
