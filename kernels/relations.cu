@@ -43,8 +43,38 @@ static_assert(sizeof(FrameRange) == 16, "FrameRange must match src/backend/gpu.r
 
 __device__ __forceinline__ float ln_volume(float v) { return logf(fmaxf(v, MIN_VOLUME_M3)); }
 
+// What K5 reads of an ObjectSummary: four of its six 16-byte words (centroid and sigma_m, aabb_min, aabb_max and
+// volume_m3, size: words 0, 1, 2 and 4 of the struct above, four fields of 4 bytes each). A warp's threads read consecutive objects b, 96 bytes apart, so each load instruction touches
+// some 24 cache lines whatever its width: four 16-byte loads an object cost a third of the L1 wavefronts of the
+// twelve 4-byte loads of its fields.
+#define SUMMARY_WORDS 6u
+static_assert(sizeof(ObjectSummary) == SUMMARY_WORDS * 16u, "an ObjectSummary is six 16-byte words");
+struct Summary {
+    float centroid[3], sigma_m, aabb_min[3], aabb_max[3], volume_m3, size[3];
+};
+__device__ __forceinline__ Summary load_summary(const uint4* __restrict__ objects, u32 index) {
+    const uint4* __restrict__ o = objects + (u64)SUMMARY_WORDS * index;
+    const uint4 w0 = o[0], w1 = o[1], w2 = o[2], w4 = o[4];
+    Summary s;
+    s.centroid[0] = __uint_as_float(w0.x);
+    s.centroid[1] = __uint_as_float(w0.y);
+    s.centroid[2] = __uint_as_float(w0.z);
+    s.sigma_m = __uint_as_float(w0.w);
+    s.aabb_min[0] = __uint_as_float(w1.x);
+    s.aabb_min[1] = __uint_as_float(w1.y);
+    s.aabb_min[2] = __uint_as_float(w1.z);
+    s.aabb_max[0] = __uint_as_float(w2.x);
+    s.aabb_max[1] = __uint_as_float(w2.y);
+    s.aabb_max[2] = __uint_as_float(w2.z);
+    s.volume_m3 = __uint_as_float(w2.w);
+    s.size[0] = __uint_as_float(w4.x);
+    s.size[1] = __uint_as_float(w4.y);
+    s.size[2] = __uint_as_float(w4.z);
+    return s;
+}
+
 // Record k of the batch (k < pairs): pair k's frame by binary search, then its relations.
-__device__ __forceinline__ RelationRecord relation_of(const ObjectSummary* __restrict__ objects,
+__device__ __forceinline__ RelationRecord relation_of(const uint4* __restrict__ objects,
                                                       const FrameRange* __restrict__ frames, u32 n_frames, u32 k) {
     // The frame holding pair k: the last frame whose pair_offset <= k (binary search).
     u32 lo = 0, hi = n_frames;
@@ -58,8 +88,8 @@ __device__ __forceinline__ RelationRecord relation_of(const ObjectSummary* __res
     const u32 i = local / (n - 1u);
     const u32 jj = local % (n - 1u);
     const u32 j = jj >= i ? jj + 1u : jj;
-    const ObjectSummary& a = objects[f.object_offset + i];
-    const ObjectSummary& b = objects[f.object_offset + j];
+    const Summary a = load_summary(objects, f.object_offset + i);
+    const Summary b = load_summary(objects, f.object_offset + j);
 
     const float d0 = b.centroid[0] - a.centroid[0];
     const float d1 = b.centroid[1] - a.centroid[1];
@@ -112,12 +142,13 @@ __device__ __forceinline__ void store_record(uint4* at, const RelationRecord& r)
 }
 
 // One thread per pair, BLOCK threads a block; pairs k of the batch, k < pairs (at most 2^25 a launch: MAX_PAIRS in
-// src/backend/cuda.rs). `out` is the records as 16-byte words (RECORD_WORDS a record; the buffer's start is
-// 16-byte aligned, and so is every record). A thread's record would go out as 80-byte strided stores (each of a
+// src/backend/cuda.rs). `objects` is the summaries as 16-byte words (SUMMARY_WORDS a summary), `out` the records
+// (RECORD_WORDS a record); both buffers start 16-byte aligned (device allocations), and so does every record and
+// summary. A thread's record would go out as 80-byte strided stores (each of a
 // warp's 20 stores of 4 bytes touching 32 sectors of 32 bytes, 8 times the sectors the warp's 2,560 bytes fill), so
 // the block's records are staged in shared memory (20,480 bytes: a 16-byte store at a stride of 80 bytes touches
 // every bank once a quarter warp) and written out by consecutive threads, 16 bytes each: every sector written whole.
-extern "C" __global__ void relate(const ObjectSummary* __restrict__ objects, const FrameRange* __restrict__ frames,
+extern "C" __global__ void relate(const uint4* __restrict__ objects, const FrameRange* __restrict__ frames,
                                   uint4* __restrict__ out, u32 n_frames, u32 pairs) {
     __shared__ uint4 staged[BLOCK * RECORD_WORDS];
     const u64 first = (u64)blockIdx.x * BLOCK;

@@ -2212,10 +2212,10 @@ impl CudaBackend {
         let n_pairs = u32::try_from(pairs).map_err(|_| format!("{pairs} pairs exceed one launch"))?;
         let mut b = stream.launch_builder(&self.k.relate);
         b.arg(objects).arg(ranges).arg(records).arg(&n_frames).arg(&n_pairs);
-        // SAFETY: relate(objects, frames, uint4* out, u32 n_frames, u32 pairs) in kernels/relations.cu; one thread
-        // per pair in blocks of BLOCK (its shared staging holds BLOCK records); the caller allocated `pairs` records
-        // of 80 bytes (a device allocation: 16-byte aligned, as the kernel's 16-byte stores need) and packed the
-        // frames' ranges.
+        // SAFETY: relate(uint4* objects, frames, uint4* out, u32 n_frames, u32 pairs) in kernels/relations.cu; one
+        // thread per pair in blocks of BLOCK (its shared staging holds BLOCK records); the caller uploaded the
+        // summaries and allocated `pairs` records of 80 bytes, each buffer a device allocation of its own (16-byte
+        // aligned, as the kernel's 16-byte loads and stores need), and packed the frames' ranges.
         unsafe { b.launch(launch((blocks_for(pairs, BLOCK)?, 1), BLOCK)) }.map_err(de)?;
         Ok(())
     }
