@@ -132,7 +132,7 @@ fn relation_of(k: u32) -> RelationRecord {
     r.distance_m = sqrt(h2 + d[2] * d[2]);
     r.horizontal_distance_m = sqrt(h2);
     r.vertical_distance_m = abs(d[2]);
-    r.gap_m = bitcast<f32>(0x7fc00000u);
+    // gap_m: a quiet NaN, written as its bits by stage_record (no float NaN is made here).
     r.bearing_deg = bearing;
     r.clock_margin_deg = clock_margin;
     r.sigma_m = sqrt(a.sigma_m * a.sigma_m + b.sigma_m * b.sigma_m);
@@ -147,7 +147,13 @@ fn stage_record(at: u32, r: RelationRecord) {
     staged[at + 3u] = bitcast<vec4<u32>>(
         vec4<f32>(r.bigger_log_ratio, r.distance_m, r.horizontal_distance_m, r.vertical_distance_m),
     );
-    staged[at + 4u] = bitcast<vec4<u32>>(vec4<f32>(r.gap_m, r.bearing_deg, r.clock_margin_deg, r.sigma_m));
+    // gap_m is not computed here: a quiet NaN's bits, as the CPU's `relate` writes (the host fills it in later).
+    staged[at + 4u] = vec4<u32>(
+        0x7fc00000u,
+        bitcast<u32>(r.bearing_deg),
+        bitcast<u32>(r.clock_margin_deg),
+        bitcast<u32>(r.sigma_m),
+    );
 }
 
 // One invocation per pair (k = the workgroup's first pair + its index). A record written where it is computed would
