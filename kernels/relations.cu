@@ -52,24 +52,20 @@ static_assert(sizeof(ObjectSummary) == SUMMARY_WORDS * 16u, "an ObjectSummary is
 struct Summary {
     float centroid[3], sigma_m, aabb_min[3], aabb_max[3], volume_m3, size[3];
 };
+// A word's first three lanes as floats into xyz; its fourth as a float.
+__device__ __forceinline__ float unpack_word(uint4 w, float* xyz) {
+    xyz[0] = __uint_as_float(w.x);
+    xyz[1] = __uint_as_float(w.y);
+    xyz[2] = __uint_as_float(w.z);
+    return __uint_as_float(w.w);
+}
 __device__ __forceinline__ Summary load_summary(const uint4* __restrict__ objects, u32 index) {
     const uint4* __restrict__ o = objects + (u64)SUMMARY_WORDS * index;
-    const uint4 w0 = o[0], w1 = o[1], w2 = o[2], w4 = o[4];
     Summary s;
-    s.centroid[0] = __uint_as_float(w0.x);
-    s.centroid[1] = __uint_as_float(w0.y);
-    s.centroid[2] = __uint_as_float(w0.z);
-    s.sigma_m = __uint_as_float(w0.w);
-    s.aabb_min[0] = __uint_as_float(w1.x);
-    s.aabb_min[1] = __uint_as_float(w1.y);
-    s.aabb_min[2] = __uint_as_float(w1.z);
-    s.aabb_max[0] = __uint_as_float(w2.x);
-    s.aabb_max[1] = __uint_as_float(w2.y);
-    s.aabb_max[2] = __uint_as_float(w2.z);
-    s.volume_m3 = __uint_as_float(w2.w);
-    s.size[0] = __uint_as_float(w4.x);
-    s.size[1] = __uint_as_float(w4.y);
-    s.size[2] = __uint_as_float(w4.z);
+    s.sigma_m = unpack_word(o[0], s.centroid);
+    unpack_word(o[1], s.aabb_min);
+    s.volume_m3 = unpack_word(o[2], s.aabb_max);
+    unpack_word(o[4], s.size);
     return s;
 }
 

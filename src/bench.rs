@@ -662,16 +662,19 @@ fn kernel_bench(
     #[cfg(feature = "cuda")]
     let backend_error = |message: String| crate::error::Error::Backend { backend: backend.describe(), message };
     let mut figures = Vec::new();
+    // The device's resources and peaks, read once (CUDA only; a peak is None where the driver reports no figure for
+    // it, as the emulator does): the shares of the figures below are against them.
     #[allow(unused_mut)]
-    let mut peak: Option<f64> = None;
-    #[allow(unused_mut)]
-    let mut peak_f32_tops: Option<f64> = None;
-    #[allow(unused_mut)]
-    let mut cuda_kernels = None;
+    let (mut cuda_kernels, mut bandwidth, mut f32_ops) = (None, None::<f64>, None::<f64>);
     #[cfg(feature = "cuda")]
     if let Backend::Cuda(b) = backend {
         cuda_kernels = Some(b.kernel_resources().to_vec());
+        bandwidth = b.peak_bandwidth().map_err(backend_error)?;
+        f32_ops = b.peak_f32_ops().map_err(backend_error)?;
     }
+    // `bytes` moved (or operations done) in `ms` against a peak rate.
+    #[cfg(feature = "cuda")]
+    let share = |peak: Option<f64>, amount: f64, ms: f64| peak.map(|per_s| amount / (ms * 1e-3) / per_s);
 
     // K1: a batch of depth frames.
     let batch: Vec<(&crate::geometry::unproject::DepthImage, &crate::geometry::Intrinsics)> = (0..options.k1_frames)
@@ -708,10 +711,8 @@ fn kernel_bench(
         k1.device_ms = Some(device_ms);
         k1.throughput = pixels as f64 / (device_ms * 1e-3);
         // No fraction (and no verdict) where the driver reports no memory clock or bus width (the emulator).
-        let bandwidth = b.peak_bandwidth().map_err(backend_error)?;
-        let fraction = |bytes: u64, ms: f64| bandwidth.map(|bytes_per_s| bytes as f64 / (ms * 1e-3) / bytes_per_s);
+        let fraction = |bytes: u64, ms: f64| share(bandwidth, bytes as f64, ms);
         if let Some(f) = fraction(timed.bytes, device_ms) {
-            peak = bandwidth.map(|bytes_per_s| bytes_per_s / 1e9);
             k1.fraction_of_peak_bandwidth = Some(f);
             // Judged only on the target's batch or a larger one: the bytes count the depth words read twice from
             // memory, which a batch small enough to stay in the device's cache (50 MB on an H100) does not do.
@@ -772,10 +773,7 @@ fn kernel_bench(
         k2.device_ms = Some(device_ms);
         k2.throughput = tests / (device_ms * 1e-3);
         k2.meets_target = Some(device_ms < 1.0);
-        // None where the driver reports no clock (the emulator).
-        let f32_ops = b.peak_f32_ops().map_err(backend_error)?;
-        peak_f32_tops = f32_ops.map(|ops| ops / 1e12);
-        k2.fraction_of_peak_f32 = f32_ops.map(|ops| tests * K2_F32_OPS_PER_TEST / (device_ms * 1e-3) / ops);
+        k2.fraction_of_peak_f32 = share(f32_ops, tests * K2_F32_OPS_PER_TEST, device_ms);
     }
     figures.push(k2);
 
@@ -809,10 +807,8 @@ fn kernel_bench(
         k5.device_ms = Some(device_ms);
         k5.throughput = pairs as f64 / (device_ms * 1e-3);
         k5.meets_target = Some(k5.throughput >= 1e9);
-        // Its limit is the memory's: 80 bytes of record a pair written, plus the summaries and frame ranges read once
-        // (no share where the driver reports no bandwidth).
-        let bandwidth = b.peak_bandwidth().map_err(backend_error)?;
-        k5.fraction_of_peak_bandwidth = bandwidth.map(|bytes_per_s| bytes as f64 / (device_ms * 1e-3) / bytes_per_s);
+        // Its limit is the memory's: 80 bytes of record a pair written, plus the summaries and frame ranges read once.
+        k5.fraction_of_peak_bandwidth = share(bandwidth, bytes as f64, device_ms);
     }
     figures.push(k5);
 
@@ -943,8 +939,8 @@ fn kernel_bench(
         kernel_bench: true,
         backend: backend.describe(),
         cpu: cpu.describe(),
-        peak_bandwidth_gb_s: peak,
-        peak_f32_tops,
+        peak_bandwidth_gb_s: bandwidth.map(|bytes_per_s| bytes_per_s / 1e9),
+        peak_f32_tops: f32_ops.map(|ops_per_s| ops_per_s / 1e12),
         cuda_kernels,
         options: options.clone(),
         figures,
