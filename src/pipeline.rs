@@ -369,13 +369,19 @@ struct DenoiseInput {
 }
 
 impl DenoiseInput {
-    /// The indices (into the object's points) of the points DBSCAN sees, in order.
-    fn indices(&self) -> impl Iterator<Item = usize> + '_ {
-        let (all, some) = match &self.keep {
-            Some(keep) => (0..0, &keep[..]),
-            None => (0..self.points.len(), &[][..]),
-        };
-        all.chain(some.iter().map(|&i| i as usize))
+    /// Calls `f(index, label)` for each point DBSCAN saw, in order: its index into the object's points and its
+    /// label (`labels[k]` for the k-th point). A loop for each case, not one over a chained iterator (a frame's
+    /// object points, some 150,000, go through it once or twice).
+    fn for_each_labelled(&self, labels: &[i32], mut f: impl FnMut(usize, i32)) {
+        match &self.keep {
+            Some(keep) => keep.iter().zip(labels).for_each(|(&i, &l)| f(i as usize, l)),
+            None => labels.iter().take(self.points.len()).enumerate().for_each(|(i, &l)| f(i, l)),
+        }
+    }
+
+    /// The number of points DBSCAN sees.
+    fn len(&self) -> usize {
+        self.points.len()
     }
 }
 
@@ -390,33 +396,42 @@ fn denoise_input(
 ) -> std::result::Result<DenoiseInput, String> {
     let band = config.ransac.inlier_threshold_m;
     let all = &obj.points_in_camera;
-    let mut drop_ground = obj.kind.may_include_ground() && ground_found && config.remove_ground_from_boxes;
-    if drop_ground && obj.kind == ObjectKind::DetectedMask && !all.is_empty() {
-        let in_band = all.iter().filter(|p| canonical.height_f32(**p) <= band).count();
-        if in_band as f32 > config.surface_object_fraction * all.len() as f32 {
-            drop_ground = false;
-        }
-    }
     if u32::try_from(all.len()).is_err() {
         return Err(format!("{} points, more than K3 takes in one object (2^32 - 1)", all.len()));
     }
-    // The kept points' indices, the points and their depths (for the median), in one pass (all of them: a view of
-    // the points, no copy).
-    let (keep, points, mut depths) = match drop_ground {
-        true => {
-            let n = all.len();
-            let (mut keep, mut points, mut depths) =
-                (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
-            for (i, p) in all.iter().enumerate() {
-                if canonical.height_f32(*p) > band {
-                    keep.push(i as u32);
-                    points.push(*p);
-                    depths.push(p[2]);
-                }
+    // When the ground goes: the kept points' indices, the points and their depths (for the median) in one pass over
+    // the heights, which also counts the points in the band (a point whose height is NaN is neither).
+    let above_band = || {
+        let n = all.len();
+        let (mut keep, mut points, mut depths) = (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
+        let mut in_band = 0usize;
+        for (i, p) in all.iter().enumerate() {
+            let h = canonical.height_f32(*p);
+            if h > band {
+                keep.push(i as u32);
+                points.push(*p);
+                depths.push(p[2]);
+            } else {
+                in_band += usize::from(h <= band);
             }
-            (Some(keep), SharedSlice::from(points), depths)
         }
-        false => (None, all.clone(), all.iter().map(|p| p[2]).collect()),
+        (keep, points, depths, in_band)
+    };
+    let kept = match obj.kind.may_include_ground() && ground_found && config.remove_ground_from_boxes {
+        false => None,
+        true => {
+            let (keep, points, depths, in_band) = above_band();
+            // A mask mostly in the band is an object lying on the ground (a rug, say): it keeps all its points.
+            let surface = obj.kind == ObjectKind::DetectedMask
+                && !all.is_empty()
+                && in_band as f32 > config.surface_object_fraction * all.len() as f32;
+            (!surface).then_some((keep, points, depths))
+        }
+    };
+    // (All of the points: a view of them, no copy.)
+    let (keep, points, mut depths) = match kept {
+        Some((keep, points, depths)) => (Some(keep), SharedSlice::from(points), depths),
+        None => (None, all.clone(), all.iter().map(|p| p[2]).collect::<Vec<f32>>()),
     };
     if points.is_empty() {
         let why = if all.is_empty() { "no valid depth in its region" } else { "only ground points in its box" };
@@ -437,14 +452,16 @@ fn denoise_output(
     clustering: &Clustering,
     config: &SceneConfig,
 ) -> std::result::Result<Vec<usize>, String> {
+    let labels = &clustering.labels;
     let sizes = clustering.sizes();
     let chosen = if obj.kind.is_box() && !obj.in_box_core.is_empty() {
         let mut core = vec![0u32; clustering.clusters as usize];
-        for (i, &l) in input.indices().zip(&clustering.labels) {
-            if l >= 0 && obj.in_box_core[i] {
+        let in_core = &obj.in_box_core;
+        input.for_each_labelled(labels, |i, l| {
+            if l >= 0 && in_core[i] {
                 core[l as usize] += 1;
             }
-        }
+        });
         (0..clustering.clusters as usize).max_by_key(|&c| (core[c], sizes[c], std::cmp::Reverse(c))).map(|c| c as u32)
     } else {
         Clustering::largest_of(&sizes)
@@ -454,7 +471,11 @@ fn denoise_output(
     };
     // As many as the chosen cluster has points (a collect from a filter would grow the vector by doubling).
     let mut kept: Vec<usize> = Vec::with_capacity(sizes[chosen as usize] as usize);
-    kept.extend(input.indices().zip(&clustering.labels).filter(|(_, &l)| l == chosen as i32).map(|(i, _)| i));
+    input.for_each_labelled(labels, |i, l| {
+        if l == chosen as i32 {
+            kept.push(i);
+        }
+    });
     if let Some(sor) = &config.outlier_removal {
         let all: &[Point3] = &obj.points_in_camera;
         let points: Vec<Point3> = kept.iter().map(|&i| all[i]).collect();
@@ -540,13 +561,19 @@ impl Grounded<'_> {
     ) -> Option<(&crate::backend::ResidentGroup, Vec<u32>)> {
         let (group, offsets) = self.resident.as_ref()?;
         let first = *offsets.get(object)?;
+        // Each index is one of the object's points: below its count, so one check that its last point's index fits
+        // covers all of them; whether each is below the count is gathered without a branch a point.
+        let n = self.objects.get(object)?.points_in_camera.len();
+        u32::try_from(n).ok()?.checked_add(first)?;
         // Sized up front: collecting into an `Option<Vec<_>>` would grow the vector by doubling (a frame-sized
         // buffer copied and its pages faulted in again at every step).
         let mut indices = Vec::with_capacity(keep.size_hint().0);
-        for k in keep {
-            indices.push(u32::try_from(k).ok()?.checked_add(first)?);
-        }
-        Some((group, indices))
+        let mut within = true;
+        indices.extend(keep.map(|k| {
+            within &= k < n;
+            first.wrapping_add(k as u32)
+        }));
+        within.then_some((group, indices))
     }
 }
 
@@ -620,7 +647,10 @@ fn scenes_from_ground(
                     .enumerate()
                     .map(|(i, o)| {
                         let input = denoise_input(o, &f.canonical, f.ground.found, f.focal_px, config);
-                        let gather = input.as_ref().ok().and_then(|d| f.device_indices(i, d.indices()));
+                        let gather = input.as_ref().ok().and_then(|d| match &d.keep {
+                            Some(keep) => f.device_indices(i, keep.iter().map(|&k| k as usize)),
+                            None => f.device_indices(i, 0..d.len()),
+                        });
                         (input, gather)
                     })
                     .unzip()

@@ -71,3 +71,34 @@ fn an_up_hint_finds_the_floor_for_a_camera_on_its_side() {
     let chair = &with.objects[0];
     assert!(chair.bottom_m.abs() < 1e-3 && (chair.height_m - 0.9).abs() < 1e-3, "{chair:?}");
 }
+
+#[test]
+fn a_mask_lying_on_the_floor_keeps_its_points_and_other_objects_lose_the_floor() {
+    // A floor 1.2 m below the camera (y down), points 2 cm apart.
+    let floor = patch([-2.0, 1.2, 0.5], [4.0, 0.0, 0.0], [0.0, 0.0, 4.0], 200);
+    let with_kind = |label: &str, kind: ObjectKind, points: Vec<Point3>| ObjectInput { kind, ..object(label, points) };
+    // A rug: every point in the ground band. As a detected mask it is the supporting surface itself and keeps its
+    // points; as a box it holds nothing but floor.
+    let rug = patch([-0.5, 1.2, 2.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0], 60);
+    // A crate's front face standing on the floor (its lowest two rows of 40 within the 2 cm band), seen with 100
+    // floor points in front of it: 180 of 1,700 points in the band, so the band goes.
+    let mut crate_points = patch([0.8, 0.6, 2.5], [0.6, 0.0, 0.0], [0.0, 0.6, 0.0], 40);
+    crate_points.extend(patch([0.8, 1.2, 2.3], [0.6, 0.0, 0.0], [0.0, 0.0, 0.19], 10));
+    let objects = [
+        with_kind("rug", ObjectKind::DetectedMask, rug.clone()),
+        with_kind("rug box", ObjectKind::DetectedBox, rug),
+        with_kind("crate", ObjectKind::DetectedMask, crate_points),
+    ];
+    let mut all = floor;
+    all.extend(objects.iter().flat_map(|o| o.points_in_camera.iter().copied()));
+    let geo = scene_from_points("synthetic/rug", &all, None, &objects, 1e9, None, &SceneConfig::default()).unwrap();
+    assert!(geo.ground.found && (geo.ground.camera_height_m - 1.2).abs() < 1e-3, "{:?}", geo.ground);
+    let rug = geo.objects.iter().find(|o| o.label == "rug").unwrap_or_else(|| panic!("rug dropped: {:?}", geo.dropped));
+    assert_eq!(rug.points, 3600);
+    assert!(rug.height_m < 0.02, "{rug:?}");
+    let dropped: Vec<_> = geo.dropped.iter().map(|d| (d.label.as_str(), d.reason.as_str())).collect();
+    assert_eq!(dropped, [("rug box", "only ground points in its box")]);
+    let crate_ = geo.objects.iter().find(|o| o.label == "crate").expect("the crate is kept");
+    assert_eq!(crate_.points, 1520, "the floor points and the face's two lowest rows go");
+    assert!(crate_.bottom_m > 0.02, "{crate_:?}");
+}

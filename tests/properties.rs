@@ -244,6 +244,20 @@ proptest! {
         prop_assert_eq!(&got.labels, &labels);
         prop_assert_eq!(got.clusters as i32, labels.iter().copied().max().unwrap_or(-1) + 1);
     }
+
+    /// `Clustering::sizes` (four partial counts a cluster) counts each cluster's points, noise left out, whatever
+    /// the number of points mod 4; and `largest` is the first cluster with the most.
+    #[test]
+    fn cluster_sizes_count_each_clusters_points(
+        (clusters, labels) in (1u32..6).prop_flat_map(|c| (Just(c), prop::collection::vec(-1i32..c as i32, 0..40)))
+    ) {
+        let clustering = spatialsynth::geometry::dbscan::Clustering { labels: labels.clone(), core: vec![false; labels.len()], clusters };
+        let want: Vec<u32> = (0..clusters as i32).map(|c| labels.iter().filter(|&&l| l == c).count() as u32).collect();
+        prop_assert_eq!(clustering.sizes(), want.clone());
+        let most = want.iter().copied().max().unwrap_or(0);
+        let largest = want.iter().position(|&s| s == most).map(|c| c as u32);
+        prop_assert_eq!(clustering.largest(), largest);
+    }
 }
 
 #[test]

@@ -41,13 +41,20 @@ pub struct Clustering {
 impl Clustering {
     /// Points per cluster (core and border).
     pub fn sizes(&self) -> Vec<u32> {
-        let mut sizes = vec![0u32; self.clusters as usize];
-        for &l in &self.labels {
+        // Four counts a cluster, a point's by its position mod 4: the points of one cluster (most of an object's)
+        // do not each wait for the last one's increment to be stored.
+        let mut parts = vec![[0u32; 4]; self.clusters as usize];
+        let mut count = |l: i32, k: usize| {
             if l >= 0 {
-                sizes[l as usize] += 1;
+                parts[l as usize][k] += 1;
             }
+        };
+        let mut quads = self.labels.chunks_exact(4);
+        for q in &mut quads {
+            (0..4).for_each(|k| count(q[k], k));
         }
-        sizes
+        quads.remainder().iter().enumerate().for_each(|(k, &l)| count(l, k));
+        parts.iter().map(|p| p.iter().sum()).collect()
     }
 
     /// The cluster with the most points (ties: the lower id), or `None` when everything is noise.
