@@ -370,9 +370,11 @@ struct DenoiseInput {
 
 impl DenoiseInput {
     /// Calls `f(index, label)` for each point DBSCAN saw, in order: its index into the object's points and its
-    /// label (`labels[k]` for the k-th point). A loop for each case, not one over a chained iterator (a frame's
-    /// object points, some 150,000, go through it once or twice).
+    /// label (`labels[k]` for the k-th point; DBSCAN gives one a point, and if it gave fewer or more the walk would
+    /// stop at the shorter). A loop for each case, not one over a chained iterator (a frame's object points, some
+    /// 150,000, go through it once or twice).
     fn for_each_labelled(&self, labels: &[i32], mut f: impl FnMut(usize, i32)) {
+        debug_assert_eq!(labels.len(), self.len());
         match &self.keep {
             Some(keep) => keep.iter().zip(labels).for_each(|(&i, &l)| f(i as usize, l)),
             None => labels.iter().take(self.points.len()).enumerate().for_each(|(i, &l)| f(i, l)),
@@ -399,8 +401,9 @@ fn denoise_input(
     if u32::try_from(all.len()).is_err() {
         return Err(format!("{} points, more than K3 takes in one object (2^32 - 1)", all.len()));
     }
-    // When the ground goes: the kept points' indices, the points and their depths (for the median) in one pass over
-    // the heights, which also counts the points in the band (a point whose height is NaN is neither).
+    // When the ground may go: the kept points' indices, the points and their depths (for the median) in one pass
+    // over the heights, which also counts the points in the band (a point whose height is NaN is neither). A mask
+    // found to be a surface object throws the lists away (rare; one pass instead of two for the other masks).
     let above_band = || {
         let n = all.len();
         let (mut keep, mut points, mut depths) = (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
@@ -553,7 +556,8 @@ struct Grounded<'a> {
 }
 
 impl Grounded<'_> {
-    /// Where points `keep` of object `object` lie on the device (their indices in K1's grouped points), if they do.
+    /// Where points `keep` of object `object` lie on the device (their indices in K1's grouped points), if they do;
+    /// `None` also when an index of `keep` is not one of the object's points.
     fn device_indices(
         &self,
         object: usize,
@@ -561,8 +565,9 @@ impl Grounded<'_> {
     ) -> Option<(&crate::backend::ResidentGroup, Vec<u32>)> {
         let (group, offsets) = self.resident.as_ref()?;
         let first = *offsets.get(object)?;
-        // Each index is one of the object's points: below its count, so one check that its last point's index fits
-        // covers all of them; whether each is below the count is gathered without a branch a point.
+        // Each index is one of the object's points, below its count n: so one check that the end of its points
+        // (`first + n`, the next object's start) fits 32 bits covers all of them; whether each index is below n is
+        // gathered without a branch a point (if one is not, there is no gather).
         let n = self.objects.get(object)?.points_in_camera.len();
         u32::try_from(n).ok()?.checked_add(first)?;
         // Sized up front: collecting into an `Option<Vec<_>>` would grow the vector by doubling (a frame-sized

@@ -77,8 +77,8 @@ fn a_mask_lying_on_the_floor_keeps_its_points_and_other_objects_lose_the_floor()
     // A floor 1.2 m below the camera (y down), points 2 cm apart.
     let floor = patch([-2.0, 1.2, 0.5], [4.0, 0.0, 0.0], [0.0, 0.0, 4.0], 200);
     let with_kind = |label: &str, kind: ObjectKind, points: Vec<Point3>| ObjectInput { kind, ..object(label, points) };
-    // A rug: every point in the ground band. As a detected mask it is the supporting surface itself and keeps its
-    // points; as a box it holds nothing but floor.
+    // A rug: every point in the ground band. As a detected mask it is an object lying on the floor (more than half
+    // of it in the band) and keeps its points; as a box it holds nothing but floor.
     let rug = patch([-0.5, 1.2, 2.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0], 60);
     // A crate's front face standing on the floor (its lowest two rows of 40 within the 2 cm band), seen with 100
     // floor points in front of it: 180 of 1,700 points in the band, so the band goes.

@@ -57,7 +57,8 @@ impl Clustering {
         parts.iter().map(|p| p.iter().sum()).collect()
     }
 
-    /// The cluster with the most points (ties: the lower id), or `None` when everything is noise.
+    /// The cluster with the most points (ties: the lower id), or `None` when there are no clusters (in DBSCAN's
+    /// clusterings: when everything is noise).
     pub fn largest(&self) -> Option<u32> {
         Self::largest_of(&self.sizes())
     }
