@@ -398,43 +398,33 @@ fn denoise_input(
 ) -> std::result::Result<DenoiseInput, String> {
     let band = config.ransac.inlier_threshold_m;
     let all = &obj.points_in_camera;
+    let mut drop_ground = obj.kind.may_include_ground() && ground_found && config.remove_ground_from_boxes;
+    if drop_ground && obj.kind == ObjectKind::DetectedMask && !all.is_empty() {
+        let in_band = all.iter().filter(|p| canonical.height_f32(**p) <= band).count();
+        if in_band as f32 > config.surface_object_fraction * all.len() as f32 {
+            drop_ground = false;
+        }
+    }
     if u32::try_from(all.len()).is_err() {
         return Err(format!("{} points, more than K3 takes in one object (2^32 - 1)", all.len()));
     }
-    // When the ground may go: the kept points' indices, the points and their depths (for the median) in one pass
-    // over the heights, which also counts the points in the band (a point whose height is NaN is neither). A mask
-    // found to be a surface object throws the lists away (rare; one pass instead of two for the other masks).
-    let above_band = || {
-        let n = all.len();
-        let (mut keep, mut points, mut depths) = (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
-        let mut in_band = 0usize;
-        for (i, p) in all.iter().enumerate() {
-            let h = canonical.height_f32(*p);
-            if h > band {
-                keep.push(i as u32);
-                points.push(*p);
-                depths.push(p[2]);
-            } else {
-                in_band += usize::from(h <= band);
-            }
-        }
-        (keep, points, depths, in_band)
-    };
-    let kept = match obj.kind.may_include_ground() && ground_found && config.remove_ground_from_boxes {
-        false => None,
+    // The kept points' indices, the points and their depths (for the median), in one pass (all of them: a view of
+    // the points, no copy).
+    let (keep, points, mut depths) = match drop_ground {
         true => {
-            let (keep, points, depths, in_band) = above_band();
-            // A mask mostly in the band is an object lying on the ground (a rug, say): it keeps all its points.
-            let surface = obj.kind == ObjectKind::DetectedMask
-                && !all.is_empty()
-                && in_band as f32 > config.surface_object_fraction * all.len() as f32;
-            (!surface).then_some((keep, points, depths))
+            let n = all.len();
+            let (mut keep, mut points, mut depths) =
+                (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
+            for (i, p) in all.iter().enumerate() {
+                if canonical.height_f32(*p) > band {
+                    keep.push(i as u32);
+                    points.push(*p);
+                    depths.push(p[2]);
+                }
+            }
+            (Some(keep), SharedSlice::from(points), depths)
         }
-    };
-    // (All of the points: a view of them, no copy.)
-    let (keep, points, mut depths) = match kept {
-        Some((keep, points, depths)) => (Some(keep), SharedSlice::from(points), depths),
-        None => (None, all.clone(), all.iter().map(|p| p[2]).collect::<Vec<f32>>()),
+        false => (None, all.clone(), all.iter().map(|p| p[2]).collect()),
     };
     if points.is_empty() {
         let why = if all.is_empty() { "no valid depth in its region" } else { "only ground points in its box" };
