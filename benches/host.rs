@@ -1,4 +1,4 @@
-//! Criterion benchmarks of four of the host's frame-sized steps around a GPU batch (shared by the CUDA and wgpu
+//! Criterion benchmarks of five of the host's frame-sized steps around a GPU batch (shared by the CUDA and wgpu
 //! backends), each on a pool of one thread and on one of every thread, named `host_batch/<step>/<threads>`. These
 //! steps ran on the batch's own thread before 2026-12-06; the one-thread pool runs today's code on one thread (the
 //! same work; the old loops differed only in reusing a buffer or growing a vector), and the ratio is what one batch
@@ -18,7 +18,9 @@
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use spatialsynth::backend::pack::{clusterings_in_batch_order_packed, dbscan_chunks, par_concat, DepthBatch};
+use spatialsynth::backend::pack::{
+    clusterings_in_batch_order_packed, dbscan_chunks, par_concat, DbscanBatch, DepthBatch,
+};
 use spatialsynth::geometry::dbscan::DbscanJob;
 use spatialsynth::geometry::unproject::{DepthData, DepthImage};
 use spatialsynth::geometry::{Intrinsics, Point3};
@@ -115,6 +117,12 @@ fn host_batch(c: &mut Criterion) {
         });
         g.bench_function(BenchmarkId::new("finite_check", &threads), |b| {
             b.iter(|| pool.install(|| dbscan_chunks(black_box(&jobs), 1 << 26).expect("chunks")))
+        });
+        // The 2^31-cell range check of a gathered batch (no points packed): what CUDA's K3 still reads of the host's
+        // points.
+        let all_jobs: Vec<usize> = (0..jobs.len()).collect();
+        g.bench_function(BenchmarkId::new("range_check", &threads), |b| {
+            b.iter(|| pool.install(|| DbscanBatch::without_points(black_box(&jobs), &all_jobs).expect("a batch")))
         });
         g.throughput(Throughput::Elements(kept.iter().map(Vec::len).sum::<usize>() as u64));
         g.bench_function(BenchmarkId::new("gather_index", &threads), |b| {
