@@ -546,8 +546,7 @@ struct Grounded<'a> {
 }
 
 impl Grounded<'_> {
-    /// Where points `keep` of object `object` lie on the device (their indices in K1's grouped points), if they do;
-    /// `None` also when an index of `keep` is not one of the object's points.
+    /// Where points `keep` of object `object` lie on the device (their indices in K1's grouped points), if they do.
     fn device_indices(
         &self,
         object: usize,
@@ -555,20 +554,13 @@ impl Grounded<'_> {
     ) -> Option<(&crate::backend::ResidentGroup, Vec<u32>)> {
         let (group, offsets) = self.resident.as_ref()?;
         let first = *offsets.get(object)?;
-        // Each index is one of the object's points, below its count n: so one check that the end of its points
-        // (`first + n`, the next object's start) fits 32 bits covers all of them; whether each index is below n is
-        // gathered without a branch a point (if one is not, there is no gather).
-        let n = self.objects.get(object)?.points_in_camera.len();
-        u32::try_from(n).ok()?.checked_add(first)?;
         // Sized up front: collecting into an `Option<Vec<_>>` would grow the vector by doubling (a frame-sized
         // buffer copied and its pages faulted in again at every step).
         let mut indices = Vec::with_capacity(keep.size_hint().0);
-        let mut within = true;
-        indices.extend(keep.map(|k| {
-            within &= k < n;
-            first.wrapping_add(k as u32)
-        }));
-        within.then_some((group, indices))
+        for k in keep {
+            indices.push(u32::try_from(k).ok()?.checked_add(first)?);
+        }
+        Some((group, indices))
     }
 }
 

@@ -1996,10 +1996,10 @@ fn the_kernel_benchmark_runs_on_every_backend_but_the_emulator() {
         // K5's workload: 8 frames of 5 objects, 20 ordered pairs each.
         assert!(bench.figures[2].workload.ends_with(", 160 ordered pairs"), "{}", bench.figures[2].workload);
         // The device's own figures (its kernels timed one by one, shares of its peaks) are CUDA's alone.
-        let device_only = |f: &spatialsynth::bench::KernelFigure| {
+        let no_device_figures = |f: &spatialsynth::bench::KernelFigure| {
             f.device_kernels.is_none() && f.fraction_of_peak_bandwidth.is_none() && f.fraction_of_peak_f32.is_none()
         };
-        assert!(matches!(b, Backend::Cuda(_)) || bench.figures.iter().all(device_only));
+        assert!(matches!(b, Backend::Cuda(_)) || bench.figures.iter().all(no_device_figures));
         assert!(matches!(b, Backend::Cuda(_)) || (bench.peak_bandwidth_gb_s, bench.peak_f32_tops) == (None, None));
         if matches!(b, Backend::Cuda(_)) {
             assert!(bench.figures.iter().all(|f| f.device_ms.is_some_and(|t| t > 0.0) || f.kernel.contains("end")));
