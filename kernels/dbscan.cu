@@ -117,10 +117,15 @@ extern "C" __global__ void gather_points(const float* __restrict__ grouped, cons
     points_b[3ull * i + 2ull] = grouped[s + 2ull];
 }
 
-// Each point's cell and job (batch order). `job_start`: each job's first batch index (jobs + 1 entries; no job is
-// empty).
+// Each point's cell and job (batch order), and the points' check, which the host does not make (it would read every
+// point again): a coordinate that is not finite, or a cell coordinate beyond 2^31 - 4 either way (a neighbour two
+// cells on must not wrap), sets `*refused` (zeroed by the host, which then names the job as its own checks would)
+// and is binned at 0, so that every launch after this one stays within its tables (the labels are thrown away).
+// The test is the host's (src/backend/pack.rs, DbscanBatch::new): |floor(v x inv)| <= 2^31 - 4 in double precision,
+// false for NaN. `job_start`: each job's first batch index (jobs + 1 entries; no job is empty).
 extern "C" __global__ void cell_of(const float* __restrict__ points_b, const u32* __restrict__ job_start,
-                                  const Job* __restrict__ jobs, const Params p, u32* __restrict__ cell_b) {
+                                  const Job* __restrict__ jobs, const Params p, u32* __restrict__ cell_b,
+                                  u32* refused) {
     const u32 i = blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= p.points) return;
     u32 lo = 0, hi = p.jobs;
@@ -129,8 +134,15 @@ extern "C" __global__ void cell_of(const float* __restrict__ points_b, const u32
         if (job_start[mid] <= i) lo = mid; else hi = mid;
     }
     const double inv = jobs[lo].inv_side;
-    for (u32 k = 0; k < 3u; ++k) cell_b[4u * i + k] = (u32)(int)floor((double)points_b[3u * i + k] * inv);
+    bool bad = false;
+    for (u32 k = 0; k < 3u; ++k) {
+        const double c = floor((double)points_b[3u * i + k] * inv);
+        const bool fits = fabs(c) <= 2147483644.0;
+        bad |= !fits;
+        cell_b[4u * i + k] = fits ? (u32)(int)c : 0u;
+    }
     cell_b[4u * i + 3u] = lo;
+    if (bad) atomicOr(refused, 1u);
 }
 
 // Each point's slot (the first slot of its probe sequence that is empty or holds its cell; an empty one is claimed by

@@ -959,6 +959,15 @@ fn k3_gathered_from_k1_matches_on_the_sample_frames() {
             let want = if p.is_empty() { Default::default() } else { dbscan(p, 0.05, 10).unwrap() };
             assert_eq!(*g, want, "{} object {k} of the batch ({} points)", backend.describe(), p.len());
         }
+        // A gathered batch the device refuses (one job's radius so small that its cells overflow 32 bits): on CUDA,
+        // `cell_of`'s check of the gathered points, named as the host's check names it.
+        if matches!(backend, Backend::Cuda(_)) {
+            let mut tiny = jobs.clone();
+            let k = tiny.iter().position(|j| !j.points.is_empty()).expect("an object with points");
+            tiny[k].eps = 1e-30;
+            let err = backend.dbscan_batch_gathered(&tiny, &sources).unwrap_err();
+            assert!(err.starts_with(&format!("cuda: job {k}: the points lie more than 2^31 cells")), "{err}");
+        }
     }
 }
 
@@ -1433,6 +1442,61 @@ fn a_refused_dbscan_job_is_named_on_every_backend() {
     }
 }
 
+#[test]
+fn k3_points_the_device_refuses_are_named_as_the_host_names_them() {
+    // CUDA's host reads no point of a DBSCAN batch: `cell_of` checks each (finite, its cell within 2^31 - 4 of 0) and a
+    // refused batch gets the host's checks' error: the first job with a point that is not finite (in any job, before
+    // the rest), else the first job whose cells overflow. The other backends: the CPU's answer or an error naming the
+    // job.
+    fn job(points: &[[f32; 3]], eps: f32) -> DbscanJob<'_> {
+        DbscanJob { points, eps, min_points: 2 }
+    }
+    let good = [[0.0f32, 0.0, 0.0], [0.01, 0.0, 0.0], [0.5, 0.2, 0.1]];
+    // With eps 1e-2 (cells of about 5.8 mm): 2e6 m is 3.5e8 cells out, 3e7 m 5.2e9 cells (more than 2^31). (The CPU
+    // reference's grid spans 2^21 cells a side: the far points lie together.)
+    let near = [[0.0f32, 2.0e6, 0.0], [0.001, 2.0e6, 0.0], [0.0, 2.0e6, 0.0]];
+    let far = [[0.0f32, 0.0, 0.0], [0.0, 0.0, -3.0e7]];
+    let nan = [[0.0f32, 0.0, 0.0], [f32::NAN, 0.0, 0.0]];
+    let inf = [[f32::INFINITY, 0.0, 0.0], [0.0, 0.0, 0.0]];
+    let cases: [(&str, Vec<DbscanJob>, Option<&str>); 6] = [
+        (
+            "a NaN after an overflow",
+            vec![job(&good, 0.1), job(&far, 1e-2), job(&nan, 1e-2)],
+            Some("job 2: point 1 is not finite"),
+        ),
+        (
+            "two overflows",
+            vec![job(&good, 0.1), job(&far, 1e-2), job(&far, 1e-2)],
+            Some("job 1: the points lie more than 2^31 cells"),
+        ),
+        ("an infinity", vec![job(&good, 0.1), job(&inf, 0.1)], Some("job 1: point 0 is not finite")),
+        ("a NaN before a bad radius", vec![job(&nan, 0.1), job(&good, f32::NAN)], Some("job 0: point 1 is not finite")),
+        ("a tiny radius", vec![job(&good, 0.1), job(&good, 1e-30)], Some("job 1: the points lie more than 2^31 cells")),
+        ("far but within the cells", vec![job(&good, 0.1), job(&near, 1e-2)], None),
+    ];
+    let cpu = Backend::Cpu;
+    for backend in gpu_backends("k3_points_the_device_refuses_are_named_as_the_host_names_them") {
+        let cuda = matches!(backend, Backend::Cuda(_));
+        for (what, jobs, refusal) in &cases {
+            let got = backend.dbscan_batch(jobs);
+            match (refusal, got) {
+                (Some(want), Err(err)) if cuda => {
+                    assert!(err.starts_with(&format!("cuda: {want}")), "{what}: {err}, want {want}")
+                }
+                (None, Ok(got)) => assert_eq!(got, cpu.dbscan_batch(jobs).unwrap(), "{}: {what}", backend.describe()),
+                (Some(_), Ok(got)) if !cuda => {
+                    assert_eq!(got, cpu.dbscan_batch(jobs).unwrap(), "{}: {what}", backend.describe())
+                }
+                (Some(want), Err(err)) => {
+                    let job = want.split(':').next().unwrap_or_default();
+                    assert!(err.contains(job), "{}: {what}: {err}", backend.describe())
+                }
+                (_, got) => panic!("{}: {what}: {got:?}, want {refusal:?}", backend.describe()),
+            }
+        }
+    }
+}
+
 /// The tests that build and run the CUDA emulator themselves: the emulator's parity run leaves them out, and so
 /// does the GPU carry (`scripts/build-gpu-carry.sh`).
 const EMULATOR_TESTS: [&str; 3] = [
@@ -1778,17 +1842,19 @@ fn emulator_stream_case(case: &str) {
                 let ptx = std::ffi::CString::new(modules[at].clone()).unwrap();
                 let module = result::module::load_data(ptx.as_ptr().cast()).unwrap();
                 let f = result::module::get_function(module, std::ffi::CString::new("cell_of").unwrap()).unwrap();
-                // cell_of(points_b, job_start, const Job* jobs, Params p, cell_b): `jobs` 4 bytes into a buffer (a
-                // Job holds a double); no point to do (Params all zero), so only the pointers' check can fail it.
+                // cell_of(points_b, job_start, const Job* jobs, Params p, cell_b, refused): `jobs` 4 bytes into a
+                // buffer (a Job holds a double); no point to do (Params all zero), so only the pointers' check can
+                // fail it.
                 result::stream::synchronize(s1).unwrap();
-                let (mut points, mut starts, mut jobs, mut cells) = (dev, dev, dev + 4, dev);
+                let (mut points, mut starts, mut jobs, mut cells, mut refused) = (dev, dev, dev + 4, dev, dev);
                 let mut params = [0u32; 8];
-                let mut args: [*mut std::ffi::c_void; 5] = [
+                let mut args: [*mut std::ffi::c_void; 6] = [
                     (&mut points as *mut u64).cast(),
                     (&mut starts as *mut u64).cast(),
                     (&mut jobs as *mut u64).cast(),
                     params.as_mut_ptr().cast(),
                     (&mut cells as *mut u64).cast(),
+                    (&mut refused as *mut u64).cast(),
                 ];
                 result::launch_kernel(f, (1, 1, 1), (32, 1, 1), 0, s1, &mut args).unwrap();
                 let r = result::stream::synchronize(s1);

@@ -169,6 +169,9 @@ inline unsigned atomicAdd(unsigned* address, unsigned value) {
 inline unsigned atomicSub(unsigned* address, unsigned value) {
     return __atomic_fetch_sub(address, value, __ATOMIC_RELAXED);
 }
+inline unsigned atomicOr(unsigned* address, unsigned value) {
+    return __atomic_fetch_or(address, value, __ATOMIC_RELAXED);
+}
 inline unsigned atomicMin(unsigned* address, unsigned value) {
     unsigned old = __atomic_load_n(address, __ATOMIC_RELAXED);
     while (value < old &&

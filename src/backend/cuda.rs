@@ -35,9 +35,10 @@ use rayon::prelude::*;
 
 use super::layout::{DbscanParams, GpuCanonical, GpuObjectStats, GpuSupport};
 use super::pack::{
-    clusterings_in_batch_order_packed, dbscan_chunks, frame_chunks, gap_chunks, gap_matrices, gpu_regions,
-    grouping_without_launch, hypotheses_from_draws, pack_relations, par_concat, relation_chunks, split_clouds,
-    split_parts, split_relations, stats_chunks, support_test, Aabb, DbscanBatch, DepthBatch, GapPack, StatsPack,
+    clusterings_in_batch_order_packed, dbscan_chunks_unread, dbscan_refusal, frame_chunks, gap_chunks, gap_matrices,
+    gpu_regions, grouping_without_launch, hypotheses_from_draws, pack_relations, par_concat, relation_chunks,
+    split_clouds, split_parts, split_relations, stats_chunks, support_test, Aabb, DbscanBatch, DepthBatch, GapPack,
+    StatsPack,
 };
 use super::{FrameGeometry, FrameGeometryInput, KernelResources};
 use crate::geometry::dbscan::{Clustering, DbscanJob};
@@ -1734,7 +1735,8 @@ impl CudaBackend {
 
     /// K3 for a batch of jobs (see [`crate::geometry::dbscan::dbscan_batch`]): every job of a chunk (up to 2^26
     /// points) in one set of launches and one round trip, the grid built on the device (the host only concatenates
-    /// the points and checks each job's range).
+    /// the points; `cell_of` checks them, and a refused chunk gets the host's error for it: see
+    /// [`super::pack::dbscan_refusal`]).
     pub fn dbscan_batch(&self, jobs: &[DbscanJob<'_>]) -> Result<Vec<Clustering>, String> {
         self.dbscan_batch_gathered(jobs, &[])
     }
@@ -1748,15 +1750,21 @@ impl CudaBackend {
         sources: &[Option<super::JobSource<'_>>],
     ) -> Result<Vec<Clustering>, String> {
         let mut out = vec![Clustering::default(); jobs.len()];
-        for chunk in dbscan_chunks(jobs, MAX_DBSCAN_POINTS)? {
+        // The host reads no point: `cell_of` checks every point (finite, its cell within the grid's 32-bit range) and
+        // the host names the refused job as its own checks would (`dbscan_refusal`).
+        for chunk in dbscan_chunks_unread(jobs, MAX_DBSCAN_POINTS)? {
             let gather = gather_indices(jobs, sources, &chunk);
             // A gathered batch needs no host copy of its points.
-            let batch = match gather {
-                Some(_) => DbscanBatch::without_points(jobs, &chunk)?,
-                None => DbscanBatch::new(jobs, &chunk)?,
-            };
+            let batch = DbscanBatch::unchecked(jobs, &chunk, gather.is_none())?;
             let labels = self.dbscan_device(&batch, gather)?;
-            let clusterings = clusterings_in_batch_order_packed(&batch.job_start, labels.words()?)?;
+            let words = labels.words()?;
+            let n = batch.params.points as usize;
+            match words.get(n) {
+                Some(0) => {}
+                Some(_) => return Err(dbscan_refusal(jobs, &chunk, MAX_DBSCAN_POINTS)),
+                None => return Err("DBSCAN labels came back short".into()),
+            }
+            let clusterings = clusterings_in_batch_order_packed(&batch.job_start, &words[..n])?;
             for (i, c) in chunk.into_iter().zip(clusterings) {
                 out[i] = c;
             }
@@ -1765,7 +1773,8 @@ impl CudaBackend {
     }
 
     /// One batch's labels and core flags (batch order, one word per point: the flag in the label's top bit), from the
-    /// grid to the borders on one stream.
+    /// grid to the borders on one stream, and one word more: not 0 when `cell_of` refused a point (its labels are
+    /// then meaningless).
     fn dbscan_device(
         &self,
         batch: &DbscanBatch,
@@ -1797,14 +1806,22 @@ impl CudaBackend {
         };
         let job_start = self.upload(&stream, &batch.job_start)?;
         let jobs = self.upload(&stream, bytemuck::cast_slice::<_, u32>(&batch.jobs))?;
+        // What comes back: n labels (unsort's) and the refusal word after them (cell_of's), zeroed here.
+        // SAFETY: unsort writes labels_b at original[i] for every i, a permutation of 0..n; word n is zeroed below.
+        let mut labels_b: CudaSlice<u32> = unsafe { self.uninit(&stream, n + 1) }?;
         // The grid: each point's cell, each occupied cell's slot and count, the slots' offsets, the sorted points.
         // SAFETY: cell_of writes the 4 words of every point below n (= params.points).
         let mut cell_b: CudaSlice<u32> = unsafe { self.uninit(&stream, 4 * n) }?;
-        let mut b = stream.launch_builder(&self.k.cell_of);
-        b.arg(&points_b).arg(&job_start).arg(&jobs).arg(&params).arg(&mut cell_b);
-        // SAFETY: cell_of(const float* points_b, const u32* job_start, const Job* jobs, Params, u32* cell_b): 3n
-        // floats, jobs + 1 starts (none of the jobs empty), the 16-byte job records, 4n cell words.
-        unsafe { b.launch(launch(g, BLOCK)) }.map_err(de)?;
+        {
+            let mut refused = labels_b.slice_mut(n..);
+            stream.memset_zeros(&mut refused).map_err(de)?;
+            let mut b = stream.launch_builder(&self.k.cell_of);
+            b.arg(&points_b).arg(&job_start).arg(&jobs).arg(&params).arg(&mut cell_b).arg(&mut refused);
+            // SAFETY: cell_of(const float* points_b, const u32* job_start, const Job* jobs, Params, u32* cell_b,
+            // u32* refused): 3n floats, jobs + 1 starts (none of the jobs empty), the 16-byte job records, 4n cell
+            // words, one refusal word (labels_b's last).
+            unsafe { b.launch(launch(g, BLOCK)) }.map_err(de)?;
+        }
         let mut owner = self.zeros::<u32>(&stream, slots)?;
         let mut count = self.zeros::<u32>(&stream, slots)?;
         // SAFETY: claim_cells writes every point's slot.
@@ -1874,13 +1891,11 @@ impl CudaBackend {
         b.arg(&core).arg(&mut labels);
         // SAFETY: assign_borders(grid..., Params, core, labels).
         unsafe { b.launch(launch(g, BLOCK)) }.map_err(de)?;
-        // One word per point comes back: the label with the core flag in its top bit.
-        // SAFETY: unsort writes labels_b at original[i] for every i, a permutation of 0..n.
-        let mut labels_b: CudaSlice<u32> = unsafe { self.uninit(&stream, n) }?;
+        // One word per point comes back: the label with the core flag in its top bit (and the refusal word).
         let mut b = stream.launch_builder(&self.k.unsort);
         b.arg(&d.original).arg(&core).arg(&labels).arg(&d.params).arg(&mut labels_b);
         // SAFETY: unsort(original, core, labels, Params, labels_b): original is a permutation of 0..n, and every label
-        // is NONE or a sorted position below n; n words of labels_b.
+        // is NONE or a sorted position below n; n words of labels_b (of its n + 1).
         unsafe { b.launch(launch(g, BLOCK)) }.map_err(de)?;
         // The caller's `words` waits for the stream.
         self.read_back(&stream, &labels_b)

@@ -544,35 +544,47 @@ impl DbscanBatch {
     /// (naming the job by its index in `all`) for a bad radius, or for cells of 32-bit coordinates that cannot hold
     /// the points: every cell coordinate (and its neighbours', up to two more or less) must lie within 2^31 - 3 of 0.
     pub fn new(all: &[DbscanJob<'_>], chunk: &[usize]) -> Result<DbscanBatch, String> {
-        Self::build(all, chunk, true)
+        Self::build(all, chunk, true, true)
     }
 
     /// [`DbscanBatch::new`] without the points (`points` stays empty): for a device that gathers them itself.
     pub fn without_points(all: &[DbscanJob<'_>], chunk: &[usize]) -> Result<DbscanBatch, String> {
-        Self::build(all, chunk, false)
+        Self::build(all, chunk, false, true)
     }
 
-    fn build(all: &[DbscanJob<'_>], chunk: &[usize], with_points: bool) -> Result<DbscanBatch, String> {
+    /// [`DbscanBatch::new`] (`with_points`) or [`DbscanBatch::without_points`] without reading the points for the
+    /// range check: for a device that checks every point's cell itself (CUDA's `cell_of`), with [`dbscan_refusal`]
+    /// naming the job when it refuses one. The radii are still checked.
+    pub fn unchecked(all: &[DbscanJob<'_>], chunk: &[usize], with_points: bool) -> Result<DbscanBatch, String> {
+        Self::build(all, chunk, with_points, false)
+    }
+
+    fn build(all: &[DbscanJob<'_>], chunk: &[usize], with_points: bool, check: bool) -> Result<DbscanBatch, String> {
         let ChunkJobs { jobs, params: job_params, points: n } = ChunkJobs::new(all, chunk)?;
         let slots = u32::try_from(u64::from(n).max(1).next_power_of_two() * 2)
             .map_err(|_| format!("{n} points are too many for one DBSCAN batch"))?;
-        jobs.par_iter().zip(&job_params).try_for_each(|((j, job), params)| {
-            let inv = params.inv_side;
-            // floor is monotone: the cells of the lowest and highest coordinates bound every cell.
-            let (lo, hi) = job.points.iter().fold(([f32::MAX; 3], [f32::MIN; 3]), |(lo, hi), p| {
-                (
-                    [lo[0].min(p[0]), lo[1].min(p[1]), lo[2].min(p[2])],
-                    [hi[0].max(p[0]), hi[1].max(p[1]), hi[2].max(p[2])],
-                )
-            });
-            let limit = f64::from(i32::MAX - 3);
-            let fits = |v: f32| (f64::from(v) * inv).floor().abs() <= limit;
-            if !job.points.is_empty() && !lo.iter().chain(&hi).all(|&v| fits(v)) {
-                let side = cell_side(job.eps);
-                return Err(format!("job {j}: the points lie more than 2^31 cells of {side} m from the origin"));
-            }
-            Ok(())
-        })?;
+        // The jobs in parallel; the first refused in the chunk's order is named.
+        let refused = check.then(|| {
+            jobs.par_iter().zip(&job_params).find_map_first(|((j, job), params)| {
+                let inv = params.inv_side;
+                // floor is monotone: the cells of the lowest and highest coordinates bound every cell.
+                let (lo, hi) = job.points.iter().fold(([f32::MAX; 3], [f32::MIN; 3]), |(lo, hi), p| {
+                    (
+                        [lo[0].min(p[0]), lo[1].min(p[1]), lo[2].min(p[2])],
+                        [hi[0].max(p[0]), hi[1].max(p[1]), hi[2].max(p[2])],
+                    )
+                });
+                let limit = f64::from(i32::MAX - 3);
+                let fits = |v: f32| (f64::from(v) * inv).floor().abs() <= limit;
+                (!job.points.is_empty() && !lo.iter().chain(&hi).all(|&v| fits(v))).then(|| {
+                    let side = cell_side(job.eps);
+                    format!("job {j}: the points lie more than 2^31 cells of {side} m from the origin")
+                })
+            })
+        });
+        if let Some(e) = refused.flatten() {
+            return Err(e);
+        }
         let mut points: Vec<f32> = Vec::with_capacity(if with_points { 3 * n as usize } else { 0 });
         let mut job_start = Vec::with_capacity(jobs.len() + 1);
         let mut next = 0u32;
@@ -685,6 +697,36 @@ pub fn dbscan_chunks(jobs: &[DbscanJob<'_>], max_points: u64) -> Result<Vec<Vec<
     chunks_by_points(jobs.iter().map(|j| j.points.len() as u64), max_points, |i, n| {
         format!("DBSCAN job {i} has {n} points, more than one launch takes ({max_points})")
     })
+}
+
+/// [`dbscan_chunks`] without reading the points: the radii checked and the jobs chunked, for a device that checks
+/// every point itself (CUDA's `cell_of`: finite, and its cell within the 32-bit range [`DbscanBatch::new`] checks),
+/// with [`dbscan_refusal`] naming the job when it refuses one. On any error, [`dbscan_chunks`]'s (the same first
+/// error, points included).
+pub fn dbscan_chunks_unread(jobs: &[DbscanJob<'_>], max_points: u64) -> Result<Vec<Vec<usize>>, String> {
+    let radii = match jobs.iter().enumerate().find(|(_, j)| !(j.eps.is_finite() && j.eps > 0.0)) {
+        None => Ok(()),
+        Some((i, j)) => Err(format!("job {i}: DBSCAN radius must be positive and finite, got {}", j.eps)),
+    };
+    radii
+        .and_then(|()| {
+            chunks_by_points(jobs.iter().map(|j| j.points.len() as u64), max_points, |i, n| {
+                format!("DBSCAN job {i} has {n} points, more than one launch takes ({max_points})")
+            })
+        })
+        .map_err(|e| dbscan_chunks(jobs, max_points).err().unwrap_or(e))
+}
+
+/// The error [`dbscan_chunks`] and then [`DbscanBatch::new`] give for `chunk` (one of the chunks of
+/// [`dbscan_chunks_unread`], the earlier ones accepted), for a device that refused a point of the chunk: a point of
+/// some job that is not finite (every job's, as [`dbscan_chunks`] reads them before any chunk runs), else the chunk's
+/// first job whose cells overflow 32-bit coordinates. A device that refuses what neither check refuses is a bug, and
+/// says so.
+pub fn dbscan_refusal(jobs: &[DbscanJob<'_>], chunk: &[usize], max_points: u64) -> String {
+    dbscan_chunks(jobs, max_points)
+        .err()
+        .or_else(|| DbscanBatch::without_points(jobs, chunk).err())
+        .unwrap_or_else(|| "the device refused a point that the host's checks accept (a bug: please report it)".into())
 }
 
 /// K4: the objects of a batch in chunks of at most `max_points` points (each object whole; empty objects are in no
@@ -1409,6 +1451,43 @@ mod tests {
             [DbscanJob { points: &far, eps: 1e-4, min_points: 1 }, DbscanJob { points: &far, eps: 0.0, min_points: 1 }];
         let err = DbscanGrid::new(&bad, &[0, 1]).unwrap_err();
         assert!(err.contains("job 1") && err.contains("radius"), "{err}");
+    }
+
+    #[test]
+    fn unread_dbscan_chunks_leave_the_points_to_the_device_and_name_its_refusals_as_the_host_does() {
+        let good = [[0.0f32, 0.0, 0.0], [0.01, 0.0, 0.0]];
+        let nan = [[0.0f32, 0.0, 0.0], [f32::NAN, 0.0, 0.0]];
+        let far = [[0.0f32, 0.0, 0.0], [0.0, 0.0, -3.0e7]];
+        let job = |points, eps| DbscanJob { points, eps, min_points: 1 };
+        // The points are not read: the chunks of a batch with a NaN are those of the batch without it.
+        let with_nan = [job(&good, 0.1), job(&nan, 0.1), job(&far, 1e-2), job(&[], 0.1)];
+        let clean = [job(&good, 0.1), job(&good, 0.1), job(&far, 1e-2), job(&[], 0.1)];
+        assert_eq!(dbscan_chunks_unread(&with_nan, 3).unwrap(), dbscan_chunks(&clean, 3).unwrap());
+        assert_eq!(dbscan_chunks_unread(&with_nan, 3).unwrap(), [vec![0], vec![1], vec![2]]);
+        // Any error is dbscan_chunks' first: the NaN of job 0 before job 1's radius or size.
+        let bad_radius = [job(&nan, 0.1), job(&good, 0.0)];
+        let want = dbscan_chunks(&bad_radius, 8).unwrap_err();
+        assert_eq!(
+            (dbscan_chunks_unread(&bad_radius, 8).unwrap_err(), want.as_str()),
+            (want.clone(), "job 0: point 1 is not finite")
+        );
+        let too_large = [job(&nan, 0.1), job(&far, 0.1)];
+        assert_eq!(dbscan_chunks_unread(&too_large, 1).unwrap_err(), dbscan_chunks(&too_large, 1).unwrap_err());
+        let radius_only = [job(&good, 0.1), job(&[], f32::INFINITY)];
+        assert!(dbscan_chunks_unread(&radius_only, 8).unwrap_err().starts_with("job 1: DBSCAN radius"));
+        // A refusal: a NaN anywhere (job 1, while the chunk is job 2's), else the chunk's first overflowing job.
+        assert_eq!(dbscan_refusal(&with_nan, &[2], 8), "job 1: point 1 is not finite");
+        let overflows = [job(&good, 0.1), job(&far, 1e-2), job(&far, 1e-2)];
+        let err = dbscan_refusal(&overflows, &[0, 1, 2], 8);
+        assert_eq!(Err(err.clone()), DbscanBatch::new(&overflows, &[0, 1, 2]).map(|_| ()));
+        assert!(err.starts_with("job 1: the points lie more than 2^31 cells"), "{err}");
+        // A refusal neither check makes is a bug, said so.
+        assert!(dbscan_refusal(&clean[..2], &[0, 1], 8).contains("a bug"));
+        // The unchecked batch is the checked one without the range check.
+        let batch = DbscanBatch::unchecked(&overflows, &[0, 1, 2], true).unwrap();
+        assert_eq!(batch.points, overflows.iter().flat_map(|j| j.points.iter().flatten().copied()).collect::<Vec<_>>());
+        assert_eq!((batch.job_start, batch.params.points), (vec![0, 2, 4, 6], 6));
+        assert!(DbscanBatch::unchecked(&overflows, &[0, 1, 2], false).unwrap().points.is_empty());
     }
 
     #[test]
