@@ -194,7 +194,7 @@ fn k5_relations(c: &mut Criterion) {
 
 /// The host steps the GPU backends run around K3 and the gaps, for a batch of 64 objects of 10,000 points (about six
 /// frames of ten objects): wgpu's binning of the objects into the DBSCAN grid (`k3_dbscan_grid`), CUDA's packing for
-/// the grid it builds on the device (`k3_dbscan_batch`: the points concatenated, each job's range checked), the
+/// the grid it builds on the device (`k3_dbscan_batch`: the points concatenated; `cell_of` checks them), the
 /// clusterings from the device's labels (`k3_clusterings`), and the gap search's packing (`gap_pack`,
 /// `gap_pack_resident`).
 fn host_steps(c: &mut Criterion) {
@@ -210,7 +210,7 @@ fn host_steps(c: &mut Criterion) {
         b.iter(|| DbscanGrid::new(black_box(&jobs), &chunk).expect("grid"))
     });
     g.bench_function(BenchmarkId::new("k3_dbscan_batch", "64obj_x_10000pts"), |b| {
-        b.iter(|| DbscanBatch::new(black_box(&jobs), &chunk).expect("batch"))
+        b.iter(|| DbscanBatch::unchecked(black_box(&jobs), &chunk, true).expect("batch"))
     });
     // The device's DBSCAN labels (each point's label a batch index of its cluster, the core flag in the top bit, as
     // CUDA's `unsort` writes them) turned into each job's clustering, as both GPU backends do after K3.

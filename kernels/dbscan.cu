@@ -18,7 +18,7 @@
 // common.cuh and scan.cuh (prepended by the host).
 
 #define NONE 0xffffffffu
-// The largest finite float (every point is finite).
+// The largest finite float (every point is finite, but in a chunk `cell_of` refused, whose labels are thrown away).
 #define FLT_BIG 3.402823466e38f
 
 // Keep in sync with `DbscanParams` in src/backend/layout.rs (32 bytes). `cells`: the hash table's slots, a power of
@@ -86,8 +86,8 @@ __device__ __forceinline__ uint2 cell_range(const Grid& g, const Params& p, u32 
 }
 
 // The cell k of the 5 x 5 x 5 block around cell (x, y, z) (k = 25 (dz + 2) + 5 (dy + 2) + dx + 2; 62 is the centre,
-// and k > 62 are the offsets that follow it in (z, y, x) order) as a range of sorted points. The host keeps cell
-// coordinates within 2^31 - 3 of 0, so c - 2 and c + 2 never wrap.
+// and k > 62 are the offsets that follow it in (z, y, x) order) as a range of sorted points. `cell_of` keeps cell
+// coordinates within 2^31 - 4 of 0, so c - 2 and c + 2 never wrap.
 __device__ __forceinline__ uint2 block_cell(const Grid& g, const Params& p, uint4 c, u32 k) {
     return cell_range(g, p, c.x + k % 5u - 2u, c.y + (k / 5u) % 5u - 2u, c.z + k / 25u - 2u, c.w);
 }
@@ -120,7 +120,8 @@ extern "C" __global__ void gather_points(const float* __restrict__ grouped, cons
 // Each point's cell and job (batch order), and the points' check, which the host does not make (it would read every
 // point again): a coordinate that is not finite, or a cell coordinate beyond 2^31 - 4 either way (a neighbour two
 // cells on must not wrap), sets `*refused` (zeroed by the host, which then names the job as its own checks would)
-// and is binned at 0, so that every launch after this one stays within its tables (the labels are thrown away).
+// and is binned at 0 on that axis, so that every launch after this one stays within its tables (the labels are
+// thrown away).
 // The test is the host's (src/backend/pack.rs, DbscanBatch::new): |floor(v x inv)| <= 2^31 - 4 in double precision,
 // false for NaN. `job_start`: each job's first batch index (jobs + 1 entries; no job is empty).
 extern "C" __global__ void cell_of(const float* __restrict__ points_b, const u32* __restrict__ job_start,

@@ -1458,7 +1458,38 @@ fn k3_points_the_device_refuses_are_named_as_the_host_names_them() {
     let far = [[0.0f32, 0.0, 0.0], [0.0, 0.0, -3.0e7]];
     let nan = [[0.0f32, 0.0, 0.0], [f32::NAN, 0.0, 0.0]];
     let inf = [[f32::INFINITY, 0.0, 0.0], [0.0, 0.0, 0.0]];
-    let cases: [(&str, Vec<DbscanJob>, Option<&str>); 6] = [
+    // At the edge: the farthest f32 coordinate whose cell (floor(v x 1 / the cell side) in double precision, the
+    // host's and `cell_of`'s formula) is accepted, and the next f32 out, refused, either way. (A cell within 2^31 - 4
+    // of 0 is accepted. With an f32 coordinate and an f32 side the cells a point can have near 2^31 are sparse: no
+    // two 24-bit mantissas have a ratio within 2^-24 of a power of two but at it. For this radius the pair is
+    // 2^31 - 174 and 2^31, and -(2^31 - 173) and -2^31: a device limit off by fewer cells would pass.)
+    let eps_edge = 0.01f32;
+    let inv = spatialsynth::backend::pack::inverse_cell_side(eps_edge);
+    let cell = |v: f32| (f64::from(v) * inv).floor();
+    let accepted = |v: f32| cell(v).abs() <= 2147483644.0;
+    let edge = |sign: f32| -> [[[f32; 3]; 1]; 2] {
+        let (inward, outward) = match sign > 0.0 {
+            true => (f32::next_down as fn(f32) -> f32, f32::next_up as fn(f32) -> f32),
+            false => (f32::next_up as fn(f32) -> f32, f32::next_down as fn(f32) -> f32),
+        };
+        let mut v = (f64::from(sign) * 2147483644.0 / inv) as f32;
+        while !accepted(v) {
+            v = inward(v);
+        }
+        while accepted(outward(v)) {
+            v = outward(v);
+        }
+        assert!(cell(v).abs() > 2147483644.0 - 256.0, "{v}: cell {}", cell(v));
+        [[[0.0, v, 0.0]], [[0.0, outward(v), 0.0]]]
+    };
+    let (above, below) = (edge(1.0), edge(-1.0));
+    let edge_job = |points| vec![job(&good, 0.1), job(points, eps_edge)];
+    let over = Some("job 1: the points lie more than 2^31 cells");
+    let cases: [(&str, Vec<DbscanJob>, Option<&str>); 10] = [
+        ("the farthest cell accepted", edge_job(&above[0]), None),
+        ("the nearest cell refused", edge_job(&above[1]), over),
+        ("the farthest cell accepted below 0", edge_job(&below[0]), None),
+        ("the nearest cell refused below 0", edge_job(&below[1]), over),
         (
             "a NaN after an overflow",
             vec![job(&good, 0.1), job(&far, 1e-2), job(&nan, 1e-2)],

@@ -465,7 +465,8 @@ impl Backend {
     /// [`Backend::dbscan_batch`] where each job may say where its points also lie on the device (`sources[i]` for job
     /// `i`; `None`, or a shorter `sources`, where they do not): CUDA then gathers them there (a word per point
     /// uploaded instead of three) when every job of a launch has them in the same buffer. The points the job holds
-    /// must be those points (they are what the other backends, and the checks, read). The same clusterings.
+    /// must be those points (they are what the other backends read, and what names a job CUDA's device check
+    /// refuses). The same clusterings.
     pub fn dbscan_batch_gathered(
         &self,
         jobs: &[crate::geometry::dbscan::DbscanJob<'_>],
