@@ -122,7 +122,7 @@ extern "C" __global__ void gather_points(const float* __restrict__ grouped, cons
 // cells on must not wrap), sets `*refused` (zeroed by the host, which then names the job as its own checks would)
 // and is binned at 0 on that axis, so that every launch after this one stays within its tables (the labels are
 // thrown away).
-// The test is the host's (src/backend/pack.rs, DbscanBatch::new): |floor(v x inv)| <= 2^31 - 4 in double precision,
+// The test is the host's (src/backend/pack.rs, dbscan_range_refusal): |floor(v x inv)| <= 2^31 - 4 in double precision,
 // false for NaN. `job_start`: each job's first batch index (jobs + 1 entries; no job is empty).
 extern "C" __global__ void cell_of(const float* __restrict__ points_b, const u32* __restrict__ job_start,
                                   const Job* __restrict__ jobs, const Params p, u32* __restrict__ cell_b,

@@ -1755,7 +1755,7 @@ impl CudaBackend {
         for chunk in dbscan_chunks_unread(jobs, MAX_DBSCAN_POINTS)? {
             let gather = gather_indices(jobs, sources, &chunk);
             // A gathered batch needs no host copy of its points.
-            let batch = DbscanBatch::unchecked(jobs, &chunk, gather.is_none())?;
+            let batch = DbscanBatch::new(jobs, &chunk, gather.is_none())?;
             let labels = self.dbscan_device(&batch, gather)?;
             let words = labels.words()?;
             let n = batch.params.points as usize;

@@ -540,51 +540,14 @@ pub struct DbscanBatch {
 }
 
 impl DbscanBatch {
-    /// The jobs `chunk` (indices into `all`, one of [`dbscan_chunks`]'s chunks: finite points, no empty job). `Err`
-    /// (naming the job by its index in `all`) for a bad radius, or for cells of 32-bit coordinates that cannot hold
-    /// the points: every cell coordinate (and its neighbours', up to two more or less) must lie within 2^31 - 3 of 0.
-    pub fn new(all: &[DbscanJob<'_>], chunk: &[usize]) -> Result<DbscanBatch, String> {
-        Self::build(all, chunk, true, true)
-    }
-
-    /// [`DbscanBatch::new`] without the points (`points` stays empty): for a device that gathers them itself.
-    pub fn without_points(all: &[DbscanJob<'_>], chunk: &[usize]) -> Result<DbscanBatch, String> {
-        Self::build(all, chunk, false, true)
-    }
-
-    /// [`DbscanBatch::new`] (`with_points`) or [`DbscanBatch::without_points`] without reading the points for the
-    /// range check: for a device that checks every point's cell itself (CUDA's `cell_of`), with [`dbscan_refusal`]
-    /// naming the job when it refuses one. The radii are still checked.
-    pub fn unchecked(all: &[DbscanJob<'_>], chunk: &[usize], with_points: bool) -> Result<DbscanBatch, String> {
-        Self::build(all, chunk, with_points, false)
-    }
-
-    fn build(all: &[DbscanJob<'_>], chunk: &[usize], with_points: bool, check: bool) -> Result<DbscanBatch, String> {
+    /// The jobs `chunk` (indices into `all`, one of [`dbscan_chunks_unread`]'s chunks: no empty job), with their
+    /// points (`with_points`) or without them (`points` stays empty: for a device that gathers them itself). `Err`
+    /// (naming the job by its index in `all`) for a bad radius. The points are not read: the device checks them (CUDA's
+    /// `cell_of`), and [`dbscan_refusal`] names a job it refuses.
+    pub fn new(all: &[DbscanJob<'_>], chunk: &[usize], with_points: bool) -> Result<DbscanBatch, String> {
         let ChunkJobs { jobs, params: job_params, points: n } = ChunkJobs::new(all, chunk)?;
         let slots = u32::try_from(u64::from(n).max(1).next_power_of_two() * 2)
             .map_err(|_| format!("{n} points are too many for one DBSCAN batch"))?;
-        // The jobs in parallel; the first refused in the chunk's order is named.
-        let refused = check.then(|| {
-            jobs.par_iter().zip(&job_params).find_map_first(|((j, job), params)| {
-                let inv = params.inv_side;
-                // floor is monotone: the cells of the lowest and highest coordinates bound every cell.
-                let (lo, hi) = job.points.iter().fold(([f32::MAX; 3], [f32::MIN; 3]), |(lo, hi), p| {
-                    (
-                        [lo[0].min(p[0]), lo[1].min(p[1]), lo[2].min(p[2])],
-                        [hi[0].max(p[0]), hi[1].max(p[1]), hi[2].max(p[2])],
-                    )
-                });
-                let limit = f64::from(i32::MAX - 3);
-                let fits = |v: f32| (f64::from(v) * inv).floor().abs() <= limit;
-                (!job.points.is_empty() && !lo.iter().chain(&hi).all(|&v| fits(v))).then(|| {
-                    let side = cell_side(job.eps);
-                    format!("job {j}: the points lie more than 2^31 cells of {side} m from the origin")
-                })
-            })
-        });
-        if let Some(e) = refused.flatten() {
-            return Err(e);
-        }
         let mut points: Vec<f32> = Vec::with_capacity(if with_points { 3 * n as usize } else { 0 });
         let mut job_start = Vec::with_capacity(jobs.len() + 1);
         let mut next = 0u32;
@@ -599,6 +562,31 @@ impl DbscanBatch {
         let params = DbscanParams { points: n, cells: slots, jobs: job_params.len() as u32, _pad: [0; 5] };
         Ok(DbscanBatch { points, job_start, jobs: job_params, params })
     }
+}
+
+/// The first job of `chunk` (indices into `all`; in the chunk's order) whose cells do not fit the device grid's 32-bit
+/// coordinates, named by its index in `all`: every cell coordinate (and its neighbours', up to two more or less) must
+/// lie within 2^31 - 3 of 0, the test CUDA's `cell_of` makes on each point. Also a bad radius (see
+/// [`DbscanBatch::new`]). `None` when the chunk fits. The points must be finite ([`dbscan_chunks`] checks them).
+pub fn dbscan_range_refusal(all: &[DbscanJob<'_>], chunk: &[usize]) -> Option<String> {
+    let ChunkJobs { jobs, params, .. } = match ChunkJobs::new(all, chunk) {
+        Ok(c) => c,
+        Err(e) => return Some(e),
+    };
+    // The jobs in parallel; the first refused in the chunk's order is named.
+    jobs.par_iter().zip(&params).find_map_first(|((j, job), params)| {
+        let inv = params.inv_side;
+        // floor is monotone: the cells of the lowest and highest coordinates bound every cell.
+        let (lo, hi) = job.points.iter().fold(([f32::MAX; 3], [f32::MIN; 3]), |(lo, hi), p| {
+            ([lo[0].min(p[0]), lo[1].min(p[1]), lo[2].min(p[2])], [hi[0].max(p[0]), hi[1].max(p[1]), hi[2].max(p[2])])
+        });
+        let limit = f64::from(i32::MAX - 3);
+        let fits = |v: f32| (f64::from(v) * inv).floor().abs() <= limit;
+        (!job.points.is_empty() && !lo.iter().chain(&hi).all(|&v| fits(v))).then(|| {
+            let side = cell_side(job.eps);
+            format!("job {j}: the points lie more than 2^31 cells of {side} m from the origin")
+        })
+    })
 }
 
 /// `dst` cut into consecutive parts of `lens` elements each, the last ones shorter (or empty) where `dst` runs out:
@@ -683,10 +671,30 @@ fn chunks_by_points(
 /// `Err` when a job's radius is bad (empty jobs included, as on the CPU), a point is not finite, or one job alone
 /// exceeds the limit.
 pub fn dbscan_chunks(jobs: &[DbscanJob<'_>], max_points: u64) -> Result<Vec<Vec<usize>>, String> {
+    checked_dbscan_chunks(jobs, max_points, true)
+}
+
+/// [`dbscan_chunks`] without reading the points (the radii checked, the jobs chunked), for a device that checks every
+/// point itself (CUDA's `cell_of`: finite, and its cell within [`dbscan_range_refusal`]'s range), with
+/// [`dbscan_refusal`] naming the job when it refuses one. On any error, [`dbscan_chunks`]'s: the same first error,
+/// points included.
+pub fn dbscan_chunks_unread(jobs: &[DbscanJob<'_>], max_points: u64) -> Result<Vec<Vec<usize>>, String> {
+    checked_dbscan_chunks(jobs, max_points, false).map_err(|e| dbscan_chunks(jobs, max_points).err().unwrap_or(e))
+}
+
+/// The chunks of [`dbscan_chunks`], the points checked only when `read_points`.
+fn checked_dbscan_chunks(
+    jobs: &[DbscanJob<'_>],
+    max_points: u64,
+    read_points: bool,
+) -> Result<Vec<Vec<usize>>, String> {
     // The jobs in parallel; the first bad one in order is named.
     let bad = jobs.par_iter().enumerate().find_map_first(|(i, j)| {
         if !(j.eps.is_finite() && j.eps > 0.0) {
             return Some(format!("job {i}: DBSCAN radius must be positive and finite, got {}", j.eps));
+        }
+        if !read_points {
+            return None;
         }
         let p = j.points.iter().position(|p| !p.iter().all(|v| v.is_finite()))?;
         Some(format!("job {i}: point {p} is not finite"))
@@ -699,33 +707,14 @@ pub fn dbscan_chunks(jobs: &[DbscanJob<'_>], max_points: u64) -> Result<Vec<Vec<
     })
 }
 
-/// [`dbscan_chunks`] without reading the points: the radii checked and the jobs chunked, for a device that checks
-/// every point itself (CUDA's `cell_of`: finite, and its cell within the 32-bit range [`DbscanBatch::new`] checks),
-/// with [`dbscan_refusal`] naming the job when it refuses one. On any error, [`dbscan_chunks`]'s (the same first
-/// error, points included).
-pub fn dbscan_chunks_unread(jobs: &[DbscanJob<'_>], max_points: u64) -> Result<Vec<Vec<usize>>, String> {
-    let radii = match jobs.iter().enumerate().find(|(_, j)| !(j.eps.is_finite() && j.eps > 0.0)) {
-        None => Ok(()),
-        Some((i, j)) => Err(format!("job {i}: DBSCAN radius must be positive and finite, got {}", j.eps)),
-    };
-    radii
-        .and_then(|()| {
-            chunks_by_points(jobs.iter().map(|j| j.points.len() as u64), max_points, |i, n| {
-                format!("DBSCAN job {i} has {n} points, more than one launch takes ({max_points})")
-            })
-        })
-        .map_err(|e| dbscan_chunks(jobs, max_points).err().unwrap_or(e))
-}
-
-/// The error [`dbscan_chunks`] and then [`DbscanBatch::new`] give for `chunk` (one of the chunks of
-/// [`dbscan_chunks_unread`], the earlier ones accepted), for a device that refused a point of the chunk: a point of
-/// some job that is not finite (every job's, as [`dbscan_chunks`] reads them before any chunk runs), else the chunk's
-/// first job whose cells overflow 32-bit coordinates. A device that refuses what neither check refuses is a bug, and
-/// says so.
+/// The error the host's checks give for `chunk` (one of [`dbscan_chunks_unread`]'s chunks, the earlier ones
+/// accepted), for a device that refused a point of it: a point of some job that is not finite ([`dbscan_chunks`]
+/// reads every job's before any chunk runs), else the chunk's first job whose cells overflow
+/// ([`dbscan_range_refusal`]). A device that refuses what neither check refuses is a bug, and says so.
 pub fn dbscan_refusal(jobs: &[DbscanJob<'_>], chunk: &[usize], max_points: u64) -> String {
     dbscan_chunks(jobs, max_points)
         .err()
-        .or_else(|| DbscanBatch::without_points(jobs, chunk).err())
+        .or_else(|| dbscan_range_refusal(jobs, chunk))
         .unwrap_or_else(|| "the device refused a point that the host's checks accept (a bug: please report it)".into())
 }
 
@@ -1479,15 +1468,15 @@ mod tests {
         assert_eq!(dbscan_refusal(&with_nan, &[2], 8), "job 1: point 1 is not finite");
         let overflows = [job(&good, 0.1), job(&far, 1e-2), job(&far, 1e-2)];
         let err = dbscan_refusal(&overflows, &[0, 1, 2], 8);
-        assert_eq!(Err(err.clone()), DbscanBatch::new(&overflows, &[0, 1, 2]).map(|_| ()));
+        assert_eq!(Some(err.clone()), dbscan_range_refusal(&overflows, &[0, 1, 2]));
         assert!(err.starts_with("job 1: the points lie more than 2^31 cells"), "{err}");
         // A refusal neither check makes is a bug, said so.
         assert!(dbscan_refusal(&clean[..2], &[0, 1], 8).contains("a bug"));
-        // The unchecked batch is the checked one without the range check.
-        let batch = DbscanBatch::unchecked(&overflows, &[0, 1, 2], true).unwrap();
+        // The batch packs what the device refuses: the range is the device's to check.
+        let batch = DbscanBatch::new(&overflows, &[0, 1, 2], true).unwrap();
         assert_eq!(batch.points, overflows.iter().flat_map(|j| j.points.iter().flatten().copied()).collect::<Vec<_>>());
         assert_eq!((batch.job_start, batch.params.points), (vec![0, 2, 4, 6], 6));
-        assert!(DbscanBatch::unchecked(&overflows, &[0, 1, 2], false).unwrap().points.is_empty());
+        assert!(DbscanBatch::new(&overflows, &[0, 1, 2], false).unwrap().points.is_empty());
     }
 
     #[test]
@@ -1522,7 +1511,7 @@ mod tests {
             DbscanJob { points: &c, eps: 0.3, min_points: 2 },
         ];
         // A chunk in any order of the batch's jobs: batch indices follow the chunk.
-        let batch = DbscanBatch::new(&jobs, &[2, 0, 1]).unwrap();
+        let batch = DbscanBatch::new(&jobs, &[2, 0, 1], true).unwrap();
         assert_eq!(batch.job_start, [0, 3, 5, 6]);
         let want: Vec<f32> = c.iter().chain(&a).chain(&b).flatten().copied().collect();
         assert_eq!(batch.points, want);
@@ -1551,12 +1540,16 @@ mod tests {
             DbscanJob { points: &inside, eps: 1e-2, min_points: 1 },
             DbscanJob { points: &outside, eps: 1e-2, min_points: 1 },
         ];
-        assert!(DbscanBatch::new(&jobs, &[0]).is_ok());
-        let err = DbscanBatch::new(&jobs, &[0, 1]).unwrap_err();
+        assert_eq!(dbscan_range_refusal(&jobs, &[0]), None);
+        let err = dbscan_range_refusal(&jobs, &[0, 1]).unwrap();
         assert!(err.contains("job 1") && err.contains("2^31 cells"), "{err}");
+        // The first refused in the chunk's order is named.
+        let twice = [jobs[1], jobs[0], jobs[1]];
+        assert!(dbscan_range_refusal(&twice, &[2, 1, 0]).unwrap().starts_with("job 2:"));
         let bad = [jobs[0], DbscanJob { points: &[], eps: f32::NAN, min_points: 1 }];
-        let err = DbscanBatch::new(&bad, &[0, 1]).unwrap_err();
+        let err = DbscanBatch::new(&bad, &[0, 1], true).unwrap_err();
         assert!(err.contains("job 1") && err.contains("radius"), "{err}");
+        assert_eq!(dbscan_range_refusal(&bad, &[0, 1]), Some(err));
     }
 
     #[test]
