@@ -84,14 +84,16 @@ fn host_batch(c: &mut Criterion) {
         .collect();
     let jobs: Vec<DbscanJob<'_>> = objects.iter().map(|p| DbscanJob { points: p, eps: 0.05, min_points: 10 }).collect();
     // CUDA's labels, one word a point: per job, one point in 20 noise, the rest in clusters of 3,000 consecutive
-    // points (K1's pixel order) named by their first, four in five of them core points.
+    // points (K1's pixel order) named by their first (a core point, labelled itself), four in five of them core
+    // points.
     let mut job_start = vec![0u32];
     let mut words = Vec::with_capacity(FRAMES * OBJECTS * POINTS);
     for _ in 0..FRAMES * OBJECTS {
         let first = *job_start.last().expect("a start");
-        words.extend((0..POINTS as u32).map(|i| match rng.next() % 20 {
-            0 => u32::MAX,
-            r => (first + (i / 3000) * 3000) | u32::from(r % 5 != 0) << 31,
+        words.extend((0..POINTS as u32).map(|i| match (i % 3000, rng.next() % 20) {
+            (0, _) => (first + i) | 1 << 31,
+            (_, 0) => u32::MAX,
+            (_, r) => (first + (i / 3000) * 3000) | u32::from(r % 5 != 0) << 31,
         }));
         job_start.push(first + POINTS as u32);
     }

@@ -420,9 +420,9 @@ pub fn inverse_cell_side(eps: f32) -> f64 {
 }
 
 /// Each job's clustering in its input order (jobs as `job_start` delimits them: each job's first batch index, jobs + 1
-/// entries), from the device's labels (the smallest batch index of each point's cluster, `u32::MAX` for noise) and
-/// core flags, both in batch order; clusters numbered by increasing smallest core index, as
-/// [`crate::geometry::dbscan::dbscan`] numbers them.
+/// entries), from the device's labels (the batch index of each point's cluster's root, the smallest batch index of its
+/// core points, whose own label is itself; `u32::MAX` for noise) and core flags, both in batch order; clusters
+/// numbered by increasing smallest core index, as [`crate::geometry::dbscan::dbscan`] numbers them.
 pub fn clusterings_in_batch_order(job_start: &[u32], labels: &[u32], core: &[u32]) -> Result<Vec<Clustering>, String> {
     let n = job_start.last().map_or(0, |&n| n as usize);
     if labels.len() < n || core.len() < n {
@@ -447,14 +447,18 @@ pub fn clusterings_in_batch_order_packed(job_start: &[u32], words: &[u32]) -> Re
 
 /// Each job's clustering from each point's (label, core flag) by batch index (`i < job_start.last()`).
 ///
-/// A label is the batch index of a point of the same job, so a job's clusters are numbered in linear time: mark the
-/// labels used in a table over the job's points, then number the marks in index order (the order sorting the labels
-/// gives). The jobs in parallel.
+/// A label is the batch index of its cluster's root, the cluster's core point of smallest batch index, whose own
+/// label is itself (as both GPU backends' union-finds leave them). So the clusters, numbered by increasing root, are
+/// numbered in one pass in index order: a point labelled itself opens the next cluster, a point labelled by an
+/// earlier point takes that root's number, and the few (border) points whose root comes after them are numbered once
+/// the pass is over. A label that names another job's point, or a point of its job that is not labelled itself, is
+/// refused. The jobs in parallel.
 fn clusterings_by_job(
     job_start: &[u32],
     point: impl Fn(usize) -> (u32, bool) + Sync,
 ) -> Result<Vec<Clustering>, String> {
-    const UNUSED: u32 = u32::MAX;
+    const UNUSED: i32 = -2;
+    const NOT_ROOT: &str = "a DBSCAN label names a point that is not labelled itself (no cluster's root)";
     // Starts that go back would name points past the last one the callers checked (every job runs, in parallel).
     if job_start.windows(2).any(|w| w[0] > w[1]) {
         return Err("DBSCAN job starts go back".into());
@@ -463,31 +467,42 @@ fn clusterings_by_job(
         .par_windows(2)
         .map(|range| {
             let (first, end) = (range[0], range[1]);
-            let points = first as usize..end as usize;
-            let len = points.len();
-            // Each point of the job: whether it names a cluster, then each named point's number; a slot past the job's
-            // points holds noise's label, so that every point's label is one lookup.
-            let mut number = vec![UNUSED; len + 1];
-            for i in points.clone() {
-                match point(i).0 {
-                    u32::MAX => {}
-                    l if l < first || l >= end => return Err("a DBSCAN label names a point of another job".into()),
-                    l => number[(l - first) as usize] = 0,
-                }
-            }
-            let mut clusters = 0u32;
-            for n in number[..len].iter_mut().filter(|n| **n != UNUSED) {
-                *n = clusters;
-                clusters += 1;
-            }
-            number[len] = NOISE as u32;
+            let len = (end - first) as usize;
+            // Each root's cluster number, by the root's index in the job.
+            let mut number = vec![UNUSED; len];
             let (mut labels, mut core) = (Vec::with_capacity(len), Vec::with_capacity(len));
-            for i in points {
-                let (l, c) = point(i);
-                // In range: checked above (noise takes the last slot).
-                let slot = if l == u32::MAX { len } else { (l - first) as usize };
-                labels.push(number[slot] as i32);
+            // Points (in the job) whose root comes after them.
+            let mut ahead = Vec::new();
+            let mut clusters = 0u32;
+            for (k, i) in (first..end).enumerate() {
+                let (l, c) = point(i as usize);
+                let label = match l {
+                    u32::MAX => NOISE,
+                    l if l == i => {
+                        number[k] = clusters as i32;
+                        clusters += 1;
+                        clusters as i32 - 1
+                    }
+                    l if l < first || l >= end => return Err("a DBSCAN label names a point of another job".into()),
+                    l if l < i => match number[(l - first) as usize] {
+                        UNUSED => return Err(NOT_ROOT.into()),
+                        n => n,
+                    },
+                    _ => {
+                        ahead.push(k);
+                        UNUSED
+                    }
+                };
+                labels.push(label);
                 core.push(c);
+            }
+            for k in ahead {
+                // In the job: checked in the pass.
+                let l = point(first as usize + k).0;
+                labels[k] = match number[(l - first) as usize] {
+                    UNUSED => return Err(NOT_ROOT.into()),
+                    n => n,
+                };
             }
             Ok(Clustering { labels, core, clusters })
         })
@@ -1248,7 +1263,8 @@ mod tests {
         let mut rng = crate::test_rng::XorShift(0x2545_f491_4f6c_dd1du64);
         let mut next = |n: u32| rng.below(n);
         for _ in 0..50 {
-            // Jobs of 0 to 40 points; each point noise or labelled by a point of its job.
+            // Jobs of 0 to 40 points: up to four roots (core points labelled themselves), each other point noise or
+            // labelled by a root of its job, before or after it.
             let mut job_start = vec![0u32];
             for _ in 0..next(6) {
                 let last = *job_start.last().unwrap();
@@ -1256,13 +1272,18 @@ mod tests {
             }
             let n = *job_start.last().unwrap() as usize;
             let (mut labels, mut core) = (vec![u32::MAX; n], vec![0u32; n]);
-            for r in job_start.windows(2) {
-                let roots: Vec<u32> = (0..1 + next(4)).map(|_| r[0] + next((r[1] - r[0]).max(1))).collect();
+            for r in job_start.windows(2).filter(|r| r[1] > r[0]) {
+                let mut roots: Vec<u32> = (0..1 + next(4)).map(|_| r[0] + next(r[1] - r[0])).collect();
+                roots.sort_unstable();
+                roots.dedup();
                 for i in r[0]..r[1] {
                     if next(4) > 0 {
                         labels[i as usize] = roots[next(roots.len() as u32) as usize];
                         core[i as usize] = next(2);
                     }
+                }
+                for &root in &roots {
+                    (labels[root as usize], core[root as usize]) = (root, 1);
                 }
             }
             let expected = plain(&job_start, &labels, &core);
@@ -1276,6 +1297,11 @@ mod tests {
             let labels = [u32::MAX, 1, 2, label, 2];
             let err = clusterings_in_batch_order(&[0, 2, 5], &labels, &[0; 5]).unwrap_err();
             assert!(err.contains("another job"), "{err}");
+        }
+        // A label naming a point of its job that is not labelled itself, before or after it, is refused.
+        for labels in [[u32::MAX, 0, 1], [2, 2, u32::MAX], [1, 2, 0], [2, 1, 1]] {
+            let err = clusterings_in_batch_order(&[0, 3], &labels, &[1; 3]).unwrap_err();
+            assert!(err.contains("not labelled itself"), "{labels:?}: {err}");
         }
     }
 
@@ -1554,13 +1580,14 @@ mod tests {
 
     #[test]
     fn clusterings_in_batch_order_number_clusters_by_their_smallest_index_per_job() {
-        // Two jobs: [0, 3) and [3, 6). Labels name the smallest batch index of a cluster; u32::MAX is noise.
+        // Two jobs: [0, 3) and [3, 6). Labels name the smallest batch index of a cluster's core points (its root,
+        // labelled itself), a border point's before or after it; u32::MAX is noise.
         let job_start = [0, 3, 6];
-        let labels = [1, 1, u32::MAX, 5, 3, 3];
-        let core = [0, 1, 0, 1, 1, 0];
+        let labels = [1, 1, u32::MAX, 5, 4, 5];
+        let core = [0, 1, 0, 0, 1, 1];
         let got = clusterings_in_batch_order(&job_start, &labels, &core).unwrap();
         assert_eq!(got[0], Clustering { labels: vec![0, 0, NOISE], core: vec![false, true, false], clusters: 1 });
-        assert_eq!(got[1], Clustering { labels: vec![1, 0, 0], core: vec![true, true, false], clusters: 2 });
+        assert_eq!(got[1], Clustering { labels: vec![1, 0, 1], core: vec![false, true, true], clusters: 2 });
         // A label naming another job's point, or too few labels, is an error, not a wrong clustering.
         assert!(clusterings_in_batch_order(&job_start, &[1, 1, 1, 0, 3, 3], &core)
             .unwrap_err()
