@@ -48,7 +48,7 @@ use crate::geometry::ransac::{
 use crate::geometry::relations::{RelationRecord, GAP_CHUNK, GAP_SUPER};
 use crate::geometry::stats::{NoiseModel, ObjectSummary, StatsInput};
 use crate::geometry::unproject::{DepthImage, GroupedPoints, ObjectRegion, PointCloud};
-use crate::geometry::{Intrinsics, Plane, Point3};
+use crate::geometry::{Intrinsics, Plane, Point3, SharedSlice};
 
 /// Threads per block (`BLOCK` in `kernels/common.cuh`).
 const BLOCK: u32 = 256;
@@ -544,6 +544,9 @@ struct ReadBack {
     pool: Arc<Mutex<Vec<PinnedHostSlice<u32>>>>,
     /// The stream that copies into the buffer.
     stream: Arc<CudaStream>,
+    /// Whether the copy is known to be over (a `words` call returned them): the drop need not wait for the stream,
+    /// which by then may be running later work.
+    copied: bool,
 }
 
 impl ReadBack {
@@ -553,13 +556,54 @@ impl ReadBack {
         self.stream.synchronize().map_err(de)?;
         b.as_slice().map_err(de)?.get(..self.len).ok_or_else(|| "read-back buffer too short".into())
     }
+
+    /// The words as values of `T`, once the copy is done, kept in the buffer for views to share
+    /// ([`SharedSlice::kept`]): no host copy; the buffer goes back to the pool with the last view.
+    fn into_kept<T: bytemuck::Pod + Send + Sync>(mut self) -> Result<KeptWords<T>, String> {
+        let (ptr, len) = {
+            let values: &[T] =
+                bytemuck::try_cast_slice(self.words()?).map_err(|_| "read-back words do not make whole values")?;
+            (values.as_ptr(), values.len())
+        };
+        self.copied = true;
+        Ok(KeptWords { ptr, len, _read: self })
+    }
+}
+
+/// A read-back's values once its copy is over ([`ReadBack::into_kept`]), read in place by the views that share it.
+struct KeptWords<T> {
+    /// The values: `len` of them from `ptr`, within `_read`'s buffer.
+    ptr: *const T,
+    len: usize,
+    /// The buffer's owner, kept (not read) so that the values live exactly as long as this.
+    _read: ReadBack,
+}
+
+// SAFETY: the values lie in `_read`'s page-locked buffer, which this owns and nothing writes while it lives (the copy
+// into it was over before it was built, and the buffer is reused only once `_read` is dropped, with this); reading
+// them from any thread is reading plain `T: Send + Sync` values.
+unsafe impl<T: Send + Sync> Send for KeptWords<T> {}
+// SAFETY: as for Send: shared access only reads.
+unsafe impl<T: Send + Sync> Sync for KeptWords<T> {}
+
+impl<T> AsRef<[T]> for KeptWords<T> {
+    fn as_ref(&self) -> &[T] {
+        // SAFETY: `ptr` and `len` came from a slice of `_read`'s buffer (`into_kept`), which lives and stays unwritten
+        // as long as this does (see Send), and is not moved by moving this (it is heap memory the driver pinned).
+        unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
+    }
 }
 
 impl Drop for ReadBack {
     fn drop(&mut self) {
         let Some(buffer) = self.buffer.take() else { return };
         // The copy into the buffer must be over before it is reused or freed (an error here leaves it unpooled).
-        if self.stream.synchronize().is_err() {
+        if !self.copied && self.stream.synchronize().is_err() {
+            std::mem::forget(buffer);
+            return;
+        }
+        // The last view of a kept read-back may go on any thread: pooling may free buffers, with the context current.
+        if self.copied && self.stream.context().bind_to_thread().is_err() {
             std::mem::forget(buffer);
             return;
         }
@@ -939,7 +983,7 @@ impl CudaBackend {
         let len = src.len();
         let pool = Arc::clone(&self.readbacks);
         if len == 0 {
-            return Ok(ReadBack { buffer: None, len, pool, stream: Arc::clone(stream) });
+            return Ok(ReadBack { buffer: None, len, pool, stream: Arc::clone(stream), copied: false });
         }
         let mut pooled = pool.lock().map_err(|_| "read-back pool poisoned")?;
         // The smallest pooled buffer that holds it, if not more than four times over.
@@ -970,7 +1014,7 @@ impl CudaBackend {
         // SAFETY: `src` holds `len` words on the device; `dst` is page-locked host memory of `len` words that lives in
         // the ReadBack, which outlives the copy (ReadBack::words and its drop wait for the stream).
         unsafe { cudarc::driver::result::memcpy_dtoh_async(dst, src_ptr, stream.cu_stream()) }.map_err(de)?;
-        Ok(ReadBack { buffer: Some(buffer), len, pool, stream: Arc::clone(stream) })
+        Ok(ReadBack { buffer: Some(buffer), len, pool, stream: Arc::clone(stream), copied: false })
     }
 
     /// `len` words on the device, written by `fill` straight into a pinned staging buffer (no host copy of its own),
@@ -1477,26 +1521,17 @@ impl CudaBackend {
         let point_words = unsafe { out_points.transmute::<u32>(3 * total) }.ok_or("grouped points buffer")?;
         let points = self.read_back(stream, &point_words)?;
         let pixels = self.read_back(stream, &out_pixels)?;
-        // (Each read-back's `words` waits for the stream.) One host copy of each frame's grouped points and pixels,
-        // which its objects share (a buffer per frame, not per chunk: frame-sized blocks are what the CLI's allocator
-        // caches for the next batches), the frames in parallel.
-        let points = bytemuck::try_cast_slice::<u32, Point3>(points.words()?)
-            .map_err(|_| "grouped points came back misaligned")?;
-        let pixels = pixels.words()?;
+        // No host copy: each frame's grouped points and pixels are views of the chunk's read-backs (each waits for
+        // the stream once), which go back to the pool when the last view goes (with the batch's objects).
+        let points: SharedSlice<Point3> = SharedSlice::kept(Arc::new(points.into_kept::<Point3>()?));
+        let pixels: SharedSlice<u32> = SharedSlice::kept(Arc::new(pixels.into_kept::<u32>()?));
         let on_device = Arc::new(GroupedOnDevice { points: out_points, len: total as u64 });
-        let copies: Vec<Result<GroupedPoints, String>> = bases
-            .par_iter()
-            .zip(object_offsets)
-            .map(|(&base, offsets)| {
-                let (base, grouped) = (base as usize, offsets.last().copied().unwrap_or(0) as usize);
-                let points = points.get(base..base + grouped).ok_or("grouped points came back short")?;
-                let pixels = pixels.get(base..base + grouped).ok_or("grouped pixels came back short")?;
-                Ok(GroupedPoints { points_in_camera: points.to_vec().into(), pixels: pixels.to_vec().into(), offsets })
-            })
-            .collect();
-        for ((&f, base), copy) in job_frames.iter().zip(&bases).zip(copies) {
-            resident[f] = super::ResidentGroup::on_cuda(Arc::clone(&on_device), u64::from(*base));
-            out[f] = copy?;
+        for ((&f, &base), offsets) in job_frames.iter().zip(&bases).zip(object_offsets) {
+            let (base, grouped) = (base as usize, offsets.last().copied().unwrap_or(0) as usize);
+            let points = points.slice(base..base + grouped).ok_or("grouped points came back short")?;
+            let pixels = pixels.slice(base..base + grouped).ok_or("grouped pixels came back short")?;
+            resident[f] = super::ResidentGroup::on_cuda(Arc::clone(&on_device), base as u64);
+            out[f] = GroupedPoints { points_in_camera: points, pixels, offsets };
         }
         Ok((out, resident))
     }

@@ -77,7 +77,9 @@ pub struct FrameGeometry {
     /// has it on the host (cpu, wgpu); `None` otherwise (CUDA batches keep it on the device: the fallback then
     /// unprojects the frame on the host, the same points).
     pub cloud: Option<PointCloud>,
-    /// Each region's points.
+    /// Each region's points. On CUDA, views of the batch's page-locked read-back (no host copy), shared by the frames
+    /// of its chunk: the buffer goes back to the backend's pool when the last view of it goes (keeping a frame's
+    /// points keeps it; `to_vec` them to keep them longer).
     pub grouped: GroupedPoints,
     /// The ground plane search's result.
     pub fit: Option<PlaneFit>,

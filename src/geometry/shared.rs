@@ -7,32 +7,69 @@ use std::sync::Arc;
 
 /// A range of a shared buffer, read as a slice. Cloning and slicing share the buffer (no copy); it is freed with its
 /// last view, so a small view keeps the whole buffer alive (`to_vec` copies what it shows out). Built from a `Vec`
-/// without a copy. Compares and prints as the slice it shows.
+/// without a copy, or from a buffer another keeper holds ([`SharedSlice::kept`]). Compares and prints as the slice it
+/// shows.
 pub struct SharedSlice<T> {
-    buffer: Arc<Vec<T>>,
+    buffer: Buffer<T>,
     range: Range<usize>,
 }
 
+/// What a [`SharedSlice`] reads.
+enum Buffer<T> {
+    Vec(Arc<Vec<T>>),
+    /// Values another keeper holds (on CUDA, page-locked memory the device copied a batch's grouped points into,
+    /// which goes back to the backend's pool when its last view goes).
+    Kept(Arc<dyn AsRef<[T]> + Send + Sync>),
+}
+
+impl<T> Buffer<T> {
+    fn all(&self) -> &[T] {
+        match self {
+            Buffer::Vec(v) => v,
+            Buffer::Kept(k) => (**k).as_ref(),
+        }
+    }
+}
+
+impl<T> Clone for Buffer<T> {
+    fn clone(&self) -> Self {
+        match self {
+            Buffer::Vec(v) => Buffer::Vec(Arc::clone(v)),
+            Buffer::Kept(k) => Buffer::Kept(Arc::clone(k)),
+        }
+    }
+}
+
 impl<T> SharedSlice<T> {
+    /// A view of all of `keeper`'s values, without a copy: the keeper goes with the last view. Its `as_ref` must give
+    /// the same values for as long as it lives (it is read at every access; a keeper whose slice shrinks makes the
+    /// views' accesses panic).
+    pub fn kept(keeper: Arc<dyn AsRef<[T]> + Send + Sync>) -> Self {
+        let range = 0..(*keeper).as_ref().len();
+        SharedSlice { buffer: Buffer::Kept(keeper), range }
+    }
+
     /// The part `range` of this view (indices relative to it), sharing the buffer; `None` past its end.
     pub fn slice(&self, range: Range<usize>) -> Option<Self> {
         if range.start > range.end || range.end > self.len() {
             return None;
         }
         let start = self.range.start + range.start;
-        Some(SharedSlice { buffer: Arc::clone(&self.buffer), range: start..start + range.len() })
+        Some(SharedSlice { buffer: self.buffer.clone(), range: start..start + range.len() })
     }
 
-    /// The values as a `Vec`: the buffer itself when this is its only view and covers all of it, else a copy.
+    /// The values as a `Vec`: the buffer itself when this is the only view of a `Vec` and covers all of it, else a
+    /// copy.
     pub fn into_vec(self) -> Vec<T>
     where
         T: Clone,
     {
-        let SharedSlice { buffer, range } = self;
-        if range.start == 0 && range.end == buffer.len() {
-            return Arc::try_unwrap(buffer).unwrap_or_else(|b| b.to_vec());
+        match self.buffer {
+            Buffer::Vec(buffer) if self.range.start == 0 && self.range.end == buffer.len() => {
+                Arc::try_unwrap(buffer).unwrap_or_else(|b| b.to_vec())
+            }
+            buffer => buffer.all()[self.range].to_vec(),
         }
-        buffer[range].to_vec()
     }
 }
 
@@ -40,8 +77,8 @@ impl<T> Deref for SharedSlice<T> {
     type Target = [T];
 
     fn deref(&self) -> &[T] {
-        // The range lies within the buffer: `From` covers all of it and `slice` checks.
-        &self.buffer[self.range.clone()]
+        // The range lies within the buffer: `From` and `kept` cover all of it and `slice` checks.
+        &self.buffer.all()[self.range.clone()]
     }
 }
 
@@ -54,7 +91,7 @@ impl<T> AsRef<[T]> for SharedSlice<T> {
 impl<T> From<Vec<T>> for SharedSlice<T> {
     fn from(v: Vec<T>) -> Self {
         let range = 0..v.len();
-        SharedSlice { buffer: Arc::new(v), range }
+        SharedSlice { buffer: Buffer::Vec(Arc::new(v)), range }
     }
 }
 
@@ -72,7 +109,7 @@ impl<T> Default for SharedSlice<T> {
 
 impl<T> Clone for SharedSlice<T> {
     fn clone(&self) -> Self {
-        SharedSlice { buffer: Arc::clone(&self.buffer), range: self.range.clone() }
+        SharedSlice { buffer: self.buffer.clone(), range: self.range.clone() }
     }
 }
 
@@ -149,5 +186,33 @@ mod tests {
         assert_eq!(v, (0..10).collect::<Vec<_>>());
         assert_eq!(v.as_ptr(), ptr, "the lone whole view gives its buffer back");
         assert!(SharedSlice::<u8>::default().is_empty());
+    }
+
+    #[test]
+    fn views_of_a_kept_buffer_share_it_and_free_it_with_the_last() {
+        // The values and a count of the keepers alive (a clone of `alive` each).
+        struct Keeper {
+            values: Vec<u32>,
+            _alive: Arc<()>,
+        }
+        impl AsRef<[u32]> for Keeper {
+            fn as_ref(&self) -> &[u32] {
+                &self.values
+            }
+        }
+        let alive = Arc::new(());
+        let all = SharedSlice::kept(Arc::new(Keeper { values: (0..10).collect(), _alive: Arc::clone(&alive) }));
+        assert_eq!(all.len(), 10);
+        let mid = all.slice(2..7).expect("within");
+        assert_eq!(mid, vec![2, 3, 4, 5, 6]);
+        assert!(std::ptr::eq(&mid[1], &all[3]), "no copy");
+        assert!(all.slice(4..11).is_none());
+        assert_eq!(format!("{:?}", mid.slice(1..3).expect("within")), "[3, 4]");
+        // into_vec copies (the keeper is not a Vec to give back); the keeper goes with the last view.
+        drop(all);
+        assert_eq!(Arc::strong_count(&alive), 2, "a view keeps the keeper");
+        assert_eq!(mid.clone().into_vec(), vec![2, 3, 4, 5, 6]);
+        drop(mid);
+        assert_eq!(Arc::strong_count(&alive), 1, "the last view frees the keeper");
     }
 }
