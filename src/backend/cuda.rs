@@ -602,11 +602,8 @@ impl Drop for ReadBack {
             std::mem::forget(buffer);
             return;
         }
-        // The last view of a kept read-back may go on any thread: pooling may free buffers, with the context current.
-        if self.copied && self.stream.context().bind_to_thread().is_err() {
-            std::mem::forget(buffer);
-            return;
-        }
+        // (The last view of a kept read-back may go on any thread: pooling needs no context, and a buffer freed below
+        // binds its own, cudarc's `PinnedHostSlice` drop synchronising its event first.)
         // A buffer larger than the whole pool's budget is freed, not kept (it would empty the pool).
         if buffer.num_bytes() > READBACK_POOL_BYTES {
             return;

@@ -451,14 +451,15 @@ pub fn clusterings_in_batch_order_packed(job_start: &[u32], words: &[u32]) -> Re
 /// label is itself (as both GPU backends' union-finds leave them). So the clusters, numbered by increasing root, are
 /// numbered in one pass in index order: a point labelled itself opens the next cluster, a point labelled by an
 /// earlier point takes that root's number, and the few (border) points whose root comes after them are numbered once
-/// the pass is over. A label that names another job's point, or a point of its job that is not labelled itself, is
-/// refused. The jobs in parallel.
+/// the pass is over. A label that names another job's point or a point of its job that is not labelled itself, and a
+/// point labelled itself that is not a core point, are refused. The jobs in parallel.
 fn clusterings_by_job(
     job_start: &[u32],
     point: impl Fn(usize) -> (u32, bool) + Sync,
 ) -> Result<Vec<Clustering>, String> {
     const UNUSED: i32 = -2;
-    const NOT_ROOT: &str = "a DBSCAN label names a point that is not labelled itself (no cluster's root)";
+    const NOT_ROOT: &str = "a DBSCAN label names a point that is not labelled itself, or a border point labels itself \
+                            (no cluster's root)";
     // Starts that go back would name points past the last one the callers checked (every job runs, in parallel).
     if job_start.windows(2).any(|w| w[0] > w[1]) {
         return Err("DBSCAN job starts go back".into());
@@ -478,10 +479,13 @@ fn clusterings_by_job(
                 let (l, c) = point(i as usize);
                 let label = match l {
                     u32::MAX => NOISE,
+                    // A root is a core point (a point labelled itself that is not is no root the devices make).
+                    l if l == i && !c => return Err(NOT_ROOT.into()),
                     l if l == i => {
-                        number[k] = clusters as i32;
+                        let n = clusters as i32;
+                        number[k] = n;
                         clusters += 1;
-                        clusters as i32 - 1
+                        n
                     }
                     l if l < first || l >= end => return Err("a DBSCAN label names a point of another job".into()),
                     l if l < i => match number[(l - first) as usize] {
@@ -1295,7 +1299,7 @@ mod tests {
         // A label outside its job, on either side, is refused.
         for label in [1, 5] {
             let labels = [u32::MAX, 1, 2, label, 2];
-            let err = clusterings_in_batch_order(&[0, 2, 5], &labels, &[0; 5]).unwrap_err();
+            let err = clusterings_in_batch_order(&[0, 2, 5], &labels, &[0, 1, 1, 0, 0]).unwrap_err();
             assert!(err.contains("another job"), "{err}");
         }
         // A label naming a point of its job that is not labelled itself, before or after it, is refused.
@@ -1303,6 +1307,9 @@ mod tests {
             let err = clusterings_in_batch_order(&[0, 3], &labels, &[1; 3]).unwrap_err();
             assert!(err.contains("not labelled itself"), "{labels:?}: {err}");
         }
+        // So is a point labelled itself that is not a core point (no root).
+        let err = clusterings_in_batch_order(&[0, 3], &[1, 1, u32::MAX], &[1, 0, 0]).unwrap_err();
+        assert!(err.contains("not labelled itself"), "{err}");
     }
 
     #[test]
@@ -1597,7 +1604,7 @@ mod tests {
         let words: Vec<u32> =
             labels.iter().zip(&core).map(|(&l, &c)| if l == u32::MAX { l } else { l | c << 31 }).collect();
         assert_eq!(clusterings_in_batch_order_packed(&job_start, &words).unwrap(), got);
-        assert!(clusterings_in_batch_order_packed(&job_start, &[1, 1, 1, 0, 3, 3])
+        assert!(clusterings_in_batch_order_packed(&job_start, &[1, 1 | 1 << 31, 1, 0, 3, 3])
             .unwrap_err()
             .contains("another job"));
         assert!(clusterings_in_batch_order_packed(&job_start, &words[..5]).unwrap_err().contains("short"));

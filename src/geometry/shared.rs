@@ -3,6 +3,7 @@
 
 use std::fmt;
 use std::ops::{Deref, Range};
+use std::panic::RefUnwindSafe;
 use std::sync::Arc;
 
 /// A range of a shared buffer, read as a slice. Cloning and slicing share the buffer (no copy); it is freed with its
@@ -19,7 +20,7 @@ enum Buffer<T> {
     Vec(Arc<Vec<T>>),
     /// Values another keeper holds (on CUDA, page-locked memory the device copied a batch's grouped points into,
     /// which goes back to the backend's pool when its last view goes).
-    Kept(Arc<dyn AsRef<[T]> + Send + Sync>),
+    Kept(Arc<dyn AsRef<[T]> + Send + Sync + RefUnwindSafe>),
 }
 
 impl<T> Buffer<T> {
@@ -44,7 +45,7 @@ impl<T> SharedSlice<T> {
     /// A view of all of `keeper`'s values, without a copy: the keeper goes with the last view. Its `as_ref` must give
     /// the same values for as long as it lives (it is read at every access; a keeper whose slice shrinks makes the
     /// views' accesses panic).
-    pub fn kept(keeper: Arc<dyn AsRef<[T]> + Send + Sync>) -> Self {
+    pub fn kept(keeper: Arc<dyn AsRef<[T]> + Send + Sync + RefUnwindSafe>) -> Self {
         let range = 0..(*keeper).as_ref().len();
         SharedSlice { buffer: Buffer::Kept(keeper), range }
     }
