@@ -472,7 +472,7 @@ fn clusterings_by_job(
             // Each root's cluster number, by the root's index in the job.
             let mut number = vec![UNUSED; len];
             let (mut labels, mut core) = (Vec::with_capacity(len), Vec::with_capacity(len));
-            // Points (in the job) whose root comes after them.
+            // Points whose root comes after them: (the point's, the root's index in the job).
             let mut ahead = Vec::new();
             let mut clusters = 0u32;
             for (k, i) in (first..end).enumerate() {
@@ -492,18 +492,16 @@ fn clusterings_by_job(
                         UNUSED => return Err(NOT_ROOT.into()),
                         n => n,
                     },
-                    _ => {
-                        ahead.push(k);
+                    l => {
+                        ahead.push((k, (l - first) as usize));
                         UNUSED
                     }
                 };
                 labels.push(label);
                 core.push(c);
             }
-            for k in ahead {
-                // In the job: checked in the pass.
-                let l = point(first as usize + k).0;
-                labels[k] = match number[(l - first) as usize] {
+            for (k, root) in ahead {
+                labels[k] = match number[root] {
                     UNUSED => return Err(NOT_ROOT.into()),
                     n => n,
                 };
