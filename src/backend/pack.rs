@@ -472,7 +472,7 @@ fn clusterings_by_job(
             // Each root's cluster number, by the root's index in the job.
             let mut number = vec![UNUSED; len];
             let (mut labels, mut core) = (Vec::with_capacity(len), Vec::with_capacity(len));
-            // Points whose root comes after them: (the point's, the root's index in the job).
+            // Points (in the job) whose root comes after them.
             let mut ahead = Vec::new();
             let mut clusters = 0u32;
             for (k, i) in (first..end).enumerate() {
@@ -492,16 +492,18 @@ fn clusterings_by_job(
                         UNUSED => return Err(NOT_ROOT.into()),
                         n => n,
                     },
-                    l => {
-                        ahead.push((k, (l - first) as usize));
+                    _ => {
+                        ahead.push(k);
                         UNUSED
                     }
                 };
                 labels.push(label);
                 core.push(c);
             }
-            for (k, root) in ahead {
-                labels[k] = match number[root] {
+            for k in ahead {
+                // In the job: checked in the pass.
+                let l = point(first as usize + k).0;
+                labels[k] = match number[(l - first) as usize] {
                     UNUSED => return Err(NOT_ROOT.into()),
                     n => n,
                 };
