@@ -98,8 +98,13 @@ impl DepthBatch {
         let parts = split_parts(dst, frames.iter().map(|(depth, _)| depth_words(depth)));
         frames.par_iter().zip(parts).for_each(|((depth, _), out)| match &depth.data {
             DepthData::U16 { values, .. } => {
-                for (w, p) in out.iter_mut().zip(values.chunks(2)) {
-                    *w = u32::from(p[0]) | (u32::from(p.get(1).copied().unwrap_or(0)) << 16);
+                // Whole pairs in a loop the compiler vectorises; an odd last pixel alone, its high half zero.
+                let (pairs, last) = values.as_chunks::<2>();
+                for (w, [a, b]) in out.iter_mut().zip(pairs) {
+                    *w = u32::from(*a) | (u32::from(*b) << 16);
+                }
+                if let ([v], Some(w)) = (last, out.get_mut(pairs.len())) {
+                    *w = u32::from(*v);
                 }
             }
             DepthData::F32 { values } => {
