@@ -3,11 +3,11 @@
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::backend::{Backend, FrameGeometry, FrameGeometryInput};
+use crate::backend::{Backend, FrameGeometry, FrameGeometryInput, IndexedJob};
 use crate::color::dominant_color;
 use crate::error::{Error, Result};
 use crate::geometry::canonical::{CanonicalFrame, GroundSource};
-use crate::geometry::dbscan::{Clustering, DbscanJob};
+use crate::geometry::dbscan::Clustering;
 use crate::geometry::outlier::{statistical_outlier_mask, OutlierParams};
 use crate::geometry::ransac::{fit_ground_plane, score_sample_indices, PlaneFit, RansacParams};
 use crate::geometry::relations::{relate_all, RelationRecord};
@@ -362,9 +362,11 @@ fn ground_info_of<'a>(
 
 /// An object ready for K3: the indices (into its points) of the points DBSCAN sees, those points and the radius.
 struct DenoiseInput {
-    /// `None`: all of the object's points (then `points` shares the object's buffer).
+    /// The indices of the points DBSCAN sees, into the object's points; `None`: all of them (no copy of the points
+    /// either way: K3 reads them by index, see [`crate::backend::IndexedJob`]).
     keep: Option<Vec<u32>>,
-    points: SharedSlice<Point3>,
+    /// How many points DBSCAN sees.
+    len: usize,
     eps: f32,
 }
 
@@ -374,16 +376,11 @@ impl DenoiseInput {
     /// stop at the shorter). A loop for each case, not one over a chained iterator (a frame's object points, some
     /// 150,000, go through it once or twice).
     fn for_each_labelled(&self, labels: &[i32], mut f: impl FnMut(usize, i32)) {
-        debug_assert_eq!(labels.len(), self.len());
+        debug_assert_eq!(labels.len(), self.len);
         match &self.keep {
             Some(keep) => keep.iter().zip(labels).for_each(|(&i, &l)| f(i as usize, l)),
-            None => labels.iter().take(self.points.len()).enumerate().for_each(|(i, &l)| f(i, l)),
+            None => labels.iter().take(self.len).enumerate().for_each(|(i, &l)| f(i, l)),
         }
-    }
-
-    /// The number of points DBSCAN sees.
-    fn len(&self) -> usize {
-        self.points.len()
     }
 }
 
@@ -408,32 +405,29 @@ fn denoise_input(
     if u32::try_from(all.len()).is_err() {
         return Err(format!("{} points, more than K3 takes in one object (2^32 - 1)", all.len()));
     }
-    // The kept points' indices, the points and their depths (for the median), in one pass (all of them: a view of
-    // the points, no copy).
-    let (keep, points, mut depths) = match drop_ground {
+    // The kept points' indices and their depths (for the median), in one pass (all of them: no indices).
+    let (keep, mut depths) = match drop_ground {
         true => {
             let n = all.len();
-            let (mut keep, mut points, mut depths) =
-                (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
+            let (mut keep, mut depths) = (Vec::with_capacity(n), Vec::with_capacity(n));
             for (i, p) in all.iter().enumerate() {
                 if canonical.height_f32(*p) > band {
                     keep.push(i as u32);
-                    points.push(*p);
                     depths.push(p[2]);
                 }
             }
-            (Some(keep), SharedSlice::from(points), depths)
+            (Some(keep), depths)
         }
-        false => (None, all.clone(), all.iter().map(|p| p[2]).collect()),
+        false => (None, all.iter().map(|p| p[2]).collect::<Vec<f32>>()),
     };
-    if points.is_empty() {
+    if depths.is_empty() {
         let why = if all.is_empty() { "no valid depth in its region" } else { "only ground points in its box" };
         return Err(why.into());
     }
     let mid = depths.len() / 2;
     let median_depth = *depths.select_nth_unstable_by(mid, f32::total_cmp).1;
     let eps = config.object_eps_m.max((f64::from(config.object_eps_px) * f64::from(median_depth) / focal_px) as f32);
-    Ok(DenoiseInput { keep, points, eps })
+    Ok(DenoiseInput { keep, len: depths.len(), eps })
 }
 
 /// K3's host steps after DBSCAN: the kept cluster (the largest; for boxes, the one with most points in the box's
@@ -546,6 +540,13 @@ struct Grounded<'a> {
 }
 
 impl Grounded<'_> {
+    /// Where object `object`'s points lie on the device, if they do: the frame's group and the object's first point
+    /// there.
+    fn resident_object(&self, object: usize) -> Option<(&crate::backend::ResidentGroup, u32)> {
+        let (group, offsets) = self.resident.as_ref()?;
+        Some((group, *offsets.get(object)?))
+    }
+
     /// Where points `keep` of object `object` lie on the device (their indices in K1's grouped points), if they do.
     fn device_indices(
         &self,
@@ -621,50 +622,43 @@ fn scenes_from_ground(
     clock: &GeometryClock,
 ) -> Vec<Result<SceneGeometry>> {
     let frame_error = |f: &Grounded<'_>, message: String| Error::Geometry { frame: f.frame.to_string(), message };
-    // K3's host steps before DBSCAN, every object of every frame in parallel, with where each object's points lie on
-    // the device too (K1's buffer, on CUDA): their indices there.
-    type Gather<'a> = Option<(&'a crate::backend::ResidentGroup, Vec<u32>)>;
+    // K3's host steps before DBSCAN, every object of every frame in parallel.
     type Inputs = Vec<std::result::Result<DenoiseInput, String>>;
-    let (inputs, gathers): (Vec<Inputs>, Vec<Vec<Gather<'_>>>) = clock.time(GeometryStep::K3Before, || {
+    let inputs: Vec<Inputs> = clock.time(GeometryStep::K3Before, || {
         frames
             .par_iter()
             .map(|f| {
                 f.objects
                     .par_iter()
-                    .enumerate()
-                    .map(|(i, o)| {
-                        let input = denoise_input(o, &f.canonical, f.ground.found, f.focal_px, config);
-                        let gather = input.as_ref().ok().and_then(|d| match &d.keep {
-                            Some(keep) => f.device_indices(i, keep.iter().map(|&k| k as usize)),
-                            None => f.device_indices(i, 0..d.len()),
-                        });
-                        (input, gather)
-                    })
-                    .unzip()
+                    .map(|o| denoise_input(o, &f.canonical, f.ground.found, f.focal_px, config))
+                    .collect()
             })
-            .unzip()
+            .collect()
     });
-    // The jobs (the objects not dropped already) and where their points lie on the device, in order.
-    let (jobs, job_ranges, sources) = clock.time(GeometryStep::K3Before, || {
-        let (mut jobs, mut sources) = (Vec::new(), Vec::new());
+    // The jobs (the objects not dropped already), each naming its points by index into the object's points, with
+    // where those lie on the device too (K1's buffer, on CUDA), in order.
+    let (jobs, job_ranges) = clock.time(GeometryStep::K3Before, || {
+        let mut jobs = Vec::new();
         let mut job_ranges = Vec::with_capacity(frames.len());
-        for (objects, gathers) in inputs.iter().zip(&gathers) {
+        for (f, objects) in frames.iter().zip(&inputs) {
             let start = jobs.len();
-            for (d, g) in objects.iter().zip(gathers) {
+            for (i, (o, d)) in f.objects.iter().zip(objects).enumerate() {
                 let Ok(d) = d else { continue };
-                jobs.push(DbscanJob { points: &d.points, eps: d.eps, min_points: config.object_min_points });
-                sources.push(g.as_ref().map(|(group, indices)| crate::backend::JobSource { group, indices }));
+                jobs.push(IndexedJob {
+                    points: &o.points_in_camera,
+                    keep: d.keep.as_deref(),
+                    eps: d.eps,
+                    min_points: config.object_min_points,
+                    resident: f.resident_object(i),
+                });
             }
             job_ranges.push(start..jobs.len());
         }
-        (jobs, job_ranges, sources)
+        (jobs, job_ranges)
     });
     // K3: one DBSCAN batch for the objects of every frame.
-    let clusterings = clock.time(GeometryStep::K3, || {
-        by_frame(&job_ranges, |r| backend.dbscan_batch_gathered(&jobs[r.clone()], &sources[r]))
-    });
-    drop(sources);
-    drop(gathers);
+    let clusterings =
+        clock.time(GeometryStep::K3, || by_frame(&job_ranges, |r| backend.dbscan_batch_indexed(&jobs[r])));
     drop(jobs);
     // K3's host steps after DBSCAN: each frame's survivors and dropped objects.
     let denoised: Vec<Result<(Vec<Survivor>, Vec<DroppedObject>)>> = clock.time(GeometryStep::K3After, || {

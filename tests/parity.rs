@@ -924,48 +924,73 @@ fn k1_inputs<'a>(
 
 #[test]
 fn k3_gathered_from_k1_matches_on_the_sample_frames() {
-    // K1 for every sample frame in one batch, then K3 on each object's points (every 4th, as above) read where K1 left
-    // them: on CUDA gathered on the device by index (no points uploaded), elsewhere from the host's copy. The same
-    // clusterings as the CPU's DBSCAN on those points.
-    use spatialsynth::backend::JobSource;
-    use spatialsynth::geometry::dbscan::{dbscan, DbscanJob};
+    // K1 for every sample frame in one batch, then K3 on each object's points (every 4th, or all of every third
+    // object) named by index into the object's points: on CUDA gathered on the device (no points uploaded, none copied
+    // on the host), elsewhere from the host's copy. The same clusterings as the CPU's DBSCAN on those points.
+    use spatialsynth::backend::IndexedJob;
+    use spatialsynth::geometry::dbscan::dbscan;
     let (keys, frames, regions) = sample_frames();
     let params = RansacParams::default();
     let inputs = k1_inputs(&keys, &frames, &regions, &params);
     for backend in gpu_backends("k3_gathered_from_k1_matches_on_the_sample_frames") {
         let geometry: Vec<_> = backend.frames_geometry(&inputs, 10).into_iter().map(Result::unwrap).collect();
-        let mut points = Vec::new();
-        let mut indices = Vec::new();
-        let mut groups = Vec::new();
+        let mut objects = Vec::new();
         for g in &geometry {
             assert_eq!(g.resident.on_device(), matches!(backend, Backend::Cuda(_)), "{}", backend.describe());
             for i in 0..g.grouped.objects() {
-                let keep: Vec<usize> = (0..g.grouped.object_points(i).len()).step_by(4).collect();
-                points.push(keep.iter().map(|&k| g.grouped.object_points(i)[k]).collect::<Vec<[f32; 3]>>());
-                indices.push(keep.iter().map(|&k| g.grouped.offsets[i] + k as u32).collect::<Vec<u32>>());
-                groups.push(&g.resident);
+                let n = g.grouped.object_points(i).len() as u32;
+                let keep: Option<Vec<u32>> = (objects.len() % 3 != 2).then(|| (0..n).step_by(4).collect());
+                objects.push((g, i, keep));
             }
         }
-        let jobs: Vec<DbscanJob> = points.iter().map(|p| DbscanJob { points: p, eps: 0.05, min_points: 10 }).collect();
-        let sources: Vec<Option<JobSource>> =
-            groups.iter().zip(&indices).map(|(group, indices)| Some(JobSource { group, indices })).collect();
+        let jobs: Vec<IndexedJob> = objects
+            .iter()
+            .map(|(g, i, keep)| IndexedJob {
+                points: g.grouped.object_points(*i),
+                keep: keep.as_deref(),
+                eps: 0.05,
+                min_points: 10,
+                resident: Some((&g.resident, g.grouped.offsets[*i])),
+            })
+            .collect();
         assert!(jobs.len() >= 20, "{} objects", jobs.len());
+        let kept: Vec<Vec<[f32; 3]>> = jobs.iter().map(|j| j.kept_points().unwrap().into_owned()).collect();
+        let check = |got: Vec<spatialsynth::geometry::dbscan::Clustering>, what: &str| {
+            for (k, (g, p)) in got.iter().zip(&kept).enumerate() {
+                let want = if p.is_empty() { Default::default() } else { dbscan(p, 0.05, 10).unwrap() };
+                assert_eq!(*g, want, "{} {what}: object {k} of the batch ({} points)", backend.describe(), p.len());
+            }
+        };
         let before = resident_reads(backend);
-        let got = backend.dbscan_batch_gathered(&jobs, &sources).unwrap();
+        check(backend.dbscan_batch_indexed(&jobs).unwrap(), "gathered");
         if let (Some(before), Some(after)) = (before, resident_reads(backend)) {
             assert!(after.k3_gathers > before.k3_gathers, "CUDA did not gather K3's points: {after:?}");
         }
-        for (k, (g, p)) in got.iter().zip(&points).enumerate() {
-            let want = if p.is_empty() { Default::default() } else { dbscan(p, 0.05, 10).unwrap() };
-            assert_eq!(*g, want, "{} object {k} of the batch ({} points)", backend.describe(), p.len());
+        // One job not on the device: its chunk's kept points are copied and uploaded, the same clusterings.
+        let mut mixed = jobs.clone();
+        mixed[1].resident = None;
+        let before = resident_reads(backend);
+        check(backend.dbscan_batch_indexed(&mixed).unwrap(), "copied");
+        if let (Some(before), Some(after)) = (before, resident_reads(backend)) {
+            assert_eq!(after.k3_gathers, before.k3_gathers, "CUDA gathered a chunk with a job not on the device");
         }
+        // A kept index outside its object's points: the same error on every backend, naming the job.
+        let mut bad = jobs.clone();
+        let k =
+            objects.iter().position(|o| o.2.as_ref().is_some_and(|v| !v.is_empty())).expect("an object kept in part");
+        let mut keep = objects[k].2.clone().unwrap();
+        let n = bad[k].points.len() as u32;
+        keep[0] = n;
+        bad[k].keep = Some(&keep);
+        let err = backend.dbscan_batch_indexed(&bad).unwrap_err();
+        assert!(err.contains(&format!("job {k}: kept point 0 is point {n} of {n}")), "{}: {err}", backend.describe());
         // A gathered batch the device refuses (one job's radius so small that its cells overflow 32 bits): on CUDA,
         // `cell_of`'s check of the gathered points, named as the host's check names it.
         if matches!(backend, Backend::Cuda(_)) {
             let mut tiny = jobs.clone();
-            let k = tiny.iter().position(|j| !j.points.is_empty()).expect("an object with points");
+            let k = tiny.iter().position(|j| !j.is_empty()).expect("an object with points");
             tiny[k].eps = 1e-30;
-            let err = backend.dbscan_batch_gathered(&tiny, &sources).unwrap_err();
+            let err = backend.dbscan_batch_indexed(&tiny).unwrap_err();
             assert!(err.starts_with(&format!("cuda: job {k}: the points lie more than 2^31 cells")), "{err}");
         }
     }

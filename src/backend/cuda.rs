@@ -35,12 +35,12 @@ use rayon::prelude::*;
 
 use super::layout::{DbscanParams, GpuCanonical, GpuObjectStats, GpuSupport};
 use super::pack::{
-    clusterings_in_batch_order_packed, dbscan_chunks_unread, dbscan_refusal, frame_chunks, gap_chunks, gap_matrices,
-    gpu_regions, grouping_without_launch, hypotheses_from_draws, pack_relations, par_concat, relation_chunks,
-    split_clouds, split_parts, split_relations, stats_chunks, support_test, Aabb, DbscanBatch, DepthBatch, GapPack,
-    StatsPack,
+    clusterings_in_batch_order_packed, dbscan_chunks, dbscan_chunks_of_shapes, dbscan_chunks_unread, dbscan_refusal,
+    frame_chunks, gap_chunks, gap_matrices, gpu_regions, grouping_without_launch, hypotheses_from_draws,
+    pack_relations, par_concat, relation_chunks, split_clouds, split_parts, split_relations, stats_chunks,
+    support_test, Aabb, DbscanBatch, DepthBatch, GapPack, JobShape, StatsPack,
 };
-use super::{FrameGeometry, FrameGeometryInput, KernelResources};
+use super::{FrameGeometry, FrameGeometryInput, IndexedJob, KernelResources};
 use crate::geometry::dbscan::{Clustering, DbscanJob};
 use crate::geometry::ransac::{
     fit_from_scores_batch, score_sample_indices, GroundBatchDevice, GroundFrame, PlaneFit, RansacParams, Support,
@@ -1770,34 +1770,53 @@ impl CudaBackend {
     /// the points; `cell_of` checks them, and a refused chunk gets the host's error for it: see
     /// [`super::pack::dbscan_refusal`]).
     pub fn dbscan_batch(&self, jobs: &[DbscanJob<'_>]) -> Result<Vec<Clustering>, String> {
-        self.dbscan_batch_gathered(jobs, &[])
-    }
-
-    /// [`CudaBackend::dbscan_batch`] where each job's points may also lie on the device, grouped by K1
-    /// (`sources[i]`, see [`super::Backend::dbscan_batch_gathered`]): a chunk whose jobs all have their points in
-    /// one device buffer uploads a word per point (the gather's indices) instead of the points.
-    pub fn dbscan_batch_gathered(
-        &self,
-        jobs: &[DbscanJob<'_>],
-        sources: &[Option<super::JobSource<'_>>],
-    ) -> Result<Vec<Clustering>, String> {
         let mut out = vec![Clustering::default(); jobs.len()];
         // The host reads no point: `cell_of` checks every point (finite, its cell within the grid's 32-bit range) and
         // the host names the refused job as its own checks would (`dbscan_refusal`).
         for chunk in dbscan_chunks_unread(jobs, MAX_DBSCAN_POINTS)? {
-            let gather = gather_indices(jobs, sources, &chunk);
-            // A gathered batch needs no host copy of its points.
-            let batch = DbscanBatch::new(jobs, &chunk, gather.is_none())?;
-            let labels = self.dbscan_device(&batch, gather)?;
-            let words = labels.words()?;
-            let n = batch.params.points as usize;
-            match words.get(n) {
-                Some(0) => {}
-                Some(_) => return Err(dbscan_refusal(jobs, &chunk, MAX_DBSCAN_POINTS)),
-                None => return Err("DBSCAN labels came back short".into()),
+            let batch = DbscanBatch::new(jobs, &chunk, true)?;
+            let labels = self.dbscan_device(&batch, None)?;
+            let clusterings = chunk_clusterings(&batch, labels, || dbscan_refusal(jobs, &chunk, MAX_DBSCAN_POINTS))?;
+            for (&i, c) in chunk.iter().zip(clusterings) {
+                out[i] = c;
             }
-            let clusterings = clusterings_in_batch_order_packed(&batch.job_start, &words[..n])?;
-            for (i, c) in chunk.into_iter().zip(clusterings) {
+        }
+        Ok(out)
+    }
+
+    /// [`CudaBackend::dbscan_batch`] on jobs that name their points by index into an object's points (see
+    /// [`super::Backend::dbscan_batch_indexed`]): a chunk whose jobs all lie in one device buffer (K1's grouped
+    /// points) uploads a word a point (the gather's indices) and the host copies no point; another chunk has its
+    /// kept points copied and uploaded. The host copies every job's kept points only to name an error.
+    pub fn dbscan_batch_indexed(&self, jobs: &[IndexedJob<'_>]) -> Result<Vec<Clustering>, String> {
+        let shapes: Vec<JobShape> =
+            jobs.iter().map(|j| JobShape { points: j.len(), eps: j.eps, min_points: j.min_points }).collect();
+        // The host's error for the batch (`chunk` None) or for a chunk the device refused: the kept points copied and
+        // checked as `dbscan_batch` checks them, after a bad index of `keep` (as the other backends do).
+        let host_error = |chunk: Option<&[usize]>, otherwise: String| match super::kept_points_of(jobs) {
+            Err(m) => m,
+            Ok(points) => {
+                let plain = super::plain_jobs(jobs, &points);
+                match chunk {
+                    Some(chunk) => dbscan_refusal(&plain, chunk, MAX_DBSCAN_POINTS),
+                    None => dbscan_chunks(&plain, MAX_DBSCAN_POINTS).err().unwrap_or(otherwise),
+                }
+            }
+        };
+        let mut out = vec![Clustering::default(); jobs.len()];
+        for chunk in dbscan_chunks_of_shapes(&shapes, MAX_DBSCAN_POINTS).map_err(|e| host_error(None, e))? {
+            let (batch, gather) = match indexed_gather(jobs, &chunk) {
+                Some(gather) => (DbscanBatch::shaped(&shapes, &chunk)?, Some(gather)),
+                None => {
+                    let these: Vec<IndexedJob<'_>> = chunk.iter().map(|&i| jobs[i]).collect();
+                    let points = super::kept_points_of(&these).map_err(|e| host_error(None, e))?;
+                    let plain = super::plain_jobs(&these, &points);
+                    (DbscanBatch::new(&plain, &(0..plain.len()).collect::<Vec<_>>(), true)?, None)
+                }
+            };
+            let labels = self.dbscan_device(&batch, gather)?;
+            let clusterings = chunk_clusterings(&batch, labels, || host_error(Some(&chunk), String::new()))?;
+            for (&i, c) in chunk.iter().zip(clusterings) {
                 out[i] = c;
             }
         }
@@ -1828,7 +1847,7 @@ impl CudaBackend {
                 let mut b = stream.launch_builder(&self.k.gather_points);
                 b.arg(&grouped.points).arg(&index).arg(&params).arg(&mut points_b);
                 // SAFETY: gather_points(const float* grouped, const u32* index, Params, float* points_b) in
-                // kernels/dbscan.cu: n indices, each below the grouped buffer's point count (gather_indices), 3n
+                // kernels/dbscan.cu: n indices, each below the grouped buffer's point count (device_index), 3n
                 // floats written.
                 unsafe { b.launch(launch(g, BLOCK)) }.map_err(de)?;
                 self.count_resident_read(0);
@@ -2487,8 +2506,10 @@ fn stats_gather<'a>(
     chunk: &[usize],
 ) -> Option<StatsGather<'a>> {
     let of = |i: usize| sources.get(i)?.as_ref();
-    let (grouped, index) =
-        device_index(chunk.iter().map(|&i| (of(i).map(|s| (s.group, s.indices)), objects[i].canonical.len())))?;
+    let (grouped, index) = device_index(chunk.iter().map(|&i| {
+        let source = of(i).map(|s| IndexSource { group: s.group, first: 0, keep: Some(s.indices), limit: usize::MAX });
+        (source, objects[i].canonical.len())
+    }))?;
     let frames = chunk
         .iter()
         .map(|&i| of(i).map(|s| GpuCanonical { rotation: s.canonical.rotation, translation: s.canonical.translation }))
@@ -2496,44 +2517,73 @@ fn stats_gather<'a>(
     Some(StatsGather { grouped, index, frames })
 }
 
-/// The gather of a DBSCAN chunk (its jobs in order), see [`device_index`]; `None` when the points are uploaded.
-fn gather_indices<'a>(
-    jobs: &[DbscanJob<'_>],
-    sources: &'a [Option<super::JobSource<'a>>],
-    chunk: &[usize],
-) -> Option<(&'a GroupedOnDevice, Vec<u32>)> {
-    device_index(
-        chunk
-            .iter()
-            .map(|&i| (sources.get(i).and_then(Option::as_ref).map(|s| (s.group, s.indices)), jobs[i].points.len())),
-    )
+/// A chunk's clusterings from the device's labels ([`CudaBackend::dbscan_device`]), or `refusal()` when the device
+/// refused a point of it.
+fn chunk_clusterings(
+    batch: &DbscanBatch,
+    labels: ReadBack,
+    refusal: impl FnOnce() -> String,
+) -> Result<Vec<Clustering>, String> {
+    let words = labels.words()?;
+    let n = batch.params.points as usize;
+    match words.get(n) {
+        Some(0) => {}
+        Some(_) => return Err(refusal()),
+        None => return Err("DBSCAN labels came back short".into()),
+    }
+    clusterings_in_batch_order_packed(&batch.job_start, &words[..n])
 }
 
-/// Where a chunk's points lie in one grouped buffer: `items` gives, per item in order, its source (the grouped
-/// points and its indices there) and its point count. The buffer and each point's index in it, when every item has
-/// its points (as many indices as points) in the same buffer and each index lies within it and fits a word; `None`
-/// otherwise.
+/// The gather of a DBSCAN chunk (its jobs in order), see [`device_index`]; `None` when the points are uploaded.
+fn indexed_gather<'a>(jobs: &[IndexedJob<'a>], chunk: &[usize]) -> Option<(&'a GroupedOnDevice, Vec<u32>)> {
+    device_index(chunk.iter().map(|&i| {
+        let j = &jobs[i];
+        let source = j.resident.map(|(group, first)| IndexSource { group, first, keep: j.keep, limit: j.points.len() });
+        (source, j.len())
+    }))
+}
+
+/// Where an item's points lie in a grouped buffer ([`device_index`]): from point `first` of the frame's group, points
+/// `keep` (each below `limit`), or all of them in order.
+struct IndexSource<'a> {
+    group: &'a super::ResidentGroup,
+    first: u32,
+    keep: Option<&'a [u32]>,
+    limit: usize,
+}
+
+/// Where a chunk's points lie in one grouped buffer: `items` gives, per item in order, its source and its point
+/// count. The buffer and each point's index in it, when every item has its points (as many indices as points, each
+/// within its limit) in the same buffer and each index lies within it and fits a word; `None` otherwise.
 fn device_index<'a>(
-    items: impl Iterator<Item = (Option<(&'a super::ResidentGroup, &'a [u32])>, usize)>,
+    items: impl Iterator<Item = (Option<IndexSource<'a>>, usize)>,
 ) -> Option<(&'a GroupedOnDevice, Vec<u32>)> {
     // Every item's source (none: nothing to gather) in the same buffer, then the index: a batch's points, written
     // item by item in parallel into one buffer sized up front.
     let mut first: Option<&GroupedOnDevice> = None;
     let mut sources = Vec::new();
     for (source, points) in items {
-        let (group, indices) = source?;
-        let (grouped, base) = group.cuda()?;
-        if !std::ptr::eq(grouped, *first.get_or_insert(grouped)) || indices.len() != points {
+        let source = source?;
+        let (grouped, base) = source.group.cuda()?;
+        if !std::ptr::eq(grouped, *first.get_or_insert(grouped)) || source.keep.is_some_and(|k| k.len() != points) {
             return None;
         }
-        sources.push((base, indices));
+        sources.push((base + u64::from(source.first), source.keep, source.limit, points));
     }
     let grouped = first?;
+    let at = move |at: u64| Some(at).filter(|&at| at < grouped.len)?.try_into().ok();
     let index = par_concat(
         &sources,
-        |(_, indices)| indices.len(),
-        |&(base, indices)| {
-            indices.iter().map(move |&k| Some(base + u64::from(k)).filter(|&at| at < grouped.len)?.try_into().ok())
+        |&(_, _, _, points)| points,
+        |&(base, keep, limit, points)| match keep {
+            Some(keep) => rayon::iter::Either::Left(keep.iter().map(move |&k| {
+                if (k as usize) < limit {
+                    at(base + u64::from(k))
+                } else {
+                    None
+                }
+            })),
+            None => rayon::iter::Either::Right((base..base + points as u64).map(at)),
         },
     )?;
     Some((grouped, index))

@@ -83,7 +83,8 @@ pub struct FrameGeometry {
     pub grouped: GroupedPoints,
     /// The ground plane search's result.
     pub fit: Option<PlaneFit>,
-    /// Where `grouped`'s points also lie on the device (CUDA batches), for [`Backend::dbscan_batch_gathered`].
+    /// Where `grouped`'s points also lie on the device (CUDA batches), for [`Backend::dbscan_batch_indexed`] and
+    /// [`Backend::summarize_kept`].
     pub resident: ResidentGroup,
 }
 
@@ -167,12 +168,68 @@ pub struct KernelResources {
     pub shared_bytes: u32,
 }
 
-/// Where a K3 job's points lie on the device ([`Backend::dbscan_batch_gathered`]): point `k` of the job is point
-/// `indices[k]` of the frame's grouped points (`group`).
+/// A K3 job over some of an object's points, named by index ([`Backend::dbscan_batch_indexed`]): DBSCAN sees points
+/// `keep[0]`, `keep[1]`, ... of `points` (all of them, in order, without `keep`). Where the object's points also lie
+/// on the device (`resident`: CUDA, after K1), the device gathers them there and the host copies none; elsewhere the
+/// host copies the kept points once, for the backend's [`Backend::dbscan_batch`].
 #[derive(Clone, Copy, Debug)]
-pub struct JobSource<'a> {
-    pub group: &'a ResidentGroup,
-    pub indices: &'a [u32],
+pub struct IndexedJob<'a> {
+    /// The object's points.
+    pub points: &'a [Point3],
+    /// Which of them the job takes, in order (indices into `points`); `None`: all of them.
+    pub keep: Option<&'a [u32]>,
+    pub eps: f32,
+    pub min_points: u32,
+    /// Where `points` also lie on the device: the frame's group ([`FrameGeometry::resident`]) and the object's first
+    /// point there ([`GroupedPoints::offsets`]). They must be the same points (the host's are what the other
+    /// backends read, and what names a job the device's check refuses).
+    pub resident: Option<(&'a ResidentGroup, u32)>,
+}
+
+impl<'a> IndexedJob<'a> {
+    /// How many points DBSCAN sees.
+    pub fn len(&self) -> usize {
+        self.keep.map_or(self.points.len(), <[u32]>::len)
+    }
+
+    /// Whether DBSCAN sees no point.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The points DBSCAN sees: `points` itself without `keep`, else a copy of the kept ones. `Err` names the first
+    /// index of `keep` outside `points`.
+    pub fn kept_points(&self) -> std::result::Result<std::borrow::Cow<'a, [Point3]>, String> {
+        let Some(keep) = self.keep else { return Ok(std::borrow::Cow::Borrowed(self.points)) };
+        let n = self.points.len();
+        let mut out = Vec::with_capacity(keep.len());
+        for (k, &i) in keep.iter().enumerate() {
+            match self.points.get(i as usize) {
+                Some(p) => out.push(*p),
+                None => return Err(format!("kept point {k} is point {i} of {n}")),
+            }
+        }
+        Ok(std::borrow::Cow::Owned(out))
+    }
+}
+
+/// Each job's kept points ([`IndexedJob::kept_points`], in parallel); `Err` names the first job in order with an
+/// index outside its points.
+fn kept_points_of<'a>(jobs: &[IndexedJob<'a>]) -> std::result::Result<Vec<std::borrow::Cow<'a, [Point3]>>, String> {
+    jobs.par_iter().enumerate().map(|(i, j)| j.kept_points().map_err(|m| format!("job {i}: {m}"))).collect()
+}
+
+/// [`crate::geometry::dbscan::DbscanJob`]s over `points[i]`, with job `i`'s radius and `min_points`.
+fn plain_jobs<'p>(
+    jobs: &[IndexedJob<'_>],
+    points: &'p [std::borrow::Cow<'_, [Point3]>],
+) -> Vec<crate::geometry::dbscan::DbscanJob<'p>> {
+    let job = |(j, p): (&IndexedJob<'_>, &'p std::borrow::Cow<'_, [Point3]>)| crate::geometry::dbscan::DbscanJob {
+        points: p,
+        eps: j.eps,
+        min_points: j.min_points,
+    };
+    jobs.iter().zip(points).map(job).collect()
 }
 
 /// The cloud, kept only when the ground was not accepted (the gravity prior's fallback reads it): a batch does not
@@ -464,22 +521,21 @@ impl Backend {
         }
     }
 
-    /// [`Backend::dbscan_batch`] where each job may say where its points also lie on the device (`sources[i]` for job
-    /// `i`; `None`, or a shorter `sources`, where they do not): CUDA then gathers them there (a word per point
-    /// uploaded instead of three) when every job of a launch has them in the same buffer. The points the job holds
-    /// must be those points (they are what the other backends read, and what names a job CUDA's device check
-    /// refuses). The same clusterings.
-    pub fn dbscan_batch_gathered(
+    /// [`Backend::dbscan_batch`] on jobs that name their points by index into an object's points
+    /// ([`IndexedJob`]): CUDA gathers them on the device (a word a point uploaded, from the object's first point and
+    /// `keep`) when every job of a launch lies in the same device buffer, and the host copies no point; elsewhere, and
+    /// on the other backends, the host copies the kept points once. The same clusterings as [`Backend::dbscan_batch`]
+    /// on the kept points; an index of `keep` outside its points is an error naming the job.
+    pub fn dbscan_batch_indexed(
         &self,
-        jobs: &[crate::geometry::dbscan::DbscanJob<'_>],
-        sources: &[Option<JobSource<'_>>],
+        jobs: &[IndexedJob<'_>],
     ) -> std::result::Result<Vec<crate::geometry::dbscan::Clustering>, String> {
         match self {
             #[cfg(feature = "cuda")]
-            Backend::Cuda(b) => b.dbscan_batch_gathered(jobs, sources).map_err(|m| format!("cuda: {m}")),
+            Backend::Cuda(b) => b.dbscan_batch_indexed(jobs).map_err(|m| format!("cuda: {m}")),
             _ => {
-                let _ = sources;
-                self.dbscan_batch(jobs)
+                let points = kept_points_of(jobs)?;
+                self.dbscan_batch(&plain_jobs(jobs, &points))
             }
         }
     }

@@ -292,8 +292,8 @@ impl DbscanGrid {
         // parallel (a radix sort of one integer key where the job's cell extent fits 64 bits).
         let binned: Vec<JobBins> = jobs
             .par_iter()
-            .map(|(j, job)| {
-                let (eps, input) = (job.eps, job.points);
+            .map(|&(j, ref job)| {
+                let (eps, input) = (job.eps, all[j].points);
                 let inv = inverse_cell_side(eps);
                 let cells: Vec<[i64; 3]> = input.iter().map(|p| p.map(|v| floor_i64(f64::from(v) * inv))).collect();
                 let lo = cells.iter().fold([i64::MAX; 3], |a, c| [a[0].min(c[0]), a[1].min(c[1]), a[2].min(c[2])]);
@@ -520,19 +520,23 @@ fn clusterings_by_job(
 
 /// A chunk of K3 jobs as both GPU grids take them: each job with its index in the batch, each job's parameters (its
 /// radius checked), and the chunk's points, counted in 32 bits.
-struct ChunkJobs<'a> {
-    jobs: Vec<(usize, DbscanJob<'a>)>,
+struct ChunkJobs {
+    jobs: Vec<(usize, JobShape)>,
     params: Vec<DbscanJobParams>,
     points: u32,
 }
 
-impl<'a> ChunkJobs<'a> {
-    fn new(all: &[DbscanJob<'a>], chunk: &[usize]) -> Result<Self, String> {
-        let jobs: Vec<(usize, DbscanJob<'a>)> = chunk
-            .iter()
-            .map(|&i| all.get(i).map(|j| (i, *j)).ok_or_else(|| format!("no DBSCAN job {i}")))
+impl ChunkJobs {
+    fn new(all: &[DbscanJob<'_>], chunk: &[usize]) -> Result<Self, String> {
+        Self::of(chunk.iter().map(|&i| (i, all.get(i).map(JobShape::from))))
+    }
+
+    /// From each job's index in the batch and its shape (`None`: no such job).
+    fn of(jobs: impl Iterator<Item = (usize, Option<JobShape>)>) -> Result<Self, String> {
+        let jobs: Vec<(usize, JobShape)> = jobs
+            .map(|(i, j)| j.map(|j| (i, j)).ok_or_else(|| format!("no DBSCAN job {i}")))
             .collect::<Result<_, _>>()?;
-        let total: usize = jobs.iter().map(|(_, j)| j.points.len()).sum();
+        let total: usize = jobs.iter().map(|(_, j)| j.points).sum();
         let points = u32::try_from(total).map_err(|_| format!("{total} points are too many for one DBSCAN batch"))?;
         u32::try_from(jobs.len()).map_err(|_| "too many DBSCAN jobs in one batch".to_string())?;
         let params = jobs
@@ -569,22 +573,51 @@ impl DbscanBatch {
     /// (naming the job by its index in `all`) for a bad radius. The points are not read: the device checks them (CUDA's
     /// `cell_of`), and [`dbscan_refusal`] names a job it refuses.
     pub fn new(all: &[DbscanJob<'_>], chunk: &[usize], with_points: bool) -> Result<DbscanBatch, String> {
-        let ChunkJobs { jobs, params: job_params, points: n } = ChunkJobs::new(all, chunk)?;
+        let mut batch = Self::of(chunk.iter().map(|&i| (i, all.get(i).map(JobShape::from))))?;
+        if with_points {
+            batch.points = Vec::with_capacity(3 * batch.params.points as usize);
+            for &i in chunk {
+                batch.points.extend(all[i].points.iter().flatten());
+            }
+        }
+        Ok(batch)
+    }
+
+    /// [`DbscanBatch::new`] without points, from the jobs' shapes only (`shapes[i]` for job `i` of the batch; `chunk`
+    /// one of [`dbscan_chunks_of_shapes`]'s chunks): for a device that gathers the points itself.
+    pub fn shaped(shapes: &[JobShape], chunk: &[usize]) -> Result<DbscanBatch, String> {
+        Self::of(chunk.iter().map(|&i| (i, shapes.get(i).copied())))
+    }
+
+    /// The batch of the jobs `(index in the batch, shape)`, in order, without points.
+    fn of(jobs: impl Iterator<Item = (usize, Option<JobShape>)>) -> Result<DbscanBatch, String> {
+        let ChunkJobs { jobs, params: job_params, points: n } = ChunkJobs::of(jobs)?;
         let slots = u32::try_from(u64::from(n).max(1).next_power_of_two() * 2)
             .map_err(|_| format!("{n} points are too many for one DBSCAN batch"))?;
-        let mut points: Vec<f32> = Vec::with_capacity(if with_points { 3 * n as usize } else { 0 });
         let mut job_start = Vec::with_capacity(jobs.len() + 1);
         let mut next = 0u32;
         for (_, job) in &jobs {
             job_start.push(next);
-            next += job.points.len() as u32;
-            if with_points {
-                points.extend(job.points.iter().flatten());
-            }
+            next += job.points as u32;
         }
         job_start.push(n);
         let params = DbscanParams { points: n, cells: slots, jobs: job_params.len() as u32, _pad: [0; 5] };
-        Ok(DbscanBatch { points, job_start, jobs: job_params, params })
+        Ok(DbscanBatch { points: Vec::new(), job_start, jobs: job_params, params })
+    }
+}
+
+/// A K3 job's point count and parameters, without its points: what a device that gathers the points itself needs
+/// of it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct JobShape {
+    pub points: usize,
+    pub eps: f32,
+    pub min_points: u32,
+}
+
+impl From<&DbscanJob<'_>> for JobShape {
+    fn from(j: &DbscanJob<'_>) -> JobShape {
+        JobShape { points: j.points.len(), eps: j.eps, min_points: j.min_points }
     }
 }
 
@@ -598,15 +631,16 @@ pub fn dbscan_range_refusal(all: &[DbscanJob<'_>], chunk: &[usize]) -> Option<St
         Err(e) => return Some(e),
     };
     // The jobs in parallel; the first refused in the chunk's order is named.
-    jobs.par_iter().zip(&params).find_map_first(|((j, job), params)| {
+    jobs.par_iter().zip(&params).find_map_first(|(&(j, ref job), params)| {
         let inv = params.inv_side;
+        let points = all[j].points;
         // floor is monotone: the cells of the lowest and highest coordinates bound every cell.
-        let (lo, hi) = job.points.iter().fold(([f32::MAX; 3], [f32::MIN; 3]), |(lo, hi), p| {
+        let (lo, hi) = points.iter().fold(([f32::MAX; 3], [f32::MIN; 3]), |(lo, hi), p| {
             ([lo[0].min(p[0]), lo[1].min(p[1]), lo[2].min(p[2])], [hi[0].max(p[0]), hi[1].max(p[1]), hi[2].max(p[2])])
         });
         let limit = f64::from(i32::MAX - 3);
         let fits = |v: f32| (f64::from(v) * inv).floor().abs() <= limit;
-        (!job.points.is_empty() && !lo.iter().chain(&hi).all(|&v| fits(v))).then(|| {
+        (!points.is_empty() && !lo.iter().chain(&hi).all(|&v| fits(v))).then(|| {
             let side = cell_side(job.eps);
             format!("job {j}: the points lie more than 2^31 cells of {side} m from the origin")
         })
@@ -706,6 +740,24 @@ pub fn dbscan_chunks_unread(jobs: &[DbscanJob<'_>], max_points: u64) -> Result<V
     checked_dbscan_chunks(jobs, max_points, false).map_err(|e| dbscan_chunks(jobs, max_points).err().unwrap_or(e))
 }
 
+/// [`dbscan_chunks_unread`] from the jobs' shapes (`shapes[i]` for job `i`): the radii checked, the jobs chunked. A
+/// device that gathers the points itself checks them; on any error, the host's is [`dbscan_chunks`]'s on the jobs'
+/// points.
+pub fn dbscan_chunks_of_shapes(shapes: &[JobShape], max_points: u64) -> Result<Vec<Vec<usize>>, String> {
+    if let Some((i, j)) = shapes.iter().enumerate().find(|(_, j)| !(j.eps.is_finite() && j.eps > 0.0)) {
+        return Err(bad_radius(i, j.eps));
+    }
+    chunks_by_points(shapes.iter().map(|j| j.points as u64), max_points, |i, n| too_many_points(i, n, max_points))
+}
+
+fn bad_radius(job: usize, eps: f32) -> String {
+    format!("job {job}: DBSCAN radius must be positive and finite, got {eps}")
+}
+
+fn too_many_points(job: usize, n: u64, max_points: u64) -> String {
+    format!("DBSCAN job {job} has {n} points, more than one launch takes ({max_points})")
+}
+
 /// The chunks of [`dbscan_chunks`], the points checked only when `read_points`.
 fn checked_dbscan_chunks(
     jobs: &[DbscanJob<'_>],
@@ -715,7 +767,7 @@ fn checked_dbscan_chunks(
     // The jobs in parallel; the first bad one in order is named.
     let bad = jobs.par_iter().enumerate().find_map_first(|(i, j)| {
         if !(j.eps.is_finite() && j.eps > 0.0) {
-            return Some(format!("job {i}: DBSCAN radius must be positive and finite, got {}", j.eps));
+            return Some(bad_radius(i, j.eps));
         }
         if !read_points {
             return None;
@@ -726,9 +778,7 @@ fn checked_dbscan_chunks(
     if let Some(e) = bad {
         return Err(e);
     }
-    chunks_by_points(jobs.iter().map(|j| j.points.len() as u64), max_points, |i, n| {
-        format!("DBSCAN job {i} has {n} points, more than one launch takes ({max_points})")
-    })
+    chunks_by_points(jobs.iter().map(|j| j.points.len() as u64), max_points, |i, n| too_many_points(i, n, max_points))
 }
 
 /// The error the host's checks give for `chunk` (one of [`dbscan_chunks_unread`]'s chunks, the earlier ones
