@@ -210,7 +210,7 @@ fn host_steps(c: &mut Criterion) {
         b.iter(|| DbscanGrid::new(black_box(&jobs), &chunk).expect("grid"))
     });
     g.bench_function(BenchmarkId::new("k3_dbscan_batch", "64obj_x_10000pts"), |b| {
-        b.iter(|| DbscanBatch::new(black_box(&jobs), &chunk, true).expect("batch"))
+        b.iter(|| DbscanBatch::new(black_box(&jobs), &chunk).expect("batch"))
     });
     // The device's DBSCAN labels (each point's label a batch index of its cluster, the core flag in the top bit, as
     // CUDA's `unsort` writes them) turned into each job's clustering, as both GPU backends do after K3.

@@ -360,10 +360,11 @@ fn ground_info_of<'a>(
     (ground, canonical, fit)
 }
 
-/// An object ready for K3: the indices (into its points) of the points DBSCAN sees, those points and the radius.
+/// An object ready for K3: the indices (into its points) of the points DBSCAN sees, how many there are and the
+/// radius.
 struct DenoiseInput {
-    /// The indices of the points DBSCAN sees, into the object's points; `None`: all of them (no copy of the points
-    /// either way: K3 reads them by index, see [`crate::backend::IndexedJob`]).
+    /// The indices of the points DBSCAN sees, into the object's points; `None`: all of them. The points are not
+    /// copied here: K3 takes them by index ([`crate::backend::IndexedJob`]; the device gathers them where it can).
     keep: Option<Vec<u32>>,
     /// How many points DBSCAN sees.
     len: usize,

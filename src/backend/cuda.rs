@@ -1774,7 +1774,7 @@ impl CudaBackend {
         // The host reads no point: `cell_of` checks every point (finite, its cell within the grid's 32-bit range) and
         // the host names the refused job as its own checks would (`dbscan_refusal`).
         for chunk in dbscan_chunks_unread(jobs, MAX_DBSCAN_POINTS)? {
-            let batch = DbscanBatch::new(jobs, &chunk, true)?;
+            let batch = DbscanBatch::new(jobs, &chunk)?;
             let labels = self.dbscan_device(&batch, None)?;
             let clusterings = chunk_clusterings(&batch, labels, || dbscan_refusal(jobs, &chunk, MAX_DBSCAN_POINTS))?;
             for (&i, c) in chunk.iter().zip(clusterings) {
@@ -1789,33 +1789,32 @@ impl CudaBackend {
     /// points) uploads a word a point (the gather's indices) and the host copies no point; another chunk has its
     /// kept points copied and uploaded. The host copies every job's kept points only to name an error.
     pub fn dbscan_batch_indexed(&self, jobs: &[IndexedJob<'_>]) -> Result<Vec<Clustering>, String> {
-        let shapes: Vec<JobShape> =
-            jobs.iter().map(|j| JobShape { points: j.len(), eps: j.eps, min_points: j.min_points }).collect();
-        // The host's error for the batch (`chunk` None) or for a chunk the device refused: the kept points copied and
-        // checked as `dbscan_batch` checks them, after a bad index of `keep` (as the other backends do).
-        let host_error = |chunk: Option<&[usize]>, otherwise: String| match super::kept_points_of(jobs) {
+        let shapes: Vec<JobShape> = jobs.iter().map(JobShape::from).collect();
+        // The host's errors, from the kept points copied and checked as `dbscan_batch` checks them, after a bad index
+        // of `keep` (as on the other backends): for the batch (`otherwise` if its points pass), and for a chunk the
+        // device refused.
+        let batch_error = |otherwise: String| match super::kept_points_of(jobs) {
             Err(m) => m,
             Ok(points) => {
-                let plain = super::plain_jobs(jobs, &points);
-                match chunk {
-                    Some(chunk) => dbscan_refusal(&plain, chunk, MAX_DBSCAN_POINTS),
-                    None => dbscan_chunks(&plain, MAX_DBSCAN_POINTS).err().unwrap_or(otherwise),
-                }
+                dbscan_chunks(&super::plain_jobs(jobs, &points), MAX_DBSCAN_POINTS).err().unwrap_or(otherwise)
             }
         };
+        let refusal = |chunk: &[usize]| match super::kept_points_of(jobs) {
+            Err(m) => m,
+            Ok(points) => dbscan_refusal(&super::plain_jobs(jobs, &points), chunk, MAX_DBSCAN_POINTS),
+        };
         let mut out = vec![Clustering::default(); jobs.len()];
-        for chunk in dbscan_chunks_of_shapes(&shapes, MAX_DBSCAN_POINTS).map_err(|e| host_error(None, e))? {
-            let (batch, gather) = match indexed_gather(jobs, &chunk) {
-                Some(gather) => (DbscanBatch::shaped(&shapes, &chunk)?, Some(gather)),
-                None => {
-                    let these: Vec<IndexedJob<'_>> = chunk.iter().map(|&i| jobs[i]).collect();
-                    let points = super::kept_points_of(&these).map_err(|e| host_error(None, e))?;
-                    let plain = super::plain_jobs(&these, &points);
-                    (DbscanBatch::new(&plain, &(0..plain.len()).collect::<Vec<_>>(), true)?, None)
-                }
-            };
+        for chunk in dbscan_chunks_of_shapes(&shapes, MAX_DBSCAN_POINTS).map_err(batch_error)? {
+            let mut batch = DbscanBatch::shaped(&shapes, &chunk)?;
+            let gather = indexed_gather(jobs, &chunk);
+            if gather.is_none() {
+                // Some job of the chunk does not lie in the others' device buffer: the chunk's kept points go up.
+                let these: Vec<IndexedJob<'_>> = chunk.iter().map(|&i| jobs[i]).collect();
+                let points = super::kept_points_of(&these).map_err(batch_error)?;
+                batch.points = points.iter().flat_map(|p| p.iter().flatten()).copied().collect();
+            }
             let labels = self.dbscan_device(&batch, gather)?;
-            let clusterings = chunk_clusterings(&batch, labels, || host_error(Some(&chunk), String::new()))?;
+            let clusterings = chunk_clusterings(&batch, labels, || refusal(&chunk))?;
             for (&i, c) in chunk.iter().zip(clusterings) {
                 out[i] = c;
             }
@@ -2507,7 +2506,7 @@ fn stats_gather<'a>(
 ) -> Option<StatsGather<'a>> {
     let of = |i: usize| sources.get(i)?.as_ref();
     let (grouped, index) = device_index(chunk.iter().map(|&i| {
-        let source = of(i).map(|s| IndexSource { group: s.group, first: 0, keep: Some(s.indices), limit: usize::MAX });
+        let source = of(i).map(|s| IndexSource { group: s.group, first: 0, keep: Some(s.indices), limit: None });
         (source, objects[i].canonical.len())
     }))?;
     let frames = chunk
@@ -2538,18 +2537,19 @@ fn chunk_clusterings(
 fn indexed_gather<'a>(jobs: &[IndexedJob<'a>], chunk: &[usize]) -> Option<(&'a GroupedOnDevice, Vec<u32>)> {
     device_index(chunk.iter().map(|&i| {
         let j = &jobs[i];
-        let source = j.resident.map(|(group, first)| IndexSource { group, first, keep: j.keep, limit: j.points.len() });
+        let source =
+            j.resident.map(|(group, first)| IndexSource { group, first, keep: j.keep, limit: Some(j.points.len()) });
         (source, j.len())
     }))
 }
 
 /// Where an item's points lie in a grouped buffer ([`device_index`]): from point `first` of the frame's group, points
-/// `keep` (each below `limit`), or all of them in order.
+/// `keep` (each below `limit`, where there is one), or all of them in order.
 struct IndexSource<'a> {
     group: &'a super::ResidentGroup,
     first: u32,
     keep: Option<&'a [u32]>,
-    limit: usize,
+    limit: Option<usize>,
 }
 
 /// Where a chunk's points lie in one grouped buffer: `items` gives, per item in order, its source and its point
@@ -2576,13 +2576,10 @@ fn device_index<'a>(
         &sources,
         |&(_, _, _, points)| points,
         |&(base, keep, limit, points)| match keep {
-            Some(keep) => rayon::iter::Either::Left(keep.iter().map(move |&k| {
-                if (k as usize) < limit {
-                    at(base + u64::from(k))
-                } else {
-                    None
-                }
-            })),
+            Some(keep) => rayon::iter::Either::Left(
+                keep.iter()
+                    .map(move |&k| limit.is_none_or(|l| (k as usize) < l).then(|| at(base + u64::from(k))).flatten()),
+            ),
             None => rayon::iter::Either::Right((base..base + points as u64).map(at)),
         },
     )?;

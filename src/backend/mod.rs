@@ -28,6 +28,7 @@ use crate::geometry::stats::ObjectSummary;
 use crate::geometry::unproject::{unproject_depth, DepthImage, GroupedPoints, ObjectRegion, PointCloud};
 use crate::geometry::{Intrinsics, Point3};
 use rayon::prelude::*;
+use std::borrow::Cow;
 
 /// The most batches a run may keep in flight ([`Backend::in_flight`]).
 pub const MAX_BATCHES_IN_FLIGHT: usize = 16;
@@ -186,6 +187,12 @@ pub struct IndexedJob<'a> {
     pub resident: Option<(&'a ResidentGroup, u32)>,
 }
 
+impl From<&IndexedJob<'_>> for pack::JobShape {
+    fn from(j: &IndexedJob<'_>) -> pack::JobShape {
+        pack::JobShape { points: j.len(), eps: j.eps, min_points: j.min_points }
+    }
+}
+
 impl<'a> IndexedJob<'a> {
     /// How many points DBSCAN sees.
     pub fn len(&self) -> usize {
@@ -199,8 +206,8 @@ impl<'a> IndexedJob<'a> {
 
     /// The points DBSCAN sees: `points` itself without `keep`, else a copy of the kept ones. `Err` names the first
     /// index of `keep` outside `points`.
-    pub fn kept_points(&self) -> std::result::Result<std::borrow::Cow<'a, [Point3]>, String> {
-        let Some(keep) = self.keep else { return Ok(std::borrow::Cow::Borrowed(self.points)) };
+    pub fn kept_points(&self) -> std::result::Result<Cow<'a, [Point3]>, String> {
+        let Some(keep) = self.keep else { return Ok(Cow::Borrowed(self.points)) };
         let n = self.points.len();
         let mut out = Vec::with_capacity(keep.len());
         for (k, &i) in keep.iter().enumerate() {
@@ -209,22 +216,22 @@ impl<'a> IndexedJob<'a> {
                 None => return Err(format!("kept point {k} is point {i} of {n}")),
             }
         }
-        Ok(std::borrow::Cow::Owned(out))
+        Ok(Cow::Owned(out))
     }
 }
 
 /// Each job's kept points ([`IndexedJob::kept_points`], in parallel); `Err` names the first job in order with an
 /// index outside its points.
-fn kept_points_of<'a>(jobs: &[IndexedJob<'a>]) -> std::result::Result<Vec<std::borrow::Cow<'a, [Point3]>>, String> {
+fn kept_points_of<'a>(jobs: &[IndexedJob<'a>]) -> std::result::Result<Vec<Cow<'a, [Point3]>>, String> {
     jobs.par_iter().enumerate().map(|(i, j)| j.kept_points().map_err(|m| format!("job {i}: {m}"))).collect()
 }
 
 /// [`crate::geometry::dbscan::DbscanJob`]s over `points[i]`, with job `i`'s radius and `min_points`.
 fn plain_jobs<'p>(
     jobs: &[IndexedJob<'_>],
-    points: &'p [std::borrow::Cow<'_, [Point3]>],
+    points: &'p [Cow<'_, [Point3]>],
 ) -> Vec<crate::geometry::dbscan::DbscanJob<'p>> {
-    let job = |(j, p): (&IndexedJob<'_>, &'p std::borrow::Cow<'_, [Point3]>)| crate::geometry::dbscan::DbscanJob {
+    let job = |(j, p): (&IndexedJob<'_>, &'p Cow<'_, [Point3]>)| crate::geometry::dbscan::DbscanJob {
         points: p,
         eps: j.eps,
         min_points: j.min_points,
@@ -414,7 +421,6 @@ impl Backend {
         frames: &[FrameGeometryInput<'_>],
         normal_max_step_px: u32,
     ) -> Vec<Result<FrameGeometry>> {
-        use rayon::prelude::*;
         match self {
             Backend::Cpu => frames
                 .par_iter()
@@ -534,7 +540,12 @@ impl Backend {
             #[cfg(feature = "cuda")]
             Backend::Cuda(b) => b.dbscan_batch_indexed(jobs).map_err(|m| format!("cuda: {m}")),
             _ => {
-                let points = kept_points_of(jobs)?;
+                // A bad index is named as `dbscan_batch` names its errors on this backend.
+                let points = kept_points_of(jobs).map_err(|m| match self {
+                    #[cfg(feature = "wgpu")]
+                    Backend::Wgpu(_) => format!("wgpu: {m}"),
+                    _ => m,
+                })?;
                 self.dbscan_batch(&plain_jobs(jobs, &points))
             }
         }
@@ -674,5 +685,41 @@ impl Backend {
             #[cfg(feature = "cuda")]
             Backend::Cuda(b) => b.relate_batch(frames).map_err(cuda_error),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::geometry::dbscan::{dbscan_batch, DbscanJob};
+
+    #[test]
+    fn indexed_jobs_cluster_their_kept_points_and_name_a_bad_index() {
+        // Two blobs 1 m apart, every third point left out of the first job; the second job takes all its points.
+        let points: Vec<Point3> = (0..90).map(|i| [(i / 45) as f32 + 0.001 * (i % 45) as f32, 0.0, 0.0]).collect();
+        let keep: Vec<u32> = (0..90).filter(|i| i % 3 != 0).collect();
+        let jobs = [
+            IndexedJob { points: &points, keep: Some(&keep), eps: 0.01, min_points: 3, resident: None },
+            IndexedJob { points: &points[..50], keep: None, eps: 0.01, min_points: 3, resident: None },
+            IndexedJob { points: &points, keep: Some(&[]), eps: 0.01, min_points: 3, resident: None },
+        ];
+        assert_eq!(jobs.map(|j| j.len()), [60, 50, 0]);
+        let kept: Vec<Point3> = keep.iter().map(|&i| points[i as usize]).collect();
+        assert_eq!(jobs[0].kept_points().unwrap(), kept);
+        assert!(matches!(jobs[1].kept_points().unwrap(), Cow::Borrowed(p) if p.len() == 50));
+        let want = dbscan_batch(&[
+            DbscanJob { points: &kept, eps: 0.01, min_points: 3 },
+            DbscanJob { points: &points[..50], eps: 0.01, min_points: 3 },
+            DbscanJob { points: &[], eps: 0.01, min_points: 3 },
+        ])
+        .unwrap();
+        assert_eq!(want[0].clusters, 2);
+        assert_eq!(Backend::Cpu.dbscan_batch_indexed(&jobs).unwrap(), want);
+        // An index past the object's points: the job and the index named, nothing clustered.
+        let bad_keep = [0, 5, 90];
+        let mut bad = jobs;
+        bad[2].keep = Some(&bad_keep);
+        assert_eq!(bad[2].kept_points().unwrap_err(), "kept point 2 is point 90 of 90");
+        assert_eq!(Backend::Cpu.dbscan_batch_indexed(&bad).unwrap_err(), "job 2: kept point 2 is point 90 of 90");
     }
 }

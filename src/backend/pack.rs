@@ -292,8 +292,8 @@ impl DbscanGrid {
         // parallel (a radix sort of one integer key where the job's cell extent fits 64 bits).
         let binned: Vec<JobBins> = jobs
             .par_iter()
-            .map(|&(j, ref job)| {
-                let (eps, input) = (job.eps, all[j].points);
+            .map(|(j, job)| {
+                let (j, eps, input) = (*j, job.eps, all[*j].points);
                 let inv = inverse_cell_side(eps);
                 let cells: Vec<[i64; 3]> = input.iter().map(|p| p.map(|v| floor_i64(f64::from(v) * inv))).collect();
                 let lo = cells.iter().fold([i64::MAX; 3], |a, c| [a[0].min(c[0]), a[1].min(c[1]), a[2].min(c[2])]);
@@ -547,7 +547,7 @@ impl ChunkJobs {
                     min_points: job.min_points.max(1),
                     inv_side: inverse_cell_side(job.eps),
                 }),
-                false => Err(format!("job {j}: DBSCAN radius must be positive and finite, got {}", job.eps)),
+                false => Err(bad_radius(*j, job.eps)),
             })
             .collect::<Result<_, _>>()?;
         Ok(ChunkJobs { jobs, params, points })
@@ -569,21 +569,19 @@ pub struct DbscanBatch {
 
 impl DbscanBatch {
     /// The jobs `chunk` (indices into `all`, one of [`dbscan_chunks_unread`]'s chunks: no empty job), with their
-    /// points (`with_points`) or without them (`points` stays empty: for a device that gathers them itself). `Err`
-    /// (naming the job by its index in `all`) for a bad radius. The points are not read: the device checks them (CUDA's
-    /// `cell_of`), and [`dbscan_refusal`] names a job it refuses.
-    pub fn new(all: &[DbscanJob<'_>], chunk: &[usize], with_points: bool) -> Result<DbscanBatch, String> {
+    /// points. `Err` (naming the job by its index in `all`) for a bad radius. The points are not checked: the device
+    /// checks them (CUDA's `cell_of`), and [`dbscan_refusal`] names a job it refuses. (A device that gathers the
+    /// points itself takes [`DbscanBatch::shaped`].)
+    pub fn new(all: &[DbscanJob<'_>], chunk: &[usize]) -> Result<DbscanBatch, String> {
         let mut batch = Self::of(chunk.iter().map(|&i| (i, all.get(i).map(JobShape::from))))?;
-        if with_points {
-            batch.points = Vec::with_capacity(3 * batch.params.points as usize);
-            for &i in chunk {
-                batch.points.extend(all[i].points.iter().flatten());
-            }
+        batch.points = Vec::with_capacity(3 * batch.params.points as usize);
+        for &i in chunk {
+            batch.points.extend(all[i].points.iter().flatten());
         }
         Ok(batch)
     }
 
-    /// [`DbscanBatch::new`] without points, from the jobs' shapes only (`shapes[i]` for job `i` of the batch; `chunk`
+    /// [`DbscanBatch::new`] without points (`points` stays empty), from the jobs' shapes only (`shapes[i]` for job `i` of the batch; `chunk`
     /// one of [`dbscan_chunks_of_shapes`]'s chunks): for a device that gathers the points itself.
     pub fn shaped(shapes: &[JobShape], chunk: &[usize]) -> Result<DbscanBatch, String> {
         Self::of(chunk.iter().map(|&i| (i, shapes.get(i).copied())))
@@ -631,9 +629,9 @@ pub fn dbscan_range_refusal(all: &[DbscanJob<'_>], chunk: &[usize]) -> Option<St
         Err(e) => return Some(e),
     };
     // The jobs in parallel; the first refused in the chunk's order is named.
-    jobs.par_iter().zip(&params).find_map_first(|(&(j, ref job), params)| {
+    jobs.par_iter().zip(&params).find_map_first(|((j, job), params)| {
         let inv = params.inv_side;
-        let points = all[j].points;
+        let points = all[*j].points;
         // floor is monotone: the cells of the lowest and highest coordinates bound every cell.
         let (lo, hi) = points.iter().fold(([f32::MAX; 3], [f32::MIN; 3]), |(lo, hi), p| {
             ([lo[0].min(p[0]), lo[1].min(p[1]), lo[2].min(p[2])], [hi[0].max(p[0]), hi[1].max(p[1]), hi[2].max(p[2])])
@@ -1552,6 +1550,11 @@ mod tests {
         assert_eq!(dbscan_chunks_unread(&too_large, 1).unwrap_err(), dbscan_chunks(&too_large, 1).unwrap_err());
         let radius_only = [job(&good, 0.1), job(&[], f32::INFINITY)];
         assert!(dbscan_chunks_unread(&radius_only, 8).unwrap_err().starts_with("job 1: DBSCAN radius"));
+        // From the shapes alone: the same chunks, and the errors that need no point (a bad radius, a job too large).
+        let shapes = |jobs: &[DbscanJob<'_>]| jobs.iter().map(JobShape::from).collect::<Vec<_>>();
+        assert_eq!(dbscan_chunks_of_shapes(&shapes(&with_nan), 3), dbscan_chunks_unread(&with_nan, 3));
+        assert_eq!(dbscan_chunks_of_shapes(&shapes(&radius_only), 8), dbscan_chunks_unread(&radius_only, 8));
+        assert_eq!(dbscan_chunks_of_shapes(&shapes(&clean), 1).unwrap_err(), dbscan_chunks(&clean, 1).unwrap_err());
         // A refusal: a NaN anywhere (job 1, while the chunk is job 2's), else the chunk's first overflowing job.
         assert_eq!(dbscan_refusal(&with_nan, &[2], 8), "job 1: point 1 is not finite");
         let overflows = [job(&good, 0.1), job(&far, 1e-2), job(&far, 1e-2)];
@@ -1561,10 +1564,14 @@ mod tests {
         // A refusal neither check makes is a bug, said so.
         assert!(dbscan_refusal(&clean[..2], &[0, 1], 8).contains("a bug"));
         // The batch packs what the device refuses: the range is the device's to check.
-        let batch = DbscanBatch::new(&overflows, &[0, 1, 2], true).unwrap();
+        let batch = DbscanBatch::new(&overflows, &[0, 1, 2]).unwrap();
         assert_eq!(batch.points, overflows.iter().flat_map(|j| j.points.iter().flatten().copied()).collect::<Vec<_>>());
-        assert_eq!((batch.job_start, batch.params.points), (vec![0, 2, 4, 6], 6));
-        assert!(DbscanBatch::new(&overflows, &[0, 1, 2], false).unwrap().points.is_empty());
+        assert_eq!((&batch.job_start, batch.params.points), (&vec![0, 2, 4, 6], 6));
+        // From the shapes alone: the same batch without its points.
+        let shapes: Vec<JobShape> = overflows.iter().map(JobShape::from).collect();
+        let shaped = DbscanBatch::shaped(&shapes, &[0, 1, 2]).unwrap();
+        assert!(shaped.points.is_empty());
+        assert_eq!((shaped.job_start, shaped.params, shaped.jobs), (batch.job_start, batch.params, batch.jobs));
     }
 
     #[test]
@@ -1599,7 +1606,7 @@ mod tests {
             DbscanJob { points: &c, eps: 0.3, min_points: 2 },
         ];
         // A chunk in any order of the batch's jobs: batch indices follow the chunk.
-        let batch = DbscanBatch::new(&jobs, &[2, 0, 1], true).unwrap();
+        let batch = DbscanBatch::new(&jobs, &[2, 0, 1]).unwrap();
         assert_eq!(batch.job_start, [0, 3, 5, 6]);
         let want: Vec<f32> = c.iter().chain(&a).chain(&b).flatten().copied().collect();
         assert_eq!(batch.points, want);
@@ -1635,7 +1642,7 @@ mod tests {
         let twice = [jobs[1], jobs[0], jobs[1]];
         assert!(dbscan_range_refusal(&twice, &[2, 1, 0]).unwrap().starts_with("job 2:"));
         let bad = [jobs[0], DbscanJob { points: &[], eps: f32::NAN, min_points: 1 }];
-        let err = DbscanBatch::new(&bad, &[0, 1], true).unwrap_err();
+        let err = DbscanBatch::new(&bad, &[0, 1]).unwrap_err();
         assert!(err.contains("job 1") && err.contains("radius"), "{err}");
         assert_eq!(dbscan_range_refusal(&bad, &[0, 1]), Some(err));
     }
