@@ -21,7 +21,7 @@ OWNERS = ["png::", "fdeflate", "image::", "denoise_input", "frame_start", "scene
 STEPS = [("load_frame", "loading and decoding"), ("AtomicFile", "writing"), ("serialize_line", "writing"),
          ("serde", "writing"),
          ("frames_geometry", "inside the K1+K2 call"), ("frame_start", "frame inputs"),
-         ("denoise_input", "K3's host steps before DBSCAN"), ("device_indices", "K3's host steps after DBSCAN"),
+         ("denoise_input", "K3's host steps before DBSCAN"),
          ("dbscan_batch", "inside the K3 call"), ("denoise_output", "K3's host steps after DBSCAN"),
          ("summarize_kept", "inside the K4 call"), ("closest_gaps", "inside the gaps call"),
          ("relate_batch", "inside the K5 call"), ("scene_object", "objects"), ("color::", "objects"),

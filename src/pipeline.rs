@@ -439,7 +439,7 @@ fn denoise_output(
     input: &DenoiseInput,
     clustering: &Clustering,
     config: &SceneConfig,
-) -> std::result::Result<Vec<usize>, String> {
+) -> std::result::Result<Vec<u32>, String> {
     let labels = &clustering.labels;
     let sizes = clustering.sizes();
     let chosen = if obj.kind.is_box() && !obj.in_box_core.is_empty() {
@@ -457,16 +457,17 @@ fn denoise_output(
     let Some(chosen) = chosen else {
         return Err(format!("no DBSCAN cluster of {} points within {:.3} m", config.object_min_points, input.eps));
     };
-    // As many as the chosen cluster has points (a collect from a filter would grow the vector by doubling).
-    let mut kept: Vec<usize> = Vec::with_capacity(sizes[chosen as usize] as usize);
+    // As many as the chosen cluster has points (a collect from a filter would grow the vector by doubling). Indices
+    // fit 32 bits: `denoise_input` refused larger objects.
+    let mut kept: Vec<u32> = Vec::with_capacity(sizes[chosen as usize] as usize);
     input.for_each_labelled(labels, |i, l| {
         if l == chosen as i32 {
-            kept.push(i);
+            kept.push(i as u32);
         }
     });
     if let Some(sor) = &config.outlier_removal {
         let all: &[Point3] = &obj.points_in_camera;
-        let points: Vec<Point3> = kept.iter().map(|&i| all[i]).collect();
+        let points: Vec<Point3> = kept.iter().map(|&i| all[i as usize]).collect();
         let mask = statistical_outlier_mask(&points, sor);
         kept = kept.into_iter().zip(mask).filter(|(_, k)| *k).map(|(i, _)| i).collect();
     }
@@ -547,23 +548,6 @@ impl Grounded<'_> {
         let (group, offsets) = self.resident.as_ref()?;
         Some((group, *offsets.get(object)?))
     }
-
-    /// Where points `keep` of object `object` lie on the device (their indices in K1's grouped points), if they do.
-    fn device_indices(
-        &self,
-        object: usize,
-        keep: impl Iterator<Item = usize>,
-    ) -> Option<(&crate::backend::ResidentGroup, Vec<u32>)> {
-        let (group, offsets) = self.resident.as_ref()?;
-        let first = *offsets.get(object)?;
-        // Sized up front: collecting into an `Option<Vec<_>>` would grow the vector by doubling (a frame-sized
-        // buffer copied and its pages faulted in again at every step).
-        let mut indices = Vec::with_capacity(keep.size_hint().0);
-        for k in keep {
-            indices.push(u32::try_from(k).ok()?.checked_add(first)?);
-        }
-        Some((group, indices))
-    }
 }
 
 /// Runs `run` once over the items of every frame (`ranges[f]` = frame f's items, consecutive); when that fails and
@@ -607,7 +591,7 @@ type FrameObjects = (Vec<SceneObject>, Vec<ObjectSummary>, Vec<DroppedObject>, V
 /// the canonical frame.
 struct Survivor {
     index: usize,
-    kept_indices: Vec<usize>,
+    kept_indices: Vec<u32>,
     eps: f32,
     camera: Vec<Point3>,
     canonical: Vec<Point3>,
@@ -684,7 +668,7 @@ fn scenes_from_ground(
                     match outcome {
                         Ok((kept_indices, eps)) => {
                             let all: &[Point3] = &obj.points_in_camera;
-                            let camera: Vec<Point3> = kept_indices.iter().map(|&i| all[i]).collect();
+                            let camera: Vec<Point3> = kept_indices.iter().map(|&i| all[i as usize]).collect();
                             let canonical = camera.iter().map(|p| f.canonical.apply_f32(*p)).collect();
                             survivors.push(Survivor { index, kept_indices, eps, camera, canonical });
                         }
@@ -710,47 +694,34 @@ fn scenes_from_ground(
         })
         .unzip();
     // K4: one batch for the kept objects of every frame (each frame alone if the batch fails), kept for the gaps; with
-    // where each object's points lie on the device too (K1's buffer, on CUDA): their indices there.
-    type StatsGather<'a> = Option<(&'a crate::backend::ResidentGroup, Vec<u32>, &'a CanonicalFrame)>;
-    let (stats_inputs, stats_ranges, stats_gathers) = clock.time(GeometryStep::K3After, || {
+    // where each object's points lie on the device too (K1's buffer, on CUDA): the object's first point there and
+    // its kept indices.
+    let (stats_inputs, stats_sources, stats_ranges) = clock.time(GeometryStep::K3After, || {
         let mut stats_inputs = Vec::new();
+        let mut stats_sources = Vec::new();
         let mut stats_ranges = Vec::with_capacity(frames.len());
         for (f, survivors) in frames.iter().zip(&survivors) {
             let start = stats_inputs.len();
             let camera_position = f.canonical.camera_position();
-            stats_inputs.extend(survivors.iter().map(|s| StatsInput {
-                canonical: &s.canonical,
-                camera: &s.camera,
-                camera_position,
-            }));
+            for s in survivors {
+                stats_inputs.push(StatsInput { canonical: &s.canonical, camera: &s.camera, camera_position });
+                stats_sources.push(f.resident_object(s.index).map(|(group, first)| crate::backend::StatsSource {
+                    group,
+                    first,
+                    indices: &s.kept_indices,
+                    canonical: &f.canonical,
+                }));
+            }
             stats_ranges.push(start..stats_inputs.len());
         }
-        // Every survivor's indices on the device, in parallel (a word per kept point), in the inputs' order.
-        let stats_gathers: Vec<StatsGather<'_>> = frames
-            .par_iter()
-            .zip(&survivors)
-            .flat_map(|(f, survivors)| {
-                survivors.par_iter().map(move |s| {
-                    f.device_indices(s.index, s.kept_indices.iter().copied())
-                        .map(|(group, indices)| (group, indices, &f.canonical))
-                })
-            })
-            .collect();
-        (stats_inputs, stats_ranges, stats_gathers)
+        (stats_inputs, stats_sources, stats_ranges)
     });
-    let stats_sources: Vec<Option<crate::backend::StatsSource<'_>>> = stats_gathers
-        .iter()
-        .map(|g| {
-            g.as_ref().map(|(group, indices, canonical)| crate::backend::StatsSource { group, indices, canonical })
-        })
-        .collect();
     let k4 = clock.time(GeometryStep::K4, || {
         calls_by_frame(&stats_ranges, |r| {
             backend.summarize_kept(&stats_inputs[r.clone()], &config.noise, &stats_sources[r])
         })
     });
     drop(stats_sources);
-    drop(stats_gathers);
     // K1's grouped points are not read after K4: the device buffer goes (with the last frame's clone).
     for f in &mut frames {
         f.resident = None;
@@ -888,7 +859,7 @@ fn scenes_from_ground(
 /// A kept object's scene record from its K4 summary.
 fn scene_object(obj: &ObjectInput, survivor: &Survivor, s: &ObjectSummary, object_id: usize) -> SceneObject {
     let color = match obj.colors.len() == obj.points_in_camera.len() {
-        true => dominant_color(survivor.kept_indices.iter().map(|&i| obj.colors[i])),
+        true => dominant_color(survivor.kept_indices.iter().map(|&i| obj.colors[i as usize])),
         false => None,
     };
     SceneObject {

@@ -998,8 +998,9 @@ fn k3_gathered_from_k1_matches_on_the_sample_frames() {
     }
 }
 
-/// A K4 object of the gather test: its frame, its K1 indices, its camera and canonical points.
-type GatheredObject = (usize, Vec<u32>, Vec<[f32; 3]>, Vec<[f32; 3]>);
+/// A K4 object of the gather test: its frame, its first point in K1's buffer, its kept indices (into its points),
+/// its camera and canonical points.
+type GatheredObject = (usize, u32, Vec<u32>, Vec<[f32; 3]>, Vec<[f32; 3]>);
 
 #[test]
 fn k4_and_gaps_gathered_from_k1_match_on_the_sample_frames() {
@@ -1029,12 +1030,12 @@ fn k4_and_gaps_gathered_from_k1_match_on_the_sample_frames() {
                 let keep: Vec<usize> = (0..g.grouped.object_points(i).len()).step_by(2).collect();
                 let camera: Vec<[f32; 3]> = keep.iter().map(|&k| g.grouped.object_points(i)[k]).collect();
                 let points = camera.iter().map(|p| canonical[f].apply_f32(*p)).collect();
-                objects.push((f, keep.iter().map(|&k| g.grouped.offsets[i] + k as u32).collect(), camera, points));
+                objects.push((f, g.grouped.offsets[i], keep.iter().map(|&k| k as u32).collect(), camera, points));
             }
         }
         let stats_inputs: Vec<StatsInput> = objects
             .iter()
-            .map(|(f, _, camera, points)| StatsInput {
+            .map(|(f, _, _, camera, points)| StatsInput {
                 canonical: points,
                 camera,
                 camera_position: canonical[*f].camera_position(),
@@ -1042,8 +1043,8 @@ fn k4_and_gaps_gathered_from_k1_match_on_the_sample_frames() {
             .collect();
         let sources: Vec<Option<StatsSource>> = objects
             .iter()
-            .map(|(f, indices, _, _)| {
-                Some(StatsSource { group: &geometry[*f].resident, indices, canonical: &canonical[*f] })
+            .map(|(f, first, indices, _, _)| {
+                Some(StatsSource { group: &geometry[*f].resident, first: *first, indices, canonical: &canonical[*f] })
             })
             .collect();
         assert!(stats_inputs.len() >= 20, "{} objects", stats_inputs.len());
@@ -1075,7 +1076,7 @@ fn k4_and_gaps_gathered_from_k1_match_on_the_sample_frames() {
             assert!(after.gaps_from_k4 > before.gaps_from_k4, "the gaps did not read K4's points: {after:?}");
         }
         for (f, (g, list)) in gaps.iter().zip(&lists).enumerate() {
-            let points: Vec<&[[f32; 3]]> = list.iter().map(|&k| objects[k].3.as_slice()).collect();
+            let points: Vec<&[[f32; 3]]> = list.iter().map(|&k| objects[k].4.as_slice()).collect();
             let want = closest_surface_matrix(&points, 0.02);
             for (k, (a, b)) in g.iter().zip(&want).enumerate() {
                 let what = format!("{} frame {f} pair {k}: {a} vs {b}", backend.describe());

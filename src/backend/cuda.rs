@@ -2506,7 +2506,7 @@ fn stats_gather<'a>(
 ) -> Option<StatsGather<'a>> {
     let of = |i: usize| sources.get(i)?.as_ref();
     let (grouped, index) = device_index(chunk.iter().map(|&i| {
-        let source = of(i).map(|s| IndexSource { group: s.group, first: 0, keep: Some(s.indices), limit: None });
+        let source = of(i).map(|s| IndexSource { group: s.group, first: s.first, keep: Some(s.indices), limit: None });
         (source, objects[i].canonical.len())
     }))?;
     let frames = chunk
