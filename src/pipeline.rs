@@ -705,9 +705,12 @@ fn scenes_from_ground(
             let camera_position = f.canonical.camera_position();
             for s in survivors {
                 stats_inputs.push(StatsInput { canonical: &s.canonical, camera: &s.camera, camera_position });
+                // (Its point count fits 32 bits: `denoise_input` refused larger objects.)
+                let points = f.objects[s.index].points_in_camera.len() as u32;
                 stats_sources.push(f.resident_object(s.index).map(|(group, first)| crate::backend::StatsSource {
                     group,
                     first,
+                    points,
                     indices: &s.kept_indices,
                     canonical: &f.canonical,
                 }));

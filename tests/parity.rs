@@ -998,9 +998,9 @@ fn k3_gathered_from_k1_matches_on_the_sample_frames() {
     }
 }
 
-/// A K4 object of the gather test: its frame, its first point in K1's buffer, its kept indices (into its points),
-/// its camera and canonical points.
-type GatheredObject = (usize, u32, Vec<u32>, Vec<[f32; 3]>, Vec<[f32; 3]>);
+/// A K4 object of the gather test: its frame, its first point in K1's buffer and its point count, its kept indices
+/// (into its points), its camera and canonical points.
+type GatheredObject = (usize, u32, u32, Vec<u32>, Vec<[f32; 3]>, Vec<[f32; 3]>);
 
 #[test]
 fn k4_and_gaps_gathered_from_k1_match_on_the_sample_frames() {
@@ -1023,19 +1023,21 @@ fn k4_and_gaps_gathered_from_k1_match_on_the_sample_frames() {
                 CanonicalFrame::from_ground_plane(&fit.plane, GroundSource::Ransac).expect("a canonical frame")
             })
             .collect();
-        // Per object: its frame, its K1 indices, its camera and canonical points.
+        // Per object: its frame, its first point in K1's buffer and its point count, its kept indices, its camera
+        // and canonical points.
         let mut objects: Vec<GatheredObject> = Vec::new();
         for (f, g) in geometry.iter().enumerate() {
             for i in 0..g.grouped.objects() {
                 let keep: Vec<usize> = (0..g.grouped.object_points(i).len()).step_by(2).collect();
                 let camera: Vec<[f32; 3]> = keep.iter().map(|&k| g.grouped.object_points(i)[k]).collect();
                 let points = camera.iter().map(|p| canonical[f].apply_f32(*p)).collect();
-                objects.push((f, g.grouped.offsets[i], keep.iter().map(|&k| k as u32).collect(), camera, points));
+                let n = g.grouped.object_points(i).len() as u32;
+                objects.push((f, g.grouped.offsets[i], n, keep.iter().map(|&k| k as u32).collect(), camera, points));
             }
         }
         let stats_inputs: Vec<StatsInput> = objects
             .iter()
-            .map(|(f, _, _, camera, points)| StatsInput {
+            .map(|(f, _, _, _, camera, points)| StatsInput {
                 canonical: points,
                 camera,
                 camera_position: canonical[*f].camera_position(),
@@ -1043,8 +1045,9 @@ fn k4_and_gaps_gathered_from_k1_match_on_the_sample_frames() {
             .collect();
         let sources: Vec<Option<StatsSource>> = objects
             .iter()
-            .map(|(f, first, indices, _, _)| {
-                Some(StatsSource { group: &geometry[*f].resident, first: *first, indices, canonical: &canonical[*f] })
+            .map(|(f, first, points, indices, _, _)| {
+                let (group, first, points) = (&geometry[*f].resident, *first, *points);
+                Some(StatsSource { group, first, points, indices, canonical: &canonical[*f] })
             })
             .collect();
         assert!(stats_inputs.len() >= 20, "{} objects", stats_inputs.len());
@@ -1076,7 +1079,7 @@ fn k4_and_gaps_gathered_from_k1_match_on_the_sample_frames() {
             assert!(after.gaps_from_k4 > before.gaps_from_k4, "the gaps did not read K4's points: {after:?}");
         }
         for (f, (g, list)) in gaps.iter().zip(&lists).enumerate() {
-            let points: Vec<&[[f32; 3]]> = list.iter().map(|&k| objects[k].4.as_slice()).collect();
+            let points: Vec<&[[f32; 3]]> = list.iter().map(|&k| objects[k].5.as_slice()).collect();
             let want = closest_surface_matrix(&points, 0.02);
             for (k, (a, b)) in g.iter().zip(&want).enumerate() {
                 let what = format!("{} frame {f} pair {k}: {a} vs {b}", backend.describe());
@@ -1085,6 +1088,19 @@ fn k4_and_gaps_gathered_from_k1_match_on_the_sample_frames() {
                     _ => assert!(close(*a, *b, 1e-6), "{what}"),
                 }
             }
+        }
+        // A source index past its object's points (still inside K1's buffer): CUDA does not gather that batch from
+        // the buffer (it would read the next object's points) but uploads the host's points, the same summaries.
+        if matches!(backend, Backend::Cuda(_)) {
+            let k = objects.iter().position(|o| !o.3.is_empty()).expect("an object with points");
+            let mut past = objects[k].3.clone();
+            past[0] = objects[k].2;
+            let mut bad = sources.clone();
+            bad[k] = bad[k].map(|s| StatsSource { indices: &past, ..s });
+            let before = resident_reads(backend).unwrap();
+            let (again, _) = backend.summarize_kept(&stats_inputs, &noise, &bad).unwrap();
+            assert_eq!(resident_reads(backend).unwrap().k4_gathers, before.k4_gathers, "a gather past an object");
+            assert_eq!(again, got);
         }
     }
 }

@@ -2506,7 +2506,12 @@ fn stats_gather<'a>(
 ) -> Option<StatsGather<'a>> {
     let of = |i: usize| sources.get(i)?.as_ref();
     let (grouped, index) = device_index(chunk.iter().map(|&i| {
-        let source = of(i).map(|s| IndexSource { group: s.group, first: s.first, keep: Some(s.indices), limit: None });
+        let source = of(i).map(|s| IndexSource {
+            group: s.group,
+            first: s.first,
+            keep: Some(s.indices),
+            limit: s.points as usize,
+        });
         (source, objects[i].canonical.len())
     }))?;
     let frames = chunk
@@ -2537,19 +2542,18 @@ fn chunk_clusterings(
 fn indexed_gather<'a>(jobs: &[IndexedJob<'a>], chunk: &[usize]) -> Option<(&'a GroupedOnDevice, Vec<u32>)> {
     device_index(chunk.iter().map(|&i| {
         let j = &jobs[i];
-        let source =
-            j.resident.map(|(group, first)| IndexSource { group, first, keep: j.keep, limit: Some(j.points.len()) });
+        let source = j.resident.map(|(group, first)| IndexSource { group, first, keep: j.keep, limit: j.points.len() });
         (source, j.len())
     }))
 }
 
 /// Where an item's points lie in a grouped buffer ([`device_index`]): from point `first` of the frame's group, points
-/// `keep` (each below `limit`, where there is one), or all of them in order.
+/// `keep` (each below `limit`, the object's point count), or all of them in order.
 struct IndexSource<'a> {
     group: &'a super::ResidentGroup,
     first: u32,
     keep: Option<&'a [u32]>,
-    limit: Option<usize>,
+    limit: usize,
 }
 
 /// Where a chunk's points lie in one grouped buffer: `items` gives, per item in order, its source and its point
@@ -2577,8 +2581,7 @@ fn device_index<'a>(
         |&(_, _, _, points)| points,
         |&(base, keep, limit, points)| match keep {
             Some(keep) => rayon::iter::Either::Left(
-                keep.iter()
-                    .map(move |&k| limit.is_none_or(|l| (k as usize) < l).then(|| at(base + u64::from(k))).flatten()),
+                keep.iter().map(move |&k| ((k as usize) < limit).then(|| at(base + u64::from(k))).flatten()),
             ),
             None => rayon::iter::Either::Right((base..base + points as u64).map(at)),
         },

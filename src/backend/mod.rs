@@ -141,12 +141,14 @@ impl PartialEq for ResidentGroup {
 
 /// Where a K4 object's camera points lie on the device ([`Backend::summarize_kept`]): point `k` of the object is
 /// point `first + indices[k]` of the frame's grouped points (`group`; `first`, the first point there of the object
-/// the points were kept from, [`GroupedPoints::offsets`], and `indices` into that object's points), and `canonical`
-/// is the frame's canonical frame (the object's canonical points are `canonical.apply_f32` of those points).
+/// the points were kept from, [`GroupedPoints::offsets`], and `indices` into that object's `points` points), and
+/// `canonical` is the frame's canonical frame (the object's canonical points are `canonical.apply_f32` of those
+/// points). An index at or past `points` makes CUDA upload the host's points instead.
 #[derive(Clone, Copy, Debug)]
 pub struct StatsSource<'a> {
     pub group: &'a ResidentGroup,
     pub first: u32,
+    pub points: u32,
     pub indices: &'a [u32],
     pub canonical: &'a crate::geometry::canonical::CanonicalFrame,
 }
