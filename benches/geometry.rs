@@ -8,7 +8,9 @@ use std::hint::black_box;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use spatialsynth::geometry::dbscan::dbscan;
 use spatialsynth::geometry::obb::min_area_rect;
-use spatialsynth::geometry::ransac::{fit_ground_plane, inlier_mask, score_hypotheses, RansacParams};
+use spatialsynth::geometry::ransac::{
+    fit_ground_plane, inlier_mask, largest_connected, score_hypotheses, RansacParams,
+};
 use spatialsynth::geometry::relations::{bounding_box, closest_surface_matrix, relate_all};
 use spatialsynth::geometry::rng::frame_key;
 use spatialsynth::geometry::stats::{summarize, NoiseModel, ObjectSummary};
@@ -98,6 +100,14 @@ fn k2_ransac(c: &mut Criterion) {
     g.throughput(Throughput::Elements(cloud.len() as u64));
     g.bench_function(BenchmarkId::new("cpu_fit", format!("{}pts", cloud.len())), |b| {
         b.iter(|| fit_ground_plane(black_box(&cloud.points_in_camera), Some(&normals), key, &params))
+    });
+    // The refinement's connected support: the largest piece of the fitted plane's inliers (every backend's host step).
+    let fit = fit_ground_plane(&cloud.points_in_camera, Some(&normals), key, &params).expect("a ground plane");
+    let mask = inlier_mask(&cloud.points_in_camera, &fit.plane, params.inlier_threshold_m);
+    let support: Vec<u32> = (0..mask.len() as u32).filter(|&i| mask[i as usize]).collect();
+    g.throughput(Throughput::Elements(support.len() as u64));
+    g.bench_function(BenchmarkId::new("cpu_largest_connected", format!("{}pts", support.len())), |b| {
+        b.iter(|| largest_connected(black_box(&cloud.points_in_camera), support.clone(), params.connect_voxel_m))
     });
     g.finish();
 }

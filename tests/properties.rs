@@ -2,7 +2,7 @@
 
 use proptest::prelude::*;
 use spatialsynth::geometry::dbscan::{dbscan, Clustering, NOISE};
-use spatialsynth::geometry::ransac::{fit_ground_plane, RansacParams};
+use spatialsynth::geometry::ransac::{fit_ground_plane, largest_connected, RansacParams};
 use spatialsynth::geometry::relations::relate;
 use spatialsynth::geometry::stats::ObjectSummary;
 use spatialsynth::geometry::unproject::{unproject_depth, DepthData, DepthImage};
@@ -161,6 +161,55 @@ fn ransac_rejects_walls_by_the_up_prior() {
 
 /// The textbook O(n²) DBSCAN with the library's documented tie rules (border → nearest core point, ties to the
 /// lower index; clusters numbered by their smallest core index).
+/// The ground's connected support as plainly as it can be written: voxels touch when no coordinate differs by more
+/// than one; pieces by flood fill over every pair; the largest piece's points, ties to the piece holding the lowest
+/// index.
+fn oracle_largest_connected(points: &[Point3], subset: &[u32], voxel_m: f32) -> Vec<u32> {
+    let inv = 1.0 / voxel_m;
+    let cell = |i: u32| points[i as usize].map(|v| (v * inv).floor() as i32);
+    let touch = |a: [i32; 3], b: [i32; 3]| (0..3).all(|k| (a[k] - b[k]).abs() <= 1);
+    let mut piece = vec![usize::MAX; subset.len()];
+    let mut sizes = Vec::new();
+    for start in 0..subset.len() {
+        if piece[start] != usize::MAX {
+            continue;
+        }
+        let id = sizes.len();
+        let (mut stack, mut size) = (vec![start], 0);
+        piece[start] = id;
+        while let Some(a) = stack.pop() {
+            size += 1;
+            for b in 0..subset.len() {
+                if piece[b] == usize::MAX && touch(cell(subset[a]), cell(subset[b])) {
+                    piece[b] = id;
+                    stack.push(b);
+                }
+            }
+        }
+        sizes.push(size);
+    }
+    // Pieces are numbered by their lowest position in `subset` (ascending indices): the first largest wins a tie.
+    let best = (0..sizes.len()).max_by_key(|&p| (sizes[p], std::cmp::Reverse(p)));
+    subset.iter().zip(&piece).filter(|&(_, &p)| Some(p) == best).map(|(&i, _)| i).collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn the_largest_connected_support_equals_a_search_of_every_pair(
+        points in prop::collection::vec((-6i32..6, -6i32..6, -2i32..2, 0.0f32..1.0), 0..120),
+        keep_every in 1usize..4,
+    ) {
+        // Points in voxels of 0.1 m on a small lattice (many touching, some apart), at random places inside them.
+        let points: Vec<Point3> =
+            points.iter().map(|&(x, y, z, f)| [(x as f32 + f) * 0.1, (y as f32 + 0.5) * 0.1, (z as f32 + f) * 0.1]).collect();
+        let subset: Vec<u32> = (0..points.len() as u32).filter(|i| (*i as usize).is_multiple_of(keep_every)).collect();
+        let want = oracle_largest_connected(&points, &subset, 0.1);
+        prop_assert_eq!(largest_connected(&points, subset.clone(), 0.1), want);
+    }
+}
+
 fn oracle_dbscan(pts: &[Point3], eps: f32, min_points: u32) -> (Vec<i32>, Vec<bool>) {
     let n = pts.len();
     let d2 = |a: &Point3, b: &Point3| {

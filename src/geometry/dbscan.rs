@@ -21,6 +21,7 @@
 use rayon::prelude::*;
 use rustc_hash::FxHashMap;
 
+use super::radix::floor_i64;
 use super::union_find::UnionFind;
 use super::Point3;
 
@@ -128,7 +129,7 @@ impl Grid {
     fn new(input: &[Point3], eps: f32) -> Result<Self, DbscanError> {
         let side = cell_side(eps);
         let inv = 1.0 / f64::from(side);
-        let cell_of = |p: &Point3| p.map(|v| (f64::from(v) * inv).floor() as i64);
+        let cell_of = |p: &Point3| p.map(|v| floor_i64(f64::from(v) * inv));
         if let Some(i) = input.iter().position(|p| !p.iter().all(|v| v.is_finite())) {
             return Err(DbscanError::NonFinite(i));
         }

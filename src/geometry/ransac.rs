@@ -22,6 +22,7 @@ use serde::{Deserialize, Serialize};
 
 use rustc_hash::FxHashMap;
 
+use super::radix::floor_i32;
 use super::rng::draw_index;
 use super::union_find::UnionFind;
 use super::{cross, dot, normalize, sub, to_f64, Plane, Point3};
@@ -408,11 +409,8 @@ pub fn largest_connected(points: &[Point3], subset: Vec<u32>, voxel_m: f32) -> V
         return subset;
     }
     let inv = 1.0 / voxel_m;
-    let keys: Vec<[i32; 3]> = subset
-        .par_iter()
-        .with_min_len(1 << 14)
-        .map(|&i| points[i as usize].map(|v| (v * inv).floor() as i32))
-        .collect();
+    let keys: Vec<[i32; 3]> =
+        subset.par_iter().with_min_len(1 << 14).map(|&i| points[i as usize].map(|v| floor_i32(v * inv))).collect();
     let mut cell_of_key: FxHashMap<[i32; 3], u32> = FxHashMap::default();
     let mut cell_count: Vec<u32> = Vec::new();
     let mut last: Option<([i32; 3], u32)> = None;
