@@ -35,10 +35,10 @@ use rayon::prelude::*;
 
 use super::layout::{DbscanParams, GpuCanonical, GpuObjectStats, GpuSupport};
 use super::pack::{
-    clusterings_in_batch_order_packed, dbscan_chunks, dbscan_chunks_of_shapes, dbscan_chunks_unread, dbscan_refusal,
-    frame_chunks, gap_chunks, gap_matrices, gpu_regions, grouping_without_launch, hypotheses_from_draws,
-    pack_relations, par_concat, relation_chunks, split_clouds, split_parts, split_relations, stats_chunks,
-    support_test, Aabb, DbscanBatch, DepthBatch, GapPack, JobShape, StatsPack,
+    clusterings_in_batch_order_packed, dbscan_chunks, dbscan_chunks_of_shapes, dbscan_refusal, frame_chunks,
+    gap_chunks, gap_matrices, gpu_regions, grouping_without_launch, hypotheses_from_draws, pack_relations, par_concat,
+    relation_chunks, split_clouds, split_parts, split_relations, stats_chunks, support_test, Aabb, DbscanBatch,
+    DepthBatch, GapPack, JobShape, StatsPack,
 };
 use super::{FrameGeometry, FrameGeometryInput, IndexedJob, KernelResources};
 use crate::geometry::dbscan::{Clustering, DbscanJob};
@@ -1770,18 +1770,12 @@ impl CudaBackend {
     /// the points; `cell_of` checks them, and a refused chunk gets the host's error for it: see
     /// [`super::pack::dbscan_refusal`]).
     pub fn dbscan_batch(&self, jobs: &[DbscanJob<'_>]) -> Result<Vec<Clustering>, String> {
-        let mut out = vec![Clustering::default(); jobs.len()];
-        // The host reads no point: `cell_of` checks every point (finite, its cell within the grid's 32-bit range) and
-        // the host names the refused job as its own checks would (`dbscan_refusal`).
-        for chunk in dbscan_chunks_unread(jobs, MAX_DBSCAN_POINTS)? {
-            let batch = DbscanBatch::new(jobs, &chunk)?;
-            let labels = self.dbscan_device(&batch, None)?;
-            let clusterings = chunk_clusterings(&batch, labels, || dbscan_refusal(jobs, &chunk, MAX_DBSCAN_POINTS))?;
-            for (&i, c) in chunk.iter().zip(clusterings) {
-                out[i] = c;
-            }
-        }
-        Ok(out)
+        // Jobs that take all their points, on no device: every chunk's points are uploaded (no copy is made before).
+        let indexed: Vec<IndexedJob<'_>> = jobs
+            .iter()
+            .map(|j| IndexedJob { points: j.points, keep: None, eps: j.eps, min_points: j.min_points, resident: None })
+            .collect();
+        self.dbscan_batch_indexed(&indexed)
     }
 
     /// [`CudaBackend::dbscan_batch`] on jobs that name their points by index into an object's points (see
@@ -1811,7 +1805,7 @@ impl CudaBackend {
                 // Some job of the chunk does not lie in the others' device buffer: the chunk's kept points go up.
                 let these: Vec<IndexedJob<'_>> = chunk.iter().map(|&i| jobs[i]).collect();
                 let points = super::kept_points_of(&these).map_err(batch_error)?;
-                batch.points = points.iter().flat_map(|p| p.iter().flatten()).copied().collect();
+                batch.pack_points(points.iter().map(|p| &p[..]));
             }
             let labels = self.dbscan_device(&batch, gather)?;
             let clusterings = chunk_clusterings(&batch, labels, || refusal(&chunk))?;

@@ -568,17 +568,22 @@ pub struct DbscanBatch {
 }
 
 impl DbscanBatch {
-    /// The jobs `chunk` (indices into `all`, one of [`dbscan_chunks_unread`]'s chunks: no empty job), with their
+    /// The jobs `chunk` (indices into `all`, one of [`dbscan_chunks_of_shapes`]'s chunks: no empty job), with their
     /// points. `Err` (naming the job by its index in `all`) for a bad radius. The points are not checked: the device
     /// checks them (CUDA's `cell_of`), and [`dbscan_refusal`] names a job it refuses. (A device that gathers the
     /// points itself takes [`DbscanBatch::shaped`].)
     pub fn new(all: &[DbscanJob<'_>], chunk: &[usize]) -> Result<DbscanBatch, String> {
         let mut batch = Self::of(chunk.iter().map(|&i| (i, all.get(i).map(JobShape::from))))?;
-        batch.points = Vec::with_capacity(3 * batch.params.points as usize);
-        for &i in chunk {
-            batch.points.extend(all[i].points.iter().flatten());
-        }
+        batch.pack_points(chunk.iter().map(|&i| all[i].points));
         Ok(batch)
+    }
+
+    /// Packs the points of the batch's jobs (each job's, in the batch's order) into `points`.
+    pub fn pack_points<'p>(&mut self, jobs: impl Iterator<Item = &'p [Point3]>) {
+        self.points = Vec::with_capacity(3 * self.params.points as usize);
+        for points in jobs {
+            self.points.extend(points.iter().flatten());
+        }
     }
 
     /// [`DbscanBatch::new`] without points (`points` stays empty), from the jobs' shapes only (`shapes[i]` for job `i` of the batch; `chunk`
@@ -727,20 +732,24 @@ fn chunks_by_points(
 /// `Err` when a job's radius is bad (empty jobs included, as on the CPU), a point is not finite, or one job alone
 /// exceeds the limit.
 pub fn dbscan_chunks(jobs: &[DbscanJob<'_>], max_points: u64) -> Result<Vec<Vec<usize>>, String> {
-    checked_dbscan_chunks(jobs, max_points, true)
+    // The jobs in parallel; the first bad one in order is named.
+    let bad = jobs.par_iter().enumerate().find_map_first(|(i, j)| {
+        if !(j.eps.is_finite() && j.eps > 0.0) {
+            return Some(bad_radius(i, j.eps));
+        }
+        let p = j.points.iter().position(|p| !p.iter().all(|v| v.is_finite()))?;
+        Some(format!("job {i}: point {p} is not finite"))
+    });
+    if let Some(e) = bad {
+        return Err(e);
+    }
+    chunks_by_points(jobs.iter().map(|j| j.points.len() as u64), max_points, |i, n| too_many_points(i, n, max_points))
 }
 
-/// [`dbscan_chunks`] without reading the points (the radii checked, the jobs chunked), for a device that checks every
-/// point itself (CUDA's `cell_of`: finite, and its cell within [`dbscan_range_refusal`]'s range), with
-/// [`dbscan_refusal`] naming the job when it refuses one. On any error, [`dbscan_chunks`]'s: the same first error,
-/// points included.
-pub fn dbscan_chunks_unread(jobs: &[DbscanJob<'_>], max_points: u64) -> Result<Vec<Vec<usize>>, String> {
-    checked_dbscan_chunks(jobs, max_points, false).map_err(|e| dbscan_chunks(jobs, max_points).err().unwrap_or(e))
-}
-
-/// [`dbscan_chunks_unread`] from the jobs' shapes (`shapes[i]` for job `i`): the radii checked, the jobs chunked. A
-/// device that gathers the points itself checks them; on any error, the host's is [`dbscan_chunks`]'s on the jobs'
-/// points.
+/// [`dbscan_chunks`] from the jobs' shapes (`shapes[i]` for job `i`), without reading a point: the radii checked, the
+/// jobs chunked, for a device that checks every point itself (CUDA's `cell_of`: finite, and its cell within
+/// [`dbscan_range_refusal`]'s range), with [`dbscan_refusal`] naming the job when it refuses one. On any error the
+/// host names [`dbscan_chunks`]'s on the jobs' points (the same first error, points included).
 pub fn dbscan_chunks_of_shapes(shapes: &[JobShape], max_points: u64) -> Result<Vec<Vec<usize>>, String> {
     if let Some((i, j)) = shapes.iter().enumerate().find(|(_, j)| !(j.eps.is_finite() && j.eps > 0.0)) {
         return Err(bad_radius(i, j.eps));
@@ -756,30 +765,7 @@ fn too_many_points(job: usize, n: u64, max_points: u64) -> String {
     format!("DBSCAN job {job} has {n} points, more than one launch takes ({max_points})")
 }
 
-/// The chunks of [`dbscan_chunks`], the points checked only when `read_points`.
-fn checked_dbscan_chunks(
-    jobs: &[DbscanJob<'_>],
-    max_points: u64,
-    read_points: bool,
-) -> Result<Vec<Vec<usize>>, String> {
-    // The jobs in parallel; the first bad one in order is named.
-    let bad = jobs.par_iter().enumerate().find_map_first(|(i, j)| {
-        if !(j.eps.is_finite() && j.eps > 0.0) {
-            return Some(bad_radius(i, j.eps));
-        }
-        if !read_points {
-            return None;
-        }
-        let p = j.points.iter().position(|p| !p.iter().all(|v| v.is_finite()))?;
-        Some(format!("job {i}: point {p} is not finite"))
-    });
-    if let Some(e) = bad {
-        return Err(e);
-    }
-    chunks_by_points(jobs.iter().map(|j| j.points.len() as u64), max_points, |i, n| too_many_points(i, n, max_points))
-}
-
-/// The error the host's checks give for `chunk` (one of [`dbscan_chunks_unread`]'s chunks, the earlier ones
+/// The error the host's checks give for `chunk` (one of [`dbscan_chunks_of_shapes`]'s chunks, the earlier ones
 /// accepted), for a device that refused a point of it: a point of some job that is not finite ([`dbscan_chunks`]
 /// reads every job's before any chunk runs), else the chunk's first job whose cells overflow
 /// ([`dbscan_range_refusal`]). A device that refuses what neither check refuses is a bug, and says so.
@@ -1534,27 +1520,21 @@ mod tests {
         let nan = [[0.0f32, 0.0, 0.0], [f32::NAN, 0.0, 0.0]];
         let far = [[0.0f32, 0.0, 0.0], [0.0, 0.0, -3.0e7]];
         let job = |points, eps| DbscanJob { points, eps, min_points: 1 };
+        let shapes = |jobs: &[DbscanJob<'_>]| jobs.iter().map(JobShape::from).collect::<Vec<_>>();
         // The points are not read: the chunks of a batch with a NaN are those of the batch without it.
         let with_nan = [job(&good, 0.1), job(&nan, 0.1), job(&far, 1e-2), job(&[], 0.1)];
         let clean = [job(&good, 0.1), job(&good, 0.1), job(&far, 1e-2), job(&[], 0.1)];
-        assert_eq!(dbscan_chunks_unread(&with_nan, 3).unwrap(), dbscan_chunks(&clean, 3).unwrap());
-        assert_eq!(dbscan_chunks_unread(&with_nan, 3).unwrap(), [vec![0], vec![1], vec![2]]);
-        // Any error is dbscan_chunks' first: the NaN of job 0 before job 1's radius or size.
-        let bad_radius = [job(&nan, 0.1), job(&good, 0.0)];
-        let want = dbscan_chunks(&bad_radius, 8).unwrap_err();
-        assert_eq!(
-            (dbscan_chunks_unread(&bad_radius, 8).unwrap_err(), want.as_str()),
-            (want.clone(), "job 0: point 1 is not finite")
-        );
-        let too_large = [job(&nan, 0.1), job(&far, 0.1)];
-        assert_eq!(dbscan_chunks_unread(&too_large, 1).unwrap_err(), dbscan_chunks(&too_large, 1).unwrap_err());
+        assert_eq!(dbscan_chunks_of_shapes(&shapes(&with_nan), 3).unwrap(), dbscan_chunks(&clean, 3).unwrap());
+        assert_eq!(dbscan_chunks_of_shapes(&shapes(&with_nan), 3).unwrap(), [vec![0], vec![1], vec![2]]);
+        // The errors that need no point are dbscan_chunks' (a bad radius, a job too large); dbscan_chunks names a
+        // NaN of an earlier job first (what the host says when the shapes are refused).
         let radius_only = [job(&good, 0.1), job(&[], f32::INFINITY)];
-        assert!(dbscan_chunks_unread(&radius_only, 8).unwrap_err().starts_with("job 1: DBSCAN radius"));
-        // From the shapes alone: the same chunks, and the errors that need no point (a bad radius, a job too large).
-        let shapes = |jobs: &[DbscanJob<'_>]| jobs.iter().map(JobShape::from).collect::<Vec<_>>();
-        assert_eq!(dbscan_chunks_of_shapes(&shapes(&with_nan), 3), dbscan_chunks_unread(&with_nan, 3));
-        assert_eq!(dbscan_chunks_of_shapes(&shapes(&radius_only), 8), dbscan_chunks_unread(&radius_only, 8));
+        assert_eq!(dbscan_chunks_of_shapes(&shapes(&radius_only), 8), dbscan_chunks(&radius_only, 8));
+        assert!(dbscan_chunks(&radius_only, 8).unwrap_err().starts_with("job 1: DBSCAN radius"));
         assert_eq!(dbscan_chunks_of_shapes(&shapes(&clean), 1).unwrap_err(), dbscan_chunks(&clean, 1).unwrap_err());
+        let bad_radius = [job(&nan, 0.1), job(&good, 0.0)];
+        assert!(dbscan_chunks_of_shapes(&shapes(&bad_radius), 8).unwrap_err().starts_with("job 1: DBSCAN radius"));
+        assert_eq!(dbscan_chunks(&bad_radius, 8).unwrap_err(), "job 0: point 1 is not finite");
         // A refusal: a NaN anywhere (job 1, while the chunk is job 2's), else the chunk's first overflowing job.
         assert_eq!(dbscan_refusal(&with_nan, &[2], 8), "job 1: point 1 is not finite");
         let overflows = [job(&good, 0.1), job(&far, 1e-2), job(&far, 1e-2)];
