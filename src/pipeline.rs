@@ -3,7 +3,7 @@
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::backend::{Backend, FrameGeometry, FrameGeometryInput, IndexedJob};
+use crate::backend::{Backend, FrameGeometry, FrameGeometryInput, IndexedJob, KeptInput};
 use crate::color::dominant_color;
 use crate::error::{Error, Result};
 use crate::geometry::canonical::{CanonicalFrame, GroundSource};
@@ -12,7 +12,7 @@ use crate::geometry::outlier::{statistical_outlier_mask, OutlierParams};
 use crate::geometry::ransac::{fit_ground_plane, score_sample_indices, PlaneFit, RansacParams};
 use crate::geometry::relations::{relate_all, RelationRecord};
 use crate::geometry::rng::frame_key;
-use crate::geometry::stats::{NoiseModel, ObjectSummary, StatsInput};
+use crate::geometry::stats::{NoiseModel, ObjectSummary};
 use crate::geometry::unproject::{estimate_normals, unproject_depth, DepthImage, PointCloud};
 use crate::geometry::{dot, normalize, Intrinsics, Point3, SharedSlice};
 use crate::io::objects::ObjectKind;
@@ -587,14 +587,11 @@ fn calls_by_frame<T, E>(
 /// A frame's kept objects, their summaries, its dropped objects and the closest-surface gaps (n x n).
 type FrameObjects = (Vec<SceneObject>, Vec<ObjectSummary>, Vec<DroppedObject>, Vec<f32>);
 
-/// An object kept by K3: its annotation index, the kept indices, the radius, its kept points in the camera and in
-/// the canonical frame.
+/// An object kept by K3: its annotation index, the kept indices (into its points) and the radius.
 struct Survivor {
     index: usize,
     kept_indices: Vec<u32>,
     eps: f32,
-    camera: Vec<Point3>,
-    canonical: Vec<Point3>,
 }
 
 /// K3–K5 for a batch of frames whose ground is known. Each kernel runs once for the whole batch: K3 on every object
@@ -666,12 +663,7 @@ fn scenes_from_ground(
                         }
                     };
                     match outcome {
-                        Ok((kept_indices, eps)) => {
-                            let all: &[Point3] = &obj.points_in_camera;
-                            let camera: Vec<Point3> = kept_indices.iter().map(|&i| all[i as usize]).collect();
-                            let canonical = camera.iter().map(|p| f.canonical.apply_f32(*p)).collect();
-                            survivors.push(Survivor { index, kept_indices, eps, camera, canonical });
-                        }
+                        Ok((kept_indices, eps)) => survivors.push(Survivor { index, kept_indices, eps }),
                         Err(reason) => dropped.push(DroppedObject {
                             annotation_index: index as u32,
                             label: obj.label.clone(),
@@ -693,42 +685,29 @@ fn scenes_from_ground(
             Err(e) => (Vec::new(), Err(e)),
         })
         .unzip();
-    // K4: one batch for the kept objects of every frame (each frame alone if the batch fails), kept for the gaps; with
-    // where each object's points lie on the device too (K1's buffer, on CUDA): the object's first point there and
-    // its kept indices.
-    let (stats_inputs, stats_sources, stats_ranges) = clock.time(GeometryStep::K3After, || {
+    // K4: one batch for the kept objects of every frame (each frame alone if the batch fails), kept for the gaps. Each
+    // object names its kept points by index into its points, with where those lie on the device too (K1's buffer, on
+    // CUDA): the backend copies them on the host only where it must.
+    let (stats_inputs, stats_ranges) = clock.time(GeometryStep::K3After, || {
         let mut stats_inputs = Vec::new();
-        let mut stats_sources = Vec::new();
         let mut stats_ranges = Vec::with_capacity(frames.len());
         for (f, survivors) in frames.iter().zip(&survivors) {
             let start = stats_inputs.len();
-            let camera_position = f.canonical.camera_position();
             for s in survivors {
-                stats_inputs.push(StatsInput { canonical: &s.canonical, camera: &s.camera, camera_position });
-                // (Its point count fits 32 bits: `denoise_input` refused larger objects.)
-                let points = f.objects[s.index].points_in_camera.len() as u32;
-                stats_sources.push(f.resident_object(s.index).map(|(group, first)| crate::backend::StatsSource {
-                    group,
-                    first,
-                    points,
-                    indices: &s.kept_indices,
+                stats_inputs.push(KeptInput {
+                    points: &f.objects[s.index].points_in_camera,
+                    keep: Some(&s.kept_indices),
                     canonical: &f.canonical,
-                }));
+                    resident: f.resident_object(s.index),
+                });
             }
             stats_ranges.push(start..stats_inputs.len());
         }
-        (stats_inputs, stats_sources, stats_ranges)
+        (stats_inputs, stats_ranges)
     });
     let k4 = clock.time(GeometryStep::K4, || {
-        calls_by_frame(&stats_ranges, |r| {
-            backend.summarize_kept(&stats_inputs[r.clone()], &config.noise, &stats_sources[r])
-        })
+        calls_by_frame(&stats_ranges, |r| backend.summarize_kept_indexed(&stats_inputs[r], &config.noise))
     });
-    drop(stats_sources);
-    // K1's grouped points are not read after K4: the device buffer goes (with the last frame's clone).
-    for f in &mut frames {
-        f.resident = None;
-    }
     // Each frame's summaries; each call's kept batch with the frames it covers.
     let mut stats: Vec<Result<Vec<Option<ObjectSummary>>>> = Vec::with_capacity(frames.len());
     let mut kept = Vec::with_capacity(k4.len());
@@ -811,6 +790,11 @@ fn scenes_from_ground(
     drop(kept);
     drop(stats_inputs);
     drop(survivors);
+    // K1's grouped points are not read after K4 (its kept batch, which names its points by index, went with the
+    // gaps): the device buffer goes before K5 (with the last frame's clone).
+    for f in &mut frames {
+        f.resident = None;
+    }
     // K5: every pair of every frame in one batch (the gaps from the exact search on the host).
     let records: Vec<Result<Vec<RelationRecord>>> = clock.time(GeometryStep::K5, || match backend {
         Backend::Cpu => partial

@@ -249,7 +249,7 @@ fn check_gaps(backend: &Backend, frames: &[Vec<Vec<[f32; 3]>>]) {
         .map(|o| StatsInput { canonical: o, camera: o, camera_position: [0.0, 0.0, 0.0] })
         .collect();
     let noise = NoiseModel::default();
-    let (summaries, kept) = backend.summarize_kept(&inputs, &noise, &[]).unwrap();
+    let (summaries, kept) = backend.summarize_kept(&inputs, &noise).unwrap();
     // (The summaries themselves are K4's parity test; here: one per object with points, none for an empty one.)
     let with_points: Vec<bool> = inputs.iter().map(|o| !o.canonical.is_empty()).collect();
     assert_eq!(summaries.iter().map(Option::is_some).collect::<Vec<_>>(), with_points, "{}", backend.describe());
@@ -998,17 +998,18 @@ fn k3_gathered_from_k1_matches_on_the_sample_frames() {
     }
 }
 
-/// A K4 object of the gather test: its frame, its first point in K1's buffer and its point count, its kept indices
-/// (into its points), its camera and canonical points.
-type GatheredObject = (usize, u32, u32, Vec<u32>, Vec<[f32; 3]>, Vec<[f32; 3]>);
+/// A K4 object of the gather test: its frame, its index there, its kept indices (into its points), its camera and
+/// canonical points.
+type GatheredObject = (usize, usize, Vec<u32>, Vec<[f32; 3]>, Vec<[f32; 3]>);
 
 #[test]
 fn k4_and_gaps_gathered_from_k1_match_on_the_sample_frames() {
-    // K1 for every sample frame in one batch, then K4 on each object's points (every 2nd) in a tilted canonical frame
-    // (the frame's own ground plane), on CUDA computed on the device from where K1 left the camera points (the f64
-    // transform of `apply_f32`), and the gaps from K4's kept batch. The summaries as K4's parity test wants them, the
-    // gaps as the gap parity test (bit for bit on CUDA: the canonical points must be the host's, bit for bit).
-    use spatialsynth::backend::StatsSource;
+    // K1 for every sample frame in one batch, then K4 on each object's points (every 2nd, and every point of every
+    // 5th object) named by index, in a tilted canonical frame (the frame's own ground plane): on CUDA computed on the
+    // device from where K1 left the camera points (the f64 transform of `apply_f32`), and the gaps from K4's kept
+    // batch. The summaries as K4's parity test wants them against the CPU reference on the host's copies, the gaps as
+    // the gap parity test (bit for bit on CUDA: the canonical points must be the host's, bit for bit).
+    use spatialsynth::backend::KeptInput;
     use spatialsynth::geometry::canonical::{CanonicalFrame, GroundSource};
     let (keys, frames, regions) = sample_frames();
     let params = RansacParams::default();
@@ -1023,84 +1024,114 @@ fn k4_and_gaps_gathered_from_k1_match_on_the_sample_frames() {
                 CanonicalFrame::from_ground_plane(&fit.plane, GroundSource::Ransac).expect("a canonical frame")
             })
             .collect();
-        // Per object: its frame, its first point in K1's buffer and its point count, its kept indices, its camera
-        // and canonical points.
         let mut objects: Vec<GatheredObject> = Vec::new();
         for (f, g) in geometry.iter().enumerate() {
             for i in 0..g.grouped.objects() {
-                let keep: Vec<usize> = (0..g.grouped.object_points(i).len()).step_by(2).collect();
+                let step = if objects.len() % 5 == 4 { 1 } else { 2 };
+                let keep: Vec<usize> = (0..g.grouped.object_points(i).len()).step_by(step).collect();
                 let camera: Vec<[f32; 3]> = keep.iter().map(|&k| g.grouped.object_points(i)[k]).collect();
                 let points = camera.iter().map(|p| canonical[f].apply_f32(*p)).collect();
-                let n = g.grouped.object_points(i).len() as u32;
-                objects.push((f, g.grouped.offsets[i], n, keep.iter().map(|&k| k as u32).collect(), camera, points));
+                objects.push((f, i, keep.iter().map(|&k| k as u32).collect(), camera, points));
             }
         }
         let stats_inputs: Vec<StatsInput> = objects
             .iter()
-            .map(|(f, _, _, _, camera, points)| StatsInput {
+            .map(|(f, _, _, camera, points)| StatsInput {
                 canonical: points,
                 camera,
                 camera_position: canonical[*f].camera_position(),
             })
             .collect();
-        let sources: Vec<Option<StatsSource>> = objects
+        // Each object by index: every 5th object (all its points) without `keep`.
+        let kept_inputs: Vec<KeptInput> = objects
             .iter()
-            .map(|(f, first, points, indices, _, _)| {
-                let (group, first, points) = (&geometry[*f].resident, *first, *points);
-                Some(StatsSource { group, first, points, indices, canonical: &canonical[*f] })
+            .map(|&(f, i, ref keep, _, _)| {
+                let points = geometry[f].grouped.object_points(i);
+                KeptInput {
+                    points,
+                    keep: (keep.len() != points.len() || points.is_empty()).then_some(keep.as_slice()),
+                    canonical: &canonical[f],
+                    resident: Some((&geometry[f].resident, geometry[f].grouped.offsets[i])),
+                }
             })
             .collect();
+        assert!(kept_inputs.iter().any(|o| o.keep.is_none() && !o.is_empty()), "an object taken whole");
         assert!(stats_inputs.len() >= 20, "{} objects", stats_inputs.len());
         let before = resident_reads(backend);
-        let (got, kept) = backend.summarize_kept(&stats_inputs, &noise, &sources).unwrap();
+        let (got, kept) = backend.summarize_kept_indexed(&kept_inputs, &noise).unwrap();
         assert_eq!(kept.on_device(), matches!(backend, Backend::Cuda(_)), "{}", backend.describe());
+        assert_eq!(kept.len(), objects.len());
         check_device_places(backend, &kept, &stats_inputs);
         let want = summarize_batch(&stats_inputs, &noise);
-        for (k, (g, w)) in got.iter().zip(&want).enumerate() {
-            let what = format!("{} object {k}: {g:?} vs {w:?}", backend.describe());
-            let (Some(g), Some(w)) = (g, w) else {
-                assert_eq!(g.is_none(), w.is_none(), "{what}");
-                continue;
-            };
-            assert_eq!(
-                (g.aabb_min_m, g.aabb_max_m, g.points, g.median_depth_m, g.size_m, g.yaw_rad),
-                (w.aabb_min_m, w.aabb_max_m, w.points, w.median_depth_m, w.size_m, w.yaw_rad),
-                "{what}"
-            );
-            assert!((0..3).all(|c| close(g.centroid_m[c], w.centroid_m[c], 1e-5)), "{what}");
-        }
+        let check_summaries = |got: &[Option<ObjectSummary>], how: &str| {
+            for (k, (g, w)) in got.iter().zip(&want).enumerate() {
+                let what = format!("{} {how} object {k}: {g:?} vs {w:?}", backend.describe());
+                let (Some(g), Some(w)) = (g, w) else {
+                    assert_eq!(g.is_none(), w.is_none(), "{what}");
+                    continue;
+                };
+                assert_eq!(
+                    (g.aabb_min_m, g.aabb_max_m, g.points, g.median_depth_m, g.size_m, g.yaw_rad),
+                    (w.aabb_min_m, w.aabb_max_m, w.points, w.median_depth_m, w.size_m, w.yaw_rad),
+                    "{what}"
+                );
+                assert!((0..3).all(|c| close(g.centroid_m[c], w.centroid_m[c], 1e-5)), "{what}");
+            }
+        };
+        check_summaries(&got, "gathered");
         // Each frame's gaps over its objects, from the kept batch.
         let lists: Vec<Vec<usize>> =
             (0..geometry.len()).map(|f| (0..objects.len()).filter(|&k| objects[k].0 == f).collect()).collect();
         let list_refs: Vec<&[usize]> = lists.iter().map(Vec::as_slice).collect();
+        let check_gaps = |gaps: &[Vec<f32>], how: &str| {
+            for (f, (g, list)) in gaps.iter().zip(&lists).enumerate() {
+                let points: Vec<&[[f32; 3]]> = list.iter().map(|&k| objects[k].4.as_slice()).collect();
+                let want = closest_surface_matrix(&points, 0.02);
+                assert_eq!(g.len(), want.len(), "{} {how} frame {f}", backend.describe());
+                for (k, (a, b)) in g.iter().zip(&want).enumerate() {
+                    let what = format!("{} {how} frame {f} pair {k}: {a} vs {b}", backend.describe());
+                    match backend {
+                        Backend::Cuda(_) => assert_eq!(a.to_bits(), b.to_bits(), "{what}"),
+                        _ => assert!(close(*a, *b, 1e-6), "{what}"),
+                    }
+                }
+            }
+        };
         let gaps = backend.closest_gaps_kept(&kept, &list_refs, 0.02).unwrap();
         if let (Some(before), Some(after)) = (before, resident_reads(backend)) {
             assert!(after.k4_gathers > before.k4_gathers, "CUDA did not gather K4's points: {after:?}");
             assert!(after.gaps_from_k4 > before.gaps_from_k4, "the gaps did not read K4's points: {after:?}");
         }
-        for (f, (g, list)) in gaps.iter().zip(&lists).enumerate() {
-            let points: Vec<&[[f32; 3]]> = list.iter().map(|&k| objects[k].5.as_slice()).collect();
-            let want = closest_surface_matrix(&points, 0.02);
-            for (k, (a, b)) in g.iter().zip(&want).enumerate() {
-                let what = format!("{} frame {f} pair {k}: {a} vs {b}", backend.describe());
-                match backend {
-                    Backend::Cuda(_) => assert_eq!(a.to_bits(), b.to_bits(), "{what}"),
-                    _ => assert!(close(*a, *b, 1e-6), "{what}"),
-                }
-            }
+        check_gaps(&gaps, "gathered");
+        // One object not on the device: CUDA copies every object's points on the host and uploads them (no gather),
+        // the same summaries and gaps.
+        let mut mixed = kept_inputs.clone();
+        let k = objects.iter().position(|o| !o.2.is_empty()).expect("an object with points");
+        mixed[k].resident = None;
+        let before = resident_reads(backend);
+        let (again, kept_again) = backend.summarize_kept_indexed(&mixed, &noise).unwrap();
+        if let (Some(before), Some(after)) = (before, resident_reads(backend)) {
+            assert_eq!(after.k4_gathers, before.k4_gathers, "a gather with an object off the device");
         }
-        // A source index past its object's points (still inside K1's buffer): CUDA does not gather that batch from
-        // the buffer (it would read the next object's points) but uploads the host's points, the same summaries.
-        if matches!(backend, Backend::Cuda(_)) {
-            let k = objects.iter().position(|o| !o.3.is_empty()).expect("an object with points");
-            let mut past = objects[k].3.clone();
-            past[0] = objects[k].2;
-            let mut bad = sources.clone();
-            bad[k] = bad[k].map(|s| StatsSource { indices: &past, ..s });
-            let before = resident_reads(backend).unwrap();
-            let (again, _) = backend.summarize_kept(&stats_inputs, &noise, &bad).unwrap();
-            assert_eq!(resident_reads(backend).unwrap().k4_gathers, before.k4_gathers, "a gather past an object");
-            assert_eq!(again, got);
+        check_summaries(&again, "copied");
+        check_device_places(backend, &kept_again, &stats_inputs);
+        check_gaps(&backend.closest_gaps_kept(&kept_again, &list_refs, 0.02).unwrap(), "copied");
+        // A kept index past its object's points (still inside K1's buffer, on CUDA: a gather would read the next
+        // object's points) is an error naming the object, on every backend, resident or not.
+        let mut past = objects[k].2.clone();
+        past[0] = geometry[objects[k].0].grouped.object_points(objects[k].1).len() as u32;
+        for resident in [true, false] {
+            let mut bad = kept_inputs.clone();
+            bad[k].keep = Some(&past);
+            if !resident {
+                bad[k].resident = None;
+            }
+            let before = resident_reads(backend);
+            let err = backend.summarize_kept_indexed(&bad, &noise).err().expect("an error").to_string();
+            assert!(err.contains(&format!("object {k}: kept point 0 is point {}", past[0])), "{err}");
+            if let (Some(before), Some(after)) = (before, resident_reads(backend)) {
+                assert_eq!(after.k4_gathers, before.k4_gathers, "a gather past an object");
+            }
         }
     }
 }

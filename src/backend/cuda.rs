@@ -37,8 +37,8 @@ use super::layout::{DbscanParams, GpuCanonical, GpuObjectStats, GpuSupport};
 use super::pack::{
     clusterings_in_batch_order_packed, dbscan_chunks, dbscan_chunks_of_shapes, dbscan_refusal, frame_chunks,
     gap_chunks, gap_matrices, gpu_regions, grouping_without_launch, hypotheses_from_draws, pack_relations, par_concat,
-    relation_chunks, split_clouds, split_parts, split_relations, stats_chunks, support_test, Aabb, DbscanBatch,
-    DepthBatch, GapPack, JobShape, StatsPack,
+    relation_chunks, split_clouds, split_parts, split_relations, stats_chunks, stats_chunks_of_counts, support_test,
+    Aabb, DbscanBatch, DepthBatch, GapPack, JobShape, StatsObject, StatsPack,
 };
 use super::{FrameGeometry, FrameGeometryInput, IndexedJob, KernelResources};
 use crate::geometry::dbscan::{Clustering, DbscanJob};
@@ -1956,54 +1956,78 @@ impl CudaBackend {
         let mut out = vec![None; objects.len()];
         for chunk in stats_chunks(objects, MAX_POINTS)? {
             let stream = self.stream()?;
-            self.summarize_chunk(&stream, objects, &chunk, noise, &mut out, None)?;
+            let pack = StatsPack::new(objects, &chunk);
+            self.summarize_chunk(&stream, objects, &chunk, noise, &mut out, pack, None)?;
         }
         Ok(out)
     }
 
     /// K4 as [`CudaBackend::summarize_batch`]; when the batch is one launch, its canonical points stay on the device
     /// for [`CudaBackend::closest_gaps_resident`].
-    /// `sources[i]`, where given, says where object `i`'s camera points lie on the device (K1's grouped buffer) and
-    /// its canonical frame: when every object has one in the same buffer, the canonical points and depths are
-    /// computed there (`gather_canonical`: a word per point uploaded instead of four).
     pub fn summarize_kept(
         &self,
         objects: &[StatsInput],
         noise: &NoiseModel,
-        sources: &[Option<super::StatsSource<'_>>],
     ) -> Result<(Vec<Option<ObjectSummary>>, Option<DevicePoints>), String> {
         let chunks = stats_chunks(objects, MAX_POINTS)?;
         let [chunk] = &chunks[..] else {
             return Ok((self.summarize_batch(objects, noise)?, None));
         };
+        let pack = StatsPack::new(objects, chunk);
+        let (out, device) = self.summarize_resident(objects, chunk, noise, pack, None)?;
+        Ok((out, Some(device)))
+    }
+
+    /// K4 as [`CudaBackend::summarize_kept`] on objects named by index ([`super::KeptInput`]), when the batch is one
+    /// launch and every object's points lie in the same K1 buffer (each index within its object): the canonical points
+    /// and depths are computed there (`gather_canonical`: a word per point uploaded instead of four) and the host
+    /// copies no point. `None` otherwise (the caller copies the points for [`CudaBackend::summarize_kept`]).
+    pub fn summarize_kept_indexed(
+        &self,
+        objects: &[super::KeptInput<'_>],
+        noise: &NoiseModel,
+    ) -> Result<Option<KeptOnDevice>, String> {
+        let chunks = stats_chunks_of_counts(objects, MAX_POINTS)?;
+        let [chunk] = &chunks[..] else { return Ok(None) };
+        let Some(gather) = kept_gather(objects, chunk) else { return Ok(None) };
+        let pack = StatsPack::ranges_only(objects, chunk);
+        self.summarize_resident(objects, chunk, noise, pack, Some(gather)).map(Some)
+    }
+
+    /// K4 on a batch of one chunk, its canonical points left on the device.
+    fn summarize_resident<O: StatsObject>(
+        &self,
+        objects: &[O],
+        chunk: &[usize],
+        noise: &NoiseModel,
+        pack: StatsPack,
+        gather: Option<StatsGather<'_>>,
+    ) -> Result<KeptOnDevice, String> {
         let mut out = vec![None; objects.len()];
         let stream = self.stream()?;
-        let gather = stats_gather(objects, sources, chunk);
         let KeptChunk { points, ranges, boxes } =
-            self.summarize_chunk(&stream, objects, chunk, noise, &mut out, gather)?;
+            self.summarize_chunk(&stream, objects, chunk, noise, &mut out, pack, gather)?;
         let mut places = vec![None; objects.len()];
         for ((&i, [offset, _]), b) in chunk.iter().zip(&ranges).zip(boxes) {
             places[i] = Some((*offset, b));
         }
-        Ok((out, Some(DevicePoints { points, places, stream: Arc::clone(&stream) })))
+        Ok((out, DevicePoints { points, places, stream: Arc::clone(&stream) }))
     }
 
-    /// K4 on one chunk of objects (on `stream`, synchronised): the summaries into `out`; the canonical points on the
-    /// device, each object's `[offset, count]` there and its points' bounding box (K4's reductions).
-    fn summarize_chunk(
+    /// K4 on one chunk of objects (on `stream`, synchronised), packed as `pack` (with the points and depths to upload,
+    /// or the ranges only when `gather` computes them on the device): the summaries into `out`; the canonical points
+    /// on the device, each object's `[offset, count]` there and its points' bounding box (K4's reductions).
+    #[allow(clippy::too_many_arguments)]
+    fn summarize_chunk<O: StatsObject>(
         &self,
         stream: &Arc<CudaStream>,
-        objects: &[StatsInput],
+        objects: &[O],
         chunk: &[usize],
         noise: &NoiseModel,
         out: &mut [Option<ObjectSummary>],
+        pack: StatsPack,
         gather: Option<StatsGather<'_>>,
     ) -> Result<KeptChunk, String> {
-        // A gathered chunk needs no host copy of its points and depths.
-        let pack = match gather {
-            Some(_) => StatsPack::ranges_only(objects, chunk),
-            None => StatsPack::new(objects, chunk),
-        };
         let n_obj = chunk.len() as u32;
         let total = pack.total;
         let ranges = self.upload(stream, bytemuck::cast_slice::<_, u32>(&pack.ranges))?;
@@ -2023,13 +2047,16 @@ impl CudaBackend {
                 b.arg(&n_obj);
                 // SAFETY: gather_canonical(grouped, const u32* index, objects, const Canonical* frames, float* points,
                 // u32* depth_bits, u32 n_objects) in kernels/stats.cu; one block per object; `index` holds a word per
-                // point of the ranges, each below the grouped buffer's point count (stats_gather); one 96-byte
+                // point of the ranges, each below the grouped buffer's point count (kept_gather); one 96-byte
                 // frame per object.
                 unsafe { b.launch(launch((n_obj, 1), BLOCK)) }.map_err(de)?;
                 self.count_resident_read(1);
                 (points, depths)
             }
-            _ => (self.upload(stream, &pack.points)?, self.upload(stream, &pack.depth_bits)?),
+            None if pack.points.len() != 3 * total || pack.depth_bits.len() != total => {
+                return Err(format!("K4's pack has {} coordinates for {total} points", pack.points.len()));
+            }
+            None => (self.upload(stream, &pack.points)?, self.upload(stream, &pack.depth_bits)?),
         };
         let words = std::mem::size_of::<GpuObjectStats>() / 4;
         let mut stats = self.zeros::<u32>(stream, n_obj as usize * words)?;
@@ -2093,12 +2120,12 @@ impl CudaBackend {
     }
 
     /// [`CudaBackend::closest_gaps_batch`] over objects whose canonical points K4 left on the device
-    /// ([`CudaBackend::summarize_kept`]): `frames[f][k]` are the points of object `lists[f][k]` of that batch (the
-    /// host's copy, for the counts). No points are uploaded.
+    /// ([`CudaBackend::summarize_kept`], [`CudaBackend::summarize_kept_indexed`]): `frames[f][k]` is the point count
+    /// of object `lists[f][k]` of that batch. No points are uploaded.
     pub fn closest_gaps_resident(
         &self,
         device: &DevicePoints,
-        frames: &[&[&[Point3]]],
+        frames: &[&[usize]],
         lists: &[&[usize]],
     ) -> Result<Vec<Vec<f32>>, String> {
         // Each listed object's place on the device and its box as K4 reduced it from the same points. (An object
@@ -2110,7 +2137,7 @@ impl CudaBackend {
             .map(|(f, (list, objects))| {
                 list.iter()
                     .zip(objects.iter())
-                    .map(|(&i, o)| match o.is_empty() {
+                    .map(|(&i, &o)| match o == 0 {
                         true => Ok(Default::default()),
                         false => device
                             .places
@@ -2482,7 +2509,10 @@ struct KeptChunk {
     boxes: Vec<Aabb>,
 }
 
-/// K4's gather for one chunk (see [`CudaBackend::summarize_kept`]).
+/// A K4 batch's summaries and its canonical points left on the device.
+type KeptOnDevice = (Vec<Option<ObjectSummary>>, DevicePoints);
+
+/// K4's gather for one chunk (see [`CudaBackend::summarize_kept_indexed`]).
 struct StatsGather<'a> {
     grouped: &'a GroupedOnDevice,
     /// Each point's index in `grouped`, the chunk's objects in order.
@@ -2491,27 +2521,21 @@ struct StatsGather<'a> {
     frames: Vec<GpuCanonical>,
 }
 
-/// The gather of a K4 chunk, when every object of the chunk has a source in the same grouped buffer
-/// ([`device_index`]); `None` otherwise (the host's points are uploaded).
-fn stats_gather<'a>(
-    objects: &[StatsInput<'_>],
-    sources: &'a [Option<super::StatsSource<'a>>],
-    chunk: &[usize],
-) -> Option<StatsGather<'a>> {
-    let of = |i: usize| sources.get(i)?.as_ref();
+/// The gather of a K4 chunk, when every object of the chunk lies in the same grouped buffer ([`device_index`]);
+/// `None` otherwise (the host's points are uploaded).
+fn kept_gather<'a>(objects: &[super::KeptInput<'a>], chunk: &[usize]) -> Option<StatsGather<'a>> {
     let (grouped, index) = device_index(chunk.iter().map(|&i| {
-        let source = of(i).map(|s| IndexSource {
-            group: s.group,
-            first: s.first,
-            keep: Some(s.indices),
-            limit: s.points as usize,
-        });
-        (source, objects[i].canonical.len())
+        let o = &objects[i];
+        let source = o.resident.map(|(group, first)| IndexSource { group, first, keep: o.keep, limit: o.points.len() });
+        (source, o.len())
     }))?;
     let frames = chunk
         .iter()
-        .map(|&i| of(i).map(|s| GpuCanonical { rotation: s.canonical.rotation, translation: s.canonical.translation }))
-        .collect::<Option<_>>()?;
+        .map(|&i| {
+            let c = objects[i].canonical;
+            GpuCanonical { rotation: c.rotation, translation: c.translation }
+        })
+        .collect();
     Some(StatsGather { grouped, index, frames })
 }
 

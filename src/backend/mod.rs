@@ -85,7 +85,7 @@ pub struct FrameGeometry {
     /// The ground plane search's result.
     pub fit: Option<PlaneFit>,
     /// Where `grouped`'s points also lie on the device (CUDA batches), for [`Backend::dbscan_batch_indexed`] and
-    /// [`Backend::summarize_kept`].
+    /// [`Backend::summarize_kept_indexed`].
     pub resident: ResidentGroup,
 }
 
@@ -139,18 +139,105 @@ impl PartialEq for ResidentGroup {
     }
 }
 
-/// Where a K4 object's camera points lie on the device ([`Backend::summarize_kept`]): point `k` of the object is
-/// point `first + indices[k]` of the frame's grouped points (`group`; `first`, the first point there of the object
-/// the points were kept from, [`GroupedPoints::offsets`], and `indices` into that object's `points` points), and
-/// `canonical` is the frame's canonical frame (the object's canonical points are `canonical.apply_f32` of those
-/// points). An index at or past `points` makes CUDA upload the host's points instead.
+/// A K4 object named by index ([`Backend::summarize_kept_indexed`]): its camera points are points `keep[0]`,
+/// `keep[1]`, ... of `points` (all of them, in order, without `keep`), and its canonical points are
+/// `canonical.apply_f32` of those. Where `points` also lie on the device (`resident`: CUDA, after K1), the device
+/// gathers and transforms the kept points there and the host copies none; elsewhere the host copies them once (its
+/// camera and canonical points), for the backend's [`Backend::summarize_kept`].
 #[derive(Clone, Copy, Debug)]
-pub struct StatsSource<'a> {
-    pub group: &'a ResidentGroup,
-    pub first: u32,
-    pub points: u32,
-    pub indices: &'a [u32],
+pub struct KeptInput<'a> {
+    /// The object's camera points.
+    pub points: &'a [Point3],
+    /// Which of them are the object's, in order (indices into `points`); `None`: all of them.
+    pub keep: Option<&'a [u32]>,
+    /// The frame's canonical frame.
     pub canonical: &'a crate::geometry::canonical::CanonicalFrame,
+    /// Where `points` also lie on the device: the frame's group ([`FrameGeometry::resident`]) and the object's first
+    /// point there ([`GroupedPoints::offsets`]). They must be the same points (the host's are what the other
+    /// backends read, and what the host's part of K4 reads: the first point and the hull's candidates).
+    pub resident: Option<(&'a ResidentGroup, u32)>,
+}
+
+impl<'a> KeptInput<'a> {
+    /// How many points the object has.
+    pub fn len(&self) -> usize {
+        self.keep.map_or(self.points.len(), <[u32]>::len)
+    }
+
+    /// Whether the object has no point.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The object's camera points: `points` itself without `keep`, else a copy of the kept ones. `Err` names the
+    /// first index of `keep` outside `points`.
+    pub fn camera_points(&self) -> std::result::Result<Cow<'a, [Point3]>, String> {
+        kept_of(self.points, self.keep)
+    }
+}
+
+impl pack::StatsObject for KeptInput<'_> {
+    fn count(&self) -> usize {
+        self.len()
+    }
+
+    fn canonical_point(&self, k: usize) -> Option<Point3> {
+        let i = match self.keep {
+            Some(keep) => *keep.get(k)? as usize,
+            None => k,
+        };
+        Some(self.canonical.apply_f32(*self.points.get(i)?))
+    }
+
+    fn camera_position(&self) -> [f64; 3] {
+        self.canonical.camera_position()
+    }
+}
+
+/// Points `keep` of `points` (`points` itself without `keep`); `Err` names the first index of `keep` outside them.
+fn kept_of<'a>(points: &'a [Point3], keep: Option<&[u32]>) -> std::result::Result<Cow<'a, [Point3]>, String> {
+    let Some(keep) = keep else { return Ok(Cow::Borrowed(points)) };
+    let n = points.len();
+    let mut out = Vec::with_capacity(keep.len());
+    for (k, &i) in keep.iter().enumerate() {
+        match points.get(i as usize) {
+            Some(p) => out.push(*p),
+            None => return Err(format!("kept point {k} is point {i} of {n}")),
+        }
+    }
+    Ok(Cow::Owned(out))
+}
+
+/// A K4 object's points copied from a [`KeptInput`]: its camera points (borrowed when it keeps them all), its
+/// canonical points and the camera centre.
+struct CopiedObject<'a> {
+    camera: Cow<'a, [Point3]>,
+    canonical: Vec<Point3>,
+    camera_position: [f64; 3],
+}
+
+impl CopiedObject<'_> {
+    fn view(&self) -> crate::geometry::stats::StatsInput<'_> {
+        crate::geometry::stats::StatsInput {
+            canonical: &self.canonical,
+            camera: &self.camera,
+            camera_position: self.camera_position,
+        }
+    }
+}
+
+/// Each object's points ([`KeptInput::camera_points`] and their canonical points, the objects in parallel); `Err`
+/// names the first object in order with an index outside its points.
+fn copy_kept<'a>(objects: &[KeptInput<'a>]) -> std::result::Result<Vec<CopiedObject<'a>>, String> {
+    objects
+        .par_iter()
+        .enumerate()
+        .map(|(i, o)| {
+            let camera = o.camera_points().map_err(|m| format!("object {i}: {m}"))?;
+            let canonical = camera.iter().map(|p| o.canonical.apply_f32(*p)).collect();
+            Ok(CopiedObject { camera, canonical, camera_position: o.canonical.camera_position() })
+        })
+        .collect()
 }
 
 /// What the CUDA driver says of one loaded kernel: what it compiled the PTX to on this device (registers, spills)
@@ -211,16 +298,7 @@ impl<'a> IndexedJob<'a> {
     /// The points DBSCAN sees: `points` itself without `keep`, else a copy of the kept ones. `Err` names the first
     /// index of `keep` outside `points`.
     pub fn kept_points(&self) -> std::result::Result<Cow<'a, [Point3]>, String> {
-        let Some(keep) = self.keep else { return Ok(Cow::Borrowed(self.points)) };
-        let n = self.points.len();
-        let mut out = Vec::with_capacity(keep.len());
-        for (k, &i) in keep.iter().enumerate() {
-            match self.points.get(i as usize) {
-                Some(p) => out.push(*p),
-                None => return Err(format!("kept point {k} is point {i} of {n}")),
-            }
-        }
-        Ok(Cow::Owned(out))
+        kept_of(self.points, self.keep)
     }
 }
 
@@ -269,19 +347,66 @@ fn sample_normals(f: &FrameGeometryInput<'_>, cloud: &PointCloud, max_step_px: u
 /// [`KeptObjects::device_object`] reads them back.
 pub type DeviceObject = (Vec<Point3>, (Point3, Point3));
 
-/// A batch of K4 objects as [`Backend::summarize_kept`] left them: their points on the host and, where the backend
-/// keeps them (CUDA, when the batch is one launch), the canonical points on the device, so that
-/// [`Backend::closest_gaps_kept`] does not upload them again.
+/// A batch of K4 objects as [`Backend::summarize_kept`] or [`Backend::summarize_kept_indexed`] left them: their
+/// points on the host (as given, copied, or named by index) and, where the backend keeps them (CUDA, when the batch is
+/// one launch), the canonical points on the device, so that [`Backend::closest_gaps_kept`] does not upload them again.
 pub struct KeptObjects<'a> {
-    objects: &'a [crate::geometry::stats::StatsInput<'a>],
+    host: KeptHost<'a>,
     #[cfg(feature = "cuda")]
     device: Option<cuda::DevicePoints>,
 }
 
+/// The host's side of a [`KeptObjects`].
+enum KeptHost<'a> {
+    /// As given to [`Backend::summarize_kept`].
+    Given(&'a [crate::geometry::stats::StatsInput<'a>]),
+    /// Copied from the objects given to [`Backend::summarize_kept_indexed`].
+    Copied(Vec<CopiedObject<'a>>),
+    /// As given to [`Backend::summarize_kept_indexed`], not copied (their canonical points are on the device).
+    #[cfg(feature = "cuda")]
+    Indexed(&'a [KeptInput<'a>]),
+}
+
 impl<'a> KeptObjects<'a> {
-    /// The objects, as given to [`Backend::summarize_kept`].
-    pub fn objects(&self) -> &'a [crate::geometry::stats::StatsInput<'a>] {
-        self.objects
+    /// How many objects the batch has.
+    pub fn len(&self) -> usize {
+        match &self.host {
+            KeptHost::Given(o) => o.len(),
+            KeptHost::Copied(o) => o.len(),
+            #[cfg(feature = "cuda")]
+            KeptHost::Indexed(o) => o.len(),
+        }
+    }
+
+    /// Whether the batch has no object.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// How many points object `i` has (`i` below [`KeptObjects::len`]).
+    #[cfg(feature = "cuda")]
+    fn count(&self, i: usize) -> usize {
+        use pack::StatsObject;
+        match &self.host {
+            KeptHost::Given(o) => o[i].count(),
+            KeptHost::Copied(o) => o[i].canonical.len(),
+            KeptHost::Indexed(o) => o[i].count(),
+        }
+    }
+
+    /// Object `i`'s canonical points (`i` below [`KeptObjects::len`]): borrowed where the host has them, else computed
+    /// (`Err` names an index outside the object's points).
+    fn canonical(&self, i: usize) -> std::result::Result<Cow<'_, [Point3]>, String> {
+        match &self.host {
+            KeptHost::Given(o) => Ok(Cow::Borrowed(o[i].canonical)),
+            KeptHost::Copied(o) => Ok(Cow::Borrowed(&o[i].canonical)),
+            #[cfg(feature = "cuda")]
+            KeptHost::Indexed(o) => {
+                let o = &o[i];
+                let camera = o.camera_points().map_err(|m| format!("object {i}: {m}"))?;
+                Ok(Cow::Owned(camera.iter().map(|p| o.canonical.apply_f32(*p)).collect()))
+            }
+        }
     }
 
     /// Object `i`'s canonical points as they lie on the device, with the bounding box the device reduced from them
@@ -290,8 +415,8 @@ impl<'a> KeptObjects<'a> {
     #[doc(hidden)]
     pub fn device_object(&self, i: usize) -> Result<Option<DeviceObject>> {
         #[cfg(feature = "cuda")]
-        if let (Some(device), Some(o)) = (&self.device, self.objects.get(i)) {
-            let read = device.read_object(i, o.canonical.len()).map_err(cuda_error)?;
+        if let (Some(device), true) = (&self.device, i < self.len()) {
+            let read = device.read_object(i, self.count(i)).map_err(cuda_error)?;
             return Ok(read.map(|(flat, b)| (flat.chunks_exact(3).map(|p| [p[0], p[1], p[2]]).collect(), b)));
         }
         let _ = i;
@@ -606,27 +731,23 @@ impl Backend {
 
     /// K4 as [`Backend::summarize_batch`], keeping the batch for [`Backend::closest_gaps_kept`]: on CUDA the
     /// objects' canonical points stay on the device (when the batch fits one launch), so the gaps need no second
-    /// upload. The other backends keep the host's points only. `sources[i]`, where given (it may be shorter than
-    /// `objects`, or empty), says where object `i`'s camera points already lie on the device: CUDA then computes
-    /// the canonical points there instead of uploading them. The objects' points must be those points (they are what
-    /// the other backends, and the host's part of K4, read).
+    /// upload. The other backends keep the host's points only.
     pub fn summarize_kept<'a>(
         &self,
         objects: &'a [crate::geometry::stats::StatsInput<'a>],
         noise: &crate::geometry::stats::NoiseModel,
-        sources: &[Option<StatsSource<'_>>],
     ) -> Result<(Vec<Option<ObjectSummary>>, KeptObjects<'a>)> {
-        let _ = sources;
+        let host = KeptHost::Given(objects);
         match self {
             #[cfg(feature = "cuda")]
             Backend::Cuda(b) => {
-                let (summaries, device) = b.summarize_kept(objects, noise, sources).map_err(cuda_error)?;
-                Ok((summaries, KeptObjects { objects, device }))
+                let (summaries, device) = b.summarize_kept(objects, noise).map_err(cuda_error)?;
+                Ok((summaries, KeptObjects { host, device }))
             }
             _ => Ok((
                 self.summarize_batch(objects, noise)?,
                 KeptObjects {
-                    objects,
+                    host,
                     #[cfg(feature = "cuda")]
                     device: None,
                 },
@@ -634,34 +755,78 @@ impl Backend {
         }
     }
 
+    /// [`Backend::summarize_kept`] on objects that name their points by index into an object's points
+    /// ([`KeptInput`]): CUDA gathers them on the device and computes their canonical points there (a word a point
+    /// uploaded) when the batch is one launch and every object lies in the same device buffer, and the host copies no
+    /// point; elsewhere, and on the other backends, the host copies each object's camera and canonical points once.
+    /// The same summaries, and the same gaps from the kept batch, as [`Backend::summarize_kept`] on the copied points;
+    /// an index of `keep` outside its points is an error naming the object.
+    pub fn summarize_kept_indexed<'a>(
+        &self,
+        objects: &'a [KeptInput<'a>],
+        noise: &crate::geometry::stats::NoiseModel,
+    ) -> Result<(Vec<Option<ObjectSummary>>, KeptObjects<'a>)> {
+        #[cfg(feature = "cuda")]
+        if let Backend::Cuda(b) = self {
+            if let Some((summaries, device)) = b.summarize_kept_indexed(objects, noise).map_err(cuda_error)? {
+                return Ok((summaries, KeptObjects { host: KeptHost::Indexed(objects), device: Some(device) }));
+            }
+        }
+        let copied = copy_kept(objects)
+            .map_err(|message| Error::Backend { backend: format!("{:?}", self.kind()).to_lowercase(), message })?;
+        let views: Vec<_> = copied.iter().map(CopiedObject::view).collect();
+        let summaries;
+        #[cfg(feature = "cuda")]
+        let mut device = None;
+        match self {
+            #[cfg(feature = "cuda")]
+            Backend::Cuda(b) => (summaries, device) = b.summarize_kept(&views, noise).map_err(cuda_error)?,
+            _ => summaries = self.summarize_batch(&views, noise)?,
+        }
+        drop(views);
+        let host = KeptHost::Copied(copied);
+        Ok((
+            summaries,
+            KeptObjects {
+                host,
+                #[cfg(feature = "cuda")]
+                device,
+            },
+        ))
+    }
+
     /// [`Backend::closest_gaps_batch`] over objects of a kept K4 batch: `frames[f]` lists frame `f`'s objects as
-    /// indices into [`KeptObjects::objects`] (their canonical points), in the order of its matrix. The same values
-    /// as `closest_gaps_batch` on those points; on CUDA read from the device when they are still there.
+    /// indices into the batch (their canonical points), in the order of its matrix. The same values as
+    /// `closest_gaps_batch` on those points; on CUDA read from the device when they are still there.
     pub fn closest_gaps_kept(
         &self,
         kept: &KeptObjects<'_>,
         frames: &[&[usize]],
         voxel_m: f32,
     ) -> Result<Vec<Vec<f32>>> {
-        let objects = kept.objects;
+        let n = kept.len();
+        let backend_error = |message| Error::Backend { backend: format!("{:?}", self.kind()).to_lowercase(), message };
         if let Some((f, &i)) =
-            frames.iter().enumerate().find_map(|(f, list)| list.iter().find(|&&i| i >= objects.len()).map(|i| (f, i)))
+            frames.iter().enumerate().find_map(|(f, list)| list.iter().find(|&&i| i >= n).map(|i| (f, i)))
         {
-            return Err(Error::Backend {
-                backend: format!("{:?}", self.kind()).to_lowercase(),
-                message: format!("frame {f} of the gap batch names object {i} of a batch of {}", objects.len()),
-            });
+            return Err(backend_error(format!("frame {f} of the gap batch names object {i} of a batch of {n}")));
         }
-        let refs: Vec<Vec<&[Point3]>> =
-            frames.iter().map(|list| list.iter().map(|&i| objects[i].canonical).collect()).collect();
+        #[cfg(feature = "cuda")]
+        if let (Backend::Cuda(b), Some(device)) = (self, &kept.device) {
+            // The points are on the device: the host needs only how many each object has.
+            let counts: Vec<Vec<usize>> =
+                frames.iter().map(|list| list.iter().map(|&i| kept.count(i)).collect()).collect();
+            let per_frame: Vec<&[usize]> = counts.iter().map(Vec::as_slice).collect();
+            return b.closest_gaps_resident(device, &per_frame, frames).map_err(cuda_error);
+        }
+        let points: Vec<Vec<Cow<'_, [Point3]>>> = frames
+            .iter()
+            .map(|list| list.iter().map(|&i| kept.canonical(i)).collect())
+            .collect::<std::result::Result<_, _>>()
+            .map_err(backend_error)?;
+        let refs: Vec<Vec<&[Point3]>> = points.iter().map(|f| f.iter().map(|p| &**p).collect()).collect();
         let per_frame: Vec<&[&[Point3]]> = refs.iter().map(Vec::as_slice).collect();
-        match (self, kept) {
-            #[cfg(feature = "cuda")]
-            (Backend::Cuda(b), KeptObjects { device: Some(device), .. }) => {
-                b.closest_gaps_resident(device, &per_frame, frames).map_err(cuda_error)
-            }
-            _ => self.closest_gaps_batch(&per_frame, voxel_m),
-        }
+        self.closest_gaps_batch(&per_frame, voxel_m)
     }
 
     /// The exact closest-surface gap of every pair of objects of every frame of a batch (`frames[f][i]` = object
@@ -725,5 +890,68 @@ mod tests {
         bad[2].keep = Some(&bad_keep);
         assert_eq!(bad[2].kept_points().unwrap_err(), "kept point 2 is point 90 of 90");
         assert_eq!(Backend::Cpu.dbscan_batch_indexed(&bad).unwrap_err(), "job 2: kept point 2 is point 90 of 90");
+    }
+
+    #[test]
+    fn kept_inputs_summarise_and_space_their_kept_points_and_name_a_bad_index() {
+        use crate::geometry::canonical::{CanonicalFrame, GroundSource};
+        use crate::geometry::stats::{NoiseModel, StatsInput};
+        use crate::geometry::Plane;
+        // A tilted ground; an object of every other point of a box, one of all the points of another, an empty one.
+        let plane = Plane { normal: [0.1, -0.98, 0.17], offset: 1.3 };
+        let canonical = CanonicalFrame::from_ground_plane(&plane, GroundSource::Ransac).unwrap();
+        let cube = |at: f32| -> Vec<Point3> {
+            (0..343)
+                .map(|i| [at + 0.01 * (i % 7) as f32, 0.02 * (i / 7 % 7) as f32, 2.0 + 0.03 * (i / 49) as f32])
+                .collect()
+        };
+        let (a, b) = (cube(0.0), cube(0.5));
+        let keep: Vec<u32> = (0..343).step_by(2).collect();
+        let objects = [
+            KeptInput { points: &a, keep: Some(&keep), canonical: &canonical, resident: None },
+            KeptInput { points: &b, keep: None, canonical: &canonical, resident: None },
+            KeptInput { points: &a, keep: Some(&[]), canonical: &canonical, resident: None },
+        ];
+        assert_eq!(objects.map(|o| o.len()), [172, 343, 0]);
+        // The CPU reference on the host's copies: camera points, then `apply_f32` of each.
+        let camera: Vec<Vec<Point3>> = vec![keep.iter().map(|&i| a[i as usize]).collect(), b.clone(), Vec::new()];
+        let canon: Vec<Vec<Point3>> =
+            camera.iter().map(|c| c.iter().map(|p| canonical.apply_f32(*p)).collect()).collect();
+        let inputs: Vec<StatsInput> = camera
+            .iter()
+            .zip(&canon)
+            .map(|(camera, canonical_points)| StatsInput {
+                canonical: canonical_points,
+                camera,
+                camera_position: canonical.camera_position(),
+            })
+            .collect();
+        let noise = NoiseModel::default();
+        let (want, want_kept) = Backend::Cpu.summarize_kept(&inputs, &noise).unwrap();
+        let (got, kept) = Backend::Cpu.summarize_kept_indexed(&objects, &noise).unwrap();
+        assert_eq!(got, want);
+        assert!(got[0].is_some() && got[2].is_none());
+        assert_eq!((kept.len(), kept.on_device()), (3, false));
+        // The host's part of K4 reads the same canonical points by index.
+        use pack::StatsObject;
+        for (o, c) in objects.iter().zip(&canon) {
+            let by_index: Vec<Point3> = (0..o.count()).map(|k| o.canonical_point(k).unwrap()).collect();
+            assert_eq!(&by_index, c);
+            assert_eq!(o.canonical_point(o.count()), None);
+        }
+        let lists: [&[usize]; 2] = [&[1, 0, 2], &[0]];
+        let gaps = Backend::Cpu.closest_gaps_kept(&kept, &lists, 0.02).unwrap();
+        let bits =
+            |g: &[Vec<f32>]| g.iter().map(|m| m.iter().map(|x| x.to_bits()).collect()).collect::<Vec<Vec<u32>>>();
+        assert_eq!(bits(&gaps), bits(&Backend::Cpu.closest_gaps_kept(&want_kept, &lists, 0.02).unwrap()));
+        assert!(gaps[0][1] > 0.1 && gaps[0][2].is_nan(), "{:?}", gaps[0]);
+        let err = Backend::Cpu.closest_gaps_kept(&kept, &[&[3]], 0.02).unwrap_err().to_string();
+        assert!(err.contains("names object 3 of a batch of 3"), "{err}");
+        // An index past the object's points: the object and the index named, nothing summarised.
+        let bad_keep = [0, 343];
+        let mut bad = objects;
+        bad[1].keep = Some(&bad_keep);
+        let err = Backend::Cpu.summarize_kept_indexed(&bad, &noise).err().unwrap().to_string();
+        assert!(err.contains("object 1: kept point 1 is point 343 of 343"), "{err}");
     }
 }

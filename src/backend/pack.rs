@@ -782,7 +782,12 @@ pub fn stats_chunks(objects: &[StatsInput], max_points: u64) -> Result<Vec<Vec<u
     if let Some((i, o)) = objects.iter().enumerate().find(|(_, o)| o.camera.len() != o.canonical.len()) {
         return Err(format!("object {i} has {} canonical and {} camera points", o.canonical.len(), o.camera.len()));
     }
-    chunks_by_points(objects.iter().map(|o| o.canonical.len() as u64), max_points, |i, n| {
+    stats_chunks_of_counts(objects, max_points)
+}
+
+/// K4: [`stats_chunks`] from the objects' point counts alone.
+pub fn stats_chunks_of_counts<O: StatsObject>(objects: &[O], max_points: u64) -> Result<Vec<Vec<usize>>, String> {
+    chunks_by_points(objects.iter().map(|o| o.count() as u64), max_points, |i, n| {
         format!("object {i} has {n} points, more than one device buffer holds")
     })
 }
@@ -796,37 +801,57 @@ pub struct StatsPack {
     pub total: usize,
 }
 
+/// An object of a K4 batch as the host's part of K4 reads it ([`StatsPack::ranges_only`],
+/// [`StatsPack::summaries`]): how many points it has, its canonical points by index (only the first one and the
+/// device's hull candidates are read), and the camera centre in the canonical frame.
+pub trait StatsObject: Sync {
+    /// How many points the object has.
+    fn count(&self) -> usize;
+    /// Its canonical point `k` (`None` past the last).
+    fn canonical_point(&self, k: usize) -> Option<Point3>;
+    /// The camera centre in the canonical frame.
+    fn camera_position(&self) -> [f64; 3];
+}
+
+impl StatsObject for StatsInput<'_> {
+    fn count(&self) -> usize {
+        self.canonical.len()
+    }
+
+    fn canonical_point(&self, k: usize) -> Option<Point3> {
+        self.canonical.get(k).copied()
+    }
+
+    fn camera_position(&self) -> [f64; 3] {
+        self.camera_position
+    }
+}
+
 impl StatsPack {
     pub fn new(objects: &[StatsInput], chunk: &[usize]) -> StatsPack {
-        Self::build(objects, chunk, true)
+        let mut pack = Self::ranges_only(objects, chunk);
+        pack.points.reserve_exact(3 * pack.total);
+        pack.depth_bits.reserve_exact(pack.total);
+        for &i in chunk {
+            let o = &objects[i];
+            pack.points.extend(o.canonical.iter().flatten());
+            pack.depth_bits.extend(o.camera.iter().map(|p| p[2].to_bits()));
+        }
+        pack
     }
 
     /// [`StatsPack::new`] without the points and depths (`points` and `depth_bits` stay empty): for a device that
     /// computes them itself.
-    pub fn ranges_only(objects: &[StatsInput], chunk: &[usize]) -> StatsPack {
-        Self::build(objects, chunk, false)
-    }
-
-    fn build(objects: &[StatsInput], chunk: &[usize], with_points: bool) -> StatsPack {
-        let total: usize = chunk.iter().map(|&i| objects[i].canonical.len()).sum();
-        let reserve = if with_points { total } else { 0 };
-        let mut pack = StatsPack {
-            points: Vec::with_capacity(3 * reserve),
-            depth_bits: Vec::with_capacity(reserve),
-            ranges: Vec::with_capacity(chunk.len()),
-            total,
-        };
+    pub fn ranges_only<O: StatsObject>(objects: &[O], chunk: &[usize]) -> StatsPack {
+        let total: usize = chunk.iter().map(|&i| objects[i].count()).sum();
+        let mut ranges = Vec::with_capacity(chunk.len());
         let mut offset = 0u32;
         for &i in chunk {
-            let o = &objects[i];
-            pack.ranges.push([offset, o.canonical.len() as u32]);
-            offset += o.canonical.len() as u32;
-            if with_points {
-                pack.points.extend(o.canonical.iter().flatten());
-                pack.depth_bits.extend(o.camera.iter().map(|p| p[2].to_bits()));
-            }
+            let n = objects[i].count() as u32;
+            ranges.push([offset, n]);
+            offset += n;
         }
-        pack
+        StatsPack { points: Vec::new(), depth_bits: Vec::new(), ranges, total }
     }
 
     /// How many hull candidates the device listed for the objects of `stats` (each object's at its
@@ -842,9 +867,9 @@ impl StatsPack {
     /// Each object's summary from the device's reductions and hull candidates (`candidates`: the compact list):
     /// the hull and oriented box are built with the CPU reference's f64 code, the objects in parallel. An error names
     /// the first bad object in the chunk's order.
-    pub fn summaries(
+    pub fn summaries<O: StatsObject>(
         &self,
-        objects: &[StatsInput],
+        objects: &[O],
         chunk: &[usize],
         stats: &[GpuObjectStats],
         candidates: &[u32],
@@ -864,7 +889,7 @@ impl StatsPack {
                     return Err(format!("object {i}: the device summarised {} of {count} points", st.points));
                 }
                 let n = f64::from(*count);
-                let first = o.canonical[0];
+                let first = o.canonical_point(0).ok_or_else(|| format!("object {i}: no first point"))?;
                 let reductions = Reductions {
                     centroid: [0, 1, 2].map(|k| f64::from(first[k]) + f64::from(st.sum[k]) / n),
                     lo: st.lo,
@@ -880,13 +905,12 @@ impl StatsPack {
                     .iter()
                     .map(|&j| {
                         let p = o
-                            .canonical
-                            .get(j as usize)
+                            .canonical_point(j as usize)
                             .ok_or_else(|| format!("object {i}: candidate {j} out of range"))?;
                         Ok([f64::from(p[0]), f64::from(p[1])])
                     })
                     .collect::<Result<_, String>>()?;
-                Ok(assemble(&reductions, &footprint, o.camera_position, noise))
+                Ok(assemble(&reductions, &footprint, o.camera_position(), noise))
             })
             .collect();
         for (&i, s) in chunk.iter().zip(summaries) {
@@ -904,7 +928,7 @@ pub const GAP_TILE: u64 = 2048;
 
 /// Closest-surface gaps: each frame's `n × n` matrix before the device's results (0 on the diagonal and for every
 /// pair the device will fill, `NaN` for a pair with an object without points, as on the CPU).
-pub fn gap_matrices(frames: &[&[&[Point3]]]) -> Vec<Vec<f32>> {
+pub fn gap_matrices<P: PointCount>(frames: &[&[P]]) -> Vec<Vec<f32>> {
     frames
         .iter()
         .map(|objects| {
@@ -912,7 +936,7 @@ pub fn gap_matrices(frames: &[&[&[Point3]]]) -> Vec<Vec<f32>> {
             let mut m = vec![0f32; n * n];
             for i in 0..n {
                 for j in 0..n {
-                    if i != j && (objects[i].is_empty() || objects[j].is_empty()) {
+                    if i != j && (objects[i].count() == 0 || objects[j].count() == 0) {
                         m[i * n + j] = f32::NAN;
                     }
                 }
@@ -922,12 +946,31 @@ pub fn gap_matrices(frames: &[&[&[Point3]]]) -> Vec<Vec<f32>> {
         .collect()
 }
 
+/// An object of a gap batch as the packing reads it: its points, or only how many there are (for points already on
+/// the device, [`GapPack::resident`]).
+pub trait PointCount: Sync {
+    /// How many points the object has.
+    fn count(&self) -> usize;
+}
+
+impl PointCount for &[Point3] {
+    fn count(&self) -> usize {
+        self.len()
+    }
+}
+
+impl PointCount for usize {
+    fn count(&self) -> usize {
+        *self
+    }
+}
+
 /// The pairs of a frame the device searches: both objects with points, `i < j`.
-fn gap_pairs<'a>(objects: &'a [&[Point3]]) -> impl Iterator<Item = (usize, usize)> + 'a {
+fn gap_pairs<P: PointCount>(objects: &[P]) -> impl Iterator<Item = (usize, usize)> + '_ {
     let n = objects.len();
     (0..n)
         .flat_map(move |i| (i + 1..n).map(move |j| (i, j)))
-        .filter(|&(i, j)| !objects[i].is_empty() && !objects[j].is_empty())
+        .filter(|&(i, j)| objects[i].count() != 0 && objects[j].count() != 0)
 }
 
 /// The super-chunks ([`GAP_SUPER`] chunks of [`GAP_CHUNK`] points) of an object of `points` points.
@@ -963,8 +1006,8 @@ fn gap_buckets(points: usize) -> u64 {
 /// `max_tiles` tiles (the blocks of one launch) and `max_buckets` buckets of the spatial order (each frame whole;
 /// frames without a pair to search are in no chunk). `Err`, naming the frame, when one frame alone exceeds a limit or
 /// a pair of objects has more super-chunk pairs than the kernels index.
-pub fn gap_chunks(
-    frames: &[&[&[Point3]]],
+pub fn gap_chunks<P: PointCount>(
+    frames: &[&[P]],
     max_points: u64,
     max_pairs: u64,
     max_tiles: u64,
@@ -976,12 +1019,12 @@ pub fn gap_chunks(
     for (f, objects) in frames.iter().enumerate() {
         let (mut pairs, mut tiles) = (0u64, 0u64);
         for (i, j) in gap_pairs(objects) {
-            let t = gap_tiles(objects[i].len(), objects[j].len()).ok_or_else(|| {
+            let t = gap_tiles(objects[i].count(), objects[j].count()).ok_or_else(|| {
                 format!(
                     "frame {f} of the batch: objects {i} and {j} ({} and {} points) have more pairs of super-chunks \
                      than the gap kernels index (2^31)",
-                    objects[i].len(),
-                    objects[j].len()
+                    objects[i].count(),
+                    objects[j].count()
                 )
             })?;
             pairs += 1;
@@ -990,8 +1033,8 @@ pub fn gap_chunks(
         if pairs == 0 {
             continue;
         }
-        let points: u64 = objects.iter().map(|o| o.len() as u64).sum();
-        let buckets: u64 = objects.iter().filter(|o| !o.is_empty()).map(|o| gap_buckets(o.len())).sum();
+        let points: u64 = objects.iter().map(|o| o.count() as u64).sum();
+        let buckets: u64 = objects.iter().map(P::count).filter(|&n| n != 0).map(gap_buckets).sum();
         if points > max_points || pairs > max_pairs || tiles > max_tiles || buckets > max_buckets {
             return Err(format!(
                 "frame {f} of the batch has {points} object points, {pairs} pairs, {tiles} tiles and {buckets} \
@@ -1056,15 +1099,20 @@ impl GapPack {
         for (&f, b) in chunk.iter().zip(computed) {
             boxes[f] = b;
         }
-        Self::build(frames, chunk, None, &boxes)
+        let total: usize = chunk.iter().map(|&f| frames[f].iter().map(|o| o.len()).sum::<usize>()).sum();
+        let mut points = Vec::with_capacity(3 * total);
+        let mut pack = Self::build(frames, chunk, None, &boxes, |f, i| points.extend(frames[f][i].iter().flatten()))?;
+        pack.points = points;
+        Ok(pack)
     }
 
     /// Packs the frames `chunk` of `frames` for points already on the device: object `i` of frame `f` starts at
-    /// point `offsets[f][i]` of that buffer (which holds its `frames[f][i].len()` points in the same order), and
+    /// point `offsets[f][i]` of that buffer (which holds its `frames[f][i].count()` points in the same order), and
     /// `points` stays empty. `boxes[f][i]` is that object's bounding box, as [`bounding_box`] gives it (on CUDA,
-    /// K4's reductions of the same points), so that the points are not read on the host.
-    pub fn resident(
-        frames: &[&[&[Point3]]],
+    /// K4's reductions of the same points), so that the points are not read on the host: `frames` may give only
+    /// their counts.
+    pub fn resident<P: PointCount>(
+        frames: &[&[P]],
         chunk: &[usize],
         offsets: &[Vec<u32>],
         boxes: &[Vec<Aabb>],
@@ -1076,22 +1124,21 @@ impl GapPack {
         if let Some(f) = chunk.iter().find(|&&f| !per_object(boxes.get(f).map(Vec::len), f)) {
             return Err(format!("frame {f} of the batch: no bounding box for each of its objects"));
         }
-        Self::build(frames, chunk, Some(offsets), boxes)
+        Self::build(frames, chunk, Some(offsets), boxes, |_, _| {})
     }
 
-    /// The pack, with `boxes[f]` the boxes of frame `f`'s objects (for every frame of `chunk`).
-    fn build(
-        frames: &[&[&[Point3]]],
+    /// The pack, with `boxes[f]` the boxes of frame `f`'s objects (for every frame of `chunk`); without `offsets`,
+    /// `copy(f, i)` is called for each object with points of each frame, in the pack's order (the caller copies its
+    /// points).
+    fn build<P: PointCount>(
+        frames: &[&[P]],
         chunk: &[usize],
         offsets: Option<&[Vec<u32>]>,
         boxes: &[Vec<Aabb>],
+        mut copy: impl FnMut(usize, usize),
     ) -> Result<GapPack, String> {
-        let total: usize = match offsets {
-            Some(_) => 0,
-            None => chunk.iter().map(|&f| frames[f].iter().map(|o| o.len()).sum::<usize>()).sum(),
-        };
         let mut pack = GapPack {
-            points: Vec::with_capacity(3 * total),
+            points: Vec::new(),
             objects: vec![],
             orders: vec![],
             point_count: 0,
@@ -1107,7 +1154,8 @@ impl GapPack {
             // Each object's index in `pack.objects` (objects without points have none).
             let mut slot = vec![u32::MAX; objects.len()];
             for (i, o) in objects.iter().enumerate() {
-                if o.is_empty() {
+                let n = o.count();
+                if n == 0 {
                     continue;
                 }
                 slot[i] = pack.objects.len() as u32;
@@ -1117,23 +1165,23 @@ impl GapPack {
                     None => offset,
                 };
                 let too_many = || format!("frame {f}: the gap batch's points or buckets exceed 32 bits");
-                let count = u32::try_from(o.len()).map_err(|_| too_many())?;
+                let count = u32::try_from(n).map_err(|_| too_many())?;
                 let point_count = pack.point_count.checked_add(count).ok_or_else(too_many)?;
-                let buckets = u32::try_from(gap_buckets(o.len()))
+                let buckets = u32::try_from(gap_buckets(n))
                     .ok()
                     .and_then(|b| pack.buckets.checked_add(b))
                     .ok_or_else(too_many)?;
                 pack.objects.push(GpuGapObject { offset, count, chunk_offset: pack.chunks, super_offset: pack.supers });
-                pack.orders.push(gap_order(boxes[i], source, pack.buckets, gap_grid_bits(o.len())));
+                pack.orders.push(gap_order(boxes[i], source, pack.buckets, gap_grid_bits(n)));
                 (pack.point_count, pack.buckets) = (point_count, buckets);
-                pack.chunks += o.len().div_ceil(GAP_CHUNK) as u32;
-                pack.supers += gap_supers(o.len()) as u32;
+                pack.chunks += n.div_ceil(GAP_CHUNK) as u32;
+                pack.supers += gap_supers(n) as u32;
                 if offsets.is_none() {
-                    pack.points.extend(o.iter().flatten());
+                    copy(f, i);
                 }
             }
             for (i, j) in gap_pairs(objects) {
-                let tiles = gap_tiles(objects[i].len(), objects[j].len());
+                let tiles = gap_tiles(objects[i].count(), objects[j].count());
                 let last = pack.tile_start.last().copied().unwrap_or(0);
                 let next = tiles
                     .and_then(|t| u32::try_from(u64::from(last) + t).ok())
@@ -1402,6 +1450,19 @@ mod tests {
         let places: Vec<[u32; 3]> =
             resident.objects.iter().zip(&resident.orders).map(|(o, r)| [o.offset, o.count, r.source]).collect();
         assert_eq!((places, resident.points.len()), (vec![[0, 1, 500], [1, 33, 900]], 0));
+        // The counts alone pack the same (what CUDA's gaps from K4's kept batch give).
+        let counts: Vec<Vec<usize>> = frames.iter().map(|f| f.iter().map(|o| o.len()).collect()).collect();
+        let counts: Vec<&[usize]> = counts.iter().map(Vec::as_slice).collect();
+        let by_count = GapPack::resident(&counts, &[2], &offsets, &boxes).unwrap();
+        assert_eq!(
+            (&by_count.objects, &by_count.orders, &by_count.pairs),
+            (&resident.objects, &resident.orders, &resident.pairs)
+        );
+        assert_eq!((by_count.tile_start, by_count.places), (resident.tile_start.clone(), resident.places.clone()));
+        assert_eq!(gap_chunks(&counts, 110, big, big, big).unwrap(), vec![vec![0], vec![2]]);
+        let bits =
+            |m: Vec<Vec<f32>>| m.iter().map(|f| f.iter().map(|x| x.to_bits()).collect()).collect::<Vec<Vec<u32>>>();
+        assert_eq!(bits(gap_matrices(&counts)), bits(gap_matrices(&frames)));
         let copied = GapPack::new(&frames, &[2]).unwrap();
         let without_source = |p: &GapPack| p.orders.iter().map(|o| GpuGapOrder { source: 0, ..*o }).collect::<Vec<_>>();
         assert_eq!(without_source(&resident), without_source(&copied));
