@@ -121,9 +121,11 @@ pub enum GeometryStep {
     K3Before,
     /// K3 on the backend: every object's DBSCAN.
     K3,
-    /// Host: each object's kept cluster and its points in the canonical frame.
+    /// Host: each object's kept cluster (the indices of its kept points) and K4's inputs. (The kept points' copies
+    /// in the canonical frame, where a backend needs them, are K4's.)
     K3After,
-    /// K4 on the backend: every kept object's summary.
+    /// K4 on the backend: every kept object's summary (with the host's copies of the kept points where the backend
+    /// reads them: the CPU and wgpu, and CUDA when it cannot gather them on the device).
     K4,
     /// Host: the scene objects (colour names, boxes).
     Objects,
@@ -676,8 +678,8 @@ fn scenes_from_ground(
             })
             .collect()
     });
-    // The survivors stay where they are until the gaps (K4's kept batch borrows their points); the dropped objects
-    // (or the frame's error) go on with each frame.
+    // The survivors stay where they are until the scene objects (K4's inputs borrow their kept indices, which then
+    // name the colours); the dropped objects (or the frame's error) go on with each frame.
     let (survivors, dropped): (Vec<Vec<Survivor>>, Vec<Result<Vec<DroppedObject>>>) = denoised
         .into_iter()
         .map(|d| match d {
@@ -708,6 +710,12 @@ fn scenes_from_ground(
     let k4 = clock.time(GeometryStep::K4, || {
         calls_by_frame(&stats_ranges, |r| backend.summarize_kept_indexed(&stats_inputs[r], &config.noise))
     });
+    drop(stats_inputs);
+    // K1's grouped points are not read after K4 (its kept batches borrow nothing): the device buffer goes (with the
+    // last frame's clone).
+    for f in &mut frames {
+        f.resident = None;
+    }
     // Each frame's summaries; each call's kept batch with the frames it covers.
     let mut stats: Vec<Result<Vec<Option<ObjectSummary>>>> = Vec::with_capacity(frames.len());
     let mut kept = Vec::with_capacity(k4.len());
@@ -788,13 +796,7 @@ fn scenes_from_ground(
             .collect()
     });
     drop(kept);
-    drop(stats_inputs);
     drop(survivors);
-    // K1's grouped points are not read after K4 (its kept batch, which names its points by index, went with the
-    // gaps): the device buffer goes before K5 (with the last frame's clone).
-    for f in &mut frames {
-        f.resident = None;
-    }
     // K5: every pair of every frame in one batch (the gaps from the exact search on the host).
     let records: Vec<Result<Vec<RelationRecord>>> = clock.time(GeometryStep::K5, || match backend {
         Backend::Cpu => partial

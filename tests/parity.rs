@@ -1113,9 +1113,15 @@ fn k4_and_gaps_gathered_from_k1_match_on_the_sample_frames() {
         if let (Some(before), Some(after)) = (before, resident_reads(backend)) {
             assert_eq!(after.k4_gathers, before.k4_gathers, "a gather with an object off the device");
         }
-        check_summaries(&again, "copied");
+        // The uploaded points stay on the device too (one launch), and the gaps read them there.
+        assert_eq!(kept_again.on_device(), matches!(backend, Backend::Cuda(_)), "{}", backend.describe());
+        assert_eq!(again, got, "{}: gathered and copied K4 differ", backend.describe());
         check_device_places(backend, &kept_again, &stats_inputs);
+        let before = resident_reads(backend);
         check_gaps(&backend.closest_gaps_kept(&kept_again, &list_refs, 0.02).unwrap(), "copied");
+        if let (Some(before), Some(after)) = (before, resident_reads(backend)) {
+            assert!(after.gaps_from_k4 > before.gaps_from_k4, "the gaps did not read K4's points: {after:?}");
+        }
         // A kept index past its object's points (still inside K1's buffer, on CUDA: a gather would read the next
         // object's points) is an error naming the object, on every backend, resident or not.
         let mut past = objects[k].2.clone();

@@ -2054,7 +2054,8 @@ impl CudaBackend {
                 (points, depths)
             }
             None if pack.points.len() != 3 * total || pack.depth_bits.len() != total => {
-                return Err(format!("K4's pack has {} coordinates for {total} points", pack.points.len()));
+                let (coordinates, depths) = (pack.points.len(), pack.depth_bits.len());
+                return Err(format!("K4's pack has {coordinates} coordinates and {depths} depths for {total} points"));
             }
             None => (self.upload(stream, &pack.points)?, self.upload(stream, &pack.depth_bits)?),
         };

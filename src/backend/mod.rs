@@ -143,7 +143,7 @@ impl PartialEq for ResidentGroup {
 /// `keep[1]`, ... of `points` (all of them, in order, without `keep`), and its canonical points are
 /// `canonical.apply_f32` of those. Where `points` also lie on the device (`resident`: CUDA, after K1), the device
 /// gathers and transforms the kept points there and the host copies none; elsewhere the host copies them once (its
-/// camera and canonical points), for the backend's [`Backend::summarize_kept`].
+/// camera and canonical points) and K4 runs on the copies.
 #[derive(Clone, Copy, Debug)]
 pub struct KeptInput<'a> {
     /// The object's camera points.
@@ -209,7 +209,7 @@ fn kept_of<'a>(points: &'a [Point3], keep: Option<&[u32]>) -> std::result::Resul
 }
 
 /// A K4 object's points copied from a [`KeptInput`]: its camera points (borrowed when it keeps them all), its
-/// canonical points and the camera centre.
+/// canonical points and the camera centre. Only the canonical points are kept after K4 (for the gaps).
 struct CopiedObject<'a> {
     camera: Cow<'a, [Point3]>,
     canonical: Vec<Point3>,
@@ -229,7 +229,7 @@ impl CopiedObject<'_> {
 /// Each object's points ([`KeptInput::camera_points`] and their canonical points, the objects in parallel); `Err`
 /// names the first object in order with an index outside its points.
 fn copy_kept<'a>(objects: &[KeptInput<'a>]) -> std::result::Result<Vec<CopiedObject<'a>>, String> {
-    objects
+    let copied: Vec<std::result::Result<CopiedObject<'a>, String>> = objects
         .par_iter()
         .enumerate()
         .map(|(i, o)| {
@@ -237,7 +237,9 @@ fn copy_kept<'a>(objects: &[KeptInput<'a>]) -> std::result::Result<Vec<CopiedObj
             let canonical = camera.iter().map(|p| o.canonical.apply_f32(*p)).collect();
             Ok(CopiedObject { camera, canonical, camera_position: o.canonical.camera_position() })
         })
-        .collect()
+        .collect();
+    // In order: the first bad object (a parallel collect into a `Result` may return any of them).
+    copied.into_iter().collect()
 }
 
 /// What the CUDA driver says of one loaded kernel: what it compiled the PTX to on this device (registers, spills)
@@ -305,7 +307,10 @@ impl<'a> IndexedJob<'a> {
 /// Each job's kept points ([`IndexedJob::kept_points`], in parallel); `Err` names the first job in order with an
 /// index outside its points.
 fn kept_points_of<'a>(jobs: &[IndexedJob<'a>]) -> std::result::Result<Vec<Cow<'a, [Point3]>>, String> {
-    jobs.par_iter().enumerate().map(|(i, j)| j.kept_points().map_err(|m| format!("job {i}: {m}"))).collect()
+    let points: Vec<std::result::Result<Cow<'a, [Point3]>, String>> =
+        jobs.par_iter().enumerate().map(|(i, j)| j.kept_points().map_err(|m| format!("job {i}: {m}"))).collect();
+    // In order: the first bad job (a parallel collect into a `Result` may return any of them).
+    points.into_iter().collect()
 }
 
 /// [`crate::geometry::dbscan::DbscanJob`]s over `points[i]`, with job `i`'s radius and `min_points`.
@@ -348,8 +353,10 @@ fn sample_normals(f: &FrameGeometryInput<'_>, cloud: &PointCloud, max_step_px: u
 pub type DeviceObject = (Vec<Point3>, (Point3, Point3));
 
 /// A batch of K4 objects as [`Backend::summarize_kept`] or [`Backend::summarize_kept_indexed`] left them: their
-/// points on the host (as given, copied, or named by index) and, where the backend keeps them (CUDA, when the batch is
-/// one launch), the canonical points on the device, so that [`Backend::closest_gaps_kept`] does not upload them again.
+/// canonical points on the host (as given, or copied; none where they are on the device and were never copied) and,
+/// where the backend keeps them (CUDA, when the batch is one launch), on the device, so that
+/// [`Backend::closest_gaps_kept`] does not upload them again. From [`Backend::summarize_kept_indexed`] it borrows
+/// nothing (`KeptObjects<'static>`): the objects' points and K1's device buffer may go once K4 has run.
 pub struct KeptObjects<'a> {
     host: KeptHost<'a>,
     #[cfg(feature = "cuda")]
@@ -360,11 +367,12 @@ pub struct KeptObjects<'a> {
 enum KeptHost<'a> {
     /// As given to [`Backend::summarize_kept`].
     Given(&'a [crate::geometry::stats::StatsInput<'a>]),
-    /// Copied from the objects given to [`Backend::summarize_kept_indexed`].
-    Copied(Vec<CopiedObject<'a>>),
-    /// As given to [`Backend::summarize_kept_indexed`], not copied (their canonical points are on the device).
+    /// The canonical points copied from the objects given to [`Backend::summarize_kept_indexed`].
+    Copied(Vec<Vec<Point3>>),
+    /// How many points each object given to [`Backend::summarize_kept_indexed`] has: their canonical points are on
+    /// the device only.
     #[cfg(feature = "cuda")]
-    Indexed(&'a [KeptInput<'a>]),
+    Indexed(Vec<usize>),
 }
 
 impl<'a> KeptObjects<'a> {
@@ -389,23 +397,19 @@ impl<'a> KeptObjects<'a> {
         use pack::StatsObject;
         match &self.host {
             KeptHost::Given(o) => o[i].count(),
-            KeptHost::Copied(o) => o[i].canonical.len(),
-            KeptHost::Indexed(o) => o[i].count(),
+            KeptHost::Copied(o) => o[i].len(),
+            KeptHost::Indexed(counts) => counts[i],
         }
     }
 
-    /// Object `i`'s canonical points (`i` below [`KeptObjects::len`]): borrowed where the host has them, else computed
-    /// (`Err` names an index outside the object's points).
-    fn canonical(&self, i: usize) -> std::result::Result<Cow<'_, [Point3]>, String> {
+    /// Object `i`'s canonical points on the host (`i` below [`KeptObjects::len`]); `Err` where they are on the device
+    /// only.
+    fn canonical(&self, i: usize) -> std::result::Result<&[Point3], String> {
         match &self.host {
-            KeptHost::Given(o) => Ok(Cow::Borrowed(o[i].canonical)),
-            KeptHost::Copied(o) => Ok(Cow::Borrowed(&o[i].canonical)),
+            KeptHost::Given(o) => Ok(o[i].canonical),
+            KeptHost::Copied(o) => Ok(&o[i]),
             #[cfg(feature = "cuda")]
-            KeptHost::Indexed(o) => {
-                let o = &o[i];
-                let camera = o.camera_points().map_err(|m| format!("object {i}: {m}"))?;
-                Ok(Cow::Owned(camera.iter().map(|p| o.canonical.apply_f32(*p)).collect()))
-            }
+            KeptHost::Indexed(_) => Err(format!("object {i} of the kept batch has its points on the device only")),
         }
     }
 
@@ -761,15 +765,16 @@ impl Backend {
     /// point; elsewhere, and on the other backends, the host copies each object's camera and canonical points once.
     /// The same summaries, and the same gaps from the kept batch, as [`Backend::summarize_kept`] on the copied points;
     /// an index of `keep` outside its points is an error naming the object.
-    pub fn summarize_kept_indexed<'a>(
+    pub fn summarize_kept_indexed(
         &self,
-        objects: &'a [KeptInput<'a>],
+        objects: &[KeptInput<'_>],
         noise: &crate::geometry::stats::NoiseModel,
-    ) -> Result<(Vec<Option<ObjectSummary>>, KeptObjects<'a>)> {
+    ) -> Result<(Vec<Option<ObjectSummary>>, KeptObjects<'static>)> {
         #[cfg(feature = "cuda")]
         if let Backend::Cuda(b) = self {
             if let Some((summaries, device)) = b.summarize_kept_indexed(objects, noise).map_err(cuda_error)? {
-                return Ok((summaries, KeptObjects { host: KeptHost::Indexed(objects), device: Some(device) }));
+                let counts = objects.iter().map(KeptInput::len).collect();
+                return Ok((summaries, KeptObjects { host: KeptHost::Indexed(counts), device: Some(device) }));
             }
         }
         let copied = copy_kept(objects)
@@ -784,7 +789,7 @@ impl Backend {
             _ => summaries = self.summarize_batch(&views, noise)?,
         }
         drop(views);
-        let host = KeptHost::Copied(copied);
+        let host = KeptHost::Copied(copied.into_iter().map(|c| c.canonical).collect());
         Ok((
             summaries,
             KeptObjects {
@@ -819,12 +824,11 @@ impl Backend {
             let per_frame: Vec<&[usize]> = counts.iter().map(Vec::as_slice).collect();
             return b.closest_gaps_resident(device, &per_frame, frames).map_err(cuda_error);
         }
-        let points: Vec<Vec<Cow<'_, [Point3]>>> = frames
+        let refs: Vec<Vec<&[Point3]>> = frames
             .iter()
             .map(|list| list.iter().map(|&i| kept.canonical(i)).collect())
             .collect::<std::result::Result<_, _>>()
             .map_err(backend_error)?;
-        let refs: Vec<Vec<&[Point3]>> = points.iter().map(|f| f.iter().map(|p| &**p).collect()).collect();
         let per_frame: Vec<&[&[Point3]]> = refs.iter().map(Vec::as_slice).collect();
         self.closest_gaps_batch(&per_frame, voxel_m)
     }
