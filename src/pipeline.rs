@@ -3,7 +3,7 @@
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::backend::{Backend, FrameGeometry, FrameGeometryInput, IndexedJob, KeptInput};
+use crate::backend::{Backend, FrameGeometry, FrameGeometryInput, IndexedJob, IndexedPoints, KeptInput};
 use crate::color::dominant_color;
 use crate::error::{Error, Result};
 use crate::geometry::canonical::{CanonicalFrame, GroundSource};
@@ -628,13 +628,9 @@ fn scenes_from_ground(
             let start = jobs.len();
             for (i, (o, d)) in f.objects.iter().zip(objects).enumerate() {
                 let Ok(d) = d else { continue };
-                jobs.push(IndexedJob {
-                    points: &o.points_in_camera,
-                    keep: d.keep.as_deref(),
-                    eps: d.eps,
-                    min_points: config.object_min_points,
-                    resident: f.resident_object(i),
-                });
+                let points =
+                    IndexedPoints { all: &o.points_in_camera, keep: d.keep.as_deref(), resident: f.resident_object(i) };
+                jobs.push(IndexedJob { points, eps: d.eps, min_points: config.object_min_points });
             }
             job_ranges.push(start..jobs.len());
         }
@@ -696,12 +692,12 @@ fn scenes_from_ground(
         for (f, survivors) in frames.iter().zip(&survivors) {
             let start = stats_inputs.len();
             for s in survivors {
-                stats_inputs.push(KeptInput {
-                    points: &f.objects[s.index].points_in_camera,
+                let points = IndexedPoints {
+                    all: &f.objects[s.index].points_in_camera,
                     keep: Some(&s.kept_indices),
-                    canonical: &f.canonical,
                     resident: f.resident_object(s.index),
-                });
+                };
+                stats_inputs.push(KeptInput { points, canonical: &f.canonical });
             }
             stats_ranges.push(start..stats_inputs.len());
         }

@@ -927,7 +927,7 @@ fn k3_gathered_from_k1_matches_on_the_sample_frames() {
     // K1 for every sample frame in one batch, then K3 on each object's points (every 4th, or all of every third
     // object) named by index into the object's points: on CUDA gathered on the device (no points uploaded, none copied
     // on the host), elsewhere from the host's copy. The same clusterings as the CPU's DBSCAN on those points.
-    use spatialsynth::backend::IndexedJob;
+    use spatialsynth::backend::{IndexedJob, IndexedPoints};
     use spatialsynth::geometry::dbscan::dbscan;
     let (keys, frames, regions) = sample_frames();
     let params = RansacParams::default();
@@ -946,15 +946,17 @@ fn k3_gathered_from_k1_matches_on_the_sample_frames() {
         let jobs: Vec<IndexedJob> = objects
             .iter()
             .map(|(g, i, keep)| IndexedJob {
-                points: g.grouped.object_points(*i),
-                keep: keep.as_deref(),
+                points: IndexedPoints {
+                    all: g.grouped.object_points(*i),
+                    keep: keep.as_deref(),
+                    resident: Some((&g.resident, g.grouped.offsets[*i])),
+                },
                 eps: 0.05,
                 min_points: 10,
-                resident: Some((&g.resident, g.grouped.offsets[*i])),
             })
             .collect();
         assert!(jobs.len() >= 20, "{} objects", jobs.len());
-        let kept: Vec<Vec<[f32; 3]>> = jobs.iter().map(|j| j.kept_points().unwrap().into_owned()).collect();
+        let kept: Vec<Vec<[f32; 3]>> = jobs.iter().map(|j| j.points.kept().unwrap().into_owned()).collect();
         let check = |got: Vec<spatialsynth::geometry::dbscan::Clustering>, what: &str| {
             for (k, (g, p)) in got.iter().zip(&kept).enumerate() {
                 let want = if p.is_empty() { Default::default() } else { dbscan(p, 0.05, 10).unwrap() };
@@ -969,8 +971,8 @@ fn k3_gathered_from_k1_matches_on_the_sample_frames() {
         // One job with points not on the device: its chunk's kept points are copied and uploaded, the same
         // clusterings.
         let mut mixed = jobs.clone();
-        let k = mixed.iter().position(|j| !j.is_empty()).expect("an object with points");
-        mixed[k].resident = None;
+        let k = mixed.iter().position(|j| !j.points.is_empty()).expect("an object with points");
+        mixed[k].points.resident = None;
         let before = resident_reads(backend);
         check(backend.dbscan_batch_indexed(&mixed).unwrap(), "copied");
         if let (Some(before), Some(after)) = (before, resident_reads(backend)) {
@@ -981,16 +983,16 @@ fn k3_gathered_from_k1_matches_on_the_sample_frames() {
         let k =
             objects.iter().position(|o| o.2.as_ref().is_some_and(|v| !v.is_empty())).expect("an object kept in part");
         let mut keep = objects[k].2.clone().unwrap();
-        let n = bad[k].points.len() as u32;
+        let n = bad[k].points.all.len() as u32;
         keep[0] = n;
-        bad[k].keep = Some(&keep);
+        bad[k].points.keep = Some(&keep);
         let err = backend.dbscan_batch_indexed(&bad).unwrap_err();
         assert!(err.contains(&format!("job {k}: kept point 0 is point {n} of {n}")), "{}: {err}", backend.describe());
         // A gathered batch the device refuses (one job's radius so small that its cells overflow 32 bits): on CUDA,
         // `cell_of`'s check of the gathered points, named as the host's check names it.
         if matches!(backend, Backend::Cuda(_)) {
             let mut tiny = jobs.clone();
-            let k = tiny.iter().position(|j| !j.is_empty()).expect("an object with points");
+            let k = tiny.iter().position(|j| !j.points.is_empty()).expect("an object with points");
             tiny[k].eps = 1e-30;
             let err = backend.dbscan_batch_indexed(&tiny).unwrap_err();
             assert!(err.starts_with(&format!("cuda: job {k}: the points lie more than 2^31 cells")), "{err}");
@@ -1009,7 +1011,7 @@ fn k4_and_gaps_gathered_from_k1_match_on_the_sample_frames() {
     // device from where K1 left the camera points (the f64 transform of `apply_f32`), and the gaps from K4's kept
     // batch. The summaries as K4's parity test wants them against the CPU reference on the host's copies, the gaps as
     // the gap parity test (bit for bit on CUDA: the canonical points must be the host's, bit for bit).
-    use spatialsynth::backend::KeptInput;
+    use spatialsynth::backend::{IndexedPoints, KeptInput};
     use spatialsynth::geometry::canonical::{CanonicalFrame, GroundSource};
     let (keys, frames, regions) = sample_frames();
     let params = RansacParams::default();
@@ -1046,16 +1048,16 @@ fn k4_and_gaps_gathered_from_k1_match_on_the_sample_frames() {
         let kept_inputs: Vec<KeptInput> = objects
             .iter()
             .map(|&(f, i, ref keep, _, _)| {
-                let points = geometry[f].grouped.object_points(i);
-                KeptInput {
-                    points,
-                    keep: (keep.len() != points.len() || points.is_empty()).then_some(keep.as_slice()),
-                    canonical: &canonical[f],
+                let all = geometry[f].grouped.object_points(i);
+                let points = IndexedPoints {
+                    all,
+                    keep: (keep.len() != all.len() || all.is_empty()).then_some(keep.as_slice()),
                     resident: Some((&geometry[f].resident, geometry[f].grouped.offsets[i])),
-                }
+                };
+                KeptInput { points, canonical: &canonical[f] }
             })
             .collect();
-        assert!(kept_inputs.iter().any(|o| o.keep.is_none() && !o.is_empty()), "an object taken whole");
+        assert!(kept_inputs.iter().any(|o| o.points.keep.is_none() && !o.points.is_empty()), "an object taken whole");
         assert!(stats_inputs.len() >= 20, "{} objects", stats_inputs.len());
         let before = resident_reads(backend);
         let (got, kept) = backend.summarize_kept_indexed(&kept_inputs, &noise).unwrap();
@@ -1107,7 +1109,7 @@ fn k4_and_gaps_gathered_from_k1_match_on_the_sample_frames() {
         // the same summaries and gaps.
         let mut mixed = kept_inputs.clone();
         let k = objects.iter().position(|o| !o.2.is_empty()).expect("an object with points");
-        mixed[k].resident = None;
+        mixed[k].points.resident = None;
         let before = resident_reads(backend);
         let (again, kept_again) = backend.summarize_kept_indexed(&mixed, &noise).unwrap();
         if let (Some(before), Some(after)) = (before, resident_reads(backend)) {
@@ -1128,9 +1130,9 @@ fn k4_and_gaps_gathered_from_k1_match_on_the_sample_frames() {
         past[0] = geometry[objects[k].0].grouped.object_points(objects[k].1).len() as u32;
         for resident in [true, false] {
             let mut bad = kept_inputs.clone();
-            bad[k].keep = Some(&past);
+            bad[k].points.keep = Some(&past);
             if !resident {
-                bad[k].resident = None;
+                bad[k].points.resident = None;
             }
             let before = resident_reads(backend);
             let err = backend.summarize_kept_indexed(&bad, &noise).err().expect("an error").to_string();

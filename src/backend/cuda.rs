@@ -40,7 +40,7 @@ use super::pack::{
     relation_chunks, split_clouds, split_parts, split_relations, stats_chunks, stats_chunks_of_counts, support_test,
     Aabb, DbscanBatch, DepthBatch, GapPack, JobShape, StatsObject, StatsPack,
 };
-use super::{FrameGeometry, FrameGeometryInput, IndexedJob, KernelResources};
+use super::{FrameGeometry, FrameGeometryInput, IndexedJob, IndexedPoints, KernelResources};
 use crate::geometry::dbscan::{Clustering, DbscanJob};
 use crate::geometry::ransac::{
     fit_from_scores_batch, score_sample_indices, GroundBatchDevice, GroundFrame, PlaneFit, RansacParams, Support,
@@ -1773,7 +1773,7 @@ impl CudaBackend {
         // Jobs that take all their points, on no device: every chunk's points are uploaded (no copy is made before).
         let indexed: Vec<IndexedJob<'_>> = jobs
             .iter()
-            .map(|j| IndexedJob { points: j.points, keep: None, eps: j.eps, min_points: j.min_points, resident: None })
+            .map(|j| IndexedJob { points: IndexedPoints::whole(j.points), eps: j.eps, min_points: j.min_points })
             .collect();
         self.dbscan_batch_indexed(&indexed)
     }
@@ -2525,11 +2525,7 @@ struct StatsGather<'a> {
 /// The gather of a K4 chunk, when every object of the chunk lies in the same grouped buffer ([`device_index`]);
 /// `None` otherwise (the host's points are uploaded).
 fn kept_gather<'a>(objects: &[super::KeptInput<'a>], chunk: &[usize]) -> Option<StatsGather<'a>> {
-    let (grouped, index) = device_index(chunk.iter().map(|&i| {
-        let o = &objects[i];
-        let source = o.resident.map(|(group, first)| IndexSource { group, first, keep: o.keep, limit: o.points.len() });
-        (source, o.len())
-    }))?;
+    let (grouped, index) = device_index(chunk.iter().map(|&i| objects[i].points))?;
     let frames = chunk
         .iter()
         .map(|&i| {
@@ -2559,39 +2555,25 @@ fn chunk_clusterings(
 
 /// The gather of a DBSCAN chunk (its jobs in order), see [`device_index`]; `None` when the points are uploaded.
 fn indexed_gather<'a>(jobs: &[IndexedJob<'a>], chunk: &[usize]) -> Option<(&'a GroupedOnDevice, Vec<u32>)> {
-    device_index(chunk.iter().map(|&i| {
-        let j = &jobs[i];
-        let source = j.resident.map(|(group, first)| IndexSource { group, first, keep: j.keep, limit: j.points.len() });
-        (source, j.len())
-    }))
+    device_index(chunk.iter().map(|&i| jobs[i].points))
 }
 
-/// Where an item's points lie in a grouped buffer ([`device_index`]): from point `first` of the frame's group, points
-/// `keep` (each below `limit`, the object's point count), or all of them in order.
-struct IndexSource<'a> {
-    group: &'a super::ResidentGroup,
-    first: u32,
-    keep: Option<&'a [u32]>,
-    limit: usize,
-}
-
-/// Where a chunk's points lie in one grouped buffer: `items` gives, per item in order, its source and its point
-/// count. The buffer and each point's index in it, when every item has its points (as many indices as points, each
-/// within its limit) in the same buffer and each index lies within it and fits a word; `None` otherwise.
-fn device_index<'a>(
-    items: impl Iterator<Item = (Option<IndexSource<'a>>, usize)>,
-) -> Option<(&'a GroupedOnDevice, Vec<u32>)> {
+/// Where a chunk's points lie in one grouped buffer: `items`, in order, each taking its points from its object's
+/// (`resident`: from the object's first point in the frame's group, points `keep`, each below the object's point
+/// count, or all of them in order). The buffer and each point's index in it, when every item lies in the same buffer
+/// and each index lies within its object and the buffer and fits a word; `None` otherwise.
+fn device_index<'a>(items: impl Iterator<Item = IndexedPoints<'a>>) -> Option<(&'a GroupedOnDevice, Vec<u32>)> {
     // Every item's source (none: nothing to gather) in the same buffer, then the index: a batch's points, written
     // item by item in parallel into one buffer sized up front.
     let mut first: Option<&GroupedOnDevice> = None;
     let mut sources = Vec::new();
-    for (source, points) in items {
-        let source = source?;
-        let (grouped, base) = source.group.cuda()?;
-        if !std::ptr::eq(grouped, *first.get_or_insert(grouped)) || source.keep.is_some_and(|k| k.len() != points) {
+    for item in items {
+        let (group, object_first) = item.resident?;
+        let (grouped, base) = group.cuda()?;
+        if !std::ptr::eq(grouped, *first.get_or_insert(grouped)) {
             return None;
         }
-        sources.push((base + u64::from(source.first), source.keep, source.limit, points));
+        sources.push((base + u64::from(object_first), item.keep, item.all.len(), item.len()));
     }
     let grouped = first?;
     let at = move |at: u64| Some(at).filter(|&at| at < grouped.len)?.try_into().ok();

@@ -139,73 +139,87 @@ impl PartialEq for ResidentGroup {
     }
 }
 
-/// A K4 object named by index ([`Backend::summarize_kept_indexed`]): its camera points are points `keep[0]`,
-/// `keep[1]`, ... of `points` (all of them, in order, without `keep`), and its canonical points are
-/// `canonical.apply_f32` of those. Where `points` also lie on the device (`resident`: CUDA, after K1), the device
-/// gathers and transforms the kept points there and the host copies none; elsewhere the host copies them once (its
-/// camera and canonical points) and K4 runs on the copies.
+/// Some of an object's points, named by index: points `keep[0]`, `keep[1]`, ... of `all` (all of them, in order,
+/// without `keep`), with where `all` also lie on the device. K3 ([`IndexedJob`]) and K4 ([`KeptInput`]) take their
+/// points so: where they lie on the device (`resident`: CUDA, after K1), the device gathers them there and the host
+/// copies none; elsewhere the host copies them once ([`IndexedPoints::kept`]).
 #[derive(Clone, Copy, Debug)]
-pub struct KeptInput<'a> {
-    /// The object's camera points.
-    pub points: &'a [Point3],
-    /// Which of them are the object's, in order (indices into `points`); `None`: all of them.
+pub struct IndexedPoints<'a> {
+    /// The object's points.
+    pub all: &'a [Point3],
+    /// Which of them are taken, in order (indices into `all`); `None`: all of them.
     pub keep: Option<&'a [u32]>,
-    /// The frame's canonical frame.
-    pub canonical: &'a crate::geometry::canonical::CanonicalFrame,
-    /// Where `points` also lie on the device: the frame's group ([`FrameGeometry::resident`]) and the object's first
+    /// Where `all` also lie on the device: the frame's group ([`FrameGeometry::resident`]) and the object's first
     /// point there ([`GroupedPoints::offsets`]). They must be the same points (the host's are what the other
-    /// backends read, and what the host's part of K4 reads: the first point and the hull's candidates).
+    /// backends read, what names a job the device's check refuses, and what the host's part of K4 reads: the first
+    /// point and the hull's candidates).
     pub resident: Option<(&'a ResidentGroup, u32)>,
 }
 
-impl<'a> KeptInput<'a> {
-    /// How many points the object has.
-    pub fn len(&self) -> usize {
-        self.keep.map_or(self.points.len(), <[u32]>::len)
+impl<'a> IndexedPoints<'a> {
+    /// All of `all`, on no device.
+    pub fn whole(all: &'a [Point3]) -> IndexedPoints<'a> {
+        IndexedPoints { all, keep: None, resident: None }
     }
 
-    /// Whether the object has no point.
+    /// How many points are taken.
+    pub fn len(&self) -> usize {
+        self.keep.map_or(self.all.len(), <[u32]>::len)
+    }
+
+    /// Whether no point is taken.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
-    /// The object's camera points: `points` itself without `keep`, else a copy of the kept ones. `Err` names the
-    /// first index of `keep` outside `points`.
-    pub fn camera_points(&self) -> std::result::Result<Cow<'a, [Point3]>, String> {
-        kept_of(self.points, self.keep)
+    /// Point `k` of those taken (`None` past the last, or for an index of `keep` outside `all`).
+    pub fn get(&self, k: usize) -> Option<&'a Point3> {
+        match self.keep {
+            Some(keep) => self.all.get(*keep.get(k)? as usize),
+            None => self.all.get(k),
+        }
+    }
+
+    /// The points taken: `all` itself without `keep`, else a copy of the kept ones. `Err` names the first index of
+    /// `keep` outside `all`.
+    pub fn kept(&self) -> std::result::Result<Cow<'a, [Point3]>, String> {
+        let Some(keep) = self.keep else { return Ok(Cow::Borrowed(self.all)) };
+        let n = self.all.len();
+        let mut out = Vec::with_capacity(keep.len());
+        for (k, &i) in keep.iter().enumerate() {
+            match self.all.get(i as usize) {
+                Some(p) => out.push(*p),
+                None => return Err(format!("kept point {k} is point {i} of {n}")),
+            }
+        }
+        Ok(Cow::Owned(out))
+    }
+}
+
+/// A K4 object named by index ([`Backend::summarize_kept_indexed`]): its camera points are `points` (see
+/// [`IndexedPoints`]), and its canonical points are `canonical.apply_f32` of those. On CUDA the device transforms the
+/// gathered points too; elsewhere the host copies the camera and canonical points once and K4 runs on the copies.
+#[derive(Clone, Copy, Debug)]
+pub struct KeptInput<'a> {
+    pub points: IndexedPoints<'a>,
+    /// The frame's canonical frame.
+    pub canonical: &'a crate::geometry::canonical::CanonicalFrame,
+}
+
+impl pack::PointCount for KeptInput<'_> {
+    fn count(&self) -> usize {
+        self.points.len()
     }
 }
 
 impl pack::StatsObject for KeptInput<'_> {
-    fn count(&self) -> usize {
-        self.len()
-    }
-
     fn canonical_point(&self, k: usize) -> Option<Point3> {
-        let i = match self.keep {
-            Some(keep) => *keep.get(k)? as usize,
-            None => k,
-        };
-        Some(self.canonical.apply_f32(*self.points.get(i)?))
+        Some(self.canonical.apply_f32(*self.points.get(k)?))
     }
 
     fn camera_position(&self) -> [f64; 3] {
         self.canonical.camera_position()
     }
-}
-
-/// Points `keep` of `points` (`points` itself without `keep`); `Err` names the first index of `keep` outside them.
-fn kept_of<'a>(points: &'a [Point3], keep: Option<&[u32]>) -> std::result::Result<Cow<'a, [Point3]>, String> {
-    let Some(keep) = keep else { return Ok(Cow::Borrowed(points)) };
-    let n = points.len();
-    let mut out = Vec::with_capacity(keep.len());
-    for (k, &i) in keep.iter().enumerate() {
-        match points.get(i as usize) {
-            Some(p) => out.push(*p),
-            None => return Err(format!("kept point {k} is point {i} of {n}")),
-        }
-    }
-    Ok(Cow::Owned(out))
 }
 
 /// A K4 object's points copied from a [`KeptInput`]: its camera points (borrowed when it keeps them all), its
@@ -226,14 +240,14 @@ impl CopiedObject<'_> {
     }
 }
 
-/// Each object's points ([`KeptInput::camera_points`] and their canonical points, the objects in parallel); `Err`
+/// Each object's points ([`IndexedPoints::kept`] and their canonical points, the objects in parallel); `Err`
 /// names the first object in order with an index outside its points.
 fn copy_kept<'a>(objects: &[KeptInput<'a>]) -> std::result::Result<Vec<CopiedObject<'a>>, String> {
     let copied: Vec<std::result::Result<CopiedObject<'a>, String>> = objects
         .par_iter()
         .enumerate()
         .map(|(i, o)| {
-            let camera = o.camera_points().map_err(|m| format!("object {i}: {m}"))?;
+            let camera = o.points.kept().map_err(|m| format!("object {i}: {m}"))?;
             let canonical = camera.iter().map(|p| o.canonical.apply_f32(*p)).collect();
             Ok(CopiedObject { camera, canonical, camera_position: o.canonical.camera_position() })
         })
@@ -262,53 +276,28 @@ pub struct KernelResources {
     pub shared_bytes: u32,
 }
 
-/// A K3 job over some of an object's points, named by index ([`Backend::dbscan_batch_indexed`]): DBSCAN sees points
-/// `keep[0]`, `keep[1]`, ... of `points` (all of them, in order, without `keep`). Where the object's points also lie
-/// on the device (`resident`: CUDA, after K1), the device gathers them there and the host copies none; elsewhere the
-/// host copies the kept points once, for the backend's [`Backend::dbscan_batch`].
+/// A K3 job over some of an object's points, named by index ([`Backend::dbscan_batch_indexed`]): DBSCAN sees
+/// `points` (see [`IndexedPoints`]). Where the object's points also lie on the device, the device gathers them there
+/// and the host copies none; elsewhere the host copies the kept points once, for the backend's
+/// [`Backend::dbscan_batch`].
 #[derive(Clone, Copy, Debug)]
 pub struct IndexedJob<'a> {
-    /// The object's points.
-    pub points: &'a [Point3],
-    /// Which of them the job takes, in order (indices into `points`); `None`: all of them.
-    pub keep: Option<&'a [u32]>,
+    pub points: IndexedPoints<'a>,
     pub eps: f32,
     pub min_points: u32,
-    /// Where `points` also lie on the device: the frame's group ([`FrameGeometry::resident`]) and the object's first
-    /// point there ([`GroupedPoints::offsets`]). They must be the same points (the host's are what the other
-    /// backends read, and what names a job the device's check refuses).
-    pub resident: Option<(&'a ResidentGroup, u32)>,
 }
 
 impl From<&IndexedJob<'_>> for pack::JobShape {
     fn from(j: &IndexedJob<'_>) -> pack::JobShape {
-        pack::JobShape { points: j.len(), eps: j.eps, min_points: j.min_points }
+        pack::JobShape { points: j.points.len(), eps: j.eps, min_points: j.min_points }
     }
 }
 
-impl<'a> IndexedJob<'a> {
-    /// How many points DBSCAN sees.
-    pub fn len(&self) -> usize {
-        self.keep.map_or(self.points.len(), <[u32]>::len)
-    }
-
-    /// Whether DBSCAN sees no point.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// The points DBSCAN sees: `points` itself without `keep`, else a copy of the kept ones. `Err` names the first
-    /// index of `keep` outside `points`.
-    pub fn kept_points(&self) -> std::result::Result<Cow<'a, [Point3]>, String> {
-        kept_of(self.points, self.keep)
-    }
-}
-
-/// Each job's kept points ([`IndexedJob::kept_points`], in parallel); `Err` names the first job in order with an
+/// Each job's kept points ([`IndexedPoints::kept`], in parallel); `Err` names the first job in order with an
 /// index outside its points.
 fn kept_points_of<'a>(jobs: &[IndexedJob<'a>]) -> std::result::Result<Vec<Cow<'a, [Point3]>>, String> {
     let points: Vec<std::result::Result<Cow<'a, [Point3]>, String>> =
-        jobs.par_iter().enumerate().map(|(i, j)| j.kept_points().map_err(|m| format!("job {i}: {m}"))).collect();
+        jobs.par_iter().enumerate().map(|(i, j)| j.points.kept().map_err(|m| format!("job {i}: {m}"))).collect();
     // In order: the first bad job (a parallel collect into a `Result` may return any of them).
     points.into_iter().collect()
 }
@@ -394,7 +383,7 @@ impl<'a> KeptObjects<'a> {
     /// How many points object `i` has (`i` below [`KeptObjects::len`]).
     #[cfg(feature = "cuda")]
     fn count(&self, i: usize) -> usize {
-        use pack::StatsObject;
+        use pack::PointCount;
         match &self.host {
             KeptHost::Given(o) => o[i].count(),
             KeptHost::Copied(o) => o[i].len(),
@@ -495,6 +484,11 @@ impl Backend {
             return Backend::Wgpu(Box::new(b));
         }
         Backend::Cpu
+    }
+
+    /// `message` as this backend's error.
+    fn error(&self, message: String) -> Error {
+        Error::Backend { backend: format!("{:?}", self.kind()).to_lowercase(), message }
     }
 
     /// The backend and, for GPUs, the adapter: e.g. `wgpu: llvmpipe (LLVM 15.0.6, 256 bits) (Vulkan, Cpu)`.
@@ -773,21 +767,19 @@ impl Backend {
         #[cfg(feature = "cuda")]
         if let Backend::Cuda(b) = self {
             if let Some((summaries, device)) = b.summarize_kept_indexed(objects, noise).map_err(cuda_error)? {
-                let counts = objects.iter().map(KeptInput::len).collect();
+                let counts = objects.iter().map(|o| o.points.len()).collect();
                 return Ok((summaries, KeptObjects { host: KeptHost::Indexed(counts), device: Some(device) }));
             }
         }
-        let copied = copy_kept(objects)
-            .map_err(|message| Error::Backend { backend: format!("{:?}", self.kind()).to_lowercase(), message })?;
+        let copied = copy_kept(objects).map_err(|m| self.error(m))?;
         let views: Vec<_> = copied.iter().map(CopiedObject::view).collect();
-        let summaries;
+        // K4 on the copies. The batch keeps that call's device side, and the canonical copies as its host side (the
+        // call's own borrows the views).
+        let (summaries, on_copies) = self.summarize_kept(&views, noise)?;
         #[cfg(feature = "cuda")]
-        let mut device = None;
-        match self {
-            #[cfg(feature = "cuda")]
-            Backend::Cuda(b) => (summaries, device) = b.summarize_kept(&views, noise).map_err(cuda_error)?,
-            _ => summaries = self.summarize_batch(&views, noise)?,
-        }
+        let device = on_copies.device;
+        #[cfg(not(feature = "cuda"))]
+        drop(on_copies);
         drop(views);
         let host = KeptHost::Copied(copied.into_iter().map(|c| c.canonical).collect());
         Ok((
@@ -810,11 +802,10 @@ impl Backend {
         voxel_m: f32,
     ) -> Result<Vec<Vec<f32>>> {
         let n = kept.len();
-        let backend_error = |message| Error::Backend { backend: format!("{:?}", self.kind()).to_lowercase(), message };
         if let Some((f, &i)) =
             frames.iter().enumerate().find_map(|(f, list)| list.iter().find(|&&i| i >= n).map(|i| (f, i)))
         {
-            return Err(backend_error(format!("frame {f} of the gap batch names object {i} of a batch of {n}")));
+            return Err(self.error(format!("frame {f} of the gap batch names object {i} of a batch of {n}")));
         }
         #[cfg(feature = "cuda")]
         if let (Backend::Cuda(b), Some(device)) = (self, &kept.device) {
@@ -828,7 +819,7 @@ impl Backend {
             .iter()
             .map(|list| list.iter().map(|&i| kept.canonical(i)).collect())
             .collect::<std::result::Result<_, _>>()
-            .map_err(backend_error)?;
+            .map_err(|m| self.error(m))?;
         let per_frame: Vec<&[&[Point3]]> = refs.iter().map(Vec::as_slice).collect();
         self.closest_gaps_batch(&per_frame, voxel_m)
     }
@@ -865,6 +856,7 @@ impl Backend {
 mod tests {
     use super::*;
     use crate::geometry::dbscan::{dbscan_batch, DbscanJob};
+    use IndexedPoints as P;
 
     #[test]
     fn indexed_jobs_cluster_their_kept_points_and_name_a_bad_index() {
@@ -872,14 +864,18 @@ mod tests {
         let points: Vec<Point3> = (0..90).map(|i| [(i / 45) as f32 + 0.001 * (i % 45) as f32, 0.0, 0.0]).collect();
         let keep: Vec<u32> = (0..90).filter(|i| i % 3 != 0).collect();
         let jobs = [
-            IndexedJob { points: &points, keep: Some(&keep), eps: 0.01, min_points: 3, resident: None },
-            IndexedJob { points: &points[..50], keep: None, eps: 0.01, min_points: 3, resident: None },
-            IndexedJob { points: &points, keep: Some(&[]), eps: 0.01, min_points: 3, resident: None },
+            IndexedJob { points: IndexedPoints { keep: Some(&keep), ..P::whole(&points) }, eps: 0.01, min_points: 3 },
+            IndexedJob { points: P::whole(&points[..50]), eps: 0.01, min_points: 3 },
+            IndexedJob { points: IndexedPoints { keep: Some(&[]), ..P::whole(&points) }, eps: 0.01, min_points: 3 },
         ];
-        assert_eq!(jobs.map(|j| j.len()), [60, 50, 0]);
+        assert_eq!(jobs.map(|j| j.points.len()), [60, 50, 0]);
         let kept: Vec<Point3> = keep.iter().map(|&i| points[i as usize]).collect();
-        assert_eq!(jobs[0].kept_points().unwrap(), kept);
-        assert!(matches!(jobs[1].kept_points().unwrap(), Cow::Borrowed(p) if p.len() == 50));
+        assert_eq!(jobs[0].points.kept().unwrap(), kept);
+        assert_eq!(
+            (0..61).map(|k| jobs[0].points.get(k).copied()).collect::<Vec<_>>(),
+            kept.iter().copied().map(Some).chain([None]).collect::<Vec<_>>()
+        );
+        assert!(matches!(jobs[1].points.kept().unwrap(), Cow::Borrowed(p) if p.len() == 50));
         let want = dbscan_batch(&[
             DbscanJob { points: &kept, eps: 0.01, min_points: 3 },
             DbscanJob { points: &points[..50], eps: 0.01, min_points: 3 },
@@ -891,8 +887,9 @@ mod tests {
         // An index past the object's points: the job and the index named, nothing clustered.
         let bad_keep = [0, 5, 90];
         let mut bad = jobs;
-        bad[2].keep = Some(&bad_keep);
-        assert_eq!(bad[2].kept_points().unwrap_err(), "kept point 2 is point 90 of 90");
+        bad[2].points.keep = Some(&bad_keep);
+        assert_eq!(bad[2].points.kept().unwrap_err(), "kept point 2 is point 90 of 90");
+        assert_eq!(bad[2].points.get(2), None);
         assert_eq!(Backend::Cpu.dbscan_batch_indexed(&bad).unwrap_err(), "job 2: kept point 2 is point 90 of 90");
     }
 
@@ -912,11 +909,11 @@ mod tests {
         let (a, b) = (cube(0.0), cube(0.5));
         let keep: Vec<u32> = (0..343).step_by(2).collect();
         let objects = [
-            KeptInput { points: &a, keep: Some(&keep), canonical: &canonical, resident: None },
-            KeptInput { points: &b, keep: None, canonical: &canonical, resident: None },
-            KeptInput { points: &a, keep: Some(&[]), canonical: &canonical, resident: None },
+            KeptInput { points: IndexedPoints { keep: Some(&keep), ..P::whole(&a) }, canonical: &canonical },
+            KeptInput { points: P::whole(&b), canonical: &canonical },
+            KeptInput { points: IndexedPoints { keep: Some(&[]), ..P::whole(&a) }, canonical: &canonical },
         ];
-        assert_eq!(objects.map(|o| o.len()), [172, 343, 0]);
+        assert_eq!(objects.map(|o| o.points.len()), [172, 343, 0]);
         // The CPU reference on the host's copies: camera points, then `apply_f32` of each.
         let camera: Vec<Vec<Point3>> = vec![keep.iter().map(|&i| a[i as usize]).collect(), b.clone(), Vec::new()];
         let canon: Vec<Vec<Point3>> =
@@ -937,7 +934,7 @@ mod tests {
         assert!(got[0].is_some() && got[2].is_none());
         assert_eq!((kept.len(), kept.on_device()), (3, false));
         // The host's part of K4 reads the same canonical points by index.
-        use pack::StatsObject;
+        use pack::{PointCount, StatsObject};
         for (o, c) in objects.iter().zip(&canon) {
             let by_index: Vec<Point3> = (0..o.count()).map(|k| o.canonical_point(k).unwrap()).collect();
             assert_eq!(&by_index, c);
@@ -954,7 +951,7 @@ mod tests {
         // An index past the object's points: the object and the index named, nothing summarised.
         let bad_keep = [0, 343];
         let mut bad = objects;
-        bad[1].keep = Some(&bad_keep);
+        bad[1].points.keep = Some(&bad_keep);
         let err = Backend::Cpu.summarize_kept_indexed(&bad, &noise).err().unwrap().to_string();
         assert!(err.contains("object 1: kept point 1 is point 343 of 343"), "{err}");
     }

@@ -804,20 +804,20 @@ pub struct StatsPack {
 /// An object of a K4 batch as the host's part of K4 reads it ([`StatsPack::ranges_only`],
 /// [`StatsPack::summaries`]): how many points it has, its canonical points by index (only the first one and the
 /// device's hull candidates are read), and the camera centre in the canonical frame.
-pub trait StatsObject: Sync {
-    /// How many points the object has.
-    fn count(&self) -> usize;
+pub trait StatsObject: PointCount {
     /// Its canonical point `k` (`None` past the last).
     fn canonical_point(&self, k: usize) -> Option<Point3>;
     /// The camera centre in the canonical frame.
     fn camera_position(&self) -> [f64; 3];
 }
 
-impl StatsObject for StatsInput<'_> {
+impl PointCount for StatsInput<'_> {
     fn count(&self) -> usize {
         self.canonical.len()
     }
+}
 
+impl StatsObject for StatsInput<'_> {
     fn canonical_point(&self, k: usize) -> Option<Point3> {
         self.canonical.get(k).copied()
     }
@@ -946,8 +946,8 @@ pub fn gap_matrices<P: PointCount>(frames: &[&[P]]) -> Vec<Vec<f32>> {
         .collect()
 }
 
-/// An object of a gap batch as the packing reads it: its points, or only how many there are (for points already on
-/// the device, [`GapPack::resident`]).
+/// An object as the packing reads its size: its points, or only how many there are (the gaps' objects on the device,
+/// [`GapPack::resident`]; K4's, [`StatsObject`]).
 pub trait PointCount: Sync {
     /// How many points the object has.
     fn count(&self) -> usize;
