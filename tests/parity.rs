@@ -978,6 +978,21 @@ fn k3_gathered_from_k1_matches_on_the_sample_frames() {
         if let (Some(before), Some(after)) = (before, resident_reads(backend)) {
             assert_eq!(after.k3_gathers, before.k3_gathers, "CUDA gathered a chunk with a job not on the device");
         }
+        // One job in another K1 batch's buffer (the frames in reverse order, so that its place there is not its place
+        // in the first): a gather reads one buffer, so its chunk is copied and uploaded; the same clusterings.
+        let reversed: Vec<_> = inputs.iter().rev().copied().collect();
+        let other: Vec<_> = backend.frames_geometry(&reversed, 10).into_iter().map(Result::unwrap).collect();
+        let (g, i, _) = &objects[k];
+        let f = geometry.iter().position(|h| std::ptr::eq(h, *g)).expect("the job's frame");
+        let there = &other[geometry.len() - 1 - f];
+        assert_eq!(there.grouped.object_points(*i), g.grouped.object_points(*i), "{}", backend.describe());
+        let mut elsewhere = jobs.clone();
+        elsewhere[k].points.resident = Some((&there.resident, there.grouped.offsets[*i]));
+        let before = resident_reads(backend);
+        check(backend.dbscan_batch_indexed(&elsewhere).unwrap(), "from two K1 buffers");
+        if let (Some(before), Some(after)) = (before, resident_reads(backend)) {
+            assert_eq!(after.k3_gathers, before.k3_gathers, "CUDA gathered a chunk from two K1 buffers");
+        }
         // A kept index outside its object's points: the same error on every backend, naming the job.
         let mut bad = jobs.clone();
         let k =
@@ -1123,6 +1138,22 @@ fn k4_and_gaps_gathered_from_k1_match_on_the_sample_frames() {
         check_gaps(&backend.closest_gaps_kept(&kept_again, &list_refs, 0.02).unwrap(), "copied");
         if let (Some(before), Some(after)) = (before, resident_reads(backend)) {
             assert!(after.gaps_from_k4 > before.gaps_from_k4, "the gaps did not read K4's points: {after:?}");
+        }
+        // One object in another K1 batch's buffer (the frames in reverse order, so that its place there is not its
+        // place in the first): a gather reads one buffer, so the points are copied and uploaded; the same summaries.
+        let reversed: Vec<_> = inputs.iter().rev().copied().collect();
+        let other: Vec<_> = backend.frames_geometry(&reversed, 10).into_iter().map(Result::unwrap).collect();
+        let (f, i) = (objects[k].0, objects[k].1);
+        let there = &other[geometry.len() - 1 - f];
+        assert_eq!(there.grouped.object_points(i), geometry[f].grouped.object_points(i), "{}", backend.describe());
+        let mut elsewhere = kept_inputs.clone();
+        elsewhere[k].points.resident = Some((&there.resident, there.grouped.offsets[i]));
+        let before = resident_reads(backend);
+        let (from_two, kept_from_two) = backend.summarize_kept_indexed(&elsewhere, &noise).unwrap();
+        assert_eq!(from_two, got, "{}: K4 from two K1 buffers differs", backend.describe());
+        check_device_places(backend, &kept_from_two, &stats_inputs);
+        if let (Some(before), Some(after)) = (before, resident_reads(backend)) {
+            assert_eq!(after.k4_gathers, before.k4_gathers, "a gather from two K1 buffers");
         }
         // A kept index past its object's points (still inside K1's buffer, on CUDA: a gather would read the next
         // object's points) is an error naming the object, on every backend, resident or not.
