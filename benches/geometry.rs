@@ -313,9 +313,32 @@ fn scene_end_to_end(c: &mut Criterion) {
     g.finish();
 }
 
+/// Colour names (the objects step): every pixel of every sample frame's colour image named and counted by
+/// `dominant_color`, whole images in order. A run names each kept object's pixels, among other work on the same
+/// caches: a table of all 2^24 colours' names halved this figure but left a run's objects step as it was (BENCHMARKS,
+/// 2026-12-07), so this bench alone does not decide a change there.
+fn colors(c: &mut Criterion) {
+    use spatialsynth::color::dominant_color;
+    let options = spatialsynth::io::LoadOptions { decode_color: true, ..Default::default() };
+    let manifest = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("data/sample/frames.json");
+    let pixels: Vec<[u8; 3]> = read_manifest(&manifest)
+        .expect("data/sample/frames.json")
+        .into_iter()
+        .filter_map(|s| spatialsynth::io::load_frame_with(&s.expect("spec"), &options).expect("sample frame").color)
+        .flat_map(|image| image.pixels().map(|p| p.0).collect::<Vec<_>>())
+        .collect();
+    let mut g = c.benchmark_group("colors");
+    g.throughput(Throughput::Elements(pixels.len() as u64));
+    g.bench_function(BenchmarkId::new("dominant_color", format!("{}px", pixels.len())), |b| {
+        b.iter(|| dominant_color(black_box(&pixels).iter().copied()))
+    });
+    g.finish();
+}
+
 criterion_group!(
     benches,
     load,
+    colors,
     k1_unproject,
     k2_ransac,
     k3_dbscan,
