@@ -27,8 +27,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use cudarc::driver::{
-    CudaContext, CudaEvent, CudaFunction, CudaSlice, CudaStream, DevicePtr, DeviceRepr, DriverError, LaunchArgs,
-    LaunchConfig, PinnedHostSlice, PushKernelArg,
+    CudaContext, CudaEvent, CudaFunction, CudaSlice, CudaStream, DevicePtr, DevicePtrMut, DeviceRepr, DriverError,
+    LaunchArgs, LaunchConfig, PinnedHostSlice, PushKernelArg,
 };
 use cudarc::nvrtc::{CompileOptions, Ptx};
 use rayon::prelude::*;
@@ -37,8 +37,8 @@ use super::layout::{DbscanParams, GpuCanonical, GpuObjectStats, GpuSupport};
 use super::pack::{
     clusterings_in_batch_order_packed, dbscan_chunks, dbscan_chunks_of_shapes, dbscan_refusal, frame_chunks,
     gap_chunks, gap_matrices, gpu_regions, grouping_without_launch, hypotheses_from_draws, pack_relations, par_concat,
-    relation_chunks, split_clouds, split_parts, split_relations, stats_chunks, stats_chunks_of_counts, support_test,
-    Aabb, DbscanBatch, DepthBatch, GapPack, JobShape, StatsObject, StatsPack,
+    par_fill, relation_chunks, split_clouds, split_parts, split_relations, stats_chunks, stats_chunks_of_counts,
+    support_test, Aabb, DbscanBatch, DepthBatch, GapPack, JobShape, StatsObject, StatsPack,
 };
 use super::{FrameGeometry, FrameGeometryInput, IndexedJob, IndexedPoints, KernelResources};
 use crate::geometry::dbscan::{Clustering, DbscanJob};
@@ -521,6 +521,9 @@ impl Drop for Staged {
     }
 }
 
+/// At most this many pinned staging buffers wait in the pool: a batch's depth words and the K3 and K4 gathers'
+/// indices, for two batches in flight and some to spare.
+const STAGING_POOL: usize = 8;
 /// At most this many read-back buffers, and bytes of them, wait in the pool.
 const READBACK_POOL: usize = 8;
 const READBACK_POOL_BYTES: usize = 1 << 30;
@@ -1015,20 +1018,40 @@ impl CudaBackend {
     }
 
     /// `len` words on the device, written by `fill` straight into a pinned staging buffer (no host copy of its own),
-    /// then copied asynchronously (the host goes on while it runs). `fill` gets the whole buffer and must write every
-    /// word.
+    /// then copied asynchronously (the host goes on while it runs). `fill` gets `len` words and must write every one.
     fn upload_pinned_with(
         &self,
         stream: &Arc<CudaStream>,
         len: usize,
         fill: impl FnOnce(&mut [u32]),
     ) -> Result<CudaSlice<u32>, String> {
+        let staged = self.upload_staged(stream, len, |words| {
+            fill(words);
+            true
+        })?;
+        staged.ok_or_else(|| "the staging buffer was not written".to_string())
+    }
+
+    /// [`CudaBackend::upload_pinned_with`] for a `fill` that may refuse (`false`: nothing is copied, `None`). The
+    /// staging buffers are pooled and reused by size: the smallest that holds `len` words, if not more than four times
+    /// over (batches of equal frames reuse theirs; the gathers' indices, of every size, reuse the nearest).
+    fn upload_staged(
+        &self,
+        stream: &Arc<CudaStream>,
+        len: usize,
+        fill: impl FnOnce(&mut [u32]) -> bool,
+    ) -> Result<Option<CudaSlice<u32>>, String> {
         if len == 0 {
-            return self.upload(stream, &[0u32]);
+            return match fill(&mut []) {
+                true => self.upload(stream, &[0u32]).map(Some),
+                false => Ok(None),
+            };
         }
-        // A buffer of the same size is reused (batches of equal frames are the common case); at most four are kept.
         let mut pool = self.staging.lock().map_err(|_| "staging pool poisoned")?;
-        let reused = pool.iter().position(|p| p.buffer.len() == len).map(|i| pool.swap_remove(i));
+        let fit = (0..pool.len())
+            .filter(|&i| pool[i].buffer.len() >= len && pool[i].buffer.len() / 4 <= len.max(READBACK_MIN_WORDS))
+            .min_by_key(|&i| pool[i].buffer.len());
+        let reused = fit.map(|i| pool.swap_remove(i));
         drop(pool);
         let mut staged = match reused {
             Some(p) => p,
@@ -1036,30 +1059,62 @@ impl CudaBackend {
                 // (The event first: the buffer is freed by `Staged`'s drop only.) With blocking sync, a host thread
                 // that waits for it sleeps (an event without the flag is spun on, whatever the context's flags).
                 let copied = self.ctx.new_event(Some(self.staging_event)).map_err(de)?;
-                // SAFETY: the pinned buffer is written whole (below) before any read.
-                let buffer = std::mem::ManuallyDrop::new(unsafe { self.ctx.alloc_pinned::<u32>(len) }.map_err(de)?);
-                Staged { buffer, copied }
+                // SAFETY: the buffer is zeroed below, before any reference to its contents is made.
+                let mut b = unsafe { self.ctx.alloc_pinned::<u32>(readback_words(len)) }.map_err(de)?;
+                let words = b.len();
+                // SAFETY: a fresh page-locked allocation of `words` words, written (zeroed) whole through its pointer.
+                unsafe { std::ptr::write_bytes(b.as_mut_ptr().map_err(de)?, 0, words) };
+                Staged { buffer: std::mem::ManuallyDrop::new(b), copied }
             }
         };
         // Waits for the buffer's previous copy, if any.
-        fill(staged.wait()?.as_mut_slice().map_err(de)?);
-        // SAFETY: every element is written by the copy below before a kernel reads it.
-        let mut dst: CudaSlice<u32> = unsafe { self.uninit(stream, len) }?;
-        stream.memcpy_htod(&*staged.buffer, &mut dst).map_err(de)?;
-        if let Err(e) = staged.copied.record(stream) {
-            // The copy may still read the buffer, and its event does not say when it is over: the stream does.
-            if stream.synchronize().is_err() {
-                std::mem::forget(staged);
+        let words = staged.wait()?.as_mut_slice().map_err(de)?;
+        let Some(words) = words.get_mut(..len) else { return Err("a staging buffer came up short".into()) };
+        let written = fill(words);
+        if written {
+            let words: &[u32] = words;
+            // SAFETY: every element is written by the copy below before a kernel reads it.
+            let mut dst: CudaSlice<u32> = unsafe { self.uninit(stream, len) }?;
+            stream.context().bind_to_thread().map_err(de)?;
+            let copy = {
+                let (dst_ptr, _record) = dst.device_ptr_mut(stream);
+                // SAFETY: `dst` holds `len` words on the device; `words` is `len` words of page-locked memory, which
+                // the pool keeps until the event recorded below says the copy is over (`Staged::wait` and its drop).
+                unsafe { cudarc::driver::result::memcpy_htod_async(dst_ptr, words, stream.cu_stream()) }
+            };
+            if let Err(e) = copy.map_err(de).and_then(|()| staged.copied.record(stream).map_err(de)) {
+                // The copy may still read the buffer, and its event does not say when it is over: the stream does.
+                if stream.synchronize().is_err() {
+                    std::mem::forget(staged);
+                }
+                return Err(e);
             }
-            return Err(de(e));
+            self.pool_staged(staged)?;
+            return Ok(Some(dst));
         }
+        self.pool_staged(staged)?;
+        Ok(None)
+    }
+
+    /// Puts a staging buffer back in the pool, which keeps the [`STAGING_POOL`] latest.
+    fn pool_staged(&self, staged: Staged) -> Result<(), String> {
         let mut pool = self.staging.lock().map_err(|_| "staging pool poisoned")?;
-        let evicted = (pool.len() >= 4).then(|| pool.remove(0));
+        let evicted = (pool.len() >= STAGING_POOL).then(|| pool.remove(0));
         pool.push(staged);
         drop(pool);
         // Freeing a pinned buffer waits for its copy: outside the lock.
         drop(evicted);
-        Ok(dst)
+        Ok(())
+    }
+
+    /// A gather's index (each point's place in the grouped buffer) on the device, written straight into a pinned
+    /// staging buffer; `None` when an index does not fit (the caller copies the points instead, which names it).
+    fn upload_index(
+        &self,
+        stream: &Arc<CudaStream>,
+        index: &DeviceIndex<'_>,
+    ) -> Result<Option<CudaSlice<u32>>, String> {
+        self.upload_staged(stream, index.len, |words| index.write(words))
     }
 
     /// K1 for the whole frame (see [`crate::geometry::unproject::unproject_depth`]).
@@ -1800,14 +1855,18 @@ impl CudaBackend {
         let mut out = vec![Clustering::default(); jobs.len()];
         for chunk in dbscan_chunks_of_shapes(&shapes, MAX_DBSCAN_POINTS).map_err(batch_error)? {
             let mut batch = DbscanBatch::shaped(&shapes, &chunk)?;
-            let gather = indexed_gather(jobs, &chunk);
+            let stream = self.stream()?;
+            let gather = match device_index(chunk.iter().map(|&i| jobs[i].points)) {
+                Some(index) => self.upload_index(&stream, &index)?.map(|words| (index.grouped, words)),
+                None => None,
+            };
             if gather.is_none() {
                 // Some job of the chunk does not lie in the others' device buffer: the chunk's kept points go up.
                 let these: Vec<IndexedJob<'_>> = chunk.iter().map(|&i| jobs[i]).collect();
                 let points = super::kept_points_of(&these).map_err(batch_error)?;
                 batch.pack_points(points.iter().map(|p| &p[..]));
             }
-            let labels = self.dbscan_device(&batch, gather)?;
+            let labels = self.dbscan_device(&stream, &batch, gather)?;
             let clusterings = chunk_clusterings(&batch, labels, || refusal(&chunk))?;
             for (&i, c) in chunk.iter().zip(clusterings) {
                 out[i] = c;
@@ -1821,22 +1880,21 @@ impl CudaBackend {
     /// then meaningless).
     fn dbscan_device(
         &self,
+        stream: &Arc<CudaStream>,
         batch: &DbscanBatch,
-        gather: Option<(&GroupedOnDevice, Vec<u32>)>,
+        gather: Option<(&GroupedOnDevice, CudaSlice<u32>)>,
     ) -> Result<ReadBack, String> {
         let n = batch.params.points as usize;
         let slots = batch.params.cells as usize;
-        let stream = self.stream()?;
         let params = batch.params;
         let g = (blocks_for(n as u64, BLOCK)?, 1);
         let points_b = match gather {
-            Some((_, index)) if index.len() != n => {
+            Some((_, index)) if index.len() != n.max(1) => {
                 return Err(format!("the gather has {} indices for {n} points", index.len()));
             }
             Some((grouped, index)) => {
-                let index = self.upload(&stream, &index)?;
                 // SAFETY: gather_points writes all 3n floats before cell_of reads them.
-                let mut points_b: CudaSlice<f32> = unsafe { self.uninit(&stream, 3 * n) }?;
+                let mut points_b: CudaSlice<f32> = unsafe { self.uninit(stream, 3 * n) }?;
                 let mut b = stream.launch_builder(&self.k.gather_points);
                 b.arg(&grouped.points).arg(&index).arg(&params).arg(&mut points_b);
                 // SAFETY: gather_points(const float* grouped, const u32* index, Params, float* points_b) in
@@ -1846,16 +1904,16 @@ impl CudaBackend {
                 self.count_resident_read(0);
                 points_b
             }
-            _ => self.upload(&stream, &batch.points)?,
+            _ => self.upload(stream, &batch.points)?,
         };
-        let job_start = self.upload(&stream, &batch.job_start)?;
-        let jobs = self.upload(&stream, bytemuck::cast_slice::<_, u32>(&batch.jobs))?;
+        let job_start = self.upload(stream, &batch.job_start)?;
+        let jobs = self.upload(stream, bytemuck::cast_slice::<_, u32>(&batch.jobs))?;
         // What comes back: n labels (unsort's) and the refusal word after them (cell_of's), zeroed here.
         // SAFETY: unsort writes labels_b at original[i] for every i, a permutation of 0..n; word n is zeroed below.
-        let mut labels_b: CudaSlice<u32> = unsafe { self.uninit(&stream, n + 1) }?;
+        let mut labels_b: CudaSlice<u32> = unsafe { self.uninit(stream, n + 1) }?;
         // The grid: each point's cell, each occupied cell's slot and count, the slots' offsets, the sorted points.
         // SAFETY: cell_of writes the 4 words of every point below n (= params.points).
-        let mut cell_b: CudaSlice<u32> = unsafe { self.uninit(&stream, 4 * n) }?;
+        let mut cell_b: CudaSlice<u32> = unsafe { self.uninit(stream, 4 * n) }?;
         {
             let mut refused = labels_b.slice_mut(n..);
             stream.memset_zeros(&mut refused).map_err(de)?;
@@ -1866,24 +1924,24 @@ impl CudaBackend {
             // words, one refusal word (labels_b's last).
             unsafe { b.launch(launch(g, BLOCK)) }.map_err(de)?;
         }
-        let mut owner = self.zeros::<u32>(&stream, slots)?;
-        let mut count = self.zeros::<u32>(&stream, slots)?;
+        let mut owner = self.zeros::<u32>(stream, slots)?;
+        let mut count = self.zeros::<u32>(stream, slots)?;
         // SAFETY: claim_cells writes every point's slot.
-        let mut slot_b: CudaSlice<u32> = unsafe { self.uninit(&stream, n) }?;
+        let mut slot_b: CudaSlice<u32> = unsafe { self.uninit(stream, n) }?;
         let mut b = stream.launch_builder(&self.k.claim_cells);
         b.arg(&cell_b).arg(&params).arg(&mut owner).arg(&mut count).arg(&mut slot_b);
         // SAFETY: claim_cells(cell_b, Params, owner, count, slot_b): slots (a power of two, at least 2n) zeroed
         // owners and counts, so every probe sequence ends at an empty slot or its cell; n slot indices.
         unsafe { b.launch(launch(g, BLOCK)) }.map_err(de)?;
         // SAFETY: scan_counts writes all `slots + 1` offsets (params.cells = slots).
-        let mut start: CudaSlice<u32> = unsafe { self.uninit(&stream, slots + 1) }?;
-        self.prefix_sum(&stream, &self.k.scan_slots, &count, &mut start, params.cells)?;
+        let mut start: CudaSlice<u32> = unsafe { self.uninit(stream, slots + 1) }?;
+        self.prefix_sum(stream, &self.k.scan_slots, &count, &mut start, params.cells)?;
         // SAFETY (all three): scatter_points writes each point's entries at its sorted position, and the positions
         // (each slot's start plus a distinct cursor value below its count) are a permutation of 0..n.
         let mut d = DeviceGrid {
-            points: unsafe { self.uninit(&stream, 3 * n) }?,
-            cell_xyz: unsafe { self.uninit(&stream, 4 * n) }?,
-            original: unsafe { self.uninit(&stream, n) }?,
+            points: unsafe { self.uninit(stream, 3 * n) }?,
+            cell_xyz: unsafe { self.uninit(stream, 4 * n) }?,
+            original: unsafe { self.uninit(stream, n) }?,
             owner,
             start,
             cell_b,
@@ -1907,8 +1965,8 @@ impl CudaBackend {
         // floats, 4n cell words, n indices.
         unsafe { b.launch(launch(g, BLOCK)) }.map_err(de)?;
         // SAFETY (both): count_neighbours writes every point's core flag and label.
-        let mut core: CudaSlice<u32> = unsafe { self.uninit(&stream, n) }?;
-        let mut labels: CudaSlice<u32> = unsafe { self.uninit(&stream, n) }?;
+        let mut core: CudaSlice<u32> = unsafe { self.uninit(stream, n) }?;
+        let mut labels: CudaSlice<u32> = unsafe { self.uninit(stream, n) }?;
         let mut b = stream.launch_builder(&self.k.count_neighbours);
         d.push(&mut b);
         b.arg(&mut core).arg(&mut labels);
@@ -1942,7 +2000,7 @@ impl CudaBackend {
         // is NONE or a sorted position below n; n words of labels_b (of its n + 1).
         unsafe { b.launch(launch(g, BLOCK)) }.map_err(de)?;
         // The caller's `words` waits for the stream.
-        self.read_back(&stream, &labels_b)
+        self.read_back(stream, &labels_b)
     }
 
     /// K4 for a batch of objects (of any frames; see [`crate::geometry::stats::summarize_batch`]): one block per
@@ -1974,7 +2032,8 @@ impl CudaBackend {
             return Ok((self.summarize_batch(objects, noise)?, None));
         };
         let pack = StatsPack::new(objects, chunk);
-        let (out, device) = self.summarize_resident(objects, chunk, noise, pack, None)?;
+        let stream = self.stream()?;
+        let (out, device) = self.summarize_resident(&stream, objects, chunk, noise, pack, None)?;
         Ok((out, Some(device)))
     }
 
@@ -1989,14 +2048,20 @@ impl CudaBackend {
     ) -> Result<Option<KeptOnDevice>, String> {
         let chunks = stats_chunks_of_counts(objects, MAX_POINTS)?;
         let [chunk] = &chunks[..] else { return Ok(None) };
-        let Some(gather) = kept_gather(objects, chunk) else { return Ok(None) };
+        // The gather, when every object lies in the same grouped buffer and each index within it: its index goes up
+        // first, on the stream K4 then runs on.
+        let Some(index) = device_index(chunk.iter().map(|&i| objects[i].points)) else { return Ok(None) };
+        let stream = self.stream()?;
+        let Some(words) = self.upload_index(&stream, &index)? else { return Ok(None) };
+        let gather = StatsGather { grouped: index.grouped, index: words, frames: kept_frames(objects, chunk) };
         let pack = StatsPack::ranges_only(objects, chunk);
-        self.summarize_resident(objects, chunk, noise, pack, Some(gather)).map(Some)
+        self.summarize_resident(&stream, objects, chunk, noise, pack, Some(gather)).map(Some)
     }
 
-    /// K4 on a batch of one chunk, its canonical points left on the device.
+    /// K4 on a batch of one chunk (on `stream`), its canonical points left on the device.
     fn summarize_resident<O: StatsObject>(
         &self,
+        stream: &Arc<CudaStream>,
         objects: &[O],
         chunk: &[usize],
         noise: &NoiseModel,
@@ -2004,14 +2069,13 @@ impl CudaBackend {
         gather: Option<StatsGather<'_>>,
     ) -> Result<KeptOnDevice, String> {
         let mut out = vec![None; objects.len()];
-        let stream = self.stream()?;
         let KeptChunk { points, ranges, boxes } =
-            self.summarize_chunk(&stream, objects, chunk, noise, &mut out, pack, gather)?;
+            self.summarize_chunk(stream, objects, chunk, noise, &mut out, pack, gather)?;
         let mut places = vec![None; objects.len()];
         for ((&i, [offset, _]), b) in chunk.iter().zip(&ranges).zip(boxes) {
             places[i] = Some((*offset, b));
         }
-        Ok((out, DevicePoints { points, places, stream: Arc::clone(&stream) }))
+        Ok((out, DevicePoints { points, places, stream: Arc::clone(stream) }))
     }
 
     /// K4 on one chunk of objects (on `stream`, synchronised), packed as `pack` (with the points and depths to upload,
@@ -2032,18 +2096,18 @@ impl CudaBackend {
         let total = pack.total;
         let ranges = self.upload(stream, bytemuck::cast_slice::<_, u32>(&pack.ranges))?;
         let (points, depths) = match gather {
-            Some(g) if g.index.len() != total || g.frames.len() != chunk.len() => {
+            Some(g) if g.index.len() != total.max(1) || g.frames.len() != chunk.len() => {
                 return Err(format!("the gather has {} indices for {total} points", g.index.len()));
             }
             Some(g) => {
-                let index = self.upload(stream, &g.index)?;
+                let index = &g.index;
                 let frames = self.upload(stream, bytemuck::cast_slice::<_, u32>(&g.frames))?;
                 // SAFETY: gather_canonical writes every point and depth of every object (the ranges cover them all).
                 let mut points: CudaSlice<f32> = unsafe { self.uninit(stream, 3 * total.max(1)) }?;
                 // SAFETY: as above.
                 let mut depths: CudaSlice<u32> = unsafe { self.uninit(stream, total) }?;
                 let mut b = stream.launch_builder(&self.k.gather_canonical);
-                b.arg(&g.grouped.points).arg(&index).arg(&ranges).arg(&frames).arg(&mut points).arg(&mut depths);
+                b.arg(&g.grouped.points).arg(index).arg(&ranges).arg(&frames).arg(&mut points).arg(&mut depths);
                 b.arg(&n_obj);
                 // SAFETY: gather_canonical(grouped, const u32* index, objects, const Canonical* frames, float* points,
                 // u32* depth_bits, u32 n_objects) in kernels/stats.cu; one block per object; `index` holds a word per
@@ -2516,24 +2580,21 @@ type KeptOnDevice = (Vec<Option<ObjectSummary>>, DevicePoints);
 /// K4's gather for one chunk (see [`CudaBackend::summarize_kept_indexed`]).
 struct StatsGather<'a> {
     grouped: &'a GroupedOnDevice,
-    /// Each point's index in `grouped`, the chunk's objects in order.
-    index: Vec<u32>,
+    /// Each point's index in `grouped`, the chunk's objects in order, on the device.
+    index: CudaSlice<u32>,
     /// Each object's canonical frame.
     frames: Vec<GpuCanonical>,
 }
 
-/// The gather of a K4 chunk, when every object of the chunk lies in the same grouped buffer ([`device_index`]);
-/// `None` otherwise (the host's points are uploaded).
-fn kept_gather<'a>(objects: &[super::KeptInput<'a>], chunk: &[usize]) -> Option<StatsGather<'a>> {
-    let (grouped, index) = device_index(chunk.iter().map(|&i| objects[i].points))?;
-    let frames = chunk
+/// The frames of a K4 gather's objects.
+fn kept_frames(objects: &[super::KeptInput<'_>], chunk: &[usize]) -> Vec<GpuCanonical> {
+    chunk
         .iter()
         .map(|&i| {
             let c = objects[i].canonical;
             GpuCanonical { rotation: c.rotation, translation: c.translation }
         })
-        .collect();
-    Some(StatsGather { grouped, index, frames })
+        .collect()
 }
 
 /// A chunk's clusterings from the device's labels ([`CudaBackend::dbscan_device`]), or `refusal()` when the device
@@ -2553,41 +2614,52 @@ fn chunk_clusterings(
     clusterings_in_batch_order_packed(&batch.job_start, &words[..n])
 }
 
-/// The gather of a DBSCAN chunk (its jobs in order), see [`device_index`]; `None` when the points are uploaded.
-fn indexed_gather<'a>(jobs: &[IndexedJob<'a>], chunk: &[usize]) -> Option<(&'a GroupedOnDevice, Vec<u32>)> {
-    device_index(chunk.iter().map(|&i| jobs[i].points))
+/// Where a chunk's points lie in one grouped buffer ([`device_index`]): the buffer, and per item its first point there,
+/// its kept indices (`None`: all its points in order), its point count and how many points it takes.
+struct DeviceIndex<'a> {
+    grouped: &'a GroupedOnDevice,
+    sources: Vec<(u64, Option<&'a [u32]>, usize, usize)>,
+    /// The index's words: the points the items take.
+    len: usize,
 }
 
-/// Where a chunk's points lie in one grouped buffer: `items`, in order, each taking its points from its object's
-/// (`resident`: from the object's first point in the frame's group, points `keep`, each below the object's point
-/// count, or all of them in order). The buffer and each point's index in it, when every item lies in the same buffer
-/// and each index lies within its object and the buffer and fits a word; `None` otherwise.
-fn device_index<'a>(items: impl Iterator<Item = IndexedPoints<'a>>) -> Option<(&'a GroupedOnDevice, Vec<u32>)> {
-    // Every item's source (none: nothing to gather) in the same buffer, then the index: a batch's points, written
-    // item by item in parallel into one buffer sized up front.
+/// Where `items`' points lie in one grouped buffer, in order, each taking its points from its object's (`resident`:
+/// from the object's first point in the frame's group, points `keep`, or all of them in order), when every item lies
+/// in the same buffer; `None` otherwise. The index itself is written by [`DeviceIndex::write`].
+fn device_index<'a>(items: impl Iterator<Item = IndexedPoints<'a>>) -> Option<DeviceIndex<'a>> {
     let mut first: Option<&GroupedOnDevice> = None;
     let mut sources = Vec::new();
+    let mut len = 0usize;
     for item in items {
         let (group, object_first) = item.resident?;
         let (grouped, base) = group.cuda()?;
         if !std::ptr::eq(grouped, *first.get_or_insert(grouped)) {
             return None;
         }
+        len = len.checked_add(item.len())?;
         sources.push((base + u64::from(object_first), item.keep, item.all.len(), item.len()));
     }
-    let grouped = first?;
-    let at = move |at: u64| Some(at).filter(|&at| at < grouped.len)?.try_into().ok();
-    let index = par_concat(
-        &sources,
-        |&(_, _, _, points)| points,
-        |&(base, keep, limit, points)| match keep {
-            Some(keep) => rayon::iter::Either::Left(
-                keep.iter().map(move |&k| ((k as usize) < limit).then(|| at(base + u64::from(k))).flatten()),
-            ),
-            None => rayon::iter::Either::Right((base..base + points as u64).map(at)),
-        },
-    )?;
-    Some((grouped, index))
+    Some(DeviceIndex { grouped: first?, sources, len })
+}
+
+impl DeviceIndex<'_> {
+    /// Each point's index in the grouped buffer into `dst` (`len` words; the items written in parallel): `false` when
+    /// an index lies outside its object or the buffer, or does not fit a word.
+    fn write(&self, dst: &mut [u32]) -> bool {
+        let limit = self.grouped.len;
+        let at = move |at: u64| Some(at).filter(|&at| at < limit)?.try_into().ok();
+        par_fill(
+            &self.sources,
+            |&(_, _, _, points)| points,
+            |&(base, keep, limit, points)| match keep {
+                Some(keep) => rayon::iter::Either::Left(
+                    keep.iter().map(move |&k| ((k as usize) < limit).then(|| at(base + u64::from(k))).flatten()),
+                ),
+                None => rayon::iter::Either::Right((base..base + points as u64).map(at)),
+            },
+            dst,
+        )
+    }
 }
 
 /// The scoring subsamples of a K2 batch: on the device (three floats per sample, job after job) and, per job, on

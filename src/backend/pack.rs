@@ -680,12 +680,9 @@ where
     let mut out: Vec<T> = Vec::with_capacity(total);
     let parts = split_parts(&mut out.spare_capacity_mut()[..total], lens);
     let complete = items.par_iter().zip(parts).all(|(item, part)| {
-        let mut values = values(item);
-        for slot in part.iter_mut() {
-            let Some(Some(value)) = values.next() else { return false };
+        fill_part(values(item), part.iter_mut(), |slot, value| {
             slot.write(value);
-        }
-        values.next().is_none()
+        })
     });
     if !complete {
         // (`out` is dropped with length 0; the values written need no drop: `T: Copy`.)
@@ -695,6 +692,45 @@ where
     // short), and every part was written whole (`complete`).
     unsafe { out.set_len(total) };
     Some(out)
+}
+
+/// [`par_concat`] into `dst`, which the items' values must fill exactly (a pinned staging buffer, say): `false`,
+/// with `dst` written in part, when any value is `None`, an item gives another number of values, or the items'
+/// lengths do not add up to `dst`'s.
+pub fn par_fill<I, T, It>(
+    items: &[I],
+    len: impl Fn(&I) -> usize,
+    values: impl Fn(&I) -> It + Sync,
+    dst: &mut [T],
+) -> bool
+where
+    I: Sync,
+    T: Send,
+    It: Iterator<Item = Option<T>>,
+{
+    let lens: Vec<usize> = items.iter().map(len).collect();
+    if lens.iter().try_fold(0usize, |a, &n| a.checked_add(n)) != Some(dst.len()) {
+        return false;
+    }
+    let parts = split_parts(dst, lens);
+    items
+        .par_iter()
+        .zip(parts)
+        .all(|(item, part)| fill_part(values(item), part.iter_mut(), |slot, value| *slot = value))
+}
+
+/// Writes `values` into `slots`, one each: `false` when a value is `None` or there are more or fewer values than
+/// slots.
+fn fill_part<S, T>(
+    mut values: impl Iterator<Item = Option<T>>,
+    slots: impl Iterator<Item = S>,
+    mut write: impl FnMut(S, T),
+) -> bool {
+    for slot in slots {
+        let Some(Some(value)) = values.next() else { return false };
+        write(slot, value);
+    }
+    values.next().is_none()
 }
 
 /// The items of a batch in chunks of at most `max_points` points (each item whole, in order; items without points are
@@ -1733,6 +1769,23 @@ mod tests {
             assert_eq!((c.labels.clone(), c.clusters), (want, 1), "job {j}");
             assert_eq!(c.core, (0..=j).map(|k| k % 2 == 0).collect::<Vec<_>>(), "job {j}");
         }
+    }
+
+    #[test]
+    fn par_fill_writes_the_items_in_order_or_refuses() {
+        let items: Vec<u32> = (0..300).collect();
+        let len = |&i: &u32| (i % 7) as usize;
+        let want: Vec<u32> = items.iter().flat_map(|&i| (0..i % 7).map(move |k| 1000 * i + k)).collect();
+        let mut dst = vec![0u32; want.len()];
+        assert!(par_fill(&items, len, |&i| (0..i % 7).map(move |k| Some(1000 * i + k)), &mut dst));
+        assert_eq!(dst, want);
+        // A `None`, an item giving fewer or more values than its length, or a destination of another size: refused.
+        assert!(!par_fill(&items, len, |&i| (0..i % 7).map(move |k| (i != 150 || k != 2).then_some(k)), &mut dst));
+        assert!(!par_fill(&items, len, |&i| (0..i % 7 + u32::from(i == 9)).map(Some), &mut dst));
+        assert!(!par_fill(&items, len, |&i| (0..(i % 7).saturating_sub(u32::from(i == 9))).map(Some), &mut dst));
+        assert!(!par_fill(&items, len, |&i| (0..i % 7).map(Some), &mut dst[1..]));
+        let mut longer = vec![0u32; want.len() + 1];
+        assert!(!par_fill(&items, len, |&i| (0..i % 7).map(Some), &mut longer));
     }
 
     #[test]
