@@ -5,7 +5,9 @@
 //! alone gains: an upper bound for a run, where two batches in flight and the pipeline's other parallel steps share
 //! the pool. A GPU run keeps two batches in flight, so host work that runs on one thread per batch bounds the frames
 //! a second whatever the host's cores. The depth words land in an ordinary vector here; on CUDA they go into a
-//! pinned write-combined staging buffer, which this does not time.
+//! pinned write-combined staging buffer, which this does not time. The gathers' index is timed both ways:
+//! `gather_index` into a fresh vector (CUDA's until 2be860d, which the driver then copied from pageable memory) and
+//! `gather_index_into` into a reused buffer (CUDA's now: a pinned staging buffer the device copies from).
 //!
 //! The workload is a 64-frame batch (a 16-core host's batch: four frames a thread) of 640x480 frames with 10 objects
 //! of 15,000 points each: 64 depth images, 640 DBSCAN jobs, 9.6 million points.
@@ -19,7 +21,7 @@ use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use spatialsynth::backend::pack::{
-    clusterings_in_batch_order_packed, dbscan_chunks, dbscan_range_refusal, par_concat, DepthBatch,
+    clusterings_in_batch_order_packed, dbscan_chunks, dbscan_range_refusal, par_concat, par_fill, DepthBatch,
 };
 use spatialsynth::geometry::dbscan::DbscanJob;
 use spatialsynth::geometry::unproject::{DepthData, DepthImage};
@@ -141,6 +143,25 @@ fn host_batch(c: &mut Criterion) {
                         },
                     )
                     .expect("an index")
+                })
+            })
+        });
+        // The same index written into a reused buffer (on CUDA since 2be860d: a pooled pinned staging buffer the
+        // device copies from) instead of a fresh vector.
+        let mut index = vec![0u32; kept.iter().map(Vec::len).sum::<usize>()];
+        g.bench_function(BenchmarkId::new("gather_index_into", &threads), |b| {
+            b.iter(|| {
+                pool.install(|| {
+                    assert!(par_fill::<_, u32, _>(
+                        black_box(&bases),
+                        |(_, k)| k.len(),
+                        |&(base, indices)| {
+                            indices
+                                .iter()
+                                .map(move |&k| Some(base + u64::from(k)).filter(|&at| at < total)?.try_into().ok())
+                        },
+                        &mut index,
+                    ))
                 })
             })
         });
