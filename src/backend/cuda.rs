@@ -36,9 +36,9 @@ use rayon::prelude::*;
 use super::layout::{DbscanParams, GpuCanonical, GpuObjectStats, GpuSupport};
 use super::pack::{
     clusterings_in_batch_order_packed, dbscan_chunks, dbscan_chunks_of_shapes, dbscan_refusal, frame_chunks,
-    gap_chunks, gap_matrices, gpu_regions, grouping_without_launch, hypotheses_from_draws, pack_relations, par_concat,
-    par_fill, relation_chunks, split_clouds, split_parts, split_relations, stats_chunks, stats_chunks_of_counts,
-    support_test, Aabb, DbscanBatch, DepthBatch, GapPack, JobShape, StatsObject, StatsPack,
+    gap_chunks, gap_matrices, gpu_regions, grouping_without_launch, hypotheses_from_draws, pack_relations, par_fill,
+    relation_chunks, split_clouds, split_parts, split_relations, stats_chunks, stats_chunks_of_counts, support_test,
+    Aabb, DbscanBatch, DepthBatch, GapPack, JobShape, StatsObject, StatsPack,
 };
 use super::{FrameGeometry, FrameGeometryInput, IndexedJob, IndexedPoints, KernelResources};
 use crate::geometry::dbscan::{Clustering, DbscanJob};
@@ -503,6 +503,22 @@ struct Staged {
     copied: CudaEvent,
 }
 
+/// Words written for an upload, not yet copied ([`CudaBackend::stage_words`]): the first `len` words of a pinned
+/// staging buffer, or pageable memory.
+enum StagedWords {
+    Pinned { staged: Staged, len: usize },
+    Pageable(Vec<u32>),
+}
+
+impl StagedWords {
+    fn len(&self) -> usize {
+        match self {
+            StagedWords::Pinned { len, .. } => *len,
+            StagedWords::Pageable(words) => words.len(),
+        }
+    }
+}
+
 impl Staged {
     /// The buffer, once its last copy is over.
     fn wait(&mut self) -> Result<&mut PinnedHostSlice<u32>, String> {
@@ -521,9 +537,10 @@ impl Drop for Staged {
     }
 }
 
-/// At most this many pinned staging buffers wait in the pool: a batch's depth words and the K3 and K4 gathers'
-/// indices, for two batches in flight and some to spare.
+/// At most this many pinned staging buffers, and bytes of them, wait in the pool: a batch's depth words and instance
+/// labels, and the K2 subsample's and the K3 and K4 gathers' indices, for two batches in flight and some to spare.
 const STAGING_POOL: usize = 8;
+const STAGING_POOL_BYTES: usize = 1 << 30;
 /// At most this many read-back buffers, and bytes of them, wait in the pool.
 const READBACK_POOL: usize = 8;
 const READBACK_POOL_BYTES: usize = 1 << 30;
@@ -1032,89 +1049,118 @@ impl CudaBackend {
         staged.ok_or_else(|| "the staging buffer was not written".to_string())
     }
 
-    /// [`CudaBackend::upload_pinned_with`] for a `fill` that may refuse (`false`: nothing is copied, `None`). The
-    /// staging buffers are pooled and reused by size: the smallest that holds `len` words, if not more than four times
-    /// over (batches of equal frames reuse theirs; the gathers' indices, of every size, reuse the nearest).
+    /// [`CudaBackend::stage_words`] then [`CudaBackend::send_words`]: `None` when `fill` refuses.
     fn upload_staged(
         &self,
         stream: &Arc<CudaStream>,
         len: usize,
         fill: impl FnOnce(&mut [u32]) -> bool,
     ) -> Result<Option<CudaSlice<u32>>, String> {
+        match self.stage_words(len, fill)? {
+            Some(words) => self.send_words(stream, words).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// `len` words written by `fill` for an upload, not copied yet: into a pooled pinned staging buffer (the smallest
+    /// that holds them, if not more than four times over: batches of equal frames reuse theirs, the gathers' indices
+    /// the nearest size), or into pageable memory where no pinned buffer can be had. `None` when `fill` refuses
+    /// (`false`; the buffer goes back to the pool).
+    fn stage_words(&self, len: usize, fill: impl FnOnce(&mut [u32]) -> bool) -> Result<Option<StagedWords>, String> {
+        let pageable = |fill: &mut dyn FnMut(&mut [u32]) -> bool| {
+            let mut words = vec![0u32; len];
+            fill(&mut words).then_some(StagedWords::Pageable(words))
+        };
+        let mut fill = Some(fill);
+        let mut fill_once = |words: &mut [u32]| fill.take().is_some_and(|f| f(words));
         if len == 0 {
-            return match fill(&mut []) {
-                true => self.upload(stream, &[0u32]).map(Some),
-                false => Ok(None),
-            };
+            return Ok(pageable(&mut fill_once));
         }
         let mut pool = self.staging.lock().map_err(|_| "staging pool poisoned")?;
         let fit = (0..pool.len())
             .filter(|&i| pool[i].buffer.len() >= len && pool[i].buffer.len() / 4 <= len.max(READBACK_MIN_WORDS))
             .min_by_key(|&i| pool[i].buffer.len());
-        let reused = fit.map(|i| pool.swap_remove(i));
+        let reused = fit.map(|i| pool.remove(i));
         drop(pool);
         let mut staged = match reused {
             Some(p) => p,
-            None => {
-                // (The event first: the buffer is freed by `Staged`'s drop only.) With blocking sync, a host thread
-                // that waits for it sleeps (an event without the flag is spun on, whatever the context's flags).
-                let copied = self.ctx.new_event(Some(self.staging_event)).map_err(de)?;
-                // SAFETY: the buffer is zeroed below, before any reference to its contents is made.
-                let mut b = unsafe { self.ctx.alloc_pinned::<u32>(readback_words(len)) }.map_err(de)?;
-                let words = b.len();
-                // SAFETY: a fresh page-locked allocation of `words` words, written (zeroed) whole through its pointer.
-                unsafe { std::ptr::write_bytes(b.as_mut_ptr().map_err(de)?, 0, words) };
-                Staged { buffer: std::mem::ManuallyDrop::new(b), copied }
-            }
+            None => match self.new_staging(len) {
+                Ok(staged) => staged,
+                // No page-locked memory to be had (the host's limit, say): the words go up from pageable memory.
+                Err(_) => return Ok(pageable(&mut fill_once)),
+            },
         };
         // Waits for the buffer's previous copy, if any.
         let words = staged.wait()?.as_mut_slice().map_err(de)?;
         let Some(words) = words.get_mut(..len) else { return Err("a staging buffer came up short".into()) };
-        let written = fill(words);
-        if written {
-            let words: &[u32] = words;
-            // SAFETY: every element is written by the copy below before a kernel reads it.
-            let mut dst: CudaSlice<u32> = unsafe { self.uninit(stream, len) }?;
-            stream.context().bind_to_thread().map_err(de)?;
-            let copy = {
-                let (dst_ptr, _record) = dst.device_ptr_mut(stream);
-                // SAFETY: `dst` holds `len` words on the device; `words` is `len` words of page-locked memory, which
-                // the pool keeps until the event recorded below says the copy is over (`Staged::wait` and its drop).
-                unsafe { cudarc::driver::result::memcpy_htod_async(dst_ptr, words, stream.cu_stream()) }
-            };
-            if let Err(e) = copy.map_err(de).and_then(|()| staged.copied.record(stream).map_err(de)) {
-                // The copy may still read the buffer, and its event does not say when it is over: the stream does.
-                if stream.synchronize().is_err() {
-                    std::mem::forget(staged);
-                }
-                return Err(e);
-            }
-            self.pool_staged(staged)?;
-            return Ok(Some(dst));
+        if fill_once(words) {
+            return Ok(Some(StagedWords::Pinned { staged, len }));
         }
         self.pool_staged(staged)?;
         Ok(None)
     }
 
-    /// Puts a staging buffer back in the pool, which keeps the [`STAGING_POOL`] latest.
+    /// A new pinned staging buffer that holds `len` words (sized as the read-backs are), zeroed.
+    fn new_staging(&self, len: usize) -> Result<Staged, String> {
+        // (The event first: the buffer is freed by `Staged`'s drop only.) With blocking sync, a host thread that waits
+        // for it sleeps (an event without the flag is spun on, whatever the context's flags).
+        let copied = self.ctx.new_event(Some(self.staging_event)).map_err(de)?;
+        // SAFETY: the buffer is zeroed below, before any reference to its contents is made.
+        let mut b = unsafe { self.ctx.alloc_pinned::<u32>(readback_words(len)) }.map_err(de)?;
+        let words = b.len();
+        // SAFETY: a fresh page-locked allocation of `words` words, written (zeroed) whole through its pointer.
+        unsafe { std::ptr::write_bytes(b.as_mut_ptr().map_err(de)?, 0, words) };
+        Ok(Staged { buffer: std::mem::ManuallyDrop::new(b), copied })
+    }
+
+    /// Staged words on the device: copied asynchronously from the pinned buffer (which goes back to the pool, its
+    /// event recorded after the copy), or from pageable memory.
+    fn send_words(&self, stream: &Arc<CudaStream>, words: StagedWords) -> Result<CudaSlice<u32>, String> {
+        let (staged, len) = match words {
+            StagedWords::Pageable(words) => return self.upload(stream, &words),
+            StagedWords::Pinned { staged, len } => (staged, len),
+        };
+        let src = staged.buffer.as_slice().map_err(de)?.get(..len).ok_or("a staging buffer came up short")?;
+        // SAFETY: every element is written by the copy below before a kernel reads it.
+        let mut dst: CudaSlice<u32> = unsafe { self.uninit(stream, len) }?;
+        stream.context().bind_to_thread().map_err(de)?;
+        let copy = {
+            let (dst_ptr, _record) = dst.device_ptr_mut(stream);
+            // SAFETY: `dst` holds `len` words on the device; `src` is `len` words of page-locked memory, which the
+            // pool keeps until the event recorded below says the copy is over (`Staged::wait` and its drop).
+            unsafe { cudarc::driver::result::memcpy_htod_async(dst_ptr, src, stream.cu_stream()) }
+        };
+        if let Err(e) = copy.map_err(de).and_then(|()| staged.copied.record(stream).map_err(de)) {
+            // The copy may still read the buffer, and its event does not say when it is over: the stream does.
+            if stream.synchronize().is_err() {
+                std::mem::forget(staged);
+            }
+            return Err(e);
+        }
+        self.pool_staged(staged)?;
+        Ok(dst)
+    }
+
+    /// Puts a staging buffer back in the pool, which keeps the latest returned, at most [`STAGING_POOL`] buffers and
+    /// [`STAGING_POOL_BYTES`].
     fn pool_staged(&self, staged: Staged) -> Result<(), String> {
         let mut pool = self.staging.lock().map_err(|_| "staging pool poisoned")?;
-        let evicted = (pool.len() >= STAGING_POOL).then(|| pool.remove(0));
         pool.push(staged);
+        let mut evicted = Vec::new();
+        while pool.len() > STAGING_POOL || pool.iter().map(|p| 4 * p.buffer.len()).sum::<usize>() > STAGING_POOL_BYTES {
+            evicted.push(pool.remove(0));
+        }
         drop(pool);
         // Freeing a pinned buffer waits for its copy: outside the lock.
         drop(evicted);
         Ok(())
     }
 
-    /// A gather's index (each point's place in the grouped buffer) on the device, written straight into a pinned
-    /// staging buffer; `None` when an index does not fit (the caller copies the points instead, which names it).
-    fn upload_index(
-        &self,
-        stream: &Arc<CudaStream>,
-        index: &DeviceIndex<'_>,
-    ) -> Result<Option<CudaSlice<u32>>, String> {
-        self.upload_staged(stream, index.len, |words| index.write(words))
+    /// A gather's index (each point's place in the grouped buffer), written for an upload
+    /// ([`CudaBackend::stage_words`]); `None` when an index does not fit (the caller copies the points instead, which
+    /// names it).
+    fn stage_index(&self, index: &DeviceIndex<'_>) -> Result<Option<StagedWords>, String> {
+        self.stage_words(index.len, |words| index.write(words))
     }
 
     /// K1 for the whole frame (see [`crate::geometry::unproject::unproject_depth`]).
@@ -1488,14 +1534,15 @@ impl CudaBackend {
             return Ok((out, resident));
         }
         let n_objects = object_job.len() as u32;
+        // The small tables first (pageable copies may wait for the stream), then the labels, asynchronously.
+        let regions = self.upload(stream, bytemuck::cast_slice::<_, u32>(&regions))?;
+        let table = self.upload(stream, bytemuck::cast_slice::<_, u32>(&jobs))?;
+        let object_job = self.upload(stream, &object_job)?;
         let labels = self.upload_pinned_with(stream, label_words_total as usize, |dst| {
             // The frames in parallel, each into its part (the parts fill the buffer: label_words_total words).
             let parts = split_parts(dst, labelled.iter().map(|l| l.len()));
             labelled.par_iter().zip(parts).for_each(|(l, part)| part.copy_from_slice(l));
         })?;
-        let regions = self.upload(stream, bytemuck::cast_slice::<_, u32>(&regions))?;
-        let table = self.upload(stream, bytemuck::cast_slice::<_, u32>(&jobs))?;
-        let object_job = self.upload(stream, &object_job)?;
         // SAFETY (the three allocations): every launched job has objects and points (grouping_without_launch took the
         // others), so count_members writes each job's objects x blocks counts, scan_frames each job's cells + 1
         // offsets and object_starts each job's objects + 1 starts: every entry is written before it is read.
@@ -1708,13 +1755,17 @@ impl CudaBackend {
     ) -> Result<Gathered, String> {
         // The samples' indices in the batch's cloud, the jobs in parallel (a frame's points start below 2^32:
         // MAX_POINTS).
+        // Written straight into a pinned staging buffer.
         let items: Vec<(u32, &[u32])> = jobs.iter().map(|j| (j.point_base as u32, j.sample_index.as_slice())).collect();
-        let global = par_concat(&items, |(_, s)| s.len(), |&(base, s)| s.iter().map(move |&i| Some(base + i)))
+        let total: usize = items.iter().map(|(_, s)| s.len()).sum();
+        let n = u32::try_from(total).map_err(|_| format!("{total} K2 samples exceed one launch"))?;
+        let index = self
+            .upload_staged(stream, total, |words| {
+                par_fill(&items, |(_, s)| s.len(), |&(base, s)| s.iter().map(move |&i| base.checked_add(i)), words)
+            })?
             .ok_or("the K2 subsample's indices")?;
-        let n = global.len() as u32;
-        let index = self.upload(stream, &global)?;
         // SAFETY: gather_samples writes the 3 floats of every sample.
-        let mut samples: CudaSlice<f32> = unsafe { self.uninit(stream, 3 * global.len()) }?;
+        let mut samples: CudaSlice<f32> = unsafe { self.uninit(stream, 3 * total) }?;
         let grid = launch((blocks_for(u64::from(n), BLOCK)?, 1), BLOCK);
         let mut l = stream.launch_builder(&self.k.gather_samples);
         l.arg(cloud).arg(&index).arg(&mut samples).arg(&n);
@@ -1855,9 +1906,8 @@ impl CudaBackend {
         let mut out = vec![Clustering::default(); jobs.len()];
         for chunk in dbscan_chunks_of_shapes(&shapes, MAX_DBSCAN_POINTS).map_err(batch_error)? {
             let mut batch = DbscanBatch::shaped(&shapes, &chunk)?;
-            let stream = self.stream()?;
             let gather = match device_index(chunk.iter().map(|&i| jobs[i].points)) {
-                Some(index) => self.upload_index(&stream, &index)?.map(|words| (index.grouped, words)),
+                Some(index) => self.stage_index(&index)?.map(|words| (index.grouped, words)),
                 None => None,
             };
             if gather.is_none() {
@@ -1866,7 +1916,7 @@ impl CudaBackend {
                 let points = super::kept_points_of(&these).map_err(batch_error)?;
                 batch.pack_points(points.iter().map(|p| &p[..]));
             }
-            let labels = self.dbscan_device(&stream, &batch, gather)?;
+            let labels = self.dbscan_device(&batch, gather)?;
             let clusterings = chunk_clusterings(&batch, labels, || refusal(&chunk))?;
             for (&i, c) in chunk.iter().zip(clusterings) {
                 out[i] = c;
@@ -1880,19 +1930,24 @@ impl CudaBackend {
     /// then meaningless).
     fn dbscan_device(
         &self,
-        stream: &Arc<CudaStream>,
         batch: &DbscanBatch,
-        gather: Option<(&GroupedOnDevice, CudaSlice<u32>)>,
+        gather: Option<(&GroupedOnDevice, StagedWords)>,
     ) -> Result<ReadBack, String> {
         let n = batch.params.points as usize;
         let slots = batch.params.cells as usize;
+        let call = self.stream()?;
+        let stream: &Arc<CudaStream> = &call;
         let params = batch.params;
         let g = (blocks_for(n as u64, BLOCK)?, 1);
+        // The small tables first (pageable copies may wait for the stream), then the points or the gather's index.
+        let job_start = self.upload(stream, &batch.job_start)?;
+        let jobs = self.upload(stream, bytemuck::cast_slice::<_, u32>(&batch.jobs))?;
         let points_b = match gather {
-            Some((_, index)) if index.len() != n.max(1) => {
+            Some((_, index)) if index.len() != n => {
                 return Err(format!("the gather has {} indices for {n} points", index.len()));
             }
             Some((grouped, index)) => {
+                let index = self.send_words(stream, index)?;
                 // SAFETY: gather_points writes all 3n floats before cell_of reads them.
                 let mut points_b: CudaSlice<f32> = unsafe { self.uninit(stream, 3 * n) }?;
                 let mut b = stream.launch_builder(&self.k.gather_points);
@@ -1906,8 +1961,6 @@ impl CudaBackend {
             }
             _ => self.upload(stream, &batch.points)?,
         };
-        let job_start = self.upload(stream, &batch.job_start)?;
-        let jobs = self.upload(stream, bytemuck::cast_slice::<_, u32>(&batch.jobs))?;
         // What comes back: n labels (unsort's) and the refusal word after them (cell_of's), zeroed here.
         // SAFETY: unsort writes labels_b at original[i] for every i, a permutation of 0..n; word n is zeroed below.
         let mut labels_b: CudaSlice<u32> = unsafe { self.uninit(stream, n + 1) }?;
@@ -2032,8 +2085,7 @@ impl CudaBackend {
             return Ok((self.summarize_batch(objects, noise)?, None));
         };
         let pack = StatsPack::new(objects, chunk);
-        let stream = self.stream()?;
-        let (out, device) = self.summarize_resident(&stream, objects, chunk, noise, pack, None)?;
+        let (out, device) = self.summarize_resident(objects, chunk, noise, pack, None)?;
         Ok((out, Some(device)))
     }
 
@@ -2048,20 +2100,18 @@ impl CudaBackend {
     ) -> Result<Option<KeptOnDevice>, String> {
         let chunks = stats_chunks_of_counts(objects, MAX_POINTS)?;
         let [chunk] = &chunks[..] else { return Ok(None) };
-        // The gather, when every object lies in the same grouped buffer and each index within it: its index goes up
-        // first, on the stream K4 then runs on.
+        // The gather, when every object lies in the same grouped buffer and each index within it (its index written
+        // for the upload here, copied with K4's launches).
         let Some(index) = device_index(chunk.iter().map(|&i| objects[i].points)) else { return Ok(None) };
-        let stream = self.stream()?;
-        let Some(words) = self.upload_index(&stream, &index)? else { return Ok(None) };
+        let Some(words) = self.stage_index(&index)? else { return Ok(None) };
         let gather = StatsGather { grouped: index.grouped, index: words, frames: kept_frames(objects, chunk) };
         let pack = StatsPack::ranges_only(objects, chunk);
-        self.summarize_resident(&stream, objects, chunk, noise, pack, Some(gather)).map(Some)
+        self.summarize_resident(objects, chunk, noise, pack, Some(gather)).map(Some)
     }
 
-    /// K4 on a batch of one chunk (on `stream`), its canonical points left on the device.
+    /// K4 on a batch of one chunk, its canonical points left on the device.
     fn summarize_resident<O: StatsObject>(
         &self,
-        stream: &Arc<CudaStream>,
         objects: &[O],
         chunk: &[usize],
         noise: &NoiseModel,
@@ -2069,13 +2119,14 @@ impl CudaBackend {
         gather: Option<StatsGather<'_>>,
     ) -> Result<KeptOnDevice, String> {
         let mut out = vec![None; objects.len()];
+        let stream = self.stream()?;
         let KeptChunk { points, ranges, boxes } =
-            self.summarize_chunk(stream, objects, chunk, noise, &mut out, pack, gather)?;
+            self.summarize_chunk(&stream, objects, chunk, noise, &mut out, pack, gather)?;
         let mut places = vec![None; objects.len()];
         for ((&i, [offset, _]), b) in chunk.iter().zip(&ranges).zip(boxes) {
             places[i] = Some((*offset, b));
         }
-        Ok((out, DevicePoints { points, places, stream: Arc::clone(stream) }))
+        Ok((out, DevicePoints { points, places, stream: Arc::clone(&stream) }))
     }
 
     /// K4 on one chunk of objects (on `stream`, synchronised), packed as `pack` (with the points and depths to upload,
@@ -2096,12 +2147,13 @@ impl CudaBackend {
         let total = pack.total;
         let ranges = self.upload(stream, bytemuck::cast_slice::<_, u32>(&pack.ranges))?;
         let (points, depths) = match gather {
-            Some(g) if g.index.len() != total.max(1) || g.frames.len() != chunk.len() => {
+            Some(g) if g.index.len() != total || g.frames.len() != chunk.len() => {
                 return Err(format!("the gather has {} indices for {total} points", g.index.len()));
             }
             Some(g) => {
-                let index = &g.index;
+                // (The small table first: pageable copies may wait for the stream.)
                 let frames = self.upload(stream, bytemuck::cast_slice::<_, u32>(&g.frames))?;
+                let index = &self.send_words(stream, g.index)?;
                 // SAFETY: gather_canonical writes every point and depth of every object (the ranges cover them all).
                 let mut points: CudaSlice<f32> = unsafe { self.uninit(stream, 3 * total.max(1)) }?;
                 // SAFETY: as above.
@@ -2580,8 +2632,8 @@ type KeptOnDevice = (Vec<Option<ObjectSummary>>, DevicePoints);
 /// K4's gather for one chunk (see [`CudaBackend::summarize_kept_indexed`]).
 struct StatsGather<'a> {
     grouped: &'a GroupedOnDevice,
-    /// Each point's index in `grouped`, the chunk's objects in order, on the device.
-    index: CudaSlice<u32>,
+    /// Each point's index in `grouped`, the chunk's objects in order, written for the upload.
+    index: StagedWords,
     /// Each object's canonical frame.
     frames: Vec<GpuCanonical>,
 }
@@ -2646,8 +2698,8 @@ impl DeviceIndex<'_> {
     /// Each point's index in the grouped buffer into `dst` (`len` words; the items written in parallel): `false` when
     /// an index lies outside its object or the buffer, or does not fit a word.
     fn write(&self, dst: &mut [u32]) -> bool {
-        let limit = self.grouped.len;
-        let at = move |at: u64| Some(at).filter(|&at| at < limit)?.try_into().ok();
+        let buffer_len = self.grouped.len;
+        let at = move |at: u64| Some(at).filter(|&at| at < buffer_len)?.try_into().ok();
         par_fill(
             &self.sources,
             |&(_, _, _, points)| points,
