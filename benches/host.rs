@@ -133,16 +133,8 @@ fn host_batch(c: &mut Criterion) {
         g.bench_function(BenchmarkId::new("gather_index", &threads), |b| {
             b.iter(|| {
                 pool.install(|| {
-                    par_concat::<_, u32, _>(
-                        black_box(&bases),
-                        |(_, k)| k.len(),
-                        |&(base, indices)| {
-                            indices
-                                .iter()
-                                .map(move |&k| Some(base + u64::from(k)).filter(|&at| at < total)?.try_into().ok())
-                        },
-                    )
-                    .expect("an index")
+                    par_concat::<_, u32, _>(black_box(&bases), |(_, k)| k.len(), |item| places(item, total))
+                        .expect("an index")
                 })
             })
         });
@@ -152,21 +144,19 @@ fn host_batch(c: &mut Criterion) {
         g.bench_function(BenchmarkId::new("gather_index_into", &threads), |b| {
             b.iter(|| {
                 pool.install(|| {
-                    assert!(par_fill::<_, u32, _>(
-                        black_box(&bases),
-                        |(_, k)| k.len(),
-                        |&(base, indices)| {
-                            indices
-                                .iter()
-                                .map(move |&k| Some(base + u64::from(k)).filter(|&at| at < total)?.try_into().ok())
-                        },
-                        &mut index,
-                    ))
+                    let filled = par_fill(black_box(&bases), |(_, k)| k.len(), |item| places(item, total), &mut index);
+                    assert!(filled)
                 })
             })
         });
     }
     g.finish();
+}
+
+/// The gather index's words for one object (`base`: its first point in the batch; `indices`: its kept points): each
+/// point's place in the batch, `None` past `total` or a word (as the CUDA backend's `DeviceIndex::write` checks).
+fn places<'a>(&(base, indices): &(u64, &'a [u32]), total: u64) -> impl Iterator<Item = Option<u32>> + 'a {
+    indices.iter().map(move |&k| Some(base + u64::from(k)).filter(|&at| at < total)?.try_into().ok())
 }
 
 criterion_group!(benches, host_batch);
