@@ -537,13 +537,33 @@ impl Drop for Staged {
     }
 }
 
-/// At most this many pinned staging buffers, and bytes of them, wait in the pool: a batch's depth words and instance
-/// labels, and the K2 subsample's and the K3 and K4 gathers' indices, for two batches in flight and some to spare.
-const STAGING_POOL: usize = 8;
-const STAGING_POOL_BYTES: usize = 1 << 30;
-/// At most this many read-back buffers, and bytes of them, wait in the pool.
-const READBACK_POOL: usize = 8;
-const READBACK_POOL_BYTES: usize = 1 << 30;
+/// At most this many page-locked buffers, and bytes of them, wait in each pool: the read-backs', and the staging
+/// buffers' (a batch's depth words and instance labels, and the K2 subsample's and the K3 and K4 gathers' indices,
+/// for two batches in flight and some to spare).
+const PINNED_POOL: usize = 8;
+const PINNED_POOL_BYTES: usize = 1 << 30;
+
+/// Which of pooled buffers of `sizes` words to reuse for `len` words: the smallest that holds them, if not more than
+/// four times over.
+fn pool_fit(sizes: impl Iterator<Item = usize>, len: usize) -> Option<usize> {
+    sizes
+        .enumerate()
+        .filter(|&(_, n)| n >= len && n / 4 <= len.max(READBACK_MIN_WORDS))
+        .min_by_key(|&(_, n)| n)
+        .map(|(i, _)| i)
+}
+
+/// The buffers to free so that `pool` keeps at most [`PINNED_POOL`] buffers and [`PINNED_POOL_BYTES`] (`bytes` each):
+/// the smallest first (the largest are the dearest to pin again). (Freed by the caller outside the pool's lock:
+/// freeing a pinned buffer waits for its copy.)
+fn pool_evictions<T>(pool: &mut Vec<T>, bytes: impl Fn(&T) -> usize) -> Vec<T> {
+    let mut evicted = Vec::new();
+    while pool.len() > PINNED_POOL || pool.iter().map(&bytes).sum::<usize>() > PINNED_POOL_BYTES {
+        let Some(i) = (0..pool.len()).min_by_key(|&i| bytes(&pool[i])) else { break };
+        evicted.push(pool.swap_remove(i));
+    }
+    evicted
+}
 /// Read-back buffers hold at least this many words (256 KiB), so that batches of different sizes reuse them.
 const READBACK_MIN_WORDS: usize = 1 << 16;
 
@@ -625,19 +645,12 @@ impl Drop for ReadBack {
         // (The last view of a kept read-back may go on any thread: pooling needs no context, and a buffer freed below
         // binds its own, cudarc's `PinnedHostSlice` drop synchronising its event first.)
         // A buffer larger than the whole pool's budget is freed, not kept (it would empty the pool).
-        if buffer.num_bytes() > READBACK_POOL_BYTES {
+        if buffer.num_bytes() > PINNED_POOL_BYTES {
             return;
         }
         let Ok(mut pool) = self.pool.lock() else { return };
         pool.push(buffer);
-        let mut evicted = Vec::new();
-        while pool.len() > READBACK_POOL
-            || pool.iter().map(PinnedHostSlice::num_bytes).sum::<usize>() > READBACK_POOL_BYTES
-        {
-            // The smallest goes first (the largest are the dearest to pin again).
-            let Some(i) = (0..pool.len()).min_by_key(|&i| pool[i].len()) else { break };
-            evicted.push(pool.swap_remove(i));
-        }
+        let evicted = pool_evictions(&mut pool, PinnedHostSlice::num_bytes);
         drop(pool);
         // Freeing a pinned buffer waits for its copy: outside the lock.
         drop(evicted);
@@ -1003,22 +1016,12 @@ impl CudaBackend {
             return Ok(ReadBack { buffer: None, len, pool, stream: Arc::clone(stream), copied: false });
         }
         let mut pooled = pool.lock().map_err(|_| "read-back pool poisoned")?;
-        // The smallest pooled buffer that holds it, if not more than four times over.
-        let fit = (0..pooled.len())
-            .filter(|&i| pooled[i].len() >= len && pooled[i].len() / 4 <= len.max(READBACK_MIN_WORDS))
-            .min_by_key(|&i| pooled[i].len());
-        let reused = fit.map(|i| pooled.swap_remove(i));
+        let reused = pool_fit(pooled.iter().map(PinnedHostSlice::len), len).map(|i| pooled.swap_remove(i));
         drop(pooled);
         let mut buffer = match reused {
             Some(b) => b,
-            None => {
-                // SAFETY: the buffer is zeroed below, before any reference to its contents is made.
-                let mut b = unsafe { self.ctx.alloc_pinned_with_flags::<u32>(readback_words(len), 0) }.map_err(de)?;
-                let words = b.len();
-                // SAFETY: a fresh page-locked allocation of `words` words, written (zeroed) whole through its pointer.
-                unsafe { std::ptr::write_bytes(b.as_mut_ptr().map_err(de)?, 0, words) };
-                b
-            }
+            // Not write-combined: the host reads it.
+            None => self.zeroed_pinned(readback_words(len), 0)?,
         };
         // Only `len` words are copied (cudarc's memcpy_dtoh copies the whole destination). A pooled buffer's previous
         // copy is over: `ReadBack`'s drop synchronised its stream before pooling it.
@@ -1067,50 +1070,52 @@ impl CudaBackend {
     /// the nearest size), or into pageable memory where no pinned buffer can be had. `None` when `fill` refuses
     /// (`false`; the buffer goes back to the pool).
     fn stage_words(&self, len: usize, fill: impl FnOnce(&mut [u32]) -> bool) -> Result<Option<StagedWords>, String> {
-        let pageable = |fill: &mut dyn FnMut(&mut [u32]) -> bool| {
-            let mut words = vec![0u32; len];
-            fill(&mut words).then_some(StagedWords::Pageable(words))
+        let reused = match len {
+            0 => None,
+            _ => {
+                let mut pool = self.staging.lock().map_err(|_| "staging pool poisoned")?;
+                pool_fit(pool.iter().map(|p| p.buffer.len()), len).map(|i| pool.swap_remove(i))
+            }
         };
-        let mut fill = Some(fill);
-        let mut fill_once = |words: &mut [u32]| fill.take().is_some_and(|f| f(words));
-        if len == 0 {
-            return Ok(pageable(&mut fill_once));
-        }
-        let mut pool = self.staging.lock().map_err(|_| "staging pool poisoned")?;
-        let fit = (0..pool.len())
-            .filter(|&i| pool[i].buffer.len() >= len && pool[i].buffer.len() / 4 <= len.max(READBACK_MIN_WORDS))
-            .min_by_key(|&i| pool[i].buffer.len());
-        let reused = fit.map(|i| pool.remove(i));
-        drop(pool);
-        let mut staged = match reused {
-            Some(p) => p,
-            None => match self.new_staging(len) {
-                Ok(staged) => staged,
-                // No page-locked memory to be had (the host's limit, say): the words go up from pageable memory.
-                Err(_) => return Ok(pageable(&mut fill_once)),
-            },
+        // A new buffer where none fits; none (pageable memory) where no page-locked memory is to be had (the host's
+        // limit, say) or there is nothing to stage.
+        let staged = match reused {
+            Some(p) => Some(p),
+            None if len > 0 => self.new_staging(len).ok(),
+            None => None,
+        };
+        let Some(mut staged) = staged else {
+            let mut words = vec![0u32; len];
+            return Ok(fill(&mut words).then_some(StagedWords::Pageable(words)));
         };
         // Waits for the buffer's previous copy, if any.
         let words = staged.wait()?.as_mut_slice().map_err(de)?;
         let Some(words) = words.get_mut(..len) else { return Err("a staging buffer came up short".into()) };
-        if fill_once(words) {
+        if fill(words) {
             return Ok(Some(StagedWords::Pinned { staged, len }));
         }
         self.pool_staged(staged)?;
         Ok(None)
     }
 
-    /// A new pinned staging buffer that holds `len` words (sized as the read-backs are), zeroed.
+    /// `words` words of page-locked host memory (`flags` as `cuMemHostAlloc`'s), zeroed.
+    fn zeroed_pinned(&self, words: usize, flags: u32) -> Result<PinnedHostSlice<u32>, String> {
+        // SAFETY: the buffer is zeroed below, before any reference to its contents is made.
+        let mut b = unsafe { self.ctx.alloc_pinned_with_flags::<u32>(words, flags) }.map_err(de)?;
+        let words = b.len();
+        // SAFETY: a fresh page-locked allocation of `words` words, written (zeroed) whole through its pointer.
+        unsafe { std::ptr::write_bytes(b.as_mut_ptr().map_err(de)?, 0, words) };
+        Ok(b)
+    }
+
+    /// A new pinned (write-combined: the host only writes it) staging buffer that holds `len` words, sized as the
+    /// read-backs are, zeroed.
     fn new_staging(&self, len: usize) -> Result<Staged, String> {
         // (The event first: the buffer is freed by `Staged`'s drop only.) With blocking sync, a host thread that waits
         // for it sleeps (an event without the flag is spun on, whatever the context's flags).
         let copied = self.ctx.new_event(Some(self.staging_event)).map_err(de)?;
-        // SAFETY: the buffer is zeroed below, before any reference to its contents is made.
-        let mut b = unsafe { self.ctx.alloc_pinned::<u32>(readback_words(len)) }.map_err(de)?;
-        let words = b.len();
-        // SAFETY: a fresh page-locked allocation of `words` words, written (zeroed) whole through its pointer.
-        unsafe { std::ptr::write_bytes(b.as_mut_ptr().map_err(de)?, 0, words) };
-        Ok(Staged { buffer: std::mem::ManuallyDrop::new(b), copied })
+        let buffer = self.zeroed_pinned(readback_words(len), cudarc::driver::sys::CU_MEMHOSTALLOC_WRITECOMBINED)?;
+        Ok(Staged { buffer: std::mem::ManuallyDrop::new(buffer), copied })
     }
 
     /// Staged words on the device: copied asynchronously from the pinned buffer (which goes back to the pool, its
@@ -1141,15 +1146,11 @@ impl CudaBackend {
         Ok(dst)
     }
 
-    /// Puts a staging buffer back in the pool, which keeps the latest returned, at most [`STAGING_POOL`] buffers and
-    /// [`STAGING_POOL_BYTES`].
+    /// Puts a staging buffer back in the pool ([`pool_evictions`] says which go).
     fn pool_staged(&self, staged: Staged) -> Result<(), String> {
         let mut pool = self.staging.lock().map_err(|_| "staging pool poisoned")?;
         pool.push(staged);
-        let mut evicted = Vec::new();
-        while pool.len() > STAGING_POOL || pool.iter().map(|p| 4 * p.buffer.len()).sum::<usize>() > STAGING_POOL_BYTES {
-            evicted.push(pool.remove(0));
-        }
+        let evicted = pool_evictions(&mut pool, |p| p.buffer.num_bytes());
         drop(pool);
         // Freeing a pinned buffer waits for its copy: outside the lock.
         drop(evicted);
@@ -1160,7 +1161,7 @@ impl CudaBackend {
     /// ([`CudaBackend::stage_words`]); `None` when an index does not fit (the caller copies the points instead, which
     /// names it).
     fn stage_index(&self, index: &DeviceIndex<'_>) -> Result<Option<StagedWords>, String> {
-        self.stage_words(index.len, |words| index.write(words))
+        self.stage_words(index.len(), |words| index.write(words))
     }
 
     /// K1 for the whole frame (see [`crate::geometry::unproject::unproject_depth`]).
@@ -1753,9 +1754,8 @@ impl CudaBackend {
         cloud: &CudaSlice<f32>,
         jobs: &[GroundJob<'_>],
     ) -> Result<Gathered, String> {
-        // The samples' indices in the batch's cloud, the jobs in parallel (a frame's points start below 2^32:
-        // MAX_POINTS).
-        // Written straight into a pinned staging buffer.
+        // The samples' indices in the batch's cloud, the jobs in parallel, straight into a pinned staging buffer (a
+        // frame's points start below 2^32: MAX_POINTS).
         let items: Vec<(u32, &[u32])> = jobs.iter().map(|j| (j.point_base as u32, j.sample_index.as_slice())).collect();
         let total: usize = items.iter().map(|(_, s)| s.len()).sum();
         let n = u32::try_from(total).map_err(|_| format!("{total} K2 samples exceed one launch"))?;
@@ -1935,21 +1935,20 @@ impl CudaBackend {
     ) -> Result<ReadBack, String> {
         let n = batch.params.points as usize;
         let slots = batch.params.cells as usize;
-        let call = self.stream()?;
-        let stream: &Arc<CudaStream> = &call;
+        let stream = self.stream()?;
         let params = batch.params;
         let g = (blocks_for(n as u64, BLOCK)?, 1);
         // The small tables first (pageable copies may wait for the stream), then the points or the gather's index.
-        let job_start = self.upload(stream, &batch.job_start)?;
-        let jobs = self.upload(stream, bytemuck::cast_slice::<_, u32>(&batch.jobs))?;
+        let job_start = self.upload(&stream, &batch.job_start)?;
+        let jobs = self.upload(&stream, bytemuck::cast_slice::<_, u32>(&batch.jobs))?;
         let points_b = match gather {
             Some((_, index)) if index.len() != n => {
                 return Err(format!("the gather has {} indices for {n} points", index.len()));
             }
             Some((grouped, index)) => {
-                let index = self.send_words(stream, index)?;
+                let index = self.send_words(&stream, index)?;
                 // SAFETY: gather_points writes all 3n floats before cell_of reads them.
-                let mut points_b: CudaSlice<f32> = unsafe { self.uninit(stream, 3 * n) }?;
+                let mut points_b: CudaSlice<f32> = unsafe { self.uninit(&stream, 3 * n) }?;
                 let mut b = stream.launch_builder(&self.k.gather_points);
                 b.arg(&grouped.points).arg(&index).arg(&params).arg(&mut points_b);
                 // SAFETY: gather_points(const float* grouped, const u32* index, Params, float* points_b) in
@@ -1959,14 +1958,14 @@ impl CudaBackend {
                 self.count_resident_read(0);
                 points_b
             }
-            _ => self.upload(stream, &batch.points)?,
+            _ => self.upload(&stream, &batch.points)?,
         };
         // What comes back: n labels (unsort's) and the refusal word after them (cell_of's), zeroed here.
         // SAFETY: unsort writes labels_b at original[i] for every i, a permutation of 0..n; word n is zeroed below.
-        let mut labels_b: CudaSlice<u32> = unsafe { self.uninit(stream, n + 1) }?;
+        let mut labels_b: CudaSlice<u32> = unsafe { self.uninit(&stream, n + 1) }?;
         // The grid: each point's cell, each occupied cell's slot and count, the slots' offsets, the sorted points.
         // SAFETY: cell_of writes the 4 words of every point below n (= params.points).
-        let mut cell_b: CudaSlice<u32> = unsafe { self.uninit(stream, 4 * n) }?;
+        let mut cell_b: CudaSlice<u32> = unsafe { self.uninit(&stream, 4 * n) }?;
         {
             let mut refused = labels_b.slice_mut(n..);
             stream.memset_zeros(&mut refused).map_err(de)?;
@@ -1977,24 +1976,24 @@ impl CudaBackend {
             // words, one refusal word (labels_b's last).
             unsafe { b.launch(launch(g, BLOCK)) }.map_err(de)?;
         }
-        let mut owner = self.zeros::<u32>(stream, slots)?;
-        let mut count = self.zeros::<u32>(stream, slots)?;
+        let mut owner = self.zeros::<u32>(&stream, slots)?;
+        let mut count = self.zeros::<u32>(&stream, slots)?;
         // SAFETY: claim_cells writes every point's slot.
-        let mut slot_b: CudaSlice<u32> = unsafe { self.uninit(stream, n) }?;
+        let mut slot_b: CudaSlice<u32> = unsafe { self.uninit(&stream, n) }?;
         let mut b = stream.launch_builder(&self.k.claim_cells);
         b.arg(&cell_b).arg(&params).arg(&mut owner).arg(&mut count).arg(&mut slot_b);
         // SAFETY: claim_cells(cell_b, Params, owner, count, slot_b): slots (a power of two, at least 2n) zeroed
         // owners and counts, so every probe sequence ends at an empty slot or its cell; n slot indices.
         unsafe { b.launch(launch(g, BLOCK)) }.map_err(de)?;
         // SAFETY: scan_counts writes all `slots + 1` offsets (params.cells = slots).
-        let mut start: CudaSlice<u32> = unsafe { self.uninit(stream, slots + 1) }?;
-        self.prefix_sum(stream, &self.k.scan_slots, &count, &mut start, params.cells)?;
+        let mut start: CudaSlice<u32> = unsafe { self.uninit(&stream, slots + 1) }?;
+        self.prefix_sum(&stream, &self.k.scan_slots, &count, &mut start, params.cells)?;
         // SAFETY (all three): scatter_points writes each point's entries at its sorted position, and the positions
         // (each slot's start plus a distinct cursor value below its count) are a permutation of 0..n.
         let mut d = DeviceGrid {
-            points: unsafe { self.uninit(stream, 3 * n) }?,
-            cell_xyz: unsafe { self.uninit(stream, 4 * n) }?,
-            original: unsafe { self.uninit(stream, n) }?,
+            points: unsafe { self.uninit(&stream, 3 * n) }?,
+            cell_xyz: unsafe { self.uninit(&stream, 4 * n) }?,
+            original: unsafe { self.uninit(&stream, n) }?,
             owner,
             start,
             cell_b,
@@ -2018,8 +2017,8 @@ impl CudaBackend {
         // floats, 4n cell words, n indices.
         unsafe { b.launch(launch(g, BLOCK)) }.map_err(de)?;
         // SAFETY (both): count_neighbours writes every point's core flag and label.
-        let mut core: CudaSlice<u32> = unsafe { self.uninit(stream, n) }?;
-        let mut labels: CudaSlice<u32> = unsafe { self.uninit(stream, n) }?;
+        let mut core: CudaSlice<u32> = unsafe { self.uninit(&stream, n) }?;
+        let mut labels: CudaSlice<u32> = unsafe { self.uninit(&stream, n) }?;
         let mut b = stream.launch_builder(&self.k.count_neighbours);
         d.push(&mut b);
         b.arg(&mut core).arg(&mut labels);
@@ -2053,7 +2052,7 @@ impl CudaBackend {
         // is NONE or a sorted position below n; n words of labels_b (of its n + 1).
         unsafe { b.launch(launch(g, BLOCK)) }.map_err(de)?;
         // The caller's `words` waits for the stream.
-        self.read_back(stream, &labels_b)
+        self.read_back(&stream, &labels_b)
     }
 
     /// K4 for a batch of objects (of any frames; see [`crate::geometry::stats::summarize_batch`]): one block per
@@ -2163,7 +2162,7 @@ impl CudaBackend {
                 b.arg(&n_obj);
                 // SAFETY: gather_canonical(grouped, const u32* index, objects, const Canonical* frames, float* points,
                 // u32* depth_bits, u32 n_objects) in kernels/stats.cu; one block per object; `index` holds a word per
-                // point of the ranges, each below the grouped buffer's point count (kept_gather); one 96-byte
+                // point of the ranges, each below the grouped buffer's point count (DeviceIndex::write); one 96-byte
                 // frame per object.
                 unsafe { b.launch(launch((n_obj, 1), BLOCK)) }.map_err(de)?;
                 self.count_resident_read(1);
@@ -2671,8 +2670,6 @@ fn chunk_clusterings(
 struct DeviceIndex<'a> {
     grouped: &'a GroupedOnDevice,
     sources: Vec<(u64, Option<&'a [u32]>, usize, usize)>,
-    /// The index's words: the points the items take.
-    len: usize,
 }
 
 /// Where `items`' points lie in one grouped buffer, in order, each taking its points from its object's (`resident`:
@@ -2681,20 +2678,23 @@ struct DeviceIndex<'a> {
 fn device_index<'a>(items: impl Iterator<Item = IndexedPoints<'a>>) -> Option<DeviceIndex<'a>> {
     let mut first: Option<&GroupedOnDevice> = None;
     let mut sources = Vec::new();
-    let mut len = 0usize;
     for item in items {
         let (group, object_first) = item.resident?;
         let (grouped, base) = group.cuda()?;
         if !std::ptr::eq(grouped, *first.get_or_insert(grouped)) {
             return None;
         }
-        len = len.checked_add(item.len())?;
         sources.push((base + u64::from(object_first), item.keep, item.all.len(), item.len()));
     }
-    Some(DeviceIndex { grouped: first?, sources, len })
+    Some(DeviceIndex { grouped: first?, sources })
 }
 
 impl DeviceIndex<'_> {
+    /// The index's words: the points the items take.
+    fn len(&self) -> usize {
+        self.sources.iter().map(|&(_, _, _, points)| points).sum()
+    }
+
     /// Each point's index in the grouped buffer into `dst` (`len` words; the items written in parallel): `false` when
     /// an index lies outside its object or the buffer, or does not fit a word.
     fn write(&self, dst: &mut [u32]) -> bool {
