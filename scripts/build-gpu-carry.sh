@@ -138,6 +138,12 @@ optional ncu 90 sh -c 'ncu --clock-control none --csv --page details --section S
   -k "regex:^(count_valid|write_points|scan_counts|scan_tile_sums|scan_tiles_apply|score|relate)$" \
   --filter-mode per-launch-config -c 1 \
   gpu-carry/spatialsynth bench data/sample --kernels --backend cuda --repeats 1 --k5-frames 64 --e2e-frames 1'
+# The end-to-end figure with no page-locked memory for the backend (--pinned-limit-mib 0: every staged upload and
+# read-back through pageable memory, as on a host that cannot pin): what the pinned buffers gain, against the
+# end-to-end figure of kernel-bench.json (the same workload, shrunk elsewhere as above). Optional and last.
+optional kernel-bench-unpinned 100 sh -c \
+  'gpu-carry/spatialsynth bench data/sample --kernels --backend cuda --pinned-limit-mib 0 --repeats 3 --k1-frames 1 \
+    --k2-points 4096 --k2-hypotheses 64 --k5-frames 1 > "$0/kernel-bench-unpinned.json"' "$out"
 echo "total: $((SECONDS - start)) s of $budget" >> "$out/summary.txt"
 (cd "$out" && tar czf logs.tgz --remove-files ./*.log)
 cat "$out/summary.txt"

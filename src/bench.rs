@@ -527,6 +527,10 @@ pub struct KernelBench {
     /// CUDA only: every kernel's registers, spills and block as the driver compiled it for the device.
     #[serde(default)]
     pub cuda_kernels: Option<Vec<crate::backend::KernelResources>>,
+    /// CUDA only: the page-locked host memory the backend held at the end and at its peak, its limit
+    /// (`--pinned-limit-mib`), and the copies that went through pageable memory instead.
+    #[serde(default)]
+    pub cuda_pinned_memory: Option<crate::backend::PinnedMemory>,
     pub options: KernelBenchOptions,
     pub figures: Vec<KernelFigure>,
 }
@@ -942,6 +946,7 @@ fn kernel_bench(
         peak_bandwidth_gb_s: bandwidth.map(|bytes_per_s| bytes_per_s / 1e9),
         peak_f32_tops: f32_ops.map(|ops_per_s| ops_per_s / 1e12),
         cuda_kernels,
+        cuda_pinned_memory: backend.pinned_memory(),
         options: options.clone(),
         figures,
     })

@@ -107,6 +107,11 @@ struct SceneArgs {
     /// the host steps of one batch overlap the device's work on another).
     #[arg(long, default_value_t = 0, value_parser = in_flight_arg)]
     in_flight: usize,
+    /// At most this many MiB of page-locked host memory for the CUDA backend's uploads and read-backs (default: no
+    /// limit); beyond it, copies go through pageable memory: slower, the same output. For several runs on one GPU
+    /// server, or many batches in flight. run.json's `pinned_memory` says how much a run held at its peak.
+    #[arg(long, value_name = "MIB")]
+    pinned_limit_mib: Option<u64>,
     /// A JSON file overriding scene parameters (any subset of run.json's "config").
     #[arg(long)]
     config: Option<PathBuf>,
@@ -275,6 +280,10 @@ enum Command {
         /// GPU; the CPU reference takes one at a time).
         #[arg(long, default_value_t = 0, value_parser = in_flight_arg)]
         in_flight: usize,
+        /// With --kernels: at most this many MiB of page-locked host memory for the CUDA backend (default: no limit;
+        /// the report's `cuda_pinned_memory` says how much it held at its peak).
+        #[arg(long, value_name = "MIB")]
+        pinned_limit_mib: Option<u64>,
         /// With --kernels: do not decode the colour images, so the end-to-end figure leaves out naming the objects'
         /// colours (which a run does unless given --no-colors).
         #[arg(long)]
@@ -287,6 +296,11 @@ enum Command {
 /// `--in-flight`: checked as the command line is read, before any frame is ([`spatialsynth::backend::check_in_flight`]).
 fn in_flight_arg(s: &str) -> std::result::Result<usize, String> {
     spatialsynth::backend::check_in_flight(s.parse::<usize>().map_err(|e| e.to_string())?)
+}
+
+/// `--pinned-limit-mib`'s bytes (a limit past the largest count is none).
+fn mib_to_bytes(mib: u64) -> u64 {
+    mib.saturating_mul(1 << 20)
 }
 
 /// Large freed blocks are cached (up to 256 MiB) so frames reuse their pages (see `spatialsynth::alloc`).
@@ -397,6 +411,7 @@ fn run() -> Result<ExitCode> {
             e2e_frames,
             e2e_objects,
             in_flight,
+            pinned_limit_mib,
             no_colors,
             model_args,
         } => {
@@ -415,6 +430,7 @@ fn run() -> Result<ExitCode> {
                     loaded.push(spatialsynth::io::load_frame_with(spec, &load)?);
                 }
                 let backend = spatialsynth::backend::Backend::open(backend)?;
+                backend.set_pinned_limit(pinned_limit_mib.map(mib_to_bytes))?;
                 eprintln!("kernel benchmark on {}", backend.describe());
                 let options = spatialsynth::bench::KernelBenchOptions {
                     k1_frames,
@@ -529,6 +545,7 @@ fn scenes(args: &SceneArgs, seed: u32, dataset: Option<DatasetOptions>) -> Resul
         backend: args.backend,
         part_frames: args.part_frames,
         in_flight: args.in_flight,
+        pinned_limit_bytes: args.pinned_limit_mib.map(mib_to_bytes),
     };
     let job =
         Job { inputs: args.inputs.clone(), out_dir: args.out.clone(), dataset, shard: args.shard, resume: args.resume };

@@ -833,6 +833,75 @@ fn cuda_keeps_freed_device_memory_for_the_next_batches() {
 }
 
 #[test]
+fn cuda_keeps_to_a_page_locked_limit_set_between_batches() {
+    // K1 and K2 of every sample frame on a CUDA backend of the test's own, three times: with no limit on page-locked
+    // host memory (the depth words, instance labels and K2's subsample index go up from pinned staging buffers, the
+    // grouped points and labels come back into pinned read-back buffers); then with a limit of 0, set between
+    // batches, which frees the pools' idle buffers, so that every one of those copies goes through pageable memory
+    // instead; then with no limit again. The same points, pixels and ground planes, bit for bit, each time.
+    use spatialsynth::backend::PinnedMemory;
+    let (keys, frames, regions) = sample_frames();
+    let params = RansacParams::default();
+    let inputs = k1_inputs(&keys, &frames, &regions, &params);
+    for backend in gpu_backends("cuda_keeps_to_a_page_locked_limit_set_between_batches") {
+        // (wgpu holds no page-locked memory of its own: its mapped buffers are its driver's.)
+        if !matches!(backend, Backend::Cuda(_)) {
+            assert_eq!(backend.pinned_memory(), None);
+            continue;
+        }
+        // The limit is the backend's: one of the test's own, not the one the other tests share.
+        let own = Backend::Cuda(Box::new(CudaBackend::new().unwrap()));
+        let what = own.describe();
+        let results = |b: &Backend| {
+            let geometry: Vec<_> = b.frames_geometry(&inputs, 10).into_iter().map(Result::unwrap).collect();
+            geometry
+                .iter()
+                .map(|g| {
+                    let points: Vec<u32> =
+                        g.grouped.points_in_camera.iter().flat_map(|p| p.map(f32::to_bits)).collect();
+                    let fit = g.fit.map(|f| f.plane.normal.map(f64::to_bits));
+                    (points, g.grouped.pixels.to_vec(), g.grouped.offsets.clone(), fit, g.valid_points)
+                })
+                .collect::<Vec<_>>()
+        };
+        let pinned = |b: &Backend| -> PinnedMemory { b.pinned_memory().unwrap() };
+        let free = results(&own);
+        let first = pinned(&own);
+        assert!(first.allocations > 0 && first.held_bytes > 0 && first.limit_bytes.is_none(), "{what}: {first:?}");
+        assert!(first.peak_bytes >= first.held_bytes, "{what}: {first:?}");
+        assert_eq!((first.pageable_uploads, first.pageable_read_backs), (0, 0), "{what}: {first:?}");
+        assert_eq!((first.refused_by_limit, first.refused_by_driver), (0, 0), "{what}: {first:?}");
+        assert!(free.iter().map(|r| r.0.len()).sum::<usize>() > 100_000, "{what}: too few points to read back");
+
+        own.set_pinned_limit(Some(0)).unwrap();
+        let emptied = pinned(&own);
+        assert_eq!(
+            (emptied.held_bytes, emptied.limit_bytes),
+            (0, Some(0)),
+            "{what}: the idle buffers stay: {emptied:?}"
+        );
+        let limited = results(&own);
+        let after = pinned(&own);
+        assert!(limited == free, "{what}: other results through pageable memory");
+        assert_eq!(after.allocations, first.allocations, "{what}: pinned past the limit: {after:?}");
+        assert_eq!((after.held_bytes, after.peak_bytes), (0, first.peak_bytes), "{what}: {after:?}");
+        assert!(after.refused_by_limit > 0, "{what}: {after:?}");
+        // The depth words, the labels (frames with instance masks) and K2's index; the points, pixels and labels.
+        assert!(after.pageable_uploads >= 2 && after.pageable_read_backs >= 2, "{what}: {after:?}");
+
+        own.set_pinned_limit(None).unwrap();
+        let again = results(&own);
+        let last = pinned(&own);
+        assert!(again == free, "{what}: other results once the limit is lifted");
+        assert!(last.allocations > after.allocations && last.held_bytes > 0, "{what}: {last:?}");
+        assert_eq!(
+            (last.pageable_uploads, last.pageable_read_backs),
+            (after.pageable_uploads, after.pageable_read_backs)
+        );
+    }
+}
+
+#[test]
 fn cuda_ground_sample_normals_equal_the_cpu_ones_bit_for_bit() {
     // K2's sample normals, which the CUDA backend computes on the device from K1's depth (kernels/unproject.cu
     // `sample_normals`): the CPU reference's `estimate_normals` of the same subsample, every bit, for the sample
@@ -2092,20 +2161,25 @@ fn a_scene_run_on_the_emulated_cuda_backend_keeps_its_streams_in_order() {
         .unwrap();
     assert!(made.status.success(), "{TEST}: grid-box-manifest.py: {}", String::from_utf8_lossy(&made.stderr));
     std::fs::write(&manifest, &made.stdout).unwrap();
-    let scene = |backend: &str, emulated: bool| {
-        let out = dir.path().join(backend);
+    // A run's scene graphs (the file's text) and run.json, on `backend`, into `name`, with `args` and `env` more.
+    let scene = |name: &str, backend: &str, args: &[&str], env: &[(&str, &str)]| {
+        let out = dir.path().join(name);
         let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_spatialsynth"));
         cmd.args(["--threads", "2", "scene"]).arg(&manifest).arg("-o").arg(&out);
-        cmd.args(["--backend", backend, "--quiet"]);
-        if emulated {
+        cmd.args(["--backend", backend, "--quiet"]).args(args);
+        if backend == "cuda" {
             cmd.envs(emulator.environment());
         }
+        cmd.envs(env.iter().copied());
         let output = cmd.output().unwrap();
         let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
         let complaints: Vec<&str> = stderr.lines().filter(|l| l.starts_with("cuda emulator:")).take(5).collect();
-        assert!(complaints.is_empty(), "{TEST} [{backend}]: the emulator complained:\n{}", complaints.join("\n"));
-        assert!(output.status.success(), "{TEST} [{backend}]: {}\n{stderr}", output.status);
-        let text = std::fs::read_to_string(out.join("scene_graphs.jsonl")).unwrap();
+        assert!(complaints.is_empty(), "{TEST} [{name}]: the emulator complained:\n{}", complaints.join("\n"));
+        assert!(output.status.success(), "{TEST} [{name}]: {}\n{stderr}", output.status);
+        let run: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("run.json")).unwrap()).unwrap();
+        (std::fs::read_to_string(out.join("scene_graphs.jsonl")).unwrap(), run)
+    };
+    let shape = |text: &str| {
         text.lines()
             .map(|l| {
                 let v: serde_json::Value = serde_json::from_str(l).unwrap();
@@ -2114,11 +2188,37 @@ fn a_scene_run_on_the_emulated_cuda_backend_keeps_its_streams_in_order() {
             })
             .collect::<Vec<_>>()
     };
-    let cuda = scene("cuda", true);
-    let cpu = scene("cpu", false);
+    let (cuda_text, cuda_run) = scene("cuda", "cuda", &[], &[]);
+    let cuda = shape(&cuda_text);
+    let (cpu_text, cpu_run) = scene("cpu", "cpu", &[], &[]);
+    let cpu = shape(&cpu_text);
     assert_eq!(cuda.len(), 20, "{TEST}: {} scenes", cuda.len());
     assert!(cuda.iter().all(|s| s.3.is_some_and(|r| r > 0)), "{TEST}: a scene without relations: {cuda:?}");
     assert_eq!(cuda, cpu, "{TEST}: the emulated CUDA run's scenes differ from the CPU reference's");
+    let pinned = |run: &serde_json::Value, key: &str| run["pinned_memory"][key].as_u64().unwrap();
+    assert!(pinned(&cuda_run, "allocations") > 0, "{TEST}: {}", cuda_run["pinned_memory"]);
+    assert_eq!(pinned(&cuda_run, "pageable_uploads") + pinned(&cuda_run, "pageable_read_backs"), 0);
+    // (The CPU and wgpu backends hold no page-locked memory of their own: run.json says nothing of it.)
+    assert!(cpu_run.get("pinned_memory").is_none(), "{TEST}: the CPU run reports page-locked memory");
+    // The same run with no page-locked memory for the backend (`--pinned-limit-mib 0`): every upload and read-back
+    // of the batches in flight through pageable memory (the emulator checks those copies' order too), and the same
+    // scene graphs, byte for byte.
+    let (text, run) = scene("cuda-unpinned", "cuda", &["--pinned-limit-mib", "0"], &[]);
+    assert!(text == cuda_text, "{TEST}: other scene graphs through pageable memory");
+    assert_eq!(pinned(&run, "allocations"), 0, "{TEST}: {}", run["pinned_memory"]);
+    assert_eq!(pinned(&run, "limit_bytes"), 0, "{TEST}: {}", run["pinned_memory"]);
+    for key in ["refused_by_limit", "pageable_uploads", "pageable_read_backs"] {
+        assert!(pinned(&run, key) > 0, "{TEST}: {key}: {}", run["pinned_memory"]);
+    }
+    // And with a driver that locks no more than 24 MiB at once (the emulator's SPATIALSYNTH_CUDA_EMU_PINNED_LIMIT), as a
+    // host short of lockable memory: some buffers pinned, the rest refused by the driver and copied through pageable
+    // memory; the same scene graphs again.
+    let (text, run) = scene("cuda-refused", "cuda", &[], &[("SPATIALSYNTH_CUDA_EMU_PINNED_LIMIT", "25165824")]);
+    assert!(text == cuda_text, "{TEST}: other scene graphs where the driver refuses to pin");
+    for key in ["allocations", "refused_by_driver", "pageable_uploads", "pageable_read_backs"] {
+        assert!(pinned(&run, key) > 0, "{TEST}: {key}: {}", run["pinned_memory"]);
+    }
+    assert!(pinned(&run, "peak_bytes") <= 25165824, "{TEST}: {}", run["pinned_memory"]);
 }
 
 #[test]

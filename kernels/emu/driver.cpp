@@ -29,6 +29,7 @@
 #include <deque>
 #include <functional>
 #include <cstdio>
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <algorithm>
@@ -859,6 +860,8 @@ struct Stats {
     std::atomic<uint64_t> memsets{0}, memset_bytes{0};
     // Page-locked host allocations (cuMemHostAlloc: pinning is dear on a GPU) and their bytes.
     std::atomic<uint64_t> pinned_allocations{0}, pinned_allocated_bytes{0};
+    // Page-locked allocations refused (SPATIALSYNTH_CUDA_EMU_PINNED_LIMIT), as a host out of lockable memory does.
+    std::atomic<uint64_t> pinned_refusals{0};
     // The default memory pool's release threshold, as the host last set it (cuMemPoolSetAttribute).
     std::atomic<uint64_t> pool_release_threshold{0};
     ~Stats() {
@@ -879,7 +882,7 @@ struct Stats {
                      "\"dtoh_write_combined_bytes\": %llu, \"pinned_allocations\": %llu, "
                      "\"pinned_allocated_bytes\": %llu, \"pool_release_threshold\": %llu, \"memsets\": %llu, "
                      "\"memset_bytes\": %llu, \"event_records\": %llu, \"event_waits\": %llu, \"frees\": %llu, "
-                     "\"emulator_cpu_s\": %.3f}\n",
+                     "\"pinned_refusals\": %llu, \"emulator_cpu_s\": %.3f}\n",
                      (unsigned long long)htod_bytes, (unsigned long long)htod_copies, (unsigned long long)dtoh_bytes,
                      (unsigned long long)dtoh_copies, (unsigned long long)dtod_bytes,
                      (unsigned long long)stream_syncs, (unsigned long long)event_syncs,
@@ -889,7 +892,8 @@ struct Stats {
                      (unsigned long long)pinned_allocated_bytes, (unsigned long long)pool_release_threshold,
                      (unsigned long long)memsets, (unsigned long long)memset_bytes,
                      (unsigned long long)event_records, (unsigned long long)event_waits,
-                     (unsigned long long)frees, double(g_emulator_cpu_ns.load()) * 1e-9);
+                     (unsigned long long)frees, (unsigned long long)pinned_refusals,
+                     double(g_emulator_cpu_ns.load()) * 1e-9);
         std::fclose(f);
     }
 };
@@ -1348,14 +1352,37 @@ CUresult cuMemPoolGetAttribute(CUmemoryPool pool, int attribute, void* value) {
     *static_cast<uint64_t*>(value) = g_stats.pool_release_threshold;
     return CUDA_SUCCESS;
 }
+// The most bytes of page-locked memory held at once (SPATIALSYNTH_CUDA_EMU_PINNED_LIMIT; unset: no limit): an
+// allocation past it is refused with CUDA_ERROR_OUT_OF_MEMORY, as NVIDIA's driver refuses one the host cannot lock.
+static size_t pinned_limit() {
+    static const size_t limit = [] {
+        const char* s = std::getenv("SPATIALSYNTH_CUDA_EMU_PINNED_LIMIT");
+        if (s == nullptr || *s == 0) return SIZE_MAX;
+        char* end = nullptr;
+        const unsigned long long v = std::strtoull(s, &end, 10);
+        if (end == s || *end != 0) {
+            std::fprintf(stderr, "cuda emulator: SPATIALSYNTH_CUDA_EMU_PINNED_LIMIT=%s is not a number of bytes\n", s);
+            std::abort();
+        }
+        return static_cast<size_t>(v);
+    }();
+    return limit;
+}
 CUresult cuMemHostAlloc(void** p, size_t bytes, unsigned flags) {
     const CpuMeter meter;
     NEED_CONTEXT("cuMemHostAlloc");
+    std::lock_guard<std::mutex> lock(g_memory_lock);
+    size_t held = 0;
+    for (const auto& a : host_allocations()) held += a.second.first;
+    if (bytes > pinned_limit() || held > pinned_limit() - bytes) {
+        g_stats.pinned_refusals += 1;
+        *p = nullptr;
+        return CUDA_ERROR_OUT_OF_MEMORY;
+    }
     *p = std::malloc(bytes > 0 ? bytes : 1);
     if (*p == nullptr) return CUDA_ERROR_OUT_OF_MEMORY;
     g_stats.pinned_allocations += 1;
     g_stats.pinned_allocated_bytes += bytes;
-    std::lock_guard<std::mutex> lock(g_memory_lock);
     host_allocations()[reinterpret_cast<uintptr_t>(*p)] = {bytes, flags};
     return CUDA_SUCCESS;
 }

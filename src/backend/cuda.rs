@@ -40,7 +40,7 @@ use super::pack::{
     relation_chunks, split_clouds, split_parts, split_relations, stats_chunks, stats_chunks_of_counts, support_test,
     Aabb, DbscanBatch, DepthBatch, GapPack, JobShape, StatsObject, StatsPack,
 };
-use super::{FrameGeometry, FrameGeometryInput, IndexedJob, IndexedPoints, KernelResources};
+use super::{FrameGeometry, FrameGeometryInput, IndexedJob, IndexedPoints, KernelResources, PinnedMemory};
 use crate::geometry::dbscan::{Clustering, DbscanJob};
 use crate::geometry::ransac::{
     fit_from_scores_batch, score_sample_indices, GroundBatchDevice, GroundFrame, PlaneFit, RansacParams, Support,
@@ -462,7 +462,9 @@ pub struct CudaBackend {
     /// threads sleep in their synchronisations (blocking sync), and spins otherwise, as cudarc's default event does.
     staging_event: cudarc::driver::sys::CUevent_flags,
     /// Pinned host buffers for the large read-backs, reused (see [`CudaBackend::read_back`]).
-    readbacks: Arc<Mutex<Vec<PinnedHostSlice<u32>>>>,
+    readbacks: Arc<Mutex<Vec<PinnedBuffer>>>,
+    /// The page-locked memory held, and its limit (see [`CudaBackend::set_pinned_limit`]).
+    pinned: Arc<PinnedBudget>,
     /// Launches that read their points where an earlier step left them (see [`CudaBackend::resident_reads`]).
     resident_reads: [std::sync::atomic::AtomicU64; 3],
     /// See [`CudaBackend::max_grid_yz`].
@@ -496,10 +498,161 @@ pub struct ResidentReads {
     pub gaps_from_k4: u64,
 }
 
+/// Page-locked (pinned) host memory: what the backend holds, and at most how much it may
+/// ([`CudaBackend::set_pinned_limit`]).
+#[derive(Default)]
+struct PinnedBudget {
+    /// The most bytes the backend may hold (`usize::MAX`: no limit).
+    limit: std::sync::atomic::AtomicUsize,
+    /// What the backend held when the driver last refused a buffer (`usize::MAX`: it has not): the backend asks it for
+    /// no more than that, until the limit is set again (a refused pin may be dear: the driver may have touched every
+    /// page before it gave up).
+    ceiling: std::sync::atomic::AtomicUsize,
+    /// Bytes taken from the budget: the pools' buffers, those in use, and those being allocated.
+    held: std::sync::atomic::AtomicUsize,
+    /// Bytes allocated (held less those being allocated), and their most at once.
+    allocated: std::sync::atomic::AtomicUsize,
+    peak: std::sync::atomic::AtomicUsize,
+    allocations: std::sync::atomic::AtomicU64,
+    refused_by_limit: std::sync::atomic::AtomicU64,
+    refused_by_driver: std::sync::atomic::AtomicU64,
+    pageable_uploads: std::sync::atomic::AtomicU64,
+    pageable_read_backs: std::sync::atomic::AtomicU64,
+}
+
+impl PinnedBudget {
+    fn unlimited() -> PinnedBudget {
+        let b = PinnedBudget::default();
+        b.set_limit(usize::MAX);
+        b
+    }
+
+    fn set_limit(&self, limit: usize) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.limit.store(limit, Relaxed);
+        self.ceiling.store(usize::MAX, Relaxed);
+    }
+
+    /// Takes `bytes` from the budget; `Err` (nothing taken) where they would pass its limit, or what the driver last
+    /// refused (its counter).
+    fn reserve(&self, bytes: usize) -> Result<(), &std::sync::atomic::AtomicU64> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let (limit, ceiling) = (self.limit.load(Relaxed), self.ceiling.load(Relaxed));
+        let taken = self
+            .held
+            .fetch_update(Relaxed, Relaxed, |held| held.checked_add(bytes).filter(|&h| h <= limit.min(ceiling)));
+        match taken {
+            Ok(_) => Ok(()),
+            Err(held) if held.checked_add(bytes).is_some_and(|h| h <= limit) => Err(&self.refused_by_driver),
+            Err(_) => Err(&self.refused_by_limit),
+        }
+    }
+
+    /// The driver refused `bytes` reserved: given back, and no more is asked of it than is held now.
+    fn refused(&self, bytes: usize) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let held = self.held.fetch_sub(bytes, Relaxed) - bytes;
+        self.ceiling.fetch_min(held, Relaxed);
+        self.refused_by_driver.fetch_add(1, Relaxed);
+    }
+
+    /// `bytes` reserved are now allocated.
+    fn allocated(&self, bytes: usize) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let now = self.allocated.fetch_add(bytes, Relaxed) + bytes;
+        self.peak.fetch_max(now, Relaxed);
+        self.allocations.fetch_add(1, Relaxed);
+    }
+
+    /// `bytes` reserved and not allocated are given back (tests).
+    #[cfg(test)]
+    fn release_unallocated(&self, bytes: usize) {
+        self.held.fetch_sub(bytes, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// `bytes` allocated are freed.
+    fn release(&self, bytes: usize) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.allocated.fetch_sub(bytes, Relaxed);
+        self.held.fetch_sub(bytes, Relaxed);
+    }
+
+    /// Whether more is held than the limit allows (it was lowered since).
+    fn over_limit(&self) -> bool {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.held.load(Relaxed) > self.limit.load(Relaxed)
+    }
+
+    fn count(counter: &std::sync::atomic::AtomicU64) {
+        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// A page-locked host buffer whose bytes count against the backend's [`PinnedBudget`] as long as it lives.
+struct PinnedBuffer {
+    slice: std::mem::ManuallyDrop<PinnedHostSlice<u32>>,
+    bytes: usize,
+    budget: Arc<PinnedBudget>,
+}
+
+impl PinnedBuffer {
+    fn len(&self) -> usize {
+        self.slice.len()
+    }
+
+    fn num_bytes(&self) -> usize {
+        self.bytes
+    }
+}
+
+impl std::ops::Deref for PinnedBuffer {
+    type Target = PinnedHostSlice<u32>;
+    fn deref(&self) -> &PinnedHostSlice<u32> {
+        &self.slice
+    }
+}
+
+impl std::ops::DerefMut for PinnedBuffer {
+    fn deref_mut(&mut self) -> &mut PinnedHostSlice<u32> {
+        &mut self.slice
+    }
+}
+
+impl Drop for PinnedBuffer {
+    fn drop(&mut self) {
+        // SAFETY: dropped once, here; nothing uses the slice after. (cudarc's drop waits for the buffer's event, then
+        // frees it.)
+        unsafe { std::mem::ManuallyDrop::drop(&mut self.slice) };
+        self.budget.release(self.bytes);
+    }
+}
+
+/// A read-back's host memory: a pooled page-locked buffer, or pageable memory where none could be had.
+enum HostWords {
+    Pinned(PinnedBuffer),
+    Pageable(Vec<u32>),
+}
+
+impl HostWords {
+    fn as_slice(&self) -> Result<&[u32], String> {
+        match self {
+            HostWords::Pinned(b) => b.as_slice().map_err(de),
+            HostWords::Pageable(v) => Ok(v),
+        }
+    }
+
+    fn as_mut_ptr(&mut self) -> Result<*mut u32, String> {
+        match self {
+            HostWords::Pinned(b) => b.as_mut_ptr().map_err(de),
+            HostWords::Pageable(v) => Ok(v.as_mut_ptr()),
+        }
+    }
+}
+
 /// A pinned staging buffer for uploads, with an event recorded after its last copy: it is written again, or freed,
 /// only once that copy is over (the backend orders its streams itself: see [`CudaBackend::new`]).
 struct Staged {
-    buffer: std::mem::ManuallyDrop<PinnedHostSlice<u32>>,
+    buffer: std::mem::ManuallyDrop<PinnedBuffer>,
     copied: CudaEvent,
 }
 
@@ -521,7 +674,7 @@ impl StagedWords {
 
 impl Staged {
     /// The buffer, once its last copy is over.
-    fn wait(&mut self) -> Result<&mut PinnedHostSlice<u32>, String> {
+    fn wait(&mut self) -> Result<&mut PinnedBuffer, String> {
         self.copied.synchronize().map_err(de)?;
         Ok(&mut self.buffer)
     }
@@ -576,12 +729,12 @@ fn readback_words(len: usize) -> usize {
     }
 }
 
-/// Words being copied from the device into pinned host memory ([`CudaBackend::read_back`]). The buffer goes back to
+/// Words being copied from the device into host memory ([`CudaBackend::read_back`]). A page-locked buffer goes back to
 /// the pool when this is dropped.
 struct ReadBack {
-    buffer: Option<PinnedHostSlice<u32>>,
+    buffer: Option<HostWords>,
     len: usize,
-    pool: Arc<Mutex<Vec<PinnedHostSlice<u32>>>>,
+    pool: Arc<Mutex<Vec<PinnedBuffer>>>,
     /// The stream that copies into the buffer.
     stream: Arc<CudaStream>,
     /// Whether the copy is known to be over (a `words` call returned them): the drop need not wait for the stream,
@@ -594,7 +747,7 @@ impl ReadBack {
     fn words(&self) -> Result<&[u32], String> {
         let Some(b) = &self.buffer else { return Ok(&[]) };
         self.stream.synchronize().map_err(de)?;
-        b.as_slice().map_err(de)?.get(..self.len).ok_or_else(|| "read-back buffer too short".into())
+        b.as_slice()?.get(..self.len).ok_or_else(|| "read-back buffer too short".into())
     }
 
     /// The words as values of `T`, once the copy is done, kept in the buffer for views to share
@@ -619,7 +772,7 @@ struct KeptWords<T> {
     _read: ReadBack,
 }
 
-// SAFETY: the values lie in `_read`'s page-locked buffer, which this owns and nothing writes while it lives (the copy
+// SAFETY: the values lie in `_read`'s host buffer, which this owns and nothing writes while it lives (the copy
 // into it was over before it was built, and the buffer is reused only once `_read` is dropped, with this); reading
 // them from any thread is reading plain `T: Send + Sync` values.
 unsafe impl<T: Send + Sync> Send for KeptWords<T> {}
@@ -629,7 +782,8 @@ unsafe impl<T: Send + Sync> Sync for KeptWords<T> {}
 impl<T> AsRef<[T]> for KeptWords<T> {
     fn as_ref(&self) -> &[T] {
         // SAFETY: `ptr` and `len` came from a slice of `_read`'s buffer (`into_kept`), which lives and stays unwritten
-        // as long as this does (see Send), and is not moved by moving this (it is heap memory the driver pinned).
+        // as long as this does (see Send), and is not moved by moving this (it is heap memory: the driver's
+        // page-locked allocation, or a `Vec`'s).
         unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
     }
 }
@@ -642,15 +796,17 @@ impl Drop for ReadBack {
             std::mem::forget(buffer);
             return;
         }
+        let HostWords::Pinned(buffer) = buffer else { return };
         // (The last view of a kept read-back may go on any thread: pooling needs no context, and a buffer freed below
         // binds its own, cudarc's `PinnedHostSlice` drop synchronising its event first.)
-        // A buffer larger than the whole pool's budget is freed, not kept (it would empty the pool).
-        if buffer.num_bytes() > PINNED_POOL_BYTES {
+        // A buffer larger than the whole pool's budget is freed, not kept (it would empty the pool), and so is one
+        // held beyond a limit lowered since it was allocated.
+        if buffer.num_bytes() > PINNED_POOL_BYTES || buffer.budget.over_limit() {
             return;
         }
         let Ok(mut pool) = self.pool.lock() else { return };
         pool.push(buffer);
-        let evicted = pool_evictions(&mut pool, PinnedHostSlice::num_bytes);
+        let evicted = pool_evictions(&mut pool, PinnedBuffer::num_bytes);
         drop(pool);
         // Freeing a pinned buffer waits for its copy: outside the lock.
         drop(evicted);
@@ -901,6 +1057,7 @@ impl CudaBackend {
                 _ => cudarc::driver::sys::CUevent_flags::CU_EVENT_DISABLE_TIMING,
             },
             readbacks: Arc::default(),
+            pinned: Arc::new(PinnedBudget::unlimited()),
             resident_reads: Default::default(),
             max_grid_yz,
         })
@@ -994,6 +1151,65 @@ impl CudaBackend {
         stream.alloc_zeros(len.max(1)).map_err(de)
     }
 
+    /// At most `limit` bytes of page-locked host memory for the staging and read-back buffers (`None`: no limit, the
+    /// default). Beyond it the backend uploads and reads back through pageable memory (the driver copies it through
+    /// its own page-locked staging: slower, and the results are the same). Page-locked memory cannot be paged out:
+    /// several processes on one GPU server, or a run of many batches in flight (`--in-flight`), may want a bound.
+    /// Lowering the limit frees the pools' idle buffers until the backend holds no more than it (or the pools are
+    /// empty); buffers in use are freed instead of pooled when they come back while more than the limit is held.
+    pub fn set_pinned_limit(&self, limit: Option<usize>) -> Result<(), String> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let limit = limit.unwrap_or(usize::MAX);
+        self.pinned.set_limit(limit);
+        let mut freed_staging = Vec::new();
+        let mut freed_readbacks = Vec::new();
+        {
+            let mut staging = self.staging.lock().map_err(|_| "staging pool poisoned")?;
+            let mut readbacks = self.readbacks.lock().map_err(|_| "read-back pool poisoned")?;
+            let mut held = self.pinned.held.load(Relaxed);
+            // The smallest idle buffers first, as the pools evict.
+            while held > limit {
+                let s = staging.iter().map(|p| p.buffer.num_bytes()).enumerate().min_by_key(|&(_, n)| n);
+                let r = readbacks.iter().map(PinnedBuffer::num_bytes).enumerate().min_by_key(|&(_, n)| n);
+                let freed = match (s, r) {
+                    (Some((i, n)), r) if r.is_none_or(|(_, m)| n <= m) => {
+                        freed_staging.push(staging.swap_remove(i));
+                        n
+                    }
+                    (_, Some((j, m))) => {
+                        freed_readbacks.push(readbacks.swap_remove(j));
+                        m
+                    }
+                    _ => break,
+                };
+                held = held.saturating_sub(freed);
+            }
+        }
+        // Freeing a pinned buffer waits for its copy: outside the locks.
+        drop(freed_staging);
+        drop(freed_readbacks);
+        Ok(())
+    }
+
+    /// The page-locked host memory the backend holds, its peak and limit, and what was refused
+    /// ([`CudaBackend::set_pinned_limit`]).
+    pub fn pinned_memory(&self) -> PinnedMemory {
+        use std::sync::atomic::Ordering::Relaxed;
+        let b = &self.pinned;
+        let bytes = |v: usize| v as u64;
+        PinnedMemory {
+            limit_bytes: Some(b.limit.load(Relaxed)).filter(|&l| l != usize::MAX).map(bytes),
+            driver_ceiling_bytes: Some(b.ceiling.load(Relaxed)).filter(|&l| l != usize::MAX).map(bytes),
+            held_bytes: bytes(b.allocated.load(Relaxed)),
+            peak_bytes: bytes(b.peak.load(Relaxed)),
+            allocations: b.allocations.load(Relaxed),
+            refused_by_limit: b.refused_by_limit.load(Relaxed),
+            refused_by_driver: b.refused_by_driver.load(Relaxed),
+            pageable_uploads: b.pageable_uploads.load(Relaxed),
+            pageable_read_backs: b.pageable_read_backs.load(Relaxed),
+        }
+    }
+
     /// How many launches so far read their input where an earlier step left it on the device (no upload): the
     /// resident paths' use, for tests and diagnostics.
     pub fn resident_reads(&self) -> ResidentReads {
@@ -1005,7 +1221,8 @@ impl CudaBackend {
         self.resident_reads[which].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 
-    /// Starts copying `src` into pinned host memory on `stream` (asynchronous): [`ReadBack::words`] waits for the copy.
+    /// Starts copying `src` into pinned host memory on `stream` (asynchronous): [`ReadBack::words`] waits for the copy;
+    /// into pageable memory where no pinned buffer can be had ([`CudaBackend::set_pinned_limit`]).
     /// The large read-backs take this path: a copy into pageable memory goes through the driver's own staging
     /// buffers at a fraction of the bus's speed. The buffers are plain page-locked memory, not write-combined (which
     /// the host reads slowly; cudarc's `alloc_pinned` is write-combined, right for the uploads only).
@@ -1016,23 +1233,31 @@ impl CudaBackend {
             return Ok(ReadBack { buffer: None, len, pool, stream: Arc::clone(stream), copied: false });
         }
         let mut pooled = pool.lock().map_err(|_| "read-back pool poisoned")?;
-        let reused = pool_fit(pooled.iter().map(PinnedHostSlice::len), len).map(|i| pooled.swap_remove(i));
+        let reused = pool_fit(pooled.iter().map(PinnedBuffer::len), len).map(|i| pooled.swap_remove(i));
         drop(pooled);
         let mut buffer = match reused {
-            Some(b) => b,
-            // Not write-combined: the host reads it.
-            None => self.zeroed_pinned(readback_words(len), 0)?,
+            Some(b) => HostWords::Pinned(b),
+            // Not write-combined: the host reads it. Where no page-locked buffer can be had (the limit, or the
+            // driver), pageable memory: the copy is then over when the call returns.
+            None => match self.zeroed_pinned(readback_words(len), 0) {
+                Ok(b) => HostWords::Pinned(b),
+                Err(_) => {
+                    PinnedBudget::count(&self.pinned.pageable_read_backs);
+                    HostWords::Pageable(vec![0; len])
+                }
+            },
         };
         // Only `len` words are copied (cudarc's memcpy_dtoh copies the whole destination). A pooled buffer's previous
         // copy is over: `ReadBack`'s drop synchronised its stream before pooling it.
-        let dst_ptr = buffer.as_mut_ptr().map_err(de)?;
+        let dst_ptr = buffer.as_mut_ptr()?;
         // SAFETY: the buffer holds at least `len` words; nothing reads them before `ReadBack::words` has synchronised
         // the stream that copies them.
         let dst = unsafe { std::slice::from_raw_parts_mut(dst_ptr, len) };
         stream.context().bind_to_thread().map_err(de)?;
         let (src_ptr, _record) = src.device_ptr(stream);
-        // SAFETY: `src` holds `len` words on the device; `dst` is page-locked host memory of `len` words that lives in
-        // the ReadBack, which outlives the copy (ReadBack::words and its drop wait for the stream).
+        // SAFETY: `src` holds `len` words on the device; `dst` is host memory of `len` words (page-locked, or pageable,
+        // which the call has copied into when it returns) that lives in the ReadBack, which outlives the copy
+        // (ReadBack::words and its drop wait for the stream).
         unsafe { cudarc::driver::result::memcpy_dtoh_async(dst, src_ptr, stream.cu_stream()) }.map_err(de)?;
         Ok(ReadBack { buffer: Some(buffer), len, pool, stream: Arc::clone(stream), copied: false })
     }
@@ -1085,6 +1310,9 @@ impl CudaBackend {
             None => None,
         };
         let Some(mut staged) = staged else {
+            if len > 0 {
+                PinnedBudget::count(&self.pinned.pageable_uploads);
+            }
             let mut words = vec![0u32; len];
             return Ok(fill(&mut words).then_some(StagedWords::Pageable(words)));
         };
@@ -1098,10 +1326,26 @@ impl CudaBackend {
         Ok(None)
     }
 
-    /// `words` words of page-locked host memory (`flags` as `cuMemHostAlloc`'s), zeroed.
-    fn zeroed_pinned(&self, words: usize, flags: u32) -> Result<PinnedHostSlice<u32>, String> {
+    /// `words` words of page-locked host memory (`flags` as `cuMemHostAlloc`'s), zeroed; `Err` where the limit
+    /// ([`CudaBackend::set_pinned_limit`]) or the driver refuses them.
+    fn zeroed_pinned(&self, words: usize, flags: u32) -> Result<PinnedBuffer, String> {
+        let bytes = words.checked_mul(4).ok_or("a page-locked buffer too large to count")?;
+        if let Err(refusals) = self.pinned.reserve(bytes) {
+            PinnedBudget::count(refusals);
+            return Err(format!(
+                "{bytes} more bytes of page-locked memory would pass the limit or what the driver refused"
+            ));
+        }
         // SAFETY: the buffer is zeroed below, before any reference to its contents is made.
-        let mut b = unsafe { self.ctx.alloc_pinned_with_flags::<u32>(words, flags) }.map_err(de)?;
+        let b = match unsafe { self.ctx.alloc_pinned_with_flags::<u32>(words, flags) } {
+            Ok(b) => b,
+            Err(e) => {
+                self.pinned.refused(bytes);
+                return Err(de(e));
+            }
+        };
+        self.pinned.allocated(bytes);
+        let mut b = PinnedBuffer { slice: std::mem::ManuallyDrop::new(b), bytes, budget: Arc::clone(&self.pinned) };
         let words = b.len();
         // SAFETY: a fresh page-locked allocation of `words` words, written (zeroed) whole through its pointer.
         unsafe { std::ptr::write_bytes(b.as_mut_ptr().map_err(de)?, 0, words) };
@@ -1148,6 +1392,11 @@ impl CudaBackend {
 
     /// Puts a staging buffer back in the pool ([`pool_evictions`] says which go).
     fn pool_staged(&self, staged: Staged) -> Result<(), String> {
+        // One held beyond a limit lowered since it was allocated is freed (its drop waits for its copy).
+        if self.pinned.over_limit() {
+            drop(staged);
+            return Ok(());
+        }
         let mut pool = self.staging.lock().map_err(|_| "staging pool poisoned")?;
         pool.push(staged);
         let evicted = pool_evictions(&mut pool, |p| p.buffer.num_bytes());
@@ -3117,7 +3366,42 @@ impl GroundBatchDevice for GroundBatch<'_> {
 
 #[cfg(test)]
 mod tests {
-    use super::{f32_lanes_per_multiprocessor, set_bits, sync_mode_of};
+    use super::{f32_lanes_per_multiprocessor, set_bits, sync_mode_of, PinnedBudget};
+
+    #[test]
+    fn the_page_locked_budget_keeps_to_its_limit_and_to_what_the_driver_refused() {
+        use std::sync::atomic::Ordering::Relaxed;
+        let b = PinnedBudget::unlimited();
+        let limit = |b: &PinnedBudget, bytes| b.reserve(bytes).map_err(|c| std::ptr::eq(c, &b.refused_by_limit));
+        assert_eq!(limit(&b, usize::MAX / 2), Ok(()));
+        b.release_unallocated(usize::MAX / 2);
+        b.set_limit(100);
+        assert_eq!(limit(&b, 60), Ok(()));
+        b.allocated(60);
+        // Past the limit: refused as the limit's, nothing taken.
+        assert_eq!(limit(&b, 50), Err(true));
+        assert_eq!(b.held.load(Relaxed), 60);
+        assert_eq!(limit(&b, 30), Ok(()));
+        // The driver refuses those 30: given back, and no more than the 60 held is asked of it again, though the
+        // limit would allow it (refused as the driver's).
+        b.refused(30);
+        assert_eq!((b.held.load(Relaxed), b.ceiling.load(Relaxed)), (60, 60));
+        assert_eq!(limit(&b, 10), Err(false));
+        assert_eq!(limit(&b, 0), Ok(()));
+        // Freeing under the ceiling makes room below it.
+        b.release(60);
+        assert_eq!(limit(&b, 40), Ok(()));
+        b.allocated(40);
+        assert_eq!((b.allocated.load(Relaxed), b.peak.load(Relaxed)), (40, 60));
+        // Setting the limit again asks the driver again; a limit lowered below what is held is passed.
+        b.set_limit(20);
+        assert_eq!(b.ceiling.load(Relaxed), usize::MAX);
+        assert!(b.over_limit());
+        assert_eq!(limit(&b, 1), Err(true));
+        b.release(40);
+        assert!(!b.over_limit());
+        assert_eq!(limit(&b, 20), Ok(()));
+    }
 
     #[test]
     fn f32_lanes_follow_the_programming_guides_table() {

@@ -78,9 +78,9 @@ pub struct FrameGeometry {
     /// has it on the host (cpu, wgpu); `None` otherwise (CUDA batches keep it on the device: the fallback then
     /// unprojects the frame on the host, the same points).
     pub cloud: Option<PointCloud>,
-    /// Each region's points. On CUDA, views of the batch's page-locked read-back (no host copy), shared by the frames
-    /// of its chunk: the buffer goes back to the backend's pool when the last view of it goes (keeping a frame's
-    /// points keeps it; `to_vec` them to keep them longer).
+    /// Each region's points. On CUDA, views of the batch's read-back (page-locked, or pageable past the limit; no
+    /// host copy), shared by the frames of its chunk: the buffer goes back to the backend's pool when the last view
+    /// of it goes (keeping a frame's points keeps it; `to_vec` them to keep them longer).
     pub grouped: GroupedPoints,
     /// The ground plane search's result.
     pub fit: Option<PlaneFit>,
@@ -254,6 +254,36 @@ fn copy_kept<'a>(objects: &[KeptInput<'a>]) -> std::result::Result<Vec<CopiedObj
         .collect();
     // In order: the first bad object (a parallel collect into a `Result` may return any of them).
     copied.into_iter().collect()
+}
+
+/// How the CUDA backend has used page-locked host memory (`CudaBackend::pinned_memory`, [`Backend::pinned_memory`]). The depth words, the
+/// instance labels and the gathers' indices go up from page-locked staging buffers, and the grouped points, labels
+/// and hull candidates come back into page-locked read-back buffers, both pooled; where the limit (or the driver)
+/// refuses a new buffer, the words go through pageable memory instead (the driver's own staging: slower, the same
+/// results).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PinnedMemory {
+    /// The limit set ([`Backend::set_pinned_limit`]); `None`: none.
+    pub limit_bytes: Option<u64>,
+    /// Held now: the pools' buffers and those in use.
+    pub held_bytes: u64,
+    /// The most held at once since the backend opened.
+    pub peak_bytes: u64,
+    /// Page-locked buffers allocated.
+    pub allocations: u64,
+    /// New buffers not allocated because the limit would have been passed.
+    pub refused_by_limit: u64,
+    /// What the backend held when the driver last refused a buffer: it asks the driver for no more than that (a
+    /// refused pin may be dear) until the limit is set again. `None`: the driver has refused nothing.
+    pub driver_ceiling_bytes: Option<u64>,
+    /// New buffers the driver refused (out of memory, say), and those not asked of it since because they would pass
+    /// `driver_ceiling_bytes`.
+    pub refused_by_driver: u64,
+    /// Uploads staged in pageable memory because no page-locked buffer could be had (the small tables, which
+    /// always go up from pageable memory, are not counted).
+    pub pageable_uploads: u64,
+    /// Read-backs into pageable memory because no page-locked buffer could be had.
+    pub pageable_read_backs: u64,
 }
 
 /// What the CUDA driver says of one loaded kernel: what it compiled the PTX to on this device (registers, spills)
@@ -521,6 +551,35 @@ impl Backend {
         match check_in_flight(requested).map_err(|message| Error::Config { message })? {
             0 => Ok(self.batches_in_flight()),
             n => Ok(n),
+        }
+    }
+
+    /// At most `limit` bytes of page-locked host memory for the CUDA backend's staging and read-back buffers
+    /// (`None`: no limit, the default); beyond it, it copies through pageable memory: slower, the same results (see
+    /// `CudaBackend::set_pinned_limit`). The CPU and wgpu backends hold no page-locked memory of their own (wgpu's
+    /// mapped buffers are its driver's): the limit does not apply to them.
+    pub fn set_pinned_limit(&self, limit: Option<u64>) -> Result<()> {
+        match self {
+            #[cfg(feature = "cuda")]
+            Backend::Cuda(b) => {
+                // (A limit past the address space is no limit.)
+                let limit = limit.map(|l| usize::try_from(l).unwrap_or(usize::MAX));
+                b.set_pinned_limit(limit).map_err(|message| self.error(message))
+            }
+            _ => {
+                let _ = limit;
+                Ok(())
+            }
+        }
+    }
+
+    /// The page-locked host memory the CUDA backend holds, its peak, its limit and what was refused; `None` on the
+    /// other backends.
+    pub fn pinned_memory(&self) -> Option<PinnedMemory> {
+        match self {
+            #[cfg(feature = "cuda")]
+            Backend::Cuda(b) => Some(b.pinned_memory()),
+            _ => None,
         }
     }
 

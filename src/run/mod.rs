@@ -178,6 +178,11 @@ pub struct RunOptions {
     /// not 0, so that the options of a run with the default read as before it existed: the same fingerprint.)
     #[serde(default, skip_serializing_if = "is_zero")]
     pub in_flight: usize,
+    /// At most this many bytes of page-locked host memory for the CUDA backend's staging and read-back buffers
+    /// (`None`: no limit); beyond it, it copies through pageable memory: slower, the same results (see
+    /// [`Backend::set_pinned_limit`]). The other backends ignore it. (Written only when set, as `in_flight`.)
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pinned_limit_bytes: Option<u64>,
 }
 
 fn is_zero(n: &usize) -> bool {
@@ -205,6 +210,7 @@ impl Default for RunOptions {
             backend: BackendKind::Cpu,
             part_frames: default_part_frames(),
             in_flight: 0,
+            pinned_limit_bytes: None,
         }
     }
 }
@@ -291,6 +297,10 @@ pub struct RunSummary {
     pub models: Option<ModelsInfo>,
     /// The geometry backend that ran, with its adapter (e.g. `wgpu: llvmpipe (...) (Vulkan, Cpu)`).
     pub backend: String,
+    /// The CUDA backend's page-locked host memory: its peak, its limit, and the copies that went through pageable
+    /// memory instead (`None` on the other backends, and when resuming a finished run).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pinned_memory: Option<crate::backend::PinnedMemory>,
     pub options: RunOptions,
 }
 
@@ -446,6 +456,7 @@ pub fn run(job: &Job, options: &RunOptions, progress: &(dyn Fn(usize, usize) + S
     let shard_frames: usize = shard_parts.iter().map(|&k| part_len(k)).sum();
 
     let backend = Backend::open(options.backend)?;
+    backend.set_pinned_limit(options.pinned_limit_bytes)?;
     let in_flight = backend.in_flight(options.in_flight)?;
     let mut models = if models_needed(any_detect, options) { Some(ModelSet::open(&options.models)?) } else { None };
     let models_info = models.as_ref().map(|m| m.info());
@@ -468,6 +479,7 @@ pub fn run(job: &Job, options: &RunOptions, progress: &(dyn Fn(usize, usize) + S
                     parts_resumed: p.parts_total,
                     seconds: start.elapsed().as_secs_f64(),
                     stages: StageTimes::default(),
+                    pinned_memory: None,
                     ..p
                 };
                 write_run_json(&run_json, &summary)?;
@@ -760,6 +772,7 @@ pub fn run(job: &Job, options: &RunOptions, progress: &(dyn Fn(usize, usize) + S
         failure_examples: examples,
         models: models_info,
         backend: backend.describe(),
+        pinned_memory: backend.pinned_memory(),
         options: options.clone(),
     };
     if whole {

@@ -169,7 +169,8 @@ impl ShardManifest {
 
 /// The digest of everything besides the frames that a run's output depends on: the program version, the options,
 /// and the contents of the template bank, the model cards, the model files and the image-filter prompts. Settings
-/// that change only the speed (`batch_frames`, `in_flight`, model threads, the ONNX Runtime library's path) are left out.
+/// that change only the speed (`batch_frames`, `in_flight`, the page-locked memory limit, model threads, the ONNX Runtime
+/// library's path) are left out.
 pub fn run_fingerprint(
     options: &RunOptions,
     dataset: Option<&DatasetOptions>,
@@ -178,6 +179,7 @@ pub fn run_fingerprint(
     let mut o = options.clone();
     o.batch_frames = 0;
     o.in_flight = 0;
+    o.pinned_limit_bytes = None;
     o.open_models_always = false;
     o.models.runtime.intra_threads = 0;
     o.models.runtime.library = None;
