@@ -1355,12 +1355,12 @@ CUresult cuMemPoolGetAttribute(CUmemoryPool pool, int attribute, void* value) {
 // The most bytes of page-locked memory held at once (SPATIALSYNTH_CUDA_EMU_PINNED_LIMIT; unset: no limit): an
 // allocation past it is refused with CUDA_ERROR_OUT_OF_MEMORY, as NVIDIA's driver refuses one the host cannot lock.
 static size_t pinned_limit() {
-    static const size_t limit = [] {
+    static const size_t limit = []() -> size_t {
         const char* s = std::getenv("SPATIALSYNTH_CUDA_EMU_PINNED_LIMIT");
         if (s == nullptr || *s == 0) return SIZE_MAX;
         char* end = nullptr;
         const unsigned long long v = std::strtoull(s, &end, 10);
-        if (end == s || *end != 0) {
+        if (end == s || *end != 0 || *s == '-') {
             std::fprintf(stderr, "cuda emulator: SPATIALSYNTH_CUDA_EMU_PINNED_LIMIT=%s is not a number of bytes\n", s);
             std::abort();
         }

@@ -24,6 +24,8 @@
 //!   host. `tests/parity.rs` holds this backend to the CPU reference with the same test bodies.
 
 use std::collections::HashMap;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicU64, AtomicUsize};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use cudarc::driver::{
@@ -500,91 +502,150 @@ pub struct ResidentReads {
 
 /// Page-locked (pinned) host memory: what the backend holds, and at most how much it may
 /// ([`CudaBackend::set_pinned_limit`]).
-#[derive(Default)]
 struct PinnedBudget {
     /// The most bytes the backend may hold (`usize::MAX`: no limit).
-    limit: std::sync::atomic::AtomicUsize,
-    /// What the backend held when the driver last refused a buffer (`usize::MAX`: it has not): the backend asks it for
-    /// no more than that, until the limit is set again (a refused pin may be dear: the driver may have touched every
-    /// page before it gave up).
-    ceiling: std::sync::atomic::AtomicUsize,
+    limit: AtomicUsize,
+    /// What the backend held when the driver last refused a buffer for want of memory (`usize::MAX`: it has not, or
+    /// has pinned more since): the backend asks it for more than that only every [`CEILING_RETRY`]th time (a refused
+    /// pin may be dear: the driver may have touched every page before it gave up). Setting the limit lifts it.
+    ceiling: AtomicUsize,
+    /// Requests the ceiling turned away since the driver was last asked past it.
+    ceiling_skips: AtomicU64,
     /// Bytes taken from the budget: the pools' buffers, those in use, and those being allocated.
-    held: std::sync::atomic::AtomicUsize,
+    held: AtomicUsize,
     /// Bytes allocated (held less those being allocated), and their most at once.
-    allocated: std::sync::atomic::AtomicUsize,
-    peak: std::sync::atomic::AtomicUsize,
-    allocations: std::sync::atomic::AtomicU64,
-    refused_by_limit: std::sync::atomic::AtomicU64,
-    refused_by_driver: std::sync::atomic::AtomicU64,
-    pageable_uploads: std::sync::atomic::AtomicU64,
-    pageable_read_backs: std::sync::atomic::AtomicU64,
+    allocated: AtomicUsize,
+    peak: AtomicUsize,
+    allocations: AtomicU64,
+    refused_by_limit: AtomicU64,
+    refused_by_driver: AtomicU64,
+    pageable_uploads: AtomicU64,
+    pageable_read_backs: AtomicU64,
+    /// Requests for a pooled buffer so far (uploads and read-backs): the clock of [`PinnedBuffer::pooled_at`].
+    requests: AtomicU64,
+}
+
+/// An idle pooled buffer is freed to make room for another ([`CudaBackend::free_idle`]) only when no request has taken
+/// it for this many requests (a few batches'): a run's buffers are each reused every batch, and freeing one of those
+/// for another would only pin it again for the next batch.
+const STALE_AFTER: u64 = 64;
+
+/// After a refusal for want of memory, every this many requests past what was held then, one is put to the driver
+/// again (the host may have freed lockable memory since).
+const CEILING_RETRY: u64 = 64;
+
+/// Why the budget turned a request away ([`PinnedBudget::reserve`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Refusal {
+    /// It would pass the limit.
+    Limit,
+    /// It would pass what the backend held when the driver last refused one.
+    Ceiling,
 }
 
 impl PinnedBudget {
     fn unlimited() -> PinnedBudget {
-        let b = PinnedBudget::default();
-        b.set_limit(usize::MAX);
-        b
+        PinnedBudget {
+            limit: AtomicUsize::new(usize::MAX),
+            ceiling: AtomicUsize::new(usize::MAX),
+            ceiling_skips: AtomicU64::new(0),
+            held: AtomicUsize::new(0),
+            allocated: AtomicUsize::new(0),
+            peak: AtomicUsize::new(0),
+            allocations: AtomicU64::new(0),
+            refused_by_limit: AtomicU64::new(0),
+            refused_by_driver: AtomicU64::new(0),
+            pageable_uploads: AtomicU64::new(0),
+            pageable_read_backs: AtomicU64::new(0),
+            requests: AtomicU64::new(0),
+        }
     }
 
     fn set_limit(&self, limit: usize) {
-        use std::sync::atomic::Ordering::Relaxed;
         self.limit.store(limit, Relaxed);
         self.ceiling.store(usize::MAX, Relaxed);
     }
 
-    /// Takes `bytes` from the budget; `Err` (nothing taken) where they would pass its limit, or what the driver last
-    /// refused (its counter).
-    fn reserve(&self, bytes: usize) -> Result<(), &std::sync::atomic::AtomicU64> {
-        use std::sync::atomic::Ordering::Relaxed;
+    /// Takes `bytes` from the budget; `Err` (nothing taken) where they would pass its limit or ceiling.
+    fn reserve(&self, bytes: usize) -> Result<(), Refusal> {
         let (limit, ceiling) = (self.limit.load(Relaxed), self.ceiling.load(Relaxed));
-        let taken = self
-            .held
-            .fetch_update(Relaxed, Relaxed, |held| held.checked_add(bytes).filter(|&h| h <= limit.min(ceiling)));
-        match taken {
+        let fits =
+            |cap: usize| self.held.fetch_update(Relaxed, Relaxed, |held| held.checked_add(bytes).filter(|&h| h <= cap));
+        match fits(limit.min(ceiling)) {
             Ok(_) => Ok(()),
-            Err(held) if held.checked_add(bytes).is_some_and(|h| h <= limit) => Err(&self.refused_by_driver),
-            Err(_) => Err(&self.refused_by_limit),
+            Err(held) if held.checked_add(bytes).is_none_or(|h| h > limit) => Err(Refusal::Limit),
+            // Past the ceiling only: every CEILING_RETRY-th such request is put to the driver again.
+            Err(_) if self.ceiling_skips.fetch_add(1, Relaxed) + 1 >= CEILING_RETRY && fits(limit).is_ok() => {
+                self.ceiling_skips.store(0, Relaxed);
+                Ok(())
+            }
+            Err(_) => Err(Refusal::Ceiling),
         }
     }
 
-    /// The driver refused `bytes` reserved: given back, and no more is asked of it than is held now.
-    fn refused(&self, bytes: usize) {
-        use std::sync::atomic::Ordering::Relaxed;
+    /// Bytes to free before `bytes` more fit under the limit and the ceiling.
+    fn excess(&self, bytes: usize) -> usize {
+        let cap = self.limit.load(Relaxed).min(self.ceiling.load(Relaxed));
+        self.held.load(Relaxed).saturating_add(bytes).saturating_sub(cap)
+    }
+
+    /// A request refused, counted by why.
+    fn count_refusal(&self, why: Refusal) {
+        let counter = match why {
+            Refusal::Limit => &self.refused_by_limit,
+            Refusal::Ceiling => &self.refused_by_driver,
+        };
+        counter.fetch_add(1, Relaxed);
+    }
+
+    /// The driver refused `bytes` reserved: given back; for want of memory (`out_of_memory`), it is asked for no
+    /// more than is held now (the ceiling), bar the retries.
+    fn refused(&self, bytes: usize, out_of_memory: bool) {
         let held = self.held.fetch_sub(bytes, Relaxed) - bytes;
-        self.ceiling.fetch_min(held, Relaxed);
+        if out_of_memory {
+            self.ceiling.fetch_min(held, Relaxed);
+        }
         self.refused_by_driver.fetch_add(1, Relaxed);
     }
 
-    /// `bytes` reserved are now allocated.
+    /// `bytes` reserved are now allocated. An allocation past the ceiling (a retry the driver granted) lifts it.
     fn allocated(&self, bytes: usize) {
-        use std::sync::atomic::Ordering::Relaxed;
         let now = self.allocated.fetch_add(bytes, Relaxed) + bytes;
         self.peak.fetch_max(now, Relaxed);
         self.allocations.fetch_add(1, Relaxed);
+        if self.held.load(Relaxed) > self.ceiling.load(Relaxed) {
+            self.ceiling.store(usize::MAX, Relaxed);
+        }
     }
 
     /// `bytes` reserved and not allocated are given back (tests).
     #[cfg(test)]
     fn release_unallocated(&self, bytes: usize) {
-        self.held.fetch_sub(bytes, std::sync::atomic::Ordering::Relaxed);
+        self.held.fetch_sub(bytes, Relaxed);
     }
 
     /// `bytes` allocated are freed.
     fn release(&self, bytes: usize) {
-        use std::sync::atomic::Ordering::Relaxed;
         self.allocated.fetch_sub(bytes, Relaxed);
         self.held.fetch_sub(bytes, Relaxed);
     }
 
     /// Whether more is held than the limit allows (it was lowered since).
     fn over_limit(&self) -> bool {
-        use std::sync::atomic::Ordering::Relaxed;
         self.held.load(Relaxed) > self.limit.load(Relaxed)
     }
 
-    fn count(counter: &std::sync::atomic::AtomicU64) {
-        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    fn count(counter: &AtomicU64) {
+        counter.fetch_add(1, Relaxed);
+    }
+
+    /// A request for a pooled buffer: the clock moves on.
+    fn request(&self) {
+        self.requests.fetch_add(1, Relaxed);
+    }
+
+    fn now(&self) -> u64 {
+        self.requests.load(Relaxed)
     }
 }
 
@@ -593,6 +654,15 @@ struct PinnedBuffer {
     slice: std::mem::ManuallyDrop<PinnedHostSlice<u32>>,
     bytes: usize,
     budget: Arc<PinnedBudget>,
+    /// When it last went back to its pool ([`PinnedBudget::now`]).
+    pooled_at: u64,
+}
+
+impl PinnedBuffer {
+    /// Whether it has lain idle in its pool for [`STALE_AFTER`] requests.
+    fn stale(&self) -> bool {
+        self.budget.now().saturating_sub(self.pooled_at) >= STALE_AFTER
+    }
 }
 
 impl PinnedBuffer {
@@ -688,6 +758,41 @@ impl Drop for Staged {
             unsafe { std::mem::ManuallyDrop::drop(&mut self.buffer) };
         }
     }
+}
+
+/// Which idle pooled buffers to free ([`CudaBackend::free_idle`]), of two pools of buffers of `a` and `b` bytes (`None`:
+/// not to be freed): those of fewer than `below` bytes, the smallest first, until `excess` bytes are freed or none is
+/// left (with `whole`, none unless `excess` bytes can be). Each as (from `a`, its index), in the order to
+/// `swap_remove` them (each pool's highest index first, so that no removal moves one still to be taken), and the bytes
+/// they free.
+fn idle_to_free(
+    a: &[Option<usize>],
+    b: &[Option<usize>],
+    excess: usize,
+    below: usize,
+    whole: bool,
+) -> (Vec<(bool, usize)>, usize) {
+    let listed = |pool: &[Option<usize>], from_a: bool| {
+        pool.iter().enumerate().filter_map(move |(i, n)| n.map(|n| (n, from_a, i))).collect::<Vec<_>>()
+    };
+    let mut idle: Vec<(usize, bool, usize)> = listed(a, true);
+    idle.extend(listed(b, false));
+    idle.retain(|&(n, _, _)| n < below);
+    idle.sort_unstable();
+    let mut chosen = Vec::new();
+    let mut freed = 0usize;
+    for &(n, from_a, i) in &idle {
+        if freed >= excess {
+            break;
+        }
+        freed += n;
+        chosen.push((from_a, i));
+    }
+    if whole && freed < excess {
+        return (Vec::new(), 0);
+    }
+    chosen.sort_unstable_by_key(|&(_, i)| std::cmp::Reverse(i));
+    (chosen, freed)
 }
 
 /// At most this many page-locked buffers, and bytes of them, wait in each pool: the read-backs', and the staging
@@ -800,11 +905,18 @@ impl Drop for ReadBack {
         // (The last view of a kept read-back may go on any thread: pooling needs no context, and a buffer freed below
         // binds its own, cudarc's `PinnedHostSlice` drop synchronising its event first.)
         // A buffer larger than the whole pool's budget is freed, not kept (it would empty the pool), and so is one
-        // held beyond a limit lowered since it was allocated.
-        if buffer.num_bytes() > PINNED_POOL_BYTES || buffer.budget.over_limit() {
+        // held beyond a limit lowered since it was allocated (checked under the lock, which `set_pinned_limit` takes
+        // after setting the limit; freed outside it).
+        if buffer.num_bytes() > PINNED_POOL_BYTES {
             return;
         }
         let Ok(mut pool) = self.pool.lock() else { return };
+        if buffer.budget.over_limit() {
+            drop(pool);
+            return;
+        }
+        let mut buffer = buffer;
+        buffer.pooled_at = buffer.budget.now();
         pool.push(buffer);
         let evicted = pool_evictions(&mut pool, PinnedBuffer::num_bytes);
         drop(pool);
@@ -1158,37 +1270,9 @@ impl CudaBackend {
     /// Lowering the limit frees the pools' idle buffers until the backend holds no more than it (or the pools are
     /// empty); buffers in use are freed instead of pooled when they come back while more than the limit is held.
     pub fn set_pinned_limit(&self, limit: Option<usize>) -> Result<(), String> {
-        use std::sync::atomic::Ordering::Relaxed;
         let limit = limit.unwrap_or(usize::MAX);
         self.pinned.set_limit(limit);
-        let mut freed_staging = Vec::new();
-        let mut freed_readbacks = Vec::new();
-        {
-            let mut staging = self.staging.lock().map_err(|_| "staging pool poisoned")?;
-            let mut readbacks = self.readbacks.lock().map_err(|_| "read-back pool poisoned")?;
-            let mut held = self.pinned.held.load(Relaxed);
-            // The smallest idle buffers first, as the pools evict.
-            while held > limit {
-                let s = staging.iter().map(|p| p.buffer.num_bytes()).enumerate().min_by_key(|&(_, n)| n);
-                let r = readbacks.iter().map(PinnedBuffer::num_bytes).enumerate().min_by_key(|&(_, n)| n);
-                let freed = match (s, r) {
-                    (Some((i, n)), r) if r.is_none_or(|(_, m)| n <= m) => {
-                        freed_staging.push(staging.swap_remove(i));
-                        n
-                    }
-                    (_, Some((j, m))) => {
-                        freed_readbacks.push(readbacks.swap_remove(j));
-                        m
-                    }
-                    _ => break,
-                };
-                held = held.saturating_sub(freed);
-            }
-        }
-        // Freeing a pinned buffer waits for its copy: outside the locks.
-        drop(freed_staging);
-        drop(freed_readbacks);
-        Ok(())
+        self.free_idle(self.pinned.excess(0), usize::MAX, false, false).map(|_| ())
     }
 
     /// The page-locked host memory the backend holds, its peak and limit, and what was refused
@@ -1232,14 +1316,16 @@ impl CudaBackend {
         if len == 0 {
             return Ok(ReadBack { buffer: None, len, pool, stream: Arc::clone(stream), copied: false });
         }
+        self.pinned.request();
         let mut pooled = pool.lock().map_err(|_| "read-back pool poisoned")?;
         let reused = pool_fit(pooled.iter().map(PinnedBuffer::len), len).map(|i| pooled.swap_remove(i));
         drop(pooled);
         let mut buffer = match reused {
             Some(b) => HostWords::Pinned(b),
             // Not write-combined: the host reads it. Where no page-locked buffer can be had (the limit, or the
-            // driver), pageable memory: the copy is then over when the call returns.
-            None => match self.zeroed_pinned(readback_words(len), 0) {
+            // driver), pageable memory (which the stream's synchronisation still guards: a copy into pageable memory
+            // "might be" synchronous, the driver's documentation says, not that it is).
+            None => match self.new_pinned(len, 0) {
                 Ok(b) => HostWords::Pinned(b),
                 Err(_) => {
                     PinnedBudget::count(&self.pinned.pageable_read_backs);
@@ -1255,9 +1341,8 @@ impl CudaBackend {
         let dst = unsafe { std::slice::from_raw_parts_mut(dst_ptr, len) };
         stream.context().bind_to_thread().map_err(de)?;
         let (src_ptr, _record) = src.device_ptr(stream);
-        // SAFETY: `src` holds `len` words on the device; `dst` is host memory of `len` words (page-locked, or pageable,
-        // which the call has copied into when it returns) that lives in the ReadBack, which outlives the copy
-        // (ReadBack::words and its drop wait for the stream).
+        // SAFETY: `src` holds `len` words on the device; `dst` is host memory of `len` words (page-locked, or pageable)
+        // that lives in the ReadBack, which outlives the copy (ReadBack::words and its drop wait for the stream).
         unsafe { cudarc::driver::result::memcpy_dtoh_async(dst, src_ptr, stream.cu_stream()) }.map_err(de)?;
         Ok(ReadBack { buffer: Some(buffer), len, pool, stream: Arc::clone(stream), copied: false })
     }
@@ -1298,6 +1383,7 @@ impl CudaBackend {
         let reused = match len {
             0 => None,
             _ => {
+                self.pinned.request();
                 let mut pool = self.staging.lock().map_err(|_| "staging pool poisoned")?;
                 pool_fit(pool.iter().map(|p| p.buffer.len()), len).map(|i| pool.swap_remove(i))
             }
@@ -1310,11 +1396,14 @@ impl CudaBackend {
             None => None,
         };
         let Some(mut staged) = staged else {
+            let mut words = vec![0u32; len];
+            if !fill(&mut words) {
+                return Ok(None);
+            }
             if len > 0 {
                 PinnedBudget::count(&self.pinned.pageable_uploads);
             }
-            let mut words = vec![0u32; len];
-            return Ok(fill(&mut words).then_some(StagedWords::Pageable(words)));
+            return Ok(Some(StagedWords::Pageable(words)));
         };
         // Waits for the buffer's previous copy, if any.
         let words = staged.wait()?.as_mut_slice().map_err(de)?;
@@ -1326,30 +1415,76 @@ impl CudaBackend {
         Ok(None)
     }
 
+    /// A new page-locked buffer for `len` words (`flags` as `cuMemHostAlloc`'s), zeroed: of [`readback_words`]'s size
+    /// (so that later requests of other sizes reuse it), or of `len` words where that one is refused. `Err` where the
+    /// limit or the driver refuses both ([`CudaBackend::set_pinned_limit`]).
+    fn new_pinned(&self, len: usize, flags: u32) -> Result<PinnedBuffer, String> {
+        let rounded = readback_words(len);
+        match self.zeroed_pinned(rounded, flags) {
+            Err(_) if rounded > len => self.zeroed_pinned(len, flags),
+            r => r,
+        }
+    }
+
     /// `words` words of page-locked host memory (`flags` as `cuMemHostAlloc`'s), zeroed; `Err` where the limit
-    /// ([`CudaBackend::set_pinned_limit`]) or the driver refuses them.
+    /// or the driver refuses them. Where the limit (or the ceiling) refuses, idle pooled buffers too small for the
+    /// request make room for it first ([`CudaBackend::free_idle`]).
     fn zeroed_pinned(&self, words: usize, flags: u32) -> Result<PinnedBuffer, String> {
         let bytes = words.checked_mul(4).ok_or("a page-locked buffer too large to count")?;
-        if let Err(refusals) = self.pinned.reserve(bytes) {
-            PinnedBudget::count(refusals);
-            return Err(format!(
-                "{bytes} more bytes of page-locked memory would pass the limit or what the driver refused"
-            ));
+        if let Err(why) = self.pinned.reserve(bytes) {
+            let excess = self.pinned.excess(bytes);
+            let made_room = self.free_idle(excess, bytes, true, true)? >= excess;
+            if let Err(why) = if made_room { self.pinned.reserve(bytes) } else { Err(why) } {
+                self.pinned.count_refusal(why);
+                return Err(format!("{bytes} more bytes of page-locked memory: refused ({why:?})"));
+            }
         }
         // SAFETY: the buffer is zeroed below, before any reference to its contents is made.
         let b = match unsafe { self.ctx.alloc_pinned_with_flags::<u32>(words, flags) } {
             Ok(b) => b,
             Err(e) => {
-                self.pinned.refused(bytes);
+                let out_of_memory = e.0 == cudarc::driver::sys::CUresult::CUDA_ERROR_OUT_OF_MEMORY;
+                self.pinned.refused(bytes, out_of_memory);
                 return Err(de(e));
             }
         };
         self.pinned.allocated(bytes);
-        let mut b = PinnedBuffer { slice: std::mem::ManuallyDrop::new(b), bytes, budget: Arc::clone(&self.pinned) };
+        let budget = Arc::clone(&self.pinned);
+        let mut b = PinnedBuffer { slice: std::mem::ManuallyDrop::new(b), bytes, budget, pooled_at: 0 };
         let words = b.len();
         // SAFETY: a fresh page-locked allocation of `words` words, written (zeroed) whole through its pointer.
         unsafe { std::ptr::write_bytes(b.as_mut_ptr().map_err(de)?, 0, words) };
         Ok(b)
+    }
+
+    /// Frees idle pooled buffers (of both pools) of fewer than `below` bytes, the smallest first, until `excess` bytes
+    /// are freed or none is left; with `whole`, none unless `excess` bytes can be; with `stale_only`, only those no
+    /// request has taken for [`STALE_AFTER`] requests. Returns the bytes freed.
+    fn free_idle(&self, excess: usize, below: usize, whole: bool, stale_only: bool) -> Result<usize, String> {
+        if excess == 0 {
+            return Ok(0);
+        }
+        let (mut staged, mut read) = (Vec::new(), Vec::new());
+        let freed = {
+            // (The one place that holds both pools' locks: staging first.)
+            let mut staging = self.staging.lock().map_err(|_| "staging pool poisoned")?;
+            let mut readbacks = self.readbacks.lock().map_err(|_| "read-back pool poisoned")?;
+            let size = |b: &PinnedBuffer| (!stale_only || b.stale()).then_some(b.num_bytes());
+            let staging_sizes: Vec<Option<usize>> = staging.iter().map(|p| size(&p.buffer)).collect();
+            let readback_sizes: Vec<Option<usize>> = readbacks.iter().map(size).collect();
+            let (chosen, freed) = idle_to_free(&staging_sizes, &readback_sizes, excess, below, whole);
+            for (from_staging, i) in chosen {
+                match from_staging {
+                    true => staged.push(staging.swap_remove(i)),
+                    false => read.push(readbacks.swap_remove(i)),
+                }
+            }
+            freed
+        };
+        // Freeing a pinned buffer waits for its copy: outside the locks.
+        drop(staged);
+        drop(read);
+        Ok(freed)
     }
 
     /// A new pinned (write-combined: the host only writes it) staging buffer that holds `len` words, sized as the
@@ -1358,7 +1493,7 @@ impl CudaBackend {
         // (The event first: the buffer is freed by `Staged`'s drop only.) With blocking sync, a host thread that waits
         // for it sleeps (an event without the flag is spun on, whatever the context's flags).
         let copied = self.ctx.new_event(Some(self.staging_event)).map_err(de)?;
-        let buffer = self.zeroed_pinned(readback_words(len), cudarc::driver::sys::CU_MEMHOSTALLOC_WRITECOMBINED)?;
+        let buffer = self.new_pinned(len, cudarc::driver::sys::CU_MEMHOSTALLOC_WRITECOMBINED)?;
         Ok(Staged { buffer: std::mem::ManuallyDrop::new(buffer), copied })
     }
 
@@ -1392,12 +1527,16 @@ impl CudaBackend {
 
     /// Puts a staging buffer back in the pool ([`pool_evictions`] says which go).
     fn pool_staged(&self, staged: Staged) -> Result<(), String> {
-        // One held beyond a limit lowered since it was allocated is freed (its drop waits for its copy).
+        let mut pool = self.staging.lock().map_err(|_| "staging pool poisoned")?;
+        // One held beyond a limit lowered since it was allocated is freed (its drop waits for its copy: outside the
+        // lock). (Checked under the lock, which `set_pinned_limit` takes after setting the limit.)
         if self.pinned.over_limit() {
+            drop(pool);
             drop(staged);
             return Ok(());
         }
-        let mut pool = self.staging.lock().map_err(|_| "staging pool poisoned")?;
+        let mut staged = staged;
+        staged.buffer.pooled_at = self.pinned.now();
         pool.push(staged);
         let evicted = pool_evictions(&mut pool, |p| p.buffer.num_bytes());
         drop(pool);
@@ -3369,38 +3508,94 @@ mod tests {
     use super::{f32_lanes_per_multiprocessor, set_bits, sync_mode_of, PinnedBudget};
 
     #[test]
+    fn idle_buffers_are_freed_smallest_first_and_only_below_the_request() {
+        use super::idle_to_free;
+        let (a, b) = ([Some(40), Some(10), Some(30)], [Some(20), Some(50)]);
+        // The smallest first, from both pools, until 25 bytes are freed: 10 (a[1]) and 20 (b[0]).
+        let (chosen, freed) = idle_to_free(&a, &b, 25, usize::MAX, true);
+        assert_eq!(freed, 30);
+        assert_eq!(sorted(&chosen), vec![(false, 0), (true, 1)]);
+        // Only those smaller than the request (35): 10, 20, 30 make 60 at most.
+        assert_eq!(idle_to_free(&a, &b, 70, 35, true), (vec![], 0));
+        let (chosen, freed) = idle_to_free(&a, &b, 70, 35, false);
+        assert_eq!((sorted(&chosen), freed), (vec![(false, 0), (true, 1), (true, 2)], 60));
+        // The order to swap_remove them in: each pool's highest index first, so that every removal takes the one
+        // chosen.
+        let (chosen, _) = idle_to_free(&a, &b, usize::MAX, usize::MAX, false);
+        let (mut pa, mut pb) = (a.to_vec(), b.to_vec());
+        let mut removed = Vec::new();
+        for (from_a, i) in chosen {
+            removed.push(if from_a { pa.swap_remove(i) } else { pb.swap_remove(i) });
+        }
+        removed.sort_unstable();
+        assert_eq!(
+            (removed.into_iter().flatten().collect::<Vec<_>>(), pa.len(), pb.len()),
+            (vec![10, 20, 30, 40, 50], 0, 0)
+        );
+        let (chosen, _) = idle_to_free(&a, &b, 45, usize::MAX, false);
+        let mut pa = a.to_vec();
+        let taken: Vec<Option<usize>> = chosen.iter().filter(|c| c.0).map(|&(_, i)| pa.swap_remove(i)).collect();
+        assert_eq!((taken, pa), (vec![Some(30), Some(10)], vec![Some(40)]));
+        assert_eq!(idle_to_free(&a, &b, 0, usize::MAX, true), (vec![], 0));
+        // Those not to be freed (used lately) are passed over.
+        let (chosen, freed) = idle_to_free(&[None, Some(10), None], &[None, Some(50)], 25, usize::MAX, false);
+        assert_eq!((sorted(&chosen), freed), (vec![(false, 1), (true, 1)], 60));
+
+        fn sorted(c: &[(bool, usize)]) -> Vec<(bool, usize)> {
+            let mut c = c.to_vec();
+            c.sort_unstable();
+            c
+        }
+    }
+
+    #[test]
     fn the_page_locked_budget_keeps_to_its_limit_and_to_what_the_driver_refused() {
+        use super::{Refusal, CEILING_RETRY};
         use std::sync::atomic::Ordering::Relaxed;
         let b = PinnedBudget::unlimited();
-        let limit = |b: &PinnedBudget, bytes| b.reserve(bytes).map_err(|c| std::ptr::eq(c, &b.refused_by_limit));
-        assert_eq!(limit(&b, usize::MAX / 2), Ok(()));
+        assert_eq!(b.reserve(usize::MAX / 2), Ok(()));
         b.release_unallocated(usize::MAX / 2);
         b.set_limit(100);
-        assert_eq!(limit(&b, 60), Ok(()));
+        assert_eq!(b.reserve(60), Ok(()));
         b.allocated(60);
-        // Past the limit: refused as the limit's, nothing taken.
-        assert_eq!(limit(&b, 50), Err(true));
-        assert_eq!(b.held.load(Relaxed), 60);
-        assert_eq!(limit(&b, 30), Ok(()));
-        // The driver refuses those 30: given back, and no more than the 60 held is asked of it again, though the
-        // limit would allow it (refused as the driver's).
-        b.refused(30);
+        // Past the limit: refused as the limit's, nothing taken; 10 bytes to free first.
+        assert_eq!(b.reserve(50), Err(Refusal::Limit));
+        assert_eq!((b.held.load(Relaxed), b.excess(50)), (60, 10));
+        // A driver error other than a want of memory sets no ceiling.
+        assert_eq!(b.reserve(30), Ok(()));
+        b.refused(30, false);
+        assert_eq!((b.held.load(Relaxed), b.ceiling.load(Relaxed)), (60, usize::MAX));
+        // For want of memory: no more than the 60 held is asked of the driver, though the limit would allow it, but
+        // for every CEILING_RETRY-th request.
+        assert_eq!(b.reserve(30), Ok(()));
+        b.refused(30, true);
         assert_eq!((b.held.load(Relaxed), b.ceiling.load(Relaxed)), (60, 60));
-        assert_eq!(limit(&b, 10), Err(false));
-        assert_eq!(limit(&b, 0), Ok(()));
-        // Freeing under the ceiling makes room below it.
+        assert_eq!(b.refused_by_driver.load(Relaxed), 2);
+        for _ in 1..CEILING_RETRY {
+            assert_eq!(b.reserve(10), Err(Refusal::Ceiling));
+        }
+        assert_eq!(b.excess(10), 10);
+        assert_eq!(b.reserve(0), Ok(()));
+        assert_eq!(b.reserve(10), Ok(()), "the retry");
+        assert_eq!(b.reserve(10), Err(Refusal::Ceiling), "the next retry is CEILING_RETRY requests away");
+        // The driver grants the retry: the ceiling is lifted.
+        b.allocated(10);
+        assert_eq!((b.held.load(Relaxed), b.ceiling.load(Relaxed)), (70, usize::MAX));
+        assert_eq!(b.reserve(30), Ok(()));
+        b.allocated(30);
+        // Freeing makes room; the peak stays.
         b.release(60);
-        assert_eq!(limit(&b, 40), Ok(()));
-        b.allocated(40);
-        assert_eq!((b.allocated.load(Relaxed), b.peak.load(Relaxed)), (40, 60));
-        // Setting the limit again asks the driver again; a limit lowered below what is held is passed.
+        assert_eq!((b.allocated.load(Relaxed), b.peak.load(Relaxed)), (40, 100));
+        assert_eq!(b.allocations.load(Relaxed), 3);
+        // Setting the limit again lifts a ceiling; a limit lowered below what is held is passed.
+        assert_eq!(b.reserve(70), Err(Refusal::Limit));
         b.set_limit(20);
         assert_eq!(b.ceiling.load(Relaxed), usize::MAX);
         assert!(b.over_limit());
-        assert_eq!(limit(&b, 1), Err(true));
+        assert_eq!(b.reserve(1), Err(Refusal::Limit));
         b.release(40);
         assert!(!b.over_limit());
-        assert_eq!(limit(&b, 20), Ok(()));
+        assert_eq!(b.reserve(20), Ok(()));
     }
 
     #[test]

@@ -271,13 +271,14 @@ pub struct PinnedMemory {
     pub peak_bytes: u64,
     /// Page-locked buffers allocated.
     pub allocations: u64,
-    /// New buffers not allocated because the limit would have been passed.
+    /// New buffers not allocated because the limit would have been passed (a buffer of the pools' rounded size and
+    /// then of its exact size count as two).
     pub refused_by_limit: u64,
-    /// What the backend held when the driver last refused a buffer: it asks the driver for no more than that (a
-    /// refused pin may be dear) until the limit is set again. `None`: the driver has refused nothing.
+    /// What the backend held when the driver last refused a buffer for want of memory: it asks the driver for more
+    /// than that only once in 64 requests (a refused pin may be dear); one granted, or setting the limit, lifts it.
+    /// `None`: no such ceiling now.
     pub driver_ceiling_bytes: Option<u64>,
-    /// New buffers the driver refused (out of memory, say), and those not asked of it since because they would pass
-    /// `driver_ceiling_bytes`.
+    /// New buffers the driver refused, and those not asked of it because they would pass `driver_ceiling_bytes`.
     pub refused_by_driver: u64,
     /// Uploads staged in pageable memory because no page-locked buffer could be had (the small tables, which
     /// always go up from pageable memory, are not counted).
