@@ -848,10 +848,13 @@ struct ReadBack {
 }
 
 impl ReadBack {
-    /// The words, once the copy is done (synchronises its stream).
-    fn words(&self) -> Result<&[u32], String> {
+    /// The words, once the copy is done (synchronises its stream the first time; the drop then need not).
+    fn words(&mut self) -> Result<&[u32], String> {
         let Some(b) = &self.buffer else { return Ok(&[]) };
-        self.stream.synchronize().map_err(de)?;
+        if !self.copied {
+            self.stream.synchronize().map_err(de)?;
+            self.copied = true;
+        }
         b.as_slice()?.get(..self.len).ok_or_else(|| "read-back buffer too short".into())
     }
 
@@ -863,7 +866,6 @@ impl ReadBack {
                 bytemuck::try_cast_slice(self.words()?).map_err(|_| "read-back words do not make whole values")?;
             (values.as_ptr(), values.len())
         };
-        self.copied = true;
         Ok(KeptWords { ptr, len, _read: self })
     }
 }
@@ -1310,8 +1312,12 @@ impl CudaBackend {
     /// The large read-backs take this path: a copy into pageable memory goes through the driver's own staging
     /// buffers at a fraction of the bus's speed. The buffers are plain page-locked memory, not write-combined (which
     /// the host reads slowly; cudarc's `alloc_pinned` is write-combined, right for the uploads only).
-    fn read_back<S: DevicePtr<u32>>(&self, stream: &Arc<CudaStream>, src: &S) -> Result<ReadBack, String> {
-        let len = src.len();
+    fn read_back<T: DeviceRepr, S: DevicePtr<T>>(&self, stream: &Arc<CudaStream>, src: &S) -> Result<ReadBack, String> {
+        // In 4-byte words (the values are 4-byte words or made of them).
+        if src.num_bytes() % 4 != 0 {
+            return Err(format!("a read-back of {} bytes, not whole words", src.num_bytes()));
+        }
+        let len = src.num_bytes() / 4;
         let pool = Arc::clone(&self.readbacks);
         if len == 0 {
             return Ok(ReadBack { buffer: None, len, pool, stream: Arc::clone(stream), copied: false });
@@ -2160,14 +2166,16 @@ impl CudaBackend {
         // SAFETY: gather_samples(cloud, sample_index, samples, n_samples) in kernels/ransac.cu: every global index
         // is below the cloud's point count; `samples` holds 3 floats per sample.
         unsafe { l.launch(grid) }.map_err(de)?;
-        let floats = stream.clone_dtoh(&samples).map_err(de)?;
-        self.sync(stream)?;
+        // Into a pooled pinned read-back buffer (a copy into pageable memory goes through the driver's staging).
+        let mut back = self.read_back(stream, &samples)?;
+        let floats: &[f32] = bytemuck::cast_slice(back.words()?);
         let points = jobs
             .par_iter()
             .map(|j| {
-                bytemuck::cast_slice::<f32, Point3>(&floats[3 * j.sample_base..][..3 * j.sample_index.len()]).to_vec()
+                let floats = floats.get(3 * j.sample_base..3 * (j.sample_base + j.sample_index.len()));
+                floats.map(|f| bytemuck::cast_slice::<f32, Point3>(f).to_vec()).ok_or("a K2 job's samples out of range")
             })
-            .collect();
+            .collect::<Result<_, _>>()?;
         Ok(Gathered { samples, index, points })
     }
 
@@ -2578,7 +2586,7 @@ impl CudaBackend {
         self.sync(stream)?;
         let stats: Vec<GpuObjectStats> = bytemuck::pod_collect_to_vec(&stats_words[..n_obj as usize * words]);
         let listed = pack.listed_candidates(&stats)?;
-        let candidates = self.read_back(stream, &candidates.slice(0..listed))?;
+        let mut candidates = self.read_back(stream, &candidates.slice(0..listed))?;
         pack.summaries(objects, chunk, &stats, candidates.words()?, noise, out)?;
         let boxes = stats[..chunk.len()].iter().map(|s| (s.lo, s.hi)).collect();
         Ok(KeptChunk { points, ranges: pack.ranges, boxes })
@@ -3040,7 +3048,7 @@ fn kept_frames(objects: &[super::KeptInput<'_>], chunk: &[usize]) -> Vec<GpuCano
 /// refused a point of it.
 fn chunk_clusterings(
     batch: &DbscanBatch,
-    labels: ReadBack,
+    mut labels: ReadBack,
     refusal: impl FnOnce() -> String,
 ) -> Result<Vec<Clustering>, String> {
     let words = labels.words()?;
