@@ -600,6 +600,15 @@ fn scenes(args: &SceneArgs, seed: u32, dataset: Option<DatasetOptions>) -> Resul
         );
     }
     println!("geometry backend: {}", summary.backend);
+    if let Some(p) = &summary.pinned_memory {
+        let mb = |bytes: u64| bytes as f64 / 1e6;
+        let limit = p.limit_bytes.map_or("no limit".to_string(), |l| format!("limit {:.1} MB", mb(l)));
+        let pageable = p.pageable_uploads + p.pageable_read_backs;
+        println!(
+            "page-locked host memory: {:.1} MB at the peak ({limit}); {pageable} copies through pageable memory",
+            mb(p.peak_bytes)
+        );
+    }
     match &summary.scene_graphs {
         Some(path) => println!("scene graphs: {}", path.display()),
         None => println!(
