@@ -525,6 +525,7 @@ pub fn scene_from_points_on(
     config.validate().map_err(|message| Error::Config { message })?;
     let (ground, canonical, _) =
         ground_and_frame_on(backend, points_in_camera, sample_normals, frame_key(frame), config, up_in_camera)?;
+    let objects = ObjectsOf::Shared(objects);
     let grounded = Grounded { frame, ground, canonical, objects, focal_px, resident: None };
     scenes_from_ground(backend, vec![grounded], config, &GeometryClock::new()).pop().unwrap_or_else(|| {
         Err(Error::Geometry { frame: frame.to_string(), message: "the scene stage returned no scene".into() })
@@ -536,11 +537,40 @@ struct Grounded<'a> {
     frame: &'a str,
     ground: GroundInfo,
     canonical: CanonicalFrame,
-    objects: &'a [ObjectInput],
+    objects: ObjectsOf<'a>,
     focal_px: f64,
     /// Where the objects' points also lie on the device, and each object's first point there (K1's offsets). Given
     /// up after K4, its last reader (the device buffer is freed with its last clone).
     resident: Option<(crate::backend::ResidentGroup, &'a [u32])>,
+}
+
+/// A frame's objects as K3–K5 take them: borrowed, or borrowed mutably so that their points can be let go once no
+/// step reads them ([`ObjectsOf::release_points`]).
+enum ObjectsOf<'a> {
+    Shared(&'a [ObjectInput]),
+    Releasable(&'a mut [ObjectInput]),
+}
+
+impl std::ops::Deref for ObjectsOf<'_> {
+    type Target = [ObjectInput];
+    fn deref(&self) -> &[ObjectInput] {
+        match self {
+            ObjectsOf::Shared(o) => o,
+            ObjectsOf::Releasable(o) => o,
+        }
+    }
+}
+
+impl ObjectsOf<'_> {
+    /// Lets the objects' points go (a batch's views of K1's read-back: on CUDA the page-locked buffer goes back to
+    /// the pool with the last of them, for the next batch), where they are borrowed mutably.
+    fn release_points(&mut self) {
+        if let ObjectsOf::Releasable(objects) = self {
+            for o in objects.iter_mut() {
+                o.points_in_camera = SharedSlice::default();
+            }
+        }
+    }
 }
 
 impl Grounded<'_> {
@@ -755,6 +785,11 @@ fn scenes_from_ground(
             })
             .collect()
     });
+    // No step reads the objects' points after this (the gaps read K4's kept points): they go now, not with the
+    // batch (on CUDA the read-back they are views of goes back to the pool for the next batch).
+    for f in &mut frames {
+        f.objects.release_points();
+    }
     // The exact closest-surface gaps between each frame's objects: one batch for every pair of every frame of each K4
     // call, from the points that call kept (on CUDA, still on the device).
     let partial: Vec<Result<FrameObjects>> = clock.time(GeometryStep::Gaps, || {
@@ -928,7 +963,7 @@ pub fn process_frames_timed(
             frame: &f.spec.key,
             ground: s.ground.clone(),
             canonical: s.canonical,
-            objects: &s.objects,
+            objects: ObjectsOf::Releasable(&mut s.objects),
             focal_px: s.focal_px,
             resident: match s.resident.on_device() {
                 true => Some((std::mem::take(&mut s.resident), s.object_offsets.as_slice())),
