@@ -1313,7 +1313,7 @@ impl CudaBackend {
     /// buffers at a fraction of the bus's speed. The buffers are plain page-locked memory, not write-combined (which
     /// the host reads slowly; cudarc's `alloc_pinned` is write-combined, right for the uploads only).
     fn read_back<T: DeviceRepr, S: DevicePtr<T>>(&self, stream: &Arc<CudaStream>, src: &S) -> Result<ReadBack, String> {
-        // In 4-byte words (the values are 4-byte words or made of them).
+        // In 4-byte words (every caller's values are u32 or f32: the check is a guard for a new caller).
         if src.num_bytes() % 4 != 0 {
             return Err(format!("a read-back of {} bytes, not whole words", src.num_bytes()));
         }
@@ -1340,7 +1340,8 @@ impl CudaBackend {
             },
         };
         // Only `len` words are copied (cudarc's memcpy_dtoh copies the whole destination). A pooled buffer's previous
-        // copy is over: `ReadBack`'s drop synchronised its stream before pooling it.
+        // copy is over: `ReadBack`'s drop, or an earlier `ReadBack::words`, synchronised its stream before it was
+        // pooled.
         let dst_ptr = buffer.as_mut_ptr()?;
         // SAFETY: the buffer holds at least `len` words; nothing reads them before `ReadBack::words` has synchronised
         // the stream that copies them.
