@@ -906,25 +906,56 @@ impl Drop for ReadBack {
         let HostWords::Pinned(buffer) = buffer else { return };
         // (The last view of a kept read-back may go on any thread: pooling needs no context, and a buffer freed below
         // binds its own, cudarc's `PinnedHostSlice` drop synchronising its event first.)
-        // A buffer larger than the whole pool's budget is freed, not kept (it would empty the pool), and so is one
-        // held beyond a limit lowered since it was allocated (checked under the lock, which `set_pinned_limit` takes
-        // after setting the limit; freed outside it).
+        // A buffer larger than the whole pool's budget is freed, not kept (it would empty the pool).
         if buffer.num_bytes() > PINNED_POOL_BYTES {
             return;
         }
-        let Ok(mut pool) = self.pool.lock() else { return };
-        if buffer.budget.over_limit() {
-            drop(pool);
-            return;
-        }
-        let mut buffer = buffer;
-        buffer.pooled_at = buffer.budget.now();
-        pool.push(buffer);
-        let evicted = pool_evictions(&mut pool, PinnedBuffer::num_bytes);
-        drop(pool);
-        // Freeing a pinned buffer waits for its copy: outside the lock.
-        drop(evicted);
+        // (A poisoned pool: the buffer is freed.)
+        let _ = return_to_pool(&self.pool, buffer);
     }
+}
+
+/// What the two pools hold: a page-locked buffer, with what goes with it (a staging buffer's event).
+trait Pooled {
+    fn buffer(&self) -> &PinnedBuffer;
+    fn buffer_mut(&mut self) -> &mut PinnedBuffer;
+}
+
+impl Pooled for PinnedBuffer {
+    fn buffer(&self) -> &PinnedBuffer {
+        self
+    }
+    fn buffer_mut(&mut self) -> &mut PinnedBuffer {
+        self
+    }
+}
+
+impl Pooled for Staged {
+    fn buffer(&self) -> &PinnedBuffer {
+        &self.buffer
+    }
+    fn buffer_mut(&mut self) -> &mut PinnedBuffer {
+        &mut self.buffer
+    }
+}
+
+/// Puts `item` back in `pool`, stamped with when ([`PinnedBuffer::pooled_at`]), evicting as [`pool_evictions`] says;
+/// or frees it where more is held than the limit allows (it was lowered since the buffer was allocated: checked under
+/// the lock, which `set_pinned_limit` takes after setting the limit). Buffers are freed outside the lock (freeing one
+/// waits for its copy). `Err` when the pool's lock is poisoned (the item is freed).
+fn return_to_pool<T: Pooled>(pool: &Mutex<Vec<T>>, mut item: T) -> Result<(), String> {
+    let mut guard = pool.lock().map_err(|_| "a page-locked pool poisoned")?;
+    if item.buffer().budget.over_limit() {
+        drop(guard);
+        return Ok(());
+    }
+    let now = item.buffer().budget.now();
+    item.buffer_mut().pooled_at = now;
+    guard.push(item);
+    let evicted = pool_evictions(&mut guard, |p| p.buffer().num_bytes());
+    drop(guard);
+    drop(evicted);
+    Ok(())
 }
 
 /// The canonical points of a K4 batch left on the device for its gaps (see [`super::KeptObjects`]).
@@ -1532,24 +1563,9 @@ impl CudaBackend {
         Ok(dst)
     }
 
-    /// Puts a staging buffer back in the pool ([`pool_evictions`] says which go).
+    /// Puts a staging buffer back in the pool ([`return_to_pool`]).
     fn pool_staged(&self, staged: Staged) -> Result<(), String> {
-        let mut pool = self.staging.lock().map_err(|_| "staging pool poisoned")?;
-        // One held beyond a limit lowered since it was allocated is freed (its drop waits for its copy: outside the
-        // lock). (Checked under the lock, which `set_pinned_limit` takes after setting the limit.)
-        if self.pinned.over_limit() {
-            drop(pool);
-            drop(staged);
-            return Ok(());
-        }
-        let mut staged = staged;
-        staged.buffer.pooled_at = self.pinned.now();
-        pool.push(staged);
-        let evicted = pool_evictions(&mut pool, |p| p.buffer.num_bytes());
-        drop(pool);
-        // Freeing a pinned buffer waits for its copy: outside the lock.
-        drop(evicted);
-        Ok(())
+        return_to_pool(&self.staging, staged)
     }
 
     /// A gather's index (each point's place in the grouped buffer), written for an upload
