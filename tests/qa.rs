@@ -508,6 +508,84 @@ fn objects_of_one_class_are_told_apart_or_left_out() {
 }
 
 #[test]
+fn no_question_is_answered_by_the_names_of_its_objects() {
+    // Three chairs named by where they stand (leftmost, rightmost, farthest), two bottles by their distance (the
+    // nearer, the farther: 5 cm apart sideways), two cups by their colours and a table. "Is the leftmost chair left
+    // of the farthest chair?" or "Which is in front, the nearer bottle or the farther bottle?" is answered by the
+    // names, so it is never asked; the same relations between the cups (named by colour), and between a chair or
+    // a bottle and an object of another class, are.
+    let chair = |x, z| block("chair", x, z, [0.5, 0.9, 0.5]);
+    let graph = scene(
+        "synthetic/named_by_position",
+        &[
+            chair(-1.2, 3.0),
+            chair(1.2, 3.0),
+            chair(0.0, 5.5),
+            block("bottle", 0.8, 2.0, [0.1, 0.3, 0.1]),
+            block("bottle", 0.85, 3.5, [0.1, 0.3, 0.1]),
+            Block { color: Some("red"), ..block("cup", -0.4, 2.2, [0.1, 0.12, 0.1]) },
+            Block { color: Some("blue"), ..block("cup", 0.1, 3.0, [0.1, 0.12, 0.1]) },
+            block("table", 0.0, 4.2, [1.0, 0.7, 0.6]),
+        ],
+    );
+    let refs = references(&graph, &QaOptions::default().references);
+    let mut names: Vec<&str> = refs.iter().flatten().map(String::as_str).collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "the blue cup",
+            "the farther bottle",
+            "the farthest chair",
+            "the leftmost chair",
+            "the nearer bottle",
+            "the red cup",
+            "the rightmost chair",
+            "the table"
+        ]
+    );
+    let class = |o: u32| graph.objects[o as usize].label.as_str();
+    let bank = TemplateBank::builtin().unwrap();
+    // Left/right and front/behind questions between two objects of one class, and between classes.
+    let (mut within, mut across) = ([0usize; 2], [0usize; 2]);
+    let mut same_class_pairs = 0;
+    for seed in 0..200 {
+        for r in generate_frame(&graph, bank, &QaOptions { seed, qa_per_image: 30, ..QaOptions::default() }).unwrap() {
+            check_record(&graph, bank, &r);
+            let same_class = r.objects.len() == 2 && class(r.objects[0]) == class(r.objects[1]);
+            let family = match r.question_type.form() {
+                Form::Predicate(Relation::Left | Relation::Right) | Form::Choice(Relation::Left | Relation::Right) => 0,
+                Form::Predicate(Relation::Front | Relation::Behind)
+                | Form::Choice(Relation::Front | Relation::Behind) => 1,
+                _ => {
+                    same_class_pairs += usize::from(same_class);
+                    continue;
+                }
+            };
+            if !same_class {
+                across[family] += 1;
+                continue;
+            }
+            within[family] += 1;
+            let answers = |o: u32| {
+                let name = refs[o as usize].as_deref().unwrap_or("");
+                let words: &[&str] = match family {
+                    0 => &["leftmost", "rightmost", "on the left", "on the right"],
+                    _ => &["nearest", "farthest", "nearer", "farther"],
+                };
+                words.iter().any(|w| name.contains(w))
+            };
+            assert!(!answers(r.objects[0]) && !answers(r.objects[1]), "answered by the names: {:?}", r.question);
+            assert_eq!(class(r.objects[0]), "cup", "{:?}", r.question);
+        }
+    }
+    // The cups are asked both ways; the chairs and the bottles are still asked about together (distances, heights,
+    // directions), and each of them against the other classes on both relations.
+    assert!(within.iter().all(|&n| n > 5), "{within:?}");
+    assert!(same_class_pairs > 100 && across.iter().all(|&n| n > 100), "{same_class_pairs} {across:?}");
+}
+
+#[test]
 fn same_seed_same_questions_and_other_seeds_differ() {
     let graph = living_room();
     let bank = TemplateBank::builtin().unwrap();

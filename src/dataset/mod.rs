@@ -421,7 +421,8 @@ pub fn dataset_card(s: &DatasetSummary) -> String {
          Yes/no and comparison questions are only asked when the measured margin clears the measurement's \
          uncertainty (k_sigma = {}, at least {} m; sizes at least {:.0}% apart; volumes a ratio of {}), so \
          near-ties are never labelled. Objects are named so that a reader can tell them apart; objects that \
-         cannot be told apart are left out.\n",
+         cannot be told apart are left out, and no question is asked that the names answer (\"the leftmost \
+         chair\" is not compared left/right with another chair).\n",
         o.margins.k_sigma,
         o.margins.min_margin_m,
         100.0 * o.margins.min_size_ratio,

@@ -1,8 +1,8 @@
 //! Templating: scene graphs to question-answer pairs.
 //!
 //! For each frame: name the objects unambiguously ([`refer`]), draw question types by the mix and objects at
-//! random (from the seed and the frame's name only), keep only questions whose answer the measurement supports
-//! ([`facts`]), balance yes and no, and phrase them from the template bank ([`templates`]) with human numbers
+//! random (from the seed and the frame's name only), skip the questions that the objects' names answer, keep only
+//! questions whose answer the measurement supports ([`facts`]), balance yes and no, and phrase them from the template bank ([`templates`]) with human numbers
 //! ([`numbers`]). Every pair carries its provenance: frame, objects, question type, value, margin.
 //!
 //! ```no_run
@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 
 pub use facts::{evaluate, Fact, Margins};
 pub use numbers::{UnitSystem, Units};
-pub use refer::{references, ReferenceRule};
+pub use refer::{described, references, Basis, Reference, ReferenceRule};
 pub use templates::TemplateBank;
 pub use types::{Category, Form, QuestionType, Relation};
 
@@ -248,8 +248,8 @@ pub fn generate_frame(graph: &SceneGraph, bank: &TemplateBank, options: &QaOptio
 
 /// As [`generate_frame`], appending to `out` (lets a caller reuse its buffer).
 pub fn generate_frame_into(graph: &SceneGraph, bank: &TemplateBank, options: &QaOptions, out: &mut Vec<QaRecord>) {
-    let refs = references(graph, &options.references);
-    let referable: Vec<u32> = (0..refs.len() as u32).filter(|&i| refs[i as usize].is_some()).collect();
+    let described = refer::described(graph, &options.references);
+    let referable: Vec<u32> = (0..described.len() as u32).filter(|&i| described[i as usize].is_some()).collect();
     let types: Vec<(QuestionType, f64)> = QuestionType::ALL
         .iter()
         .map(|&t| (t, options.mix.weight(t)))
@@ -287,6 +287,9 @@ pub fn generate_frame_into(graph: &SceneGraph, bank: &TemplateBank, options: &Qa
             }
         }
         let objs = &mut objects[..t.arity()];
+        if names_give_away(t, objs, &described) {
+            continue;
+        }
         let robot = match t {
             QuestionType::PassBetween if !options.robot_widths_m.is_empty() => {
                 options.robot_widths_m[rng.below(options.robot_widths_m.len())]
@@ -318,12 +321,24 @@ pub fn generate_frame_into(graph: &SceneGraph, bank: &TemplateBank, options: &Qa
         if asked.contains(&key) {
             continue;
         }
-        let Some(record) = render(graph, &refs, bank, options, &fact, &mut rng, out.len() - first) else { continue };
+        let Some(record) = render(graph, &described, bank, options, &fact, &mut rng, out.len() - first) else {
+            continue;
+        };
         asked.push(key);
         if fact.truth.is_some() {
             want_yes = !want_yes;
         }
         out.push(record);
+    }
+}
+
+/// Whether the names of a relation question's two objects already answer it ("Is the chair on the left to the left
+/// of the chair on the right?"): see [`refer::Reference::gives_away`].
+fn names_give_away(t: QuestionType, objects: &[u32], described: &[Option<refer::Reference>]) -> bool {
+    let (Form::Predicate(rel) | Form::Choice(rel), &[a, b]) = (t.form(), objects) else { return false };
+    match (&described[a as usize], &described[b as usize]) {
+        (Some(ra), Some(rb)) => ra.gives_away(rb, rel),
+        _ => false,
     }
 }
 
@@ -357,7 +372,7 @@ fn dedup_key(t: QuestionType, objects: &[u32]) -> [u32; 3] {
 
 fn render(
     graph: &SceneGraph,
-    refs: &[Option<String>],
+    refs: &[Option<refer::Reference>],
     bank: &TemplateBank,
     options: &QaOptions,
     fact: &Fact,
@@ -367,7 +382,7 @@ fn render(
     let t = fact.question_type;
     let tt = bank.get(t);
     let objects = fact.objects();
-    let name = |o: u32| refs[o as usize].as_deref().unwrap_or("");
+    let name = |o: u32| refs[o as usize].as_ref().map_or("", |r| r.text.as_str());
     let system = match options.units {
         Units::Metric => UnitSystem::Metric,
         Units::Imperial => UnitSystem::Imperial,
