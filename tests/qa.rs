@@ -586,6 +586,84 @@ fn no_question_is_answered_by_the_names_of_its_objects() {
 }
 
 #[test]
+fn objects_cut_off_by_the_frame_are_not_measured_by_what_shows() {
+    // A chair of which the frame shows only its lowest 0.3 m (its box reaches the image's top edge), a whole box
+    // 0.5 m tall and a whole stool 0.2 m tall. The chair's height, width and depth are lower bounds: they are not
+    // asked, nor is a height difference with it, and a size comparison only when the chair is the larger one
+    // ("Is the chair taller than the box?" would be answered "no" from the part in view).
+    let mut graph = scene(
+        "synthetic/cut_off",
+        &[
+            block("chair", -0.8, 3.0, [0.6, 0.3, 0.5]),
+            block("box", 0.8, 3.0, [0.3, 0.5, 0.3]),
+            block("stool", 0.0, 2.5, [0.3, 0.2, 0.3]),
+        ],
+    );
+    let id = |label: &str| graph.objects.iter().position(|o| o.label == label).unwrap() as u32;
+    let (chair, box_, stool) = (id("chair"), id("box"), id("stool"));
+    for (o, bbox) in [
+        (chair, [150.0, 0.0, 260.0, 120.0]),
+        (box_, [400.0, 200.0, 470.0, 300.0]),
+        (stool, [300.0, 250.0, 340.0, 300.0]),
+    ] {
+        graph.objects[o as usize].bbox_px = bbox;
+    }
+    let bank = TemplateBank::builtin().unwrap();
+    let size = |o: u32, rel: Relation| {
+        let o = &graph.objects[o as usize];
+        match rel {
+            Relation::Taller | Relation::Shorter => o.height_m,
+            Relation::Wider | Relation::Thinner => o.width_m,
+            _ => o.volume_m3,
+        }
+    };
+    let is_size = |rel| {
+        matches!(
+            rel,
+            Relation::Taller
+                | Relation::Shorter
+                | Relation::Wider
+                | Relation::Thinner
+                | Relation::Bigger
+                | Relation::Smaller
+        )
+    };
+    // Questions about the chair, by kind: its own sizes, height differences, size comparisons it wins, those it
+    // loses, its distance from the camera.
+    let count = |options: &QaOptions| {
+        let mut n = [0usize; 5];
+        for seed in 0..300 {
+            let records =
+                generate_frame(&graph, bank, &QaOptions { seed, qa_per_image: 30, ..options.clone() }).unwrap();
+            for r in records.iter().filter(|r| r.objects.contains(&chair)) {
+                check_record(&graph, bank, r);
+                match r.question_type.form() {
+                    Form::ObjectValue if r.question_type == QuestionType::DistanceToCamera => n[4] += 1,
+                    Form::ObjectValue => n[0] += 1,
+                    Form::HeightDifference => n[1] += 1,
+                    Form::Predicate(rel) | Form::Choice(rel) if is_size(rel) => {
+                        let other = r.objects.iter().copied().find(|&o| o != chair).unwrap();
+                        n[if size(chair, rel) > size(other, rel) { 2 } else { 3 }] += 1;
+                    }
+                    _ => {}
+                }
+            }
+        }
+        n
+    };
+    let [sizes, differences, wins, losses, distance] = count(&QaOptions::default());
+    assert_eq!((sizes, differences, losses), (0, 0, 0), "asked of the cut-off chair");
+    assert!(wins > 50 && distance > 20, "{wins} {distance}");
+    // Without the rule, the part in view is taken for the chair: the same questions are asked, and lost.
+    let whole = QaOptions {
+        margins: spatialsynth::qa::Margins { cut_off_px: None, ..Default::default() },
+        ..QaOptions::default()
+    };
+    let [sizes, differences, wins, losses, _] = count(&whole);
+    assert!(sizes > 50 && differences > 20 && losses > 50 && wins > 50, "{sizes} {differences} {losses} {wins}");
+}
+
+#[test]
 fn same_seed_same_questions_and_other_seeds_differ() {
     let graph = living_room();
     let bank = TemplateBank::builtin().unwrap();

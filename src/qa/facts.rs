@@ -4,7 +4,9 @@
 //! Every binary answer needs its margin to clear a threshold built from the measurement's uncertainty: the
 //! combined position uncertainty `sigma_m` of the two objects (depth noise grows with distance) times `k_sigma`,
 //! never less than `min_margin_m`; size comparisons also need a relative difference of `min_size_ratio`, volume
-//! comparisons a ratio of `min_volume_ratio`, clock directions an angle clear of the hour boundary.
+//! comparisons a ratio of `min_volume_ratio`, clock directions an angle clear of the hour boundary. An object cut
+//! off by the image's border has only lower bounds for its sizes: they are not asked, and a size comparison is
+//! asked only when it is the larger one.
 
 use serde::{Deserialize, Serialize};
 
@@ -31,6 +33,11 @@ pub struct Margins {
     /// Sizes below this are not asked as quantities; distances and gaps must also exceed the pair's uncertainty
     /// (`k_sigma` · `sigma_m`, at least `min_margin_m`).
     pub min_quantity_m: f32,
+    /// An object whose box (`bbox_px`) comes within this many pixels of an image edge, or goes past it, is cut off
+    /// by the frame: its measured sizes are only lower bounds (a chair seen from its seat down is not 10 cm
+    /// tall). Its width, height and depth are not asked, nor a height difference with it, and a size comparison
+    /// only when it is the larger one. `None` (`null`) takes every object as whole.
+    pub cut_off_px: Option<f32>,
 }
 
 impl Default for Margins {
@@ -43,6 +50,7 @@ impl Default for Margins {
             min_clock_margin_deg: 5.0,
             ground_contact_m: 0.15,
             min_quantity_m: 0.02,
+            cut_off_px: Some(2.0),
         }
     }
 }
@@ -56,6 +64,7 @@ impl Margins {
             ("min_clock_margin_deg", self.min_clock_margin_deg),
             ("ground_contact_m", self.ground_contact_m),
             ("min_quantity_m", self.min_quantity_m),
+            ("cut_off_px", self.cut_off_px.unwrap_or(0.0)),
         ];
         for (name, v) in checks {
             if !(v.is_finite() && v >= 0.0) {
@@ -139,6 +148,30 @@ fn size(o: &SceneObject, rel: Relation) -> f32 {
     }
 }
 
+/// Whether `o` is cut off by the image's border (see [`Margins::cut_off_px`]). An object without a box (an empty
+/// `bbox_px`, as from [`crate::pipeline::scene_from_points`] without one) is taken as whole.
+pub fn cut_off(graph: &SceneGraph, o: &SceneObject, m: &Margins) -> bool {
+    let Some(e) = m.cut_off_px else { return false };
+    let [x0, y0, x1, y1] = o.bbox_px;
+    let (w, h) = (graph.intrinsics.width as f32, graph.intrinsics.height as f32);
+    let has_box = x1 > x0 && y1 > y0 && w > 0.0 && h > 0.0;
+    has_box && (x0 <= e || y0 <= e || x1 >= w - e || y1 >= h - e)
+}
+
+/// Whether the size relation `rel` between `a` and `b`, with signed margin `margin` (positive when "A ⟨rel⟩ B"
+/// holds), is measured on the smaller object's whole size: the one measured smaller must not be cut off (a cut-off
+/// object may be larger than it looks; one that looks larger than a whole one is larger). True for the
+/// relations that are not sizes.
+fn smaller_is_whole(graph: &SceneGraph, rel: Relation, margin: f64, a: u32, b: u32, m: &Margins) -> bool {
+    let a_larger = match rel {
+        Relation::Taller | Relation::Wider | Relation::Bigger => margin > 0.0,
+        Relation::Shorter | Relation::Thinner | Relation::Smaller => margin < 0.0,
+        _ => return true,
+    };
+    let smaller = if a_larger { b } else { a };
+    graph.objects.get(smaller as usize).is_some_and(|o| !cut_off(graph, o, m))
+}
+
 /// The signed margin of "A ⟨rel⟩ B" (positive when it holds) and the threshold it must clear.
 pub fn relation_margin(graph: &SceneGraph, rel: Relation, a: u32, b: u32, m: &Margins) -> Option<(f64, f64)> {
     let r = relation(graph, a, b)?;
@@ -183,7 +216,7 @@ pub fn evaluate(graph: &SceneGraph, t: QuestionType, objects: &[u32], robot_m: f
     match t.form() {
         Form::Predicate(rel) | Form::Choice(rel) => {
             let (margin, threshold) = relation_margin(graph, rel, objects[0], objects[1], m)?;
-            if margin.abs() <= threshold {
+            if margin.abs() <= threshold || !smaller_is_whole(graph, rel, margin, objects[0], objects[1], m) {
                 return None;
             }
             if matches!(t.form(), Form::Predicate(_)) {
@@ -213,6 +246,9 @@ pub fn evaluate(graph: &SceneGraph, t: QuestionType, objects: &[u32], robot_m: f
         }
         Form::ObjectValue => {
             let o = &graph.objects[objects[0] as usize];
+            if t != QuestionType::DistanceToCamera && cut_off(graph, o, m) {
+                return None;
+            }
             let v = match t {
                 QuestionType::Width => o.width_m,
                 QuestionType::Height => o.height_m,
@@ -243,7 +279,9 @@ pub fn evaluate(graph: &SceneGraph, t: QuestionType, objects: &[u32], robot_m: f
         }
         Form::HeightDifference => {
             let (margin, threshold) = relation_margin(graph, Relation::Taller, objects[0], objects[1], m)?;
-            if margin.abs() <= threshold {
+            // The difference is asked: both heights must be whole.
+            let whole = |i: u32| !cut_off(graph, &graph.objects[i as usize], m);
+            if margin.abs() <= threshold || !(whole(objects[0]) && whole(objects[1])) {
                 return None;
             }
             let (x, y) = if margin > 0.0 { (objects[0], objects[1]) } else { (objects[1], objects[0]) };
