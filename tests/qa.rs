@@ -629,9 +629,9 @@ fn objects_cut_off_by_the_frame_are_not_measured_by_what_shows() {
         )
     };
     // Questions about the chair, by kind: its own sizes, height differences, size comparisons it wins, those it
-    // loses, its distance from the camera.
+    // loses, its distance from the camera, its gaps, a robot passing beside it (yes, no).
     let count = |options: &QaOptions| {
-        let mut n = [0usize; 5];
+        let mut n = [0usize; 8];
         for seed in 0..300 {
             let records =
                 generate_frame(&graph, bank, &QaOptions { seed, qa_per_image: 30, ..options.clone() }).unwrap();
@@ -641,6 +641,8 @@ fn objects_cut_off_by_the_frame_are_not_measured_by_what_shows() {
                     Form::ObjectValue if r.question_type == QuestionType::DistanceToCamera => n[4] += 1,
                     Form::ObjectValue => n[0] += 1,
                     Form::HeightDifference => n[1] += 1,
+                    Form::PairValue if r.question_type == QuestionType::Gap => n[5] += 1,
+                    Form::PassBetween => n[if r.answer_bool == Some(true) { 6 } else { 7 }] += 1,
                     Form::Predicate(rel) | Form::Choice(rel) if is_size(rel) => {
                         let other = r.objects.iter().copied().find(|&o| o != chair).unwrap();
                         n[if size(chair, rel) > size(other, rel) { 2 } else { 3 }] += 1;
@@ -651,16 +653,67 @@ fn objects_cut_off_by_the_frame_are_not_measured_by_what_shows() {
         }
         n
     };
-    let [sizes, differences, wins, losses, distance] = count(&QaOptions::default());
-    assert_eq!((sizes, differences, losses), (0, 0, 0), "asked of the cut-off chair");
-    assert!(wins > 50 && distance > 20, "{wins} {distance}");
+    let [sizes, differences, wins, losses, distance, gaps, pass, no_pass] = count(&QaOptions::default());
+    assert_eq!((sizes, differences, losses, gaps, pass), (0, 0, 0, 0, 0), "asked of the cut-off chair");
+    assert!(wins > 50 && distance > 20 && no_pass > 5, "{wins} {distance} {no_pass}");
     // Without the rule, the part in view is taken for the chair: the same questions are asked, and lost.
     let whole = QaOptions {
         margins: spatialsynth::qa::Margins { cut_off_px: None, ..Default::default() },
         ..QaOptions::default()
     };
-    let [sizes, differences, wins, losses, _] = count(&whole);
+    let [sizes, differences, wins, losses, _, gaps, pass, _] = count(&whole);
     assert!(sizes > 50 && differences > 20 && losses > 50 && wins > 50, "{sizes} {differences} {losses} {wins}");
+    assert!(gaps > 20 && pass > 5, "{gaps} {pass}");
+
+    // Two boxes at one place and distance, told apart by size only: "the larger box" and "the smaller box", and
+    // never compared in size (the names answer it). When the smaller one is cut off, it may be the larger: neither
+    // name holds, and neither box is asked about.
+    let mut graph = scene(
+        "synthetic/sizes",
+        &[
+            block("box", -0.3, 3.0, [0.5, 0.5, 0.5]),
+            block("box", 0.3, 3.0, [0.2, 0.2, 0.2]),
+            block("stool", 0.0, 2.0, [0.3, 0.2, 0.3]),
+        ],
+    );
+    let (big, small) = (0, 1);
+    assert!(graph.objects[big].volume_m3 > 4.0 * graph.objects[small].volume_m3);
+    for i in [big, small] {
+        let o = &mut graph.objects[i];
+        (o.centroid_m[0], o.distance_to_camera_m) = (0.0, 3.0);
+    }
+    let refs = references(&graph, &QaOptions::default().references);
+    assert_eq!(
+        (refs[big].as_deref(), refs[small].as_deref()),
+        (Some("the larger box"), Some("the smaller box")),
+        "{refs:?}"
+    );
+    let mut asked = 0;
+    for seed in 0..200 {
+        for r in generate_frame(&graph, bank, &QaOptions { seed, qa_per_image: 30, ..QaOptions::default() }).unwrap() {
+            let boxes = r.objects.iter().filter(|&&o| o < 2).count();
+            asked += usize::from(boxes == 2);
+            let size_question = matches!(
+                r.question_type.form(),
+                Form::Predicate(Relation::Bigger | Relation::Smaller)
+                    | Form::Choice(Relation::Bigger | Relation::Smaller)
+            );
+            assert!(!(boxes == 2 && size_question), "answered by the names: {:?}", r.question);
+        }
+    }
+    assert!(asked > 50, "{asked}");
+    graph.objects[small].bbox_px = [300.0, 400.0, 340.0, 480.0];
+    let refs = references(&graph, &QaOptions::default().references);
+    assert_eq!((refs[big].as_deref(), refs[small].as_deref()), (None, None), "{refs:?}");
+    // The other way round, the larger box cut off is still the larger one.
+    graph.objects[small].bbox_px = [0.0; 4];
+    graph.objects[big].bbox_px = [300.0, 400.0, 340.0, 480.0];
+    let refs = references(&graph, &QaOptions::default().references);
+    assert_eq!(
+        (refs[big].as_deref(), refs[small].as_deref()),
+        (Some("the larger box"), Some("the smaller box")),
+        "{refs:?}"
+    );
 }
 
 #[test]

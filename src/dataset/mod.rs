@@ -420,14 +420,20 @@ pub fn dataset_card(s: &DatasetSummary) -> String {
         "Every answer is computed from the frame's metric 3D scene graph (ground-aligned, objects denoised). \
          Yes/no and comparison questions are only asked when the measured margin clears the measurement's \
          uncertainty (k_sigma = {}, at least {} m; sizes at least {:.0}% apart; volumes a ratio of {}), so \
-         near-ties are never labelled. An object cut off by the image's border is not asked its sizes, and is \
-         compared in size only when it is the larger one. Objects are named so that a reader can tell them \
-         apart; objects that cannot be told apart are left out, and no question is asked that the names answer \
-         (\"the leftmost chair\" is not compared left/right with another chair).\n",
+         near-ties are never labelled.{} Objects are named so that a reader can tell them apart; objects that \
+         cannot be told apart are left out, and no object is compared on the relation its name comes from (\"the \
+         leftmost chair\" is not compared left/right with another chair).\n",
         o.margins.k_sigma,
         o.margins.min_margin_m,
         100.0 * o.margins.min_size_ratio,
-        o.margins.min_volume_ratio
+        o.margins.min_volume_ratio,
+        match o.margins.cut_off_px {
+            Some(px) => format!(
+                " An object whose box comes within {px} px of the image's border is cut off by it: its sizes and \
+                 gaps are not asked, and it is compared in size only when it is the larger one."
+            ),
+            None => String::new(),
+        }
     );
     let _ = writeln!(c, "## Files\n");
     let _ = writeln!(c, "- `llava.jsonl`: one line per image in LLaVA conversation format, with `qa` provenance.");

@@ -5,8 +5,9 @@
 //! combined position uncertainty `sigma_m` of the two objects (depth noise grows with distance) times `k_sigma`,
 //! never less than `min_margin_m`; size comparisons also need a relative difference of `min_size_ratio`, volume
 //! comparisons a ratio of `min_volume_ratio`, clock directions an angle clear of the hour boundary. An object cut
-//! off by the image's border has only lower bounds for its sizes: they are not asked, and a size comparison is
-//! asked only when it is the larger one.
+//! off by the image's border has only lower bounds for its sizes and an upper bound for its gaps: they are not
+//! asked, a size comparison is asked only when it is the larger one, and a robot's passing beside it only when the
+//! answer is no.
 
 use serde::{Deserialize, Serialize};
 
@@ -35,8 +36,10 @@ pub struct Margins {
     pub min_quantity_m: f32,
     /// An object whose box (`bbox_px`) comes within this many pixels of an image edge, or goes past it, is cut off
     /// by the frame: its measured sizes are only lower bounds (a chair seen from its seat down is not 10 cm
-    /// tall). Its width, height and depth are not asked, nor a height difference with it, and a size comparison
-    /// only when it is the larger one. `None` (`null`) takes every object as whole.
+    /// tall), and its closest surfaces may be out of view. Its width, height and depth are not asked, nor a height
+    /// difference or a gap with it, a size comparison only when it is the larger one, and whether a robot passes
+    /// beside it only when the answer is no. It is not named by its size when that could be wrong
+    /// ([`super::refer::described`]). `None` (`null`) takes every object as whole.
     pub cut_off_px: Option<f32>,
 }
 
@@ -151,9 +154,14 @@ fn size(o: &SceneObject, rel: Relation) -> f32 {
 /// Whether `o` is cut off by the image's border (see [`Margins::cut_off_px`]). An object without a box (an empty
 /// `bbox_px`, as from [`crate::pipeline::scene_from_points`] without one) is taken as whole.
 pub fn cut_off(graph: &SceneGraph, o: &SceneObject, m: &Margins) -> bool {
-    let Some(e) = m.cut_off_px else { return false };
-    let [x0, y0, x1, y1] = o.bbox_px;
-    let (w, h) = (graph.intrinsics.width as f32, graph.intrinsics.height as f32);
+    box_cut_off(o.bbox_px, graph.intrinsics.width, graph.intrinsics.height, m.cut_off_px)
+}
+
+/// Whether a box `[x0, y0, x1, y1]` (pixels, `x1`/`y1` exclusive) comes within `px` of the edge of a `width` ×
+/// `height` image, or goes past it; never for an empty box or image, or without `px`.
+fn box_cut_off([x0, y0, x1, y1]: [f32; 4], width: u32, height: u32, px: Option<f32>) -> bool {
+    let Some(e) = px else { return false };
+    let (w, h) = (width as f32, height as f32);
     let has_box = x1 > x0 && y1 > y0 && w > 0.0 && h > 0.0;
     has_box && (x0 <= e || y0 <= e || x1 >= w - e || y1 >= h - e)
 }
@@ -229,6 +237,11 @@ pub fn evaluate(graph: &SceneGraph, t: QuestionType, objects: &[u32], robot_m: f
         }
         Form::PairValue => {
             let r = relation(graph, objects[0], objects[1])?;
+            // The closest surfaces of an object cut off by the frame may lie out of view: its gap is only an
+            // upper bound.
+            if t == QuestionType::Gap && objects.iter().any(|&o| cut_off(graph, &graph.objects[o as usize], m)) {
+                return None;
+            }
             let v = match t {
                 QuestionType::Distance => r.distance_m,
                 QuestionType::HorizontalDistance => r.horizontal_distance_m,
@@ -319,6 +332,10 @@ pub fn evaluate(graph: &SceneGraph, t: QuestionType, objects: &[u32], robot_m: f
             if margin.is_nan() || margin.abs() <= threshold {
                 return None;
             }
+            // The gap to an object cut off by the frame is an upper bound: "no" holds, "yes" may not.
+            if margin > 0.0 && objects.iter().any(|&o| cut_off(graph, &graph.objects[o as usize], m)) {
+                return None;
+            }
             fact.truth = Some(margin > 0.0);
             fact.value = Some(gap);
             fact.margin = Some(margin);
@@ -327,4 +344,29 @@ pub fn evaluate(graph: &SceneGraph, t: QuestionType, objects: &[u32], robot_m: f
         }
     }
     Some(fact)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::box_cut_off;
+
+    #[test]
+    fn boxes_within_the_margin_of_any_edge_are_cut_off() {
+        let cut = |b: [f32; 4]| box_cut_off(b, 640, 480, Some(2.0));
+        assert!(!cut([100.0, 100.0, 200.0, 200.0]));
+        // Each edge, at the margin (cut off) and one pixel inside it (whole); x1 and y1 are exclusive.
+        assert!(cut([2.0, 100.0, 200.0, 200.0]) && !cut([3.0, 100.0, 200.0, 200.0]));
+        assert!(cut([100.0, 2.0, 200.0, 200.0]) && !cut([100.0, 3.0, 200.0, 200.0]));
+        assert!(cut([100.0, 100.0, 638.0, 200.0]) && !cut([100.0, 100.0, 637.0, 200.0]));
+        assert!(cut([100.0, 100.0, 200.0, 478.0]) && !cut([100.0, 100.0, 200.0, 477.0]));
+        // Past the image (an annotated box may be), and the whole image.
+        assert!(cut([-30.0, 100.0, 200.0, 200.0]) && cut([100.0, 100.0, 700.0, 200.0]));
+        assert!(cut([0.0, 0.0, 640.0, 480.0]));
+        // No box, no image, no rule.
+        assert!(!cut([0.0; 4]) && !cut([50.0, 50.0, 50.0, 80.0]));
+        assert!(!box_cut_off([0.0, 0.0, 10.0, 10.0], 0, 0, Some(2.0)));
+        assert!(!box_cut_off([0.0, 0.0, 640.0, 480.0], 640, 480, None));
+        // A margin of 0 still takes a box at the edge as cut off.
+        assert!(box_cut_off([0.0, 10.0, 20.0, 30.0], 640, 480, Some(0.0)));
+    }
 }

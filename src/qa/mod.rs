@@ -248,7 +248,7 @@ pub fn generate_frame(graph: &SceneGraph, bank: &TemplateBank, options: &QaOptio
 
 /// As [`generate_frame`], appending to `out` (lets a caller reuse its buffer).
 pub fn generate_frame_into(graph: &SceneGraph, bank: &TemplateBank, options: &QaOptions, out: &mut Vec<QaRecord>) {
-    let described = refer::described(graph, &options.references);
+    let described = refer::described(graph, &options.references, &options.margins);
     let referable: Vec<u32> = (0..described.len() as u32).filter(|&i| described[i as usize].is_some()).collect();
     let types: Vec<(QuestionType, f64)> = QuestionType::ALL
         .iter()

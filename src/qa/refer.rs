@@ -2,6 +2,7 @@
 //! "the leftmost chair", "the nearer bottle"), or `None` when a reader could not tell it from the others of its
 //! class (it is then left out of every question).
 
+use super::facts::{cut_off, Margins};
 use super::types::Relation;
 use crate::scene::SceneGraph;
 
@@ -90,9 +91,10 @@ impl Reference {
     }
 }
 
-/// The reference of every object of `graph` (indexed like `graph.objects`): the words of [`described`].
+/// The reference of every object of `graph` (indexed like `graph.objects`): the words of [`described`], with the
+/// default margins' rule for objects cut off by the frame.
 pub fn references(graph: &SceneGraph, rule: &ReferenceRule) -> Vec<Option<String>> {
-    described(graph, rule).into_iter().map(|r| r.map(|r| r.text)).collect()
+    described(graph, rule, &Margins::default()).into_iter().map(|r| r.map(|r| r.text)).collect()
 }
 
 /// The reference of every object of `graph` (indexed like `graph.objects`), with what singles it out.
@@ -101,9 +103,12 @@ pub fn references(graph: &SceneGraph, rule: &ReferenceRule) -> Vec<Option<String
 /// singles it out is used: its dominant colour (when every other object of the class has a different one), its
 /// position (leftmost/rightmost), its distance from the camera (nearest/farthest), its size (largest/smallest).
 /// A class with an annotated or detected object that did not make it into the scene (`dropped_objects`) cannot be
-/// referred to at all, since the reader sees that object in the image too.
-pub fn described(graph: &SceneGraph, rule: &ReferenceRule) -> Vec<Option<Reference>> {
+/// referred to at all, since the reader sees that object in the image too. An object cut off by the frame
+/// ([`super::facts::cut_off`] with `margins`) may be larger than it looks: it is not named the smallest, and no
+/// other is named the largest beside it.
+pub fn described(graph: &SceneGraph, rule: &ReferenceRule, margins: &Margins) -> Vec<Option<Reference>> {
     let nouns: Vec<String> = graph.objects.iter().map(|o| noun(&o.label)).collect();
+    let whole: Vec<bool> = graph.objects.iter().map(|o| !cut_off(graph, o, margins)).collect();
     let dropped: Vec<String> = graph.dropped_objects.iter().map(|d| noun(&d.label)).collect();
     let named: Vec<Option<(String, Basis)>> = (0..nouns.len())
         .map(|i| {
@@ -113,7 +118,7 @@ pub fn described(graph: &SceneGraph, rule: &ReferenceRule) -> Vec<Option<Referen
             let members: Vec<usize> = (0..nouns.len()).filter(|&j| same_kind(&nouns[i], &nouns[j])).collect();
             match members.len() {
                 1 => Some((format!("the {}", nouns[i]), Basis::Class)),
-                _ => distinguish(graph, i, &members, &nouns[i], rule),
+                _ => distinguish(graph, i, &members, &nouns[i], rule, &whole),
             }
         })
         .collect();
@@ -126,6 +131,7 @@ fn distinguish(
     members: &[usize],
     noun: &str,
     rule: &ReferenceRule,
+    whole: &[bool],
 ) -> Option<(String, Basis)> {
     let objects = &graph.objects;
     let me = &objects[i];
@@ -162,10 +168,12 @@ fn distinguish(
     }
     let ratio = rule.min_volume_ratio.max(1.0).ln();
     let log_volume = |o: &crate::scene::SceneObject| o.volume_m3.max(1e-9).ln();
-    if others().all(|o| log_volume(me) - log_volume(o) >= ratio) {
+    // Sizes: those measured smaller must be whole (a cut-off object may be larger than it looks).
+    let others_whole = members.iter().all(|&j| j == i || whole[j]);
+    if others_whole && others().all(|o| log_volume(me) - log_volume(o) >= ratio) {
         return Some((name("largest", "larger", false), Basis::Largest));
     }
-    if others().all(|o| log_volume(o) - log_volume(me) >= ratio) {
+    if whole[i] && others().all(|o| log_volume(o) - log_volume(me) >= ratio) {
         return Some((name("smallest", "smaller", false), Basis::Smallest));
     }
     None
