@@ -15,7 +15,7 @@ cd "$(dirname "$0")/.."
 out=${1:-out/emulator-counts}
 source scripts/emulator-env.sh
 emulator_env "$out"
-python3 scripts/grid-box-manifest.py data/sample/frames.json 10 4 > "$out/frames.json"
+emulator_frames "$out"
 rm -rf "$out/scene"
 SPATIALSYNTH_CUDA_EMU_STATS="$out/stats.json" SPATIALSYNTH_CUDA_EMU_TRACE="$out/trace.txt" target/release/spatialsynth --threads 2 scene "$out/frames.json" \
   -o "$out/scene" --backend cuda

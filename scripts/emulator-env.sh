@@ -17,3 +17,9 @@ emulator_env() {
   cu13=$(python3 -c "import nvidia,os;print(os.path.join(list(nvidia.__path__)[0],'cu13'))")
   export LD_LIBRARY_PATH="$out/emu:$cu13/lib"
 }
+
+# `emulator_frames OUT`: the 20 frames of 10 objects the counting scripts run (the sample frames without instance masks,
+# 4 times, topped up with grid boxes: scripts/grid-box-manifest.py), as OUT/frames.json.
+emulator_frames() {
+  python3 scripts/grid-box-manifest.py data/sample/frames.json 10 4 > "$1/frames.json"
+}

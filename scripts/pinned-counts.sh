@@ -14,12 +14,15 @@ cd "$(dirname "$0")/.."
 out=${1:-out/pinned-counts}
 source scripts/emulator-env.sh
 emulator_env "$out"
-python3 scripts/grid-box-manifest.py data/sample/frames.json 10 4 > "$out/frames.json"
-run() {
-  local name=$1; shift
+emulator_frames "$out"
+run() { # run NAME [VAR=VALUE...] [-- SCENE OPTIONS...]: one run into OUT/NAME, with those variables and options
+  local name=$1 vars=() opts=()
+  shift
+  while (($#)) && [ "$1" != -- ]; do vars+=("$1"); shift; done
+  (($#)) && { shift; opts=("$@"); }
   rm -rf "$out/$name"
-  env "$@" SPATIALSYNTH_CUDA_EMU_STATS="$out/$name.json" target/release/spatialsynth --threads 2 scene \
-    "$out/frames.json" -o "$out/$name" --backend cuda --quiet $limit > /dev/null
+  env "${vars[@]}" SPATIALSYNTH_CUDA_EMU_STATS="$out/$name.json" target/release/spatialsynth --threads 2 scene \
+    "$out/frames.json" -o "$out/$name" --backend cuda --quiet "${opts[@]}" > /dev/null
   python3 - "$out" "$name" <<'PY'
 import filecmp, json, sys
 out, name = sys.argv[1:]
@@ -33,6 +36,6 @@ print(f"{name:>10}: {p['allocations']} buffers, peak {p['peak_bytes'] / 1e6:.1f}
       f"down; {s['event_syncs']} event syncs; scene graphs {'the same' if same else 'DIFFER'}")
 PY
 }
-limit=""; run none
-for mib in 64 32 16 0; do limit="--pinned-limit-mib $mib"; run "limit-$mib"; done
-limit=""; run driver-24MiB SPATIALSYNTH_CUDA_EMU_PINNED_LIMIT=25165824
+run none
+for mib in 64 32 16 0; do run "limit-$mib" -- --pinned-limit-mib "$mib"; done
+run driver-24MiB SPATIALSYNTH_CUDA_EMU_PINNED_LIMIT=25165824

@@ -663,9 +663,7 @@ impl PinnedBuffer {
     fn stale(&self) -> bool {
         self.budget.now().saturating_sub(self.pooled_at) >= STALE_AFTER
     }
-}
 
-impl PinnedBuffer {
     fn len(&self) -> usize {
         self.slice.len()
     }
@@ -1305,7 +1303,7 @@ impl CudaBackend {
     pub fn set_pinned_limit(&self, limit: Option<usize>) -> Result<(), String> {
         let limit = limit.unwrap_or(usize::MAX);
         self.pinned.set_limit(limit);
-        self.free_idle(self.pinned.excess(0), usize::MAX, false, false).map(|_| ())
+        self.free_idle(self.pinned.excess(0), usize::MAX, false).map(|_| ())
     }
 
     /// The page-locked host memory the backend holds, its peak and limit, and what was refused
@@ -1471,7 +1469,7 @@ impl CudaBackend {
         let bytes = words.checked_mul(4).ok_or("a page-locked buffer too large to count")?;
         if let Err(why) = self.pinned.reserve(bytes) {
             let excess = self.pinned.excess(bytes);
-            let made_room = self.free_idle(excess, bytes, true, true)? >= excess;
+            let made_room = self.free_idle(excess, bytes, true)? >= excess;
             if let Err(why) = if made_room { self.pinned.reserve(bytes) } else { Err(why) } {
                 self.pinned.count_refusal(why);
                 return Err(format!("{bytes} more bytes of page-locked memory: refused ({why:?})"));
@@ -1496,9 +1494,10 @@ impl CudaBackend {
     }
 
     /// Frees idle pooled buffers (of both pools) of fewer than `below` bytes, the smallest first, until `excess` bytes
-    /// are freed or none is left; with `whole`, none unless `excess` bytes can be; with `stale_only`, only those no
-    /// request has taken for [`STALE_AFTER`] requests. Returns the bytes freed.
-    fn free_idle(&self, excess: usize, below: usize, whole: bool, stale_only: bool) -> Result<usize, String> {
+    /// are freed or none is left. To make room for a request (`for_request`): only those no request has taken for
+    /// [`STALE_AFTER`] requests, and none unless `excess` bytes can be freed (a lowered limit frees what it can).
+    /// Returns the bytes freed.
+    fn free_idle(&self, excess: usize, below: usize, for_request: bool) -> Result<usize, String> {
         if excess == 0 {
             return Ok(0);
         }
@@ -1507,10 +1506,10 @@ impl CudaBackend {
             // (The one place that holds both pools' locks: staging first.)
             let mut staging = self.staging.lock().map_err(|_| "staging pool poisoned")?;
             let mut readbacks = self.readbacks.lock().map_err(|_| "read-back pool poisoned")?;
-            let size = |b: &PinnedBuffer| (!stale_only || b.stale()).then_some(b.num_bytes());
+            let size = |b: &PinnedBuffer| (!for_request || b.stale()).then_some(b.num_bytes());
             let staging_sizes: Vec<Option<usize>> = staging.iter().map(|p| size(&p.buffer)).collect();
             let readback_sizes: Vec<Option<usize>> = readbacks.iter().map(size).collect();
-            let (chosen, freed) = idle_to_free(&staging_sizes, &readback_sizes, excess, below, whole);
+            let (chosen, freed) = idle_to_free(&staging_sizes, &readback_sizes, excess, below, for_request);
             for (from_staging, i) in chosen {
                 match from_staging {
                     true => staged.push(staging.swap_remove(i)),

@@ -166,6 +166,11 @@ fn box_cut_off([x0, y0, x1, y1]: [f32; 4], width: u32, height: u32, px: Option<f
     has_box && (x0 <= e || y0 <= e || x1 >= w - e || y1 >= h - e)
 }
 
+/// Whether any of `objects` is cut off by the image's border ([`cut_off`]).
+fn any_cut_off(graph: &SceneGraph, objects: &[u32], m: &Margins) -> bool {
+    objects.iter().any(|&o| graph.objects.get(o as usize).is_some_and(|o| cut_off(graph, o, m)))
+}
+
 /// Whether the size relation `rel` between `a` and `b`, with signed margin `margin` (positive when "A ⟨rel⟩ B"
 /// holds), is measured on the smaller object's whole size: the one measured smaller must not be cut off (a cut-off
 /// object may be larger than it looks; one that looks larger than a whole one is larger). True for the
@@ -239,7 +244,7 @@ pub fn evaluate(graph: &SceneGraph, t: QuestionType, objects: &[u32], robot_m: f
             let r = relation(graph, objects[0], objects[1])?;
             // The closest surfaces of an object cut off by the frame may lie out of view: its gap is only an
             // upper bound.
-            if t == QuestionType::Gap && objects.iter().any(|&o| cut_off(graph, &graph.objects[o as usize], m)) {
+            if t == QuestionType::Gap && any_cut_off(graph, objects, m) {
                 return None;
             }
             let v = match t {
@@ -293,8 +298,7 @@ pub fn evaluate(graph: &SceneGraph, t: QuestionType, objects: &[u32], robot_m: f
         Form::HeightDifference => {
             let (margin, threshold) = relation_margin(graph, Relation::Taller, objects[0], objects[1], m)?;
             // The difference is asked: both heights must be whole.
-            let whole = |i: u32| !cut_off(graph, &graph.objects[i as usize], m);
-            if margin.abs() <= threshold || !(whole(objects[0]) && whole(objects[1])) {
+            if margin.abs() <= threshold || any_cut_off(graph, objects, m) {
                 return None;
             }
             let (x, y) = if margin > 0.0 { (objects[0], objects[1]) } else { (objects[1], objects[0]) };
@@ -333,7 +337,7 @@ pub fn evaluate(graph: &SceneGraph, t: QuestionType, objects: &[u32], robot_m: f
                 return None;
             }
             // The gap to an object cut off by the frame is an upper bound: "no" holds, "yes" may not.
-            if margin > 0.0 && objects.iter().any(|&o| cut_off(graph, &graph.objects[o as usize], m)) {
+            if margin > 0.0 && any_cut_off(graph, objects, m) {
                 return None;
             }
             fact.truth = Some(margin > 0.0);
