@@ -300,6 +300,55 @@ mod tests {
         assert!(Template::parse("A} is").is_err());
     }
 
+    /// Objects may be people, so the built-in bank never calls an object "it" ("the rightmost person, because it
+    /// is further right"): every "it" left is impersonal ("is it true", "it is {X} that") or the robot.
+    #[test]
+    fn builtin_phrasings_never_call_an_object_it() {
+        const IMPERSONAL: &[&str] = &[
+            "is it true",
+            "does it look",
+            "would it be correct",
+            "yes, it is",
+            "no, it is",
+            "it's the other way",
+            "it's {x}",
+            "it is {x} that",
+            "how far would it be",
+            "how far is it",
+            "what would it be",
+            "it's roughly {value} from {a} to {b}",
+            "is it possible",
+            "make it through",
+            // the robot of `pass_between`
+            "can it ",
+            "it can pass",
+            "it should fit",
+            "it won't fit",
+        ];
+        let bank = TemplateBank::builtin().unwrap();
+        let mut checked = 0;
+        for &t in QuestionType::ALL {
+            let tt = bank.get(t);
+            for phrasing in tt.questions.iter().chain(&tt.yes).chain(&tt.no).chain(&tt.answers) {
+                let mut text = phrasing.source().to_lowercase();
+                for allowed in IMPERSONAL {
+                    text = text.replace(allowed, " ");
+                }
+                let words: Vec<&str> = text.split(|c: char| !(c.is_alphanumeric() || c == '\'')).collect();
+                for pronoun in ["it", "its", "it's", "itself"] {
+                    assert!(
+                        !words.contains(&pronoun),
+                        "[{}] {:?} calls an object {pronoun:?}",
+                        t.name(),
+                        phrasing.source()
+                    );
+                }
+                checked += 1;
+            }
+        }
+        assert!(checked > 1000, "{checked}");
+    }
+
     #[test]
     fn builtin_bank_loads_and_meets_the_counts() {
         let bank = TemplateBank::builtin().unwrap();
