@@ -285,6 +285,46 @@ fn host_steps(c: &mut Criterion) {
     g.bench_function(BenchmarkId::new("oriented_boxes", format!("12obj_{}pts", cloud.len())), |b| {
         b.iter(|| footprints.iter().map(|f| min_area_rect(black_box(f)).extent[0]).sum::<f64>())
     });
+    // Which sides of each object's box border something in front of it (the graphs step, every backend): every
+    // object of the annotated sample frames, from their scene graphs.
+    use spatialsynth::geometry::canonical::CanonicalFrame;
+    use spatialsynth::geometry::occlusion::{occlusion, ObjectExtent};
+    let objects: Vec<(&LoadedFrame, CanonicalFrame, ObjectExtent)> = sample
+        .iter()
+        .filter(|f| !f.objects.is_empty())
+        .flat_map(|f| {
+            let graph = process_frame(f, &SceneConfig::default()).expect("sample scene");
+            let m = graph.canonical_from_camera;
+            let canonical = CanonicalFrame {
+                rotation: [0, 1, 2].map(|r| [m[r][0], m[r][1], m[r][2]]),
+                translation: [m[0][3], m[1][3], m[2][3]],
+                camera_height_m: graph.ground.camera_height_m,
+                source: graph.ground.source,
+            };
+            let extents: Vec<ObjectExtent> = graph
+                .objects
+                .iter()
+                .map(|o| ObjectExtent {
+                    bbox_px: o.bbox_px,
+                    median_depth_m: o.median_depth_m,
+                    bottom_m: o.bottom_m,
+                    sigma_m: o.sigma_m,
+                })
+                .collect();
+            extents.into_iter().map(move |e| (f, canonical, e))
+        })
+        .collect();
+    g.throughput(Throughput::Elements(objects.len() as u64));
+    g.bench_function(BenchmarkId::new("occlusion", format!("{}obj", objects.len())), |b| {
+        b.iter(|| {
+            objects
+                .iter()
+                .filter_map(|(f, canonical, e)| {
+                    occlusion(f.depth.as_ref().expect("depth"), &f.intrinsics, canonical, black_box(e)).right
+                })
+                .sum::<f32>()
+        })
+    });
     g.finish();
 }
 

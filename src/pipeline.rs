@@ -8,6 +8,7 @@ use crate::color::dominant_color;
 use crate::error::{Error, Result};
 use crate::geometry::canonical::{CanonicalFrame, GroundSource};
 use crate::geometry::dbscan::Clustering;
+use crate::geometry::occlusion::{occlusion, ObjectExtent};
 use crate::geometry::outlier::{statistical_outlier_mask, OutlierParams};
 use crate::geometry::ransac::{fit_ground_plane, score_sample_indices, PlaneFit, RansacParams};
 use crate::geometry::relations::{relate_all, RelationRecord};
@@ -909,6 +910,7 @@ fn scene_object(obj: &ObjectInput, survivor: &Survivor, s: &ObjectSummary, objec
         median_depth_m: s.median_depth_m,
         sigma_m: s.sigma_m,
         color,
+        occlusion: None,
     }
 }
 
@@ -1163,8 +1165,20 @@ fn frame_start(
 }
 
 /// The scene graph of a frame from its geometry.
-fn scene_graph(frame: &LoadedFrame, valid_depth_points: usize, geo: SceneGeometry) -> SceneGraph {
+fn scene_graph(frame: &LoadedFrame, valid_depth_points: usize, mut geo: SceneGeometry) -> SceneGraph {
     let spec = &frame.spec;
+    if let Some(depth) = &frame.depth {
+        let canonical = &geo.canonical;
+        geo.objects.par_iter_mut().for_each(|o| {
+            let extent = ObjectExtent {
+                bbox_px: o.bbox_px,
+                median_depth_m: o.median_depth_m,
+                bottom_m: o.bottom_m,
+                sigma_m: o.sigma_m,
+            };
+            o.occlusion = Some(occlusion(depth, &frame.intrinsics, canonical, &extent));
+        });
+    }
     SceneGraph {
         frame: spec.key.clone(),
         frame_id: spec.id.clone(),

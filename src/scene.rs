@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::geometry::canonical::GroundSource;
+use crate::geometry::occlusion::Occlusion;
 use crate::geometry::Intrinsics;
 use crate::io::objects::ObjectKind;
 use crate::io::DepthSource;
@@ -74,6 +75,11 @@ pub struct SceneObject {
     /// not decoded or no colour dominates.
     #[serde(default)]
     pub color: Option<String>,
+    /// For each side of `bbox_px`, the share of the depth pixels just outside it that are in front of the object
+    /// (see [`crate::geometry::occlusion`]): the object may go on behind them. `null` when the frame's depth image
+    /// was not at hand (a scene made from points).
+    #[serde(default)]
+    pub occlusion: Option<Occlusion>,
 }
 
 /// An annotated object that did not make it into the scene, and why.

@@ -401,6 +401,26 @@ pub(crate) fn finish_dataset(out_dir: &Path, summary: &mut DatasetSummary) -> Re
 }
 
 /// The dataset card written as `README.md` beside the data.
+/// The dataset card's sentence on partly hidden objects, for the rules that are on.
+fn hidden_rule(m: &crate::qa::Margins) -> String {
+    let by = match (m.cut_off_px, m.occluded_fraction) {
+        (None, None) => return String::new(),
+        (Some(px), None) => format!("whose box comes within {px} px of the image's border"),
+        (None, Some(f)) => {
+            format!("with something in front of it along {:.0}% or more of one side of its box", 100.0 * f)
+        }
+        (Some(px), Some(f)) => format!(
+            "whose box comes within {px} px of the image's border, or with something in front of it along {:.0}% \
+             or more of one side of its box,",
+            100.0 * f
+        ),
+    };
+    format!(
+        " An object {by} is partly hidden: its sizes and gaps are not asked, and it is compared in size only when \
+         it is the larger one."
+    )
+}
+
 pub fn dataset_card(s: &DatasetSummary) -> String {
     use std::fmt::Write;
     let mut c = String::new();
@@ -427,13 +447,7 @@ pub fn dataset_card(s: &DatasetSummary) -> String {
         o.margins.min_margin_m,
         100.0 * o.margins.min_size_ratio,
         o.margins.min_volume_ratio,
-        match o.margins.cut_off_px {
-            Some(px) => format!(
-                " An object whose box comes within {px} px of the image's border is cut off by it: its sizes and \
-                 gaps are not asked, and it is compared in size only when it is the larger one."
-            ),
-            None => String::new(),
-        }
+        hidden_rule(&o.margins)
     );
     let _ = writeln!(c, "## Files\n");
     let _ = writeln!(c, "- `llava.jsonl`: one line per image in LLaVA conversation format, with `qa` provenance.");

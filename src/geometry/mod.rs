@@ -15,6 +15,7 @@
 pub mod canonical;
 pub mod dbscan;
 pub mod obb;
+pub mod occlusion;
 pub mod outlier;
 pub mod radix;
 pub mod ransac;

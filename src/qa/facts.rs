@@ -4,10 +4,10 @@
 //! Every binary answer needs its margin to clear a threshold built from the measurement's uncertainty: the
 //! combined position uncertainty `sigma_m` of the two objects (depth noise grows with distance) times `k_sigma`,
 //! never less than `min_margin_m`; size comparisons also need a relative difference of `min_size_ratio`, volume
-//! comparisons a ratio of `min_volume_ratio`, clock directions an angle clear of the hour boundary. An object cut
-//! off by the image's border has only lower bounds for its sizes and an upper bound for its gaps: they are not
-//! asked, a size comparison is asked only when it is the larger one, and a robot's passing beside it only when the
-//! answer is no.
+//! comparisons a ratio of `min_volume_ratio`, clock directions an angle clear of the hour boundary. An object partly
+//! hidden, cut off by the image's border or by something in front of it, has only lower bounds for its sizes and
+//! an upper bound for its gaps: they are not asked, a size comparison is asked only when it is the larger one, and
+//! a robot's passing beside it only when the answer is no.
 
 use serde::{Deserialize, Serialize};
 
@@ -41,6 +41,11 @@ pub struct Margins {
     /// beside it only when the answer is no. It is not named by its size when that could be wrong
     /// ([`super::refer::described`]). `None` (`null`) takes every object as whole.
     pub cut_off_px: Option<f32>,
+    /// An object one side of whose box borders something in front of it, over at least this share of the side's
+    /// depth pixels ([`SceneObject::occlusion`]), may go on behind it: it is treated as cut off (above). The
+    /// share, not any pixel, because box edges and depth edges are uncertain by a pixel or two. `None` (`null`)
+    /// ignores what stands in front of objects.
+    pub occluded_fraction: Option<f32>,
 }
 
 impl Default for Margins {
@@ -54,6 +59,7 @@ impl Default for Margins {
             ground_contact_m: 0.15,
             min_quantity_m: 0.02,
             cut_off_px: Some(2.0),
+            occluded_fraction: Some(0.5),
         }
     }
 }
@@ -76,6 +82,11 @@ impl Margins {
         }
         if !(self.min_volume_ratio.is_finite() && self.min_volume_ratio >= 1.0) {
             return Err(format!("margins.min_volume_ratio must be at least 1, got {}", self.min_volume_ratio));
+        }
+        if let Some(f) = self.occluded_fraction {
+            if !(f > 0.0 && f <= 1.0) {
+                return Err(format!("margins.occluded_fraction must be above 0 and at most 1, got {f}"));
+            }
         }
         if self.min_clock_margin_deg > 15.0 {
             return Err(format!("margins.min_clock_margin_deg must be at most 15, got {}", self.min_clock_margin_deg));
@@ -157,6 +168,21 @@ pub fn cut_off(graph: &SceneGraph, o: &SceneObject, m: &Margins) -> bool {
     box_cut_off(o.bbox_px, graph.intrinsics.width, graph.intrinsics.height, m.cut_off_px)
 }
 
+/// Whether something stands in front of one side of `o` (see [`Margins::occluded_fraction`]). An object without
+/// an occlusion measure (a scene made from points) is taken as unoccluded.
+pub fn occluded(o: &SceneObject, m: &Margins) -> bool {
+    match (m.occluded_fraction, &o.occlusion) {
+        (Some(f), Some(occlusion)) => occlusion.any_side_reaches(f),
+        _ => false,
+    }
+}
+
+/// Whether `o` is partly hidden: [`cut_off`] by the image's border, or [`occluded`] by something in front of it.
+/// Its measured sizes are then lower bounds, and its gaps upper bounds.
+pub fn partly_hidden(graph: &SceneGraph, o: &SceneObject, m: &Margins) -> bool {
+    cut_off(graph, o, m) || occluded(o, m)
+}
+
 /// Whether a box `[x0, y0, x1, y1]` (pixels, `x1`/`y1` exclusive) comes within `px` of the edge of a `width` ×
 /// `height` image, or goes past it; never for an empty box or image, or without `px`.
 fn box_cut_off([x0, y0, x1, y1]: [f32; 4], width: u32, height: u32, px: Option<f32>) -> bool {
@@ -166,14 +192,14 @@ fn box_cut_off([x0, y0, x1, y1]: [f32; 4], width: u32, height: u32, px: Option<f
     has_box && (x0 <= e || y0 <= e || x1 >= w - e || y1 >= h - e)
 }
 
-/// Whether any of `objects` is cut off by the image's border ([`cut_off`]).
-fn any_cut_off(graph: &SceneGraph, objects: &[u32], m: &Margins) -> bool {
-    objects.iter().any(|&o| graph.objects.get(o as usize).is_some_and(|o| cut_off(graph, o, m)))
+/// Whether any of `objects` is [`partly_hidden`].
+fn any_hidden(graph: &SceneGraph, objects: &[u32], m: &Margins) -> bool {
+    objects.iter().any(|&o| graph.objects.get(o as usize).is_some_and(|o| partly_hidden(graph, o, m)))
 }
 
 /// Whether the size relation `rel` between `a` and `b`, with signed margin `margin` (positive when "A ⟨rel⟩ B"
-/// holds), is measured on the smaller object's whole size: the one measured smaller must not be cut off (a cut-off
-/// object may be larger than it looks; one that looks larger than a whole one is larger). True for the
+/// holds), is measured on the smaller object's whole size: the one measured smaller must not be partly hidden (a
+/// partly hidden object may be larger than it looks; one that looks larger than a whole one is larger). True for the
 /// relations that are not sizes.
 fn smaller_is_whole(graph: &SceneGraph, rel: Relation, margin: f64, a: u32, b: u32, m: &Margins) -> bool {
     let a_larger = match rel {
@@ -182,7 +208,7 @@ fn smaller_is_whole(graph: &SceneGraph, rel: Relation, margin: f64, a: u32, b: u
         _ => return true,
     };
     let smaller = if a_larger { b } else { a };
-    graph.objects.get(smaller as usize).is_some_and(|o| !cut_off(graph, o, m))
+    graph.objects.get(smaller as usize).is_some_and(|o| !partly_hidden(graph, o, m))
 }
 
 /// The signed margin of "A ⟨rel⟩ B" (positive when it holds) and the threshold it must clear.
@@ -242,9 +268,8 @@ pub fn evaluate(graph: &SceneGraph, t: QuestionType, objects: &[u32], robot_m: f
         }
         Form::PairValue => {
             let r = relation(graph, objects[0], objects[1])?;
-            // The closest surfaces of an object cut off by the frame may lie out of view: its gap is only an
-            // upper bound.
-            if t == QuestionType::Gap && any_cut_off(graph, objects, m) {
+            // The closest surfaces of a partly hidden object may lie out of view: its gap is only an upper bound.
+            if t == QuestionType::Gap && any_hidden(graph, objects, m) {
                 return None;
             }
             let v = match t {
@@ -264,7 +289,7 @@ pub fn evaluate(graph: &SceneGraph, t: QuestionType, objects: &[u32], robot_m: f
         }
         Form::ObjectValue => {
             let o = &graph.objects[objects[0] as usize];
-            if t != QuestionType::DistanceToCamera && cut_off(graph, o, m) {
+            if t != QuestionType::DistanceToCamera && partly_hidden(graph, o, m) {
                 return None;
             }
             let v = match t {
@@ -298,7 +323,7 @@ pub fn evaluate(graph: &SceneGraph, t: QuestionType, objects: &[u32], robot_m: f
         Form::HeightDifference => {
             let (margin, threshold) = relation_margin(graph, Relation::Taller, objects[0], objects[1], m)?;
             // The difference is asked: both heights must be whole.
-            if margin.abs() <= threshold || any_cut_off(graph, objects, m) {
+            if margin.abs() <= threshold || any_hidden(graph, objects, m) {
                 return None;
             }
             let (x, y) = if margin > 0.0 { (objects[0], objects[1]) } else { (objects[1], objects[0]) };
@@ -336,8 +361,8 @@ pub fn evaluate(graph: &SceneGraph, t: QuestionType, objects: &[u32], robot_m: f
             if margin.is_nan() || margin.abs() <= threshold {
                 return None;
             }
-            // The gap to an object cut off by the frame is an upper bound: "no" holds, "yes" may not.
-            if margin > 0.0 && any_cut_off(graph, objects, m) {
+            // The gap to a partly hidden object is an upper bound: "no" holds, "yes" may not.
+            if margin > 0.0 && any_hidden(graph, objects, m) {
                 return None;
             }
             fact.truth = Some(margin > 0.0);

@@ -2,7 +2,7 @@
 //! "the leftmost chair", "the nearer bottle"), or `None` when a reader could not tell it from the others of its
 //! class (it is then left out of every question).
 
-use super::facts::{cut_off, Margins};
+use super::facts::{partly_hidden, Margins};
 use super::types::Relation;
 use crate::scene::SceneGraph;
 
@@ -92,7 +92,7 @@ impl Reference {
 }
 
 /// The reference of every object of `graph` (indexed like `graph.objects`): the words of [`described`], with the
-/// default margins' rule for objects cut off by the frame.
+/// default margins' rule for partly hidden objects.
 pub fn references(graph: &SceneGraph, rule: &ReferenceRule) -> Vec<Option<String>> {
     described(graph, rule, &Margins::default()).into_iter().map(|r| r.map(|r| r.text)).collect()
 }
@@ -103,12 +103,12 @@ pub fn references(graph: &SceneGraph, rule: &ReferenceRule) -> Vec<Option<String
 /// singles it out is used: its dominant colour (when every other object of the class has a different one), its
 /// position (leftmost/rightmost), its distance from the camera (nearest/farthest), its size (largest/smallest).
 /// A class with an annotated or detected object that did not make it into the scene (`dropped_objects`) cannot be
-/// referred to at all, since the reader sees that object in the image too. An object cut off by the frame
-/// ([`super::facts::cut_off`] with `margins`) may be larger than it looks: it is not named the smallest, and no
-/// other is named the largest beside it.
+/// referred to at all, since the reader sees that object in the image too. An object partly hidden, by the frame
+/// or by something in front of it ([`super::facts::partly_hidden`] with `margins`), may be larger than it looks: it
+/// is not named the smallest, and no other is named the largest beside it.
 pub fn described(graph: &SceneGraph, rule: &ReferenceRule, margins: &Margins) -> Vec<Option<Reference>> {
     let nouns: Vec<String> = graph.objects.iter().map(|o| noun(&o.label)).collect();
-    let whole: Vec<bool> = graph.objects.iter().map(|o| !cut_off(graph, o, margins)).collect();
+    let whole: Vec<bool> = graph.objects.iter().map(|o| !partly_hidden(graph, o, margins)).collect();
     let dropped: Vec<String> = graph.dropped_objects.iter().map(|d| noun(&d.label)).collect();
     let named: Vec<Option<(String, Basis)>> = (0..nouns.len())
         .map(|i| {

@@ -1,0 +1,189 @@
+//! Which sides of an object's box border something in front of it.
+//!
+//! Where the pixels just outside one side of an object's box are nearer the camera than the object, and rise above
+//! the object's base, something stands in front of the object along that side, and the object may go on behind it:
+//! its measured extent is then only a lower bound (a chair whose right half is behind a nearer chair, a cabinet
+//! whose foot is behind a table). Floor or a table top in front of an object's foot is nearer too, but it does not
+//! rise above the object's base, so it does not count. The measure is taken on the host from the depth image, the
+//! object's box and its scene record, the same on every backend; [`crate::qa`] decides what it rules out
+//! (`margins.occluded_fraction`).
+//!
+//! Not seen: something in front of the middle of an object (inside its box), and an object behind a surface at
+//! the height of its own lowest visible point (a chair behind a table shows its back above the table top, and the
+//! table top looks like its support).
+
+use serde::{Deserialize, Serialize};
+
+use super::canonical::CanonicalFrame;
+use super::unproject::DepthImage;
+use super::Intrinsics;
+
+/// Pixels next to the box that are skipped (a box edge, and depth against colour, are uncertain by a pixel or two).
+pub const RING_GAP_PX: u32 = 2;
+/// The width of the band sampled beyond the gap, pixels.
+pub const RING_BAND_PX: u32 = 4;
+/// A pixel is in front of the object when it is nearer than the object's median depth by this much...
+pub const NEARER_M: f32 = 0.10;
+/// ...or by this share of the median depth, whichever is more.
+pub const NEARER_SHARE: f32 = 0.05;
+/// And when it rises this high above the object's base (or twice the object's position uncertainty, if more).
+pub const ABOVE_BASE_M: f32 = 0.05;
+/// A side with fewer valid depth pixels in its band has no fraction.
+pub const MIN_SAMPLES: u32 = 16;
+
+/// For each side of an object's box, the fraction of the valid depth pixels in a band just outside it that are in
+/// front of the object; `null` for a side without enough of them (off the image, or no depth there).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Occlusion {
+    pub left: Option<f32>,
+    pub top: Option<f32>,
+    pub right: Option<f32>,
+    pub bottom: Option<f32>,
+}
+
+impl Occlusion {
+    /// The four sides' fractions: left, top, right, bottom.
+    pub fn sides(&self) -> [Option<f32>; 4] {
+        [self.left, self.top, self.right, self.bottom]
+    }
+
+    /// Whether any side's fraction reaches `fraction`.
+    pub fn any_side_reaches(&self, fraction: f32) -> bool {
+        self.sides().into_iter().flatten().any(|f| f >= fraction)
+    }
+}
+
+/// What [`occlusion`] needs of an object: its box (pixels, `x1`/`y1` exclusive, as `bbox_px`) and its scene record's
+/// median depth, base height above the ground and position uncertainty (metres).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ObjectExtent {
+    pub bbox_px: [f32; 4],
+    pub median_depth_m: f32,
+    pub bottom_m: f32,
+    pub sigma_m: f32,
+}
+
+/// The [`Occlusion`] of an object in a frame whose depth image is `depth`, camera `k` and canonical frame
+/// `canonical`. A box that covers no pixel, or a depth image whose size is not the camera's, gives no fraction.
+pub fn occlusion(depth: &DepthImage, k: &Intrinsics, canonical: &CanonicalFrame, o: &ObjectExtent) -> Occlusion {
+    let (w, h) = (depth.width, depth.height);
+    let (x0, y0, x1, y1) = crate::io::objects::box_pixels(o.bbox_px.map(f64::from), w, h);
+    if x0 >= x1 || y0 >= y1 || (k.width, k.height) != (w, h) || !o.median_depth_m.is_finite() {
+        return Occlusion::default();
+    }
+    let nearer_than = o.median_depth_m - NEARER_M.max(NEARER_SHARE * o.median_depth_m);
+    let above = o.bottom_m + ABOVE_BASE_M.max(2.0 * o.sigma_m);
+    // The band of one side: columns `us` and rows `vs`, both clipped to the image.
+    let (gap, band) = (RING_GAP_PX as i64, RING_BAND_PX as i64);
+    let clip = |from: i64, to: i64, end: u32| (from.max(0) as u32, to.clamp(0, i64::from(end)) as u32);
+    let (x0, y0, x1, y1) = (i64::from(x0), i64::from(y0), i64::from(x1), i64::from(y1));
+    let side = |(u0, u1): (u32, u32), (v0, v1): (u32, u32)| {
+        let (mut valid, mut nearer) = (0u32, 0u32);
+        for v in v0..v1 {
+            let ray_y = ((f64::from(v) - k.cy) / k.fy) as f32;
+            for u in u0..u1 {
+                let Some(z) = depth.depth_m(v as usize * w as usize + u as usize) else { continue };
+                valid += 1;
+                if z < nearer_than {
+                    let ray_x = ((f64::from(u) - k.cx) / k.fx) as f32;
+                    nearer += u32::from(canonical.height_f32([z * ray_x, z * ray_y, z]) > above);
+                }
+            }
+        }
+        (valid >= MIN_SAMPLES).then(|| nearer as f32 / valid as f32)
+    };
+    Occlusion {
+        left: side(clip(x0 - gap - band, x0 - gap, w), clip(y0, y1, h)),
+        top: side(clip(x0, x1, w), clip(y0 - gap - band, y0 - gap, h)),
+        right: side(clip(x1 + gap, x1 + gap + band, w), clip(y0, y1, h)),
+        bottom: side(clip(x0, x1, w), clip(y1 + gap, y1 + gap + band, h)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::geometry::unproject::DepthData;
+
+    /// A level camera 1.4 m above a floor, 200 × 240 pixels, f = 200 px, principal point (100, 80): a wall 4 m away,
+    /// the floor in front of it; `paint` sets other depths (metres) by pixel.
+    fn frame(paint: impl Fn(u32, u32) -> Option<f32>) -> (DepthImage, Intrinsics, CanonicalFrame) {
+        let k = Intrinsics { fx: 200.0, fy: 200.0, cx: 100.0, cy: 80.0, width: 200, height: 240 };
+        let canonical =
+            CanonicalFrame { translation: [0.0, 0.0, 1.4], camera_height_m: 1.4, ..CanonicalFrame::level_camera() };
+        let mut values = Vec::new();
+        for v in 0..k.height {
+            for u in 0..k.width {
+                let z = paint(u, v).unwrap_or_else(|| floor_at(v, 1.4).min(4.0));
+                values.push((z * 1000.0).round() as u16);
+            }
+        }
+        let data = DepthData::U16 { values, units_per_meter: 1000.0, invalid_value: None };
+        (DepthImage { width: k.width, height: k.height, data }, k, canonical)
+    }
+
+    /// The depth of a horizontal surface `below` metres under the camera at row `v` (infinite above the horizon).
+    fn floor_at(v: u32, below: f64) -> f32 {
+        let ray_y = (f64::from(v) - 80.0) / 200.0;
+        if ray_y > 0.0 {
+            (below / ray_y) as f32
+        } else {
+            f32::INFINITY
+        }
+    }
+
+    #[test]
+    fn a_nearer_thing_beside_an_object_occludes_that_side_and_the_floor_before_it_does_not() {
+        // The front of an object 3 m away, standing on the floor (its foot at row 80 + 200 · 1.4 / 3 = 173.3), in
+        // columns [60, 100) and rows [40, 174); its median depth is 3.3 m (it is deep). A post 1.5 m away fills the
+        // columns right of it.
+        let object = |u: u32, v: u32| ((60..100).contains(&u) && (40..174).contains(&v)).then_some(3.0);
+        let post = |u: u32, from: u32| move |v: u32| ((100..130).contains(&u) && v >= from).then_some(1.5);
+        let (depth, k, canonical) = frame(|u, v| object(u, v).or_else(|| post(u, 0)(v)));
+        let o = ObjectExtent { bbox_px: [60.0, 40.0, 100.0, 174.0], median_depth_m: 3.3, bottom_m: 0.0, sigma_m: 0.01 };
+        let occ = occlusion(&depth, &k, &canonical, &o);
+        assert_eq!(occ.right, Some(1.0), "{occ:?}");
+        // Left and above: the wall, further away, and the floor beside its foot.
+        assert_eq!((occ.left, occ.top), (Some(0.0), Some(0.0)), "{occ:?}");
+        // Below: the floor, 2.8–2.9 m away, nearer than the object, but not above its base.
+        assert!(floor_at(176, 1.4) < 3.0 && floor_at(179, 1.4) > 2.7);
+        assert_eq!(occ.bottom, Some(0.0), "{occ:?}");
+        assert!(occ.any_side_reaches(0.5) && !Occlusion { right: Some(0.4), ..occ }.any_side_reaches(0.5));
+        // Half of its right side behind the post: half of the right band is in front of it.
+        let (depth, k, canonical) = frame(|u, v| object(u, v).or_else(|| post(u, 107)(v)));
+        let half = occlusion(&depth, &k, &canonical, &o).right.unwrap();
+        assert!((half - 0.5).abs() < 0.02, "{half}");
+        // The object on a plinth 0.3 m high that reaches 0.5 m out in front of it (foot at row 153.3): the plinth's
+        // top is nearer, at the object's base, so it is not in front of the object.
+        let lifted = |u: u32, v: u32| ((60..100).contains(&u) && (40..154).contains(&v)).then_some(3.0);
+        let plinth = |u: u32, v: u32| {
+            let top = floor_at(v, 1.1);
+            ((55..105).contains(&u) && v >= 154 && top > 2.5).then_some(top)
+        };
+        let (depth, k, canonical) = frame(|u, v| lifted(u, v).or_else(|| plinth(u, v)));
+        let on_plinth = ObjectExtent { bbox_px: [60.0, 40.0, 100.0, 154.0], bottom_m: 0.3, ..o };
+        let occ = occlusion(&depth, &k, &canonical, &on_plinth);
+        assert!(floor_at(156, 1.1) < 3.0);
+        assert_eq!(occ.bottom, Some(0.0), "{occ:?}");
+    }
+
+    #[test]
+    fn sides_off_the_image_or_without_depth_have_no_fraction() {
+        let (depth, k, canonical) = frame(|u, _| (u < 20).then_some(0.0));
+        let o = ObjectExtent { bbox_px: [1.0, 0.0, 60.0, 50.0], median_depth_m: 3.0, bottom_m: 0.0, sigma_m: 0.01 };
+        let occ = occlusion(&depth, &k, &canonical, &o);
+        // No column left of the box, no row above it; the right band has depth.
+        assert_eq!((occ.left, occ.top), (None, None), "{occ:?}");
+        assert_eq!(occ.right, Some(0.0));
+        // The band below covers columns 1..60, of which 1..20 have no depth: still enough samples.
+        assert_eq!(occ.bottom, Some(0.0));
+        // Without a box, or with a box of no pixel, nothing is measured.
+        let none = ObjectExtent { bbox_px: [0.0; 4], ..o };
+        assert_eq!(occlusion(&depth, &k, &canonical, &none), Occlusion::default());
+        // A box one pixel high: its left and right bands have 4 pixels, too few.
+        let thin = ObjectExtent { bbox_px: [80.0, 60.0, 90.0, 61.0], ..o };
+        let occ = occlusion(&depth, &k, &canonical, &thin);
+        assert_eq!((occ.left, occ.right), (None, None), "{occ:?}");
+        assert!(occ.top.is_some() && occ.bottom.is_some(), "{occ:?}");
+    }
+}
