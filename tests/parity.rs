@@ -1470,8 +1470,12 @@ fn scene_graphs_on_gpus_equal_the_cpu_ones() {
                 assert!(!(x.is_u64() || x.is_i64() || y.is_u64() || y.is_i64()), "{path}: {x} vs {y} (integers)");
                 let (x, y) = (x.as_f64().unwrap(), y.as_f64().unwrap());
                 let field = path.rsplit('.').next().unwrap();
+                // An occlusion share counts pixels against thresholds made from the backend's numbers, put where
+                // their last bits should not matter (geometry::occlusion); a pixel or two of a band of a hundred
+                // more may still cross.
                 let tolerance = match field {
                     "bearing_deg" | "clock_margin_deg" | "obb_yaw_deg" => 1e-3,
+                    _ if path.contains(".occlusion.") => 0.02,
                     _ => 1e-5 * x.abs().max(1.0),
                 };
                 assert!((x - y).abs() <= tolerance, "{path}: {x} vs {y}");

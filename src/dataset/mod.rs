@@ -400,7 +400,6 @@ pub(crate) fn finish_dataset(out_dir: &Path, summary: &mut DatasetSummary) -> Re
     Ok(())
 }
 
-/// The dataset card written as `README.md` beside the data.
 /// The dataset card's sentence on partly hidden objects, for the rules that are on.
 fn hidden_rule(m: &crate::qa::Margins) -> String {
     let by = match (m.cut_off_px, m.occluded_fraction) {
@@ -421,6 +420,7 @@ fn hidden_rule(m: &crate::qa::Margins) -> String {
     )
 }
 
+/// The dataset card written as `README.md` beside the data.
 pub fn dataset_card(s: &DatasetSummary) -> String {
     use std::fmt::Write;
     let mut c = String::new();
@@ -513,4 +513,27 @@ pub fn dataset_card(s: &DatasetSummary) -> String {
             writeln!(c, "\n## Failures\n\n{} scene graphs could not be read (see `dataset.json`).", s.failures.len());
     }
     c
+}
+
+#[cfg(test)]
+mod tests {
+    use super::hidden_rule;
+    use crate::qa::Margins;
+
+    #[test]
+    fn the_card_states_the_hidden_object_rules_that_are_on() {
+        let card = |cut_off_px, occluded_fraction| {
+            hidden_rule(&Margins { cut_off_px, occluded_fraction, ..Margins::default() })
+        };
+        assert_eq!(card(None, None), "");
+        let border = card(Some(2.0), None);
+        assert!(border.contains("within 2 px of the image's border") && !border.contains("in front"), "{border}");
+        let front = card(None, Some(0.5));
+        assert!(front.contains("along 50% or more of one side") && !front.contains("border"), "{front}");
+        let both = card(Some(3.0), Some(0.25));
+        assert!(both.contains("within 3 px") && both.contains("along 25% or more"), "{both}");
+        for text in [border, front, both] {
+            assert!(text.starts_with(" An object ") && text.contains(" is partly hidden: "), "{text}");
+        }
+    }
 }

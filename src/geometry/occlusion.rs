@@ -15,7 +15,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::canonical::CanonicalFrame;
-use super::unproject::DepthImage;
+use super::unproject::{DepthData, DepthImage};
 use super::Intrinsics;
 
 /// Pixels next to the box that are skipped (a box edge, and depth against colour, are uncertain by a pixel or two).
@@ -68,23 +68,40 @@ pub struct ObjectExtent {
 pub fn occlusion(depth: &DepthImage, k: &Intrinsics, canonical: &CanonicalFrame, o: &ObjectExtent) -> Occlusion {
     let (w, h) = (depth.width, depth.height);
     let (x0, y0, x1, y1) = crate::io::objects::box_pixels(o.bbox_px.map(f64::from), w, h);
-    if x0 >= x1 || y0 >= y1 || (k.width, k.height) != (w, h) || !o.median_depth_m.is_finite() {
+    let finite = [o.median_depth_m, o.bottom_m, o.sigma_m].iter().all(|v| v.is_finite());
+    if x0 >= x1 || y0 >= y1 || (k.width, k.height) != (w, h) || !finite {
         return Occlusion::default();
     }
+    // The thresholds come from the backend's numbers, which may differ in their last bits between backends; they
+    // are put where those bits cannot move a pixel across them. The depth one halfway between two steps of 16-bit
+    // depth (the median of stored depths less 10 cm is itself a stored depth: a tie otherwise), the height one on a
+    // whole millimetre.
     let nearer_than = o.median_depth_m - NEARER_M.max(NEARER_SHARE * o.median_depth_m);
-    let above = o.bottom_m + ABOVE_BASE_M.max(2.0 * o.sigma_m);
+    let nearer_than_stored = match &depth.data {
+        DepthData::U16 { units_per_meter, .. } => (nearer_than * units_per_meter + 0.5).floor() - 0.5,
+        DepthData::F32 { .. } => nearer_than,
+    };
+    let above = ((o.bottom_m + ABOVE_BASE_M.max(2.0 * o.sigma_m)) * 1000.0).round() / 1000.0;
+    let is_nearer = |index: usize, z: f32| match &depth.data {
+        DepthData::U16 { values, .. } => f32::from(values[index]) < nearer_than_stored,
+        DepthData::F32 { .. } => z < nearer_than_stored,
+    };
     // The band of one side: columns `us` and rows `vs`, both clipped to the image.
     let (gap, band) = (RING_GAP_PX as i64, RING_BAND_PX as i64);
-    let clip = |from: i64, to: i64, end: u32| (from.max(0) as u32, to.clamp(0, i64::from(end)) as u32);
+    let clip = |from: i64, to: i64, end: u32| {
+        let end = i64::from(end);
+        (from.clamp(0, end) as u32, to.clamp(0, end) as u32)
+    };
     let (x0, y0, x1, y1) = (i64::from(x0), i64::from(y0), i64::from(x1), i64::from(y1));
     let side = |(u0, u1): (u32, u32), (v0, v1): (u32, u32)| {
         let (mut valid, mut nearer) = (0u32, 0u32);
         for v in v0..v1 {
             let ray_y = ((f64::from(v) - k.cy) / k.fy) as f32;
             for u in u0..u1 {
-                let Some(z) = depth.depth_m(v as usize * w as usize + u as usize) else { continue };
+                let index = v as usize * w as usize + u as usize;
+                let Some(z) = depth.depth_m(index) else { continue };
                 valid += 1;
-                if z < nearer_than {
+                if is_nearer(index, z) {
                     let ray_x = ((f64::from(u) - k.cx) / k.fx) as f32;
                     nearer += u32::from(canonical.height_f32([z * ray_x, z * ray_y, z]) > above);
                 }
@@ -103,7 +120,6 @@ pub fn occlusion(depth: &DepthImage, k: &Intrinsics, canonical: &CanonicalFrame,
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::geometry::unproject::DepthData;
 
     /// A level camera 1.4 m above a floor, 200 × 240 pixels, f = 200 px, principal point (100, 80): a wall 4 m away,
     /// the floor in front of it; `paint` sets other depths (metres) by pixel.
@@ -165,6 +181,54 @@ mod tests {
         let occ = occlusion(&depth, &k, &canonical, &on_plinth);
         assert!(floor_at(156, 1.1) < 3.0);
         assert_eq!(occ.bottom, Some(0.0), "{occ:?}");
+    }
+
+    #[test]
+    fn each_band_lies_2_to_6_pixels_outside_its_side() {
+        // The object of the test above; a post 1.5 m away painted on exactly the gap (2 pixels) next to one side,
+        // then on exactly the band beyond it (4 pixels): 0, then 1, on that side only.
+        let object = |u: u32, v: u32| ((60..100).contains(&u) && (40..174).contains(&v)).then_some(3.0);
+        let o = ObjectExtent { bbox_px: [60.0, 40.0, 100.0, 174.0], median_depth_m: 3.3, bottom_m: 0.0, sigma_m: 0.01 };
+        let along_rows = 40..174;
+        let along_columns = 60..100;
+        // Per side: the columns (left, right) or rows (top, bottom) of its gap and of its band.
+        let sides: [(&str, [std::ops::Range<u32>; 2], fn(&Occlusion) -> Option<f32>); 4] = [
+            ("left", [58..60, 54..58], |o| o.left),
+            ("top", [38..40, 34..38], |o| o.top),
+            ("right", [100..102, 102..106], |o| o.right),
+            ("bottom", [174..176, 176..180], |o| o.bottom),
+        ];
+        for (i, (name, [gap, band], side)) in sides.iter().enumerate() {
+            for (strip, want) in [(gap, 0.0), (band, 1.0)] {
+                let (depth, k, canonical) = frame(|u, v| {
+                    let on = match i % 2 {
+                        0 => strip.contains(&u) && along_rows.contains(&v),
+                        _ => strip.contains(&v) && along_columns.contains(&u),
+                    };
+                    object(u, v).or(on.then_some(1.5))
+                });
+                let occ = occlusion(&depth, &k, &canonical, &o);
+                assert_eq!(side(&occ), Some(want), "{name} {strip:?}: {occ:?}");
+                let others = sides.iter().filter(|s| s.0 != *name).map(|s| s.2(&occ));
+                assert!(others.into_iter().all(|f| f == Some(0.0)), "{name} {strip:?}: {occ:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_median_a_rounding_away_gives_the_same_fractions() {
+        // A post exactly 10 cm nearer than the object's median, a tie with the stored depth: medians one or two f32
+        // steps apart, as another backend may give them, see the same pixels.
+        let object = |u: u32, v: u32| ((60..100).contains(&u) && (40..174).contains(&v)).then_some(2.0);
+        let (depth, k, canonical) = frame(|u, v| object(u, v).or(((100..130).contains(&u)).then_some(1.9)));
+        let o = ObjectExtent { bbox_px: [60.0, 40.0, 100.0, 174.0], median_depth_m: 2.0, bottom_m: 0.0, sigma_m: 0.01 };
+        let step = |x: f32, by: i32| f32::from_bits((x.to_bits() as i32 + by) as u32);
+        let want = occlusion(&depth, &k, &canonical, &o);
+        assert_eq!(want.right, Some(0.0), "a tie is not nearer");
+        for by in [-2, -1, 1, 2] {
+            let moved = ObjectExtent { median_depth_m: step(2.0, by), ..o };
+            assert_eq!(occlusion(&depth, &k, &canonical, &moved), want, "{by}");
+        }
     }
 
     #[test]

@@ -39,7 +39,8 @@ pub struct Margins {
     /// tall), and its closest surfaces may be out of view. Its width, height and depth are not asked, nor a height
     /// difference or a gap with it, a size comparison only when it is the larger one, and whether a robot passes
     /// beside it only when the answer is no. It is not named by its size when that could be wrong
-    /// ([`super::refer::described`]). `None` (`null`) takes every object as whole.
+    /// ([`super::refer::described`]). `None` (`null`) turns this rule off; with `occluded_fraction` also `None`,
+    /// every object is taken as whole.
     pub cut_off_px: Option<f32>,
     /// An object one side of whose box borders something in front of it, over at least this share of the side's
     /// depth pixels ([`SceneObject::occlusion`]), may go on behind it: it is treated as cut off (above). The
