@@ -192,7 +192,8 @@ mod tests {
         let along_rows = 40..174;
         let along_columns = 60..100;
         // Per side: the columns (left, right) or rows (top, bottom) of its gap and of its band.
-        let sides: [(&str, [std::ops::Range<u32>; 2], fn(&Occlusion) -> Option<f32>); 4] = [
+        type Side = (&'static str, [std::ops::Range<u32>; 2], fn(&Occlusion) -> Option<f32>);
+        let sides: [Side; 4] = [
             ("left", [58..60, 54..58], |o| o.left),
             ("top", [38..40, 34..38], |o| o.top),
             ("right", [100..102, 102..106], |o| o.right),
