@@ -472,7 +472,12 @@ fn objects_cut_off_by_the_frame_are_not_measured_by_their_visible_part() {
     };
     let (ok, n) = share(&QaOptions::default(), "scannet framed, cut-off rule");
     let whole = QaOptions {
-        margins: spatialsynth::qa::Margins { cut_off_px: None, ..margins.clone() },
+        margins: spatialsynth::qa::Margins {
+            cut_off_px: None,
+            occluded_fraction: None,
+            floor_standing: Vec::new(),
+            ..margins.clone()
+        },
         ..QaOptions::default()
     };
     let (ok_whole, n_whole) = share(&whole, "scannet framed, every object taken as whole");

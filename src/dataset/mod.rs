@@ -402,21 +402,27 @@ pub(crate) fn finish_dataset(out_dir: &Path, summary: &mut DatasetSummary) -> Re
 
 /// The dataset card's sentence on partly hidden objects, for the rules that are on.
 fn hidden_rule(m: &crate::qa::Margins) -> String {
-    let by = match (m.cut_off_px, m.occluded_fraction) {
-        (None, None) => return String::new(),
-        (Some(px), None) => format!("whose box comes within {px} px of the image's border"),
-        (None, Some(f)) => {
-            format!("with something in front of it along {:.0}% or more of one side of its box", 100.0 * f)
-        }
-        (Some(px), Some(f)) => format!(
-            "whose box comes within {px} px of the image's border, or with something in front of it along {:.0}% \
-             or more of one side of its box,",
-            100.0 * f
-        ),
-    };
+    let mut when = Vec::new();
+    if let Some(px) = m.cut_off_px {
+        when.push(format!("its box comes within {px} px of the image's border"));
+    }
+    if let Some(f) = m.occluded_fraction {
+        when.push(format!("something is in front of it along {:.0}% or more of one side of its box", 100.0 * f));
+    }
+    if !m.floor_standing.is_empty() {
+        let classes: Vec<&str> = m.floor_standing.iter().take(3).map(String::as_str).collect();
+        let more = if m.floor_standing.len() > 3 { ", ..." } else { "" };
+        when.push(format!(
+            "it stands on the floor by its class ({}{more}) but its lowest visible point is more than {} m above it",
+            classes.join(", "),
+            m.ground_contact_m
+        ));
+    }
+    let Some(last) = when.pop() else { return String::new() };
+    let joined = if when.is_empty() { last } else { format!("{} or {last}", when.join(", ")) };
     format!(
-        " An object {by} is partly hidden: its sizes and gaps are not asked, and it is compared in size only when \
-         it is the larger one."
+        " An object is partly hidden when {joined}: its sizes and gaps are not asked, and it is compared in size only \
+         when it is the larger one."
     )
 }
 
@@ -522,18 +528,25 @@ mod tests {
 
     #[test]
     fn the_card_states_the_hidden_object_rules_that_are_on() {
-        let card = |cut_off_px, occluded_fraction| {
-            hidden_rule(&Margins { cut_off_px, occluded_fraction, ..Margins::default() })
+        let card = |cut_off_px, occluded_fraction, floor: bool| {
+            let floor_standing = if floor { Margins::default().floor_standing } else { Vec::new() };
+            hidden_rule(&Margins { cut_off_px, occluded_fraction, floor_standing, ..Margins::default() })
         };
-        assert_eq!(card(None, None), "");
-        let border = card(Some(2.0), None);
-        assert!(border.contains("within 2 px of the image's border") && !border.contains("in front"), "{border}");
-        let front = card(None, Some(0.5));
+        assert_eq!(card(None, None, false), "");
+        let border = card(Some(2.0), None, false);
+        assert!(border.contains("when its box comes within 2 px of the image's border:"), "{border}");
+        let front = card(None, Some(0.5), false);
         assert!(front.contains("along 50% or more of one side") && !front.contains("border"), "{front}");
-        let both = card(Some(3.0), Some(0.25));
-        assert!(both.contains("within 3 px") && both.contains("along 25% or more"), "{both}");
-        for text in [border, front, both] {
-            assert!(text.starts_with(" An object ") && text.contains(" is partly hidden: "), "{text}");
+        let floor = card(None, None, true);
+        assert!(
+            floor.contains("(person, chair, armchair, ...)") && floor.contains("more than 0.15 m above"),
+            "{floor}"
+        );
+        let all = card(Some(3.0), Some(0.25), true);
+        assert!(all.contains("within 3 px of the image's border, something is in front"), "{all}");
+        assert!(all.contains("along 25% or more of one side of its box or it stands on the floor"), "{all}");
+        for text in [border, front, floor, all] {
+            assert!(text.starts_with(" An object is partly hidden when ") && text.ends_with("larger one."), "{text}");
         }
     }
 }

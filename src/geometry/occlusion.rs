@@ -10,7 +10,7 @@
 //!
 //! Not seen: something in front of the middle of an object (inside its box), and an object behind a surface at
 //! the height of its own lowest visible point (a chair behind a table shows its back above the table top, and the
-//! table top looks like its support).
+//! table top looks like its support; [`crate::qa::Margins::floor_standing`] catches those of furniture and people).
 
 use serde::{Deserialize, Serialize};
 

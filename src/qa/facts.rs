@@ -5,9 +5,10 @@
 //! combined position uncertainty `sigma_m` of the two objects (depth noise grows with distance) times `k_sigma`,
 //! never less than `min_margin_m`; size comparisons also need a relative difference of `min_size_ratio`, volume
 //! comparisons a ratio of `min_volume_ratio`, clock directions an angle clear of the hour boundary. An object partly
-//! hidden, cut off by the image's border or by something in front of it, has only lower bounds for its sizes and
-//! an upper bound for its gaps: they are not asked, a size comparison is asked only when it is the larger one, and
-//! a robot's passing beside it only when the answer is no.
+//! hidden (cut off by the image's border, behind something along one side, or a piece of furniture or a person
+//! whose base is out of view) has only lower bounds for its sizes and an upper bound for its gaps: they are not
+//! asked, a size comparison is asked only when it is the larger one, and a robot's passing beside it only when the
+//! answer is no.
 
 use serde::{Deserialize, Serialize};
 
@@ -39,15 +40,43 @@ pub struct Margins {
     /// tall), and its closest surfaces may be out of view. Its width, height and depth are not asked, nor a height
     /// difference or a gap with it, a size comparison only when it is the larger one, and whether a robot passes
     /// beside it only when the answer is no. It is not named by its size when that could be wrong
-    /// ([`super::refer::described`]). `None` (`null`) turns this rule off; with `occluded_fraction` also `None`,
-    /// every object is taken as whole.
+    /// ([`super::refer::described`]). `None` (`null`) turns this rule off; with `occluded_fraction` also `None`
+    /// and `floor_standing` empty, every object is taken as whole.
     pub cut_off_px: Option<f32>,
     /// An object one side of whose box borders something in front of it, over at least this share of the side's
     /// depth pixels ([`SceneObject::occlusion`]), may go on behind it: it is treated as cut off (above). The
     /// share, not any pixel, because box edges and depth edges are uncertain by a pixel or two. `None` (`null`)
     /// ignores what stands in front of objects.
     pub occluded_fraction: Option<f32>,
+    /// Classes that stand on the floor, by the last word of their label ("office chair", "dining table"). One whose
+    /// lowest visible point is more than `ground_contact_m` above a found ground shows no base: its lower part is
+    /// behind something (a chair behind a table shows its back above the table top, a table its top above the
+    /// chairs in front) or below the frame, and it is treated as cut off (above). Empty: no class is.
+    pub floor_standing: Vec<String>,
 }
+
+/// The default [`Margins::floor_standing`]: furniture and people, which stand on the floor. Not cabinets, shelves or
+/// lamps, which may hang on a wall or stand on other things.
+pub const FLOOR_STANDING: &[&str] = &[
+    "person",
+    "chair",
+    "armchair",
+    "stool",
+    "sofa",
+    "couch",
+    "bench",
+    "bed",
+    "table",
+    "desk",
+    "wardrobe",
+    "dresser",
+    "bookcase",
+    "refrigerator",
+    "fridge",
+    "toilet",
+    "bathtub",
+    "piano",
+];
 
 impl Default for Margins {
     fn default() -> Self {
@@ -61,6 +90,7 @@ impl Default for Margins {
             min_quantity_m: 0.02,
             cut_off_px: Some(2.0),
             occluded_fraction: Some(0.5),
+            floor_standing: FLOOR_STANDING.iter().map(|c| c.to_string()).collect(),
         }
     }
 }
@@ -88,6 +118,12 @@ impl Margins {
             if !(f > 0.0 && f <= 1.0) {
                 return Err(format!("margins.occluded_fraction must be above 0 and at most 1, got {f}"));
             }
+        }
+        if self.floor_standing.iter().any(|c| c.trim().is_empty() || c.contains(' ') || c.to_lowercase() != *c) {
+            return Err(format!(
+                "margins.floor_standing must hold single lowercase words, got {:?}",
+                self.floor_standing
+            ));
         }
         if self.min_clock_margin_deg > 15.0 {
             return Err(format!("margins.min_clock_margin_deg must be at most 15, got {}", self.min_clock_margin_deg));
@@ -178,10 +214,24 @@ pub fn occluded(o: &SceneObject, m: &Margins) -> bool {
     }
 }
 
-/// Whether `o` is partly hidden: [`cut_off`] by the image's border, or [`occluded`] by something in front of it.
-/// Its measured sizes are then lower bounds, and its gaps upper bounds.
+/// Whether `o` stands on the floor by its class but shows no base (see [`Margins::floor_standing`]). Only with a
+/// ground found by RANSAC: the gravity prior's ground is a guess.
+pub fn base_hidden(graph: &SceneGraph, o: &SceneObject, m: &Margins) -> bool {
+    graph.ground.found && o.bottom_m > m.ground_contact_m && stands_on_floor(&o.label, &m.floor_standing)
+}
+
+/// Whether the last word of `label` (as [`super::refer::noun`] writes it) is one of `classes`.
+fn stands_on_floor(label: &str, classes: &[String]) -> bool {
+    let noun = super::refer::noun(label);
+    let head = noun.rsplit(' ').next().unwrap_or_default();
+    classes.iter().any(|c| c == head)
+}
+
+/// Whether `o` is partly hidden: [`cut_off`] by the image's border, [`occluded`] by something in front of one side,
+/// or standing on the floor with its base out of view ([`base_hidden`]). Its measured sizes are then lower bounds,
+/// and its gaps upper bounds.
 pub fn partly_hidden(graph: &SceneGraph, o: &SceneObject, m: &Margins) -> bool {
-    cut_off(graph, o, m) || occluded(o, m)
+    cut_off(graph, o, m) || occluded(o, m) || base_hidden(graph, o, m)
 }
 
 /// Whether a box `[x0, y0, x1, y1]` (pixels, `x1`/`y1` exclusive) comes within `px` of the edge of a `width` ×
@@ -378,7 +428,22 @@ pub fn evaluate(graph: &SceneGraph, t: QuestionType, objects: &[u32], robot_m: f
 
 #[cfg(test)]
 mod tests {
-    use super::box_cut_off;
+    use super::{box_cut_off, stands_on_floor, Margins};
+
+    #[test]
+    fn floor_standing_classes_are_found_by_the_last_word_of_the_label() {
+        let classes = Margins::default().floor_standing;
+        for label in ["chair", "office chair", "Dining_Table", "coffee-table", "person", " sofa "] {
+            assert!(stands_on_floor(label, &classes), "{label}");
+        }
+        for label in ["chair cushion", "table lamp", "cabinet", "tablet", "cup", ""] {
+            assert!(!stands_on_floor(label, &classes), "{label}");
+        }
+        assert!(!stands_on_floor("chair", &[]));
+        assert!(Margins { floor_standing: vec!["Chair".into()], ..Margins::default() }.validate().is_err());
+        assert!(Margins { floor_standing: vec!["office chair".into()], ..Margins::default() }.validate().is_err());
+        assert!(Margins::default().validate().is_ok());
+    }
 
     #[test]
     fn boxes_within_the_margin_of_any_edge_are_cut_off() {

@@ -103,9 +103,9 @@ pub fn references(graph: &SceneGraph, rule: &ReferenceRule) -> Vec<Option<String
 /// singles it out is used: its dominant colour (when every other object of the class has a different one), its
 /// position (leftmost/rightmost), its distance from the camera (nearest/farthest), its size (largest/smallest).
 /// A class with an annotated or detected object that did not make it into the scene (`dropped_objects`) cannot be
-/// referred to at all, since the reader sees that object in the image too. An object partly hidden, by the frame
-/// or by something in front of it ([`super::facts::partly_hidden`] with `margins`), may be larger than it looks: it
-/// is not named the smallest, and no other is named the largest beside it.
+/// referred to at all, since the reader sees that object in the image too. An object partly hidden (by the frame,
+/// by something in front of it, or with its base out of view: [`super::facts::partly_hidden`] with `margins`) may
+/// be larger than it looks: it is not named the smallest, and no other is named the largest beside it.
 pub fn described(graph: &SceneGraph, rule: &ReferenceRule, margins: &Margins) -> Vec<Option<Reference>> {
     let nouns: Vec<String> = graph.objects.iter().map(|o| noun(&o.label)).collect();
     let whole: Vec<bool> = graph.objects.iter().map(|o| !partly_hidden(graph, o, margins)).collect();
