@@ -220,11 +220,16 @@ pub fn base_hidden(graph: &SceneGraph, o: &SceneObject, m: &Margins) -> bool {
     graph.ground.found && o.bottom_m > m.ground_contact_m && stands_on_floor(&o.label, &m.floor_standing)
 }
 
-/// Whether the last word of `label` (as [`super::refer::noun`] writes it) is one of `classes`.
+/// Whether the last word of `label` (as [`super::refer::noun`] writes it: `_` and `-` split words, any case) is one
+/// of `classes`. No allocation for an ASCII label: it runs for every size question drawn.
 fn stands_on_floor(label: &str, classes: &[String]) -> bool {
-    let noun = super::refer::noun(label);
-    let head = noun.rsplit(' ').next().unwrap_or_default();
-    classes.iter().any(|c| c == head)
+    let head = label.trim().rsplit([' ', '_', '-']).next().unwrap_or_default();
+    if head.is_ascii() {
+        classes.iter().any(|c| c.eq_ignore_ascii_case(head))
+    } else {
+        let head = head.to_lowercase();
+        classes.contains(&head)
+    }
 }
 
 /// Whether `o` is partly hidden: [`cut_off`] by the image's border, [`occluded`] by something in front of one side,
