@@ -715,6 +715,74 @@ fn hidden_chair_is_not_measured_by_what_shows(
 }
 
 #[test]
+fn hidden_parts_do_not_decide_positions() {
+    // A chair showing only its top 0.3 m, 0.4 m above the floor (its base behind something: a chair stands on the
+    // floor), a whole box on the floor and a lamp hanging 1.2 m up (not a floor-standing class: whole). The chair's
+    // centre as seen is above the box's, but the whole chair's need not be: it is never called the higher of the
+    // two, nor is a vertical distance asked with it; it is called the lower one against the lamp.
+    let mut graph = scene(
+        "synthetic/base_hidden",
+        &[
+            Block { lift: 0.4, ..block("chair", -0.8, 3.0, [0.6, 0.3, 0.5]) },
+            block("box", 0.8, 3.0, [0.3, 0.5, 0.3]),
+            Block { lift: 1.2, ..block("lamp", 0.0, 3.5, [0.3, 0.3, 0.3]) },
+        ],
+    );
+    let id = |label: &str| graph.objects.iter().position(|o| o.label == label).unwrap() as u32;
+    let (chair, box_, lamp) = (id("chair"), id("box"), id("lamp"));
+    let z = |g: &SceneGraph, o: u32| g.objects[o as usize].centroid_m[2];
+    assert!(z(&graph, box_) < z(&graph, chair) && z(&graph, chair) < z(&graph, lamp));
+    let margins = Margins::default();
+    let hidden = |g: &SceneGraph, o: u32| partly_hidden(g, &g.objects[o as usize], &margins);
+    assert!(hidden(&graph, chair) && !hidden(&graph, box_) && !hidden(&graph, lamp));
+    let bank = TemplateBank::builtin().unwrap();
+    // Per question about the chair: above/below with the chair the higher one, with it the lower one, vertical
+    // distances, and the lamp's own sizes (a lifted object of another class is whole).
+    let count = |graph: &SceneGraph, options: &QaOptions| {
+        let mut n = [0usize; 4];
+        for seed in 0..300 {
+            let records =
+                generate_frame(graph, bank, &QaOptions { seed, qa_per_image: 30, ..options.clone() }).unwrap();
+            for r in &records {
+                check_record(graph, bank, r);
+                let vertical = matches!(
+                    r.question_type.form(),
+                    Form::Predicate(Relation::Above | Relation::Below)
+                        | Form::Choice(Relation::Above | Relation::Below)
+                );
+                if r.objects.contains(&chair) && vertical {
+                    let other = r.objects.iter().copied().find(|&o| o != chair).unwrap();
+                    n[usize::from(z(graph, chair) < z(graph, other))] += 1;
+                }
+                if r.objects.contains(&chair) && r.question_type == QuestionType::VerticalDistance {
+                    n[2] += 1;
+                }
+                if r.objects == [lamp] && r.question_type == QuestionType::Height {
+                    n[3] += 1;
+                }
+            }
+        }
+        n
+    };
+    let [higher, lower, vertical, lamp_height] = count(&graph, &QaOptions::default());
+    assert_eq!((higher, vertical), (0, 0), "the chair with no base in view");
+    assert!(lower > 20 && lamp_height > 5, "{lower} {lamp_height}");
+    // Without the floor-standing rule, the chair is taken as whole: called the higher one, and measured.
+    let whole =
+        QaOptions { margins: Margins { floor_standing: Vec::new(), ..Margins::default() }, ..QaOptions::default() };
+    let [higher, _, vertical, _] = count(&graph, &whole);
+    assert!(higher > 20 && vertical > 5, "{higher} {vertical}");
+    // The rule needs a found ground, and a base strictly above ground_contact_m.
+    graph.ground.found = false;
+    assert!(!hidden(&graph, chair));
+    graph.ground.found = true;
+    graph.objects[chair as usize].bottom_m = margins.ground_contact_m;
+    assert!(!hidden(&graph, chair));
+    graph.objects[chair as usize].bottom_m = margins.ground_contact_m + 0.001;
+    assert!(hidden(&graph, chair));
+}
+
+#[test]
 fn objects_partly_hidden_are_not_named_by_their_size() {
     let bank = TemplateBank::builtin().unwrap();
     // Two boxes at one place and distance, told apart by size only: "the larger box" and "the smaller box", and

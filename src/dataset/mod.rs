@@ -413,7 +413,8 @@ fn hidden_rule(m: &crate::qa::Margins) -> String {
         let classes: Vec<&str> = m.floor_standing.iter().take(3).map(String::as_str).collect();
         let more = if m.floor_standing.len() > 3 { ", ..." } else { "" };
         when.push(format!(
-            "it stands on the floor by its class ({}{more}) but its lowest visible point is more than {} m above it",
+            "it stands on the floor by its class ({}{more}) but its lowest visible point is more than {} m above the \
+             ground found",
             classes.join(", "),
             m.ground_contact_m
         ));
@@ -421,8 +422,9 @@ fn hidden_rule(m: &crate::qa::Margins) -> String {
     let Some(last) = when.pop() else { return String::new() };
     let joined = if when.is_empty() { last } else { format!("{} or {last}", when.join(", ")) };
     format!(
-        " An object is partly hidden when {joined}: its sizes and gaps are not asked, and it is compared in size only \
-         when it is the larger one."
+        " An object is partly hidden when {joined}: its sizes and gaps are not asked, it is compared in size only \
+         when it is the larger one, and called above, below, left or right of another only where its hidden part \
+         cannot turn the answer."
     )
 }
 
@@ -546,7 +548,10 @@ mod tests {
         assert!(all.contains("within 3 px of the image's border, something is in front"), "{all}");
         assert!(all.contains("along 25% or more of one side of its box or it stands on the floor"), "{all}");
         for text in [border, front, floor, all] {
-            assert!(text.starts_with(" An object is partly hidden when ") && text.ends_with("larger one."), "{text}");
+            assert!(
+                text.starts_with(" An object is partly hidden when ") && text.ends_with("turn the answer."),
+                "{text}"
+            );
         }
     }
 }

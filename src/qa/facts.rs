@@ -30,7 +30,8 @@ pub struct Margins {
     /// Clock directions: the bearing must be this far (degrees) from a boundary between hours, and further when
     /// the objects are close together (`k_sigma` times the bearing's uncertainty).
     pub min_clock_margin_deg: f32,
-    /// Passing between two objects is only asked when both stand on the ground (bottom within this).
+    /// Passing between two objects is only asked when both stand on the ground (bottom within this); an object of a
+    /// `floor_standing` class whose bottom is further up than this shows no base.
     pub ground_contact_m: f32,
     /// Sizes below this are not asked as quantities; distances and gaps must also exceed the pair's uncertainty
     /// (`k_sigma` · `sigma_m`, at least `min_margin_m`).
@@ -51,8 +52,17 @@ pub struct Margins {
     /// Classes that stand on the floor, by the last word of their label ("office chair", "dining table"). One whose
     /// lowest visible point is more than `ground_contact_m` above a found ground shows no base: its lower part is
     /// behind something (a chair behind a table shows its back above the table top, a table its top above the
-    /// chairs in front) or below the frame, and it is treated as cut off (above). Empty: no class is.
+    /// chairs in front), below the frame, or lost by the segmentation (thin legs), and it is treated as cut off
+    /// (above). Empty (or `null`): no class is. The ground RANSAC finds may be a table top in a table-top frame:
+    /// a chair or person below it is then not caught (its bottom is below that ground), and one sitting behind it
+    /// neither.
+    #[serde(deserialize_with = "null_as_empty")]
     pub floor_standing: Vec<String>,
+}
+
+/// `null` as an empty list (the other rules turn off with `null` too).
+fn null_as_empty<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Vec<String>, D::Error> {
+    Ok(Option::<Vec<String>>::deserialize(d)?.unwrap_or_default())
 }
 
 /// The default [`Margins::floor_standing`]: furniture and people, which stand on the floor. Not cabinets, shelves or
@@ -119,7 +129,12 @@ impl Margins {
                 return Err(format!("margins.occluded_fraction must be above 0 and at most 1, got {f}"));
             }
         }
-        if self.floor_standing.iter().any(|c| c.trim().is_empty() || c.contains(' ') || c.to_lowercase() != *c) {
+        let word = |c: &String| {
+            !c.is_empty()
+                && !c.contains(|ch: char| ch.is_whitespace() || ch == '_' || ch == '-')
+                && c.to_lowercase() == *c
+        };
+        if !self.floor_standing.iter().all(word) {
             return Err(format!(
                 "margins.floor_standing must hold single lowercase words, got {:?}",
                 self.floor_standing
@@ -253,6 +268,48 @@ fn any_hidden(graph: &SceneGraph, objects: &[u32], m: &Margins) -> bool {
     objects.iter().any(|&o| graph.objects.get(o as usize).is_some_and(|o| partly_hidden(graph, o, m)))
 }
 
+/// Sides of a box, in [`hidden_sides`] order.
+const LEFT: usize = 0;
+const TOP: usize = 1;
+const RIGHT: usize = 2;
+const BOTTOM: usize = 3;
+
+/// Which sides of `o` may hide a part of it, `[left, top, right, bottom]`: the side's image edge within
+/// `cut_off_px`, the side occluded ([`Margins::occluded_fraction`]), and the bottom of an object with no base in view
+/// ([`base_hidden`]). The centroid of what shows is off towards the other side.
+pub fn hidden_sides(graph: &SceneGraph, o: &SceneObject, m: &Margins) -> [bool; 4] {
+    let [x0, y0, x1, y1] = o.bbox_px;
+    let (w, h) = (graph.intrinsics.width as f32, graph.intrinsics.height as f32);
+    let edges = match m.cut_off_px {
+        Some(e) if x1 > x0 && y1 > y0 && w > 0.0 && h > 0.0 => [x0 <= e, y0 <= e, x1 >= w - e, y1 >= h - e],
+        _ => [false; 4],
+    };
+    let occluded = match (m.occluded_fraction, &o.occlusion) {
+        (Some(f), Some(occlusion)) => occlusion.sides().map(|s| s.is_some_and(|s| s >= f)),
+        _ => [false; 4],
+    };
+    let mut sides = [0, 1, 2, 3].map(|i| edges[i] || occluded[i]);
+    sides[BOTTOM] |= base_hidden(graph, o, m);
+    sides
+}
+
+/// Whether the position relation `rel` (left, right, above, below) between `a` and `b`, with signed margin `margin`
+/// (positive when "A ⟨rel⟩ B" holds), stands whatever their hidden parts hold: the object measured on the `rel` side
+/// must not hide its part towards the other (its centroid could lie further that way: a chair with its base behind a
+/// table is lower than its back), nor the other its part away from it. True for the other relations.
+fn positions_stand(graph: &SceneGraph, rel: Relation, margin: f64, a: u32, b: u32, m: &Margins) -> bool {
+    let (first_side, second_side) = match rel {
+        Relation::Left => (RIGHT, LEFT),
+        Relation::Right => (LEFT, RIGHT),
+        Relation::Above => (BOTTOM, TOP),
+        Relation::Below => (TOP, BOTTOM),
+        _ => return true,
+    };
+    let (first, second) = if margin > 0.0 { (a, b) } else { (b, a) };
+    let hidden = |i: u32, side: usize| graph.objects.get(i as usize).is_none_or(|o| hidden_sides(graph, o, m)[side]);
+    !hidden(first, first_side) && !hidden(second, second_side)
+}
+
 /// Whether the size relation `rel` between `a` and `b`, with signed margin `margin` (positive when "A ⟨rel⟩ B"
 /// holds), is measured on the smaller object's whole size: the one measured smaller must not be partly hidden (a
 /// partly hidden object may be larger than it looks; one that looks larger than a whole one is larger). True for the
@@ -311,7 +368,10 @@ pub fn evaluate(graph: &SceneGraph, t: QuestionType, objects: &[u32], robot_m: f
     match t.form() {
         Form::Predicate(rel) | Form::Choice(rel) => {
             let (margin, threshold) = relation_margin(graph, rel, objects[0], objects[1], m)?;
-            if margin.abs() <= threshold || !smaller_is_whole(graph, rel, margin, objects[0], objects[1], m) {
+            if margin.abs() <= threshold
+                || !smaller_is_whole(graph, rel, margin, objects[0], objects[1], m)
+                || !positions_stand(graph, rel, margin, objects[0], objects[1], m)
+            {
                 return None;
             }
             if matches!(t.form(), Form::Predicate(_)) {
@@ -326,6 +386,16 @@ pub fn evaluate(graph: &SceneGraph, t: QuestionType, objects: &[u32], robot_m: f
             let r = relation(graph, objects[0], objects[1])?;
             // The closest surfaces of a partly hidden object may lie out of view: its gap is only an upper bound.
             if t == QuestionType::Gap && any_hidden(graph, objects, m) {
+                return None;
+            }
+            // The height between centroids of an object whose top or bottom is hidden is off by an unknown amount.
+            let vertical = |i: u32| {
+                graph.objects.get(i as usize).is_some_and(|o| {
+                    let sides = hidden_sides(graph, o, m);
+                    sides[TOP] || sides[BOTTOM]
+                })
+            };
+            if t == QuestionType::VerticalDistance && objects.iter().any(|&i| vertical(i)) {
                 return None;
             }
             let v = match t {
@@ -446,7 +516,15 @@ mod tests {
         }
         assert!(!stands_on_floor("chair", &[]));
         assert!(Margins { floor_standing: vec!["Chair".into()], ..Margins::default() }.validate().is_err());
-        assert!(Margins { floor_standing: vec!["office chair".into()], ..Margins::default() }.validate().is_err());
+        for bad in ["office chair", "dining_table", "coffee-table", "chair\t", "", "Chair"] {
+            let m = Margins { floor_standing: vec![bad.into()], ..Margins::default() };
+            assert!(m.validate().is_err(), "{bad:?}");
+        }
+        assert!(stands_on_floor("Стул", &["стул".to_string()]) && !stands_on_floor("Стол", &["стул".to_string()]));
+        let m: Margins = serde_json::from_str(r#"{"floor_standing": null}"#).unwrap();
+        assert!(m.floor_standing.is_empty());
+        let m: Margins = serde_json::from_str("{}").unwrap();
+        assert_eq!(m, Margins::default());
         assert!(Margins::default().validate().is_ok());
     }
 
