@@ -151,14 +151,18 @@ fn yolox_decoding_places_boxes_and_suppresses_duplicates() {
     let ln4 = 4f32.ln();
     let person = 0;
     let chair = 56;
+    let wine_glass = 40;
+    assert_eq!(card.output.classes[wine_glass], "wine glass");
     let out = yolox_output(
         &card,
         &[
             (1, 10, 5, [0.5, 0.5, ln4, ln4], 0.9, person, 0.9),
             // The same person seen by the neighbouring cell, slightly shifted: suppressed (IoU > 0.45).
             (1, 11, 5, [0.0, 0.5, ln4, ln4], 0.8, person, 0.9),
-            // A chair at the same place: another class, kept.
-            (1, 10, 5 + 1, [0.5, -0.5, ln4, ln4], 0.7, chair, 0.9),
+            // A chair overlapping it (8 px lower: IoU 56/72, above nms_iou): another class, kept.
+            (1, 10, 5 + 1, [0.5, 0.0, ln4, ln4], 0.7, chair, 0.9),
+            // A wine glass on the very same box: one object named twice (IoU 1 > same_object_iou), dropped.
+            (1, 10, 5 + 2, [0.5, -1.5, ln4, ln4], 0.6, wine_glass, 0.9),
             // Below the score threshold: 0.5 * 0.5.
             (0, 3, 3, [0.5, 0.5, 0.0, 0.0], 0.5, person, 0.5),
         ],
@@ -255,8 +259,8 @@ fn detections_become_masks_where_the_segmenter_agrees_and_boxes_elsewhere() {
 }
 
 proptest! {
-    /// NMS output: sorted by score, no two same-class boxes overlapping beyond the threshold, at most
-    /// max_detections, every box inside the frame.
+    /// NMS output: sorted by score, no two same-class boxes overlapping beyond the threshold, no two boxes of any
+    /// classes beyond `same_object_iou`, at most max_detections, every box inside the frame.
     #[test]
     fn nms_invariants(cells in proptest::collection::vec((0usize..3, 0usize..13, 0usize..13, -1.0f32..1.0, -1.0f32..1.0,
                                                          0.0f32..2.5, 0.0f32..2.5, 0.3f32..1.0, 0usize..3, 0.3f32..1.0), 1..60)) {
@@ -277,6 +281,9 @@ proptest! {
                     // NMS runs on the unclipped model-input boxes; the frame mapping is a uniform scale, so the IoU of
                     // boxes not clipped by the frame is the same.
                     prop_assert!(iou(a.bbox_px, b.bbox_px) <= card.output.nms_iou + 1e-3);
+                }
+                if inside(a) && inside(b) {
+                    prop_assert!(iou(a.bbox_px, b.bbox_px) <= card.output.same_object_iou + 1e-3);
                 }
             }
         }

@@ -168,6 +168,9 @@ fn default_score() -> f32 {
 fn default_nms() -> f32 {
     0.45
 }
+fn default_same_object() -> f32 {
+    0.85
+}
 fn default_max_det() -> u32 {
     100
 }
@@ -207,6 +210,10 @@ pub struct OutputSpec {
     /// Per-class non-maximum suppression IoU.
     #[serde(default = "default_nms")]
     pub nms_iou: f32,
+    /// Two detections of different classes whose boxes overlap more than this are one object the detector named
+    /// twice (a chair's back also scored as a wine glass): the lower-scoring one is dropped. 1 keeps both.
+    #[serde(default = "default_same_object")]
+    pub same_object_iou: f32,
     #[serde(default = "default_max_det")]
     pub max_detections: u32,
     /// Depth outputs: metres per output unit.
@@ -291,8 +298,9 @@ impl ModelCard {
                 if o.strides.is_empty() || o.strides.iter().any(|&s| s == 0 || i.width % s != 0 || i.height % s != 0) {
                     return Err(format!("output.strides {:?} must divide the input size", o.strides));
                 }
-                if !(0.0..=1.0).contains(&o.score_threshold) || !(0.0..=1.0).contains(&o.nms_iou) {
-                    return Err("score_threshold and nms_iou must be within 0..=1".into());
+                let unit = |v: f32| (0.0..=1.0).contains(&v);
+                if !unit(o.score_threshold) || !unit(o.nms_iou) || !unit(o.same_object_iou) {
+                    return Err("score_threshold, nms_iou and same_object_iou must be within 0..=1".into());
                 }
             }
             Decode::SemanticArgmax => {

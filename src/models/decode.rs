@@ -88,7 +88,11 @@ pub fn decode_yolox(
         if kept.len() >= o.max_detections as usize {
             break;
         }
-        if kept.iter().any(|k| k.2 == c.2 && iou(k.3, c.3) > o.nms_iou) {
+        let suppressed = |k: &(f32, usize, u32, [f32; 4])| {
+            let overlap = iou(k.3, c.3);
+            (k.2 == c.2 && overlap > o.nms_iou) || overlap > o.same_object_iou
+        };
+        if kept.iter().any(suppressed) {
             continue;
         }
         kept.push(c);

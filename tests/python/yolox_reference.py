@@ -1,14 +1,15 @@
 #!/usr/bin/env python3
 """Independent reference for spatialsynth's YOLOX path: onnxruntime + numpy + Pillow, no spatialsynth code.
 
-Usage: yolox_reference.py MODEL.onnx IMAGE [--score 0.3] [--nms 0.45]
+Usage: yolox_reference.py MODEL.onnx IMAGE [--score 0.3] [--nms 0.45] [--same-object 0.85]
 Prints one JSON line per detection: {"class_id", "score", "xyxy"} in frame pixels, highest score first.
 
 Preprocessing follows the card (models/yolox_nano.toml): letterbox to 416x416 at the top-left with
 r = min(416/w, 416/h), content int(w*r) x int(h*r) resized bilinearly (Pillow), pad 114, BGR, 0..255, NCHW.
 Decoding follows the model's documentation: rows are the 52x52, 26x26 and 13x13 grids (strides 8, 16, 32) in
 row-major order; centre = (o[0:2] + grid) * stride, size = exp(o[2:4]) * stride, score = o[4] * max(o[5:]) with
-that class; per-class greedy NMS at IoU 0.45.
+that class; per-class greedy NMS at IoU 0.45, and a box of any class overlapping a kept one beyond IoU 0.85 is
+the same object named twice (the card's `same_object_iou`), dropped.
 """
 import argparse
 import json
@@ -59,6 +60,7 @@ def main():
     ap.add_argument("image")
     ap.add_argument("--score", type=float, default=0.3)
     ap.add_argument("--nms", type=float, default=0.45)
+    ap.add_argument("--same-object", type=float, default=0.85)
     args = ap.parse_args()
     img = Image.open(args.image).convert("RGB")
     w, h = img.size
@@ -70,7 +72,8 @@ def main():
     order = [i for i in np.argsort(-score, kind="stable") if score[i] >= args.score]
     kept = []
     for i in order:
-        if all(not (cls[k] == cls[i] and iou(boxes[k], boxes[i]) > args.nms) for k in kept):
+        overlaps = [(cls[k] == cls[i], iou(boxes[k], boxes[i])) for k in kept]
+        if all(not ((same and o > args.nms) or o > args.same_object) for same, o in overlaps):
             kept.append(i)
     for i in kept[:100]:
         b = boxes[i] / r
