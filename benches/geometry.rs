@@ -301,16 +301,7 @@ fn host_steps(c: &mut Criterion) {
                 camera_height_m: graph.ground.camera_height_m,
                 source: graph.ground.source,
             };
-            let extents: Vec<ObjectExtent> = graph
-                .objects
-                .iter()
-                .map(|o| ObjectExtent {
-                    bbox_px: o.bbox_px,
-                    median_depth_m: o.median_depth_m,
-                    bottom_m: o.bottom_m,
-                    sigma_m: o.sigma_m,
-                })
-                .collect();
+            let extents: Vec<ObjectExtent> = graph.objects.iter().map(ObjectExtent::from).collect();
             extents.into_iter().map(move |e| (f, canonical, e))
         })
         .collect();

@@ -46,7 +46,28 @@ fn templating(c: &mut Criterion) {
             black_box(out.len())
         })
     });
+    // The same with every object taken as whole (no cut-off, occlusion or floor-standing rule): what the rules for
+    // partly hidden objects cost, against the line above in the same run.
+    let whole = QaOptions {
+        margins: spatialsynth::qa::Margins {
+            cut_off_px: None,
+            occluded_fraction: None,
+            floor_standing: Vec::new(),
+            ..Default::default()
+        },
+        ..options.clone()
+    };
+    generate_all(&graphs, bank, &whole, &mut out);
+    let n_whole = out.len();
+    g.throughput(Throughput::Elements(n_whole as u64));
+    g.bench_function(format!("generate_whole/cpu1/{n_whole}_pairs"), |b| {
+        b.iter(|| {
+            generate_all(black_box(&graphs), bank, &whole, &mut out);
+            black_box(out.len())
+        })
+    });
     generate_all(&graphs, bank, &options, &mut out);
+    g.throughput(Throughput::Elements(n));
     g.bench_function(format!("serialize_jsonl/cpu1/{n}_pairs"), |b| {
         let mut buf = Vec::with_capacity(1 << 20);
         b.iter(|| {

@@ -1170,13 +1170,7 @@ fn scene_graph(frame: &LoadedFrame, valid_depth_points: usize, mut geo: SceneGeo
     if let Some(depth) = &frame.depth {
         let canonical = &geo.canonical;
         geo.objects.par_iter_mut().for_each(|o| {
-            let extent = ObjectExtent {
-                bbox_px: o.bbox_px,
-                median_depth_m: o.median_depth_m,
-                bottom_m: o.bottom_m,
-                sigma_m: o.sigma_m,
-            };
-            o.occlusion = Some(occlusion(depth, &frame.intrinsics, canonical, &extent));
+            o.occlusion = Some(occlusion(depth, &frame.intrinsics, canonical, &ObjectExtent::from(&*o)));
         });
     }
     SceneGraph {

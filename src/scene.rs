@@ -82,6 +82,17 @@ pub struct SceneObject {
     pub occlusion: Option<Occlusion>,
 }
 
+impl From<&SceneObject> for crate::geometry::occlusion::ObjectExtent {
+    fn from(o: &SceneObject) -> Self {
+        crate::geometry::occlusion::ObjectExtent {
+            bbox_px: o.bbox_px,
+            median_depth_m: o.median_depth_m,
+            bottom_m: o.bottom_m,
+            sigma_m: o.sigma_m,
+        }
+    }
+}
+
 /// An annotated object that did not make it into the scene, and why.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct DroppedObject {

@@ -15,7 +15,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::canonical::CanonicalFrame;
-use super::unproject::{DepthData, DepthImage};
+use super::unproject::{ray_factor, DepthData, DepthImage};
 use super::Intrinsics;
 
 /// Pixels next to the box that are skipped (a box edge, and depth against colour, are uncertain by a pixel or two).
@@ -96,13 +96,13 @@ pub fn occlusion(depth: &DepthImage, k: &Intrinsics, canonical: &CanonicalFrame,
     let side = |(u0, u1): (u32, u32), (v0, v1): (u32, u32)| {
         let (mut valid, mut nearer) = (0u32, 0u32);
         for v in v0..v1 {
-            let ray_y = ((f64::from(v) - k.cy) / k.fy) as f32;
+            let ray_y = ray_factor(v, k.cy, k.fy);
             for u in u0..u1 {
                 let index = v as usize * w as usize + u as usize;
                 let Some(z) = depth.depth_m(index) else { continue };
                 valid += 1;
                 if is_nearer(index, z) {
-                    let ray_x = ((f64::from(u) - k.cx) / k.fx) as f32;
+                    let ray_x = ray_factor(u, k.cx, k.fx);
                     nearer += u32::from(canonical.height_f32([z * ray_x, z * ray_y, z]) > above);
                 }
             }

@@ -87,9 +87,15 @@ struct Rays {
 /// The per-column and per-row ray factors `(ray_x, ray_y)` of K1 (f64 arithmetic, rounded once to f32), shared
 /// with the GPU backends so that every backend multiplies by the very same factors.
 pub fn ray_factors(k: &Intrinsics) -> (Vec<f32>, Vec<f32>) {
-    let ray_x = (0..k.width).map(|u| ((f64::from(u) - k.cx) / k.fx) as f32).collect();
-    let ray_y = (0..k.height).map(|v| ((f64::from(v) - k.cy) / k.fy) as f32).collect();
+    let ray_x = (0..k.width).map(|u| ray_factor(u, k.cx, k.fx)).collect();
+    let ray_y = (0..k.height).map(|v| ray_factor(v, k.cy, k.fy)).collect();
     (ray_x, ray_y)
+}
+
+/// One of K1's ray factors: `(pixel − centre) / focal`, in f64, rounded once to f32.
+#[inline]
+pub fn ray_factor(pixel: u32, centre: f64, focal: f64) -> f32 {
+    ((f64::from(pixel) - centre) / focal) as f32
 }
 
 impl Rays {
