@@ -255,11 +255,6 @@ fn cut_edges([x0, y0, x1, y1]: [f32; 4], width: u32, height: u32, px: Option<f32
     }
 }
 
-/// Whether any of `objects` is [`partly_hidden`].
-fn any_hidden(graph: &SceneGraph, objects: &[u32], m: &Margins) -> bool {
-    objects.iter().any(|&o| graph.objects.get(o as usize).is_some_and(|o| partly_hidden(graph, o, m)))
-}
-
 /// Sides of a box, in [`hidden_sides`] order (that of [`crate::geometry::occlusion::Occlusion::sides`]).
 const LEFT: usize = 0;
 const TOP: usize = 1;
@@ -285,7 +280,7 @@ pub fn hidden_sides(graph: &SceneGraph, o: &SceneObject, m: &Margins) -> [bool; 
 /// (positive when "A ⟨rel⟩ B" holds), stands whatever their hidden parts hold: the object measured on the `rel` side
 /// must not hide its part towards the other (its centroid could lie further that way: a chair with its base behind a
 /// table is lower than its back), nor the other its part away from it. True for the other relations.
-fn positions_stand(graph: &SceneGraph, rel: Relation, margin: f64, a: u32, b: u32, m: &Margins) -> bool {
+fn positions_stand(frame: &FrameFacts, rel: Relation, margin: f64, a: u32, b: u32) -> bool {
     let (first_side, second_side) = match rel {
         Relation::Left => (RIGHT, LEFT),
         Relation::Right => (LEFT, RIGHT),
@@ -294,22 +289,20 @@ fn positions_stand(graph: &SceneGraph, rel: Relation, margin: f64, a: u32, b: u3
         _ => return true,
     };
     let (first, second) = if margin > 0.0 { (a, b) } else { (b, a) };
-    let hidden = |i: u32, side: usize| graph.objects.get(i as usize).is_none_or(|o| hidden_sides(graph, o, m)[side]);
-    !hidden(first, first_side) && !hidden(second, second_side)
+    !frame.hidden_sides(first)[first_side] && !frame.hidden_sides(second)[second_side]
 }
 
 /// Whether the size relation `rel` between `a` and `b`, with signed margin `margin` (positive when "A ⟨rel⟩ B"
 /// holds), is measured on the smaller object's whole size: the one measured smaller must not be partly hidden (a
 /// partly hidden object may be larger than it looks; one that looks larger than a whole one is larger). True for the
 /// relations that are not sizes.
-fn smaller_is_whole(graph: &SceneGraph, rel: Relation, margin: f64, a: u32, b: u32, m: &Margins) -> bool {
+fn smaller_is_whole(frame: &FrameFacts, rel: Relation, margin: f64, a: u32, b: u32) -> bool {
     let a_larger = match rel {
         Relation::Taller | Relation::Wider | Relation::Bigger => margin > 0.0,
         Relation::Shorter | Relation::Thinner | Relation::Smaller => margin < 0.0,
         _ => return true,
     };
-    let smaller = if a_larger { b } else { a };
-    graph.objects.get(smaller as usize).is_some_and(|o| !partly_hidden(graph, o, m))
+    !frame.partly_hidden(if a_larger { b } else { a })
 }
 
 /// The signed margin of "A ⟨rel⟩ B" (positive when it holds) and the threshold it must clear.
@@ -341,152 +334,199 @@ pub fn relation_margin(graph: &SceneGraph, rel: Relation, a: u32, b: u32, m: &Ma
 
 /// What question type `t` says about `objects` (A, B[, C]) of `graph`, or `None` when it cannot be answered with
 /// confidence. `robot_m` is the robot width of [`QuestionType::PassBetween`] (ignored otherwise).
+///
+/// It works out which objects are partly hidden on every call; for many questions on one graph,
+/// [`FrameFacts::evaluate`] does that once.
 pub fn evaluate(graph: &SceneGraph, t: QuestionType, objects: &[u32], robot_m: f64, m: &Margins) -> Option<Fact> {
-    if objects.len() != t.arity() {
-        return None;
+    FrameFacts::new(graph, m).evaluate(t, objects, robot_m)
+}
+
+/// A scene graph with its margins and the [`hidden_sides`] of each of its objects, worked out once for the many
+/// questions drawn on one frame ([`super::generate_frame`] draws a few hundred).
+#[derive(Clone, Debug)]
+pub struct FrameFacts<'a> {
+    graph: &'a SceneGraph,
+    margins: &'a Margins,
+    /// [`hidden_sides`] of each object, indexed like `graph.objects`.
+    hidden: Vec<[bool; 4]>,
+}
+
+impl<'a> FrameFacts<'a> {
+    pub fn new(graph: &'a SceneGraph, margins: &'a Margins) -> FrameFacts<'a> {
+        let hidden = graph.objects.iter().map(|o| hidden_sides(graph, o, margins)).collect();
+        FrameFacts { graph, margins, hidden }
     }
-    let n = graph.objects.len() as u32;
-    for (i, &o) in objects.iter().enumerate() {
-        if o >= n || objects[..i].contains(&o) {
+
+    pub fn graph(&self) -> &'a SceneGraph {
+        self.graph
+    }
+
+    pub fn margins(&self) -> &'a Margins {
+        self.margins
+    }
+
+    /// [`hidden_sides`] of object `o`; every side for an id not in the graph.
+    pub fn hidden_sides(&self, o: u32) -> [bool; 4] {
+        self.hidden.get(o as usize).copied().unwrap_or([true; 4])
+    }
+
+    /// [`partly_hidden`] of object `o`; true for an id not in the graph.
+    pub fn partly_hidden(&self, o: u32) -> bool {
+        self.hidden_sides(o).contains(&true)
+    }
+
+    /// Whether any of `objects` is [`partly_hidden`].
+    fn any_hidden(&self, objects: &[u32]) -> bool {
+        objects.iter().any(|&o| self.partly_hidden(o))
+    }
+
+    /// As [`evaluate`], with the hidden sides worked out by [`FrameFacts::new`].
+    pub fn evaluate(&self, t: QuestionType, objects: &[u32], robot_m: f64) -> Option<Fact> {
+        let (graph, m) = (self.graph, self.margins);
+        if objects.len() != t.arity() {
             return None;
         }
-    }
-    let mut fact = Fact::new(t, objects);
-    let position = |r: &SceneRelation| f64::from(m.min_margin_m.max(m.k_sigma * r.sigma_m));
-    match t.form() {
-        Form::Predicate(rel) | Form::Choice(rel) => {
-            let (margin, threshold) = relation_margin(graph, rel, objects[0], objects[1], m)?;
-            if margin.abs() <= threshold
-                || !smaller_is_whole(graph, rel, margin, objects[0], objects[1], m)
-                || !positions_stand(graph, rel, margin, objects[0], objects[1], m)
-            {
+        let n = graph.objects.len() as u32;
+        for (i, &o) in objects.iter().enumerate() {
+            if o >= n || objects[..i].contains(&o) {
                 return None;
             }
-            if matches!(t.form(), Form::Predicate(_)) {
-                fact.truth = Some(margin > 0.0);
-            } else {
-                fact.winner = Some(if margin > 0.0 { objects[0] } else { objects[1] });
-            }
-            fact.margin = Some(margin);
-            fact.threshold = Some(threshold);
         }
-        Form::PairValue => {
-            let r = relation(graph, objects[0], objects[1])?;
-            // The closest surfaces of a partly hidden object may lie out of view: its gap is only an upper bound.
-            if t == QuestionType::Gap && any_hidden(graph, objects, m) {
-                return None;
+        let mut fact = Fact::new(t, objects);
+        let position = |r: &SceneRelation| f64::from(m.min_margin_m.max(m.k_sigma * r.sigma_m));
+        match t.form() {
+            Form::Predicate(rel) | Form::Choice(rel) => {
+                let (margin, threshold) = relation_margin(graph, rel, objects[0], objects[1], m)?;
+                if margin.abs() <= threshold
+                    || !smaller_is_whole(self, rel, margin, objects[0], objects[1])
+                    || !positions_stand(self, rel, margin, objects[0], objects[1])
+                {
+                    return None;
+                }
+                if matches!(t.form(), Form::Predicate(_)) {
+                    fact.truth = Some(margin > 0.0);
+                } else {
+                    fact.winner = Some(if margin > 0.0 { objects[0] } else { objects[1] });
+                }
+                fact.margin = Some(margin);
+                fact.threshold = Some(threshold);
             }
-            // The height between centroids of an object whose top or bottom is hidden is off by an unknown amount.
-            let vertical = |i: u32| {
-                graph.objects.get(i as usize).is_some_and(|o| {
-                    let sides = hidden_sides(graph, o, m);
+            Form::PairValue => {
+                let r = relation(graph, objects[0], objects[1])?;
+                // The closest surfaces of a partly hidden object may lie out of view: its gap is only an upper bound.
+                if t == QuestionType::Gap && self.any_hidden(objects) {
+                    return None;
+                }
+                // The height between centroids of an object whose top or bottom is hidden is off by an unknown amount.
+                let vertical = |i: u32| {
+                    let sides = self.hidden_sides(i);
                     sides[TOP] || sides[BOTTOM]
-                })
-            };
-            if t == QuestionType::VerticalDistance && objects.iter().any(|&i| vertical(i)) {
-                return None;
+                };
+                if t == QuestionType::VerticalDistance && objects.iter().any(|&i| vertical(i)) {
+                    return None;
+                }
+                let v = match t {
+                    QuestionType::Distance => r.distance_m,
+                    QuestionType::HorizontalDistance => r.horizontal_distance_m,
+                    QuestionType::VerticalDistance => r.vertical_distance_m,
+                    _ => r.gap_m,
+                };
+                // A separation within the measurement's uncertainty ("3 cm apart vertically" for two objects at the
+                // same height) is noise, not an answer.
+                let threshold = f64::from(m.min_quantity_m).max(position(r));
+                if !(v.is_finite() && f64::from(v) > threshold) {
+                    return None;
+                }
+                fact.value = Some(f64::from(v));
+                fact.threshold = Some(threshold);
             }
-            let v = match t {
-                QuestionType::Distance => r.distance_m,
-                QuestionType::HorizontalDistance => r.horizontal_distance_m,
-                QuestionType::VerticalDistance => r.vertical_distance_m,
-                _ => r.gap_m,
-            };
-            // A separation within the measurement's uncertainty ("3 cm apart vertically" for two objects at the
-            // same height) is noise, not an answer.
-            let threshold = f64::from(m.min_quantity_m).max(position(r));
-            if !(v.is_finite() && f64::from(v) > threshold) {
-                return None;
+            Form::ObjectValue => {
+                let o = &graph.objects[objects[0] as usize];
+                if t != QuestionType::DistanceToCamera && self.partly_hidden(objects[0]) {
+                    return None;
+                }
+                let v = match t {
+                    QuestionType::Width => o.width_m,
+                    QuestionType::Height => o.height_m,
+                    QuestionType::Depth => o.depth_m,
+                    _ => o.distance_to_camera_m,
+                };
+                if !(v.is_finite() && v >= m.min_quantity_m) {
+                    return None;
+                }
+                fact.value = Some(f64::from(v));
             }
-            fact.value = Some(f64::from(v));
-            fact.threshold = Some(threshold);
+            Form::Direction => {
+                let r = relation(graph, objects[0], objects[1])?;
+                let h = f64::from(r.horizontal_distance_m);
+                if !(h.is_finite() && h > position(r)) {
+                    return None;
+                }
+                // The bearing's uncertainty (degrees) from the positions' uncertainty across the line between them.
+                let spread = (f64::from(r.sigma_m) / h).atan().to_degrees();
+                let threshold = f64::from(m.min_clock_margin_deg).max(f64::from(m.k_sigma) * spread);
+                let margin = f64::from(r.clock_margin_deg);
+                if margin.is_nan() || margin <= threshold || !(1..=12).contains(&r.clock_hour) {
+                    return None;
+                }
+                fact.value = Some(f64::from(r.clock_hour));
+                fact.margin = Some(margin);
+                fact.threshold = Some(threshold);
+            }
+            Form::HeightDifference => {
+                let (margin, threshold) = relation_margin(graph, Relation::Taller, objects[0], objects[1], m)?;
+                // The difference is asked: both heights must be whole.
+                if margin.abs() <= threshold || self.any_hidden(objects) {
+                    return None;
+                }
+                let (x, y) = if margin > 0.0 { (objects[0], objects[1]) } else { (objects[1], objects[0]) };
+                let h = |i: u32| f64::from(graph.objects[i as usize].height_m);
+                fact.winner = Some(x);
+                fact.value = Some(margin.abs());
+                fact.values = Some((h(x), h(y)));
+                fact.margin = Some(margin);
+                fact.threshold = Some(threshold);
+            }
+            Form::CloserTo => {
+                let (rb, rc) = (relation(graph, objects[0], objects[1])?, relation(graph, objects[0], objects[2])?);
+                let (db, dc) = (f64::from(rb.distance_m), f64::from(rc.distance_m));
+                let threshold = position(rb).max(position(rc));
+                let margin = dc - db;
+                if margin.is_nan() || margin.abs() <= threshold {
+                    return None;
+                }
+                let (x, dx, dy) = if margin > 0.0 { (objects[1], db, dc) } else { (objects[2], dc, db) };
+                fact.winner = Some(x);
+                fact.value = Some(margin.abs());
+                fact.values = Some((dx, dy));
+                fact.margin = Some(margin);
+                fact.threshold = Some(threshold);
+            }
+            Form::PassBetween => {
+                let r = relation(graph, objects[0], objects[1])?;
+                let grounded = |i: u32| graph.objects[i as usize].bottom_m.abs() <= m.ground_contact_m;
+                let gap = f64::from(r.gap_m);
+                if !(grounded(objects[0]) && grounded(objects[1]) && gap.is_finite() && robot_m > 0.0) {
+                    return None;
+                }
+                let threshold = position(r);
+                let margin = gap - robot_m;
+                if margin.is_nan() || margin.abs() <= threshold {
+                    return None;
+                }
+                // The gap to a partly hidden object is an upper bound: "no" holds, "yes" may not.
+                if margin > 0.0 && self.any_hidden(objects) {
+                    return None;
+                }
+                fact.truth = Some(margin > 0.0);
+                fact.value = Some(gap);
+                fact.margin = Some(margin);
+                fact.threshold = Some(threshold);
+                fact.robot_m = Some(robot_m);
+            }
         }
-        Form::ObjectValue => {
-            let o = &graph.objects[objects[0] as usize];
-            if t != QuestionType::DistanceToCamera && partly_hidden(graph, o, m) {
-                return None;
-            }
-            let v = match t {
-                QuestionType::Width => o.width_m,
-                QuestionType::Height => o.height_m,
-                QuestionType::Depth => o.depth_m,
-                _ => o.distance_to_camera_m,
-            };
-            if !(v.is_finite() && v >= m.min_quantity_m) {
-                return None;
-            }
-            fact.value = Some(f64::from(v));
-        }
-        Form::Direction => {
-            let r = relation(graph, objects[0], objects[1])?;
-            let h = f64::from(r.horizontal_distance_m);
-            if !(h.is_finite() && h > position(r)) {
-                return None;
-            }
-            // The bearing's uncertainty (degrees) from the positions' uncertainty across the line between them.
-            let spread = (f64::from(r.sigma_m) / h).atan().to_degrees();
-            let threshold = f64::from(m.min_clock_margin_deg).max(f64::from(m.k_sigma) * spread);
-            let margin = f64::from(r.clock_margin_deg);
-            if margin.is_nan() || margin <= threshold || !(1..=12).contains(&r.clock_hour) {
-                return None;
-            }
-            fact.value = Some(f64::from(r.clock_hour));
-            fact.margin = Some(margin);
-            fact.threshold = Some(threshold);
-        }
-        Form::HeightDifference => {
-            let (margin, threshold) = relation_margin(graph, Relation::Taller, objects[0], objects[1], m)?;
-            // The difference is asked: both heights must be whole.
-            if margin.abs() <= threshold || any_hidden(graph, objects, m) {
-                return None;
-            }
-            let (x, y) = if margin > 0.0 { (objects[0], objects[1]) } else { (objects[1], objects[0]) };
-            let h = |i: u32| f64::from(graph.objects[i as usize].height_m);
-            fact.winner = Some(x);
-            fact.value = Some(margin.abs());
-            fact.values = Some((h(x), h(y)));
-            fact.margin = Some(margin);
-            fact.threshold = Some(threshold);
-        }
-        Form::CloserTo => {
-            let (rb, rc) = (relation(graph, objects[0], objects[1])?, relation(graph, objects[0], objects[2])?);
-            let (db, dc) = (f64::from(rb.distance_m), f64::from(rc.distance_m));
-            let threshold = position(rb).max(position(rc));
-            let margin = dc - db;
-            if margin.is_nan() || margin.abs() <= threshold {
-                return None;
-            }
-            let (x, dx, dy) = if margin > 0.0 { (objects[1], db, dc) } else { (objects[2], dc, db) };
-            fact.winner = Some(x);
-            fact.value = Some(margin.abs());
-            fact.values = Some((dx, dy));
-            fact.margin = Some(margin);
-            fact.threshold = Some(threshold);
-        }
-        Form::PassBetween => {
-            let r = relation(graph, objects[0], objects[1])?;
-            let grounded = |i: u32| graph.objects[i as usize].bottom_m.abs() <= m.ground_contact_m;
-            let gap = f64::from(r.gap_m);
-            if !(grounded(objects[0]) && grounded(objects[1]) && gap.is_finite() && robot_m > 0.0) {
-                return None;
-            }
-            let threshold = position(r);
-            let margin = gap - robot_m;
-            if margin.is_nan() || margin.abs() <= threshold {
-                return None;
-            }
-            // The gap to a partly hidden object is an upper bound: "no" holds, "yes" may not.
-            if margin > 0.0 && any_hidden(graph, objects, m) {
-                return None;
-            }
-            fact.truth = Some(margin > 0.0);
-            fact.value = Some(gap);
-            fact.margin = Some(margin);
-            fact.threshold = Some(threshold);
-            fact.robot_m = Some(robot_m);
-        }
+        Some(fact)
     }
-    Some(fact)
 }
 
 #[cfg(test)]

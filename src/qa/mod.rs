@@ -25,7 +25,7 @@ pub mod types;
 
 use serde::{Deserialize, Serialize};
 
-pub use facts::{evaluate, Fact, Margins};
+pub use facts::{evaluate, Fact, FrameFacts, Margins};
 pub use numbers::{UnitSystem, Units};
 pub use refer::{described, references, Basis, Reference, ReferenceRule};
 pub use templates::TemplateBank;
@@ -248,7 +248,8 @@ pub fn generate_frame(graph: &SceneGraph, bank: &TemplateBank, options: &QaOptio
 
 /// As [`generate_frame`], appending to `out` (lets a caller reuse its buffer).
 pub fn generate_frame_into(graph: &SceneGraph, bank: &TemplateBank, options: &QaOptions, out: &mut Vec<QaRecord>) {
-    let described = refer::described(graph, &options.references, &options.margins);
+    let facts = FrameFacts::new(graph, &options.margins);
+    let described = refer::described_in(&facts, &options.references);
     let referable: Vec<u32> = (0..described.len() as u32).filter(|&i| described[i as usize].is_some()).collect();
     let types: Vec<(QuestionType, f64)> = QuestionType::ALL
         .iter()
@@ -296,7 +297,7 @@ pub fn generate_frame_into(graph: &SceneGraph, bank: &TemplateBank, options: &Qa
             }
             _ => 0.0,
         };
-        let Some(mut fact) = evaluate(graph, t, objs, robot, &options.margins) else { continue };
+        let Some(mut fact) = facts.evaluate(t, objs, robot) else { continue };
         if let Some(truth) = fact.truth {
             if truth != want_yes {
                 if t == QuestionType::PassBetween {
@@ -304,7 +305,7 @@ pub fn generate_frame_into(graph: &SceneGraph, bank: &TemplateBank, options: &Qa
                 }
                 // Asking about (B, A) flips the answer of every relation (its margin is antisymmetric).
                 objs.swap(0, 1);
-                match evaluate(graph, t, objs, robot, &options.margins) {
+                match facts.evaluate(t, objs, robot) {
                     Some(f) if f.truth == Some(want_yes) => fact = f,
                     _ => continue,
                 }
@@ -312,7 +313,7 @@ pub fn generate_frame_into(graph: &SceneGraph, bank: &TemplateBank, options: &Qa
         } else if matches!(t.form(), Form::Choice(_) | Form::HeightDifference) && rng.coin() {
             // The winner comes first or second at random.
             objs.swap(0, 1);
-            match evaluate(graph, t, objs, robot, &options.margins) {
+            match facts.evaluate(t, objs, robot) {
                 Some(f) => fact = f,
                 None => continue,
             }

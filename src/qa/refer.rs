@@ -2,7 +2,7 @@
 //! "the leftmost chair", "the nearer bottle"), or `None` when a reader could not tell it from the others of its
 //! class (it is then left out of every question).
 
-use super::facts::{partly_hidden, Margins};
+use super::facts::{FrameFacts, Margins};
 use super::types::Relation;
 use crate::scene::SceneGraph;
 
@@ -107,8 +107,14 @@ pub fn references(graph: &SceneGraph, rule: &ReferenceRule) -> Vec<Option<String
 /// by something in front of it, or with its base out of view: [`super::facts::partly_hidden`] with `margins`) may
 /// be larger than it looks: it is not named the smallest, and no other is named the largest beside it.
 pub fn described(graph: &SceneGraph, rule: &ReferenceRule, margins: &Margins) -> Vec<Option<Reference>> {
+    described_in(&FrameFacts::new(graph, margins), rule)
+}
+
+/// As [`described`], with the hidden sides `frame` worked out.
+pub(crate) fn described_in(frame: &FrameFacts, rule: &ReferenceRule) -> Vec<Option<Reference>> {
+    let graph = frame.graph();
     let nouns: Vec<String> = graph.objects.iter().map(|o| noun(&o.label)).collect();
-    let whole: Vec<bool> = graph.objects.iter().map(|o| !partly_hidden(graph, o, margins)).collect();
+    let whole: Vec<bool> = (0..graph.objects.len() as u32).map(|o| !frame.partly_hidden(o)).collect();
     let dropped: Vec<String> = graph.dropped_objects.iter().map(|d| noun(&d.label)).collect();
     let named: Vec<Option<(String, Basis)>> = (0..nouns.len())
         .map(|i| {
