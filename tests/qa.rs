@@ -9,7 +9,7 @@ use spatialsynth::geometry::Point3;
 use spatialsynth::io::objects::ObjectKind;
 use spatialsynth::io::DepthSource;
 use spatialsynth::pipeline::{scene_from_points, ObjectInput, SceneConfig};
-use spatialsynth::qa::facts::partly_hidden;
+use spatialsynth::qa::facts::{cut_off, partly_hidden};
 use spatialsynth::qa::numbers::parse_length;
 use spatialsynth::qa::templates::TemplateBank;
 use spatialsynth::qa::Margins;
@@ -291,6 +291,8 @@ proptest! {
         for (i, o) in graph.objects.iter_mut().enumerate() {
             let tenths = (seed as usize * 7 + i * 13) % 12;
             o.occlusion = (tenths <= 10).then(|| Occlusion { right: Some(tenths as f32 / 10.0), ..Occlusion::default() });
+            // Some reach the image's left edge, the others lie inside it.
+            o.bbox_px = if (seed as usize + i).is_multiple_of(3) { [0.0, 100.0, 60.0, 200.0] } else { [100.0, 100.0, 160.0, 200.0] };
         }
         let bank = TemplateBank::builtin().unwrap();
         let margins = Margins::default();
@@ -306,6 +308,15 @@ proptest! {
                         | QuestionType::HeightDifference
                 );
                 prop_assert!(!(hidden && measures), "{:?} of a hidden object", r.question);
+                // No position of an object cut off by the frame.
+                let cut = r.objects.iter().any(|&o| cut_off(&graph, &graph.objects[o as usize], &margins));
+                let places = match r.question_type.form() {
+                    Form::Predicate(rel) | Form::Choice(rel) => rel.is_position(),
+                    Form::PairValue => r.question_type != QuestionType::Gap,
+                    Form::Direction | Form::CloserTo => true,
+                    _ => r.question_type == QuestionType::DistanceToCamera,
+                };
+                prop_assert!(!(cut && places), "{:?} of a cut-off object", r.question);
             }
         }
     }
@@ -612,6 +623,9 @@ fn objects_cut_off_by_the_frame_are_not_measured_by_what_shows() {
     // rule that asks for more of the side than that takes it as whole.
     // So when the chair shows only its top 0.3 m, 0.4 m above the floor, as over a table in front of it: a chair
     // stands on the floor, and its base is out of view.
+    // The position of the chair cut off by the frame is not asked either (its part out of view may lie anywhere
+    // beyond the image's edge: `Margins::cut_off_positions`); that of the occluded chair and of the chair with its
+    // base hidden is (their hidden part adjoins the part in view).
     // How the chair is hidden: its box, occlusion and lift, and the margins that take it as whole.
     type Hiding = (&'static str, [f32; 4], Option<Occlusion>, f32, Margins);
     let hidings: [Hiding; 3] = [
@@ -678,9 +692,10 @@ fn hidden_chair_is_not_measured_by_what_shows(
         )
     };
     // Questions about the chair, by kind: its own sizes, height differences, size comparisons it wins, those it
-    // loses, its distance from the camera, its gaps, a robot passing beside it (yes, no).
+    // loses, its distance from the camera, its gaps, a robot passing beside it (yes, no), its position against
+    // the others (left, above, in front, distances, directions, which is closer).
     let count = |options: &QaOptions| {
-        let mut n = [0usize; 8];
+        let mut n = [0usize; 9];
         for seed in 0..300 {
             let records =
                 generate_frame(&graph, bank, &QaOptions { seed, qa_per_image: 30, ..options.clone() }).unwrap();
@@ -696,22 +711,34 @@ fn hidden_chair_is_not_measured_by_what_shows(
                         let other = r.objects.iter().copied().find(|&o| o != chair).unwrap();
                         n[if size(chair, rel) > size(other, rel) { 2 } else { 3 }] += 1;
                     }
-                    _ => {}
+                    Form::Predicate(_) | Form::Choice(_) | Form::PairValue | Form::Direction | Form::CloserTo => {
+                        n[8] += 1
+                    }
                 }
             }
         }
         n
     };
-    let [sizes, differences, wins, losses, distance, gaps, pass, no_pass] = count(&QaOptions::default());
+    let [sizes, differences, wins, losses, distance, gaps, pass, no_pass, positions] = count(&QaOptions::default());
     assert_eq!((sizes, differences, losses, gaps, pass), (0, 0, 0, 0, 0), "asked of the {how} chair");
     // A robot passes only between objects on the floor: never beside the lifted chair.
     let on_floor = lift == 0.0;
-    assert!(wins > 50 && distance > 20 && (no_pass > 5) == on_floor, "{how}: {wins} {distance} {no_pass}");
+    assert!(wins > 50 && (no_pass > 5) == on_floor, "{how}: {wins} {no_pass}");
+    let placed = how != "cut off";
+    assert!((distance > 20) == placed && (positions > 100) == placed, "{how}: {distance} {positions}");
+    if !placed {
+        assert_eq!((distance, positions), (0, 0), "the position of the {how} chair was asked");
+        // With `cut_off_positions`, it is asked again (the sizes stay unasked).
+        let margins = Margins { cut_off_positions: true, ..Margins::default() };
+        let [sizes, _, _, _, distance, _, _, _, positions] = count(&QaOptions { margins, ..QaOptions::default() });
+        assert!(sizes == 0 && distance > 20 && positions > 100, "{how}: {sizes} {distance} {positions}");
+    }
     // Without the rule, the part in view is taken for the chair: the same questions are asked, and lost.
-    let [sizes, differences, wins, losses, _, gaps, pass, _] =
+    let [sizes, differences, wins, losses, distance, gaps, pass, _, positions] =
         count(&QaOptions { margins: whole, ..QaOptions::default() });
     assert!(sizes > 50 && differences > 20 && losses > 50 && wins > 50, "{how}: {sizes} {differences} {losses} {wins}");
     assert!(gaps > 20 && (pass > 5) == on_floor, "{how}: {gaps} {pass}");
+    assert!(distance > 20 && positions > 100, "{how}: {distance} {positions}");
 }
 
 #[test]

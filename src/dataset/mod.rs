@@ -421,10 +421,17 @@ fn hidden_rule(m: &crate::qa::Margins) -> String {
     }
     let Some(last) = when.pop() else { return String::new() };
     let joined = if when.is_empty() { last } else { format!("{} or {last}", when.join(", ")) };
+    let placed = match (m.cut_off_px, m.cut_off_positions) {
+        (Some(_), false) => {
+            " The position of an object at the image's border is not asked either (where it is, how far, which \
+             way): its part out of view may lie anywhere beyond that edge."
+        }
+        _ => "",
+    };
     format!(
         " An object is partly hidden when {joined}: its sizes and gaps are not asked, it is compared in size only \
          when it is the larger one, and called above, below, left or right of another only where its hidden part \
-         cannot turn the answer."
+         cannot turn the answer.{placed}"
     )
 }
 
@@ -547,11 +554,15 @@ mod tests {
         let all = card(Some(3.0), Some(0.25), true);
         assert!(all.contains("within 3 px of the image's border, something is in front"), "{all}");
         assert!(all.contains("along 25% or more of one side of its box or it stands on the floor"), "{all}");
-        for text in [border, front, floor, all] {
-            assert!(
-                text.starts_with(" An object is partly hidden when ") && text.ends_with("turn the answer."),
-                "{text}"
-            );
+        // The position of an object at the border is not asked, unless `cut_off_positions`.
+        let border_placed = hidden_rule(&Margins { cut_off_positions: true, ..Margins::default() });
+        let unplaced = " The position of an object at the image's border is not asked either (where it is, how far, \
+                        which way): its part out of view may lie anywhere beyond that edge.";
+        for text in [&border, &front, &floor, &all, &border_placed] {
+            assert!(text.starts_with(" An object is partly hidden when "), "{text}");
+            let at_border = text.contains("border:") || text.contains("border,");
+            let tail = if at_border && !std::ptr::eq(text, &border_placed) { unplaced } else { "" };
+            assert!(text.ends_with(&format!("turn the answer.{tail}")), "{text}");
         }
     }
 }

@@ -8,7 +8,8 @@
 //! hidden (cut off by the image's border, behind something along one side, or a piece of furniture or a person
 //! whose base is out of view) has only lower bounds for its sizes and an upper bound for its gaps: they are not
 //! asked, a size comparison is asked only when it is the larger one, and a robot's passing beside it only when the
-//! answer is no.
+//! answer is no. Where an object cut off by the frame is, is not asked at all: its part out of view may lie anywhere
+//! beyond that edge of the view.
 
 use serde::{Deserialize, Serialize};
 
@@ -41,8 +42,9 @@ pub struct Margins {
     /// tall), and its closest surfaces may be out of view. Its width, height and depth are not asked, nor a height
     /// difference or a gap with it, a size comparison only when it is the larger one, and whether a robot passes
     /// beside it only when the answer is no. It is not named by its size when that could be wrong
-    /// ([`super::refer::described`]). `None` (`null`) turns this rule off; with `occluded_fraction` also `None`
-    /// and `floor_standing` empty, every object is taken as whole.
+    /// ([`super::refer::described`]), and its position is not asked (`cut_off_positions`). `None` (`null`) turns
+    /// this rule off; with `occluded_fraction` also `None` and `floor_standing` empty, every object is taken as
+    /// whole.
     pub cut_off_px: Option<f32>,
     /// An object one side of whose box borders something in front of it, over at least this share of the side's
     /// depth pixels ([`SceneObject::occlusion`]), may go on behind it: it is treated as cut off (above). The
@@ -58,6 +60,14 @@ pub struct Margins {
     /// neither.
     #[serde(deserialize_with = "null_as_empty")]
     pub floor_standing: Vec<String>,
+    /// Whether the position of an object cut off by the frame (`cut_off_px`) is asked: left, right, above, below,
+    /// in front, behind, distances, clock directions, which of two is closer, its distance from the camera. Its
+    /// part out of view lies beyond that side of the view's frustum, which reaches nearer and farther, to either
+    /// side and up and down: the centroid of what shows can be off by metres, and in any direction (a curtain along
+    /// a side wall, cut by the image's left edge, 1.2 m too far; a bed cut by the bottom edge, 0.4 m too far left).
+    /// `false` (the default) asks none of these about it; an object behind something (`occluded_fraction`) or
+    /// without its base in view (`floor_standing`) hides a part next to the part in view, and is asked.
+    pub cut_off_positions: bool,
 }
 
 /// `null` as an empty list (the other rules turn off with `null` too).
@@ -101,6 +111,7 @@ impl Default for Margins {
             cut_off_px: Some(2.0),
             occluded_fraction: Some(0.5),
             floor_standing: FLOOR_STANDING.iter().map(|c| c.to_string()).collect(),
+            cut_off_positions: false,
         }
     }
 }
@@ -349,12 +360,16 @@ pub struct FrameFacts<'a> {
     margins: &'a Margins,
     /// [`hidden_sides`] of each object, indexed like `graph.objects`.
     hidden: Vec<[bool; 4]>,
+    /// Whether each object's position is not asked ([`Margins::cut_off_positions`]).
+    placeless: Vec<bool>,
 }
 
 impl<'a> FrameFacts<'a> {
     pub fn new(graph: &'a SceneGraph, margins: &'a Margins) -> FrameFacts<'a> {
         let hidden = graph.objects.iter().map(|o| hidden_sides(graph, o, margins)).collect();
-        FrameFacts { graph, margins, hidden }
+        let placeless =
+            graph.objects.iter().map(|o| !margins.cut_off_positions && cut_off(graph, o, margins)).collect();
+        FrameFacts { graph, margins, hidden, placeless }
     }
 
     pub fn graph(&self) -> &'a SceneGraph {
@@ -380,6 +395,12 @@ impl<'a> FrameFacts<'a> {
         objects.iter().any(|&o| self.partly_hidden(o))
     }
 
+    /// Whether the position of object `o` is asked: not for one [`cut_off`] by the frame, unless
+    /// [`Margins::cut_off_positions`]; not for an id not in the graph.
+    pub fn placed(&self, o: u32) -> bool {
+        self.placeless.get(o as usize).is_some_and(|p| !p)
+    }
+
     /// As [`evaluate`], with the hidden sides worked out by [`FrameFacts::new`].
     pub fn evaluate(&self, t: QuestionType, objects: &[u32], robot_m: f64) -> Option<Fact> {
         let (graph, m) = (self.graph, self.margins);
@@ -396,6 +417,9 @@ impl<'a> FrameFacts<'a> {
         let position = |r: &SceneRelation| f64::from(m.min_margin_m.max(m.k_sigma * r.sigma_m));
         match t.form() {
             Form::Predicate(rel) | Form::Choice(rel) => {
+                if rel.is_position() && !objects.iter().all(|&o| self.placed(o)) {
+                    return None;
+                }
                 let (margin, threshold) = relation_margin(graph, rel, objects[0], objects[1], m)?;
                 if margin.abs() <= threshold
                     || !smaller_is_whole(self, rel, margin, objects[0], objects[1])
@@ -413,6 +437,9 @@ impl<'a> FrameFacts<'a> {
             }
             Form::PairValue => {
                 let r = relation(graph, objects[0], objects[1])?;
+                if t != QuestionType::Gap && !objects.iter().all(|&o| self.placed(o)) {
+                    return None;
+                }
                 // The closest surfaces of a partly hidden object may lie out of view: its gap is only an upper bound.
                 if t == QuestionType::Gap && self.any_hidden(objects) {
                     return None;
@@ -442,7 +469,11 @@ impl<'a> FrameFacts<'a> {
             }
             Form::ObjectValue => {
                 let o = &graph.objects[objects[0] as usize];
-                if t != QuestionType::DistanceToCamera && self.partly_hidden(objects[0]) {
+                let known = match t {
+                    QuestionType::DistanceToCamera => self.placed(objects[0]),
+                    _ => !self.partly_hidden(objects[0]),
+                };
+                if !known {
                     return None;
                 }
                 let v = match t {
@@ -458,6 +489,9 @@ impl<'a> FrameFacts<'a> {
             }
             Form::Direction => {
                 let r = relation(graph, objects[0], objects[1])?;
+                if !objects.iter().all(|&o| self.placed(o)) {
+                    return None;
+                }
                 let h = f64::from(r.horizontal_distance_m);
                 if !(h.is_finite() && h > position(r)) {
                     return None;
@@ -489,6 +523,9 @@ impl<'a> FrameFacts<'a> {
             }
             Form::CloserTo => {
                 let (rb, rc) = (relation(graph, objects[0], objects[1])?, relation(graph, objects[0], objects[2])?);
+                if !objects.iter().all(|&o| self.placed(o)) {
+                    return None;
+                }
                 let (db, dc) = (f64::from(rb.distance_m), f64::from(rc.distance_m));
                 let threshold = position(rb).max(position(rc));
                 let margin = dc - db;

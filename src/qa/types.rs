@@ -36,6 +36,14 @@ impl Relation {
         Relation::Bigger,
         Relation::Smaller,
     ];
+
+    /// Whether the relation compares positions (left, right, above, below, in front, behind), not sizes.
+    pub fn is_position(self) -> bool {
+        matches!(
+            self,
+            Relation::Left | Relation::Right | Relation::Above | Relation::Below | Relation::Front | Relation::Behind
+        )
+    }
 }
 
 /// What a question asks for, which decides its templates' placeholders.
