@@ -316,6 +316,19 @@ fn host_steps(c: &mut Criterion) {
                 .sum::<f32>()
         })
     });
+    // The part of each sample frame's depth image that holds depth (the graphs step, once a frame).
+    let depths: Vec<&spatialsynth::geometry::unproject::DepthImage> =
+        sample.iter().filter_map(|f| f.depth.as_ref()).collect();
+    g.throughput(Throughput::Elements(depths.len() as u64));
+    g.bench_function(BenchmarkId::new("depth_frame", format!("{}frames", depths.len())), |b| {
+        b.iter(|| {
+            depths
+                .iter()
+                .filter_map(|d| spatialsynth::geometry::occlusion::depth_frame(black_box(d)))
+                .map(|r| r[0])
+                .sum::<u32>()
+        })
+    });
     g.finish();
 }
 

@@ -1167,6 +1167,7 @@ fn frame_start(
 /// The scene graph of a frame from its geometry.
 fn scene_graph(frame: &LoadedFrame, valid_depth_points: usize, mut geo: SceneGeometry) -> SceneGraph {
     let spec = &frame.spec;
+    let depth_frame_px = frame.depth.as_ref().and_then(crate::geometry::occlusion::depth_frame);
     if let Some(depth) = &frame.depth {
         let canonical = &geo.canonical;
         geo.objects.par_iter_mut().for_each(|o| {
@@ -1184,6 +1185,7 @@ fn scene_graph(frame: &LoadedFrame, valid_depth_points: usize, mut geo: SceneGeo
         intrinsics_assumed: frame.intrinsics_assumed,
         image_filter: frame.image_filter.clone(),
         valid_depth_points: valid_depth_points as u32,
+        depth_frame_px,
         ground: geo.ground,
         canonical_from_camera: geo.canonical.matrix(),
         objects: geo.objects,

@@ -169,6 +169,11 @@ pub struct SceneGraph {
     /// The image filter's verdict (`null` without a filter).
     pub image_filter: Option<crate::models::FilterDecision>,
     pub valid_depth_points: u32,
+    /// The rectangle of the depth image that holds depth, `[x0, y0, x1, y1]` (pixels, `x1`/`y1` exclusive; see
+    /// [`crate::geometry::occlusion::depth_frame`]): a registered depth sensor may leave margins without depth,
+    /// which cut objects off as the image's border does. `null` without a depth image.
+    #[serde(default)]
+    pub depth_frame_px: Option<[u32; 4]>,
     pub ground: GroundInfo,
     /// 4×4 row-major rigid transform taking camera-frame points to the canonical frame.
     pub canonical_from_camera: [[f64; 4]; 4],

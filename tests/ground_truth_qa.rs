@@ -231,6 +231,7 @@ fn graph_of(frame: &str, geo: spatialsynth::pipeline::SceneGeometry) -> SceneGra
         intrinsics_assumed: false,
         image_filter: None,
         valid_depth_points: 0,
+        depth_frame_px: None,
         ground: geo.ground,
         canonical_from_camera: geo.canonical.matrix(),
         objects: geo.objects,

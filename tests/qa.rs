@@ -93,6 +93,7 @@ fn scene(name: &str, blocks: &[Block]) -> SceneGraph {
         intrinsics_assumed: false,
         image_filter: None,
         valid_depth_points: all.len() as u32,
+        depth_frame_px: None,
         ground: GroundInfo { ..geo.ground },
         canonical_from_camera: geo.canonical.matrix(),
         objects,
@@ -739,6 +740,44 @@ fn hidden_chair_is_not_measured_by_what_shows(
     assert!(sizes > 50 && differences > 20 && losses > 50 && wins > 50, "{how}: {sizes} {differences} {losses} {wins}");
     assert!(gaps > 20 && (pass > 5) == on_floor, "{how}: {gaps} {pass}");
     assert!(distance > 20 && positions > 100, "{how}: {distance} {positions}");
+}
+
+#[test]
+fn the_margins_of_a_depth_image_without_depth_cut_objects_off() {
+    // A registered depth sensor leaves the image's border without depth: a box reaching into that margin has no
+    // points there, as if the image ended at the margin.
+    let mut graph = living_room();
+    let id = |g: &SceneGraph, label: &str| g.objects.iter().position(|o| o.label == label).unwrap();
+    let lamp = id(&graph, "lamp");
+    graph.objects[lamp].bbox_px = [520.0, 100.0, 620.0, 300.0];
+    let margins = Margins::default();
+    let cut = |g: &SceneGraph| cut_off(g, &g.objects[lamp], &margins);
+    assert!(!cut(&graph), "no depth frame: the image's border");
+    graph.depth_frame_px = Some([38, 45, 606, 472]);
+    assert!(cut(&graph) && partly_hidden(&graph, &graph.objects[lamp], &margins));
+    graph.depth_frame_px = Some([38, 45, 630, 472]);
+    assert!(!cut(&graph), "the box ends 10 px inside the depth frame");
+    // A depth frame that does not overlap the image is ignored.
+    graph.depth_frame_px = Some([700, 500, 900, 600]);
+    assert!(!cut(&graph));
+    // Its height is then not asked, nor where it is.
+    graph.depth_frame_px = Some([38, 45, 606, 472]);
+    let bank = TemplateBank::builtin().unwrap();
+    let mut asked = 0;
+    for seed in 0..100 {
+        for r in generate_frame(&graph, bank, &QaOptions { seed, ..QaOptions::default() }).unwrap() {
+            if r.objects.contains(&(lamp as u32)) {
+                asked += 1;
+                let sized_or_placed = !matches!(
+                    r.question_type.form(),
+                    Form::Predicate(rel) | Form::Choice(rel) if !rel.is_position()
+                ) && r.question_type.form() != Form::PassBetween;
+                assert!(!sized_or_placed, "{}", r.question);
+            }
+        }
+    }
+    // It is still compared in size where it is the larger one.
+    assert!(asked > 20, "{asked}");
 }
 
 #[test]

@@ -31,6 +31,33 @@ pub const ABOVE_BASE_M: f32 = 0.05;
 /// A side with fewer valid depth pixels in its band has no fraction.
 pub const MIN_SAMPLES: u32 = 16;
 
+/// A column or row at the border of a depth image is in its [`depth_frame`] when at least this share of its pixels
+/// has depth.
+pub const FRAME_MIN_SHARE: f32 = 0.02;
+
+/// The rectangle of a depth image that holds depth, `[x0, y0, x1, y1]` (pixels, `x1`/`y1` exclusive): the columns
+/// and rows at its border with less than [`FRAME_MIN_SHARE`] of their pixels valid are cut away, left, right, top
+/// and bottom in turn. A depth sensor registered to a wider colour camera leaves such margins (20 to 45 pixels on
+/// some sides of the sample's Kinect frames): an object whose box reaches into one has no points there, as if cut
+/// off by the frame. `None` when no column holds depth. Reads only the margins and one line beyond each.
+pub fn depth_frame(depth: &DepthImage) -> Option<[u32; 4]> {
+    let (w, h) = (depth.width, depth.height);
+    if w == 0 || h == 0 {
+        return None;
+    }
+    let valid = |u: u32, v: u32| depth.depth_m(v as usize * w as usize + u as usize).is_some();
+    let column = |u: u32, v0: u32, v1: u32| (v0..v1).filter(|&v| valid(u, v)).count() as f32;
+    let row = |v: u32, u0: u32, u1: u32| (u0..u1).filter(|&u| valid(u, v)).count() as f32;
+    // Columns over the image's height; rows over the columns kept.
+    let hf = h as f32;
+    let x0 = (0..w).find(|&u| column(u, 0, h) >= FRAME_MIN_SHARE * hf)?;
+    let x1 = (x0..w).rev().find(|&u| column(u, 0, h) >= FRAME_MIN_SHARE * hf).map_or(x0 + 1, |u| u + 1);
+    let wf = (x1 - x0) as f32;
+    let y0 = (0..h).find(|&v| row(v, x0, x1) >= FRAME_MIN_SHARE * wf)?;
+    let y1 = (y0..h).rev().find(|&v| row(v, x0, x1) >= FRAME_MIN_SHARE * wf).map_or(y0 + 1, |v| v + 1);
+    Some([x0, y0, x1, y1])
+}
+
 /// For each side of an object's box, the fraction of the valid depth pixels in a band just outside it that are in
 /// front of the object; `null` for a side without enough of them (off the image, or no depth there).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -146,6 +173,27 @@ mod tests {
         } else {
             f32::INFINITY
         }
+    }
+
+    #[test]
+    fn the_depth_frame_leaves_out_the_margins_without_depth() {
+        // Margins of 7 columns on the left, 3 on the right, 5 rows at the top and 2 at the bottom have no depth but
+        // for a stray pixel or two (under 2% of a line); a hole inside (a window) and a sparse but valid line at the
+        // new edge (every tenth pixel: 10%) stay in.
+        let margin = |u: u32, v: u32| !(7..197).contains(&u) || !(5..238).contains(&v);
+        let stray = |u: u32, v: u32| (u, v) == (2, 100) || (u, v) == (100, 1) || (u, v) == (198, 50);
+        let hole = |u: u32, v: u32| (50..150).contains(&u) && (40..120).contains(&v);
+        let sparse = |u: u32, v: u32| u == 7 && !v.is_multiple_of(10);
+        let (depth, _, _) = frame(|u, v| (margin(u, v) && !stray(u, v) || hole(u, v) || sparse(u, v)).then_some(0.0));
+        assert_eq!(depth_frame(&depth), Some([7, 5, 197, 238]));
+        // A frame with depth everywhere is the whole image; one without any has none.
+        let (full, _, _) = frame(|_, _| None);
+        assert_eq!(depth_frame(&full), Some([0, 0, 200, 240]));
+        let (empty, _, _) = frame(|_, _| Some(0.0));
+        assert_eq!(depth_frame(&empty), None);
+        // One column of depth: a frame one pixel wide.
+        let (line, _, _) = frame(|u, _| (u != 40).then_some(0.0));
+        assert_eq!(depth_frame(&line), Some([40, 0, 41, 240]));
     }
 
     #[test]

@@ -8,8 +8,8 @@
 //! hidden (cut off by the image's border, behind something along one side, or a piece of furniture or a person
 //! whose base is out of view) has only lower bounds for its sizes and an upper bound for its gaps: they are not
 //! asked, a size comparison is asked only when it is the larger one, and a robot's passing beside it only when the
-//! answer is no. Where an object cut off by the frame is, is not asked at all: its part out of view may lie anywhere
-//! beyond that edge of the view.
+//! answer is no. Where an object cut off by the frame is, is not asked either (unless `cut_off_positions`): its part
+//! out of view may lie anywhere beyond that edge of the view.
 
 use serde::{Deserialize, Serialize};
 
@@ -37,8 +37,9 @@ pub struct Margins {
     /// Sizes below this are not asked as quantities; distances and gaps must also exceed the pair's uncertainty
     /// (`k_sigma` · `sigma_m`, at least `min_margin_m`).
     pub min_quantity_m: f32,
-    /// An object whose box (`bbox_px`) comes within this many pixels of an image edge, or goes past it, is cut off
-    /// by the frame: its measured sizes are only lower bounds (a chair seen from its seat down is not 10 cm
+    /// An object whose box (`bbox_px`) comes within this many pixels of an image edge, or goes past it, or reaches
+    /// into a margin of the depth image without depth ([`SceneGraph::depth_frame_px`]) by more than this and
+    /// [`DEPTH_MARGIN_CUT_SHARE`] of its size, is cut off by the frame: its measured sizes are only lower bounds (a chair seen from its seat down is not 10 cm
     /// tall), and its closest surfaces may be out of view. Its width, height and depth are not asked, nor a height
     /// difference or a gap with it, a size comparison only when it is the larger one, and whether a robot passes
     /// beside it only when the answer is no. It is not named by its size when that could be wrong
@@ -47,17 +48,18 @@ pub struct Margins {
     /// whole.
     pub cut_off_px: Option<f32>,
     /// An object one side of whose box borders something in front of it, over at least this share of the side's
-    /// depth pixels ([`SceneObject::occlusion`]), may go on behind it: it is treated as cut off (above). The
-    /// share, not any pixel, because box edges and depth edges are uncertain by a pixel or two. `None` (`null`)
-    /// ignores what stands in front of objects.
+    /// depth pixels ([`SceneObject::occlusion`]), may go on behind it: its sizes and gaps are treated as those of
+    /// one cut off (above); its position is asked, as its hidden part adjoins the part in view. The share, not any
+    /// pixel, because box edges and depth edges are uncertain by a pixel or two. `None` (`null`) ignores what stands
+    /// in front of objects.
     pub occluded_fraction: Option<f32>,
     /// Classes that stand on the floor, by the last word of their label ("office chair", "dining table"). One whose
     /// lowest visible point is more than `ground_contact_m` above a found ground shows no base: its lower part is
     /// behind something (a chair behind a table shows its back above the table top, a table its top above the
-    /// chairs in front), below the frame, or lost by the segmentation (thin legs), and it is treated as cut off
-    /// (above). Empty (or `null`): no class is. The ground RANSAC finds may be a table top in a table-top frame:
-    /// a chair or person below it is then not caught (its bottom is below that ground), and one sitting behind it
-    /// neither.
+    /// chairs in front), below the frame, or lost by the segmentation (thin legs), and its sizes and gaps are
+    /// treated as those of one cut off (above); its position is asked. Empty (or `null`): no class is. The ground
+    /// RANSAC finds may be a table top in a table-top frame: a chair or person below it is then not caught (its
+    /// bottom is below that ground), and one sitting behind it neither.
     #[serde(deserialize_with = "null_as_empty")]
     pub floor_standing: Vec<String>,
     /// Whether the position of an object cut off by the frame (`cut_off_px`) is asked: left, right, above, below,
@@ -225,10 +227,12 @@ fn size(o: &SceneObject, rel: Relation) -> f32 {
     }
 }
 
-/// Whether `o` is cut off by the image's border (see [`Margins::cut_off_px`]). An object without a box (an empty
-/// `bbox_px`, as from [`crate::pipeline::scene_from_points`] without one) is taken as whole.
+/// Whether `o` is cut off by the border of what the frame shows in 3D (see [`Margins::cut_off_px`]): the image's,
+/// or that of its depth where the depth image has margins without depth ([`SceneGraph::depth_frame_px`]). An
+/// object without a box (an empty `bbox_px`, as from [`crate::pipeline::scene_from_points`] without one) is taken
+/// as whole.
 pub fn cut_off(graph: &SceneGraph, o: &SceneObject, m: &Margins) -> bool {
-    cut_edges(o.bbox_px, graph.intrinsics.width, graph.intrinsics.height, m.cut_off_px).contains(&true)
+    cut_edges(o.bbox_px, graph, m.cut_off_px).contains(&true)
 }
 
 /// Whether `o` stands on the floor by its class but shows no base (see [`Margins::floor_standing`]). Only with a
@@ -256,14 +260,37 @@ pub fn partly_hidden(graph: &SceneGraph, o: &SceneObject, m: &Margins) -> bool {
     hidden_sides(graph, o, m).contains(&true)
 }
 
-/// Which edges of a `width` × `height` image a box `[x0, y0, x1, y1]` (pixels, `x1`/`y1` exclusive) comes within
-/// `px` of, or goes past, `[left, top, right, bottom]`; none for an empty box or image, or without `px`.
-fn cut_edges([x0, y0, x1, y1]: [f32; 4], width: u32, height: u32, px: Option<f32>) -> [bool; 4] {
+/// A box reaching this share of its width (height) into a margin of the depth image without depth, or
+/// [`Margins::cut_off_px`] if more, is cut off there.
+pub const DEPTH_MARGIN_CUT_SHARE: f32 = 0.05;
+
+/// Which sides of `graph`'s view a box comes within `px` of, or goes past, `[left, top, right, bottom]`; none
+/// for an empty box or image, or without `px`. See [`cut_edge_flags`].
+fn cut_edges(bbox: [f32; 4], graph: &SceneGraph, px: Option<f32>) -> [bool; 4] {
+    cut_edge_flags(bbox, [graph.intrinsics.width, graph.intrinsics.height], graph.depth_frame_px, px)
+}
+
+/// Which sides of a `width` × `height` image a box `[x0, y0, x1, y1]` (pixels, `x1`/`y1` exclusive) is cut off
+/// at, `[left, top, right, bottom]`: it comes within `px` of the image's edge, or goes past it (what lies beyond is
+/// unknown), or it reaches past the edge of `depth_frame` ([`SceneGraph::depth_frame_px`], the part of the image
+/// with depth) by more than `px` and more than [`DEPTH_MARGIN_CUT_SHARE`] of its size (the box shows how much of
+/// the object lies in the margin, where it has no points). A depth frame that is not inside the image is ignored.
+fn cut_edge_flags(
+    [x0, y0, x1, y1]: [f32; 4],
+    [width, height]: [u32; 2],
+    depth_frame: Option<[u32; 4]>,
+    px: Option<f32>,
+) -> [bool; 4] {
     let (w, h) = (width as f32, height as f32);
-    match px {
-        Some(e) if x1 > x0 && y1 > y0 && w > 0.0 && h > 0.0 => [x0 <= e, y0 <= e, x1 >= w - e, y1 >= h - e],
-        _ => [false; 4],
+    let Some(e) = px.filter(|_| x1 > x0 && y1 > y0 && w > 0.0 && h > 0.0) else { return [false; 4] };
+    let mut cut = [x0 <= e, y0 <= e, x1 >= w - e, y1 >= h - e];
+    if let Some([l, t, r, b]) = depth_frame.filter(|&[l, t, r, b]| l < r && t < b && r <= width && b <= height) {
+        let [l, t, r, b] = [l, t, r, b].map(|v| v as f32);
+        let (sx, sy) = (e.max(DEPTH_MARGIN_CUT_SHARE * (x1 - x0)), e.max(DEPTH_MARGIN_CUT_SHARE * (y1 - y0)));
+        let beyond = [x0 < l - sx, y0 < t - sy, x1 > r + sx, y1 > b + sy];
+        cut = [0, 1, 2, 3].map(|i| cut[i] || beyond[i]);
     }
+    cut
 }
 
 /// Sides of a box, in [`hidden_sides`] order (that of [`crate::geometry::occlusion::Occlusion::sides`]).
@@ -277,7 +304,7 @@ const BOTTOM: usize = 3;
 /// scene made from points, is not), and the bottom of an object with no base in view ([`base_hidden`]). The
 /// centroid of what shows is off towards the other side.
 pub fn hidden_sides(graph: &SceneGraph, o: &SceneObject, m: &Margins) -> [bool; 4] {
-    let edges = cut_edges(o.bbox_px, graph.intrinsics.width, graph.intrinsics.height, m.cut_off_px);
+    let edges = cut_edges(o.bbox_px, graph, m.cut_off_px);
     let occluded = match (m.occluded_fraction, &o.occlusion) {
         (Some(f), Some(occlusion)) => occlusion.sides().map(|s| s.is_some_and(|s| s >= f)),
         _ => [false; 4],
@@ -568,10 +595,10 @@ impl<'a> FrameFacts<'a> {
 
 #[cfg(test)]
 mod tests {
-    use super::{cut_edges, stands_on_floor, Margins};
+    use super::{cut_edge_flags, stands_on_floor, Margins};
 
     fn box_cut_off(b: [f32; 4], width: u32, height: u32, px: Option<f32>) -> bool {
-        cut_edges(b, width, height, px).contains(&true)
+        cut_edge_flags(b, [width, height], None, px).contains(&true)
     }
 
     #[test]
@@ -601,7 +628,7 @@ mod tests {
         let cut = |b: [f32; 4]| box_cut_off(b, 640, 480, Some(2.0));
         assert!(!cut([100.0, 100.0, 200.0, 200.0]));
         // Each edge, at the margin (cut off) and one pixel inside it (whole); x1 and y1 are exclusive.
-        assert_eq!(cut_edges([100.0, 2.0, 638.0, 200.0], 640, 480, Some(2.0)), [false, true, true, false]);
+        assert_eq!(cut_edge_flags([100.0, 2.0, 638.0, 200.0], [640, 480], None, Some(2.0)), [false, true, true, false]);
         assert!(cut([2.0, 100.0, 200.0, 200.0]) && !cut([3.0, 100.0, 200.0, 200.0]));
         assert!(cut([100.0, 2.0, 200.0, 200.0]) && !cut([100.0, 3.0, 200.0, 200.0]));
         assert!(cut([100.0, 100.0, 638.0, 200.0]) && !cut([100.0, 100.0, 637.0, 200.0]));
@@ -615,5 +642,20 @@ mod tests {
         assert!(!box_cut_off([0.0, 0.0, 640.0, 480.0], 640, 480, None));
         // A margin of 0 still takes a box at the edge as cut off.
         assert!(box_cut_off([0.0, 10.0, 20.0, 30.0], 640, 480, Some(0.0)));
+        // A box reaching into the margins without depth by more than 5% of its size (and 2 px) is cut off there;
+        // one touching the depth's edge, or reaching in by less, is not (the box shows where the object ends).
+        let cut = |b: [f32; 4]| cut_edge_flags(b, [640, 480], Some([38, 45, 606, 472]), Some(2.0));
+        assert_eq!(cut([235.0, 205.0, 635.0, 470.0]), [false, false, true, false]);
+        assert_eq!(cut([502.0, 170.0, 606.0, 250.0]), [false; 4]);
+        assert_eq!(cut([18.0, 62.0, 156.0, 480.0]), [true, false, false, true]);
+        assert_eq!(cut([30.0, 62.0, 190.0, 480.0]), [false, false, false, true]);
+        // 5% of a 100-px box is 5 px: 33 is in, 32.9 past; of a 20-px box, the 2 px margin counts.
+        assert!(!cut([33.0, 100.0, 133.0, 200.0])[0]);
+        assert!(cut([32.9, 100.0, 132.9, 200.0])[0]);
+        assert!(!cut([100.0, 43.0, 120.0, 63.0])[1] && cut([100.0, 42.9, 120.0, 62.9])[1]);
+        // A depth frame that is not inside the image is ignored.
+        let odd = |d| cut_edge_flags([100.0, 100.0, 200.0, 200.0], [640, 480], Some(d), Some(2.0));
+        assert_eq!(odd([700, 500, 900, 600]), [false; 4]);
+        assert_eq!(odd([10, 10, 10, 400]), [false; 4]);
     }
 }
