@@ -428,6 +428,21 @@ impl<'a> FrameFacts<'a> {
         self.placeless.get(o as usize).is_some_and(|p| !p)
     }
 
+    /// Whether object `o` may be one of the objects of a question of type `t` at all: false where [`Self::evaluate`]
+    /// turns down every question of that type about it, whatever the others (the sizes and gaps of a partly hidden
+    /// object, where an object cut off by the frame is). A draw can skip those objects and waste no attempt.
+    pub fn may_answer(&self, t: QuestionType, o: u32) -> bool {
+        let whole = || !self.partly_hidden(o);
+        match t.form() {
+            Form::Predicate(rel) | Form::Choice(rel) if rel.is_position() => self.placed(o),
+            Form::PairValue if t == QuestionType::Gap => whole(),
+            Form::PairValue | Form::Direction | Form::CloserTo => self.placed(o),
+            Form::ObjectValue if t == QuestionType::DistanceToCamera => self.placed(o),
+            Form::ObjectValue | Form::HeightDifference => whole(),
+            Form::Predicate(_) | Form::Choice(_) | Form::PassBetween => (o as usize) < self.hidden.len(),
+        }
+    }
+
     /// As [`evaluate`], with the hidden sides worked out by [`FrameFacts::new`].
     pub fn evaluate(&self, t: QuestionType, objects: &[u32], robot_m: f64) -> Option<Fact> {
         let (graph, m) = (self.graph, self.margins);

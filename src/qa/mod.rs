@@ -1,7 +1,7 @@
 //! Templating: scene graphs to question-answer pairs.
 //!
 //! For each frame: name the objects unambiguously ([`refer`]), draw question types by the mix and objects at
-//! random (from the seed and the frame's name only), skip the questions that the objects' names answer, keep only
+//! random among those the type may be asked of ([`FrameFacts::may_answer`]; from the seed and the frame's name only), skip the questions that the objects' names answer, keep only
 //! questions whose answer the measurement supports ([`facts`]), balance yes and no, and phrase them from the template bank ([`templates`]) with human numbers
 //! ([`numbers`]). Every pair carries its provenance: frame, objects, question type, value, margin.
 //!
@@ -251,10 +251,16 @@ pub fn generate_frame_into(graph: &SceneGraph, bank: &TemplateBank, options: &Qa
     let facts = FrameFacts::new(graph, &options.margins);
     let described = refer::described_in(&facts, &options.references);
     let referable: Vec<u32> = (0..described.len() as u32).filter(|&i| described[i as usize].is_some()).collect();
+    // Each type draws its objects from the referable ones it may be asked of (no draw is spent on the size of a
+    // partly hidden object, or on where an object cut off by the frame is), and is left out with too few.
+    let pools: Vec<Vec<u32>> = QuestionType::ALL
+        .iter()
+        .map(|&t| referable.iter().copied().filter(|&o| facts.may_answer(t, o)).collect())
+        .collect();
     let types: Vec<(QuestionType, f64)> = QuestionType::ALL
         .iter()
         .map(|&t| (t, options.mix.weight(t)))
-        .filter(|&(t, w)| w > 0.0 && t.arity() <= referable.len())
+        .filter(|&(t, w)| w > 0.0 && t.arity() <= pools[t.index()].len())
         .collect();
     let total: f64 = types.iter().map(|(_, w)| w).sum();
     if types.is_empty() || total <= 0.0 {
@@ -277,10 +283,11 @@ pub fn generate_frame_into(graph: &SceneGraph, bank: &TemplateBank, options: &Qa
             }
             pick -= w;
         }
+        let pool = &pools[t.index()];
         let mut objects = [0u32; 3];
         for k in 0..t.arity() {
             loop {
-                let o = referable[rng.below(referable.len())];
+                let o = pool[rng.below(pool.len())];
                 if !objects[..k].contains(&o) {
                     objects[k] = o;
                     break;
