@@ -1167,7 +1167,12 @@ fn frame_start(
 /// The scene graph of a frame from its geometry.
 fn scene_graph(frame: &LoadedFrame, valid_depth_points: usize, mut geo: SceneGeometry) -> SceneGraph {
     let spec = &frame.spec;
-    let depth_frame_px = frame.depth.as_ref().and_then(crate::geometry::occlusion::depth_frame);
+    // Only a depth file's margins are empty of depth: a model's depth is blanked beyond its range (far rows of sky),
+    // where a narrow object may be the only thing with depth.
+    let depth_frame_px = match frame.depth_source {
+        crate::io::DepthSource::File => frame.depth.as_ref().and_then(crate::geometry::occlusion::depth_frame),
+        _ => None,
+    };
     if let Some(depth) = &frame.depth {
         let canonical = &geo.canonical;
         geo.objects.par_iter_mut().for_each(|o| {

@@ -802,6 +802,43 @@ fn the_margins_of_a_depth_image_without_depth_cut_objects_off() {
 }
 
 #[test]
+fn every_type_a_frame_can_answer_is_drawn() {
+    // The draws take each type's objects from a pool (`FrameFacts::may_answer`): no type that some objects of the
+    // frame answer may be left out. The living room (every object referable) with its lamp in a depth margin.
+    let mut graph = living_room();
+    let lamp = graph.objects.iter().position(|o| o.label == "lamp").unwrap();
+    graph.objects[lamp].bbox_px = [520.0, 100.0, 620.0, 300.0];
+    graph.depth_frame_px = Some([38, 45, 606, 472]);
+    let options = QaOptions { qa_per_image: 64, ..QaOptions::default() };
+    let facts = FrameFacts::new(&graph, &options.margins);
+    let n = graph.objects.len() as u32;
+    let mut answerable = std::collections::BTreeSet::new();
+    for &t in QuestionType::ALL.iter() {
+        for a in 0..n {
+            for b in (0..n).filter(|&b| b != a) {
+                for c in (0..n).filter(|&c| c != a && c != b) {
+                    let objects = &[a, b, c][..t.arity()];
+                    if options.robot_widths_m.iter().any(|&w| facts.evaluate(t, objects, w).is_some()) {
+                        answerable.insert((t.name(), objects.contains(&(lamp as u32))));
+                    }
+                }
+            }
+        }
+    }
+    let bank = TemplateBank::builtin().unwrap();
+    let mut drawn = std::collections::BTreeSet::new();
+    for seed in 0..60 {
+        for r in generate_frame(&graph, bank, &QaOptions { seed, ..options.clone() }).unwrap() {
+            drawn.insert((r.question_type.name(), r.objects.contains(&(lamp as u32))));
+        }
+    }
+    // Most types are answered of the others; some (size comparisons it wins) of the lamp too.
+    assert!(answerable.len() > 40 && answerable.iter().filter(|(_, l)| *l).count() > 5, "{answerable:?}");
+    let missing: Vec<_> = answerable.difference(&drawn).collect();
+    assert!(missing.is_empty(), "answerable but never drawn: {missing:?}");
+}
+
+#[test]
 fn hidden_parts_do_not_decide_positions() {
     // A chair showing only its top 0.3 m, 0.4 m above the floor (its base behind something: a chair stands on the
     // floor), a whole box on the floor and a lamp hanging 1.2 m up (not a floor-standing class: whole). The chair's

@@ -58,7 +58,7 @@ fn people_are_person_sized_and_ordered_left_to_right() {
 
 #[test]
 fn the_kinect_frames_margins_without_depth_cut_objects_off() {
-    // The registered Kinect depth of the house frames holds no depth in a margin of 30-40 px on three sides and 7 at
+    // The registered Kinect depth of the house frames holds no depth in margins of 32-43 px on three sides and 7 at
     // the bottom (read from depth_1.png). The dining table's box runs 27 px into the right margin: its points stop
     // where the depth does, and it is cut off there, though its box ends 5 px inside the image. The chair on the
     // right ends at the margin: whole at that side.
@@ -74,7 +74,7 @@ fn the_kinect_frames_margins_without_depth_cut_objects_off() {
     for o in g.objects.iter().filter(|o| o.label == "chair") {
         assert!(!spatialsynth::qa::facts::cut_off(g, o, &margins), "{o:?}");
     }
-    // A frame without margins: the GraspNet frame's depth is cut at the top and left only.
+    // The GraspNet frame's depth has no right or bottom margin (it lacks depth at the top and left only).
     let g = graph(&graphs, "graspnet_blue_mug");
     let [_, _, x1, y1] = g.depth_frame_px.expect("a depth frame");
     assert_eq!((x1, y1), (g.intrinsics.width, g.intrinsics.height));

@@ -29,8 +29,9 @@ pub fn depth(data: &[u8]) {
     let _ = decode_gray_png(data);
     for format in [DepthFormat::Png, DepthFormat::Npy] {
         if let Ok(d) = decode_depth(data, format, Some(1000.0), Some(u16::MAX)) {
-            // Every pixel of a decoded image must be addressable.
+            // Every pixel of a decoded image must be addressable, and its depth frame found without a panic.
             let _ = d.count_valid();
+            let _ = crate::geometry::occlusion::depth_frame(&d);
         }
     }
 }
