@@ -38,7 +38,7 @@ pub const FRAME_MIN_SHARE: f32 = 0.02;
 /// The rectangle of a depth image that holds depth, `[x0, y0, x1, y1]` (pixels, `x1`/`y1` exclusive): the columns
 /// and rows at its border with less than [`FRAME_MIN_SHARE`] of their pixels valid are cut away: columns (over the
 /// image's height) on the left and right, then rows (over the columns kept) at the top and bottom. A depth sensor
-/// registered to a wider colour camera leaves such margins (7 to 45 pixels on the sides of the sample's Kinect
+/// registered to a wider colour camera leaves such margins (up to 43 pixels a side in the sample's Kinect
 /// frames): an object whose box reaches into one has no points there, as if cut off by the frame. `None` when no
 /// column, or then no row, holds that much depth. Reads only the margins and one line beyond each.
 pub fn depth_frame(depth: &DepthImage) -> Option<[u32; 4]> {
