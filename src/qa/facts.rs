@@ -403,10 +403,6 @@ impl<'a> FrameFacts<'a> {
         self.graph
     }
 
-    pub fn margins(&self) -> &'a Margins {
-        self.margins
-    }
-
     /// [`hidden_sides`] of object `o`; every side for an id not in the graph.
     pub fn hidden_sides(&self, o: u32) -> [bool; 4] {
         self.hidden.get(o as usize).copied().unwrap_or([true; 4])
@@ -428,14 +424,20 @@ impl<'a> FrameFacts<'a> {
         self.placeless.get(o as usize).is_some_and(|p| !p)
     }
 
-    /// Whether object `o` may be one of the objects of a question of type `t` at all: false where [`Self::evaluate`]
-    /// turns down every question of that type about it, whatever the others (the sizes and gaps of a partly hidden
-    /// object, where an object cut off by the frame is). A draw can skip those objects and waste no attempt.
+    /// Whether object `o` may be one of the objects of a question of type `t` at all, whatever the others: the
+    /// object-level part of [`Self::evaluate`], which turns down every question where this is false. Not the sizes,
+    /// gaps and height differences of a partly hidden object (lower and upper bounds), nor a vertical distance of
+    /// one hidden at its top or bottom (its centroid's height is off), nor where an object cut off by the frame is.
+    /// A draw skips those objects and wastes no attempt. False for an id not in the graph.
     pub fn may_answer(&self, t: QuestionType, o: u32) -> bool {
         let whole = || !self.partly_hidden(o);
+        let sides = self.hidden_sides(o);
         match t.form() {
             Form::Predicate(rel) | Form::Choice(rel) if rel.is_position() => self.placed(o),
+            // The closest surfaces of a partly hidden object may lie out of view: its gap is only an upper bound.
             Form::PairValue if t == QuestionType::Gap => whole(),
+            // The height between centroids of an object whose top or bottom is hidden is off by an unknown amount.
+            Form::PairValue if t == QuestionType::VerticalDistance => self.placed(o) && !(sides[TOP] || sides[BOTTOM]),
             Form::PairValue | Form::Direction | Form::CloserTo => self.placed(o),
             Form::ObjectValue if t == QuestionType::DistanceToCamera => self.placed(o),
             Form::ObjectValue | Form::HeightDifference => whole(),
@@ -451,7 +453,7 @@ impl<'a> FrameFacts<'a> {
         }
         let n = graph.objects.len() as u32;
         for (i, &o) in objects.iter().enumerate() {
-            if o >= n || objects[..i].contains(&o) {
+            if o >= n || objects[..i].contains(&o) || !self.may_answer(t, o) {
                 return None;
             }
         }
@@ -459,9 +461,6 @@ impl<'a> FrameFacts<'a> {
         let position = |r: &SceneRelation| f64::from(m.min_margin_m.max(m.k_sigma * r.sigma_m));
         match t.form() {
             Form::Predicate(rel) | Form::Choice(rel) => {
-                if rel.is_position() && !objects.iter().all(|&o| self.placed(o)) {
-                    return None;
-                }
                 let (margin, threshold) = relation_margin(graph, rel, objects[0], objects[1], m)?;
                 if margin.abs() <= threshold
                     || !smaller_is_whole(self, rel, margin, objects[0], objects[1])
@@ -479,21 +478,6 @@ impl<'a> FrameFacts<'a> {
             }
             Form::PairValue => {
                 let r = relation(graph, objects[0], objects[1])?;
-                if t != QuestionType::Gap && !objects.iter().all(|&o| self.placed(o)) {
-                    return None;
-                }
-                // The closest surfaces of a partly hidden object may lie out of view: its gap is only an upper bound.
-                if t == QuestionType::Gap && self.any_hidden(objects) {
-                    return None;
-                }
-                // The height between centroids of an object whose top or bottom is hidden is off by an unknown amount.
-                let vertical = |i: u32| {
-                    let sides = self.hidden_sides(i);
-                    sides[TOP] || sides[BOTTOM]
-                };
-                if t == QuestionType::VerticalDistance && objects.iter().any(|&i| vertical(i)) {
-                    return None;
-                }
                 let v = match t {
                     QuestionType::Distance => r.distance_m,
                     QuestionType::HorizontalDistance => r.horizontal_distance_m,
@@ -511,13 +495,6 @@ impl<'a> FrameFacts<'a> {
             }
             Form::ObjectValue => {
                 let o = &graph.objects[objects[0] as usize];
-                let known = match t {
-                    QuestionType::DistanceToCamera => self.placed(objects[0]),
-                    _ => !self.partly_hidden(objects[0]),
-                };
-                if !known {
-                    return None;
-                }
                 let v = match t {
                     QuestionType::Width => o.width_m,
                     QuestionType::Height => o.height_m,
@@ -531,9 +508,6 @@ impl<'a> FrameFacts<'a> {
             }
             Form::Direction => {
                 let r = relation(graph, objects[0], objects[1])?;
-                if !objects.iter().all(|&o| self.placed(o)) {
-                    return None;
-                }
                 let h = f64::from(r.horizontal_distance_m);
                 if !(h.is_finite() && h > position(r)) {
                     return None;
@@ -551,8 +525,8 @@ impl<'a> FrameFacts<'a> {
             }
             Form::HeightDifference => {
                 let (margin, threshold) = relation_margin(graph, Relation::Taller, objects[0], objects[1], m)?;
-                // The difference is asked: both heights must be whole.
-                if margin.abs() <= threshold || self.any_hidden(objects) {
+                // Both heights are whole (`may_answer`): the difference is asked.
+                if margin.abs() <= threshold {
                     return None;
                 }
                 let (x, y) = if margin > 0.0 { (objects[0], objects[1]) } else { (objects[1], objects[0]) };
@@ -565,9 +539,6 @@ impl<'a> FrameFacts<'a> {
             }
             Form::CloserTo => {
                 let (rb, rc) = (relation(graph, objects[0], objects[1])?, relation(graph, objects[0], objects[2])?);
-                if !objects.iter().all(|&o| self.placed(o)) {
-                    return None;
-                }
                 let (db, dc) = (f64::from(rb.distance_m), f64::from(rc.distance_m));
                 let threshold = position(rb).max(position(rc));
                 let margin = dc - db;
