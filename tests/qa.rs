@@ -240,8 +240,14 @@ fn check_record(graph: &SceneGraph, bank: &TemplateBank, r: &QaRecord) {
         }
     }
     assert!(follows(tt.questions[r.question_template as usize].source(), &r.question), "{what}");
+    // A gap that is only an upper bound is a pass-between "no", said with "at most".
+    assert!(
+        !r.value_at_most || (r.question_type == QuestionType::PassBetween && r.answer_bool == Some(false)),
+        "{what}"
+    );
     let answers = match r.answer_bool {
         Some(true) => &tt.yes,
+        Some(false) if r.value_at_most => &tt.no_at_most,
         Some(false) => &tt.no,
         None => &tt.answers,
     };
@@ -309,6 +315,10 @@ proptest! {
                         | QuestionType::HeightDifference
                 );
                 prop_assert!(!(hidden && measures), "{:?} of a hidden object", r.question);
+                // A pass-between gap to a partly hidden object is said to be at most what shows.
+                if r.question_type == QuestionType::PassBetween {
+                    prop_assert_eq!(r.value_at_most, hidden, "{:?}", r.answer);
+                }
                 // No position of an object cut off by the frame.
                 let cut = r.objects.iter().any(|&o| cut_off(&graph, &graph.objects[o as usize], &margins));
                 let places = match r.question_type.form() {
@@ -695,6 +705,7 @@ fn hidden_chair_is_not_measured_by_what_shows(
     // Questions about the chair, by kind: its own sizes, height differences, size comparisons it wins, those it
     // loses, its distance from the camera, its gaps, a robot passing beside it (yes, no), its position against
     // the others (left, above, in front, distances, directions, which is closer).
+    let whole_margins = whole.clone();
     let count = |options: &QaOptions| {
         let mut n = [0usize; 9];
         for seed in 0..300 {
@@ -707,7 +718,14 @@ fn hidden_chair_is_not_measured_by_what_shows(
                     Form::ObjectValue => n[0] += 1,
                     Form::HeightDifference => n[1] += 1,
                     Form::PairValue if r.question_type == QuestionType::Gap => n[5] += 1,
-                    Form::PassBetween => n[if r.answer_bool == Some(true) { 6 } else { 7 }] += 1,
+                    Form::PassBetween => {
+                        // The chair is partly hidden in every case here: the gap beside it is at most what shows.
+                        let whole = options.margins == whole_margins;
+                        assert_eq!(r.value_at_most, !whole, "{}", r.answer);
+                        let at_most = ["at most", "no more than"].iter().any(|w| r.answer.to_lowercase().contains(w));
+                        assert_eq!(at_most, !whole, "{}", r.answer);
+                        n[if r.answer_bool == Some(true) { 6 } else { 7 }] += 1
+                    }
                     Form::Predicate(rel) | Form::Choice(rel) if is_size(rel) => {
                         let other = r.objects.iter().copied().find(|&o| o != chair).unwrap();
                         n[if size(chair, rel) > size(other, rel) { 2 } else { 3 }] += 1;
@@ -725,6 +743,15 @@ fn hidden_chair_is_not_measured_by_what_shows(
     // A robot passes only between objects on the floor: never beside the lifted chair.
     let on_floor = lift == 0.0;
     assert!(wins > 50 && (no_pass > 5) == on_floor, "{how}: {wins} {no_pass}");
+    // A bank without "at most" answers has no honest way to say the gap: the question is not asked.
+    let plain = TemplateBank::parse(&without_no_at_most(), std::path::Path::new("plain.toml")).unwrap();
+    let no_pass_plain: usize = (0..300)
+        .flat_map(|seed| {
+            generate_frame(&graph, &plain, &QaOptions { seed, qa_per_image: 30, ..QaOptions::default() }).unwrap()
+        })
+        .filter(|r| r.objects.contains(&chair) && r.question_type == QuestionType::PassBetween)
+        .count();
+    assert_eq!(no_pass_plain, 0, "{how}");
     let placed = how != "cut off";
     assert!((distance > 20) == placed && (positions > 100) == placed, "{how}: {distance} {positions}");
     if !placed {
@@ -998,6 +1025,14 @@ fn the_mix_selects_question_types() {
     assert!(spatialsynth::qa::TypeMix::from_spec("distance=-1").is_err());
 }
 
+/// The built-in bank without its `no_at_most` list.
+fn without_no_at_most() -> String {
+    let builtin = spatialsynth::qa::templates::BUILTIN_TEMPLATES;
+    let start = builtin.find("\nno_at_most = [").unwrap();
+    let end = start + builtin[start..].find("\n]\n").unwrap() + 3;
+    format!("{}{}", &builtin[..start + 1], &builtin[end..])
+}
+
 #[test]
 fn bad_template_banks_are_refused_with_the_file_named() {
     let path = std::path::Path::new("my_templates.toml");
@@ -1012,6 +1047,15 @@ fn bad_template_banks_are_refused_with_the_file_named() {
         ),
         (builtin.replacen("version = 1", "version = 2", 1), "unsupported version"),
         (builtin.replacen("[width]\nquestions", "[width]\nextra = 1\nquestions", 1), "unknown key `extra`"),
+        // Only pass_between has answers whose value is an upper bound.
+        (
+            builtin.replacen("[width]\nquestions", "[width]\nno_at_most = [\"{value}\"]\nquestions", 1),
+            "unknown key `no_at_most`",
+        ),
+        (
+            builtin.replacen("at most about {value} between", "at most about between", 1),
+            "lacks the placeholder {value}",
+        ),
         ("not toml [".into(), "templates my_templates.toml"),
     ];
     for (text, expected) in cases {

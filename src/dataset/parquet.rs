@@ -4,8 +4,8 @@
 //! `id`, `image` (struct `bytes`, `path`: the `datasets` Image layout), `messages` (list of `role` +
 //! `content`, a list of `type` + `text`: user = image + question, assistant = answer), then the provenance:
 //! `frame`, `question`, `answer`, `question_type`, `category`, `objects`, `labels`, `references`,
-//! `answer_bool`, `answer_object`, `value`, `unit`, `margin`, `threshold`, `robot_width_m`, `unit_system`,
-//! `question_template`, `answer_template`.
+//! `answer_bool`, `answer_object`, `value`, `unit`, `margin`, `threshold`, `robot_width_m`, `value_at_most`,
+//! `unit_system`, `question_template`, `answer_template`.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -85,6 +85,7 @@ fn huggingface_features() -> String {
             "margin": s("float64"),
             "threshold": s("float64"),
             "robot_width_m": s("float64"),
+            "value_at_most": s("bool"),
             "unit_system": s("string"),
             "question_template": s("uint32"),
             "answer_template": s("uint32"),
@@ -118,6 +119,7 @@ pub fn schema() -> SchemaRef {
         Field::new("margin", DataType::Float64, true),
         Field::new("threshold", DataType::Float64, true),
         Field::new("robot_width_m", DataType::Float64, true),
+        Field::new("value_at_most", DataType::Boolean, false),
         Field::new("unit_system", DataType::Utf8, true),
         Field::new("question_template", DataType::UInt32, false),
         Field::new("answer_template", DataType::UInt32, false),
@@ -310,6 +312,7 @@ pub fn record_batch(rows: &[QaRecord]) -> std::result::Result<RecordBatch, arrow
         Arc::new(Float64Array::from(rows.iter().map(|r| r.margin).collect::<Vec<_>>())),
         Arc::new(Float64Array::from(rows.iter().map(|r| r.threshold).collect::<Vec<_>>())),
         Arc::new(Float64Array::from(rows.iter().map(|r| r.robot_width_m).collect::<Vec<_>>())),
+        Arc::new(BooleanArray::from(rows.iter().map(|r| r.value_at_most).collect::<Vec<_>>())),
         strings(rows.iter().map(|r| r.unit_system.map(|u| u.name()))),
         Arc::new(UInt32Array::from(rows.iter().map(|r| r.question_template).collect::<Vec<_>>())),
         Arc::new(UInt32Array::from(rows.iter().map(|r| r.answer_template).collect::<Vec<_>>())),

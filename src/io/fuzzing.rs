@@ -69,7 +69,7 @@ pub fn qa(data: &[u8]) {
         let mut out = String::new();
         for &t in crate::qa::QuestionType::ALL {
             let tt = bank.get(t);
-            for template in tt.questions.iter().chain(&tt.yes).chain(&tt.no).chain(&tt.answers) {
+            for template in tt.questions.iter().chain(&tt.yes).chain(&tt.no).chain(&tt.no_at_most).chain(&tt.answers) {
                 template.render_into(&mut out, &values);
             }
         }

@@ -181,6 +181,9 @@ pub struct Fact {
     pub threshold: Option<f64>,
     /// The robot width of a pass-between question, metres.
     pub robot_m: Option<f64>,
+    /// Whether [`Self::value`] is only an upper bound: the gap of a pass-between question to a partly hidden object,
+    /// whose closest surface may lie out of view (only "no" is answered then).
+    pub value_at_most: bool,
 }
 
 impl Fact {
@@ -198,6 +201,7 @@ impl Fact {
             margin: None,
             threshold: None,
             robot_m: None,
+            value_at_most: false,
         }
     }
 
@@ -565,9 +569,11 @@ impl<'a> FrameFacts<'a> {
                     return None;
                 }
                 // The gap to a partly hidden object is an upper bound: "no" holds, "yes" may not.
-                if margin > 0.0 && self.any_hidden(objects) {
+                let bounded = self.any_hidden(objects);
+                if margin > 0.0 && bounded {
                     return None;
                 }
+                fact.value_at_most = bounded;
                 fact.truth = Some(margin > 0.0);
                 fact.value = Some(gap);
                 fact.margin = Some(margin);

@@ -193,6 +193,9 @@ pub struct QaRecord {
     pub margin: Option<f64>,
     pub threshold: Option<f64>,
     pub robot_width_m: Option<f64>,
+    /// Whether `value` is only an upper bound: the gap of a pass-between "no" to a partly hidden object, whose
+    /// closest surface may lie out of view (the answer says "at most").
+    pub value_at_most: bool,
     /// The unit system of the answer's numbers (`null` when it has none).
     pub unit_system: Option<UnitSystem>,
     /// Indices of the phrasings used (question; answer within its list).
@@ -457,12 +460,17 @@ fn render(
     values[Slot::Hour as usize] = &hour;
     values[Slot::Robot as usize] = &robot;
 
-    let qi = rng.below(tt.questions.len());
     let answers = match fact.truth {
         Some(true) => &tt.yes,
+        Some(false) if fact.value_at_most => &tt.no_at_most,
         Some(false) => &tt.no,
         None => &tt.answers,
     };
+    if answers.is_empty() {
+        // A bank without `no_at_most` has no honest way to give an upper bound.
+        return None;
+    }
+    let qi = rng.below(tt.questions.len());
     let ai = rng.below(answers.len());
     let mut question = String::with_capacity(96);
     tt.questions[qi].render_into(&mut question, &values);
@@ -487,6 +495,7 @@ fn render(
         margin: fact.margin,
         threshold: fact.threshold,
         robot_width_m: fact.robot_m,
+        value_at_most: fact.value_at_most,
         unit_system: has_number.then_some(system),
         question_template: qi as u32,
         answer_template: ai as u32,

@@ -1,7 +1,8 @@
 //! The template bank: question and answer phrasings per question type, as data (`templates/en.toml`).
 //!
 //! Each table of the bank is named after a [`QuestionType`] and holds `questions` plus either `yes` and `no`
-//! (yes/no types) or `answers`. Placeholders in braces are filled with object references and formatted values;
+//! (yes/no types) or `answers`; `pass_between` may add `no_at_most`, the "no" answers whose gap is only an upper
+//! bound (one of the two objects is partly hidden; without the list such questions are not asked). Placeholders in braces are filled with object references and formatted values;
 //! a placeholder that begins a sentence is capitalised. The bank is checked when it is loaded: every type present,
 //! at least [`MIN_QUESTIONS`] questions and [`MIN_ANSWERS`] answers per list, only the placeholders a type
 //! provides, the required ones in every phrasing, no duplicates, no unknown tables or keys.
@@ -133,6 +134,10 @@ pub struct TypeTemplates {
     /// Answers of yes/no types when the statement holds / does not hold.
     pub yes: Vec<Template>,
     pub no: Vec<Template>,
+    /// "No" answers of `pass_between` when the gap is only an upper bound (a partly hidden object's closest
+    /// surface may lie out of view): "at most about {value}". Empty when the bank has none; such questions are
+    /// then not asked.
+    pub no_at_most: Vec<Template>,
     /// Answers of the other types.
     pub answers: Vec<Template>,
 }
@@ -240,7 +245,11 @@ impl TemplateBank {
                 .as_table()
                 .ok_or_else(|| in_type("must be a table".into()))?;
             let (question_rule, yes_no, answer_rule) = rules(t.form());
-            let known: &[&str] = if yes_no.is_some() { &["questions", "yes", "no"] } else { &["questions", "answers"] };
+            let known: &[&str] = match t.form() {
+                Form::PassBetween => &["questions", "yes", "no", "no_at_most"],
+                _ if yes_no.is_some() => &["questions", "yes", "no"],
+                _ => &["questions", "answers"],
+            };
             if let Some(k) = table.keys().find(|k| !known.contains(&k.as_str())) {
                 return Err(in_type(format!("unknown key `{k}` (expected {})", known.join(", "))));
             }
@@ -251,6 +260,9 @@ impl TemplateBank {
             if let Some((yes, no)) = yes_no {
                 tt.yes = parse_list(table, "yes", MIN_ANSWERS, &yes).map_err(in_type)?;
                 tt.no = parse_list(table, "no", MIN_ANSWERS, &no).map_err(in_type)?;
+                if table.contains_key("no_at_most") {
+                    tt.no_at_most = parse_list(table, "no_at_most", MIN_ANSWERS, &no).map_err(in_type)?;
+                }
             }
             if let Some(rule) = answer_rule {
                 tt.answers = parse_list(table, "answers", MIN_ANSWERS, &rule).map_err(in_type)?;
@@ -335,7 +347,7 @@ mod tests {
         for &t in QuestionType::ALL {
             let tt = bank.get(t);
             let robot = if t == QuestionType::PassBetween { ROBOT } else { &[] };
-            for phrasing in tt.questions.iter().chain(&tt.yes).chain(&tt.no).chain(&tt.answers) {
+            for phrasing in tt.questions.iter().chain(&tt.yes).chain(&tt.no).chain(&tt.no_at_most).chain(&tt.answers) {
                 // Whole words only: the text and every allowed frame between spaces, punctuation split off.
                 let spaced = |s: &str| {
                     let mut out = String::from(" ");
