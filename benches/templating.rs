@@ -1,5 +1,6 @@
 //! Criterion benchmarks of templating on one core: scene graphs of the built-in sample to question-answer pairs
-//! (`qa/generate`: references, sampling, margins, phrasing), and the pairs to output rows (`qa/serialize_jsonl`,
+//! (`qa/generate`: references, sampling, margins, phrasing; `qa/generate_every_draw` without the stop for a frame
+//! whose questions have run out), and the pairs to output rows (`qa/serialize_jsonl`,
 //! `qa/arrow_batch`). Throughput is in pairs per second; the target is 500,000 QA/s for generation so that text
 //! never limits the GPU path.
 //!
@@ -10,7 +11,7 @@ use std::hint::black_box;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use spatialsynth::io::{load_frame, read_manifest};
 use spatialsynth::pipeline::{process_frame, SceneConfig};
-use spatialsynth::qa::{generate_frame_into, QaOptions, QaRecord, TemplateBank};
+use spatialsynth::qa::{generate_frame_counting_draws, generate_frame_into, QaOptions, QaRecord, TemplateBank};
 use spatialsynth::scene::SceneGraph;
 
 /// The scene graphs of the annotated sample frames (the geometry runs once, outside the timing).
@@ -43,6 +44,16 @@ fn templating(c: &mut Criterion) {
     g.bench_function(format!("generate/cpu1/{n}_pairs"), |b| {
         b.iter(|| {
             generate_all(black_box(&graphs), bank, &options, &mut out);
+            black_box(out.len())
+        })
+    });
+    // The same spending every draw of a frame whose questions have run out (the same pairs): what the stop saves.
+    g.bench_function(format!("generate_every_draw/cpu1/{n}_pairs"), |b| {
+        b.iter(|| {
+            out.clear();
+            for gr in black_box(&graphs) {
+                generate_frame_counting_draws(gr, bank, &options, &mut out, false);
+            }
             black_box(out.len())
         })
     });

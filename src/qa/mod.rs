@@ -17,6 +17,7 @@
 //! # Ok(()) }
 //! ```
 
+mod exhaust;
 pub mod facts;
 pub mod numbers;
 pub mod refer;
@@ -242,6 +243,10 @@ impl Rng {
 /// Attempts per requested question before a frame gives up (scenes with few answerable facts).
 const ATTEMPTS_PER_QUESTION: usize = 24;
 
+/// After this many draws per requested question, a frame still short of questions works out which draws can still
+/// give one, and stops when none can (when that costs at most half the draws left).
+const EXHAUSTION_AFTER_QUESTIONS: usize = 2;
+
 /// The questions of one frame, deterministic in (graph, seed, options).
 pub fn generate_frame(graph: &SceneGraph, bank: &TemplateBank, options: &QaOptions) -> Result<Vec<QaRecord>> {
     let mut out = Vec::new();
@@ -251,48 +256,84 @@ pub fn generate_frame(graph: &SceneGraph, bank: &TemplateBank, options: &QaOptio
 
 /// As [`generate_frame`], appending to `out` (lets a caller reuse its buffer).
 pub fn generate_frame_into(graph: &SceneGraph, bank: &TemplateBank, options: &QaOptions, out: &mut Vec<QaRecord>) {
+    generate_frame_draws(graph, bank, options, out, true);
+}
+
+/// [`generate_frame_into`] with the stop for a frame whose questions have run out on or off (off: every draw is
+/// spent, as before the stop), returning the draws made: for the test that the stop changes no question.
+#[doc(hidden)]
+pub fn generate_frame_counting_draws(
+    graph: &SceneGraph,
+    bank: &TemplateBank,
+    options: &QaOptions,
+    out: &mut Vec<QaRecord>,
+    stop_when_spent: bool,
+) -> usize {
+    generate_frame_draws(graph, bank, options, out, stop_when_spent)
+}
+
+fn generate_frame_draws(
+    graph: &SceneGraph,
+    bank: &TemplateBank,
+    options: &QaOptions,
+    out: &mut Vec<QaRecord>,
+    stop_when_spent: bool,
+) -> usize {
     let facts = FrameFacts::new(graph, &options.margins);
     let described = refer::described_in(&facts, &options.references);
     let referable: Vec<u32> = (0..described.len() as u32).filter(|&i| described[i as usize].is_some()).collect();
     // Each type draws its objects from the referable ones it may be asked of (no draw is spent on the size of a
     // partly hidden object, or on where an object cut off by the frame is), and is left out with too few.
-    let pools: Vec<Vec<u32>> = QuestionType::ALL
-        .iter()
-        .map(|&t| referable.iter().copied().filter(|&o| facts.may_answer(t, o)).collect())
-        .collect();
+    let pools = Pools::new(&referable, |t, o| facts.may_answer(t, o));
     let types: Vec<(QuestionType, f64)> = QuestionType::ALL
         .iter()
         .map(|&t| (t, options.mix.weight(t)))
-        .filter(|&(t, w)| w > 0.0 && t.arity() <= pools[t.index()].len())
+        .filter(|&(t, w)| w > 0.0 && t.arity() <= pools.get(t).len())
         .collect();
     let total: f64 = types.iter().map(|(_, w)| w).sum();
     if types.is_empty() || total <= 0.0 {
-        return;
+        return 0;
     }
     let mut rng = Rng::for_frame(options.seed, &graph.frame);
     let mut want_yes = rng.coin();
     let mut asked: Vec<(u32, [u32; 3])> = Vec::new();
     let first = out.len();
-    for _ in 0..options.qa_per_image * ATTEMPTS_PER_QUESTION {
+    let draws = options.qa_per_image * ATTEMPTS_PER_QUESTION;
+    // Once a frame's draws run long, which of its candidates can still give a question (see `exhaust`).
+    let mut spent: Option<exhaust::Exhaustion> = None;
+    let mut made = 0;
+    for d in 0..draws {
         if out.len() - first >= options.qa_per_image {
             break;
         }
+        if stop_when_spent && d == EXHAUSTION_AFTER_QUESTIONS * options.qa_per_image {
+            let budget = (draws - d) / 2;
+            spent = exhaust::Exhaustion::new(&types, &pools, &facts, &described, options, &asked, budget);
+        }
+        if spent.as_ref().is_some_and(|e| e.spent(want_yes)) {
+            break;
+        }
+        made += 1;
         let mut pick = rng.unit() * total;
-        let mut t = types[types.len() - 1].0;
-        for &(ty, w) in &types {
+        let mut slot = types.len() - 1;
+        for (i, &(_, w)) in types.iter().enumerate() {
             if pick < w {
-                t = ty;
+                slot = i;
                 break;
             }
             pick -= w;
         }
-        let pool = &pools[t.index()];
+        let t = types[slot].0;
+        let pool = pools.get(t);
         let mut objects = [0u32; 3];
+        let mut positions = [0usize; 3];
         for k in 0..t.arity() {
             loop {
-                let o = pool[rng.below(pool.len())];
+                let j = rng.below(pool.len());
+                let o = pool[j];
                 if !objects[..k].contains(&o) {
                     objects[k] = o;
+                    positions[k] = j;
                     break;
                 }
             }
@@ -301,12 +342,11 @@ pub fn generate_frame_into(graph: &SceneGraph, bank: &TemplateBank, options: &Qa
         if names_give_away(t, objs, &described) {
             continue;
         }
-        let robot = match t {
-            QuestionType::PassBetween if !options.robot_widths_m.is_empty() => {
-                options.robot_widths_m[rng.below(options.robot_widths_m.len())]
-            }
-            _ => 0.0,
+        let robot_index = match t {
+            QuestionType::PassBetween if !options.robot_widths_m.is_empty() => rng.below(options.robot_widths_m.len()),
+            _ => 0,
         };
+        let robot = exhaust::robot_width(t, options, robot_index);
         let Some(mut fact) = facts.evaluate(t, objs, robot) else { continue };
         if let Some(truth) = fact.truth {
             if truth != want_yes {
@@ -333,13 +373,45 @@ pub fn generate_frame_into(graph: &SceneGraph, bank: &TemplateBank, options: &Qa
             continue;
         }
         let Some(record) = render(graph, &described, bank, options, &fact, &mut rng, out.len() - first) else {
+            if let Some(e) = spent.as_mut().filter(|_| exhaust::Exhaustion::render_failure_lasts(t, options)) {
+                let i = e.index(slot, &positions[..t.arity()], robot_index);
+                e.kill(i, fact.truth.map(|_| want_yes));
+            }
             continue;
         };
+        if let Some(e) = spent.as_mut() {
+            e.asked(&pools, key.0, key.1);
+        }
         asked.push(key);
         if fact.truth.is_some() {
             want_yes = !want_yes;
         }
         out.push(record);
+    }
+    made
+}
+
+/// The objects each question type draws among, in one buffer (one allocation a frame, not one a type).
+struct Pools {
+    objects: Vec<u32>,
+    /// Per [`QuestionType::index`], its range of `objects`; ascending ids.
+    ranges: Vec<std::ops::Range<usize>>,
+}
+
+impl Pools {
+    fn new(referable: &[u32], mut may: impl FnMut(QuestionType, u32) -> bool) -> Pools {
+        let mut objects = Vec::with_capacity(referable.len() * QuestionType::ALL.len());
+        let mut ranges = Vec::with_capacity(QuestionType::ALL.len());
+        for &t in QuestionType::ALL {
+            let start = objects.len();
+            objects.extend(referable.iter().copied().filter(|&o| may(t, o)));
+            ranges.push(start..objects.len());
+        }
+        Pools { objects, ranges }
+    }
+
+    fn get(&self, t: QuestionType) -> &[u32] {
+        &self.objects[self.ranges[t.index()].clone()]
     }
 }
 
