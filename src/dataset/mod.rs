@@ -430,9 +430,9 @@ fn hidden_rule(m: &crate::qa::Margins) -> String {
     };
     format!(
         " An object is partly hidden when {joined}: its sizes and gaps are not asked, it is compared in size only \
-         when it is the larger one, whether a robot can pass beside it is asked only when it cannot (the gap then given as \
-         \"at most\", `value_at_most`), and called above, below, left or right of another only where its hidden part \
-         cannot turn the answer.{placed}"
+         when it is the larger one, whether a robot can pass beside it is asked only when it cannot (the gap then \
+         given as \"at most\", `value_at_most`), and called above, below, left or right of another only where its \
+         hidden part cannot turn the answer.{placed}"
     )
 }
 
@@ -522,7 +522,8 @@ pub fn dataset_card(s: &DatasetSummary) -> String {
         "Parquet columns: `id`, `image` {{bytes, path}}, `messages` [{{role, content: [{{type, text}}]}}], `frame`, \
          `question`, `answer`, `question_type`, `category`, `objects`, `labels`, `references`, `answer_bool`, \
          `answer_object`, `value` (metres, or the clock hour), `unit`, `margin`, `threshold`, `robot_width_m`, \
-         `value_at_most` (true when `value` is only an upper bound), `unit_system`, `question_template`, `answer_template`."
+         `value_at_most` (true when `value` is only an upper bound), `unit_system`, `question_template`, \
+         `answer_template`."
     );
     if !s.failures.is_empty() {
         let _ =

@@ -1,5 +1,6 @@
 //! When a frame's draws are spent: the questions a frame can still give, kept for a frame with few objects once its
-//! draws run long, so that the draw loop of [`super::generate_frame_into`] stops as soon as no draw can give one.
+//! draws run long, so that the draw loop of [`super::generate_frame_into`] (`generate_frame_draws`) stops as soon as
+//! no draw can give one.
 //!
 //! A frame with few answerable facts (five people in a corridor, four of them cut off by the frame) would otherwise
 //! spend every one of its `qa_per_image × 24` draws. The stop is exact: a draw is turned down only for reasons that
@@ -75,9 +76,9 @@ impl Exhaustion {
         for &(t, _) in types {
             let (pool, arity) = (pools.get(t).len(), t.arity());
             let slot = Slot { t, first, pool, arity, robots: robots(t, options) };
-            let distinct: usize = (0..arity).map(|k| pool.saturating_sub(k)).product();
+            let distinct = (0..arity).try_fold(1usize, |n, k| n.checked_mul(pool.saturating_sub(k)))?;
             first = first.checked_add(pool.checked_pow(arity as u32)?.checked_mul(slot.robots)?)?;
-            evaluations += distinct * slot.robots;
+            evaluations = evaluations.checked_add(distinct.checked_mul(slot.robots)?)?;
             if first > MAX_CANDIDATES || evaluations > budget {
                 return None;
             }

@@ -2,8 +2,9 @@
 //!
 //! Each table of the bank is named after a [`QuestionType`] and holds `questions` plus either `yes` and `no`
 //! (yes/no types) or `answers`; `pass_between` may add `no_at_most`, the "no" answers whose gap is only an upper
-//! bound (one of the two objects is partly hidden; without the list such questions are not asked). Placeholders in braces are filled with object references and formatted values;
-//! a placeholder that begins a sentence is capitalised. The bank is checked when it is loaded: every type present,
+//! bound (one of the two objects is partly hidden; without the list such questions are not asked). Placeholders
+//! in braces are filled with object references and formatted values; a placeholder that begins a sentence is
+//! capitalised. The bank is checked when it is loaded: every type present,
 //! at least [`MIN_QUESTIONS`] questions and [`MIN_ANSWERS`] answers per list, only the placeholders a type
 //! provides, the required ones in every phrasing, no duplicates, no unknown tables or keys.
 
