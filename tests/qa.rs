@@ -241,6 +241,10 @@ fn check_record(graph: &SceneGraph, bank: &TemplateBank, r: &QaRecord) {
         }
     }
     assert!(follows(tt.questions[r.question_template as usize].source(), &r.question), "{what}");
+    // A question about a person does not call the objects things.
+    if r.labels.iter().any(|l| spatialsynth::qa::PEOPLE.contains(&l.as_str())) {
+        assert!(!tt.questions[r.question_template as usize].calls_things(), "{what}");
+    }
     // A gap that is only an upper bound is a pass-between "no", said with "at most".
     assert!(
         !r.value_at_most || (r.question_type == QuestionType::PassBetween && r.answer_bool == Some(false)),
@@ -260,7 +264,7 @@ fn check_record(graph: &SceneGraph, bank: &TemplateBank, r: &QaRecord) {
 }
 
 fn arb_block() -> impl Strategy<Value = Block> {
-    let labels = prop::sample::select(vec!["chair", "table", "lamp", "box", "bottle", "plant"]);
+    let labels = prop::sample::select(vec!["chair", "table", "lamp", "box", "bottle", "plant", "person"]);
     (labels, -2.0f32..2.0, 2.0f32..6.0, 0.15f32..1.2, 0.15f32..1.6, 0.15f32..1.0, prop::bool::weighted(0.2)).prop_map(
         |(label, x, z, w, h, d, lifted)| Block {
             label,
@@ -843,6 +847,43 @@ fn the_margins_of_a_depth_image_without_depth_cut_objects_off() {
     }
     // It is still compared in size where it is the larger one.
     assert!(asked > 20, "{asked}");
+}
+
+#[test]
+fn people_are_not_called_objects() {
+    // "Which object is taller, the person or the chair?": a question naming a person takes a phrasing that does not
+    // call the objects things; the others still use every phrasing.
+    let graph = scene(
+        "synthetic/people",
+        &[
+            block("person", -1.0, 3.0, [0.5, 1.7, 0.3]),
+            block("chair", 0.0, 3.5, [0.5, 0.9, 0.5]),
+            block("box", 1.0, 3.0, [0.4, 0.4, 0.4]),
+        ],
+    );
+    let bank = TemplateBank::builtin().unwrap();
+    let (mut about_people, mut things_otherwise) = (0, 0);
+    for seed in 0..200 {
+        for r in generate_frame(&graph, bank, &QaOptions { seed, ..QaOptions::default() }).unwrap() {
+            let says_things = bank.get(r.question_type).questions[r.question_template as usize].calls_things();
+            if r.labels.iter().any(|l| l == "person") {
+                about_people += 1;
+                assert!(!says_things, "{}", r.question);
+            } else {
+                things_otherwise += usize::from(says_things);
+            }
+        }
+    }
+    assert!(about_people > 500 && things_otherwise >= 10, "{about_people} {things_otherwise}");
+    // With no classes of people, the person is an object like the others.
+    let options = QaOptions { people: Vec::new(), ..QaOptions::default() };
+    let called: usize = (0..200)
+        .flat_map(|seed| generate_frame(&graph, bank, &QaOptions { seed, ..options.clone() }).unwrap())
+        .filter(|r| r.labels.iter().any(|l| l == "person"))
+        .filter(|r| bank.get(r.question_type).questions[r.question_template as usize].calls_things())
+        .count();
+    assert!(called > 20, "{called}");
+    assert!(QaOptions { people: vec!["Person".into()], ..QaOptions::default() }.validate().is_err());
 }
 
 #[test]

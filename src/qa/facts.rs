@@ -142,12 +142,7 @@ impl Margins {
                 return Err(format!("margins.occluded_fraction must be above 0 and at most 1, got {f}"));
             }
         }
-        let word = |c: &String| {
-            !c.is_empty()
-                && !c.contains(|ch: char| ch.is_whitespace() || ch == '_' || ch == '-')
-                && c.to_lowercase() == *c
-        };
-        if !self.floor_standing.iter().all(word) {
+        if !single_lowercase_words(&self.floor_standing) {
             return Err(format!(
                 "margins.floor_standing must hold single lowercase words, got {:?}",
                 self.floor_standing
@@ -239,15 +234,22 @@ pub fn cut_off(graph: &SceneGraph, o: &SceneObject, m: &Margins) -> bool {
     cut_edges(o.bbox_px, graph, m.cut_off_px).contains(&true)
 }
 
+/// Whether every entry of a class list is one lowercase word, as [`class_in`] compares them.
+pub(crate) fn single_lowercase_words(classes: &[String]) -> bool {
+    classes.iter().all(|c| {
+        !c.is_empty() && !c.contains(|ch: char| ch.is_whitespace() || ch == '_' || ch == '-') && c.to_lowercase() == *c
+    })
+}
+
 /// Whether `o` stands on the floor by its class but shows no base (see [`Margins::floor_standing`]). Only with a
 /// ground found by RANSAC: the gravity prior's ground is a guess.
 pub fn base_hidden(graph: &SceneGraph, o: &SceneObject, m: &Margins) -> bool {
-    graph.ground.found && o.bottom_m > m.ground_contact_m && stands_on_floor(&o.label, &m.floor_standing)
+    graph.ground.found && o.bottom_m > m.ground_contact_m && class_in(&o.label, &m.floor_standing)
 }
 
 /// Whether the last word of `label` (as [`super::refer::noun`] writes it: `_` and `-` split words, any case) is one
 /// of `classes`. No allocation for an ASCII label: it runs for every size question drawn.
-fn stands_on_floor(label: &str, classes: &[String]) -> bool {
+pub(crate) fn class_in(label: &str, classes: &[String]) -> bool {
     let head = label.trim().rsplit([' ', '_', '-']).next().unwrap_or_default();
     if head.is_ascii() {
         classes.iter().any(|c| c.eq_ignore_ascii_case(head))
@@ -587,7 +589,7 @@ impl<'a> FrameFacts<'a> {
 
 #[cfg(test)]
 mod tests {
-    use super::{cut_edge_flags, stands_on_floor, Margins};
+    use super::{class_in, cut_edge_flags, Margins};
 
     fn box_cut_off(b: [f32; 4], width: u32, height: u32, px: Option<f32>) -> bool {
         cut_edge_flags(b, [width, height], None, px).contains(&true)
@@ -597,17 +599,17 @@ mod tests {
     fn floor_standing_classes_are_found_by_the_last_word_of_the_label() {
         let classes = Margins::default().floor_standing;
         for label in ["chair", "office chair", "Dining_Table", "coffee-table", "person", " sofa "] {
-            assert!(stands_on_floor(label, &classes), "{label}");
+            assert!(class_in(label, &classes), "{label}");
         }
         for label in ["chair cushion", "table lamp", "cabinet", "tablet", "cup", ""] {
-            assert!(!stands_on_floor(label, &classes), "{label}");
+            assert!(!class_in(label, &classes), "{label}");
         }
-        assert!(!stands_on_floor("chair", &[]));
+        assert!(!class_in("chair", &[]));
         for bad in ["office chair", "dining_table", "coffee-table", "chair\t", "", "Chair"] {
             let m = Margins { floor_standing: vec![bad.into()], ..Margins::default() };
             assert!(m.validate().is_err(), "{bad:?}");
         }
-        assert!(stands_on_floor("Стул", &["стул".to_string()]) && !stands_on_floor("Стол", &["стул".to_string()]));
+        assert!(class_in("Стул", &["стул".to_string()]) && !class_in("Стол", &["стул".to_string()]));
         let m: Margins = serde_json::from_str(r#"{"floor_standing": null}"#).unwrap();
         assert!(m.floor_standing.is_empty());
         let m: Margins = serde_json::from_str("{}").unwrap();

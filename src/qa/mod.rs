@@ -135,7 +135,14 @@ pub struct QaOptions {
     pub references: ReferenceRule,
     /// Robot widths (metres) drawn for pass-between questions.
     pub robot_widths_m: Vec<f64>,
+    /// Classes of people, by the last word of the label: a question naming one is not phrased with "object" or
+    /// "item" ("Which object is taller, the person or the chair?"); single lowercase words.
+    pub people: Vec<String>,
 }
+
+/// The default [`QaOptions::people`].
+pub const PEOPLE: &[&str] =
+    &["person", "people", "man", "men", "woman", "women", "child", "children", "boy", "girl", "pedestrian", "rider"];
 
 impl Default for QaOptions {
     fn default() -> Self {
@@ -147,6 +154,7 @@ impl Default for QaOptions {
             margins: Margins::default(),
             references: ReferenceRule::default(),
             robot_widths_m: vec![0.3, 0.4, 0.5, 0.6, 0.8, 1.0],
+            people: PEOPLE.iter().map(|c| c.to_string()).collect(),
         }
     }
 }
@@ -160,6 +168,9 @@ impl QaOptions {
         }
         if self.robot_widths_m.iter().any(|w| !(w.is_finite() && *w > 0.0)) {
             return Err(err(format!("robot_widths_m must be positive, got {:?}", self.robot_widths_m)));
+        }
+        if !facts::single_lowercase_words(&self.people) {
+            return Err(err(format!("people must hold single lowercase words, got {:?}", self.people)));
         }
         Ok(())
     }
@@ -391,6 +402,20 @@ fn generate_frame_draws(
     made
 }
 
+/// A phrasing of `list` at random; for a question about a person, among those that do not call the objects things
+/// ("Which object is taller?"). `None` when there is none (a bank without `no_at_most`, or one whose every phrasing
+/// says "object").
+fn pick(list: &[templates::Template], person: bool, rng: &mut Rng) -> Option<usize> {
+    if !person {
+        return (!list.is_empty()).then(|| rng.below(list.len()));
+    }
+    let fit = list.iter().filter(|t| !t.calls_things()).count();
+    if fit == 0 {
+        return None;
+    }
+    list.iter().enumerate().filter(|(_, t)| !t.calls_things()).nth(rng.below(fit)).map(|(i, _)| i)
+}
+
 /// The objects each question type draws among, in one buffer (one allocation a frame, not one a type).
 struct Pools {
     objects: Vec<u32>,
@@ -538,12 +563,10 @@ fn render(
         Some(false) => &tt.no,
         None => &tt.answers,
     };
-    if answers.is_empty() {
-        // A bank without `no_at_most` has no honest way to give an upper bound.
-        return None;
-    }
-    let qi = rng.below(tt.questions.len());
-    let ai = rng.below(answers.len());
+    // People are not called objects or items.
+    let person = objects.iter().any(|&o| facts::class_in(&graph.objects[o as usize].label, &options.people));
+    let qi = pick(&tt.questions, person, rng)?;
+    let ai = pick(answers, person, rng)?;
     let mut question = String::with_capacity(96);
     tt.questions[qi].render_into(&mut question, &values);
     let mut answer = String::with_capacity(96);

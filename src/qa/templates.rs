@@ -64,6 +64,8 @@ enum Part {
 pub struct Template {
     parts: Vec<Part>,
     source: Box<str>,
+    /// Whether its own words call the objects things ("object", "items", ...): not for a question about a person.
+    calls_things: bool,
 }
 
 impl Template {
@@ -92,7 +94,13 @@ impl Template {
         if !literal.is_empty() {
             parts.push(Part::Text(literal.into_boxed_str()));
         }
-        Ok(Template { parts, source: text.into() })
+        let calls_things = parts.iter().any(|p| match p {
+            Part::Text(t) => t.split(|c: char| !c.is_alphabetic()).any(|w| {
+                ["object", "objects", "item", "items", "thing", "things"].contains(&w.to_lowercase().as_str())
+            }),
+            Part::Slot { .. } => false,
+        });
+        Ok(Template { parts, source: text.into(), calls_things })
     }
 
     fn slots(&self) -> impl Iterator<Item = Slot> + '_ {
@@ -100,6 +108,12 @@ impl Template {
             Part::Slot { slot, .. } => Some(*slot),
             Part::Text(_) => None,
         })
+    }
+
+    /// Whether its own words call the objects things ("Which object is taller, {A} or {B}?"): such a phrasing is
+    /// not used for a question about a person.
+    pub fn calls_things(&self) -> bool {
+        self.calls_things
     }
 
     /// The phrasing as written in the bank.
@@ -380,6 +394,9 @@ mod tests {
         for &t in QuestionType::ALL {
             let tt = bank.get(t);
             assert!(tt.questions.len() >= MIN_QUESTIONS, "{}", t.name());
+            // Questions about a person have nearly all the phrasings, and no answer calls the objects things.
+            assert!(tt.questions.iter().filter(|q| q.calls_things()).count() <= 4, "{}", t.name());
+            assert!(tt.yes.iter().chain(&tt.no).chain(&tt.no_at_most).chain(&tt.answers).all(|a| !a.calls_things()));
             if t.is_binary() {
                 assert!(tt.yes.len() >= MIN_ANSWERS && tt.no.len() >= MIN_ANSWERS, "{}", t.name());
             } else {
