@@ -884,6 +884,9 @@ fn people_are_not_called_objects() {
         .count();
     assert!(called > 20, "{called}");
     assert!(QaOptions { people: vec!["Person".into()], ..QaOptions::default() }.validate().is_err());
+    // In a `--qa-config`: `null` is none, and a config written before the key gets the default.
+    assert!(serde_json::from_str::<QaOptions>(r#"{"people": null}"#).unwrap().people.is_empty());
+    assert_eq!(serde_json::from_str::<QaOptions>("{}").unwrap().people, QaOptions::default().people);
 }
 
 #[test]

@@ -135,14 +135,34 @@ pub struct QaOptions {
     pub references: ReferenceRule,
     /// Robot widths (metres) drawn for pass-between questions.
     pub robot_widths_m: Vec<f64>,
-    /// Classes of people, by the last word of the label: a question naming one is not phrased with "object" or
-    /// "item" ("Which object is taller, the person or the chair?"); single lowercase words.
+    /// Classes of people, by the last word of the label: a question naming one is not phrased with "object",
+    /// "item" or "thing" ("Which object is taller, the person or the chair?"); single lowercase words. Empty (or
+    /// `null`): no class is; a `--qa-config` without it gets the default.
+    #[serde(deserialize_with = "facts::null_as_empty")]
     pub people: Vec<String>,
 }
 
 /// The default [`QaOptions::people`].
-pub const PEOPLE: &[&str] =
-    &["person", "people", "man", "men", "woman", "women", "child", "children", "boy", "girl", "pedestrian", "rider"];
+pub const PEOPLE: &[&str] = &[
+    "person",
+    "people",
+    "human",
+    "adult",
+    "man",
+    "men",
+    "woman",
+    "women",
+    "child",
+    "children",
+    "kid",
+    "kids",
+    "baby",
+    "boy",
+    "girl",
+    "pedestrian",
+    "rider",
+    "cyclist",
+];
 
 impl Default for QaOptions {
     fn default() -> Self {
@@ -402,18 +422,20 @@ fn generate_frame_draws(
     made
 }
 
-/// A phrasing of `list` at random; for a question about a person, among those that do not call the objects things
-/// ("Which object is taller?"). `None` when there is none (a bank without `no_at_most`, or one whose every phrasing
-/// says "object").
-fn pick(list: &[templates::Template], person: bool, rng: &mut Rng) -> Option<usize> {
+/// Whether `list` has a phrasing [`pick`] may use: any, or for a question about a person one that does not call
+/// the objects things (none: a bank without `no_at_most`, or one whose every phrasing says "object").
+fn usable(list: &[templates::Template], person: bool) -> bool {
+    list.iter().any(|t| !(person && t.calls_things()))
+}
+
+/// A phrasing of a [`usable`] `list` at random, one draw; for a question about a person, among those that do not
+/// call the objects things ("Which object is taller?").
+fn pick(list: &[templates::Template], person: bool, rng: &mut Rng) -> usize {
     if !person {
-        return (!list.is_empty()).then(|| rng.below(list.len()));
+        return rng.below(list.len());
     }
     let fit = list.iter().filter(|t| !t.calls_things()).count();
-    if fit == 0 {
-        return None;
-    }
-    list.iter().enumerate().filter(|(_, t)| !t.calls_things()).nth(rng.below(fit)).map(|(i, _)| i)
+    list.iter().enumerate().filter(|(_, t)| !t.calls_things()).nth(rng.below(fit)).map_or(0, |(i, _)| i)
 }
 
 /// The objects each question type draws among, in one buffer (one allocation a frame, not one a type).
@@ -563,10 +585,14 @@ fn render(
         Some(false) => &tt.no,
         None => &tt.answers,
     };
-    // People are not called objects or items.
+    // People are not called objects or items. A list with no phrasing to use gives no question (checked before any
+    // draw, so that the draws of the frame's later questions do not depend on it).
     let person = objects.iter().any(|&o| facts::class_in(&graph.objects[o as usize].label, &options.people));
-    let qi = pick(&tt.questions, person, rng)?;
-    let ai = pick(answers, person, rng)?;
+    if !usable(&tt.questions, person) || !usable(answers, person) {
+        return None;
+    }
+    let qi = pick(&tt.questions, person, rng);
+    let ai = pick(answers, person, rng);
     let mut question = String::with_capacity(96);
     tt.questions[qi].render_into(&mut question, &values);
     let mut answer = String::with_capacity(96);
