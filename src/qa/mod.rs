@@ -312,6 +312,7 @@ fn generate_frame_draws(
 ) -> usize {
     let facts = FrameFacts::new(graph, &options.margins);
     let described = refer::described_in(&facts, &options.references);
+    let people: Vec<bool> = graph.objects.iter().map(|o| facts::class_in(&o.label, &options.people)).collect();
     let referable: Vec<u32> = (0..described.len() as u32).filter(|&i| described[i as usize].is_some()).collect();
     // Each type draws its objects from the referable ones it may be asked of (no draw is spent on the size of a
     // partly hidden object, or on where an object cut off by the frame is), and is left out with too few.
@@ -403,7 +404,7 @@ fn generate_frame_draws(
         if asked.contains(&key) {
             continue;
         }
-        let Some(record) = render(graph, &described, bank, options, &fact, &mut rng, out.len() - first) else {
+        let Some(record) = render(graph, &described, &people, bank, options, &fact, &mut rng, out.len() - first) else {
             if let Some(e) = spent.as_mut().filter(|_| exhaust::Exhaustion::render_failure_lasts(t, options)) {
                 let i = e.index(slot, &positions[..t.arity()], robot_index);
                 e.kill(i, fact.truth.map(|_| want_yes));
@@ -500,9 +501,11 @@ fn dedup_key(t: QuestionType, objects: &[u32]) -> [u32; 3] {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn render(
     graph: &SceneGraph,
     refs: &[Option<refer::Reference>],
+    people: &[bool],
     bank: &TemplateBank,
     options: &QaOptions,
     fact: &Fact,
@@ -587,7 +590,7 @@ fn render(
     };
     // People are not called objects or items. A list with no phrasing to use gives no question (checked before any
     // draw, so that the draws of the frame's later questions do not depend on it).
-    let person = objects.iter().any(|&o| facts::class_in(&graph.objects[o as usize].label, &options.people));
+    let person = objects.iter().any(|&o| people[o as usize]);
     if !usable(&tt.questions, person) || !usable(answers, person) {
         return None;
     }
