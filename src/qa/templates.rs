@@ -64,7 +64,8 @@ enum Part {
 pub struct Template {
     parts: Vec<Part>,
     source: Box<str>,
-    /// Whether its own words call the objects things ("object", "items", ...): not for a question about a person.
+    /// Whether its own words call the objects things ("object", "items", ...) or treat them as things ("placed"):
+    /// not for a question about a person.
     calls_things: bool,
 }
 
@@ -96,7 +97,7 @@ impl Template {
         }
         let calls_things = parts.iter().any(|p| match p {
             Part::Text(t) => t.split(|c: char| !c.is_alphabetic()).any(|w| {
-                ["object", "objects", "item", "items", "thing", "things"].contains(&w.to_lowercase().as_str())
+                ["object", "objects", "item", "items", "thing", "things", "placed"].contains(&w.to_lowercase().as_str())
             }),
             Part::Slot { .. } => false,
         });
@@ -110,8 +111,8 @@ impl Template {
         })
     }
 
-    /// Whether its own words call the objects things ("Which object is taller, {A} or {B}?"): such a phrasing is
-    /// not used for a question about a person.
+    /// Whether its own words call the objects things ("Which object is taller, {A} or {B}?") or treat them as
+    /// things ("Is {A} placed to the left of {B}?"): such a phrasing is not used for a question about a person.
     pub fn calls_things(&self) -> bool {
         self.calls_things
     }
