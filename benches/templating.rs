@@ -37,6 +37,13 @@ fn templating(c: &mut Criterion) {
     let bank = TemplateBank::builtin().expect("built-in templates");
     let options = QaOptions { qa_per_image: 32, ..QaOptions::default() };
     let mut out = Vec::new();
+    // Where each frame stops drawing, against the draws it would spend without the stop (BENCHMARKS quotes these).
+    for g in &graphs {
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        let made = generate_frame_counting_draws(g, bank, &options, &mut a, true);
+        let all = generate_frame_counting_draws(g, bank, &options, &mut b, false);
+        eprintln!("{}: {} questions, {made} draws with the stop, {all} without", g.frame, a.len());
+    }
     generate_all(&graphs, bank, &options, &mut out);
     let n = out.len() as u64;
     let mut g = c.benchmark_group("qa");

@@ -140,7 +140,19 @@ impl Score {
 
 /// Scores one generated pair against the truths (indexed like the graph's objects). `camera` is the camera
 /// position in the canonical frame.
+/// Scores one record; with `SPATIALSYNTH_GT_WRONG=1` (and `--nocapture`) prints each wrong one with its boxes.
 fn score(r: &QaRecord, truths: &[Truth], camera: [f64; 3], s: &mut Score) {
+    let right = |s: &Score| s.qualitative.0 + s.quantitative.0;
+    let total = |s: &Score| s.qualitative.1 + s.quantitative.2;
+    let before = (right(s), total(s));
+    score_record(r, truths, camera, s);
+    if total(s) - before.1 > right(s) - before.0 && std::env::var_os("SPATIALSYNTH_GT_WRONG").is_some() {
+        let boxes: Vec<&Truth> = r.objects.iter().map(|&i| &truths[i as usize]).collect();
+        eprintln!("  wrong: {} | {} | value {:?} | boxes {boxes:?}", r.question, r.answer, r.value);
+    }
+}
+
+fn score_record(r: &QaRecord, truths: &[Truth], camera: [f64; 3], s: &mut Score) {
     let o: Vec<&Truth> = r.objects.iter().map(|&i| &truths[i as usize]).collect();
     let t = r.question_type;
     match t.form() {

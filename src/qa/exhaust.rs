@@ -1,6 +1,6 @@
 //! When a frame's draws are spent: the questions a frame can still give, kept for a frame with few objects once its
-//! draws run long, so that the draw loop of [`super::generate_frame_into`] (`generate_frame_draws`) stops as soon as
-//! no draw can give one.
+//! draws run long, so that the draw loop ([`super::generate_frame_counting_draws`]) stops as soon as no draw can
+//! give one.
 //!
 //! A frame with few answerable facts (five people in a corridor, four of them cut off by the frame) would otherwise
 //! spend every one of its `qa_per_image × 24` draws. The stop is exact: a draw is turned down only for reasons that

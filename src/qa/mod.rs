@@ -287,23 +287,13 @@ pub fn generate_frame(graph: &SceneGraph, bank: &TemplateBank, options: &QaOptio
 
 /// As [`generate_frame`], appending to `out` (lets a caller reuse its buffer).
 pub fn generate_frame_into(graph: &SceneGraph, bank: &TemplateBank, options: &QaOptions, out: &mut Vec<QaRecord>) {
-    generate_frame_draws(graph, bank, options, out, true);
+    generate_frame_counting_draws(graph, bank, options, out, true);
 }
 
 /// [`generate_frame_into`] with the stop for a frame whose questions have run out on or off (off: every draw is
 /// spent, as before the stop), returning the draws made: for the test that the stop changes no question.
 #[doc(hidden)]
 pub fn generate_frame_counting_draws(
-    graph: &SceneGraph,
-    bank: &TemplateBank,
-    options: &QaOptions,
-    out: &mut Vec<QaRecord>,
-    stop_when_spent: bool,
-) -> usize {
-    generate_frame_draws(graph, bank, options, out, stop_when_spent)
-}
-
-fn generate_frame_draws(
     graph: &SceneGraph,
     bank: &TemplateBank,
     options: &QaOptions,
