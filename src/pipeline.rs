@@ -39,7 +39,9 @@ pub struct SceneConfig {
     pub object_min_points: u32,
     /// Objects left with fewer points than this after denoising are dropped (and listed as dropped).
     pub min_object_points: u32,
-    /// Box objects: drop points within the ground inlier band before clustering (boxes contain floor).
+    /// Box objects: drop points within the ground inlier band, or below it, before clustering (boxes contain
+    /// floor). Those more than [`BELOW_GROUND_SIGMAS`] times their depth noise below the ground are counted
+    /// ([`SceneObject::points_below_ground`]).
     pub remove_ground_from_boxes: bool,
     /// Box objects: the kept cluster is the one with most points in the central part of the box (this share of
     /// its width and height), since the largest cluster of a box is often the wall behind the object.
@@ -372,6 +374,8 @@ struct DenoiseInput {
     /// How many points DBSCAN sees.
     len: usize,
     eps: f32,
+    /// How many of the points left out were well below the ground ([`SceneObject::points_below_ground`]).
+    below_ground: u32,
 }
 
 impl DenoiseInput {
@@ -388,8 +392,20 @@ impl DenoiseInput {
     }
 }
 
-/// K3's host steps before DBSCAN: boxes lose their ground points, and the radius grows with the object's median
-/// depth. `Err` says why the object is dropped.
+/// How many standard deviations of a point's depth noise ([`NoiseModel::sigma_at`]), at least the ground band
+/// (`ransac.inlier_threshold_m`), a point must lie below the ground to count in
+/// [`SceneObject::points_below_ground`]: depth noise scatters the floor's own points about as far on both sides of
+/// its plane.
+pub const BELOW_GROUND_SIGMAS: f32 = 3.0;
+
+/// Whether a point at height `h` above the ground (canonical frame) and depth `z` (camera frame) lies below the
+/// ground by more than its depth noise allows (see [`BELOW_GROUND_SIGMAS`]).
+fn below_ground(h: f32, z: f32, band: f32, noise: &NoiseModel) -> bool {
+    h < -band.max(BELOW_GROUND_SIGMAS * noise.sigma_at(z))
+}
+
+/// K3's host steps before DBSCAN: boxes lose their ground points (and count those well below it), and the radius
+/// grows with the object's median depth. `Err` says why the object is dropped.
 fn denoise_input(
     obj: &ObjectInput,
     canonical: &CanonicalFrame,
@@ -397,7 +413,7 @@ fn denoise_input(
     focal_px: f64,
     config: &SceneConfig,
 ) -> std::result::Result<DenoiseInput, String> {
-    let band = config.ransac.inlier_threshold_m;
+    let (band, noise) = (config.ransac.inlier_threshold_m, &config.noise);
     let all = &obj.points_in_camera;
     let mut drop_ground = obj.kind.may_include_ground() && ground_found && config.remove_ground_from_boxes;
     if drop_ground && obj.kind == ObjectKind::DetectedMask && !all.is_empty() {
@@ -410,14 +426,18 @@ fn denoise_input(
         return Err(format!("{} points, more than K3 takes in one object (2^32 - 1)", all.len()));
     }
     // The kept points' indices and their depths (for the median), in one pass (all of them: no indices).
+    let mut below_ground_points = 0u32;
     let (keep, mut depths) = match drop_ground {
         true => {
             let n = all.len();
             let (mut keep, mut depths) = (Vec::with_capacity(n), Vec::with_capacity(n));
             for (i, p) in all.iter().enumerate() {
-                if canonical.height_f32(*p) > band {
+                let h = canonical.height_f32(*p);
+                if h > band {
                     keep.push(i as u32);
                     depths.push(p[2]);
+                } else {
+                    below_ground_points += u32::from(below_ground(h, p[2], band, noise));
                 }
             }
             (Some(keep), depths)
@@ -431,7 +451,7 @@ fn denoise_input(
     let mid = depths.len() / 2;
     let median_depth = *depths.select_nth_unstable_by(mid, f32::total_cmp).1;
     let eps = config.object_eps_m.max((f64::from(config.object_eps_px) * f64::from(median_depth) / focal_px) as f32);
-    Ok(DenoiseInput { keep, len: depths.len(), eps })
+    Ok(DenoiseInput { keep, len: depths.len(), eps, below_ground: below_ground_points })
 }
 
 /// K3's host steps after DBSCAN: the kept cluster (the largest; for boxes, the one with most points in the box's
@@ -620,11 +640,13 @@ fn calls_by_frame<T, E>(
 /// A frame's kept objects, their summaries, its dropped objects and the closest-surface gaps (n x n).
 type FrameObjects = (Vec<SceneObject>, Vec<ObjectSummary>, Vec<DroppedObject>, Vec<f32>);
 
-/// An object kept by K3: its annotation index, the kept indices (into its points) and the radius.
+/// An object kept by K3: its annotation index, the kept indices (into its points), the radius and how many of its
+/// points lay well below the ground.
 struct Survivor {
     index: usize,
     kept_indices: Vec<u32>,
     eps: f32,
+    below_ground: u32,
 }
 
 /// K3–K5 for a batch of frames whose ground is known. Each kernel runs once for the whole batch: K3 on every object
@@ -688,11 +710,14 @@ fn scenes_from_ground(
                             let clustering = clusterings
                                 .next()
                                 .ok_or_else(|| frame_error(f, "DBSCAN returned too few clusterings".into()))?;
-                            denoise_output(obj, &input, &clustering, config).map(|kept| (kept, input.eps))
+                            denoise_output(obj, &input, &clustering, config)
+                                .map(|kept| (kept, input.eps, input.below_ground))
                         }
                     };
                     match outcome {
-                        Ok((kept_indices, eps)) => survivors.push(Survivor { index, kept_indices, eps }),
+                        Ok((kept_indices, eps, below_ground)) => {
+                            survivors.push(Survivor { index, kept_indices, eps, below_ground })
+                        }
                         Err(reason) => dropped.push(DroppedObject {
                             annotation_index: index as u32,
                             label: obj.label.clone(),
@@ -894,6 +919,7 @@ fn scene_object(obj: &ObjectInput, survivor: &Survivor, s: &ObjectSummary, objec
         points_in_region: obj.points_in_camera.len() as u32,
         points: s.points,
         dbscan_eps_m: survivor.eps,
+        points_below_ground: survivor.below_ground,
         centroid_m: s.centroid_m,
         aabb_min_m: s.aabb_min_m,
         aabb_max_m: s.aabb_max_m,

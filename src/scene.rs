@@ -50,6 +50,14 @@ pub struct SceneObject {
     /// Valid depth points in the object's region, and those kept after denoising.
     pub points_in_region: u32,
     pub points: u32,
+    /// Points of the region more than their depth noise below the ground (see
+    /// [`crate::pipeline::BELOW_GROUND_SIGMAS`]), left out with the ground's points before clustering: the object
+    /// reaches below the ground plane, which is then not the floor it stands on (a table top taken as the ground of
+    /// a table-top frame, a chair under it), and its part down there is missing from its measure. Counted for the
+    /// objects that lose their ground points (not given instance masks, whose points are all kept); 0 without a
+    /// ground found.
+    #[serde(default)]
+    pub points_below_ground: u32,
     /// DBSCAN radius used for this object (grows with distance for sparse depth).
     pub dbscan_eps_m: f32,
     pub centroid_m: [f32; 3],

@@ -6,6 +6,8 @@ use spatialsynth::geometry::canonical::GroundSource;
 use spatialsynth::geometry::Point3;
 use spatialsynth::io::objects::ObjectKind;
 use spatialsynth::pipeline::{scene_from_points, ObjectInput, SceneConfig};
+use spatialsynth::qa::facts::reaches_below_ground;
+use spatialsynth::qa::Margins;
 
 fn object(label: &str, points: Vec<Point3>) -> ObjectInput {
     ObjectInput {
@@ -101,4 +103,44 @@ fn a_mask_lying_on_the_floor_keeps_its_points_and_other_objects_lose_the_floor()
     let crate_ = geo.objects.iter().find(|o| o.label == "crate").expect("the crate is kept");
     assert_eq!(crate_.points, 1520, "the floor points and the face's two lowest rows go");
     assert!(crate_.bottom_m > 0.02, "{crate_:?}");
+}
+
+#[test]
+fn points_well_below_a_table_top_ground_are_counted_and_hide_the_objects_base() {
+    // A table top 0.7 m below the camera (y down), 3 m by 2.2 m, points 1.5 cm apart: the largest plane, so the
+    // ground. The floor 1.45 m below the camera shows only beyond it, a strip of 1.5 m by 0.5 m.
+    let table = patch([-1.5, 0.7, 0.8], [3.0, 0.0, 0.0], [0.0, 0.0, 2.2], 200);
+    let floor = patch([-0.75, 1.45, 3.1], [1.5, 0.0, 0.0], [0.0, 0.0, 0.5], 60);
+    // A chair's front 2.3 m away, from 0.4 m above the table top down to 0.7 m below it (it stands under the
+    // table's far edge), in rows 2.5 cm apart: rows 0.3, 0.325, ... 1.4 m below the camera. The rows at 0.8 m and
+    // lower (25 rows of 45) lie more than 3 sigma of depth noise below the ground (3 · (0.01 + 0.003 · 2.3²) =
+    // 7.76 cm); the row at 0.775 m, 7.5 cm below it, lies within the noise and is taken for ground.
+    let chair = patch([0.2, 0.3, 2.3], [0.5, 0.0, 0.0], [0.0, 1.1, 0.0], 45);
+    // A cup standing on the table top.
+    let cup = patch([-0.6, 0.6, 1.5], [0.08, 0.0, 0.0], [0.0, 0.1, 0.0], 20);
+    let as_box =
+        |label: &str, points: Vec<Point3>| ObjectInput { kind: ObjectKind::DetectedBox, ..object(label, points) };
+    let objects = [as_box("chair", chair), as_box("cup", cup)];
+    let mut all = table;
+    all.extend(floor);
+    all.extend(objects.iter().flat_map(|o| o.points_in_camera.iter().copied()));
+    let geo =
+        scene_from_points("synthetic/table top", &all, None, &objects, 1e9, None, &SceneConfig::default()).unwrap();
+    assert!(geo.ground.found && (geo.ground.camera_height_m - 0.7).abs() < 1e-3, "{:?}", geo.ground);
+    let get = |label: &str| geo.objects.iter().find(|o| o.label == label).unwrap_or_else(|| panic!("{label}"));
+    let (chair, cup) = (get("chair"), get("cup"));
+    assert_eq!((chair.points_in_region, chair.points_below_ground), (45 * 45, 25 * 45));
+    assert_eq!(cup.points_below_ground, 0);
+    // The chair is measured by its part above the table top (rows 0.3–0.675 m), its base hidden.
+    assert!((chair.height_m - 0.375).abs() < 0.01 && chair.bottom_m > 0.02, "{chair:?}");
+    let margins = Margins::default();
+    assert!(reaches_below_ground(chair, &margins) && !reaches_below_ground(cup, &margins));
+    assert!(!reaches_below_ground(chair, &Margins { below_ground_share: None, ..margins.clone() }));
+    assert!(!reaches_below_ground(chair, &Margins { below_ground_share: Some(0.6), ..margins }));
+    // Without ground removal (the points are all kept, the chair whole), nothing is counted.
+    let keep_all = SceneConfig { remove_ground_from_boxes: false, ..SceneConfig::default() };
+    let geo = scene_from_points("synthetic/table top", &all, None, &objects, 1e9, None, &keep_all).unwrap();
+    let chair = geo.objects.iter().find(|o| o.label == "chair").expect("the chair is kept");
+    assert_eq!(chair.points_below_ground, 0);
+    assert!((chair.height_m - 1.1).abs() < 0.01, "{chair:?}");
 }

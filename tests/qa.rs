@@ -679,27 +679,30 @@ fn objects_cut_off_by_the_frame_are_not_measured_by_what_shows() {
     // The position of the chair cut off by the frame is not asked either (its part out of view may lie anywhere
     // beyond the image's edge: `Margins::cut_off_positions`); that of the occluded chair and of the chair with its
     // base hidden is (their hidden part adjoins the part in view).
-    // How the chair is hidden: its box, occlusion and lift, and the margins that take it as whole.
-    type Hiding = (&'static str, [f32; 4], Option<Occlusion>, f32, Margins);
-    let hidings: [Hiding; 3] = [
-        ("cut off", [150.0, 0.0, 260.0, 120.0], None, 0.0, Margins { cut_off_px: None, ..Default::default() }),
+    // And so when a third of the points of the chair's region lay well below the ground, left out with the
+    // ground's: the ground is a table top, and the chair stands under it on a floor out of the picture. And when
+    // the chair rises no higher than 0.15 m above the ground (0.1 m; its points reach 0.2 m below it): it lies in
+    // the ground plane, which is its top, as a table's whose top RANSAC took for the ground.
+    // How the chair is hidden: its box, occlusion, lift and share of its region below the ground, and the margins
+    // that take it as whole.
+    type Hiding = (&'static str, [f32; 4], Option<Occlusion>, f32, f32, Margins);
+    let inside = [150.0, 60.0, 260.0, 120.0];
+    let hidings: [Hiding; 5] = [
+        ("cut off", [150.0, 0.0, 260.0, 120.0], None, 0.0, 0.0, Margins { cut_off_px: None, ..Default::default() }),
         (
             "occluded",
-            [150.0, 60.0, 260.0, 120.0],
+            inside,
             Some(Occlusion { left: Some(0.0), top: Some(0.6), right: Some(0.1), bottom: None }),
+            0.0,
             0.0,
             Margins { occluded_fraction: Some(0.7), ..Default::default() },
         ),
-        (
-            "base hidden",
-            [150.0, 60.0, 260.0, 120.0],
-            None,
-            0.4,
-            Margins { floor_standing: Vec::new(), ..Default::default() },
-        ),
+        ("base hidden", inside, None, 0.4, 0.0, Margins { floor_standing: Vec::new(), ..Default::default() }),
+        ("below the ground", inside, None, 0.0, 0.3, Margins { below_ground_share: None, ..Default::default() }),
+        ("in the ground plane", inside, None, -0.2, 0.0, Margins { floor_standing: Vec::new(), ..Default::default() }),
     ];
-    for (how, chair_box, occlusion, lift, whole) in hidings {
-        hidden_chair_is_not_measured_by_what_shows(how, chair_box, occlusion, lift, whole);
+    for (how, chair_box, occlusion, lift, below, whole) in hidings {
+        hidden_chair_is_not_measured_by_what_shows(how, chair_box, occlusion, lift, below, whole);
     }
 }
 
@@ -708,6 +711,7 @@ fn hidden_chair_is_not_measured_by_what_shows(
     chair_box: [f32; 4],
     occlusion: Option<Occlusion>,
     lift: f32,
+    below: f32,
     whole: Margins,
 ) {
     let mut graph = scene(
@@ -721,6 +725,9 @@ fn hidden_chair_is_not_measured_by_what_shows(
     let id = |label: &str| graph.objects.iter().position(|o| o.label == label).unwrap() as u32;
     let (chair, box_, stool) = (id("chair"), id("box"), id("stool"));
     graph.objects[chair as usize].occlusion = occlusion;
+    let in_region = graph.objects[chair as usize].points_in_region;
+    graph.objects[chair as usize].points_below_ground = (below * in_region as f32) as u32;
+    assert!(below == 0.0 || graph.objects[chair as usize].points_below_ground > in_region / 100, "{in_region}");
     for (o, bbox) in [(chair, chair_box), (box_, [400.0, 200.0, 470.0, 300.0]), (stool, [300.0, 250.0, 340.0, 300.0])] {
         graph.objects[o as usize].bbox_px = bbox;
     }
