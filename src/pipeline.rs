@@ -401,7 +401,8 @@ pub const BELOW_GROUND_SIGMAS: f32 = 3.0;
 /// Whether a point at height `h` above the ground (canonical frame) and depth `z` (camera frame) lies below the
 /// ground by more than its depth noise allows (see [`BELOW_GROUND_SIGMAS`]).
 fn below_ground(h: f32, z: f32, band: f32, noise: &NoiseModel) -> bool {
-    h < -band.max(BELOW_GROUND_SIGMAS * noise.sigma_at(z))
+    // The noise only for points below the band (most of a box's ground points lie in it).
+    h < -band && h < -BELOW_GROUND_SIGMAS * noise.sigma_at(z)
 }
 
 /// K3's host steps before DBSCAN: boxes lose their ground points (and count those well below it), and the radius
